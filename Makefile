@@ -1,0 +1,42 @@
+# Atelier: `make run` starts everything on one machine; `make test` runs the whole suite.
+# Both create .venv/ on first use and skip the install when pyproject.toml has not changed.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+# torch first, pinned: pip then takes the CPU wheel this machine has on disk instead of
+# resolving a multi-GB CUDA build as a dependency of something else.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: run test bench setup migrate clean
+
+$(BIN)/python:
+	@$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11)" 2>/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+migrate: setup
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py collectstatic --noinput -v0
+
+run: migrate
+	$(BIN)/python manage.py bootstrap --url http://127.0.0.1:$(PORT)
+	PORT=$(PORT) $(BIN)/honcho --no-prefix start --procfile Procfile --app-root .
+
+test: setup
+	bash scripts/run-tests.sh
+
+bench: migrate
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf var/broker var/static

@@ -1,0 +1,1 @@
+"""The dashboard and the moderation UI (templates, static assets and their views)."""

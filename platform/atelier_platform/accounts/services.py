@@ -1,0 +1,113 @@
+"""Projects, members and API keys: creation, lookup and revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from atelier_platform.accounts.models import ApiKey, Membership, Project
+from atelier_platform.accounts.roles import DEFAULT_API_KEY_SCOPES, ROLE_CAPABILITIES, Capability, Role
+
+KEY_PREFIX = "atl"
+#: last_used_at is refreshed at most this often, so that a busy key does not write on every call.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    """A new key: ``raw`` is shown once and never stored."""
+
+    api_key: ApiKey
+    raw: str
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_project(slug: str, name: str | None = None) -> Project:
+    project = Project(slug=slug, name=name or slug)
+    project.full_clean()
+    project.save()
+    from atelier_platform.catalog.services import enable_installed_plugins
+
+    enable_installed_plugins(project)
+    return project
+
+
+def add_member(project: Project, user: AbstractBaseUser, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    return membership
+
+
+def normalise_scopes(scopes: list[str] | tuple[str, ...] | None) -> list[str]:
+    chosen = list(DEFAULT_API_KEY_SCOPES if not scopes else scopes)
+    unknown = sorted(set(chosen) - set(Capability.values))
+    if unknown:
+        raise ValidationError(
+            f"Unknown scope(s): {', '.join(unknown)}. Valid scopes: {', '.join(Capability.values)}."
+        )
+    return sorted(set(chosen))
+
+
+@transaction.atomic
+def issue_api_key(project: Project, *, scopes=None, name: str = "", created_by=None) -> IssuedApiKey:
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(
+        project=project,
+        name=name,
+        prefix=prefix,
+        secret_hash=_hash_secret(secret),
+        scopes=normalise_scopes(scopes),
+        created_by=created_by,
+    )
+    return IssuedApiKey(api_key=api_key, raw=f"{KEY_PREFIX}_{prefix}_{secret}")
+
+
+def parse_raw_key(raw: str) -> tuple[str, str] | None:
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def authenticate_api_key(raw: str) -> ApiKey | None:
+    """The active key for ``raw``, or None. Constant-time comparison of the secret's hash."""
+    parsed = parse_raw_key(raw)
+    if parsed is None:
+        return None
+    prefix, secret = parsed
+    api_key = ApiKey.objects.select_related("project").filter(prefix=prefix).first()
+    if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash_secret(secret)):
+        return None
+    if not api_key.is_active:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key
+
+
+def revoke_api_key(api_key: ApiKey) -> None:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+
+
+def capabilities_of(user: AbstractBaseUser, project: Project) -> frozenset[str]:
+    membership = Membership.objects.filter(project=project, user=user).only("role").first()
+    if membership is None:
+        return frozenset()
+    return ROLE_CAPABILITIES[membership.role]

@@ -1,0 +1,54 @@
+"""``Authorization: Bearer <api key>``: the key identifies its project and carries its scopes."""
+
+from __future__ import annotations
+
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+
+from atelier_platform.accounts.models import ApiKey
+from atelier_platform.accounts.services import authenticate_api_key
+
+
+class ApiKeyPrincipal:
+    """``request.user`` for a request made with an API key: authenticated, but not a person."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+
+    def __str__(self) -> str:
+        return f"API key {self.api_key.prefix}"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    keyword = "bearer"
+
+    def authenticate(self, request):
+        header = get_authorization_header(request)
+        if not header:
+            return None
+        try:
+            parts = header.decode("ascii").split()
+        except UnicodeDecodeError:
+            raise AuthenticationFailed("The Authorization header must be ASCII.", code="malformed_api_key") from None
+        if not parts or parts[0].lower() != self.keyword:
+            raise AuthenticationFailed(
+                "Unsupported Authorization scheme; send 'Authorization: Bearer <api key>'.", code="malformed_api_key"
+            )
+        if len(parts) != 2:
+            raise AuthenticationFailed(
+                "Malformed Authorization header; send 'Authorization: Bearer <api key>'.", code="malformed_api_key"
+            )
+        api_key = authenticate_api_key(parts[1])
+        if api_key is None:
+            raise AuthenticationFailed("The API key is unknown or revoked.", code="invalid_api_key")
+        return ApiKeyPrincipal(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="atelier"'

@@ -1,0 +1,128 @@
+"""The JSON error envelope: ``{"error": {"code": ..., "message": ..., "details": ...}}``.
+
+Every error under /api/ and /v1/ takes this shape: DRF exceptions, the job services' errors,
+Django's 404 and 500, and bodies refused before a view runs (too large, no length).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from atelier_platform.jobs.errors import JobServiceError
+
+logger = logging.getLogger("atelier.api")
+
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status)
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
+_DRF_CODES: dict[type, tuple[str, str | None]] = {
+    exceptions.ParseError: ("malformed_json", None),
+    exceptions.UnsupportedMediaType: ("unsupported_media_type", None),
+    exceptions.NotAuthenticated: ("not_authenticated", None),
+    exceptions.NotFound: ("not_found", None),
+    exceptions.MethodNotAllowed: ("method_not_allowed", None),
+    exceptions.NotAcceptable: ("not_acceptable", None),
+    exceptions.Throttled: ("rate_limited", None),
+    exceptions.PermissionDenied: ("permission_denied", None),
+}
+
+
+def _codes_word(exc: exceptions.APIException, fallback: str) -> str:
+    codes = exc.get_codes()
+    return codes if isinstance(codes, str) else fallback
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, JobServiceError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("Not found.")
+    if isinstance(exc, exceptions.ValidationError):
+        set_rollback()
+        return Response(
+            error_body("validation_error", "The request has invalid or missing fields.", exc.detail),
+            status=exc.status_code,
+        )
+    if isinstance(exc, exceptions.APIException):
+        set_rollback()
+        code = next((word for cls, (word, _) in _DRF_CODES.items() if isinstance(exc, cls)), None)
+        if isinstance(exc, exceptions.AuthenticationFailed):
+            code = _codes_word(exc, "authentication_failed")
+        if isinstance(exc, exceptions.ParseError):
+            message = f"The body is not valid JSON: {exc.detail}"
+        else:
+            message = str(exc.detail)
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        return Response(error_body(code or _codes_word(exc, "error"), message), status=exc.status_code, headers=headers)
+    return None  # unexpected: Django answers 500 through handler500, in the envelope
+
+
+class ApiRequestGuardMiddleware:
+    """Refuse API bodies that are too large (413) or of unknown length (411) before reading them."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if is_api_path(request.path) and request.method in ("POST", "PUT", "PATCH"):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+                return error_response(411, "length_required", "Send the body with a Content-Length header, not chunked.")
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return error_response(400, "bad_content_length", "The Content-Length header is not a number.")
+            if length > limit:
+                return error_response(
+                    413, "payload_too_large", f"The body is {length} bytes; the limit is {limit} bytes.",
+                    {"limit_bytes": limit},
+                )
+        return self.get_response(request)
+
+
+def json_not_found(request, exception=None):
+    if is_api_path(request.path):
+        return error_response(404, "not_found", f"No API resource at {request.path}.")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def json_server_error(request):
+    if is_api_path(request.path):
+        return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
+    from django.views.defaults import server_error
+
+    return server_error(request)
+
+
+def json_bad_request(request, exception=None):
+    if is_api_path(request.path):
+        return error_response(400, "bad_request", "The request could not be understood.")
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)

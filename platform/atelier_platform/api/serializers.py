@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from atelier_platform.jobs.models import Job, Output, OutputFile
+
+
+class StrictSerializer(serializers.Serializer):
+    """Unknown fields are an error, not silently dropped: a typo like ``parmas`` must be heard."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class JobCreateSerializer(StrictSerializer):
+    plugin = serializers.CharField(max_length=63, help_text="Plugin id, as listed by GET /api/v1/plugins/.")
+    input = serializers.DictField(help_text="Input object; must match the plugin's input_schema.")
+    params = serializers.DictField(required=False, default=dict, help_text="Must match the plugin's params_schema.")
+    priority = serializers.IntegerField(min_value=0, max_value=9, default=5, help_text="0 (lowest) to 9 (most urgent).")
+
+
+class OutputFileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OutputFile
+        fields = ["id", "role", "media_type", "size"]
+
+
+class OutputSerializer(serializers.ModelSerializer):
+    files = OutputFileSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Output
+        fields = ["id", "index", "content", "review_state", "provenance", "safety", "files", "created_at"]
+
+
+class JobErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class JobProgressSerializer(serializers.Serializer):
+    fraction = serializers.FloatField()
+    detail = serializers.DictField()
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    plugin = serializers.CharField(source="plugin_id")
+    project = serializers.CharField(source="project.slug")
+    error = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    cancel_requested = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "project", "plugin", "plugin_version", "status", "priority", "input", "params", "seed",
+            "attempts", "max_attempts", "progress", "error", "cancel_requested",
+            "created_at", "started_at", "finished_at",
+        ]
+
+    @extend_schema_field(JobErrorSerializer(allow_null=True))
+    def get_error(self, job: Job) -> dict | None:
+        if not job.error_code:
+            return None
+        return {"code": job.error_code, "message": job.error_message}
+
+    @extend_schema_field(JobProgressSerializer(allow_null=True))
+    def get_progress(self, job: Job) -> dict | None:
+        if job.progress is None:
+            return None
+        return {"fraction": job.progress, "detail": job.progress_detail}
+
+    def get_cancel_requested(self, job: Job) -> bool:
+        return job.cancel_requested_at is not None
+
+
+class JobSerializer(JobSummarySerializer):
+    outputs = OutputSerializer(many=True, read_only=True)
+
+    class Meta(JobSummarySerializer.Meta):
+        fields = [*JobSummarySerializer.Meta.fields, "outputs"]
+
+
+class PluginSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    version = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    modality = serializers.CharField()
+    resource_class = serializers.CharField()
+    max_batch_size = serializers.IntegerField()
+    time_limit_s = serializers.IntegerField()
+    enabled = serializers.BooleanField(help_text="Whether the caller's project may submit jobs to it.")
+    input_schema = serializers.DictField()
+    params_schema = serializers.DictField()
+    output_schema = serializers.DictField()

@@ -1,0 +1,16 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from atelier_platform.api.views import JobViewSet, PluginListView
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("jobs", JobViewSet, basename="job")
+
+urlpatterns = [
+    path("plugins/", PluginListView.as_view(), name="plugin-list"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    *router.urls,
+]

@@ -1,0 +1,32 @@
+"""Which plugins a project may use."""
+
+from __future__ import annotations
+
+from atelier_sdk import Plugin
+
+from atelier_platform.accounts.models import Project
+from atelier_platform.catalog.models import ProjectPlugin
+from atelier_platform.catalog.registry import get_registry
+
+
+def enable_installed_plugins(project: Project) -> list[str]:
+    """Enable every plugin installed now for a new project; returns their ids."""
+    ids = [plugin.manifest.id for plugin in get_registry().available()]
+    for plugin_id in ids:
+        ProjectPlugin.objects.get_or_create(project=project, plugin_id=plugin_id, defaults={"enabled": True})
+    return ids
+
+
+def set_plugin_enabled(project: Project, plugin_id: str, enabled: bool) -> ProjectPlugin:
+    setting, _ = ProjectPlugin.objects.update_or_create(
+        project=project, plugin_id=plugin_id, defaults={"enabled": enabled}
+    )
+    return setting
+
+
+def enabled_plugin_ids(project: Project) -> set[str]:
+    return set(ProjectPlugin.objects.filter(project=project, enabled=True).values_list("plugin_id", flat=True))
+
+
+def installed_plugin(plugin_id: str) -> type[Plugin] | None:
+    return get_registry().get(plugin_id)

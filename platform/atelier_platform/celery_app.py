@@ -1,0 +1,85 @@
+"""The Celery app: the only way the platform reaches the workers.
+
+The platform sends tasks by name (``send_task``); it never imports ``atelier_workers``. The
+database row of a job is its truth: messages carry only ids, and a lost or duplicated message
+is repaired by the sweeper and the idempotent claim.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from atelier_platform import fs_broker
+from atelier_platform.config import get_config
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "atelier_platform.settings")
+
+#: Queues by resource class, plus one for the platform's own housekeeping, so that a sweep is
+#: never stuck behind a long generation.
+QUEUE_GPU = "gpu"
+QUEUE_CPU = "cpu"
+QUEUE_PLATFORM = "platform"
+JOB_QUEUES = (QUEUE_GPU, QUEUE_CPU)
+
+#: Task names, the contract between the platform and the workers.
+RUN_JOB_TASK = "atelier.run_job"
+SWEEP_JOBS_TASK = "atelier.sweep_jobs"
+
+
+def _broker_options(config) -> dict:
+    if config.uses_embedded_broker:
+        fs_broker.register()
+        return {**fs_broker.transport_options(config.broker_folder), "polling_interval": config.broker_poll_interval_s}
+    return {
+        # Ten priority levels, 0 served first (the Redis convention; see jobs.services.broker_priority).
+        "priority_steps": list(range(10)),
+        "sep": ":",
+        "queue_order_strategy": "priority",
+        "visibility_timeout": config.broker_visibility_timeout_s,
+    }
+
+
+def create_app() -> Celery:
+    config = get_config()
+    app = Celery("atelier", include=["atelier_platform.jobs.tasks", "atelier_workers.tasks"])
+    app.conf.update(
+        broker_url=config.resolved_broker_url,
+        broker_transport_options=_broker_options(config),
+        broker_connection_retry_on_startup=True,
+        # JSON only: a message can never make a worker unpickle attacker-controlled bytes.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Results live in the database (the job row); the broker only carries work.
+        task_ignore_result=True,
+        result_backend=None,
+        # A message is acknowledged only after its task finished; a worker that dies mid-task
+        # leaves it to be delivered again, and the claim makes the second delivery harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # One direct exchange per queue: a message published for "cpu" reaches the cpu queue only.
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (QUEUE_GPU, QUEUE_CPU, QUEUE_PLATFORM)],
+        task_default_queue=QUEUE_PLATFORM,
+        task_default_exchange=QUEUE_PLATFORM,
+        task_default_routing_key=QUEUE_PLATFORM,
+        task_default_priority=4,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # beat keeps its schedule in memory (celery.beat:Scheduler): no shelve/pickle file.
+        beat_scheduler="celery.beat:Scheduler",
+        beat_schedule={
+            "sweep-jobs": {
+                "task": SWEEP_JOBS_TASK,
+                "schedule": config.sweep_interval_s,
+                "options": {"queue": QUEUE_PLATFORM, "expires": max(config.sweep_interval_s * 2, 5)},
+            }
+        },
+    )
+    return app
+
+
+app = create_app()

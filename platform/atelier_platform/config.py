@@ -1,0 +1,119 @@
+"""The one typed helper that reads Atelier's configuration from the environment.
+
+Every setting an operator may change is a field here, with its environment variable name
+(prefix ``ATELIER_`` unless it is a well-known name such as ``DATABASE_URL``), its type and its
+default. Defaults are the embedded single-machine mode: SQLite and a file-system broker under
+``ATELIER_DATA_DIR``. A bad value fails at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigurationError(RuntimeError):
+    """Raised at start-up when the environment holds a missing or bad value."""
+
+
+class AtelierConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATELIER_", extra="ignore", frozen=True)
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(default=REPO_ROOT / "var", description="SQLite file, broker folder, media, secret key")
+    models_root: Path | None = Field(default=None, description="root of local model directories (default DATA_DIR/models)")
+    media_root: Path | None = Field(default=None, description="uploaded and generated files (default DATA_DIR/media)")
+
+    # --- services ----------------------------------------------------------------------
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "ATELIER_DATABASE_URL"))
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "ATELIER_REDIS_URL"))
+    broker_url: str | None = Field(default=None, validation_alias=AliasChoices("BROKER_URL", "ATELIER_BROKER_URL"))
+    broker_poll_interval_s: float = Field(default=0.05, gt=0, le=5)
+    # Redis redelivers an unacknowledged message after this long. It must exceed the longest
+    # plugin time limit, or a slow job would be handed to a second worker while it still runs.
+    broker_visibility_timeout_s: int = Field(default=3600, ge=10)
+
+    # --- web -----------------------------------------------------------------------------
+    debug: bool = False
+    secret_key: str | None = Field(default=None, validation_alias=AliasChoices("SECRET_KEY", "ATELIER_SECRET_KEY"))
+    allowed_hosts: str = "127.0.0.1,localhost"
+    csrf_trusted_origins: str = ""
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, description="largest API request body accepted")
+    production: bool = Field(default=False, description="refuse embedded defaults that are unsafe in production")
+
+    # --- jobs ----------------------------------------------------------------------------
+    job_heartbeat_s: float = Field(default=5.0, gt=0, description="how often a running job proves its worker alive")
+    job_stale_after_s: float = Field(default=60.0, gt=0, description="a running job silent this long lost its worker")
+    job_requeue_after_s: float = Field(default=300.0, gt=0, description="a queued job untouched this long lost its message")
+    sweep_interval_s: float = Field(default=15.0, gt=0)
+    retry_backoff_base_s: float = Field(default=2.0, ge=0)
+    retry_backoff_max_s: float = Field(default=300.0, ge=0)
+
+    # --- plugins and workers ---------------------------------------------------------------
+    extra_plugins: str = Field(default="", description="comma-separated module:Class plugins loaded besides entry points")
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
+    worker_name: str | None = None
+
+    @field_validator("database_url", "redis_url", "broker_url", "secret_key", "worker_name", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    # --- derived values ----------------------------------------------------------------------
+    @property
+    def resolved_models_root(self) -> Path:
+        return (self.models_root or self.data_dir / "models").resolve()
+
+    @property
+    def resolved_media_root(self) -> Path:
+        return (self.media_root or self.data_dir / "media").resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'atelier.sqlite3').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """Explicit BROKER_URL, else REDIS_URL, else the embedded file-system broker."""
+        return self.broker_url or self.redis_url or "atelierfs://localhost//"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.resolved_broker_url.startswith("atelierfs://")
+
+    def resolved_secret_key(self) -> str:
+        """SECRET_KEY from the environment; outside production, one generated and kept in DATA_DIR."""
+        if self.secret_key:
+            return self.secret_key
+        if self.production:
+            raise ConfigurationError(
+                "SECRET_KEY is not set. Set SECRET_KEY to a long random string "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+            )
+        key_file = self.data_dir / "secret_key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(50))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_config() -> AtelierConfig:
+    try:
+        return AtelierConfig()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'ATELIER_' + str(err['loc'][0]).upper() if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"Bad configuration in the environment: {problems}") from None

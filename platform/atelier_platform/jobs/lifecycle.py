@@ -1,0 +1,229 @@
+"""A job's life after submission: claim, heartbeat, progress, finish, retry, cancel.
+
+Every transition is a conditional write on the job row, so that two workers, a worker and the
+sweeper, or a worker and a cancelling user can race and the row still tells one story:
+- ``claim_job`` moves queued -> running for exactly one caller and hands it a claim token;
+- every later write by that worker names the token, and is refused once the claim is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Iterable
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from atelier_platform.config import get_config
+from atelier_platform.jobs.errors import JobAlreadyFinished
+from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile, ReviewState
+from atelier_platform.jobs.queueing import enqueue_on_commit
+
+logger = logging.getLogger("atelier.jobs")
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: Job
+    token: uuid.UUID
+
+
+@dataclass(frozen=True)
+class ProducedOutput:
+    """What a worker hands back for one output: JSON content and files (name, media type, bytes)."""
+
+    content: dict[str, Any]
+    files: tuple[tuple[str, str, bytes, str], ...] = ()  # (name, media_type, data, role)
+
+
+def claim_job(job_id: str, worker: str) -> Claim | None:
+    """Take a queued job for this worker; None when it is not queued (done, running elsewhere, cancelled)."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        claim_token=token,
+        worker=worker[:255],
+        started_at=now,
+        heartbeat_at=now,
+        progress=0.0,
+        progress_detail={},
+    )
+    if not claimed:
+        return None
+    return Claim(job=Job.objects.get(pk=job_id), token=token)
+
+
+def heartbeat(job_id: str, token: uuid.UUID) -> tuple[bool, bool]:
+    """Prove the worker alive. Returns (still ours, cancel requested)."""
+    updated = Job.objects.filter(pk=job_id, claim_token=token, status=JobStatus.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+    if not updated:
+        return False, False
+    cancel = Job.objects.filter(pk=job_id, cancel_requested_at__isnull=False).exists()
+    return True, cancel
+
+
+def record_progress(job_id: str, token: uuid.UUID, fraction: float, detail: dict[str, Any]) -> None:
+    Job.objects.filter(pk=job_id, claim_token=token, status=JobStatus.RUNNING).update(
+        progress=fraction, progress_detail=detail, heartbeat_at=timezone.now()
+    )
+
+
+def _locked_claimed_job(job_id: str, token: uuid.UUID) -> Job | None:
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.RUNNING or job.claim_token != token:
+        logger.warning("job %s: claim %s was lost; discarding this worker's result", job_id, token)
+        return None
+    return job
+
+
+def _finish(job: Job, status: str, *, code: str = "", message: str = "") -> None:
+    job.status = status
+    job.error_code = code
+    job.error_message = message
+    job.finished_at = timezone.now()
+    job.claim_token = None
+    job.save(update_fields=["status", "error_code", "error_message", "finished_at", "claim_token"])
+
+
+@transaction.atomic
+def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput], provenance: dict[str, Any]) -> bool:
+    """Store a job's outputs, all or none, pending review. False when the claim was lost."""
+    job = _locked_claimed_job(job_id, token)
+    if job is None:
+        return False
+    if job.cancel_requested_at is not None:
+        _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running; outputs discarded.")
+        return True
+    for index, produced in enumerate(outputs):
+        output = Output.objects.create(
+            job=job,
+            index=index,
+            content=produced.content,
+            provenance={**provenance, "ai_generated": True, "output_index": index},
+            review_state=ReviewState.PENDING,
+        )
+        for name, media_type, data, role in produced.files:
+            stored = OutputFile(output=output, role=role, media_type=media_type, size=len(data))
+            stored.file.save(name, ContentFile(data), save=False)
+            stored.save()
+    job.progress = 1.0
+    job.save(update_fields=["progress"])
+    _finish(job, JobStatus.SUCCEEDED)
+    return True
+
+
+@transaction.atomic
+def fail_job(job_id: str, token: uuid.UUID, code: str, message: str) -> bool:
+    job = _locked_claimed_job(job_id, token)
+    if job is None:
+        return False
+    if job.cancel_requested_at is not None:
+        _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running.")
+    else:
+        _finish(job, JobStatus.FAILED, code=code, message=message)
+    return True
+
+
+def retry_delay_s(attempt: int) -> float:
+    config = get_config()
+    return min(config.retry_backoff_max_s, config.retry_backoff_base_s * (2 ** max(0, attempt - 1)))
+
+
+@transaction.atomic
+def retry_or_fail(job_id: str, token: uuid.UUID, code: str, message: str) -> str:
+    """After a transient error: queue the job again with backoff, or fail it after its last attempt."""
+    job = _locked_claimed_job(job_id, token)
+    if job is None:
+        return "lost"
+    if job.cancel_requested_at is not None:
+        _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running.")
+        return JobStatus.CANCELLED
+    if job.attempts >= job.max_attempts:
+        _finish(job, JobStatus.FAILED, code=code, message=f"{message} (gave up after {job.attempts} attempts)")
+        return JobStatus.FAILED
+    _requeue(job, code=code, message=message, countdown=retry_delay_s(job.attempts))
+    return JobStatus.QUEUED
+
+
+def _requeue(job: Job, *, code: str, message: str, countdown: float = 0) -> None:
+    job.status = JobStatus.QUEUED
+    job.claim_token = None
+    job.worker = ""
+    job.error_code = code
+    job.error_message = message
+    job.progress = None
+    job.save(update_fields=["status", "claim_token", "worker", "error_code", "error_message", "progress"])
+    enqueue_on_commit(job, countdown=countdown)
+
+
+@transaction.atomic
+def cancel_job(job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop. A finished job answers 409."""
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if job.status in FINISHED_STATUSES:
+        raise JobAlreadyFinished(f"Job {job.id} already finished with status {job.status!r}; nothing to cancel.")
+    now = timezone.now()
+    job.cancel_requested_at = job.cancel_requested_at or now
+    if job.status == JobStatus.QUEUED:
+        job.status = JobStatus.CANCELLED
+        job.finished_at = now
+        job.error_code = "cancelled"
+        job.error_message = "Cancelled before it started."
+    job.save(update_fields=["cancel_requested_at", "status", "finished_at", "error_code", "error_message"])
+    return job
+
+
+def sweep(now=None) -> dict[str, int]:
+    """Repair what lost messages and dead workers left behind. Run periodically by beat.
+
+    - running jobs whose worker stopped sending heartbeats are queued again (or failed after
+      their last attempt, or cancelled if a cancel was asked for);
+    - queued jobs whose message should have been picked up long ago get a new message.
+    Duplicate messages this may create are harmless: only one can claim the job.
+    """
+    config = get_config()
+    now = now or timezone.now()
+    counts = {"requeued_lost_workers": 0, "failed_lost_workers": 0, "cancelled": 0, "republished": 0}
+
+    stale = Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=now - timedelta(seconds=config.job_stale_after_s))
+    for job_id in stale.values_list("pk", flat=True)[:500]:
+        with transaction.atomic():
+            job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.RUNNING).first()
+            if job is None or job.heartbeat_at >= now - timedelta(seconds=config.job_stale_after_s):
+                continue
+            past_deadline = job.started_at and now > job.started_at + timedelta(seconds=job.time_limit_s)
+            if job.cancel_requested_at is not None:
+                _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled; its worker stopped.")
+                counts["cancelled"] += 1
+            elif job.attempts >= job.max_attempts or past_deadline:
+                reason = (
+                    f"Exceeded its time limit of {job.time_limit_s} s."
+                    if past_deadline
+                    else f"The worker running it stopped responding, {job.attempts} times; giving up."
+                )
+                _finish(job, JobStatus.FAILED, code="time_limit" if past_deadline else "worker_lost", message=reason)
+                counts["failed_lost_workers"] += 1
+            else:
+                logger.warning("job %s: worker %s stopped responding; queueing it again", job.pk, job.worker)
+                _requeue(job, code="worker_lost", message=f"Worker {job.worker} stopped responding; retrying.")
+                counts["requeued_lost_workers"] += 1
+
+    lost = Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=now - timedelta(seconds=config.job_requeue_after_s))
+    for job_id in lost.values_list("pk", flat=True)[:500]:
+        with transaction.atomic():
+            job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.QUEUED).first()
+            if job is None:
+                continue
+            logger.warning("job %s: no worker took its message for %.0f s; sending another", job.pk, config.job_requeue_after_s)
+            enqueue_on_commit(job)
+            counts["republished"] += 1
+    return counts

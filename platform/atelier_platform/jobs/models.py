@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from atelier_platform.accounts.models import ApiKey, Project
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    BLOCKED = "blocked", "Blocked"
+
+
+FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.BLOCKED})
+
+
+class Job(models.Model):
+    """One generation request. This row is the truth about the job; broker messages carry its id.
+
+    A worker owns a running job through ``claim_token``, set when it claims the row; every write
+    it makes afterwards checks the token, so a worker that lost its claim (declared dead by the
+    sweeper, then woke up) cannot overwrite the work of the one that took over.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
+    plugin_id = models.CharField(max_length=63)
+    plugin_version = models.CharField(max_length=50)
+    resource_class = models.CharField(max_length=10)
+    input = models.JSONField()
+    params = models.JSONField(default=dict)
+    seed = models.BigIntegerField()
+    priority = models.PositiveSmallIntegerField(default=5)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    time_limit_s = models.PositiveIntegerField(default=600)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    progress = models.FloatField(null=True, blank=True)
+    progress_detail = models.JSONField(default=dict, blank=True)
+
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+
+    claim_token = models.UUIDField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    #: when the newest message for this job was due at a worker (a retry's is in the future)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    enqueue_count = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="job_project_newest"),
+            models.Index(fields=["status", "enqueued_at"], name="job_status_enqueued"),
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="one_job_per_idempotency_key",
+            ),
+            models.CheckConstraint(condition=Q(priority__lte=9), name="job_priority_0_to_9"),
+        ]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def __str__(self) -> str:
+        return f"{self.plugin_id} job {self.id} ({self.status})"
+
+
+class ReviewState(models.TextChoices):
+    PENDING = "pending", "Pending review"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class Output(models.Model):
+    """One piece of content a job produced: an instance of the plugin's Output model."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
+    index = models.PositiveSmallIntegerField()
+    content = models.JSONField()
+    provenance = models.JSONField(default=dict)
+    safety = models.JSONField(default=dict, blank=True)
+    review_state = models.CharField(max_length=20, choices=ReviewState.choices, default=ReviewState.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        # The last line of defence against a job's outputs being written twice.
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_output_per_job_index")]
+
+    def __str__(self) -> str:
+        return f"output {self.index} of {self.job_id}"
+
+
+def output_file_path(instance: "OutputFile", filename: str) -> str:
+    return f"outputs/{instance.output.job.project_id}/{instance.output.job_id}/{instance.output.index}-{filename}"
+
+
+class OutputFile(models.Model):
+    output = models.ForeignKey(Output, on_delete=models.CASCADE, related_name="files")
+    role = models.CharField(max_length=30, default="primary")
+    media_type = models.CharField(max_length=100)
+    file = models.FileField(upload_to=output_file_path, max_length=500)
+    size = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["output", "role"]

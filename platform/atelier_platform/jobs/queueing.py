@@ -1,0 +1,61 @@
+"""Putting job messages on the broker. The job row is already saved; a message only carries its id.
+
+A publish that fails (broker down) is logged and left to the sweeper, which re-sends messages
+for queued jobs that no worker picked up: the submitter still gets their 201.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from atelier_platform.celery_app import RUN_JOB_TASK, app
+
+logger = logging.getLogger("atelier.jobs")
+
+#: Seconds between the soft time limit (raised inside the task) and the hard kill.
+HARD_LIMIT_GRACE_S = 30
+
+
+def broker_priority(priority: int) -> int:
+    """API priority 9 is the most urgent; brokers here serve priority 0 first."""
+    return 9 - max(0, min(9, priority))
+
+
+def publish_run_job(job_id: str, *, queue: str, priority: int, time_limit_s: int, countdown: float = 0) -> bool:
+    try:
+        app.send_task(
+            RUN_JOB_TASK,
+            args=[str(job_id)],
+            queue=queue,
+            priority=broker_priority(priority),
+            soft_time_limit=time_limit_s,
+            time_limit=time_limit_s + HARD_LIMIT_GRACE_S,
+            countdown=countdown or None,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+        return True
+    except Exception:  # broker unreachable: the sweeper re-sends later
+        logger.exception("could not publish job %s to queue %s; the sweeper will retry", job_id, queue)
+        return False
+
+
+def enqueue_on_commit(job, *, countdown: float = 0) -> None:
+    """Record when the message is due and publish it once the surrounding transaction commits."""
+    from atelier_platform.jobs.models import Job
+
+    due = timezone.now() + timedelta(seconds=countdown)
+    Job.objects.filter(pk=job.pk).update(enqueued_at=due, enqueue_count=F("enqueue_count") + 1)
+    job.enqueued_at = due
+    publish_on_commit(job, countdown=countdown)
+
+
+def publish_on_commit(job, *, countdown: float = 0) -> None:
+    args = dict(queue=job.resource_class, priority=job.priority, time_limit_s=job.time_limit_s, countdown=countdown)
+    job_id = str(job.pk)
+    transaction.on_commit(lambda: publish_run_job(job_id, **args), robust=True)

@@ -1,0 +1,46 @@
+"""The one decorator every Atelier task is declared with.
+
+It fixes the task's name, queue, delivery guarantees and timing log, so that no task forgets
+``acks_late`` or logs its duration differently from the others.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any, Callable
+
+from atelier_platform.celery_app import app
+
+logger = logging.getLogger("atelier.tasks")
+
+
+def atelier_task(name: str, *, queue: str, **options: Any) -> Callable:
+    def decorate(function: Callable) -> Any:
+        @app.task(
+            name=name,
+            queue=queue,
+            bind=True,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            ignore_result=True,
+            **options,
+        )
+        @functools.wraps(function)
+        def run(task, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            outcome = "error"
+            try:
+                result = function(task, *args, **kwargs)
+                outcome = "ok"
+                return result
+            finally:
+                logger.info(
+                    "task %s id=%s outcome=%s seconds=%.3f",
+                    name, task.request.id, outcome, time.perf_counter() - started,
+                )
+
+        return run
+
+    return decorate

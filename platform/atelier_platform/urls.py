@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from atelier_platform import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/v1/", include("atelier_platform.api.urls")),
+    path("admin/", admin.site.urls),
+    path("", include("atelier_frontend.urls")),
+]
+
+handler400 = "atelier_platform.api.errors.json_bad_request"
+handler404 = "atelier_platform.api.errors.json_not_found"
+handler500 = "atelier_platform.api.errors.json_server_error"

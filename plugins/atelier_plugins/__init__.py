@@ -1,0 +1,1 @@
+"""Atelier's built-in plugins, registered through the ``atelier.plugins`` entry-point group."""

@@ -1,0 +1,32 @@
+"""The Atelier plugin SDK: everything a model plugin needs, and nothing of Django.
+
+    from atelier_sdk import Plugin, Manifest, Modality, ResourceClass, OutputItem
+
+See README.md, "Writing a plugin".
+"""
+
+from atelier_sdk.errors import InvalidPlugin, JobCancelled, PluginError, TransientPluginError
+from atelier_sdk.manifest import Manifest, Modality, ResourceClass
+from atelier_sdk.plugin import Artifact, GenerationRequest, ItemResult, NoParams, OutputItem, Plugin, RunContext
+from atelier_sdk.registry import ENTRY_POINT_GROUP, PluginRecord, PluginRegistry, validate_plugin_class
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Artifact",
+    "GenerationRequest",
+    "InvalidPlugin",
+    "ItemResult",
+    "JobCancelled",
+    "Manifest",
+    "Modality",
+    "NoParams",
+    "OutputItem",
+    "Plugin",
+    "PluginError",
+    "PluginRecord",
+    "PluginRegistry",
+    "ResourceClass",
+    "RunContext",
+    "TransientPluginError",
+    "validate_plugin_class",
+]

@@ -1,0 +1,127 @@
+"""The plugin contract: what a model plugin declares and implements.
+
+A plugin knows nothing of Django, queues or databases. The platform validates each job's input
+against ``Input`` and ``Params`` before queueing it, calls ``load`` once per worker process and
+device, then calls ``generate`` with batches of up to ``manifest.max_batch_size`` requests.
+
+Keep heavy imports (torch, transformers, diffusers) inside ``load`` and ``generate``: the web
+process imports every plugin module to read its schemas and must start fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from atelier_sdk.errors import JobCancelled, PluginError
+from atelier_sdk.manifest import Manifest
+
+
+class NoParams(BaseModel):
+    """Params of a plugin that takes none: any key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One job as a plugin sees it: validated input and params, and a seed for reproducibility."""
+
+    job_id: str
+    input: BaseModel
+    params: BaseModel
+    seed: int
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file that belongs to an output (an image, its thumbnail)."""
+
+    name: str
+    media_type: str
+    data: bytes
+    role: str = "primary"
+
+
+@dataclass
+class OutputItem:
+    """One piece of content: an instance of the plugin's ``Output`` model and its files."""
+
+    content: BaseModel
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+#: What ``generate`` returns for one request: its outputs, or the error that failed it alone.
+ItemResult = list[OutputItem] | PluginError
+
+
+class RunContext:
+    """What the worker gives ``generate``: the device, progress reporting and cancellation."""
+
+    def __init__(
+        self,
+        device: str,
+        *,
+        on_progress: Callable[[str, float, dict[str, Any]], None] | None = None,
+        is_cancelled: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.device = device
+        self._on_progress = on_progress
+        self._is_cancelled = is_cancelled
+        self._lock = threading.Lock()
+
+    def report_progress(self, job_id: str, fraction: float, **detail: Any) -> None:
+        """Tell the submitter how far a job got (0..1), with details such as tokens or steps."""
+        if self._on_progress is not None:
+            with self._lock:
+                self._on_progress(job_id, max(0.0, min(1.0, float(fraction))), detail)
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return bool(self._is_cancelled and self._is_cancelled(job_id))
+
+    def raise_if_cancelled(self, job_id: str) -> None:
+        """Call between steps of long work so that a cancelled job stops early."""
+        if self.is_cancelled(job_id):
+            raise JobCancelled(job_id)
+
+
+class Plugin(ABC):
+    """Base class of every model plugin.
+
+    Subclasses set ``manifest``, ``Input`` and ``Output`` (pydantic models; their JSON Schema
+    is what the API publishes and the dashboard builds its forms from), optionally ``Params``,
+    and implement ``generate``. ``load`` receives the device (``cpu``, ``cuda:0``) and the
+    model directory the project chose (or ``None`` when the plugin needs no model files).
+    """
+
+    manifest: ClassVar[Manifest]
+    Input: ClassVar[type[BaseModel]]
+    Output: ClassVar[type[BaseModel]]
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def load(self, device: str, model_dir: Path | None) -> None:  # noqa: B027 - optional hook
+        """Load weights once; called before the first ``generate`` of this instance."""
+
+    @abstractmethod
+    def generate(self, batch: Sequence[GenerationRequest], context: RunContext) -> list[ItemResult]:
+        """Return one ``ItemResult`` per request, in order. Never let one bad item fail the rest."""
+
+    def unload(self) -> None:  # noqa: B027 - optional hook
+        """Free what ``load`` took (device memory); called before the instance is dropped."""
+
+    @classmethod
+    def input_schema(cls) -> dict[str, Any]:
+        return cls.Input.model_json_schema()
+
+    @classmethod
+    def params_schema(cls) -> dict[str, Any]:
+        return cls.Params.model_json_schema()
+
+    @classmethod
+    def output_schema(cls) -> dict[str, Any]:
+        return cls.Output.model_json_schema()

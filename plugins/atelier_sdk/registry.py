@@ -1,0 +1,144 @@
+"""Finding plugins: the ``atelier.plugins`` entry-point group, plus explicit ``module:Class`` paths.
+
+A plugin that fails to import or breaks the contract is recorded with its reason and skipped;
+it never stops the platform from starting.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import traceback
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from atelier_sdk.errors import InvalidPlugin
+from atelier_sdk.manifest import Manifest
+from atelier_sdk.plugin import Plugin
+
+ENTRY_POINT_GROUP = "atelier.plugins"
+
+logger = logging.getLogger("atelier.plugins")
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    """One discovered plugin: usable (``plugin`` set) or broken (``error`` set)."""
+
+    name: str
+    source: str
+    plugin: type[Plugin] | None = None
+    error: str | None = None
+
+    @property
+    def state(self) -> str:
+        return "ok" if self.plugin is not None else "broken"
+
+
+def validate_plugin_class(candidate: object) -> type[Plugin]:
+    """Check that ``candidate`` keeps the plugin contract; raise ``InvalidPlugin`` saying why not."""
+    if not (inspect.isclass(candidate) and issubclass(candidate, Plugin)):
+        raise InvalidPlugin(f"{candidate!r} is not a subclass of atelier_sdk.Plugin")
+    if inspect.isabstract(candidate):
+        raise InvalidPlugin(f"{candidate.__name__} does not implement generate()")
+    manifest = getattr(candidate, "manifest", None)
+    if isinstance(manifest, dict):
+        try:
+            manifest = Manifest.model_validate(manifest)
+        except ValidationError as exc:
+            raise InvalidPlugin(f"bad manifest: {_first_errors(exc)}") from None
+        candidate.manifest = manifest
+    if not isinstance(manifest, Manifest):
+        raise InvalidPlugin(f"{candidate.__name__}.manifest must be an atelier_sdk.Manifest")
+    for attribute in ("Input", "Output", "Params"):
+        model = getattr(candidate, attribute, None)
+        if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+            raise InvalidPlugin(f"{candidate.__name__}.{attribute} must be a pydantic model class")
+        try:
+            model.model_json_schema()
+        except Exception as exc:  # a model pydantic cannot describe cannot be published either
+            raise InvalidPlugin(f"{candidate.__name__}.{attribute} has no JSON Schema: {exc}") from None
+    return candidate
+
+
+def _first_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def _load_target(load: callable, name: str, source: str) -> PluginRecord:
+    try:
+        loaded = load()
+    except Exception as exc:
+        logger.warning("plugin %s (%s) failed to import: %s", name, source, exc)
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return PluginRecord(name=name, source=source, error=f"import failed: {last}")
+    try:
+        plugin = validate_plugin_class(loaded)
+    except InvalidPlugin as exc:
+        logger.warning("plugin %s (%s) is invalid: %s", name, source, exc)
+        return PluginRecord(name=name, source=source, error=str(exc))
+    return PluginRecord(name=name, source=source, plugin=plugin)
+
+
+def _import_path(path: str):
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ImportError(f"{path!r} is not of the form module:Class")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+class PluginRegistry:
+    """All plugins known to this process, by manifest id."""
+
+    def __init__(self, records: Iterable[PluginRecord] = ()) -> None:
+        self._records: dict[str, PluginRecord] = {}
+        for record in records:
+            self.add(record)
+
+    @classmethod
+    def discover(
+        cls, *, extra_paths: Iterable[str] = (), entry_point_list: Iterable[EntryPoint] | None = None
+    ) -> "PluginRegistry":
+        registry = cls()
+        found = entry_points(group=ENTRY_POINT_GROUP) if entry_point_list is None else entry_point_list
+        for entry_point in found:
+            registry.add(_load_target(entry_point.load, entry_point.name, f"entry point {entry_point.value}"))
+        for path in extra_paths:
+            path = path.strip()
+            if path:
+                registry.add(_load_target(lambda p=path: _import_path(p), path.rpartition(":")[2], path))
+        return registry
+
+    def add(self, record: PluginRecord) -> None:
+        key = record.plugin.manifest.id if record.plugin is not None else record.name
+        existing = self._records.get(key)
+        if existing is not None and existing.plugin is not None and record.plugin is not None:
+            if existing.plugin is record.plugin:
+                return
+            record = PluginRecord(
+                name=record.name,
+                source=record.source,
+                error=f"duplicate plugin id {key!r}, already provided by {existing.source}",
+            )
+            key = f"{key} ({record.source})"
+        self._records[key] = record
+
+    def register(self, plugin: type[Plugin], source: str = "registered in code") -> type[Plugin]:
+        """Add a plugin class directly (tests, embedding); invalid classes raise ``InvalidPlugin``."""
+        plugin = validate_plugin_class(plugin)
+        self.add(PluginRecord(name=plugin.manifest.id, source=source, plugin=plugin))
+        return plugin
+
+    def get(self, plugin_id: str) -> type[Plugin] | None:
+        record = self._records.get(plugin_id)
+        return record.plugin if record is not None else None
+
+    def available(self) -> list[type[Plugin]]:
+        return sorted((r.plugin for r in self._records.values() if r.plugin is not None), key=lambda p: p.manifest.id)
+
+    def records(self) -> list[PluginRecord]:
+        return sorted(self._records.values(), key=lambda r: r.name)

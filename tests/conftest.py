@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+from atelier_sdk import PluginRegistry
+from rest_framework.test import APIClient
+
+from atelier_platform.accounts.services import issue_api_key
+from atelier_platform.catalog.registry import replace_registry
+from atelier_platform.catalog.services import set_plugin_enabled
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+from tests.support.plugins import GpuEcho, ReverseText
+
+
+@pytest.fixture(autouse=True)
+def empty_plugin_registry():
+    """No plugin is installed unless a test asks for one."""
+    registry = PluginRegistry()
+    replace_registry(registry)
+    yield registry
+    replace_registry(None)
+
+
+@pytest.fixture
+def reverse_plugin(empty_plugin_registry):
+    empty_plugin_registry.register(ReverseText)
+    empty_plugin_registry.register(GpuEcho)
+    return ReverseText
+
+
+@pytest.fixture
+def project(db, reverse_plugin):
+    project = ProjectFactory()
+    set_plugin_enabled(project, "reverse_text", True)
+    set_plugin_enabled(project, "gpu_reverse", True)
+    return project
+
+
+@pytest.fixture
+def other_project(db, reverse_plugin):
+    project = ProjectFactory()
+    set_plugin_enabled(project, "reverse_text", True)
+    return project
+
+
+@pytest.fixture
+def make_key():
+    def make(project, scopes=("jobs:read", "jobs:write")):
+        return issue_api_key(project, scopes=list(scopes))
+
+    return make
+
+
+@pytest.fixture
+def api_key(project, make_key):
+    return make_key(project)
+
+
+@pytest.fixture
+def client_for():
+    def make(raw_key: str | None = None) -> APIClient:
+        client = APIClient()
+        if raw_key:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(api_key, client_for) -> APIClient:
+    return client_for(api_key.raw)
+
+
+@pytest.fixture
+def member(db):
+    def make(project, role):
+        return MembershipFactory(project=project, user=UserFactory(), role=role).user
+
+    return make

@@ -1,0 +1,117 @@
+"""Plugins the tests register (through ATELIER_EXTRA_PLUGINS or a registry fixture).
+
+``ReverseText`` does real, checkable work (reverses and counts text), can be told to sleep in
+small cancellable steps, and to fail in each way a plugin can fail. When
+ATELIER_TEST_RUN_LOG is set, every ``generate`` call appends the job id to that file, so that
+a test can count how often a job's work really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Literal
+
+from atelier_sdk import (
+    Manifest,
+    Modality,
+    OutputItem,
+    Plugin,
+    PluginError,
+    ResourceClass,
+    TransientPluginError,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ReverseInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=2000)
+    copies: int = Field(default=1, ge=1, le=5)
+    sleep_s: float = Field(default=0, ge=0, le=60)
+    fail: Literal["none", "transient", "permanent", "crash", "transient_once"] = "none"
+
+
+class ReverseParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    uppercase: bool = False
+
+
+class ReverseOutput(BaseModel):
+    text: str
+    characters: int
+
+
+class ReverseText(Plugin):
+    manifest = Manifest(
+        id="reverse_text",
+        version="1.0.0",
+        name="Reverse text",
+        description="Test plugin: reverses its input.",
+        modality=Modality.TEXT,
+        resource_class=ResourceClass.CPU,
+        max_batch_size=8,
+        time_limit_s=60,
+        max_attempts=3,
+    )
+    Input = ReverseInput
+    Params = ReverseParams
+    Output = ReverseOutput
+
+    def load(self, device, model_dir):
+        self.device = device
+
+    def generate(self, batch, context):
+        results = []
+        for request in batch:
+            log = os.environ.get("ATELIER_TEST_RUN_LOG")
+            if log:
+                with open(log, "a") as handle:
+                    handle.write(f"{request.job_id}\n")
+            data = request.input
+            steps = max(1, int(data.sleep_s / 0.1))
+            for step in range(steps if data.sleep_s else 0):
+                context.raise_if_cancelled(request.job_id)
+                time.sleep(0.1)
+                context.report_progress(request.job_id, (step + 1) / steps, step=step + 1)
+            if data.fail == "transient":
+                results.append(TransientPluginError("The model server is busy."))
+                continue
+            if data.fail == "transient_once" and not _seen_before(request.job_id):
+                results.append(TransientPluginError("Busy the first time."))
+                continue
+            if data.fail == "permanent":
+                results.append(PluginError("This text cannot be reversed.", code="invalid_input"))
+                continue
+            if data.fail == "crash":
+                raise ZeroDivisionError("division by zero in the model")
+            text = data.text[::-1]
+            if request.params.uppercase:
+                text = text.upper()
+            results.append([OutputItem(ReverseOutput(text=text, characters=len(text))) for _ in range(data.copies)])
+        return results
+
+
+_SEEN: set[str] = set()
+
+
+def _seen_before(job_id: str) -> bool:
+    seen = job_id in _SEEN
+    _SEEN.add(job_id)
+    return seen
+
+
+class GpuEcho(ReverseText):
+    """The same work declared as a GPU plugin, to check routing by resource class."""
+
+    manifest = ReverseText.manifest.model_copy(update={"id": "gpu_reverse", "resource_class": ResourceClass.GPU})
+
+
+class NotAPlugin:
+    """Registered by a test to check that a class breaking the contract is reported, not loaded."""
+
+
+class BadManifest(ReverseText):
+    manifest = {"id": "Bad Id!", "version": "one", "name": "", "modality": "text", "resource_class": "tpu"}

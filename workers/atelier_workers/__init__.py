@@ -1,0 +1,1 @@
+"""Atelier's worker runtime: the task that runs jobs, the model cache, heartbeats."""
