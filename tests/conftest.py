@@ -20,6 +20,18 @@ def empty_plugin_registry():
     replace_registry(None)
 
 
+@pytest.fixture(autouse=True)
+def sent_messages(monkeypatch):
+    """Messages the code under test published; unit tests never touch a real broker."""
+    sent = []
+
+    def record(name, args=None, **options):
+        sent.append({"task": name, "args": args, **options})
+
+    monkeypatch.setattr("atelier_platform.jobs.queueing.app.send_task", record)
+    return sent
+
+
 @pytest.fixture
 def reverse_plugin(empty_plugin_registry):
     empty_plugin_registry.register(ReverseText)

@@ -8,8 +8,15 @@ import os
 import tempfile
 
 os.environ.setdefault("ATELIER_DATA_DIR", tempfile.mkdtemp(prefix="atelier-test-"))
+# Heartbeats fast enough that a cancel reaches a running job within a test's patience.
+os.environ.setdefault("ATELIER_JOB_HEARTBEAT_S", "0.2")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")
 
 from atelier_platform.settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests only
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not Django's default in-memory test database: the worker tests run threads, and a
+    # shared-cache memory database answers "table is locked" where a file in WAL mode waits.
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["ATELIER_DATA_DIR"], "test.sqlite3")}  # noqa: F405

@@ -18,7 +18,7 @@ from typing import Any
 
 from atelier_sdk import GenerationRequest, JobCancelled, OutputItem, Plugin, PluginError, PluginRegistry, RunContext
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from atelier_platform.catalog.models import ProjectPlugin
@@ -138,7 +138,6 @@ class JobRunner:
         self.name = worker_name()
 
     def run(self, job_id: str) -> str:
-        close_old_connections()
         claim = lifecycle.claim_job(job_id, self.name)
         if claim is None:
             logger.info("job %s is not queued (finished, cancelled or running elsewhere); message dropped", job_id)
@@ -163,8 +162,7 @@ class JobRunner:
             logger.exception("plugin %s crashed on job %s", job.plugin_id, job_id)
             lifecycle.fail_job(job_id, token, "plugin_crashed", f"{type(error).__name__}: {error}")
             return "failed"
-        stored = lifecycle.complete_job(job_id, token, outputs, provenance)
-        return "succeeded" if stored else "lost"
+        return lifecycle.complete_job(job_id, token, outputs, provenance)
 
     def _generate(self, claim: Claim, beat: Heartbeat) -> tuple[list[ProducedOutput], dict[str, Any]]:
         job = claim.job

@@ -95,14 +95,14 @@ def _finish(job: Job, status: str, *, code: str = "", message: str = "") -> None
 
 
 @transaction.atomic
-def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput], provenance: dict[str, Any]) -> bool:
-    """Store a job's outputs, all or none, pending review. False when the claim was lost."""
+def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput], provenance: dict[str, Any]) -> str:
+    """Store a job's outputs, all or none, pending review. Returns the job's new status, or "lost"."""
     job = _locked_claimed_job(job_id, token)
     if job is None:
-        return False
+        return "lost"
     if job.cancel_requested_at is not None:
         _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running; outputs discarded.")
-        return True
+        return JobStatus.CANCELLED
     for index, produced in enumerate(outputs):
         output = Output.objects.create(
             job=job,
@@ -118,7 +118,7 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
     job.progress = 1.0
     job.save(update_fields=["progress"])
     _finish(job, JobStatus.SUCCEEDED)
-    return True
+    return JobStatus.SUCCEEDED
 
 
 @transaction.atomic
@@ -200,7 +200,9 @@ def sweep(now=None) -> dict[str, int]:
             job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.RUNNING).first()
             if job is None or job.heartbeat_at >= now - timedelta(seconds=config.job_stale_after_s):
                 continue
-            past_deadline = job.started_at and now > job.started_at + timedelta(seconds=job.time_limit_s)
+            # Still beating after its time limit: the job hung (the hard limit killed it), so a
+            # retry would hang again. Silent before its limit: the worker died; try again.
+            past_deadline = bool(job.started_at) and job.heartbeat_at > job.started_at + timedelta(seconds=job.time_limit_s)
             if job.cancel_requested_at is not None:
                 _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled; its worker stopped.")
                 counts["cancelled"] += 1

@@ -1,0 +1,106 @@
+"""Projects, API keys and the create_api_key command."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from atelier_platform.accounts.models import ApiKey, Project
+from atelier_platform.accounts.services import authenticate_api_key, issue_api_key, revoke_api_key
+from atelier_platform.catalog.models import ProjectPlugin
+
+REPO = Path(__file__).resolve().parents[2]
+KEY_PATTERN = re.compile(r"^atl_[0-9a-f]{12}_[A-Za-z0-9_-]{40,}$")
+
+
+def run_command(*args):
+    out, err = io.StringIO(), io.StringIO()
+    call_command("create_api_key", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.mark.django_db
+class TestCreateApiKeyCommand:
+    def test_prints_only_the_key(self, reverse_plugin):
+        out, err = run_command("--project", "acme", "--create-project")
+        assert KEY_PATTERN.match(out.strip()), out
+        assert out.count("\n") == 1
+        assert "acme" in err
+        project = Project.objects.get(slug="acme")
+        # a new project may use what is installed
+        assert set(ProjectPlugin.objects.filter(project=project).values_list("plugin_id", flat=True)) == {
+            "reverse_text", "gpu_reverse",
+        }
+        assert authenticate_api_key(out.strip()).project == project
+
+    def test_stores_only_a_hash(self, db):
+        out, _ = run_command("--project", "acme", "--create-project")
+        raw = out.strip()
+        key = ApiKey.objects.get()
+        secret = raw.split("_", 2)[2]
+        stored = " ".join(str(v) for v in ApiKey.objects.values().get().values())
+        assert secret not in stored
+        assert raw.startswith(f"atl_{key.prefix}_")
+
+    def test_scopes(self, db):
+        out, _ = run_command("--project", "acme", "--create-project", "--scopes", "jobs:read", "reviews:write")
+        assert authenticate_api_key(out.strip()).scopes == ["jobs:read", "reviews:write"]
+
+    def test_unknown_project_needs_create_flag(self, db):
+        with pytest.raises(CommandError, match="--create-project"):
+            run_command("--project", "ghost")
+        assert not Project.objects.exists()
+
+    def test_unknown_scope_is_refused_and_nothing_is_created(self, db):
+        with pytest.raises(CommandError, match="Unknown scope"):
+            run_command("--project", "acme", "--create-project", "--scopes", "everything")
+        assert not Project.objects.exists() and not ApiKey.objects.exists()
+
+    def test_bad_slug_is_refused(self, db):
+        with pytest.raises(CommandError):
+            run_command("--project", "Not A Slug!", "--create-project")
+
+    def test_as_a_script_sees_it(self, tmp_path):
+        """Subprocess: stdout carries the key and nothing else, whatever Django logs."""
+        env = {"PATH": "/usr/bin:/bin", "ATELIER_DATA_DIR": str(tmp_path)}
+        manage = [sys.executable, str(REPO / "manage.py")]
+        subprocess.run([*manage, "migrate", "-v0"], check=True, env=env, cwd=REPO, capture_output=True)
+        result = subprocess.run(
+            [*manage, "create_api_key", "--project", "cli", "--create-project"],
+            env=env, cwd=REPO, capture_output=True, text=True, check=True,
+        )
+        assert KEY_PATTERN.match(result.stdout.strip()) and result.stdout.count("\n") == 1
+
+
+@pytest.mark.django_db
+class TestApiKeys:
+    def test_revoked_key_no_longer_authenticates(self, project):
+        issued = issue_api_key(project)
+        assert authenticate_api_key(issued.raw) is not None
+        revoke_api_key(issued.api_key)
+        assert authenticate_api_key(issued.raw) is None
+
+    def test_last_used_is_recorded(self, project):
+        issued = issue_api_key(project)
+        assert issued.api_key.last_used_at is None
+        authenticate_api_key(issued.raw)
+        issued.api_key.refresh_from_db()
+        assert issued.api_key.last_used_at is not None
+
+    def test_two_keys_never_share_a_prefix_or_secret(self, project):
+        first, second = issue_api_key(project), issue_api_key(project)
+        assert first.api_key.prefix != second.api_key.prefix and first.raw != second.raw
+
+
+def test_import_platform_is_the_standard_library():
+    """Our folder is called platform/; `import platform` must still be Python's module."""
+    code = "import platform, sys; print(platform.__file__); print(platform.python_version())"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    path, version = result.stdout.split()
+    assert not path.startswith(str(REPO)) and version.startswith("3.11")

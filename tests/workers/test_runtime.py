@@ -1,0 +1,219 @@
+"""The worker runtime and the job lifecycle, in process: claims, retries, failures, sweeps."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from atelier_platform.catalog.registry import get_registry
+from atelier_platform.config import get_config
+from atelier_platform.jobs import lifecycle
+from atelier_platform.jobs.models import Job, JobStatus, Output
+from atelier_platform.jobs.submission import JobRequest, submit_job
+from atelier_workers.runtime import JobRunner, ModelCache
+
+
+def submit(project, **input_fields) -> Job:
+    request = JobRequest(plugin_id="reverse_text", input={"text": "hello", **input_fields}, params={})
+    return submit_job(project, request).job
+
+
+@pytest.fixture
+def runner(reverse_plugin):
+    return JobRunner(get_registry(), ModelCache("cpu"))
+
+
+def reload(job: Job) -> Job:
+    return Job.objects.get(pk=job.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+class TestRunning:
+    def test_success_stores_outputs_pending_review_with_provenance(self, project, runner):
+        job = submit(project, copies=3)
+        assert runner.run(str(job.pk)) == "succeeded"
+        job = reload(job)
+        assert job.status == JobStatus.SUCCEEDED and job.attempts == 1 and job.progress == 1.0
+        outputs = list(job.outputs.all())
+        assert [o.content for o in outputs] == [{"text": "olleh", "characters": 5}] * 3
+        assert {o.review_state for o in outputs} == {"pending"}
+        assert outputs[0].provenance["plugin"] == "reverse_text" and outputs[0].provenance["ai_generated"] is True
+        assert outputs[0].provenance["seed"] == job.seed
+
+    def test_second_delivery_of_the_same_message_does_nothing(self, project, runner):
+        job = submit(project)
+        assert runner.run(str(job.pk)) == "succeeded"
+        assert runner.run(str(job.pk)) == "skipped"
+        assert Output.objects.filter(job=job).count() == 1
+        assert reload(job).attempts == 1
+
+    def test_concurrent_claims_have_one_winner(self, project):
+        job = submit(project)
+        winners, barrier = [], threading.Barrier(6)
+
+        def claim():
+            barrier.wait()
+            try:
+                if lifecycle.claim_job(str(job.pk), f"w{threading.get_ident()}"):
+                    winners.append(1)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=claim) for _ in range(6)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert len(winners) == 1
+        assert reload(job).attempts == 1
+
+    def test_permanent_error_fails_with_the_plugins_message(self, project, runner):
+        job = submit(project, fail="permanent")
+        assert runner.run(str(job.pk)) == "failed"
+        job = reload(job)
+        assert (job.status, job.error_code, job.error_message) == ("failed", "invalid_input", "This text cannot be reversed.")
+        assert not job.outputs.exists()
+
+    def test_crash_fails_the_job_and_keeps_the_worker(self, project, runner):
+        job = submit(project, fail="crash")
+        assert runner.run(str(job.pk)) == "failed"
+        job = reload(job)
+        assert job.error_code == "plugin_crashed" and "ZeroDivisionError" in job.error_message
+        assert runner.run(str(submit(project).pk)) == "succeeded"
+
+    def test_transient_error_is_retried_with_backoff_then_gives_up(self, project, runner, sent_messages):
+        job = submit(project, fail="transient")
+        for attempt in (1, 2):
+            assert runner.run(str(job.pk)) == JobStatus.QUEUED
+            job = reload(job)
+            assert job.status == "queued" and job.attempts == attempt and job.error_code == "transient_error"
+            assert sent_messages[-1]["countdown"] == lifecycle.retry_delay_s(attempt)
+        assert runner.run(str(job.pk)) == JobStatus.FAILED
+        job = reload(job)
+        assert job.status == "failed" and job.attempts == 3 and "gave up after 3 attempts" in job.error_message
+
+    def test_transient_error_then_success(self, project, runner):
+        job = submit(project, fail="transient_once")
+        runner.run(str(job.pk))
+        assert runner.run(str(job.pk)) == "succeeded"
+        assert reload(job).attempts == 2 and Output.objects.filter(job=job).count() == 1
+
+    def test_result_of_a_lost_claim_is_discarded(self, project):
+        job = submit(project)
+        claim = lifecycle.claim_job(str(job.pk), "slow-worker")
+        # the sweeper decided the worker was dead and another worker took the job
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, claim_token=None)
+        second = lifecycle.claim_job(str(job.pk), "new-worker")
+        produced = [lifecycle.ProducedOutput(content={"text": "late"})]
+        assert lifecycle.complete_job(str(job.pk), claim.token, produced, {}) == "lost"
+        assert lifecycle.complete_job(str(job.pk), second.token, [lifecycle.ProducedOutput(content={"text": "x"})], {}) == "succeeded"
+        assert [o.content for o in Output.objects.filter(job=job)] == [{"text": "x"}]
+
+    def test_cancel_while_running_discards_outputs(self, project, runner):
+        job = submit(project, sleep_s=3)
+        outcome = []
+        thread = threading.Thread(target=lambda: (outcome.append(runner.run(str(job.pk))), connection.close()))
+        with override_settings():
+            thread.start()
+            deadline = timezone.now() + timedelta(seconds=10)
+            while reload(job).status != JobStatus.RUNNING and timezone.now() < deadline:
+                pass
+            lifecycle.cancel_job(reload(job))
+            thread.join(timeout=15)
+        job = reload(job)
+        assert outcome == ["cancelled"] and job.status == JobStatus.CANCELLED
+        assert not job.outputs.exists()
+        assert job.progress is not None and job.progress < 1.0
+
+    def test_progress_is_visible_while_running(self, project, runner):
+        job = submit(project, sleep_s=1)
+        thread = threading.Thread(target=lambda: (runner.run(str(job.pk)), connection.close()))
+        thread.start()
+        seen = set()
+        while thread.is_alive():
+            progress = reload(job).progress
+            if progress is not None:
+                seen.add(progress)
+        thread.join()
+        assert any(0 < p < 1 for p in seen)
+
+    def test_plugin_missing_on_this_worker_is_retried(self, project, empty_plugin_registry):
+        job = submit(project)
+        bare = JobRunner(type(empty_plugin_registry)(), ModelCache("cpu"))
+        assert bare.run(str(job.pk)) == JobStatus.QUEUED
+        assert reload(job).error_code == "plugin_unavailable"
+
+    def test_model_is_loaded_once_per_process(self, project, runner):
+        runner.run(str(submit(project).pk))
+        first = runner.cache.get(get_registry().get("reverse_text"), None).plugin
+        runner.run(str(submit(project).pk))
+        assert runner.cache.get(get_registry().get("reverse_text"), None).plugin is first
+
+
+@pytest.mark.django_db
+class TestSweeper:
+    def test_running_job_of_a_dead_worker_is_queued_again(self, project, sent_messages, django_capture_on_commit_callbacks):
+        job = submit(project)
+        lifecycle.claim_job(str(job.pk), "dead-worker")
+        later = timezone.now() + timedelta(seconds=get_config().job_stale_after_s + 1)
+        sent_before = len(sent_messages)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert lifecycle.sweep(now=later)["requeued_lost_workers"] == 1
+        job = reload(job)
+        assert job.status == "queued" and job.claim_token is None and job.error_code == "worker_lost"
+        assert len(sent_messages) == sent_before + 1
+
+    def test_live_worker_is_left_alone(self, project):
+        job = submit(project)
+        lifecycle.claim_job(str(job.pk), "live-worker")
+        assert lifecycle.sweep()["requeued_lost_workers"] == 0
+        assert reload(job).status == "running"
+
+    def test_last_attempt_of_a_dead_worker_fails_the_job(self, project):
+        job = submit(project)
+        Job.objects.filter(pk=job.pk).update(attempts=2)
+        lifecycle.claim_job(str(job.pk), "dead-worker")
+        later = timezone.now() + timedelta(seconds=get_config().job_stale_after_s + 1)
+        assert lifecycle.sweep(now=later)["failed_lost_workers"] == 1
+        job = reload(job)
+        assert job.status == "failed" and job.error_code == "worker_lost"
+
+    def test_past_its_time_limit_fails(self, project):
+        job = submit(project)
+        lifecycle.claim_job(str(job.pk), "stuck")
+        last_beat = timezone.now() + timedelta(seconds=job.time_limit_s + 1)
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=last_beat)
+        lifecycle.sweep(now=last_beat + timedelta(seconds=get_config().job_stale_after_s + 1))
+        assert reload(job).error_code == "time_limit"
+
+    def test_cancel_requested_on_a_dead_worker_cancels(self, project):
+        job = submit(project)
+        lifecycle.claim_job(str(job.pk), "dead-worker")
+        lifecycle.cancel_job(reload(job))
+        later = timezone.now() + timedelta(seconds=get_config().job_stale_after_s + 1)
+        assert lifecycle.sweep(now=later)["cancelled"] == 1
+        assert reload(job).status == "cancelled"
+
+    def test_queued_job_whose_message_was_lost_is_published_again(self, project, sent_messages, django_capture_on_commit_callbacks):
+        job = submit(project)
+        assert lifecycle.sweep()["republished"] == 0
+        later = timezone.now() + timedelta(seconds=get_config().job_requeue_after_s + 1)
+        sent_before = len(sent_messages)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert lifecycle.sweep(now=later)["republished"] == 1
+        assert sent_messages[sent_before]["args"] == [str(job.pk)]
+        assert reload(job).enqueue_count == 2
+
+    def test_finished_jobs_are_never_touched(self, project):
+        job = submit(project)
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, heartbeat_at=timezone.now() - timedelta(days=1))
+        counts = lifecycle.sweep(now=timezone.now() + timedelta(days=1))
+        assert set(counts.values()) == {0}
+
+
+def test_unknown_job_id_is_skipped(transactional_db, runner):
+    assert runner.run(str(uuid.uuid4())) == "skipped"
