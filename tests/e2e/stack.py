@@ -1,0 +1,196 @@
+"""A whole Atelier installation in subprocesses: web (gunicorn), Celery worker, beat.
+
+Each stack has its own data directory and database (a fresh PostgreSQL database and a
+dedicated Redis database number, or the embedded SQLite + file-system broker), so what a test
+sees is what an operator would see.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+E2E_REDIS_DB = 9
+
+FAST_TIMINGS = {
+    "ATELIER_JOB_HEARTBEAT_S": "0.3",
+    "ATELIER_JOB_STALE_AFTER_S": "3",
+    "ATELIER_JOB_REQUEUE_AFTER_S": "4",
+    "ATELIER_SWEEP_INTERVAL_S": "1",
+    "ATELIER_BROKER_VISIBILITY_TIMEOUT_S": "10",
+    "ATELIER_RETRY_BACKOFF_BASE_S": "0.5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def postgres_and_redis_from_env() -> tuple[str, str] | None:
+    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if database_url.startswith(("postgres://", "postgresql://")) and redis_url.startswith("redis://"):
+        return database_url, redis_url
+    return None
+
+
+class Stack:
+    def __init__(self, backend: str, root: Path) -> None:
+        self.backend = backend
+        self.root = root
+        self.run_log = root / "runs.log"
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.port = free_port()
+        self.database_name: str | None = None
+        self.admin_database_url: str | None = None
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", str(root)),
+            "PYTHONPATH": str(REPO),
+            "DJANGO_SETTINGS_MODULE": "atelier_platform.settings",
+            "SECRET_KEY": "e2e-secret-key-0123456789-0123456789-0123456789",
+            "ATELIER_DATA_DIR": str(root / "data"),
+            "ATELIER_EXTRA_PLUGINS": "tests.support.plugins:ReverseText,tests.support.plugins:GpuEcho",
+            "ATELIER_TEST_RUN_LOG": str(self.run_log),
+            **FAST_TIMINGS,
+        }
+        if backend == "postgres_redis":
+            database_url, redis_url = postgres_and_redis_from_env()
+            self.admin_database_url = database_url
+            self.database_name = f"atelier_e2e_{uuid.uuid4().hex[:10]}"
+            self._create_database()
+            parts = urlsplit(database_url)
+            self.env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{self.database_name}"))
+            redis_parts = urlsplit(redis_url)
+            self.env["REDIS_URL"] = urlunsplit(redis_parts._replace(path=f"/{E2E_REDIS_DB}"))
+            self._flush_redis()
+
+    # --- set-up and tear-down --------------------------------------------------------------
+    def _create_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_database_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.database_name}"')
+
+    def _drop_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
+
+    def _flush_redis(self) -> None:
+        import redis
+
+        redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), *args],
+            env=self.env, cwd=REPO, capture_output=True, text=True, check=check, timeout=120,
+        )
+
+    def python(self, code: str) -> subprocess.CompletedProcess:
+        setup = "import django; django.setup()\n"
+        return subprocess.run(
+            [sys.executable, "-c", setup + code], env=self.env, cwd=REPO, capture_output=True, text=True, check=True, timeout=60
+        )
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")
+        process = subprocess.Popen(command, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def log_of(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _wait_for_log(self, name: str, marker: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.log_of(name):
+                return
+            if self.processes[name].poll() is not None:
+                raise RuntimeError(f"{name} exited early:\n{self.log_of(name)[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} not ready after {timeout}s:\n{self.log_of(name)[-3000:]}")
+
+    def start(self) -> "Stack":
+        self.manage("migrate", "--noinput", "-v0")
+        self._spawn("web", [sys.executable, "-m", "gunicorn", "atelier_platform.wsgi", "--bind", f"127.0.0.1:{self.port}",
+                            "--workers", "1", "--threads", "4"])
+        self._spawn("beat", [sys.executable, "-m", "celery", "-A", "atelier_platform.celery_app", "beat", "-l", "INFO"])
+        self.start_worker()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"web not ready:\n{self.log_of('web')[-3000:]}")
+            time.sleep(0.2)
+        return self
+
+    def start_worker(self) -> None:
+        index = sum(1 for name in self.processes if name.startswith("worker"))
+        name = f"worker{index}"
+        self._spawn(name, [
+            sys.executable, "-m", "celery", "-A", "atelier_platform.celery_app", "worker",
+            "--queues", "gpu,cpu,platform", "--concurrency", "2", "--hostname", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        ])
+        self._wait_for_log(name, " ready.")
+        self.current_worker = name
+
+    def kill_worker(self) -> None:
+        """Kill the current worker and its pool processes at once, the way a crashed host loses them."""
+        process = self.processes[self.current_worker]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop_worker(self) -> None:
+        """Stop the current worker as an orchestrator would: SIGTERM to its main process."""
+        process = self.processes[self.current_worker]
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        if self.database_name:
+            self._flush_redis()
+            self._drop_database()
+
+    # --- what a client does ------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def runs_of(self, job_id: str) -> int:
+        if not self.run_log.exists():
+            return 0
+        return self.run_log.read_text().split().count(job_id)

@@ -1,0 +1,156 @@
+"""One request's whole path on real processes, and the faults a job platform must survive.
+
+Runs on the embedded default (SQLite + file-system broker) always, and on PostgreSQL + Redis
+when DATABASE_URL and REDIS_URL name them (as in CI).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.e2e.stack import Stack, postgres_and_redis_from_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+BACKENDS = [
+    "embedded",
+    pytest.param(
+        "postgres_redis",
+        marks=pytest.mark.skipif(
+            postgres_and_redis_from_env() is None,
+            reason="set DATABASE_URL=postgres://... and REDIS_URL=redis://... to run on PostgreSQL and Redis",
+        ),
+    ),
+]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request, tmp_path_factory):
+    stack = Stack(request.param, tmp_path_factory.mktemp(request.param))
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def api_key(stack) -> str:
+    result = stack.manage("create_api_key", "--project", "e2e", "--create-project")
+    key = result.stdout.strip()
+    assert result.stdout == key + "\n" and key.startswith("atl_")
+    return key
+
+
+class Client:
+    def __init__(self, stack: Stack, key: str) -> None:
+        self.stack = stack
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {key}"
+
+    def submit(self, **input_fields) -> dict:
+        response = self.session.post(
+            f"{self.stack.url}/api/v1/jobs/",
+            json={"plugin": "reverse_text", "input": {"text": "hello world", **input_fields}},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def get(self, job_id: str) -> dict:
+        response = self.session.get(f"{self.stack.url}/api/v1/jobs/{job_id}/", timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait(self, job_id: str, statuses: set[str], timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.get(job_id)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(
+            f"job {job_id} still {job['status']} after {timeout}s\n"
+            + "\n".join(f"--- {n}\n{self.stack.log_of(n)[-2500:]}" for n in self.stack.processes)
+        )
+
+
+@pytest.fixture
+def client(stack, api_key) -> Client:
+    return Client(stack, api_key)
+
+
+def test_a_job_travels_the_whole_path(client):
+    job = client.submit(copies=2)
+    assert job["status"] == "queued"
+    done = client.wait(job["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done["error"]
+    assert [o["content"] for o in done["outputs"]] == [{"text": "dlrow olleh", "characters": 11}] * 2
+    assert {o["review_state"] for o in done["outputs"]} == {"pending"}
+    assert done["attempts"] == 1 and done["progress"]["fraction"] == 1.0
+    listed = client.session.get(f"{client.stack.url}/api/v1/jobs/", timeout=10).json()["results"]
+    assert listed[0]["id"] == job["id"]
+
+
+def test_readiness_sees_database_and_broker(stack):
+    body = requests.get(f"{stack.url}/readyz", timeout=10).json()
+    assert body == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_cancel_stops_a_running_job(client):
+    job = client.submit(sleep_s=20)
+    client.wait(job["id"], {"running"})
+    response = client.session.post(f"{client.stack.url}/api/v1/jobs/{job['id']}/cancel/", timeout=10)
+    assert response.status_code == 200 and response.json()["cancel_requested"] is True
+    done = client.wait(job["id"], {"cancelled", "succeeded", "failed"}, timeout=15)
+    assert done["status"] == "cancelled" and done["outputs"] == []
+
+
+def test_worker_killed_mid_job_still_completes_exactly_once(stack, client):
+    job = client.submit(sleep_s=3, copies=2)
+    deadline = time.monotonic() + 30
+    while not (client.get(job["id"])["progress"] or {}).get("fraction"):
+        assert time.monotonic() < deadline, "job never made progress"
+        time.sleep(0.05)
+    stack.kill_worker()
+    assert client.get(job["id"])["status"] == "running"  # the row still believes in the dead worker
+    stack.start_worker()
+    done = client.wait(job["id"], {"succeeded", "failed"}, timeout=90)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempts"] == 2
+    assert len(done["outputs"]) == 2  # one set of outputs, though the work started twice
+    assert stack.runs_of(job["id"]) == 2
+
+
+def test_the_same_message_delivered_twice_yields_one_set_of_outputs(stack, client):
+    job = client.submit(sleep_s=1)
+    stack.python(
+        "from atelier_platform.jobs.queueing import publish_run_job\n"
+        f"assert publish_run_job('{job['id']}', queue='cpu', priority=5, time_limit_s=60)\n"
+    )
+    done = client.wait(job["id"], {"succeeded", "failed"})
+    deadline = time.monotonic() + 20
+    worker_log = lambda: stack.log_of(stack.current_worker)  # noqa: E731
+    while f"job {job['id']} is not queued" not in worker_log():
+        assert time.monotonic() < deadline, "the duplicate message never reached a worker"
+        time.sleep(0.1)
+    assert done["status"] == "succeeded" and len(client.get(job["id"])["outputs"]) == 1
+    assert stack.runs_of(job["id"]) == 1
+
+
+def test_a_job_whose_message_was_lost_is_brought_back_by_the_sweeper(stack, client):
+    stack.stop_worker()
+    job = client.submit()
+    purged = stack.python(
+        "from atelier_platform.celery_app import app\n"
+        "with app.connection_for_write() as conn:\n"
+        "    print(conn.default_channel.queue_purge('cpu'))\n"
+    )
+    assert int(purged.stdout.strip()) >= 1  # the message is gone from the broker
+    stack.start_worker()
+    done = client.wait(job["id"], {"succeeded", "failed"}, timeout=60)
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    assert stack.runs_of(job["id"]) == 1
