@@ -8,6 +8,7 @@ See README.md, "Writing a plugin".
 from atelier_sdk.errors import InvalidPlugin, JobCancelled, PluginError, TransientPluginError
 from atelier_sdk.manifest import Manifest, Modality, ResourceClass
 from atelier_sdk.plugin import Artifact, GenerationRequest, ItemResult, NoParams, OutputItem, Plugin, RunContext
+from atelier_sdk.retrieval import Passage, Retriever
 from atelier_sdk.registry import ENTRY_POINT_GROUP, PluginRecord, PluginRegistry, validate_plugin_class
 
 __all__ = [
@@ -21,11 +22,13 @@ __all__ = [
     "Modality",
     "NoParams",
     "OutputItem",
+    "Passage",
     "Plugin",
     "PluginError",
     "PluginRecord",
     "PluginRegistry",
     "ResourceClass",
+    "Retriever",
     "RunContext",
     "TransientPluginError",
     "validate_plugin_class",

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from atelier_sdk.errors import JobCancelled, PluginError
 from atelier_sdk.manifest import Manifest
+from atelier_sdk.retrieval import Passage, Retriever
 
 
 class NoParams(BaseModel):
@@ -69,10 +70,12 @@ class RunContext:
         *,
         on_progress: Callable[[str, float, dict[str, Any]], None] | None = None,
         is_cancelled: Callable[[str], bool] | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
         self.device = device
         self._on_progress = on_progress
         self._is_cancelled = is_cancelled
+        self._retriever = retriever
         self._lock = threading.Lock()
 
     def report_progress(self, job_id: str, fraction: float, **detail: Any) -> None:
@@ -88,6 +91,12 @@ class RunContext:
         """Call between steps of long work so that a cancelled job stops early."""
         if self.is_cancelled(job_id):
             raise JobCancelled(job_id)
+
+    def retrieve(self, job_id: str, query: str, top_k: int = 4) -> list[Passage]:
+        """Passages of the job's project knowledge base closest to ``query``; [] without one."""
+        if self._retriever is None or not query.strip():
+            return []
+        return list(self._retriever(job_id, query, top_k))
 
 
 class Plugin(ABC):

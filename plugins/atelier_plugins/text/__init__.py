@@ -1,0 +1,1 @@
+"""Text model utilities shared by the built-in text plugins (no Django)."""
