@@ -33,4 +33,9 @@ class Manifest(BaseModel):
     max_batch_size: int = Field(default=1, ge=1, le=1024)
     time_limit_s: int = Field(default=600, ge=1, le=86_400, description="a job running longer is stopped")
     max_attempts: int = Field(default=3, ge=1, le=20, description="runs of one job, retries included")
+    default_model_dir: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+        description="model directory relative to the models root, used when a project pins none",
+    )
 

@@ -172,7 +172,8 @@ class JobRunner:
 
             raise TransientPluginError(f"Plugin {job.plugin_id!r} is not installed on worker {self.name}.", code="plugin_unavailable")
         setting = ProjectPlugin.objects.filter(project_id=job.project_id, plugin_id=job.plugin_id).first()
-        model_dir = resolve_model_dir((setting.config if setting else {}).get("model_dir"))
+        pinned = (setting.config if setting else {}).get("model_dir")
+        model_dir = resolve_model_dir(pinned or plugin_class.manifest.default_model_dir)
         loaded = self.cache.get(plugin_class, model_dir)
         request = GenerationRequest(
             job_id=str(job.pk),
