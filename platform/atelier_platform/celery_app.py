@@ -27,6 +27,7 @@ JOB_QUEUES = (QUEUE_GPU, QUEUE_CPU)
 #: Task names, the contract between the platform and the workers.
 RUN_JOB_TASK = "atelier.run_job"
 SWEEP_JOBS_TASK = "atelier.sweep_jobs"
+INDEX_DOCUMENT_TASK = "atelier.index_document"
 
 
 def _broker_options(config) -> dict:
@@ -44,7 +45,7 @@ def _broker_options(config) -> dict:
 
 def create_app() -> Celery:
     config = get_config()
-    app = Celery("atelier", include=["atelier_platform.jobs.tasks", "atelier_workers.tasks"])
+    app = Celery("atelier", include=["atelier_platform.jobs.tasks", "atelier_workers.tasks", "atelier_workers.knowledge_tasks"])
     app.conf.update(
         broker_url=config.resolved_broker_url,
         broker_transport_options=_broker_options(config),

@@ -29,6 +29,8 @@ INSTALLED_APPS = [
     "atelier_platform.accounts",
     "atelier_platform.catalog",
     "atelier_platform.jobs",
+    "atelier_platform.knowledge",
+    "atelier_platform.conversations",
     "atelier_platform.api",
     "atelier_frontend",
 ]

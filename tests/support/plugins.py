@@ -13,6 +13,7 @@ import time
 from typing import Literal
 
 from atelier_sdk import (
+    Artifact,
     Manifest,
     Modality,
     OutputItem,
@@ -31,6 +32,7 @@ class ReverseInput(BaseModel):
     copies: int = Field(default=1, ge=1, le=5)
     sleep_s: float = Field(default=0, ge=0, le=60)
     fail: Literal["none", "transient", "permanent", "crash", "transient_once"] = "none"
+    with_file: bool = False
 
 
 class ReverseParams(BaseModel):
@@ -90,7 +92,10 @@ class ReverseText(Plugin):
             text = data.text[::-1]
             if request.params.uppercase:
                 text = text.upper()
-            results.append([OutputItem(ReverseOutput(text=text, characters=len(text))) for _ in range(data.copies)])
+            artifacts = [Artifact(name="reversed.txt", media_type="text/plain", data=text.encode())] if data.with_file else []
+            results.append([
+                OutputItem(ReverseOutput(text=text, characters=len(text)), artifacts=list(artifacts)) for _ in range(data.copies)
+            ])
         return results
 
 
@@ -115,3 +120,45 @@ class NotAPlugin:
 
 class BadManifest(ReverseText):
     manifest = {"id": "Bad Id!", "version": "one", "name": "", "modality": "text", "resource_class": "tpu"}
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1, max_length=4000)
+
+
+class EchoChatInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=50)
+    conversation_id: str | None = None
+    top_k: int = Field(default=2, ge=1, le=8)
+
+
+class EchoChatOutput(BaseModel):
+    reply: str
+    turns: int
+    sources: list[dict]
+
+
+class EchoChat(Plugin):
+    """A conversational test plugin: answers with what it was told and what it retrieved."""
+
+    manifest = Manifest(
+        id="echo_chat", version="1.0.0", name="Echo chat", modality=Modality.TEXT,
+        resource_class=ResourceClass.CPU, max_batch_size=4, time_limit_s=60,
+    )
+    Input = EchoChatInput
+    Output = EchoChatOutput
+
+    def generate(self, batch, context):
+        results = []
+        for request in batch:
+            question = request.input.messages[-1].content
+            passages = context.retrieve(request.job_id, question, request.input.top_k)
+            reply = f"you said: {question}" + (f" | {passages[0].text}" if passages else "")
+            sources = [{"source_id": p.source_id, "chunk_id": p.chunk_id, "score": p.score} for p in passages]
+            results.append([OutputItem(EchoChatOutput(reply=reply, turns=len(request.input.messages), sources=sources))])
+        return results

@@ -217,3 +217,19 @@ class TestSweeper:
 
 def test_unknown_job_id_is_skipped(transactional_db, runner):
     assert runner.run(str(uuid.uuid4())) == "skipped"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_output_files_are_stored_and_served_only_to_their_project(project, other_project, runner, make_key, client_for):
+    job = submit(project, with_file=True)
+    runner.run(str(job.pk))
+    api = client_for(make_key(project).raw)
+    output = api.get(f"/api/v1/jobs/{job.pk}/").json()["outputs"][0]
+    [file] = output["files"]
+    assert (file["role"], file["media_type"], file["size"]) == ("primary", "text/plain", 5)
+    response = api.get(file["url"])
+    assert response.status_code == 200 and b"".join(response.streaming_content) == b"olleh"
+    assert response["Content-Type"] == "text/plain"
+    stranger = client_for(make_key(other_project).raw)
+    assert stranger.get(file["url"]).status_code == 404
+    assert client_for(None).get(file["url"]).status_code == 401

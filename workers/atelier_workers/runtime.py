@@ -25,6 +25,7 @@ from atelier_platform.catalog.models import ProjectPlugin
 from atelier_platform.config import get_config
 from atelier_platform.jobs import lifecycle
 from atelier_platform.jobs.lifecycle import Claim, ProducedOutput
+from atelier_workers import knowledge
 
 logger = logging.getLogger("atelier.worker")
 
@@ -185,6 +186,7 @@ class JobRunner:
             self.cache.device,
             on_progress=lambda job_id, fraction, detail: lifecycle.record_progress(job_id, claim.token, fraction, detail),
             is_cancelled=lambda job_id: beat.cancelled.is_set(),
+            retriever=knowledge.retrieve,
         )
         results = loaded.plugin.generate([request], context)
         if beat.cancelled.is_set():

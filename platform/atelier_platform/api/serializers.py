@@ -25,9 +25,14 @@ class JobCreateSerializer(StrictSerializer):
 
 
 class OutputFileSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="Download with the same credentials (Bearer key or session).")
+
     class Meta:
         model = OutputFile
-        fields = ["id", "role", "media_type", "size"]
+        fields = ["id", "role", "media_type", "size", "url"]
+
+    def get_url(self, file: OutputFile) -> str:
+        return f"/api/v1/outputs/{file.output_id}/files/{file.pk}/"
 
 
 class OutputSerializer(serializers.ModelSerializer):
@@ -99,3 +104,43 @@ class PluginSerializer(serializers.Serializer):
     input_schema = serializers.DictField()
     params_schema = serializers.DictField()
     output_schema = serializers.DictField()
+
+
+class KnowledgeDocumentCreateSerializer(StrictSerializer):
+    source_id = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$", help_text="Your stable name for the document; re-posting it updates it."
+    )
+    title = serializers.CharField(max_length=300)
+    content = serializers.CharField(max_length=500_000, trim_whitespace=False)
+    format = serializers.ChoiceField(choices=["text", "markdown", "html"], default="markdown")
+
+
+class KnowledgeDocumentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    source_id = serializers.CharField()
+    title = serializers.CharField()
+    format = serializers.CharField()
+    state = serializers.CharField()
+    error = serializers.CharField()
+    revision = serializers.IntegerField()
+    chunk_count = serializers.IntegerField()
+    embedding_model = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    indexed_at = serializers.DateTimeField(allow_null=True)
+
+
+class ConversationMessageSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    role = serializers.CharField()
+    content = serializers.CharField()
+    job = serializers.UUIDField(source="job_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ConversationSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    plugin = serializers.CharField(source="plugin_id")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    messages = ConversationMessageSerializer(many=True)

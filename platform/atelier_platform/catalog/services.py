@@ -30,3 +30,10 @@ def enabled_plugin_ids(project: Project) -> set[str]:
 
 def installed_plugin(plugin_id: str) -> type[Plugin] | None:
     return get_registry().get(plugin_id)
+
+
+def project_param_defaults(project: Project, plugin_id: str) -> dict:
+    """Params a project set for a plugin (``config["params"]``); a caller's params override them."""
+    setting = ProjectPlugin.objects.filter(project=project, plugin_id=plugin_id).only("config").first()
+    defaults = (setting.config or {}).get("params") if setting else None
+    return dict(defaults) if isinstance(defaults, dict) else {}

@@ -23,6 +23,7 @@ from atelier_platform.config import get_config
 from atelier_platform.jobs.errors import JobAlreadyFinished
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile, ReviewState
 from atelier_platform.jobs.queueing import enqueue_on_commit
+from atelier_platform.jobs.signals import job_succeeded
 
 logger = logging.getLogger("atelier.jobs")
 
@@ -103,6 +104,7 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
     if job.cancel_requested_at is not None:
         _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running; outputs discarded.")
         return JobStatus.CANCELLED
+    stored = []
     for index, produced in enumerate(outputs):
         output = Output.objects.create(
             job=job,
@@ -112,12 +114,14 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
             review_state=ReviewState.PENDING,
         )
         for name, media_type, data, role in produced.files:
-            stored = OutputFile(output=output, role=role, media_type=media_type, size=len(data))
-            stored.file.save(name, ContentFile(data), save=False)
-            stored.save()
+            file_row = OutputFile(output=output, role=role, media_type=media_type, size=len(data))
+            file_row.file.save(name, ContentFile(data), save=False)
+            file_row.save()
+        stored.append(output)
     job.progress = 1.0
     job.save(update_fields=["progress"])
     _finish(job, JobStatus.SUCCEEDED)
+    transaction.on_commit(lambda: job_succeeded.send(sender=Job, job=job, outputs=stored), robust=True)
     return JobStatus.SUCCEEDED
 
 

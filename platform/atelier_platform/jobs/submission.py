@@ -13,7 +13,8 @@ from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from atelier_platform.accounts.models import ApiKey, Project
-from atelier_platform.catalog.services import enabled_plugin_ids, installed_plugin
+from atelier_platform.catalog.services import enabled_plugin_ids, installed_plugin, project_param_defaults
+from atelier_platform.conversations.services import expand_thread, is_conversational, record_turns
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.jobs.errors import IdempotencyConflict, InvalidJobInput, PluginNotEnabled, UnknownPlugin
 from atelier_platform.jobs.models import Job
@@ -85,7 +86,8 @@ def submit_job(
             f"Plugin {request.plugin_id!r} is not enabled for project {project.slug!r}; a project owner can enable it."
         )
     validated_input = _validate(plugin.Input, request.input, "input")
-    validated_params = _validate(plugin.Params, request.params, "params")
+    # The project's defaults for this plugin (brand voice, banned words, ...) under the caller's params.
+    validated_params = _validate(plugin.Params, {**project_param_defaults(project, request.plugin_id), **request.params}, "params")
     normalised_input = validated_input.model_dump(mode="json")
     normalised_params = validated_params.model_dump(mode="json")
     request_fingerprint = fingerprint(request)
@@ -98,6 +100,10 @@ def submit_job(
     manifest = plugin.manifest
     try:
         with transaction.atomic():
+            conversation = new_turns = None
+            if is_conversational(plugin):
+                normalised_input, conversation, new_turns = expand_thread(project, manifest.id, normalised_input)
+                _validate(plugin.Input, normalised_input, "input")
             job = Job.objects.create(
                 project=project,
                 plugin_id=manifest.id,
@@ -116,6 +122,8 @@ def submit_job(
                 enqueued_at=timezone.now(),
                 enqueue_count=1,
             )
+            if conversation is not None:
+                record_turns(conversation, new_turns, job)
             publish_on_commit(job)
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the other one saved first.

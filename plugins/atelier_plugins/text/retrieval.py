@@ -37,6 +37,11 @@ def lexical_overlap(query: str, text: str) -> float:
     return len(q & bigrams(text)) / len(q)
 
 
+def passage_embedding_text(title: str, text: str) -> str:
+    """What gets embedded for a passage; the index and the in-memory retriever must agree."""
+    return f"{title}\n{text}"
+
+
 @dataclass(frozen=True)
 class IndexedPassage:
     source_id: str
@@ -66,7 +71,7 @@ class InMemoryRetriever:
     def __init__(self, embedder, passages: list[IndexedPassage]) -> None:
         self.embedder = embedder
         self.passages = passages
-        texts = [f"{p.title}\n{p.text}" for p in passages]
+        texts = [passage_embedding_text(p.title, p.text) for p in passages]
         self.vectors = embedder.embed(texts) if texts else np.zeros((0, 1), dtype=np.float32)
 
     def __call__(self, job_id: str, query: str, top_k: int) -> list[Passage]:

@@ -1,0 +1,89 @@
+"""Knowledge-base documents, conversations, and output file downloads."""
+
+from __future__ import annotations
+
+from django.db.models import Count
+from django.http import FileResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.serializers import (
+    ConversationSerializer,
+    KnowledgeDocumentCreateSerializer,
+    KnowledgeDocumentSerializer,
+)
+from atelier_platform.conversations.models import Conversation
+from atelier_platform.jobs.models import OutputFile
+from atelier_platform.knowledge import services as knowledge
+from atelier_platform.knowledge.models import KnowledgeDocument
+
+
+class KnowledgeDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Documents the chatbot answers from. Posting a known ``source_id`` again updates it."""
+
+    required_capabilities = {
+        "list": Capability.JOBS_READ,
+        "retrieve": Capability.JOBS_READ,
+        "create": Capability.ADMIN,
+        "destroy": Capability.ADMIN,
+        "reindex": Capability.ADMIN,
+    }
+    serializer_class = KnowledgeDocumentSerializer
+    lookup_value_converter = "uuid"
+    pagination_class = None
+
+    def get_queryset(self):
+        return KnowledgeDocument.objects.filter(project=self.request.access.project).annotate(chunk_count=Count("chunks"))
+
+    @extend_schema(request=KnowledgeDocumentCreateSerializer, responses={201: KnowledgeDocumentSerializer, 200: KnowledgeDocumentSerializer})
+    def create(self, request):
+        incoming = KnowledgeDocumentCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        document, changed = knowledge.upsert_document(request.access.project, **incoming.validated_data)
+        fresh = self.get_queryset().get(pk=document.pk)
+        created = fresh.revision == 1 and changed
+        return Response(KnowledgeDocumentSerializer(fresh).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses=KnowledgeDocumentSerializer)
+    @action(detail=True, methods=["post"])
+    def reindex(self, request, pk=None):
+        document = knowledge.request_reindex(self.get_object())
+        return Response(KnowledgeDocumentSerializer(self.get_queryset().get(pk=document.pk)).data)
+
+
+class ConversationViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    required_capabilities = {"retrieve": Capability.JOBS_READ}
+    serializer_class = ConversationSerializer
+    lookup_value_converter = "uuid"
+
+    def get_queryset(self):
+        return Conversation.objects.filter(project=self.request.access.project).prefetch_related("messages")
+
+
+class OutputFileDownloadView(APIView):
+    """A generated file, to callers of the project that owns it (others get 404)."""
+
+    required_capabilities = {"get": Capability.JOBS_READ}
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, output_id, file_id):
+        stored = (
+            OutputFile.objects.filter(pk=file_id, output_id=output_id, output__job__project=request.access.project)
+            .only("file", "media_type")
+            .first()
+        )
+        if stored is None:
+            raise NotFound("No such file.")
+        try:
+            handle = stored.file.open("rb")
+        except FileNotFoundError:
+            raise NotFound("The file is missing from storage.") from None
+        response = FileResponse(handle, content_type=stored.media_type)
+        response["Content-Disposition"] = f'inline; filename="{stored.file.name.rsplit("/", 1)[-1]}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response

@@ -1,0 +1,68 @@
+"""Multi-turn chat: a conversational job's input is the stored thread plus the new turns.
+
+A plugin is conversational when its Input model has ``messages`` and ``conversation_id``
+fields (the built-in chatbot has both; a third-party chat plugin gets the same behaviour).
+The job row keeps the complete input it ran with, so every job is reproducible on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+
+from atelier_platform.accounts.models import Project
+from atelier_platform.conversations.models import Conversation, ConversationMessage
+from atelier_platform.jobs.errors import InvalidJobInput
+
+#: messages kept in a job's input when a long thread is continued (oldest turns dropped first)
+MAX_THREAD_MESSAGES = 50
+
+
+def is_conversational(plugin) -> bool:
+    fields = plugin.Input.model_fields
+    return "messages" in fields and "conversation_id" in fields
+
+
+def expand_thread(project: Project, plugin_id: str, validated_input: dict[str, Any]) -> tuple[dict[str, Any], Conversation, list[dict]]:
+    """The input with the stored thread prepended, its conversation, and the turns that are new."""
+    new_turns = list(validated_input["messages"])
+    conversation_id = validated_input.get("conversation_id")
+    if conversation_id:
+        conversation = Conversation.objects.filter(project=project, pk=conversation_id).first()
+        if conversation is None:
+            raise InvalidJobInput(
+                "Unknown conversation.",
+                details={"input.conversation_id": ["No conversation with this id in this project; omit it to start one."]},
+            )
+        history = [{"role": m.role, "content": m.content} for m in conversation.messages.all()]
+    else:
+        conversation = Conversation.objects.create(project=project, plugin_id=plugin_id)
+        history = []
+    thread = history + new_turns
+    system = [m for m in thread if m["role"] == "system"][:1]
+    rest = [m for m in thread if m["role"] != "system"]
+    thread = system + rest[-(MAX_THREAD_MESSAGES - len(system)):]
+    return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns
+
+
+def _append(conversation_id, role: str, content: str, job=None) -> None:
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        last = conversation.messages.aggregate(last=Max("index"))["last"]
+        ConversationMessage.objects.create(
+            conversation=conversation, index=0 if last is None else last + 1, role=role, content=content, job=job
+        )
+        conversation.save(update_fields=["updated_at"])
+
+
+def record_turns(conversation: Conversation, turns: list[dict], job) -> None:
+    for turn in turns:
+        _append(conversation.pk, turn["role"], turn["content"], job)
+
+
+def record_reply(job, reply: str) -> None:
+    conversation_id = (job.input or {}).get("conversation_id")
+    if conversation_id and Conversation.objects.filter(pk=conversation_id, project_id=job.project_id).exists():
+        _append(conversation_id, "assistant", reply, job)
