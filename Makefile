@@ -10,7 +10,7 @@ PORT ?= 8000
 # resolving a multi-GB CUDA build as a dependency of something else.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: run test bench setup migrate clean
+.PHONY: run test bench eval-demo setup migrate demo clean
 
 $(BIN)/python:
 	@$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11)" 2>/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -28,15 +28,23 @@ migrate: setup
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py collectstatic --noinput -v0
 
-run: migrate
+# Demo models are trained once (a few minutes on 2 cores) and cached under var/models/demo/.
+demo: migrate
+	$(BIN)/python manage.py prepare_demo
+
+run: demo
 	$(BIN)/python manage.py bootstrap --url http://127.0.0.1:$(PORT)
 	PORT=$(PORT) $(BIN)/honcho --no-prefix start --procfile Procfile --app-root .
 
 test: setup
 	bash scripts/run-tests.sh
 
-bench: migrate
-	$(BIN)/python bench/overhead.py
+bench: demo
+	$(BIN)/python bench/plugins.py
+
+# The chatbot with the demo model and knowledge base on the shipped questions (needs 8 of 10 or better).
+eval-demo: demo
+	$(BIN)/python manage.py eval_demo
 
 clean:
 	rm -rf var/broker var/static

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "atelier_platform.conversations",
     "atelier_platform.api",
     "atelier_frontend",
+    "atelier_workers",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,68 @@
+"""The demo preparation command: models built once and cached, the demo knowledge base indexed."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from atelier_platform.accounts.models import Project
+from atelier_platform.knowledge.models import KnowledgeDocument
+from atelier_workers import demo
+from tests.support import demo_recipe
+
+
+@pytest.fixture
+def recipe(monkeypatch):
+    model = demo.DemoModel("test-recipe", "tests.support.demo_recipe")
+    monkeypatch.setattr(demo, "DEMO_MODELS", (model,))
+    Path(demo_recipe.BUILDS_FILE).unlink(missing_ok=True)
+    shutil.rmtree(model.target, ignore_errors=True)
+    return model
+
+
+def builds() -> int:
+    path = Path(demo_recipe.BUILDS_FILE)
+    return len(path.read_text().split()) if path.exists() else 0
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command("prepare_demo", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_models_are_built_once_then_cached(recipe, db):
+    assert "built in" in run("--models-only")
+    assert (recipe.target / "weights.txt").read_text().count(".md") == 10
+    marker = json.loads((recipe.target / demo.MARKER).read_text())
+    assert marker["figures"]["documents"] == 10 and marker["recipe"] == recipe.recipe()
+    assert "up to date" in run("--models-only")
+    assert builds() == 1
+    run("--models-only", "--force")
+    assert builds() == 2
+    assert not recipe.target.with_name(recipe.target.name + ".building").exists()
+
+
+def test_a_changed_recipe_rebuilds(recipe, db):
+    run("--models-only")
+    marker = recipe.target / demo.MARKER
+    marker.write_text(json.dumps({"recipe": "an older recipe"}))
+    assert not recipe.is_current()
+    run("--models-only")
+    assert builds() == 2 and recipe.is_current()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_project_gets_the_indexed_knowledge_base(recipe):
+    run()
+    project = Project.objects.get(slug="demo")
+    documents = KnowledgeDocument.objects.filter(project=project)
+    assert documents.count() == len(demo.demo_documents()) >= 16
+    assert set(documents.values_list("state", flat=True)) == {"indexed"}
+    assert documents.get(source_id="en/returns-policy").chunks.count() >= 2
+    assert "0 (re)indexed" in run()  # nothing changed: nothing re-embedded

@@ -1,0 +1,92 @@
+"""Preparing the demo: small models trained here from shipped data, and the demo knowledge base.
+
+Each model is built into a temporary directory and renamed into place when complete, with a
+marker that records the recipe (a hash of the code and data that made it). A second run finds
+the marker and skips the work; a changed recipe or ``--force`` builds again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from atelier_platform.config import get_config
+
+DEMO_DATA = Path(importlib.import_module("atelier_plugins").__file__).parent / "demo_data"
+MARKER = "atelier-demo.json"
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    name: str  # directory under <models root>/demo/
+    module: str  # module with prepare_demo_model(target_dir, [data_dir,] progress)
+
+    @property
+    def target(self) -> Path:
+        return get_config().resolved_models_root / "demo" / self.name
+
+    def recipe(self) -> str:
+        module = importlib.import_module(self.module)
+        digest = hashlib.sha256(Path(module.__file__).read_bytes())
+        for path in sorted(DEMO_DATA.rglob("*")):
+            if path.is_file():
+                digest.update(path.relative_to(DEMO_DATA).as_posix().encode())
+                digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
+
+    def is_current(self) -> bool:
+        marker = self.target / MARKER
+        try:
+            return json.loads(marker.read_text())["recipe"] == self.recipe()
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def build(self, progress: Progress | None = None) -> dict:
+        module = importlib.import_module(self.module)
+        prepare = module.prepare_demo_model
+        staging = self.target.with_name(self.target.name + ".building")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        started = time.monotonic()
+        kwargs = {"progress": progress}
+        if "data_dir" in inspect.signature(prepare).parameters:
+            kwargs["data_dir"] = DEMO_DATA
+        figures = prepare(staging, **kwargs) or {}
+        figures = {**figures, "seconds_total": round(time.monotonic() - started, 1)}
+        (staging / MARKER).write_text(json.dumps({"recipe": self.recipe(), "figures": figures}, default=str, indent=2))
+        shutil.rmtree(self.target, ignore_errors=True)
+        staging.rename(self.target)
+        return figures
+
+
+DEMO_MODELS = (
+    DemoModel("chat-lm", "atelier_plugins.chatbot.demo"),
+    DemoModel("image-digits", "atelier_plugins.image.demo"),
+)
+
+
+def demo_documents() -> list[tuple[str, str, str]]:
+    """(source_id, title, content) of every shipped knowledge-base document."""
+    documents = []
+    for path in sorted((DEMO_DATA / "knowledge_base").rglob("*.md")):
+        content = path.read_text(encoding="utf-8")
+        first = content.strip().splitlines()[0] if content.strip() else path.stem
+        title = first.lstrip("#").strip() or path.stem
+        source_id = path.relative_to(DEMO_DATA / "knowledge_base").with_suffix("").as_posix()
+        documents.append((source_id, title, content))
+    return documents
+
+
+def recommender_defaults() -> dict:
+    """The demo shop's brand voice, banned words and length limit, as recommender_copy params."""
+    voice = json.loads((DEMO_DATA / "brand_voice.json").read_text(encoding="utf-8"))["en"]
+    return {"brand_voice": voice["voice"], "banned_words": voice["banned_words"], "max_chars": voice["max_chars"]}

@@ -1,0 +1,60 @@
+"""``python manage.py prepare_demo``: demo models (cached) and the demo project's knowledge base."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from atelier_platform.accounts.models import Project
+from atelier_platform.accounts.services import create_project
+from atelier_platform.catalog.models import ProjectPlugin
+from atelier_platform.catalog.services import enable_installed_plugins
+from atelier_platform.knowledge.services import upsert_document
+from atelier_workers import demo, knowledge
+
+DEMO_SLUG = "demo"
+
+
+class Command(BaseCommand):
+    help = "Train the small demo models (once; cached under the models root) and load the demo knowledge base."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--force", action="store_true", help="rebuild the models even if they are current")
+        parser.add_argument("--models-only", action="store_true", help="do not touch the database")
+
+    def handle(self, *args, force: bool, models_only: bool, **options):
+        for model in demo.DEMO_MODELS:
+            if model.is_current() and not force:
+                self.stdout.write(f"demo model {model.name}: up to date ({model.target})")
+                continue
+            bar = tqdm(total=1, desc=f"demo model {model.name}", unit="step", dynamic_ncols=True)
+
+            def progress(step: int, total: int, message: str = "", bar=bar) -> None:
+                bar.total = max(total, 1)
+                bar.n = min(step, bar.total)
+                bar.set_postfix_str(message[:60], refresh=False)
+                bar.refresh()
+
+            try:
+                figures = model.build(progress)
+            except Exception as error:
+                bar.close()
+                raise CommandError(f"building demo model {model.name} failed: {type(error).__name__}: {error}") from error
+            bar.close()
+            self.stdout.write(f"demo model {model.name}: built in {figures.get('seconds_total')} s -> {model.target}")
+        if models_only:
+            return
+        project = Project.objects.filter(slug=DEMO_SLUG).first() or create_project(DEMO_SLUG, "Demo project")
+        enable_installed_plugins(project)
+        ProjectPlugin.objects.filter(project=project, plugin_id="recommender_copy").update(
+            config={"params": demo.recommender_defaults()}
+        )
+        documents = demo.demo_documents()
+        changed = 0
+        for source_id, title, content in tqdm(documents, desc="demo knowledge base", unit="doc", dynamic_ncols=True):
+            _, was_changed = upsert_document(
+                project, source_id=source_id, title=title, content=content,
+                index_now=lambda document: knowledge.index_document(str(document.pk)),
+            )
+            changed += was_changed
+        self.stdout.write(f"demo knowledge base: {len(documents)} documents, {changed} (re)indexed")
