@@ -63,7 +63,7 @@ class Stack:
             "DJANGO_SETTINGS_MODULE": "atelier_platform.settings",
             "SECRET_KEY": "e2e-secret-key-0123456789-0123456789-0123456789",
             "ATELIER_DATA_DIR": str(root / "data"),
-            "ATELIER_EXTRA_PLUGINS": "tests.support.plugins:ReverseText,tests.support.plugins:GpuEcho",
+            "ATELIER_EXTRA_PLUGINS": "tests.support.plugins:ReverseText,tests.support.plugins:GpuEcho,tests.support.plugins:QuickLimit",
             "ATELIER_TEST_RUN_LOG": str(self.run_log),
             **FAST_TIMINGS,
         }
@@ -146,12 +146,12 @@ class Stack:
             time.sleep(0.2)
         return self
 
-    def start_worker(self) -> None:
+    def start_worker(self, concurrency: int = 2) -> None:
         index = sum(1 for name in self.processes if name.startswith("worker"))
         name = f"worker{index}"
         self._spawn(name, [
             sys.executable, "-m", "celery", "-A", "atelier_platform.celery_app", "worker",
-            "--queues", "gpu,cpu,platform", "--concurrency", "2", "--hostname", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "--queues", "gpu,cpu,platform", "--concurrency", str(concurrency), "--hostname", f"{name}-{uuid.uuid4().hex[:6]}@%h",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         ])
         self._wait_for_log(name, " ready.")

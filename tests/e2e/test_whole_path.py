@@ -51,10 +51,10 @@ class Client:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {key}"
 
-    def submit(self, **input_fields) -> dict:
+    def submit(self, plugin: str = "reverse_text", priority: int = 5, **input_fields) -> dict:
         response = self.session.post(
             f"{self.stack.url}/api/v1/jobs/",
-            json={"plugin": "reverse_text", "input": {"text": "hello world", **input_fields}},
+            json={"plugin": plugin, "input": {"text": "hello world", **input_fields}, "priority": priority},
             timeout=10,
         )
         assert response.status_code == 201, response.text
@@ -154,3 +154,22 @@ def test_a_job_whose_message_was_lost_is_brought_back_by_the_sweeper(stack, clie
     done = client.wait(job["id"], {"succeeded", "failed"}, timeout=60)
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert stack.runs_of(job["id"]) == 1
+
+
+def test_time_limit_of_the_plugin_is_enforced(client):
+    job = client.submit(plugin="quick_limit", sleep_s=10)
+    done = client.wait(job["id"], {"succeeded", "failed"}, timeout=30)
+    assert done["status"] == "failed" and done["error"]["code"] == "time_limit"
+    assert "2 s" in done["error"]["message"] and done["outputs"] == []
+
+
+def test_urgent_jobs_overtake_waiting_ones(stack, client):
+    stack.stop_worker()
+    waiting = [client.submit(priority=1, text=f"low {i}") for i in range(4)]
+    urgent = client.submit(priority=9, text="urgent")
+    stack.start_worker(concurrency=1)
+    jobs = [client.wait(job["id"], {"succeeded"}) for job in [*waiting, urgent]]
+    order = [job["input"]["text"] for job in sorted(jobs, key=lambda job: job["started_at"])]
+    assert order[0] == "urgent", order
+    stack.stop_worker()
+    stack.start_worker()

@@ -114,6 +114,12 @@ class GpuEcho(ReverseText):
     manifest = ReverseText.manifest.model_copy(update={"id": "gpu_reverse", "resource_class": ResourceClass.GPU})
 
 
+class QuickLimit(ReverseText):
+    """The same work with a 2-second time limit, to see the limit enforced."""
+
+    manifest = ReverseText.manifest.model_copy(update={"id": "quick_limit", "time_limit_s": 2})
+
+
 class NotAPlugin:
     """Registered by a test to check that a class breaking the contract is reported, not loaded."""
 
