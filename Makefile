@@ -34,7 +34,7 @@ demo: migrate
 
 run: demo
 	$(BIN)/python manage.py bootstrap --url http://127.0.0.1:$(PORT)
-	PORT=$(PORT) $(BIN)/honcho --no-prefix start --procfile Procfile --app-root .
+	PORT=$(PORT) $(BIN)/python -m atelier_platform.supervisor Procfile
 
 test: setup
 	bash scripts/run-tests.sh

@@ -1,0 +1,322 @@
+"""Batched chat generation with any local Hugging Face causal LM that has a chat template.
+
+The decoding loop is written here, on the model's forward pass with a KV cache, rather than
+with ``model.generate``, because the platform needs things ``generate`` does not give per item
+in one batch: each item its own seed, temperature, top-p, stop strings and token limit; items
+that finish or are cancelled leave the batch while the others go on; and an item's output must
+not depend on which other items shared its batch.
+
+How batch independence is kept:
+- prompts are LEFT padded and masked, with position ids counted from each item's first real
+  token, so a padded row computes what the same prompt computes alone;
+- every sampled item draws from its own ``torch.Generator`` seeded with its seed, and draws the
+  same amount of noise at every step (one exponential variate per vocabulary entry: the
+  "exponential race" form of categorical sampling), so its random stream never depends on the
+  batch; greedy items draw nothing.
+
+Import this module only where torch may be imported (workers, not the web process).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch
+from atelier_sdk import PluginError
+
+#: A model without a usable position limit in its config is treated as having this many positions.
+FALLBACK_MAX_POSITIONS = 2048
+
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+FINISH_CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One conversation to continue. ``temperature`` 0 means greedy decoding."""
+
+    messages: Sequence[Mapping[str, str]]
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ChatCompletion:
+    """The reply to one ``ChatRequest``.
+
+    ``completion_tokens`` counts the tokens the model produced for this item up to the one that
+    finished it (an end-of-sequence token or the token that completed a stop string is counted;
+    nothing after it is). ``finish_reason`` is "stop" (end of sequence or a stop string),
+    "length" (``max_new_tokens`` reached) or "cancelled" (``should_stop`` said so).
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+ProgressCallback = Callable[[int, int], None]
+StopCheck = Callable[[int], bool]
+
+
+def inference_dtype(device: str) -> torch.dtype:
+    """bf16 on GPUs that support it, fp16 on older ones, float32 on CPU (where half precision is slow)."""
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+class CausalChatLM:
+    """A causal LM and its tokenizer, loaded once, generating replies for batches of chats."""
+
+    def __init__(self, model_dir: Path | str, device: str = "cpu") -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_dir = Path(model_dir)
+        self.device = device
+        if not self.model_dir.is_dir():
+            raise PluginError(f"Model directory {self.model_dir} does not exist.", code="model_missing")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise PluginError(
+                f"The tokenizer in {self.model_dir} has no chat template; use an instruct/chat model "
+                "or set tokenizer.chat_template and save it again.",
+                code="model_error",
+            )
+        self.model = AutoModelForCausalLM.from_pretrained(
+            self.model_dir, local_files_only=True, use_safetensors=True, dtype=inference_dtype(device)
+        ).to(device)
+        self.model.eval()
+        self.max_positions = self._max_positions()
+        self.eos_token_ids = self._eos_token_ids()
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else (min(self.eos_token_ids) if self.eos_token_ids else 0)
+        # Asking for the last position's logits only saves a (batch x prompt x vocab) tensor at prefill.
+        self._logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    def render(self, messages: Sequence[Mapping[str, str]], *, generation_prompt: bool = True) -> str:
+        """The prompt text the chat template makes of ``messages``."""
+        return self.tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=generation_prompt
+        )
+
+    def _encode(self, messages: Sequence[Mapping[str, str]], *, generation_prompt: bool = True) -> list[int]:
+        # The template already writes any special tokens it wants (BOS, turn markers).
+        text = self.render(messages, generation_prompt=generation_prompt)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_chat(self, messages: Sequence[Mapping[str, str]], max_new_tokens: int) -> tuple[list[int], int]:
+        """Prompt token ids that fit ``max_positions - max_new_tokens``, and the usable ``max_new_tokens``.
+
+        A prompt that is too long loses its oldest turns first (the system message is kept); if
+        the system message and the last turn alone are still too long, tokens are cut from the
+        left of what follows the system message, which keeps its instructions and the end of the
+        conversation the model must answer.
+        """
+        max_new = max(1, min(int(max_new_tokens), self.max_positions - 1))
+        budget = self.max_positions - max_new
+        messages = [dict(m) for m in messages]
+        system = messages[:1] if messages and messages[0].get("role") == "system" else []
+        turns = messages[len(system):]
+        ids = self._encode(system + turns)
+        while len(ids) > budget and len(turns) > 1:
+            turns = turns[1:]
+            # Start on a user turn: many chat templates reject a conversation that opens with the assistant.
+            while len(turns) > 1 and turns[0].get("role") != "user":
+                turns = turns[1:]
+            ids = self._encode(system + turns)
+        if len(ids) > budget:
+            head = _common_prefix_length(ids, self._encode(system, generation_prompt=False)) if system else 0
+            head = min(head, budget // 2)
+            ids = ids[:head] + ids[len(ids) - (budget - head):]
+        return ids, max_new
+
+    # -- generation ------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        items: Sequence[ChatRequest | Mapping],
+        callback: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> list[ChatCompletion]:
+        """Continue every chat of ``items`` in one batch; one ``ChatCompletion`` per item, in order.
+
+        ``callback(item_index, tokens_so_far)`` is called after each decoding step for every item
+        still running; ``should_stop(item_index)`` is asked before each step, and an item it
+        answers True for leaves the batch with finish_reason "cancelled".
+        """
+        requests = [item if isinstance(item, ChatRequest) else ChatRequest(**item) for item in items]
+        if not requests:
+            return []
+        prompts: list[list[int]] = []
+        limits: list[int] = []
+        for request in requests:
+            ids, max_new = self.encode_chat(request.messages, request.max_new_tokens)
+            prompts.append(ids)
+            limits.append(max_new)
+
+        states = [_ItemState(request, len(ids), limit) for request, ids, limit in zip(requests, prompts, limits)]
+        for index, state in enumerate(states):
+            if state.request.temperature > 0:
+                state.generator = torch.Generator(device=self.device).manual_seed(int(state.request.seed))
+            if should_stop is not None and should_stop(index):
+                state.finish(FINISH_CANCELLED)
+
+        rows = [i for i, s in enumerate(states) if not s.done]  # batch row -> item index
+        if rows:
+            self._decode(states, rows, [prompts[i] for i in rows], callback, should_stop)
+        return [s.completion(self.tokenizer) for s in states]
+
+    def _decode(self, states, rows, prompts, callback, should_stop) -> None:
+        device = self.device
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids):] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
+        # Positions count from each row's first real token, so padding does not shift them.
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+
+        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **extra)
+        cache = out.past_key_values
+        logits = out.logits[:, -1, :]
+        next_position = positions[:, -1:] + 1
+
+        while rows:
+            tokens = []
+            for row, index in enumerate(rows):
+                state = states[index]
+                token = self._choose(logits[row], state)
+                tokens.append(token)
+                state.accept(token, self.tokenizer, self.eos_token_ids)
+                if callback is not None:
+                    callback(index, len(state.tokens))
+            for index in rows:
+                if not states[index].done and should_stop is not None and should_stop(index):
+                    states[index].finish(FINISH_CANCELLED)
+
+            keep = [row for row, index in enumerate(rows) if not states[index].done]
+            if not keep:
+                break
+            step_ids = torch.tensor([[tokens[row]] for row in keep], dtype=torch.long, device=device)
+            if len(keep) < len(rows):
+                # Finished items leave the batch: the rest need not pay for them.
+                selected = torch.tensor(keep, dtype=torch.long, device=device)
+                cache.batch_select_indices(selected)
+                attention = attention[selected]
+                next_position = next_position[selected]
+                rows = [rows[row] for row in keep]
+            attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=1)
+            out = self.model(
+                input_ids=step_ids, attention_mask=attention, position_ids=next_position,
+                past_key_values=cache, use_cache=True,
+            )
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :]
+            next_position = next_position + 1
+
+    def _choose(self, logits: torch.Tensor, state: "_ItemState") -> int:
+        request = state.request
+        logits = logits.float()
+        if request.temperature <= 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / request.temperature, dim=-1)
+        if request.top_p < 1.0:
+            ordered, order = torch.sort(probs, descending=True)
+            before = torch.cumsum(ordered, dim=-1) - ordered
+            # Keep the smallest set of most likely tokens whose mass reaches top_p (always the first).
+            dropped = order[before >= request.top_p]
+            probs = probs.clone()
+            probs[dropped] = 0.0
+        # argmax(p / E) with E ~ Exp(1) i.i.d. samples exactly from p, and always draws |V| variates,
+        # so the item's random stream does not depend on anything but its own steps.
+        noise = torch.empty_like(probs).exponential_(generator=state.generator)
+        return int(torch.argmax(probs / noise))
+
+    # -- model facts -----------------------------------------------------------------------
+
+    def _max_positions(self) -> int:
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 1:
+                return value
+        tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tokenizer_limit, int) and 1 < tokenizer_limit < 1_000_000:
+            return tokenizer_limit
+        return FALLBACK_MAX_POSITIONS
+
+    def _eos_token_ids(self) -> set[int]:
+        found: set[int] = set()
+        for value in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            if isinstance(value, int):
+                found.add(value)
+            elif isinstance(value, (list, tuple)):
+                found.update(int(v) for v in value)
+        return found
+
+
+class _ItemState:
+    """What one item has produced so far, and whether it is finished."""
+
+    def __init__(self, request: ChatRequest, prompt_tokens: int, max_new_tokens: int) -> None:
+        self.request = request
+        self.prompt_tokens = prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.tokens: list[int] = []
+        self.text_tokens: list[int] = []  # without the end-of-sequence token
+        self.text = ""
+        self.cut_on_stop = False
+        self.done = False
+        self.finish_reason = FINISH_LENGTH
+        self.generator: torch.Generator | None = None
+
+    def finish(self, reason: str) -> None:
+        self.done = True
+        self.finish_reason = reason
+
+    def accept(self, token: int, tokenizer, eos_token_ids: set[int]) -> None:
+        self.tokens.append(token)
+        if token in eos_token_ids:
+            self.finish(FINISH_STOP)
+            return
+        self.text_tokens.append(token)
+        stops = [s for s in self.request.stop if s]
+        if stops:
+            text = tokenizer.decode(self.text_tokens, skip_special_tokens=True)
+            cut = min((text.find(s) for s in stops if s in text), default=-1)
+            if cut >= 0:
+                self.text = text[:cut]
+                self.cut_on_stop = True
+                self.finish(FINISH_STOP)
+                return
+        if len(self.tokens) >= self.max_new_tokens:
+            self.finish(FINISH_LENGTH)
+
+    def completion(self, tokenizer) -> ChatCompletion:
+        if not self.cut_on_stop:
+            self.text = tokenizer.decode(self.text_tokens, skip_special_tokens=True)
+        return ChatCompletion(self.text, self.prompt_tokens, len(self.tokens), self.finish_reason)
+
+
+def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
