@@ -120,6 +120,18 @@ class QuickLimit(ReverseText):
     manifest = ReverseText.manifest.model_copy(update={"id": "quick_limit", "time_limit_s": 2})
 
 
+class ModelDirProbe(ReverseText):
+    """Needs a model directory; answers with the name of the one it was loaded from."""
+
+    manifest = ReverseText.manifest.model_copy(update={"id": "model_probe", "default_model_dir": "probe/default"})
+
+    def load(self, device, model_dir):
+        self.model_dir = model_dir
+
+    def generate(self, batch, context):
+        return [[OutputItem(ReverseOutput(text=self.model_dir.name, characters=0))] for _ in batch]
+
+
 class NotAPlugin:
     """Registered by a test to check that a class breaking the contract is reported, not loaded."""
 

@@ -22,17 +22,13 @@ from django.db import connection
 from django.utils import timezone
 
 from atelier_platform.catalog.models import ProjectPlugin
+from atelier_platform.catalog.models_dir import ModelDirError, resolve_model_dir
 from atelier_platform.config import get_config
 from atelier_platform.jobs import lifecycle
 from atelier_platform.jobs.lifecycle import Claim, ProducedOutput
 from atelier_workers import knowledge
 
 logger = logging.getLogger("atelier.worker")
-
-
-class ModelDirectoryError(PluginError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="model_not_found")
 
 
 def resolve_device(requested: str) -> str:
@@ -46,17 +42,18 @@ def resolve_device(requested: str) -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_model_dir(relative: str | None) -> Path | None:
-    """A project's model directory, which must lie inside the configured models root."""
+def model_dir_for(job, plugin_class: type[Plugin]) -> tuple[Path | None, str | None]:
+    """The model directory a job runs with, and its version name: the project's pinned version,
+    else the plugin's default directory; None for a plugin that needs no model files."""
+    setting = ProjectPlugin.objects.filter(project_id=job.project_id, plugin_id=job.plugin_id).select_related("model_version").first()
+    pinned = setting.model_version if setting else None
+    relative = pinned.model_dir if pinned else plugin_class.manifest.default_model_dir
     if not relative:
-        return None
-    root = get_config().resolved_models_root
-    candidate = (root / relative).resolve()
-    if candidate != root and root not in candidate.parents:
-        raise ModelDirectoryError(f"Model directory {relative!r} is outside the models root {root}.")
-    if not candidate.is_dir():
-        raise ModelDirectoryError(f"Model directory {candidate} does not exist on worker {worker_name()}.")
-    return candidate
+        return None, None
+    try:
+        return resolve_model_dir(relative), (pinned.version if pinned else "default")
+    except ModelDirError as error:
+        raise PluginError(f"{error} (worker {worker_name()})", code="model_not_found") from None
 
 
 def worker_name() -> str:
@@ -172,9 +169,7 @@ class JobRunner:
             from atelier_sdk import TransientPluginError
 
             raise TransientPluginError(f"Plugin {job.plugin_id!r} is not installed on worker {self.name}.", code="plugin_unavailable")
-        setting = ProjectPlugin.objects.filter(project_id=job.project_id, plugin_id=job.plugin_id).first()
-        pinned = (setting.config if setting else {}).get("model_dir")
-        model_dir = resolve_model_dir(pinned or plugin_class.manifest.default_model_dir)
+        model_dir, model_version = model_dir_for(job, plugin_class)
         loaded = self.cache.get(plugin_class, model_dir)
         request = GenerationRequest(
             job_id=str(job.pk),
@@ -200,6 +195,7 @@ class JobRunner:
             "plugin": plugin_class.manifest.id,
             "plugin_version": plugin_class.manifest.version,
             "model_dir": str(model_dir) if model_dir else None,
+            "model_version": model_version,
             "seed": job.seed,
             "worker": self.name,
             "device": self.cache.device,

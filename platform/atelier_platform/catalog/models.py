@@ -5,18 +5,39 @@ from django.db import models
 from atelier_platform.accounts.models import Project
 
 
+class ModelVersion(models.Model):
+    """A model directory registered for a plugin, under a version name a project can pin."""
+
+    plugin_id = models.CharField(max_length=63)
+    version = models.CharField(max_length=64)
+    model_dir = models.CharField(max_length=500, help_text="relative to the models root")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["plugin_id", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["plugin_id", "version"], name="one_model_version_name_per_plugin")]
+
+    def __str__(self) -> str:
+        return f"{self.plugin_id} {self.version} ({self.model_dir})"
+
+
 class ProjectPlugin(models.Model):
     """Whether a project may use a plugin, and with which configuration.
 
-    ``config`` holds project defaults for the plugin (brand voice, default params) and
-    ``model_dir`` the model directory under the models root that the project pins; both are
-    read by later stages (model versions, batching) and passed to the worker with each job.
+    ``config["params"]`` holds the project's default params for the plugin (brand voice, banned
+    words, ...), merged under each caller's params. ``model_version`` pins a registered model
+    directory; without one the plugin's manifest default is used.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="plugins")
     plugin_id = models.CharField(max_length=63)
     enabled = models.BooleanField(default=True)
     config = models.JSONField(default=dict, blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+        help_text="pinned model; empty means the plugin's default model directory",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

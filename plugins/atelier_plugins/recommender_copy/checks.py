@@ -20,7 +20,8 @@ from typing import Iterable, Mapping, Sequence
 # banned word is matched as a substring.
 _CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014"
-_WORD_GAP = rf"[\s{_DASHES}]+"
+_DASH_CLASS = re.escape(_DASHES)  # for use inside a regex character class
+_WORD_GAP = rf"[\s{_DASH_CLASS}]+"
 
 
 def is_cjk(text: str) -> bool:
@@ -88,7 +89,7 @@ _NUMBER = re.compile(
     rf"(?P<before>(?:{_CURRENCY_BEFORE})\s?)?"
     r"(?P<value>\d+(?:[.,]\d+)*)"
     rf"(?P<after>\s?(?:{_PERCENT_AFTER}|{_CURRENCY_AFTER})(?![A-Za-z]))?"
-    rf"(?P<unit>[{_DASHES}][A-Za-z]+)?",
+    rf"(?P<unit>[{_DASH_CLASS}][A-Za-z]+)?",
     re.IGNORECASE,
 )
 _THOUSANDS = re.compile(r"^\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -109,7 +110,7 @@ _CN_MONEY = {"元", "块"}
 class NumberMention:
     text: str  # as written, with its currency, percent sign or unit: "$49", "20%", "3-year"
     value: float
-    kind: str  # "price", "percent" or "number"
+    kind: str  # "price", "percent", "discount" or "number"
     start: int
     end: int
     currency: str | None = None  # the currency the text names, where it names one
@@ -198,7 +199,8 @@ def find_numbers(text: str) -> list[NumberMention]:
             value = chinese_numeral_value(match.group("value"))
             measure = match.group("measure")
             currency = "CNY" if measure in _CN_MONEY else None
-            kind = "price" if currency else "number"
+            # "八折" (20% off) is a discount claim: only the item's own words can back it
+            kind = "price" if currency else "discount" if measure == "折" else "number"
             # "一年四季", "一天": the numeral one is an ordinary word before a unit of time
             if value == 1 and not currency and measure != "折":
                 continue
@@ -245,13 +247,15 @@ class ItemFacts:
         return cls(frozenset(numbers), frozenset(percents), frozenset(prices), currency, text)
 
     def supports(self, mention: NumberMention) -> bool:
-        if mention.text in self.text:
-            return True
+        if is_cjk(mention.text) and mention.text in self.text:
+            return True  # a Chinese phrase the item data uses word for word
         value = _key(mention.value)
         if mention.kind == "percent":
             return value in self.percents
         if mention.kind == "price":
             return value in self.prices and _currency_matches(mention.currency, self.currency)
+        if mention.kind == "discount":
+            return False
         return value in self.numbers
 
 
@@ -327,11 +331,11 @@ def enforce_length(text: str, max_chars: int) -> str:
 
     budget = max_chars - 1  # room for the ellipsis that marks the cut
     window = text[: budget + 1]
-    word_cut = max((i for i, c in enumerate(window) if c.isspace() and i <= budget), default=0)
-    clause_cut = max((i for i, c in enumerate(window[:budget]) if c in _CLAUSE_MARKS), default=0)
-    if clause_cut and is_cjk(window):
-        clause_cut += 0  # cut before the mark: "…" replaces it
-    cut = max(word_cut, clause_cut if is_cjk(window) or not word_cut else 0)
+    # Cut just before a space, or before a clause mark (the ellipsis takes the mark's place);
+    # text without spaces (CJK) can only be cut at its clause marks.
+    word_cut = max((i for i, c in enumerate(window) if c.isspace()), default=0)
+    clause_cut = max((i for i, c in enumerate(window) if c in _CLAUSE_MARKS), default=0)
+    cut = max(word_cut, clause_cut) if is_cjk(window) or not word_cut else word_cut
     if cut >= max_chars / 4:
         shortened = text[:cut].rstrip().rstrip(_CLAUSE_MARKS + _DASHES + " (\"'\u201c\u2018")
         if shortened:
@@ -346,17 +350,36 @@ def enforce_length(text: str, max_chars: int) -> str:
 
 def tidy_text(text: str) -> str:
     """Whitespace and punctuation left tidy after words or clauses were cut out of a text."""
-    text = re.sub(r"[ \t]+", " ", text)
+    text = re.sub(r"[ \t]+", " ", text).strip()
     text = re.sub(r"\s*\n\s*", "\n", text)
+    # no spaces next to CJK punctuation or between CJK characters
+    text = re.sub(r"(?<=[\u3000-\u303f\uff00-\uffef\u3400-\u9fff]) +| +(?=[\u3000-\u303f\uff00-\uffef])", "", text)
     text = re.sub(r"\(\s*\)|\[\s*\]|\uff08\s*\uff09", "", text)  # brackets emptied by a removal
     text = re.sub(r"\s+([,.;:!?%\u3001\uff0c\u3002\uff1b\uff1a\uff01\uff1f])", r"\1", text)
     text = re.sub(r"([,;:\uff0c\uff1b\uff1a\u3001])(?:\s*[,;:\uff0c\uff1b\uff1a\u3001])+", r"\1", text)
     text = re.sub(r"[,;:\uff0c\uff1b\uff1a\u3001]+(\s*[.!?\u3002\uff01\uff1f])", r"\1", text)
-    text = re.sub(r"(^|[.!?\u3002\uff01\uff1f]\s*)[,;:\uff0c\uff1b\uff1a\u3001" + _DASHES + r"]+\s*", r"\1", text)
+    text = re.sub(r"(^|[.!?\u3002\uff01\uff1f]\s*)[,;:\uff0c\uff1b\uff1a\u3001" + _DASH_CLASS + r"]+\s*", r"\1", text)
     text = re.sub(r"([.!?])\s*\.(?!\.)", r"\1", text)
     text = re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
-    text = re.sub(r"\s+([" + _DASHES + r"])\s*$", "", text)
+    text = re.sub(r"\s+[" + _DASH_CLASS + r"]\s*$", "", text)
     return text.strip().strip(_CLAUSE_MARKS + " ")
+
+
+# Words that mean nothing once the word they qualified is gone: "the [best ever]!" -> "the!".
+_DANGLING = re.compile(
+    r"\s+\b(?:the|a|an|and|or|so|very|really|truly|most|such|of|with|for|our|your)\s*(?=[,.;:!?]|$)",
+    re.IGNORECASE,
+)
+
+
+_LEADING_CONJUNCTION = re.compile(r"^\s*(?:and|or|but)\b\s*", re.IGNORECASE)
+
+
+def _drop_dangling_words(text: str) -> str:
+    previous = None
+    while previous != text:
+        previous, text = text, _DANGLING.sub("", text)
+    return text
 
 
 def remove_banned_words(text: str, banned_words: Iterable[str]) -> tuple[str, list[str]]:
@@ -369,11 +392,18 @@ def remove_banned_words(text: str, banned_words: Iterable[str]) -> tuple[str, li
         matches = find_banned_words(text, banned_words)
         if not matches:
             break
+        removed.extend(m.word for m in matches if m.word not in removed)
         for match in reversed(matches):
-            text = text[: match.start] + " " + text[match.end :]
-            if match.word not in removed:
-                removed.append(match.word)
-        text = tidy_text(text)
+            # keep Latin words apart; CJK needs no space where a word was taken out
+            before = text[match.start - 1] if match.start else ""
+            after = text[match.end] if match.end < len(text) else ""
+            gap = " " if before and after and not (is_cjk(before) or is_cjk(after)) else ""
+            rest = text[match.end :]
+            if not text[: match.start].strip() or re.search(r"[.!?]\s*$", text[: match.start]):
+                # the word opened a sentence: a conjunction after it now would ("[Cheap] and cosy")
+                rest = _LEADING_CONJUNCTION.sub("", rest)
+            text = text[: match.start] + gap + rest
+        text = tidy_text(_drop_dangling_words(text))
     return text, removed
 
 
@@ -448,7 +478,7 @@ def repair_copy(text: str, *, banned_words: Iterable[str], facts: ItemFacts, max
     """
     banned_words = list(banned_words)
     issues: list[str] = []
-    text = tidy_text(text)
+    text = text.strip()
     for _ in range(3):  # each edit can expose what another one must fix (a cut that splits "129")
         text, removed_words = remove_banned_words(text, banned_words)
         issues += [f"banned_word:{w}" for w in removed_words]

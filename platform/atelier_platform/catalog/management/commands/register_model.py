@@ -1,0 +1,42 @@
+"""``python manage.py register_model --plugin ID --name VERSION --dir RELATIVE [--pin PROJECT ...]``"""
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from atelier_platform.accounts.models import Project
+from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+from atelier_platform.catalog.models_dir import ModelDirError, resolve_model_dir
+from atelier_platform.catalog.registry import get_registry
+
+
+class Command(BaseCommand):
+    help = "Register a model directory as a named version of a plugin's model, and optionally pin projects to it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--plugin", required=True)
+        parser.add_argument("--name", required=True, help="the version name, such as 2026-11-28 or v2")
+        parser.add_argument("--dir", required=True, help="directory relative to the models root")
+        parser.add_argument("--description", default="")
+        parser.add_argument("--pin", nargs="*", default=[], metavar="PROJECT", help="project slugs to pin to this version")
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        plugin_id, version = options["plugin"], options["name"]
+        if get_registry().get(plugin_id) is None:
+            raise CommandError(f"No plugin {plugin_id!r} is installed (see `manage.py plugins`).")
+        try:
+            path = resolve_model_dir(options["dir"])
+        except ModelDirError as error:
+            raise CommandError(str(error)) from None
+        model, created = ModelVersion.objects.get_or_create(
+            plugin_id=plugin_id, version=version,
+            defaults={"model_dir": options["dir"], "description": options["description"]},
+        )
+        if not created and model.model_dir != options["dir"]:
+            raise CommandError(f"{plugin_id} {version} already names {model.model_dir}; choose a new version name.")
+        for slug in options["pin"]:
+            project = Project.objects.filter(slug=slug).first()
+            if project is None:
+                raise CommandError(f"No project {slug!r}.")
+            ProjectPlugin.objects.update_or_create(project=project, plugin_id=plugin_id, defaults={"model_version": model})
+        self.stdout.write(f"{plugin_id} {version} -> {path}" + (f"; pinned for {', '.join(options['pin'])}" if options["pin"] else ""))

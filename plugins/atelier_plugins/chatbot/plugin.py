@@ -1,0 +1,266 @@
+"""The customer-service chatbot plugin: answers grounded in the project's knowledge base.
+
+For each conversation the latest user message is the retrieval query; the passages found are
+inlined into a system prompt that tells the model to answer from them, and the whole batch is
+generated together by ``CausalChatLM`` (any local causal LM with a chat template).
+
+This module is imported by the web process to publish the schemas: it must not import torch or
+transformers at module level (``load`` and ``generate`` do).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Literal, Sequence
+
+from atelier_sdk import (
+    GenerationRequest,
+    ItemResult,
+    Manifest,
+    Modality,
+    OutputItem,
+    Passage,
+    Plugin,
+    PluginError,
+    ResourceClass,
+    RunContext,
+)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_SEED = 2**31 - 1
+
+#: Progress is written to the job's database row: report at most this often (in tokens) per job.
+PROGRESS_EVERY_TOKENS = 16
+
+INSTRUCTIONS_WITH_PASSAGES = (
+    "You are the customer-service assistant of the shop. Answer the customer's last message "
+    "using only the passages below, quoting the sentence that answers it. If the passages do "
+    "not answer it, say that you do not know."
+)
+INSTRUCTIONS_WITHOUT_PASSAGES = (
+    "You are the customer-service assistant of the shop. Answer the customer's last message "
+    "briefly and politely."
+)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1, max_length=8000)
+
+
+class ChatbotInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[ChatMessage] = Field(
+        min_length=1, max_length=50, description="The conversation so far, oldest first; the last one is the user's."
+    )
+    conversation_id: str | None = Field(
+        default=None, description="Continue this stored conversation (a UUID); the platform keeps the thread."
+    )
+    use_knowledge: bool = Field(default=True, description="Answer from the project's knowledge base.")
+    top_k: int = Field(default=3, ge=1, le=8, description="How many knowledge-base passages to retrieve.")
+
+    @field_validator("messages")
+    @classmethod
+    def _last_message_is_users(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if messages and messages[-1].role != "user":
+            raise ValueError(
+                f"the last message must have role 'user' (the one to answer), not '{messages[-1].role}'"
+            )
+        return messages
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _conversation_id_is_uuid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise ValueError("conversation_id must be a UUID such as 3f2b9c1e-8d4a-4c1b-9e2f-6a7b8c9d0e1f") from None
+
+
+class ChatbotParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(default=128, ge=1, le=512, description="Longest reply, in tokens.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 answers greedily (deterministic).")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Same seed, same reply.")
+    stop: list[str] = Field(
+        default_factory=list, max_length=4, description="The reply ends before the first of these strings."
+    )
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_strings_have_sane_length(cls, stop: list[str]) -> list[str]:
+        for value in stop:
+            if not 1 <= len(value) <= 32:
+                raise ValueError("each stop string must be 1 to 32 characters long")
+        return stop
+
+
+class Source(BaseModel):
+    source_id: str
+    chunk_id: str
+    title: str
+    score: float
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatbotOutput(BaseModel):
+    reply: str
+    sources: list[Source]
+    usage: Usage
+    finish_reason: Literal["stop", "length"]
+    conversation_id: str | None = None
+
+
+def latest_user_message(messages: Sequence[ChatMessage]) -> str:
+    for message in reversed(messages):
+        if message.role == "user":
+            return message.content
+    return ""
+
+
+def build_system_prompt(passages: Sequence[Passage], extra_instructions: Sequence[str] = ()) -> str:
+    """The system message: how to answer, the numbered passages (title, then text), and the caller's own instructions."""
+    if passages:
+        parts = [INSTRUCTIONS_WITH_PASSAGES]
+        parts.extend(f"[{n}] {p.title}\n{p.text}" for n, p in enumerate(passages, start=1))
+    else:
+        parts = [INSTRUCTIONS_WITHOUT_PASSAGES]
+    parts.extend(text for text in extra_instructions if text.strip())
+    return "\n\n".join(parts)
+
+
+def build_prompt(messages: Sequence[ChatMessage], passages: Sequence[Passage]) -> list[dict[str, str]]:
+    """The chat messages the model is given: one system message first, then the conversation.
+
+    System messages of the conversation are folded into that first system message, because many
+    chat templates accept a system message only at the start.
+    """
+    own_instructions = [m.content for m in messages if m.role == "system"]
+    conversation = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
+    return [{"role": "system", "content": build_system_prompt(passages, own_instructions)}, *conversation]
+
+
+class ChatbotPlugin(Plugin):
+    manifest = Manifest(
+        id="chatbot",
+        version="1.0.0",
+        name="Customer-service chatbot",
+        description=(
+            "Answers customers from the project's knowledge base: retrieves the closest passages, "
+            "then generates a reply with a causal language model, citing its sources."
+        ),
+        modality=Modality.TEXT,
+        resource_class=ResourceClass.GPU,
+        max_batch_size=8,
+        time_limit_s=300,
+        default_model_dir="demo/chat-lm",
+    )
+    Input = ChatbotInput
+    Params = ChatbotParams
+    Output = ChatbotOutput
+
+    lm = None
+
+    def load(self, device: str, model_dir: Path | None) -> None:
+        if model_dir is None:
+            raise PluginError(
+                "The chatbot needs a model directory: pin one in the project's plugin settings "
+                "or run `python manage.py prepare_demo` to build the demo model.",
+                code="model_missing",
+            )
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise PluginError(
+                f"Chat model directory {model_dir} does not exist: run `python manage.py prepare_demo` "
+                "or pin an existing model directory in the project's plugin settings.",
+                code="model_missing",
+            )
+        from atelier_plugins.text.generation import CausalChatLM
+
+        self.lm = CausalChatLM(model_dir, device)
+
+    def unload(self) -> None:
+        self.lm = None
+
+    def generate(self, batch: Sequence[GenerationRequest], context: RunContext) -> list[ItemResult]:
+        if self.lm is None:
+            raise PluginError("The chatbot model is not loaded; call load() first.", code="model_missing")
+        from atelier_plugins.text.generation import FINISH_CANCELLED, ChatRequest
+
+        results: list[ItemResult | None] = [None] * len(batch)
+        pending: list[tuple[int, GenerationRequest, list[Passage]]] = []
+        for position, request in enumerate(batch):
+            if context.is_cancelled(request.job_id):
+                results[position] = PluginError("Cancelled before it started.", code="cancelled")
+                continue
+            try:
+                passages = self._passages(request, context)
+            except PluginError as error:
+                results[position] = error
+                continue
+            pending.append((position, request, passages))
+
+        requests = [
+            ChatRequest(
+                messages=build_prompt(request.input.messages, passages),
+                max_new_tokens=request.params.max_new_tokens,
+                temperature=request.params.temperature,
+                top_p=request.params.top_p,
+                seed=request.seed,
+                stop=tuple(request.params.stop),
+            )
+            for _, request, passages in pending
+        ]
+        reported: dict[int, int] = {}
+
+        def on_tokens(item: int, tokens: int) -> None:
+            request = pending[item][1]
+            if tokens - reported.get(item, 0) >= PROGRESS_EVERY_TOKENS:
+                reported[item] = tokens
+                context.report_progress(request.job_id, tokens / request.params.max_new_tokens, tokens=tokens)
+
+        completions = self.lm.generate(
+            requests, callback=on_tokens, should_stop=lambda item: context.is_cancelled(pending[item][1].job_id)
+        )
+        for (position, request, passages), completion in zip(pending, completions):
+            if completion.finish_reason == FINISH_CANCELLED:
+                results[position] = PluginError("Cancelled while running.", code="cancelled")
+                continue
+            context.report_progress(request.job_id, 1.0, tokens=completion.completion_tokens)
+            output = ChatbotOutput(
+                reply=completion.text.strip(),
+                sources=[Source(source_id=p.source_id, chunk_id=p.chunk_id, title=p.title, score=p.score) for p in passages],
+                usage=Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
+                finish_reason=completion.finish_reason,
+                conversation_id=request.input.conversation_id,
+            )
+            results[position] = [OutputItem(output)]
+        return results
+
+    @staticmethod
+    def _passages(request: GenerationRequest, context: RunContext) -> list[Passage]:
+        data = request.input
+        if not data.use_knowledge:
+            return []
+        query = latest_user_message(data.messages)
+        try:
+            return context.retrieve(request.job_id, query, data.top_k)[: data.top_k]
+        except PluginError:
+            raise
+        except Exception as error:
+            # A knowledge base that cannot be searched right now (index being rebuilt, database hiccup) may recover.
+            from atelier_sdk import TransientPluginError
+
+            raise TransientPluginError(f"Knowledge-base retrieval failed: {error}", code="retrieval_failed") from error

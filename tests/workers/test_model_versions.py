@@ -1,0 +1,81 @@
+"""Which model directory a job runs with: default, pinned version, and what is refused."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+from atelier_platform.catalog.registry import get_registry
+from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.config import get_config
+from atelier_platform.jobs.models import Job
+from atelier_platform.jobs.submission import JobRequest, submit_job
+from atelier_workers.runtime import JobRunner, ModelCache
+from tests.support.plugins import ModelDirProbe
+
+
+@pytest.fixture
+def models_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(type(get_config()), "resolved_models_root", property(lambda self: tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def probe_project(project, empty_plugin_registry):
+    empty_plugin_registry.register(ModelDirProbe)
+    set_plugin_enabled(project, "model_probe", True)
+    return project
+
+
+def run_probe(project) -> Job:
+    job = submit_job(project, JobRequest("model_probe", {"text": "x"}, {})).job
+    JobRunner(get_registry(), ModelCache("cpu")).run(str(job.pk))
+    return Job.objects.get(pk=job.pk)
+
+
+def register(*args):
+    call_command("register_model", "--plugin", "model_probe", *args, stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+class TestModelDirectories:
+    def test_missing_default_directory_fails_the_job_clearly(self, probe_project, models_root):
+        job = run_probe(probe_project)
+        assert job.status == "failed" and job.error_code == "model_not_found"
+        assert "probe/default" in job.error_message
+
+    def test_default_directory_is_used(self, probe_project, models_root):
+        (models_root / "probe" / "default").mkdir(parents=True)
+        job = run_probe(probe_project)
+        output = job.outputs.get()
+        assert output.content["text"] == "default" and output.provenance["model_version"] == "default"
+
+    def test_a_pinned_version_wins(self, probe_project, models_root):
+        (models_root / "probe" / "default").mkdir(parents=True)
+        (models_root / "probe" / "v2").mkdir(parents=True)
+        register("--name", "v2", "--dir", "probe/v2", "--pin", probe_project.slug)
+        output = run_probe(probe_project).outputs.get()
+        assert output.content["text"] == "v2" and output.provenance["model_version"] == "v2"
+        ProjectPlugin.objects.filter(project=probe_project, plugin_id="model_probe").update(model_version=None)
+        assert run_probe(probe_project).outputs.get().content["text"] == "default"  # rolled back
+
+    @pytest.mark.parametrize("relative", ["../outside", "/etc", "probe/missing"])
+    def test_directories_outside_the_root_or_missing_are_refused(self, probe_project, models_root, relative):
+        with pytest.raises(CommandError):
+            register("--name", "bad", "--dir", relative)
+        assert not ModelVersion.objects.exists()
+
+    def test_pickle_weights_are_refused(self, probe_project, models_root):
+        (models_root / "probe" / "pickled").mkdir(parents=True)
+        (models_root / "probe" / "pickled" / "pytorch_model.bin").write_bytes(b"\x80\x04")
+        with pytest.raises(CommandError, match="safetensors only"):
+            register("--name", "pickled", "--dir", "probe/pickled")
+        # and a pinned directory that gains pickle files later is refused at load time
+        (models_root / "probe" / "ok").mkdir(parents=True)
+        register("--name", "ok", "--dir", "probe/ok", "--pin", probe_project.slug)
+        (models_root / "probe" / "ok" / "weights.pt").write_bytes(b"x")
+        job = run_probe(probe_project)
+        assert job.status == "failed" and "pickle" in job.error_message
