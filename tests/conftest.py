@@ -21,6 +21,16 @@ def empty_plugin_registry():
 
 
 @pytest.fixture(autouse=True)
+def no_safety_checks():
+    """No safety check runs unless a test installs one."""
+    from atelier_platform.moderation.checks import replace_safety_checks
+
+    replace_safety_checks([])
+    yield
+    replace_safety_checks(None)
+
+
+@pytest.fixture(autouse=True)
 def sent_messages(monkeypatch):
     """Messages the code under test published; unit tests never touch a real broker."""
     sent = []

@@ -57,6 +57,7 @@ class AtelierConfig(BaseSettings):
 
     # --- plugins and workers ---------------------------------------------------------------
     extra_plugins: str = Field(default="", description="comma-separated module:Class plugins loaded besides entry points")
+    extra_safety_checks: str = Field(default="", description="comma-separated module:Class safety checks besides entry points")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     worker_name: str | None = None
 

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "atelier_platform.jobs",
     "atelier_platform.knowledge",
     "atelier_platform.conversations",
+    "atelier_platform.moderation",
     "atelier_platform.api",
     "atelier_frontend",
     "atelier_workers",

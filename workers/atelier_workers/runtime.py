@@ -129,6 +129,23 @@ class Heartbeat:
             connection.close()
 
 
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+def screen_output(job, produced: ProducedOutput) -> ProducedOutput:
+    """Screen one output (its texts and primary images); mask personal data if the project asks."""
+    from atelier_sdk.safety import Target
+
+    from atelier_platform.moderation.screening import collect_texts, mask_personal_data, policy_for, screen
+
+    policy = policy_for(job.project)
+    images = [(f"files.{name}", data) for name, media_type, data, role in produced.files
+              if media_type in IMAGE_TYPES and role == "primary"]
+    report = screen(job.project, Target.OUTPUT, collect_texts(produced.content, "content"), images, policy=policy)
+    content = mask_personal_data(produced.content, report["findings"]) if policy.mask_personal_data else produced.content
+    return ProducedOutput(content=content, files=produced.files, safety=report)
+
+
 class JobRunner:
     def __init__(self, registry: PluginRegistry, cache: ModelCache) -> None:
         self.registry = registry
@@ -201,7 +218,8 @@ class JobRunner:
             "device": self.cache.device,
             "generated_at": timezone.now().isoformat(),
         }
-        return [self._produced(plugin_class, item) for item in result], provenance
+        produced = [self._produced(plugin_class, item) for item in result]
+        return [screen_output(job, output) for output in produced], provenance
 
     @staticmethod
     def _produced(plugin_class: type[Plugin], item: OutputItem) -> ProducedOutput:

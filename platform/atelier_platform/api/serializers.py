@@ -3,7 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from atelier_platform.jobs.models import Job, Output, OutputFile
+from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, Output, OutputFile
 
 
 class StrictSerializer(serializers.Serializer):
@@ -40,7 +40,12 @@ class OutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Output
-        fields = ["id", "index", "content", "review_state", "provenance", "safety", "files", "created_at"]
+        fields = ["id", "index", "content", "review_state", "final", "provenance", "safety", "files", "created_at"]
+
+    final = serializers.SerializerMethodField(help_text="true when the content may be used: approved, or released after screening")
+
+    def get_final(self, output: Output) -> bool:
+        return output.review_state in DELIVERABLE_REVIEW_STATES
 
 
 class JobErrorSerializer(serializers.Serializer):
@@ -64,7 +69,7 @@ class JobSummarySerializer(serializers.ModelSerializer):
         model = Job
         fields = [
             "id", "project", "plugin", "plugin_version", "status", "priority", "input", "params", "seed",
-            "attempts", "max_attempts", "progress", "error", "cancel_requested",
+            "attempts", "max_attempts", "progress", "error", "cancel_requested", "input_screening",
             "created_at", "started_at", "finished_at",
         ]
 
@@ -144,3 +149,58 @@ class ConversationSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     messages = ConversationMessageSerializer(many=True)
+
+
+class ReviewDecisionInputSerializer(StrictSerializer):
+    action = serializers.ChoiceField(choices=["approve", "reject", "edit", "regenerate"])
+    reason = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    comment = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+    content = serializers.JSONField(required=False, default=None, help_text="the edited output content (action edit)")
+
+
+class ReviewDecisionSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    reason = serializers.CharField()
+    comment = serializers.CharField()
+    decided_by = serializers.CharField()
+    decided_at = serializers.DateTimeField()
+    regenerated_job = serializers.UUIDField(source="regenerated_job_id", allow_null=True)
+    diff = serializers.SerializerMethodField()
+
+    def get_diff(self, decision) -> str:
+        from atelier_platform.moderation.review import content_diff
+
+        if decision.edited_content is None:
+            return ""
+        return content_diff(decision.original_content, decision.edited_content)
+
+
+class ReviewItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.CharField()
+    priority = serializers.IntegerField()
+    flagged = serializers.BooleanField()
+    categories = serializers.ListField(child=serializers.CharField())
+    sampled = serializers.BooleanField()
+    approvals = serializers.ListField(child=serializers.CharField())
+    lease_holder = serializers.CharField()
+    lease_expires_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    job = serializers.UUIDField(source="output.job_id")
+    plugin = serializers.CharField(source="output.job.plugin_id")
+    job_input = serializers.JSONField(source="output.job.input")
+    input_screening = serializers.JSONField(source="output.job.input_screening")
+    output = OutputSerializer()
+    decisions = ReviewDecisionSerializer(many=True)
+
+
+class AuditEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    actor = serializers.CharField()
+    action = serializers.CharField()
+    object_type = serializers.CharField()
+    object_id = serializers.CharField()
+    before = serializers.JSONField()
+    after = serializers.JSONField()

@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from atelier_platform.api.knowledge_views import ConversationViewSet, KnowledgeDocumentViewSet, OutputFileDownloadView
+from atelier_platform.api.review_views import AuditLogView, ReviewMetricsView, ReviewViewSet
 from atelier_platform.api.views import JobViewSet, PluginListView
 
 router = DefaultRouter(trailing_slash=True)
@@ -10,10 +11,13 @@ router.include_root_view = False
 router.register("jobs", JobViewSet, basename="job")
 router.register("knowledge/documents", KnowledgeDocumentViewSet, basename="knowledge-document")
 router.register("conversations", ConversationViewSet, basename="conversation")
+router.register("reviews", ReviewViewSet, basename="review")
 
 urlpatterns = [
     path("plugins/", PluginListView.as_view(), name="plugin-list"),
     path("outputs/<uuid:output_id>/files/<int:file_id>/", OutputFileDownloadView.as_view(), name="output-file"),
+    path("reviews/metrics/", ReviewMetricsView.as_view(), name="review-metrics"),
+    path("audit/", AuditLogView.as_view(), name="audit-log"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     *router.urls,

@@ -38,3 +38,8 @@ class IdempotencyConflict(JobServiceError):
 class JobAlreadyFinished(JobServiceError):
     status_code = 409
     code = "job_finished"
+
+
+class InputBlocked(JobServiceError):
+    status_code = 422
+    code = "input_blocked"

@@ -40,6 +40,7 @@ class ProducedOutput:
 
     content: dict[str, Any]
     files: tuple[tuple[str, str, bytes, str], ...] = ()  # (name, media_type, data, role)
+    safety: dict[str, Any] | None = None  # the output's screening report
 
 
 def claim_job(job_id: str, worker: str) -> Claim | None:
@@ -104,6 +105,11 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
     if job.cancel_requested_at is not None:
         _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running; outputs discarded.")
         return JobStatus.CANCELLED
+    from atelier_platform.moderation.review import route_output
+    from atelier_platform.moderation.screening import policy_for
+
+    policy = policy_for(job.project)
+    input_flagged = list((job.input_screening or {}).get("flagged", []))
     stored = []
     for index, produced in enumerate(outputs):
         output = Output.objects.create(
@@ -111,12 +117,14 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
             index=index,
             content=produced.content,
             provenance={**provenance, "ai_generated": True, "output_index": index},
+            safety=produced.safety or {},
             review_state=ReviewState.PENDING,
         )
         for name, media_type, data, role in produced.files:
             file_row = OutputFile(output=output, role=role, media_type=media_type, size=len(data))
             file_row.file.save(name, ContentFile(data), save=False)
             file_row.save()
+        route_output(output, produced.safety or {}, policy, input_flagged=input_flagged)
         stored.append(output)
     job.progress = 1.0
     job.save(update_fields=["progress"])

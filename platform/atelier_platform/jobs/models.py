@@ -47,6 +47,9 @@ class Job(models.Model):
     error_message = models.TextField(blank=True)
     progress = models.FloatField(null=True, blank=True)
     progress_detail = models.JSONField(default=dict, blank=True)
+    input_screening = models.JSONField(default=dict, blank=True)
+    regenerated_from = models.ForeignKey("Output", null=True, blank=True, on_delete=models.SET_NULL, related_name="regenerations")
+    review_note = models.TextField(blank=True, help_text="the reviewer's note when this job regenerates a rejected output")
 
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
@@ -93,6 +96,12 @@ class ReviewState(models.TextChoices):
     PENDING = "pending", "Pending review"
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
+    RELEASED = "released", "Released after screening"
+    BLOCKED = "blocked", "Blocked by screening"
+
+
+#: Outputs a client may use as final content.
+DELIVERABLE_REVIEW_STATES = frozenset({ReviewState.APPROVED, ReviewState.RELEASED})
 
 
 class Output(models.Model):

@@ -16,8 +16,8 @@ from atelier_platform.accounts.models import ApiKey, Project
 from atelier_platform.catalog.services import enabled_plugin_ids, installed_plugin, project_param_defaults
 from atelier_platform.conversations.services import expand_thread, is_conversational, record_turns
 from atelier_platform.catalog.registry import get_registry
-from atelier_platform.jobs.errors import IdempotencyConflict, InvalidJobInput, PluginNotEnabled, UnknownPlugin
-from atelier_platform.jobs.models import Job
+from atelier_platform.jobs.errors import IdempotencyConflict, InputBlocked, InvalidJobInput, PluginNotEnabled, UnknownPlugin
+from atelier_platform.jobs.models import Job, JobStatus
 from atelier_platform.jobs.queueing import publish_on_commit
 
 MAX_SEED = 2**31 - 1
@@ -98,6 +98,19 @@ def submit_job(
             return _replay(earlier, request_fingerprint)
 
     manifest = plugin.manifest
+    from atelier_sdk.safety import Target
+
+    from atelier_platform.moderation.screening import BLOCK, collect_texts, screen
+
+    input_screening = screen(project, Target.INPUT, collect_texts(normalised_input, "input"))
+    if input_screening["decision"] == BLOCK:
+        _keep_blocked_attempt(project, plugin, request, normalised_input, normalised_params, input_screening,
+                              submitted_by=submitted_by, api_key=api_key, request_fingerprint=request_fingerprint)
+        raise InputBlocked(
+            "The input was blocked by the project's safety policy.",
+            details={"categories": input_screening["flagged"],
+                     "fields": sorted({f["field"] for f in input_screening["findings"]})},
+        )
     try:
         with transaction.atomic():
             conversation = new_turns = None
@@ -121,6 +134,7 @@ def submit_job(
                 request_fingerprint=request_fingerprint,
                 enqueued_at=timezone.now(),
                 enqueue_count=1,
+                input_screening=input_screening,
             )
             if conversation is not None:
                 record_turns(conversation, new_turns, job)
@@ -132,6 +146,24 @@ def submit_job(
             raise
         return _replay(earlier, request_fingerprint)
     return Submission(job=job, created=True)
+
+
+def _keep_blocked_attempt(project, plugin, request, input_data, params, report, *, submitted_by, api_key, request_fingerprint) -> Job:
+    """A blocked input is not run, but kept (status ``blocked``) with its report, for the audit."""
+    from atelier_platform.moderation import audit
+
+    with transaction.atomic():
+        job = Job.objects.create(
+            project=project, plugin_id=plugin.manifest.id, plugin_version=plugin.manifest.version,
+            resource_class=plugin.manifest.resource_class.value, input=input_data, params=params,
+            seed=_seed_of(input_data, params), priority=request.priority, status=JobStatus.BLOCKED,
+            submitted_by=submitted_by, api_key=api_key, request_fingerprint=request_fingerprint,
+            input_screening=report, finished_at=timezone.now(), error_code="input_blocked",
+            error_message=f"Blocked by screening: {', '.join(report['flagged'])}.",
+        )
+        actor = f"key:{api_key.prefix}" if api_key else f"user:{getattr(submitted_by, 'pk', '?')}"
+        audit.record(project, actor, "input_blocked", job, after={"categories": report["flagged"]})
+    return job
 
 
 def _replay(earlier: Job, request_fingerprint: str) -> Submission:

@@ -1,0 +1,189 @@
+"""The review queue over the API, the audit log, and reviewer metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+
+from django.db.models import Count, Min, Prefetch, Q
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.serializers import AuditEventSerializer, ReviewDecisionInputSerializer, ReviewItemSerializer
+from atelier_platform.jobs.models import Output
+from atelier_platform.moderation import review
+from atelier_platform.moderation.models import AuditEvent, ReviewDecision, ReviewItem, ReviewItemState
+
+
+def reviewer_of(request) -> review.Reviewer:
+    access = request.access
+    if access.api_key is not None:
+        return review.Reviewer(actor=f"key:{access.api_key.prefix}", api_key_id=access.api_key.pk)
+    return review.Reviewer(actor=f"user:{access.user.pk}", user_id=access.user.pk)
+
+
+QUEUE_FILTERS = [
+    OpenApiParameter("state", OpenApiTypes.STR, enum=["pending", "decided", "all"], description="default pending"),
+    OpenApiParameter("plugin", OpenApiTypes.STR),
+    OpenApiParameter("category", OpenApiTypes.STR),
+    OpenApiParameter("flagged", OpenApiTypes.BOOL),
+]
+
+
+def _filters(params) -> dict:
+    state = params.get("state", "pending")
+    if state not in ("pending", "decided", "all"):
+        raise ValidationError({"state": ["One of: pending, decided, all."]})
+    flagged = params.get("flagged")
+    if flagged not in (None, "true", "false"):
+        raise ValidationError({"flagged": ["true or false."]})
+    return {"state": state, "plugin": params.get("plugin") or None, "category": params.get("category") or None,
+            "flagged": None if flagged is None else flagged == "true"}
+
+
+class ReviewQueuePagination(CursorPagination):
+    ordering = ("-priority", "created_at", "id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Reviewers claim an item (a lease, 10 minutes by default, renewed by claiming again), then decide."""
+
+    required_capabilities = {
+        "list": Capability.REVIEWS_READ,
+        "retrieve": Capability.REVIEWS_READ,
+        "claim": Capability.REVIEWS_WRITE,
+        "claim_next": Capability.REVIEWS_WRITE,
+        "release": Capability.REVIEWS_WRITE,
+        "decision": Capability.REVIEWS_WRITE,
+    }
+    serializer_class = ReviewItemSerializer
+    pagination_class = ReviewQueuePagination
+
+    def get_queryset(self):
+        items = ReviewItem.objects.filter(project=self.request.access.project)
+        if self.action == "list":
+            items = review.queue(self.request.access.project, **_filters(self.request.query_params))
+        return items.select_related("output__job").prefetch_related(
+            Prefetch("output", queryset=Output.objects.prefetch_related("files")),
+            Prefetch("decisions", queryset=ReviewDecision.objects.order_by("decided_at")),
+        )
+
+    @extend_schema(parameters=QUEUE_FILTERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def _fresh(self, item):
+        return Response(ReviewItemSerializer(self.get_queryset().get(pk=item.pk)).data)
+
+    @extend_schema(request=None, responses=ReviewItemSerializer)
+    @action(detail=True, methods=["post"])
+    def claim(self, request, pk=None):
+        return self._fresh(review.claim(self.get_object(), reviewer_of(request)))
+
+    @extend_schema(request=None, responses={200: ReviewItemSerializer, 204: None}, parameters=QUEUE_FILTERS)
+    @action(detail=False, methods=["post"], url_path="claim-next")
+    def claim_next(self, request):
+        item = review.claim_next(request.access.project, reviewer_of(request), **_filters(request.query_params))
+        return self._fresh(item) if item else Response(status=204)
+
+    @extend_schema(request=None, responses=ReviewItemSerializer)
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        return self._fresh(review.release(self.get_object(), reviewer_of(request)))
+
+    @extend_schema(request=ReviewDecisionInputSerializer, responses=ReviewItemSerializer)
+    @action(detail=True, methods=["post"])
+    def decision(self, request, pk=None):
+        incoming = ReviewDecisionInputSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        return self._fresh(review.decide(self.get_object(), reviewer_of(request), **incoming.validated_data))
+
+
+class ReviewMetricsView(APIView):
+    required_capabilities = {"get": Capability.REVIEWS_READ}
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        project = request.access.project
+        now = timezone.now()
+        open_items = ReviewItem.objects.filter(project=project, state=ReviewItemState.OPEN)
+        oldest = open_items.aggregate(oldest=Min("created_at"))["oldest"]
+        last_day = ReviewDecision.objects.filter(item__project=project, decided_at__gte=now - timedelta(hours=24))
+        per_reviewer = {row["decided_by"]: round(row["n"] / 24, 2) for row in last_day.values("decided_by").annotate(n=Count("id"))}
+        decided = ReviewItem.objects.filter(project=project, state=ReviewItemState.DECIDED)
+        by_plugin = {
+            row["output__job__plugin_id"]: round(row["approved"] / row["n"], 3) if row["n"] else None
+            for row in decided.values("output__job__plugin_id").annotate(
+                n=Count("id"), approved=Count("id", filter=Q(output__review_state="approved")))
+        }
+        by_category: dict[str, list[int]] = {}
+        for categories, state in decided.values_list("categories", "output__review_state"):
+            for category in categories or ["(none)"]:
+                tally = by_category.setdefault(category, [0, 0])
+                tally[0] += 1
+                tally[1] += state == "approved"
+        return Response({
+            "queue_depth": open_items.count(),
+            "oldest_item_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
+            "decisions_per_hour_last_24h": per_reviewer,
+            "approval_rate_by_plugin": by_plugin,
+            "approval_rate_by_category": {c: round(a / n, 3) for c, (n, a) in sorted(by_category.items())},
+        })
+
+
+class AuditLogView(APIView):
+    """The project's audit log, oldest first: JSON pages, or the whole log as CSV or JSON Lines."""
+
+    required_capabilities = {"get": Capability.ADMIN}
+
+    @extend_schema(parameters=[OpenApiParameter("export", OpenApiTypes.STR, enum=["csv", "jsonl"]),
+                               OpenApiParameter("after_id", OpenApiTypes.INT)],
+                   responses=AuditEventSerializer(many=True))
+    def get(self, request):
+        events = AuditEvent.objects.filter(project=request.access.project).order_by("id")
+        export = request.query_params.get("export")
+        if export not in (None, "csv", "jsonl"):
+            raise ValidationError({"export": ["csv or jsonl."]})
+        if export is None:
+            try:
+                after = int(request.query_params.get("after_id", 0))
+            except ValueError:
+                raise ValidationError({"after_id": ["An integer."]}) from None
+            page = list(events.filter(id__gt=after)[:500])
+            return Response({"results": AuditEventSerializer(page, many=True).data,
+                             "next_after_id": page[-1].id if len(page) == 500 else None})
+        rows = (AuditEventSerializer(e).data for e in events.iterator(chunk_size=500))
+        if export == "jsonl":
+            body = (json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
+            response = StreamingHttpResponse(body, content_type="application/x-ndjson")
+        else:
+            response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="audit-{request.access.project.slug}.{export}"'
+        return response
+
+
+def _csv_lines(rows):
+    fields = ["id", "created_at", "actor", "action", "object_type", "object_id", "before", "after"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(fields)
+    yield buffer.getvalue()
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([json.dumps(row[f], ensure_ascii=False, default=str) if f in ("before", "after") else row[f] for f in fields])
+        yield buffer.getvalue()

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from atelier_platform.accounts.models import Project
+
+DEFAULT_REJECT_REASONS = ["unsafe", "off_brand", "factually_wrong", "low_quality", "other"]
+
+
+class ReviewMode(models.TextChoices):
+    REVIEW_BEFORE_RELEASE = "review_before_release", "Review before release"
+    RELEASE_AFTER_SCREENING = "release_after_screening", "Release after screening, audit after"
+
+
+def default_thresholds() -> dict:
+    """Per category: at or above ``review`` an output is held for review; at or above ``block`` it is blocked."""
+    from atelier_sdk.safety import Category
+
+    strict = {Category.SEXUAL_MINORS: {"review": 0.2, "block": 0.5}}
+    return {c.value: strict.get(c, {"review": 0.5, "block": 0.9}) for c in Category}
+
+
+class SafetyPolicy(models.Model):
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="safety_policy")
+    review_mode = models.CharField(max_length=40, choices=ReviewMode.choices, default=ReviewMode.REVIEW_BEFORE_RELEASE)
+    audit_sample_percent = models.PositiveSmallIntegerField(default=10, help_text="under release-after-screening")
+    thresholds = models.JSONField(default=default_thresholds)
+    mask_personal_data = models.BooleanField(default=False, help_text="mask e-mails, phones, cards... in outputs")
+    second_review_for_flagged = models.BooleanField(default=False)
+    forbid_self_approval = models.BooleanField(default=True)
+    reject_reasons = models.JSONField(default=list)
+    lease_seconds = models.PositiveIntegerField(default=600)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def clean(self) -> None:
+        if self.audit_sample_percent > 100:
+            raise ValidationError({"audit_sample_percent": "At most 100."})
+        for category, limits in (self.thresholds or {}).items():
+            review, block = limits.get("review"), limits.get("block")
+            if not (isinstance(review, (int, float)) and isinstance(block, (int, float)) and 0 <= review <= block <= 1):
+                raise ValidationError({"thresholds": f"{category}: need 0 <= review <= block <= 1."})
+
+    @property
+    def reasons(self) -> list[str]:
+        return list(self.reject_reasons or DEFAULT_REJECT_REASONS)
+
+
+class BlocklistEntry(models.Model):
+    """A project's term (or regular expression) that screening flags, in a category."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="blocklist")
+    pattern = models.CharField(max_length=500)
+    is_regex = models.BooleanField(default=False)
+    category = models.CharField(max_length=40, default="custom")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pattern"]
+        constraints = [models.UniqueConstraint(fields=["project", "pattern", "is_regex"], name="one_blocklist_entry_per_pattern")]
+
+
+class ReviewItemState(models.TextChoices):
+    OPEN = "open", "Waiting for a decision"
+    DECIDED = "decided", "Decided"
+
+
+class ReviewItem(models.Model):
+    """One output waiting for people. The lease makes sure two reviewers never hold it at once."""
+
+    output = models.OneToOneField("jobs.Output", on_delete=models.CASCADE, related_name="review")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
+    state = models.CharField(max_length=20, choices=ReviewItemState.choices, default=ReviewItemState.OPEN)
+    priority = models.PositiveSmallIntegerField(default=5)
+    flagged = models.BooleanField(default=False)
+    categories = models.JSONField(default=list, help_text="categories screening flagged")
+    sampled = models.BooleanField(default=False, help_text="released already; in the queue as an audit sample")
+    approvals = models.JSONField(default=list, help_text="who approved so far (second-reviewer rule)")
+    lease_holder = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-priority", "created_at"]
+        indexes = [models.Index(fields=["project", "state", "-priority", "created_at"], name="review_queue_order")]
+
+
+class ReviewAction(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+    EDIT = "edit", "Edit and approve"
+    REGENERATE = "regenerate", "Ask for regeneration"
+
+
+class ReviewDecision(models.Model):
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="decisions")
+    action = models.CharField(max_length=20, choices=ReviewAction.choices)
+    reason = models.CharField(max_length=50, blank=True)
+    comment = models.TextField(blank=True)
+    original_content = models.JSONField(null=True, blank=True)
+    edited_content = models.JSONField(null=True, blank=True)
+    regenerated_job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by = models.CharField(max_length=100)
+    decided_by_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    decided_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["decided_at"]
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("The audit log is append-only: entries cannot be changed.")
+
+    def delete(self):
+        raise PermissionError("The audit log is append-only: entries cannot be deleted.")
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every state change and admin action: who, what, when, before, after."""
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="audit_events")
+    actor = models.CharField(max_length=100)
+    action = models.CharField(max_length=60)
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=64)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("The audit log is append-only: entries cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("The audit log is append-only: entries cannot be deleted.")

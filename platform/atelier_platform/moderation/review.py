@@ -1,0 +1,257 @@
+"""The review queue: items for outputs that need people, leases, and decisions.
+
+Every change is a conditional write (two reviewers racing for one item: one wins, the other is
+told who holds it) and leaves an audit event. A reviewer is named by an actor string
+(``user:<id>`` or ``key:<prefix>``) so people and machine reviewers share one mechanism.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.dispatch import Signal
+from django.utils import timezone
+from pydantic import ValidationError
+
+from atelier_platform.jobs.errors import JobServiceError
+from atelier_platform.jobs.models import Job, Output, ReviewState
+from atelier_platform.moderation import audit
+from atelier_platform.moderation.models import ReviewAction, ReviewDecision, ReviewItem, ReviewItemState, ReviewMode, SafetyPolicy
+from atelier_platform.moderation.screening import BLOCK, REVIEW, policy_for
+
+#: Sent when an output's review state changes: ``output``, ``state`` (for webhooks).
+output_review_changed = Signal()
+#: Sent when screening flags an output: ``output``, ``categories``.
+output_flagged = Signal()
+
+
+class ReviewError(JobServiceError):
+    status_code = 409
+    code = "review_conflict"
+
+
+class LeaseHeld(ReviewError):
+    code = "lease_held"
+
+
+class LeaseRequired(ReviewError):
+    code = "lease_required"
+
+
+class AlreadyDecided(ReviewError):
+    code = "review_decided"
+
+
+class OwnContent(ReviewError):
+    status_code = 403
+    code = "own_content"
+
+
+class InvalidDecision(ReviewError):
+    status_code = 400
+    code = "validation_error"
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    actor: str  # "user:12" or "key:ab12cd34ef56"
+    user_id: int | None = None
+    api_key_id: int | None = None
+
+
+# --- when outputs are stored -------------------------------------------------------------------
+
+def route_output(output: Output, report: dict[str, Any], policy: SafetyPolicy, *, input_flagged: list[str]) -> str:
+    """Set a new output's review state from its screening report and the project's policy,
+    opening a review item where people must (or, for the audit sample, may) look at it."""
+    decision = report.get("decision")
+    flagged = sorted(set(report.get("flagged", [])) | set(input_flagged))
+    if decision == BLOCK:
+        state, item = ReviewState.BLOCKED, None
+    elif policy.review_mode == ReviewMode.RELEASE_AFTER_SCREENING and decision != REVIEW and not input_flagged:
+        state = ReviewState.RELEASED
+        sampled = random.uniform(0, 100) < policy.audit_sample_percent
+        item = dict(flagged=False, sampled=True) if sampled else None
+    else:
+        state, item = ReviewState.PENDING, dict(flagged=bool(flagged), sampled=False)
+    Output.objects.filter(pk=output.pk).update(review_state=state)
+    output.review_state = state
+    if item is not None:
+        ReviewItem.objects.create(
+            output=output, project_id=output.job.project_id, priority=output.job.priority, categories=flagged, **item
+        )
+    if flagged:
+        transaction.on_commit(lambda: output_flagged.send(sender=Output, output=output, categories=flagged), robust=True)
+    audit.record(output.job.project, "screening", "output_screened", output, after={"decision": decision, "review_state": state, "flagged": flagged})
+    return state
+
+
+# --- queue -------------------------------------------------------------------------------------
+
+def queue(project, *, state: str = "pending", plugin: str | None = None, category: str | None = None, flagged: bool | None = None):
+    items = ReviewItem.objects.filter(project=project).select_related("output__job")
+    if state == "pending":
+        items = items.filter(state=ReviewItemState.OPEN)
+    elif state == "decided":
+        items = items.filter(state=ReviewItemState.DECIDED)
+    if plugin:
+        items = items.filter(output__job__plugin_id=plugin)
+    if flagged is not None:
+        items = items.filter(flagged=flagged)
+    if category:
+        # JSON containment is not portable to SQLite; categories are few, so filter the ids in Python
+        ids = [pk for pk, cats in items.values_list("pk", "categories") if category in (cats or [])]
+        items = items.filter(pk__in=ids)
+    return items.order_by("-priority", "created_at", "pk")
+
+
+# --- leases --------------------------------------------------------------------------------------
+
+def claim(item: ReviewItem, reviewer: Reviewer) -> ReviewItem:
+    """Hold the item for this reviewer (or renew their lease). Another reviewer's live lease: 409."""
+    policy = policy_for(item.project)
+    now = timezone.now()
+    renewing = item.lease_holder == reviewer.actor and item.lease_expires_at and item.lease_expires_at > now
+    updated = ReviewItem.objects.filter(pk=item.pk, state=ReviewItemState.OPEN).filter(
+        Q(lease_holder="") | Q(lease_expires_at__lt=now) | Q(lease_holder=reviewer.actor)
+    ).update(lease_holder=reviewer.actor, lease_expires_at=now + timedelta(seconds=policy.lease_seconds))
+    item.refresh_from_db()
+    if not updated:
+        if item.state == ReviewItemState.DECIDED:
+            raise AlreadyDecided("This item was already decided.")
+        raise LeaseHeld(
+            f"Another reviewer holds this item until {item.lease_expires_at.isoformat()}.",
+            details={"lease_expires_at": item.lease_expires_at.isoformat()},
+        )
+    audit.record(item.project, reviewer.actor, "lease_renewed" if renewing else "lease_claimed", item,
+                 after={"lease_expires_at": item.lease_expires_at.isoformat()})
+    return item
+
+
+def claim_next(project, reviewer: Reviewer, **filters) -> ReviewItem | None:
+    """The first pending item nobody else holds, claimed for this reviewer."""
+    now = timezone.now()
+    candidates = queue(project, **filters).filter(Q(lease_holder="") | Q(lease_expires_at__lt=now) | Q(lease_holder=reviewer.actor))
+    for item in candidates[:20]:
+        try:
+            return claim(item, reviewer)
+        except (LeaseHeld, AlreadyDecided):
+            continue  # someone was faster; try the next one
+    return None
+
+
+def release(item: ReviewItem, reviewer: Reviewer) -> ReviewItem:
+    updated = ReviewItem.objects.filter(pk=item.pk, lease_holder=reviewer.actor, state=ReviewItemState.OPEN).update(
+        lease_holder="", lease_expires_at=None
+    )
+    if not updated:
+        raise LeaseRequired("You do not hold this item.")
+    item.refresh_from_db()
+    audit.record(item.project, reviewer.actor, "lease_released", item)
+    return item
+
+
+# --- decisions -------------------------------------------------------------------------------------
+
+def content_diff(original: Any, edited: Any) -> str:
+    a = json.dumps(original, ensure_ascii=False, indent=1, sort_keys=True).splitlines()
+    b = json.dumps(edited, ensure_ascii=False, indent=1, sort_keys=True).splitlines()
+    return "\n".join(difflib.unified_diff(a, b, "original", "edited", lineterm=""))
+
+
+def _submitted_by_reviewer(job: Job, reviewer: Reviewer) -> bool:
+    return (reviewer.user_id is not None and job.submitted_by_id == reviewer.user_id) or (
+        reviewer.api_key_id is not None and job.api_key_id == reviewer.api_key_id
+    )
+
+
+@transaction.atomic
+def decide(item: ReviewItem, reviewer: Reviewer, *, action: str, reason: str = "", comment: str = "", content: Any = None) -> ReviewItem:
+    item = ReviewItem.objects.select_for_update().select_related("output__job__project").get(pk=item.pk)
+    output, job = item.output, item.output.job
+    policy = policy_for(job.project)
+    if item.state == ReviewItemState.DECIDED:
+        raise AlreadyDecided("This item was already decided.")
+    if item.lease_holder != reviewer.actor or not item.lease_expires_at or item.lease_expires_at <= timezone.now():
+        raise LeaseRequired("Claim the item first (POST .../claim/); your lease is missing or expired.")
+    if action in (ReviewAction.APPROVE, ReviewAction.EDIT) and policy.forbid_self_approval and _submitted_by_reviewer(job, reviewer):
+        raise OwnContent("You submitted this job; another reviewer must approve its content.")
+    if action == ReviewAction.REJECT and reason not in policy.reasons:
+        raise InvalidDecision("Choose a reason.", details={"reason": [f"One of: {', '.join(policy.reasons)}."]})
+    before = {"review_state": output.review_state, "content": output.content}
+    decision = ReviewDecision(item=item, action=action, reason=reason, comment=comment, decided_by=reviewer.actor,
+                              decided_by_user_id=reviewer.user_id)
+
+    if action == ReviewAction.EDIT:
+        decision.original_content, decision.edited_content = output.content, _validated_edit(job, content)
+        output.content = decision.edited_content
+    if action in (ReviewAction.APPROVE, ReviewAction.EDIT):
+        if reviewer.actor in item.approvals:
+            raise InvalidDecision("You already approved this item; a second reviewer must confirm it.")
+        item.approvals = [*item.approvals, reviewer.actor]
+        needed = 2 if (item.flagged and policy.second_review_for_flagged) else 1
+        decision.save()
+        if len(item.approvals) < needed:
+            item.lease_holder, item.lease_expires_at = "", None
+            item.save(update_fields=["approvals", "lease_holder", "lease_expires_at"])
+            output.save(update_fields=["content"])
+            audit.record(job.project, reviewer.actor, "approval_recorded", item, before=before,
+                         after={"approvals": item.approvals, "needed": needed})
+            return item
+        new_state = ReviewState.APPROVED
+    elif action == ReviewAction.REJECT:
+        decision.save()
+        new_state = ReviewState.REJECTED
+    elif action == ReviewAction.REGENERATE:
+        decision.regenerated_job = _regenerate(job, output, reviewer, comment)
+        decision.save()
+        new_state = ReviewState.REJECTED
+    else:
+        raise InvalidDecision("Unknown action.", details={"action": [f"One of: {', '.join(ReviewAction.values)}."]})
+
+    output.review_state = new_state
+    output.save(update_fields=["review_state", "content"])
+    item.state, item.decided_at, item.lease_holder, item.lease_expires_at = ReviewItemState.DECIDED, timezone.now(), "", None
+    item.save(update_fields=["state", "decided_at", "lease_holder", "lease_expires_at", "approvals"])
+    audit.record(job.project, reviewer.actor, f"review_{action}", output, before=before,
+                 after={"review_state": new_state, "content": output.content, "reason": reason, "comment": comment,
+                        "regenerated_job": str(decision.regenerated_job_id) if decision.regenerated_job_id else None})
+    transaction.on_commit(lambda: output_review_changed.send(sender=Output, output=output, state=new_state), robust=True)
+    return item
+
+
+def _validated_edit(job: Job, content: Any) -> Any:
+    from atelier_platform.catalog.services import installed_plugin
+
+    if not isinstance(content, dict):
+        raise InvalidDecision("An edit needs the new content.", details={"content": ["An object matching the plugin's output schema."]})
+    plugin = installed_plugin(job.plugin_id)
+    if plugin is None:
+        return content
+    try:
+        return plugin.Output.model_validate(content).model_dump(mode="json")
+    except ValidationError as exc:
+        from atelier_platform.jobs.submission import pydantic_error_details
+
+        raise InvalidDecision("The edited content does not match the plugin's output schema.",
+                              details=pydantic_error_details(exc, "content")) from None
+
+
+def _regenerate(job: Job, output: Output, reviewer: Reviewer, note: str) -> Job:
+    from atelier_platform.jobs.queueing import publish_on_commit
+
+    new_job = Job.objects.create(
+        project=job.project, plugin_id=job.plugin_id, plugin_version=job.plugin_version, resource_class=job.resource_class,
+        input=job.input, params=job.params, seed=random.randrange(2**31 - 1), priority=job.priority,
+        max_attempts=job.max_attempts, time_limit_s=job.time_limit_s, submitted_by=job.submitted_by, api_key=job.api_key,
+        regenerated_from=output, review_note=note, enqueued_at=timezone.now(), enqueue_count=1,
+    )
+    publish_on_commit(new_job)
+    return new_job

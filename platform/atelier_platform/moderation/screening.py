@@ -1,0 +1,124 @@
+"""Screening inputs and outputs: run the safety checks, then decide with the project's policy.
+
+A report records every finding (category, score, which check, which field, which characters or
+image region) and the decision: ``pass``, ``review`` or ``block``. Thresholds are per category;
+the highest score of a category decides it, and the strictest category decides the whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Iterable
+
+from atelier_sdk.safety import BlocklistTerm, Finding, ScreenContext, Target
+
+from atelier_platform.accounts.models import Project
+from atelier_platform.moderation.checks import get_safety_checks
+from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy
+
+PASS, REVIEW, BLOCK = "pass", "review", "block"
+_RANK = {PASS: 0, REVIEW: 1, BLOCK: 2}
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+def policy_for(project: Project) -> SafetyPolicy:
+    policy, _ = SafetyPolicy.objects.get_or_create(project=project)
+    return policy
+
+
+def collect_texts(value: Any, path: str) -> list[tuple[str, str]]:
+    """Every string inside a JSON value with its path (``input.messages.2.content``)."""
+    if isinstance(value, str):
+        return [(path, value)] if value.strip() else []
+    if isinstance(value, dict):
+        return [pair for key, item in value.items() for pair in collect_texts(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [pair for index, item in enumerate(value) for pair in collect_texts(item, f"{path}.{index}")]
+    return []
+
+
+def screen_context(project: Project) -> ScreenContext:
+    terms = [
+        BlocklistTerm(pattern=e.pattern, is_regex=e.is_regex, category=e.category)
+        for e in BlocklistEntry.objects.filter(project=project).only("pattern", "is_regex", "category")
+    ]
+    return ScreenContext(blocklist=terms, options={"project": project.slug})
+
+
+def _finding_json(finding: Finding, field: str) -> dict[str, Any]:
+    return {
+        "category": finding.category.value,
+        "score": round(float(finding.score), 4),
+        "check": finding.check,
+        "field": field,
+        "evidence": [{k: v for k, v in asdict(e).items() if v not in (None, "")} for e in finding.evidence],
+    }
+
+
+def decide(policy: SafetyPolicy, scores: dict[str, float]) -> tuple[str, list[str]]:
+    """The decision and the categories at or above their review threshold."""
+    decision, flagged = PASS, []
+    for category, score in scores.items():
+        limits = policy.thresholds.get(category) or {"review": 0.5, "block": 0.9}
+        verdict = BLOCK if score >= limits["block"] else REVIEW if score >= limits["review"] else PASS
+        if verdict != PASS:
+            flagged.append(category)
+        if _RANK[verdict] > _RANK[decision]:
+            decision = verdict
+    return decision, sorted(flagged)
+
+
+def screen(
+    project: Project,
+    target: Target,
+    texts: Iterable[tuple[str, str]] = (),
+    images: Iterable[tuple[str, bytes]] = (),
+    *,
+    policy: SafetyPolicy | None = None,
+) -> dict[str, Any]:
+    policy = policy or policy_for(project)
+    texts, images = list(texts), list(images)
+    context = screen_context(project)
+    findings: list[dict[str, Any]] = []
+    checked_by = []
+    for check in get_safety_checks():
+        manifest = check.manifest
+        if target not in manifest.targets:
+            continue
+        checked_by.append(manifest.id)
+        if texts and "text" in manifest.modalities:
+            for (field, _), found in zip(texts, check.check_texts([t for _, t in texts], context)):
+                findings.extend(_finding_json(f, field) for f in found)
+        if images and "image" in manifest.modalities:
+            for (field, _), found in zip(images, check.check_images([b for _, b in images], context)):
+                findings.extend(_finding_json(f, field) for f in found)
+    scores: dict[str, float] = {}
+    for finding in findings:
+        scores[finding["category"]] = max(scores.get(finding["category"], 0.0), finding["score"])
+    decision, flagged = decide(policy, scores)
+    return {"target": target.value, "decision": decision, "flagged": flagged, "scores": scores,
+            "findings": findings, "checked_by": checked_by}
+
+
+def mask_personal_data(content: Any, findings: list[dict[str, Any]], root: str = "content") -> Any:
+    """``content`` with every personal-data span that screening found replaced by a placeholder."""
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for finding in findings:
+        if finding["category"] != "personal_data":
+            continue
+        for evidence in finding["evidence"]:
+            if "start" in evidence and "end" in evidence:
+                spans.setdefault(finding["field"], []).append((evidence["start"], evidence["end"]))
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, str) and path in spans:
+            for start, end in sorted(set(spans[path]), reverse=True):
+                value = value[:start] + "[personal data]" + value[end:]
+            return value
+        if isinstance(value, dict):
+            return {k: walk(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{path}.{i}") for i, v in enumerate(value)]
+        return value
+
+    return walk(content, root)

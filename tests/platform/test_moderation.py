@@ -1,0 +1,281 @@
+"""Screening decisions with project policies, the review queue with leases, decisions, audit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from atelier_platform.accounts.roles import Role
+from atelier_platform.catalog.registry import get_registry
+from atelier_platform.jobs.models import Job, Output
+from atelier_platform.moderation.checks import replace_safety_checks
+from atelier_platform.moderation.models import AuditEvent, BlocklistEntry, ReviewItem, ReviewMode
+from atelier_platform.moderation.screening import policy_for
+from atelier_workers.runtime import JobRunner, ModelCache
+from tests.support.safety import WordCheck
+
+JOBS = "/api/v1/jobs/"
+
+
+@pytest.fixture(autouse=True)
+def word_check():
+    replace_safety_checks([WordCheck()])
+
+
+@pytest.fixture
+def runner(reverse_plugin):
+    return JobRunner(get_registry(), ModelCache("cpu"))
+
+
+def submit(api, text: str, **extra):
+    return api.post(JOBS, {"plugin": "reverse_text", "input": {"text": text, **extra}}, format="json")
+
+
+def run(api, runner, text: str, **extra) -> dict:
+    job = submit(api, text, **extra).json()
+    runner.run(job["id"])
+    return api.get(f"{JOBS}{job['id']}/").json()
+
+
+@pytest.fixture
+def reviewer_api(project, member, client_for):
+    """Two signed-in reviewers of the project."""
+    from rest_framework.test import APIClient
+
+    def make():
+        client = APIClient()
+        client.force_login(member(project, Role.REVIEWER))
+        client.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+        return client
+
+    return make
+
+
+@pytest.mark.django_db(transaction=True)
+class TestInputScreening:
+    def test_blocked_input_gets_422_with_categories_and_is_kept_for_audit(self, api, project, sent_messages):
+        BlocklistEntry.objects.create(project=project, pattern="secret codename", category="custom")
+        response = submit(api, "tell me about SECRET CODENAME please")
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert error["code"] == "input_blocked" and error["details"]["categories"] == ["custom"]
+        assert "codename" not in json.dumps(error).lower()  # the project's list stays secret
+        job = Job.objects.get()
+        assert job.status == "blocked" and job.input_screening["decision"] == "block"
+        assert not [m for m in sent_messages if m["task"] == "atelier.run_job"]  # never queued
+        assert AuditEvent.objects.filter(action="input_blocked", object_id=str(job.pk)).exists()
+
+    def test_flagged_input_runs_and_flags_its_outputs(self, api, runner):
+        job = run(api, runner, "this is borderline")
+        assert job["input_screening"]["decision"] == "review" and job["input_screening"]["flagged"] == ["harassment"]
+        item = ReviewItem.objects.get()
+        assert item.flagged and item.categories == ["harassment"]
+
+
+@pytest.mark.django_db(transaction=True)
+class TestOutputRouting:
+    def test_review_before_release_holds_everything(self, api, runner):
+        job = run(api, runner, "a calm sentence")
+        [output] = job["outputs"]
+        assert output["review_state"] == "pending" and output["final"] is False
+        assert output["safety"]["decision"] == "pass" and "test_words" in output["safety"]["checked_by"]
+        assert not ReviewItem.objects.get().flagged
+
+    def test_flagged_output_carries_evidence(self, api, runner):
+        job = run(api, runner, "ydahs")  # reversed: "shady" (below review threshold) -> pass, with a finding
+        [output] = job["outputs"]
+        finding = output["safety"]["findings"][0]
+        assert finding["category"] == "illicit" and finding["field"] == "content.text"
+        assert finding["evidence"] == [{"start": 0, "end": 5, "excerpt": "shady"}]
+
+    def test_blocked_output_is_never_final_and_not_queued(self, api, runner):
+        job = run(api, runner, "tneloiv")  # reversed: "violent"
+        assert job["status"] == "succeeded" and job["outputs"][0]["review_state"] == "blocked"
+        assert not ReviewItem.objects.exists()
+
+    def test_release_after_screening_releases_and_samples(self, api, runner, project):
+        policy = policy_for(project)
+        policy.review_mode, policy.audit_sample_percent = ReviewMode.RELEASE_AFTER_SCREENING, 0
+        policy.save()
+        job = run(api, runner, "fine words")
+        assert job["outputs"][0]["review_state"] == "released" and job["outputs"][0]["final"] is True
+        assert not ReviewItem.objects.exists()
+        policy.audit_sample_percent = 100
+        policy.save()
+        run(api, runner, "more fine words")
+        assert ReviewItem.objects.get().sampled
+        flagged = run(api, runner, "enilredrob")  # reversed: "borderline" -> held even in this mode
+        assert flagged["outputs"][0]["review_state"] == "pending"
+
+    def test_personal_data_is_masked_when_the_project_asks(self, api, runner, project):
+        policy = policy_for(project)
+        policy.mask_personal_data = True
+        policy.save()
+        job = run(api, runner, "moc.elpmaxe@ana etirw")  # reversed: "write ana@example.com"
+        assert job["outputs"][0]["content"]["text"] == "write [personal data]"
+
+
+@pytest.mark.django_db(transaction=True)
+class TestReviewQueue:
+    @pytest.fixture
+    def item_id(self, api, runner):
+        run(api, runner, "hello")
+        return ReviewItem.objects.get().pk
+
+    def test_two_reviewers_never_hold_the_same_item(self, item_id, reviewer_api):
+        alice, bob = reviewer_api(), reviewer_api()
+        assert alice.post(f"/api/v1/reviews/{item_id}/claim/").status_code == 200
+        response = bob.post(f"/api/v1/reviews/{item_id}/claim/")
+        assert response.status_code == 409 and response.json()["error"]["code"] == "lease_held"
+        assert bob.post("/api/v1/reviews/claim-next/").status_code == 204  # nothing else free
+
+    def test_expired_lease_puts_the_item_back(self, item_id, reviewer_api):
+        alice, bob = reviewer_api(), reviewer_api()
+        alice.post(f"/api/v1/reviews/{item_id}/claim/")
+        ReviewItem.objects.filter(pk=item_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+        assert bob.post("/api/v1/reviews/claim-next/").json()["id"] == item_id
+        decision = alice.post(f"/api/v1/reviews/{item_id}/decision/", {"action": "approve"}, format="json")
+        assert decision.status_code == 409 and decision.json()["error"]["code"] == "lease_required"
+
+    def test_renew_and_release(self, item_id, reviewer_api):
+        alice = reviewer_api()
+        first = alice.post(f"/api/v1/reviews/{item_id}/claim/").json()["lease_expires_at"]
+        renewed = alice.post(f"/api/v1/reviews/{item_id}/claim/").json()["lease_expires_at"]
+        assert renewed >= first
+        assert alice.post(f"/api/v1/reviews/{item_id}/release/").json()["lease_holder"] == ""
+        actions = list(AuditEvent.objects.filter(object_type="reviewitem").values_list("action", flat=True))
+        assert actions == ["lease_claimed", "lease_renewed", "lease_released"]
+
+    def test_approve_makes_the_output_final(self, item_id, reviewer_api, api):
+        alice = reviewer_api()
+        alice.post(f"/api/v1/reviews/{item_id}/claim/")
+        body = alice.post(f"/api/v1/reviews/{item_id}/decision/", {"action": "approve"}, format="json").json()
+        assert body["state"] == "decided" and body["output"]["review_state"] == "approved"
+        job = api.get(f"{JOBS}{body['job']}/").json()
+        assert job["outputs"][0]["final"] is True
+        again = alice.post(f"/api/v1/reviews/{item_id}/decision/", {"action": "reject", "reason": "unsafe"}, format="json")
+        assert again.status_code == 409
+
+    def test_reject_needs_a_reason_from_the_projects_list(self, item_id, reviewer_api):
+        alice = reviewer_api()
+        alice.post(f"/api/v1/reviews/{item_id}/claim/")
+        bad = alice.post(f"/api/v1/reviews/{item_id}/decision/", {"action": "reject", "reason": "meh"}, format="json")
+        assert bad.status_code == 400 and "reason" in bad.json()["error"]["details"]
+        good = alice.post(f"/api/v1/reviews/{item_id}/decision/",
+                          {"action": "reject", "reason": "off_brand", "comment": "too loud"}, format="json").json()
+        assert good["output"]["review_state"] == "rejected"
+        assert good["decisions"][0]["reason"] == "off_brand" and good["decisions"][0]["comment"] == "too loud"
+
+    def test_edit_keeps_both_versions_and_shows_the_difference(self, item_id, reviewer_api):
+        alice = reviewer_api()
+        alice.post(f"/api/v1/reviews/{item_id}/claim/")
+        invalid = alice.post(f"/api/v1/reviews/{item_id}/decision/", {"action": "edit", "content": {"text": 5}}, format="json")
+        assert invalid.status_code == 400 and "content.text" in invalid.json()["error"]["details"]
+        body = alice.post(f"/api/v1/reviews/{item_id}/decision/",
+                          {"action": "edit", "content": {"text": "Hello!", "characters": 6}}, format="json").json()
+        assert body["output"]["content"] == {"text": "Hello!", "characters": 6}
+        assert body["output"]["review_state"] == "approved"
+        diff = body["decisions"][0]["diff"]
+        assert '- "text": "olleh"' in diff and '+ "text": "Hello!"' in diff
+
+    def test_regenerate_makes_a_new_job_with_the_note(self, item_id, reviewer_api, sent_messages):
+        alice = reviewer_api()
+        alice.post(f"/api/v1/reviews/{item_id}/claim/")
+        body = alice.post(f"/api/v1/reviews/{item_id}/decision/",
+                          {"action": "regenerate", "comment": "make it warmer"}, format="json").json()
+        new_job = Job.objects.get(pk=body["decisions"][0]["regenerated_job"])
+        original = Output.objects.get(pk=body["output"]["id"])
+        assert new_job.review_note == "make it warmer" and new_job.regenerated_from == original
+        assert new_job.input == original.job.input and new_job.status == "queued"
+        assert original.review_state == "rejected"
+
+    def test_nobody_approves_what_they_submitted(self, project, member, runner):
+        from rest_framework.test import APIClient
+
+        owner = APIClient()
+        owner.force_login(member(project, Role.OWNER))
+        owner.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+        owner.handler.enforce_csrf_checks = False
+        job = owner.post(JOBS, {"plugin": "reverse_text", "input": {"text": "mine"}}, format="json").json()
+        runner.run(job["id"])
+        item = ReviewItem.objects.get()
+        owner.post(f"/api/v1/reviews/{item.pk}/claim/")
+        response = owner.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json")
+        assert response.status_code == 403 and response.json()["error"]["code"] == "own_content"
+        assert owner.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "reject", "reason": "other"}, format="json").status_code == 200
+
+    def test_flagged_items_need_a_second_reviewer_when_the_project_says_so(self, api, runner, project, reviewer_api):
+        policy = policy_for(project)
+        policy.second_review_for_flagged = True
+        policy.save()
+        run(api, runner, "enilredrob")
+        item = ReviewItem.objects.get()
+        alice, bob = reviewer_api(), reviewer_api()
+        alice.post(f"/api/v1/reviews/{item.pk}/claim/")
+        first = alice.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json").json()
+        assert first["state"] == "open" and len(first["approvals"]) == 1 and first["output"]["review_state"] == "pending"
+        alice.post(f"/api/v1/reviews/{item.pk}/claim/")
+        same = alice.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json")
+        assert same.status_code == 400  # the same person cannot be both reviewers
+        alice.post(f"/api/v1/reviews/{item.pk}/release/")
+        bob.post(f"/api/v1/reviews/{item.pk}/claim/")
+        second = bob.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json").json()
+        assert second["state"] == "decided" and second["output"]["review_state"] == "approved"
+
+    def test_queue_order_and_filters(self, api, runner, reviewer_api):
+        run(api, runner, "low priority")
+        urgent = submit(api, "urgent").json()
+        Job.objects.filter(pk=urgent["id"]).update(priority=9)
+        runner.run(urgent["id"])
+        run(api, runner, "enilredrob")
+        queue = reviewer_api().get("/api/v1/reviews/").json()["results"]
+        assert queue[0]["job"] == urgent["id"]
+        flagged = reviewer_api().get("/api/v1/reviews/", {"flagged": "true"}).json()["results"]
+        assert [i["categories"] for i in flagged] == [["harassment"]]
+        by_category = reviewer_api().get("/api/v1/reviews/", {"category": "harassment"}).json()["results"]
+        assert len(by_category) == 1
+        assert reviewer_api().get("/api/v1/reviews/", {"state": "nonsense"}).status_code == 400
+
+    def test_editor_key_cannot_decide(self, item_id, api):
+        assert api.post(f"/api/v1/reviews/{item_id}/claim/").status_code == 403
+
+    def test_metrics(self, item_id, reviewer_api):
+        metrics = reviewer_api().get("/api/v1/reviews/metrics/").json()
+        assert metrics["queue_depth"] == 1 and metrics["oldest_item_age_s"] >= 0
+
+
+@pytest.mark.django_db(transaction=True)
+class TestAuditLog:
+    def test_every_decision_is_logged_and_exportable(self, api, runner, reviewer_api, project, make_key, client_for):
+        run(api, runner, "hello")
+        item = ReviewItem.objects.get()
+        alice = reviewer_api()
+        alice.post(f"/api/v1/reviews/{item.pk}/claim/")
+        alice.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "reject", "reason": "other"}, format="json")
+        owner = client_for(make_key(project, ["jobs:read", "admin"]).raw)
+        events = owner.get("/api/v1/audit/").json()["results"]
+        assert [e["action"] for e in events] == ["output_screened", "lease_claimed", "review_reject"]
+        assert events[-1]["before"]["review_state"] == "pending" and events[-1]["after"]["review_state"] == "rejected"
+        jsonl = b"".join(owner.get("/api/v1/audit/", {"export": "jsonl"}).streaming_content).decode()
+        assert [json.loads(line)["action"] for line in jsonl.splitlines()] == [e["action"] for e in events]
+        rows = list(csv.DictReader(io.StringIO(b"".join(owner.get("/api/v1/audit/", {"export": "csv"}).streaming_content).decode())))
+        assert rows[-1]["action"] == "review_reject" and json.loads(rows[-1]["after"])["reason"] == "other"
+        assert api.get("/api/v1/audit/").status_code == 403  # editors do not read the audit log
+
+    def test_entries_can_be_neither_changed_nor_deleted(self, api, runner):
+        run(api, runner, "hello")
+        event = AuditEvent.objects.first()
+        event.action = "forged"
+        with pytest.raises(PermissionError):
+            event.save()
+        with pytest.raises(PermissionError):
+            event.delete()
+        with pytest.raises(PermissionError):
+            AuditEvent.objects.all().update(action="forged")
+        with pytest.raises(PermissionError):
+            AuditEvent.objects.all().delete()
