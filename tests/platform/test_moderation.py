@@ -279,3 +279,43 @@ class TestAuditLog:
             AuditEvent.objects.all().update(action="forged")
         with pytest.raises(PermissionError):
             AuditEvent.objects.all().delete()
+
+
+@pytest.mark.django_db
+class TestPolicyAndBlocklistApi:
+    @pytest.fixture
+    def owner(self, project, make_key, client_for):
+        return client_for(make_key(project, ["jobs:read", "jobs:write", "admin"]).raw)
+
+    def test_policy_read_and_change_is_audited(self, owner, project):
+        assert owner.get("/api/v1/safety/policy/").json()["review_mode"] == "review_before_release"
+        changed = owner.patch("/api/v1/safety/policy/", {"review_mode": "release_after_screening", "audit_sample_percent": 25,
+                                                         "thresholds": {"violence": {"review": 0.3, "block": 0.7}}}, format="json")
+        assert changed.status_code == 200 and changed.json()["audit_sample_percent"] == 25
+        assert policy_for(project).thresholds["violence"] == {"review": 0.3, "block": 0.7}
+        assert AuditEvent.objects.get(action="policy_changed").before["review_mode"] == "review_before_release"
+
+    @pytest.mark.parametrize("body", [
+        {"audit_sample_percent": 101}, {"review_mode": "never"}, {"thresholds": {"violence": {"review": 0.9, "block": 0.1}}},
+        {"thresholds": {"gossip": {"review": 0.1, "block": 0.2}}}, {"lease_seconds": 1}, {"colour": "red"},
+    ])
+    def test_bad_policy_changes_are_refused(self, owner, project, body):
+        response = owner.patch("/api/v1/safety/policy/", body, format="json")
+        assert response.status_code == 400
+        assert not AuditEvent.objects.exists()
+
+    def test_bulk_import_all_or_nothing_and_never_echoes_terms(self, owner, project):
+        terms = [{"pattern": f"term{i}"} for i in range(3000)] + [{"pattern": r"\bcode\s?name\b", "is_regex": True, "category": "illicit"}]
+        assert owner.post("/api/v1/safety/blocklist/", {"terms": terms}, format="json").json() == {"added": 3001, "removed": 0, "total": 3001}
+        bad = owner.post("/api/v1/safety/blocklist/", {"terms": [{"pattern": "fine"}, {"pattern": "(a+)+$", "is_regex": True}]}, format="json")
+        assert bad.status_code == 400 and "terms.1.pattern" in bad.json()["error"]["details"]
+        assert BlocklistEntry.objects.count() == 3001
+        listing = owner.get("/api/v1/safety/blocklist/").json()
+        assert listing == {"total": 3001, "by_category": {"custom": 3000, "illicit": 1}}
+        replaced = owner.post("/api/v1/safety/blocklist/", {"terms": [{"pattern": "only"}], "replace": True}, format="json").json()
+        assert replaced == {"added": 1, "removed": 3001, "total": 1}
+        assert "term1" not in json.dumps(list(AuditEvent.objects.values("before", "after")))
+
+    def test_editors_cannot_touch_policy_or_blocklist(self, api):
+        assert api.get("/api/v1/safety/policy/").status_code == 403
+        assert api.post("/api/v1/safety/blocklist/", {"terms": [{"pattern": "x"}]}, format="json").status_code == 403

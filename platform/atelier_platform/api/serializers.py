@@ -204,3 +204,38 @@ class AuditEventSerializer(serializers.Serializer):
     object_id = serializers.CharField()
     before = serializers.JSONField()
     after = serializers.JSONField()
+
+
+class SafetyPolicySerializer(StrictSerializer):
+    review_mode = serializers.ChoiceField(choices=["review_before_release", "release_after_screening"], required=False)
+    audit_sample_percent = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    thresholds = serializers.DictField(child=serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1)), required=False)
+    mask_personal_data = serializers.BooleanField(required=False)
+    second_review_for_flagged = serializers.BooleanField(required=False)
+    forbid_self_approval = serializers.BooleanField(required=False)
+    reject_reasons = serializers.ListField(child=serializers.RegexField(r"^[a-z][a-z0-9_]{0,49}$"), min_length=1, max_length=50, required=False)
+    lease_seconds = serializers.IntegerField(min_value=30, max_value=86_400, required=False)
+
+    def validate_thresholds(self, value):
+        from atelier_sdk.safety import Category
+
+        unknown = sorted(set(value) - {c.value for c in Category})
+        if unknown:
+            raise serializers.ValidationError(f"Unknown categories: {', '.join(unknown)}.")
+        for category, limits in value.items():
+            if set(limits) != {"review", "block"} or limits["review"] > limits["block"]:
+                raise serializers.ValidationError(f"{category}: give review <= block, both between 0 and 1.")
+        return value
+
+
+class BlocklistTermSerializer(StrictSerializer):
+    pattern = serializers.CharField(max_length=500, trim_whitespace=False)
+    is_regex = serializers.BooleanField(default=False)
+    category = serializers.ChoiceField(choices=[
+        "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
+        "personal_data", "prompt_injection", "spam", "custom"], default="custom")
+
+
+class BlocklistImportSerializer(StrictSerializer):
+    terms = BlocklistTermSerializer(many=True, max_length=100_000)
+    replace = serializers.BooleanField(default=False, help_text="replace the whole list instead of adding")

@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from atelier_platform.api.knowledge_views import ConversationViewSet, KnowledgeDocumentViewSet, OutputFileDownloadView
 from atelier_platform.api.review_views import AuditLogView, ReviewMetricsView, ReviewViewSet
+from atelier_platform.api.safety_views import BlocklistView, SafetyPolicyView
 from atelier_platform.api.views import JobViewSet, PluginListView
 
 router = DefaultRouter(trailing_slash=True)
@@ -18,6 +19,8 @@ urlpatterns = [
     path("outputs/<uuid:output_id>/files/<int:file_id>/", OutputFileDownloadView.as_view(), name="output-file"),
     path("reviews/metrics/", ReviewMetricsView.as_view(), name="review-metrics"),
     path("audit/", AuditLogView.as_view(), name="audit-log"),
+    path("safety/policy/", SafetyPolicyView.as_view(), name="safety-policy"),
+    path("safety/blocklist/", BlocklistView.as_view(), name="safety-blocklist"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     *router.urls,

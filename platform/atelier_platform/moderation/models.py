@@ -30,7 +30,7 @@ class SafetyPolicy(models.Model):
     mask_personal_data = models.BooleanField(default=False, help_text="mask e-mails, phones, cards... in outputs")
     second_review_for_flagged = models.BooleanField(default=False)
     forbid_self_approval = models.BooleanField(default=True)
-    reject_reasons = models.JSONField(default=list)
+    reject_reasons = models.JSONField(default=list, blank=True, help_text="empty: the default reasons")
     lease_seconds = models.PositiveIntegerField(default=600)
     updated_at = models.DateTimeField(auto_now=True)
 

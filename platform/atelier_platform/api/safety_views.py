@@ -1,0 +1,64 @@
+"""A project's safety policy and blocklist (owners)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.serializers import BlocklistImportSerializer, SafetyPolicySerializer
+from atelier_platform.moderation import policies
+from atelier_platform.moderation.models import BlocklistEntry
+from atelier_platform.moderation.screening import policy_for
+
+
+def actor_of(request) -> str:
+    access = request.access
+    return f"key:{access.api_key.prefix}" if access.api_key else f"user:{access.user.pk}"
+
+
+class SafetyPolicyView(APIView):
+    required_capabilities = {"get": Capability.ADMIN, "patch": Capability.ADMIN}
+
+    @extend_schema(responses=SafetyPolicySerializer)
+    def get(self, request):
+        return Response(policies.policy_json(policy_for(request.access.project)))
+
+    @extend_schema(request=SafetyPolicySerializer, responses=SafetyPolicySerializer)
+    def patch(self, request):
+        incoming = SafetyPolicySerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            policy = policies.update_policy(request.access.project, actor_of(request), incoming.validated_data)
+        except DjangoValidationError as error:
+            raise ValidationError(error.message_dict) from None
+        return Response(policies.policy_json(policy))
+
+
+class BlocklistView(APIView):
+    """Counts and categories only on GET: the terms themselves are not echoed back."""
+
+    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN}
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        entries = BlocklistEntry.objects.filter(project=request.access.project)
+        by_category = {}
+        for category in entries.values_list("category", flat=True):
+            by_category[category] = by_category.get(category, 0) + 1
+        return Response({"total": sum(by_category.values()), "by_category": by_category})
+
+    @extend_schema(request=BlocklistImportSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        incoming = BlocklistImportSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            result = policies.import_blocklist(request.access.project, actor_of(request),
+                                               incoming.validated_data["terms"], replace=incoming.validated_data["replace"])
+        except DjangoValidationError as error:
+            raise ValidationError(error.message_dict) from None
+        return Response(result)

@@ -1,0 +1,70 @@
+"""Changing a project's safety policy and blocklist; every change is audited."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from atelier_platform.moderation import audit
+from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy
+from atelier_platform.moderation.screening import policy_for
+
+POLICY_FIELDS = ("review_mode", "audit_sample_percent", "thresholds", "mask_personal_data",
+                 "second_review_for_flagged", "forbid_self_approval", "reject_reasons", "lease_seconds")
+#: (a+)+ and friends: a regex that can take exponential time on a crafted input
+NESTED_QUANTIFIER = re.compile(r"\([^)]*[+*}]\)[+*{]")
+
+
+def policy_json(policy: SafetyPolicy) -> dict:
+    return {field: getattr(policy, field) for field in POLICY_FIELDS} | {"reject_reasons": policy.reasons}
+
+
+@transaction.atomic
+def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
+    policy = policy_for(project)
+    before = policy_json(policy)
+    for field, value in changes.items():
+        setattr(policy, field, value)
+    policy.full_clean()
+    policy.save()
+    audit.record(project, actor, "policy_changed", policy, before=before, after=policy_json(policy))
+    return policy
+
+
+def validate_term(pattern: str, is_regex: bool) -> None:
+    if not pattern.strip():
+        raise ValidationError("Empty term.")
+    if is_regex:
+        if NESTED_QUANTIFIER.search(pattern):
+            raise ValidationError(f"Regular expression {pattern!r} nests quantifiers (like (a+)+) and could hang screening.")
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValidationError(f"Regular expression {pattern!r} does not compile: {error}.") from None
+
+
+@transaction.atomic
+def import_blocklist(project, actor: str, terms: list[dict], *, replace: bool = False) -> dict:
+    """Add (or with ``replace``, set) a project's blocklist in one transaction: all or nothing."""
+    errors = {}
+    for index, term in enumerate(terms):
+        try:
+            validate_term(term["pattern"], term.get("is_regex", False))
+        except ValidationError as error:
+            errors[f"terms.{index}.pattern"] = error.messages
+    if errors:
+        raise ValidationError(errors)
+    removed = BlocklistEntry.objects.filter(project=project).delete()[0] if replace else 0
+    existing = set(BlocklistEntry.objects.filter(project=project).values_list("pattern", "is_regex"))
+    new = {}
+    for term in terms:
+        key = (term["pattern"], term.get("is_regex", False))
+        if key not in existing:
+            new[key] = BlocklistEntry(project=project, pattern=key[0], is_regex=key[1], category=term.get("category", "custom"))
+    BlocklistEntry.objects.bulk_create(new.values(), batch_size=1000)
+    total = BlocklistEntry.objects.filter(project=project).count()
+    # the audit keeps counts, not the terms: the list is the project's secret
+    audit.record(project, actor, "blocklist_imported", project, after={"added": len(new), "removed": removed, "total": total})
+    return {"added": len(new), "removed": removed, "total": total}
