@@ -241,6 +241,20 @@ class TestReviewQueue:
         assert len(by_category) == 1
         assert reviewer_api().get("/api/v1/reviews/", {"state": "nonsense"}).status_code == 400
 
+    def test_queue_query_count_does_not_grow(self, api, runner, reviewer_api):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        reviewer = reviewer_api()
+        run(api, runner, "one")
+        with CaptureQueriesContext(connection) as one_item:
+            assert len(reviewer.get("/api/v1/reviews/").json()["results"]) == 1
+        for text in ("two", "three", "four", "five"):
+            run(api, runner, text, with_file=True)
+        with CaptureQueriesContext(connection) as five_items:
+            assert len(reviewer.get("/api/v1/reviews/").json()["results"]) == 5
+        assert len(five_items.captured_queries) == len(one_item.captured_queries) <= 12
+
     def test_editor_key_cannot_decide(self, item_id, api):
         assert api.post(f"/api/v1/reviews/{item_id}/claim/").status_code == 403
 

@@ -21,7 +21,6 @@ from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.serializers import AuditEventSerializer, ReviewDecisionInputSerializer, ReviewItemSerializer
-from atelier_platform.jobs.models import Output
 from atelier_platform.moderation import review
 from atelier_platform.moderation.models import AuditEvent, ReviewDecision, ReviewItem, ReviewItemState
 
@@ -78,8 +77,7 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         if self.action == "list":
             items = review.queue(self.request.access.project, **_filters(self.request.query_params))
         return items.select_related("output__job").prefetch_related(
-            Prefetch("output", queryset=Output.objects.prefetch_related("files")),
-            Prefetch("decisions", queryset=ReviewDecision.objects.order_by("decided_at")),
+            "output__files", Prefetch("decisions", queryset=ReviewDecision.objects.order_by("decided_at"))
         )
 
     @extend_schema(parameters=QUEUE_FILTERS)
