@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
 # --- scripts -------------------------------------------------------------------------------
@@ -43,6 +44,7 @@ class BannedMatch:
     end: int
 
 
+@lru_cache(maxsize=4096)  # a project's list (up to 500 words) is checked against every draft
 def _banned_pattern(word: str) -> re.Pattern[str]:
     # Words of a phrase may be separated by any whitespace or a hyphen: a brand that bans
     # "must-have" does not want "must have" either.
@@ -210,6 +212,14 @@ def find_numbers(text: str) -> list[NumberMention]:
     return mentions
 
 
+_NUMBER_WORDS = {
+    word: value
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve".split()
+    )
+} | {"dozen": 12, "single": 1, "double": 2, "twin": 2, "pair": 2}
+
+
 def _key(value: float) -> float:
     return round(value, 6)
 
@@ -239,6 +249,8 @@ class ItemFacts:
         text = "\n".join([title, description, *tags, *(f"{k}: {v}" for k, v in attributes.items())])
         mentions = find_numbers(text)
         numbers = {_key(m.value) for m in mentions}
+        # "Two-Person Tent" backs "for 2 people"
+        numbers.update(float(_NUMBER_WORDS[w]) for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS)
         percents = {_key(m.value) for m in mentions if m.kind == "percent"}
         prices = {_key(m.value) for m in mentions if m.kind == "price"}
         if price is not None and math.isfinite(price):
@@ -413,6 +425,21 @@ def _split_clauses(sentence: str) -> list[str]:
     return [p for p in parts if p]
 
 
+#: Share of a sentence that must survive the removal of a clause for the rest to be kept.
+_MIN_KEPT_SHARE = 0.4
+# Words that cannot end a clause: "It is yours for [$49]" -> "It is yours", not "It is yours for".
+_TRAILING_FUNCTION_WORD = re.compile(
+    r"\s+\b(?:is|are|was|were|be|at|for|with|to|of|from|by|only|just|now|and|or|the|a|an|your|our)\s*$", re.IGNORECASE
+)
+
+
+def _drop_trailing_function_words(text: str) -> str:
+    previous = None
+    while previous != text:
+        previous, text = text, _TRAILING_FUNCTION_WORD.sub("", text)
+    return text
+
+
 def remove_unsupported_claims(text: str, facts: ItemFacts) -> tuple[str, list[str]]:
     """``text`` without the clauses (or whole sentences) that state numbers the item data lacks."""
     removed: list[str] = []
@@ -425,10 +452,11 @@ def remove_unsupported_claims(text: str, facts: ItemFacts) -> tuple[str, list[st
         removed.extend(m.text for m in bad if m.text not in removed)
         clauses = _split_clauses(sentence.rstrip())
         clean = [c for c in clauses if not find_unsupported_numbers(c, facts)]
-        # The first clause carries the subject: without it what is left is a fragment.
-        if clauses and clean and clean[0] is clauses[0]:
-            ending = sentence.rstrip()[-1] if _ends_sentence(sentence) else ""
-            rebuilt = "".join(clean).rstrip().rstrip(_LATIN_END + _CJK_END + _CLAUSE_MARKS + " ")
+        ending = sentence.rstrip()[-1] if _ends_sentence(sentence) else ""
+        rebuilt = _drop_trailing_function_words("".join(clean).rstrip().rstrip(_LATIN_END + _CJK_END + _CLAUSE_MARKS + " "))
+        # Keep what is left of the sentence only if it still has its subject (the first clause)
+        # and most of its substance; a stub like "This tent is" is worse than no sentence.
+        if clauses and clean and clean[0] is clauses[0] and len(rebuilt) >= _MIN_KEPT_SHARE * len(sentence.strip()):
             if ending and not rebuilt.endswith(ending):
                 rebuilt += ending
             trailing = sentence[len(sentence.rstrip()) :]
@@ -442,9 +470,11 @@ _MIN_USEFUL_CJK_CHARS = 4
 
 
 def is_useful(text: str) -> bool:
+    """Enough words to be copy at all: a few CJK characters, or a dozen characters of a spaced script."""
     letters = sum(1 for c in text if c.isalpha())
-    if is_cjk(text):
-        return len(_CJK_CHAR.findall(text)) >= _MIN_USEFUL_CJK_CHARS
+    cjk = len(_CJK_CHAR.findall(text))
+    if cjk * 2 >= letters and cjk:
+        return cjk >= _MIN_USEFUL_CJK_CHARS
     return len(text.strip()) >= MIN_USEFUL_CHARS and letters >= MIN_USEFUL_CHARS // 2
 
 
@@ -470,11 +500,13 @@ class RepairResult:
         return bool(self.issues_fixed)
 
 
-def repair_copy(text: str, *, banned_words: Iterable[str], facts: ItemFacts, max_chars: int) -> RepairResult:
+def repair_copy(
+    text: str, *, banned_words: Iterable[str], facts: ItemFacts, max_chars: int, require_useful: bool = True
+) -> RepairResult:
     """Edit ``text`` until it passes every check: banned words out, unsupported claims out, cut to length.
 
-    Never returns text that breaks a rule: when the edits leave nothing useful, the result is
-    ``acceptable=False`` with empty text.
+    Never returns text that breaks a rule: when the edits leave nothing useful (or nothing at all,
+    with ``require_useful=False``), the result is ``acceptable=False`` with empty text.
     """
     banned_words = list(banned_words)
     issues: list[str] = []
@@ -491,6 +523,8 @@ def repair_copy(text: str, *, banned_words: Iterable[str], facts: ItemFacts, max
             break
     issues = list(dict.fromkeys(issues))
     remaining = violations(text, banned_words=banned_words, facts=facts, max_chars=max_chars)
+    if not require_useful and any(c.isalpha() for c in text):
+        remaining = [issue for issue in remaining if issue != "empty"]
     if remaining:
         return RepairResult("", list(dict.fromkeys(issues + remaining)), acceptable=False)
     return RepairResult(text, issues)

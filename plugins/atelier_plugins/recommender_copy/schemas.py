@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+MAX_SEED = 2**31 - 1
+
 ItemRef = Annotated[str, Field(min_length=1, max_length=200, description="an item id or title")]
 Tag = Annotated[str, Field(min_length=1, max_length=40)]
 AttributeName = Annotated[str, Field(min_length=1, max_length=40)]
@@ -78,7 +80,7 @@ class RecommenderParams(BaseModel):
         default=0.3, ge=0, le=1, description="0 ranks by relevance only; higher values avoid near-duplicate items"
     )
     temperature: float = Field(default=0.8, ge=0, le=2)
-    seed: int | None = Field(default=None, description="overrides the job's seed")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="same seed, same copy; overrides the job's seed")
 
 
 class CopyVariant(BaseModel):
@@ -90,6 +92,7 @@ class CopyVariant(BaseModel):
         description="model: the model's text as written; edited: the model's text after rule-based edits; "
         "template: built from the item's facts because no model text was acceptable",
     )
+    attempts: int = Field(default=1, ge=0, description="drafts the model wrote for this variant")
 
 
 class Recommendation(BaseModel):
@@ -100,7 +103,9 @@ class Recommendation(BaseModel):
     rank: int = Field(ge=1)
     item_id: str
     title: str
-    score: float = Field(description="relevance to the profile (cosine similarity, -1..1)")
+    score: float = Field(
+        description="relevance to the profile: embedding cosine blended with word overlap (higher is better)"
+    )
     copy_variants: list[CopyVariant] = Field(alias="copy", description="copy variants for this item")
 
 
