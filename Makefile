@@ -10,7 +10,7 @@ PORT ?= 8000
 # resolving a multi-GB CUDA build as a dependency of something else.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: run test bench eval-demo setup migrate demo clean
+.PHONY: run test bench eval-demo eval-safety setup migrate demo clean
 
 $(BIN)/python:
 	@$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11)" 2>/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -40,7 +40,12 @@ test: setup
 	bash scripts/run-tests.sh
 
 bench: demo
+	$(BIN)/python bench/screening.py
 	$(BIN)/python bench/plugins.py
+
+# Precision and recall per category of the built-in safety checks on the shipped labelled set.
+eval-safety: setup
+	$(BIN)/python -m atelier_plugins.safety.evaluate
 
 # The chatbot with the demo model and knowledge base on the shipped questions (needs 8 of 10 or better).
 eval-demo: demo

@@ -128,6 +128,10 @@ class SafetyCheck(ABC):
         """One list of findings per image (PNG/JPEG bytes)."""
         return [[] for _ in images]
 
+    def validate_blocklist_term(self, term: BlocklistTerm) -> None:  # noqa: B027 - optional hook
+        """Raise ValueError (saying why) for a term this check could not match safely; called
+        when a project saves its blocklist, so that a bad term never reaches screening."""
+
 
 class SafetyCheckBase(SafetyCheck, ABC):
     """Convenience: text checks implement ``check_text`` for one text."""

@@ -1,25 +1,38 @@
-"""Finding safety checks: the ``atelier.safety_checks`` entry-point group plus ``module:Class`` paths.
+"""Finding safety checks: the ``atelier.safety_checks`` entry-point group, plus explicit ``module:Class`` paths.
 
-Like model plugins, a check that fails to import or breaks the contract is recorded with its
-reason and skipped; discovery itself never fails.
+Works like the model-plugin registry (``atelier_sdk.registry``): a check that fails to import or
+breaks the contract is recorded with its reason and skipped; discovery itself never raises.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import logging
 import traceback
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Iterable
+from typing import Callable, Iterable
 
-from atelier_sdk.safety import SafetyCheck, SafetyCheckManifest
+from pydantic import ValidationError
 
-SAFETY_ENTRY_POINT_GROUP = "atelier.safety_checks"
+from atelier_sdk.errors import InvalidPlugin
+from atelier_sdk.registry import _import_path
+from atelier_sdk.safety import SafetyCheck, SafetyCheckBase, SafetyCheckManifest
+
+SAFETY_CHECK_ENTRY_POINT_GROUP = "atelier.safety_checks"
+SAFETY_ENTRY_POINT_GROUP = SAFETY_CHECK_ENTRY_POINT_GROUP  # the name the first version of this module used
+
+logger = logging.getLogger("atelier.safety_checks")
+
+
+class InvalidSafetyCheck(InvalidPlugin):
+    """A safety-check class that breaks the contract; discovery reports it and skips it."""
 
 
 @dataclass(frozen=True)
 class SafetyCheckRecord:
+    """One discovered check: usable (``check`` set) or broken (``error`` set)."""
+
     name: str
     source: str
     check: type[SafetyCheck] | None = None
@@ -30,48 +43,110 @@ class SafetyCheckRecord:
         return "ok" if self.check is not None else "broken"
 
 
-def _validate(candidate: object) -> type[SafetyCheck]:
+def validate_safety_check_class(candidate: object) -> type[SafetyCheck]:
+    """Check that ``candidate`` keeps the safety-check contract; raise ``InvalidSafetyCheck`` saying why not."""
     if not (inspect.isclass(candidate) and issubclass(candidate, SafetyCheck)):
-        raise TypeError(f"{candidate!r} is not a subclass of atelier_sdk.safety.SafetyCheck")
+        raise InvalidSafetyCheck(f"{candidate!r} is not a subclass of atelier_sdk.safety.SafetyCheck")
     if inspect.isabstract(candidate):
-        raise TypeError(f"{candidate.__name__} leaves abstract methods unimplemented")
-    if not isinstance(getattr(candidate, "manifest", None), SafetyCheckManifest):
-        raise TypeError(f"{candidate.__name__}.manifest must be a SafetyCheckManifest")
+        missing = ", ".join(sorted(getattr(candidate, "__abstractmethods__", ()))) or "abstract methods"
+        raise InvalidSafetyCheck(f"{candidate.__name__} does not implement {missing}")
+    manifest = getattr(candidate, "manifest", None)
+    if isinstance(manifest, dict):
+        try:
+            manifest = SafetyCheckManifest.model_validate(manifest)
+        except ValidationError as exc:
+            raise InvalidSafetyCheck(f"bad manifest: {_first_errors(exc)}") from None
+        candidate.manifest = manifest
+    if not isinstance(manifest, SafetyCheckManifest):
+        raise InvalidSafetyCheck(f"{candidate.__name__}.manifest must be an atelier_sdk.safety.SafetyCheckManifest")
+    if not manifest.targets:
+        raise InvalidSafetyCheck(f"{candidate.__name__}.manifest.targets is empty: say whether it screens input, output or both")
+    if not manifest.categories:
+        raise InvalidSafetyCheck(f"{candidate.__name__}.manifest.categories is empty: name the categories it scores")
+    unknown = set(manifest.modalities) - {"text", "image"}
+    if unknown or not manifest.modalities:
+        raise InvalidSafetyCheck(f"{candidate.__name__}.manifest.modalities must be 'text' and/or 'image', got {sorted(manifest.modalities)}")
+    # A check that declares a modality must screen it: the base class's default returns no
+    # findings, which would silently pass everything.
+    if "text" in manifest.modalities and not _overrides(candidate, "check_texts", "check_text"):
+        raise InvalidSafetyCheck(f"{candidate.__name__} declares modality 'text' but implements neither check_texts nor check_text")
+    if "image" in manifest.modalities and not _overrides(candidate, "check_images"):
+        raise InvalidSafetyCheck(f"{candidate.__name__} declares modality 'image' but does not implement check_images")
+    try:
+        candidate()
+    except Exception as exc:  # the platform instantiates checks without arguments
+        raise InvalidSafetyCheck(f"{candidate.__name__}() cannot be created without arguments: {exc}") from None
     return candidate
 
 
-def _record(load, name: str, source: str) -> SafetyCheckRecord:
+def _overrides(candidate: type, *names: str) -> bool:
+    for name in names:
+        for klass in candidate.__mro__:
+            if klass in (SafetyCheck, SafetyCheckBase, object):
+                break
+            if name in vars(klass):
+                return True
+    return False
+
+
+def _first_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def _load(load: Callable[[], object], name: str, source: str) -> SafetyCheckRecord:
     try:
         loaded = load()
     except Exception as exc:
-        reason = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return SafetyCheckRecord(name, source, error=f"import failed: {reason}")
+        logger.warning("safety check %s (%s) failed to import: %s", name, source, exc)
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return SafetyCheckRecord(name=name, source=source, error=f"import failed: {last}")
     try:
-        return SafetyCheckRecord(name, source, check=_validate(loaded))
-    except TypeError as exc:
-        return SafetyCheckRecord(name, source, error=str(exc))
-
-
-def _import_path(path: str):
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ImportError(f"{path!r} is not of the form module:Class")
-    return getattr(importlib.import_module(module_name), attribute)
+        check = validate_safety_check_class(loaded)
+    except InvalidSafetyCheck as exc:
+        logger.warning("safety check %s (%s) is invalid: %s", name, source, exc)
+        return SafetyCheckRecord(name=name, source=source, error=str(exc))
+    except Exception as exc:  # a contract check tripping over an odd object is still that object's fault
+        return SafetyCheckRecord(name=name, source=source, error=f"invalid: {type(exc).__name__}: {exc}")
+    return SafetyCheckRecord(name=name, source=source, check=check)
 
 
 def discover_safety_checks(
     entry_point_list: Iterable[EntryPoint] | None = None, extra_paths: Iterable[str] = ()
 ) -> list[SafetyCheckRecord]:
-    found = entry_points(group=SAFETY_ENTRY_POINT_GROUP) if entry_point_list is None else entry_point_list
-    records = [_record(ep.load, ep.name, f"entry point {ep.value}") for ep in found]
-    records += [_record(lambda p=p.strip(): _import_path(p), p.strip(), p.strip()) for p in extra_paths if p.strip()]
-    seen: set[str] = set()
-    unique = []
+    """Every safety check found, usable or broken, sorted by name; two checks with one id: the second is broken."""
+    found = entry_points(group=SAFETY_CHECK_ENTRY_POINT_GROUP) if entry_point_list is None else entry_point_list
+    records: list[SafetyCheckRecord] = []
+    for entry_point in found:
+        records.append(_load(entry_point.load, entry_point.name, f"entry point {entry_point.value}"))
+    for path in extra_paths:
+        path = path.strip()
+        if path:
+            records.append(_load(lambda p=path: _import_path(p), path.rpartition(":")[2], path))
+    by_id: dict[str, SafetyCheckRecord] = {}
+    result: list[SafetyCheckRecord] = []
     for record in records:
         if record.check is not None:
-            if record.check.manifest.id in seen:
-                record = SafetyCheckRecord(record.name, record.source, error=f"duplicate check id {record.check.manifest.id!r}")
+            check_id = record.check.manifest.id
+            existing = by_id.get(check_id)
+            if existing is not None:
+                if existing.check is record.check:
+                    continue  # the same class reached twice (entry point and explicit path)
+                record = SafetyCheckRecord(
+                    name=record.name,
+                    source=record.source,
+                    error=f"duplicate safety check id {check_id!r}, already provided by {existing.source}",
+                )
             else:
-                seen.add(record.check.manifest.id)
-        unique.append(record)
-    return unique
+                by_id[check_id] = record
+        result.append(record)
+    return sorted(result, key=lambda r: (r.name, r.source))
+
+
+__all__ = [
+    "SAFETY_CHECK_ENTRY_POINT_GROUP",
+    "SAFETY_ENTRY_POINT_GROUP",
+    "InvalidSafetyCheck",
+    "SafetyCheckRecord",
+    "discover_safety_checks",
+    "validate_safety_check_class",
+]

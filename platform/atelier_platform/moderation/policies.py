@@ -33,9 +33,19 @@ def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
     return policy
 
 
-def validate_term(pattern: str, is_regex: bool) -> None:
+def validate_term(pattern: str, is_regex: bool, category: str = "custom") -> None:
+    """Refuse a term any installed check could not match safely, with that check's reason."""
+    from atelier_sdk.safety import BlocklistTerm
+
+    from atelier_platform.moderation.checks import get_safety_checks
+
     if not pattern.strip():
         raise ValidationError("Empty term.")
+    for check in get_safety_checks():
+        try:
+            check.validate_blocklist_term(BlocklistTerm(pattern=pattern, is_regex=is_regex, category=category))
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
     if is_regex:
         if NESTED_QUANTIFIER.search(pattern):
             raise ValidationError(f"Regular expression {pattern!r} nests quantifiers (like (a+)+) and could hang screening.")
@@ -51,7 +61,7 @@ def import_blocklist(project, actor: str, terms: list[dict], *, replace: bool = 
     errors = {}
     for index, term in enumerate(terms):
         try:
-            validate_term(term["pattern"], term.get("is_regex", False))
+            validate_term(term["pattern"], term.get("is_regex", False), term.get("category", "custom"))
         except ValidationError as error:
             errors[f"terms.{index}.pattern"] = error.messages
     if errors:

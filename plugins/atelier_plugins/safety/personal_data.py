@@ -1,0 +1,183 @@
+"""The ``personal_data`` check: e-mail addresses, phone numbers, payment cards, Chinese resident IDs, IBANs.
+
+Numbers are only reported when they validate (Luhn for cards, the ISO 7064 checksum, a real birth
+date and region for Chinese IDs, mod-97 for IBANs, numbering plans for phones), because long
+digit strings are everywhere in business text (order numbers, tracking codes) and a check that
+flags every 16-digit number trains reviewers to ignore it.
+
+Evidence ``detail`` is the kind of data ("email", "phone", "card", "cn_id", "iban"), which is
+what ``mask`` turns into placeholders. The excerpt is itself masked (only the last characters
+kept): safety reports are stored for audit, and should not become a second copy of the data.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import luhn
+from stdnum.cn import ric
+
+from atelier_sdk.safety import (
+    Category,
+    Evidence,
+    Finding,
+    SafetyCheckBase,
+    SafetyCheckManifest,
+    ScreenContext,
+    Target,
+)
+
+KINDS = ("email", "phone", "card", "cn_id", "iban")
+
+_EMAIL = re.compile(
+    r"(?<![0-9A-Za-z_.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![0-9A-Za-z_-])"
+)
+# Chinese mobile numbers: 1[3-9]x xxxx xxxx, with an optional +86 / 0086 and spaces or hyphens.
+_CN_MOBILE = re.compile(r"(?<![0-9A-Za-z_+])(?:(?:\+|00)86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?![0-9A-Za-z_])")
+# Cards: 13-19 digits, optionally grouped by spaces or hyphens; issuer digits 2-6 (Visa 4,
+# Mastercard 2/5, Amex 3, Discover/UnionPay 6): other leading digits are not payment cards.
+_CARD = re.compile(r"(?<![0-9A-Za-z_-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![0-9A-Za-z_-])")
+_CN_ID = re.compile(r"(?<![0-9A-Za-z_])\d{17}[\dXx](?![0-9A-Za-z_])")
+_IBAN = re.compile(r"(?<![0-9A-Za-z_])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?(?![0-9A-Za-z_])")
+
+#: Words that say a nearby number is a reference, not a phone ("order 13812345678").
+_REFERENCE_WORDS = re.compile(
+    r"(?:order|invoice|tracking|reference|ref|ticket|sku|serial|parcel|shipment|booking|case|"
+    r"订单|单号|编号|运单|快递单|发票|流水号|工单)\s*(?:no\.?|number|num|id|#|号|:|：)?\s*[:：#]?\s*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class PersonalDataMatch:
+    kind: str
+    start: int
+    end: int
+
+
+def _digits(value: str) -> str:
+    return re.sub(r"\D", "", value)
+
+
+def _valid_card(candidate: str) -> bool:
+    digits = _digits(candidate)
+    return 13 <= len(digits) <= 19 and luhn.is_valid(digits)
+
+
+def _valid_cn_id(candidate: str) -> bool:
+    if not ric.is_valid(candidate):  # checksum, birth date, and a county code that existed then
+        return False
+    birth = ric.get_birth_date(candidate)
+    return datetime.date(1900, 1, 1) <= birth <= datetime.date.today()
+
+
+def _valid_iban(candidate: str) -> bool:
+    return stdnum_iban.is_valid(candidate.upper())
+
+
+def _follows_reference_word(text: str, start: int) -> bool:
+    return bool(_REFERENCE_WORDS.search(text[max(0, start - 24) : start]))
+
+
+def find_personal_data(text: str, *, phone_region: str | None = "US") -> list[PersonalDataMatch]:
+    """All validated personal data in ``text``; overlapping candidates resolve to the most specific kind."""
+    candidates: list[PersonalDataMatch] = []
+    for match in _EMAIL.finditer(text):
+        candidates.append(PersonalDataMatch("email", match.start(), match.end()))
+    for match in _CN_ID.finditer(text):
+        if _valid_cn_id(match.group()):
+            candidates.append(PersonalDataMatch("cn_id", match.start(), match.end()))
+    for match in _IBAN.finditer(text):
+        # The pattern may run into a following code-like word; try shorter readings too.
+        value = match.group()
+        for end in range(len(value), 14, -1):
+            if value[end - 1] != " " and _valid_iban(value[:end]):
+                candidates.append(PersonalDataMatch("iban", match.start(), match.start() + end))
+                break
+    for match in _CARD.finditer(text):
+        if _valid_card(match.group()):
+            candidates.append(PersonalDataMatch("card", match.start(), match.end()))
+    for match in _CN_MOBILE.finditer(text):
+        if not _follows_reference_word(text, match.start()):
+            candidates.append(PersonalDataMatch("phone", match.start(), match.end()))
+    try:
+        # VALID leniency: the number must belong to an allocated range of its numbering plan.
+        for match in phonenumbers.PhoneNumberMatcher(text, phone_region, leniency=phonenumbers.Leniency.VALID):
+            if not _follows_reference_word(text, match.start):
+                candidates.append(PersonalDataMatch("phone", match.start, match.end))
+    except Exception:  # phonenumbers raises on odd regions; the CN pattern still ran
+        pass
+    return _resolve_overlaps(candidates)
+
+
+_PRIORITY = {"email": 0, "cn_id": 1, "iban": 2, "card": 3, "phone": 4}
+
+
+def _resolve_overlaps(candidates: Iterable[PersonalDataMatch]) -> list[PersonalDataMatch]:
+    chosen: list[PersonalDataMatch] = []
+    for candidate in sorted(candidates, key=lambda m: (_PRIORITY[m.kind], -(m.end - m.start), m.start)):
+        if all(candidate.end <= other.start or candidate.start >= other.end for other in chosen):
+            chosen.append(candidate)
+    return sorted(chosen, key=lambda m: m.start)
+
+
+def _masked_excerpt(value: str) -> str:
+    keep = 4 if len(value) > 8 else 0
+    return "".join("*" if c.isalnum() else c for c in value[: len(value) - keep]) + value[len(value) - keep :]
+
+
+def mask(text: str, findings: Sequence[Finding]) -> str:
+    """``text`` with each personal-data span replaced by a typed placeholder ("[email]", "[card]", ...).
+
+    Uses the evidence of ``personal_data`` findings (of any check whose evidence ``detail`` names a
+    kind); overlapping spans are merged into the first one.
+    """
+    spans = sorted(
+        (evidence.start, evidence.end, evidence.detail)
+        for finding in findings
+        if finding.category == Category.PERSONAL_DATA
+        for evidence in finding.evidence
+        if evidence.start is not None and evidence.end is not None
+    )
+    pieces = []
+    position = 0
+    for start, end, kind in spans:
+        if start < position:
+            continue
+        pieces.append(text[position:start])
+        pieces.append(f"[{kind if kind in KINDS else 'personal_data'}]")
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+class PersonalDataCheck(SafetyCheckBase):
+    """Personal data in a text: score 1.0 with one evidence span per item found."""
+
+    manifest = SafetyCheckManifest(
+        id="personal_data",
+        version="1.0.0",
+        name="Personal data (e-mail, phone, card, Chinese ID, IBAN)",
+        targets=frozenset({Target.INPUT, Target.OUTPUT}),
+        modalities=frozenset({"text"}),
+        categories=frozenset({Category.PERSONAL_DATA}),
+    )
+
+    def check_text(self, text: str, context: ScreenContext) -> list[Finding]:
+        region = context.options.get("phone_region", "US")
+        matches = find_personal_data(text, phone_region=region)
+        if not matches:
+            return []
+        evidence = tuple(
+            Evidence(start=m.start, end=m.end, excerpt=_masked_excerpt(text[m.start : m.end]), detail=m.kind)
+            for m in matches
+        )
+        return [Finding(category=Category.PERSONAL_DATA, score=1.0, check=self.manifest.id, evidence=evidence)]
+
+
+__all__ = ["KINDS", "PersonalDataCheck", "PersonalDataMatch", "find_personal_data", "mask"]

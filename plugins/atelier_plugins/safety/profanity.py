@@ -1,0 +1,164 @@
+"""The ``profanity`` check: English offensive language, scored by alt-profanity-check's linear model.
+
+The model (a TF-IDF vectorizer and a calibrated linear SVM, trained on offensive-language and
+toxic-comment data) gives the probability that a text is offensive; that is the ``harassment``
+score. Evidence is the words the same model scores as offensive on their own (word-level
+prediction), so a reviewer sees which words drove the score.
+
+``hate``: the model does not tell hate from insult. We report ``hate`` with the same score only
+when the offensive text also names a group protected by the usual hate-speech definitions
+(religion, ethnicity, nationality, gender, sexual orientation, disability): abuse aimed at a
+group is what separates hate from harassment. It is a heuristic and is labelled as such in
+the evidence.
+
+English only: the vectorizer knows English words, so any other language would score on noise.
+Texts that are mostly not Latin-script (Chinese, for one) get no finding rather than a false one.
+
+Security note: alt-profanity-check loads its model with joblib, i.e. pickle, from files inside the
+installed package. Pickle can run code, so this is only acceptable because the package is pinned
+to an exact version (alt-profanity-check==1.9.1, which pins scikit-learn==1.9.1 and joblib==1.6.0)
+installed from the registry; never point this loader at a model file from anywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from importlib import resources
+from typing import Sequence
+
+from atelier_sdk.safety import (
+    Category,
+    Evidence,
+    Finding,
+    SafetyCheckBase,
+    SafetyCheckManifest,
+    ScreenContext,
+    Target,
+)
+from atelier_plugins.safety.normalise import joined_view, leet_view, normalise
+
+#: Per-word probability at which a word is named as evidence (and text score from which hate is considered).
+WORD_THRESHOLD = 0.5
+#: Below this probability a text gets no finding at all: near-zero scores are noise in a report.
+MIN_REPORTED_SCORE = 0.1
+#: Share of letters that must be Latin for a text to be treated as English.
+MIN_LATIN_SHARE = 0.6
+
+_WORD = re.compile(r"[a-z][a-z']*[a-z]|[a-z]")
+
+
+def _identity_terms() -> re.Pattern:
+    with resources.files(__package__).joinpath("data/identity_terms.txt").open(encoding="utf-8") as handle:
+        words = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    alternatives = "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
+    return re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+
+
+def latin_share(text: str) -> float:
+    """Share of Latin letters among letters (after NFKC, so full-width Latin counts as Latin)."""
+    letters = [c for c in unicodedata.normalize("NFKC", text) if c.isalpha()]
+    if not letters:
+        return 0.0
+    latin = sum(1 for c in letters if c.isascii() or ("\u00c0" <= c <= "\u024f"))
+    return latin / len(letters)
+
+
+class ProfanityCheck(SafetyCheckBase):
+    """Offensive English language (harassment; hate when aimed at a protected group)."""
+
+    manifest = SafetyCheckManifest(
+        id="profanity",
+        version="1.0.0",
+        name="Profanity and insults (English, alt-profanity-check)",
+        targets=frozenset({Target.INPUT, Target.OUTPUT}),
+        modalities=frozenset({"text"}),
+        categories=frozenset({Category.HARASSMENT, Category.HATE}),
+    )
+
+    def __init__(self) -> None:
+        self._model = None
+        self._vectorizer = None
+        self._groups: re.Pattern | None = None
+        self._lock = threading.Lock()
+
+    def load(self, device: str = "cpu") -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            # Pickle, from inside the pinned package (see the module docstring).
+            from profanity_check import profanity_check as library
+
+            self._vectorizer = library.vectorizer
+            self._model = library.model
+            self._groups = _identity_terms()
+
+    def _probabilities(self, texts: Sequence[str]) -> list[float]:
+        if not texts:
+            return []
+        return [float(p) for p in self._model.predict_proba(self._vectorizer.transform(list(texts)))[:, 1]]
+
+    def check_texts(self, texts: Sequence[str], context: ScreenContext) -> list[list[Finding]]:
+        self.load()
+        results: list[list[Finding]] = [[] for _ in texts]
+        english = [i for i, text in enumerate(texts) if latin_share(text) >= MIN_LATIN_SHARE]
+        if not english:
+            return results
+        # Score the text as given and a de-obfuscated reading ("f.u.c.k", "1d10t", full-width);
+        # the higher score wins, and its words are the evidence.
+        readings = {i: _readings(texts[i]) for i in english}
+        flat = [(i, reading) for i in english for reading in readings[i]]
+        scores = self._probabilities([reading[0] for _, reading in flat])
+        best: dict[int, tuple[float, tuple[str, tuple[int, ...] | None]]] = {}
+        for (i, reading), score in zip(flat, scores):
+            if i not in best or score > best[i][0]:
+                best[i] = (score, reading)
+        words_needed = {}
+        for i, (score, (reading_text, origin)) in best.items():
+            if score >= MIN_REPORTED_SCORE:
+                words_needed[i] = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(reading_text.lower())]
+        vocabulary = sorted({word for spans in words_needed.values() for _, _, word in spans})
+        word_scores = dict(zip(vocabulary, self._probabilities(vocabulary)))
+        for i, (score, (reading_text, origin)) in best.items():
+            if score < MIN_REPORTED_SCORE:
+                continue
+            text = texts[i]
+            evidence = []
+            spans = words_needed.get(i, [])
+            offensive = [(s, e, w) for s, e, w in spans if word_scores.get(w, 0.0) >= WORD_THRESHOLD]
+            if not offensive and spans:  # the combination offends, no word alone: name the strongest
+                offensive = [max(spans, key=lambda span: word_scores.get(span[2], 0.0))]
+            for start, end, word in offensive:
+                if origin is not None:
+                    start, end = origin[start], origin[end - 1] + 1
+                evidence.append(
+                    Evidence(start=start, end=end, excerpt=text[start:end], detail=f"offensive word ({word_scores.get(word, 0.0):.2f})")
+                )
+            findings = [Finding(category=Category.HARASSMENT, score=round(score, 4), check=self.manifest.id, evidence=tuple(evidence))]
+            if score >= WORD_THRESHOLD:
+                groups = [
+                    Evidence(start=m.start(), end=m.end(), excerpt=m.group(), detail="names a protected group (heuristic)")
+                    for m in self._groups.finditer(text)
+                ]
+                if groups:
+                    findings.append(
+                        Finding(category=Category.HATE, score=round(score, 4), check=self.manifest.id, evidence=tuple(evidence) + tuple(groups))
+                    )
+            results[i] = findings
+        return results
+
+    def check_text(self, text: str, context: ScreenContext) -> list[Finding]:
+        return self.check_texts([text], context)[0]
+
+
+def _readings(text: str) -> list[tuple[str, tuple[int, ...] | None]]:
+    """The text as given (offsets are its own), plus its de-obfuscated reading with an origin map."""
+    base = normalise(text)
+    reading = leet_view(joined_view(base), "i")
+    if reading.text == text.lower():
+        return [(text, None)]
+    return [(text, None), (reading.text, reading.origin)]
+
+
+__all__ = ["ProfanityCheck", "latin_share"]

@@ -1,0 +1,52 @@
+"""The profanity check (alt-profanity-check's model): English positives with word evidence, negatives, Chinese skipped."""
+
+from __future__ import annotations
+
+import pytest
+from atelier_sdk.safety import Category, ScreenContext
+
+from atelier_plugins.safety.profanity import ProfanityCheck
+
+
+@pytest.fixture(scope="module")
+def check():
+    loaded = ProfanityCheck()
+    loaded.load()
+    return loaded
+
+
+def scores(check, text):
+    return {f.category: f for f in check.check_text(text, ScreenContext())}
+
+
+def test_english_insult_is_harassment_with_the_offending_words(check):
+    text = "you are a fucking idiot"
+    found = scores(check, text)
+    assert found[Category.HARASSMENT].score >= 0.9
+    assert {text[e.start : e.end] for e in found[Category.HARASSMENT].evidence} == {"fucking", "idiot"}
+    assert Category.HATE not in found
+
+
+def test_obfuscated_insult_is_scored_and_mapped_back(check):
+    text = "you f.u.c.k.i.n.g 1d10t"
+    found = scores(check, text)[Category.HARASSMENT]
+    assert found.score >= 0.9
+    assert {text[e.start : e.end] for e in found.evidence} == {"f.u.c.k.i.n.g", "1d10t"}
+
+
+def test_abuse_naming_a_protected_group_is_also_hate(check):
+    found = scores(check, "immigrants are filthy scum")
+    assert found[Category.HATE].score >= 0.5
+    assert any(e.excerpt == "immigrants" for e in found[Category.HATE].evidence)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["kill the process", "shoot a photo", "breast cancer screening", "Scunthorpe United won", "Women engineers designed it"],
+)
+def test_benign_english_stays_below_half(check, text):
+    assert all(f.score < 0.5 for f in check.check_text(text, ScreenContext()))
+
+
+def test_chinese_text_gets_no_finding(check):
+    assert check.check_texts(["你就是个傻逼", "这款面霜很温和"], ScreenContext()) == [[], []]
