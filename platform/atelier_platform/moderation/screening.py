@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any, Iterable
 
 from atelier_sdk.safety import BlocklistTerm, Finding, ScreenContext, Target
+from django.db.models import Count, Max
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.moderation.checks import get_safety_checks
@@ -37,12 +38,23 @@ def collect_texts(value: Any, path: str) -> list[tuple[str, str]]:
     return []
 
 
+_blocklists: dict[int, tuple[tuple, tuple]] = {}
+
+
 def screen_context(project: Project) -> ScreenContext:
-    terms = [
-        BlocklistTerm(pattern=e.pattern, is_regex=e.is_regex, category=e.category)
-        for e in BlocklistEntry.objects.filter(project=project).only("pattern", "is_regex", "category")
-    ]
-    return ScreenContext(blocklist=terms, options={"project": project.slug})
+    """The project's blocklist as one tuple, rebuilt only when the list changed (the check caches
+    its compiled automaton by the tuple, so an unchanged list is never hashed or compiled again)."""
+    entries = BlocklistEntry.objects.filter(project=project)
+    signature = tuple(entries.aggregate(n=Count("id"), last=Max("id")).values())
+    cached = _blocklists.get(project.pk)
+    if cached is None or cached[0] != signature:
+        terms = tuple(
+            BlocklistTerm(pattern=e.pattern, is_regex=e.is_regex, category=e.category)
+            for e in entries.only("pattern", "is_regex", "category").order_by("id")
+        )
+        cached = (signature, terms)
+        _blocklists[project.pk] = cached
+    return ScreenContext(blocklist=cached[1], options={"project": project.slug})
 
 
 def _finding_json(finding: Finding, field: str) -> dict[str, Any]:
