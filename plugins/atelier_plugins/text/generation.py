@@ -99,8 +99,11 @@ class CausalChatLM:
         self.eos_token_ids = self._eos_token_ids()
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else (min(self.eos_token_ids) if self.eos_token_ids else 0)
+        accepted = inspect.signature(self.model.forward).parameters
         # Asking for the last position's logits only saves a (batch x prompt x vocab) tensor at prefill.
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in accepted
+        # transformers 5 renamed ``past_key_values`` to ``cache``; accept models written either way.
+        self._cache_argument = "cache" if "cache" in accepted else "past_key_values"
 
     # -- prompts ---------------------------------------------------------------------------
 
@@ -192,7 +195,7 @@ class CausalChatLM:
 
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
         out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **extra)
-        cache = out.past_key_values
+        cache = self._cache_of(out)
         logits = out.logits[:, -1, :]
         next_position = positions[:, -1:] + 1
 
@@ -223,11 +226,16 @@ class CausalChatLM:
             attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=1)
             out = self.model(
                 input_ids=step_ids, attention_mask=attention, position_ids=next_position,
-                past_key_values=cache, use_cache=True,
+                use_cache=True, **{self._cache_argument: cache},
             )
-            cache = out.past_key_values
+            cache = self._cache_of(out)
             logits = out.logits[:, -1, :]
             next_position = next_position + 1
+
+    @staticmethod
+    def _cache_of(out):
+        cache = getattr(out, "cache", None)
+        return cache if cache is not None else out.past_key_values
 
     def _choose(self, logits: torch.Tensor, state: "_ItemState") -> int:
         request = state.request

@@ -1,0 +1,131 @@
+"""The three built-in plugins end to end: API -> queue -> worker -> plugin -> stored outputs.
+
+Tiny models built in fixtures stand at the plugins' default model directories under the stack's
+models root (the demo models of `make demo` would take minutes to train); the built-in plugins
+and safety checks come from the installed entry points, as on a user's machine.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.e2e.stack import Stack
+from tests.support.tiny_diffusion import build_tiny_sd_pipeline
+from tests.support.tiny_lm import build_tiny_chat_lm
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+RETURNS = """# Returns policy
+
+## Window
+Returns are accepted within 45 days of delivery.
+
+## Refunds
+Refunds reach your card within 5 working days.
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("builtin")
+    models = root / "models"
+    build_tiny_chat_lm(models / "demo" / "chat-lm")
+    build_tiny_sd_pipeline(models / "demo" / "image-digits")
+    stack = Stack("embedded", root)
+    stack.env["ATELIER_MODELS_ROOT"] = str(models)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def session(stack) -> requests.Session:
+    key = stack.manage("create_api_key", "--project", "shop", "--create-project",
+                       "--scopes", "jobs:read", "jobs:write", "admin").stdout.strip()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {key}"
+    return session
+
+
+def wait(stack, session, path: str, done, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = session.get(f"{stack.url}{path}", timeout=10).json()
+        if done(body):
+            return body
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {n}\n{stack.log_of(n)[-3000:]}" for n in stack.processes)
+            raise AssertionError(f"{path} not done after {timeout}s: {body}\n{logs}")
+        time.sleep(0.2)
+
+
+def run_job(stack, session, plugin: str, input_data: dict, params: dict | None = None) -> dict:
+    response = session.post(f"{stack.url}/api/v1/jobs/", json={"plugin": plugin, "input": input_data, "params": params or {}}, timeout=10)
+    assert response.status_code == 201, response.text
+    job = wait(stack, session, f"/api/v1/jobs/{response.json()['id']}/", lambda j: j["status"] in ("succeeded", "failed"))
+    assert job["status"] == "succeeded", job["error"]
+    return job
+
+
+def test_plugins_are_listed_with_schemas(stack, session):
+    plugins = {p["id"]: p for p in session.get(f"{stack.url}/api/v1/plugins/", timeout=10).json()}
+    assert {"chatbot", "recommender_copy", "image"} <= set(plugins)
+    assert all(plugins[p]["enabled"] for p in ("chatbot", "recommender_copy", "image"))
+    assert plugins["image"]["input_schema"]["properties"]["steps"]["maximum"] == 100
+
+
+def test_chatbot_answers_from_the_indexed_knowledge_base_and_keeps_the_thread(stack, session):
+    document = session.post(f"{stack.url}/api/v1/knowledge/documents/",
+                            json={"source_id": "en/returns", "title": "Returns policy", "content": RETURNS}, timeout=10)
+    assert document.status_code == 201, document.text
+    wait(stack, session, f"/api/v1/knowledge/documents/{document.json()['id']}/", lambda d: d["state"] == "indexed")
+
+    job = run_job(stack, session, "chatbot", {"messages": [{"role": "user", "content": "How many days do I have to return?"}]},
+                  {"max_new_tokens": 12, "seed": 3})
+    [output] = job["outputs"]
+    assert output["content"]["sources"][0]["source_id"] == "en/returns"
+    assert output["content"]["usage"]["completion_tokens"] <= 12
+    conversation_id = job["input"]["conversation_id"]
+    follow_up = run_job(stack, session, "chatbot",
+                        {"messages": [{"role": "user", "content": "And the refund?"}], "conversation_id": conversation_id},
+                        {"max_new_tokens": 8})
+    assert [m["role"] for m in follow_up["input"]["messages"]] == ["user", "assistant", "user"]
+    thread = session.get(f"{stack.url}/api/v1/conversations/{conversation_id}/", timeout=10).json()
+    assert len(thread["messages"]) == 4
+
+
+def test_recommender_ranks_the_matching_item_first(stack, session):
+    items = [
+        {"id": "tent", "title": "Two-person hiking tent", "description": "Light tent for mountain camping trips.", "tags": ["outdoor"], "price": 199.0},
+        {"id": "pan", "title": "Cast iron frying pan", "description": "Heavy pan for the kitchen.", "tags": ["kitchen"], "price": 49.0},
+        {"id": "mug", "title": "Ceramic coffee mug", "description": "A mug for morning coffee.", "tags": ["kitchen"], "price": 12.0},
+    ]
+    job = run_job(stack, session, "recommender_copy",
+                  {"profile": {"interests": "loves hiking and camping in the mountains"}, "items": items, "count": 2, "variants": 1},
+                  {"banned_words": ["cheap"], "max_chars": 120})
+    recommendations = job["outputs"][0]["content"]["recommendations"]
+    assert recommendations[0]["item_id"] == "tent"
+    for recommendation in recommendations:
+        for variant in recommendation["copy"]:
+            assert len(variant["text"]) <= 120 and "cheap" not in variant["text"].lower()
+
+
+def test_image_outputs_are_pngs_of_the_asked_size_served_with_the_key(stack, session):
+    job = run_job(stack, session, "image", {"prompt": "a handwritten digit 7", "width": 32, "height": 32, "steps": 2, "count": 2})
+    assert len(job["outputs"]) == 2
+    output = job["outputs"][0]
+    primary = next(f for f in output["files"] if f["role"] == "primary")
+    response = session.get(f"{stack.url}{primary['url']}", timeout=10)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.size == (32, 32) and image.text.get("ai_generated") == "true"
+    assert requests.get(f"{stack.url}{primary['url']}", timeout=10).status_code == 401  # not without the key
+    assert output["content"]["label"] == "AI-generated"
+    assert output["safety"]["decision"] in ("pass", "review") and "nudity" in output["safety"]["checked_by"]
