@@ -139,6 +139,26 @@ def test_load_of_a_directory_that_is_no_pipeline_is_refused(tmp_path):
         ImagePlugin().load("cpu", tmp_path / "missing")
 
 
+def test_an_image_to_image_checkpoint_loads_as_text_to_image(tiny_model_dir, tmp_path):
+    import json
+
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    img2img = StableDiffusionImg2ImgPipeline.from_pretrained(tiny_model_dir, local_files_only=True)
+    img2img.save_pretrained(tmp_path / "img2img", safe_serialization=True)
+    # A checkpoint whose index does not mention a safety checker at all loads too.
+    index_path = tmp_path / "img2img" / "model_index.json"
+    index = json.loads(index_path.read_text())
+    for name in ("safety_checker", "feature_extractor", "requires_safety_checker"):
+        index.pop(name, None)
+    index_path.write_text(json.dumps(index))
+    plugin = ImagePlugin()
+    plugin.load("cpu", tmp_path / "img2img")
+    assert type(plugin.model.pipeline).__name__ == "StableDiffusionPipeline"
+    (items,) = plugin.generate([request("from-img2img", seed=1, width=32, height=32)], make_context())
+    assert pixels(items[0]).shape == (32, 32, 3)
+
+
 def test_generate_before_load_fails_clearly():
     with pytest.raises(PluginError) as raised:
         ImagePlugin().generate([request("j")], make_context())

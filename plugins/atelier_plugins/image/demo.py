@@ -234,6 +234,20 @@ def build_schedulers():
 # --- training ---------------------------------------------------------------------------------
 
 
+def _warmup_then_cosine(optimizer, steps: int, *, warmup_fraction: float):
+    """Learning rate: a linear warm-up, then a cosine decay to zero (any number of steps, even 1)."""
+    import torch
+
+    warmup = max(1, round(steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def _train_vae(vae, latents, *, steps: int, batch: int, generator, report: Callable[[int, float], None]):
     """Teach the decoder the 4x upsampling and the encoder its inverse, on digits and on noisier latents.
 
@@ -244,7 +258,7 @@ def _train_vae(vae, latents, *, steps: int, batch: int, generator, report: Calla
     import torch
 
     optimizer = torch.optim.AdamW(vae.parameters(), lr=3e-3, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    schedule = _warmup_then_cosine(optimizer, steps, warmup_fraction=0.1)
     loss_value = float("nan")
     for step in range(steps):
         picked = latents[torch.randint(0, len(latents), (batch,), generator=generator)]
@@ -292,7 +306,7 @@ def _train_unet(unet, text_encoder, tokenizer, scheduler, latents, labels, *, st
 
     parameters = [*unet.parameters(), *text_encoder.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=2e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.05)
+    schedule = _warmup_then_cosine(optimizer, steps, warmup_fraction=0.05)
     averaged = [copy.deepcopy(unet), copy.deepcopy(text_encoder)]
     live = [unet, text_encoder]
     loss_value = float("nan")

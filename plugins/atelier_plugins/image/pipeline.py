@@ -165,9 +165,18 @@ def _safety_overrides(index: dict, model_dir: Path) -> dict[str, Any]:
     return overrides
 
 
-def _required_image_inputs(pipeline) -> list[str]:
+def _needs_an_input_image(pipeline) -> bool:
+    """True for image-to-image, inpainting and control pipelines: they take an image beside the prompt.
+
+    Pipelines diffusers lists as text-to-image never do, even when they accept an optional image
+    (IP-Adapter); any other pipeline that takes an ``image``-like argument is taken to need it.
+    """
+    from diffusers.pipelines.auto_pipeline import AUTO_TEXT2IMAGE_PIPELINES_MAPPING
+
+    if type(pipeline) in set(AUTO_TEXT2IMAGE_PIPELINES_MAPPING.values()):
+        return False
     parameters = inspect.signature(pipeline.__call__).parameters
-    return [name for name in IMAGE_INPUTS if name in parameters and parameters[name].default is inspect.Parameter.empty]
+    return any(name in parameters for name in IMAGE_INPUTS)
 
 
 class TextToImageModel:
@@ -205,7 +214,7 @@ class TextToImageModel:
             ) from None
         if "prompt" not in inspect.signature(pipeline.__call__).parameters:
             raise PluginError(f"{type(pipeline).__name__} in {model_dir} does not take a text prompt.", code="model_error")
-        if _required_image_inputs(pipeline):
+        if _needs_an_input_image(pipeline):
             # An image-to-image or inpainting checkpoint: the same weights often make a text-to-image
             # pipeline (Stable Diffusion does), which AutoPipelineForText2Image knows how to build.
             try:

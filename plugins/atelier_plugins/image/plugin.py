@@ -185,7 +185,7 @@ class ImagePlugin(Plugin):
         rendered: dict[tuple[int, int], object] = {}
         failed: dict[int, PluginError] = {}
         cancelled: set[int] = set()
-        done_steps: dict[int, int] = defaultdict(int)
+        done_steps: dict[int, float] = defaultdict(float)
         for (width, height, steps, guidance), jobs in groups.items():
             pending = list(jobs)
             per_call = model.images_per_call(width, height)
@@ -253,12 +253,14 @@ class ImagePlugin(Plugin):
                 fraction = done_steps[index] / (request.input.count * steps)
                 context.report_progress(job_ids[index], DENOISING_SHARE * fraction, step=step, steps=total_steps)
 
+        progress_before = {index: done_steps[index] for index in images_in_chunk}
         try:
             return self.model.render(chunk, width=width, height=height, steps=steps, guidance=guidance, on_step=on_step)
         except (_ChunkCancelled, ValueError):
             raise
         except RuntimeError as error:
             if is_out_of_memory(error):
+                done_steps.update(progress_before)  # these images will be rendered again, in smaller calls
                 _free_device_memory()
                 raise _TooLarge(
                     f"{width}x{height} images do not fit in the device's memory; ask for a smaller size."
