@@ -13,6 +13,8 @@ import numpy as np
 from atelier_sdk import Passage
 
 LEXICAL_WEIGHT = 0.35
+#: The default embedding model reads Chinese mostly as unknown tokens: lean on the bigrams there.
+LEXICAL_WEIGHT_CJK = 0.8
 _TOKEN = re.compile(r"[a-z0-9]+|[\u3400-\u9fff]", re.IGNORECASE)
 
 
@@ -28,6 +30,15 @@ def bigrams(text: str) -> set[str]:
 
 def _is_cjk(token: str) -> bool:
     return len(token) == 1 and "\u3400" <= token <= "\u9fff"
+
+
+def cjk_share(text: str) -> float:
+    letters = [c for c in text if c.isalnum()]
+    return sum(1 for c in letters if "\u3400" <= c <= "\u9fff") / len(letters) if letters else 0.0
+
+
+def lexical_weight(query: str) -> float:
+    return LEXICAL_WEIGHT_CJK if cjk_share(query) > 0.5 else LEXICAL_WEIGHT
 
 
 def lexical_overlap(query: str, text: str) -> float:
@@ -56,7 +67,8 @@ def rank(query: str, query_vector: np.ndarray, passages: list[IndexedPassage], v
         return []
     semantic = vectors @ query_vector.astype(np.float32)
     lexical = np.array([lexical_overlap(query, f"{p.title} {p.text}") for p in passages], dtype=np.float32)
-    scores = (1 - LEXICAL_WEIGHT) * semantic + LEXICAL_WEIGHT * lexical
+    weight = lexical_weight(query)
+    scores = (1 - weight) * semantic + weight * lexical
     order = np.argsort(-scores, kind="stable")[:top_k]
     return [
         Passage(source_id=passages[i].source_id, chunk_id=passages[i].chunk_id, title=passages[i].title,
