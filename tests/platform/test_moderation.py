@@ -367,3 +367,62 @@ class TestWithTheBuiltInChecks:
         owner = client_for(make_key(project, ["admin"]).raw)
         response = owner.post("/api/v1/safety/blocklist/", {"terms": [{"pattern": "(x+)+y", "is_regex": True}]}, format="json")
         assert response.status_code == 400 and not BlocklistEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_reviewers_claiming_at_once_never_share_an_item(api, runner, project, member):
+    import threading
+
+    from django.db import connection
+
+    from atelier_platform.moderation import review
+
+    for index in range(8):
+        run(api, runner, f"text {index}")
+    reviewers = [review.Reviewer(actor=f"user:{member(project, Role.REVIEWER).pk}") for _ in range(20)]
+    held: dict[str, int | None] = {}
+    barrier = threading.Barrier(len(reviewers))
+
+    def claim(reviewer):
+        barrier.wait()
+        try:
+            item = review.claim_next(project, reviewer)
+            held[reviewer.actor] = item.pk if item else None
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim, args=(r,)) for r in reviewers]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    claimed = [pk for pk in held.values() if pk is not None]
+    assert len(held) == 20
+    assert len(claimed) == len(set(claimed)) == 8  # every item taken once, nobody shares one
+    for item in ReviewItem.objects.all():
+        assert held[item.lease_holder] == item.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transitions_are_emitted_for_webhooks(api, runner, reviewer_api):
+    from atelier_platform.jobs.signals import job_succeeded
+    from atelier_platform.moderation.review import output_flagged, output_review_changed
+
+    seen = []
+    receivers = {
+        "job_succeeded": lambda sender, job, **kw: seen.append(("job_succeeded", str(job.pk))),
+        "output_flagged": lambda sender, output, categories, **kw: seen.append(("output_flagged", categories)),
+        "output_review_changed": lambda sender, output, state, **kw: seen.append(("review", state)),
+    }
+    job_succeeded.connect(receivers["job_succeeded"])
+    output_flagged.connect(receivers["output_flagged"])
+    output_review_changed.connect(receivers["output_review_changed"])
+    try:
+        job = run(api, runner, "enilredrob")
+        item = ReviewItem.objects.get()
+        alice = reviewer_api()
+        alice.post(f"/api/v1/reviews/{item.pk}/claim/")
+        alice.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json")
+    finally:
+        job_succeeded.disconnect(receivers["job_succeeded"])
+        output_flagged.disconnect(receivers["output_flagged"])
+        output_review_changed.disconnect(receivers["output_review_changed"])
+    assert seen == [("output_flagged", ["harassment"]), ("job_succeeded", job["id"]), ("review", "approved")]
