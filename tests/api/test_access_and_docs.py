@@ -96,6 +96,20 @@ class TestSchemaAndDocs:
         create = paths["/api/v1/jobs/"]["post"]
         assert {p["name"] for p in create.get("parameters", [])} >= {"Idempotency-Key"}
 
+    def test_schema_generates_without_warnings_and_documents_bearer_keys(self):
+        import io
+
+        from django.core.management import call_command
+
+        out = io.StringIO()
+        call_command("spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json", stdout=out)
+        schema = json.loads(out.getvalue())
+        assert schema["components"]["securitySchemes"]["apiKey"] == {
+            "type": "http", "scheme": "bearer",
+            "description": schema["components"]["securitySchemes"]["apiKey"]["description"],
+        }
+        assert {"/api/v1/reviews/{id}/decision/", "/api/v1/audit/", "/api/v1/safety/policy/"} <= set(schema["paths"])
+
     def test_docs_page_is_served_with_local_assets(self, client):
         response = client.get("/api/v1/docs/")
         assert response.status_code == 200
