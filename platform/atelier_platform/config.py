@@ -39,6 +39,11 @@ class AtelierConfig(BaseSettings):
     # plugin time limit, or a slow job would be handed to a second worker while it still runs.
     broker_visibility_timeout_s: int = Field(default=3600, ge=10)
 
+    # --- object storage (generated files); unset: the local file system under MEDIA_ROOT ---
+    s3_bucket: str | None = Field(default=None, description="store generated files in this S3-compatible bucket")
+    s3_endpoint_url: str | None = Field(default=None, description="for MinIO, Ceph and other S3-compatible stores")
+    s3_region: str | None = None
+
     # --- web -----------------------------------------------------------------------------
     debug: bool = False
     secret_key: str | None = Field(default=None, validation_alias=AliasChoices("SECRET_KEY", "ATELIER_SECRET_KEY"))
@@ -61,7 +66,8 @@ class AtelierConfig(BaseSettings):
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     worker_name: str | None = None
 
-    @field_validator("database_url", "redis_url", "broker_url", "secret_key", "worker_name", mode="before")
+    @field_validator("database_url", "redis_url", "broker_url", "secret_key", "worker_name", "s3_bucket",
+                     "s3_endpoint_url", "s3_region", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

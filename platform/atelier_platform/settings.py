@@ -100,6 +100,20 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+if CONFIG.s3_bucket:
+    # Credentials come from the standard AWS variables (AWS_ACCESS_KEY_ID, ...) or the host's role.
+    # Files stay private: clients download them through the API, which checks the project.
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": CONFIG.s3_bucket,
+            "endpoint_url": CONFIG.s3_endpoint_url,
+            "region_name": CONFIG.s3_region,
+            "default_acl": "private",
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
 WHITENOISE_USE_FINDERS = True
 
 # Django reads at most this much of a body into memory; the API guard answers 413 before that.
