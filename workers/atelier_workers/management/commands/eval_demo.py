@@ -21,6 +21,7 @@ from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_platform.knowledge.services import upsert_document
 from atelier_workers import demo, knowledge
 from atelier_workers.runtime import JobRunner, ModelCache, resolve_device
+from atelier_plugins.chatbot.demo import EVAL_MAX_NEW_TOKENS
 
 EVAL_SLUG = "eval-demo"
 PASS_RATE = 0.8
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{'ID':<5} {'OK':<4} {'FACT':<5} {'SOURCE':<7} QUESTION -> REPLY")
         for question in questions:
             job = submit_job(project, JobRequest("chatbot", {"messages": [{"role": "user", "content": question["question"]}]},
-                                                 {"seed": 0})).job
+                                                 {"seed": 0, "max_new_tokens": EVAL_MAX_NEW_TOKENS})).job
             runner.run(str(job.pk))
             job = Job.objects.get(pk=job.pk)
             output = job.outputs.first()
