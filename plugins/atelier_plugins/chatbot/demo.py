@@ -36,15 +36,15 @@ Progress = Callable[[int, int, str], None]
 
 SEED = 1234
 VOCAB_SIZE = 3000
-EXAMPLES_PER_SENTENCE = 5
-BATCH_TOKENS = 2560  # tokens per optimiser step (sequences of similar length are batched together)
+EXAMPLES_PER_SENTENCE = 12
+BATCH_TOKENS = 1024  # tokens per optimiser step (sequences of similar length are batched together)
 EPOCHS = 1
 #: The demo model's reply quotes this many of the passages it is given, best first.
 QUOTED_PASSAGES = 2
 #: Reply length in evaluate_demo: two passages take up to ~215 tokens (the plugin's default, 128, is too short).
 EVAL_MAX_NEW_TOKENS = 256
 LEARNING_RATE = 3e-3
-WARMUP_STEPS = 40
+WARMUP_STEPS = 60
 #: Loss weight of prompt tokens: learning the passages' text too helps the model spell answers out.
 PROMPT_LOSS_WEIGHT = 0.1
 MODEL_CONFIG = dict(
