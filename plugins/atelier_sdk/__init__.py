@@ -7,7 +7,7 @@ See README.md, "Writing a plugin".
 
 from atelier_sdk.errors import InvalidPlugin, JobCancelled, PluginError, TransientPluginError
 from atelier_sdk.manifest import Manifest, Modality, ResourceClass
-from atelier_sdk.plugin import Artifact, GenerationRequest, ItemResult, NoParams, OutputItem, Plugin, RunContext
+from atelier_sdk.plugin import Artifact, GenerationRequest, ItemResult, NoParams, OutputItem, Plugin, RunContext, require_model_dir
 from atelier_sdk.retrieval import Passage, Retriever
 from atelier_sdk.registry import ENTRY_POINT_GROUP, PluginRecord, PluginRegistry, validate_plugin_class
 
@@ -31,5 +31,6 @@ __all__ = [
     "Retriever",
     "RunContext",
     "TransientPluginError",
+    "require_model_dir",
     "validate_plugin_class",
 ]

@@ -99,6 +99,28 @@ class RunContext:
         return list(self._retriever(job_id, query, top_k))
 
 
+def require_model_dir(model_dir: Path | None, what: str) -> Path:
+    """The model directory ``load`` was given, or a ``model_missing`` error saying how to get one.
+
+    ``what`` names the kind of directory, e.g. "a chat model directory" or "a diffusers
+    text-to-image pipeline directory".
+    """
+    if model_dir is None:
+        raise PluginError(
+            f"This plugin needs a model directory ({what}): pin one in the project's plugin settings "
+            "or run `python manage.py prepare_demo` to build the demo model.",
+            code="model_missing",
+        )
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise PluginError(
+            f"Model directory {model_dir} does not exist: run `python manage.py prepare_demo` "
+            f"or pin an existing directory ({what}) in the project's plugin settings.",
+            code="model_missing",
+        )
+    return model_dir
+
+
 class Plugin(ABC):
     """Base class of every model plugin.
 

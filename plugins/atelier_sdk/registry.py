@@ -12,7 +12,7 @@ import logging
 import traceback
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Iterable
+from typing import Callable, Iterable
 
 from pydantic import BaseModel, ValidationError
 
@@ -50,7 +50,7 @@ def validate_plugin_class(candidate: object) -> type[Plugin]:
         try:
             manifest = Manifest.model_validate(manifest)
         except ValidationError as exc:
-            raise InvalidPlugin(f"bad manifest: {_first_errors(exc)}") from None
+            raise InvalidPlugin(f"bad manifest: {first_errors(exc)}") from None
         candidate.manifest = manifest
     if not isinstance(manifest, Manifest):
         raise InvalidPlugin(f"{candidate.__name__}.manifest must be an atelier_sdk.Manifest")
@@ -65,26 +65,40 @@ def validate_plugin_class(candidate: object) -> type[Plugin]:
     return candidate
 
 
-def _first_errors(exc: ValidationError) -> str:
+def first_errors(exc: ValidationError) -> str:
+    """The first few pydantic errors as one line, for a "bad manifest" reason."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
 
 
-def _load_target(load: callable, name: str, source: str) -> PluginRecord:
+def load_and_validate(load: Callable[[], object], validate: Callable[[object], type], kind: str, name: str,
+                      source: str) -> tuple[type | None, str | None]:
+    """Import one entry (``load``) and check its contract (``validate``): (class, None) or (None, reason).
+
+    Shared by model plugins and safety checks: whatever goes wrong is the entry's fault, reported
+    with its reason, and never stops discovery.
+    """
     try:
         loaded = load()
     except Exception as exc:
-        logger.warning("plugin %s (%s) failed to import: %s", name, source, exc)
+        logger.warning("%s %s (%s) failed to import: %s", kind, name, source, exc)
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return PluginRecord(name=name, source=source, error=f"import failed: {last}")
+        return None, f"import failed: {last}"
     try:
-        plugin = validate_plugin_class(loaded)
+        return validate(loaded), None
     except InvalidPlugin as exc:
-        logger.warning("plugin %s (%s) is invalid: %s", name, source, exc)
-        return PluginRecord(name=name, source=source, error=str(exc))
-    return PluginRecord(name=name, source=source, plugin=plugin)
+        logger.warning("%s %s (%s) is invalid: %s", kind, name, source, exc)
+        return None, str(exc)
+    except Exception as exc:  # a contract check tripping over an odd object is still that object's fault
+        return None, f"invalid: {type(exc).__name__}: {exc}"
 
 
-def _import_path(path: str):
+def _load_target(load: Callable[[], object], name: str, source: str) -> PluginRecord:
+    plugin, error = load_and_validate(load, validate_plugin_class, "plugin", name, source)
+    return PluginRecord(name=name, source=source, plugin=plugin, error=error)
+
+
+def import_path(path: str):
+    """The object a ``module:Attribute`` path names (ATELIER_EXTRA_PLUGINS and friends)."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise ImportError(f"{path!r} is not of the form module:Class")
@@ -110,7 +124,7 @@ class PluginRegistry:
         for path in extra_paths:
             path = path.strip()
             if path:
-                registry.add(_load_target(lambda p=path: _import_path(p), path.rpartition(":")[2], path))
+                registry.add(_load_target(lambda p=path: import_path(p), path.rpartition(":")[2], path))
         return registry
 
     def add(self, record: PluginRecord) -> None:

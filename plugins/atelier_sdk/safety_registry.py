@@ -7,8 +7,6 @@ breaks the contract is recorded with its reason and skipped; discovery itself ne
 from __future__ import annotations
 
 import inspect
-import logging
-import traceback
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, Iterable
@@ -16,14 +14,10 @@ from typing import Callable, Iterable
 from pydantic import ValidationError
 
 from atelier_sdk.errors import InvalidPlugin
-from atelier_sdk.registry import _import_path
+from atelier_sdk.registry import first_errors, import_path, load_and_validate
 from atelier_sdk.safety import SafetyCheck, SafetyCheckBase, SafetyCheckManifest
 
 SAFETY_CHECK_ENTRY_POINT_GROUP = "atelier.safety_checks"
-SAFETY_ENTRY_POINT_GROUP = SAFETY_CHECK_ENTRY_POINT_GROUP  # the name the first version of this module used
-
-logger = logging.getLogger("atelier.safety_checks")
-
 
 class InvalidSafetyCheck(InvalidPlugin):
     """A safety-check class that breaks the contract; discovery reports it and skips it."""
@@ -55,7 +49,7 @@ def validate_safety_check_class(candidate: object) -> type[SafetyCheck]:
         try:
             manifest = SafetyCheckManifest.model_validate(manifest)
         except ValidationError as exc:
-            raise InvalidSafetyCheck(f"bad manifest: {_first_errors(exc)}") from None
+            raise InvalidSafetyCheck(f"bad manifest: {first_errors(exc)}") from None
         candidate.manifest = manifest
     if not isinstance(manifest, SafetyCheckManifest):
         raise InvalidSafetyCheck(f"{candidate.__name__}.manifest must be an atelier_sdk.safety.SafetyCheckManifest")
@@ -89,25 +83,9 @@ def _overrides(candidate: type, *names: str) -> bool:
     return False
 
 
-def _first_errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-
-
 def _load(load: Callable[[], object], name: str, source: str) -> SafetyCheckRecord:
-    try:
-        loaded = load()
-    except Exception as exc:
-        logger.warning("safety check %s (%s) failed to import: %s", name, source, exc)
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return SafetyCheckRecord(name=name, source=source, error=f"import failed: {last}")
-    try:
-        check = validate_safety_check_class(loaded)
-    except InvalidSafetyCheck as exc:
-        logger.warning("safety check %s (%s) is invalid: %s", name, source, exc)
-        return SafetyCheckRecord(name=name, source=source, error=str(exc))
-    except Exception as exc:  # a contract check tripping over an odd object is still that object's fault
-        return SafetyCheckRecord(name=name, source=source, error=f"invalid: {type(exc).__name__}: {exc}")
-    return SafetyCheckRecord(name=name, source=source, check=check)
+    check, error = load_and_validate(load, validate_safety_check_class, "safety check", name, source)
+    return SafetyCheckRecord(name=name, source=source, check=check, error=error)
 
 
 def discover_safety_checks(
@@ -121,7 +99,7 @@ def discover_safety_checks(
     for path in extra_paths:
         path = path.strip()
         if path:
-            records.append(_load(lambda p=path: _import_path(p), path.rpartition(":")[2], path))
+            records.append(_load(lambda p=path: import_path(p), path.rpartition(":")[2], path))
     by_id: dict[str, SafetyCheckRecord] = {}
     result: list[SafetyCheckRecord] = []
     for record in records:
@@ -144,7 +122,6 @@ def discover_safety_checks(
 
 __all__ = [
     "SAFETY_CHECK_ENTRY_POINT_GROUP",
-    "SAFETY_ENTRY_POINT_GROUP",
     "InvalidSafetyCheck",
     "SafetyCheckRecord",
     "discover_safety_checks",

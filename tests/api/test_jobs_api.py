@@ -60,9 +60,14 @@ class TestSubmit:
         assert published[0]["priority"] == 2
         assert broker_priority(2) == 7 and broker_priority(9) == 0  # brokers here serve 0 first
 
-    def test_seed_from_params_or_input_is_kept(self, api):
+    def test_every_job_gets_a_seed_and_a_given_one_is_kept(self, api):
+        from atelier_platform.jobs.submission import _seed_of
+
         job = post(api, {**GOOD, "input": {"text": "abc"}}).json()
         assert 0 <= job["seed"] < 2**31
+        assert _seed_of({"seed": 7}, {}) == 7 and _seed_of({"seed": 7}, {"seed": 9}) == 9  # params win
+        assert type(_seed_of({"seed": True}, {})) is int  # a boolean is not taken for a seed
+        assert _seed_of({"seed": -1}, {}) >= 0  # nor an out-of-range number
 
     def test_broker_down_still_answers_201_and_leaves_job_for_the_sweeper(self, api, django_capture_on_commit_callbacks, monkeypatch):
         def broken_send(*args, **kwargs):

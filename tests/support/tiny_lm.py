@@ -17,13 +17,15 @@ TINY_TEXTS = [
 ]
 
 
-def build_tiny_chat_lm(target: Path, *, n_positions: int = 256, seed: int = 0) -> Path:
+def build_tiny_chat_lm(target: Path, *, n_positions: int = 256, seed: int = 0,
+                       texts: list[str] = TINY_TEXTS, vocab_size: int = 400) -> Path:
+    """Train the tokenizer on ``texts`` (so the model's gibberish is made of their tokens), save the model."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from atelier_plugins.chatbot.chat_format import train_chat_tokenizer
 
-    tokenizer = train_chat_tokenizer(TINY_TEXTS * 4, vocab_size=400)
+    tokenizer = train_chat_tokenizer(texts * 4, vocab_size=vocab_size)
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from tests.support.tiny_lm import build_tiny_chat_lm
+
 COPY_TEXTS = [
     "This cheap tent is a bargain: only $49 today, 20% off, with a guaranteed 3-year warranty.",
     "Hurry, the best ever throw is a must-have for cosy evenings, now 30% cheaper at $19.99.",
@@ -29,24 +31,7 @@ COPY_TEXTS = [
 
 
 def build_tiny_copy_lm(target: Path, *, seed: int = 0, n_positions: int = 512) -> Path:
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from atelier_plugins.chatbot.chat_format import train_chat_tokenizer
-
-    tokenizer = train_chat_tokenizer(COPY_TEXTS * 4, vocab_size=500)
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,
-        # Large initial weights give peaked next-token distributions that still differ by seed.
-        initializer_range=0.3,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    model = GPT2LMHeadModel(config)
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    return target
+    return build_tiny_chat_lm(target, seed=seed, n_positions=n_positions, texts=COPY_TEXTS, vocab_size=500)
 
 
 @dataclass(frozen=True)

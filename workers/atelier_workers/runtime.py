@@ -129,16 +129,12 @@ class Heartbeat:
             connection.close()
 
 
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
-
-
-def screen_output(job, produced: ProducedOutput) -> ProducedOutput:
+def screen_output(job, produced: ProducedOutput, policy) -> ProducedOutput:
     """Screen one output (its texts and primary images); mask personal data if the project asks."""
     from atelier_sdk.safety import Target
 
-    from atelier_platform.moderation.screening import collect_texts, mask_personal_data, policy_for, screen
+    from atelier_platform.moderation.screening import IMAGE_TYPES, collect_texts, mask_personal_data, screen
 
-    policy = policy_for(job.project)
     images = [(f"files.{name}", data) for name, media_type, data, role in produced.files
               if media_type in IMAGE_TYPES and role == "primary"]
     report = screen(job.project, Target.OUTPUT, collect_texts(produced.content, "content"), images, policy=policy)
@@ -218,8 +214,11 @@ class JobRunner:
             "device": self.cache.device,
             "generated_at": timezone.now().isoformat(),
         }
+        from atelier_platform.moderation.screening import policy_for
+
+        policy = policy_for(job.project)  # once per job, not once per output
         produced = [self._produced(plugin_class, item) for item in result]
-        return [screen_output(job, output) for output in produced], provenance
+        return [screen_output(job, output, policy) for output in produced], provenance
 
     @staticmethod
     def _produced(plugin_class: type[Plugin], item: OutputItem) -> ProducedOutput:

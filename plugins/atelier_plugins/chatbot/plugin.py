@@ -25,6 +25,7 @@ from atelier_sdk import (
     PluginError,
     ResourceClass,
     RunContext,
+    require_model_dir,
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -174,19 +175,7 @@ class ChatbotPlugin(Plugin):
     lm = None
 
     def load(self, device: str, model_dir: Path | None) -> None:
-        if model_dir is None:
-            raise PluginError(
-                "The chatbot needs a model directory: pin one in the project's plugin settings "
-                "or run `python manage.py prepare_demo` to build the demo model.",
-                code="model_missing",
-            )
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise PluginError(
-                f"Chat model directory {model_dir} does not exist: run `python manage.py prepare_demo` "
-                "or pin an existing model directory in the project's plugin settings.",
-                code="model_missing",
-            )
+        model_dir = require_model_dir(model_dir, "a causal LM with a chat template, in Hugging Face format")
         from atelier_plugins.text.generation import CausalChatLM
 
         self.lm = CausalChatLM(model_dir, device)

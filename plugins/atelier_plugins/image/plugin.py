@@ -32,6 +32,7 @@ from atelier_sdk import (
     PluginError,
     ResourceClass,
     RunContext,
+    require_model_dir,
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -131,20 +132,7 @@ class ImagePlugin(Plugin):
     model = None
 
     def load(self, device: str, model_dir: Path | None) -> None:
-        if model_dir is None:
-            raise PluginError(
-                "The image plugin needs a model directory: pin a diffusers text-to-image pipeline directory "
-                "(such as a Stable Diffusion checkpoint in diffusers format) in the project's plugin settings, "
-                "or run `python manage.py prepare_demo` to build the demo digits model.",
-                code="model_missing",
-            )
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise PluginError(
-                f"Image model directory {model_dir} does not exist: run `python manage.py prepare_demo` "
-                "or pin an existing diffusers pipeline directory in the project's plugin settings.",
-                code="model_missing",
-            )
+        model_dir = require_model_dir(model_dir, "a diffusers text-to-image pipeline, such as a Stable Diffusion checkpoint")
         from atelier_plugins.image.pipeline import TextToImageModel
 
         self.model = TextToImageModel.load(model_dir, device)

@@ -27,6 +27,7 @@ from atelier_sdk import (
     PluginError,
     ResourceClass,
     RunContext,
+    require_model_dir,
 )
 
 from atelier_plugins.recommender_copy.schemas import (
@@ -71,19 +72,7 @@ class RecommenderCopyPlugin(Plugin):
     lm = None  # CausalChatLM: generate(items, callback, should_stop) -> completions
 
     def load(self, device: str, model_dir: Path | None) -> None:
-        if model_dir is None:
-            raise PluginError(
-                "recommender_copy needs a chat model directory: pin one in the project's plugin settings "
-                "or run `python manage.py prepare_demo` to build the demo model (demo/chat-lm).",
-                code="model_missing",
-            )
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise PluginError(
-                f"Chat model directory {model_dir} does not exist: run `python manage.py prepare_demo` "
-                "or pin an existing model directory in the project's plugin settings.",
-                code="model_missing",
-            )
+        model_dir = require_model_dir(model_dir, "a causal LM with a chat template, in Hugging Face format")
         from atelier_plugins.text.embedding import SentenceEmbedder
         from atelier_plugins.text.generation import CausalChatLM
 
