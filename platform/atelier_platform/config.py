@@ -65,8 +65,25 @@ class AtelierConfig(BaseSettings):
     extra_safety_checks: str = Field(default="", description="comma-separated module:Class safety checks besides entry points")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     worker_name: str | None = None
+    batch_max_wait_ms: float = Field(
+        default=50.0, ge=0, le=10_000,
+        description="longest a worker holds a claimed job while more compatible jobs keep arriving",
+    )
+    max_batch_size: int | None = Field(default=None, ge=1, le=1024, description="cap on every plugin's max_batch_size")
+    model_memory_budget_bytes: int | None = Field(
+        default=None, ge=0,
+        description="bytes of loaded models one worker process keeps (least recently used evicted first); "
+        "default: 80% of the GPU's memory, or half the machine's RAM on CPU",
+    )
+    preload_plugins: str = Field(default="", description="comma-separated plugin ids whose default models a worker loads at start")
+    worker_report_s: float = Field(default=5.0, gt=0, description="how often a worker process reports its state")
+    worker_lost_after_s: float = Field(default=30.0, gt=0, description="a worker silent this long is shown as lost")
+    progress_flush_s: float = Field(default=0.5, gt=0, description="how often running jobs' progress is written")
+    metrics_token: str | None = Field(
+        default=None, description="bearer token /metrics requires; unset: /metrics answers loopback addresses only"
+    )
 
-    @field_validator("database_url", "redis_url", "broker_url", "secret_key", "worker_name", "s3_bucket",
+    @field_validator("database_url", "redis_url", "broker_url", "secret_key", "worker_name", "s3_bucket", "metrics_token",
                      "s3_endpoint_url", "s3_region", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

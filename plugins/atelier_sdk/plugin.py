@@ -71,11 +71,13 @@ class RunContext:
         on_progress: Callable[[str, float, dict[str, Any]], None] | None = None,
         is_cancelled: Callable[[str], bool] | None = None,
         retriever: Retriever | None = None,
+        on_result: Callable[[str, "ItemResult"], None] | None = None,
     ) -> None:
         self.device = device
         self._on_progress = on_progress
         self._is_cancelled = is_cancelled
         self._retriever = retriever
+        self._on_result = on_result
         self._lock = threading.Lock()
 
     def report_progress(self, job_id: str, fraction: float, **detail: Any) -> None:
@@ -91,6 +93,17 @@ class RunContext:
         """Call between steps of long work so that a cancelled job stops early."""
         if self.is_cancelled(job_id):
             raise JobCancelled(job_id)
+
+    def deliver(self, job_id: str, result: "ItemResult") -> None:
+        """Hand one job's result over before the rest of the batch is done (optional).
+
+        A plugin whose items finish at different times (text generation: a short reply before a
+        long one) calls this as each finishes, so the worker stores and releases that job at
+        once instead of making it wait for the longest item. The same result must still be
+        returned by ``generate``; the worker keeps the first one it got.
+        """
+        if self._on_result is not None:
+            self._on_result(job_id, result)
 
     def retrieve(self, job_id: str, query: str, top_k: int = 4) -> list[Passage]:
         """Passages of the job's project knowledge base closest to ``query``; [] without one."""
@@ -144,6 +157,21 @@ class Plugin(ABC):
 
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Free what ``load`` took (device memory); called before the instance is dropped."""
+
+    def memory_bytes(self) -> int | None:
+        """Device memory this loaded instance holds, if the plugin knows; the worker's model cache
+        budgets with it (otherwise it measures CUDA allocation, or the model files' size)."""
+        return None
+
+    @classmethod
+    def batch_key(cls, input: BaseModel, params: BaseModel) -> tuple:
+        """Jobs whose keys are equal may run in one ``generate`` call.
+
+        The default, ``()``, lets any jobs of the plugin share a batch: ``generate`` must then cope
+        with mixed inputs and params (per-item seeds, lengths, sampling). Override it for what
+        cannot be mixed, such as image sizes and step counts that must match in one tensor batch.
+        """
+        return ()
 
     @classmethod
     def input_schema(cls) -> dict[str, Any]:

@@ -180,3 +180,62 @@ class EchoChat(Plugin):
             sources = [{"source_id": p.source_id, "chunk_id": p.chunk_id, "score": p.score} for p in passages]
             results.append([OutputItem(EchoChatOutput(reply=reply, turns=len(request.input.messages), sources=sources))])
         return results
+
+
+class BatchProbeInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=200)
+    size: int = Field(default=1, ge=1, le=4, description="stands for a shape that cannot be mixed in one batch")
+    fail: Literal["none", "item", "raise"] = "none"
+    oom_above: int | None = Field(default=None, ge=0, le=64, description="raise out-of-memory in calls larger than this")
+    sleep_s: float = Field(default=0, ge=0, le=30)
+
+
+class BatchProbeOutput(BaseModel):
+    text: str
+    batch: list[str]
+
+
+class BatchProbe(Plugin):
+    """Shows which jobs shared its ``generate`` call, and fails in the ways a batch can fail.
+
+    Every call is appended (job ids, one line) to ATELIER_TEST_BATCH_LOG when that is set.
+    """
+
+    manifest = Manifest(
+        id="batch_probe", version="1.0.0", name="Batch probe", description="Test plugin: reports its batches.",
+        modality=Modality.TEXT, resource_class=ResourceClass.GPU, max_batch_size=8, time_limit_s=120, max_attempts=2,
+    )
+    Input = BatchProbeInput
+    Output = BatchProbeOutput
+
+    @classmethod
+    def batch_key(cls, input, params):
+        return (input.size,)
+
+    def generate(self, batch, context):
+        ids = [request.job_id for request in batch]
+        log = os.environ.get("ATELIER_TEST_BATCH_LOG")
+        if log:
+            with open(log, "a") as handle:
+                handle.write(" ".join(ids) + "\n")
+        limit = min((r.input.oom_above for r in batch if r.input.oom_above is not None), default=None)
+        if limit is not None and len(batch) > limit:
+            import torch
+
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {len(batch)} GiB")
+        if any(r.input.fail == "raise" for r in batch):
+            raise RuntimeError("a tensor of the wrong shape somewhere in the batch")
+        slowest = max(r.input.sleep_s for r in batch)
+        for _ in range(int(slowest / 0.1)):
+            time.sleep(0.1)
+            for request in batch:
+                context.report_progress(request.job_id, 0.5, step=1)
+        results = []
+        for request in batch:
+            if request.input.fail == "item":
+                results.append(PluginError("This item cannot be done.", code="invalid_input"))
+            else:
+                results.append([OutputItem(BatchProbeOutput(text=request.input.text.upper(), batch=ids))])
+        return results

@@ -1,7 +1,18 @@
-"""Running one job on this worker process: claim it, keep it alive, run the plugin, store the result.
+"""Running jobs on this worker process, in batches: claim, gather company, run, store each result.
 
-The model cache lives for the life of the process, so a plugin loads its model once and every
-later job of the same plugin and model directory reuses it.
+A message names one job. The worker claims it, then claims queued jobs that may share its
+batch (same plugin version, batch key and model; see ``lifecycle.claim_company``), waiting for
+more only while more keep arriving, at most ``ATELIER_BATCH_MAX_WAIT_MS``: an idle worker starts
+a lone job at once. The plugin gets the whole batch in one ``generate`` call; each job's result
+is then screened and stored on its own, so one job failing fails that job only:
+
+- a plugin that returns a ``PluginError`` for an item fails (or, if transient, retries) that item;
+- a plugin that raises for the whole batch, or runs out of device memory, has the batch split
+  in halves and run again, until the culprit is alone and fails alone with a clear error.
+
+Every job of a batch shares one claim token, so the batch's heartbeat is two queries however
+large it is, and the guarantees of single jobs hold: a worker that dies loses its claims to the
+sweeper, and a result written under a lost claim is refused.
 """
 
 from __future__ import annotations
@@ -9,26 +20,32 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
+import sys
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atelier_sdk import GenerationRequest, JobCancelled, OutputItem, Plugin, PluginError, PluginRegistry, RunContext
+from atelier_sdk import GenerationRequest, JobCancelled, OutputItem, Plugin, PluginError, PluginRegistry, RunContext, TransientPluginError
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import connection
 from django.utils import timezone
+from pydantic import ValidationError
 
 from atelier_platform.catalog.models import ProjectPlugin
 from atelier_platform.catalog.models_dir import ModelDirError, resolve_model_dir
 from atelier_platform.config import get_config
+from atelier_platform.fleet.models import WorkerState
+from atelier_platform.fleet.stats import WorkerStats
 from atelier_platform.jobs import lifecycle
 from atelier_platform.jobs.lifecycle import Claim, ProducedOutput
+from atelier_platform.jobs.models import Job
 from atelier_workers import knowledge
+from atelier_workers.heartbeat import BatchHeartbeat
+from atelier_workers.model_cache import ModelCache, release_device_memory
 
 logger = logging.getLogger("atelier.worker")
+
+#: Between two looks for company while jobs keep arriving.
+COMPANY_POLL_S = 0.005
 
 
 def resolve_device(requested: str) -> str:
@@ -45,7 +62,12 @@ def resolve_device(requested: str) -> str:
 def model_dir_for(job, plugin_class: type[Plugin]) -> tuple[Path | None, str | None]:
     """The model directory a job runs with, and its version name: the project's pinned version,
     else the plugin's default directory; None for a plugin that needs no model files."""
-    setting = ProjectPlugin.objects.filter(project_id=job.project_id, plugin_id=job.plugin_id).select_related("model_version").first()
+    return model_dir_for_project(job.project_id, plugin_class)
+
+
+def model_dir_for_project(project_id: int, plugin_class: type[Plugin]) -> tuple[Path | None, str | None]:
+    setting = (ProjectPlugin.objects.filter(project_id=project_id, plugin_id=plugin_class.manifest.id)
+               .select_related("model_version").first())
     pinned = setting.model_version if setting else None
     relative = pinned.model_dir if pinned else plugin_class.manifest.default_model_dir
     if not relative:
@@ -60,73 +82,11 @@ def worker_name() -> str:
     return get_config().worker_name or f"{socket.gethostname()}:{os.getpid()}"
 
 
-@dataclass
-class LoadedModel:
-    plugin: Plugin
-    load_seconds: float
-
-
-class ModelCache:
-    """Loaded plugin instances of this process, least recently used dropped first."""
-
-    def __init__(self, device: str, max_models: int = 4) -> None:
-        self.device = device
-        self.max_models = max_models
-        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
-
-    def get(self, plugin_class: type[Plugin], model_dir: Path | None) -> LoadedModel:
-        key = (plugin_class.manifest.id, plugin_class.manifest.version, str(model_dir))
-        loaded = self._models.get(key)
-        if loaded is not None:
-            self._models.move_to_end(key)
-            return loaded
-        while len(self._models) >= self.max_models:
-            _, evicted = self._models.popitem(last=False)
-            evicted.plugin.unload()
-        started = time.perf_counter()
-        instance = plugin_class()
-        instance.load(self.device, model_dir)
-        loaded = LoadedModel(plugin=instance, load_seconds=time.perf_counter() - started)
-        logger.info("loaded %s on %s in %.2f s", key, self.device, loaded.load_seconds)
-        self._models[key] = loaded
-        return loaded
-
-
-class Heartbeat:
-    """A thread that proves the claim alive and notices a cancel, while the plugin computes."""
-
-    def __init__(self, claim: Claim, interval_s: float) -> None:
-        self.claim = claim
-        self.interval_s = interval_s
-        self.cancelled = threading.Event()
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{claim.job.pk}", daemon=True)
-
-    def __enter__(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval_s * 2 + 5)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    ours, cancel = lifecycle.heartbeat(str(self.claim.job.pk), self.claim.token)
-                except Exception:
-                    logger.exception("heartbeat for job %s failed; will try again", self.claim.job.pk)
-                    continue
-                if cancel:
-                    self.cancelled.set()
-                if not ours:
-                    self.lost.set()
-                    self.cancelled.set()
-                    return
-        finally:
-            connection.close()
+def is_out_of_memory(error: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    return isinstance(error, (RuntimeError, MemoryError)) and "out of memory" in str(error).lower()
 
 
 def screen_output(job, produced: ProducedOutput, policy) -> ProducedOutput:
@@ -143,87 +103,290 @@ def screen_output(job, produced: ProducedOutput, policy) -> ProducedOutput:
 
 
 class JobRunner:
-    def __init__(self, registry: PluginRegistry, cache: ModelCache) -> None:
+    """Runs the batches of one worker process; keeps its models warm and its figures."""
+
+    def __init__(self, registry: PluginRegistry, cache: ModelCache, *, stats: WorkerStats | None = None) -> None:
+        config = get_config()
         self.registry = registry
         self.cache = cache
+        self.stats = stats or WorkerStats()
         self.name = worker_name()
+        self.max_wait_s = config.batch_max_wait_ms / 1000
+        self.max_batch_cap = config.max_batch_size
+        self.state = WorkerState.READY
+        self.detail = ""
+        self.current_jobs = 0
 
+    def max_batch_size(self, plugin_class: type[Plugin]) -> int:
+        size = plugin_class.manifest.max_batch_size
+        return min(size, self.max_batch_cap) if self.max_batch_cap else size
+
+    # -- one message -------------------------------------------------------------------------
     def run(self, job_id: str) -> str:
+        """Run the job a message named, with whatever company it finds; returns that job's outcome."""
         claim = lifecycle.claim_job(job_id, self.name)
         if claim is None:
             logger.info("job %s is not queued (finished, cancelled or running elsewhere); message dropped", job_id)
             return "skipped"
-        job = claim.job
-        token = claim.token
+        return self.run_claimed(claim)
+
+    def run_claimed(self, claim: Claim) -> str:
+        leader = claim.job
+        batch = _Batch(self, claim.token, [leader])
+        plugin_class = self.registry.get(leader.plugin_id)
         try:
-            with Heartbeat(claim, get_config().job_heartbeat_s) as beat:
-                outputs, provenance = self._generate(claim, beat)
-        except JobCancelled:
-            lifecycle.fail_job(job_id, token, "cancelled", "Cancelled while running.")
-            return "cancelled"
-        except SoftTimeLimitExceeded:
-            lifecycle.fail_job(job_id, token, "time_limit", f"Exceeded its time limit of {job.time_limit_s} s.")
-            return "failed"
+            if plugin_class is None:
+                raise TransientPluginError(f"Plugin {leader.plugin_id!r} is not installed on worker {self.name}.",
+                                           code="plugin_unavailable")
+            model_dir, model_version = model_dir_for(leader, plugin_class)
+            batch.jobs += self._gather_company(leader, claim.token, plugin_class, model_dir)
         except PluginError as error:
-            if error.transient:
-                return lifecycle.retry_or_fail(job_id, token, error.code, error.message)
-            lifecycle.fail_job(job_id, token, error.code, error.message)
-            return "failed"
-        except Exception as error:  # a bug in the plugin: fail the job, keep the worker
-            logger.exception("plugin %s crashed on job %s", job.plugin_id, job_id)
-            lifecycle.fail_job(job_id, token, "plugin_crashed", f"{type(error).__name__}: {error}")
-            return "failed"
-        return lifecycle.complete_job(job_id, token, outputs, provenance)
+            batch.finish_all(error)
+            return batch.outcomes[str(leader.pk)]
+        self.state, self.current_jobs = WorkerState.BUSY, len(batch.jobs)
+        try:
+            batch.run(plugin_class, model_dir, model_version)
+        except SoftTimeLimitExceeded:
+            batch.finish_all(PluginError(f"Exceeded its time limit of {leader.time_limit_s} s.", code="time_limit"))
+        finally:
+            self.current_jobs = 0
+            if self.state == WorkerState.BUSY:
+                self.state = WorkerState.READY
+        return batch.outcomes.get(str(leader.pk), "lost")
 
-    def _generate(self, claim: Claim, beat: Heartbeat) -> tuple[list[ProducedOutput], dict[str, Any]]:
-        job = claim.job
-        plugin_class = self.registry.get(job.plugin_id)
-        if plugin_class is None:
-            from atelier_sdk import TransientPluginError
+    def _gather_company(self, leader: Job, token, plugin_class: type[Plugin], model_dir: Path | None) -> list[Job]:
+        """Claim compatible queued jobs, up to the batch size, waiting only while they keep coming."""
+        room = self.max_batch_size(plugin_class) - 1
+        if room <= 0:
+            return []
+        same_model_cache: dict[int, bool] = {leader.project_id: True}
 
-            raise TransientPluginError(f"Plugin {job.plugin_id!r} is not installed on worker {self.name}.", code="plugin_unavailable")
-        model_dir, model_version = model_dir_for(job, plugin_class)
-        loaded = self.cache.get(plugin_class, model_dir)
-        request = GenerationRequest(
-            job_id=str(job.pk),
-            input=plugin_class.Input.model_validate(job.input),
-            params=plugin_class.Params.model_validate(job.params),
-            seed=job.seed,
-        )
-        context = RunContext(
-            self.cache.device,
-            on_progress=lambda job_id, fraction, detail: lifecycle.record_progress(job_id, claim.token, fraction, detail),
-            is_cancelled=lambda job_id: beat.cancelled.is_set(),
-            retriever=knowledge.retrieve,
-        )
-        results = loaded.plugin.generate([request], context)
-        if beat.cancelled.is_set():
-            raise JobCancelled(str(job.pk))
-        if len(results) != 1:
-            raise PluginError(f"Plugin returned {len(results)} results for 1 request.", code="plugin_contract")
-        result = results[0]
+        def same_model(project_id: int) -> bool:
+            if project_id not in same_model_cache:
+                try:
+                    same_model_cache[project_id] = model_dir_for_project(project_id, plugin_class)[0] == model_dir
+                except PluginError:
+                    same_model_cache[project_id] = False
+            return same_model_cache[project_id]
+
+        company: list[Job] = []
+        deadline = time.monotonic() + self.max_wait_s
+        quiet_after = max(COMPANY_POLL_S * 2, self.max_wait_s / 4)
+        last_arrival = None
+        while True:
+            found = lifecycle.claim_company(leader, token, self.name, room - len(company), same_model)
+            now = time.monotonic()
+            if found:
+                company += found
+                last_arrival = now
+            if len(company) >= room or now >= deadline or last_arrival is None or now - last_arrival >= quiet_after:
+                return company
+            time.sleep(min(COMPANY_POLL_S, max(0.0, deadline - now)))
+
+
+class _Batch:
+    """The jobs of one plugin call, and the storing of each one's result."""
+
+    def __init__(self, runner: JobRunner, token, jobs: list[Job]) -> None:
+        self.runner = runner
+        self.token = token
+        self.jobs = jobs
+        self.outcomes: dict[str, str] = {}
+        self.beat: BatchHeartbeat | None = None
+        self.plugin_class: type[Plugin] | None = None
+        self.provenance: dict[str, Any] = {}
+        self._policies: dict[int, Any] = {}
+        self.images = 0
+
+    @property
+    def by_id(self) -> dict[str, Job]:
+        return {str(job.pk): job for job in self.jobs}
+
+    def run(self, plugin_class: type[Plugin], model_dir: Path | None, model_version: str | None) -> None:
+        runner = self.runner
+        self.plugin_class = plugin_class
+        jobs = self.by_id
+        with BatchHeartbeat(self.token, list(jobs)) as beat:
+            self.beat = beat
+            try:
+                loaded = runner.cache.get(plugin_class, model_dir)
+            except PluginError as error:
+                self.finish_all(error)
+                return
+            except Exception as error:
+                logger.exception("loading %s from %s failed", plugin_class.manifest.id, model_dir)
+                runner.state, runner.detail = WorkerState.UNHEALTHY, f"loading {plugin_class.manifest.id} failed: {error}"
+                self.finish_all(TransientPluginError(f"The model could not be loaded on worker {runner.name}: "
+                                                     f"{type(error).__name__}: {error}", code="model_load_failed"))
+                return
+            requests = []
+            for job_id, job in jobs.items():
+                try:
+                    requests.append(GenerationRequest(
+                        job_id=job_id, input=plugin_class.Input.model_validate(job.input),
+                        params=plugin_class.Params.model_validate(job.params), seed=job.seed,
+                    ))
+                except ValidationError as error:
+                    self.finish(job_id, PluginError(f"The stored job no longer matches the plugin's schema: {error}",
+                                                    code="invalid_input"))
+            self.provenance = {
+                "plugin": plugin_class.manifest.id,
+                "plugin_version": plugin_class.manifest.version,
+                "model_dir": str(model_dir) if model_dir else None,
+                "model_version": model_version,
+                "worker": runner.name,
+                "device": runner.cache.device,
+                "batch_size": len(requests),
+            }
+            context = RunContext(
+                runner.cache.device,
+                on_progress=beat.progress,
+                is_cancelled=beat.is_cancelled,
+                retriever=knowledge.retrieve,
+                on_result=self.finish,
+            )
+            started = time.perf_counter()
+            results = self.generate_isolated(loaded.plugin, requests, context)
+            elapsed = time.perf_counter() - started
+            for request, result in zip(requests, results):
+                self.finish(request.job_id, result)
+            self._count_batch(requests, elapsed)
+            if runner.state == WorkerState.UNHEALTHY and not any(
+                isinstance(r, PluginError) and r.code == "out_of_memory" for r in results
+            ):
+                runner.state, runner.detail = WorkerState.BUSY, ""
+
+    # -- running the plugin, isolating failures --------------------------------------------------
+    def generate_isolated(self, plugin: Plugin, requests: list[GenerationRequest], context: RunContext) -> list:
+        """One result per request; a batch-wide failure is split until it fails only its own job."""
+        if not requests:
+            return []
+        try:
+            results = plugin.generate(requests, context)
+        except SoftTimeLimitExceeded:
+            raise
+        except JobCancelled as cancelled:
+            # The plugin stopped the whole call for one cancelled job: that job is done; run the rest again.
+            job_id = cancelled.args[0] if cancelled.args else None
+            if len(requests) == 1 or job_id not in {r.job_id for r in requests}:
+                return [cancelled] * len(requests) if len(requests) == 1 else self._split(plugin, requests, context)
+            rest = [r for r in requests if r.job_id != job_id]
+            again = iter(self.generate_isolated(plugin, rest, context))
+            return [cancelled if r.job_id == job_id else next(again) for r in requests]
+        except PluginError as error:
+            return [error] * len(requests)
+        except Exception as error:
+            if is_out_of_memory(error):
+                release_device_memory(self.runner.cache.device)
+                if len(requests) == 1:
+                    self.runner.state = WorkerState.UNHEALTHY
+                    self.runner.detail = f"out of device memory on a single job: {error}"
+                    return [PluginError(
+                        f"The device ran out of memory even for this job alone ({self.runner.cache.device}): "
+                        "ask for less (fewer tokens, a smaller image) or run it on a larger device.",
+                        code="out_of_memory",
+                    )]
+                logger.warning("out of memory on a batch of %d; splitting it in two", len(requests))
+                self.runner.stats.count("oom_splits")
+                return self._split(plugin, requests, context)
+            if len(requests) == 1:
+                logger.exception("plugin %s crashed on job %s", plugin.manifest.id, requests[0].job_id)
+                return [PluginError(f"{type(error).__name__}: {error}", code="plugin_crashed")]
+            logger.warning("plugin %s crashed on a batch of %d (%s); splitting it to find the job that fails",
+                           plugin.manifest.id, len(requests), error)
+            return self._split(plugin, requests, context)
+        if not isinstance(results, list) or len(results) != len(requests):
+            count = len(results) if isinstance(results, list) else type(results).__name__
+            return [PluginError(f"Plugin returned {count} results for {len(requests)} requests.", code="plugin_contract")] * len(requests)
+        return results
+
+    def _split(self, plugin, requests, context) -> list:
+        half = len(requests) // 2
+        return self.generate_isolated(plugin, requests[:half], context) + self.generate_isolated(plugin, requests[half:], context)
+
+    # -- storing results ----------------------------------------------------------------------------
+    def finish_all(self, error: PluginError) -> None:
+        for job_id in self.by_id:
+            self.finish(job_id, error)
+
+    def finish(self, job_id: str, result) -> None:
+        """Store one job's result (once: a result delivered early is not stored again)."""
+        if job_id in self.outcomes:
+            return
+        job = self.by_id.get(job_id)
+        if job is None:
+            logger.warning("plugin delivered a result for job %s, which is not in its batch", job_id)
+            return
+        stats = self.runner.stats
+        try:
+            outcome = self._store(job, result)
+        except Exception:
+            # The database refused (connection lost...): the job stays running under our claim,
+            # and the sweeper queues it again when its heartbeats stop.
+            logger.exception("storing the result of job %s failed; the sweeper will retry it", job_id)
+            outcome = "error"
+        self.outcomes[job_id] = outcome
+        if self.beat is not None:
+            self.beat.finished(job_id)
+        counter = {"succeeded": "jobs_succeeded", "failed": "jobs_failed", "queued": "jobs_retried",
+                   "cancelled": "jobs_cancelled"}.get(outcome)
+        if counter:
+            stats.count(counter)
+        if job.started_at:
+            stats.observe("run_seconds", (timezone.now() - job.started_at).total_seconds())
+            if job.enqueued_at:
+                stats.observe("queue_wait_seconds", max(0.0, (job.started_at - job.enqueued_at).total_seconds()))
+
+    def _store(self, job: Job, result) -> str:
+        job_id = str(job.pk)
+        if isinstance(result, JobCancelled) or (self.beat is not None and job_id in self.beat.cancelled):
+            return "cancelled" if lifecycle.fail_job(job_id, self.token, "cancelled", "Cancelled while running.") else "lost"
         if isinstance(result, PluginError):
-            raise result
-        provenance = {
-            "plugin": plugin_class.manifest.id,
-            "plugin_version": plugin_class.manifest.version,
-            "model_dir": str(model_dir) if model_dir else None,
-            "model_version": model_version,
-            "seed": job.seed,
-            "worker": self.name,
-            "device": self.cache.device,
-            "generated_at": timezone.now().isoformat(),
-        }
-        from atelier_platform.moderation.screening import policy_for
+            if result.transient:
+                return lifecycle.retry_or_fail(job_id, self.token, result.code, result.message)
+            return "failed" if lifecycle.fail_job(job_id, self.token, result.code, result.message) else "lost"
+        try:
+            if not isinstance(result, list):
+                raise PluginError(f"Plugin returned {type(result).__name__} for a job, not a list of OutputItem.",
+                                  code="plugin_contract")
+            produced = [self._produced(item) for item in result]
+        except PluginError as error:
+            return "failed" if lifecycle.fail_job(job_id, self.token, error.code, error.message) else "lost"
+        from atelier_platform.moderation.screening import IMAGE_TYPES
 
-        policy = policy_for(job.project)  # once per job, not once per output
-        produced = [self._produced(plugin_class, item) for item in result]
-        return [screen_output(job, output, policy) for output in produced], provenance
+        self.images += sum(1 for p in produced for _, media_type, _, role in p.files if media_type in IMAGE_TYPES and role == "primary")
+        policy = self._policy(job)
+        outputs = [screen_output(job, output, policy) for output in produced]
+        provenance = {**self.provenance, "seed": job.seed, "generated_at": timezone.now().isoformat()}
+        return lifecycle.complete_job(job_id, self.token, outputs, provenance)
 
-    @staticmethod
-    def _produced(plugin_class: type[Plugin], item: OutputItem) -> ProducedOutput:
+    def _policy(self, job: Job):
+        if job.project_id not in self._policies:
+            from atelier_platform.moderation.screening import policy_for
+
+            self._policies[job.project_id] = policy_for(job.project)  # once per project per batch
+        return self._policies[job.project_id]
+
+    def _produced(self, item: OutputItem) -> ProducedOutput:
         if not isinstance(item, OutputItem):
             raise PluginError(f"Plugin returned {type(item).__name__}, not OutputItem.", code="plugin_contract")
-        content = plugin_class.Output.model_validate(item.content.model_dump()).model_dump(mode="json")
+        try:
+            content = self.plugin_class.Output.model_validate(item.content.model_dump()).model_dump(mode="json")
+        except (ValidationError, AttributeError) as error:
+            raise PluginError(f"Plugin output does not match its Output schema: {error}", code="plugin_contract") from None
         files = tuple((a.name, a.media_type, a.data, a.role) for a in item.artifacts)
         return ProducedOutput(content=content, files=files)
+
+    def _count_batch(self, requests: list[GenerationRequest], seconds: float) -> None:
+        stats = self.runner.stats
+        stats.count("batches")
+        stats.observe("batch_size", len(requests))
+        stats.count("generation_seconds", seconds)
+        tokens = sum(int(self.beat.detail_of(r.job_id).get("tokens", 0) or 0) for r in requests) if self.beat else 0
+        images = self.images
+        stats.count("tokens", tokens)
+        stats.count("images", images)
+        if seconds > 0:
+            stats.set_gauge("tokens_per_second", tokens / seconds)
+            stats.set_gauge("images_per_second", images / seconds)
+

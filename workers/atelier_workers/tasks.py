@@ -1,26 +1,69 @@
-"""The task that runs jobs. Thin: all the work is in ``runtime`` and the job lifecycle services."""
+"""The task that runs jobs, and the worker process's start and stop. Thin: the work is in ``runtime``."""
 
 from __future__ import annotations
 
+import logging
 import threading
+
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.celery_app import QUEUE_CPU, RUN_JOB_TASK
 from atelier_platform.config import get_config
+from atelier_platform.fleet.models import WorkerState
 from atelier_platform.tasking import atelier_task
-from atelier_workers.runtime import JobRunner, ModelCache, resolve_device
+from atelier_workers.model_cache import ModelCache
+from atelier_workers.reporting import WorkerReporter
+from atelier_workers.runtime import JobRunner, resolve_device
+
+logger = logging.getLogger("atelier.worker")
 
 _runner: JobRunner | None = None
+_reporter: WorkerReporter | None = None
 _runner_lock = threading.Lock()
 
 
 def get_runner() -> JobRunner:
-    """One runner per worker process: its model cache keeps models warm between jobs."""
-    global _runner
+    """One runner per worker process: its model cache keeps models warm between batches."""
+    global _runner, _reporter
     with _runner_lock:
         if _runner is None:
-            _runner = JobRunner(get_registry(), ModelCache(resolve_device(get_config().device)))
+            config = get_config()
+            _runner = JobRunner(get_registry(), ModelCache(resolve_device(config.device), config.model_memory_budget_bytes))
+            _reporter = WorkerReporter(_runner).start()
         return _runner
+
+
+@worker_process_init.connect
+def _start_worker_process(**_kwargs) -> None:
+    """A pool process starts: report it, and load the models named in ATELIER_PRELOAD_PLUGINS."""
+    runner = get_runner()
+    names = [n.strip() for n in get_config().preload_plugins.split(",") if n.strip()]
+    if not names:
+        return
+    runner.state = WorkerState.STARTING
+    try:
+        for name in names:
+            plugin_class = get_registry().get(name)
+            if plugin_class is None:
+                logger.warning("ATELIER_PRELOAD_PLUGINS names %r, which is not installed", name)
+                continue
+            default_dir = None
+            if plugin_class.manifest.default_model_dir:
+                from atelier_platform.catalog.models_dir import resolve_model_dir
+
+                default_dir = resolve_model_dir(plugin_class.manifest.default_model_dir)
+            runner.cache.get(plugin_class, default_dir)
+        runner.state = WorkerState.READY
+    except Exception as error:  # the worker still serves what it can; the state says what went wrong
+        logger.exception("preloading models failed")
+        runner.state, runner.detail = WorkerState.UNHEALTHY, f"preloading failed: {type(error).__name__}: {error}"
+
+
+@worker_process_shutdown.connect
+def _stop_worker_process(**_kwargs) -> None:
+    if _reporter is not None:
+        _reporter.stop()
 
 
 # The queue is chosen per message when it is published (gpu or cpu, by the plugin's resource

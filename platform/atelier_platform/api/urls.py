@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from atelier_platform.api.fleet_views import WorkerListView
 from atelier_platform.api.knowledge_views import ConversationViewSet, KnowledgeDocumentViewSet, OutputFileDownloadView
 from atelier_platform.api.review_views import AuditLogView, ReviewMetricsView, ReviewViewSet
 from atelier_platform.api.safety_views import BlocklistView, SafetyPolicyView
@@ -16,6 +17,7 @@ router.register("reviews", ReviewViewSet, basename="review")
 
 urlpatterns = [
     path("plugins/", PluginListView.as_view(), name="plugin-list"),
+    path("workers/", WorkerListView.as_view(), name="worker-list"),
     path("outputs/<uuid:output_id>/files/<int:file_id>/", OutputFileDownloadView.as_view(), name="output-file"),
     path("reviews/metrics/", ReviewMetricsView.as_view(), name="review-metrics"),
     path("audit/", AuditLogView.as_view(), name="audit-log"),

@@ -12,7 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -43,11 +43,8 @@ class ProducedOutput:
     safety: dict[str, Any] | None = None  # the output's screening report
 
 
-def claim_job(job_id: str, worker: str) -> Claim | None:
-    """Take a queued job for this worker; None when it is not queued (done, running elsewhere, cancelled)."""
-    now = timezone.now()
-    token = uuid.uuid4()
-    claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+def _claim_fields(token: uuid.UUID, worker: str, now) -> dict[str, Any]:
+    return dict(
         status=JobStatus.RUNNING,
         attempts=F("attempts") + 1,
         claim_token=token,
@@ -57,20 +54,59 @@ def claim_job(job_id: str, worker: str) -> Claim | None:
         progress=0.0,
         progress_detail={},
     )
+
+
+def claim_job(job_id: str, worker: str) -> Claim | None:
+    """Take a queued job for this worker; None when it is not queued (done, running elsewhere, cancelled)."""
+    token = uuid.uuid4()
+    claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, timezone.now()))
     if not claimed:
         return None
     return Claim(job=Job.objects.get(pk=job_id), token=token)
 
 
-def heartbeat(job_id: str, token: uuid.UUID) -> tuple[bool, bool]:
-    """Prove the worker alive. Returns (still ours, cancel requested)."""
-    updated = Job.objects.filter(pk=job_id, claim_token=token, status=JobStatus.RUNNING).update(
-        heartbeat_at=timezone.now()
-    )
-    if not updated:
-        return False, False
-    cancel = Job.objects.filter(pk=job_id, cancel_requested_at__isnull=False).exists()
-    return True, cancel
+def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_model: Callable[[int], bool]) -> list[Job]:
+    """Claim up to ``limit`` more queued jobs that may share ``leader``'s batch, under the same token.
+
+    Company is a job of the same plugin version and batch key, due now (a retry waiting out its
+    backoff is not), not being cancelled, whose project resolves to the same model
+    (``same_model(project_id)``). On PostgreSQL the candidates are locked with ``SKIP LOCKED``,
+    so workers gathering batches at once never wait for each other nor take the same job; on
+    SQLite, which writes one transaction at a time, the conditional update alone decides.
+    The messages of the jobs taken here stay on the broker; when they arrive, the claim finds
+    the jobs no longer queued and drops them.
+    """
+    if limit <= 0:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        candidates = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(
+                status=JobStatus.QUEUED, plugin_id=leader.plugin_id, plugin_version=leader.plugin_version,
+                batch_key=leader.batch_key, enqueued_at__lte=now, cancel_requested_at__isnull=True,
+            )
+            .order_by("-priority", "created_at")
+            .values_list("pk", "project_id")[: limit * 2]
+        )
+        chosen = [pk for pk, project_id in candidates if same_model(project_id)][:limit]
+        if not chosen:
+            return []
+        Job.objects.filter(pk__in=chosen, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, now))
+    return list(Job.objects.filter(pk__in=chosen, claim_token=token, status=JobStatus.RUNNING).select_related("project"))
+
+
+def heartbeat_claims(token: uuid.UUID) -> tuple[set[str], set[str]]:
+    """Prove a batch's worker alive in two queries. Returns (job ids still ours, ids asked to cancel)."""
+    Job.objects.filter(claim_token=token, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+    ours, cancel = set(), set()
+    for pk, cancel_requested_at in Job.objects.filter(claim_token=token, status=JobStatus.RUNNING).values_list(
+        "pk", "cancel_requested_at"
+    ):
+        ours.add(str(pk))
+        if cancel_requested_at is not None:
+            cancel.add(str(pk))
+    return ours, cancel
 
 
 def record_progress(job_id: str, token: uuid.UUID, fraction: float, detail: dict[str, Any]) -> None:

@@ -38,6 +38,8 @@ class Job(models.Model):
     params = models.JSONField(default=dict)
     seed = models.BigIntegerField()
     priority = models.PositiveSmallIntegerField(default=5)
+    #: jobs of one plugin version with equal keys may run in one batch (``Plugin.batch_key``, hashed)
+    batch_key = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
 
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -74,6 +76,8 @@ class Job(models.Model):
             models.Index(fields=["project", "-created_at"], name="job_project_newest"),
             models.Index(fields=["status", "enqueued_at"], name="job_status_enqueued"),
             models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
+            # a worker looks for queued company of the job it claimed: same plugin and batch key
+            models.Index(fields=["status", "plugin_id", "batch_key", "-priority", "created_at"], name="job_batch_company"),
         ]
         constraints = [
             models.UniqueConstraint(

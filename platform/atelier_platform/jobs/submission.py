@@ -61,6 +61,12 @@ def _seed_of(input_data: dict[str, Any], params: dict[str, Any]) -> int:
     return secrets.randbelow(MAX_SEED)
 
 
+def batch_key_of(plugin, validated_input: BaseModel, validated_params: BaseModel) -> str:
+    """The stored form of ``Plugin.batch_key``: a hash, so that any key fits the indexed column."""
+    key = plugin.batch_key(validated_input, validated_params)
+    return hashlib.sha256(json.dumps(list(key), sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
 def fingerprint(request: JobRequest) -> str:
     body = json.dumps([request.plugin_id, request.input, request.params, request.priority], sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
@@ -126,6 +132,7 @@ def submit_job(
                 params=normalised_params,
                 seed=_seed_of(normalised_input, normalised_params),
                 priority=request.priority,
+                batch_key=batch_key_of(plugin, validated_input, validated_params),
                 max_attempts=manifest.max_attempts,
                 time_limit_s=manifest.time_limit_s,
                 submitted_by=submitted_by,

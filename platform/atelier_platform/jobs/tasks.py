@@ -1,10 +1,13 @@
 """The platform's housekeeping tasks (the job-running task lives in atelier_workers.tasks)."""
 
 from atelier_platform.celery_app import QUEUE_PLATFORM, SWEEP_JOBS_TASK
+from atelier_platform.fleet.services import forget_old_workers
 from atelier_platform.jobs import lifecycle
 from atelier_platform.tasking import atelier_task
 
 
 @atelier_task(SWEEP_JOBS_TASK, queue=QUEUE_PLATFORM)
 def sweep_jobs(task) -> dict[str, int]:
-    return lifecycle.sweep()
+    counts = lifecycle.sweep()
+    counts["forgotten_workers"] = forget_old_workers()
+    return counts

@@ -131,6 +131,11 @@ class ImagePlugin(Plugin):
 
     model = None
 
+    @classmethod
+    def batch_key(cls, input: "ImageInput", params) -> tuple:
+        # One pipeline call renders images of one size, step count and guidance scale.
+        return (input.width, input.height, input.steps, input.guidance)
+
     def load(self, device: str, model_dir: Path | None) -> None:
         model_dir = require_model_dir(model_dir, "a diffusers text-to-image pipeline, such as a Stable Diffusion checkpoint")
         from atelier_plugins.image.pipeline import TextToImageModel

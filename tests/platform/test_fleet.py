@@ -1,0 +1,102 @@
+"""Worker health (``GET /api/v1/workers/``) and Prometheus metrics (``/metrics``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from atelier_platform.catalog.registry import get_registry
+from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.config import get_config
+from atelier_platform.fleet.models import WorkerProcess
+from atelier_platform.fleet.services import forget_old_workers
+from atelier_platform.jobs.submission import JobRequest, submit_job
+from atelier_workers.reporting import WorkerReporter
+from atelier_workers.runtime import JobRunner, ModelCache
+from tests.support.plugins import BatchProbe
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def worked_runner(project, empty_plugin_registry):
+    """A runner that has run one batch of three jobs (one failing) and has its model loaded."""
+    empty_plugin_registry.register(BatchProbe)
+    set_plugin_enabled(project, "batch_probe", True)
+    jobs = [submit_job(project, JobRequest("batch_probe", {"text": "x", **extra}, {})).job
+            for extra in ({}, {}, {"fail": "item"})]
+    runner = JobRunner(get_registry(), ModelCache("cpu", budget_bytes=10 * 2**30))
+    runner.run(str(jobs[0].pk))
+    return runner
+
+
+@pytest.fixture
+def owner_api(project, make_key, client_for):
+    return client_for(make_key(project, scopes=["admin"]).raw)
+
+
+def test_a_reporting_worker_is_listed_with_its_models_and_figures(worked_runner, owner_api):
+    WorkerReporter(worked_runner).report()
+    response = owner_api.get("/api/v1/workers/")
+    assert response.status_code == 200
+    [worker] = response.json()
+    assert worker["name"] == worked_runner.name and worker["state"] == "ready" and worker["device"] == "cpu"
+    assert [m["plugin"] for m in worker["loaded_models"]] == ["batch_probe"]
+    assert worker["jobs_succeeded"] == 2 and worker["jobs_failed"] == 1 and worker["batches"] == 1
+    assert worker["memory"]["rss_bytes"] > 0 and worker["memory"]["budget_bytes"] == 10 * 2**30
+    assert worker["seconds_since_heartbeat"] < get_config().worker_lost_after_s
+
+
+def test_a_silent_worker_is_shown_lost_and_a_stopped_one_stopped(worked_runner, owner_api):
+    reporter = WorkerReporter(worked_runner)
+    reporter.report()
+    WorkerProcess.objects.update(heartbeat_at=timezone.now() - timedelta(seconds=get_config().worker_lost_after_s + 1))
+    assert owner_api.get("/api/v1/workers/").json()[0]["state"] == "lost"
+    reporter.report("stopped")
+    WorkerProcess.objects.update(heartbeat_at=timezone.now() - timedelta(hours=2))
+    assert owner_api.get("/api/v1/workers/").json()[0]["state"] == "stopped"
+
+
+def test_workers_gone_for_a_day_are_forgotten(worked_runner):
+    WorkerReporter(worked_runner).report()
+    assert forget_old_workers() == 0
+    WorkerProcess.objects.update(heartbeat_at=timezone.now() - timedelta(days=2))
+    assert forget_old_workers() == 1 and not WorkerProcess.objects.exists()
+
+
+def test_only_owners_see_workers(project, make_key, client_for, member):
+    assert client_for(make_key(project).raw).get("/api/v1/workers/").status_code == 403
+    client = Client()
+    client.force_login(member(project, "editor"))
+    response = client.get("/api/v1/workers/", HTTP_X_ATELIER_PROJECT=project.slug)
+    assert response.status_code in (400, 403)
+    assert client_for(None).get("/api/v1/workers/").status_code == 401
+
+
+def test_metrics_show_queue_depth_and_worker_figures(worked_runner, project):
+    WorkerReporter(worked_runner).report()
+    for _ in range(2):
+        submit_job(project, JobRequest("batch_probe", {"text": "waiting"}, {}))
+    response = Client(REMOTE_ADDR="127.0.0.1").get("/metrics")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
+    body = response.content.decode()
+    name = worked_runner.name
+    assert 'atelier_queue_depth{queue="gpu"} 2.0' in body
+    assert f'atelier_batch_size_count{{worker="{name}"}} 1.0' in body
+    assert f'atelier_batch_size_sum{{worker="{name}"}} 3.0' in body
+    assert f'atelier_job_run_seconds_count{{worker="{name}"}} 3.0' in body
+    assert f'atelier_jobs_finished_total{{outcome="succeeded",worker="{name}"}} 2.0' in body
+    assert f'atelier_model_load_seconds{{model="",plugin="batch_probe",worker="{name}"}}' in body
+    assert f'atelier_device_memory_bytes{{device="cpu",kind="rss",worker="{name}"}}' in body
+    assert "atelier_job_queue_wait_seconds_bucket" in body and "atelier_tokens_per_second" in body
+
+
+def test_metrics_are_closed_to_the_internet_without_a_token(db, monkeypatch):
+    assert Client(REMOTE_ADDR="10.0.0.7").get("/metrics").status_code == 403
+    config = get_config().model_copy(update={"metrics_token": "s3cret"})
+    monkeypatch.setattr("atelier_platform.fleet.metrics.get_config", lambda: config)
+    assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 403
+    assert Client(REMOTE_ADDR="8.8.8.8").get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200

@@ -1,0 +1,193 @@
+"""Dynamic batching in the worker runtime: who shares a batch, and how a batch fails."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from atelier_platform.catalog.registry import get_registry
+from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.config import get_config
+from atelier_platform.jobs.models import Job, JobStatus
+from atelier_platform.jobs.submission import JobRequest, submit_job
+from atelier_workers import runtime
+from atelier_workers.runtime import JobRunner, ModelCache
+from tests.factories import ProjectFactory
+from tests.support.plugins import BatchProbe, ModelDirProbe
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def probe_project(project, empty_plugin_registry):
+    empty_plugin_registry.register(BatchProbe)
+    set_plugin_enabled(project, "batch_probe", True)
+    return project
+
+
+@pytest.fixture
+def runner(probe_project):
+    return JobRunner(get_registry(), ModelCache("cpu"))
+
+
+def submit(project, text="a", **fields) -> Job:
+    return submit_job(project, JobRequest("batch_probe", {"text": text, **fields}, {})).job
+
+
+def reload(job: Job) -> Job:
+    return Job.objects.get(pk=job.pk)
+
+
+def batch_of(job: Job) -> set[str]:
+    return set(reload(job).outputs.get().content["batch"])
+
+
+def test_queued_compatible_jobs_run_in_one_call(probe_project, runner):
+    jobs = [submit(probe_project, text=f"job {n}") for n in range(5)]
+    assert runner.run(str(jobs[2].pk)) == "succeeded"
+    ids = {str(j.pk) for j in jobs}
+    for job in jobs:
+        job = reload(job)
+        assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
+        assert set(job.outputs.get().content["batch"]) == ids
+        assert job.outputs.get().provenance["batch_size"] == 5
+    # their own messages arrive later and find nothing to do
+    assert [runner.run(str(j.pk)) for j in jobs] == ["skipped"] * 5
+
+
+def test_only_compatible_jobs_share_a_batch(probe_project, runner, empty_plugin_registry):
+    small = [submit(probe_project, size=1) for _ in range(3)]
+    large = [submit(probe_project, size=2) for _ in range(2)]
+    other_plugin = submit_job(probe_project, JobRequest("reverse_text", {"text": "x"}, {})).job
+    runner.run(str(small[0].pk))
+    assert batch_of(small[0]) == {str(j.pk) for j in small}
+    assert all(reload(j).status == JobStatus.QUEUED for j in [*large, other_plugin])
+    runner.run(str(large[1].pk))
+    assert batch_of(large[0]) == {str(j.pk) for j in large}
+    assert reload(other_plugin).status == JobStatus.QUEUED
+
+
+def test_jobs_of_other_projects_share_a_batch_when_they_use_the_same_model(probe_project, runner):
+    elsewhere = ProjectFactory()
+    set_plugin_enabled(elsewhere, "batch_probe", True)
+    mine, theirs = submit(probe_project), submit(elsewhere)
+    runner.run(str(mine.pk))
+    assert batch_of(mine) == batch_of(theirs) == {str(mine.pk), str(theirs.pk)}
+
+
+def test_a_project_pinned_to_another_model_version_gets_its_own_batch(project, empty_plugin_registry, tmp_path, monkeypatch):
+    monkeypatch.setattr(type(get_config()), "resolved_models_root", property(lambda self: tmp_path))
+    (tmp_path / "probe" / "default").mkdir(parents=True)
+    (tmp_path / "probe" / "v2").mkdir(parents=True)
+    empty_plugin_registry.register(ModelDirProbe)
+    pinned = ProjectFactory()
+    for p in (project, pinned):
+        set_plugin_enabled(p, "model_probe", True)
+    call_command("register_model", "--plugin", "model_probe", "--name", "v2", "--dir", "probe/v2", "--pin", pinned.slug,
+                 stdout=io.StringIO())
+    jobs = [submit_job(p, JobRequest("model_probe", {"text": "x"}, {})).job for p in (project, pinned, project)]
+    JobRunner(get_registry(), ModelCache("cpu")).run(str(jobs[0].pk))
+    assert [reload(j).status for j in jobs] == [JobStatus.SUCCEEDED, JobStatus.QUEUED, JobStatus.SUCCEEDED]
+    assert reload(jobs[0]).outputs.get().provenance["batch_size"] == 2
+
+
+def test_a_batch_never_exceeds_the_plugins_max_batch_size(probe_project, runner):
+    jobs = [submit(probe_project) for _ in range(11)]
+    runner.run(str(jobs[0].pk))
+    statuses = [reload(j).status for j in jobs]
+    assert statuses.count(JobStatus.SUCCEEDED) == BatchProbe.manifest.max_batch_size
+    assert statuses.count(JobStatus.QUEUED) == 11 - BatchProbe.manifest.max_batch_size
+
+
+def test_urgent_company_is_taken_first(probe_project, runner):
+    leader = submit(probe_project)
+    waiting = [submit(probe_project) for _ in range(8)]
+    urgent = submit_job(probe_project, JobRequest("batch_probe", {"text": "now"}, {}, priority=9)).job
+    runner.run(str(leader.pk))
+    assert reload(urgent).status == JobStatus.SUCCEEDED
+    assert [reload(j).status for j in waiting].count(JobStatus.QUEUED) == 2
+
+
+def test_a_retry_waiting_out_its_backoff_is_not_taken_early(probe_project, runner):
+    leader, backing_off = submit(probe_project), submit(probe_project)
+    Job.objects.filter(pk=backing_off.pk).update(enqueued_at=timezone.now() + timedelta(minutes=5))
+    runner.run(str(leader.pk))
+    assert reload(backing_off).status == JobStatus.QUEUED
+
+
+def test_one_failing_item_fails_alone(probe_project, runner):
+    good = [submit(probe_project) for _ in range(3)]
+    bad = submit(probe_project, fail="item")
+    runner.run(str(good[0].pk))
+    bad = reload(bad)
+    assert bad.status == JobStatus.FAILED and bad.error_code == "invalid_input" and not bad.outputs.exists()
+    assert all(reload(j).status == JobStatus.SUCCEEDED for j in good)
+
+
+def test_a_plugin_crashing_on_the_batch_fails_only_the_job_that_crashes_it(probe_project, runner):
+    good = [submit(probe_project, text=f"ok {n}") for n in range(5)]
+    culprit = submit(probe_project, fail="raise")
+    runner.run(str(good[0].pk))
+    culprit = reload(culprit)
+    assert culprit.status == JobStatus.FAILED and culprit.error_code == "plugin_crashed"
+    assert "wrong shape" in culprit.error_message
+    for job in good:
+        assert reload(job).status == JobStatus.SUCCEEDED
+        assert str(culprit.pk) not in batch_of(job)  # the stored result came from a call without the culprit
+
+
+def test_out_of_memory_splits_the_batch_until_it_fits(probe_project, runner):
+    jobs = [submit(probe_project, oom_above=2) for _ in range(6)]
+    runner.run(str(jobs[0].pk))
+    for job in jobs:
+        assert reload(job).status == JobStatus.SUCCEEDED
+        assert len(batch_of(job)) <= 2
+    assert runner.stats.snapshot()["counters"]["oom_splits"] >= 2
+
+
+def test_out_of_memory_alone_fails_the_job_clearly(probe_project, runner):
+    job = submit(probe_project, oom_above=0)
+    runner.run(str(job.pk))
+    job = reload(job)
+    assert job.status == JobStatus.FAILED and job.error_code == "out_of_memory"
+    assert "ran out of memory" in job.error_message
+    assert runner.state == "unhealthy"
+
+
+def test_an_idle_worker_starts_a_lone_job_without_waiting(probe_project, runner, monkeypatch):
+    naps = []
+    monkeypatch.setattr(runtime.time, "sleep", naps.append)
+    runner.max_wait_s = 30  # would be felt if the worker waited for company that is not coming
+    job = submit(probe_project)
+    assert runner.run(str(job.pk)) == "succeeded"
+    assert naps == []
+
+
+def test_the_worker_waits_for_company_while_it_keeps_arriving(probe_project, runner, monkeypatch):
+    arriving = iter(range(3))
+
+    def nap(seconds):
+        # each pause for company sees one more job submitted, as a burst of API calls would
+        if next(arriving, None) is not None:
+            submit(probe_project, text="late")
+
+    monkeypatch.setattr(runtime.time, "sleep", nap)
+    runner.max_wait_s = 30
+    first, second = submit(probe_project), submit(probe_project)
+    runner.run(str(first.pk))
+    assert len(batch_of(first)) == 5  # the two queued, then the three that arrived while it waited
+    assert Job.objects.filter(status=JobStatus.QUEUED).count() == 0
+
+
+def test_batch_metrics_are_counted(probe_project, runner):
+    jobs = [submit(probe_project) for _ in range(4)] + [submit(probe_project, fail="item")]
+    runner.run(str(jobs[0].pk))
+    stats = runner.stats.snapshot()
+    assert stats["counters"]["batches"] == 1
+    assert stats["counters"]["jobs_succeeded"] == 4 and stats["counters"]["jobs_failed"] == 1
+    assert stats["histograms"]["batch_size"]["count"] == 1 and stats["histograms"]["batch_size"]["sum"] == 5
+    assert stats["histograms"]["run_seconds"]["count"] == 5
