@@ -29,6 +29,7 @@ FAST_TIMINGS = {
     "ATELIER_SWEEP_INTERVAL_S": "1",
     "ATELIER_BROKER_VISIBILITY_TIMEOUT_S": "10",
     "ATELIER_RETRY_BACKOFF_BASE_S": "0.5",
+    "ATELIER_WORKER_LOST_AFTER_S": "3",
 }
 
 
@@ -63,8 +64,11 @@ class Stack:
             "DJANGO_SETTINGS_MODULE": "atelier_platform.settings",
             "SECRET_KEY": "e2e-secret-key-0123456789-0123456789-0123456789",
             "ATELIER_DATA_DIR": str(root / "data"),
-            "ATELIER_EXTRA_PLUGINS": "tests.support.plugins:ReverseText,tests.support.plugins:GpuEcho,tests.support.plugins:QuickLimit",
+            "ATELIER_EXTRA_PLUGINS": "tests.support.plugins:ReverseText,tests.support.plugins:GpuEcho,"
+                                     "tests.support.plugins:QuickLimit,tests.support.plugins:BatchProbe",
             "ATELIER_TEST_RUN_LOG": str(self.run_log),
+            "ATELIER_TEST_BATCH_LOG": str(root / "batches.log"),
+            "ATELIER_WORKER_REPORT_S": "0.5",
             **FAST_TIMINGS,
         }
         if backend == "postgres_redis":
@@ -189,6 +193,11 @@ class Stack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def batches(self) -> list[list[str]]:
+        """Every ``generate`` call of the batch probe plugin: the job ids it got, in order."""
+        path = self.root / "batches.log"
+        return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 
     def runs_of(self, job_id: str) -> int:
         if not self.run_log.exists():

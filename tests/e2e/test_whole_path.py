@@ -165,11 +165,79 @@ def test_time_limit_of_the_plugin_is_enforced(client):
 
 def test_urgent_jobs_overtake_waiting_ones(stack, client):
     stack.stop_worker()
-    waiting = [client.submit(priority=1, text=f"low {i}") for i in range(4)]
-    urgent = client.submit(priority=9, text="urgent")
+    # Different sizes cannot share a batch, so each job starts on its own.
+    waiting = [client.submit("batch_probe", priority=1, text=f"low {i}", size=i) for i in (2, 3, 4)]
+    urgent = client.submit("batch_probe", priority=9, text="urgent", size=1)
     stack.start_worker(concurrency=1)
     jobs = [client.wait(job["id"], {"succeeded"}) for job in [*waiting, urgent]]
     order = [job["input"]["text"] for job in sorted(jobs, key=lambda job: job["started_at"])]
     assert order[0] == "urgent", order
     stack.stop_worker()
     stack.start_worker()
+
+
+def test_jobs_waiting_together_run_as_one_batch(stack, client):
+    stack.stop_worker()
+    jobs = [client.submit("batch_probe", text=f"together {n}") for n in range(6)]
+    stack.start_worker(concurrency=1)
+    done = [client.wait(job["id"], {"succeeded", "failed"}) for job in jobs]
+    ids = {job["id"] for job in jobs}
+    assert {job["status"] for job in done} == {"succeeded"}
+    assert all(set(job["outputs"][0]["content"]["batch"]) == ids for job in done)
+    assert [batch for batch in stack.batches() if set(batch) & ids] == [[job["id"] for job in jobs]]
+
+
+def test_sigterm_finishes_the_batch_in_hand_and_leaves_the_rest_queued(stack, client):
+    stack.stop_worker()
+    size = 8  # the batch probe's max_batch_size
+    jobs = [client.submit("batch_probe", text=f"term {n}", sleep_s=2) for n in range(size + 3)]
+    stack.start_worker(concurrency=1)
+    deadline = time.monotonic() + 30
+    while sum(client.get(job["id"])["status"] == "running" for job in jobs) < size:
+        assert time.monotonic() < deadline, "the first batch never started"
+        time.sleep(0.05)
+    stack.stop_worker()  # SIGTERM: a warm shutdown
+    states = [client.get(job["id"]) for job in jobs]
+    finished = [job for job in states if job["status"] == "succeeded"]
+    waiting = [job for job in states if job["status"] == "queued"]
+    assert len(finished) == size and len(waiting) == 3, [job["status"] for job in states]
+    assert all(job["attempts"] == 0 for job in waiting)
+    stack.start_worker()
+    for job in waiting:
+        assert client.wait(job["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    ran = [job_id for batch in stack.batches() for job_id in batch]
+    assert all(ran.count(job["id"]) == 1 for job in jobs)  # nothing ran twice
+
+
+def test_worker_killed_mid_batch_loses_no_job_and_duplicates_none(stack, client):
+    stack.stop_worker()
+    jobs = [client.submit("batch_probe", text=f"interrupted {n}", sleep_s=3) for n in range(5)]
+    stack.start_worker(concurrency=1)
+    deadline = time.monotonic() + 30
+    while not all((client.get(job["id"])["progress"] or {}).get("fraction") for job in jobs):
+        assert time.monotonic() < deadline, "the batch never made progress"
+        time.sleep(0.05)
+    stack.kill_worker()
+    stack.start_worker()
+    done = [client.wait(job["id"], {"succeeded", "failed"}, timeout=90) for job in jobs]
+    assert {job["status"] for job in done} == {"succeeded"}
+    assert all(job["attempts"] == 2 and len(job["outputs"]) == 1 for job in done)
+    ran = [job_id for batch in stack.batches() for job_id in batch]
+    assert all(ran.count(job["id"]) == 2 for job in jobs)  # the killed batch, then once more
+
+
+def test_workers_report_their_state(stack, client):
+    key = stack.manage("create_api_key", "--project", "e2e", "--scopes", "admin").stdout.strip()
+    deadline = time.monotonic() + 30
+    while True:
+        workers = requests.get(f"{stack.url}/api/v1/workers/", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+        live = [w for w in workers if w["state"] in ("ready", "busy")]
+        if live:
+            break
+        assert time.monotonic() < deadline, workers
+        time.sleep(0.2)
+    assert {w["state"] for w in workers} <= {"ready", "busy", "stopped", "lost", "starting"}
+    states = {w["state"] for w in workers}
+    assert "stopped" in states and "lost" in states  # earlier tests stopped workers cleanly, and killed one
+    metrics = requests.get(f"{stack.url}/metrics", timeout=10).text
+    assert "atelier_queue_depth" in metrics and "atelier_batch_size_bucket" in metrics

@@ -191,3 +191,55 @@ def test_batch_metrics_are_counted(probe_project, runner):
     assert stats["counters"]["jobs_succeeded"] == 4 and stats["counters"]["jobs_failed"] == 1
     assert stats["histograms"]["batch_size"]["count"] == 1 and stats["histograms"]["batch_size"]["sum"] == 5
     assert stats["histograms"]["run_seconds"]["count"] == 5
+
+
+@pytest.fixture
+def chat_project(project, empty_plugin_registry, tmp_path, monkeypatch):
+    """The real chatbot plugin on a tiny LM in the default model directory, knowledge off."""
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+    from tests.support.tiny_lm import build_tiny_chat_lm
+
+    monkeypatch.setattr(type(get_config()), "resolved_models_root", property(lambda self: tmp_path))
+    build_tiny_chat_lm(tmp_path / ChatbotPlugin.manifest.default_model_dir, n_positions=512)
+    empty_plugin_registry.register(ChatbotPlugin)
+    set_plugin_enabled(project, "chatbot", True)
+    return project
+
+
+def submit_chat(project, text: str, **params) -> Job:
+    data = {"messages": [{"role": "user", "content": text}], "use_knowledge": False}
+    return submit_job(project, JobRequest("chatbot", data, params)).job
+
+
+def reply_of(job: Job) -> dict:
+    content = reload(job).outputs.get().content
+    return {"reply": content["reply"], "tokens": content["usage"]["completion_tokens"]}
+
+
+def test_same_seed_gives_the_same_reply_alone_and_in_a_mixed_batch(chat_project):
+    runner = JobRunner(get_registry(), ModelCache("cpu"))
+    asked = [("Where is my parcel?", {"seed": 11, "temperature": 0.9, "max_new_tokens": 24}),
+             ("How long do returns take?", {"seed": 0, "max_new_tokens": 16}),  # greedy
+             ("Hello", {"seed": 3, "temperature": 1.2, "top_p": 0.8, "max_new_tokens": 8})]
+    alone = []
+    for text, params in asked:
+        job = submit_chat(chat_project, text, **params)
+        runner.run(str(job.pk))
+        alone.append(reply_of(job))
+    others = [submit_chat(chat_project, f"Something else entirely, number {n}", seed=n, temperature=1.0, max_new_tokens=40)
+              for n in range(3)]
+    together = [submit_chat(chat_project, text, **params) for text, params in asked]
+    runner.run(str(others[0].pk))
+    assert reload(together[0]).outputs.get().provenance["batch_size"] == 6
+    assert [reply_of(job) for job in together] == alone
+
+
+def test_a_short_reply_is_stored_before_the_longest_in_its_batch_finishes(chat_project):
+    # The long one leads the batch: results stored in batch order would store it first.
+    long = submit_chat(chat_project, "Tell me everything", seed=2, max_new_tokens=300, stop=["\u2603"])
+    short = submit_chat(chat_project, "Hi", seed=1, max_new_tokens=2)
+    JobRunner(get_registry(), ModelCache("cpu")).run(str(long.pk))
+    short, long = reload(short), reload(long)
+    assert short.outputs.get().provenance["batch_size"] == long.outputs.get().provenance["batch_size"] == 2
+    assert long.outputs.get().content["usage"]["completion_tokens"] > 20
+    assert short.finished_at < long.finished_at

@@ -93,7 +93,8 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
         if not chosen:
             return []
         Job.objects.filter(pk__in=chosen, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, now))
-    return list(Job.objects.filter(pk__in=chosen, claim_token=token, status=JobStatus.RUNNING).select_related("project"))
+    claimed = {job.pk: job for job in Job.objects.filter(pk__in=chosen, claim_token=token, status=JobStatus.RUNNING).select_related("project")}
+    return [claimed[pk] for pk in chosen if pk in claimed]  # most urgent first
 
 
 def heartbeat_claims(token: uuid.UUID) -> tuple[set[str], set[str]]:

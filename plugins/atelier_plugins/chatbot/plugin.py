@@ -220,13 +220,10 @@ class ChatbotPlugin(Plugin):
                 reported[item] = tokens
                 context.report_progress(request.job_id, tokens / request.params.max_new_tokens, tokens=tokens)
 
-        completions = self.lm.generate(
-            requests, callback=on_tokens, should_stop=lambda item: context.is_cancelled(pending[item][1].job_id)
-        )
-        for (position, request, passages), completion in zip(pending, completions):
+        def result_of(item: int, completion) -> ItemResult:
+            position, request, passages = pending[item]
             if completion.finish_reason == FINISH_CANCELLED:
-                results[position] = PluginError("Cancelled while running.", code="cancelled")
-                continue
+                return PluginError("Cancelled while running.", code="cancelled")
             context.report_progress(request.job_id, 1.0, tokens=completion.completion_tokens)
             output = ChatbotOutput(
                 reply=completion.text.strip(),
@@ -235,7 +232,17 @@ class ChatbotPlugin(Plugin):
                 finish_reason=completion.finish_reason,
                 conversation_id=request.input.conversation_id,
             )
-            results[position] = [OutputItem(output)]
+            return [OutputItem(output)]
+
+        def deliver_early(item: int, completion) -> None:
+            # A short reply is handed over while longer ones in the batch go on generating.
+            results[pending[item][0]] = result_of(item, completion)
+            context.deliver(pending[item][1].job_id, results[pending[item][0]])
+
+        self.lm.generate(
+            requests, callback=on_tokens, should_stop=lambda item: context.is_cancelled(pending[item][1].job_id),
+            on_finished=deliver_early,
+        )
         return results
 
     @staticmethod

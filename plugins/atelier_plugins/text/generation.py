@@ -65,6 +65,7 @@ class ChatCompletion:
 
 ProgressCallback = Callable[[int, int], None]
 StopCheck = Callable[[int], bool]
+FinishedCallback = Callable[[int, "ChatCompletion"], None]
 
 
 def inference_dtype(device: str) -> torch.dtype:
@@ -152,12 +153,15 @@ class CausalChatLM:
         items: Sequence[ChatRequest | Mapping],
         callback: ProgressCallback | None = None,
         should_stop: StopCheck | None = None,
+        on_finished: FinishedCallback | None = None,
     ) -> list[ChatCompletion]:
         """Continue every chat of ``items`` in one batch; one ``ChatCompletion`` per item, in order.
 
         ``callback(item_index, tokens_so_far)`` is called after each decoding step for every item
         still running; ``should_stop(item_index)`` is asked before each step, and an item it
-        answers True for leaves the batch with finish_reason "cancelled".
+        answers True for leaves the batch with finish_reason "cancelled". ``on_finished(item_index,
+        completion)`` is called as soon as an item is done, while longer ones go on, so that its
+        caller can hand a short reply over without waiting for the longest.
         """
         requests = [item if isinstance(item, ChatRequest) else ChatRequest(**item) for item in items]
         if not requests:
@@ -175,13 +179,15 @@ class CausalChatLM:
                 state.generator = torch.Generator(device=self.device).manual_seed(int(state.request.seed))
             if should_stop is not None and should_stop(index):
                 state.finish(FINISH_CANCELLED)
+                if on_finished is not None:
+                    on_finished(index, state.completion(self.tokenizer))
 
         rows = [i for i, s in enumerate(states) if not s.done]  # batch row -> item index
         if rows:
-            self._decode(states, rows, [prompts[i] for i in rows], callback, should_stop)
+            self._decode(states, rows, [prompts[i] for i in rows], callback, should_stop, on_finished)
         return [s.completion(self.tokenizer) for s in states]
 
-    def _decode(self, states, rows, prompts, callback, should_stop) -> None:
+    def _decode(self, states, rows, prompts, callback, should_stop, on_finished=None) -> None:
         device = self.device
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
@@ -211,6 +217,8 @@ class CausalChatLM:
             for index in rows:
                 if not states[index].done and should_stop is not None and should_stop(index):
                     states[index].finish(FINISH_CANCELLED)
+                if states[index].done and on_finished is not None:
+                    on_finished(index, states[index].completion(self.tokenizer))
 
             keep = [row for row, index in enumerate(rows) if not states[index].done]
             if not keep:
