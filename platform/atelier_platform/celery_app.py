@@ -28,6 +28,8 @@ JOB_QUEUES = (QUEUE_GPU, QUEUE_CPU)
 RUN_JOB_TASK = "atelier.run_job"
 SWEEP_JOBS_TASK = "atelier.sweep_jobs"
 INDEX_DOCUMENT_TASK = "atelier.index_document"
+DELIVER_WEBHOOK_TASK = "atelier.deliver_webhook"
+SWEEP_WEBHOOKS_TASK = "atelier.sweep_webhooks"
 
 
 def _broker_options(config) -> dict:
@@ -45,7 +47,8 @@ def _broker_options(config) -> dict:
 
 def create_app() -> Celery:
     config = get_config()
-    app = Celery("atelier", include=["atelier_platform.jobs.tasks", "atelier_workers.tasks", "atelier_workers.knowledge_tasks"])
+    app = Celery("atelier", include=["atelier_platform.jobs.tasks", "atelier_workers.tasks", "atelier_workers.knowledge_tasks",
+                                    "atelier_platform.webhooks.tasks"])
     app.conf.update(
         broker_url=config.resolved_broker_url,
         broker_transport_options=_broker_options(config),
@@ -77,7 +80,13 @@ def create_app() -> Celery:
                 "task": SWEEP_JOBS_TASK,
                 "schedule": config.sweep_interval_s,
                 "options": {"queue": QUEUE_PLATFORM, "expires": max(config.sweep_interval_s * 2, 5)},
-            }
+            },
+            # re-sends webhook deliveries whose message was lost (the delivery row is the truth)
+            "sweep-webhooks": {
+                "task": SWEEP_WEBHOOKS_TASK,
+                "schedule": config.sweep_interval_s,
+                "options": {"queue": QUEUE_PLATFORM, "expires": max(config.sweep_interval_s * 2, 5)},
+            },
         },
     )
     return app

@@ -60,6 +60,20 @@ class AtelierConfig(BaseSettings):
     retry_backoff_base_s: float = Field(default=2.0, ge=0)
     retry_backoff_max_s: float = Field(default=300.0, ge=0)
 
+    # --- webhooks --------------------------------------------------------------------------
+    public_url: str = Field(default="", description="the platform's address as clients reach it; links in webhook payloads start with it")
+    webhooks_allow_private_targets: bool = Field(
+        default=False, description="let webhook URLs reach loopback, private and link-local addresses (closed networks, tests)"
+    )
+    webhooks_retry_schedule_s: str = Field(
+        default="5,30,120,600,1800,3600,7200,14400",
+        description="comma-separated seconds to wait before each retry of a failed delivery; its length is the number of retries",
+    )
+    webhooks_timeout_s: float = Field(default=10.0, gt=0, le=120, description="time limit of one delivery attempt")
+    webhooks_disable_after_failures: int = Field(
+        default=5, ge=1, description="an endpoint is disabled after this many deliveries in a row failed every attempt"
+    )
+
     # --- plugins and workers ---------------------------------------------------------------
     extra_plugins: str = Field(default="", description="comma-separated module:Class plugins loaded besides entry points")
     extra_safety_checks: str = Field(default="", description="comma-separated module:Class safety checks besides entry points")
@@ -89,7 +103,17 @@ class AtelierConfig(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("webhooks_retry_schedule_s")
+    @classmethod
+    def _schedule_is_seconds(cls, value: str) -> str:
+        _retry_schedule(value)
+        return value
+
     # --- derived values ----------------------------------------------------------------------
+    @property
+    def webhooks_retry_delays_s(self) -> tuple[float, ...]:
+        return _retry_schedule(self.webhooks_retry_schedule_s)
+
     @property
     def resolved_models_root(self) -> Path:
         return (self.models_root or self.data_dir / "models").resolve()
@@ -130,6 +154,16 @@ class AtelierConfig(BaseSettings):
             key_file.write_text(secrets.token_urlsafe(50))
             key_file.chmod(0o600)
         return key_file.read_text().strip()
+
+
+def _retry_schedule(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError("use comma-separated seconds, e.g. 5,30,120") from None
+    if any(not 0 <= delay <= 86_400 for delay in delays) or len(delays) > 20:  # "nan" fails this too
+        raise ValueError("use at most 20 delays, each 0 to 86400 seconds")
+    return delays
 
 
 @lru_cache(maxsize=1)

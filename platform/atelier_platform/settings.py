@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "atelier_platform.knowledge",
     "atelier_platform.conversations",
     "atelier_platform.moderation",
+    "atelier_platform.webhooks",
     "atelier_platform.fleet",
     "atelier_platform.api",
     "atelier_frontend",

@@ -22,6 +22,7 @@ class Capability(models.TextChoices):
     REVIEWS_READ = "reviews:read", "See the review queue"
     REVIEWS_WRITE = "reviews:write", "Claim and decide reviews"
     ADMIN = "admin", "Manage the project: members, keys, policies"
+    WEBHOOKS_MANAGE = "webhooks:manage", "Manage webhook endpoints and see their deliveries"
 
 
 ROLE_CAPABILITIES: dict[str, frozenset[str]] = {

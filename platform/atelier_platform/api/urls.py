@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -23,6 +23,7 @@ urlpatterns = [
     path("audit/", AuditLogView.as_view(), name="audit-log"),
     path("safety/policy/", SafetyPolicyView.as_view(), name="safety-policy"),
     path("safety/blocklist/", BlocklistView.as_view(), name="safety-blocklist"),
+    path("", include("atelier_platform.webhooks.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     *router.urls,

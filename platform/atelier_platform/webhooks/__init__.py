@@ -1,0 +1,1 @@
+"""Webhooks: projects subscribe URLs to events; deliveries are signed (Standard Webhooks) and retried."""

@@ -1,0 +1,321 @@
+"""Sending deliveries: one attempt at a time, retried with backoff, the row updated on every attempt.
+
+The delivery row is the truth; a broker message only says "look at delivery <id> now". An attempt
+first claims the row with a conditional update (status pending and due), which also pushes
+``next_attempt_at`` past the attempt's time limit: a duplicate message finds nothing due, and a
+worker that dies mid-attempt leaves a row the sweeper finds overdue and sends again. The HTTP
+request runs outside any transaction, so a slow receiver never holds a database lock.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from atelier_platform.celery_app import DELIVER_WEBHOOK_TASK, QUEUE_PLATFORM, app
+from atelier_platform.config import get_config
+from atelier_platform.moderation import audit
+from atelier_platform.webhooks import signing
+from atelier_platform.webhooks.events import EventType
+from atelier_platform.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from atelier_platform.webhooks.targets import Target, UnsafeTarget, check_target
+
+logger = logging.getLogger("atelier.webhooks")
+
+USER_AGENT = "Atelier-Webhooks/1"
+#: characters of the receiver's answer kept in the log: enough to read an error page's gist
+RESPONSE_EXCERPT_CHARS = 500
+#: a message may run this early against the row's due time (clocks of web and worker hosts differ)
+EARLY_TOLERANCE = timedelta(seconds=2)
+SYSTEM_ACTOR = "system:webhooks"
+
+
+def attempt_limit_s() -> float:
+    """Longest one attempt can take: connect, send, read the status line and an excerpt."""
+    return get_config().webhooks_timeout_s
+
+
+def max_attempts_for(event_type: str) -> int:
+    # A test ping answers "does my endpoint work now?": retrying it for hours would answer nothing.
+    if event_type == EventType.WEBHOOK_TEST:
+        return 1
+    return 1 + len(get_config().webhooks_retry_delays_s)
+
+
+def retry_delay_s(attempts_made: int) -> float:
+    """Wait after the ``attempts_made``-th failed attempt (the schedule's last value repeats)."""
+    delays = get_config().webhooks_retry_delays_s or (0.0,)
+    return delays[min(attempts_made, len(delays)) - 1]
+
+
+# --- publishing -------------------------------------------------------------------------------
+
+def publish(delivery_id: str, *, countdown: float = 0) -> bool:
+    try:
+        app.send_task(
+            DELIVER_WEBHOOK_TASK,
+            args=[str(delivery_id)],
+            queue=QUEUE_PLATFORM,
+            countdown=countdown or None,
+            # a backstop only: the attempt enforces its own deadline
+            time_limit=int(attempt_limit_s() * 3) + 60,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+        return True
+    except Exception:  # broker unreachable: the sweeper re-sends overdue deliveries
+        logger.exception("could not publish webhook delivery %s; the sweeper will retry", delivery_id)
+        return False
+
+
+def publish_on_commit(delivery_id, *, countdown: float = 0) -> None:
+    delivery_id = str(delivery_id)
+    transaction.on_commit(lambda: publish(delivery_id, countdown=countdown), robust=True)
+
+
+# --- one HTTP request ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AttemptResult:
+    status_code: int | None
+    error: str = ""
+    excerpt: str = ""
+    duration_ms: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.status_code is not None and 200 <= self.status_code < 300
+
+
+class _PinnedAddresses:
+    """Connects to the addresses the SSRF check approved, never to a fresh DNS answer."""
+
+    _addresses: tuple[str, ...]
+    port: int
+    timeout: float
+
+    def _open_socket(self) -> socket.socket:
+        error: OSError | None = None
+        for address in self._addresses:  # in resolver order; an unreachable IPv6 falls back to IPv4
+            try:
+                return socket.create_connection((address, self.port), self.timeout)
+            except OSError as exc:
+                error = exc
+        raise error or OSError("no address to connect to")
+
+
+class _PinnedHTTPConnection(_PinnedAddresses, http.client.HTTPConnection):
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self._addresses = target.addresses
+
+    def connect(self) -> None:
+        self.sock = self._open_socket()
+
+
+class _PinnedHTTPSConnection(_PinnedAddresses, http.client.HTTPSConnection):
+    def __init__(self, target: Target, timeout: float) -> None:
+        self._tls = ssl.create_default_context()
+        super().__init__(target.host, target.port, timeout=timeout, context=self._tls)
+        self._addresses = target.addresses
+
+    def connect(self) -> None:
+        # The certificate is checked against the URL's host name, not the address we dialled.
+        self.sock = self._tls.wrap_socket(self._open_socket(), server_hostname=self.host)
+
+
+def _abort(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the request thread blocked in recv/send
+        except OSError:
+            pass
+
+
+def post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -> AttemptResult:
+    """POST once, within ``timeout`` seconds in all (a receiver that trickles its answer byte by
+    byte is cut off too). Redirects are not followed (a 3xx is a failed attempt): following one
+    would reach a URL nobody checked."""
+    started = time.monotonic()
+    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    connection = connection_class(target, timeout)
+    expired = threading.Event()
+    watchdog = threading.Timer(timeout, _abort, args=(connection, expired))
+    watchdog.daemon = True
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    watchdog.start()
+    try:
+        connection.request("POST", target.path, body=body, headers=headers)
+        response = connection.getresponse()
+        raw = response.read(RESPONSE_EXCERPT_CHARS * 4)
+        if expired.is_set():
+            raise TimeoutError
+        excerpt = raw.decode("utf-8", errors="replace")[:RESPONSE_EXCERPT_CHARS]
+        error = ""
+        if 300 <= response.status < 400:
+            error = f"Redirects are not followed (Location: {(response.getheader('Location') or '')[:200]})."
+        return AttemptResult(response.status, error, excerpt, elapsed_ms())
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set() or isinstance(exc, TimeoutError):
+            return AttemptResult(None, f"Timed out after {timeout:g} s.", "", elapsed_ms())
+        if isinstance(exc, ssl.SSLError):
+            return AttemptResult(None, f"TLS error: {exc}", "", elapsed_ms())
+        return AttemptResult(None, f"{type(exc).__name__}: {exc}", "", elapsed_ms())
+    finally:
+        watchdog.cancel()
+        connection.close()
+
+
+def request_parts(endpoint: WebhookEndpoint, delivery: WebhookDelivery, now: datetime) -> tuple[bytes, dict[str, str]]:
+    """The body and the Standard Webhooks headers of one attempt (signed afresh: the timestamp is now)."""
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    timestamp = int(now.timestamp())
+    secrets_in_use = [endpoint.secret]
+    if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
+        secrets_in_use.append(endpoint.previous_secret)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": delivery.event_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signing.signature_header(secrets_in_use, delivery.event_id, timestamp, body),
+    }
+    return body.encode("utf-8"), headers
+
+
+def send(endpoint: WebhookEndpoint, delivery: WebhookDelivery, now: datetime) -> AttemptResult:
+    try:
+        # Checked again at every attempt: the name may resolve elsewhere than when it was saved.
+        target = check_target(endpoint.url)
+    except UnsafeTarget as exc:
+        return AttemptResult(None, f"Refused: {exc}")
+    body, headers = request_parts(endpoint, delivery, now)
+    return post(target, body, headers, attempt_limit_s())
+
+
+# --- one attempt of a delivery --------------------------------------------------------------------
+
+def attempt(delivery_id: str) -> str:
+    """Make the delivery's next attempt if it is due. Returns what happened, for the task log:
+    ``not_due`` (a duplicate or early message), ``gone``, ``cancelled``, ``succeeded``,
+    ``retrying`` or ``failed``."""
+    now = timezone.now()
+    delivery = WebhookDelivery.objects.select_related("endpoint__project").filter(pk=delivery_id).first()
+    if delivery is None:
+        return "gone"
+    endpoint = delivery.endpoint
+    is_test = delivery.event_type == EventType.WEBHOOK_TEST
+    due = WebhookDelivery.objects.filter(
+        pk=delivery.pk, status=DeliveryStatus.PENDING, next_attempt_at__lte=now + EARLY_TOLERANCE
+    )
+    if not endpoint.enabled and not is_test:
+        cancelled = due.update(
+            status=DeliveryStatus.CANCELLED, next_attempt_at=None, finished_at=now,
+            last_error=f"Not sent: the endpoint is disabled. {endpoint.disabled_reason}"[:1000],
+        )
+        return "cancelled" if cancelled else "not_due"
+    # The claim: one message wins; the lease keeps duplicates away until the attempt is over.
+    lease = now + timedelta(seconds=attempt_limit_s() * 3 + 30)
+    if not due.update(attempts=F("attempts") + 1, next_attempt_at=lease, last_attempt_at=now):
+        return "not_due"
+    result = send(endpoint, delivery, now)
+    return _record(delivery.pk, endpoint, result, started_at=now, counts_for_health=not is_test)
+
+
+@transaction.atomic
+def _record(delivery_id, endpoint: WebhookEndpoint, result: AttemptResult, *, started_at: datetime, counts_for_health: bool) -> str:
+    delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+    if delivery is None:
+        return "gone"  # the endpoint was deleted during the attempt
+    now = timezone.now()
+    WebhookAttempt.objects.create(
+        delivery=delivery, number=delivery.attempts, started_at=started_at, duration_ms=result.duration_ms,
+        status_code=result.status_code, error=result.error, response_excerpt=result.excerpt,
+    )
+    delivery.last_status_code = result.status_code
+    delivery.last_error = result.error or ("" if result.ok else f"The receiver answered HTTP {result.status_code}.")
+    delivery.last_response_excerpt = result.excerpt
+    if result.ok:
+        outcome = delivery.status = DeliveryStatus.SUCCEEDED
+        delivery.next_attempt_at, delivery.finished_at = None, now
+        if counts_for_health:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).exclude(consecutive_failures=0).update(consecutive_failures=0)
+    elif delivery.status != DeliveryStatus.PENDING:
+        # Cancelled while this attempt ran (the endpoint was disabled): no further attempt.
+        outcome = delivery.status
+        delivery.next_attempt_at = None
+    elif delivery.attempts < delivery.max_attempts:
+        outcome = "retrying"
+        delay = retry_delay_s(delivery.attempts)
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
+        publish_on_commit(delivery.pk, countdown=delay)
+    else:
+        outcome = delivery.status = DeliveryStatus.FAILED
+        delivery.next_attempt_at, delivery.finished_at = None, now
+        if counts_for_health:
+            _count_failed_delivery(endpoint, delivery.last_error, now)
+    delivery.save(update_fields=[
+        "status", "next_attempt_at", "finished_at", "last_status_code", "last_error", "last_response_excerpt",
+    ])
+    logger.info("webhook delivery %s (%s) attempt %d: %s %s", delivery.pk, delivery.event_type, delivery.attempts,
+                result.status_code, result.error or "")
+    return outcome
+
+
+def _count_failed_delivery(endpoint: WebhookEndpoint, last_error: str, now: datetime) -> None:
+    """A delivery failed every attempt: after enough in a row, stop sending to this endpoint."""
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(consecutive_failures=F("consecutive_failures") + 1)
+    limit = get_config().webhooks_disable_after_failures
+    reason = f"Disabled automatically: {limit} deliveries in a row failed every attempt. Last error: {last_error}"[:300]
+    disabled = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=True, consecutive_failures__gte=limit).update(
+        enabled=False, disabled_reason=reason, disabled_at=now
+    )
+    if disabled:
+        logger.warning("webhook endpoint %s disabled after %d failed deliveries in a row", endpoint.pk, limit)
+        cancel_pending(endpoint, reason)
+        audit.record(endpoint.project, SYSTEM_ACTOR, "webhook_disabled", endpoint, after={"reason": reason})
+
+
+def cancel_pending(endpoint: WebhookEndpoint, reason: str) -> int:
+    """Deliveries still waiting for a disabled endpoint are not sent (they can be retried by hand)."""
+    return (
+        WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING)
+        .exclude(event_type=EventType.WEBHOOK_TEST)
+        .update(status=DeliveryStatus.CANCELLED, next_attempt_at=None, finished_at=timezone.now(),
+                last_error=f"Not sent: the endpoint was disabled. {reason}"[:1000])
+    )
+
+
+# --- repair -----------------------------------------------------------------------------------------
+
+def sweep(now: datetime | None = None) -> int:
+    """Send again deliveries overdue by ``ATELIER_JOB_REQUEUE_AFTER_S``: their message was lost
+    (broker purged) or their worker died mid-attempt. A duplicate message is harmless (the claim)."""
+    now = now or timezone.now()
+    overdue_before = now - timedelta(seconds=get_config().job_requeue_after_s)
+    overdue = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lt=overdue_before)
+    sent = 0
+    for delivery_id in overdue.values_list("pk", flat=True)[:500]:
+        # Marking it due now keeps the next sweep from sending it again while this message waits.
+        if WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING,
+                                          next_attempt_at__lt=overdue_before).update(next_attempt_at=now):
+            logger.warning("webhook delivery %s overdue; sending its message again", delivery_id)
+            publish(delivery_id)
+            sent += 1
+    return sent

@@ -1,0 +1,108 @@
+"""The events a project can subscribe to, and the payloads they carry.
+
+A payload never carries generated content: by project policy outputs are held for review, and
+a webhook receiver is outside that review. It carries ids, states, screening flags and the URLs
+from which the receiver fetches content with its API key, where the API applies the review rules.
+
+Every payload has the Standard Webhooks shape ``{"type", "timestamp", "data"}``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Iterable
+
+from django.db import models
+
+from atelier_platform.config import get_config
+from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, Output
+
+
+class EventType(models.TextChoices):
+    JOB_SUCCEEDED = "job.succeeded", "A job finished with outputs (held for review unless released)"
+    JOB_FAILED = "job.failed", "A job failed"
+    JOB_CANCELLED = "job.cancelled", "A job was cancelled"
+    OUTPUT_FLAGGED = "output.flagged", "Screening flagged an output"
+    OUTPUT_REVIEW_CHANGED = "output.review_changed", "A reviewer decided an output (approved or rejected)"
+    WEBHOOK_TEST = "webhook.test", "A test ping asked for through the API"
+
+
+#: What an endpoint may subscribe to. The test ping goes to the endpoint it was asked for, whatever its filter.
+SUBSCRIBABLE_EVENTS: tuple[str, ...] = tuple(value for value in EventType.values if value != EventType.WEBHOOK_TEST)
+
+# A fixed namespace, so that the same fact (this job succeeded) always gets the same event id.
+_EVENT_NAMESPACE = uuid.UUID("6f1f7f4e-2b8e-4d36-9a57-0a7c2f3e5d11")
+
+
+def event_id_for(event_type: str, key: str) -> str:
+    """The ``webhook-id`` of an event: derived from what happened, so that a signal sent twice
+    for one transition yields one delivery per endpoint, not two (the table has a unique key)."""
+    return "evt_" + uuid.uuid5(_EVENT_NAMESPACE, f"{event_type}:{key}").hex
+
+
+def random_event_id() -> str:
+    return "evt_" + uuid.uuid4().hex
+
+
+def api_url(path: str) -> str:
+    """``ATELIER_PUBLIC_URL`` + path when the operator set it; the bare path otherwise."""
+    return get_config().public_url.rstrip("/") + path
+
+
+def envelope(event_type: str, data: dict[str, Any], occurred_at: datetime) -> dict[str, Any]:
+    return {"type": event_type, "timestamp": occurred_at.isoformat(), "data": data}
+
+
+def job_data(job: Job) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "project": job.project.slug,
+        "job": {
+            "id": str(job.id),
+            "plugin": job.plugin_id,
+            "plugin_version": job.plugin_version,
+            "status": job.status,
+            "attempts": job.attempts,
+            "created_at": job.created_at.isoformat() if job.created_at else None,
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+            "url": api_url(f"/api/v1/jobs/{job.id}/"),
+        },
+    }
+    if job.error_code:
+        data["job"]["error"] = {"code": job.error_code, "message": job.error_message}
+    return data
+
+
+def output_summary(output: Output) -> dict[str, Any]:
+    """What a receiver may know about an output before fetching it: no content."""
+    safety = output.safety if isinstance(output.safety, dict) else {}
+    return {
+        "id": str(output.id),
+        "job_id": str(output.job_id),
+        "index": output.index,
+        "review_state": output.review_state,
+        "final": output.review_state in DELIVERABLE_REVIEW_STATES,
+        "flagged": sorted(safety.get("flagged", []) or []),
+        "url": api_url(f"/api/v1/jobs/{output.job_id}/"),
+    }
+
+
+def job_succeeded_data(job: Job, outputs: Iterable[Output]) -> dict[str, Any]:
+    return {**job_data(job), "outputs": [output_summary(output) for output in outputs]}
+
+
+def output_flagged_data(output: Output, categories: Iterable[str]) -> dict[str, Any]:
+    job = output.job
+    return {
+        "project": job.project.slug,
+        "plugin": job.plugin_id,
+        "output": {**output_summary(output), "flagged": sorted(set(categories))},
+    }
+
+
+def output_review_changed_data(output: Output, state: str) -> dict[str, Any]:
+    job = output.job
+    summary = output_summary(output)
+    summary["review_state"] = state
+    summary["final"] = state in DELIVERABLE_REVIEW_STATES
+    return {"project": job.project.slug, "plugin": job.plugin_id, "output": summary}

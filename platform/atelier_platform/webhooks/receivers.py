@@ -1,0 +1,58 @@
+"""Events from the rest of the platform become webhook deliveries.
+
+The signals are sent after their transaction commits, from the web process or a worker. A failure
+here is logged and swallowed: a webhook problem must never fail a job or a review decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from django.dispatch import receiver
+
+from atelier_platform.jobs.signals import job_cancelled, job_failed, job_succeeded
+from atelier_platform.moderation.review import output_flagged, output_review_changed
+from atelier_platform.webhooks import events, services
+from atelier_platform.webhooks.events import EventType
+
+logger = logging.getLogger("atelier.webhooks")
+
+
+def _safely(event_type: str, emit: Callable[[], object]) -> None:
+    try:
+        emit()
+    except Exception:
+        logger.exception("could not create webhook deliveries for %s", event_type)
+
+
+@receiver(job_succeeded, dispatch_uid="webhooks.job_succeeded")
+def on_job_succeeded(sender, job, outputs, **kwargs):
+    _safely(EventType.JOB_SUCCEEDED, lambda: services.emit(
+        job.project, EventType.JOB_SUCCEEDED, events.job_succeeded_data(job, outputs), event_key=str(job.pk)))
+
+
+@receiver(job_failed, dispatch_uid="webhooks.job_failed")
+def on_job_failed(sender, job, **kwargs):
+    _safely(EventType.JOB_FAILED, lambda: services.emit(
+        job.project, EventType.JOB_FAILED, events.job_data(job), event_key=str(job.pk)))
+
+
+@receiver(job_cancelled, dispatch_uid="webhooks.job_cancelled")
+def on_job_cancelled(sender, job, **kwargs):
+    _safely(EventType.JOB_CANCELLED, lambda: services.emit(
+        job.project, EventType.JOB_CANCELLED, events.job_data(job), event_key=str(job.pk)))
+
+
+@receiver(output_flagged, dispatch_uid="webhooks.output_flagged")
+def on_output_flagged(sender, output, categories, **kwargs):
+    _safely(EventType.OUTPUT_FLAGGED, lambda: services.emit(
+        output.job.project, EventType.OUTPUT_FLAGGED, events.output_flagged_data(output, categories),
+        event_key=str(output.pk)))
+
+
+@receiver(output_review_changed, dispatch_uid="webhooks.output_review_changed")
+def on_output_review_changed(sender, output, state, **kwargs):
+    _safely(EventType.OUTPUT_REVIEW_CHANGED, lambda: services.emit(
+        output.job.project, EventType.OUTPUT_REVIEW_CHANGED, events.output_review_changed_data(output, state),
+        event_key=f"{output.pk}:{state}"))

@@ -1,0 +1,194 @@
+"""Webhook endpoints of a project, and the events that become deliveries.
+
+Endpoint changes are checked (URL safety, known event types), audited (never the secret), and
+made under a row lock. An event becomes one delivery row per subscribed endpoint, written before
+any message is sent; the message is published when the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any, Iterable
+
+from django.db import transaction
+from django.utils import timezone
+
+from atelier_platform.accounts.models import Project
+from atelier_platform.jobs.errors import JobServiceError
+from atelier_platform.moderation import audit
+from atelier_platform.webhooks import delivery as delivery_service
+from atelier_platform.webhooks import events, signing
+from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS, EventType
+from atelier_platform.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from atelier_platform.webhooks.targets import UnsafeTarget, check_target
+
+logger = logging.getLogger("atelier.webhooks")
+
+#: A project's endpoints, at most: every event fans out to each of them.
+MAX_ENDPOINTS_PER_PROJECT = 20
+#: After a rotation the old secret still signs for this long, so receivers can switch without a gap.
+SECRET_ROTATION_GRACE = timedelta(hours=24)
+
+
+class WebhookError(JobServiceError):
+    code = "webhook_error"
+
+
+class InvalidWebhook(WebhookError):
+    code = "validation_error"
+
+
+class TooManyEndpoints(WebhookError):
+    status_code = 409
+    code = "webhook_limit_reached"
+
+
+class DeliveryNotRetryable(WebhookError):
+    status_code = 409
+    code = "delivery_not_retryable"
+
+
+# --- endpoints ---------------------------------------------------------------------------------------
+
+def checked_url(url: str) -> str:
+    try:
+        check_target(url)
+    except UnsafeTarget as exc:
+        raise InvalidWebhook(str(exc), details={"url": [str(exc)]}) from None
+    return url.strip()
+
+
+def checked_event_types(event_types: Iterable[str]) -> list[str]:
+    chosen = list(dict.fromkeys(event_types))  # without duplicates, in the caller's order
+    unknown = [name for name in chosen if name not in SUBSCRIBABLE_EVENTS]
+    if unknown:
+        message = f"Unknown event type(s): {', '.join(unknown)}. Subscribe to any of: {', '.join(SUBSCRIBABLE_EVENTS)}."
+        raise InvalidWebhook(message, details={"event_types": [message]})
+    return chosen
+
+
+def _audit_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {"url": endpoint.url, "description": endpoint.description, "event_types": endpoint.event_types,
+            "enabled": endpoint.enabled}
+
+
+@transaction.atomic
+def create_endpoint(project, actor: str, *, url: str, description: str = "", event_types: Iterable[str] = (),
+                    enabled: bool = True) -> WebhookEndpoint:
+    # The project row's lock makes creations in one project take turns: two at once cannot both pass the limit.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    if WebhookEndpoint.objects.filter(project=project).count() >= MAX_ENDPOINTS_PER_PROJECT:
+        raise TooManyEndpoints(f"A project has at most {MAX_ENDPOINTS_PER_PROJECT} webhook endpoints; delete one first.")
+    endpoint = WebhookEndpoint.objects.create(
+        project=project, url=checked_url(url), description=description, event_types=checked_event_types(event_types),
+        enabled=enabled, secret=signing.new_secret(),
+    )
+    audit.record(project, actor, "webhook_created", endpoint, after=_audit_view(endpoint))
+    return endpoint
+
+
+@transaction.atomic
+def update_endpoint(endpoint: WebhookEndpoint, actor: str, changes: dict[str, Any]) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    before = _audit_view(endpoint)
+    if "url" in changes:
+        endpoint.url = checked_url(changes["url"])
+    if "description" in changes:
+        endpoint.description = changes["description"]
+    if "event_types" in changes:
+        endpoint.event_types = checked_event_types(changes["event_types"])
+    if "enabled" in changes and changes["enabled"] != endpoint.enabled:
+        if changes["enabled"]:
+            # Enabling is the owner saying "it works again": the failure count starts afresh.
+            endpoint.enabled, endpoint.consecutive_failures = True, 0
+            endpoint.disabled_reason, endpoint.disabled_at = "", None
+        else:
+            endpoint.enabled, endpoint.disabled_at = False, timezone.now()
+            endpoint.disabled_reason = f"Disabled by {actor}."
+            delivery_service.cancel_pending(endpoint, endpoint.disabled_reason)
+    endpoint.save()
+    audit.record(endpoint.project, actor, "webhook_updated", endpoint, before=before, after=_audit_view(endpoint))
+    return endpoint
+
+
+@transaction.atomic
+def delete_endpoint(endpoint: WebhookEndpoint, actor: str) -> None:
+    audit.record(endpoint.project, actor, "webhook_deleted", endpoint, before=_audit_view(endpoint))
+    endpoint.delete()  # its deliveries go with it; their messages then find nothing to send
+
+
+@transaction.atomic
+def rotate_secret(endpoint: WebhookEndpoint, actor: str) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = timezone.now() + SECRET_ROTATION_GRACE
+    endpoint.secret = signing.new_secret()
+    endpoint.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"])
+    audit.record(endpoint.project, actor, "webhook_secret_rotated", endpoint,
+                 after={"previous_secret_expires_at": endpoint.previous_secret_expires_at.isoformat()})
+    return endpoint
+
+
+# --- deliveries ----------------------------------------------------------------------------------------
+
+def _new_delivery(endpoint: WebhookEndpoint, event_type: str, event_id: str, payload: dict[str, Any]) -> tuple[WebhookDelivery, bool]:
+    delivery, created = WebhookDelivery.objects.get_or_create(
+        endpoint=endpoint, event_id=event_id,
+        defaults=dict(event_type=event_type, payload=payload, max_attempts=delivery_service.max_attempts_for(event_type),
+                      next_attempt_at=timezone.now()),
+    )
+    if created:
+        delivery_service.publish_on_commit(delivery.pk)
+    return delivery, created
+
+
+@transaction.atomic
+def emit(project, event_type: str, data: dict[str, Any], *, event_key: str) -> list[WebhookDelivery]:
+    """One delivery per enabled endpoint of the project that subscribes to ``event_type``.
+
+    ``event_key`` names the fact (a job id, an output id and state): the same fact emitted twice
+    gets the same ``webhook-id`` and so no second delivery.
+    """
+    endpoints = [e for e in WebhookEndpoint.objects.filter(project=project, enabled=True) if e.accepts(event_type)]
+    if not endpoints:
+        return []
+    event_id = events.event_id_for(event_type, event_key)
+    payload = events.envelope(event_type, data, timezone.now())
+    created = []
+    for endpoint in endpoints:
+        delivery, is_new = _new_delivery(endpoint, event_type, event_id, payload)
+        if is_new:
+            created.append(delivery)
+    return created
+
+
+@transaction.atomic
+def send_test(endpoint: WebhookEndpoint, actor: str) -> WebhookDelivery:
+    """A ``webhook.test`` ping through the same path as real events (one attempt, no retries).
+    It goes to a disabled endpoint too: that is how an owner checks a repaired receiver."""
+    data = {"project": endpoint.project.slug, "endpoint_id": str(endpoint.pk), "requested_by": actor,
+            "message": "A test delivery from Atelier. Verify its signature with your endpoint's secret."}
+    payload = events.envelope(EventType.WEBHOOK_TEST, data, timezone.now())
+    delivery, _ = _new_delivery(endpoint, EventType.WEBHOOK_TEST, events.random_event_id(), payload)
+    return delivery
+
+
+@transaction.atomic
+def retry_delivery(delivery: WebhookDelivery, actor: str) -> WebhookDelivery:
+    """Send a finished delivery once more, with the same ``webhook-id`` (receivers may dedupe)."""
+    delivery = WebhookDelivery.objects.select_for_update().select_related("endpoint__project").get(pk=delivery.pk)
+    if delivery.status == DeliveryStatus.PENDING:
+        raise DeliveryNotRetryable("This delivery is still waiting for an attempt; it is retried automatically.",
+                                   details={"next_attempt_at": delivery.next_attempt_at.isoformat() if delivery.next_attempt_at else None})
+    if not delivery.endpoint.enabled and delivery.event_type != EventType.WEBHOOK_TEST:
+        raise DeliveryNotRetryable("The endpoint is disabled; enable it (PATCH enabled=true) before retrying.",
+                                   code="endpoint_disabled")
+    delivery.status = DeliveryStatus.PENDING
+    delivery.max_attempts = delivery.attempts + 1  # one more attempt, not a whole new schedule
+    delivery.next_attempt_at = timezone.now()
+    delivery.finished_at = None
+    delivery.save(update_fields=["status", "max_attempts", "next_attempt_at", "finished_at"])
+    audit.record(delivery.endpoint.project, actor, "webhook_delivery_retried", delivery)
+    delivery_service.publish_on_commit(delivery.pk)
+    return delivery

@@ -1,0 +1,140 @@
+"""Which URLs a webhook may call: the guard against server-side request forgery.
+
+A webhook URL is chosen by a project's owner, but the request leaves from inside the operator's
+network, so an unchecked URL would let an owner reach the cloud metadata service, the database or
+an internal admin page. A URL must be http(s), and every address its host resolves to must be a
+public one. The check runs when the URL is saved (a clear 400) and again at every delivery, and
+the delivery connects to the very address that was checked: a DNS answer that changes between
+the check and the request (DNS rebinding) cannot redirect it.
+
+``ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true`` lets an operator of a closed network (or a test)
+reach loopback, private and link-local addresses. Multicast, unspecified and reserved addresses
+are never valid HTTP targets and stay refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from atelier_platform.config import get_config
+
+MAX_URL_LENGTH = 2000
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class UnsafeTarget(ValueError):
+    """The URL is malformed, cannot be resolved, or reaches an address webhooks may not call."""
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str  # the name the receiver expects (Host header, TLS server name)
+    port: int
+    path: str  # path and query, as sent in the request line
+    addresses: tuple[str, ...]  # every address the host resolved to, all checked
+
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    """Syntax only: (scheme, host, port, path with query)."""
+    if not isinstance(url, str) or not url.strip():
+        raise UnsafeTarget("Give the URL to deliver to, e.g. https://example.com/hooks/atelier.")
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeTarget(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise UnsafeTarget("The URL contains spaces or control characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeTarget(f"The URL cannot be parsed: {exc}.") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UnsafeTarget("Only http:// and https:// URLs can receive webhooks.")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeTarget("Credentials in the URL are not supported; verify deliveries by their signature instead.")
+    if parts.fragment:
+        raise UnsafeTarget("The URL must not have a #fragment.")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise UnsafeTarget("The URL has no host.")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return scheme, host, port or (443 if scheme == "https" else 80), path
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """IPv4 addresses that an IPv6 address carries (mapped, NAT64, 6to4, Teredo) reach IPv4 hosts."""
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
+def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
+    """Why webhooks may not call this address, or None when they may."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            return address_problem(inner, allow_private=allow_private)
+    if address.is_unspecified:
+        return "an unspecified address"
+    if address.is_multicast:
+        return "a multicast address"
+    if allow_private:
+        return None
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address (the cloud metadata service 169.254.169.254 is one)"
+    if address.is_private:
+        return "a private address"
+    if address.is_reserved:
+        return "a reserved address"
+    if not address.is_global:
+        return "not a publicly routable address"
+    return None
+
+
+def resolve(host: str, port: int) -> tuple[str, ...]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeTarget(f"The host {host!r} cannot be resolved ({exc}).") from None
+    addresses: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        text = sockaddr[0].split("%", 1)[0]  # drop an IPv6 zone id
+        if text not in addresses:
+            addresses.append(text)
+    if not addresses:
+        raise UnsafeTarget(f"The host {host!r} has no addresses.")
+    return tuple(addresses)
+
+
+def check_target(url: str, *, allow_private: bool | None = None) -> Target:
+    """Parse, resolve and check a webhook URL. Raises UnsafeTarget with a message for the owner."""
+    if allow_private is None:
+        allow_private = get_config().webhooks_allow_private_targets
+    scheme, host, port, path = parse_url(url)
+    addresses = resolve(host, port)
+    for text in addresses:
+        problem = address_problem(ipaddress.ip_address(text), allow_private=allow_private)
+        if problem is not None:
+            raise UnsafeTarget(
+                f"The host {host!r} resolves to {text}, {problem}. Webhooks call public addresses only "
+                "(an operator can allow private ones with ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true)."
+            )
+    return Target(scheme=scheme, host=host, port=port, path=path, addresses=addresses)

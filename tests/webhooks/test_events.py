@@ -1,0 +1,146 @@
+"""Events come from the platform's real signals, sent by the services that change jobs and reviews."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+from standardwebhooks.webhooks import Webhook
+
+from atelier_platform.accounts.roles import Role
+from atelier_platform.jobs import lifecycle
+from atelier_platform.jobs.models import Job
+from atelier_platform.jobs.signals import job_cancelled, job_failed
+from atelier_platform.moderation.models import ReviewItem
+from atelier_platform.webhooks.models import WebhookDelivery
+
+pytestmark = pytest.mark.django_db
+
+#: generated text that must never leave in a webhook: outputs wait for review
+GENERATED = "Unreviewed words the model wrote"
+
+
+@pytest.fixture
+def hooked(project, receiver, endpoint_for):
+    return endpoint_for(project, receiver.url)
+
+
+@pytest.fixture
+def finished_job(api, django_capture_on_commit_callbacks):
+    """A job submitted through the API and completed by the job services, as a worker does;
+    its output was flagged by screening."""
+
+    def run(flagged=("harassment",)):
+        job_id = api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": "hello"}}, format="json").json()["id"]
+        claim = lifecycle.claim_job(job_id, "test-worker")
+        report = {"decision": "review" if flagged else "pass", "flagged": list(flagged)}
+        produced = [lifecycle.ProducedOutput(content={"text": GENERATED, "characters": len(GENERATED)}, safety=report)]
+        with django_capture_on_commit_callbacks(execute=True):
+            assert lifecycle.complete_job(job_id, claim.token, produced, {"model": "test"}) == "succeeded"
+        return Job.objects.get(pk=job_id)
+
+    return run
+
+
+def payloads(event_type):
+    return [d.payload for d in WebhookDelivery.objects.filter(event_type=event_type)]
+
+
+def test_a_finished_job_emits_output_flagged_and_job_succeeded_without_content(hooked, finished_job, receiver, deliver_all):
+    job = finished_job()
+    output = job.outputs.get()
+    [succeeded] = payloads("job.succeeded")
+    assert succeeded["type"] == "job.succeeded"
+    assert succeeded["data"]["project"] == job.project.slug
+    assert succeeded["data"]["job"] == {
+        "id": str(job.pk), "plugin": "reverse_text", "plugin_version": "1.0.0", "status": "succeeded", "attempts": 1,
+        "created_at": job.created_at.isoformat(), "finished_at": job.finished_at.isoformat(),
+        "url": f"/api/v1/jobs/{job.pk}/",
+    }
+    assert succeeded["data"]["outputs"] == [{
+        "id": str(output.pk), "job_id": str(job.pk), "index": 0, "review_state": "pending", "final": False,
+        "flagged": ["harassment"], "url": f"/api/v1/jobs/{job.pk}/",
+    }]
+    [flagged] = payloads("output.flagged")
+    assert flagged["data"]["output"]["id"] == str(output.pk) and flagged["data"]["output"]["flagged"] == ["harassment"]
+
+    assert sorted(deliver_all()) == ["succeeded", "succeeded"]
+    assert {r.json()["type"] for r in receiver.requests} == {"job.succeeded", "output.flagged"}
+    for request in receiver.requests:
+        Webhook(hooked.secret).verify(request.body, request.headers)
+        assert GENERATED.encode() not in request.body
+
+
+def test_an_unflagged_job_emits_job_succeeded_only(hooked, finished_job):
+    finished_job(flagged=())
+    assert {d.event_type for d in WebhookDelivery.objects.all()} == {"job.succeeded"}
+
+
+def test_a_review_decision_emits_output_review_changed(hooked, finished_job, project, member, django_capture_on_commit_callbacks):
+    job = finished_job()
+    item = ReviewItem.objects.get()
+    reviewer = APIClient()
+    reviewer.force_login(member(project, Role.REVIEWER))
+    reviewer.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+    assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        response = reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json")
+    assert response.status_code == 200, response.content
+    [changed] = payloads("output.review_changed")
+    assert changed["data"]["output"]["id"] == str(job.outputs.get().pk)
+    assert changed["data"]["output"]["review_state"] == "approved" and changed["data"]["output"]["final"] is True
+    assert GENERATED not in json.dumps(changed)
+
+
+def test_links_use_the_public_url_when_set(hooked, finished_job, webhook_config):
+    webhook_config(public_url="https://atelier.example.com/")
+    job = finished_job(flagged=())
+    [succeeded] = payloads("job.succeeded")
+    assert succeeded["data"]["job"]["url"] == f"https://atelier.example.com/api/v1/jobs/{job.pk}/"
+
+
+def test_failed_and_cancelled_signals_become_events(hooked, api, project):
+    job_id = api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": "x"}}, format="json").json()["id"]
+    job = Job.objects.get(pk=job_id)
+    job.status, job.error_code, job.error_message = "failed", "plugin_error", "It broke."
+    job_failed.send(sender=Job, job=job)
+    [failed] = payloads("job.failed")
+    assert failed["data"]["job"]["status"] == "failed"
+    assert failed["data"]["job"]["error"] == {"code": "plugin_error", "message": "It broke."}
+    job.status = "cancelled"
+    job_cancelled.send(sender=Job, job=job)
+    assert payloads("job.cancelled")[0]["data"]["job"]["id"] == job_id
+
+
+def test_a_broken_webhook_never_breaks_the_job(project, finished_job, monkeypatch, receiver, endpoint_for):
+    endpoint_for(project, receiver.url)
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("webhook store down")
+
+    monkeypatch.setattr("atelier_platform.webhooks.services.emit", explode)
+    job = finished_job()
+    assert job.status == "succeeded" and not WebhookDelivery.objects.exists()
+
+
+# These go through the job services; they pass once jobs/lifecycle.py sends job_failed and
+# job_cancelled (see the signal definitions in jobs/signals.py). strict: remove the mark then.
+WAITS_FOR_LIFECYCLE = pytest.mark.xfail(strict=True, reason="jobs/lifecycle.py does not send job_failed/job_cancelled yet")
+
+
+@WAITS_FOR_LIFECYCLE
+def test_cancelling_a_queued_job_emits_job_cancelled(hooked, api, django_capture_on_commit_callbacks):
+    job_id = api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": "x"}}, format="json").json()["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 200
+    assert payloads("job.cancelled")[0]["data"]["job"]["status"] == "cancelled"
+
+
+@WAITS_FOR_LIFECYCLE
+def test_a_failing_job_emits_job_failed(hooked, api, django_capture_on_commit_callbacks):
+    job_id = api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": "x"}}, format="json").json()["id"]
+    claim = lifecycle.claim_job(job_id, "test-worker")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert lifecycle.fail_job(job_id, claim.token, "plugin_error", "It broke.")
+    assert payloads("job.failed")[0]["data"]["job"]["error"]["code"] == "plugin_error"

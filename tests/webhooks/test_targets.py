@@ -1,0 +1,85 @@
+"""The SSRF guard: which URLs a webhook may call."""
+
+from __future__ import annotations
+
+import pytest
+
+from atelier_platform.webhooks.targets import UnsafeTarget, check_target
+
+REFUSED_ADDRESSES = [
+    "http://127.0.0.1/hook",
+    "http://127.1.2.3:8080/hook",
+    "http://localhost:8000/hook",
+    "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+    "http://10.0.0.5/",
+    "http://172.16.3.4/",
+    "http://192.168.1.1/",
+    "http://100.64.0.1/",  # carrier-grade NAT: not public
+    "http://0.0.0.0/",
+    "http://224.0.0.1/",
+    "http://240.0.0.1/",
+    "http://[::1]/",
+    "http://[fe80::1]/",
+    "http://[fc00::1]/",
+    "http://[::ffff:127.0.0.1]/",  # IPv4-mapped loopback
+    "http://[::ffff:169.254.169.254]/",
+    "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of the metadata address
+    "http://[::]/",
+    "http://[ff02::1]/",
+]
+
+
+@pytest.mark.parametrize("url", REFUSED_ADDRESSES)
+def test_private_loopback_link_local_and_special_addresses_are_refused(url):
+    with pytest.raises(UnsafeTarget, match="Webhooks call public addresses only"):
+        check_target(url, allow_private=False)
+
+
+@pytest.mark.parametrize("url,reason", [
+    ("", "Give the URL"),
+    ("ftp://example.com/x", "Only http:// and https://"),
+    ("file:///etc/passwd", "Only http:// and https://"),
+    ("javascript:alert(1)", "Only http:// and https://"),
+    ("http:///no-host", "no host"),
+    ("http://user:secret@example.com/", "Credentials in the URL"),
+    ("http://example.com:99999/", "cannot be parsed"),
+    ("http://example.com/a b", "spaces"),
+    ("https://example.com/#frag", "fragment"),
+    ("https://" + "a" * 2001 + ".com/", "longer than"),
+    ("http://no-such-host.invalid/", "cannot be resolved"),
+])
+def test_malformed_urls_are_refused_with_a_reason(url, reason):
+    with pytest.raises(UnsafeTarget, match=reason):
+        check_target(url, allow_private=False)
+
+
+def test_a_public_host_is_accepted_with_every_address_it_resolves_to(resolve_as):
+    resolve_as("hooks.example.com", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
+    target = check_target("https://hooks.example.com/in?x=1", allow_private=False)
+    assert (target.scheme, target.host, target.port, target.path) == ("https", "hooks.example.com", 443, "/in?x=1")
+    assert target.addresses == ("93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c")
+
+
+def test_one_private_address_among_public_ones_is_enough_to_refuse(resolve_as):
+    resolve_as("mixed.example.com", ["93.184.215.14", "10.1.2.3"])
+    with pytest.raises(UnsafeTarget, match="10.1.2.3, a private address"):
+        check_target("https://mixed.example.com/", allow_private=False)
+
+
+def test_metadata_address_is_named_in_the_reason():
+    with pytest.raises(UnsafeTarget, match="cloud metadata"):
+        check_target("http://169.254.169.254/", allow_private=False)
+
+
+def test_operator_setting_allows_private_targets_but_never_multicast_or_unspecified(webhook_config):
+    webhook_config(webhooks_allow_private_targets=True)
+    assert check_target("http://127.0.0.1:9/hook").addresses == ("127.0.0.1",)
+    assert check_target("http://169.254.169.254/").addresses == ("169.254.169.254",)
+    for url in ("http://224.0.0.1/", "http://0.0.0.0/"):
+        with pytest.raises(UnsafeTarget):
+            check_target(url)
+
+
+def test_the_default_refuses_private_targets():
+    with pytest.raises(UnsafeTarget):
+        check_target("http://127.0.0.1:9/hook")
