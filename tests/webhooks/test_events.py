@@ -126,10 +126,8 @@ def test_a_broken_webhook_never_breaks_the_job(project, finished_job, monkeypatc
 
 # These go through the job services; they pass once jobs/lifecycle.py sends job_failed and
 # job_cancelled (see the signal definitions in jobs/signals.py). strict: remove the mark then.
-WAITS_FOR_LIFECYCLE = pytest.mark.xfail(strict=True, reason="jobs/lifecycle.py does not send job_failed/job_cancelled yet")
 
 
-@WAITS_FOR_LIFECYCLE
 def test_cancelling_a_queued_job_emits_job_cancelled(hooked, api, django_capture_on_commit_callbacks):
     job_id = api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": "x"}}, format="json").json()["id"]
     with django_capture_on_commit_callbacks(execute=True):
@@ -137,7 +135,6 @@ def test_cancelling_a_queued_job_emits_job_cancelled(hooked, api, django_capture
     assert payloads("job.cancelled")[0]["data"]["job"]["status"] == "cancelled"
 
 
-@WAITS_FOR_LIFECYCLE
 def test_a_failing_job_emits_job_failed(hooked, api, django_capture_on_commit_callbacks):
     job_id = api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": "x"}}, format="json").json()["id"]
     claim = lifecycle.claim_job(job_id, "test-worker")

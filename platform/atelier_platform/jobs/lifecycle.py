@@ -23,7 +23,7 @@ from atelier_platform.config import get_config
 from atelier_platform.jobs.errors import JobAlreadyFinished
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile, ReviewState
 from atelier_platform.jobs.queueing import enqueue_on_commit
-from atelier_platform.jobs.signals import job_succeeded
+from atelier_platform.jobs.signals import job_cancelled, job_failed, job_succeeded
 
 logger = logging.getLogger("atelier.jobs")
 
@@ -131,6 +131,9 @@ def _finish(job: Job, status: str, *, code: str = "", message: str = "") -> None
     job.finished_at = timezone.now()
     job.claim_token = None
     job.save(update_fields=["status", "error_code", "error_message", "finished_at", "claim_token"])
+    if status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        signal = job_failed if status == JobStatus.FAILED else job_cancelled
+        transaction.on_commit(lambda: signal.send(sender=Job, job=job), robust=True)
 
 
 @transaction.atomic
@@ -228,6 +231,8 @@ def cancel_job(job: Job) -> Job:
         job.error_code = "cancelled"
         job.error_message = "Cancelled before it started."
     job.save(update_fields=["cancel_requested_at", "status", "finished_at", "error_code", "error_message"])
+    if job.status == JobStatus.CANCELLED:
+        transaction.on_commit(lambda: job_cancelled.send(sender=Job, job=job), robust=True)
     return job
 
 
