@@ -42,6 +42,8 @@ test: setup
 bench: demo
 	$(BIN)/python bench/screening.py
 	$(BIN)/python bench/plugins.py
+	$(BIN)/python bench/batching.py
+	$(BIN)/python bench/overhead.py
 
 # Precision and recall per category of the built-in safety checks on the shipped labelled set.
 eval-safety: setup

@@ -142,7 +142,7 @@ def test_valid_input_and_defaults():
     assert (data.use_knowledge, data.top_k, data.conversation_id) == (True, 3, conversation_id)
     assert (params.max_new_tokens, params.temperature, params.top_p, params.seed, params.stop) == (128, 0.0, 1.0, None, [])
     assert ChatbotPlugin.manifest.default_model_dir == "demo/chat-lm"
-    assert ChatbotPlugin.manifest.max_batch_size == 8
+    assert ChatbotPlugin.manifest.max_batch_size == 32
 
 
 def test_importing_the_plugin_module_does_not_import_torch_or_transformers():

@@ -197,6 +197,7 @@ class _Batch:
         self.provenance: dict[str, Any] = {}
         self._policies: dict[int, Any] = {}
         self.images = 0
+        self.generate_started: float | None = None
 
     @property
     def by_id(self) -> dict[str, Job]:
@@ -245,7 +246,7 @@ class _Batch:
                 retriever=knowledge.retrieve,
                 on_result=self.finish,
             )
-            started = time.perf_counter()
+            started = self.generate_started = time.perf_counter()
             results = self.generate_isolated(loaded.plugin, requests, context)
             elapsed = time.perf_counter() - started
             for request, result in zip(requests, results):
@@ -358,6 +359,9 @@ class _Batch:
         policy = self._policy(job)
         outputs = [screen_output(job, output, policy) for output in produced]
         provenance = {**self.provenance, "seed": job.seed, "generated_at": timezone.now().isoformat()}
+        if self.generate_started is not None:
+            # the model's own time for this job: from the batch's plugin call to this job's result
+            provenance["generate_seconds"] = round(time.perf_counter() - self.generate_started, 4)
         return lifecycle.complete_job(job_id, self.token, outputs, provenance)
 
     def _policy(self, job: Job):

@@ -207,9 +207,11 @@ class CausalChatLM:
 
         while rows:
             tokens = []
+            # Greedy rows share one argmax over the batch (one op instead of one per row).
+            greedy = logits.argmax(dim=-1).tolist()
             for row, index in enumerate(rows):
                 state = states[index]
-                token = self._choose(logits[row], state)
+                token = greedy[row] if state.request.temperature <= 0 else self._choose(logits[row], state)
                 tokens.append(token)
                 state.accept(token, self.tokenizer, self.eos_token_ids)
                 if callback is not None:

@@ -1,0 +1,183 @@
+"""Dynamic batching, measured: the chatbot plugin through the real queue and worker, against the same
+model called job by job (a plain batch-1 ``model.generate`` loop), in the same run.
+
+    .venv/bin/python bench/batching.py [--jobs 32] [--new-tokens 32] [--model-dir DIR] [--device auto]
+
+Starts web, worker (one process, as on a GPU host) and beat on a throw-away data directory
+(embedded broker and SQLite; PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set).
+Without --model-dir it builds a small Llama chat model (random weights, the chat tokenizer
+trained on the demo knowledge base): the work per token is real, the words are not. Prints a
+table, then as its last line one JSON object: throughput_ratio, idle_latency_ms,
+baseline_idle_latency_ms, max_wait_ms, tokens_per_second and the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from platform_stack import ApiClient, start_stack  # noqa: E402
+
+DEMO_DATA = REPO / "plugins" / "atelier_plugins" / "demo_data"
+MODEL_SHAPE = dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
+                   num_key_value_heads=4, max_position_embeddings=1024, tie_word_embeddings=True)
+
+
+def build_bench_model(target: Path) -> Path:
+    """A small Llama with our chat tokenizer; random weights (the cost per token is what is measured)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from atelier_plugins.chatbot.chat_format import TURN_END, train_chat_tokenizer
+
+    texts = [p.read_text(encoding="utf-8") for p in sorted((DEMO_DATA / "knowledge_base").rglob("*.md"))]
+    tokenizer = train_chat_tokenizer(texts, 2000)
+    torch.manual_seed(0)
+    end = tokenizer.convert_tokens_to_ids(TURN_END)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=end,
+                                         pad_token_id=tokenizer.pad_token_id, **MODEL_SHAPE))
+    model.generation_config.eos_token_id = end
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def questions(count: int) -> list[str]:
+    asked = [q["question"] for q in json.loads((DEMO_DATA / "eval_questions.json").read_text(encoding="utf-8"))]
+    return [f"{asked[i % len(asked)]} (ticket {i})" for i in range(count)]
+
+
+def baseline(model_dir: Path, device: str, asked: list[str], new_tokens: int, idle_runs: int) -> dict:
+    """The same model, job by job: encode the chatbot's prompt, ``model.generate`` with batch size 1."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from atelier_plugins.chatbot.plugin import ChatMessage, build_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, use_safetensors=True).to(device).eval()
+
+    def one(question: str) -> int:
+        text = tokenizer.apply_chat_template(build_prompt([ChatMessage(role="user", content=question)], []),
+                                             tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(device)
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return int(out.shape[1] - ids["input_ids"].shape[1])
+
+    one(asked[0])  # warm-up
+    idle = []
+    for question in asked[:idle_runs]:
+        started = time.perf_counter()
+        one(question)
+        idle.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    tokens = sum(one(question) for question in asked)
+    seconds = time.perf_counter() - started
+    del model
+    return {"seconds": seconds, "tokens": tokens, "idle_latency_s": statistics.median(idle)}
+
+
+def through_platform(client: ApiClient, asked: list[str], new_tokens: int, idle_runs: int) -> dict:
+    params = {"max_new_tokens": new_tokens, "seed": 0}
+
+    def submit(question: str) -> str:
+        return client.submit("chatbot", {"messages": [{"role": "user", "content": question}], "use_knowledge": False}, params)
+
+    client.wait(submit("warm-up: load the model"), timeout=600)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:  # 32 clients' requests arriving at once
+        ids = set(pool.map(submit, asked))
+    while client.finished_among(ids) < len(ids):
+        time.sleep(0.02)
+    seconds = time.perf_counter() - started
+    jobs = [client.job(job_id) for job_id in ids]
+    failed = [job for job in jobs if job["status"] != "succeeded"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs did not succeed: {failed[0].get('error')}")
+    tokens = sum(job["outputs"][0]["content"]["usage"]["completion_tokens"] for job in jobs)
+    batches = sorted({job["outputs"][0]["provenance"].get("batch_size", 1) for job in jobs})
+    time.sleep(1.0)  # idle again
+    idle = []
+    for question in asked[:idle_runs]:
+        begun = time.perf_counter()
+        client.wait(submit(question))
+        idle.append(time.perf_counter() - begun)
+        time.sleep(0.3)
+    return {"seconds": seconds, "tokens": tokens, "idle_latency_s": statistics.median(idle), "batch_sizes": batches}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--idle-runs", type=int, default=5)
+    parser.add_argument("--model-dir", type=Path, help="a chat model directory (default: a small model built here)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-wait-ms", type=float, default=50.0)
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "atelier_platform.settings")
+    sys.path.insert(0, str(REPO))
+
+    import torch
+
+    device = ("cuda:0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    models_root = Path(tempfile.mkdtemp(prefix="atelier-bench-models-"))
+    model_dir = models_root / "demo" / "chat-lm"
+    if args.model_dir:
+        shutil.copytree(args.model_dir, model_dir)
+    else:
+        build_bench_model(model_dir)
+    asked = questions(args.jobs)
+
+    base = baseline(model_dir, device, asked, args.new_tokens, args.idle_runs)
+    stack = start_stack(models_root, ATELIER_DEVICE=device, ATELIER_BATCH_MAX_WAIT_MS=str(args.max_wait_ms))
+    try:
+        ours = through_platform(ApiClient(stack), asked, args.new_tokens, args.idle_runs)
+    finally:
+        stack.stop()
+        shutil.rmtree(models_root, ignore_errors=True)
+
+    base_rate, our_rate = args.jobs / base["seconds"], args.jobs / ours["seconds"]
+    figures = {
+        "backend": stack.backend, "device": device, "jobs": args.jobs, "new_tokens": args.new_tokens,
+        "baseline_jobs_per_second": round(base_rate, 2), "jobs_per_second": round(our_rate, 2),
+        "throughput_ratio": round(our_rate / base_rate, 2),
+        "baseline_tokens_per_second": round(base["tokens"] / base["seconds"], 1),
+        "tokens_per_second": round(ours["tokens"] / ours["seconds"], 1),
+        "baseline_idle_latency_ms": round(base["idle_latency_s"] * 1000, 1),
+        "idle_latency_ms": round(ours["idle_latency_s"] * 1000, 1),
+        "max_wait_ms": args.max_wait_ms,
+        "idle_latency_budget_ms": round((base["idle_latency_s"] * 1000 + args.max_wait_ms) * 1.1, 1),
+        "batch_sizes_seen": ours["batch_sizes"],
+    }
+    print(f"chatbot, {args.jobs} jobs of {args.new_tokens} new tokens, {device}, {stack.backend} broker and database")
+    print(f"{'':34}{'baseline (batch-1 generate)':>28}{'Atelier (queue + worker)':>26}")
+    print(f"{'throughput, jobs/s':34}{figures['baseline_jobs_per_second']:>28}{figures['jobs_per_second']:>26}")
+    print(f"{'throughput, tokens/s':34}{figures['baseline_tokens_per_second']:>28}{figures['tokens_per_second']:>26}")
+    print(f"{'idle latency, ms (median)':34}{figures['baseline_idle_latency_ms']:>28}{figures['idle_latency_ms']:>26}")
+    print(f"throughput ratio x{figures['throughput_ratio']} (needs >= 3); idle latency {figures['idle_latency_ms']} ms "
+          f"(budget: (baseline + max wait {args.max_wait_ms:.0f} ms) x 1.1 = {figures['idle_latency_budget_ms']} ms); "
+          f"batch sizes seen {ours['batch_sizes']}")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""A running Atelier (web, worker, beat in subprocesses) for the benchmarks, on a throw-away data dir.
+
+It is the end-to-end tests' stack (``tests/e2e/stack.py``), so the benchmarks measure exactly the
+processes the tests check. Embedded mode by default; PostgreSQL and Redis when DATABASE_URL and
+REDIS_URL name them.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.e2e.stack import Stack, postgres_and_redis_from_env  # noqa: E402
+
+
+def start_stack(models_root: Path, **env: str) -> Stack:
+    backend = "postgres_redis" if postgres_and_redis_from_env() else "embedded"
+    stack = Stack(backend, Path(tempfile.mkdtemp(prefix=f"atelier-bench-{backend}-")))
+    # Benchmark timings: the defaults an operator runs with, not the tests' fast sweeps.
+    for name in ("ATELIER_JOB_STALE_AFTER_S", "ATELIER_JOB_REQUEUE_AFTER_S", "ATELIER_SWEEP_INTERVAL_S"):
+        stack.env.pop(name, None)
+    stack.env.update({"ATELIER_MODELS_ROOT": str(models_root), "ATELIER_JOB_HEARTBEAT_S": "5", **env})
+    # One worker process, as on a GPU host: batching, not process concurrency, fills the device.
+    return stack.start(worker_concurrency=1)
+
+
+class ApiClient:
+    def __init__(self, stack: Stack, project: str = "bench") -> None:
+        self.url = stack.url
+        key = stack.manage("create_api_key", "--project", project, "--create-project").stdout.strip()
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {key}"
+
+    def submit(self, plugin: str, input_data: dict, params: dict | None = None) -> str:
+        response = self.session.post(f"{self.url}/api/v1/jobs/", json={"plugin": plugin, "input": input_data,
+                                                                      "params": params or {}}, timeout=30)
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def job(self, job_id: str) -> dict:
+        response = self.session.get(f"{self.url}/api/v1/jobs/{job_id}/", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def wait(self, job_id: str, poll_s: float = 0.005, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["status"] in ("succeeded", "failed", "cancelled", "blocked"):
+                if job["status"] != "succeeded":
+                    raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
+                return job
+            time.sleep(poll_s)
+        raise TimeoutError(f"job {job_id} not done after {timeout} s")
+
+    def finished_among(self, ids: set[str]) -> int:
+        """How many of ``ids`` finished, from one list call (no per-job polling load on the server)."""
+        response = self.session.get(f"{self.url}/api/v1/jobs/", params={"status": ["succeeded", "failed"], "page_size": 200},
+                                    timeout=30)
+        response.raise_for_status()
+        return sum(1 for job in response.json()["results"] if job["id"] in ids)
