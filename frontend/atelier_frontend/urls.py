@@ -1,5 +1,18 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from atelier_frontend import views
 
-urlpatterns = [path("", views.home, name="home")]
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(template_name="atelier_frontend/login.html", redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("project/", views.switch_project, name="switch-project"),
+    path("create/", views.create_index, name="create"),
+    path("create/<str:plugin_id>/", views.create_plugin, name="create-plugin"),
+    path("jobs/", views.jobs, name="jobs"),
+    path("jobs/status/", views.jobs_status, name="jobs-status"),
+    path("jobs/<uuid:job_id>/", views.job_detail, name="job"),
+    path("review/", views.review, name="review"),
+    path("review/items/<int:item_id>/", views.review_panel, name="review-panel"),
+]

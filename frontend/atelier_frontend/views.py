@@ -1,17 +1,262 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+"""Dashboard views. Thin, like the API's: find the project, call a platform service, render.
 
-from atelier_platform.accounts.models import Membership
-from atelier_platform.jobs.models import Job
+Every page reads a fixed number of rows sets whatever the data (lists are sliced, relations
+selected or prefetched), which ``tests/frontend/test_query_counts.py`` holds them to.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch, Q, TextField
+from django.db.models.functions import Cast
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from atelier_platform.accounts.roles import Capability
+from atelier_platform.catalog.registry import get_registry
+from atelier_platform.catalog.services import enabled_plugin_ids
+from atelier_platform.jobs.errors import JobServiceError
+from atelier_platform.jobs.models import Job, JobStatus, Output
+from atelier_platform.jobs.submission import JobRequest, submit_job
+from atelier_platform.moderation.models import AuditEvent, ReviewItem
+from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
+
+from atelier_frontend import schema_form
+from atelier_frontend.projects import NAVIGATION, current, needs, switch
+from atelier_frontend.rendering import flagged_categories, render_value, spans_of
+
+JOBS_PER_PAGE = 50
+RECENT_PROMPTS = 8
+SECTIONS = {"create-plugin": "create", "job": "jobs"}
+
+
+def page(request, template: str, context: dict, status: int = 200):
+    """Render with what every page's header needs: the project switcher and the role's navigation."""
+    here = current(request)
+    nav = [(name, label) for name, label, capability in NAVIGATION if here.can(capability)]
+    url_name = request.resolver_match.url_name if request.resolver_match else ""
+    section = SECTIONS.get(url_name, url_name)
+    return render(request, template, {"here": here, "nav": nav, "section": section, **context}, status=status)
 
 
 @login_required
 def home(request):
-    """The signed-in person's projects and their most recent jobs."""
-    memberships = Membership.objects.filter(user=request.user).select_related("project")
-    recent = (
-        Job.objects.filter(project__memberships__user=request.user)
-        .select_related("project")
-        .order_by("-created_at")[:20]
-    )
-    return render(request, "atelier_frontend/home.html", {"memberships": memberships, "recent_jobs": recent})
+    here = current(request)
+    if here.can(Capability.JOBS_WRITE):
+        return redirect("create")
+    if here.can(Capability.REVIEWS_WRITE):
+        return redirect("review")
+    return redirect("jobs")
+
+
+@login_required
+@require_POST
+def switch_project(request):
+    if not switch(request, request.POST.get("project", "")):
+        raise Http404("No such project among yours.")
+    target = request.POST.get("next") or "/"
+    return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+
+
+# --- create ----------------------------------------------------------------------------------------
+
+def _plugin_info(plugin) -> dict:
+    manifest = plugin.manifest
+    return {"id": manifest.id, "name": manifest.name, "description": manifest.description, "version": manifest.version,
+            "modality": manifest.modality.value, "input_schema": plugin.input_schema(), "params_schema": plugin.params_schema()}
+
+
+def _enabled_plugins(project) -> list[dict]:
+    enabled = enabled_plugin_ids(project)
+    return [_plugin_info(p) for p in get_registry().available() if p.manifest.id in enabled]
+
+
+@needs(Capability.JOBS_WRITE)
+def create_index(request, here):
+    return page(request, "atelier_frontend/create_index.html", {"plugins": _enabled_plugins(here.project)})
+
+
+@needs(Capability.JOBS_WRITE)
+def create_plugin(request, here, plugin_id: str):
+    plugin = get_registry().get(plugin_id)
+    if plugin is None or plugin_id not in enabled_plugin_ids(here.project):
+        raise Http404("This plugin is not enabled for the project.")
+    info = _plugin_info(plugin)
+    fields = schema_form.fields_for(info)
+    priority, form_errors = "5", []
+    if request.method == "POST":
+        input_data, params, readable = schema_form.parse(fields, request.POST)
+        priority = request.POST.get("priority", "5")
+        if not (priority.isdigit() and 0 <= int(priority) <= 9):
+            form_errors.append("Priority: choose 0 to 9.")
+            readable = False
+        if readable:
+            try:
+                submission = submit_job(
+                    here.project, JobRequest(plugin_id=plugin_id, input=input_data, params=params, priority=int(priority)),
+                    submitted_by=request.user,
+                )
+            except JobServiceError as exc:
+                form_errors.append(str(exc))
+                form_errors.extend(schema_form.attach_errors(fields, getattr(exc, "details", None) or {}))
+            else:
+                return redirect("job", job_id=submission.job.pk)
+    elif request.GET.get("from"):
+        earlier = Job.objects.filter(project=here.project, plugin_id=plugin_id, pk=_uuid_or_404(request.GET["from"])).first()
+        if earlier is not None:
+            schema_form.prefill(fields, earlier.input, earlier.params)
+            priority = str(earlier.priority)
+    recent = (Job.objects.filter(project=here.project, plugin_id=plugin_id, submitted_by=request.user)
+              .only("id", "input", "created_at", "status").order_by("-created_at")[:RECENT_PROMPTS])
+    return page(request, "atelier_frontend/create_plugin.html", {
+        "plugin": info, "fields": fields, "priority": priority, "priorities": range(10), "form_errors": form_errors,
+        "recent": [(job, _summary(job.input)) for job in recent],
+    }, status=400 if form_errors or any(f.errors for f in fields) else 200)
+
+
+def _summary(data, limit: int = 120) -> str:
+    """The first text of an input, to recognise a prompt in a list."""
+    texts = []
+
+    def walk(value):
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(data)
+    text = " · ".join(t for t in texts if t.strip()) or "(no text)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _uuid_or_404(value: str):
+    import uuid
+
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise Http404("Not a job id.") from None
+
+
+# --- jobs --------------------------------------------------------------------------------------------
+
+@needs(Capability.JOBS_READ)
+def jobs(request, here):
+    status = request.GET.get("status", "")
+    plugin = request.GET.get("plugin", "")
+    query = request.GET.get("q", "").strip()
+    listed = Job.objects.filter(project=here.project)
+    if status in JobStatus.values:
+        listed = listed.filter(status=status)
+    if plugin:
+        listed = listed.filter(plugin_id=plugin)
+    if query:
+        listed = listed.annotate(input_text=Cast("input", TextField())).filter(
+            Q(input_text__icontains=query) | Q(plugin_id__icontains=query))
+    try:
+        page_number = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page_number = 1
+    start = (page_number - 1) * JOBS_PER_PAGE
+    rows = list(listed.select_related("submitted_by").order_by("-created_at", "-id")[start:start + JOBS_PER_PAGE + 1])
+    has_next = len(rows) > JOBS_PER_PAGE
+    rows = rows[:JOBS_PER_PAGE]
+    return page(request, "atelier_frontend/jobs.html", {
+        "jobs": [(job, _summary(job.input, 90)) for job in rows], "statuses": JobStatus.choices,
+        "plugins": sorted(p.manifest.id for p in get_registry().available()),
+        "filters": {"status": status, "plugin": plugin, "q": query}, "page_number": page_number, "has_next": has_next,
+    })
+
+
+@needs(Capability.JOBS_READ)
+def jobs_status(request, here):
+    """Status and progress of the listed jobs (``?ids=a,b``): what the pages poll while work runs."""
+    import uuid
+
+    ids = []
+    for raw in request.GET.get("ids", "").split(",")[:200]:
+        try:
+            ids.append(uuid.UUID(raw))
+        except ValueError:
+            continue
+    rows = Job.objects.filter(project=here.project, pk__in=ids).values(
+        "id", "status", "progress", "progress_detail", "error_code", "error_message", "finished_at")
+    return JsonResponse({"jobs": [
+        {"id": str(r["id"]), "status": r["status"], "progress": r["progress"], "detail": r["progress_detail"],
+         "error": r["error_message"] or r["error_code"], "finished": r["status"] in {"succeeded", "failed", "cancelled", "blocked"}}
+        for r in rows]})
+
+
+@needs(Capability.JOBS_READ)
+def job_detail(request, here, job_id):
+    outputs = Output.objects.select_related("review").prefetch_related("files", "review__decisions")
+    job = (Job.objects.filter(project=here.project, pk=job_id).select_related("submitted_by")
+           .prefetch_related(Prefetch("outputs", queryset=outputs)).first())
+    if job is None:
+        raise Http404("No such job in this project.")
+    policy = policy_for(here.project)
+    shown = []
+    for output in job.outputs.all():
+        item = getattr(output, "review", None)
+        shown.append({
+            "output": output,
+            "html": render_value(output.content, "content", spans_of(output.safety)),
+            "flags": flagged_categories(output.safety),
+            "images": [f for f in output.files.all() if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
+            "thumbnails": {f.role: f for f in output.files.all()},
+            "other_files": [f for f in output.files.all() if f.media_type not in IMAGE_TYPES],
+            "item": item,
+            "decisions": list(item.decisions.all()) if item else [],
+            "needed": 2 if item and item.flagged and policy.second_review_for_flagged else 1,
+        })
+    object_ids = [str(job.pk)] + [str(o["output"].pk) for o in shown] + [str(o["item"].pk) for o in shown if o["item"]]
+    events = list(AuditEvent.objects.filter(project=here.project, object_id__in=object_ids).order_by("created_at", "id")[:200])
+    timeline = [("created", job.created_at, job.submitted_by.username if job.submitted_by else "API")]
+    if job.started_at:
+        timeline.append(("started", job.started_at, job.worker))
+    if job.finished_at:
+        timeline.append((job.status, job.finished_at, job.error_message))
+    timeline += [(e.action.replace("_", " "), e.created_at, e.actor) for e in events]
+    timeline.sort(key=lambda row: row[1])
+    return page(request, "atelier_frontend/job_detail.html", {
+        "job": job, "outputs": shown, "input_html": render_value(job.input, "input", spans_of(job.input_screening)),
+        "input_flags": flagged_categories(job.input_screening), "timeline": timeline,
+        "params_html": render_value(job.params, "params", {}),
+    })
+
+
+# --- review --------------------------------------------------------------------------------------------
+
+@needs(Capability.REVIEWS_WRITE)
+def review(request, here):
+    policy = policy_for(here.project)
+    return page(request, "atelier_frontend/review.html", {
+        "reasons": policy.reasons, "policy": policy, "actor": f"user:{request.user.pk}",
+    })
+
+
+@needs(Capability.REVIEWS_READ)
+def review_panel(request, here, item_id: int):
+    """One review item as HTML, for the queue screen to show (it claims and decides through the API)."""
+    item = (ReviewItem.objects.filter(project=here.project, pk=item_id)
+            .select_related("output__job__submitted_by").prefetch_related("output__files", "decisions").first())
+    if item is None:
+        raise Http404("No such review item in this project.")
+    output, job = item.output, item.output.job
+    policy = policy_for(here.project)
+    files = list(output.files.all())
+    return render(request, "atelier_frontend/review_panel.html", {
+        "item": item, "output": output, "job": job, "policy": policy,
+        "needed": 2 if item.flagged and policy.second_review_for_flagged else 1,
+        "input_html": render_value(job.input, "input", spans_of(job.input_screening)),
+        "output_html": render_value(output.content, "content", spans_of(output.safety)),
+        "flags": sorted(set(flagged_categories(output.safety)) | set(item.categories or [])),
+        "images": [f for f in files if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
+        "decisions": list(item.decisions.all()), "here": current(request),
+        "own_job": job.submitted_by_id == request.user.pk and policy.forbid_self_approval,
+    })

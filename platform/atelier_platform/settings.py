@@ -121,7 +121,9 @@ WHITENOISE_USE_FINDERS = True
 # Django reads at most this much of a body into memory; the API guard answers 413 before that.
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG.max_request_bytes
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "login"  # the dashboard's sign-in page (atelier_frontend)
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
 
 LOGGING = {
     "version": 1,

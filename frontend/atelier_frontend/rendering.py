@@ -1,0 +1,67 @@
+"""Content as HTML: any JSON value as a readable tree, with screening's findings marked in it.
+
+Screening reports name each finding's field (``content.reply``, ``input.text``) and, for text,
+the characters (``start``/``end``). Those spans are wrapped in ``<mark>`` with the category, so
+a reviewer sees at once which words were flagged and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+
+Spans = dict[str, list[tuple[int, int, str]]]
+
+
+def spans_of(*reports: dict | None) -> Spans:
+    """``{field: [(start, end, category), ...]}`` from screening reports."""
+    spans: Spans = {}
+    for report in reports:
+        for finding in (report or {}).get("findings", []):
+            for evidence in finding.get("evidence", []):
+                if isinstance(evidence.get("start"), int) and isinstance(evidence.get("end"), int):
+                    spans.setdefault(finding.get("field", ""), []).append(
+                        (evidence["start"], evidence["end"], finding.get("category", "")))
+    return spans
+
+
+def highlight(text: str, spans: list[tuple[int, int, str]]) -> SafeString:
+    """``text`` escaped, with every span marked (overlapping spans merge into the first)."""
+    out, position = [], 0
+    for start, end, category in sorted(spans):
+        start, end = max(start, position), min(end, len(text))
+        if end <= start:
+            continue
+        out.append(escape(text[position:start]))
+        out.append(format_html('<mark class="flag" title="{}" data-category="{}">{}</mark>', category, category, text[start:end]))
+        position = end
+    out.append(escape(text[position:]))
+    return mark_safe("".join(out))
+
+
+def render_value(value: Any, path: str, spans: Spans) -> SafeString:
+    """A JSON value as nested HTML; strings at a flagged path get their spans marked."""
+    if isinstance(value, str):
+        return format_html('<span class="v-text" data-path="{}">{}</span>', path, highlight(value, spans.get(path, [])))
+    if isinstance(value, bool) or value is None:
+        return format_html('<span class="v-const">{}</span>', "null" if value is None else str(value).lower())
+    if isinstance(value, (int, float)):
+        return format_html('<span class="v-num">{}</span>', value)
+    if isinstance(value, list):
+        if not value:
+            return mark_safe('<span class="v-const">[]</span>')
+        items = "".join(format_html("<li>{}</li>", render_value(v, f"{path}.{i}", spans)) for i, v in enumerate(value))
+        return mark_safe(f'<ol class="v-list" start="0">{items}</ol>')
+    if isinstance(value, dict):
+        rows = "".join(
+            format_html("<div><dt>{}</dt><dd>{}</dd></div>", key, render_value(v, f"{path}.{key}", spans))
+            for key, v in value.items()
+        )
+        return mark_safe(f'<dl class="v-obj">{rows}</dl>')
+    return escape(str(value))
+
+
+def flagged_categories(report: dict | None) -> list[str]:
+    return list((report or {}).get("flagged", []))

@@ -1,0 +1,179 @@
+"""A form generated from a plugin's JSON Schema (its ``input_schema`` and ``params_schema``).
+
+Each top-level property becomes one field: strings a text box (a text area when long), numbers
+a number box with the schema's bounds, booleans a checkbox, enums a select, anything nested
+(lists, objects) a JSON text area. The form only turns what the browser sent into the JSON the
+plugin expects; validation stays with the plugin's own models, through ``submit_job``, whose
+field errors (``input.text``) come back next to the field they name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+LONG_TEXT = 200  # strings allowed to be longer than this get a text area
+
+
+@dataclass
+class Field:
+    name: str  # "input.text"
+    label: str
+    kind: str  # text, textarea, integer, number, boolean, select, json
+    required: bool
+    description: str = ""
+    default: Any = None
+    choices: list[Any] = field(default_factory=list)
+    minimum: Any = None
+    maximum: Any = None
+    step: str = "any"
+    nullable: bool = False
+    value: Any = ""  # what the widget shows
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def widget_id(self) -> str:
+        return "f-" + self.name.replace(".", "-")
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    ref = schema.get("$ref")
+    if ref and ref.startswith("#/$defs/"):
+        return root.get("$defs", {}).get(ref.split("/")[-1], {})
+    return schema
+
+
+def _field_of(section: str, name: str, prop: dict, root: dict, required: bool) -> Field:
+    prop = _resolve(prop, root)
+    nullable = False
+    options = prop.get("anyOf") or prop.get("oneOf")
+    if options:
+        kinds = [_resolve(o, root) for o in options]
+        non_null = [o for o in kinds if o.get("type") != "null"]
+        nullable = len(non_null) < len(kinds)
+        merged = dict(non_null[0]) if len(non_null) == 1 else {"type": "object"}
+        merged.update({k: v for k, v in prop.items() if k not in ("anyOf", "oneOf")})
+        prop = merged
+    kind_of = prop.get("type")
+    if "enum" in prop or "const" in prop:
+        kind = "select"
+    elif kind_of == "string":
+        kind = "textarea" if prop.get("maxLength", 10_000) > LONG_TEXT else "text"
+    elif kind_of == "integer":
+        kind = "integer"
+    elif kind_of == "number":
+        kind = "number"
+    elif kind_of == "boolean":
+        kind = "boolean"
+    else:
+        kind = "json"
+    result = Field(
+        name=f"{section}.{name}",
+        label=prop.get("title") or name.replace("_", " ").capitalize(),
+        kind=kind,
+        required=required,
+        description=prop.get("description", ""),
+        default=prop.get("default"),
+        choices=list(prop.get("enum") or ([prop["const"]] if "const" in prop else [])),
+        minimum=prop.get("minimum", prop.get("exclusiveMinimum")),
+        maximum=prop.get("maximum", prop.get("exclusiveMaximum")),
+        step="1" if kind == "integer" else "any",
+        nullable=nullable,
+    )
+    result.value = _shown(result, result.default)
+    return result
+
+
+def _shown(f: Field, value: Any) -> Any:
+    if value is None:
+        return "" if f.kind != "boolean" else False
+    if f.kind == "json":
+        return json.dumps(value, ensure_ascii=False, indent=2)
+    if f.kind == "boolean":
+        return bool(value)
+    return value
+
+
+def fields_for(plugin_info: dict) -> list[Field]:
+    """The form's fields: the plugin's input, then its params."""
+    result = []
+    for section, schema in (("input", plugin_info["input_schema"]), ("params", plugin_info["params_schema"])):
+        required = set(schema.get("required", []))
+        for name, prop in (schema.get("properties") or {}).items():
+            result.append(_field_of(section, name, prop, schema, name in required))
+    return result
+
+
+def prefill(fields: list[Field], input_data: dict, params: dict) -> None:
+    """Show an earlier job's values (``Reuse``)."""
+    for f in fields:
+        section, name = f.name.split(".", 1)
+        source = input_data if section == "input" else params
+        if name in source:
+            f.value = _shown(f, source[name])
+
+
+def parse(fields: list[Field], posted) -> tuple[dict, dict, bool]:
+    """The posted form as ``(input, params, ok)``; a value that cannot be read gets a field error."""
+    data: dict[str, dict] = {"input": {}, "params": {}}
+    ok = True
+    for f in fields:
+        section, name = f.name.split(".", 1)
+        raw = posted.get(f.name, "")
+        if f.kind == "boolean":
+            f.value = posted.get(f.name) == "on"
+            data[section][name] = f.value
+            continue
+        f.value = raw
+        if raw.strip() == "" and f.kind not in ("text", "textarea"):
+            continue  # left empty: the plugin's default applies (or its "field required" error)
+        if raw == "" and not f.required:
+            continue
+        try:
+            if f.kind == "integer":
+                data[section][name] = int(raw)
+            elif f.kind == "number":
+                data[section][name] = float(raw)
+            elif f.kind == "json":
+                data[section][name] = json.loads(raw)
+            elif f.kind == "select":
+                data[section][name] = _choice(f, raw)
+            else:
+                data[section][name] = raw
+        except (ValueError, TypeError) as exc:
+            ok = False
+            f.errors.append(_read_error(f, exc))
+    return data["input"], data["params"], ok
+
+
+def _choice(f: Field, raw: str) -> Any:
+    for choice in f.choices:
+        if str(choice) == raw:
+            return choice
+    raise ValueError(raw)
+
+
+def _read_error(f: Field, exc: Exception) -> str:
+    if f.kind == "integer":
+        return "Enter a whole number."
+    if f.kind == "number":
+        return "Enter a number."
+    if f.kind == "json":
+        return f"Not valid JSON: {exc}."
+    return "Choose one of the options."
+
+
+def attach_errors(fields: list[Field], details: dict[str, list[str]]) -> list[str]:
+    """Put the service's errors on the fields they name; return those that name no field."""
+    rest = []
+    by_name = {f.name: f for f in fields}
+    for location, messages in details.items():
+        parts = location.split(".")
+        target = by_name.get(".".join(parts[:2])) if len(parts) >= 2 else None
+        if target is None:
+            rest.extend(f"{location}: {m}" for m in messages)
+            continue
+        inner = ".".join(parts[2:])
+        target.errors.extend(f"{inner}: {m}" if inner else m for m in messages)
+    return rest

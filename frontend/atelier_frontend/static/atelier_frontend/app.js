@@ -1,0 +1,96 @@
+// Atelier dashboard: live job status, the image lightbox, and the API helper the review screen uses.
+"use strict";
+
+const Atelier = (() => {
+  const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content || "";
+
+  // Calls the REST API as the signed-in person: session cookie, CSRF token, current project.
+  async function api(path, { method = "GET", body } = {}) {
+    const response = await fetch(`/api/v1/${path}`, {
+      method,
+      credentials: "same-origin",
+      headers: {
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "X-CSRFToken": meta("csrf-token"),
+        "X-Atelier-Project": meta("atelier-project"),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    if (response.status !== 204) {
+      try { data = await response.json(); } catch (e) { data = null; }
+    }
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  function errorText(result) {
+    const error = result.data && result.data.error;
+    if (!error) return `HTTP ${result.status}`;
+    const details = error.details ? Object.entries(error.details).map(([k, v]) => `${k}: ${[].concat(v).join(" ")}`).join("; ") : "";
+    return details ? `${error.message} (${details})` : error.message;
+  }
+
+  const STATUS_LABELS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled", blocked: "Blocked" };
+
+  function paintStatus(cell, job) {
+    const label = cell.dataset.labels ? JSON.parse(cell.dataset.labels)[job.status] : STATUS_LABELS[job.status];
+    let html = `<span class="status s-${job.status}" data-status="${job.status}">${label || job.status}</span>`;
+    if (job.status === "running") {
+      const fraction = job.progress || 0;
+      html += `<progress max="1" value="${fraction}"></progress> <span class="small muted">${Math.round(fraction * 100)}%</span>`;
+    }
+    cell.innerHTML = html;
+  }
+
+  // Polls /jobs/status/ every second for the jobs on the page that have not finished.
+  function pollJobs() {
+    const table = document.getElementById("jobs-table");
+    const single = document.getElementById("job-status");
+    const source = table || single;
+    if (!source) return;
+    const url = source.dataset.poll;
+    const tick = async () => {
+      const rows = table ? [...table.querySelectorAll("tr[data-job][data-finished='0']")] : (single.dataset.finished === "0" ? [single] : []);
+      if (!rows.length) return;
+      try {
+        const response = await fetch(`${url}?ids=${rows.map((r) => r.dataset.job).join(",")}`, { credentials: "same-origin" });
+        const { jobs } = await response.json();
+        for (const job of jobs) {
+          const row = rows.find((r) => r.dataset.job === job.id);
+          if (!row) continue;
+          paintStatus(table ? row.querySelector(".status-cell") : row, job);
+          if (job.finished) {
+            row.dataset.finished = "1";
+            if (single) { window.location.reload(); return; }  // the outputs are ready to show
+          }
+        }
+      } catch (e) { /* a missed poll is retried on the next tick */ }
+      setTimeout(tick, 1000);
+    };
+    setTimeout(tick, 1000);
+  }
+
+  function lightbox() {
+    const box = document.getElementById("lightbox");
+    if (!box) return;
+    document.querySelectorAll(".gallery a.shot").forEach((link) => link.addEventListener("click", (event) => {
+      event.preventDefault();
+      box.querySelector("img").src = link.href;
+      box.showModal();
+    }));
+    box.addEventListener("click", (event) => { if (event.target === box) box.close(); });
+  }
+
+  function submitShortcut() {
+    const form = document.getElementById("job-form");
+    if (!form) return;
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); form.requestSubmit(); }
+    });
+    form.addEventListener("submit", () => { const b = form.querySelector("button[type=submit]"); if (b) b.disabled = true; });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { pollJobs(); lightbox(); submitShortcut(); });
+  return { api, errorText, meta };
+})();

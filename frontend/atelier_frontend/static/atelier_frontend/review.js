@@ -1,0 +1,157 @@
+// The review queue: one item at a time, claimed through the API (a lease: nobody else is shown
+// it while it lasts), decided from the keyboard.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const app = document.getElementById("review-app");
+  if (!app) return;
+  const actor = app.dataset.actor;
+  const panelUrl = (id) => app.dataset.panelUrl.replace("/0/", `/${id}/`);
+  const $ = (id) => document.getElementById(id);
+  const box = $("review-item"), queueState = $("queue-state"), flash = $("flash");
+  const picker = $("reject-picker"), editor = $("editor");
+  let item = null, busy = false, countdown = null, emptyPoll = null;
+  const skipped = new Set();
+
+  const say = (text, kind = "info") => { flash.textContent = text; flash.className = `flash ${kind}`; };
+
+  function startCountdown(expiresAt) {
+    clearInterval(countdown);
+    const lease = $("lease"), left = $("lease-left");
+    if (!expiresAt) { lease.hidden = true; return; }
+    lease.hidden = false;
+    const end = new Date(expiresAt).getTime();
+    const paint = () => {
+      const seconds = Math.max(0, Math.round((end - Date.now()) / 1000));
+      left.textContent = `${String(Math.floor(seconds / 60)).padStart(2, "0")}:${String(seconds % 60).padStart(2, "0")}`;
+      lease.classList.toggle("warn", seconds < 60);
+      lease.classList.toggle("expired", seconds === 0);
+      if (seconds === 0) { clearInterval(countdown); say("Your lease ran out: another reviewer may take this item. Press n to claim the next one.", "error"); }
+    };
+    paint();
+    countdown = setInterval(paint, 1000);
+  }
+
+  async function show(claimed) {
+    clearTimeout(emptyPoll);
+    item = claimed;
+    if (!item) {
+      startCountdown(null);
+      box.dataset.item = "";
+      box.innerHTML = `<p class="empty" id="queue-empty">Nothing to review${skipped.size ? ` (you skipped ${skipped.size}; press n to see them again)` : ""}. Checking again every few seconds.</p>`;
+      queueState.textContent = "Queue empty";
+      emptyPoll = setTimeout(() => next(), 5000);
+      return;
+    }
+    const response = await fetch(panelUrl(item.id), { credentials: "same-origin" });
+    box.innerHTML = await response.text();
+    box.dataset.item = String(item.id);
+    queueState.textContent = `Item ${item.id}`;
+    startCountdown(item.lease_expires_at);
+  }
+
+  // The next item nobody else holds: claim-next, or (after skips) the first pending item not skipped.
+  async function claimNext() {
+    if (!skipped.size) {
+      const result = await Atelier.api("reviews/claim-next/", { method: "POST" });
+      if (!result.ok) throw new Error(Atelier.errorText(result));
+      return result.status === 204 ? null : result.data;
+    }
+    const listed = await Atelier.api("reviews/?state=pending&page_size=200");
+    if (!listed.ok) throw new Error(Atelier.errorText(listed));
+    const now = Date.now();
+    for (const candidate of listed.data.results) {
+      if (skipped.has(candidate.id)) continue;
+      if (candidate.lease_holder && candidate.lease_holder !== actor && new Date(candidate.lease_expires_at).getTime() > now) continue;
+      const claimed = await Atelier.api(`reviews/${candidate.id}/claim/`, { method: "POST" });
+      if (claimed.ok) return claimed.data;
+    }
+    return null;
+  }
+
+  async function next() {
+    if (busy) return;
+    busy = true;
+    try { await show(await claimNext()); } catch (e) { say(`Could not load the next item: ${e.message}`, "error"); }
+    finally { busy = false; }
+  }
+
+  async function decide(body, done) {
+    if (!item || busy) return;
+    busy = true;
+    const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body });
+    busy = false;
+    if (!result.ok) { say(Atelier.errorText(result), "error"); return false; }
+    const open = result.data.state === "open";
+    say(open ? `${done}: recorded; a second reviewer must confirm.` : `${done}.`, "ok");
+    await next();
+    return true;
+  }
+
+  async function skip() {
+    if (!item || busy) { await next(); return; }
+    skipped.add(item.id);
+    await Atelier.api(`reviews/${item.id}/release/`, { method: "POST" });
+    say("Skipped.", "info");
+    item = null;
+    await next();
+  }
+
+  function openPicker() { if (item) { picker.hidden = false; $("reject-comment").value = ""; } }
+  function closeOverlays() { picker.hidden = true; editor.hidden = true; }
+
+  async function reject(reason) {
+    const comment = $("reject-comment").value;
+    closeOverlays();
+    await decide({ action: "reject", reason, comment }, `Rejected (${reason})`);
+  }
+
+  function openEditor() {
+    if (!item) return;
+    const source = document.getElementById("item-content");
+    $("edit-content").value = JSON.stringify(source ? JSON.parse(source.textContent) : item.output.content, null, 2);
+    $("edit-error").textContent = "";
+    editor.hidden = false;
+    $("edit-content").focus();
+  }
+
+  async function saveEdit() {
+    let content;
+    try { content = JSON.parse($("edit-content").value); } catch (e) { $("edit-error").textContent = `Not valid JSON: ${e.message}`; return; }
+    const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body: { action: "edit", content } });
+    if (!result.ok) { $("edit-error").textContent = Atelier.errorText(result); return; }
+    closeOverlays();
+    say("Edited and approved.", "ok");
+    await next();
+  }
+
+  picker.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-reason]");
+    if (button) reject(button.dataset.reason);
+    else if (event.target === picker) closeOverlays();
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey && event.key === "Enter" && !editor.hidden) { event.preventDefault(); saveEdit(); return; }
+    if (event.key === "Escape") { closeOverlays(); return; }
+    if (!picker.hidden) {
+      const buttons = picker.querySelectorAll("button[data-reason]");
+      const index = Number.parseInt(event.key, 10);
+      if (index >= 1 && index <= buttons.length) { event.preventDefault(); reject(buttons[index - 1].dataset.reason); }
+      return;
+    }
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
+    if (typing || event.ctrlKey || event.metaKey || event.altKey || !editor.hidden) return;
+    const actions = {
+      a: () => decide({ action: "approve" }, "Approved"),
+      r: openPicker,
+      e: openEditor,
+      s: skip,
+      n: () => { if (!item) skipped.clear(); next(); },
+    };
+    const run = actions[event.key.toLowerCase()];
+    if (run) { event.preventDefault(); run(); }
+  });
+
+  next();
+});

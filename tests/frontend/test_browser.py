@@ -1,0 +1,201 @@
+"""The dashboard in a real browser: headless Debian chromium driven by Playwright.
+
+An editor signs in, fills the form generated from a plugin's schema, watches the job run and
+finish; a reviewer approves it from the keyboard and the API then delivers it as approved.
+Two reviewers at once are never shown the same item. Screenshots of each main page go to
+``artifacts/screenshots/`` (ignored by git) for people to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+
+import pytest
+import requests
+from django.db import connection
+
+from atelier_platform.accounts.services import issue_api_key
+from atelier_platform.config import REPO_ROOT
+from atelier_platform.jobs.models import Job, Output
+from atelier_platform.moderation.models import ReviewDecision, ReviewItem
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery staple"  # tests.factories.UserFactory's
+SHOTS = REPO_ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+if not os.path.exists(CHROMIUM) and os.environ.get("CI"):
+    raise RuntimeError(f"CI must run the browser tests: install Debian's chromium ({CHROMIUM}); .ci/run does it")
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason="Debian's chromium is not installed here (apt-get install chromium); CI's .ci/run installs it"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    # Playwright's sync API keeps an event loop in this thread; Django then refuses ORM calls
+    # from it as "async" although they are plain blocking calls of the test.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def expect():
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=10_000)
+    return expect
+
+
+def sign_in(browser, base_url: str, username: str):
+    page = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
+    page.goto(f"{base_url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)
+    return page
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
+        live_server, browser, expect, project, member, run_job):
+    editor = member(project, "editor")
+    reviewer = member(project, "reviewer")
+
+    login = browser.new_page(viewport={"width": 1280, "height": 860})
+    login.goto(f"{live_server.url}/login/")
+    shot(login, "01-login")
+    login.close()
+
+    page = sign_in(browser, live_server.url, editor.username)
+    expect(page).to_have_url(f"{live_server.url}/create/")
+    expect(page.locator(".mainnav a")).to_have_text(["Create", "Jobs"])  # an editor does not review
+    shot(page, "02-create")
+
+    page.click("a[data-plugin=reverse_text]")
+    expect(page.locator("#f-input-text")).to_be_visible()
+    page.fill("#f-input-copies", "9")
+    page.click("#submit-job")
+    # server-side validation by the plugin's own schema, shown next to each field
+    expect(page.locator("[data-field='input.text'] .field-error")).to_contain_text("at least 1 character")
+    expect(page.locator("[data-field='input.copies'] .field-error")).to_contain_text("less than or equal to 5")
+    shot(page, "03-create-form-errors")
+
+    page.fill("#f-input-text", "hello from the browser")
+    page.fill("#f-input-copies", "1")
+    page.fill("#f-input-sleep_s", "1.5")
+    page.click("#submit-job")
+    page.wait_for_url("**/jobs/*/")
+    job = Job.objects.get()
+    assert page.url.endswith(f"/jobs/{job.pk}/")
+    expect(page.locator("#job-status .status")).to_have_text("Queued")
+
+    worker = threading.Thread(target=lambda: (run_job(job), connection.close()))
+    worker.start()
+    try:
+        expect(page.locator("#job-status .status")).to_have_text("Running")  # the page polls every second
+        expect(page.locator("#job-status progress")).to_be_visible()
+        shot(page, "04-job-running")
+    finally:
+        worker.join(30)
+    expect(page.locator("#job-status .status")).to_have_text("Succeeded")
+    expect(page.locator("article.output .v-text[data-path='content.text']")).to_have_text("resworb eht morf olleh")
+    expect(page.locator("article.output .review")).to_have_text("Pending review")
+    shot(page, "05-job-done")
+
+    page.click(".mainnav a[data-nav=jobs]")
+    expect(page.locator(f"tr[data-job='{job.pk}'] .status")).to_have_text("Succeeded")
+    shot(page, "06-jobs")
+    page.fill("input[name=q]", "no such words")
+    page.press("input[name=q]", "Enter")
+    expect(page.locator("#jobs-table .empty")).to_be_visible()
+
+    page.click("#logout")
+    expect(page).to_have_url(f"{live_server.url}/login/")
+
+    page = sign_in(browser, live_server.url, reviewer.username)
+    expect(page).to_have_url(f"{live_server.url}/review/")
+    expect(page.locator(".mainnav a")).to_have_text(["Jobs", "Review"])
+    expect(page.locator("#review-item .output-content")).to_contain_text("resworb eht morf olleh")
+    expect(page.locator("#lease-left")).to_have_text(re.compile(r"^(09|10):\d\d$"))
+    shot(page, "07-review")
+    page.keyboard.press("a")
+    expect(page.locator("#flash")).to_have_text("Approved.")
+    expect(page.locator("#queue-empty")).to_be_visible()
+    shot(page, "08-review-empty")
+
+    key = issue_api_key(project, scopes=["jobs:read"])
+    answer = requests.get(f"{live_server.url}/api/v1/jobs/{job.pk}/", headers={"Authorization": f"Bearer {key.raw}"}, timeout=10)
+    assert answer.status_code == 200
+    [output] = answer.json()["outputs"]
+    assert (output["review_state"], output["final"]) == ("approved", True)
+    assert ReviewDecision.objects.get().decided_by == f"user:{reviewer.pk}"
+
+
+def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, expect, project, member, submit, run_job):
+    editor = member(project, "editor")
+    for text in ("first", "second", "third"):
+        run_job(submit(project, text=text, user=editor))
+    first, second = member(project, "reviewer"), member(project, "reviewer")
+    page_a = sign_in(browser, live_server.url, first.username)
+    page_b = sign_in(browser, live_server.url, second.username)
+
+    def shown(page, after: str | None = None) -> str:
+        """The item the page shows (once it has moved on from ``after``)."""
+        if after is not None:
+            expect(page.locator("#review-item")).not_to_have_attribute("data-item", after)
+        expect(page.locator("#review-item[data-item]:not([data-item=''])")).to_be_visible()
+        return page.locator("#review-item").get_attribute("data-item")
+
+    a, b = shown(page_a), shown(page_b)
+    assert a != b
+    assert {i.lease_holder for i in ReviewItem.objects.filter(pk__in=[a, b])} == {f"user:{first.pk}", f"user:{second.pk}"}
+
+    # A rejects from the reason picker: r, then the reason's number
+    page_a.keyboard.press("r")
+    expect(page_a.locator("#reject-picker")).to_be_visible()
+    shot(page_a, "09-review-reject-picker")
+    page_a.keyboard.press("2")
+    expect(page_a.locator("#flash")).to_contain_text("Rejected (off_brand)")
+    decision = ReviewDecision.objects.get(item_id=a)
+    assert (decision.action, decision.reason) == ("reject", "off_brand")
+    a_next = shown(page_a, after=a)
+    assert a_next not in (a, b)  # the third item: B still holds its own
+
+    # B skips: its item goes back to the queue and B is not shown it again (nor A's)
+    page_b.keyboard.press("s")
+    expect(page_b.locator("#queue-empty")).to_be_visible()
+    assert ReviewItem.objects.get(pk=b).lease_holder == ""
+
+    # A edits the text, then approves it with Ctrl+Enter
+    page_a.keyboard.press("e")
+    expect(page_a.locator("#editor")).to_be_visible()
+    content = json.loads(page_a.locator("#edit-content").input_value())
+    page_a.fill("#edit-content", json.dumps({**content, "text": "edited by a person"}))
+    shot(page_a, "10-review-edit")
+    page_a.keyboard.press("Control+Enter")
+    expect(page_a.locator("#flash")).to_have_text("Edited and approved.")
+    edited = Output.objects.get(review__pk=a_next)
+    assert (edited.review_state, edited.content["text"]) == ("approved", "edited by a person")
+    # next for A is B's skipped item, which nobody holds now
+    assert shown(page_a, after=a_next) == b

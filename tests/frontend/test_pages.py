@@ -1,0 +1,233 @@
+"""Dashboard pages through Django's test client: access, roles, forms, flags, and query counts."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.jobs.models import Job
+from atelier_platform.moderation.checks import replace_safety_checks
+from atelier_platform.moderation.models import ReviewItem
+from atelier_platform.moderation.screening import policy_for
+from tests.support.safety import WordCheck
+
+pytestmark = pytest.mark.django_db
+
+
+def text_of(response) -> str:
+    return response.content.decode()
+
+
+class TestAccess:
+    def test_pages_need_a_sign_in(self, project):
+        for url in ("/", "/create/", "/jobs/", "/review/"):
+            response = Client().get(url)
+            assert response.status_code == 302 and response["Location"].startswith("/login/?next=")
+
+    def test_sign_in_page_and_wrong_password(self, project, member):
+        user = member(project, "editor")
+        client = Client()
+        assert client.get("/login/").status_code == 200
+        response = client.post("/login/", {"username": user.username, "password": "wrong"})
+        assert response.status_code == 200 and "do not match" in text_of(response)
+        response = client.post("/login/", {"username": user.username, "password": "correct horse battery staple"})
+        assert response.status_code == 302
+        assert client.get("/").status_code == 302
+
+    def test_navigation_follows_the_role(self, project, signed_in):
+        expected = {
+            "owner": ["create", "jobs", "review"], "editor": ["create", "jobs"],
+            "reviewer": ["jobs", "review"], "viewer": ["jobs"],
+        }
+        for role, nav in expected.items():
+            page = text_of(signed_in(project, role).get("/jobs/"))
+            assert [n for n in ("create", "jobs", "review") if f'data-nav="{n}"' in page] == nav, role
+
+    def test_pages_the_role_does_not_allow_are_forbidden(self, project, signed_in):
+        viewer = signed_in(project, "viewer")
+        assert viewer.get("/create/").status_code == 403
+        assert viewer.get("/review/").status_code == 403
+        editor = signed_in(project, "editor")
+        assert editor.get("/review/").status_code == 403
+
+    def test_someone_without_a_project_is_told_so(self, db):
+        from tests.factories import UserFactory
+
+        client = Client()
+        client.force_login(UserFactory())
+        response = client.get("/jobs/")
+        assert response.status_code == 403 and "not a member of any project" in text_of(response)
+
+    def test_project_switcher_changes_the_project_among_memberships_only(self, project, other_project, signed_in, submit):
+        from tests.factories import MembershipFactory
+
+        editor = signed_in(project, "editor")
+        MembershipFactory(project=other_project, user=editor.user, role="viewer")
+        job = submit(other_project, text="only in the other project")
+        assert "only in the other project" not in text_of(editor.get("/jobs/"))
+        assert editor.get(f"/jobs/{job.pk}/").status_code == 404
+        response = editor.post("/project/", {"project": other_project.slug, "next": "/jobs/"})
+        assert response.status_code == 302 and response["Location"] == "/jobs/"
+        page = text_of(editor.get("/jobs/"))
+        assert "only in the other project" in page and 'data-nav="create"' not in page  # a viewer there
+        assert editor.get(f"/jobs/{job.pk}/").status_code == 200
+        from tests.factories import ProjectFactory
+
+        stranger = ProjectFactory()
+        assert editor.post("/project/", {"project": stranger.slug}).status_code == 404
+        assert editor.post("/project/", {"project": project.slug, "next": "https://evil.example/"})["Location"] == "/"
+
+
+class TestCreate:
+    def test_form_comes_from_the_plugins_schema(self, project, signed_in):
+        page = text_of(signed_in(project, "editor").get("/create/reverse_text/"))
+        assert '<textarea id="f-input-text" name="input.text"' in page
+        assert 'type="number" id="f-input-copies" name="input.copies" value="1" step="1" min="1" max="5"' in page
+        assert '<select id="f-input-fail" name="input.fail">' in page and '<option value="transient"' in page
+        assert 'type="checkbox" id="f-params-uppercase" name="params.uppercase"' in page
+
+    def test_only_enabled_plugins_are_offered(self, project, signed_in):
+        set_plugin_enabled(project, "gpu_reverse", False)
+        editor = signed_in(project, "editor")
+        page = text_of(editor.get("/create/"))
+        assert 'data-plugin="reverse_text"' in page and 'data-plugin="gpu_reverse"' not in page
+        assert editor.get("/create/gpu_reverse/").status_code == 404
+
+    def test_errors_are_shown_on_their_fields_and_nothing_is_saved(self, project, signed_in):
+        editor = signed_in(project, "editor")
+        response = editor.post("/create/reverse_text/", {"input.text": "", "input.copies": "7", "input.sleep_s": "x", "priority": "5"})
+        assert response.status_code == 400
+        page = text_of(response)
+        assert "Enter a number." in page  # unreadable here, before the plugin sees it
+        assert not Job.objects.exists()
+        response = editor.post("/create/reverse_text/", {"input.text": "", "input.copies": "7", "priority": "5"})
+        page = text_of(response)
+        assert page.index('data-field="input.text"') < page.index("String should have at least 1 character") < page.index('data-field="input.copies"')
+        assert "Input should be less than or equal to 5" in page
+        assert 'value="7"' in page  # what was typed stays
+        assert not Job.objects.exists()
+
+    def test_submit_saves_the_job_and_shows_it(self, project, signed_in, sent_messages, django_capture_on_commit_callbacks):
+        editor = signed_in(project, "editor")
+        with django_capture_on_commit_callbacks(execute=True):
+            response = editor.post("/create/reverse_text/", {
+                "input.text": "make this", "input.copies": "2", "input.fail": "none", "params.uppercase": "on", "priority": "7"})
+        job = Job.objects.get()
+        assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+        assert (job.input["text"], job.input["copies"], job.params, job.priority, job.submitted_by) == (
+            "make this", 2, {"uppercase": True}, 7, editor.user)
+        assert [m["args"] for m in sent_messages] == [[str(job.pk)]]
+
+    def test_recent_prompts_are_listed_and_reusable(self, project, signed_in, submit):
+        editor = signed_in(project, "editor")
+        job = submit(project, text="a prompt worth keeping", user=editor.user, copies=3)
+        page = text_of(editor.get("/create/reverse_text/"))
+        assert f'href="?from={job.pk}"' in page and "a prompt worth keeping" in page
+        page = text_of(editor.get(f"/create/reverse_text/?from={job.pk}"))
+        assert ">a prompt worth keeping</textarea>" in page and 'name="input.copies" value="3"' in page
+
+    def test_blocked_input_is_refused_with_the_reason(self, project, signed_in):
+        replace_safety_checks([WordCheck()])
+        response = signed_in(project, "editor").post("/create/reverse_text/", {"input.text": "a violent plan", "priority": "5"})
+        assert response.status_code == 400 and "blocked by the project&#x27;s safety policy" in text_of(response)
+
+
+class TestJobs:
+    def test_filters_and_search(self, project, signed_in, submit, run_job):
+        viewer = signed_in(project, "viewer")
+        done = submit(project, text="blue whale")
+        run_job(done)
+        submit(project, text="red fox")
+        page = text_of(viewer.get("/jobs/"))
+        assert "blue whale" in page and "red fox" in page
+        page = text_of(viewer.get("/jobs/?status=succeeded"))
+        assert "blue whale" in page and "red fox" not in page
+        page = text_of(viewer.get("/jobs/?q=FOX"))
+        assert "blue whale" not in page and "red fox" in page
+        assert "No job matches" in text_of(viewer.get("/jobs/?plugin=gpu_reverse"))
+
+    def test_status_view_answers_for_this_projects_jobs_only(self, project, other_project, signed_in, submit):
+        viewer = signed_in(project, "viewer")
+        mine, theirs = submit(project), submit(other_project)
+        answer = viewer.get(f"/jobs/status/?ids={mine.pk},{theirs.pk},not-a-uuid").json()
+        assert answer == {"jobs": [{"id": str(mine.pk), "status": "queued", "progress": None, "detail": {},
+                                    "error": "", "finished": False}]}
+
+    def test_job_page_shows_input_output_flags_review_state_and_timeline(self, project, signed_in, submit, run_job):
+        replace_safety_checks([WordCheck()])
+        editor = signed_in(project, "editor")
+        job = submit(project, text="enilredrob text", user=editor.user)  # reversed: "txet borderline"
+        run_job(job)
+        page = text_of(editor.get(f"/jobs/{job.pk}/"))
+        assert '<mark class="flag" title="harassment" data-category="harassment">borderline</mark>' in page
+        assert '<span class="flag-chip">harassment</span>' in page
+        assert "Pending review" in page
+        for step in ("created", "started", "succeeded", "output screened"):
+            assert f'<span class="what">{step}</span>' in page.lower(), step
+
+
+class TestReview:
+    def test_panel_shows_the_item_with_flags_and_the_second_reviewer_rule(self, project, signed_in, submit, run_job):
+        replace_safety_checks([WordCheck()])
+        policy = policy_for(project)
+        policy.second_review_for_flagged = True
+        policy.save()
+        editor = signed_in(project, "editor")
+        run_job(submit(project, text="enilredrob", user=editor.user))
+        item = ReviewItem.objects.get()
+        assert item.flagged
+        reviewer = signed_in(project, "reviewer")
+        page = text_of(reviewer.get("/review/"))
+        assert "Flagged items need two approvals" in page and "off_brand" in page
+        page = text_of(reviewer.get(f"/review/items/{item.pk}/"))
+        assert 'data-category="harassment">borderline</mark>' in page
+        assert "Second-reviewer rule: 0 of 2 approvals so far." in page
+        assert "You submitted this job" not in page
+        editor.user.memberships.update(role="owner")  # the submitter, now allowed to review, still may not approve
+        assert "You submitted this job" in text_of(editor.get(f"/review/items/{item.pk}/"))
+
+    def test_panel_of_another_projects_item_is_not_found(self, project, other_project, signed_in, submit, run_job):
+        run_job(submit(other_project))
+        item = ReviewItem.objects.get()
+        assert signed_in(project, "reviewer").get(f"/review/items/{item.pk}/").status_code == 404
+
+
+class TestQueryCounts:
+    """Each page reads a fixed number of times, whether the project has one row or twenty."""
+
+    def count(self, client, url) -> int:
+        assert client.get(url).status_code == 200  # warm: sessions, the policy row, ...
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        return len(queries)
+
+    def test_lists_and_pages_do_not_grow_with_the_data(self, project, signed_in, submit, run_job):
+        replace_safety_checks([WordCheck()])
+        owner = signed_in(project, "owner")
+        editor_user = signed_in(project, "editor").user
+
+        def pages():
+            job = Job.objects.annotate(n=Count("outputs")).order_by("-n", "created_at").first()
+            item = ReviewItem.objects.order_by("pk").first()
+            ids = ",".join(str(pk) for pk in Job.objects.values_list("pk", flat=True))
+            return {
+                "create": "/create/", "form": "/create/reverse_text/", "jobs": "/jobs/", "jobs q": "/jobs/?q=borderline",
+                "status": f"/jobs/status/?ids={ids}", "job": f"/jobs/{job.pk}/", "review": "/review/",
+                "panel": f"/review/items/{item.pk}/",
+            }
+
+        def add_jobs(n, copies):
+            for i in range(n):
+                job = submit(project, text=f"enilredrob {i}", user=owner.user if i % 2 else editor_user, copies=copies if i == 0 else 1)
+                run_job(job)
+
+        add_jobs(1, copies=1)
+        few = {name: self.count(owner, url) for name, url in pages().items()}
+        add_jobs(19, copies=5)  # and the job page shows five outputs instead of one
+        many = {name: self.count(owner, url) for name, url in pages().items()}
+        assert Job.objects.count() == 20 and ReviewItem.objects.count() == 24
+        assert many == few
