@@ -17,6 +17,7 @@ sweeper, and a result written under a lost claim is refused.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -87,6 +88,13 @@ def is_out_of_memory(error: BaseException) -> bool:
     if torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ())):
         return True
     return isinstance(error, (RuntimeError, MemoryError)) and "out of memory" in str(error).lower()
+
+
+def _inference_mode():
+    """``torch.inference_mode`` around every plugin call once torch is loaded (no autograd records,
+    less memory), whatever the plugin remembered; a no-op for plugins without torch."""
+    torch = sys.modules.get("torch")
+    return torch.inference_mode() if torch is not None else contextlib.nullcontext()
 
 
 def screen_output(job, produced: ProducedOutput, policy) -> ProducedOutput:
@@ -263,7 +271,8 @@ class _Batch:
         if not requests:
             return []
         try:
-            results = plugin.generate(requests, context)
+            with _inference_mode():
+                results = plugin.generate(requests, context)
         except SoftTimeLimitExceeded:
             raise
         except JobCancelled as cancelled:
