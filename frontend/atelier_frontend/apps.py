@@ -1,3 +1,4 @@
+"""The dashboard and the moderation UI (templates, static assets and their views)."""
 from django.apps import AppConfig
 
 
@@ -5,3 +6,8 @@ class FrontendConfig(AppConfig):
     name = "atelier_frontend"
     label = "frontend"
     verbose_name = "Dashboard"
+
+    def ready(self) -> None:
+        from atelier_frontend.i18n import compile_catalogues
+
+        compile_catalogues()

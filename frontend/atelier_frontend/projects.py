@@ -13,6 +13,7 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 
 from atelier_platform.accounts.models import Membership, Project
 from atelier_platform.accounts.roles import ROLE_CAPABILITIES, Capability
@@ -58,9 +59,9 @@ def switch(request, slug: str) -> bool:
 
 NAVIGATION = [
     # (url name, label, capability needed)
-    ("create", "Create", Capability.JOBS_WRITE),
-    ("jobs", "Jobs", Capability.JOBS_READ),
-    ("review", "Review", Capability.REVIEWS_WRITE),
+    ("create", _("Create"), Capability.JOBS_WRITE),
+    ("jobs", _("Jobs"), Capability.JOBS_READ),
+    ("review", _("Review"), Capability.REVIEWS_WRITE),
 ]
 
 

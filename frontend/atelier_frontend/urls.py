@@ -1,5 +1,6 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.i18n import set_language
 
 from atelier_frontend import views
 
@@ -8,6 +9,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="atelier_frontend/login.html", redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("project/", views.switch_project, name="switch-project"),
+    path("language/", set_language, name="set_language"),
     path("create/", views.create_index, name="create"),
     path("create/<str:plugin_id>/", views.create_plugin, name="create-plugin"),
     path("jobs/", views.jobs, name="jobs"),

@@ -24,6 +24,7 @@ from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
 
 from atelier_frontend import schema_form
 from atelier_frontend.projects import NAVIGATION, current, needs, switch
+from atelier_frontend.texts import js_text
 from atelier_frontend.rendering import flagged_categories, render_value, spans_of
 
 JOBS_PER_PAGE = 50
@@ -37,7 +38,8 @@ def page(request, template: str, context: dict, status: int = 200):
     nav = [(name, label) for name, label, capability in NAVIGATION if here.can(capability)]
     url_name = request.resolver_match.url_name if request.resolver_match else ""
     section = SECTIONS.get(url_name, url_name)
-    return render(request, template, {"here": here, "nav": nav, "section": section, **context}, status=status)
+    return render(request, template, {"here": here, "nav": nav, "section": section, "js_text": js_text(), **context},
+                  status=status)
 
 
 @login_required

@@ -199,3 +199,9 @@ def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, exp
     assert (edited.review_state, edited.content["text"]) == ("approved", "edited by a person")
     # next for A is B's skipped item, which nobody holds now
     assert shown(page_a, after=a_next) == b
+
+    # the same screen in Simplified Chinese, chosen in the header
+    page_b.select_option("#language-switcher", "zh-hans")
+    expect(page_b.locator("h1")).to_have_text("审核队列")
+    expect(page_b.locator(".mainnav a")).to_have_text(["任务", "审核"])
+    shot(page_b, "11-review-zh-hans")

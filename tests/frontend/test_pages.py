@@ -231,3 +231,30 @@ class TestQueryCounts:
         many = {name: self.count(owner, url) for name, url in pages().items()}
         assert Job.objects.count() == 20 and ReviewItem.objects.count() == 24
         assert many == few
+
+
+class TestLanguages:
+    def test_catalogues_compile_and_the_dashboard_switches_to_simplified_chinese(self, project, signed_in, tmp_path):
+        import shutil
+
+        from atelier_frontend.i18n import LOCALE_DIR, compile_catalogues
+
+        copy = tmp_path / "locale"
+        shutil.copytree(LOCALE_DIR, copy, ignore=shutil.ignore_patterns("*.mo"))
+        assert [p.relative_to(copy).as_posix() for p in compile_catalogues(copy)] == ["zh_Hans/LC_MESSAGES/django.mo"]
+        assert compile_catalogues(copy) == []  # up to date: not written again
+
+        editor = signed_in(project, "editor")
+        page = text_of(editor.get("/jobs/"))
+        assert ">Jobs</a>" in page and 'lang="en"' in page
+        response = editor.post("/language/", {"language": "zh-hans", "next": "/jobs/"})
+        assert response.status_code == 302 and response["Location"] == "/jobs/"
+        page = text_of(editor.get("/jobs/"))
+        assert 'lang="zh-hans"' in page and ">任务</a>" in page and "还没有任务。" in page and "编辑</span>" in page
+        import json
+        import re
+
+        words = json.loads(re.search(r'<script id="atelier-text" type="application/json">(.*?)</script>', page).group(1))
+        assert words["status"]["queued"] == "排队中"  # the scripts' words too
+        editor.post("/language/", {"language": "en", "next": "/jobs/"})
+        assert ">Jobs</a>" in text_of(editor.get("/jobs/"))

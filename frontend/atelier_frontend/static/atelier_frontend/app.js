@@ -3,6 +3,15 @@
 
 const Atelier = (() => {
   const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content || "";
+  // The page's words in the person's language (atelier_frontend/texts.py), English as fallback.
+  let words = null;
+  const t = (key, fallback) => {
+    if (words === null) {
+      const source = document.getElementById("atelier-text");
+      words = source ? JSON.parse(source.textContent) : {};
+    }
+    return words[key] || fallback;
+  };
 
   // Calls the REST API as the signed-in person: session cookie, CSRF token, current project.
   async function api(path, { method = "GET", body } = {}) {
@@ -31,10 +40,8 @@ const Atelier = (() => {
     return details ? `${error.message} (${details})` : error.message;
   }
 
-  const STATUS_LABELS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled", blocked: "Blocked" };
-
   function paintStatus(cell, job) {
-    const label = cell.dataset.labels ? JSON.parse(cell.dataset.labels)[job.status] : STATUS_LABELS[job.status];
+    const label = t("status", {})[job.status];
     let html = `<span class="status s-${job.status}" data-status="${job.status}">${label || job.status}</span>`;
     if (job.status === "running") {
       const fraction = job.progress || 0;
@@ -92,5 +99,5 @@ const Atelier = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", () => { pollJobs(); lightbox(); submitShortcut(); });
-  return { api, errorText, meta };
+  return { api, errorText, meta, t };
 })();

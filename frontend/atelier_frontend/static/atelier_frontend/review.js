@@ -26,7 +26,7 @@ document.addEventListener("DOMContentLoaded", () => {
       left.textContent = `${String(Math.floor(seconds / 60)).padStart(2, "0")}:${String(seconds % 60).padStart(2, "0")}`;
       lease.classList.toggle("warn", seconds < 60);
       lease.classList.toggle("expired", seconds === 0);
-      if (seconds === 0) { clearInterval(countdown); say("Your lease ran out: another reviewer may take this item. Press n to claim the next one.", "error"); }
+      if (seconds === 0) { clearInterval(countdown); say(Atelier.t("lease_over", "Your lease ran out."), "error"); }
     };
     paint();
     countdown = setInterval(paint, 1000);
@@ -38,15 +38,21 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!item) {
       startCountdown(null);
       box.dataset.item = "";
-      box.innerHTML = `<p class="empty" id="queue-empty">Nothing to review${skipped.size ? ` (you skipped ${skipped.size}; press n to see them again)` : ""}. Checking again every few seconds.</p>`;
-      queueState.textContent = "Queue empty";
+      const message = skipped.size ? Atelier.t("empty_skipped", "Nothing else to review.").replace("%(n)s", skipped.size) : Atelier.t("empty", "Nothing to review.");
+      box.innerHTML = "";
+      const empty = document.createElement("p");
+      empty.className = "empty";
+      empty.id = "queue-empty";
+      empty.textContent = message;
+      box.appendChild(empty);
+      queueState.textContent = Atelier.t("queue_empty", "Queue empty");
       emptyPoll = setTimeout(() => next(), 5000);
       return;
     }
     const response = await fetch(panelUrl(item.id), { credentials: "same-origin" });
     box.innerHTML = await response.text();
     box.dataset.item = String(item.id);
-    queueState.textContent = `Item ${item.id}`;
+    queueState.textContent = `${Atelier.t("item", "Item")} ${item.id}`;
     startCountdown(item.lease_expires_at);
   }
 
@@ -72,7 +78,7 @@ document.addEventListener("DOMContentLoaded", () => {
   async function next() {
     if (busy) return;
     busy = true;
-    try { await show(await claimNext()); } catch (e) { say(`Could not load the next item: ${e.message}`, "error"); }
+    try { await show(await claimNext()); } catch (e) { say(`${Atelier.t("load_failed", "Could not load the next item:")} ${e.message}`, "error"); }
     finally { busy = false; }
   }
 
@@ -82,8 +88,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body });
     busy = false;
     if (!result.ok) { say(Atelier.errorText(result), "error"); return false; }
-    const open = result.data.state === "open";
-    say(open ? `${done}: recorded; a second reviewer must confirm.` : `${done}.`, "ok");
+    say(result.data.state === "open" ? Atelier.t("second_needed", "Recorded; a second reviewer must confirm.") : done, "ok");
     await next();
     return true;
   }
@@ -92,7 +97,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!item || busy) { await next(); return; }
     skipped.add(item.id);
     await Atelier.api(`reviews/${item.id}/release/`, { method: "POST" });
-    say("Skipped.", "info");
+    say(Atelier.t("skipped", "Skipped."), "info");
     item = null;
     await next();
   }
@@ -103,7 +108,7 @@ document.addEventListener("DOMContentLoaded", () => {
   async function reject(reason) {
     const comment = $("reject-comment").value;
     closeOverlays();
-    await decide({ action: "reject", reason, comment }, `Rejected (${reason})`);
+    await decide({ action: "reject", reason, comment }, `${Atelier.t("rejected", "Rejected")} (${reason}).`);
   }
 
   function openEditor() {
@@ -117,11 +122,11 @@ document.addEventListener("DOMContentLoaded", () => {
 
   async function saveEdit() {
     let content;
-    try { content = JSON.parse($("edit-content").value); } catch (e) { $("edit-error").textContent = `Not valid JSON: ${e.message}`; return; }
+    try { content = JSON.parse($("edit-content").value); } catch (e) { $("edit-error").textContent = `${Atelier.t("bad_json", "Not valid JSON:")} ${e.message}`; return; }
     const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body: { action: "edit", content } });
     if (!result.ok) { $("edit-error").textContent = Atelier.errorText(result); return; }
     closeOverlays();
-    say("Edited and approved.", "ok");
+    say(Atelier.t("edited", "Edited and approved."), "ok");
     await next();
   }
 
@@ -143,7 +148,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
     if (typing || event.ctrlKey || event.metaKey || event.altKey || !editor.hidden) return;
     const actions = {
-      a: () => decide({ action: "approve" }, "Approved"),
+      a: () => decide({ action: "approve" }, Atelier.t("approved", "Approved.")),
       r: openPicker,
       e: openEditor,
       s: skip,

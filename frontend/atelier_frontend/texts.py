@@ -1,0 +1,43 @@
+"""Words the dashboard shows that come from elsewhere (status names from the models, roles) or
+that its JavaScript shows: marked here so that they are translated like the templates."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+WORDS = {
+    # job statuses and review states, as the models name them
+    "Queued": _("Queued"), "Running": _("Running"), "Succeeded": _("Succeeded"), "Failed": _("Failed"),
+    "Cancelled": _("Cancelled"), "Blocked": _("Blocked"), "Pending review": _("Pending review"),
+    "Approved": _("Approved"), "Rejected": _("Rejected"), "Released after screening": _("Released after screening"),
+    "Blocked by screening": _("Blocked by screening"),
+    # roles
+    "owner": _("owner"), "editor": _("editor"), "reviewer": _("reviewer"), "viewer": _("viewer"),
+    # timeline steps (audit actions are shown with spaces for underscores)
+    "created": _("created"), "started": _("started"), "succeeded": _("succeeded"), "failed": _("failed"),
+    "cancelled": _("cancelled"), "blocked": _("blocked"), "output screened": _("output screened"),
+    "lease claimed": _("lease claimed"), "lease renewed": _("lease renewed"), "lease released": _("lease released"),
+    "review approve": _("review approve"), "review reject": _("review reject"), "review edit": _("review edit"),
+    "review regenerate": _("review regenerate"), "approval recorded": _("approval recorded"),
+}
+
+
+def js_text() -> dict[str, str]:
+    """Strings the dashboard's scripts show, in the request's language."""
+    return {
+        "status": {key: str(WORDS[label]) for key, label in (
+            ("queued", "Queued"), ("running", "Running"), ("succeeded", "Succeeded"), ("failed", "Failed"),
+            ("cancelled", "Cancelled"), ("blocked", "Blocked"))},
+        "approved": str(_("Approved.")),
+        "second_needed": str(_("Approved: recorded; a second reviewer must confirm.")),
+        "rejected": str(_("Rejected")),
+        "edited": str(_("Edited and approved.")),
+        "skipped": str(_("Skipped.")),
+        "empty": str(_("Nothing to review. Checking again every few seconds.")),
+        "empty_skipped": str(_("Nothing else to review: you skipped %(n)s (press n to see them again).")),
+        "queue_empty": str(_("Queue empty")),
+        "item": str(_("Item")),
+        "lease_over": str(_("Your lease ran out: another reviewer may take this item. Press n to claim the next one.")),
+        "load_failed": str(_("Could not load the next item:")),
+        "bad_json": str(_("Not valid JSON:")),
+    }
