@@ -40,4 +40,5 @@ def js_text() -> dict[str, str]:
         "lease_over": str(_("Your lease ran out: another reviewer may take this item. Press n to claim the next one.")),
         "load_failed": str(_("Could not load the next item:")),
         "bad_json": str(_("Not valid JSON:")),
+        "bulk_done": str(_("Approved without review:")),
     }

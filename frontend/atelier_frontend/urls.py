@@ -17,4 +17,5 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", views.job_detail, name="job"),
     path("review/", views.review, name="review"),
     path("review/items/<int:item_id>/", views.review_panel, name="review-panel"),
+    path("review/bulk-approve/", views.review_bulk_approve, name="review-bulk-approve"),
 ]

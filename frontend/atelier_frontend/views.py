@@ -239,7 +239,46 @@ def review(request, here):
     policy = policy_for(here.project)
     return page(request, "atelier_frontend/review.html", {
         "reasons": policy.reasons, "policy": policy, "actor": f"user:{request.user.pk}",
+        "bulk_count": _bulk_candidates(here.project, request.user, policy).count(),
     })
+
+
+BULK_LIMIT = 100
+
+
+def _bulk_candidates(project, user, policy):
+    """Open, unflagged, not audit-sampled items nobody else holds (and, where the policy forbids
+    self-approval, not the reviewer's own jobs): those one click may approve together."""
+    from django.utils import timezone
+
+    from atelier_platform.moderation.models import ReviewItemState
+
+    actor = f"user:{user.pk}"
+    items = ReviewItem.objects.filter(project=project, state=ReviewItemState.OPEN, flagged=False).filter(
+        Q(lease_holder="") | Q(lease_expires_at__lt=timezone.now()) | Q(lease_holder=actor))
+    if policy.forbid_self_approval:
+        items = items.exclude(output__job__submitted_by=user)
+    return items
+
+
+@needs(Capability.REVIEWS_WRITE)
+@require_POST
+def review_bulk_approve(request, here):
+    """Approve every unflagged pending item at once, each through the review service (a lease,
+    a decision, an audit event), so the rules that hold for one hold for all."""
+    from atelier_platform.moderation import review as reviews
+
+    reviewer = reviews.Reviewer(actor=f"user:{request.user.pk}", user_id=request.user.pk)
+    policy = policy_for(here.project)
+    approved, passed = 0, 0
+    for item in _bulk_candidates(here.project, request.user, policy).order_by("-priority", "created_at", "pk")[:BULK_LIMIT]:
+        try:
+            reviews.decide(reviews.claim(item, reviewer), reviewer, action="approve")
+        except reviews.ReviewError:
+            passed += 1  # taken or decided meanwhile, or already approved by this reviewer
+        else:
+            approved += 1
+    return JsonResponse({"approved": approved, "passed": passed})
 
 
 @needs(Capability.REVIEWS_READ)

@@ -190,6 +190,24 @@ class TestReview:
         editor.user.memberships.update(role="owner")  # the submitter, now allowed to review, still may not approve
         assert "You submitted this job" in text_of(editor.get(f"/review/items/{item.pk}/"))
 
+    def test_bulk_approval_takes_unflagged_items_only_and_never_the_reviewers_own(
+            self, project, signed_in, submit, run_job, django_capture_on_commit_callbacks):
+        replace_safety_checks([WordCheck()])
+        editor, reviewer = signed_in(project, "editor"), signed_in(project, "reviewer")
+        plain = [submit(project, text=f"plain {i}", user=editor.user) for i in range(2)]
+        flagged = submit(project, text="enilredrob", user=editor.user)
+        own = submit(project, text="mine", user=reviewer.user)
+        for job in (*plain, flagged, own):
+            run_job(job)
+        assert "Approve all 2 unflagged items" in text_of(reviewer.get("/review/"))
+        with django_capture_on_commit_callbacks(execute=True):
+            answer = reviewer.post("/review/bulk-approve/").json()
+        assert answer == {"approved": 2, "passed": 0}
+        states = dict(ReviewItem.objects.values_list("output__job__input__text", "output__review_state"))
+        assert states == {"plain 0": "approved", "plain 1": "approved", "enilredrob": "pending", "mine": "pending"}
+        assert "unflagged item" not in text_of(reviewer.get("/review/"))
+        assert signed_in(project, "editor").post("/review/bulk-approve/").status_code == 403
+
     def test_panel_of_another_projects_item_is_not_found(self, project, other_project, signed_in, submit, run_job):
         run_job(submit(other_project))
         item = ReviewItem.objects.get()

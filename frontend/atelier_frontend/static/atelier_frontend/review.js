@@ -136,6 +136,26 @@ document.addEventListener("DOMContentLoaded", () => {
     else if (event.target === picker) closeOverlays();
   });
 
+  async function bulkApprove(button) {
+    if (!window.confirm(button.dataset.confirm)) return;
+    button.disabled = true;
+    const response = await fetch(button.dataset.url, {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": Atelier.meta("csrf-token") },
+    });
+    const result = await response.json();
+    say(`${Atelier.t("bulk_done", "Approved:")} ${result.approved}`, "ok");
+    button.closest(".bulk").hidden = true;
+    item = null;
+    await next();
+  }
+
+  // The legend's buttons do what their keys do (for a mouse, or a touch screen).
+  const press = (key) => document.dispatchEvent(new KeyboardEvent("keydown", { key }));
+  document.querySelectorAll("#shortcut-legend button[data-key]").forEach((button) =>
+    button.addEventListener("click", () => { button.blur(); press(button.dataset.key); }));
+  const bulk = $("bulk-approve");
+  if (bulk) bulk.addEventListener("click", () => bulkApprove(bulk));
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey && event.key === "Enter" && !editor.hidden) { event.preventDefault(); saveEdit(); return; }
     if (event.key === "Escape") { closeOverlays(); return; }
