@@ -62,6 +62,7 @@ NAVIGATION = [
     ("create", _("Create"), Capability.JOBS_WRITE),
     ("jobs", _("Jobs"), Capability.JOBS_READ),
     ("review", _("Review"), Capability.REVIEWS_WRITE),
+    ("usage", _("Usage"), Capability.JOBS_READ),
 ]
 
 

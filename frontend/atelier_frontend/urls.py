@@ -15,6 +15,7 @@ urlpatterns = [
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/status/", views.jobs_status, name="jobs-status"),
     path("jobs/<uuid:job_id>/", views.job_detail, name="job"),
+    path("usage/", views.usage_page, name="usage"),
     path("review/", views.review, name="review"),
     path("review/items/<int:item_id>/", views.review_panel, name="review-panel"),
     path("review/bulk-approve/", views.review_bulk_approve, name="review-bulk-approve"),

@@ -232,6 +232,15 @@ def job_detail(request, here, job_id):
     })
 
 
+# --- usage ----------------------------------------------------------------------------------------------
+
+@needs(Capability.JOBS_READ)
+def usage_page(request, here):
+    from atelier_frontend.usage import summary
+
+    return page(request, "atelier_frontend/usage.html", {"usage": summary(here.project)})
+
+
 # --- review --------------------------------------------------------------------------------------------
 
 @needs(Capability.REVIEWS_WRITE)

@@ -89,7 +89,7 @@ def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
 
     page = sign_in(browser, live_server.url, editor.username)
     expect(page).to_have_url(f"{live_server.url}/create/")
-    expect(page.locator(".mainnav a")).to_have_text(["Create", "Jobs"])  # an editor does not review
+    expect(page.locator(".mainnav a")).to_have_text(["Create", "Jobs", "Usage"])  # an editor does not review
     shot(page, "02-create")
 
     page.click("a[data-plugin=reverse_text]")
@@ -135,7 +135,7 @@ def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
 
     page = sign_in(browser, live_server.url, reviewer.username)
     expect(page).to_have_url(f"{live_server.url}/review/")
-    expect(page.locator(".mainnav a")).to_have_text(["Jobs", "Review"])
+    expect(page.locator(".mainnav a")).to_have_text(["Jobs", "Review", "Usage"])
     expect(page.locator("#review-item .output-content")).to_contain_text("resworb eht morf olleh")
     expect(page.locator("#lease-left")).to_have_text(re.compile(r"^(09|10):\d\d$"))
     shot(page, "07-review")
@@ -150,6 +150,11 @@ def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
     [output] = answer.json()["outputs"]
     assert (output["review_state"], output["final"]) == ("approved", True)
     assert ReviewDecision.objects.get().decided_by == f"user:{reviewer.pk}"
+
+    page.click(".mainnav a[data-nav=usage]")
+    expect(page.locator("[data-series=jobs_per_plugin] svg rect")).to_have_count(1)  # today's one job
+    expect(page.locator("[data-series=approval_rate] svg circle")).to_have_count(1)
+    shot(page, "12-usage")
 
 
 def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, expect, project, member, submit, run_job):
@@ -203,5 +208,5 @@ def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, exp
     # the same screen in Simplified Chinese, chosen in the header
     page_b.select_option("#language-switcher", "zh-hans")
     expect(page_b.locator("h1")).to_have_text("审核队列")
-    expect(page_b.locator(".mainnav a")).to_have_text(["任务", "审核"])
+    expect(page_b.locator(".mainnav a")).to_have_text(["任务", "审核", "用量"])
     shot(page_b, "11-review-zh-hans")

@@ -214,6 +214,44 @@ class TestReview:
         assert signed_in(project, "reviewer").get(f"/review/items/{item.pk}/").status_code == 404
 
 
+class TestUsage:
+    def test_figures_per_day_from_jobs_outputs_and_reviews(self, project, signed_in, submit, run_job):
+        from django.utils import timezone
+
+        from atelier_frontend.usage import summary
+        from atelier_platform.jobs.models import Output
+        from atelier_platform.moderation import review
+
+        editor = signed_in(project, "editor")
+        done = [submit(project, text=f"t{i}", user=editor.user) for i in range(3)]
+        for job in done:
+            run_job(job)
+        submit(project, text="still queued")
+        Output.objects.create(job=done[0], index=1, content={"usage": {"prompt_tokens": 30, "completion_tokens": 12}})
+        reviewer = review.Reviewer(actor="user:999")
+        items = list(ReviewItem.objects.order_by("pk"))
+        review.decide(review.claim(items[0], reviewer), reviewer, action="approve")
+        review.decide(review.claim(items[1], reviewer), reviewer, action="reject", reason="off_brand")
+
+        figures = summary(project)
+        today = figures["days"].index(timezone.now().date().isoformat())
+        assert today == 13 and figures["jobs_per_plugin"] == {"reverse_text": [0] * 13 + [4]}
+        assert figures["approval_rate"][today] == 0.5 and figures["decided"][today] == 2
+        assert figures["queue_depth"][today] == 1 and figures["now"] == {"queued": 1, "running": 0, "review_open": 1}
+        assert figures["latency_p50"][today] > 0 and figures["latency_p95"][today] >= figures["latency_p50"][today]
+        assert figures["tokens"][today] == 42 and figures["images"][today] == 0
+        assert figures["compute_seconds"][today] >= 0 and figures["latency_p50"][:13] == [None] * 13
+
+        page = text_of(editor.get("/usage/"))
+        assert 'data-series="jobs_per_plugin"' in page and 'id="usage-data"' in page
+
+    def test_percentile_is_nearest_rank(self):
+        from atelier_frontend.usage import percentile
+
+        assert percentile([], 0.5) is None
+        assert percentile([3, 1, 2], 0.5) == 2 and percentile(list(range(1, 101)), 0.95) == 95
+
+
 class TestQueryCounts:
     """Each page reads a fixed number of times, whether the project has one row or twenty."""
 
@@ -235,7 +273,7 @@ class TestQueryCounts:
             return {
                 "create": "/create/", "form": "/create/reverse_text/", "jobs": "/jobs/", "jobs q": "/jobs/?q=borderline",
                 "status": f"/jobs/status/?ids={ids}", "job": f"/jobs/{job.pk}/", "review": "/review/",
-                "panel": f"/review/items/{item.pk}/",
+                "panel": f"/review/items/{item.pk}/", "usage": "/usage/",
             }
 
         def add_jobs(n, copies):
