@@ -74,6 +74,13 @@ class AtelierConfig(BaseSettings):
         default=5, ge=1, description="an endpoint is disabled after this many deliveries in a row failed every attempt"
     )
 
+    # --- OpenAI-compatible endpoints (/v1/) -------------------------------------------------
+    openai_wait_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="how long POST /v1/chat/completions and /v1/images/generations wait for their job before "
+        "answering 504 job_still_running (the job goes on; fetch it at /api/v1/jobs/{id}/)",
+    )
+
     # --- plugins and workers ---------------------------------------------------------------
     extra_plugins: str = Field(default="", description="comma-separated module:Class plugins loaded besides entry points")
     extra_safety_checks: str = Field(default="", description="comma-separated module:Class safety checks besides entry points")

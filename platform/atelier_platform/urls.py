@@ -9,6 +9,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include("atelier_platform.api.urls")),
+    path("v1/", include("atelier_platform.openai_compat.urls")),  # OpenAI-compatible: GET /v1/models, ...
     path("admin/", admin.site.urls),
     path("", include("atelier_frontend.urls")),
 ]
