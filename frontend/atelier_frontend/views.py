@@ -11,6 +11,7 @@ from django.db.models import Prefetch, Q, TextField
 from django.db.models.functions import Cast
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from atelier_platform.accounts.roles import Capability
@@ -23,6 +24,7 @@ from atelier_platform.moderation.models import AuditEvent, ReviewItem
 from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
 
 from atelier_frontend import schema_form
+from atelier_frontend.models import PromptTemplate
 from atelier_frontend.projects import NAVIGATION, current, needs, switch
 from atelier_frontend.texts import js_text
 from atelier_frontend.rendering import flagged_categories, render_value, spans_of
@@ -86,13 +88,27 @@ def create_plugin(request, here, plugin_id: str):
         raise Http404("This plugin is not enabled for the project.")
     info = _plugin_info(plugin)
     fields = schema_form.fields_for(info)
-    priority, form_errors = "5", []
+    priority, form_errors, notice = "5", [], ""
+    templates = PromptTemplate.objects.filter(project=here.project, plugin_id=plugin_id)
+    if request.method == "POST" and request.POST.get("delete_template"):
+        templates.filter(pk=_int_or_none(request.POST["delete_template"])).delete()
+        return redirect("create-plugin", plugin_id=plugin_id)
     if request.method == "POST":
         input_data, params, readable = schema_form.parse(fields, request.POST)
         priority = request.POST.get("priority", "5")
         if not (priority.isdigit() and 0 <= int(priority) <= 9):
-            form_errors.append("Priority: choose 0 to 9.")
+            form_errors.append(_("Priority: choose 0 to 9."))
             readable = False
+        template_name = request.POST.get("template_name", "").strip()[:100]
+        if "save_template" in request.POST:
+            if not template_name:
+                form_errors.append(_("Name the template to save it."))
+            elif readable:
+                PromptTemplate.objects.update_or_create(
+                    project=here.project, plugin_id=plugin_id, name=template_name,
+                    defaults={"input": input_data, "params": params, "priority": int(priority), "created_by": request.user})
+                notice = _("Template “%(name)s” saved for everyone in this project.") % {"name": template_name}
+            readable = False  # saving a template submits nothing
         if readable:
             try:
                 submission = submit_job(
@@ -109,11 +125,17 @@ def create_plugin(request, here, plugin_id: str):
         if earlier is not None:
             schema_form.prefill(fields, earlier.input, earlier.params)
             priority = str(earlier.priority)
+    elif request.GET.get("template"):
+        template = templates.filter(pk=_int_or_none(request.GET["template"])).first()
+        if template is not None:
+            schema_form.prefill(fields, template.input, template.params)
+            priority = str(template.priority)
     recent = (Job.objects.filter(project=here.project, plugin_id=plugin_id, submitted_by=request.user)
               .only("id", "input", "created_at", "status").order_by("-created_at")[:RECENT_PROMPTS])
     return page(request, "atelier_frontend/create_plugin.html", {
         "plugin": info, "fields": fields, "priority": priority, "priorities": range(10), "form_errors": form_errors,
-        "recent": [(job, _summary(job.input)) for job in recent],
+        "recent": [(job, _summary(job.input)) for job in recent], "notice": notice,
+        "templates": [(t, _summary(t.input, 80)) for t in templates.only("id", "name", "input")[:50]],
     }, status=400 if form_errors or any(f.errors for f in fields) else 200)
 
 
@@ -134,6 +156,10 @@ def _summary(data, limit: int = 120) -> str:
     walk(data)
     text = " · ".join(t for t in texts if t.strip()) or "(no text)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _int_or_none(value: str) -> int | None:
+    return int(value) if value.isdigit() else None
 
 
 def _uuid_or_404(value: str):

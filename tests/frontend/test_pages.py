@@ -130,6 +130,36 @@ class TestCreate:
         page = text_of(editor.get(f"/create/reverse_text/?from={job.pk}"))
         assert ">a prompt worth keeping</textarea>" in page and 'name="input.copies" value="3"' in page
 
+    def test_prompt_templates_are_saved_per_project_and_fill_the_form(self, project, other_project, signed_in):
+        from atelier_frontend.models import PromptTemplate
+
+        editor = signed_in(project, "editor")
+        response = editor.post("/create/reverse_text/", {
+            "input.text": "Spring sale: {product}", "input.copies": "2", "priority": "8", "save_template": "1", "template_name": ""})
+        assert response.status_code == 400 and "Name the template" in text_of(response)
+        response = editor.post("/create/reverse_text/", {
+            "input.text": "Spring sale: {product}", "input.copies": "2", "priority": "8", "save_template": "1",
+            "template_name": "Spring sale"})
+        assert response.status_code == 200 and "saved for everyone in this project" in text_of(response)
+        assert not Job.objects.exists()  # saving a template submits nothing
+        template = PromptTemplate.objects.get()
+        assert (template.name, template.input["text"], template.input["copies"], template.priority) == (
+            "Spring sale", "Spring sale: {product}", 2, 8)
+
+        colleague = signed_in(project, "owner")
+        page = text_of(colleague.get("/create/reverse_text/"))
+        assert f'href="?template={template.pk}"' in page and "<strong>Spring sale</strong>" in page
+        page = text_of(colleague.get(f"/create/reverse_text/?template={template.pk}"))
+        assert ">Spring sale: {product}</textarea>" in page and 'name="input.copies" value="2"' in page
+        assert '<option value="8" selected>' in page
+
+        stranger = signed_in(other_project, "editor")
+        assert "Spring sale" not in text_of(stranger.get(f"/create/reverse_text/?template={template.pk}"))
+        stranger.post("/create/reverse_text/", {"delete_template": str(template.pk)})
+        assert PromptTemplate.objects.exists()
+        colleague.post("/create/reverse_text/", {"delete_template": str(template.pk)})
+        assert not PromptTemplate.objects.exists()
+
     def test_blocked_input_is_refused_with_the_reason(self, project, signed_in):
         replace_safety_checks([WordCheck()])
         response = signed_in(project, "editor").post("/create/reverse_text/", {"input.text": "a violent plan", "priority": "5"})
