@@ -237,5 +237,7 @@ class BatchProbe(Plugin):
             if request.input.fail == "item":
                 results.append(PluginError("This item cannot be done.", code="invalid_input"))
             else:
-                results.append([OutputItem(BatchProbeOutput(text=request.input.text.upper(), batch=ids))])
+                # "~" comes back as NUL, a character a sampling model may emit and PostgreSQL cannot store
+                text = request.input.text.upper().replace("~", "\x00")
+                results.append([OutputItem(BatchProbeOutput(text=text, batch=ids))])
         return results

@@ -243,3 +243,9 @@ def test_a_short_reply_is_stored_before_the_longest_in_its_batch_finishes(chat_p
     assert short.outputs.get().provenance["batch_size"] == long.outputs.get().provenance["batch_size"] == 2
     assert long.outputs.get().content["usage"]["completion_tokens"] > 20
     assert short.finished_at < long.finished_at
+
+
+def test_a_nul_character_in_generated_text_does_not_stop_the_job_being_stored(probe_project, runner):
+    job = submit(probe_project, text="before~after")
+    assert runner.run(str(job.pk)) == "succeeded"
+    assert reload(job).outputs.get().content["text"] == "BEFOREAFTER"

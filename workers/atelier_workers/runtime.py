@@ -97,6 +97,18 @@ def _inference_mode():
     return torch.inference_mode() if torch is not None else contextlib.nullcontext()
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` with NUL characters taken out of every string: a model may emit one, and
+    PostgreSQL's JSON cannot store it (the job would fail to save)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def screen_output(job, produced: ProducedOutput, policy) -> ProducedOutput:
     """Screen one output (its texts and primary images); mask personal data if the project asks."""
     from atelier_sdk.safety import Target
@@ -388,7 +400,7 @@ class _Batch:
         except (ValidationError, AttributeError) as error:
             raise PluginError(f"Plugin output does not match its Output schema: {error}", code="plugin_contract") from None
         files = tuple((a.name, a.media_type, a.data, a.role) for a in item.artifacts)
-        return ProducedOutput(content=content, files=files)
+        return ProducedOutput(content=without_nul(content), files=files)
 
     def _count_batch(self, requests: list[GenerationRequest], seconds: float) -> None:
         stats = self.runner.stats

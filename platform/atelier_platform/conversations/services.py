@@ -63,6 +63,10 @@ def record_turns(conversation: Conversation, turns: list[dict], job) -> None:
 
 
 def record_reply(job, reply: str) -> None:
+    """The job's reply as the thread's assistant turn, once (a second approval adds nothing)."""
     conversation_id = (job.input or {}).get("conversation_id")
-    if conversation_id and Conversation.objects.filter(pk=conversation_id, project_id=job.project_id).exists():
-        _append(conversation_id, "assistant", reply, job)
+    if not conversation_id or not Conversation.objects.filter(pk=conversation_id, project_id=job.project_id).exists():
+        return
+    if ConversationMessage.objects.filter(conversation_id=conversation_id, job=job, role="assistant").exists():
+        return
+    _append(conversation_id, "assistant", reply, job)
