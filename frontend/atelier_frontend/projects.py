@@ -60,6 +60,7 @@ def switch(request, slug: str) -> bool:
 NAVIGATION = [
     # (url name, label, capability needed)
     ("create", _("Create"), Capability.JOBS_WRITE),
+    ("chat", _("Chat"), Capability.JOBS_WRITE),
     ("jobs", _("Jobs"), Capability.JOBS_READ),
     ("review", _("Review"), Capability.REVIEWS_WRITE),
     ("usage", _("Usage"), Capability.JOBS_READ),

@@ -31,7 +31,7 @@ from atelier_frontend.rendering import flagged_categories, render_value, spans_o
 
 JOBS_PER_PAGE = 50
 RECENT_PROMPTS = 8
-SECTIONS = {"create-plugin": "create", "job": "jobs"}
+SECTIONS = {"create-plugin": "create", "job": "jobs", "chat-thread": "chat"}
 
 
 def page(request, template: str, context: dict, status: int = 200):
@@ -256,6 +256,73 @@ def job_detail(request, here, job_id):
         "input_flags": flagged_categories(job.input_screening), "timeline": timeline,
         "params_html": render_value(job.params, "params", {}),
     })
+
+
+# --- chat --------------------------------------------------------------------------------------------------
+
+def _chat_plugins(project) -> list:
+    from atelier_platform.conversations.services import is_conversational
+
+    enabled = enabled_plugin_ids(project)
+    return [p for p in get_registry().available() if p.manifest.id in enabled and is_conversational(p)]
+
+
+@needs(Capability.JOBS_WRITE)
+def chat(request, here, conversation_id=None):
+    """A chat thread with the project's chat plugin: each reply with its sources and review state."""
+    from atelier_platform.conversations.models import Conversation
+
+    plugins = _chat_plugins(here.project)
+    conversation, rows, error, waiting = None, [], "", None
+    if conversation_id is not None:
+        conversation = Conversation.objects.filter(project=here.project, pk=conversation_id).first()
+        if conversation is None:
+            raise Http404("No such conversation in this project.")
+    plugin_id = conversation.plugin_id if conversation else (plugins[0].manifest.id if plugins else None)
+    if request.method == "POST" and plugin_id:
+        text = request.POST.get("message", "").strip()
+        if text:
+            try:
+                submission = submit_job(here.project, JobRequest(
+                    plugin_id=plugin_id, priority=7, params={},
+                    input={"messages": [{"role": "user", "content": text}],
+                           **({"conversation_id": str(conversation.pk)} if conversation else {})}),
+                    submitted_by=request.user)
+            except JobServiceError as exc:
+                details = getattr(exc, "details", None) or {}
+                error = " ".join([str(exc), *[f"{k}: {' '.join(v)}" for k, v in details.items() if isinstance(v, list)]])
+            else:
+                return redirect("chat-thread", conversation_id=submission.job.input["conversation_id"])
+    if conversation is not None:
+        messages = list(conversation.messages.select_related("job").prefetch_related("job__outputs").order_by("index"))
+        answered = {m.job_id for m in messages if m.role == "assistant"}
+        for message in messages:
+            outputs = list(message.job.outputs.all()) if message.job else []
+            first = outputs[0] if outputs else None
+            content = first.content if first and isinstance(first.content, dict) else {}
+            if message.role == "assistant":
+                rows.append({"role": "assistant", "text": message.content, "sources": content.get("sources", []),
+                             "state": first.review_state if first else "", "job": message.job})
+            elif message.role == "user":
+                rows.append({"role": "user", "text": message.content, "job": message.job})
+                job = message.job
+                if job is not None and job.pk not in answered and message is _last_turn_of(messages, job):
+                    if first is not None:
+                        rows.append({"role": "assistant", "draft": True, "text": content.get("reply", ""),
+                                     "sources": content.get("sources", []), "state": first.review_state, "job": job})
+                    elif not job.is_finished:
+                        waiting = job
+                    else:
+                        rows.append({"role": "assistant", "draft": True, "failed": True, "text": job.error_message, "job": job})
+    recent = Conversation.objects.filter(project=here.project).order_by("-updated_at")[:15]
+    return page(request, "atelier_frontend/chat.html", {
+        "plugins": plugins, "plugin_id": plugin_id, "conversation": conversation, "rows": rows, "error": error,
+        "waiting": waiting, "recent": recent,
+    }, status=400 if error else 200)
+
+
+def _last_turn_of(messages, job):
+    return [m for m in messages if m.job_id == job.pk and m.role == "user"][-1]
 
 
 # --- usage ----------------------------------------------------------------------------------------------

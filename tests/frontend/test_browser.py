@@ -89,7 +89,7 @@ def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
 
     page = sign_in(browser, live_server.url, editor.username)
     expect(page).to_have_url(f"{live_server.url}/create/")
-    expect(page.locator(".mainnav a")).to_have_text(["Create", "Jobs", "Usage"])  # an editor does not review
+    expect(page.locator(".mainnav a")).to_have_text(["Create", "Chat", "Jobs", "Usage"])  # an editor does not review
     shot(page, "02-create")
 
     page.click("a[data-plugin=reverse_text]")
@@ -210,3 +210,27 @@ def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, exp
     expect(page_b.locator("h1")).to_have_text("审核队列")
     expect(page_b.locator(".mainnav a")).to_have_text(["任务", "审核", "用量"])
     shot(page_b, "11-review-zh-hans")
+
+
+def test_chat_shows_the_reply_with_its_sources(live_server, browser, expect, project, member, empty_plugin_registry, run_job):
+    from atelier_platform.catalog.services import set_plugin_enabled
+    from tests.frontend.chat_plugin import TurnCounter
+
+    empty_plugin_registry.register(TurnCounter)
+    set_plugin_enabled(project, "turn_counter", True)
+    editor = member(project, "editor")
+    page = sign_in(browser, live_server.url, editor.username)
+    page.click(".mainnav a[data-nav=chat]")
+    page.fill("#chat-message", "Can I return shoes after a month?")
+    page.press("#chat-message", "Enter")
+    expect(page.locator(".msg.user .bubble")).to_have_text("Can I return shoes after a month?")
+    expect(page.locator("#job-status .status")).to_have_text("Queued")
+    job = Job.objects.get()
+    worker = threading.Thread(target=lambda: (run_job(job), connection.close()))
+    worker.start()
+    worker.join(30)
+    # the page polls the job and shows the reply when it is done
+    expect(page.locator(".msg.assistant .bubble")).to_have_text("Turn 1: you said 'Can I return shoes after a month?'.")
+    expect(page.locator(".msg.assistant .sources li")).to_contain_text("Returns policy")
+    expect(page.locator(".msg.assistant .review")).to_have_text("Pending review")
+    shot(page, "13-chat")

@@ -98,6 +98,16 @@ const Atelier = (() => {
     form.addEventListener("submit", () => { const b = form.querySelector("button[type=submit]"); if (b) b.disabled = true; });
   }
 
-  document.addEventListener("DOMContentLoaded", () => { pollJobs(); lightbox(); submitShortcut(); });
+  function chatComposer() {
+    const box = document.getElementById("chat-message");
+    if (!box) return;
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); if (box.value.trim()) box.form.requestSubmit(); }
+    });
+    const list = document.getElementById("messages");
+    if (list) list.scrollTop = list.scrollHeight;
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { pollJobs(); lightbox(); submitShortcut(); chatComposer(); });
   return { api, errorText, meta, t };
 })();
