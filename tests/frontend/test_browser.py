@@ -234,3 +234,16 @@ def test_chat_shows_the_reply_with_its_sources(live_server, browser, expect, pro
     expect(page.locator(".msg.assistant .sources li")).to_contain_text("Returns policy")
     expect(page.locator(".msg.assistant .review")).to_have_text("Pending review")
     shot(page, "13-chat")
+
+
+def test_owner_settings_show_a_new_key_once(live_server, browser, expect, project, member):
+    owner = member(project, "owner")
+    page = sign_in(browser, live_server.url, owner.username)
+    expect(page.locator(".mainnav a")).to_have_text(["Create", "Chat", "Jobs", "Review", "Usage", "Settings"])
+    page.click(".mainnav a[data-nav=settings]")
+    page.fill("#key input[name=name]", "storefront")
+    page.click("#key button:has-text('Create key')")
+    expect(page.locator("#new-key")).to_contain_text("atl_")
+    shot(page, "14-settings")
+    page.reload()
+    expect(page.locator("#new-key")).to_have_count(0)

@@ -1,0 +1,149 @@
+"""Project settings for owners: members and roles, API keys, review policy and thresholds, the
+blocklist, and the audit log. Each change goes through the platform's services and is audited."""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.shortcuts import redirect
+from django.utils.translation import gettext as _
+
+from atelier_platform.accounts.models import ApiKey, Membership
+from atelier_platform.accounts.roles import Capability, Role
+from atelier_platform.accounts.services import add_member, issue_api_key, revoke_api_key
+from atelier_platform.moderation import audit, policies
+from atelier_platform.moderation.models import AuditEvent, BlocklistEntry, ReviewMode
+from atelier_platform.moderation.screening import policy_for
+
+from atelier_frontend.projects import needs
+
+AUDIT_ROWS = 50
+NEW_KEY_SESSION = "atelier_new_api_key"
+REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
+                        "personal_data", "prompt_injection", "spam"]
+
+
+@needs(Capability.ADMIN)
+def project_settings(request, here):
+    from atelier_frontend.views import page
+
+    project, actor = here.project, f"user:{request.user.pk}"
+    errors, notice, new_key = [], "", None
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        try:
+            if action in ("add_member", "set_role", "remove_member"):
+                notice = _members(project, actor, request.POST, action)
+            elif action == "create_key":
+                new_key = issue_api_key(project, scopes=request.POST.getlist("scopes") or None,
+                                        name=request.POST.get("name", "").strip()[:100], created_by=request.user)
+                audit.record(project, actor, "api_key_created", new_key.api_key,
+                             after={"prefix": new_key.api_key.prefix, "scopes": new_key.api_key.scopes})
+                # shown on the page the redirect leads to, then gone: reloading cannot show it again
+                # (nor, re-posting the form, make another key)
+                request.session[NEW_KEY_SESSION] = new_key.raw
+            elif action == "revoke_key":
+                key = ApiKey.objects.filter(project=project, pk=_int(request.POST.get("key"))).first()
+                if key is not None and key.revoked_at is None:
+                    revoke_api_key(key)
+                    audit.record(project, actor, "api_key_revoked", key, after={"prefix": key.prefix})
+                    notice = _("Key %(prefix)s revoked.") % {"prefix": key.prefix}
+            elif action == "policy":
+                policies.update_policy(project, actor, _policy_changes(request.POST))
+                notice = _("Review policy saved.")
+            elif action == "blocklist":
+                terms = [{"pattern": line.strip(), "is_regex": request.POST.get("is_regex") == "on",
+                          "category": request.POST.get("category", "custom")}
+                         for line in request.POST.get("terms", "").splitlines() if line.strip()]
+                if request.POST.get("category") not in BLOCKLIST_CATEGORIES:
+                    raise ValidationError(_("Choose a category."))
+                result = policies.import_blocklist(project, actor, terms, replace=request.POST.get("replace") == "on")
+                notice = _("Blocklist: %(added)s added, %(removed)s removed, %(total)s in all.") % result
+        except ValidationError as error:
+            errors.extend(_messages(error))
+        if not errors:
+            return redirect(f"{request.path}?saved=1")
+    new_key = request.session.pop(NEW_KEY_SESSION, None)
+    if request.GET.get("saved") and not notice and not new_key:
+        notice = _("Saved.")
+
+    policy = policy_for(project)
+    return page(request, "atelier_frontend/settings.html", {
+        "members": Membership.objects.filter(project=project).select_related("user").order_by("user__username"),
+        "roles": Role.choices, "keys": ApiKey.objects.filter(project=project).order_by("-created_at")[:100],
+        "scopes": Capability.choices, "new_key": new_key, "policy": policy, "review_modes": ReviewMode.choices,
+        "thresholds": sorted(policy.thresholds.items()), "reasons": ", ".join(policy.reasons),
+        "blocklist": BlocklistEntry.objects.filter(project=project).values("category").annotate(n=Count("id")).order_by("category"),
+        "categories": BLOCKLIST_CATEGORIES,
+        "audit": AuditEvent.objects.filter(project=project).order_by("-id")[:AUDIT_ROWS],
+        "errors": errors, "notice": notice,
+    }, status=400 if errors else 200)
+
+
+def _int(value) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _messages(error: ValidationError) -> list[str]:
+    if hasattr(error, "message_dict"):
+        return [f"{field}: {message}" for field, messages in error.message_dict.items() for message in messages]
+    return list(error.messages)
+
+
+def _members(project, actor, posted, action) -> str:
+    if action == "add_member":
+        user = get_user_model().objects.filter(username=posted.get("username", "").strip()).first()
+        if user is None:
+            raise ValidationError(_("No user with that username. An administrator creates accounts."))
+        membership = add_member(project, user, posted.get("role", ""))
+        audit.record(project, actor, "member_added", membership, after={"user": user.username, "role": membership.role})
+        return ""
+    membership = Membership.objects.filter(project=project, pk=_int(posted.get("member"))).select_related("user").first()
+    if membership is None:
+        raise ValidationError(_("No such member."))
+    owners = Membership.objects.filter(project=project, role=Role.OWNER).count()
+    leaving_owner = membership.role == Role.OWNER and (action == "remove_member" or posted.get("role") != Role.OWNER)
+    if leaving_owner and owners <= 1:
+        raise ValidationError(_("A project keeps at least one owner: make someone else owner first."))
+    before = {"user": membership.user.username, "role": membership.role}
+    if action == "remove_member":
+        audit.record(project, actor, "member_removed", membership, before=before)
+        membership.delete()
+    else:
+        add_member(project, membership.user, posted.get("role", ""))
+        audit.record(project, actor, "member_role_changed", membership, before=before,
+                     after={"user": membership.user.username, "role": posted.get("role")})
+    return ""
+
+
+def _policy_changes(posted) -> dict:
+    def number(name, kind=int):
+        try:
+            return kind(posted.get(name, ""))
+        except ValueError:
+            raise ValidationError({name: [_("Enter a number.")]}) from None
+
+    thresholds = {}
+    for key in posted:
+        if key.startswith("review:"):
+            category = key.split(":", 1)[1]
+            thresholds[category] = {"review": number(f"review:{category}", float), "block": number(f"block:{category}", float)}
+    reasons = [r.strip() for r in posted.get("reject_reasons", "").split(",") if r.strip()]
+    if not reasons or not all(REASON.match(r) for r in reasons):
+        raise ValidationError({"reject_reasons": [_("Give reasons as lowercase words joined by underscores, separated by commas.")]})
+    if number("lease_seconds") < 30:
+        raise ValidationError({"lease_seconds": [_("At least 30 seconds.")]})
+    return {
+        "review_mode": posted.get("review_mode"),
+        "audit_sample_percent": number("audit_sample_percent"),
+        "lease_seconds": number("lease_seconds"),
+        "second_review_for_flagged": posted.get("second_review_for_flagged") == "on",
+        "forbid_self_approval": posted.get("forbid_self_approval") == "on",
+        "mask_personal_data": posted.get("mask_personal_data") == "on",
+        "reject_reasons": reasons,
+        "thresholds": thresholds,
+    }

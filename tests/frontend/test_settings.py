@@ -1,0 +1,109 @@
+"""Project settings for owners: members, API keys shown once, policy, blocklist, audit log."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from atelier_platform.accounts.models import ApiKey, Membership
+from atelier_platform.accounts.services import authenticate_api_key
+from atelier_platform.moderation.models import AuditEvent, BlocklistEntry
+from atelier_platform.moderation.screening import policy_for
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner(project, signed_in):
+    return signed_in(project, "owner")
+
+
+def test_only_owners_see_settings(project, signed_in, owner):
+    for role in ("editor", "reviewer", "viewer"):
+        client = signed_in(project, role)
+        assert client.get("/settings/").status_code == 403
+        assert 'data-nav="settings"' not in client.get("/jobs/").content.decode()
+    assert 'data-nav="settings"' in owner.get("/jobs/").content.decode()
+    assert owner.get("/settings/").status_code == 200
+
+
+def test_members_are_added_given_roles_and_removed_but_the_last_owner_stays(project, owner):
+    newcomer = UserFactory(username="newcomer")
+    assert owner.post("/settings/", {"action": "add_member", "username": "newcomer", "role": "reviewer"}).status_code == 302
+    membership = Membership.objects.get(project=project, user=newcomer)
+    assert membership.role == "reviewer"
+    response = owner.post("/settings/", {"action": "add_member", "username": "nobody", "role": "editor"})
+    assert response.status_code == 400 and "No user with that username" in response.content.decode()
+    owner.post("/settings/", {"action": "set_role", "member": membership.pk, "role": "editor"})
+    membership.refresh_from_db()
+    assert membership.role == "editor"
+    mine = Membership.objects.get(project=project, user=owner.user)
+    response = owner.post("/settings/", {"action": "set_role", "member": mine.pk, "role": "viewer"})
+    assert response.status_code == 400 and "at least one owner" in response.content.decode()
+    owner.post("/settings/", {"action": "remove_member", "member": membership.pk})
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+    actions = list(AuditEvent.objects.filter(project=project).values_list("action", flat=True))
+    assert actions == ["member_added", "member_role_changed", "member_removed"]
+
+
+def test_an_api_key_is_shown_once_works_and_can_be_revoked(project, owner):
+    response = owner.post("/settings/", {"action": "create_key", "name": "shop", "scopes": ["jobs:read"]}, follow=True)
+    page = response.content.decode()
+    raw = re.search(r'<code id="new-key">([^<]+)</code>', page).group(1)
+    key = ApiKey.objects.get()
+    assert authenticate_api_key(raw) == key and key.scopes == ["jobs:read"] and key.name == "shop"
+    later = owner.get("/settings/").content.decode()
+    assert raw not in later and f"atl_{key.prefix}_…" in later  # never shown again
+    owner.post("/settings/", {"action": "revoke_key", "key": key.pk})
+    assert authenticate_api_key(raw) is None
+
+
+def test_policy_and_thresholds_are_saved_and_checked(project, owner):
+    form = {"action": "policy", "review_mode": "release_after_screening", "audit_sample_percent": "25", "lease_seconds": "120",
+            "reject_reasons": "off_brand, wrong_price", "second_review_for_flagged": "on", "forbid_self_approval": "on",
+            "review:violence": "0.4", "block:violence": "0.8"}
+    assert owner.post("/settings/", form).status_code == 302
+    policy = policy_for(project)
+    assert (policy.review_mode, policy.audit_sample_percent, policy.lease_seconds, policy.reasons, policy.second_review_for_flagged,
+            policy.mask_personal_data) == ("release_after_screening", 25, 120, ["off_brand", "wrong_price"], True, False)
+    assert policy.thresholds["violence"] == {"review": 0.4, "block": 0.8}
+    bad = owner.post("/settings/", {**form, "review:violence": "0.9", "block:violence": "0.2"})
+    assert bad.status_code == 400 and "review &lt;= block" in bad.content.decode()
+    assert owner.post("/settings/", {**form, "reject_reasons": "Bad Reason"}).status_code == 400
+    assert AuditEvent.objects.filter(action="policy_changed").count() == 1
+
+
+def test_blocklist_bulk_import(project, owner):
+    response = owner.post("/settings/", {"action": "blocklist", "terms": "cheap knock-off\nfree money\n\n", "category": "spam"})
+    assert response.status_code == 302
+    assert set(BlocklistEntry.objects.values_list("pattern", "category")) == {("cheap knock-off", "spam"), ("free money", "spam")}
+    page = owner.get("/settings/").content.decode()
+    assert "spam: 2" in page
+    owner.post("/settings/", {"action": "blocklist", "terms": "scam", "category": "custom", "replace": "on"})
+    assert list(BlocklistEntry.objects.values_list("pattern", flat=True)) == ["scam"]
+    assert AuditEvent.objects.filter(action="blocklist_imported").count() == 2
+
+
+def test_audit_log_is_listed_with_export_links_and_the_page_reads_a_fixed_number_of_times(project, owner):
+    def count():
+        owner.get("/settings/")
+        with CaptureQueriesContext(connection) as queries:
+            assert owner.get("/settings/").status_code == 200
+        return len(queries)
+
+    owner.post("/settings/", {"action": "create_key", "name": "k0"})
+    owner.post("/settings/", {"action": "blocklist", "terms": "t0", "category": "custom"})
+    few = count()
+    for i in range(1, 20):
+        owner.post("/settings/", {"action": "create_key", "name": f"k{i}"})
+        owner.post("/settings/", {"action": "blocklist", "terms": f"t{i}", "category": "spam" if i % 2 else "hate"})
+        Membership.objects.create(project=project, user=UserFactory(), role="viewer")
+    assert count() == few
+    page = owner.get("/settings/").content.decode()
+    assert f"/api/v1/audit/?export=csv&amp;project={project.slug}" in page and "api_key_created" in page
+    export = owner.get(f"/api/v1/audit/?export=csv&project={project.slug}")
+    assert export.status_code == 200 and b"api_key_created" in b"".join(export.streaming_content)
