@@ -8,6 +8,8 @@ default. Defaults are the embedded single-machine mode: SQLite and a file-system
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -51,6 +53,30 @@ class AtelierConfig(BaseSettings):
     csrf_trusted_origins: str = ""
     max_request_bytes: int = Field(default=1_048_576, ge=1024, description="largest API request body accepted")
     production: bool = Field(default=False, description="refuse embedded defaults that are unsafe in production")
+
+    # --- API limits and quotas ------------------------------------------------------------
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="API requests per minute per API key (and per signed-in person); 0: no rate limit"
+    )
+    max_jobs_per_request: int = Field(default=100, ge=1, le=1000, description="most jobs one POST /api/v1/jobs/batch/ may hold")
+    quota_jobs_per_day: int = Field(
+        default=0, ge=0, description="jobs a project may submit per UTC day (blocked inputs not counted); 0: unlimited. "
+        "Per project in the Django admin (Project quotas)"
+    )
+    quota_compute_seconds_per_month: int = Field(
+        default=0, ge=0, description="worker seconds (finished_at - started_at) a project's jobs may use per UTC calendar "
+        "month; 0: unlimited. Per project in the Django admin"
+    )
+    # Caps on what one job may ask for, applied at submission on top of the plugins' own schemas.
+    max_prompt_chars: int | None = Field(default=None, ge=1, description="longest prompt / chat message, in characters")
+    max_new_tokens: int | None = Field(default=None, ge=1, description="largest max_new_tokens of a chat job")
+    max_image_pixels: int | None = Field(default=None, ge=1, description="largest width x height of an image job")
+    max_image_steps: int | None = Field(default=None, ge=1, description="most denoising steps of an image job")
+    max_image_count: int | None = Field(default=None, ge=1, description="most images one image job may ask for")
+    plugin_limits: str = Field(
+        default="", description='JSON caps per plugin id and field path, e.g. {"image": {"input.steps": 30, '
+        '"input.width*input.height": 262144}, "chatbot": {"input.messages[].content": 2000}}'
+    )
 
     # --- jobs ----------------------------------------------------------------------------
     job_heartbeat_s: float = Field(default=5.0, gt=0, description="how often a running job proves its worker alive")
@@ -116,6 +142,12 @@ class AtelierConfig(BaseSettings):
         _retry_schedule(value)
         return value
 
+    @field_validator("plugin_limits")
+    @classmethod
+    def _plugin_limits_are_caps(cls, value: str) -> str:
+        parse_plugin_limits(value)
+        return value
+
     # --- derived values ----------------------------------------------------------------------
     @property
     def webhooks_retry_delays_s(self) -> tuple[float, ...]:
@@ -171,6 +203,34 @@ def _retry_schedule(text: str) -> tuple[float, ...]:
     if any(not 0 <= delay <= 86_400 for delay in delays) or len(delays) > 20:  # "nan" fails this too
         raise ValueError("use at most 20 delays, each 0 to 86400 seconds")
     return delays
+
+
+_LIMIT_PATH = re.compile(r"^(input|params)(\.[A-Za-z_][A-Za-z0-9_]*(\[\])?)+$")
+
+
+def parse_plugin_limits(text: str) -> dict[str, dict[str, float]]:
+    """``ATELIER_PLUGIN_LIMITS``: ``{"plugin id": {"input.path": max, "input.a*input.b": max}}``.
+
+    A path names a field of the job's input or params; ``[]`` after a name means each item of that
+    list; ``*`` between paths multiplies the values (image width times height).
+    """
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError('use a JSON object such as {"image": {"input.steps": 30}}') from None
+    if not isinstance(data, dict) or not all(isinstance(caps, dict) for caps in data.values()):
+        raise ValueError('use a JSON object of objects, such as {"image": {"input.steps": 30}}')
+    parsed: dict[str, dict[str, float]] = {}
+    for plugin_id, caps in data.items():
+        for path, cap in caps.items():
+            if not all(_LIMIT_PATH.match(part) for part in path.split("*")):
+                raise ValueError(f"{plugin_id}: {path!r} is not a field path such as input.prompt or input.messages[].content")
+            if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 <= cap < 1e15:
+                raise ValueError(f"{plugin_id}: the cap of {path} must be a number of at least 0")
+            parsed.setdefault(plugin_id, {})[path] = float(cap)
+    return parsed
 
 
 @lru_cache(maxsize=1)

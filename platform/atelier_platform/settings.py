@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "atelier_platform.moderation",
     "atelier_platform.webhooks",
     "atelier_platform.fleet",
+    "atelier_platform.usage",
     "atelier_platform.api",
     "atelier_frontend",
     "atelier_workers",
@@ -120,6 +121,18 @@ if CONFIG.s3_bucket:
     }
 WHITENOISE_USE_FINDERS = True
 
+# The cache every web process shares: rate-limit counters and briefly cached quota figures.
+# Redis when REDIS_URL is set (atomic INCR, shared by every host); else files under DATA_DIR,
+# shared by the processes of this one machine (`make run` serves with two gunicorn processes,
+# so a per-process memory cache would count each process apart) with counters under a file lock.
+if CONFIG.redis_url:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CONFIG.redis_url,
+                          "KEY_PREFIX": "atelier", "TIMEOUT": 300}}
+else:
+    CACHES = {"default": {"BACKEND": "atelier_platform.usage.filecache.LockingFileBasedCache",
+                          "LOCATION": str(CONFIG.data_dir / "cache"), "TIMEOUT": 300,
+                          "OPTIONS": {"MAX_ENTRIES": 100_000}}}
+
 # Django reads at most this much of a body into memory; the API guard answers 413 before that.
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG.max_request_bytes
 
@@ -142,10 +155,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["atelier_platform.api.permissions.HasProjectCapability"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["atelier_platform.api.parsers.JSONParser"],  # DRF's, with a nesting cap
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # ATELIER_RATE_LIMIT_PER_MINUTE per API key (or signed-in person), in the shared cache above.
+    "DEFAULT_THROTTLE_CLASSES": ["atelier_platform.api.throttling.CallerRateThrottle"],
     "EXCEPTION_HANDLER": "atelier_platform.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -161,6 +176,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every /api/v1/ operation documents the error envelope of the statuses it can answer.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "atelier_platform.api.schema.add_error_responses"],
 }
 
 # --- Celery (read by atelier_platform.celery_app) -------------------------------------------

@@ -56,9 +56,13 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="requests per minute for this key; empty: ATELIER_RATE_LIMIT_PER_MINUTE; 0: none"
+    )
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="api_key_project_newest")]
 
     @property
     def is_active(self) -> bool:

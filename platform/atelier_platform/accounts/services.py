@@ -61,7 +61,8 @@ def normalise_scopes(scopes: list[str] | tuple[str, ...] | None) -> list[str]:
 
 
 @transaction.atomic
-def issue_api_key(project: Project, *, scopes=None, name: str = "", created_by=None) -> IssuedApiKey:
+def issue_api_key(project: Project, *, scopes=None, name: str = "", created_by=None,
+                  rate_limit_per_minute: int | None = None) -> IssuedApiKey:
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
@@ -71,14 +72,46 @@ def issue_api_key(project: Project, *, scopes=None, name: str = "", created_by=N
         secret_hash=_hash_secret(secret),
         scopes=normalise_scopes(scopes),
         created_by=created_by,
+        rate_limit_per_minute=rate_limit_per_minute,
     )
     return IssuedApiKey(api_key=api_key, raw=f"{KEY_PREFIX}_{prefix}_{secret}")
+
+
+class ScopeNotGrantable(PermissionError):
+    """A caller asked for a key with scopes it does not hold itself."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"You cannot grant scopes you do not hold: {', '.join(missing)}.")
+        self.missing = missing
+
+
+def _key_view(api_key: ApiKey) -> dict:
+    return {"prefix": api_key.prefix, "name": api_key.name, "scopes": api_key.scopes,
+            "rate_limit_per_minute": api_key.rate_limit_per_minute}
+
+
+@transaction.atomic
+def create_api_key(project: Project, actor: str, *, granted_by: frozenset[str] | set[str], scopes=None, name: str = "",
+                   created_by=None, rate_limit_per_minute: int | None = None) -> IssuedApiKey:
+    """A key made through the API: its scopes must be among the caller's own (``granted_by``); audited."""
+    from atelier_platform.moderation import audit
+
+    chosen = normalise_scopes(scopes)
+    missing = sorted(set(chosen) - set(granted_by))
+    if missing:
+        raise ScopeNotGrantable(missing)
+    issued = issue_api_key(project, scopes=chosen, name=name, created_by=created_by,
+                           rate_limit_per_minute=rate_limit_per_minute)
+    audit.record(project, actor, "api_key_created", issued.api_key, after=_key_view(issued.api_key))
+    return issued
 
 
 def parse_raw_key(raw: str) -> tuple[str, str] | None:
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
         return None
+    if len(parts[1]) > 16 or not parts[1].isalnum() or not parts[1].isascii():
+        return None  # not a prefix we issue (and a NUL byte must never reach the database)
     return parts[1], parts[2]
 
 
@@ -100,10 +133,17 @@ def authenticate_api_key(raw: str) -> ApiKey | None:
     return api_key
 
 
-def revoke_api_key(api_key: ApiKey) -> None:
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+def revoke_api_key(api_key: ApiKey, actor: str | None = None) -> ApiKey:
+    """Revoke at once: the next request with the key gets 401. Revoking twice changes nothing.
+    With ``actor`` (revocations through the API) the revocation is audited."""
+    with transaction.atomic():
+        revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        api_key.refresh_from_db(fields=["revoked_at"])
+        if revoked and actor is not None:
+            from atelier_platform.moderation import audit
+
+            audit.record(api_key.project, actor, "api_key_revoked", api_key, before=_key_view(api_key))
+    return api_key
 
 
 def capabilities_of(user: AbstractBaseUser, project: Project) -> frozenset[str]:

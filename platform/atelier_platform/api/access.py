@@ -8,6 +8,7 @@ as not found, never as forbidden, so that project slugs do not leak.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rest_framework.exceptions import NotFound, ValidationError
@@ -16,6 +17,7 @@ from atelier_platform.accounts.models import ApiKey, Membership, Project
 from atelier_platform.accounts.roles import ROLE_CAPABILITIES
 
 PROJECT_HEADER = "HTTP_X_ATELIER_PROJECT"
+_SLUG = re.compile(r"^[a-z0-9-]{1,50}\Z")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ def resolve_access(request) -> ProjectAccess:
     slug = request.META.get(PROJECT_HEADER) or request.query_params.get("project")
     memberships = Membership.objects.select_related("project").filter(user=user)
     if slug:
-        membership = memberships.filter(project__slug=slug).first()
+        # Not a slug at all (too long, a NUL byte): no such project, without asking the database.
+        membership = memberships.filter(project__slug=slug).first() if _SLUG.match(slug) else None
         if membership is None:
             raise NotFound(f"No project {slug!r} that you are a member of.")
     else:

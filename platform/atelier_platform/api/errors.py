@@ -7,6 +7,7 @@ Django's 404 and 500, and bodies refused before a view runs (too large, no lengt
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.conf import settings
@@ -54,7 +55,9 @@ def _codes_word(exc: exceptions.APIException, fallback: str) -> str:
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, JobServiceError):
         set_rollback()
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     if isinstance(exc, exceptions.ValidationError):
@@ -76,13 +79,15 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
-        return Response(error_body(code or _codes_word(exc, "error"), message), status=exc.status_code, headers=headers)
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
+        details = getattr(exc, "details", None)
+        return Response(error_body(code or _codes_word(exc, "error"), message, details), status=exc.status_code, headers=headers)
     return None  # unexpected: Django answers 500 through handler500, in the envelope
 
 
 class ApiRequestGuardMiddleware:
-    """Refuse API bodies that are too large (413) or of unknown length (411) before reading them."""
+    """Refuse API bodies that are too large (413) or of unknown length (411) before reading them;
+    add the caller's rate-limit state to API answers (``X-RateLimit-Limit``, ``-Remaining``, ``-Reset``)."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
@@ -101,7 +106,13 @@ class ApiRequestGuardMiddleware:
                     413, "payload_too_large", f"The body is {length} bytes; the limit is {limit} bytes.",
                     {"limit_bytes": limit},
                 )
-        return self.get_response(request)
+        response = self.get_response(request)
+        rate = getattr(request, "atelier_rate", None)  # set by the rate throttle (api/throttling.py)
+        if rate is not None:
+            response["X-RateLimit-Limit"] = str(rate.limit)
+            response["X-RateLimit-Remaining"] = str(rate.remaining)
+            response["X-RateLimit-Reset"] = str(rate.reset_s)
+        return response
 
 
 def json_not_found(request, exception=None):

@@ -1,6 +1,11 @@
 import django_filters
 
-from atelier_platform.jobs.models import Job, JobStatus
+from atelier_platform.accounts.models import ApiKey
+from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, JobStatus, Output, ReviewState
+from atelier_platform.knowledge.models import IndexState, KnowledgeDocument
+
+
+BOOLEAN_CHOICES = [("true", "true"), ("false", "false")]
 
 
 class JobFilter(django_filters.FilterSet):
@@ -12,3 +17,41 @@ class JobFilter(django_filters.FilterSet):
     class Meta:
         model = Job
         fields = ["status", "plugin", "created_after", "created_before"]
+
+
+class OutputFilter(django_filters.FilterSet):
+    job = django_filters.UUIDFilter(field_name="job_id")
+    plugin = django_filters.CharFilter(field_name="job__plugin_id")
+    review_state = django_filters.MultipleChoiceFilter(choices=ReviewState.choices)
+    final = django_filters.ChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_final",
+                                        help_text="true: approved or released outputs only; false: the others")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Output
+        fields = ["job", "plugin", "review_state", "final", "created_after", "created_before"]
+
+    def filter_final(self, queryset, name, value):
+        deliverable = [str(state) for state in DELIVERABLE_REVIEW_STATES]
+        return queryset.filter(review_state__in=deliverable) if value == "true" else queryset.exclude(review_state__in=deliverable)
+
+
+class ApiKeyFilter(django_filters.FilterSet):
+    active = django_filters.ChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_active", help_text="false: revoked keys only")
+
+    class Meta:
+        model = ApiKey
+        fields = ["active"]
+
+    def filter_active(self, queryset, name, value):
+        return queryset.filter(revoked_at__isnull=value == "true")
+
+
+class KnowledgeDocumentFilter(django_filters.FilterSet):
+    state = django_filters.MultipleChoiceFilter(choices=IndexState.choices)
+    source_id_prefix = django_filters.CharFilter(field_name="source_id", lookup_expr="startswith")
+
+    class Meta:
+        model = KnowledgeDocument
+        fields = ["state", "source_id_prefix"]

@@ -12,6 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.filters import KnowledgeDocumentFilter
+from atelier_platform.api.idempotency import idempotent
+from atelier_platform.api.pagination import SourceIdCursorPagination
+from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
 from atelier_platform.api.serializers import (
     ConversationSerializer,
     KnowledgeDocumentCreateSerializer,
@@ -35,14 +39,33 @@ class KnowledgeDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     }
     serializer_class = KnowledgeDocumentSerializer
     lookup_value_converter = "uuid"
-    pagination_class = None
+    pagination_class = SourceIdCursorPagination
+    filterset_class = KnowledgeDocumentFilter
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return KnowledgeDocument.objects.none()
         return KnowledgeDocument.objects.filter(project=self.request.access.project).annotate(chunk_count=Count("chunks"))
 
-    @extend_schema(request=KnowledgeDocumentCreateSerializer, responses={201: KnowledgeDocumentSerializer, 200: KnowledgeDocumentSerializer})
+    @extend_schema(responses={200: KnowledgeDocumentSerializer(many=True), **error_responses(400, 403)},
+                   summary="Knowledge documents by source_id (cursor pages)")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={200: KnowledgeDocumentSerializer, **error_responses(403, 404)})
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(responses={204: None, **error_responses(403, 404)})
+    def destroy(self, request, *args, **kwargs):
+        return super().destroy(request, *args, **kwargs)
+
+    @extend_schema(request=KnowledgeDocumentCreateSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={201: KnowledgeDocumentSerializer, 200: KnowledgeDocumentSerializer,
+                              **error_responses(400, 403, 409, 413, 422)},
+                   description="Posting a known source_id again updates that document (so a retry is harmless even "
+                               "without an Idempotency-Key).")
+    @idempotent
     def create(self, request):
         incoming = KnowledgeDocumentCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
@@ -51,7 +74,7 @@ class KnowledgeDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         created = fresh.revision == 1 and changed
         return Response(KnowledgeDocumentSerializer(fresh).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    @extend_schema(request=None, responses=KnowledgeDocumentSerializer)
+    @extend_schema(request=None, responses={200: KnowledgeDocumentSerializer, **error_responses(403, 404)})
     @action(detail=True, methods=["post"])
     def reindex(self, request, pk=None):
         document = knowledge.request_reindex(self.get_object())
@@ -62,6 +85,10 @@ class ConversationViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     required_capabilities = {"retrieve": Capability.JOBS_READ}
     serializer_class = ConversationSerializer
     lookup_value_converter = "uuid"
+
+    @extend_schema(responses={200: ConversationSerializer, **error_responses(403, 404)})
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -74,7 +101,7 @@ class OutputFileDownloadView(APIView):
 
     required_capabilities = {"get": Capability.JOBS_READ}
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(responses={(200, "application/octet-stream"): bytes, **error_responses(403, 404)})
     def get(self, request, output_id, file_id):
         stored = (
             OutputFile.objects.filter(pk=file_id, output_id=output_id, output__job__project=request.access.project)

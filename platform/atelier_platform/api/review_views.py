@@ -12,15 +12,18 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.idempotency import idempotent
+from atelier_platform.api.pagination import OldestFirstCursorPagination, SafeCursorPagination
+from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
 from atelier_platform.api.serializers import AuditEventSerializer, ReviewDecisionInputSerializer, ReviewItemSerializer
+from atelier_platform.jobs.submission import refuse_nul
 from atelier_platform.moderation import review
 from atelier_platform.moderation.models import AuditEvent, ReviewDecision, ReviewItem, ReviewItemState
 
@@ -41,6 +44,9 @@ QUEUE_FILTERS = [
 
 
 def _filters(params) -> dict:
+    for name in ("state", "plugin", "category", "flagged"):
+        if "\x00" in params.get(name, ""):
+            raise ValidationError({name: ["The NUL character is not allowed."]})
     state = params.get("state", "pending")
     if state not in ("pending", "decided", "all"):
         raise ValidationError({"state": ["One of: pending, decided, all."]})
@@ -51,7 +57,7 @@ def _filters(params) -> dict:
             "flagged": None if flagged is None else flagged == "true"}
 
 
-class ReviewQueuePagination(CursorPagination):
+class ReviewQueuePagination(SafeCursorPagination):
     ordering = ("-priority", "created_at", "id")
     page_size = 50
     page_size_query_param = "page_size"
@@ -65,12 +71,14 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         "list": Capability.REVIEWS_READ,
         "retrieve": Capability.REVIEWS_READ,
         "claim": Capability.REVIEWS_WRITE,
+        "renew": Capability.REVIEWS_WRITE,
         "claim_next": Capability.REVIEWS_WRITE,
         "release": Capability.REVIEWS_WRITE,
         "decision": Capability.REVIEWS_WRITE,
     }
     serializer_class = ReviewItemSerializer
     pagination_class = ReviewQueuePagination
+    lookup_value_regex = r"[0-9]{1,18}"
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -82,41 +90,65 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             "output__files", Prefetch("decisions", queryset=ReviewDecision.objects.order_by("decided_at"))
         )
 
-    @extend_schema(parameters=QUEUE_FILTERS)
+    @extend_schema(parameters=QUEUE_FILTERS, responses={200: ReviewItemSerializer(many=True), **error_responses(400, 403)})
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={200: ReviewItemSerializer, **error_responses(403, 404)})
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
 
     def _fresh(self, item):
         return Response(ReviewItemSerializer(self.get_queryset().get(pk=item.pk)).data)
 
-    @extend_schema(request=None, responses=ReviewItemSerializer)
+    @extend_schema(request=None, responses={200: ReviewItemSerializer, **error_responses(403, 404, 409)},
+                   summary="Claim an item (a lease); claiming one's own item again renews the lease")
     @action(detail=True, methods=["post"])
     def claim(self, request, pk=None):
         return self._fresh(review.claim(self.get_object(), reviewer_of(request)))
 
-    @extend_schema(request=None, responses={200: ReviewItemSerializer, 204: None}, parameters=QUEUE_FILTERS)
+    @extend_schema(request=None, responses={200: ReviewItemSerializer, **error_responses(403, 404, 409)},
+                   summary="Renew one's lease on an item (409 lease_required when one does not hold it)")
+    @action(detail=True, methods=["post"])
+    def renew(self, request, pk=None):
+        item, reviewer = self.get_object(), reviewer_of(request)
+        if item.state == ReviewItemState.DECIDED:
+            raise review.AlreadyDecided("This item was already decided.")
+        if item.lease_holder != reviewer.actor:
+            # Unlike claim, renew never takes an item: a reviewer whose lease lapsed and was taken over must know.
+            raise review.LeaseRequired("You do not hold this item's lease (it lapsed and was taken, or was never "
+                                       "yours); claim it with POST .../claim/.")
+        return self._fresh(review.claim(item, reviewer))
+
+    @extend_schema(request=None, responses={200: ReviewItemSerializer, 204: None, **error_responses(400, 403)},
+                   parameters=QUEUE_FILTERS)
     @action(detail=False, methods=["post"], url_path="claim-next")
     def claim_next(self, request):
         item = review.claim_next(request.access.project, reviewer_of(request), **_filters(request.query_params))
         return self._fresh(item) if item else Response(status=204)
 
-    @extend_schema(request=None, responses=ReviewItemSerializer)
+    @extend_schema(request=None, responses={200: ReviewItemSerializer, **error_responses(403, 404, 409)})
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
         return self._fresh(review.release(self.get_object(), reviewer_of(request)))
 
-    @extend_schema(request=ReviewDecisionInputSerializer, responses=ReviewItemSerializer)
+    @extend_schema(request=ReviewDecisionInputSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={200: ReviewItemSerializer, **error_responses(400, 403, 404, 409, 422)},
+                   description="With an Idempotency-Key, a retried decision replays the first answer instead of "
+                               "answering 409 review_decided.")
     @action(detail=True, methods=["post"])
+    @idempotent
     def decision(self, request, pk=None):
         incoming = ReviewDecisionInputSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
+        refuse_nul(incoming.validated_data["content"], "content")
         return self._fresh(review.decide(self.get_object(), reviewer_of(request), **incoming.validated_data))
 
 
 class ReviewMetricsView(APIView):
     required_capabilities = {"get": Capability.REVIEWS_READ}
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **error_responses(403)})
     def get(self, request):
         project = request.access.project
         now = timezone.now()
@@ -145,27 +177,55 @@ class ReviewMetricsView(APIView):
         })
 
 
+class AuditLogPagination(OldestFirstCursorPagination):
+    """Cursor pages, oldest first; ``next_after_id`` is kept for callers of the earlier ``after_id`` paging."""
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        last = self.page[-1].id if self.page else None
+        response.data["next_after_id"] = last if self.has_next else None
+        return response
+
+
+
+class AuditLogPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = AuditEventSerializer(many=True)
+    next_after_id = serializers.IntegerField(allow_null=True)
+
+
 class AuditLogView(APIView):
-    """The project's audit log, oldest first: JSON pages, or the whole log as CSV or JSON Lines."""
+    """The project's audit log, oldest first: JSON cursor pages, or the whole log as CSV or JSON Lines."""
 
     required_capabilities = {"get": Capability.ADMIN}
+    pagination_class = AuditLogPagination
 
     @extend_schema(parameters=[OpenApiParameter("export", OpenApiTypes.STR, enum=["csv", "jsonl"]),
-                               OpenApiParameter("after_id", OpenApiTypes.INT)],
-                   responses=AuditEventSerializer(many=True))
+                               OpenApiParameter("after_id", OpenApiTypes.INT, description="only events after this id"),
+                               OpenApiParameter("action", OpenApiTypes.STR, description="only events of this action"),
+                               OpenApiParameter("cursor", OpenApiTypes.STR),
+                               OpenApiParameter("page_size", OpenApiTypes.INT, description="at most 500")],
+                   responses={200: AuditLogPageSerializer, **error_responses(400, 403)})
     def get(self, request):
         events = AuditEvent.objects.filter(project=request.access.project).order_by("id")
         export = request.query_params.get("export")
         if export not in (None, "csv", "jsonl"):
             raise ValidationError({"export": ["csv or jsonl."]})
+        after = request.query_params.get("after_id")
+        if after is not None:
+            if not after.isdigit() or len(after) > 18:
+                raise ValidationError({"after_id": ["A non-negative integer."]})
+            events = events.filter(id__gt=int(after))
+        action_name = request.query_params.get("action")
+        if action_name:
+            if "\x00" in action_name:
+                raise ValidationError({"action": ["The NUL character is not allowed."]})
+            events = events.filter(action=action_name[:60])
         if export is None:
-            try:
-                after = int(request.query_params.get("after_id", 0))
-            except ValueError:
-                raise ValidationError({"after_id": ["An integer."]}) from None
-            page = list(events.filter(id__gt=after)[:500])
-            return Response({"results": AuditEventSerializer(page, many=True).data,
-                             "next_after_id": page[-1].id if len(page) == 500 else None})
+            paginator = self.pagination_class()
+            page = paginator.paginate_queryset(events, request, view=self)
+            return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
         rows = (AuditEventSerializer(e).data for e in events.iterator(chunk_size=500))
         if export == "jsonl":
             body = (json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)

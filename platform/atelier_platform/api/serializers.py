@@ -239,3 +239,124 @@ class BlocklistTermSerializer(StrictSerializer):
 class BlocklistImportSerializer(StrictSerializer):
     terms = BlocklistTermSerializer(many=True, max_length=100_000)
     replace = serializers.BooleanField(default=False, help_text="replace the whole list instead of adding")
+
+
+# --- batches, outputs ------------------------------------------------------------------------------------
+
+class JobBatchCreateSerializer(StrictSerializer):
+    jobs = JobCreateSerializer(many=True, allow_empty=False,
+                               help_text="Up to ATELIER_MAX_JOBS_PER_REQUEST (100) jobs: all are created, or none.")
+
+
+class JobBatchSerializer(serializers.Serializer):
+    jobs = JobSerializer(many=True, help_text="The jobs, in the order they were sent.")
+
+
+class OutputDetailSerializer(OutputSerializer):
+    job = serializers.UUIDField(source="job_id", read_only=True)
+    plugin = serializers.CharField(source="job.plugin_id", read_only=True)
+
+    class Meta(OutputSerializer.Meta):
+        fields = ["id", "job", "plugin", *OutputSerializer.Meta.fields[1:]]
+
+
+# --- API keys --------------------------------------------------------------------------------------------
+
+def _scope_choices() -> list[str]:
+    from atelier_platform.accounts.roles import Capability
+
+    return list(Capability.values)
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
+                                 help_text="A label shown in key lists.")
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=_scope_choices()), required=False, max_length=20,
+        help_text="Scopes of the new key, among the caller's own; default: jobs:read jobs:write.",
+    )
+    rate_limit_per_minute = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, default=None,
+        help_text="Requests per minute for this key, at most the server's ATELIER_RATE_LIMIT_PER_MINUTE; "
+                  "empty: the server's limit.",
+    )
+
+
+class ApiKeySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The key reads atl_<prefix>_<secret>: the prefix tells keys apart.")
+    scopes = serializers.ListField(child=serializers.CharField())
+    rate_limit_per_minute = serializers.IntegerField(allow_null=True, help_text="null: the server's limit")
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    last_used_at = serializers.DateTimeField(allow_null=True, help_text="to the minute")
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    active = serializers.BooleanField(source="is_active")
+
+
+class ApiKeyWithSecretSerializer(ApiKeySerializer):
+    key = serializers.CharField(help_text="The whole key, shown this once: store it now. Only a hash is kept.")
+
+
+# --- usage and quotas ------------------------------------------------------------------------------------
+
+class UsageQuerySerializer(serializers.Serializer):
+    to = serializers.DateField(required=False, help_text="last day (UTC), inclusive; default today")
+    plugin = serializers.CharField(required=False, max_length=63)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = serializers.DateField(required=False, help_text="first day (UTC); default 29 days before 'to'")
+        return fields
+
+
+class UsageJobsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    blocked = serializers.IntegerField()
+
+
+class UsageTokensSerializer(serializers.Serializer):
+    prompt = serializers.IntegerField()
+    completion = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class UsageFiguresSerializer(serializers.Serializer):
+    jobs = UsageJobsSerializer(help_text="jobs submitted that day, by their status now")
+    tokens = UsageTokensSerializer(help_text="as the outputs report them (usage.prompt_tokens, usage.completion_tokens)")
+    images = serializers.IntegerField(help_text="primary image files generated")
+    compute_seconds = serializers.FloatField(help_text="sum of finished_at - started_at")
+
+
+class UsageRowSerializer(UsageFiguresSerializer):
+    date = serializers.DateField()
+    plugin = serializers.CharField()
+
+
+class UsageReportSerializer(serializers.Serializer):
+    plugin = serializers.CharField(allow_null=True)
+    totals = UsageFiguresSerializer()
+    results = UsageRowSerializer(many=True, help_text="per UTC day and plugin, oldest first; days without jobs are left out")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        return {"from": serializers.DateField(), "to": serializers.DateField(), **fields}
+
+
+class QuotaFigureSerializer(serializers.Serializer):
+    limit = serializers.FloatField(allow_null=True, help_text="null: unlimited")
+    used = serializers.FloatField()
+    remaining = serializers.FloatField(allow_null=True)
+    resets_at = serializers.DateTimeField()
+
+
+class QuotaSerializer(serializers.Serializer):
+    jobs_per_day = QuotaFigureSerializer()
+    compute_seconds_per_month = QuotaFigureSerializer()
+    rate_limit_per_minute = serializers.IntegerField(allow_null=True, help_text="of the calling key or person; null: none")

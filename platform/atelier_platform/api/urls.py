@@ -3,10 +3,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from atelier_platform.api.fleet_views import WorkerListView
+from atelier_platform.api.keys_views import ApiKeyViewSet
 from atelier_platform.api.knowledge_views import ConversationViewSet, KnowledgeDocumentViewSet, OutputFileDownloadView
 from atelier_platform.api.review_views import AuditLogView, ReviewMetricsView, ReviewViewSet
 from atelier_platform.api.safety_views import BlocklistView, SafetyPolicyView
-from atelier_platform.api.views import JobViewSet, PluginListView
+from atelier_platform.api.usage_views import QuotaView, UsageView
+from atelier_platform.api.views import JobViewSet, OutputViewSet, PluginListView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -14,6 +16,8 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("knowledge/documents", KnowledgeDocumentViewSet, basename="knowledge-document")
 router.register("conversations", ConversationViewSet, basename="conversation")
 router.register("reviews", ReviewViewSet, basename="review")
+router.register("outputs", OutputViewSet, basename="output")
+router.register("api-keys", ApiKeyViewSet, basename="api-key")
 
 urlpatterns = [
     path("plugins/", PluginListView.as_view(), name="plugin-list"),
@@ -21,6 +25,8 @@ urlpatterns = [
     path("outputs/<uuid:output_id>/files/<int:file_id>/", OutputFileDownloadView.as_view(), name="output-file"),
     path("reviews/metrics/", ReviewMetricsView.as_view(), name="review-metrics"),
     path("audit/", AuditLogView.as_view(), name="audit-log"),
+    path("usage/", UsageView.as_view(), name="usage"),
+    path("usage/quota/", QuotaView.as_view(), name="usage-quota"),
     path("safety/policy/", SafetyPolicyView.as_view(), name="safety-policy"),
     path("safety/blocklist/", BlocklistView.as_view(), name="safety-blocklist"),
     path("", include("atelier_platform.webhooks.urls")),

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Prefetch
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -12,27 +11,32 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
-from atelier_platform.api.filters import JobFilter
+from atelier_platform.api.filters import JobFilter, OutputFilter
+from atelier_platform.api.idempotency import REPLAYED_HEADER, idempotency_key
 from atelier_platform.api.pagination import NewestFirstCursorPagination
+from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
 from atelier_platform.api.serializers import (
+    JobBatchCreateSerializer,
+    JobBatchSerializer,
     JobCreateSerializer,
     JobSerializer,
     JobSummarySerializer,
+    OutputDetailSerializer,
     PluginSerializer,
 )
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
+from atelier_platform.config import get_config
 from atelier_platform.jobs import lifecycle
 from atelier_platform.jobs.models import Job, Output
-from atelier_platform.jobs.submission import JobRequest, submit_job
-
-IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
+from atelier_platform.jobs.submission import JobRequest, submit_job, submit_jobs
 
 
 class PluginListView(APIView):
     required_capabilities = {"get": Capability.JOBS_READ}
 
-    @extend_schema(responses=PluginSerializer(many=True), summary="Installed plugins with their JSON Schemas")
+    @extend_schema(responses={200: PluginSerializer(many=True), **error_responses(403)},
+                   summary="Installed plugins with their JSON Schemas")
     def get(self, request):
         enabled = enabled_plugin_ids(request.access.project)
         data = [
@@ -50,13 +54,25 @@ class PluginListView(APIView):
         return Response(PluginSerializer(data, many=True).data)
 
 
-def _idempotency_key(request) -> str | None:
-    key = request.META.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    if not (1 <= len(key) <= 255) or not key.isascii() or not key.isprintable():
-        raise ValidationError({"Idempotency-Key": ["Use 1-255 printable ASCII characters."]})
-    return key
+def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested errors as dotted field paths: ``{"jobs": [{}, {"input": [...]}]}`` -> ``{"jobs.1.input": [...]}``."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for name, inner in detail.items():
+            if name == "non_field_errors" and prefix:  # an error of the list or item itself: name it
+                flat.update(flatten_errors(inner, prefix))
+            else:
+                flat.update(flatten_errors(inner, f"{prefix}.{name}" if prefix else str(name)))
+    elif isinstance(detail, list) and all(isinstance(item, str) for item in detail):
+        if detail:
+            flat[prefix or "body"] = [str(item) for item in detail]
+    elif isinstance(detail, list):
+        for index, inner in enumerate(detail):
+            if inner:
+                flat.update(flatten_errors(inner, f"{prefix}.{index}" if prefix else str(index)))
+    else:
+        flat[prefix or "body"] = [str(detail)]
+    return flat
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -64,6 +80,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         "list": Capability.JOBS_READ,
         "retrieve": Capability.JOBS_READ,
         "create": Capability.JOBS_WRITE,
+        "batch": Capability.JOBS_WRITE,
         "cancel": Capability.JOBS_WRITE,
     }
     pagination_class = NewestFirstCursorPagination
@@ -82,15 +99,24 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_serializer_class(self):
         return JobSummarySerializer if self.action == "list" else JobSerializer
 
+    @extend_schema(responses={200: JobSummarySerializer(many=True), **error_responses(400, 403)},
+                   summary="Jobs, newest first (cursor pages)")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={200: JobSerializer, **error_responses(403, 404)}, summary="A job with its outputs")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
     @extend_schema(
         request=JobCreateSerializer,
-        responses={201: JobSerializer, 200: OpenApiResponse(JobSerializer, description="Replay of an earlier Idempotency-Key")},
-        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
-                                     description="Retrying with the same key and body returns the first job.")],
+        responses={201: JobSerializer, 200: OpenApiResponse(JobSerializer, description="Replay of an earlier Idempotency-Key"),
+                   **error_responses(400, 403, 409, 413, 422)},
+        parameters=[IDEMPOTENCY_PARAMETER],
         summary="Submit a job",
     )
     def create(self, request):
-        idempotency_key = _idempotency_key(request)
+        key = idempotency_key(request)
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
@@ -100,20 +126,86 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             JobRequest(plugin_id=data["plugin"], input=data["input"], params=data["params"], priority=data["priority"]),
             submitted_by=access.user,
             api_key=access.api_key,
-            idempotency_key=idempotency_key,
+            idempotency_key=key,
         )
         job = self.get_queryset().get(pk=submission.job.pk)
         headers = {"Location": f"/api/v1/jobs/{job.pk}/"}
         if not submission.created:
-            headers["Idempotent-Replayed"] = "true"
+            headers[REPLAYED_HEADER] = "true"
         return Response(
             JobSerializer(job).data,
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
             headers=headers,
         )
 
-    @extend_schema(request=None, responses=JobSerializer, summary="Cancel a queued or running job")
+    @extend_schema(
+        request=JobBatchCreateSerializer,
+        responses={201: JobBatchSerializer, 200: OpenApiResponse(JobBatchSerializer, description="Replay of an earlier Idempotency-Key"),
+                   **error_responses(400, 403, 409, 413, 422)},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        summary="Submit many jobs at once: all are created, or none",
+        description="Every job is validated first; if any is invalid, none is created and the answer (400) names each "
+                    "problem by index (`jobs.3.input.prompt`). The project's quotas must allow them all. Up to "
+                    "ATELIER_MAX_JOBS_PER_REQUEST (100) jobs; the Idempotency-Key covers the whole request.",
+    )
+    @action(detail=False, methods=["post"])
+    def batch(self, request):
+        key = idempotency_key(request)
+        if not isinstance(request.data, dict):
+            raise ValidationError({"body": ['Send an object: {"jobs": [{"plugin": ..., "input": {...}}, ...]}.']})
+        jobs, most = request.data.get("jobs"), get_config().max_jobs_per_request
+        if isinstance(jobs, list) and len(jobs) > most:
+            # Refused before validating thousands of items; the service checks the same limit.
+            raise ValidationError({"jobs": [f"At most {most} jobs per request (ATELIER_MAX_JOBS_PER_REQUEST); this one has {len(jobs)}."]})
+        incoming = JobBatchCreateSerializer(data=request.data)
+        if not incoming.is_valid():
+            raise ValidationError(flatten_errors(incoming.errors))
+        access = request.access
+        batch = submit_jobs(
+            access.project,
+            [JobRequest(plugin_id=d["plugin"], input=d["input"], params=d["params"], priority=d["priority"])
+             for d in incoming.validated_data["jobs"]],
+            submitted_by=access.user,
+            api_key=access.api_key,
+            idempotency_key=key,
+        )
+        ids = [job.pk for job in batch.jobs]
+        found = {job.pk: job for job in self.get_queryset().filter(pk__in=ids)}
+        body = {"jobs": JobSerializer([found[pk] for pk in ids if pk in found], many=True).data}
+        headers = {} if batch.created else {REPLAYED_HEADER: "true"}
+        return Response(body, status=status.HTTP_201_CREATED if batch.created else status.HTTP_200_OK, headers=headers)
+
+    @extend_schema(request=None, responses={200: JobSerializer, **error_responses(403, 404, 409)},
+                   summary="Cancel a queued or running job")
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = lifecycle.cancel_job(self.get_object())
         return Response(JobSerializer(self.get_queryset().get(pk=job.pk)).data)
+
+
+class OutputViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Outputs of the project's jobs, with their review state; ``final`` is true for approved or released ones.
+
+    The same presentation as the outputs inside ``GET /jobs/{id}/``: the review rules are the job's.
+    """
+
+    required_capabilities = {"list": Capability.JOBS_READ, "retrieve": Capability.JOBS_READ}
+    serializer_class = OutputDetailSerializer
+    pagination_class = NewestFirstCursorPagination
+    filterset_class = OutputFilter
+    lookup_value_converter = "uuid"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Output.objects.none()
+        return (Output.objects.filter(job__project=self.request.access.project)
+                .select_related("job").prefetch_related("files"))
+
+    @extend_schema(responses={200: OutputDetailSerializer(many=True), **error_responses(400, 403)},
+                   summary="Outputs, newest first (cursor pages)")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={200: OutputDetailSerializer, **error_responses(403, 404)}, summary="One output")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)

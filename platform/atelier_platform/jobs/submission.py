@@ -1,12 +1,22 @@
-"""Submitting a job: validate against the plugin's schema, save the row, enqueue on commit."""
+"""Submitting jobs: validate against the plugin's schema and the operator's caps, check quotas,
+screen the input, save the rows, enqueue on commit. One job (``submit_job``) or many at once,
+all or none (``submit_jobs``).
+
+Idempotency-Key: a key already used for a finished request replays its answer; the same key with
+another body is refused (422); while the first request with a key is still running, a duplicate
+is told so (409 ``idempotency_in_flight`` with Retry-After) instead of doing the work twice. The
+in-flight lock is a row written before validation and removed (single jobs, whose rows carry the
+key) or completed with the answer (batches) at the end; see ``usage/idempotency.py``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
-from typing import Any
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -16,11 +26,23 @@ from atelier_platform.accounts.models import ApiKey, Project
 from atelier_platform.catalog.services import enabled_plugin_ids, installed_plugin, project_param_defaults
 from atelier_platform.conversations.services import expand_thread, is_conversational, record_turns
 from atelier_platform.catalog.registry import get_registry
-from atelier_platform.jobs.errors import IdempotencyConflict, InputBlocked, InvalidJobInput, PluginNotEnabled, UnknownPlugin
+from atelier_platform.config import get_config
+from atelier_platform.jobs.errors import (
+    IdempotencyConflict,
+    InputBlocked,
+    InvalidJobInput,
+    JobServiceError,
+    PluginNotEnabled,
+    UnknownPlugin,
+)
 from atelier_platform.jobs.models import Job, JobStatus
 from atelier_platform.jobs.queueing import publish_on_commit
+from atelier_platform.usage import idempotency, limits, quotas
 
 MAX_SEED = 2**31 - 1
+#: idempotency scopes: a key is unique per project and per endpoint
+SINGLE_SCOPE = "jobs"
+BATCH_SCOPE = "jobs/batch"
 
 
 @dataclass(frozen=True)
@@ -37,6 +59,12 @@ class Submission:
     created: bool  # False when an Idempotency-Key replayed an earlier submission
 
 
+@dataclass(frozen=True)
+class BatchSubmission:
+    jobs: list[Job]
+    created: bool  # False when an Idempotency-Key replayed an earlier batch
+
+
 def pydantic_error_details(exc: ValidationError, root: str) -> dict[str, list[str]]:
     """Field errors as ``{"input.prompt": ["Field required"]}``, the shape of the API's details."""
     details: dict[str, list[str]] = {}
@@ -51,6 +79,33 @@ def _validate(model: type[BaseModel], data: dict[str, Any], root: str) -> BaseMo
         return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidJobInput(f"The {root} does not match the plugin's schema.", details=pydantic_error_details(exc, root)) from None
+
+
+def nul_paths(value: Any, root: str) -> list[str]:
+    """Where ``value`` holds a NUL character (keys too): PostgreSQL's jsonb cannot store one."""
+    found: list[str] = []
+    pending: list[tuple[Any, str]] = [(value, root)]  # a loop, not recursion: any depth is safe
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                found.append(where)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                path = f"{where}.{key}".replace("\x00", "\\u0000")
+                if isinstance(key, str) and "\x00" in key:
+                    found.append(path)
+                pending.append((inner, path))
+        elif isinstance(item, list):
+            pending.extend((inner, f"{where}.{index}") for index, inner in enumerate(item))
+    return sorted(found)
+
+
+def refuse_nul(value: Any, root: str) -> None:
+    paths = nul_paths(value, root)
+    if paths:
+        raise InvalidJobInput("Text may not contain the NUL character (\\u0000).",
+                              details={path: ["The NUL character (\\u0000) is not allowed."] for path in paths})
 
 
 def _seed_of(input_data: dict[str, Any], params: dict[str, Any]) -> int:
@@ -72,6 +127,121 @@ def fingerprint(request: JobRequest) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def batch_fingerprint(requests: Sequence[JobRequest]) -> str:
+    return hashlib.sha256(json.dumps([fingerprint(r) for r in requests]).encode()).hexdigest()
+
+
+# --- preparing one job: everything that can refuse it before anything is written -------------------
+
+@dataclass
+class _ProjectFacts:
+    """What every job of one request needs to know about its project, read once per request."""
+
+    project: Project
+    enabled: set[str] | None = None
+    defaults: dict[str, dict] = field(default_factory=dict)
+
+    def is_enabled(self, plugin_id: str) -> bool:
+        if self.enabled is None:
+            self.enabled = enabled_plugin_ids(self.project)
+        return plugin_id in self.enabled
+
+    def param_defaults(self, plugin_id: str) -> dict:
+        if plugin_id not in self.defaults:
+            self.defaults[plugin_id] = project_param_defaults(self.project, plugin_id)
+        return self.defaults[plugin_id]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    request: JobRequest
+    plugin: Any
+    validated_input: BaseModel
+    validated_params: BaseModel
+    input: dict[str, Any]
+    params: dict[str, Any]
+    fingerprint: str
+
+
+def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
+    refuse_nul(request.input, "input")
+    refuse_nul(request.params, "params")
+    plugin = installed_plugin(request.plugin_id)
+    if plugin is None:
+        available = sorted(p.manifest.id for p in get_registry().available())
+        raise UnknownPlugin(
+            f"No plugin named {request.plugin_id!r} is installed.",
+            details={"plugin": [f"Choose one of: {', '.join(available) or '(none installed)'}."]},
+        )
+    if not facts.is_enabled(request.plugin_id):
+        raise PluginNotEnabled(
+            f"Plugin {request.plugin_id!r} is not enabled for project {facts.project.slug!r}; a project owner can enable it."
+        )
+    validated_input = _validate(plugin.Input, request.input, "input")
+    # The project's defaults for this plugin (brand voice, banned words, ...) under the caller's params.
+    validated_params = _validate(plugin.Params, {**facts.param_defaults(request.plugin_id), **request.params}, "params")
+    normalised_input = validated_input.model_dump(mode="json")
+    normalised_params = validated_params.model_dump(mode="json")
+    limits.check(plugin.manifest.id, normalised_input, normalised_params)
+    return _Prepared(request, plugin, validated_input, validated_params, normalised_input, normalised_params,
+                     fingerprint(request))
+
+
+def _screen(project: Project, prepared: _Prepared, policy=None) -> dict[str, Any]:
+    from atelier_sdk.safety import Target
+
+    from atelier_platform.moderation.screening import collect_texts, screen
+
+    return screen(project, Target.INPUT, collect_texts(prepared.input, "input"), policy=policy)
+
+
+def _is_blocked(report: dict[str, Any]) -> bool:
+    from atelier_platform.moderation.screening import BLOCK
+
+    return report["decision"] == BLOCK
+
+
+def _blocked_details(report: dict[str, Any]) -> dict[str, Any]:
+    return {"categories": report["flagged"], "fields": sorted({f["field"] for f in report["findings"]})}
+
+
+def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *, submitted_by, api_key,
+            idempotency_key: str | None) -> Job:
+    """Save one queued job and publish it on commit. Call inside a transaction."""
+    manifest = prepared.plugin.manifest
+    normalised_input = prepared.input
+    conversation = new_turns = None
+    if is_conversational(prepared.plugin):
+        normalised_input, conversation, new_turns = expand_thread(project, manifest.id, normalised_input)
+        _validate(prepared.plugin.Input, normalised_input, "input")
+    job = Job.objects.create(
+        project=project,
+        plugin_id=manifest.id,
+        plugin_version=manifest.version,
+        resource_class=manifest.resource_class.value,
+        input=normalised_input,
+        params=prepared.params,
+        seed=_seed_of(normalised_input, prepared.params),
+        priority=prepared.request.priority,
+        batch_key=batch_key_of(prepared.plugin, prepared.validated_input, prepared.validated_params),
+        max_attempts=manifest.max_attempts,
+        time_limit_s=manifest.time_limit_s,
+        submitted_by=submitted_by,
+        api_key=api_key,
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=prepared.fingerprint,
+        enqueued_at=timezone.now(),
+        enqueue_count=1,
+        input_screening=screening,
+    )
+    if conversation is not None:
+        record_turns(conversation, new_turns, job)
+    publish_on_commit(job)
+    return job
+
+
+# --- one job -------------------------------------------------------------------------------------------
+
 def submit_job(
     project: Project,
     request: JobRequest,
@@ -80,91 +250,135 @@ def submit_job(
     api_key: ApiKey | None = None,
     idempotency_key: str | None = None,
 ) -> Submission:
-    plugin = installed_plugin(request.plugin_id)
-    if plugin is None:
-        available = sorted(p.manifest.id for p in get_registry().available())
-        raise UnknownPlugin(
-            f"No plugin named {request.plugin_id!r} is installed.",
-            details={"plugin": [f"Choose one of: {', '.join(available) or '(none installed)'}."]},
-        )
-    if request.plugin_id not in enabled_plugin_ids(project):
-        raise PluginNotEnabled(
-            f"Plugin {request.plugin_id!r} is not enabled for project {project.slug!r}; a project owner can enable it."
-        )
-    validated_input = _validate(plugin.Input, request.input, "input")
-    # The project's defaults for this plugin (brand voice, banned words, ...) under the caller's params.
-    validated_params = _validate(plugin.Params, {**project_param_defaults(project, request.plugin_id), **request.params}, "params")
-    normalised_input = validated_input.model_dump(mode="json")
-    normalised_params = validated_params.model_dump(mode="json")
+    if not idempotency_key:
+        return _submit_one(project, request, submitted_by=submitted_by, api_key=api_key, idempotency_key=None)
     request_fingerprint = fingerprint(request)
-
-    if idempotency_key:
+    earlier = Job.objects.filter(project=project, idempotency_key=idempotency_key).first()
+    if earlier is not None:
+        return _replay(earlier, request_fingerprint)
+    with idempotency.hold(project, SINGLE_SCOPE, idempotency_key, request_fingerprint):
+        # The first request may have finished between the look-up above and taking the key.
         earlier = Job.objects.filter(project=project, idempotency_key=idempotency_key).first()
         if earlier is not None:
             return _replay(earlier, request_fingerprint)
+        return _submit_one(project, request, submitted_by=submitted_by, api_key=api_key, idempotency_key=idempotency_key)
 
-    manifest = plugin.manifest
-    from atelier_sdk.safety import Target
 
-    from atelier_platform.moderation.screening import BLOCK, collect_texts, screen
-
-    input_screening = screen(project, Target.INPUT, collect_texts(normalised_input, "input"))
-    if input_screening["decision"] == BLOCK:
-        _keep_blocked_attempt(project, plugin, request, normalised_input, normalised_params, input_screening,
-                              submitted_by=submitted_by, api_key=api_key, request_fingerprint=request_fingerprint)
-        raise InputBlocked(
-            "The input was blocked by the project's safety policy.",
-            details={"categories": input_screening["flagged"],
-                     "fields": sorted({f["field"] for f in input_screening["findings"]})},
-        )
+def _submit_one(project, request, *, submitted_by, api_key, idempotency_key) -> Submission:
+    prepared = _prepare(_ProjectFacts(project), request)
+    quota_limits = quotas.check_submission(project, 1)
+    input_screening = _screen(project, prepared)
+    if _is_blocked(input_screening):
+        _keep_blocked_attempt(project, prepared, input_screening, submitted_by=submitted_by, api_key=api_key)
+        raise InputBlocked("The input was blocked by the project's safety policy.", details=_blocked_details(input_screening))
     try:
         with transaction.atomic():
-            conversation = new_turns = None
-            if is_conversational(plugin):
-                normalised_input, conversation, new_turns = expand_thread(project, manifest.id, normalised_input)
-                _validate(plugin.Input, normalised_input, "input")
-            job = Job.objects.create(
-                project=project,
-                plugin_id=manifest.id,
-                plugin_version=manifest.version,
-                resource_class=manifest.resource_class.value,
-                input=normalised_input,
-                params=normalised_params,
-                seed=_seed_of(normalised_input, normalised_params),
-                priority=request.priority,
-                batch_key=batch_key_of(plugin, validated_input, validated_params),
-                max_attempts=manifest.max_attempts,
-                time_limit_s=manifest.time_limit_s,
-                submitted_by=submitted_by,
-                api_key=api_key,
-                idempotency_key=idempotency_key or None,
-                request_fingerprint=request_fingerprint,
-                enqueued_at=timezone.now(),
-                enqueue_count=1,
-                input_screening=input_screening,
-            )
-            if conversation is not None:
-                record_turns(conversation, new_turns, job)
-            publish_on_commit(job)
+            quotas.recheck_locked(project, quota_limits, 1)
+            job = _create(project, prepared, input_screening, submitted_by=submitted_by, api_key=api_key,
+                          idempotency_key=idempotency_key)
     except IntegrityError:
-        # Two requests with one Idempotency-Key raced; the other one saved first.
+        # Two requests with one Idempotency-Key raced past the lock (a lock older than its expiry); the other saved first.
         earlier = Job.objects.filter(project=project, idempotency_key=idempotency_key).first() if idempotency_key else None
         if earlier is None:
             raise
-        return _replay(earlier, request_fingerprint)
+        return _replay(earlier, prepared.fingerprint)
     return Submission(job=job, created=True)
 
 
-def _keep_blocked_attempt(project, plugin, request, input_data, params, report, *, submitted_by, api_key, request_fingerprint) -> Job:
+# --- many jobs, all or none ------------------------------------------------------------------------------
+
+def _indexed_details(index: int, error: JobServiceError) -> dict[str, list[str]]:
+    prefix = f"jobs.{index}"
+    if isinstance(error.details, dict) and error.details:
+        return {f"{prefix}.{name}": messages if isinstance(messages, list) else [messages]
+                for name, messages in error.details.items()}
+    where = f"{prefix}.plugin" if isinstance(error, (UnknownPlugin, PluginNotEnabled)) else prefix
+    return {where: [error.message]}
+
+
+def submit_jobs(
+    project: Project,
+    requests: Sequence[JobRequest],
+    *,
+    submitted_by=None,
+    api_key: ApiKey | None = None,
+    idempotency_key: str | None = None,
+) -> BatchSubmission:
+    """Create every job of ``requests`` or none.
+
+    Every job is validated first; any invalid one refuses the batch with 400 and the errors of all
+    of them (``jobs.3.input.prompt``). The quotas must allow all of them. A blocked input refuses the
+    batch (422 ``input_blocked``, per index); as for single jobs, blocked inputs are kept as
+    ``blocked`` jobs for the audit. Then all jobs are saved in one transaction.
+    """
+    most = get_config().max_jobs_per_request
+    if not requests:
+        raise InvalidJobInput("Send at least one job.", details={"jobs": ["Send at least one job."]})
+    if len(requests) > most:
+        message = f"At most {most} jobs per request (ATELIER_MAX_JOBS_PER_REQUEST); this one has {len(requests)}."
+        raise InvalidJobInput(message, details={"jobs": [message]}, code="limit_exceeded")
+    if not idempotency_key:
+        return _submit_many(project, requests, submitted_by=submitted_by, api_key=api_key)
+    with idempotency.hold(project, BATCH_SCOPE, idempotency_key, batch_fingerprint(requests)) as held:
+        if held.is_replay:
+            ids = list(held.replay["job_ids"])
+            found = {job.pk: job for job in Job.objects.filter(project=project, pk__in=ids)}
+            return BatchSubmission(jobs=[found[pk] for pk in map(uuid.UUID, ids) if pk in found], created=False)
+        batch = _submit_many(project, requests, submitted_by=submitted_by, api_key=api_key)
+        held.complete(201, {"job_ids": [str(job.pk) for job in batch.jobs]})
+        return batch
+
+
+def _submit_many(project, requests, *, submitted_by, api_key) -> BatchSubmission:
+    facts = _ProjectFacts(project)
+    prepared: list[_Prepared] = []
+    problems: dict[str, list[str]] = {}
+    for index, request in enumerate(requests):
+        try:
+            prepared.append(_prepare(facts, request))
+        except JobServiceError as error:
+            problems.update(_indexed_details(index, error))
+    if problems:
+        bad = sorted({int(name.split(".")[1]) for name in problems})
+        raise InvalidJobInput(
+            f"{len(bad)} of {len(requests)} jobs are invalid (index {', '.join(map(str, bad[:10]))}"
+            f"{', ...' if len(bad) > 10 else ''}); none was created.",
+            details=problems,
+        )
+    quota_limits = quotas.check_submission(project, len(prepared))
+
+    from atelier_platform.moderation.screening import policy_for
+
+    policy = policy_for(project)
+    reports = [_screen(project, item, policy) for item in prepared]
+    blocked = {index: report for index, report in enumerate(reports) if _is_blocked(report)}
+    if blocked:
+        for index, report in blocked.items():
+            _keep_blocked_attempt(project, prepared[index], report, submitted_by=submitted_by, api_key=api_key)
+        raise InputBlocked(
+            f"{len(blocked)} of {len(prepared)} inputs were blocked by the project's safety policy; none was created.",
+            details={f"jobs.{index}": _blocked_details(report) for index, report in blocked.items()},
+        )
+    with transaction.atomic():
+        quotas.recheck_locked(project, quota_limits, len(prepared))
+        jobs = [_create(project, item, report, submitted_by=submitted_by, api_key=api_key, idempotency_key=None)
+                for item, report in zip(prepared, reports)]
+    return BatchSubmission(jobs=jobs, created=True)
+
+
+# --- shared -----------------------------------------------------------------------------------------------
+
+def _keep_blocked_attempt(project, prepared: _Prepared, report, *, submitted_by, api_key) -> Job:
     """A blocked input is not run, but kept (status ``blocked``) with its report, for the audit."""
     from atelier_platform.moderation import audit
 
+    manifest = prepared.plugin.manifest
     with transaction.atomic():
         job = Job.objects.create(
-            project=project, plugin_id=plugin.manifest.id, plugin_version=plugin.manifest.version,
-            resource_class=plugin.manifest.resource_class.value, input=input_data, params=params,
-            seed=_seed_of(input_data, params), priority=request.priority, status=JobStatus.BLOCKED,
-            submitted_by=submitted_by, api_key=api_key, request_fingerprint=request_fingerprint,
+            project=project, plugin_id=manifest.id, plugin_version=manifest.version,
+            resource_class=manifest.resource_class.value, input=prepared.input, params=prepared.params,
+            seed=_seed_of(prepared.input, prepared.params), priority=prepared.request.priority, status=JobStatus.BLOCKED,
+            submitted_by=submitted_by, api_key=api_key, request_fingerprint=prepared.fingerprint,
             input_screening=report, finished_at=timezone.now(), error_code="input_blocked",
             error_message=f"Blocked by screening: {', '.join(report['flagged'])}.",
         )

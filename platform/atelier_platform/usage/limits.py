@@ -1,0 +1,122 @@
+"""Operator caps on what one job may ask for, on top of each plugin's own schema.
+
+A plugin's schema says what its model can do (an image of up to 1024 x 1024, 100 steps); an
+operator may want less on a given fleet (small GPUs, a public demo). Caps are kept per plugin id
+and field path, so that the check knows nothing of any plugin:
+
+- ``ATELIER_PLUGIN_LIMITS`` (JSON) sets caps for any plugin: ``{"image": {"input.steps": 30}}``;
+- the named settings are shorthands for the built-in plugins' fields (table ``NAMED_CAPS``);
+  ``ATELIER_PLUGIN_LIMITS`` wins where both name the same field.
+
+A path's value is compared as a number, or by its length when it is a string or a list; ``[]``
+checks each item of a list, ``a*b`` the product of two numbers (width times height). A field that
+is absent or empty (``null``: the model's native size) is not checked.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any, Iterator
+
+from atelier_platform.config import AtelierConfig, get_config, parse_plugin_limits
+from atelier_platform.usage.errors import LimitExceeded
+
+#: setting -> {plugin id: [field paths]} for the built-in plugins
+NAMED_CAPS: dict[str, dict[str, list[str]]] = {
+    "max_prompt_chars": {
+        "chatbot": ["input.messages[].content"],
+        "image": ["input.prompt", "input.negative_prompt"],
+        "recommender_copy": ["input.profile.interests"],
+    },
+    "max_new_tokens": {"chatbot": ["params.max_new_tokens"]},
+    "max_image_pixels": {"image": ["input.width*input.height"]},
+    "max_image_steps": {"image": ["input.steps"]},
+    "max_image_count": {"image": ["input.count"]},
+}
+
+
+def caps_from(config: AtelierConfig) -> dict[str, dict[str, tuple[float, str]]]:
+    """plugin id -> {path: (cap, the setting that set it)}."""
+    caps: dict[str, dict[str, tuple[float, str]]] = {}
+    for setting, per_plugin in NAMED_CAPS.items():
+        value = getattr(config, setting)
+        if value is None:
+            continue
+        for plugin_id, paths in per_plugin.items():
+            for path in paths:
+                caps.setdefault(plugin_id, {})[path] = (float(value), f"ATELIER_{setting.upper()}")
+    for plugin_id, own in parse_plugin_limits(config.plugin_limits).items():
+        for path, value in own.items():
+            caps.setdefault(plugin_id, {})[path] = (value, "ATELIER_PLUGIN_LIMITS")
+    return caps
+
+
+@lru_cache(maxsize=4)
+def _caps(config: AtelierConfig) -> dict[str, dict[str, tuple[float, str]]]:
+    return caps_from(config)
+
+
+def _values(data: Any, parts: list[str], trail: str) -> Iterator[tuple[str, Any]]:
+    """(concrete path, value) for every value a path with ``[]`` names."""
+    if not parts:
+        yield trail, data
+        return
+    head, rest = parts[0], parts[1:]
+    each = head.endswith("[]")
+    name = head[:-2] if each else head
+    if not isinstance(data, dict) or data.get(name) is None:
+        return
+    value, here = data[name], f"{trail}.{name}" if trail else name
+    if each:
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from _values(item, rest, f"{here}.{index}")
+    else:
+        yield from _values(value, rest, here)
+
+
+def _measure(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (str, list, dict)):
+        return float(len(value))
+    return None
+
+
+def _describe(cap: float) -> str:
+    return str(int(cap)) if cap == math.floor(cap) else str(cap)
+
+
+def check(plugin_id: str, input_data: dict[str, Any], params: dict[str, Any], *, config: AtelierConfig | None = None) -> None:
+    """Raise ``LimitExceeded`` (400, details per field) when the job asks for more than a cap allows."""
+    caps = _caps(config or get_config()).get(plugin_id)
+    if not caps:
+        return
+    job = {"input": input_data, "params": params}
+    problems: dict[str, list[str]] = {}
+    for path, (cap, setting) in caps.items():
+        factors = path.split("*")
+        if len(factors) == 1:
+            for where, value in _values(job, factors[0].split("."), ""):
+                measured = _measure(value)
+                if measured is not None and measured > cap:
+                    unit = " characters" if isinstance(value, str) else " items" if isinstance(value, (list, dict)) else ""
+                    problems.setdefault(where, []).append(
+                        f"At most {_describe(cap)}{unit} on this server ({setting}); got {_describe(measured)}.")
+        else:
+            product, names = 1.0, []
+            for factor in factors:
+                found = [_measure(v) for _, v in _values(job, factor.split("."), "")]
+                if len(found) != 1 or found[0] is None:
+                    break
+                product *= found[0]
+                names.append(factor)
+            else:
+                if product > cap:
+                    problems.setdefault(names[0], []).append(
+                        f"{' * '.join(names)} is at most {_describe(cap)} on this server ({setting}); got {_describe(product)}.")
+    if problems:
+        raise LimitExceeded("The job asks for more than this server allows.", details=problems)

@@ -1,0 +1,41 @@
+"""Fixtures of the REST API tests: configuration by environment, rows built without a worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from atelier_platform.config import get_config
+from tests.api.helpers import build_job, build_output
+
+
+@pytest.fixture
+def atelier_config(monkeypatch):
+    """Set ATELIER_* variables for this test; the cached configuration is read afresh."""
+
+    def configure(**values):
+        for name, value in values.items():
+            monkeypatch.setenv(f"ATELIER_{name.upper()}", str(value))
+        get_config.cache_clear()
+
+    yield configure
+    get_config.cache_clear()  # the variables are restored after this; the next read sees them
+
+
+@pytest.fixture
+def owner_key(project, make_key):
+    return make_key(project, ["jobs:read", "jobs:write", "reviews:read", "reviews:write", "admin", "webhooks:manage"])
+
+
+@pytest.fixture
+def owner_api(owner_key, client_for):
+    return client_for(owner_key.raw)
+
+
+@pytest.fixture
+def make_job():
+    return build_job
+
+
+@pytest.fixture
+def make_output():
+    return build_output

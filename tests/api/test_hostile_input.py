@@ -1,0 +1,75 @@
+"""Inputs meant to break things get a 4xx in the envelope, never a 500 (on SQLite and PostgreSQL alike)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from atelier_platform.accounts.roles import Role
+from atelier_platform.api.parsers import MAX_DEPTH
+from atelier_platform.jobs.models import Job
+
+DEEP = "[" * 100_000 + "]" * 100_000
+JUST_TOO_DEEP = json.dumps({"plugin": "reverse_text", "input": {"text": "a", "x": json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)}})
+
+POSTS = ["/api/v1/jobs/", "/api/v1/jobs/batch/", "/api/v1/api-keys/", "/api/v1/knowledge/documents/", "/api/v1/webhooks/",
+         "/api/v1/safety/blocklist/", "/v1/chat/completions"]
+BODIES = ["[]", "null", '"text"', "1e999", '{"jobs": null}', '{"jobs": [null]}', '{"jobs": [[]]}', DEEP, JUST_TOO_DEEP,
+          '{"plugin": "reverse_text", "input": {"text": "a\\u0000b"}}',
+          '{"plugin": "reverse_text", "input": {"text": "ab"}, "params": {"k\\u0000": 1}}',
+          '{"jobs": [{"plugin": "reverse_text", "input": {"text": "a\\u0000"}}]}',
+          '{"plugin": "reverse_text", "input": {"text": "\\ud800"}}', '{"name": "\\u0000"}', '{"scopes": [{"a": 1}]}']
+
+
+def assert_clean(response):
+    assert response.status_code < 500, (response.status_code, response.content[:300])
+    if response.status_code >= 400:
+        assert "error" in response.json()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", POSTS)
+def test_hostile_bodies(owner_api, path):
+    for body in BODIES:
+        assert_clean(owner_api.post(path, body, content_type="application/json"))
+    assert Job.objects.exclude(status="blocked").count() == 0
+
+
+@pytest.mark.django_db
+def test_nul_in_job_input_is_named(owner_api):
+    response = owner_api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": "a\x00b"}}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["details"] == {"input.text": ["The NUL character (\\u0000) is not allowed."]}
+    response = owner_api.post("/api/v1/jobs/", DEEP, content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "malformed_json"
+
+
+@pytest.mark.django_db
+def test_hostile_query_strings_and_ids(owner_api):
+    gets = [
+        "/api/v1/usage/?from=0001-01-01&to=9999-12-31", "/api/v1/usage/?to=0001-01-05", "/api/v1/usage/?from=9999-12-31&to=9999-12-31",
+        "/api/v1/usage/?plugin=%00", "/api/v1/jobs/?plugin=%00", "/api/v1/jobs/?status=%00", "/api/v1/jobs/?created_after=99999-01-01",
+        "/api/v1/outputs/?job=%00", "/api/v1/outputs/?created_before=-1", "/api/v1/reviews/?plugin=%00", "/api/v1/reviews/?category=a%00",
+        "/api/v1/audit/?action=%00", "/api/v1/audit/?after_id=99999999999999999999", "/api/v1/knowledge/documents/?source_id_prefix=%00",
+        "/api/v1/api-keys/?active=%00", "/api/v1/jobs/?page_size=99999999999999999999999", "/api/v1/jobs/?page_size=-5",
+        "/api/v1/jobs/?cursor=%00", "/api/v1/api-keys/?cursor=cD1hYmM=", "/api/v1/jobs/?cursor=bz0xJnA9YWJj", "/api/v1/audit/?cursor=cD1hYmM=", "/api/v1/audit/?cursor=cD05OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ==", "/api/v1/reviews/?cursor=cD1hYmM=", "/api/v1/outputs/?cursor=cD1hYmM=", "/api/v1/knowledge/documents/?cursor=cD0tNQ==", "/api/v1/webhooks/?cursor=cD1hYmM=", "/api/v1/reviews/99999999999999999999/",
+        "/api/v1/api-keys/9223372036854775807/", "/api/v1/outputs/00000000-0000-0000-0000-000000000000/",
+        "/api/v1/webhooks/00000000-0000-0000-0000-000000000000/deliveries/?status=%00",
+    ]
+    for url in gets:
+        assert_clean(owner_api.get(url))
+
+
+@pytest.mark.django_db
+def test_hostile_credentials(client_for, project, member):
+    for header in ["Bearer atl_ab\x00cd_secret", "Bearer atl_" + "a" * 500 + "_x", "Bearer atl_é_x"]:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=header)
+        response = client.get("/api/v1/jobs/")
+        assert response.status_code == 401, response.content
+    client = APIClient()
+    client.force_login(member(project, Role.OWNER))
+    for slug in ["a\x00b", "x" * 300, "UPPER"]:
+        response = client.get("/api/v1/jobs/", HTTP_X_ATELIER_PROJECT=slug)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
