@@ -59,7 +59,8 @@ def _field_of(section: str, name: str, prop: dict, root: dict, required: bool) -
     if "enum" in prop or "const" in prop:
         kind = "select"
     elif kind_of == "string":
-        kind = "textarea" if prop.get("maxLength", 10_000) > LONG_TEXT else "text"
+        # long text gets a text area; so does unbounded text, unless it is optional (an id, a name)
+        kind = "textarea" if prop.get("maxLength", 0 if nullable else 10_000) > LONG_TEXT else "text"
     elif kind_of == "integer":
         kind = "integer"
     elif kind_of == "number":

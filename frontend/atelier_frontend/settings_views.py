@@ -17,10 +17,12 @@ from atelier_platform.accounts.services import add_member, issue_api_key, revoke
 from atelier_platform.moderation import audit, policies
 from atelier_platform.moderation.models import AuditEvent, BlocklistEntry, ReviewMode
 from atelier_platform.moderation.screening import policy_for
+from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from atelier_frontend.projects import needs
 
 AUDIT_ROWS = 50
+DELIVERY_ROWS = 30
 NEW_KEY_SESSION = "atelier_new_api_key"
 REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
@@ -52,6 +54,8 @@ def project_settings(request, here):
                     revoke_api_key(key)
                     audit.record(project, actor, "api_key_revoked", key, after={"prefix": key.prefix})
                     notice = _("Key %(prefix)s revoked.") % {"prefix": key.prefix}
+            elif action == "plugin":
+                notice = _plugin(project, actor, request.POST)
             elif action == "policy":
                 policies.update_policy(project, actor, _policy_changes(request.POST))
                 notice = _("Review policy saved.")
@@ -80,6 +84,10 @@ def project_settings(request, here):
         "blocklist": BlocklistEntry.objects.filter(project=project).values("category").annotate(n=Count("id")).order_by("category"),
         "categories": BLOCKLIST_CATEGORIES,
         "audit": AuditEvent.objects.filter(project=project).order_by("-id")[:AUDIT_ROWS],
+        "plugins": _plugins(project),
+        "endpoints": WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50],
+        "deliveries": WebhookDelivery.objects.filter(endpoint__project=project).select_related("endpoint")
+                      .order_by("-created_at")[:DELIVERY_ROWS],
         "errors": errors, "notice": notice,
     }, status=400 if errors else 200)
 
@@ -147,3 +155,41 @@ def _policy_changes(posted) -> dict:
         "reject_reasons": reasons,
         "thresholds": thresholds,
     }
+
+
+def _plugins(project) -> list[dict]:
+    """Installed plugins with this project's switch and model version, and the versions to choose from."""
+    from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+    from atelier_platform.catalog.registry import get_registry
+
+    settings = {p.plugin_id: p for p in ProjectPlugin.objects.filter(project=project).select_related("model_version")}
+    versions: dict[str, list] = {}
+    for version in ModelVersion.objects.order_by("plugin_id", "-created_at")[:500]:
+        versions.setdefault(version.plugin_id, []).append(version)
+    rows = []
+    for plugin in get_registry().available():
+        setting = settings.get(plugin.manifest.id)
+        rows.append({"plugin": plugin.manifest, "enabled": bool(setting and setting.enabled),
+                     "model_version": setting.model_version if setting else None,
+                     "versions": versions.get(plugin.manifest.id, [])})
+    return rows
+
+
+def _plugin(project, actor, posted) -> str:
+    from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+    from atelier_platform.catalog.registry import get_registry
+    from atelier_platform.catalog.services import set_plugin_enabled
+
+    plugin_id = posted.get("plugin", "")
+    if get_registry().get(plugin_id) is None:
+        raise ValidationError(_("No such plugin is installed."))
+    setting = set_plugin_enabled(project, plugin_id, posted.get("enabled") == "on")
+    before = {"model_version": setting.model_version.version if setting.model_version_id else None}
+    chosen = posted.get("model_version", "")
+    version = ModelVersion.objects.filter(plugin_id=plugin_id, pk=_int(chosen)).first() if chosen else None
+    if chosen and version is None:
+        raise ValidationError(_("No such model version for this plugin."))
+    ProjectPlugin.objects.filter(pk=setting.pk).update(model_version=version)
+    audit.record(project, actor, "plugin_configured", setting, before=before,
+                 after={"plugin": plugin_id, "enabled": setting.enabled, "model_version": version.version if version else None})
+    return ""

@@ -1,7 +1,7 @@
 """Dashboard views. Thin, like the API's: find the project, call a platform service, render.
 
-Every page reads a fixed number of rows sets whatever the data (lists are sliced, relations
-selected or prefetched), which ``tests/frontend/test_query_counts.py`` holds them to.
+Every page reads the database a fixed number of times whatever the data (lists are sliced,
+relations selected or prefetched), which ``tests/frontend/test_pages.py::TestQueryCounts`` checks.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
 from atelier_frontend import schema_form
 from atelier_frontend.models import PromptTemplate
 from atelier_frontend.projects import NAVIGATION, current, needs, switch
-from atelier_frontend.texts import js_text
 from atelier_frontend.rendering import flagged_categories, render_value, spans_of
+from atelier_frontend.texts import js_text
 
 JOBS_PER_PAGE = 50
 RECENT_PROMPTS = 8

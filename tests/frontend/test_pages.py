@@ -90,6 +90,30 @@ class TestCreate:
         assert '<select id="f-input-fail" name="input.fail">' in page and '<option value="transient"' in page
         assert 'type="checkbox" id="f-params-uppercase" name="params.uppercase"' in page
 
+    def test_the_built_in_plugins_get_usable_forms(self, project, signed_in, empty_plugin_registry):
+        from atelier_plugins.chatbot.plugin import ChatbotPlugin
+        from atelier_plugins.image.plugin import ImagePlugin
+        from atelier_plugins.recommender_copy.plugin import RecommenderCopyPlugin
+
+        for plugin in (ChatbotPlugin, ImagePlugin, RecommenderCopyPlugin):
+            empty_plugin_registry.register(plugin)
+            set_plugin_enabled(project, plugin.manifest.id, True)
+        editor = signed_in(project, "editor")
+        chat = text_of(editor.get("/create/chatbot/"))
+        assert 'name="input.messages" rows="6" class="mono"' in chat and '<input type="text" id="f-input-conversation_id"' in chat
+        image = text_of(editor.get("/create/image/"))
+        assert '<textarea id="f-input-prompt" name="input.prompt"' in image and 'name="input.steps" value="25"' in image
+        recommender = text_of(editor.get("/create/recommender_copy/"))
+        assert '<select id="f-input-tone" name="input.tone">' in recommender and 'name="input.items" rows="6"' in recommender
+
+        response = editor.post("/create/image/", {"input.prompt": "a lighthouse", "input.width": "100", "priority": "5"})
+        assert response.status_code == 400
+        assert "multiple of 8" in text_of(response).split('data-field="input.width"')[1].split('data-field="input.height"')[0]
+        response = editor.post("/create/recommender_copy/", {
+            "input.items": '[{"id": "a1", "title": "Linen shirt"}]', "input.profile": '{"interests": "summer"}', "priority": "5"})
+        assert response.status_code == 302
+        assert Job.objects.get().input["items"][0]["title"] == "Linen shirt"
+
     def test_only_enabled_plugins_are_offered(self, project, signed_in):
         set_plugin_enabled(project, "gpu_reverse", False)
         editor = signed_in(project, "editor")
@@ -198,6 +222,29 @@ class TestJobs:
         assert "Pending review" in page
         for step in ("created", "started", "succeeded", "output screened"):
             assert f'<span class="what">{step}</span>' in page.lower(), step
+
+
+    def test_images_show_in_a_gallery_served_to_the_signed_in_member(self, project, signed_in, submit):
+        import io
+
+        from django.core.files.base import ContentFile
+        from PIL import Image
+
+        from atelier_platform.jobs.models import Output, OutputFile
+
+        job = submit(project, text="a red square")
+        output = Output.objects.create(job=job, index=0, content={"index": 0, "width": 8, "height": 8, "seed": 1})
+        png = io.BytesIO()
+        Image.new("RGB", (8, 8), "red").save(png, format="PNG")
+        stored = OutputFile(output=output, role="primary", media_type="image/png", size=len(png.getvalue()))
+        stored.file.save("0.png", ContentFile(png.getvalue()), save=True)
+        viewer = signed_in(project, "viewer")
+        page = text_of(viewer.get(f"/jobs/{job.pk}/"))
+        url = f"/api/v1/outputs/{output.pk}/files/{stored.pk}/?project={project.slug}"
+        assert f'<img src="{url}"' in page and 'id="lightbox"' in page
+        answer = viewer.get(url)
+        assert answer.status_code == 200 and answer["Content-Type"] == "image/png"
+        assert b"".join(answer.streaming_content) == png.getvalue()
 
 
 class TestReview:

@@ -107,3 +107,30 @@ def test_audit_log_is_listed_with_export_links_and_the_page_reads_a_fixed_number
     assert f"/api/v1/audit/?export=csv&amp;project={project.slug}" in page and "api_key_created" in page
     export = owner.get(f"/api/v1/audit/?export=csv&project={project.slug}")
     assert export.status_code == 200 and b"api_key_created" in b"".join(export.streaming_content)
+
+
+def test_plugins_are_switched_and_pinned_to_a_model_version(project, owner):
+    from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+
+    version = ModelVersion.objects.create(plugin_id="reverse_text", version="v2", model_dir="reverse/v2")
+    page = owner.get("/settings/").content.decode()
+    assert 'data-plugin="reverse_text"' in page and f'<option value="{version.pk}" >v2</option>' in page
+    owner.post("/settings/", {"action": "plugin", "plugin": "reverse_text", "model_version": str(version.pk)})
+    setting = ProjectPlugin.objects.get(project=project, plugin_id="reverse_text")
+    assert (setting.enabled, setting.model_version) == (False, version)  # the box was left unticked
+    owner.post("/settings/", {"action": "plugin", "plugin": "reverse_text", "enabled": "on", "model_version": ""})
+    setting.refresh_from_db()
+    assert (setting.enabled, setting.model_version) == (True, None)
+    assert owner.post("/settings/", {"action": "plugin", "plugin": "nope", "enabled": "on"}).status_code == 400
+    assert AuditEvent.objects.filter(action="plugin_configured").count() == 2
+
+
+def test_webhook_endpoints_and_their_delivery_log_are_listed(project, owner):
+    from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+    endpoint = WebhookEndpoint.objects.create(project=project, url="https://hooks.example.com/atelier", secret="s",
+                                              event_types=["job.succeeded"])
+    WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.succeeded", event_id="e1", payload={},
+                                   status="failed", attempts=3, max_attempts=3, last_status_code=500, last_error="HTTP 500")
+    page = owner.get("/settings/").content.decode()
+    assert "https://hooks.example.com/atelier" in page and "job.succeeded" in page and "3/3" in page and "HTTP 500" in page
