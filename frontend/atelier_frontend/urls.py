@@ -15,6 +15,7 @@ urlpatterns = [
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/status/", views.jobs_status, name="jobs-status"),
     path("jobs/<uuid:job_id>/", views.job_detail, name="job"),
+    path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("chat/", views.chat, name="chat"),
     path("chat/<uuid:conversation_id>/", views.chat, name="chat-thread"),
     path("usage/", views.usage_page, name="usage"),

@@ -254,7 +254,7 @@ def job_detail(request, here, job_id):
     return page(request, "atelier_frontend/job_detail.html", {
         "job": job, "outputs": shown, "input_html": render_value(job.input, "input", spans_of(job.input_screening)),
         "input_flags": flagged_categories(job.input_screening), "timeline": timeline,
-        "params_html": render_value(job.params, "params", {}),
+        "params_html": render_value(job.params, "params", {}), "can_cancel": here.can(Capability.JOBS_WRITE),
     })
 
 
@@ -332,6 +332,21 @@ def usage_page(request, here):
     from atelier_frontend.usage import summary
 
     return page(request, "atelier_frontend/usage.html", {"usage": summary(here.project)})
+
+
+@needs(Capability.JOBS_WRITE)
+@require_POST
+def job_cancel(request, here, job_id):
+    from atelier_platform.jobs import lifecycle
+
+    job = Job.objects.filter(project=here.project, pk=job_id).first()
+    if job is None:
+        raise Http404("No such job in this project.")
+    try:
+        lifecycle.cancel_job(job)
+    except JobServiceError:
+        pass  # it finished meanwhile: the page shows how
+    return redirect("job", job_id=job.pk)
 
 
 # --- review --------------------------------------------------------------------------------------------

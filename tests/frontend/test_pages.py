@@ -247,6 +247,21 @@ class TestJobs:
         assert b"".join(answer.streaming_content) == png.getvalue()
 
 
+    def test_a_queued_job_is_cancelled_from_its_page(self, project, signed_in, submit, django_capture_on_commit_callbacks):
+        job = submit(project)
+        viewer = signed_in(project, "viewer")
+        assert 'id="cancel-job"' not in text_of(viewer.get(f"/jobs/{job.pk}/"))
+        assert viewer.post(f"/jobs/{job.pk}/cancel/").status_code == 403
+        editor = signed_in(project, "editor")
+        assert 'id="cancel-job"' in text_of(editor.get(f"/jobs/{job.pk}/"))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert editor.post(f"/jobs/{job.pk}/cancel/")["Location"] == f"/jobs/{job.pk}/"
+        job.refresh_from_db()
+        assert job.status == "cancelled"
+        assert editor.post(f"/jobs/{job.pk}/cancel/").status_code == 302  # already finished: nothing to do
+        assert 'id="cancel-job"' not in text_of(editor.get(f"/jobs/{job.pk}/"))
+
+
 class TestReview:
     def test_panel_shows_the_item_with_flags_and_the_second_reviewer_rule(self, project, signed_in, submit, run_job):
         replace_safety_checks([WordCheck()])
