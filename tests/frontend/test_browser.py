@@ -247,3 +247,35 @@ def test_owner_settings_show_a_new_key_once(live_server, browser, expect, projec
     shot(page, "14-settings")
     page.reload()
     expect(page.locator("#new-key")).to_have_count(0)
+
+
+def test_flagged_words_are_marked_and_a_flagged_item_needs_two_reviewers(
+        live_server, browser, expect, project, member, submit, run_job):
+    from atelier_platform.moderation.checks import replace_safety_checks
+    from atelier_platform.moderation.screening import policy_for
+    from tests.support.safety import WordCheck
+
+    replace_safety_checks([WordCheck()])
+    policy = policy_for(project)
+    policy.second_review_for_flagged = True
+    policy.save()
+    job = submit(project, text="enilredrob comment about the product", user=member(project, "editor"))
+    run_job(job)
+    first, second = member(project, "reviewer"), member(project, "reviewer")
+
+    page = sign_in(browser, live_server.url, first.username)
+    expect(page.locator("#review-item mark.flag[data-category=harassment]")).to_have_text("borderline")
+    expect(page.locator("#second-review")).to_contain_text("0 of 2 approvals")
+    shot(page, "15-review-flagged")
+    page.keyboard.press("a")
+    expect(page.locator("#flash")).to_contain_text("a second reviewer must confirm")
+    expect(page.locator("#queue-empty")).to_be_visible()  # one reviewer cannot approve it twice
+
+    page = sign_in(browser, live_server.url, second.username)
+    expect(page.locator("#second-review")).to_contain_text(f"1 of 2 approvals so far. (user:{first.pk})")
+    page.keyboard.press("a")
+    expect(page.locator("#flash")).to_have_text("Approved.")
+    page.goto(f"{live_server.url}/jobs/{job.pk}/")
+    expect(page.locator("article.output mark.flag")).to_have_text("borderline")
+    expect(page.locator("article.output .review")).to_have_text("Approved")
+    shot(page, "16-job-flagged-approved")

@@ -12,6 +12,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const picker = $("reject-picker"), editor = $("editor");
   let item = null, busy = false, countdown = null, emptyPoll = null;
   const skipped = new Set();
+  const passedOver = new Set();  // approved by this reviewer already; never shown again here
 
   const say = (text, kind = "info") => { flash.textContent = text; flash.className = `flash ${kind}`; };
 
@@ -38,7 +39,8 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!item) {
       startCountdown(null);
       box.dataset.item = "";
-      const message = skipped.size ? Atelier.t("empty_skipped", "Nothing else to review.").replace("%(n)s", skipped.size) : Atelier.t("empty", "Nothing to review.");
+      const mine = [...skipped].filter((id) => !passedOver.has(id)).length;
+      const message = mine ? Atelier.t("empty_skipped", "Nothing else to review.").replace("%(n)s", mine) : Atelier.t("empty", "Nothing to review.");
       box.innerHTML = "";
       const empty = document.createElement("p");
       empty.className = "empty";
@@ -56,18 +58,28 @@ document.addEventListener("DOMContentLoaded", () => {
     startCountdown(item.lease_expires_at);
   }
 
+  // An item this reviewer already approved waits for someone else (the second-reviewer rule):
+  // hand it back at once and pass over it.
+  async function passOver(claimed) {
+    skipped.add(claimed.id);
+    passedOver.add(claimed.id);
+    await Atelier.api(`reviews/${claimed.id}/release/`, { method: "POST" });
+  }
+
   // The next item nobody else holds: claim-next, or (after skips) the first pending item not skipped.
   async function claimNext() {
     if (!skipped.size) {
       const result = await Atelier.api("reviews/claim-next/", { method: "POST" });
       if (!result.ok) throw new Error(Atelier.errorText(result));
-      return result.status === 204 ? null : result.data;
+      if (result.status === 204) return null;
+      if (!result.data.approvals.includes(actor)) return result.data;
+      await passOver(result.data);
     }
     const listed = await Atelier.api("reviews/?state=pending&page_size=200");
     if (!listed.ok) throw new Error(Atelier.errorText(listed));
     const now = Date.now();
     for (const candidate of listed.data.results) {
-      if (skipped.has(candidate.id)) continue;
+      if (skipped.has(candidate.id) || candidate.approvals.includes(actor)) continue;
       if (candidate.lease_holder && candidate.lease_holder !== actor && new Date(candidate.lease_expires_at).getTime() > now) continue;
       const claimed = await Atelier.api(`reviews/${candidate.id}/claim/`, { method: "POST" });
       if (claimed.ok) return claimed.data;
@@ -172,7 +184,7 @@ document.addEventListener("DOMContentLoaded", () => {
       r: openPicker,
       e: openEditor,
       s: skip,
-      n: () => { if (!item) skipped.clear(); next(); },
+      n: () => { if (!item) { skipped.clear(); passedOver.forEach((id) => skipped.add(id)); } next(); },
     };
     const run = actions[event.key.toLowerCase()];
     if (run) { event.preventDefault(); run(); }
