@@ -54,6 +54,10 @@ def render_value(value: Any, path: str, spans: Spans) -> SafeString:
             return mark_safe('<span class="v-const">[]</span>')
         items = "".join(format_html("<li>{}</li>", render_value(v, f"{path}.{i}", spans)) for i, v in enumerate(value))
         return mark_safe(f'<ol class="v-list" start="0">{items}</ol>')
+    if isinstance(value, dict) and _is_ranking(value.get("recommendations")):
+        rest = {k: v for k, v in value.items() if k != "recommendations"}
+        ranked = render_ranking(value["recommendations"], f"{path}.recommendations", spans)
+        return mark_safe(ranked + (render_value(rest, path, spans) if rest else ""))
     if isinstance(value, dict):
         rows = "".join(
             format_html("<div><dt>{}</dt><dd>{}</dd></div>", key, render_value(v, f"{path}.{key}", spans))
@@ -61,6 +65,27 @@ def render_value(value: Any, path: str, spans: Spans) -> SafeString:
         )
         return mark_safe(f'<dl class="v-obj">{rows}</dl>')
     return escape(str(value))
+
+
+def _is_ranking(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and "rank" in v and "title" in v for v in value)
+
+
+def render_ranking(items: list[dict], path: str, spans: Spans) -> SafeString:
+    """Ranked items (recommender output) as a numbered list, each with its copy variants."""
+    rows = []
+    for i, item in enumerate(items):
+        variants = item.get("copy") or []
+        copy = "".join(
+            format_html('<li>{}{}</li>', render_value(v.get("text", ""), f"{path}.{i}.copy.{j}.text", spans),
+                        format_html(' <span class="chip">{}</span>', v["source"]) if v.get("source") not in (None, "model") else "")
+            for j, v in enumerate(variants) if isinstance(v, dict))
+        rows.append(format_html(
+            '<li class="ranked-item"><span class="rank">{}</span><div><strong>{}</strong> <span class="muted small mono">{}</span>'
+            ' <span class="v-num">{}</span><ul class="variants">{}</ul></div></li>',
+            item.get("rank", i + 1), item.get("title", ""), item.get("item_id", ""),
+            f"{item['score']:.3f}" if isinstance(item.get("score"), (int, float)) else "", mark_safe(copy)))
+    return mark_safe(f'<ol class="ranked">{"".join(rows)}</ol>')
 
 
 def flagged_categories(report: dict | None) -> list[str]:

@@ -262,6 +262,23 @@ class TestJobs:
         assert 'id="cancel-job"' not in text_of(editor.get(f"/jobs/{job.pk}/"))
 
 
+    def test_ranked_items_show_with_their_copy_variants_and_flags(self):
+        from atelier_frontend.rendering import render_value, spans_of
+
+        content = {"recommendations": [
+            {"rank": 1, "item_id": "lamp-2", "title": "Paper lamp", "score": 0.8123,
+             "copy": [{"text": "Soft light for calm evenings.", "source": "model"}, {"text": "A violent glow.", "source": "edited"}]},
+            {"rank": 2, "item_id": "rug-7", "title": "Linen rug", "score": 0.5, "copy": [{"text": "Warm underfoot."}]},
+        ], "profile_summary": "likes calm rooms"}
+        report = {"findings": [{"category": "violence", "field": "content.recommendations.0.copy.1.text",
+                                "evidence": [{"start": 2, "end": 9}]}]}
+        html = str(render_value(content, "content", spans_of(report)))
+        assert html.index("Paper lamp") < html.index("Linen rug") and '<span class="rank">1</span>' in html
+        assert "0.812" in html and "Soft light for calm evenings." in html and '<span class="chip">edited</span>' in html
+        assert 'A <mark class="flag" title="violence" data-category="violence">violent</mark> glow.' in html
+        assert "likes calm rooms" in html
+
+
 class TestReview:
     def test_panel_shows_the_item_with_flags_and_the_second_reviewer_rule(self, project, signed_in, submit, run_job):
         replace_safety_checks([WordCheck()])
