@@ -309,4 +309,5 @@ def test_demo_training_conversations_use_the_plugin_prompt_and_answer_from_the_p
         assert system["content"].startswith(build_prompt([], shown)[0]["content"].split("\n\n")[0])
         assert [t["role"] for t in turns] == ["user", "assistant"]
         ordered = sorted(shown, key=lambda p: system["content"].index(f"] {p.title}\n{p.text}"))
-        assert turns[1]["content"] == "\n".join(p.text for p in ordered[:2])  # the two best passages, quoted
+        # the three best passages, quoted as the system prompt writes them
+        assert turns[1]["content"] == "\n\n".join(f"[{n}] {p.title}\n{p.text}" for n, p in enumerate(ordered[:3], start=1))
