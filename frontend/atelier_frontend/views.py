@@ -173,19 +173,30 @@ def _uuid_or_404(value: str):
 
 # --- jobs --------------------------------------------------------------------------------------------
 
+def _job_filters(params) -> dict:
+    status = params.get("status", "")
+    return {"status": status if status in JobStatus.values else "", "plugin": params.get("plugin", ""),
+            "q": params.get("q", "").strip()}
+
+
+def _filtered_jobs(project, filters: dict):
+    listed = Job.objects.filter(project=project)
+    if filters["status"]:
+        listed = listed.filter(status=filters["status"])
+    if filters["plugin"]:
+        listed = listed.filter(plugin_id=filters["plugin"])
+    if filters["q"]:
+        listed = listed.annotate(input_text=Cast("input", TextField())).filter(
+            Q(input_text__icontains=filters["q"]) | Q(plugin_id__icontains=filters["q"]))
+    return listed
+
+
 @needs(Capability.JOBS_READ)
 def jobs(request, here):
-    status = request.GET.get("status", "")
-    plugin = request.GET.get("plugin", "")
-    query = request.GET.get("q", "").strip()
-    listed = Job.objects.filter(project=here.project)
-    if status in JobStatus.values:
-        listed = listed.filter(status=status)
-    if plugin:
-        listed = listed.filter(plugin_id=plugin)
-    if query:
-        listed = listed.annotate(input_text=Cast("input", TextField())).filter(
-            Q(input_text__icontains=query) | Q(plugin_id__icontains=query))
+    from django.utils import timezone
+
+    filters = _job_filters(request.GET)
+    listed = _filtered_jobs(here.project, filters)
     try:
         page_number = max(1, int(request.GET.get("page", "1")))
     except ValueError:
@@ -194,17 +205,29 @@ def jobs(request, here):
     rows = list(listed.select_related("submitted_by").order_by("-created_at", "-id")[start:start + JOBS_PER_PAGE + 1])
     has_next = len(rows) > JOBS_PER_PAGE
     rows = rows[:JOBS_PER_PAGE]
+    # the first page shows jobs created after it loaded as they come (the poll asks for those since then)
+    since = rows[0].created_at if rows else timezone.now()
     return page(request, "atelier_frontend/jobs.html", {
         "jobs": [(job, _summary(job.input, 90)) for job in rows], "statuses": JobStatus.choices,
         "plugins": sorted(p.manifest.id for p in get_registry().available()),
-        "filters": {"status": status, "plugin": plugin, "q": query}, "page_number": page_number, "has_next": has_next,
+        "filters": filters, "page_number": page_number, "has_next": has_next,
+        "live": page_number == 1, "since": since.isoformat(),
     })
+
+
+NEW_JOBS_PER_POLL = 50
 
 
 @needs(Capability.JOBS_READ)
 def jobs_status(request, here):
-    """Status and progress of the listed jobs (``?ids=a,b``): what the pages poll while work runs."""
+    """Status and progress of the listed jobs (``?ids=a,b``): what the pages poll while work runs.
+
+    With ``since`` (an ISO time) and the list's filters, also the jobs created after it that match,
+    newest first, as table rows (``new``) for the list to prepend, and the time to ask from next."""
     import uuid
+
+    from django.template.loader import render_to_string
+    from django.utils.dateparse import parse_datetime
 
     ids = []
     for raw in request.GET.get("ids", "").split(",")[:200]:
@@ -213,11 +236,24 @@ def jobs_status(request, here):
         except ValueError:
             continue
     rows = Job.objects.filter(project=here.project, pk__in=ids).values(
-        "id", "status", "progress", "progress_detail", "error_code", "error_message", "finished_at")
-    return JsonResponse({"jobs": [
+        "id", "status", "progress", "progress_detail", "error_code", "error_message", "finished_at") if ids else []
+    answer = {"jobs": [
         {"id": str(r["id"]), "status": r["status"], "progress": r["progress"], "detail": r["progress_detail"],
          "error": r["error_message"] or r["error_code"], "finished": r["status"] in {"succeeded", "failed", "cancelled", "blocked"}}
-        for r in rows]})
+        for r in rows]}
+    try:
+        since = parse_datetime(request.GET.get("since", ""))
+    except ValueError:
+        since = None
+    if since is not None:
+        filters = _job_filters(request.GET)
+        new = list(_filtered_jobs(here.project, filters).filter(created_at__gt=since).select_related("submitted_by")
+                   .order_by("-created_at", "-id")[:NEW_JOBS_PER_POLL])
+        answer["new"] = [{"id": str(job.pk), "html": render_to_string(
+            "atelier_frontend/_job_row.html", {"job": job, "summary": _summary(job.input, 90)}, request=request)}
+            for job in new]
+        answer["since"] = (new[0].created_at if new else since).isoformat()
+    return JsonResponse(answer)
 
 
 @needs(Capability.JOBS_READ)

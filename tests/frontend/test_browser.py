@@ -78,7 +78,7 @@ def shot(page, name: str) -> None:
 
 
 def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
-        live_server, browser, expect, project, member, run_job):
+        live_server, browser, expect, project, member, run_job, submit):
     editor = member(project, "editor")
     reviewer = member(project, "reviewer")
 
@@ -125,7 +125,11 @@ def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
 
     page.click(".mainnav a[data-nav=jobs]")
     expect(page.locator(f"tr[data-job='{job.pk}'] .status")).to_have_text("Succeeded")
+    later = submit(project, text="submitted after the list loaded", user=editor)
+    expect(page.locator("#jobs-table tbody tr").first).to_have_attribute("data-job", str(later.pk))  # prepended live
+    expect(page.locator(f"tr[data-job='{later.pk}'] .status")).to_have_text("Queued")
     shot(page, "06-jobs")
+    later.delete()
     page.fill("input[name=q]", "no such words")
     page.press("input[name=q]", "Enter")
     expect(page.locator("#jobs-table .empty")).to_be_visible()

@@ -211,6 +211,27 @@ class TestJobs:
         assert answer == {"jobs": [{"id": str(mine.pk), "status": "queued", "progress": None, "detail": {},
                                     "error": "", "finished": False}]}
 
+    def test_jobs_created_after_the_list_loaded_come_with_the_poll_when_they_match_its_filters(
+            self, project, other_project, signed_in, submit):
+        import re
+
+        viewer = signed_in(project, "viewer")
+        first = submit(project, text="already listed")
+        since = re.search(r'data-since="([^"]+)"', text_of(viewer.get("/jobs/"))).group(1)
+        assert since == first.created_at.isoformat()
+        assert 'data-since' not in text_of(viewer.get("/jobs/?page=2"))  # only the first page grows
+        whale, fox = submit(project, text="blue whale"), submit(project, text="red fox")
+        submit(other_project, text="blue whale elsewhere")
+        answer = viewer.get("/jobs/status/", {"ids": str(first.pk), "since": since, "q": "whale"}).json()
+        assert [job["id"] for job in answer["jobs"]] == [str(first.pk)]
+        assert [job["id"] for job in answer["new"]] == [str(whale.pk)]
+        assert f'data-job="{whale.pk}"' in answer["new"][0]["html"] and "blue whale" in answer["new"][0]["html"]
+        assert answer["since"] == whale.created_at.isoformat()
+        answer = viewer.get("/jobs/status/", {"since": since}).json()
+        assert [job["id"] for job in answer["new"]] == [str(fox.pk), str(whale.pk)]
+        assert viewer.get("/jobs/status/", {"since": answer["since"]}).json()["new"] == []
+        assert "new" not in viewer.get("/jobs/status/", {"since": "not a time"}).json()
+
     def test_job_page_shows_input_output_flags_review_state_and_timeline(self, project, signed_in, submit, run_job):
         replace_safety_checks([WordCheck()])
         editor = signed_in(project, "editor")
@@ -381,7 +402,8 @@ class TestQueryCounts:
             ids = ",".join(str(pk) for pk in Job.objects.values_list("pk", flat=True))
             return {
                 "create": "/create/", "form": "/create/reverse_text/", "jobs": "/jobs/", "jobs q": "/jobs/?q=borderline",
-                "status": f"/jobs/status/?ids={ids}", "job": f"/jobs/{job.pk}/", "review": "/review/",
+                "status": f"/jobs/status/?ids={ids}",
+                "new jobs": "/jobs/status/?since=2000-01-01T00:00:00%2B00:00", "job": f"/jobs/{job.pk}/", "review": "/review/",
                 "panel": f"/review/items/{item.pk}/", "usage": "/usage/",
             }
 

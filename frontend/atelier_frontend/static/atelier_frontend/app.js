@@ -50,20 +50,25 @@ const Atelier = (() => {
     cell.innerHTML = html;
   }
 
-  // Polls /jobs/status/ every second for the jobs on the page that have not finished.
+  // Polls /jobs/status/ every second for the jobs on the page that have not finished; the jobs
+  // list's first page also asks for jobs created since it loaded that match its filters, and
+  // prepends them.
   function pollJobs() {
     const table = document.getElementById("jobs-table");
     const single = document.getElementById("job-status");
     const source = table || single;
     if (!source) return;
     const url = source.dataset.poll;
+    const live = Boolean(table && table.dataset.since);
     const tick = async () => {
       const rows = table ? [...table.querySelectorAll("tr[data-job][data-finished='0']")] : (single.dataset.finished === "0" ? [single] : []);
-      if (!rows.length) return;
+      if (!rows.length && !live) return;
+      let query = `ids=${rows.map((r) => r.dataset.job).join(",")}`;
+      if (live) query += `&since=${encodeURIComponent(table.dataset.since)}&${table.dataset.filters || ""}`;
       try {
-        const response = await fetch(`${url}?ids=${rows.map((r) => r.dataset.job).join(",")}`, { credentials: "same-origin" });
-        const { jobs } = await response.json();
-        for (const job of jobs) {
+        const response = await fetch(`${url}?${query}`, { credentials: "same-origin" });
+        const answer = await response.json();
+        for (const job of answer.jobs) {
           const row = rows.find((r) => r.dataset.job === job.id);
           if (!row) continue;
           paintStatus(table ? row.querySelector(".status-cell") : row, job);
@@ -71,6 +76,19 @@ const Atelier = (() => {
             row.dataset.finished = "1";
             if (single) { window.location.reload(); return; }  // the outputs are ready to show
           }
+        }
+        if (live && answer.new) {
+          const body = table.tBodies[0];
+          for (const job of [...answer.new].reverse()) {  // oldest first, each on top
+            if (body.querySelector(`tr[data-job="${job.id}"]`)) continue;
+            body.querySelector("tr > td.empty")?.parentElement.remove();
+            const holder = document.createElement("tbody");
+            holder.innerHTML = job.html.trim();
+            const row = holder.firstElementChild;
+            row.classList.add("arrived");
+            body.prepend(row);
+          }
+          if (answer.since) table.dataset.since = answer.since;
         }
       } catch (e) { /* a missed poll is retried on the next tick */ }
       setTimeout(tick, 1000);
