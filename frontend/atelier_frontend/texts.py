@@ -41,4 +41,6 @@ def js_text() -> dict[str, str]:
         "load_failed": str(_("Could not load the next item:")),
         "bad_json": str(_("Not valid JSON:")),
         "bulk_done": str(_("Approved without review:")),
+        "regenerated": str(_("Sent back: a new job is generating.")),
+        "see_new_job": str(_("See the new job")),
     }

@@ -209,6 +209,23 @@ def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, exp
     # next for A is B's skipped item, which nobody holds now
     assert shown(page_a, after=a_next) == b
 
+    # A sends B's skipped item back to be generated again, with a note, from the legend's g
+    expect(page_a.locator("#shortcut-legend button[data-key=g]")).to_contain_text("regenerate")
+    page_a.keyboard.press("g")
+    expect(page_a.locator("#regenerate-picker")).to_be_visible()
+    expect(page_a.locator("#regenerate-note")).to_be_focused()
+    page_a.keyboard.type("shorter, please")
+    shot(page_a, "10b-review-regenerate")
+    page_a.keyboard.press("Enter")
+    expect(page_a.locator("#flash")).to_contain_text("Sent back: a new job is generating.")
+    decision = ReviewDecision.objects.get(item_id=b)
+    assert (decision.action, decision.comment) == ("regenerate", "shorter, please")
+    again = decision.regenerated_job
+    assert (again.regenerated_from_id, again.review_note, again.status) == (Output.objects.get(review__pk=b).pk, "shorter, please", "queued")
+    assert Output.objects.get(review__pk=b).review_state == "rejected"
+    expect(page_a.locator("#regenerated-job")).to_have_attribute("href", f"/jobs/{again.pk}/")
+    expect(page_a.locator("#queue-empty")).to_be_visible()
+
     # the same screen in Simplified Chinese, chosen in the header
     page_b.select_option("#language-switcher", "zh-hans")
     expect(page_b.locator("h1")).to_have_text("审核队列")

@@ -9,7 +9,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const panelUrl = (id) => app.dataset.panelUrl.replace("/0/", `/${id}/`);
   const $ = (id) => document.getElementById(id);
   const box = $("review-item"), queueState = $("queue-state"), flash = $("flash");
-  const picker = $("reject-picker"), editor = $("editor");
+  const picker = $("reject-picker"), editor = $("editor"), regenerator = $("regenerate-picker");
   let item = null, busy = false, countdown = null, emptyPoll = null;
   const skipped = new Set();
   const passedOver = new Set();  // approved by this reviewer already; never shown again here
@@ -115,7 +115,39 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   function openPicker() { if (item) { picker.hidden = false; $("reject-comment").value = ""; } }
-  function closeOverlays() { picker.hidden = true; editor.hidden = true; }
+  function closeOverlays() { picker.hidden = true; editor.hidden = true; regenerator.hidden = true; }
+
+  // Regenerate: the output is rejected and the job is run again with a new seed; the note (what
+  // to do better) goes with the decision and onto the new job.
+  function openRegenerate() {
+    if (!item) return;
+    $("regenerate-note").value = "";
+    $("regenerate-error").textContent = "";
+    regenerator.hidden = false;
+    $("regenerate-note").focus();
+  }
+
+  async function regenerate() {
+    if (!item || busy) return;
+    busy = true;
+    const comment = $("regenerate-note").value.trim();
+    const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body: { action: "regenerate", comment } });
+    busy = false;
+    if (!result.ok) { $("regenerate-error").textContent = Atelier.errorText(result); return; }
+    closeOverlays();
+    const decision = [...(result.data.decisions || [])].reverse().find((d) => d.action === "regenerate");
+    say(Atelier.t("regenerated", "Sent back: a new job is generating."), "ok");
+    if (decision && decision.regenerated_job) {
+      const link = document.createElement("a");
+      link.href = app.dataset.jobUrl.replace("00000000-0000-0000-0000-000000000000", decision.regenerated_job);
+      link.id = "regenerated-job";
+      link.textContent = Atelier.t("see_new_job", "See the new job");
+      flash.append(" ", link);
+    }
+    await next();
+  }
+  $("regenerate-send").addEventListener("click", regenerate);
+  regenerator.addEventListener("click", (event) => { if (event.target === regenerator) closeOverlays(); });
 
   async function reject(reason) {
     const comment = $("reject-comment").value;
@@ -170,6 +202,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey && event.key === "Enter" && !editor.hidden) { event.preventDefault(); saveEdit(); return; }
+    if (event.key === "Enter" && !event.shiftKey && !regenerator.hidden) { event.preventDefault(); regenerate(); return; }
     if (event.key === "Escape") { closeOverlays(); return; }
     if (!picker.hidden) {
       const buttons = picker.querySelectorAll("button[data-reason]");
@@ -178,11 +211,12 @@ document.addEventListener("DOMContentLoaded", () => {
       return;
     }
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
-    if (typing || event.ctrlKey || event.metaKey || event.altKey || !editor.hidden) return;
+    if (typing || event.ctrlKey || event.metaKey || event.altKey || !editor.hidden || !regenerator.hidden) return;
     const actions = {
       a: () => decide({ action: "approve" }, Atelier.t("approved", "Approved.")),
       r: openPicker,
       e: openEditor,
+      g: openRegenerate,
       s: skip,
       n: () => { if (!item) { skipped.clear(); passedOver.forEach((id) => skipped.add(id)); } next(); },
     };
