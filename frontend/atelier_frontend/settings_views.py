@@ -17,6 +17,8 @@ from atelier_platform.accounts.services import add_member, issue_api_key, revoke
 from atelier_platform.moderation import audit, policies
 from atelier_platform.moderation.models import AuditEvent, BlocklistEntry, ReviewMode
 from atelier_platform.moderation.screening import policy_for
+from atelier_platform.webhooks import services as webhooks
+from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from atelier_frontend.projects import needs
@@ -24,6 +26,9 @@ from atelier_frontend.projects import needs
 AUDIT_ROWS = 50
 DELIVERY_ROWS = 30
 NEW_KEY_SESSION = "atelier_new_api_key"
+NEW_WEBHOOK_SESSION = "atelier_new_webhook_secret"
+NOTICE_SESSION = "atelier_settings_notice"
+WEBHOOK_ACTIONS = ("webhook_create", "webhook_update", "webhook_delete", "webhook_test")
 REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
                         "personal_data", "prompt_injection", "spam"]
@@ -35,10 +40,13 @@ def project_settings(request, here):
 
     project, actor = here.project, f"user:{request.user.pk}"
     errors, notice, new_key = [], "", None
+    webhook_form = None  # the webhook form that was refused, to show again with its errors
     if request.method == "POST":
         action = request.POST.get("action", "")
         try:
-            if action in ("add_member", "set_role", "remove_member"):
+            if action in WEBHOOK_ACTIONS:
+                notice, webhook_form = _webhook(request, project, actor, action)
+            elif action in ("add_member", "set_role", "remove_member"):
                 notice = _members(project, actor, request.POST, action)
             elif action == "create_key":
                 new_key = issue_api_key(project, scopes=request.POST.getlist("scopes") or None,
@@ -69,10 +77,16 @@ def project_settings(request, here):
                 notice = _("Blocklist: %(added)s added, %(removed)s removed, %(total)s in all.") % result
         except ValidationError as error:
             errors.extend(_messages(error))
-        if not errors:
-            return redirect(f"{request.path}?saved=1")
+        if not errors and not webhook_form:
+            if notice:
+                request.session[NOTICE_SESSION] = notice
+            anchor = "#webhooks" if action in WEBHOOK_ACTIONS else ""
+            return redirect(f"{request.path}?saved=1{anchor}")
     new_key = request.session.pop(NEW_KEY_SESSION, None)
-    if request.GET.get("saved") and not notice and not new_key:
+    new_webhook = request.session.pop(NEW_WEBHOOK_SESSION, None)
+    if request.method != "POST":
+        notice = request.session.pop(NOTICE_SESSION, "") or notice
+    if request.GET.get("saved") and not notice and not new_key and not new_webhook:
         notice = _("Saved.")
 
     policy = policy_for(project)
@@ -85,11 +99,12 @@ def project_settings(request, here):
         "categories": BLOCKLIST_CATEGORIES,
         "audit": AuditEvent.objects.filter(project=project).order_by("-id")[:AUDIT_ROWS],
         "plugins": _plugins(project),
-        "endpoints": WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50],
+        **_webhook_forms(WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50], webhook_form),
+        "event_types": SUBSCRIBABLE_EVENTS, "new_webhook": new_webhook,
         "deliveries": WebhookDelivery.objects.filter(endpoint__project=project).select_related("endpoint")
                       .order_by("-created_at")[:DELIVERY_ROWS],
         "errors": errors, "notice": notice,
-    }, status=400 if errors else 200)
+    }, status=400 if errors or webhook_form else 200)
 
 
 def _int(value) -> int | None:
@@ -193,3 +208,60 @@ def _plugin(project, actor, posted) -> str:
     audit.record(project, actor, "plugin_configured", setting, before=before,
                  after={"plugin": plugin_id, "enabled": setting.enabled, "model_version": version.version if version else None})
     return ""
+
+
+def _webhook(request, project, actor, action) -> tuple[str, dict | None]:
+    """Create, edit, delete or ping an endpoint through the webhook services (which check the URL
+    against private targets and audit each change). Answers the notice, or the refused form:
+    ``{"endpoint": id or None, "values": what was posted, "errors": [...], "fields": {name: [...]}}``."""
+    posted = request.POST
+    endpoint = None
+    if action != "webhook_create":
+        endpoint = WebhookEndpoint.objects.filter(project=project, pk=posted.get("endpoint", "")).first() \
+            if _is_uuid(posted.get("endpoint", "")) else None
+        if endpoint is None:
+            raise ValidationError(_("No such webhook endpoint."))
+    values = {"url": posted.get("url", "").strip(), "description": posted.get("description", "").strip()[:300],
+              "event_types": posted.getlist("event_types"), "enabled": posted.get("enabled") == "on"}
+    try:
+        if action == "webhook_create":
+            created = webhooks.create_endpoint(project, actor, **values)
+            request.session[NEW_WEBHOOK_SESSION] = {"id": str(created.pk), "url": created.url, "secret": created.secret}
+            return "", None
+        if action == "webhook_update":
+            webhooks.update_endpoint(endpoint, actor, values)
+            return _("Webhook endpoint saved."), None
+        if action == "webhook_delete":
+            webhooks.delete_endpoint(endpoint, actor)
+            return _("Webhook endpoint %(url)s deleted.") % {"url": endpoint.url}, None
+        webhooks.send_test(endpoint, actor)
+        return _("Test ping queued for %(url)s: see the delivery log.") % {"url": endpoint.url}, None
+    except webhooks.WebhookError as exc:
+        details = getattr(exc, "details", None) or {}
+        fields = {name: [str(m) for m in messages] for name, messages in details.items() if isinstance(messages, list)}
+        return "", {"endpoint": str(endpoint.pk) if endpoint else None, "values": values,
+                    "errors": [] if fields else [str(exc)], "fields": fields}
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _webhook_forms(endpoints, refused: dict | None) -> dict:
+    """Each endpoint with its edit form's values (what was posted, where that form was refused),
+    and the form for a new one."""
+    def form(values, key):
+        mine = refused is not None and refused["endpoint"] == key
+        return {**(refused["values"] if mine else values), "fields": refused["fields"] if mine else {},
+                "errors": refused["errors"] if mine else [], "open": mine}
+
+    rows = [{"endpoint": e, "form": form({"url": e.url, "description": e.description, "event_types": e.event_types,
+                                          "enabled": e.enabled}, str(e.pk))} for e in endpoints]
+    return {"endpoints": rows,
+            "new_endpoint": form({"url": "", "description": "", "event_types": [], "enabled": True}, None)}

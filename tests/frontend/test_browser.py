@@ -269,6 +269,22 @@ def test_owner_settings_show_a_new_key_once(live_server, browser, expect, projec
     page.reload()
     expect(page.locator("#new-key")).to_have_count(0)
 
+    # a webhook endpoint: created (its secret shown once), then a private address refused on its field
+    page.fill("#wh-url-new", "https://93.184.216.34/hooks/atelier")
+    page.fill("#wh-description-new", "storefront receiver")
+    page.check("#webhook-form-new input[value='job.succeeded']")
+    page.click("#webhook-form-new button.primary")
+    expect(page.locator("#new-webhook-secret")).to_have_text(re.compile(r".{16,}"))
+    expect(page.locator("#webhook-endpoints tr[data-endpoint]")).to_contain_text("storefront receiver")
+    page.locator("#webhooks").scroll_into_view_if_needed()
+    shot(page, "17-settings-webhook-created")
+    page.click("#webhook-endpoints .edit-row summary")
+    page.fill("#wh-url-1", "http://169.254.169.254/latest")
+    page.click("#webhook-form-1 button.primary")
+    expect(page.locator("#webhook-form-1 [data-field=url] .field-error")).to_contain_text("link-local")
+    page.locator("#webhook-form-1").scroll_into_view_if_needed()
+    shot(page, "18-settings-webhook-refused")
+
 
 def test_flagged_words_are_marked_and_a_flagged_item_needs_two_reviewers(
         live_server, browser, expect, project, member, submit, run_job):

@@ -134,3 +134,81 @@ def test_webhook_endpoints_and_their_delivery_log_are_listed(project, owner):
                                    status="failed", attempts=3, max_attempts=3, last_status_code=500, last_error="HTTP 500")
     page = owner.get("/settings/").content.decode()
     assert "https://hooks.example.com/atelier" in page and "job.succeeded" in page and "3/3" in page and "HTTP 500" in page
+
+
+@pytest.fixture
+def allow_private_targets(monkeypatch):
+    """The operator setting that lets webhook URLs reach private addresses (here: a receiver on loopback)."""
+    from atelier_platform.config import get_config
+
+    def allow(value: bool):
+        monkeypatch.setenv("ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true" if value else "false")
+        get_config.cache_clear()
+
+    yield allow
+    get_config.cache_clear()
+
+
+def test_webhook_endpoints_are_created_with_the_secret_shown_once_edited_pinged_and_deleted(
+        project, owner, allow_private_targets):
+    from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+    allow_private_targets(False)
+    # a URL that reaches a private address is refused, inline on the URL field, and nothing is saved
+    response = owner.post("/settings/", {"action": "webhook_create", "url": "http://127.0.0.1:9000/hook",
+                                         "description": "local", "event_types": ["job.succeeded"], "enabled": "on"})
+    page = response.content.decode()
+    assert response.status_code == 400 and not WebhookEndpoint.objects.exists()
+    assert re.search(r'data-field="url".*?class="field-error">[^<]*loopback', page, re.S)
+    assert 'value="http://127.0.0.1:9000/hook"' in page and 'value="local"' in page  # the form keeps what was typed
+    response = owner.post("/settings/", {"action": "webhook_create", "url": "https://93.184.216.34/hook",
+                                         "event_types": ["job.nope"]})
+    assert response.status_code == 400 and "Unknown event type" in response.content.decode()
+
+    # the operator allows private targets: created, its secret shown on the next page only
+    allow_private_targets(True)
+    response = owner.post("/settings/", {"action": "webhook_create", "url": "http://127.0.0.1:9000/hook",
+                                         "description": "local receiver", "event_types": ["job.succeeded", "job.failed"],
+                                         "enabled": "on"}, follow=True)
+    endpoint = WebhookEndpoint.objects.get()
+    page = response.content.decode()
+    assert (endpoint.url, endpoint.description, endpoint.event_types, endpoint.enabled) == (
+        "http://127.0.0.1:9000/hook", "local receiver", ["job.succeeded", "job.failed"], True)
+    assert f'<code id="new-webhook-secret">{endpoint.secret}</code>' in page
+    assert endpoint.secret not in owner.get("/settings/").content.decode()
+
+    # edited: url, description, event types, and switched off
+    allow_private_targets(False)
+    response = owner.post("/settings/", {"action": "webhook_update", "endpoint": str(endpoint.pk),
+                                         "url": "http://10.0.0.5/hook", "description": "x"})
+    assert response.status_code == 400 and "a private address" in response.content.decode()
+    endpoint.refresh_from_db()
+    assert endpoint.url == "http://127.0.0.1:9000/hook"
+    response = owner.post("/settings/", {"action": "webhook_update", "endpoint": str(endpoint.pk),
+                                         "url": "https://93.184.216.34/atelier", "description": "public receiver",
+                                         "event_types": ["output.review_changed"]}, follow=True)
+    assert "Webhook endpoint saved." in response.content.decode()
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.description, endpoint.event_types, endpoint.enabled) == (
+        "https://93.184.216.34/atelier", "public receiver", ["output.review_changed"], False)
+
+    # a test ping becomes a delivery (sent by the delivery workers, disabled or not)
+    response = owner.post("/settings/", {"action": "webhook_test", "endpoint": str(endpoint.pk)}, follow=True)
+    assert "Test ping queued" in response.content.decode()
+    assert WebhookDelivery.objects.get().event_type == "webhook.test"
+
+    response = owner.post("/settings/", {"action": "webhook_delete", "endpoint": str(endpoint.pk)}, follow=True)
+    assert "deleted" in response.content.decode() and not WebhookEndpoint.objects.exists()
+    actions = list(AuditEvent.objects.filter(object_type__icontains="webhook").order_by("id").values_list("action", flat=True))
+    assert actions == ["webhook_created", "webhook_updated", "webhook_deleted"]
+    assert all(endpoint.secret not in str(e.before) + str(e.after) for e in AuditEvent.objects.all())
+
+
+def test_webhook_forms_refuse_other_projects_endpoints(project, other_project, owner):
+    from atelier_platform.webhooks.models import WebhookEndpoint
+
+    theirs = WebhookEndpoint.objects.create(project=other_project, url="https://93.184.216.34/x", secret="s")
+    for action in ("webhook_update", "webhook_delete", "webhook_test"):
+        assert owner.post("/settings/", {"action": action, "endpoint": str(theirs.pk), "url": "https://93.184.216.34/y"}).status_code == 400
+    assert owner.post("/settings/", {"action": "webhook_delete", "endpoint": "nope"}).status_code == 400
+    assert WebhookEndpoint.objects.filter(pk=theirs.pk, url="https://93.184.216.34/x").exists()
