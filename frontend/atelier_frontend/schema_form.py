@@ -2,7 +2,9 @@
 
 Each top-level property becomes one field: strings a text box (a text area when long), numbers
 a number box with the schema's bounds, booleans a checkbox, enums a select, anything nested
-(lists, objects) a JSON text area. The form only turns what the browser sent into the JSON the
+(lists, objects) a JSON text area, except a list of chat messages (objects with a ``role`` among
+its choices and a ``content`` string), which gets a messages editor: a text area for the user's
+message, one for an optional system message, and the earlier turns (if any) as JSON. The form only turns what the browser sent into the JSON the
 plugin expects; validation stays with the plugin's own models, through ``submit_job``, whose
 field errors (``input.text``) come back next to the field they name.
 """
@@ -20,7 +22,7 @@ LONG_TEXT = 200  # strings allowed to be longer than this get a text area
 class Field:
     name: str  # "input.text"
     label: str
-    kind: str  # text, textarea, integer, number, boolean, select, json
+    kind: str  # text, textarea, integer, number, boolean, select, json, messages
     required: bool
     description: str = ""
     default: Any = None
@@ -67,6 +69,8 @@ def _field_of(section: str, name: str, prop: dict, root: dict, required: bool) -
         kind = "number"
     elif kind_of == "boolean":
         kind = "boolean"
+    elif kind_of == "array" and _message_roles(prop, root):
+        kind = "messages"
     else:
         kind = "json"
     result = Field(
@@ -76,7 +80,7 @@ def _field_of(section: str, name: str, prop: dict, root: dict, required: bool) -
         required=required,
         description=prop.get("description", ""),
         default=prop.get("default"),
-        choices=list(prop.get("enum") or ([prop["const"]] if "const" in prop else [])),
+        choices=_message_roles(prop, root) if kind == "messages" else list(prop.get("enum") or ([prop["const"]] if "const" in prop else [])),
         minimum=prop.get("minimum", prop.get("exclusiveMinimum")),
         maximum=prop.get("maximum", prop.get("exclusiveMaximum")),
         step="1" if kind == "integer" else "any",
@@ -86,7 +90,35 @@ def _field_of(section: str, name: str, prop: dict, root: dict, required: bool) -
     return result
 
 
+def _message_roles(prop: dict, root: dict) -> list[str]:
+    """The roles a list of chat messages allows (it must allow "user"), or [] if it is not one."""
+    items = _resolve(prop.get("items") or {}, root)
+    properties = items.get("properties") or {}
+    role, content = _resolve(properties.get("role") or {}, root), _resolve(properties.get("content") or {}, root)
+    roles = role.get("enum") or ([role["const"]] if "const" in role else [])
+    if items.get("type") == "object" and content.get("type") == "string" and "user" in roles \
+            and set(properties) <= {"role", "content"}:
+        return list(roles)
+    return []
+
+
+def _split_messages(value: Any) -> dict[str, str]:
+    """Messages as the editor shows them: a leading system message, the last user message, and
+    what lies between (earlier turns) as JSON."""
+    messages = list(value) if isinstance(value, list) else []
+    shown = {"system": "", "user": "", "history": ""}
+    if messages and isinstance(messages[0], dict) and messages[0].get("role") == "system":
+        shown["system"] = str(messages.pop(0).get("content", ""))
+    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "user":
+        shown["user"] = str(messages.pop().get("content", ""))
+    if messages:
+        shown["history"] = json.dumps(messages, ensure_ascii=False, indent=2)
+    return shown
+
+
 def _shown(f: Field, value: Any) -> Any:
+    if f.kind == "messages":
+        return _split_messages(value)
     if value is None:
         return "" if f.kind != "boolean" else False
     if f.kind == "json":
@@ -122,6 +154,20 @@ def parse(fields: list[Field], posted) -> tuple[dict, dict, bool]:
     for f in fields:
         section, name = f.name.split(".", 1)
         raw = posted.get(f.name, "")
+        if f.kind == "messages":
+            f.value = {part: posted.get(f"{f.name}.{part}", "") for part in ("system", "user", "history")}
+            try:
+                messages = _joined_messages(f.value)
+            except ValueError as exc:
+                ok = False
+                f.errors.append(f"Earlier turns: not valid JSON: {exc}.")
+                continue
+            if not f.value["user"].strip():
+                ok = False
+                f.errors.append("Write the user's message.")
+                continue
+            data[section][name] = messages
+            continue
         if f.kind == "boolean":
             f.value = posted.get(f.name) == "on"
             data[section][name] = f.value
@@ -146,6 +192,14 @@ def parse(fields: list[Field], posted) -> tuple[dict, dict, bool]:
             ok = False
             f.errors.append(_read_error(f, exc))
     return data["input"], data["params"], ok
+
+
+def _joined_messages(shown: dict[str, str]) -> list[dict]:
+    history = json.loads(shown["history"]) if shown["history"].strip() else []
+    if not isinstance(history, list):
+        raise ValueError("give a list of {role, content} objects")
+    system = [{"role": "system", "content": shown["system"]}] if shown["system"].strip() else []
+    return [*system, *history, {"role": "user", "content": shown["user"]}]
 
 
 def _choice(f: Field, raw: str) -> Any:

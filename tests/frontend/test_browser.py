@@ -316,3 +316,20 @@ def test_flagged_words_are_marked_and_a_flagged_item_needs_two_reviewers(
     expect(page.locator("article.output mark.flag")).to_have_text("borderline")
     expect(page.locator("article.output .review")).to_have_text("Approved")
     shot(page, "16-job-flagged-approved")
+
+
+def test_chatbot_create_page_has_a_messages_editor(live_server, browser, expect, project, member, empty_plugin_registry):
+    from atelier_platform.catalog.services import set_plugin_enabled
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    set_plugin_enabled(project, "chatbot", True)
+    page = sign_in(browser, live_server.url, member(project, "editor").username)
+    page.goto(f"{live_server.url}/create/chatbot/")
+    page.fill("#f-input-messages-system", "Answer in one sentence.")
+    page.fill("#f-input-messages", "Can I return shoes after a month?")
+    shot(page, "19-create-chatbot")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url("**/jobs/*/")
+    assert Job.objects.get().input["messages"] == [{"role": "system", "content": "Answer in one sentence."},
+                                                   {"role": "user", "content": "Can I return shoes after a month?"}]

@@ -100,7 +100,8 @@ class TestCreate:
             set_plugin_enabled(project, plugin.manifest.id, True)
         editor = signed_in(project, "editor")
         chat = text_of(editor.get("/create/chatbot/"))
-        assert 'name="input.messages" rows="6" class="mono"' in chat and '<input type="text" id="f-input-conversation_id"' in chat
+        assert 'id="f-input-messages" name="input.messages.user"' in chat and 'name="input.messages.system"' in chat
+        assert '<input type="text" id="f-input-conversation_id"' in chat
         image = text_of(editor.get("/create/image/"))
         assert '<textarea id="f-input-prompt" name="input.prompt"' in image and 'name="input.steps" value="25"' in image
         recommender = text_of(editor.get("/create/recommender_copy/"))
@@ -113,6 +114,48 @@ class TestCreate:
             "input.items": '[{"id": "a1", "title": "Linen shirt"}]', "input.profile": '{"interests": "summer"}', "priority": "5"})
         assert response.status_code == 302
         assert Job.objects.get().input["items"][0]["title"] == "Linen shirt"
+
+    def test_chat_messages_are_written_in_a_messages_editor_not_as_json(self, project, signed_in, empty_plugin_registry):
+        from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+        from atelier_frontend import schema_form
+
+        empty_plugin_registry.register(ChatbotPlugin)
+        set_plugin_enabled(project, "chatbot", True)
+        editor = signed_in(project, "editor")
+        [messages] = [f for f in schema_form.fields_for({"input_schema": ChatbotPlugin.input_schema(), "params_schema": {}})
+                      if f.name == "input.messages"]
+        assert (messages.kind, messages.choices, messages.required) == ("messages", ["system", "user", "assistant"], True)
+
+        response = editor.post("/create/chatbot/", {"input.messages.system": "", "input.messages.user": "  ",
+                                                    "input.use_knowledge": "on", "priority": "5"})
+        assert response.status_code == 400 and not Job.objects.exists()
+        assert "Write the user" in text_of(response).split('data-field="input.messages"')[1].split('data-field=')[0]
+        response = editor.post("/create/chatbot/", {"input.messages.user": "hi", "input.messages.history": "[oops",
+                                                    "priority": "5"})
+        assert response.status_code == 400 and "Earlier turns: not valid JSON" in text_of(response)
+
+        response = editor.post("/create/chatbot/", {
+            "input.messages.system": "Answer in one sentence.", "input.messages.user": "Can I return shoes?",
+            "input.use_knowledge": "on", "input.top_k": "3", "priority": "5"})
+        assert response.status_code == 302
+        job = Job.objects.get()
+        assert job.input["messages"] == [{"role": "system", "content": "Answer in one sentence."},
+                                         {"role": "user", "content": "Can I return shoes?"}]
+        # reused: each message back in its box
+        page = text_of(editor.get(f"/create/chatbot/?from={job.pk}"))
+        assert 'name="input.messages.system" rows="2">Answer in one sentence.</textarea>' in page
+        assert 'name="input.messages.user" rows="5">Can I return shoes?</textarea>' in page
+
+        # earlier turns go between, as JSON; a message the plugin refuses comes back on the field
+        turns = '[{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"}]'
+        response = editor.post("/create/chatbot/", {"input.messages.user": "x" * 8001, "input.messages.history": turns,
+                                                    "priority": "5"})
+        assert response.status_code == 400
+        assert "8000" in text_of(response).split('data-field="input.messages"')[1].split('data-field=')[0]
+        assert editor.post("/create/chatbot/", {"input.messages.user": "And shoes?", "input.messages.history": turns,
+                                                "priority": "5"}).status_code == 302
+        assert [m["content"] for m in Job.objects.order_by("-created_at").first().input["messages"]] == ["Hello", "Hi!", "And shoes?"]
 
     def test_only_enabled_plugins_are_offered(self, project, signed_in):
         set_plugin_enabled(project, "gpu_reverse", False)
