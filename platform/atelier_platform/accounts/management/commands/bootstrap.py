@@ -29,6 +29,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, username: str, url: str, **options):
+        url = url.rstrip("/")
         password_file = get_config().data_dir / "admin_password"
         User = get_user_model()
         user = User.objects.filter(username=username).first()
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         shown = password_file.read_text().strip() if password_file.exists() else "(set when the account was created)"
         self.stdout.write(
             "\n"
-            f"  Atelier is starting at {url}\n"
-            f"  Log in at {url}/admin/ as {username!r}, password {shown!r}\n"
+            f"  Atelier is starting: the dashboard is at {url}/\n"
+            f"  Sign in at {url}/login/ as {username!r}, password {shown!r} (the same account opens {url}/admin/)\n"
             f"  API docs: {url}/api/v1/docs/   API key: python manage.py create_api_key --project {DEMO_SLUG}\n"
         )
