@@ -10,7 +10,7 @@ PORT ?= 8000
 # resolving a multi-GB CUDA build as a dependency of something else.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: run test bench eval-demo eval-safety setup migrate demo clean
+.PHONY: run test fuzz bench eval-demo eval-safety setup migrate demo clean
 
 $(BIN)/python:
 	@$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11)" 2>/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -39,11 +39,18 @@ run: demo
 test: setup
 	bash scripts/run-tests.sh
 
+# The OpenAPI fuzz test with many more examples per operation and schemathesis' coverage phase
+# (boundary and invalid values for every field); `make test` runs it with a few examples.
+FUZZ_EXAMPLES ?= 100
+fuzz: setup
+	ATELIER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ATELIER_FUZZ_COVERAGE=1 bash scripts/run-tests.sh tests/api/test_fuzz.py -q
+
 bench: demo
 	$(BIN)/python bench/screening.py
 	$(BIN)/python bench/plugins.py
 	$(BIN)/python bench/batching.py
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/api.py
 
 # Precision and recall per category of the built-in safety checks on the shipped labelled set.
 eval-safety: setup

@@ -206,7 +206,10 @@ class AuditLogView(APIView):
                                OpenApiParameter("action", OpenApiTypes.STR, description="only events of this action"),
                                OpenApiParameter("cursor", OpenApiTypes.STR),
                                OpenApiParameter("page_size", OpenApiTypes.INT, description="at most 500")],
-                   responses={200: AuditLogPageSerializer, **error_responses(400, 403)})
+                   responses={(200, "application/json"): AuditLogPageSerializer,
+                              (200, "text/csv"): OpenApiTypes.STR,  # ?export=csv
+                              (200, "application/x-ndjson"): OpenApiTypes.STR,  # ?export=jsonl
+                              **error_responses(400, 403)})
     def get(self, request):
         events = AuditEvent.objects.filter(project=request.access.project).order_by("id")
         export = request.query_params.get("export")

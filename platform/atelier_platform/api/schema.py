@@ -36,7 +36,8 @@ ERROR_DESCRIPTIONS = {
          "limit_exceeded (a cap of this server), malformed_json.",
     401: "No credentials, or an unknown or revoked API key.",
     403: "The API key lacks the scope, or the member's role does not allow it.",
-    404: "No such object in the caller's project (another project's ids are not found either).",
+    404: "No such object in the caller's project (another project's ids are not found either), or a cursor "
+         "that this list did not give.",
     409: "Conflict with the object's state, or idempotency_in_flight: the first request with this Idempotency-Key "
          "is still running (retry after Retry-After).",
     413: "The body is larger than ATELIER_MAX_REQUEST_BYTES.",
@@ -76,7 +77,8 @@ def add_error_responses(result, generator, request, public):
 
     Views list their specific errors with ``error_responses``; this fills in the ones that follow
     from the operation's shape, for endpoints that do not (webhooks, workers): 401, 403 and 429
-    always, 404 with a path parameter, 400 with query parameters or a body, 413 and 415 with a body.
+    always, 404 with a path parameter or a ``cursor`` (a forged one is not found), 400 with query
+    parameters or a body, 413 and 415 with a body.
     """
     components = result.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in _ERROR_COMPONENTS.items():
@@ -89,7 +91,8 @@ def add_error_responses(result, generator, request, public):
                 continue
             responses = operation.setdefault("responses", {})
             wanted = {401, 403, 429}
-            if "{" in path:
+            query = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "query"}
+            if "{" in path or "cursor" in query:
                 wanted.add(404)
             if any(p.get("in") == "query" for p in operation.get("parameters", [])):
                 wanted.add(400)

@@ -1,0 +1,117 @@
+"""Every API endpoint, enumerated from the URLconf, and one object of each kind to point its ids at.
+
+The permissions matrix and the cross-project isolation tests both start from ``api_endpoints()``,
+so an endpoint added to the URLconf without a row in their tables fails them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import uuid
+
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+from atelier_platform.accounts.services import issue_api_key
+from atelier_platform.conversations.models import Conversation
+from atelier_platform.knowledge.models import KnowledgeChunk, KnowledgeDocument
+from atelier_platform.moderation.models import ReviewItem
+from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from tests.api.helpers import build_job, build_output
+
+PREFIXES = ("api/v1/", "v1/")
+_n = itertools.count()
+
+
+def _template(route: str) -> str:
+    """``api/v1/^jobs/(?P<pk>[^/.]+)/$`` and ``v1/models/<str:model_id>`` -> ``/api/v1/jobs/{pk}/``, ``/v1/models/{model_id}``."""
+    route = route.replace("^", "").replace("$", "")
+    route = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", route)
+    route = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+    return "/" + route
+
+
+def _walk(patterns, prefix=""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern.callback
+
+
+def api_endpoints() -> set[tuple[str, str]]:
+    """(METHOD, path template) of every view under /api/v1/ and /v1/.
+
+    DRF's format-suffix twins (``/jobs.json``) are the same views and are left out, and so is the
+    function that answers unknown /v1/ paths with OpenAI's 404.
+    """
+    found = set()
+    for route, callback in _walk(get_resolver().url_patterns):
+        if not route.startswith(PREFIXES) or "(?P<format>" in route:
+            continue
+        view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+        if view_class is None:
+            continue
+        actions = getattr(callback, "actions", None)
+        # HEAD and OPTIONS follow GET and the view (DRF adds "head" to a viewset's actions once it served a GET).
+        if actions:
+            methods = set(actions) - {"head", "options"}
+        else:
+            methods = {m for m in view_class.http_method_names if m not in ("options", "head") and hasattr(view_class, m)}
+        found |= {(method.upper(), _template(route)) for method in methods}
+    return found
+
+
+def make_objects(project) -> dict:
+    """One of every kind of object an API path names by id, in ``project``."""
+    job = build_job(project)
+    output = build_output(job, image=True)
+    review_job = build_job(project)
+    review = ReviewItem.objects.create(output=build_output(review_job), project=project)
+    document = KnowledgeDocument.objects.create(project=project, source_id=f"doc/{next(_n)}", title="T", content="c",
+                                                content_sha256="0" * 64)
+    KnowledgeChunk.objects.create(document=document, index=0, text="c", embedding=b"")
+    conversation = Conversation.objects.create(project=project, plugin_id="chatbot")
+    endpoint = WebhookEndpoint.objects.create(project=project, url=f"https://example.com/{next(_n)}", secret="whsec_x")
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.succeeded", event_id=uuid.uuid4().hex,
+                                              payload={}, max_attempts=3)
+    WebhookAttempt.objects.create(delivery=delivery, number=1, started_at=timezone.now(), duration_ms=5, status_code=500)
+    return {
+        "job": job, "output": output, "file": output.files.get(role="primary"), "review": review,
+        "document": document, "conversation": conversation, "endpoint": endpoint, "delivery": delivery,
+        "api_key": issue_api_key(project, scopes=["jobs:read"], name=f"target{next(_n)}").api_key,
+    }
+
+
+# Which object each path's ids name. A path with an id and no entry here fails the tests.
+PATH_IDS = {
+    "/api/v1/jobs/{pk}/": lambda o: {"pk": o["job"].pk},
+    "/api/v1/jobs/{pk}/cancel/": lambda o: {"pk": o["job"].pk},
+    "/api/v1/outputs/{pk}/": lambda o: {"pk": o["output"].pk},
+    "/api/v1/outputs/{output_id}/files/{file_id}/": lambda o: {"output_id": o["output"].pk, "file_id": o["file"].pk},
+    "/api/v1/reviews/{pk}/": lambda o: {"pk": o["review"].pk},
+    "/api/v1/reviews/{pk}/claim/": lambda o: {"pk": o["review"].pk},
+    "/api/v1/reviews/{pk}/decision/": lambda o: {"pk": o["review"].pk},
+    "/api/v1/reviews/{pk}/release/": lambda o: {"pk": o["review"].pk},
+    "/api/v1/reviews/{pk}/renew/": lambda o: {"pk": o["review"].pk},
+    "/api/v1/knowledge/documents/{pk}/": lambda o: {"pk": o["document"].pk},
+    "/api/v1/knowledge/documents/{pk}/reindex/": lambda o: {"pk": o["document"].pk},
+    "/api/v1/conversations/{pk}/": lambda o: {"pk": o["conversation"].pk},
+    "/api/v1/webhooks/{pk}/": lambda o: {"pk": o["endpoint"].pk},
+    "/api/v1/webhooks/{pk}/rotate-secret/": lambda o: {"pk": o["endpoint"].pk},
+    "/api/v1/webhooks/{pk}/test/": lambda o: {"pk": o["endpoint"].pk},
+    "/api/v1/webhooks/{endpoint_id}/deliveries/": lambda o: {"endpoint_id": o["endpoint"].pk},
+    "/api/v1/webhooks/{endpoint_id}/deliveries/{pk}/": lambda o: {"endpoint_id": o["endpoint"].pk, "pk": o["delivery"].pk},
+    "/api/v1/webhooks/{endpoint_id}/deliveries/{pk}/retry/":
+        lambda o: {"endpoint_id": o["endpoint"].pk, "pk": o["delivery"].pk},
+    "/api/v1/api-keys/{pk}/": lambda o: {"pk": o["api_key"].pk},
+    "/api/v1/api-keys/{pk}/revoke/": lambda o: {"pk": o["api_key"].pk},
+    "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},
+}
+
+
+def url_for(template: str, objects: dict) -> str:
+    if "{" not in template:
+        return template
+    return template.format(**PATH_IDS[template](objects))

@@ -1,0 +1,188 @@
+"""Who may call what: every endpoint × every role × every single-scope API key × no credentials.
+
+MATRIX is the documentation: for each endpoint (enumerated from the URLconf, so a new endpoint
+without a row fails ``test_every_endpoint_has_a_row``) the scope an API key needs and the roles of
+signed-in members that may call it. Each row is then called by every principal:
+
+- allowed: anything but 401/403 (a 400 for the empty body is fine: the door opened);
+- denied: 403 with the error envelope, code ``permission_denied``;
+- anonymous: 401 ``not_authenticated``.
+
+Members choose the project with the ``X-Atelier-Project`` header (``api/access.py``). Each call runs
+in a savepoint that is rolled back, so a DELETE or a claim does not change what the next principal sees.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import transaction
+from rest_framework.test import APIClient
+
+from atelier_platform.accounts.roles import ROLE_CAPABILITIES, Capability, Role
+from atelier_platform.accounts.services import issue_api_key
+from tests.api.endpoints import api_endpoints, make_objects, url_for
+from tests.factories import MembershipFactory, UserFactory
+
+ALL = "owner editor reviewer viewer"
+PUBLIC = None  # no credentials needed
+
+# (method, path): (scope an API key needs, roles that may call it)
+MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
+    # --- jobs and outputs ---
+    ("GET", "/api/v1/plugins/"):                                 ("jobs:read", ALL),
+    ("GET", "/api/v1/jobs/"):                                    ("jobs:read", ALL),
+    ("POST", "/api/v1/jobs/"):                                   ("jobs:write", "owner editor"),
+    ("POST", "/api/v1/jobs/batch/"):                             ("jobs:write", "owner editor"),
+    ("GET", "/api/v1/jobs/{pk}/"):                               ("jobs:read", ALL),
+    ("POST", "/api/v1/jobs/{pk}/cancel/"):                       ("jobs:write", "owner editor"),
+    ("GET", "/api/v1/outputs/"):                                 ("jobs:read", ALL),
+    ("GET", "/api/v1/outputs/{pk}/"):                            ("jobs:read", ALL),
+    ("GET", "/api/v1/outputs/{output_id}/files/{file_id}/"):     ("jobs:read", ALL),
+    ("GET", "/api/v1/conversations/{pk}/"):                      ("jobs:read", ALL),
+    ("GET", "/api/v1/usage/"):                                   ("jobs:read", ALL),
+    ("GET", "/api/v1/usage/quota/"):                             ("jobs:read", ALL),
+    # --- knowledge base ---
+    ("GET", "/api/v1/knowledge/documents/"):                     ("jobs:read", ALL),
+    ("POST", "/api/v1/knowledge/documents/"):                    ("admin", "owner"),
+    ("GET", "/api/v1/knowledge/documents/{pk}/"):                ("jobs:read", ALL),
+    ("DELETE", "/api/v1/knowledge/documents/{pk}/"):             ("admin", "owner"),
+    ("POST", "/api/v1/knowledge/documents/{pk}/reindex/"):       ("admin", "owner"),
+    # --- review ---
+    ("GET", "/api/v1/reviews/"):                                 ("reviews:read", "owner editor reviewer"),
+    ("GET", "/api/v1/reviews/{pk}/"):                            ("reviews:read", "owner editor reviewer"),
+    ("GET", "/api/v1/reviews/metrics/"):                         ("reviews:read", "owner editor reviewer"),
+    ("POST", "/api/v1/reviews/claim-next/"):                     ("reviews:write", "owner reviewer"),
+    ("POST", "/api/v1/reviews/{pk}/claim/"):                     ("reviews:write", "owner reviewer"),
+    ("POST", "/api/v1/reviews/{pk}/renew/"):                     ("reviews:write", "owner reviewer"),
+    ("POST", "/api/v1/reviews/{pk}/release/"):                   ("reviews:write", "owner reviewer"),
+    ("POST", "/api/v1/reviews/{pk}/decision/"):                  ("reviews:write", "owner reviewer"),
+    # --- administration ---
+    ("GET", "/api/v1/workers/"):                                 ("admin", "owner"),
+    ("GET", "/api/v1/audit/"):                                   ("admin", "owner"),
+    ("GET", "/api/v1/safety/policy/"):                           ("admin", "owner"),
+    ("PATCH", "/api/v1/safety/policy/"):                         ("admin", "owner"),
+    ("GET", "/api/v1/safety/blocklist/"):                        ("admin", "owner"),
+    ("POST", "/api/v1/safety/blocklist/"):                       ("admin", "owner"),
+    ("GET", "/api/v1/api-keys/"):                                ("admin", "owner"),
+    ("POST", "/api/v1/api-keys/"):                               ("admin", "owner"),
+    ("GET", "/api/v1/api-keys/{pk}/"):                           ("admin", "owner"),
+    ("DELETE", "/api/v1/api-keys/{pk}/"):                        ("admin", "owner"),
+    ("POST", "/api/v1/api-keys/{pk}/revoke/"):                   ("admin", "owner"),
+    # --- webhooks ---
+    ("GET", "/api/v1/webhooks/"):                                ("webhooks:manage", "owner"),
+    ("POST", "/api/v1/webhooks/"):                               ("webhooks:manage", "owner"),
+    ("GET", "/api/v1/webhooks/{pk}/"):                           ("webhooks:manage", "owner"),
+    ("PATCH", "/api/v1/webhooks/{pk}/"):                         ("webhooks:manage", "owner"),
+    ("DELETE", "/api/v1/webhooks/{pk}/"):                        ("webhooks:manage", "owner"),
+    ("POST", "/api/v1/webhooks/{pk}/rotate-secret/"):            ("webhooks:manage", "owner"),
+    ("POST", "/api/v1/webhooks/{pk}/test/"):                     ("webhooks:manage", "owner"),
+    ("GET", "/api/v1/webhooks/{endpoint_id}/deliveries/"):       ("webhooks:manage", "owner"),
+    ("GET", "/api/v1/webhooks/{endpoint_id}/deliveries/{pk}/"):  ("webhooks:manage", "owner"),
+    ("POST", "/api/v1/webhooks/{endpoint_id}/deliveries/{pk}/retry/"): ("webhooks:manage", "owner"),
+    # --- the contract itself: public ---
+    ("GET", "/api/v1/schema/"):                                  (PUBLIC, ALL),
+    ("GET", "/api/v1/docs/"):                                    (PUBLIC, ALL),
+    # --- OpenAI-compatible (errors in OpenAI's shape, with the same code/message/details) ---
+    ("GET", "/v1/models"):                                       ("jobs:read", ALL),
+    ("GET", "/v1/models/{model_id}"):                            ("jobs:read", ALL),
+    ("POST", "/v1/chat/completions"):                            ("jobs:write", "owner editor"),
+    ("POST", "/v1/images/generations"):                          ("jobs:write", "owner editor"),
+}
+
+SCOPES = list(Capability.values)
+ROLES = list(Role.values)
+
+
+# Bodies are empty (a 400 proves the door opened) except where an empty body is refused with 403 for
+# another reason: a new key gets jobs:read and jobs:write by default, which an admin-only key cannot grant.
+BODIES = {("POST", "/api/v1/api-keys/"): {"name": "matrix", "scopes": ["admin"]}}
+
+
+class _Rollback(Exception):
+    pass
+
+
+def call(client: APIClient, method: str, url: str, payload: dict | None = None):
+    """One request in a savepoint that is rolled back: a DELETE or a claim leaves no trace for the next caller."""
+    if method == "GET":
+        return client.get(url)  # nothing to undo
+    body = {"data": json.dumps(payload or {}), "content_type": "application/json"} if method in ("POST", "PATCH", "PUT") else {}
+    response = None
+    try:
+        with transaction.atomic():
+            response = client.generic(method, url, **body)
+            raise _Rollback
+    except _Rollback:
+        pass
+    return response
+
+
+def refusal(response, status: int, code: str) -> str | None:
+    """None if ``response`` is the expected refusal in the error envelope, else what is wrong with it."""
+    if response.status_code != status:
+        return f"expected {status}, got {response.status_code}: {response.content[:200]!r}"
+    error = response.json().get("error") or {}
+    # /api/ answers {"code", "message", "details"}; /v1/ OpenAI's {"message", "type", "param", "code"}.
+    shape = {"code", "message", "details"} if response.wsgi_request.path.startswith("/api/") else {"code", "message", "type"}
+    if not shape <= set(error) or error.get("code") != code or not error.get("message"):
+        return f"expected the error envelope with code {code!r}, got {response.content[:200]!r}"
+    return None
+
+
+def test_every_endpoint_has_a_row(db):
+    found = api_endpoints()
+    missing = sorted(found - set(MATRIX))
+    stale = sorted(set(MATRIX) - found)
+    assert not missing, f"endpoints without a row in MATRIX (say who may call them): {missing}"
+    assert not stale, f"rows in MATRIX for endpoints that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize("row", sorted(MATRIX), ids=lambda row: f"{row[0]} {row[1]}")
+def test_table_agrees_with_role_capabilities(row):
+    """The roles column is what ROLE_CAPABILITIES grants: the table and the code say the same thing."""
+    scope, roles = MATRIX[row]
+    if scope is PUBLIC:
+        return
+    assert set(roles.split()) == {role for role in ROLES if scope in ROLE_CAPABILITIES[role]}
+
+
+@pytest.fixture
+def principals(project):
+    """(name, client, allowed-for-this-scope) for every role and every single-scope key; the project holds data."""
+    made = []
+    for role in ROLES:
+        client = APIClient()
+        client.force_login(MembershipFactory(project=project, user=UserFactory(), role=role).user)
+        client.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+        made.append((f"role {role}", client, lambda scope, roles, role=role: role in roles.split()))
+    for scope in SCOPES:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_api_key(project, scopes=[scope]).raw}")
+        made.append((f"key with {scope}", client, lambda needed, roles, scope=scope: needed == scope))
+    return made
+
+
+@pytest.mark.django_db
+def test_matrix(project, principals):
+    """Every row, every principal; all disagreements are reported together."""
+    objects = make_objects(project)
+    problems = []
+    for method, template in sorted(MATRIX):
+        scope, roles = MATRIX[(method, template)]
+        url = url_for(template, objects)
+        for who, client, allowed in principals:
+            response = call(client, method, url, BODIES.get((method, template)))
+            if scope is PUBLIC or allowed(scope, roles):
+                if response.status_code in (401, 403) or response.status_code >= 500:
+                    problems.append(f"{who} may {method} {template}: got {response.status_code} {response.content[:200]!r}")
+            elif wrong := refusal(response, 403, "permission_denied"):
+                problems.append(f"{who} must be refused {method} {template}: {wrong}")
+        anonymous = call(APIClient(), method, url)
+        if scope is PUBLIC:
+            if anonymous.status_code != 200:
+                problems.append(f"anonymous {method} {template}: got {anonymous.status_code}")
+        elif wrong := refusal(anonymous, 401, "not_authenticated"):
+            problems.append(f"anonymous {method} {template}: {wrong}")
+    assert not problems, "\n".join(problems)
