@@ -74,6 +74,18 @@ def run_job(stack, session, plugin: str, input_data: dict, params: dict | None =
     return job
 
 
+def approve(stack, job_id: str) -> None:
+    """A reviewer (another key than the submitter's: nobody approves their own job) approves the job's output."""
+    key = stack.manage("create_api_key", "--project", "shop", "--scopes", "reviews:read", "reviews:write").stdout.strip()
+    reviewer = requests.Session()
+    reviewer.headers["Authorization"] = f"Bearer {key}"
+    items = reviewer.get(f"{stack.url}/api/v1/reviews/", params={"state": "pending"}, timeout=10).json()["results"]
+    [item] = [i for i in items if i["job"] == job_id]
+    assert reviewer.post(f"{stack.url}/api/v1/reviews/{item['id']}/claim/", timeout=10).status_code == 200
+    decided = reviewer.post(f"{stack.url}/api/v1/reviews/{item['id']}/decision/", json={"action": "approve"}, timeout=10)
+    assert decided.status_code == 200, decided.text
+
+
 def test_plugins_are_listed_with_schemas(stack, session):
     plugins = {p["id"]: p for p in session.get(f"{stack.url}/api/v1/plugins/", timeout=10).json()}
     assert {"chatbot", "recommender_copy", "image"} <= set(plugins)
@@ -93,12 +105,15 @@ def test_chatbot_answers_from_the_indexed_knowledge_base_and_keeps_the_thread(st
     assert output["content"]["sources"][0]["source_id"] == "en/returns"
     assert output["content"]["usage"]["completion_tokens"] <= 12
     conversation_id = job["input"]["conversation_id"]
+    thread = session.get(f"{stack.url}/api/v1/conversations/{conversation_id}/", timeout=10).json()
+    assert [m["role"] for m in thread["messages"]] == ["user"]  # the reply is held for review, not in the thread
+    approve(stack, job["id"])
     follow_up = run_job(stack, session, "chatbot",
                         {"messages": [{"role": "user", "content": "And the refund?"}], "conversation_id": conversation_id},
                         {"max_new_tokens": 8})
     assert [m["role"] for m in follow_up["input"]["messages"]] == ["user", "assistant", "user"]
     thread = session.get(f"{stack.url}/api/v1/conversations/{conversation_id}/", timeout=10).json()
-    assert len(thread["messages"]) == 4
+    assert [m["role"] for m in thread["messages"]] == ["user", "assistant", "user"]  # the second reply awaits review
 
 
 def test_recommender_ranks_the_matching_item_first(stack, session):
