@@ -159,11 +159,11 @@ class JobRunner:
                 raise TransientPluginError(f"Plugin {leader.plugin_id!r} is not installed on worker {self.name}.",
                                            code="plugin_unavailable")
             model_dir, model_version = model_dir_for(leader, plugin_class)
-            batch.jobs += self._gather_company(leader, claim.token, plugin_class, model_dir)
+            batch.add(self._gather_company(leader, claim.token, plugin_class, model_dir))
         except PluginError as error:
             batch.finish_all(error)
             return batch.outcomes[str(leader.pk)]
-        self.state, self.current_jobs = WorkerState.BUSY, len(batch.jobs)
+        self.state, self.current_jobs = WorkerState.BUSY, len(batch.by_id)
         try:
             batch.run(plugin_class, model_dir, model_version)
         except SoftTimeLimitExceeded:
@@ -210,7 +210,7 @@ class _Batch:
     def __init__(self, runner: JobRunner, token, jobs: list[Job]) -> None:
         self.runner = runner
         self.token = token
-        self.jobs = jobs
+        self.by_id: dict[str, Job] = {str(job.pk): job for job in jobs}
         self.outcomes: dict[str, str] = {}
         self.beat: BatchHeartbeat | None = None
         self.plugin_class: type[Plugin] | None = None
@@ -219,9 +219,8 @@ class _Batch:
         self.images = 0
         self.generate_started: float | None = None
 
-    @property
-    def by_id(self) -> dict[str, Job]:
-        return {str(job.pk): job for job in self.jobs}
+    def add(self, jobs: list[Job]) -> None:
+        self.by_id.update((str(job.pk), job) for job in jobs)
 
     def run(self, plugin_class: type[Plugin], model_dir: Path | None, model_version: str | None) -> None:
         runner = self.runner
@@ -290,10 +289,11 @@ class _Batch:
         except JobCancelled as cancelled:
             # The plugin stopped the whole call for one cancelled job: that job is done; run the rest again.
             job_id = cancelled.args[0] if cancelled.args else None
-            if len(requests) == 1 or job_id not in {r.job_id for r in requests}:
-                return [cancelled] * len(requests) if len(requests) == 1 else self._split(plugin, requests, context)
-            rest = [r for r in requests if r.job_id != job_id]
-            again = iter(self.generate_isolated(plugin, rest, context))
+            if len(requests) == 1:
+                return [cancelled]
+            if job_id not in {r.job_id for r in requests}:
+                return self._split(plugin, requests, context)
+            again = iter(self.generate_isolated(plugin, [r for r in requests if r.job_id != job_id], context))
             return [cancelled if r.job_id == job_id else next(again) for r in requests]
         except PluginError as error:
             return [error] * len(requests)
@@ -328,7 +328,7 @@ class _Batch:
 
     # -- storing results ----------------------------------------------------------------------------
     def finish_all(self, error: PluginError) -> None:
-        for job_id in self.by_id:
+        for job_id in list(self.by_id):
             self.finish(job_id, error)
 
     def finish(self, job_id: str, result) -> None:
