@@ -44,6 +44,17 @@ class ApiClient:
         response.raise_for_status()
         return response.json()["id"]
 
+    def submit_and_wait(self, plugin: str, input_data: dict, params: dict | None = None, wait_s: int = 60) -> dict:
+        """One request: submit with ``Prefer: wait`` and get the finished job in the answer."""
+        response = self.session.post(f"{self.url}/api/v1/jobs/", json={"plugin": plugin, "input": input_data,
+                                                                      "params": params or {}},
+                                     headers={"Prefer": f"wait={wait_s}"}, timeout=wait_s + 30)
+        response.raise_for_status()
+        job = response.json()
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"job {job['id']} {job['status']} after waiting {wait_s} s: {job.get('error')}")
+        return job
+
     def job(self, job_id: str) -> dict:
         response = self.session.get(f"{self.url}/api/v1/jobs/{job_id}/", timeout=30)
         response.raise_for_status()

@@ -50,3 +50,27 @@ def test_benign_english_stays_below_half(check, text):
 
 def test_chinese_text_gets_no_finding(check):
     assert check.check_texts(["你就是个傻逼", "这款面霜很温和"], ScreenContext()) == [[], []]
+
+
+def test_fast_scorer_gives_sklearn_probabilities_on_the_labelled_set(check):
+    """The one-product scorer must be the package model's own maths, not an approximation."""
+    import numpy as np
+    from profanity_check import profanity_check as library
+
+    from atelier_plugins.safety.evaluate import load_examples
+    from atelier_plugins.safety.profanity import _LinearSigmoidEnsemble
+
+    assert isinstance(check._model, _LinearSigmoidEnsemble)
+    texts = [example["text"] for example in load_examples()] + ["you are a fucking idiot", "Where is my parcel?"]
+    features = library.vectorizer.transform(texts)
+    expected = library.model.predict_proba(features)
+    assert np.allclose(check._model.predict_proba(features), expected, rtol=0, atol=1e-12)
+    assert expected[:, 1].max() > 0.9 and expected[:, 1].min() < 0.1  # the set has both kinds
+
+
+def test_unfamiliar_model_shape_keeps_sklearns_own_path():
+    from sklearn.linear_model import LogisticRegression
+
+    from atelier_plugins.safety.profanity import _LinearSigmoidEnsemble
+
+    assert _LinearSigmoidEnsemble.of(LogisticRegression()) is None

@@ -60,6 +60,12 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
                 "runs: 409 idempotency_in_flight with Retry-After. Keys are per project and per endpoint.",
 )
 
+PREFER_WAIT_PARAMETER = OpenApiParameter(
+    "Prefer", OpenApiTypes.STR, OpenApiParameter.HEADER,
+    description="wait=N (1-60 seconds; bare wait means 60): answer once the job has finished, or after N seconds "
+                "with the job as it is then (header Preference-Applied: wait=N). Saves polling.",
+)
+
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _ERROR_COMPONENTS = {

@@ -14,7 +14,8 @@ from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.filters import JobFilter, OutputFilter
 from atelier_platform.api.idempotency import REPLAYED_HEADER, idempotency_key
 from atelier_platform.api.pagination import NewestFirstCursorPagination
-from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
+from atelier_platform.api.prefer import requested_wait, wait_if_asked
+from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, PREFER_WAIT_PARAMETER, error_responses
 from atelier_platform.api.serializers import (
     JobBatchCreateSerializer,
     JobBatchSerializer,
@@ -104,19 +105,27 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(responses={200: JobSerializer, **error_responses(403, 404)}, summary="A job with its outputs")
+    @extend_schema(responses={200: JobSerializer, **error_responses(400, 403, 404)}, parameters=[PREFER_WAIT_PARAMETER],
+                   summary="A job with its outputs")
     def retrieve(self, request, *args, **kwargs):
-        return super().retrieve(request, *args, **kwargs)
+        seconds = requested_wait(request)
+        job = self.get_object()
+        headers: dict[str, str] = {}
+        if seconds is not None:
+            wait_if_asked(job.pk, seconds, headers)
+            job = self.get_object()
+        return Response(self.get_serializer(job).data, headers=headers)
 
     @extend_schema(
         request=JobCreateSerializer,
         responses={201: JobSerializer, 200: OpenApiResponse(JobSerializer, description="Replay of an earlier Idempotency-Key"),
                    **error_responses(400, 403, 409, 413, 422)},
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=[IDEMPOTENCY_PARAMETER, PREFER_WAIT_PARAMETER],
         summary="Submit a job",
     )
     def create(self, request):
         key = idempotency_key(request)
+        seconds = requested_wait(request)
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
@@ -128,8 +137,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             api_key=access.api_key,
             idempotency_key=key,
         )
+        headers = {"Location": f"/api/v1/jobs/{submission.job.pk}/"}
+        wait_if_asked(submission.job.pk, seconds, headers)
         job = self.get_queryset().get(pk=submission.job.pk)
-        headers = {"Location": f"/api/v1/jobs/{job.pk}/"}
         if not submission.created:
             headers[REPLAYED_HEADER] = "true"
         return Response(

@@ -20,6 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from atelier_platform.config import get_config
+from atelier_platform.jobs import waiting
 from atelier_platform.jobs.errors import JobAlreadyFinished
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile, ReviewState
 from atelier_platform.jobs.queueing import enqueue_on_commit
@@ -131,6 +132,7 @@ def _finish(job: Job, status: str, *, code: str = "", message: str = "") -> None
     job.finished_at = timezone.now()
     job.claim_token = None
     job.save(update_fields=["status", "error_code", "error_message", "finished_at", "claim_token"])
+    waiting.announce_finished(job.pk)
     if status in (JobStatus.FAILED, JobStatus.CANCELLED):
         signal = job_failed if status == JobStatus.FAILED else job_cancelled
         transaction.on_commit(lambda: signal.send(sender=Job, job=job), robust=True)

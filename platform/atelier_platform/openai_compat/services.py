@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -29,6 +28,7 @@ from atelier_platform.accounts.models import Project
 from atelier_platform.catalog.models import ProjectPlugin
 from atelier_platform.catalog.services import enabled_plugin_ids, installed_plugin
 from atelier_platform.config import get_config
+from atelier_platform.jobs import waiting
 from atelier_platform.jobs.errors import JobServiceError
 from atelier_platform.jobs.models import (
     DELIVERABLE_REVIEW_STATES,
@@ -63,9 +63,6 @@ CHAT_MODEL = "chatbot"
 IMAGE_MODEL = "image"
 #: model id -> the endpoint that serves it
 ENDPOINTS = {CHAT_MODEL: "/v1/chat/completions", IMAGE_MODEL: "/v1/images/generations"}
-
-#: polling the job row: first interval, growth, longest interval (seconds)
-POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.05, 1.5, 0.5
 
 
 def wait_seconds() -> float:
@@ -245,24 +242,17 @@ def prepare_images(body: CreateImage) -> PreparedJob:
 
 # --- waiting -------------------------------------------------------------------------------------------
 def watch_job(job_id, timeout_s: float) -> Iterator[Job | None]:
-    """Poll the job row: yields None while it runs, then the finished job (with its outputs and
-    files) and stops; stops without a job when ``timeout_s`` runs out."""
-    deadline = time.monotonic() + timeout_s
-    delay = POLL_FIRST_S
-    while True:
-        status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-        if status is None or status in FINISHED_STATUSES:
-            job = (Job.objects.filter(pk=job_id)
-                   .prefetch_related(Prefetch("outputs", queryset=Output.objects.prefetch_related("files"))).first())
-            if job is not None:
-                yield job
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        yield None
-        time.sleep(min(delay, remaining))
-        delay = min(delay * POLL_GROWTH, POLL_MAX_S)
+    """Yields None while the job runs, then the finished job (with its outputs and files) and stops;
+    stops without a job when ``timeout_s`` runs out. Woken at once by the job's finish notice."""
+    for finished in waiting.watch(job_id, timeout_s):
+        if not finished:
+            yield None
+            continue
+        job = (Job.objects.filter(pk=job_id)
+               .prefetch_related(Prefetch("outputs", queryset=Output.objects.prefetch_related("files"))).first())
+        if job is not None:
+            yield job
+        return
 
 
 def wait_for_job(job_id, timeout_s: float) -> Job | None:

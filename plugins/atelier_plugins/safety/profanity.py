@@ -91,13 +91,14 @@ class ProfanityCheck(SafetyCheckBase):
             from profanity_check import profanity_check as library
 
             self._vectorizer = library.vectorizer
-            self._model = library.model
+            self._model = _LinearSigmoidEnsemble.of(library.model) or library.model
             self._groups = _identity_terms()
 
     def _probabilities(self, texts: Sequence[str]) -> list[float]:
         if not texts:
             return []
         return [float(p) for p in self._model.predict_proba(self._vectorizer.transform(list(texts)))[:, 1]]
+
 
     def check_texts(self, texts: Sequence[str], context: ScreenContext) -> list[list[Finding]]:
         self.load()
@@ -150,6 +151,49 @@ class ProfanityCheck(SafetyCheckBase):
 
     def check_text(self, text: str, context: ScreenContext) -> list[Finding]:
         return self.check_texts([text], context)[0]
+
+
+class _LinearSigmoidEnsemble:
+    """The same probabilities as the package's ``CalibratedClassifierCV`` of linear SVMs with sigmoid
+    calibration, computed with one sparse product instead of sklearn's per-member calls.
+
+    Why: every job submission screens its input, and sklearn's input validation around five small
+    linear models cost about 3 ms per call against 0.1 ms for the arithmetic. The maths is
+    sklearn's own: each member gives ``expit(-(a * (x . w + c) + b))`` for the positive class and
+    the ensemble is their mean (tests compare both on the labelled safety set).
+    """
+
+    def __init__(self, weights, intercepts, slopes, offsets) -> None:
+        self.weights, self.intercepts, self.slopes, self.offsets = weights, intercepts, slopes, offsets
+
+    @classmethod
+    def of(cls, model) -> "_LinearSigmoidEnsemble | None":
+        """The fast form of ``model``, or None when it is not the binary, linear, sigmoid ensemble
+        this was written for (another package version): then sklearn's own path runs."""
+        import numpy as np
+
+        members = getattr(model, "calibrated_classifiers_", None)
+        if not members or getattr(model, "method", None) != "sigmoid" or len(getattr(model, "classes_", ())) != 2:
+            return None
+        for member in members:
+            estimator = member.estimator
+            if (len(member.calibrators) != 1 or not hasattr(estimator, "coef_") or estimator.coef_.shape[0] != 1
+                    or not hasattr(member.calibrators[0], "a_")):
+                return None
+        return cls(
+            weights=np.stack([m.estimator.coef_.ravel() for m in members], axis=1),
+            intercepts=np.array([float(m.estimator.intercept_[0]) for m in members]),
+            slopes=np.array([float(m.calibrators[0].a_) for m in members]),
+            offsets=np.array([float(m.calibrators[0].b_) for m in members]),
+        )
+
+    def predict_proba(self, features):
+        import numpy as np
+        from scipy.special import expit
+
+        decision = np.asarray(features @ self.weights) + self.intercepts
+        positive = expit(-(self.slopes * decision + self.offsets)).mean(axis=1)
+        return np.column_stack([1.0 - positive, positive])
 
 
 def _readings(text: str) -> list[tuple[str, tuple[int, ...] | None]]:

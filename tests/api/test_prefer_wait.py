@@ -1,0 +1,126 @@
+"""``Prefer: wait=N`` on submit and on fetch: the answer comes once the job has finished (no polling),
+or after N seconds with the job as it is; a malformed preference is a 400 and creates nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from atelier_platform.catalog.registry import get_registry
+from atelier_platform.config import get_config
+from atelier_platform.jobs import lifecycle, waiting
+from atelier_platform.jobs.models import Job, JobStatus
+from atelier_workers.runtime import JobRunner, ModelCache
+from tests.api.helpers import build_job
+
+#: Tests where a thread finishes the job need its commits visible to the waiting request.
+with_worker = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    """Published jobs run in a thread, as a worker would run them, while the request waits."""
+    threads: list[threading.Thread] = []
+
+    def send_task(name, args=None, **options):
+        def run():
+            try:
+                JobRunner(get_registry(), ModelCache("cpu")).run(args[0])
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        threads.append(thread)
+
+    monkeypatch.setattr("atelier_platform.jobs.queueing.app.send_task", send_task)
+    yield
+    for thread in threads:
+        thread.join(timeout=60)
+
+
+def submit(api, prefer=None, sleep_s=0.3):
+    headers = {"HTTP_PREFER": prefer} if prefer else {}
+    return api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": "hello", "sleep_s": sleep_s}},
+                    format="json", **headers)
+
+
+@with_worker
+def test_submit_with_prefer_wait_answers_with_the_finished_job(api, project, worker):
+    response = submit(api, "wait=30")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "succeeded"
+    assert len(body["outputs"]) == 1
+    assert response["Preference-Applied"] == "wait=30"
+    assert response["Location"] == f"/api/v1/jobs/{body['id']}/"
+
+
+@with_worker
+def test_fetch_with_prefer_wait_returns_when_the_job_finishes(api, project, worker):
+    job_id = submit(api, sleep_s=0.5).json()["id"]
+    started = time.monotonic()
+    response = api.get(f"/api/v1/jobs/{job_id}/", HTTP_PREFER="wait=30")
+    assert response.status_code == 200
+    assert response.json()["status"] == "succeeded"
+    assert response["Preference-Applied"] == "wait=30"
+    assert time.monotonic() - started < 20  # woke when the job finished, not at the end of the wait
+
+
+def test_a_wait_that_runs_out_answers_with_the_job_as_it_is(api, project):
+    # No worker: the job stays queued.
+    response = submit(api, "wait=1")
+    assert response.status_code == 201
+    assert response.json()["status"] == "queued"
+    assert response["Preference-Applied"] == "wait=1"
+
+
+def test_without_a_wait_preference_the_answer_is_immediate(api, project):
+    response = submit(api, "respond-async")
+    assert response.status_code == 201
+    assert response.json()["status"] == "queued"
+    assert "Preference-Applied" not in response
+
+
+@pytest.mark.parametrize("prefer", ["wait=0", "wait=61", "wait=abc", "wait=-3", "wait=1.5", "wait=\u0661", "respond-async, wait=9999"])
+def test_a_malformed_wait_is_refused_and_creates_nothing(api, project, prefer):
+    response = submit(api, prefer)
+    assert response.status_code == 400
+    assert "Prefer" in response.json()["error"]["details"]
+    assert not Job.objects.exists()
+    job = build_job(project, status=JobStatus.QUEUED)
+    assert api.get(f"/api/v1/jobs/{job.pk}/", HTTP_PREFER=prefer).status_code == 400
+
+
+def test_another_projects_job_is_404_even_when_waiting(api, other_project):
+    job = build_job(other_project, status=JobStatus.QUEUED)
+    started = time.monotonic()
+    assert api.get(f"/api/v1/jobs/{job.pk}/", HTTP_PREFER="wait=30").status_code == 404
+    assert time.monotonic() - started < 20  # refused before any wait
+
+
+@pytest.mark.skipif(not get_config().redis_url, reason="the finish notice travels through Redis (set REDIS_URL)")
+@with_worker
+def test_the_finish_notice_wakes_a_waiter_at_once(project, monkeypatch):
+    """With Redis, a waiter does not depend on rereading the row: with rereads 60 s apart it still wakes."""
+    monkeypatch.setattr(waiting, "SAFETY_RECHECK_S", 60.0)
+    job = build_job(project, status=JobStatus.QUEUED)
+
+    def finish_soon():
+        try:
+            time.sleep(0.5)
+            claim = lifecycle.claim_job(str(job.pk), "test-worker")
+            lifecycle.fail_job(str(job.pk), claim.token, "test", "finished by the test")
+        finally:
+            connection.close()
+
+    finisher = threading.Thread(target=finish_soon)
+    finisher.start()
+    started = time.monotonic()
+    assert waiting.wait_until_finished(job.pk, 50)
+    assert time.monotonic() - started < 30
+    finisher.join()
+    assert Job.objects.get(pk=job.pk).status == "failed"
