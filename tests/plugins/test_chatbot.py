@@ -292,22 +292,46 @@ def test_demo_sentences_keep_prices_and_addresses_whole():
     ]
 
 
-def test_demo_training_conversations_use_the_plugin_prompt_and_answer_from_the_passages():
+def test_demo_training_conversations_show_what_retrieval_returns_and_quote_it():
     import random
 
-    from atelier_plugins.chatbot.demo import is_chinese, make_examples, sentences_of
+    from atelier_plugins.chatbot.demo import make_examples, retriever_ranking, sentences_of
 
     passages = knowledge_passages()
-    examples = make_examples(passages, random.Random(0), per_sentence=2)
+    ranking = retriever_ranking(BigramHashEmbedder(), passages)
+    examples = make_examples(passages, random.Random(0), per_sentence=2, ranking=ranking)
 
     assert len(examples) == 2 * sum(len(sentences_of(p.text)) for p in passages)
+    missed = 0
     for example in examples:
         system, *turns = example.messages
-        shown = [p for p in passages if f"] {p.title}\n{p.text}" in system["content"]]
-        same_language = [p for p in passages if is_chinese(p.text) == is_chinese(shown[0].text)]
-        assert min(2, len(same_language)) <= len(shown) <= 3  # the knowledge base here has one Chinese passage
-        assert system["content"].startswith(build_prompt([], shown)[0]["content"].split("\n\n")[0])
         assert [t["role"] for t in turns] == ["user", "assistant"]
-        ordered = sorted(shown, key=lambda p: system["content"].index(f"] {p.title}\n{p.text}"))
-        # the three best passages, quoted as the system prompt writes them
-        assert turns[1]["content"] == "\n\n".join(f"[{n}] {p.title}\n{p.text}" for n, p in enumerate(ordered[:3], start=1))
+        shown = sorted((p for p in passages if f"] {p.title}\n{p.text}" in system["content"]),
+                       key=lambda p: system["content"].index(f"] {p.title}\n{p.text}"))
+        retrieved = ranking([turns[0]["content"]], 3)[0]
+        # the prompt the plugin writes for this question: retrieval's passages in its order, the
+        # question's own passage in the last place when retrieval missed it
+        assert system["content"] == build_prompt([], shown)[0]["content"]
+        assert shown[:2] == retrieved[:2]
+        missed += shown != retrieved
+        # the passages, quoted as the system prompt writes them
+        assert turns[1]["content"] == "\n\n".join(f"[{n}] {p.title}\n{p.text}" for n, p in enumerate(shown, start=1))
+    assert missed < len(examples) / 2
+
+
+def test_demo_loss_weights_count_the_reply_only_and_its_title_lines_most():
+    from atelier_plugins.chatbot.chat_format import train_chat_tokenizer
+    from atelier_plugins.chatbot.demo import PROMPT_LOSS_WEIGHT, TITLE_LOSS_WEIGHT, Example, _encode_examples
+
+    reply = "[1] Returns > Window\nReturn within 45 days.\n\n[2] Shipping\nFree over $75."
+    messages = [{"role": "system", "content": "Answer from the passages."}, {"role": "user", "content": "How long?"},
+                {"role": "assistant", "content": reply}]
+    tokenizer = train_chat_tokenizer([reply, "Answer from the passages. How long?"], 400)
+    (ids, weights), = _encode_examples(tokenizer, [Example(messages)])
+
+    assert ids == tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)[: len(ids)]
+    targets = [tokenizer.decode([token]) for token in ids[1:]]
+    by_weight = {w: "".join(t for t, tw in zip(targets, weights) if tw == w) for w in set(weights)}
+    assert by_weight[TITLE_LOSS_WEIGHT] == "[1] Returns > Window\n[2] Shipping\n"
+    assert by_weight[1.0].startswith("Return within 45 days.\n\n") and "Free over $75." in by_weight[1.0]
+    assert "How long?" in by_weight[PROMPT_LOSS_WEIGHT] and "Window" not in by_weight[PROMPT_LOSS_WEIGHT]

@@ -19,9 +19,9 @@ and passages of another knowledge base would not be quoted faithfully.
 Training data come from the documents themselves: for every sentence, synthetic questions
 phrased by templates from what it says (an amount of money, a duration, an e-mail address,
 opening hours...) and from its words and section heading, each put in the plugin's own prompt
-(``build_prompt``) with its passage and one to three distractors (mostly from the same document,
-or sharing words with the question), ordered as retrieval would order them. The loss counts the
-reply's tokens only.
+(``build_prompt``) with the passages the plugin's own retrieval returns for it, in its order (the
+sentence's passage takes the last place when retrieval misses it). Training prompts are thus the
+prompts the plugin writes. The loss counts the reply's tokens only, its title lines more.
 
 ``evaluate_demo`` runs the shipped evaluation questions through ``ChatbotPlugin`` with real
 retrieval (all-MiniLM-L6-v2 plus bigram overlap) over the chunked knowledge base.
@@ -29,7 +29,6 @@ retrieval (all-MiniLM-L6-v2 plus bigram overlap) over the chunked knowledge base
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import random
@@ -42,7 +41,7 @@ from typing import Callable
 from atelier_plugins.chatbot.chat_format import TURN_END, TURN_START
 from atelier_plugins.chatbot.plugin import ChatMessage, build_prompt
 from atelier_plugins.text.chunking import chunk_markdown
-from atelier_plugins.text.retrieval import IndexedPassage, bigrams
+from atelier_plugins.text.retrieval import IndexedPassage
 
 Progress = Callable[[int, int, str], None]
 
@@ -60,6 +59,9 @@ LEARNING_RATE = 3e-3
 WARMUP_STEPS = 60
 #: Loss weight of prompt tokens: none; the reply holds every passage's text anyway, and prompt logits are skipped.
 PROMPT_LOSS_WEIGHT = 0.0
+#: Loss weight of the reply's ``[n] title`` lines, against 1 for the passages' text: choosing the passage is the
+#: hard part (the eval's misses recited the right passages in the wrong order), reciting it once chosen is easy.
+TITLE_LOSS_WEIGHT = 4.0
 MODEL_CONFIG = dict(
     hidden_size=192, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
     max_position_embeddings=1024, tie_word_embeddings=True, rms_norm_eps=1e-5,
@@ -98,11 +100,6 @@ def sentences_of(text: str) -> list[str]:
 
 def is_chinese(text: str) -> bool:
     return any("\u3400" <= ch <= "\u9fff" for ch in text)
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_chinese_passage(text: str) -> bool:
-    return is_chinese(text)
 
 
 # -- synthetic questions --------------------------------------------------------------------------
@@ -252,27 +249,25 @@ def synthesise_question(sentence: str, heading: str, rng: random.Random) -> str:
     return _english_question(sentence, heading, rng)
 
 
-def _distractors(correct: IndexedPassage, question: str, passages: list[IndexedPassage], grams: dict[str, set[str]],
-                 rng: random.Random, count: int) -> list[IndexedPassage]:
-    """``count`` other passages a retriever could return with ``correct``, most likely first."""
-    chinese = _is_chinese_passage(correct.text)
-    pool = [p for p in passages if p.chunk_id != correct.chunk_id and _is_chinese_passage(p.text) == chinese]
-    same_document = [p for p in pool if p.source_id == correct.source_id]
-    asked = bigrams(question)
-    # Passages sharing words with the question: what a lexical retriever would also return.
-    by_overlap = sorted(pool, key=lambda p: -len(asked & grams[p.chunk_id]))[:6]
-    chosen: list[IndexedPassage] = []
-    while len(chosen) < count:
-        source = rng.choices([same_document, by_overlap, pool], weights=[0.4, 0.4, 0.2])[0]
-        candidates = [p for p in source if p not in chosen]
-        if not candidates:
-            candidates = [p for p in pool if p not in chosen]
-            if not candidates:
-                break
-        chosen.append(rng.choice(candidates))
-    # A retriever ranks by closeness to the question: mostly by word overlap, with some noise.
-    chosen.sort(key=lambda p: -(len(asked & grams[p.chunk_id]) + rng.random() * 2))
-    return chosen
+Ranking = Callable[[list[str], int], list[list[IndexedPassage]]]
+
+
+def retriever_ranking(embedder, passages: list[IndexedPassage]) -> Ranking:
+    """The plugin's own retrieval (``rank``: the sentence embedding plus bigram overlap) over ``passages``,
+    for many questions at once: question texts and ``top_k`` -> each question's passages, best first."""
+    import numpy as np
+
+    from atelier_plugins.text.retrieval import passage_embedding_text, rank
+
+    vectors = embedder.embed([passage_embedding_text(p.title, p.text) for p in passages]) if passages else np.zeros((0, 1))
+    by_chunk = {p.chunk_id: p for p in passages}
+
+    def ranked(questions: list[str], top_k: int) -> list[list[IndexedPassage]]:
+        question_vectors = embedder.embed(questions) if questions else []
+        return [[by_chunk[hit.chunk_id] for hit in rank(question, vector, passages, vectors, top_k)]
+                for question, vector in zip(questions, question_vectors)]
+
+    return ranked
 
 
 def quote(passages) -> str:
@@ -281,26 +276,24 @@ def quote(passages) -> str:
     return "\n\n".join(f"[{n}] {p.title}\n{p.text}" for n, p in enumerate(passages[:QUOTED_PASSAGES], start=1))
 
 
-def make_examples(passages: list[IndexedPassage], rng: random.Random, per_sentence: int) -> list[Example]:
+def make_examples(passages: list[IndexedPassage], rng: random.Random, per_sentence: int, ranking: Ranking) -> list[Example]:
     """Conversations in the plugin's prompt format (``build_prompt``) whose answer quotes the passages shown.
 
     Every sentence opens ``per_sentence`` conversations with a synthetic question about it. The
-    prompt shows the sentence's passage and up to three distractors, ordered as a retriever would
-    return them: the right passage usually first (70%), else second (20%) or third, distractors
-    after it. The answer is ``quote(shown)``: the first three passages, verbatim, in prompt order.
+    prompt shows what the plugin's retrieval (``ranking``) returns for that question, in its order,
+    so that training prompts are the prompts the plugin will write; when the sentence's own passage
+    is not among them it takes the last place. The answer is ``quote(shown)``.
     """
+    asked = [
+        (synthesise_question(sentence, passage.title, rng), passage)
+        for passage in passages for sentence in sentences_of(passage.text) for _ in range(per_sentence)
+    ]
     examples = []
-    grams = {p.chunk_id: bigrams(f"{p.title} {p.text}") for p in passages}
-    for passage in passages:
-        for sentence in sentences_of(passage.text):
-            for _ in range(per_sentence):
-                question = synthesise_question(sentence, passage.title, rng)
-                count = rng.choices([0, 1, 2, 3], weights=[0.0, 0.2, 0.7, 0.1])[0]  # the plugin's default top_k is 3
-                shown = _distractors(passage, question, passages, grams, rng, count)
-                position = min(len(shown), rng.choices([0, 1, 2], weights=[0.7, 0.2, 0.1])[0])
-                shown.insert(position, passage)
-                conversation = [ChatMessage(role="user", content=question), ChatMessage(role="assistant", content=quote(shown))]
-                examples.append(Example(build_prompt(conversation, shown)))
+    for (question, passage), shown in zip(asked, ranking([q for q, _ in asked], QUOTED_PASSAGES)):
+        if passage not in shown:
+            shown = shown[: QUOTED_PASSAGES - 1] + [passage]
+        conversation = [ChatMessage(role="user", content=question), ChatMessage(role="assistant", content=quote(shown))]
+        examples.append(Example(build_prompt(conversation, shown)))
     rng.shuffle(examples)
     return examples
 
@@ -327,7 +320,9 @@ def prepare_demo_model(target_dir: Path, data_dir: Path, progress: Progress | No
         passages = demo_passages(data_dir)
         if not passages:
             raise FileNotFoundError(f"No knowledge-base documents under {Path(data_dir) / 'knowledge_base'}")
-        examples = make_examples(passages, rng, EXAMPLES_PER_SENTENCE)
+        from atelier_plugins.text.embedding import SentenceEmbedder
+
+        examples = make_examples(passages, rng, EXAMPLES_PER_SENTENCE, retriever_ranking(SentenceEmbedder(device="cpu"), passages))
 
         corpus = [p.text for p in passages] + [p.title for p in passages]
         corpus += [m["content"] for e in examples[:3000] for m in e.messages if m["role"] == "user"]
@@ -369,24 +364,32 @@ def _encode_examples(tokenizer, examples: list[Example]) -> list[tuple[list[int]
     Turns are tokenised piece by piece as the chat template writes them (all pieces of all
     conversations in one batched call); the byte-level pre-tokenizer splits at the special tokens
     and newlines that separate turns, so this gives the ids the whole rendered text would, and
-    marks where each answer starts.
+    marks where each answer starts. Inside an answer, the tokens of its ``[n] title`` lines weigh
+    ``TITLE_LOSS_WEIGHT``: they are where the model decides which memorised passage comes next.
     """
-    pieces: list[tuple[int, str, float]] = []
+    pieces: list[tuple[int, str, float, bool]] = []
     for number, example in enumerate(examples):
         for message in example.messages:
             if message["role"] == "assistant":
-                pieces.append((number, f"{TURN_START}assistant\n", PROMPT_LOSS_WEIGHT))
-                pieces.append((number, message["content"] + TURN_END, 1.0))
-                pieces.append((number, "\n", PROMPT_LOSS_WEIGHT))
+                pieces.append((number, f"{TURN_START}assistant\n", PROMPT_LOSS_WEIGHT, False))
+                pieces.append((number, message["content"] + TURN_END, 1.0, True))
+                pieces.append((number, "\n", PROMPT_LOSS_WEIGHT, False))
             else:
-                pieces.append((number, f"{TURN_START}{message['role']}\n{message['content']}{TURN_END}\n", PROMPT_LOSS_WEIGHT))
-    encoded = tokenizer([text for _, text, _ in pieces], add_special_tokens=False)["input_ids"]
+                pieces.append((number, f"{TURN_START}{message['role']}\n{message['content']}{TURN_END}\n", PROMPT_LOSS_WEIGHT, False))
+    encoded = tokenizer([text for _, text, _, _ in pieces], add_special_tokens=False, return_offsets_mapping=True)
     sequences: list[tuple[list[int], list[float]]] = [([], []) for _ in examples]
-    for (number, _, weight), piece in zip(pieces, encoded):
+    for (number, text, weight, is_answer), piece, offsets in zip(pieces, encoded["input_ids"], encoded["offset_mapping"]):
         ids, weights = sequences[number]
         ids.extend(piece)
-        weights.extend([weight] * len(piece))
+        if is_answer:
+            titles = [(m.start(), m.end()) for m in _TITLE_LINE.finditer(text)]
+            weights.extend(TITLE_LOSS_WEIGHT if any(a <= start < b for a, b in titles) else weight for start, _ in offsets)
+        else:
+            weights.extend([weight] * len(piece))
     return [(ids, weights[1:]) for ids, weights in sequences]
+
+
+_TITLE_LINE = re.compile(r"^\[\d+\] [^\n]*\n", re.MULTILINE)
 
 
 def _length_batches(sequences, batch_tokens: int, rng: random.Random):
@@ -444,7 +447,7 @@ def _train(model, batches, total_steps: int, pad_id: int, report, rng: random.Ra
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 mask[row, : len(ids)] = 1
                 weights[row, : len(w)] = torch.tensor(w)
-                answer[row, : len(w)] = (torch.tensor(w) == 1.0).float()
+                answer[row, : len(w)] = (torch.tensor(w) > 0).float()
             # Logits only where the loss counts: the vocabulary projection of prompt tokens is wasted work.
             hidden = model.model(input_ids=input_ids, attention_mask=mask).last_hidden_state[:, :-1]
             counted = weights > 0
