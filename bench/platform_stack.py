@@ -27,8 +27,9 @@ def start_stack(models_root: Path, **env: str) -> Stack:
     for name in ("ATELIER_JOB_STALE_AFTER_S", "ATELIER_JOB_REQUEUE_AFTER_S", "ATELIER_SWEEP_INTERVAL_S"):
         stack.env.pop(name, None)
     stack.env.update({"ATELIER_MODELS_ROOT": str(models_root), "ATELIER_JOB_HEARTBEAT_S": "5", **env})
-    # One worker process, as on a GPU host: batching, not process concurrency, fills the device.
-    return stack.start(worker_concurrency=1)
+    # One worker process, as on a GPU host: batching, not process concurrency, fills the device. Two web
+    # processes, as the Procfile runs them.
+    return stack.start(worker_concurrency=1, web_workers=2)
 
 
 class ApiClient:
@@ -38,15 +39,21 @@ class ApiClient:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {key}"
 
-    def submit(self, plugin: str, input_data: dict, params: dict | None = None) -> str:
-        response = self.session.post(f"{self.url}/api/v1/jobs/", json={"plugin": plugin, "input": input_data,
+    def submit(self, plugin: str, input: dict, params: dict | None = None) -> str:  # noqa: A002 (the API's name)
+        response = self.session.post(f"{self.url}/api/v1/jobs/", json={"plugin": plugin, "input": input,
                                                                       "params": params or {}}, timeout=30)
         response.raise_for_status()
         return response.json()["id"]
 
-    def submit_and_wait(self, plugin: str, input_data: dict, params: dict | None = None, wait_s: int = 60) -> dict:
+    def submit_batch(self, jobs: list[dict]) -> list[str]:
+        """Many jobs in one ``POST /jobs/batch/``: all are queued at once."""
+        response = self.session.post(f"{self.url}/api/v1/jobs/batch/", json={"jobs": jobs}, timeout=60)
+        response.raise_for_status()
+        return [job["id"] for job in response.json()["jobs"]]
+
+    def submit_and_wait(self, plugin: str, input: dict, params: dict | None = None, wait_s: int = 60) -> dict:  # noqa: A002
         """One request: submit with ``Prefer: wait`` and get the finished job in the answer."""
-        response = self.session.post(f"{self.url}/api/v1/jobs/", json={"plugin": plugin, "input": input_data,
+        response = self.session.post(f"{self.url}/api/v1/jobs/", json={"plugin": plugin, "input": input,
                                                                       "params": params or {}},
                                      headers={"Prefer": f"wait={wait_s}"}, timeout=wait_s + 30)
         response.raise_for_status()
@@ -55,8 +62,10 @@ class ApiClient:
             raise RuntimeError(f"job {job['id']} {job['status']} after waiting {wait_s} s: {job.get('error')}")
         return job
 
-    def job(self, job_id: str) -> dict:
-        response = self.session.get(f"{self.url}/api/v1/jobs/{job_id}/", timeout=30)
+    def job(self, job_id: str, wait_s: int | None = None) -> dict:
+        """The job now, or with ``wait_s`` once it has finished (``Prefer: wait``; at most ``wait_s`` seconds)."""
+        headers = {"Prefer": f"wait={wait_s}"} if wait_s else {}
+        response = self.session.get(f"{self.url}/api/v1/jobs/{job_id}/", headers=headers, timeout=(wait_s or 0) + 30)
         response.raise_for_status()
         return response.json()
 
@@ -70,10 +79,3 @@ class ApiClient:
                 return job
             time.sleep(poll_s)
         raise TimeoutError(f"job {job_id} not done after {timeout} s")
-
-    def finished_among(self, ids: set[str]) -> int:
-        """How many of ``ids`` finished, from one list call (no per-job polling load on the server)."""
-        response = self.session.get(f"{self.url}/api/v1/jobs/", params={"status": ["succeeded", "failed"], "page_size": 200},
-                                    timeout=30)
-        response.raise_for_status()
-        return sum(1 for job in response.json()["results"] if job["id"] in ids)

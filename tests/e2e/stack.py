@@ -135,10 +135,10 @@ class Stack:
             time.sleep(0.1)
         raise TimeoutError(f"{name} not ready after {timeout}s:\n{self.log_of(name)[-3000:]}")
 
-    def start(self, worker_concurrency: int = 2) -> "Stack":
+    def start(self, worker_concurrency: int = 2, web_workers: int = 1) -> "Stack":
         self.manage("migrate", "--noinput", "-v0")
         self._spawn("web", [sys.executable, "-m", "gunicorn", "atelier_platform.wsgi", "--bind", f"127.0.0.1:{self.port}",
-                            "--workers", "1", "--threads", "4"])
+                            "--workers", str(web_workers), "--threads", "4"])
         self._spawn("beat", [sys.executable, "-m", "celery", "-A", "atelier_platform.celery_app", "beat", "-l", "INFO"])
         self.start_worker(worker_concurrency)
         deadline = time.monotonic() + 60
