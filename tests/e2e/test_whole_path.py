@@ -95,6 +95,22 @@ def test_a_job_travels_the_whole_path(client):
     assert listed[0]["id"] == job["id"]
 
 
+def test_prefer_wait_answers_with_the_finished_job_across_processes(client):
+    """The worker process finishes the job; the web process, waiting on the Redis notice (or rereading
+    the row in the embedded set-up), answers the submit itself with the result."""
+    response = client.session.post(
+        f"{client.stack.url}/api/v1/jobs/", json={"plugin": "reverse_text", "input": {"text": "hello world", "sleep_s": 0.5}},
+        headers={"Prefer": "wait=60"}, timeout=90,
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["Preference-Applied"] == "wait=60"
+    job = response.json()
+    assert job["status"] == "succeeded"
+    assert [o["content"] for o in job["outputs"]] == [{"text": "dlrow olleh", "characters": 11}]
+    fetched = client.session.get(f"{client.stack.url}/api/v1/jobs/{job['id']}/", headers={"Prefer": "wait=5"}, timeout=30)
+    assert fetched.status_code == 200 and fetched.json()["status"] == "succeeded"
+
+
 def test_readiness_sees_database_and_broker(stack):
     body = requests.get(f"{stack.url}/readyz", timeout=10).json()
     assert body == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
