@@ -15,7 +15,7 @@ import threading
 
 import pytest
 import requests
-from django.db import connection
+from django.db import connection, connections
 
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.config import REPO_ROOT
@@ -53,6 +53,9 @@ def browser():
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+        # Inside Playwright's context the test's ORM calls open a database connection of their own
+        # (Django keeps connections per context); close it, or it outlives the test database.
+        connections.close_all()
 
 
 @pytest.fixture
