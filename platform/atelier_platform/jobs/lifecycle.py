@@ -63,7 +63,7 @@ def claim_job(job_id: str, worker: str) -> Claim | None:
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, timezone.now()))
     if not claimed:
         return None
-    return Claim(job=Job.objects.get(pk=job_id), token=token)
+    return Claim(job=Job.objects.select_related("project").get(pk=job_id), token=token)
 
 
 def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_model: Callable[[int], bool]) -> list[Job]:
@@ -118,20 +118,22 @@ def record_progress(job_id: str, token: uuid.UUID, fraction: float, detail: dict
 
 
 def _locked_claimed_job(job_id: str, token: uuid.UUID) -> Job | None:
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    # The project comes in the same query; only the job's row is locked.
+    job = Job.objects.select_for_update(of=("self",)).select_related("project").filter(pk=job_id).first()
     if job is None or job.status != JobStatus.RUNNING or job.claim_token != token:
         logger.warning("job %s: claim %s was lost; discarding this worker's result", job_id, token)
         return None
     return job
 
 
-def _finish(job: Job, status: str, *, code: str = "", message: str = "") -> None:
+def _finish(job: Job, status: str, *, code: str = "", message: str = "", also: tuple[str, ...] = ()) -> None:
+    """Mark the job finished (saving the fields in ``also`` in the same update)."""
     job.status = status
     job.error_code = code
     job.error_message = message
     job.finished_at = timezone.now()
     job.claim_token = None
-    job.save(update_fields=["status", "error_code", "error_message", "finished_at", "claim_token"])
+    job.save(update_fields=["status", "error_code", "error_message", "finished_at", "claim_token", *also])
     waiting.announce_finished(job.pk)
     if status in (JobStatus.FAILED, JobStatus.CANCELLED):
         signal = job_failed if status == JobStatus.FAILED else job_cancelled
@@ -139,38 +141,41 @@ def _finish(job: Job, status: str, *, code: str = "", message: str = "") -> None
 
 
 @transaction.atomic
-def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput], provenance: dict[str, Any]) -> str:
-    """Store a job's outputs, all or none, pending review. Returns the job's new status, or "lost"."""
+def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput], provenance: dict[str, Any],
+                 *, policy=None) -> str:
+    """Store a job's outputs, all or none, pending review. Returns the job's new status, or "lost".
+    ``policy``: the project's safety policy when the caller has it already."""
     job = _locked_claimed_job(job_id, token)
     if job is None:
         return "lost"
     if job.cancel_requested_at is not None:
         _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running; outputs discarded.")
         return JobStatus.CANCELLED
-    from atelier_platform.moderation.review import route_output
+    from atelier_platform.moderation.review import open_review, review_route
     from atelier_platform.moderation.screening import policy_for
 
-    policy = policy_for(job.project)
+    if policy is None or policy.project_id != job.project_id:
+        policy = policy_for(job.project)
     input_flagged = list((job.input_screening or {}).get("flagged", []))
     stored = []
     for index, produced in enumerate(outputs):
+        route = review_route(produced.safety or {}, policy, input_flagged=input_flagged)
         output = Output.objects.create(
             job=job,
             index=index,
             content=produced.content,
             provenance={**provenance, "ai_generated": True, "output_index": index},
             safety=produced.safety or {},
-            review_state=ReviewState.PENDING,
+            review_state=route.state,
         )
         for name, media_type, data, role in produced.files:
             file_row = OutputFile(output=output, role=role, media_type=media_type, size=len(data))
             file_row.file.save(name, ContentFile(data), save=False)
             file_row.save()
-        route_output(output, produced.safety or {}, policy, input_flagged=input_flagged)
+        open_review(output, route)
         stored.append(output)
     job.progress = 1.0
-    job.save(update_fields=["progress"])
-    _finish(job, JobStatus.SUCCEEDED)
+    _finish(job, JobStatus.SUCCEEDED, also=("progress",))
     transaction.on_commit(lambda: job_succeeded.send(sender=Job, job=job, outputs=stored), robust=True)
     return JobStatus.SUCCEEDED
 

@@ -68,29 +68,40 @@ class Reviewer:
 
 # --- when outputs are stored -------------------------------------------------------------------
 
-def route_output(output: Output, report: dict[str, Any], policy: SafetyPolicy, *, input_flagged: list[str]) -> str:
-    """Set a new output's review state from its screening report and the project's policy,
-    opening a review item where people must (or, for the audit sample, may) look at it."""
+@dataclass(frozen=True)
+class Route:
+    """Where a new output goes: its first review state, and the review item to open (None: none)."""
+
+    state: str
+    decision: str | None
+    flagged: list[str]
+    item: dict[str, bool] | None
+
+
+def review_route(report: dict[str, Any], policy: SafetyPolicy, *, input_flagged: list[str]) -> Route:
+    """A new output's route from its screening report and the project's policy: blocked; released
+    (sometimes sampled for an audit); or pending, with a review item where people must look at it."""
     decision = report.get("decision")
     flagged = sorted(set(report.get("flagged", [])) | set(input_flagged))
     if decision == BLOCK:
-        state, item = ReviewState.BLOCKED, None
-    elif policy.review_mode == ReviewMode.RELEASE_AFTER_SCREENING and decision != REVIEW and not input_flagged:
-        state = ReviewState.RELEASED
+        return Route(ReviewState.BLOCKED, decision, flagged, None)
+    if policy.review_mode == ReviewMode.RELEASE_AFTER_SCREENING and decision != REVIEW and not input_flagged:
         sampled = random.uniform(0, 100) < policy.audit_sample_percent
-        item = dict(flagged=False, sampled=True) if sampled else None
-    else:
-        state, item = ReviewState.PENDING, dict(flagged=bool(flagged), sampled=False)
-    Output.objects.filter(pk=output.pk).update(review_state=state)
-    output.review_state = state
-    if item is not None:
-        ReviewItem.objects.create(
-            output=output, project_id=output.job.project_id, priority=output.job.priority, categories=flagged, **item
-        )
-    if flagged:
+        return Route(ReviewState.RELEASED, decision, flagged, dict(flagged=False, sampled=True) if sampled else None)
+    return Route(ReviewState.PENDING, decision, flagged, dict(flagged=bool(flagged), sampled=False))
+
+
+def open_review(output: Output, route: Route) -> None:
+    """For an output just saved in ``route.state``: its review item, the flagged notice and the audit record."""
+    job = output.job
+    if route.item is not None:
+        ReviewItem.objects.create(output=output, project_id=job.project_id, priority=job.priority, categories=route.flagged,
+                                  **route.item)
+    if route.flagged:
+        flagged = route.flagged
         transaction.on_commit(lambda: output_flagged.send(sender=Output, output=output, categories=flagged), robust=True)
-    audit.record(output.job.project, "screening", "output_screened", output, after={"decision": decision, "review_state": state, "flagged": flagged})
-    return state
+    audit.record(job.project, "screening", "output_screened", output,
+                 after={"decision": route.decision, "review_state": route.state, "flagged": route.flagged})
 
 
 # --- queue -------------------------------------------------------------------------------------
