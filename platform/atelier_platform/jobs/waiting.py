@@ -26,8 +26,9 @@ CHANNEL_PREFIX = "atelier:job-finished:"
 #: How often a subscribed waiter rereads the row anyway.
 SAFETY_RECHECK_S = 1.0
 #: Row polling without Redis: first interval, growth, ceiling. The ceiling is how late a waiter may see a
-#: long job finish; one indexed read of one row every 10 ms is nothing to the database.
-POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.005, 1.5, 0.01
+#: long job finish. Not lower: on a small host, waking every 10 ms preempted the model's threads often
+#: enough to add about 100 ms to a 450 ms job (bench/batching.py's idle latency), 25 ms added about 25.
+POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.005, 1.5, 0.025
 
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
