@@ -22,7 +22,7 @@ from django.utils import timezone
 from atelier_platform.config import get_config
 from atelier_platform.jobs import waiting
 from atelier_platform.jobs.errors import JobAlreadyFinished
-from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile, ReviewState
+from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile
 from atelier_platform.jobs.queueing import enqueue_on_commit
 from atelier_platform.jobs.signals import job_cancelled, job_failed, job_succeeded
 

@@ -75,8 +75,9 @@ def _is_done(status: str | None) -> bool:
 
 
 def watch(job_id, timeout_s: float) -> Iterator[bool]:
-    """Yields False while the job runs (about every half second or on each look), then True once it has
-    finished (or no longer exists) and stops; stops after ``timeout_s`` without yielding True."""
+    """Yields False after each look at a running job (at least once a second with Redis, every 5-25 ms
+    without), then True once it has finished (or no longer exists) and stops; stops after
+    ``timeout_s`` without yielding True."""
     deadline = time.monotonic() + max(0.0, timeout_s)
     client = _redis()
     subscription = None

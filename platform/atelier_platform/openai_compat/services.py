@@ -32,7 +32,6 @@ from atelier_platform.jobs import waiting
 from atelier_platform.jobs.errors import JobServiceError
 from atelier_platform.jobs.models import (
     DELIVERABLE_REVIEW_STATES,
-    FINISHED_STATUSES,
     Job,
     JobStatus,
     Output,

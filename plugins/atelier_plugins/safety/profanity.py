@@ -99,7 +99,6 @@ class ProfanityCheck(SafetyCheckBase):
             return []
         return [float(p) for p in self._model.predict_proba(self._vectorizer.transform(list(texts)))[:, 1]]
 
-
     def check_texts(self, texts: Sequence[str], context: ScreenContext) -> list[list[Finding]]:
         self.load()
         results: list[list[Finding]] = [[] for _ in texts]
