@@ -1,7 +1,7 @@
 """The one decorator every Atelier task is declared with.
 
-It fixes the task's name, queue, delivery guarantees and timing log, so that no task forgets
-``acks_late`` or logs its duration differently from the others.
+It fixes the task's name, queue, delivery guarantees, database connection handling and timing
+log, so that no task forgets ``acks_late`` or logs its duration differently from the others.
 """
 
 from __future__ import annotations
@@ -11,9 +11,19 @@ import logging
 import time
 from typing import Any, Callable
 
+from django.db import close_old_connections, connection
+
 from atelier_platform.celery_app import app
 
 logger = logging.getLogger("atelier.tasks")
+
+
+def _recycle_connections() -> None:
+    """As Django does around a request: drop a connection that is broken, in a failed state or
+    older than CONN_MAX_AGE, keep a healthy one for the next task. Not inside a transaction (a
+    task called from a test's atomic block keeps its connection)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
 
 
 def atelier_task(name: str, *, queue: str, **options: Any) -> Callable:
@@ -31,11 +41,13 @@ def atelier_task(name: str, *, queue: str, **options: Any) -> Callable:
         def run(task, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             outcome = "error"
+            _recycle_connections()
             try:
                 result = function(task, *args, **kwargs)
                 outcome = "ok"
                 return result
             finally:
+                _recycle_connections()
                 logger.info(
                     "task %s id=%s outcome=%s seconds=%.3f",
                     name, task.request.id, outcome, time.perf_counter() - started,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from atelier_platform.catalog.services import set_plugin_enabled
-from atelier_platform.conversations.models import Conversation
+from atelier_platform.conversations.models import Conversation, ConversationMessage
 from atelier_platform.jobs.models import Job, Output
 from atelier_platform.knowledge.models import KnowledgeDocument
 from atelier_platform.knowledge.services import upsert_document
@@ -118,6 +118,18 @@ class TestConversations:
             ("user", "Hello"), ("assistant", "you said: Hello"), ("user", "And then?"), ("assistant", "you said: And then?"),
         ]
         assert Job.objects.get(pk=second["id"]).outputs.get().content["turns"] == 3
+
+    def test_several_new_turns_are_stored_in_order_when_a_thread_starts_and_when_it_goes_on(self, chat_project, api):
+        turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Price?"}]
+        first = self.post(api, messages=turns).json()
+        conversation_id = first["input"]["conversation_id"]
+        more = [{"role": "user", "content": "In euros?"}, {"role": "user", "content": "Please."}]
+        second = self.post(api, messages=more, conversation_id=conversation_id).json()
+        stored = ConversationMessage.objects.filter(conversation_id=conversation_id).order_by("index")
+        assert [(m.index, m.role, m.content, str(m.job_id)) for m in stored] == [
+            (0, "user", "Hi", first["id"]), (1, "assistant", "Hello!", first["id"]), (2, "user", "Price?", first["id"]),
+            (3, "user", "In euros?", second["id"]), (4, "user", "Please.", second["id"]),
+        ]
 
     def test_unknown_or_foreign_conversation_is_refused(self, chat_project, other_project, api):
         foreign = Conversation.objects.create(project=other_project, plugin_id="echo_chat")

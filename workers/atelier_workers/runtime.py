@@ -383,7 +383,7 @@ class _Batch:
         if self.generate_started is not None:
             # the model's own time for this job: from the batch's plugin call to this job's result
             provenance["generate_seconds"] = round(time.perf_counter() - self.generate_started, 4)
-        return lifecycle.complete_job(job_id, self.token, outputs, provenance, policy=policy)
+        return lifecycle.complete_job(job_id, self.token, outputs, provenance, policy=policy, job=job)
 
     def _policy(self, job: Job):
         if job.project_id not in self._policies:

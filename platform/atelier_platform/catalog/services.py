@@ -32,8 +32,13 @@ def installed_plugin(plugin_id: str) -> type[Plugin] | None:
     return get_registry().get(plugin_id)
 
 
-def project_param_defaults(project: Project, plugin_id: str) -> dict:
+def _param_defaults(config: dict | None) -> dict:
     """Params a project set for a plugin (``config["params"]``); a caller's params override them."""
-    setting = ProjectPlugin.objects.filter(project=project, plugin_id=plugin_id).only("config").first()
-    defaults = (setting.config or {}).get("params") if setting else None
+    defaults = (config or {}).get("params")
     return dict(defaults) if isinstance(defaults, dict) else {}
+
+
+def plugin_settings(project: Project) -> dict[str, tuple[bool, dict]]:
+    """Every plugin the project has a setting for: (enabled, param defaults), in one query."""
+    return {plugin_id: (enabled, _param_defaults(config))
+            for plugin_id, enabled, config in ProjectPlugin.objects.filter(project=project).values_list("plugin_id", "enabled", "config")}

@@ -26,7 +26,8 @@ def is_conversational(plugin) -> bool:
 
 
 def expand_thread(project: Project, plugin_id: str, validated_input: dict[str, Any]) -> tuple[dict[str, Any], Conversation, list[dict]]:
-    """The input with the stored thread prepended, its conversation, and the turns that are new."""
+    """The input with the stored thread prepended, its conversation, and the turns that are new.
+    Without a ``conversation_id`` a conversation is created (call it inside the job's transaction)."""
     new_turns = list(validated_input["messages"])
     conversation_id = validated_input.get("conversation_id")
     if conversation_id:
@@ -47,19 +48,27 @@ def expand_thread(project: Project, plugin_id: str, validated_input: dict[str, A
     return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns
 
 
-def _append(conversation_id, role: str, content: str, job=None) -> None:
-    with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        last = conversation.messages.aggregate(last=Max("index"))["last"]
-        ConversationMessage.objects.create(
-            conversation=conversation, index=0 if last is None else last + 1, role=role, content=content, job=job
-        )
-        conversation.save(update_fields=["updated_at"])
+def _append(conversation_id, turns: list[tuple[str, str]], job=None, *, is_new: bool = False) -> None:
+    """Add turns (role, content) at the end of a thread. A thread created in the caller's transaction
+    is empty and seen by no one else: its turns are numbered from 0 without locking or counting."""
+    if not turns:
+        return
+    with transaction.atomic(savepoint=False):
+        first = 0
+        if not is_new:
+            conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+            last = conversation.messages.aggregate(last=Max("index"))["last"]
+            first = 0 if last is None else last + 1
+            conversation.save(update_fields=["updated_at"])
+        ConversationMessage.objects.bulk_create([
+            ConversationMessage(conversation_id=conversation_id, index=first + offset, role=role, content=content, job=job)
+            for offset, (role, content) in enumerate(turns)
+        ])
 
 
-def record_turns(conversation: Conversation, turns: list[dict], job) -> None:
-    for turn in turns:
-        _append(conversation.pk, turn["role"], turn["content"], job)
+def record_turns(conversation: Conversation, turns: list[dict], job, *, is_new: bool = False) -> None:
+    """The caller's new turns, in order; ``is_new``: the conversation was created in this transaction."""
+    _append(conversation.pk, [(turn["role"], turn["content"]) for turn in turns], job, is_new=is_new)
 
 
 def record_reply(job, reply: str) -> None:
@@ -69,4 +78,4 @@ def record_reply(job, reply: str) -> None:
         return
     if ConversationMessage.objects.filter(conversation_id=conversation_id, job=job, role="assistant").exists():
         return
-    _append(conversation_id, "assistant", reply, job)
+    _append(conversation_id, [("assistant", reply)], job)

@@ -126,31 +126,50 @@ def _locked_claimed_job(job_id: str, token: uuid.UUID) -> Job | None:
     return job
 
 
-def _finish(job: Job, status: str, *, code: str = "", message: str = "", also: tuple[str, ...] = ()) -> None:
-    """Mark the job finished (saving the fields in ``also`` in the same update)."""
-    job.status = status
-    job.error_code = code
-    job.error_message = message
-    job.finished_at = timezone.now()
-    job.claim_token = None
-    job.save(update_fields=["status", "error_code", "error_message", "finished_at", "claim_token", *also])
+def _finished_fields(status: str, code: str = "", message: str = "") -> dict[str, Any]:
+    return dict(status=status, error_code=code, error_message=message, finished_at=timezone.now(), claim_token=None)
+
+
+def _finish(job: Job, status: str, *, code: str = "", message: str = "") -> None:
+    fields = _finished_fields(status, code, message)
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.save(update_fields=list(fields))
     waiting.announce_finished(job.pk)
     if status in (JobStatus.FAILED, JobStatus.CANCELLED):
         signal = job_failed if status == JobStatus.FAILED else job_cancelled
         transaction.on_commit(lambda: signal.send(sender=Job, job=job), robust=True)
 
 
+def _finish_as_succeeded(job_id: str, token: uuid.UUID, known: Job | None) -> Job | None:
+    """Mark a job ours and not asked to cancel as succeeded, in one conditional update that also
+    locks its row for the rest of the transaction. None when the claim was lost or a cancel was asked.
+    ``known``: the job as the worker holds it (its project loaded), to save reading it again."""
+    fields = {**_finished_fields(JobStatus.SUCCEEDED), "progress": 1.0}
+    if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, claim_token=token,
+                              cancel_requested_at__isnull=True).update(**fields):
+        return None
+    job = known if known is not None and str(known.pk) == str(job_id) else Job.objects.select_related("project").get(pk=job_id)
+    for name, value in fields.items():
+        setattr(job, name, value)
+    waiting.announce_finished(job.pk)
+    return job
+
+
 @transaction.atomic
 def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput], provenance: dict[str, Any],
-                 *, policy=None) -> str:
+                 *, policy=None, job: Job | None = None) -> str:
     """Store a job's outputs, all or none, pending review. Returns the job's new status, or "lost".
-    ``policy``: the project's safety policy when the caller has it already."""
-    job = _locked_claimed_job(job_id, token)
-    if job is None:
-        return "lost"
-    if job.cancel_requested_at is not None:
+    ``policy``: the project's safety policy when the caller has it already; ``job``: the job as the
+    caller holds it."""
+    finished = _finish_as_succeeded(job_id, token, job)
+    if finished is None:
+        job = _locked_claimed_job(job_id, token)
+        if job is None:
+            return "lost"
         _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running; outputs discarded.")
         return JobStatus.CANCELLED
+    job = finished
     from atelier_platform.moderation.review import open_review, review_route
     from atelier_platform.moderation.screening import policy_for
 
@@ -174,8 +193,6 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
             file_row.save()
         open_review(output, route)
         stored.append(output)
-    job.progress = 1.0
-    _finish(job, JobStatus.SUCCEEDED, also=("progress",))
     transaction.on_commit(lambda: job_succeeded.send(sender=Job, job=job, outputs=stored), robust=True)
     return JobStatus.SUCCEEDED
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from django.db import IntegrityError, transaction
@@ -23,7 +23,7 @@ from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from atelier_platform.accounts.models import ApiKey, Project
-from atelier_platform.catalog.services import enabled_plugin_ids, installed_plugin, project_param_defaults
+from atelier_platform.catalog.services import installed_plugin, plugin_settings
 from atelier_platform.conversations.services import expand_thread, is_conversational, record_turns
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.config import get_config
@@ -138,18 +138,18 @@ class _ProjectFacts:
     """What every job of one request needs to know about its project, read once per request."""
 
     project: Project
-    enabled: set[str] | None = None
-    defaults: dict[str, dict] = field(default_factory=dict)
+    settings: dict[str, tuple[bool, dict]] | None = None  # plugin id -> (enabled, param defaults)
+
+    def _setting(self, plugin_id: str) -> tuple[bool, dict]:
+        if self.settings is None:
+            self.settings = plugin_settings(self.project)
+        return self.settings.get(plugin_id, (False, {}))
 
     def is_enabled(self, plugin_id: str) -> bool:
-        if self.enabled is None:
-            self.enabled = enabled_plugin_ids(self.project)
-        return plugin_id in self.enabled
+        return self._setting(plugin_id)[0]
 
     def param_defaults(self, plugin_id: str) -> dict:
-        if plugin_id not in self.defaults:
-            self.defaults[plugin_id] = project_param_defaults(self.project, plugin_id)
-        return self.defaults[plugin_id]
+        return dict(self._setting(plugin_id)[1])
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,9 @@ def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *,
     manifest = prepared.plugin.manifest
     normalised_input = prepared.input
     conversation = new_turns = None
+    starts_conversation = False
     if is_conversational(prepared.plugin):
+        starts_conversation = not normalised_input.get("conversation_id")
         normalised_input, conversation, new_turns = expand_thread(project, manifest.id, normalised_input)
         _validate(prepared.plugin.Input, normalised_input, "input")
     job = Job.objects.create(
@@ -235,7 +237,7 @@ def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *,
         input_screening=screening,
     )
     if conversation is not None:
-        record_turns(conversation, new_turns, job)
+        record_turns(conversation, new_turns, job, is_new=starts_conversation)
     publish_on_commit(job)
     return job
 

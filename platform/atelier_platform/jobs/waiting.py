@@ -74,10 +74,20 @@ def _is_done(status: str | None) -> bool:
     return status is None or status in FINISHED_STATUSES
 
 
+def _notice_within(subscription, seconds: float) -> bool:
+    """True when the job's notice arrives within ``seconds``. The subscription's own confirmation
+    also ends a ``get_message`` (as None): keep listening until the time is up."""
+    until = time.monotonic() + seconds
+    while (left := until - time.monotonic()) > 0:
+        if subscription.get_message(timeout=left) is not None:
+            return True
+    return False
+
+
 def watch(job_id, timeout_s: float) -> Iterator[bool]:
     """Yields False after each look at a running job (at least once a second with Redis, every 5-25 ms
-    without), then True once it has finished (or no longer exists) and stops; stops after
-    ``timeout_s`` without yielding True."""
+    without), then True once it has finished (or no longer exists, or its finish notice came) and
+    stops; stops after ``timeout_s`` without yielding True."""
     deadline = time.monotonic() + max(0.0, timeout_s)
     client = _redis()
     subscription = None
@@ -100,7 +110,10 @@ def watch(job_id, timeout_s: float) -> Iterator[bool]:
             yield False
             if subscription is not None:
                 try:
-                    subscription.get_message(timeout=min(SAFETY_RECHECK_S, remaining))
+                    if _notice_within(subscription, min(SAFETY_RECHECK_S, remaining)):
+                        # Published once the finishing transaction committed: the row says so already.
+                        yield True
+                        return
                     continue
                 except Exception:
                     logger.warning("waiting for job %s by reading its row: Redis went away", job_id, exc_info=True)
