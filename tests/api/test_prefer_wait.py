@@ -70,6 +70,26 @@ def test_fetch_with_prefer_wait_returns_when_the_job_finishes(api, project, work
     assert time.monotonic() - started < 20  # woke when the job finished, not at the end of the wait
 
 
+def test_a_finished_job_is_answered_at_once_and_read_once(api, project, django_assert_max_num_queries):
+    job = build_job(project, status=JobStatus.SUCCEEDED)
+    started = time.monotonic()
+    # The same reads as without the header: no look for a notice, no second read after it.
+    with django_assert_max_num_queries(_reads_of_one_job(api, job)):
+        response = api.get(f"/api/v1/jobs/{job.pk}/", HTTP_PREFER="wait=30")
+    assert response.status_code == 200
+    assert response.json()["status"] == "succeeded"
+    assert response["Preference-Applied"] == "wait=30"
+    assert time.monotonic() - started < 5
+
+
+def _reads_of_one_job(api, job) -> int:
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as reads:
+        assert api.get(f"/api/v1/jobs/{job.pk}/").status_code == 200
+    return len(reads)
+
+
 def test_a_wait_that_runs_out_answers_with_the_job_as_it_is(api, project):
     # No worker: the job stays queued.
     response = submit(api, "wait=1")

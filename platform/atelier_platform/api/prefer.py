@@ -11,6 +11,7 @@ from __future__ import annotations
 from rest_framework.exceptions import ValidationError
 
 from atelier_platform.jobs import waiting
+from atelier_platform.jobs.models import FINISHED_STATUSES
 
 PREFER_HEADER = "HTTP_PREFER"
 APPLIED_HEADER = "Preference-Applied"
@@ -36,9 +37,13 @@ def requested_wait(request) -> int | None:
     return None
 
 
-def wait_if_asked(job_id, seconds: int | None, headers: dict[str, str]) -> None:
-    """Wait for the job when the client asked to; note the applied preference in ``headers``."""
+def wait_if_asked(job, seconds: int | None, headers: dict[str, str]) -> bool:
+    """Wait for the job when the client asked to and it has not finished yet; note the applied
+    preference in ``headers``. True when it waited: the caller reads the job again."""
     if seconds is None:
-        return
-    waiting.wait_until_finished(job_id, seconds)
+        return False
     headers[APPLIED_HEADER] = f"wait={seconds}"
+    if job.status in FINISHED_STATUSES:
+        return False
+    waiting.wait_until_finished(job.pk, seconds)
+    return True

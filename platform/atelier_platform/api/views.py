@@ -111,8 +111,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         seconds = requested_wait(request)
         job = self.get_object()
         headers: dict[str, str] = {}
-        if seconds is not None:
-            wait_if_asked(job.pk, seconds, headers)
+        if wait_if_asked(job, seconds, headers):
             job = self.get_object()
         return Response(self.get_serializer(job).data, headers=headers)
 
@@ -138,7 +137,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             idempotency_key=key,
         )
         headers = {"Location": f"/api/v1/jobs/{submission.job.pk}/"}
-        wait_if_asked(submission.job.pk, seconds, headers)
+        wait_if_asked(submission.job, seconds, headers)
         job = self.get_queryset().get(pk=submission.job.pk)
         if not submission.created:
             headers[REPLAYED_HEADER] = "true"
