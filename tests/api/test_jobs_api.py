@@ -32,6 +32,27 @@ def assert_envelope(response, status: int, code: str):
 
 @pytest.mark.django_db
 class TestSubmit:
+    def test_the_projects_policy_and_quota_come_with_the_key_and_still_apply(self, api, project):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from atelier_platform.moderation.checks import replace_safety_checks
+        from atelier_platform.moderation.policies import update_policy
+        from atelier_platform.usage.models import ProjectQuota
+        from tests.support.safety import WordCheck
+
+        replace_safety_checks([WordCheck()])  # scores "shady" 0.3 (illicit): under the default review threshold
+        update_policy(project, "test", {"thresholds": {"illicit": {"review": 0.1, "block": 0.25}}})
+        ProjectQuota.objects.create(project=project, jobs_per_day=2)
+        with CaptureQueriesContext(connection) as queries:
+            assert post(api, GOOD).status_code == 201
+        tables = [q["sql"].split(" FROM ", 1)[1].split()[0] for q in queries.captured_queries
+                  if q["sql"].startswith("SELECT") and " FROM " in q["sql"]]
+        assert '"moderation_safetypolicy"' not in tables and '"usage_projectquota"' not in tables  # read with the key
+        assert_envelope(post(api, {"plugin": "reverse_text", "input": {"text": "a shady deal"}}), 422, "input_blocked")
+        assert post(api, GOOD).status_code == 201
+        assert_envelope(post(api, GOOD), 429, "quota_exceeded")  # 2 a day: the blocked one does not count
+
     def test_created_job_is_queued_and_published_after_commit(self, api, django_capture_on_commit_callbacks, monkeypatch):
         published = []
         monkeypatch.setattr(

@@ -115,13 +115,15 @@ def parse_raw_key(raw: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-def authenticate_api_key(raw: str) -> ApiKey | None:
-    """The active key for ``raw``, or None. Constant-time comparison of the secret's hash."""
+def authenticate_api_key(raw: str, *, project_related: tuple[str, ...] = ()) -> ApiKey | None:
+    """The active key for ``raw``, or None. Constant-time comparison of the secret's hash.
+    ``project_related``: one-to-one rows of the project to read in the same query."""
     parsed = parse_raw_key(raw)
     if parsed is None:
         return None
     prefix, secret = parsed
-    api_key = ApiKey.objects.select_related("project").filter(prefix=prefix).first()
+    related = ["project", *(f"project__{name}" for name in project_related)]
+    api_key = ApiKey.objects.select_related(*related).filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash_secret(secret)):
         return None
     if not api_key.is_active:

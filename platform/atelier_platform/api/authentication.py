@@ -8,6 +8,10 @@ from rest_framework.exceptions import AuthenticationFailed
 from atelier_platform.accounts.models import ApiKey
 from atelier_platform.accounts.services import authenticate_api_key
 
+#: Read with the key, in the same query: every job submission screens its input under the project's
+#: safety policy and checks its quota (two queries saved per request; a missing row costs nothing).
+PROJECT_SETTINGS_READ_WITH_KEY = ("safety_policy", "quota")
+
 
 class ApiKeyPrincipal:
     """``request.user`` for a request made with an API key: authenticated, but not a person."""
@@ -45,7 +49,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AuthenticationFailed(
                 "Malformed Authorization header; send 'Authorization: Bearer <api key>'.", code="malformed_api_key"
             )
-        api_key = authenticate_api_key(parts[1])
+        api_key = authenticate_api_key(parts[1], project_related=PROJECT_SETTINGS_READ_WITH_KEY)
         if api_key is None:
             raise AuthenticationFailed("The API key is unknown or revoked.", code="invalid_api_key")
         return ApiKeyPrincipal(api_key), api_key

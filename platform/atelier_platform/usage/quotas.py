@@ -31,6 +31,7 @@ from atelier_platform.usage.models import ProjectQuota
 logger = logging.getLogger("atelier.api")
 
 COMPUTE_CACHE_S = 30
+_NOT_READ = object()
 #: a job counted in a month's compute finished in it and was created at most this long before it began
 LONGEST_QUEUE_WAIT = timedelta(days=31)
 
@@ -47,7 +48,9 @@ class QuotaLimits:
 
 def limits_for(project: Project) -> QuotaLimits:
     config = get_config()
-    own = ProjectQuota.objects.filter(project=project).first()
+    own = Project.quota.related.get_cached_value(project, default=_NOT_READ)  # read along by API-key requests
+    if own is _NOT_READ:
+        own = ProjectQuota.objects.filter(project=project).first()
     jobs = own.jobs_per_day if own is not None and own.jobs_per_day is not None else config.quota_jobs_per_day
     compute = (own.compute_seconds_per_month if own is not None and own.compute_seconds_per_month is not None
                else config.quota_compute_seconds_per_month)
