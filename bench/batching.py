@@ -7,8 +7,10 @@ Starts web, worker (one process, as on a GPU host) and beat on a throw-away data
 (embedded broker and SQLite; PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set).
 Without --model-dir it builds a small Llama chat model (26 M parameters, or 4 M with --model-shape
 tiny; random weights, the chat tokenizer trained on the demo knowledge base): the work per token is
-real, the words are not. Prints a table, then as its last line one JSON object: throughput_ratio, idle_latency_ms,
-baseline_idle_latency_ms, max_wait_ms, tokens_per_second and the rest.
+real, the words are not. Idle latency (one job alone) is measured for both in turns, one baseline job then
+one platform job, so that a host whose speed drifts during the run weighs on both alike. Prints a table,
+then as its last line one JSON object: throughput_ratio, idle_latency_ms, baseline_idle_latency_ms,
+max_wait_ms, tokens_per_second and the rest.
 """
 
 from __future__ import annotations
@@ -67,41 +69,40 @@ def questions(count: int) -> list[str]:
     return [f"{asked[i % len(asked)]} (ticket {i})" for i in range(count)]
 
 
-def baseline(model_dir: Path, device: str, asked: list[str], new_tokens: int, idle_runs: int) -> dict:
-    """The same model, job by job: encode the chatbot's prompt, ``model.generate`` with batch size 1."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class Baseline:
+    """The same model, job by job, in this process: encode the chatbot's prompt, ``model.generate`` with batch size 1."""
 
-    from atelier_plugins.chatbot.plugin import ChatMessage, build_prompt
+    def __init__(self, model_dir: Path, device: str, new_tokens: int) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, use_safetensors=True).to(device).eval()
+        self.device, self.new_tokens = device, new_tokens
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, use_safetensors=True).to(device).eval()
 
-    def one(question: str) -> int:
-        text = tokenizer.apply_chat_template(build_prompt([ChatMessage(role="user", content=question)], []),
-                                             tokenize=False, add_generation_prompt=True)
-        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(device)
+    def one(self, question: str) -> int:
+        """One job; returns the tokens it generated."""
+        import torch
+
+        from atelier_plugins.chatbot.plugin import ChatMessage, build_prompt
+
+        text = self.tokenizer.apply_chat_template(build_prompt([ChatMessage(role="user", content=question)], []),
+                                                  tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(self.device)
         with torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        if device.startswith("cuda"):
+            out = self.model.generate(**ids, max_new_tokens=self.new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         return int(out.shape[1] - ids["input_ids"].shape[1])
 
-    one(asked[0])  # warm-up
-    idle = []
-    for question in asked[:idle_runs]:
+    def throughput(self, asked: list[str]) -> dict:
+        self.one(asked[0])  # warm-up
         started = time.perf_counter()
-        one(question)
-        idle.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    tokens = sum(one(question) for question in asked)
-    seconds = time.perf_counter() - started
-    del model
-    return {"seconds": seconds, "tokens": tokens, "idle_latency_s": statistics.median(idle)}
+        tokens = sum(self.one(question) for question in asked)
+        return {"seconds": time.perf_counter() - started, "tokens": tokens}
 
 
-def through_platform(client: ApiClient, asked: list[str], new_tokens: int, idle_runs: int) -> dict:
+def through_platform(client: ApiClient, asked: list[str], new_tokens: int) -> dict:
     """The same jobs through web, queue and worker, submitted two ways: in one ``POST /jobs/batch/`` (all
     queued at once: what the worker's batching does with them), and by 32 clients each posting its own
     job from 8 threads (the web's per-request work then shares this machine's two cores with the model)."""
@@ -136,14 +137,26 @@ def through_platform(client: ApiClient, asked: list[str], new_tokens: int, idle_
             "tokens": sum(job["outputs"][0]["content"]["usage"]["completion_tokens"] for job in jobs),
             "batch_sizes": sorted(job["outputs"][0]["provenance"].get("batch_size", 1) for job in jobs),
         }
+    return runs
+
+
+def idle_latencies(base: Baseline, client: ApiClient, asked: list[str], new_tokens: int, runs: int) -> tuple[float, float]:
+    """Median latency of one job on an idle system, the baseline's and ours, measured in turns (one
+    baseline job, one platform job, ...) so that a machine whose speed drifts during the run (a shared
+    host) weighs on both alike."""
+    body = {"plugin": "chatbot", "params": {"max_new_tokens": new_tokens, "seed": 0}}
+    theirs, ours = [], []
     time.sleep(1.0)
-    idle = []
-    for question in asked[:idle_runs]:
+    for question in asked[:runs]:
         begun = time.perf_counter()
-        client.submit_and_wait(**job_body(question))
-        idle.append(time.perf_counter() - begun)
+        base.one(question)
+        theirs.append(time.perf_counter() - begun)
         time.sleep(0.3)
-    return {"runs": runs, "idle_latency_s": statistics.median(idle)}
+        begun = time.perf_counter()
+        client.submit_and_wait(input={"messages": [{"role": "user", "content": question}], "use_knowledge": False}, **body)
+        ours.append(time.perf_counter() - begun)
+        time.sleep(0.3)
+    return statistics.median(theirs), statistics.median(ours)
 
 
 def batch_sizes(sizes: list[int]) -> list[int]:
@@ -156,7 +169,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--idle-runs", type=int, default=5)
+    parser.add_argument("--idle-runs", type=int, default=7)
     parser.add_argument("--model-dir", type=Path, help="a chat model directory (default: a model built here)")
     parser.add_argument("--model-shape", choices=sorted(MODEL_SHAPES), default="small",
                         help="shape of the built model: small (26 M parameters) or tiny (4 M)")
@@ -177,16 +190,19 @@ def main() -> int:
         build_bench_model(model_dir, args.model_shape)
     asked = questions(args.jobs)
 
-    base = baseline(model_dir, device, asked, args.new_tokens, args.idle_runs)
+    baseline = Baseline(model_dir, device, args.new_tokens)
+    base = baseline.throughput(asked)
     stack = start_stack(models_root, ATELIER_DEVICE=device, ATELIER_BATCH_MAX_WAIT_MS=str(args.max_wait_ms))
     try:
-        ours = through_platform(ApiClient(stack), asked, args.new_tokens, args.idle_runs)
+        client = ApiClient(stack)
+        ours = through_platform(client, asked, args.new_tokens)
+        base["idle_latency_s"], ours["idle_latency_s"] = idle_latencies(baseline, client, asked, args.new_tokens, args.idle_runs)
     finally:
         stack.stop()
         shutil.rmtree(models_root, ignore_errors=True)
 
     base_rate = args.jobs / base["seconds"]
-    batched, clients = ours["runs"]["batch_request"], ours["runs"]["concurrent_clients"]
+    batched, clients = ours["batch_request"], ours["concurrent_clients"]
     rate = lambda run: args.jobs / run["seconds"]  # noqa: E731
     figures = {
         "backend": stack.backend, "device": device, "model": "given" if args.model_dir else args.model_shape,
