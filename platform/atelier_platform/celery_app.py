@@ -76,7 +76,7 @@ def create_app() -> Celery:
         # Celery's Django fix-up closes the database connection before and after every task unless
         # this is set: a new PostgreSQL connection per job, about 10 ms before the claim. With it the
         # fix-up closes only every 1000 tasks; tasking.atelier_task gives each task Django's own
-        # per-request handling instead (CONN_MAX_AGE, health checks: close_old_connections).
+        # per-request handling instead (health checks, close_old_connections).
         CELERY_DB_REUSE_MAX=1000,
         # beat keeps its schedule in memory (celery.beat:Scheduler): no shelve/pickle file.
         beat_scheduler="celery.beat:Scheduler",

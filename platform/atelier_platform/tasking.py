@@ -19,9 +19,9 @@ logger = logging.getLogger("atelier.tasks")
 
 
 def _recycle_connections() -> None:
-    """As Django does around a request: drop a connection that is broken, in a failed state or
-    older than CONN_MAX_AGE, keep a healthy one for the next task. Not inside a transaction (a
-    task called from a test's atomic block keeps its connection)."""
+    """As Django does around a request: drop a connection that is broken or in a failed state (or
+    older than CONN_MAX_AGE, when set), keep a healthy one for the next task. Not inside a
+    transaction (a task called from a test's atomic block keeps its connection)."""
     if not connection.in_atomic_block:
         close_old_connections()
 

@@ -119,6 +119,24 @@ class TestConversations:
         ]
         assert Job.objects.get(pk=second["id"]).outputs.get().content["turns"] == 3
 
+    def test_a_reply_released_at_once_is_in_the_thread_when_the_finish_is_announced(self, chat_project, api, monkeypatch):
+        from django.db import transaction
+
+        from atelier_platform.moderation.policies import update_policy
+
+        update_policy(chat_project, "test", {"review_mode": "release_after_screening", "audit_sample_percent": 0})
+        thread_when_announced = []
+
+        def announce_finished(job_id):  # what a client woken by the notice would find
+            transaction.on_commit(lambda: thread_when_announced.append(
+                [m.role for m in ConversationMessage.objects.filter(job_id=job_id).order_by("index")]))
+
+        monkeypatch.setattr("atelier_platform.jobs.lifecycle.waiting.announce_finished", announce_finished)
+        job = self.post(api, messages=[{"role": "user", "content": "Hello"}]).json()
+        runner = JobRunner(__import__("atelier_platform.catalog.registry", fromlist=["x"]).get_registry(), ModelCache("cpu"))
+        assert runner.run(job["id"]) == "succeeded"
+        assert thread_when_announced == [["user", "assistant"]]
+
     def test_several_new_turns_are_stored_in_order_when_a_thread_starts_and_when_it_goes_on(self, chat_project, api):
         turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Price?"}]
         first = self.post(api, messages=turns).json()

@@ -25,7 +25,7 @@ def test_the_worker_keeps_a_healthy_connection_between_tasks():
         fixup.on_task_prerun(sender=database_connection_in_use)
         used.append(database_connection_in_use())
         fixup.on_task_postrun(sender=database_connection_in_use)
-    if connection.settings_dict["CONN_MAX_AGE"]:
+    if connection.settings_dict["CONN_MAX_AGE"] != 0:  # PostgreSQL: persistent (None) connections
         assert all(conn is used[0] for conn in used)
     else:  # embedded SQLite (CONN_MAX_AGE 0): a local file, connections are closed after each task
         assert connection.connection is None

@@ -15,6 +15,7 @@ from django.db.models import Max
 from atelier_platform.accounts.models import Project
 from atelier_platform.conversations.models import Conversation, ConversationMessage
 from atelier_platform.jobs.errors import InvalidJobInput
+from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES
 
 #: messages kept in a job's input when a long thread is continued (oldest turns dropped first)
 MAX_THREAD_MESSAGES = 50
@@ -69,6 +70,24 @@ def _append(conversation_id, turns: list[tuple[str, str]], job=None, *, is_new: 
 def record_turns(conversation: Conversation, turns: list[dict], job, *, is_new: bool = False) -> None:
     """The caller's new turns, in order; ``is_new``: the conversation was created in this transaction."""
     _append(conversation.pk, [(turn["role"], turn["content"]) for turn in turns], job, is_new=is_new)
+
+
+def reply_of(output) -> str | None:
+    reply = output.content.get("reply") if isinstance(output.content, dict) else None
+    return reply if isinstance(reply, str) else None
+
+
+def record_released_reply(job, outputs) -> None:
+    """A chat job's reply joins its thread once it may be delivered: here, when released after
+    screening (called in the transaction that stores it); under review before release, only when
+    a reviewer approves it (receivers.append_approved_reply). Unreviewed or rejected text never
+    shows in the thread, nor is it fed back to the model on the next turn."""
+    for output in outputs:
+        reply = reply_of(output)
+        if reply is not None:
+            if output.review_state in DELIVERABLE_REVIEW_STATES:
+                record_reply(job, reply)
+            return
 
 
 def record_reply(job, reply: str) -> None:

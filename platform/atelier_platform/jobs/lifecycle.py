@@ -8,6 +8,7 @@ sweeper, or a worker and a cancelling user can race and the row still tells one 
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from atelier_platform.config import get_config
+from atelier_platform.conversations.services import record_released_reply
 from atelier_platform.jobs import waiting
 from atelier_platform.jobs.errors import JobAlreadyFinished
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile
@@ -149,7 +151,10 @@ def _finish_as_succeeded(job_id: str, token: uuid.UUID, known: Job | None) -> Jo
     if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, claim_token=token,
                               cancel_requested_at__isnull=True).update(**fields):
         return None
-    job = known if known is not None and str(known.pk) == str(job_id) else Job.objects.select_related("project").get(pk=job_id)
+    if known is not None and str(known.pk) == str(job_id):
+        job = copy.copy(known)  # the caller's object still says running if this transaction rolls back
+    else:
+        job = Job.objects.select_related("project").get(pk=job_id)
     for name, value in fields.items():
         setattr(job, name, value)
     waiting.announce_finished(job.pk)
@@ -166,6 +171,9 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
     if finished is None:
         job = _locked_claimed_job(job_id, token)
         if job is None:
+            return "lost"
+        if job.cancel_requested_at is None:  # cannot happen: the update above refused only a cancel or a lost claim
+            logger.error("job %s: completion refused though the claim holds and no cancel was asked", job_id)
             return "lost"
         _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running; outputs discarded.")
         return JobStatus.CANCELLED
@@ -193,6 +201,9 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
             file_row.save()
         open_review(output, route)
         stored.append(output)
+    # A chat reply released at once joins its thread in this transaction: a client woken by the
+    # finish notice and sending its next turn finds the reply there.
+    record_released_reply(job, stored)
     transaction.on_commit(lambda: job_succeeded.send(sender=Job, job=job, outputs=stored), robust=True)
     return JobStatus.SUCCEEDED
 

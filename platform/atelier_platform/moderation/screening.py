@@ -24,7 +24,7 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 def policy_for(project: Project) -> SafetyPolicy:
     """The project's policy, created with the defaults on first use. No query when the project was
-    read with ``select_related("safety_policy")`` (API-key requests, a worker's claimed jobs)."""
+    read with ``select_related("safety_policy")`` (API-key requests)."""
     policy = Project.safety_policy.related.get_cached_value(project, default=None)
     if policy is None:
         policy, _ = SafetyPolicy.objects.get_or_create(project=project)
