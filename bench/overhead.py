@@ -6,12 +6,13 @@ minus the model's own time, against a bare Celery task round trip on the same br
 Both paths run on one machine, one at a time, at idle: Atelier's web, worker and beat (embedded
 broker and SQLite, or PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set), and a
 bare Celery worker with a no-op task and a result backend on the same broker. The job is the
-chatbot plugin on the small benchmark model (8 new tokens); the model's own time is the
+chatbot plugin on the tiny benchmark model (4 M parameters, 8 new tokens); the model's own time is the
 ``generate_seconds`` the worker records in each output's provenance. A client gets the result
 two ways, both measured: one request with ``Prefer: wait`` (answered when the job finishes), and
-submit then poll ``GET /jobs/{id}/`` every 5 ms. Prints a table, then as its last line one JSON
-object with ``overhead_ratio`` (median overhead with ``Prefer: wait`` / median round trip) and
-``overhead_ratio_polling``.
+submit then poll ``GET /jobs/{id}/`` every 5 ms. The three are measured in turns (a waited job, a
+polled job, a round trip, and again), so that a host whose speed drifts weighs on all alike.
+Prints a table, then as its last line one JSON object with ``overhead_ratio`` (median overhead
+with ``Prefer: wait`` / median round trip) and ``overhead_ratio_polling``.
 """
 
 from __future__ import annotations
@@ -34,51 +35,63 @@ from batching import build_bench_model  # noqa: E402
 from platform_stack import ApiClient, start_stack  # noqa: E402
 
 
-def bare_celery_round_trips(stack, runs: int) -> list[float]:
-    env = {**stack.env, "PYTHONPATH": f"{REPO}:{REPO / 'bench'}"}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_ping", "worker", "--pool", "solo", "-Q", "bench_ping",
-         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-        env=env, cwd=REPO / "bench", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+class BareCelery:
+    """A bare Celery worker with a no-op task on the stack's broker, and a client process that sends it
+    one task and waits for the result each time it is asked (``round_trip``)."""
+
+    CLIENT = (
+        "import sys, time\n"
+        "from celery_ping import ping\n"
+        "ping.delay().get(timeout=60, interval=0.005)  # worker up, connections warm\n"
+        "print('ready', flush=True)\n"
+        "for _ in sys.stdin:\n"
+        "    started = time.perf_counter()\n"
+        "    ping.delay().get(timeout=60, interval=0.005)\n"
+        "    print(time.perf_counter() - started, flush=True)\n"
     )
-    try:
-        code = (
-            "import json, time\n"
-            "from celery_ping import ping\n"
-            "ping.delay().get(timeout=60, interval=0.005)  # worker up, connections warm\n"
-            "times = []\n"
-            f"for _ in range({runs}):\n"
-            "    started = time.perf_counter()\n"
-            "    ping.delay().get(timeout=60, interval=0.005)\n"
-            "    times.append(time.perf_counter() - started)\n"
-            "    time.sleep(0.2)\n"
-            "print(json.dumps(times))\n"
+
+    def __init__(self, stack) -> None:
+        env = {**stack.env, "PYTHONPATH": f"{REPO}:{REPO / 'bench'}"}
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "celery_ping", "worker", "--pool", "solo", "-Q", "bench_ping",
+             "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+            env=env, cwd=REPO / "bench", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        result = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO / "bench", capture_output=True,
-                                text=True, timeout=300, check=True)
-        return json.loads(result.stdout.strip().splitlines()[-1])
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        self.client = subprocess.Popen([sys.executable, "-c", self.CLIENT], env=env, cwd=REPO / "bench",
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.client.stdout.readline().strip() != "ready":
+            raise RuntimeError("the bare Celery client did not start")
+
+    def round_trip(self) -> float:
+        self.client.stdin.write("\n")
+        self.client.stdin.flush()
+        return float(self.client.stdout.readline())
+
+    def stop(self) -> None:
+        for process in (self.client, self.worker):
+            process.terminate()
+            process.wait(timeout=30)
 
 
-def platform_overheads(client: ApiClient, runs: int, *, polling: bool) -> tuple[list[float], list[float]]:
-    """Submit-to-result times and the model's own times. ``polling``: submit, then poll GET /jobs/{id}/ every
-    5 ms; else one request with ``Prefer: wait`` that answers with the finished job."""
+def measure(client: ApiClient, bare: BareCelery, runs: int) -> dict[str, list[float]]:
+    """In turns, so that a host whose speed drifts weighs on all alike: one job with ``Prefer: wait`` (one
+    request answered when the job finishes), one job submitted then polled with ``GET /jobs/{id}/`` every
+    5 ms, one bare Celery round trip. The model's own time of each job is its ``generate_seconds``."""
     data = {"messages": [{"role": "user", "content": "Where is my parcel?"}], "use_knowledge": False}
     params = {"max_new_tokens": 8, "seed": 0}
     client.wait(client.submit("chatbot", data, params), timeout=600)  # model loaded, connections warm
-    totals, model = [], []
+    times: dict[str, list[float]] = {name: [] for name in ("waited", "waited_model", "polled", "polled_model", "ping")}
     for _ in range(runs):
-        started = time.perf_counter()
-        if polling:
-            job = client.wait(client.submit("chatbot", data, params))
-        else:
-            job = client.submit_and_wait("chatbot", data, params)
-        totals.append(time.perf_counter() - started)
-        model.append(job["outputs"][0]["provenance"]["generate_seconds"])
+        for polling in (False, True):
+            started = time.perf_counter()
+            job = client.wait(client.submit("chatbot", data, params)) if polling else client.submit_and_wait("chatbot", data, params)
+            name = "polled" if polling else "waited"
+            times[name].append(time.perf_counter() - started)
+            times[f"{name}_model"].append(job["outputs"][0]["provenance"]["generate_seconds"])
+            time.sleep(0.2)
+        times["ping"].append(bare.round_trip())
         time.sleep(0.2)
-    return totals, model
+    return times
 
 
 def main() -> int:
@@ -88,14 +101,18 @@ def main() -> int:
     models_root = Path(tempfile.mkdtemp(prefix="atelier-bench-models-"))
     build_bench_model(models_root / "demo" / "chat-lm", "tiny")  # the model's own time is subtracted anyway
     stack = start_stack(models_root, ATELIER_DEVICE="cpu")
+    bare = None
     try:
         client = ApiClient(stack)
-        waited_totals, waited_model = platform_overheads(client, args.runs, polling=False)
-        polled_totals, polled_model = platform_overheads(client, args.runs, polling=True)
-        pings = bare_celery_round_trips(stack, args.runs)
+        bare = BareCelery(stack)
+        times = measure(client, bare, args.runs)
     finally:
+        if bare is not None:
+            bare.stop()
         stack.stop()
         shutil.rmtree(models_root, ignore_errors=True)
+    waited_totals, waited_model, polled_totals, polled_model, pings = (
+        times["waited"], times["waited_model"], times["polled"], times["polled_model"], times["ping"])
     ms = lambda values: round(statistics.median(values) * 1000, 1)  # noqa: E731
     p90 = lambda values: round(sorted(values)[int(len(values) * 0.9) - 1] * 1000, 1)  # noqa: E731
     waited = [total - own for total, own in zip(waited_totals, waited_model)]

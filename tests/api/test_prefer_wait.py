@@ -144,3 +144,35 @@ def test_the_finish_notice_wakes_a_waiter_at_once(project, monkeypatch):
     assert time.monotonic() - started < 30
     finisher.join()
     assert Job.objects.get(pk=job.pk).status == "failed"
+
+
+@with_worker
+def test_without_redis_the_notice_file_wakes_a_waiter_at_once(project, monkeypatch, tmp_path):
+    """Without Redis a waiter does not depend on rereading the row either: with row reads 60 s apart, the
+    notice file the finishing commit leaves wakes it; the sweeper removes old notices."""
+    embedded = get_config().model_copy(update={"redis_url": None})  # as in the embedded set-up, wherever this runs
+    monkeypatch.setattr(waiting, "get_config", lambda: embedded)
+    monkeypatch.setattr(waiting, "POLL_FIRST_S", 60.0)
+    monkeypatch.setattr(waiting, "notice_folder", lambda: tmp_path / "job-notices")
+    job = build_job(project, status=JobStatus.QUEUED)
+
+    def finish_soon():
+        try:
+            time.sleep(0.5)
+            claim = lifecycle.claim_job(str(job.pk), "test-worker")
+            lifecycle.fail_job(str(job.pk), claim.token, "test", "finished by the test")
+        finally:
+            connection.close()
+
+    finisher = threading.Thread(target=finish_soon)
+    finisher.start()
+    started = time.monotonic()
+    assert waiting.wait_until_finished(job.pk, 50)
+    assert time.monotonic() - started < 30
+    finisher.join()
+    assert Job.objects.get(pk=job.pk).status == "failed"
+    notice = tmp_path / "job-notices" / str(job.pk)
+    assert notice.exists()
+    assert waiting.forget_old_notices(now=time.time()) == 0  # still fresh
+    assert waiting.forget_old_notices(now=time.time() + waiting.NOTICE_KEEP_S + 1) == 1
+    assert not notice.exists()

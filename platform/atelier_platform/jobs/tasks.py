@@ -2,7 +2,7 @@
 
 from atelier_platform.celery_app import QUEUE_PLATFORM, SWEEP_JOBS_TASK
 from atelier_platform.fleet.services import forget_old_workers
-from atelier_platform.jobs import lifecycle
+from atelier_platform.jobs import lifecycle, waiting
 from atelier_platform.tasking import atelier_task
 
 
@@ -10,4 +10,5 @@ from atelier_platform.tasking import atelier_task
 def sweep_jobs(task) -> dict[str, int]:
     counts = lifecycle.sweep()
     counts["forgotten_workers"] = forget_old_workers()
+    counts["forgotten_notices"] = waiting.forget_old_notices()
     return counts

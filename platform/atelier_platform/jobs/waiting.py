@@ -1,18 +1,25 @@
 """Waiting for a job to finish inside a request (``Prefer: wait``, the OpenAI-compatible endpoints).
 
-The job row is the truth; a notice only says "look now". With Redis (REDIS_URL), whoever finishes
-a job publishes its id on the job's channel once the transaction has committed, and a waiting
+The job row is the truth; a notice says "it has finished", sent once the finishing transaction
+has committed. With Redis (REDIS_URL) the notice is a message on the job's channel and a waiting
 request wakes at once. A waiter subscribes *before* it reads the row, so a job that finishes
 between the read and the wait still wakes it; it also rereads the row every
 ``SAFETY_RECHECK_S`` in case a notice was lost (Redis restarted, a publisher that failed).
-Without Redis (the embedded set-up), waiters read the row at growing intervals.
+
+Without Redis (the embedded set-up: one machine, one data directory) the notice is an empty file
+named after the job under ``ATELIER_DATA_DIR/job-notices/``: a waiter looks for it every
+``NOTICE_LOOK_S`` (a ``stat``, no database read, so frequent looks cost the model next to nothing)
+and reads the row at growing intervals up to ``FILE_NOTICE_ROW_READ_MAX_S``. The sweeper removes
+notices older than ``NOTICE_KEEP_S``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Iterator
 
 from django.db import transaction
@@ -25,10 +32,13 @@ logger = logging.getLogger("atelier.jobs")
 CHANNEL_PREFIX = "atelier:job-finished:"
 #: How often a subscribed waiter rereads the row anyway.
 SAFETY_RECHECK_S = 1.0
-#: Row polling without Redis: first interval, growth, ceiling. The ceiling is how late a waiter may see a
-#: long job finish. Not lower: on a small host, waking every 10 ms preempted the model's threads often
-#: enough to add about 100 ms to a 450 ms job (bench/batching.py's idle latency), 25 ms added about 25.
-POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.005, 1.5, 0.025
+#: Row reads without Redis: first interval, growth, ceiling. Reading the row every 10 ms preempted the
+#: model's threads on a small host (about +100 ms on a 450 ms job, bench/batching.py's idle latency):
+#: the notice file, looked for every NOTICE_LOOK_S, is what wakes a waiter; the row is the safety net.
+POLL_FIRST_S, POLL_GROWTH, FILE_NOTICE_ROW_READ_MAX_S = 0.005, 1.5, 0.25
+NOTICE_LOOK_S = 0.004
+#: How long notice files are kept (a waiter only needs one while the job it waits for finishes).
+NOTICE_KEEP_S = 600
 
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
@@ -52,18 +62,46 @@ def channel_of(job_id) -> str:
     return f"{CHANNEL_PREFIX}{job_id}"
 
 
+def notice_folder() -> Path:
+    return get_config().data_dir.resolve() / "job-notices"
+
+
 def announce_finished(job_id) -> None:
-    """After the current transaction commits, wake whoever waits for this job (no-op without Redis)."""
-    if not get_config().redis_url:
-        return
+    """After the current transaction commits, wake whoever waits for this job: a message on its Redis
+    channel, or without Redis its notice file."""
+    redis_in_use = bool(get_config().redis_url)
 
     def publish() -> None:
         try:
-            _redis().publish(channel_of(job_id), "finished")
+            if redis_in_use:
+                _redis().publish(channel_of(job_id), "finished")
+            else:
+                folder = notice_folder()
+                folder.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(folder / str(job_id), os.O_CREAT | os.O_WRONLY, 0o600))
         except Exception:  # a lost notice only delays a waiter until its next reread of the row
             logger.warning("could not announce that job %s finished", job_id, exc_info=True)
 
     transaction.on_commit(publish)
+
+
+def forget_old_notices(now: float | None = None) -> int:
+    """Remove notice files older than NOTICE_KEEP_S (the sweeper calls this); returns how many."""
+    folder = notice_folder()
+    cutoff = (time.time() if now is None else now) - NOTICE_KEEP_S
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _status(job_id) -> str | None:
@@ -84,10 +122,22 @@ def _notice_within(subscription, seconds: float) -> bool:
     return False
 
 
+def _notice_file_within(path: Path, seconds: float) -> bool:
+    """True when the job's notice file appears within ``seconds``."""
+    until = time.monotonic() + seconds
+    while True:
+        if path.exists():
+            return True
+        left = until - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(NOTICE_LOOK_S, left))
+
+
 def watch(job_id, timeout_s: float) -> Iterator[bool]:
-    """Yields False after each look at a running job (at least once a second with Redis, every 5-25 ms
-    without), then True once it has finished (or no longer exists, or its finish notice came) and
-    stops; stops after ``timeout_s`` without yielding True."""
+    """Yields False after each read of a running job's row (at least once a second with Redis, at
+    growing intervals of 5-250 ms without), then True once it has finished (or no longer exists, or
+    its finish notice came) and stops; stops after ``timeout_s`` without yielding True."""
     deadline = time.monotonic() + max(0.0, timeout_s)
     client = _redis()
     subscription = None
@@ -118,8 +168,10 @@ def watch(job_id, timeout_s: float) -> Iterator[bool]:
                 except Exception:
                     logger.warning("waiting for job %s by reading its row: Redis went away", job_id, exc_info=True)
                     subscription = None
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * POLL_GROWTH, POLL_MAX_S)
+            if _notice_file_within(notice_folder() / str(job_id), min(delay, max(0.0, deadline - time.monotonic()))):
+                yield True
+                return
+            delay = min(delay * POLL_GROWTH, FILE_NOTICE_ROW_READ_MAX_S)
     finally:
         if subscription is not None:
             try:
