@@ -122,13 +122,8 @@ def test_another_projects_job_is_404_even_when_waiting(api, other_project):
     assert time.monotonic() - started < 20  # refused before any wait
 
 
-@pytest.mark.skipif(not get_config().redis_url, reason="the finish notice travels through Redis (set REDIS_URL)")
-@with_worker
-def test_the_finish_notice_wakes_a_waiter_at_once(project, monkeypatch):
-    """With Redis, a waiter does not depend on rereading the row: with rereads 60 s apart it still wakes."""
-    monkeypatch.setattr(waiting, "SAFETY_RECHECK_S", 60.0)
-    job = build_job(project, status=JobStatus.QUEUED)
-
+def assert_woken_when_another_process_finishes(job) -> None:
+    """A thread, standing for a worker, finishes ``job`` after 0.5 s; the waiter must wake long before its 50 s."""
     def finish_soon():
         try:
             time.sleep(0.5)
@@ -144,6 +139,15 @@ def test_the_finish_notice_wakes_a_waiter_at_once(project, monkeypatch):
     assert time.monotonic() - started < 30
     finisher.join()
     assert Job.objects.get(pk=job.pk).status == "failed"
+
+
+@pytest.mark.skipif(not get_config().redis_url, reason="the finish notice travels through Redis (set REDIS_URL)")
+@with_worker
+def test_the_finish_notice_wakes_a_waiter_at_once(project, monkeypatch):
+    """With Redis, a waiter does not depend on rereading the row: with rereads 60 s apart it still wakes."""
+    monkeypatch.setattr(waiting, "SAFETY_RECHECK_S", 60.0)
+    job = build_job(project, status=JobStatus.QUEUED)
+    assert_woken_when_another_process_finishes(job)
 
 
 @with_worker
@@ -155,22 +159,7 @@ def test_without_redis_the_notice_file_wakes_a_waiter_at_once(project, monkeypat
     monkeypatch.setattr(waiting, "POLL_FIRST_S", 60.0)
     monkeypatch.setattr(waiting, "notice_folder", lambda: tmp_path / "job-notices")
     job = build_job(project, status=JobStatus.QUEUED)
-
-    def finish_soon():
-        try:
-            time.sleep(0.5)
-            claim = lifecycle.claim_job(str(job.pk), "test-worker")
-            lifecycle.fail_job(str(job.pk), claim.token, "test", "finished by the test")
-        finally:
-            connection.close()
-
-    finisher = threading.Thread(target=finish_soon)
-    finisher.start()
-    started = time.monotonic()
-    assert waiting.wait_until_finished(job.pk, 50)
-    assert time.monotonic() - started < 30
-    finisher.join()
-    assert Job.objects.get(pk=job.pk).status == "failed"
+    assert_woken_when_another_process_finishes(job)
     notice = tmp_path / "job-notices" / str(job.pk)
     assert notice.exists()
     assert waiting.forget_old_notices(now=time.time()) == 0  # still fresh

@@ -26,9 +26,10 @@ def is_conversational(plugin) -> bool:
     return "messages" in fields and "conversation_id" in fields
 
 
-def expand_thread(project: Project, plugin_id: str, validated_input: dict[str, Any]) -> tuple[dict[str, Any], Conversation, list[dict]]:
-    """The input with the stored thread prepended, its conversation, and the turns that are new.
-    Without a ``conversation_id`` a conversation is created (call it inside the job's transaction)."""
+def expand_thread(project: Project, plugin_id: str, validated_input: dict[str, Any]) -> tuple[dict[str, Any], Conversation, list[dict], bool]:
+    """The input with the stored thread prepended, its conversation, the turns that are new, and
+    whether the conversation was created here (without a ``conversation_id``; call this inside the
+    job's transaction)."""
     new_turns = list(validated_input["messages"])
     conversation_id = validated_input.get("conversation_id")
     if conversation_id:
@@ -46,7 +47,7 @@ def expand_thread(project: Project, plugin_id: str, validated_input: dict[str, A
     system = [m for m in thread if m["role"] == "system"][:1]
     rest = [m for m in thread if m["role"] != "system"]
     thread = system + rest[-(MAX_THREAD_MESSAGES - len(system)):]
-    return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns
+    return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns, not conversation_id
 
 
 def _append(conversation_id, turns: list[tuple[str, str]], job=None, *, is_new: bool = False) -> None:
