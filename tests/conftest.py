@@ -25,7 +25,10 @@ def no_safety_checks():
     """No safety check runs unless a test installs one."""
     from atelier_platform.moderation.checks import replace_safety_checks
 
+    from atelier_platform.moderation.screening import forget_blocklists
+
     replace_safety_checks([])
+    forget_blocklists()
     yield
     replace_safety_checks(None)
 

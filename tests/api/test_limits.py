@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from atelier_platform.config import AtelierConfig, ConfigurationError, get_config
 from atelier_platform.jobs.models import Job, JobStatus
-from atelier_platform.usage import limits, quotas, ratelimit
+from atelier_platform.usage import limits, quotas, ratelimit, window_counts
 from atelier_platform.usage.errors import LimitExceeded
 from atelier_platform.usage.models import ProjectQuota
 from tests.api.helpers import assert_envelope
@@ -84,7 +85,10 @@ class TestRateLimit:
         def broken(*args, **kwargs):
             raise ConnectionError("cache down")
 
-        monkeypatch.setattr(ratelimit.cache, "add", broken)
+        class BrokenCounts:
+            add = staticmethod(broken)
+
+        monkeypatch.setattr(ratelimit, "window_counts", BrokenCounts)
         assert all(api.get(JOBS).status_code == 200 for _ in range(3))
 
     def test_openai_compatible_endpoints_share_the_budget(self, api, atelier_config):
@@ -94,8 +98,26 @@ class TestRateLimit:
         assert response.status_code == 429 and response["Retry-After"]
 
 
+def _redis_counts():
+    from atelier_platform.redis_client import shared_redis
+
+    client = shared_redis()
+    if client is None:
+        pytest.skip("REDIS_URL is not set (CI sets it)")
+    return window_counts.RedisWindowCounts(client)
+
+
+@pytest.fixture(params=["files", "redis"])
+def counts_store(request, tmp_path, monkeypatch):
+    """Each store the counts can live in: the embedded files, and the real Redis when REDIS_URL names one."""
+    store = window_counts.FileWindowCounts(tmp_path / "ratelimit") if request.param == "files" else _redis_counts()
+    monkeypatch.setattr(ratelimit, "window_counts", lambda: store)
+    return store
+
+
+@pytest.mark.usefixtures("counts_store")
 class TestSlidingWindow:
-    """The counter's arithmetic, on the real cache, at chosen instants."""
+    """The counter's arithmetic, on each real store, at chosen instants."""
 
     def test_refused_requests_do_not_count_and_the_window_slides(self):
         identity, start = f"test:{timezone.now().timestamp()}", 6_000_000.0  # a window boundary (divisible by 60)
@@ -123,6 +145,37 @@ def _hammer(directory: str, rounds: int) -> None:
     for _ in range(rounds):
         cache.add("counter", 0, timeout=60)
         cache.incr("counter")
+
+
+def _count_requests(folder: str, rounds: int) -> None:
+    counts = window_counts.FileWindowCounts(Path(folder))
+    for _ in range(rounds):
+        counts.add("key:hammered", 100)
+
+
+def test_file_counts_are_exact_across_processes(tmp_path):
+    """The embedded counts under several processes at once: no request lost, and the next window
+    sees this one's count as its previous."""
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_count_requests, args=(str(tmp_path), 150)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    counts = window_counts.FileWindowCounts(tmp_path)
+    assert counts.add("key:hammered", 100, 0) == (600, 0)
+    assert counts.add("key:hammered", 101) == (1, 600)
+    assert counts.add("key:hammered", 103) == (1, 0)  # two windows later, nothing of the old one weighs
+    assert counts.add("key:hammered", 102) == (2, 0)  # a clock behind counts in the newer window
+
+
+def test_a_damaged_counts_file_counts_from_zero(tmp_path):
+    counts = window_counts.FileWindowCounts(tmp_path)
+    counts.add("user:1:ann", 5)
+    (path,) = tmp_path.iterdir()
+    path.write_bytes(b"\x00garbage")
+    assert counts.add("user:1:ann", 5) == (1, 0)
 
 
 def test_file_cache_counts_exactly_across_processes(tmp_path):

@@ -13,6 +13,7 @@ from django.utils import timezone
 from atelier_platform.accounts.roles import Role
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.jobs.models import Job, Output
+from atelier_platform.moderation import policies
 from atelier_platform.moderation.checks import replace_safety_checks
 from atelier_platform.moderation.models import AuditEvent, BlocklistEntry, ReviewItem, ReviewMode
 from atelier_platform.moderation.screening import policy_for
@@ -329,6 +330,39 @@ class TestPolicyAndBlocklistApi:
         replaced = owner.post("/api/v1/safety/blocklist/", {"terms": [{"pattern": "only"}], "replace": True}, format="json").json()
         assert replaced == {"added": 1, "removed": 3001, "total": 1}
         assert "term1" not in json.dumps(list(AuditEvent.objects.values("before", "after")))
+
+    def test_every_change_to_the_blocklist_reaches_screening_by_any_path(self, api, project):
+        """The import service, and rows written straight through the ORM (the admin, a shell): the
+        database bumps the policy's revision, so the next screening sees the list as it is now."""
+        policy_for(project)
+        assert submit(api, "a chat about moonshine").status_code == 201
+        entry = BlocklistEntry.objects.create(project=project, pattern="moonshine", category="illicit")
+        assert submit(api, "a chat about moonshine").status_code == 422
+        BlocklistEntry.objects.filter(pk=entry.pk).update(pattern="sunshine")  # in place: same count, same ids
+        assert submit(api, "a chat about moonshine").status_code == 201
+        assert submit(api, "a chat about sunshine").status_code == 422
+        entry.delete()
+        assert submit(api, "a chat about sunshine").status_code == 201
+
+    def test_saving_the_policy_never_sets_the_blocklist_revision_back(self, owner, project):
+        stale = policy_for(project)  # read before the list changes, as by a request still running
+        BlocklistEntry.objects.create(project=project, pattern="moonshine", category="illicit")
+        revision = policy_for(project, fresh=True).blocklist_revision
+        assert revision > stale.blocklist_revision
+        policies.update_policy(project, "test", {"audit_sample_percent": 20})
+        assert policy_for(project, fresh=True).blocklist_revision == revision
+
+    def test_screening_with_the_policy_in_hand_reads_nothing_while_the_list_is_unchanged(
+            self, project, django_assert_num_queries):
+        from atelier_sdk.safety import Target
+
+        from atelier_platform.moderation.screening import screen
+
+        BlocklistEntry.objects.create(project=project, pattern="moonshine", category="illicit")
+        policy = policy_for(project, fresh=True)
+        assert screen(project, Target.INPUT, [("input.text", "moonshine")], policy=policy)["decision"] == "block"
+        with django_assert_num_queries(0):
+            assert screen(project, Target.INPUT, [("input.text", "moonshine")], policy=policy)["decision"] == "block"
 
     def test_editors_cannot_touch_policy_or_blocklist(self, api):
         assert api.get("/api/v1/safety/policy/").status_code == 403

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -45,6 +46,22 @@ class TestRunning:
         assert {o.review_state for o in outputs} == {"pending"}
         assert outputs[0].provenance["plugin"] == "reverse_text" and outputs[0].provenance["ai_generated"] is True
         assert outputs[0].provenance["seed"] == job.seed
+
+    def test_the_models_own_time_leaves_out_screening_and_storing(self, project, runner):
+        """``generate_seconds`` is the plugin call's time only: the benchmarks subtract it as "the model"."""
+        from atelier_platform.moderation.checks import replace_safety_checks
+        from tests.support.safety import WordCheck
+
+        class SlowCheck(WordCheck):
+            def check_text(self, text, context):
+                time.sleep(0.3)
+                return super().check_text(text, context)
+
+        replace_safety_checks([SlowCheck()])
+        job = submit(project, sleep_s=0.1)  # the input is screened here, before the model's clock starts
+        assert runner.run(str(job.pk)) == "succeeded"
+        provenance = reload(job).outputs.get().provenance
+        assert 0.1 <= provenance["generate_seconds"] < 0.3
 
     def test_second_delivery_of_the_same_message_does_nothing(self, project, runner):
         job = submit(project)

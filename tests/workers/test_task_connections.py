@@ -1,5 +1,6 @@
 """A worker keeps its database connection from one task to the next (a new PostgreSQL connection
-costs about 10 ms, paid before every job's claim when Celery's Django fix-up closes it each time)."""
+costs about 10 ms, a new SQLite one about 1 ms, paid before every job's claim when Celery's Django
+fix-up closes it each time)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,14 @@ def test_the_worker_keeps_a_healthy_connection_between_tasks():
         fixup.on_task_prerun(sender=database_connection_in_use)
         used.append(database_connection_in_use())
         fixup.on_task_postrun(sender=database_connection_in_use)
-    if connection.settings_dict["CONN_MAX_AGE"] != 0:  # PostgreSQL: persistent (None) connections
-        assert all(conn is used[0] for conn in used)
-    else:  # embedded SQLite (CONN_MAX_AGE 0): a local file, connections are closed after each task
-        assert connection.connection is None
+    assert connection.settings_dict["CONN_MAX_AGE"] is None  # PostgreSQL and the embedded SQLite alike
+    assert all(conn is used[0] for conn in used)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_broken_connection_is_replaced_before_the_next_task():
+    if connection.vendor == "sqlite":
+        pytest.skip("a SQLite connection is a local file handle: no server can drop it (CI runs this on PostgreSQL)")
     connection.ensure_connection()
     opened = connection.connection
     connection.errors_occurred = True  # as after an OperationalError

@@ -47,6 +47,8 @@ logger = logging.getLogger("atelier.worker")
 
 #: Between two looks for company while jobs keep arriving.
 COMPANY_POLL_S = 0.005
+#: A batch this young screens its outputs with the safety policy read when its jobs were claimed.
+POLICY_FRESH_S = 1.0
 
 
 def resolve_device(requested: str) -> str:
@@ -218,6 +220,8 @@ class _Batch:
         self._policies: dict[int, Any] = {}
         self.images = 0
         self.generate_started: float | None = None
+        self.generate_ended: float | None = None
+        self.claimed_at = time.monotonic()
 
     def add(self, jobs: list[Job]) -> None:
         self.by_id.update((str(job.pk), job) for job in jobs)
@@ -267,7 +271,8 @@ class _Batch:
             )
             started = self.generate_started = time.perf_counter()
             results = self.generate_isolated(loaded.plugin, requests, context)
-            elapsed = time.perf_counter() - started
+            self.generate_ended = time.perf_counter()
+            elapsed = self.generate_ended - started
             for request, result in zip(requests, results):
                 self.finish(request.job_id, result)
             self._count_batch(requests, elapsed)
@@ -340,8 +345,11 @@ class _Batch:
             logger.warning("plugin delivered a result for job %s, which is not in its batch", job_id)
             return
         stats = self.runner.stats
+        # The model's own time for this job ends here: a result delivered early, during the plugin call,
+        # or the call's end; screening and storing come after it.
+        result_at = self.generate_ended or time.perf_counter()
         try:
-            outcome = self._store(job, result)
+            outcome = self._store(job, result, result_at)
         except Exception:
             # The database refused (connection lost...): the job stays running under our claim,
             # and the sweeper queues it again when its heartbeats stop.
@@ -359,7 +367,7 @@ class _Batch:
             if job.enqueued_at:
                 stats.observe("queue_wait_seconds", max(0.0, (job.started_at - job.enqueued_at).total_seconds()))
 
-    def _store(self, job: Job, result) -> str:
+    def _store(self, job: Job, result, result_at: float) -> str:
         job_id = str(job.pk)
         if isinstance(result, JobCancelled) or (self.beat is not None and job_id in self.beat.cancelled):
             return "cancelled" if lifecycle.fail_job(job_id, self.token, "cancelled", "Cancelled while running.") else "lost"
@@ -382,14 +390,18 @@ class _Batch:
         provenance = {**self.provenance, "seed": job.seed, "generated_at": timezone.now().isoformat()}
         if self.generate_started is not None:
             # the model's own time for this job: from the batch's plugin call to this job's result
-            provenance["generate_seconds"] = round(time.perf_counter() - self.generate_started, 4)
+            provenance["generate_seconds"] = round(result_at - self.generate_started, 4)
         return lifecycle.complete_job(job_id, self.token, outputs, provenance, policy=policy, job=job)
 
     def _policy(self, job: Job):
+        """The project's safety policy, once per project per batch: the one read with the claim while the
+        batch is younger than ``POLICY_FRESH_S`` (a change saved since is at most that old), else read again,
+        so that a long batch screens with the policy as it is when its results come."""
         if job.project_id not in self._policies:
             from atelier_platform.moderation.screening import policy_for
 
-            self._policies[job.project_id] = policy_for(job.project)  # once per project per batch
+            fresh = time.monotonic() - self.claimed_at > POLICY_FRESH_S
+            self._policies[job.project_id] = policy_for(job.project, fresh=fresh)
         return self._policies[job.project_id]
 
     def _produced(self, item: OutputItem) -> ProducedOutput:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -29,7 +28,7 @@ from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.config import get_config
 from atelier_platform.jobs import lifecycle
-from atelier_platform.jobs.models import Job, Output
+from atelier_platform.jobs.models import Job, Output, outputs_with_files
 from atelier_platform.jobs.submission import JobRequest, submit_job, submit_jobs
 
 
@@ -95,7 +94,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         jobs = Job.objects.filter(project=self.request.access.project).select_related("project")
         if self.action == "list":
             return jobs
-        return jobs.prefetch_related(Prefetch("outputs", queryset=Output.objects.prefetch_related("files")))
+        return jobs.prefetch_related(outputs_with_files())
 
     def get_serializer_class(self):
         return JobSummarySerializer if self.action == "list" else JobSerializer

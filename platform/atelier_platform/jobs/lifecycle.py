@@ -59,13 +59,18 @@ def _claim_fields(token: uuid.UUID, worker: str, now) -> dict[str, Any]:
     )
 
 
+#: Read with a claimed job: its project, and the project's safety policy, which a short batch screens
+#: its outputs with (see ``atelier_workers.runtime``).
+CLAIMED_JOB_RELATED = ("project", "project__safety_policy")
+
+
 def claim_job(job_id: str, worker: str) -> Claim | None:
     """Take a queued job for this worker; None when it is not queued (done, running elsewhere, cancelled)."""
     token = uuid.uuid4()
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, timezone.now()))
     if not claimed:
         return None
-    return Claim(job=Job.objects.select_related("project").get(pk=job_id), token=token)
+    return Claim(job=Job.objects.select_related(*CLAIMED_JOB_RELATED).get(pk=job_id), token=token)
 
 
 def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_model: Callable[[int], bool]) -> list[Job]:
@@ -82,13 +87,16 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
     if limit <= 0:
         return []
     now = timezone.now()
+    waiting_company = Job.objects.filter(
+        status=JobStatus.QUEUED, plugin_id=leader.plugin_id, plugin_version=leader.plugin_version,
+        batch_key=leader.batch_key, enqueued_at__lte=now, cancel_requested_at__isnull=True,
+    )
+    # A lone job at idle finds none: one plain read says so, without a transaction and its locks.
+    if not waiting_company.exists():
+        return []
     with transaction.atomic():
         candidates = list(
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(
-                status=JobStatus.QUEUED, plugin_id=leader.plugin_id, plugin_version=leader.plugin_version,
-                batch_key=leader.batch_key, enqueued_at__lte=now, cancel_requested_at__isnull=True,
-            )
+            waiting_company.select_for_update(skip_locked=True)
             .order_by("-priority", "created_at")
             .values_list("pk", "project_id")[: limit * 2]
         )
@@ -96,7 +104,8 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
         if not chosen:
             return []
         Job.objects.filter(pk__in=chosen, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, now))
-    claimed = {job.pk: job for job in Job.objects.filter(pk__in=chosen, claim_token=token, status=JobStatus.RUNNING).select_related("project")}
+    claimed = {job.pk: job for job in Job.objects.filter(pk__in=chosen, claim_token=token, status=JobStatus.RUNNING)
+               .select_related(*CLAIMED_JOB_RELATED)}
     return [claimed[pk] for pk in chosen if pk in claimed]  # most urgent first
 
 

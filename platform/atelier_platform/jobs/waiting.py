@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +25,7 @@ from django.db import transaction
 
 from atelier_platform.config import get_config
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job
+from atelier_platform.redis_client import shared_redis
 
 logger = logging.getLogger("atelier.jobs")
 
@@ -39,23 +39,6 @@ POLL_FIRST_S, POLL_GROWTH, FILE_NOTICE_ROW_READ_MAX_S = 0.005, 1.5, 0.25
 NOTICE_LOOK_S = 0.004
 #: How long notice files are kept (a waiter only needs one while the job it waits for finishes).
 NOTICE_KEEP_S = 600
-
-_clients: dict[str, object] = {}
-_clients_lock = threading.Lock()
-
-
-def _redis():
-    """One client (and connection pool) per process, or None in the embedded set-up."""
-    url = get_config().redis_url
-    if not url:
-        return None
-    client = _clients.get(url)
-    if client is None:
-        import redis
-
-        with _clients_lock:
-            client = _clients.setdefault(url, redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2))
-    return client
 
 
 def channel_of(job_id) -> str:
@@ -74,7 +57,7 @@ def announce_finished(job_id) -> None:
     def publish() -> None:
         try:
             if redis_in_use:
-                _redis().publish(channel_of(job_id), "finished")
+                shared_redis().publish(channel_of(job_id), "finished")
             else:
                 folder = notice_folder()
                 folder.mkdir(parents=True, exist_ok=True)
@@ -139,7 +122,7 @@ def watch(job_id, timeout_s: float) -> Iterator[bool]:
     growing intervals of 5-250 ms without), then True once it has finished (or no longer exists, or
     its finish notice came) and stops; stops after ``timeout_s`` without yielding True."""
     deadline = time.monotonic() + max(0.0, timeout_s)
-    client = _redis()
+    client = shared_redis()
     subscription = None
     if client is not None:
         try:

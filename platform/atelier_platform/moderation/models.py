@@ -33,6 +33,11 @@ class SafetyPolicy(models.Model):
     reject_reasons = models.JSONField(default=list, blank=True, help_text="empty: the default reasons")
     lease_seconds = models.PositiveIntegerField(default=600)
     updated_at = models.DateTimeField(auto_now=True)
+    #: Bumped by database triggers (migration 0002) on every insert, update or delete of the project's
+    #: blocklist rows, whatever wrote them; screening rebuilds its compiled blocklist when it moves.
+    #: Never written by Django: saves name their fields, so that an older copy cannot set it back.
+    blocklist_revision = models.PositiveIntegerField(
+        default=0, editable=False, help_text="bumped by the database on every change to the project's blocklist")
 
     def clean(self) -> None:
         if self.audit_sample_percent > 100:
@@ -48,7 +53,12 @@ class SafetyPolicy(models.Model):
 
 
 class BlocklistEntry(models.Model):
-    """A project's term (or regular expression) that screening flags, in a category."""
+    """A project's term (or regular expression) that screening flags, in a category.
+
+    Triggers on this table bump the policy's ``blocklist_revision``. On SQLite a migration that has to
+    rebuild this table drops them: such a migration must create them again (see migration 0002);
+    ``tests/platform/test_moderation.py`` fails if they are missing.
+    """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="blocklist")
     pattern = models.CharField(max_length=500)

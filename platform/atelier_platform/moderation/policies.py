@@ -28,7 +28,8 @@ def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
     for field, value in changes.items():
         setattr(policy, field, value)
     policy.full_clean()
-    policy.save()
+    # Only the fields changed here: the blocklist revision (kept by triggers) stays as the database has it.
+    policy.save(update_fields=[field for field in POLICY_FIELDS if field in changes] + ["updated_at"])
     audit.record(project, actor, "policy_changed", policy, before=before, after=policy_json(policy))
     return policy
 

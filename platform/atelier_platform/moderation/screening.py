@@ -11,7 +11,6 @@ from dataclasses import asdict
 from typing import Any, Iterable
 
 from atelier_sdk.safety import BlocklistTerm, Finding, ScreenContext, Target
-from django.db.models import Count, Max
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.moderation.checks import get_safety_checks
@@ -22,10 +21,10 @@ _RANK = {PASS: 0, REVIEW: 1, BLOCK: 2}
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
-def policy_for(project: Project) -> SafetyPolicy:
+def policy_for(project: Project, *, fresh: bool = False) -> SafetyPolicy:
     """The project's policy, created with the defaults on first use. No query when the project was
-    read with ``select_related("safety_policy")`` (API-key requests)."""
-    policy = Project.safety_policy.related.get_cached_value(project, default=None)
+    read with ``select_related("safety_policy")`` (API-key requests, claimed jobs), unless ``fresh``."""
+    policy = None if fresh else Project.safety_policy.related.get_cached_value(project, default=None)
     if policy is None:
         policy, _ = SafetyPolicy.objects.get_or_create(project=project)
     return policy
@@ -45,20 +44,26 @@ def collect_texts(value: Any, path: str) -> list[tuple[str, str]]:
 _blocklists: dict[int, tuple[tuple, tuple]] = {}
 
 
-def screen_context(project: Project) -> ScreenContext:
-    """The project's blocklist as one tuple, rebuilt only when the list changed (the check caches
-    its compiled automaton by the tuple, so an unchanged list is never hashed or compiled again)."""
-    entries = BlocklistEntry.objects.filter(project=project)
-    signature = tuple(entries.aggregate(n=Count("id"), last=Max("id")).values())
+def screen_context(project: Project, policy: SafetyPolicy) -> ScreenContext:
+    """The project's blocklist as one tuple, read again only when the policy's ``blocklist_revision``
+    moved (the database bumps it on every change to the list). The check caches its compiled
+    automaton by the tuple, so an unchanged list is never read, hashed or compiled again: screening
+    with a policy in hand costs no query."""
+    signature = (policy.pk, policy.blocklist_revision)
     cached = _blocklists.get(project.pk)
     if cached is None or cached[0] != signature:
         terms = tuple(
             BlocklistTerm(pattern=e.pattern, is_regex=e.is_regex, category=e.category)
-            for e in entries.only("pattern", "is_regex", "category").order_by("id")
+            for e in BlocklistEntry.objects.filter(project=project).only("pattern", "is_regex", "category").order_by("id")
         )
         cached = (signature, terms)
         _blocklists[project.pk] = cached
     return ScreenContext(blocklist=cached[1], options={"project": project.slug})
+
+
+def forget_blocklists() -> None:
+    """Drop every compiled blocklist of this process (tests: row ids are reused after a rollback)."""
+    _blocklists.clear()
 
 
 def _finding_json(finding: Finding, field: str) -> dict[str, Any]:
@@ -94,7 +99,7 @@ def screen(
 ) -> dict[str, Any]:
     policy = policy or policy_for(project)
     texts, images = list(texts), list(images)
-    context = screen_context(project)
+    context = screen_context(project, policy)
     findings: list[dict[str, Any]] = []
     checked_by = []
     for check in get_safety_checks():

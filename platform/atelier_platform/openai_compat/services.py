@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from annotated_types import Ge, Le, MultipleOf
-from django.db.models import Prefetch
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.catalog.models import ProjectPlugin
@@ -37,6 +36,7 @@ from atelier_platform.jobs.models import (
     Output,
     OutputFile,
     ReviewState,
+    outputs_with_files,
 )
 from atelier_platform.jobs.submission import JobRequest, Submission, submit_job
 from atelier_platform.openai_compat.errors import OpenAIError, from_job_service
@@ -247,8 +247,7 @@ def watch_job(job_id, timeout_s: float) -> Iterator[Job | None]:
         if not finished:
             yield None
             continue
-        job = (Job.objects.filter(pk=job_id)
-               .prefetch_related(Prefetch("outputs", queryset=Output.objects.prefetch_related("files"))).first())
+        job = Job.objects.filter(pk=job_id).prefetch_related(outputs_with_files()).first()
         if job is not None:
             yield job
         return

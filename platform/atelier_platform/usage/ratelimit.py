@@ -1,4 +1,4 @@
-"""Requests per minute per caller: a sliding-window counter in the shared cache.
+"""Requests per minute per caller: a sliding-window counter shared by every web process.
 
 Two fixed one-minute windows per caller, the current and the previous; the estimate is
 ``previous * (share of the previous window still inside the last 60 s) + current``. This is
@@ -6,9 +6,10 @@ exact to within a few percent, needs two counters per caller whatever the rate (
 timestamps, as DRF's SimpleRateThrottle keeps, grows with the limit), and does not allow the
 double burst of plain fixed windows at a window's edge.
 
-The counters live in Django's default cache, which every web process shares (Redis with
-``REDIS_URL``, else a locked file cache under ``ATELIER_DATA_DIR``). If the cache cannot be
-reached the request is let through and a warning logged: a rate limiter must not take the API down.
+The counts live in Redis with ``REDIS_URL``, else in small locked files under ``ATELIER_DATA_DIR``
+(``usage.window_counts``); counting a request and reading the previous window is one step. If the
+counts cannot be reached the request is let through and a warning logged: a rate limiter must not
+take the API down.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ import math
 import time
 from dataclasses import dataclass
 
-from django.core.cache import cache
+from atelier_platform.usage.window_counts import WINDOW_S, window_counts
 
 logger = logging.getLogger("atelier.api")
-
-WINDOW_S = 60
 
 
 @dataclass(frozen=True)
@@ -37,24 +36,18 @@ class RateDecision:
 
 
 def hit(identity: str, limit: int, *, now: float | None = None) -> RateDecision | None:
-    """Count one request of ``identity``; None when the cache failed (the request goes through)."""
+    """Count one request of ``identity``; None when the counts could not be reached (the request goes through)."""
     now = time.time() if now is None else now
     window = int(now // WINDOW_S)
     elapsed = now - window * WINDOW_S
-    current_key, previous_key = f"ratelimit:{identity}:{window}", f"ratelimit:{identity}:{window - 1}"
     try:
-        cache.add(current_key, 0, timeout=WINDOW_S * 2 + 5)
-        try:
-            current = cache.incr(current_key)
-        except ValueError:  # expired between add and incr
-            cache.set(current_key, 1, timeout=WINDOW_S * 2 + 5)
-            current = 1
-        previous = int(cache.get(previous_key) or 0)
+        counts = window_counts()
+        current, previous = counts.add(identity, window)
         estimate = previous * (1 - elapsed / WINDOW_S) + current
         reset_s = max(1, math.ceil(WINDOW_S - elapsed))
         if estimate <= limit:
             return RateDecision(True, limit, max(0, math.floor(limit - estimate)), reset_s)
-        cache.decr(current_key)  # a refused request does not count
+        counts.add(identity, window, -1)  # a refused request does not count
     except Exception:  # noqa: BLE001 - Redis down, disk full: let it through rather than fail
         logger.warning("rate limit counter unavailable; request allowed", exc_info=True)
         return None
