@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import threading
 
-from atelier_platform.config import get_config
-
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
 
 
-def shared_redis():
-    """The client for ``REDIS_URL``, or None in the embedded set-up."""
-    url = get_config().redis_url
+def shared_redis(url: str | None):
+    """The client for ``url`` (the configured ``REDIS_URL``), or None without one (the embedded set-up)."""
     if not url:
         return None
     client = _clients.get(url)

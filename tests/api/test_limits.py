@@ -101,7 +101,7 @@ class TestRateLimit:
 def _redis_counts():
     from atelier_platform.redis_client import shared_redis
 
-    client = shared_redis()
+    client = shared_redis(get_config().redis_url)
     if client is None:
         pytest.skip("REDIS_URL is not set (CI sets it)")
     return window_counts.RedisWindowCounts(client)

@@ -3,8 +3,10 @@ or after N seconds with the job as it is; a malformed preference is a 400 and cr
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import uuid
 
 import pytest
 from django.db import connection
@@ -150,18 +152,62 @@ def test_the_finish_notice_wakes_a_waiter_at_once(project, monkeypatch):
     assert_woken_when_another_process_finishes(job)
 
 
-@with_worker
-def test_without_redis_the_notice_file_wakes_a_waiter_at_once(project, monkeypatch, tmp_path):
-    """Without Redis a waiter does not depend on rereading the row either: with row reads 60 s apart, the
-    notice file the finishing commit leaves wakes it; the sweeper removes old notices."""
-    embedded = get_config().model_copy(update={"redis_url": None})  # as in the embedded set-up, wherever this runs
+@pytest.fixture
+def embedded_notices(monkeypatch, tmp_path):
+    """Waiting as in the embedded set-up (no Redis), wherever this runs, with row reads 60 s apart: only
+    a notice can wake a waiter in time."""
+    embedded = get_config().model_copy(update={"redis_url": None})
     monkeypatch.setattr(waiting, "get_config", lambda: embedded)
     monkeypatch.setattr(waiting, "POLL_FIRST_S", 60.0)
     monkeypatch.setattr(waiting, "notice_folder", lambda: tmp_path / "job-notices")
+    return tmp_path / "job-notices"
+
+
+@with_worker
+def test_without_redis_the_doorbell_wakes_a_waiter_at_once(project, embedded_notices):
+    """The finishing commit rings the waiter's named pipe; the waiter takes its pipe away after."""
     job = build_job(project, status=JobStatus.QUEUED)
     assert_woken_when_another_process_finishes(job)
-    notice = tmp_path / "job-notices" / str(job.pk)
+    assert (embedded_notices / str(job.pk)).exists()
+    assert not (embedded_notices / "waiting" / str(job.pk)).exists()
+
+
+@with_worker
+def test_without_a_doorbell_the_notice_file_wakes_a_waiter(project, embedded_notices, monkeypatch):
+    """Where no named pipe can be made, the waiter looks for the notice file; the sweeper removes old notices."""
+    monkeypatch.setattr(waiting, "_open_doorbell", lambda job_id: None)
+    job = build_job(project, status=JobStatus.QUEUED)
+    assert_woken_when_another_process_finishes(job)
+    notice = embedded_notices / str(job.pk)
     assert notice.exists()
     assert waiting.forget_old_notices(now=time.time()) == 0  # still fresh
     assert waiting.forget_old_notices(now=time.time() + waiting.NOTICE_KEEP_S + 1) == 1
     assert not notice.exists()
+
+
+def test_a_doorbell_whose_waiter_died_neither_blocks_the_ring_nor_stays(embedded_notices):
+    job_id = uuid.uuid4()
+    doorbell = waiting._Doorbell(job_id)
+    for fd in doorbell._fds:  # the waiter's process is gone: its pipe has no reader any more
+        os.close(fd)
+    doorbell._fds = []
+    started = time.monotonic()
+    waiting._ring(job_id)  # refused at once (no reader), not blocked, not raised
+    assert time.monotonic() - started < 1
+    assert waiting.forget_old_notices(now=time.time()) == 0 and doorbell.path.exists()
+    waiting.forget_old_notices(now=time.time() + waiting.NOTICE_KEEP_S + 1)
+    assert not (embedded_notices / "waiting" / str(job_id)).exists()
+
+
+def test_a_doorbell_wakes_only_when_rung(embedded_notices):
+    job_id = uuid.uuid4()
+    doorbell = waiting._Doorbell(job_id)
+    try:
+        assert not doorbell.rung_within(0.05)  # its own writing end open: no hang-up reads as a ring
+        waiting._ring(uuid.uuid4())  # another job's ring
+        assert not doorbell.rung_within(0.05)
+        waiting._ring(job_id)
+        assert doorbell.rung_within(5)
+    finally:
+        doorbell.close()
+    assert not doorbell.path.exists()

@@ -123,7 +123,8 @@ def authenticate_api_key(raw: str, *, project_related: tuple[str, ...] = ()) -> 
         return None
     prefix, secret = parsed
     related = ["project", *(f"project__{name}" for name in project_related)]
-    api_key = ApiKey.objects.select_related(*related).filter(prefix=prefix).first()
+    # The prefix is unique: no ordering to compile or sort by (``first()`` would add one).
+    api_key = next(iter(ApiKey.objects.select_related(*related).filter(prefix=prefix).order_by()[:1]), None)
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash_secret(secret)):
         return None
     if not api_key.is_active:

@@ -7,17 +7,23 @@ between the read and the wait still wakes it; it also rereads the row every
 ``SAFETY_RECHECK_S`` in case a notice was lost (Redis restarted, a publisher that failed).
 
 Without Redis (the embedded set-up: one machine, one data directory) the notice is an empty file
-named after the job under ``ATELIER_DATA_DIR/job-notices/``: a waiter looks for it every
-``NOTICE_LOOK_S`` (a ``stat``, no database read, so frequent looks cost the model next to nothing)
-and reads the row at growing intervals up to ``FILE_NOTICE_ROW_READ_MAX_S``. The sweeper removes
-notices older than ``NOTICE_KEEP_S``.
+named after the job under ``ATELIER_DATA_DIR/job-notices/``, and a doorbell: each waiter listens on
+a named pipe of its own under ``job-notices/waiting/<job id>/``, made *before* it first reads the
+row, and the finishing commit writes a byte to every pipe there, so the waiter wakes at once with
+no polling. A waiter that could not make its pipe looks for the notice file every ``NOTICE_LOOK_S``
+(a ``stat``) instead. Either way it also reads the row at growing intervals up to
+``FILE_NOTICE_ROW_READ_MAX_S``. The sweeper removes notices (and pipes a waiter that died left
+behind) older than ``NOTICE_KEEP_S``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import selectors
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -49,19 +55,88 @@ def notice_folder() -> Path:
     return get_config().data_dir.resolve() / "job-notices"
 
 
+def _doorbells_of(job_id) -> Path:
+    return notice_folder() / "waiting" / str(job_id)
+
+
+class _Doorbell:
+    """A named pipe one waiter listens on, woken by a byte the finishing commit writes (``_ring``).
+
+    It holds the pipe open for writing too, so that the pipe never reads as hung up (which would
+    look like a ring) while no notifier has it open."""
+
+    def __init__(self, job_id) -> None:
+        folder = _doorbells_of(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
+        os.mkfifo(self.path, 0o600)
+        self._fds: list[int] = []
+        try:
+            self._fds.append(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK))
+            self._fds.append(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self._fds[0], selectors.EVENT_READ)
+        except BaseException:
+            self.close()
+            raise
+
+    def rung_within(self, seconds: float) -> bool:
+        return bool(self._selector.select(max(0.0, seconds)))
+
+    def close(self) -> None:
+        if getattr(self, "_selector", None) is not None:
+            self._selector.close()
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+        try:
+            os.unlink(self.path)
+            self.path.parent.rmdir()  # the last waiter of the job takes the folder away
+        except OSError:
+            pass
+
+
+def _open_doorbell(job_id) -> _Doorbell | None:
+    try:
+        return _Doorbell(job_id)
+    except (OSError, AttributeError):  # no named pipes here (os.mkfifo missing), a full disk...: look for the file
+        logger.warning("waiting for job %s by looking for its notice file: no doorbell", job_id, exc_info=True)
+        return None
+
+
+def _ring(job_id) -> None:
+    """Wake every waiter listening for ``job_id``. A pipe whose waiter is gone refuses to open (ENXIO)."""
+    try:
+        doorbells = list(os.scandir(_doorbells_of(job_id)))
+    except FileNotFoundError:
+        return  # nobody waits
+    for doorbell in doorbells:
+        try:
+            fd = os.open(doorbell.path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            os.write(fd, b"!")
+        except OSError:  # a full pipe has been rung already
+            pass
+        finally:
+            os.close(fd)
+
+
 def announce_finished(job_id) -> None:
     """After the current transaction commits, wake whoever waits for this job: a message on its Redis
-    channel, or without Redis its notice file."""
-    redis_in_use = bool(get_config().redis_url)
+    channel, or without Redis its notice file and a ring of each waiter's doorbell."""
+    redis_url = get_config().redis_url
 
     def publish() -> None:
         try:
-            if redis_in_use:
-                shared_redis().publish(channel_of(job_id), "finished")
+            if redis_url:
+                shared_redis(redis_url).publish(channel_of(job_id), "finished")
             else:
                 folder = notice_folder()
                 folder.mkdir(parents=True, exist_ok=True)
                 os.close(os.open(folder / str(job_id), os.O_CREAT | os.O_WRONLY, 0o600))
+                _ring(job_id)
         except Exception:  # a lost notice only delays a waiter until its next reread of the row
             logger.warning("could not announce that job %s finished", job_id, exc_info=True)
 
@@ -69,22 +144,39 @@ def announce_finished(job_id) -> None:
 
 
 def forget_old_notices(now: float | None = None) -> int:
-    """Remove notice files older than NOTICE_KEEP_S (the sweeper calls this); returns how many."""
-    folder = notice_folder()
+    """Remove notice files, and pipes of waiters that died, older than NOTICE_KEEP_S (the sweeper calls
+    this); returns how many notice files."""
     cutoff = (time.time() if now is None else now) - NOTICE_KEEP_S
     removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        try:
-            if entry.stat().st_mtime < cutoff:
-                os.unlink(entry.path)
-                removed += 1
-        except FileNotFoundError:
-            continue
+    for entry in _entries(notice_folder()):
+        if entry.name == "waiting" and entry.is_dir(follow_symlinks=False):
+            for job_folder in _entries(entry.path):
+                for pipe in _entries(job_folder.path):
+                    _remove_if_older(pipe.path, cutoff)
+                try:
+                    os.rmdir(job_folder.path)
+                except OSError:  # a waiter still listens
+                    pass
+        elif _remove_if_older(entry.path, cutoff):
+            removed += 1
     return removed
+
+
+def _entries(folder) -> list[os.DirEntry]:
+    try:
+        return list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _remove_if_older(path: str, cutoff: float) -> bool:
+    try:
+        if os.stat(path).st_mtime < cutoff:
+            os.unlink(path)
+            return True
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        pass
+    return False
 
 
 def _status(job_id) -> str | None:
@@ -122,9 +214,11 @@ def watch(job_id, timeout_s: float) -> Iterator[bool]:
     growing intervals of 5-250 ms without), then True once it has finished (or no longer exists, or
     its finish notice came) and stops; stops after ``timeout_s`` without yielding True."""
     deadline = time.monotonic() + max(0.0, timeout_s)
-    client = shared_redis()
-    subscription = None
-    if client is not None:
+    client = shared_redis(get_config().redis_url)
+    subscription = doorbell = None
+    if client is None:
+        doorbell = _open_doorbell(job_id)  # before the first read of the row: no ring can fall between
+    else:
         try:
             subscription = client.pubsub(ignore_subscribe_messages=True)
             subscription.subscribe(channel_of(job_id))
@@ -151,11 +245,18 @@ def watch(job_id, timeout_s: float) -> Iterator[bool]:
                 except Exception:
                     logger.warning("waiting for job %s by reading its row: Redis went away", job_id, exc_info=True)
                     subscription = None
-            if _notice_file_within(notice_folder() / str(job_id), min(delay, max(0.0, deadline - time.monotonic()))):
+            window = min(delay, max(0.0, deadline - time.monotonic()))
+            if doorbell is not None:
+                if doorbell.rung_within(window):
+                    yield True  # rung once the finishing transaction committed: the row says so already
+                    return
+            elif _notice_file_within(notice_folder() / str(job_id), window):
                 yield True
                 return
             delay = min(delay * POLL_GROWTH, FILE_NOTICE_ROW_READ_MAX_S)
     finally:
+        if doorbell is not None:
+            doorbell.close()
         if subscription is not None:
             try:
                 subscription.close()

@@ -83,10 +83,11 @@ _file_stores: dict[Path, FileWindowCounts] = {}
 
 def window_counts() -> RedisWindowCounts | FileWindowCounts:
     """The counts every web process of this installation shares."""
-    client = shared_redis()
+    config = get_config()
+    client = shared_redis(config.redis_url)
     if client is not None:
         return RedisWindowCounts(client)
-    folder = get_config().data_dir.resolve() / "ratelimit"
+    folder = config.data_dir.resolve() / "ratelimit"
     store = _file_stores.get(folder)
     if store is None:
         store = _file_stores.setdefault(folder, FileWindowCounts(folder))
