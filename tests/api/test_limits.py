@@ -147,6 +147,16 @@ def _hammer(directory: str, rounds: int) -> None:
         cache.incr("counter")
 
 
+def _in_four_processes(target, *args) -> None:
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=target, args=args) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+
+
 def _count_requests(folder: str, rounds: int) -> None:
     counts = window_counts.FileWindowCounts(Path(folder))
     for _ in range(rounds):
@@ -156,13 +166,7 @@ def _count_requests(folder: str, rounds: int) -> None:
 def test_file_counts_are_exact_across_processes(tmp_path):
     """The embedded counts under several processes at once: no request lost, and the next window
     sees this one's count as its previous."""
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_count_requests, args=(str(tmp_path), 150)) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
+    _in_four_processes(_count_requests, str(tmp_path), 150)
     counts = window_counts.FileWindowCounts(tmp_path)
     assert counts.add("key:hammered", 100, 0) == (600, 0)
     assert counts.add("key:hammered", 101) == (1, 600)
@@ -182,13 +186,7 @@ def test_file_cache_counts_exactly_across_processes(tmp_path):
     """The embedded default's cache under several processes at once: no increment lost."""
     from atelier_platform.usage.filecache import LockingFileBasedCache
 
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_hammer, args=(str(tmp_path), 150)) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
+    _in_four_processes(_hammer, str(tmp_path), 150)
     assert LockingFileBasedCache(str(tmp_path), {}).get("counter") == 600
 
 
