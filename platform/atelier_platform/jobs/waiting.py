@@ -71,6 +71,7 @@ class _Doorbell:
         self.path = folder / f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
         os.mkfifo(self.path, 0o600)
         self._fds: list[int] = []
+        self._selector: selectors.BaseSelector | None = None
         try:
             self._fds.append(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK))
             self._fds.append(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
@@ -84,8 +85,9 @@ class _Doorbell:
         return bool(self._selector.select(max(0.0, seconds)))
 
     def close(self) -> None:
-        if getattr(self, "_selector", None) is not None:
+        if self._selector is not None:
             self._selector.close()
+            self._selector = None
         for fd in self._fds:
             os.close(fd)
         self._fds = []
