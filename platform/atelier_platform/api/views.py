@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import prefetch_related_objects
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -136,8 +137,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             idempotency_key=key,
         )
         headers = {"Location": f"/api/v1/jobs/{submission.job.pk}/"}
-        wait_if_asked(submission.job, seconds, headers)
-        job = self.get_queryset().get(pk=submission.job.pk)
+        if wait_if_asked(submission.job, seconds, headers) or not submission.created:
+            job = self.get_queryset().get(pk=submission.job.pk)
+        else:
+            # The job as this request created it: a worker may claim it before a read here would
+            # run, and a 201 shows the resource created (queued), not a later state.
+            job = submission.job
+            prefetch_related_objects([job], outputs_with_files())
         if not submission.created:
             headers[REPLAYED_HEADER] = "true"
         return Response(
