@@ -124,6 +124,35 @@ def test_another_projects_job_is_404_even_when_waiting(api, other_project):
     assert time.monotonic() - started < 20  # refused before any wait
 
 
+@with_worker
+def test_a_job_deleted_while_waited_for_is_404_not_an_error(api, project):
+    job = build_job(project, status=JobStatus.QUEUED)
+
+    def delete_soon():
+        try:
+            time.sleep(0.3)
+            Job.objects.filter(pk=job.pk).delete()
+        finally:
+            connection.close()
+
+    deleter = threading.Thread(target=delete_soon)
+    deleter.start()
+    started = time.monotonic()
+    response = api.get(f"/api/v1/jobs/{job.pk}/", HTTP_PREFER="wait=30")
+    deleter.join()
+    assert response.status_code == 404, response.content
+    assert "deleted while the request waited" in response.json()["error"]["message"]
+    assert time.monotonic() - started < 20  # the row read during the wait saw it gone
+
+
+@with_worker
+def test_a_waited_answer_is_the_job_as_it_finished_with_its_outputs(api, project, worker):
+    body = submit(api, "wait=30", sleep_s=0.1).json()
+    fetched = api.get(f"/api/v1/jobs/{body['id']}/").json()
+    assert body == fetched  # read again after the wait: the same answer as a plain fetch afterwards
+    assert body["project"] == project.slug and body["outputs"][0]["content"]["text"] == "olleh"
+
+
 def assert_woken_when_another_process_finishes(job) -> None:
     """A thread, standing for a worker, finishes ``job`` after 0.5 s; the waiter must wake long before its 50 s."""
     def finish_soon():

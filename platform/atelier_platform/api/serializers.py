@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -17,6 +19,24 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class FieldsBuiltOnce(serializers.ModelSerializer):
+    """A ModelSerializer that builds its fields from the model once per class, not once per instance.
+
+    DRF introspects the model again for every serializer it creates (``get_fields``): for a job with
+    one output that was 80% of writing the answer (0.5 of 0.6 ms), on every poll and every waited
+    job. What it builds depends only on the class (its Meta and declared fields), so it is built
+    once and each instance gets a copy, as DRF copies declared fields, since fields are bound to
+    their serializer.
+    """
+
+    def get_fields(self):
+        built = type(self).__dict__.get("_fields_built_once")
+        if built is None:
+            built = super().get_fields()
+            type(self)._fields_built_once = built  # per class: a subclass builds its own
+        return copy.deepcopy(built)
+
+
 class JobCreateSerializer(StrictSerializer):
     plugin = serializers.CharField(max_length=63, help_text="Plugin id, as listed by GET /api/v1/plugins/.")
     input = serializers.DictField(help_text="Input object; must match the plugin's input_schema.")
@@ -24,7 +44,7 @@ class JobCreateSerializer(StrictSerializer):
     priority = serializers.IntegerField(min_value=0, max_value=9, default=5, help_text="0 (lowest) to 9 (most urgent).")
 
 
-class OutputFileSerializer(serializers.ModelSerializer):
+class OutputFileSerializer(FieldsBuiltOnce):
     url = serializers.SerializerMethodField(help_text="Download with the same credentials (Bearer key or session).")
 
     class Meta:
@@ -35,7 +55,7 @@ class OutputFileSerializer(serializers.ModelSerializer):
         return f"/api/v1/outputs/{file.output_id}/files/{file.pk}/"
 
 
-class OutputSerializer(serializers.ModelSerializer):
+class OutputSerializer(FieldsBuiltOnce):
     files = OutputFileSerializer(many=True, read_only=True)
 
     class Meta:
@@ -58,7 +78,7 @@ class JobProgressSerializer(serializers.Serializer):
     detail = serializers.DictField()
 
 
-class JobSummarySerializer(serializers.ModelSerializer):
+class JobSummarySerializer(FieldsBuiltOnce):
     plugin = serializers.CharField(source="plugin_id")
     project = serializers.CharField(source="project.slug")
     error = serializers.SerializerMethodField()

@@ -6,7 +6,7 @@ from django.db.models import prefetch_related_objects
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -29,7 +29,7 @@ from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.config import get_config
 from atelier_platform.jobs import lifecycle
-from atelier_platform.jobs.models import Job, Output, outputs_with_files
+from atelier_platform.jobs.models import Job, Output, outputs_with_files, read_again
 from atelier_platform.jobs.submission import JobRequest, submit_job, submit_jobs
 
 
@@ -76,6 +76,14 @@ def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
     return flat
 
 
+def read_again_or_404(job: Job) -> Job:
+    """The job after a wait; 404 when it was deleted meanwhile (its project removed)."""
+    try:
+        return read_again(job)
+    except Job.DoesNotExist:
+        raise NotFound(f"Job {job.pk} was deleted while the request waited for it.") from None
+
+
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     required_capabilities = {
         "list": Capability.JOBS_READ,
@@ -112,7 +120,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         job = self.get_object()
         headers: dict[str, str] = {}
         if wait_if_asked(job, seconds, headers):
-            job = self.get_object()
+            job = read_again_or_404(job)
         return Response(self.get_serializer(job).data, headers=headers)
 
     @extend_schema(
@@ -137,7 +145,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             idempotency_key=key,
         )
         headers = {"Location": f"/api/v1/jobs/{submission.job.pk}/"}
-        if wait_if_asked(submission.job, seconds, headers) or not submission.created:
+        if wait_if_asked(submission.job, seconds, headers):
+            job = read_again_or_404(submission.job)
+        elif not submission.created:
             job = self.get_queryset().get(pk=submission.job.pk)
         else:
             # The job as this request created it: a worker may claim it before a read here would

@@ -150,3 +150,12 @@ def outputs_with_files() -> models.Prefetch:
     queries (and into the query planner's work) to order the rows of a single job."""
     files = models.Prefetch("files", queryset=OutputFile.objects.order_by("role", "id"))
     return models.Prefetch("outputs", queryset=Output.objects.order_by("index").prefetch_related(files))
+
+
+def read_again(job: Job) -> Job:
+    """``job`` as it is now, with its outputs and their files, for a request that held it while it ran
+    (``Prefer: wait``). Its project is the one already in hand (a job never moves), so the row is read
+    without the join. Raises ``Job.DoesNotExist`` when the job was deleted meanwhile."""
+    fresh = Job.objects.filter(pk=job.pk).prefetch_related(outputs_with_files()).get()
+    fresh.project = job.project
+    return fresh
