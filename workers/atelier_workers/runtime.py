@@ -39,6 +39,7 @@ from atelier_platform.fleet.stats import WorkerStats
 from atelier_platform.jobs import lifecycle
 from atelier_platform.jobs.lifecycle import Claim, ProducedOutput
 from atelier_platform.jobs.models import Job
+from atelier_platform.prepared_reads import PreparedRead
 from atelier_workers import knowledge
 from atelier_workers.heartbeat import BatchHeartbeat
 from atelier_workers.model_cache import ModelCache, release_device_memory
@@ -68,9 +69,16 @@ def model_dir_for(job, plugin_class: type[Plugin]) -> tuple[Path | None, str | N
     return model_dir_for_project(job.project_id, plugin_class)
 
 
+#: A project's setting for a plugin with its pinned model; (project, plugin) is unique: no ordering.
+_model_pin_read = PreparedRead(
+    lambda project_id, plugin_id: ProjectPlugin.objects.filter(project_id=project_id, plugin_id=plugin_id)
+    .select_related("model_version").order_by()[:1],
+    project_id=ProjectPlugin._meta.get_field("project"), plugin_id=ProjectPlugin._meta.get_field("plugin_id"),
+)
+
+
 def model_dir_for_project(project_id: int, plugin_class: type[Plugin]) -> tuple[Path | None, str | None]:
-    setting = (ProjectPlugin.objects.filter(project_id=project_id, plugin_id=plugin_class.manifest.id)
-               .select_related("model_version").first())
+    setting = _model_pin_read.first(project_id=project_id, plugin_id=plugin_class.manifest.id)
     pinned = setting.model_version if setting else None
     relative = pinned.model_dir if pinned else plugin_class.manifest.default_model_dir
     if not relative:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from atelier_platform.accounts.models import ApiKey, Membership, Project
 from atelier_platform.accounts.roles import DEFAULT_API_KEY_SCOPES, ROLE_CAPABILITIES, Capability, Role
+from atelier_platform.prepared_reads import PreparedRead
 
 KEY_PREFIX = "atl"
 #: last_used_at is refreshed at most this often, so that a busy key does not write on every call.
@@ -115,6 +116,22 @@ def parse_raw_key(raw: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
+#: The key by its prefix with its project and ``project_related`` rows, one prepared read per tuple
+_KEY_READS: dict[tuple[str, ...], PreparedRead] = {}
+
+
+def _key_read(project_related: tuple[str, ...]) -> PreparedRead:
+    read = _KEY_READS.get(project_related)
+    if read is None:
+        related = ["project", *(f"project__{name}" for name in project_related)]
+        # The prefix is unique: no ordering to compile or sort by (``first()`` would add one).
+        read = _KEY_READS[project_related] = PreparedRead(
+            lambda prefix: ApiKey.objects.select_related(*related).filter(prefix=prefix).order_by()[:1],
+            prefix=ApiKey._meta.get_field("prefix"),
+        )
+    return read
+
+
 def authenticate_api_key(raw: str, *, project_related: tuple[str, ...] = ()) -> ApiKey | None:
     """The active key for ``raw``, or None. Constant-time comparison of the secret's hash.
     ``project_related``: one-to-one rows of the project to read in the same query."""
@@ -122,9 +139,7 @@ def authenticate_api_key(raw: str, *, project_related: tuple[str, ...] = ()) -> 
     if parsed is None:
         return None
     prefix, secret = parsed
-    related = ["project", *(f"project__{name}" for name in project_related)]
-    # The prefix is unique: no ordering to compile or sort by (``first()`` would add one).
-    api_key = next(iter(ApiKey.objects.select_related(*related).filter(prefix=prefix).order_by()[:1]), None)
+    api_key = _key_read(tuple(project_related)).first(prefix=prefix)
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash_secret(secret)):
         return None
     if not api_key.is_active:

@@ -27,6 +27,7 @@ from atelier_platform.jobs.errors import JobAlreadyFinished
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile
 from atelier_platform.jobs.queueing import enqueue_on_commit
 from atelier_platform.jobs.signals import job_cancelled, job_failed, job_succeeded
+from atelier_platform.prepared_reads import PreparedRead
 
 logger = logging.getLogger("atelier.jobs")
 
@@ -62,6 +63,8 @@ def _claim_fields(token: uuid.UUID, worker: str, now) -> dict[str, Any]:
 #: Read with a claimed job: its project, and the project's safety policy, which a short batch screens
 #: its outputs with (see ``atelier_workers.runtime``).
 CLAIMED_JOB_RELATED = ("project", "project__safety_policy")
+_claimed_job_read = PreparedRead(lambda pk: Job.objects.select_related(*CLAIMED_JOB_RELATED).filter(pk=pk),
+                                 pk=Job._meta.pk)
 
 
 def claim_job(job_id: str, worker: str) -> Claim | None:
@@ -70,7 +73,10 @@ def claim_job(job_id: str, worker: str) -> Claim | None:
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, timezone.now()))
     if not claimed:
         return None
-    return Claim(job=Job.objects.select_related(*CLAIMED_JOB_RELATED).get(pk=job_id), token=token)
+    job = _claimed_job_read.first(pk=job_id)
+    if job is None:  # deleted with its project between the claim and this read
+        return None
+    return Claim(job=job, token=token)
 
 
 def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_model: Callable[[int], bool]) -> list[Job]:

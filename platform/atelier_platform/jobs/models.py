@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from atelier_platform.accounts.models import ApiKey, Project
+from atelier_platform.prepared_reads import PreparedRead
 
 
 class JobStatus(models.TextChoices):
@@ -156,6 +157,12 @@ def read_again(job: Job) -> Job:
     """``job`` as it is now, with its outputs and their files, for a request that held it while it ran
     (``Prefer: wait``). Its project is the one already in hand (a job never moves), so the row is read
     without the join. Raises ``Job.DoesNotExist`` when the job was deleted meanwhile."""
-    fresh = Job.objects.filter(pk=job.pk).prefetch_related(outputs_with_files()).get()
+    fresh = _job_read.first(pk=job.pk)
+    if fresh is None:
+        raise Job.DoesNotExist(f"job {job.pk} no longer exists")
     fresh.project = job.project
+    models.prefetch_related_objects([fresh], outputs_with_files())
     return fresh
+
+
+_job_read = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=Job._meta.pk)
