@@ -7,8 +7,10 @@ Starts web, worker (one process, as on a GPU host) and beat on a throw-away data
 (embedded broker and SQLite; PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set).
 Without --model-dir it builds a small Llama chat model (26 M parameters, or 4 M with --model-shape
 tiny; random weights, the chat tokenizer trained on the demo knowledge base): the work per token is
-real, the words are not. Idle latency (one job alone) is measured for both in turns, one baseline job then
-one platform job, so that a host whose speed drifts during the run weighs on both alike. Prints a table,
+real, the words are not. Throughput is measured in turns (the baseline's 32 jobs, then the platform's,
+three rounds; the median round of each) after one untimed round at the measured batch size, and idle
+latency (one job alone) in turns too, one baseline job then one platform job, so that a host whose
+speed drifts during the run weighs on both alike. Prints a table,
 then as its last line one JSON object: throughput_ratio, idle_latency_ms, baseline_idle_latency_ms,
 max_wait_ms, tokens_per_second and the rest.
 """
@@ -102,42 +104,48 @@ class Baseline:
         return {"seconds": time.perf_counter() - started, "tokens": tokens}
 
 
-def through_platform(client: ApiClient, asked: list[str], new_tokens: int) -> dict:
-    """The same jobs through web, queue and worker, submitted two ways: in one ``POST /jobs/batch/`` (all
-    queued at once: what the worker's batching does with them), and by 32 clients each posting its own
-    job from 8 threads (the web's per-request work then shares this machine's two cores with the model)."""
-    params = {"max_new_tokens": new_tokens, "seed": 0}
+def job_body(question: str, new_tokens: int) -> dict:
+    return {"plugin": "chatbot", "input": {"messages": [{"role": "user", "content": question}], "use_knowledge": False},
+            "params": {"max_new_tokens": new_tokens, "seed": 0}}
 
-    def job_body(question: str) -> dict:
-        return {"plugin": "chatbot", "input": {"messages": [{"role": "user", "content": question}], "use_knowledge": False},
-                "params": params}
 
-    def finished(ids: list[str]) -> list[dict]:
-        # One waiting request at a time (Prefer: wait), so that watching costs the server next to nothing:
-        # a client polling every few milliseconds would take CPU from the worker it measures.
-        jobs = [client.job(job_id, wait_s=60) for job_id in ids]
-        failed = [job for job in jobs if job["status"] != "succeeded"]
-        if failed:
-            raise RuntimeError(f"{len(failed)} jobs did not succeed: {failed[0].get('error')}")
-        return jobs
+def through_platform(client: ApiClient, asked: list[str], new_tokens: int, mode: str) -> dict:
+    """The jobs through web, queue and worker, submitted one of two ways: ``batch_request``, in one
+    ``POST /jobs/batch/`` (all queued at once: what the worker's batching does with them), or
+    ``concurrent_clients``, each posting its own job from 8 threads (the web's per-request work then
+    shares this machine's two cores with the model)."""
+    time.sleep(1.0)  # idle again
+    started = time.perf_counter()
+    if mode == "batch_request":
+        ids = client.submit_batch([job_body(question, new_tokens) for question in asked])
+    else:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            ids = list(pool.map(lambda question: client.submit(**job_body(question, new_tokens)), asked))
+    # One waiting request at a time (Prefer: wait), so that watching costs the server next to nothing:
+    # a client polling every few milliseconds would take CPU from the worker it measures.
+    jobs = [client.job(job_id, wait_s=60) for job_id in ids]
+    failed = [job for job in jobs if job["status"] != "succeeded"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs did not succeed: {failed[0].get('error')}")
+    return {
+        "seconds": time.perf_counter() - started,
+        "tokens": sum(job["outputs"][0]["content"]["usage"]["completion_tokens"] for job in jobs),
+        "batch_sizes": sorted(job["outputs"][0]["provenance"].get("batch_size", 1) for job in jobs),
+    }
 
-    client.submit_and_wait(**job_body("warm-up: load the model"))
-    runs = {}
-    for mode in ("batch_request", "concurrent_clients"):
-        time.sleep(1.0)  # idle again
-        started = time.perf_counter()
-        if mode == "batch_request":
-            ids = client.submit_batch([job_body(question) for question in asked])
-        else:
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                ids = list(pool.map(lambda question: client.submit(**job_body(question)), asked))
-        jobs = finished(ids)
-        runs[mode] = {
-            "seconds": time.perf_counter() - started,
-            "tokens": sum(job["outputs"][0]["content"]["usage"]["completion_tokens"] for job in jobs),
-            "batch_sizes": sorted(job["outputs"][0]["provenance"].get("batch_size", 1) for job in jobs),
-        }
-    return runs
+
+def throughputs(base: Baseline, client: ApiClient, asked: list[str], new_tokens: int, rounds: int) -> dict[str, dict]:
+    """The baseline's run of all jobs and the platform's two, in turns, ``rounds`` times; each one's median
+    round. In turns, so that a host whose speed drifts weighs on all alike; after one untimed round of
+    each at the measured size, as the first batch of a size pays for memory the later ones reuse (the
+    baseline's batch-1 shape is warmed the same way)."""
+    through_platform(client, asked, new_tokens, "batch_request")
+    runs: dict[str, list[dict]] = {"baseline": [], "batch_request": [], "concurrent_clients": []}
+    for _ in range(rounds):
+        runs["baseline"].append(base.throughput(asked))
+        for mode in ("batch_request", "concurrent_clients"):
+            runs[mode].append(through_platform(client, asked, new_tokens, mode))
+    return {name: sorted(done, key=lambda run: run["seconds"])[len(done) // 2] for name, done in runs.items()}
 
 
 def idle_latencies(base: Baseline, client: ApiClient, asked: list[str], new_tokens: int, runs: int) -> tuple[float, float]:
@@ -170,6 +178,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--idle-runs", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each throughput run (median)")
     parser.add_argument("--model-dir", type=Path, help="a chat model directory (default: a model built here)")
     parser.add_argument("--model-shape", choices=sorted(MODEL_SHAPES), default="small",
                         help="shape of the built model: small (26 M parameters) or tiny (4 M)")
@@ -191,11 +200,12 @@ def main() -> int:
     asked = questions(args.jobs)
 
     baseline = Baseline(model_dir, device, args.new_tokens)
-    base = baseline.throughput(asked)
     stack = start_stack(models_root, ATELIER_DEVICE=device, ATELIER_BATCH_MAX_WAIT_MS=str(args.max_wait_ms))
     try:
         client = ApiClient(stack)
-        ours = through_platform(client, asked, args.new_tokens)
+        client.submit_and_wait(**job_body("warm-up: load the model", args.new_tokens))
+        ours = throughputs(baseline, client, asked, args.new_tokens, args.rounds)
+        base = ours.pop("baseline")
         base["idle_latency_s"], ours["idle_latency_s"] = idle_latencies(baseline, client, asked, args.new_tokens, args.idle_runs)
     finally:
         stack.stop()
@@ -206,7 +216,7 @@ def main() -> int:
     rate = lambda run: args.jobs / run["seconds"]  # noqa: E731
     figures = {
         "backend": stack.backend, "device": device, "model": "given" if args.model_dir else args.model_shape,
-        "jobs": args.jobs, "new_tokens": args.new_tokens,
+        "jobs": args.jobs, "new_tokens": args.new_tokens, "rounds": args.rounds,
         "baseline_jobs_per_second": round(base_rate, 2), "jobs_per_second": round(rate(batched), 2),
         "throughput_ratio": round(rate(batched) / base_rate, 2),
         "concurrent_clients_jobs_per_second": round(rate(clients), 2),
@@ -221,7 +231,7 @@ def main() -> int:
         "concurrent_clients_batch_sizes_seen": batch_sizes(clients["batch_sizes"]),
     }
     print(f"chatbot ({figures['model']} model), {args.jobs} jobs of {args.new_tokens} new tokens, {device}, "
-          f"{stack.backend} broker and database")
+          f"{stack.backend} broker and database; throughput: median of {args.rounds} rounds")
     columns = ("baseline: batch-1 generate", "Atelier: one batch request", f"Atelier: {args.jobs} clients")
     print(f"{'':28}" + "".join(f"{c:>29}" for c in columns))
     print(f"{'throughput, jobs/s':28}{figures['baseline_jobs_per_second']:>29}{figures['jobs_per_second']:>29}"
