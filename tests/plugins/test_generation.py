@@ -53,6 +53,52 @@ def test_sampled_item_gives_the_same_text_alone_and_in_any_batch(lm):
     assert last == alone
 
 
+SYSTEM = {"role": "system", "content": "You are the support assistant of a furniture shop. Answer in two sentences, "
+                                       "name the order number when you know it, and never invent delivery dates."}
+
+
+def shared_prefix_spy(lm, monkeypatch) -> list[int]:
+    """The length of the prefix each batch ran once for all its rows (0: none shared)."""
+    shared: list[int] = []
+    prefill = lm._prefill_shared_prefix
+
+    def spy(prompts):
+        result = prefill(prompts)
+        shared.append(result[0])
+        return result
+
+    monkeypatch.setattr(lm, "_prefill_shared_prefix", spy)
+    return shared
+
+
+def test_a_shared_system_prompt_runs_once_and_every_reply_is_as_alone(lm, monkeypatch):
+    chats = [[SYSTEM, {"role": "user", "content": question}] for question in
+             ("Where is my lamp?", "Can I return a rug after thirty days?", "hi", "标准配送需要几天？")]
+    requests = [ChatRequest(chat, max_new_tokens=16) for chat in chats]
+    requests += [ChatRequest(chat, max_new_tokens=16, temperature=0.9, seed=seed) for seed, chat in enumerate(chats)]
+    alone = [lm.generate([request])[0] for request in requests]
+    shared = shared_prefix_spy(lm, monkeypatch)
+    together = lm.generate(requests)
+    assert shared and shared[0] >= len(lm._encode([SYSTEM], generation_prompt=False)) - 2  # the system prompt, run once
+    assert together == alone
+    assert len({reply.text for reply in alone[4:]}) > 1  # sampled with their own seeds: not all alike
+
+
+def test_identical_prompts_share_all_but_their_last_token(lm, monkeypatch):
+    request = ChatRequest([SYSTEM, {"role": "user", "content": "Where is my lamp?"}], max_new_tokens=12)
+    alone = lm.generate([request])[0]
+    shared = shared_prefix_spy(lm, monkeypatch)
+    assert lm.generate([request, request, request]) == [alone] * 3
+    assert shared == [alone.prompt_tokens - 1]
+
+
+def test_prompts_that_share_little_are_not_split(lm, monkeypatch):
+    shared = shared_prefix_spy(lm, monkeypatch)
+    alone = [lm.generate([ChatRequest(chat, max_new_tokens=8)])[0] for chat in (SHORT, MEDIUM)]
+    assert lm.generate([ChatRequest(chat, max_new_tokens=8) for chat in (SHORT, MEDIUM)]) == alone
+    assert shared == [0, 0, 0]  # each alone, then the two together: too little in common to run apart
+
+
 def test_different_seeds_give_different_samples(lm):
     texts = {
         lm.generate([ChatRequest(SHORT, max_new_tokens=16, temperature=1.0, seed=seed)])[0].text for seed in range(4)

@@ -14,6 +14,13 @@ How batch independence is kept:
   "exponential race" form of categorical sampling), so its random stream never depends on the
   batch; greedy items draw nothing.
 
+Shared prompt prefix: the items of a batch often begin alike (the same system prompt, the same
+knowledge passages). The tokens they all begin with are run through the model once, as one row,
+and their KV cache is copied to every row; each row's prefill then runs only on what follows. On
+the chatbot's prompts (a 60-token system prompt, 90 to 115 tokens in all) that halves the prefill,
+which is most of a CPU batch's work. A row computes the same attention over the same keys either
+way; only the order of floating-point sums differs, as it does with padding.
+
 Import this module only where torch may be imported (workers, not the web process).
 """
 
@@ -29,6 +36,9 @@ from atelier_sdk import PluginError
 
 #: A model without a usable position limit in its config is treated as having this many positions.
 FALLBACK_MAX_POSITIONS = 2048
+#: A prefix shared by every item of a batch is run once when it is at least this long; a shorter one
+#: saves less than the extra forward pass costs.
+MIN_SHARED_PREFIX_TOKENS = 16
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
@@ -189,17 +199,22 @@ class CausalChatLM:
 
     def _decode(self, states, rows, prompts, callback, should_stop, on_finished=None) -> None:
         device = self.device
+        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        shared, cache = self._prefill_shared_prefix(prompts)
+        prompts = [ids[shared:] for ids in prompts]
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        attention = torch.zeros((len(rows), shared + width), dtype=torch.long)
+        attention[:, :shared] = 1
         for row, ids in enumerate(prompts):
             input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention[row, width - len(ids):] = 1
+            attention[row, shared + width - len(ids):] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
         # Positions count from each row's first real token, so padding does not shift them.
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
 
-        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        if cache is not None:
+            extra[self._cache_argument] = cache
         out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **extra)
         cache = self._cache_of(out)
         logits = out.logits[:, -1, :]
@@ -241,6 +256,24 @@ class CausalChatLM:
             cache = self._cache_of(out)
             logits = out.logits[:, -1, :]
             next_position = next_position + 1
+
+    def _prefill_shared_prefix(self, prompts: list[list[int]]):
+        """Run the tokens every prompt begins with once, as one row, and give each row a copy of their KV
+        cache: (how many tokens, the cache), or (0, None) when nothing worth sharing. Every row keeps at
+        least its last prompt token, whose logits choose its first new token."""
+        if len(prompts) < 2:
+            return 0, None
+        shared = min(len(ids) for ids in prompts) - 1
+        for ids in prompts[1:]:
+            shared = min(shared, _common_prefix_length(prompts[0], ids))
+        if shared < MIN_SHARED_PREFIX_TOKENS:
+            return 0, None
+        prefix = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=self.device)
+        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        out = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, **extra)
+        cache = self._cache_of(out)
+        cache.batch_repeat_interleave(len(prompts))
+        return shared, cache
 
     @staticmethod
     def _cache_of(out):
