@@ -7,6 +7,11 @@ from atelier_sdk import Plugin
 from atelier_platform.accounts.models import Project
 from atelier_platform.catalog.models import ProjectPlugin
 from atelier_platform.catalog.registry import get_registry
+from atelier_platform.prepared_reads import PreparedRead
+
+#: A project's plugin settings, read on every job submission (see ``plugin_settings``).
+_settings_read = PreparedRead(lambda project_id: ProjectPlugin.objects.filter(project_id=project_id).order_by(),
+                              project_id=ProjectPlugin._meta.get_field("project"))
 
 
 def enable_installed_plugins(project: Project) -> list[str]:
@@ -40,5 +45,4 @@ def _param_defaults(config: dict | None) -> dict:
 
 def plugin_settings(project: Project) -> dict[str, tuple[bool, dict]]:
     """Every plugin the project has a setting for: (enabled, param defaults), in one query."""
-    return {plugin_id: (enabled, _param_defaults(config))
-            for plugin_id, enabled, config in ProjectPlugin.objects.filter(project=project).values_list("plugin_id", "enabled", "config")}
+    return {setting.plugin_id: (setting.enabled, _param_defaults(setting.config)) for setting in _settings_read(project_id=project.pk)}
