@@ -53,6 +53,17 @@ class TestSubmit:
         assert post(api, GOOD).status_code == 201
         assert_envelope(post(api, GOOD), 429, "quota_exceeded")  # 2 a day: the blocked one does not count
 
+    def test_a_new_job_is_answered_without_reading_back_its_rows(self, api):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as queries:
+            response = post(api, GOOD)
+        assert response.status_code == 201 and response.json()["outputs"] == []
+        tables = [q["sql"].split(" FROM ", 1)[1].split()[0] for q in queries.captured_queries
+                  if q["sql"].startswith("SELECT") and " FROM " in q["sql"]]
+        assert not [table for table in tables if table.startswith('"jobs_')]  # neither the job nor its outputs
+
     def test_created_job_is_queued_and_published_after_commit(self, api, django_capture_on_commit_callbacks, monkeypatch):
         published = []
         monkeypatch.setattr(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import prefetch_related_objects
+from django.db.models import Prefetch, prefetch_related_objects
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -151,9 +151,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             job = self.get_queryset().get(pk=submission.job.pk)
         else:
             # The job as this request created it: a worker may claim it before a read here would
-            # run, and a 201 shows the resource created (queued), not a later state.
+            # run, and a 201 shows the resource created (queued), not a later state. It has no
+            # outputs yet: an empty queryset fills them without a query.
             job = submission.job
-            prefetch_related_objects([job], outputs_with_files())
+            prefetch_related_objects([job], Prefetch("outputs", queryset=Output.objects.none()))
         if not submission.created:
             headers[REPLAYED_HEADER] = "true"
         return Response(
