@@ -122,3 +122,16 @@ def test_a_constant_that_differs_between_builds_refuses_to_prepare(project, sql_
     sql_builds.clear()
     read(pk=job.pk)
     assert sql_builds  # not prepared: the ORM built it again
+
+
+def test_a_value_of_a_field_type_without_a_marker_runs_through_the_orm(project, sql_builds):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    job = build_job(project)
+    read = PreparedRead(lambda before: Job.objects.filter(created_at__lt=before), before=Job._meta.get_field("created_at"))
+    sql_builds.clear()
+    assert [found.pk for found in read(before=timezone.now() + timedelta(seconds=1))] == [job.pk]
+    assert read(before=timezone.now() - timedelta(days=1)) == []
+    assert len(sql_builds) == 2  # built by the ORM on each call
