@@ -84,6 +84,17 @@ def test_a_finished_job_is_answered_at_once_and_read_once(api, project, django_a
     assert time.monotonic() - started < 5
 
 
+def test_a_waited_fetch_reads_the_outputs_once_after_the_wait(api, project):
+    from django.test.utils import CaptureQueriesContext
+
+    job = build_job(project, status=JobStatus.QUEUED)  # no worker: the wait runs out
+    with CaptureQueriesContext(connection) as reads:
+        response = api.get(f"/api/v1/jobs/{job.pk}/", HTTP_PREFER="wait=1")
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+    output_reads = [q for q in reads.captured_queries if 'FROM "jobs_output"' in q["sql"]]
+    assert len(output_reads) == 1  # not once before the wait and again after it
+
+
 def _reads_of_one_job(api, job) -> int:
     from django.test.utils import CaptureQueriesContext
 

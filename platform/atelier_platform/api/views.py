@@ -101,7 +101,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return Job.objects.none()
         # Every lookup is scoped to the caller's project: another project's job is "not found".
         jobs = Job.objects.filter(project=self.request.access.project).select_related("project")
-        if self.action == "list":
+        if self.action in ("list", "retrieve"):  # retrieve reads the outputs once any wait is over
             return jobs
         return jobs.prefetch_related(outputs_with_files())
 
@@ -121,6 +121,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         headers: dict[str, str] = {}
         if wait_if_asked(job, seconds, headers):
             job = read_again_or_404(job)
+        else:
+            prefetch_related_objects([job], outputs_with_files())
         return Response(self.get_serializer(job).data, headers=headers)
 
     @extend_schema(

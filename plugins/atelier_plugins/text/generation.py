@@ -112,7 +112,7 @@ class CausalChatLM:
         self.pad_token_id = pad if pad is not None else (min(self.eos_token_ids) if self.eos_token_ids else 0)
         accepted = inspect.signature(self.model.forward).parameters
         # Asking for the last position's logits only saves a (batch x prompt x vocab) tensor at prefill.
-        self._logits_to_keep = "logits_to_keep" in accepted
+        self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
         # transformers 5 renamed ``past_key_values`` to ``cache``; accept models written either way.
         self._cache_argument = "cache" if "cache" in accepted else "past_key_values"
 
@@ -199,7 +199,7 @@ class CausalChatLM:
 
     def _decode(self, states, rows, prompts, callback, should_stop, on_finished=None) -> None:
         device = self.device
-        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        extra = dict(self._last_logits_only)
         shared, cache = self._prefill_shared_prefix(prompts)
         prompts = [ids[shared:] for ids in prompts]
         width = max(len(p) for p in prompts)
@@ -269,8 +269,7 @@ class CausalChatLM:
         if shared < MIN_SHARED_PREFIX_TOKENS:
             return 0, None
         prefix = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=self.device)
-        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
-        out = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, **extra)
+        out = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, **self._last_logits_only)
         cache = self._cache_of(out)
         cache.batch_repeat_interleave(len(prompts))
         return shared, cache
