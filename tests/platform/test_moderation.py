@@ -57,6 +57,26 @@ def reviewer_api(project, member, client_for):
     return make
 
 
+class _ModelFileMissing(WordCheck):
+    def load(self, device):
+        raise FileNotFoundError("profanity_model.joblib")
+
+
+@pytest.mark.django_db
+def test_a_check_that_cannot_load_is_skipped_and_the_others_screen(api, monkeypatch, caplog):
+    """Like one that cannot be imported: every submission would answer 500 otherwise."""
+    from atelier_sdk import safety_registry
+
+    records = [safety_registry.SafetyCheckRecord(name="broken", source="test", check=_ModelFileMissing),
+               safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck)]
+    monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): records)
+    replace_safety_checks(None)
+    response = submit(api, "this is borderline")
+    assert response.status_code == 201
+    assert Job.objects.get().input_screening["flagged"] == ["harassment"]
+    assert "safety check broken could not load and will not run: FileNotFoundError" in caplog.text
+
+
 @pytest.mark.django_db(transaction=True)
 class TestInputScreening:
     def test_blocked_input_gets_422_with_categories_and_is_kept_for_audit(self, api, project, sent_messages):

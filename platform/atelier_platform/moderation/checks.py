@@ -24,8 +24,15 @@ def _discover() -> list[SafetyCheck]:
         if record.check is None:
             logger.warning("safety check %s is broken and will not run: %s", record.name, record.error)
             continue
-        instance = record.check()
-        instance.load("cpu")
+        try:
+            instance = record.check()
+            instance.load("cpu")
+        except Exception as error:
+            # One that cannot load (a model file, a library at another version than its data was saved
+            # with) is skipped like one that cannot be imported: raising would fail every screening.
+            logger.error("safety check %s could not load and will not run: %s: %s", record.name,
+                         type(error).__name__, error)
+            continue
         loaded.append(instance)
     return loaded
 
