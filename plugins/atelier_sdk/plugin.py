@@ -14,7 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -71,13 +71,13 @@ class RunContext:
         on_progress: Callable[[str, float, dict[str, Any]], None] | None = None,
         is_cancelled: Callable[[str], bool] | None = None,
         retriever: Retriever | None = None,
-        on_result: Callable[[str, "ItemResult"], None] | None = None,
+        on_results: Callable[[dict[str, "ItemResult"]], None] | None = None,
     ) -> None:
         self.device = device
         self._on_progress = on_progress
         self._is_cancelled = is_cancelled
         self._retriever = retriever
-        self._on_result = on_result
+        self._on_results = on_results
         self._lock = threading.Lock()
 
     def report_progress(self, job_id: str, fraction: float, **detail: Any) -> None:
@@ -102,8 +102,13 @@ class RunContext:
         once instead of making it wait for the longest item. The same result must still be
         returned by ``generate``; the worker keeps the first one it got.
         """
-        if self._on_result is not None:
-            self._on_result(job_id, result)
+        self.deliver_many({job_id: result})
+
+    def deliver_many(self, results: Mapping[str, "ItemResult"]) -> None:
+        """Hand over, at once, the results of the items that finished together (at the same decoding
+        step): the worker stores them in one transaction, which costs far less than one per job."""
+        if self._on_results is not None and results:
+            self._on_results(dict(results))
 
     def retrieve(self, job_id: str, query: str, top_k: int = 4) -> list[Passage]:
         """Passages of the job's project knowledge base closest to ``query``; [] without one."""

@@ -136,6 +136,16 @@ def test_max_new_tokens_is_respected_and_counted(lm):
     assert prefix.text.startswith(results[2].text)
 
 
+def test_items_that_end_at_the_same_step_are_handed_over_together(lm):
+    handed: list[list[tuple[int, int]]] = []
+    results = lm.generate(
+        [ChatRequest(SHORT, max_new_tokens=3), ChatRequest(LONG, max_new_tokens=6), ChatRequest(MEDIUM, max_new_tokens=3)],
+        on_finished=lambda finished: handed.append([(item, done.completion_tokens) for item, done in finished]),
+    )
+    assert handed == [[(0, 3), (2, 3)], [(1, 6)]]  # one call per step at which items ended
+    assert [r.completion_tokens for r in results] == [3, 6, 3]
+
+
 def test_end_of_sequence_token_stops_the_item(tiny_chat_dir, tmp_path):
     # Make the token the model greedily produces first its end-of-sequence token: the reply is then
     # empty, one token counted, finished with "stop".
@@ -208,10 +218,13 @@ def test_progress_callback_and_cancellation_of_one_item(lm):
 
 
 def test_item_cancelled_before_the_start_generates_nothing(lm):
+    handed: list[list[int]] = []
     gone, kept = lm.generate(
-        [ChatRequest(LONG, max_new_tokens=10), ChatRequest(SHORT, max_new_tokens=4)], should_stop=lambda item: item == 0
+        [ChatRequest(LONG, max_new_tokens=10), ChatRequest(SHORT, max_new_tokens=4)], should_stop=lambda item: item == 0,
+        on_finished=lambda finished: handed.append([item for item, _ in finished]),
     )
     assert (gone.completion_tokens, gone.finish_reason) == (0, "cancelled")
+    assert handed == [[0], [1]]
     assert kept.completion_tokens == 4
 
 

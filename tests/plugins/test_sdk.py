@@ -8,7 +8,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
-from atelier_sdk import InvalidPlugin, JobCancelled, Manifest, PluginRegistry, RunContext, validate_plugin_class
+from atelier_sdk import InvalidPlugin, JobCancelled, Manifest, PluginError, PluginRegistry, RunContext, validate_plugin_class
 from pydantic import ValidationError
 
 from tests.support.plugins import GpuEcho, ReverseText
@@ -91,6 +91,14 @@ class TestRunContext:
         context = RunContext("cpu", on_progress=lambda job, fraction, detail: seen.append((job, fraction, detail)))
         context.report_progress("j", 1.7, tokens=3)
         assert seen == [("j", 1.0, {"tokens": 3})]
+
+    def test_results_handed_over_together_reach_the_worker_together(self):
+        handed = []
+        context = RunContext("cpu", on_results=handed.append)
+        context.deliver_many({"a": [], "b": PluginError("no", code="invalid_input")})
+        context.deliver("c", [])
+        context.deliver_many({})
+        assert [sorted(results) for results in handed] == [["a", "b"], ["c"]]
 
     def test_cancellation(self):
         context = RunContext("cpu", is_cancelled=lambda job: job == "stop-me")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import set_plugin_enabled
 from atelier_platform.config import get_config
-from atelier_platform.jobs.models import Job, JobStatus
+from atelier_platform.jobs.models import Job, JobStatus, Output
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_workers import runtime
 from atelier_workers.runtime import JobRunner, ModelCache
@@ -249,3 +249,82 @@ def test_a_nul_character_in_generated_text_does_not_stop_the_job_being_stored(pr
     job = submit(probe_project, text="before~after")
     assert runner.run(str(job.pk)) == "succeeded"
     assert reload(job).outputs.get().content["text"] == "BEFOREAFTER"
+
+
+# -- storing a batch's results together --------------------------------------------------------------
+
+def statements(captured, start: str) -> int:
+    return sum(1 for query in captured if query["sql"].startswith(start))
+
+
+def test_the_results_of_a_batch_are_stored_together(probe_project, runner):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    jobs = [submit(probe_project, text=f"job {n}") for n in range(6)]
+    with CaptureQueriesContext(connection) as captured:
+        runner.run(str(jobs[0].pk))
+    assert [reload(j).status for j in jobs] == [JobStatus.SUCCEEDED] * 6
+    assert [reload(j).outputs.get().content["text"] for j in jobs] == [f"JOB {n}" for n in range(6)]
+    # one statement each for the six jobs' rows, outputs, review items and audit records
+    assert statements(captured, 'INSERT INTO "jobs_output"') == 1
+    assert statements(captured, 'INSERT INTO "moderation_reviewitem"') == 1
+    assert statements(captured, 'INSERT INTO "moderation_auditevent"') == 1
+    assert sum(1 for q in captured if q["sql"].startswith('UPDATE "jobs_job" SET "status" = \'succeeded\'')) == 1
+    assert Output.objects.filter(job__in=jobs).count() == 6
+    assert runner.stats.snapshot()["counters"]["jobs_succeeded"] == 6
+
+
+@pytest.fixture
+def while_screening(monkeypatch):
+    """Runs ``action(job)`` while each job's output is screened: after the plugin call, before storing."""
+    actions = {}
+    screen = runtime.screen_output
+
+    def screened(job, produced, policy):
+        if str(job.pk) in actions:
+            actions[str(job.pk)](job)
+        return screen(job, produced, policy)
+
+    monkeypatch.setattr(runtime, "screen_output", screened)
+    return actions
+
+
+def test_a_cancel_asked_while_a_batch_is_stored_cancels_that_job_alone(probe_project, runner, while_screening):
+    jobs = [submit(probe_project, text=f"job {n}") for n in range(4)]
+    while_screening[str(jobs[2].pk)] = lambda job: Job.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
+    runner.run(str(jobs[0].pk))
+    assert [reload(j).status for j in jobs] == [JobStatus.SUCCEEDED] * 2 + [JobStatus.CANCELLED, JobStatus.SUCCEEDED]
+    assert not reload(jobs[2]).outputs.exists()
+    assert Output.objects.filter(job__in=jobs).count() == 3
+
+
+def test_a_claim_lost_while_a_batch_is_stored_stores_the_others(probe_project, runner, while_screening):
+    import uuid
+
+    jobs = [submit(probe_project, text=f"job {n}") for n in range(3)]
+    elsewhere = uuid.uuid4()  # the sweeper gave it to another worker meanwhile
+    while_screening[str(jobs[1].pk)] = lambda job: Job.objects.filter(pk=job.pk).update(claim_token=elsewhere)
+    runner.run(str(jobs[0].pk))
+    taken = reload(jobs[1])
+    assert taken.status == JobStatus.RUNNING and taken.claim_token == elsewhere and not taken.outputs.exists()
+    assert reload(jobs[0]).status == reload(jobs[2]).status == JobStatus.SUCCEEDED
+
+
+def test_a_result_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_stored(probe_project, runner, monkeypatch):
+    from django.db import DataError
+
+    jobs = [submit(probe_project, text=f"job {n}") for n in range(3)] + [submit(probe_project, text="refused")]
+    bulk_create = Output.objects.bulk_create
+
+    def refusing(objs, *args, **kwargs):
+        if any(output.content.get("text") == "REFUSED" for output in objs):
+            raise DataError("value too long for the column")
+        return bulk_create(objs, *args, **kwargs)
+
+    monkeypatch.setattr(Output.objects, "bulk_create", refusing)
+    runner.run(str(jobs[0].pk))
+    assert [reload(j).status for j in jobs[:3]] == [JobStatus.SUCCEEDED] * 3
+    refused = reload(jobs[3])
+    # still claimed and without outputs: the sweeper queues it again once its heartbeats stop
+    assert refused.status == JobStatus.RUNNING and not refused.outputs.exists()

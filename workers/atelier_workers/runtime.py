@@ -4,7 +4,9 @@ A message names one job. The worker claims it, then claims queued jobs that may 
 batch (same plugin version, batch key and model; see ``lifecycle.claim_company``), waiting for
 more only while more keep arriving, at most ``ATELIER_BATCH_MAX_WAIT_MS``: an idle worker starts
 a lone job at once. The plugin gets the whole batch in one ``generate`` call; each job's result
-is then screened and stored on its own, so one job failing fails that job only:
+is then screened; the results that come together (at one decoding step, or when the call returns)
+are stored in one transaction, and any job that cannot join them on its own, so one job failing
+fails that job only:
 
 - a plugin that returns a ``PluginError`` for an item fails (or, if transient, retries) that item;
 - a plugin that raises for the whole batch, or runs out of device memory, has the batch split
@@ -37,7 +39,7 @@ from atelier_platform.config import get_config
 from atelier_platform.fleet.models import WorkerState
 from atelier_platform.fleet.stats import WorkerStats
 from atelier_platform.jobs import lifecycle
-from atelier_platform.jobs.lifecycle import Claim, ProducedOutput
+from atelier_platform.jobs.lifecycle import Claim, JobCompletion, ProducedOutput
 from atelier_platform.jobs.models import Job
 from atelier_platform.prepared_reads import PreparedRead
 from atelier_workers import knowledge
@@ -221,7 +223,7 @@ class _Batch:
         self.runner = runner
         self.token = token
         self.by_id: dict[str, Job] = {str(job.pk): job for job in jobs}
-        self.outcomes: dict[str, str] = {}
+        self.outcomes: dict[str, str] = {}  # job id -> its outcome, once stored
         self.beat: BatchHeartbeat | None = None
         self.plugin_class: type[Plugin] | None = None
         self.provenance: dict[str, Any] = {}
@@ -275,14 +277,13 @@ class _Batch:
                 on_progress=beat.progress,
                 is_cancelled=beat.is_cancelled,
                 retriever=knowledge.retrieve,
-                on_result=self.finish,
+                on_results=self.finish_many,
             )
             started = self.generate_started = time.perf_counter()
             results = self.generate_isolated(loaded.plugin, requests, context)
             self.generate_ended = time.perf_counter()
             elapsed = self.generate_ended - started
-            for request, result in zip(requests, results):
-                self.finish(request.job_id, result)
+            self.finish_many({request.job_id: result for request, result in zip(requests, results)})
             self._count_batch(requests, elapsed)
             if runner.state == WorkerState.UNHEALTHY and not any(
                 isinstance(r, PluginError) and r.code == "out_of_memory" for r in results
@@ -341,31 +342,69 @@ class _Batch:
 
     # -- storing results ----------------------------------------------------------------------------
     def finish_all(self, error: PluginError) -> None:
-        for job_id in list(self.by_id):
-            self.finish(job_id, error)
+        self.finish_many({job_id: error for job_id in self.by_id})
 
     def finish(self, job_id: str, result) -> None:
-        """Store one job's result (once: a result delivered early is not stored again)."""
-        if job_id in self.outcomes:
-            return
-        job = self.by_id.get(job_id)
-        if job is None:
-            logger.warning("plugin delivered a result for job %s, which is not in its batch", job_id)
-            return
-        stats = self.runner.stats
-        # The model's own time for this job ends here: a result delivered early, during the plugin call,
-        # or the call's end; screening and storing come after it.
+        self.finish_many({job_id: result})
+
+    def finish_many(self, results: dict[str, Any]) -> None:
+        """Store results that came together: those a plugin handed over at one step, or the rest when its
+        call returns. Each job's result is stored once (a result handed over early is not stored again).
+        The successes go in one transaction; a failure, a cancel or a lost claim is stored job by job, and
+        so is every job of a group the database refused, so that one bad job fails alone."""
+        # The model's own time for these jobs ends here: results handed over during the plugin call, or
+        # the call's end; screening and storing come after it.
         result_at = self.generate_ended or time.perf_counter()
+        completions: list[JobCompletion] = []
+        for job_id, result in results.items():
+            if job_id in self.outcomes:
+                continue
+            job = self.by_id.get(job_id)
+            if job is None:
+                logger.warning("plugin delivered a result for job %s, which is not in its batch", job_id)
+                continue
+            try:
+                prepared = self._prepare(job, result, result_at)
+            except Exception:
+                logger.exception("storing the result of job %s failed; the sweeper will retry it", job_id)
+                prepared = "error"
+            if isinstance(prepared, JobCompletion):
+                completions.append(prepared)
+            else:
+                self._stored(job, prepared)
+        if not completions:
+            return
         try:
-            outcome = self._store(job, result, result_at)
+            outcomes = lifecycle.complete_jobs(self.token, completions)
+        except Exception:
+            if len(completions) == 1:
+                # The database refused (connection lost...): the job stays running under our claim,
+                # and the sweeper queues it again when its heartbeats stop.
+                logger.exception("storing the result of job %s failed; the sweeper will retry it", completions[0].job.pk)
+                outcomes = {str(completions[0].job.pk): "error"}
+            else:
+                logger.warning("storing %d results together failed; storing them one by one", len(completions), exc_info=True)
+                outcomes = {str(c.job.pk): self._complete_alone(c) for c in completions}
+        for completion in completions:
+            self._stored(completion.job, outcomes[str(completion.job.pk)])
+
+    def _complete_alone(self, completion: JobCompletion) -> str:
+        job = completion.job
+        try:
+            return lifecycle.complete_job(job.pk, self.token, completion.outputs, completion.provenance,
+                                          policy=completion.policy, job=job)
         except Exception:
             # The database refused (connection lost...): the job stays running under our claim,
             # and the sweeper queues it again when its heartbeats stop.
-            logger.exception("storing the result of job %s failed; the sweeper will retry it", job_id)
-            outcome = "error"
+            logger.exception("storing the result of job %s failed; the sweeper will retry it", job.pk)
+            return "error"
+
+    def _stored(self, job: Job, outcome: str) -> None:
+        job_id = str(job.pk)
         self.outcomes[job_id] = outcome
         if self.beat is not None:
             self.beat.finished(job_id)
+        stats = self.runner.stats
         counter = {"succeeded": "jobs_succeeded", "failed": "jobs_failed", "queued": "jobs_retried",
                    "cancelled": "jobs_cancelled"}.get(outcome)
         if counter:
@@ -375,7 +414,9 @@ class _Batch:
             if job.enqueued_at:
                 stats.observe("queue_wait_seconds", max(0.0, (job.started_at - job.enqueued_at).total_seconds()))
 
-    def _store(self, job: Job, result, result_at: float) -> str:
+    def _prepare(self, job: Job, result, result_at: float) -> JobCompletion | str:
+        """A success, screened and ready to store with others; anything else is stored here, and its
+        outcome returned."""
         job_id = str(job.pk)
         if isinstance(result, JobCancelled) or (self.beat is not None and job_id in self.beat.cancelled):
             return "cancelled" if lifecycle.fail_job(job_id, self.token, "cancelled", "Cancelled while running.") else "lost"
@@ -399,7 +440,7 @@ class _Batch:
         if self.generate_started is not None:
             # the model's own time for this job: from the batch's plugin call to this job's result
             provenance["generate_seconds"] = round(result_at - self.generate_started, 4)
-        return lifecycle.complete_job(job_id, self.token, outputs, provenance, policy=policy, job=job)
+        return JobCompletion(job, outputs, provenance, policy)
 
     def _policy(self, job: Job):
         """The project's safety policy, once per project per batch: the one read with the claim while the

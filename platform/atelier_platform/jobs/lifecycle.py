@@ -9,6 +9,7 @@ sweeper, or a worker and a cancelling user can race and the row still tells one 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -45,6 +46,21 @@ class ProducedOutput:
     content: dict[str, Any]
     files: tuple[tuple[str, str, bytes, str], ...] = ()  # (name, media_type, data, role)
     safety: dict[str, Any] | None = None  # the output's screening report
+
+
+@dataclass(frozen=True)
+class JobCompletion:
+    """One job's succeeded result, ready to store: the job as its worker holds it (project loaded), its
+    screened outputs, provenance, and the project's safety policy when the worker has it."""
+
+    job: Job
+    outputs: list[ProducedOutput]
+    provenance: dict[str, Any]
+    policy: Any = None
+
+
+class _NotAllOurs(Exception):
+    """Some job of a group was asked to cancel, or its claim was lost: each is then stored on its own."""
 
 
 def _claim_fields(token: uuid.UUID, worker: str, now) -> dict[str, Any]:
@@ -192,35 +208,87 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
             return "lost"
         _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled while running; outputs discarded.")
         return JobStatus.CANCELLED
-    job = finished
-    from atelier_platform.moderation.review import open_review, review_route
+    _store_outputs([JobCompletion(finished, list(outputs), provenance, policy)])
+    return JobStatus.SUCCEEDED
+
+
+def complete_jobs(token: uuid.UUID, completions: list[JobCompletion]) -> dict[str, str]:
+    """``complete_job`` for several jobs of one claim (the results a batch produced together), in one
+    transaction of a few statements however many jobs. Each job's new status, or "lost", by job id.
+
+    When one of them was asked to cancel or its claim was lost, the group is undone and each job is
+    stored on its own, so that each gets the outcome it would alone."""
+    if len(completions) == 1:
+        only = completions[0]
+        return {str(only.job.pk): complete_job(only.job.pk, token, only.outputs, only.provenance,
+                                               policy=only.policy, job=only.job)}
+    fields = {**_finished_fields(JobStatus.SUCCEEDED), "progress": 1.0}
+    try:
+        with transaction.atomic():
+            ours = Job.objects.filter(pk__in=[c.job.pk for c in completions], status=JobStatus.RUNNING, claim_token=token,
+                                      cancel_requested_at__isnull=True).update(**fields)
+            if ours != len(completions):
+                raise _NotAllOurs
+            finished = []
+            for completion in completions:
+                job = copy.copy(completion.job)  # the caller's object still says running if this rolls back
+                for name, value in fields.items():
+                    setattr(job, name, value)
+                waiting.announce_finished(job.pk)
+                finished.append(JobCompletion(job, completion.outputs, completion.provenance, completion.policy))
+            _store_outputs(finished)
+    except _NotAllOurs:
+        return {str(c.job.pk): complete_job(c.job.pk, token, c.outputs, c.provenance, policy=c.policy, job=c.job)
+                for c in completions}
+    return {str(c.job.pk): JobStatus.SUCCEEDED for c in completions}
+
+
+def _store_outputs(finished: list[JobCompletion]) -> None:
+    """The outputs of jobs just marked succeeded, each in the review state its screening and its project's
+    policy give it, with their files, review items and audit records: one statement per table however
+    many jobs (files aside). Then each job's released chat reply and its succeeded notice."""
+    from atelier_platform.moderation.review import open_reviews, review_route
     from atelier_platform.moderation.screening import policy_for
 
-    if policy is None or policy.project_id != job.project_id:
-        policy = policy_for(job.project)
-    input_flagged = list((job.input_screening or {}).get("flagged", []))
-    stored = []
-    for index, produced in enumerate(outputs):
-        route = review_route(produced.safety or {}, policy, input_flagged=input_flagged)
-        output = Output.objects.create(
-            job=job,
-            index=index,
-            content=produced.content,
-            provenance={**provenance, "ai_generated": True, "output_index": index},
-            safety=produced.safety or {},
-            review_state=route.state,
-        )
+    policies: dict[int, Any] = {}
+    rows: list[tuple[Output, ProducedOutput]] = []
+    routed = []
+    stored_by_job = []
+    for completion in finished:
+        job = completion.job
+        policy = completion.policy
+        if policy is None or policy.project_id != job.project_id:
+            if job.project_id not in policies:
+                policies[job.project_id] = policy_for(job.project)
+            policy = policies[job.project_id]
+        input_flagged = list((job.input_screening or {}).get("flagged", []))
+        stored = []
+        for index, produced in enumerate(completion.outputs):
+            route = review_route(produced.safety or {}, policy, input_flagged=input_flagged)
+            output = Output(
+                job=job,
+                index=index,
+                content=produced.content,
+                provenance={**completion.provenance, "ai_generated": True, "output_index": index},
+                safety=produced.safety or {},
+                review_state=route.state,
+            )
+            rows.append((output, produced))
+            routed.append((output, route))
+            stored.append(output)
+        stored_by_job.append((job, stored))
+    Output.objects.bulk_create([output for output, _ in rows])
+    for output, produced in rows:
         for name, media_type, data, role in produced.files:
             file_row = OutputFile(output=output, role=role, media_type=media_type, size=len(data))
             file_row.file.save(name, ContentFile(data), save=False)
             file_row.save()
-        open_review(output, route)
-        stored.append(output)
-    # A chat reply released at once joins its thread in this transaction: a client woken by the
-    # finish notice and sending its next turn finds the reply there.
-    record_released_reply(job, stored)
-    transaction.on_commit(lambda: job_succeeded.send(sender=Job, job=job, outputs=stored), robust=True)
-    return JobStatus.SUCCEEDED
+    open_reviews(routed)
+    for job, stored in stored_by_job:
+        # A chat reply released at once joins its thread in this transaction: a client woken by the
+        # finish notice and sending its next turn finds the reply there.
+        record_released_reply(job, stored)
+        transaction.on_commit(functools.partial(job_succeeded.send, sender=Job, job=job, outputs=stored), robust=True)
 
 
 @transaction.atomic

@@ -8,7 +8,14 @@ from atelier_platform.moderation.models import AuditEvent
 
 
 def record(project, actor: str, action: str, obj: Any, *, before: Any = None, after: Any = None) -> AuditEvent:
-    return AuditEvent.objects.create(
+    entry = event(project, actor, action, obj, before=before, after=after)
+    entry.save()
+    return entry
+
+
+def event(project, actor: str, action: str, obj: Any, *, before: Any = None, after: Any = None) -> AuditEvent:
+    """An entry not saved yet: ``record_many`` saves several in one statement."""
+    return AuditEvent(
         project=project,
         actor=actor[:100],
         action=action,
@@ -17,3 +24,7 @@ def record(project, actor: str, action: str, obj: Any, *, before: Any = None, af
         before=before,
         after=after,
     )
+
+
+def record_many(entries: list[AuditEvent]) -> None:
+    AuditEvent.objects.bulk_create(entries)

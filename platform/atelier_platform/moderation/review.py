@@ -8,6 +8,7 @@ told who holds it) and leaves an audit event. A reviewer is named by an actor st
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -91,17 +92,23 @@ def review_route(report: dict[str, Any], policy: SafetyPolicy, *, input_flagged:
     return Route(ReviewState.PENDING, decision, flagged, dict(flagged=bool(flagged), sampled=False))
 
 
-def open_review(output: Output, route: Route) -> None:
-    """For an output just saved in ``route.state``: its review item, the flagged notice and the audit record."""
-    job = output.job
-    if route.item is not None:
-        ReviewItem.objects.create(output=output, project_id=job.project_id, priority=job.priority, categories=route.flagged,
-                                  **route.item)
-    if route.flagged:
-        flagged = route.flagged
-        transaction.on_commit(lambda: output_flagged.send(sender=Output, output=output, categories=flagged), robust=True)
-    audit.record(job.project, "screening", "output_screened", output,
-                 after={"decision": route.decision, "review_state": route.state, "flagged": route.flagged})
+def open_reviews(routed: list[tuple[Output, Route]]) -> None:
+    """For outputs just saved, each in its ``route.state``: their review items, flagged notices and audit
+    records; one statement for the items and one for the records, however many outputs."""
+    items, entries = [], []
+    for output, route in routed:
+        job = output.job
+        if route.item is not None:
+            items.append(ReviewItem(output=output, project_id=job.project_id, priority=job.priority,
+                                    categories=route.flagged, **route.item))
+        if route.flagged:
+            transaction.on_commit(functools.partial(output_flagged.send, sender=Output, output=output,
+                                                    categories=route.flagged), robust=True)
+        entries.append(audit.event(job.project, "screening", "output_screened", output,
+                                   after={"decision": route.decision, "review_state": route.state, "flagged": route.flagged}))
+    if items:
+        ReviewItem.objects.bulk_create(items)
+    audit.record_many(entries)
 
 
 # --- queue -------------------------------------------------------------------------------------

@@ -236,10 +236,12 @@ class ChatbotPlugin(Plugin):
             )
             return [OutputItem(output)]
 
-        def deliver_early(item: int, completion) -> None:
-            # A short reply is handed over while longer ones in the batch go on generating.
-            results[pending[item][0]] = result_of(item, completion)
-            context.deliver(pending[item][1].job_id, results[pending[item][0]])
+        def deliver_early(finished) -> None:
+            # Short replies are handed over while longer ones in the batch go on generating; the
+            # replies that ended at the same step, together.
+            for item, completion in finished:
+                results[pending[item][0]] = result_of(item, completion)
+            context.deliver_many({pending[item][1].job_id: results[pending[item][0]] for item, _ in finished})
 
         self.lm.generate(
             requests, callback=on_tokens, should_stop=lambda item: context.is_cancelled(pending[item][1].job_id),

@@ -75,7 +75,7 @@ class ChatCompletion:
 
 ProgressCallback = Callable[[int, int], None]
 StopCheck = Callable[[int], bool]
-FinishedCallback = Callable[[int, "ChatCompletion"], None]
+FinishedCallback = Callable[[list[tuple[int, "ChatCompletion"]]], None]
 
 
 def inference_dtype(device: str) -> torch.dtype:
@@ -169,9 +169,10 @@ class CausalChatLM:
 
         ``callback(item_index, tokens_so_far)`` is called after each decoding step for every item
         still running; ``should_stop(item_index)`` is asked before each step, and an item it
-        answers True for leaves the batch with finish_reason "cancelled". ``on_finished(item_index,
-        completion)`` is called as soon as an item is done, while longer ones go on, so that its
-        caller can hand a short reply over without waiting for the longest.
+        answers True for leaves the batch with finish_reason "cancelled". ``on_finished([(item_index,
+        completion), ...])`` is called with the items done at a step, together, as soon as that step
+        is, while longer ones go on: its caller hands a short reply over without waiting for the
+        longest, and the replies that end together over at once.
         """
         requests = [item if isinstance(item, ChatRequest) else ChatRequest(**item) for item in items]
         if not requests:
@@ -184,13 +185,15 @@ class CausalChatLM:
             limits.append(max_new)
 
         states = [_ItemState(request, len(ids), limit) for request, ids, limit in zip(requests, prompts, limits)]
+        cancelled = []
         for index, state in enumerate(states):
             if state.request.temperature > 0:
                 state.generator = torch.Generator(device=self.device).manual_seed(int(state.request.seed))
             if should_stop is not None and should_stop(index):
                 state.finish(FINISH_CANCELLED)
-                if on_finished is not None:
-                    on_finished(index, state.completion(self.tokenizer))
+                cancelled.append((index, state.completion(self.tokenizer)))
+        if cancelled and on_finished is not None:
+            on_finished(cancelled)
 
         rows = [i for i, s in enumerate(states) if not s.done]  # batch row -> item index
         if rows:
@@ -231,11 +234,14 @@ class CausalChatLM:
                 state.accept(token, self.tokenizer, self.eos_token_ids)
                 if callback is not None:
                     callback(index, len(state.tokens))
+            finished = []
             for index in rows:
                 if not states[index].done and should_stop is not None and should_stop(index):
                     states[index].finish(FINISH_CANCELLED)
-                if states[index].done and on_finished is not None:
-                    on_finished(index, states[index].completion(self.tokenizer))
+                if states[index].done:
+                    finished.append((index, states[index].completion(self.tokenizer)))
+            if finished and on_finished is not None:
+                on_finished(finished)
 
             keep = [row for row, index in enumerate(rows) if not states[index].done]
             if not keep:
