@@ -7,7 +7,8 @@
 # transformers, tokenizers, numpy, onnxruntime and OpenCV, and reaches no package registry. What it
 # lacks (Django, DRF, Celery, pydantic, gunicorn, the safety checks' packages...) travels with the
 # working tree as CPython 3.12 wheels, at the versions CI tests here. bench/gpu/run.sh installs them
-# there. torch, transformers and tokenizers stay the machine's own: a CUDA build of torch is what we
+# there; bench/gpu/on_the_gpu_machine.txt lists what the machine has. torch, transformers and
+# tokenizers stay the machine's own: a CUDA build of torch is what we
 # want there, and it is the one that machine's transformers was built against.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,6 +42,8 @@ PINS=(
     pydantic==2.14.4
     pydantic-core==2.50.5
     annotated-types==0.8.0
+    typing-inspection==0.4.5     # pydantic imports it; the machine has only typing-inspect
+    typing-extensions==4.16.0    # pydantic-core needs a recent one
     pydantic-settings==2.16.3
     python-dotenv==1.2.4
     gunicorn==27.0.1
@@ -56,7 +59,8 @@ PINS=(
     babel==2.18.0
     setuptools==84.2.1
 )
-mkdir -p .whl
+# Afresh each time: two versions of one package in .whl/ would stop the whole install there.
+rm -rf .whl && mkdir .whl
 python3 -m pip download --quiet --no-deps --only-binary=:all: --dest .whl \
     --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \

@@ -374,16 +374,16 @@ class _Batch:
                 self._stored(job, prepared)
         if not completions:
             return
-        try:
-            outcomes = lifecycle.complete_jobs(self.token, completions)
-        except Exception:
-            if len(completions) == 1:
-                # The database refused (connection lost...): the job stays running under our claim,
-                # and the sweeper queues it again when its heartbeats stop.
-                logger.exception("storing the result of job %s failed; the sweeper will retry it", completions[0].job.pk)
-                outcomes = {str(completions[0].job.pk): "error"}
-            else:
-                logger.warning("storing %d results together failed; storing them one by one", len(completions), exc_info=True)
+        if len(completions) == 1:
+            outcomes = {str(completions[0].job.pk): self._complete_alone(completions[0])}
+        else:
+            try:
+                outcomes = lifecycle.complete_jobs(self.token, completions)
+            except lifecycle.NotAllOurs:  # a cancel asked or a claim lost meanwhile: each gets its own outcome
+                outcomes = {str(c.job.pk): self._complete_alone(c) for c in completions}
+            except Exception:
+                logger.warning("storing %d results together failed; storing them one by one", len(completions),
+                               exc_info=True)
                 outcomes = {str(c.job.pk): self._complete_alone(c) for c in completions}
         for completion in completions:
             self._stored(completion.job, outcomes[str(completion.job.pk)])

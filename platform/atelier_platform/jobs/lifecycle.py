@@ -59,8 +59,8 @@ class JobCompletion:
     policy: Any = None
 
 
-class _NotAllOurs(Exception):
-    """Some job of a group was asked to cancel, or its claim was lost: each is then stored on its own."""
+class NotAllOurs(Exception):
+    """Some job of a group was asked to cancel, or its claim was lost: store each on its own."""
 
 
 def _claim_fields(token: uuid.UUID, worker: str, now) -> dict[str, Any]:
@@ -131,16 +131,18 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
     return [claimed[pk] for pk in chosen if pk in claimed]  # most urgent first
 
 
+@transaction.atomic
 def heartbeat_claims(token: uuid.UUID) -> tuple[set[str], set[str]]:
-    """Prove a batch's worker alive in two queries. Returns (job ids still ours, ids asked to cancel)."""
-    Job.objects.filter(claim_token=token, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+    """Prove a batch's worker alive in two queries. Returns (job ids still ours, ids asked to cancel).
+    The rows are locked in id order, as ``complete_jobs`` locks them, so that the two never deadlock."""
     ours, cancel = set(), set()
-    for pk, cancel_requested_at in Job.objects.filter(claim_token=token, status=JobStatus.RUNNING).values_list(
-        "pk", "cancel_requested_at"
-    ):
+    for pk, cancel_requested_at in (Job.objects.select_for_update().filter(claim_token=token, status=JobStatus.RUNNING)
+                                    .order_by("pk").values_list("pk", "cancel_requested_at")):
         ours.add(str(pk))
         if cancel_requested_at is not None:
             cancel.add(str(pk))
+    if ours:
+        Job.objects.filter(pk__in=ours).update(heartbeat_at=timezone.now())
     return ours, cancel
 
 
@@ -212,35 +214,30 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
     return JobStatus.SUCCEEDED
 
 
+@transaction.atomic
 def complete_jobs(token: uuid.UUID, completions: list[JobCompletion]) -> dict[str, str]:
     """``complete_job`` for several jobs of one claim (the results a batch produced together), in one
-    transaction of a few statements however many jobs. Each job's new status, or "lost", by job id.
+    transaction of a few statements however many jobs: each job's new status by job id.
 
-    When one of them was asked to cancel or its claim was lost, the group is undone and each job is
-    stored on its own, so that each gets the outcome it would alone."""
-    if len(completions) == 1:
-        only = completions[0]
-        return {str(only.job.pk): complete_job(only.job.pk, token, only.outputs, only.provenance,
-                                               policy=only.policy, job=only.job)}
+    Raises ``NotAllOurs``, having stored nothing, when one of them was asked to cancel or its claim
+    was lost: the caller then stores each with ``complete_job``, which gives each its own outcome."""
+    ids = sorted(c.job.pk for c in completions)
+    # Rows locked in id order, as the heartbeat locks them: two writers of one batch's rows never deadlock.
+    ours = list(Job.objects.select_for_update().filter(pk__in=ids, status=JobStatus.RUNNING, claim_token=token,
+                                                       cancel_requested_at__isnull=True).order_by("pk").values_list("pk", flat=True))
+    if len(ours) != len(ids):
+        raise NotAllOurs
     fields = {**_finished_fields(JobStatus.SUCCEEDED), "progress": 1.0}
-    try:
-        with transaction.atomic():
-            ours = Job.objects.filter(pk__in=[c.job.pk for c in completions], status=JobStatus.RUNNING, claim_token=token,
-                                      cancel_requested_at__isnull=True).update(**fields)
-            if ours != len(completions):
-                raise _NotAllOurs
-            finished = []
-            for completion in completions:
-                job = copy.copy(completion.job)  # the caller's object still says running if this rolls back
-                for name, value in fields.items():
-                    setattr(job, name, value)
-                waiting.announce_finished(job.pk)
-                finished.append(JobCompletion(job, completion.outputs, completion.provenance, completion.policy))
-            _store_outputs(finished)
-    except _NotAllOurs:
-        return {str(c.job.pk): complete_job(c.job.pk, token, c.outputs, c.provenance, policy=c.policy, job=c.job)
-                for c in completions}
-    return {str(c.job.pk): JobStatus.SUCCEEDED for c in completions}
+    Job.objects.filter(pk__in=ids).update(**fields)
+    finished = []
+    for completion in completions:
+        job = copy.copy(completion.job)  # the caller's object still says running if this rolls back
+        for name, value in fields.items():
+            setattr(job, name, value)
+        waiting.announce_finished(job.pk)
+        finished.append(JobCompletion(job, completion.outputs, completion.provenance, completion.policy))
+    _store_outputs(finished)
+    return {str(pk): JobStatus.SUCCEEDED for pk in ids}
 
 
 def _store_outputs(finished: list[JobCompletion]) -> None:

@@ -31,7 +31,7 @@ def _discover() -> list[SafetyCheck]:
             # One that cannot load (a model file, a library at another version than its data was saved
             # with) is skipped like one that cannot be imported: raising would fail every screening.
             logger.error("safety check %s could not load and will not run: %s: %s", record.name,
-                         type(error).__name__, error)
+                         type(error).__name__, error, exc_info=True)
             continue
         loaded.append(instance)
     return loaded
