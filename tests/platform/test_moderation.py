@@ -457,16 +457,16 @@ def test_twenty_reviewers_claiming_at_once_never_share_an_item(api, runner, proj
 
 @pytest.mark.django_db(transaction=True)
 def test_transitions_are_emitted_for_webhooks(api, runner, reviewer_api):
-    from atelier_platform.jobs.signals import job_succeeded
+    from atelier_platform.jobs.signals import jobs_succeeded
     from atelier_platform.moderation.review import output_flagged, output_review_changed
 
     seen = []
     receivers = {
-        "job_succeeded": lambda sender, job, **kw: seen.append(("job_succeeded", str(job.pk))),
+        "jobs_succeeded": lambda sender, finished, **kw: seen.extend(("job_succeeded", str(job.pk)) for job, _ in finished),
         "output_flagged": lambda sender, output, categories, **kw: seen.append(("output_flagged", categories)),
         "output_review_changed": lambda sender, output, state, **kw: seen.append(("review", state)),
     }
-    job_succeeded.connect(receivers["job_succeeded"])
+    jobs_succeeded.connect(receivers["jobs_succeeded"])
     output_flagged.connect(receivers["output_flagged"])
     output_review_changed.connect(receivers["output_review_changed"])
     try:
@@ -476,7 +476,7 @@ def test_transitions_are_emitted_for_webhooks(api, runner, reviewer_api):
         alice.post(f"/api/v1/reviews/{item.pk}/claim/")
         alice.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json")
     finally:
-        job_succeeded.disconnect(receivers["job_succeeded"])
+        jobs_succeeded.disconnect(receivers["jobs_succeeded"])
         output_flagged.disconnect(receivers["output_flagged"])
         output_review_changed.disconnect(receivers["output_review_changed"])
     assert seen == [("output_flagged", ["harassment"]), ("job_succeeded", job["id"]), ("review", "approved")]

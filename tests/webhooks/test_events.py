@@ -72,6 +72,27 @@ def test_a_finished_job_emits_output_flagged_and_job_succeeded_without_content(h
         assert GENERATED.encode() not in request.body
 
 
+def test_jobs_stored_together_each_emit_job_succeeded_with_one_endpoint_lookup(hooked, api, django_capture_on_commit_callbacks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ids = [api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": f"job {n}"}}, format="json").json()["id"]
+           for n in range(3)]
+    token = lifecycle.claim_job(ids[0], "test-worker").token
+    for job_id in ids[1:]:
+        lifecycle.claim_job(job_id, "test-worker")
+    Job.objects.filter(pk__in=ids).update(claim_token=token)  # one batch, one claim
+    produced = [lifecycle.ProducedOutput(content={"text": "x", "characters": 1}, safety={"decision": "pass", "flagged": []})]
+    completions = [lifecycle.JobCompletion(Job.objects.select_related("project").get(pk=job_id), produced, {"model": "test"})
+                   for job_id in ids]
+    with CaptureQueriesContext(connection) as captured, django_capture_on_commit_callbacks(execute=True):
+        assert lifecycle.complete_jobs(token, completions) == {job_id: "succeeded" for job_id in ids}
+    succeeded = payloads("job.succeeded")
+    assert sorted(p["data"]["job"]["id"] for p in succeeded) == sorted(ids)
+    assert len({WebhookDelivery.objects.get(payload=p).event_id for p in succeeded}) == 3
+    assert sum(1 for q in captured if 'FROM "webhooks_webhookendpoint"' in q["sql"]) == 1
+
+
 def test_an_unflagged_job_emits_job_succeeded_only(hooked, finished_job):
     finished_job(flagged=())
     assert {d.event_type for d in WebhookDelivery.objects.all()} == {"job.succeeded"}
@@ -120,6 +141,7 @@ def test_a_broken_webhook_never_breaks_the_job(project, finished_job, monkeypatc
         raise RuntimeError("webhook store down")
 
     monkeypatch.setattr("atelier_platform.webhooks.services.emit", explode)
+    monkeypatch.setattr("atelier_platform.webhooks.services.emit_many", explode)
     job = finished_job()
     assert job.status == "succeeded" and not WebhookDelivery.objects.exists()
 

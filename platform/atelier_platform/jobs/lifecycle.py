@@ -27,7 +27,7 @@ from atelier_platform.jobs import waiting
 from atelier_platform.jobs.errors import JobAlreadyFinished
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile
 from atelier_platform.jobs.queueing import enqueue_on_commit
-from atelier_platform.jobs.signals import job_cancelled, job_failed, job_succeeded
+from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_succeeded
 from atelier_platform.prepared_reads import PreparedRead
 
 logger = logging.getLogger("atelier.jobs")
@@ -243,7 +243,7 @@ def complete_jobs(token: uuid.UUID, completions: list[JobCompletion]) -> dict[st
 def _store_outputs(finished: list[JobCompletion]) -> None:
     """The outputs of jobs just marked succeeded, each in the review state its screening and its project's
     policy give it, with their files, review items and audit records: one statement per table however
-    many jobs (files aside). Then each job's released chat reply and its succeeded notice."""
+    many jobs (files aside). Then each job's released chat reply, and one notice for them all."""
     from atelier_platform.moderation.review import open_reviews, review_route
     from atelier_platform.moderation.screening import policy_for
 
@@ -285,7 +285,7 @@ def _store_outputs(finished: list[JobCompletion]) -> None:
         # A chat reply released at once joins its thread in this transaction: a client woken by the
         # finish notice and sending its next turn finds the reply there.
         record_released_reply(job, stored)
-        transaction.on_commit(functools.partial(job_succeeded.send, sender=Job, job=job, outputs=stored), robust=True)
+    transaction.on_commit(functools.partial(jobs_succeeded.send, sender=Job, finished=stored_by_job), robust=True)
 
 
 @transaction.atomic

@@ -1,7 +1,7 @@
 from django.dispatch import Signal
 
-#: Sent after a job's success is committed: ``job`` and its ``outputs``.
-job_succeeded = Signal()
+#: Sent after the success of jobs stored together is committed: ``finished``, a list of (job, its outputs).
+jobs_succeeded = Signal()
 
 #: Sent after a job's failure is committed: ``job`` (its ``error_code`` and ``error_message`` say why).
 job_failed = Signal()

@@ -6,12 +6,13 @@ here is logged and swallowed: a webhook problem must never fail a job or a revie
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Callable
 
 from django.dispatch import receiver
 
-from atelier_platform.jobs.signals import job_cancelled, job_failed, job_succeeded
+from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_succeeded
 from atelier_platform.moderation.review import output_flagged, output_review_changed
 from atelier_platform.webhooks import events, services
 from atelier_platform.webhooks.events import EventType
@@ -26,10 +27,15 @@ def _safely(event_type: str, emit: Callable[[], object]) -> None:
         logger.exception("could not create webhook deliveries for %s", event_type)
 
 
-@receiver(job_succeeded, dispatch_uid="webhooks.job_succeeded")
-def on_job_succeeded(sender, job, outputs, **kwargs):
-    _safely(EventType.JOB_SUCCEEDED, lambda: services.emit(
-        job.project, EventType.JOB_SUCCEEDED, events.job_succeeded_data(job, outputs), event_key=str(job.pk)))
+@receiver(jobs_succeeded, dispatch_uid="webhooks.jobs_succeeded")
+def on_jobs_succeeded(sender, finished, **kwargs):
+    by_project: dict[int, list] = {}
+    for job, outputs in finished:
+        by_project.setdefault(job.project_id, []).append((job, outputs))
+    for done in by_project.values():
+        facts = [(str(job.pk), functools.partial(events.job_succeeded_data, job, outputs)) for job, outputs in done]
+        _safely(EventType.JOB_SUCCEEDED, lambda project=done[0][0].project, facts=facts: services.emit_many(
+            project, EventType.JOB_SUCCEEDED, facts))
 
 
 @receiver(job_failed, dispatch_uid="webhooks.job_failed")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from django.db import transaction
 from django.utils import timezone
@@ -150,17 +150,25 @@ def emit(project, event_type: str, data: dict[str, Any], *, event_key: str) -> l
     gets the same ``webhook-id`` and so no second delivery. A project without such an endpoint
     (most jobs) costs one query and no transaction.
     """
+    return emit_many(project, event_type, [(event_key, lambda: data)])
+
+
+def emit_many(project, event_type: str, facts: list[tuple[str, Callable[[], dict[str, Any]]]]) -> list[WebhookDelivery]:
+    """``emit`` for several facts of one project and type (the jobs a batch finished together), each an
+    ``(event_key, data)`` whose data is built only when an endpoint takes it: one query for them all."""
     endpoints = [e for e in WebhookEndpoint.objects.filter(project=project, enabled=True) if e.accepts(event_type)]
-    if not endpoints:
+    if not endpoints or not facts:
         return []
-    event_id = events.event_id_for(event_type, event_key)
-    payload = events.envelope(event_type, data, timezone.now())
+    now = timezone.now()
     created = []
     with transaction.atomic():
-        for endpoint in endpoints:
-            delivery, is_new = _new_delivery(endpoint, event_type, event_id, payload)
-            if is_new:
-                created.append(delivery)
+        for event_key, data in facts:
+            event_id = events.event_id_for(event_type, event_key)
+            payload = events.envelope(event_type, data(), now)
+            for endpoint in endpoints:
+                delivery, is_new = _new_delivery(endpoint, event_type, event_id, payload)
+                if is_new:
+                    created.append(delivery)
     return created
 
 
