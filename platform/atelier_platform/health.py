@@ -52,9 +52,14 @@ def _check_broker() -> str | None:
 @never_cache
 @require_GET
 def readyz(request):
+    from atelier_platform.moderation.checks import unavailable_safety_checks
+
     checks = {"database": _check_database(), "broker": _check_broker()}
     ready = all(problem is None for problem in checks.values())
-    return JsonResponse(
-        {"status": "ready" if ready else "not ready", "checks": {k: v or "ok" for k, v in checks.items()}},
-        status=200 if ready else 503,
-    )
+    body = {"status": "ready" if ready else "not ready", "checks": {k: v or "ok" for k, v in checks.items()}}
+    # A safety check that is not running does not make the process unready (it serves, screening with the
+    # others), but an operator must see it.
+    warnings = unavailable_safety_checks()
+    if warnings:
+        body["warnings"] = warnings
+    return JsonResponse(body, status=200 if ready else 503)

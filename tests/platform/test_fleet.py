@@ -60,6 +60,16 @@ def test_a_silent_worker_is_shown_lost_and_a_stopped_one_stopped(worked_runner, 
     assert owner_api.get("/api/v1/workers/").json()[0]["state"] == "stopped"
 
 
+def test_a_worker_says_which_safety_checks_it_does_not_run(worked_runner, owner_api, monkeypatch):
+    from atelier_platform.moderation import checks
+
+    monkeypatch.setattr(checks, "_unavailable", {"nudity": "ModuleNotFoundError: No module named 'nudenet'"})
+    WorkerReporter(worked_runner).report()
+    [worker] = owner_api.get("/api/v1/workers/").json()
+    assert worker["state"] == "ready"
+    assert worker["detail"] == "safety check nudity is not running: ModuleNotFoundError: No module named 'nudenet'"
+
+
 def test_workers_gone_for_a_day_are_forgotten(worked_runner):
     WorkerReporter(worked_runner).report()
     assert forget_old_workers() == 0

@@ -75,6 +75,9 @@ def test_a_check_that_cannot_load_is_skipped_and_the_others_screen(api, monkeypa
     assert response.status_code == 201
     assert Job.objects.get().input_screening["flagged"] == ["harassment"]
     assert "safety check broken could not load and will not run: FileNotFoundError" in caplog.text
+    ready = api.get("/readyz")  # still ready, and says what goes unscreened
+    assert ready.status_code == 200
+    assert ready.json()["warnings"] == ["safety check broken is not running: FileNotFoundError: profanity_model.joblib"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -12,17 +12,20 @@ logger = logging.getLogger("atelier.safety")
 
 _lock = threading.Lock()
 _checks: list[SafetyCheck] | None = None
+#: Checks found but not running in this process (broken, or failed to load), with why.
+_unavailable: dict[str, str] = {}
 
 
-def _discover() -> list[SafetyCheck]:
+def _discover() -> tuple[list[SafetyCheck], dict[str, str]]:
     from atelier_sdk.safety_registry import discover_safety_checks
 
     from atelier_platform.config import get_config
 
-    loaded = []
+    loaded, unavailable = [], {}
     for record in discover_safety_checks(extra_paths=get_config().extra_safety_checks.split(",")):
         if record.check is None:
             logger.warning("safety check %s is broken and will not run: %s", record.name, record.error)
+            unavailable[record.name] = str(record.error)
             continue
         try:
             instance = record.check()
@@ -32,22 +35,29 @@ def _discover() -> list[SafetyCheck]:
             # with) is skipped like one that cannot be imported: raising would fail every screening.
             logger.error("safety check %s could not load and will not run: %s: %s", record.name,
                          type(error).__name__, error, exc_info=True)
+            unavailable[record.name] = f"{type(error).__name__}: {error}"
             continue
         loaded.append(instance)
-    return loaded
+    return loaded, unavailable
 
 
 def get_safety_checks() -> list[SafetyCheck]:
-    global _checks
+    global _checks, _unavailable
     if _checks is None:
         with _lock:
             if _checks is None:
-                _checks = _discover()
+                _checks, _unavailable = _discover()
     return _checks
+
+
+def unavailable_safety_checks() -> list[str]:
+    """The checks this process found but does not run, each with why: what they screen for goes
+    unscreened here. Shown by ``/readyz`` and in the worker's state (empty until the checks are loaded)."""
+    return [f"safety check {name} is not running: {why}" for name, why in sorted(_unavailable.items())]
 
 
 def replace_safety_checks(checks: list[SafetyCheck] | None) -> None:
     """Swap the running checks (tests); ``None`` makes the next call discover again."""
-    global _checks
+    global _checks, _unavailable
     with _lock:
-        _checks = checks
+        _checks, _unavailable = checks, {}
