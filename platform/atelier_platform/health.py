@@ -52,14 +52,14 @@ def _check_broker() -> str | None:
 @never_cache
 @require_GET
 def readyz(request):
-    from atelier_platform.moderation.checks import unavailable_safety_checks
+    from atelier_platform.moderation.checks import unavailable_safety_check_warnings
 
     checks = {"database": _check_database(), "broker": _check_broker()}
     ready = all(problem is None for problem in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": {k: v or "ok" for k, v in checks.items()}}
     # A safety check that is not running does not make the process unready (it serves, screening with the
     # others), but an operator must see it.
-    warnings = unavailable_safety_checks()
+    warnings = unavailable_safety_check_warnings()
     if warnings:
         body["warnings"] = warnings
     return JsonResponse(body, status=200 if ready else 503)

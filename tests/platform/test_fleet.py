@@ -60,7 +60,7 @@ def test_a_silent_worker_is_shown_lost_and_a_stopped_one_stopped(worked_runner, 
     assert owner_api.get("/api/v1/workers/").json()[0]["state"] == "stopped"
 
 
-def test_a_worker_says_which_safety_checks_it_does_not_run(worked_runner, owner_api, monkeypatch):
+def test_a_worker_and_the_metrics_say_which_safety_checks_do_not_run(worked_runner, owner_api, monkeypatch):
     from atelier_platform.moderation import checks
 
     monkeypatch.setattr(checks, "_unavailable", {"nudity": "ModuleNotFoundError: No module named 'nudenet'"})
@@ -68,6 +68,10 @@ def test_a_worker_says_which_safety_checks_it_does_not_run(worked_runner, owner_
     [worker] = owner_api.get("/api/v1/workers/").json()
     assert worker["state"] == "ready"
     assert worker["detail"] == "safety check nudity is not running: ModuleNotFoundError: No module named 'nudenet'"
+    body = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
+    # the worker's, and this web process's own (the same module state here)
+    assert f'atelier_safety_check_not_running{{check="nudity",process="{worked_runner.name}"}} 1.0' in body
+    assert 'atelier_safety_check_not_running{check="nudity",process="web ' in body
 
 
 def test_workers_gone_for_a_day_are_forgotten(worked_runner):

@@ -18,7 +18,7 @@ from django.utils import timezone
 from atelier_platform.config import get_config
 from atelier_platform.fleet.models import WorkerState
 from atelier_platform.fleet.services import report_worker
-from atelier_platform.moderation.checks import unavailable_safety_checks
+from atelier_platform.moderation.checks import unavailable_safety_check_warnings, unavailable_safety_checks
 from atelier_workers.model_cache import memory_snapshot
 
 logger = logging.getLogger("atelier.worker")
@@ -45,10 +45,10 @@ class WorkerReporter:
             pid=os.getpid(),
             device=cache.device,
             state=state or runner.state,
-            detail=(runner.detail or "; ".join(unavailable_safety_checks()))[:2000],
+            detail=(runner.detail or "; ".join(unavailable_safety_check_warnings()))[:2000],
             loaded_models=cache.describe(),
             memory=memory_snapshot(cache.device, cache.budget_bytes),
-            stats=runner.stats.snapshot(),
+            stats={**runner.stats.snapshot(), "safety_checks_not_running": list(unavailable_safety_checks())},
             current_jobs=runner.current_jobs,
             started_at=self.started_at,
         )

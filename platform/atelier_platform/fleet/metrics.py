@@ -9,6 +9,8 @@ counters from zero, which ``rate()`` understands as a counter reset.
 from __future__ import annotations
 
 import ipaddress
+import os
+import socket
 from datetime import timedelta
 
 from django.db.models import Count
@@ -23,6 +25,7 @@ from atelier_platform.config import get_config
 from atelier_platform.fleet.models import WorkerProcess
 from atelier_platform.fleet.services import shown_state
 from atelier_platform.fleet.stats import cumulative_buckets
+from atelier_platform.moderation.checks import unavailable_safety_checks
 
 HISTOGRAM_HELP = {
     "queue_wait_seconds": "Seconds from a job's message being due to a worker claiming it.",
@@ -69,6 +72,12 @@ class AtelierCollector:
         images_rate = GaugeMetricFamily("atelier_images_per_second", "Images per second of the worker's last batch.", labels=["worker"])
         load = GaugeMetricFamily("atelier_model_load_seconds", "Seconds a loaded model took to load.", labels=["worker", "plugin", "model"])
         memory = GaugeMetricFamily("atelier_device_memory_bytes", "Memory of the worker's device and process.", labels=["worker", "device", "kind"])
+        not_running = GaugeMetricFamily(
+            "atelier_safety_check_not_running",
+            "1 for each safety check a process found but does not run (it failed to import or load): its category goes unscreened there.",
+            labels=["process", "check"])
+        for check in unavailable_safety_checks():  # this web process's own, for input screening
+            not_running.add_metric([f"web {socket.gethostname()}:{os.getpid()}", check], 1)
         for worker in workers:
             name = worker.name
             states.add_metric([name, shown_state(worker, now), worker.device], 1)
@@ -90,6 +99,9 @@ class AtelierCollector:
             for kind, value in (worker.memory or {}).items():
                 if isinstance(value, (int, float)):
                     memory.add_metric([name, worker.device, kind.removesuffix("_bytes")], float(value))
+            if shown_state(worker, now) not in ("lost", "stopped"):
+                for check in stats.get("safety_checks_not_running") or []:
+                    not_running.add_metric([name, str(check)], 1)
         yield states
         yield age
         yield from histograms.values()
@@ -99,6 +111,7 @@ class AtelierCollector:
         yield images_rate
         yield load
         yield memory
+        yield not_running
 
 
 def _allowed(request) -> bool:

@@ -50,10 +50,15 @@ def get_safety_checks() -> list[SafetyCheck]:
     return _checks
 
 
-def unavailable_safety_checks() -> list[str]:
-    """The checks this process found but does not run, each with why: what they screen for goes
-    unscreened here. Shown by ``/readyz`` and in the worker's state (empty until the checks are loaded)."""
-    return [f"safety check {name} is not running: {why}" for name, why in sorted(_unavailable.items())]
+def unavailable_safety_checks() -> dict[str, str]:
+    """The checks this process found but does not run, by name, with why: what they screen for goes
+    unscreened here. Shown by ``/readyz``, in the worker's state and in ``/metrics`` (empty until the
+    checks are loaded)."""
+    return dict(sorted(_unavailable.items()))
+
+
+def unavailable_safety_check_warnings() -> list[str]:
+    return [f"safety check {name} is not running: {why}" for name, why in unavailable_safety_checks().items()]
 
 
 def replace_safety_checks(checks: list[SafetyCheck] | None) -> None:
