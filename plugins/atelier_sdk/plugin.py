@@ -72,14 +72,11 @@ class RunContext:
         is_cancelled: Callable[[str], bool] | None = None,
         retriever: Retriever | None = None,
         on_results: Callable[[dict[str, "ItemResult"]], None] | None = None,
-        on_result: Callable[[str, "ItemResult"], None] | None = None,
     ) -> None:
         self.device = device
         self._on_progress = on_progress
         self._is_cancelled = is_cancelled
         self._retriever = retriever
-        if on_results is None and on_result is not None:  # the one-result callback of earlier versions
-            on_results = lambda results: [on_result(job_id, result) for job_id, result in results.items()]  # noqa: E731
         self._on_results = on_results
         self._lock = threading.Lock()
 

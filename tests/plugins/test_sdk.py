@@ -100,12 +100,6 @@ class TestRunContext:
         context.deliver_many({})
         assert [sorted(results) for results in handed] == [["a", "b"], ["c"]]
 
-    def test_a_worker_written_for_one_result_at_a_time_still_gets_each(self):
-        handed = []
-        context = RunContext("cpu", on_result=lambda job_id, result: handed.append(job_id))
-        context.deliver_many({"a": [], "b": []})
-        assert handed == ["a", "b"]
-
     def test_cancellation(self):
         context = RunContext("cpu", is_cancelled=lambda job: job == "stop-me")
         context.raise_if_cancelled("keep-going")

@@ -39,16 +39,17 @@ class WorkerReporter:
     def report(self, state: str | None = None) -> None:
         runner = self.runner
         cache = runner.cache
+        not_running = unavailable_safety_checks()
         report_worker(
             runner.name,
             hostname=socket.gethostname()[:255],
             pid=os.getpid(),
             device=cache.device,
             state=state or runner.state,
-            detail=(runner.detail or "; ".join(unavailable_safety_check_warnings()))[:2000],
+            detail=(runner.detail or "; ".join(unavailable_safety_check_warnings(not_running)))[:2000],
             loaded_models=cache.describe(),
             memory=memory_snapshot(cache.device, cache.budget_bytes),
-            stats={**runner.stats.snapshot(), "safety_checks_not_running": list(unavailable_safety_checks())},
+            stats={**runner.stats.snapshot(), "safety_checks_not_running": list(not_running)},
             current_jobs=runner.current_jobs,
             started_at=self.started_at,
         )

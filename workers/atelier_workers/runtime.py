@@ -261,8 +261,8 @@ class _Batch:
                         params=plugin_class.Params.model_validate(job.params), seed=job.seed,
                     ))
                 except ValidationError as error:
-                    self.finish(job_id, PluginError(f"The stored job no longer matches the plugin's schema: {error}",
-                                                    code="invalid_input"))
+                    self.finish_many({job_id: PluginError(f"The stored job no longer matches the plugin's schema: {error}",
+                                                          code="invalid_input")})
             self.provenance = {
                 "plugin": plugin_class.manifest.id,
                 "plugin_version": plugin_class.manifest.version,
@@ -343,9 +343,6 @@ class _Batch:
     # -- storing results ----------------------------------------------------------------------------
     def finish_all(self, error: PluginError) -> None:
         self.finish_many({job_id: error for job_id in self.by_id})
-
-    def finish(self, job_id: str, result) -> None:
-        self.finish_many({job_id: result})
 
     def finish_many(self, results: dict[str, Any]) -> None:
         """Store results that came together: those a plugin handed over at one step, or the rest when its

@@ -80,7 +80,8 @@ class AtelierCollector:
             not_running.add_metric([f"web {socket.gethostname()}:{os.getpid()}", check], 1)
         for worker in workers:
             name = worker.name
-            states.add_metric([name, shown_state(worker, now), worker.device], 1)
+            state = shown_state(worker, now)
+            states.add_metric([name, state, worker.device], 1)
             age.add_metric([name], max(0.0, (now - worker.heartbeat_at).total_seconds()))
             stats = worker.stats or {}
             for key, histogram in (stats.get("histograms") or {}).items():
@@ -99,7 +100,7 @@ class AtelierCollector:
             for kind, value in (worker.memory or {}).items():
                 if isinstance(value, (int, float)):
                     memory.add_metric([name, worker.device, kind.removesuffix("_bytes")], float(value))
-            if shown_state(worker, now) not in ("lost", "stopped"):
+            if state not in ("lost", "stopped"):
                 for check in stats.get("safety_checks_not_running") or []:
                     not_running.add_metric([name, str(check)], 1)
         yield states

@@ -176,22 +176,31 @@ def _finish(job: Job, status: str, *, code: str = "", message: str = "") -> None
         transaction.on_commit(lambda: signal.send(sender=Job, job=job), robust=True)
 
 
-def _finish_as_succeeded(job_id: str, token: uuid.UUID, known: Job | None) -> Job | None:
-    """Mark a job ours and not asked to cancel as succeeded, in one conditional update that also
-    locks its row for the rest of the transaction. None when the claim was lost or a cancel was asked.
-    ``known``: the job as the worker holds it (its project loaded), to save reading it again."""
-    fields = {**_finished_fields(JobStatus.SUCCEEDED), "progress": 1.0}
-    if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, claim_token=token,
-                              cancel_requested_at__isnull=True).update(**fields):
-        return None
-    if known is not None and str(known.pk) == str(job_id):
-        job = copy.copy(known)  # the caller's object still says running if this transaction rolls back
-    else:
-        job = Job.objects.select_related("project").get(pk=job_id)
+def _succeeded_fields() -> dict[str, Any]:
+    return {**_finished_fields(JobStatus.SUCCEEDED), "progress": 1.0}
+
+
+def _as_succeeded(job: Job, fields: dict[str, Any]) -> Job:
+    """A copy of ``job`` with the succeeded ``fields`` just written, its waiters woken after commit. A copy:
+    the caller's object still says running if the transaction rolls back."""
+    job = copy.copy(job)
     for name, value in fields.items():
         setattr(job, name, value)
     waiting.announce_finished(job.pk)
     return job
+
+
+def _finish_as_succeeded(job_id: str, token: uuid.UUID, known: Job | None) -> Job | None:
+    """Mark a job ours and not asked to cancel as succeeded, in one conditional update that also
+    locks its row for the rest of the transaction. None when the claim was lost or a cancel was asked.
+    ``known``: the job as the worker holds it (its project loaded), to save reading it again."""
+    fields = _succeeded_fields()
+    if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, claim_token=token,
+                              cancel_requested_at__isnull=True).update(**fields):
+        return None
+    if known is None or str(known.pk) != str(job_id):
+        known = Job.objects.select_related("project").get(pk=job_id)
+    return _as_succeeded(known, fields)
 
 
 @transaction.atomic
@@ -227,16 +236,9 @@ def complete_jobs(token: uuid.UUID, completions: list[JobCompletion]) -> dict[st
                                                        cancel_requested_at__isnull=True).order_by("pk").values_list("pk", flat=True))
     if len(ours) != len(ids):
         raise NotAllOurs
-    fields = {**_finished_fields(JobStatus.SUCCEEDED), "progress": 1.0}
+    fields = _succeeded_fields()
     Job.objects.filter(pk__in=ids).update(**fields)
-    finished = []
-    for completion in completions:
-        job = copy.copy(completion.job)  # the caller's object still says running if this rolls back
-        for name, value in fields.items():
-            setattr(job, name, value)
-        waiting.announce_finished(job.pk)
-        finished.append(JobCompletion(job, completion.outputs, completion.provenance, completion.policy))
-    _store_outputs(finished)
+    _store_outputs([JobCompletion(_as_succeeded(c.job, fields), c.outputs, c.provenance, c.policy) for c in completions])
     return {str(pk): JobStatus.SUCCEEDED for pk in ids}
 
 

@@ -57,8 +57,10 @@ def unavailable_safety_checks() -> dict[str, str]:
     return dict(sorted(_unavailable.items()))
 
 
-def unavailable_safety_check_warnings() -> list[str]:
-    return [f"safety check {name} is not running: {why}" for name, why in unavailable_safety_checks().items()]
+def unavailable_safety_check_warnings(unavailable: dict[str, str] | None = None) -> list[str]:
+    """``unavailable`` (by default ``unavailable_safety_checks()``) in words, one line per check."""
+    unavailable = unavailable_safety_checks() if unavailable is None else unavailable
+    return [f"safety check {name} is not running: {why}" for name, why in unavailable.items()]
 
 
 def replace_safety_checks(checks: list[SafetyCheck] | None) -> None:
