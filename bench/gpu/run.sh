@@ -7,8 +7,11 @@
 # Installs the carried wheels and this checkout into that machine's Python (it is thrown away after
 # the session), then runs bench/batching.py (CUDA, picked by --device auto) and bench/overhead.py,
 # each printing its table and its JSON line. Everything printed is also written under $OUT.
-# STEPS=check stops after the install and a start of the whole stack (web, worker, beat): the
-# kit's own test, which needs no GPU.
+# STEPS picks what runs after the install, in order (default: bench):
+#   check  a start of the whole stack (web, worker, beat) and one job: the kit's own test, no GPU needed;
+#   probe  bench/gpu/probe.py: where the time goes (decoding in process, the platform's timeline, disk);
+#   cold   bench/gpu/probe.py --only cold: decoding on shapes not met before, cuDNN attention on and off;
+#   bench  bench/batching.py and bench/overhead.py (OVERHEAD_RUNS, default 30).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
@@ -28,8 +31,11 @@ ls .whl/*.whl >/dev/null 2>&1 || { echo "no wheels in .whl/: run bench/gpu/fetch
 # The checkout, with its plugin entry points; its Python pin (3.11, this machine's) does not hold there.
 "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation --ignore-requires-python . || exit 1
 
-if [ "${STEPS:-all}" = "check" ]; then
-    "$PYTHON" - <<'PY' 2>&1 | tee "$OUT/check.txt"
+failed=0
+for step in ${STEPS:-bench}; do
+    case "$step" in
+    check)
+        "$PYTHON" - <<'PY' 2>&1 | tee "$OUT/check.txt"
 import sys, tempfile
 from pathlib import Path
 sys.path.insert(0, "bench")
@@ -42,11 +48,15 @@ try:
 finally:
     stack.stop()
 PY
-    exit "${PIPESTATUS[0]}"
-fi
-
-"$PYTHON" bench/batching.py 2>&1 | tee "$OUT/batching.txt"
-batching=${PIPESTATUS[0]}
-"$PYTHON" bench/overhead.py --runs 30 2>&1 | tee "$OUT/overhead.txt"
-overhead=${PIPESTATUS[0]}
-exit $(( batching || overhead ))
+        ;;
+    probe) "$PYTHON" bench/gpu/probe.py --profile "$OUT" 2>&1 | tee "$OUT/probe.txt" ;;
+    cold) "$PYTHON" bench/gpu/probe.py --only cold 2>&1 | tee "$OUT/cold.txt" ;;
+    bench)
+        "$PYTHON" bench/batching.py 2>&1 | tee "$OUT/batching.txt" || failed=1
+        "$PYTHON" bench/overhead.py --runs "${OVERHEAD_RUNS:-30}" 2>&1 | tee "$OUT/overhead.txt"
+        ;;
+    *) echo "unknown step $step (check, probe, cold, bench)"; exit 2 ;;
+    esac
+    [ "${PIPESTATUS[0]}" = 0 ] || failed=1
+done
+exit "$failed"

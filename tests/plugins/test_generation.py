@@ -236,3 +236,47 @@ def test_a_model_without_chat_template_is_refused(tiny_chat_dir, tmp_path):
     (copy / "chat_template.jinja").unlink()
     with pytest.raises(PluginError, match="chat template"):
         CausalChatLM(copy, "cpu")
+
+
+def test_on_cuda_attention_may_use_any_kernel_but_cudnns():
+    """cuDNN's attention builds a plan for every new shape, and decoding meets a new one at every
+    step: on an H200 a batch of 5 on new prompts took 4.7 s with it and 0.36 s without."""
+    from atelier_plugins.text.generation import attention_kernels
+
+    backends = torch.backends.cuda
+    before = (backends.cudnn_sdp_enabled(), backends.flash_sdp_enabled(), backends.mem_efficient_sdp_enabled(),
+              backends.math_sdp_enabled())
+    assert before[0], "PyTorch allows cuDNN's attention by default; this test starts from that"
+    with attention_kernels("cuda:0"):
+        assert not backends.cudnn_sdp_enabled()
+        assert backends.flash_sdp_enabled() and backends.mem_efficient_sdp_enabled() and backends.math_sdp_enabled()
+    with attention_kernels("cpu"):
+        assert backends.cudnn_sdp_enabled()
+    assert (backends.cudnn_sdp_enabled(), backends.flash_sdp_enabled(), backends.mem_efficient_sdp_enabled(),
+            backends.math_sdp_enabled()) == before
+
+
+def test_every_forward_pass_of_decoding_runs_with_the_chosen_kernels(lm, monkeypatch):
+    from contextlib import contextmanager
+
+    from atelier_plugins.text import generation
+
+    inside: list[str] = []
+    calls: list[bool] = []
+
+    @contextmanager
+    def recording_kernels(device):
+        inside.append(device)
+        try:
+            yield
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(generation, "attention_kernels", recording_kernels)
+    hook = lm.model.register_forward_pre_hook(lambda module, args: calls.append(inside == ["cpu"]))
+    try:
+        # A shared system prompt: its prefill, the rows' prefill and every step are forward passes.
+        lm.generate([ChatRequest([SYSTEM, *SHORT], max_new_tokens=6), ChatRequest([SYSTEM, *LONG], max_new_tokens=4)])
+    finally:
+        hook.remove()
+    assert len(calls) >= 6 and all(calls)

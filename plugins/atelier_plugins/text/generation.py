@@ -26,6 +26,7 @@ Import this module only where torch may be imported (workers, not the web proces
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,22 @@ def inference_dtype(device: str) -> torch.dtype:
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+def attention_kernels(device: str) -> contextlib.AbstractContextManager:
+    """The scaled-dot-product attention kernels decoding may use: on CUDA, any but cuDNN's.
+
+    cuDNN's attention (which PyTorch prefers for bf16 on recent GPUs) builds an execution plan for
+    every new shape it meets, and decoding meets new shapes all the time: the keys grow by one at
+    every step, and every batch brings its own prompt lengths and size. On an H200 (torch 2.11) a
+    batch of 5 new prompts then took 4.7 s instead of 0.36 s, and one new prompt up to 3.1 s
+    instead of 0.24 s (bench/gpu/probe.py --only cold). Flash and memory-efficient attention need
+    no plans; PyTorch picks among them and the math kernel per call."""
+    if not device.startswith("cuda"):
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 class CausalChatLM:
@@ -197,7 +214,8 @@ class CausalChatLM:
 
         rows = [i for i, s in enumerate(states) if not s.done]  # batch row -> item index
         if rows:
-            self._decode(states, rows, [prompts[i] for i in rows], callback, should_stop, on_finished)
+            with attention_kernels(self.device):
+                self._decode(states, rows, [prompts[i] for i in rows], callback, should_stop, on_finished)
         return [s.completion(self.tokenizer) for s in states]
 
     def _decode(self, states, rows, prompts, callback, should_stop, on_finished=None) -> None:
