@@ -450,6 +450,8 @@ def review_panel(request, here, item_id: int):
         "input_html": render_value(job.input, "input", spans_of(job.input_screening)),
         "output_html": render_value(output.content, "content", spans_of(output.safety)),
         "flags": sorted(set(flagged_categories(output.safety)) | set(item.categories or [])),
+        "not_checked_by": sorted(set((output.safety or {}).get("not_checked_by", []))
+                                 | set((job.input_screening or {}).get("not_checked_by", []))),
         "images": [f for f in files if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
         "decisions": list(item.decisions.all()), "here": current(request),
         "own_job": job.submitted_by_id == request.user.pk and policy.forbid_self_approval,

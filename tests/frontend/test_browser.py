@@ -336,3 +336,34 @@ def test_chatbot_create_page_has_a_messages_editor(live_server, browser, expect,
     page.wait_for_url("**/jobs/*/")
     assert Job.objects.get().input["messages"] == [{"role": "system", "content": "Answer in one sentence."},
                                                    {"role": "user", "content": "Can I return shoes after a month?"}]
+
+
+def test_a_reviewer_is_told_which_safety_checks_did_not_screen_the_item(
+        live_server, browser, expect, project, member, submit, run_job, monkeypatch):
+    from atelier_sdk import safety_registry
+
+    from atelier_platform.moderation.checks import replace_safety_checks
+    from atelier_platform.moderation.models import ReviewMode
+    from atelier_platform.moderation.screening import policy_for
+    from tests.support.safety import WordCheck
+
+    class ProfanityModelMissing(WordCheck):
+        manifest = WordCheck.manifest.model_copy(update={"id": "profanity"})
+
+        def load(self, device):
+            raise FileNotFoundError("profanity_model.joblib")
+
+    records = [safety_registry.SafetyCheckRecord(name="profanity", source="test", check=ProfanityModelMissing),
+               safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck)]
+    monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): records)
+    replace_safety_checks(None)
+    policy = policy_for(project)
+    policy.review_mode = ReviewMode.RELEASE_AFTER_SCREENING  # would release it, were every check running
+    policy.save()
+    run_job(submit(project, text="a calm product description", user=member(project, "editor")))
+
+    page = sign_in(browser, live_server.url, member(project, "reviewer").username)
+    expect(page.locator("#not-screened")).to_have_text(
+        "Not screened by these safety checks, which were not running: profanity.")
+    expect(page.locator("#bulk-approve")).to_have_count(0)  # flagged: it needs a look, never a bulk approval
+    shot(page, "20-review-not-screened")

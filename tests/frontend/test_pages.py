@@ -363,6 +363,32 @@ class TestReview:
         editor.user.memberships.update(role="owner")  # the submitter, now allowed to review, still may not approve
         assert "You submitted this job" in text_of(editor.get(f"/review/items/{item.pk}/"))
 
+    def test_panel_names_the_safety_checks_that_were_not_running(self, project, signed_in, submit, run_job, monkeypatch):
+        from atelier_sdk import safety_registry
+
+        class MissingItsModel(WordCheck):
+            manifest = WordCheck.manifest.model_copy(update={"id": "missing_model"})
+
+            def load(self, device):
+                raise FileNotFoundError("model.joblib")
+
+        records = [safety_registry.SafetyCheckRecord(name="missing_model", source="test", check=MissingItsModel),
+                   safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck)]
+        monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): records)
+        replace_safety_checks(None)
+        run_job(submit(project, text="calm words"))
+        reviewer = signed_in(project, "reviewer")
+        page = text_of(reviewer.get(f"/review/items/{ReviewItem.objects.get().pk}/"))
+        assert "Not screened by these safety checks, which were not running: missing_model." in page
+        reviewer.post("/language/", {"language": "zh-hans", "next": "/review/"})
+        assert "以下安全检查当时未运行，本内容未经其筛查：missing_model。" in text_of(
+            reviewer.get(f"/review/items/{ReviewItem.objects.get().pk}/"))
+        reviewer.post("/language/", {"language": "en", "next": "/review/"})
+        replace_safety_checks([WordCheck()])
+        run_job(submit(project, text="more calm words"))
+        fully_screened = ReviewItem.objects.order_by("-pk").first()
+        assert "Not screened by" not in text_of(reviewer.get(f"/review/items/{fully_screened.pk}/"))
+
     def test_bulk_approval_takes_unflagged_items_only_and_never_the_reviewers_own(
             self, project, signed_in, submit, run_job, django_capture_on_commit_callbacks):
         replace_safety_checks([WordCheck()])

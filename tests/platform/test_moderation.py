@@ -483,3 +483,79 @@ def test_transitions_are_emitted_for_webhooks(api, runner, reviewer_api):
         output_flagged.disconnect(receivers["output_flagged"])
         output_review_changed.disconnect(receivers["output_review_changed"])
     assert seen == [("output_flagged", ["harassment"]), ("job_succeeded", job["id"]), ("review", "approved")]
+
+
+class _ImageCheckMissingItsModel(WordCheck):
+    manifest = WordCheck.manifest.model_copy(update={"id": "test_images", "modalities": frozenset({"image"})})
+
+    def load(self, device):
+        raise FileNotFoundError("detector.onnx")
+
+
+@pytest.mark.django_db(transaction=True)
+class TestAChecksAbsenceHoldsOutputs:
+    """Release after screening releases what screening passed; what a check that is not running
+    should have screened is held for a person instead (fail closed), and the report says which."""
+
+    @pytest.fixture
+    def releasing(self, project):
+        policy = policy_for(project)
+        policy.review_mode, policy.audit_sample_percent = ReviewMode.RELEASE_AFTER_SCREENING, 0
+        policy.save()
+
+    @pytest.fixture
+    def checks_found(self, monkeypatch):
+        from atelier_sdk import safety_registry
+
+        def use(*records):
+            monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): list(records))
+            replace_safety_checks(None)
+
+        return use
+
+    def test_an_output_a_missing_check_should_have_screened_waits_for_a_person(self, api, runner, releasing, checks_found):
+        from atelier_sdk import safety_registry
+
+        checks_found(safety_registry.SafetyCheckRecord(name="broken", source="test", check=_ModelFileMissing),
+                     safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck))
+        job = run(api, runner, "fine words")
+        [output] = job["outputs"]
+        assert output["review_state"] == "pending" and output["final"] is False
+        assert output["safety"]["decision"] == "pass" and output["safety"]["not_checked_by"] == ["broken"]
+        assert job["input_screening"]["not_checked_by"] == ["broken"]
+        item = ReviewItem.objects.get()
+        assert item.flagged and item.categories == [] and not item.sampled  # it needs a look: no bulk approval
+        screened = AuditEvent.objects.get(action="output_screened")
+        assert screened.after["not_checked_by"] == ["broken"] and screened.after["review_state"] == "pending"
+
+    def test_a_check_that_cannot_be_imported_is_taken_to_screen_everything(self, api, runner, releasing, checks_found):
+        from atelier_sdk import safety_registry
+
+        checks_found(safety_registry.SafetyCheckRecord(name="gone", source="test", error="ImportError: no module named x"),
+                     safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck))
+        [output] = run(api, runner, "fine words")["outputs"]
+        assert output["review_state"] == "pending" and output["safety"]["not_checked_by"] == ["gone"]
+
+    def test_a_missing_image_check_does_not_hold_text(self, api, runner, releasing, checks_found):
+        from atelier_sdk import safety_registry
+
+        checks_found(safety_registry.SafetyCheckRecord(name="images", source="test", check=_ImageCheckMissingItsModel),
+                     safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck))
+        job = run(api, runner, "fine words")
+        [output] = job["outputs"]
+        assert output["review_state"] == "released" and output["final"] is True
+        assert "not_checked_by" not in output["safety"] and "not_checked_by" not in job["input_screening"]
+
+    def test_input_screened_without_a_check_holds_the_output_even_when_the_worker_has_it(
+            self, api, runner, project, releasing, checks_found):
+        from atelier_sdk import safety_registry
+
+        checks_found(safety_registry.SafetyCheckRecord(name="broken", source="test", check=_ModelFileMissing),
+                     safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck))
+        submitted = submit(api, "fine words").json()
+        assert submitted["input_screening"]["not_checked_by"] == ["broken"]
+        replace_safety_checks([WordCheck()])  # the worker's process runs every check
+        runner.run(submitted["id"])
+        [output] = api.get(f"{JOBS}{submitted['id']}/").json()["outputs"]
+        assert "not_checked_by" not in output["safety"] and output["review_state"] == "pending"
+        assert run(api, runner, "more fine words")["outputs"][0]["review_state"] == "released"

@@ -260,10 +260,9 @@ def _store_outputs(finished: list[JobCompletion]) -> None:
             if job.project_id not in policies:
                 policies[job.project_id] = policy_for(job.project)
             policy = policies[job.project_id]
-        input_flagged = list((job.input_screening or {}).get("flagged", []))
         stored = []
         for index, produced in enumerate(completion.outputs):
-            route = review_route(produced.safety or {}, policy, input_flagged=input_flagged)
+            route = review_route(produced.safety or {}, policy, input_screening=job.input_screening or {})
             output = Output(
                 job=job,
                 index=index,

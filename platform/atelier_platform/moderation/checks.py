@@ -14,18 +14,28 @@ _lock = threading.Lock()
 _checks: list[SafetyCheck] | None = None
 #: Checks found but not running in this process (broken, or failed to load), with why.
 _unavailable: dict[str, str] = {}
+#: What each of those would have screened: (targets, modalities) from its manifest; None when it could
+#: not even be imported (its manifest is unknown: it is taken to screen everything).
+_unavailable_scope: dict[str, tuple[frozenset, frozenset] | None] = {}
 
 
-def _discover() -> tuple[list[SafetyCheck], dict[str, str]]:
+def _scope_of(check_class) -> tuple[frozenset, frozenset] | None:
+    manifest = getattr(check_class, "manifest", None)
+    if manifest is None:
+        return None
+    return frozenset(target.value for target in manifest.targets), frozenset(manifest.modalities)
+
+
+def _discover() -> tuple[list[SafetyCheck], dict[str, str], dict[str, tuple[frozenset, frozenset] | None]]:
     from atelier_sdk.safety_registry import discover_safety_checks
 
     from atelier_platform.config import get_config
 
-    loaded, unavailable = [], {}
+    loaded, unavailable, scopes = [], {}, {}
     for record in discover_safety_checks(extra_paths=get_config().extra_safety_checks.split(",")):
         if record.check is None:
             logger.warning("safety check %s is broken and will not run: %s", record.name, record.error)
-            unavailable[record.name] = str(record.error)
+            unavailable[record.name], scopes[record.name] = str(record.error), None
             continue
         try:
             instance = record.check()
@@ -36,17 +46,18 @@ def _discover() -> tuple[list[SafetyCheck], dict[str, str]]:
             logger.error("safety check %s could not load and will not run: %s: %s", record.name,
                          type(error).__name__, error, exc_info=True)
             unavailable[record.name] = f"{type(error).__name__}: {error}"
+            scopes[record.name] = _scope_of(record.check)
             continue
         loaded.append(instance)
-    return loaded, unavailable
+    return loaded, unavailable, scopes
 
 
 def get_safety_checks() -> list[SafetyCheck]:
-    global _checks, _unavailable
+    global _checks, _unavailable, _unavailable_scope
     if _checks is None:
         with _lock:
             if _checks is None:
-                _checks, _unavailable = _discover()
+                _checks, _unavailable, _unavailable_scope = _discover()
     return _checks
 
 
@@ -57,6 +68,14 @@ def unavailable_safety_checks() -> dict[str, str]:
     return dict(sorted(_unavailable.items()))
 
 
+def checks_not_screening(target: str, modalities: set[str]) -> list[str]:
+    """The checks not running here that would have screened this ``target`` ("input", "output") in one
+    of these ``modalities`` ("text", "image"), by name: what a screening here misses."""
+    get_safety_checks()
+    return sorted(name for name, scope in _unavailable_scope.items()
+                  if scope is None or (target in scope[0] and modalities & scope[1]))
+
+
 def unavailable_safety_check_warnings(unavailable: dict[str, str] | None = None) -> list[str]:
     """``unavailable`` (by default ``unavailable_safety_checks()``) in words, one line per check."""
     unavailable = unavailable_safety_checks() if unavailable is None else unavailable
@@ -65,6 +84,6 @@ def unavailable_safety_check_warnings(unavailable: dict[str, str] | None = None)
 
 def replace_safety_checks(checks: list[SafetyCheck] | None) -> None:
     """Swap the running checks (tests); ``None`` makes the next call discover again."""
-    global _checks, _unavailable
+    global _checks, _unavailable, _unavailable_scope
     with _lock:
-        _checks, _unavailable = checks, {}
+        _checks, _unavailable, _unavailable_scope = checks, {}, {}

@@ -79,17 +79,23 @@ class Route:
     item: dict[str, bool] | None
 
 
-def review_route(report: dict[str, Any], policy: SafetyPolicy, *, input_flagged: list[str]) -> Route:
-    """A new output's route from its screening report and the project's policy: blocked; released
-    (sometimes sampled for an audit); or pending, with a review item where people must look at it."""
+def review_route(report: dict[str, Any], policy: SafetyPolicy, *, input_screening: dict[str, Any]) -> Route:
+    """A new output's route from its screening report, its job's input screening and the project's
+    policy: blocked; released (sometimes sampled for an audit); or pending, with a review item where
+    people must look at it. Where a safety check that should have screened the input or the output
+    was not running, nothing is released without a person (fail closed), and its item is flagged."""
     decision = report.get("decision")
+    input_flagged = input_screening.get("flagged", [])
     flagged = sorted(set(report.get("flagged", [])) | set(input_flagged))
     if decision == BLOCK:
         return Route(ReviewState.BLOCKED, decision, flagged, None)
-    if policy.review_mode == ReviewMode.RELEASE_AFTER_SCREENING and decision != REVIEW and not input_flagged:
+    fully_screened = not report.get("not_checked_by") and not input_screening.get("not_checked_by")
+    if (policy.review_mode == ReviewMode.RELEASE_AFTER_SCREENING and decision != REVIEW and not input_flagged
+            and fully_screened):
         sampled = random.uniform(0, 100) < policy.audit_sample_percent
         return Route(ReviewState.RELEASED, decision, flagged, dict(flagged=False, sampled=True) if sampled else None)
-    return Route(ReviewState.PENDING, decision, flagged, dict(flagged=bool(flagged), sampled=False))
+    # Not fully screened counts as flagged: it needs a look (never approved in bulk), like a flagged one.
+    return Route(ReviewState.PENDING, decision, flagged, dict(flagged=bool(flagged) or not fully_screened, sampled=False))
 
 
 def open_reviews(routed: list[tuple[Output, Route]]) -> None:
@@ -104,8 +110,10 @@ def open_reviews(routed: list[tuple[Output, Route]]) -> None:
         if route.flagged:
             transaction.on_commit(functools.partial(output_flagged.send, sender=Output, output=output,
                                                     categories=route.flagged), robust=True)
-        entries.append(audit.event(job.project, "screening", "output_screened", output,
-                                   after={"decision": route.decision, "review_state": route.state, "flagged": route.flagged}))
+        after = {"decision": route.decision, "review_state": route.state, "flagged": route.flagged}
+        if output.safety.get("not_checked_by"):
+            after["not_checked_by"] = output.safety["not_checked_by"]
+        entries.append(audit.event(job.project, "screening", "output_screened", output, after=after))
     if items:
         ReviewItem.objects.bulk_create(items)
     audit.record_many(entries)

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from atelier_sdk.safety import BlocklistTerm, Finding, ScreenContext, Target
 
 from atelier_platform.accounts.models import Project
-from atelier_platform.moderation.checks import get_safety_checks
+from atelier_platform.moderation.checks import checks_not_screening, get_safety_checks
 from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy
 
 PASS, REVIEW, BLOCK = "pass", "review", "block"
@@ -117,8 +117,14 @@ def screen(
     for finding in findings:
         scores[finding["category"]] = max(scores.get(finding["category"], 0.0), finding["score"])
     decision, flagged = decide(policy, scores)
-    return {"target": target.value, "decision": decision, "flagged": flagged, "scores": scores,
-            "findings": findings, "checked_by": checked_by}
+    report = {"target": target.value, "decision": decision, "flagged": flagged, "scores": scores,
+              "findings": findings, "checked_by": checked_by}
+    modalities = ({"text"} if texts else set()) | ({"image"} if images else set())
+    missing = checks_not_screening(target.value, modalities) if modalities else []
+    if missing:
+        # Said in the report, and an output so screened is never released without a person.
+        report["not_checked_by"] = missing
+    return report
 
 
 def mask_personal_data(content: Any, findings: list[dict[str, Any]], root: str = "content") -> Any:
