@@ -340,23 +340,11 @@ def test_chatbot_create_page_has_a_messages_editor(live_server, browser, expect,
 
 def test_a_reviewer_is_told_which_safety_checks_did_not_screen_the_item(
         live_server, browser, expect, project, member, submit, run_job, monkeypatch):
-    from atelier_sdk import safety_registry
-
-    from atelier_platform.moderation.checks import replace_safety_checks
     from atelier_platform.moderation.models import ReviewMode
     from atelier_platform.moderation.screening import policy_for
-    from tests.support.safety import WordCheck
+    from tests.support.safety import words_and_a_check_not_running
 
-    class ProfanityModelMissing(WordCheck):
-        manifest = WordCheck.manifest.model_copy(update={"id": "profanity"})
-
-        def load(self, device):
-            raise FileNotFoundError("profanity_model.joblib")
-
-    records = [safety_registry.SafetyCheckRecord(name="profanity", source="test", check=ProfanityModelMissing),
-               safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck)]
-    monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): records)
-    replace_safety_checks(None)
+    words_and_a_check_not_running(monkeypatch, "profanity", "OSError: profanity_model.joblib: No such file")
     policy = policy_for(project)
     policy.review_mode = ReviewMode.RELEASE_AFTER_SCREENING  # would release it, were every check running
     policy.save()

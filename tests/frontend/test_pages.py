@@ -364,18 +364,9 @@ class TestReview:
         assert "You submitted this job" in text_of(editor.get(f"/review/items/{item.pk}/"))
 
     def test_panel_names_the_safety_checks_that_were_not_running(self, project, signed_in, submit, run_job, monkeypatch):
-        from atelier_sdk import safety_registry
+        from tests.support.safety import words_and_a_check_not_running
 
-        class MissingItsModel(WordCheck):
-            manifest = WordCheck.manifest.model_copy(update={"id": "missing_model"})
-
-            def load(self, device):
-                raise FileNotFoundError("model.joblib")
-
-        records = [safety_registry.SafetyCheckRecord(name="missing_model", source="test", check=MissingItsModel),
-                   safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck)]
-        monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): records)
-        replace_safety_checks(None)
+        words_and_a_check_not_running(monkeypatch, "missing_model", "ImportError: no module named missing_model")
         run_job(submit(project, text="calm words"))
         reviewer = signed_in(project, "reviewer")
         page = text_of(reviewer.get(f"/review/items/{ReviewItem.objects.get().pk}/"))

@@ -18,7 +18,7 @@ from atelier_platform.moderation.checks import replace_safety_checks
 from atelier_platform.moderation.models import AuditEvent, BlocklistEntry, ReviewItem, ReviewMode
 from atelier_platform.moderation.screening import policy_for
 from atelier_workers.runtime import JobRunner, ModelCache
-from tests.support.safety import WordCheck
+from tests.support.safety import WordCheck, words_and_a_check_not_running
 
 JOBS = "/api/v1/jobs/"
 
@@ -65,12 +65,7 @@ class _ModelFileMissing(WordCheck):
 @pytest.mark.django_db
 def test_a_check_that_cannot_load_is_skipped_and_the_others_screen(api, monkeypatch, caplog):
     """Like one that cannot be imported: every submission would answer 500 otherwise."""
-    from atelier_sdk import safety_registry
-
-    records = [safety_registry.SafetyCheckRecord(name="broken", source="test", check=_ModelFileMissing),
-               safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck)]
-    monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): records)
-    replace_safety_checks(None)
+    words_and_a_check_not_running(monkeypatch, "broken", _ModelFileMissing)
     response = submit(api, "this is borderline")
     assert response.status_code == 201
     assert Job.objects.get().input_screening["flagged"] == ["harassment"]
@@ -503,21 +498,8 @@ class TestAChecksAbsenceHoldsOutputs:
         policy.review_mode, policy.audit_sample_percent = ReviewMode.RELEASE_AFTER_SCREENING, 0
         policy.save()
 
-    @pytest.fixture
-    def checks_found(self, monkeypatch):
-        from atelier_sdk import safety_registry
-
-        def use(*records):
-            monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): list(records))
-            replace_safety_checks(None)
-
-        return use
-
-    def test_an_output_a_missing_check_should_have_screened_waits_for_a_person(self, api, runner, releasing, checks_found):
-        from atelier_sdk import safety_registry
-
-        checks_found(safety_registry.SafetyCheckRecord(name="broken", source="test", check=_ModelFileMissing),
-                     safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck))
+    def test_an_output_a_missing_check_should_have_screened_waits_for_a_person(self, api, runner, releasing, monkeypatch):
+        words_and_a_check_not_running(monkeypatch, "broken", _ModelFileMissing)
         job = run(api, runner, "fine words")
         [output] = job["outputs"]
         assert output["review_state"] == "pending" and output["final"] is False
@@ -528,30 +510,21 @@ class TestAChecksAbsenceHoldsOutputs:
         screened = AuditEvent.objects.get(action="output_screened")
         assert screened.after["not_checked_by"] == ["broken"] and screened.after["review_state"] == "pending"
 
-    def test_a_check_that_cannot_be_imported_is_taken_to_screen_everything(self, api, runner, releasing, checks_found):
-        from atelier_sdk import safety_registry
-
-        checks_found(safety_registry.SafetyCheckRecord(name="gone", source="test", error="ImportError: no module named x"),
-                     safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck))
+    def test_a_check_that_cannot_be_imported_is_taken_to_screen_everything(self, api, runner, releasing, monkeypatch):
+        words_and_a_check_not_running(monkeypatch, "gone", "ImportError: no module named x")
         [output] = run(api, runner, "fine words")["outputs"]
         assert output["review_state"] == "pending" and output["safety"]["not_checked_by"] == ["gone"]
 
-    def test_a_missing_image_check_does_not_hold_text(self, api, runner, releasing, checks_found):
-        from atelier_sdk import safety_registry
-
-        checks_found(safety_registry.SafetyCheckRecord(name="images", source="test", check=_ImageCheckMissingItsModel),
-                     safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck))
+    def test_a_missing_image_check_does_not_hold_text(self, api, runner, releasing, monkeypatch):
+        words_and_a_check_not_running(monkeypatch, "images", _ImageCheckMissingItsModel)
         job = run(api, runner, "fine words")
         [output] = job["outputs"]
         assert output["review_state"] == "released" and output["final"] is True
         assert "not_checked_by" not in output["safety"] and "not_checked_by" not in job["input_screening"]
 
     def test_input_screened_without_a_check_holds_the_output_even_when_the_worker_has_it(
-            self, api, runner, project, releasing, checks_found):
-        from atelier_sdk import safety_registry
-
-        checks_found(safety_registry.SafetyCheckRecord(name="broken", source="test", check=_ModelFileMissing),
-                     safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck))
+            self, api, runner, project, releasing, monkeypatch):
+        words_and_a_check_not_running(monkeypatch, "broken", _ModelFileMissing)
         submitted = submit(api, "fine words").json()
         assert submitted["input_screening"]["not_checked_by"] == ["broken"]
         replace_safety_checks([WordCheck()])  # the worker's process runs every check

@@ -29,3 +29,17 @@ class WordCheck(SafetyCheckBase):
             if index >= 0:
                 findings.append(Finding(term.category, 1.0, self.manifest.id, (Evidence(index, index + len(term.pattern)),)))
         return findings
+
+
+def words_and_a_check_not_running(monkeypatch, name: str, cause) -> None:
+    """Make the next discovery find WordCheck and a check ``name`` that does not run: ``cause`` is a check
+    class whose ``load`` raises, or the error of one that cannot be imported."""
+    from atelier_sdk import safety_registry
+
+    from atelier_platform.moderation.checks import replace_safety_checks
+
+    missing = (safety_registry.SafetyCheckRecord(name=name, source="test", error=cause) if isinstance(cause, str)
+               else safety_registry.SafetyCheckRecord(name=name, source="test", check=cause))
+    records = [missing, safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck)]
+    monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): records)
+    replace_safety_checks(None)
