@@ -114,3 +114,32 @@ def test_metrics_are_closed_to_the_internet_without_a_token(db, monkeypatch):
     monkeypatch.setattr("atelier_platform.fleet.metrics.get_config", lambda: config)
     assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 403
     assert Client(REMOTE_ADDR="8.8.8.8").get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+
+
+def test_web_and_worker_processes_load_the_safety_checks_as_they_start(monkeypatch):
+    """Not in their first request or job: those would all wait for the checks' models (about 1 s)."""
+    import importlib
+    import sys
+
+    from atelier_sdk import safety_registry
+
+    from atelier_platform.moderation.checks import get_safety_checks, replace_safety_checks
+    from atelier_workers import tasks
+    from tests.support.safety import WordCheck
+
+    discoveries = []
+    monkeypatch.setattr(safety_registry, "discover_safety_checks", lambda extra_paths=(): discoveries.append(1) or [
+        safety_registry.SafetyCheckRecord(name="words", source="test", check=WordCheck)])
+
+    replace_safety_checks(None)
+    monkeypatch.delitem(sys.modules, "atelier_platform.wsgi", raising=False)
+    importlib.import_module("atelier_platform.wsgi")  # what each gunicorn worker does as it starts
+    assert len(discoveries) == 1
+    get_safety_checks()
+    assert len(discoveries) == 1  # the first screening finds them loaded
+
+    replace_safety_checks(None)
+    runner = JobRunner(get_registry(), ModelCache("cpu"))
+    monkeypatch.setattr(tasks, "get_runner", lambda: runner)
+    tasks._start_worker_process()  # celery's worker_process_init
+    assert len(discoveries) == 2 and runner.state == "ready"

@@ -36,13 +36,15 @@ def get_runner() -> JobRunner:
 
 @worker_process_init.connect
 def _start_worker_process(**_kwargs) -> None:
-    """A pool process starts: report it, and load the models named in ATELIER_PRELOAD_PLUGINS."""
+    """A pool process starts: report it, load the safety checks (every output is screened: not in the first
+    job) and the models named in ATELIER_PRELOAD_PLUGINS."""
+    from atelier_platform.moderation.checks import get_safety_checks
+
     runner = get_runner()
     names = [n.strip() for n in get_config().preload_plugins.split(",") if n.strip()]
-    if not names:
-        return
     runner.state = WorkerState.STARTING
     try:
+        get_safety_checks()
         for name in names:
             plugin_class = get_registry().get(name)
             if plugin_class is None:
