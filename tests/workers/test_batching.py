@@ -328,3 +328,26 @@ def test_a_result_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_
     refused = reload(jobs[3])
     # still claimed and without outputs: the sweeper queues it again once its heartbeats stop
     assert refused.status == JobStatus.RUNNING and not refused.outputs.exists()
+
+
+def test_a_batchs_progress_is_written_in_one_statement_each_job_its_own(probe_project):
+    import uuid
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from atelier_platform.jobs import lifecycle
+
+    jobs = [submit(probe_project, text=str(i)) for i in range(4)]
+    token, others = uuid.uuid4(), uuid.uuid4()
+    Job.objects.filter(pk__in=[j.pk for j in jobs[:3]]).update(status=JobStatus.RUNNING, claim_token=token)
+    Job.objects.filter(pk=jobs[3].pk).update(status=JobStatus.RUNNING, claim_token=others)  # another worker's
+    progress = {str(job.pk): (0.25 * (i + 1), {"tokens": 8 * (i + 1)}) for i, job in enumerate(jobs)}
+
+    with CaptureQueriesContext(connection) as captured:
+        lifecycle.record_progress(token, progress)
+
+    assert len([q for q in captured.captured_queries if q["sql"].startswith("UPDATE")]) == 1
+    assert [(reload(j).progress, reload(j).progress_detail) for j in jobs[:3]] == [
+        (0.25, {"tokens": 8}), (0.5, {"tokens": 16}), (0.75, {"tokens": 24})]
+    assert reload(jobs[3]).progress is None and reload(jobs[3]).progress_detail == {}  # not this claim's

@@ -80,11 +80,10 @@ class BatchHeartbeat:
         with self._lock:
             pending = {job_id: self.latest[job_id] for job_id in self._dirty}
             self._dirty.clear()
-        for job_id, (fraction, detail) in pending.items():
-            try:
-                lifecycle.record_progress(job_id, self.token, fraction, detail)
-            except Exception:
-                logger.exception("progress of job %s not written; will write the next one", job_id)
+        try:
+            lifecycle.record_progress(self.token, pending)
+        except Exception:
+            logger.exception("progress of batch %s not written; will write the next one", self.token)
 
     def _beat(self) -> None:
         try:
