@@ -251,3 +251,64 @@ def test_a_doorbell_wakes_only_when_rung(embedded_notices):
     finally:
         doorbell.close()
     assert not doorbell.path.exists()
+
+
+needs_redis = pytest.mark.skipif(not get_config().redis_url, reason="the finish notice travels through Redis (set REDIS_URL)")
+
+
+def subscribed_connections(client) -> dict[str, int]:
+    """Connections of this Redis with channel or pattern subscriptions: {"channels": n, "patterns": m}."""
+    found = {"channels": 0, "patterns": 0}
+    for entry in client.client_list():
+        found["channels"] += int(entry.get("sub", 0)) > 0
+        found["patterns"] += int(entry.get("psub", 0)) > 0
+    return found
+
+
+@needs_redis
+@with_worker
+def test_many_waiters_share_the_processs_one_subscription(project, monkeypatch):
+    """No Redis connection or subscription per waiting request: one per process, however many wait."""
+    from atelier_platform.redis_client import shared_redis
+
+    monkeypatch.setattr(waiting, "SAFETY_RECHECK_S", 60.0)  # only a notice wakes them in time
+    client = shared_redis(get_config().redis_url)
+    jobs = [build_job(project, status=JobStatus.QUEUED) for _ in range(12)]
+    woken: list[bool] = []
+
+    def wait(job):
+        try:
+            woken.append(waiting.wait_until_finished(job.pk, 50))
+        finally:
+            connection.close()
+
+    waiters = [threading.Thread(target=wait, args=(job,)) for job in jobs]
+    for thread in waiters:
+        thread.start()
+    time.sleep(0.5)
+    assert subscribed_connections(client) == {"channels": 0, "patterns": 1}
+    for job in jobs:
+        claim = lifecycle.claim_job(str(job.pk), "test-worker")
+        lifecycle.fail_job(str(job.pk), claim.token, "test", "finished by the test")
+    started = time.monotonic()
+    for thread in waiters:
+        thread.join(timeout=50)
+    assert woken == [True] * 12 and time.monotonic() - started < 30
+    assert waiting.finish_listener(client)._waiters == {}  # every waiter took its registration away
+
+
+@needs_redis
+@with_worker
+def test_the_listener_subscribes_again_after_losing_its_connection(project, monkeypatch):
+    from atelier_platform.redis_client import shared_redis
+
+    monkeypatch.setattr(waiting, "SAFETY_RECHECK_S", 60.0)
+    client = shared_redis(get_config().redis_url)
+    listener = waiting.finish_listener(client)
+    assert listener.wait_until_subscribed(5)
+    client.client_kill_filter(_type="pubsub")  # Redis restarted, a proxy dropped it...
+    deadline = time.monotonic() + 30
+    while subscribed_connections(client)["patterns"] != 1 or not listener.wait_until_subscribed(0.1):
+        assert time.monotonic() < deadline, "the listener did not subscribe again"
+        time.sleep(0.05)
+    assert_woken_when_another_process_finishes(build_job(project, status=JobStatus.QUEUED))

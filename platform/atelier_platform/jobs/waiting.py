@@ -1,10 +1,12 @@
 """Waiting for a job to finish inside a request (``Prefer: wait``, the OpenAI-compatible endpoints).
 
 The job row is the truth; a notice says "it has finished", sent once the finishing transaction
-has committed. With Redis (REDIS_URL) the notice is a message on the job's channel and a waiting
-request wakes at once. A waiter subscribes *before* it reads the row, so a job that finishes
-between the read and the wait still wakes it; it also rereads the row every
-``SAFETY_RECHECK_S`` in case a notice was lost (Redis restarted, a publisher that failed).
+has committed. With Redis (REDIS_URL) the notice is a message on the job's channel. Each process
+listens on one connection for every job's notice (a pattern subscription, ``_FinishListener``) and
+wakes the requests waiting for that job: no connection and no subscription per waiting request. A
+waiter registers *before* it reads the row, so a job that finishes between the read and the wait
+still wakes it; it also rereads the row every ``SAFETY_RECHECK_S`` in case a notice was lost (Redis
+restarted, a publisher that failed), and at growing intervals while the listener is not subscribed.
 
 Without Redis (the embedded set-up: one machine, one data directory) the notice is an empty file
 named after the job under ``ATELIER_DATA_DIR/job-notices/``, and a doorbell: each waiter listens on
@@ -47,8 +49,117 @@ NOTICE_LOOK_S = 0.004
 NOTICE_KEEP_S = 600
 
 
+#: How long the listener waits for a message before it checks its connection with a PING when silent.
+LISTEN_POLL_S, LISTENER_PING_AFTER_S = 1.0, 10.0
+
+
 def channel_of(job_id) -> str:
     return f"{CHANNEL_PREFIX}{job_id}"
+
+
+class _FinishListener:
+    """This process's one Redis connection for finish notices: subscribed to every job's channel, it
+    wakes the waiters registered for a job when its notice comes, and subscribes again (with backoff)
+    whenever the connection is lost."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[threading.Event]] = {}
+        self._subscribed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job-finish-listener", daemon=True)
+        self._thread.start()
+
+    def register(self, job_id) -> threading.Event | None:
+        """An event set when ``job_id``'s notice comes; None while not subscribed (read the row instead)."""
+        if not self._subscribed.is_set():
+            return None
+        event = threading.Event()
+        with self._lock:
+            self._waiters.setdefault(str(job_id), set()).add(event)
+        return event
+
+    def unregister(self, job_id, event: threading.Event) -> None:
+        with self._lock:
+            events = self._waiters.get(str(job_id))
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._waiters[str(job_id)]
+
+    def wait_until_subscribed(self, timeout_s: float) -> bool:
+        return self._subscribed.wait(timeout_s)
+
+    def _wake(self, channel) -> None:
+        job_id = (channel.decode() if isinstance(channel, bytes) else channel)[len(CHANNEL_PREFIX):]
+        with self._lock:
+            events = list(self._waiters.get(job_id, ()))
+        for event in events:
+            event.set()
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            subscription = None
+            try:
+                subscription = self._client.pubsub()
+                subscription.psubscribe(f"{CHANNEL_PREFIX}*")
+                silent_since = time.monotonic()
+                while True:
+                    message = subscription.get_message(timeout=LISTEN_POLL_S)
+                    if message is None:
+                        if time.monotonic() - silent_since > LISTENER_PING_AFTER_S:
+                            subscription.ping()  # a dead connection raises here, and is made again
+                            silent_since = time.monotonic()
+                        continue
+                    silent_since = time.monotonic()
+                    if message["type"] == "psubscribe":
+                        self._subscribed.set()
+                        backoff = 0.1
+                    elif message["type"] == "pmessage":
+                        self._wake(message["channel"])
+            except Exception:
+                if self._subscribed.is_set():
+                    logger.warning("finish notices: Redis connection lost; waiters reread rows until it is back",
+                                   exc_info=True)
+                self._subscribed.clear()
+            finally:
+                if subscription is not None:
+                    try:
+                        subscription.close()
+                    except Exception:
+                        pass
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+_listeners: dict[int, tuple[int, _FinishListener]] = {}
+_listeners_lock = threading.Lock()
+
+
+#: How long the first waiter of a process waits for the listener to subscribe (a few ms when Redis is up).
+FIRST_SUBSCRIBE_WAIT_S = 1.0
+
+
+def finish_listener(client) -> _FinishListener:
+    """The listener of this process for ``client``: started on first use (again in a forked child), and
+    given a moment to subscribe then."""
+    with _listeners_lock:
+        known = _listeners.get(id(client))
+        if known is not None and known[0] == os.getpid():
+            return known[1]
+        listener = _FinishListener(client)
+        _listeners[id(client)] = (os.getpid(), listener)
+    listener.wait_until_subscribed(FIRST_SUBSCRIBE_WAIT_S)
+    return listener
+
+
+def start_listening() -> None:
+    """Subscribe for finish notices now (a web process as it starts), so that no request waits for it;
+    without Redis, nothing to do."""
+    client = shared_redis(get_config().redis_url)
+    if client is not None:
+        finish_listener(client)
 
 
 def notice_folder() -> Path:
@@ -189,16 +300,6 @@ def _is_done(status: str | None) -> bool:
     return status is None or status in FINISHED_STATUSES
 
 
-def _notice_within(subscription, seconds: float) -> bool:
-    """True when the job's notice arrives within ``seconds``. The subscription's own confirmation
-    also ends a ``get_message`` (as None): keep listening until the time is up."""
-    until = time.monotonic() + seconds
-    while (left := until - time.monotonic()) > 0:
-        if subscription.get_message(timeout=left) is not None:
-            return True
-    return False
-
-
 def _notice_file_within(path: Path, seconds: float) -> bool:
     """True when the job's notice file appears within ``seconds``."""
     until = time.monotonic() + seconds
@@ -217,16 +318,12 @@ def watch(job_id, timeout_s: float) -> Iterator[bool]:
     its finish notice came) and stops; stops after ``timeout_s`` without yielding True."""
     deadline = time.monotonic() + max(0.0, timeout_s)
     client = shared_redis(get_config().redis_url)
-    subscription = doorbell = None
+    listener = notice = doorbell = None
     if client is None:
         doorbell = _open_doorbell(job_id)  # before the first read of the row: no ring can fall between
     else:
-        try:
-            subscription = client.pubsub(ignore_subscribe_messages=True)
-            subscription.subscribe(channel_of(job_id))
-        except Exception:
-            logger.warning("waiting for job %s by reading its row: Redis subscribe failed", job_id, exc_info=True)
-            subscription = None
+        listener = finish_listener(client)
+        notice = listener.register(job_id)  # before the first read of the row, likewise
     try:
         delay = POLL_FIRST_S
         while True:
@@ -237,18 +334,17 @@ def watch(job_id, timeout_s: float) -> Iterator[bool]:
             if remaining <= 0:
                 return
             yield False
-            if subscription is not None:
-                try:
-                    if _notice_within(subscription, min(SAFETY_RECHECK_S, remaining)):
-                        # Published once the finishing transaction committed: the row says so already.
-                        yield True
-                        return
-                    continue
-                except Exception:
-                    logger.warning("waiting for job %s by reading its row: Redis went away", job_id, exc_info=True)
-                    subscription = None
+            if notice is not None:
+                if notice.wait(min(SAFETY_RECHECK_S, remaining)):
+                    # Published once the finishing transaction committed: the row says so already.
+                    yield True
+                    return
+                continue
             window = min(delay, max(0.0, deadline - time.monotonic()))
-            if doorbell is not None:
+            if listener is not None:
+                time.sleep(window)  # not subscribed: the row is read at growing intervals
+                notice = listener.register(job_id)
+            elif doorbell is not None:
                 if doorbell.rung_within(window):
                     yield True  # rung once the finishing transaction committed: the row says so already
                     return
@@ -259,11 +355,8 @@ def watch(job_id, timeout_s: float) -> Iterator[bool]:
     finally:
         if doorbell is not None:
             doorbell.close()
-        if subscription is not None:
-            try:
-                subscription.close()
-            except Exception:
-                pass
+        if notice is not None:
+            listener.unregister(job_id, notice)
 
 
 def wait_until_finished(job_id, timeout_s: float) -> bool:
