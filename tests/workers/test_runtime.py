@@ -47,6 +47,33 @@ class TestRunning:
         assert outputs[0].provenance["plugin"] == "reverse_text" and outputs[0].provenance["ai_generated"] is True
         assert outputs[0].provenance["seed"] == job.seed
 
+    def test_files_of_outputs_the_database_refused_do_not_stay_behind(self, project, runner, settings, tmp_path,
+                                                                       monkeypatch):
+        from django.db import DataError
+
+        from atelier_platform.moderation import review
+
+        settings.MEDIA_ROOT = str(tmp_path / "media")
+        stored = review.open_reviews
+        refusing = {"now": True}
+
+        def open_reviews(routed):
+            if refusing["now"]:  # after the files were saved, in the same transaction
+                raise DataError("value too long for the column")
+            return stored(routed)
+
+        monkeypatch.setattr(review, "open_reviews", open_reviews)
+        job = submit(project, copies=2, with_file=True)
+        runner.run(str(job.pk))
+        assert reload(job).status == JobStatus.RUNNING and not reload(job).outputs.exists()  # the sweeper retries it
+        files = lambda: sorted(p.name for p in (tmp_path / "media").rglob("*") if p.is_file())  # noqa: E731
+        assert files() == []
+        refusing["now"] = False
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, claim_token=None)  # as the sweeper would
+        assert runner.run(str(job.pk)) == "succeeded"
+        assert len(files()) == 2 and sorted(f.file.name.rsplit("/", 1)[-1] for o in reload(job).outputs.all()
+                                            for f in o.files.all()) == files()
+
     def test_the_models_own_time_leaves_out_screening_and_storing(self, project, runner):
         """``generate_seconds`` is the plugin call's time only: the benchmarks subtract it as "the model"."""
         from atelier_platform.moderation.checks import replace_safety_checks

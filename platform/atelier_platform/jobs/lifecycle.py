@@ -8,6 +8,7 @@ sweeper, or a worker and a cancelling user can race and the row still tells one 
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import logging
@@ -211,6 +212,34 @@ def _finish_as_succeeded(job_id: str, token: uuid.UUID, known: Job | None) -> Jo
     return _as_succeeded(known, fields)
 
 
+#: The files the storing of outputs in this context has saved (set by ``_files_removed_unless_stored``).
+_files_saved: contextvars.ContextVar[list | None] = contextvars.ContextVar("files_saved", default=None)
+
+
+def _files_removed_unless_stored(function):
+    """Outputs' files go to storage inside the transaction that stores their rows. When that
+    transaction does not commit (the database refuses a row, the commit fails), nothing names them any
+    more and the retry saves them again under new names: remove them."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        saved: list = []
+        context = _files_saved.set(saved)
+        try:
+            return function(*args, **kwargs)
+        except BaseException:
+            for field_file in saved:
+                try:
+                    field_file.storage.delete(field_file.name)
+                except Exception:
+                    logger.warning("could not remove %s, saved for outputs that were not stored", field_file.name,
+                                   exc_info=True)
+            raise
+        finally:
+            _files_saved.reset(context)
+    return wrapper
+
+
+@_files_removed_unless_stored
 @transaction.atomic
 def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput], provenance: dict[str, Any],
                  *, policy=None, job: Job | None = None) -> str:
@@ -231,6 +260,7 @@ def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput
     return JobStatus.SUCCEEDED
 
 
+@_files_removed_unless_stored
 @transaction.atomic
 def complete_jobs(token: uuid.UUID, completions: list[JobCompletion]) -> dict[str, str]:
     """``complete_job`` for several jobs of one claim (the results a batch produced together), in one
@@ -288,6 +318,8 @@ def _store_outputs(finished: list[JobCompletion]) -> None:
         for name, media_type, data, role in produced.files:
             file_row = OutputFile(output=output, role=role, media_type=media_type, size=len(data))
             file_row.file.save(name, ContentFile(data), save=False)
+            if (saved := _files_saved.get()) is not None:
+                saved.append(file_row.file)
             file_row.save()
     open_reviews(routed)
     for job, stored in stored_by_job:
