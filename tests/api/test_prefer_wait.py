@@ -312,3 +312,17 @@ def test_the_listener_subscribes_again_after_losing_its_connection(project, monk
         assert time.monotonic() < deadline, "the listener did not subscribe again"
         time.sleep(0.05)
     assert_woken_when_another_process_finishes(build_job(project, status=JobStatus.QUEUED))
+
+
+@with_worker
+def test_while_redis_cannot_be_reached_waiters_read_the_row(project, monkeypatch):
+    """No subscription to be had: the listener keeps trying in the background, and a waiter reads the
+    job's row at growing intervals (5 to 250 ms) instead; it still answers once the job finishes."""
+    import redis
+
+    unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=1, socket_connect_timeout=1)
+    monkeypatch.setattr(waiting, "shared_redis", lambda url: unreachable)
+    monkeypatch.setattr(waiting, "FIRST_SUBSCRIBE_WAIT_S", 0.2)
+    monkeypatch.setattr(waiting, "SAFETY_RECHECK_S", 60.0)  # a subscribed waiter's reread: not what wakes this one
+    assert_woken_when_another_process_finishes(build_job(project, status=JobStatus.QUEUED))
+    assert not waiting.finish_listener(unreachable).wait_until_subscribed(0)
