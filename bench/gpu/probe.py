@@ -141,7 +141,7 @@ def stamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def timeline(client, jobs: list[dict], origin: float) -> list[str]:
+def timeline(jobs: list[dict], origin: float) -> list[str]:
     lines = []
     for job in sorted(jobs, key=lambda j: stamp(j["created_at"])):
         provenance = job["outputs"][0]["provenance"] if job["outputs"] else {}
@@ -172,14 +172,14 @@ def platform_timeline(model_dir: Path, device: str, new_tokens: int) -> None:
             jobs = [client.job(job_id, wait_s=60) for job_id in ids]
             total = time.perf_counter() - begun
             print(f"{mode}: posted in {posted * 1000:.0f} ms, all results in {total * 1000:.0f} ms; per job (from the client's start):")
-            print("\n".join(timeline(client, jobs, begun_wall)))
+            print("\n".join(timeline(jobs, begun_wall)))
         print("idle jobs, one at a time (client's time; the job's own times from its submit):")
         for question in asked[:5]:
             time.sleep(0.3)
             begun_wall, begun = time.time(), time.perf_counter()
             job = client.submit_and_wait(**job_body(question, new_tokens))
             total = time.perf_counter() - begun
-            print(f"  client {total * 1000:.1f} ms;" + timeline(client, [job], begun_wall)[0])
+            print(f"  client {total * 1000:.1f} ms;" + timeline([job], begun_wall)[0])
     finally:
         stack.stop()
 

@@ -63,7 +63,7 @@ def test_a_silent_worker_is_shown_lost_and_a_stopped_one_stopped(worked_runner, 
 def test_a_worker_and_the_metrics_say_which_safety_checks_do_not_run(worked_runner, owner_api, monkeypatch):
     from atelier_platform.moderation import checks
 
-    monkeypatch.setattr(checks, "_unavailable", {"nudity": "ModuleNotFoundError: No module named 'nudenet'"})
+    monkeypatch.setattr(checks, "_unavailable", {"nudity": ("ModuleNotFoundError: No module named 'nudenet'", None)})
     WorkerReporter(worked_runner).report()
     [worker] = owner_api.get("/api/v1/workers/").json()
     assert worker["state"] == "ready"

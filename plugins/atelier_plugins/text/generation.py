@@ -252,14 +252,14 @@ class CausalChatLM:
                 state.accept(token, self.tokenizer, self.eos_token_ids)
                 if callback is not None:
                     callback(index, len(state.tokens))
-            finished = []
-            for index in rows:
-                if not states[index].done and should_stop is not None and should_stop(index):
-                    states[index].finish(FINISH_CANCELLED)
-                if states[index].done:
-                    finished.append((index, states[index].completion(self.tokenizer)))
-            if finished and on_finished is not None:
-                on_finished(finished)
+            if should_stop is not None:
+                for index in rows:
+                    if not states[index].done and should_stop(index):
+                        states[index].finish(FINISH_CANCELLED)
+            if on_finished is not None:
+                finished = [(index, states[index].completion(self.tokenizer)) for index in rows if states[index].done]
+                if finished:
+                    on_finished(finished)
 
             keep = [row for row, index in enumerate(rows) if not states[index].done]
             if not keep:
