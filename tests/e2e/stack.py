@@ -136,6 +136,15 @@ class Stack:
         raise TimeoutError(f"{name} not ready after {timeout}s:\n{self.log_of(name)[-3000:]}")
 
     def start(self, worker_concurrency: int = 2, web_workers: int = 1) -> "Stack":
+        """Migrate, then start web, beat and a worker; a stack that fails to start is stopped (its
+        processes, its database), so that nothing of it outlives the caller."""
+        try:
+            return self._start(worker_concurrency, web_workers)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, worker_concurrency: int, web_workers: int) -> "Stack":
         self.manage("migrate", "--noinput", "-v0")
         self._spawn("web", [sys.executable, "-m", "gunicorn", "atelier_platform.wsgi", "--bind", f"127.0.0.1:{self.port}",
                             "--workers", str(web_workers), "--threads", "4"])
@@ -146,7 +155,9 @@ class Stack:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            # Gunicorn's master listens before its workers have loaded the app (and the safety checks'
+            # models): a first request may wait past its timeout instead of being refused.
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"web not ready:\n{self.log_of('web')[-3000:]}")
