@@ -16,9 +16,19 @@ of the broker's polling, so that every one paid the same share of a poll.
 
 The round trip's times fall in steps (the worker's broker poll and the client's 5 ms result poll), so
 its median jumps from one step to the next between runs of the same code; the means move less.
-Both are printed. Prints a table, then as its last line one JSON object with ``overhead_ratio``
-(median overhead with ``Prefer: wait`` / median round trip), ``overhead_ratio_mean`` (the same with
-means) and ``overhead_ratio_polling``.
+Both are printed.
+
+Where the overhead goes, for the waited jobs, from the times the platform stores on each job (web,
+worker and client share one clock): from the client's send to the job's row (``created_at``: HTTP,
+authentication, validation, input screening); from the row to its claim (``started_at``: commit,
+broker message, the worker taking it); from the claim to the finish, less the model
+(``finished_at``: the batch's company, output screening, storing); from the finish to the answer at
+the client (commit, finish notice, reread, serialising, HTTP). Medians of each, so they need not
+add up to the median total exactly.
+
+Prints a table, then as its last line one JSON object with ``overhead_ratio`` (median overhead with
+``Prefer: wait`` / median round trip), ``overhead_ratio_mean`` (the same with means),
+``overhead_ratio_polling`` and ``overhead_breakdown_ms``.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +96,24 @@ def pause() -> None:
     time.sleep(random.uniform(0.2, 0.22))
 
 
+#: The parts of a waited job's overhead (see the module's docstring), in the order a job meets them.
+STAGES = (
+    ("submit -> job row", "HTTP, authentication, validation, input screening"),
+    ("job row -> claimed", "commit, broker message, the worker taking it"),
+    ("claimed -> finished, less the model", "company, output screening, storing"),
+    ("finished -> answer at the client", "commit, finish notice, reread, HTTP"),
+)
+
+
+def stage_times(sent: float, answered: float, job: dict) -> list[float]:
+    """The seconds of each of ``STAGES`` for one waited job: ``sent`` and ``answered`` are the client's
+    wall-clock times (``time.time()``), the rest the times the platform stored on the job."""
+    created, started, finished = (datetime.fromisoformat(job[name]).timestamp()
+                                  for name in ("created_at", "started_at", "finished_at"))
+    model = job["outputs"][0]["provenance"]["generate_seconds"]
+    return [created - sent, started - created, finished - started - model, answered - finished]
+
+
 def measure(client: ApiClient, bare: BareCelery, runs: int) -> dict[str, list[float]]:
     """In turns, so that a host whose speed drifts weighs on all alike: one job with ``Prefer: wait`` (one
     request answered when the job finishes), one job submitted then polled with ``GET /jobs/{id}/`` every
@@ -92,13 +121,16 @@ def measure(client: ApiClient, bare: BareCelery, runs: int) -> dict[str, list[fl
     data = {"messages": [{"role": "user", "content": "Where is my parcel?"}], "use_knowledge": False}
     params = {"max_new_tokens": 8, "seed": 0}
     client.wait(client.submit("chatbot", data, params), timeout=600)  # model loaded, connections warm
-    times: dict[str, list[float]] = {name: [] for name in ("waited", "waited_model", "polled", "polled_model", "ping")}
+    times: dict[str, list] = {name: [] for name in ("waited", "waited_model", "polled", "polled_model", "ping", "stages")}
     for _ in range(runs):
         for polling in (False, True):
-            started = time.perf_counter()
+            sent, started = time.time(), time.perf_counter()
             job = client.wait(client.submit("chatbot", data, params)) if polling else client.submit_and_wait("chatbot", data, params)
+            elapsed, answered = time.perf_counter() - started, time.time()
             name = "polled" if polling else "waited"
-            times[name].append(time.perf_counter() - started)
+            times[name].append(elapsed)
+            if not polling:
+                times["stages"].append(stage_times(sent, answered, job))
             times[f"{name}_model"].append(job["outputs"][0]["provenance"]["generate_seconds"])
             pause()
         times["ping"].append(bare.round_trip())
@@ -141,6 +173,8 @@ def main() -> int:
         "overhead_ratio": round(statistics.median(waited) / ping, 2),
         "overhead_ratio_mean": round(statistics.mean(waited) / statistics.mean(pings), 2),
         "overhead_ratio_polling": round(statistics.median(polled) / ping, 2),
+        "overhead_breakdown_ms": {label: ms([stages[index] for stages in times["stages"]])
+                                  for index, (label, _) in enumerate(STAGES)},
     }
     print(f"one chatbot job at idle, {stack.backend} broker and database, medians of {args.runs} runs")
     print(f"{'':44}{'Prefer: wait':>14}{'polling 5 ms':>14}")
@@ -153,6 +187,9 @@ def main() -> int:
           "   (needs <= 3)")
     print(f"{'means: overhead (ms), round trip (ms), ratio':44}{figures['overhead_mean_ms']:>14}"
           f"{figures['bare_celery_round_trip_mean_ms']:>14}{'x' + str(figures['overhead_ratio_mean']):>8}")
+    print("\nwhere the overhead goes, Prefer: wait (medians, ms)")
+    for label, what in STAGES:
+        print(f"  {label:42}{figures['overhead_breakdown_ms'][label]:>8}   {what}")
     print(json.dumps(figures))
     return 0
 
