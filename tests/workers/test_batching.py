@@ -140,6 +140,33 @@ def test_a_plugin_crashing_on_the_batch_fails_only_the_job_that_crashes_it(probe
         assert str(culprit.pk) not in batch_of(job)  # the stored result came from a call without the culprit
 
 
+def test_jobs_whose_worker_died_run_alone_so_that_one_killer_cannot_fail_its_whole_batch(probe_project, runner):
+    """A job that kills its worker process (a segfault, the out-of-memory killer) cannot be split out in
+    process: its batch comes back from the sweeper, and each of its jobs runs alone."""
+    from atelier_platform.jobs import lifecycle
+
+    died_in = [submit(probe_project, text=f"died {n}") for n in range(3)]
+    claim = lifecycle.claim_job(str(died_in[0].pk), "worker-that-dies")
+    assert len(lifecycle.claim_company(claim.job, claim.token, "worker-that-dies", 7, lambda _: True)) == 2
+    # ... the process dies here: no result, no heartbeat; the sweeper finds them silent.
+    later = timezone.now() + timedelta(seconds=get_config().job_stale_after_s + 1)
+    assert lifecycle.sweep(now=later)["requeued_lost_workers"] == 3
+    Job.objects.filter(pk__in=[j.pk for j in died_in]).update(enqueued_at=timezone.now())  # due now
+    assert {reload(j).error_code for j in died_in} == {"worker_lost"}
+
+    newcomer = submit(probe_project, text="new")
+    runner.run(str(newcomer.pk))
+    assert batch_of(newcomer) == {str(newcomer.pk)}  # none of them joined a healthy job's batch
+    assert {reload(j).status for j in died_in} == {JobStatus.QUEUED}
+    for job in died_in:
+        assert runner.run(str(job.pk)) == "succeeded"
+        assert batch_of(job) == {str(job.pk)}  # nor took company
+        assert reload(job).error_code == ""
+    again = [submit(probe_project, text=f"again {n}") for n in range(2)]
+    runner.run(str(again[0].pk))
+    assert batch_of(again[0]) == {str(j.pk) for j in again}  # batching as before for the rest
+
+
 def test_out_of_memory_splits_the_batch_until_it_fits(probe_project, runner):
     jobs = [submit(probe_project, oom_above=2) for _ in range(6)]
     runner.run(str(jobs[0].pk))

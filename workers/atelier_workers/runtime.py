@@ -189,7 +189,7 @@ class JobRunner:
     def _gather_company(self, leader: Job, token, plugin_class: type[Plugin], model_dir: Path | None) -> list[Job]:
         """Claim compatible queued jobs, up to the batch size, waiting only while they keep coming."""
         room = self.max_batch_size(plugin_class) - 1
-        if room <= 0:
+        if room <= 0 or lifecycle.runs_alone(leader):
             return []
         same_model_cache: dict[int, bool] = {leader.project_id: True}
 

@@ -60,6 +60,19 @@ class JobCompletion:
     policy: Any = None
 
 
+#: The error code of a job queued again because the worker running it stopped responding.
+WORKER_LOST = "worker_lost"
+
+
+def runs_alone(job: Job) -> bool:
+    """Whether ``job`` must run in a batch of its own: its last worker died while running it, and the job
+    may be what killed it (a segfault in native code, the host's out-of-memory killer, the hard time
+    limit). Alone, it cannot take a batch of other jobs down with it again, attempt after attempt,
+    until all of them fail; the split that isolates a failing job works only for errors the process
+    survives."""
+    return job.error_code == WORKER_LOST
+
+
 class NotAllOurs(Exception):
     """Some job of a group was asked to cancel, or its claim was lost: store each on its own."""
 
@@ -100,8 +113,8 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
     """Claim up to ``limit`` more queued jobs that may share ``leader``'s batch, under the same token.
 
     Company is a job of the same plugin version and batch key, due now (a retry waiting out its
-    backoff is not), not being cancelled, whose project resolves to the same model
-    (``same_model(project_id)``). On PostgreSQL the candidates are locked with ``SKIP LOCKED``,
+    backoff is not), not being cancelled, not one that must run alone (``runs_alone``), whose project
+    resolves to the same model (``same_model(project_id)``). On PostgreSQL the candidates are locked with ``SKIP LOCKED``,
     so workers gathering batches at once never wait for each other nor take the same job; on
     SQLite, which writes one transaction at a time, the conditional update alone decides.
     The messages of the jobs taken here stay on the broker; when they arrive, the claim finds
@@ -113,7 +126,7 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
     waiting_company = Job.objects.filter(
         status=JobStatus.QUEUED, plugin_id=leader.plugin_id, plugin_version=leader.plugin_version,
         batch_key=leader.batch_key, enqueued_at__lte=now, cancel_requested_at__isnull=True,
-    )
+    ).exclude(error_code=WORKER_LOST)
     # A lone job at idle finds none: one plain read says so, without a transaction and its locks.
     if not waiting_company.exists():
         return []
@@ -422,11 +435,12 @@ def sweep(now=None) -> dict[str, int]:
                     if past_deadline
                     else f"The worker running it stopped responding, {job.attempts} times; giving up."
                 )
-                _finish(job, JobStatus.FAILED, code="time_limit" if past_deadline else "worker_lost", message=reason)
+                _finish(job, JobStatus.FAILED, code="time_limit" if past_deadline else WORKER_LOST, message=reason)
                 counts["failed_lost_workers"] += 1
             else:
                 logger.warning("job %s: worker %s stopped responding; queueing it again", job.pk, job.worker)
-                _requeue(job, code="worker_lost", message=f"Worker {job.worker} stopped responding; retrying.")
+                # With that code, it runs alone next time (``runs_alone``).
+                _requeue(job, code=WORKER_LOST, message=f"Worker {job.worker} stopped responding; retrying.")
                 counts["requeued_lost_workers"] += 1
 
     lost = Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=now - timedelta(seconds=config.job_requeue_after_s))
