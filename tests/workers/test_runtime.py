@@ -18,6 +18,7 @@ from atelier_platform.jobs import lifecycle
 from atelier_platform.jobs.models import Job, JobStatus, Output
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_workers.runtime import JobRunner, ModelCache
+from tests.support.plugins import ReverseText as ReverseTextPlugin
 
 
 def submit(project, **input_fields) -> Job:
@@ -190,6 +191,27 @@ class TestRunning:
         bare = JobRunner(type(empty_plugin_registry)(), ModelCache("cpu"))
         assert bare.run(str(job.pk)) == JobStatus.QUEUED
         assert reload(job).error_code == "plugin_unavailable"
+
+    @pytest.mark.parametrize("fires_while", ["loading the model", "screening the output", "storing the result"])
+    def test_the_soft_time_limit_fails_the_job_with_time_limit_wherever_it_fires(self, project, runner, monkeypatch,
+                                                                                  fires_while):
+        """Celery's soft limit is an ``Exception``: a handler for a broken model or a refused write must not
+        take it for one (a load failure retried, an unhealthy worker, a job left running for the sweeper)."""
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        from atelier_workers import runtime
+
+        def time_is_up(*args, **kwargs):
+            raise SoftTimeLimitExceeded()
+
+        target, name = {"loading the model": (ReverseTextPlugin, "load"), "screening the output": (runtime, "screen_output"),
+                        "storing the result": (lifecycle, "complete_job")}[fires_while]
+        monkeypatch.setattr(target, name, time_is_up)
+        job = submit(project)
+        assert runner.run(str(job.pk)) == "failed"
+        job = reload(job)
+        assert (job.status, job.error_code) == (JobStatus.FAILED, "time_limit") and job.claim_token is None
+        assert runner.state == "ready"
 
     def test_model_is_loaded_once_per_process(self, project, runner):
         runner.run(str(submit(project).pk))

@@ -247,6 +247,8 @@ class _Batch:
             except PluginError as error:
                 self.finish_all(error)
                 return
+            except SoftTimeLimitExceeded:  # an Exception too: the time is up, not the model broken
+                raise
             except Exception as error:
                 logger.exception("loading %s from %s failed", plugin_class.manifest.id, model_dir)
                 runner.state, runner.detail = WorkerState.UNHEALTHY, f"loading {plugin_class.manifest.id} failed: {error}"
@@ -362,6 +364,8 @@ class _Batch:
                 continue
             try:
                 prepared = self._prepare(job, result, result_at)
+            except SoftTimeLimitExceeded:
+                raise
             except Exception:
                 logger.exception("storing the result of job %s failed; the sweeper will retry it", job_id)
                 prepared = "error"
@@ -378,6 +382,8 @@ class _Batch:
                 outcomes = lifecycle.complete_jobs(self.token, completions)
             except lifecycle.NotAllOurs:  # a cancel asked or a claim lost meanwhile: each gets its own outcome
                 outcomes = {str(c.job.pk): self._complete_alone(c) for c in completions}
+            except SoftTimeLimitExceeded:
+                raise
             except Exception:
                 logger.warning("storing %d results together failed; storing them one by one", len(completions),
                                exc_info=True)
@@ -390,6 +396,8 @@ class _Batch:
         try:
             return lifecycle.complete_job(job.pk, self.token, completion.outputs, completion.provenance,
                                           policy=completion.policy, job=job)
+        except SoftTimeLimitExceeded:
+            raise
         except Exception:
             # The database refused (connection lost...): the job stays running under our claim,
             # and the sweeper queues it again when its heartbeats stop.
