@@ -213,6 +213,25 @@ class TestRunning:
         assert (job.status, job.error_code) == (JobStatus.FAILED, "time_limit") and job.claim_token is None
         assert runner.state == "ready"
 
+    def test_a_batchs_heartbeats_stop_for_a_job_whose_result_could_not_be_stored(self, project):
+        """That job stays running under the batch's claim: it must fall silent, so that the sweeper queues it
+        again, while the rest of its batch runs on."""
+        from atelier_workers.heartbeat import BatchHeartbeat
+
+        stored, unstorable = submit(project), submit(project)
+        claim = lifecycle.claim_job(str(stored.pk), "w")
+        assert lifecycle.claim_company(claim.job, claim.token, "w", 1, lambda _: True)
+        long_ago = timezone.now() - timedelta(hours=1)
+        Job.objects.filter(pk__in=[stored.pk, unstorable.pk]).update(heartbeat_at=long_ago)
+        with BatchHeartbeat(claim.token, [str(stored.pk), str(unstorable.pk)]) as beat:
+            beat.finished(str(unstorable.pk))  # what the runner does with an outcome of "error"
+            deadline = time.monotonic() + 10
+            while reload(stored).heartbeat_at == long_ago and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert reload(stored).heartbeat_at > long_ago
+        assert reload(unstorable).heartbeat_at == long_ago and reload(unstorable).status == JobStatus.RUNNING
+        assert not beat.lost
+
     def test_model_is_loaded_once_per_process(self, project, runner):
         runner.run(str(submit(project).pk))
         first = runner.cache.get(get_registry().get("reverse_text"), None).plugin

@@ -86,13 +86,15 @@ class BatchHeartbeat:
             logger.exception("progress of batch %s not written; will write the next one", self.token)
 
     def _beat(self) -> None:
+        with self._lock:
+            running = set(self.job_ids)
+        if not running:
+            return
         try:
-            ours, cancel = lifecycle.heartbeat_claims(self.token)
+            ours, cancel = lifecycle.heartbeat_claims(self.token, running)
         except Exception:
             logger.exception("heartbeat for batch %s failed; will try again", self.token)
             return
-        with self._lock:
-            running = set(self.job_ids)
         self.cancelled |= cancel
         # A job no longer ours was taken back (the sweeper thought us dead): stop working on it.
         self.lost |= running - ours

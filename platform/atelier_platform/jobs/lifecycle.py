@@ -146,11 +146,14 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
 
 
 @transaction.atomic
-def heartbeat_claims(token: uuid.UUID) -> tuple[set[str], set[str]]:
-    """Prove a batch's worker alive in two queries. Returns (job ids still ours, ids asked to cancel).
+def heartbeat_claims(token: uuid.UUID, job_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Prove a batch's worker alive for ``job_ids``, the jobs of the claim it still works on, in two queries.
+    Returns (job ids still ours, ids asked to cancel). Only those: a job whose result the worker could not
+    store stays running under the claim, and must fall silent for the sweeper to queue it again.
     The rows are locked in id order, as ``complete_jobs`` locks them, so that the two never deadlock."""
     ours, cancel = set(), set()
-    for pk, cancel_requested_at in (Job.objects.select_for_update().filter(claim_token=token, status=JobStatus.RUNNING)
+    for pk, cancel_requested_at in (Job.objects.select_for_update()
+                                    .filter(pk__in=list(job_ids), claim_token=token, status=JobStatus.RUNNING)
                                     .order_by("pk").values_list("pk", "cancel_requested_at")):
         ours.add(str(pk))
         if cancel_requested_at is not None:
