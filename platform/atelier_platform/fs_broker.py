@@ -9,10 +9,20 @@ one file system is atomic, so a reader sees either no file or the whole message.
 File names start with the message priority digit (0 first, the Redis convention that Atelier
 uses on every broker), then a wall-clock timestamp in nanoseconds, so that a sorted listing is
 priority order, then arrival order.
+
+A message a consumer takes is renamed into ``processed/`` under a name that says which process
+holds it (pid, start time, host) and stays there until that process acks it (Celery acks a job's
+message when its task ends). A consumer that dies first, killed or out of memory, leaves it there:
+``requeue_orphaned`` (at every process's first connection, and in the sweeper) puts the messages of
+processes that no longer run back into ``messages/``, as Redis redelivers unacked messages. A
+message rejected with requeue, or restored by kombu (a consumer closing with messages it took but
+did not start), goes back at once. Either way the file moves back whole, under its own name: it
+keeps its place in the queue.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -21,23 +31,115 @@ import uuid
 from pathlib import Path
 from queue import Empty
 
+import psutil
+
 from kombu.exceptions import ChannelError
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import filesystem, virtual
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
+logger = logging.getLogger("atelier.broker")
+
+#: Between the holder's name and the message's own in a held file's name; neither contains it.
+HELD_SEPARATOR = "~"
+
+
+def _holder_of(pid: int) -> str | None:
+    """A process as it names the messages it holds: pid, start time in ms (a pid can be reused), host."""
+    try:
+        started_ms = int(psutil.Process(pid).create_time() * 1000)
+    except psutil.Error:
+        return None
+    return f"{pid}.{started_ms}@{socket.gethostname()}"
+
+
+_this_process: tuple[int, str] | None = None
+
+
+def this_holder() -> str:
+    global _this_process
+    pid = os.getpid()
+    if _this_process is None or _this_process[0] != pid:  # computed again in a forked child
+        _this_process = (pid, _holder_of(pid) or f"{pid}.0@{socket.gethostname()}")
+    return _this_process[1]
+
+
+def _holder_is_gone(holder: str) -> bool:
+    """Whether the process that took a message has ended. Only for processes of this host: another host's
+    are left alone (one data folder per machine is the embedded set-up; one shared would need its own check)."""
+    process, _, host = holder.partition("@")
+    pid, _, _ = process.partition(".")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return _holder_of(int(pid)) != holder
+
+
+def requeue_orphaned(processed_folder: str | os.PathLike, messages_folder: str | os.PathLike) -> int:
+    """Put the messages held by processes that no longer run back where consumers take them; how many."""
+    requeued = 0
+    try:
+        names = os.listdir(processed_folder)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        holder, separator, original = name.partition(HELD_SEPARATOR)
+        if not separator or not original or not _holder_is_gone(holder):
+            continue
+        try:
+            os.replace(os.path.join(processed_folder, name), os.path.join(messages_folder, original))
+        except FileNotFoundError:
+            continue  # another process put it back first
+        requeued += 1
+        logger.warning("message %s was taken by process %s, which ended before acking it: delivered again",
+                       original, holder)
+    return requeued
+
 
 class QoS(virtual.QoS):
+    """Removes the held file of a message once it is acked or rejected, and wakes the poll."""
+
     def ack(self, delivery_tag):
         super().ack(delivery_tag)
+        self.channel.release(delivery_tag)
+        self._wake()
+
+    def reject(self, delivery_tag, requeue=False):
+        super().reject(delivery_tag, requeue=requeue)  # with requeue, the held file has moved back already
+        self.channel.release(delivery_tag)
+        self._wake()
+
+    def _wake(self):
         # A worker that holds as many messages as its prefetch allows takes no more until it acks one;
-        # wake its poll now rather than at the end of the polling interval.
-        self.channel.connection.wake()
+        # wake its poll now rather than at the end of the polling interval. None once the channel closed.
+        connection = self.channel.connection
+        if connection is not None:
+            connection.wake()
 
 
 class Channel(filesystem.Channel):
     QoS = QoS
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._held: dict[str, str] = {}  # delivery tag -> the file of a message taken and not yet acked
+
+    def release(self, delivery_tag) -> None:
+        """The message is acked or rejected: its held file goes."""
+        path = self._held.pop(delivery_tag, None)
+        if path is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def _restore(self, message):
+        """Deliver a message taken and not acked again: its held file moves back, keeping its place."""
+        held = self._held.pop(message.delivery_tag, None)
+        if held is None:
+            return super()._restore(message)
+        original = os.path.basename(held).partition(HELD_SEPARATOR)[2]
+        os.replace(held, os.path.join(self.data_folder_in, original))
 
     def _put(self, queue, payload, **kwargs):
         priority = self._get_message_priority(payload, reverse=False)
@@ -55,25 +157,30 @@ class Channel(filesystem.Channel):
             raise ChannelError(f"Cannot add message {name!r} to {self.data_folder_out!r}: {exc}") from exc
 
     def _get(self, queue):
-        # Claim a message by renaming it into the processed folder: on one file system the
-        # rename succeeds for exactly one of several competing workers (kombu's own version
-        # may copy across file systems into /tmp, where two workers can both win).
+        # Claim a message by renaming it into the processed folder, under this process's name: on one
+        # file system the rename succeeds for exactly one of several competing workers (kombu's own
+        # version may copy across file systems into /tmp, where two workers can both win).
         suffix = f".{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if not name.endswith(suffix) or name.partition(".")[2] != suffix[1:]:
                 continue
-            claimed = os.path.join(self.processed_folder, name)
+            held = os.path.join(self.processed_folder, f"{this_holder()}{HELD_SEPARATOR}{name}")
             try:
-                os.rename(os.path.join(self.data_folder_in, name), claimed)
-            except OSError:
+                os.rename(os.path.join(self.data_folder_in, name), held)
+            except FileNotFoundError:
+                if not os.path.isdir(self.processed_folder):
+                    raise ChannelError(f"The embedded broker's folder {self.processed_folder!r} is missing.") from None
                 continue  # another worker took it first
-            try:
-                with open(claimed, "rb") as handle:
-                    payload = handle.read()
-            finally:
-                if not self.store_processed:
-                    os.unlink(claimed)
-            return loads(bytes_to_str(payload))
+            except OSError as exc:
+                raise ChannelError(f"Cannot take message {name!r}: {exc}") from exc
+            with open(held, "rb") as handle:
+                message = loads(bytes_to_str(handle.read()))
+            tag = message.get("properties", {}).get("delivery_tag")
+            if tag is None:  # not one kombu's channel published: nothing will name it at the ack
+                os.unlink(held)
+            else:
+                self._held[tag] = held
+            return message
         raise Empty()
 
 
@@ -95,6 +202,7 @@ class Transport(filesystem.Transport):
     def __init__(self, client, **kwargs):
         super().__init__(client, **kwargs)
         self._woken = threading.Event()
+        _requeue_orphaned_once(client.transport_options)
 
     def wake(self) -> None:
         self._woken.set()
@@ -115,6 +223,25 @@ class Transport(filesystem.Transport):
                     raise socket.timeout()
                 if polling_interval is not None:
                     self._woken.wait(polling_interval)
+
+
+_checked_in: set[int] = set()
+
+
+def _requeue_orphaned_once(options: dict) -> None:
+    """At a process's first connection: a worker started again delivers what its predecessor held."""
+    if os.getpid() in _checked_in or "processed_folder" not in options:
+        return
+    _checked_in.add(os.getpid())
+    try:
+        requeue_orphaned(options["processed_folder"], options["data_folder_in"])
+    except OSError:
+        logger.warning("could not look for messages of ended processes", exc_info=True)
+
+
+def requeue_orphaned_in(folder: Path) -> int:
+    """``requeue_orphaned`` for the embedded broker in ``folder`` (the sweeper's call)."""
+    return requeue_orphaned(folder / "processed", folder / "messages")
 
 
 def register() -> None:

@@ -61,3 +61,96 @@ def test_a_consumer_at_its_prefetch_limit_takes_the_next_message_as_soon_as_it_a
         draining.join(timeout=10)
         assert not draining.is_alive(), "the ack did not wake the poll"
         assert [body for body, _ in held] == ["first", "second"]
+
+
+def held_files(folder) -> list[str]:
+    return sorted(path.name for path in (folder / "processed").iterdir())
+
+
+def test_a_message_stays_on_disk_until_its_consumer_acks_it(connection, tmp_path):
+    queue = a_queue()
+    Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key).publish("job", declare=[queue])
+    held = []
+    with Consumer(connection.channel(), [queue], callbacks=[lambda body, message: held.append(message)]):
+        connection.drain_events(timeout=5)
+        assert [name.partition("~")[0] for name in held_files(tmp_path)] == [fs_broker.this_holder()]
+        assert fs_broker.requeue_orphaned_in(tmp_path) == 0  # its holder runs: not delivered again
+        held[0].ack()
+    assert held_files(tmp_path) == [] and list((tmp_path / "messages").iterdir()) == []
+
+
+def test_a_rejected_message_goes_back_to_its_place_in_the_queue_and_wakes_the_poll(connection, tmp_path):
+    queue = a_queue()
+    producer = Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key)
+    for body in ("first", "second"):
+        producer.publish(body, declare=[queue])
+    got = []
+    channel = connection.channel()
+    channel.basic_qos(prefetch_size=0, prefetch_count=1, apply_global=False)
+    with Consumer(channel, [queue], callbacks=[lambda body, message: got.append((body, message))]):
+        connection.drain_events(timeout=5)
+        draining = threading.Thread(target=connection.drain_events, kwargs={"timeout": 60}, daemon=True)
+        draining.start()
+        got[0][1].reject(requeue=True)
+        draining.join(timeout=10)
+        assert not draining.is_alive(), "the reject did not wake the poll"
+        assert [body for body, _ in got] == ["first", "first"]  # before "second", as Redis would
+        assert len(held_files(tmp_path)) == 1
+        got[1][1].ack()
+    assert held_files(tmp_path) == []
+
+
+def test_an_ack_after_the_channel_closed_does_not_raise(connection):
+    queue = a_queue()
+    Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key).publish("job", declare=[queue])
+    held = []
+    channel = connection.channel()
+    with Consumer(channel, [queue], callbacks=[lambda body, message: held.append(message)]):
+        connection.drain_events(timeout=5)
+    channel.close()
+    held[0].ack()
+
+
+CONSUMER = """
+import sys, time
+from kombu import Connection, Consumer, Exchange, Queue
+from atelier_platform import fs_broker
+fs_broker.register()
+folder, name = sys.argv[1], sys.argv[2]
+queue = Queue(name, Exchange(name), routing_key=name)
+options = {**fs_broker.transport_options(__import__("pathlib").Path(folder)), "polling_interval": 0.01}
+with Connection("atelierfs://", transport_options=options) as connection:
+    with Consumer(connection.channel(), [queue], callbacks=[lambda body, message: print("took", body, flush=True)]):
+        connection.drain_events(timeout=30)
+        time.sleep(60)  # killed here, holding the message
+"""
+
+
+def test_a_message_whose_consumer_was_killed_before_acking_is_delivered_again(connection, tmp_path):
+    """The embedded broker's answer to Redis's redelivery: a worker killed (SIGKILL, the out-of-memory
+    killer) with a message in hand does not lose it; the next worker or the sweeper delivers it again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    queue = a_queue()
+    Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key).publish(
+        "index the document", declare=[queue])
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "platform"), str(repo / "plugins")])}
+    consumer = subprocess.Popen([sys.executable, "-c", CONSUMER, str(tmp_path), queue.name], stdout=subprocess.PIPE,
+                                text=True, env=env)
+    try:
+        assert consumer.stdout.readline().strip() == "took index the document"
+        assert fs_broker.requeue_orphaned_in(tmp_path) == 0  # its holder still runs
+    finally:
+        consumer.send_signal(signal.SIGKILL)
+        consumer.wait(timeout=30)
+    assert len(held_files(tmp_path)) == 1
+    assert fs_broker.requeue_orphaned_in(tmp_path) == 1
+    got = []
+    with Consumer(connection.channel(), [queue], callbacks=[lambda body, message: (got.append(body), message.ack())]):
+        connection.drain_events(timeout=5)
+    assert got == ["index the document"] and held_files(tmp_path) == []
