@@ -187,7 +187,7 @@ class BatchProbeInput(BaseModel):
 
     text: str = Field(min_length=1, max_length=200)
     size: int = Field(default=1, ge=1, le=4, description="stands for a shape that cannot be mixed in one batch")
-    fail: Literal["none", "item", "raise"] = "none"
+    fail: Literal["none", "item", "raise", "transient"] = "none"
     oom_above: int | None = Field(default=None, ge=0, le=64, description="raise out-of-memory in calls larger than this")
     sleep_s: float = Field(default=0, ge=0, le=30)
 
@@ -236,6 +236,8 @@ class BatchProbe(Plugin):
         for request in batch:
             if request.input.fail == "item":
                 results.append(PluginError("This item cannot be done.", code="invalid_input"))
+            elif request.input.fail == "transient":
+                results.append(TransientPluginError("The device is busy.", code="transient_error"))
             else:
                 # "~" comes back as NUL, a character a sampling model may emit and PostgreSQL cannot store
                 text = request.input.text.upper().replace("~", "\x00")

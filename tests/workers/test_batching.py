@@ -119,6 +119,19 @@ def test_a_retry_waiting_out_its_backoff_is_not_taken_early(probe_project, runne
     assert reload(backing_off).status == JobStatus.QUEUED
 
 
+def test_a_batch_companion_retried_after_a_transient_error_waits_out_its_backoff(probe_project, runner):
+    """Its own message, still on the broker when it ran as company, comes after the batch: too early."""
+    leader, companion = submit(probe_project), submit(probe_project, fail="transient")
+    runner.run(str(leader.pk))
+    companion = reload(companion)
+    assert (companion.status, companion.attempts, companion.error_code) == (JobStatus.QUEUED, 1, "transient_error")
+    assert runner.run(str(companion.pk)) == "skipped"
+    assert reload(companion).attempts == 1
+    Job.objects.filter(pk=companion.pk).update(enqueued_at=timezone.now() - timedelta(seconds=1))  # the countdown's over
+    assert runner.run(str(companion.pk)) == "failed"  # its second and last attempt (the probe allows 2)
+    assert reload(companion).attempts == 2
+
+
 def test_one_failing_item_fails_alone(probe_project, runner):
     good = [submit(probe_project) for _ in range(3)]
     bad = submit(probe_project, fail="item")

@@ -35,6 +35,11 @@ def reload(job: Job) -> Job:
     return Job.objects.get(pk=job.pk)
 
 
+def backoff_over(job: Job) -> None:
+    """A retry's backoff has passed: its countdown message is due."""
+    Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(seconds=1))
+
+
 @pytest.mark.django_db(transaction=True)
 class TestRunning:
     def test_success_stores_outputs_pending_review_with_provenance(self, project, runner):
@@ -137,6 +142,10 @@ class TestRunning:
             job = reload(job)
             assert job.status == "queued" and job.attempts == attempt and job.error_code == "transient_error"
             assert sent_messages[-1]["countdown"] == lifecycle.retry_delay_s(attempt)
+            due_in = (job.enqueued_at - timezone.now()).total_seconds()
+            assert lifecycle.retry_delay_s(attempt) - 1 < due_in <= lifecycle.retry_delay_s(attempt)
+            assert runner.run(str(job.pk)) == "skipped"  # a message before the backoff is over: dropped
+            backoff_over(job)
         assert runner.run(str(job.pk)) == JobStatus.FAILED
         job = reload(job)
         assert job.status == "failed" and job.attempts == 3 and "gave up after 3 attempts" in job.error_message
@@ -144,6 +153,7 @@ class TestRunning:
     def test_transient_error_then_success(self, project, runner):
         job = submit(project, fail="transient_once")
         runner.run(str(job.pk))
+        backoff_over(job)
         assert runner.run(str(job.pk)) == "succeeded"
         assert reload(job).attempts == 2 and Output.objects.filter(job=job).count() == 1
 

@@ -158,7 +158,8 @@ class JobRunner:
         """Run the job a message named, with whatever company it finds; returns that job's outcome."""
         claim = lifecycle.claim_job(job_id, self.name)
         if claim is None:
-            logger.info("job %s is not queued (finished, cancelled or running elsewhere); message dropped", job_id)
+            logger.info("job %s is not queued (finished, cancelled or running elsewhere) or is a retry not due yet; "
+                        "message dropped", job_id)
             return "skipped"
         return self.run_claimed(claim)
 

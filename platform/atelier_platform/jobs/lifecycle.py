@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import Case, F, FloatField, JSONField, Value, When
+from django.db.models import Case, F, FloatField, JSONField, Q, Value, When
 from django.utils import timezone
 
 from atelier_platform.config import get_config
@@ -27,7 +27,7 @@ from atelier_platform.conversations.services import record_released_reply
 from atelier_platform.jobs import waiting
 from atelier_platform.jobs.errors import JobAlreadyFinished
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile
-from atelier_platform.jobs.queueing import enqueue_on_commit
+from atelier_platform.jobs.queueing import database_now_plus, enqueue_on_commit
 from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_succeeded
 from atelier_platform.prepared_reads import PreparedRead
 
@@ -97,10 +97,22 @@ _claimed_job_read = PreparedRead(lambda pk: Job.objects.select_related(*CLAIMED_
                                  pk=Job._meta.pk)
 
 
+#: How early a retry's message may claim its job: the broker holds a countdown message by its
+#: publisher's clock, the job's due time is the database's (``queueing.enqueue_on_commit``).
+DUE_TOLERANCE_S = 1.0
+
+
 def claim_job(job_id: str, worker: str) -> Claim | None:
-    """Take a queued job for this worker; None when it is not queued (done, running elsewhere, cancelled)."""
+    """Take a queued job for this worker; None when it is not queued (done, running elsewhere, cancelled)
+    or is a retry not due yet.
+
+    A retry is due when its backoff is over. Its countdown message comes then; an older message of the
+    job may come first: the one a job taken as a batch's company leaves on the broker, delivered after
+    that job failed transiently and was queued again. That one is dropped, or the retry would run at
+    once, and a whole batch's transient failure would spend every job's attempts in seconds."""
     token = uuid.uuid4()
-    claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, timezone.now()))
+    due = Q(attempts=0) | Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=database_now_plus(DUE_TOLERANCE_S))
+    claimed = Job.objects.filter(due, pk=job_id, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, timezone.now()))
     if not claimed:
         return None
     job = _claimed_job_read.first(pk=job_id)

@@ -10,7 +10,8 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import DateTimeField, ExpressionWrapper, F, Value
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from atelier_platform.celery_app import RUN_JOB_TASK, app
@@ -45,13 +46,18 @@ def publish_run_job(job_id: str, *, queue: str, priority: int, time_limit_s: int
         return False
 
 
+def database_now_plus(seconds: float) -> ExpressionWrapper:
+    """The database's clock, ``seconds`` ahead: the one clock every host that writes or checks when a job
+    is due reads alike (``enqueue_on_commit``, ``lifecycle.claim_job``)."""
+    return ExpressionWrapper(Now() + Value(timedelta(seconds=seconds)), output_field=DateTimeField())
+
+
 def enqueue_on_commit(job, *, countdown: float = 0) -> None:
     """Record when the message is due and publish it once the surrounding transaction commits."""
     from atelier_platform.jobs.models import Job
 
-    due = timezone.now() + timedelta(seconds=countdown)
-    Job.objects.filter(pk=job.pk).update(enqueued_at=due, enqueue_count=F("enqueue_count") + 1)
-    job.enqueued_at = due
+    Job.objects.filter(pk=job.pk).update(enqueued_at=database_now_plus(countdown), enqueue_count=F("enqueue_count") + 1)
+    job.enqueued_at = timezone.now() + timedelta(seconds=countdown)  # this process's reckoning of the same
     publish_on_commit(job, countdown=countdown)
 
 
