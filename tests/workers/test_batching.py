@@ -180,6 +180,25 @@ def test_jobs_whose_worker_died_run_alone_so_that_one_killer_cannot_fail_its_who
     assert batch_of(again[0]) == {str(j.pk) for j in again}  # batching as before for the rest
 
 
+def test_the_time_limit_reached_in_a_split_batch_fails_only_the_jobs_without_a_result(probe_project, runner,
+                                                                                    monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    jobs = [submit(probe_project, text="done in time"), submit(probe_project, text="too slow", fail="raise")]
+    generate = BatchProbe.generate
+
+    def time_is_up_for_the_slow_one(self, batch, context):
+        if len(batch) == 1 and batch[0].input.text == "too slow":
+            raise SoftTimeLimitExceeded()
+        return generate(self, batch, context)  # the pair crashes ("raise"): split in two
+
+    monkeypatch.setattr(BatchProbe, "generate", time_is_up_for_the_slow_one)
+    runner.run(str(jobs[0].pk))
+    done, slow = reload(jobs[0]), reload(jobs[1])
+    assert done.status == JobStatus.SUCCEEDED and batch_of(done) == {str(done.pk)}
+    assert (slow.status, slow.error_code) == (JobStatus.FAILED, "time_limit")
+
+
 def test_out_of_memory_splits_the_batch_until_it_fits(probe_project, runner):
     jobs = [submit(probe_project, oom_above=2) for _ in range(6)]
     runner.run(str(jobs[0].pk))

@@ -340,8 +340,12 @@ class _Batch:
         return results
 
     def _split(self, plugin, requests, context) -> list:
+        """Run each half on its own. The first half's results are stored before the second half runs: a
+        time limit reached there then fails only the jobs without a result."""
         half = len(requests) // 2
-        return self.generate_isolated(plugin, requests[:half], context) + self.generate_isolated(plugin, requests[half:], context)
+        first = self.generate_isolated(plugin, requests[:half], context)
+        self.finish_many({request.job_id: result for request, result in zip(requests[:half], first)})
+        return first + self.generate_isolated(plugin, requests[half:], context)
 
     # -- storing results ----------------------------------------------------------------------------
     def finish_all(self, error: PluginError) -> None:
