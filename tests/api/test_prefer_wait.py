@@ -257,11 +257,13 @@ needs_redis = pytest.mark.skipif(not get_config().redis_url, reason="the finish 
 
 
 def subscribed_connections(client) -> dict[str, int]:
-    """Connections of this Redis with channel or pattern subscriptions: {"channels": n, "patterns": m}."""
+    """This process's connections with channel or pattern subscriptions: {"channels": n, "patterns": m}. Of
+    this process only: pub/sub is not per database, and another Atelier may share the server."""
     found = {"channels": 0, "patterns": 0}
     for entry in client.client_list():
-        found["channels"] += int(entry.get("sub", 0)) > 0
-        found["patterns"] += int(entry.get("psub", 0)) > 0
+        if entry.get("name") == waiting.listener_client_name():
+            found["channels"] += int(entry.get("sub", 0)) > 0
+            found["patterns"] += int(entry.get("psub", 0)) > 0
     return found
 
 
@@ -306,7 +308,9 @@ def test_the_listener_subscribes_again_after_losing_its_connection(project, monk
     client = shared_redis(get_config().redis_url)
     listener = waiting.finish_listener(client)
     assert listener.wait_until_subscribed(5)
-    client.client_kill_filter(_type="pubsub")  # Redis restarted, a proxy dropped it...
+    for entry in client.client_list():  # this process's listener only: others may share the server
+        if entry.get("name") == waiting.listener_client_name():
+            client.client_kill_filter(_id=entry["id"])  # Redis restarted, a proxy dropped it...
     deadline = time.monotonic() + 30
     while subscribed_connections(client)["patterns"] != 1 or not listener.wait_until_subscribed(0.1):
         assert time.monotonic() < deadline, "the listener did not subscribe again"

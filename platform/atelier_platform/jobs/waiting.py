@@ -57,13 +57,31 @@ def channel_of(job_id) -> str:
     return f"{CHANNEL_PREFIX}{job_id}"
 
 
+#: The listener's connection goes by this name, with its process id, in Redis's ``CLIENT LIST``.
+LISTENER_CLIENT_NAME = "atelier-finish-listener"
+
+
+def listener_client_name() -> str:
+    return f"{LISTENER_CLIENT_NAME}-{os.getpid()}"
+
+
+def _named_for_listening(client):
+    """A client of its own for the listener, to ``client``'s server, whose connection says whose it is in
+    ``CLIENT LIST``: an operator sees each process's listener, and a test finds this one among others."""
+    import redis
+
+    pool = client.connection_pool
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **{**pool.connection_kwargs, "client_name": listener_client_name()}))
+
+
 class _FinishListener:
     """This process's one Redis connection for finish notices: subscribed to every job's channel, it
     wakes the waiters registered for a job when its notice comes, and subscribes again (with backoff)
     whenever the connection is lost."""
 
     def __init__(self, client) -> None:
-        self._client = client
+        self._client = _named_for_listening(client)
         self._lock = threading.Lock()
         self._waiters: dict[str, set[threading.Event]] = {}
         self._subscribed = threading.Event()
