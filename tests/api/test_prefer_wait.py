@@ -239,6 +239,41 @@ def test_a_doorbell_whose_waiter_died_neither_blocks_the_ring_nor_stays(embedded
     assert not (embedded_notices / "waiting" / str(job_id)).exists()
 
 
+def test_the_sweeper_leaves_the_doorbell_of_a_waiter_still_listening_however_old(embedded_notices):
+    """An OpenAI-compatible request may wait an hour, longer than notices are kept."""
+    job_id = uuid.uuid4()
+    doorbell = waiting._Doorbell(job_id)
+    try:
+        waiting.forget_old_notices(now=time.time() + waiting.NOTICE_KEEP_S + 1)
+        assert doorbell.path.exists() and not doorbell.rung_within(0.05)  # looking did not ring it
+        waiting._ring(job_id)
+        assert doorbell.rung_within(5)
+    finally:
+        doorbell.close()
+
+
+def test_a_doorbell_is_made_though_the_jobs_last_other_waiter_takes_the_folder_away(embedded_notices, monkeypatch):
+    job_id = uuid.uuid4()
+    folder = embedded_notices / "waiting" / str(job_id)
+    make_pipe = os.mkfifo
+    raced = []
+
+    def folder_gone_first(path, mode=0o666):
+        if not raced:  # between this waiter's mkdir and mkfifo, the other waiter closes: rmdir of the empty folder
+            raced.append(True)
+            folder.rmdir()
+        return make_pipe(path, mode)
+
+    monkeypatch.setattr(waiting.os, "mkfifo", folder_gone_first)
+    doorbell = waiting._Doorbell(job_id)
+    try:
+        assert raced and doorbell.path.exists()
+        waiting._ring(job_id)
+        assert doorbell.rung_within(5)
+    finally:
+        doorbell.close()
+
+
 def test_a_doorbell_wakes_only_when_rung(embedded_notices):
     job_id = uuid.uuid4()
     doorbell = waiting._Doorbell(job_id)

@@ -196,9 +196,16 @@ class _Doorbell:
 
     def __init__(self, job_id) -> None:
         folder = _doorbells_of(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
-        os.mkfifo(self.path, 0o600)
+        for attempt in range(3):
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkfifo(self.path, 0o600)
+                break
+            except FileNotFoundError:
+                # The job's last other waiter (or the sweeper) took the empty folder away meanwhile.
+                if attempt == 2:
+                    raise
         self._fds: list[int] = []
         self._selector: selectors.BaseSelector | None = None
         try:
@@ -275,15 +282,17 @@ def announce_finished(job_id) -> None:
 
 
 def forget_old_notices(now: float | None = None) -> int:
-    """Remove notice files, and pipes of waiters that died, older than NOTICE_KEEP_S (the sweeper calls
-    this); returns how many notice files."""
+    """Remove notice files older than NOTICE_KEEP_S, and pipes as old whose waiter died (the sweeper calls
+    this); returns how many notice files. A waiter may wait longer than that (an OpenAI-compatible request,
+    up to an hour): its pipe, which it still listens on, stays."""
     cutoff = (time.time() if now is None else now) - NOTICE_KEEP_S
     removed = 0
     for entry in _entries(notice_folder()):
         if entry.name == "waiting" and entry.is_dir(follow_symlinks=False):
             for job_folder in _entries(entry.path):
                 for pipe in _entries(job_folder.path):
-                    _remove_if_older(pipe.path, cutoff)
+                    if not _listened_on(pipe.path):
+                        _remove_if_older(pipe.path, cutoff)
                 try:
                     os.rmdir(job_folder.path)
                 except OSError:  # a waiter still listens
@@ -291,6 +300,16 @@ def forget_old_notices(now: float | None = None) -> int:
         elif _remove_if_older(entry.path, cutoff):
             removed += 1
     return removed
+
+
+def _listened_on(pipe: str) -> bool:
+    """Whether a waiter still listens on ``pipe``: opening it to write fails (ENXIO) when no one reads."""
+    try:
+        fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def _entries(folder) -> list[os.DirEntry]:
