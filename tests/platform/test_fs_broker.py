@@ -28,6 +28,29 @@ def connection(tmp_path):
         yield connection
 
 
+def publish(connection, queue: Queue, *bodies: str) -> None:
+    producer = Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key)
+    for body in bodies:
+        producer.publish(body, declare=[queue])
+
+
+def one_at_a_time(connection):
+    """A channel that holds one message at a time, as a worker with prefetch 1 and late acks."""
+    channel = connection.channel()
+    channel.basic_qos(prefetch_size=0, prefetch_count=1, apply_global=False)
+    return channel
+
+
+def assert_wakes_the_poll(connection, settle, what: str) -> None:
+    """``settle`` (an ack, a reject) lets the next message in at once: polling alone would look again only
+    after its 30 s interval."""
+    draining = threading.Thread(target=connection.drain_events, kwargs={"timeout": 60}, daemon=True)
+    draining.start()
+    settle()
+    draining.join(timeout=10)
+    assert not draining.is_alive(), f"the {what} did not wake the poll"
+
+
 def test_messages_arrive_in_priority_then_arrival_order(connection):
     queue = a_queue()
     producer = Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key)
@@ -44,22 +67,14 @@ def test_a_consumer_at_its_prefetch_limit_takes_the_next_message_as_soon_as_it_a
     """A worker runs one task at a time (prefetch 1, late acks): its ack, not the end of a polling
     interval, lets the next message in."""
     queue = a_queue()
-    producer = Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key)
-    for body in ("first", "second"):
-        producer.publish(body, declare=[queue])
+    publish(connection, queue, "first", "second")
     held = []
-    channel = connection.channel()
-    channel.basic_qos(prefetch_size=0, prefetch_count=1, apply_global=False)
-    with Consumer(channel, [queue], callbacks=[lambda body, message: held.append((body, message))]):
+    with Consumer(one_at_a_time(connection), [queue], callbacks=[lambda body, message: held.append((body, message))]):
         connection.drain_events(timeout=5)
         assert [body for body, _ in held] == ["first"]
         with pytest.raises(socket.timeout):
             connection.drain_events(timeout=0.2)  # at its limit: the second message waits
-        draining = threading.Thread(target=connection.drain_events, kwargs={"timeout": 60}, daemon=True)
-        draining.start()  # polling alone would look again only after its 30 s interval
-        held[0][1].ack()
-        draining.join(timeout=10)
-        assert not draining.is_alive(), "the ack did not wake the poll"
+        assert_wakes_the_poll(connection, held[0][1].ack, "ack")
         assert [body for body, _ in held] == ["first", "second"]
 
 
@@ -69,7 +84,7 @@ def held_files(folder) -> list[str]:
 
 def test_a_message_stays_on_disk_until_its_consumer_acks_it(connection, tmp_path):
     queue = a_queue()
-    Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key).publish("job", declare=[queue])
+    publish(connection, queue, "job")
     held = []
     with Consumer(connection.channel(), [queue], callbacks=[lambda body, message: held.append(message)]):
         connection.drain_events(timeout=5)
@@ -81,19 +96,11 @@ def test_a_message_stays_on_disk_until_its_consumer_acks_it(connection, tmp_path
 
 def test_a_rejected_message_goes_back_to_its_place_in_the_queue_and_wakes_the_poll(connection, tmp_path):
     queue = a_queue()
-    producer = Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key)
-    for body in ("first", "second"):
-        producer.publish(body, declare=[queue])
+    publish(connection, queue, "first", "second")
     got = []
-    channel = connection.channel()
-    channel.basic_qos(prefetch_size=0, prefetch_count=1, apply_global=False)
-    with Consumer(channel, [queue], callbacks=[lambda body, message: got.append((body, message))]):
+    with Consumer(one_at_a_time(connection), [queue], callbacks=[lambda body, message: got.append((body, message))]):
         connection.drain_events(timeout=5)
-        draining = threading.Thread(target=connection.drain_events, kwargs={"timeout": 60}, daemon=True)
-        draining.start()
-        got[0][1].reject(requeue=True)
-        draining.join(timeout=10)
-        assert not draining.is_alive(), "the reject did not wake the poll"
+        assert_wakes_the_poll(connection, lambda: got[0][1].reject(requeue=True), "reject")
         assert [body for body, _ in got] == ["first", "first"]  # before "second", as Redis would
         assert len(held_files(tmp_path)) == 1
         got[1][1].ack()
@@ -102,7 +109,7 @@ def test_a_rejected_message_goes_back_to_its_place_in_the_queue_and_wakes_the_po
 
 def test_an_ack_after_the_channel_closed_does_not_raise(connection):
     queue = a_queue()
-    Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key).publish("job", declare=[queue])
+    publish(connection, queue, "job")
     held = []
     channel = connection.channel()
     with Consumer(channel, [queue], callbacks=[lambda body, message: held.append(message)]):
@@ -136,8 +143,7 @@ def test_a_message_whose_consumer_was_killed_before_acking_is_delivered_again(co
     from pathlib import Path
 
     queue = a_queue()
-    Producer(connection.channel(), exchange=queue.exchange, routing_key=queue.routing_key).publish(
-        "index the document", declare=[queue])
+    publish(connection, queue, "index the document")
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "platform"), str(repo / "plugins")])}
     consumer = subprocess.Popen([sys.executable, "-c", CONSUMER, str(tmp_path), queue.name], stdout=subprocess.PIPE,
