@@ -45,13 +45,30 @@ logger = logging.getLogger("atelier.broker")
 HELD_SEPARATOR = "~"
 
 
-def _holder_of(pid: int) -> str | None:
-    """A process as it names the messages it holds: pid, start time in ms (a pid can be reused), host."""
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started, None when there is none: in clock ticks since boot on Linux (field 22
+    of /proc/<pid>/stat), which a step of the wall clock (NTP, a resumed VM) does not move, where psutil's
+    start time, boot time plus ticks, would: a live holder would then look ended, and its messages would
+    be delivered twice."""
     try:
-        started_ms = int(psutil.Process(pid).create_time() * 1000)
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            line = stat.read()
+        return line[line.rindex(b")") + 2:].split()[19].decode()
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return None  # Linux: no such process
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # no /proc (macOS...): psutil, in whole seconds
+        return str(int(psutil.Process(pid).create_time()))
     except psutil.Error:
         return None
-    return f"{pid}.{started_ms}@{socket.gethostname()}"
+
+
+def _holder_of(pid: int) -> str | None:
+    """A process as it names the messages it holds: pid, start (a pid can be reused), host."""
+    started = _started(pid)
+    return None if started is None else f"{pid}.{started}@{socket.gethostname()}"
 
 
 _this_process: tuple[int, str] | None = None
@@ -105,8 +122,9 @@ class QoS(virtual.QoS):
         self._wake()
 
     def reject(self, delivery_tag, requeue=False):
-        super().reject(delivery_tag, requeue=requeue)  # with requeue, the held file has moved back already
-        self.channel.release(delivery_tag)
+        super().reject(delivery_tag, requeue=requeue)
+        if not requeue:  # with requeue the held file has moved back, and may be held again under this tag
+            self.channel.release(delivery_tag)
         self._wake()
 
     def _wake(self):
@@ -123,6 +141,22 @@ class Channel(filesystem.Channel):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._held: dict[str, str] = {}  # delivery tag -> the file of a message taken and not yet acked
+        # Queues consumed without acks (Celery's remote control and its replies): nothing will ack their
+        # messages, so they are not held; held, they came back after a restart (a `shutdown` again).
+        self._unacked_queues: set[str] = set()
+
+    def basic_consume(self, queue, no_ack, callback, consumer_tag, **kwargs):
+        if no_ack:
+            self._unacked_queues.add(queue)
+        return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+
+    def basic_get(self, queue, no_ack=False, **kwargs):
+        if not no_ack:
+            return super().basic_get(queue, no_ack=False, **kwargs)
+        try:
+            return self.Message(self._take(queue, hold=False), channel=self)
+        except Empty:
+            return None
 
     def release(self, delivery_tag) -> None:
         """The message is acked or rejected: its held file goes."""
@@ -157,6 +191,9 @@ class Channel(filesystem.Channel):
             raise ChannelError(f"Cannot add message {name!r} to {self.data_folder_out!r}: {exc}") from exc
 
     def _get(self, queue):
+        return self._take(queue, hold=queue not in self._unacked_queues)
+
+    def _take(self, queue, *, hold: bool):
         # Claim a message by renaming it into the processed folder, under this process's name: on one
         # file system the rename succeeds for exactly one of several competing workers (kombu's own
         # version may copy across file systems into /tmp, where two workers can both win).
@@ -176,7 +213,7 @@ class Channel(filesystem.Channel):
             with open(held, "rb") as handle:
                 message = loads(bytes_to_str(handle.read()))
             tag = message.get("properties", {}).get("delivery_tag")
-            if tag is None:  # not one kombu's channel published: nothing will name it at the ack
+            if not hold or tag is None:  # no ack will come, or none will name it
                 os.unlink(held)
             else:
                 self._held[tag] = held

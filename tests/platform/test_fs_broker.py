@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import uuid
@@ -160,3 +161,56 @@ def test_a_message_whose_consumer_was_killed_before_acking_is_delivered_again(co
     with Consumer(connection.channel(), [queue], callbacks=[lambda body, message: (got.append(body), message.ack())]):
         connection.drain_events(timeout=5)
     assert got == ["index the document"] and held_files(tmp_path) == []
+
+
+def test_messages_of_queues_consumed_without_acks_are_not_held(connection, tmp_path):
+    """Celery's remote control and its replies: held, nothing would ever ack them, and after a restart
+    they came back (a `celery control shutdown` shut the next worker down too)."""
+    queue = a_queue()
+    publish(connection, queue, "shutdown")
+    got = []
+    with Consumer(connection.channel(), [queue], no_ack=True, callbacks=[lambda body, message: got.append(body)]):
+        connection.drain_events(timeout=5)
+    assert got == ["shutdown"] and held_files(tmp_path) == []
+    publish(connection, queue, "ping")
+    assert connection.channel().basic_get(queue.name, no_ack=True) is not None and held_files(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="Linux: the start of a process in clock ticks since boot")
+def test_a_live_holder_still_looks_alive_after_the_wall_clock_steps(connection, tmp_path, monkeypatch):
+    """NTP stepping the clock, a VM resumed: the boot time worked out from the wall clock moves, a process's
+    start in clock ticks does not. Its messages must not be delivered twice."""
+    import psutil
+
+    queue = a_queue()
+    publish(connection, queue, "job")
+    held = []
+    with Consumer(connection.channel(), [queue], callbacks=[lambda body, message: held.append(message)]):
+        connection.drain_events(timeout=5)
+        boot_time = psutil.boot_time()
+        monkeypatch.setattr(psutil, "boot_time", lambda: boot_time + 1.5)
+        if hasattr(psutil, "_pslinux"):
+            monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: boot_time + 1.5)
+        assert fs_broker.requeue_orphaned_in(tmp_path) == 0
+        held[0].ack()
+    assert held_files(tmp_path) == []
+
+
+def test_a_message_rejected_and_taken_again_at_once_stays_held(connection, tmp_path, monkeypatch):
+    """A reject with requeue from the pool's thread while the consumer's thread takes the message again:
+    the second delivery's file must survive the first one's reject."""
+    queue = a_queue()
+    publish(connection, queue, "job")
+    channel = one_at_a_time(connection)
+    deliveries = []
+    with Consumer(channel, [queue], callbacks=[lambda body, message: deliveries.append(message)]):
+        connection.drain_events(timeout=5)
+        restore = channel._restore
+
+        def restored_then_taken_again(message):
+            restore(message)
+            deliveries.append(channel._get(queue.name))  # the consumer's thread, in between
+
+        monkeypatch.setattr(channel, "_restore", restored_then_taken_again)
+        deliveries[0].reject(requeue=True)
+        assert len(held_files(tmp_path)) == 1  # the second delivery, still on disk until acked

@@ -137,7 +137,7 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
     now = timezone.now()
     waiting_company = Job.objects.filter(
         status=JobStatus.QUEUED, plugin_id=leader.plugin_id, plugin_version=leader.plugin_version,
-        batch_key=leader.batch_key, enqueued_at__lte=now, cancel_requested_at__isnull=True,
+        batch_key=leader.batch_key, enqueued_at__lte=database_now_plus(0), cancel_requested_at__isnull=True,
     ).exclude(error_code=WORKER_LOST)
     # A lone job at idle finds none: one plain read says so, without a transaction and its locks.
     if not waiting_company.exists():
