@@ -385,8 +385,7 @@ def test_a_result_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_
     runner.run(str(jobs[0].pk))
     assert [reload(j).status for j in jobs[:3]] == [JobStatus.SUCCEEDED] * 3
     refused = reload(jobs[3])
-    # still claimed and without outputs: the sweeper queues it again once its heartbeats stop
-    assert refused.status == JobStatus.RUNNING and not refused.outputs.exists()
+    assert (refused.status, refused.error_code) == (JobStatus.QUEUED, "store_failed") and not refused.outputs.exists()
 
 
 def test_a_batchs_progress_is_written_in_one_statement_each_job_its_own(probe_project):

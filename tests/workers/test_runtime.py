@@ -70,12 +70,14 @@ class TestRunning:
 
         monkeypatch.setattr(review, "open_reviews", open_reviews)
         job = submit(project, copies=2, with_file=True)
-        runner.run(str(job.pk))
-        assert reload(job).status == JobStatus.RUNNING and not reload(job).outputs.exists()  # the sweeper retries it
+        assert runner.run(str(job.pk)) == JobStatus.QUEUED  # retried, with backoff
+        refused = reload(job)
+        assert refused.error_code == "store_failed" and "DataError: value too long" in refused.error_message
+        assert not refused.outputs.exists()
         files = lambda: sorted(p.name for p in (tmp_path / "media").rglob("*") if p.is_file())  # noqa: E731
         assert files() == []
         refusing["now"] = False
-        Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, claim_token=None)  # as the sweeper would
+        backoff_over(job)
         assert runner.run(str(job.pk)) == "succeeded"
         assert len(files()) == 2 and sorted(f.file.name.rsplit("/", 1)[-1] for o in reload(job).outputs.all()
                                             for f in o.files.all()) == files()
@@ -241,6 +243,35 @@ class TestRunning:
         assert reload(stored).heartbeat_at > long_ago
         assert reload(unstorable).heartbeat_at == long_ago and reload(unstorable).status == JobStatus.RUNNING
         assert not beat.lost
+
+    def test_a_result_refused_at_every_attempt_fails_with_the_reason(self, project, runner, monkeypatch):
+        """Not "the worker stopped responding": the database said why."""
+        from django.db import DataError
+
+        def refusing(*args, **kwargs):
+            raise DataError("value too long for type character varying(64)")
+
+        monkeypatch.setattr(lifecycle, "complete_job", refusing)
+        job = submit(project)
+        for _ in range(job.max_attempts - 1):
+            assert runner.run(str(job.pk)) == JobStatus.QUEUED
+            backoff_over(job)
+        assert runner.run(str(job.pk)) == JobStatus.FAILED
+        job = reload(job)
+        assert job.error_code == "store_failed" and "value too long" in job.error_message
+        assert f"gave up after {job.max_attempts} attempts" in job.error_message
+
+    def test_a_result_that_cannot_even_be_retried_is_left_to_the_sweeper(self, project, runner, monkeypatch):
+        from django.db import OperationalError
+
+        def database_gone(*args, **kwargs):
+            raise OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(lifecycle, "complete_job", database_gone)
+        monkeypatch.setattr(lifecycle, "retry_or_fail", database_gone)
+        job = submit(project)
+        assert runner.run(str(job.pk)) == "error"
+        assert reload(job).status == JobStatus.RUNNING  # under the claim, silent: the sweeper queues it again
 
     def test_model_is_loaded_once_per_process(self, project, runner):
         runner.run(str(submit(project).pk))

@@ -371,9 +371,8 @@ class _Batch:
                 prepared = self._prepare(job, result, result_at)
             except SoftTimeLimitExceeded:
                 raise
-            except Exception:
-                logger.exception("storing the result of job %s failed; the sweeper will retry it", job_id)
-                prepared = "error"
+            except Exception as error:
+                prepared = self._not_stored(job, error)
             if isinstance(prepared, JobCompletion):
                 completions.append(prepared)
             else:
@@ -403,10 +402,22 @@ class _Batch:
                                           policy=completion.policy, job=job)
         except SoftTimeLimitExceeded:
             raise
+        except Exception as error:
+            return self._not_stored(job, error)
+
+    def _not_stored(self, job: Job, error: Exception) -> str:
+        """A result that could not be screened or stored (the database refused a row, a check crashed):
+        the job is retried with backoff, and fails after its last attempt with ``store_failed`` and the
+        reason. Where even that cannot be written (the database is gone), it stays running under this
+        claim, and the sweeper queues it again once its heartbeats stop."""
+        logger.exception("storing the result of job %s failed", job.pk)
+        try:
+            return lifecycle.retry_or_fail(str(job.pk), self.token, "store_failed",
+                                           f"The result could not be stored: {type(error).__name__}: {error}")
+        except SoftTimeLimitExceeded:
+            raise
         except Exception:
-            # The database refused (connection lost...): the job stays running under our claim,
-            # and the sweeper queues it again when its heartbeats stop.
-            logger.exception("storing the result of job %s failed; the sweeper will retry it", job.pk)
+            logger.exception("job %s: could not record that its result was not stored; the sweeper will retry it", job.pk)
             return "error"
 
     def _stored(self, job: Job, outcome: str) -> None:
