@@ -262,14 +262,15 @@ class Transport(filesystem.Transport):
                     self._woken.wait(polling_interval)
 
 
-_checked_in: set[int] = set()
+_looked_in_process: int | None = None  # the pid that has looked (a forked child looks again)
 
 
 def _requeue_orphaned_once(options: dict) -> None:
     """At a process's first connection: a worker started again delivers what its predecessor held."""
-    if os.getpid() in _checked_in or "processed_folder" not in options:
+    global _looked_in_process
+    if _looked_in_process == os.getpid() or "processed_folder" not in options:
         return
-    _checked_in.add(os.getpid())
+    _looked_in_process = os.getpid()
     try:
         requeue_orphaned(options["processed_folder"], options["data_folder_in"])
     except OSError:
@@ -278,7 +279,8 @@ def _requeue_orphaned_once(options: dict) -> None:
 
 def requeue_orphaned_in(folder: Path) -> int:
     """``requeue_orphaned`` for the embedded broker in ``folder`` (the sweeper's call)."""
-    return requeue_orphaned(folder / "processed", folder / "messages")
+    options = transport_options(folder)
+    return requeue_orphaned(options["processed_folder"], options["data_folder_in"])
 
 
 def register() -> None:

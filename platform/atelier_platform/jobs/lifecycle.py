@@ -124,11 +124,12 @@ def claim_job(job_id: str, worker: str) -> Claim | None:
 def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_model: Callable[[int], bool]) -> list[Job]:
     """Claim up to ``limit`` more queued jobs that may share ``leader``'s batch, under the same token.
 
-    Company is a job of the same plugin version and batch key, due now (a retry waiting out its
-    backoff is not), not being cancelled, not one that must run alone (``runs_alone``), whose project
-    resolves to the same model (``same_model(project_id)``). On PostgreSQL the candidates are locked with ``SKIP LOCKED``,
-    so workers gathering batches at once never wait for each other nor take the same job; on
-    SQLite, which writes one transaction at a time, the conditional update alone decides.
+    Company is a job of the same plugin version and batch key, due now by the database's clock (a
+    retry waiting out its backoff is not), not being cancelled, not one that must run alone
+    (``runs_alone``), whose project resolves to the same model (``same_model(project_id)``). On
+    PostgreSQL the candidates are locked with ``SKIP LOCKED``, so workers gathering batches at once
+    never wait for each other nor take the same job; on SQLite, which writes one transaction at a
+    time, the conditional update alone decides.
     The messages of the jobs taken here stay on the broker; when they arrive, the claim finds
     the jobs no longer queued and drops them.
     """

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from django.db import transaction
 
@@ -291,8 +291,7 @@ def forget_old_notices(now: float | None = None) -> int:
         if entry.name == "waiting" and entry.is_dir(follow_symlinks=False):
             for job_folder in _entries(entry.path):
                 for pipe in _entries(job_folder.path):
-                    if not _listened_on(pipe.path):
-                        _remove_if_older(pipe.path, cutoff)
+                    _remove_if_older(pipe.path, cutoff, unless=_listened_on)
                 try:
                     os.rmdir(job_folder.path)
                 except OSError:  # a waiter still listens
@@ -319,9 +318,9 @@ def _entries(folder) -> list[os.DirEntry]:
         return []
 
 
-def _remove_if_older(path: str, cutoff: float) -> bool:
+def _remove_if_older(path: str, cutoff: float, unless: Callable[[str], bool] = lambda path: False) -> bool:
     try:
-        if os.stat(path).st_mtime < cutoff:
+        if os.stat(path).st_mtime < cutoff and not unless(path):
             os.unlink(path)
             return True
     except (FileNotFoundError, IsADirectoryError, PermissionError):
