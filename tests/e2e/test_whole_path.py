@@ -179,6 +179,14 @@ def test_time_limit_of_the_plugin_is_enforced(client):
     assert "2 s" in done["error"]["message"] and done["outputs"] == []
 
 
+def test_the_time_limit_holds_even_where_the_plugin_catches_it(client):
+    """Celery's soft limit is an exception raised inside the plugin; one whose own ``except Exception``
+    takes it for a passing error must not turn it into retries."""
+    job = client.submit(plugin="quick_limit", sleep_s=10, catch_everything=True)
+    done = client.wait(job["id"], {"succeeded", "failed"}, timeout=30)
+    assert (done["status"], done["error"]["code"], done["attempts"]) == ("failed", "time_limit", 1)
+
+
 def test_urgent_jobs_overtake_waiting_ones(stack, client):
     stack.stop_worker()
     # Different sizes cannot share a batch, so each job starts on its own.

@@ -33,6 +33,9 @@ class ReverseInput(BaseModel):
     sleep_s: float = Field(default=0, ge=0, le=60)
     fail: Literal["none", "transient", "permanent", "crash", "transient_once"] = "none"
     with_file: bool = False
+    # like a plugin whose own ``except Exception`` (around a retrieval, say) catches whatever the sleep
+    # raises, Celery's soft time limit included, and reports a retryable error instead
+    catch_everything: bool = False
 
 
 class ReverseParams(BaseModel):
@@ -73,11 +76,13 @@ class ReverseText(Plugin):
                 with open(log, "a") as handle:
                     handle.write(f"{request.job_id}\n")
             data = request.input
-            steps = max(1, int(data.sleep_s / 0.1))
-            for step in range(steps if data.sleep_s else 0):
-                context.raise_if_cancelled(request.job_id)
-                time.sleep(0.1)
-                context.report_progress(request.job_id, (step + 1) / steps, step=step + 1)
+            try:
+                self._sleep(request, context)
+            except Exception as error:
+                if not data.catch_everything:
+                    raise
+                results.append(TransientPluginError(f"Gave up: {type(error).__name__}", code="gave_up"))
+                continue
             if data.fail == "transient":
                 results.append(TransientPluginError("The model server is busy."))
                 continue
@@ -97,6 +102,14 @@ class ReverseText(Plugin):
                 OutputItem(ReverseOutput(text=text, characters=len(text)), artifacts=list(artifacts)) for _ in range(data.copies)
             ])
         return results
+
+    @staticmethod
+    def _sleep(request, context) -> None:
+        steps = max(1, int(request.input.sleep_s / 0.1))
+        for step in range(steps if request.input.sleep_s else 0):
+            context.raise_if_cancelled(request.job_id)
+            time.sleep(0.1)
+            context.report_progress(request.job_id, (step + 1) / steps, step=step + 1)
 
 
 _SEEN: set[str] = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from datetime import timedelta
 
 import pytest
@@ -197,6 +198,39 @@ def test_the_time_limit_reached_in_a_split_batch_fails_only_the_jobs_without_a_r
     done, slow = reload(jobs[0]), reload(jobs[1])
     assert done.status == JobStatus.SUCCEEDED and batch_of(done) == {str(done.pk)}
     assert (slow.status, slow.error_code) == (JobStatus.FAILED, "time_limit")
+
+
+def with_time_limit_of_one_second(*jobs: Job) -> None:
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(time_limit_s=1)
+
+
+def test_errors_a_plugin_returns_once_its_time_is_up_fail_as_the_time_limit_and_its_results_are_kept(probe_project,
+                                                                                                     runner):
+    """What a plugin that caught the soft limit in its own ``except Exception`` hands back (here: a
+    retryable error) is not retried: the time is up. What it made is stored."""
+    made, gave_up = submit(probe_project, text="made", sleep_s=1.1), submit(probe_project, fail="transient")
+    with_time_limit_of_one_second(made, gave_up)
+    runner.run(str(made.pk))
+    made, gave_up = reload(made), reload(gave_up)
+    assert made.status == JobStatus.SUCCEEDED and batch_of(made) == {str(made.pk), str(gave_up.pk)}
+    assert (gave_up.status, gave_up.error_code, gave_up.attempts) == (JobStatus.FAILED, "time_limit", 1)
+    assert gave_up.error_message == "Exceeded its time limit of 1 s."
+
+
+def test_a_batch_that_crashes_once_its_time_is_up_is_not_split_and_run_again(probe_project, runner, monkeypatch):
+    calls = []
+
+    def crashes_late(self, batch, context):
+        calls.append(len(batch))
+        time.sleep(1.05)
+        raise RuntimeError("a swallowed time limit left the model half-way")
+
+    monkeypatch.setattr(BatchProbe, "generate", crashes_late)
+    jobs = [submit(probe_project, text=f"late {n}") for n in range(2)]
+    with_time_limit_of_one_second(*jobs)
+    runner.run(str(jobs[0].pk))
+    assert calls == [2]
+    assert [(reload(job).status, reload(job).error_code) for job in jobs] == [(JobStatus.FAILED, "time_limit")] * 2
 
 
 def test_out_of_memory_splits_the_batch_until_it_fits(probe_project, runner):

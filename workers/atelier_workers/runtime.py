@@ -156,16 +156,18 @@ class JobRunner:
     # -- one message -------------------------------------------------------------------------
     def run(self, job_id: str) -> str:
         """Run the job a message named, with whatever company it finds; returns that job's outcome."""
+        # Celery's soft limit counts from the task's start, so the batch's deadline does too
+        task_started = time.monotonic()
         claim = lifecycle.claim_job(job_id, self.name)
         if claim is None:
             logger.info("job %s is not queued (finished, cancelled or running elsewhere) or is a retry not due yet; "
                         "message dropped", job_id)
             return "skipped"
-        return self.run_claimed(claim)
+        return self.run_claimed(claim, task_started)
 
-    def run_claimed(self, claim: Claim) -> str:
+    def run_claimed(self, claim: Claim, task_started: float) -> str:
         leader = claim.job
-        batch = _Batch(self, claim.token, [leader])
+        batch = _Batch(self, claim.token, [leader], deadline=task_started + leader.time_limit_s)
         plugin_class = self.registry.get(leader.plugin_id)
         try:
             if plugin_class is None:
@@ -180,7 +182,7 @@ class JobRunner:
         try:
             batch.run(plugin_class, model_dir, model_version)
         except SoftTimeLimitExceeded:
-            batch.finish_all(PluginError(f"Exceeded its time limit of {leader.time_limit_s} s.", code="time_limit"))
+            batch.finish_all(batch.time_limit_error())
         finally:
             self.current_jobs = 0
             if self.state == WorkerState.BUSY:
@@ -220,9 +222,11 @@ class JobRunner:
 class _Batch:
     """The jobs of one plugin call, and the storing of each one's result."""
 
-    def __init__(self, runner: JobRunner, token, jobs: list[Job]) -> None:
+    def __init__(self, runner: JobRunner, token, jobs: list[Job], *, deadline: float) -> None:
         self.runner = runner
         self.token = token
+        self.deadline = deadline  # time.monotonic() at which the batch's time limit is up
+        self.time_limit_s = jobs[0].time_limit_s
         self.by_id: dict[str, Job] = {str(job.pk): job for job in jobs}
         self.outcomes: dict[str, str] = {}  # job id -> its outcome, once stored
         self.beat: BatchHeartbeat | None = None
@@ -236,6 +240,12 @@ class _Batch:
 
     def add(self, jobs: list[Job]) -> None:
         self.by_id.update((str(job.pk), job) for job in jobs)
+
+    def time_is_up(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def time_limit_error(self) -> PluginError:
+        return PluginError(f"Exceeded its time limit of {self.time_limit_s} s.", code="time_limit")
 
     def run(self, plugin_class: type[Plugin], model_dir: Path | None, model_version: str | None) -> None:
         runner = self.runner
@@ -295,7 +305,12 @@ class _Batch:
 
     # -- running the plugin, isolating failures --------------------------------------------------
     def generate_isolated(self, plugin: Plugin, requests: list[GenerationRequest], context: RunContext) -> list:
-        """One result per request; a batch-wide failure is split until it fails only its own job."""
+        """One result per request; a batch-wide failure is split until it fails only its own job.
+
+        Celery's soft time limit is an exception raised wherever the plugin is, and a plugin's own
+        ``except Exception`` (around a retrieval, one job's ranking) may catch it and carry on: so once the
+        batch's time is up, whatever the call returned or raised, its successes are stored and the rest
+        fail with ``time_limit``; nothing is split or run again."""
         if not requests:
             return []
         try:
@@ -303,41 +318,52 @@ class _Batch:
                 results = plugin.generate(requests, context)
         except SoftTimeLimitExceeded:
             raise
-        except JobCancelled as cancelled:
+        except Exception as error:
+            if self.time_is_up():
+                raise SoftTimeLimitExceeded() from error
+            return self._after_failure(plugin, requests, context, error)
+        if not isinstance(results, list) or len(results) != len(requests):
+            count = len(results) if isinstance(results, list) else type(results).__name__
+            results = [PluginError(f"Plugin returned {count} results for {len(requests)} requests.",
+                                   code="plugin_contract")] * len(requests)
+        if self.time_is_up():
+            self.finish_many({request.job_id: result for request, result in zip(requests, results)})
+            raise SoftTimeLimitExceeded()
+        return results
+
+    def _after_failure(self, plugin: Plugin, requests: list[GenerationRequest], context: RunContext,
+                       error: Exception) -> list:
+        """The results of a plugin call that raised ``error`` for the whole batch."""
+        if isinstance(error, JobCancelled):
             # The plugin stopped the whole call for one cancelled job: that job is done; run the rest again.
-            job_id = cancelled.args[0] if cancelled.args else None
+            job_id = error.args[0] if error.args else None
             if len(requests) == 1:
-                return [cancelled]
+                return [error]
             if job_id not in {r.job_id for r in requests}:
                 return self._split(plugin, requests, context)
             again = iter(self.generate_isolated(plugin, [r for r in requests if r.job_id != job_id], context))
-            return [cancelled if r.job_id == job_id else next(again) for r in requests]
-        except PluginError as error:
+            return [error if r.job_id == job_id else next(again) for r in requests]
+        if isinstance(error, PluginError):
             return [error] * len(requests)
-        except Exception as error:
-            if is_out_of_memory(error):
-                release_device_memory(self.runner.cache.device)
-                if len(requests) == 1:
-                    self.runner.state = WorkerState.UNHEALTHY
-                    self.runner.detail = f"out of device memory on a single job: {error}"
-                    return [PluginError(
-                        f"The device ran out of memory even for this job alone ({self.runner.cache.device}): "
-                        "ask for less (fewer tokens, a smaller image) or run it on a larger device.",
-                        code="out_of_memory",
-                    )]
-                logger.warning("out of memory on a batch of %d; splitting it in two", len(requests))
-                self.runner.stats.count("oom_splits")
-                return self._split(plugin, requests, context)
+        if is_out_of_memory(error):
+            release_device_memory(self.runner.cache.device)
             if len(requests) == 1:
-                logger.exception("plugin %s crashed on job %s", plugin.manifest.id, requests[0].job_id)
-                return [PluginError(f"{type(error).__name__}: {error}", code="plugin_crashed")]
-            logger.warning("plugin %s crashed on a batch of %d (%s); splitting it to find the job that fails",
-                           plugin.manifest.id, len(requests), error)
+                self.runner.state = WorkerState.UNHEALTHY
+                self.runner.detail = f"out of device memory on a single job: {error}"
+                return [PluginError(
+                    f"The device ran out of memory even for this job alone ({self.runner.cache.device}): "
+                    "ask for less (fewer tokens, a smaller image) or run it on a larger device.",
+                    code="out_of_memory",
+                )]
+            logger.warning("out of memory on a batch of %d; splitting it in two", len(requests))
+            self.runner.stats.count("oom_splits")
             return self._split(plugin, requests, context)
-        if not isinstance(results, list) or len(results) != len(requests):
-            count = len(results) if isinstance(results, list) else type(results).__name__
-            return [PluginError(f"Plugin returned {count} results for {len(requests)} requests.", code="plugin_contract")] * len(requests)
-        return results
+        if len(requests) == 1:
+            logger.error("plugin %s crashed on job %s", plugin.manifest.id, requests[0].job_id, exc_info=error)
+            return [PluginError(f"{type(error).__name__}: {error}", code="plugin_crashed")]
+        logger.warning("plugin %s crashed on a batch of %d (%s); splitting it to find the job that fails",
+                       plugin.manifest.id, len(requests), error)
+        return self._split(plugin, requests, context)
 
     def _split(self, plugin, requests, context) -> list:
         """Run each half on its own. The first half's results are stored before the second half runs: a
@@ -441,6 +467,9 @@ class _Batch:
         job_id = str(job.pk)
         if isinstance(result, JobCancelled) or (self.beat is not None and job_id in self.beat.cancelled):
             return "cancelled" if lifecycle.fail_job(job_id, self.token, "cancelled", "Cancelled while running.") else "lost"
+        if isinstance(result, PluginError) and self.time_is_up():
+            # not retried as the plugin's error: that may be the time limit, caught by the plugin itself
+            result = self.time_limit_error()
         if isinstance(result, PluginError):
             if result.transient:
                 return lifecycle.retry_or_fail(job_id, self.token, result.code, result.message)
