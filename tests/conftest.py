@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.catalog.registry import replace_registry
 from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.config import get_config
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.support.plugins import GpuEcho, ReverseText
 
@@ -65,6 +66,19 @@ def other_project(db, reverse_plugin):
     project = ProjectFactory()
     set_plugin_enabled(project, "reverse_text", True)
     return project
+
+
+@pytest.fixture
+def atelier_config(monkeypatch):
+    """Set ATELIER_* variables for this test; the cached configuration is read afresh."""
+
+    def configure(**values):
+        for name, value in values.items():
+            monkeypatch.setenv(f"ATELIER_{name.upper()}", str(value))
+        get_config.cache_clear()
+
+    yield configure
+    get_config.cache_clear()  # the variables are restored after this; the next read sees them
 
 
 @pytest.fixture

@@ -283,6 +283,32 @@ def requeue_orphaned_in(folder: Path) -> int:
     return requeue_orphaned(options["processed_folder"], options["data_folder_in"])
 
 
+#: Queues of the replies to one remote-control call (``celery inspect``, ``celery control``): only the
+#: client that asked reads them, and one that stopped waiting (its timeout) never does.
+REPLY_QUEUE_SUFFIX = ".reply.celery.pidbox"
+#: A reply older than this has no reader left: remote-control calls wait seconds, not minutes.
+UNREAD_REPLY_KEPT_S = 600
+
+
+def forget_unread_replies_in(folder: Path, older_than_s: float = UNREAD_REPLY_KEPT_S) -> int:
+    """Remove the replies no client read within ``older_than_s`` (the sweeper's call): on Redis they
+    expire with their key; here they would pile up, one file per late answer. How many were removed."""
+    messages = transport_options(folder)["data_folder_in"]
+    suffix = f"{REPLY_QUEUE_SUFFIX}.msg"
+    oldest_kept = time.time() - older_than_s
+    forgotten = 0
+    for entry in os.scandir(messages):
+        if not entry.name.endswith(suffix):
+            continue
+        try:
+            if entry.stat().st_mtime < oldest_kept:
+                os.unlink(entry.path)
+                forgotten += 1
+        except FileNotFoundError:
+            continue  # read meanwhile, or removed by another sweeper
+    return forgotten
+
+
 def register() -> None:
     """Make ``atelierfs://`` a broker URL kombu understands."""
     TRANSPORT_ALIASES.setdefault("atelierfs", f"{__name__}:Transport")

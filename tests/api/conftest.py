@@ -4,21 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from atelier_platform.config import get_config
 from tests.api.helpers import build_job, build_output
-
-
-@pytest.fixture
-def atelier_config(monkeypatch):
-    """Set ATELIER_* variables for this test; the cached configuration is read afresh."""
-
-    def configure(**values):
-        for name, value in values.items():
-            monkeypatch.setenv(f"ATELIER_{name.upper()}", str(value))
-        get_config.cache_clear()
-
-    yield configure
-    get_config.cache_clear()  # the variables are restored after this; the next read sees them
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from kombu import Connection, Consumer, Exchange, Producer, Queue
@@ -214,3 +215,32 @@ def test_a_message_rejected_and_taken_again_at_once_stays_held(connection, tmp_p
         monkeypatch.setattr(channel, "_restore", restored_then_taken_again)
         deliveries[0].reject(requeue=True)
         assert len(held_files(tmp_path)) == 1  # the second delivery, still on disk until acked
+
+
+def test_replies_no_client_read_are_forgotten_after_ten_minutes(connection, tmp_path):
+    """A `celery inspect` that stopped waiting leaves the late workers' replies in a queue nobody reads."""
+    reply = Queue(f"{uuid.uuid4()}{fs_broker.REPLY_QUEUE_SUFFIX}", Exchange("reply.celery.pidbox", "direct"),
+                  routing_key="late-client")
+    work = a_queue()
+    publish(connection, reply, "pong, too late")
+    publish(connection, work, "a job waiting for a worker")
+    messages = tmp_path / "messages"
+    assert fs_broker.forget_unread_replies_in(tmp_path) == 0  # a fresh reply may still be read
+    eleven_minutes_ago = os.path.getmtime(next(messages.iterdir())) - 660
+    for path in messages.iterdir():
+        os.utime(path, (eleven_minutes_ago, eleven_minutes_ago))
+    assert fs_broker.forget_unread_replies_in(tmp_path) == 1
+    assert [path.name.endswith(f".{work.name}.msg") for path in messages.iterdir()] == [True]  # work is never forgotten
+
+
+@pytest.mark.django_db
+def test_the_sweeper_forgets_unread_replies_of_the_embedded_broker(atelier_config):
+    from atelier_platform.config import get_config
+    from atelier_platform.jobs.tasks import sweep_jobs
+
+    atelier_config(broker_url="atelierfs://localhost//")  # on every set-up of the suite, Redis's too
+    messages = Path(fs_broker.transport_options(get_config().broker_folder)["data_folder_in"])
+    stale = messages / f"0_{0:020d}_{uuid.uuid4().hex}.{uuid.uuid4()}{fs_broker.REPLY_QUEUE_SUFFIX}.msg"
+    stale.write_text("{}")
+    os.utime(stale, (0, 0))
+    assert sweep_jobs()["forgotten_replies"] == 1 and not stale.exists()

@@ -1,14 +1,14 @@
 """The platform's housekeeping tasks (the job-running task lives in atelier_workers.tasks)."""
 
 from atelier_platform import fs_broker
-from atelier_platform.celery_app import QUEUE_PLATFORM, SWEEP_JOBS_TASK
+from atelier_platform.celery_app import SWEEP_JOBS_TASK
 from atelier_platform.config import get_config
 from atelier_platform.fleet.services import forget_old_workers
 from atelier_platform.jobs import lifecycle, waiting
 from atelier_platform.tasking import atelier_task
 
 
-@atelier_task(SWEEP_JOBS_TASK, queue=QUEUE_PLATFORM)
+@atelier_task(SWEEP_JOBS_TASK)
 def sweep_jobs(task) -> dict[str, int]:
     counts = lifecycle.sweep()
     counts["forgotten_workers"] = forget_old_workers()
@@ -16,4 +16,5 @@ def sweep_jobs(task) -> dict[str, int]:
     config = get_config()
     if config.uses_embedded_broker:  # messages taken by worker processes that ended before acking them
         counts["redelivered_messages"] = fs_broker.requeue_orphaned_in(config.broker_folder)
+        counts["forgotten_replies"] = fs_broker.forget_unread_replies_in(config.broker_folder)
     return counts
