@@ -68,6 +68,16 @@ def create_app() -> Celery:
         # One direct exchange per queue: a message published for "cpu" reaches the cpu queue only.
         task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (QUEUE_GPU, QUEUE_CPU, QUEUE_PLATFORM)],
         task_default_queue=QUEUE_PLATFORM,
+        # Where a task is sent when its sender names no queue (every sender here names one; a job's
+        # queue is chosen per message, by its plugin's resource class). Routes, not the tasks' own
+        # ``queue`` attribute: Celery 5.7 deprecates that and 6.0 ignores it.
+        task_routes={
+            RUN_JOB_TASK: {"queue": QUEUE_CPU},
+            INDEX_DOCUMENT_TASK: {"queue": QUEUE_CPU},
+            SWEEP_JOBS_TASK: {"queue": QUEUE_PLATFORM},
+            DELIVER_WEBHOOK_TASK: {"queue": QUEUE_PLATFORM},
+            SWEEP_WEBHOOKS_TASK: {"queue": QUEUE_PLATFORM},
+        },
         task_default_exchange=QUEUE_PLATFORM,
         task_default_routing_key=QUEUE_PLATFORM,
         task_default_priority=4,

@@ -1,6 +1,6 @@
 """The one decorator every Atelier task is declared with.
 
-It fixes the task's name, queue, delivery guarantees, database connection handling and timing
+It fixes the task's name, delivery guarantees, database connection handling and timing
 log, so that no task forgets ``acks_late`` or logs its duration differently from the others.
 """
 
@@ -26,11 +26,10 @@ def _recycle_connections() -> None:
         close_old_connections()
 
 
-def atelier_task(name: str, *, queue: str, **options: Any) -> Callable:
+def atelier_task(name: str, **options: Any) -> Callable:
     def decorate(function: Callable) -> Any:
         @app.task(
             name=name,
-            queue=queue,
             bind=True,
             acks_late=True,
             reject_on_worker_lost=True,

@@ -75,7 +75,8 @@ class TestSubmit:
         assert response.status_code == 201, response.content
         job = response.json()
         assert job["status"] == "queued"
-        assert job["input"] == {"text": "hello", "copies": 1, "sleep_s": 0.0, "fail": "none", "with_file": False}
+        assert job["input"] == {"text": "hello", "copies": 1, "sleep_s": 0.0, "fail": "none", "with_file": False,
+                                "catch_everything": False}
         assert job["params"] == {"uppercase": True}
         assert job["outputs"] == []
         assert response["Location"] == f"/api/v1/jobs/{job['id']}/"

@@ -8,11 +8,11 @@ import pytest
 from celery.fixups.django import DjangoWorkerFixup
 from django.db import connection
 
-from atelier_platform.celery_app import QUEUE_PLATFORM, app
+from atelier_platform.celery_app import app
 from atelier_platform.tasking import _recycle_connections, atelier_task
 
 
-@atelier_task("tests.database_connection_in_use", queue=QUEUE_PLATFORM)
+@atelier_task("tests.database_connection_in_use")
 def database_connection_in_use(task):
     connection.ensure_connection()
     return connection.connection

@@ -8,7 +8,7 @@ import threading
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from atelier_platform.catalog.registry import get_registry
-from atelier_platform.celery_app import QUEUE_CPU, RUN_JOB_TASK
+from atelier_platform.celery_app import RUN_JOB_TASK
 from atelier_platform.config import get_config
 from atelier_platform.fleet.models import WorkerState
 from atelier_platform.tasking import atelier_task
@@ -68,8 +68,6 @@ def _stop_worker_process(**_kwargs) -> None:
         _reporter.stop()
 
 
-# The queue is chosen per message when it is published (gpu or cpu, by the plugin's resource
-# class); QUEUE_CPU is only the default for a message sent without one.
-@atelier_task(RUN_JOB_TASK, queue=QUEUE_CPU)
+@atelier_task(RUN_JOB_TASK)
 def run_job(task, job_id: str) -> str:
     return get_runner().run(job_id)
