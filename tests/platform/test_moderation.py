@@ -328,6 +328,21 @@ class TestPolicyAndBlocklistApi:
         assert policy_for(project).thresholds["violence"] == {"review": 0.3, "block": 0.7}
         assert AuditEvent.objects.get(action="policy_changed").before["review_mode"] == "review_before_release"
 
+    def test_changing_one_categorys_thresholds_keeps_the_others_and_the_strict_minors_ones(self, owner, project):
+        """A PATCH names what changes: before, it replaced every threshold, and the categories it left out
+        fell back to review 0.5 / block 0.9, sexual/minors too (its default is 0.2 / 0.5)."""
+        from atelier_platform.moderation.screening import BLOCK, REVIEW, decide
+
+        changed = owner.patch("/api/v1/safety/policy/", {"thresholds": {"violence": {"review": 0.3, "block": 0.7}}},
+                              format="json")
+        assert changed.status_code == 200
+        assert changed.json()["thresholds"]["sexual/minors"] == {"review": 0.2, "block": 0.5}
+        policy = policy_for(project, fresh=True)
+        assert decide(policy, {"violence": 0.4}) == (REVIEW, ["violence"])
+        assert decide(policy, {"sexual/minors": 0.6})[0] == BLOCK and decide(policy, {"sexual/minors": 0.3})[0] == REVIEW
+        policy.thresholds = {}  # a policy saved without a category is judged by that category's default
+        assert decide(policy, {"sexual/minors": 0.6})[0] == BLOCK
+
     @pytest.mark.parametrize("body", [
         {"audit_sample_percent": 101}, {"review_mode": "never"}, {"thresholds": {"violence": {"review": 0.9, "block": 0.1}}},
         {"thresholds": {"gossip": {"review": 0.1, "block": 0.2}}}, {"lease_seconds": 1}, {"colour": "red"},

@@ -25,6 +25,9 @@ def policy_json(policy: SafetyPolicy) -> dict:
 def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
     policy = policy_for(project)
     before = policy_json(policy)
+    if "thresholds" in changes:
+        # the categories named change; the others keep theirs (sexual/minors its strict default)
+        changes = {**changes, "thresholds": {**policy.thresholds, **changes["thresholds"]}}
     for field, value in changes.items():
         setattr(policy, field, value)
     policy.full_clean()

@@ -14,7 +14,7 @@ from atelier_sdk.safety import BlocklistTerm, Finding, ScreenContext, Target
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.moderation.checks import checks_not_screening, get_safety_checks
-from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy
+from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy, default_thresholds
 
 PASS, REVIEW, BLOCK = "pass", "review", "block"
 _RANK = {PASS: 0, REVIEW: 1, BLOCK: 2}
@@ -76,11 +76,15 @@ def _finding_json(finding: Finding, field: str) -> dict[str, Any]:
     }
 
 
+#: A category a policy saved before it existed (or a check's own) is judged by its default thresholds.
+_DEFAULT_THRESHOLDS = default_thresholds()
+
+
 def decide(policy: SafetyPolicy, scores: dict[str, float]) -> tuple[str, list[str]]:
     """The decision and the categories at or above their review threshold."""
     decision, flagged = PASS, []
     for category, score in scores.items():
-        limits = policy.thresholds.get(category) or {"review": 0.5, "block": 0.9}
+        limits = policy.thresholds.get(category) or _DEFAULT_THRESHOLDS.get(category) or _DEFAULT_THRESHOLDS["custom"]
         verdict = BLOCK if score >= limits["block"] else REVIEW if score >= limits["review"] else PASS
         if verdict != PASS:
             flagged.append(category)
