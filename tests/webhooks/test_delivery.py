@@ -272,6 +272,44 @@ class TestDeliveryLogAndSweeper:
         assert delivery.attempt(str(overdue.pk)) == "succeeded"
         assert on_time.pk != overdue.pk
 
+    def test_a_url_with_characters_outside_ascii_is_delivered_percent_encoded(self, emit, project, receiver,
+                                                                               endpoint_for, deliver_all):
+        """Before, http.client refused the request line (UnicodeEncodeError, no OSError): no attempt was
+        logged and the sweeper sent the delivery again and again, past its last attempt."""
+        endpoint_for(project, f"http://127.0.0.1:{receiver.port}/hooks/café?shop=Zürich&ready=100%25")
+        [row] = emit(project)
+        assert deliver_all() == ["succeeded"]
+        assert receiver.requests[0].path == "/hooks/caf%C3%A9?shop=Z%C3%BCrich&ready=100%25"
+
+    def test_an_attempt_that_crashes_is_a_failed_attempt_and_the_delivery_ends(self, emit, project, receiver,
+                                                                                endpoint_for, deliver_all, monkeypatch):
+        def broken(*args, **kwargs):
+            raise UnicodeEncodeError("ascii", "é", 0, 1, "ordinal not in range(128)")
+
+        monkeypatch.setattr(delivery, "post", broken)
+        endpoint_for(project, receiver.url)
+        [row] = emit(project)
+        assert deliver_all() == ["retrying", "retrying", "failed"]
+        row.refresh_from_db()
+        assert (row.status, row.attempts, row.attempt_log.count()) == (DeliveryStatus.FAILED, 3, 3)
+        assert row.last_error.startswith("UnicodeEncodeError:")
+
+    def test_a_delivery_whose_last_attempt_never_ended_fails_and_is_not_sent_again(self, emit, project, receiver,
+                                                                                   endpoint_for, sent_messages):
+        """Its worker died during the last attempt: the sweeper finds it overdue with no attempt left."""
+        endpoint = endpoint_for(project, receiver.url)
+        [row] = emit(project)
+        long_ago = timezone.now() - timedelta(hours=1)
+        WebhookDelivery.objects.filter(pk=row.pk).update(attempts=row.max_attempts, next_attempt_at=long_ago)
+        sent_messages.clear()
+        assert delivery.sweep() == 0 and sent_messages == []
+        row.refresh_from_db()
+        assert row.status == DeliveryStatus.FAILED and row.finished_at is not None
+        assert row.last_error == "The last attempt did not finish: the worker making it stopped."
+        assert WebhookEndpoint.objects.get(pk=endpoint.pk).consecutive_failures == 1
+        WebhookDelivery.objects.filter(pk=row.pk).update(status=DeliveryStatus.PENDING, next_attempt_at=long_ago)
+        assert delivery.attempt(str(row.pk)) == "not_due" and receiver.requests == []  # no attempt beyond the last
+
     def test_a_deleted_endpoint_leaves_nothing_to_send(self, emit, project, receiver, endpoint_for):
         endpoint = endpoint_for(project, receiver.url)
         [row] = emit(project)

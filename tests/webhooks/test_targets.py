@@ -47,6 +47,7 @@ def test_private_loopback_link_local_and_special_addresses_are_refused(url):
     ("https://example.com/#frag", "fragment"),
     ("https://" + "a" * 2001 + ".com/", "longer than"),
     ("http://no-such-host.invalid/", "cannot be resolved"),
+    ("http://exa\u200dmple..com/", "not a valid domain name"),
 ])
 def test_malformed_urls_are_refused_with_a_reason(url, reason):
     with pytest.raises(UnsafeTarget, match=reason):
@@ -58,6 +59,12 @@ def test_a_public_host_is_accepted_with_every_address_it_resolves_to(resolve_as)
     target = check_target("https://hooks.example.com/in?x=1", allow_private=False)
     assert (target.scheme, target.host, target.port, target.path) == ("https", "hooks.example.com", 443, "/in?x=1")
     assert target.addresses == ("93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c")
+
+
+def test_an_internationalised_host_is_resolved_and_called_by_its_ascii_name(resolve_as):
+    resolve_as("xn--bcher-kva.example", ["93.184.215.14"])
+    target = check_target("https://bücher.example/eingang", allow_private=False)
+    assert (target.host, target.path) == ("xn--bcher-kva.example", "/eingang")
 
 
 def test_one_private_address_among_public_ones_is_enough_to_refuse(resolve_as):

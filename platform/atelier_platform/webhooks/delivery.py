@@ -232,9 +232,14 @@ def attempt(delivery_id: str) -> str:
         return "cancelled" if cancelled else "not_due"
     # The claim: one message wins; the lease keeps duplicates away until the attempt is over.
     lease = now + timedelta(seconds=attempt_limit_s() * 3 + 30)
-    if not due.update(attempts=F("attempts") + 1, next_attempt_at=lease, last_attempt_at=now):
+    if not due.filter(attempts__lt=F("max_attempts")).update(attempts=F("attempts") + 1, next_attempt_at=lease,
+                                                             last_attempt_at=now):
         return "not_due"
-    result = send(endpoint, delivery, now)
+    try:
+        result = send(endpoint, delivery, now)
+    except Exception as exc:  # a failed attempt like any other: recorded, retried, counted toward the limit
+        logger.exception("webhook delivery %s: the attempt crashed", delivery.pk)
+        result = AttemptResult(None, f"{type(exc).__name__}: {exc}")
     return _record(delivery.pk, endpoint, result, started_at=now, counts_for_health=not is_test)
 
 
@@ -310,6 +315,7 @@ def sweep(now: datetime | None = None) -> int:
     now = now or timezone.now()
     overdue_before = now - timedelta(seconds=get_config().job_requeue_after_s)
     overdue = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lt=overdue_before)
+    _fail_exhausted(overdue.filter(attempts__gte=F("max_attempts")), now)
     sent = 0
     for delivery_id in overdue.values_list("pk", flat=True)[:500]:
         # Marking it due now keeps the next sweep from sending it again while this message waits.
@@ -319,3 +325,14 @@ def sweep(now: datetime | None = None) -> int:
             publish(delivery_id)
             sent += 1
     return sent
+
+
+def _fail_exhausted(overdue, now: datetime) -> None:
+    """Deliveries whose last attempt never ended (its worker died during it): no attempt is left to
+    make, so they fail, and count toward their endpoint's failures as any failed delivery."""
+    reason = "The last attempt did not finish: the worker making it stopped."
+    for delivery in overdue.select_related("endpoint")[:500]:
+        failed = WebhookDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.FAILED, next_attempt_at=None, finished_at=now, last_error=reason)
+        if failed and delivery.event_type != EventType.WEBHOOK_TEST:
+            _count_failed_delivery(delivery.endpoint, reason, now)

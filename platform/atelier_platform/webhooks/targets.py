@@ -17,11 +17,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from atelier_platform.config import get_config
 
 MAX_URL_LENGTH = 2000
+#: Characters with a meaning in a URL's path and query (RFC 3986), and % of what is already encoded.
+URL_PUNCTUATION = "/?:@!$&'()*+,;=%[]"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -62,10 +64,16 @@ def parse_url(url: str) -> tuple[str, str, int, str]:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise UnsafeTarget("The URL has no host.")
+    try:
+        host = host.encode("idna").decode("ascii")  # an internationalised name as DNS, TLS and Host see it
+    except UnicodeError:
+        raise UnsafeTarget(f"The host name {host!r} is not a valid domain name.") from None
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return scheme, host, port or (443 if scheme == "https" else 80), path
+    # The request line is ASCII: other characters are sent percent-encoded (as browsers do); what is
+    # already encoded, and the characters with a meaning in a URL, stay as written.
+    return scheme, host, port or (443 if scheme == "https" else 80), quote(path, safe=URL_PUNCTUATION)
 
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
