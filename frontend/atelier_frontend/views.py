@@ -407,7 +407,7 @@ def _bulk_candidates(project, user, policy):
     from atelier_platform.moderation.models import ReviewItemState
 
     actor = f"user:{user.pk}"
-    items = ReviewItem.objects.filter(project=project, state=ReviewItemState.OPEN, flagged=False).filter(
+    items = ReviewItem.objects.filter(project=project, state=ReviewItemState.OPEN, flagged=False, sampled=False).filter(
         Q(lease_holder="") | Q(lease_expires_at__lt=timezone.now()) | Q(lease_holder=actor))
     if policy.forbid_self_approval:
         items = items.exclude(output__job__submitted_by=user)
@@ -417,8 +417,8 @@ def _bulk_candidates(project, user, policy):
 @needs(Capability.REVIEWS_WRITE)
 @require_POST
 def review_bulk_approve(request, here):
-    """Approve every unflagged pending item at once, each through the review service (a lease,
-    a decision, an audit event), so the rules that hold for one hold for all."""
+    """Approve every unflagged pending item at once (never an audit sample: a person looks at those), each
+    through the review service (a lease, a decision, an audit event), so the rules that hold for one hold for all."""
     from atelier_platform.moderation import review as reviews
 
     reviewer = reviews.Reviewer(actor=f"user:{request.user.pk}", user_id=request.user.pk)

@@ -398,6 +398,20 @@ class TestReview:
         assert "unflagged item" not in text_of(reviewer.get("/review/"))
         assert signed_in(project, "editor").post("/review/bulk-approve/").status_code == 403
 
+    def test_bulk_approval_leaves_audit_samples_to_a_person(self, project, signed_in, submit, run_job,
+                                                             django_capture_on_commit_callbacks):
+        """Under release after screening, the sample is the only human look at what went out."""
+        policy = policy_for(project)
+        policy.review_mode, policy.audit_sample_percent = "release_after_screening", 100
+        policy.save()
+        run_job(submit(project, text="released", user=signed_in(project, "editor").user))
+        assert ReviewItem.objects.get().sampled
+        reviewer = signed_in(project, "reviewer")
+        assert "unflagged item" not in text_of(reviewer.get("/review/"))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert reviewer.post("/review/bulk-approve/").json() == {"approved": 0, "passed": 0}
+        assert ReviewItem.objects.get().state == "open"
+
     def test_panel_of_another_projects_item_is_not_found(self, project, other_project, signed_in, submit, run_job):
         run_job(submit(other_project))
         item = ReviewItem.objects.get()
