@@ -468,6 +468,53 @@ def test_twenty_reviewers_claiming_at_once_never_share_an_item(api, runner, proj
         assert held[item.lease_holder] == item.pk
 
 
+def open_item(project, *, priority=5, **fields) -> ReviewItem:
+    from tests.api.helpers import build_job, build_output
+
+    job = build_job(project, priority=priority)
+    return ReviewItem.objects.create(output=build_output(job), project=project, priority=priority, **fields)
+
+
+@pytest.mark.django_db
+def test_claim_next_passes_over_an_item_waiting_for_another_reviewer(project):
+    """After a first approval of a flagged item (two needed), claim-next handed it back to the same
+    reviewer, who may not approve it twice: a reviewer looping on it was stuck, and held it from others."""
+    from atelier_platform.moderation import review
+
+    policy = policy_for(project)
+    policy.second_review_for_flagged = True
+    policy.save()
+    alice, bob = review.Reviewer("user:901"), review.Reviewer("user:902")
+    flagged = open_item(project, priority=9, flagged=True, categories=["harassment"])
+    plain = open_item(project, priority=1)
+    review.decide(review.claim(flagged, alice), alice, action="approve")
+    assert review.claim_next(project, alice).pk == plain.pk
+    assert review.claim_next(project, alice).pk == plain.pk  # her own lease, renewed
+    assert review.claim_next(project, bob).pk == flagged.pk
+
+
+@pytest.mark.django_db
+def test_a_claim_made_while_the_holder_lets_the_item_go_succeeds(project, monkeypatch):
+    """The holder released it between the claim's update and its read: the claim answered 500 (a lease
+    with no expiry formatted), where the item was free to take."""
+    from atelier_platform.moderation import review
+
+    alice, bob = review.Reviewer("user:1", user_id=1), review.Reviewer("user:2", user_id=2)
+    item = review.claim(open_item(project), alice)
+    refresh = ReviewItem.refresh_from_db
+    released = []
+
+    def alice_releases_first(self, *args, **kwargs):
+        if not released:
+            released.append(True)
+            ReviewItem.objects.filter(pk=self.pk).update(lease_holder="", lease_expires_at=None)  # her release
+        return refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReviewItem, "refresh_from_db", alice_releases_first)
+    claimed = review.claim(ReviewItem.objects.get(pk=item.pk), bob)
+    assert claimed.lease_holder == bob.actor and claimed.lease_expires_at > timezone.now()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_transitions_are_emitted_for_webhooks(api, runner, reviewer_api):
     from atelier_platform.jobs.signals import jobs_succeeded

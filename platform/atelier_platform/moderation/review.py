@@ -145,31 +145,43 @@ def claim(item: ReviewItem, reviewer: Reviewer) -> ReviewItem:
     policy = policy_for(item.project)
     now = timezone.now()
     renewing = item.lease_holder == reviewer.actor and item.lease_expires_at and item.lease_expires_at > now
-    updated = ReviewItem.objects.filter(pk=item.pk, state=ReviewItemState.OPEN).filter(
-        Q(lease_holder="") | Q(lease_expires_at__lt=now) | Q(lease_holder=reviewer.actor)
-    ).update(lease_holder=reviewer.actor, lease_expires_at=now + timedelta(seconds=policy.lease_seconds))
-    item.refresh_from_db()
-    if not updated:
+    claimable = ReviewItem.objects.filter(pk=item.pk, state=ReviewItemState.OPEN).filter(
+        Q(lease_holder="") | Q(lease_expires_at__lt=now) | Q(lease_holder=reviewer.actor))
+    # Twice: the holder may let the item go (release, a first approval) between our update and our read.
+    for _ in range(2):
+        updated = claimable.update(lease_holder=reviewer.actor, lease_expires_at=now + timedelta(seconds=policy.lease_seconds))
+        item.refresh_from_db()
+        if updated:
+            break
         if item.state == ReviewItemState.DECIDED:
             raise AlreadyDecided("This item was already decided.")
-        raise LeaseHeld(
-            f"Another reviewer holds this item until {item.lease_expires_at.isoformat()}.",
-            details={"lease_expires_at": item.lease_expires_at.isoformat()},
-        )
+        if item.lease_expires_at is not None and item.lease_expires_at >= now:
+            raise LeaseHeld(
+                f"Another reviewer holds this item until {item.lease_expires_at.isoformat()}.",
+                details={"lease_expires_at": item.lease_expires_at.isoformat()},
+            )
+    else:
+        raise LeaseHeld("Other reviewers are claiming and releasing this item; try again.")
     audit.record(item.project, reviewer.actor, "lease_renewed" if renewing else "lease_claimed", item,
                  after={"lease_expires_at": item.lease_expires_at.isoformat()})
     return item
 
 
 def claim_next(project, reviewer: Reviewer, **filters) -> ReviewItem | None:
-    """The first pending item nobody else holds, claimed for this reviewer."""
+    """The first pending item nobody else holds and this reviewer has not approved yet (one waiting for a
+    second reviewer), claimed for this reviewer."""
     now = timezone.now()
     candidates = queue(project, **filters).filter(Q(lease_holder="") | Q(lease_expires_at__lt=now) | Q(lease_holder=reviewer.actor))
-    for item in candidates[:20]:
+    lost = 0
+    for item in candidates.iterator(chunk_size=50):
+        if reviewer.actor in item.approvals:
+            continue
         try:
             return claim(item, reviewer)
         except (LeaseHeld, AlreadyDecided):
-            continue  # someone was faster; try the next one
+            lost += 1  # someone was faster; try the next one, for a while
+            if lost >= 20:
+                break
     return None
 
 
