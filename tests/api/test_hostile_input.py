@@ -73,3 +73,33 @@ def test_hostile_credentials(client_for, project, member):
     for slug in ["a\x00b", "x" * 300, "UPPER"]:
         response = client.get("/api/v1/jobs/", HTTP_X_ATELIER_PROJECT=slug)
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_an_unpaired_surrogate_is_refused_before_anything_is_done(owner_api, project, member):
+    """``\\ud800`` alone decodes to a string no UTF-8 can carry: a review edit holding one was saved, then
+    answered 500, and every later read of its job was a 500 too."""
+    from atelier_platform.moderation.models import ReviewItem
+    from tests.api.helpers import build_job, build_output
+
+    job = build_job(project)
+    item = ReviewItem.objects.create(output=build_output(job), project=project, priority=5)
+    reviewer = APIClient()
+    reviewer.force_login(member(project, Role.REVIEWER))
+    reviewer.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+    assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
+    edit = '{"action": "edit", "content": {"text": "fine \\ud800", "characters": 6}}'
+    response = reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", edit, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "malformed_json" and "content.text" in response.json()["error"]["message"]
+    assert ReviewItem.objects.get(pk=item.pk).state == "open"
+    assert owner_api.get(f"/api/v1/jobs/{job.pk}/").status_code == 200
+    response = owner_api.post("/api/v1/jobs/", '{"plugin": "reverse_text", "input": {"text": "\\udfff"}}',
+                              content_type="application/json")
+    assert response.status_code == 400 and "input.text" in response.json()["error"]["message"]
+    pair = owner_api.post("/api/v1/jobs/", '{"plugin": "reverse_text", "input": {"text": "\\ud83d\\ude00"}}',
+                          content_type="application/json")
+    assert pair.status_code == 201 and pair.json()["input"]["text"] == "😀"  # a whole pair is a character
+    chat = owner_api.post("/v1/chat/completions", '{"model": "chatbot", "messages": [{"role": "user", "content": "\\ud800"}]}',
+                          content_type="application/json")
+    assert chat.status_code == 400 and chat.json()["error"]["type"] == "invalid_request_error"
