@@ -70,6 +70,29 @@ class TestModels:
         assert_openai_error(api.delete("/v1/models"), 405, "method_not_allowed")
 
 
+    def test_errors_answered_before_or_around_the_views_are_in_openais_shape_too(self, api, both_plugins, settings,
+                                                                                 monkeypatch):
+        """A body too large, one sent chunked, a path no route knows, a crash: these answered in the
+        /api/ envelope (no type, no param), and a 500 let the official client retry the request."""
+        chat = json.dumps({"model": "chatbot", "messages": [{"role": "user", "content": "x" * 500}]})
+        assert_openai_error(api.post("/v1/chat/completions", chat, content_type="application/json",
+                                     HTTP_TRANSFER_ENCODING="chunked"), 411, "length_required")
+        assert_openai_error(api.get("/v1/"), 404, "not_found")
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+        too_large = assert_openai_error(api.post("/v1/chat/completions", chat, content_type="application/json"),
+                                        413, "payload_too_large")
+        assert too_large["type"] == "invalid_request_error" and too_large["details"] == {"limit_bytes": 100}
+
+        def broken(project):
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr("atelier_platform.openai_compat.services.model_list", broken)
+        api.raise_request_exception = False
+        crashed = api.get("/v1/models")
+        assert assert_openai_error(crashed, 500, "internal_error")["type"] == "server_error"
+        assert crashed["x-should-retry"] == "false"
+        assert api.get("/api/v1/no-such-thing/").json()["error"]["code"] == "not_found"  # the envelope stays on /api/
+
 @pytest.mark.django_db
 def test_the_schema_documents_the_openai_endpoints_without_warnings():
     out = io.StringIO()

@@ -1,7 +1,9 @@
 """The JSON error envelope: ``{"error": {"code": ..., "message": ..., "details": ...}}``.
 
-Every error under /api/ and /v1/ takes this shape: DRF exceptions, the job services' errors,
-Django's 404 and 500, and bodies refused before a view runs (too large, no length).
+Every error under /api/ takes this shape: DRF exceptions, the job services' errors, Django's 404
+and 500, and bodies refused before a view runs (too large, no length). Under /v1/ (the
+OpenAI-compatible routes) the same errors take OpenAI's shape instead (``openai_compat.errors``),
+which the official client reads.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from atelier_platform.jobs.errors import JobServiceError
 
 logger = logging.getLogger("atelier.api")
 
-API_PREFIXES = ("/api/", "/v1/")
+OPENAI_PREFIX = "/v1/"
+API_PREFIXES = ("/api/", OPENAI_PREFIX)
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -33,6 +36,18 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 
 def is_api_path(path: str) -> bool:
     return path.startswith(API_PREFIXES)
+
+
+def early_error(request, status: int, code: str, message: str, details: Any = None) -> JsonResponse:
+    """An error answered outside the views (middleware, Django's 400/404/500 handlers), in the shape
+    of the route's API. A 5xx under /v1/ tells the OpenAI client not to retry: a retry of a chat
+    request would submit its job again."""
+    if request.path.startswith(OPENAI_PREFIX):
+        from atelier_platform.openai_compat.errors import OpenAIError  # it builds on this module
+
+        error = OpenAIError(status, message, code=code, details=details, retry=False if status >= 500 else None)
+        return JsonResponse(error.body(), status=status, headers=error.headers())
+    return error_response(status, code, message, details)
 
 
 _DRF_CODES: dict[type, tuple[str, str | None]] = {
@@ -96,14 +111,14 @@ class ApiRequestGuardMiddleware:
         if is_api_path(request.path) and request.method in ("POST", "PUT", "PATCH"):
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
-                return error_response(411, "length_required", "Send the body with a Content-Length header, not chunked.")
+                return early_error(request, 411, "length_required", "Send the body with a Content-Length header, not chunked.")
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
-                return error_response(400, "bad_content_length", "The Content-Length header is not a number.")
+                return early_error(request, 400, "bad_content_length", "The Content-Length header is not a number.")
             if length > limit:
-                return error_response(
-                    413, "payload_too_large", f"The body is {length} bytes; the limit is {limit} bytes.",
+                return early_error(
+                    request, 413, "payload_too_large", f"The body is {length} bytes; the limit is {limit} bytes.",
                     {"limit_bytes": limit},
                 )
         response = self.get_response(request)
@@ -117,7 +132,7 @@ class ApiRequestGuardMiddleware:
 
 def json_not_found(request, exception=None):
     if is_api_path(request.path):
-        return error_response(404, "not_found", f"No API resource at {request.path}.")
+        return early_error(request, 404, "not_found", f"No API resource at {request.path}.")
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
@@ -125,7 +140,7 @@ def json_not_found(request, exception=None):
 
 def json_server_error(request):
     if is_api_path(request.path):
-        return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
+        return early_error(request, 500, "internal_error", "An unexpected error occurred; it has been logged.")
     from django.views.defaults import server_error
 
     return server_error(request)
@@ -133,7 +148,7 @@ def json_server_error(request):
 
 def json_bad_request(request, exception=None):
     if is_api_path(request.path):
-        return error_response(400, "bad_request", "The request could not be understood.")
+        return early_error(request, 400, "bad_request", "The request could not be understood.")
     from django.views.defaults import bad_request
 
     return bad_request(request, exception)
