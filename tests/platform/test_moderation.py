@@ -476,6 +476,27 @@ def open_item(project, *, priority=5, **fields) -> ReviewItem:
 
 
 @pytest.mark.django_db
+def test_regenerating_is_a_new_job_within_the_projects_quota(project, make_key, client_for):
+    """With the day's jobs used up, each regenerate decision started another job all the same."""
+    from atelier_platform.usage.models import ProjectQuota
+
+    ProjectQuota.objects.create(project=project, jobs_per_day=2)
+    reviewer = client_for(make_key(project, ["reviews:read", "reviews:write", "jobs:read"]).raw)
+
+    def regenerate():
+        item = open_item(project)
+        assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
+        return item, reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "regenerate"}, format="json")
+
+    assert regenerate()[1].status_code == 200  # the item's own job and its regeneration: two today
+    item, refused = regenerate()
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "quota_exceeded"
+    assert int(refused["Retry-After"]) > 0
+    item.refresh_from_db()
+    assert item.state == "open" and not item.decisions.exists() and Job.objects.filter(project=project).count() == 3
+
+
+@pytest.mark.django_db
 def test_claim_next_passes_over_an_item_waiting_for_another_reviewer(project):
     """After a first approval of a flagged item (two needed), claim-next handed it back to the same
     reviewer, who may not approve it twice: a reviewer looping on it was stuck, and held it from others."""

@@ -283,8 +283,12 @@ def _validated_edit(job: Job, content: Any) -> Any:
 
 
 def _regenerate(job: Job, output: Output, reviewer: Reviewer, note: str) -> Job:
+    """A new job with the same input and a new seed; within the project's quotas, as any new job
+    (429 ``quota_exceeded`` when they are used up; the decision is not recorded)."""
     from atelier_platform.jobs.queueing import publish_on_commit
+    from atelier_platform.usage import quotas
 
+    quotas.recheck_locked(job.project, quotas.check_submission(job.project, 1), 1)
     new_job = Job.objects.create(
         project=job.project, plugin_id=job.plugin_id, plugin_version=job.plugin_version, resource_class=job.resource_class,
         input=job.input, params=job.params, seed=random.randrange(2**31 - 1), priority=job.priority,
