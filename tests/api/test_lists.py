@@ -159,3 +159,56 @@ class TestAuditCompatibility:
         assert_envelope(owner_api.get("/api/v1/audit/", {"after_id": "x"}), 400, "validation_error")
         assert_envelope(owner_api.get("/api/v1/audit/", {"after_id": "9" * 30}), 400, "validation_error")
         assert [e["action"] for e in owner_api.get("/api/v1/audit/", {"action": "test_event"}).json()["results"]] == ["test_event"] * 5
+
+
+def walk_back(api, url, page_size) -> list:
+    """To the end by ``next``, then back to the start by ``previous``: the ids, in list order."""
+    separator = "&" if "?" in url else "?"
+    page = api.get(f"{url}{separator}page_size={page_size}").json()
+    while page["next"]:
+        page = api.get(page["next"]).json()
+    seen = [row["id"] for row in page["results"]]
+    while page["previous"]:
+        page = api.get(page["previous"]).json()
+        seen = [row["id"] for row in page["results"]] + seen
+    return seen
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", list(LISTS))
+def test_previous_pages_lead_back_over_everything_once(name, owner_api, project):
+    build, context = LISTS[name][1], {}
+    for _ in range(7):
+        build(project, context)
+    url = url_of(name, context)
+    assert walk_back(owner_api, url, 3) == [row["id"] for row in results(owner_api, url)]
+
+
+@pytest.mark.django_db
+def test_deciding_the_review_queue_page_by_page_reaches_every_item(owner_api, project):
+    """Items leave the pending queue as they are decided. With a cursor that kept only the first ordering
+    field (priority, the same for all) and an offset among equals, each next page skipped as many items
+    as the reviewer had decided."""
+    for _ in range(12):
+        ReviewItem.objects.create(output=build_output(build_job(project)), project=project)
+    seen, url = [], "/api/v1/reviews/?state=pending&page_size=5"
+    while url:
+        page = owner_api.get(url).json()
+        for item in page["results"]:
+            seen.append(item["id"])
+            assert owner_api.post(f"/api/v1/reviews/{item['id']}/claim/").status_code == 200
+            decided = owner_api.post(f"/api/v1/reviews/{item['id']}/decision/", {"action": "approve"}, format="json")
+            assert decided.status_code == 200, decided.content
+        url = page["next"]
+    assert len(seen) == len(set(seen)) == 12 and not ReviewItem.objects.filter(state="open").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("position", ['[1]', '["x","y"]', '[null,1]', '[{"a":1},1]', '"abc"', '["not a time",1]', "{"])
+def test_a_forged_position_is_a_clean_404(owner_api, project, position):
+    import base64
+    from urllib.parse import urlencode
+
+    add_job(project, {})
+    cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    assert_envelope(owner_api.get(f"/api/v1/jobs/?cursor={cursor}"), 404, "not_found")

@@ -1,17 +1,107 @@
+"""Cursor pages of the API's lists: keyset pagination over the whole ordering.
+
+DRF's ``CursorPagination`` keeps only the first ordering field in its cursor and counts an offset
+among the items that share its value. When items leave a list between two pages, that offset
+skips as many others: a reviewer deciding the pending review queue page by page (all of one
+priority) never saw a third of it. Here a cursor holds every ordering field of the item a page
+ends (or starts) with, and the next page begins strictly after it in the whole ordering, so
+items added or removed elsewhere never shift a page. Every ordering ends in a unique field.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from decimal import Decimal
+
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Q
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination, _reverse_ordering
+from rest_framework.utils.urls import remove_query_param
+
+
+def _position_value(value):
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, Decimal)):
+        return str(value)
+    return value
 
 
 class SafeCursorPagination(CursorPagination):
-    """A cursor is the client's to send back unchanged; a forged one (a position that is not a date,
-    a number or an id) is an invalid cursor (404), not a database error."""
+    """Keyset cursor pages (see the module). A cursor is the client's to send back unchanged; a forged
+    one (not our JSON, a position that is not a date, a number or an id) is an invalid cursor (404),
+    not a database error."""
 
     def paginate_queryset(self, queryset, request, view=None):
         try:
-            return super().paginate_queryset(queryset, request, view)
+            return self._paginate(queryset, request, view)
         except (DjangoValidationError, ValueError, TypeError, OverflowError):
             raise NotFound(self.invalid_cursor_message) from None
+
+    def _paginate(self, queryset, request, view):
+        self.request = request
+        self.page_size = self.get_page_size(request)
+        if not self.page_size:
+            return None
+        self.base_url = request.build_absolute_uri()
+        self.ordering = self.get_ordering(request, queryset, view)
+        self.cursor = self.decode_cursor(request)
+        reverse = bool(self.cursor and self.cursor.reverse)
+        position = self.cursor.position if self.cursor else None
+        queryset = queryset.order_by(*(_reverse_ordering(self.ordering) if reverse else self.ordering))
+        if position is not None:
+            queryset = queryset.filter(self._beyond(self._values_of(position), reverse))
+        results = list(queryset[: self.page_size + 1])
+        self.page = results[: self.page_size]
+        more = len(results) > self.page_size
+        if reverse:
+            self.page.reverse()
+            self.has_next, self.has_previous = position is not None, more
+        else:
+            self.has_next, self.has_previous = more, position is not None
+        self._position = position
+        if (self.has_previous or self.has_next) and self.template is not None:
+            self.display_page_controls = True
+        return self.page
+
+    def _beyond(self, values: list, reverse: bool) -> Q:
+        """Items strictly after ``values`` in the ordering (before them, for a backward page)."""
+        beyond, equal = Q(), Q()
+        for field, value in zip(self.ordering, values):
+            name = field.lstrip("-")
+            descending = field.startswith("-") != reverse
+            beyond |= equal & Q(**{f"{name}__{'lt' if descending else 'gt'}": value})
+            equal &= Q(**{name: value})
+        return beyond
+
+    def _values_of(self, position: str) -> list:
+        values = json.loads(position)
+        if not isinstance(values, list) or len(values) != len(self.ordering) or any(
+                isinstance(v, (dict, list)) or v is None for v in values):
+            raise ValueError("not a position of this list")
+        return values
+
+    def _get_position_from_instance(self, instance, ordering):
+        fields = [field.lstrip("-") for field in ordering]
+        values = [instance[f] if isinstance(instance, dict) else getattr(instance, f) for f in fields]
+        return json.dumps([_position_value(v) for v in values], separators=(",", ":"))  # ASCII, as a cursor must be
+
+    def get_next_link(self):
+        if not self.has_next:
+            return None
+        if not self.page:  # a backward page found nothing before its position: the list from its start
+            return remove_query_param(self.base_url, self.cursor_query_param)
+        return self.encode_cursor(Cursor(offset=0, reverse=False,
+                                         position=self._get_position_from_instance(self.page[-1], self.ordering)))
+
+    def get_previous_link(self):
+        if not self.has_previous:
+            return None
+        position = self._get_position_from_instance(self.page[0], self.ordering) if self.page else self._position
+        return self.encode_cursor(Cursor(offset=0, reverse=True, position=position))
 
 
 class NewestFirstCursorPagination(SafeCursorPagination):
