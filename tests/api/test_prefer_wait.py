@@ -9,7 +9,7 @@ import time
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.config import get_config
@@ -164,13 +164,19 @@ def test_a_waited_answer_is_the_job_as_it_finished_with_its_outputs(api, project
     assert body["project"] == project.slug and body["outputs"][0]["content"]["text"] == "olleh"
 
 
-def assert_woken_when_another_process_finishes(job) -> None:
-    """A thread, standing for a worker, finishes ``job`` after 0.5 s; the waiter must wake long before its 50 s."""
+def fail_as_a_worker(job) -> None:
+    claim = lifecycle.claim_job(str(job.pk), "test-worker")
+    lifecycle.fail_job(str(job.pk), claim.token, "test", "finished by the test")
+
+
+def assert_woken_when_another_process_finishes(job, finish=fail_as_a_worker, status: str = "failed") -> None:
+    """A thread, standing for a worker (or a caller), finishes ``job`` after 0.5 s; the waiter must wake long
+    before its 50 s."""
     def finish_soon():
         try:
             time.sleep(0.5)
-            claim = lifecycle.claim_job(str(job.pk), "test-worker")
-            lifecycle.fail_job(str(job.pk), claim.token, "test", "finished by the test")
+            with transaction.atomic():
+                finish(job)
         finally:
             connection.close()
 
@@ -180,7 +186,7 @@ def assert_woken_when_another_process_finishes(job) -> None:
     assert waiting.wait_until_finished(job.pk, 50)
     assert time.monotonic() - started < 30
     finisher.join()
-    assert Job.objects.get(pk=job.pk).status == "failed"
+    assert Job.objects.get(pk=job.pk).status == status
 
 
 @pytest.mark.skipif(not get_config().redis_url, reason="the finish notice travels through Redis (set REDIS_URL)")
@@ -210,6 +216,13 @@ def test_without_redis_the_doorbell_wakes_a_waiter_at_once(project, embedded_not
     assert_woken_when_another_process_finishes(job)
     assert (embedded_notices / str(job.pk)).exists()
     assert not (embedded_notices / "waiting" / str(job.pk)).exists()
+
+
+@with_worker
+def test_cancelling_a_queued_job_wakes_its_waiters(project, embedded_notices):
+    """Before, only a worker's finish rang: a waiter on a job cancelled in the queue woke at its next reread."""
+    job = build_job(project, status=JobStatus.QUEUED)
+    assert_woken_when_another_process_finishes(job, finish=lifecycle.cancel_job, status="cancelled")
 
 
 @with_worker

@@ -417,6 +417,7 @@ def cancel_job(job: Job) -> Job:
         job.error_message = "Cancelled before it started."
     job.save(update_fields=["cancel_requested_at", "status", "finished_at", "error_code", "error_message"])
     if job.status == JobStatus.CANCELLED:
+        waiting.announce_finished(job.pk)  # a caller waiting for its answer gets it now
         transaction.on_commit(lambda: job_cancelled.send(sender=Job, job=job), robust=True)
     return job
 
