@@ -7,15 +7,18 @@ The job row keeps the complete input it ran with, so every job is reproducible o
 
 from __future__ import annotations
 
+import functools
+import typing
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
+from pydantic import TypeAdapter, ValidationError
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.conversations.models import Conversation, ConversationMessage
 from atelier_platform.jobs.errors import InvalidJobInput
-from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES
+from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Output
 
 #: messages kept in a job's input when a long thread is continued (oldest turns dropped first)
 MAX_THREAD_MESSAGES = 50
@@ -26,28 +29,62 @@ def is_conversational(plugin) -> bool:
     return "messages" in fields and "conversation_id" in fields
 
 
-def expand_thread(project: Project, plugin_id: str, validated_input: dict[str, Any]) -> tuple[dict[str, Any], Conversation, list[dict], bool]:
+def expand_thread(project: Project, plugin, validated_input: dict[str, Any]) -> tuple[dict[str, Any], Conversation, list[dict], bool]:
     """The input with the stored thread prepended, its conversation, the turns that are new, and
     whether the conversation was created here (without a ``conversation_id``; call this inside the
     job's transaction)."""
     new_turns = list(validated_input["messages"])
     conversation_id = validated_input.get("conversation_id")
     if conversation_id:
-        conversation = Conversation.objects.filter(project=project, pk=conversation_id).first()
+        # Locked until the job's turns are stored: a reply placed meanwhile would be in the thread but
+        # not in this job's input.
+        conversation = Conversation.objects.select_for_update().filter(project=project, pk=conversation_id).first()
         if conversation is None:
             raise InvalidJobInput(
                 "Unknown conversation.",
                 details={"input.conversation_id": ["No conversation with this id in this project; omit it to start one."]},
             )
-        history = [{"role": m.role, "content": m.content} for m in conversation.messages.all()]
+        stored = [{"role": m.role, "content": m.content} for m in conversation.messages.all()]
+        history = turns_the_plugin_accepts(plugin, stored)
     else:
-        conversation = Conversation.objects.create(project=project, plugin_id=plugin_id)
+        conversation = Conversation.objects.create(project=project, plugin_id=plugin.manifest.id)
         history = []
     thread = history + new_turns
     system = [m for m in thread if m["role"] == "system"][:1]
     rest = [m for m in thread if m["role"] != "system"]
     thread = system + rest[-(MAX_THREAD_MESSAGES - len(system)):]
     return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns, not conversation_id
+
+
+@functools.lru_cache(maxsize=64)
+def _message_schema(input_model) -> TypeAdapter | None:
+    """A validator of one item of the plugin's ``messages`` list (None: the field is not a plain list)."""
+    annotation = input_model.model_fields["messages"].annotation
+    item_types = typing.get_args(annotation)
+    if typing.get_origin(annotation) is not list or len(item_types) != 1:
+        return None
+    return TypeAdapter(item_types[0])
+
+
+def turns_the_plugin_accepts(plugin, turns: list[dict]) -> list[dict]:
+    """Stored turns as the plugin's input schema takes them: one too long is cut to the schema's limit,
+    one refused for another reason (an empty reply, a role the plugin does not know) is left out. The
+    thread holds what was said; a turn the caller did not send in this request must never be the
+    reason the request is refused."""
+    schema = _message_schema(plugin.Input)
+    if schema is None:
+        return turns
+    accepted = []
+    for turn in turns:
+        try:
+            schema.validate_python(turn)
+        except ValidationError as exc:
+            errors = exc.errors()
+            if not all(e["type"] == "string_too_long" and e["loc"] == ("content",) for e in errors):
+                continue
+            turn = {**turn, "content": turn["content"][:errors[0]["ctx"]["max_length"]]}
+        accepted.append(turn)
+    return accepted
 
 
 def _append(conversation_id, turns: list[tuple[str, str]], job=None, *, is_new: bool = False) -> None:
@@ -81,21 +118,70 @@ def reply_of(output) -> str | None:
 def record_released_reply(job, outputs) -> None:
     """A chat job's reply joins its thread once it may be delivered: here, when released after
     screening (called in the transaction that stores it); under review before release, only when
-    a reviewer approves it (receivers.append_approved_reply). Unreviewed or rejected text never
-    shows in the thread, nor is it fed back to the model on the next turn."""
+    a reviewer approves it (receivers.follow_review). Unreviewed or rejected text never shows in
+    the thread, nor is it fed back to the model on the next turn: a reply rejected in the audit
+    after its release leaves the thread."""
     for output in outputs:
-        reply = reply_of(output)
-        if reply is not None:
+        if reply_of(output) is not None:
             if output.review_state in DELIVERABLE_REVIEW_STATES:
-                record_reply(job, reply)
+                place_reply(output)
             return
 
 
-def record_reply(job, reply: str) -> None:
-    """The job's reply as the thread's assistant turn, once (a second approval adds nothing)."""
+def place_reply(output) -> None:
+    """Make the thread hold the output's reply as its review state now allows: deliverable and not
+    blank, the assistant turn right after the turns its job sent, with the text as it stands now (a
+    reviewer's edit included); otherwise no turn at all. Later turns shift, under the thread's lock."""
+    job = output.job
     conversation_id = (job.input or {}).get("conversation_id")
-    if not conversation_id or not Conversation.objects.filter(pk=conversation_id, project_id=job.project_id).exists():
+    if not conversation_id:
         return
-    if ConversationMessage.objects.filter(conversation_id=conversation_id, job=job, role="assistant").exists():
+    with transaction.atomic(savepoint=False):
+        conversation = Conversation.objects.select_for_update().filter(pk=conversation_id, project_id=job.project_id).first()
+        if conversation is None:
+            return
+        output = Output.objects.get(pk=output.pk)  # its state and text now, read under the thread's lock
+        reply = reply_of(output)
+        in_thread = output.review_state in DELIVERABLE_REVIEW_STATES and reply is not None and reply.strip() != ""
+        turn = conversation.messages.filter(output=output).first()
+        if turn is not None and not in_thread:
+            turn.delete()
+            _shift(conversation.pk, turn.index + 1, -1)
+        elif turn is not None and turn.content != reply:
+            ConversationMessage.objects.filter(pk=turn.pk).update(content=reply)
+        elif turn is None and in_thread:
+            index = _reply_index(conversation, job)
+            _shift(conversation.pk, index, +1)
+            ConversationMessage.objects.create(conversation=conversation, index=index, role="assistant", content=reply,
+                                               job=job, output=output)
+        else:
+            return
+        conversation.save(update_fields=["updated_at"])
+
+
+def _reply_index(conversation: Conversation, job) -> int:
+    """Right after the last turn the job's request sent; a regenerated job answers its original's turns.
+    A follow-up sent while the reply waited for review stays after it."""
+    seen = set()
+    while job is not None and job.pk not in seen:
+        seen.add(job.pk)
+        last = conversation.messages.filter(job=job, output__isnull=True).aggregate(last=Max("index"))["last"]
+        if last is not None:
+            return last + 1
+        job = job.regenerated_from.job if job.regenerated_from_id else None
+    last = conversation.messages.aggregate(last=Max("index"))["last"]
+    return 0 if last is None else last + 1
+
+
+def _shift(conversation_id, first_index: int, by: int) -> None:
+    """Move the turns from ``first_index`` on by ``by`` places (+1 opens a place, -1 closes one). The
+    unique (conversation, index) constraint is checked row by row, so one ``index + by`` update would
+    collide with a neighbour on the way: the turns are parked above every index first. Hold the lock."""
+    later = ConversationMessage.objects.filter(conversation_id=conversation_id, index__gte=first_index)
+    last = later.aggregate(last=Max("index"))["last"]
+    if last is None:
         return
-    _append(conversation_id, [("assistant", reply)], job)
+    parking = last + 2  # parked indexes are above all old and new ones
+    later.update(index=F("index") + parking)
+    ConversationMessage.objects.filter(conversation_id=conversation_id, index__gte=first_index + parking).update(
+        index=F("index") - parking + by)

@@ -213,7 +213,7 @@ def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *,
     conversation = new_turns = None
     starts_conversation = False
     if is_conversational(prepared.plugin):
-        normalised_input, conversation, new_turns, starts_conversation = expand_thread(project, manifest.id, normalised_input)
+        normalised_input, conversation, new_turns, starts_conversation = expand_thread(project, prepared.plugin, normalised_input)
         _validate(prepared.plugin.Input, normalised_input, "input")
     job = Job.objects.create(
         project=project,
