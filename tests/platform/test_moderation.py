@@ -112,10 +112,27 @@ class TestOutputRouting:
         assert finding["category"] == "illicit" and finding["field"] == "content.text"
         assert finding["evidence"] == [{"start": 0, "end": 5, "excerpt": "shady"}]
 
-    def test_blocked_output_is_never_final_and_not_queued(self, api, runner):
-        job = run(api, runner, "tneloiv")  # reversed: "violent"
-        assert job["status"] == "succeeded" and job["outputs"][0]["review_state"] == "blocked"
+    def test_blocked_output_is_never_final_never_handed_out_and_not_queued(self, api, runner):
+        """Blocked means never delivered: before, its content (and files) came with the job all the same."""
+        job = run(api, runner, "tneloiv", with_file=True)  # reversed: "violent"
+        [output] = job["outputs"]
+        assert job["status"] == "succeeded" and output["review_state"] == "blocked" and output["final"] is False
+        assert output["content"] is None and output["files"] == [] and output["safety"]["decision"] == "block"
+        assert api.get(f"/api/v1/outputs/{output['id']}/").json()["content"] is None
+        stored = Output.objects.get(pk=output["id"]).files.get()
+        assert api.get(f"/api/v1/outputs/{output['id']}/files/{stored.pk}/").status_code == 404
         assert not ReviewItem.objects.exists()
+
+    def test_a_rejected_output_is_not_handed_out_but_reviewers_still_see_it(self, api, runner, reviewer_api):
+        job = run(api, runner, "hello")
+        first = reviewer_api()
+        item = ReviewItem.objects.get()
+        assert first.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
+        rejected = first.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "reject", "reason": "off_brand"},
+                              format="json")
+        assert rejected.status_code == 200, rejected.content
+        assert api.get(f"{JOBS}{job['id']}/").json()["outputs"][0]["content"] is None
+        assert first.get(f"/api/v1/reviews/{item.pk}/").json()["output"]["content"] == {"text": "olleh", "characters": 5}
 
     def test_release_after_screening_releases_and_samples(self, api, runner, project):
         policy = policy_for(project)
@@ -136,7 +153,8 @@ class TestOutputRouting:
         policy.mask_personal_data = True
         policy.save()
         job = run(api, runner, "moc.elpmaxe@ana etirw")  # reversed: "write ana@example.com"
-        assert job["outputs"][0]["content"]["text"] == "write [personal data]"
+        assert Output.objects.get(job_id=job["id"]).content["text"] == "write [personal data]"
+        assert job["outputs"][0]["review_state"] == "blocked" and job["outputs"][0]["content"] is None  # and withheld
 
 
 @pytest.mark.django_db(transaction=True)

@@ -22,7 +22,7 @@ from atelier_platform.api.serializers import (
     KnowledgeDocumentSerializer,
 )
 from atelier_platform.conversations.models import Conversation
-from atelier_platform.jobs.models import OutputFile
+from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, OutputFile
 from atelier_platform.knowledge import services as knowledge
 from atelier_platform.knowledge.models import KnowledgeDocument
 
@@ -105,6 +105,7 @@ class OutputFileDownloadView(APIView):
     def get(self, request, output_id, file_id):
         stored = (
             OutputFile.objects.filter(pk=file_id, output_id=output_id, output__job__project=request.access.project)
+            .exclude(output__review_state__in=WITHHELD_REVIEW_STATES)  # blocked or rejected: never handed out
             .only("file", "media_type")
             .first()
         )

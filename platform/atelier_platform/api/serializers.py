@@ -5,7 +5,7 @@ import copy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, Output, OutputFile
+from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, Output, OutputFile
 
 
 class StrictSerializer(serializers.Serializer):
@@ -63,9 +63,23 @@ class OutputSerializer(FieldsBuiltOnce):
         fields = ["id", "index", "content", "review_state", "final", "provenance", "safety", "files", "created_at"]
 
     final = serializers.SerializerMethodField(help_text="true when the content may be used: approved, or released after screening")
+    content = serializers.JSONField(allow_null=True, help_text="null on the jobs and outputs endpoints for an output blocked "
+                                    "by screening or rejected by a reviewer")
 
     def get_final(self, output: Output) -> bool:
         return output.review_state in DELIVERABLE_REVIEW_STATES
+
+
+class DeliveredOutputSerializer(OutputSerializer):
+    """An output as the jobs and outputs endpoints hand it out: one blocked by screening or rejected by a
+    reviewer keeps its state and safety report, never its content or files (``OutputSerializer``, whole,
+    is for reviewers)."""
+
+    def to_representation(self, output: Output) -> dict:
+        data = super().to_representation(output)
+        if output.review_state in WITHHELD_REVIEW_STATES:
+            data["content"], data["files"] = None, []
+        return data
 
 
 class JobErrorSerializer(serializers.Serializer):
@@ -110,7 +124,7 @@ class JobSummarySerializer(FieldsBuiltOnce):
 
 
 class JobSerializer(JobSummarySerializer):
-    outputs = OutputSerializer(many=True, read_only=True)
+    outputs = DeliveredOutputSerializer(many=True, read_only=True)
 
     class Meta(JobSummarySerializer.Meta):
         fields = [*JobSummarySerializer.Meta.fields, "outputs"]
@@ -272,7 +286,7 @@ class JobBatchSerializer(serializers.Serializer):
     jobs = JobSerializer(many=True, help_text="The jobs, in the order they were sent.")
 
 
-class OutputDetailSerializer(OutputSerializer):
+class OutputDetailSerializer(DeliveredOutputSerializer):
     job = serializers.UUIDField(source="job_id", read_only=True)
     plugin = serializers.CharField(source="job.plugin_id", read_only=True)
 

@@ -107,6 +107,8 @@ class ReviewState(models.TextChoices):
 
 #: Outputs a client may use as final content.
 DELIVERABLE_REVIEW_STATES = frozenset({ReviewState.APPROVED, ReviewState.RELEASED})
+#: Outputs whose content and files the jobs API never hands out (reviewers still see them in review).
+WITHHELD_REVIEW_STATES = frozenset({ReviewState.BLOCKED, ReviewState.REJECTED})
 
 
 class Output(models.Model):
