@@ -33,8 +33,14 @@ def embedding_model_name() -> str:
     return embedder().model_dir.name if embedder().model_dir.name != "model" else "all-MiniLM-L6-v2"
 
 
+def _loaded_embedder():
+    return embedder().embed, embedding_model_name()
+
+
 def index_document(document_id: str) -> str:
-    return services.index_document(document_id, embedder().embed, embedding_model_name())
+    # The embedder is loaded inside the indexing run, so that a model that cannot load fails the
+    # document (with its error) instead of leaving it pending forever.
+    return services.index_document(document_id, _loaded_embedder)
 
 
 def project_index(project_id: int):

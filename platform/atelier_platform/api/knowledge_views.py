@@ -71,7 +71,7 @@ class KnowledgeDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         incoming.is_valid(raise_exception=True)
         document, changed = knowledge.upsert_document(request.access.project, **incoming.validated_data)
         fresh = self.get_queryset().get(pk=document.pk)
-        created = fresh.revision == 1 and changed
+        created = changed and document.revision == 1  # this call's own row: another post may have updated it since
         return Response(KnowledgeDocumentSerializer(fresh).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses={200: KnowledgeDocumentSerializer, **error_responses(403, 404)})

@@ -2,35 +2,43 @@
 
 Indexing (chunk + embed) runs on a CPU worker (task ``atelier.index_document``); the document
 row says whether it is pending, indexed or failed, and a revision number makes an indexing run
-that finishes after the document changed throw its work away.
+that finishes after the document changed throw its work away. A document left pending (its
+message lost, its worker gone) gets a new message from the sweeper (``resend_overdue_indexing``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime, timedelta
 from typing import Callable
 
 import numpy as np
-from django.db import transaction
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.celery_app import INDEX_DOCUMENT_TASK, QUEUE_CPU, app
+from atelier_platform.config import get_config
 from atelier_platform.knowledge.models import DocumentFormat, IndexState, KnowledgeChunk, KnowledgeDocument
 
 logger = logging.getLogger("atelier.knowledge")
+
+Embed = Callable[[list[str]], np.ndarray]
 
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _publish_index(document_id: str) -> None:
+def _publish_index(document_id: str) -> bool:
     try:
         app.send_task(INDEX_DOCUMENT_TASK, args=[document_id], queue=QUEUE_CPU)
+        return True
     except Exception:
-        logger.exception("could not queue indexing of document %s; POST .../reindex/ to retry", document_id)
+        logger.exception("could not queue indexing of document %s; the sweeper sends it again later", document_id)
+        return False
 
 
 @transaction.atomic
@@ -40,32 +48,77 @@ def upsert_document(project: Project, *, source_id: str, title: str, content: st
 
     Returns (document, changed). ``index_now`` indexes in this process instead of queueing
     (the demo preparation uses it so that the knowledge base is ready before workers start).
+    Two calls at once for one source_id end as if one came after the other.
     """
     digest = _sha256(f"{format}\n{title}\n{content}")
-    document = KnowledgeDocument.objects.select_for_update().filter(project=project, source_id=source_id).first()
-    if document is not None and document.content_sha256 == digest and document.state == IndexState.INDEXED:
-        return document, False
+    document = _locked_document(project, source_id)
     if document is None:
         document = KnowledgeDocument(project=project, source_id=source_id)
-    else:
-        document.revision += 1
+        _fill_pending(document, title=title, content=content, format=format, digest=digest)
+        try:
+            # A savepoint: locking a row that does not exist yet locks nothing, so a concurrent call
+            # may insert the same source_id first; then we update its row instead of failing.
+            with transaction.atomic():
+                document.save(force_insert=True)
+        except IntegrityError:
+            document = _locked_document(project, source_id)
+            if document is None:  # the other row is gone again: the constraint broke on something else
+                raise
+        else:
+            _index_on_commit(document, index_now)
+            return document, True
+    if document.content_sha256 == digest and document.state == IndexState.INDEXED:
+        return document, False
+    document.revision += 1
+    _fill_pending(document, title=title, content=content, format=format, digest=digest)
+    document.save()
+    _index_on_commit(document, index_now)
+    return document, True
+
+
+def _locked_document(project: Project, source_id: str) -> KnowledgeDocument | None:
+    return KnowledgeDocument.objects.select_for_update().filter(project=project, source_id=source_id).first()
+
+
+def _fill_pending(document: KnowledgeDocument, *, title: str, content: str, format: str, digest: str) -> None:
     document.title, document.content, document.format = title, content, format
     document.content_sha256, document.state, document.error = digest, IndexState.PENDING, ""
-    document.save()
+
+
+def _index_on_commit(document: KnowledgeDocument, index_now: Callable[[KnowledgeDocument], None] | None) -> None:
     if index_now is not None:
         transaction.on_commit(lambda: index_now(document))
     else:
         document_id = str(document.pk)
         transaction.on_commit(lambda: _publish_index(document_id))
-    return document, True
 
 
 def request_reindex(document: KnowledgeDocument) -> KnowledgeDocument:
-    KnowledgeDocument.objects.filter(pk=document.pk).update(state=IndexState.PENDING, revision=document.revision + 1, error="")
+    KnowledgeDocument.objects.filter(pk=document.pk).update(
+        state=IndexState.PENDING, revision=document.revision + 1, error="", updated_at=timezone.now()  # the sweeper's clock
+    )
     document.refresh_from_db()
     document_id = str(document.pk)
     transaction.on_commit(lambda: _publish_index(document_id))
     return document
+
+
+def resend_overdue_indexing(now: datetime | None = None) -> int:
+    """Send the indexing message again for documents pending longer than ``ATELIER_JOB_REQUEUE_AFTER_S``:
+    it was lost (the broker was down when the document was posted, or purged) or its worker died.
+    A duplicate message is harmless: each run stores its chunks only if the revision is unchanged."""
+    now = now or timezone.now()
+    overdue_before = now - timedelta(seconds=get_config().job_requeue_after_s)
+    overdue = KnowledgeDocument.objects.filter(state=IndexState.PENDING, updated_at__lt=overdue_before)
+    sent = 0
+    for document_id in overdue.order_by("updated_at").values_list("pk", flat=True)[:500]:
+        # Marking it changed now keeps the next sweep from sending it again while this message waits.
+        if KnowledgeDocument.objects.filter(pk=document_id, state=IndexState.PENDING,
+                                            updated_at__lt=overdue_before).update(updated_at=now):
+            logger.warning("document %s still pending; sending its indexing message again", document_id)
+            if _publish_index(str(document_id)):
+                sent += 1
+    return sent
 
 
 def plain_text(document: KnowledgeDocument) -> str:
@@ -74,27 +127,39 @@ def plain_text(document: KnowledgeDocument) -> str:
     return html_to_text(document.content) if document.format == DocumentFormat.HTML else document.content
 
 
-def index_document(document_id: str, embed: Callable[[list[str]], np.ndarray], embedding_model: str) -> str:
-    """Chunk and embed one document, replacing its chunks in one transaction. Returns its state."""
-    from atelier_plugins.text.chunking import chunk_markdown
-    from atelier_plugins.text.retrieval import passage_embedding_text
+def index_document(document_id: str, load_embedder: Callable[[], tuple[Embed, str]]) -> str:
+    """Chunk and embed one document, replacing its chunks in one transaction. Returns its state.
 
+    ``load_embedder`` returns the embedding function and the model's name; it is called here so
+    that a model that cannot load fails the document like any other error instead of leaving it pending.
+    """
     document = KnowledgeDocument.objects.filter(pk=document_id).first()
     if document is None:
         return "gone"
     revision = document.revision
     try:
-        chunks = chunk_markdown(plain_text(document))
-        vectors = embed([passage_embedding_text(c.heading or document.title, c.text) for c in chunks]) if chunks else np.zeros((0, 1))
+        embed, embedding_model = load_embedder()
+        return _index_revision(document, embed, embedding_model)
+    except SoftTimeLimitExceeded:
+        # Celery's warning that the hard limit follows: record it, then let the task end as timed out.
+        _record_failure(document_id, revision, "Indexing did not finish within its time limit; POST .../reindex/ to try again.")
+        logger.warning("indexing document %s ran past its soft time limit", document_id)
+        raise
     except Exception as error:
+        _record_failure(document_id, revision, f"Indexing failed: {type(error).__name__}: {error}")
         logger.exception("indexing document %s failed", document_id)
-        KnowledgeDocument.objects.filter(pk=document_id, revision=revision).update(
-            state=IndexState.FAILED, error=f"{type(error).__name__}: {error}"
-        )
         return IndexState.FAILED
+
+
+def _index_revision(document: KnowledgeDocument, embed: Embed, embedding_model: str) -> str:
+    from atelier_plugins.text.chunking import chunk_markdown
+    from atelier_plugins.text.retrieval import passage_embedding_text
+
+    chunks = chunk_markdown(plain_text(document))
+    vectors = embed([passage_embedding_text(c.heading or document.title, c.text) for c in chunks]) if chunks else np.zeros((0, 1))
     with transaction.atomic():
-        current = KnowledgeDocument.objects.select_for_update().filter(pk=document_id).first()
-        if current is None or current.revision != revision:
+        current = KnowledgeDocument.objects.select_for_update().filter(pk=document.pk).first()
+        if current is None or current.revision != document.revision:
             return "stale"  # changed while we embedded: the newer revision's run will index it
         current.chunks.all().delete()
         KnowledgeChunk.objects.bulk_create(
@@ -106,6 +171,18 @@ def index_document(document_id: str, embed: Callable[[list[str]], np.ndarray], e
         current.embedding_model = embedding_model
         current.save(update_fields=["state", "error", "indexed_at", "embedding_model"])
     return IndexState.INDEXED
+
+
+def _record_failure(document_id: str, revision: int, error: str) -> None:
+    """Mark this revision failed, unless the document changed meanwhile (the newer revision's run
+    decides its state) or another run of it already indexed it. If even this fails (the database is
+    gone), the document stays pending and the sweeper sends it again."""
+    try:
+        KnowledgeDocument.objects.filter(pk=document_id, revision=revision, state=IndexState.PENDING).update(
+            state=IndexState.FAILED, error=error
+        )
+    except Exception:
+        logger.exception("could not record that indexing document %s failed", document_id)
 
 
 def knowledge_signature(project_id: int) -> tuple:
