@@ -438,6 +438,17 @@ class TestWithTheBuiltInChecks:
         evidence = Job.objects.get().input_screening["findings"][0]["evidence"][0]
         assert "where can I buy m00n-sh1ne tonight"[evidence["start"]:evidence["end"]] == "m00n-sh1ne"
 
+    def test_the_jobs_api_never_shows_which_blocklist_term_matched(self, api, project, member, client_for):
+        """The list is the project's (its owners see counts only): the pattern reached any jobs:read caller
+        through the blocked attempt's screening report."""
+        BlocklistEntry.objects.create(project=project, pattern=r"rival\s*co(rp)?", is_regex=True, category="illicit")
+        assert submit(api, "compare with Rival Corp").status_code == 422
+        [attempt] = api.get("/api/v1/jobs/?status=blocked").json()["results"]
+        [finding] = attempt["input_screening"]["findings"]
+        assert finding["evidence"] == [{"start": 13, "end": 23, "excerpt": "Rival Corp"}]
+        assert "co(rp)?" not in api.get(f"{JOBS}{attempt['id']}/").content.decode()
+        assert "co(rp)?" in Job.objects.get().input_screening["findings"][0]["evidence"][0]["detail"]  # kept for the audit
+
     def test_chinese_blocklist_term_inside_a_sentence(self, api, project):
         BlocklistEntry.objects.create(project=project, pattern="违禁品", category="illicit")
         assert submit(api, "我想买一些违禁品可以吗").status_code == 422

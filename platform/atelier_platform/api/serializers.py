@@ -70,15 +70,34 @@ class OutputSerializer(FieldsBuiltOnce):
         return output.review_state in DELIVERABLE_REVIEW_STATES
 
 
+#: The safety check whose evidence names the project's own blocklist terms.
+BLOCKLIST_CHECK = "blocklist"
+
+
+def report_for_callers(report):
+    """A screening report as the jobs API shows it: the blocklist's evidence keeps where it matched and
+    what, not which term. The list is the project's (even its owners see only counts); a caller who read a
+    pattern could write around it."""
+    if not isinstance(report, dict) or not report.get("findings"):
+        return report
+    findings = [
+        {**finding, "evidence": [{k: v for k, v in e.items() if k != "detail"} for e in finding.get("evidence") or []]}
+        if finding.get("check") == BLOCKLIST_CHECK else finding
+        for finding in report["findings"]
+    ]
+    return {**report, "findings": findings}
+
+
 class DeliveredOutputSerializer(OutputSerializer):
     """An output as the jobs and outputs endpoints hand it out: one blocked by screening or rejected by a
-    reviewer keeps its state and safety report, never its content or files (``OutputSerializer``, whole,
-    is for reviewers)."""
+    reviewer keeps its state and safety report, never its content or files; no report names a blocklist
+    term (``OutputSerializer``, whole, is for reviewers)."""
 
     def to_representation(self, output: Output) -> dict:
         data = super().to_representation(output)
         if output.review_state in WITHHELD_REVIEW_STATES:
             data["content"], data["files"] = None, []
+        data["safety"] = report_for_callers(data["safety"])
         return data
 
 
@@ -121,6 +140,11 @@ class JobSummarySerializer(FieldsBuiltOnce):
 
     def get_cancel_requested(self, job: Job) -> bool:
         return job.cancel_requested_at is not None
+
+    def to_representation(self, job: Job) -> dict:
+        data = super().to_representation(job)
+        data["input_screening"] = report_for_callers(data["input_screening"])
+        return data
 
 
 class JobSerializer(JobSummarySerializer):
