@@ -4,10 +4,17 @@ from atelier_platform.jobs.models import Job, Output
 
 
 class OutputInline(admin.TabularInline):
+    """Shown, never changed here: a review state moves only through the review service (lease, rules,
+    decision, audit), never by a form field."""
+
     model = Output
     extra = 0
     fields = ["index", "review_state", "content"]
-    readonly_fields = ["index", "content"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Job)
