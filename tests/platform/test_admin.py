@@ -106,3 +106,15 @@ def test_a_deletion_rolled_back_keeps_its_files(project, django_capture_on_commi
             Job.objects.filter(pk=job.pk).delete()
             raise RuntimeError("the deletion fails")
     assert all(default_storage.exists(n) for n in names) and OutputFile.objects.filter(output__job=job).exists()
+
+
+def test_a_project_cannot_be_pinned_to_another_plugins_model(admin_client, project):
+    from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+
+    image_model = ModelVersion.objects.create(plugin_id="image", version="v2", model_dir="image/v2")
+    setting = ProjectPlugin.objects.create(project=project, plugin_id="chatbot")
+    response = admin_client.post(f"/admin/catalog/projectplugin/{setting.pk}/change/", {
+        "project": project.pk, "plugin_id": "chatbot", "enabled": "on", "config": "{}", "model_version": image_model.pk})
+    assert response.status_code == 200 and "is a model of image, not of chatbot" in response.content.decode()
+    setting.refresh_from_db()
+    assert setting.model_version is None

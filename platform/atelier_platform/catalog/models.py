@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from atelier_platform.accounts.models import Project
@@ -46,3 +47,9 @@ class ProjectPlugin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.plugin_id} in {self.project} ({'enabled' if self.enabled else 'disabled'})"
+
+    def clean(self) -> None:
+        # A chatbot pinned to an image model's directory would fail every job at load time.
+        if self.model_version_id and self.model_version.plugin_id != self.plugin_id:
+            raise ValidationError({"model_version": f"Version {self.model_version.version!r} is a model of "
+                                                    f"{self.model_version.plugin_id}, not of {self.plugin_id}."})
