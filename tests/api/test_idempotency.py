@@ -75,6 +75,42 @@ class TestInFlight:
         assert not IdempotencyRecord.objects.filter(pk=old.pk).exists()
 
 
+@pytest.mark.django_db
+def test_one_key_on_the_jobs_api_and_on_the_openai_routes_is_two_requests(api, project, empty_plugin_registry,
+                                                                           atelier_config):
+    """The key was the job row's across endpoints: the chat call with a key used on /jobs/ answered 422,
+    and a /jobs/ call whose body matched a chat call's job replayed it."""
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    from atelier_platform.catalog.services import set_plugin_enabled
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    set_plugin_enabled(project, "chatbot", True)
+    atelier_config(openai_wait_s=0.05)  # no worker here: the chat call answers 504 with its job's id
+    chat_body = {"model": "chatbot", "messages": [{"role": "user", "content": "hi"}]}
+    jobs_body = {"plugin": "chatbot", "input": {"messages": [{"role": "user", "content": "hi"}]}}
+    assert api.post(JOBS, jobs_body, format="json", HTTP_IDEMPOTENCY_KEY="order-42").status_code == 201
+    chat = api.post("/v1/chat/completions", chat_body, format="json", HTTP_IDEMPOTENCY_KEY="order-42")
+    assert chat.status_code == 504 and Job.objects.count() == 2, chat.content
+    again = api.post("/v1/chat/completions", chat_body, format="json", HTTP_IDEMPOTENCY_KEY="order-42")
+    assert again["X-Atelier-Job-Id"] == chat["X-Atelier-Job-Id"] and Job.objects.count() == 2  # replayed on its own route
+
+
+@pytest.mark.django_db
+def test_a_batch_retried_days_later_still_gets_its_first_jobs(api, project, monkeypatch):
+    """Its answer expired after 24 hours, and the same retry then created every job again; a single job's
+    key, kept on its row, never expires."""
+    body = {"jobs": [GOOD, {"plugin": "reverse_text", "input": {"text": "again"}}]}
+    first = api.post(f"{JOBS}batch/", body, format="json", HTTP_IDEMPOTENCY_KEY="nightly-1")
+    assert first.status_code == 201
+    three_days_later = timezone.now() + timedelta(days=3)
+    monkeypatch.setattr("atelier_platform.usage.idempotency.timezone.now", lambda: three_days_later)
+    again = api.post(f"{JOBS}batch/", body, format="json", HTTP_IDEMPOTENCY_KEY="nightly-1")
+    assert again.status_code == 200 and again["Idempotent-Replayed"] == "true"
+    assert [job["id"] for job in again.json()["jobs"]] == [job["id"] for job in first.json()["jobs"]]
+    assert Job.objects.count() == 2
+
+
 @pytest.mark.django_db(transaction=True)
 def test_real_concurrent_duplicate_is_told_to_wait_then_replayed(api, monkeypatch):
     """Two processes' worth of requests, for real: the first is held inside screening while the duplicate arrives."""

@@ -57,6 +57,8 @@ class Job(models.Model):
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    #: the endpoint the key was sent to: a key is one request per project and per endpoint
+    idempotency_scope = models.CharField(max_length=40, blank=True, default="jobs")
     request_fingerprint = models.CharField(max_length=64, blank=True)
 
     claim_token = models.UUIDField(null=True, blank=True)
@@ -82,9 +84,9 @@ class Job(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "idempotency_key"],
+                fields=["project", "idempotency_scope", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
-                name="one_job_per_idempotency_key",
+                name="one_job_per_idempotency_key_per_endpoint",
             ),
             models.CheckConstraint(condition=Q(priority__lte=9), name="job_priority_0_to_9"),
         ]

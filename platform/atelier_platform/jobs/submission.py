@@ -43,6 +43,8 @@ MAX_SEED = 2**31 - 1
 #: idempotency scopes: a key is unique per project and per endpoint
 SINGLE_SCOPE = "jobs"
 BATCH_SCOPE = "jobs/batch"
+CHAT_COMPLETIONS_SCOPE = "v1/chat/completions"
+IMAGE_GENERATIONS_SCOPE = "v1/images/generations"
 
 
 @dataclass(frozen=True)
@@ -206,8 +208,9 @@ def _blocked_details(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *, submitted_by, api_key,
-            idempotency_key: str | None) -> Job:
-    """Save one queued job and publish it on commit. Call inside a transaction."""
+            keyed_by: tuple[str, str] | None) -> Job:
+    """Save one queued job and publish it on commit. Call inside a transaction. ``keyed_by``: the
+    endpoint and the Idempotency-Key it came with."""
     manifest = prepared.plugin.manifest
     normalised_input = prepared.input
     conversation = new_turns = None
@@ -229,7 +232,8 @@ def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *,
         time_limit_s=manifest.time_limit_s,
         submitted_by=submitted_by,
         api_key=api_key,
-        idempotency_key=idempotency_key or None,
+        idempotency_scope=keyed_by[0] if keyed_by else SINGLE_SCOPE,
+        idempotency_key=keyed_by[1] if keyed_by else None,
         request_fingerprint=prepared.fingerprint,
         enqueued_at=timezone.now(),
         enqueue_count=1,
@@ -250,22 +254,27 @@ def submit_job(
     submitted_by=None,
     api_key: ApiKey | None = None,
     idempotency_key: str | None = None,
+    idempotency_scope: str = SINGLE_SCOPE,
 ) -> Submission:
+    """Create one job. With ``idempotency_key``, a retry on the same endpoint (``idempotency_scope``) gets
+    the first job back; the same key on another endpoint is another request."""
     if not idempotency_key:
-        return _submit_one(project, request, submitted_by=submitted_by, api_key=api_key, idempotency_key=None)
+        return _submit_one(project, request, submitted_by=submitted_by, api_key=api_key, keyed_by=None)
     request_fingerprint = fingerprint(request)
-    earlier = Job.objects.filter(project=project, idempotency_key=idempotency_key).first()
+    keyed = Job.objects.filter(project=project, idempotency_scope=idempotency_scope, idempotency_key=idempotency_key)
+    earlier = keyed.first()
     if earlier is not None:
         return _replay(earlier, request_fingerprint)
-    with idempotency.hold(project, SINGLE_SCOPE, idempotency_key, request_fingerprint):
+    with idempotency.hold(project, idempotency_scope, idempotency_key, request_fingerprint):
         # The first request may have finished between the look-up above and taking the key.
-        earlier = Job.objects.filter(project=project, idempotency_key=idempotency_key).first()
+        earlier = keyed.first()
         if earlier is not None:
             return _replay(earlier, request_fingerprint)
-        return _submit_one(project, request, submitted_by=submitted_by, api_key=api_key, idempotency_key=idempotency_key)
+        return _submit_one(project, request, submitted_by=submitted_by, api_key=api_key,
+                           keyed_by=(idempotency_scope, idempotency_key))
 
 
-def _submit_one(project, request, *, submitted_by, api_key, idempotency_key) -> Submission:
+def _submit_one(project, request, *, submitted_by, api_key, keyed_by: tuple[str, str] | None) -> Submission:
     prepared = _prepare(_ProjectFacts(project), request)
     quota_limits = quotas.check_submission(project, 1)
     input_screening = _screen(project, prepared)
@@ -276,10 +285,13 @@ def _submit_one(project, request, *, submitted_by, api_key, idempotency_key) -> 
         with transaction.atomic():
             quotas.recheck_locked(project, quota_limits, 1)
             job = _create(project, prepared, input_screening, submitted_by=submitted_by, api_key=api_key,
-                          idempotency_key=idempotency_key)
+                          keyed_by=keyed_by)
     except IntegrityError:
         # Two requests with one Idempotency-Key raced past the lock (a lock older than its expiry); the other saved first.
-        earlier = Job.objects.filter(project=project, idempotency_key=idempotency_key).first() if idempotency_key else None
+        if keyed_by is None:
+            raise
+        scope, key = keyed_by
+        earlier = Job.objects.filter(project=project, idempotency_scope=scope, idempotency_key=key).first()
         if earlier is None:
             raise
         return _replay(earlier, prepared.fingerprint)
@@ -326,7 +338,8 @@ def submit_jobs(
             found = {job.pk: job for job in Job.objects.filter(project=project, pk__in=ids)}
             return BatchSubmission(jobs=[found[pk] for pk in map(uuid.UUID, ids) if pk in found], created=False)
         batch = _submit_many(project, requests, submitted_by=submitted_by, api_key=api_key)
-        held.complete(201, {"job_ids": [str(job.pk) for job in batch.jobs]})
+        # kept as long as a single job's key, which its row holds: a retry a day later must not double the batch
+        held.complete(201, {"job_ids": [str(job.pk) for job in batch.jobs]}, keep_for=idempotency.FOR_GOOD)
         return batch
 
 
@@ -362,7 +375,7 @@ def _submit_many(project, requests, *, submitted_by, api_key) -> BatchSubmission
         )
     with transaction.atomic():
         quotas.recheck_locked(project, quota_limits, len(prepared))
-        jobs = [_create(project, item, report, submitted_by=submitted_by, api_key=api_key, idempotency_key=None)
+        jobs = [_create(project, item, report, submitted_by=submitted_by, api_key=api_key, keyed_by=None)
                 for item, report in zip(prepared, reports)]
     return BatchSubmission(jobs=jobs, created=True)
 

@@ -133,10 +133,11 @@ class PreparedJob:
     names: dict[str, str] = field(default_factory=dict)
 
 
-def submit(project: Project, prepared: PreparedJob, *, access, idempotency_key: str | None) -> Submission:
+def submit(project: Project, prepared: PreparedJob, *, access, idempotency_key: str | None, endpoint: str) -> Submission:
+    """``endpoint``: the scope of ``idempotency_key`` (``submission.CHAT_COMPLETIONS_SCOPE``, ...)."""
     try:
         return submit_job(project, prepared.request, submitted_by=access.user, api_key=access.api_key,
-                          idempotency_key=idempotency_key)
+                          idempotency_key=idempotency_key, idempotency_scope=endpoint)
     except JobServiceError as error:
         raise from_job_service(error, prepared.names) from None
 

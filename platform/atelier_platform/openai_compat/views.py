@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.openai_compat import openapi  # noqa: F401 - registers the OpenAPI description of the pydantic shapes
+from atelier_platform.jobs.submission import CHAT_COMPLETIONS_SCOPE, IMAGE_GENERATIONS_SCOPE
 from atelier_platform.openai_compat import services
 from atelier_platform.openai_compat.errors import OpenAIError, error_body, exception_handler, from_pydantic
 from atelier_platform.openai_compat.schemas import (
@@ -136,7 +137,8 @@ class ChatCompletionsView(OpenAIView):
         services.require_model(access.project, body.model, services.CHAT_MODEL)
         prepared = services.prepare_chat(body)
         key = idempotency_key(request)
-        submission = services.submit(access.project, prepared, access=access, idempotency_key=key)
+        submission = services.submit(access.project, prepared, access=access, idempotency_key=key,
+                                     endpoint=CHAT_COMPLETIONS_SCOPE)
         self.note_job(submission)
         job = submission.job
         timeout_s = services.wait_seconds()
@@ -176,7 +178,8 @@ class ImageGenerationsView(OpenAIView):
         services.require_model(access.project, body.model or services.IMAGE_MODEL, services.IMAGE_MODEL)
         prepared = services.prepare_images(body)
         key = idempotency_key(request)
-        submission = services.submit(access.project, prepared, access=access, idempotency_key=key)
+        submission = services.submit(access.project, prepared, access=access, idempotency_key=key,
+                                     endpoint=IMAGE_GENERATIONS_SCOPE)
         self.note_job(submission)
         timeout_s = services.wait_seconds()
         finished = services.wait_for_job(submission.job.pk, timeout_s)

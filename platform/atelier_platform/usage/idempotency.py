@@ -36,6 +36,8 @@ from atelier_platform.usage.models import IdempotencyRecord, IdempotencyState
 LOCK_S = 120
 #: answers are replayed this long after the first request
 KEEP_FOR = timedelta(hours=24)
+#: answers replayed as long as single jobs' keys, which their rows keep (a batch's job ids)
+FOR_GOOD = timedelta(days=100 * 365)
 #: what a duplicate in flight is told to wait before trying again
 RETRY_AFTER_S = 1
 
@@ -58,12 +60,12 @@ class Held:
     def is_replay(self) -> bool:
         return self.record is None
 
-    def complete(self, status: int, body: Any) -> None:
-        """Keep the answer for replays (only if this caller still holds the key)."""
+    def complete(self, status: int, body: Any, *, keep_for: timedelta = KEEP_FOR) -> None:
+        """Keep the answer for replays for ``keep_for`` (only if this caller still holds the key)."""
         assert self.record is not None
         IdempotencyRecord.objects.filter(pk=self.record.pk, holder=self.record.holder).update(
             state=IdempotencyState.COMPLETED, response_status=status,
-            response_body=json.loads(json.dumps(body, cls=DjangoJSONEncoder)), expires_at=timezone.now() + KEEP_FOR,
+            response_body=json.loads(json.dumps(body, cls=DjangoJSONEncoder)), expires_at=timezone.now() + keep_for,
         )
         self.completed = True
 
