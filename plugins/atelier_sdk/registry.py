@@ -128,17 +128,29 @@ class PluginRegistry:
         return registry
 
     def add(self, record: PluginRecord) -> None:
+        """Keep ``record`` under its plugin id (or name, if broken); a clash never hides a working plugin.
+
+        Two records with one key: a working one holds the key and the other is kept under a key naming
+        its source, so it is still reported (a broken duplicate entry point, say a stale
+        distribution's, must not replace the working plugin, whichever is discovered first).
+        """
         key = record.plugin.manifest.id if record.plugin is not None else record.name
         existing = self._records.get(key)
-        if existing is not None and existing.plugin is not None and record.plugin is not None:
-            if existing.plugin is record.plugin:
+        if existing is not None:
+            if existing.plugin is not None and record.plugin is not None:
+                if existing.plugin is record.plugin:
+                    return
+                record = PluginRecord(
+                    name=record.name,
+                    source=record.source,
+                    error=f"duplicate plugin id {key!r}, already provided by {existing.source}",
+                )
+            elif record.plugin is not None:  # a working plugin takes the key from a broken one
+                self._records[f"{key} ({existing.source})"] = existing
+                self._records[key] = record
                 return
-            record = PluginRecord(
-                name=record.name,
-                source=record.source,
-                error=f"duplicate plugin id {key!r}, already provided by {existing.source}",
-            )
-            key = f"{key} ({record.source})"
+            self._records[f"{key} ({record.source})"] = record
+            return
         self._records[key] = record
 
     def register(self, plugin: type[Plugin], source: str = "registered in code") -> type[Plugin]:
@@ -155,4 +167,5 @@ class PluginRegistry:
         return sorted((r.plugin for r in self._records.values() if r.plugin is not None), key=lambda p: p.manifest.id)
 
     def records(self) -> list[PluginRecord]:
-        return sorted(self._records.values(), key=lambda r: r.name)
+        # By source too, so that records of one name list the same whatever order they were found in.
+        return sorted(self._records.values(), key=lambda r: (r.name, r.source))

@@ -8,6 +8,10 @@ Matching is done on normalised views of the text (see ``normalise.py``) and ever
 back to the characters of the text as given. Latin-script terms match whole words only ("class"
 does not contain "ass", "Scunthorpe" is a town); terms with CJK characters match anywhere, since
 Chinese is written without spaces.
+
+A regular expression runs twice: as written on the text as given (so it always matches what it
+literally says, "賭博\\s*網站" on "賭博網站"), and with its literal characters normalised on the
+``base`` view (so it also matches the variants a literal term would: "赌博网站", "ｃａｆé" for "café").
 """
 
 from __future__ import annotations
@@ -33,7 +37,14 @@ from atelier_sdk.safety import (
     ScreenContext,
     Target,
 )
-from atelier_plugins.safety.normalise import View, is_word_char, matching_views, normalise, normalise_term
+from atelier_plugins.safety.normalise import (
+    View,
+    is_word_char,
+    matching_views,
+    normalise,
+    normalise_regex,
+    normalise_term,
+)
 
 logger = logging.getLogger("atelier.safety.blocklist")
 
@@ -53,7 +64,7 @@ class BlocklistMatch:
     term: BlocklistTerm
     start: int  # offsets into the original text
     end: int
-    view: str  # which normalised view matched: "base", "joined", "base+leet", ...
+    view: str  # where it matched: "original" (regexes on the text as given), or a normalised view: "base", "joined", ...
 
 
 _REPEATS = {sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT, getattr(sre_parse, "POSSESSIVE_REPEAT", None)} - {None}
@@ -97,28 +108,44 @@ def validate_regex(pattern: str) -> regex.Pattern:
 
     A quantifier applied to something that itself has a variable-length quantifier
     (``(a+)+``, ``(\\w+\\s?)*``) can take exponential time on a near-miss; reject it here, when a
-    project saves the term, rather than stall screening later. Raises ``InvalidBlocklistTerm``.
+    project saves the term, rather than stall screening later. Both forms screening runs (see
+    ``compile_regex_term``) are checked. Raises ``InvalidBlocklistTerm``.
     """
+    return compile_regex_term(pattern)[0]
+
+
+def compile_regex_term(pattern: str) -> tuple[regex.Pattern, regex.Pattern]:
+    """A blocklist regular expression compiled as written (for the text as given) and with its literal
+    characters normalised (``normalise_regex``, for the ``base`` view); the same object twice when
+    normalising changes nothing. Raises ``InvalidBlocklistTerm`` if either form is unsafe or broken."""
+    as_written = _compile_checked(pattern, repr(pattern))
+    normalised = normalise_regex(pattern)
+    if normalised == pattern:
+        return as_written, as_written
+    return as_written, _compile_checked(normalised, f"{pattern!r} (read as {normalised!r} on normalised text)")
+
+
+def _compile_checked(pattern: str, shown: str) -> regex.Pattern:
     try:
         parsed = sre_parse.parse(pattern)
     except Exception as exc:  # re.error, plus recursion errors on absurd nesting
-        raise InvalidBlocklistTerm(f"regular expression {pattern!r} does not compile: {exc}") from None
+        raise InvalidBlocklistTerm(f"regular expression {shown} does not compile: {exc}") from None
     if _nested_quantifier(parsed):
         raise InvalidBlocklistTerm(
-            f"regular expression {pattern!r} has a nested quantifier (a repeated group that itself "
+            f"regular expression {shown} has a nested quantifier (a repeated group that itself "
             "contains a variable repetition, like (a+)+ or (\\w+\\s?)*), which can take exponential time; "
             "rewrite it without repeating the group, or use literal terms"
         )
     try:
         return regex.compile(pattern, regex.IGNORECASE | regex.VERSION0)
     except regex.error as exc:
-        raise InvalidBlocklistTerm(f"regular expression {pattern!r} does not compile: {exc}") from None
+        raise InvalidBlocklistTerm(f"regular expression {shown} does not compile: {exc}") from None
 
 
 def validate_term(term: BlocklistTerm) -> None:
     """Raise ``InvalidBlocklistTerm`` if ``term`` could never be matched safely (call it when a term is saved)."""
     if term.is_regex:
-        validate_regex(term.pattern)
+        compile_regex_term(term.pattern)
     elif not normalise_term(term.pattern):
         raise InvalidBlocklistTerm(
             f"term {term.pattern!r} is empty once invisible characters and spacing are removed; enter visible text"
@@ -132,11 +159,12 @@ class CompiledBlocklist:
         self.terms = tuple(terms)
         self._automaton = ahocorasick.Automaton()
         grouped: dict[str, list[int]] = {}
-        self._regexes: list[tuple[int, regex.Pattern]] = []
+        #: (term index, as written for the text as given, normalised for the base view)
+        self._regexes: list[tuple[int, regex.Pattern, regex.Pattern]] = []
         for index, term in enumerate(self.terms):
             try:
                 if term.is_regex:
-                    self._regexes.append((index, validate_regex(term.pattern)))
+                    self._regexes.append((index, *compile_regex_term(term.pattern)))
                     continue
                 validate_term(term)
             except InvalidBlocklistTerm as exc:
@@ -179,18 +207,28 @@ class CompiledBlocklist:
                     found[key] = BlocklistMatch(index, self.terms[index], original_start, original_end, view.name)
 
     def _find_regexes(self, original: str, base: View, found: dict, timeout_s: float) -> None:
-        for index, pattern in self._regexes:
-            try:
-                for match in pattern.finditer(base.text, timeout=timeout_s):
-                    if match.end() == match.start():
-                        continue  # an empty match points at nothing a reviewer could see
-                    original_start, original_end = base.span(match.start(), match.end())
-                    key = (index, original_start, original_end)
-                    found.setdefault(key, BlocklistMatch(index, self.terms[index], original_start, original_end, "base"))
-            except TimeoutError:
-                logger.warning(
-                    "blocklist regex %r gave up after %.3fs on a %d-character text", pattern.pattern, timeout_s, len(original)
-                )
+        # Where the base view is the text itself (lower-case ASCII, single spaces) and the pattern has
+        # nothing to normalise, the second run could only find the same spans again.
+        as_given: View | None = None
+        for index, as_written, normalised in self._regexes:
+            self._run_regex(index, normalised, base, found, timeout_s)
+            if normalised is not as_written or base.text != original:
+                if as_given is None:
+                    as_given = View("original", original, tuple(range(len(original))))
+                self._run_regex(index, as_written, as_given, found, timeout_s)
+
+    def _run_regex(self, index: int, pattern: regex.Pattern, view: View, found: dict, timeout_s: float) -> None:
+        try:
+            for match in pattern.finditer(view.text, timeout=timeout_s):
+                if match.end() == match.start():
+                    continue  # an empty match points at nothing a reviewer could see
+                original_start, original_end = view.span(match.start(), match.end())
+                key = (index, original_start, original_end)
+                found.setdefault(key, BlocklistMatch(index, self.terms[index], original_start, original_end, view.name))
+        except TimeoutError:
+            logger.warning(
+                "blocklist regex %r gave up after %.3fs on a %d-character text", pattern.pattern, timeout_s, len(view.text)
+            )
 
 
 _cache: "OrderedDict[str, CompiledBlocklist]" = OrderedDict()
@@ -296,7 +334,7 @@ class BlocklistCheck(SafetyCheckBase):
         by_category: dict[Category, list[Evidence]] = {}
         for match in matches:
             kind = "regex" if match.term.is_regex else "term"
-            how = "" if match.view == "base" else f", matched as {match.view}"
+            how = "" if match.view in ("base", "original") else f", matched as {match.view}"
             by_category.setdefault(match.term.category, []).append(
                 Evidence(
                     start=match.start,
@@ -318,6 +356,7 @@ __all__ = [
     "InvalidBlocklistTerm",
     "blocklist_key",
     "compile_blocklist",
+    "compile_regex_term",
     "load_terms_file",
     "normalise",
     "validate_regex",

@@ -16,7 +16,11 @@ Views (each a string plus its origin map) are built from one normalised sequence
 * ``*+leet``: digits and ``@``/``$`` read as letters inside words that contain a letter
   ("b4d" -> "bad"); ``1`` is ambiguous (i or l), so there is one view for each reading.
 
-Terms are normalised with ``base`` only, so a term and a text agree on what a character is.
+Terms are normalised with ``base`` only, so a term and a text agree on what a character is; a
+regular expression's literal characters are normalised the same way (``normalise_regex``).
+
+``nfkc_view`` is a lighter view for checks that look for structured data (e-mail addresses, phone
+numbers): NFKC only, so full-width digits and "＠" typed in a Chinese input method read as ASCII.
 """
 
 from __future__ import annotations
@@ -285,3 +289,130 @@ def matching_views(text: str) -> list[View]:
 def normalise_term(term: str) -> str:
     """A literal blocklist term in the form texts are matched in."""
     return normalise(term).text.strip()
+
+
+def normalise_char(char: str) -> str:
+    """What ``normalise`` makes of one character on its own (may be empty or several characters).
+
+    Everything but the look-alike mapping, which depends on the rest of the word, and the collapsing
+    of whitespace runs, which depends on the neighbours.
+    """
+    traditional = _traditional_to_simplified()
+    pieces = []
+    for piece in _char_form(char):
+        if piece.isspace():
+            pieces.append(" ")
+        else:
+            pieces.extend(traditional.get(folded, folded) for folded in piece.casefold())
+    return "".join(pieces)
+
+
+def normalise_regex(pattern: str) -> str:
+    """A blocklist regular expression rewritten to match the ``base`` view where ``pattern`` matches the text.
+
+    Each literal character outside a character class becomes its normalised form ("café" -> "cafe",
+    "賭" -> "赌", "ß" -> "(?:ss)", "Ｖ" -> "v"); a class also accepts the normalised form of each single
+    character it lists ("[賭]" -> "[賭赌]"); ranges, escapes, group names and comments are kept as they
+    are. ASCII needs nothing: ``base`` only lower-cases it, and blocklist patterns ignore case.
+    """
+    if pattern.isascii():
+        return pattern
+    out: list[str] = []
+    index = 0
+    length = len(pattern)
+    while index < length:
+        char = pattern[index]
+        if char == "\\":
+            escaped = pattern[index + 1 : index + 2]
+            # "\é" is a literal é; ASCII escapes ("\d", "\x41", "\N{...}") keep their meaning.
+            out.append(_regex_literal(escaped) if escaped and not escaped.isascii() else pattern[index : index + 2])
+            index += 2
+        elif char == "[":
+            end = _regex_class_end(pattern, index)
+            out.append(_normalise_regex_class(pattern[index:end]))
+            index = end
+        elif char == "(":
+            end = _regex_name_or_comment_end(pattern, index)
+            out.append(pattern[index:end])
+            index = end
+        else:
+            out.append(char if char.isascii() else _regex_literal(char))
+            index += 1
+    return "".join(out)
+
+
+def _regex_literal(char: str) -> str:
+    form = normalise_char(char)
+    # Several characters (or none) stand in for one: a group keeps a quantifier after it applying to all.
+    return re.escape(form) if len(form) == 1 else f"(?:{re.escape(form)})"
+
+
+def _regex_class_end(pattern: str, start: int) -> int:
+    """Index just past the character class opening at ``start`` (``len(pattern)`` if it never closes)."""
+    index = start + 1
+    if pattern.startswith("^", index):
+        index += 1
+    if pattern.startswith("]", index):
+        index += 1  # a "]" first in a class is a member
+    while index < len(pattern):
+        if pattern[index] == "\\":
+            index += 2
+        elif pattern[index] == "]":
+            return index + 1
+        else:
+            index += 1
+    return len(pattern)
+
+
+def _normalise_regex_class(bracketed: str) -> str:
+    if len(bracketed) < 2 or not bracketed.endswith("]"):
+        return bracketed  # unclosed: it does not compile anyway
+    prefix = "[^" if bracketed.startswith("[^") else "["
+    members: list[str] = []
+    index = len(prefix)
+    while index < len(bracketed) - 1:
+        step = 2 if bracketed[index] == "\\" else 1
+        members.append(bracketed[index : index + step])
+        index += step
+    added: list[str] = []
+    for position, member in enumerate(members):
+        if member.isascii() or len(member) != 1:
+            continue
+        # A range's ends stay: "[一-龥]" means what it says, and a normalised end could invert it.
+        if "-" in (members[position - 1] if position else "", members[position + 1] if position + 1 < len(members) else ""):
+            continue
+        form = normalise_char(member)
+        if len(form) == 1 and form != member and re.escape(form) not in added:
+            added.append(re.escape(form))
+    return bracketed[:-1] + "".join(added) + "]" if added else bracketed
+
+
+#: Group openings followed by a name or a comment rather than by text to match, and what closes them.
+_REGEX_NAME_OR_COMMENT = (("(?P<", ">"), ("(?P=", ")"), ("(?(", ")"), ("(?#", ")"))
+
+
+def _regex_name_or_comment_end(pattern: str, start: int) -> int:
+    """Index past the name or comment that follows the "(" at ``start``, or just past the "(" if none does."""
+    for opener, closer in _REGEX_NAME_OR_COMMENT:
+        if pattern.startswith(opener, start):
+            break
+    else:
+        # "(?<name>" in the regex module's spelling; "(?<=" and "(?<!" are lookbehinds.
+        if not pattern.startswith("(?<", start) or pattern[start + 3 : start + 4] in ("=", "!"):
+            return start + 1
+        opener, closer = "(?<", ">"
+    end = pattern.find(closer, start + len(opener))
+    return len(pattern) if end < 0 else end + 1
+
+
+def nfkc_view(text: str) -> View:
+    """``text`` with each character in its NFKC form ("１３８" -> "138", "＠" -> "@"), nothing else changed."""
+    if unicodedata.is_normalized("NFKC", text):
+        return View("nfkc", text, tuple(range(len(text))))
+    chars: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        form = unicodedata.normalize("NFKC", char)
+        chars.append(form)
+        origin.extend([index] * len(form))
+    return View("nfkc", "".join(chars), tuple(origin))

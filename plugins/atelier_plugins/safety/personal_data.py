@@ -8,6 +8,9 @@ flags every 16-digit number trains reviewers to ignore it.
 Evidence ``detail`` is the kind of data ("email", "phone", "card", "cn_id", "iban"), which is
 what ``mask`` turns into placeholders. The excerpt is itself masked (only the last characters
 kept): safety reports are stored for audit, and should not become a second copy of the data.
+
+Matching runs on the NFKC form of the text, because a Chinese input method in full-width mode
+types "１３８１２３４５６７８" and "＠"; spans are mapped back to the text as given, for evidence and masking.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from atelier_sdk.safety import (
     ScreenContext,
     Target,
 )
+from atelier_plugins.safety.normalise import nfkc_view
 
 KINDS = ("email", "phone", "card", "cn_id", "iban")
 
@@ -85,31 +89,38 @@ def _follows_reference_word(text: str, start: int) -> bool:
 
 
 def find_personal_data(text: str, *, phone_region: str | None = "US") -> list[PersonalDataMatch]:
-    """All validated personal data in ``text``; overlapping candidates resolve to the most specific kind."""
+    """All validated personal data in ``text`` (offsets into ``text`` as given); overlapping candidates
+    resolve to the most specific kind."""
+    view = nfkc_view(text)
+    normalised = view.text
     candidates: list[PersonalDataMatch] = []
-    for match in _EMAIL.finditer(text):
-        candidates.append(PersonalDataMatch("email", match.start(), match.end()))
-    for match in _CN_ID.finditer(text):
+
+    def add(kind: str, start: int, end: int) -> None:
+        candidates.append(PersonalDataMatch(kind, *view.span(start, end)))
+
+    for match in _EMAIL.finditer(normalised):
+        add("email", match.start(), match.end())
+    for match in _CN_ID.finditer(normalised):
         if _valid_cn_id(match.group()):
-            candidates.append(PersonalDataMatch("cn_id", match.start(), match.end()))
-    for match in _IBAN.finditer(text):
+            add("cn_id", match.start(), match.end())
+    for match in _IBAN.finditer(normalised):
         # The pattern may run into a following code-like word; try shorter readings too.
         value = match.group()
         for end in range(len(value), 14, -1):
             if value[end - 1] != " " and _valid_iban(value[:end]):
-                candidates.append(PersonalDataMatch("iban", match.start(), match.start() + end))
+                add("iban", match.start(), match.start() + end)
                 break
-    for match in _CARD.finditer(text):
+    for match in _CARD.finditer(normalised):
         if _valid_card(match.group()):
-            candidates.append(PersonalDataMatch("card", match.start(), match.end()))
-    for match in _CN_MOBILE.finditer(text):
-        if not _follows_reference_word(text, match.start()):
-            candidates.append(PersonalDataMatch("phone", match.start(), match.end()))
+            add("card", match.start(), match.end())
+    for match in _CN_MOBILE.finditer(normalised):
+        if not _follows_reference_word(normalised, match.start()):
+            add("phone", match.start(), match.end())
     try:
         # VALID leniency: the number must belong to an allocated range of its numbering plan.
-        for match in phonenumbers.PhoneNumberMatcher(text, phone_region, leniency=phonenumbers.Leniency.VALID):
-            if not _follows_reference_word(text, match.start):
-                candidates.append(PersonalDataMatch("phone", match.start, match.end))
+        for match in phonenumbers.PhoneNumberMatcher(normalised, phone_region, leniency=phonenumbers.Leniency.VALID):
+            if not _follows_reference_word(normalised, match.start):
+                add("phone", match.start, match.end)
     except Exception:  # phonenumbers raises on odd regions; the CN pattern still ran
         pass
     return _resolve_overlaps(candidates)

@@ -122,7 +122,7 @@ class ProfanityCheck(SafetyCheckBase):
         words_needed = {}
         for i, (score, (reading_text, origin)) in best.items():
             if score >= MIN_REPORTED_SCORE:
-                words_needed[i] = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(reading_text.lower())]
+                words_needed[i] = _words(reading_text)
         vocabulary = sorted({word for spans in words_needed.values() for _, _, word in spans})
         word_scores = dict(zip(vocabulary, self._probabilities(vocabulary)))
         for i, (score, (reading_text, origin)) in best.items():
@@ -198,6 +198,19 @@ class _LinearSigmoidEnsemble:
         decision = np.asarray(features @ self.weights) + self.intercepts
         positive = expit(-(self.slopes * decision + self.offsets)).mean(axis=1)
         return np.column_stack([1.0 - positive, positive])
+
+
+def _words(text: str) -> list[tuple[int, int, str]]:
+    """The lower-case words of ``text`` as (start, end, word), with offsets into ``text`` itself.
+
+    Lower-casing can lengthen a text ("İ" becomes "i" and a combining dot), which would shift every
+    offset after it; words are found in the lower-case text and their spans mapped back.
+    """
+    lowered = text.lower()
+    if len(lowered) == len(text):  # lower() never shortens a character, so this is one for one
+        return [(m.start(), m.end(), m.group()) for m in _WORD.finditer(lowered)]
+    origin = [index for index, char in enumerate(text) for _ in char.lower()]
+    return [(origin[m.start()], origin[m.end() - 1] + 1, m.group()) for m in _WORD.finditer(lowered)]
 
 
 def _readings(text: str) -> list[tuple[str, tuple[int, ...] | None]]:

@@ -30,14 +30,16 @@ def html_to_text(markup: str) -> str:
 
 
 def chunk_markdown(text: str, *, max_chars: int = 600) -> list[Chunk]:
-    """Paragraphs grouped under their headings, at most ``max_chars`` each (long paragraphs split on sentences)."""
+    """Paragraphs grouped under their headings, at most ``max_chars`` each (long paragraphs split, see ``_pieces``)."""
     headings: list[str] = []
     sections: list[tuple[str, list[str]]] = []
     paragraph: list[str] = []
 
     def close_paragraph() -> None:
         if paragraph:
-            joined = " ".join(line.strip() for line in paragraph).strip()
+            # Line breaks are kept until the paragraph is cut into pieces: a list or a table written
+            # without blank lines has no sentence ends, and its lines are where it can be cut.
+            joined = "\n".join(line.strip() for line in paragraph).strip()
             if joined:
                 if not sections or sections[-1][0] != " > ".join(headings):
                     sections.append((" > ".join(headings), []))
@@ -73,20 +75,45 @@ def chunk_markdown(text: str, *, max_chars: int = 600) -> list[Chunk]:
     return chunks
 
 
-SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
+#: Where a paragraph too long for one chunk is cut, best first: each piece still too long is cut at
+#: the next. Each pattern matches a separator and the spaces after it, which stay with the text before.
+CUT_POINTS = (
+    re.compile(r"[.!?]+[\"')\]”’]*\s+|[。！？]+[”’」』）]*\s*"),  # sentence ends ("3.5" is not one)
+    re.compile(r"\n"),  # line breaks: list items, table rows
+    re.compile(r"[，；、]\s*|[,;]\s+"),  # clauses: Chinese written with commas runs for pages without a full stop
+    re.compile(r"\s+"),  # words
+)
 
 
 def _pieces(paragraphs: list[str], max_chars: int):
+    """Each paragraph whole, or cut into pieces of at most ``max_chars``: nothing is left out."""
     for paragraph in paragraphs:
-        if len(paragraph) <= max_chars:
-            yield paragraph
+        pieces = [paragraph] if len(paragraph) <= max_chars else _cut(paragraph, max_chars, 0)
+        for piece in pieces:
+            yield piece.replace("\n", " ")  # a line break inside a piece reads as a space, as it renders
+
+
+def _cut(text: str, max_chars: int, level: int) -> list[str]:
+    """``text`` (longer than ``max_chars``) cut at ``CUT_POINTS[level]``, adjacent parts packed up to
+    ``max_chars``; a part still too long is cut at the next level, and at the last by length."""
+    if level == len(CUT_POINTS):
+        text = text.strip()
+        return [text[start : start + max_chars] for start in range(0, len(text), max_chars)]
+    ends = [match.end() for match in CUT_POINTS[level].finditer(text)]
+    parts = [text[start:end] for start, end in zip([0, *ends], [*ends, len(text)])]
+    pieces: list[str] = []
+    buffer = ""
+    for part in parts:
+        # Parts are adjacent slices: joining them gives back the text exactly, separators included.
+        if len((buffer + part).strip()) <= max_chars:
+            buffer += part
             continue
-        buffer = ""
-        for sentence in filter(None, SENTENCE_END.split(paragraph)):
-            if buffer and len(buffer) + len(sentence) + 1 > max_chars:
-                yield buffer
-                buffer = sentence
-            else:
-                buffer = f"{buffer} {sentence}".strip() if buffer else sentence
-        if buffer:
-            yield buffer[:max_chars] if len(buffer) > max_chars else buffer
+        if buffer.strip():
+            pieces.append(buffer.strip())
+        buffer = part
+        if len(part.strip()) > max_chars:
+            pieces.extend(_cut(part, max_chars, level + 1))
+            buffer = ""
+    if buffer.strip():
+        pieces.append(buffer.strip())
+    return pieces
