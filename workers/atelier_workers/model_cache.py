@@ -2,8 +2,11 @@
 
 A plugin instance is loaded once per (plugin, version, model directory) and kept for later
 jobs. Before a load, and after it once its real size is known, the least recently used models
-are unloaded until everything fits the budget. A model larger than the whole budget still
-loads (alone): refusing it would make the plugin unusable on this worker.
+are unloaded until everything fits the budget. The real size is what the plugin says it holds
+(``memory_bytes``: weights as loaded, which may be twice their files, or models the directory
+does not hold), else the CUDA memory the load took, else the model files' size. Before a load,
+a model loaded earlier counts as the size it had then, its files otherwise. A model larger than
+the whole budget still loads (alone): refusing it would make the plugin unusable on this worker.
 """
 
 from __future__ import annotations
@@ -117,6 +120,9 @@ class ModelCache:
         self.device = device
         self.budget_bytes = budget_bytes if budget_bytes is not None else default_budget_bytes(device)
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        #: The size each model had once loaded, kept after it is unloaded: a better guess than its
+        #: files when it is loaded again (a bf16 checkpoint loaded as float32 holds twice its files).
+        self._loaded_sizes: dict[tuple, int] = {}
         self._lock = threading.RLock()
 
     @property
@@ -132,7 +138,7 @@ class ModelCache:
                 self._models.move_to_end(key)
                 loaded.last_used = time.time()
                 return loaded
-            estimate = directory_bytes(model_dir)
+            estimate = self._loaded_sizes.get(key) or directory_bytes(model_dir)
             self._evict_until_fits(estimate)
             torch = _torch()
             on_cuda = cuda_index(self.device) is not None and torch is not None and torch.cuda.is_available()
@@ -141,7 +147,7 @@ class ModelCache:
             instance = plugin_class()
             instance.load(self.device, model_dir)
             seconds = time.perf_counter() - started
-            nbytes = instance.memory_bytes()
+            nbytes = self._reported_bytes(instance)
             if nbytes is None:
                 torch = _torch()  # the plugin may have imported it just now
                 on_cuda = cuda_index(self.device) is not None and torch is not None and torch.cuda.is_available()
@@ -151,8 +157,19 @@ class ModelCache:
             logger.info("loaded %s %s from %s on %s in %.2f s (%d MiB)", manifest.id, manifest.version, model_dir,
                         self.device, seconds, loaded.nbytes // 2**20)
             self._models[key] = loaded
+            self._loaded_sizes[key] = loaded.nbytes
+            # Now that its real size is known, make room for it as it really is.
             self._evict_until_fits(0, keep=key)
             return loaded
+
+    @staticmethod
+    def _reported_bytes(instance: Plugin) -> int | None:
+        """The plugin's own figure; a plugin whose ``memory_bytes`` fails is measured as one without it."""
+        try:
+            return instance.memory_bytes()
+        except Exception:
+            logger.exception("%s: memory_bytes() failed; measuring instead", instance.manifest.id)
+            return None
 
     def _evict_until_fits(self, incoming: int, keep: tuple | None = None) -> None:
         while self._models and self.used_bytes + incoming > self.budget_bytes:

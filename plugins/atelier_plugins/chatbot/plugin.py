@@ -185,6 +185,10 @@ class ChatbotPlugin(Plugin):
     def unload(self) -> None:
         self.lm = None
 
+    def memory_bytes(self) -> int | None:
+        # The weights as loaded: a bf16 checkpoint loaded as float32 on a CPU holds twice its files.
+        return self.lm.memory_bytes() if self.lm is not None else 0
+
     def generate(self, batch: Sequence[GenerationRequest], context: RunContext) -> list[ItemResult]:
         if self.lm is None:
             raise PluginError("The chatbot model is not loaded; call load() first.", code="model_missing")

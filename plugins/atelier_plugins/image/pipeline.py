@@ -23,6 +23,8 @@ from typing import Any, Callable, Sequence
 import torch
 from atelier_sdk import PluginError
 
+from atelier_plugins.text.generation import module_bytes
+
 #: Component folders whose absence means "this model has no such part", not "this model is broken".
 OPTIONAL_SAFETY_COMPONENTS = ("safety_checker", "feature_extractor")
 
@@ -267,9 +269,15 @@ class TextToImageModel:
     ) -> list[RenderedImage]:
         """Render ``jobs`` (same size and settings) in one pipeline call, one generator per image.
 
+        Either every job has a negative prompt or none has: given negative prompts, the pipeline
+        encodes "" for a job without one, which SDXL-type pipelines (force_zeros_for_empty_prompt)
+        would otherwise replace by zeros, so mixing them would make an image depend on its batch.
+
         ``on_step(step, total_steps)`` runs after each denoising step (1-based); an exception it
         raises stops the call and propagates.
         """
+        if len({bool(job.negative_prompt) for job in jobs}) > 1:
+            raise RuntimeError("jobs with and without a negative prompt must be rendered in separate calls")
         arguments: dict[str, Any] = {
             "prompt": [job.prompt for job in jobs],
             "num_inference_steps": steps,
@@ -280,7 +288,7 @@ class TextToImageModel:
             arguments.update(width=width, height=height)
         if self.supports("guidance_scale"):
             arguments["guidance_scale"] = guidance
-        if self.supports("negative_prompt") and any(job.negative_prompt for job in jobs):
+        if self.supports("negative_prompt") and jobs and jobs[0].negative_prompt:
             arguments["negative_prompt"] = [job.negative_prompt for job in jobs]
         if on_step is not None and self.supports("callback_on_step_end"):
             def step_end(pipeline, index, timestep, tensors):
@@ -312,6 +320,11 @@ class TextToImageModel:
         if torch.device(self.device).type == "cpu":
             return _onednn_disabled()
         return nullcontext()
+
+    def memory_bytes(self) -> int:
+        """Bytes of the parameters and buffers of every module of the pipeline, as loaded."""
+        modules = [c for c in self.pipeline.components.values() if isinstance(c, torch.nn.Module)]
+        return module_bytes(modules)
 
     def unload(self) -> None:
         self.pipeline = None

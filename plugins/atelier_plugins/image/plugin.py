@@ -4,10 +4,11 @@ Input: a prompt (and a negative prompt), size, steps, guidance, seed and how man
 image is one output with two files, the PNG and a thumbnail, both carrying the generation
 metadata and the "AI-generated" label (see ``atelier_plugins.image.png``).
 
-Batching: the images of every request in a batch that share size, steps and guidance are rendered
-together, in as few pipeline calls as memory allows, each image with its own random generator.
-Image ``i`` of a job uses seed ``job seed + i``, so a job gives the same pixels whether it ran
-alone or beside others, and any single image can be made again from its reported seed.
+Batching: the images of every request in a batch that share size, steps and guidance, and either
+all have a negative prompt or all have none, are rendered together, in as few pipeline calls as
+memory allows, each image with its own random generator. Image ``i`` of a job uses seed
+``job seed + i``, so a job gives the same pixels whether it ran alone or beside others, and any
+single image can be made again from its reported seed.
 
 This module is imported by the web process to publish the schemas: it must not import torch or
 diffusers at module level (``load`` and ``generate`` do, through ``atelier_plugins.image.pipeline``).
@@ -147,6 +148,11 @@ class ImagePlugin(Plugin):
             self.model.unload()
         self.model = None
 
+    def memory_bytes(self) -> int | None:
+        # What the pipeline's modules hold as loaded (in the dtype chosen for the device), which the
+        # model files' size is not: the worker's model cache budgets with this figure.
+        return self.model.memory_bytes() if self.model is not None else 0
+
     def generate(self, batch: Sequence[GenerationRequest], context: RunContext) -> list[ItemResult]:
         if self.model is None:
             raise PluginError("The image model is not loaded; call load() first.", code="model_missing")
@@ -154,7 +160,11 @@ class ImagePlugin(Plugin):
 
         model = self.model
         results: list[ItemResult | None] = [None] * len(batch)
-        groups: dict[tuple[int, int, int, float], list[ImageJob]] = defaultdict(list)
+        # One pipeline call per render group. Jobs with and without a negative prompt never share one:
+        # a call that takes negative prompts gives "" to the jobs that have none, and an SDXL-type
+        # pipeline (force_zeros_for_empty_prompt) encodes "" where it would otherwise use zeros, so
+        # such a job's image would change with its batch-mates.
+        groups: dict[tuple[int, int, int, float, bool], list[ImageJob]] = defaultdict(list)
         for position, request in enumerate(batch):
             data: ImageInput = request.input
             if context.is_cancelled(request.job_id):
@@ -170,7 +180,7 @@ class ImagePlugin(Plugin):
                 continue
             job_seed = data.seed if data.seed is not None else request.seed
             for index in range(data.count):
-                groups[(width, height, data.steps, data.guidance)].append(ImageJob(
+                groups[(width, height, data.steps, data.guidance, bool(data.negative_prompt))].append(ImageJob(
                     request_index=position, image_index=index, job_id=request.job_id, prompt=data.prompt,
                     negative_prompt=data.negative_prompt, seed=image_seed(job_seed, index),
                 ))
@@ -179,7 +189,7 @@ class ImagePlugin(Plugin):
         failed: dict[int, PluginError] = {}
         cancelled: set[int] = set()
         done_steps: dict[int, float] = defaultdict(float)
-        for (width, height, steps, guidance), jobs in groups.items():
+        for (width, height, steps, guidance, _), jobs in groups.items():
             pending = list(jobs)
             per_call = model.images_per_call(width, height)
             while pending:

@@ -84,6 +84,14 @@ class RecommenderCopyPlugin(Plugin):
         self.embedder = None
         self.lm = None
 
+    def memory_bytes(self) -> int | None:
+        # Both models as loaded: the chat LM in the dtype chosen for the device, and the embedding
+        # model, which is packaged (not in the model directory, so its files would not be counted).
+        from atelier_plugins.text.generation import module_bytes
+
+        modules = [part.model for part in (self.lm, self.embedder) if part is not None]
+        return module_bytes(modules)
+
     def generate(self, batch: Sequence[GenerationRequest], context: RunContext) -> list[ItemResult]:
         if self.embedder is None or self.lm is None:
             raise PluginError("The recommender models are not loaded; call load() first.", code="model_missing")
@@ -126,7 +134,13 @@ class RecommenderCopyPlugin(Plugin):
     # -- ranking -------------------------------------------------------------------------------
 
     def _rank(self, batch, context, results) -> dict:
-        """Rank every job's items, embedding the texts of the whole batch in one call."""
+        """Rank every job's items, embedding each job's texts in a call of their own.
+
+        Texts embedded together are padded to the longest, and padding moves an embedding by about
+        1e-7, which can change a published score (6 decimals): a job's texts are therefore never
+        embedded with another job's, so its output does not depend on its batch. Jobs with the same
+        texts (the same candidates and profile) share one call, which gives each the same numbers.
+        """
         import numpy as np
 
         from atelier_plugins.recommender_copy.ranking import (
@@ -139,7 +153,7 @@ class RecommenderCopyPlugin(Plugin):
         )
 
         prepared = []
-        texts: list[str] = []
+        vectors_of: dict[tuple[str, ...], np.ndarray] = {}
         for position, request in enumerate(batch):
             if context.is_cancelled(request.job_id):
                 results[position] = PluginError("Cancelled before it started.", code="cancelled")
@@ -148,19 +162,17 @@ class RecommenderCopyPlugin(Plugin):
             recent = find_recent(data.profile, data.items)
             profile = profile_text(data.profile, data.items, recent)
             item_texts = [item_text(item) for item in data.items]
-            start = len(texts)
-            texts.extend(item_texts)
-            if profile:
-                texts.append(profile)
-            prepared.append((position, request, recent, start, profile, item_texts))
-        vectors = self.embedder.embed(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+            texts = (*item_texts, profile) if profile else tuple(item_texts)
+            if texts not in vectors_of:
+                vectors_of[texts] = self.embedder.embed(list(texts))
+            prepared.append((position, request, recent, profile, item_texts, vectors_of[texts]))
 
         rankings = {}
-        for position, request, recent, start, profile, item_texts in prepared:
+        for position, request, recent, profile, item_texts, vectors in prepared:
             data = request.input
             try:
-                item_vectors = vectors[start : start + len(item_texts)]
-                profile_vector = vectors[start + len(item_texts)] if profile else None
+                item_vectors = vectors[: len(item_texts)]
+                profile_vector = vectors[len(item_texts)] if profile else None
                 ranked = rank_items(
                     relevance_scores(profile, profile_vector, item_texts, item_vectors),
                     item_similarity(item_texts, item_vectors),

@@ -19,6 +19,10 @@ from atelier_plugins.text.retrieval import LEXICAL_WEIGHT, bigrams, lexical_over
 
 #: Weight of the lexical term when the profile is mostly CJK (see the module docstring).
 CJK_LEXICAL_WEIGHT = 0.9
+#: Weight MMR gives redundancy at the highest diversity (1). Relevance keeps the rest, so that even
+#: then the picks follow the shopper's profile, not the order the candidates came in; and diversity
+#: 0.7 still keeps an item's near-twin (cosine 0.9) out of a list that has its original.
+MAX_REDUNDANCY_WEIGHT = 0.8
 
 
 def item_text(item: CatalogueItem) -> str:
@@ -66,21 +70,24 @@ def mmr_select(
     pools: Sequence[Sequence[int]],
 ) -> list[int]:
     """Maximal marginal relevance: repeatedly take the candidate with the best
-    ``lam * relevance - (1 - lam) * max similarity to what was already taken``, ``lam = 1 - diversity``.
+    ``lam * relevance - (1 - lam) * max similarity to what was already taken``, with
+    ``lam = 1 - MAX_REDUNDANCY_WEIGHT * diversity``: diversity 0 ranks by relevance alone, higher
+    values avoid near-duplicates more, and relevance always keeps some weight.
 
+    The first pick is the most relevant candidate (nothing is taken yet that it could duplicate).
     ``pools`` are tried in order: candidates of a later pool are taken only when the earlier
     pools are used up (recently bought items come last). Ties go to the earlier candidate.
     """
-    lam = 1.0 - float(diversity)
+    lam = 1.0 - MAX_REDUNDANCY_WEIGHT * float(diversity)
     chosen: list[int] = []
     for pool in pools:
         remaining = list(pool)
         while remaining and len(chosen) < count:
             if chosen:
                 redundancy = similarity[np.ix_(remaining, chosen)].max(axis=1)
+                scores = lam * relevance[remaining] - (1.0 - lam) * redundancy
             else:
-                redundancy = np.zeros(len(remaining), dtype=np.float64)
-            scores = lam * relevance[remaining] - (1.0 - lam) * redundancy
+                scores = relevance[remaining]
             best = int(np.argmax(scores))
             chosen.append(remaining.pop(best))
         if len(chosen) >= count:

@@ -45,6 +45,11 @@ FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
 FINISH_CANCELLED = "cancelled"
 
+#: What a tokenizer's decode writes for bytes that are no complete UTF-8 character.
+REPLACEMENT_CHARACTER = "\ufffd"
+#: A UTF-8 character is at most 4 bytes: what is left of one cut off is at most 3.
+MAX_PARTIAL_CHARACTER_BYTES = 3
+
 
 @dataclass(frozen=True)
 class ChatRequest:
@@ -132,6 +137,11 @@ class CausalChatLM:
         self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
         # transformers 5 renamed ``past_key_values`` to ``cache``; accept models written either way.
         self._cache_argument = "cache" if "cache" in accepted else "past_key_values"
+        self.replacement_token_ids = _replacement_character_ids(self.tokenizer)
+
+    def memory_bytes(self) -> int:
+        """Bytes of the model's parameters and buffers as loaded (in the dtype chosen for the device)."""
+        return module_bytes([self.model])
 
     # -- prompts ---------------------------------------------------------------------------
 
@@ -201,7 +211,10 @@ class CausalChatLM:
             prompts.append(ids)
             limits.append(max_new)
 
-        states = [_ItemState(request, len(ids), limit) for request, ids, limit in zip(requests, prompts, limits)]
+        states = [
+            _ItemState(request, len(ids), limit, replacement_token_ids=self.replacement_token_ids)
+            for request, ids, limit in zip(requests, prompts, limits)
+        ]
         cancelled = []
         for index, state in enumerate(states):
             if state.request.temperature > 0:
@@ -347,10 +360,13 @@ class CausalChatLM:
 class _ItemState:
     """What one item has produced so far, and whether it is finished."""
 
-    def __init__(self, request: ChatRequest, prompt_tokens: int, max_new_tokens: int) -> None:
+    def __init__(
+        self, request: ChatRequest, prompt_tokens: int, max_new_tokens: int, *, replacement_token_ids: Sequence[int] = ()
+    ) -> None:
         self.request = request
         self.prompt_tokens = prompt_tokens
         self.max_new_tokens = max_new_tokens
+        self.replacement_token_ids = list(replacement_token_ids)
         self.tokens: list[int] = []
         self.text_tokens: list[int] = []  # without the end-of-sequence token
         self.text = ""
@@ -384,7 +400,53 @@ class _ItemState:
     def completion(self, tokenizer) -> ChatCompletion:
         if not self.cut_on_stop:
             self.text = tokenizer.decode(self.text_tokens, skip_special_tokens=True)
+            if self.finish_reason in (FINISH_LENGTH, FINISH_CANCELLED) and self.text.endswith(REPLACEMENT_CHARACTER):
+                self.text = self._without_a_cut_character(self.text, tokenizer)
         return ChatCompletion(self.text, self.prompt_tokens, len(self.tokens), self.finish_reason)
+
+    def _without_a_cut_character(self, text: str, tokenizer) -> str:
+        """``text`` less the U+FFFD its end has for the first bytes of a character the stop cut off.
+
+        Decoding writes U+FFFD for such bytes (one for them all, or one per byte with sentencepiece's
+        byte fallback: at most 3), as it writes a U+FFFD the model really produced; only the tokens
+        tell them apart. So only the U+FFFD decoded from the tokens after the model's last whole
+        U+FFFD (spelled as the tokenizer spells it) are dropped, and only at the end of the text.
+        """
+        tokens, spelled = self.text_tokens, self.replacement_token_ids
+        after_last_whole = 0
+        if spelled:
+            for end in range(len(tokens), len(spelled) - 1, -1):
+                if tokens[end - len(spelled) : end] == spelled:
+                    after_last_whole = end
+                    break
+        tail = tokenizer.decode(tokens[after_last_whole:], skip_special_tokens=True)
+        cut = min(_trailing_replacements(text), _trailing_replacements(tail), MAX_PARTIAL_CHARACTER_BYTES)
+        return text[: len(text) - cut]
+
+
+def _trailing_replacements(text: str) -> int:
+    return len(text) - len(text.rstrip(REPLACEMENT_CHARACTER))
+
+
+def module_bytes(modules: Sequence[torch.nn.Module]) -> int:
+    """Bytes held by the parameters and buffers of ``modules``, a tensor shared by several counted once."""
+    seen: set[int] = set()
+    total = 0
+    for module in modules:
+        for tensor in (*module.parameters(), *module.buffers()):
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def _replacement_character_ids(tokenizer) -> list[int]:
+    """The tokens the tokenizer spells U+FFFD with, without a leading word-boundary token
+    (sentencepiece's "▁") that would not follow a character written mid-word."""
+    ids = list(tokenizer(REPLACEMENT_CHARACTER, add_special_tokens=False)["input_ids"])
+    while ids and not tokenizer.decode(ids[:1], skip_special_tokens=True).strip():
+        ids = ids[1:]
+    return ids if tokenizer.decode(ids, skip_special_tokens=True).strip() == REPLACEMENT_CHARACTER else []
 
 
 def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
