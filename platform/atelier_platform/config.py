@@ -14,7 +14,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -150,6 +150,16 @@ class AtelierConfig(BaseSettings):
         parse_plugin_limits(value)
         return value
 
+    @model_validator(mode="after")
+    def _silences_outlast_two_signs_of_life(self) -> "AtelierConfig":
+        """A worker or a job counted lost after a silence shorter than two of its own reports would look
+        dead between two of them: shown ``lost`` while ready, its running jobs queued again by the sweeper."""
+        for beat, silence in (("worker_report_s", "worker_lost_after_s"), ("job_heartbeat_s", "job_stale_after_s")):
+            if getattr(self, silence) < 2 * getattr(self, beat):
+                raise ValueError(f"ATELIER_{silence.upper()} ({getattr(self, silence):g} s) must be at least twice "
+                                 f"ATELIER_{beat.upper()} ({getattr(self, beat):g} s)")
+        return self
+
     # --- derived values ----------------------------------------------------------------------
     @property
     def webhooks_retry_delays_s(self) -> tuple[float, ...]:
@@ -241,6 +251,6 @@ def get_config() -> AtelierConfig:
         return AtelierConfig()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'ATELIER_' + str(err['loc'][0]).upper() if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()
+            f"{'ATELIER_' + str(err['loc'][0]).upper() + ': ' if err['loc'] else ''}{err['msg']}" for err in exc.errors()
         )
         raise ConfigurationError(f"Bad configuration in the environment: {problems}") from None

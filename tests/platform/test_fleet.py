@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -143,3 +144,19 @@ def test_web_and_worker_processes_load_the_safety_checks_as_they_start(monkeypat
     monkeypatch.setattr(tasks, "get_runner", lambda: runner)
     tasks._start_worker_process()  # celery's worker_process_init
     assert len(discoveries) == 2 and runner.state == "ready"
+
+
+@pytest.mark.parametrize("settings,named", [
+    ({"worker_report_s": 60}, "ATELIER_WORKER_LOST_AFTER_S (30 s) must be at least twice ATELIER_WORKER_REPORT_S (60 s)"),
+    ({"job_heartbeat_s": 90}, "ATELIER_JOB_STALE_AFTER_S (60 s) must be at least twice ATELIER_JOB_HEARTBEAT_S (90 s)"),
+])
+def test_intervals_that_would_make_live_workers_look_dead_stop_the_start(atelier_config, settings, named):
+    """Accepted before: a ready worker was shown lost between two reports, and the sweeper queued again the
+    jobs of a live one between two heartbeats."""
+    from atelier_platform.config import ConfigurationError
+
+    atelier_config(**settings)
+    with pytest.raises(ConfigurationError, match=re.escape(named)):
+        get_config()
+    atelier_config(**{name: value / 4 for name, value in settings.items()})
+    assert get_config()
