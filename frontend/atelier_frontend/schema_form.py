@@ -183,7 +183,7 @@ def parse(fields: list[Field], posted) -> tuple[dict, dict, bool]:
             elif f.kind == "number":
                 data[section][name] = float(raw)
             elif f.kind == "json":
-                data[section][name] = json.loads(raw)
+                data[section][name] = _loads(raw)
             elif f.kind == "select":
                 data[section][name] = _choice(f, raw)
             else:
@@ -194,8 +194,16 @@ def parse(fields: list[Field], posted) -> tuple[dict, dict, bool]:
     return data["input"], data["params"], ok
 
 
+def _loads(raw: str) -> Any:
+    """``json.loads``, with JSON nested deeper than Python recurses refused like any other unreadable text."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _joined_messages(shown: dict[str, str]) -> list[dict]:
-    history = json.loads(shown["history"]) if shown["history"].strip() else []
+    history = _loads(shown["history"]) if shown["history"].strip() else []
     if not isinstance(history, list):
         raise ValueError("give a list of {role, content} objects")
     system = [{"role": "system", "content": shown["system"]}] if shown["system"].strip() else []

@@ -7,6 +7,8 @@ import re
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import ProhibitNullCharactersValidator
+from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
@@ -30,6 +32,7 @@ NEW_WEBHOOK_SESSION = "atelier_new_webhook_secret"
 NOTICE_SESSION = "atelier_settings_notice"
 WEBHOOK_ACTIONS = ("webhook_create", "webhook_update", "webhook_delete", "webhook_test")
 REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+LEASE_SECONDS = (30, 86_400)  # what PATCH /api/v1/policy/ and SafetyPolicy allow
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
                         "personal_data", "prompt_injection", "spam"]
 
@@ -44,37 +47,40 @@ def project_settings(request, here):
     if request.method == "POST":
         action = request.POST.get("action", "")
         try:
-            if action in WEBHOOK_ACTIONS:
-                notice, webhook_form = _webhook(request, project, actor, action)
-            elif action in ("add_member", "set_role", "remove_member"):
-                notice = _members(project, actor, request.POST, action)
-            elif action == "create_key":
-                new_key = issue_api_key(project, scopes=request.POST.getlist("scopes") or None,
-                                        name=request.POST.get("name", "").strip()[:100], created_by=request.user)
-                audit.record(project, actor, "api_key_created", new_key.api_key,
-                             after={"prefix": new_key.api_key.prefix, "scopes": new_key.api_key.scopes})
-                # shown on the page the redirect leads to, then gone: reloading cannot show it again
-                # (nor, re-posting the form, make another key)
-                request.session[NEW_KEY_SESSION] = new_key.raw
-            elif action == "revoke_key":
-                key = ApiKey.objects.filter(project=project, pk=_int(request.POST.get("key"))).first()
-                if key is not None and key.revoked_at is None:
-                    revoke_api_key(key)
-                    audit.record(project, actor, "api_key_revoked", key, after={"prefix": key.prefix})
-                    notice = _("Key %(prefix)s revoked.") % {"prefix": key.prefix}
-            elif action == "plugin":
-                notice = _plugin(project, actor, request.POST)
-            elif action == "policy":
-                policies.update_policy(project, actor, _policy_changes(request.POST))
-                notice = _("Review policy saved.")
-            elif action == "blocklist":
-                terms = [{"pattern": line.strip(), "is_regex": request.POST.get("is_regex") == "on",
-                          "category": request.POST.get("category", "custom")}
-                         for line in request.POST.get("terms", "").splitlines() if line.strip()]
-                if request.POST.get("category") not in BLOCKLIST_CATEGORIES:
-                    raise ValidationError(_("Choose a category."))
-                result = policies.import_blocklist(project, actor, terms, replace=request.POST.get("replace") == "on")
-                notice = _("Blocklist: %(added)s added, %(removed)s removed, %(total)s in all.") % result
+            _refuse_nul(request.POST)
+            # all of a change or none of it: a step refused after another was written leaves nothing behind
+            with transaction.atomic():
+                if action in WEBHOOK_ACTIONS:
+                    notice, webhook_form = _webhook(request, project, actor, action)
+                elif action in ("add_member", "set_role", "remove_member"):
+                    notice = _members(project, actor, request.POST, action)
+                elif action == "create_key":
+                    new_key = issue_api_key(project, scopes=request.POST.getlist("scopes") or None,
+                                            name=request.POST.get("name", "").strip()[:100], created_by=request.user)
+                    audit.record(project, actor, "api_key_created", new_key.api_key,
+                                 after={"prefix": new_key.api_key.prefix, "scopes": new_key.api_key.scopes})
+                    # shown on the page the redirect leads to, then gone: reloading cannot show it again
+                    # (nor, re-posting the form, make another key)
+                    request.session[NEW_KEY_SESSION] = new_key.raw
+                elif action == "revoke_key":
+                    key = ApiKey.objects.filter(project=project, pk=_int(request.POST.get("key"))).first()
+                    if key is not None and key.revoked_at is None:
+                        revoke_api_key(key)
+                        audit.record(project, actor, "api_key_revoked", key, after={"prefix": key.prefix})
+                        notice = _("Key %(prefix)s revoked.") % {"prefix": key.prefix}
+                elif action == "plugin":
+                    notice = _plugin(project, actor, request.POST)
+                elif action == "policy":
+                    policies.update_policy(project, actor, _policy_changes(request.POST))
+                    notice = _("Review policy saved.")
+                elif action == "blocklist":
+                    terms = [{"pattern": line.strip(), "is_regex": request.POST.get("is_regex") == "on",
+                              "category": request.POST.get("category", "custom")}
+                             for line in request.POST.get("terms", "").splitlines() if line.strip()]
+                    if request.POST.get("category") not in BLOCKLIST_CATEGORIES:
+                        raise ValidationError(_("Choose a category."))
+                    result = policies.import_blocklist(project, actor, terms, replace=request.POST.get("replace") == "on")
+                    notice = _("Blocklist: %(added)s added, %(removed)s removed, %(total)s in all.") % result
         except ValidationError as error:
             errors.extend(_messages(error))
         if not errors and not webhook_form:
@@ -108,7 +114,17 @@ def project_settings(request, here):
 
 
 def _int(value) -> int | None:
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
+
+
+def _refuse_nul(posted) -> None:
+    """A NUL character in any name or value posted: PostgreSQL refuses one in a query, so nothing is looked
+    up or saved with it."""
+    refuse = ProhibitNullCharactersValidator()
+    for name, values in posted.lists():
+        for text in (name, *values):
+            refuse(text)
 
 
 def _messages(error: ValidationError) -> list[str]:
@@ -122,13 +138,18 @@ def _members(project, actor, posted, action) -> str:
         user = get_user_model().objects.filter(username=posted.get("username", "").strip()).first()
         if user is None:
             raise ValidationError(_("No user with that username. An administrator creates accounts."))
+        if Membership.objects.filter(project=project, user=user).exists():
+            # adding would change their role unchecked (the last owner demoted) and audit it as an addition
+            raise ValidationError(_("%(username)s is already a member: change their role in the list of members.")
+                                  % {"username": user.username})
         membership = add_member(project, user, posted.get("role", ""))
         audit.record(project, actor, "member_added", membership, after={"user": user.username, "role": membership.role})
         return ""
     membership = Membership.objects.filter(project=project, pk=_int(posted.get("member"))).select_related("user").first()
     if membership is None:
         raise ValidationError(_("No such member."))
-    owners = Membership.objects.filter(project=project, role=Role.OWNER).count()
+    # the owners locked until this change commits: two owners demoting each other at once leave one
+    owners = len(Membership.objects.select_for_update().filter(project=project, role=Role.OWNER).values_list("pk"))
     leaving_owner = membership.role == Role.OWNER and (action == "remove_member" or posted.get("role") != Role.OWNER)
     if leaving_owner and owners <= 1:
         raise ValidationError(_("A project keeps at least one owner: make someone else owner first."))
@@ -158,8 +179,8 @@ def _policy_changes(posted) -> dict:
     reasons = [r.strip() for r in posted.get("reject_reasons", "").split(",") if r.strip()]
     if not reasons or not all(REASON.match(r) for r in reasons):
         raise ValidationError({"reject_reasons": [_("Give reasons as lowercase words joined by underscores, separated by commas.")]})
-    if number("lease_seconds") < 30:
-        raise ValidationError({"lease_seconds": [_("At least 30 seconds.")]})
+    if not LEASE_SECONDS[0] <= number("lease_seconds") <= LEASE_SECONDS[1]:
+        raise ValidationError({"lease_seconds": [_("From 30 to 86,400 seconds (a day).")]})
     return {
         "review_mode": posted.get("review_mode"),
         "audit_sample_percent": number("audit_sample_percent"),
@@ -198,15 +219,17 @@ def _plugin(project, actor, posted) -> str:
     plugin_id = posted.get("plugin", "")
     if get_registry().get(plugin_id) is None:
         raise ValidationError(_("No such plugin is installed."))
-    setting = set_plugin_enabled(project, plugin_id, posted.get("enabled") == "on")
-    before = {"model_version": setting.model_version.version if setting.model_version_id else None}
+    # everything checked before anything is written: a refused form leaves the switch as it was
     chosen = posted.get("model_version", "")
     version = ModelVersion.objects.filter(plugin_id=plugin_id, pk=_int(chosen)).first() if chosen else None
     if chosen and version is None:
         raise ValidationError(_("No such model version for this plugin."))
-    ProjectPlugin.objects.filter(pk=setting.pk).update(model_version=version)
-    audit.record(project, actor, "plugin_configured", setting, before=before,
-                 after={"plugin": plugin_id, "enabled": setting.enabled, "model_version": version.version if version else None})
+    with transaction.atomic():  # the switch, the pin and their audit event together
+        setting = set_plugin_enabled(project, plugin_id, posted.get("enabled") == "on")
+        before = {"model_version": setting.model_version.version if setting.model_version_id else None}
+        ProjectPlugin.objects.filter(pk=setting.pk).update(model_version=version)
+        audit.record(project, actor, "plugin_configured", setting, before=before, after={
+            "plugin": plugin_id, "enabled": setting.enabled, "model_version": version.version if version else None})
     return ""
 
 

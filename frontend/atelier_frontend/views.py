@@ -12,13 +12,14 @@ from django.db.models.functions import Cast
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.jobs.errors import JobServiceError
-from atelier_platform.jobs.models import Job, JobStatus, Output
+from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, Job, JobStatus, Output, ReviewState
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_platform.moderation.models import AuditEvent, ReviewItem
 from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
@@ -30,6 +31,9 @@ from atelier_frontend.rendering import flagged_categories, render_value, spans_o
 from atelier_frontend.texts import js_text
 
 JOBS_PER_PAGE = 50
+# Pages past this (50 million jobs in) show the empty end of the list: an unbounded page number overflows
+# the database's OFFSET.
+MAX_JOBS_PAGE = 1_000_000
 RECENT_PROMPTS = 8
 SECTIONS = {"create-plugin": "create", "job": "jobs", "chat-thread": "chat"}
 
@@ -57,7 +61,8 @@ def home(request):
 @login_required
 @require_POST
 def switch_project(request):
-    if not switch(request, request.POST.get("project", "")):
+    slug = request.POST.get("project", "")
+    if "\x00" in slug or not switch(request, slug):  # PostgreSQL refuses a NUL in a query parameter
         raise Http404("No such project among yours.")
     target = request.POST.get("next") or "/"
     return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
@@ -96,7 +101,7 @@ def create_plugin(request, here, plugin_id: str):
     if request.method == "POST":
         input_data, params, readable = schema_form.parse(fields, request.POST)
         priority = request.POST.get("priority", "5")
-        if not (priority.isdigit() and 0 <= int(priority) <= 9):
+        if not (_is_number(priority) and 0 <= int(priority) <= 9):
             form_errors.append(_("Priority: choose 0 to 9."))
             readable = False
         template_name = request.POST.get("template_name", "").strip()[:100]
@@ -158,8 +163,13 @@ def _summary(data, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _is_number(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" (which ``int`` refuses) and "١٢" (which it reads as 12)."""
+    return value.isascii() and value.isdigit()
+
+
 def _int_or_none(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
+    return int(value) if _is_number(value) else None
 
 
 def _uuid_or_404(value: str):
@@ -175,8 +185,13 @@ def _uuid_or_404(value: str):
 
 def _job_filters(params) -> dict:
     status = params.get("status", "")
-    return {"status": status if status in JobStatus.values else "", "plugin": params.get("plugin", ""),
-            "q": params.get("q", "").strip()}
+    return {"status": status if status in JobStatus.values else "", "plugin": _without_nul(params.get("plugin", "")),
+            "q": _without_nul(params.get("q", "")).strip()}
+
+
+def _without_nul(text: str) -> str:
+    """No stored plugin id or input holds a NUL, and PostgreSQL refuses one in a query parameter."""
+    return text.replace("\x00", "")
 
 
 def _filtered_jobs(project, filters: dict):
@@ -198,7 +213,7 @@ def jobs(request, here):
     filters = _job_filters(request.GET)
     listed = _filtered_jobs(here.project, filters)
     try:
-        page_number = max(1, int(request.GET.get("page", "1")))
+        page_number = min(max(1, int(request.GET.get("page", "1"))), MAX_JOBS_PAGE)
     except ValueError:
         page_number = 1
     start = (page_number - 1) * JOBS_PER_PAGE
@@ -227,7 +242,6 @@ def jobs_status(request, here):
     import uuid
 
     from django.template.loader import render_to_string
-    from django.utils.dateparse import parse_datetime
 
     ids = []
     for raw in request.GET.get("ids", "").split(",")[:200]:
@@ -241,10 +255,7 @@ def jobs_status(request, here):
         {"id": str(r["id"]), "status": r["status"], "progress": r["progress"], "detail": r["progress_detail"],
          "error": r["error_message"] or r["error_code"], "finished": r["status"] in {"succeeded", "failed", "cancelled", "blocked"}}
         for r in rows]}
-    try:
-        since = parse_datetime(request.GET.get("since", ""))
-    except ValueError:
-        since = None
+    since = _since(request.GET.get("since", ""))
     if since is not None:
         filters = _job_filters(request.GET)
         new = list(_filtered_jobs(here.project, filters).filter(created_at__gt=since).select_related("submitted_by")
@@ -254,6 +265,40 @@ def jobs_status(request, here):
             for job in new]
         answer["since"] = (new[0].created_at if new else since).isoformat()
     return JsonResponse(answer)
+
+
+def _since(raw: str):
+    """``since`` as an aware time in UTC, or None; a time beyond the years UTC can hold (0001-01-01 at +14:00)
+    becomes the first or last time it can, which no job is created before or after."""
+    import datetime
+
+    from django.utils import timezone
+    from django.utils.dateparse import parse_datetime
+
+    try:
+        since = parse_datetime(raw)
+    except ValueError:
+        return None
+    if since is None:
+        return None
+    if timezone.is_naive(since):
+        since = timezone.make_aware(since)
+    try:
+        return since.astimezone(datetime.timezone.utc)
+    except OverflowError:
+        edge = datetime.datetime.min if since.year == datetime.MINYEAR else datetime.datetime.max
+        return edge.replace(tzinfo=datetime.timezone.utc)
+
+
+#: What the job page and chat say in place of an output's content that the jobs API withholds.
+WITHHELD_NOTICES = {
+    ReviewState.BLOCKED: gettext_lazy("Withheld: blocked by screening. Its content and files are not shown."),
+    ReviewState.REJECTED: gettext_lazy("Withheld: rejected by a reviewer. Its content and files are not shown."),
+}
+WITHHELD_REPLY_NOTICES = {
+    ReviewState.BLOCKED: gettext_lazy("This reply is withheld: blocked by screening."),
+    ReviewState.REJECTED: gettext_lazy("This reply is withheld: rejected by a reviewer."),
+}
 
 
 @needs(Capability.JOBS_READ)
@@ -267,13 +312,18 @@ def job_detail(request, here, job_id):
     shown = []
     for output in job.outputs.all():
         item = getattr(output, "review", None)
+        # As the jobs API: a blocked or rejected output keeps its state and flags here, never its content or
+        # files, whoever looks (reviewers read it in the review panel).
+        withheld = output.review_state in WITHHELD_REVIEW_STATES
+        files = [] if withheld else output.files.all()
         shown.append({
             "output": output,
-            "html": render_value(output.content, "content", spans_of(output.safety)),
+            "withheld": WITHHELD_NOTICES[output.review_state] if withheld else "",
+            "html": "" if withheld else render_value(output.content, "content", spans_of(output.safety)),
             "flags": flagged_categories(output.safety),
-            "images": [f for f in output.files.all() if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
-            "thumbnails": {f.role: f for f in output.files.all()},
-            "other_files": [f for f in output.files.all() if f.media_type not in IMAGE_TYPES],
+            "images": [f for f in files if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
+            "thumbnails": {f.role: f for f in files},
+            "other_files": [f for f in files if f.media_type not in IMAGE_TYPES],
             "item": item,
             "decisions": list(item.decisions.all()) if item else [],
             "needed": 2 if item and item.flagged and policy.second_review_for_flagged else 1,
@@ -343,7 +393,12 @@ def chat(request, here, conversation_id=None):
                 rows.append({"role": "user", "text": message.content, "job": message.job})
                 job = message.job
                 if job is not None and job.pk not in answered and message is _last_turn_of(messages, job):
-                    if first is not None:
+                    if first is not None and first.review_state in WITHHELD_REVIEW_STATES:
+                        # as /v1/chat/completions: a notice in place of a reply nobody may use, nor its sources
+                        rows.append({"role": "assistant", "draft": True, "withheld": True,
+                                     "text": WITHHELD_REPLY_NOTICES[first.review_state], "sources": [],
+                                     "state": first.review_state, "job": job})
+                    elif first is not None:
                         rows.append({"role": "assistant", "draft": True, "text": content.get("reply", ""),
                                      "sources": content.get("sources", []), "state": first.review_state, "job": job})
                     elif not job.is_finished:

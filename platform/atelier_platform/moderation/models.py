@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from atelier_platform.accounts.models import Project
@@ -31,7 +32,9 @@ class SafetyPolicy(models.Model):
     second_review_for_flagged = models.BooleanField(default=False)
     forbid_self_approval = models.BooleanField(default=True)
     reject_reasons = models.JSONField(default=list, blank=True, help_text="empty: the default reasons")
-    lease_seconds = models.PositiveIntegerField(default=600)
+    # a day at most, as the API allows: a longer lease keeps an item from other reviewers for good, and one
+    # past the dates the database holds makes every claim of the queue fail
+    lease_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(30), MaxValueValidator(86_400)])
     updated_at = models.DateTimeField(auto_now=True)
     #: Bumped by database triggers (migration 0002) on every insert, update or delete of the project's
     #: blocklist rows, whatever wrote them; screening rebuilds its compiled blocklist when it moves.
