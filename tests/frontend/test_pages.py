@@ -247,6 +247,28 @@ class TestJobs:
         assert "blue whale" not in page and "red fox" in page
         assert "No job matches" in text_of(viewer.get("/jobs/?plugin=gpu_reverse"))
 
+    @pytest.mark.parametrize("query", ["CAFÉ noir", "退货政策", 'say "hello"', "STRASSE"])
+    def test_search_finds_prompts_by_what_they_say(self, project, signed_in, submit, query):
+        """The search looked in the input's JSON: on SQLite that escapes every letter outside ASCII, and on
+        every database a quote; its key names matched too ("copies" found every job)."""
+        wanted = {"CAFÉ noir": "Un café noir, s'il vous plaît", "退货政策": "请问退货政策是什么？",
+                  'say "hello"': 'Please say "hello" to the team', "STRASSE": "Lieferung in die Hauptstraße"}[query]
+        job, other = submit(project, text=wanted), submit(project, text="something else entirely")
+        viewer = signed_in(project, "viewer")
+        page = text_of(viewer.get("/jobs/", {"q": query}))
+        assert f'data-job="{job.pk}"' in page and f'data-job="{other.pk}"' not in page
+        assert f'data-job="{other.pk}"' not in text_of(viewer.get("/jobs/", {"q": "copies"}))  # a key, not a word
+
+    def test_jobs_saved_before_the_search_column_are_found_too(self, project, signed_in, submit):
+        import importlib
+
+        from django.apps import apps as installed
+
+        job = submit(project, text="Ein Café am Fluss")
+        Job.objects.filter(pk=job.pk).update(search_text="")
+        importlib.import_module("atelier_platform.jobs.migrations.0005_job_search_text").fill_search_text(installed, None)
+        assert f'data-job="{job.pk}"' in text_of(signed_in(project, "viewer").get("/jobs/", {"q": "café"}))
+
     def test_status_view_answers_for_this_projects_jobs_only(self, project, other_project, signed_in, submit):
         viewer = signed_in(project, "viewer")
         mine, theirs = submit(project), submit(other_project)

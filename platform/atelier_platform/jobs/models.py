@@ -36,6 +36,9 @@ class Job(models.Model):
     plugin_version = models.CharField(max_length=50)
     resource_class = models.CharField(max_length=10)
     input = models.JSONField()
+    #: the input's texts, case-folded, for the dashboard's search (``searchable_text``): the JSON as the
+    #: database stores it escapes quotes, and on SQLite every letter outside ASCII
+    search_text = models.TextField(blank=True, default="", editable=False)
     params = models.JSONField(default=dict)
     seed = models.BigIntegerField()
     priority = models.PositiveSmallIntegerField(default=5)
@@ -97,6 +100,34 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.plugin_id} job {self.id} ({self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding and not self.search_text:  # a job's input never changes after it is created
+            self.search_text = searchable_text(self.input)
+        super().save(*args, **kwargs)
+
+
+#: how much of a long input the search looks at: its start (a system prompt, the first turn) and its end
+#: (the latest turns of a conversation)
+SEARCH_TEXT_HEAD, SEARCH_TEXT_TAIL = 1000, 3000
+
+
+def searchable_text(value) -> str:
+    """The strings of a job's input, one per line and case-folded, as the dashboard's search matches them."""
+    texts, pending = [], [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if item.strip():
+                texts.append(item)
+        elif isinstance(item, dict):
+            pending.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            pending.extend(reversed(item))
+    text = "\n".join(texts).casefold().replace("\x00", "")
+    if len(text) > SEARCH_TEXT_HEAD + SEARCH_TEXT_TAIL:
+        text = f"{text[:SEARCH_TEXT_HEAD]}\n{text[-SEARCH_TEXT_TAIL:]}"
+    return text
 
 
 class ReviewState(models.TextChoices):
