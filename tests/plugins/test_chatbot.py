@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from atelier_plugins.chatbot.plugin import ChatbotInput, ChatbotParams, ChatbotPlugin, build_prompt
 from atelier_plugins.text.chunking import chunk_markdown
 from atelier_plugins.text.retrieval import IndexedPassage, InMemoryRetriever, bigrams
-from tests.support.tiny_lm import build_tiny_chat_lm
 
 KNOWLEDGE = {
     "en/shipping": "# Shipping\n\n## Times\n\nStandard shipping takes 4 to 6 business days.\n\n"
@@ -47,17 +46,6 @@ def knowledge_passages():
         for chunk in chunk_markdown(markdown):
             passages.append(IndexedPassage(source_id, f"{source_id}#{chunk.index}", chunk.heading or title, chunk.text))
     return passages
-
-
-@pytest.fixture(scope="module")
-def chatbot(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)
-    plugin = ChatbotPlugin()
-    # Room for the system prompt with three passages, which the tiny vocabulary spells out in many tokens.
-    plugin.load("cpu", build_tiny_chat_lm(tmp_path_factory.mktemp("tiny_chat_lm"), n_positions=768))
-    return plugin
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,13 @@ import pytest
 from atelier_sdk import GenerationRequest, OutputItem, RunContext
 from PIL import Image
 
-from atelier_plugins.chatbot.plugin import ChatbotInput, ChatbotParams, ChatbotPlugin
+from atelier_plugins.chatbot.plugin import ChatbotInput, ChatbotParams
 from atelier_plugins.image.plugin import ImageInput, ImagePlugin
 from atelier_plugins.recommender_copy.plugin import RecommenderCopyPlugin
 from atelier_plugins.recommender_copy.ranking import mmr_select
 from atelier_plugins.recommender_copy.schemas import RecommenderInput, RecommenderOutput, RecommenderParams
 from atelier_plugins.text.generation import FINISH_CANCELLED, ChatRequest
 from tests.support.tiny_diffusion import PROMPT_WORDS
-from tests.support.tiny_lm import build_tiny_chat_lm
 from tests.support.tiny_recommender import ScriptedChatLM, product_of, variant_of
 
 # -- image: SDXL-type pipelines ------------------------------------------------------------------
@@ -134,16 +133,6 @@ class ScriptedLogits:
         self.step += 1
         out.logits = forced
         return out
-
-
-@pytest.fixture(scope="module")
-def chatbot(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)
-    plugin = ChatbotPlugin()
-    plugin.load("cpu", build_tiny_chat_lm(tmp_path_factory.mktemp("tiny_chat_lm"), n_positions=768))
-    return plugin
 
 
 def scripted(chatbot, monkeypatch, answer: str) -> list[int]:
