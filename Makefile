@@ -34,7 +34,8 @@ demo: migrate
 
 run: demo
 	$(BIN)/python manage.py bootstrap --url http://127.0.0.1:$(PORT)
-	PORT=$(PORT) $(BIN)/python -m atelier_platform.supervisor Procfile
+	# exec: the supervisor takes the shell's place, so that a SIGTERM to make reaches it (and so its children)
+	exec env PORT=$(PORT) $(BIN)/python -m atelier_platform.supervisor Procfile
 
 test: setup
 	bash scripts/run-tests.sh

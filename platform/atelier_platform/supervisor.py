@@ -4,7 +4,8 @@
 its own session, so the terminal's Ctrl-C reaches only this supervisor, which then sends SIGTERM
 to every process and waits for them: a Celery worker finishes the job in hand (a warm shutdown
 takes several seconds, longer than generic process managers wait before SIGKILL). A process
-that dies on its own stops the others too, and the exit status says so.
+that dies on its own stops the others too, and the exit status says so. A closed terminal (SIGHUP)
+or a SIGQUIT stops them as a Ctrl-C does: the processes, in sessions of their own, would not hear it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Supervisor:
         self.entries = entries
         self.grace_s = grace_s
         self.processes: dict[str, subprocess.Popen] = {}
+        # start() adds to ``processes`` while a signal's stop() may already read them
+        self.processes_lock = threading.Lock()
         self.stopping = threading.Event()
         self.width = max(len(name) for name, _ in entries)
         self.colour = sys.stdout.isatty()
@@ -62,25 +65,33 @@ class Supervisor:
 
     def start(self) -> None:
         for index, (name, command) in enumerate(self.entries):
-            # sh -c expands ${PORT:-8000} as a Procfile author expects
-            process = subprocess.Popen(
-                ["/bin/sh", "-c", f"exec {command}"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-            self.processes[name] = process
+            with self.processes_lock:
+                if self.stopping.is_set():  # stopped while starting: start no more
+                    return
+                # sh -c expands ${PORT:-8000} as a Procfile author expects
+                process = subprocess.Popen(
+                    ["/bin/sh", "-c", f"exec {command}"],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+                self.processes[name] = process
             threading.Thread(target=self._pump, args=(name, index, process), daemon=True).start()
             self.say("supervisor", f"started {name} (pid {process.pid}): {shlex.split(command)[0]}")
+
+    def started(self) -> list[tuple[str, subprocess.Popen]]:
+        with self.processes_lock:
+            return list(self.processes.items())
 
     def stop(self) -> None:
         if self.stopping.is_set():
             return
         self.stopping.set()
         self.say("supervisor", f"stopping; waiting up to {self.grace_s:.0f} s for running work to finish")
-        for process in self.processes.values():
+        started = self.started()  # after ``stopping``: start() launches nothing more
+        for _, process in started:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace_s
-        for name, process in self.processes.items():
+        for name, process in started:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -89,12 +100,12 @@ class Supervisor:
                 process.wait()
 
     def run(self) -> int:
-        signal.signal(signal.SIGINT, lambda *_: self.stopping.is_set() or threading.Thread(target=self.stop).start())
-        signal.signal(signal.SIGTERM, lambda *_: self.stopping.is_set() or threading.Thread(target=self.stop).start())
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(stop_signal, lambda *_: self.stopping.is_set() or threading.Thread(target=self.stop).start())
         self.start()
         failed = None
         while not self.stopping.is_set():
-            for name, process in self.processes.items():
+            for name, process in self.started():
                 if process.poll() is not None:
                     failed = (name, process.returncode)
                     break
@@ -103,7 +114,7 @@ class Supervisor:
                 self.stop()
                 break
             time.sleep(0.2)
-        while any(p.poll() is None for p in self.processes.values()):
+        while any(p.poll() is None for _, p in self.started()):
             time.sleep(0.1)
         return 1 if failed else 0
 
