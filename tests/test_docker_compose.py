@@ -87,3 +87,52 @@ def test_web_and_workers_share_media(compose):
 
     assert "media" in volumes("web") and "media" in volumes("worker-gpu") and "media" in volumes("worker-cpu")
     assert set(compose["volumes"]) >= {"media", "models", "postgres"}
+
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+
+
+def image_environment() -> dict[str, str]:
+    """The ENV instructions of the Dockerfile."""
+    environment: dict[str, str] = {}
+    for line in DOCKERFILE.replace("\\\n", " ").splitlines():
+        if line.startswith("ENV "):
+            environment.update(pair.split("=", 1) for pair in line[4:].split())
+    return environment
+
+
+def test_the_image_build_leaves_no_secret_key_in_the_image(tmp_path):
+    """The build ran the settings without a SECRET_KEY, which generated one into /data of the image: every
+    container of it, started without SECRET_KEY, signed sessions with a key anyone with the image can read."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    step = next(part.strip() for part in re.split(r"&&|RUN ", DOCKERFILE.replace("\\\n", " ")) if "collectstatic" in part)
+    words = shlex.split(step)
+    assignments = dict(word.split("=", 1) for word in words[: words.index("python")])
+    data_dir = tmp_path / "data"
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith(("ATELIER_", "DJANGO_")) and name not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+    environment.update({name: value.replace("/data", str(data_dir)) for name, value in image_environment().items()})
+    result = subprocess.run([sys.executable, *words[words.index("python") + 1:]], cwd=REPO, capture_output=True, text=True,
+                            env={**environment, **assignments}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (data_dir / "secret_key").exists()
+    assert image_environment()["ATELIER_PRODUCTION"] == "true"  # so a container without SECRET_KEY stops and says so
+
+
+def test_the_volumes_mount_on_folders_the_image_user_owns(compose):
+    """Docker makes a missing mount point owned by root: the workers, running as the image's user, could not
+    write generated files into the media volume."""
+    made = {path for group in re.findall(r"mkdir -p ([^&\n]+)", DOCKERFILE) for path in group.split()}
+    assert re.search(r"chown -R (\S+) /data", DOCKERFILE).group(1) == re.search(r"^USER (\S+)", DOCKERFILE, re.M).group(1)
+    for name in ATELIER_SERVICES:
+        for volume in compose["services"][name].get("volumes", []):
+            assert volume.split(":")[1] in made, f"{name}: {volume}"
+
+
+def test_flower_is_reachable_from_this_host_only(compose):
+    """It shows every task's arguments and the workers' configuration, with no sign-in."""
+    assert all(str(port).startswith("127.0.0.1:") for port in compose["services"]["flower"]["ports"])

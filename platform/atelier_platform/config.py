@@ -13,6 +13,7 @@ import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,7 +53,12 @@ class AtelierConfig(BaseSettings):
     debug: bool = False
     secret_key: str | None = Field(default=None, validation_alias=AliasChoices("SECRET_KEY", "ATELIER_SECRET_KEY"))
     allowed_hosts: str = "127.0.0.1,localhost"
-    csrf_trusted_origins: str = ""
+    csrf_trusted_origins: str = Field(default="", description="origins trusted for the dashboard's forms besides "
+                                      "ATELIER_PUBLIC_URL's, comma-separated (https://atelier.example.com)")
+    secure_cookies: bool | None = Field(default=None, description="session and CSRF cookies only over HTTPS; unset: "
+                                        "as ATELIER_PRODUCTION (false only to try a production stack over plain HTTP)")
+    trust_forwarded_proto: bool = Field(default=False, description="behind a TLS-terminating proxy that sets "
+                                        "X-Forwarded-Proto (and strips a client's own): requests it marks https are")
     max_request_bytes: int = Field(default=1_048_576, ge=1024, description="largest API request body accepted")
     production: bool = Field(default=False, description="refuse embedded defaults that are unsafe in production")
 
@@ -151,6 +157,13 @@ class AtelierConfig(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _production_never_debugs(self) -> "AtelierConfig":
+        # Debug pages show settings and tracebacks to whoever causes an error.
+        if self.production and self.debug:
+            raise ValueError("ATELIER_DEBUG must be false when ATELIER_PRODUCTION is true")
+        return self
+
+    @model_validator(mode="after")
     def _silences_outlast_two_signs_of_life(self) -> "AtelierConfig":
         """A worker or a job counted lost after a silence shorter than two of its own reports would look
         dead between two of them: shown ``lost`` while ready, its running jobs queued again by the sweeper."""
@@ -161,6 +174,15 @@ class AtelierConfig(BaseSettings):
         return self
 
     # --- derived values ----------------------------------------------------------------------
+    @property
+    def trusted_origins(self) -> list[str]:
+        """Origins whose form posts the dashboard accepts: ATELIER_PUBLIC_URL's and ATELIER_CSRF_TRUSTED_ORIGINS."""
+        origins = [origin.strip() for origin in self.csrf_trusted_origins.split(",") if origin.strip()]
+        public = urlsplit(self.public_url)
+        if public.scheme in ("http", "https") and public.netloc:
+            origins.insert(0, f"{public.scheme}://{public.netloc}")
+        return list(dict.fromkeys(origins))
+
     @property
     def webhooks_retry_delays_s(self) -> tuple[float, ...]:
         return _retry_schedule(self.webhooks_retry_schedule_s)

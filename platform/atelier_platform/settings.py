@@ -13,7 +13,11 @@ BASE_DIR = REPO_ROOT
 SECRET_KEY = CONFIG.resolved_secret_key()
 DEBUG = CONFIG.debug
 ALLOWED_HOSTS = [host.strip() for host in CONFIG.allowed_hosts.split(",") if host.strip()]
-CSRF_TRUSTED_ORIGINS = [origin.strip() for origin in CONFIG.csrf_trusted_origins.split(",") if origin.strip()]
+CSRF_TRUSTED_ORIGINS = CONFIG.trusted_origins
+if CONFIG.trust_forwarded_proto:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# A signed-in owner's session never travels over plain HTTP: production is served over TLS.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CONFIG.production if CONFIG.secure_cookies is None else CONFIG.secure_cookies
 
 INSTALLED_APPS = [
     "django.contrib.admin",

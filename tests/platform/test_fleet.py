@@ -117,6 +117,13 @@ def test_metrics_are_closed_to_the_internet_without_a_token(db, monkeypatch):
     assert Client(REMOTE_ADDR="8.8.8.8").get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
 
 
+@pytest.mark.parametrize("forwarded", [{"HTTP_X_FORWARDED_FOR": "203.0.113.7"}, {"HTTP_FORWARDED": "for=203.0.113.7"}])
+def test_a_request_a_proxy_on_this_host_passed_on_is_not_a_local_one(db, forwarded):
+    """Behind nginx or Caddy on the same host every request arrives from loopback: the metrics were open to
+    the internet."""
+    assert Client(REMOTE_ADDR="127.0.0.1", **forwarded).get("/metrics").status_code == 403
+
+
 def test_web_and_worker_processes_load_the_safety_checks_as_they_start(monkeypatch):
     """Not in their first request or job: those would all wait for the checks' models (about 1 s)."""
     import importlib
