@@ -79,7 +79,7 @@ def load_and_validate(load: Callable[[], object], validate: Callable[[object], t
     """
     try:
         loaded = load()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a module that exits as it imports (a dependency check) too
         logger.warning("%s %s (%s) failed to import: %s", kind, name, source, exc)
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return None, f"import failed: {last}"

@@ -17,3 +17,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["plugin_id", "version", "model_dir", "created_at"]
     list_filter = ["plugin_id"]
     readonly_fields = ["plugin_id", "version", "model_dir", "created_at"]
+
+    def has_add_permission(self, request):
+        return False  # an empty version, its directory never checked, would join the pin pickers

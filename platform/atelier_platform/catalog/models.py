@@ -49,6 +49,15 @@ class ProjectPlugin(models.Model):
         return f"{self.plugin_id} in {self.project} ({'enabled' if self.enabled else 'disabled'})"
 
     def clean(self) -> None:
+        from atelier_platform.catalog.services import installed_plugin, param_default_problems
+
+        params = (self.config or {}).get("params") if isinstance(self.config, dict) else None
+        plugin = installed_plugin(self.plugin_id)
+        if params is not None and plugin is not None:
+            # Saved, a default the plugin refuses would fail every caller's job over a field they never sent.
+            problems = params if not isinstance(params, dict) else param_default_problems(plugin, params)
+            if problems:
+                raise ValidationError({"config": f"Default params the plugin {self.plugin_id} refuses: {problems}"})
         # A chatbot pinned to an image model's directory would fail every job at load time.
         if self.model_version_id and self.model_version.plugin_id != self.plugin_id:
             raise ValidationError({"model_version": f"Version {self.model_version.version!r} is a model of "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from atelier_platform.config import get_config
@@ -21,10 +22,27 @@ def resolve_model_dir(relative: str) -> Path:
         raise ModelDirError(f"Model directory {relative!r} is not inside the models root {root}.")
     if not candidate.is_dir():
         raise ModelDirError(f"Model directory {candidate} does not exist.")
-    pickled = sorted(str(p.relative_to(candidate)) for p in candidate.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    pickled, walked = [], set()
+    # Every entry, symlinked folders followed (Path.rglob does not follow them on Python 3.11): what a loader
+    # reads must lie inside the root too, and no name along the way may be pickle weights.
+    for folder, folders, files in os.walk(candidate, followlinks=True):
+        if os.path.realpath(folder) in walked:  # a link back to a folder already walked: a loop
+            folders[:] = []
+            continue
+        walked.add(os.path.realpath(folder))
+        for name in folders + files:
+            entry = Path(folder) / name
+            target = entry.resolve()
+            if target != root and root not in target.parents:
+                raise ModelDirError(f"{entry} in model directory {candidate} leads outside the models root {root} "
+                                    f"(to {target}).")
+            if entry.suffix.lower() in PICKLE_SUFFIXES or target.suffix.lower() in PICKLE_SUFFIXES:
+                pickled.append(str(entry.relative_to(candidate)))
+        if len(pickled) >= 3:
+            break
     if pickled:
         raise ModelDirError(
-            f"Model directory {candidate} holds pickle-format files ({', '.join(pickled[:3])}); "
+            f"Model directory {candidate} holds pickle-format files ({', '.join(sorted(pickled)[:3])}); "
             "Atelier loads safetensors only: convert the weights and remove these files."
         )
     return candidate

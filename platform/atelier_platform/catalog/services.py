@@ -43,6 +43,24 @@ def _param_defaults(config: dict | None) -> dict:
     return dict(defaults) if isinstance(defaults, dict) else {}
 
 
+def param_default_problems(plugin: type[Plugin], defaults: dict) -> dict[str, list[str]]:
+    """What the plugin's Params refuse in a project's default params, by field (``params.colour``): a
+    field the plugin does not have, a value of the wrong kind. A required field the defaults leave to
+    the caller is no problem."""
+    from pydantic import ValidationError
+
+    try:
+        plugin.Params.model_validate(defaults)
+    except ValidationError as exc:
+        problems: dict[str, list[str]] = {}
+        for error in exc.errors(include_url=False):
+            if error["type"] == "missing" or not error["loc"] or error["loc"][0] not in defaults:
+                continue
+            problems.setdefault("params." + ".".join(map(str, error["loc"])), []).append(error["msg"])
+        return problems
+    return {}
+
+
 def plugin_settings(project: Project) -> dict[str, tuple[bool, dict]]:
     """Every plugin the project has a setting for: (enabled, param defaults), in one query."""
     return {setting.plugin_id: (setting.enabled, _param_defaults(setting.config)) for setting in _settings_read(project_id=project.pk)}

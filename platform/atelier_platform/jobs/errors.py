@@ -30,6 +30,13 @@ class InvalidJobInput(JobServiceError):
     code = "validation_error"
 
 
+class ProjectDefaultsInvalid(JobServiceError):
+    """The project's saved default params for the plugin are refused by it: the project's state, not the request."""
+
+    status_code = 409
+    code = "project_defaults_invalid"
+
+
 class IdempotencyConflict(JobServiceError):
     status_code = 422
     code = "idempotency_key_reused"

@@ -23,7 +23,7 @@ from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from atelier_platform.accounts.models import ApiKey, Project
-from atelier_platform.catalog.services import installed_plugin, plugin_settings
+from atelier_platform.catalog.services import installed_plugin, param_default_problems, plugin_settings
 from atelier_platform.conversations.services import expand_thread, is_conversational, record_turns
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.config import get_config
@@ -33,6 +33,7 @@ from atelier_platform.jobs.errors import (
     InvalidJobInput,
     JobServiceError,
     PluginNotEnabled,
+    ProjectDefaultsInvalid,
     UnknownPlugin,
 )
 from atelier_platform.jobs.models import Job, JobStatus
@@ -181,7 +182,14 @@ def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
         )
     validated_input = _validate(plugin.Input, request.input, "input")
     # The project's defaults for this plugin (brand voice, banned words, ...) under the caller's params.
-    validated_params = _validate(plugin.Params, {**facts.param_defaults(request.plugin_id), **request.params}, "params")
+    defaults = facts.param_defaults(request.plugin_id)
+    inherited = {name: value for name, value in defaults.items() if name not in request.params}
+    problems = param_default_problems(plugin, inherited) if inherited else {}
+    if problems:  # saved before the settings were checked, or the plugin changed since: not the caller's doing
+        raise ProjectDefaultsInvalid(
+            f"The project's default params for {request.plugin_id!r} no longer match the plugin; a project owner "
+            "must correct them in the plugin's settings (or send these params yourself).", details=problems)
+    validated_params = _validate(plugin.Params, {**defaults, **request.params}, "params")
     normalised_input = validated_input.model_dump(mode="json")
     normalised_params = validated_params.model_dump(mode="json")
     limits.check(plugin.manifest.id, normalised_input, normalised_params)

@@ -46,9 +46,11 @@ class Command(BaseCommand):
             return
         project = Project.objects.filter(slug=DEMO_SLUG).first() or create_project(DEMO_SLUG, "Demo project")
         enable_installed_plugins(project)
-        ProjectPlugin.objects.filter(project=project, plugin_id="recommender_copy").update(
-            config={"params": demo.recommender_defaults()}
-        )
+        # The shop's defaults once: an owner's own brand voice and banned words survive every `make run`.
+        for setting in ProjectPlugin.objects.filter(project=project, plugin_id="recommender_copy"):
+            if "params" not in setting.config:
+                setting.config = {**setting.config, "params": demo.recommender_defaults()}
+                setting.save(update_fields=["config", "updated_at"])
         documents = demo.demo_documents()
         changed = 0
         for source_id, title, content in tqdm(documents, desc="demo knowledge base", unit="doc", dynamic_ncols=True):

@@ -8,7 +8,8 @@ import os
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from atelier_platform.accounts.models import Project
@@ -32,6 +33,12 @@ class Command(BaseCommand):
         url = url.rstrip("/")
         password_file = get_config().data_dir / "admin_password"
         User = get_user_model()
+        try:
+            User.username_validator(username)
+            if not username or len(username) > User._meta.get_field("username").max_length:
+                raise ValidationError("give 1 to 150 characters")
+        except ValidationError as error:
+            raise CommandError(f"--username {username!r}: {' '.join(error.messages)}") from None
         user = User.objects.filter(username=username).first()
         if user is None:
             password = os.environ.get("ATELIER_ADMIN_PASSWORD") or secrets.token_urlsafe(12)

@@ -29,16 +29,18 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         project = options["project"]
         scopes = [scope for item in options["scopes"] for scope in item.replace(",", " ").split()]
+        created = False
         try:
             with transaction.atomic():
                 found = Project.objects.filter(slug=project).first()
                 if found is None:
                     if not options["create_project"]:
                         raise CommandError(f"No project {project!r}. Pass --create-project to create it.")
-                    found = create_project(project)
-                    self.stderr.write(f"Created project {project!r}.")
+                    found, created = create_project(project), True
                 issued = issue_api_key(found, scopes=scopes, name=options["name"])
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
+        if created:  # only now: a refused key (unknown scope) creates no project either
+            self.stderr.write(f"Created project {project!r}.")
         self.stderr.write(f"Key {issued.api_key.prefix} for project {found.slug!r}, scopes: {' '.join(issued.api_key.scopes)}")
         self.stdout.write(issued.raw)

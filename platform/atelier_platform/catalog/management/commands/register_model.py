@@ -1,5 +1,7 @@
 """``python manage.py register_model --plugin ID --name VERSION --dir RELATIVE [--pin PROJECT ...]``"""
 
+import re
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -7,6 +9,9 @@ from atelier_platform.accounts.models import Project
 from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
 from atelier_platform.catalog.models_dir import ModelDirError, resolve_model_dir
 from atelier_platform.catalog.registry import get_registry
+from atelier_platform.config import get_config
+
+VERSION_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Command(BaseCommand):
@@ -22,21 +27,34 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, **options):
         plugin_id, version = options["plugin"], options["name"]
+        if not VERSION_NAME.fullmatch(version):
+            raise CommandError(f"Version name {version!r}: 1 to 64 letters, digits, '.', '_' or '-' (such as v2 or 2026-11-28).")
         if get_registry().get(plugin_id) is None:
             raise CommandError(f"No plugin {plugin_id!r} is installed (see `manage.py plugins`).")
         try:
             path = resolve_model_dir(options["dir"])
         except ModelDirError as error:
             raise CommandError(str(error)) from None
+        # Stored relative to the models root, however it was typed: a host that mounts the root elsewhere
+        # finds it too.
+        model_dir = path.relative_to(get_config().resolved_models_root).as_posix()
         model, created = ModelVersion.objects.get_or_create(
             plugin_id=plugin_id, version=version,
-            defaults={"model_dir": options["dir"], "description": options["description"]},
+            defaults={"model_dir": model_dir, "description": options["description"]},
         )
-        if not created and model.model_dir != options["dir"]:
+        if not created and model.model_dir != model_dir:
             raise CommandError(f"{plugin_id} {version} already names {model.model_dir}; choose a new version name.")
+        disabled = []
         for slug in options["pin"]:
             project = Project.objects.filter(slug=slug).first()
             if project is None:
                 raise CommandError(f"No project {slug!r}.")
-            ProjectPlugin.objects.update_or_create(project=project, plugin_id=plugin_id, defaults={"model_version": model})
+            # A pin chooses the model, never whether the project may use the plugin.
+            setting, _ = ProjectPlugin.objects.update_or_create(
+                project=project, plugin_id=plugin_id, defaults={"model_version": model},
+                create_defaults={"model_version": model, "enabled": False})
+            if not setting.enabled:
+                disabled.append(slug)
         self.stdout.write(f"{plugin_id} {version} -> {path}" + (f"; pinned for {', '.join(options['pin'])}" if options["pin"] else ""))
+        if disabled:
+            self.stdout.write(f"{plugin_id} is not enabled for {', '.join(disabled)}: enable it in the project's settings.")
