@@ -13,6 +13,9 @@ job). Such bodies are refused here, with the path of the first bad string.
 
 from __future__ import annotations
 
+import io
+import re
+
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
@@ -62,15 +65,21 @@ def unpaired_surrogate_at(value, where: str = "") -> str | None:
     return None
 
 
+#: A surrogate can only arrive as a ``\\uD800``-``\\uDFFF`` escape (UTF-8 cannot encode one): a body without
+#: any, nearly every body, is not walked for them.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
+        body = stream.read()
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError:
             raise ParseError(f"JSON nested more than {MAX_DEPTH} levels deep.") from None
         if depth_of(data) > MAX_DEPTH:
             raise ParseError(f"JSON nested more than {MAX_DEPTH} levels deep.")
-        bad = unpaired_surrogate_at(data)
+        bad = unpaired_surrogate_at(data) if SURROGATE_ESCAPE.search(body) else None
         if bad is not None:
             raise ParseError(f"JSON text at {bad} holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), "
                              "which is not a character: send UTF-8 text or a complete surrogate pair.")
