@@ -52,13 +52,18 @@ def param_default_problems(plugin: type[Plugin], defaults: dict) -> dict[str, li
     try:
         plugin.Params.model_validate(defaults)
     except ValidationError as exc:
-        problems: dict[str, list[str]] = {}
-        for error in exc.errors(include_url=False):
-            if error["type"] == "missing" or not error["loc"] or error["loc"][0] not in defaults:
-                continue
-            problems.setdefault("params." + ".".join(map(str, error["loc"])), []).append(error["msg"])
-        return problems
+        return problems_of_defaults(exc, defaults)
     return {}
+
+
+def problems_of_defaults(exc, defaults: dict) -> dict[str, list[str]]:
+    """The errors of a Params validation (``exc``) that lie in fields ``defaults`` gave, by field."""
+    problems: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        if error["type"] == "missing" or not error["loc"] or error["loc"][0] not in defaults:
+            continue
+        problems.setdefault("params." + ".".join(map(str, error["loc"])), []).append(error["msg"])
+    return problems
 
 
 def plugin_settings(project: Project) -> dict[str, tuple[bool, dict]]:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Case, F, FloatField, JSONField, Q, Value, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from atelier_platform.config import get_config
@@ -138,8 +139,8 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
     now = timezone.now()
     waiting_company = Job.objects.filter(
         status=JobStatus.QUEUED, plugin_id=leader.plugin_id, plugin_version=leader.plugin_version,
-        batch_key=leader.batch_key, enqueued_at__lte=database_now_plus(0), cancel_requested_at__isnull=True,
-    ).exclude(error_code=WORKER_LOST)
+        batch_key=leader.batch_key, enqueued_at__lte=Now(), cancel_requested_at__isnull=True,
+    ).exclude(error_code=WORKER_LOST)  # those that must run alone (``runs_alone``)
     # A lone job at idle finds none: one plain read says so, without a transaction and its locks.
     if not waiting_company.exists():
         return []
@@ -408,17 +409,10 @@ def cancel_job(job: Job) -> Job:
     job = Job.objects.select_for_update().get(pk=job.pk)
     if job.status in FINISHED_STATUSES:
         raise JobAlreadyFinished(f"Job {job.id} already finished with status {job.status!r}; nothing to cancel.")
-    now = timezone.now()
-    job.cancel_requested_at = job.cancel_requested_at or now
-    if job.status == JobStatus.QUEUED:
-        job.status = JobStatus.CANCELLED
-        job.finished_at = now
-        job.error_code = "cancelled"
-        job.error_message = "Cancelled before it started."
-    job.save(update_fields=["cancel_requested_at", "status", "finished_at", "error_code", "error_message"])
-    if job.status == JobStatus.CANCELLED:
-        waiting.announce_finished(job.pk)  # a caller waiting for its answer gets it now
-        transaction.on_commit(lambda: job_cancelled.send(sender=Job, job=job), robust=True)
+    job.cancel_requested_at = job.cancel_requested_at or timezone.now()
+    job.save(update_fields=["cancel_requested_at"])
+    if job.status == JobStatus.QUEUED:  # finished at once, its waiters woken, as a worker's finish does
+        _finish(job, JobStatus.CANCELLED, code="cancelled", message="Cancelled before it started.")
     return job
 
 

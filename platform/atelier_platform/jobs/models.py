@@ -114,17 +114,9 @@ SEARCH_TEXT_HEAD, SEARCH_TEXT_TAIL = 1000, 3000
 
 def searchable_text(value) -> str:
     """The strings of a job's input, one per line and case-folded, as the dashboard's search matches them."""
-    texts, pending = [], [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if item.strip():
-                texts.append(item)
-        elif isinstance(item, dict):
-            pending.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            pending.extend(reversed(item))
-    text = "\n".join(texts).casefold().replace("\x00", "")
+    from atelier_platform.moderation.screening import collect_texts  # the texts screening reads, in order
+
+    text = "\n".join(text for _, text in collect_texts(value, "input")).casefold().replace("\x00", "")
     if len(text) > SEARCH_TEXT_HEAD + SEARCH_TEXT_TAIL:
         text = f"{text[:SEARCH_TEXT_HEAD]}\n{text[-SEARCH_TEXT_TAIL:]}"
     return text

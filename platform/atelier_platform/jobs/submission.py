@@ -23,7 +23,7 @@ from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from atelier_platform.accounts.models import ApiKey, Project
-from atelier_platform.catalog.services import installed_plugin, param_default_problems, plugin_settings
+from atelier_platform.catalog.services import installed_plugin, plugin_settings, problems_of_defaults
 from atelier_platform.conversations.services import expand_thread, is_conversational, record_turns
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.config import get_config
@@ -183,13 +183,17 @@ def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
     validated_input = _validate(plugin.Input, request.input, "input")
     # The project's defaults for this plugin (brand voice, banned words, ...) under the caller's params.
     defaults = facts.param_defaults(request.plugin_id)
-    inherited = {name: value for name, value in defaults.items() if name not in request.params}
-    problems = param_default_problems(plugin, inherited) if inherited else {}
-    if problems:  # saved before the settings were checked, or the plugin changed since: not the caller's doing
-        raise ProjectDefaultsInvalid(
-            f"The project's default params for {request.plugin_id!r} no longer match the plugin; a project owner "
-            "must correct them in the plugin's settings (or send these params yourself).", details=problems)
-    validated_params = _validate(plugin.Params, {**defaults, **request.params}, "params")
+    try:
+        validated_params = plugin.Params.model_validate({**defaults, **request.params})
+    except ValidationError as exc:
+        inherited = {name: value for name, value in defaults.items() if name not in request.params}
+        problems = problems_of_defaults(exc, inherited)
+        if problems:  # saved before the settings were checked, or the plugin changed since: not the caller's doing
+            raise ProjectDefaultsInvalid(
+                f"The project's default params for {request.plugin_id!r} no longer match the plugin; a project owner "
+                "must correct them in the plugin's settings (or send these params yourself).", details=problems) from None
+        raise InvalidJobInput("The params does not match the plugin's schema.",
+                              details=pydantic_error_details(exc, "params")) from None
     normalised_input = validated_input.model_dump(mode="json")
     normalised_params = validated_params.model_dump(mode="json")
     limits.check(plugin.manifest.id, normalised_input, normalised_params)
