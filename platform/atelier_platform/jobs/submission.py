@@ -166,6 +166,12 @@ class _Prepared:
     fingerprint: str
 
 
+def prepare_again(job: Job) -> _Prepared:
+    """``job``'s request checked as a new job's would be, against the plugin as installed now (for a
+    regeneration): installed and enabled for its project, input and params valid, within the limits."""
+    return _prepare(_ProjectFacts(job.project), JobRequest(job.plugin_id, job.input, job.params, job.priority))
+
+
 def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
     refuse_nul(request.input, "input")
     refuse_nul(request.params, "params")

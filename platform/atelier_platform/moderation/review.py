@@ -283,26 +283,20 @@ def _validated_edit(job: Job, content: Any) -> Any:
 
 
 def _regenerate(job: Job, output: Output, reviewer: Reviewer, note: str) -> Job:
-    """A new job with the same input and a new seed, as any new job would be: of a plugin installed and
-    enabled for the project (else 400 ``unknown_plugin`` / 403 ``plugin_not_enabled``), with its manifest
-    as it is now, and within the project's quotas (429 ``quota_exceeded``); refused, the decision is not
-    recorded."""
-    from atelier_platform.catalog.services import installed_plugin, plugin_settings
-    from atelier_platform.jobs.errors import PluginNotEnabled, UnknownPlugin
+    """A new job with the same input and a new seed, checked as any new job is (``prepare_again``: a
+    plugin installed and enabled for the project, input and params valid for it as installed now) and
+    within the project's quotas (429 ``quota_exceeded``); refused, the decision is not recorded."""
     from atelier_platform.jobs.queueing import publish_on_commit
+    from atelier_platform.jobs.submission import batch_key_of, prepare_again
     from atelier_platform.usage import quotas
 
-    plugin = installed_plugin(job.plugin_id)
-    if plugin is None:
-        raise UnknownPlugin(f"Plugin {job.plugin_id!r} is no longer installed: the job cannot run again.")
-    if not plugin_settings(job.project).get(job.plugin_id, (False, {}))[0]:
-        raise PluginNotEnabled(f"Plugin {job.plugin_id!r} is not enabled for project {job.project.slug!r} any more; "
-                               "a project owner can enable it again.")
+    prepared = prepare_again(job)
     quotas.recheck_locked(job.project, quotas.check_submission(job.project, 1), 1)
-    manifest = plugin.manifest
+    manifest = prepared.plugin.manifest
     new_job = Job.objects.create(
         project=job.project, plugin_id=job.plugin_id, plugin_version=manifest.version,
-        resource_class=manifest.resource_class.value, input=job.input, params=job.params, batch_key=job.batch_key,
+        resource_class=manifest.resource_class.value, input=prepared.input, params=prepared.params,
+        batch_key=batch_key_of(prepared.plugin, prepared.validated_input, prepared.validated_params),
         seed=random.randrange(2**31 - 1), priority=job.priority, max_attempts=manifest.max_attempts,
         time_limit_s=manifest.time_limit_s, submitted_by=job.submitted_by, api_key=job.api_key,
         regenerated_from=output, review_note=note, enqueued_at=timezone.now(), enqueue_count=1,
