@@ -194,12 +194,24 @@ def parse(fields: list[Field], posted) -> tuple[dict, dict, bool]:
     return data["input"], data["params"], ok
 
 
+def whole_number(value) -> int | None:
+    """A posted number of ASCII digits (an id, a priority), else None: ``str.isdigit`` also takes "²",
+    which ``int`` refuses, and "١٢", which it reads as 12."""
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
+
+
 def _loads(raw: str) -> Any:
-    """``json.loads``, with JSON nested deeper than Python recurses refused like any other unreadable text."""
+    """``json.loads``, with JSON nested deeper than the API takes (``MAX_DEPTH``, see ``api.parsers``) refused
+    like any other unreadable text."""
+    from atelier_platform.api.parsers import MAX_DEPTH, depth_of
+
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    if depth_of(value) > MAX_DEPTH:
+        raise ValueError("nested too deeply")
+    return value
 
 
 def _joined_messages(shown: dict[str, str]) -> list[dict]:

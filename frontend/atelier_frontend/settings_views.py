@@ -17,13 +17,14 @@ from atelier_platform.accounts.models import ApiKey, Membership
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import add_member, issue_api_key, revoke_api_key
 from atelier_platform.moderation import audit, policies
-from atelier_platform.moderation.models import AuditEvent, BlocklistEntry, ReviewMode
+from atelier_platform.moderation.models import LEASE_SECONDS, AuditEvent, BlocklistEntry, ReviewMode
 from atelier_platform.moderation.screening import policy_for
 from atelier_platform.webhooks import services as webhooks
 from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from atelier_frontend.projects import needs
+from atelier_frontend.schema_form import whole_number
 
 AUDIT_ROWS = 50
 DELIVERY_ROWS = 30
@@ -32,7 +33,6 @@ NEW_WEBHOOK_SESSION = "atelier_new_webhook_secret"
 NOTICE_SESSION = "atelier_settings_notice"
 WEBHOOK_ACTIONS = ("webhook_create", "webhook_update", "webhook_delete", "webhook_test")
 REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
-LEASE_SECONDS = (30, 86_400)  # what PATCH /api/v1/policy/ and SafetyPolicy allow
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
                         "personal_data", "prompt_injection", "spam"]
 
@@ -63,7 +63,7 @@ def project_settings(request, here):
                     # (nor, re-posting the form, make another key)
                     request.session[NEW_KEY_SESSION] = new_key.raw
                 elif action == "revoke_key":
-                    key = ApiKey.objects.filter(project=project, pk=_int(request.POST.get("key"))).first()
+                    key = ApiKey.objects.filter(project=project, pk=whole_number(request.POST.get("key"))).first()
                     if key is not None and key.revoked_at is None:
                         revoke_api_key(key)
                         audit.record(project, actor, "api_key_revoked", key, after={"prefix": key.prefix})
@@ -113,11 +113,6 @@ def project_settings(request, here):
     }, status=400 if errors or webhook_form else 200)
 
 
-def _int(value) -> int | None:
-    # ASCII digits only: str.isdigit() also takes "²", which int() refuses
-    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
-
-
 def _refuse_nul(posted) -> None:
     """A NUL character in any name or value posted: PostgreSQL refuses one in a query, so nothing is looked
     up or saved with it."""
@@ -145,13 +140,13 @@ def _members(project, actor, posted, action) -> str:
         membership = add_member(project, user, posted.get("role", ""))
         audit.record(project, actor, "member_added", membership, after={"user": user.username, "role": membership.role})
         return ""
-    membership = Membership.objects.filter(project=project, pk=_int(posted.get("member"))).select_related("user").first()
+    membership = Membership.objects.filter(project=project, pk=whole_number(posted.get("member"))).select_related("user").first()
     if membership is None:
         raise ValidationError(_("No such member."))
-    # the owners locked until this change commits: two owners demoting each other at once leave one
-    owners = len(Membership.objects.select_for_update().filter(project=project, role=Role.OWNER).values_list("pk"))
     leaving_owner = membership.role == Role.OWNER and (action == "remove_member" or posted.get("role") != Role.OWNER)
-    if leaving_owner and owners <= 1:
+    # the owners locked until this change commits: two owners demoting each other at once leave one
+    if leaving_owner and len(Membership.objects.select_for_update().filter(project=project, role=Role.OWNER)
+                             .values_list("pk")) <= 1:
         raise ValidationError(_("A project keeps at least one owner: make someone else owner first."))
     before = {"user": membership.user.username, "role": membership.role}
     if action == "remove_member":
@@ -221,15 +216,15 @@ def _plugin(project, actor, posted) -> str:
         raise ValidationError(_("No such plugin is installed."))
     # everything checked before anything is written: a refused form leaves the switch as it was
     chosen = posted.get("model_version", "")
-    version = ModelVersion.objects.filter(plugin_id=plugin_id, pk=_int(chosen)).first() if chosen else None
+    version = ModelVersion.objects.filter(plugin_id=plugin_id, pk=whole_number(chosen)).first() if chosen else None
     if chosen and version is None:
         raise ValidationError(_("No such model version for this plugin."))
-    with transaction.atomic():  # the switch, the pin and their audit event together
-        setting = set_plugin_enabled(project, plugin_id, posted.get("enabled") == "on")
-        before = {"model_version": setting.model_version.version if setting.model_version_id else None}
-        ProjectPlugin.objects.filter(pk=setting.pk).update(model_version=version)
-        audit.record(project, actor, "plugin_configured", setting, before=before, after={
-            "plugin": plugin_id, "enabled": setting.enabled, "model_version": version.version if version else None})
+    # the switch, the pin and their audit event together: in the settings POST's one transaction
+    setting = set_plugin_enabled(project, plugin_id, posted.get("enabled") == "on")
+    before = {"model_version": setting.model_version.version if setting.model_version_id else None}
+    ProjectPlugin.objects.filter(pk=setting.pk).update(model_version=version)
+    audit.record(project, actor, "plugin_configured", setting, before=before, after={
+        "plugin": plugin_id, "enabled": setting.enabled, "model_version": version.version if version else None})
     return ""
 
 

@@ -95,12 +95,12 @@ def create_plugin(request, here, plugin_id: str):
     priority, form_errors, notice = "5", [], ""
     templates = PromptTemplate.objects.filter(project=here.project, plugin_id=plugin_id)
     if request.method == "POST" and request.POST.get("delete_template"):
-        templates.filter(pk=_int_or_none(request.POST["delete_template"])).delete()
+        templates.filter(pk=schema_form.whole_number(request.POST["delete_template"])).delete()
         return redirect("create-plugin", plugin_id=plugin_id)
     if request.method == "POST":
         input_data, params, readable = schema_form.parse(fields, request.POST)
         priority = request.POST.get("priority", "5")
-        if not (_is_number(priority) and 0 <= int(priority) <= 9):
+        if schema_form.whole_number(priority) not in range(10):
             form_errors.append(_("Priority: choose 0 to 9."))
             readable = False
         template_name = request.POST.get("template_name", "").strip()[:100]
@@ -130,7 +130,7 @@ def create_plugin(request, here, plugin_id: str):
             schema_form.prefill(fields, earlier.input, earlier.params)
             priority = str(earlier.priority)
     elif request.GET.get("template"):
-        template = templates.filter(pk=_int_or_none(request.GET["template"])).first()
+        template = templates.filter(pk=schema_form.whole_number(request.GET["template"])).first()
         if template is not None:
             schema_form.prefill(fields, template.input, template.params)
             priority = str(template.priority)
@@ -160,15 +160,6 @@ def _summary(data, limit: int = 120) -> str:
     walk(data)
     text = " · ".join(t for t in texts if t.strip()) or "(no text)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _is_number(value: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also accepts "²" (which ``int`` refuses) and "١٢" (which it reads as 12)."""
-    return value.isascii() and value.isdigit()
-
-
-def _int_or_none(value: str) -> int | None:
-    return int(value) if _is_number(value) else None
 
 
 def _uuid_or_404(value: str):

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, Output, OutputFile
+from atelier_platform.moderation.models import LEASE_SECONDS
 
 
 class StrictSerializer(serializers.Serializer):
@@ -272,7 +273,7 @@ class SafetyPolicySerializer(StrictSerializer):
     second_review_for_flagged = serializers.BooleanField(required=False)
     forbid_self_approval = serializers.BooleanField(required=False)
     reject_reasons = serializers.ListField(child=serializers.RegexField(r"^[a-z][a-z0-9_]{0,49}$"), min_length=1, max_length=50, required=False)
-    lease_seconds = serializers.IntegerField(min_value=30, max_value=86_400, required=False)
+    lease_seconds = serializers.IntegerField(min_value=LEASE_SECONDS[0], max_value=LEASE_SECONDS[1], required=False)
 
     def validate_thresholds(self, value):
         from atelier_sdk.safety import Category

@@ -23,6 +23,10 @@ def default_thresholds() -> dict:
     return {c.value: strict.get(c, {"review": 0.5, "block": 0.9}) for c in Category}
 
 
+#: the shortest and longest review lease a policy may set, in seconds (the API, the dashboard and the model)
+LEASE_SECONDS = (30, 86_400)
+
+
 class SafetyPolicy(models.Model):
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="safety_policy")
     review_mode = models.CharField(max_length=40, choices=ReviewMode.choices, default=ReviewMode.REVIEW_BEFORE_RELEASE)
@@ -34,7 +38,8 @@ class SafetyPolicy(models.Model):
     reject_reasons = models.JSONField(default=list, blank=True, help_text="empty: the default reasons")
     # a day at most, as the API allows: a longer lease keeps an item from other reviewers for good, and one
     # past the dates the database holds makes every claim of the queue fail
-    lease_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(30), MaxValueValidator(86_400)])
+    lease_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(LEASE_SECONDS[0]),
+                                                                         MaxValueValidator(LEASE_SECONDS[1])])
     updated_at = models.DateTimeField(auto_now=True)
     #: Bumped by database triggers (migration 0002) on every insert, update or delete of the project's
     #: blocklist rows, whatever wrote them; screening rebuilds its compiled blocklist when it moves.

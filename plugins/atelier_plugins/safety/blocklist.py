@@ -103,17 +103,6 @@ def _nested_quantifier(parsed) -> bool:
     return False
 
 
-def validate_regex(pattern: str) -> regex.Pattern:
-    """Compile a blocklist regular expression, refusing those that can backtrack catastrophically.
-
-    A quantifier applied to something that itself has a variable-length quantifier
-    (``(a+)+``, ``(\\w+\\s?)*``) can take exponential time on a near-miss; reject it here, when a
-    project saves the term, rather than stall screening later. Both forms screening runs (see
-    ``compile_regex_term``) are checked. Raises ``InvalidBlocklistTerm``.
-    """
-    return compile_regex_term(pattern)[0]
-
-
 def compile_regex_term(pattern: str) -> tuple[regex.Pattern, regex.Pattern]:
     """A blocklist regular expression compiled as written (for the text as given) and with its literal
     characters normalised (``normalise_regex``, for the ``base`` view); the same object twice when
@@ -207,12 +196,13 @@ class CompiledBlocklist:
                     found[key] = BlocklistMatch(index, self.terms[index], original_start, original_end, view.name)
 
     def _find_regexes(self, original: str, base: View, found: dict, timeout_s: float) -> None:
-        # Where the base view is the text itself (lower-case ASCII, single spaces) and the pattern has
-        # nothing to normalise, the second run could only find the same spans again.
+        # A pattern normalising leaves alone (plain ASCII, matched ignoring case) finds on the base view
+        # whatever it would find on the text as given, and its variants besides: one run. A pattern with
+        # letters normalising changes also runs as written on the text as given, where its own spelling is.
         as_given: View | None = None
         for index, as_written, normalised in self._regexes:
             self._run_regex(index, normalised, base, found, timeout_s)
-            if normalised is not as_written or base.text != original:
+            if normalised is not as_written:
                 if as_given is None:
                     as_given = View("original", original, tuple(range(len(original))))
                 self._run_regex(index, as_written, as_given, found, timeout_s)
@@ -359,6 +349,5 @@ __all__ = [
     "compile_regex_term",
     "load_terms_file",
     "normalise",
-    "validate_regex",
     "validate_term",
 ]

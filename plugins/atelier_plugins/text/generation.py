@@ -361,12 +361,12 @@ class _ItemState:
     """What one item has produced so far, and whether it is finished."""
 
     def __init__(
-        self, request: ChatRequest, prompt_tokens: int, max_new_tokens: int, *, replacement_token_ids: Sequence[int] = ()
+        self, request: ChatRequest, prompt_tokens: int, max_new_tokens: int, *, replacement_token_ids: Sequence[int]
     ) -> None:
         self.request = request
         self.prompt_tokens = prompt_tokens
         self.max_new_tokens = max_new_tokens
-        self.replacement_token_ids = list(replacement_token_ids)
+        self.replacement_token_ids = replacement_token_ids  # the model's, shared by every item
         self.tokens: list[int] = []
         self.text_tokens: list[int] = []  # without the end-of-sequence token
         self.text = ""
@@ -412,7 +412,7 @@ class _ItemState:
         tell them apart. So only the U+FFFD decoded from the tokens after the model's last whole
         U+FFFD (spelled as the tokenizer spells it) are dropped, and only at the end of the text.
         """
-        tokens, spelled = self.text_tokens, self.replacement_token_ids
+        tokens, spelled = self.text_tokens, list(self.replacement_token_ids)
         after_last_whole = 0
         if spelled:
             for end in range(len(tokens), len(spelled) - 1, -1):
@@ -440,13 +440,13 @@ def module_bytes(modules: Sequence[torch.nn.Module]) -> int:
     return total
 
 
-def _replacement_character_ids(tokenizer) -> list[int]:
+def _replacement_character_ids(tokenizer) -> tuple[int, ...]:
     """The tokens the tokenizer spells U+FFFD with, without a leading word-boundary token
     (sentencepiece's "▁") that would not follow a character written mid-word."""
     ids = list(tokenizer(REPLACEMENT_CHARACTER, add_special_tokens=False)["input_ids"])
     while ids and not tokenizer.decode(ids[:1], skip_special_tokens=True).strip():
         ids = ids[1:]
-    return ids if tokenizer.decode(ids, skip_special_tokens=True).strip() == REPLACEMENT_CHARACTER else []
+    return tuple(ids) if tokenizer.decode(ids, skip_special_tokens=True).strip() == REPLACEMENT_CHARACTER else ()
 
 
 def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
