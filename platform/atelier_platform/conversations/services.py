@@ -45,15 +45,19 @@ def expand_thread(project: Project, plugin, validated_input: dict[str, Any]) -> 
                 details={"input.conversation_id": ["No conversation with this id in this project; omit it to start one."]},
             )
         stored = [{"role": m.role, "content": m.content} for m in conversation.messages.all()]
-        history = turns_the_plugin_accepts(plugin, stored)
+        history = turns_the_plugin_accepts(plugin, _kept(stored))  # only what the job can keep is checked
     else:
         conversation = Conversation.objects.create(project=project, plugin_id=plugin.manifest.id)
         history = []
-    thread = history + new_turns
+    thread = _kept(history + new_turns)
+    return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns, not conversation_id
+
+
+def _kept(thread: list[dict]) -> list[dict]:
+    """What of a long thread a job's input keeps: its first system turn and its latest other turns."""
     system = [m for m in thread if m["role"] == "system"][:1]
     rest = [m for m in thread if m["role"] != "system"]
-    thread = system + rest[-(MAX_THREAD_MESSAGES - len(system)):]
-    return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns, not conversation_id
+    return system + rest[-(MAX_THREAD_MESSAGES - len(system)):]
 
 
 @functools.lru_cache(maxsize=64)
