@@ -94,6 +94,9 @@ def test_one_key_on_the_jobs_api_and_on_the_openai_routes_is_two_requests(api, p
     assert chat.status_code == 504 and Job.objects.count() == 2, chat.content
     again = api.post("/v1/chat/completions", chat_body, format="json", HTTP_IDEMPOTENCY_KEY="order-42")
     assert again["X-Atelier-Job-Id"] == chat["X-Atelier-Job-Id"] and Job.objects.count() == 2  # replayed on its own route
+    other_way = api.post("/v1/chat/completions", chat_body, format="json", HTTP_IDEMPOTENCY_KEY="k-7")
+    fresh = api.post(JOBS, jobs_body, format="json", HTTP_IDEMPOTENCY_KEY="k-7")  # a chat call's key on /jobs/
+    assert fresh.status_code == 201 and fresh.json()["id"] != other_way["X-Atelier-Job-Id"] and Job.objects.count() == 4
 
 
 @pytest.mark.django_db

@@ -4,9 +4,11 @@ import pytest
 from django.test import Client
 
 from atelier_platform.catalog.registry import get_registry
+from atelier_platform.catalog.services import set_plugin_enabled
 from atelier_platform.jobs.models import Job
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_workers.runtime import JobRunner, ModelCache
+from tests.frontend.chat_plugin import TurnCounter
 
 
 @pytest.fixture
@@ -36,3 +38,11 @@ def submit():
 def run_job(reverse_plugin):
     runner = JobRunner(get_registry(), ModelCache("cpu"))
     return lambda job: runner.run(str(job.pk))
+
+
+@pytest.fixture
+def chat_project(project, empty_plugin_registry):
+    """The project with the chat test plugin (it counts the turns it was given) switched on."""
+    empty_plugin_registry.register(TurnCounter)
+    set_plugin_enabled(project, "turn_counter", True)
+    return project

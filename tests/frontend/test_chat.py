@@ -6,21 +6,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from atelier_platform.catalog.services import set_plugin_enabled
 from atelier_platform.conversations.models import Conversation
 from atelier_platform.jobs.models import Job
 from atelier_platform.moderation import review
 from atelier_platform.moderation.models import ReviewItem
-from tests.frontend.chat_plugin import TurnCounter
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def chat_project(project, empty_plugin_registry):
-    empty_plugin_registry.register(TurnCounter)
-    set_plugin_enabled(project, "turn_counter", True)
-    return project
 
 
 def approve(job):

@@ -17,7 +17,6 @@ from atelier_platform.moderation import review
 from atelier_platform.moderation.models import AuditEvent, ReviewItem
 from atelier_platform.moderation.screening import policy_for
 from tests.api.helpers import build_job, build_output
-from tests.frontend.chat_plugin import TurnCounter
 
 pytestmark = pytest.mark.django_db
 
@@ -62,13 +61,6 @@ def test_a_rejected_outputs_file_is_not_linked_but_the_review_panel_still_shows_
     assert f"/api/v1/outputs/{output.pk}/files/" not in page
     panel = text_of(reviewer.get(f"/review/items/{output.review.pk}/"))
     assert "epicer terces" in panel  # reviewers read it where they decide
-
-
-@pytest.fixture
-def chat_project(project, empty_plugin_registry):
-    empty_plugin_registry.register(TurnCounter)
-    set_plugin_enabled(project, "turn_counter", True)
-    return project
 
 
 @pytest.mark.parametrize("how,notice", [
@@ -141,15 +133,6 @@ def test_the_policy_form_keeps_the_lease_within_what_the_api_allows(project, sig
     assert policy_for(project, fresh=True).lease_seconds == 600
     assert owner.post("/settings/", {**POLICY_FORM, "lease_seconds": "86400"}).status_code == 302
     assert policy_for(project, fresh=True).lease_seconds == 86_400
-
-
-def test_a_refused_lease_leaves_the_review_queue_claimable(project, signed_in, submit, run_job):
-    owner = signed_in(project, "owner")
-    owner.post("/settings/", {**POLICY_FORM, "lease_seconds": "99999999999999"})
-    run_job(submit(project))
-    reviewer = signed_in(project, "reviewer")
-    reviewer.raise_request_exception = False
-    assert reviewer.post("/api/v1/reviews/claim-next/", HTTP_X_ATELIER_PROJECT=project.slug).status_code == 200
 
 
 @pytest.mark.parametrize("lease", [29, 86_401])
@@ -240,14 +223,18 @@ def test_a_poll_since_the_edge_of_time_answers(project, lenient, submit, since):
     assert new == ([str(job.pk)] if since.startswith("0001") else [])
 
 
-@pytest.mark.parametrize("url", ["/jobs/?q=a%00b", "/jobs/?plugin=a%00b", "/jobs/status/?since=2020-01-01T00:00:00Z&q=%00",
-                                 "/jobs/status/?since=2020-01-01T00:00:00Z&plugin=%00"])
-def test_a_nul_in_a_jobs_filter_is_ignored(project, lenient, url):
-    # PostgreSQL refuses a NUL in a query parameter; on SQLite this passed before too
-    assert lenient(project, "viewer").get(url).status_code == 200
+@pytest.mark.parametrize("query", ["q=a%00b", "plugin=%00"])
+def test_a_nul_in_a_jobs_filter_is_dropped_as_if_never_typed(project, lenient, submit, query):
+    """PostgreSQL refuses a NUL in a query parameter: a 500 there (the failure shows on PostgreSQL only)."""
+    job = submit(project, text="ab")
+    viewer = lenient(project, "viewer")
+    assert f'data-job="{job.pk}"' in text_of(viewer.get(f"/jobs/?{query}"))
+    polled = viewer.get(f"/jobs/status/?ids=&since=2020-01-01T00:00:00Z&{query}")
+    assert [row["id"] for row in polled.json()["new"]] == [str(job.pk)]
 
 
 def test_a_nul_in_a_project_switch_is_not_found(project, lenient):
+    """A 500 on PostgreSQL before (the failure shows there only)."""
     assert lenient(project, "viewer").post("/project/", {"project": "a\x00b"}).status_code == 404
 
 

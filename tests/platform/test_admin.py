@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.test import Client
 
 from atelier_platform.accounts.models import ApiKey, Project
 from atelier_platform.accounts.services import authenticate_api_key, revoke_api_key
@@ -15,15 +13,6 @@ from atelier_platform.moderation.models import AuditEvent
 from tests.api.helpers import build_job, build_output
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(db):
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123456")
-    client = Client()
-    client.force_login(user)
-    client.user = user
-    return client
 
 
 def change_key(admin_client, key: ApiKey, **fields):
@@ -44,18 +33,19 @@ def test_a_revoked_key_stays_revoked_whatever_the_change_form_sends(admin_client
 def test_a_key_keeps_its_project_and_scopes_whatever_the_change_form_sends(admin_client, project, other_project,
                                                                            make_key):
     key = make_key(project, ["jobs:read"]).api_key
-    change_key(admin_client, key, project=other_project.pk, scopes='["jobs:read", "admin", "everything"]')
+    assert change_key(admin_client, key, project=other_project.pk,
+                      scopes='["jobs:read", "admin", "everything"]').status_code == 302  # saved: the name
     key.refresh_from_db()
     assert (key.project_id, key.scopes) == (project.pk, ["jobs:read"])
 
 
-def test_keys_are_revoked_from_the_list_by_an_audited_action(admin_client, project, make_key):
+def test_keys_are_revoked_from_the_list_by_an_audited_action(admin_client, admin_user, project, make_key):
     issued = make_key(project)
     response = admin_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [issued.api_key.pk]})
     assert response.status_code == 302
     assert authenticate_api_key(issued.raw) is None
     event = AuditEvent.objects.get(action="api_key_revoked")
-    assert event.actor == f"user:{admin_client.user.pk}" and event.project_id == project.pk
+    assert event.actor == f"user:{admin_user.pk}" and event.project_id == project.pk
 
 
 def test_the_job_page_shows_outputs_but_cannot_approve_them(admin_client, project):
@@ -68,7 +58,7 @@ def test_the_job_page_shows_outputs_but_cannot_approve_them(admin_client, projec
         "outputs-MAX_NUM_FORMS": "1000", "outputs-0-id": str(output.pk), "outputs-0-job": str(job.pk),
         "outputs-0-review_state": ReviewState.APPROVED, "outputs-0-DELETE": "on",
     })
-    assert response.status_code in (200, 302)
+    assert response.status_code == 302  # the form was taken: whatever it said of the output was ignored
     output.refresh_from_db()
     assert output.review_state == ReviewState.PENDING
     assert admin_client.get(f"/admin/jobs/job/{job.pk}/change/").status_code == 200

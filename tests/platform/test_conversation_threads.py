@@ -211,3 +211,6 @@ class TestOrderUnderReviewBeforeRelease:
         assert thread(api, conversation_id) == [
             ("user", "Where is my parcel?"), ("assistant", "you said: Where is my parcel?"), ("user", "Hello?"),
         ]
+        # the same words: that they are the regenerated job's reply, not the rejected one's, is in the turn
+        reply = ConversationMessage.objects.get(conversation_id=conversation_id, index=1)
+        assert str(reply.job_id) == regenerated["id"]

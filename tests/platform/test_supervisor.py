@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,16 +152,22 @@ def test_a_ctrl_c_while_the_processes_start_stops_them_all(tmp_path):
     it were never stopped, and the supervisor waited for them for good, deaf to further Ctrl-Cs."""
     process = start(procfile(tmp_path, {name: QUICK for name in ("web", "worker", "worker_cpu", "beat")}))
     supervisor = psutil.Process(process.pid)
+    started: list[int] = []
     try:
-        while "started web" not in process.stdout.readline():
-            pass
+        for line in iter(process.stdout.readline, ""):
+            if "started web" in line:
+                break
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=20)
+        started = [child.pid for child in supervisor.children(recursive=True)]
+        output = process.communicate(timeout=20)[0]
+        # every process it started, whenever the Ctrl-C came, has stopped with it
+        started += [int(match.group(1)) for match in re.finditer(r" up (\d+)$", output, re.M)]
+        assert process.returncode == 0 and still_running(started) == []
     finally:
         try:
-            kill(child.pid for child in supervisor.children(recursive=True))
+            started += [child.pid for child in supervisor.children(recursive=True)]
         except psutil.NoSuchProcess:
             pass
+        kill(started)
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0

@@ -120,8 +120,9 @@ def test_a_retry_waiting_out_its_backoff_is_not_taken_early(probe_project, runne
     assert reload(backing_off).status == JobStatus.QUEUED
 
 
-def test_a_batch_companion_retried_after_a_transient_error_waits_out_its_backoff(probe_project, runner):
+def test_a_batch_companion_retried_after_a_transient_error_waits_out_its_backoff(probe_project, runner, atelier_config):
     """Its own message, still on the broker when it ran as company, comes after the batch: too early."""
+    atelier_config(retry_backoff_base_s=60)  # far longer than the test takes
     leader, companion = submit(probe_project), submit(probe_project, fail="transient")
     runner.run(str(leader.pk))
     companion = reload(companion)
