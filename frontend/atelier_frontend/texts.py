@@ -11,11 +11,17 @@ WORDS = {
     "Cancelled": _("Cancelled"), "Blocked": _("Blocked"), "Pending review": _("Pending review"),
     "Approved": _("Approved"), "Rejected": _("Rejected"), "Released after screening": _("Released after screening"),
     "Blocked by screening": _("Blocked by screening"),
+    # review modes and review decisions, as the moderation models name them
+    "Review before release": _("Review before release"),
+    "Release after screening, audit after": _("Release after screening, audit after"),
+    "Approve": _("Approve"), "Reject": _("Reject"), "Edit and approve": _("Edit and approve"),
+    "Ask for regeneration": _("Ask for regeneration"),
     # roles
     "owner": _("owner"), "editor": _("editor"), "reviewer": _("reviewer"), "viewer": _("viewer"),
     # timeline steps (audit actions are shown with spaces for underscores)
     "created": _("created"), "started": _("started"), "succeeded": _("succeeded"), "failed": _("failed"),
-    "cancelled": _("cancelled"), "blocked": _("blocked"), "output screened": _("output screened"),
+    "cancelled": _("cancelled"), "blocked": _("blocked"), "input blocked": _("input blocked"),
+    "output screened": _("output screened"),
     "lease claimed": _("lease claimed"), "lease renewed": _("lease renewed"), "lease released": _("lease released"),
     "review approve": _("review approve"), "review reject": _("review reject"), "review edit": _("review edit"),
     "review regenerate": _("review regenerate"), "approval recorded": _("approval recorded"),
@@ -43,4 +49,5 @@ def js_text() -> dict[str, str]:
         "bulk_done": str(_("Approved without review:")),
         "regenerated": str(_("Sent back: a new job is generating.")),
         "see_new_job": str(_("See the new job")),
+        "unreachable": str(_("The server could not be reached: check the connection and try again.")),
     }

@@ -350,7 +350,7 @@ def chat(request, here, conversation_id=None):
     from atelier_platform.conversations.models import Conversation
 
     plugins = _chat_plugins(here.project)
-    conversation, rows, error, waiting = None, [], "", None
+    conversation, rows, error, waiting, draft = None, [], "", None, ""
     if conversation_id is not None:
         conversation = Conversation.objects.filter(project=here.project, pk=conversation_id).first()
         if conversation is None:
@@ -368,6 +368,7 @@ def chat(request, here, conversation_id=None):
             except JobServiceError as exc:
                 details = getattr(exc, "details", None) or {}
                 error = " ".join([str(exc), *[f"{k}: {' '.join(v)}" for k, v in details.items() if isinstance(v, list)]])
+                draft = text  # back in the box, to shorten or reword rather than type again
             else:
                 return redirect("chat-thread", conversation_id=submission.job.input["conversation_id"])
     if conversation is not None:
@@ -399,7 +400,7 @@ def chat(request, here, conversation_id=None):
     recent = Conversation.objects.filter(project=here.project).order_by("-updated_at")[:15]
     return page(request, "atelier_frontend/chat.html", {
         "plugins": plugins, "plugin_id": plugin_id, "conversation": conversation, "rows": rows, "error": error,
-        "waiting": waiting, "recent": recent,
+        "waiting": waiting, "recent": recent, "draft": draft,
     }, status=400 if error else 200)
 
 

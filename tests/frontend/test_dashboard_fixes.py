@@ -247,3 +247,54 @@ def test_a_nul_in_a_project_switch_is_not_found(project, lenient):
 def test_a_nul_in_a_settings_form_is_refused(project, lenient, form):
     response = lenient(project, "owner").post("/settings/", form)
     assert response.status_code == 400 and "Null characters are not allowed." in text_of(response)
+
+
+# --- what a refused chat message leaves, and words from the models in Simplified Chinese -----------------
+
+def test_a_refused_chat_message_stays_in_the_box_to_fix(chat_project, signed_in):
+    editor = signed_in(chat_project, "editor")
+    too_long = "Can I return these shoes? " * 80  # past the plugin's 2,000 characters
+    response = editor.post("/chat/", {"message": too_long})
+    assert response.status_code == 400 and "at most 2000 characters" in text_of(response)
+    assert f">{too_long.strip()}</textarea>" in text_of(response)  # not typed again from memory
+    assert not Job.objects.exists()
+
+
+def in_chinese(client):
+    client.post("/language/", {"language": "zh-hans", "next": "/"})
+    return client
+
+
+def test_the_review_modes_are_translated(project, signed_in):
+    page = text_of(in_chinese(signed_in(project, "owner")).get("/settings/"))
+    assert ">发布前审核</option>" in page and ">筛查后发布，事后抽查</option>" in page
+
+
+def test_review_decisions_are_translated_on_the_job_page_and_in_the_review_panel(
+        project, signed_in, submit, run_job, django_capture_on_commit_callbacks):
+    job = submit(project, text="say it again")
+    run_job(job)
+    with django_capture_on_commit_callbacks(execute=True):
+        reject(job)
+    reviewer = in_chinese(signed_in(project, "reviewer"))
+    item = ReviewItem.objects.get(output__job=job)
+    for page in (text_of(reviewer.get(f"/jobs/{job.pk}/")), text_of(reviewer.get(f"/review/items/{item.pk}/"))):
+        assert '<p class="decision muted small">拒绝 — ' in page
+
+
+def test_recent_prompts_show_their_status_translated(project, signed_in, submit):
+    editor = in_chinese(signed_in(project, "editor"))
+    submit(project, text="a prompt to reuse", user=editor.user)
+    page = text_of(editor.get("/create/reverse_text/"))
+    assert '<span class="status s-queued">排队中</span>' in page
+
+
+def test_a_blocked_inputs_timeline_is_translated(project, signed_in):
+    from atelier_platform.moderation.checks import replace_safety_checks
+    from tests.support.safety import WordCheck
+
+    replace_safety_checks([WordCheck()])
+    editor = in_chinese(signed_in(project, "editor"))
+    assert editor.post("/create/reverse_text/", {"input.text": "a violent plan", "priority": "5"}).status_code == 400
+    page = text_of(editor.get(f"/jobs/{Job.objects.get().pk}/"))
+    assert '<span class="what">输入已拦截</span>' in page

@@ -14,18 +14,25 @@ const Atelier = (() => {
   };
 
   // Calls the REST API as the signed-in person: session cookie, CSRF token, current project.
+  // A request that never got an answer (offline, server down) comes back as status 0, like any
+  // refusal, so that no caller is left waiting on a promise that rejected.
   async function api(path, { method = "GET", body } = {}) {
-    const response = await fetch(`/api/v1/${path}`, {
-      method,
-      credentials: "same-origin",
-      headers: {
-        "Accept": "application/json",
-        "Content-Type": "application/json",
-        "X-CSRFToken": meta("csrf-token"),
-        "X-Atelier-Project": meta("atelier-project"),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let response;
+    try {
+      response = await fetch(`/api/v1/${path}`, {
+        method,
+        credentials: "same-origin",
+        headers: {
+          "Accept": "application/json",
+          "Content-Type": "application/json",
+          "X-CSRFToken": meta("csrf-token"),
+          "X-Atelier-Project": meta("atelier-project"),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      return { ok: false, status: 0, data: null };
+    }
     let data = null;
     if (response.status !== 204) {
       try { data = await response.json(); } catch (e) { data = null; }
@@ -34,6 +41,7 @@ const Atelier = (() => {
   }
 
   function errorText(result) {
+    if (result.status === 0) return t("unreachable", "The server could not be reached: check the connection and try again.");
     const error = result.data && result.data.error;
     if (!error) return `HTTP ${result.status}`;
     const details = error.details ? Object.entries(error.details).map(([k, v]) => `${k}: ${[].concat(v).join(" ")}`).join("; ") : "";
@@ -107,25 +115,60 @@ const Atelier = (() => {
     box.addEventListener("click", (event) => { if (event.target === box) box.close(); });
   }
 
+  // An Enter that picks a candidate in an input method (pinyin and the like) is the IME's, not ours.
+  const composing = (event) => event.isComposing || event.keyCode === 229;
+
+  // One submission per page view: a second Enter or Ctrl+Enter while the first is on its way would
+  // send the same request again (requestSubmit() does not care that the button is disabled), making
+  // two jobs or two chat messages. A page the browser restores on Back may be sent again.
+  function submitOnce(form, onSubmit = () => {}) {
+    let sent = false;
+    form.addEventListener("submit", (event) => {
+      if (sent) { event.preventDefault(); return; }
+      sent = true;
+      onSubmit(true);
+    });
+    window.addEventListener("pageshow", (event) => { if (event.persisted) { sent = false; onSubmit(false); } });
+    return () => sent;
+  }
+
   function submitShortcut() {
     const form = document.getElementById("job-form");
     if (!form) return;
     form.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); form.requestSubmit(); }
     });
-    form.addEventListener("submit", () => { const b = form.querySelector("button[type=submit]"); if (b) b.disabled = true; });
+    submitOnce(form, (sent) => { const b = form.querySelector("button[type=submit]"); if (b) b.disabled = sent; });
+    // Enter in the template's name saves the template: the form's default button would submit a job.
+    const name = document.getElementById("template-name"), save = document.getElementById("save-template");
+    if (name && save) {
+      name.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && !event.ctrlKey && !event.metaKey && !composing(event)) { event.preventDefault(); form.requestSubmit(save); }
+      });
+    }
   }
 
   function chatComposer() {
     const box = document.getElementById("chat-message");
     if (!box) return;
     box.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); if (box.value.trim()) box.form.requestSubmit(); }
+      if (event.key === "Enter" && !event.shiftKey && !composing(event)) { event.preventDefault(); if (box.value.trim()) box.form.requestSubmit(); }
     });
+    // The page reloads when a pending reply arrives: what the person was typing meanwhile is kept
+    // for this thread in the tab's session storage and put back; a message sent is no draft.
+    const draftKey = `atelier-chat-draft:${window.location.pathname}`;
+    const drafts = (() => { try { return window.sessionStorage; } catch (e) { return null; } })();  // null when switched off
+    const sent = submitOnce(box.form, (sending) => { if (sending && drafts) drafts.removeItem(draftKey); });
+    if (drafts) {
+      const draft = drafts.getItem(draftKey);
+      drafts.removeItem(draftKey);
+      if (draft && !box.value) box.value = draft;
+      window.addEventListener("pagehide", () => { if (!sent() && box.value.trim()) drafts.setItem(draftKey, box.value); });
+    }
     const list = document.getElementById("messages");
     if (list) list.scrollTop = list.scrollHeight;
   }
 
   document.addEventListener("DOMContentLoaded", () => { pollJobs(); lightbox(); submitShortcut(); chatComposer(); });
-  return { api, errorText, meta, t };
+  return { api, composing, errorText, meta, t };
 })();

@@ -165,9 +165,12 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   async function saveEdit() {
+    if (!item || busy) return;  // a second Ctrl+Enter while the first is on its way
     let content;
     try { content = JSON.parse($("edit-content").value); } catch (e) { $("edit-error").textContent = `${Atelier.t("bad_json", "Not valid JSON:")} ${e.message}`; return; }
+    busy = true;
     const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body: { action: "edit", content } });
+    busy = false;
     if (!result.ok) { $("edit-error").textContent = Atelier.errorText(result); return; }
     closeOverlays();
     say(Atelier.t("edited", "Edited and approved."), "ok");
@@ -183,10 +186,17 @@ document.addEventListener("DOMContentLoaded", () => {
   async function bulkApprove(button) {
     if (!window.confirm(button.dataset.confirm)) return;
     button.disabled = true;
-    const response = await fetch(button.dataset.url, {
-      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": Atelier.meta("csrf-token") },
-    });
-    const result = await response.json();
+    let result = null;
+    try {
+      const response = await fetch(button.dataset.url, {
+        method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": Atelier.meta("csrf-token") },
+      });
+      if (response.ok) result = await response.json();
+      else say(`HTTP ${response.status}`, "error");
+    } catch (e) {
+      say(Atelier.errorText({ status: 0 }), "error");
+    }
+    if (!result) { button.disabled = false; return; }  // nothing approved: the person may try again
     say(`${Atelier.t("bulk_done", "Approved:")} ${result.approved}`, "ok");
     button.closest(".bulk").hidden = true;
     item = null;
@@ -201,10 +211,12 @@ document.addEventListener("DOMContentLoaded", () => {
   if (bulk) bulk.addEventListener("click", () => bulkApprove(bulk));
 
   document.addEventListener("keydown", (event) => {
+    if (Atelier.composing(event)) return;  // keys that build a word in an input method are the IME's
     if (event.ctrlKey && event.key === "Enter" && !editor.hidden) { event.preventDefault(); saveEdit(); return; }
     if (event.key === "Enter" && !event.shiftKey && !regenerator.hidden) { event.preventDefault(); regenerate(); return; }
     if (event.key === "Escape") { closeOverlays(); return; }
     if (!picker.hidden) {
+      if (document.activeElement === $("reject-comment")) return;  // a digit typed in the comment is text
       const buttons = picker.querySelectorAll("button[data-reason]");
       const index = Number.parseInt(event.key, 10);
       if (index >= 1 && index <= buttons.length) { event.preventDefault(); reject(buttons[index - 1].dataset.reason); }
