@@ -3,7 +3,7 @@ inserts the same Job row, on the same server in the same run.
 
     .venv/bin/python bench/api.py [--threads 8] [--requests 100] [--rounds 2]
 
-One Atelier stack (``bench/platform_stack.py``: gunicorn with 1 process × 4 threads, embedded SQLite
+One Atelier stack (``bench/platform_stack.py``: gunicorn with 2 processes × 4 threads, embedded SQLite
 and file broker, or PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set) whose web process
 also serves ``/bench/plain-jobs/`` (``bench/api_plain.py``: parse JSON, insert the Job row, nothing
 else). The worker is stopped once the stack is up, so that only the web process and the clients use
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import statistics
 import sys
 import tempfile
@@ -32,15 +34,17 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from platform_stack import start_stack  # noqa: E402
+from platform_stack import WEB_WORKERS, start_stack  # noqa: E402
 
 PROJECT = "bench-api"
 BODY = {"plugin": "reverse_text", "input": {"text": "a short product blurb to reverse"}, "params": {}}
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value that ``q`` % of the values do not exceed (``round`` rounds halves
+    to even, so ``round(x + 0.5)`` took the next value up whenever ``q`` % of them was an odd count)."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 def load(url: str, headers: dict, body: dict, threads: int, per_thread: int) -> dict:
@@ -98,25 +102,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    stack = start_stack(Path(tempfile.mkdtemp(prefix="atelier-bench-api-models-")), DJANGO_SETTINGS_MODULE="api_plain",
-                        PYTHONPATH=f"{REPO}:{REPO / 'bench'}")
+    models_root = Path(tempfile.mkdtemp(prefix="atelier-bench-api-models-"))  # empty: reverse_text needs no model
     try:
-        stack.stop_worker()
-        key = stack.manage("create_api_key", "--project", PROJECT, "--create-project").stdout.strip()
-        atelier = (f"{stack.url}/api/v1/jobs/", {"Authorization": f"Bearer {key}"}, BODY)
-        plain = (f"{stack.url}/bench/plain-jobs/", {}, {**BODY, "project": PROJECT})
-        for url, headers, body in (plain, atelier):  # warm up: imports, connections, caches
-            load(url, headers, body, threads=2, per_thread=10)
-        runs: dict[str, list[dict]] = {"plain": [], "atelier": []}
-        for _ in range(args.rounds):
-            runs["plain"].append(load(*plain, threads=args.threads, per_thread=args.requests))
-            runs["atelier"].append(load(*atelier, threads=args.threads, per_thread=args.requests))
+        stack = start_stack(models_root, DJANGO_SETTINGS_MODULE="api_plain", PYTHONPATH=f"{REPO}:{REPO / 'bench'}")
+        try:
+            stack.stop_worker()
+            key = stack.manage("create_api_key", "--project", PROJECT, "--create-project").stdout.strip()
+            atelier = (f"{stack.url}/api/v1/jobs/", {"Authorization": f"Bearer {key}"}, BODY)
+            plain = (f"{stack.url}/bench/plain-jobs/", {}, {**BODY, "project": PROJECT})
+            for url, headers, body in (plain, atelier):  # warm up: imports, connections, caches
+                load(url, headers, body, threads=2, per_thread=10)
+            runs: dict[str, list[dict]] = {"plain": [], "atelier": []}
+            for _ in range(args.rounds):
+                runs["plain"].append(load(*plain, threads=args.threads, per_thread=args.requests))
+                runs["atelier"].append(load(*atelier, threads=args.threads, per_thread=args.requests))
+        finally:
+            stack.stop()
     finally:
-        stack.stop()
+        shutil.rmtree(models_root, ignore_errors=True)
 
     figures = {name: summary(found) for name, found in runs.items()}
     print(f"{args.threads} clients x {args.requests} requests x {args.rounds} rounds, backend {stack.backend}, "
-          "gunicorn 1 process x 4 threads, worker stopped")
+          f"gunicorn {WEB_WORKERS} processes x 4 threads, worker stopped")
     print(f"{'':10} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for name, row in figures.items():
         print(f"{name:10} {row['requests']:>9} {row['throughput_rps']:>8} {row['p50_ms']:>8} {row['p95_ms']:>8} "
@@ -126,6 +133,7 @@ def main() -> None:
         "p99_ms": figures["atelier"]["p99_ms"],
         "atelier": figures["atelier"], "plain": figures["plain"],
         "threads": args.threads, "requests_per_thread": args.requests, "rounds": args.rounds, "backend": stack.backend,
+        "web_processes": WEB_WORKERS,
     }
     print(json.dumps(result))
 

@@ -72,25 +72,33 @@ def questions(count: int) -> list[str]:
 
 
 class Baseline:
-    """The same model, job by job, in this process: encode the chatbot's prompt, ``model.generate`` with batch size 1."""
+    """The same model, job by job, in this process: encode the chatbot's prompt, ``model.generate`` with batch size 1.
+
+    Loaded in the dtype the chatbot loads it in, with the attention kernels it decodes with: left to
+    transformers' defaults, the baseline would run float32 where the platform runs bf16 on a GPU (or
+    a bf16 file in bf16 on a CPU, where the platform runs float32), and the ratio would measure that."""
 
     def __init__(self, model_dir: Path, device: str, new_tokens: int) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from atelier_plugins.text.generation import inference_dtype
+
         self.device, self.new_tokens = device, new_tokens
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, use_safetensors=True).to(device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, use_safetensors=True,
+                                                          dtype=inference_dtype(device)).to(device).eval()
 
     def one(self, question: str) -> int:
         """One job; returns the tokens it generated."""
         import torch
 
         from atelier_plugins.chatbot.plugin import ChatMessage, build_prompt
+        from atelier_plugins.text.generation import attention_kernels
 
         text = self.tokenizer.apply_chat_template(build_prompt([ChatMessage(role="user", content=question)], []),
                                                   tokenize=False, add_generation_prompt=True)
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), attention_kernels(self.device):
             out = self.model.generate(**ids, max_new_tokens=self.new_tokens, do_sample=False,
                                       pad_token_id=self.tokenizer.pad_token_id)
         if self.device.startswith("cuda"):
@@ -109,17 +117,21 @@ def job_body(question: str, new_tokens: int) -> dict:
             "params": {"max_new_tokens": new_tokens, "seed": 0}}
 
 
+#: Clients posting at once in the ``concurrent_clients`` mode, each a job at a time until all are posted.
+CONCURRENT_CLIENTS = 8
+
+
 def through_platform(client: ApiClient, asked: list[str], new_tokens: int, mode: str) -> dict:
     """The jobs through web, queue and worker, submitted one of two ways: ``batch_request``, in one
     ``POST /jobs/batch/`` (all queued at once: what the worker's batching does with them), or
-    ``concurrent_clients``, each posting its own job from 8 threads (the web's per-request work then
-    shares this machine's two cores with the model)."""
+    ``concurrent_clients``, each job in its own request from ``CONCURRENT_CLIENTS`` threads (the web's
+    per-request work then shares this machine's two cores with the model)."""
     time.sleep(1.0)  # idle again
     started = time.perf_counter()
     if mode == "batch_request":
         ids = client.submit_batch([job_body(question, new_tokens) for question in asked])
     else:
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=CONCURRENT_CLIENTS) as pool:
             ids = list(pool.map(lambda question: client.submit(**job_body(question, new_tokens)), asked))
     # One waiting request at a time (Prefer: wait), so that watching costs the server next to nothing:
     # a client polling every few milliseconds would take CPU from the worker it measures.
@@ -192,23 +204,25 @@ def main() -> int:
 
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     models_root = Path(tempfile.mkdtemp(prefix="atelier-bench-models-"))
-    model_dir = models_root / "demo" / "chat-lm"
-    if args.model_dir:
-        shutil.copytree(args.model_dir, model_dir)
-    else:
-        build_bench_model(model_dir, args.model_shape)
-    asked = questions(args.jobs)
-
-    baseline = Baseline(model_dir, device, args.new_tokens)
-    stack = start_stack(models_root, ATELIER_DEVICE=device, ATELIER_BATCH_MAX_WAIT_MS=str(args.max_wait_ms))
     try:
-        client = ApiClient(stack)
-        client.submit_and_wait(**job_body("warm-up: load the model", args.new_tokens))
-        ours = throughputs(baseline, client, asked, args.new_tokens, args.rounds)
-        base = ours.pop("baseline")
-        base["idle_latency_s"], ours["idle_latency_s"] = idle_latencies(baseline, client, asked, args.new_tokens, args.idle_runs)
+        model_dir = models_root / "demo" / "chat-lm"
+        if args.model_dir:
+            shutil.copytree(args.model_dir, model_dir)
+        else:
+            build_bench_model(model_dir, args.model_shape)
+        asked = questions(args.jobs)
+
+        baseline = Baseline(model_dir, device, args.new_tokens)
+        stack = start_stack(models_root, ATELIER_DEVICE=device, ATELIER_BATCH_MAX_WAIT_MS=str(args.max_wait_ms))
+        try:
+            client = ApiClient(stack)
+            client.submit_and_wait(**job_body("warm-up: load the model", args.new_tokens))
+            ours = throughputs(baseline, client, asked, args.new_tokens, args.rounds)
+            base = ours.pop("baseline")
+            base["idle_latency_s"], ours["idle_latency_s"] = idle_latencies(baseline, client, asked, args.new_tokens, args.idle_runs)
+        finally:
+            stack.stop()
     finally:
-        stack.stop()
         shutil.rmtree(models_root, ignore_errors=True)
 
     base_rate = args.jobs / base["seconds"]
@@ -219,6 +233,7 @@ def main() -> int:
         "jobs": args.jobs, "new_tokens": args.new_tokens, "rounds": args.rounds,
         "baseline_jobs_per_second": round(base_rate, 2), "jobs_per_second": round(rate(batched), 2),
         "throughput_ratio": round(rate(batched) / base_rate, 2),
+        "concurrent_clients": CONCURRENT_CLIENTS,
         "concurrent_clients_jobs_per_second": round(rate(clients), 2),
         "throughput_ratio_concurrent_clients": round(rate(clients) / base_rate, 2),
         "baseline_tokens_per_second": round(base["tokens"] / base["seconds"], 1),
@@ -232,7 +247,7 @@ def main() -> int:
     }
     print(f"chatbot ({figures['model']} model), {args.jobs} jobs of {args.new_tokens} new tokens, {device}, "
           f"{stack.backend} broker and database; throughput: median of {args.rounds} rounds")
-    columns = ("baseline: batch-1 generate", "Atelier: one batch request", f"Atelier: {args.jobs} clients")
+    columns = ("baseline: batch-1 generate", "Atelier: one batch request", f"Atelier: {CONCURRENT_CLIENTS} clients")
     print(f"{'':28}" + "".join(f"{c:>29}" for c in columns))
     print(f"{'throughput, jobs/s':28}{figures['baseline_jobs_per_second']:>29}{figures['jobs_per_second']:>29}"
           f"{figures['concurrent_clients_jobs_per_second']:>29}")

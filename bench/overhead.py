@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -75,10 +76,15 @@ class BareCelery:
              "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
             env=env, cwd=REPO / "bench", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        self.client = subprocess.Popen([sys.executable, "-c", self.CLIENT], env=env, cwd=REPO / "bench",
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        if self.client.stdout.readline().strip() != "ready":
-            raise RuntimeError("the bare Celery client did not start")
+        self.client = None
+        try:
+            self.client = subprocess.Popen([sys.executable, "-c", self.CLIENT], env=env, cwd=REPO / "bench",
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            if self.client.stdout.readline().strip() != "ready":
+                raise RuntimeError("the bare Celery client did not start")
+        except BaseException:
+            self.stop()  # the caller gets no BareCelery to stop: the worker would outlive the bench
+            raise
 
     def round_trip(self) -> float:
         self.client.stdin.write("\n")
@@ -87,8 +93,14 @@ class BareCelery:
 
     def stop(self) -> None:
         for process in (self.client, self.worker):
+            if process is None:
+                continue
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def pause() -> None:
@@ -143,22 +155,25 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=40)
     args = parser.parse_args()
     models_root = Path(tempfile.mkdtemp(prefix="atelier-bench-models-"))
-    build_bench_model(models_root / "demo" / "chat-lm", "tiny")  # the model's own time is subtracted anyway
-    stack = start_stack(models_root, ATELIER_DEVICE="cpu")
-    bare = None
     try:
-        client = ApiClient(stack)
-        bare = BareCelery(stack)
-        times = measure(client, bare, args.runs)
+        build_bench_model(models_root / "demo" / "chat-lm", "tiny")  # the model's own time is subtracted anyway
+        stack = start_stack(models_root, ATELIER_DEVICE="cpu")
+        bare = None
+        try:
+            client = ApiClient(stack)
+            bare = BareCelery(stack)
+            times = measure(client, bare, args.runs)
+        finally:
+            if bare is not None:
+                bare.stop()
+            stack.stop()
     finally:
-        if bare is not None:
-            bare.stop()
-        stack.stop()
         shutil.rmtree(models_root, ignore_errors=True)
     waited_totals, waited_model, polled_totals, polled_model, pings = (
         times["waited"], times["waited_model"], times["polled"], times["polled_model"], times["ping"])
     ms = lambda values: round(statistics.median(values) * 1000, 1)  # noqa: E731
-    p90 = lambda values: round(sorted(values)[int(len(values) * 0.9) - 1] * 1000, 1)  # noqa: E731
+    # Nearest rank: the smallest value that 90 % of the runs do not exceed (index ceil(0.9 n) - 1).
+    p90 = lambda values: round(sorted(values)[math.ceil(len(values) * 0.9) - 1] * 1000, 1)  # noqa: E731
     waited = [total - own for total, own in zip(waited_totals, waited_model)]
     polled = [total - own for total, own in zip(polled_totals, polled_model)]
     ping = statistics.median(pings)

@@ -7,6 +7,7 @@ REDIS_URL name them.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -20,16 +21,31 @@ sys.path.insert(0, str(REPO))
 from tests.e2e.stack import Stack, postgres_and_redis_from_env  # noqa: E402
 
 
+#: Gunicorn processes of a bench stack's web server (each with the Stack's 4 threads), as the Procfile runs them.
+WEB_WORKERS = 2
+
+
+class BenchStack(Stack):
+    """A stack on a data folder of its own making, removed with it (a test's stack lives in pytest's
+    tmp_path instead, which pytest removes)."""
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
 def start_stack(models_root: Path, **env: str) -> Stack:
     backend = "postgres_redis" if postgres_and_redis_from_env() else "embedded"
-    stack = Stack(backend, Path(tempfile.mkdtemp(prefix=f"atelier-bench-{backend}-")))
+    stack = BenchStack(backend, Path(tempfile.mkdtemp(prefix=f"atelier-bench-{backend}-")))
     # Benchmark timings: the defaults an operator runs with, not the tests' fast sweeps.
     for name in ("ATELIER_JOB_STALE_AFTER_S", "ATELIER_JOB_REQUEUE_AFTER_S", "ATELIER_SWEEP_INTERVAL_S"):
         stack.env.pop(name, None)
     stack.env.update({"ATELIER_MODELS_ROOT": str(models_root), "ATELIER_JOB_HEARTBEAT_S": "5", **env})
     # One worker process, as on a GPU host: batching, not process concurrency, fills the device. Two web
     # processes, as the Procfile runs them.
-    return stack.start(worker_concurrency=1, web_workers=2)
+    return stack.start(worker_concurrency=1, web_workers=WEB_WORKERS)
 
 
 class ApiClient:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "atelier_platform.settings")
 
-from batching import build_bench_model, job_body, questions  # noqa: E402
+from batching import CONCURRENT_CLIENTS, build_bench_model, job_body, questions  # noqa: E402
 
 
 def sync(device: str) -> None:
@@ -160,13 +160,14 @@ def platform_timeline(model_dir: Path, device: str, new_tokens: int) -> None:
         client = ApiClient(stack)
         client.submit_and_wait(**job_body("warm-up: load the model", new_tokens))
         asked = questions(32)
-        for mode in ("batch request", "32 clients", "32 clients"):
+        clients = f"32 jobs from {CONCURRENT_CLIENTS} clients"
+        for mode in ("batch request", clients, clients):
             time.sleep(1.0)
             begun_wall, begun = time.time(), time.perf_counter()
             if mode == "batch request":
                 ids = client.submit_batch([job_body(q, new_tokens) for q in asked])
             else:
-                with ThreadPoolExecutor(max_workers=8) as pool:
+                with ThreadPoolExecutor(max_workers=CONCURRENT_CLIENTS) as pool:
                     ids = list(pool.map(lambda q: client.submit(**job_body(q, new_tokens)), asked))
             posted = time.perf_counter() - begun
             jobs = [client.job(job_id, wait_s=60) for job_id in ids]

@@ -79,11 +79,16 @@ class Stack:
             self.admin_database_url = database_url
             self.database_name = f"atelier_e2e_{uuid.uuid4().hex[:10]}"
             self._create_database()
-            parts = urlsplit(database_url)
-            self.env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{self.database_name}"))
-            redis_parts = urlsplit(redis_url)
-            self.env["REDIS_URL"] = urlunsplit(redis_parts._replace(path=f"/{E2E_REDIS_DB}"))
-            self._flush_redis()
+            try:
+                parts = urlsplit(database_url)
+                self.env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{self.database_name}"))
+                redis_parts = urlsplit(redis_url)
+                self.env["REDIS_URL"] = urlunsplit(redis_parts._replace(path=f"/{E2E_REDIS_DB}"))
+                self._flush_redis()
+            except BaseException:
+                # The caller gets no Stack to stop: the database would outlive the run.
+                self._drop_database()
+                raise
 
     # --- set-up and tear-down --------------------------------------------------------------
     def _create_database(self) -> None:
@@ -146,10 +151,16 @@ class Stack:
 
     def _start(self, worker_concurrency: int, web_workers: int) -> "Stack":
         self.manage("migrate", "--noinput", "-v0")
+        # No control socket: gunicorn's default is one per user (~/.gunicorn/gunicorn.ctl), which each
+        # stack would take from any other gunicorn of that user (a `make run`, another stack) and delete
+        # when it stops.
         self._spawn("web", [sys.executable, "-m", "gunicorn", "atelier_platform.wsgi", "--bind", f"127.0.0.1:{self.port}",
-                            "--workers", str(web_workers), "--threads", "4"])
+                            "--workers", str(web_workers), "--threads", "4", "--no-control-socket"])
         self._spawn("beat", [sys.executable, "-m", "celery", "-A", "atelier_platform.celery_app", "beat", "-l", "INFO"])
         self.start_worker(worker_concurrency)
+        # Our gunicorn holds the port before /healthz counts: free_port() let the port go, and another
+        # program may have bound it since; its answers must not pass for this stack's.
+        self._wait_for_log("web", f"Listening at: {self.url} ")
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -159,6 +170,8 @@ class Stack:
             # models): a first request may wait past its timeout instead of being refused.
             except (requests.ConnectionError, requests.Timeout):
                 pass
+            if self.processes["web"].poll() is not None:
+                raise RuntimeError(f"web exited early:\n{self.log_of('web')[-3000:]}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"web not ready:\n{self.log_of('web')[-3000:]}")
             time.sleep(0.2)
@@ -188,20 +201,30 @@ class Stack:
         process.wait(timeout=60)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
+        try:
+            for process in self.processes.values():
+                if process.poll() is None:
+                    try:
+                        os.killpg(process.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        continue
+            for process in self.processes.values():
                 try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        if self.database_name:
-            self._flush_redis()
-            self._drop_database()
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(process.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    process.wait(timeout=20)
+        finally:
+            # The database goes whatever failed before: neither a stuck process nor an unreachable
+            # Redis may leave it behind.
+            if self.database_name:
+                try:
+                    self._flush_redis()
+                finally:
+                    self._drop_database()
 
     # --- what a client does ------------------------------------------------------------------
     @property

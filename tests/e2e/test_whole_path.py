@@ -252,16 +252,27 @@ def test_worker_killed_mid_batch_loses_no_job_and_duplicates_none(stack, client)
 
 def test_workers_report_their_state(stack, client):
     key = stack.manage("create_api_key", "--project", "e2e", "--scopes", "admin").stdout.strip()
-    deadline = time.monotonic() + 30
-    while True:
-        workers = requests.get(f"{stack.url}/api/v1/workers/", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
-        live = [w for w in workers if w["state"] in ("ready", "busy")]
-        if live:
-            break
-        assert time.monotonic() < deadline, workers
-        time.sleep(0.2)
+
+    def workers_when(done) -> list[dict]:
+        deadline = time.monotonic() + 30
+        while True:
+            workers = requests.get(f"{stack.url}/api/v1/workers/", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+            if done(workers):
+                return workers
+            assert time.monotonic() < deadline, [(w["name"], w["state"]) for w in workers]
+            time.sleep(0.2)
+
+    def live(workers) -> set[str]:
+        return {w["name"] for w in workers if w["state"] in ("ready", "busy")}
+
+    # A worker stopped cleanly and one killed, made here: a test run alone (-k) has no earlier ones.
+    stack.stop_worker()
+    known = {w["name"] for w in workers_when(lambda workers: True)}
+    stack.start_worker()
+    workers_when(lambda workers: live(workers) - known)  # it has reported in: its loss can be seen
+    stack.kill_worker()
+    stack.start_worker()
+    workers = workers_when(lambda workers: live(workers) and {"stopped", "lost"} <= {w["state"] for w in workers})
     assert {w["state"] for w in workers} <= {"ready", "busy", "stopped", "lost", "starting"}
-    states = {w["state"] for w in workers}
-    assert "stopped" in states and "lost" in states  # earlier tests stopped workers cleanly, and killed one
     metrics = requests.get(f"{stack.url}/metrics", timeout=10).text
     assert "atelier_queue_depth" in metrics and "atelier_batch_size_bucket" in metrics
