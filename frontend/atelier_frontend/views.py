@@ -138,28 +138,69 @@ def create_plugin(request, here, plugin_id: str):
               .only("id", "input", "created_at", "status").order_by("-created_at")[:RECENT_PROMPTS])
     return page(request, "atelier_frontend/create_plugin.html", {
         "plugin": info, "fields": fields, "priority": priority, "priorities": range(10), "form_errors": form_errors,
-        "recent": [(job, _summary(job.input)) for job in recent], "notice": notice,
-        "templates": [(t, _summary(t.input, 80)) for t in templates.only("id", "name", "input")[:50]],
+        "recent": [(job, _summary(job.input, plugin_id=plugin_id)) for job in recent], "notice": notice,
+        "templates": [(t, _summary(t.input, 80, plugin_id)) for t in templates.only("id", "name", "input")[:50]],
     }, status=400 if form_errors or any(f.errors for f in fields) else 200)
 
 
-def _summary(data, limit: int = 120) -> str:
-    """The first text of an input, to recognise a prompt in a list."""
-    texts = []
+def _summary(data, limit: int = 120, plugin_id: str | None = None) -> str:
+    """The texts a person wrote in an input, to recognise a prompt in a list: with the plugin's input
+    schema, not its fixed choices (a chat message's role) nor its ids (a conversation's UUID)."""
+    texts: list[str] = []
+    schema = _input_schema(plugin_id) if plugin_id else {}
+    definitions = schema.get("$defs", {})
 
-    def walk(value):
+    def resolved(node) -> dict:
+        node = node if isinstance(node, dict) else {}
+        reference = node.get("$ref", "")
+        if reference.startswith("#/$defs/"):
+            node = definitions.get(reference.removeprefix("#/$defs/"), {})
+        return node
+
+    def walk(value, node):
+        node = resolved(node)
+        branches = [resolved(b) for b in node.get("anyOf", node.get("oneOf", []))]
         if isinstance(value, str):
-            texts.append(value)
+            fixed = [choice for n in [node, *branches] for choice in n.get("enum", [n["const"]] if "const" in n else [])]
+            if value.strip() and value not in fixed and not _is_uuid(value):
+                texts.append(value)
         elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
+            properties = next((n["properties"] for n in [node, *branches] if "properties" in n), {})
+            for key, inner in value.items():
+                walk(inner, properties.get(key, {}))
         elif isinstance(value, list):
-            for v in value:
-                walk(v)
+            items = next((n["items"] for n in [node, *branches] if "items" in n), {})
+            for inner in value:
+                walk(inner, items)
 
-    walk(data)
-    text = " · ".join(t for t in texts if t.strip()) or "(no text)"
+    walk(data, schema)
+    text = " · ".join(texts) or "(no text)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_input_schemas: dict[type, dict] = {}
+
+
+def _input_schema(plugin_id: str) -> dict:
+    """The installed plugin's input JSON schema ({} when it is not installed), built once per plugin class."""
+    plugin = get_registry().get(plugin_id)
+    if plugin is None:
+        return {}
+    if plugin not in _input_schemas:
+        _input_schemas[plugin] = plugin.Input.model_json_schema()
+    return _input_schemas[plugin]
+
+
+def _is_uuid(text: str) -> bool:
+    import uuid
+
+    if len(text) not in (32, 36):
+        return False
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _uuid_or_404(value: str):
@@ -214,7 +255,7 @@ def jobs(request, here):
     # the first page shows jobs created after it loaded as they come (the poll asks for those since then)
     since = rows[0].created_at if rows else timezone.now()
     return page(request, "atelier_frontend/jobs.html", {
-        "jobs": [(job, _summary(job.input, 90)) for job in rows], "statuses": JobStatus.choices,
+        "jobs": [(job, _summary(job.input, 90, job.plugin_id)) for job in rows], "statuses": JobStatus.choices,
         "plugins": sorted(p.manifest.id for p in get_registry().available()),
         "filters": filters, "page_number": page_number, "has_next": has_next,
         "live": page_number == 1, "since": since.isoformat(),
@@ -252,7 +293,7 @@ def jobs_status(request, here):
         new = list(_filtered_jobs(here.project, filters).filter(created_at__gt=since).select_related("submitted_by")
                    .order_by("-created_at", "-id")[:NEW_JOBS_PER_POLL])
         answer["new"] = [{"id": str(job.pk), "html": render_to_string(
-            "atelier_frontend/_job_row.html", {"job": job, "summary": _summary(job.input, 90)}, request=request)}
+            "atelier_frontend/_job_row.html", {"job": job, "summary": _summary(job.input, 90, job.plugin_id)}, request=request)}
             for job in new]
         answer["since"] = (new[0].created_at if new else since).isoformat()
     return JsonResponse(answer)

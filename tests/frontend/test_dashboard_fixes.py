@@ -298,3 +298,29 @@ def test_a_blocked_inputs_timeline_is_translated(project, signed_in):
     assert editor.post("/create/reverse_text/", {"input.text": "a violent plan", "priority": "5"}).status_code == 400
     page = text_of(editor.get(f"/jobs/{Job.objects.get().pk}/"))
     assert '<span class="what">输入已拦截</span>' in page
+
+
+# --- a job's summary in the lists is what a person wrote ------------------------------------------------
+
+def job_with_input(project, plugin, input):  # noqa: A002 (the job's field)
+    job = build_job(project, plugin=plugin)
+    Job.objects.filter(pk=job.pk).update(input=input)
+    return job
+
+
+def test_a_chat_jobs_summary_shows_the_messages_not_their_roles_nor_the_conversation_id(chat_project, signed_in):
+    conversation_id = "0b7f3c52-8d1e-4c7a-9a55-2f4b1e6d9c10"
+    job_with_input(chat_project, "turn_counter", {
+        "messages": [{"role": "user", "content": "Where is my parcel?"},
+                     {"role": "assistant", "content": "It left yesterday."},
+                     {"role": "user", "content": "When will it arrive?"}],
+        "conversation_id": conversation_id})
+    page = text_of(signed_in(chat_project, "viewer").get("/jobs/"))
+    assert "Where is my parcel? · It left yesterday. · When will it arrive?" in page
+    assert conversation_id not in page and "user ·" not in page
+
+
+def test_a_summary_keeps_every_text_of_a_plugin_no_longer_installed(project, signed_in):
+    job_with_input(project, "gone_plugin", {"role": "user", "note": "kept as written"})
+    page = text_of(signed_in(project, "viewer").get("/jobs/"))
+    assert "user · kept as written" in page
