@@ -16,6 +16,13 @@ WORDS = {
     "Release after screening, audit after": _("Release after screening, audit after"),
     "Approve": _("Approve"), "Reject": _("Reject"), "Edit and approve": _("Edit and approve"),
     "Ask for regeneration": _("Ask for regeneration"),
+    # API key scopes, as accounts.roles.Capability describes them
+    "Read jobs, outputs and plugins": _("Read jobs, outputs and plugins"), "Submit and cancel jobs": _("Submit and cancel jobs"),
+    "See the review queue": _("See the review queue"), "Claim and decide reviews": _("Claim and decide reviews"),
+    "Manage the project: members, keys, policies": _("Manage the project: members, keys, policies"),
+    "Manage webhook endpoints and see their deliveries": _("Manage webhook endpoints and see their deliveries"),
+    # webhook delivery statuses (the others are job words below)
+    "pending": _("pending"),
     # roles
     "owner": _("owner"), "editor": _("editor"), "reviewer": _("reviewer"), "viewer": _("viewer"),
     # timeline steps (audit actions are shown with spaces for underscores)

@@ -270,6 +270,18 @@ def test_the_review_modes_are_translated(project, signed_in):
     assert ">发布前审核</option>" in page and ">筛查后发布，事后抽查</option>" in page
 
 
+def test_key_scopes_and_webhook_delivery_statuses_are_translated(project, signed_in):
+    from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+    endpoint = WebhookEndpoint.objects.create(project=project, url="https://hooks.example.com/a", secret="s")
+    for number, status in enumerate(("pending", "succeeded")):
+        WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.succeeded", event_id=f"e{number}", payload={},
+                                       status=status, max_attempts=3)
+    page = text_of(in_chinese(signed_in(project, "owner")).get("/settings/"))
+    assert '<span class="muted small">读取任务、输出和插件</span>' in page and "Read jobs, outputs and plugins" not in page
+    assert "<td>等待中</td>" in page and "<td>pending</td>" not in page and "<td>succeeded</td>" not in page
+
+
 def test_review_decisions_are_translated_on_the_job_page_and_in_the_review_panel(
         project, signed_in, submit, run_job, django_capture_on_commit_callbacks):
     job = submit(project, text="say it again")
