@@ -16,6 +16,9 @@ from atelier_platform import fs_broker
 from atelier_platform.config import get_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "atelier_platform.settings")
+# Workers and web processes write logs, not a terminal: transformers' "Loading weights" progress bars
+# would fill them, and a worker's stderr reaches Celery's log as WARNING lines at every model load.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 #: Queues by resource class, plus one for the platform's own housekeeping, so that a sweep is
 #: never stuck behind a long generation.

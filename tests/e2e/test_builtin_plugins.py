@@ -144,3 +144,11 @@ def test_image_outputs_are_pngs_of_the_asked_size_served_with_the_key(stack, ses
     assert requests.get(f"{stack.url}{primary['url']}", timeout=10).status_code == 401  # not without the key
     assert output["content"]["label"] == "AI-generated"
     assert output["safety"]["decision"] in ("pass", "review") and "nudity" in output["safety"]["checked_by"]
+
+
+def test_loading_models_writes_no_progress_bars_into_the_worker_log(stack, session):
+    """Run after the plugins above loaded their models: a progress bar in a service's log is noise, and
+    Celery logs a worker's stderr as WARNING lines, which an operator's alerting would count."""
+    log = stack.log_of(stack.current_worker)
+    assert "succeeded" in log or "atelier.run_job" in log  # the log is the worker's, with jobs in it
+    assert "Loading weights" not in log
