@@ -46,3 +46,37 @@ def chat_project(project, empty_plugin_registry):
     empty_plugin_registry.register(TurnCounter)
     set_plugin_enabled(project, "turn_counter", True)
     return project
+
+
+# --- the browser tests' (tests/frontend/test_browser*.py) ---------------------------------------------
+
+@pytest.fixture
+def orm_beside_playwright(monkeypatch):
+    # Playwright's sync API keeps an event loop in this thread; Django then refuses ORM calls
+    # from it as "async" although they are plain blocking calls of the test.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests.frontend.browsing import CHROMIUM, CHROMIUM_ARGS, SHOTS
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+        # Inside Playwright's context the test's ORM calls open a database connection of their own
+        # (Django keeps connections per context); close it, or it outlives the test database.
+        from django.db import connections
+
+        connections.close_all()
+
+
+@pytest.fixture
+def expect():
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=10_000)
+    return expect

@@ -9,75 +9,18 @@ Two reviewers at once are never shown the same item. Screenshots of each main pa
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 
-import pytest
 import requests
-from django.db import connection, connections
+from django.db import connection
 
 from atelier_platform.accounts.services import issue_api_key
-from atelier_platform.config import REPO_ROOT
 from atelier_platform.jobs.models import Job, Output
 from atelier_platform.moderation.models import ReviewDecision, ReviewItem
+from tests.frontend.browsing import BROWSER_TESTS, shot, sign_in
 
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "correct horse battery staple"  # tests.factories.UserFactory's
-SHOTS = REPO_ROOT / "artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
-
-if not os.path.exists(CHROMIUM) and os.environ.get("CI"):
-    raise RuntimeError(f"CI must run the browser tests: install Debian's chromium ({CHROMIUM}); .ci/run does it")
-
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason="Debian's chromium is not installed here (apt-get install chromium); CI's .ci/run installs it"),
-    pytest.mark.django_db(transaction=True),
-]
-
-
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    # Playwright's sync API keeps an event loop in this thread; Django then refuses ORM calls
-    # from it as "async" although they are plain blocking calls of the test.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-        # Inside Playwright's context the test's ORM calls open a database connection of their own
-        # (Django keeps connections per context); close it, or it outlives the test database.
-        connections.close_all()
-
-
-@pytest.fixture
-def expect():
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=10_000)
-    return expect
-
-
-def sign_in(browser, base_url: str, username: str):
-    page = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
-    page.goto(f"{base_url}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login/" not in url)
-    return page
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+pytestmark = BROWSER_TESTS
 
 
 def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(

@@ -15,10 +15,9 @@ from django.db import connection
 from atelier_frontend.models import PromptTemplate
 from atelier_platform.jobs.models import Job
 from atelier_platform.moderation.models import ReviewDecision
-from tests.frontend import test_browser
-from tests.frontend.test_browser import _orm_beside_playwright, browser, expect, sign_in  # noqa: F401 (fixtures)
+from tests.frontend.browsing import BROWSER_TESTS, sign_in
 
-pytestmark = test_browser.pytestmark
+pytestmark = BROWSER_TESTS
 
 SHOWN = "#review-item[data-item]:not([data-item=''])"
 

@@ -52,7 +52,7 @@ SIGNALS: tuple[Signal, ...] = (
     _en("ignore_instructions", 0.9,
         rf"\b(?:ignore|disregard|forget|skip|override|bypass|drop|abandon)\b[\s\w,']{{0,20}}?\b{_PREVIOUS}\s+(?:\w+\s+)?{_RULES}\b"),
     _en("ignore_instructions", 0.85,
-        rf"\b(?:ignore|disregard|forget)\s+(?:everything|all|anything)\s+(?:(?:you\s+(?:were|have\s+been)\s+told)|(?:above|before|prior|previously))"),
+        r"\b(?:ignore|disregard|forget)\s+(?:everything|all|anything)\s+(?:(?:you\s+(?:were|have\s+been)\s+told)|(?:above|before|prior|previously))"),
     _en("ignore_instructions", 0.9,
         rf"(?:忽略|无视|忽视|忘记|忘掉|不要理会|不用理会|跳过|抛开|绕过)[^，。,.!?！？\n]{{0,8}}?{_CN_PREVIOUS}[^，。,.!?！？\n]{{0,8}}?{_CN_RULES}"),
     _en("new_instructions", 0.55, r"\b(?:new|updated|real|actual|true)\s+(?:system\s+)?instructions?\s*[:：]"),
