@@ -132,3 +132,20 @@ class TestHealth:
         response = client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["checks"]["broker"].startswith("broker unreachable")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/jobs/", "/api/v1/plugins/", "/api/v1/usage/", "/api/v1/usage/quota/",
+                                  "/v1/models"])
+def test_head_is_allowed_where_get_is(api, path):
+    """HEAD is GET without the body (RFC 9110): a key that may GET may HEAD, on views and viewsets alike."""
+    got, head = api.get(path), api.head(path)
+    assert got.status_code == 200, got.content
+    assert head.status_code == 200 and head.content == b""
+
+
+@pytest.mark.django_db
+def test_head_needs_the_same_scope_as_get(project, make_key, client_for):
+    reviews_only = client_for(make_key(project, ["reviews:read"]).raw)
+    assert reviews_only.get("/api/v1/usage/").status_code == 403
+    assert reviews_only.head("/api/v1/usage/").status_code == 403

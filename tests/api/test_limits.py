@@ -58,6 +58,25 @@ class TestRateLimit:
         assert slow.get(JOBS).status_code == 200
         assert slow.get(JOBS).status_code == 429
 
+    def test_a_keys_own_limit_never_exceeds_the_servers(self, project, client_for, atelier_config):
+        """A key given 5 a minute while the server allowed 100 is held to the server's 2 once the operator lowers it."""
+        from atelier_platform.accounts.services import issue_api_key
+
+        atelier_config(rate_limit_per_minute=100)
+        client = client_for(issue_api_key(project, scopes=["jobs:read"], rate_limit_per_minute=5).raw)
+        atelier_config(rate_limit_per_minute=2)
+        assert [client.get(JOBS).status_code for _ in range(3)] == [200, 200, 429]
+        assert client.get("/api/v1/usage/quota/").status_code == 429
+
+    def test_the_quota_view_reports_the_limit_that_applies(self, project, client_for, atelier_config):
+        from atelier_platform.accounts.services import issue_api_key
+
+        atelier_config(rate_limit_per_minute=100)
+        client = client_for(issue_api_key(project, scopes=["jobs:read"], rate_limit_per_minute=50).raw)
+        atelier_config(rate_limit_per_minute=20)
+        answer = client.get("/api/v1/usage/quota/")
+        assert answer.json()["rate_limit_per_minute"] == 20 and answer["X-RateLimit-Limit"] == "20"
+
     def test_signed_in_people_are_limited_too(self, project, member, atelier_config):
         from rest_framework.test import APIClient
 

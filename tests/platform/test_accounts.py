@@ -66,6 +66,13 @@ class TestCreateApiKeyCommand:
         with pytest.raises(CommandError):
             run_command("--project", "Not A Slug!", "--create-project")
 
+    def test_a_name_too_long_is_refused_clearly_and_nothing_is_created(self, db):
+        # PostgreSQL refuses a 101-character name with a DataError traceback; SQLite stored it whole
+        # (and the API refuses it: the name is at most 100 characters wherever a key is made).
+        with pytest.raises(CommandError, match="--name"):
+            run_command("--project", "acme", "--create-project", "--name", "n" * 101)
+        assert not Project.objects.exists() and not ApiKey.objects.exists()
+
     def test_as_a_script_sees_it(self, tmp_path):
         """Subprocess: stdout carries the key and nothing else, whatever Django logs."""
         env = {"PATH": "/usr/bin:/bin", "ATELIER_DATA_DIR": str(tmp_path)}

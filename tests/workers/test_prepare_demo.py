@@ -66,3 +66,24 @@ def test_demo_project_gets_the_indexed_knowledge_base(recipe):
     assert set(documents.values_list("state", flat=True)) == {"indexed"}
     assert documents.get(source_id="en/returns-policy").chunks.count() >= 2
     assert "0 (re)indexed" in run()  # nothing changed: nothing re-embedded
+
+
+def test_eval_demo_refused_a_job_says_why_instead_of_a_traceback(db, empty_plugin_registry, monkeypatch):
+    """A quota used up (an operator's ATELIER_QUOTA_JOBS_PER_DAY, a second run the same day) ends eval_demo with
+    the refusal's message, not a traceback from the middle of the run."""
+    from django.core.management import CommandError
+
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+    from atelier_platform.accounts.services import create_project
+    from atelier_platform.usage.models import ProjectQuota
+    from atelier_workers import knowledge
+    from atelier_workers.management.commands import eval_demo
+    from tests.api.helpers import build_job
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    monkeypatch.setattr(knowledge, "index_document", lambda document_id: None)  # no embedding model to load here
+    project = create_project(eval_demo.EVAL_SLUG, "Demo evaluation")
+    ProjectQuota.objects.create(project=project, jobs_per_day=1)
+    build_job(project)
+    with pytest.raises(CommandError, match="quota of 1 jobs per day"):
+        call_command("eval_demo", stdout=io.StringIO(), stderr=io.StringIO())

@@ -23,8 +23,10 @@ class HasProjectCapability(BasePermission):
             raise PermissionDenied("This endpoint declares no capability and is closed.")
         if hasattr(view, "action") and view.action is None:
             return True  # no handler for this method: DRF answers 405 Method Not Allowed
-        key = getattr(view, "action", None) or request.method.lower()
-        required = required_map.get(key) or required_map.get(request.method.lower())
+        # HEAD is GET without the body (Django answers it with the GET handler): it needs what GET needs.
+        method = "get" if request.method == "HEAD" else request.method.lower()
+        key = getattr(view, "action", None) or method
+        required = required_map.get(key) or required_map.get(method)
         if required is None:
             raise PermissionDenied("This action is not open to API callers.")
         access = resolve_access(request)

@@ -1,5 +1,5 @@
 """Rate limit per caller: ``ATELIER_RATE_LIMIT_PER_MINUTE`` requests a minute per API key (a key's
-own ``rate_limit_per_minute`` when set) or per signed-in person, across every web process.
+own ``rate_limit_per_minute`` when it is lower) or per signed-in person, across every web process.
 
 DRF runs throttles after authentication and permissions, so unauthenticated and forbidden
 requests are answered (401/403) without being counted.
@@ -32,7 +32,15 @@ def caller_limit(request) -> tuple[str, int, str] | None:
     default = get_config().rate_limit_per_minute
     auth = request.auth
     if isinstance(auth, ApiKey):
-        limit = auth.rate_limit_per_minute if auth.rate_limit_per_minute is not None else default
+        own = auth.rate_limit_per_minute
+        if own is None:
+            limit = default
+        elif own and default:
+            # A key's own limit only lowers the server's: a key made under a higher server limit must not
+            # keep it once the operator lowers ATELIER_RATE_LIMIT_PER_MINUTE.
+            limit = min(own, default)
+        else:
+            limit = own  # 0 (an operator's "none" in the admin), or a key's limit on a server without one
         # The prefix, not the row id: ids can be reused (a restored database), prefixes are random.
         return f"key:{auth.prefix}", limit, "API key"
     user = getattr(request, "user", None)

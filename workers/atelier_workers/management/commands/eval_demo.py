@@ -16,6 +16,7 @@ from atelier_platform.accounts.models import Project
 from atelier_platform.accounts.services import create_project
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.jobs.errors import JobServiceError
 from atelier_platform.jobs.models import Job
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_platform.knowledge.services import upsert_document
@@ -43,8 +44,11 @@ class Command(BaseCommand):
         passed = 0
         self.stdout.write(f"{'ID':<5} {'OK':<4} {'FACT':<5} {'SOURCE':<7} QUESTION -> REPLY")
         for question in questions:
-            job = submit_job(project, JobRequest("chatbot", {"messages": [{"role": "user", "content": question["question"]}]},
-                                                 {"seed": 0, "max_new_tokens": EVAL_MAX_NEW_TOKENS})).job
+            try:
+                job = submit_job(project, JobRequest("chatbot", {"messages": [{"role": "user", "content": question["question"]}]},
+                                                     {"seed": 0, "max_new_tokens": EVAL_MAX_NEW_TOKENS})).job
+            except JobServiceError as error:  # a quota used up, a blocked input: the platform refused, say why
+                raise CommandError(f"Project {EVAL_SLUG!r} refused question {question['id']}: {error.message}") from None
             runner.run(str(job.pk))
             job = Job.objects.get(pk=job.pk)
             output = job.outputs.first()

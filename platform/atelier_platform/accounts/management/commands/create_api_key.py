@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from atelier_platform.accounts.models import Project
+from atelier_platform.accounts.models import ApiKey, Project
 from atelier_platform.accounts.roles import Capability, DEFAULT_API_KEY_SCOPES
 from atelier_platform.accounts.services import create_project, issue_api_key
 
@@ -29,6 +29,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         project = options["project"]
         scopes = [scope for item in options["scopes"] for scope in item.replace(",", " ").split()]
+        longest_name = ApiKey._meta.get_field("name").max_length
+        if len(options["name"]) > longest_name:  # PostgreSQL would refuse it with a traceback
+            raise CommandError(f"--name: at most {longest_name} characters (got {len(options['name'])}).")
         created = False
         try:
             with transaction.atomic():
