@@ -298,6 +298,57 @@ class TestRequestCaps:
         atelier_config(plugin_limits='{"reverse_text": {"params.uppercase": 0}}')  # a boolean is not measured
         assert submit(api).status_code == 201
 
+    @pytest.fixture
+    def builtin_schemas(self, empty_plugin_registry, project):
+        """The built-in chatbot and image plugins (their schemas: no model is loaded), on for ``project``."""
+        from atelier_platform.catalog.services import set_plugin_enabled
+        from atelier_plugins.chatbot.plugin import ChatbotPlugin
+        from atelier_plugins.image.plugin import ImagePlugin
+
+        for plugin in (ChatbotPlugin, ImagePlugin):
+            empty_plugin_registry.register(plugin)
+            set_plugin_enabled(project, plugin.manifest.id, True)
+
+    CHAT = {"plugin": "chatbot", "input": {"messages": [{"role": "user", "content": "hi"}]}}
+
+    def test_a_plugins_default_over_a_cap_is_lowered_to_it_not_refused(self, api, builtin_schemas, atelier_config):
+        """ATELIER_MAX_NEW_TOKENS=64 under the chatbot's default of 128: a job that does not name it runs
+        with 64; one that asks for 100 is refused, one that asks for 32 keeps 32."""
+        atelier_config(max_new_tokens=64, max_image_steps=20)
+        created = api.post(JOBS, self.CHAT, format="json")
+        assert created.status_code == 201, created.json()
+        assert Job.objects.get(pk=created.json()["id"]).params["max_new_tokens"] == 64
+        image = api.post(JOBS, {"plugin": "image", "input": {"prompt": "a digit"}}, format="json")
+        assert image.status_code == 201, image.json()
+        assert Job.objects.get(pk=image.json()["id"]).input["steps"] == 20
+        error = assert_envelope(api.post(JOBS, {**self.CHAT, "params": {"max_new_tokens": 100}}, format="json"),
+                                400, "limit_exceeded")
+        assert list(error["details"]) == ["params.max_new_tokens"]
+        asked = api.post(JOBS, {**self.CHAT, "params": {"max_new_tokens": 32}}, format="json")
+        assert Job.objects.get(pk=asked.json()["id"]).params["max_new_tokens"] == 32
+
+    def test_a_projects_default_over_a_cap_is_still_refused(self, api, project, builtin_schemas, atelier_config):
+        """The project's defaults are asked for on the caller's behalf: an owner's 100 is not silently cut."""
+        from atelier_platform.catalog.models import ProjectPlugin
+
+        ProjectPlugin.objects.filter(project=project, plugin_id="chatbot").update(config={"params": {"max_new_tokens": 100}})
+        atelier_config(max_new_tokens=64)
+        assert_envelope(api.post(JOBS, self.CHAT, format="json"), 400, "limit_exceeded")
+
+    def test_a_cap_below_what_the_plugin_accepts_refuses_clearly(self, api, builtin_schemas, atelier_config):
+        atelier_config(plugin_limits='{"image": {"input.steps": 0.5}}')  # the image plugin takes at least 1 step
+        error = assert_envelope(api.post(JOBS, {"plugin": "image", "input": {"prompt": "a digit"}}, format="json"),
+                                400, "limit_exceeded")
+        assert "input.steps" in error["details"] and "raise them" in error["message"]
+        assert Job.objects.count() == 0
+
+    def test_openai_chat_without_max_tokens_runs_under_the_cap(self, api, builtin_schemas, atelier_config):
+        atelier_config(max_new_tokens=64, openai_wait_s=0.1)
+        answer = api.post("/v1/chat/completions", {"model": "chatbot", "messages": [{"role": "user", "content": "hi"}]},
+                          format="json")
+        assert answer.status_code != 400, answer.json()
+        assert Job.objects.get().params["max_new_tokens"] == 64
+
     def test_bad_plugin_limits_stop_start_up(self, monkeypatch):
         monkeypatch.setenv("ATELIER_PLUGIN_LIMITS", '{"image": {"steps": 30}}')
         get_config.cache_clear()

@@ -39,6 +39,7 @@ from atelier_platform.jobs.errors import (
 from atelier_platform.jobs.models import Job, JobStatus
 from atelier_platform.jobs.queueing import publish_on_commit
 from atelier_platform.usage import idempotency, limits, quotas
+from atelier_platform.usage.errors import LimitExceeded
 
 MAX_SEED = 2**31 - 1
 #: idempotency scopes: a key is unique per project and per endpoint
@@ -202,9 +203,26 @@ def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
                               details=pydantic_error_details(exc, "params")) from None
     normalised_input = validated_input.model_dump(mode="json")
     normalised_params = validated_params.model_dump(mode="json")
+    capped_input, capped_params = limits.lower_unasked(plugin.manifest.id, normalised_input, normalised_params,
+                                                       asked_input=request.input, asked_params={**defaults, **request.params})
+    if capped_input is not normalised_input or capped_params is not normalised_params:
+        validated_input = _within_schema(plugin.Input, capped_input, "input")
+        validated_params = _within_schema(plugin.Params, capped_params, "params")
+        normalised_input = validated_input.model_dump(mode="json")
+        normalised_params = validated_params.model_dump(mode="json")
     limits.check(plugin.manifest.id, normalised_input, normalised_params)
     return _Prepared(request, plugin, validated_input, validated_params, normalised_input, normalised_params,
                      fingerprint(request))
+
+
+def _within_schema(model: type[BaseModel], lowered: dict[str, Any], root: str) -> BaseModel:
+    """``lowered`` (a default brought down to a server cap) validated again: a cap below what the plugin
+    accepts at all leaves the job no valid value on this server."""
+    try:
+        return model.model_validate(lowered)
+    except ValidationError as exc:
+        raise LimitExceeded("This server's caps leave the plugin no valid value; an operator must raise them.",
+                            details=pydantic_error_details(exc, root)) from None
 
 
 def _screen(project: Project, prepared: _Prepared, policy=None) -> dict[str, Any]:

@@ -11,10 +11,15 @@ and field path, so that the check knows nothing of any plugin:
 A path's value is compared as a number, or by its length when it is a string or a list; ``[]``
 checks each item of a list, ``a*b`` the product of two numbers (width times height). A field that
 is absent or empty (``null``: the model's native size) is not checked.
+
+A cap limits what a job asks for: a number the plugin's schema filled in, which neither the caller nor
+the project's defaults asked for (the chatbot's 128 new tokens, the image's 25 steps), is lowered to
+the cap instead of refusing a request that never named it (``lower_unasked``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from functools import lru_cache
 from typing import Any, Iterator
@@ -74,6 +79,42 @@ def _values(data: Any, parts: list[str], trail: str) -> Iterator[tuple[str, Any]
                 yield from _values(item, rest, f"{here}.{index}")
     else:
         yield from _values(value, rest, here)
+
+
+def _set(data: Any, concrete_path: str, value: Any) -> None:
+    *parents, last = concrete_path.split(".")
+    for part in parents:
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    if isinstance(data, list):
+        data[int(last)] = value
+    else:
+        data[last] = value
+
+
+def lower_unasked(plugin_id: str, input_data: dict[str, Any], params: dict[str, Any], *, asked_input: dict[str, Any],
+                  asked_params: dict[str, Any], config: AtelierConfig | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``input_data`` and ``params`` as validated (the plugin's defaults filled in), with each number over a
+    cap that ``asked_input`` / ``asked_params`` (the request, under the project's defaults) do not hold
+    lowered to the cap; the same objects when nothing was lowered. ``check`` then judges what was asked."""
+    caps = _caps(config or get_config()).get(plugin_id)
+    if not caps:
+        return input_data, params
+    job = {"input": input_data, "params": params}
+    asked = {"input": asked_input, "params": asked_params}
+    lowered: dict[str, Any] = {}
+    for path, (cap, _) in caps.items():
+        if "*" in path:  # a product (width * height): its defaults are the model's native size, never over
+            continue
+        named = {where for where, _ in _values(asked, path.split("."), "")}
+        for where, value in _values(job, path.split("."), ""):
+            if where not in named and isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
+                lowered[where] = math.floor(cap) if isinstance(value, int) else cap
+    if not lowered:
+        return input_data, params
+    job = copy.deepcopy(job)
+    for where, value in lowered.items():
+        _set(job, where, value)
+    return job["input"], job["params"]
 
 
 def _measure(value: Any) -> float | None:
