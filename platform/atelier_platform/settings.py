@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "atelier_platform.api.errors.ApiRequestGuardMiddleware",
+    "atelier_platform.api.paths.ApiTrailingSlashMiddleware",  # before CommonMiddleware's APPEND_SLASH redirect
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",  # the dashboard in English or Simplified Chinese
     "django.middleware.common.CommonMiddleware",

@@ -301,3 +301,20 @@ class TestReadAndCancel:
             post(api, {**GOOD, "input": {"text": f"u{i}"}})
         with django_assert_max_num_queries(6):
             assert len(api.get(JOBS).json()["results"]) == 13
+
+
+@pytest.mark.django_db
+def test_a_path_without_its_trailing_slash_is_answered_not_redirected(api_key):
+    """POST /api/v1/jobs answered 301 to /api/v1/jobs/; clients follow a 301 with a GET, so the job was
+    never created and the caller got the job list with 200. As curl sends it: CSRF checks on, no cookie."""
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.raw}")
+    created = client.post("/api/v1/jobs", {"plugin": "reverse_text", "input": {"text": "hello"}}, format="json")
+    assert created.status_code == 201, created.content[:200]
+    assert Job.objects.filter(pk=created.json()["id"]).exists()
+    listed = client.get("/api/v1/jobs")
+    assert listed.status_code == 200 and listed.json()["results"][0]["id"] == created.json()["id"]
+    missing = client.post("/api/v1/no-such-thing", {}, format="json")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"

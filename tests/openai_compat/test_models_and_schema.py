@@ -70,6 +70,16 @@ class TestModels:
         assert_openai_error(api.delete("/v1/models"), 405, "method_not_allowed")
 
 
+    @pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/completions", "/v1/chat/completions/"])
+    def test_a_post_to_an_unknown_path_gets_openais_404_not_a_csrf_page(self, api_key, both_plugins, path):
+        """What client.embeddings.create() sends, as curl and the official client send it (no CSRF cookie):
+        it got Django's HTML "403 CSRF verification failed" page."""
+        from rest_framework.test import APIClient
+
+        client = APIClient(enforce_csrf_checks=True)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.raw}")
+        assert_openai_error(client.post(path, {"model": "chatbot"}, format="json"), 404, "unknown_url")
+
     def test_errors_answered_before_or_around_the_views_are_in_openais_shape_too(self, api, both_plugins, settings,
                                                                                  monkeypatch):
         """A body too large, one sent chunked, a path no route knows, a crash: these answered in the

@@ -7,6 +7,7 @@ Auth and scopes are the API's (``Authorization: Bearer <api key>``): listing mod
 from __future__ import annotations
 
 from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from pydantic import BaseModel, ValidationError
@@ -189,6 +190,7 @@ class ImageGenerationsView(OpenAIView):
         return Response(answer.model_dump(mode="json"))
 
 
+@csrf_exempt  # a POST changes nothing here, and must get the 404, not Django's HTML CSRF page
 def not_found(request, *args, **kwargs):
     """Unknown /v1/ paths, in OpenAI's error shape (Django's handler would answer Atelier's)."""
     return JsonResponse(error_body(404, f"No OpenAI-compatible endpoint at {request.path}. Endpoints: GET /v1/models, "
