@@ -35,6 +35,11 @@ DELIVER_WEBHOOK_TASK = "atelier.deliver_webhook"
 SWEEP_WEBHOOKS_TASK = "atelier.sweep_webhooks"
 
 
+#: Bounds of one connection attempt and of one command's answer on a Redis broker (as ``redis_client``'s).
+REDIS_CONNECT_TIMEOUT_S = 2
+REDIS_SOCKET_TIMEOUT_S = 5
+
+
 def _broker_options(config) -> dict:
     if config.uses_embedded_broker:
         fs_broker.register()
@@ -45,6 +50,11 @@ def _broker_options(config) -> dict:
         "sep": ":",
         "queue_order_strategy": "priority",
         "visibility_timeout": config.broker_visibility_timeout_s,
+        # Without these a Redis that takes the connection and never answers (hung, a failover, a connection a
+        # firewall dropped without a word) holds a publish for good: the web thread submitting a job never
+        # answers. A worker's BRPOP returns within a second (kombu's brpop_timeout), well inside them.
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
     }
 
 
@@ -85,7 +95,11 @@ def create_app() -> Celery:
         task_default_routing_key=QUEUE_PLATFORM,
         task_default_priority=4,
         worker_hijack_root_logger=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # When the broker connection drops (a Redis restart, a failover), running tasks go on: a running job's
+        # batch is stored, and its message, delivered again later, finds it done (the claim). Cancelling them
+        # (Celery 6.0's default) terminated the pool process with its loaded models and left the jobs to the
+        # sweeper, to be run again, each on another attempt.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         # Celery's Django fix-up closes the database connection before and after every task unless
         # this is set: a new PostgreSQL connection per job, about 10 ms before the claim. With it the
         # fix-up closes only every 1000 tasks; tasking.atelier_task gives each task Django's own

@@ -26,7 +26,8 @@ class ConfigurationError(RuntimeError):
 
 
 class AtelierConfig(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ATELIER_", extra="ignore", frozen=True)
+    # No inf or nan: "inf" seconds passes gt=0, then fails the sweeper at every run (timedelta overflows).
+    model_config = SettingsConfigDict(env_prefix="ATELIER_", extra="ignore", frozen=True, allow_inf_nan=False)
 
     # --- where things live -------------------------------------------------------------
     data_dir: Path = Field(default=REPO_ROOT / "var", description="SQLite file, broker folder, media, secret key")
@@ -144,6 +145,69 @@ class AtelierConfig(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_usable(cls, value: str | None) -> str | None:
+        # Django's settings parse it at start-up; a URL of an unknown kind failed there with a traceback.
+        if value is not None:
+            import dj_database_url
+
+            try:
+                dj_database_url.parse(value)
+            except ValueError:
+                raise ValueError(f"{_scheme_of(value)} is not a database Atelier can use; use "
+                                 "postgres://user:password@host:5432/name or sqlite:////absolute/path.sqlite3") from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_redis(cls, value: str | None) -> str | None:
+        # It is the broker, the cache and the finish notices: a URL of another kind started, then failed
+        # every publish and every rate-limited request.
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
+                raise ValueError(f"{_scheme_of(value)} is not a Redis URL; use redis://host:6379/0 "
+                                 "(rediss:// with TLS, unix:///path/to/redis.sock)")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url_is_a_transport(cls, value: str | None) -> str | None:
+        if value is not None:
+            from kombu.transport import TRANSPORT_ALIASES
+
+            transport = urlsplit(value).scheme.partition("+")[0]  # sqla+postgresql://: kombu's sqla transport
+            if transport not in TRANSPORT_ALIASES and transport != "atelierfs":
+                raise ValueError(f"{_scheme_of(value)} is not a broker Celery knows; use redis://host:6379/0 "
+                                 "(or leave it unset: REDIS_URL's broker)")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_is_torchs(cls, value: str) -> str:
+        # Accepted before, a device torch does not know let the worker start and fail every job at its load.
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", value):
+            raise ValueError(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N (N: the GPU's index)")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_an_address(cls, value: str) -> str:
+        # Without its scheme it was dropped from the trusted origins silently, and webhook links were relative.
+        if value.strip() and not _is_origin_like(value.strip()):
+            raise ValueError(f"{value!r} is not an address; use https://atelier.example.com")
+        return value.strip()
+
+    @field_validator("csrf_trusted_origins")
+    @classmethod
+    def _origins_have_schemes(cls, value: str) -> str:
+        # Django compares origins with their scheme: one without never matched, and the forms got 403.
+        for origin in (part.strip() for part in value.split(",")):
+            if origin and not _is_origin_like(origin):
+                raise ValueError(f"{origin!r} is not an origin; use https://atelier.example.com")
+        return value
+
     @field_validator("webhooks_retry_schedule_s")
     @classmethod
     def _schedule_is_seconds(cls, value: str) -> str:
@@ -229,6 +293,17 @@ class AtelierConfig(BaseSettings):
         return key_file.read_text().strip()
 
 
+def _scheme_of(url: str) -> str:
+    """What a URL's kind reads as, for a message: never the URL itself, which may hold a password."""
+    scheme = urlsplit(url).scheme
+    return f"a URL of scheme {scheme!r}" if scheme else "a URL without a scheme (such as postgres://)"
+
+
+def _is_origin_like(address: str) -> bool:
+    parts = urlsplit(address)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _retry_schedule(text: str) -> tuple[float, ...]:
     try:
         delays = tuple(float(part) for part in text.split(",") if part.strip())
@@ -267,12 +342,17 @@ def parse_plugin_limits(text: str) -> dict[str, dict[str, float]]:
     return parsed
 
 
+def _variable(location: object) -> str:
+    """The environment variable behind an error's location: a field's name, or the alias it was read by
+    (``DATABASE_URL``, not ``ATELIER_DATABASE_URL``, which the operator did not set)."""
+    name = str(location)
+    return name if name.isupper() else f"ATELIER_{name.upper()}"
+
+
 @lru_cache(maxsize=1)
 def get_config() -> AtelierConfig:
     try:
         return AtelierConfig()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'ATELIER_' + str(err['loc'][0]).upper() + ': ' if err['loc'] else ''}{err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{_variable(err['loc'][0]) + ': ' if err['loc'] else ''}{err['msg']}" for err in exc.errors())
         raise ConfigurationError(f"Bad configuration in the environment: {problems}") from None

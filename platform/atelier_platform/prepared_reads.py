@@ -12,7 +12,9 @@ there and nowhere else. From then on it runs that SQL with the caller's values (
 database by the same model fields the ORM would use) and turns the rows into model instances as
 Django's own ``ModelIterable`` does: the same converters, the same ``select_related`` population.
 A queryset it cannot treat so (values(), prefetches, annotations, a value of a field type it has no
-marker for, a marker it cannot find) is run through the ORM on every call instead, with the same results.
+marker for, a marker it cannot find) is run through the ORM on every call instead, with the same results;
+so is a call with a value the ORM does not simply pass on as a parameter (``None`` becomes ``IS NULL``, a
+float compared with an integer column is rounded by the lookup, a model instance stands for its key).
 """
 
 from __future__ import annotations
@@ -24,10 +26,16 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models.query import ModelIterable, get_related_populators
 
 logger = logging.getLogger("atelier.db")
+
+
+#: Values a prepared statement takes: the ORM passes them on as the parameter (through the same field's
+#: ``get_db_prep_value``), whatever the lookup. Any other (None, a float, a model instance) goes through the ORM.
+_PARAMETER_TYPES = (str, int, uuid.UUID)
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ class PreparedRead:
             statement = self._statements[connection]
         except KeyError:
             statement = self._statements[connection] = self._prepare(connection)
-        if statement is None:
+        if statement is None or not all(isinstance(value, _PARAMETER_TYPES) for value in values.values()):
             return list(self._build(**values))
         params = list(statement.params)
         for name, index in statement.positions:
@@ -85,7 +93,7 @@ class PreparedRead:
     # -- building the statement once -------------------------------------------------------------------
     def _prepare(self, connection) -> _Statement | None:
         try:
-            first, second = self._markers(), self._markers()
+            first, second = self._markers(connection), self._markers(connection)
         except TypeError as error:
             logger.info("%s: %s; it runs through the ORM every time", self._build, error)
             return None
@@ -95,8 +103,12 @@ class PreparedRead:
             logger.info("%s: not a plain read of model rows; it runs through the ORM every time", self._build)
             return None
         compiler = queryset.query.get_compiler(connection=connection)
-        sql, params = compiler.as_sql()
-        other_sql, other_params = self._build(**second).query.get_compiler(connection=connection).as_sql()
+        try:
+            sql, params = compiler.as_sql()
+            other_sql, other_params = self._build(**second).query.get_compiler(connection=connection).as_sql()
+        except (EmptyResultSet, FullResultSet):  # the query's SQL depends on the values themselves
+            logger.info("%s: its SQL depends on its values; it runs through the ORM every time", self._build)
+            return None
         positions = self._positions(connection, params, other_params, first, second) if sql == other_sql else None
         if positions is None:
             logger.warning("%s: its parameters could not be told apart; it runs through the ORM every time", self._build)
@@ -129,18 +141,24 @@ class PreparedRead:
             return None
         return tuple(positions)
 
-    def _markers(self) -> dict[str, Any]:
+    def _markers(self, connection) -> dict[str, Any]:
         """A value for each field that no real parameter of the query will equal; TypeError for a field
-        type without one."""
+        type without one. A text marker holds the characters a lookup may escape (``iexact`` on SQLite is a
+        ``LIKE`` with ``%``, ``_`` and ``\\`` escaped), so that such a lookup is not found where the caller's
+        value would go unescaped, and runs through the ORM."""
         markers = {}
         for name, field in self._fields.items():
             target = getattr(field, "target_field", field)  # a foreign key's value is its target's
             if isinstance(target, models.UUIDField):
                 markers[name] = uuid.uuid4()
             elif isinstance(target, (models.IntegerField, models.AutoField)):
-                markers[name] = random.randint(10**8, 2**31 - 1)
+                # Within the column's range: out of it, the ORM compiles a comparison to "no rows" on
+                # PostgreSQL (a smallint column compared with 10**8), not to SQL with the marker.
+                low, high = connection.ops.integer_field_range(target.get_internal_type())
+                high = 2**31 - 1 if high is None else high
+                markers[name] = random.randint(max(high // 2, 0 if low is None else low), high)
             elif isinstance(target, (models.CharField, models.TextField)):
-                markers[name] = f"prepared-read-marker-{uuid.uuid4().hex}"
+                markers[name] = f"prepared_read%marker\\{uuid.uuid4().hex}"
             else:
                 raise TypeError(f"no marker for {type(target).__name__} {name!r}")
         return markers

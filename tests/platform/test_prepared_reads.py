@@ -135,3 +135,49 @@ def test_a_value_of_a_field_type_without_a_marker_runs_through_the_orm(project, 
     assert [found.pk for found in read(before=timezone.now() + timedelta(seconds=1))] == [job.pk]
     assert read(before=timezone.now() - timedelta(days=1)) == []
     assert len(sql_builds) == 2  # built by the ORM on each call
+
+
+def test_a_none_value_finds_the_rows_the_orm_finds(project, other_project):
+    """The ORM reads ``field=None`` as ``IS NULL``; put into ``= %s`` it matched nothing."""
+    from atelier_platform.catalog.models import ProjectPlugin
+
+    read = PreparedRead(lambda version: ProjectPlugin.objects.filter(model_version=version).order_by("pk"),
+                        version=ProjectPlugin._meta.get_field("model_version"))
+    expected = [setting.pk for setting in ProjectPlugin.objects.filter(model_version=None).order_by("pk")]
+    assert expected  # the fixtures' settings pin no model
+    for _ in range(2):  # prepared by the first call, reused by the second
+        assert [setting.pk for setting in read(version=None)] == expected
+
+
+def test_a_fractional_number_is_compared_as_the_orm_compares_it(project):
+    """The ORM rounds a float up for ``>=`` on an integer column (``priority >= 2.5`` is ``>= 3``);
+    prepared, ``int()`` cut it down to 2 and found a job of priority 2."""
+    low, high = build_job(project, priority=2), build_job(project, priority=3)
+    read = PreparedRead(lambda at_least: Job.objects.filter(priority__gte=at_least, project=project).order_by("priority"),
+                        at_least=Job._meta.get_field("priority"))
+    assert [job.pk for job in read(at_least=1)] == [low.pk, high.pk]  # prepared with whole numbers
+    assert [job.pk for job in read(at_least=2.5)] == [job.pk for job in Job.objects.filter(
+        priority__gte=2.5, project=project)] == [high.pk]
+
+
+def test_a_lookup_that_escapes_its_value_is_not_replayed_with_a_raw_value(project, other_project, make_key):
+    """``iexact`` on SQLite is ``LIKE %s ESCAPE '\\'`` with ``%`` and ``_`` of the value escaped: the marker
+    has neither, so the escaping went unseen, and a caller's ``%`` matched every key."""
+    mine = make_key(project).api_key
+    make_key(other_project)
+    read = PreparedRead(lambda prefix: ApiKey.objects.filter(prefix__iexact=prefix).order_by("pk"),
+                        prefix=ApiKey._meta.get_field("prefix"))
+    assert [key.pk for key in read(prefix=mine.prefix.upper())] == [mine.pk]
+    assert read(prefix="%") == list(ApiKey.objects.filter(prefix__iexact="%")) == []
+    assert read(prefix="_" * len(mine.prefix)) == []
+
+
+def test_a_small_integer_column_reads_as_with_the_orm(project):
+    """On PostgreSQL a marker beyond a smallint's range made the ORM compile the comparison to "no rows"
+    (``EmptyResultSet``): the read raised where the ORM answers."""
+    urgent = build_job(project, priority=9)
+    build_job(project, priority=1)
+    read = PreparedRead(lambda at_least: Job.objects.filter(priority__gte=at_least, project=project),
+                        at_least=Job._meta.get_field("priority"))
+    for _ in range(2):
+        assert [job.pk for job in read(at_least=5)] == [urgent.pk]
