@@ -90,6 +90,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A server that takes the connection and never answers (hung, a failover, a dropped route) must not hold a
+    # web thread or a worker for good: connecting gives up after 5 s, and keepalives find a peer gone silent
+    # under an open connection within about a minute. Options given in DATABASE_URL's query win.
+    for name, value in {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                        "keepalives_count": 3}.items():
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(name, value)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
