@@ -39,6 +39,8 @@ class TestRateLimit:
         assert 1 <= int(refused["Retry-After"]) <= 120
         assert error["details"]["limit"] == 3 and error["details"]["window_s"] == 60
         assert "3 requests per minute" in error["message"]
+        # the wait said once (DRF appended "Expected available in N seconds." to it)
+        assert f"retry after {refused['Retry-After']} s" in error["message"] and "Expected available" not in error["message"]
         # writes count the same way, and nothing is created when refused
         assert_envelope(submit(api), 429, "rate_limited")
         assert Job.objects.count() == 0
@@ -265,6 +267,8 @@ class TestQuotas:
         make_job(project, run_seconds=12.5)
         body = api.get("/api/v1/usage/quota/").json()
         assert body["jobs_per_day"]["limit"] == 10 and body["jobs_per_day"]["used"] == 1 and body["jobs_per_day"]["remaining"] == 9
+        # whole numbers, as the 429's details give them (they read 10.0, 1.0, 9.0)
+        assert all(type(body["jobs_per_day"][name]) is int for name in ("limit", "used", "remaining"))
         assert body["compute_seconds_per_month"] == {**body["compute_seconds_per_month"], "limit": None, "used": 12.5, "remaining": None}
         assert body["rate_limit_per_minute"] == get_config().rate_limit_per_minute
 
@@ -341,6 +345,14 @@ class TestRequestCaps:
                                 400, "limit_exceeded")
         assert "input.steps" in error["details"] and "raise them" in error["message"]
         assert Job.objects.count() == 0
+
+    def test_openai_names_the_callers_field_in_one_sentence(self, api, builtin_schemas, atelier_config):
+        atelier_config(max_new_tokens=64)
+        answer = api.post("/v1/chat/completions", {"model": "chatbot", "max_tokens": 100,
+                                                   "messages": [{"role": "user", "content": "hi"}]}, format="json")
+        error = answer.json()["error"]
+        assert answer.status_code == 400 and error["code"] == "limit_exceeded" and error["param"] == "max_tokens"
+        assert error["message"].endswith("got 100.")  # it ended "got 100.."
 
     def test_openai_chat_without_max_tokens_runs_under_the_cap(self, api, builtin_schemas, atelier_config):
         atelier_config(max_new_tokens=64, openai_wait_s=0.1)

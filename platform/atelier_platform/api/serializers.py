@@ -408,14 +408,23 @@ class UsageReportSerializer(serializers.Serializer):
         return {"from": serializers.DateField(), "to": serializers.DateField(), **fields}
 
 
-class QuotaFigureSerializer(serializers.Serializer):
-    limit = serializers.FloatField(allow_null=True, help_text="null: unlimited")
+class JobsQuotaSerializer(serializers.Serializer):
+    """Jobs are counted in whole numbers, as the 429 ``quota_exceeded`` details count them."""
+
+    limit = serializers.IntegerField(allow_null=True, help_text="null: unlimited")
+    used = serializers.IntegerField()
+    remaining = serializers.IntegerField(allow_null=True)
+    resets_at = serializers.DateTimeField()
+
+
+class ComputeQuotaSerializer(serializers.Serializer):
+    limit = serializers.FloatField(allow_null=True, help_text="seconds; null: unlimited")
     used = serializers.FloatField()
     remaining = serializers.FloatField(allow_null=True)
     resets_at = serializers.DateTimeField()
 
 
 class QuotaSerializer(serializers.Serializer):
-    jobs_per_day = QuotaFigureSerializer()
-    compute_seconds_per_month = QuotaFigureSerializer()
+    jobs_per_day = JobsQuotaSerializer()
+    compute_seconds_per_month = ComputeQuotaSerializer()
     rate_limit_per_minute = serializers.IntegerField(allow_null=True, help_text="of the calling key or person; null: none")

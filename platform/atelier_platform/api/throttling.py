@@ -19,11 +19,10 @@ class RateLimited(Throttled):
     default_code = "rate_limited"
 
     def __init__(self, decision: ratelimit.RateDecision, who: str) -> None:
-        super().__init__(
-            wait=decision.retry_after_s,
-            detail=f"Rate limit of {decision.limit} requests per minute for this {who} reached; "
-                   f"retry after {decision.retry_after_s} s (the Retry-After header).",
-        )
+        # Not passed as ``wait``: DRF would append its own "Expected available in N seconds." to the message.
+        super().__init__(detail=f"Rate limit of {decision.limit} requests per minute for this {who} reached; "
+                                f"retry after {decision.retry_after_s} s (the Retry-After header).")
+        self.wait = decision.retry_after_s  # the Retry-After header (api.errors)
         self.details = {"limit": decision.limit, "window_s": ratelimit.WINDOW_S, "retry_after_s": decision.retry_after_s}
 
 

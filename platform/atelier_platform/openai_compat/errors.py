@@ -116,7 +116,8 @@ def from_job_service(exc: JobServiceError, names: dict[str, str]) -> OpenAIError
             messages = messages if isinstance(messages, list) else [messages]
             fields.setdefault(translate_field(key, names), []).extend(str(m).removeprefix("Value error, ") for m in messages)
         summary = "; ".join(f"{param}: {' '.join(map(str, messages))}" for param, messages in fields.items())
-        return OpenAIError(exc.status_code, f"Invalid request: {summary}.", code=exc.code, param=next(iter(fields)),
+        # the messages mostly end with their own full stop ("...; got 100."): one, not two
+        return OpenAIError(exc.status_code, f"Invalid request: {summary.rstrip('.')}.", code=exc.code, param=next(iter(fields)),
                            details={"fields": fields}, retry_after=retry_after)
     return OpenAIError(exc.status_code, exc.message, code=exc.code, details=details if isinstance(details, dict) else None,
                        retry_after=retry_after)
