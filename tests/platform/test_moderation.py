@@ -361,9 +361,23 @@ class TestPolicyAndBlocklistApi:
         policy.thresholds = {}  # a policy saved without a category is judged by that category's default
         assert decide(policy, {"sexual/minors": 0.6})[0] == BLOCK
 
+    def test_one_value_of_a_category_changes_alone(self, owner, project):
+        """``{"hate": {"review": 0.4}}`` was refused with "give review <= block" though 0.4 <= 0.9: the block
+        value it did not name now keeps its own."""
+        changed = owner.patch("/api/v1/safety/policy/", {"thresholds": {"hate": {"review": 0.4}}}, format="json")
+        assert changed.status_code == 200, changed.json()
+        assert changed.json()["thresholds"]["hate"] == {"review": 0.4, "block": 0.9}
+        owner.patch("/api/v1/safety/policy/", {"thresholds": {"sexual/minors": {"block": 0.4}}}, format="json")
+        assert policy_for(project, fresh=True).thresholds["sexual/minors"] == {"review": 0.2, "block": 0.4}
+        # a value that would pass the other's: refused, naming both, and nothing changes
+        refused = owner.patch("/api/v1/safety/policy/", {"thresholds": {"hate": {"review": 0.95}}}, format="json")
+        assert refused.status_code == 400 and "review 0.95, block 0.9" in json.dumps(refused.json())
+        assert policy_for(project, fresh=True).thresholds["hate"] == {"review": 0.4, "block": 0.9}
+
     @pytest.mark.parametrize("body", [
         {"audit_sample_percent": 101}, {"review_mode": "never"}, {"thresholds": {"violence": {"review": 0.9, "block": 0.1}}},
         {"thresholds": {"gossip": {"review": 0.1, "block": 0.2}}}, {"lease_seconds": 1}, {"colour": "red"},
+        {"thresholds": {"violence": {}}}, {"thresholds": {"violence": {"review": 0.1, "flag": 0.2}}},
     ])
     def test_bad_policy_changes_are_refused(self, owner, project, body):
         response = owner.patch("/api/v1/safety/policy/", body, format="json")

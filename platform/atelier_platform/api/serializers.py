@@ -282,7 +282,10 @@ class SafetyPolicySerializer(StrictSerializer):
         if unknown:
             raise serializers.ValidationError(f"Unknown categories: {', '.join(unknown)}.")
         for category, limits in value.items():
-            if set(limits) != {"review", "block"} or limits["review"] > limits["block"]:
+            # one of the two may be given alone: the other keeps its value (``policies.update_policy``)
+            if not limits or set(limits) - {"review", "block"}:
+                raise serializers.ValidationError(f"{category}: give review, block or both, each between 0 and 1.")
+            if len(limits) == 2 and limits["review"] > limits["block"]:
                 raise serializers.ValidationError(f"{category}: give review <= block, both between 0 and 1.")
         return value
 

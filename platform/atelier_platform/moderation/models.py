@@ -53,7 +53,7 @@ class SafetyPolicy(models.Model):
         for category, limits in (self.thresholds or {}).items():
             review, block = limits.get("review"), limits.get("block")
             if not (isinstance(review, (int, float)) and isinstance(block, (int, float)) and 0 <= review <= block <= 1):
-                raise ValidationError({"thresholds": f"{category}: need 0 <= review <= block <= 1."})
+                raise ValidationError({"thresholds": f"{category}: need 0 <= review <= block <= 1 (review {review}, block {block})."})
 
     @property
     def reasons(self) -> list[str]:

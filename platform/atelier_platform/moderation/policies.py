@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from atelier_platform.moderation import audit
-from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy
+from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy, default_thresholds
 from atelier_platform.moderation.screening import policy_for
 
 POLICY_FIELDS = ("review_mode", "audit_sample_percent", "thresholds", "mask_personal_data",
@@ -26,8 +26,13 @@ def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
     policy = policy_for(project)
     before = policy_json(policy)
     if "thresholds" in changes:
-        # the categories named change; the others keep theirs (sexual/minors its strict default)
-        changes = {**changes, "thresholds": {**policy.thresholds, **changes["thresholds"]}}
+        # The categories named change, and of those only the values named; the others keep theirs (sexual/minors
+        # its strict default). A category the saved policy lacks starts from its default.
+        defaults = default_thresholds()
+        merged = dict(policy.thresholds)
+        for category, limits in changes["thresholds"].items():
+            merged[category] = {**(merged.get(category) or defaults.get(category) or defaults["custom"]), **limits}
+        changes = {**changes, "thresholds": merged}
     for field, value in changes.items():
         setattr(policy, field, value)
     policy.full_clean()
