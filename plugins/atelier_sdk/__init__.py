@@ -7,7 +7,8 @@ See README.md, "Writing a plugin".
 
 from atelier_sdk.errors import InvalidPlugin, JobCancelled, PluginError, TransientPluginError
 from atelier_sdk.manifest import Manifest, Modality, ResourceClass
-from atelier_sdk.plugin import Artifact, GenerationRequest, ItemResult, NoParams, OutputItem, Plugin, RunContext, require_model_dir
+from atelier_sdk.plugin import (Artifact, GenerationRequest, ItemResult, NoParams, OutputItem, Plugin, Regeneration,
+                                RunContext, require_model_dir)
 from atelier_sdk.retrieval import Passage, Retriever
 from atelier_sdk.registry import ENTRY_POINT_GROUP, PluginRecord, PluginRegistry, validate_plugin_class
 
@@ -27,6 +28,7 @@ __all__ = [
     "PluginError",
     "PluginRecord",
     "PluginRegistry",
+    "Regeneration",
     "ResourceClass",
     "Retriever",
     "RunContext",

@@ -30,13 +30,25 @@ class NoParams(BaseModel):
 
 
 @dataclass(frozen=True)
+class Regeneration:
+    """A job that makes another try at an output a reviewer sent back from the review queue. A plugin whose
+    output would come out the same again (greedy decoding) should vary it, reproducibly from the job's seed;
+    ``note`` is what the reviewer asked for ("shorter", "cite the returns policy"), possibly empty, for a
+    plugin that can take guidance."""
+
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
-    """One job as a plugin sees it: validated input and params, and a seed for reproducibility."""
+    """One job as a plugin sees it: validated input and params, a seed for reproducibility, and whether it
+    regenerates an output a reviewer sent back."""
 
     job_id: str
     input: BaseModel
     params: BaseModel
     seed: int
+    regeneration: Regeneration | None = None
 
 
 @dataclass(frozen=True)

@@ -231,6 +231,30 @@ class TestReviewQueue:
         assert new_job.input == original.job.input and new_job.status == "queued"
         assert original.review_state == "rejected"
 
+    def test_the_regenerated_job_reaches_the_plugin_as_a_regeneration_with_the_note(
+            self, item_id, reviewer_api, api, runner, monkeypatch, sent_messages):
+        """The plugin is told it makes another try, with the reviewer's note: before, it saw the same request
+        as the first try, so a greedy model (the chatbot's default) wrote the rejected reply again."""
+        from atelier_sdk import Regeneration
+
+        from tests.support.plugins import ReverseText
+
+        seen = []
+        generate = ReverseText.generate
+
+        def spying(plugin, batch, context):
+            seen.extend(batch)
+            return generate(plugin, batch, context)
+
+        monkeypatch.setattr(ReverseText, "generate", spying)
+        alice = reviewer_api()
+        alice.post(f"/api/v1/reviews/{item_id}/claim/")
+        body = alice.post(f"/api/v1/reviews/{item_id}/decision/",
+                          {"action": "regenerate", "comment": "make it warmer"}, format="json").json()
+        runner.run(body["decisions"][0]["regenerated_job"])
+        run(api, runner, "a first try")
+        assert [request.regeneration for request in seen] == [Regeneration(note="make it warmer"), None]
+
     def test_nobody_approves_what_they_submitted(self, project, member, runner):
         from rest_framework.test import APIClient
 

@@ -323,3 +323,32 @@ def test_demo_loss_weights_count_the_reply_only_and_its_title_lines_most():
     assert by_weight[TITLE_LOSS_WEIGHT] == "[1] Returns > Window\n[2] Shipping\n"
     assert by_weight[1.0].startswith("Return within 45 days.\n\n") and "Free over $75." in by_weight[1.0]
     assert "How long?" in by_weight[PROMPT_LOSS_WEIGHT] and "Window" not in by_weight[PROMPT_LOSS_WEIGHT]
+
+
+# --- another try at a reply a reviewer sent back -----------------------------------------------------------
+
+def test_a_reviewers_note_goes_into_the_system_message(retriever):
+    from atelier_sdk import Regeneration
+
+    messages = ChatbotInput(messages=[{"role": "user", "content": "Where is my parcel?"}]).messages
+    prompt = build_prompt(messages, [], Regeneration(note="Mention the tracking page."))
+    assert [m["role"] for m in prompt] == ["system", "user"]
+    assert "Mention the tracking page." in prompt[0]["content"] and "reviewer" in prompt[0]["content"]
+    assert build_prompt(messages, [], Regeneration()) == build_prompt(messages, [])  # no note, no words about it
+
+
+def test_a_regenerated_greedy_reply_is_sampled_from_its_seed(chatbot):
+    """Greedy decoding (the default) gave a regeneration the rejected reply again, word for word; it samples
+    instead, reproducibly: the same seed, the same new reply."""
+    from atelier_sdk import Regeneration
+
+    def reply(seed, regeneration=None):
+        data = ChatbotInput(messages=[{"role": "user", "content": "Where is my parcel?"}], use_knowledge=False)
+        asked = GenerationRequest("r", data, ChatbotParams(max_new_tokens=12), seed, regeneration)
+        return only_output(chatbot.generate([asked], make_context())[0]).reply
+
+    greedy = reply(1)
+    assert reply(2) == greedy  # greedy: the seed changes nothing
+    tries = [reply(seed, Regeneration()) for seed in (1, 2, 3)]
+    assert any(again != greedy for again in tries)
+    assert reply(2, Regeneration()) == tries[1]

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atelier_sdk import GenerationRequest, JobCancelled, OutputItem, Plugin, PluginError, PluginRegistry, RunContext, TransientPluginError
+from atelier_sdk import (GenerationRequest, JobCancelled, OutputItem, Plugin, PluginError, PluginRegistry, Regeneration,
+                         RunContext, TransientPluginError)
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 from pydantic import ValidationError
@@ -272,6 +273,7 @@ class _Batch:
                     requests.append(GenerationRequest(
                         job_id=job_id, input=plugin_class.Input.model_validate(job.input),
                         params=plugin_class.Params.model_validate(job.params), seed=job.seed,
+                        regeneration=Regeneration(note=job.review_note) if job.regenerated_from_id is not None else None,
                     ))
                 except ValidationError as error:
                     self.finish_many({job_id: PluginError(f"The stored job no longer matches the plugin's schema: {error}",

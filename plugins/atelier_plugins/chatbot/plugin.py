@@ -23,6 +23,7 @@ from atelier_sdk import (
     Passage,
     Plugin,
     PluginError,
+    Regeneration,
     ResourceClass,
     RunContext,
     require_model_dir,
@@ -43,6 +44,12 @@ INSTRUCTIONS_WITHOUT_PASSAGES = (
     "You are the customer-service assistant of the shop. Answer the customer's last message "
     "briefly and politely."
 )
+
+#: A regeneration of a reply asked for greedily (temperature 0, the default) samples at this temperature,
+#: seeded by its job: greedy decoding would hand the reviewer back the reply they sent back, word for word.
+REGENERATION_TEMPERATURE = 0.7
+#: How the reviewer's note reaches the model, in the system message.
+REVIEWER_NOTE = "A reviewer sent back an earlier reply to this conversation. Write a better one; the reviewer's note: {note}"
 
 
 class ChatMessage(BaseModel):
@@ -142,13 +149,16 @@ def build_system_prompt(passages: Sequence[Passage], extra_instructions: Sequenc
     return "\n\n".join(parts)
 
 
-def build_prompt(messages: Sequence[ChatMessage], passages: Sequence[Passage]) -> list[dict[str, str]]:
+def build_prompt(messages: Sequence[ChatMessage], passages: Sequence[Passage],
+                 regeneration: Regeneration | None = None) -> list[dict[str, str]]:
     """The chat messages the model is given: one system message first, then the conversation.
 
     System messages of the conversation are folded into that first system message, because many
-    chat templates accept a system message only at the start.
+    chat templates accept a system message only at the start; so is a reviewer's note on a regeneration.
     """
     own_instructions = [m.content for m in messages if m.role == "system"]
+    if regeneration is not None and regeneration.note.strip():
+        own_instructions.append(REVIEWER_NOTE.format(note=regeneration.note.strip()))
     conversation = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
     return [{"role": "system", "content": build_system_prompt(passages, own_instructions)}, *conversation]
 
@@ -209,9 +219,9 @@ class ChatbotPlugin(Plugin):
 
         requests = [
             ChatRequest(
-                messages=build_prompt(request.input.messages, passages),
+                messages=build_prompt(request.input.messages, passages, request.regeneration),
                 max_new_tokens=request.params.max_new_tokens,
-                temperature=request.params.temperature,
+                temperature=request.params.temperature or (REGENERATION_TEMPERATURE if request.regeneration else 0.0),
                 top_p=request.params.top_p,
                 seed=request.seed,
                 stop=tuple(request.params.stop),
