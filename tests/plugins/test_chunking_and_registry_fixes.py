@@ -68,3 +68,21 @@ def test_two_broken_entry_points_of_one_name_are_both_reported():
         "entry point tests.support.no_such_module_either:ReverseText",
     ]
     assert all("No module named" in r.error for r in broken)
+
+
+@pytest.mark.timeout(60, method="signal")  # the check: the old patterns ran for minutes on these, now milliseconds
+@pytest.mark.parametrize("hostile", ["<script" * 70_000, "<h1>" * 120_000, "<p" * 240_000, "<" * 480_000],
+                         ids=["unclosed-scripts", "unclosed-headings", "unclosed-blocks", "bare-angles"])
+def test_html_that_never_closes_its_tags_is_read_in_one_pass(hostile):
+    """A knowledge document may be 500,000 characters of HTML: patterns that searched to the end of the text
+    from every unclosed "<" took quadratic time, minutes of a CPU worker for one such upload."""
+    from atelier_plugins.text.chunking import html_to_text
+
+    assert isinstance(html_to_text(hostile), str)
+
+
+def test_unclosed_tags_keep_what_follows_them_but_an_unclosed_script_runs_to_the_end():
+    from atelier_plugins.text.chunking import html_to_text
+
+    assert "after" in html_to_text("<h1>title<p>body<p after") and "body" in html_to_text("<h1>title<p>body<p after")
+    assert html_to_text("<p>before</p><script>steal()</p>after").strip() == "before"  # as a browser reads it

@@ -77,17 +77,20 @@ SIGNALS: tuple[Signal, ...] = (
     _en("role_play", 0.3,
         r"\b(?:act\s+as|pretend\s+(?:to\s+be|you\s+are)|you\s+are\s+now|from\s+now\s+on,?\s+you|roleplay\s+as|role-play\s+as|stay\s+in\s+character)\b"),
     _en("role_play", 0.3, r"(?:扮演|假装你是|从现在开始你是|从现在起你是|你现在是一个)"),
-    # Forged turns and delimiters: text that pretends to be the system or a chat template.
+    # Forged turns and delimiters: text that pretends to be the system or a chat template. No two
+    # whitespace runs sit side by side, and a line's start takes no line breaks: either let a run of
+    # blanks be split every way between them, quadratic in its length (7 s for 20,000 spaces), or
+    # worse for newlines, each of which is a line start.
     _en("delimiter_injection", 0.75,
-        r"(?:^|\n)\s*(?:#{2,}|-{3,}|={3,}|\*{2,}|\[)?\s*(?:system|assistant|developer)\s*(?:\]|#{2,})?\s*[:：]"),
+        r"(?:^|\n)[^\S\n]*(?:(?:#{2,}|-{3,}|={3,}|\*{2,}|\[)\s*)?(?:system|assistant|developer)\s*(?:(?:\]|#{2,})\s*)?[:：]"),
     _en("delimiter_injection", 0.8, r"<\|(?:im_start|im_end|system|endoftext|start_header_id|eot_id)\|>|\[/?INST\]|<<\s*/?SYS\s*>>|</?(?:system|sys)>"),
-    _en("delimiter_injection", 0.75, r"(?:^|\n)\s*(?:#{2,}|\[)?\s*(?:系统|系统提示)\s*(?:\])?\s*[:：]"),
+    _en("delimiter_injection", 0.75, r"(?:^|\n)[^\S\n]*(?:(?:#{2,}|\[)\s*)?(?:系统|系统提示)\s*(?:\]\s*)?[:：]"),
     # Hidden markup carrying instructions a human reviewer does not see rendered.
     _en("hidden_markup", 0.7,
         r"(?s)<!--(?:(?!-->).){0,500}?\b(?:ignore|instruction|assistant|system|prompt|you\s+must|do\s+not\s+tell)\b(?:(?!-->).){0,500}?-->"),
     _en("hidden_markup", 0.7,
         r"<(?:div|span|p)[^>]{0,200}style\s*=\s*[\"'][^\"']{0,200}(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|opacity\s*:\s*0)[^>]{0,200}>"),
-    _en("hidden_markup", 0.6, r"(?m)^\s*\[//\]\s*:\s*#\s*\(.{0,300}\)"),
+    _en("hidden_markup", 0.6, r"(?m)^[^\S\n]*\[//\]\s*:\s*#\s*\(.{0,300}\)"),
 )
 
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
