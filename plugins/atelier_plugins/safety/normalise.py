@@ -206,11 +206,11 @@ def _map_homoglyphs(chars: list[str]) -> None:
 #: gap is checked for CJK separately). Gaps between fragments are what ``joined_view`` may drop.
 _FRAGMENT = re.compile(r"(?:[^\W_]|[@$])+")
 _DROPPABLE_GAP = re.compile("[ " + re.escape("".join(sorted(JOINERS))) + "]+")
-#: An ASCII word; only those with a leet character and a letter are rewritten. Not a pattern that requires
-#: the leet character itself: on a long word without one it tried every start against the rest of the
-#: word, quadratic (6 s for one word of 40,000 letters, screened inside a web request).
-_LEET_WORD = re.compile(r"[0-9a-z@$]+")
-_LEET_CHARACTERS = frozenset("013457@$")
+#: An ASCII word with a leet character in it; only those with a letter too are rewritten. A match starts
+#: only where a word starts: unanchored, a long word without a leet character was tried from each of its
+#: letters against the rest of it, quadratic (6 s for one word of 40,000 letters, screened inside a web
+#: request).
+_LEET_WORD = re.compile(r"(?<![0-9a-z@$])[0-9a-z@$]*[013457@$][0-9a-z@$]*")
 
 
 def joined_view(base: View) -> View:
@@ -261,8 +261,8 @@ def leet_view(view: View, one_as: str) -> View:
 
     def rewrite(match: re.Match) -> str:
         word = match.group()
-        if word.isdigit() or _LEET_CHARACTERS.isdisjoint(word) or not any("a" <= c <= "z" for c in word):
-            return word  # "2024", "$50": numbers stay numbers; a word without a leet character as it is
+        if word.isdigit() or not any("a" <= c <= "z" for c in word):
+            return word  # "2024", "$50": numbers stay numbers
         return word.translate(table)
 
     return View(view.name + "+leet", _LEET_WORD.sub(rewrite, view.text), view.origin, view.soft_boundaries)
