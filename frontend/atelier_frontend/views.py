@@ -6,6 +6,8 @@ relations selected or prefetched), which ``tests/frontend/test_pages.py::TestQue
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, Q
 from django.http import Http404, JsonResponse
@@ -146,61 +148,16 @@ def create_plugin(request, here, plugin_id: str):
 def _summary(data, limit: int = 120, plugin_id: str | None = None) -> str:
     """The texts a person wrote in an input, to recognise a prompt in a list: with the plugin's input
     schema, not its fixed choices (a chat message's role) nor its ids (a conversation's UUID)."""
-    texts: list[str] = []
-    schema = _input_schema(plugin_id) if plugin_id else {}
-    definitions = schema.get("$defs", {})
-
-    def resolved(node) -> dict:
-        node = node if isinstance(node, dict) else {}
-        reference = node.get("$ref", "")
-        if reference.startswith("#/$defs/"):
-            node = definitions.get(reference.removeprefix("#/$defs/"), {})
-        return node
-
-    def walk(value, node):
-        node = resolved(node)
-        branches = [resolved(b) for b in node.get("anyOf", node.get("oneOf", []))]
-        if isinstance(value, str):
-            fixed = [choice for n in [node, *branches] for choice in n.get("enum", [n["const"]] if "const" in n else [])]
-            if value.strip() and value not in fixed and not _is_uuid(value):
-                texts.append(value)
-        elif isinstance(value, dict):
-            properties = next((n["properties"] for n in [node, *branches] if "properties" in n), {})
-            for key, inner in value.items():
-                walk(inner, properties.get(key, {}))
-        elif isinstance(value, list):
-            items = next((n["items"] for n in [node, *branches] if "items" in n), {})
-            for inner in value:
-                walk(inner, items)
-
-    walk(data, schema)
+    plugin = get_registry().get(plugin_id) if plugin_id else None
+    texts = schema_form.written_texts(data, _input_schema_of(plugin) if plugin is not None else {})
     text = " · ".join(texts) or "(no text)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_input_schemas: dict[type, dict] = {}
-
-
-def _input_schema(plugin_id: str) -> dict:
-    """The installed plugin's input JSON schema ({} when it is not installed), built once per plugin class."""
-    plugin = get_registry().get(plugin_id)
-    if plugin is None:
-        return {}
-    if plugin not in _input_schemas:
-        _input_schemas[plugin] = plugin.Input.model_json_schema()
-    return _input_schemas[plugin]
-
-
-def _is_uuid(text: str) -> bool:
-    import uuid
-
-    if len(text) not in (32, 36):
-        return False
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+@lru_cache(maxsize=64)
+def _input_schema_of(plugin) -> dict:
+    """An installed plugin's input JSON schema, built once per plugin class (a list summarises many jobs)."""
+    return plugin.input_schema()
 
 
 def _uuid_or_404(value: str):
