@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from atelier_platform.accounts.models import ApiKey, Membership
 from atelier_platform.accounts.roles import Capability, Role
-from atelier_platform.accounts.services import add_member, issue_api_key, revoke_api_key
+from atelier_platform.accounts.services import ScopeNotGrantable, add_member, create_api_key, revoke_api_key
 from atelier_platform.moderation import audit, policies
 from atelier_platform.moderation.models import LEASE_SECONDS, AuditEvent, BlocklistEntry, ReviewMode
 from atelier_platform.moderation.screening import policy_for
@@ -23,6 +23,7 @@ from atelier_platform.webhooks import services as webhooks
 from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
+from atelier_frontend.actors import action_words, actor_names
 from atelier_frontend.projects import needs
 from atelier_frontend.schema_form import whole_number
 
@@ -55,18 +56,17 @@ def project_settings(request, here):
                 elif action in ("add_member", "set_role", "remove_member"):
                     notice = _members(project, actor, request.POST, action)
                 elif action == "create_key":
-                    new_key = issue_api_key(project, scopes=request.POST.getlist("scopes") or None,
-                                            name=request.POST.get("name", "").strip()[:100], created_by=request.user)
-                    audit.record(project, actor, "api_key_created", new_key.api_key,
-                                 after={"prefix": new_key.api_key.prefix, "scopes": new_key.api_key.scopes})
+                    # the same service as POST /api/v1/keys/: never a scope the owner lacks, audited alike
+                    new_key = create_api_key(project, actor, granted_by=here.capabilities,
+                                             scopes=request.POST.getlist("scopes") or None,
+                                             name=request.POST.get("name", "").strip()[:100], created_by=request.user)
                     # shown on the page the redirect leads to, then gone: reloading cannot show it again
                     # (nor, re-posting the form, make another key)
                     request.session[NEW_KEY_SESSION] = new_key.raw
                 elif action == "revoke_key":
                     key = ApiKey.objects.filter(project=project, pk=whole_number(request.POST.get("key"))).first()
                     if key is not None and key.revoked_at is None:
-                        revoke_api_key(key)
-                        audit.record(project, actor, "api_key_revoked", key, after={"prefix": key.prefix})
+                        revoke_api_key(key, actor)
                         notice = _("Key %(prefix)s revoked.") % {"prefix": key.prefix}
                 elif action == "plugin":
                     notice = _plugin(project, actor, request.POST)
@@ -83,6 +83,8 @@ def project_settings(request, here):
                     notice = _("Blocklist: %(added)s added, %(removed)s removed, %(total)s in all.") % result
         except ValidationError as error:
             errors.extend(_messages(error))
+        except ScopeNotGrantable as error:
+            errors.append(str(error))
         if not errors and not webhook_form:
             if notice:
                 request.session[NOTICE_SESSION] = notice
@@ -103,7 +105,7 @@ def project_settings(request, here):
         "thresholds": sorted(policy.thresholds.items()), "reasons": ", ".join(policy.reasons),
         "blocklist": BlocklistEntry.objects.filter(project=project).values("category").annotate(n=Count("id")).order_by("category"),
         "categories": BLOCKLIST_CATEGORIES,
-        "audit": AuditEvent.objects.filter(project=project).order_by("-id")[:AUDIT_ROWS],
+        "audit": _audit_rows(project),
         "plugins": _plugins(project),
         **_webhook_forms(WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50], webhook_form),
         "event_types": SUBSCRIBABLE_EVENTS, "new_webhook": new_webhook,
@@ -111,6 +113,14 @@ def project_settings(request, here):
                       .order_by("-created_at")[:DELIVERY_ROWS],
         "errors": errors, "notice": notice,
     }, status=400 if errors or webhook_form else 200)
+
+
+def _audit_rows(project) -> list[dict]:
+    """The latest audit events, each saying who in names and what in words (the exports keep the ids and codes)."""
+    events = list(AuditEvent.objects.filter(project=project).order_by("-id")[:AUDIT_ROWS])
+    names = actor_names(project, (event.actor for event in events))
+    return [{"event": event, "who": names.get(event.actor, event.actor), "what": action_words(event.action)}
+            for event in events]
 
 
 def _refuse_nul(posted) -> None:

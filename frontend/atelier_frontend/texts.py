@@ -32,6 +32,14 @@ WORDS = {
     "lease claimed": _("lease claimed"), "lease renewed": _("lease renewed"), "lease released": _("lease released"),
     "review approve": _("review approve"), "review reject": _("review reject"), "review edit": _("review edit"),
     "review regenerate": _("review regenerate"), "approval recorded": _("approval recorded"),
+    # the project's own changes, in the settings page's audit log
+    "policy changed": _("policy changed"), "blocklist imported": _("blocklist imported"),
+    "plugin configured": _("plugin configured"), "api key created": _("API key created"),
+    "api key revoked": _("API key revoked"), "member added": _("member added"), "member removed": _("member removed"),
+    "member role changed": _("member role changed"), "webhook created": _("webhook created"),
+    "webhook updated": _("webhook updated"), "webhook deleted": _("webhook deleted"),
+    "webhook secret rotated": _("webhook secret rotated"), "webhook disabled": _("webhook disabled"),
+    "webhook delivery retried": _("webhook delivery retried"),
 }
 
 

@@ -26,6 +26,7 @@ from atelier_platform.moderation.models import AuditEvent, ReviewItem
 from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
 
 from atelier_frontend import schema_form
+from atelier_frontend.actors import action_words, actor_names
 from atelier_frontend.models import PromptTemplate
 from atelier_frontend.projects import NAVIGATION, current, needs, switch
 from atelier_frontend.rendering import flagged_categories, render_value, spans_of
@@ -293,7 +294,7 @@ WITHHELD_REPLY_NOTICES = {
 @needs(Capability.JOBS_READ)
 def job_detail(request, here, job_id):
     outputs = Output.objects.select_related("review").prefetch_related("files", "review__decisions")
-    job = (Job.objects.filter(project=here.project, pk=job_id).select_related("submitted_by")
+    job = (Job.objects.filter(project=here.project, pk=job_id).select_related("submitted_by", "api_key")
            .prefetch_related(Prefetch("outputs", queryset=outputs)).first())
     if job is None:
         raise Http404("No such job in this project.")
@@ -319,12 +320,19 @@ def job_detail(request, here, job_id):
         })
     object_ids = [str(job.pk)] + [str(o["output"].pk) for o in shown] + [str(o["item"].pk) for o in shown if o["item"]]
     events = list(AuditEvent.objects.filter(project=here.project, object_id__in=object_ids).order_by("created_at", "id")[:200])
-    timeline = [("created", job.created_at, job.submitted_by.username if job.submitted_by else "API")]
+    decisions = [decision for shown_output in shown for decision in shown_output["decisions"]]
+    names = actor_names(here.project, [e.actor for e in events] + [d.decided_by for d in decisions]
+                        + ([f"key:{job.api_key.prefix}"] if job.api_key else []))
+    for decision in decisions:
+        decision.who = names.get(decision.decided_by, decision.decided_by)
+    submitter = (job.submitted_by.username if job.submitted_by
+                 else names[f"key:{job.api_key.prefix}"] if job.api_key else "API")
+    timeline = [(action_words("created"), job.created_at, submitter)]
     if job.started_at:
-        timeline.append(("started", job.started_at, job.worker))
+        timeline.append((action_words("started"), job.started_at, job.worker))
     if job.finished_at:
-        timeline.append((job.status, job.finished_at, job.error_message))
-    timeline += [(e.action.replace("_", " "), e.created_at, e.actor) for e in events]
+        timeline.append((action_words(job.status), job.finished_at, job.error_message))
+    timeline += [(action_words(e.action), e.created_at, names.get(e.actor, e.actor)) for e in events]
     timeline.sort(key=lambda row: row[1])
     return page(request, "atelier_frontend/job_detail.html", {
         "job": job, "outputs": shown, "input_html": render_value(job.input, "input", spans_of(job.input_screening)),
@@ -489,6 +497,10 @@ def review_panel(request, here, item_id: int):
     output, job = item.output, item.output.job
     policy = policy_for(here.project)
     files = list(output.files.all())
+    decisions = list(item.decisions.all())
+    names = actor_names(here.project, [decision.decided_by for decision in decisions])
+    for decision in decisions:
+        decision.who = names.get(decision.decided_by, decision.decided_by)
     return render(request, "atelier_frontend/review_panel.html", {
         "item": item, "output": output, "job": job, "policy": policy,
         "needed": 2 if item.flagged and policy.second_review_for_flagged else 1,
@@ -498,6 +510,6 @@ def review_panel(request, here, item_id: int):
         "not_checked_by": sorted(set((output.safety or {}).get("not_checked_by", []))
                                  | set((job.input_screening or {}).get("not_checked_by", []))),
         "images": [f for f in files if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
-        "decisions": list(item.decisions.all()), "here": current(request),
+        "decisions": decisions, "here": current(request),
         "own_job": job.submitted_by_id == request.user.pk and policy.forbid_self_approval,
     })

@@ -309,6 +309,26 @@ class TestJobs:
         for step in ("created", "started", "succeeded", "output screened"):
             assert f'<span class="what">{step}</span>' in page.lower(), step
 
+    def test_job_page_and_review_panel_name_the_people_and_keys_who_acted(self, project, signed_in, submit, run_job):
+        """Not "user:12" or "key:ab12…": the reviewer's username, the key's name."""
+        from atelier_platform.accounts.services import issue_api_key
+        from atelier_platform.jobs.submission import JobRequest, submit_job
+        from atelier_platform.moderation import review
+
+        shop = issue_api_key(project, name="shop backend").api_key
+        job = submit_job(project, JobRequest(plugin_id="reverse_text", input={"text": "hello"}, params={}), api_key=shop).job
+        run_job(job)
+        reviewer = signed_in(project, "reviewer")
+        item = ReviewItem.objects.get(output__job=job)
+        acting = review.Reviewer(actor=f"user:{reviewer.user.pk}", user_id=reviewer.user.pk)
+        review.decide(review.claim(item, acting), acting, action="reject", reason="off_brand")
+        page = text_of(reviewer.get(f"/jobs/{job.pk}/"))
+        assert f"API key shop backend (atl_{shop.prefix}_…)" in page  # who submitted it
+        assert f'<span title="user:{reviewer.user.pk}">{reviewer.user.username}</span>' in page  # the decision
+        assert f"<span class=\"what\">lease claimed</span>" in page and f"user:{reviewer.user.pk}<" not in page
+        panel = text_of(reviewer.get(f"/review/items/{item.pk}/"))
+        assert f'<span title="user:{reviewer.user.pk}">{reviewer.user.username}</span>' in panel
+
 
     def test_images_show_in_a_gallery_served_to_the_signed_in_member(self, project, signed_in, submit):
         import io

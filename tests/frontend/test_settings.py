@@ -104,7 +104,7 @@ def test_audit_log_is_listed_with_export_links_and_the_page_reads_a_fixed_number
         Membership.objects.create(project=project, user=UserFactory(), role="viewer")
     assert count() == few
     page = owner.get("/settings/").content.decode()
-    assert f"/api/v1/audit/?export=csv&amp;project={project.slug}" in page and "api_key_created" in page
+    assert f"/api/v1/audit/?export=csv&amp;project={project.slug}" in page and "API key created" in page
     export = owner.get(f"/api/v1/audit/?export=csv&project={project.slug}")
     assert export.status_code == 200 and b"api_key_created" in b"".join(export.streaming_content)
 
@@ -212,3 +212,57 @@ def test_webhook_forms_refuse_other_projects_endpoints(project, other_project, o
         assert owner.post("/settings/", {"action": action, "endpoint": str(theirs.pk), "url": "https://93.184.216.34/y"}).status_code == 400
     assert owner.post("/settings/", {"action": "webhook_delete", "endpoint": "nope"}).status_code == 400
     assert WebhookEndpoint.objects.filter(pk=theirs.pk, url="https://93.184.216.34/x").exists()
+
+
+def _audit_cells(page: str) -> list[tuple[str, str, str]]:
+    """(action code, who, what) of each row of the settings page's audit log."""
+    return re.findall(r'<tr data-action="([a-z_]+)"><td[^>]*>[^<]*</td><td title="[^"]*">([^<]*)</td><td>([^<]*)</td>', page)
+
+
+def test_the_audit_log_says_who_by_name_and_what_in_words(project, other_project, owner, client_for):
+    """Members by username, keys by name and prefix, the system by what it is; the exports keep the ids."""
+    from atelier_platform.accounts.services import issue_api_key
+    from atelier_platform.moderation import audit
+
+    owner.post("/settings/", {"action": "create_key", "name": "shop", "scopes": ["jobs:read", "admin"]})
+    shop = ApiKey.objects.get(name="shop")
+    anonymous = issue_api_key(project, scopes=["admin"])
+    issued = issue_api_key(project, scopes=["admin"], name="ci")
+    assert client_for(issued.raw).patch("/api/v1/safety/policy/", {"thresholds": {"hate": {"review": 0.4}}}, format="json").status_code == 200
+    foreign = issue_api_key(other_project, name="theirs")
+    audit.record(project, "screening", "output_screened", project)
+    audit.record(project, "system:webhooks", "webhook_disabled", project)
+    audit.record(project, f"key:{foreign.api_key.prefix}", "policy_changed", project)  # not this project's key
+    audit.record(project, f"key:{anonymous.api_key.prefix}", "blocklist_imported", project)
+    audit.record(project, "user:987654", "member_removed", project)  # a user deleted since
+    cells = _audit_cells(owner.get("/settings/").content.decode())
+    assert cells[:6] == [
+        ("member_removed", "user:987654", "member removed"),
+        ("blocklist_imported", f"API key atl_{anonymous.api_key.prefix}_…", "blocklist imported"),
+        ("policy_changed", f"key:{foreign.api_key.prefix}", "policy changed"),
+        ("webhook_disabled", "Atelier (webhooks)", "webhook disabled"),
+        ("output_screened", "automatic screening", "output screened"),
+        ("policy_changed", f"API key ci (atl_{issued.api_key.prefix}_…)", "policy changed"),
+    ]
+    assert cells[6] == ("api_key_created", owner.user.username, "API key created")
+    assert AuditEvent.objects.get(action="api_key_created").after["name"] == shop.name  # as the API records it
+
+    owner.post("/language/", {"language": "zh-hans", "next": "/settings/"})
+    cells = _audit_cells(owner.get("/settings/").content.decode())
+    assert cells[3] == ("webhook_disabled", "Atelier（webhooks）", "已停用 Webhook")
+    assert cells[4] == ("output_screened", "自动筛查", "输出已筛查")
+    assert cells[6] == ("api_key_created", owner.user.username, "已创建 API 密钥")
+    owner.post("/language/", {"language": "en", "next": "/settings/"})
+
+
+def test_every_word_the_dashboard_shows_from_elsewhere_has_its_chinese():
+    """A word added to texts.WORDS without its zh-Hans entry would show in English on a Chinese page."""
+    from django.utils import translation
+
+    from atelier_frontend.texts import WORDS
+
+    with translation.override("en"):
+        english = {key: str(word) for key, word in WORDS.items()}
+    with translation.override("zh-hans"):
+        untranslated = [key for key, word in WORDS.items() if str(word) == english[key]]
+    assert untranslated == []

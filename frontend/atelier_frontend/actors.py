@@ -1,0 +1,47 @@
+"""Who did it and what they did, in words a project admin reads: the audit log, a job's timeline and
+review decisions store actors as ids (``user:12``, ``key:ab12cd34ef56``, ``screening``) and actions
+as codes (``review_approve``), which is what an export or a script wants and not what a person does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth import get_user_model
+from django.utils.translation import gettext as _
+
+from atelier_frontend.texts import WORDS
+from atelier_platform.accounts.models import ApiKey
+
+
+def action_words(action: str) -> str:
+    """``review_approve`` as "review approve", translated where the dashboard knows the words."""
+    words = action.replace("_", " ")
+    return str(WORDS.get(words, words))
+
+
+def actor_names(project, actors: Iterable[str]) -> dict[str, str]:
+    """Each of ``actors`` with the name to show for it: a member's username, an API key's name and
+    prefix (keys of ``project`` only: an id from another project stays as it is), the system's parts
+    by what they are. Two queries whatever the number of actors."""
+    actors = {actor for actor in actors if actor}
+    user_ids = {actor.removeprefix("user:") for actor in actors if actor.startswith("user:")}
+    prefixes = {actor.removeprefix("key:") for actor in actors if actor.startswith("key:")}
+    usernames = dict(get_user_model().objects.filter(pk__in={int(i) for i in user_ids if i.isdigit()})
+                     .values_list("pk", "username"))
+    key_names = dict(ApiKey.objects.filter(project=project, prefix__in=prefixes).values_list("prefix", "name"))
+    names = {}
+    for actor in actors:
+        kind, _sep, ident = actor.partition(":")
+        if kind == "user" and ident.isdigit() and int(ident) in usernames:
+            names[actor] = usernames[int(ident)]
+        elif kind == "key" and ident in key_names:
+            key = f"atl_{ident}_…"
+            names[actor] = _("API key %(name)s (%(key)s)") % {"name": key_names[ident], "key": key} if key_names[ident] \
+                else _("API key %(key)s") % {"key": key}
+        elif actor == "screening":
+            names[actor] = _("automatic screening")
+        elif kind == "system":
+            names[actor] = _("Atelier (%(part)s)") % {"part": ident} if ident else _("Atelier")
+        else:
+            names[actor] = actor  # a deleted user or key: its id is all there is
+    return names
