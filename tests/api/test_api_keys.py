@@ -55,6 +55,21 @@ class TestCreate:
         assert create(admin_only, {"scopes": ["jobs:read"]}).status_code == 201
         assert ApiKey.objects.filter(project=project).count() == 2
 
+    def test_a_rate_limited_key_cannot_make_a_faster_key(self, project, client_for, atelier_config):
+        """Else a key held to 5 a minute would mint one at the server's 600 and go on at that pace."""
+        from atelier_platform.accounts.services import issue_api_key
+
+        atelier_config(rate_limit_per_minute=600)
+        slow = client_for(issue_api_key(project, scopes=["admin", "jobs:read"], rate_limit_per_minute=5).raw)
+        inherited = create(slow, {"scopes": ["jobs:read"]})
+        assert inherited.status_code == 201 and inherited.json()["rate_limit_per_minute"] == 5
+        assert create(slow, {"scopes": ["jobs:read"], "rate_limit_per_minute": 3}).json()["rate_limit_per_minute"] == 3
+        error = assert_envelope(create(slow, {"rate_limit_per_minute": 6}), 400, "validation_error")
+        assert "5" in error["details"]["rate_limit_per_minute"][0]
+        assert ApiKey.objects.filter(project=project).count() == 3  # the refused one was not made
+        unlimited = client_for(issue_api_key(project, scopes=["admin"]).raw)  # at the server's limit: as before
+        assert create(unlimited, {"scopes": ["admin"]}).json()["rate_limit_per_minute"] is None
+
     @pytest.mark.parametrize("body,field", [
         ({"scopes": ["everything"]}, "scopes"),
         ({"scopes": "jobs:read"}, "scopes"),

@@ -31,6 +31,21 @@ def actor_of(request) -> str:
     return f"key:{access.api_key.prefix}" if access.api_key else f"user:{access.user.pk}"
 
 
+def _within_callers_limit(request, wanted: int | None) -> int | None:
+    """The new key's own limit, never above the calling key's own: otherwise a key held to a low limit would
+    mint a key at the server's limit and go on at that pace. Asked for none, it inherits the caller's."""
+    caller = request.access.api_key
+    ceiling = caller.rate_limit_per_minute if caller is not None else None
+    if not ceiling:  # a person, a key at the server's limit, or one an operator freed of limits (0)
+        return wanted
+    if wanted is None:
+        return ceiling
+    if wanted > ceiling:
+        raise ValidationError({"rate_limit_per_minute": [
+            f"At most the calling key's own limit, {ceiling}: a key cannot make a faster one."]})
+    return wanted
+
+
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Keys are listed with their prefix, never their secret; revoking is immediate (the next request gets 401)."""
 
@@ -71,6 +86,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         wanted_limit = data.get("rate_limit_per_minute")
         if wanted_limit is not None and server_limit and wanted_limit > server_limit:
             raise ValidationError({"rate_limit_per_minute": [f"At most the server's limit, {server_limit}."]})
+        data["rate_limit_per_minute"] = _within_callers_limit(request, wanted_limit)
         key = idempotency_key(request)
         if key is None:
             return self._issue(request, data)
