@@ -64,6 +64,7 @@ NAVIGATION = [
     ("jobs", _("Jobs"), Capability.JOBS_READ),
     ("review", _("Review"), Capability.REVIEWS_WRITE),
     ("usage", _("Usage"), Capability.JOBS_READ),
+    ("workers", _("Workers"), Capability.ADMIN),
     ("settings", _("Settings"), Capability.ADMIN),
 ]
 

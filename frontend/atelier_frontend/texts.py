@@ -40,6 +40,9 @@ WORDS = {
     "webhook updated": _("webhook updated"), "webhook deleted": _("webhook deleted"),
     "webhook secret rotated": _("webhook secret rotated"), "webhook disabled": _("webhook disabled"),
     "webhook delivery retried": _("webhook delivery retried"),
+    # worker states, as fleet.models names them (and "lost", which the platform shows for a silent one)
+    "starting": _("starting"), "ready": _("ready"), "busy": _("busy"), "unhealthy": _("unhealthy"),
+    "stopped": _("stopped"), "lost": _("lost"),
 }
 
 

@@ -206,7 +206,7 @@ def test_chat_shows_the_reply_with_its_sources(live_server, browser, expect, pro
 def test_owner_settings_show_a_new_key_once(live_server, browser, expect, project, member):
     owner = member(project, "owner")
     page = sign_in(browser, live_server.url, owner.username)
-    expect(page.locator(".mainnav a")).to_have_text(["Create", "Chat", "Jobs", "Review", "Usage", "Settings"])
+    expect(page.locator(".mainnav a")).to_have_text(["Create", "Chat", "Jobs", "Review", "Usage", "Workers", "Settings"])
     page.click(".mainnav a[data-nav=settings]")
     page.fill("#key input[name=name]", "storefront")
     page.click("#key button:has-text('Create key')")
@@ -298,3 +298,16 @@ def test_a_reviewer_is_told_which_safety_checks_did_not_screen_the_item(
         "Not screened by these safety checks, which were not running: profanity.")
     expect(page.locator("#bulk-approve")).to_have_count(0)  # flagged: it needs a look, never a bulk approval
     shot(page, "20-review-not-screened")
+
+
+def test_the_workers_page_shows_a_worker_that_reports_while_it_is_open(live_server, browser, expect, project, member):
+    from tests.frontend.test_workers_page import a_worker
+
+    page = sign_in(browser, live_server.url, member(project, "owner").username)
+    page.click("a[data-nav=workers]")
+    expect(page.locator("#workers-live .empty")).to_be_visible()
+    a_worker("late-host:5", loaded_models=[{"plugin": "image", "plugin_version": "1.0.0", "model_dir": None,
+                                            "bytes": 5 * 2**20, "load_seconds": 0.8}])
+    expect(page.locator('tr[data-worker="late-host:5"] .status')).to_have_text("ready", timeout=15_000)
+    expect(page.locator('tr[data-worker="late-host:5"]')).to_contain_text("5.0 MB")
+    shot(page, "30-workers")

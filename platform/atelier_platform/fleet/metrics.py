@@ -13,7 +13,6 @@ import os
 import socket
 from datetime import timedelta
 
-from django.db.models import Count
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -23,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from atelier_platform.config import get_config
 from atelier_platform.fleet.models import WorkerProcess
-from atelier_platform.fleet.services import shown_state
+from atelier_platform.fleet.services import queue_counts, shown_state
 from atelier_platform.fleet.stats import cumulative_buckets
 from atelier_platform.moderation.checks import unavailable_safety_checks
 
@@ -46,16 +45,11 @@ class AtelierCollector:
     """Builds the metric families at scrape time from the database."""
 
     def collect(self):
-        from atelier_platform.jobs.models import Job, JobStatus
-
         depth = GaugeMetricFamily("atelier_queue_depth", "Jobs queued, per queue.", labels=["queue"])
         running = GaugeMetricFamily("atelier_jobs_running", "Jobs running, per queue.", labels=["queue"])
-        counts = {(row["status"], row["resource_class"]): row["n"] for row in
-                  Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-                  .values("status", "resource_class").annotate(n=Count("id"))}
-        for queue in ("gpu", "cpu"):
-            depth.add_metric([queue], counts.get((JobStatus.QUEUED, queue), 0))
-            running.add_metric([queue], counts.get((JobStatus.RUNNING, queue), 0))
+        for queue, counts in queue_counts().items():
+            depth.add_metric([queue], counts["queued"])
+            running.add_metric([queue], counts["running"])
         yield depth
         yield running
 

@@ -1,4 +1,4 @@
-// Atelier dashboard: live job status, the image lightbox, and the API helper the review screen uses.
+// Atelier dashboard: live job status, live page parts, the image lightbox, and the API helper the review screen uses.
 "use strict";
 
 const Atelier = (() => {
@@ -104,6 +104,26 @@ const Atelier = (() => {
     setTimeout(tick, 1000);
   }
 
+  // A part of the page that the server renders again on request (data-refresh, every data-every ms):
+  // asked for only while the tab is shown, and kept as it was when an answer does not come.
+  function refreshParts() {
+    document.querySelectorAll("[data-refresh]").forEach((part) => {
+      const every = Number(part.dataset.every) || 5000;
+      const tick = async () => {
+        if (document.visibilityState === "visible") {
+          try {
+            const response = await fetch(part.dataset.refresh, { credentials: "same-origin" });
+            // signed out meanwhile: the answer is the login page, which belongs in the window, not in the part
+            if (response.redirected) { window.location.reload(); return; }
+            if (response.ok) part.innerHTML = await response.text();
+          } catch (e) { /* offline for a moment: the next tick tries again */ }
+        }
+        setTimeout(tick, every);
+      };
+      setTimeout(tick, every);
+    });
+  }
+
   function lightbox() {
     const box = document.getElementById("lightbox");
     if (!box) return;
@@ -169,6 +189,6 @@ const Atelier = (() => {
     if (list) list.scrollTop = list.scrollHeight;
   }
 
-  document.addEventListener("DOMContentLoaded", () => { pollJobs(); lightbox(); submitShortcut(); chatComposer(); });
+  document.addEventListener("DOMContentLoaded", () => { pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
   return { api, composing, errorText, meta, t };
 })();
