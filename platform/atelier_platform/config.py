@@ -45,6 +45,14 @@ class AtelierConfig(BaseSettings):
     # plugin time limit, or a slow job would be handed to a second worker while it still runs.
     broker_visibility_timeout_s: int = Field(default=3600, ge=10)
 
+    # Longest one SQL statement of a web process may run on PostgreSQL before the server stops it: a runaway
+    # query held a web thread and its connection for good. Web processes only (settings.py says why).
+    database_statement_timeout_s: float = Field(
+        default=30.0, ge=0, le=86_400,
+        description="seconds one SQL statement of a web process may run on PostgreSQL before the server cancels it "
+        "(the request answers 503 database_timeout); 0: no limit. Workers, beat and manage.py commands have none",
+    )
+
     # --- object storage (generated files); unset: the local file system under MEDIA_ROOT ---
     s3_bucket: str | None = Field(default=None, description="store generated files in this S3-compatible bucket")
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO, Ceph and other S3-compatible stores")
@@ -183,6 +191,14 @@ class AtelierConfig(BaseSettings):
                                  "(or leave it unset: REDIS_URL's broker)")
         return value
 
+    @field_validator("database_statement_timeout_s")
+    @classmethod
+    def _statement_timeout_is_at_least_a_millisecond(cls, value: float) -> float:
+        # PostgreSQL counts it in whole milliseconds, and 0 means no limit: 0.0004 s would have turned it off.
+        if 0 < value < 0.001:
+            raise ValueError(f"{value:g} s is under PostgreSQL's 1 ms; use 0 for no limit, or at least 0.001")
+        return value
+
     @field_validator("device")
     @classmethod
     def _device_is_torchs(cls, value: str) -> str:
@@ -262,6 +278,11 @@ class AtelierConfig(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'atelier.sqlite3').resolve()}"
+
+    @property
+    def database_statement_timeout_ms(self) -> int:
+        """``ATELIER_DATABASE_STATEMENT_TIMEOUT_S`` as PostgreSQL's ``statement_timeout`` (0: no limit)."""
+        return round(self.database_statement_timeout_s * 1000)
 
     @property
     def resolved_broker_url(self) -> str:

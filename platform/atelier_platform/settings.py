@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dj_database_url
 
 from atelier_platform.config import REPO_ROOT, get_config
@@ -97,6 +100,35 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     for name, value in {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
                         "keepalives_count": 3}.items():
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault(name, value)
+
+
+def _runs_long_work() -> bool:
+    """Whether this process is a Celery worker or beat, or a manage.py (django-admin) command, by the program
+    that started it: ``celery ...``, ``python -m celery ...``, ``python manage.py ...``, ``python -m django ...``."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    name = program.parent.name if program.name == "__main__.py" else program.name
+    return name in ("celery", "manage.py", "django-admin", "django")
+
+
+# One runaway statement (a pathological filter, a wait on a lock never released) held a web thread and its
+# connection for good; PostgreSQL now cancels it after ATELIER_DATABASE_STATEMENT_TIMEOUT_S, and the API
+# answers 503 database_timeout (api/errors.py). Who gets it:
+# - web processes (gunicorn or any WSGI server), and whatever else loads these settings (tests, scripts): yes.
+#   A request's statements take milliseconds; one that needs 30 s is a bug, and its client gave up long ago.
+# - Celery workers and beat: no. Their statements may rightly run long (a large knowledge base's chunks
+#   written in one INSERT, a batch's outputs stored together, the sweeper on a big backlog) and a cancelled
+#   one fails the work only to meet the same limit on its retry; a task's own time limits bound their work.
+# - manage.py commands: no. migrate's DDL and data migrations on large tables (a new index, a backfill) and
+#   the commands that build demo models and index knowledge bases run long by design; a migration cut off
+#   halfway fails the deploy.
+# A statement_timeout in DATABASE_URL's own ``options`` wins. PgBouncer refuses start-up parameters it does not
+# track: behind one, list statement_timeout in its track_extra_parameters (1.20+), or set this to 0.
+if (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and CONFIG.database_statement_timeout_ms
+        and not _runs_long_work()):
+    _given_options = DATABASES["default"]["OPTIONS"].get("options", "")
+    if "statement_timeout" not in _given_options:
+        DATABASES["default"]["OPTIONS"]["options"] = \
+            f"{_given_options} -c statement_timeout={CONFIG.database_statement_timeout_ms}".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

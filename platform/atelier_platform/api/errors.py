@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -67,7 +68,37 @@ def _codes_word(exc: exceptions.APIException, fallback: str) -> str:
     return codes if isinstance(codes, str) else fallback
 
 
+#: PostgreSQL's query_canceled: a statement stopped by ``statement_timeout`` (settings.py), or by an operator.
+QUERY_CANCELED = "57014"
+
+
+def _cancelled_by_the_database(exc: Exception) -> bool:
+    cause = exc.__cause__
+    return isinstance(exc, DatabaseError) and getattr(cause, "sqlstate", None) == QUERY_CANCELED
+
+
+def _database_timeout(context: dict) -> Response:
+    """A query the database stopped is the server's failure, not the caller's, and not a crash to hide behind
+    "an unexpected error": it says what happened. Under /v1/ it tells the OpenAI client not to resend on its
+    own, as early_error does: a chat request whose job was saved before the query was stopped would be
+    submitted again."""
+    limit_s = settings.ATELIER.database_statement_timeout_s or None  # 0: a limit set elsewhere (the database's own)
+    message = ("The database stopped a query of this request before it finished: it ran past the statement time limit"
+               f"{f' of {limit_s:g} s' if limit_s else ''}. Try again; if it keeps happening, ask for less (a narrower "
+               "filter, a smaller page).")
+    request = context.get("request")
+    headers = {"x-should-retry": "false"} if request is not None and request.path.startswith(OPENAI_PREFIX) else None
+    body = error_body("database_timeout", message, {"statement_timeout_s": limit_s})
+    return Response(body, status=503, headers=headers)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if _cancelled_by_the_database(exc):
+        set_rollback()
+        request = context.get("request")
+        logger.warning("%s %s: the database stopped a query: %s", getattr(request, "method", "?"),
+                       getattr(request, "path", "?"), exc)
+        return _database_timeout(context)
     if isinstance(exc, JobServiceError):
         set_rollback()
         retry_after = getattr(exc, "retry_after", None)

@@ -1,12 +1,15 @@
 """Putting job messages on the broker. The job row is already saved; a message only carries its id.
 
 A publish that fails (broker down) is logged and left to the sweeper, which re-sends messages
-for queued jobs that no worker picked up: the submitter still gets their 201.
+for queued jobs that no worker picked up: the submitter still gets their 201. A publish that gets no
+answer (a hung broker) gives up after one broker socket timeout (5 s; ``celery_app.bounded_publish_retry_policy``)
+for the same reason: the job is safe in its row, and the request that submitted it is waiting.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from django.db import transaction
@@ -14,7 +17,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Value
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from atelier_platform.celery_app import RUN_JOB_TASK, app
+from atelier_platform.celery_app import RUN_JOB_TASK, app, bounded_publish_retry_policy
 
 logger = logging.getLogger("atelier.jobs")
 
@@ -28,6 +31,7 @@ def broker_priority(priority: int) -> int:
 
 
 def publish_run_job(job_id: str, *, queue: str, priority: int, time_limit_s: int, countdown: float = 0) -> bool:
+    started = time.monotonic()
     try:
         app.send_task(
             RUN_JOB_TASK,
@@ -38,11 +42,12 @@ def publish_run_job(job_id: str, *, queue: str, priority: int, time_limit_s: int
             time_limit=time_limit_s + HARD_LIMIT_GRACE_S,
             countdown=countdown or None,
             retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+            retry_policy=bounded_publish_retry_policy(),
         )
         return True
-    except Exception:  # broker unreachable: the sweeper re-sends later
-        logger.exception("could not publish job %s to queue %s; the sweeper will retry", job_id, queue)
+    except Exception:  # broker unreachable or not answering: the sweeper re-sends later
+        logger.exception("could not publish job %s to queue %s (gave up after %.1f s); the sweeper sends it again once "
+                         "it has been queued ATELIER_JOB_REQUEUE_AFTER_S", job_id, queue, time.monotonic() - started)
         return False
 
 
