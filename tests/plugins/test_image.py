@@ -15,7 +15,9 @@ import sys
 
 import numpy as np
 import pytest
-from atelier_sdk import GenerationRequest, JobCancelled, NoParams, OutputItem, PluginError, RunContext, validate_plugin_class
+from atelier_sdk import (
+    GenerationRequest, JobCancelled, NoParams, OutputItem, PluginError, Regeneration, RunContext, validate_plugin_class,
+)
 from PIL import Image
 from pydantic import ValidationError
 
@@ -90,6 +92,14 @@ def test_input_outside_its_limits_is_refused(fields):
     data = {"prompt": "a lighthouse at dusk", **fields}
     with pytest.raises(ValidationError):
         ImageInput.model_validate(data)
+
+
+def test_a_negative_prompt_with_guidance_that_would_ignore_it_is_refused():
+    # Classifier-free guidance is what applies a negative prompt; at 1 or less the pipeline drops it.
+    with pytest.raises(ValidationError, match="negative prompt needs guidance above 1"):
+        ImageInput(prompt="a lighthouse at dusk", negative_prompt="blurry", guidance=1.0)
+    assert ImageInput(prompt="a lighthouse at dusk", guidance=1.0).guidance == 1.0
+    assert ImageInput(prompt="a lighthouse at dusk", negative_prompt="blurry", guidance=1.5).guidance == 1.5
 
 
 def test_input_defaults_leave_the_size_to_the_model():
@@ -228,6 +238,19 @@ def test_png_files_carry_generation_metadata_and_the_ai_label(image_plugin):
         assert Image.open(io.BytesIO(artifact.data)).text["ai_generated"] == "true"
 
 
+def test_png_provenance_tells_images_made_with_and_without_a_negative_prompt_apart(image_plugin):
+    plain, negative = image_plugin.generate(
+        [request("plain", seed=8), request("negative", seed=8, negative_prompt="a blue dog")], make_context()
+    )
+    assert not np.array_equal(pixels(plain[0]), pixels(negative[0]))
+    plain_metadata, negative_metadata = (read_png_metadata(primary(items[0]).data) for items in (plain, negative))
+    assert "negative_prompt_sha256" not in plain_metadata and plain[0].content.negative_prompt_sha256 is None
+    digest = hashlib.sha256(b"a blue dog").hexdigest()
+    assert negative_metadata["negative_prompt_sha256"] == negative[0].content.negative_prompt_sha256 == digest
+    assert Image.open(io.BytesIO(primary(negative[0]).data)).text["negative_prompt_sha256"] == digest
+    assert b"a blue dog" not in primary(negative[0]).data  # only its hash travels with the file
+
+
 def test_read_png_metadata_refuses_damaged_files(image_plugin):
     (items,) = image_plugin.generate([request("damaged", seed=3)], make_context())
     data = bytearray(primary(items[0]).data)
@@ -266,6 +289,21 @@ def test_a_job_without_a_seed_uses_the_job_seed(image_plugin):
     assert np.array_equal(pixels(from_job[1]), pixels(explicit[0]))
 
 
+def test_a_regeneration_draws_new_images_even_when_the_input_names_a_seed(image_plugin):
+    (rejected,) = image_plugin.generate([request("first", job_seed=5, seed=3, count=2)], make_context())
+    # What the platform sends for "regenerate": the same input, a new job seed, the reviewer's note.
+    again = GenerationRequest(job_id="again", input=ImageInput(prompt="a red cat on a mat", steps=STEPS, seed=3, count=2),
+                              params=NoParams(), seed=900, regeneration=Regeneration(note="warmer colours"))
+    (regenerated,) = image_plugin.generate([again], make_context())
+    for old, new in zip(rejected, regenerated):
+        assert not np.array_equal(pixels(old), pixels(new))
+    assert [item.content.seed for item in regenerated] == [900, 901]
+    assert read_png_metadata(primary(regenerated[1]).data)["seed"] == "901"
+    # Each new image is made again from the seed it reports.
+    (remade,) = image_plugin.generate([request("remade", seed=901)], make_context())
+    assert np.array_equal(pixels(remade[0]), pixels(regenerated[1]))
+
+
 def test_different_seeds_give_different_images(image_plugin):
     first, second = image_plugin.generate([request("s1", seed=1), request("s2", seed=2)], make_context())
     assert not np.array_equal(pixels(first[0]), pixels(second[0]))
@@ -298,6 +336,41 @@ def test_a_size_the_model_cannot_make_fails_that_item_only(image_plugin):
     assert isinstance(refused, PluginError) and refused.code == "invalid_input"
     assert str(TINY_SIZE_MULTIPLE) in refused.message
     assert pixels(made[0]).shape == (32, 32, 3)
+
+
+#: What PyTorch's CPU allocator raises when an allocation fails (it has no dedicated exception).
+CPU_OUT_OF_MEMORY = (
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+    "allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)"
+)
+
+
+class MemoryBoundPipeline:
+    """The loaded pipeline on a device that holds at most ``pixels`` pixels of images per call."""
+
+    def __init__(self, pipeline, pixels):
+        self.pipeline, self.pixels = pipeline, pixels
+
+    def __call__(self, **arguments):
+        if arguments["width"] * arguments["height"] * len(arguments["prompt"]) > self.pixels:
+            raise RuntimeError(CPU_OUT_OF_MEMORY)
+        return self.pipeline(**arguments)
+
+    def __getattr__(self, name):
+        return getattr(self.pipeline, name)
+
+
+def test_running_out_of_cpu_memory_splits_the_call_then_fails_only_the_image_that_cannot_fit(image_plugin, monkeypatch):
+    monkeypatch.setattr(image_plugin.model, "pipeline", MemoryBoundPipeline(image_plugin.model.pipeline, 64 * 64))
+    pair, too_large, small = image_plugin.generate(
+        [request("pair", seed=1, width=64, height=64, count=2), request("too-large", seed=2, width=96, height=96),
+         request("small", seed=3, width=32, height=32)],
+        make_context(),
+    )
+    assert [pixels(item).shape for item in pair] == [(64, 64, 3)] * 2  # one image a call fits
+    assert isinstance(too_large, PluginError) and too_large.code == "out_of_memory"
+    assert "96x96" in too_large.message and "smaller size" in too_large.message
+    assert pixels(small[0]).shape == (32, 32, 3)
 
 
 def test_a_job_cancelled_while_it_runs_stops_and_the_others_finish(image_plugin):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from atelier_sdk import GenerationRequest, OutputItem, PluginError, RunContext, validate_plugin_class
+from atelier_sdk import GenerationRequest, OutputItem, PluginError, Regeneration, RunContext, validate_plugin_class
 from pydantic import ValidationError
 
 from atelier_plugins.recommender_copy.checks import (
@@ -18,6 +18,7 @@ from atelier_plugins.recommender_copy.checks import (
     enforce_length,
     find_banned_words,
     find_unsupported_numbers,
+    remove_banned_words,
     repair_copy,
 )
 from atelier_plugins.recommender_copy.copywriting import MAX_REGENERATIONS, template_texts
@@ -238,14 +239,49 @@ TENT_FACTS = ItemFacts.from_item(
 
 def test_banned_words_case_insensitive_whole_words():
     found = find_banned_words("CHEAP tents, cheapest prices, a Bargain! The best  ever MUST have.", BANNED)
-    assert [m.word for m in found] == ["cheap", "bargain", "best ever", "must-have"]
-    assert not find_banned_words("Cheapest and bargains are other words.", BANNED)
+    assert [m.word for m in found] == ["cheap", "cheap", "bargain", "best ever", "must-have"]  # "cheapest" too
+    assert not find_banned_words("Cheapskates and bargain_hunters are other words.", BANNED)
+
+
+def test_banned_words_catch_their_inflections_not_other_words():
+    banned = ["cheap", "bargain", "guarantee", "hurry", "must-have", "new"]
+    text = "Cheaper, the CHEAPEST bargains, guaranteed; we hurried for these must-haves."
+    found = [text[m.start : m.end] for m in find_banned_words(text, banned)]
+    assert found == ["Cheaper", "CHEAPEST", "bargains", "guaranteed", "hurried", "must-haves"]
+    # Whole words still: another word that starts with a banned one is not blocked, nor a short
+    # word's look-alike ("news" is no inflection of "new").
+    assert not find_banned_words("A cheapskate reads the news.", banned)
+    cleaned, removed = remove_banned_words("The cheapest tent, guaranteed to please.", banned)
+    assert not find_banned_words(cleaned, banned) and removed == ["cheap", "guarantee"]
+
+
+def test_banned_words_match_whatever_apostrophe_the_copy_uses():
+    text = "Don\u2019t wait: it\u2019s the one you\u02bcll love. Don't wait."
+    found = [text[m.start : m.end] for m in find_banned_words(text, ["don't", "it\u2019s", "you'll"])]
+    assert found == ["Don\u2019t", "it\u2019s", "you\u02bcll", "Don't"]
+
+
+def test_a_banned_dash_is_found_and_removed(loaded_plugin):
+    # "No em dashes" is a common house-style rule; the hyphen of "Two-Person" is another character.
+    text = "Light and warm \u2014 made for the hills\u2014and the Two-Person crowd."
+    assert [text[m.start : m.end] for m in find_banned_words(text, ["\u2014"])] == ["\u2014", "\u2014"]
+    plugin, _ = scripted_plugin(loaded_plugin, lambda request: f"{product_of(request)} \u2014 light, quick to pitch, warm.")
+    output = output_of(run(plugin, make_request(items=[TENT], count=1, variants=1, params={"banned_words": ["\u2014"]}))[0])
+    (variant,) = output.recommendations[0].copy_variants
+    assert "\u2014" not in variant.text and "Summit Two-Person Tent" in variant.text
 
 
 def test_banned_words_in_cjk_match_as_substrings():
     text = "这款毯子很便宜，保证好用，cheap不行"
     found = find_banned_words(text, BANNED)
     assert [text[m.start : m.end] for m in found] == ["便宜", "保证", "cheap"]
+
+
+def test_removing_a_chinese_banned_word_leaves_no_adverb_qualifying_nothing():
+    # "很便宜" (very cheap) without 便宜 is "very" before a comma; "也不便宜" would end in "also not".
+    assert remove_banned_words("这套床品很便宜，透气又好用。", ["便宜"]) == ("这套床品，透气又好用。", ["便宜"])
+    assert remove_banned_words("透气又好用，也不便宜！", ["便宜"])[0] == "透气又好用！"
+    assert remove_banned_words("很好的便宜货。", ["便宜"])[0] == "很好的货。"  # 很 qualifies 好, which stays
 
 
 def test_numbers_must_come_from_the_item():
@@ -280,6 +316,12 @@ def test_enforce_length_cuts_at_a_sentence_then_a_word():
         shortened = enforce_length(text, limit)
         assert len(shortened) <= limit and shortened
         assert text.startswith(shortened.rstrip("…"))
+
+
+def test_enforce_length_cuts_a_compound_at_its_hyphen_rather_than_inside_a_word():
+    # The only space comes too early to cut at; the compound's hyphen keeps whole words.
+    text = "Our extraordinarily-comfortable sleeping bag keeps you warm."
+    assert enforce_length(text, 30) == "Our extraordinarily\u2026"
 
 
 def test_enforce_length_in_chinese():
@@ -364,6 +406,20 @@ def test_recent_items_are_not_recommended_again_unless_too_few_remain(loaded_plu
     assert set(everything[:3]) == {"plates", "spoon", "kettle"} and set(everything[3:]) == {"tent", "skillet"}
     output = output_of(run(plugin, make_request(profile=profile, count=5, variants=1))[0])
     assert "recommended again" in output.profile_summary and "1 recent item(s) not among" in output.profile_summary
+
+
+def test_a_product_listed_twice_takes_one_place_in_the_list(loaded_plugin):
+    plugin, _ = scripted_plugin(loaded_plugin, lambda request: "A good companion for the days ahead.")
+    # The same tent under a second id (a feed with one row per warehouse, say): same words, same facts.
+    again = {**TENT, "id": "tent-warehouse-2"}
+    fields = {"items": [TENT, again, *KITCHEN], "count": 3}
+    ids = recommended_ids(plugin, **fields)
+    assert ids[0] in {"tent", "tent-warehouse-2"} and not {"tent", "tent-warehouse-2"} <= set(ids)
+    # It is still recommended when nothing else is left, and diversity 0 ranks by relevance alone.
+    everything = recommended_ids(plugin, **{**fields, "count": 6})
+    assert set(everything) == {"tent", "tent-warehouse-2", *(item["id"] for item in KITCHEN)}
+    assert everything[-1] in {"tent", "tent-warehouse-2"}
+    assert set(recommended_ids(plugin, params={"diversity": 0.0}, **fields)[:2]) == {"tent", "tent-warehouse-2"}
 
 
 # -- copy with a scripted model ----------------------------------------------------------------------
@@ -517,3 +573,33 @@ def test_greedy_variants_differ_and_regenerations_sample(loaded_plugin):
     assert {r["temperature"] for r in first_round} == {0} and {r["temperature"] for r in second_round} == {0.7}
     angles = [r["messages"][-1]["content"].splitlines()[-1] for r in first_round]
     assert len(set(angles)) == 2, "each variant's prompt takes its own angle"
+
+
+SEED_WORDS = ["amber", "breezy", "calm", "dusky", "earthy", "fresh", "gentle", "hearty", "ivory", "jolly", "keen",
+              "lucky", "mellow", "nimble", "olive", "plucky", "quiet", "rustic", "sunny", "tidy", "urban", "vivid",
+              "woody", "young", "zesty"]
+
+
+def sampling_or_greedy(request):
+    """A model as it decodes: greedily, the same words for the same prompt; sampling, words from its seed."""
+    if request["temperature"] == 0:
+        return f"A {ORDINAL[variant_of(request)]} plain look at the {product_of(request)}."
+    return f"A {ORDINAL[variant_of(request)]} {SEED_WORDS[request['seed'] % len(SEED_WORDS)]} look at the {product_of(request)}."
+
+
+@pytest.mark.parametrize("params", [{"temperature": 0}, {"temperature": 0.8, "seed": 5}], ids=["greedy", "seed-pinned"])
+def test_a_regeneration_writes_other_copy_with_the_reviewers_note(loaded_plugin, params):
+    plugin, lm = scripted_plugin(loaded_plugin, sampling_or_greedy)
+    first = make_request("job-first", seed=7, params=params, items=[TENT], count=1, variants=2)
+    (result,) = run(plugin, first)
+    rejected = all_copy(output_of(result))
+
+    # What the platform sends for "regenerate": the same input and params, a new job seed, the note.
+    again = GenerationRequest(job_id="job-again", input=first.input, params=first.params, seed=8,
+                              regeneration=Regeneration(note="Less formal, please."))
+    (result,) = run(plugin, again)
+    regenerated = all_copy(output_of(result))
+    assert regenerated != rejected and not set(regenerated) & set(rejected)
+    assert "Less formal, please." in lm.requests[-1]["messages"][0]["content"]
+    (result,) = run(plugin, again)
+    assert all_copy(output_of(result)) == regenerated, "a regeneration is reproducible from its own seed"

@@ -8,7 +8,8 @@ Batching: the images of every request in a batch that share size, steps and guid
 all have a negative prompt or all have none, are rendered together, in as few pipeline calls as
 memory allows, each image with its own random generator. Image ``i`` of a job uses seed
 ``job seed + i``, so a job gives the same pixels whether it ran alone or beside others, and any
-single image can be made again from its reported seed.
+single image can be made again from its reported seed. A regeneration (a reviewer sent the images
+back) starts from its job's new seed, not from a seed the input names.
 
 This module is imported by the web process to publish the schemas: it must not import torch or
 diffusers at module level (``load`` and ``generate`` do, through ``atelier_plugins.image.pipeline``).
@@ -35,7 +36,7 @@ from atelier_sdk import (
     RunContext,
     require_model_dir,
 )
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from atelier_plugins.image.png import AI_LABEL, encode_png, provenance_chunks, thumbnail_of
 
@@ -51,7 +52,8 @@ class ImageInput(BaseModel):
 
     prompt: str = Field(min_length=1, max_length=1000, description="What the image should show.")
     negative_prompt: str = Field(
-        default="", max_length=1000, description="What the image should not show (models that support it)."
+        default="", max_length=1000,
+        description="What the image should not show (models that support it; needs guidance above 1).",
     )
     width: int | None = Field(
         default=None, ge=32, le=1024, multiple_of=8,
@@ -69,7 +71,8 @@ class ImageInput(BaseModel):
     )
     seed: int | None = Field(
         default=None, ge=0, le=MAX_SEED,
-        description="Same seed, same images. Image i uses seed + i. Empty: the job's own seed.",
+        description="Same seed, same images. Image i uses seed + i. Empty: the job's own seed. "
+                    "A regeneration from the review queue draws new images from its job's own seed.",
     )
     count: int = Field(default=1, ge=1, le=4, description="How many images to make.")
 
@@ -80,6 +83,18 @@ class ImageInput(BaseModel):
             raise ValueError("the prompt must say what to draw; it is only whitespace")
         return prompt
 
+    @field_validator("guidance")
+    @classmethod
+    def _guidance_uses_the_negative_prompt(cls, guidance: float, info: ValidationInfo) -> float:
+        # The negative prompt takes effect through classifier-free guidance, which a scale of 1 or
+        # less turns off: the pipeline would drop it without a word and draw what it was asked not to.
+        if guidance <= 1 and info.data.get("negative_prompt", "").strip():
+            raise ValueError(
+                "a negative prompt needs guidance above 1 (guidance 1 or less ignores it); "
+                "raise guidance or leave negative_prompt empty"
+            )
+        return guidance
+
 
 class ImageOutput(BaseModel):
     index: int = Field(description="Which of the job's images this is, from 0.")
@@ -89,6 +104,9 @@ class ImageOutput(BaseModel):
     steps: int
     guidance: float
     prompt_sha256: str = Field(description="SHA-256 of the prompt (UTF-8), also written into the PNG.")
+    negative_prompt_sha256: str | None = Field(
+        default=None, description="SHA-256 of the negative prompt (UTF-8), also written into the PNG; null without one.",
+    )
     model_version: str = Field(description="The model directory's name and a short hash of its configuration and weights.")
     label: Literal["AI-generated"] = AI_LABEL
     model_safety_flagged: bool | None = Field(
@@ -96,6 +114,16 @@ class ImageOutput(BaseModel):
         description="True when the model's own safety checker replaced this image with a black one; "
                     "null when the model has no safety checker.",
     )
+
+
+def job_seed_of(request: GenerationRequest) -> int:
+    """The seed image 0 of a job starts from: the input's seed, or the job's own.
+
+    A regeneration (a reviewer sent the images back) takes the job's new seed even when the input
+    names one: the input's seed would draw the rejected images again, pixel for pixel.
+    """
+    data: ImageInput = request.input
+    return data.seed if data.seed is not None and request.regeneration is None else request.seed
 
 
 def image_seed(job_seed: int, index: int) -> int:
@@ -178,7 +206,7 @@ class ImagePlugin(Plugin):
             if problem is not None:
                 results[position] = PluginError(problem, code="invalid_input")
                 continue
-            job_seed = data.seed if data.seed is not None else request.seed
+            job_seed = job_seed_of(request)
             for index in range(data.count):
                 groups[(width, height, data.steps, data.guidance, bool(data.negative_prompt))].append(ImageJob(
                     request_index=position, image_index=index, job_id=request.job_id, prompt=data.prompt,
@@ -261,7 +289,7 @@ class ImagePlugin(Plugin):
             return self.model.render(chunk, width=width, height=height, steps=steps, guidance=guidance, on_step=on_step)
         except (_ChunkCancelled, ValueError):
             raise
-        except RuntimeError as error:
+        except (RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
                 done_steps.update(progress_before)  # these images will be rendered again, in smaller calls
                 _free_device_memory()
@@ -274,8 +302,9 @@ class ImagePlugin(Plugin):
     def _outputs(position: int, request: GenerationRequest, rendered, model) -> list[OutputItem]:
         """The job's images as outputs: content, the labelled PNG and its labelled thumbnail."""
         data: ImageInput = request.input
-        job_seed = data.seed if data.seed is not None else request.seed
+        job_seed = job_seed_of(request)
         digest = prompt_sha256(data.prompt)
+        negative_digest = prompt_sha256(data.negative_prompt) if data.negative_prompt else None
         items = []
         for index in range(data.count):
             picture = rendered[(position, index)]
@@ -283,11 +312,12 @@ class ImagePlugin(Plugin):
             seed = image_seed(job_seed, index)
             content = ImageOutput(
                 index=index, width=width, height=height, seed=seed, steps=data.steps, guidance=data.guidance,
-                prompt_sha256=digest, model_version=model.version, model_safety_flagged=picture.safety_flagged,
+                prompt_sha256=digest, negative_prompt_sha256=negative_digest, model_version=model.version,
+                model_safety_flagged=picture.safety_flagged,
             )
             metadata = provenance_chunks(
                 prompt_sha256=digest, seed=seed, steps=data.steps, guidance=data.guidance,
-                model_version=model.version, width=width, height=height,
+                model_version=model.version, width=width, height=height, negative_prompt_sha256=negative_digest,
             )
             items.append(OutputItem(content, artifacts=[
                 Artifact(name=f"image-{index}.png", media_type="image/png",

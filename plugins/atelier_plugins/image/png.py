@@ -4,9 +4,10 @@ Every image the plugin writes carries, in PNG text chunks:
 
 - ``ai_generated=true``, ``generator=Atelier`` and ``Software``: the plain label, readable by any
   PNG tool (``exiftool``, ``identify -verbose``, PIL's ``Image.text``);
-- ``prompt_sha256``, ``seed``, ``steps``, ``guidance``, ``model_version`` (and the size): enough to
-  reproduce the image with the same model, without putting the prompt itself into a file that may
-  travel further than the prompt should;
+- ``prompt_sha256``, ``seed``, ``steps``, ``guidance``, ``model_version`` (and the size), and
+  ``negative_prompt_sha256`` when there was a negative prompt: enough to reproduce the image with the
+  same model, without putting the prompts themselves into a file that may travel further than the
+  prompts should;
 - an XMP packet (iTXt ``XML:com.adobe.xmp``) that states the IPTC digital source type
   ``trainedAlgorithmicMedia``, the vocabulary that image libraries, stock sites and social
   networks read to recognise AI-generated images.
@@ -55,9 +56,15 @@ def build_xmp(metadata: Mapping[str, str]) -> str:
 
 
 def provenance_chunks(
-    *, prompt_sha256: str, seed: int, steps: int, guidance: float, model_version: str, width: int, height: int
+    *, prompt_sha256: str, seed: int, steps: int, guidance: float, model_version: str, width: int, height: int,
+    negative_prompt_sha256: str | None = None,
 ) -> dict[str, str]:
-    """The text chunks every generated PNG carries (values are strings, as PNG text is)."""
+    """The text chunks every generated PNG carries (values are strings, as PNG text is).
+
+    A negative prompt changes the pixels as much as the prompt does: without its hash, two
+    different images would carry the same provenance and neither could be made again from it.
+    """
+    negative = {"negative_prompt_sha256": negative_prompt_sha256} if negative_prompt_sha256 else {}
     return {
         "ai_generated": "true",
         "label": AI_LABEL,
@@ -70,6 +77,7 @@ def provenance_chunks(
         "model_version": model_version,
         "width": str(width),
         "height": str(height),
+        **negative,
     }
 
 

@@ -19,7 +19,8 @@ from typing import Iterable, Mapping, Sequence
 
 # Han, kana and Hangul: scripts written without spaces, where "whole word" has no meaning and a
 # banned word is matched as a substring.
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+_CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014"
 _DASH_CLASS = re.escape(_DASHES)  # for use inside a regex character class
 _WORD_GAP = rf"[\s{_DASH_CLASS}]+"
@@ -44,35 +45,78 @@ class BannedMatch:
     end: int
 
 
+# A letter, digit or underscore of a spaced script: a banned word next to one is part of a longer
+# word. CJK characters are not: in "这款cheap帐篷" the word "cheap" stands on its own.
+_SPACED_WORD_CHAR = rf"[^\W{_CJK_RANGES}]"
+# Models write typographic apostrophes where a brand's list has the typewriter one, and the other way
+# round: "don't" must ban "don’t" too.
+_APOSTROPHES = "'\u2018\u2019\u02bc\uff07"
+#: Latin words shorter than this are banned as written only: an inflection of a short word is often
+#: another word ("new" -> "news", "us" -> "uses").
+MIN_INFLECTED_LENGTH = 4
+
+
+def _inflected(word: str) -> str:
+    """A pattern for ``word`` and its regular English inflections: plural, past, -ing, comparative.
+
+    A brand that bans "bargain" does not want "bargains", nor "guaranteed" when it bans
+    "guarantee", nor "cheaper" and "cheapest" when it bans "cheap". Forms that are no words at all
+    ("cheapd") may match too: they never occur, so they cost nothing.
+    """
+    escaped = re.escape(word)
+    lower = word.lower()
+    if len(word) < MIN_INFLECTED_LENGTH or not (word.isascii() and word.isalpha()):
+        return escaped
+    last = lower[-1]
+    suffixes = ["s", "ed", "ing", "er", "est"]
+    if lower.endswith(("s", "x", "z", "ch", "sh", "o")):
+        suffixes.append("es")  # glass -> glasses
+    if last == "e":
+        suffixes += ["d", "r", "st"]  # guarantee -> guaranteed, fine -> finer, finest
+    if last not in "aeiouy":
+        suffixes.append(f"{last}(?:ed|ing|er|est)")  # slim -> slimmer, shop -> shopping
+    forms = [f"{escaped}(?:{'|'.join(suffixes)})?"]
+    if last == "e":
+        forms.append(f"{re.escape(word[:-1])}ing")  # cure -> curing
+    if last == "y" and lower[-2] not in "aeiou":
+        forms.append(f"{re.escape(word[:-1])}i(?:es|ed|er|est)")  # hurry -> hurried, tacky -> tackier
+    return f"(?:{'|'.join(forms)})"
+
+
+def _any_apostrophe(pattern: str) -> str:
+    return re.sub(f"[{_APOSTROPHES}]", lambda _: f"[{_APOSTROPHES}]", pattern)
+
+
 @lru_cache(maxsize=4096)  # a project's list (up to 500 words) is checked against every draft
 def _banned_pattern(word: str) -> re.Pattern[str]:
-    # Words of a phrase may be separated by any whitespace or a hyphen: a brand that bans
-    # "must-have" does not want "must have" either.
-    parts = [re.escape(part) for part in re.split(_WORD_GAP, word.strip()) if part]
-    return re.compile(_WORD_GAP.join(parts), re.IGNORECASE)
+    """Words of a phrase may be separated by any whitespace or a hyphen: a brand that bans
+    "must-have" does not want "must have" either. A word of a spaced script matches as a whole word
+    (the last one with its inflections); one with CJK characters matches anywhere."""
+    parts = [part for part in re.split(_WORD_GAP, word.strip()) if part]
+    if not parts:  # dashes only: a brand that bans the em dash bans that character, nothing around it
+        return re.compile(re.escape(word.strip()))
+    if is_cjk(word):
+        return re.compile(_WORD_GAP.join(re.escape(part) for part in parts), re.IGNORECASE)
+    body = _WORD_GAP.join([*(re.escape(part) for part in parts[:-1]), _inflected(parts[-1])])
+    # The boundary is asked for only where the banned word itself starts or ends with a word
+    # character: "#1" may follow a letter, "50% off" be followed by one.
+    before = f"(?<!{_SPACED_WORD_CHAR})" if _is_word_char(parts[0][0]) else ""
+    after = f"(?!{_SPACED_WORD_CHAR})" if _is_word_char(parts[-1][-1]) else ""
+    return re.compile(before + _any_apostrophe(body) + after, re.IGNORECASE)
 
 
 def find_banned_words(text: str, banned_words: Iterable[str]) -> list[BannedMatch]:
     """Occurrences of banned words in ``text``, case-insensitive, left to right, not overlapping.
 
-    Words in Latin (and other spaced) scripts match only as whole words ("cheap" is not found in
-    "cheapest"); words containing CJK characters match anywhere. Where two matches overlap, the
-    longer one wins.
+    Words in Latin (and other spaced) scripts match only as whole words, with their inflections
+    ("cheap" is found in "cheapest", not in "cheapskate"); words containing CJK characters match
+    anywhere. Where two matches overlap, the longer one wins.
     """
-    found: list[BannedMatch] = []
-    for word in {w.strip() for w in banned_words if w and w.strip()}:
-        whole_word = not is_cjk(word)
-        for match in _banned_pattern(word).finditer(text):
-            start, end = match.span()
-            if whole_word:
-                before = text[start - 1] if start > 0 else ""
-                after = text[end] if end < len(text) else ""
-                # only enforce the boundary where the banned word itself starts/ends with a word char
-                if before and _is_word_char(before) and _is_word_char(match.group()[0]):
-                    continue
-                if after and _is_word_char(after) and _is_word_char(match.group()[-1]):
-                    continue
-            found.append(BannedMatch(word=word, start=start, end=end))
+    found = [
+        BannedMatch(word=word, start=match.start(), end=match.end())
+        for word in {w.strip() for w in banned_words if w and w.strip()}
+        for match in _banned_pattern(word).finditer(text)
+    ]
     found.sort(key=lambda m: (m.start, -(m.end - m.start)))
     kept: list[BannedMatch] = []
     for match in found:
@@ -344,8 +388,13 @@ def enforce_length(text: str, max_chars: int) -> str:
     budget = max_chars - 1  # room for the ellipsis that marks the cut
     window = text[: budget + 1]
     # Cut just before a space, or before a clause mark (the ellipsis takes the mark's place);
-    # text without spaces (CJK) can only be cut at its clause marks.
-    word_cut = max((i for i, c in enumerate(window) if c.isspace()), default=0)
+    # text without spaces (CJK) can only be cut at its clause marks. The hyphen of a compound
+    # ("extra-comfortable") is a word boundary too: cutting there keeps whole words where the only
+    # space is too early to cut at.
+    word_cut = max(
+        (i for i, c in enumerate(window) if c.isspace() or (c in _DASHES and i and window[i - 1].isalnum())),
+        default=0,
+    )
     clause_cut = max((i for i, c in enumerate(window) if c in _CLAUSE_MARKS), default=0)
     cut = max(word_cut, clause_cut) if is_cjk(window) or not word_cut else word_cut
     if cut >= max_chars / 4:
@@ -385,6 +434,10 @@ _DANGLING = re.compile(
 
 
 _LEADING_CONJUNCTION = re.compile(r"^\s*(?:and|or|but)\b\s*", re.IGNORECASE)
+# The Chinese words that qualify the word after them (very, most, more, too, also, not): with that
+# word taken out of a clause's end they say nothing, or the opposite ("也不[便宜]" -> "也不").
+_DANGLING_CJK = re.compile(r"(?:非常|相当|比较|特别|超级|十分|很|最|更|太|超|真|挺|好|不|也|都|还|又)+$")
+_CJK_CLAUSE_ENDS = "\uff0c\u3002\uff01\uff1f\uff1b\uff1a\u3001,.!?;:"
 
 
 def _drop_dangling_words(text: str) -> str:
@@ -410,11 +463,13 @@ def remove_banned_words(text: str, banned_words: Iterable[str]) -> tuple[str, li
             before = text[match.start - 1] if match.start else ""
             after = text[match.end] if match.end < len(text) else ""
             gap = " " if before and after and not (is_cjk(before) or is_cjk(after)) else ""
-            rest = text[match.end :]
-            if not text[: match.start].strip() or re.search(r"[.!?]\s*$", text[: match.start]):
+            head, rest = text[: match.start], text[match.end :]
+            if not head.strip() or re.search(r"[.!?]\s*$", head):
                 # the word opened a sentence: a conjunction after it now would ("[Cheap] and cosy")
                 rest = _LEADING_CONJUNCTION.sub("", rest)
-            text = text[: match.start] + gap + rest
+            if is_cjk(text[match.start : match.end]) and re.match(rf"\s*(?:[{_CJK_CLAUSE_ENDS}]|$)", rest):
+                head = _DANGLING_CJK.sub("", head)  # "很[便宜]，" -> "，", not "很，"
+            text = head + gap + rest
         text = tidy_text(_drop_dangling_words(text))
     return text, removed
 

@@ -32,7 +32,8 @@ from atelier_plugins.recommender_copy.schemas import MAX_SEED, CatalogueItem, Co
 
 #: Drafts regenerated with a fresh seed before a broken draft is repaired by editing.
 MAX_REGENERATIONS = 2
-#: Temperature of a regeneration when the job asked for greedy decoding (temperature 0).
+#: Temperature of a regeneration when the job asked for greedy decoding (temperature 0): of a draft
+#: that broke a rule, or of a whole job a reviewer sent back, which greedy decoding would write again.
 REGENERATION_TEMPERATURE = 0.7
 #: Nucleus sampling mass for copy: cuts the long tail of unlikely tokens, keeps variety.
 TOP_P = 0.95
@@ -44,6 +45,8 @@ BANNED_WORDS_IN_PROMPT = 60
 PROGRESS_EVERY_TOKENS = 32
 #: The shopper's interests are quoted in the prompt up to this many characters.
 INTERESTS_IN_PROMPT = 400
+#: A reviewer's note on copy they sent back is quoted in the prompt up to this many characters.
+REVIEWER_NOTE_IN_PROMPT = 400
 FINISH_CANCELLED = "cancelled"  # CausalChatLM's finish_reason for an item that was stopped
 
 TONES = {
@@ -99,6 +102,8 @@ class CopySpec:
     seed: int
     interests: str = ""
     variants: int = 1
+    regeneration: bool = False  # another try at copy a reviewer sent back
+    reviewer_note: str = ""  # what the reviewer asked for, when they said
 
 
 @dataclass
@@ -175,6 +180,7 @@ def build_messages(slot: CopySlot) -> list[dict[str, str]]:
     spec = slot.spec
     banned = list(spec.banned_words[:BANNED_WORDS_IN_PROMPT])
     interests = spec.interests.strip()[:INTERESTS_IN_PROMPT]
+    note = " ".join(spec.reviewer_note.split())[:REVIEWER_NOTE_IN_PROMPT]
     angle = ANGLES[spec.language][slot.variant % len(ANGLES[spec.language])]
     if spec.language == "zh":
         system = [
@@ -184,6 +190,7 @@ def build_messages(slot: CopySlot) -> list[dict[str, str]]:
             "用简体中文写作。只使用下面给出的商品信息：不要编造价格、折扣、百分比、数字、保修或奖项。",
             f"不要使用这些词：{'、'.join(banned)}。" if banned else "",
             f"最多 {spec.max_chars} 个字符，一到两句话。只回复文案本身。",
+            ("审核人员退回了之前的文案，请换一种写法。" + (f"审核意见：{note}" if note else "")) if spec.regeneration else "",
         ]
         user = [*item_fact_lines(slot.item, "zh")]
         if interests:
@@ -198,6 +205,8 @@ def build_messages(slot: CopySlot) -> list[dict[str, str]]:
             "percentages, numbers, guarantees or awards.",
             f"Never use these words: {', '.join(banned)}." if banned else "",
             f"At most {spec.max_chars} characters, one or two sentences. Reply with the copy only.",
+            ("A reviewer sent back earlier copy: write it differently." + (f" The reviewer's note: {note}" if note else ""))
+            if spec.regeneration else "",
         ]
         user = [*item_fact_lines(slot.item, "en")]
         if interests:
@@ -221,8 +230,10 @@ def chat_request(slot: CopySlot, attempt: int) -> dict:
     return {
         "messages": build_messages(slot),
         "max_new_tokens": max_new_tokens(spec),
-        # Greedy decoding would write the same draft again whatever the seed: a regeneration samples.
-        "temperature": spec.temperature if spec.temperature > 0 or attempt == 0 else REGENERATION_TEMPERATURE,
+        # Greedy decoding would write the same draft again whatever the seed: a draft written again,
+        # or a job a reviewer sent back, samples.
+        "temperature": spec.temperature if spec.temperature > 0 or (attempt == 0 and not spec.regeneration)
+        else REGENERATION_TEMPERATURE,
         "top_p": TOP_P,
         "seed": derive_seed(spec.seed, slot.item.id, slot.variant, attempt),
         "stop": ("\n\n",),

@@ -110,9 +110,13 @@ class RecommenderCopyPlugin(Plugin):
                 banned_words=tuple(params.banned_words),
                 max_chars=params.max_chars,
                 temperature=params.temperature,
-                seed=params.seed if params.seed is not None else request.seed,
+                # A regeneration is another try at copy a reviewer sent back: the seed pinned in
+                # params would write the same copy again, so it takes its job's own (new) seed.
+                seed=params.seed if params.seed is not None and request.regeneration is None else request.seed,
                 interests=data.profile.interests,
                 variants=data.variants,
+                regeneration=request.regeneration is not None,
+                reviewer_note=request.regeneration.note if request.regeneration is not None else "",
             )
             for entry in ranked:
                 for variant in range(data.variants):

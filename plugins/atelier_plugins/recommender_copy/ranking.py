@@ -23,6 +23,10 @@ CJK_LEXICAL_WEIGHT = 0.9
 #: then the picks follow the shopper's profile, not the order the candidates came in; and diversity
 #: 0.7 still keeps an item's near-twin (cosine 0.9) out of a list that has its original.
 MAX_REDUNDANCY_WEIGHT = 0.8
+#: Items at least this alike (``item_similarity``) are one product listed twice: the same text up to
+#: case and spacing gives 1.0, while a colour or size variant ("Linen Shirt" and "Linen Shirt Blue")
+#: stays below 0.98.
+DUPLICATE_SIMILARITY = 0.99
 
 
 def item_text(item: CatalogueItem) -> str:
@@ -76,22 +80,33 @@ def mmr_select(
 
     The first pick is the most relevant candidate (nothing is taken yet that it could duplicate).
     ``pools`` are tried in order: candidates of a later pool are taken only when the earlier
-    pools are used up (recently bought items come last). Ties go to the earlier candidate.
+    pools are used up (recently bought items come last). With any diversity, a candidate that
+    duplicates one already taken (``DUPLICATE_SIMILARITY``) comes after all of them: MMR's
+    redundancy term alone would let a product listed twice under two ids fill two places of a
+    list at moderate diversity, with copy to match. Ties go to the earlier candidate.
     """
     lam = 1.0 - MAX_REDUNDANCY_WEIGHT * float(diversity)
     chosen: list[int] = []
-    for pool in pools:
+    duplicates: list[int] = []
+
+    def take_from(pool: Sequence[int], *, set_duplicates_aside: bool) -> None:
         remaining = list(pool)
         while remaining and len(chosen) < count:
             if chosen:
                 redundancy = similarity[np.ix_(remaining, chosen)].max(axis=1)
+                if set_duplicates_aside and (redundancy >= DUPLICATE_SIMILARITY).any():
+                    duplicates.extend(index for index, r in zip(remaining, redundancy) if r >= DUPLICATE_SIMILARITY)
+                    remaining = [index for index, r in zip(remaining, redundancy) if r < DUPLICATE_SIMILARITY]
+                    continue
                 scores = lam * relevance[remaining] - (1.0 - lam) * redundancy
             else:
                 scores = relevance[remaining]
             best = int(np.argmax(scores))
             chosen.append(remaining.pop(best))
-        if len(chosen) >= count:
-            break
+
+    for pool in pools:
+        take_from(pool, set_duplicates_aside=diversity > 0)
+    take_from(duplicates, set_duplicates_aside=False)
     return chosen
 
 

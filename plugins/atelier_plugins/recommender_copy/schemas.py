@@ -73,14 +73,20 @@ class RecommenderParams(BaseModel):
     banned_words: list[BannedWord] = Field(
         default_factory=list,
         max_length=500,
-        description="never in the copy: case-insensitive, whole words for Latin scripts, substrings for CJK",
+        description="never in the copy: case-insensitive, whole words for Latin scripts with their inflections "
+        "(cheap: cheaper, cheapest; guarantee: guaranteed; for words of 4 letters or more), substrings for CJK",
     )
     max_chars: int = Field(default=220, ge=20, le=1000, description="longest copy text, in characters")
     diversity: float = Field(
-        default=0.3, ge=0, le=1, description="0 ranks by relevance only; higher values avoid near-duplicate items"
+        default=0.3, ge=0, le=1,
+        description="0 ranks by relevance only; higher values avoid near-duplicate items (above 0, an item "
+        "identical to one already recommended comes only after all the others)",
     )
     temperature: float = Field(default=0.8, ge=0, le=2)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="same seed, same copy; overrides the job's seed")
+    seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED,
+        description="same seed, same copy; overrides the job's seed, except in a regeneration from the review queue",
+    )
 
 
 class CopyVariant(BaseModel):
