@@ -11,6 +11,8 @@ from atelier_platform.config import get_config
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.support.plugins import GpuEcho, ReverseText
 
+pytest_plugins = ["tests.support.hanging_redis"]  # its hanging_redis fixture
+
 
 @pytest.fixture(autouse=True)
 def empty_plugin_registry():

@@ -324,3 +324,28 @@ def test_payload_body_is_compact_json_of_the_stored_payload(emit, project, recei
     deliver_all()
     assert json.loads(receiver.requests[0].body) == row.payload
     assert "日本".encode() in receiver.requests[0].body
+
+
+@pytest.mark.timeout(60, method="signal")
+def test_a_delivery_published_while_the_broker_hangs_gives_up_without_asking_it_again(
+        monkeypatch, atelier_config, hanging_redis):
+    """A reviewer's decision publishes its webhook delivery inside the web request: on a Redis that took the
+    connection and never answers, two retries and their reconnections held that request about 21 s. A
+    publish that got no answer gives up; the sweeper sends the delivery later."""
+    from atelier_platform.celery_app import create_app
+    from atelier_platform.webhooks import delivery as webhook_delivery
+    from tests.support.hanging_redis import messages_for
+
+    monkeypatch.setenv("BROKER_URL", hanging_redis.url)
+    atelier_config()  # read afresh
+    monkeypatch.setattr(webhook_delivery, "app", create_app())
+    sent = ["11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"]
+    try:
+        assert webhook_delivery.publish(sent[0]) is True  # Redis answers: the pool keeps a connection that works
+        hanging_redis.hang()
+        assert webhook_delivery.publish(sent[1]) is False
+        assert hanging_redis.connections_while_hung == 0  # no new connection, no second wait for an answer
+    finally:
+        hanging_redis.restart()
+        for delivery_id in sent:
+            messages_for(hanging_redis.direct_url, delivery_id, take=True, queue="platform")

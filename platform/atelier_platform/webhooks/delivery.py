@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from atelier_platform.celery_app import DELIVER_WEBHOOK_TASK, QUEUE_PLATFORM, app
+from atelier_platform.celery_app import DELIVER_WEBHOOK_TASK, QUEUE_PLATFORM, app, bounded_publish_retry_policy
 from atelier_platform.config import get_config
 from atelier_platform.moderation import audit
 from atelier_platform.webhooks import signing
@@ -71,10 +71,11 @@ def publish(delivery_id: str, *, countdown: float = 0) -> bool:
             # a backstop only: the attempt enforces its own deadline
             time_limit=int(attempt_limit_s() * 3) + 60,
             retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+            # a review decision publishes inside its web request: a hung broker must not hold it for long
+            retry_policy=bounded_publish_retry_policy(),
         )
         return True
-    except Exception:  # broker unreachable: the sweeper re-sends overdue deliveries
+    except Exception:  # broker unreachable or not answering: the sweeper re-sends overdue deliveries
         logger.exception("could not publish webhook delivery %s; the sweeper will retry", delivery_id)
         return False
 
