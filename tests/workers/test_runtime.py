@@ -335,6 +335,23 @@ class TestSweeper:
         assert sent_messages[sent_before]["args"] == [str(job.pk)]
         assert reload(job).enqueue_count == 2
 
+    def test_a_sweep_stops_publishing_at_the_first_message_the_broker_does_not_take(self, project, monkeypatch):
+        """On a broker that does not answer, each lost job waited out its own publish timeout (500 of them, about
+        40 minutes, and the sweep's other repairs with them); the rest now wait for the next sweep."""
+        from atelier_platform.jobs import queueing
+
+        jobs = [submit(project) for _ in range(3)]
+        tried = []
+        monkeypatch.setattr(queueing, "publish_run_job", lambda job_id, **_: tried.append(job_id) or False)
+        later = timezone.now() + timedelta(seconds=get_config().job_requeue_after_s + 1)
+        assert lifecycle.sweep(now=later)["republished"] == 0
+        assert len(tried) == 1
+        assert all(reload(job).status == JobStatus.QUEUED for job in jobs)  # still queued, for the next sweep
+
+        monkeypatch.setattr(queueing, "publish_run_job", lambda job_id, **_: tried.append(job_id) or True)
+        even_later = later + timedelta(seconds=get_config().job_requeue_after_s + 1)
+        assert lifecycle.sweep(now=even_later)["republished"] == 3  # the broker is back: every one goes
+
     def test_finished_jobs_are_never_touched(self, project):
         job = submit(project)
         Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, heartbeat_at=timezone.now() - timedelta(days=1))

@@ -28,7 +28,7 @@ from atelier_platform.conversations.services import record_released_reply
 from atelier_platform.jobs import waiting
 from atelier_platform.jobs.errors import JobAlreadyFinished
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, Output, OutputFile
-from atelier_platform.jobs.queueing import database_now_plus, enqueue_on_commit
+from atelier_platform.jobs.queueing import database_now_plus, enqueue_on_commit, mark_enqueued, publish_job
 from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_succeeded
 from atelier_platform.prepared_reads import PreparedRead
 
@@ -461,6 +461,12 @@ def sweep(now=None) -> dict[str, int]:
             if job is None:
                 continue
             logger.warning("job %s: no worker took its message for %.0f s; sending another", job.pk, config.job_requeue_after_s)
-            enqueue_on_commit(job)
-            counts["republished"] += 1
+            mark_enqueued(job)
+        # Published here rather than on commit, to see whether it went: on a broker that does not answer,
+        # each of up to 500 lost jobs would wait out its own publish timeout (about 40 minutes in all) and the
+        # sweep's other repairs with them. The first that fails leaves the rest to the next sweep.
+        if not publish_job(job):
+            logger.warning("the broker took no message; the other lost jobs wait for the next sweep")
+            break
+        counts["republished"] += 1
     return counts

@@ -59,14 +59,28 @@ def database_now_plus(seconds: float) -> ExpressionWrapper:
 
 def enqueue_on_commit(job, *, countdown: float = 0) -> None:
     """Record when the message is due and publish it once the surrounding transaction commits."""
+    mark_enqueued(job, countdown=countdown)
+    publish_on_commit(job, countdown=countdown)
+
+
+def mark_enqueued(job, *, countdown: float = 0) -> None:
+    """Record that a message for ``job`` is due ``countdown`` seconds from now (the sweeper's measure of a lost one)."""
     from atelier_platform.jobs.models import Job
 
     Job.objects.filter(pk=job.pk).update(enqueued_at=database_now_plus(countdown), enqueue_count=F("enqueue_count") + 1)
     job.enqueued_at = timezone.now() + timedelta(seconds=countdown)  # this process's reckoning of the same
-    publish_on_commit(job, countdown=countdown)
+
+
+def _message_of(job, countdown: float) -> dict:
+    return dict(job_id=str(job.pk), queue=job.resource_class, priority=job.priority, time_limit_s=job.time_limit_s,
+                countdown=countdown)
+
+
+def publish_job(job, *, countdown: float = 0) -> bool:
+    """Publish ``job``'s message now; False when the broker did not take it (logged)."""
+    return publish_run_job(**_message_of(job, countdown))
 
 
 def publish_on_commit(job, *, countdown: float = 0) -> None:
-    args = dict(queue=job.resource_class, priority=job.priority, time_limit_s=job.time_limit_s, countdown=countdown)
-    job_id = str(job.pk)
-    transaction.on_commit(lambda: publish_run_job(job_id, **args), robust=True)
+    message = _message_of(job, countdown)  # as the job is now, whatever the transaction does to the object later
+    transaction.on_commit(lambda: publish_run_job(**message), robust=True)
