@@ -377,41 +377,62 @@ def chat(request, here, conversation_id=None):
                 draft = text  # back in the box, to shorten or reword rather than type again
             else:
                 return redirect("chat-thread", conversation_id=submission.job.input["conversation_id"])
+    earlier, later = None, False
     if conversation is not None:
-        messages = list(conversation.messages.select_related("job").prefetch_related("job__outputs").order_by("index"))
-        answered = {m.job_id for m in messages if m.role == "assistant"}
-        for message in messages:
-            outputs = list(message.job.outputs.all()) if message.job else []
-            first = outputs[0] if outputs else None
-            content = first.content if first and isinstance(first.content, dict) else {}
-            if message.role == "assistant":
-                rows.append({"role": "assistant", "text": message.content, "sources": content.get("sources", []),
-                             "state": first.review_state if first else "", "job": message.job})
-            elif message.role == "user":
-                rows.append({"role": "user", "text": message.content, "job": message.job})
-                job = message.job
-                if job is not None and job.pk not in answered and message is _last_turn_of(messages, job):
-                    if first is not None and first.review_state in WITHHELD_REVIEW_STATES:
-                        # as /v1/chat/completions: a notice in place of a reply nobody may use, nor its sources
-                        rows.append({"role": "assistant", "draft": True, "withheld": True,
-                                     "text": WITHHELD_REPLY_NOTICES[first.review_state], "sources": [],
-                                     "state": first.review_state, "job": job})
-                    elif first is not None:
-                        rows.append({"role": "assistant", "draft": True, "text": content.get("reply", ""),
-                                     "sources": content.get("sources", []), "state": first.review_state, "job": job})
-                    elif not job.is_finished:
-                        waiting = job
-                    else:
-                        rows.append({"role": "assistant", "draft": True, "failed": True, "text": job.error_message, "job": job})
+        rows, waiting, earlier, later = _chat_rows(conversation, request.GET.get("before"))
     recent = Conversation.objects.filter(project=here.project).order_by("-updated_at")[:15]
     return page(request, "atelier_frontend/chat.html", {
         "plugins": plugins, "plugin_id": plugin_id, "conversation": conversation, "rows": rows, "error": error,
-        "waiting": waiting, "recent": recent, "draft": draft,
+        "waiting": waiting, "recent": recent, "draft": draft, "earlier": earlier, "later": later,
     }, status=400 if error else 200)
 
 
-def _last_turn_of(messages, job):
-    return [m for m in messages if m.job_id == job.pk and m.role == "user"][-1]
+#: turns of a thread the chat page shows at once: a thread of thousands is a link per window, not one page
+CHAT_TURNS_SHOWN = 50
+
+
+def _chat_rows(conversation, before: str | None):
+    """The rows of the thread's latest turns, or of those before the turn ``before`` (its id); the job still
+    running; the id of the first turn shown when there are earlier ones; and whether there are later ones."""
+    from django.db.models import Max
+
+    from atelier_platform.conversations.services import latest_turns
+
+    thread = conversation.messages.all()
+    named = before is not None and before.isascii() and before.isdigit() and len(before) < 19
+    anchor = thread.filter(pk=int(before)).first() if named else None  # gone (a reply that left): the latest turns
+    messages, has_earlier = latest_turns(thread.select_related("job").prefetch_related("job__outputs"), CHAT_TURNS_SHOWN,
+                                         before=anchor.index if anchor else None)
+    # A job's reply, or its last turn, may lie outside the window: the thread says which, not the window.
+    jobs = {m.job_id for m in messages if m.job_id}
+    answered = set(thread.filter(role="assistant", job_id__in=jobs).values_list("job_id", flat=True))
+    last_turns = set(thread.filter(role="user", job_id__in=jobs).values("job_id").annotate(last=Max("index"))
+                     .values_list("last", flat=True))
+    rows, waiting = [], None
+    for message in messages:
+        outputs = list(message.job.outputs.all()) if message.job else []
+        first = outputs[0] if outputs else None
+        content = first.content if first and isinstance(first.content, dict) else {}
+        if message.role == "assistant":
+            rows.append({"role": "assistant", "text": message.content, "sources": content.get("sources", []),
+                         "state": first.review_state if first else "", "job": message.job})
+        elif message.role == "user":
+            rows.append({"role": "user", "text": message.content, "job": message.job})
+            job = message.job
+            if job is not None and job.pk not in answered and message.index in last_turns:
+                if first is not None and first.review_state in WITHHELD_REVIEW_STATES:
+                    # as /v1/chat/completions: a notice in place of a reply nobody may use, nor its sources
+                    rows.append({"role": "assistant", "draft": True, "withheld": True,
+                                 "text": WITHHELD_REPLY_NOTICES[first.review_state], "sources": [],
+                                 "state": first.review_state, "job": job})
+                elif first is not None:
+                    rows.append({"role": "assistant", "draft": True, "text": content.get("reply", ""),
+                                 "sources": content.get("sources", []), "state": first.review_state, "job": job})
+                elif not job.is_finished:
+                    waiting = job
+                else:
+                    rows.append({"role": "assistant", "draft": True, "failed": True, "text": job.error_message, "job": job})
+    return rows, waiting, messages[0].pk if has_earlier else None, anchor is not None
 
 
 # --- usage ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from atelier_platform.accounts.services import issue_api_key
-from atelier_platform.conversations.models import Conversation
+from atelier_platform.conversations.models import Conversation, ConversationMessage
 from atelier_platform.knowledge.models import KnowledgeChunk, KnowledgeDocument
 from atelier_platform.moderation.models import ReviewItem
 from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -73,6 +73,8 @@ def make_objects(project) -> dict:
                                                 content_sha256="0" * 64)
     KnowledgeChunk.objects.create(document=document, index=0, text="c", embedding=b"")
     conversation = Conversation.objects.create(project=project, plugin_id="chatbot")
+    ConversationMessage.objects.create(conversation=conversation, index=0, role="user", content="Where is my parcel?",
+                                       job=job)
     endpoint = WebhookEndpoint.objects.create(project=project, url=f"https://example.com/{next(_n)}", secret="whsec_x")
     delivery = WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.succeeded", event_id=uuid.uuid4().hex,
                                               payload={}, max_attempts=3)
@@ -98,6 +100,7 @@ PATH_IDS = {
     "/api/v1/knowledge/documents/{pk}/": lambda o: {"pk": o["document"].pk},
     "/api/v1/knowledge/documents/{pk}/reindex/": lambda o: {"pk": o["document"].pk},
     "/api/v1/conversations/{pk}/": lambda o: {"pk": o["conversation"].pk},
+    "/api/v1/conversations/{conversation_id}/messages/": lambda o: {"conversation_id": o["conversation"].pk},
     "/api/v1/webhooks/{pk}/": lambda o: {"pk": o["endpoint"].pk},
     "/api/v1/webhooks/{pk}/rotate-secret/": lambda o: {"pk": o["endpoint"].pk},
     "/api/v1/webhooks/{pk}/test/": lambda o: {"pk": o["endpoint"].pk},

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from atelier_platform.accounts.services import issue_api_key
+from atelier_platform.conversations.models import Conversation, ConversationMessage
 from atelier_platform.knowledge.models import KnowledgeChunk, KnowledgeDocument
 from atelier_platform.moderation import audit
 from atelier_platform.moderation.models import ReviewDecision, ReviewItem
@@ -58,6 +59,12 @@ def add_delivery(project, context):
     WebhookAttempt.objects.create(delivery=delivery, number=1, started_at=timezone.now(), duration_ms=5, status_code=500)
 
 
+def add_message(project, context):
+    conversation = context.setdefault("conversation", Conversation.objects.create(project=project, plugin_id="chatbot"))
+    ConversationMessage.objects.create(conversation=conversation, index=conversation.messages.count(), role="user",
+                                       content=f"turn {next(_n)}")
+
+
 LISTS = {
     "jobs": ("/api/v1/jobs/", add_job),
     "outputs": ("/api/v1/outputs/", add_output),
@@ -67,12 +74,15 @@ LISTS = {
     "audit": ("/api/v1/audit/", add_audit_event),
     "webhooks": ("/api/v1/webhooks/", add_webhook),
     "deliveries": ("/api/v1/webhooks/{endpoint}/deliveries/", add_delivery),
+    "messages": ("/api/v1/conversations/{conversation}/messages/", add_message),
 }
 
 
 def url_of(name: str, context: dict) -> str:
     url = LISTS[name][0]
-    return url.format(endpoint=context["endpoint"].pk) if "{endpoint}" in url else url
+    if "{endpoint}" in url:
+        return url.format(endpoint=context["endpoint"].pk)
+    return url.format(conversation=context["conversation"].pk) if "{conversation}" in url else url
 
 
 def results(api, url) -> list[dict]:
@@ -126,8 +136,8 @@ def test_another_projects_rows_are_not_listed(name, owner_api, project, other_pr
     build, context = LISTS[name][1], {}
     theirs: dict = {}
     build(other_project, theirs)
-    if name == "deliveries":
-        build(project, context)  # our own endpoint, to have a URL; theirs must not show in it
+    if name in ("deliveries", "messages"):
+        build(project, context)  # our own endpoint or thread, to have a URL; theirs must not show in it
         assert len(results(owner_api, url_of(name, context))) == 1
         assert_envelope(owner_api.get(url_of(name, theirs)), 404, "not_found")
     else:

@@ -41,6 +41,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("GET", "/api/v1/outputs/{pk}/"):                            ("jobs:read", ALL),
     ("GET", "/api/v1/outputs/{output_id}/files/{file_id}/"):     ("jobs:read", ALL),
     ("GET", "/api/v1/conversations/{pk}/"):                      ("jobs:read", ALL),
+    ("GET", "/api/v1/conversations/{conversation_id}/messages/"): ("jobs:read", ALL),
     ("GET", "/api/v1/usage/"):                                   ("jobs:read", ALL),
     ("GET", "/api/v1/usage/quota/"):                             ("jobs:read", ALL),
     # --- knowledge base ---

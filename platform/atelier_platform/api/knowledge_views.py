@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import Count
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -14,17 +18,23 @@ from rest_framework.views import APIView
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.filters import KnowledgeDocumentFilter
 from atelier_platform.api.idempotency import idempotent
-from atelier_platform.api.pagination import SourceIdCursorPagination
+from atelier_platform.api.keys_views import actor_of
+from atelier_platform.api.pagination import SourceIdCursorPagination, ThreadCursorPagination
 from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
 from atelier_platform.api.serializers import (
+    ConversationMessageSerializer,
     ConversationSerializer,
     KnowledgeDocumentCreateSerializer,
     KnowledgeDocumentSerializer,
 )
-from atelier_platform.conversations.models import Conversation
+from atelier_platform.conversations.models import Conversation, ConversationMessage
 from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, OutputFile
 from atelier_platform.knowledge import services as knowledge
 from atelier_platform.knowledge.models import KnowledgeDocument
+
+CONVERSATION_ID = OpenApiParameter("conversation_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+PAGE_SIZE_PARAMETER = OpenApiParameter(
+    "page_size", OpenApiTypes.INT, description="How many of the latest turns to show (default 50, at most 200).")
 
 
 class KnowledgeDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -58,7 +68,9 @@ class KnowledgeDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     @extend_schema(responses={204: None, **error_responses(403, 404)})
     def destroy(self, request, *args, **kwargs):
-        return super().destroy(request, *args, **kwargs)
+        if not knowledge.delete_document(self.get_object(), actor=actor_of(request)):
+            raise NotFound("No such document: it was deleted meanwhile.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=KnowledgeDocumentCreateSerializer, parameters=[IDEMPOTENCY_PARAMETER],
                    responses={201: KnowledgeDocumentSerializer, 200: KnowledgeDocumentSerializer,
@@ -69,7 +81,7 @@ class KnowledgeDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def create(self, request):
         incoming = KnowledgeDocumentCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        document, changed = knowledge.upsert_document(request.access.project, **incoming.validated_data)
+        document, changed = knowledge.upsert_document(request.access.project, actor=actor_of(request), **incoming.validated_data)
         fresh = self.get_queryset().get(pk=document.pk)
         created = changed and document.revision == 1  # this call's own row: another post may have updated it since
         return Response(KnowledgeDocumentSerializer(fresh).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -77,23 +89,64 @@ class KnowledgeDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @extend_schema(request=None, responses={200: KnowledgeDocumentSerializer, **error_responses(403, 404)})
     @action(detail=True, methods=["post"])
     def reindex(self, request, pk=None):
-        document = knowledge.request_reindex(self.get_object())
-        return Response(KnowledgeDocumentSerializer(self.get_queryset().get(pk=document.pk)).data)
+        document = knowledge.request_reindex(self.get_object(), actor=actor_of(request))
+        fresh = self.get_queryset().filter(pk=document.pk).first() if document is not None else None
+        if fresh is None:  # deleted by another request since this one found it
+            raise NotFound("No such document: it was deleted meanwhile.")
+        return Response(KnowledgeDocumentSerializer(fresh).data)
 
 
 class ConversationViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A thread with its latest turns; its earlier turns are pages of ``ConversationMessageViewSet``."""
+
     required_capabilities = {"retrieve": Capability.JOBS_READ}
     serializer_class = ConversationSerializer
     lookup_value_converter = "uuid"
 
-    @extend_schema(responses={200: ConversationSerializer, **error_responses(403, 404)})
+    @extend_schema(parameters=[PAGE_SIZE_PARAMETER], responses={200: ConversationSerializer, **error_responses(403, 404)},
+                   summary="A conversation with its latest turns",
+                   description="A long thread is never answered whole: `messages` holds its latest turns and "
+                               "`earlier_messages` links to the turns before them.")
     def retrieve(self, request, *args, **kwargs):
-        return super().retrieve(request, *args, **kwargs)
+        conversation = self.get_object()
+        turns_url = request.build_absolute_uri(reverse("conversation-message-list", kwargs={"conversation_id": conversation.pk}))
+        shown, earlier = ThreadCursorPagination().latest_page(conversation.messages.all(), request, turns_url)
+        return Response(ConversationSerializer({
+            "id": conversation.pk, "plugin_id": conversation.plugin_id, "created_at": conversation.created_at,
+            "updated_at": conversation.updated_at, "message_count": conversation.messages.count(), "messages": shown,
+            "earlier_messages": earlier,
+        }).data)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Conversation.objects.none()
-        return Conversation.objects.filter(project=self.request.access.project).prefetch_related("messages")
+        return Conversation.objects.filter(project=self.request.access.project)
+
+
+class ConversationMessageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """A thread's turns, a cursor page at a time, newest first."""
+
+    required_capabilities = {"list": Capability.JOBS_READ}
+    serializer_class = ConversationMessageSerializer
+    pagination_class = ThreadCursorPagination
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ConversationMessage.objects.none()
+        try:
+            conversation_id = uuid.UUID(str(self.kwargs.get("conversation_id")))
+        except ValueError:
+            raise NotFound("No such conversation.") from None
+        conversation = Conversation.objects.filter(project=self.request.access.project, pk=conversation_id).first()
+        if conversation is None:
+            raise NotFound("No such conversation.")
+        return conversation.messages.all()
+
+    @extend_schema(parameters=[CONVERSATION_ID], responses={200: ConversationMessageSerializer(many=True),
+                                                            **error_responses(403, 404)},
+                   summary="A conversation's turns, newest first (cursor pages; next leads to earlier turns)")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
 
 class OutputFileDownloadView(APIView):

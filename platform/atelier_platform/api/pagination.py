@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination, _reverse_ordering
-from rest_framework.utils.urls import remove_query_param
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 
 def _position_value(value):
@@ -129,3 +129,54 @@ class SourceIdCursorPagination(SafeCursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+
+class ThreadCursorPagination(SafeCursorPagination):
+    """A conversation's turns, newest first: ``next`` leads to earlier turns, as a chat client scrolls back.
+
+    A turn's index moves when a reply is placed before it or leaves the thread (an approval that comes after
+    a follow-up, a rejection in the audit), so a cursor that held an index would skip the turn that moved
+    into its place. A cursor holds the message a page ended with, and the next page starts from where that
+    message is now; one whose message left the thread starts from the place it had.
+    """
+
+    ordering = ("-index",)
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self._turns = queryset
+        return super().paginate_queryset(queryset, request, view)
+
+    def _get_position_from_instance(self, instance, ordering):
+        return json.dumps([instance.index, instance.pk], separators=(",", ":"))
+
+    def _values_of(self, position: str) -> list:
+        values = json.loads(position)
+        if not isinstance(values, list) or len(values) != 2 or any(type(v) is not int for v in values):
+            raise ValueError("not a position of this list")
+        index, message_id = values
+        if not (0 <= index < 2**31 and 0 < message_id < 2**63):  # what the columns hold: a forged number stays out of SQL
+            raise ValueError("not a position of this list")
+        now = self._turns.filter(pk=message_id).values_list("index", flat=True).first()
+        if now is not None:
+            return [now]
+        # Gone: the turns after it moved down one place, the one right after it into its place. Earlier
+        # turns (a forward page) are those before its old place; later ones (backward) start at that place.
+        return [index - 1 if self.cursor.reverse else index]
+
+    def latest_page(self, turns, request, turns_url: str) -> tuple[list, str | None]:
+        """What a thread's detail shows: its latest turns (``?page_size=`` of them), oldest first, and the link
+        to the page of the turns before them in the list at ``turns_url`` (None when the thread starts there)."""
+        from atelier_platform.conversations.services import latest_turns
+
+        shown, earlier = latest_turns(turns, self.get_page_size(request))
+        if not earlier:
+            return shown, None
+        self.base_url = turns_url
+        if self.page_size_query_param in request.query_params:  # the pages before keep the size asked for
+            self.base_url = replace_query_param(turns_url, self.page_size_query_param,
+                                                request.query_params[self.page_size_query_param])
+        position = self._get_position_from_instance(shown[0], self.ordering)
+        return shown, self.encode_cursor(Cursor(offset=0, reverse=False, position=position))

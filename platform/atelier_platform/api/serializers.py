@@ -172,11 +172,19 @@ class PluginSerializer(serializers.Serializer):
 
 class KnowledgeDocumentCreateSerializer(StrictSerializer):
     source_id = serializers.RegexField(
-        r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$", help_text="Your stable name for the document; re-posting it updates it."
+        r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$", help_text="Your stable name for the document; re-posting it updates it.",
+        error_messages={"invalid": "Use 1 to 200 letters, digits, '.', '_', '/' or '-', starting with a letter or a digit "
+                                   "(such as en/returns)."},
     )
     title = serializers.CharField(max_length=300)
     content = serializers.CharField(max_length=500_000, trim_whitespace=False)
     format = serializers.ChoiceField(choices=["text", "markdown", "html"], default="markdown")
+
+    def validate_content(self, value: str) -> str:
+        # Kept as sent (its spaces may matter), but blank it would index to no passage at all.
+        if not value.strip():
+            raise serializers.ValidationError("The document is blank: send its text.")
+        return value
 
 
 class KnowledgeDocumentSerializer(serializers.Serializer):
@@ -195,7 +203,9 @@ class KnowledgeDocumentSerializer(serializers.Serializer):
 
 
 class ConversationMessageSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
+    id = serializers.IntegerField()
+    index = serializers.IntegerField(help_text="Its place in the thread, from 0; a reply placed or removed later moves "
+                                               "the turns after it.")
     role = serializers.CharField()
     content = serializers.CharField()
     job = serializers.UUIDField(source="job_id", allow_null=True)
@@ -207,7 +217,12 @@ class ConversationSerializer(serializers.Serializer):
     plugin = serializers.CharField(source="plugin_id")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
-    messages = ConversationMessageSerializer(many=True)
+    message_count = serializers.IntegerField(help_text="Turns in the whole thread.")
+    messages = ConversationMessageSerializer(many=True, help_text="The latest turns, oldest first: ?page_size= of them "
+                                                                  "(default 50, at most 200).")
+    earlier_messages = serializers.URLField(allow_null=True, help_text=(
+        "The turns before these: a page of GET /conversations/{id}/messages/ (newest first; follow its next). "
+        "Null when the thread starts with these."))
 
 
 class ReviewDecisionInputSerializer(StrictSerializer):

@@ -4,7 +4,12 @@ from rest_framework.routers import DefaultRouter
 
 from atelier_platform.api.fleet_views import WorkerListView
 from atelier_platform.api.keys_views import ApiKeyViewSet
-from atelier_platform.api.knowledge_views import ConversationViewSet, KnowledgeDocumentViewSet, OutputFileDownloadView
+from atelier_platform.api.knowledge_views import (
+    ConversationMessageViewSet,
+    ConversationViewSet,
+    KnowledgeDocumentViewSet,
+    OutputFileDownloadView,
+)
 from atelier_platform.api.review_views import AuditLogView, ReviewMetricsView, ReviewViewSet
 from atelier_platform.api.safety_views import BlocklistView, SafetyPolicyView
 from atelier_platform.api.usage_views import QuotaView, UsageView
@@ -15,6 +20,8 @@ router.include_root_view = False
 router.register("jobs", JobViewSet, basename="job")
 router.register("knowledge/documents", KnowledgeDocumentViewSet, basename="knowledge-document")
 router.register("conversations", ConversationViewSet, basename="conversation")
+router.register(r"conversations/(?P<conversation_id>[0-9a-fA-F-]{36})/messages", ConversationMessageViewSet,
+                basename="conversation-message")
 router.register("reviews", ReviewViewSet, basename="review")
 router.register("outputs", OutputViewSet, basename="output")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")

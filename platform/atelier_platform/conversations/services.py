@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import typing
+import uuid
 from typing import Any
 
 from django.db import transaction
@@ -38,19 +39,48 @@ def expand_thread(project: Project, plugin, validated_input: dict[str, Any]) -> 
     if conversation_id:
         # Locked until the job's turns are stored: a reply placed meanwhile would be in the thread but
         # not in this job's input.
-        conversation = Conversation.objects.select_for_update().filter(project=project, pk=conversation_id).first()
+        conversation = (Conversation.objects.select_for_update()
+                        .filter(project=project, pk=_uuid_or_none(conversation_id)).first())
         if conversation is None:
             raise InvalidJobInput(
                 "Unknown conversation.",
                 details={"input.conversation_id": ["No conversation with this id in this project; omit it to start one."]},
             )
-        stored = [{"role": m.role, "content": m.content} for m in conversation.messages.all()]
-        history = turns_the_plugin_accepts(plugin, _kept(stored))  # only what the job can keep is checked
+        # only what the job can keep is read and checked
+        history = turns_the_plugin_accepts(plugin, _kept(_turns_a_job_may_keep(conversation)))
     else:
         conversation = Conversation.objects.create(project=project, plugin_id=plugin.manifest.id)
         history = []
     thread = _kept(history + new_turns)
     return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns, not conversation_id
+
+
+def _uuid_or_none(value) -> uuid.UUID | None:
+    """A conversation id as the database takes it. A plugin may type ``conversation_id`` as any string (the
+    built-in chatbot checks it is a UUID; a third-party one need not): anything else names no conversation,
+    rather than reaching the database as a malformed UUID."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _turns_a_job_may_keep(conversation: Conversation) -> list[dict]:
+    """The stored turns ``_kept`` can keep, read without the rest: its first system turn and its latest
+    others. Each new turn of a thread of thousands reads the few rows a job keeps, not the whole thread."""
+    system = list(conversation.messages.filter(role="system").order_by("index")[:1])
+    latest = list(conversation.messages.exclude(role="system").order_by("-index")[:MAX_THREAD_MESSAGES])
+    return [{"role": m.role, "content": m.content} for m in sorted(system + latest, key=lambda m: m.index)]
+
+
+def latest_turns(turns, size: int, *, before: int | None = None) -> tuple[list[ConversationMessage], bool]:
+    """Up to ``size`` turns of a thread (a queryset of its messages), oldest first: its latest, or the latest
+    before index ``before``; and whether it has earlier ones. A thread of thousands of turns is shown a
+    window at a time, never read whole."""
+    if before is not None:
+        turns = turns.filter(index__lt=before)
+    window = list(turns.order_by("-index")[: size + 1])
+    return window[:size][::-1], len(window) > size
 
 
 def _kept(thread: list[dict]) -> list[dict]:

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from atelier_platform.accounts.models import Project
@@ -43,12 +44,15 @@ def _publish_index(document_id: str) -> bool:
 
 @transaction.atomic
 def upsert_document(project: Project, *, source_id: str, title: str, content: str, format: str = DocumentFormat.MARKDOWN,
-                    index_now: Callable[[KnowledgeDocument], None] | None = None) -> tuple[KnowledgeDocument, bool]:
+                    index_now: Callable[[KnowledgeDocument], None] | None = None,
+                    actor: str | None = None) -> tuple[KnowledgeDocument, bool]:
     """Create or update a document by ``source_id``; (re)indexes it when its content changed.
 
     Returns (document, changed). ``index_now`` indexes in this process instead of queueing
     (the demo preparation uses it so that the knowledge base is ready before workers start).
-    Two calls at once for one source_id end as if one came after the other.
+    Two calls at once for one source_id end as if one came after the other. With ``actor``
+    (changes through the API) a creation or a change is audited: what the chatbot tells
+    customers follows these documents.
     """
     digest = _sha256(f"{format}\n{title}\n{content}")
     document = _locked_document(project, source_id)
@@ -65,15 +69,31 @@ def upsert_document(project: Project, *, source_id: str, title: str, content: st
             if document is None:  # the other row is gone again: the constraint broke on something else
                 raise
         else:
+            _audit(actor, "knowledge_document_created", document, after=_audit_view(document))
             _index_on_commit(document, index_now)
             return document, True
     if document.content_sha256 == digest and document.state == IndexState.INDEXED:
         return document, False
+    before = _audit_view(document)
     document.revision += 1
     _fill_pending(document, title=title, content=content, format=format, digest=digest)
     document.save()
+    _audit(actor, "knowledge_document_updated", document, before=before, after=_audit_view(document))
     _index_on_commit(document, index_now)
     return document, True
+
+
+def _audit_view(document: KnowledgeDocument) -> dict:
+    """What the audit log keeps of a document: which version it was, not its (up to 500,000 characters of) text."""
+    return {"source_id": document.source_id, "title": document.title, "format": document.format,
+            "revision": document.revision, "content_sha256": document.content_sha256}
+
+
+def _audit(actor: str | None, action: str, document: KnowledgeDocument, **states) -> None:
+    if actor is not None:
+        from atelier_platform.moderation import audit
+
+        audit.record(document.project, actor, action, document, **states)
 
 
 def _locked_document(project: Project, source_id: str) -> KnowledgeDocument | None:
@@ -93,14 +113,33 @@ def _index_on_commit(document: KnowledgeDocument, index_now: Callable[[Knowledge
         transaction.on_commit(lambda: _publish_index(document_id))
 
 
-def request_reindex(document: KnowledgeDocument) -> KnowledgeDocument:
-    KnowledgeDocument.objects.filter(pk=document.pk).update(
-        state=IndexState.PENDING, revision=document.revision + 1, error="", updated_at=timezone.now()  # the sweeper's clock
+@transaction.atomic
+def request_reindex(document: KnowledgeDocument, *, actor: str | None = None) -> KnowledgeDocument | None:
+    """The document, pending a new indexing run; None when it is gone (deleted since it was read)."""
+    # The revision is bumped in the database, not set from this (maybe older) copy: set back to a number an
+    # earlier indexing run holds, it would let that run store the chunks of text the document no longer has.
+    bumped = KnowledgeDocument.objects.filter(pk=document.pk).update(
+        state=IndexState.PENDING, revision=F("revision") + 1, error="", updated_at=timezone.now()  # the sweeper's clock
     )
+    if not bumped:
+        return None
     document.refresh_from_db()
+    _audit(actor, "knowledge_document_reindexed", document, after=_audit_view(document))
     document_id = str(document.pk)
     transaction.on_commit(lambda: _publish_index(document_id))
     return document
+
+
+@transaction.atomic
+def delete_document(document: KnowledgeDocument, *, actor: str | None = None) -> bool:
+    """Its passages go with it; an indexing run still embedding it then finds nothing to store. False when
+    it was gone already (two deletions at once: one of them deleted it, and only that one is audited)."""
+    current = KnowledgeDocument.objects.select_for_update().filter(pk=document.pk).first()
+    if current is None:
+        return False
+    _audit(actor, "knowledge_document_deleted", current, before=_audit_view(current))
+    current.delete()
+    return True
 
 
 def resend_overdue_indexing(now: datetime | None = None) -> int:
@@ -122,9 +161,19 @@ def resend_overdue_indexing(now: datetime | None = None) -> int:
 
 
 def plain_text(document: KnowledgeDocument) -> str:
-    from atelier_plugins.text.chunking import html_to_text
+    """The text a reader of the document sees, as Markdown: what HTML and Markdown hide (comments,
+    scripts, front matter) is no passage for the chatbot to quote."""
+    from atelier_plugins.text.chunking import html_to_text, markdown_to_text
 
-    return html_to_text(document.content) if document.format == DocumentFormat.HTML else document.content
+    if document.format == DocumentFormat.HTML:
+        return html_to_text(document.content)
+    if document.format == DocumentFormat.MARKDOWN:
+        return markdown_to_text(document.content)
+    return document.content
+
+
+class NothingToIndex(Exception):
+    """The document has no text once read (markup only, a page its scripts would fill in)."""
 
 
 def index_document(document_id: str, load_embedder: Callable[[], tuple[Embed, str]]) -> str:
@@ -140,6 +189,9 @@ def index_document(document_id: str, load_embedder: Callable[[], tuple[Embed, st
     try:
         embed, embedding_model = load_embedder()
         return _index_revision(document, embed, embedding_model)
+    except NothingToIndex as error:
+        _record_failure(document_id, revision, str(error))
+        return IndexState.FAILED
     except SoftTimeLimitExceeded:
         # Celery's warning that the hard limit follows: record it, then let the task end as timed out.
         _record_failure(document_id, revision, "Indexing did not finish within its time limit; POST .../reindex/ to try again.")
@@ -156,7 +208,11 @@ def _index_revision(document: KnowledgeDocument, embed: Embed, embedding_model: 
     from atelier_plugins.text.retrieval import passage_embedding_text
 
     chunks = chunk_markdown(plain_text(document))
-    vectors = embed([passage_embedding_text(c.heading or document.title, c.text) for c in chunks]) if chunks else np.zeros((0, 1))
+    if not chunks:
+        # Indexed with no passages, it would look ready while the chatbot can never find it.
+        raise NothingToIndex(f"The document has no text to index once its {document.format} is read (markup, comments "
+                             "or scripts only?). Post it with its text.")
+    vectors = embed([passage_embedding_text(c.heading or document.title, c.text) for c in chunks])
     with transaction.atomic():
         current = KnowledgeDocument.objects.select_for_update().filter(pk=document.pk).first()
         if current is None or current.revision != document.revision:
@@ -186,13 +242,14 @@ def _record_failure(document_id: str, revision: int, error: str) -> None:
 
 
 def knowledge_signature(project_id: int) -> tuple:
-    """Changes whenever the project's indexed chunks change: the worker's cache key."""
-    from django.db.models import Count, Max
+    """Changes whenever the project's indexed chunks change: the worker's cache key.
 
-    found = KnowledgeDocument.objects.filter(project_id=project_id, state=IndexState.INDEXED).aggregate(
-        documents=Count("id"), latest=Max("indexed_at")
-    )
-    return (found["documents"], found["latest"])
+    It is the indexed documents with their revisions (each indexing of new text bumps it), not their count
+    and latest ``indexed_at``: deleting one document and indexing another kept those two the same when the
+    new one's time was not the latest (a worker host whose clock runs behind another's, or a run that
+    committed after a later one), and retrieval went on quoting the deleted document."""
+    indexed = KnowledgeDocument.objects.filter(project_id=project_id, state=IndexState.INDEXED)
+    return tuple(indexed.order_by("pk").values_list("pk", "revision"))
 
 
 def load_index(project_id: int):
