@@ -40,6 +40,8 @@ WORDS = {
     "webhook updated": _("webhook updated"), "webhook deleted": _("webhook deleted"),
     "webhook secret rotated": _("webhook secret rotated"), "webhook disabled": _("webhook disabled"),
     "webhook delivery retried": _("webhook delivery retried"),
+    "knowledge document created": _("knowledge document created"), "knowledge document updated": _("knowledge document updated"),
+    "knowledge document reindexed": _("knowledge document reindexed"), "knowledge document deleted": _("knowledge document deleted"),
     # worker states, as fleet.models names them (and "lost", which the platform shows for a silent one)
     "starting": _("starting"), "ready": _("ready"), "busy": _("busy"), "unhealthy": _("unhealthy"),
     "stopped": _("stopped"), "lost": _("lost"),

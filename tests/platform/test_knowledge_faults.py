@@ -185,3 +185,31 @@ def test_two_posts_of_one_new_source_id_at_once_end_as_if_one_came_after_the_oth
     document = KnowledgeDocument.objects.get(project=project, source_id="en/returns")
     assert (document.title, document.revision, document.state) == (second["title"], 2, "pending")
     assert index_messages(sent_messages) == [[first["id"]], [first["id"]]]
+
+
+@pytest.mark.timeout(60, method="signal")
+def test_a_document_posted_while_the_broker_hangs_is_stored_without_asking_the_broker_again(
+        project, monkeypatch, atelier_config, hanging_redis, django_capture_on_commit_callbacks):
+    """The indexing message is published inside the owner's web request: on a Redis that took the connection
+    and never answers, Celery's default retries (three, each on a new connection) held the request for each
+    one's socket timeout. A publish that got no answer gives up; the sweeper sends the message later."""
+    from atelier_platform.celery_app import create_app
+    from atelier_platform.knowledge import services as knowledge_services
+    from tests.support.hanging_redis import messages_for
+
+    monkeypatch.setenv("BROKER_URL", hanging_redis.url)
+    atelier_config()  # read afresh
+    monkeypatch.setattr(knowledge_services, "app", create_app())
+    posted = []
+    try:
+        with django_capture_on_commit_callbacks(execute=True):  # Redis answers: the pool keeps a connection
+            posted.append(upsert_document(project, source_id="en/first", title="First", content="Hello.")[0])
+        hanging_redis.hang()
+        with django_capture_on_commit_callbacks(execute=True):
+            posted.append(upsert_document(project, source_id="en/second", title="Second", content="Hi.")[0])
+        assert hanging_redis.connections_while_hung == 0  # no new connection, no second wait for an answer
+        assert KnowledgeDocument.objects.get(pk=posted[1].pk).state == "pending"  # stored, for the sweeper
+    finally:
+        hanging_redis.restart()
+        for document in posted:
+            messages_for(hanging_redis.direct_url, str(document.pk), take=True)

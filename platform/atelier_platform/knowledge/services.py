@@ -20,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from atelier_platform.accounts.models import Project
-from atelier_platform.celery_app import INDEX_DOCUMENT_TASK, QUEUE_CPU, app
+from atelier_platform.celery_app import INDEX_DOCUMENT_TASK, QUEUE_CPU, app, bounded_publish_retry_policy
 from atelier_platform.config import get_config
 from atelier_platform.knowledge.models import DocumentFormat, IndexState, KnowledgeChunk, KnowledgeDocument
 
@@ -35,7 +35,9 @@ def _sha256(text: str) -> str:
 
 def _publish_index(document_id: str) -> bool:
     try:
-        app.send_task(INDEX_DOCUMENT_TASK, args=[document_id], queue=QUEUE_CPU)
+        # posted inside a web request: a hung broker must not hold it for long (celery_app says how long)
+        app.send_task(INDEX_DOCUMENT_TASK, args=[document_id], queue=QUEUE_CPU, retry=True,
+                      retry_policy=bounded_publish_retry_policy())
         return True
     except Exception:
         logger.exception("could not queue indexing of document %s; the sweeper sends it again later", document_id)
