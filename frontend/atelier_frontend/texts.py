@@ -40,6 +40,7 @@ WORDS = {
     "webhook updated": _("webhook updated"), "webhook deleted": _("webhook deleted"),
     "webhook secret rotated": _("webhook secret rotated"), "webhook disabled": _("webhook disabled"),
     "webhook delivery retried": _("webhook delivery retried"),
+    "api key changed": _("API key changed"), "quota changed": _("quota changed"),
     "knowledge document created": _("knowledge document created"), "knowledge document updated": _("knowledge document updated"),
     "knowledge document reindexed": _("knowledge document reindexed"), "knowledge document deleted": _("knowledge document deleted"),
     # worker states, as fleet.models names them (and "lost", which the platform shows for a silent one)

@@ -1,39 +1,155 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.forms.models import BaseInlineFormSet
 
 from atelier_platform.accounts.models import ApiKey, Membership, Project
+from atelier_platform.accounts.roles import Role
 from atelier_platform.accounts.services import revoke_api_key
+from atelier_platform.catalog.services import enable_installed_plugins
+from atelier_platform.moderation import audit
+from atelier_platform.moderation.admin import AtelierModelAdmin, AuditedAdmin, admin_actor
+from atelier_platform.moderation.models import AuditEvent
+
+
+def member_view(membership: Membership) -> dict:
+    """A membership as the dashboard's audit records show it."""
+    return {"user": membership.user.username, "role": membership.role}
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    """A project keeps at least one owner, as on the dashboard: removing or demoting the last one here left
+    nobody able to manage the project's keys, members and policies."""
+
+    def clean(self):
+        super().clean()
+        if any(self.errors) or self.instance.pk is None:
+            return
+        # The owners locked until this change commits (the admin's save is one transaction): two staff users
+        # demoting one owner each cannot leave none.
+        owners = set(Membership.objects.select_for_update().filter(project=self.instance, role=Role.OWNER)
+                     .values_list("pk", flat=True))
+        if not owners:
+            return  # a project that had none (made here without members) is given one when someone is ready
+        remaining = set(owners)
+        for form in self.forms:
+            if not form.has_changed() and form.instance.pk is None:
+                continue  # an empty extra row
+            deleted = bool(form.cleaned_data.get("DELETE"))
+            if form.instance.pk is not None and (deleted or form.cleaned_data.get("role") != Role.OWNER):
+                remaining.discard(form.instance.pk)
+            elif not deleted and form.cleaned_data.get("role") == Role.OWNER:
+                remaining.add(form.instance.pk or id(form))
+        if not remaining:
+            raise ValidationError("A project keeps at least one owner: make someone else owner first.")
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipFormSet
     extra = 0
     autocomplete_fields = ["user"]
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(AtelierModelAdmin):
+    """Members added, removed or given another role here are audited as on the dashboard's settings page."""
+
     list_display = ["slug", "name", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            enable_installed_plugins(obj)  # as every other way of making a project does (create_project, bootstrap)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        project, actor = form.instance, admin_actor(request)
+        deleted = {f.instance.pk for f in formset.deleted_forms if f.instance.pk is not None}
+        changed = [f.instance.pk for f in formset.initial_forms if f.instance.pk not in deleted and f.has_changed()]
+        # As they are in the database: the forms' instances hold the posted values already.
+        saved = Membership.objects.select_related("user").in_bulk([*deleted, *changed])
+        for pk in deleted:
+            audit.record(project, actor, "member_removed", saved[pk], before=member_view(saved[pk]))
+        super().save_formset(request, form, formset, change)
+        for pk in changed:
+            membership = Membership.objects.select_related("user").get(pk=pk)
+            audit.record(project, actor, "member_role_changed", membership, before=member_view(saved[pk]),
+                         after=member_view(membership))
+        for membership in formset.new_objects:
+            audit.record(project, actor, "member_added", membership, after=member_view(membership))
+
+    def get_deleted_objects(self, objs, request):
+        # The audit log is append-only: its events protect their project (on_delete=PROTECT), so a project with
+        # history is kept. Said here in one line per project: Django's own page listed every event (and walked
+        # every job first), which for a busy project is a page of millions of lines that never finishes.
+        histories = (AuditEvent.objects.filter(project__in=[project.pk for project in objs]).values("project__slug")
+                     .annotate(events=Count("id")).order_by("project__slug"))
+        protected = [f"{row['project__slug']}: its audit log ({row['events']} events) is append-only, so a project "
+                     "with history is kept" for row in histories]
+        if protected:
+            return [], {}, set(), protected
+        return super().get_deleted_objects(objs, request)
+
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdmin):
     """Keys are issued with `create_api_key` (the secret is shown once); here they are listed, renamed
     and revoked (an action: audited, and for good). What a key may reach (its project, its scopes) and
-    its revocation are never form fields: a cleared date would bring a revoked key back."""
+    its revocation are never form fields: a cleared date would bring a revoked key back. Nor is its hash
+    shown: it is all an offline guess needs to be checked against. A key is never deleted here: that
+    revoked it unaudited and erased which key did what."""
 
     list_display = ["prefix", "project", "name", "scopes", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["project"]
-    readonly_fields = ["prefix", "project", "scopes", "secret_hash", "created_at", "last_used_at", "created_by",
-                       "revoked_at"]
+    list_select_related = ["project"]
+    fields = ["prefix", "project", "name", "scopes", "rate_limit_per_minute", "created_at", "created_by",
+              "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "project", "scopes", "created_at", "last_used_at", "created_by", "revoked_at"]
     actions = ["revoke"]
+    audit_action = "api_key_changed"
+
+    def audit_view(self, obj) -> dict:
+        return {"prefix": obj.prefix, "name": obj.name, "scopes": obj.scopes,
+                "rate_limit_per_minute": obj.rate_limit_per_minute}
 
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Revoke the selected keys")
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    # for staff who may change keys: an action without permissions is offered to anyone who may view the list
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         for api_key in queryset.filter(revoked_at__isnull=True).select_related("project"):
-            revoke_api_key(api_key, actor=f"user:{request.user.pk}")
+            revoke_api_key(api_key, actor=admin_actor(request))
         self.message_user(request, "Revoked: the next request with these keys gets 401.")
+
+
+User = get_user_model()
+admin.site.unregister(User)  # registered by django.contrib.auth.admin, imported above
+
+
+@admin.register(User)
+class AtelierUserAdmin(AtelierModelAdmin, UserAdmin):
+    """Django's user admin, safe from odd input like the others (it answers the members' user autocomplete),
+    and a deleted user's memberships recorded as removals in their projects' audit logs."""
+
+    def delete_model(self, request, obj):
+        self._record_memberships_removed(request, [obj.pk])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        self._record_memberships_removed(request, list(queryset.values_list("pk", flat=True)))
+        super().delete_queryset(request, queryset)
+
+    def _record_memberships_removed(self, request, user_ids: list) -> None:
+        for membership in Membership.objects.filter(user__in=user_ids).select_related("project", "user"):
+            audit.record(membership.project, admin_actor(request), "member_removed", membership,
+                         before=member_view(membership))
