@@ -3,24 +3,10 @@ from deep inside Django, Celery or the sweeper later."""
 
 from __future__ import annotations
 
-import re
 
 import pytest
 
 from atelier_platform.config import ConfigurationError, get_config
-
-
-@pytest.fixture
-def environment(monkeypatch):
-    """Set variables by their full names; the cached configuration is read afresh."""
-
-    def set_variables(**values):
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-        get_config.cache_clear()
-
-    yield set_variables
-    get_config.cache_clear()
 
 
 @pytest.mark.parametrize("name,value", [

@@ -61,17 +61,6 @@ def run_in_a_fresh_process(command: list[str], tmp_path, **environment: str) -> 
 
 # --- the variable -----------------------------------------------------------------------------------------
 
-@pytest.fixture
-def environment(monkeypatch):
-    def set_variables(**values):
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-        get_config.cache_clear()
-
-    yield set_variables
-    get_config.cache_clear()
-
-
 @pytest.mark.parametrize("value", ["-1", "0.0004", "thirty", "inf", "100000"])
 def test_a_statement_timeout_that_cannot_work_names_its_variable(environment, value):
     """0.0004 s would be 0 ms to PostgreSQL: no limit at all, silently."""
