@@ -163,3 +163,24 @@ def test_a_failing_job_emits_job_failed(hooked, api, django_capture_on_commit_ca
     with django_capture_on_commit_callbacks(execute=True):
         assert lifecycle.fail_job(job_id, claim.token, "plugin_error", "It broke.")
     assert payloads("job.failed")[0]["data"]["job"]["error"]["code"] == "plugin_error"
+
+
+def test_every_event_of_a_job_says_where_to_fetch_it_in_data_job_url(hooked, finished_job, project, member,
+                                                                      django_capture_on_commit_callbacks):
+    """The README sends receivers to ``data.job.url`` for content; output events had no ``data.job``
+    (only ``data.output.url``), so a receiver written to the README failed on them with a KeyError."""
+    job = finished_job()
+    item = ReviewItem.objects.get()
+    reviewer = APIClient()
+    reviewer.force_login(member(project, Role.REVIEWER))
+    reviewer.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+    assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        assert reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json").status_code == 200
+
+    deliveries = WebhookDelivery.objects.all()
+    assert sorted(d.event_type for d in deliveries) == ["job.succeeded", "output.flagged", "output.review_changed"]
+    for delivery in deliveries:
+        assert set(delivery.payload) == {"type", "timestamp", "data"}
+        assert delivery.payload["data"]["job"]["id"] == str(job.pk)
+        assert delivery.payload["data"]["job"]["url"] == f"/api/v1/jobs/{job.pk}/", delivery.event_type

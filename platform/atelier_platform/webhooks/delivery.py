@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -36,6 +36,9 @@ logger = logging.getLogger("atelier.webhooks")
 USER_AGENT = "Atelier-Webhooks/1"
 #: characters of the receiver's answer kept in the log: enough to read an error page's gist
 RESPONSE_EXCERPT_CHARS = 500
+#: characters of an attempt's error kept in the log: an error can quote what the receiver sent
+#: (a status line that is not HTTP, up to 64 KiB), and every attempt of every delivery keeps one
+ERROR_CHARS = 1000
 #: a message may run this early against the row's due time (clocks of web and worker hosts differ)
 EARLY_TOLERANCE = timedelta(seconds=2)
 SYSTEM_ACTOR = "system:webhooks"
@@ -100,36 +103,50 @@ class AttemptResult:
 
 
 class _PinnedAddresses:
-    """Connects to the addresses the SSRF check approved, never to a fresh DNS answer."""
+    """Connects to the addresses the SSRF check approved, never to a fresh DNS answer, within the
+    attempt's deadline: connecting is part of the attempt's time, not extra time before it."""
 
     _addresses: tuple[str, ...]
+    _deadline: float  # time.monotonic() by which the whole attempt is over
     port: int
     timeout: float
 
     def _open_socket(self) -> socket.socket:
         error: OSError | None = None
-        for address in self._addresses:  # in resolver order; an unreachable IPv6 falls back to IPv4
+        for index, address in enumerate(self._addresses):  # in resolver order; an unreachable IPv6 falls back to IPv4
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            # Each address still to try gets an equal share of the time left: a black-holed first
+            # address (a host's dead IPv6) leaves time for the next, and all of them together never
+            # outlast the attempt.
+            share = remaining / (len(self._addresses) - index)
             try:
-                return socket.create_connection((address, self.port), self.timeout)
+                sock = socket.create_connection((address, self.port), share)
             except OSError as exc:
                 error = exc
-        raise error or OSError("no address to connect to")
+                continue
+            # What is left of the attempt bounds the TLS handshake too, which runs before the
+            # watchdog has a socket to shut down.
+            sock.settimeout(max(self._deadline - time.monotonic(), 0.001))
+            return sock
+        raise error or (TimeoutError("no time left to connect") if self._addresses else OSError("no address to connect to"))
 
 
 class _PinnedHTTPConnection(_PinnedAddresses, http.client.HTTPConnection):
-    def __init__(self, target: Target, timeout: float) -> None:
+    def __init__(self, target: Target, timeout: float, deadline: float) -> None:
         super().__init__(target.host, target.port, timeout=timeout)
-        self._addresses = target.addresses
+        self._addresses, self._deadline = target.addresses, deadline
 
     def connect(self) -> None:
         self.sock = self._open_socket()
 
 
 class _PinnedHTTPSConnection(_PinnedAddresses, http.client.HTTPSConnection):
-    def __init__(self, target: Target, timeout: float) -> None:
+    def __init__(self, target: Target, timeout: float, deadline: float) -> None:
         self._tls = ssl.create_default_context()
         super().__init__(target.host, target.port, timeout=timeout, context=self._tls)
-        self._addresses = target.addresses
+        self._addresses, self._deadline = target.addresses, deadline
 
     def connect(self) -> None:
         # The certificate is checked against the URL's host name, not the address we dialled.
@@ -152,7 +169,7 @@ def post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -
     would reach a URL nobody checked."""
     started = time.monotonic()
     connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_class(target, timeout)
+    connection = connection_class(target, timeout, started + timeout)
     expired = threading.Event()
     watchdog = threading.Timer(timeout, _abort, args=(connection, expired))
     watchdog.daemon = True
@@ -162,6 +179,11 @@ def post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -
 
     watchdog.start()
     try:
+        connection.connect()
+        if expired.is_set():
+            # The watchdog fired while connecting, when there was no socket yet to shut down: without
+            # this, the request would go out past the deadline with nothing left to cut it off.
+            raise TimeoutError
         connection.request("POST", target.path, body=body, headers=headers)
         response = connection.getresponse()
         raw = response.read(RESPONSE_EXCERPT_CHARS * 4)
@@ -244,11 +266,19 @@ def attempt(delivery_id: str) -> str:
     return _record(delivery.pk, endpoint, result, started_at=now, counts_for_health=not is_test)
 
 
+def _storable(text: str) -> str:
+    """``text`` as PostgreSQL can store it: a receiver's binary answer, or a status line of NUL bytes
+    from something that is not an HTTP server, would otherwise fail the write, and with it the record
+    of an attempt that reached the receiver (which the sweeper would then send again)."""
+    return text.replace("\x00", "\ufffd")
+
+
 @transaction.atomic
 def _record(delivery_id, endpoint: WebhookEndpoint, result: AttemptResult, *, started_at: datetime, counts_for_health: bool) -> str:
     delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
     if delivery is None:
         return "gone"  # the endpoint was deleted during the attempt
+    result = replace(result, error=_storable(result.error)[:ERROR_CHARS], excerpt=_storable(result.excerpt))
     now = timezone.now()
     WebhookAttempt.objects.create(
         delivery=delivery, number=delivery.attempts, started_at=started_at, duration_ms=result.duration_ms,

@@ -91,11 +91,18 @@ def job_succeeded_data(job: Job, outputs: Iterable[Output]) -> dict[str, Any]:
     return {**job_data(job), "outputs": [output_summary(output) for output in outputs]}
 
 
+def job_link(job: Job) -> dict[str, Any]:
+    """``data.job`` of an output's event: the README tells receivers to fetch content from
+    ``data.job.url`` whatever the event, so output events carry it too."""
+    return {"id": str(job.id), "url": api_url(f"/api/v1/jobs/{job.id}/")}
+
+
 def output_flagged_data(output: Output, categories: Iterable[str]) -> dict[str, Any]:
     job = output.job
     return {
         "project": job.project.slug,
         "plugin": job.plugin_id,
+        "job": job_link(job),
         "output": {**output_summary(output), "flagged": sorted(set(categories))},
     }
 
@@ -105,4 +112,4 @@ def output_review_changed_data(output: Output, state: str) -> dict[str, Any]:
     summary = output_summary(output)
     summary["review_state"] = state
     summary["final"] = state in DELIVERABLE_REVIEW_STATES
-    return {"project": job.project.slug, "plugin": job.plugin_id, "output": summary}
+    return {"project": job.project.slug, "plugin": job.plugin_id, "job": job_link(job), "output": summary}
