@@ -7,6 +7,7 @@ are unloaded until everything fits the budget. The real size is what the plugin 
 does not hold), else the CUDA memory the load took, else the model files' size. Before a load,
 a model loaded earlier counts as the size it had then, its files otherwise. A model larger than
 the whole budget still loads (alone): refusing it would make the plugin unusable on this worker.
+A load that runs out of memory beside other models (its estimate was short) is tried once more alone.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def resident_bytes() -> int:
 def default_budget_bytes(device: str) -> int:
     index = cuda_index(device)
     torch = _torch()
+    if index is not None and torch is None:
+        # A CUDA worker is sized before any plugin has imported torch (``ATELIER_DEVICE=cuda:N`` is taken as
+        # it is, without torch): asking it here is what keeps the budget the GPU's, not half the host's RAM.
+        try:
+            import torch
+        except ImportError:
+            torch = None
     if index is not None and torch is not None and torch.cuda.is_available():
         return int(torch.cuda.get_device_properties(index).total_memory * GPU_BUDGET_SHARE)
     return int(physical_memory_bytes() * CPU_BUDGET_SHARE)
@@ -105,6 +113,14 @@ def directory_bytes(model_dir: Path | None) -> int:
     if model_dir is None:
         return 0
     return sum(path.stat().st_size for path in Path(model_dir).rglob("*") if path.is_file())
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    torch = _torch()
+    if torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    # Python's own MemoryError is running out of memory whatever it says (numpy's: "Unable to allocate ...").
+    return isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
 
 
 def release_device_memory(device: str) -> None:
@@ -140,18 +156,25 @@ class ModelCache:
                 return loaded
             estimate = self._loaded_sizes.get(key) or directory_bytes(model_dir)
             self._evict_until_fits(estimate)
-            torch = _torch()
-            on_cuda = cuda_index(self.device) is not None and torch is not None and torch.cuda.is_available()
-            before = torch.cuda.memory_allocated(cuda_index(self.device)) if on_cuda else 0
-            started = time.perf_counter()
-            instance = plugin_class()
-            instance.load(self.device, model_dir)
-            seconds = time.perf_counter() - started
+            try:
+                instance, seconds, measured = self._load(plugin_class, model_dir)
+                out_of_memory = False
+            except Exception as error:
+                if not is_out_of_memory(error) or not self._models:
+                    raise
+                # Its estimate was short (on a first load only its files are known, and weights as loaded may
+                # hold twice as much) and the models kept here hold what it lacked: it would fail the same way
+                # at every attempt. It is loaded again alone, below: outside this block, so that the half-loaded
+                # instance this exception holds is let go before.
+                logger.warning("loading %s %s ran out of memory beside %d other models (%s); unloading them to load "
+                               "it alone", manifest.id, model_dir, len(self._models), error)
+                out_of_memory = True
+            if out_of_memory:
+                while self._models:
+                    self._unload(next(iter(self._models)))
+                instance, seconds, measured = self._load(plugin_class, model_dir)
             nbytes = self._reported_bytes(instance)
             if nbytes is None:
-                torch = _torch()  # the plugin may have imported it just now
-                on_cuda = cuda_index(self.device) is not None and torch is not None and torch.cuda.is_available()
-                measured = torch.cuda.memory_allocated(cuda_index(self.device)) - before if on_cuda else 0
                 nbytes = measured if measured > 0 else estimate
             loaded = LoadedModel(instance, manifest.id, manifest.version, model_dir, seconds, int(nbytes))
             logger.info("loaded %s %s from %s on %s in %.2f s (%d MiB)", manifest.id, manifest.version, model_dir,
@@ -161,6 +184,21 @@ class ModelCache:
             # Now that its real size is known, make room for it as it really is.
             self._evict_until_fits(0, keep=key)
             return loaded
+
+    def _load(self, plugin_class: type[Plugin], model_dir: Path | None) -> tuple[Plugin, float, int]:
+        """A new instance of the plugin, loaded; with its load's seconds and the CUDA memory the load took
+        (0 off CUDA)."""
+        torch = _torch()
+        on_cuda = cuda_index(self.device) is not None and torch is not None and torch.cuda.is_available()
+        before = torch.cuda.memory_allocated(cuda_index(self.device)) if on_cuda else 0
+        started = time.perf_counter()
+        instance = plugin_class()
+        instance.load(self.device, model_dir)
+        seconds = time.perf_counter() - started
+        torch = _torch()  # the plugin may have imported it just now
+        on_cuda = cuda_index(self.device) is not None and torch is not None and torch.cuda.is_available()
+        measured = torch.cuda.memory_allocated(cuda_index(self.device)) - before if on_cuda else 0
+        return instance, seconds, measured
 
     @staticmethod
     def _reported_bytes(instance: Plugin) -> int | None:
@@ -179,14 +217,17 @@ class ModelCache:
                     return
                 self._models.move_to_end(key)
                 key = next(iter(self._models))
-            evicted = self._models.pop(key)
-            logger.info("unloading %s %s (%d MiB) to stay within %d MiB", evicted.plugin_id, evicted.model_dir,
-                        evicted.nbytes // 2**20, self.budget_bytes // 2**20)
-            try:
-                evicted.plugin.unload()
-            except Exception:
-                logger.exception("unloading %s failed", evicted.plugin_id)
-            release_device_memory(self.device)
+            self._unload(key)
+
+    def _unload(self, key: tuple) -> None:
+        evicted = self._models.pop(key)
+        logger.info("unloading %s %s (%d MiB) to stay within %d MiB", evicted.plugin_id, evicted.model_dir,
+                    evicted.nbytes // 2**20, self.budget_bytes // 2**20)
+        try:
+            evicted.plugin.unload()
+        except Exception:
+            logger.exception("unloading %s failed", evicted.plugin_id)
+        release_device_memory(self.device)
 
     def describe(self) -> list[dict]:
         with self._lock:

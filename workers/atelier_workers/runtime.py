@@ -45,7 +45,7 @@ from atelier_platform.jobs.models import Job
 from atelier_platform.prepared_reads import PreparedRead
 from atelier_workers import knowledge
 from atelier_workers.heartbeat import BatchHeartbeat
-from atelier_workers.model_cache import ModelCache, release_device_memory
+from atelier_workers.model_cache import ModelCache, is_out_of_memory, release_device_memory
 
 logger = logging.getLogger("atelier.worker")
 
@@ -96,13 +96,6 @@ def worker_name() -> str:
     return get_config().worker_name or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ())):
-        return True
-    return isinstance(error, (RuntimeError, MemoryError)) and "out of memory" in str(error).lower()
-
-
 def _inference_mode():
     """``torch.inference_mode`` around every plugin call once torch is loaded (no autograd records,
     less memory), whatever the plugin remembered; a no-op for plugins without torch."""
@@ -146,7 +139,9 @@ class JobRunner:
         self.name = worker_name()
         self.max_wait_s = config.batch_max_wait_ms / 1000
         self.max_batch_cap = config.max_batch_size
-        self.state = WorkerState.READY
+        # Not ready until the process's start (safety checks, preloaded models) is done or a first batch runs:
+        # the state reporter starts with the runner, and its first report would say ready before either.
+        self.state = WorkerState.STARTING
         self.detail = ""
         self.current_jobs = 0
 
@@ -175,10 +170,14 @@ class JobRunner:
                 raise TransientPluginError(f"Plugin {leader.plugin_id!r} is not installed on worker {self.name}.",
                                            code="plugin_unavailable")
             model_dir, model_version = model_dir_for(leader, plugin_class)
-            batch.add(self._gather_company(leader, claim.token, plugin_class, model_dir))
+            batch.add(self._gather_company(leader, claim.token, plugin_class, (model_dir, model_version)))
         except PluginError as error:
             batch.finish_all(error)
             return batch.outcomes[str(leader.pk)]
+        if self.state == WorkerState.UNHEALTHY:
+            # The reason was for the state left here; kept, it would stay on a ready worker's report (and
+            # hide the safety checks not running there). A failure in this batch sets its own again.
+            self.detail = ""
         self.state, self.current_jobs = WorkerState.BUSY, len(batch.by_id)
         try:
             batch.run(plugin_class, model_dir, model_version)
@@ -190,7 +189,8 @@ class JobRunner:
                 self.state = WorkerState.READY
         return batch.outcomes.get(str(leader.pk), "lost")
 
-    def _gather_company(self, leader: Job, token, plugin_class: type[Plugin], model_dir: Path | None) -> list[Job]:
+    def _gather_company(self, leader: Job, token, plugin_class: type[Plugin],
+                        model: tuple[Path | None, str | None]) -> list[Job]:
         """Claim compatible queued jobs, up to the batch size, waiting only while they keep coming."""
         room = self.max_batch_size(plugin_class) - 1
         if room <= 0 or lifecycle.runs_alone(leader):
@@ -200,7 +200,9 @@ class JobRunner:
         def same_model(project_id: int) -> bool:
             if project_id not in same_model_cache:
                 try:
-                    same_model_cache[project_id] = model_dir_for_project(project_id, plugin_class)[0] == model_dir
+                    # The version's name too, not only its files: each output's provenance names the batch's
+                    # version, and a project pinned to "v1" (registered on the default's files) must read "v1".
+                    same_model_cache[project_id] = model_dir_for_project(project_id, plugin_class) == model
                 except PluginError:
                     same_model_cache[project_id] = False
             return same_model_cache[project_id]
@@ -269,6 +271,11 @@ class _Batch:
                 return
             requests = []
             for job_id, job in jobs.items():
+                if beat.is_cancelled(job_id):
+                    # Asked to cancel (or taken back) while its company gathered or its model loaded: the
+                    # heartbeat has said so already; running it would only spend the device on a discarded result.
+                    self.finish_many({job_id: JobCancelled(job_id)})
+                    continue
                 try:
                     requests.append(GenerationRequest(
                         job_id=job_id, input=plugin_class.Input.model_validate(job.input),
@@ -326,6 +333,12 @@ class _Batch:
             return self._after_failure(plugin, requests, context, error)
         if not isinstance(results, list) or len(results) != len(requests):
             count = len(results) if isinstance(results, list) else type(results).__name__
+            if len(requests) > 1 and not self.time_is_up():
+                # Which result is whose is unknown: a plugin that drops (or adds) one job's result breaks the
+                # whole batch like a crash, and is split the same way, so that only that job fails.
+                logger.warning("plugin %s returned %s results for a batch of %d; splitting it to find the job",
+                               plugin.manifest.id, count, len(requests))
+                return self._split(plugin, requests, context)
             results = [PluginError(f"Plugin returned {count} results for {len(requests)} requests.",
                                    code="plugin_contract")] * len(requests)
         if self.time_is_up():

@@ -43,23 +43,36 @@ def _start_worker_process(**_kwargs) -> None:
     runner = get_runner()
     names = [n.strip() for n in get_config().preload_plugins.split(",") if n.strip()]
     runner.state = WorkerState.STARTING
+    failures = []
     try:
         get_safety_checks()
-        for name in names:
-            plugin_class = get_registry().get(name)
-            if plugin_class is None:
-                logger.warning("ATELIER_PRELOAD_PLUGINS names %r, which is not installed", name)
-                continue
-            default_dir = None
-            if plugin_class.manifest.default_model_dir:
-                from atelier_platform.catalog.models_dir import resolve_model_dir
-
-                default_dir = resolve_model_dir(plugin_class.manifest.default_model_dir)
-            runner.cache.get(plugin_class, default_dir)
+    except Exception as error:
+        logger.exception("loading the safety checks failed")
+        failures.append(f"safety checks: {type(error).__name__}: {error}")
+    # Each model on its own: one that fails to load must not leave the others to the first job that needs them.
+    for name in names:
+        try:
+            _preload(runner, name)
+        except Exception as error:  # the worker still serves what it can; the state says what went wrong
+            logger.exception("preloading %s failed", name)
+            failures.append(f"{name}: {type(error).__name__}: {error}")
+    if failures:
+        runner.state, runner.detail = WorkerState.UNHEALTHY, f"preloading failed: {'; '.join(failures)}"
+    else:
         runner.state = WorkerState.READY
-    except Exception as error:  # the worker still serves what it can; the state says what went wrong
-        logger.exception("preloading models failed")
-        runner.state, runner.detail = WorkerState.UNHEALTHY, f"preloading failed: {type(error).__name__}: {error}"
+
+
+def _preload(runner: JobRunner, name: str) -> None:
+    plugin_class = get_registry().get(name)
+    if plugin_class is None:
+        logger.warning("ATELIER_PRELOAD_PLUGINS names %r, which is not installed", name)
+        return
+    default_dir = None
+    if plugin_class.manifest.default_model_dir:
+        from atelier_platform.catalog.models_dir import resolve_model_dir
+
+        default_dir = resolve_model_dir(plugin_class.manifest.default_model_dir)
+    runner.cache.get(plugin_class, default_dir)
 
 
 @worker_process_shutdown.connect
