@@ -202,21 +202,22 @@ class Stack:
 
     def stop(self) -> None:
         try:
+            # SIGTERM to each main process, as `make run`'s supervisor and an orchestrator send it: a signal to
+            # the whole group also reached a worker's pool processes, which Celery then started again to run
+            # what it had prefetched, and the worker took 10 to 20 s (past this wait, to a SIGKILL) to stop.
             for process in self.processes.values():
                 if process.poll() is None:
-                    try:
-                        os.killpg(process.pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        continue
+                    process.send_signal(signal.SIGTERM)
             for process in self.processes.values():
                 try:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
-                    try:
-                        os.killpg(process.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    process.wait(timeout=20)
+                    pass
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)  # what did not stop, and any pool process left behind
+                except ProcessLookupError:
+                    pass
+                process.wait(timeout=20)
         finally:
             # The database goes whatever failed before: neither a stuck process nor an unreachable
             # Redis may leave it behind.
