@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class PluginError(Exception):
     """The job cannot succeed as asked: it fails with this message, and is not retried.
@@ -33,3 +35,21 @@ class JobCancelled(Exception):
 
 class InvalidPlugin(Exception):
     """A plugin class that breaks the contract; the registry reports it and skips it."""
+
+
+#: How running out of memory reads where no dedicated exception exists: CUDA and MPS say "out of memory";
+#: PyTorch's CPU allocator says "DefaultCPUAllocator: can't allocate memory" (errno 12).
+_OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the device or the host running out of memory: torch's ``OutOfMemoryError``,
+    Python's ``MemoryError`` (numpy's "Unable to allocate ..." too), or a ``RuntimeError`` that says so.
+    One reading for the worker runtime (which splits a batch that ran out) and for plugins that split
+    their own calls; torch is not imported here, only consulted when a plugin has loaded it."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(words in str(error).lower() for words in _OUT_OF_MEMORY_MESSAGES)

@@ -111,3 +111,22 @@ def test_sdk_imports_no_django():
     """Plugin authors need only the SDK: importing it must not import Django."""
     code = "import sys, atelier_sdk; sys.exit(1 if any(m.startswith('django') for m in sys.modules) else 0)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
+
+
+@pytest.mark.parametrize("error,expected", [
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+                  "allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)"), True),
+    (MemoryError("Unable to allocate 64.0 GiB for an array with shape (8589934592,)"), True),
+    (RuntimeError("Expected all tensors to be on the same device"), False),
+    (ValueError("out of memory is what this message says, but it is a bad value"), False),
+])
+def test_one_reading_of_running_out_of_memory_for_the_worker_and_the_plugins(error, expected):
+    """The worker runtime splits a batch that ran out of memory, and the image plugin its own calls: both by
+    this reading, so that the CPU allocator's words count for both (the worker's own copy missed them)."""
+    import torch
+
+    from atelier_sdk import is_out_of_memory
+
+    assert is_out_of_memory(error) is expected
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory")) is True

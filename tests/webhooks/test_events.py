@@ -98,15 +98,20 @@ def test_an_unflagged_job_emits_job_succeeded_only(hooked, finished_job):
     assert {d.event_type for d in WebhookDelivery.objects.all()} == {"job.succeeded"}
 
 
-def test_a_review_decision_emits_output_review_changed(hooked, finished_job, project, member, django_capture_on_commit_callbacks):
-    job = finished_job()
+def approve_the_review_item(project, member, capture_on_commit_callbacks):
+    """A reviewer claims the project's one review item and approves it through the API; the decision's answer."""
     item = ReviewItem.objects.get()
     reviewer = APIClient()
     reviewer.force_login(member(project, Role.REVIEWER))
     reviewer.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
     assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
-    with django_capture_on_commit_callbacks(execute=True):
-        response = reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json")
+    with capture_on_commit_callbacks(execute=True):
+        return reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json")
+
+
+def test_a_review_decision_emits_output_review_changed(hooked, finished_job, project, member, django_capture_on_commit_callbacks):
+    job = finished_job()
+    response = approve_the_review_item(project, member, django_capture_on_commit_callbacks)
     assert response.status_code == 200, response.content
     [changed] = payloads("output.review_changed")
     assert changed["data"]["output"]["id"] == str(job.outputs.get().pk)
@@ -170,13 +175,7 @@ def test_every_event_of_a_job_says_where_to_fetch_it_in_data_job_url(hooked, fin
     """The README sends receivers to ``data.job.url`` for content; output events had no ``data.job``
     (only ``data.output.url``), so a receiver written to the README failed on them with a KeyError."""
     job = finished_job()
-    item = ReviewItem.objects.get()
-    reviewer = APIClient()
-    reviewer.force_login(member(project, Role.REVIEWER))
-    reviewer.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
-    assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
-    with django_capture_on_commit_callbacks(execute=True):
-        assert reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json").status_code == 200
+    assert approve_the_review_item(project, member, django_capture_on_commit_callbacks).status_code == 200
 
     deliveries = WebhookDelivery.objects.all()
     assert sorted(d.event_type for d in deliveries) == ["job.succeeded", "output.flagged", "output.review_changed"]

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atelier_sdk import Plugin
+from atelier_sdk import Plugin, is_out_of_memory
 
 logger = logging.getLogger("atelier.worker")
 
@@ -113,14 +113,6 @@ def directory_bytes(model_dir: Path | None) -> int:
     if model_dir is None:
         return 0
     return sum(path.stat().st_size for path in Path(model_dir).rglob("*") if path.is_file())
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    torch = _torch()
-    if torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ())):
-        return True
-    # Python's own MemoryError is running out of memory whatever it says (numpy's: "Unable to allocate ...").
-    return isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
 
 
 def release_device_memory(device: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from atelier_sdk import (GenerationRequest, JobCancelled, OutputItem, Plugin, PluginError, PluginRegistry, Regeneration,
-                         RunContext, TransientPluginError)
+                         RunContext, TransientPluginError, is_out_of_memory)
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 from pydantic import ValidationError
@@ -45,7 +45,7 @@ from atelier_platform.jobs.models import Job
 from atelier_platform.prepared_reads import PreparedRead
 from atelier_workers import knowledge
 from atelier_workers.heartbeat import BatchHeartbeat
-from atelier_workers.model_cache import ModelCache, is_out_of_memory, release_device_memory
+from atelier_workers.model_cache import ModelCache, release_device_memory
 
 logger = logging.getLogger("atelier.worker")
 

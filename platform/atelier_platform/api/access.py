@@ -53,3 +53,18 @@ def resolve_access(request) -> ProjectAccess:
             )
         membership = found[0]
     return ProjectAccess(project=membership.project, capabilities=ROLE_CAPABILITIES[membership.role], user=user)
+
+
+def parent_in_project(queryset, project, raw_id, not_found: str):
+    """The object a nested route's id names (``/conversations/{id}/messages/``), among the caller's project's;
+    404 with ``not_found`` for another project's id and for text that is no UUID."""
+    import uuid
+
+    try:
+        object_id = uuid.UUID(str(raw_id))
+    except ValueError:
+        raise NotFound(not_found) from None
+    found = queryset.filter(project=project, pk=object_id).first()
+    if found is None:
+        raise NotFound(not_found)
+    return found

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import Count
 from django.http import FileResponse
 from django.urls import reverse
@@ -16,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.access import parent_in_project
 from atelier_platform.api.filters import KnowledgeDocumentFilter
 from atelier_platform.api.idempotency import idempotent
 from atelier_platform.api.keys_views import actor_of
@@ -133,13 +132,8 @@ class ConversationMessageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet)
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return ConversationMessage.objects.none()
-        try:
-            conversation_id = uuid.UUID(str(self.kwargs.get("conversation_id")))
-        except ValueError:
-            raise NotFound("No such conversation.") from None
-        conversation = Conversation.objects.filter(project=self.request.access.project, pk=conversation_id).first()
-        if conversation is None:
-            raise NotFound("No such conversation.")
+        conversation = parent_in_project(Conversation.objects, self.request.access.project,
+                                         self.kwargs.get("conversation_id"), "No such conversation.")
         return conversation.messages.all()
 
     @extend_schema(parameters=[CONVERSATION_ID], responses={200: ConversationMessageSerializer(many=True),

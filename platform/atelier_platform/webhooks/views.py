@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.access import parent_in_project
 from atelier_platform.api.pagination import NewestFirstCursorPagination
 from atelier_platform.webhooks import services
 from atelier_platform.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
@@ -98,14 +97,8 @@ class WebhookDeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     pagination_class = NewestFirstCursorPagination
 
     def _endpoint(self) -> WebhookEndpoint:
-        try:
-            endpoint_id = uuid.UUID(str(self.kwargs.get("endpoint_id")))
-        except ValueError:
-            raise NotFound("No such webhook endpoint.") from None
-        endpoint = WebhookEndpoint.objects.filter(project=self.request.access.project, pk=endpoint_id).first()
-        if endpoint is None:
-            raise NotFound("No such webhook endpoint.")
-        return endpoint
+        return parent_in_project(WebhookEndpoint.objects, self.request.access.project, self.kwargs.get("endpoint_id"),
+                                 "No such webhook endpoint.")
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -343,17 +343,5 @@ def _onednn_disabled():
         torch.backends.mkldnn.enabled = enabled
 
 
-#: How running out of memory reads where no dedicated exception exists: CUDA and MPS say "out of
-#: memory"; PyTorch's CPU allocator says "DefaultCPUAllocator: can't allocate memory" (errno 12).
-_OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    message = str(error).lower()
-    return any(words in message for words in _OUT_OF_MEMORY_MESSAGES)
-
-
 def _nearest(value: int, multiple: int) -> int:
     return max(multiple, round(value / multiple) * multiple)

@@ -34,6 +34,7 @@ from atelier_sdk import (
     PluginError,
     ResourceClass,
     RunContext,
+    is_out_of_memory,
     require_model_dir,
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -265,7 +266,6 @@ class ImagePlugin(Plugin):
 
     def _render_chunk(self, chunk, batch, context: RunContext, done_steps, *, width, height, steps, guidance):
         """One pipeline call; reports each job's progress per step and stops when all its jobs are cancelled."""
-        from atelier_plugins.image.pipeline import is_out_of_memory
 
         images_in_chunk: dict[int, int] = defaultdict(int)
         for job in chunk:
