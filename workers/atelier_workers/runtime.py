@@ -440,7 +440,7 @@ class _Batch:
         job = completion.job
         try:
             return lifecycle.complete_job(job.pk, self.token, completion.outputs, completion.provenance,
-                                          policy=completion.policy, job=job)
+                                          policy=completion.policy, job=job, progress_detail=completion.progress_detail)
         except SoftTimeLimitExceeded:
             raise
         except Exception as error:
@@ -505,7 +505,8 @@ class _Batch:
         if self.generate_started is not None:
             # the model's own time for this job: from the batch's plugin call to this job's result
             provenance["generate_seconds"] = round(result_at - self.generate_started, 4)
-        return JobCompletion(job, outputs, provenance, policy)
+        return JobCompletion(job, outputs, provenance, policy,
+                             progress_detail=self.beat.detail_of(job_id) if self.beat is not None else {})
 
     def _policy(self, job: Job):
         """The project's safety policy, once per project per batch: the one read with the claim while the

@@ -13,7 +13,7 @@ import copy
 import functools
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Iterable
 
@@ -59,6 +59,10 @@ class JobCompletion:
     outputs: list[ProducedOutput]
     provenance: dict[str, Any]
     policy: Any = None
+    #: The progress detail the plugin reported last (its final step or token count), which the worker's
+    #: timed flushes may not have written yet: stored with the result, so that a finished job does not
+    #: show a step it had passed, or none.
+    progress_detail: dict[str, Any] = field(default_factory=dict)
 
 
 #: The error code of a job queued again because the worker running it stopped responding.
@@ -215,8 +219,8 @@ def _finish(job: Job, status: str, *, code: str = "", message: str = "") -> None
         transaction.on_commit(lambda: signal.send(sender=Job, job=job), robust=True)
 
 
-def _succeeded_fields() -> dict[str, Any]:
-    return {**_finished_fields(JobStatus.SUCCEEDED), "progress": 1.0}
+def _succeeded_fields(progress_detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {**_finished_fields(JobStatus.SUCCEEDED), "progress": 1.0, "progress_detail": progress_detail or {}}
 
 
 def _as_succeeded(job: Job, fields: dict[str, Any]) -> Job:
@@ -229,11 +233,11 @@ def _as_succeeded(job: Job, fields: dict[str, Any]) -> Job:
     return job
 
 
-def _finish_as_succeeded(job_id: str, token: uuid.UUID, known: Job | None) -> Job | None:
+def _finish_as_succeeded(job_id: str, token: uuid.UUID, known: Job | None, progress_detail: dict[str, Any]) -> Job | None:
     """Mark a job ours and not asked to cancel as succeeded, in one conditional update that also
     locks its row for the rest of the transaction. None when the claim was lost or a cancel was asked.
     ``known``: the job as the worker holds it (its project loaded), to save reading it again."""
-    fields = _succeeded_fields()
+    fields = _succeeded_fields(progress_detail)
     if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, claim_token=token,
                               cancel_requested_at__isnull=True).update(**fields):
         return None
@@ -272,11 +276,11 @@ def _files_removed_unless_stored(function):
 @_files_removed_unless_stored
 @transaction.atomic
 def complete_job(job_id: str, token: uuid.UUID, outputs: Iterable[ProducedOutput], provenance: dict[str, Any],
-                 *, policy=None, job: Job | None = None) -> str:
+                 *, policy=None, job: Job | None = None, progress_detail: dict[str, Any] | None = None) -> str:
     """Store a job's outputs, all or none, pending review. Returns the job's new status, or "lost".
     ``policy``: the project's safety policy when the caller has it already; ``job``: the job as the
-    caller holds it."""
-    finished = _finish_as_succeeded(job_id, token, job)
+    caller holds it; ``progress_detail``: what the plugin reported last (``JobCompletion.progress_detail``)."""
+    finished = _finish_as_succeeded(job_id, token, job, progress_detail or {})
     if finished is None:
         job = _locked_claimed_job(job_id, token)
         if job is None:
@@ -305,8 +309,12 @@ def complete_jobs(token: uuid.UUID, completions: list[JobCompletion]) -> dict[st
     if len(ours) != len(ids):
         raise NotAllOurs
     fields = _succeeded_fields()
-    Job.objects.filter(pk__in=ids).update(**fields)
-    _store_outputs([JobCompletion(_as_succeeded(c.job, fields), c.outputs, c.provenance, c.policy) for c in completions])
+    details = [When(pk=c.job.pk, then=Value(c.progress_detail, output_field=JSONField())) for c in completions]
+    Job.objects.filter(pk__in=ids).update(**{**fields, "progress_detail": Case(*details, output_field=JSONField())})
+    _store_outputs([
+        JobCompletion(_as_succeeded(c.job, {**fields, "progress_detail": c.progress_detail}), c.outputs, c.provenance, c.policy)
+        for c in completions
+    ])
     return {str(pk): JobStatus.SUCCEEDED for pk in ids}
 
 
