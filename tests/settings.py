@@ -4,10 +4,16 @@ DATABASE_URL and REDIS_URL pass through from the environment, so that CI runs th
 the real PostgreSQL and Redis; without them the suite runs on the embedded defaults.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("ATELIER_DATA_DIR", tempfile.mkdtemp(prefix="atelier-test-"))
+if "ATELIER_DATA_DIR" not in os.environ:
+    # Made (and removed at exit) only by the process that chooses it: the processes a test starts
+    # inherit the variable and share the folder. (``setdefault(..., mkdtemp())`` made one in each.)
+    os.environ["ATELIER_DATA_DIR"] = tempfile.mkdtemp(prefix="atelier-test-")
+    atexit.register(shutil.rmtree, os.environ["ATELIER_DATA_DIR"], ignore_errors=True)
 # Heartbeats fast enough that a cancel reaches a running job within a test's patience.
 os.environ.setdefault("ATELIER_JOB_HEARTBEAT_S", "0.2")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")
