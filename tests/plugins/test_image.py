@@ -22,7 +22,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from atelier_plugins.image import is_labelled_ai_generated, read_png_metadata
-from atelier_plugins.image.plugin import ImageInput, ImageOutput, ImagePlugin
+from atelier_plugins.image.plugin import ImageInput, ImageOutput, ImagePlugin, PromptTruncation
 from atelier_plugins.image.png import DIGITAL_SOURCE_TYPE, XMP_KEY
 from tests.support.tiny_diffusion import TINY_NATIVE_SIZE, TINY_SIZE_MULTIPLE, build_tiny_sd_pipeline
 
@@ -260,6 +260,39 @@ def test_read_png_metadata_refuses_damaged_files(image_plugin):
     data[position] ^= 0x01  # a changed character of a text chunk: its CRC no longer matches
     with pytest.raises(ValueError, match="CRC"):
         read_png_metadata(bytes(data))
+
+
+#: 13 tokens for the tiny model's tokenizer, which reads 12 with its start and end tokens: 10 words.
+LONG_PROMPT = "A red cat on a mat by the sea, Seven green apples"
+READ_PART = "A red cat on a mat by the sea,"
+
+
+def test_a_prompt_longer_than_the_model_reads_says_which_words_the_image_ignored(image_plugin):
+    long, short = image_plugin.generate([request("long", LONG_PROMPT, seed=6), request("short", READ_PART, seed=6)],
+                                        make_context())
+    assert long[0].content.prompt_truncated == PromptTruncation(tokens=15, limit=12, dropped="Seven green apples")
+    assert short[0].content.prompt_truncated is None and long[0].content.negative_prompt_truncated is None
+    # What it says was dropped is exactly what the model ignored: the read part alone draws the same image.
+    assert np.array_equal(pixels(long[0]), pixels(short[0]))
+    assert read_png_metadata(primary(long[0]).data)["prompt_tokens_read"] == "12 of 15"
+    assert "prompt_tokens_read" not in read_png_metadata(primary(short[0]).data)
+    assert b"green apples" not in primary(long[0]).data  # the file still carries only the prompt's hash
+
+
+def test_a_negative_prompt_longer_than_the_model_reads_is_reported_too(image_plugin):
+    (items,) = image_plugin.generate([request("negative", seed=6, negative_prompt=LONG_PROMPT)], make_context())
+    assert items[0].content.prompt_truncated is None
+    expected = PromptTruncation(tokens=15, limit=12, dropped="Seven green apples")
+    assert items[0].content.negative_prompt_truncated == expected
+    assert read_png_metadata(primary(items[0]).data)["negative_prompt_tokens_read"] == "12 of 15"
+
+
+def test_a_tokenizer_without_character_offsets_reports_the_dropped_tokens_as_it_spells_them(image_plugin, monkeypatch):
+    from atelier_plugins.image import pipeline
+
+    monkeypatch.setattr(pipeline, "_has_offsets", lambda tokenizer: False)  # a tokenizer without offsets
+    (items,) = image_plugin.generate([request("slow", LONG_PROMPT, seed=6)], make_context())
+    assert items[0].content.prompt_truncated == PromptTruncation(tokens=15, limit=12, dropped="seven green apples")
 
 
 def test_same_seed_gives_identical_pixels_alone_and_inside_a_mixed_batch(image_plugin):

@@ -255,6 +255,27 @@ def test_banned_words_catch_their_inflections_not_other_words():
     assert not find_banned_words(cleaned, banned) and removed == ["cheap", "guarantee"]
 
 
+def test_a_word_that_only_starts_like_a_banned_word_is_not_taken_for_its_inflection():
+    banned = ["butt", "matt", "scar", "star", "plan", "strip", "snip", "shin", "pant"]
+    # butter and matter are no comparatives (no adjective ends in -tt); one-syllable words such as scar
+    # double their consonant (scarred), so scared, stared, planed, striped, sniper and shining are other words.
+    text = ("Peanut butter matters. A scarlet coat, a scared cat that stared at planed oak, "
+            "a planer, striped socks, a sniper, shining shoes, a full pantry.")
+    assert find_banned_words(text, banned) == []
+    assert remove_banned_words("Peanut butter on toast.", ["butt"]) == ("Peanut butter on toast.", [])
+
+
+def test_banned_words_still_catch_the_inflections_those_rules_keep():
+    banned = ["butt", "scar", "star", "plan", "slim", "shop", "cheap", "guarantee", "miracle", "admit", "visit",
+              "small", "stiff"]
+    text = ("Butts butted, scars scarred, scarring, starred, planned, plans, slimmer, the slimmest, shopping, "
+            "cheaper, cheapest, guaranteed, guarantees, miracles, admitted, visited, smaller, stiffer.")
+    found = [text[m.start : m.end] for m in find_banned_words(text, banned)]
+    assert found == ["Butts", "butted", "scars", "scarred", "scarring", "starred", "planned", "plans", "slimmer",
+                     "slimmest", "shopping", "cheaper", "cheapest", "guaranteed", "guarantees", "miracles", "admitted",
+                     "visited", "smaller", "stiffer"]
+
+
 def test_banned_words_match_whatever_apostrophe_the_copy_uses():
     text = "Don\u2019t wait: it\u2019s the one you\u02bcll love. Don't wait."
     found = [text[m.start : m.end] for m in find_banned_words(text, ["don't", "it\u2019s", "you'll"])]

@@ -35,6 +35,9 @@ IMAGE_INPUTS = ("image", "mask_image", "control_image", "init_image")
 #: which bounds device memory however a batch is composed.
 PIXELS_PER_CALL = 8 * 512 * 512
 
+#: transformers sets ``model_max_length`` to 1e30 when a tokenizer's files state no limit.
+UNSTATED_TOKEN_LIMIT = 10**9
+
 #: Configuration and weight files a model version is derived from, by suffix (component folders).
 VERSIONED_SUFFIXES = (".json", ".txt", ".model", ".safetensors")
 #: Of a weight file, the header (names, shapes, dtypes) and samples of this many bytes are hashed:
@@ -58,6 +61,20 @@ class ImageJob:
 class RenderedImage:
     image: Any  # PIL.Image.Image
     safety_flagged: bool | None
+
+
+@dataclass(frozen=True)
+class TextCut:
+    """The end of a prompt that the model does not read: its text encoders stop after ``limit`` tokens.
+
+    ``tokens`` counts the whole text as the encoder that reads furthest tokenises it, its start and
+    end tokens included (the figure the pipeline's own warning gives); ``dropped`` is the text
+    after the last token read, as the user wrote it (it may begin inside a word the tokenizer split).
+    """
+
+    tokens: int
+    limit: int
+    dropped: str
 
 
 @contextmanager
@@ -167,6 +184,36 @@ def _safety_overrides(index: dict, model_dir: Path) -> dict[str, Any]:
     return overrides
 
 
+def _text_readers(pipeline, call_parameters: set[str]) -> list[tuple[Any, int]]:
+    """The pipeline's tokenizers, each with how many tokens (start and end tokens included) its encoder reads.
+
+    A CLIP encoder reads its tokenizer's ``model_max_length`` (77 in Stable Diffusion). Pipelines
+    whose call takes ``max_sequence_length`` (SD3, Flux, PixArt) cut their other encoder (T5) at
+    that argument's default instead, which the plugin never overrides. A tokenizer that states no
+    limit (transformers' "very large" placeholder) is taken to read everything.
+    """
+    max_sequence_length = None
+    if "max_sequence_length" in call_parameters:
+        default = inspect.signature(pipeline.__call__).parameters["max_sequence_length"].default
+        max_sequence_length = default if isinstance(default, int) else None
+    readers = []
+    for name in ("tokenizer", "tokenizer_2", "tokenizer_3"):
+        tokenizer = getattr(pipeline, name, None)
+        if tokenizer is None or not callable(tokenizer):
+            continue
+        limit = tokenizer.model_max_length
+        if max_sequence_length is not None and "CLIP" not in type(tokenizer).__name__:
+            limit = max_sequence_length
+        if isinstance(limit, int) and limit < UNSTATED_TOKEN_LIMIT:
+            readers.append((tokenizer, limit))
+    return readers
+
+
+def _has_offsets(tokenizer) -> bool:
+    """Whether the tokenizer maps tokens back to characters (transformers' tokenizers-backed ones do)."""
+    return bool(getattr(tokenizer, "is_fast", False))
+
+
 def _needs_an_input_image(pipeline) -> bool:
     """True for image-to-image, inpainting and control pipelines: they take an image beside the prompt.
 
@@ -198,6 +245,7 @@ class TextToImageModel:
         step = self.vae_scale_factor * (patch if isinstance(patch, int) and patch > 0 else 1)
         self.size_multiple = step * 8 // math.gcd(step, 8)
         self.native_width, self.native_height = self._native_size(denoiser)
+        self.text_readers = _text_readers(pipeline, self.call_parameters)
 
     @classmethod
     def load(cls, model_dir: Path, device: str) -> "TextToImageModel":
@@ -253,6 +301,31 @@ class TextToImageModel:
 
     def supports(self, argument: str) -> bool:
         return argument in self.call_parameters
+
+    def text_cut(self, text: str) -> TextCut | None:
+        """What of ``text`` no text encoder of this model reads, or None when one reads all of it.
+
+        The pipeline truncates each encoder's tokens at its limit and only logs a warning (CLIP:
+        77 tokens, the first and last of them its start and end tokens); the images then ignore
+        the rest of the prompt. Of several encoders (SDXL's two CLIPs, SD3's CLIPs and T5), the
+        one that reads furthest decides what is lost altogether.
+        """
+        furthest: TextCut | None = None
+        for tokenizer, limit in self.text_readers:
+            special = tokenizer.num_special_tokens_to_add(pair=False)
+            room = limit - special
+            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=_has_offsets(tokenizer))
+            ids = encoded["input_ids"]
+            if len(ids) <= room:
+                return None
+            if "offset_mapping" in encoded:
+                dropped = text[encoded["offset_mapping"][room][0]:]
+            else:  # a tokenizer that cannot map tokens to characters: its own spelling of what it drops
+                dropped = tokenizer.decode(ids[room:])
+            dropped = dropped.strip()
+            if furthest is None or len(dropped) < len(furthest.dropped):
+                furthest = TextCut(tokens=len(ids) + special, limit=limit, dropped=dropped)
+        return furthest
 
     def images_per_call(self, width: int, height: int) -> int:
         return max(1, PIXELS_PER_CALL // (width * height))

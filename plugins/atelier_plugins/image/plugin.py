@@ -11,6 +11,11 @@ memory allows, each image with its own random generator. Image ``i`` of a job us
 single image can be made again from its reported seed. A regeneration (a reviewer sent the images
 back) starts from its job's new seed, not from a seed the input names.
 
+Long prompts. A text encoder reads a fixed number of tokens (CLIP: 77) and the pipeline drops the
+rest with only a log line. Only the loaded model knows its tokenizer, so the input is not refused
+at submission; instead each output names what was ignored (``prompt_truncated``: tokens, limit and
+the dropped text; ``negative_prompt_truncated``) and its PNG carries ``prompt_tokens_read``.
+
 This module is imported by the web process to publish the schemas: it must not import torch or
 diffusers at module level (``load`` and ``generate`` do, through ``atelier_plugins.image.pipeline``).
 """
@@ -97,6 +102,16 @@ class ImageInput(BaseModel):
         return guidance
 
 
+class PromptTruncation(BaseModel):
+    """The end of a prompt the model did not read: its text encoder reads a fixed number of tokens."""
+
+    tokens: int = Field(
+        description="Tokens in the prompt as the model's tokenizer counts them, its start and end tokens included.",
+    )
+    limit: int = Field(description="Tokens the model's text encoder reads; the images ignore the rest.")
+    dropped: str = Field(description="The text after the last token read, as written (it may begin inside a word).")
+
+
 class ImageOutput(BaseModel):
     index: int = Field(description="Which of the job's images this is, from 0.")
     width: int
@@ -109,6 +124,14 @@ class ImageOutput(BaseModel):
         default=None, description="SHA-256 of the negative prompt (UTF-8), also written into the PNG; null without one.",
     )
     model_version: str = Field(description="The model directory's name and a short hash of its configuration and weights.")
+    prompt_truncated: PromptTruncation | None = Field(
+        default=None,
+        description="Null when the model read the whole prompt; otherwise how many tokens it read and the text it "
+                    "ignored. Shorten the prompt (or move what matters to its start) to have all of it read.",
+    )
+    negative_prompt_truncated: PromptTruncation | None = Field(
+        default=None, description="The same for the negative prompt; null without one or when it was read whole.",
+    )
     label: Literal["AI-generated"] = AI_LABEL
     model_safety_flagged: bool | None = Field(
         default=None,
@@ -305,6 +328,10 @@ class ImagePlugin(Plugin):
         job_seed = job_seed_of(request)
         digest = prompt_sha256(data.prompt)
         negative_digest = prompt_sha256(data.negative_prompt) if data.negative_prompt else None
+        # The pipeline cuts a prompt longer than its text encoder reads and only logs it: say so where
+        # the submitter and the reviewer look, or an image that ignored half the prompt passes unexplained.
+        cut = _truncation(model.text_cut(data.prompt))
+        negative_cut = _truncation(model.text_cut(data.negative_prompt)) if data.negative_prompt else None
         items = []
         for index in range(data.count):
             picture = rendered[(position, index)]
@@ -313,11 +340,13 @@ class ImagePlugin(Plugin):
             content = ImageOutput(
                 index=index, width=width, height=height, seed=seed, steps=data.steps, guidance=data.guidance,
                 prompt_sha256=digest, negative_prompt_sha256=negative_digest, model_version=model.version,
-                model_safety_flagged=picture.safety_flagged,
+                model_safety_flagged=picture.safety_flagged, prompt_truncated=cut,
+                negative_prompt_truncated=negative_cut,
             )
             metadata = provenance_chunks(
                 prompt_sha256=digest, seed=seed, steps=data.steps, guidance=data.guidance,
                 model_version=model.version, width=width, height=height, negative_prompt_sha256=negative_digest,
+                prompt_tokens_read=_tokens_read(cut), negative_prompt_tokens_read=_tokens_read(negative_cut),
             )
             items.append(OutputItem(content, artifacts=[
                 Artifact(name=f"image-{index}.png", media_type="image/png",
@@ -330,6 +359,14 @@ class ImagePlugin(Plugin):
 
 class _TooLarge(Exception):
     pass
+
+
+def _truncation(cut) -> PromptTruncation | None:
+    return None if cut is None else PromptTruncation(tokens=cut.tokens, limit=cut.limit, dropped=cut.dropped)
+
+
+def _tokens_read(truncation: PromptTruncation | None) -> str | None:
+    return None if truncation is None else f"{truncation.limit} of {truncation.tokens}"
 
 
 def _cancelled() -> PluginError:

@@ -7,7 +7,8 @@ Every image the plugin writes carries, in PNG text chunks:
 - ``prompt_sha256``, ``seed``, ``steps``, ``guidance``, ``model_version`` (and the size), and
   ``negative_prompt_sha256`` when there was a negative prompt: enough to reproduce the image with the
   same model, without putting the prompts themselves into a file that may travel further than the
-  prompts should;
+  prompts should; ``prompt_tokens_read`` (and ``negative_prompt_tokens_read``), such as "77 of 120",
+  when the model's text encoder read only the start of the prompt;
 - an XMP packet (iTXt ``XML:com.adobe.xmp``) that states the IPTC digital source type
   ``trainedAlgorithmicMedia``, the vocabulary that image libraries, stock sites and social
   networks read to recognise AI-generated images.
@@ -57,14 +58,21 @@ def build_xmp(metadata: Mapping[str, str]) -> str:
 
 def provenance_chunks(
     *, prompt_sha256: str, seed: int, steps: int, guidance: float, model_version: str, width: int, height: int,
-    negative_prompt_sha256: str | None = None,
+    negative_prompt_sha256: str | None = None, prompt_tokens_read: str | None = None,
+    negative_prompt_tokens_read: str | None = None,
 ) -> dict[str, str]:
     """The text chunks every generated PNG carries (values are strings, as PNG text is).
 
     A negative prompt changes the pixels as much as the prompt does: without its hash, two
     different images would carry the same provenance and neither could be made again from it.
+    ``prompt_tokens_read`` ("77 of 120"), given only when the model cut the prompt, tells that the
+    image followed only the start of the prompt whose hash the file carries.
     """
-    negative = {"negative_prompt_sha256": negative_prompt_sha256} if negative_prompt_sha256 else {}
+    optional = {
+        "negative_prompt_sha256": negative_prompt_sha256,
+        "prompt_tokens_read": prompt_tokens_read,
+        "negative_prompt_tokens_read": negative_prompt_tokens_read,
+    }
     return {
         "ai_generated": "true",
         "label": AI_LABEL,
@@ -77,7 +85,7 @@ def provenance_chunks(
         "model_version": model_version,
         "width": str(width),
         "height": str(height),
-        **negative,
+        **{key: value for key, value in optional.items() if value},
     }
 
 

@@ -61,26 +61,61 @@ def _inflected(word: str) -> str:
 
     A brand that bans "bargain" does not want "bargains", nor "guaranteed" when it bans
     "guarantee", nor "cheaper" and "cheapest" when it bans "cheap". Forms that are no words at all
-    ("cheapd") may match too: they never occur, so they cost nothing.
+    ("cheapd") may match too: they never occur, so they cost nothing. Forms that are other words
+    must not, and two spelling rules of English keep them out:
+
+    - a one-syllable word that ends in one vowel letter and one consonant doubles the consonant
+      before -ed, -ing, -er and -est (scar: scarred, scarring; slim: slimmer; strip: stripped), so
+      the undoubled forms belong to another word (scared, staring, planed, striped, sniper, shining)
+      and are not matched; longer words may go either way (visited, admitted) and match both;
+    - no adjective ends in a doubled consonant other than l, f or s (small, stiff, crass), so a
+      word that does takes no comparative: "butter" and "matter" are not "butt" and "matt" inflected.
+
+    Unavoidable: a plain -er or -est cannot tell an adjective's comparative from another word
+    built on a noun or a verb. "corn" bans "corner", "show" "shower", "cart" "carter", "kill"
+    "killer" (and "earn" "earnest"), exactly as "cheap" bans "cheaper"; only a dictionary could tell
+    them apart; such a removal still shows in ``issues_fixed`` ("banned_word:corn") for the reviewer.
     """
     escaped = re.escape(word)
     lower = word.lower()
     if len(word) < MIN_INFLECTED_LENGTH or not (word.isascii() and word.isalpha()):
         return escaped
     last = lower[-1]
-    suffixes = ["s", "ed", "ing", "er", "est"]
+    suffixes = ["s"]
     if lower.endswith(("s", "x", "z", "ch", "sh", "o")):
         suffixes.append("es")  # glass -> glasses
+    doubling = _ends_in_one_vowel_and_one_consonant(lower)
+    if doubling:
+        suffixes.append(f"{last}(?:ed|ing|er|est)")  # slim -> slimmer, shop -> shopping, admit -> admitted
+    if not (doubling and _has_one_syllable(lower)):
+        suffixes += ["ed", "ing"]
+        if not (last == lower[-2] and last not in "aeioulfs"):  # butt, matt, jazz: no comparative
+            suffixes += ["er", "est"]
     if last == "e":
         suffixes += ["d", "r", "st"]  # guarantee -> guaranteed, fine -> finer, finest
-    if last not in "aeiouy":
-        suffixes.append(f"{last}(?:ed|ing|er|est)")  # slim -> slimmer, shop -> shopping
     forms = [f"{escaped}(?:{'|'.join(suffixes)})?"]
     if last == "e":
         forms.append(f"{re.escape(word[:-1])}ing")  # cure -> curing
     if last == "y" and lower[-2] not in "aeiou":
         forms.append(f"{re.escape(word[:-1])}i(?:es|ed|er|est)")  # hurry -> hurried, tacky -> tackier
     return f"(?:{'|'.join(forms)})"
+
+
+def _vowel_groups(lower: str) -> list[str]:
+    """The runs of vowel letters, one per syllable near enough; the u of "qu" is no vowel (quit)."""
+    return re.findall(r"[aeiou]+|(?<!^)y", lower.replace("qu", "q"))
+
+
+def _ends_in_one_vowel_and_one_consonant(lower: str) -> bool:
+    """Ends in a single vowel letter and one consonant that English doubles (not h, w, x or y): slim, admit."""
+    stem = lower.replace("qu", "q")
+    return (
+        len(stem) >= 3 and stem[-1] not in "aeiouhwxy" and stem[-2] in "aeiou" and stem[-3] not in "aeiou"
+    )
+
+
+def _has_one_syllable(lower: str) -> bool:
+    return len(_vowel_groups(lower)) == 1
 
 
 def _any_apostrophe(pattern: str) -> str:
