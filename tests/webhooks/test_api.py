@@ -85,8 +85,8 @@ class TestEndpoints:
         rotated = owner_api.post(f"{HOOKS}{created['id']}/rotate-secret/")
         assert rotated.status_code == 200
         assert rotated.json()["secret"].startswith("whsec_") and rotated.json()["secret"] != created["secret"]
-        endpoint = WebhookEndpoint.objects.get()
-        assert endpoint.previous_secret == created["secret"] and endpoint.previous_secret_expires_at is not None
+        assert [p["secret_hint"] for p in rotated.json()["previous_secrets"]] == [created["secret_hint"]]
+        assert rotated.json()["previous_secrets"][0]["expires_at"]
 
     def test_a_project_has_a_limited_number_of_endpoints(self, owner_api, receiver, private_targets):
         for _ in range(MAX_ENDPOINTS_PER_PROJECT):

@@ -66,7 +66,9 @@ class TestSigning:
         Webhook(old).verify(request.body, request.headers)
         Webhook(new).verify(request.body, request.headers)
 
-        WebhookEndpoint.objects.update(previous_secret_expires_at=timezone.now() - timedelta(seconds=1))
+        endpoint = WebhookEndpoint.objects.get()
+        endpoint.previous_secrets[0]["expires_at"] = (timezone.now() - timedelta(seconds=1)).isoformat()
+        endpoint.save(update_fields=["previous_secrets"])
         emit(project, key="job-2")
         deliver_all()
         later = receiver.requests[1]

@@ -4,7 +4,8 @@ The delivery row is the truth; a broker message only says "look at delivery <id>
 first claims the row with a conditional update (status pending and due), which also pushes
 ``next_attempt_at`` past the attempt's time limit: a duplicate message finds nothing due, and a
 worker that dies mid-attempt leaves a row the sweeper finds overdue and sends again. The HTTP
-request runs outside any transaction, so a slow receiver never holds a database lock.
+request runs outside any transaction, so a slow receiver never holds a database lock. An attempt's
+time limit covers all of it: the DNS lookup of the host, connecting, sending and reading the answer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from atelier_platform.moderation import audit
 from atelier_platform.webhooks import signing
 from atelier_platform.webhooks.events import EventType
 from atelier_platform.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from atelier_platform.webhooks.targets import Target, UnsafeTarget, check_target
+from atelier_platform.webhooks.targets import LookupTimedOut, Target, UnsafeTarget, check_target
 
 logger = logging.getLogger("atelier.webhooks")
 
@@ -45,7 +46,7 @@ SYSTEM_ACTOR = "system:webhooks"
 
 
 def attempt_limit_s() -> float:
-    """Longest one attempt can take: connect, send, read the status line and an excerpt."""
+    """Longest one attempt can take: look the host up, connect, send, read the status line and an excerpt."""
     return get_config().webhooks_timeout_s
 
 
@@ -163,19 +164,26 @@ def _abort(connection: http.client.HTTPConnection, expired: threading.Event) -> 
             pass
 
 
-def post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -> AttemptResult:
-    """POST once, within ``timeout`` seconds in all (a receiver that trickles its answer byte by
-    byte is cut off too). Redirects are not followed (a 3xx is a failed attempt): following one
-    would reach a URL nobody checked."""
-    started = time.monotonic()
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def post(target: Target, body: bytes, headers: dict[str, str], timeout: float, *,
+         started: float | None = None) -> AttemptResult:
+    """POST once, within ``timeout`` seconds of ``started`` (``time.monotonic()``; now by default) in
+    all (a receiver that trickles its answer byte by byte is cut off too). Redirects are not followed
+    (a 3xx is a failed attempt): following one would reach a URL nobody checked."""
+    if started is None:
+        started = time.monotonic()
+    deadline = started + timeout
     connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_class(target, timeout, started + timeout)
+    connection = connection_class(target, timeout, deadline)
     expired = threading.Event()
-    watchdog = threading.Timer(timeout, _abort, args=(connection, expired))
+    watchdog = threading.Timer(max(deadline - time.monotonic(), 0), _abort, args=(connection, expired))
     watchdog.daemon = True
 
     def elapsed_ms() -> int:
-        return int((time.monotonic() - started) * 1000)
+        return _ms_since(started)
 
     watchdog.start()
     try:
@@ -209,27 +217,29 @@ def request_parts(endpoint: WebhookEndpoint, delivery: WebhookDelivery, now: dat
     """The body and the Standard Webhooks headers of one attempt (signed afresh: the timestamp is now)."""
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     timestamp = int(now.timestamp())
-    secrets_in_use = [endpoint.secret]
-    if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
-        secrets_in_use.append(endpoint.previous_secret)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": delivery.event_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signing.signature_header(secrets_in_use, delivery.event_id, timestamp, body),
+        "webhook-signature": signing.signature_header(endpoint.signing_secrets(now), delivery.event_id, timestamp, body),
     }
     return body.encode("utf-8"), headers
 
 
 def send(endpoint: WebhookEndpoint, delivery: WebhookDelivery, now: datetime) -> AttemptResult:
+    # One deadline for the whole attempt, the lookup included: a nameserver that does not answer
+    # (glibc waits 10-30 s for it) must not hold the worker past the attempt's time limit.
+    timeout, started = attempt_limit_s(), time.monotonic()
     try:
         # Checked again at every attempt: the name may resolve elsewhere than when it was saved.
-        target = check_target(endpoint.url)
+        target = check_target(endpoint.url, deadline=started + timeout)
+    except LookupTimedOut as exc:
+        return AttemptResult(None, f"Timed out after {timeout:g} s: {exc}", "", _ms_since(started))
     except UnsafeTarget as exc:
-        return AttemptResult(None, f"Refused: {exc}")
+        return AttemptResult(None, f"Refused: {exc}", "", _ms_since(started))
     body, headers = request_parts(endpoint, delivery, now)
-    return post(target, body, headers, attempt_limit_s())
+    return post(target, body, headers, timeout, started=started)
 
 
 # --- one attempt of a delivery --------------------------------------------------------------------

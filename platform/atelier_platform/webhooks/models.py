@@ -1,18 +1,28 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import NamedTuple
 
 from django.db import models
 
 from atelier_platform.accounts.models import Project
 
 
+class PreviousSecret(NamedTuple):
+    secret: str
+    expires_at: datetime
+
+    def stored(self) -> dict[str, str]:
+        return {"secret": self.secret, "expires_at": self.expires_at.isoformat()}
+
+
 class WebhookEndpoint(models.Model):
     """A URL of one project that receives signed event deliveries.
 
     The secret is kept in clear because every delivery is signed with it (a hash could not sign).
-    After a rotation the previous secret signs too, until ``previous_secret_expires_at``, so that a
-    receiver can switch secrets without missing a delivery (Standard Webhooks allows several
+    After a rotation the secrets rotated away sign too, each until its own expiry, so that a receiver
+    still on any of them can switch without missing a delivery (Standard Webhooks allows several
     signatures in one header).
     """
 
@@ -23,8 +33,8 @@ class WebhookEndpoint(models.Model):
     #: event types delivered to this endpoint; empty means every subscribable event
     event_types = models.JSONField(default=list, blank=True)
     secret = models.CharField(max_length=100)
-    previous_secret = models.CharField(max_length=100, blank=True)
-    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    #: secrets rotated away, newest first, as ``{"secret": ..., "expires_at": ISO 8601}``; each signs until it expires
+    previous_secrets = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
     #: deliveries in a row that failed every attempt; any success resets it
     consecutive_failures = models.PositiveIntegerField(default=0)
@@ -39,6 +49,15 @@ class WebhookEndpoint(models.Model):
 
     def accepts(self, event_type: str) -> bool:
         return not self.event_types or event_type in self.event_types
+
+    def previous_secrets_at(self, now: datetime) -> list[PreviousSecret]:
+        """The secrets rotated away that still sign at ``now``, newest first."""
+        kept = (PreviousSecret(entry["secret"], datetime.fromisoformat(entry["expires_at"])) for entry in self.previous_secrets)
+        return [previous for previous in kept if previous.expires_at > now]
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """Every secret a delivery sent at ``now`` is signed with: the current one first."""
+        return [self.secret, *(previous.secret for previous in self.previous_secrets_at(now))]
 
     def __str__(self) -> str:
         return f"webhook {self.url} ({self.project})"

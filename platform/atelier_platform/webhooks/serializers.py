@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -28,19 +29,39 @@ class WebhookEndpointUpdateSerializer(StrictSerializer):
     enabled = serializers.BooleanField(required=False, help_text="true re-enables an endpoint and clears its failure count.")
 
 
+class WebhookSecretRotateSerializer(StrictSerializer):
+    expire_previous = serializers.BooleanField(
+        required=False, default=False,
+        help_text="true: the secrets rotated away before stop signing now (the one being replaced still signs for "
+                  "24 hours). Needed when the most secrets that can still sign already do.")
+
+
+class PreviousSecretSerializer(serializers.Serializer):
+    secret_hint = serializers.CharField(help_text="The start of the secret rotated away.")
+    expires_at = serializers.DateTimeField(help_text="Deliveries are signed with it too until then.")
+
+
 class WebhookEndpointSerializer(serializers.ModelSerializer):
     secret_hint = serializers.SerializerMethodField(help_text="The start of the signing secret, to tell secrets apart.")
+    previous_secrets = serializers.SerializerMethodField(
+        help_text="Secrets rotated away that still sign every delivery beside the current one, newest first.")
     deliveries_url = serializers.SerializerMethodField()
 
     class Meta:
         model = WebhookEndpoint
         fields = [
             "id", "url", "description", "event_types", "enabled", "consecutive_failures", "disabled_reason",
-            "disabled_at", "secret_hint", "deliveries_url", "created_at", "updated_at",
+            "disabled_at", "secret_hint", "previous_secrets", "deliveries_url", "created_at", "updated_at",
         ]
 
     def get_secret_hint(self, endpoint: WebhookEndpoint) -> str:
         return secret_hint(endpoint.secret)
+
+    @extend_schema_field(PreviousSecretSerializer(many=True))
+    def get_previous_secrets(self, endpoint: WebhookEndpoint) -> list[dict]:
+        still_signing = endpoint.previous_secrets_at(timezone.now())
+        return PreviousSecretSerializer([{"secret_hint": secret_hint(p.secret), "expires_at": p.expires_at}
+                                         for p in still_signing], many=True).data
 
     def get_deliveries_url(self, endpoint: WebhookEndpoint) -> str:
         return f"/api/v1/webhooks/{endpoint.pk}/deliveries/"

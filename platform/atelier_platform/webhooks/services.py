@@ -20,7 +20,7 @@ from atelier_platform.moderation import audit
 from atelier_platform.webhooks import delivery as delivery_service
 from atelier_platform.webhooks import events, signing
 from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS, EventType
-from atelier_platform.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from atelier_platform.webhooks.models import DeliveryStatus, PreviousSecret, WebhookDelivery, WebhookEndpoint
 from atelier_platform.webhooks.targets import UnsafeTarget, check_target
 
 logger = logging.getLogger("atelier.webhooks")
@@ -29,6 +29,8 @@ logger = logging.getLogger("atelier.webhooks")
 MAX_ENDPOINTS_PER_PROJECT = 20
 #: After a rotation the old secret still signs for this long, so receivers can switch without a gap.
 SECRET_ROTATION_GRACE = timedelta(hours=24)
+#: Secrets rotated away that still sign at once, at most: each adds a signature to every delivery.
+MAX_PREVIOUS_SECRETS = 3
 
 
 class WebhookError(JobServiceError):
@@ -42,6 +44,11 @@ class InvalidWebhook(WebhookError):
 class TooManyEndpoints(WebhookError):
     status_code = 409
     code = "webhook_limit_reached"
+
+
+class SecretRotationLimit(WebhookError):
+    status_code = 409
+    code = "secret_rotation_limit"
 
 
 class DeliveryNotRetryable(WebhookError):
@@ -118,15 +125,38 @@ def delete_endpoint(endpoint: WebhookEndpoint, actor: str) -> None:
     endpoint.delete()  # its deliveries go with it; their messages then find nothing to send
 
 
+def previous_secrets_view(previous: Iterable[PreviousSecret]) -> list[dict[str, str]]:
+    """Secrets rotated away as the API, errors and the audit log show them: a hint and the expiry."""
+    return [{"secret_hint": signing.secret_hint(p.secret), "expires_at": p.expires_at.isoformat()} for p in previous]
+
+
 @transaction.atomic
-def rotate_secret(endpoint: WebhookEndpoint, actor: str) -> WebhookEndpoint:
+def rotate_secret(endpoint: WebhookEndpoint, actor: str, *, expire_previous: bool = False) -> WebhookEndpoint:
+    """A new signing secret. The one it replaces keeps signing for SECRET_ROTATION_GRACE, and every
+    secret rotated away before keeps signing until its own expiry: a receiver still on any of them
+    verifies every delivery until then. ``expire_previous`` stops those earlier ones now (one leaked,
+    or the limit is reached); the secret being replaced keeps its grace all the same."""
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
-    endpoint.previous_secret = endpoint.secret
-    endpoint.previous_secret_expires_at = timezone.now() + SECRET_ROTATION_GRACE
+    now = timezone.now()
+    still_signing = endpoint.previous_secrets_at(now)
+    kept = [] if expire_previous else still_signing
+    if len(kept) >= MAX_PREVIOUS_SECRETS:
+        grace_hours = f"{SECRET_ROTATION_GRACE.total_seconds() / 3600:g}"
+        raise SecretRotationLimit(
+            f"{len(kept)} rotated secrets still sign this endpoint's deliveries, the most there can be; the first of them "
+            f"stops at {kept[-1].expires_at.isoformat()}. Rotate again then, or now with {{\"expire_previous\": true}} to "
+            f"stop signing with them at once (the current secret then keeps signing for {grace_hours} hours).",
+            details={"previous_secrets": previous_secrets_view(kept)},
+        )
+    before = {"secret_hint": signing.secret_hint(endpoint.secret), "previous_secrets": previous_secrets_view(still_signing)}
+    kept = [PreviousSecret(endpoint.secret, now + SECRET_ROTATION_GRACE), *kept]
     endpoint.secret = signing.new_secret()
-    endpoint.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"])
-    audit.record(endpoint.project, actor, "webhook_secret_rotated", endpoint,
-                 after={"previous_secret_expires_at": endpoint.previous_secret_expires_at.isoformat()})
+    endpoint.previous_secrets = [previous.stored() for previous in kept]  # the expired ones are dropped here
+    endpoint.save(update_fields=["secret", "previous_secrets", "updated_at"])
+    audit.record(endpoint.project, actor, "webhook_secret_rotated", endpoint, before=before, after={
+        "secret_hint": signing.secret_hint(endpoint.secret), "previous_secrets": previous_secrets_view(kept),
+        "expired_now": [signing.secret_hint(p.secret) for p in still_signing] if expire_previous else [],
+    })
     return endpoint
 
 

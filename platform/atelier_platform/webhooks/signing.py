@@ -3,7 +3,7 @@
 The secret reads ``whsec_<base64 of 32 random bytes>``; the key is the decoded bytes. A delivery
 carries ``webhook-id``, ``webhook-timestamp`` (Unix seconds of this attempt) and
 ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``, several of them
-separated by spaces while a rotated secret is still honoured.
+separated by spaces while secrets rotated away are still honoured.
 """
 
 from __future__ import annotations

@@ -10,12 +10,17 @@ the check and the request (DNS rebinding) cannot redirect it.
 ``ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true`` lets an operator of a closed network (or a test)
 reach loopback, private and link-local addresses. Multicast, unspecified and reserved addresses
 are never valid HTTP targets and stay refused.
+
+At delivery the lookup is part of the attempt and ends by the attempt's deadline (``LookupTimedOut``):
+``getaddrinfo`` has no timeout of its own, and glibc waits for a dead nameserver 10-30 s.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -25,11 +30,18 @@ MAX_URL_LENGTH = 2000
 #: Characters with a meaning in a URL's path and query (RFC 3986), and % of what is already encoded.
 URL_PUNCTUATION = "/?:@!$&'()*+,;=%[]"
 
+#: Lookups of one process left waiting on a resolver that does not answer, at most (see ``_LookupThreads``).
+MAX_WAITING_LOOKUPS = 8
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsafeTarget(ValueError):
     """The URL is malformed, cannot be resolved, or reaches an address webhooks may not call."""
+
+
+class LookupTimedOut(UnsafeTarget):
+    """The host's DNS lookup did not answer by the deadline. The message completes "Timed out after N s: ..."."""
 
 
 @dataclass(frozen=True)
@@ -117,9 +129,68 @@ def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
     return None
 
 
-def resolve(host: str, port: int) -> tuple[str, ...]:
+class _LookupThreads:
+    """DNS lookups with a deadline, each in a thread of its own that the caller waits for until then.
+
+    Nothing interrupts ``getaddrinfo``: a lookup still unanswered at the deadline is left to finish
+    on its own (glibc gives up after its timeout) and its answer is dropped. So that a resolver that
+    never answers cannot pile such threads up, at most ``limit`` run at once in a process; an attempt
+    that finds them all waiting waits for one to end until its deadline, then times out without asking
+    the resolver. Daemon threads, not a ThreadPoolExecutor: its threads are joined at interpreter exit,
+    so one lookup that never answers would keep a worker process from stopping.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = threading.BoundedSemaphore(limit)
+
+    def getaddrinfo(self, host: str, port: int, deadline: float) -> list:
+        if not self._free.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            waiting = f"{self.limit} earlier lookup is" if self.limit == 1 else f"{self.limit} earlier lookups are"
+            raise LookupTimedOut(f"the DNS lookup of {host!r} could not start ({waiting} still waiting for the resolver).")
+        answer: dict = {}
+        done = threading.Event()
+
+        def look_up() -> None:
+            try:
+                answer["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except BaseException as exc:  # handed to the caller, who raises it in its own thread
+                answer["error"] = exc
+            finally:
+                self._free.release()
+                done.set()
+
+        try:
+            threading.Thread(target=look_up, name=f"webhook-lookup {host}", daemon=True).start()
+        except BaseException:  # no thread (out of threads or memory): the slot must not be lost with it
+            self._free.release()
+            raise
+        if not done.wait(max(deadline - time.monotonic(), 0)):
+            raise LookupTimedOut(f"the DNS lookup of {host!r} got no answer.")
+        if "error" in answer:
+            raise answer["error"]
+        return answer["infos"]
+
+
+_lookups = _LookupThreads(MAX_WAITING_LOOKUPS)
+
+
+def _is_address(host: str) -> bool:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(host: str, port: int, *, deadline: float | None = None) -> tuple[str, ...]:
+    """Every address of ``host``, in the resolver's order. With a ``deadline`` (a ``time.monotonic()``
+    value) the lookup ends by then or raises LookupTimedOut; an address needs no lookup and no thread."""
+    try:
+        if deadline is None or _is_address(host):
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        else:
+            infos = _lookups.getaddrinfo(host, port, deadline)
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeTarget(f"The host {host!r} cannot be resolved ({exc}).") from None
     addresses: list[str] = []
@@ -132,12 +203,13 @@ def resolve(host: str, port: int) -> tuple[str, ...]:
     return tuple(addresses)
 
 
-def check_target(url: str, *, allow_private: bool | None = None) -> Target:
-    """Parse, resolve and check a webhook URL. Raises UnsafeTarget with a message for the owner."""
+def check_target(url: str, *, allow_private: bool | None = None, deadline: float | None = None) -> Target:
+    """Parse, resolve and check a webhook URL. Raises UnsafeTarget with a message for the owner, or
+    LookupTimedOut when the lookup has not answered by ``deadline`` (``time.monotonic()``)."""
     if allow_private is None:
         allow_private = get_config().webhooks_allow_private_targets
     scheme, host, port, path = parse_url(url)
-    addresses = resolve(host, port)
+    addresses = resolve(host, port, deadline=deadline)
     for text in addresses:
         problem = address_problem(ipaddress.ip_address(text), allow_private=allow_private)
         if problem is not None:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.access import parent_in_project
 from atelier_platform.api.pagination import NewestFirstCursorPagination
+from atelier_platform.api.schema import error_responses
 from atelier_platform.webhooks import services
 from atelier_platform.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from atelier_platform.webhooks.serializers import (
@@ -20,6 +21,7 @@ from atelier_platform.webhooks.serializers import (
     WebhookEndpointSerializer,
     WebhookEndpointUpdateSerializer,
     WebhookEndpointWithSecretSerializer,
+    WebhookSecretRotateSerializer,
 )
 
 MANAGE = Capability.WEBHOOKS_MANAGE
@@ -73,11 +75,17 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         delivery = services.send_test(self.get_object(), actor_of(request))
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses=WebhookEndpointWithSecretSerializer,
-                   summary="Replace the signing secret (the old one also signs for 24 hours)")
+    @extend_schema(request=WebhookSecretRotateSerializer,
+                   responses={200: WebhookEndpointWithSecretSerializer, **error_responses(400, 403, 404, 409)},
+                   summary="Replace the signing secret (each secret replaced also signs for 24 hours)",
+                   description="Every secret rotated away keeps signing deliveries until its own expiry (listed in "
+                               f"previous_secrets), at most {services.MAX_PREVIOUS_SECRETS} at once: beyond that the "
+                               "answer is 409 secret_rotation_limit, unless the body says {\"expire_previous\": true}.")
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request, pk=None):
-        endpoint = services.rotate_secret(self.get_object(), actor_of(request))
+        incoming = WebhookSecretRotateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        endpoint = services.rotate_secret(self.get_object(), actor_of(request), **incoming.validated_data)
         return Response(WebhookEndpointWithSecretSerializer(endpoint).data)
 
 
