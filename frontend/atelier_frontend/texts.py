@@ -43,6 +43,9 @@ WORDS = {
     "api key changed": _("API key changed"), "quota changed": _("quota changed"),
     "knowledge document created": _("knowledge document created"), "knowledge document updated": _("knowledge document updated"),
     "knowledge document reindexed": _("knowledge document reindexed"), "knowledge document deleted": _("knowledge document deleted"),
+    # changes made in the Django admin
+    "project renamed": _("project renamed"), "job deleted": _("job deleted"),
+    "blocklist entry changed": _("blocklist entry changed"),
     # worker states, as fleet.models names them (and "lost", which the platform shows for a silent one)
     "starting": _("starting"), "ready": _("ready"), "busy": _("busy"), "unhealthy": _("unhealthy"),
     "stopped": _("stopped"), "lost": _("lost"),

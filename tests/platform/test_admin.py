@@ -70,7 +70,7 @@ def stored_files(job) -> list[str]:
     return names
 
 
-def test_deleting_a_job_or_its_project_removes_its_generated_files(admin_client, project,
+def test_deleting_a_job_or_its_project_removes_its_generated_files(admin_client, project, other_project,
                                                                   django_capture_on_commit_callbacks):
     """Nothing named them any more: nobody could reach or remove them, blocked images included."""
     job = build_job(project)
@@ -79,11 +79,11 @@ def test_deleting_a_job_or_its_project_removes_its_generated_files(admin_client,
     with django_capture_on_commit_callbacks(execute=True):
         assert admin_client.post(f"/admin/jobs/job/{job.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not Job.objects.filter(pk=job.pk).exists() and not any(default_storage.exists(n) for n in names)
-    job = build_job(project)
+    job = build_job(other_project)  # a project without history: the job's deletion above is on project's audit log
     build_output(job, image=True)
     names = stored_files(job)
     with django_capture_on_commit_callbacks(execute=True):
-        Project.objects.filter(pk=project.pk).delete()
+        Project.objects.filter(pk=other_project.pk).delete()
     assert not any(default_storage.exists(n) for n in names)
 
 

@@ -2,12 +2,13 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
+from django.db import router, transaction
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
 
 from atelier_platform.accounts.models import ApiKey, Membership, Project
 from atelier_platform.accounts.roles import Role
-from atelier_platform.accounts.services import revoke_api_key
+from atelier_platform.accounts.services import projects_left_without_owner, revoke_api_key
 from atelier_platform.catalog.services import enable_installed_plugins
 from atelier_platform.moderation import audit
 from atelier_platform.moderation.admin import AtelierModelAdmin, AuditedAdmin, admin_actor
@@ -17,6 +18,12 @@ from atelier_platform.moderation.models import AuditEvent
 def member_view(membership: Membership) -> dict:
     """A membership as the dashboard's audit records show it."""
     return {"user": membership.user.username, "role": membership.role}
+
+
+def project_view(project: Project) -> dict:
+    """A project's names as its audit records show them: its slug names it to scripts (``create_api_key
+    --project``), its name to people."""
+    return {"slug": project.slug, "name": project.name}
 
 
 class MembershipFormSet(BaseInlineFormSet):
@@ -55,16 +62,20 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(AtelierModelAdmin):
-    """Members added, removed or given another role here are audited as on the dashboard's settings page."""
+    """Members added, removed or given another role here are audited as on the dashboard's settings page, and
+    so is a project renamed (its slug or its name)."""
 
     list_display = ["slug", "name", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
     def save_model(self, request, obj, form, change):
+        before = project_view(Project.objects.get(pk=obj.pk)) if change else None  # the form's instance holds the post
         super().save_model(request, obj, form, change)
         if not change:
             enable_installed_plugins(obj)  # as every other way of making a project does (create_project, bootstrap)
+        elif project_view(obj) != before:
+            audit.record(obj, admin_actor(request), "project_renamed", obj, before=before, after=project_view(obj))
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not Membership:
@@ -139,7 +150,26 @@ admin.site.unregister(User)  # registered by django.contrib.auth.admin, imported
 @admin.register(User)
 class AtelierUserAdmin(AtelierModelAdmin, UserAdmin):
     """Django's user admin, safe from odd input like the others (it answers the members' user autocomplete),
-    and a deleted user's memberships recorded as removals in their projects' audit logs."""
+    and a deleted user's memberships recorded as removals in their projects' audit logs. A user who is the
+    last owner of a project is not deleted (nor a group that holds all its owners): the project would be left
+    with its members and jobs and nobody to manage its keys, members and settings."""
+
+    def get_deleted_objects(self, objs, request):
+        # Django's delete view runs a POST in one transaction and a GET (the confirmation page) in none, where
+        # a lock must have one of its own; on "yes" the owners stay locked until the deletion commits.
+        with transaction.atomic(using=router.db_for_write(Membership)):
+            left = projects_left_without_owner(user.pk for user in objs)
+        if left:
+            # one line, as the membership form says it, for the single deletion and the bulk action alike
+            return [], {}, set(), [f"A project keeps at least one owner: make someone else owner of "
+                                   f"{', '.join(left)} first."]
+        return super().get_deleted_objects(objs, request)
+
+    def response_action(self, request, queryset):
+        # The bulk deletion's check (its confirmation page, then again on "yes") and the deletion in one
+        # transaction, as Django's single delete view has them: the owners it read stay locked until then.
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            return super().response_action(request, queryset)
 
     def delete_model(self, request, obj):
         self._record_memberships_removed(request, [obj.pk])

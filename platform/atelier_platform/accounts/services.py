@@ -51,6 +51,24 @@ def add_member(project: Project, user: AbstractBaseUser, role: str) -> Membershi
     return membership
 
 
+def projects_left_without_owner(user_ids) -> dict[str, list[str]]:
+    """The projects whose every owner is among ``user_ids`` (deleting those users would leave nobody to manage
+    the project's keys, members and policies), by slug, with those owners' usernames. The projects' owner rows
+    are locked until the transaction ends, as a demotion locks them: call it in the transaction that deletes,
+    so that no other owner leaves meanwhile."""
+    leaving = set(user_ids)
+    owned = Membership.objects.filter(user__in=leaving, role=Role.OWNER).values("project")
+    # of=self: the owner rows only, not the projects and users joined for their names
+    owners = list(Membership.objects.select_for_update(of=("self",)).filter(project__in=owned, role=Role.OWNER)
+                  .values_list("project__slug", "user_id", "user__username").order_by("project__slug", "user__username"))
+    staying = {slug for slug, user_id, _name in owners if user_id not in leaving}
+    left: dict[str, list[str]] = {}
+    for slug, _user_id, username in owners:
+        if slug not in staying:
+            left.setdefault(slug, []).append(username)
+    return left
+
+
 def normalise_scopes(scopes: list[str] | tuple[str, ...] | None) -> list[str]:
     chosen = list(DEFAULT_API_KEY_SCOPES if not scopes else scopes)
     unknown = sorted(set(chosen) - set(Capability.values))

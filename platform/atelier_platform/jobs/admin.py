@@ -1,9 +1,11 @@
 from django.contrib import admin
+from django.db import transaction
 
 from atelier_platform.catalog.models import ProjectPlugin
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.jobs.models import Job, Output
-from atelier_platform.moderation.admin import AtelierModelAdmin
+from atelier_platform.moderation import audit
+from atelier_platform.moderation.admin import AtelierModelAdmin, admin_actor
 
 
 class OutputInline(admin.TabularInline):
@@ -47,3 +49,18 @@ class JobAdmin(AtelierModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    # A deletion is audited as the other admin changes are: its id, plugin and status, never its input or outputs
+    # (the project's content, gone with it).
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, Job.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        actor = admin_actor(request)
+        with transaction.atomic():
+            # locked: the status recorded is the one the job had when it went
+            jobs = list(Job.objects.select_for_update(of=("self",)).filter(pk__in=queryset.values("pk"))
+                        .select_related("project").only("id", "plugin_id", "status", "project"))
+            audit.record_many([audit.event(job.project, actor, "job_deleted", job,
+                                           before={"plugin": job.plugin_id, "status": job.status}) for job in jobs])
+            Job.objects.filter(pk__in=[job.pk for job in jobs]).delete()  # its outputs and their files go with it

@@ -1,17 +1,20 @@
-"""The audit log in the admin (read only), and what every Atelier admin page shares: no 500 from odd input
-in a URL, and the changes a staff user makes recorded in the audit log like the dashboard's and the API's."""
+"""The audit log in the admin (read only), a project's safety policy and blocklist, and what every Atelier admin
+page shares: no 500 from odd input in a URL, and the changes a staff user makes recorded in the audit log like
+the dashboard's and the API's."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models, transaction
 
-from atelier_platform.moderation import audit
-from atelier_platform.moderation.models import AuditEvent
+from atelier_platform.api.serializers import BlocklistTermSerializer, SafetyPolicySerializer
+from atelier_platform.moderation import audit, policies
+from atelier_platform.moderation.models import AuditEvent, BlocklistEntry, SafetyPolicy
 
 
 def admin_actor(request) -> str:
@@ -122,3 +125,130 @@ class AuditEventAdmin(AtelierModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- a project's safety policy and blocklist -------------------------------------------------------------------
+
+def error_lines(detail, path: str = "") -> list[str]:
+    """A serializer's errors as lines, a nested one with where it is (``hate: review: Ensure this value...``)."""
+    if isinstance(detail, dict):
+        return [line for key, inner in detail.items() for line in error_lines(inner, f"{path}{key}: ")]
+    if isinstance(detail, list):
+        return [line for inner in detail for line in error_lines(inner, path)]
+    return [f"{path}{detail}"]
+
+
+def add_errors(form: forms.Form, errors: dict) -> None:
+    """Errors by field, each on its field where the form shows one (else at the top of the form)."""
+    for name, messages in errors.items():
+        form.add_error(name if name in form.fields else None, messages)
+
+
+class SafetyPolicyForm(forms.ModelForm):
+    """The API's checks, in the API's order: the values changed through ``SafetyPolicySerializer``, then the
+    policy as ``update_policy`` would save it (thresholds merged into the stored ones). Input the API refuses
+    is a form error here, never a 500 nor a policy screening cannot use."""
+
+    class Meta:
+        model = SafetyPolicy
+        fields = ["project", *policies.POLICY_FIELDS]
+
+    def clean(self):
+        cleaned = super().clean()
+        self.policy_changes = {}
+        posted = {name: cleaned[name] for name in self.changed_data if name in policies.POLICY_FIELDS and name in cleaned}
+        incoming = SafetyPolicySerializer(data=posted)
+        if not incoming.is_valid():
+            add_errors(self, {name: error_lines(detail) for name, detail in incoming.errors.items()})
+            return cleaned
+        policy = SafetyPolicy.objects.get(pk=self.instance.pk) if self.instance.pk else SafetyPolicy()
+        try:
+            policies.apply_policy_changes(policy, incoming.validated_data)
+        except ValidationError as error:
+            add_errors(self, error.message_dict)
+            return cleaned
+        self.policy_changes = incoming.validated_data
+        # the form's own model checks see the policy as it will be saved (a threshold given alone, merged)
+        cleaned.update({name: getattr(policy, name) for name in posted})
+        return cleaned
+
+
+@admin.register(SafetyPolicy)
+class SafetyPolicyAdmin(AtelierModelAdmin):
+    """An operator's way to fix a project's policy without the shell: saved through ``update_policy`` as the API
+    and the dashboard save it, so checked and audited alike. A policy stays with its project, and is never
+    deleted here: gone, it came back with the defaults at the next job, unaudited."""
+
+    form = SafetyPolicyForm
+    list_display = ["project", "review_mode", "audit_sample_percent", "lease_seconds", "updated_at"]
+    list_select_related = ["project"]
+    search_fields = ["project__slug"]
+    autocomplete_fields = ["project"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["project", "blocklist_revision", "updated_at"] if obj is not None else ["blocklist_revision", "updated_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change and not form.policy_changes:
+            return  # nothing changed: nothing written, nothing audited
+        # a policy added here is made with the defaults, then given the form's values, in one audited change
+        obj.pk = policies.update_policy(obj.project, admin_actor(request), form.policy_changes).pk
+
+
+#: the categories the API takes for a blocklist term
+BLOCKLIST_CATEGORIES = list(BlocklistTermSerializer().fields["category"].choices)
+
+
+class BlocklistEntryForm(forms.ModelForm):
+    """A term checked as the API checks one: ``BlocklistTermSerializer``, then ``validate_term`` (every installed
+    safety check must be able to match it; no regular expression that does not compile or could hang screening)."""
+
+    # kept as given, as the API keeps it: a space can be part of a term (" ass ", not "class")
+    pattern = forms.CharField(max_length=500, strip=False)
+    category = forms.ChoiceField(choices=[(category, category) for category in BLOCKLIST_CATEGORIES], initial="custom")
+
+    class Meta:
+        model = BlocklistEntry
+        fields = ["project", "pattern", "is_regex", "category"]
+
+    def clean(self):
+        cleaned = super().clean()
+        term = {name: cleaned.get(name) if name in self.fields else getattr(self.instance, name)
+                for name in ("pattern", "is_regex", "category")}
+        if any(name in self.fields and name not in cleaned for name in term):
+            return cleaned  # refused by its own field already
+        incoming = BlocklistTermSerializer(data=term)
+        if not incoming.is_valid():
+            add_errors(self, {name: error_lines(detail) for name, detail in incoming.errors.items()})
+            return cleaned
+        try:
+            policies.validate_term(**incoming.validated_data)
+        except ValidationError as error:
+            add_errors(self, {"pattern": error.messages})
+        return cleaned
+
+
+@admin.register(BlocklistEntry)
+class BlocklistEntryAdmin(AuditedAdmin):
+    """A project's blocklist, term by term, for an operator who must fix one. Additions, category changes and
+    deletions are audited; the audit says which entry and its category, not the term: the log is read by the
+    project's owners, to whom the API and the dashboard show only counts. An entry keeps its project and its
+    term: a wrong term is deleted and the right one added, as the API replaces terms rather than editing them."""
+
+    form = BlocklistEntryForm
+    list_display = ["pattern", "project", "is_regex", "category", "created_at"]
+    list_filter = ["is_regex", "project"]  # no filter by category: Django's would read every entry for its values
+    list_select_related = ["project"]
+    search_fields = ["pattern"]
+    autocomplete_fields = ["project"]
+    show_full_result_count = False
+    audit_action = "blocklist_entry_changed"
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["project", "pattern", "is_regex", "created_at"] if obj is not None else ["created_at"]
+
+    def audit_view(self, obj) -> dict:
+        return {"category": obj.category, "is_regex": obj.is_regex}

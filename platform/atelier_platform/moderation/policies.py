@@ -7,6 +7,7 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from atelier_platform.accounts.models import Project
 from atelier_platform.moderation import audit
 from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy, default_thresholds
 from atelier_platform.moderation.screening import policy_for
@@ -21,10 +22,10 @@ def policy_json(policy: SafetyPolicy) -> dict:
     return {field: getattr(policy, field) for field in POLICY_FIELDS} | {"reject_reasons": policy.reasons}
 
 
-@transaction.atomic
-def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
-    policy = policy_for(project)
-    before = policy_json(policy)
+def apply_policy_changes(policy: SafetyPolicy, changes: dict) -> None:
+    """Set ``changes`` (checked by ``SafetyPolicySerializer``) on ``policy`` as ``update_policy`` saves them, and
+    check the whole result; nothing is saved. Raises ValidationError (by field) for a policy the platform
+    refuses, such as a review threshold given alone above the stored block threshold."""
     if "thresholds" in changes:
         # The categories named change, and of those only the values named; the others keep theirs (sexual/minors
         # its strict default). A category the saved policy lacks starts from its default.
@@ -35,10 +36,21 @@ def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
         changes = {**changes, "thresholds": merged}
     for field, value in changes.items():
         setattr(policy, field, value)
-    policy.full_clean()
+    policy.full_clean(exclude=["project"])  # a policy never changes project
+
+
+@transaction.atomic
+def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
+    # Read as stored, and locked: the thresholds are merged into the stored ones, so two changes at once must
+    # not each write back the other's categories as they were; and a copy the caller holds (the project's
+    # cached policy, an admin form's instance with the posted values) is not taken for the stored one.
+    policy = SafetyPolicy.objects.select_for_update().filter(project=project).first() or policy_for(project, fresh=True)
+    before = policy_json(policy)
+    apply_policy_changes(policy, changes)
     # Only the fields changed here: the blocklist revision (kept by triggers) stays as the database has it.
     policy.save(update_fields=[field for field in POLICY_FIELDS if field in changes] + ["updated_at"])
     audit.record(project, actor, "policy_changed", policy, before=before, after=policy_json(policy))
+    Project.safety_policy.related.set_cached_value(project, policy)  # what the caller reads next is this
     return policy
 
 
