@@ -105,3 +105,24 @@ def test_a_host_given_as_an_address_is_not_held_up_by_waiting_lookups(emit, proj
     [row] = emit(project)
     assert delivery.attempt(str(row.pk)) == "succeeded"
     assert len(receiver.requests) == 1
+
+
+@pytest.mark.timeout(120, method="signal")
+def test_saving_an_endpoint_whose_nameserver_does_not_answer_is_a_503_within_the_attempt_limit(
+        project, make_key, client_for, dead_nameserver, webhook_config):
+    """Saving checks the URL's addresses too: the lookup held the web request for the resolver's whole
+    timeout (10-30 s), then answered 400 "cannot be resolved", as if the URL were wrong."""
+    api = client_for(make_key(project, ["webhooks:manage"]).raw)
+    dead_nameserver.hosts.add("hooks.example")
+    webhook_config(webhooks_timeout_s=1)
+
+    response = api.post("/api/v1/webhooks/", {"url": "https://hooks.example/in"}, format="json")
+
+    assert not dead_nameserver.gave_up.is_set(), "the request waited for the resolver to give up"
+    assert response.status_code == 503, response.content
+    error = response.json()["error"]
+    assert error["code"] == "dns_lookup_timeout"
+    assert error["message"] == ("The DNS lookup of 'hooks.example' got no answer within 1 s; nothing was saved. "
+                                "Try again, or check the host name.")
+    assert response["Retry-After"] == "5"
+    assert not project.webhook_endpoints.exists()

@@ -44,6 +44,8 @@ ERROR_DESCRIPTIONS = {
     422: "idempotency_key_reused (the key came with another body), or input_blocked by the safety policy.",
     429: "rate_limited (requests per minute per key) or quota_exceeded (details: quota, limit, used, resets_at); "
          "see the Retry-After header.",
+    503: "dns_lookup_timeout: the webhook URL's host got no answer from the resolver in time; nothing was saved "
+         "(retry after Retry-After).",
 }
 
 

@@ -8,6 +8,7 @@ any message is sent; the message is published when the transaction commits.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any, Callable, Iterable
 
@@ -21,7 +22,7 @@ from atelier_platform.webhooks import delivery as delivery_service
 from atelier_platform.webhooks import events, signing
 from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS, EventType
 from atelier_platform.webhooks.models import DeliveryStatus, PreviousSecret, WebhookDelivery, WebhookEndpoint
-from atelier_platform.webhooks.targets import UnsafeTarget, check_target
+from atelier_platform.webhooks.targets import LookupTimedOut, UnsafeTarget, check_target
 
 logger = logging.getLogger("atelier.webhooks")
 
@@ -51,6 +52,14 @@ class SecretRotationLimit(WebhookError):
     code = "secret_rotation_limit"
 
 
+class LookupTimedOutOnSave(WebhookError):
+    """The resolver did not answer in time: the URL may be right, so a retry, not a correction, is asked for."""
+
+    status_code = 503
+    code = "dns_lookup_timeout"
+    retry_after = 5
+
+
 class DeliveryNotRetryable(WebhookError):
     status_code = 409
     code = "delivery_not_retryable"
@@ -59,8 +68,15 @@ class DeliveryNotRetryable(WebhookError):
 # --- endpoints ---------------------------------------------------------------------------------------
 
 def checked_url(url: str) -> str:
+    # The lookup is bounded as a delivery attempt's is: a nameserver that does not answer held the request
+    # for the resolver's own timeout (10-30 s), then answered 400 as if the URL were wrong.
+    limit = delivery_service.attempt_limit_s()
     try:
-        check_target(url)
+        check_target(url, deadline=time.monotonic() + limit)
+    except LookupTimedOut as exc:
+        host = exc.host
+        raise LookupTimedOutOnSave(f"The DNS lookup of {host!r} got no answer within {limit:g} s; nothing was saved. "
+                                   "Try again, or check the host name.") from None
     except UnsafeTarget as exc:
         raise InvalidWebhook(str(exc), details={"url": [str(exc)]}) from None
     return url.strip()

@@ -43,6 +43,10 @@ class UnsafeTarget(ValueError):
 class LookupTimedOut(UnsafeTarget):
     """The host's DNS lookup did not answer by the deadline. The message completes "Timed out after N s: ..."."""
 
+    def __init__(self, message: str, *, host: str) -> None:
+        super().__init__(message)
+        self.host = host
+
 
 @dataclass(frozen=True)
 class Target:
@@ -147,7 +151,8 @@ class _LookupThreads:
     def getaddrinfo(self, host: str, port: int, deadline: float) -> list:
         if not self._free.acquire(timeout=max(deadline - time.monotonic(), 0)):
             waiting = f"{self.limit} earlier lookup is" if self.limit == 1 else f"{self.limit} earlier lookups are"
-            raise LookupTimedOut(f"the DNS lookup of {host!r} could not start ({waiting} still waiting for the resolver).")
+            raise LookupTimedOut(f"the DNS lookup of {host!r} could not start ({waiting} still waiting for the resolver).",
+                                 host=host)
         answer: dict = {}
         done = threading.Event()
 
@@ -166,7 +171,7 @@ class _LookupThreads:
             self._free.release()
             raise
         if not done.wait(max(deadline - time.monotonic(), 0)):
-            raise LookupTimedOut(f"the DNS lookup of {host!r} got no answer.")
+            raise LookupTimedOut(f"the DNS lookup of {host!r} got no answer.", host=host)
         if "error" in answer:
             raise answer["error"]
         return answer["infos"]

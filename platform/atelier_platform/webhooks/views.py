@@ -46,7 +46,8 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         # Scoped to the caller's project: another project's endpoint is "not found".
         return WebhookEndpoint.objects.filter(project=self.request.access.project)
 
-    @extend_schema(request=WebhookEndpointCreateSerializer, responses={201: WebhookEndpointWithSecretSerializer},
+    @extend_schema(request=WebhookEndpointCreateSerializer,
+                   responses={201: WebhookEndpointWithSecretSerializer, **error_responses(400, 403, 409, 503)},
                    summary="Create a webhook endpoint (the answer holds its secret)")
     def create(self, request):
         incoming = WebhookEndpointCreateSerializer(data=request.data)
@@ -55,7 +56,8 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         return Response(WebhookEndpointWithSecretSerializer(endpoint).data, status=status.HTTP_201_CREATED,
                         headers={"Location": f"/api/v1/webhooks/{endpoint.pk}/"})
 
-    @extend_schema(request=WebhookEndpointUpdateSerializer, responses=WebhookEndpointSerializer,
+    @extend_schema(request=WebhookEndpointUpdateSerializer,
+                   responses={200: WebhookEndpointSerializer, **error_responses(400, 403, 404, 503)},
                    summary="Change a webhook endpoint")
     def partial_update(self, request, pk=None):
         incoming = WebhookEndpointUpdateSerializer(data=request.data)
