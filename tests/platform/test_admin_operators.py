@@ -337,3 +337,48 @@ def test_the_owner_check_and_the_audited_deletions_hold_outside_the_tests_transa
     response = admin_client.post("/admin/jobs/job/", {"action": "delete_selected", "_selected_action": [str(job.pk)],
                                                       "post": "yes"})
     assert response.status_code == 302 and not Job.objects.exists() and len(events("job_deleted")) == 1
+
+
+# --- deactivating a user who is the last owner of a project -------------------------------------------------------
+
+def change_form_data(admin_client, url: str, **changes) -> dict:
+    """The admin change form's own values, as a browser would post them back, with ``changes``."""
+    form = admin_client.get(url).context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form[name].value()
+        if hasattr(field.widget, "widgets"):  # a split date and time: one posted value per part
+            for index, part in enumerate(field.widget.decompress(value)):
+                data[f"{name}_{index}"] = "" if part is None else str(part)
+        elif isinstance(value, bool):
+            if value:
+                data[name] = "on"
+        elif isinstance(value, (list, tuple)):
+            data[name] = [str(item) for item in value]
+        elif value is not None:
+            data[name] = str(value)
+    for name, value in changes.items():
+        if value is False:
+            data.pop(name, None)
+        else:
+            data[name] = value
+    return data
+
+
+def test_deactivating_a_projects_last_active_owner_is_refused_naming_the_project(admin_client, project):
+    """A user who cannot sign in manages nothing: turning off the last owner who can left the project as
+    unmanaged as deleting them did. An owner already inactive is no owner who can take over."""
+    owner = MembershipFactory(project=project, role=Role.OWNER).user
+    MembershipFactory(project=project, role=Role.OWNER, user=UserFactory(is_active=False))
+    url = f"/admin/auth/user/{owner.pk}/change/"
+    response = admin_client.post(url, change_form_data(admin_client, url, is_active=False))
+    assert response.status_code == 200
+    assert f"A project keeps at least one owner: make someone else owner of {project.slug} first." in response.content.decode()
+    owner.refresh_from_db()
+    assert owner.is_active
+
+    MembershipFactory(project=project, role=Role.OWNER)  # another owner who can sign in: now they may go
+    response = admin_client.post(url, change_form_data(admin_client, url, is_active=False))
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    owner.refresh_from_db()
+    assert not owner.is_active

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import ValidationError
 from django.db import router, transaction
 from django.db.models import Count
@@ -147,12 +148,31 @@ User = get_user_model()
 admin.site.unregister(User)  # registered by django.contrib.auth.admin, imported above
 
 
+def last_owner_message(left) -> str:
+    return f"A project keeps at least one owner: make someone else owner of {', '.join(left)} first."
+
+
+class AtelierUserChangeForm(UserChangeForm):
+    """A user who cannot sign in manages nothing: the last active owner of a project stays active."""
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk and self.instance.is_active and cleaned.get("is_active") is False:
+            # the admin's save runs in one transaction: the owner rows stay locked until it commits
+            left = projects_left_without_owner([self.instance.pk])
+            if left:
+                raise ValidationError(last_owner_message(left))
+        return cleaned
+
+
 @admin.register(User)
 class AtelierUserAdmin(AtelierModelAdmin, UserAdmin):
     """Django's user admin, safe from odd input like the others (it answers the members' user autocomplete),
     and a deleted user's memberships recorded as removals in their projects' audit logs. A user who is the
-    last owner of a project is not deleted (nor a group that holds all its owners): the project would be left
-    with its members and jobs and nobody to manage its keys, members and settings."""
+    last owner of a project is not deleted (nor a group that holds all its owners), nor made inactive: the project
+    would be left with its members and jobs and nobody to manage its keys, members and settings."""
+
+    form = AtelierUserChangeForm
 
     def get_deleted_objects(self, objs, request):
         # Django's delete view runs a POST in one transaction and a GET (the confirmation page) in none, where
@@ -161,8 +181,7 @@ class AtelierUserAdmin(AtelierModelAdmin, UserAdmin):
             left = projects_left_without_owner(user.pk for user in objs)
         if left:
             # one line, as the membership form says it, for the single deletion and the bulk action alike
-            return [], {}, set(), [f"A project keeps at least one owner: make someone else owner of "
-                                   f"{', '.join(left)} first."]
+            return [], {}, set(), [last_owner_message(left)]
         return super().get_deleted_objects(objs, request)
 
     def response_action(self, request, queryset):

@@ -52,18 +52,21 @@ def add_member(project: Project, user: AbstractBaseUser, role: str) -> Membershi
 
 
 def projects_left_without_owner(user_ids) -> dict[str, list[str]]:
-    """The projects whose every owner is among ``user_ids`` (deleting those users would leave nobody to manage
-    the project's keys, members and policies), by slug, with those owners' usernames. The projects' owner rows
-    are locked until the transaction ends, as a demotion locks them: call it in the transaction that deletes,
-    so that no other owner leaves meanwhile."""
+    """The projects with no active owner but those among ``user_ids`` (deleting or deactivating those users would
+    leave nobody to manage the project's keys, members and policies: an inactive owner cannot sign in), by slug,
+    with those owners' usernames. The projects' owner rows are locked until the transaction ends, as a demotion
+    locks them: call it in the transaction that deletes, so that no other owner leaves meanwhile."""
     leaving = set(user_ids)
     owned = Membership.objects.filter(user__in=leaving, role=Role.OWNER).values("project")
     # of=self: the owner rows only, not the projects and users joined for their names
     owners = list(Membership.objects.select_for_update(of=("self",)).filter(project__in=owned, role=Role.OWNER)
-                  .values_list("project__slug", "user_id", "user__username").order_by("project__slug", "user__username"))
-    staying = {slug for slug, user_id, _name in owners if user_id not in leaving}
+                  .values_list("project__slug", "user_id", "user__username", "user__is_active")
+                  .order_by("project__slug", "user__username"))
+    staying = {slug for slug, user_id, _name, active in owners if active and user_id not in leaving}
     left: dict[str, list[str]] = {}
-    for slug, _user_id, username in owners:
+    for slug, user_id, username, _active in owners:
+        if user_id not in leaving:
+            continue
         if slug not in staying:
             left.setdefault(slug, []).append(username)
     return left
