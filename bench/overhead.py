@@ -26,9 +26,18 @@ broker message, the worker taking it); from the claim to the finish, less the mo
 the client (commit, finish notice, reread, serialising, HTTP). Medians of each, so they need not
 add up to the median total exactly.
 
+What each costs the machine's CPU, per job and per round trip: the CPU seconds (user and system) the
+operating system counts for each part around each waited job and each round trip, from just before it
+to the end of the pause after it (so that work done after the answer, such as webhook events, counts):
+Atelier's web and worker processes, the database and broker servers, the client; the bare worker,
+broker and client. Means of each part, not medians: CPU is a cost, and the periodic work a process
+does (heartbeats, beat) is paid by whichever jobs it falls beside. On Linux each process's CPU clock
+is read to the nanosecond (``clock_getcpuclockid``); elsewhere the operating system's counters, which
+count in 10 ms ticks, so only the mean of many readings means anything there.
+
 Prints a table, then as its last line one JSON object with ``overhead_ratio`` (median overhead with
 ``Prefer: wait`` / median round trip), ``overhead_ratio_mean`` (the same with means),
-``overhead_ratio_polling`` and ``overhead_breakdown_ms``.
+``overhead_ratio_polling``, ``overhead_breakdown_ms``, ``cpu_ms_per_job`` and ``bare_celery_cpu_ms``.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import statistics
@@ -45,6 +55,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -102,6 +113,125 @@ class BareCelery:
                 process.wait()
 
 
+def _precise_cpu_clock() -> Callable[[int], float] | None:
+    """A process's CPU seconds (all its threads, user and system) to the nanosecond, by its pid: Linux's
+    per-process CPU clock, through the C library. None where there is none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.clock_getcpuclockid
+    except (OSError, AttributeError):
+        return None
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    def seconds(pid: int) -> float:
+        clock, now = ctypes.c_int(), Timespec()
+        if libc.clock_getcpuclockid(pid, ctypes.byref(clock)) or libc.clock_gettime(clock, ctypes.byref(now)):
+            raise ProcessLookupError(pid)
+        return now.tv_sec + now.tv_nsec / 1e9
+
+    try:
+        seconds(os.getpid())
+    except ProcessLookupError:
+        return None
+    return seconds
+
+
+PRECISE_CPU_SECONDS = _precise_cpu_clock()
+
+
+class CpuMeter:
+    """CPU seconds (user and system) spent by named groups of processes between two readings.
+
+    ``groups`` maps a part's name to a function that lists its processes (``psutil.Process``) now: a
+    process's children are listed afresh each time (pool processes, database backends come and go).
+    A process that started between two readings counts from zero; one that ended is not counted.
+    ``first``: the part read first after a measurement and last before one (this process: its own
+    reading of the others would otherwise count as its work).
+    """
+
+    def __init__(self, groups: dict, first: str = "client") -> None:
+        self.groups, self.first = groups, first
+
+    def _seconds(self, process) -> float:
+        if PRECISE_CPU_SECONDS is not None:
+            try:
+                return PRECISE_CPU_SECONDS(process.pid)
+            except ProcessLookupError:
+                pass
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def read(self, *, after: bool) -> dict[str, dict[int, float]]:
+        import psutil
+
+        names = sorted(self.groups, key=lambda name: (name != self.first) if after else (name == self.first))
+        reading: dict[str, dict[int, float]] = {}
+        for name in names:
+            seconds = {}
+            for process in self.groups[name]():
+                try:
+                    seconds[process.pid] = self._seconds(process)
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+            reading[name] = seconds
+        return {name: reading[name] for name in self.groups}
+
+    @staticmethod
+    def spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+        return {name: sum(max(0.0, seconds - before.get(name, {}).get(pid, 0.0)) for pid, seconds in pids.items())
+                for name, pids in after.items()}
+
+
+def with_children(*popens) -> Callable[[], list]:
+    """The processes started as ``popens`` (subprocess.Popen) and all their descendants, as they are now."""
+    import psutil
+
+    def processes() -> list:
+        found = []
+        for popen in popens:
+            if popen is None or popen.poll() is not None:
+                continue
+            try:
+                parent = psutil.Process(popen.pid)
+                found += [parent, *parent.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        return found
+    return processes
+
+
+def named(*names: str) -> Callable[[], list]:
+    """Every process of this machine whose program is one of ``names`` (the database and broker servers)."""
+    import psutil
+
+    def processes() -> list:
+        return [process for process in psutil.process_iter(["name"]) if process.info["name"] in names]
+    return processes
+
+
+def this_process() -> list:
+    import psutil
+
+    return [psutil.Process(os.getpid())]
+
+
+def cpu_meters(stack, bare: BareCelery) -> tuple[CpuMeter, CpuMeter]:
+    """One meter for Atelier's parts (web, worker, database, broker, client), one for the bare round trip's."""
+    workers = [process for name, process in stack.processes.items() if name.startswith("worker")]
+    servers = {"database": named("postgres", "postgresql"), "broker": named("redis-server")} \
+        if stack.backend == "postgres_redis" else {}
+    platform = CpuMeter({"web": with_children(stack.processes["web"]), "worker": with_children(*workers),
+                         **servers, "client": this_process})
+    baseline = CpuMeter({"worker": with_children(bare.worker), **({"broker": servers["broker"]} if servers else {}),
+                         "client": with_children(bare.client)})
+    return platform, baseline
+
+
 def pause() -> None:
     """Idle between measurements, for a random 200-220 ms (see the module's docstring)."""
     time.sleep(random.uniform(0.2, 0.22))
@@ -125,16 +255,20 @@ def stage_times(sent: float, answered: float, job: dict) -> list[float]:
     return [created - sent, started - created, finished - started - model, answered - finished]
 
 
-def measure(client: ApiClient, bare: BareCelery, runs: int) -> dict[str, list[float]]:
+def measure(client: ApiClient, bare: BareCelery, runs: int, meters: tuple[CpuMeter, CpuMeter]) -> dict[str, list]:
     """In turns, so that a host whose speed drifts weighs on all alike: one job with ``Prefer: wait`` (one
     request answered when the job finishes), one job submitted then polled with ``GET /jobs/{id}/`` every
-    5 ms, one bare Celery round trip. The model's own time of each job is its ``generate_seconds``."""
+    5 ms, one bare Celery round trip. The model's own time of each job is its ``generate_seconds``. The
+    CPU each part spent is read around the waited jobs and the round trips (``meters``)."""
+    platform_meter, bare_meter = meters
     data = {"messages": [{"role": "user", "content": "Where is my parcel?"}], "use_knowledge": False}
     params = {"max_new_tokens": 8, "seed": 0}
     client.wait(client.submit("chatbot", data, params), timeout=600)  # model loaded, connections warm
-    times: dict[str, list] = {name: [] for name in ("waited", "waited_model", "polled", "polled_model", "ping", "stages")}
+    times: dict[str, list] = {name: [] for name in ("waited", "waited_model", "polled", "polled_model", "ping", "stages",
+                                                    "cpu", "ping_cpu")}
     for _ in range(runs):
         for polling in (False, True):
+            cpu_before = None if polling else platform_meter.read(after=False)
             sent, started = time.time(), time.perf_counter()
             job = client.wait(client.submit("chatbot", data, params)) if polling else client.submit_and_wait("chatbot", data, params)
             elapsed, answered = time.perf_counter() - started, time.time()
@@ -144,9 +278,22 @@ def measure(client: ApiClient, bare: BareCelery, runs: int) -> dict[str, list[fl
                 times["stages"].append(stage_times(sent, answered, job))
             times[f"{name}_model"].append(job["outputs"][0]["provenance"]["generate_seconds"])
             pause()
+            if not polling:
+                times["cpu"].append(CpuMeter.spent(cpu_before, platform_meter.read(after=True)))
+        cpu_before = bare_meter.read(after=False)
         times["ping"].append(bare.round_trip())
         pause()
+        times["ping_cpu"].append(CpuMeter.spent(cpu_before, bare_meter.read(after=True)))
     return times
+
+
+def mean_cpu_ms(readings: list[dict[str, float]]) -> dict[str, float]:
+    """Each part's mean CPU milliseconds over ``readings`` (see the module's docstring: not medians), and ``total``."""
+    if not readings:
+        return {}
+    parts = {name: round(statistics.mean(reading.get(name, 0.0) for reading in readings) * 1000, 1)
+             for name in readings[0]}
+    return {**parts, "total": round(statistics.mean(sum(reading.values()) for reading in readings) * 1000, 1)}
 
 
 def main() -> int:
@@ -161,7 +308,7 @@ def main() -> int:
         try:
             client = ApiClient(stack)
             bare = BareCelery(stack)
-            times = measure(client, bare, args.runs)
+            times = measure(client, bare, args.runs, cpu_meters(stack, bare))
         finally:
             if bare is not None:
                 bare.stop()
@@ -189,6 +336,9 @@ def main() -> int:
         "overhead_ratio_polling": round(statistics.median(polled) / ping, 2),
         "overhead_breakdown_ms": {label: ms([stages[index] for stages in times["stages"]])
                                   for index, (label, _) in enumerate(STAGES)},
+        # CPU per waited job (the model's own work included, in the worker) and per bare round trip
+        "cpu_ms_per_job": mean_cpu_ms(times["cpu"]),
+        "bare_celery_cpu_ms": mean_cpu_ms(times["ping_cpu"]),
     }
     print(f"one chatbot job at idle, {stack.backend} broker and database, medians of {args.runs} runs")
     print(f"{'':44}{'Prefer: wait':>14}{'polling 5 ms':>14}")
@@ -204,6 +354,14 @@ def main() -> int:
     print("\nwhere the overhead goes, Prefer: wait (medians, ms)")
     for label, what in STAGES:
         print(f"  {label:42}{figures['overhead_breakdown_ms'][label]:>8}   {what}")
+    cpu, bare_cpu = figures["cpu_ms_per_job"], figures["bare_celery_cpu_ms"]
+    if cpu:
+        print(f"\nCPU spent, means, ms (the job's worker includes the model's {figures['model_ms']} ms of generation, "
+              "on as many cores as it uses)")
+        print(f"{'':44}{'a waited job':>14}{'a round trip':>14}")
+        for name in ("web", "worker", "database", "broker", "client", "total"):
+            if name in cpu or name in bare_cpu:
+                print(f"{'  ' + name:44}{cpu.get(name, '-'):>14}{bare_cpu.get(name, '-'):>14}")
     print(json.dumps(figures))
     return 0
 
