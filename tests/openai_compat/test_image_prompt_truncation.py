@@ -22,3 +22,17 @@ def test_the_job_of_a_prompt_cut_by_the_model_names_the_ignored_words(api, image
     short = generate(api, prompt="a red cat on a mat", n=1)
     (output,) = api.get(f"/api/v1/jobs/{short.json()['atelier']['job_id']}/").json()["outputs"]
     assert output["content"]["prompt_truncated"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_image_of_a_cut_prompt_gives_the_prompt_it_was_made_from_as_revised_prompt(api, image_project, worker,
+                                                                                      release_after_screening):
+    """OpenAI's revised_prompt is the prompt an image was actually made from: here the words the model read.
+    It was always null, so a caller had no sign in the answer that its image ignored the prompt's end."""
+    release_after_screening(image_project)
+    response = generate(api, prompt=LONG_PROMPT + "  ", n=2)
+    assert response.status_code == 200, response.content
+    assert [item["revised_prompt"] for item in response.json()["data"]] == ["A red cat on a mat by the sea,"] * 2
+
+    whole = generate(api, prompt="a red cat on a mat", response_format="url")
+    assert [item["revised_prompt"] for item in whole.json()["data"]] == [None]  # read whole: no revision, as OpenAI

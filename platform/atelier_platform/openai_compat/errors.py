@@ -107,9 +107,12 @@ def from_job_service(exc: JobServiceError, names: dict[str, str]) -> OpenAIError
     """Errors of ``submit_job`` (validation against the plugin, screening, idempotency, quotas) in OpenAI's shape.
 
     Nothing was submitted when these are raised, so the client may retry as it sees fit (a 409 or 429
-    with Retry-After is meant to be retried)."""
+    with Retry-After is meant to be retried). A 409 without one (the project's saved defaults no longer
+    fit the plugin) stays a conflict until a person fixes it, yet the official client retries every
+    409: it is told not to."""
     details = exc.details
     retry_after = getattr(exc, "retry_after", None)
+    retry = False if exc.status_code == 409 and not retry_after else None
     if isinstance(details, dict) and details and all(isinstance(k, str) and "." in k for k in details):
         fields = {}
         for key, messages in details.items():
@@ -118,9 +121,9 @@ def from_job_service(exc: JobServiceError, names: dict[str, str]) -> OpenAIError
         summary = "; ".join(f"{param}: {' '.join(map(str, messages))}" for param, messages in fields.items())
         # the messages mostly end with their own full stop ("...; got 100."): one, not two
         return OpenAIError(exc.status_code, f"Invalid request: {summary.rstrip('.')}.", code=exc.code, param=next(iter(fields)),
-                           details={"fields": fields}, retry_after=retry_after)
+                           details={"fields": fields}, retry=retry, retry_after=retry_after)
     return OpenAIError(exc.status_code, exc.message, code=exc.code, details=details if isinstance(details, dict) else None,
-                       retry_after=retry_after)
+                       retry=retry, retry_after=retry_after)
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -136,7 +139,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return None  # a bug: Django logs it and answers 500 in the JSON envelope
     error = (response.data or {}).get("error", {}) if isinstance(response.data, dict) else {}
     details = error.get("details")
-    param = next(iter(details), None) if isinstance(details, dict) else None
+    # Field errors map each field to its messages; other details (a rate limit's window, a time limit)
+    # name no field of the request, so they are no param.
+    fields = isinstance(details, dict) and bool(details) and all(isinstance(v, list) for v in details.values())
     response.data = error_body(response.status_code, error.get("message") or "Request failed.", code=error.get("code"),
-                               param=param, details={"fields": details} if isinstance(details, dict) else None)
+                               param=next(iter(details)) if fields else None,
+                               details={"fields": details} if fields else details if isinstance(details, dict) else None)
     return response

@@ -3,7 +3,8 @@
 Requests are parsed in strict mode: ``"temperature": "0.5"`` or ``"n": true`` is a 400, not
 silently coerced. OpenAI fields that change nothing here (``frequency_penalty``, ``quality``, ...)
 are ignored; fields whose meaning Atelier cannot honour (``tools``, ``n`` > 1 for chat, JSON
-``response_format``) are refused by the services with a 400 that names them.
+``response_format``, audio, ``stream`` for images) are refused by the services with a 400 that
+names them: ignored, they would leave the caller with an answer it did not ask for.
 
 Every model derives from ``OpenAIModel``, which ``openapi.py`` describes in OpenAPI 3.0 terms.
 """
@@ -85,6 +86,10 @@ class CreateChatCompletion(OpenAIModel):
     functions: list[Any] | None = Field(default=None, description="Not supported: must be empty.")
     response_format: dict[str, Any] | None = Field(default=None, description="Only {\"type\": \"text\"}.")
     logprobs: bool | None = Field(default=None, description="Not available: must be false.")
+    top_logprobs: int | None = Field(default=None, description="Not available (it needs logprobs): must be 0.")
+    logit_bias: dict[str, Any] | None = Field(default=None, description="Not supported: must be empty.")
+    modalities: list[str] | None = Field(default=None, description="Only [\"text\"].")
+    audio: dict[str, Any] | None = Field(default=None, description="Not supported: the chatbot answers in text.")
     # Atelier's own fields (from the official client: extra_body={...}).
     conversation_id: str | None = Field(default=None, description="Atelier: continue this stored conversation.")
     use_knowledge: bool | None = Field(default=None, description="Atelier: answer from the project's knowledge base (default true).")
@@ -171,6 +176,9 @@ class CreateImage(OpenAIModel):
         default=None, description="b64_json (the default) or url: the authenticated /api/v1/outputs/... download."
     )
     output_format: str | None = Field(default=None, description="Only png.")
+    background: Literal["transparent", "opaque", "auto"] | None = Field(default=None, description="auto or opaque: "
+                                                                        "images are opaque; transparent is refused.")
+    stream: bool | None = Field(default=None, description="Not supported: must be false (the answer comes when the job is done).")
     user: str | None = Field(default=None, max_length=256, description="Accepted and ignored.")
     # Atelier's own fields (from the official client: extra_body={...}).
     negative_prompt: str | None = None
@@ -183,7 +191,10 @@ class CreateImage(OpenAIModel):
 class ImageData(OpenAIModel):
     b64_json: str | None = None
     url: str | None = None
-    revised_prompt: str | None = None
+    revised_prompt: str | None = Field(
+        default=None, description="The start of the prompt the model read, when its text encoder cut the rest (the job's "
+                                  "output names the words ignored in prompt_truncated); null when it read the whole prompt.",
+    )
     output_id: str = Field(description="Atelier: the output this image is.")
     seed: int | None = Field(default=None, description="Atelier: submit it with n=1 to make this image again.")
 

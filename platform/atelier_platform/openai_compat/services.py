@@ -68,6 +68,21 @@ def wait_seconds() -> float:
     return get_config().openai_wait_s
 
 
+def answer_within(client_timeout_s: float | None) -> float:
+    """How long a call waits for its job before answering: ``wait_seconds()``, or less when the caller
+    said it gives up sooner (the official clients send their read timeout).
+
+    A client that times out first retries (the official one twice, by default) without an
+    Idempotency-Key, each try submitting the job again, then fails without the job's id. Answered
+    shortly before it gives up, it gets the 504 that names the job and says whether to retry. The
+    margin (a tenth, at least a second, at most half) covers the answer's own way back."""
+    configured = wait_seconds()
+    if client_timeout_s is None:
+        return configured
+    margin = min(max(1.0, client_timeout_s / 10), client_timeout_s / 2)
+    return min(configured, client_timeout_s - margin)
+
+
 def job_url(job_id) -> str:
     return f"/api/v1/jobs/{job_id}/"
 
@@ -167,8 +182,16 @@ def prepare_chat(body: CreateChatCompletion) -> PreparedJob:
         raise unsupported(name, f"{name} are not supported: the chatbot cannot call tools. Leave {name} out.")
     if body.response_format and body.response_format.get("type", "text") != "text":
         raise unsupported("response_format", "Only response_format {\"type\": \"text\"} is supported.")
-    if body.logprobs:
-        raise unsupported("logprobs", "logprobs are not available; leave logprobs out or false.")
+    if body.logprobs or body.top_logprobs:
+        name = "logprobs" if body.logprobs else "top_logprobs"
+        raise unsupported(name, f"logprobs are not available; leave {name} out (or {'false' if body.logprobs else '0'}).")
+    if body.logit_bias:
+        raise unsupported("logit_bias", "logit_bias is not supported: the chatbot's tokens are not OpenAI's. Leave logit_bias out.")
+    text_only = "The chatbot answers in text only: leave audio out and modalities out or [\"text\"]."
+    if body.audio is not None:
+        raise unsupported("audio", text_only)
+    if any(modality != "text" for modality in body.modalities or ()):
+        raise OpenAIError(400, text_only, code="unsupported_value", param="modalities")
 
     messages = []
     for index, message in enumerate(body.messages):
@@ -230,6 +253,13 @@ def parse_size(size: str | None) -> tuple[int | None, int | None]:
 def prepare_images(body: CreateImage) -> PreparedJob:
     if body.output_format not in (None, "png"):
         raise unsupported("output_format", "Images are PNG files: leave output_format out or use png.")
+    if body.background == "transparent":
+        raise OpenAIError(400, "Images have an opaque background: leave background out or use auto or opaque.",
+                          code="unsupported_value", param="background")
+    if body.stream:
+        # Ignored, it let the official client read the JSON answer as a stream of no events at all.
+        raise unsupported("stream", "Image generation does not stream here: leave stream out or false; "
+                                    "the answer comes when the job is done.")
     width, height = parse_size(body.size)
     input_data: dict[str, Any] = {"prompt": body.prompt}
     for name, value in (("width", width), ("height", height), ("count", body.n), ("negative_prompt", body.negative_prompt),
@@ -266,6 +296,9 @@ def still_running(job_id, timeout_s: float, *, replayable: bool) -> OpenAIError:
     Idempotency-Key would submit a second job, so the client is told to retry only with one."""
     hint = ("Retrying with the same Idempotency-Key waits for this job again."
             if replayable else "Send an Idempotency-Key header to make a retry wait for the same job.")
+    if timeout_s < wait_seconds():
+        hint += (f" This answer came early, before your client's timeout would run out; "
+                 f"with a longer timeout a call waits up to {wait_seconds():g} s.")
     return OpenAIError(504, f"Job {job_id} is still running after {timeout_s:g} s. It goes on: fetch its result from "
                             f"{job_url(job_id)} with the same key. {hint}",
                        code="job_still_running", details={"job_id": str(job_id), "job_url": job_url(job_id)}, retry=replayable)
@@ -361,24 +394,41 @@ def read_file(stored: OutputFile) -> bytes:
                           retry=False) from None
 
 
+def prompt_read(prompt: str, truncated: dict | None) -> str | None:
+    """OpenAI's ``revised_prompt``: the prompt an image was made from, when that is not the prompt sent.
+
+    A text encoder reads a fixed number of tokens (CLIP: 77); the image plugin reports the text after
+    them (``prompt_truncated.dropped``, as written). What the image was made from is the prompt without
+    it. None when the model read the whole prompt (OpenAI's "no revision"), and when the dropped text
+    is not the prompt's end as written (a tokenizer without character offsets spells it its own way):
+    the job's ``prompt_truncated`` still says what was lost."""
+    if not truncated:
+        return None
+    dropped, sent = truncated.get("dropped") or "", prompt.rstrip()
+    if not dropped or not sent.endswith(dropped):
+        return None
+    return sent[: len(sent) - len(dropped)].rstrip()
+
+
 def images_response(job: Job, response_format: str, absolute_url) -> ImagesResponse:
     if job.status != JobStatus.SUCCEEDED:
         raise job_error(job)
     outputs = sorted(job.outputs.all(), key=lambda o: o.index)
+    prompt = (job.input or {}).get("prompt", "")
     data, states = [], []
     for output in outputs:
         final = output.review_state in DELIVERABLE_REVIEW_STATES
         states.append(AtelierOutputState(output_id=str(output.pk), index=output.index, review_state=output.review_state, final=final))
         if not final:
             continue
-        seed = output.content.get("seed") if isinstance(output.content, dict) else None
+        content = output.content if isinstance(output.content, dict) else {}
+        described = {"output_id": str(output.pk), "seed": content.get("seed"),
+                     "revised_prompt": prompt_read(prompt, content.get("prompt_truncated"))}
         primary = primary_file(output)
         if response_format == "b64_json":
-            png = base64.b64encode(read_file(primary)).decode("ascii")
-            data.append(ImageData(b64_json=png, output_id=str(output.pk), seed=seed))
+            data.append(ImageData(b64_json=base64.b64encode(read_file(primary)).decode("ascii"), **described))
         else:
-            url = absolute_url(f"/api/v1/outputs/{output.pk}/files/{primary.pk}/")
-            data.append(ImageData(url=url, output_id=str(output.pk), seed=seed))
+            data.append(ImageData(url=absolute_url(f"/api/v1/outputs/{output.pk}/files/{primary.pk}/"), **described))
     withheld = len(outputs) - len(data)
     notice = None
     if withheld:

@@ -39,8 +39,13 @@ def _chunk(chunk: ChatCompletionChunk) -> str:
     return event(data)
 
 
-def chat_events(job_id, created: int, model: str, *, include_usage: bool, timeout_s: float, replayable: bool) -> Iterator[str]:
+def chat_events(job_id, created: int, model: str, *, include_usage: bool, timeout_s: float, replayable: bool,
+                client_timeout_s: float | None = None) -> Iterator[str]:
+    """``client_timeout_s``: the caller's read timeout, when its client says. Keep-alives then come three
+    times within it (the job's row is looked at about once a second, which can delay one), else a client
+    with a timeout under ``KEEPALIVE_S`` gives up on the stream while its job still runs."""
     completion_id = services.completion_id(job_id)
+    keepalive_s = KEEPALIVE_S if client_timeout_s is None else min(KEEPALIVE_S, client_timeout_s / 3)
 
     def chunk(**fields) -> str:
         return _chunk(ChatCompletionChunk(id=completion_id, created=created, model=model, **fields))
@@ -50,7 +55,7 @@ def chat_events(job_id, created: int, model: str, *, include_usage: bool, timeou
         last_sent = time.monotonic()
         job = None
         for job in services.watch_job(job_id, timeout_s):
-            if job is None and time.monotonic() - last_sent >= KEEPALIVE_S:
+            if job is None and time.monotonic() - last_sent >= keepalive_s:
                 yield ": keep-alive\n\n"
                 last_sent = time.monotonic()
         if job is None:
