@@ -4,6 +4,7 @@ blocklist, and the audit log. Each change goes through the platform's services a
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -12,6 +13,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from atelier_platform.accounts.models import ApiKey, Membership
 from atelier_platform.accounts.roles import Capability, Role
@@ -34,6 +36,12 @@ NEW_WEBHOOK_SESSION = "atelier_new_webhook_secret"
 NOTICE_SESSION = "atelier_settings_notice"
 WEBHOOK_ACTIONS = ("webhook_create", "webhook_update", "webhook_delete", "webhook_test")
 REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+#: the policy form's fields as it labels them, to name a refused one in the page's words (the template's own
+#: messages, whose "%" the translate tag doubles)
+POLICY_FIELD_LABELS = {"review_mode": gettext_lazy("Mode"),
+                       "audit_sample_percent": gettext_lazy("Audit sample, %% of released outputs"),
+                       "lease_seconds": gettext_lazy("Lease, seconds"),
+                       "reject_reasons": gettext_lazy("Reject reasons (comma-separated)")}
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
                         "personal_data", "prompt_injection", "spam"]
 
@@ -45,6 +53,7 @@ def project_settings(request, here):
     project, actor = here.project, f"user:{request.user.pk}"
     errors, notice, new_key = [], "", None
     webhook_form = None  # the webhook form that was refused, to show again with its errors
+    refused = ""  # the action whose form was refused: shown again as it was typed, not as stored
     if request.method == "POST":
         action = request.POST.get("action", "")
         try:
@@ -82,7 +91,8 @@ def project_settings(request, here):
                     result = policies.import_blocklist(project, actor, terms, replace=request.POST.get("replace") == "on")
                     notice = _("Blocklist: %(added)s added, %(removed)s removed, %(total)s in all.") % result
         except ValidationError as error:
-            errors.extend(_messages(error))
+            errors.extend(_messages(error, request.POST))
+            refused = action
         except ScopeNotGrantable as error:
             errors.append(str(error))
         if not errors and not webhook_form:
@@ -98,11 +108,13 @@ def project_settings(request, here):
         notice = _("Saved.")
 
     policy = policy_for(project)
+    shown_policy = _posted_policy(request.POST, policy) if refused == "policy" else {
+        "policy": policy, "thresholds": sorted(policy.thresholds.items()), "reasons": ", ".join(policy.reasons)}
     return page(request, "atelier_frontend/settings.html", {
         "members": Membership.objects.filter(project=project).select_related("user").order_by("user__username"),
         "roles": Role.choices, "keys": ApiKey.objects.filter(project=project).order_by("-created_at")[:100],
-        "scopes": Capability.choices, "new_key": new_key, "policy": policy, "review_modes": ReviewMode.choices,
-        "thresholds": sorted(policy.thresholds.items()), "reasons": ", ".join(policy.reasons),
+        "scopes": Capability.choices, "new_key": new_key, "review_modes": ReviewMode.choices, **shown_policy,
+        "blocklist_form": request.POST if refused == "blocklist" else {},
         "blocklist": BlocklistEntry.objects.filter(project=project).values("category").annotate(n=Count("id")).order_by("category"),
         "categories": BLOCKLIST_CATEGORIES,
         "audit": _audit_rows(project),
@@ -132,10 +144,41 @@ def _refuse_nul(posted) -> None:
             refuse(text)
 
 
-def _messages(error: ValidationError) -> list[str]:
+def _messages(error: ValidationError, posted) -> list[str]:
     if hasattr(error, "message_dict"):
-        return [f"{field}: {message}" for field, messages in error.message_dict.items() for message in messages]
+        return [f"{_field_words(field, posted)}: {message}" for field, messages in error.message_dict.items()
+                for message in messages]
     return list(error.messages)
+
+
+def _field_words(field: str, posted) -> str:
+    """A refused field as the form shows it: by its label, a threshold by its category and column, a blocklist
+    term by its line in the text pasted (not ``reject_reasons``, ``review:hate`` or ``terms.7.pattern``)."""
+    if field in POLICY_FIELD_LABELS:
+        return str(POLICY_FIELD_LABELS[field]).replace("%%", "%")
+    kind, _colon, category = field.partition(":")
+    if category and kind in ("review", "block"):
+        return f"{category}: {_('Review at') if kind == 'review' else _('Block at')}"
+    term = re.fullmatch(r"terms\.(\d+)\.pattern", field)
+    if term:
+        # the service numbers the terms, which are the text's lines less the blank ones
+        lines = [number for number, line in enumerate(posted.get("terms", "").splitlines(), 1) if line.strip()]
+        if int(term[1]) < len(lines):
+            return _("Line %(line)s") % {"line": lines[int(term[1])]}
+    return field
+
+
+def _posted_policy(posted, stored) -> dict:
+    """A refused policy form as the owner typed it, for the template to show as it shows the stored policy:
+    whatever else they changed is not lost with the one value refused."""
+    typed = SimpleNamespace(
+        review_mode=posted.get("review_mode", ""), audit_sample_percent=posted.get("audit_sample_percent", ""),
+        lease_seconds=posted.get("lease_seconds", ""),
+        **{name: posted.get(name) == "on" for name in ("second_review_for_flagged", "forbid_self_approval", "mask_personal_data")})
+    thresholds = [(category, {"review": posted.get(f"review:{category}", limits["review"]),
+                              "block": posted.get(f"block:{category}", limits["block"])})
+                  for category, limits in sorted(stored.thresholds.items())]
+    return {"policy": typed, "thresholds": thresholds, "reasons": posted.get("reject_reasons", "")}
 
 
 def _members(project, actor, posted, action) -> str:

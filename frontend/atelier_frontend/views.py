@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
-from atelier_platform.jobs.errors import JobServiceError
+from atelier_platform.jobs.errors import InputBlocked, JobServiceError
 from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, Job, JobStatus, Output, ReviewState
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_platform.moderation.models import AuditEvent, ReviewItem
@@ -122,9 +122,14 @@ def create_plugin(request, here, plugin_id: str):
                     here.project, JobRequest(plugin_id=plugin_id, input=input_data, params=params, priority=int(priority)),
                     submitted_by=request.user,
                 )
+            except InputBlocked as exc:
+                form_errors.append(_blocked(fields, exc.details or {}))
             except JobServiceError as exc:
-                form_errors.append(str(exc))
-                form_errors.extend(schema_form.attach_errors(fields, getattr(exc, "details", None) or {}))
+                unplaced = schema_form.attach_errors(fields, getattr(exc, "details", None) or {})
+                # the service's English summary only where the fields themselves do not say what is wrong
+                everything_on_fields = exc.code == "validation_error" and exc.details and not unplaced
+                form_errors.append(_("Correct the fields marked below.") if everything_on_fields else str(exc))
+                form_errors.extend(unplaced)
             else:
                 return redirect("job", job_id=submission.job.pk)
     elif request.GET.get("from"):
@@ -144,6 +149,17 @@ def create_plugin(request, here, plugin_id: str):
         "recent": [(job, _summary(job.input, plugin_id=plugin_id)) for job in recent], "notice": notice,
         "templates": [(t, _summary(t.input, 80, plugin_id)) for t in templates.only("id", "name", "input")[:50]],
     }, status=400 if form_errors or any(f.errors for f in fields) else 200)
+
+
+def _blocked(fields: list, details: dict) -> str:
+    """What to tell an editor whose input screening blocked: a sentence naming the categories found, and the
+    fields they were found in marked (rather than the service's ``categories: …`` and ``fields: input.text``)."""
+    flagged = set(details.get("fields") or [])
+    for field in fields:
+        if any(name == field.name or name.startswith(f"{field.name}.") for name in flagged):
+            field.errors.append(_("Blocked by screening: reword this."))
+    return _("This request was blocked by the project's safety policy (%(categories)s): reword the fields marked "
+             "below and submit again.") % {"categories": ", ".join(details.get("categories") or []) or "–"}
 
 
 def _summary(data, limit: int = 120, plugin_id: str | None = None) -> str:

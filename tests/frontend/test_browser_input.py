@@ -66,6 +66,31 @@ def test_a_digit_typed_in_the_reject_comment_stays_in_the_comment(live_server, b
     assert (decision.reason, decision.comment) == ("off_brand", "see line 2 of the reply")
 
 
+def test_the_reject_picker_takes_the_keyboards_focus_so_a_comment_is_a_tab_away(
+        live_server, browser, expect, project, member, submit, run_job):
+    """The picker opened with the focus left behind it: Tab walked the page under the overlay, out of sight,
+    before it reached the comment."""
+    page = review_page(browser, live_server, project, member, submit, run_job, texts=("first", "second"))
+    expect(page.locator(SHOWN)).to_be_visible()
+    page.keyboard.press("r")
+    reasons = page.locator("#reject-picker button[data-reason]")
+    expect(reasons.first).to_be_focused()
+    for _ in range(reasons.count()):
+        page.keyboard.press("Tab")
+    expect(page.locator("#reject-comment")).to_be_focused()
+    page.keyboard.type("no source for the claim")
+    page.keyboard.press("Shift+Tab")  # back to the last reason, chosen with Enter
+    page.keyboard.press("Enter")
+    expect(page.locator("#flash")).to_contain_text("Rejected (other)")
+    decision = ReviewDecision.objects.get()
+    assert (decision.reason, decision.comment) == ("other", "no source for the claim")
+    expect(page.locator("#reject-picker")).to_be_hidden()
+    expect(page.locator(SHOWN)).not_to_have_attribute("data-item", str(decision.item_id))
+    page.keyboard.press("r")  # the next item: its picker focused afresh, the comment empty
+    expect(reasons.first).to_be_focused()
+    expect(page.locator("#reject-comment")).to_have_value("")
+
+
 def test_a_second_ctrl_enter_in_the_editor_sends_one_decision(live_server, browser, expect, project, member, submit, run_job):
     page = review_page(browser, live_server, project, member, submit, run_job)
     expect(page.locator(SHOWN)).to_be_visible()

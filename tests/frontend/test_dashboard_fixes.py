@@ -279,7 +279,8 @@ def test_key_scopes_and_webhook_delivery_statuses_are_translated(project, signed
                                        status=status, max_attempts=3)
     page = text_of(in_chinese(signed_in(project, "owner")).get("/settings/"))
     assert '<span class="muted small">读取任务、输出和插件</span>' in page and "Read jobs, outputs and plugins" not in page
-    assert "<td>等待中</td>" in page and "<td>pending</td>" not in page and "<td>succeeded</td>" not in page
+    assert '<span class="status s-pending">等待中</span>' in page
+    assert ">pending</span>" not in page and ">succeeded</span>" not in page
 
 
 def test_review_decisions_are_translated_on_the_job_page_and_in_the_review_panel(
@@ -337,3 +338,87 @@ def test_a_summary_keeps_every_text_of_a_plugin_no_longer_installed(project, sig
     page = text_of(signed_in(project, "viewer").get("/jobs/"))
     # in the order the database keeps the keys (PostgreSQL's jsonb sorts them)
     assert "user · kept as written" in page or "kept as written · user" in page
+
+
+# --- a Chinese page in Chinese throughout: the language menu, dates, field names, form errors ----------------
+
+def test_the_language_menu_names_each_language_in_itself(project, signed_in):
+    """On a Chinese page "English" read 英语: someone who cannot read Chinese could not find their language."""
+    page = text_of(in_chinese(signed_in(project, "editor")).get("/jobs/"))
+    assert '<option value="en" lang="en" >English</option>' in page
+    assert '<option value="zh-hans" lang="zh-hans" selected>简体中文</option>' in page
+
+
+def test_dates_read_as_dates_do_in_chinese(project, signed_in, submit):
+    """Not 三月 7, 09:05:02 (an English pattern with Chinese month names)."""
+    import datetime
+    from unittest import mock
+
+    owner = signed_in(project, "owner")
+    job = submit(project, text="a dated prompt", user=owner.user)
+    march = datetime.datetime(2026, 3, 7, 9, 5, 2, tzinfo=datetime.timezone.utc)
+    Job.objects.filter(pk=job.pk).update(created_at=march)
+    with mock.patch("django.utils.timezone.now", return_value=march):  # the audit log's rows cannot be changed later
+        AuditEvent.objects.create(project=project, actor=f"user:{owner.user.pk}", action="policy_changed",
+                                  object_type="policy", object_id="1")
+    assert ">Mar 7, 09:05:02</td>" in text_of(owner.get("/jobs/"))
+    in_chinese(owner)
+    assert ">3月7日 09:05:02</td>" in text_of(owner.get("/jobs/"))
+    assert ">3月7日 09:05:02</span>" in text_of(owner.get(f"/jobs/{job.pk}/"))  # the timeline
+    assert ">3月7日 09:05:02</td>" in text_of(owner.get("/settings/"))  # the audit log
+
+
+def test_controls_are_named_for_what_they_do_in_the_pages_language(project, signed_in):
+    from atelier_frontend.models import PromptTemplate
+
+    owner = in_chinese(signed_in(project, "owner"))
+    page = text_of(owner.get("/settings/"))
+    assert 'aria-label="violence: 送审阈值"' in page and 'aria-label="violence: 拦截阈值"' in page  # not "violence review"
+    PromptTemplate.objects.create(project=project, plugin_id="reverse_text", name="spring launch", input={"text": "x"},
+                                  params={}, priority=5)
+    page = text_of(owner.get("/create/reverse_text/"))
+    assert 'aria-label="删除模板“spring launch”">×</button>' in page  # a screen reader said "times, button"
+
+
+def test_form_errors_on_a_chinese_page_are_in_chinese_and_on_their_fields(project, signed_in):
+    from atelier_platform.moderation.checks import replace_safety_checks
+    from tests.support.safety import WordCheck
+
+    editor = in_chinese(signed_in(project, "editor"))
+    response = editor.post("/create/reverse_text/", {"input.text": "", "input.copies": "9", "priority": "5"})
+    assert response.status_code == 400
+    assert "请修改下方标出的字段。" in text_of(response) and "does not match the plugin" not in text_of(response)
+
+    replace_safety_checks([WordCheck()])
+    response = editor.post("/create/reverse_text/", {"input.text": "a violent plan", "priority": "5"})
+    page = text_of(response)
+    assert response.status_code == 400 and "此请求被项目的安全策略拦截（violence）" in page
+    assert "fields: input.text" not in page and "categories:" not in page  # the service's details, as they were shown
+    assert '<div class="field kind-textarea has-error" data-field="input.text">' in page
+    assert "已被安全筛查拦截：请改写此处内容。" in page
+    assert not Job.objects.filter(status="queued").exists()
+
+
+def test_a_refused_settings_form_keeps_what_was_typed_and_names_the_field_as_the_form_does(project, signed_in):
+    """A refused policy came back as stored (the owner's other changes gone) and named ``reject_reasons``; a
+    blocklist with one bad line among many came back empty, its error naming ``terms.1.pattern``."""
+    from atelier_platform.moderation.models import BlocklistEntry
+
+    owner = in_chinese(signed_in(project, "owner"))
+    response = owner.post("/settings/", {
+        "action": "policy", "review_mode": "release_after_screening", "audit_sample_percent": "25", "lease_seconds": "900",
+        "reject_reasons": "off_brand, Too Long", "mask_personal_data": "on", "review:violence": "0.4", "block:violence": "0.8"})
+    page = text_of(response)
+    assert response.status_code == 400 and "拒绝原因（逗号分隔）: " in page and "reject_reasons:" not in page
+    assert 'value="off_brand, Too Long"' in page and 'name="audit_sample_percent" min="0" max="100" value="25"' in page
+    assert '<option value="release_after_screening" selected>' in page and 'name="review:violence" value="0.4"' in page
+    assert 'name="mask_personal_data" checked' in page
+    assert policy_for(project, fresh=True).audit_sample_percent != 25  # nothing of it saved
+
+    terms = "spam offer\n\n([unclosed\nfree money"
+    response = owner.post("/settings/", {"action": "blocklist", "terms": terms, "category": "spam", "is_regex": "on"})
+    page = text_of(response)
+    assert response.status_code == 400 and "第 3 行: " in page and "terms.1.pattern" not in page
+    assert f'name="terms" rows="5" class="mono">{terms}</textarea>' in page
+    assert "<option selected>spam</option>" in page and 'name="is_regex" checked' in page
+    assert not BlocklistEntry.objects.exists()

@@ -16,10 +16,15 @@ document.addEventListener("DOMContentLoaded", () => {
     if (text !== undefined) node.textContent = text;
     return node;
   }
-  const fmt = (value, format) => {
+  // step: the gap between the scale's ticks, whose labels need as many decimals as it has (a scale of
+  // 0.02 s steps read "0.0 s" on every line).
+  const fmt = (value, format, step) => {
     if (value === null || value === undefined) return "–";
     if (format === "percent") return `${Math.round(value * 100)}%`;
-    if (format === "seconds") return value >= 10 ? `${Math.round(value)} s` : `${value.toFixed(1)} s`;
+    if (format === "seconds") {
+      const decimals = step === undefined ? (value >= 10 ? 0 : 1) : Math.max(0, Math.min(3, -Math.floor(Math.log10(step))));
+      return `${value.toFixed(decimals)} s`;
+    }
     return value >= 1000 ? `${(value / 1000).toFixed(1)}k` : String(Math.round(value * 10) / 10);
   };
 
@@ -38,7 +43,7 @@ document.addEventListener("DOMContentLoaded", () => {
     for (let i = 0; i <= 4; i += 1) {
       const y = PAD.t + innerH - (innerH * i) / 4;
       svg.appendChild(el("line", { x1: PAD.l, x2: W - PAD.r, y1: y, y2: y, class: "grid" }));
-      svg.appendChild(el("text", { x: PAD.l - 6, y: y + 4, "text-anchor": "end", class: "tick" }, fmt((max * i) / 4, format)));
+      svg.appendChild(el("text", { x: PAD.l - 6, y: y + 4, "text-anchor": "end", class: "tick" }, fmt((max * i) / 4, format, max / 4)));
     }
     const step = (W - PAD.l - PAD.r) / days.length;
     days.forEach((day, i) => {
@@ -85,7 +90,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function lines(section, keys, format) {
     const all = keys.flatMap((k) => data[k]).filter((v) => v !== null);
-    const max = format === "percent" ? 1 : nice(Math.max(0, ...all), format !== "seconds");
+    // nothing measured yet (every value 0): a scale of one unit, not of nothing
+    const max = format === "percent" ? 1 : nice(Math.max(0, ...all) || 1, format !== "seconds");
     const { svg, step, y } = frame(max, format);
     keys.forEach((key, k) => {
       const colour = COLOURS[k % COLOURS.length];

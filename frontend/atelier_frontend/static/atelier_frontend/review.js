@@ -114,7 +114,13 @@ document.addEventListener("DOMContentLoaded", () => {
     await next();
   }
 
-  function openPicker() { if (item) { picker.hidden = false; $("reject-comment").value = ""; } }
+  // The focus goes into the picker (a number still picks a reason; Tab reaches the comment), not left on the page under it.
+  function openPicker() {
+    if (!item) return;
+    picker.hidden = false;
+    $("reject-comment").value = "";
+    picker.querySelector("button[data-reason]")?.focus();
+  }
   function closeOverlays() { picker.hidden = true; editor.hidden = true; regenerator.hidden = true; }
 
   // Regenerate: the output is rejected and the job is run again with a new seed; the note (what
