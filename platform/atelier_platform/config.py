@@ -75,6 +75,14 @@ class AtelierConfig(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=600, ge=0, description="API requests per minute per API key (and per signed-in person); 0: no rate limit"
     )
+    sign_in_failures_per_minute: int = Field(
+        default=10, ge=0, description="failed sign-ins per username per minute (dashboard and admin) before further "
+        "sign-ins with it are answered 429 for a while; 0: no limit"
+    )
+    sign_in_failures_per_minute_per_address: int = Field(
+        default=100, ge=0, description="failed sign-ins per client address per minute, whatever the username, before "
+        "further sign-ins from it are answered 429 for a while; 0: no limit"
+    )
     max_jobs_per_request: int = Field(default=100, ge=1, le=1000, description="most jobs one POST /api/v1/jobs/batch/ may hold")
     quota_jobs_per_day: int = Field(
         default=0, ge=0, description="jobs a project may submit per UTC day (blocked inputs not counted); 0: unlimited. "

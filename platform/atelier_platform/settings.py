@@ -49,6 +49,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "atelier_platform.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "atelier_platform.api.errors.ApiRequestGuardMiddleware",
     "atelier_platform.api.paths.ApiTrailingSlashMiddleware",  # before CommonMiddleware's APPEND_SLASH redirect
@@ -57,6 +58,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "atelier_platform.accounts.signin.SignInThrottleMiddleware",  # 429 to password guessing on the sign-in forms
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -173,8 +175,10 @@ WHITENOISE_USE_FINDERS = True
 # shared by the processes of this one machine (`make run` serves with two gunicorn processes,
 # so a per-process memory cache would count each process apart) with counters under a file lock.
 if CONFIG.redis_url:
+    # JSON, not Django's default pickle: a value planted in Redis must not run code in the web process.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CONFIG.redis_url,
-                          "KEY_PREFIX": "atelier", "TIMEOUT": 300}}
+                          "KEY_PREFIX": "atelier", "TIMEOUT": 300,
+                          "OPTIONS": {"serializer": "atelier_platform.usage.cache_serializer.JSONSerializer"}}}
 else:
     CACHES = {"default": {"BACKEND": "atelier_platform.usage.filecache.LockingFileBasedCache",
                           "LOCATION": str(CONFIG.data_dir / "cache"), "TIMEOUT": 300,

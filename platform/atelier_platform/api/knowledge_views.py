@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import Count
 from django.http import FileResponse
 from django.urls import reverse
@@ -143,8 +145,21 @@ class ConversationMessageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet)
         return super().list(request, *args, **kwargs)
 
 
+#: Generated files a browser shows inline: pictures it decodes and never runs (the dashboard's <img> tags and
+#: lightbox show them). Any other type (SVG, HTML, XML, PDF: what a plugin could make run script) is a download.
+INLINE_FILE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+#: A generated file opened in a browser is a document of no origin that runs nothing: even one a browser
+#: renders despite the attachment cannot reach the dashboard's session, cookies or API.
+FILE_CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox"
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}\Z")
+
+
 class OutputFileDownloadView(APIView):
-    """A generated file, to callers of the project that owns it (others get 404)."""
+    """A generated file, to callers of the project that owns it (others get 404).
+
+    The media type is the plugin's word: anything but a picture is sent as an attachment, and every file
+    with a sandboxing Content-Security-Policy, so that a plugin's output never runs in the dashboard's origin.
+    """
 
     required_capabilities = {"get": Capability.JOBS_READ}
 
@@ -162,7 +177,11 @@ class OutputFileDownloadView(APIView):
             handle = stored.file.open("rb")
         except FileNotFoundError:
             raise NotFound("The file is missing from storage.") from None
-        response = FileResponse(handle, content_type=stored.media_type)
-        response["Content-Disposition"] = f'inline; filename="{stored.file.name.rsplit("/", 1)[-1]}"'
+        media_type = stored.media_type.split(";", 1)[0].strip().lower()
+        if not _MEDIA_TYPE.match(media_type):  # not a media type (a header's line break, a bare word): bytes
+            media_type = "application/octet-stream"
+        response = FileResponse(handle, content_type=media_type, as_attachment=media_type not in INLINE_FILE_TYPES,
+                                filename=stored.file.name.rsplit("/", 1)[-1])
         response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = FILE_CONTENT_SECURITY_POLICY
         return response

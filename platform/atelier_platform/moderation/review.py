@@ -204,10 +204,24 @@ def content_diff(original: Any, edited: Any) -> str:
     return "\n".join(difflib.unified_diff(a, b, "original", "edited", lineterm=""))
 
 
+def _people(user_id: int | None, api_key_id: int | None) -> set[tuple[str, int]]:
+    """Who stands behind an actor: the person, or the key and the person who made it (a key made in the
+    dashboard or through the API is its maker's: approving with it is approving as them)."""
+    from atelier_platform.accounts.models import ApiKey
+
+    people = set()
+    if user_id is not None:
+        people.add(("user", user_id))
+    if api_key_id is not None:
+        people.add(("key", api_key_id))
+        maker = ApiKey.objects.filter(pk=api_key_id).values_list("created_by_id", flat=True).first()
+        if maker is not None:
+            people.add(("user", maker))
+    return people
+
+
 def _submitted_by_reviewer(job: Job, reviewer: Reviewer) -> bool:
-    return (reviewer.user_id is not None and job.submitted_by_id == reviewer.user_id) or (
-        reviewer.api_key_id is not None and job.api_key_id == reviewer.api_key_id
-    )
+    return bool(_people(job.submitted_by_id, job.api_key_id) & _people(reviewer.user_id, reviewer.api_key_id))
 
 
 @transaction.atomic

@@ -55,6 +55,24 @@ def hit(identity: str, limit: int, *, now: float | None = None) -> RateDecision 
     return RateDecision(False, limit, 0, reset_s, retry_after_s=_wait(previous, current, limit, elapsed))
 
 
+def peek(identity: str, limit: int, *, now: float | None = None) -> RateDecision | None:
+    """Whether one more event of ``identity`` would be allowed, without counting one (the sign-in limit
+    counts failures after the fact, and refuses an attempt before it); None when the counts could not be reached."""
+    now = time.time() if now is None else now
+    window = int(now // WINDOW_S)
+    elapsed = now - window * WINDOW_S
+    try:
+        current, previous = window_counts().add(identity, window, 0)
+    except Exception:  # noqa: BLE001 - as in hit()
+        logger.warning("rate limit counter unavailable; request allowed", exc_info=True)
+        return None
+    estimate = previous * (1 - elapsed / WINDOW_S) + current
+    reset_s = max(1, math.ceil(WINDOW_S - elapsed))
+    if estimate + 1 <= limit:
+        return RateDecision(True, limit, max(0, math.floor(limit - estimate - 1)), reset_s)
+    return RateDecision(False, limit, 0, reset_s, retry_after_s=_wait(previous, current, limit, elapsed))
+
+
 def _wait(previous: int, current: int, limit: int, elapsed: float) -> int:
     """Seconds until ``previous * (1 - t/W) + current + 1 <= limit`` (t: time into the window)."""
     if current + 1 <= limit and previous > 0:
