@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 LONG_TEXT = 200  # strings allowed to be longer than this get a text area
 
 
@@ -197,11 +199,11 @@ def parse(fields: list[Field], posted) -> tuple[dict, dict, bool]:
                 messages = _joined_messages(f.value)
             except ValueError as exc:
                 ok = False
-                f.errors.append(f"Earlier turns: not valid JSON: {exc}.")
+                f.errors.append(_("Earlier turns: not valid JSON: %(error)s.") % {"error": exc})
                 continue
             if not f.value["user"].strip():
                 ok = False
-                f.errors.append("Write the user's message.")
+                f.errors.append(_("Write the user's message."))
                 continue
             data[section][name] = messages
             continue
@@ -245,16 +247,16 @@ def _loads(raw: str) -> Any:
     try:
         value = json.loads(raw)
     except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise ValueError(_("nested too deeply")) from None
     if depth_of(value) > MAX_DEPTH:
-        raise ValueError("nested too deeply")
+        raise ValueError(_("nested too deeply"))
     return value
 
 
 def _joined_messages(shown: dict[str, str]) -> list[dict]:
     history = _loads(shown["history"]) if shown["history"].strip() else []
     if not isinstance(history, list):
-        raise ValueError("give a list of {role, content} objects")
+        raise ValueError(_("give a list of {role, content} objects"))
     system = [{"role": "system", "content": shown["system"]}] if shown["system"].strip() else []
     return [*system, *history, {"role": "user", "content": shown["user"]}]
 
@@ -268,12 +270,12 @@ def _choice(f: Field, raw: str) -> Any:
 
 def _read_error(f: Field, exc: Exception) -> str:
     if f.kind == "integer":
-        return "Enter a whole number."
+        return _("Enter a whole number.")
     if f.kind == "number":
-        return "Enter a number."
+        return _("Enter a number.")
     if f.kind == "json":
-        return f"Not valid JSON: {exc}."
-    return "Choose one of the options."
+        return _("Not valid JSON: %(error)s.") % {"error": exc}
+    return _("Choose one of the options.")
 
 
 def attach_errors(fields: list[Field], details: dict[str, list[str]]) -> list[str]:

@@ -27,6 +27,7 @@ from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
 
 from atelier_frontend import schema_form
 from atelier_frontend.actors import action_words, actor_names
+from atelier_frontend.field_errors import shown_details
 from atelier_frontend.models import PromptTemplate
 from atelier_frontend.projects import NAVIGATION, current, needs, switch
 from atelier_frontend.rendering import flagged_categories, render_value, spans_of
@@ -125,7 +126,7 @@ def create_plugin(request, here, plugin_id: str):
             except InputBlocked as exc:
                 form_errors.append(_blocked(fields, exc.details or {}))
             except JobServiceError as exc:
-                unplaced = schema_form.attach_errors(fields, getattr(exc, "details", None) or {})
+                unplaced = schema_form.attach_errors(fields, shown_details(exc))
                 # the service's English summary only where the fields themselves do not say what is wrong
                 everything_on_fields = exc.code == "validation_error" and exc.details and not unplaced
                 form_errors.append(_("Correct the fields marked below.") if everything_on_fields else str(exc))
@@ -388,8 +389,8 @@ def chat(request, here, conversation_id=None):
                            **({"conversation_id": str(conversation.pk)} if conversation else {})}),
                     submitted_by=request.user)
             except JobServiceError as exc:
-                details = getattr(exc, "details", None) or {}
-                error = " ".join([str(exc), *[f"{k}: {' '.join(v)}" for k, v in details.items() if isinstance(v, list)]])
+                summary = _("This message cannot be sent as it is:") if exc.code == "validation_error" else str(exc)
+                error = " ".join([summary, *[f"{k}: {' '.join(v)}" for k, v in shown_details(exc).items()]])
                 draft = text  # back in the box, to shorten or reword rather than type again
             else:
                 return redirect("chat-thread", conversation_id=submission.job.input["conversation_id"])

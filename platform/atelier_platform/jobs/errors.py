@@ -29,6 +29,12 @@ class PluginNotEnabled(JobServiceError):
 class InvalidJobInput(JobServiceError):
     code = "validation_error"
 
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None, field_errors=()) -> None:
+        super().__init__(message, details=details, code=code)
+        #: pydantic's errors behind ``details`` (type, context, message; ``loc`` from the root: ``("input", "text")``),
+        #: for a caller that words them in another language (the dashboard); the API answers ``details`` only.
+        self.field_errors = list(field_errors)
+
 
 class ProjectDefaultsInvalid(JobServiceError):
     """The project's saved default params for the plugin are refused by it: the project's state, not the request."""

@@ -78,11 +78,17 @@ def pydantic_error_details(exc: ValidationError, root: str) -> dict[str, list[st
     return details
 
 
+def rooted_errors(exc: ValidationError, root: str) -> list[dict[str, Any]]:
+    """pydantic's errors with their locations from ``root`` (``("input", "text")``), as ``InvalidJobInput`` keeps them."""
+    return [{**error, "loc": (root, *error["loc"])} for error in exc.errors(include_url=False)]
+
+
 def _validate(model: type[BaseModel], data: dict[str, Any], root: str) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidJobInput(f"The {root} does not match the plugin's schema.", details=pydantic_error_details(exc, root)) from None
+        raise InvalidJobInput(f"The {root} does not match the plugin's schema.", details=pydantic_error_details(exc, root),
+                              field_errors=rooted_errors(exc, root)) from None
 
 
 def nul_paths(value: Any, root: str) -> list[str]:
@@ -200,7 +206,7 @@ def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
                 f"The project's default params for {request.plugin_id!r} no longer match the plugin; a project owner "
                 "must correct them in the plugin's settings (or send these params yourself).", details=problems) from None
         raise InvalidJobInput("The params does not match the plugin's schema.",
-                              details=pydantic_error_details(exc, "params")) from None
+                              details=pydantic_error_details(exc, "params"), field_errors=rooted_errors(exc, "params")) from None
     normalised_input = validated_input.model_dump(mode="json")
     normalised_params = validated_params.model_dump(mode="json")
     capped_input, capped_params = limits.lower_unasked(plugin.manifest.id, normalised_input, normalised_params,

@@ -16,16 +16,28 @@ document.addEventListener("DOMContentLoaded", () => {
     if (text !== undefined) node.textContent = text;
     return node;
   }
+  // Numbers as the page's language writes them: 12,345 (and a scale's 20K, or 2万 in Chinese).
+  const lang = document.documentElement.lang || undefined;
+  const formats = new Map();
+  const number = (value, options = {}) => {
+    const key = JSON.stringify(options);
+    if (!formats.has(key)) formats.set(key, new Intl.NumberFormat(lang, options));
+    return formats.get(key).format(value);
+  };
   // step: the gap between the scale's ticks, whose labels need as many decimals as it has (a scale of
-  // 0.02 s steps read "0.0 s" on every line).
+  // 0.02 s steps read "0.0 s" on every line); without it, a value in full (a dot's tooltip).
   const fmt = (value, format, step) => {
     if (value === null || value === undefined) return "–";
-    if (format === "percent") return `${Math.round(value * 100)}%`;
+    if (format === "percent") return number(value, { style: "percent", maximumFractionDigits: 0 });
+    // a scale's label fits beside the chart: 20K s, not 20,000 s
+    const compact = step !== undefined && value >= 1000;
     if (format === "seconds") {
+      if (compact) return `${number(value, { notation: "compact", maximumFractionDigits: 1 })} s`;
       const decimals = step === undefined ? (value >= 10 ? 0 : 1) : Math.max(0, Math.min(3, -Math.floor(Math.log10(step))));
-      return `${value.toFixed(decimals)} s`;
+      return `${number(value, { minimumFractionDigits: decimals, maximumFractionDigits: decimals })} s`;
     }
-    return value >= 1000 ? `${(value / 1000).toFixed(1)}k` : String(Math.round(value * 10) / 10);
+    if (compact) return number(value, { notation: "compact", maximumFractionDigits: 1 });
+    return number(value, { maximumFractionDigits: 1 });
   };
 
   // A top of the scale whose four gridlines fall on round numbers (whole ones for counts).
@@ -78,7 +90,7 @@ document.addEventListener("DOMContentLoaded", () => {
         if (!value) return;
         const top = y(base + value), bottom = y(base);
         const bar = el("rect", { x: PAD.l + step * i + step * 0.15, width: step * 0.7, y: top, height: bottom - top, fill: COLOURS[k % COLOURS.length] });
-        bar.appendChild(el("title", {}, `${day} ${name}: ${value}`));
+        bar.appendChild(el("title", {}, `${day} ${name}: ${fmt(value)}`));
         svg.appendChild(bar);
         base += value;
       });

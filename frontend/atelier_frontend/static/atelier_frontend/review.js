@@ -114,14 +114,53 @@ document.addEventListener("DOMContentLoaded", () => {
     await next();
   }
 
+  // The overlays are modal dialogs (WAI-ARIA's dialog pattern): the focus goes into one when it opens,
+  // Tab and Shift+Tab go round its controls and never reach the page under it, and when it closes
+  // (Esc, a decision, a click beside it) the focus goes back to where it was: the legend's button, or
+  // the page.
+  const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), " +
+    "textarea:not([disabled]), [tabindex]:not([tabindex='-1'])";
+  let openDialog = null, returnFocus = null;
+  const focusables = (overlay) => [...overlay.querySelectorAll(FOCUSABLE)].filter((e) => e.getClientRects().length);
+
+  function openOverlay(overlay, first) {
+    if (!openDialog) returnFocus = document.activeElement;
+    picker.hidden = editor.hidden = regenerator.hidden = true;
+    overlay.hidden = false;
+    openDialog = overlay;
+    (first || focusables(overlay)[0])?.focus();
+  }
+  function closeOverlays() {
+    const wasOpen = openDialog;
+    picker.hidden = true; editor.hidden = true; regenerator.hidden = true;
+    openDialog = null;
+    if (!wasOpen) return;
+    const back = returnFocus;
+    returnFocus = null;
+    if (back && back !== document.body && back.isConnected && back.getClientRects().length) back.focus();
+    else if (wasOpen.contains(document.activeElement)) document.activeElement.blur();
+  }
+  // Tab from the last control goes to the first, Shift+Tab from the first to the last; from outside
+  // the dialog (a click on its text left the focus on the page), into it.
+  function keepFocusInside(event) {
+    const inside = focusables(openDialog);
+    event.preventDefault();
+    if (!inside.length) return;
+    const at = inside.indexOf(document.activeElement);
+    const step = event.shiftKey ? -1 : 1;
+    const next = at === -1 ? (event.shiftKey ? inside.length - 1 : 0) : (at + step + inside.length) % inside.length;
+    inside[next].focus();
+  }
+  document.addEventListener("focusin", (event) => {
+    if (openDialog && !openDialog.contains(event.target)) focusables(openDialog)[0]?.focus();
+  });
+
   // The focus goes into the picker (a number still picks a reason; Tab reaches the comment), not left on the page under it.
   function openPicker() {
     if (!item) return;
-    picker.hidden = false;
     $("reject-comment").value = "";
-    picker.querySelector("button[data-reason]")?.focus();
+    openOverlay(picker, picker.querySelector("button[data-reason]"));
   }
-  function closeOverlays() { picker.hidden = true; editor.hidden = true; regenerator.hidden = true; }
 
   // Regenerate: the output is rejected and the job is run again with a new seed; the note (what
   // to do better) goes with the decision and onto the new job.
@@ -129,8 +168,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!item) return;
     $("regenerate-note").value = "";
     $("regenerate-error").textContent = "";
-    regenerator.hidden = false;
-    $("regenerate-note").focus();
+    openOverlay(regenerator, $("regenerate-note"));
   }
 
   async function regenerate() {
@@ -166,8 +204,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const source = document.getElementById("item-content");
     $("edit-content").value = JSON.stringify(source ? JSON.parse(source.textContent) : item.output.content, null, 2);
     $("edit-error").textContent = "";
-    editor.hidden = false;
-    $("edit-content").focus();
+    openOverlay(editor, $("edit-content"));
   }
 
   async function saveEdit() {
@@ -209,15 +246,20 @@ document.addEventListener("DOMContentLoaded", () => {
     await next();
   }
 
-  // The legend's buttons do what their keys do (for a mouse, or a touch screen).
+  // The legend's buttons do what their keys do (for a mouse, or a touch screen). One that opens a
+  // dialog keeps the focus, for the dialog to give it back when it closes.
   const press = (key) => document.dispatchEvent(new KeyboardEvent("keydown", { key }));
   document.querySelectorAll("#shortcut-legend button[data-key]").forEach((button) =>
-    button.addEventListener("click", () => { button.blur(); press(button.dataset.key); }));
+    button.addEventListener("click", () => {
+      if (!["r", "e", "g"].includes(button.dataset.key)) button.blur();
+      press(button.dataset.key);
+    }));
   const bulk = $("bulk-approve");
   if (bulk) bulk.addEventListener("click", () => bulkApprove(bulk));
 
   document.addEventListener("keydown", (event) => {
     if (Atelier.composing(event)) return;  // keys that build a word in an input method are the IME's
+    if (event.key === "Tab" && openDialog) { keepFocusInside(event); return; }
     if (event.ctrlKey && event.key === "Enter" && !editor.hidden) { event.preventDefault(); saveEdit(); return; }
     if (event.key === "Enter" && !event.shiftKey && !regenerator.hidden) { event.preventDefault(); regenerate(); return; }
     if (event.key === "Escape") { closeOverlays(); return; }
