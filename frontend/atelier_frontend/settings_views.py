@@ -12,6 +12,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import redirect
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -110,7 +111,7 @@ def project_settings(request, here):
     policy = policy_for(project)
     shown_policy = _posted_policy(request.POST, policy) if refused == "policy" else {
         "policy": policy, "thresholds": sorted(policy.thresholds.items()), "reasons": ", ".join(policy.reasons)}
-    return page(request, "atelier_frontend/settings.html", {
+    response = page(request, "atelier_frontend/settings.html", {
         "members": Membership.objects.filter(project=project).select_related("user").order_by("user__username"),
         "roles": Role.choices, "keys": ApiKey.objects.filter(project=project).order_by("-created_at")[:100],
         "scopes": Capability.choices, "new_key": new_key, "review_modes": ReviewMode.choices, **shown_policy,
@@ -125,6 +126,10 @@ def project_settings(request, here):
                       .order_by("-created_at")[:DELIVERY_ROWS],
         "errors": errors, "notice": notice,
     }, status=400 if errors or webhook_form else 200)
+    if new_key or new_webhook:
+        # a secret in clear: not for the browser's cache (Back, or the disk of a shared computer)
+        add_never_cache_headers(response)
+    return response
 
 
 def _audit_rows(project) -> list[dict]:

@@ -266,3 +266,15 @@ def test_every_word_the_dashboard_shows_from_elsewhere_has_its_chinese():
     with translation.override("zh-hans"):
         untranslated = [key for key, word in WORDS.items() if str(word) == english[key]]
     assert untranslated == []
+
+
+def test_a_page_showing_a_new_secret_is_never_stored_by_the_browser(project, owner, allow_private_targets):
+    """The page that shows a new API key or webhook secret in clear could be kept in the browser's cache (and
+    shown again by Back, or read from disk on a shared computer): it says no-store."""
+    allow_private_targets(True)
+    for form in ({"action": "create_key", "name": "shop", "scopes": ["jobs:read"]},
+                 {"action": "webhook_create", "url": "http://127.0.0.1:9000/hook", "event_types": ["job.succeeded"],
+                  "enabled": "on"}):
+        response = owner.post("/settings/", form, follow=True)
+        assert response.status_code == 200 and ('id="new-key"' in response.content.decode() or "whsec_" in response.content.decode())
+        assert "no-store" in response["Cache-Control"], form["action"]
