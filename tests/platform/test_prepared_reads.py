@@ -181,3 +181,177 @@ def test_a_small_integer_column_reads_as_with_the_orm(project):
                         at_least=Job._meta.get_field("priority"))
     for _ in range(2):
         assert [job.pk for job in read(at_least=5)] == [urgent.pk]
+
+
+# --- the hot path's prepared reads give what the ORM gives, read afresh on every call -----------------------
+
+def _prefetched_by_the_orm(job_id):
+    from django.db.models import prefetch_related_objects
+
+    from atelier_platform.jobs.models import outputs_with_files
+
+    job = Job.objects.select_related("project").get(pk=job_id)
+    prefetch_related_objects([job], outputs_with_files())
+    return job
+
+
+def _outputs_and_files(job) -> list:
+    return [(field_values(output), [field_values(file) for file in output.files.all()]) for output in job.outputs.all()]
+
+
+def test_outputs_with_their_files_are_read_as_the_orm_prefetches_them(project, django_assert_num_queries):
+    from atelier_platform.api.serializers import JobSerializer
+    from atelier_platform.jobs.models import prefetch_outputs_with_files
+
+    job = build_job(project)
+    build_output(job, index=1, image=True)  # stored out of order: read in index order
+    build_output(job, index=0)
+    build_output(build_job(project), image=True)  # another job's output and files are not its
+    expected = _prefetched_by_the_orm(job.pk)
+    for _ in range(2):  # prepared by the first call, reused by the second
+        found = Job.objects.select_related("project").get(pk=job.pk)
+
+        with django_assert_num_queries(2):  # the outputs, then their files, as the ORM's prefetch reads them
+            prefetch_outputs_with_files(found)
+        with django_assert_num_queries(0):  # everything the answer needs is in hand
+            assert _outputs_and_files(found) == _outputs_and_files(expected)
+            assert [f.role for f in found.outputs.all()[1].files.all()] == ["primary", "thumbnail"]
+            assert all(output.job is found for output in found.outputs.all())
+            assert all(file.output is output for output in found.outputs.all() for file in output.files.all())
+            assert JobSerializer(found).data == JobSerializer(expected).data
+        # the managers' querysets are still those of this job and output, as the ORM leaves them
+        assert [o.index for o in found.outputs.filter(index=1)] == [o.index for o in expected.outputs.filter(index=1)] == [1]
+        assert list(found.outputs.all()[1].files.filter(role="thumbnail")) == list(
+            expected.outputs.all()[1].files.filter(role="thumbnail"))
+
+
+def test_a_job_without_outputs_reads_no_files(project, django_assert_num_queries):
+    job = build_job(project, status="failed")
+    found = Job.objects.get(pk=job.pk)
+    from atelier_platform.jobs.models import prefetch_outputs_with_files
+
+    with django_assert_num_queries(1):
+        prefetch_outputs_with_files(found)
+    assert list(found.outputs.all()) == list(_prefetched_by_the_orm(job.pk).outputs.all()) == []
+
+
+def test_outputs_and_files_are_read_afresh_on_every_call(project):
+    from atelier_platform.jobs.models import read_again
+
+    job = build_job(project)
+    build_output(job)
+    held = Job.objects.select_related("project").get(pk=job.pk)
+    assert [(o.index, len(o.files.all())) for o in read_again(held).outputs.all()] == [(0, 0)]
+    build_output(job, index=1, image=True)
+    Job.objects.filter(pk=job.pk).update(status="failed")
+    again = read_again(held)
+    assert again.status == "failed"
+    assert [(o.index, len(o.files.all())) for o in again.outputs.all()] == [(0, 0), (1, 2)]
+    assert _outputs_and_files(again) == _outputs_and_files(_prefetched_by_the_orm(job.pk))
+
+
+def test_a_waiters_status_read_is_the_orms_and_never_stale(project):
+    from atelier_platform.jobs.waiting import _status
+
+    job = build_job(project, status="queued")
+    for status in ("queued", "running", "succeeded"):
+        Job.objects.filter(pk=job.pk).update(status=status)
+        assert _status(job.pk) == _status(str(job.pk)) == status
+        assert _status(job.pk) == Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+    Job.objects.filter(pk=job.pk).delete()
+    assert _status(job.pk) is None
+
+
+def test_the_look_for_waiting_company_answers_as_exists_does(project, other_project):
+    from datetime import timedelta
+
+    from django.db.models.functions import Now
+    from django.utils import timezone
+
+    from atelier_platform.jobs.lifecycle import WORKER_LOST, _any_waiting_company
+
+    def orm_says(plugin_id, plugin_version, batch_key) -> bool:
+        return Job.objects.filter(status="queued", plugin_id=plugin_id, plugin_version=plugin_version, batch_key=batch_key,
+                                  enqueued_at__lte=Now(), cancel_requested_at__isnull=True).exclude(error_code=WORKER_LOST).exists()
+
+    def both_say(batch_key="k", plugin_id="reverse_text", plugin_version="1.0.0") -> bool:
+        values = dict(plugin_id=plugin_id, plugin_version=plugin_version, batch_key=batch_key)
+        prepared = bool(_any_waiting_company(**values))
+        assert prepared == orm_says(**values)
+        return prepared
+
+    past = timezone.now() - timedelta(seconds=5)
+    assert not both_say()
+    job = build_job(other_project, status="queued", batch_key="k", enqueued_at=past)
+    assert both_say()  # any project's job: whether its model matches is decided later
+    assert not both_say(batch_key="other") and not both_say(plugin_version="2.0.0") and not both_say(plugin_id="gpu_reverse")
+    for change, waits in (({"enqueued_at": timezone.now() + timedelta(seconds=60)}, False),  # a retry not due yet
+                          ({"cancel_requested_at": past}, False), ({"error_code": WORKER_LOST}, False),
+                          ({"status": "running"}, False), ({"error_code": "transient"}, True)):
+        Job.objects.filter(pk=job.pk).update(**change)
+        assert both_say() is waits, change
+        Job.objects.filter(pk=job.pk).update(status="queued", enqueued_at=past, cancel_requested_at=None, error_code="")
+    assert both_say(batch_key="") is False
+    Job.objects.filter(pk=job.pk).update(batch_key="")
+    assert both_say(batch_key="") is True
+
+
+def test_a_projects_enabled_webhook_endpoints_are_read_as_the_orm_reads_them_every_time(project, other_project):
+    from atelier_platform.webhooks.models import WebhookEndpoint
+    from atelier_platform.webhooks.services import _enabled_endpoints_read
+
+    def both_read(of) -> list:
+        prepared = [field_values(endpoint) for endpoint in _enabled_endpoints_read(project_id=of.pk)]
+        assert prepared == [field_values(e) for e in WebhookEndpoint.objects.filter(project=of, enabled=True)]
+        return prepared
+
+    def endpoint(of, **fields):
+        return WebhookEndpoint.objects.create(project=of, url="https://example.com/hook", secret="s", **fields)
+
+    assert both_read(project) == []
+    first = endpoint(project, event_types=["job.succeeded"])
+    endpoint(other_project)
+    endpoint(project, enabled=False)
+    assert [e["id"] for e in both_read(project)] == [first.pk]
+    second = endpoint(project)  # newest first, as the model orders them
+    assert [e["id"] for e in both_read(project)] == [second.pk, first.pk]
+    WebhookEndpoint.objects.filter(pk=first.pk).update(enabled=False, event_types=[])
+    assert [e["id"] for e in both_read(project)] == [second.pk]
+
+
+def test_the_hot_paths_reads_build_no_sql_after_their_first_call(project, sql_builds):
+    """Each is prepared, not left to the ORM (which would be correct, but build its SQL on every call)."""
+    from atelier_platform.jobs.lifecycle import _any_waiting_company
+    from atelier_platform.jobs.models import prefetch_outputs_with_files
+    from atelier_platform.jobs.waiting import _status
+    from atelier_platform.webhooks.services import _enabled_endpoints_read
+
+    job = build_job(project)
+    build_output(job, image=True)
+    held = Job.objects.get(pk=job.pk)
+
+    def read_all():
+        prefetch_outputs_with_files(held)
+        _status(job.pk)
+        _any_waiting_company(plugin_id=job.plugin_id, plugin_version=job.plugin_version, batch_key=job.batch_key)
+        _enabled_endpoints_read(project_id=project.pk)
+
+    read_all()
+    sql_builds.clear()
+    read_all()
+    assert sql_builds == []
+
+
+def test_a_new_job_shows_no_outputs_as_the_orms_empty_prefetch_shows_them(project, django_assert_num_queries):
+    from django.db.models import Prefetch, prefetch_related_objects
+
+    from atelier_platform.jobs.models import Output, prefetch_no_outputs
+
+    job = build_job(project, status="queued")
+    build_output(job)  # there is one, but a 201 shows the job as created, without outputs
+    by_orm, ours = Job.objects.get(pk=job.pk), Job.objects.get(pk=job.pk)
+    prefetch_related_objects([by_orm], Prefetch("outputs", queryset=Output.objects.none()))
+    with django_assert_num_queries(0):
+        prefetch_no_outputs(ours)
+        assert list(ours.outputs.all()) == list(by_orm.outputs.all()) == []
+        assert list(ours.outputs.filter(index=0)) == list(by_orm.outputs.filter(index=0)) == []

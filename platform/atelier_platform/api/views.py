@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, prefetch_related_objects
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -29,7 +28,8 @@ from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.config import get_config
 from atelier_platform.jobs import lifecycle
-from atelier_platform.jobs.models import Job, Output, outputs_with_files, read_again
+from atelier_platform.jobs.models import (Job, Output, outputs_with_files, prefetch_no_outputs, prefetch_outputs_with_files,
+                                         read_again)
 from atelier_platform.jobs.submission import JobRequest, submit_job, submit_jobs
 
 
@@ -122,7 +122,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if wait_if_asked(job, seconds, headers):
             job = read_again_or_404(job)
         else:
-            prefetch_related_objects([job], outputs_with_files())
+            prefetch_outputs_with_files(job)
         return Response(self.get_serializer(job).data, headers=headers)
 
     @extend_schema(
@@ -155,8 +155,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             # The job as this request created it: a worker may claim it before a read here would
             # run, and a 201 shows the resource created (queued), not a later state. It has no
             # outputs yet: an empty queryset fills them without a query.
-            job = submission.job
-            prefetch_related_objects([job], Prefetch("outputs", queryset=Output.objects.none()))
+            job = prefetch_no_outputs(submission.job)
         if not submission.created:
             headers[REPLAYED_HEADER] = "true"
         return Response(

@@ -126,6 +126,24 @@ def claim_job(job_id: str, worker: str) -> Claim | None:
     return Claim(job=job, token=token)
 
 
+def _waiting_company(plugin_id: str, plugin_version: str, batch_key: str):
+    """Queued jobs that may join a batch of this plugin version and batch key (see ``claim_company``)."""
+    return Job.objects.filter(
+        status=JobStatus.QUEUED, plugin_id=plugin_id, plugin_version=plugin_version,
+        batch_key=batch_key, enqueued_at__lte=Now(), cancel_requested_at__isnull=True,
+    ).exclude(error_code=WORKER_LOST)  # those that must run alone (``runs_alone``)
+
+
+#: Whether any job waits as company, read for every claimed job (at idle, the answer is no): ``exists()``
+#: with its SQL built once per connection.
+_any_waiting_company = PreparedRead(
+    lambda plugin_id, plugin_version, batch_key: _waiting_company(plugin_id, plugin_version, batch_key).only("pk")
+    .order_by()[:1],
+    plugin_id=Job._meta.get_field("plugin_id"), plugin_version=Job._meta.get_field("plugin_version"),
+    batch_key=Job._meta.get_field("batch_key"),
+)
+
+
 def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_model: Callable[[int], bool]) -> list[Job]:
     """Claim up to ``limit`` more queued jobs that may share ``leader``'s batch, under the same token.
 
@@ -141,13 +159,11 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
     if limit <= 0:
         return []
     now = timezone.now()
-    waiting_company = Job.objects.filter(
-        status=JobStatus.QUEUED, plugin_id=leader.plugin_id, plugin_version=leader.plugin_version,
-        batch_key=leader.batch_key, enqueued_at__lte=Now(), cancel_requested_at__isnull=True,
-    ).exclude(error_code=WORKER_LOST)  # those that must run alone (``runs_alone``)
+    company_of = dict(plugin_id=leader.plugin_id, plugin_version=leader.plugin_version, batch_key=leader.batch_key)
     # A lone job at idle finds none: one plain read says so, without a transaction and its locks.
-    if not waiting_company.exists():
+    if not _any_waiting_company(**company_of):
         return []
+    waiting_company = _waiting_company(**company_of)
     with transaction.atomic():
         candidates = list(
             waiting_company.select_for_update(skip_locked=True)

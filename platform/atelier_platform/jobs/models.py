@@ -172,12 +172,59 @@ class OutputFile(models.Model):
         ordering = ["output", "role"]
 
 
+def _outputs_in_order() -> models.QuerySet:
+    return Output.objects.order_by("index")
+
+
+def _files_in_order() -> models.QuerySet:
+    return OutputFile.objects.order_by("role", "id")
+
+
 def outputs_with_files() -> models.Prefetch:
     """Jobs' outputs in order with their files, for ``prefetch_related``. Ordered within each job only:
     the models' default orderings sort by the parent's own ordering, which joins ``jobs_job`` into both
     queries (and into the query planner's work) to order the rows of a single job."""
-    files = models.Prefetch("files", queryset=OutputFile.objects.order_by("role", "id"))
-    return models.Prefetch("outputs", queryset=Output.objects.order_by("index").prefetch_related(files))
+    files = models.Prefetch("files", queryset=_files_in_order())
+    return models.Prefetch("outputs", queryset=_outputs_in_order().prefetch_related(files))
+
+
+def prefetch_outputs_with_files(job: Job) -> Job:
+    """``prefetch_related_objects([job], outputs_with_files())`` for one job, by two prepared reads: the
+    same queries (the files' only when there are outputs), the same objects, caches and related links, at
+    a fraction of the ORM's cost of building them (most of a waited job's reread). Read on every call:
+    nothing is kept between calls."""
+    outputs = _outputs_read(job_id=job.pk)
+    files_of: dict[uuid.UUID, list[OutputFile]] = {}
+    if outputs:
+        for file in _files_read(job_id=job.pk):
+            files_of.setdefault(file.output_id, []).append(file)
+    output_link, file_link = Output._meta.get_field("job"), OutputFile._meta.get_field("output")
+    for output in outputs:
+        output_link.set_cached_value(output, job)
+        files = files_of.get(output.pk, [])
+        for file in files:
+            file_link.set_cached_value(file, output)
+        _keep_prefetched(output, "files", files, _files_in_order())
+    _keep_prefetched(job, "outputs", outputs, _outputs_in_order())
+    return job
+
+
+def prefetch_no_outputs(job: Job) -> Job:
+    """``prefetch_related_objects([job], Prefetch("outputs", queryset=Output.objects.none()))`` without the
+    ORM's work: a job that has no outputs yet (the one a request has just created) shows none, with no query."""
+    _keep_prefetched(job, "outputs", [], Output.objects.none())
+    return job
+
+
+def _keep_prefetched(instance: models.Model, name: str, rows: list, queryset: models.QuerySet) -> None:
+    """What ``prefetch_related_objects`` leaves on ``instance`` for the reverse relation ``name``: its
+    manager's queryset (``queryset`` filtered to the instance) holding ``rows``."""
+    if not hasattr(instance, "_prefetched_objects_cache"):
+        instance._prefetched_objects_cache = {}
+    cached = getattr(instance, name)._apply_rel_filters(queryset)
+    cached._result_cache = rows
+    cached._prefetch_done = True
+    instance._prefetched_objects_cache[name] = cached
 
 
 def read_again(job: Job) -> Job:
@@ -188,8 +235,11 @@ def read_again(job: Job) -> Job:
     if fresh is None:
         raise Job.DoesNotExist(f"job {job.pk} no longer exists")
     fresh.project = job.project
-    models.prefetch_related_objects([fresh], outputs_with_files())
-    return fresh
+    return prefetch_outputs_with_files(fresh)
 
 
 _job_read = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=Job._meta.pk)
+_outputs_read = PreparedRead(lambda job_id: _outputs_in_order().filter(job_id=job_id), job_id=Output._meta.get_field("job"))
+#: Every file of the job's outputs, in the order each output's files are prefetched (``outputs_with_files``).
+_files_read = PreparedRead(lambda job_id: _files_in_order().filter(output__job_id=job_id),
+                           job_id=Output._meta.get_field("job"))

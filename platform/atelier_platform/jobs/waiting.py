@@ -33,6 +33,7 @@ from django.db import transaction
 
 from atelier_platform.config import get_config
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job
+from atelier_platform.prepared_reads import PreparedRead
 from atelier_platform.redis_client import shared_redis
 
 logger = logging.getLogger("atelier.jobs")
@@ -328,8 +329,15 @@ def _remove_if_older(path: str, cutoff: float, unless: Callable[[str], bool] = l
     return False
 
 
+#: A job's status alone, read before every wait and on each reread while waiting: its SQL built once per
+#: connection (``PreparedRead``); the row is read on every call.
+_status_read = PreparedRead(lambda pk: Job.objects.filter(pk=pk).only("status").order_by(), pk=Job._meta.pk)
+
+
 def _status(job_id) -> str | None:
-    return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    """The job's status now; None when it no longer exists."""
+    found = _status_read.first(pk=job_id)
+    return None if found is None else found.status
 
 
 def _is_done(status: str | None) -> bool:

@@ -36,7 +36,7 @@ from atelier_platform.jobs.models import (
     Output,
     OutputFile,
     ReviewState,
-    outputs_with_files,
+    prefetch_outputs_with_files,
 )
 from atelier_platform.jobs.submission import JobRequest, Submission, submit_job
 from atelier_platform.openai_compat.errors import OpenAIError, from_job_service
@@ -278,9 +278,9 @@ def watch_job(job_id, timeout_s: float) -> Iterator[Job | None]:
         if not finished:
             yield None
             continue
-        job = Job.objects.filter(pk=job_id).prefetch_related(outputs_with_files()).first()
+        job = Job.objects.filter(pk=job_id).first()
         if job is not None:
-            yield job
+            yield prefetch_outputs_with_files(job)
         return
 
 

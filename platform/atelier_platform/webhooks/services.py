@@ -18,6 +18,7 @@ from django.utils import timezone
 from atelier_platform.accounts.models import Project
 from atelier_platform.jobs.errors import JobServiceError
 from atelier_platform.moderation import audit
+from atelier_platform.prepared_reads import PreparedRead
 from atelier_platform.webhooks import delivery as delivery_service
 from atelier_platform.webhooks import events, signing
 from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS, EventType
@@ -189,6 +190,12 @@ def _new_delivery(endpoint: WebhookEndpoint, event_type: str, event_id: str, pay
     return delivery, created
 
 
+#: A project's enabled endpoints, looked up for every event (every finished job, most of them in projects without
+#: any): the query's SQL built once per connection (``PreparedRead``), its rows read on every call.
+_enabled_endpoints_read = PreparedRead(lambda project_id: WebhookEndpoint.objects.filter(project_id=project_id, enabled=True),
+                                       project_id=WebhookEndpoint._meta.get_field("project"))
+
+
 def emit(project, event_type: str, data: dict[str, Any], *, event_key: str) -> list[WebhookDelivery]:
     """One delivery per enabled endpoint of the project that subscribes to ``event_type``.
 
@@ -202,7 +209,7 @@ def emit(project, event_type: str, data: dict[str, Any], *, event_key: str) -> l
 def emit_many(project, event_type: str, facts: list[tuple[str, Callable[[], dict[str, Any]]]]) -> list[WebhookDelivery]:
     """``emit`` for several facts of one project and type (the jobs a batch finished together), each an
     ``(event_key, data)`` whose data is built only when an endpoint takes it: one query for them all."""
-    endpoints = [e for e in WebhookEndpoint.objects.filter(project=project, enabled=True) if e.accepts(event_type)]
+    endpoints = [e for e in _enabled_endpoints_read(project_id=project.pk) if e.accepts(event_type)]
     if not endpoints or not facts:
         return []
     now = timezone.now()
