@@ -35,42 +35,47 @@ class RateDecision:
     retry_after_s: int = 0
 
 
-def hit(identity: str, limit: int, *, now: float | None = None) -> RateDecision | None:
-    """Count one request of ``identity``; None when the counts could not be reached (the request goes through)."""
+def _window(now: float | None) -> tuple[int, float]:
+    """The current one-minute window, and the seconds into it."""
     now = time.time() if now is None else now
     window = int(now // WINDOW_S)
-    elapsed = now - window * WINDOW_S
+    return window, now - window * WINDOW_S
+
+
+def _decision(previous: int, before: int, limit: int, elapsed: float) -> RateDecision:
+    """Whether one more event is allowed, ``before`` events having been counted in this window already."""
+    estimate = previous * (1 - elapsed / WINDOW_S) + before + 1
+    reset_s = max(1, math.ceil(WINDOW_S - elapsed))
+    if estimate <= limit:
+        return RateDecision(True, limit, max(0, math.floor(limit - estimate)), reset_s)
+    return RateDecision(False, limit, 0, reset_s, retry_after_s=_wait(previous, before, limit, elapsed))
+
+
+def hit(identity: str, limit: int, *, now: float | None = None) -> RateDecision | None:
+    """Count one request of ``identity``; None when the counts could not be reached (the request goes through)."""
+    window, elapsed = _window(now)
     try:
         counts = window_counts()
         current, previous = counts.add(identity, window)
-        estimate = previous * (1 - elapsed / WINDOW_S) + current
-        reset_s = max(1, math.ceil(WINDOW_S - elapsed))
-        if estimate <= limit:
-            return RateDecision(True, limit, max(0, math.floor(limit - estimate)), reset_s)
-        counts.add(identity, window, -1)  # a refused request does not count
+        decision = _decision(previous, current - 1, limit, elapsed)
+        if not decision.allowed:
+            counts.add(identity, window, -1)  # a refused request does not count
     except Exception:  # noqa: BLE001 - Redis down, disk full: let it through rather than fail
         logger.warning("rate limit counter unavailable; request allowed", exc_info=True)
         return None
-    current -= 1
-    return RateDecision(False, limit, 0, reset_s, retry_after_s=_wait(previous, current, limit, elapsed))
+    return decision
 
 
 def peek(identity: str, limit: int, *, now: float | None = None) -> RateDecision | None:
     """Whether one more event of ``identity`` would be allowed, without counting one (the sign-in limit
     counts failures after the fact, and refuses an attempt before it); None when the counts could not be reached."""
-    now = time.time() if now is None else now
-    window = int(now // WINDOW_S)
-    elapsed = now - window * WINDOW_S
+    window, elapsed = _window(now)
     try:
         current, previous = window_counts().add(identity, window, 0)
     except Exception:  # noqa: BLE001 - as in hit()
         logger.warning("rate limit counter unavailable; request allowed", exc_info=True)
         return None
-    estimate = previous * (1 - elapsed / WINDOW_S) + current
-    reset_s = max(1, math.ceil(WINDOW_S - elapsed))
-    if estimate + 1 <= limit:
-        return RateDecision(True, limit, max(0, math.floor(limit - estimate - 1)), reset_s)
-    return RateDecision(False, limit, 0, reset_s, retry_after_s=_wait(previous, current, limit, elapsed))
+    return _decision(previous, current, limit, elapsed)
 
 
 def _wait(previous: int, current: int, limit: int, elapsed: float) -> int:
