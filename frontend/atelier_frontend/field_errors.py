@@ -6,8 +6,10 @@ pydantic made each message from an error type and its context (``string_too_shor
 and the platform's refusal (``InvalidJobInput.field_errors``) carries those errors beside the details it made
 of them. Each message of the details is
 matched to the error that made it (its field and its English); a matched error of a type known here is shown
-in the page's words, with its limits. Anything else (a plugin's own ``value_error``, a type not known here, a
-message the platform wrote itself, a language without the translation) keeps the platform's English.
+in the page's words, with its limits. A built-in plugin's own refusal is known the same way: it raises
+``atelier_sdk.input_error``, whose type is a stable code of its own (``image.prompt_blank``) and whose ctx holds
+the values of its message. Anything else (a plugin's plain ``ValueError``, pydantic's ``value_error``, a type not
+known here, a message the platform wrote itself, a language without the translation) keeps the platform's English.
 """
 
 from __future__ import annotations
@@ -98,8 +100,8 @@ def _expected(ctx: dict) -> tuple[str, dict] | None:
 
 
 #: pydantic's error types, each as (the message in the active language, its values) from the error's ctx;
-#: None where the ctx is not as expected. Every type the built-in plugins' schemas raise is here but
-#: ``value_error``, whose text each plugin writes itself.
+#: None where the ctx is not as expected. Every type the built-in plugins' schemas raise is here (their own
+#: refusals below) but ``value_error``, a plain ``ValueError`` whose text a plugin writes itself.
 MESSAGES: dict[str, Callable[[dict], tuple[str, dict] | None]] = {
     "missing": _plain(lambda: _("Field required")),
     "extra_forbidden": _plain(lambda: _("Extra inputs are not permitted")),
@@ -131,6 +133,34 @@ MESSAGES: dict[str, Callable[[dict], tuple[str, dict] | None]] = {
     "literal_error": _expected,
     "enum": _expected,
 }
+
+
+def _values(text: Callable[[], str], **kinds: type) -> Callable[[dict], tuple[str, dict] | None]:
+    """A message with the values ``kinds`` names (each of its type) from the error's ctx."""
+    def message(ctx: dict):
+        if not all(type(ctx.get(key)) is kind for key, kind in kinds.items()):
+            return None
+        return text(), {key: ctx[key] for key in kinds}
+    return message
+
+
+#: The built-in plugins' own refusals (``atelier_sdk.input_error``: a type of their own and the values of their
+#: message as ctx), in the page's language; the API keeps the plugin's English ("Value error, ...").
+MESSAGES.update({
+    "image.prompt_blank": _plain(lambda: _("the prompt must say what to draw; it is only whitespace")),
+    "image.negative_prompt_needs_guidance": _plain(lambda: _(
+        "a negative prompt needs guidance above 1 (guidance 1 or less ignores it); "
+        "raise guidance or leave negative_prompt empty")),
+    "chatbot.last_message_not_user": _values(
+        lambda: _("the last message must have role 'user' (the one to answer), not '%(role)s'"), role=str),
+    "chatbot.conversation_id_not_uuid": _plain(
+        lambda: _("conversation_id must be a UUID such as 3f2b9c1e-8d4a-4c1b-9e2f-6a7b8c9d0e1f")),
+    "chatbot.stop_string_length": _values(
+        lambda: _("each stop string must be %(min_length)s to %(max_length)s characters long"), min_length=int,
+        max_length=int),
+    "recommender_copy.blank": _plain(lambda: _("must not be blank")),
+    "recommender_copy.duplicate_item_ids": _values(lambda: _("item ids must be unique; repeated: %(ids)s"), ids=str),
+})
 
 
 def in_page_language(error: dict) -> str:

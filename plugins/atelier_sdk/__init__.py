@@ -5,7 +5,8 @@
 See README.md, "Writing a plugin".
 """
 
-from atelier_sdk.errors import InvalidPlugin, JobCancelled, PluginError, TransientPluginError, is_out_of_memory
+from atelier_sdk.errors import (InvalidPlugin, JobCancelled, PluginError, TransientPluginError, input_error,
+                                 is_out_of_memory)
 from atelier_sdk.manifest import Manifest, Modality, ResourceClass
 from atelier_sdk.plugin import (Artifact, GenerationRequest, ItemResult, NoParams, OutputItem, Plugin, Regeneration,
                                 RunContext, require_model_dir)
@@ -33,6 +34,7 @@ __all__ = [
     "Retriever",
     "RunContext",
     "TransientPluginError",
+    "input_error",
     "is_out_of_memory",
     "require_model_dir",
     "validate_plugin_class",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
+
+from pydantic_core import PydanticCustomError
 
 
 class PluginError(Exception):
@@ -27,6 +30,20 @@ class TransientPluginError(PluginError):
 
     def __init__(self, message: str, *, code: str = "transient_error") -> None:
         super().__init__(message, code=code)
+
+
+def input_error(code: str, message: str, **context: Any) -> PydanticCustomError:
+    """What a validator of a plugin's input or params model raises where it would raise ``ValueError(message)``,
+    with a stable ``code`` and the values in its message as ``context``::
+
+        raise input_error("chatbot.stop_string_length", "each stop string must be {min_length} to {max_length} "
+                          "characters long", min_length=1, max_length=32)
+
+    The REST API shows the message as pydantic shows a ``ValueError``'s ("Value error, ..."), ``{name}``
+    replaced from ``context``; the dashboard knows the error by its type, ``code`` (namespace it with the
+    plugin's id), and shows its own translation where it has one, built from ``context``, else this English.
+    """
+    return PydanticCustomError(code, "Value error, " + message, context or None)
 
 
 class JobCancelled(Exception):

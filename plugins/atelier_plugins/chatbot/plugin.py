@@ -26,6 +26,7 @@ from atelier_sdk import (
     Regeneration,
     ResourceClass,
     RunContext,
+    input_error,
     require_model_dir,
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -75,8 +76,10 @@ class ChatbotInput(BaseModel):
     @classmethod
     def _last_message_is_users(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
         if messages and messages[-1].role != "user":
-            raise ValueError(
-                f"the last message must have role 'user' (the one to answer), not '{messages[-1].role}'"
+            raise input_error(
+                "chatbot.last_message_not_user",
+                "the last message must have role 'user' (the one to answer), not '{role}'",
+                role=messages[-1].role,
             )
         return messages
 
@@ -88,7 +91,8 @@ class ChatbotInput(BaseModel):
         try:
             return str(uuid.UUID(value))
         except ValueError:
-            raise ValueError("conversation_id must be a UUID such as 3f2b9c1e-8d4a-4c1b-9e2f-6a7b8c9d0e1f") from None
+            raise input_error("chatbot.conversation_id_not_uuid",
+                              "conversation_id must be a UUID such as 3f2b9c1e-8d4a-4c1b-9e2f-6a7b8c9d0e1f") from None
 
 
 class ChatbotParams(BaseModel):
@@ -107,7 +111,9 @@ class ChatbotParams(BaseModel):
     def _stop_strings_have_sane_length(cls, stop: list[str]) -> list[str]:
         for value in stop:
             if not 1 <= len(value) <= 32:
-                raise ValueError("each stop string must be 1 to 32 characters long")
+                raise input_error("chatbot.stop_string_length",
+                                  "each stop string must be {min_length} to {max_length} characters long",
+                                  min_length=1, max_length=32)
         return stop
 
 

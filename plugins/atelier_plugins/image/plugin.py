@@ -39,6 +39,7 @@ from atelier_sdk import (
     PluginError,
     ResourceClass,
     RunContext,
+    input_error,
     is_out_of_memory,
     require_model_dir,
 )
@@ -86,7 +87,7 @@ class ImageInput(BaseModel):
     @classmethod
     def _prompt_has_words(cls, prompt: str) -> str:
         if not prompt.strip():
-            raise ValueError("the prompt must say what to draw; it is only whitespace")
+            raise input_error("image.prompt_blank", "the prompt must say what to draw; it is only whitespace")
         return prompt
 
     @field_validator("guidance")
@@ -95,9 +96,10 @@ class ImageInput(BaseModel):
         # The negative prompt takes effect through classifier-free guidance, which a scale of 1 or
         # less turns off: the pipeline would drop it without a word and draw what it was asked not to.
         if guidance <= 1 and info.data.get("negative_prompt", "").strip():
-            raise ValueError(
+            raise input_error(
+                "image.negative_prompt_needs_guidance",
                 "a negative prompt needs guidance above 1 (guidance 1 or less ignores it); "
-                "raise guidance or leave negative_prompt empty"
+                "raise guidance or leave negative_prompt empty",
             )
         return guidance
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from atelier_sdk import input_error
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_SEED = 2**31 - 1
@@ -43,7 +44,7 @@ class CatalogueItem(BaseModel):
     @classmethod
     def _has_text(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must not be blank")
+            raise input_error("recommender_copy.blank", "must not be blank")
         return value
 
 
@@ -62,7 +63,8 @@ class RecommenderInput(BaseModel):
         seen: set[str] = set()
         duplicates = sorted({item.id for item in self.items if item.id in seen or seen.add(item.id)})
         if duplicates:
-            raise ValueError(f"item ids must be unique; repeated: {', '.join(duplicates[:10])}")
+            raise input_error("recommender_copy.duplicate_item_ids", "item ids must be unique; repeated: {ids}",
+                              ids=", ".join(duplicates[:10]))
         return self
 
 

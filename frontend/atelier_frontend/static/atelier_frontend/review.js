@@ -208,7 +208,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   async function saveEdit() {
-    if (!item || busy) return;  // a second Ctrl+Enter while the first is on its way
+    if (!item || busy) return;  // a second Ctrl+Enter (or click) while the first is on its way
     let content;
     try { content = JSON.parse($("edit-content").value); } catch (e) { $("edit-error").textContent = `${Atelier.t("bad_json", "Not valid JSON:")} ${e.message}`; return; }
     busy = true;
@@ -219,6 +219,8 @@ document.addEventListener("DOMContentLoaded", () => {
     say(Atelier.t("edited", "Edited and approved."), "ok");
     await next();
   }
+  // The dialog's button saves as Ctrl+Enter does: for a mouse or a touch screen, and Tab reaches it.
+  $("edit-save").addEventListener("click", saveEdit);
 
   picker.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-reason]");
