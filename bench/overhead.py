@@ -18,6 +18,12 @@ The round trip's times fall in steps (the worker's broker poll and the client's 
 its median jumps from one step to the next between runs of the same code; the means move less.
 Both are printed.
 
+On PostgreSQL + Redis, a third path is measured in the same turns: the least job path (``job_floor.py``),
+what any implementation of DESIGN.md's path of one request pays before it adds a feature (HTTP, a job row,
+enqueue on commit, a claim, the output stored, a finish notice, the row read back; plain SQL, no checks).
+Its multiple of the round trip is the part of the bar no code of ours can win back; Atelier's overhead as
+a multiple of it is what its features and code cost above that.
+
 Where the overhead goes, for the waited jobs, from the times the platform stores on each job (web,
 worker and client share one clock): from the client's send to the job's row (``created_at``: HTTP,
 authentication, validation, input screening); from the row to its claim (``started_at``: commit,
@@ -37,7 +43,9 @@ count in 10 ms ticks, so only the mean of many readings means anything there.
 
 Prints a table, then as its last line one JSON object with ``overhead_ratio`` (median overhead with
 ``Prefer: wait`` / median round trip), ``overhead_ratio_mean`` (the same with means),
-``overhead_ratio_polling``, ``overhead_breakdown_ms``, ``cpu_ms_per_job`` and ``bare_celery_cpu_ms``.
+``overhead_ratio_polling``, ``overhead_breakdown_ms``, ``cpu_ms_per_job``, ``bare_celery_cpu_ms``, and
+``job_floor_ms``, ``job_floor_ratio`` (its median / the round trip's) and ``overhead_over_floor`` (null on the
+embedded set-up).
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -56,12 +65,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from batching import build_bench_model  # noqa: E402
-from platform_stack import ApiClient, start_stack  # noqa: E402
+from platform_stack import WEB_WORKERS, ApiClient, start_stack  # noqa: E402
 
 
 class BareCelery:
@@ -111,6 +121,85 @@ class BareCelery:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+class JobFloor:
+    """``job_floor.py``'s least job path (see there), served like Atelier's web (gunicorn, the same worker and
+    thread counts) with a ``--pool solo`` Celery worker, on a database of its own beside the stack's and the
+    stack's Redis. PostgreSQL + Redis only: the question it answers is that set-up's (the embedded one meets
+    the bar). ``round_trip`` submits one job and waits for its result, as a client of Atelier does with
+    ``Prefer: wait``."""
+
+    def __init__(self, stack) -> None:
+        import requests
+
+        from tests.e2e.stack import free_port
+
+        parts = urlsplit(stack.admin_database_url)
+        self.admin_url = stack.admin_database_url
+        self.database = f"{stack.database_name}_floor"
+        self.url = f"http://127.0.0.1:{free_port()}/jobs/"
+        self.env = {"PATH": stack.env["PATH"], "HOME": stack.env["HOME"], "PYTHONPATH": str(REPO / "bench"),
+                    "DJANGO_SETTINGS_MODULE": "job_floor", "FLOOR_REDIS_URL": stack.env["REDIS_URL"],
+                    "FLOOR_DATABASE_URL": urlunsplit(parts._replace(path=f"/{self.database}"))}
+        self.web = self.worker = None
+        self.session = requests.Session()
+        self._database("CREATE DATABASE")
+        try:
+            subprocess.run([sys.executable, "-c", "import job_floor; job_floor.create_table()"], env=self.env,
+                           cwd=REPO / "bench", check=True, capture_output=True, timeout=60)
+            self.web = self._spawn([sys.executable, "-m", "gunicorn", "job_floor:application", "--bind",
+                                    self.url.split("/")[2], "--workers", str(WEB_WORKERS), "--threads", "4",
+                                    "--no-control-socket"])
+            self.worker = self._spawn([sys.executable, "-m", "celery", "-A", "job_floor", "worker", "--pool", "solo",
+                                       "-Q", "job_floor", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"])
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()  # the caller gets no JobFloor to stop
+            raise
+
+    def _database(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as connection:
+            connection.execute(f'{statement} "{self.database}"' + (" WITH (FORCE)" if "DROP" in statement else ""))
+
+    def _spawn(self, command: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(command, env=self.env, cwd=REPO / "bench", stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.round_trip()  # a job through: web, broker, worker and database all answer
+                return
+            except Exception:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in (self.web, self.worker)):
+                    raise RuntimeError("the job floor's web and worker did not start") from None
+                time.sleep(0.2)
+
+    def round_trip(self) -> float:
+        started = time.perf_counter()
+        response = self.session.post(self.url, json={"input": {"text": "floor"}}, timeout=30)
+        elapsed = time.perf_counter() - started
+        job = response.json()
+        if response.status_code != 200 or job.get("status") != "succeeded" or job.get("output") != {"text": "roolf"}:
+            raise RuntimeError(f"the job floor answered {response.status_code}: {response.text[:200]}")
+        return elapsed
+
+    def stop(self) -> None:
+        self.session.close()
+        for process in (self.web, self.worker):
+            if process is None:
+                continue
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._database("DROP DATABASE IF EXISTS")
 
 
 def _precise_cpu_clock() -> Callable[[int], float] | None:
@@ -255,7 +344,8 @@ def stage_times(sent: float, answered: float, job: dict) -> list[float]:
     return [created - sent, started - created, finished - started - model, answered - finished]
 
 
-def measure(client: ApiClient, bare: BareCelery, runs: int, meters: tuple[CpuMeter, CpuMeter]) -> dict[str, list]:
+def measure(client: ApiClient, bare: BareCelery, runs: int, meters: tuple[CpuMeter, CpuMeter],
+            floor: JobFloor | None = None) -> dict[str, list]:
     """In turns, so that a host whose speed drifts weighs on all alike: one job with ``Prefer: wait`` (one
     request answered when the job finishes), one job submitted then polled with ``GET /jobs/{id}/`` every
     5 ms, one bare Celery round trip. The model's own time of each job is its ``generate_seconds``. The
@@ -265,7 +355,7 @@ def measure(client: ApiClient, bare: BareCelery, runs: int, meters: tuple[CpuMet
     params = {"max_new_tokens": 8, "seed": 0}
     client.wait(client.submit("chatbot", data, params), timeout=600)  # model loaded, connections warm
     times: dict[str, list] = {name: [] for name in ("waited", "waited_model", "polled", "polled_model", "ping", "stages",
-                                                    "cpu", "ping_cpu")}
+                                                    "cpu", "ping_cpu", "floor")}
     for _ in range(runs):
         for polling in (False, True):
             cpu_before = None if polling else platform_meter.read(after=False)
@@ -284,6 +374,9 @@ def measure(client: ApiClient, bare: BareCelery, runs: int, meters: tuple[CpuMet
         times["ping"].append(bare.round_trip())
         pause()
         times["ping_cpu"].append(CpuMeter.spent(cpu_before, bare_meter.read(after=True)))
+        if floor is not None:
+            times["floor"].append(floor.round_trip())
+            pause()
     return times
 
 
@@ -304,14 +397,16 @@ def main() -> int:
     try:
         build_bench_model(models_root / "demo" / "chat-lm", "tiny")  # the model's own time is subtracted anyway
         stack = start_stack(models_root, ATELIER_DEVICE="cpu")
-        bare = None
+        bare = floor = None
         try:
             client = ApiClient(stack)
             bare = BareCelery(stack)
-            times = measure(client, bare, args.runs, cpu_meters(stack, bare))
+            floor = JobFloor(stack) if stack.backend == "postgres_redis" else None
+            times = measure(client, bare, args.runs, cpu_meters(stack, bare), floor)
         finally:
-            if bare is not None:
-                bare.stop()
+            for part in (floor, bare):
+                if part is not None:
+                    part.stop()
             stack.stop()
     finally:
         shutil.rmtree(models_root, ignore_errors=True)
@@ -339,6 +434,12 @@ def main() -> int:
         # CPU per waited job (the model's own work included, in the worker) and per bare round trip
         "cpu_ms_per_job": mean_cpu_ms(times["cpu"]),
         "bare_celery_cpu_ms": mean_cpu_ms(times["ping_cpu"]),
+        # The least job path (job_floor.py), PostgreSQL + Redis only: its time, its multiple of the round trip,
+        # and Atelier's overhead as a multiple of it.
+        "job_floor_ms": ms(times["floor"]) if times["floor"] else None,
+        "job_floor_ratio": round(statistics.median(times["floor"]) / ping, 2) if times["floor"] else None,
+        "overhead_over_floor": round(statistics.median(waited) / statistics.median(times["floor"]), 2)
+        if times["floor"] else None,
     }
     print(f"one chatbot job at idle, {stack.backend} broker and database, medians of {args.runs} runs")
     print(f"{'':44}{'Prefer: wait':>14}{'polling 5 ms':>14}")
@@ -351,6 +452,10 @@ def main() -> int:
           "   (needs <= 3)")
     print(f"{'means: overhead (ms), round trip (ms), ratio':44}{figures['overhead_mean_ms']:>14}"
           f"{figures['bare_celery_round_trip_mean_ms']:>14}{'x' + str(figures['overhead_ratio_mean']):>8}")
+    if figures["job_floor_ms"] is not None:
+        print(f"{'the least job path, job_floor.py (ms)':44}{figures['job_floor_ms']:>14}"
+              f"{'x' + str(figures['job_floor_ratio']):>14}   (of the round trip)")
+        print(f"{'overhead / least job path':44}{'x' + str(figures['overhead_over_floor']):>14}")
     print("\nwhere the overhead goes, Prefer: wait (medians, ms)")
     for label, what in STAGES:
         print(f"  {label:42}{figures['overhead_breakdown_ms'][label]:>8}   {what}")
