@@ -90,3 +90,34 @@ def test_operator_setting_allows_private_targets_but_never_multicast_or_unspecif
 def test_the_default_refuses_private_targets():
     with pytest.raises(UnsafeTarget):
         check_target("http://127.0.0.1:9/hook")
+
+
+@pytest.mark.parametrize("url", [
+    "http://240.0.0.1/",  # reserved (class E)
+    "http://255.255.255.255/",  # limited broadcast
+    "http://192.0.2.10/",  # documentation (TEST-NET-1): no host of a real network has it
+    "http://198.18.0.1/",  # benchmarking
+    "http://[2001:db8::1]/",  # documentation
+    "http://[100::1]/",  # discard-only
+])
+def test_the_operator_setting_opens_closed_networks_only_never_reserved_or_documentation_addresses(webhook_config, url):
+    webhook_config(webhooks_allow_private_targets=True)
+    with pytest.raises(UnsafeTarget) as refused:
+        check_target(url)
+    # the setting is on already: the reason must not send the operator to it
+    assert "ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5/", "http://172.16.3.4/", "http://192.168.1.1/", "http://100.64.0.1/",
+                                 "http://[::1]/", "http://[fc00::1]/", "http://[fe80::1]/", "http://[::ffff:10.0.0.5]/"])
+def test_the_operator_setting_opens_every_address_of_a_closed_network(webhook_config, url):
+    webhook_config(webhooks_allow_private_targets=True)
+    assert check_target(url).addresses
+
+
+@pytest.mark.parametrize("url,hint", [("http://10.0.0.5/", True), ("http://127.0.0.1/", True),
+                                      ("http://240.0.0.1/", False), ("http://192.0.2.10/", False)])
+def test_only_addresses_the_setting_would_open_point_to_it(url, hint):
+    with pytest.raises(UnsafeTarget) as refused:
+        check_target(url, allow_private=False)
+    assert ("ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS" in str(refused.value)) is hint

@@ -8,8 +8,9 @@ the delivery connects to the very address that was checked: a DNS answer that ch
 the check and the request (DNS rebinding) cannot redirect it.
 
 ``ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true`` lets an operator of a closed network (or a test)
-reach loopback, private and link-local addresses. Multicast, unspecified and reserved addresses
-are never valid HTTP targets and stay refused.
+reach the addresses such a network has (``CLOSED_NETWORK``: loopback, private, shared and link-local).
+Multicast, unspecified, reserved, documentation and benchmarking addresses are no host's address on any
+network and stay refused.
 
 At delivery the lookup is part of the attempt and ends by the attempt's deadline (``LookupTimedOut``):
 ``getaddrinfo`` has no timeout of its own, and glibc waits for a dead nameserver 10-30 s.
@@ -108,6 +109,19 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
+#: The addresses of a closed network, which ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS opens (and nothing else):
+#: loopback, private (RFC 1918, IPv6 unique local), shared (RFC 6598: carrier-grade NAT, overlay networks) and
+#: link-local. ``ipaddress``'s ``is_private`` is wider: it also counts reserved, documentation and benchmarking
+#: ranges, which no host of a real network has.
+CLOSED_NETWORK = tuple(ipaddress.ip_network(network) for network in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+    "::1/128", "fc00::/7", "fe80::/10"))
+
+
+def in_closed_network(address: IPAddress) -> bool:
+    return any(address in network for network in CLOSED_NETWORK if network.version == address.version)
+
+
 def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
     """Why webhooks may not call this address, or None when they may."""
     if isinstance(address, ipaddress.IPv6Address):
@@ -118,13 +132,13 @@ def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
         return "an unspecified address"
     if address.is_multicast:
         return "a multicast address"
-    if allow_private:
-        return None
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address (the cloud metadata service 169.254.169.254 is one)"
-    if address.is_private:
+    if in_closed_network(address):
+        if allow_private:
+            return None
+        if address.is_loopback:
+            return "a loopback address"
+        if address.is_link_local:
+            return "a link-local address (the cloud metadata service 169.254.169.254 is one)"
         return "a private address"
     if address.is_reserved:
         return "a reserved address"
@@ -216,10 +230,13 @@ def check_target(url: str, *, allow_private: bool | None = None, deadline: float
     scheme, host, port, path = parse_url(url)
     addresses = resolve(host, port, deadline=deadline)
     for text in addresses:
-        problem = address_problem(ipaddress.ip_address(text), allow_private=allow_private)
+        address = ipaddress.ip_address(text)
+        problem = address_problem(address, allow_private=allow_private)
         if problem is not None:
-            raise UnsafeTarget(
-                f"The host {host!r} resolves to {text}, {problem}. Webhooks call public addresses only "
-                "(an operator can allow private ones with ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true)."
-            )
+            inner = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+            # Only where the setting would open the address (and is off) is it worth naming to the owner.
+            hint = (" (an operator can allow private ones with ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true)"
+                    if not allow_private and in_closed_network(inner or address) else "")
+            raise UnsafeTarget(f"The host {host!r} resolves to {text}, {problem}. Webhooks call public addresses "
+                               f"only{hint}.")
     return Target(scheme=scheme, host=host, port=port, path=path, addresses=addresses)
