@@ -352,3 +352,15 @@ def test_a_refusal_to_retry_later_keeps_its_retry_after(api, chat_project, monke
     error = assert_openai_error(response, 429, "quota_exceeded")
     assert error["type"] == "rate_limit_error" and error["details"] == {"quota": "jobs"}
     assert response["Retry-After"] == "30" and "x-should-retry" not in response
+
+
+def test_a_job_still_running_is_logged_as_the_expected_answer_it_is_not_as_a_server_error(api, chat_project, wait_s, caplog):
+    """An operator's error alerts must not fire on every long job a client chose to wait for: the 504 is the
+    answer the client asked for (its wait ran out), logged once, below ERROR, with the job's id."""
+    wait_s(0.05)
+    with caplog.at_level("INFO"):
+        response = ask(api)
+    job_id = assert_openai_error(response, 504, "job_still_running")["details"]["job_id"]
+    assert not [record for record in caplog.records if record.levelno >= 40], [r.getMessage() for r in caplog.records]
+    logged = [record for record in caplog.records if job_id in record.getMessage()]
+    assert len(logged) == 1 and logged[0].levelname == "WARNING" and "/v1/chat/completions" in logged[0].getMessage()

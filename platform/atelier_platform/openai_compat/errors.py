@@ -9,6 +9,7 @@ the job again, so answers that must not be retried carry ``x-should-retry: false
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,6 +17,8 @@ from rest_framework.response import Response
 
 from atelier_platform.api.errors import exception_handler as atelier_exception_handler
 from atelier_platform.jobs.errors import JobServiceError
+
+logger = logging.getLogger("atelier.openai")
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -38,7 +41,8 @@ def error_type(status: int) -> str:
 
 class OpenAIError(Exception):
     def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 details: dict[str, Any] | None = None, retry: bool | None = None, retry_after: int | None = None) -> None:
+                 details: dict[str, Any] | None = None, retry: bool | None = None, retry_after: int | None = None,
+                 expected: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -48,6 +52,9 @@ class OpenAIError(Exception):
         #: None: leave it to the client; False/True: send ``x-should-retry``
         self.retry = retry
         self.retry_after = retry_after
+        #: A 5xx that is the answer the client asked for, not a fault of the server (a wait that ran out):
+        #: logged at WARNING, so that alerts on the server's errors do not fire on it.
+        self.expected = expected
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.message, code=self.code, param=self.param, details=self.details)
@@ -129,7 +136,13 @@ def from_job_service(exc: JobServiceError, names: dict[str, str]) -> OpenAIError
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's handler for the /v1/ views: Atelier's handling, answered in OpenAI's error shape."""
     if isinstance(exc, OpenAIError):
-        return exc.response()
+        response = exc.response()
+        if exc.expected:
+            request = context.get("request")
+            logger.warning("%s %s: %s %s", getattr(request, "method", "?"), getattr(request, "path", "?"),
+                           exc.status, exc.message)
+            response._has_been_logged = True  # django.request would log every 5xx at ERROR
+        return response
     if isinstance(exc, ValidationError):
         return from_pydantic(exc).response()
     if isinstance(exc, JobServiceError):

@@ -301,7 +301,8 @@ def still_running(job_id, timeout_s: float, *, replayable: bool) -> OpenAIError:
                  f"with a longer timeout a call waits up to {wait_seconds():g} s.")
     return OpenAIError(504, f"Job {job_id} is still running after {timeout_s:g} s. It goes on: fetch its result from "
                             f"{job_url(job_id)} with the same key. {hint}",
-                       code="job_still_running", details={"job_id": str(job_id), "job_url": job_url(job_id)}, retry=replayable)
+                       code="job_still_running", details={"job_id": str(job_id), "job_url": job_url(job_id)}, retry=replayable,
+                       expected=True)
 
 
 def job_error(job: Job) -> OpenAIError:
