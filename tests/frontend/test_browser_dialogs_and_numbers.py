@@ -45,11 +45,25 @@ def test_the_review_dialogs_keep_the_focus_inside_and_give_it_back(live_server, 
     page.keyboard.press("Escape")
     expect(page.locator("#regenerate-picker")).to_be_hidden()
     expect(opener).to_be_focused()
+    # a click beside it closes it as Esc does; a selection in its note dragged out onto the shade does not
+    page.keyboard.press("g")
+    page.keyboard.type("keep this note")
+    note = page.locator("#regenerate-note").bounding_box()
+    page.mouse.move(note["x"] + 60, note["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(5, 5, steps=4)
+    page.mouse.up()
+    expect(page.locator("#regenerate-picker")).to_be_visible()
+    page.mouse.click(5, 5)
+    expect(page.locator("#regenerate-picker")).to_be_hidden()
+    expect(opener).to_be_focused()
 
     page.keyboard.press("e")
     expect(page.locator("#edit-content")).to_be_focused()
     page.keyboard.press("Tab")
-    expect(page.locator("#edit-save")).to_be_focused()  # its save button, then round to the text
+    expect(page.locator("#edit-save")).to_be_focused()  # its save button, its Cancel, then round to the text
+    page.keyboard.press("Tab")
+    expect(page.locator("#edit-cancel")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.locator("#edit-content")).to_be_focused()
     page.keyboard.press("Escape")

@@ -1,13 +1,14 @@
 """In a real browser: the review queue's "edit, then approve" dialog saves from a button as well as with
-Ctrl+Enter, for a reviewer with a mouse or a touch screen; the button is labelled in the page's language and
-is inside the dialog's focus trap."""
+Ctrl+Enter (or Cmd+Enter, on a Mac), for a reviewer with a mouse or a touch screen; it is left without a
+decision from its Cancel button or a click (a tap) beside it, as Esc does; its buttons are labelled in the
+page's language and are inside the dialog's focus trap; a "Not valid JSON" error goes once the text changes."""
 
 from __future__ import annotations
 
 import json
 
 from atelier_platform.moderation.models import ReviewDecision
-from atelier_platform.jobs.models import Output
+from atelier_platform.jobs.models import Output, ReviewState
 from tests.frontend.browsing import BROWSER_TESTS, PASSWORD, shot, sign_in
 
 pytestmark = BROWSER_TESTS
@@ -39,13 +40,16 @@ def test_the_editor_saves_and_approves_from_its_button_with_a_mouse(live_server,
     dialog = page.get_by_role("dialog", name="Edit, then approve")
     save = dialog.get_by_role("button", name="Save and approve")
     expect(save).to_be_visible()
-    expect(save).to_have_attribute("aria-keyshortcuts", "Control+Enter")
-    # inside the focus trap: Tab goes from the text to the button and round, Shift+Tab back
+    expect(save).to_have_attribute("aria-keyshortcuts", "Control+Enter Meta+Enter")
+    # inside the focus trap: Tab goes from the text to the button, Cancel and round, Shift+Tab back
     expect(page.locator("#edit-content")).to_be_focused()
     page.keyboard.press("Tab")
     expect(save).to_be_focused()
     page.keyboard.press("Tab")
+    expect(page.locator("#edit-cancel")).to_be_focused()
+    page.keyboard.press("Tab")
     expect(page.locator("#edit-content")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     expect(save).to_be_focused()
     shot(page, "52-review-editor-save-button")
@@ -109,3 +113,166 @@ def test_the_editors_button_is_chinese_on_a_chinese_page_and_answers_a_tap(live_
     expect(page.locator("#flash")).to_have_text("已编辑并批准。")
     edited = Output.objects.get(review__pk=item)
     assert (edited.review_state, edited.content["text"]) == ("approved", "edited on a tablet")
+
+
+def decisions_sent(page) -> list[str]:
+    sent = []
+    page.on("request", lambda request: sent.append(request.url) if request.url.endswith("/decision/") else None)
+    return sent
+
+
+def test_the_editor_is_left_without_a_decision_from_a_click_beside_it_or_its_cancel_button(
+        live_server, browser, expect, project, member, submit, run_job):
+    run_job(submit(project, text="first draft", user=member(project, "editor")))
+    page = sign_in(browser, live_server.url, member(project, "reviewer").username)
+    item = shown_item(page, expect)
+    decisions = decisions_sent(page)
+    opener = page.locator("#shortcut-legend button[data-key=e]")
+
+    # a click beside the dialog (on the shade round it) leaves it, as it leaves the reject and regenerate ones
+    opener.click()
+    dialog = page.get_by_role("dialog", name="Edit, then approve")
+    expect(page.locator("#edit-content")).to_be_focused()
+    edit_text(page, "never saved")
+    dialog.locator("h2").click()  # not a click on the dialog itself, off its controls
+    expect(page.locator("#editor")).to_be_visible()
+    # nor a selection of the text that ends beside the dialog (the click goes to what holds both ends: the shade)
+    text = page.locator("#edit-content").bounding_box()
+    page.mouse.move(text["x"] + 40, text["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(5, 5, steps=4)
+    page.mouse.up()
+    expect(page.locator("#editor")).to_be_visible()
+    assert "never saved" in page.locator("#edit-content").input_value()
+    page.mouse.click(5, 5)
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(opener).to_be_focused()  # back where it was, as after Esc
+
+    # its Cancel button
+    opener.click()
+    save = dialog.get_by_role("button", name="Save and approve")
+    cancel = dialog.get_by_role("button", name="Cancel", exact=True)
+    expect(cancel).to_be_visible()
+    # inside the focus trap: the text, the save button, Cancel, and round; Shift+Tab backwards
+    expect(page.locator("#edit-content")).to_be_focused()
+    for control in (save, cancel, page.locator("#edit-content")):
+        page.keyboard.press("Tab")
+        expect(control).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(cancel).to_be_focused()
+    edit_text(page, "never saved either")
+    shot(page, "54-review-editor-cancel")
+    cancel.click()
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(opener).to_be_focused()
+
+    # opened from the keyboard (the focus on the page): cancelled, the focus is on the page again
+    page.locator("#edit-content").evaluate("() => document.activeElement.blur()")
+    page.keyboard.press("e")
+    expect(page.locator("#edit-content")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")  # the focused Cancel, from the keyboard
+    expect(page.locator("#editor")).to_be_hidden()
+    assert page.evaluate("() => document.activeElement === document.body")
+
+    assert decisions == []
+    expect(page.locator("#review-item")).to_have_attribute("data-item", item)  # still this item, still held
+    assert Output.objects.get(review__pk=item).review_state == ReviewState.PENDING
+    assert not ReviewDecision.objects.filter(item_id=item).exists()
+    page.keyboard.press("e")  # and the editor opens again on the output as it was
+    assert json.loads(page.locator("#edit-content").input_value())["text"] == "tfard tsrif"
+
+
+def test_the_editors_cancel_is_chinese_on_a_chinese_page_and_a_tap_beside_it_leaves_it(
+        live_server, browser, expect, project, member, submit, run_job):
+    run_job(submit(project, text="a calm product description", user=member(project, "editor")))
+    reviewer = member(project, "reviewer")
+    page = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True).new_page()
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", reviewer.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)
+    page.goto(f"{live_server.url}/review/")
+    page.select_option("#language-switcher", "zh-hans")
+    expect(page.locator("h1")).to_have_text("审核队列")
+    item = shown_item(page, expect)
+    decisions = decisions_sent(page)
+    opener = page.locator("#shortcut-legend button[data-key=e]")
+
+    opener.click()  # (a click: a tap would leave Chromium's tap highlight in the screenshot)
+    dialog = page.get_by_role("dialog", name="编辑后批准")
+    cancel = dialog.get_by_role("button", name="取消", exact=True)
+    expect(cancel).to_be_visible()
+    expect(dialog.get_by_role("button", name="保存并批准")).to_be_visible()
+    page.locator("#edit-content").blur()
+    shot(page, "55-review-editor-cancel-zh-hans")
+    cancel.tap()  # a touch screen: no Esc key to press
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(opener).to_be_focused()
+
+    opener.tap()
+    expect(page.locator("#editor")).to_be_visible()
+    page.touchscreen.tap(10, 10)  # beside the dialog, on the shade
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(opener).to_be_focused()
+    assert decisions == []
+    assert Output.objects.get(review__pk=item).review_state == ReviewState.PENDING
+
+
+def test_the_editor_saves_with_cmd_enter_as_with_ctrl_enter(live_server, browser, expect, project, member, submit,
+                                                            run_job):
+    editor = member(project, "editor")
+    for text in ("first draft", "second draft"):
+        run_job(submit(project, text=text, user=editor))
+    page = sign_in(browser, live_server.url, member(project, "reviewer").username)
+    decisions = decisions_sent(page)
+
+    for keys, text in (("Meta+Enter", "saved with Cmd+Enter"), ("Control+Enter", "saved with Ctrl+Enter")):
+        item = shown_item(page, expect)
+        page.keyboard.press("e")
+        expect(page.locator("#edit-content")).to_be_focused()
+        edit_text(page, text)
+        page.keyboard.press(keys)
+        expect(page.locator("#flash")).to_have_text("Edited and approved.")
+        expect(page.locator("#editor")).to_be_hidden()
+        assert Output.objects.get(review__pk=item).content["text"] == text
+        expect(page.locator("#review-item")).not_to_have_attribute("data-item", item)
+    expect(page.locator("#queue-empty")).to_be_visible()
+    assert len(decisions) == 2
+
+    # what the button and the hint say is what the keys do
+    save = page.locator("#edit-save")
+    expect(save).to_have_attribute("aria-keyshortcuts", "Control+Enter Meta+Enter")
+    expect(page.locator("#editor kbd")).to_have_text(["Ctrl ↵", "⌘ ↵", "Esc"])
+
+
+def test_a_json_error_in_the_editor_goes_once_the_text_changes(live_server, browser, expect, project, member, submit,
+                                                               run_job):
+    run_job(submit(project, text="first draft", user=member(project, "editor")))
+    page = sign_in(browser, live_server.url, member(project, "reviewer").username)
+    item = shown_item(page, expect)
+    decisions = decisions_sent(page)
+    page.keyboard.press("e")
+    error = page.locator("#edit-error")
+    content = json.loads(page.locator("#edit-content").input_value())
+
+    page.fill("#edit-content", '{"text": "mended"')
+    page.keyboard.press("Control+Enter")
+    expect(error).to_contain_text("Not valid JSON:")
+    page.keyboard.press("ArrowLeft")  # moving about the text changes nothing: the error stays
+    page.keyboard.press("End")
+    expect(error).to_contain_text("Not valid JSON:")
+    page.keyboard.type("}")  # the reviewer mends it: the error about the text before is gone
+    expect(error).to_have_text("")
+    shot(page, "56-review-editor-json-mended")
+
+    page.keyboard.press("Backspace")  # broken again, and saved: said again
+    page.keyboard.press("Control+Enter")
+    expect(error).to_contain_text("Not valid JSON:")
+    page.fill("#edit-content", json.dumps({**content, "text": "mended"}))  # pasted over, too
+    expect(error).to_have_text("")
+    assert decisions == []
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("#flash")).to_have_text("Edited and approved.")
+    assert Output.objects.get(review__pk=item).content["text"] == "mended"

@@ -116,8 +116,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
   // The overlays are modal dialogs (WAI-ARIA's dialog pattern): the focus goes into one when it opens,
   // Tab and Shift+Tab go round its controls and never reach the page under it, and when it closes
-  // (Esc, a decision, a click beside it) the focus goes back to where it was: the legend's button, or
-  // the page.
+  // (Esc, a decision, a click beside it, the editor's Cancel) the focus goes back to where it was: the
+  // legend's button, or the page.
   const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), " +
     "textarea:not([disabled]), [tabindex]:not([tabindex='-1'])";
   let openDialog = null, returnFocus = null;
@@ -154,6 +154,19 @@ document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("focusin", (event) => {
     if (openDialog && !openDialog.contains(event.target)) focusables(openDialog)[0]?.focus();
   });
+  // A click or a tap beside the dialog, on the shade round it, closes it as Esc does; only one pressed and
+  // let go there: a selection in the dialog's text dragged out beyond it ends with a click on the shade too
+  // (the click goes to what holds both ends), and must not throw away what was typed.
+  function closeOnClickBeside(overlay) {
+    let beside = false;
+    overlay.addEventListener("pointerdown", (event) => { beside = event.target === overlay; });
+    overlay.addEventListener("pointerup", (event) => { beside = beside && event.target === overlay; });
+    overlay.addEventListener("click", (event) => {
+      if (event.target === overlay && beside) closeOverlays();
+      beside = false;
+    });
+  }
+  [picker, regenerator, editor].forEach(closeOnClickBeside);
 
   // The focus goes into the picker (a number still picks a reason; Tab reaches the comment), not left on the page under it.
   function openPicker() {
@@ -191,7 +204,6 @@ document.addEventListener("DOMContentLoaded", () => {
     await next();
   }
   $("regenerate-send").addEventListener("click", regenerate);
-  regenerator.addEventListener("click", (event) => { if (event.target === regenerator) closeOverlays(); });
 
   async function reject(reason) {
     const comment = $("reject-comment").value;
@@ -204,28 +216,42 @@ document.addEventListener("DOMContentLoaded", () => {
     const source = document.getElementById("item-content");
     $("edit-content").value = JSON.stringify(source ? JSON.parse(source.textContent) : item.output.content, null, 2);
     $("edit-error").textContent = "";
+    delete $("edit-error").dataset.about;
     openOverlay(editor, $("edit-content"));
   }
 
   async function saveEdit() {
     if (!item || busy) return;  // a second Ctrl+Enter (or click) while the first is on its way
+    const error = $("edit-error");
     let content;
-    try { content = JSON.parse($("edit-content").value); } catch (e) { $("edit-error").textContent = `${Atelier.t("bad_json", "Not valid JSON:")} ${e.message}`; return; }
+    try { content = JSON.parse($("edit-content").value); } catch (e) {
+      error.textContent = `${Atelier.t("bad_json", "Not valid JSON:")} ${e.message}`;
+      error.dataset.about = "text";
+      return;
+    }
     busy = true;
     const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body: { action: "edit", content } });
     busy = false;
-    if (!result.ok) { $("edit-error").textContent = Atelier.errorText(result); return; }
+    if (!result.ok) { error.textContent = Atelier.errorText(result); delete error.dataset.about; return; }
     closeOverlays();
     say(Atelier.t("edited", "Edited and approved."), "ok");
     await next();
   }
   // The dialog's button saves as Ctrl+Enter does: for a mouse or a touch screen, and Tab reaches it.
   $("edit-save").addEventListener("click", saveEdit);
+  // Cancel leaves it as Esc and a click beside it do: no decision, the focus back where it was (a touch
+  // screen has no Esc key).
+  $("edit-cancel").addEventListener("click", closeOverlays);
+  // An error about the text is about the text before a change: it goes once the text changes, and a save
+  // checks the text again. (An answer of the server, a lease run out, say, stays until the next save.)
+  $("edit-content").addEventListener("input", () => {
+    const error = $("edit-error");
+    if (error.dataset.about === "text") { error.textContent = ""; delete error.dataset.about; }
+  });
 
   picker.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-reason]");
     if (button) reject(button.dataset.reason);
-    else if (event.target === picker) closeOverlays();
   });
 
   async function bulkApprove(button) {
@@ -262,7 +288,8 @@ document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("keydown", (event) => {
     if (Atelier.composing(event)) return;  // keys that build a word in an input method are the IME's
     if (event.key === "Tab" && openDialog) { keepFocusInside(event); return; }
-    if (event.ctrlKey && event.key === "Enter" && !editor.hidden) { event.preventDefault(); saveEdit(); return; }
+    // Ctrl+Enter saves, and Cmd+Enter (a Mac's): the button's aria-keyshortcuts and the hint name both.
+    if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && !editor.hidden) { event.preventDefault(); saveEdit(); return; }
     if (event.key === "Enter" && !event.shiftKey && !regenerator.hidden) { event.preventDefault(); regenerate(); return; }
     if (event.key === "Escape") { closeOverlays(); return; }
     if (!picker.hidden) {
