@@ -4,10 +4,11 @@ DESIGN.md's path of one request fixes what a job must go through, whatever does 
 a job row saved, the work enqueued once that row has committed, a worker that claims the row (so that
 nothing runs twice), the output stored in the row, a finish notice, and the result read from the row
 by the request that waits for it. This module is that path and nothing else, on the tools Atelier runs
-on: Django under gunicorn (the same worker and thread counts), PostgreSQL, Celery on Redis, Redis
-publish/subscribe. No authentication, validation, screening, review, audit, conversations, webhooks,
-DRF or ORM: each step is one plain SQL statement in autocommit, the cheapest Django allows. Its
-"model" reverses a string. Its Celery worker is ``--pool solo``, like the bare round trip's.
+on: Django under gunicorn (the same worker and thread counts), PostgreSQL with persistent connections,
+Celery on Redis, Redis publish/subscribe (one listener per process, as Atelier's). No authentication,
+validation, screening, review, audit, conversations, webhooks, DRF or ORM: each step is one plain SQL
+statement in autocommit, the cheapest Django allows. Its "model" reverses a string. Its Celery worker is
+``--pool solo``, like the bare round trip's. Its times are the database's clock (the same host's).
 
 Its time from submit to result, set beside the bare Celery round trip in the same run, says how much
 of the round trip's multiple any implementation of that path pays before it adds a feature; what
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import threading
 import uuid
 
 import dj_database_url
@@ -89,6 +90,49 @@ def run(job_id: str) -> None:
     notices.publish(CHANNEL_PREFIX + job_id, "finished")  # after the commit (autocommit): the row says so
 
 
+class _FinishListener:
+    """This process's one subscription to every job's finish notice, as Atelier's web has (``jobs/waiting.py``):
+    a request registers for its job and waits on an event, with no Redis connection or subscription of its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, threading.Event] = {}
+        self._subscription = notices.pubsub()
+        self._subscription.psubscribe(CHANNEL_PREFIX + "*")
+        self._subscription.get_message(timeout=5.0)  # the subscription's confirmation: notices reach it from now on
+        threading.Thread(target=self._run, name="job-floor-listener", daemon=True).start()
+
+    def register(self, job_id: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._waiters[job_id] = event
+        return event
+
+    def unregister(self, job_id: str) -> None:
+        with self._lock:
+            self._waiters.pop(job_id, None)
+
+    def _run(self) -> None:
+        for message in self._subscription.listen():
+            if message["type"] == "pmessage":
+                with self._lock:
+                    event = self._waiters.get(message["channel"].decode()[len(CHANNEL_PREFIX):])
+                if event is not None:
+                    event.set()
+
+
+_listener: _FinishListener | None = None
+_listener_lock = threading.Lock()
+
+
+def listener() -> _FinishListener:
+    global _listener
+    with _listener_lock:
+        if _listener is None:
+            _listener = _FinishListener()
+        return _listener
+
+
 def submit(request):
     """POST {"input": {"text": ...}}: the job's row, its result once it has finished (a request that waits)."""
     from django.db import connection
@@ -96,19 +140,16 @@ def submit(request):
 
     job_id = str(uuid.uuid4())
     data = json.loads(request.body)
-    listener = notices.pubsub(ignore_subscribe_messages=True)
-    listener.subscribe(CHANNEL_PREFIX + job_id)  # before the work is sent: its notice cannot be missed
+    finished = listener().register(job_id)  # before the work is sent: its notice cannot be missed
     try:
         with connection.cursor() as cursor:
             cursor.execute("INSERT INTO floor_job (id, status, input, created_at) "
                            "VALUES (%s, 'queued', %s, clock_timestamp())", [job_id, json.dumps(data["input"])])
         app.send_task(RUN_TASK, args=[job_id], queue=QUEUE)  # the row has committed (autocommit)
-        deadline = time.monotonic() + WAIT_S
-        while listener.get_message(timeout=1.0) is None:
-            if time.monotonic() > deadline:
-                return JsonResponse({"id": job_id, "status": "timed out"}, status=504)
+        if not finished.wait(WAIT_S):
+            return JsonResponse({"id": job_id, "status": "timed out"}, status=504)
     finally:
-        listener.close()
+        listener().unregister(job_id)
     with connection.cursor() as cursor:
         cursor.execute("SELECT status, output, created_at, started_at, finished_at FROM floor_job WHERE id = %s",
                        [job_id])

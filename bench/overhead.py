@@ -44,8 +44,8 @@ count in 10 ms ticks, so only the mean of many readings means anything there.
 Prints a table, then as its last line one JSON object with ``overhead_ratio`` (median overhead with
 ``Prefer: wait`` / median round trip), ``overhead_ratio_mean`` (the same with means),
 ``overhead_ratio_polling``, ``overhead_breakdown_ms``, ``cpu_ms_per_job``, ``bare_celery_cpu_ms``, and
-``job_floor_ms``, ``job_floor_ratio`` (its median / the round trip's) and ``overhead_over_floor`` (null on the
-embedded set-up).
+``job_floor_ms``, ``job_floor_ratio`` (its median / the round trip's), ``overhead_over_floor`` and
+``job_floor_cpu_ms``, ``job_floor_breakdown_ms`` (null on the embedded set-up).
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ class JobFloor:
                     "FLOOR_DATABASE_URL": urlunsplit(parts._replace(path=f"/{self.database}"))}
         self.web = self.worker = None
         self.session = requests.Session()
+        self.logs = Path(tempfile.mkdtemp(prefix="atelier-bench-floor-"))
         self._database("CREATE DATABASE")
         try:
             subprocess.run([sys.executable, "-c", "import job_floor; job_floor.create_table()"], env=self.env,
@@ -165,8 +166,13 @@ class JobFloor:
             connection.execute(f'{statement} "{self.database}"' + (" WITH (FORCE)" if "DROP" in statement else ""))
 
     def _spawn(self, command: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(command, env=self.env, cwd=REPO / "bench", stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        log = open(self.logs / f"{len(list(self.logs.iterdir()))}-{command[2]}.log", "w")  # gunicorn, celery
+        with log:
+            return subprocess.Popen(command, env=self.env, cwd=REPO / "bench", stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def _logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}" for path in sorted(self.logs.iterdir()))
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -176,17 +182,27 @@ class JobFloor:
                 return
             except Exception:
                 if time.monotonic() > deadline or any(p.poll() is not None for p in (self.web, self.worker)):
-                    raise RuntimeError("the job floor's web and worker did not start") from None
+                    raise RuntimeError(f"the job floor's web and worker did not start:\n{self._logs()}") from None
                 time.sleep(0.2)
 
+    def cpu_meter(self) -> "CpuMeter":
+        """Its parts' CPU, as ``cpu_meters`` reads Atelier's: web, worker, the database and broker servers, the client."""
+        return CpuMeter({"web": with_children(self.web), "worker": with_children(self.worker),
+                         "database": named("postgres", "postgresql"), "broker": named("redis-server"),
+                         "client": this_process})
+
     def round_trip(self) -> float:
-        started = time.perf_counter()
+        return self.timed_job()[0]
+
+    def timed_job(self) -> tuple[float, list[float]]:
+        """One job: its seconds from submit to result, and those of each of ``STAGES`` (its model takes no time)."""
+        sent, started = time.time(), time.perf_counter()
         response = self.session.post(self.url, json={"input": {"text": "floor"}}, timeout=30)
-        elapsed = time.perf_counter() - started
+        elapsed, answered = time.perf_counter() - started, time.time()
         job = response.json()
         if response.status_code != 200 or job.get("status") != "succeeded" or job.get("output") != {"text": "roolf"}:
             raise RuntimeError(f"the job floor answered {response.status_code}: {response.text[:200]}")
-        return elapsed
+        return elapsed, stage_times(sent, answered, {**job, "outputs": [{"provenance": {"generate_seconds": 0.0}}]})
 
     def stop(self) -> None:
         self.session.close()
@@ -200,6 +216,7 @@ class JobFloor:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self._database("DROP DATABASE IF EXISTS")
+        shutil.rmtree(self.logs, ignore_errors=True)
 
 
 def _precise_cpu_clock() -> Callable[[int], float] | None:
@@ -321,6 +338,10 @@ def cpu_meters(stack, bare: BareCelery) -> tuple[CpuMeter, CpuMeter]:
     return platform, baseline
 
 
+#: Untimed turns of each path before the timed ones.
+WARM_UP_RUNS = 5
+
+
 def pause() -> None:
     """Idle between measurements, for a random 200-220 ms (see the module's docstring)."""
     time.sleep(random.uniform(0.2, 0.22))
@@ -353,9 +374,17 @@ def measure(client: ApiClient, bare: BareCelery, runs: int, meters: tuple[CpuMet
     platform_meter, bare_meter = meters
     data = {"messages": [{"role": "user", "content": "Where is my parcel?"}], "use_knowledge": False}
     params = {"max_new_tokens": 8, "seed": 0}
-    client.wait(client.submit("chatbot", data, params), timeout=600)  # model loaded, connections warm
+    client.wait(client.submit("chatbot", data, params), timeout=600)  # the model loaded
+    # Every path a few times untimed: each process's first requests open connections and fill caches.
+    for _ in range(WARM_UP_RUNS):
+        client.submit_and_wait("chatbot", data, params)
+        client.wait(client.submit("chatbot", data, params))
+        bare.round_trip()
+        if floor is not None:
+            floor.round_trip()
     times: dict[str, list] = {name: [] for name in ("waited", "waited_model", "polled", "polled_model", "ping", "stages",
-                                                    "cpu", "ping_cpu", "floor")}
+                                                    "cpu", "ping_cpu", "floor", "floor_stages", "floor_cpu")}
+    floor_meter = floor.cpu_meter() if floor is not None else None
     for _ in range(runs):
         for polling in (False, True):
             cpu_before = None if polling else platform_meter.read(after=False)
@@ -375,8 +404,12 @@ def measure(client: ApiClient, bare: BareCelery, runs: int, meters: tuple[CpuMet
         pause()
         times["ping_cpu"].append(CpuMeter.spent(cpu_before, bare_meter.read(after=True)))
         if floor is not None:
-            times["floor"].append(floor.round_trip())
+            cpu_before = floor_meter.read(after=False)
+            elapsed, stages = floor.timed_job()
+            times["floor"].append(elapsed)
+            times["floor_stages"].append(stages)
             pause()
+            times["floor_cpu"].append(CpuMeter.spent(cpu_before, floor_meter.read(after=True)))
     return times
 
 
@@ -440,6 +473,9 @@ def main() -> int:
         "job_floor_ratio": round(statistics.median(times["floor"]) / ping, 2) if times["floor"] else None,
         "overhead_over_floor": round(statistics.median(waited) / statistics.median(times["floor"]), 2)
         if times["floor"] else None,
+        "job_floor_cpu_ms": mean_cpu_ms(times["floor_cpu"]) or None,
+        "job_floor_breakdown_ms": {label: ms([stages[index] for stages in times["floor_stages"]])
+                                   for index, (label, _) in enumerate(STAGES)} if times["floor_stages"] else None,
     }
     print(f"one chatbot job at idle, {stack.backend} broker and database, medians of {args.runs} runs")
     print(f"{'':44}{'Prefer: wait':>14}{'polling 5 ms':>14}")
@@ -456,17 +492,21 @@ def main() -> int:
         print(f"{'the least job path, job_floor.py (ms)':44}{figures['job_floor_ms']:>14}"
               f"{'x' + str(figures['job_floor_ratio']):>14}   (of the round trip)")
         print(f"{'overhead / least job path':44}{'x' + str(figures['overhead_over_floor']):>14}")
-    print("\nwhere the overhead goes, Prefer: wait (medians, ms)")
+    floor_stages = figures["job_floor_breakdown_ms"]
+    print("\nwhere the overhead goes, Prefer: wait (medians, ms)" + ("; the least job path's beside it" if floor_stages else ""))
     for label, what in STAGES:
-        print(f"  {label:42}{figures['overhead_breakdown_ms'][label]:>8}   {what}")
+        beside = f"{floor_stages[label]:>8}" if floor_stages else ""
+        print(f"  {label:42}{figures['overhead_breakdown_ms'][label]:>8}{beside}   {what}")
     cpu, bare_cpu = figures["cpu_ms_per_job"], figures["bare_celery_cpu_ms"]
     if cpu:
         print(f"\nCPU spent, means, ms (the job's worker includes the model's {figures['model_ms']} ms of generation, "
               "on as many cores as it uses)")
-        print(f"{'':44}{'a waited job':>14}{'a round trip':>14}")
+        floor_cpu = figures["job_floor_cpu_ms"] or {}
+        print(f"{'':44}{'a waited job':>14}{'a round trip':>14}" + (f"{'a floor job':>14}" if floor_cpu else ""))
         for name in ("web", "worker", "database", "broker", "client", "total"):
             if name in cpu or name in bare_cpu:
-                print(f"{'  ' + name:44}{cpu.get(name, '-'):>14}{bare_cpu.get(name, '-'):>14}")
+                print(f"{'  ' + name:44}{cpu.get(name, '-'):>14}{bare_cpu.get(name, '-'):>14}"
+                      + (f"{floor_cpu.get(name, '-'):>14}" if floor_cpu else ""))
     print(json.dumps(figures))
     return 0
 

@@ -62,7 +62,7 @@ def figures_of(monkeypatch, capsys, runs: int, times: dict) -> dict:
 def test_the_p90_is_the_value_that_90_percent_of_the_runs_do_not_exceed(monkeypatch, capsys, runs):
     overheads = [0.001 * (n + 1) for n in range(runs)]  # 1, 2, ... runs ms, the model's time 0
     times = {"waited": overheads, "waited_model": [0.0] * runs, "polled": overheads, "polled_model": [0.0] * runs,
-             "ping": [0.002] * runs, "stages": [[0.0] * len(STAGES)] * runs, "cpu": [], "ping_cpu": [], "floor": []}
+             "ping": [0.002] * runs, "stages": [[0.0] * len(STAGES)] * runs, "cpu": [], "ping_cpu": [], "floor": [], "floor_stages": [], "floor_cpu": []}
     figures = figures_of(monkeypatch, capsys, runs, times)
     nearest_rank = -(-runs * 9 // 10)  # ceil(0.9 n): the smallest value with 90 % of the runs at or below it
     assert figures["overhead_p90_ms"] == pytest.approx(float(nearest_rank))
@@ -106,7 +106,7 @@ def test_cpu_per_job_is_each_parts_mean_and_their_total(monkeypatch, capsys):
     cpu = [{"web": 0.010, "worker": 0.020 + (0.030 if n == 0 else 0.0), "client": 0.001} for n in range(runs)]
     times = {"waited": [0.03] * runs, "waited_model": [0.01] * runs, "polled": [0.03] * runs,
              "polled_model": [0.01] * runs, "ping": [0.002] * runs, "stages": [[0.0] * len(STAGES)] * runs,
-             "cpu": cpu, "ping_cpu": [{"worker": 0.001, "client": 0.0005}] * runs, "floor": []}
+             "cpu": cpu, "ping_cpu": [{"worker": 0.001, "client": 0.0005}] * runs, "floor": [], "floor_stages": [], "floor_cpu": []}
     figures = figures_of(monkeypatch, capsys, runs, times)
     assert figures["cpu_ms_per_job"] == {"web": 10.0, "worker": 23.0, "client": 1.0, "total": 34.0}
     assert figures["bare_celery_cpu_ms"] == {"worker": 1.0, "client": 0.5, "total": 1.5}
