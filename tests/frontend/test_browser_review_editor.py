@@ -86,10 +86,8 @@ def test_the_editor_saves_and_approves_from_its_button_with_a_mouse(live_server,
     assert len(decisions) == 2
 
 
-def test_the_editors_button_is_chinese_on_a_chinese_page_and_answers_a_tap(live_server, browser, expect, project,
-                                                                             member, submit, run_job):
-    run_job(submit(project, text="a calm product description", user=member(project, "editor")))
-    reviewer = member(project, "reviewer")
+def chinese_review_queue_on_a_tablet(live_server, browser, expect, reviewer):
+    """The review queue in Chinese on a touch screen, ``reviewer`` signed in."""
     page = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True).new_page()
     page.goto(f"{live_server.url}/login/")
     page.fill("#id_username", reviewer.username)
@@ -99,6 +97,13 @@ def test_the_editors_button_is_chinese_on_a_chinese_page_and_answers_a_tap(live_
     page.goto(f"{live_server.url}/review/")
     page.select_option("#language-switcher", "zh-hans")
     expect(page.locator("h1")).to_have_text("审核队列")
+    return page
+
+
+def test_the_editors_button_is_chinese_on_a_chinese_page_and_answers_a_tap(live_server, browser, expect, project,
+                                                                             member, submit, run_job):
+    run_job(submit(project, text="a calm product description", user=member(project, "editor")))
+    page = chinese_review_queue_on_a_tablet(live_server, browser, expect, member(project, "reviewer"))
     item = shown_item(page, expect)
 
     # (a click: a tap here would leave Chromium's tap highlight, painted above the dialog, in the screenshot)
@@ -186,16 +191,7 @@ def test_the_editor_is_left_without_a_decision_from_a_click_beside_it_or_its_can
 def test_the_editors_cancel_is_chinese_on_a_chinese_page_and_a_tap_beside_it_leaves_it(
         live_server, browser, expect, project, member, submit, run_job):
     run_job(submit(project, text="a calm product description", user=member(project, "editor")))
-    reviewer = member(project, "reviewer")
-    page = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True).new_page()
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", reviewer.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login/" not in url)
-    page.goto(f"{live_server.url}/review/")
-    page.select_option("#language-switcher", "zh-hans")
-    expect(page.locator("h1")).to_have_text("审核队列")
+    page = chinese_review_queue_on_a_tablet(live_server, browser, expect, member(project, "reviewer"))
     item = shown_item(page, expect)
     decisions = decisions_sent(page)
     opener = page.locator("#shortcut-legend button[data-key=e]")
