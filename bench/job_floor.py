@@ -60,8 +60,11 @@ TABLE = """CREATE TABLE IF NOT EXISTS floor_job (
 REDIS_URL = os.environ.get("FLOOR_REDIS_URL", "redis://127.0.0.1:6379/0")
 notices = redis.Redis.from_url(REDIS_URL)
 app = Celery("job_floor", broker=REDIS_URL)
+# CELERY_DB_REUSE_MAX, as Atelier's app sets it: else Celery's Django fix-up closes the database connection
+# before and after every task, and each claim would wait for a new one.
 app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True, task_acks_late=True,
-                worker_prefetch_multiplier=1, task_default_queue=QUEUE, worker_hijack_root_logger=False)
+                worker_prefetch_multiplier=1, task_default_queue=QUEUE, worker_hijack_root_logger=False,
+                CELERY_DB_REUSE_MAX=1000)
 
 
 def create_table() -> None:
