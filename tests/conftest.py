@@ -14,6 +14,37 @@ from tests.support.plugins import GpuEcho, ReverseText
 pytest_plugins = ["tests.support.hanging_redis"]  # its hanging_redis fixture
 
 
+@pytest.fixture(scope="session", autouse=True)
+def flush_test_database_by_delete():
+    """On PostgreSQL, empty the tables after a transactional test (``django_db(transaction=True)``) with DELETE
+    rather than Django's one TRUNCATE of every table: the TRUNCATE took about 0.17 s (a new file for each of
+    some 30 tables and their indexes, made durable at commit), DELETE of the few rows a test leaves about
+    0.015 s, for each of the suite's few hundred transactional tests. The tables end as empty either way: Django's
+    foreign keys are DEFERRABLE INITIALLY DEFERRED and the flush runs in one transaction, so the order of the
+    DELETEs does not matter. A flush that resets sequences or cascades goes on as Django does it."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield
+        return
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if reset_sequences or allow_cascade:
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return [f"{style.SQL_KEYWORD('DELETE')} {style.SQL_KEYWORD('FROM')} {style.SQL_FIELD(self.quote_name(table))};"
+                for table in tables]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
+    try:
+        yield
+    finally:
+        patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def empty_plugin_registry():
     """No plugin is installed unless a test asks for one."""

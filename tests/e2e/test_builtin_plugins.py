@@ -2,7 +2,9 @@
 
 Tiny models built in fixtures stand at the plugins' default model directories under the stack's
 models root (the demo models of `make demo` would take minutes to train); the built-in plugins
-and safety checks come from the installed entry points, as on a user's machine.
+and safety checks come from the installed entry points, as on a user's machine. The stack is the one
+test_openai_client uses too (``models_stack``, tests/e2e/conftest.py); this module's data live in its
+own project, ``shop``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.e2e.stack import Stack
-from tests.support.tiny_diffusion import build_tiny_sd_pipeline
-from tests.support.tiny_lm import build_tiny_chat_lm
-
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.usefixtures("models_stack")]
 
 RETURNS = """# Returns policy
 
@@ -31,18 +29,8 @@ Refunds reach your card within 5 working days.
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("builtin")
-    models = root / "models"
-    build_tiny_chat_lm(models / "demo" / "chat-lm")
-    build_tiny_sd_pipeline(models / "demo" / "image-digits")
-    stack = Stack("embedded", root)
-    stack.env["ATELIER_MODELS_ROOT"] = str(models)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
+def stack(models_stack):
+    return models_stack.get()
 
 
 @pytest.fixture(scope="module")

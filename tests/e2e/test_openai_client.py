@@ -3,66 +3,29 @@
 Two projects: ``held`` keeps the default policy (review before release), so answers carry a
 pending-review notice and no generated content; ``live`` releases after screening (thresholds
 raised so that the tiny models' noise is never flagged), so answers carry the content. Tiny
-models stand at the plugins' default model directories, as in test_builtin_plugins.
+models stand at the plugins' default model directories, on the stack test_builtin_plugins uses too
+(``models_stack``, tests/e2e/conftest.py).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import threading
 
 import openai
 import pytest
 import requests
 from PIL import Image
 
-from tests.e2e.stack import Stack
-from tests.support.tiny_diffusion import build_tiny_sd_pipeline
-from tests.support.tiny_lm import build_tiny_chat_lm
-
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.usefixtures("models_stack")]
 
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is my parcel?"}]
 FAST_CHAT = {"use_knowledge": False}  # extra_body: no embedding model to load for an empty knowledge base
 
 
-def build_tiny_models(models) -> None:
-    build_tiny_chat_lm(models / "demo" / "chat-lm")
-    build_tiny_sd_pipeline(models / "demo" / "image-digits")
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("openai")
-    models = root / "models"
-    stack = Stack("embedded", root)
-    stack.env["ATELIER_MODELS_ROOT"] = str(models)
-    # The models are needed at the first job only: build them while the stack starts.
-    builder = ThreadWithResult(target=build_tiny_models, args=(models,))
-    builder.start()
-    try:
-        # One worker process: each process of a pool loads its own models, and this test needs them once.
-        stack.start(worker_concurrency=1)
-        builder.result()
-        yield stack
-    finally:
-        builder.join()
-        stack.stop()
-
-
-class ThreadWithResult(threading.Thread):
-    def run(self):
-        self.error = None
-        try:
-            super().run()
-        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
-            self.error = error
-
-    def result(self):
-        self.join()
-        if self.error is not None:
-            raise self.error
+def stack(models_stack):
+    return models_stack.get()
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def stack(request, tmp_path_factory):
         stack.start()
         yield stack
     finally:
-        stack.stop()
+        stack.stop(graceful=False)  # the tests are over: how it stops is not in question here
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,14 @@ def client(stack, api_key) -> Client:
     return Client(stack, api_key)
 
 
+@pytest.fixture
+def usual_worker(stack) -> None:
+    """The stack's usual worker (concurrency 2) is running: a test before may have left one of concurrency 1, or
+    none. Tests that stop the worker first do without it, so that none restarts a worker the next one stops."""
+    stack.ensure_worker()
+
+
+@pytest.mark.usefixtures("usual_worker")
 def test_a_job_travels_the_whole_path(client):
     job = client.submit(copies=2)
     assert job["status"] == "queued"
@@ -95,6 +103,7 @@ def test_a_job_travels_the_whole_path(client):
     assert listed[0]["id"] == job["id"]
 
 
+@pytest.mark.usefixtures("usual_worker")
 def test_prefer_wait_answers_with_the_finished_job_across_processes(client):
     """The worker process finishes the job; the web process, waiting on the Redis notice (or rereading
     the row in the embedded set-up), answers the submit itself with the result."""
@@ -116,6 +125,7 @@ def test_readiness_sees_database_and_broker(stack):
     assert body == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
 
 
+@pytest.mark.usefixtures("usual_worker")
 def test_cancel_stops_a_running_job(client):
     job = client.submit(sleep_s=20)
     client.wait(job["id"], {"running"})
@@ -125,6 +135,7 @@ def test_cancel_stops_a_running_job(client):
     assert done["status"] == "cancelled" and done["outputs"] == []
 
 
+@pytest.mark.usefixtures("usual_worker")
 def test_worker_killed_mid_job_still_completes_exactly_once(stack, client):
     job = client.submit(sleep_s=3, copies=2)
     deadline = time.monotonic() + 30
@@ -141,6 +152,7 @@ def test_worker_killed_mid_job_still_completes_exactly_once(stack, client):
     assert stack.runs_of(job["id"]) == 2
 
 
+@pytest.mark.usefixtures("usual_worker")
 def test_the_same_message_delivered_twice_yields_one_set_of_outputs(stack, client):
     job = client.submit(sleep_s=1)
     stack.python(
@@ -172,6 +184,7 @@ def test_a_job_whose_message_was_lost_is_brought_back_by_the_sweeper(stack, clie
     assert stack.runs_of(job["id"]) == 1
 
 
+@pytest.mark.usefixtures("usual_worker")
 def test_time_limit_of_the_plugin_is_enforced(client):
     job = client.submit(plugin="quick_limit", sleep_s=10)
     done = client.wait(job["id"], {"succeeded", "failed"}, timeout=30)
@@ -179,6 +192,7 @@ def test_time_limit_of_the_plugin_is_enforced(client):
     assert "2 s" in done["error"]["message"] and done["outputs"] == []
 
 
+@pytest.mark.usefixtures("usual_worker")
 def test_the_time_limit_holds_even_where_the_plugin_catches_it(client):
     """Celery's soft limit is an exception raised inside the plugin; one whose own ``except Exception``
     takes it for a passing error must not turn it into retries."""
@@ -196,8 +210,6 @@ def test_urgent_jobs_overtake_waiting_ones(stack, client):
     jobs = [client.wait(job["id"], {"succeeded"}) for job in [*waiting, urgent]]
     order = [job["input"]["text"] for job in sorted(jobs, key=lambda job: job["started_at"])]
     assert order[0] == "urgent", order
-    stack.stop_worker()
-    stack.start_worker()
 
 
 def test_jobs_waiting_together_run_as_one_batch(stack, client):

@@ -270,7 +270,9 @@ def test_the_worker_waits_for_company_while_it_keeps_arriving(probe_project, run
             submit(probe_project, text="late")
 
     monkeypatch.setattr(runtime.time, "sleep", nap)
-    runner.max_wait_s = 30
+    # The arrivals come within milliseconds, far inside the deadline; once they stop, the wait ends after its
+    # quiet time (a quarter of max_wait_s), which at 30 s here had the test wait out 7.5 s of nothing.
+    runner.max_wait_s = 6
     first, second = submit(probe_project), submit(probe_project)
     runner.run(str(first.pk))
     assert len(batch_of(first)) == 5  # the two queued, then the three that arrived while it waited
@@ -287,14 +289,24 @@ def test_batch_metrics_are_counted(probe_project, runner):
     assert stats["histograms"]["run_seconds"]["count"] == 5
 
 
-@pytest.fixture
-def chat_project(project, empty_plugin_registry, tmp_path, monkeypatch):
-    """The real chatbot plugin on a tiny LM in the default model directory, knowledge off."""
+@pytest.fixture(scope="module")
+def tiny_models_root(tmp_path_factory):
+    """A models root with a tiny chat LM at the chatbot's default model directory, built once for the module
+    (only read: each test's runner loads it into a model cache of its own)."""
     from atelier_plugins.chatbot.plugin import ChatbotPlugin
     from tests.support.tiny_lm import build_tiny_chat_lm
 
-    monkeypatch.setattr(type(get_config()), "resolved_models_root", property(lambda self: tmp_path))
-    build_tiny_chat_lm(tmp_path / ChatbotPlugin.manifest.default_model_dir, n_positions=512)
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_chat_lm(root / ChatbotPlugin.manifest.default_model_dir, n_positions=512)
+    return root
+
+
+@pytest.fixture
+def chat_project(project, empty_plugin_registry, tiny_models_root, monkeypatch):
+    """The real chatbot plugin on a tiny LM in the default model directory, knowledge off."""
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    monkeypatch.setattr(type(get_config()), "resolved_models_root", property(lambda self: tiny_models_root))
     empty_plugin_registry.register(ChatbotPlugin)
     set_plugin_enabled(project, "chatbot", True)
     return project
