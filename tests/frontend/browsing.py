@@ -39,3 +39,20 @@ def sign_in(browser, base_url: str, username: str):
 
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def drag_out_to_the_corner(page, locator) -> None:
+    """Press inside ``locator`` and let go at the page's top-left corner, on a dialog's shade: what a reviewer
+    does who selects text and ends the drag beyond the dialog (the click goes to what holds both ends)."""
+    box = locator.bounding_box()
+    page.mouse.move(box["x"] + 40, box["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(5, 5, steps=4)
+    page.mouse.up()
+
+
+def tab_goes_through(page, expect, *locators) -> None:
+    """Each Tab press moves the focus to the next of ``locators`` (page locators), in order."""
+    for locator in locators:
+        page.keyboard.press("Tab")
+        expect(locator).to_be_focused()

@@ -3,7 +3,7 @@ when they close; the usage charts write numbers as the page's language does."""
 
 from __future__ import annotations
 
-from tests.frontend.browsing import BROWSER_TESTS, shot, sign_in
+from tests.frontend.browsing import BROWSER_TESTS, drag_out_to_the_corner, shot, sign_in, tab_goes_through
 
 pytestmark = BROWSER_TESTS
 
@@ -36,10 +36,7 @@ def test_the_review_dialogs_keep_the_focus_inside_and_give_it_back(live_server, 
 
     page.keyboard.press("g")
     expect(page.locator("#regenerate-note")).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(page.locator("#regenerate-send")).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(page.locator("#regenerate-note")).to_be_focused()
+    tab_goes_through(page, expect, page.locator("#regenerate-send"), page.locator("#regenerate-note"))
     page.keyboard.press("Shift+Tab")
     expect(page.locator("#regenerate-send")).to_be_focused()
     page.keyboard.press("Escape")
@@ -48,11 +45,7 @@ def test_the_review_dialogs_keep_the_focus_inside_and_give_it_back(live_server, 
     # a click beside it closes it as Esc does; a selection in its note dragged out onto the shade does not
     page.keyboard.press("g")
     page.keyboard.type("keep this note")
-    note = page.locator("#regenerate-note").bounding_box()
-    page.mouse.move(note["x"] + 60, note["y"] + 10)
-    page.mouse.down()
-    page.mouse.move(5, 5, steps=4)
-    page.mouse.up()
+    drag_out_to_the_corner(page, page.locator("#regenerate-note"))
     expect(page.locator("#regenerate-picker")).to_be_visible()
     page.mouse.click(5, 5)
     expect(page.locator("#regenerate-picker")).to_be_hidden()
@@ -60,12 +53,8 @@ def test_the_review_dialogs_keep_the_focus_inside_and_give_it_back(live_server, 
 
     page.keyboard.press("e")
     expect(page.locator("#edit-content")).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(page.locator("#edit-save")).to_be_focused()  # its save button, its Cancel, then round to the text
-    page.keyboard.press("Tab")
-    expect(page.locator("#edit-cancel")).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(page.locator("#edit-content")).to_be_focused()
+    # its save button, its Cancel, then round to the text
+    tab_goes_through(page, expect, *(page.locator(f"#edit-{name}") for name in ("save", "cancel", "content")))
     page.keyboard.press("Escape")
     expect(page.locator("#editor")).to_be_hidden()
     assert page.get_attribute("#reject-picker [role=dialog]", "aria-modal") == "true"

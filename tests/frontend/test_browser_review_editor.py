@@ -9,7 +9,7 @@ import json
 
 from atelier_platform.moderation.models import ReviewDecision
 from atelier_platform.jobs.models import Output, ReviewState
-from tests.frontend.browsing import BROWSER_TESTS, PASSWORD, shot, sign_in
+from tests.frontend.browsing import BROWSER_TESTS, PASSWORD, drag_out_to_the_corner, shot, sign_in, tab_goes_through
 
 pytestmark = BROWSER_TESTS
 
@@ -43,12 +43,7 @@ def test_the_editor_saves_and_approves_from_its_button_with_a_mouse(live_server,
     expect(save).to_have_attribute("aria-keyshortcuts", "Control+Enter Meta+Enter")
     # inside the focus trap: Tab goes from the text to the button, Cancel and round, Shift+Tab back
     expect(page.locator("#edit-content")).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(save).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(page.locator("#edit-cancel")).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(page.locator("#edit-content")).to_be_focused()
+    tab_goes_through(page, expect, save, page.locator("#edit-cancel"), page.locator("#edit-content"))
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     expect(save).to_be_focused()
@@ -142,11 +137,7 @@ def test_the_editor_is_left_without_a_decision_from_a_click_beside_it_or_its_can
     dialog.locator("h2").click()  # not a click on the dialog itself, off its controls
     expect(page.locator("#editor")).to_be_visible()
     # nor a selection of the text that ends beside the dialog (the click goes to what holds both ends: the shade)
-    text = page.locator("#edit-content").bounding_box()
-    page.mouse.move(text["x"] + 40, text["y"] + 20)
-    page.mouse.down()
-    page.mouse.move(5, 5, steps=4)
-    page.mouse.up()
+    drag_out_to_the_corner(page, page.locator("#edit-content"))
     expect(page.locator("#editor")).to_be_visible()
     assert "never saved" in page.locator("#edit-content").input_value()
     page.mouse.click(5, 5)

@@ -233,10 +233,9 @@ def check_target(url: str, *, allow_private: bool | None = None, deadline: float
         address = ipaddress.ip_address(text)
         problem = address_problem(address, allow_private=allow_private)
         if problem is not None:
-            inner = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
-            # Only where the setting would open the address (and is off) is it worth naming to the owner.
+            # Only where the setting is off and would open the address is it worth naming to the owner.
             hint = (" (an operator can allow private ones with ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true)"
-                    if not allow_private and in_closed_network(inner or address) else "")
+                    if not allow_private and address_problem(address, allow_private=True) is None else "")
             raise UnsafeTarget(f"The host {host!r} resolves to {text}, {problem}. Webhooks call public addresses "
                                f"only{hint}.")
     return Target(scheme=scheme, host=host, port=port, path=path, addresses=addresses)
