@@ -15,6 +15,25 @@ pytest_plugins = ["tests.support.hanging_redis"]  # its hanging_redis fixture
 
 
 @pytest.fixture(scope="session", autouse=True)
+def own_redis_database_kept_from_stacks():
+    """This run's Redis database (REDIS_URL) is marked in use for the whole session, so that no end-to-end stack
+    of another run or benchmark on this machine takes it (and reads this run's messages, or flushes them);
+    tests/e2e/stack.py says how."""
+    import os
+
+    from tests.e2e.stack import share_redis_database
+
+    redis_url = os.environ.get("REDIS_URL", "")
+    try:
+        lock = share_redis_database(redis_url) if redis_url.startswith("redis://") else None
+    except RuntimeError as error:  # a stack uses it: this run's tests would see its messages, and it theirs
+        pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+    yield
+    if lock is not None:
+        os.close(lock)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def flush_test_database_by_delete():
     """On PostgreSQL, empty the tables after a transactional test (``django_db(transaction=True)``) with DELETE
     rather than Django's one TRUNCATE of every table: the TRUNCATE took about 0.17 s (a new file for each of

@@ -1,12 +1,13 @@
 """A whole Atelier installation in subprocesses: web (gunicorn), Celery worker, beat.
 
 Each stack has its own data directory and database (a fresh PostgreSQL database and a
-dedicated Redis database number, or the embedded SQLite + file-system broker), so what a test
-sees is what an operator would see.
+Redis database number no other live stack uses, or the embedded SQLite + file-system broker), so
+what a test sees is what an operator would see.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -20,7 +21,6 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
-E2E_REDIS_DB = 9
 
 FAST_TIMINGS = {
     "ATELIER_JOB_HEARTBEAT_S": "0.3",
@@ -46,6 +46,105 @@ def postgres_and_redis_from_env() -> tuple[str, str] | None:
     return None
 
 
+# --- a Redis database of each stack's own -------------------------------------------------------------
+# Stacks once all used Redis database 9 and flushed it on starting: two at once on one machine (two test runs, a
+# run beside a benchmark, whose stacks are these) read each other's queues and "job finished" notices and
+# flushed each other's data. Now each takes a number no other live stack uses, and flushes only that one.
+#
+# Who uses which number is kept in lock files held with flock(2), not in Redis (a key set with NX and an expiry,
+# refreshed while the stack lives): the kernel lets a flock go when the last process holding it ends, however it
+# ends (a SIGKILLed pytest included), with nothing to refresh and no expiry that a paused or starved process
+# (this is a busy 2-core machine) could outlive while it still uses the database. The stack's processes inherit
+# the lock (``_spawn``), so the number stays taken while any of them runs, such as a worker left behind by a
+# run that was killed outright. What it cannot see: users on other machines of the same Redis.
+REDIS_LOCK_DIR = Path("/tmp")  # not $TMPDIR: runs with different ones must still see each other's locks
+# Set in every database a stack takes (and gone with the flush when it stops): a database that holds it and
+# whose lock is free is what a stack that died left behind, and may be flushed; one with data and no marker
+# belongs to someone else and is never taken.
+STACK_MARKER = "atelier-e2e:stack"
+
+
+def redis_database_number(redis_url: str) -> int:
+    from redis.connection import parse_url
+
+    return int(parse_url(redis_url).get("db", 0))
+
+
+def _lock_redis_database(redis_url: str, number: int, *, shared: bool) -> int | None:
+    """The lock file of database ``number`` of the Redis at ``redis_url``, locked (``shared``: by any number of
+    holders, as test runs mark their own database; else by this one alone, as a stack takes one); None if it
+    is taken. Closing the descriptor lets it go."""
+    parts = urlsplit(redis_url)
+    path = REDIS_LOCK_DIR / f"atelier-e2e-redis-{parts.hostname}-{parts.port or 6379}-db{number}.lock"
+    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+    try:
+        fcntl.flock(descriptor, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def claim_redis_database(redis_url: str, numbers=None) -> tuple[str, int]:
+    """Take a database of the Redis at ``redis_url`` that no other live stack or test run on this machine uses
+    and that holds no one else's data; empty it. Returns its URL and the lock descriptor that holds it (close
+    it to give the database back). ``numbers``: those to try, in order (default: all but 0, from the top).
+    Never the database ``redis_url`` names itself: the caller's own (a test run's REDIS_URL)."""
+    import redis
+
+    if numbers is None:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            count = int(client.config_get("databases")["databases"])
+        except redis.ResponseError:  # CONFIG refused (a managed Redis): Redis's default
+            count = 16
+        finally:
+            client.close()
+        # Not 0: every client that names no database uses it (a `make run` on this Redis, say).
+        numbers = range(count - 1, 0, -1)
+    numbers = list(numbers)
+    own = redis_database_number(redis_url)
+    taken, theirs = [], []
+    for number in numbers:
+        if number == own:
+            continue
+        lock = _lock_redis_database(redis_url, number, shared=False)
+        if lock is None:
+            taken.append(number)
+            continue
+        url = urlunsplit(urlsplit(redis_url)._replace(path=f"/{number}"))
+        client = redis.Redis.from_url(url)
+        try:
+            if client.dbsize() and not client.exists(STACK_MARKER):
+                theirs.append(number)
+                os.close(lock)
+                continue
+            client.flushdb()  # empty, or what a stack that died left there
+            client.set(STACK_MARKER, f"pid {os.getpid()}")
+        except BaseException:
+            os.close(lock)
+            raise
+        finally:
+            client.close()
+        return url, lock
+    raise RuntimeError(
+        f"no free Redis database for an end-to-end stack at {urlsplit(redis_url).netloc} (tried {numbers}, "
+        f"not {own}, REDIS_URL's own): {taken or 'none'} in use by stacks or test runs on this machine, "
+        f"{theirs or 'none'} holding someone else's data. Stop a stack, flush a database no one uses, or give "
+        f"Redis more databases (`databases` in redis.conf)."
+    )
+
+
+def share_redis_database(redis_url: str) -> int:
+    """Mark the database ``redis_url`` names as in use (a test run's own) while the returned lock descriptor is
+    open, so that no stack, of this run or another, takes it; any number of runs may share it."""
+    lock = _lock_redis_database(redis_url, redis_database_number(redis_url), shared=True)
+    if lock is None:
+        raise RuntimeError(f"REDIS_URL ({redis_url}) names a Redis database that an end-to-end stack running on "
+                           f"this machine uses: give the tests another one")
+    return lock
+
+
 class Stack:
     def __init__(self, backend: str, root: Path) -> None:
         self.backend = backend
@@ -57,6 +156,7 @@ class Stack:
         self.port = free_port()
         self.database_name: str | None = None
         self.admin_database_url: str | None = None
+        self.redis_lock: int | None = None  # holds this stack's Redis database (claim_redis_database)
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", str(root)),
@@ -82,9 +182,7 @@ class Stack:
             try:
                 parts = urlsplit(database_url)
                 self.env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{self.database_name}"))
-                redis_parts = urlsplit(redis_url)
-                self.env["REDIS_URL"] = urlunsplit(redis_parts._replace(path=f"/{E2E_REDIS_DB}"))
-                self._flush_redis()
+                self.env["REDIS_URL"], self.redis_lock = claim_redis_database(redis_url)
             except BaseException:
                 # The caller gets no Stack to stop: the database would outlive the run.
                 self._drop_database()
@@ -103,10 +201,20 @@ class Stack:
         with psycopg.connect(self.admin_database_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
 
-    def _flush_redis(self) -> None:
+    def _give_back_redis(self) -> None:
+        if self.redis_lock is None:
+            return  # given back already (a second stop): the database may be another stack's by now
         import redis
 
-        redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
+        try:
+            client = redis.Redis.from_url(self.env["REDIS_URL"])
+            try:
+                client.flushdb()
+            finally:
+                client.close()
+        finally:
+            os.close(self.redis_lock)
+            self.redis_lock = None
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -122,7 +230,11 @@ class Stack:
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
-        process = subprocess.Popen(command, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # The lock of the stack's Redis database goes with each process: the database stays taken while any of
+        # them lives, even past this one (killed outright, it could not stop them).
+        keep = (self.redis_lock,) if self.redis_lock is not None else ()
+        process = subprocess.Popen(command, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, pass_fds=keep)
         self.processes[name] = process
         return process
 
@@ -237,7 +349,7 @@ class Stack:
             # Redis may leave it behind.
             if self.database_name:
                 try:
-                    self._flush_redis()
+                    self._give_back_redis()
                 finally:
                     self._drop_database()
 
