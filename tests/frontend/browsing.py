@@ -27,8 +27,9 @@ BROWSER_TESTS = [
 ]
 
 
-def sign_in(browser, base_url: str, username: str):
-    page = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
+def sign_in(browser, base_url: str, username: str, **context):
+    """A page of a new context signed in as ``username``; ``context``: more of new_context's options (user_agent...)."""
+    page = browser.new_context(viewport={"width": 1280, "height": 860}, **context).new_page()
     page.goto(f"{base_url}/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
@@ -56,3 +57,43 @@ def tab_goes_through(page, expect, *locators) -> None:
     for locator in locators:
         page.keyboard.press("Tab")
         expect(locator).to_be_focused()
+
+
+# --- the review queue's ---------------------------------------------------------------------------
+
+#: The review screen once it shows an item.
+SHOWN = "#review-item[data-item]:not([data-item=''])"
+
+
+def shown_item(page, expect) -> str:
+    """The id of the review item the page shows, once it shows one."""
+    expect(page.locator(SHOWN)).to_be_visible()
+    return page.locator("#review-item").get_attribute("data-item")
+
+
+def decisions_sent(page) -> list[str]:
+    """The review decisions ``page`` sends from now on (their URLs), filled in as it sends them."""
+    sent = []
+    page.on("request", lambda request: sent.append(request.url) if request.url.endswith("/decision/") else None)
+    return sent
+
+
+def chinese_review_queue_on_a_tablet(live_server, browser, expect, reviewer):
+    """The review queue in Chinese on a touch screen, ``reviewer`` signed in."""
+    page = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True).new_page()
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", reviewer.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)
+    page.goto(f"{live_server.url}/review/")
+    page.select_option("#language-switcher", "zh-hans")
+    expect(page.locator("h1")).to_have_text("审核队列")
+    return page
+
+
+# User agents of Chrome on three platforms (Playwright's ``user_agent``; Chromium's navigator.userAgentData follows it).
+CHROME = "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+MAC = f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {CHROME}"
+LINUX = f"Mozilla/5.0 (X11; Linux x86_64) {CHROME}"
+WINDOWS = f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {CHROME}"

@@ -15,7 +15,7 @@ from django.db import connection
 from atelier_frontend.models import PromptTemplate
 from atelier_platform.jobs.models import Job
 from atelier_platform.moderation.models import ReviewDecision
-from tests.frontend.browsing import BROWSER_TESTS, sign_in
+from tests.frontend.browsing import BROWSER_TESTS, LINUX, MAC, sign_in
 
 pytestmark = BROWSER_TESTS
 
@@ -143,6 +143,22 @@ def test_a_second_ctrl_enter_submits_the_job_once(live_server, browser, expect, 
     page.wait_for_url("**/jobs/*/")
     expect(page.locator("#job-status .status")).to_be_visible()
     assert Job.objects.count() == 1
+
+
+def test_the_submit_buttons_key_is_the_platforms_and_cmd_enter_submits_on_a_mac(live_server, browser, expect, project, member):
+    editor = member(project, "editor")
+    page = sign_in(browser, live_server.url, editor.username, user_agent=LINUX)
+    page.goto(f"{live_server.url}/create/reverse_text/")
+    expect(page.locator("#submit-job kbd")).to_have_text("Ctrl ↵")
+    page.context.close()
+
+    page = sign_in(browser, live_server.url, editor.username, user_agent=MAC)
+    page.goto(f"{live_server.url}/create/reverse_text/")
+    expect(page.locator("#submit-job kbd")).to_have_text("⌘ ↵")
+    page.fill("#f-input-text", "sent from a Mac")
+    page.keyboard.press("Meta+Enter")
+    page.wait_for_url("**/jobs/*/")
+    assert Job.objects.get().input["text"] == "sent from a Mac"
 
 
 def test_enter_in_the_template_name_saves_the_template_and_submits_no_job(live_server, browser, expect, project, member):

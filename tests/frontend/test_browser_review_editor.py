@@ -1,5 +1,6 @@
 """In a real browser: the review queue's "edit, then approve" dialog saves from a button as well as with
-Ctrl+Enter (or Cmd+Enter, on a Mac), for a reviewer with a mouse or a touch screen; it is left without a
+Ctrl+Enter (or Cmd+Enter, on a Mac), for a reviewer with a mouse or a touch screen; its hint names the key of
+the reviewer's platform (⌘ ↵ on Apple's, Ctrl ↵ elsewhere and before any script runs); it is left without a
 decision from its Cancel button or a click (a tap) beside it, as Esc does; its buttons are labelled in the
 page's language and are inside the dialog's focus trap; a "Not valid JSON" error goes once the text changes."""
 
@@ -9,17 +10,10 @@ import json
 
 from atelier_platform.moderation.models import ReviewDecision
 from atelier_platform.jobs.models import Output, ReviewState
-from tests.frontend.browsing import BROWSER_TESTS, PASSWORD, drag_out_to_the_corner, shot, sign_in, tab_goes_through
+from tests.frontend.browsing import (BROWSER_TESTS, LINUX, MAC, WINDOWS, chinese_review_queue_on_a_tablet, decisions_sent,
+                                     drag_out_to_the_corner, shot, shown_item, sign_in, tab_goes_through)
 
 pytestmark = BROWSER_TESTS
-
-SHOWN = "#review-item[data-item]:not([data-item=''])"
-
-
-def shown_item(page, expect) -> str:
-    expect(page.locator(SHOWN)).to_be_visible()
-    return page.locator("#review-item").get_attribute("data-item")
-
 
 def edit_text(page, text: str) -> None:
     content = json.loads(page.locator("#edit-content").input_value())
@@ -81,20 +75,6 @@ def test_the_editor_saves_and_approves_from_its_button_with_a_mouse(live_server,
     assert len(decisions) == 2
 
 
-def chinese_review_queue_on_a_tablet(live_server, browser, expect, reviewer):
-    """The review queue in Chinese on a touch screen, ``reviewer`` signed in."""
-    page = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True).new_page()
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", reviewer.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login/" not in url)
-    page.goto(f"{live_server.url}/review/")
-    page.select_option("#language-switcher", "zh-hans")
-    expect(page.locator("h1")).to_have_text("审核队列")
-    return page
-
-
 def test_the_editors_button_is_chinese_on_a_chinese_page_and_answers_a_tap(live_server, browser, expect, project,
                                                                              member, submit, run_job):
     run_job(submit(project, text="a calm product description", user=member(project, "editor")))
@@ -113,12 +93,6 @@ def test_the_editors_button_is_chinese_on_a_chinese_page_and_answers_a_tap(live_
     expect(page.locator("#flash")).to_have_text("已编辑并批准。")
     edited = Output.objects.get(review__pk=item)
     assert (edited.review_state, edited.content["text"]) == ("approved", "edited on a tablet")
-
-
-def decisions_sent(page) -> list[str]:
-    sent = []
-    page.on("request", lambda request: sent.append(request.url) if request.url.endswith("/decision/") else None)
-    return sent
 
 
 def test_the_editor_is_left_without_a_decision_from_a_click_beside_it_or_its_cancel_button(
@@ -228,10 +202,92 @@ def test_the_editor_saves_with_cmd_enter_as_with_ctrl_enter(live_server, browser
     expect(page.locator("#queue-empty")).to_be_visible()
     assert len(decisions) == 2
 
-    # what the button and the hint say is what the keys do
+    # what the button says is what the keys do; the hint names this platform's (Linux: Ctrl), the test below
     save = page.locator("#edit-save")
     expect(save).to_have_attribute("aria-keyshortcuts", "Control+Enter Meta+Enter")
-    expect(page.locator("#editor kbd")).to_have_text(["Ctrl ↵", "⌘ ↵", "Esc"])
+    expect(page.locator("#editor kbd")).to_have_text(["Ctrl ↵", "Esc"])
+
+
+def without_user_agent_data(platform: str) -> str:
+    """A page script making the browser look like Safari or Firefox to the page: no navigator.userAgentData
+    (Chromium's: Playwright's user_agent sets its platform, "macOS" for MAC, and leaves navigator.platform
+    at "Linux x86_64"), and ``platform`` as navigator.platform."""
+    return ("Object.defineProperty(Navigator.prototype, 'userAgentData', {get: () => undefined});"
+            f"Object.defineProperty(Navigator.prototype, 'platform', {{get: () => {json.dumps(platform)}}});")
+
+
+def review_queue_on(browser, live_server, reviewer, user_agent=None, platform=None):
+    """The review queue on a browser that says it runs on a platform: by its ``user_agent`` (Chromium's
+    userAgentData follows it), or by ``platform`` alone (navigator.platform, with no userAgentData)."""
+    page = sign_in(browser, live_server.url, reviewer.username, **({"user_agent": user_agent} if user_agent else {}))
+    if platform:
+        page.context.add_init_script(without_user_agent_data(platform))
+        page.reload()
+    return page
+
+
+def test_the_editors_hint_names_cmd_enter_on_apples_platforms_and_ctrl_enter_elsewhere(
+        live_server, browser, expect, project, member, submit, run_job):
+    editor = member(project, "editor")
+    for text in ("first draft", "second draft"):
+        run_job(submit(project, text=text, user=editor))
+    reviewer = member(project, "reviewer")
+    hint = "#editor kbd"
+
+    # as served, before any script has a say (here a Mac's browser with scripts off): Ctrl ↵, which saves on
+    # every platform, a Mac included; never both keys side by side
+    page = sign_in(browser, live_server.url, reviewer.username, user_agent=MAC, java_script_enabled=False)
+    page.goto(f"{live_server.url}/review/")
+    expect(page.locator(hint)).to_have_text(["Ctrl ↵", "Esc"])
+    page.context.close()
+
+    def editor_open_on(platform):
+        page = review_queue_on(browser, live_server, reviewer, **platform)
+        shown_item(page, expect)
+        page.keyboard.press("e")
+        expect(page.locator("#edit-content")).to_be_focused()
+        return page
+
+    for platform, shown in (({"user_agent": LINUX}, "Ctrl ↵"), ({"user_agent": WINDOWS}, "Ctrl ↵"),
+                            ({"platform": "Linux x86_64"}, "Ctrl ↵"),  # Firefox on Linux
+                            ({"platform": "MacIntel"}, "⌘ ↵"),  # Safari on a Mac, or on an iPad
+                            ({"platform": "iPhone"}, "⌘ ↵")):
+        page = editor_open_on(platform)
+        expect(page.locator(hint), f"on {platform}").to_have_text([shown, "Esc"])
+        if platform == {"user_agent": LINUX}:
+            shot(page, "57-review-editor-hint-linux")
+        page.context.close()
+
+    # Chrome on a Mac (userAgentData says "macOS"): ⌘ ↵, and both keys still save, the one named and the other
+    page = editor_open_on({"user_agent": MAC})
+    expect(page.locator(hint)).to_have_text(["⌘ ↵", "Esc"])
+    shot(page, "58-review-editor-hint-mac")
+    page.keyboard.press("Escape")
+    decisions = decisions_sent(page)
+    for keys, text in (("Meta+Enter", "saved with Cmd+Enter on a Mac"),
+                       ("Control+Enter", "saved with Ctrl+Enter on a Mac")):
+        item = shown_item(page, expect)
+        page.keyboard.press("e")
+        expect(page.locator("#edit-content")).to_be_focused()
+        edit_text(page, text)
+        page.keyboard.press(keys)
+        expect(page.locator("#editor")).to_be_hidden()  # saved (the flash says so already after the first)
+        expect(page.locator("#flash")).to_have_text("Edited and approved.")
+        assert Output.objects.get(review__pk=item).content["text"] == text
+        expect(page.locator("#review-item")).not_to_have_attribute("data-item", item)
+    assert len(decisions) == 2
+    expect(page.locator("#edit-save")).to_have_attribute("aria-keyshortcuts", "Control+Enter Meta+Enter")
+
+    # a Chinese page on the Mac: the same ⌘ ↵
+    run_job(submit(project, text="third draft", user=editor))
+    page.select_option("#language-switcher", "zh-hans")
+    expect(page.locator("h1")).to_have_text("审核队列")
+    shown_item(page, expect)
+    page.keyboard.press("e")
+    expect(page.get_by_role("dialog", name="编辑后批准")).to_be_visible()
+    expect(page.locator(hint)).to_have_text(["⌘ ↵", "Esc"])
+    page.locator("#edit-content").blur()
+    shot(page, "59-review-editor-hint-mac-zh-hans")
 
 
 def test_a_json_error_in_the_editor_goes_once_the_text_changes(live_server, browser, expect, project, member, submit,

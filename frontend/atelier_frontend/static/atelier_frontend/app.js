@@ -189,6 +189,17 @@ const Atelier = (() => {
     if (list) list.scrollTop = list.scrollHeight;
   }
 
-  document.addEventListener("DOMContentLoaded", () => { pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
+  // A shortcut's hint names the key of the person's platform: a page says <kbd data-apple="⌘ ↵">Ctrl ↵</kbd>,
+  // Ctrl as served (the handlers take Ctrl and Cmd alike, so it is true everywhere, a Mac included), and
+  // ⌘ on a Mac, an iPhone or an iPad. Chromium's navigator.userAgentData.platform says "macOS" (a small m)
+  // or "iOS"; Safari and Firefox have no userAgentData, and their navigator.platform says "MacIntel", "iPhone"
+  // or "iPad" (an iPad's Safari says "MacIntel" too).
+  const apple = /^(mac|iphone|ipad|ipod|ios)/i.test(navigator.userAgentData?.platform || navigator.platform || "");
+  function platformKeys() {
+    if (!apple) return;
+    document.querySelectorAll("kbd[data-apple]").forEach((key) => { key.textContent = key.dataset.apple; });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { platformKeys(); pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
   return { api, composing, errorText, meta, t };
 })();

@@ -116,7 +116,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
   // The overlays are modal dialogs (WAI-ARIA's dialog pattern): the focus goes into one when it opens,
   // Tab and Shift+Tab go round its controls and never reach the page under it, and when it closes
-  // (Esc, a decision, a click beside it, the editor's Cancel) the focus goes back to where it was: the
+  // (Esc, a decision, a click beside it, its Cancel button) the focus goes back to where it was: the
   // legend's button, or the page.
   const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), " +
     "textarea:not([disabled]), [tabindex]:not([tabindex='-1'])";
@@ -204,6 +204,8 @@ document.addEventListener("DOMContentLoaded", () => {
     await next();
   }
   $("regenerate-send").addEventListener("click", regenerate);
+  // Cancel leaves it as Esc and a click beside it do: nothing sent, the focus back where it was.
+  $("regenerate-cancel").addEventListener("click", closeOverlays);
 
   async function reject(reason) {
     const comment = $("reject-comment").value;
@@ -288,9 +290,13 @@ document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("keydown", (event) => {
     if (Atelier.composing(event)) return;  // keys that build a word in an input method are the IME's
     if (event.key === "Tab" && openDialog) { keepFocusInside(event); return; }
-    // Ctrl+Enter saves, and Cmd+Enter (a Mac's): the button's aria-keyshortcuts and the hint name both.
+    // Ctrl+Enter saves, and Cmd+Enter (a Mac's), on every platform: the button's aria-keyshortcuts names both,
+    // the hint under it the one of the person's platform (app.js).
     if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && !editor.hidden) { event.preventDefault(); saveEdit(); return; }
-    if (event.key === "Enter" && !event.shiftKey && !regenerator.hidden) { event.preventDefault(); regenerate(); return; }
+    // Enter regenerates from the note; on a focused button it presses that button (Cancel must not send it).
+    if (event.key === "Enter" && !event.shiftKey && !regenerator.hidden && document.activeElement?.tagName !== "BUTTON") {
+      event.preventDefault(); regenerate(); return;
+    }
     if (event.key === "Escape") { closeOverlays(); return; }
     if (!picker.hidden) {
       if (document.activeElement === $("reject-comment")) return;  // a digit typed in the comment is text
