@@ -40,7 +40,10 @@ def start_stack(models_root: Path, **env: str) -> Stack:
     backend = "postgres_redis" if postgres_and_redis_from_env() else "embedded"
     stack = BenchStack(backend, Path(tempfile.mkdtemp(prefix=f"atelier-bench-{backend}-")))
     # Benchmark timings: the defaults an operator runs with, not the tests' fast sweeps.
-    for name in ("ATELIER_JOB_STALE_AFTER_S", "ATELIER_JOB_REQUEUE_AFTER_S", "ATELIER_SWEEP_INTERVAL_S"):
+    # (The tests' worker state report every 0.5 s put a database transaction in the worker's process, beside
+    # the job it ran, on about every other benchmark job; an operator's worker reports every 5 s.)
+    for name in ("ATELIER_JOB_STALE_AFTER_S", "ATELIER_JOB_REQUEUE_AFTER_S", "ATELIER_SWEEP_INTERVAL_S",
+                 "ATELIER_WORKER_REPORT_S", "ATELIER_WORKER_LOST_AFTER_S"):
         stack.env.pop(name, None)
     stack.env.update({"ATELIER_MODELS_ROOT": str(models_root), "ATELIER_JOB_HEARTBEAT_S": "5", **env})
     # One worker process, as on a GPU host: batching, not process concurrency, fills the device. Two web

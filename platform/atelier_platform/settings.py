@@ -131,6 +131,9 @@ if (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and CONFIG
     if "statement_timeout" not in _given_options:
         DATABASES["default"]["OPTIONS"]["options"] = \
             f"{_given_options} -c statement_timeout={CONFIG.database_statement_timeout_ms}".strip()
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend whose health check skips its SELECT 1 while the server has said nothing (see the module).
+    DATABASES["default"]["ENGINE"] = "atelier_platform.db.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

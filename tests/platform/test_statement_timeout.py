@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -21,7 +20,7 @@ from atelier_platform.config import ConfigurationError, get_config
 REPO = Path(__file__).resolve().parents[2]
 VARIABLE = "ATELIER_DATABASE_STATEMENT_TIMEOUT_S"
 
-needs_postgresql = pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+needs_postgresql = pytest.mark.skipif(connection.vendor != "postgresql",
                                       reason="a statement timeout is PostgreSQL's (set DATABASE_URL=postgres://...)")
 
 #: Runs a query longer than the tiny timeout the test sets, in a process started as PROBE_PROGRAM.

@@ -1,0 +1,1 @@
+"""Database backends of Atelier's own (Django's ``ENGINE`` setting names them)."""
