@@ -66,9 +66,11 @@ def project_settings(request, here):
                 elif action in ("add_member", "set_role", "remove_member"):
                     notice = _members(project, actor, request.POST, action)
                 elif action == "create_key":
-                    # the same service as POST /api/v1/keys/: never a scope the owner lacks, audited alike
+                    # the same service as POST /api/v1/keys/: never a scope the owner lacks, audited alike. The
+                    # form ticks the default scopes; unticking every box asks for a key with none, which the service
+                    # refuses (it was read as "not said" and gave the default jobs:read jobs:write)
                     new_key = create_api_key(project, actor, granted_by=here.capabilities,
-                                             scopes=request.POST.getlist("scopes") or None,
+                                             scopes=request.POST.getlist("scopes"),
                                              name=request.POST.get("name", "").strip()[:100], created_by=request.user)
                     # shown on the page the redirect leads to, then gone: reloading cannot show it again
                     # (nor, re-posting the form, make another key)

@@ -70,6 +70,11 @@ def js_text() -> dict[str, str]:
         "lease_over": str(_("Your lease ran out: another reviewer may take this item. Press n to claim the next one.")),
         "load_failed": str(_("Could not load the next item:")),
         "bad_json": str(_("Not valid JSON:")),
+        "editable_fields": str(_("You may change %(fields)s; the rest records how this output was made and stays as it is.")),
+        "nothing_editable": str(_("Nothing in this output can be edited: it records how it was made. Approve, reject or "
+                                  "regenerate it instead.")),
+        "not_editable": str(_("Not saved: these fields record how the output was made and cannot be edited; put them "
+                              "back as they were: %(fields)s")),
         "bulk_done": str(_("Approved without review:")),
         "regenerated": str(_("Sent back: a new job is generating.")),
         "see_new_job": str(_("See the new job")),

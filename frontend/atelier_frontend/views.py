@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from atelier_sdk import editable_paths
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, Q
 from django.http import Http404, JsonResponse
@@ -335,8 +336,12 @@ def job_detail(request, here, job_id):
             "decisions": list(item.decisions.all()) if item else [],
             "needed": 2 if item and item.flagged and policy.second_review_for_flagged else 1,
         })
-    object_ids = [str(job.pk)] + [str(o["output"].pk) for o in shown] + [str(o["item"].pk) for o in shown if o["item"]]
-    events = list(AuditEvent.objects.filter(project=here.project, object_id__in=object_ids).order_by("created_at", "id")[:200])
+    # Each id with its object's type: review items and memberships both have small integer ids, and an id alone
+    # put "member added" (an owner's action) on the timelines of jobs whose review items shared its number.
+    about = (Q(object_type="job", object_id=str(job.pk))
+             | Q(object_type="output", object_id__in=[str(o["output"].pk) for o in shown])
+             | Q(object_type="reviewitem", object_id__in=[str(o["item"].pk) for o in shown if o["item"]]))
+    events = list(AuditEvent.objects.filter(about, project=here.project).order_by("created_at", "id")[:200])
     decisions = [decision for shown_output in shown for decision in shown_output["decisions"]]
     names = actor_names(here.project, [e.actor for e in events] + [d.decided_by for d in decisions]
                         + ([f"key:{job.api_key.prefix}"] if job.api_key else []))
@@ -346,7 +351,9 @@ def job_detail(request, here, job_id):
                  else names[f"key:{job.api_key.prefix}"] if job.api_key else "API")
     timeline = [(action_words("created"), job.created_at, submitter)]
     if job.started_at:
-        timeline.append((action_words("started"), job.started_at, job.worker))
+        # which worker (host:pid unless ATELIER_WORKER_NAME names it) is the operators' to see, as the workers page
+        # and GET /workers/ are owners' only: a project's other members learn when the job started, not where
+        timeline.append((action_words("started"), job.started_at, job.worker if here.can(Capability.ADMIN) else ""))
     if job.finished_at:
         timeline.append((action_words(job.status), job.finished_at, job.error_message))
     timeline += [(action_words(e.action), e.created_at, names.get(e.actor, e.actor)) for e in events]
@@ -539,8 +546,11 @@ def review_panel(request, here, item_id: int):
     names = actor_names(here.project, [decision.decided_by for decision in decisions])
     for decision in decisions:
         decision.who = names.get(decision.decided_by, decision.decided_by)
+    plugin = get_registry().get(job.plugin_id)
     return render(request, "atelier_frontend/review_panel.html", {
         "item": item, "output": output, "job": job, "policy": policy,
+        # what the editor may change (the review service refuses the rest); none without the plugin
+        "editable": editable_paths(plugin.Output) if plugin is not None else [],
         "needed": 2 if item.flagged and policy.second_review_for_flagged else 1,
         "input_html": render_value(job.input, "input", spans_of(job.input_screening)),
         "output_html": render_value(output.content, "content", spans_of(output.safety)),

@@ -132,6 +132,25 @@ class AtelierConfig(BaseSettings):
         "answering 504 job_still_running (the job goes on; fetch it at /api/v1/jobs/{id}/)",
     )
 
+    # --- requests that wait for their job (Prefer: wait, the /v1/ endpoints) ---------------------------
+    # Each waiting request holds one of its web process's threads. With every thread waiting (12 waits
+    # on the Procfile's 2 processes x 4 threads, or 8 chat users), the process served nothing else, not
+    # even /healthz. gunicorn's --threads is written into each start command (Procfile, Dockerfile,
+    # docker-compose.yml: 4 each), none of which the app can read reliably, so this is a setting of its
+    # own: the default, 2, keeps half of the shipped 4 threads free; a web process warns at start-up
+    # when it is not below the --threads on its command line (jobs.waiting.check_waiting_limit).
+    max_waiting_requests: int = Field(
+        default=2, ge=1, le=10_000,
+        description="requests one web process lets wait for their job at once (Prefer: wait, /v1/chat/completions, "
+        "/v1/images/generations); keep it below gunicorn's --threads. Past it, Prefer: wait is answered at once "
+        "(no Preference-Applied) and the /v1/ endpoints answer 503 with Retry-After, submitting nothing",
+    )
+    max_waiting_requests_per_project: int = Field(
+        default=0, ge=0, le=10_000,
+        description="of those, how many one project may take at once (past it the /v1/ endpoints answer 429); "
+        "0: no share, a project may take them all",
+    )
+
     # --- plugins and workers ---------------------------------------------------------------
     extra_plugins: str = Field(default="", description="comma-separated module:Class plugins loaded besides entry points")
     extra_safety_checks: str = Field(default="", description="comma-separated module:Class safety checks besides entry points")

@@ -209,8 +209,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["atelier_platform.api.permissions.HasProjectCapability"],
+    "DEFAULT_METADATA_CLASS": "atelier_platform.api.metadata.RouteMetadata",  # OPTIONS
     "DEFAULT_PARSER_CLASSES": ["atelier_platform.api.parsers.JSONParser"],  # DRF's, with a nesting cap
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # a format or Accept header no renderer serves: 406 naming what is offered (DRF: 404 for ?format=xml)
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "atelier_platform.api.negotiation.ApiContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # ATELIER_RATE_LIMIT_PER_MINUTE per API key (or signed-in person), in the shared cache above.

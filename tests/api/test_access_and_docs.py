@@ -149,3 +149,19 @@ def test_head_needs_the_same_scope_as_get(project, make_key, client_for):
     reviews_only = client_for(make_key(project, ["reviews:read"]).raw)
     assert reviews_only.get("/api/v1/usage/").status_code == 403
     assert reviews_only.head("/api/v1/usage/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_format_the_endpoint_lacks_is_406_naming_what_it_offers(api):
+    """``?format=xml`` (DRF's URL format override) and a ``.xml`` suffix answered 404 "Not found.", as if the list
+    were missing: the caller asked for a representation the endpoint does not have, which is a 406."""
+    from tests.api.helpers import assert_envelope
+
+    offered = {"formats": ["json"], "media_types": ["application/json"]}
+    for url in ("/api/v1/jobs/?format=xml", "/api/v1/jobs.xml", "/api/v1/plugins/?format=api", "/api/v1/usage/?format=csv"):
+        error = assert_envelope(api.get(url), 406, "not_acceptable")
+        assert error["details"] == offered and "json" in error["message"], (url, error)
+    error = assert_envelope(api.get("/api/v1/jobs/", HTTP_ACCEPT="application/xml"), 406, "not_acceptable")
+    assert error["details"] == offered, error
+    for url in ("/api/v1/jobs/?format=json", "/api/v1/jobs.json"):
+        assert api.get(url).status_code == 200, url

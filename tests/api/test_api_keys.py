@@ -41,6 +41,25 @@ class TestCreate:
     def test_default_scopes(self, owner_api):
         assert create(owner_api, {}).json()["scopes"] == ["jobs:read", "jobs:write"]
 
+    def test_an_empty_list_of_scopes_is_refused_not_widened_to_the_default(self, owner_api, project, make_key,
+                                                                           client_for):
+        """``"scopes": []`` made a key with jobs:read jobs:write, and an admin-only caller was told it "cannot grant
+        scopes you do not hold: jobs:read, jobs:write" though it asked for none."""
+        before = ApiKey.objects.count()
+        error = assert_envelope(create(owner_api, {"name": "x", "scopes": []}), 400, "validation_error")
+        assert list(error["details"]) == ["scopes"] and "at least one scope" in error["details"]["scopes"][0], error
+        admin_only = client_for(make_key(project, ["admin"]).raw)
+        error = assert_envelope(create(admin_only, {"name": "x", "scopes": []}), 400, "validation_error")
+        assert list(error["details"]) == ["scopes"], error
+        assert ApiKey.objects.count() == before + 1  # the admin-only key made here, nothing else
+
+    def test_a_key_made_by_a_key_names_it_in_the_audit_log(self, owner_api, project, owner_key):
+        """The key row's created_by is a member (null here); which key made it is in the audit log."""
+        body = create(owner_api, {"name": "by-key", "scopes": ["jobs:read"]}).json()
+        assert body["created_by"] is None
+        event = AuditEvent.objects.get(project=project, action="api_key_created", object_id=str(body["id"]))
+        assert event.actor == f"key:{owner_key.api_key.prefix}"
+
     def test_creation_is_audited_without_the_secret(self, owner_api, project, owner_key):
         body = create(owner_api, {"name": "audited", "scopes": ["jobs:read"]}).json()
         event = AuditEvent.objects.get(project=project, action="api_key_created")

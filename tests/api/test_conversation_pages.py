@@ -70,12 +70,13 @@ class TestLongThreads:
         earlier = api.get(few["earlier_messages"]).json()
         assert [m["index"] for m in earlier["results"]] == [25, 24, 23, 22], "the same page size goes on"
 
-    def test_a_forged_cursor_is_a_clean_404(self, chat_project, api):
+    def test_a_forged_cursor_is_a_clean_400(self, chat_project, api):
         conversation = long_thread(chat_project, 3)
         url = f"/api/v1/conversations/{conversation.pk}/messages/"
         for position in ("[1]", "[1,2,3]", '["1",2]', "[-1,1]", f"[1,{2**70}]", f"[{2**40},1]", "[1.5,1]", "{"):
             cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
-            assert_envelope(api.get(f"{url}?cursor={cursor}"), 404, "not_found")
+            error = assert_envelope(api.get(f"{url}?cursor={cursor}"), 400, "validation_error")
+            assert list(error["details"]) == ["cursor"], error
         assert_envelope(api.get(f"/api/v1/conversations/{'-' * 36}/messages/"), 404, "not_found")
 
     def test_continuing_a_long_thread_reads_only_the_turns_the_job_keeps(self, chat_project, api):

@@ -146,14 +146,25 @@ def test_another_projects_rows_are_not_listed(name, owner_api, project, other_pr
         assert len(results(owner_api, url_of(name, context))) == 1
 
 
+def assert_bad_cursor(response) -> None:
+    """A cursor the list did not give is a bad query parameter: 400 naming ``cursor`` (it was 404 "Invalid
+    cursor", which reads as if the list itself were missing)."""
+    error = assert_envelope(response, 400, "validation_error")
+    assert list(error["details"]) == ["cursor"] and "cursor" in error["details"]["cursor"][0], error
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", list(LISTS))
-def test_a_bad_cursor_is_a_clean_404(name, owner_api, project):
+def test_a_bad_cursor_is_a_400_naming_it(name, owner_api, project):
+    import base64
+
     context: dict = {}
     LISTS[name][1](project, context)
     url = url_of(name, context)
     separator = "&" if "?" in url else "?"
-    assert_envelope(owner_api.get(f"{url}{separator}cursor=bm9wZQ"), 404, "not_found")
+    forged = base64.b64encode(b"p=%5B%22x%22%5D").decode()  # decodes, but holds no position of this list
+    for cursor in ("garbage", "bm9wZQ", "%00", "%C3%A9", forged):
+        assert_bad_cursor(owner_api.get(f"{url}{separator}cursor={cursor}"))
 
 
 @pytest.mark.django_db
@@ -215,10 +226,10 @@ def test_deciding_the_review_queue_page_by_page_reaches_every_item(owner_api, pr
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("position", ['[1]', '["x","y"]', '[null,1]', '[{"a":1},1]', '"abc"', '["not a time",1]', "{"])
-def test_a_forged_position_is_a_clean_404(owner_api, project, position):
+def test_a_forged_position_is_a_clean_400(owner_api, project, position):
     import base64
     from urllib.parse import urlencode
 
     add_job(project, {})
     cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
-    assert_envelope(owner_api.get(f"/api/v1/jobs/?cursor={cursor}"), 404, "not_found")
+    assert_bad_cursor(owner_api.get(f"/api/v1/jobs/?cursor={cursor}"))

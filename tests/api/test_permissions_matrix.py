@@ -187,3 +187,87 @@ def test_matrix(project, principals):
         elif wrong := refusal(anonymous, 401, "not_authenticated"):
             problems.append(f"anonymous {method} {template}: {wrong}")
     assert not problems, "\n".join(problems)
+
+
+def routes() -> dict[str, set[str]]:
+    """Each path of MATRIX with the methods it has."""
+    found: dict[str, set[str]] = {}
+    for method, template in MATRIX:
+        found.setdefault(template, set()).add(method)
+    return found
+
+
+@pytest.mark.django_db
+def test_a_method_a_route_lacks_is_405_for_every_caller_with_credentials(project, principals):
+    """DELETE /safety/policy/ answered 403 "not open to API callers" (the capability check ran before DRF's
+    dispatch could say 405) while its Allow header said GET, PATCH, HEAD, OPTIONS. A method no one may call
+    is 405 ``method_not_allowed``, whoever asks; without credentials, 401 comes first."""
+    objects = make_objects(project)
+    problems = []
+    for template, methods in sorted(routes().items()):
+        if MATRIX[(min(methods), template)][0] is PUBLIC:
+            continue
+        url = url_for(template, objects)
+        lacking = {"GET", "POST", "PUT", "PATCH", "DELETE"} - methods
+        if "GET" not in methods:
+            lacking.add("HEAD")
+        for method in sorted(lacking):
+            for who, client, _allowed in principals:
+                response = call(client, method, url)
+                if method == "HEAD":  # no body to hold the envelope
+                    wrong = None if response.status_code == 405 else f"expected 405, got {response.status_code}"
+                else:
+                    wrong = refusal(response, 405, "method_not_allowed")
+                if wrong:
+                    problems.append(f"{who} {method} {template}: {wrong}")
+                elif method in response["Allow"].split(", ") or not methods <= set(response["Allow"].split(", ")):
+                    problems.append(f"{who} {method} {template}: Allow says {response['Allow']!r}")
+            if template.startswith("/api/") and method != "HEAD":
+                # /v1/ (OpenAI-compatible) answers 405 before authenticating (OpenAIView.check_permissions)
+                if wrong := refusal(call(APIClient(), method, url), 401, "not_authenticated"):
+                    problems.append(f"anonymous {method} {template}: {wrong}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.django_db
+def test_options_describes_a_route_to_whoever_may_call_one_of_its_methods(project, principals):
+    """OPTIONS answered 403 everywhere ("not open to API callers") while every answer's Allow header offered it.
+    It now answers the route's metadata to a caller who may call at least one of the route's methods, and is
+    refused (403) to others, as those methods are: it never tells a caller more than what it may call."""
+    objects = make_objects(project)
+    problems = []
+    for template, methods in sorted(routes().items()):
+        rows = [MATRIX[(method, template)] for method in sorted(methods)]
+        if rows[0][0] is PUBLIC:
+            continue
+        url = url_for(template, objects)
+        for who, client, allowed in principals:
+            response = call(client, "OPTIONS", url)
+            if any(allowed(scope, roles) for scope, roles in rows):
+                if response.status_code != 200:
+                    problems.append(f"{who} may OPTIONS {template}: got {response.status_code} {response.content[:200]!r}")
+                elif set(response.json()) != {"name", "description", "renders", "parses", "schema"} or \
+                        "OPTIONS" not in response["Allow"]:
+                    problems.append(f"{who} OPTIONS {template}: {response.content[:200]!r}, Allow {response['Allow']!r}")
+            elif wrong := refusal(response, 403, "permission_denied"):
+                problems.append(f"{who} must be refused OPTIONS {template}: {wrong}")
+        if wrong := refusal(call(APIClient(), "OPTIONS", url), 401, "not_authenticated"):
+            problems.append(f"anonymous OPTIONS {template}: {wrong}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.django_db
+def test_head_needs_what_get_needs(project, principals):
+    objects = make_objects(project)
+    problems = []
+    for (method, template), (scope, roles) in sorted(MATRIX.items()):
+        if method != "GET" or scope is PUBLIC:
+            continue
+        url = url_for(template, objects)
+        for who, client, allowed in principals:
+            status = call(client, "HEAD", url).status_code
+            if allowed(scope, roles) != (status not in (401, 403)) or status >= 500:
+                problems.append(f"{who} HEAD {template}: got {status}")
+        if call(APIClient(), "HEAD", url).status_code != 401:
+            problems.append(f"anonymous HEAD {template}: not 401")
+    assert not problems, "\n".join(problems)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from atelier_sdk import Manifest, Modality, OutputItem, Plugin, ResourceClass
+from atelier_sdk import Manifest, Modality, OutputItem, Plugin, ResourceClass, editable
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -35,7 +35,7 @@ class Source(BaseModel):
 
 
 class ChatOutput(BaseModel):
-    reply: str
+    reply: str = editable()
     sources: list[Source]
 
 

@@ -422,3 +422,36 @@ def test_a_refused_settings_form_keeps_what_was_typed_and_names_the_field_as_the
     assert f'name="terms" rows="5" class="mono">{terms}</textarea>' in page
     assert "<option selected>spam</option>" in page and 'name="is_regex" checked' in page
     assert not BlocklistEntry.objects.exists()
+
+
+# --- which worker ran a job is for owners, as the workers page is ---------------------------------------
+
+@pytest.mark.parametrize("role,shown", [("viewer", False), ("editor", False), ("reviewer", False), ("owner", True)])
+def test_the_job_page_names_the_worker_to_owners_only(project, signed_in, role, shown):
+    """The timeline's "started" named the worker (its host and process id by default) to every member."""
+    from django.utils import timezone
+
+    job = build_job(project, worker="gpu-host-7:4242")
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now())
+    page = text_of(signed_in(project, role).get(f"/jobs/{job.pk}/"))
+    assert ("gpu-host-7:4242" in page) is shown
+
+
+def test_a_jobs_timeline_shows_no_audit_event_of_another_object_that_shares_an_id(project, signed_in, submit, run_job):
+    """Audit events were matched by id alone: an owner's "member added" (a membership's id) showed on the timeline
+    of every job whose review item had the same number, to every member."""
+    from atelier_platform.moderation import audit
+    from atelier_platform.moderation.models import ReviewItem
+
+    editor = signed_in(project, "editor")
+    job = submit(project, text="hello", user=editor.user)
+    run_job(job)
+    item = ReviewItem.objects.get(output__job=job)
+
+    class Membership:  # an object of another type with the review item's number, as audit.record names it
+        pk = item.pk
+
+    audit.record(project, "user:1", "member_added", Membership())
+    page = text_of(editor.get(f"/jobs/{job.pk}/")).lower()
+    assert '<span class="what">output screened</span>' in page  # the job's own events are there
+    assert "member added" not in page

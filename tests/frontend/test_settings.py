@@ -62,6 +62,14 @@ def test_an_api_key_is_shown_once_works_and_can_be_revoked(project, owner):
     assert authenticate_api_key(raw) is None
 
 
+def test_an_api_key_with_every_scope_unticked_is_refused(project, owner):
+    """The form ticks jobs:read and jobs:write; unticking both gave a key with both (no scope was read as "the
+    default"), as ``"scopes": []`` did over the API."""
+    response = owner.post("/settings/", {"action": "create_key", "name": "none"})
+    assert response.status_code == 400 and "at least one scope" in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
 def test_policy_and_thresholds_are_saved_and_checked(project, owner):
     form = {"action": "policy", "review_mode": "release_after_screening", "audit_sample_percent": "25", "lease_seconds": "120",
             "reject_reasons": "off_brand, wrong_price", "second_review_for_flagged": "on", "forbid_self_approval": "on",
@@ -95,11 +103,11 @@ def test_audit_log_is_listed_with_export_links_and_the_page_reads_a_fixed_number
             assert owner.get("/settings/").status_code == 200
         return len(queries)
 
-    owner.post("/settings/", {"action": "create_key", "name": "k0"})
+    owner.post("/settings/", {"action": "create_key", "name": "k0", "scopes": ["jobs:read"]})
     owner.post("/settings/", {"action": "blocklist", "terms": "t0", "category": "custom"})
     few = count()
     for i in range(1, 20):
-        owner.post("/settings/", {"action": "create_key", "name": f"k{i}"})
+        owner.post("/settings/", {"action": "create_key", "name": f"k{i}", "scopes": ["jobs:read"]})
         owner.post("/settings/", {"action": "blocklist", "terms": f"t{i}", "category": "spam" if i % 2 else "hate"})
         Membership.objects.create(project=project, user=UserFactory(), role="viewer")
     assert count() == few
@@ -134,6 +142,10 @@ def test_webhook_endpoints_and_their_delivery_log_are_listed(project, owner):
                                    status="failed", attempts=3, max_attempts=3, last_status_code=500, last_error="HTTP 500")
     page = owner.get("/settings/").content.decode()
     assert "https://hooks.example.com/atelier" in page and "job.succeeded" in page and "3/3" in page and "HTTP 500" in page
+    # a delivery to a job's own webhook shows the URL it went to
+    WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.failed", event_id="e2", payload={}, max_attempts=3,
+                                   target_url="https://hooks.example.com/atelier/order-42")
+    assert 'title="https://hooks.example.com/atelier/order-42"' in owner.get("/settings/").content.decode()
 
 
 @pytest.fixture

@@ -52,6 +52,13 @@ class TestCreateApiKeyCommand:
         out, _ = run_command("--project", "acme", "--create-project", "--scopes", "jobs:read", "reviews:write")
         assert authenticate_api_key(out.strip()).scopes == ["jobs:read", "reviews:write"]
 
+    @pytest.mark.parametrize("scopes", ["", ",", " "])
+    def test_an_empty_list_of_scopes_is_refused_and_nothing_is_created(self, db, scopes):
+        """``--scopes ""`` split into no scope at all, which was read as "not said": a key with jobs:read jobs:write."""
+        with pytest.raises(CommandError, match="at least one scope"):
+            run_command("--project", "acme", "--create-project", "--scopes", scopes)
+        assert not ApiKey.objects.exists() and not Project.objects.exists()
+
     def test_unknown_project_needs_create_flag(self, db):
         with pytest.raises(CommandError, match="--create-project"):
             run_command("--project", "ghost")

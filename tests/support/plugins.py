@@ -21,6 +21,7 @@ from atelier_sdk import (
     PluginError,
     ResourceClass,
     TransientPluginError,
+    editable,
 )
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,7 +46,7 @@ class ReverseParams(BaseModel):
 
 
 class ReverseOutput(BaseModel):
-    text: str
+    text: str = editable()
     characters: int
 
 
@@ -169,7 +170,7 @@ class EchoChatInput(BaseModel):
 
 
 class EchoChatOutput(BaseModel):
-    reply: str
+    reply: str = editable()
     turns: int
     sources: list[dict]
 

@@ -53,6 +53,26 @@ class TestModelDirectories:
         output = job.outputs.get()
         assert output.content["text"] == "default" and output.provenance["model_version"] == "default"
 
+    def test_provenance_names_the_model_dir_as_pinned_and_nothing_of_the_server(self, probe_project, models_root,
+                                                                                 api):
+        """Any jobs:read key read the absolute model directory (``/srv/models/demo/chat-lm``) and the worker's host
+        and process id in each output's provenance. It names the directory relative to the models root, as the
+        project pins it and GET /workers/ shows it, and keeps what makes the output again."""
+        import os
+        import socket
+
+        (models_root / "probe" / "v2").mkdir(parents=True)
+        register("--name", "v2", "--dir", "probe/v2", "--pin", probe_project.slug)
+        job = run_probe(probe_project)
+        shown = api.get(f"/api/v1/jobs/{job.pk}/").json()["outputs"][0]["provenance"]
+        assert shown["model_dir"] == "probe/v2" and shown["model_version"] == "v2"
+        assert {"plugin", "plugin_version", "model_dir", "model_version", "device", "batch_size", "seed", "generated_at",
+                "generate_seconds"} <= set(shown), shown
+        assert "worker" not in shown
+        text = str(shown)
+        assert str(models_root) not in text and socket.gethostname() not in text and f":{os.getpid()}" not in text
+        assert job.worker  # which worker ran it stays on the job, for operators
+
     def test_a_pinned_version_wins(self, probe_project, models_root):
         (models_root / "probe" / "default").mkdir(parents=True)
         (models_root / "probe" / "v2").mkdir(parents=True)

@@ -35,7 +35,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from atelier_platform.catalog.models import ProjectPlugin
-from atelier_platform.catalog.models_dir import ModelDirError, resolve_model_dir
+from atelier_platform.catalog.models_dir import ModelDirError, relative_model_dir, resolve_model_dir
 from atelier_platform.config import get_config
 from atelier_platform.fleet.models import WorkerState
 from atelier_platform.fleet.stats import WorkerStats
@@ -285,12 +285,15 @@ class _Batch:
                 except ValidationError as error:
                     self.finish_many({job_id: PluginError(f"The stored job no longer matches the plugin's schema: {error}",
                                                           code="invalid_input")})
+            # Every reader of the job sees this (any jobs:read key): what made the output and how, enough to make
+            # it again (with the seed and timings added per job), and nothing of the servers. The model directory
+            # is relative to the models root, as a project pins it and GET /workers/ shows it, not the host's
+            # path; which worker ran the job is Job.worker, for operators (it was here as host:pid).
             self.provenance = {
                 "plugin": plugin_class.manifest.id,
                 "plugin_version": plugin_class.manifest.version,
-                "model_dir": str(model_dir) if model_dir else None,
+                "model_dir": relative_model_dir(model_dir),
                 "model_version": model_version,
-                "worker": runner.name,
                 "device": runner.cache.device,
                 "batch_size": len(requests),
             }

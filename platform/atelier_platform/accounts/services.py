@@ -72,8 +72,16 @@ def projects_left_without_owner(user_ids) -> dict[str, list[str]]:
     return left
 
 
+#: Why an empty list of scopes is refused (the API's serializer adds how to get the default).
+NO_SCOPES = f"A key needs at least one scope; any of: {', '.join(Capability.values)}."
+
+
 def normalise_scopes(scopes: list[str] | tuple[str, ...] | None) -> list[str]:
-    chosen = list(DEFAULT_API_KEY_SCOPES if not scopes else scopes)
+    """The key's scopes, sorted; None (not said) is the default. An empty list is refused rather than read as
+    "not said": a caller who asked for no scope must not get a key that may read and submit jobs."""
+    if scopes is not None and not scopes:
+        raise ValidationError(NO_SCOPES)
+    chosen = list(DEFAULT_API_KEY_SCOPES if scopes is None else scopes)
     unknown = sorted(set(chosen) - set(Capability.values))
     if unknown:
         raise ValidationError(

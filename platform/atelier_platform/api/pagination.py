@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination, _reverse_ordering
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
@@ -32,14 +32,32 @@ def _position_value(value):
 
 class SafeCursorPagination(CursorPagination):
     """Keyset cursor pages (see the module). A cursor is the client's to send back unchanged; a forged
-    one (not our JSON, a position that is not a date, a number or an id) is an invalid cursor (404),
-    not a database error."""
+    one (not base64, not our JSON, a position that is not a date, a number or an id) is a bad ``cursor``
+    parameter (400 naming it), not a database error. DRF answers 404 "Invalid cursor": the list exists, and
+    a 404 reads as if it did not; what is wrong is one query parameter, as with any other filter."""
+
+    invalid_cursor_message = ("Not a cursor of this list: send back the cursor of a next or previous link unchanged, "
+                              "or leave it out to start from the beginning.")
+
+    def invalid_cursor(self) -> ValidationError:
+        return ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:  # DRF's answer to a cursor it cannot decode
+            raise self.invalid_cursor() from None
+        if cursor is not None and cursor.position is None:
+            # Every cursor these lists give holds a position (the first page has no cursor at all); one without
+            # (``?cursor=%00``: base64 decoding skips what is not base64, leaving nothing) was not given here.
+            raise self.invalid_cursor()
+        return cursor
 
     def paginate_queryset(self, queryset, request, view=None):
         try:
             return self._paginate(queryset, request, view)
         except (DjangoValidationError, ValueError, TypeError, OverflowError):
-            raise NotFound(self.invalid_cursor_message) from None
+            raise self.invalid_cursor() from None
 
     def _paginate(self, queryset, request, view):
         self.request = request

@@ -7,12 +7,46 @@ from rest_framework.permissions import BasePermission
 
 from atelier_platform.api.access import resolve_access
 
+#: Methods that describe a route rather than act on it: OPTIONS is answered by DRF's ``options`` (the
+#: metadata class), HEAD by the GET handler.
+_NOT_ACTIONS = ("options", "head")
+
+
+def handler_name(view, method: str) -> str | None:
+    """The name ``required_capabilities`` knows the handler of ``method`` by on this route: a viewset's action
+    (``list``, ``claim_next``) or a plain view's method (``get``); HEAD goes by GET's name. None when the route
+    has no handler for the method, which DRF then answers with 405 Method Not Allowed."""
+    method = method.lower()
+    action_map = getattr(view, "action_map", None)
+    if action_map is not None:  # a viewset: this route's handlers are the actions the router mapped to it
+        return action_map.get(method)
+    # ``hasattr`` alone would take a method named like one of the view's attributes (``DISPATCH``) for a handler
+    if method not in view.http_method_names or not hasattr(view, method):
+        return None
+    return "get" if method == "head" else method
+
+
+def route_handlers(view) -> list[str]:
+    """The names of every handler of this route (GET's first), OPTIONS and HEAD aside."""
+    action_map = getattr(view, "action_map", None)
+    if action_map is not None:
+        methods = [m for m in view.http_method_names if m in action_map and m not in _NOT_ACTIONS]
+    else:
+        methods = [m for m in view.http_method_names if m not in _NOT_ACTIONS and hasattr(view, m)]
+    return list(dict.fromkeys(handler_name(view, m) for m in methods))
+
 
 class HasProjectCapability(BasePermission):
-    """Views declare ``required_capabilities = {action_or_method: capability}``.
+    """Views declare ``required_capabilities = {action_or_method: capability}``: a viewset by its actions
+    (``list``, ``create``, ``claim_next``), a plain view by its methods (``get``, ``patch``).
 
-    An action missing from the map is refused: forgetting to declare a capability must close
-    a door, not open it.
+    An action missing from the map is refused: forgetting to declare a capability must close a door, not open
+    it. A method the route has no handler for is let through to DRF, which answers 405 (with the ``Allow``
+    header): refusing it here said 403 "not open to you" about a method that is open to nobody. Credentials
+    still come first, so a caller without them gets 401 whatever the method.
+
+    OPTIONS describes the route (``api.metadata``): it is answered to a caller who may call at least one of the
+    route's methods, and refused like them otherwise; HEAD needs what GET needs.
     """
 
     def has_permission(self, request, view) -> bool:
@@ -21,18 +55,21 @@ class HasProjectCapability(BasePermission):
         required_map = getattr(view, "required_capabilities", None)
         if required_map is None:
             raise PermissionDenied("This endpoint declares no capability and is closed.")
-        if hasattr(view, "action") and view.action is None:
-            return True  # no handler for this method: DRF answers 405 Method Not Allowed
-        # HEAD is GET without the body (Django answers it with the GET handler): it needs what GET needs.
-        method = "get" if request.method == "HEAD" else request.method.lower()
-        key = getattr(view, "action", None) or method
-        required = required_map.get(key) or required_map.get(method)
-        if required is None:
+        if request.method == "OPTIONS":
+            needed = [required_map.get(name) for name in route_handlers(view)]
+        else:
+            name = handler_name(view, request.method)
+            if name is None:
+                return True  # no handler for this method: DRF answers 405 Method Not Allowed
+            needed = [required_map.get(name)]
+        needed = list(dict.fromkeys(capability for capability in needed if capability is not None))
+        if not needed:
             raise PermissionDenied("This action is not open to API callers.")
         access = resolve_access(request)
         request.access = access
-        if required not in access.capabilities:
+        if not access.capabilities.intersection(needed):
+            wanted = " or ".join(f"'{capability}'" for capability in needed)
             if access.api_key is not None:
-                raise PermissionDenied(f"This API key lacks the scope '{required}'.")
-            raise PermissionDenied(f"Your role in project {access.project.slug!r} does not allow '{required}'.")
+                raise PermissionDenied(f"This API key lacks the scope {wanted}.")
+            raise PermissionDenied(f"Your role in project {access.project.slug!r} does not allow {wanted}.")
         return True

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.db.models import Count, Min, Prefetch, Q
 from django.http import StreamingHttpResponse
@@ -43,8 +44,11 @@ QUEUE_FILTERS = [
 ]
 
 
+QUEUE_FILTER_NAMES = tuple(parameter.name for parameter in QUEUE_FILTERS)
+
+
 def _filters(params) -> dict:
-    for name in ("state", "plugin", "category", "flagged"):
+    for name in QUEUE_FILTER_NAMES:
         if "\x00" in params.get(name, ""):
             raise ValidationError({name: ["The NUL character is not allowed."]})
     state = params.get("state", "pending")
@@ -55,6 +59,34 @@ def _filters(params) -> dict:
         raise ValidationError({"flagged": ["true or false."]})
     return {"state": state, "plugin": params.get("plugin") or None, "category": params.get("category") or None,
             "flagged": None if flagged is None else flagged == "true"}
+
+
+def refuse_a_body(request, endpoint: str) -> None:
+    """400 naming each field of a body the endpoint does not read: its filters are query parameters.
+
+    ``POST /reviews/claim-next/`` with ``{"plugin": "nope"}`` claimed an item of any plugin: the filter a caller
+    meant was silently dropped, and it leased an item it did not want. Its filters are query parameters, as
+    ``GET /reviews/`` takes them and the OpenAPI schema says (no request body), so a body is refused rather
+    than read as a second place for them. No body, ``{}`` or ``null`` asks for nothing and passes.
+    """
+    body = request.data
+    if body is None or (isinstance(body, (dict, list)) and not body):
+        return
+    if not isinstance(body, dict):
+        raise ValidationError({"body": [f"{endpoint} takes no body; its filters ({', '.join(QUEUE_FILTER_NAMES)}) "
+                                        "are query parameters."]})
+    details = {}
+    for name, value in body.items():
+        if name in QUEUE_FILTER_NAMES:
+            if isinstance(value, bool):  # as the query string says it
+                shown = f"{name}={str(value).lower()}"
+            else:
+                shown = urlencode({name: value}) if isinstance(value, (str, int, float)) else f"{name}=..."
+            details[name] = [f"A query parameter, not a body field: {endpoint}?{shown}"]
+        else:
+            details[name] = [f"Unknown field: {endpoint} takes no body; its filters ({', '.join(QUEUE_FILTER_NAMES)}) "
+                             "are query parameters."]
+    raise ValidationError(details)
 
 
 class ReviewQueuePagination(SafeCursorPagination):
@@ -120,10 +152,14 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
                                        "yours); claim it with POST .../claim/.")
         return self._fresh(review.claim(item, reviewer))
 
-    @extend_schema(request=None, responses={200: ReviewItemSerializer, 204: None, **error_responses(400, 403)},
-                   parameters=QUEUE_FILTERS)
+    @extend_schema(request=None, responses={200: ReviewItemSerializer, 204: None, **error_responses(400, 403, 415)},
+                   parameters=QUEUE_FILTERS,
+                   summary="Claim the next free item of the queue (204: none); filters as query parameters",
+                   description="The filters are query parameters, as for GET /reviews/; a body with fields is "
+                               "refused (400 naming them), never ignored.")
     @action(detail=False, methods=["post"], url_path="claim-next")
     def claim_next(self, request):
+        refuse_a_body(request, "POST /api/v1/reviews/claim-next/")
         item = review.claim_next(request.access.project, reviewer_of(request), **_filters(request.query_params))
         return self._fresh(item) if item else Response(status=204)
 
@@ -135,7 +171,12 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @extend_schema(request=ReviewDecisionInputSerializer, parameters=[IDEMPOTENCY_PARAMETER],
                    responses={200: ReviewItemSerializer, **error_responses(400, 403, 404, 409, 422)},
                    description="With an Idempotency-Key, a retried decision replays the first answer instead of "
-                               "answering 409 review_decided.")
+                               "answering 409 review_decided. An edit sends the whole output as output.content shows it, "
+                               "changed only in the fields the plugin lists in editable_output_fields (GET /plugins/); "
+                               "a change to any other field (token counts, ids, scores, sources...) is refused whole with "
+                               "400 field_not_editable, each such field named in details (content.usage.prompt_tokens). "
+                               "A regenerate queues a new job: the decision's regenerated_job, the first job's "
+                               "regenerated_as, the new job's regenerated_from.")
     @action(detail=True, methods=["post"])
     @idempotent
     def decision(self, request, pk=None):

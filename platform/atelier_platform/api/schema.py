@@ -32,12 +32,13 @@ class ErrorSerializer(serializers.Serializer):
 
 
 ERROR_DESCRIPTIONS = {
-    400: "Invalid request: validation_error (details name each field, e.g. input.prompt or jobs.3.input.prompt), "
-         "limit_exceeded (a cap of this server), malformed_json.",
+    400: "Invalid request: validation_error (details name each field, e.g. input.prompt or jobs.3.input.prompt, "
+         "or the query parameter, e.g. a cursor that this list did not give), limit_exceeded (a cap of this server), "
+         "malformed_json, field_not_editable (a review edit changed fields the plugin records about the run; details "
+         "name each, e.g. content.usage.prompt_tokens).",
     401: "No credentials, or an unknown or revoked API key.",
     403: "The API key lacks the scope, or the member's role does not allow it.",
-    404: "No such object in the caller's project (another project's ids are not found either), or a cursor "
-         "that this list did not give.",
+    404: "No such object in the caller's project (another project's ids are not found either).",
     409: "Conflict with the object's state, or idempotency_in_flight: the first request with this Idempotency-Key "
          "is still running (retry after Retry-After).",
     413: "The body is larger than ATELIER_MAX_REQUEST_BYTES.",
@@ -84,9 +85,9 @@ def add_error_responses(result, generator, request, public):
     """Postprocessing hook: every ``/api/v1/`` operation documents the errors any of them can answer.
 
     Views list their specific errors with ``error_responses``; this fills in the ones that follow
-    from the operation's shape, for endpoints that do not (webhooks, workers): 401, 403 and 429
-    always, 404 with a path parameter or a ``cursor`` (a forged one is not found), 400 with query
-    parameters or a body, 413 and 415 with a body.
+    from the operation's shape, for endpoints that do not (webhooks, workers): 401, 403, 406 and 429
+    always, 404 with a path parameter, 400 with query parameters (a forged ``cursor`` among them) or a
+    body, 413 and 415 with a body.
     """
     components = result.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in _ERROR_COMPONENTS.items():
@@ -98,9 +99,8 @@ def add_error_responses(result, generator, request, public):
             if method not in ("get", "post", "put", "patch", "delete"):
                 continue
             responses = operation.setdefault("responses", {})
-            wanted = {401, 403, 429}
-            query = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "query"}
-            if "{" in path or "cursor" in query:
+            wanted = {401, 403, 406, 429}
+            if "{" in path:
                 wanted.add(404)
             if any(p.get("in") == "query" for p in operation.get("parameters", [])):
                 wanted.add(400)
@@ -115,3 +115,5 @@ def add_error_responses(result, generator, request, public):
 
 
 ERROR_DESCRIPTIONS.setdefault(415, "The body is not JSON (send Content-Type: application/json).")
+ERROR_DESCRIPTIONS.setdefault(406, "not_acceptable: the Accept header, or a ?format= parameter or a .format suffix, "
+                                   "asks for a media type this endpoint does not answer in (details: what it offers).")

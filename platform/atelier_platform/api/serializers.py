@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import copy
 
+from django.db.models.manager import BaseManager
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, Output, OutputFile
+from atelier_platform.jobs.regenerations import link_regenerations, links_of
 from atelier_platform.moderation.models import LEASE_SECONDS
 
 
@@ -43,6 +45,12 @@ class JobCreateSerializer(StrictSerializer):
     input = serializers.DictField(help_text="Input object; must match the plugin's input_schema.")
     params = serializers.DictField(required=False, default=dict, help_text="Must match the plugin's params_schema.")
     priority = serializers.IntegerField(min_value=0, max_value=9, default=5, help_text="0 (lowest) to 9 (most urgent).")
+    webhook = serializers.CharField(
+        max_length=2000, required=False, trim_whitespace=True,
+        help_text="A URL that receives this job's own events (job.succeeded, job.failed, job.cancelled, output.flagged, "
+                  "output.review_changed), signed like any delivery. It must lie under one of the project's webhook "
+                  "endpoints (same scheme, host and port; the endpoint's path or below it), whose secret signs them; "
+                  "its query is yours (e.g. https://app.example.com/hooks/atelier?order=123).")
 
 
 class OutputFileSerializer(FieldsBuiltOnce):
@@ -112,19 +120,37 @@ class JobProgressSerializer(serializers.Serializer):
     detail = serializers.DictField()
 
 
+class JobListSerializer(serializers.ListSerializer):
+    """Jobs with their regeneration links read for all of them at once (two queries at most), not job by job."""
+
+    def to_representation(self, data):
+        jobs = list(data.all() if isinstance(data, BaseManager) else data)
+        link_regenerations(jobs)
+        return super().to_representation(jobs)
+
+
 class JobSummarySerializer(FieldsBuiltOnce):
     plugin = serializers.CharField(source="plugin_id")
     project = serializers.CharField(source="project.slug")
+    regenerated_from = serializers.SerializerMethodField(
+        help_text="The job whose output a reviewer sent back for regeneration, which this job makes another try at "
+                  "(same input, a new seed); null for a job submitted by a caller.")
+    regenerated_as = serializers.SerializerMethodField(
+        help_text="The jobs a reviewer queued to regenerate this job's outputs (a regenerate decision, which rejects "
+                  "the output), oldest first; empty when none was. Follow the last one for the newest try.")
     error = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     cancel_requested = serializers.SerializerMethodField()
+    webhook = serializers.SerializerMethodField(help_text="The URL this job's own events go to (null: none was named).")
 
     class Meta:
         model = Job
+        list_serializer_class = JobListSerializer
         fields = [
             "id", "project", "plugin", "plugin_version", "status", "priority", "input", "params", "seed",
             "attempts", "max_attempts", "progress", "error", "cancel_requested", "input_screening",
-            "created_at", "started_at", "finished_at",
+            "regenerated_from", "regenerated_as",
+            "created_at", "started_at", "finished_at", "webhook",
         ]
 
     @extend_schema_field(JobErrorSerializer(allow_null=True))
@@ -141,6 +167,18 @@ class JobSummarySerializer(FieldsBuiltOnce):
 
     def get_cancel_requested(self, job: Job) -> bool:
         return job.cancel_requested_at is not None
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True))
+    def get_regenerated_from(self, job: Job) -> str | None:
+        origin = links_of(job).regenerated_from
+        return str(origin) if origin else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_regenerated_as(self, job: Job) -> list[str]:
+        return [str(job_id) for job_id in links_of(job).regenerated_as]
+
+    def get_webhook(self, job: Job) -> str | None:
+        return job.webhook or None
 
     def to_representation(self, job: Job) -> dict:
         data = super().to_representation(job)
@@ -168,6 +206,11 @@ class PluginSerializer(serializers.Serializer):
     input_schema = serializers.DictField()
     params_schema = serializers.DictField()
     output_schema = serializers.DictField()
+    editable_output_fields = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The output fields a reviewer may change in an edit decision, as paths (`reply`; `[]`: every item "
+                  "of a list); the output schema marks them `\"editable\": true`. Empty: outputs are approved, "
+                  "rejected or regenerated, never edited.")
 
 
 class KnowledgeDocumentCreateSerializer(StrictSerializer):
@@ -229,7 +272,9 @@ class ReviewDecisionInputSerializer(StrictSerializer):
     action = serializers.ChoiceField(choices=["approve", "reject", "edit", "regenerate"])
     reason = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
     comment = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
-    content = serializers.JSONField(required=False, default=None, help_text="the edited output content (action edit)")
+    content = serializers.JSONField(required=False, default=None, help_text=(
+        "action edit: the whole output as output.content shows it, changed only in the plugin's editable_output_fields "
+        "(GET /api/v1/plugins/); any other change is refused with 400 field_not_editable"))
 
 
 class ReviewDecisionSerializer(serializers.Serializer):
@@ -356,9 +401,12 @@ def _scope_choices() -> list[str]:
 class ApiKeyCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
                                  help_text="A label shown in key lists.")
+    # An empty list is refused, not read as "not said": asking for no scope must not give the default ones.
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=_scope_choices()), required=False, max_length=20,
-        help_text="Scopes of the new key, among the caller's own; default: jobs:read jobs:write.",
+        child=serializers.ChoiceField(choices=_scope_choices()), required=False, min_length=1, max_length=20,
+        allow_empty=False,  # its message below comes first; min_length puts minItems in the schema
+        error_messages={"empty": "A key needs at least one scope. Leave out 'scopes' for the default: jobs:read jobs:write."},
+        help_text="Scopes of the new key (at least one), among the caller's own; left out: jobs:read jobs:write.",
     )
     rate_limit_per_minute = serializers.IntegerField(
         min_value=1, required=False, allow_null=True, default=None,
@@ -374,7 +422,10 @@ class ApiKeySerializer(serializers.Serializer):
     scopes = serializers.ListField(child=serializers.CharField())
     rate_limit_per_minute = serializers.IntegerField(allow_null=True, help_text="null: the server's limit")
     created_at = serializers.DateTimeField()
-    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    created_by = serializers.CharField(
+        source="created_by.username", allow_null=True, default=None,
+        help_text="The member who created the key; null for a key made with another API key (the audit log's "
+                  "api_key_created event names that key, key:<prefix>), by manage.py, or whose creator was deleted.")
     last_used_at = serializers.DateTimeField(allow_null=True, help_text="to the minute")
     revoked_at = serializers.DateTimeField(allow_null=True)
     active = serializers.BooleanField(source="is_active")

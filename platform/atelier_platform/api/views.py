@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from atelier_sdk import editable_paths
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -49,6 +50,7 @@ class PluginListView(APIView):
                 "input_schema": plugin.input_schema(),
                 "params_schema": plugin.params_schema(),
                 "output_schema": plugin.output_schema(),
+                "editable_output_fields": editable_paths(plugin.Output),
             }
             for plugin in get_registry().available()
         ]
@@ -141,7 +143,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         access = request.access
         submission = submit_job(
             access.project,
-            JobRequest(plugin_id=data["plugin"], input=data["input"], params=data["params"], priority=data["priority"]),
+            JobRequest(plugin_id=data["plugin"], input=data["input"], params=data["params"], priority=data["priority"],
+                       webhook=data.get("webhook", "")),
             submitted_by=access.user,
             api_key=access.api_key,
             idempotency_key=key,
@@ -189,7 +192,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         access = request.access
         batch = submit_jobs(
             access.project,
-            [JobRequest(plugin_id=d["plugin"], input=d["input"], params=d["params"], priority=d["priority"])
+            [JobRequest(plugin_id=d["plugin"], input=d["input"], params=d["params"], priority=d["priority"],
+                        webhook=d.get("webhook", ""))
              for d in incoming.validated_data["jobs"]],
             submitted_by=access.user,
             api_key=access.api_key,

@@ -46,3 +46,12 @@ def resolve_model_dir(relative: str) -> Path:
             "Atelier loads safetensors only: convert the weights and remove these files."
         )
     return candidate
+
+
+def relative_model_dir(path: str | Path | None) -> str | None:
+    """A model directory relative to the models root, as a project pins it (``demo/chat-lm``): what the API, the
+    dashboard and stored provenance show, never the host's absolute paths. One outside the root: its last name."""
+    if not path:
+        return None
+    path, root = str(path), str(get_config().resolved_models_root)
+    return path[len(root):].lstrip("/") if path.startswith(root + "/") else path.rsplit("/", 1)[-1]

@@ -24,6 +24,7 @@ from atelier_platform.config import get_config
 from atelier_platform.fleet.models import WorkerProcess
 from atelier_platform.fleet.services import queue_counts, shown_state
 from atelier_platform.fleet.stats import cumulative_buckets
+from atelier_platform.jobs.waiting import wait_slot_metrics
 from atelier_platform.moderation.checks import unavailable_safety_checks
 
 HISTOGRAM_HELP = {
@@ -107,6 +108,7 @@ class AtelierCollector:
         yield load
         yield memory
         yield not_running
+        yield from wait_slot_metrics()  # this web process's requests waiting for their jobs
 
 
 def _allowed(request) -> bool:

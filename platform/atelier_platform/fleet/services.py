@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Count
 from django.utils import timezone
 
+from atelier_platform.catalog.models_dir import relative_model_dir
 from atelier_platform.config import get_config
 from atelier_platform.fleet.models import LOST, WorkerProcess, WorkerState
 from atelier_platform.jobs.models import Job, JobStatus
@@ -33,14 +34,6 @@ def forget_old_workers(now: datetime | None = None) -> int:
     now = now or timezone.now()
     deleted, _ = WorkerProcess.objects.filter(heartbeat_at__lt=now - FORGET_AFTER).delete()
     return deleted
-
-
-def relative_model_dir(path: str | None) -> str | None:
-    """Model directories relative to the models root: neither the API nor the dashboard publishes the host's paths."""
-    if not path:
-        return None
-    root = str(get_config().resolved_models_root)
-    return path[len(root):].lstrip("/") if path.startswith(root + "/") else path.rsplit("/", 1)[-1]
 
 
 def worker_summary(worker: WorkerProcess, now: datetime) -> dict[str, Any]:

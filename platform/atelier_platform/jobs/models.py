@@ -63,6 +63,9 @@ class Job(models.Model):
     #: the endpoint the key was sent to: a key is one request per project and per endpoint
     idempotency_scope = models.CharField(max_length=40, blank=True, default="jobs")
     request_fingerprint = models.CharField(max_length=64, blank=True)
+    #: where this job's own events are delivered as well (``webhook`` of the submission): a URL under one of the
+    #: project's webhook endpoints, whose secret signs them (webhooks.services.job_webhook_endpoint)
+    webhook = models.CharField(max_length=2000, blank=True, default="")
 
     claim_token = models.UUIDField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)

@@ -55,6 +55,7 @@ class JobRequest:
     input: dict[str, Any]
     params: dict[str, Any]
     priority: int = 5
+    webhook: str = ""  # where the job's own events go as well (webhooks.services.checked_job_webhook)
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,16 @@ def rooted_errors(exc: ValidationError, root: str) -> list[dict[str, Any]]:
     return [{**error, "loc": (root, *error["loc"])} for error in exc.errors(include_url=False)]
 
 
+def as_sent(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    """``data`` (a request's JSON, decoded) validated as the JSON it came as, in pydantic's strict mode: a number
+    must be a number and a flag a flag (``"max_new_tokens": true`` ran a 1-token job, ``"temperature": "0.5"``
+    passed), while what JSON can only write as a string (a date, a UUID, an enum's value) is still read from one."""
+    return model.model_validate_json(json.dumps(data), strict=True)
+
+
 def _validate(model: type[BaseModel], data: dict[str, Any], root: str) -> BaseModel:
     try:
-        return model.model_validate(data)
+        return as_sent(model, data)
     except ValidationError as exc:
         raise InvalidJobInput(f"The {root} does not match the plugin's schema.", details=pydantic_error_details(exc, root),
                               field_errors=rooted_errors(exc, root)) from None
@@ -133,7 +141,9 @@ def batch_key_of(plugin, validated_input: BaseModel, validated_params: BaseModel
 
 
 def fingerprint(request: JobRequest) -> str:
-    body = json.dumps([request.plugin_id, request.input, request.params, request.priority], sort_keys=True)
+    # The webhook only when there is one: a request without one keeps the fingerprint it had before jobs could name one.
+    body = json.dumps([request.plugin_id, request.input, request.params, request.priority,
+                       *([request.webhook] if request.webhook else [])], sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -171,6 +181,7 @@ class _Prepared:
     input: dict[str, Any]
     params: dict[str, Any]
     fingerprint: str
+    webhook: str = ""
 
 
 def prepare_again(job: Job) -> _Prepared:
@@ -197,7 +208,7 @@ def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
     # The project's defaults for this plugin (brand voice, banned words, ...) under the caller's params.
     defaults = facts.param_defaults(request.plugin_id)
     try:
-        validated_params = plugin.Params.model_validate({**defaults, **request.params})
+        validated_params = as_sent(plugin.Params, {**defaults, **request.params})
     except ValidationError as exc:
         inherited = {name: value for name, value in defaults.items() if name not in request.params}
         problems = problems_of_defaults(exc, inherited)
@@ -217,8 +228,13 @@ def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
         normalised_input = validated_input.model_dump(mode="json")
         normalised_params = validated_params.model_dump(mode="json")
     limits.check(plugin.manifest.id, normalised_input, normalised_params)
+    webhook = ""
+    if request.webhook:
+        from atelier_platform.webhooks.services import checked_job_webhook
+
+        webhook = checked_job_webhook(facts.project, request.webhook)
     return _Prepared(request, plugin, validated_input, validated_params, normalised_input, normalised_params,
-                     fingerprint(request))
+                     fingerprint(request), webhook)
 
 
 def _within_schema(model: type[BaseModel], lowered: dict[str, Any], root: str) -> BaseModel:
@@ -280,6 +296,7 @@ def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *,
         enqueued_at=timezone.now(),
         enqueue_count=1,
         input_screening=screening,
+        webhook=prepared.webhook,
     )
     if conversation is not None:
         record_turns(conversation, new_turns, job, is_new=starts_conversation)

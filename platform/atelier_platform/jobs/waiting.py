@@ -16,6 +16,12 @@ no polling. A waiter that could not make its pipe looks for the notice file ever
 (a ``stat``) instead. Either way it also reads the row at growing intervals up to
 ``FILE_NOTICE_ROW_READ_MAX_S``. The sweeper removes notices (and pipes a waiter that died left
 behind) older than ``NOTICE_KEEP_S``.
+
+A waiting request holds one of its web process's threads for the whole wait, so a request waits only
+with a *wait slot* (``take_wait_slot``): at most ``ATELIER_MAX_WAITING_REQUESTS`` per process (and,
+when set, ``ATELIER_MAX_WAITING_REQUESTS_PER_PROJECT`` per project), so that the process always keeps
+threads for everything else (``/healthz``, submissions, reads, the dashboard). A request that finds no
+slot free does not wait: ``Prefer: wait`` is answered at once, the /v1/ endpoints refuse.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import shlex
+import socket
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from django.db import transaction
 
@@ -175,7 +184,8 @@ def finish_listener(client) -> _FinishListener:
 
 def start_listening() -> None:
     """Subscribe for finish notices now (a web process as it starts), so that no request waits for it;
-    without Redis, nothing to do."""
+    without Redis, nothing to do. Says, too, how many requests of the process may wait at once."""
+    check_waiting_limit()
     client = shared_redis(get_config().redis_url)
     if client is not None:
         finish_listener(client)
@@ -410,3 +420,187 @@ def wait_until_finished(job_id, timeout_s: float) -> bool:
         return any(looks)
     finally:
         looks.close()
+
+
+# --- wait slots: how many requests of this process may wait at once ------------------------------------
+#: Seconds a refused /v1/ call is told to wait before it tries again (``Retry-After``): a wait slot frees as
+#: soon as one of the jobs waited for finishes, often within a second or two, at worst after its wait.
+WAIT_SLOT_RETRY_AFTER_S = 2
+LIMIT_SETTING = "ATELIER_MAX_WAITING_REQUESTS"
+PROJECT_SHARE_SETTING = "ATELIER_MAX_WAITING_REQUESTS_PER_PROJECT"
+
+
+class NoWaitSlot(Exception):
+    """No request of this process may start waiting now. ``project_share``: the project's own share is
+    taken (other projects may still wait), else every slot of the process is."""
+
+    def __init__(self, *, limit: int, project_share: bool) -> None:
+        self.limit = limit
+        self.project_share = project_share
+        self.setting = PROJECT_SHARE_SETTING if project_share else LIMIT_SETTING
+        super().__init__(f"{self.setting}={limit} requests of this web process wait already")
+
+
+class WaitSlot:
+    """One waiting request's hold on a slot, given back by ``release`` (more calls do nothing), or by
+    leaving it as a context manager, however the wait ended."""
+
+    def __init__(self, slots: "WaitSlots", owner) -> None:
+        self._slots = slots
+        self._owner = owner
+        self._held = True
+
+    def release(self) -> None:
+        self._slots._give_back(self)
+
+    def __enter__(self) -> "WaitSlot":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+class WaitSlots:
+    """The wait slots of this process: a count (and a count per owner) under a lock. Taking one never
+    blocks; the limits are read from the configuration at each take."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_use = 0
+        self._by_owner: dict[object, int] = {}
+        #: refusals since the process started, by (kind, reason): the metrics' counter
+        self.refused: dict[tuple[str, str], int] = {}
+
+    def take(self, owner, kind: str) -> WaitSlot:
+        """A slot for a request of ``owner`` (a project's id); ``kind`` names the caller in the metrics
+        (``prefer_wait``, ``openai``). Raises ``NoWaitSlot`` when none may be had."""
+        config = get_config()
+        limit, share = config.max_waiting_requests, config.max_waiting_requests_per_project
+        with self._lock:
+            refusal = None
+            if self._in_use >= limit:
+                refusal = NoWaitSlot(limit=limit, project_share=False)
+            elif share and self._by_owner.get(owner, 0) >= share:
+                refusal = NoWaitSlot(limit=share, project_share=True)
+            if refusal is not None:
+                reason = "project_share" if refusal.project_share else "process_limit"
+                self.refused[(kind, reason)] = self.refused.get((kind, reason), 0) + 1
+                raise refusal
+            self._in_use += 1
+            self._by_owner[owner] = self._by_owner.get(owner, 0) + 1
+            return WaitSlot(self, owner)
+
+    def _give_back(self, slot: WaitSlot) -> None:
+        with self._lock:
+            if not slot._held:
+                return
+            slot._held = False
+            self._in_use -= 1
+            left = self._by_owner[slot._owner] - 1
+            if left:
+                self._by_owner[slot._owner] = left
+            else:
+                del self._by_owner[slot._owner]
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+
+#: This process's slots (a forked gunicorn worker starts with none in use: the master never waits).
+wait_slots = WaitSlots()
+
+
+def take_wait_slot(owner, kind: str) -> WaitSlot:
+    """A wait slot of this process for a request of ``owner`` (a project's id); ``NoWaitSlot`` when none
+    is free. Give it back when the wait ends (``with slot:``), whatever ends it."""
+    return wait_slots.take(owner, kind)
+
+
+def held_while(slot: WaitSlot, chunks: Iterable) -> "_HeldWhileIterated":
+    """``chunks`` (a streamed answer) holding ``slot`` until they end or the server closes them (the
+    client went away): for a ``StreamingHttpResponse``, which calls ``close`` once it is done with them."""
+    return _HeldWhileIterated(slot, chunks)
+
+
+class _HeldWhileIterated:
+    def __init__(self, slot: WaitSlot, chunks: Iterable) -> None:
+        self._slot = slot
+        self._chunks = chunks
+
+    def __iter__(self):
+        try:
+            yield from self._chunks
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        # A WSGI server closes what it was given even when it never iterated it (the client gone first):
+        # the slot goes back then too, not only when the stream runs to its end.
+        try:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._slot.release()
+
+    # A response dropped unclosed (no WSGI server does that; a test might) gives its slot back all the same.
+    __del__ = close
+
+
+def _gunicorn_threads() -> int | None:
+    """The ``--threads`` this process's command line gives gunicorn (``GUNICORN_CMD_ARGS`` too, which the
+    command line overrides); None when this is no gunicorn or its command line does not say (a config file)."""
+    if "gunicorn" not in os.path.basename(sys.argv[0]) and "gunicorn" not in sys.argv[0].split(os.sep):
+        return None
+    try:
+        words = shlex.split(os.environ.get("GUNICORN_CMD_ARGS", "")) + sys.argv[1:]
+    except ValueError:
+        words = sys.argv[1:]
+    threads = None
+    for index, word in enumerate(words):  # the last one counts, as for gunicorn
+        if word == "--threads" and index + 1 < len(words):
+            value = words[index + 1]
+        elif word.startswith("--threads="):
+            value = word.partition("=")[2]
+        else:
+            continue
+        if value.isascii() and value.isdigit():
+            threads = int(value)
+    return threads
+
+
+def check_waiting_limit() -> None:
+    """Say at a web process's start how many of its requests may wait at once, and warn when that leaves
+    it no thread for anything else (its gunicorn ``--threads`` no more than the limit)."""
+    limit = get_config().max_waiting_requests
+    threads = _gunicorn_threads()
+    if threads is not None and limit >= threads:
+        logger.warning("%s=%d is not below this web process's %d threads (gunicorn --threads): requests that "
+                       "wait for their jobs can take every thread, and /healthz and every other request then "
+                       "wait for them. Set it below --threads.", LIMIT_SETTING, limit, threads)
+    else:
+        logger.info("at most %d requests of this web process wait for their jobs at once (%s)%s", limit, LIMIT_SETTING,
+                    f", of its {threads} threads" if threads is not None else "")
+
+
+def wait_slot_metrics():
+    """This web process's wait slots for ``/metrics``: in use, the limit, refusals by kind and reason."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    process = f"web {socket.gethostname()}:{os.getpid()}"
+    in_use = GaugeMetricFamily("atelier_waiting_requests", "Requests of this web process waiting for their job now.",
+                               labels=["process"])
+    in_use.add_metric([process], wait_slots.in_use)
+    limit = GaugeMetricFamily("atelier_waiting_requests_limit",
+                              f"Requests this web process lets wait at once ({LIMIT_SETTING}).", labels=["process"])
+    limit.add_metric([process], get_config().max_waiting_requests)
+    refused = CounterMetricFamily(
+        "atelier_waiting_requests_refused",
+        "Requests that found no wait slot: Prefer: wait answered at once (kind prefer_wait), /v1/ calls refused "
+        "(kind openai); reason process_limit or project_share.", labels=["process", "kind", "reason"])
+    with wait_slots._lock:
+        counts = dict(wait_slots.refused)
+    for (kind, reason), count in sorted(counts.items()):
+        refused.add_metric([process, kind, reason], count)
+    return [in_use, limit, refused]

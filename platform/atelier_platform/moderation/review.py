@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from atelier_sdk import editable_paths, protected_changes
 from django.db import transaction
 from django.db.models import Q
 from django.dispatch import Signal
@@ -58,6 +59,18 @@ class OwnContent(ReviewError):
 class InvalidDecision(ReviewError):
     status_code = 400
     code = "validation_error"
+
+
+class FieldNotEditable(InvalidDecision):
+    """An edit that changes what the plugin recorded about the run (token counts, ids, scores, sources...):
+    refused whole, each such field named in ``details``, rather than applied with those fields put back, so
+    that a reviewer never approves a version other than the one they sent, believing their change was kept."""
+
+    code = "field_not_editable"
+
+
+#: What ``FieldNotEditable`` says of each protected field an edit changed (the dashboard shows it translated).
+NOT_EDITABLE_MESSAGE = "Recorded by the plugin about the run: a reviewer cannot change it. Send it as output.content shows it."
 
 
 @dataclass(frozen=True)
@@ -242,7 +255,7 @@ def decide(item: ReviewItem, reviewer: Reviewer, *, action: str, reason: str = "
                               decided_by_user_id=reviewer.user_id)
 
     if action == ReviewAction.EDIT:
-        decision.original_content, decision.edited_content = output.content, _validated_edit(job, content)
+        decision.original_content, decision.edited_content = output.content, _validated_edit(job, output.content, content)
         output.content = decision.edited_content
     if action in (ReviewAction.APPROVE, ReviewAction.EDIT):
         if reviewer.actor in item.approvals:
@@ -279,21 +292,41 @@ def decide(item: ReviewItem, reviewer: Reviewer, *, action: str, reason: str = "
     return item
 
 
-def _validated_edit(job: Job, content: Any) -> Any:
+def _validated_edit(job: Job, original: Any, content: Any) -> Any:
+    """The edited content as the plugin's output model writes it: valid against its schema, and changed only in
+    the fields the plugin marks editable (``atelier_sdk.editable``); everything else it recorded about the run
+    (token counts, which the usage report bills, ids, scores, sources) must come back as it is."""
     from atelier_platform.catalog.services import installed_plugin
 
     if not isinstance(content, dict):
         raise InvalidDecision("An edit needs the new content.", details={"content": ["An object matching the plugin's output schema."]})
     plugin = installed_plugin(job.plugin_id)
     if plugin is None:
-        return content
+        # Without the plugin there is no schema to check and no knowing which fields are its bookkeeping.
+        raise InvalidDecision(
+            f"The plugin {job.plugin_id!r} is not installed here, so its outputs cannot be edited: approve, reject "
+            "or regenerate instead, or install the plugin again.",
+            details={"content": [f"Plugin {job.plugin_id!r} is not installed."]})
     try:
-        return plugin.Output.model_validate(content).model_dump(mode="json")
+        edited = plugin.Output.model_validate(content).model_dump(mode="json")
     except ValidationError as exc:
         from atelier_platform.jobs.submission import pydantic_error_details
 
         raise InvalidDecision("The edited content does not match the plugin's output schema.",
                               details=pydantic_error_details(exc, "content")) from None
+    try:  # the stored output as the model writes it now (defaults filled in), to compare like with like
+        original = plugin.Output.model_validate(original).model_dump(mode="json")
+    except ValidationError:
+        pass  # stored by an older version of the plugin: compared as stored
+    changed = [f"content.{path}" if path else "content" for path in protected_changes(plugin.Output, original, edited)]
+    if changed:
+        allowed = editable_paths(plugin.Output)
+        may = (f"A reviewer may change only {', '.join(allowed)}" if allowed
+               else f"The plugin {job.plugin_id!r} marks no field of its outputs as editable: approve, reject or regenerate instead")
+        raise FieldNotEditable(
+            f"{may}; the other fields record the run. Changed: {', '.join(changed)}.",
+            details={path: [NOT_EDITABLE_MESSAGE] for path in changed})
+    return edited
 
 
 def _regenerate(job: Job, output: Output, reviewer: Reviewer, note: str) -> Job:
@@ -314,6 +347,7 @@ def _regenerate(job: Job, output: Output, reviewer: Reviewer, note: str) -> Job:
         seed=random.randrange(2**31 - 1), priority=job.priority, max_attempts=manifest.max_attempts,
         time_limit_s=manifest.time_limit_s, submitted_by=job.submitted_by, api_key=job.api_key,
         regenerated_from=output, review_note=note, enqueued_at=timezone.now(), enqueue_count=1,
+        webhook=job.webhook,  # the app that named it hears of the replacement too
     )
     publish_on_commit(new_job)
     return new_job

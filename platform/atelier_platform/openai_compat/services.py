@@ -271,6 +271,35 @@ def prepare_images(body: CreateImage) -> PreparedJob:
 
 
 # --- waiting -------------------------------------------------------------------------------------------
+def take_wait_slot(project: Project) -> waiting.WaitSlot:
+    """One of this web process's wait slots for a call of ``project``, taken before its job is submitted:
+    a call that cannot wait cannot answer, and is refused with nothing submitted (no job left running
+    for nobody). 503 when every slot of the process is taken (the server's capacity, whoever asks: OpenAI
+    answers its own overload so), 429 when the project's own share is (the caller's count); both with
+    Retry-After, and safe to retry, which the official clients do."""
+    try:
+        return waiting.take_wait_slot(project.pk, "openai")
+    except waiting.NoWaitSlot as refusal:
+        raise wait_slot_refusal(refusal) from None
+
+
+def wait_slot_refusal(refusal: waiting.NoWaitSlot) -> OpenAIError:
+    retry_s = waiting.WAIT_SLOT_RETRY_AFTER_S
+    if refusal.project_share:
+        return OpenAIError(
+            429, f"This project already has {refusal.limit} requests waiting for their jobs on this server process, "
+                 f"its most at once ({refusal.setting}={refusal.limit}). Nothing was submitted: retry in {retry_s} s, "
+                 "or make fewer calls at once.",
+            code="too_many_waiting_requests", details={"setting": refusal.setting, "limit": refusal.limit},
+            retry=True, retry_after=retry_s)
+    return OpenAIError(
+        503, f"The server is busy: {refusal.limit} requests already wait for their jobs on this server process, its "
+             f"most at once ({refusal.setting}={refusal.limit}, which keeps threads free for other requests). "
+             f"Nothing was submitted: retry in {retry_s} s.",
+        code="server_busy", details={"setting": refusal.setting, "limit": refusal.limit},
+        retry=True, retry_after=retry_s, expected=True)
+
+
 def watch_job(job_id, timeout_s: float) -> Iterator[Job | None]:
     """Yields None while the job runs, then the finished job (with its outputs and files) and stops;
     stops without a job when ``timeout_s`` runs out. Woken at once by the job's finish notice."""

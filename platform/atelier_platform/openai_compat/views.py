@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.openai_compat import openapi  # noqa: F401 - registers the OpenAPI description of the pydantic shapes
+from atelier_platform.jobs import waiting
 from atelier_platform.jobs.submission import CHAT_COMPLETIONS_SCOPE, IMAGE_GENERATIONS_SCOPE
 from atelier_platform.openai_compat import services
 from atelier_platform.openai_compat.errors import OpenAIError, error_body, exception_handler, from_pydantic
@@ -45,7 +46,12 @@ ERRORS = {
         404: "Unknown model.",
         409: "The job was cancelled.",
         422: "Input blocked by the project's safety policy (code input_blocked), or an Idempotency-Key reused for another request.",
+        429: "Too many requests, nothing submitted; retry after Retry-After: the API key's rate limit, the project's "
+             "quota (code quota_exceeded), or the project's share of the server process's waiting requests "
+             "(code too_many_waiting_requests, ATELIER_MAX_WAITING_REQUESTS_PER_PROJECT).",
         502: "The job failed on the worker (code job_failed; the details name the job and its error).",
+        503: "Every waiting slot of the server process is taken (code server_busy, ATELIER_MAX_WAITING_REQUESTS); "
+             "nothing was submitted: retry after Retry-After.",
         504: "The job did not finish within ATELIER_OPENAI_WAIT_S, or shortly before the client's read timeout "
              "(X-Stainless-Read-Timeout, sent by the official clients) would run out (code job_still_running; "
              "it goes on: fetch it from the job URL).",
@@ -144,7 +150,7 @@ class ChatCompletionsView(OpenAIView):
         responses={
             (200, "application/json"): ChatCompletion,
             (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="stream: true"),
-            **{status: ERRORS[status] for status in (400, 401, 403, 404, 409, 422, 502, 504)},
+            **{status: ERRORS[status] for status in (400, 401, 403, 404, 409, 422, 429, 502, 503, 504)},
         },
     )
     def post(self, request):
@@ -153,25 +159,31 @@ class ChatCompletionsView(OpenAIView):
         services.require_model(access.project, body.model, services.CHAT_MODEL)
         prepared = services.prepare_chat(body)
         key = idempotency_key(request)
-        submission = services.submit(access.project, prepared, access=access, idempotency_key=key,
-                                     endpoint=CHAT_COMPLETIONS_SCOPE)
-        self.note_job(submission)
-        job = submission.job
-        if body.stream:
-            # Keep-alive comments reset the client's read timeout: a stream may wait the whole time.
-            timeout_s = services.wait_seconds()
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            response = StreamingHttpResponse(
-                chat_events(job.pk, services.unix(job.created_at), body.model, include_usage=include_usage,
-                            timeout_s=timeout_s, replayable=key is not None,
-                            client_timeout_s=client_read_timeout(request)),
-                content_type="text/event-stream; charset=utf-8",
-            )
-            response["Cache-Control"] = "no-cache"
-            response["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come
-            return response
-        timeout_s = services.answer_within(client_read_timeout(request))
-        finished = services.wait_for_job(job.pk, timeout_s)
+        slot = services.take_wait_slot(access.project)  # 503/429 before the job: a refused call submits nothing
+        try:
+            submission = services.submit(access.project, prepared, access=access, idempotency_key=key,
+                                         endpoint=CHAT_COMPLETIONS_SCOPE)
+            self.note_job(submission)
+            job = submission.job
+            if body.stream:
+                # Keep-alive comments reset the client's read timeout: a stream may wait the whole time.
+                timeout_s = services.wait_seconds()
+                include_usage = bool(body.stream_options and body.stream_options.include_usage)
+                events = chat_events(job.pk, services.unix(job.created_at), body.model, include_usage=include_usage,
+                                     timeout_s=timeout_s, replayable=key is not None,
+                                     client_timeout_s=client_read_timeout(request))
+                # The stream holds the slot until it ends, or the server closes it (the client went away).
+                response = StreamingHttpResponse(waiting.held_while(slot, events),
+                                                 content_type="text/event-stream; charset=utf-8")
+                slot = None
+                response["Cache-Control"] = "no-cache"
+                response["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come
+                return response
+            timeout_s = services.answer_within(client_read_timeout(request))
+            finished = services.wait_for_job(job.pk, timeout_s)
+        finally:
+            if slot is not None:
+                slot.release()
         if finished is None:
             raise services.still_running(job.pk, timeout_s, replayable=key is not None)
         return Response(services.chat_completion(finished, body.model).model_dump(mode="json"))
@@ -189,7 +201,7 @@ class ImageGenerationsView(OpenAIView):
         ),
         request=CreateImage,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={200: ImagesResponse, **{status: ERRORS[status] for status in (400, 401, 403, 404, 409, 422, 502, 504)}},
+        responses={200: ImagesResponse, **{status: ERRORS[status] for status in (400, 401, 403, 404, 409, 422, 429, 502, 503, 504)}},
     )
     def post(self, request):
         body = parse(CreateImage, request.data)
@@ -197,11 +209,12 @@ class ImageGenerationsView(OpenAIView):
         services.require_model(access.project, body.model or services.IMAGE_MODEL, services.IMAGE_MODEL)
         prepared = services.prepare_images(body)
         key = idempotency_key(request)
-        submission = services.submit(access.project, prepared, access=access, idempotency_key=key,
-                                     endpoint=IMAGE_GENERATIONS_SCOPE)
-        self.note_job(submission)
-        timeout_s = services.answer_within(client_read_timeout(request))
-        finished = services.wait_for_job(submission.job.pk, timeout_s)
+        with services.take_wait_slot(access.project):  # 503/429 before the job: a refused call submits nothing
+            submission = services.submit(access.project, prepared, access=access, idempotency_key=key,
+                                         endpoint=IMAGE_GENERATIONS_SCOPE)
+            self.note_job(submission)
+            timeout_s = services.answer_within(client_read_timeout(request))
+            finished = services.wait_for_job(submission.job.pk, timeout_s)
         if finished is None:
             raise services.still_running(submission.job.pk, timeout_s, replayable=key is not None)
         answer = services.images_response(finished, body.response_format or "b64_json", request.build_absolute_uri)

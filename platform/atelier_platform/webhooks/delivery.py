@@ -30,7 +30,7 @@ from atelier_platform.moderation import audit
 from atelier_platform.webhooks import signing
 from atelier_platform.webhooks.events import EventType
 from atelier_platform.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from atelier_platform.webhooks.targets import LookupTimedOut, Target, UnsafeTarget, check_target
+from atelier_platform.webhooks.targets import LookupTimedOut, Target, UnsafeTarget, check_target, covers
 
 logger = logging.getLogger("atelier.webhooks")
 
@@ -231,9 +231,12 @@ def send(endpoint: WebhookEndpoint, delivery: WebhookDelivery, now: datetime) ->
     # One deadline for the whole attempt, the lookup included: a nameserver that does not answer
     # (glibc waits 10-30 s for it) must not hold the worker past the attempt's time limit.
     timeout, started = attempt_limit_s(), time.monotonic()
+    if delivery.target_url and not covers(endpoint.url, delivery.target_url):
+        return AttemptResult(None, f"Refused: the endpoint's URL changed to {endpoint.url}, which no longer covers the "
+                                   f"job's webhook {delivery.target_url}.", "", 0)
     try:
         # Checked again at every attempt: the name may resolve elsewhere than when it was saved.
-        target = check_target(endpoint.url, deadline=started + timeout)
+        target = check_target(delivery.target_url or endpoint.url, deadline=started + timeout)  # a job's own URL, or the endpoint's
     except LookupTimedOut as exc:
         return AttemptResult(None, f"Timed out after {timeout:g} s: {exc}", "", _ms_since(started))
     except UnsafeTarget as exc:

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from django.db import models
 
 from atelier_platform.config import get_config
-from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, Output
+from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, Output, ReviewState
 
 
 class EventType(models.TextChoices):
@@ -108,8 +108,20 @@ def output_flagged_data(output: Output, categories: Iterable[str]) -> dict[str, 
 
 
 def output_review_changed_data(output: Output, state: str) -> dict[str, Any]:
+    """``regenerated_job``: the job a reviewer's "regenerate" queued in place of this output (its ``id`` and
+    ``url``, where a receiver waits for it as for the first), null for any other decision. The output reads
+    ``rejected`` either way; without the link a receiver waiting on the job never learnt a new try was coming."""
     job = output.job
     summary = output_summary(output)
     summary["review_state"] = state
     summary["final"] = state in DELIVERABLE_REVIEW_STATES
-    return {"project": job.project.slug, "plugin": job.plugin_id, "job": job_link(job), "output": summary}
+    regenerated = None
+    if state == ReviewState.REJECTED:  # only a rejection can have queued a regeneration: one look, by index
+        regenerated = (Job.objects.filter(regenerated_from_id=output.pk).order_by("-created_at", "-pk")
+                       .values_list("pk", flat=True).first())
+    return {"project": job.project.slug, "plugin": job.plugin_id, "job": job_link(job), "output": summary,
+            "regenerated_job": _job_link_by_id(regenerated) if regenerated else None}
+
+
+def _job_link_by_id(job_id) -> dict[str, Any]:
+    return {"id": str(job_id), "url": api_url(f"/api/v1/jobs/{job_id}/")}

@@ -84,6 +84,8 @@ class WebhookDelivery(models.Model):
     #: the ``webhook-id`` header: the same on every attempt, so receivers can drop duplicates
     event_id = models.CharField(max_length=64)
     payload = models.JSONField()
+    #: a job's own webhook URL (under the endpoint's) this delivery goes to; empty: the endpoint's URL
+    target_url = models.CharField(max_length=2000, blank=True, default="")
     status = models.CharField(max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     max_attempts = models.PositiveSmallIntegerField()

@@ -33,7 +33,8 @@ def on_jobs_succeeded(sender, finished, **kwargs):
     for job, outputs in finished:
         by_project.setdefault(job.project_id, []).append((job, outputs))
     for done in by_project.values():
-        facts = [(str(job.pk), functools.partial(events.job_succeeded_data, job, outputs)) for job, outputs in done]
+        facts = [services.Fact(str(job.pk), functools.partial(events.job_succeeded_data, job, outputs), job.webhook)
+                 for job, outputs in done]
         _safely(EventType.JOB_SUCCEEDED, lambda project=done[0][0].project, facts=facts: services.emit_many(
             project, EventType.JOB_SUCCEEDED, facts))
 
@@ -41,24 +42,24 @@ def on_jobs_succeeded(sender, finished, **kwargs):
 @receiver(job_failed, dispatch_uid="webhooks.job_failed")
 def on_job_failed(sender, job, **kwargs):
     _safely(EventType.JOB_FAILED, lambda: services.emit(
-        job.project, EventType.JOB_FAILED, events.job_data(job), event_key=str(job.pk)))
+        job.project, EventType.JOB_FAILED, events.job_data(job), event_key=str(job.pk), job_webhook=job.webhook))
 
 
 @receiver(job_cancelled, dispatch_uid="webhooks.job_cancelled")
 def on_job_cancelled(sender, job, **kwargs):
     _safely(EventType.JOB_CANCELLED, lambda: services.emit(
-        job.project, EventType.JOB_CANCELLED, events.job_data(job), event_key=str(job.pk)))
+        job.project, EventType.JOB_CANCELLED, events.job_data(job), event_key=str(job.pk), job_webhook=job.webhook))
 
 
 @receiver(output_flagged, dispatch_uid="webhooks.output_flagged")
 def on_output_flagged(sender, output, categories, **kwargs):
     _safely(EventType.OUTPUT_FLAGGED, lambda: services.emit(
         output.job.project, EventType.OUTPUT_FLAGGED, events.output_flagged_data(output, categories),
-        event_key=str(output.pk)))
+        event_key=str(output.pk), job_webhook=output.job.webhook))
 
 
 @receiver(output_review_changed, dispatch_uid="webhooks.output_review_changed")
 def on_output_review_changed(sender, output, state, **kwargs):
     _safely(EventType.OUTPUT_REVIEW_CHANGED, lambda: services.emit(
         output.job.project, EventType.OUTPUT_REVIEW_CHANGED, events.output_review_changed_data(output, state),
-        event_key=f"{output.pk}:{state}"))
+        event_key=f"{output.pk}:{state}", job_webhook=output.job.webhook))

@@ -93,11 +93,16 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
     status = DeliveryStatusField(read_only=True, help_text="pending (waiting for an attempt), succeeded, failed (gave up) or cancelled (endpoint disabled)")
     endpoint_id = serializers.UUIDField(read_only=True)
     attempt_log = WebhookAttemptSerializer(many=True, read_only=True, help_text="Every attempt, oldest first.")
+    job_webhook = serializers.SerializerMethodField(
+        help_text="The job's own webhook URL (under the endpoint's) this delivery goes to; null: the endpoint's URL.")
 
     class Meta:
         model = WebhookDelivery
         fields = [
-            "id", "endpoint_id", "event_type", "event_id", "status", "attempts", "max_attempts", "next_attempt_at",
+            "id", "endpoint_id", "job_webhook", "event_type", "event_id", "status", "attempts", "max_attempts", "next_attempt_at",
             "last_attempt_at", "last_status_code", "last_error", "last_response_excerpt", "created_at", "finished_at",
             "payload", "attempt_log",
         ]
+
+    def get_job_webhook(self, delivery: WebhookDelivery) -> str | None:
+        return delivery.target_url or None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -23,7 +24,7 @@ from atelier_platform.webhooks import delivery as delivery_service
 from atelier_platform.webhooks import events, signing
 from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS, EventType
 from atelier_platform.webhooks.models import DeliveryStatus, PreviousSecret, WebhookDelivery, WebhookEndpoint
-from atelier_platform.webhooks.targets import LookupTimedOut, UnsafeTarget, check_target
+from atelier_platform.webhooks.targets import LookupTimedOut, UnsafeTarget, check_target, covers, origin_and_path
 
 logger = logging.getLogger("atelier.webhooks")
 
@@ -177,13 +178,65 @@ def rotate_secret(endpoint: WebhookEndpoint, actor: str, *, expire_previous: boo
     return endpoint
 
 
+# --- a job's own webhook ------------------------------------------------------------------------------
+# A submission may name a ``webhook``: a URL that receives that job's own events (job.succeeded, job.failed,
+# job.cancelled, output.flagged, output.review_changed), whatever the project's endpoints subscribe to. It must
+# lie under one of the project's endpoints (same scheme, host and port; the endpoint's path or below it): the
+# endpoint's secret signs the job's deliveries, so the receiver can verify them as it verifies the endpoint's,
+# and a key that may only submit jobs cannot make the platform call a host its project's owner never set up.
+# The deliveries are the endpoint's (its log, its retries, its failure count), sent to the job's URL.
+
+def endpoint_covering(endpoints: Iterable[WebhookEndpoint], url: str) -> WebhookEndpoint | None:
+    """The endpoint of ``endpoints`` whose URL covers ``url``; the most specific (longest URL) when several do."""
+    covering = [endpoint for endpoint in endpoints if covers(endpoint.url, url)]
+    return max(covering, key=lambda endpoint: len(endpoint.url), default=None)
+
+
+def checked_job_webhook(project, url: str) -> str:
+    """``url`` as a job's ``webhook``, or ``InvalidWebhook`` naming the field ``webhook`` and what to do."""
+
+    def refuse(message: str):
+        raise InvalidWebhook(message, details={"webhook": [message]})
+
+    url = url.strip()
+    if any(ord(c) < 33 or c == "\x7f" for c in url) or "#" in url:
+        refuse("A webhook URL has no spaces, control characters or fragment (#...).")
+    parts = origin_and_path(url)
+    if parts is None:
+        refuse("A webhook must be an http:// or https:// URL with a host.")
+    if urlsplit(url).username is not None:
+        refuse("A webhook URL may not carry a user name or password; put a token in its path or query instead.")
+    endpoints = list(WebhookEndpoint.objects.filter(project=project))
+    endpoint = endpoint_covering([e for e in endpoints if e.enabled], url)
+    if endpoint is None:
+        disabled = endpoint_covering([e for e in endpoints if not e.enabled], url)
+        if disabled is not None:
+            refuse(f"The webhook endpoint {disabled.url} that covers this URL is disabled; a project owner can enable it "
+                   f"(PATCH /api/v1/webhooks/{disabled.pk}/ with enabled=true). {disabled.disabled_reason}".strip())
+        scheme, host, port = parts[0]
+        refuse(f"No webhook endpoint of this project covers this URL. A project owner registers {scheme}://{host}"
+               f"{'' if port in (80, 443) else f':{port}'}/ (or a path above this URL's) with POST /api/v1/webhooks/; "
+               "its secret then signs this job's deliveries.")
+    return url
+
+
+class Fact(NamedTuple):
+    """One thing that happened, as ``emit_many`` takes it: its key (see ``emit``), its payload's data (built only
+    when someone takes it), and the job's own webhook URL, if the job named one."""
+
+    key: str
+    data: Callable[[], dict[str, Any]]
+    job_webhook: str = ""
+
+
 # --- deliveries ----------------------------------------------------------------------------------------
 
-def _new_delivery(endpoint: WebhookEndpoint, event_type: str, event_id: str, payload: dict[str, Any]) -> tuple[WebhookDelivery, bool]:
+def _new_delivery(endpoint: WebhookEndpoint, event_type: str, event_id: str, payload: dict[str, Any], *,
+                  target_url: str = "") -> tuple[WebhookDelivery, bool]:
     delivery, created = WebhookDelivery.objects.get_or_create(
         endpoint=endpoint, event_id=event_id,
         defaults=dict(event_type=event_type, payload=payload, max_attempts=delivery_service.max_attempts_for(event_type),
-                      next_attempt_at=timezone.now()),
+                      next_attempt_at=timezone.now(), target_url=target_url),
     )
     if created:
         delivery_service.publish_on_commit(delivery.pk)
@@ -196,32 +249,47 @@ _enabled_endpoints_read = PreparedRead(lambda project_id: WebhookEndpoint.object
                                        project_id=WebhookEndpoint._meta.get_field("project"))
 
 
-def emit(project, event_type: str, data: dict[str, Any], *, event_key: str) -> list[WebhookDelivery]:
-    """One delivery per enabled endpoint of the project that subscribes to ``event_type``.
+def emit(project, event_type: str, data: dict[str, Any], *, event_key: str, job_webhook: str = "") -> list[WebhookDelivery]:
+    """One delivery per enabled endpoint of the project that subscribes to ``event_type``, and one to
+    ``job_webhook`` (the job's own webhook URL) when the event is a job's that named one.
 
     ``event_key`` names the fact (a job id, an output id and state): the same fact emitted twice
     gets the same ``webhook-id`` and so no second delivery. A project without such an endpoint
     (most jobs) costs one query and no transaction.
     """
-    return emit_many(project, event_type, [(event_key, lambda: data)])
+    return emit_many(project, event_type, [Fact(event_key, lambda: data, job_webhook)])
 
 
-def emit_many(project, event_type: str, facts: list[tuple[str, Callable[[], dict[str, Any]]]]) -> list[WebhookDelivery]:
-    """``emit`` for several facts of one project and type (the jobs a batch finished together), each an
-    ``(event_key, data)`` whose data is built only when an endpoint takes it: one query for them all."""
-    endpoints = [e for e in _enabled_endpoints_read(project_id=project.pk) if e.accepts(event_type)]
-    if not endpoints or not facts:
+def emit_many(project, event_type: str, facts: list[Fact]) -> list[WebhookDelivery]:
+    """``emit`` for several facts of one project and type (the jobs a batch finished together), each a ``Fact``
+    whose data is built only when an endpoint takes it: one query for them all."""
+    enabled = list(_enabled_endpoints_read(project_id=project.pk)) if facts else []
+    subscribed = [e for e in enabled if e.accepts(event_type)]
+    routes: list[tuple[Fact, WebhookEndpoint, str, str]] = []  # (fact, endpoint, the job's URL or "", webhook-id)
+    for fact in facts:
+        event_id = events.event_id_for(event_type, fact.key)
+        routes.extend((fact, endpoint, "", event_id) for endpoint in subscribed)
+        if fact.job_webhook:
+            endpoint = endpoint_covering(enabled, fact.job_webhook)
+            if endpoint is None:  # deleted or disabled since the job was submitted
+                logger.warning("%s %s: no enabled endpoint covers the job's webhook %s any more; not sent",
+                               event_type, fact.key, fact.job_webhook)
+            elif not (endpoint in subscribed and fact.job_webhook == endpoint.url):  # sent there already
+                # Its own webhook-id: the endpoint may receive the same fact at its own URL too.
+                routes.append((fact, endpoint, fact.job_webhook,
+                               events.event_id_for(event_type, f"{fact.key} to {fact.job_webhook}")))
+    if not routes:
         return []
     now = timezone.now()
+    payloads: dict[str, dict[str, Any]] = {}
     created = []
     with transaction.atomic():
-        for event_key, data in facts:
-            event_id = events.event_id_for(event_type, event_key)
-            payload = events.envelope(event_type, data(), now)
-            for endpoint in endpoints:
-                delivery, is_new = _new_delivery(endpoint, event_type, event_id, payload)
-                if is_new:
-                    created.append(delivery)
+        for fact, endpoint, target_url, event_id in routes:
+            if fact.key not in payloads:
+                payloads[fact.key] = events.envelope(event_type, fact.data(), now)
+            delivery, is_new = _new_delivery(endpoint, event_type, event_id, payloads[fact.key], target_url=target_url)
+            if is_new:
+                created.append(delivery)
     return created
 
 

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from atelier_platform.config import get_config
 
@@ -239,3 +239,29 @@ def check_target(url: str, *, allow_private: bool | None = None, deadline: float
             raise UnsafeTarget(f"The host {host!r} resolves to {text}, {problem}. Webhooks call public addresses "
                                f"only{hint}.")
     return Target(scheme=scheme, host=host, port=port, path=path, addresses=addresses)
+
+
+# --- a job's own webhook URL, under an endpoint's (webhooks.services.checked_job_webhook) ---------------
+
+def origin_and_path(url: str) -> tuple[tuple[str, str, int], str] | None:
+    """``((scheme, host, port), path)`` of an http(s) URL, None for anything else."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:  # a port that is no number, an unbalanced IPv6 bracket
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return (parts.scheme.lower(), parts.hostname.lower(), port), parts.path or "/"
+
+
+def covers(endpoint_url: str, url: str) -> bool:
+    """Whether ``url`` lies under the endpoint's URL: same origin, and its path the endpoint's or below it (at a
+    ``/``: an endpoint at ``/hooks`` covers ``/hooks/job-1``, never ``/hooks-old``). Queries are the caller's."""
+    endpoint, job = origin_and_path(endpoint_url), origin_and_path(url)
+    if endpoint is None or job is None or endpoint[0] != job[0]:
+        return False
+    if any(segment in (".", "..") for segment in unquote(job[1]).split("/")):  # /hooks/../admin is not below /hooks
+        return False
+    base = endpoint[1].rstrip("/")
+    return job[1] == endpoint[1] or job[1].startswith(base + "/")

@@ -26,6 +26,7 @@ from atelier_sdk import (
     Regeneration,
     ResourceClass,
     RunContext,
+    editable,
     input_error,
     require_model_dir,
 )
@@ -130,7 +131,9 @@ class Usage(BaseModel):
 
 
 class ChatbotOutput(BaseModel):
-    reply: str
+    # A reviewer may rewrite the reply; the rest records the run (what was retrieved, the tokens billed,
+    # why decoding stopped, the thread it belongs to) and stays as the plugin wrote it.
+    reply: str = editable(description="The answer. The one field a reviewer may change.")
     sources: list[Source]
     usage: Usage
     finish_reason: Literal["stop", "length"]

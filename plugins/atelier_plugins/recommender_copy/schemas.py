@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from atelier_sdk import input_error
+from atelier_sdk import editable, input_error
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_SEED = 2**31 - 1
@@ -92,7 +92,9 @@ class RecommenderParams(BaseModel):
 
 
 class CopyVariant(BaseModel):
-    text: str
+    # A reviewer may rewrite the copy; the ranking (rank, item, score), the profile summary and how each
+    # variant was made (repaired, issues_fixed, source, attempts) record the run and stay as written.
+    text: str = editable(description="The copy. The one field of an output a reviewer may change.")
     repaired: bool = Field(description="the model's first draft broke a rule and was regenerated or edited")
     issues_fixed: list[str] = Field(default_factory=list, description="what was wrong and how it was fixed")
     source: Literal["model", "edited", "template"] = Field(

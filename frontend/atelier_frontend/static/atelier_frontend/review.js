@@ -217,9 +217,24 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!item) return;
     const source = document.getElementById("item-content");
     $("edit-content").value = JSON.stringify(source ? JSON.parse(source.textContent) : item.output.content, null, 2);
+    // What the plugin lets a reviewer change (the text); the rest records the run and must come back as it is.
+    const fields = document.getElementById("item-editable");
+    const editable = fields ? JSON.parse(fields.textContent) : null;
+    $("edit-fields").textContent = !editable ? "" : editable.length
+      ? Atelier.t("editable_fields", "You may change %(fields)s.").replace("%(fields)s", editable.join(", "))
+      : Atelier.t("nothing_editable", "Nothing in this output can be edited.");
     $("edit-error").textContent = "";
     delete $("edit-error").dataset.about;
     openOverlay(editor, $("edit-content"));
+  }
+
+  // A change to fields the plugin records about the run is named in the page's language, as paths of the text
+  // in the editor (the API's details name them from the request: content.usage.prompt_tokens).
+  function editRefusal(result) {
+    const refusal = result.data && result.data.error;
+    if (!refusal || refusal.code !== "field_not_editable" || !refusal.details) return Atelier.errorText(result);
+    const fields = Object.keys(refusal.details).map((path) => path.replace(/^content\./, ""));
+    return Atelier.t("not_editable", "Not saved: these fields cannot be edited: %(fields)s").replace("%(fields)s", fields.join(", "));
   }
 
   async function saveEdit() {
@@ -234,7 +249,7 @@ document.addEventListener("DOMContentLoaded", () => {
     busy = true;
     const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body: { action: "edit", content } });
     busy = false;
-    if (!result.ok) { error.textContent = Atelier.errorText(result); delete error.dataset.about; return; }
+    if (!result.ok) { error.textContent = editRefusal(result); delete error.dataset.about; return; }
     closeOverlays();
     say(Atelier.t("edited", "Edited and approved."), "ok");
     await next();
