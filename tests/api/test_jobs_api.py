@@ -318,3 +318,20 @@ def test_a_path_without_its_trailing_slash_is_answered_not_redirected(api_key):
     assert listed.status_code == 200 and listed.json()["results"][0]["id"] == created.json()["id"]
     missing = client.post("/api/v1/no-such-thing", {}, format="json")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("params, field", [({"max_new_tokens": True}, "params.max_new_tokens"),
+                                           ({"temperature": "0.5"}, "params.temperature"),
+                                           ({"max_new_tokens": "8"}, "params.max_new_tokens")])
+def test_params_are_read_as_the_json_they_came_as(api, project, empty_plugin_registry, params, field):
+    """A flag is not a number and a string is not a number: lax coercion ran `"max_new_tokens": true` as a
+    1-token job and took "0.5" for 0.5."""
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    set_plugin_enabled(project, "chatbot", True)
+    response = api.post("/api/v1/jobs/", {"plugin": "chatbot", "input": {"messages": [{"role": "user", "content": "hi"}]},
+                                                   "params": params}, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["details"]
+    assert not Job.objects.exists()
