@@ -245,6 +245,24 @@ class TestRunning:
         assert reload(unstorable).heartbeat_at == long_ago and reload(unstorable).status == JobStatus.RUNNING
         assert not beat.lost
 
+    def test_a_cancel_is_noticed_before_the_next_heartbeat(self, project, atelier_config):
+        """The plugin asks at every step whether its job was cancelled; the answer changed only at a heartbeat, so a
+        running job stopped up to ATELIER_JOB_HEARTBEAT_S (5 s) after the cancel. It now changes within a flush."""
+        from atelier_workers.heartbeat import BatchHeartbeat
+
+        atelier_config(job_heartbeat_s=5, progress_flush_s=0.1)
+        job = submit(project)
+        claim = lifecycle.claim_job(str(job.pk), "w")
+        with BatchHeartbeat(claim.token, [str(job.pk)]) as beat:
+            time.sleep(0.15)
+            assert not beat.is_cancelled(str(job.pk))
+            lifecycle.cancel_job(reload(job))
+            asked = time.monotonic()
+            while not beat.is_cancelled(str(job.pk)) and time.monotonic() - asked < 4:
+                time.sleep(0.02)
+            noticed_after = time.monotonic() - asked
+        assert beat.is_cancelled(str(job.pk)) and noticed_after < 4, noticed_after
+
     def test_a_result_refused_at_every_attempt_fails_with_the_reason(self, project, runner, monkeypatch):
         """Not "the worker stopped responding": the database said why."""
         from django.db import DataError

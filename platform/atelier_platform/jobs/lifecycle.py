@@ -197,6 +197,12 @@ def heartbeat_claims(token: uuid.UUID, job_ids: Iterable[str]) -> tuple[set[str]
     return ours, cancel
 
 
+def cancels_asked(job_ids: Iterable[str]) -> set[str]:
+    """Which of ``job_ids`` have been asked to cancel (a running batch looks between its heartbeats)."""
+    return {str(pk) for pk in Job.objects.filter(pk__in=list(job_ids), cancel_requested_at__isnull=False)
+            .values_list("pk", flat=True)}
+
+
 def record_progress(token: uuid.UUID, progress: dict[str, tuple[float, dict[str, Any]]]) -> None:
     """Each job's (fraction, detail) in ``progress``, for those jobs still running under this claim: one
     statement however many jobs (a batch of 32 wrote 32 before, every flush)."""
