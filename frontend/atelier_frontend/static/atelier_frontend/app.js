@@ -189,6 +189,53 @@ const Atelier = (() => {
     if (list) list.scrollTop = list.scrollHeight;
   }
 
+  // A destructive form asks first, in the page's language: data-confirm on the form, on the button that sends
+  // it, or on a checkbox in it that makes the action destructive (asked only when ticked). Dismissed, nothing
+  // is sent. Listening on the document, in the capture phase, it asks before any other submit handler runs.
+  // Without scripts the form is sent as it is, as the server expects.
+  function confirmations() {
+    document.addEventListener("submit", (event) => {
+      const form = event.target;
+      const questions = [form.dataset.confirm, event.submitter?.dataset.confirm,
+        ...[...form.querySelectorAll("input[data-confirm]:checked")].map((box) => box.dataset.confirm)];
+      for (const question of questions) {
+        if (question && !window.confirm(question)) { event.preventDefault(); event.stopImmediatePropagation(); return; }
+      }
+    }, true);
+  }
+
+  // A select that acts as soon as it is changed (data-commit="change": the language and project switchers)
+  // acts on a choice made with the mouse or in its open list, never while the keyboard moves through the
+  // options of a closed one: Chromium fires "change" on each arrow key (and Home, End, Page Up/Down, typing),
+  // so a keyboard user could not look at the options without leaving the page. Such a choice waits for Enter
+  // or the form's button (sent by the page for pages without scripts too; shown here once the select holds a
+  // choice not yet sent).
+  function commitSelects() {
+    document.querySelectorAll("select[data-commit=change]").forEach((select) => {
+      const form = select.form, button = form.querySelector("button.commit");
+      const sent = select.value;
+      let keyed = false;  // the next change comes from a key that moves through a closed select's options
+      const show = () => { if (button) button.hidden = select.value === sent; };
+      show();
+      select.addEventListener("pointerdown", () => { keyed = false; });
+      select.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && !composing(event)) {
+          event.preventDefault();
+          keyed = false;
+          if (select.value !== sent) form.requestSubmit(button || undefined);
+          return;
+        }
+        // Space, Alt+arrow and F4 open the list, where a choice is deliberate; other keys move through the options
+        const opens = event.key === " " || event.key === "F4" || (event.altKey && /^Arrow(Up|Down)$/.test(event.key));
+        keyed = !opens && !["Tab", "Shift", "Escape"].includes(event.key);
+      });
+      select.addEventListener("change", () => {
+        if (keyed) { keyed = false; show(); return; }
+        if (select.value !== sent) form.requestSubmit(button || undefined);
+      });
+    });
+  }
+
   // A shortcut's hint names the key of the person's platform: a page says <kbd data-apple="⌘ ↵">Ctrl ↵</kbd>,
   // Ctrl as served (the handlers take Ctrl and Cmd alike, so it is true everywhere, a Mac included), and
   // ⌘ on a Mac, an iPhone or an iPad. Chromium's navigator.userAgentData.platform says "macOS" (a small m)
@@ -200,6 +247,6 @@ const Atelier = (() => {
     document.querySelectorAll("kbd[data-apple]").forEach((key) => { key.textContent = key.dataset.apple; });
   }
 
-  document.addEventListener("DOMContentLoaded", () => { platformKeys(); pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
+  document.addEventListener("DOMContentLoaded", () => { confirmations(); commitSelects(); platformKeys(); pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
   return { api, composing, errorText, meta, t };
 })();
