@@ -23,7 +23,7 @@ from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.jobs.errors import InputBlocked, JobServiceError
 from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, Job, JobStatus, Output, ReviewState
 from atelier_platform.jobs.submission import JobRequest, submit_job
-from atelier_platform.moderation.models import AuditEvent, ReviewItem
+from atelier_platform.moderation.models import AuditEvent, ReviewItem, ReviewItemState
 from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
 
 from atelier_frontend import schema_form
@@ -532,9 +532,10 @@ def review_bulk_approve(request, here):
     return JsonResponse({"approved": approved, "passed": passed})
 
 
-@needs(Capability.REVIEWS_READ)
+@needs(Capability.REVIEWS_WRITE)
 def review_panel(request, here, item_id: int):
-    """One review item as HTML, for the queue screen to show (it claims and decides through the API)."""
+    """One review item as HTML, for the queue screen to show (it claims and decides through the API). Only for
+    those who decide reviews, as the queue page: it shows rejected and blocked outputs, which the job page withholds."""
     item = (ReviewItem.objects.filter(project=here.project, pk=item_id)
             .select_related("output__job__submitted_by").prefetch_related("output__files", "decisions").first())
     if item is None:
@@ -543,9 +544,10 @@ def review_panel(request, here, item_id: int):
     policy = policy_for(here.project)
     files = list(output.files.all())
     decisions = list(item.decisions.all())
-    names = actor_names(here.project, [decision.decided_by for decision in decisions])
+    names = actor_names(here.project, [*(decision.decided_by for decision in decisions), *(item.approvals or [])])
     for decision in decisions:
         decision.who = names.get(decision.decided_by, decision.decided_by)
+    approvers = [{"actor": actor, "who": names.get(actor, actor)} for actor in item.approvals or []]
     plugin = get_registry().get(job.plugin_id)
     return render(request, "atelier_frontend/review_panel.html", {
         "item": item, "output": output, "job": job, "policy": policy,
@@ -559,5 +561,8 @@ def review_panel(request, here, item_id: int):
                                  | set((job.input_screening or {}).get("not_checked_by", []))),
         "images": [f for f in files if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
         "decisions": decisions, "here": current(request),
-        "own_job": job.submitted_by_id == request.user.pk and policy.forbid_self_approval,
+        "approvers": approvers,
+        # the self-approval notice only while an approval is still possible: not on a decided item
+        "own_job": (item.state == ReviewItemState.OPEN and job.submitted_by_id == request.user.pk
+                    and policy.forbid_self_approval),
     })

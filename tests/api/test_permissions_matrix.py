@@ -51,9 +51,9 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("DELETE", "/api/v1/knowledge/documents/{pk}/"):             ("admin", "owner"),
     ("POST", "/api/v1/knowledge/documents/{pk}/reindex/"):       ("admin", "owner"),
     # --- review ---
-    ("GET", "/api/v1/reviews/"):                                 ("reviews:read", "owner editor reviewer"),
-    ("GET", "/api/v1/reviews/{pk}/"):                            ("reviews:read", "owner editor reviewer"),
-    ("GET", "/api/v1/reviews/metrics/"):                         ("reviews:read", "owner editor reviewer"),
+    ("GET", "/api/v1/reviews/"):                                 ("reviews:read", "owner reviewer"),
+    ("GET", "/api/v1/reviews/{pk}/"):                            ("reviews:read", "owner reviewer"),
+    ("GET", "/api/v1/reviews/metrics/"):                         ("reviews:read", "owner reviewer"),
     ("POST", "/api/v1/reviews/claim-next/"):                     ("reviews:write", "owner reviewer"),
     ("POST", "/api/v1/reviews/{pk}/claim/"):                     ("reviews:write", "owner reviewer"),
     ("POST", "/api/v1/reviews/{pk}/renew/"):                     ("reviews:write", "owner reviewer"),

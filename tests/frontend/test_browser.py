@@ -255,7 +255,7 @@ def test_flagged_words_are_marked_and_a_flagged_item_needs_two_reviewers(
     expect(page.locator("#queue-empty")).to_be_visible()  # one reviewer cannot approve it twice
 
     page = sign_in(browser, live_server.url, second.username)
-    expect(page.locator("#second-review")).to_contain_text(f"1 of 2 approvals so far. (user:{first.pk})")
+    expect(page.locator("#second-review")).to_contain_text(f"1 of 2 approvals so far. ({first.username})")  # a username, not the actor id
     page.keyboard.press("a")
     expect(page.locator("#flash")).to_have_text("Approved.")
     page.goto(f"{live_server.url}/jobs/{job.pk}/")

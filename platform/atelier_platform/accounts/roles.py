@@ -27,7 +27,9 @@ class Capability(models.TextChoices):
 
 ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(Capability.values),
-    Role.EDITOR: frozenset({Capability.JOBS_READ, Capability.JOBS_WRITE, Capability.REVIEWS_READ}),
+    # Editors submit and browse results; the review queue (which shows outputs the jobs API withholds, rejected
+    # and blocked ones) is the reviewers'. Whoever does not decide reviews does not read the queue either.
+    Role.EDITOR: frozenset({Capability.JOBS_READ, Capability.JOBS_WRITE}),
     Role.REVIEWER: frozenset({Capability.JOBS_READ, Capability.REVIEWS_READ, Capability.REVIEWS_WRITE}),
     Role.VIEWER: frozenset({Capability.JOBS_READ}),
 }

@@ -315,7 +315,7 @@ class ReviewItemSerializer(serializers.Serializer):
 
     def to_representation(self, item) -> dict:
         # The whole output (a reviewer judges a rejected one too), but its reports as every caller sees them:
-        # where the blocklist matched and what, never which term; editors read the queue and write prompts.
+        # where the blocklist matched and what, never which term; a key with reviews:read may also write prompts.
         data = super().to_representation(item)
         data["input_screening"] = report_for_callers(data["input_screening"])
         data["output"]["safety"] = report_for_callers(data["output"]["safety"])
