@@ -20,26 +20,13 @@ from django.test import Client
 from atelier_platform.jobs import lifecycle, waiting
 from atelier_platform.jobs.models import Job, JobStatus
 from tests.api.helpers import build_job
+from tests.support.wait_slots import no_slot_left_behind, until  # noqa: F401 (an autouse fixture)
 
 #: The waiting requests run in threads: they need the test's rows committed, as a web process would.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 #: Threads of one web process as the Procfile, the Dockerfile and docker-compose.yml start gunicorn.
 SHIPPED_THREADS = 4
-
-
-@pytest.fixture(autouse=True)
-def no_slot_left_behind():
-    assert waiting.wait_slots.in_use == 0
-    yield
-    assert waiting.wait_slots.in_use == 0, "a wait slot was not given back"
-
-
-def until(condition, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def in_a_thread_of_the_server(request):

@@ -7,7 +7,7 @@ waits for its Save button, the language and project switchers for Enter or their
 from __future__ import annotations
 
 from atelier_frontend.models import PromptTemplate
-from atelier_platform.accounts.models import ApiKey, Membership
+from atelier_platform.accounts.models import Membership
 from atelier_platform.accounts.roles import Role
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.moderation.models import BlocklistEntry

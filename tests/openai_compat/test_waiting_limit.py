@@ -21,25 +21,12 @@ from atelier_platform.jobs import lifecycle, waiting
 from atelier_platform.jobs.models import Job
 from tests.openai_compat.test_chat_completions import ask, assert_openai_error, events_of
 from tests.openai_compat.test_images import generate
+from tests.support.wait_slots import no_slot_left_behind, until  # noqa: F401 (an autouse fixture)
 
 pytestmark = pytest.mark.django_db
 #: tests whose waiting calls run in threads, or whose streams are closed as a WSGI server closes them (which
 #: closes the database connection, as at the end of every request): their rows must be committed
 committed = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_slot_left_behind():
-    assert waiting.wait_slots.in_use == 0
-    yield
-    assert waiting.wait_slots.in_use == 0, "a wait slot was not given back"
-
-
-def until(condition, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def assert_refused_busy(response, setting="ATELIER_MAX_WAITING_REQUESTS", status=503,

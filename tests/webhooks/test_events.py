@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from rest_framework.test import APIClient
 from standardwebhooks.webhooks import Webhook
 
-from atelier_platform.accounts.roles import Role
 from atelier_platform.jobs import lifecycle
 from atelier_platform.jobs.models import Job
 from atelier_platform.jobs.signals import job_cancelled, job_failed
-from atelier_platform.moderation.models import ReviewItem
 from atelier_platform.webhooks.models import WebhookDelivery
+from tests.support.reviewing import decide_the_review_item
 
 pytestmark = pytest.mark.django_db
 
@@ -98,20 +96,9 @@ def test_an_unflagged_job_emits_job_succeeded_only(hooked, finished_job):
     assert {d.event_type for d in WebhookDelivery.objects.all()} == {"job.succeeded"}
 
 
-def approve_the_review_item(project, member, capture_on_commit_callbacks):
-    """A reviewer claims the project's one review item and approves it through the API; the decision's answer."""
-    item = ReviewItem.objects.get()
-    reviewer = APIClient()
-    reviewer.force_login(member(project, Role.REVIEWER))
-    reviewer.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
-    assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
-    with capture_on_commit_callbacks(execute=True):
-        return reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json")
-
-
 def test_a_review_decision_emits_output_review_changed(hooked, finished_job, project, member, django_capture_on_commit_callbacks):
     job = finished_job()
-    response = approve_the_review_item(project, member, django_capture_on_commit_callbacks)
+    response = decide_the_review_item(project, member, django_capture_on_commit_callbacks)
     assert response.status_code == 200, response.content
     [changed] = payloads("output.review_changed")
     assert changed["data"]["output"]["id"] == str(job.outputs.get().pk)
@@ -175,7 +162,7 @@ def test_every_event_of_a_job_says_where_to_fetch_it_in_data_job_url(hooked, fin
     """The README sends receivers to ``data.job.url`` for content; output events had no ``data.job``
     (only ``data.output.url``), so a receiver written to the README failed on them with a KeyError."""
     job = finished_job()
-    assert approve_the_review_item(project, member, django_capture_on_commit_callbacks).status_code == 200
+    assert decide_the_review_item(project, member, django_capture_on_commit_callbacks).status_code == 200
 
     deliveries = WebhookDelivery.objects.all()
     assert sorted(d.event_type for d in deliveries) == ["job.succeeded", "output.flagged", "output.review_changed"]

@@ -181,20 +181,11 @@ def test_a_delivery_is_refused_once_the_endpoint_no_longer_covers_the_jobs_url(
 
 def test_a_regenerated_job_reports_to_the_webhook_its_original_named(api, project, member, hooks_endpoint, base,
                                                                       django_capture_on_commit_callbacks):
-    from rest_framework.test import APIClient
-
-    from atelier_platform.accounts.roles import Role
-    from atelier_platform.moderation.models import ReviewItem
+    from tests.support.reviewing import decide_the_review_item
 
     job_id = submit(api, f"{base}/1").json()["id"]
     finish(job_id, django_capture_on_commit_callbacks)
-    item = ReviewItem.objects.get()
-    reviewer = APIClient()
-    reviewer.force_login(member(project, Role.REVIEWER))
-    reviewer.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
-    assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
-    with django_capture_on_commit_callbacks(execute=True):
-        decided = reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "regenerate"}, format="json")
+    decided = decide_the_review_item(project, member, django_capture_on_commit_callbacks, "regenerate")
     assert decided.status_code == 200, decided.content
     regenerated = Job.objects.exclude(pk=job_id).get()
     assert regenerated.webhook == f"{base}/1"
