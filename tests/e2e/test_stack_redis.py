@@ -152,6 +152,6 @@ def test_a_stack_of_another_run_never_takes_this_runs_own_database():
             print("taken", flush=True)
         except RuntimeError as error:
             print(error, flush=True)
-    """, env={"REDIS_URL": at_database(0)})
+    """, env={"REDIS_URL": at_database(1 if own == 0 else 0)})  # the other run's own database is not this one's
     answer, _ = process.communicate(timeout=60)
     assert f"[{own}] in use" in answer
