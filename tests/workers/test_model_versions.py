@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -43,9 +44,14 @@ def register(*args):
 @pytest.mark.django_db(transaction=True)
 class TestModelDirectories:
     def test_missing_default_directory_fails_the_job_clearly(self, probe_project, models_root):
+        from atelier_workers.runtime import worker_name
+
         job = run_probe(probe_project)
         assert job.status == "failed" and job.error_code == "model_not_found"
         assert "probe/default" in job.error_message
+        # read by every jobs:read key of the project: no worker's host, process or paths
+        assert str(models_root) not in job.error_message and socket.gethostname() not in job.error_message
+        assert worker_name() not in job.error_message
 
     def test_default_directory_is_used(self, probe_project, models_root):
         (models_root / "probe" / "default").mkdir(parents=True)
@@ -99,3 +105,4 @@ class TestModelDirectories:
         (models_root / "probe" / "ok" / "weights.pt").write_bytes(b"x")
         job = run_probe(probe_project)
         assert job.status == "failed" and "pickle" in job.error_message
+        assert str(models_root) not in job.error_message and "probe/ok" in job.error_message  # as the project names it

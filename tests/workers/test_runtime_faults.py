@@ -83,6 +83,9 @@ def test_a_worker_whose_model_failed_to_load_says_why_then_recovers_without_the_
     assert runner.run(str(job.pk)) == JobStatus.QUEUED  # retried, with backoff
     assert reload(job).error_code == "model_load_failed"
     assert runner.state == WorkerState.UNHEALTHY and "truncated file" in runner.detail
+    # the reason is the operator's (the worker's state, its log); the job's error, read by the project's keys, names
+    # the kind of failure and no worker
+    assert "truncated file" not in reload(job).error_message and runner.name not in reload(job).error_message
 
     Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(seconds=1))  # its backoff is over
     assert runner.run(str(job.pk)) == "succeeded"

@@ -89,7 +89,17 @@ def model_dir_for_project(project_id: int, plugin_class: type[Plugin]) -> tuple[
     try:
         return resolve_model_dir(relative), (pinned.version if pinned else "default")
     except ModelDirError as error:
-        raise PluginError(f"{error} (worker {worker_name()})", code="model_not_found") from None
+        # The job's error is read by every jobs:read key of the project: it names the model as the project knows it
+        # (relative to the models root), never the worker's host or its paths, which the worker's log keeps.
+        logger.warning("model directory %r on worker %s: %s", relative, worker_name(), error)
+        raise PluginError(without_server_paths(str(error)), code="model_not_found") from None
+
+
+def without_server_paths(message: str) -> str:
+    """``message`` with the models root's path taken out: a model directory as the project names it (relative to
+    the root), and the root by its setting's name."""
+    root = str(get_config().resolved_models_root)
+    return message.replace(root + os.sep, "").replace(root, "(ATELIER_MODELS_ROOT)")
 
 
 def worker_name() -> str:
@@ -266,8 +276,11 @@ class _Batch:
             except Exception as error:
                 logger.exception("loading %s from %s failed", plugin_class.manifest.id, model_dir)
                 runner.state, runner.detail = WorkerState.UNHEALTHY, f"loading {plugin_class.manifest.id} failed: {error}"
-                self.finish_all(TransientPluginError(f"The model could not be loaded on worker {runner.name}: "
-                                                     f"{type(error).__name__}: {error}", code="model_load_failed"))
+                # The reason, which may hold paths, is the operator's: the log above and the worker's state (the
+                # workers page, owners only). The job's error says what kind of failure it was.
+                self.finish_all(TransientPluginError(f"The model could not be loaded ({type(error).__name__}); an operator "
+                                                     "finds why in the worker's log and on the workers page.",
+                                                     code="model_load_failed"))
                 return
             requests = []
             for job_id, job in jobs.items():
