@@ -222,8 +222,7 @@ def test_a_method_a_route_lacks_is_405_for_every_caller_with_credentials(project
                     problems.append(f"{who} {method} {template}: {wrong}")
                 elif method in response["Allow"].split(", ") or not methods <= set(response["Allow"].split(", ")):
                     problems.append(f"{who} {method} {template}: Allow says {response['Allow']!r}")
-            if template.startswith("/api/") and method != "HEAD":
-                # /v1/ (OpenAI-compatible) answers 405 before authenticating (OpenAIView.check_permissions)
+            if method != "HEAD":
                 if wrong := refusal(call(APIClient(), method, url), 401, "not_authenticated"):
                     problems.append(f"anonymous {method} {template}: {wrong}")
     assert not problems, "\n".join(problems)

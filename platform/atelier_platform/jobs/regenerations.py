@@ -58,8 +58,9 @@ def _regenerations(jobs: list[Job]) -> dict[uuid.UUID, list[uuid.UUID]]:
     """The regenerations of each job's outputs, oldest first: one query, none where the jobs' outputs are
     in hand (prefetched) and none of them was rejected."""
     later: dict[uuid.UUID, list[uuid.UUID]] = {}
-    if all(_outputs_in_hand(job) is not None for job in jobs):
-        job_of = {output.pk: job.pk for job in jobs for output in _outputs_in_hand(job)
+    in_hand = {job.pk: _outputs_in_hand(job) for job in jobs}
+    if all(outputs is not None for outputs in in_hand.values()):
+        job_of = {output.pk: job_id for job_id, outputs in in_hand.items() for output in outputs
                   if output.review_state == ReviewState.REJECTED}
         if not job_of:
             return later

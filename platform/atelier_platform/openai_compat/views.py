@@ -102,11 +102,6 @@ class OpenAIView(APIView):
         # never refuse one with 406; the answer's type is fixed by the endpoint.
         return super().perform_content_negotiation(request, force=True)
 
-    def check_permissions(self, request):
-        if not hasattr(self, request.method.lower()):
-            return  # no handler for this method: 405 Method Not Allowed, not a scope error
-        super().check_permissions(request)
-
     def note_job(self, submission) -> None:
         """Name the job in every answer about it, errors included (DRF applies ``self.headers`` to both)."""
         self.headers["X-Atelier-Job-Id"] = str(submission.job.pk)
