@@ -80,6 +80,7 @@ def needs(capability: str):
             if here.project is None:
                 return render(request, "atelier_frontend/no_project.html", {"here": here}, status=403)
             if not here.can(capability):
+                request.atelier_needed = capability  # for the 403 page to name the projects whose role opens it
                 raise PermissionDenied("Your role in this project does not open this page.")
             return view(request, here, *args, **kwargs)
 

@@ -12,6 +12,8 @@ from typing import Any
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from atelier_frontend.labels import category_label
+
 Spans = dict[str, list[tuple[int, int, str]]]
 
 
@@ -35,14 +37,17 @@ def highlight(text: str, spans: list[tuple[int, int, str]]) -> SafeString:
         if end <= start:
             continue
         out.append(escape(text[position:start]))
-        out.append(format_html('<mark class="flag" title="{}" data-category="{}">{}</mark>', category, category, text[start:end]))
+        out.append(format_html('<mark class="flag" title="{}" data-category="{}">{}</mark>',
+                               category_label(category), category, text[start:end]))
         position = end
     out.append(escape(text[position:]))
     return mark_safe("".join(out))
 
 
-def render_value(value: Any, path: str, spans: Spans) -> SafeString:
-    """A JSON value as nested HTML; strings at a flagged path get their spans marked."""
+def render_value(value: Any, path: str, spans: Spans, labels: dict[str, str] | None = None) -> SafeString:
+    """A JSON value as nested HTML; strings at a flagged path get their spans marked. ``labels``: what to call
+    the keys of a top-level object (a plugin's field titles, ``labels.field_labels``), each keeping its key
+    as its tooltip; nested keys show as they are."""
     if isinstance(value, str):
         return format_html('<span class="v-text" data-path="{}">{}</span>', path, highlight(value, spans.get(path, [])))
     if isinstance(value, bool) or value is None:
@@ -57,9 +62,12 @@ def render_value(value: Any, path: str, spans: Spans) -> SafeString:
     if isinstance(value, dict) and _is_ranking(value.get("recommendations")):
         rest = {k: v for k, v in value.items() if k != "recommendations"}
         ranked = render_ranking(value["recommendations"], f"{path}.recommendations", spans)
-        return mark_safe(ranked + (render_value(rest, path, spans) if rest else ""))
+        return mark_safe(ranked + (render_value(rest, path, spans, labels) if rest else ""))
     if isinstance(value, dict):
         rows = "".join(
+            format_html('<div><dt title="{}">{}</dt><dd>{}</dd></div>', key, labels[key],
+                        render_value(v, f"{path}.{key}", spans))
+            if labels and labels.get(key) else
             format_html("<div><dt>{}</dt><dd>{}</dd></div>", key, render_value(v, f"{path}.{key}", spans))
             for key, v in value.items()
         )

@@ -18,6 +18,8 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
+from atelier_frontend.labels import plugin_words
+
 LONG_TEXT = 200  # strings allowed to be longer than this get a text area
 
 
@@ -36,6 +38,7 @@ class Field:
     nullable: bool = False
     value: Any = ""  # what the widget shows
     errors: list[str] = field(default_factory=list)
+    example: str = ""  # a JSON field's expected shape, shown under it (``example_of``)
 
     @property
     def widget_id(self) -> str:
@@ -114,10 +117,11 @@ def _field_of(section: str, name: str, prop: dict, root: dict, required: bool) -
         kind = "json"
     result = Field(
         name=f"{section}.{name}",
-        label=prop.get("title") or name.replace("_", " ").capitalize(),
+        # the plugin's English, in the page's language where the dashboard translates it (the built-in plugins')
+        label=plugin_words(prop.get("title") or name.replace("_", " ").capitalize()),
         kind=kind,
         required=required,
-        description=prop.get("description", ""),
+        description=plugin_words(prop.get("description", "")),
         default=prop.get("default"),
         choices=_message_roles(prop, root) if kind == "messages" else list(prop.get("enum") or ([prop["const"]] if "const" in prop else [])),
         minimum=prop.get("minimum", prop.get("exclusiveMinimum")),
@@ -126,7 +130,46 @@ def _field_of(section: str, name: str, prop: dict, root: dict, required: bool) -
         nullable=nullable,
     )
     result.value = _shown(result, result.default)
+    if kind == "json":
+        result.example = json.dumps(example_of(prop, root), ensure_ascii=False)
     return result
+
+
+#: How many properties an example of an object with no required ones shows: enough to see its shape.
+EXAMPLE_PROPERTIES = 2
+
+
+def example_of(schema: dict, root: dict, depth: int = 0) -> Any:
+    """A small value of the shape ``schema`` asks for, to show under a JSON field (the form gives no other hint):
+    its own ``examples`` where it has some, else one item of a list and the required keys of an object (its
+    first few when none is required), with "…" for a text to write and the lowest number allowed."""
+    schema = _resolve(schema if isinstance(schema, dict) else {}, root)
+    if schema.get("examples"):
+        return schema["examples"][0]
+    options = [_resolve(o, root) for o in schema.get("anyOf") or schema.get("oneOf") or []]
+    if options:
+        schema = next((o for o in options if o.get("type") != "null"), options[0])
+    if "enum" in schema or "const" in schema:
+        return (schema.get("enum") or [schema.get("const")])[0]
+    kind = schema.get("type")
+    if depth > 3:  # a schema that refers to itself: stop somewhere readable
+        return {} if kind == "object" else "…"
+    if kind == "array":
+        return [example_of(schema.get("items") or {}, root, depth + 1)]
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        names = [name for name in properties if name in set(schema.get("required", []))] or list(properties)[:EXAMPLE_PROPERTIES]
+        if not names and isinstance(schema.get("additionalProperties"), dict):
+            return {"…": example_of(schema["additionalProperties"], root, depth + 1)}
+        return {name: example_of(properties[name], root, depth + 1) for name in names}
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        return low if isinstance(low, (int, float)) else 1
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return "…"
 
 
 def _message_roles(prop: dict, root: dict) -> list[str]:

@@ -1,5 +1,5 @@
 """Project settings for owners: members and roles, API keys, review policy and thresholds, the
-blocklist, and the audit log. Each change goes through the platform's services and is audited."""
+blocklist and the allow list, and the audit log. Each change goes through the platform's services and is audited."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from atelier_platform.accounts.models import ApiKey, Membership
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import ScopeNotGrantable, add_member, create_api_key, revoke_api_key
 from atelier_platform.moderation import audit, policies
-from atelier_platform.moderation.models import LEASE_SECONDS, AuditEvent, BlocklistEntry, ReviewMode
+from atelier_platform.moderation.models import LEASE_SECONDS, AllowlistEntry, AuditEvent, BlocklistEntry, ReviewMode
 from atelier_platform.moderation.screening import policy_for
 from atelier_platform.webhooks import services as webhooks
 from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS
@@ -43,8 +43,17 @@ POLICY_FIELD_LABELS = {"review_mode": gettext_lazy("Mode"),
                        "audit_sample_percent": gettext_lazy("Audit sample, %% of released outputs"),
                        "lease_seconds": gettext_lazy("Lease, seconds"),
                        "reject_reasons": gettext_lazy("Reject reasons (comma-separated)")}
+#: The section of the page each action's form is in: a refused form's errors are shown there, at the form the
+#: owner pressed Save in (a box at the top of a long page was out of sight, and Save seemed to do nothing).
+SECTION_OF_ACTION = {"add_member": "members", "set_role": "members", "remove_member": "members",
+                     "create_key": "key", "revoke_key": "key", "policy": "policy", "blocklist": "blocklist",
+                     "allowlist": "allowlist",
+                     "plugin": "plugins", **{action: "webhooks" for action in WEBHOOK_ACTIONS}}
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
                         "personal_data", "prompt_injection", "spam"]
+#: the kinds of allow-list entry the form offers (empty: detected from each line)
+ALLOW_KINDS = [("term", gettext_lazy("word or phrase")), ("email", gettext_lazy("e-mail address")),
+               ("phone", gettext_lazy("phone number")), ("url", gettext_lazy("web address"))]
 
 
 @needs(Capability.ADMIN)
@@ -55,6 +64,7 @@ def project_settings(request, here):
     errors, notice, new_key = [], "", None
     webhook_form = None  # the webhook form that was refused, to show again with its errors
     refused = ""  # the action whose form was refused: shown again as it was typed, not as stored
+    invalid: dict[str, list[str]] = {}  # the refused form's inputs its errors are about, by name: marked, with their errors
     if request.method == "POST":
         action = request.POST.get("action", "")
         try:
@@ -93,11 +103,21 @@ def project_settings(request, here):
                         raise ValidationError(_("Choose a category."))
                     result = policies.import_blocklist(project, actor, terms, replace=request.POST.get("replace") == "on")
                     notice = _("Blocklist: %(added)s added, %(removed)s removed, %(total)s in all.") % result
+                elif action == "allowlist":
+                    kind = request.POST.get("allow_kind", "")
+                    if kind and kind not in dict(ALLOW_KINDS):
+                        raise ValidationError(_("Choose a kind."))
+                    entries = [{"value": line.strip(), "kind": kind or None}
+                               for line in request.POST.get("allow_entries", "").splitlines() if line.strip()]
+                    result = policies.import_allowlist(project, actor, entries, replace=request.POST.get("replace") == "on")
+                    notice = _("Allow list: %(added)s added, %(removed)s removed, %(total)s in all.") % result
         except ValidationError as error:
             errors.extend(_messages(error, request.POST))
+            invalid = _invalid_inputs(error, request.POST)
             refused = action
         except ScopeNotGrantable as error:
             errors.append(str(error))
+            refused = action
         if not errors and not webhook_form:
             if notice:
                 request.session[NOTICE_SESSION] = notice
@@ -120,13 +140,17 @@ def project_settings(request, here):
         "blocklist_form": request.POST if refused == "blocklist" else {},
         "blocklist": BlocklistEntry.objects.filter(project=project).values("category").annotate(n=Count("id")).order_by("category"),
         "categories": BLOCKLIST_CATEGORIES,
+        "allowlist_form": request.POST if refused == "allowlist" else {},
+        "allowlist": AllowlistEntry.objects.filter(project=project).order_by("kind", "normalised")[:1000],
+        "allow_kinds": ALLOW_KINDS,
         "audit": _audit_rows(project),
         "plugins": _plugins(project),
         **_webhook_forms(WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50], webhook_form),
         "event_types": SUBSCRIBABLE_EVENTS, "new_webhook": new_webhook,
         "deliveries": WebhookDelivery.objects.filter(endpoint__project=project).select_related("endpoint")
                       .order_by("-created_at")[:DELIVERY_ROWS],
-        "errors": errors, "notice": notice,
+        "errors": errors, "notice": notice, "invalid": invalid,
+        "refused_section": SECTION_OF_ACTION.get(refused or request.POST.get("action", ""), "") if errors or webhook_form else "",
     }, status=400 if errors or webhook_form else 200)
     if new_key or new_webhook:
         # a secret in clear: not for the browser's cache (Back, or the disk of a shared computer)
@@ -158,6 +182,27 @@ def _messages(error: ValidationError, posted) -> list[str]:
     return list(error.messages)
 
 
+def _invalid_inputs(error: ValidationError, posted) -> dict[str, list[str]]:
+    """The inputs a refusal is about, by name, each with its errors to show beside it: a policy field, both of a
+    threshold's inputs (the policy names the category at the start of its message), the blocklist's terms (each
+    error naming its line), the allow list's entries."""
+    if not hasattr(error, "message_dict"):
+        return {}
+    inputs: dict[str, list[str]] = {}
+    for field, messages in error.message_dict.items():
+        if field == "thresholds":
+            for message in messages:
+                for kind in ("review", "block"):
+                    inputs.setdefault(f"{kind}:{message.split(':', 1)[0]}", []).append(message)
+        elif field.startswith("terms."):
+            inputs.setdefault("terms", []).extend(f"{_field_words(field, posted)}: {message}" for message in messages)
+        elif field == "entries" or field.startswith("entries."):
+            inputs.setdefault("allow_entries", []).extend(messages)
+        else:
+            inputs.setdefault(field, []).extend(messages)
+    return inputs
+
+
 def _field_words(field: str, posted) -> str:
     """A refused field as the form shows it: by its label, a threshold by its category and column, a blocklist
     term by its line in the text pasted (not ``reject_reasons``, ``review:hate`` or ``terms.7.pattern``)."""
@@ -166,10 +211,13 @@ def _field_words(field: str, posted) -> str:
     kind, _colon, category = field.partition(":")
     if category and kind in ("review", "block"):
         return f"{category}: {_('Review at') if kind == 'review' else _('Block at')}"
-    term = re.fullmatch(r"terms\.(\d+)\.pattern", field)
+    if field == "entries":
+        return _("Allow list")
+    term = re.fullmatch(r"terms\.(\d+)\.pattern", field) or re.fullmatch(r"entries\.(\d+)\.value", field)
     if term:
-        # the service numbers the terms, which are the text's lines less the blank ones
-        lines = [number for number, line in enumerate(posted.get("terms", "").splitlines(), 1) if line.strip()]
+        # the service numbers the terms (or allow-list entries), which are the text's lines less the blank ones
+        text = posted.get("terms" if field.startswith("terms.") else "allow_entries", "")
+        lines = [number for number, line in enumerate(text.splitlines(), 1) if line.strip()]
         if int(term[1]) < len(lines):
             return _("Line %(line)s") % {"line": lines[int(term[1])]}
     return field

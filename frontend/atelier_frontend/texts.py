@@ -34,6 +34,7 @@ WORDS = {
     "review regenerate": _("review regenerate"), "approval recorded": _("approval recorded"),
     # the project's own changes, in the settings page's audit log
     "policy changed": _("policy changed"), "blocklist imported": _("blocklist imported"),
+    "allowlist imported": _("allow list imported"),
     "plugin configured": _("plugin configured"), "api key created": _("API key created"),
     "api key revoked": _("API key revoked"), "member added": _("member added"), "member removed": _("member removed"),
     "member role changed": _("member role changed"), "webhook created": _("webhook created"),
@@ -67,7 +68,10 @@ def js_text() -> dict[str, str]:
         "empty_skipped": str(_("Nothing else to review: you skipped %(n)s (press n to see them again).")),
         "queue_empty": str(_("Queue empty")),
         "item": str(_("Item")),
-        "lease_over": str(_("Your lease ran out: another reviewer may take this item. Press n to claim the next one.")),
+        "lease_over": str(_("Your lease ran out: another reviewer may take this item. Extend the lease to keep it, or press "
+                             "n for the next one.")),
+        "lease_until": str(_("until %(time)s")),
+        "lease_extended": str(_("Lease extended: yours until %(time)s.")),
         "load_failed": str(_("Could not load the next item:")),
         "bad_json": str(_("Not valid JSON:")),
         "editable_fields": str(_("You may change %(fields)s; the rest records how this output was made and stays as it is.")),

@@ -26,13 +26,20 @@ from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_platform.moderation.models import AuditEvent, ReviewItem, ReviewItemState
 from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
 
-from atelier_frontend import schema_form
+from atelier_frontend import job_errors, schema_form
 from atelier_frontend.actors import action_words, actor_names
 from atelier_frontend.field_errors import shown_details
+from atelier_frontend.labels import category_label, field_labels, plugin_words, reject_reason_label
 from atelier_frontend.models import PromptTemplate
 from atelier_frontend.projects import NAVIGATION, current, needs, switch
 from atelier_frontend.rendering import flagged_categories, render_value, spans_of
 from atelier_frontend.texts import js_text
+
+
+def review_states_of_outputs() -> Prefetch:
+    """What a succeeded job's status badge reads of its outputs (``job_states.badges``), for ``prefetch_related``."""
+    return Prefetch("outputs", queryset=Output.objects.only("id", "job_id", "review_state"))
+
 
 JOBS_PER_PAGE = 50
 # Pages past this (50 million jobs in) show the empty end of the list: an unbounded page number overflows
@@ -76,7 +83,8 @@ def switch_project(request):
 
 def _plugin_info(plugin) -> dict:
     manifest = plugin.manifest
-    return {"id": manifest.id, "name": manifest.name, "description": manifest.description, "version": manifest.version,
+    return {"id": manifest.id, "name": plugin_words(manifest.name), "description": plugin_words(manifest.description),
+            "version": manifest.version,
             "modality": manifest.modality.value, "input_schema": plugin.input_schema(), "params_schema": plugin.params_schema()}
 
 
@@ -161,7 +169,8 @@ def _blocked(fields: list, details: dict) -> str:
         if any(name == field.name or name.startswith(f"{field.name}.") for name in flagged):
             field.errors.append(_("Blocked by screening: reword this."))
     return _("This request was blocked by the project's safety policy (%(categories)s): reword the fields marked "
-             "below and submit again.") % {"categories": ", ".join(details.get("categories") or []) or "–"}
+             "below and submit again.") % {
+        "categories": ", ".join(category_label(c) for c in details.get("categories") or []) or "–"}
 
 
 def _summary(data, limit: int = 120, plugin_id: str | None = None) -> str:
@@ -177,6 +186,22 @@ def _summary(data, limit: int = 120, plugin_id: str | None = None) -> str:
 def _input_schema_of(plugin) -> dict:
     """An installed plugin's input JSON schema, built once per plugin class (a list summarises many jobs)."""
     return plugin.input_schema()
+
+
+@lru_cache(maxsize=64)
+def _schemas_of(plugin) -> tuple[dict, dict, dict]:
+    """An installed plugin's input, params and output JSON schemas, built once per plugin class."""
+    return plugin.input_schema(), plugin.params_schema(), plugin.output_schema()
+
+
+def _labels_of(plugin_id: str) -> tuple[dict, dict, dict]:
+    """What to call the top-level fields of a job's input, params and outputs: the plugin's titles in the page's
+    language (``labels.field_labels``); none for a plugin no longer installed, whose fields show as their keys."""
+    plugin = get_registry().get(plugin_id)
+    if plugin is None:
+        return {}, {}, {}
+    input_schema, params_schema, output_schema = _schemas_of(plugin)
+    return field_labels(input_schema), field_labels(params_schema), field_labels(output_schema)
 
 
 def _uuid_or_404(value: str):
@@ -225,7 +250,8 @@ def jobs(request, here):
     except ValueError:
         page_number = 1
     start = (page_number - 1) * JOBS_PER_PAGE
-    rows = list(listed.select_related("submitted_by").order_by("-created_at", "-id")[start:start + JOBS_PER_PAGE + 1])
+    rows = list(listed.select_related("submitted_by").prefetch_related(review_states_of_outputs())
+                .order_by("-created_at", "-id")[start:start + JOBS_PER_PAGE + 1])
     has_next = len(rows) > JOBS_PER_PAGE
     rows = rows[:JOBS_PER_PAGE]
     # the first page shows jobs created after it loaded as they come (the poll asks for those since then)
@@ -257,17 +283,21 @@ def jobs_status(request, here):
             ids.append(uuid.UUID(raw))
         except ValueError:
             continue
-    rows = Job.objects.filter(project=here.project, pk__in=ids).values(
-        "id", "status", "progress", "progress_detail", "error_code", "error_message", "finished_at") if ids else []
+    rows = Job.objects.filter(project=here.project, pk__in=ids).only(
+        "id", "status", "progress", "progress_detail", "error_code", "error_message", "finished_at",
+    ).prefetch_related(review_states_of_outputs()) if ids else []
+    # html: the status cell as the pages render it (the review state of a finished job's outputs, a running
+    # job's progress in words), for the pages to show as it is
     answer = {"jobs": [
-        {"id": str(r["id"]), "status": r["status"], "progress": r["progress"], "detail": r["progress_detail"],
-         "error": r["error_message"] or r["error_code"], "finished": r["status"] in {"succeeded", "failed", "cancelled", "blocked"}}
-        for r in rows]}
+        {"id": str(job.pk), "status": job.status, "progress": job.progress, "detail": job.progress_detail,
+         "error": job.error_message or job.error_code, "finished": job.is_finished,
+         "html": render_to_string("atelier_frontend/_status.html", {"job": job}, request=request)}
+        for job in rows]}
     since = _since(request.GET.get("since", ""))
     if since is not None:
         filters = _job_filters(request.GET)
         new = list(_filtered_jobs(here.project, filters).filter(created_at__gt=since).select_related("submitted_by")
-                   .order_by("-created_at", "-id")[:NEW_JOBS_PER_POLL])
+                   .prefetch_related(review_states_of_outputs()).order_by("-created_at", "-id")[:NEW_JOBS_PER_POLL])
         answer["new"] = [{"id": str(job.pk), "html": render_to_string(
             "atelier_frontend/_job_row.html", {"job": job, "summary": _summary(job.input, 90, job.plugin_id)}, request=request)}
             for job in new]
@@ -317,6 +347,7 @@ def job_detail(request, here, job_id):
     if job is None:
         raise Http404("No such job in this project.")
     policy = policy_for(here.project)
+    input_labels, params_labels, output_labels = _labels_of(job.plugin_id)
     shown = []
     for output in job.outputs.all():
         item = getattr(output, "review", None)
@@ -327,7 +358,7 @@ def job_detail(request, here, job_id):
         shown.append({
             "output": output,
             "withheld": WITHHELD_NOTICES[output.review_state] if withheld else "",
-            "html": "" if withheld else render_value(output.content, "content", spans_of(output.safety)),
+            "html": "" if withheld else render_value(output.content, "content", spans_of(output.safety), output_labels),
             "flags": flagged_categories(output.safety),
             "images": [f for f in files if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
             "thumbnails": {f.role: f for f in files},
@@ -354,14 +385,17 @@ def job_detail(request, here, job_id):
         # which worker (host:pid unless ATELIER_WORKER_NAME names it) is the operators' to see, as the workers page
         # and GET /workers/ are owners' only: a project's other members learn when the job started, not where
         timeline.append((action_words("started"), job.started_at, job.worker if here.can(Capability.ADMIN) else ""))
+    explanation = job_errors.explain(job.error_code) if job.error_code or job.error_message else None
     if job.finished_at:
-        timeline.append((action_words(job.status), job.finished_at, job.error_message))
+        # why, in the reader's words; the error's code and English are on the page, folded away
+        timeline.append((action_words(job.status), job.finished_at, explanation.what_happened if explanation else ""))
     timeline += [(action_words(e.action), e.created_at, names.get(e.actor, e.actor)) for e in events]
     timeline.sort(key=lambda row: row[1])
     return page(request, "atelier_frontend/job_detail.html", {
-        "job": job, "outputs": shown, "input_html": render_value(job.input, "input", spans_of(job.input_screening)),
+        "job": job, "outputs": shown, "explanation": explanation, "can_submit": here.can(Capability.JOBS_WRITE),
+        "input_html": render_value(job.input, "input", spans_of(job.input_screening), input_labels),
         "input_flags": flagged_categories(job.input_screening), "timeline": timeline,
-        "params_html": render_value(job.params, "params", {}), "can_cancel": here.can(Capability.JOBS_WRITE),
+        "params_html": render_value(job.params, "params", {}, params_labels), "can_cancel": here.can(Capability.JOBS_WRITE),
     })
 
 
@@ -395,6 +429,12 @@ def chat(request, here, conversation_id=None):
                     input={"messages": [{"role": "user", "content": text}],
                            **({"conversation_id": str(conversation.pk)} if conversation else {})}),
                     submitted_by=request.user)
+            except InputBlocked as exc:
+                # the categories in words, not the service's "categories: violence" and "fields: input.messages..."
+                error = _("This message was blocked by the project's safety policy (%(categories)s): reword it and "
+                          "send it again.") % {"categories": ", ".join(
+                              category_label(c) for c in (exc.details or {}).get("categories") or []) or "–"}
+                draft = text
             except JobServiceError as exc:
                 summary = _("This message cannot be sent as it is:") if exc.code == "validation_error" else str(exc)
                 error = " ".join([summary, *[f"{k}: {' '.join(v)}" for k, v in shown_details(exc).items()]])
@@ -455,7 +495,9 @@ def _chat_rows(conversation, before: str | None):
                 elif not job.is_finished:
                     waiting = job
                 else:
-                    rows.append({"role": "assistant", "draft": True, "failed": True, "text": job.error_message, "job": job})
+                    # why, in the reader's words (the job's page has the technical details)
+                    rows.append({"role": "assistant", "draft": True, "failed": True, "job": job,
+                                 "text": job_errors.explain(job.error_code).what_happened})
     return rows, waiting, messages[0].pk if has_earlier else None, anchor is not None
 
 
@@ -489,7 +531,7 @@ def job_cancel(request, here, job_id):
 def review(request, here):
     policy = policy_for(here.project)
     return page(request, "atelier_frontend/review.html", {
-        "reasons": policy.reasons, "policy": policy, "actor": f"user:{request.user.pk}",
+        "reasons": [(reason, reject_reason_label(reason)) for reason in policy.reasons], "policy": policy, "actor": f"user:{request.user.pk}",
         "bulk_count": _bulk_candidates(here.project, request.user, policy).count(),
     })
 
@@ -549,13 +591,14 @@ def review_panel(request, here, item_id: int):
         decision.who = names.get(decision.decided_by, decision.decided_by)
     approvers = [{"actor": actor, "who": names.get(actor, actor)} for actor in item.approvals or []]
     plugin = get_registry().get(job.plugin_id)
+    input_labels, _params_labels, output_labels = _labels_of(job.plugin_id)
     return render(request, "atelier_frontend/review_panel.html", {
         "item": item, "output": output, "job": job, "policy": policy,
         # what the editor may change (the review service refuses the rest); none without the plugin
         "editable": editable_paths(plugin.Output) if plugin is not None else [],
         "needed": 2 if item.flagged and policy.second_review_for_flagged else 1,
-        "input_html": render_value(job.input, "input", spans_of(job.input_screening)),
-        "output_html": render_value(output.content, "content", spans_of(output.safety)),
+        "input_html": render_value(job.input, "input", spans_of(job.input_screening), input_labels),
+        "output_html": render_value(output.content, "content", spans_of(output.safety), output_labels),
         "flags": sorted(set(flagged_categories(output.safety)) | set(item.categories or [])),
         "not_checked_by": sorted(set((output.safety or {}).get("not_checked_by", []))
                                  | set((job.input_screening or {}).get("not_checked_by", []))),

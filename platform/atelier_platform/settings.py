@@ -17,6 +17,7 @@ SECRET_KEY = CONFIG.resolved_secret_key()
 DEBUG = CONFIG.debug
 ALLOWED_HOSTS = [host.strip() for host in CONFIG.allowed_hosts.split(",") if host.strip()]
 CSRF_TRUSTED_ORIGINS = CONFIG.trusted_origins
+CSRF_FAILURE_VIEW = "atelier_frontend.error_pages.csrf_failure"  # a refused form as a dashboard page, not Django's bare one
 if CONFIG.trust_forwarded_proto:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # A signed-in owner's session never travels over plain HTTP: production is served over TLS.

@@ -14,6 +14,10 @@ urlpatterns = [
     path("", include("atelier_frontend.urls")),
 ]
 
+# Under /api/ and /v1/ errors are JSON in each API's shape (api.errors); elsewhere, the dashboard's pages, which
+# hand the API's paths to api.errors (a bad request's page stays Django's plain one: its cause, a bad Host header or
+# a damaged cookie, may break what the dashboard's layout reads).
 handler400 = "atelier_platform.api.errors.json_bad_request"
-handler404 = "atelier_platform.api.errors.json_not_found"
-handler500 = "atelier_platform.api.errors.json_server_error"
+handler403 = "atelier_frontend.error_pages.permission_denied"
+handler404 = "atelier_frontend.error_pages.page_not_found"
+handler500 = "atelier_frontend.error_pages.server_error"

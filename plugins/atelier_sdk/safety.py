@@ -85,12 +85,28 @@ class Finding:
     evidence: tuple[Evidence, ...] = ()
 
 
+@dataclass(frozen=True)
+class PublishedContact:
+    """A contact value the project publishes itself (its support address, phone line, contact page): not
+    personal data when it appears in a text. ``value`` is in the form it is compared in: an e-mail address
+    lower-cased, a phone number in E.164 (``+18005550142``), a URL with its scheme and host lower-cased."""
+
+    kind: str  # "email", "phone" or "url"
+    value: str
+
+
 @dataclass
 class ScreenContext:
-    """Per-project data a check may use: blocklist terms, masking, language hints."""
+    """Per-project data a check may use: blocklist terms, the allow list, masking, language hints."""
 
     blocklist: Sequence["BlocklistTerm"] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    #: Words and phrases the project allows (normalised as the blocklist's terms are): a check that scores
+    #: words must not count them against a text, and must still score the rest of it. Never a reason to
+    #: drop a blocklist hit: the blocklist check ignores this.
+    allowed_terms: Sequence[str] = ()
+    #: Contact values the project publishes itself, which a personal-data check must not report.
+    published_contacts: Sequence[PublishedContact] = ()
 
 
 class BlocklistTerm(BaseModel):

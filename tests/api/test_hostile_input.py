@@ -15,12 +15,13 @@ DEEP = "[" * 100_000 + "]" * 100_000
 JUST_TOO_DEEP = json.dumps({"plugin": "reverse_text", "input": {"text": "a", "x": json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)}})
 
 POSTS = ["/api/v1/jobs/", "/api/v1/jobs/batch/", "/api/v1/api-keys/", "/api/v1/knowledge/documents/", "/api/v1/webhooks/",
-         "/api/v1/safety/blocklist/", "/v1/chat/completions"]
+         "/api/v1/safety/blocklist/", "/api/v1/safety/allowlist/", "/v1/chat/completions"]
 BODIES = ["[]", "null", '"text"', "1e999", '{"jobs": null}', '{"jobs": [null]}', '{"jobs": [[]]}', DEEP, JUST_TOO_DEEP,
           '{"plugin": "reverse_text", "input": {"text": "a\\u0000b"}}',
           '{"plugin": "reverse_text", "input": {"text": "ab"}, "params": {"k\\u0000": 1}}',
           '{"jobs": [{"plugin": "reverse_text", "input": {"text": "a\\u0000"}}]}',
-          '{"plugin": "reverse_text", "input": {"text": "\\ud800"}}', '{"name": "\\u0000"}', '{"scopes": [{"a": 1}]}']
+          '{"plugin": "reverse_text", "input": {"text": "\\ud800"}}', '{"name": "\\u0000"}', '{"scopes": [{"a": 1}]}',
+          '{"entries": [{"value": "a\\u0000b"}]}', '{"entries": [{"value": "\\ud800"}]}', '{"entries": [{"value": "\\u200b"}]}']
 
 
 def assert_clean(response):

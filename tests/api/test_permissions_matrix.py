@@ -66,6 +66,8 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("PATCH", "/api/v1/safety/policy/"):                         ("admin", "owner"),
     ("GET", "/api/v1/safety/blocklist/"):                        ("admin", "owner"),
     ("POST", "/api/v1/safety/blocklist/"):                       ("admin", "owner"),
+    ("GET", "/api/v1/safety/allowlist/"):                        ("admin", "owner"),
+    ("POST", "/api/v1/safety/allowlist/"):                       ("admin", "owner"),
     ("GET", "/api/v1/api-keys/"):                                ("admin", "owner"),
     ("POST", "/api/v1/api-keys/"):                               ("admin", "owner"),
     ("GET", "/api/v1/api-keys/{pk}/"):                           ("admin", "owner"),

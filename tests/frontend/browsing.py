@@ -29,7 +29,7 @@ BROWSER_TESTS = [
 
 def sign_in(browser, base_url: str, username: str, **context):
     """A page of a new context signed in as ``username``; ``context``: more of new_context's options (user_agent...)."""
-    page = browser.new_context(viewport={"width": 1280, "height": 860}, **context).new_page()
+    page = browser.new_context(**{"viewport": {"width": 1280, "height": 860}, **context}).new_page()
     page.goto(f"{base_url}/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)

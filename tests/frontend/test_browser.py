@@ -64,13 +64,13 @@ def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
         shot(page, "04-job-running")
     finally:
         worker.join(30)
-    expect(page.locator("#job-status .status")).to_have_text("Succeeded")
+    expect(page.locator("#job-status .status")).to_have_text("Awaiting review")  # ran, but not yet content to use
     expect(page.locator("article.output .v-text[data-path='content.text']")).to_have_text("resworb eht morf olleh")
     expect(page.locator("article.output .review")).to_have_text("Pending review")
     shot(page, "05-job-done")
 
     page.click(".mainnav a[data-nav=jobs]")
-    expect(page.locator(f"tr[data-job='{job.pk}'] .status")).to_have_text("Succeeded")
+    expect(page.locator(f"tr[data-job='{job.pk}'] .status")).to_have_text("Awaiting review")
     later = submit(project, text="submitted after the list loaded", user=editor)
     expect(page.locator("#jobs-table tbody tr").first).to_have_attribute("data-job", str(later.pk))  # prepended live
     expect(page.locator(f"tr[data-job='{later.pk}'] .status")).to_have_text("Queued")
@@ -131,7 +131,7 @@ def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, exp
     expect(page_a.locator("#reject-picker")).to_be_visible()
     shot(page_a, "09-review-reject-picker")
     page_a.keyboard.press("2")
-    expect(page_a.locator("#flash")).to_contain_text("Rejected (off_brand)")
+    expect(page_a.locator("#flash")).to_contain_text("Rejected (Off brand)")
     decision = ReviewDecision.objects.get(item_id=a)
     assert (decision.action, decision.reason) == ("reject", "off_brand")
     a_next = shown(page_a, after=a)

@@ -54,8 +54,8 @@ def test_the_review_dialogs_keep_the_focus_inside_and_give_it_back(live_server, 
 
     page.keyboard.press("e")
     expect(page.locator("#edit-content")).to_be_focused()
-    # its save button, its Cancel, then round to the text
-    tab_goes_through(page, expect, *(page.locator(f"#edit-{name}") for name in ("save", "cancel", "content")))
+    # its save button, its Cancel, the lease's Extend, then round to the text
+    tab_goes_through(page, expect, *(page.locator(f"#edit-{name}") for name in ("save", "cancel", "extend", "content")))
     page.keyboard.press("Escape")
     expect(page.locator("#editor")).to_be_hidden()
     assert page.get_attribute("#reject-picker [role=dialog]", "aria-modal") == "true"

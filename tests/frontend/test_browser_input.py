@@ -61,7 +61,7 @@ def test_a_digit_typed_in_the_reject_comment_stays_in_the_comment(live_server, b
     expect(page.locator("#reject-picker")).to_be_visible()
     assert not ReviewDecision.objects.exists()
     page.click("#reject-picker button[data-reason=off_brand]")  # the reason chosen, with the whole comment
-    expect(page.locator("#flash")).to_contain_text("Rejected (off_brand)")
+    expect(page.locator("#flash")).to_contain_text("Rejected (Off brand)")
     decision = ReviewDecision.objects.get()
     assert (decision.reason, decision.comment) == ("off_brand", "see line 2 of the reply")
 
@@ -81,7 +81,7 @@ def test_the_reject_picker_takes_the_keyboards_focus_so_a_comment_is_a_tab_away(
     page.keyboard.type("no source for the claim")
     page.keyboard.press("Shift+Tab")  # back to the last reason, chosen with Enter
     page.keyboard.press("Enter")
-    expect(page.locator("#flash")).to_contain_text("Rejected (other)")
+    expect(page.locator("#flash")).to_contain_text("Rejected (Other reason)")
     decision = ReviewDecision.objects.get()
     assert (decision.reason, decision.comment) == ("other", "no source for the claim")
     expect(page.locator("#reject-picker")).to_be_hidden()

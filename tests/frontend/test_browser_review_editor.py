@@ -35,9 +35,10 @@ def test_the_editor_saves_and_approves_from_its_button_with_a_mouse(live_server,
     save = dialog.get_by_role("button", name="Save and approve")
     expect(save).to_be_visible()
     expect(save).to_have_attribute("aria-keyshortcuts", "Control+Enter Meta+Enter")
-    # inside the focus trap: Tab goes from the text to the button, Cancel and round, Shift+Tab back
+    # inside the focus trap: Tab goes from the text to the button, Cancel, the lease's Extend and round, Shift+Tab back
     expect(page.locator("#edit-content")).to_be_focused()
-    tab_goes_through(page, expect, save, page.locator("#edit-cancel"), page.locator("#edit-content"))
+    tab_goes_through(page, expect, save, page.locator("#edit-cancel"), page.locator("#edit-extend"), page.locator("#edit-content"))
+    page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     expect(save).to_be_focused()
@@ -123,11 +124,12 @@ def test_the_editor_is_left_without_a_decision_from_a_click_beside_it_or_its_can
     save = dialog.get_by_role("button", name="Save and approve")
     cancel = dialog.get_by_role("button", name="Cancel", exact=True)
     expect(cancel).to_be_visible()
-    # inside the focus trap: the text, the save button, Cancel, and round; Shift+Tab backwards
+    # inside the focus trap: the text, the save button, Cancel, the lease's Extend, and round; Shift+Tab backwards
     expect(page.locator("#edit-content")).to_be_focused()
-    for control in (save, cancel, page.locator("#edit-content")):
+    for control in (save, cancel, page.locator("#edit-extend"), page.locator("#edit-content")):
         page.keyboard.press("Tab")
         expect(control).to_be_focused()
+    page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     expect(cancel).to_be_focused()
     edit_text(page, "never saved either")
@@ -140,6 +142,7 @@ def test_the_editor_is_left_without_a_decision_from_a_click_beside_it_or_its_can
     page.locator("#edit-content").evaluate("() => document.activeElement.blur()")
     page.keyboard.press("e")
     expect(page.locator("#edit-content")).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # the lease's Extend
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Enter")  # the focused Cancel, from the keyboard
     expect(page.locator("#editor")).to_be_hidden()

@@ -373,7 +373,7 @@ def test_controls_are_named_for_what_they_do_in_the_pages_language(project, sign
 
     owner = in_chinese(signed_in(project, "owner"))
     page = text_of(owner.get("/settings/"))
-    assert 'aria-label="violence: 送审阈值"' in page and 'aria-label="violence: 拦截阈值"' in page  # not "violence review"
+    assert 'aria-label="暴力: 送审阈值"' in page and 'aria-label="暴力: 拦截阈值"' in page  # not "violence review"
     PromptTemplate.objects.create(project=project, plugin_id="reverse_text", name="spring launch", input={"text": "x"},
                                   params={}, priority=5)
     page = text_of(owner.get("/create/reverse_text/"))
@@ -392,7 +392,7 @@ def test_form_errors_on_a_chinese_page_are_in_chinese_and_on_their_fields(projec
     replace_safety_checks([WordCheck()])
     response = editor.post("/create/reverse_text/", {"input.text": "a violent plan", "priority": "5"})
     page = text_of(response)
-    assert response.status_code == 400 and "此请求被项目的安全策略拦截（violence）" in page
+    assert response.status_code == 400 and "此请求被项目的安全策略拦截（暴力）" in page
     assert "fields: input.text" not in page and "categories:" not in page  # the service's details, as they were shown
     assert '<div class="field kind-textarea has-error" data-field="input.text">' in page
     assert "已被安全筛查拦截：请改写此处内容。" in page
@@ -419,8 +419,8 @@ def test_a_refused_settings_form_keeps_what_was_typed_and_names_the_field_as_the
     response = owner.post("/settings/", {"action": "blocklist", "terms": terms, "category": "spam", "is_regex": "on"})
     page = text_of(response)
     assert response.status_code == 400 and "第 3 行: " in page and "terms.1.pattern" not in page
-    assert f'name="terms" rows="5" class="mono">{terms}</textarea>' in page
-    assert "<option selected>spam</option>" in page and 'name="is_regex" checked' in page
+    assert f'name="terms" rows="5" class="mono" aria-invalid="true">{terms}</textarea>' in page
+    assert '<option value="spam" selected>垃圾内容或不符合品牌</option>' in page and 'name="is_regex" checked' in page
     assert not BlocklistEntry.objects.exists()
 
 

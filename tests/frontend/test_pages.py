@@ -273,8 +273,10 @@ class TestJobs:
         viewer = signed_in(project, "viewer")
         mine, theirs = submit(project), submit(other_project)
         answer = viewer.get(f"/jobs/status/?ids={mine.pk},{theirs.pk},not-a-uuid").json()
+        cell = answer["jobs"][0].pop("html")  # the status cell as the pages render it
         assert answer == {"jobs": [{"id": str(mine.pk), "status": "queued", "progress": None, "detail": {},
                                     "error": "", "finished": False}]}
+        assert 'class="status s-queued" data-status="queued">Queued</span>' in cell
 
     def test_jobs_created_after_the_list_loaded_come_with_the_poll_when_they_match_its_filters(
             self, project, other_project, signed_in, submit):
@@ -303,8 +305,8 @@ class TestJobs:
         job = submit(project, text="enilredrob text", user=editor.user)  # reversed: "txet borderline"
         run_job(job)
         page = text_of(editor.get(f"/jobs/{job.pk}/"))
-        assert '<mark class="flag" title="harassment" data-category="harassment">borderline</mark>' in page
-        assert '<span class="flag-chip">harassment</span>' in page
+        assert '<mark class="flag" title="Harassment" data-category="harassment">borderline</mark>' in page
+        assert '<span class="flag-chip" data-category="harassment">Harassment</span>' in page
         assert "Pending review" in page
         for step in ("created", "started", "succeeded", "output screened"):
             assert f'<span class="what">{step}</span>' in page.lower(), step
@@ -325,7 +327,7 @@ class TestJobs:
         page = text_of(reviewer.get(f"/jobs/{job.pk}/"))
         assert f"API key shop backend (atl_{shop.prefix}_…)" in page  # who submitted it
         assert f'<span title="user:{reviewer.user.pk}">{reviewer.user.username}</span>' in page  # the decision
-        assert f"<span class=\"what\">lease claimed</span>" in page and f"user:{reviewer.user.pk}<" not in page
+        assert "<span class=\"what\">lease claimed</span>" in page and f"user:{reviewer.user.pk}<" not in page
         panel = text_of(reviewer.get(f"/review/items/{item.pk}/"))
         assert f'<span title="user:{reviewer.user.pk}">{reviewer.user.username}</span>' in panel
 
@@ -381,7 +383,7 @@ class TestJobs:
         html = str(render_value(content, "content", spans_of(report)))
         assert html.index("Paper lamp") < html.index("Linen rug") and '<span class="rank">1</span>' in html
         assert "0.812" in html and "Soft light for calm evenings." in html and '<span class="chip">edited</span>' in html
-        assert 'A <mark class="flag" title="violence" data-category="violence">violent</mark> glow.' in html
+        assert 'A <mark class="flag" title="Violence" data-category="violence">violent</mark> glow.' in html
         assert "likes calm rooms" in html
 
 

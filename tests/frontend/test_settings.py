@@ -90,7 +90,7 @@ def test_blocklist_bulk_import(project, owner):
     assert response.status_code == 302
     assert set(BlocklistEntry.objects.values_list("pattern", "category")) == {("cheap knock-off", "spam"), ("free money", "spam")}
     page = owner.get("/settings/").content.decode()
-    assert "spam: 2" in page
+    assert "Spam or off-brand: 2" in page
     owner.post("/settings/", {"action": "blocklist", "terms": "scam", "category": "custom", "replace": "on"})
     assert list(BlocklistEntry.objects.values_list("pattern", flat=True)) == ["scam"]
     assert AuditEvent.objects.filter(action="blocklist_imported").count() == 2

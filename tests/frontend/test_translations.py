@@ -21,7 +21,7 @@ import atelier_frontend
 FRONTEND = Path(atelier_frontend.__file__).resolve().parent
 CATALOGUE = FRONTEND / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 KEYWORDS = {"gettext": None, "gettext_lazy": None, "_": None, "ngettext": (1, 2), "ngettext_lazy": (1, 2),
-            "pgettext": ((1, "c"), 2), "npgettext": ((1, "c"), 2, 3)}
+            "pgettext": ((1, "c"), 2), "pgettext_lazy": ((1, "c"), 2), "npgettext": ((1, "c"), 2, 3)}
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 
 
@@ -41,7 +41,7 @@ def marked_strings_in_context() -> list[tuple[str, str | tuple, str | None]]:
 
 def _with_context(function: str, message):
     """pgettext's arguments start with the context (``{% translate "Key" context "an API key" %}``)."""
-    if function in ("pgettext", "npgettext"):
+    if function in ("pgettext", "pgettext_lazy", "npgettext"):
         rest = tuple(message[1:])
         return (rest if len(rest) > 1 else rest[0]), message[0]
     return message, None

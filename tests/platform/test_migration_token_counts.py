@@ -20,6 +20,12 @@ def migrate_to(target) -> None:
     executor.migrate([target])
 
 
+def migrate_to_latest() -> None:
+    """Every app to its last migration: later migrations (0005's allow list) come back for the tests after this."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 def chat(reply: str, prompt_tokens: int) -> dict:
     return {"reply": reply, "sources": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7},
             "finish_reason": "stop", "conversation_id": None}
@@ -38,9 +44,12 @@ def test_the_plugins_token_counts_are_put_back_and_the_edited_text_kept(project,
                                       original_content=chat("Edited once", 5),
                                       edited_content=chat("Edited twice", 900_000_000_000))
         untouched = build_output(build_job(project, plugin="chatbot"), content=chat("Never edited", 40))
-        assert api.get("/api/v1/usage/").json()["totals"]["tokens"]["prompt"] == 900_000_000_040
-    finally:
+        # read without the API: it reads the project's safety policy, whose columns of later migrations are gone here
+        assert sum(o.content["usage"]["prompt_tokens"] for o in Output.objects.filter(pk__in=[forged.pk, untouched.pk])) \
+            == 900_000_000_040
         migrate_to(AFTER)
+    finally:
+        migrate_to_latest()
     assert Output.objects.get(pk=forged.pk).content == chat("Edited twice", 120)
     assert Output.objects.get(pk=untouched.pk).content == chat("Never edited", 40)
     assert api.get("/api/v1/usage/").json()["totals"]["tokens"]["prompt"] == 160

@@ -195,7 +195,8 @@ def test_reply_with_sources_from_the_retriever(chatbot, retriever):
     assert output.conversation_id == conversation_id
     assert output.usage.completion_tokens == 12 and output.finish_reason == "length"
     assert output.reply
-    assert progress[-1] == ("job-1", 1.0, {"tokens": 12})
+    assert progress[-1] == ("job-1", 1.0, {"tokens": 12, "max_new_tokens": 12})
+    assert all(detail["max_new_tokens"] == 12 for _, _, detail in progress)  # for "5 of 12 tokens" while it runs
 
 
 def test_retrieved_passages_go_into_the_prompt(chatbot, retriever):

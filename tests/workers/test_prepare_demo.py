@@ -12,6 +12,7 @@ from django.core.management import call_command
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.knowledge.models import KnowledgeDocument
+from atelier_platform.moderation.models import AllowlistEntry, AuditEvent
 from atelier_workers import demo
 from tests.support import demo_recipe
 
@@ -65,7 +66,10 @@ def test_demo_project_gets_the_indexed_knowledge_base(recipe):
     assert documents.count() == len(demo.demo_documents()) >= 16
     assert set(documents.values_list("state", flat=True)) == {"indexed"}
     assert documents.get(source_id="en/returns-policy").chunks.count() >= 2
+    # the shop's allow list (its published contacts, its product words), set once: not again on the next run
+    assert set(AllowlistEntry.objects.filter(project=project).values_list("kind", "value")) == set(demo.DEMO_ALLOWLIST)
     assert "0 (re)indexed" in run()  # nothing changed: nothing re-embedded
+    assert AuditEvent.objects.filter(project=project, action="allowlist_imported").count() == 1
 
 
 def test_eval_demo_refused_a_job_says_why_instead_of_a_traceback(db, empty_plugin_registry, monkeypatch):

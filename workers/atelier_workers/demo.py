@@ -90,3 +90,24 @@ def recommender_defaults() -> dict:
     """The demo shop's brand voice, banned words and length limit, as recommender_copy params."""
     voice = json.loads((DEMO_DATA / "brand_voice.json").read_text(encoding="utf-8"))["en"]
     return {"brand_voice": voice["voice"], "banned_words": voice["banned_words"], "max_chars": voice["max_chars"]}
+
+
+#: The demo shop's allow list (``prepare_demo`` sets it once): the contacts its knowledge base publishes, which a
+#: chatbot answer quotes (blocked as personal data without it), and the product words of its catalogue the
+#: profanity model misreads ("wool" alone scores 0.62: a merino scarf's copy was flagged as harassment). "wool" is
+#: also on the profanity check's shipped list; it is here too because it is what this shop sells, and the list
+#: does no harm twice. ``tests/workers/test_demo_allowlist.py`` checks that every contact the knowledge base
+#: publishes is here.
+DEMO_ALLOWLIST = (
+    ("email", "support@lumenloom.example"),
+    ("email", "complaints@lumenloom.example"),
+    ("email", "warranty@lumenloom.example"),
+    ("email", "trade@lumenloom.example"),
+    ("phone", "1-800-555-0142"),
+    ("term", "wool"),
+)
+
+
+def demo_allowlist() -> list[dict]:
+    """The demo shop's allow list as ``import_allowlist`` takes it."""
+    return [{"kind": kind, "value": value} for kind, value in DEMO_ALLOWLIST]

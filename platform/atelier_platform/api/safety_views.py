@@ -1,4 +1,4 @@
-"""A project's safety policy and blocklist (owners)."""
+"""A project's safety policy, blocklist and allow list (owners)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
-from atelier_platform.api.serializers import BlocklistImportSerializer, SafetyPolicySerializer
+from atelier_platform.api.serializers import AllowlistImportSerializer, BlocklistImportSerializer, SafetyPolicySerializer
 from atelier_platform.moderation import policies
 from atelier_platform.moderation.models import BlocklistEntry
 from atelier_platform.moderation.screening import policy_for
@@ -59,6 +59,28 @@ class BlocklistView(APIView):
         try:
             result = policies.import_blocklist(request.access.project, actor_of(request),
                                                incoming.validated_data["terms"], replace=incoming.validated_data["replace"])
+        except DjangoValidationError as error:
+            raise ValidationError(error.message_dict) from None
+        return Response(result)
+
+
+class AllowlistView(APIView):
+    """Words the classifiers must not count against a text, and contacts the project publishes itself. Shown in
+    full on GET (nothing secret in it, unlike the blocklist); never an exception to the blocklist."""
+
+    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN}
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response(policies.allowlist_json(request.access.project))
+
+    @extend_schema(request=AllowlistImportSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        incoming = AllowlistImportSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            result = policies.import_allowlist(request.access.project, actor_of(request),
+                                               incoming.validated_data["entries"], replace=incoming.validated_data["replace"])
         except DjangoValidationError as error:
             raise ValidationError(error.message_dict) from None
         return Response(result)

@@ -371,6 +371,18 @@ class BlocklistImportSerializer(StrictSerializer):
     replace = serializers.BooleanField(default=False, help_text="replace the whole list instead of adding")
 
 
+class AllowlistEntrySerializer(StrictSerializer):
+    value = serializers.CharField(max_length=500, help_text="a word or phrase, or a contact the project publishes")
+    kind = serializers.ChoiceField(choices=["term", "email", "phone", "url"], required=False,
+                                   help_text="omitted: an e-mail address, web address or phone number when the value "
+                                             "reads as one, else a term")
+
+
+class AllowlistImportSerializer(StrictSerializer):
+    entries = AllowlistEntrySerializer(many=True, max_length=1_000)
+    replace = serializers.BooleanField(default=False, help_text="replace the whole list instead of adding")
+
+
 # --- batches, outputs ------------------------------------------------------------------------------------
 
 class JobBatchCreateSerializer(StrictSerializer):

@@ -186,7 +186,8 @@ class SafetyPolicyAdmin(AtelierModelAdmin):
     autocomplete_fields = ["project"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["project", "blocklist_revision", "updated_at"] if obj is not None else ["blocklist_revision", "updated_at"]
+        revisions = ["blocklist_revision", "allowlist_revision", "updated_at"]
+        return ["project", *revisions] if obj is not None else revisions
 
     def has_delete_permission(self, request, obj=None):
         return False

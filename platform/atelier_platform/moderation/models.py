@@ -46,6 +46,9 @@ class SafetyPolicy(models.Model):
     #: Never written by Django: saves name their fields, so that an older copy cannot set it back.
     blocklist_revision = models.PositiveIntegerField(
         default=0, editable=False, help_text="bumped by the database on every change to the project's blocklist")
+    #: The same for the project's allow list (migration 0005), and written as rarely.
+    allowlist_revision = models.PositiveIntegerField(
+        default=0, editable=False, help_text="bumped by the database on every change to the project's allow list")
 
     def clean(self) -> None:
         if self.audit_sample_percent > 100:
@@ -77,6 +80,35 @@ class BlocklistEntry(models.Model):
     class Meta:
         ordering = ["pattern"]
         constraints = [models.UniqueConstraint(fields=["project", "pattern", "is_regex"], name="one_blocklist_entry_per_pattern")]
+
+
+class AllowKind(models.TextChoices):
+    TERM = "term", "Word or phrase"
+    EMAIL = "email", "E-mail address"
+    PHONE = "phone", "Phone number"
+    URL = "url", "Web address"
+
+
+class AllowlistEntry(models.Model):
+    """A project's exception to its classifiers: a word or phrase they must not count against a text (``term``),
+    or a contact value the project publishes itself, which is not personal data (``email``, ``phone``, ``url``).
+    Never an exception to the blocklist.
+
+    ``value`` is what the owner entered, shown back to them; ``normalised`` is what screening compares (a term
+    as the screening's normalisation writes it, an e-mail lower-cased, a phone number in E.164), so "+1 800 555
+    0142" and "1-800-555-0142" are one entry. Triggers on this table bump the policy's ``allowlist_revision``
+    (migration 0005; the same caveat about SQLite table rebuilds as ``BlocklistEntry``).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="allowlist")
+    kind = models.CharField(max_length=10, choices=AllowKind.choices)
+    value = models.CharField(max_length=500)
+    normalised = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "normalised"]
+        constraints = [models.UniqueConstraint(fields=["project", "kind", "normalised"], name="one_allowlist_entry_per_value")]
 
 
 class ReviewItemState(models.TextChoices):

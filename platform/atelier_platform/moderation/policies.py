@@ -1,4 +1,4 @@
-"""Changing a project's safety policy and blocklist; every change is audited."""
+"""Changing a project's safety policy, blocklist and allow list; every change is audited."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.db import transaction
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.moderation import audit
-from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy, default_thresholds
+from atelier_platform.moderation.models import AllowlistEntry, BlocklistEntry, SafetyPolicy, default_thresholds
 from atelier_platform.moderation.screening import policy_for
 
 POLICY_FIELDS = ("review_mode", "audit_sample_percent", "thresholds", "mask_personal_data",
@@ -99,3 +99,65 @@ def import_blocklist(project, actor: str, terms: list[dict], *, replace: bool = 
     # the audit keeps counts, not the terms: the list is the project's secret
     audit.record(project, actor, "blocklist_imported", project, after={"added": len(new), "removed": removed, "total": total})
     return {"added": len(new), "removed": removed, "total": total}
+
+
+#: The most entries one allow-list import takes: an allow list is a short list of exceptions, and every entry it
+#: holds is a word the classifiers no longer see.
+MAX_ALLOW_ENTRIES = 1_000
+
+
+def allow_entry(kind: str | None, value: str) -> tuple[str, str]:
+    """(kind, normalised) of an allow-list value, its kind detected when not given; ValidationError saying why a
+    value cannot be used (an e-mail address that is not one, a phone number without its country code...)."""
+    from atelier_plugins.safety.allowlist import InvalidAllowEntry, allow_entry_key, detect_kind
+
+    if not value.strip():
+        raise ValidationError("Empty value.")
+    kind = kind or detect_kind(value)
+    try:
+        return kind, allow_entry_key(kind, value)
+    except InvalidAllowEntry as error:
+        raise ValidationError(str(error)) from None
+
+
+def allowlist_json(project) -> dict:
+    entries = list(AllowlistEntry.objects.filter(project=project).values("kind", "value").order_by("kind", "normalised"))
+    return {"total": len(entries), "entries": entries}
+
+
+@transaction.atomic
+def import_allowlist(project, actor: str, entries: list[dict], *, replace: bool = False) -> dict:
+    """Add (or with ``replace``, set) a project's allow list in one transaction: all or nothing. Each entry is
+    ``{"value": ..., "kind": ...}`` (kind optional: detected). Unlike the blocklist's, the audit names the entries:
+    they are not secret (product words, contacts the project publishes) and each one weakens screening."""
+    if len(entries) > MAX_ALLOW_ENTRIES:
+        raise ValidationError({"entries": [f"At most {MAX_ALLOW_ENTRIES:,} entries at a time."]})
+    errors, checked = {}, {}
+    for index, entry in enumerate(entries):
+        value = entry["value"].strip()
+        try:
+            kind, normalised = allow_entry(entry.get("kind"), value)
+            if len(value) > 500 or len(normalised) > 500:
+                raise ValidationError(f"{value[:40]!r}... is longer than 500 characters.")
+        except ValidationError as error:
+            errors[f"entries.{index}.value"] = error.messages
+            continue
+        checked.setdefault((kind, normalised), value)
+    if errors:
+        raise ValidationError(errors)
+    # one import at a time per project: two adding the same value at once would both find it missing
+    policy_for(project)
+    SafetyPolicy.objects.select_for_update().filter(project=project).first()
+    stored = list(AllowlistEntry.objects.filter(project=project).values_list("pk", "kind", "value", "normalised"))
+    # with ``replace``, what the new list also holds stays as it is: only what it leaves out is removed
+    dropped = [(pk, kind, value) for pk, kind, value, normalised in stored if replace and (kind, normalised) not in checked]
+    AllowlistEntry.objects.filter(pk__in=[pk for pk, _kind, _value in dropped]).delete()
+    kept = {(kind, normalised) for _pk, kind, _value, normalised in stored}
+    new = [AllowlistEntry(project=project, kind=kind, value=value, normalised=normalised)
+           for (kind, normalised), value in checked.items() if (kind, normalised) not in kept]
+    AllowlistEntry.objects.bulk_create(new)
+    total = AllowlistEntry.objects.filter(project=project).count()
+    audit.record(project, actor, "allowlist_imported", project, after={
+        "added": [f"{entry.kind}: {entry.value}" for entry in new],
+        "removed": [f"{kind}: {value}" for _pk, kind, value in dropped], "total": total})
+    return {"added": len(new), "removed": len(dropped), "total": total}

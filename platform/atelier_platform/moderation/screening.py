@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Iterable
 
-from atelier_sdk.safety import BlocklistTerm, Finding, ScreenContext, Target
+from atelier_sdk.safety import BlocklistTerm, Finding, PublishedContact, ScreenContext, Target
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.moderation.checks import checks_not_screening, get_safety_checks
-from atelier_platform.moderation.models import BlocklistEntry, SafetyPolicy, default_thresholds
+from atelier_platform.moderation.models import AllowKind, AllowlistEntry, BlocklistEntry, SafetyPolicy, default_thresholds
 
 PASS, REVIEW, BLOCK = "pass", "review", "block"
 _RANK = {PASS: 0, REVIEW: 1, BLOCK: 2}
@@ -42,13 +42,15 @@ def collect_texts(value: Any, path: str) -> list[tuple[str, str]]:
 
 
 _blocklists: dict[int, tuple[tuple, tuple]] = {}
+#: per project: (signature, allowed terms, published contacts)
+_allowlists: dict[int, tuple[tuple, tuple, tuple]] = {}
 
 
 def screen_context(project: Project, policy: SafetyPolicy) -> ScreenContext:
     """The project's blocklist as one tuple, read again only when the policy's ``blocklist_revision``
     moved (the database bumps it on every change to the list). The check caches its compiled
     automaton by the tuple, so an unchanged list is never read, hashed or compiled again: screening
-    with a policy in hand costs no query."""
+    with a policy in hand costs no query. The allow list the same way, by ``allowlist_revision``."""
     signature = (policy.pk, policy.blocklist_revision)
     cached = _blocklists.get(project.pk)
     if cached is None or cached[0] != signature:
@@ -58,12 +60,25 @@ def screen_context(project: Project, policy: SafetyPolicy) -> ScreenContext:
         )
         cached = (signature, terms)
         _blocklists[project.pk] = cached
-    return ScreenContext(blocklist=cached[1], options={"project": project.slug})
+    allowed = _allowlists.get(project.pk)
+    if allowed is None or allowed[0] != (policy.pk, policy.allowlist_revision):
+        rows = AllowlistEntry.objects.filter(project=project).values_list("kind", "normalised").order_by("id")
+        terms, contacts = [], []
+        for kind, normalised in rows:
+            if kind == AllowKind.TERM:
+                terms.append(normalised)
+            else:
+                contacts.append(PublishedContact(kind=kind, value=normalised))
+        allowed = ((policy.pk, policy.allowlist_revision), tuple(terms), tuple(contacts))
+        _allowlists[project.pk] = allowed
+    return ScreenContext(blocklist=cached[1], options={"project": project.slug},
+                         allowed_terms=allowed[1], published_contacts=allowed[2])
 
 
 def forget_blocklists() -> None:
-    """Drop every compiled blocklist of this process (tests: row ids are reused after a rollback)."""
+    """Drop every compiled blocklist and allow list of this process (tests: row ids are reused after a rollback)."""
     _blocklists.clear()
+    _allowlists.clear()
 
 
 def _finding_json(finding: Finding, field: str) -> dict[str, Any]:

@@ -243,13 +243,16 @@ class ChatbotPlugin(Plugin):
             request = pending[item][1]
             if tokens - reported.get(item, 0) >= PROGRESS_EVERY_TOKENS:
                 reported[item] = tokens
-                context.report_progress(request.job_id, tokens / request.params.max_new_tokens, tokens=tokens)
+                # the allowance too, for a person watching to read "37 of 64 tokens" (a reply may end sooner)
+                context.report_progress(request.job_id, tokens / request.params.max_new_tokens, tokens=tokens,
+                                        max_new_tokens=request.params.max_new_tokens)
 
         def result_of(item: int, completion) -> ItemResult:
             position, request, passages = pending[item]
             if completion.finish_reason == FINISH_CANCELLED:
                 return PluginError("Cancelled while running.", code="cancelled")
-            context.report_progress(request.job_id, 1.0, tokens=completion.completion_tokens)
+            context.report_progress(request.job_id, 1.0, tokens=completion.completion_tokens,
+                                    max_new_tokens=request.params.max_new_tokens)
             output = ChatbotOutput(
                 reply=completion.text.strip(),
                 sources=[Source(source_id=p.source_id, chunk_id=p.chunk_id, title=p.title, score=p.score) for p in passages],

@@ -11,14 +11,22 @@ kept): safety reports are stored for audit, and should not become a second copy 
 
 Matching runs on the NFKC form of the text, because a Chinese input method in full-width mode
 types "１３８１２３４５６７８" and "＠"; spans are mapped back to the text as given, for evidence and masking.
+
+The contact values a project publishes itself (``ScreenContext.published_contacts``: its support address and
+phone line) are not reported: an e-mail address is compared lower-cased, a phone number in E.164 whatever way
+it is written ("1-800-555-0142", "(800) 555-0142", "+1 800 555 0142"), and anything found inside an occurrence
+of a published web address is left alone ("https://wa.me/18005550142").
 """
 
 from __future__ import annotations
 
 import datetime
 import re
+import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Sequence
+from urllib.parse import urlsplit
 
 import phonenumbers
 from stdnum import iban as stdnum_iban
@@ -29,6 +37,7 @@ from atelier_sdk.safety import (
     Category,
     Evidence,
     Finding,
+    PublishedContact,
     SafetyCheckBase,
     SafetyCheckManifest,
     ScreenContext,
@@ -62,6 +71,9 @@ class PersonalDataMatch:
     kind: str
     start: int
     end: int
+    #: what a published contact is compared with: an e-mail address lower-cased, a phone number in E.164
+    #: ("" for the other kinds, which are never published contacts)
+    key: str = ""
 
 
 def _digits(value: str) -> str:
@@ -95,11 +107,11 @@ def find_personal_data(text: str, *, phone_region: str | None = "US") -> list[Pe
     normalised = view.text
     candidates: list[PersonalDataMatch] = []
 
-    def add(kind: str, start: int, end: int) -> None:
-        candidates.append(PersonalDataMatch(kind, *view.span(start, end)))
+    def add(kind: str, start: int, end: int, key: str = "") -> None:
+        candidates.append(PersonalDataMatch(kind, *view.span(start, end), key))
 
     for match in _EMAIL.finditer(normalised):
-        add("email", match.start(), match.end())
+        add("email", match.start(), match.end(), match.group().lower())
     for match in _CN_ID.finditer(normalised):
         if _valid_cn_id(match.group()):
             add("cn_id", match.start(), match.end())
@@ -115,15 +127,85 @@ def find_personal_data(text: str, *, phone_region: str | None = "US") -> list[Pe
             add("card", match.start(), match.end())
     for match in _CN_MOBILE.finditer(normalised):
         if not _follows_reference_word(normalised, match.start()):
-            add("phone", match.start(), match.end())
+            add("phone", match.start(), match.end(), _cn_mobile_key(match.group()))
     try:
         # VALID leniency: the number must belong to an allocated range of its numbering plan.
         for match in phonenumbers.PhoneNumberMatcher(normalised, phone_region, leniency=phonenumbers.Leniency.VALID):
             if not _follows_reference_word(normalised, match.start):
-                add("phone", match.start, match.end)
+                add("phone", match.start, match.end, _e164(match.number))
     except Exception:  # phonenumbers raises on odd regions; the CN pattern still ran
         pass
     return _resolve_overlaps(candidates)
+
+
+def _e164(number: "phonenumbers.PhoneNumber") -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _cn_mobile_key(value: str) -> str:
+    try:
+        return _e164(phonenumbers.parse(value, "CN"))
+    except phonenumbers.NumberParseException:
+        return "+86" + _digits(value)[-11:]
+
+
+def published_contact_key(kind: str, value: str, *, phone_region: str | None = "US") -> str | None:
+    """``value`` (a contact a project publishes) in the form this check compares what it finds with: an e-mail
+    address lower-cased, a phone number in E.164, a web address with its scheme and host lower-cased and no
+    trailing slash; None when ``value`` is not such a contact, as this check would find it in a text."""
+    text = unicodedata.normalize("NFKC", value).strip()
+    if kind == "email":
+        return text.lower() if _EMAIL.fullmatch(text) else None
+    if kind == "phone":
+        if _CN_MOBILE.fullmatch(text):
+            return _cn_mobile_key(text)
+        try:
+            number = phonenumbers.parse(text, phone_region)
+        except phonenumbers.NumberParseException:
+            return None
+        # the numbers the check reports are VALID ones (see find_personal_data); another could never match
+        return _e164(number) if phonenumbers.is_valid_number(number) else None
+    if kind == "url":
+        return _url_key(text)
+    return None
+
+
+def _url_key(text: str) -> str | None:
+    if not text or any(char.isspace() for char in text):
+        return None
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    rest = text[len(parts.scheme) + 3 + len(parts.netloc):]
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{rest}".rstrip("/")
+
+
+def _published_url_spans(text: str, urls: Sequence[str]) -> list[tuple[int, int]]:
+    """Where the published web addresses stand in ``text`` (any case), as offsets into ``text`` as given."""
+    if not urls:
+        return []
+    view = nfkc_view(text)
+    return [view.span(m.start(), m.end()) for m in _url_pattern(tuple(urls)).finditer(view.text)]
+
+
+@lru_cache(maxsize=64)
+def _url_pattern(urls: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(re.escape(url) for url in sorted(urls, key=len, reverse=True)), re.IGNORECASE)
+
+
+def _not_published(matches: list[PersonalDataMatch], text: str, published: Sequence[PublishedContact]) -> list[PersonalDataMatch]:
+    """``matches`` less the project's own published contacts: the same value, or a match inside a published URL."""
+    values = {(contact.kind, contact.value) for contact in published if contact.kind in ("email", "phone")}
+    url_spans = _published_url_spans(text, [contact.value for contact in published if contact.kind == "url"])
+    return [
+        m for m in matches
+        if not (m.key and (m.kind, m.key) in values)
+        and not any(start <= m.start and m.end <= end for start, end in url_spans)
+    ]
 
 
 _PRIORITY = {"email": 0, "cn_id": 1, "iban": 2, "card": 3, "phone": 4}
@@ -182,6 +264,8 @@ class PersonalDataCheck(SafetyCheckBase):
     def check_text(self, text: str, context: ScreenContext) -> list[Finding]:
         region = context.options.get("phone_region", "US")
         matches = find_personal_data(text, phone_region=region)
+        if matches and context.published_contacts:
+            matches = _not_published(matches, text, context.published_contacts)
         if not matches:
             return []
         evidence = tuple(
@@ -191,4 +275,4 @@ class PersonalDataCheck(SafetyCheckBase):
         return [Finding(category=Category.PERSONAL_DATA, score=1.0, check=self.manifest.id, evidence=evidence)]
 
 
-__all__ = ["KINDS", "PersonalDataCheck", "PersonalDataMatch", "find_personal_data", "mask"]
+__all__ = ["KINDS", "PersonalDataCheck", "PersonalDataMatch", "find_personal_data", "mask", "published_contact_key"]

@@ -11,6 +11,14 @@ when the offensive text also names a group protected by the usual hate-speech de
 group is what separates hate from harassment. It is a heuristic and is labelled as such in
 the evidence.
 
+Allowed words are not counted against a text: the project's allow list (``ScreenContext.allowed_terms``) and
+the everyday words this model is known to misread on their own (``data/profanity_false_positives.txt``: "wool"
+scores 0.62 alone, so a scarf's copy read as an insult). Their characters are blanked out before the text is
+scored and the rest is scored as usual, so "wool" next to an insult still scores as the insult does; the
+model's features are single words (unigram TF-IDF), so a blanked word is exactly a word that was never there.
+The protected-group heuristic reads the text as given: an allowed word is not an insult, but it may still
+name a group.
+
 English only: the vectorizer knows English words, so any other language would score on noise.
 Texts that are mostly not Latin-script (Chinese, for one) get no finding rather than a false one.
 
@@ -37,6 +45,7 @@ from atelier_sdk.safety import (
     ScreenContext,
     Target,
 )
+from atelier_plugins.safety.allowlist import compile_allowed_terms
 from atelier_plugins.safety.normalise import joined_view, leet_view, normalise
 
 #: Per-word probability at which a word is named as evidence (and text score from which hate is considered).
@@ -47,6 +56,12 @@ MIN_REPORTED_SCORE = 0.1
 MIN_LATIN_SHARE = 0.6
 
 _WORD = re.compile(r"[a-z][a-z']*[a-z]|[a-z]")
+
+
+def known_false_positives() -> tuple[str, ...]:
+    """The shipped list of everyday words the model scores as offensive on their own (see the data file)."""
+    with resources.files(__package__).joinpath("data/profanity_false_positives.txt").open(encoding="utf-8") as handle:
+        return tuple(line.split("#", 1)[0].strip() for line in handle if line.split("#", 1)[0].strip())
 
 
 def _identity_terms() -> re.Pattern:
@@ -81,6 +96,7 @@ class ProfanityCheck(SafetyCheckBase):
         self._model = None
         self._vectorizer = None
         self._groups: re.Pattern | None = None
+        self._false_positives: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     def load(self, device: str = "cpu") -> None:
@@ -93,6 +109,7 @@ class ProfanityCheck(SafetyCheckBase):
             self._vectorizer = library.vectorizer
             self._model = _LinearSigmoidEnsemble.of(library.model) or library.model
             self._groups = _identity_terms()
+            self._false_positives = known_false_positives()
 
     def _probabilities(self, texts: Sequence[str]) -> list[float]:
         if not texts:
@@ -110,9 +127,13 @@ class ProfanityCheck(SafetyCheckBase):
         english = [i for i, text in enumerate(texts) if latin_share(text) >= MIN_LATIN_SHARE]
         if not english:
             return results
+        # Allowed words blanked out, character for character: offsets into a scored text are offsets into the
+        # text as given.
+        allowed = compile_allowed_terms(self._false_positives + tuple(context.allowed_terms))
+        scored = {i: allowed.mask(texts[i]) for i in english}
         # Score the text as given and a de-obfuscated reading ("f.u.c.k", "1d10t", full-width);
         # the higher score wins, and its words are the evidence.
-        readings = {i: _readings(texts[i]) for i in english}
+        readings = {i: _readings(scored[i]) for i in english}
         flat = [(i, reading) for i in english for reading in readings[i]]
         scores = self._probabilities([reading[0] for _, reading in flat])
         best: dict[int, tuple[float, tuple[str, tuple[int, ...] | None]]] = {}
@@ -222,4 +243,4 @@ def _readings(text: str) -> list[tuple[str, tuple[int, ...] | None]]:
     return [(text, None), (reading.text, reading.origin)]
 
 
-__all__ = ["ProfanityCheck", "latin_share"]
+__all__ = ["ProfanityCheck", "known_false_positives", "latin_share"]

@@ -48,14 +48,10 @@ const Atelier = (() => {
     return details ? `${error.message} (${details})` : error.message;
   }
 
+  // The status cell as the server renders it (_status.html): a finished job's review state, a running
+  // job's bar with its progress in words ("37 of 64 tokens"), in the page's language.
   function paintStatus(cell, job) {
-    const label = t("status", {})[job.status];
-    let html = `<span class="status s-${job.status}" data-status="${job.status}">${label || job.status}</span>`;
-    if (job.status === "running") {
-      const fraction = job.progress || 0;
-      html += `<progress max="1" value="${fraction}"></progress> <span class="small muted">${Math.round(fraction * 100)}%</span>`;
-    }
-    cell.innerHTML = html;
+    cell.innerHTML = job.html;
   }
 
   // Polls /jobs/status/ every second for the jobs on the page that have not finished; the jobs
@@ -247,6 +243,25 @@ const Atelier = (() => {
     document.querySelectorAll("kbd[data-apple]").forEach((key) => { key.textContent = key.dataset.apple; });
   }
 
-  document.addEventListener("DOMContentLoaded", () => { confirmations(); commitSelects(); platformKeys(); pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
+  // A form the server refused, far down a long page (the settings), is brought into view when the page comes
+  // back: its errors at the top of the view, and the focus on its first input marked invalid (else on the
+  // errors), scrolled to if the errors leave it out of sight; so that Save is seen to have answered. A closed
+  // <details> holding it is opened first.
+  function revealRefusedForm() {
+    const refused = document.querySelector("[data-refused]");
+    if (!refused) return;
+    const errors = refused.querySelector("[role=alert], .field-error") || refused;
+    const target = refused.querySelector("[aria-invalid=true]") || errors;
+    for (let closed = target.closest("details:not([open])"); closed; closed = closed.parentElement.closest("details:not([open])")) {
+      closed.open = true;
+    }
+    if (!target.matches("input, select, textarea, button")) target.tabIndex = -1;
+    errors.scrollIntoView({ block: "start" });
+    const box = target.getBoundingClientRect();
+    if (box.top < 0 || box.bottom > window.innerHeight) target.scrollIntoView({ block: "center" });
+    target.focus({ preventScroll: true });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { revealRefusedForm(); confirmations(); commitSelects(); platformKeys(); pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
   return { api, composing, errorText, meta, t };
 })();

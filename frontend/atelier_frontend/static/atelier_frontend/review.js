@@ -16,22 +16,50 @@ document.addEventListener("DOMContentLoaded", () => {
 
   const say = (text, kind = "info") => { flash.textContent = text; flash.className = `flash ${kind}`; };
 
+  // When the lease ends, as a clock time in the page's language ("14:32"), in the bar and in the editor.
+  const clock = (time) => time.toLocaleTimeString(document.documentElement.lang || undefined, { hour: "2-digit", minute: "2-digit" });
+
   function startCountdown(expiresAt) {
     clearInterval(countdown);
-    const lease = $("lease"), left = $("lease-left");
-    if (!expiresAt) { lease.hidden = true; return; }
-    lease.hidden = false;
+    const lease = $("lease"), left = $("lease-left"), inEditor = $("edit-lease");
+    lease.hidden = $("lease-extend").hidden = !expiresAt;
+    if (!expiresAt) return;
     const end = new Date(expiresAt).getTime();
+    const until = clock(new Date(end));
+    lease.querySelector(".lease-end").textContent = Atelier.t("lease_until", "until %(time)s").replace("%(time)s", until);
+    inEditor.querySelector(".lease-end").textContent = until;
     const paint = () => {
       const seconds = Math.max(0, Math.round((end - Date.now()) / 1000));
       left.textContent = `${String(Math.floor(seconds / 60)).padStart(2, "0")}:${String(seconds % 60).padStart(2, "0")}`;
-      lease.classList.toggle("warn", seconds < 60);
-      lease.classList.toggle("expired", seconds === 0);
+      $("edit-lease-left").textContent = left.textContent;  // the editor covers the bar: it counts down too
+      for (const shown of [lease, inEditor]) {
+        shown.classList.toggle("warn", seconds < 60);
+        shown.classList.toggle("expired", seconds === 0);
+      }
       if (seconds === 0) { clearInterval(countdown); say(Atelier.t("lease_over", "Your lease ran out."), "error"); }
     };
     paint();
     countdown = setInterval(paint, 1000);
   }
+
+  // Extending asks the API to renew the lease: the item stays this reviewer's for a whole lease from now, and
+  // nobody else is shown it meanwhile. It is refused once another reviewer took the item after it lapsed.
+  async function extendLease() {
+    if (!item) return;
+    const shown = item;
+    const result = await Atelier.api(`reviews/${shown.id}/renew/`, { method: "POST" });
+    if (item !== shown) return;  // decided or skipped meanwhile
+    if (!result.ok) {
+      const refusal = Atelier.errorText(result);
+      if (!editor.hidden) { $("edit-error").textContent = refusal; delete $("edit-error").dataset.about; }
+      say(refusal, "error");
+      return;
+    }
+    item.lease_expires_at = result.data.lease_expires_at;
+    startCountdown(item.lease_expires_at);
+    say(Atelier.t("lease_extended", "Lease extended: yours until %(time)s.").replace("%(time)s", clock(new Date(item.lease_expires_at))), "ok");
+  }
+  document.querySelectorAll("button.extend-lease").forEach((button) => button.addEventListener("click", extendLease));
 
   async function show(claimed) {
     clearTimeout(emptyPoll);
@@ -210,7 +238,10 @@ document.addEventListener("DOMContentLoaded", () => {
   async function reject(reason) {
     const comment = $("reject-comment").value;
     closeOverlays();
-    await decide({ action: "reject", reason, comment }, `${Atelier.t("rejected", "Rejected")} (${reason}).`);
+    // the reason as its button names it (a default reason in the page's language), the code as the API takes it
+    const button = [...picker.querySelectorAll("button[data-reason]")].find((b) => b.dataset.reason === reason);
+    const label = (button && button.dataset.label) || reason;
+    await decide({ action: "reject", reason, comment }, `${Atelier.t("rejected", "Rejected")} (${label}).`);
   }
 
   function openEditor() {

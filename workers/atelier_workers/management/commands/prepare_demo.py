@@ -10,6 +10,8 @@ from atelier_platform.accounts.services import create_project
 from atelier_platform.catalog.models import ProjectPlugin
 from atelier_platform.catalog.services import enable_installed_plugins
 from atelier_platform.knowledge.services import upsert_document
+from atelier_platform.moderation.models import AllowlistEntry
+from atelier_platform.moderation.policies import import_allowlist
 from atelier_workers import demo, knowledge
 
 DEMO_SLUG = "demo"
@@ -51,6 +53,9 @@ class Command(BaseCommand):
             if "params" not in setting.config:
                 setting.config = {**setting.config, "params": demo.recommender_defaults()}
                 setting.save(update_fields=["config", "updated_at"])
+        # The shop's allow list while the project has none, like its defaults: an owner's own list stays as they made it.
+        if not AllowlistEntry.objects.filter(project=project).exists():
+            import_allowlist(project, "system:prepare_demo", demo.demo_allowlist())
         documents = demo.demo_documents()
         changed = 0
         for source_id, title, content in tqdm(documents, desc="demo knowledge base", unit="doc", dynamic_ncols=True):
