@@ -11,7 +11,7 @@ from atelier_platform.config import get_config
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.support.plugins import GpuEcho, ReverseText
 
-pytest_plugins = ["tests.support.hanging_redis"]  # its hanging_redis fixture
+pytest_plugins = ["tests.support.hanging_redis", "tests.support.parallel_runs"]  # a fixture; the test processes' share
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,9 +21,14 @@ def own_redis_database_kept_from_stacks():
     tests/e2e/stack.py says how."""
     import os
 
+    from django.conf import settings
+
     from tests.e2e.stack import share_redis_database
 
     redis_url = os.environ.get("REDIS_URL", "")
+    if settings.TEST_REDIS_DATABASE_LOCK is not None:  # a test process of an xdist run: it claimed its own (tests/settings.py)
+        yield
+        return
     try:
         lock = share_redis_database(redis_url) if redis_url.startswith("redis://") else None
     except RuntimeError as error:  # a stack uses it: this run's tests would see its messages, and it theirs

@@ -14,6 +14,22 @@ if "ATELIER_DATA_DIR" not in os.environ:
     # inherit the variable and share the folder. (``setdefault(..., mkdtemp())`` made one in each.)
     os.environ["ATELIER_DATA_DIR"] = tempfile.mkdtemp(prefix="atelier-test-")
     atexit.register(shutil.rmtree, os.environ["ATELIER_DATA_DIR"], ignore_errors=True)
+# Under pytest-xdist (`make test` runs two processes) each test process gets a data folder and a Redis database
+# of its own, as two runs would: a file-system broker's queue, a stored file or a rate-limit counter of one
+# process's test must not be what the other's reads (both count their projects from 1). The variable below
+# marks what a test process chose, so that the processes its tests start (which inherit the environment,
+# PYTEST_XDIST_WORKER included) use the same and choose nothing.
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+TEST_REDIS_DATABASE_LOCK = None  # the claim on this process's Redis database, held while it lives (tests/conftest.py)
+if _worker and os.environ.get("ATELIER_TEST_PROCESS") != _worker:
+    os.environ["ATELIER_TEST_PROCESS"] = _worker
+    _folder = os.path.join(os.environ["ATELIER_DATA_DIR"], _worker)
+    os.makedirs(_folder, exist_ok=True)  # removed with the run's folder at exit
+    os.environ["ATELIER_DATA_DIR"] = _folder
+    if os.environ.get("REDIS_URL", "").startswith("redis://"):
+        from tests.e2e.stack import claim_redis_database
+
+        os.environ["REDIS_URL"], TEST_REDIS_DATABASE_LOCK = claim_redis_database(os.environ["REDIS_URL"])
 # Heartbeats fast enough that a cancel reaches a running job within a test's patience.
 os.environ.setdefault("ATELIER_JOB_HEARTBEAT_S", "0.2")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")

@@ -8,6 +8,7 @@ GNU gettext: ``make run`` and the tests need nothing beyond the Python packages.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 logger = logging.getLogger("atelier.frontend")
@@ -26,13 +27,19 @@ def compile_catalogues(locale_dir: Path = LOCALE_DIR) -> list[Path]:
 
         with po_path.open("rb") as source:
             catalogue = read_po(source)
-        temporary = mo_path.with_suffix(".mo.tmp")
+        temporary = None
         try:
-            with temporary.open("wb") as target:
+            # A temporary file of this process's own: processes starting together (the test run's, gunicorn's)
+            # each compile, and one writing into the file another is renaming would leave half a catalogue.
+            with tempfile.NamedTemporaryFile(dir=mo_path.parent, prefix="django.", suffix=".mo.tmp", delete=False) as target:
+                temporary = Path(target.name)
                 write_mo(target, catalogue)
+            temporary.chmod(0o644)  # mkstemp's 0600 would hide it from a server running as another user
             temporary.replace(mo_path)  # a process reading the catalogue never sees half of one
         except OSError as exc:  # a read-only install: serve the languages that were compiled
             logger.warning("cannot compile %s (%s); that language shows in English", po_path, exc)
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
             continue
         written.append(mo_path)
     return written

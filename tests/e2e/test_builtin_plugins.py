@@ -16,7 +16,8 @@ import pytest
 import requests
 from PIL import Image
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.usefixtures("models_stack")]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.usefixtures("models_stack"),
+              pytest.mark.xdist_group("models_stack")]  # one test process starts the shared stack once
 
 RETURNS = """# Returns policy
 

@@ -17,7 +17,8 @@ import pytest
 import requests
 from PIL import Image
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.usefixtures("models_stack")]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.usefixtures("models_stack"),
+              pytest.mark.xdist_group("models_stack")]  # one test process starts the shared stack once
 
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is my parcel?"}]
 FAST_CHAT = {"use_knowledge": False}  # extra_body: no embedding model to load for an empty knowledge base
