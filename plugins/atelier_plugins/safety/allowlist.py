@@ -40,8 +40,11 @@ def allow_entry_key(kind: str, value: str, *, phone_region: str | None = "US") -
     """``value`` in the form screening compares it in; raises ``InvalidAllowEntry`` saying why it cannot be used."""
     if kind == "term":
         key = normalise_term(value)
-        if not any(char.isalnum() for char in key):
-            raise InvalidAllowEntry(f"term {value!r} has no letter or digit once normalised; enter a word or a phrase")
+        if sum(char.isalnum() for char in key) < 2:
+            # a lone letter is no word the classifiers read ("u", "s" as a size), and the raw reading of a
+            # spelled-out insult ("f u c k") is made of them
+            raise InvalidAllowEntry(f"term {value!r} has fewer than two letters or digits once normalised; "
+                                    f"enter a word or a phrase")
         return key
     if kind in ("email", "phone", "url"):
         key = published_contact_key(kind, value, phone_region=phone_region)
@@ -87,13 +90,17 @@ class AllowedTerms:
             self._automaton.make_automaton()
 
     def spans(self, text: str) -> list[tuple[int, int]]:
-        """Where allowed terms stand in ``text``, as (start, end) offsets into ``text`` as given."""
+        """Where allowed terms stand in ``text``, as (start, end) offsets into ``text`` as given, in order and
+        without overlaps: the leftmost, longest occurrences (``iter_long``). Every overlapping occurrence
+        would cost time with the square of a crafted list ("a a", "a a a", ... on "a a a a ..."); the price
+        is that where the longest term at a place is not a whole word there, a shorter one is not tried
+        either, and the text is scored with it: more screening, never less."""
         if not self.count:
             return []
         view = normalise(text)
         normalised, length = view.text, len(view.text)
         found = []
-        for last, (size, check_start, check_end) in self._automaton.iter(normalised):
+        for last, (size, check_start, check_end) in self._automaton.iter_long(normalised):
             start = last - size + 1
             if check_start and start > 0 and is_word_char(normalised[start - 1]):
                 continue

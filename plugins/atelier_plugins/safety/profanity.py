@@ -127,13 +127,12 @@ class ProfanityCheck(SafetyCheckBase):
         english = [i for i, text in enumerate(texts) if latin_share(text) >= MIN_LATIN_SHARE]
         if not english:
             return results
-        # Allowed words blanked out, character for character: offsets into a scored text are offsets into the
-        # text as given.
-        allowed = compile_allowed_terms(self._false_positives + tuple(context.allowed_terms))
-        scored = {i: allowed.mask(texts[i]) for i in english}
         # Score the text as given and a de-obfuscated reading ("f.u.c.k", "1d10t", full-width);
-        # the higher score wins, and its words are the evidence.
-        readings = {i: _readings(scored[i]) for i in english}
+        # the higher score wins, and its words are the evidence. Allowed words are blanked out of each reading,
+        # character for character (offsets stay valid), where they are whole words in that reading: blanked
+        # before the reading is made, an allowed "u" would take a letter out of "f u c k" and its reading.
+        allowed = compile_allowed_terms(self._false_positives + tuple(context.allowed_terms))
+        readings = {i: [(allowed.mask(reading), origin) for reading, origin in _readings(texts[i])] for i in english}
         flat = [(i, reading) for i in english for reading in readings[i]]
         scores = self._probabilities([reading[0] for _, reading in flat])
         best: dict[int, tuple[float, tuple[str, tuple[int, ...] | None]]] = {}
