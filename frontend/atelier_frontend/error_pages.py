@@ -127,21 +127,25 @@ def _ways_on(request, here) -> list[tuple[str, str]]:
     return ways
 
 
-#: The pages of one thing of a project, by their URL name: the model and the URL's argument that names it.
-_OWNED_PAGES = {"job": ("job", "job_id"), "chat-thread": ("conversation", "conversation_id")}
+#: The pages of one thing of a project, by their URL name: the model, the URL's argument that names it, and the
+#: capability the page needs (views.job_detail, views.chat).
+_OWNED_PAGES = {"job": ("job", "job_id", Capability.JOBS_READ),
+                "chat-thread": ("conversation", "conversation_id", Capability.JOBS_WRITE)}
 
 
 def _projects_holding(request, here, url_name: str) -> list:
-    """The person's other projects that hold what a not-found page asked for (a job of another project than the
-    current one): to switch to, and find it there. Nothing about projects they are not a member of."""
+    """The person's other project that holds what a not-found page asked for (a job of another project than the
+    current one), where their role opens that page: to switch to, and find it there. Nothing about projects they
+    are not a member of; no offer that would end in a 403 (a viewer's project for a conversation)."""
     if here is None or url_name not in _OWNED_PAGES or request.method != "GET":
         return []
     from atelier_platform.conversations.models import Conversation
     from atelier_platform.jobs.models import Job
 
-    kind, argument = _OWNED_PAGES[url_name]
+    kind, argument, capability = _OWNED_PAGES[url_name]
     model = Job if kind == "job" else Conversation
-    others = {m.project_id: m.project for m in here.memberships if m.project != here.project}
+    others = {m.project_id: m.project for m in here.memberships
+              if m.project != here.project and capability in ROLE_CAPABILITIES.get(m.role, ())}
     wanted = request.resolver_match.kwargs.get(argument)
     if not others or wanted is None:
         return []

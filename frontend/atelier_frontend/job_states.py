@@ -2,7 +2,7 @@
 
 A run that succeeded is not content ready to use: its outputs may wait for a reviewer, or have been
 blocked by screening or rejected. So where the run succeeded the badge names its outputs' review
-states instead ("Awaiting review", "Approved", "Released", "Blocked", "Rejected"), each with its count
+states instead ("Awaiting review", "Approved", "Released", "Output blocked", "Rejected"), each with its count
 when a job's outputs differ; queued, running, failed, cancelled and blocked jobs keep their run state.
 """
 
@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from atelier_platform.jobs.models import JobStatus, ReviewState
+from atelier_platform.jobs.models import JobStatus, Output, ReviewState
 from atelier_frontend.texts import WORDS
 
 #: Each review state's badge and what it tells a content user, in the order a job's badges are shown:
@@ -24,7 +26,8 @@ REVIEW_BADGES = {
     ReviewState.PENDING: (_("Awaiting review"), _("Ran; its output waits for a reviewer before anyone may use it.")),
     ReviewState.APPROVED: (_("Approved"), _("Approved by a reviewer: ready to use.")),
     ReviewState.RELEASED: (_("Released"), _("Released after screening: ready to use; a sample is audited later.")),
-    ReviewState.BLOCKED: (_("Blocked"), _("Blocked by screening: not to be used.")),
+    # not "Blocked": that is the run state of a job whose input screening refused (the list's status filter)
+    ReviewState.BLOCKED: (_("Output blocked"), _("Blocked by screening: not to be used.")),
     ReviewState.REJECTED: (_("Rejected"), _("Rejected by a reviewer: not to be used.")),
 }
 
@@ -38,12 +41,38 @@ class Badge:
     count: int | None = None  # shown when a job's outputs are in different states
 
 
+def _count_of(state: str) -> str:
+    return f"outputs_{state}"
+
+
+def with_review_state_counts(jobs: QuerySet) -> QuerySet:
+    """``jobs`` with how many outputs each has in each review state, for ``badges``, counted in the query that reads
+    the jobs: a list that may be empty (the create page's recent prompts) then reads as often with rows as without,
+    which a prefetch, skipped for no rows, does not. One correlated count per state, so that a sliced list counts
+    the outputs of the rows it keeps only (on PostgreSQL, the newest-first index scan stops at the limit)."""
+    def counted(state):
+        outputs = (Output.objects.filter(job=OuterRef("pk"), review_state=state).order_by().values("job")
+                   .annotate(n=Count("pk")).values("n"))
+        return Coalesce(Subquery(outputs), 0)
+
+    return jobs.annotate(**{_count_of(state): counted(state) for state in REVIEW_BADGES})
+
+
+def _review_state_counts(job) -> Counter:
+    """How many of a succeeded job's outputs are in each review state (none at zero): from the counts
+    ``with_review_state_counts`` added, else from its prefetched outputs."""
+    if hasattr(job, _count_of(ReviewState.PENDING)):
+        return +Counter({state: getattr(job, _count_of(state)) for state in REVIEW_BADGES})
+    return Counter(output.review_state for output in job.outputs.all())
+
+
 def badges(job) -> list[Badge]:
-    """The badges of ``job``'s status cell. Reads ``job.outputs.all()`` for a succeeded job only, which the
-    pages prefetch (``only("job_id", "review_state")`` is enough)."""
+    """The badges of ``job``'s status cell. For a succeeded job only, reads its outputs' review states: the counts of
+    ``with_review_state_counts``, or else ``job.outputs.all()``, which the pages prefetch (``only("job_id",
+    "review_state")`` is enough)."""
     if job.status != JobStatus.SUCCEEDED:
         return [Badge(job.status, "", str(WORDS[job.get_status_display()]))]
-    counts = Counter(output.review_state for output in job.outputs.all())
+    counts = _review_state_counts(job)
     if not counts:
         return [Badge(job.status, "", str(WORDS[job.get_status_display()]), gettext("Ran, and produced no output."))]
     mixed = len(counts) > 1

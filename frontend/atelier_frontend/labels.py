@@ -1,6 +1,6 @@
 """Names in the page's language for what the platform and its plugins know by a code: reject reasons
-(``off_brand``), safety categories (``self-harm``), and the built-in plugins' names, field titles and
-descriptions.
+(``off_brand``), safety categories (``self-harm``), the built-in plugins' names, field titles and
+descriptions, and their fields' fixed choices (a tone ``friendly``, a language ``zh``).
 
 The codes stay what the API, exports and the reviewers' keys speak; only what a page shows changes.
 Plugins know nothing of Django (DESIGN.md), so their schemas carry English only: the dashboard translates
@@ -8,9 +8,15 @@ the built-in plugins' words here, by their English, under the context ``plugin``
 words show as its author wrote them, unless they are the same English as a built-in's; a built-in
 plugin whose English changes shows the new English until it is translated here (a test holds them level).
 A project's own reject reasons are its own words, shown as written.
+
+A fixed choice (a schema's ``enum`` or ``const``) is named by the property that offers it and its value, as the
+value alone is ambiguous ("en" a language, "stop" why a reply ended); the value stays what forms send and the API
+keeps. A third-party plugin's choice shows as its value, unless its property and value are a built-in's.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
@@ -167,3 +173,81 @@ def field_labels(schema: dict) -> dict[str, str]:
     """Each top-level property of a JSON schema with its title in the page's language: ``{"max_chars": "最大字符数"}``."""
     return {name: plugin_words(field_title(name, prop if isinstance(prop, dict) else {}, schema))
             for name, prop in (schema.get("properties") or {}).items()}
+
+
+#: The built-in plugins' fixed choices (the ``enum`` and ``const`` values of their input, params and output schemas) in
+#: words, by the property that offers them and the value (a test holds them level with the schemas).
+BUILT_IN_PLUGIN_CHOICES = {
+    # chatbot: who wrote a message, why a reply ended
+    ("role", "system"): pgettext_lazy("plugin", "System"),
+    ("role", "user"): pgettext_lazy("plugin", "User"),
+    ("role", "assistant"): pgettext_lazy("plugin", "Assistant"),
+    ("finish_reason", "stop"): pgettext_lazy("plugin", "Finished"),
+    ("finish_reason", "length"): pgettext_lazy("plugin", "Cut off at the length limit"),
+    # image: the label every image carries
+    ("label", "AI-generated"): pgettext_lazy("plugin", "AI-generated"),
+    # recommender_copy: the copy's tone and language, how a copy variant was made
+    ("tone", "friendly"): pgettext_lazy("plugin", "Friendly"),
+    ("tone", "premium"): pgettext_lazy("plugin", "Premium"),
+    ("tone", "playful"): pgettext_lazy("plugin", "Playful"),
+    ("tone", "concise"): pgettext_lazy("plugin", "Concise"),
+    ("language", "en"): pgettext_lazy("plugin", "English"),
+    ("language", "zh"): pgettext_lazy("plugin", "Chinese"),
+    ("source", "model"): pgettext_lazy("plugin", "Written by the model"),
+    ("source", "edited"): pgettext_lazy("plugin", "The model's text, edited by the rules"),
+    ("source", "template"): pgettext_lazy("plugin", "Built from the item's facts"),
+}
+
+
+def _choice_words(name: str, value: Any):
+    try:
+        return BUILT_IN_PLUGIN_CHOICES.get((name, value))
+    except TypeError:  # an unhashable const (a list or an object): no words for it
+        return None
+
+
+def choice_label(name: str, value: Any) -> str:
+    """A fixed choice of a plugin's property ``name`` in the page's language (``("tone", "friendly")``: "亲切"),
+    else its value as it is."""
+    label = _choice_words(name, value)
+    return str(label) if label is not None else str(value)
+
+
+def fixed_choices(schema: dict) -> dict[str, tuple[str, list]]:
+    """Where a JSON schema offers fixed choices: each place's path from the top, a list's items as ``*``
+    (``"tone"``, ``"messages.*.role"``, ``"recommendations.*.copy.*.source"``), with the property there and
+    its values."""
+    found: dict[str, tuple[str, list]] = {}
+    definitions = schema.get("$defs") or {}
+
+    def walk(node, path: list[str], seen: frozenset) -> None:
+        if not isinstance(node, dict):
+            return
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            if ref in seen:  # a model that holds itself: its choices were found the first time round
+                return
+            node, seen = {**definitions.get(ref.split("/")[-1], {}), **node}, seen | {ref}
+        values = node["enum"] if isinstance(node.get("enum"), list) else [node["const"]] if "const" in node else []
+        if values and path:
+            found[".".join(path)] = (path[-1], values)
+        for branch in [*(node.get("anyOf") or []), *(node.get("oneOf") or []), *(node.get("allOf") or [])]:
+            walk(branch, path, seen)
+        for name, inner in (node.get("properties") or {}).items():
+            walk(inner, [*path, name], seen)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], [*path, "*"], seen)
+
+    walk(schema, [], frozenset())
+    return found
+
+
+def choice_labels(schema: dict) -> dict[str, dict[Any, str]]:
+    """The fixed choices of a JSON schema that have words here, by where they are (``fixed_choices``):
+    ``{"tone": {"friendly": "亲切", ...}}``, for ``rendering.render_value`` to show a value in words."""
+    labels: dict[str, dict[Any, str]] = {}
+    for path, (name, values) in fixed_choices(schema).items():
+        named = {value: choice_label(name, value) for value in values if _choice_words(name, value) is not None}
+        if named:
+            labels[path] = named
+    return labels

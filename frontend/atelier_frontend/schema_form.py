@@ -1,7 +1,8 @@
 """A form generated from a plugin's JSON Schema (its ``input_schema`` and ``params_schema``).
 
 Each top-level property becomes one field: strings a text box (a text area when long), numbers
-a number box with the schema's bounds, booleans a checkbox, enums a select, anything nested
+a number box with the schema's bounds, booleans a checkbox, enums a select (each choice in words where
+``labels`` has some, its value sent as it is), anything nested
 (lists, objects) a JSON text area, except a list of chat messages (objects with a ``role`` among
 its choices and a ``content`` string), which gets a messages editor: a text area for the user's
 message, one for an optional system message, and the earlier turns (if any) as JSON. The form only turns what the browser sent into the JSON the
@@ -18,7 +19,7 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
-from atelier_frontend.labels import plugin_words
+from atelier_frontend.labels import choice_label, plugin_words
 
 LONG_TEXT = 200  # strings allowed to be longer than this get a text area
 
@@ -39,6 +40,11 @@ class Field:
     value: Any = ""  # what the widget shows
     errors: list[str] = field(default_factory=list)
     example: str = ""  # a JSON field's expected shape, shown under it (``example_of``)
+
+    @property
+    def options(self) -> list[tuple[Any, str]]:
+        """A select's choices with what it shows of each: ``("friendly", "亲切")``; the value is what it sends."""
+        return [(choice, choice_label(self.name.split(".", 1)[1], choice)) for choice in self.choices]
 
     @property
     def widget_id(self) -> str:

@@ -27,6 +27,8 @@ from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from atelier_frontend.actors import action_words, actor_names
+from atelier_frontend.labels import category_label
+from atelier_frontend.policy_refusals import category_of, in_page_words
 from atelier_frontend.projects import needs
 from atelier_frontend.schema_form import whole_number
 
@@ -42,7 +44,8 @@ REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 POLICY_FIELD_LABELS = {"review_mode": gettext_lazy("Mode"),
                        "audit_sample_percent": gettext_lazy("Audit sample, %% of released outputs"),
                        "lease_seconds": gettext_lazy("Lease, seconds"),
-                       "reject_reasons": gettext_lazy("Reject reasons (comma-separated)")}
+                       "reject_reasons": gettext_lazy("Reject reasons (comma-separated)"),
+                       "thresholds": gettext_lazy("Safety thresholds")}
 #: The section of the page each action's form is in: a refused form's errors are shown there, at the form the
 #: owner pressed Save in (a box at the top of a long page was out of sight, and Save seemed to do nothing).
 SECTION_OF_ACTION = {"add_member": "members", "set_role": "members", "remove_member": "members",
@@ -176,24 +179,27 @@ def _refuse_nul(posted) -> None:
 
 
 def _messages(error: ValidationError, posted) -> list[str]:
-    if hasattr(error, "message_dict"):
-        return [f"{_field_words(field, posted)}: {message}" for field, messages in error.message_dict.items()
-                for message in messages]
-    return list(error.messages)
+    """A refusal's messages in the page's words (``policy_refusals``), each naming the field it is about."""
+    if hasattr(error, "error_dict"):
+        return [f"{_field_words(field, posted)}: {in_page_words(refusal)}" for field, refusals in error.error_dict.items()
+                for refusal in refusals]
+    return [in_page_words(refusal) for refusal in error.error_list]
 
 
 def _invalid_inputs(error: ValidationError, posted) -> dict[str, list[str]]:
     """The inputs a refusal is about, by name, each with its errors to show beside it: a policy field, both of a
-    threshold's inputs (the policy names the category at the start of its message), the blocklist's terms (each
-    error naming its line), the allow list's entries."""
-    if not hasattr(error, "message_dict"):
+    threshold's inputs (the category the policy refused), the blocklist's terms (each error naming its line), the
+    allow list's entries."""
+    if not hasattr(error, "error_dict"):
         return {}
     inputs: dict[str, list[str]] = {}
-    for field, messages in error.message_dict.items():
+    for field, refusals in error.error_dict.items():
+        messages = [in_page_words(refusal) for refusal in refusals]
         if field == "thresholds":
-            for message in messages:
-                for kind in ("review", "block"):
-                    inputs.setdefault(f"{kind}:{message.split(':', 1)[0]}", []).append(message)
+            for refusal, message in zip(refusals, messages):
+                category = category_of(refusal)
+                for name in (f"review:{category}", f"block:{category}") if category else ("thresholds",):
+                    inputs.setdefault(name, []).append(message)
         elif field.startswith("terms."):
             inputs.setdefault("terms", []).extend(f"{_field_words(field, posted)}: {message}" for message in messages)
         elif field == "entries" or field.startswith("entries."):
@@ -210,7 +216,7 @@ def _field_words(field: str, posted) -> str:
         return str(POLICY_FIELD_LABELS[field]).replace("%%", "%")
     kind, _colon, category = field.partition(":")
     if category and kind in ("review", "block"):
-        return f"{category}: {_('Review at') if kind == 'review' else _('Block at')}"
+        return f"{category_label(category)}: {_('Review at') if kind == 'review' else _('Block at')}"
     if field == "entries":
         return _("Allow list")
     term = re.fullmatch(r"terms\.(\d+)\.pattern", field) or re.fullmatch(r"entries\.(\d+)\.value", field)

@@ -29,7 +29,8 @@ from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
 from atelier_frontend import job_errors, schema_form
 from atelier_frontend.actors import action_words, actor_names
 from atelier_frontend.field_errors import shown_details
-from atelier_frontend.labels import category_label, field_labels, plugin_words, reject_reason_label
+from atelier_frontend.job_states import with_review_state_counts
+from atelier_frontend.labels import category_label, choice_labels, field_labels, plugin_words, reject_reason_label
 from atelier_frontend.models import PromptTemplate
 from atelier_frontend.projects import NAVIGATION, current, needs, switch
 from atelier_frontend.rendering import flagged_categories, render_value, spans_of
@@ -152,8 +153,9 @@ def create_plugin(request, here, plugin_id: str):
         if template is not None:
             schema_form.prefill(fields, template.input, template.params)
             priority = str(template.priority)
-    recent = (Job.objects.filter(project=here.project, plugin_id=plugin_id, submitted_by=request.user)
-              .only("id", "input", "created_at", "status").order_by("-created_at")[:RECENT_PROMPTS])
+    recent = with_review_state_counts(
+        Job.objects.filter(project=here.project, plugin_id=plugin_id, submitted_by=request.user)
+        .only("id", "input", "created_at", "status")).order_by("-created_at")[:RECENT_PROMPTS]
     return page(request, "atelier_frontend/create_plugin.html", {
         "plugin": info, "fields": fields, "priority": priority, "priorities": range(10), "form_errors": form_errors,
         "recent": [(job, _summary(job.input, plugin_id=plugin_id)) for job in recent], "notice": notice,
@@ -194,14 +196,17 @@ def _schemas_of(plugin) -> tuple[dict, dict, dict]:
     return plugin.input_schema(), plugin.params_schema(), plugin.output_schema()
 
 
-def _labels_of(plugin_id: str) -> tuple[dict, dict, dict]:
-    """What to call the top-level fields of a job's input, params and outputs: the plugin's titles in the page's
-    language (``labels.field_labels``); none for a plugin no longer installed, whose fields show as their keys."""
+def _labels_of(plugin_id: str) -> dict[str, tuple[dict, dict]]:
+    """What to call a job's input, params and outputs (``"input"``, ``"params"``, ``"content"``), each as
+    ``(fields, choices)``: the plugin's titles of its top-level fields (``labels.field_labels``) and its fixed choices
+    (``labels.choice_labels``) in the page's language; none for a plugin no longer installed, whose fields and
+    values show as they are."""
     plugin = get_registry().get(plugin_id)
     if plugin is None:
-        return {}, {}, {}
+        return {"input": ({}, {}), "params": ({}, {}), "content": ({}, {})}
     input_schema, params_schema, output_schema = _schemas_of(plugin)
-    return field_labels(input_schema), field_labels(params_schema), field_labels(output_schema)
+    return {root: (field_labels(schema), choice_labels(schema))
+            for root, schema in (("input", input_schema), ("params", params_schema), ("content", output_schema))}
 
 
 def _uuid_or_404(value: str):
@@ -347,7 +352,7 @@ def job_detail(request, here, job_id):
     if job is None:
         raise Http404("No such job in this project.")
     policy = policy_for(here.project)
-    input_labels, params_labels, output_labels = _labels_of(job.plugin_id)
+    labels = _labels_of(job.plugin_id)
     shown = []
     for output in job.outputs.all():
         item = getattr(output, "review", None)
@@ -358,7 +363,7 @@ def job_detail(request, here, job_id):
         shown.append({
             "output": output,
             "withheld": WITHHELD_NOTICES[output.review_state] if withheld else "",
-            "html": "" if withheld else render_value(output.content, "content", spans_of(output.safety), output_labels),
+            "html": "" if withheld else render_value(output.content, "content", spans_of(output.safety), *labels["content"]),
             "flags": flagged_categories(output.safety),
             "images": [f for f in files if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
             "thumbnails": {f.role: f for f in files},
@@ -393,9 +398,9 @@ def job_detail(request, here, job_id):
     timeline.sort(key=lambda row: row[1])
     return page(request, "atelier_frontend/job_detail.html", {
         "job": job, "outputs": shown, "explanation": explanation, "can_submit": here.can(Capability.JOBS_WRITE),
-        "input_html": render_value(job.input, "input", spans_of(job.input_screening), input_labels),
+        "input_html": render_value(job.input, "input", spans_of(job.input_screening), *labels["input"]),
         "input_flags": flagged_categories(job.input_screening), "timeline": timeline,
-        "params_html": render_value(job.params, "params", {}, params_labels), "can_cancel": here.can(Capability.JOBS_WRITE),
+        "params_html": render_value(job.params, "params", {}, *labels["params"]), "can_cancel": here.can(Capability.JOBS_WRITE),
     })
 
 
@@ -591,14 +596,14 @@ def review_panel(request, here, item_id: int):
         decision.who = names.get(decision.decided_by, decision.decided_by)
     approvers = [{"actor": actor, "who": names.get(actor, actor)} for actor in item.approvals or []]
     plugin = get_registry().get(job.plugin_id)
-    input_labels, _params_labels, output_labels = _labels_of(job.plugin_id)
+    labels = _labels_of(job.plugin_id)
     return render(request, "atelier_frontend/review_panel.html", {
         "item": item, "output": output, "job": job, "policy": policy,
         # what the editor may change (the review service refuses the rest); none without the plugin
         "editable": editable_paths(plugin.Output) if plugin is not None else [],
         "needed": 2 if item.flagged and policy.second_review_for_flagged else 1,
-        "input_html": render_value(job.input, "input", spans_of(job.input_screening), input_labels),
-        "output_html": render_value(output.content, "content", spans_of(output.safety), output_labels),
+        "input_html": render_value(job.input, "input", spans_of(job.input_screening), *labels["input"]),
+        "output_html": render_value(output.content, "content", spans_of(output.safety), *labels["content"]),
         "flags": sorted(set(flagged_categories(output.safety)) | set(item.categories or [])),
         "not_checked_by": sorted(set((output.safety or {}).get("not_checked_by", []))
                                  | set((job.input_screening or {}).get("not_checked_by", []))),

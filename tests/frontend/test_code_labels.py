@@ -145,3 +145,93 @@ def test_a_blocked_chat_message_names_the_categories_in_chinese(chat_project, si
     assert response.status_code == 400 and "这条消息被项目的安全策略拦截（暴力）：请改写后重新发送。" in page
     assert "violence" not in page and "blocked by the project" not in page
     assert ">a violent plan</textarea>" in page  # back in the box, to reword
+
+
+def built_in_plugin_choices() -> list[tuple[str, str, object]]:
+    """(plugin, place, value) of every fixed choice (enum, const) in the built-in plugins' input, params and output."""
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+    from atelier_plugins.image.plugin import ImagePlugin
+    from atelier_plugins.recommender_copy.plugin import RecommenderCopyPlugin
+
+    from atelier_frontend.labels import fixed_choices
+
+    return [(plugin.manifest.id, f"{name}@{place}", value)
+            for plugin in (ChatbotPlugin, ImagePlugin, RecommenderCopyPlugin)
+            for schema in (plugin.input_schema(), plugin.params_schema(), plugin.output_schema())
+            for place, (name, values) in fixed_choices(schema).items() for value in values]
+
+
+def test_every_fixed_choice_of_the_built_in_plugins_has_words_in_both_languages():
+    from atelier_frontend.labels import choice_label
+
+    choices = built_in_plugin_choices()
+    assert ("recommender_copy", "tone@tone", "friendly") in choices and ("chatbot", "role@messages.*.role", "user") in choices
+    assert ("recommender_copy", "source@recommendations.*.copy.*.source", "template") in choices  # a guard for the guard
+    unnamed = []
+    for plugin, place, value in choices:
+        name = place.split("@")[0]
+        english, chinese = in_both_languages(lambda: choice_label(name, value))
+        if chinese == english or (english == value and value != "AI-generated"):  # that one is words already
+            unnamed.append((plugin, place, value, english, chinese))
+    assert unnamed == []
+    # another plugin's choice, or a value not known here: as it is, in both languages
+    assert in_both_languages(lambda: choice_label("tone", "grumpy")) == ("grumpy", "grumpy")
+    assert in_both_languages(lambda: choice_label("fail", "none")) == ("none", "none")
+
+
+@pytest.mark.django_db
+def test_a_built_in_plugins_choices_are_named_in_the_form_and_on_the_job_page_and_sent_as_their_values(
+        project, signed_in, sent_messages, empty_plugin_registry):
+    from atelier_plugins.recommender_copy.plugin import RecommenderCopyPlugin
+
+    from atelier_platform.jobs.models import Job, Output
+
+    empty_plugin_registry.register(RecommenderCopyPlugin)
+    set_plugin_enabled(project, "recommender_copy", True)
+    editor = signed_in(project, "editor")
+    page = text_of(editor.get("/create/recommender_copy/"))
+    assert '<option value="friendly" selected>Friendly</option><option value="premium" >Premium</option>' in page
+    assert '<option value="en" selected>English</option><option value="zh" >Chinese</option>' in page
+    page = text_of(in_chinese(editor).get("/create/recommender_copy/"))
+    assert '<option value="friendly" selected>亲切</option><option value="premium" >高端</option>' in page
+    assert '<option value="en" selected>英文</option><option value="zh" >中文</option>' in page
+
+    response = editor.post("/create/recommender_copy/", {
+        "input.items": '[{"id": "lamp", "title": "Desk lamp"}]', "input.profile": "{}", "input.count": "1",
+        "input.variants": "1", "input.tone": "playful", "input.language": "zh", "priority": "5"})
+    job = Job.objects.get()
+    assert response.status_code == 302 and (job.input["tone"], job.input["language"]) == ("playful", "zh")
+
+    Job.objects.filter(pk=job.pk).update(status="succeeded")
+    Output.objects.create(job=job, index=0, content={
+        "recommendations": [{"rank": 1, "item_id": "lamp", "title": "Desk lamp", "score": 0.5, "copy": [
+            {"text": "A lamp to read by.", "repaired": True, "issues_fixed": [], "source": "template", "attempts": 3}]}],
+        "profile_summary": ""})
+    page = text_of(editor.get(f"/jobs/{job.pk}/"))
+    assert '<span class="v-choice" data-path="input.tone" data-value="playful" title="playful">俏皮</span>' in page
+    assert '<span class="v-choice" data-path="input.language" data-value="zh" title="zh">中文</span>' in page
+    assert '<span class="chip" title="template">根据商品信息生成</span>' in page
+    editor.post("/language/", {"language": "en", "next": "/"})
+    page = text_of(editor.get(f"/jobs/{job.pk}/"))
+    assert 'data-value="playful" title="playful">Playful</span>' in page and 'title="zh">Chinese</span>' in page
+    assert '<span class="chip" title="template">Built from the item&#x27;s facts</span>' in page
+
+
+@pytest.mark.django_db
+def test_a_chat_jobs_roles_and_finish_reason_are_named_in_the_review_panel(project, signed_in, empty_plugin_registry):
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    from atelier_platform.jobs.models import Job, Output
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    job = Job.objects.create(project=project, plugin_id="chatbot", status="succeeded", seed=1, input={"messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is my parcel?"}]}, params={})
+    output = Output.objects.create(job=job, index=0, content={
+        "reply": "On its way.", "sources": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4},
+        "finish_reason": "length"})
+    item = ReviewItem.objects.create(project=project, output=output)
+    panel = text_of(in_chinese(signed_in(project, "reviewer")).get(f"/review/items/{item.pk}/"))
+    assert 'data-path="input.messages.0.role" data-value="system" title="system">系统</span>' in panel
+    assert 'data-path="input.messages.1.role" data-value="user" title="user">用户</span>' in panel
+    assert 'data-path="content.finish_reason" data-value="length" title="length">达到长度上限被截断</span>' in panel
+    assert '<span class="v-text" data-path="content.reply">On its way.</span>' in panel  # written text stays text

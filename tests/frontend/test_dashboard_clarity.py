@@ -41,7 +41,7 @@ class TestSucceededJobsSayWhetherTheirContentMayBeUsed:
         assert ">Awaiting review</span>" in header and "Succeeded" not in header
 
         for state, words in ((ReviewState.APPROVED, "Approved"), (ReviewState.RELEASED, "Released"),
-                             (ReviewState.BLOCKED, "Blocked"), (ReviewState.REJECTED, "Rejected")):
+                             (ReviewState.BLOCKED, "Output blocked"), (ReviewState.REJECTED, "Rejected")):
             Output.objects.filter(job=job).update(review_state=state)
             cell = status_cell(text_of(viewer.get("/jobs/")), job)
             assert f'class="status r-{state}" data-status="succeeded" data-review="{state}"' in cell
@@ -70,6 +70,33 @@ class TestSucceededJobsSayWhetherTheirContentMayBeUsed:
         run_job(job)
         [answer] = viewer.get("/jobs/status/", {"ids": str(job.pk)}).json()["jobs"]
         assert answer["finished"] and 'data-review="pending"' in answer["html"] and "Awaiting review" in answer["html"]
+
+    def test_the_create_pages_recent_prompts_name_the_review_state_as_the_jobs_list(self, project, signed_in, submit,
+                                                                                       run_job):
+        editor = signed_in(project, "editor")
+        ran = submit(project, text="two takes", user=editor.user, copies=2)
+        run_job(ran)
+        first = Output.objects.filter(job=ran).order_by("index").first()
+        Output.objects.filter(pk=first.pk).update(review_state=ReviewState.REJECTED)
+        blocked = submit(project, text="one take", user=editor.user)
+        run_job(blocked)
+        Output.objects.filter(job=blocked).update(review_state=ReviewState.BLOCKED)
+        queued = submit(project, text="not yet run", user=editor.user)
+
+        def recent_prompts(client) -> dict[str, list]:
+            """Each recent prompt's summary with its badges: [(data-review or data-status, label, count)]."""
+            section = text_of(client.get("/create/reverse_text/")).split('<section class="card recent">')[1]
+            rows = re.findall(r'<li><a href="\?from=[^"]+"[^>]*>([^<]+)</a>(.*?)</li>', section.split("</section>")[0], re.S)
+            return {summary: re.findall(r'<span class="status [^"]*" data-status="\w+"(?: data-review="(\w+)")?[^>]*>'
+                                        r'([^<]+?)(?: <span class="count">(\d+)</span>)?</span>', badges)
+                    for summary, badges in rows}
+
+        assert recent_prompts(editor) == {
+            "not yet run": [("", "Queued", "")], "one take": [("blocked", "Output blocked", "")],
+            "two takes": [("pending", "Awaiting review", "1"), ("rejected", "Rejected", "1")]}
+        editor.post("/language/", {"language": "zh-hans", "next": "/"})
+        assert recent_prompts(editor)["two takes"] == [("pending", "等待审核", "1"), ("rejected", "已拒绝", "1")]
+        assert queued.status == JobStatus.QUEUED
 
     def test_in_chinese(self, project, signed_in, submit, run_job):
         viewer = signed_in(project, "viewer")
@@ -149,7 +176,7 @@ class TestRefusedSettingsForms:
         assert re.findall(r'name="(\w+:\w+)" value="[^"]*" aria-label="[^"]*" aria-invalid="true"', page) == [
             "review:violence", "block:violence"]
         assert re.search(r'name="block:violence"[^>]*></td></tr><tr class="threshold-error"><td colspan="3">'
-                         r'<p class="field-error">violence: need 0 &lt;= review', page)  # under the category's row
+                         r'<p class="field-error">Violence: need 0 &lt;= review', page)  # under the category's row
 
     def test_a_refused_member_form_says_so_in_the_members_section(self, project, signed_in):
         page = text_of(signed_in(project, "owner").post("/settings/", {"action": "add_member", "username": "nobody",

@@ -299,7 +299,7 @@ def test_recent_prompts_show_their_status_translated(project, signed_in, submit)
     editor = in_chinese(signed_in(project, "editor"))
     submit(project, text="a prompt to reuse", user=editor.user)
     page = text_of(editor.get("/create/reverse_text/"))
-    assert '<span class="status s-queued">排队中</span>' in page
+    assert '<span class="status s-queued" data-status="queued">排队中</span>' in page
 
 
 def test_a_blocked_inputs_timeline_is_translated(project, signed_in):

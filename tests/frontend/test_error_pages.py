@@ -9,6 +9,7 @@ import json
 import pytest
 from django.test import Client, RequestFactory
 
+from atelier_platform.accounts.models import Membership
 from atelier_platform.catalog.services import set_plugin_enabled
 from atelier_platform.conversations.models import Conversation
 from tests.factories import MembershipFactory, ProjectFactory
@@ -64,11 +65,17 @@ def test_a_job_of_a_project_one_is_not_a_member_of_is_not_found_and_its_project_
     assert "Secret merger" not in page and secret.slug not in page and "switch-to" not in page
 
 
-def test_a_conversation_of_another_project_is_not_found_with_a_way_to_it(project, two_projects):
+def test_a_conversation_of_another_project_is_not_found_with_a_way_to_it_where_the_role_opens_it(project, two_projects):
     editor, spring = two_projects
     thread = Conversation.objects.create(project=spring, plugin_id="reverse_text")
     page = text_of(editor.get(f"/chat/{thread.pk}/"))
-    assert "<h1>Conversation not found</h1>" in page and f'name="project" value="{spring.slug}"' in page
+    # a viewer there: the chat needs jobs:write, so switching would end in a 403
+    assert "<h1>Conversation not found</h1>" in page and "switch-to" not in page
+    Membership.objects.filter(project=spring, user=editor.user).update(role="editor")
+    page = text_of(editor.get(f"/chat/{thread.pk}/"))
+    assert f'name="project" value="{spring.slug}"' in page
+    editor.post("/project/", {"project": spring.slug})
+    assert editor.get(f"/chat/{thread.pk}/").status_code == 200  # the offer leads to the conversation
 
 
 def test_a_mistyped_address_is_a_dashboard_page_signed_in_and_signed_out(project, signed_in):

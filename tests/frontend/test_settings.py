@@ -290,3 +290,41 @@ def test_a_page_showing_a_new_secret_is_never_stored_by_the_browser(project, own
         response = owner.post("/settings/", form, follow=True)
         assert response.status_code == 200 and ('id="new-key"' in response.content.decode() or "whsec_" in response.content.decode())
         assert "no-store" in response["Cache-Control"], form["action"]
+
+
+def test_the_policys_blocklists_and_allow_lists_refusals_are_in_the_pages_language(project, owner, client_for):
+    """The platform refuses in English, which the API keeps; the settings page said it in English on Chinese pages."""
+    from atelier_platform.accounts.services import issue_api_key
+
+    from tests.frontend.test_dashboard_fixes import in_chinese
+
+    policy = {"action": "policy", "review_mode": "review_before_release", "audit_sample_percent": "10",
+              "lease_seconds": "600", "reject_reasons": "off_brand", "review:violence": "0.9", "block:violence": "0.2"}
+    page = in_chinese(owner).post("/settings/", policy).content.decode()
+    refusal = "暴力：须满足 0 ≤ 送审阈值 ≤ 拦截阈值 ≤ 1（现为送审 0.9，拦截 0.2）。"
+    assert f'<tr class="threshold-error"><td colspan="3"><p class="field-error">{refusal}</p>' in page  # under its row
+    assert f"<p>安全阈值: {refusal}</p>" in page and "need 0" not in page and "thresholds:" not in page
+    page = owner.post("/settings/", {**policy, "block:violence": "0.95", "audit_sample_percent": "150"}).content.decode()
+    assert '<p class="field-error">最多为 100。</p>' in page and "At most 100." not in page
+
+    blocklist = {"action": "blocklist", "terms": "fine\n(a+)+$\n", "category": "spam", "is_regex": "on"}
+    page = owner.post("/settings/", blocklist).content.decode()
+    assert "第 2 行: 正则表达式“(a+)+$”嵌套了量词（如 (a+)+），可能让筛查卡住。" in page and "nests" not in page
+    page = owner.post("/settings/", {**blocklist, "terms": "(unclosed"}).content.decode()
+    assert "第 1 行: 正则表达式“(unclosed”无法编译：" in page
+    page = owner.post("/settings/", {"action": "allowlist", "allow_entries": "x" * 501, "allow_kind": "term"}).content.decode()
+    assert f"“{'x' * 40}…”超过 500 个字符。" in page and "longer than" not in page
+    assert not BlocklistEntry.objects.exists()
+
+    owner.post("/language/", {"language": "en", "next": "/"})
+    page = owner.post("/settings/", policy).content.decode()
+    assert "<p>Safety thresholds: Violence: need 0 &lt;= review &lt;= block &lt;= 1 (review 0.9, block 0.2).</p>" in page
+
+    # the API keeps the platform's English, whatever language the caller's browser asks for
+    api = client_for(issue_api_key(project, scopes=["admin"]).raw)
+    answer = api.patch("/api/v1/safety/policy/", {"thresholds": {"violence": {"review": 0.9, "block": 0.2}}},
+                       format="json", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["details"]["thresholds"] == ["violence: give review <= block, both between 0 and 1."]
+    answer = api.post("/api/v1/safety/blocklist/", {"terms": [{"pattern": "(a+)+$", "is_regex": True}]}, format="json")
+    assert "Regular expression '(a+)+$' nests quantifiers" in str(answer.json()["error"]["details"])

@@ -61,6 +61,22 @@ def test_one_bad_entry_refuses_the_whole_import_saying_why(owner, project):
     assert not AllowlistEntry.objects.exists() and not AuditEvent.objects.exists()
 
 
+def test_the_list_as_a_whole_holds_at_most_a_thousand_entries(owner, project, monkeypatch):
+    """Each import was held to 1,000 entries, the list not at all: imports one after another grew it without end
+    (and the settings page showed the first 1,000 without a word)."""
+    monkeypatch.setattr(policies, "MAX_ALLOW_ENTRIES", 3)
+    assert owner.post(ALLOWLIST, {"entries": [{"value": "wool"}, {"value": "linen"}]}, format="json").status_code == 200
+    refused = owner.post(ALLOWLIST, {"entries": [{"value": "silk"}, {"value": "jute"}]}, format="json")
+    assert refused.status_code == 400
+    assert "at most 3 entries; this would make it 4" in refused.json()["error"]["details"]["entries"][0]
+    assert sorted(AllowlistEntry.objects.values_list("value", flat=True)) == ["linen", "wool"]  # nothing half-written
+    assert AuditEvent.objects.filter(action="allowlist_imported").count() == 1
+    # what replaces the list counts as the list: the old entries it drops make room
+    replaced = owner.post(ALLOWLIST, {"entries": [{"value": "silk"}, {"value": "jute"}, {"value": "wool"}],
+                                      "replace": True}, format="json")
+    assert replaced.json() == {"added": 2, "removed": 1, "total": 3}
+
+
 def test_editors_cannot_touch_the_allow_list(api):
     assert api.get(ALLOWLIST).status_code == 403
     assert api.post(ALLOWLIST, {"entries": [{"value": "wool"}]}, format="json").status_code == 403

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from atelier_platform.accounts.models import Project
 from atelier_platform.knowledge.models import KnowledgeDocument
 from atelier_platform.moderation.models import AllowlistEntry, AuditEvent
+from atelier_platform.moderation.policies import import_allowlist
 from atelier_workers import demo
 from tests.support import demo_recipe
 
@@ -70,6 +71,10 @@ def test_demo_project_gets_the_indexed_knowledge_base(recipe):
     assert set(AllowlistEntry.objects.filter(project=project).values_list("kind", "value")) == set(demo.DEMO_ALLOWLIST)
     assert "0 (re)indexed" in run()  # nothing changed: nothing re-embedded
     assert AuditEvent.objects.filter(project=project, action="allowlist_imported").count() == 1
+    # an owner who empties the list keeps it empty: the next `make run` does not put the demo's back
+    import_allowlist(project, "user:owner", [], replace=True)
+    run()
+    assert not AllowlistEntry.objects.filter(project=project).exists()
 
 
 def test_eval_demo_refused_a_job_says_why_instead_of_a_traceback(db, empty_plugin_registry, monkeypatch):

@@ -47,16 +47,21 @@ class SafetyPolicy(models.Model):
     blocklist_revision = models.PositiveIntegerField(
         default=0, editable=False, help_text="bumped by the database on every change to the project's blocklist")
     #: The same for the project's allow list (migration 0005), and written as rarely.
+    #: On SQLite the triggers of both lists stand on this table: a migration that makes SQLite rebuild it (adding
+    #: or altering a column) must drop both sets first and create them again after, as 0005 does.
     allowlist_revision = models.PositiveIntegerField(
         default=0, editable=False, help_text="bumped by the database on every change to the project's allow list")
 
     def clean(self) -> None:
+        # English for the API; each refusal's code and values let the dashboard say it in its reader's language
         if self.audit_sample_percent > 100:
-            raise ValidationError({"audit_sample_percent": "At most 100."})
+            raise ValidationError({"audit_sample_percent": ValidationError("At most 100.", code="audit_sample_above_100")})
         for category, limits in (self.thresholds or {}).items():
             review, block = limits.get("review"), limits.get("block")
             if not (isinstance(review, (int, float)) and isinstance(block, (int, float)) and 0 <= review <= block <= 1):
-                raise ValidationError({"thresholds": f"{category}: need 0 <= review <= block <= 1 (review {review}, block {block})."})
+                raise ValidationError({"thresholds": ValidationError(
+                    "%(category)s: need 0 <= review <= block <= 1 (review %(review)s, block %(block)s).",
+                    code="thresholds_out_of_order", params={"category": category, "review": review, "block": block})})
 
     @property
     def reasons(self) -> list[str]:

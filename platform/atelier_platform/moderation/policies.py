@@ -55,25 +55,30 @@ def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
 
 
 def validate_term(pattern: str, is_regex: bool, category: str = "custom") -> None:
-    """Refuse a term any installed check could not match safely, with that check's reason."""
+    """Refuse a term any installed check could not match safely, with that check's reason. The platform's own
+    refusals (English, as the API gives them) carry a code and their values, for the dashboard to say them in its
+    reader's language; they come before the checks', which are English only, so a regular expression that hangs or
+    does not compile is refused in the platform's words whatever checks are installed."""
     from atelier_sdk.safety import BlocklistTerm
 
     from atelier_platform.moderation.checks import get_safety_checks
 
     if not pattern.strip():
-        raise ValidationError("Empty term.")
+        raise ValidationError("Empty term.", code="empty_term")
+    if is_regex:
+        if NESTED_QUANTIFIER.search(pattern):
+            raise ValidationError("Regular expression %(pattern)r nests quantifiers (like (a+)+) and could hang screening.",
+                                  code="regex_nests_quantifiers", params={"pattern": pattern})
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValidationError("Regular expression %(pattern)r does not compile: %(error)s.", code="regex_does_not_compile",
+                                  params={"pattern": pattern, "error": error}) from None
     for check in get_safety_checks():
         try:
             check.validate_blocklist_term(BlocklistTerm(pattern=pattern, is_regex=is_regex, category=category))
         except ValueError as error:
             raise ValidationError(str(error)) from None
-    if is_regex:
-        if NESTED_QUANTIFIER.search(pattern):
-            raise ValidationError(f"Regular expression {pattern!r} nests quantifiers (like (a+)+) and could hang screening.")
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ValidationError(f"Regular expression {pattern!r} does not compile: {error}.") from None
 
 
 @transaction.atomic
@@ -84,7 +89,7 @@ def import_blocklist(project, actor: str, terms: list[dict], *, replace: bool = 
         try:
             validate_term(term["pattern"], term.get("is_regex", False), term.get("category", "custom"))
         except ValidationError as error:
-            errors[f"terms.{index}.pattern"] = error.messages
+            errors[f"terms.{index}.pattern"] = error.error_list  # with their codes and values
     if errors:
         raise ValidationError(errors)
     removed = BlocklistEntry.objects.filter(project=project).delete()[0] if replace else 0
@@ -101,8 +106,8 @@ def import_blocklist(project, actor: str, terms: list[dict], *, replace: bool = 
     return {"added": len(new), "removed": removed, "total": total}
 
 
-#: The most entries one allow-list import takes: an allow list is a short list of exceptions, and every entry it
-#: holds is a word the classifiers no longer see.
+#: The most entries a project's allow list holds (and so one import takes): an allow list is a short list of
+#: exceptions, and every entry it holds is a word the classifiers no longer see.
 MAX_ALLOW_ENTRIES = 1_000
 
 
@@ -112,7 +117,7 @@ def allow_entry(kind: str | None, value: str) -> tuple[str, str]:
     from atelier_plugins.safety.allowlist import InvalidAllowEntry, allow_entry_key, detect_kind
 
     if not value.strip():
-        raise ValidationError("Empty value.")
+        raise ValidationError("Empty value.", code="empty_value")
     kind = kind or detect_kind(value)
     try:
         return kind, allow_entry_key(kind, value)
@@ -131,16 +136,18 @@ def import_allowlist(project, actor: str, entries: list[dict], *, replace: bool 
     ``{"value": ..., "kind": ...}`` (kind optional: detected). Unlike the blocklist's, the audit names the entries:
     they are not secret (product words, contacts the project publishes) and each one weakens screening."""
     if len(entries) > MAX_ALLOW_ENTRIES:
-        raise ValidationError({"entries": [f"At most {MAX_ALLOW_ENTRIES:,} entries at a time."]})
+        raise ValidationError({"entries": [ValidationError("At most %(limit)s entries at a time.", code="too_many_entries",
+                                                           params={"limit": f"{MAX_ALLOW_ENTRIES:,}"})]})
     errors, checked = {}, {}
     for index, entry in enumerate(entries):
         value = entry["value"].strip()
         try:
             kind, normalised = allow_entry(entry.get("kind"), value)
             if len(value) > 500 or len(normalised) > 500:
-                raise ValidationError(f"{value[:40]!r}... is longer than 500 characters.")
+                raise ValidationError("%(start)r... is longer than 500 characters.", code="entry_too_long",
+                                      params={"start": value[:40]})
         except ValidationError as error:
-            errors[f"entries.{index}.value"] = error.messages
+            errors[f"entries.{index}.value"] = error.error_list  # with their codes and values
             continue
         checked.setdefault((kind, normalised), value)
     if errors:
@@ -151,10 +158,15 @@ def import_allowlist(project, actor: str, entries: list[dict], *, replace: bool 
     stored = list(AllowlistEntry.objects.filter(project=project).values_list("pk", "kind", "value", "normalised"))
     # with ``replace``, what the new list also holds stays as it is: only what it leaves out is removed
     dropped = [(pk, kind, value) for pk, kind, value, normalised in stored if replace and (kind, normalised) not in checked]
-    AllowlistEntry.objects.filter(pk__in=[pk for pk, _kind, _value in dropped]).delete()
     kept = {(kind, normalised) for _pk, kind, _value, normalised in stored}
     new = [AllowlistEntry(project=project, kind=kind, value=value, normalised=normalised)
            for (kind, normalised), value in checked.items() if (kind, normalised) not in kept]
+    # the list as a whole, not only one import: imports that each add 1,000 would grow it without end
+    if len(stored) - len(dropped) + len(new) > MAX_ALLOW_ENTRIES:
+        raise ValidationError({"entries": [ValidationError(
+            "A project's allow list holds at most %(limit)s entries; this would make it %(total)s.", code="allowlist_full",
+            params={"limit": f"{MAX_ALLOW_ENTRIES:,}", "total": f"{len(stored) - len(dropped) + len(new):,}"})]})
+    AllowlistEntry.objects.filter(pk__in=[pk for pk, _kind, _value in dropped]).delete()
     AllowlistEntry.objects.bulk_create(new)
     total = AllowlistEntry.objects.filter(project=project).count()
     audit.record(project, actor, "allowlist_imported", project, after={

@@ -10,7 +10,7 @@ from atelier_platform.accounts.services import create_project
 from atelier_platform.catalog.models import ProjectPlugin
 from atelier_platform.catalog.services import enable_installed_plugins
 from atelier_platform.knowledge.services import upsert_document
-from atelier_platform.moderation.models import AllowlistEntry
+from atelier_platform.moderation.models import AuditEvent
 from atelier_platform.moderation.policies import import_allowlist
 from atelier_workers import demo, knowledge
 
@@ -53,8 +53,9 @@ class Command(BaseCommand):
             if "params" not in setting.config:
                 setting.config = {**setting.config, "params": demo.recommender_defaults()}
                 setting.save(update_fields=["config", "updated_at"])
-        # The shop's allow list while the project has none, like its defaults: an owner's own list stays as they made it.
-        if not AllowlistEntry.objects.filter(project=project).exists():
+        # The shop's allow list once, like its defaults: an owner's own list stays as they made it, an emptied one
+        # included (the audit log says whether a list was ever set).
+        if not AuditEvent.objects.filter(project=project, action="allowlist_imported").exists():
             import_allowlist(project, "system:prepare_demo", demo.demo_allowlist())
         documents = demo.demo_documents()
         changed = 0
