@@ -110,6 +110,21 @@ class TestSchemaAndDocs:
         }
         assert {"/api/v1/reviews/{id}/decision/", "/api/v1/audit/", "/api/v1/safety/policy/"} <= set(schema["paths"])
 
+    def test_every_json_answer_of_the_api_is_documented_with_its_fields(self, client):
+        """The blocklist's, the allow list's and the review metrics' answers were documented as "an object": a
+        client generated from the schema got no fields, and the fuzz test checked nothing of their shape."""
+        schema = json.loads(client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+        untyped = [
+            f"{method.upper()} {path} {status}"
+            for path, operations in schema["paths"].items() if path.startswith("/api/")
+            for method, operation in operations.items() if isinstance(operation, dict)
+            for status, response in operation.get("responses", {}).items() if status.startswith("2")
+            for media_type, content in (response.get("content") or {}).items() if media_type == "application/json"
+            if "$ref" not in content.get("schema", {}) and "properties" not in content.get("schema", {})
+            and content.get("schema", {}).get("type") != "array"
+        ]
+        assert untyped == []
+
     def test_docs_page_is_served_with_local_assets(self, client):
         response = client.get("/api/v1/docs/")
         assert response.status_code == 200

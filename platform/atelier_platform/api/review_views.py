@@ -186,10 +186,19 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return self._fresh(review.decide(self.get_object(), reviewer_of(request), **incoming.validated_data))
 
 
+class ReviewMetricsSerializer(serializers.Serializer):
+    queue_depth = serializers.IntegerField(help_text="items waiting for a reviewer")
+    oldest_item_age_s = serializers.FloatField(allow_null=True, help_text="null when the queue is empty")
+    decisions_per_hour_last_24h = serializers.DictField(child=serializers.FloatField(), help_text="by reviewer")
+    approval_rate_by_plugin = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    approval_rate_by_category = serializers.DictField(child=serializers.FloatField(),
+                                                      help_text='"(none)": items screening flagged in no category')
+
+
 class ReviewMetricsView(APIView):
     required_capabilities = {"get": Capability.REVIEWS_READ}
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **error_responses(403)})
+    @extend_schema(responses={200: ReviewMetricsSerializer, **error_responses(403)})
     def get(self, request):
         project = request.access.project
         now = timezone.now()

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
-from atelier_platform.api.serializers import AllowlistImportSerializer, BlocklistImportSerializer, SafetyPolicySerializer
+from atelier_platform.api.serializers import (
+    AllowlistImportSerializer,
+    AllowlistSerializer,
+    BlocklistImportSerializer,
+    BlocklistSummarySerializer,
+    ListImportResultSerializer,
+    SafetyPolicySerializer,
+)
 from atelier_platform.moderation import policies
 from atelier_platform.moderation.models import BlocklistEntry
 from atelier_platform.moderation.screening import policy_for
@@ -44,7 +50,7 @@ class BlocklistView(APIView):
 
     required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN}
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=BlocklistSummarySerializer)
     def get(self, request):
         entries = BlocklistEntry.objects.filter(project=request.access.project)
         by_category = {}
@@ -52,7 +58,7 @@ class BlocklistView(APIView):
             by_category[category] = by_category.get(category, 0) + 1
         return Response({"total": sum(by_category.values()), "by_category": by_category})
 
-    @extend_schema(request=BlocklistImportSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=BlocklistImportSerializer, responses=ListImportResultSerializer)
     def post(self, request):
         incoming = BlocklistImportSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
@@ -70,11 +76,11 @@ class AllowlistView(APIView):
 
     required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN}
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=AllowlistSerializer)
     def get(self, request):
         return Response(policies.allowlist_json(request.access.project))
 
-    @extend_schema(request=AllowlistImportSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=AllowlistImportSerializer, responses=ListImportResultSerializer)
     def post(self, request):
         incoming = AllowlistImportSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)

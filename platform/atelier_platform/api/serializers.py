@@ -383,6 +383,23 @@ class AllowlistImportSerializer(StrictSerializer):
     replace = serializers.BooleanField(default=False, help_text="replace the whole list instead of adding")
 
 
+class ListImportResultSerializer(serializers.Serializer):
+    added = serializers.IntegerField()
+    removed = serializers.IntegerField(help_text="entries the import replaced (only with replace)")
+    total = serializers.IntegerField(help_text="entries in the list now")
+
+
+class BlocklistSummarySerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_category = serializers.DictField(child=serializers.IntegerField(), help_text="terms per category; the terms "
+                                                                                    "themselves are not shown")
+
+
+class AllowlistSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    entries = AllowlistEntrySerializer(many=True)
+
+
 # --- batches, outputs ------------------------------------------------------------------------------------
 
 class JobBatchCreateSerializer(StrictSerializer):
