@@ -65,6 +65,7 @@ def js_text() -> dict[str, str]:
         "edited": str(_("Edited and approved.")),
         "skipped": str(_("Skipped.")),
         "empty": str(_("Nothing to review. Checking again every few seconds.")),
+        "empty_filtered": str(_("Nothing to review with these filters. Checking again every few seconds.")),
         "empty_skipped": str(_("Nothing else to review: you skipped %(n)s (press n to see them again).")),
         "queue_empty": str(_("Queue empty")),
         "item": str(_("Item")),
@@ -73,6 +74,13 @@ def js_text() -> dict[str, str]:
         "lease_until": str(_("until %(time)s")),
         "lease_extended": str(_("Lease extended: yours until %(time)s.")),
         "load_failed": str(_("Could not load the next item:")),
+        "press_n_to_retry": str(_("Press n to try again.")),
+        "lease_lapsed": str(_("Not saved: your lease on this item ran out. Extend the lease to keep it, or press n for "
+                              "the next one.")),
+        "lease_taken": str(_("Another reviewer took this item after your lease ran out: press n for the next one.")),
+        "already_decided": str(_("This item was already decided: press n for the next one.")),
+        "own_content": str(_("You submitted this job: another reviewer must approve it. You may reject it or "
+                             "regenerate it.")),
         "bad_json": str(_("Not valid JSON:")),
         "editable_fields": str(_("You may change %(fields)s; the rest records how this output was made and stays as it is.")),
         "nothing_editable": str(_("Nothing in this output can be edited: it records how it was made. Approve, reject or "

@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -532,21 +533,45 @@ def job_cancel(request, here, job_id):
 
 # --- review --------------------------------------------------------------------------------------------
 
+def _review_filters(params) -> dict[str, str]:
+    """The queue's filters as the page takes them (``plugin``, ``flagged``: "true" or "false"), as the API's queue
+    takes them too; anything else is no filter."""
+    flagged = params.get("flagged", "")
+    return {"plugin": params.get("plugin", "")[:100].replace("\x00", ""),
+            "flagged": flagged if flagged in ("true", "false") else ""}
+
+
 @needs(Capability.REVIEWS_WRITE)
 def review(request, here):
+    from urllib.parse import urlencode
+
+    from django.utils import timezone
+
     policy = policy_for(here.project)
+    filters = _review_filters(request.GET)
+    counted_at = timezone.now()
+    bulk = _bulk_candidates(here.project, request.user, policy, plugin=filters["plugin"]).filter(created_at__lte=counted_at)
+    # the plugins with items waiting (and the one filtered on, to be shown as chosen even with none left)
+    plugins = set(ReviewItem.objects.filter(project=here.project, state=ReviewItemState.OPEN)
+                  .values_list("output__job__plugin_id", flat=True).distinct())
     return page(request, "atelier_frontend/review.html", {
         "reasons": [(reason, reject_reason_label(reason)) for reason in policy.reasons], "policy": policy, "actor": f"user:{request.user.pk}",
-        "bulk_count": _bulk_candidates(here.project, request.user, policy).count(),
+        "filters": filters, "filter_query": urlencode({k: v for k, v in filters.items() if v}),
+        "plugins": sorted(plugins | ({filters["plugin"]} if filters["plugin"] else set())),
+        # the bulk approval approves what the reviewer was told of: nothing that arrived after this count, and
+        # only unflagged items (none when the queue shows the flagged ones only)
+        "bulk_count": 0 if filters["flagged"] == "true" else bulk.count(),
+        "bulk_counted_at": counted_at,
     })
 
 
 BULK_LIMIT = 100
 
 
-def _bulk_candidates(project, user, policy):
+def _bulk_candidates(project, user, policy, *, plugin: str = ""):
     """Open, unflagged, not audit-sampled items nobody else holds (and, where the policy forbids
-    self-approval, not the reviewer's own jobs): those one click may approve together."""
+    self-approval, not the reviewer's own jobs), of ``plugin`` where the queue is filtered on one: those one
+    click may approve together."""
     from django.utils import timezone
 
     from atelier_platform.moderation.models import ReviewItemState
@@ -556,6 +581,8 @@ def _bulk_candidates(project, user, policy):
         Q(lease_holder="") | Q(lease_expires_at__lt=timezone.now()) | Q(lease_holder=actor))
     if policy.forbid_self_approval:
         items = items.exclude(output__job__submitted_by=user)
+    if plugin:
+        items = items.filter(output__job__plugin_id=plugin)
     return items
 
 
@@ -568,8 +595,25 @@ def review_bulk_approve(request, here):
 
     reviewer = reviews.Reviewer(actor=f"user:{request.user.pk}", user_id=request.user.pk)
     policy = policy_for(here.project)
+    # filtered as the queue page that asked (its filters in the query string): a reviewer of one plugin's items
+    # approves that plugin's
+    filters = _review_filters(request.GET)
+    if filters["flagged"] == "true":
+        return JsonResponse({"approved": 0, "passed": 0})
+    candidates = _bulk_candidates(here.project, request.user, policy, plugin=filters["plugin"])
+    # The reviewer confirmed "approve these N items" as the queue page counted them: items that arrived since (which
+    # nobody has seen, and the count left out) wait for a look or the next bulk approval.
+    try:
+        counted_at = parse_datetime(request.POST.get("counted_at", ""))
+    except ValueError:  # well formed, but no such time
+        counted_at = None
+    if counted_at is None or counted_at.tzinfo is None:  # a time without its offset names no one moment
+        return JsonResponse({"error": {"code": "validation_error", "message": "Say when the items were counted.",
+                                       "details": {"counted_at": ["An ISO 8601 time with its offset, as the queue "
+                                                                  "page gives it."]}}},
+                            status=400)
     approved, passed = 0, 0
-    for item in _bulk_candidates(here.project, request.user, policy).order_by("-priority", "created_at", "pk")[:BULK_LIMIT]:
+    for item in candidates.filter(created_at__lte=counted_at).order_by("-priority", "created_at", "pk")[:BULK_LIMIT]:
         try:
             reviews.decide(reviews.claim(item, reviewer), reviewer, action="approve")
         except reviews.ReviewError:

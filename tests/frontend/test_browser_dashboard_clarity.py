@@ -117,7 +117,7 @@ def test_a_reviewer_extends_the_lease_from_the_editor_before_it_runs_out(live_se
     # lapsed and taken by someone else meanwhile: the editor says so instead of the reviewer losing work unawares
     ReviewItem.objects.filter(pk=item).update(lease_holder="user:999999", lease_expires_at=timezone.now() + datetime.timedelta(minutes=5))
     page.click("#edit-extend")
-    expect(page.locator("#edit-error")).to_contain_text("You do not hold this item's lease")
+    expect(page.locator("#edit-error")).to_contain_text("Another reviewer took this item after your lease ran out")
     page.keyboard.press("Escape")
 
     in_chinese(page, expect)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import connection
 from django.db.models import Count
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from atelier_platform.catalog.services import set_plugin_enabled
 from atelier_platform.jobs.models import Job
@@ -435,12 +438,33 @@ class TestReview:
             run_job(job)
         assert "Approve all 2 unflagged items" in text_of(reviewer.get("/review/"))
         with django_capture_on_commit_callbacks(execute=True):
-            answer = reviewer.post("/review/bulk-approve/").json()
+            answer = reviewer.post("/review/bulk-approve/", {"counted_at": timezone.now().isoformat()}).json()
         assert answer == {"approved": 2, "passed": 0}
         states = dict(ReviewItem.objects.values_list("output__job__input__text", "output__review_state"))
         assert states == {"plain 0": "approved", "plain 1": "approved", "enilredrob": "pending", "mine": "pending"}
         assert "unflagged item" not in text_of(reviewer.get("/review/"))
         assert signed_in(project, "editor").post("/review/bulk-approve/").status_code == 403
+
+    def test_bulk_approval_leaves_the_items_that_arrived_after_the_page_counted_them(
+            self, project, signed_in, submit, run_job, django_capture_on_commit_callbacks):
+        """The reviewer confirms "approve these 2 items"; a third that arrived meanwhile was never counted nor seen."""
+        editor, reviewer = signed_in(project, "editor"), signed_in(project, "reviewer")
+        for text in ("counted 0", "counted 1"):
+            run_job(submit(project, text=text, user=editor.user))
+        page = text_of(reviewer.get("/review/"))
+        assert "Approve all 2 unflagged items" in page
+        counted_at = re.search(r'data-counted-at="([^"]+)"', reviewer.get("/review/").content.decode()).group(1)
+        run_job(submit(project, text="arrived later", user=editor.user))
+        with django_capture_on_commit_callbacks(execute=True):
+            answer = reviewer.post("/review/bulk-approve/", {"counted_at": counted_at}).json()
+        assert answer == {"approved": 2, "passed": 0}
+        states = dict(ReviewItem.objects.values_list("output__job__input__text", "output__review_state"))
+        assert states == {"counted 0": "approved", "counted 1": "approved", "arrived later": "pending"}
+        # without the time of the count (or with a time of no one moment), nothing is approved
+        for sent in ({}, {"counted_at": "2026-12-05T14:50:00"}, {"counted_at": "2026-13-45T99:00:00+00:00"}):
+            answer = reviewer.post("/review/bulk-approve/", sent)
+            assert (answer.status_code, answer.json()["error"]["code"]) == (400, "validation_error"), sent
+        assert ReviewItem.objects.get(output__job__input__text="arrived later").state == "open"
 
     def test_bulk_approval_leaves_audit_samples_to_a_person(self, project, signed_in, submit, run_job,
                                                              django_capture_on_commit_callbacks):
@@ -453,7 +477,8 @@ class TestReview:
         reviewer = signed_in(project, "reviewer")
         assert "unflagged item" not in text_of(reviewer.get("/review/"))
         with django_capture_on_commit_callbacks(execute=True):
-            assert reviewer.post("/review/bulk-approve/").json() == {"approved": 0, "passed": 0}
+            assert reviewer.post("/review/bulk-approve/", {"counted_at": timezone.now().isoformat()}).json() == {
+                "approved": 0, "passed": 0}
         assert ReviewItem.objects.get().state == "open"
 
     def test_panel_of_another_projects_item_is_not_found(self, project, other_project, signed_in, submit, run_job):

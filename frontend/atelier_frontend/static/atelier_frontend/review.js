@@ -6,6 +6,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const app = document.getElementById("review-app");
   if (!app) return;
   const actor = app.dataset.actor;
+  // the queue's filters (plugin, flagged), as the page was asked for them: what claim-next and the list take
+  const filters = app.dataset.filters ? `&${app.dataset.filters}` : "";
   const panelUrl = (id) => app.dataset.panelUrl.replace("/0/", `/${id}/`);
   const $ = (id) => document.getElementById(id);
   const box = $("review-item"), queueState = $("queue-state"), flash = $("flash");
@@ -13,8 +15,23 @@ document.addEventListener("DOMContentLoaded", () => {
   let item = null, busy = false, countdown = null, emptyPoll = null;
   const skipped = new Set();
   const passedOver = new Set();  // approved by this reviewer already; never shown again here
+  let stillPending = new Set();  // the queue's items as last listed: a skipped item decided since is not "skipped" now
 
   const say = (text, kind = "info") => { flash.textContent = text; flash.className = `flash ${kind}`; };
+
+  // The review service's refusals in the page's language and in a reviewer's terms: the API's own messages are
+  // English and written for programs ("claim it with POST .../claim/"). ``renewing``: the refusal of an extension.
+  function refusal(result, { renewing = false } = {}) {
+    const code = result.data && result.data.error && result.data.error.code;
+    if (code === "lease_required") {
+      return renewing
+        ? Atelier.t("lease_taken", "Another reviewer took this item after your lease ran out: press n for the next one.")
+        : Atelier.t("lease_lapsed", "Not saved: your lease on this item ran out. Extend the lease to keep it, or press n for the next one.");
+    }
+    if (code === "review_decided") return Atelier.t("already_decided", "This item was already decided: press n for the next one.");
+    if (code === "own_content") return Atelier.t("own_content", "You submitted this job: another reviewer must approve it. You may reject it or regenerate it.");
+    return Atelier.errorText(result);
+  }
 
   // When the lease ends, as a clock time in the page's language ("14:32"), in the bar and in the editor.
   const clock = (time) => time.toLocaleTimeString(document.documentElement.lang || undefined, { hour: "2-digit", minute: "2-digit" });
@@ -50,9 +67,9 @@ document.addEventListener("DOMContentLoaded", () => {
     const result = await Atelier.api(`reviews/${shown.id}/renew/`, { method: "POST" });
     if (item !== shown) return;  // decided or skipped meanwhile
     if (!result.ok) {
-      const refusal = Atelier.errorText(result);
-      if (!editor.hidden) { $("edit-error").textContent = refusal; delete $("edit-error").dataset.about; }
-      say(refusal, "error");
+      const refused = refusal(result, { renewing: true });
+      if (!editor.hidden) { $("edit-error").textContent = refused; delete $("edit-error").dataset.about; }
+      say(refused, "error");
       return;
     }
     item.lease_expires_at = result.data.lease_expires_at;
@@ -63,12 +80,16 @@ document.addEventListener("DOMContentLoaded", () => {
 
   async function show(claimed) {
     clearTimeout(emptyPoll);
-    item = claimed;
-    if (!item) {
+    // Nothing is decided until its panel is on the screen: the keys decide ``item``, and while it named the claimed
+    // item over the panel of the one before (already decided), a panel that did not load had "a" approve an item
+    // nobody had seen.
+    item = null;
+    if (!claimed) {
       startCountdown(null);
       box.dataset.item = "";
-      const mine = [...skipped].filter((id) => !passedOver.has(id)).length;
-      const message = mine ? Atelier.t("empty_skipped", "Nothing else to review.").replace("%(n)s", mine) : Atelier.t("empty", "Nothing to review.");
+      const mine = [...skipped].filter((id) => !passedOver.has(id) && stillPending.has(id)).length;
+      const message = mine ? Atelier.t("empty_skipped", "Nothing else to review.").replace("%(n)s", mine)
+        : filters ? Atelier.t("empty_filtered", "Nothing to review with these filters.") : Atelier.t("empty", "Nothing to review.");
       box.innerHTML = "";
       const empty = document.createElement("p");
       empty.className = "empty";
@@ -79,8 +100,31 @@ document.addEventListener("DOMContentLoaded", () => {
       emptyPoll = setTimeout(() => next(), 5000);
       return;
     }
-    const response = await fetch(panelUrl(item.id), { credentials: "same-origin" });
-    box.innerHTML = await response.text();
+    let panel = null, failure = Atelier.errorText({ status: 0 });
+    try {
+      const response = await fetch(panelUrl(claimed.id), { credentials: "same-origin" });
+      // signed out meanwhile: the answer is the login page, which belongs in the window, not in the panel
+      if (response.redirected) { window.location.reload(); return; }
+      if (response.ok) panel = await response.text();
+      else failure = `HTTP ${response.status}`;
+    } catch (e) { /* offline: said below */ }
+    if (panel === null) {
+      // The item before must not stay on the screen as if it were this one: clear it, and hand the claimed item
+      // back for whoever is next (n here too).
+      startCountdown(null);
+      box.dataset.item = "";
+      box.innerHTML = "";
+      const retry = document.createElement("p");
+      retry.className = "empty";
+      retry.id = "queue-retry";
+      retry.textContent = Atelier.t("press_n_to_retry", "Press n to try again.");
+      box.appendChild(retry);
+      queueState.textContent = "";
+      Atelier.api(`reviews/${claimed.id}/release/`, { method: "POST" });
+      throw new Error(failure);
+    }
+    box.innerHTML = panel;
+    item = claimed;
     box.dataset.item = String(item.id);
     queueState.textContent = `${Atelier.t("item", "Item")} ${item.id}`;
     startCountdown(item.lease_expires_at);
@@ -97,14 +141,15 @@ document.addEventListener("DOMContentLoaded", () => {
   // The next item nobody else holds: claim-next, or (after skips) the first pending item not skipped.
   async function claimNext() {
     if (!skipped.size) {
-      const result = await Atelier.api("reviews/claim-next/", { method: "POST" });
+      const result = await Atelier.api(`reviews/claim-next/?${filters.slice(1)}`, { method: "POST" });
       if (!result.ok) throw new Error(Atelier.errorText(result));
       if (result.status === 204) return null;
       if (!result.data.approvals.includes(actor)) return result.data;
       await passOver(result.data);
     }
-    const listed = await Atelier.api("reviews/?state=pending&page_size=200");
+    const listed = await Atelier.api(`reviews/?state=pending&page_size=200${filters}`);
     if (!listed.ok) throw new Error(Atelier.errorText(listed));
+    stillPending = new Set(listed.data.results.map((candidate) => candidate.id));
     const now = Date.now();
     for (const candidate of listed.data.results) {
       if (skipped.has(candidate.id) || candidate.approvals.includes(actor)) continue;
@@ -122,12 +167,20 @@ document.addEventListener("DOMContentLoaded", () => {
     finally { busy = false; }
   }
 
-  async function decide(body, done) {
-    if (!item || busy) return;
+  // ``errorBox``: where the open dialog says a refusal (the flash is under its shade); it stays open, with what
+  // was typed in it, to send again.
+  async function decide(body, done, errorBox = null) {
+    if (!item || busy) return false;
     busy = true;
     const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body });
     busy = false;
-    if (!result.ok) { say(Atelier.errorText(result), "error"); return false; }
+    if (!result.ok) {
+      const refused = refusal(result);
+      say(refused, "error");
+      if (errorBox) errorBox.textContent = refused;
+      return false;
+    }
+    closeOverlays();
     say(result.data.state === "open" ? Atelier.t("second_needed", "Recorded; a second reviewer must confirm.") : done, "ok");
     await next();
     return true;
@@ -197,9 +250,13 @@ document.addEventListener("DOMContentLoaded", () => {
   [picker, regenerator, editor].forEach(closeOnClickBeside);
 
   // The focus goes into the picker (a number still picks a reason; Tab reaches the comment), not left on the page under it.
+  // The comment is kept for the item it was written about: reopened after Esc or a refused rejection, it is still there.
+  let commentFor = null;
   function openPicker() {
     if (!item) return;
-    $("reject-comment").value = "";
+    if (commentFor !== item.id) $("reject-comment").value = "";
+    commentFor = item.id;
+    $("reject-error").textContent = "";
     openOverlay(picker, picker.querySelector("button[data-reason]"));
   }
 
@@ -218,7 +275,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const comment = $("regenerate-note").value.trim();
     const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body: { action: "regenerate", comment } });
     busy = false;
-    if (!result.ok) { $("regenerate-error").textContent = Atelier.errorText(result); return; }
+    if (!result.ok) { $("regenerate-error").textContent = refusal(result); return; }
     closeOverlays();
     const decision = [...(result.data.decisions || [])].reverse().find((d) => d.action === "regenerate");
     say(Atelier.t("regenerated", "Sent back: a new job is generating."), "ok");
@@ -235,13 +292,15 @@ document.addEventListener("DOMContentLoaded", () => {
   // Cancel leaves it as Esc and a click beside it do: nothing sent, the focus back where it was.
   $("regenerate-cancel").addEventListener("click", closeOverlays);
 
+  // The picker stays open until the rejection is taken: refused (the connection dropped, the lease ran out), the
+  // reason and the comment are still there to send again.
   async function reject(reason) {
     const comment = $("reject-comment").value;
-    closeOverlays();
     // the reason as its button names it (a default reason in the page's language), the code as the API takes it
     const button = [...picker.querySelectorAll("button[data-reason]")].find((b) => b.dataset.reason === reason);
     const label = (button && button.dataset.label) || reason;
-    await decide({ action: "reject", reason, comment }, `${Atelier.t("rejected", "Rejected")} (${label}).`);
+    $("reject-error").textContent = "";
+    await decide({ action: "reject", reason, comment }, `${Atelier.t("rejected", "Rejected")} (${label}).`, $("reject-error"));
   }
 
   function openEditor() {
@@ -262,9 +321,9 @@ document.addEventListener("DOMContentLoaded", () => {
   // A change to fields the plugin records about the run is named in the page's language, as paths of the text
   // in the editor (the API's details name them from the request: content.usage.prompt_tokens).
   function editRefusal(result) {
-    const refusal = result.data && result.data.error;
-    if (!refusal || refusal.code !== "field_not_editable" || !refusal.details) return Atelier.errorText(result);
-    const fields = Object.keys(refusal.details).map((path) => path.replace(/^content\./, ""));
+    const error = result.data && result.data.error;
+    if (!error || error.code !== "field_not_editable" || !error.details) return refusal(result);
+    const fields = Object.keys(error.details).map((path) => path.replace(/^content\./, ""));
     return Atelier.t("not_editable", "Not saved: these fields cannot be edited: %(fields)s").replace("%(fields)s", fields.join(", "));
   }
 
@@ -307,8 +366,10 @@ document.addEventListener("DOMContentLoaded", () => {
     button.disabled = true;
     let result = null;
     try {
+      // when the page counted the items the question names: the server approves none that arrived after
       const response = await fetch(button.dataset.url, {
         method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": Atelier.meta("csrf-token") },
+        body: new URLSearchParams({ counted_at: button.dataset.countedAt }),
       });
       if (response.ok) result = await response.json();
       else say(`HTTP ${response.status}`, "error");
@@ -323,10 +384,12 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   // The legend's buttons do what their keys do (for a mouse, or a touch screen). One that opens a
-  // dialog keeps the focus, for the dialog to give it back when it closes.
+  // dialog keeps the focus, for the dialog to give it back when it closes. The second click of a double click
+  // (or tap) presses nothing: it came when the next item was on the screen, and approved it unseen.
   const press = (key) => document.dispatchEvent(new KeyboardEvent("keydown", { key }));
   document.querySelectorAll("#shortcut-legend button[data-key]").forEach((button) =>
-    button.addEventListener("click", () => {
+    button.addEventListener("click", (event) => {
+      if (event.detail > 1) return;
       if (!["r", "e", "g"].includes(button.dataset.key)) button.blur();
       press(button.dataset.key);
     }));
@@ -359,10 +422,18 @@ document.addEventListener("DOMContentLoaded", () => {
       e: openEditor,
       g: openRegenerate,
       s: skip,
-      n: () => { if (!item) { skipped.clear(); passedOver.forEach((id) => skipped.add(id)); } next(); },
+      // n moves on: from an item, to the next one (claim-next would hand back the item one holds: n did nothing);
+      // from an empty queue, round again, the skipped items included.
+      n: () => {
+        if (item) { skip(); return; }
+        skipped.clear(); passedOver.forEach((id) => skipped.add(id)); next();
+      },
     };
     const run = actions[event.key.toLowerCase()];
-    if (run) { event.preventDefault(); run(); }
+    if (!run) return;
+    event.preventDefault();
+    // A key held down repeats: each repeat decided the item shown next, one after another, unseen.
+    if (!event.repeat) run();
   });
 
   next();

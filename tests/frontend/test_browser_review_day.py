@@ -1,0 +1,185 @@
+"""A reviewer's day in a real browser, where the queue decided what nobody had seen or lost what was typed: a panel
+that did not load left the item before it on the screen while "a" approved the next one, a rejection the server
+never got threw its comment away, the review service's refusals came in English written for programs ("claim it
+with POST .../claim/") on Chinese pages, and "n" (next) did nothing while an item was shown."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from atelier_platform.moderation.models import ReviewDecision, ReviewItem
+from tests.frontend.browsing import BROWSER_TESTS, chinese_review_queue_on_a_tablet, shown_item, sign_in
+
+pytestmark = BROWSER_TESTS
+
+
+def reviewing(browser, live_server, project, member, submit, run_job, texts):
+    editor = member(project, "editor")
+    for text in texts:
+        run_job(submit(project, text=text, user=editor))
+    return sign_in(browser, live_server.url, member(project, "reviewer").username)
+
+
+def test_a_panel_that_does_not_load_leaves_nothing_to_decide_on_the_screen(
+        live_server, browser, expect, project, member, submit, run_job):
+    page = reviewing(browser, live_server, project, member, submit, run_job, ("first", "second"))
+    first = shown_item(page, expect)
+    page.route("**/review/items/**", lambda route: route.abort("internetdisconnected"))
+    page.keyboard.press("a")
+    expect(page.locator("#flash")).to_have_text("Could not load the next item: The server could not be reached: "
+                                                "check the connection and try again.")
+    # the first item (approved) is not left on the screen as if it were the second, which nobody has seen
+    expect(page.locator("#review-item .output-content")).to_have_count(0)
+    expect(page.locator("#queue-retry")).to_have_text("Press n to try again.")
+    page.keyboard.press("a")
+    page.wait_for_timeout(500)
+    assert list(ReviewDecision.objects.values_list("item_id", flat=True)) == [int(first)]
+    second = ReviewItem.objects.exclude(pk=first).get()
+    assert second.lease_holder == ""  # handed back for whoever is next
+
+    page.unroute("**/review/items/**")
+    page.keyboard.press("n")
+    assert shown_item(page, expect) == str(second.pk)
+    expect(page.locator("#review-item .output-content")).to_contain_text("dnoces")
+
+
+def test_a_rejection_the_server_never_got_keeps_its_comment_to_send_again(
+        live_server, browser, expect, project, member, submit, run_job):
+    page = reviewing(browser, live_server, project, member, submit, run_job, ("first",))
+    shown_item(page, expect)
+    page.keyboard.press("r")
+    page.fill("#reject-comment", "claims a discount the shop does not offer")
+    page.keyboard.press("Escape")  # a second thought, then back to it
+    page.keyboard.press("r")
+    expect(page.locator("#reject-comment")).to_have_value("claims a discount the shop does not offer")
+
+    page.route("**/decision/", lambda route: route.abort("internetdisconnected"))
+    page.locator("#reject-picker button[data-reason]").first.click()
+    unreachable = "The server could not be reached: check the connection and try again."
+    expect(page.locator("#reject-error")).to_have_text(unreachable)
+    expect(page.locator("#reject-picker")).to_be_visible()
+    expect(page.locator("#reject-comment")).to_have_value("claims a discount the shop does not offer")
+
+    page.unroute("**/decision/")
+    page.locator("#reject-picker button[data-reason]").first.click()
+    expect(page.locator("#flash")).to_contain_text("Rejected")
+    expect(page.locator("#reject-picker")).to_be_hidden()
+    decision = ReviewDecision.objects.get()
+    assert (decision.action, decision.comment) == ("reject", "claims a discount the shop does not offer")
+
+
+def test_refusals_are_said_in_the_pages_language_in_a_reviewers_terms(
+        live_server, browser, expect, project, member, submit, run_job):
+    own = member(project, "owner")
+    run_job(submit(project, text="the owner's own", user=own))
+    run_job(submit(project, text="an editor's", user=member(project, "editor")))
+    page = sign_in(browser, live_server.url, own.username)
+    page.goto(f"{live_server.url}/review/")
+    page.select_option("#language-switcher", "zh-hans")
+    expect(page.locator("h1")).to_have_text("审核队列")
+    shown = shown_item(page, expect)
+    assert ReviewItem.objects.get(pk=shown).output.job.submitted_by == own
+
+    page.keyboard.press("a")
+    expect(page.locator("#flash")).to_have_text("此任务是你提交的：必须由另一位审核员批准。你可以拒绝它或让它重新生成。")
+
+    ReviewItem.objects.filter(pk=shown).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    page.keyboard.press("a")
+    expect(page.locator("#flash")).to_have_text("未保存：你对此条目的占用已到期。延长占用可保留它，或按 n 领取下一条。")
+    ReviewItem.objects.filter(pk=shown).update(lease_holder="user:0")  # another reviewer took it meanwhile
+    page.click("#lease-extend")
+    expect(page.locator("#flash")).to_have_text("你的占用到期后，另一位审核员领取了此条目：按 n 领取下一条。")
+    assert "POST" not in page.locator("#flash").inner_text()
+
+
+def test_n_moves_on_from_an_item_and_round_again_from_an_empty_queue(
+        live_server, browser, expect, project, member, submit, run_job):
+    page = reviewing(browser, live_server, project, member, submit, run_job, ("first", "second"))
+    first = shown_item(page, expect)
+    page.keyboard.press("n")
+    expect(page.locator("#review-item")).not_to_have_attribute("data-item", first)
+    second = shown_item(page, expect)
+    assert ReviewItem.objects.get(pk=first).lease_holder == ""  # left for later, for anyone
+    page.keyboard.press("n")
+    expect(page.locator("#queue-empty")).to_be_visible()
+    page.keyboard.press("n")  # round again: the items passed over come back
+    assert shown_item(page, expect) in (first, second)
+
+
+def test_the_chinese_tablet_queue_says_a_lapsed_lease_in_chinese(live_server, browser, expect, project, member, submit,
+                                                                  run_job):
+    run_job(submit(project, text="first", user=member(project, "editor")))
+    page = chinese_review_queue_on_a_tablet(live_server, browser, expect, member(project, "reviewer"))
+    shown = shown_item(page, expect)
+    ReviewItem.objects.filter(pk=shown).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    page.locator("#shortcut-legend button[data-key=r]").tap()
+    page.locator("#reject-picker button[data-reason]").first.tap()
+    expect(page.locator("#reject-error")).to_have_text("未保存：你对此条目的占用已到期。延长占用可保留它，或按 n 领取下一条。")
+
+
+def test_a_double_click_or_a_held_key_decides_only_the_item_on_the_screen(
+        live_server, browser, expect, project, member, submit, run_job):
+    page = reviewing(browser, live_server, project, member, submit, run_job, [f"item {n}" for n in range(4)])
+    first = shown_item(page, expect)
+    box = page.locator("#shortcut-legend button[data-key=a]").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # a person's double click: its second click comes a moment later, once the next item is on the screen
+    page.mouse.move(x, y)
+    page.mouse.down(click_count=1)
+    page.mouse.up(click_count=1)
+    expect(page.locator("#review-item")).not_to_have_attribute("data-item", first)
+    second = shown_item(page, expect)
+    page.mouse.down(click_count=2)
+    page.mouse.up(click_count=2)
+    page.wait_for_timeout(500)
+    assert list(ReviewDecision.objects.values_list("item_id", flat=True)) == [int(first)]
+    assert shown_item(page, expect) == second
+
+    # "a" held down: the keyboard repeats it, and only the first press decides
+    page.keyboard.down("a")
+    expect(page.locator("#review-item")).not_to_have_attribute("data-item", second)
+    for _ in range(10):
+        page.keyboard.down("a")  # Playwright sends these as repeats, as a held key does
+        page.wait_for_timeout(30)
+    page.keyboard.up("a")
+    page.wait_for_timeout(500)
+    assert sorted(ReviewDecision.objects.values_list("item_id", flat=True)) == sorted([int(first), int(second)])
+
+
+def test_the_queue_filtered_on_a_plugin_shows_and_bulk_approves_that_plugins_items_only(
+        live_server, browser, expect, chat_project, member, submit, run_job):
+    from atelier_platform.jobs.submission import JobRequest, submit_job
+
+    editor = member(chat_project, "editor")
+    for text in ("first", "second"):
+        run_job(submit(chat_project, text=text, user=editor))
+    for question in ("Can I return shoes?", "Do you ship to Lyon?"):
+        request = JobRequest(plugin_id="turn_counter", input={"messages": [{"role": "user", "content": question}]}, params={})
+        run_job(submit_job(chat_project, request, submitted_by=editor).job)
+    page = sign_in(browser, live_server.url, member(chat_project, "reviewer").username)
+    expect(page.locator("#bulk-approve")).to_have_text("Approve all 4 unflagged items")
+    page.select_option("#review-filters select[name=plugin]", "turn_counter")
+    page.click("#review-filters button")
+    expect(page.locator("#review-filters select[name=plugin]")).to_have_value("turn_counter")
+    shown = shown_item(page, expect)
+    assert ReviewItem.objects.get(pk=shown).output.job.plugin_id == "turn_counter"
+    expect(page.locator("#bulk-approve")).to_have_text("Approve all 2 unflagged items")
+    page.keyboard.press("s")
+    expect(page.locator("#review-item")).not_to_have_attribute("data-item", shown)
+    other = shown_item(page, expect)
+    assert other != shown and ReviewItem.objects.get(pk=other).output.job.plugin_id == "turn_counter"
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#bulk-approve")
+    expect(page.locator("#flash")).to_contain_text("Approved without review: 2")
+    expect(page.locator("#queue-empty")).to_have_text("Nothing to review with these filters. Checking again every few seconds.")
+    states = dict(ReviewItem.objects.values_list("output__job__plugin_id", "output__review_state").distinct())
+    assert sorted(ReviewItem.objects.filter(output__review_state="approved").values_list("output__job__plugin_id", flat=True)) == [
+        "turn_counter", "turn_counter"]
+    assert states["reverse_text"] == "pending"
+
+    page.select_option("#language-switcher", "zh-hans")
+    expect(page.locator("#review-filters select[name=flagged] option")).to_have_text(["标记与否均可", "仅被标记的", "仅未标记的"])
+    expect(page.locator("#queue-empty")).to_have_text("没有符合这些筛选条件的待审核内容。每隔几秒会再次检查。")
