@@ -183,3 +183,24 @@ def test_the_queue_filtered_on_a_plugin_shows_and_bulk_approves_that_plugins_ite
     page.select_option("#language-switcher", "zh-hans")
     expect(page.locator("#review-filters select[name=flagged] option")).to_have_text(["标记与否均可", "仅被标记的", "仅未标记的"])
     expect(page.locator("#queue-empty")).to_have_text("没有符合这些筛选条件的待审核内容。每隔几秒会再次检查。")
+
+
+def test_leaving_the_queue_gives_the_item_on_the_screen_back_at_once(
+        live_server, browser, expect, project, member, submit, run_job):
+    """The item shown stayed leased to a reviewer who had gone to another page (or closed the tab): nobody else
+    was given it for the lease's 600 s."""
+    page = reviewing(browser, live_server, project, member, submit, run_job, ("only one",))
+    shown = shown_item(page, expect)
+    assert ReviewItem.objects.get(pk=shown).lease_holder != ""
+    page.click("nav a[href='/jobs/']")
+    page.wait_for_url("**/jobs/")
+    deadline = timezone.now() + timedelta(seconds=5)
+    while ReviewItem.objects.get(pk=shown).lease_holder and timezone.now() < deadline:
+        page.wait_for_timeout(50)
+    item = ReviewItem.objects.get(pk=shown)
+    assert (item.lease_holder, item.state) == ("", "open")
+
+    # a second reviewer opening the queue now gets it
+    other = sign_in(browser, live_server.url, member(project, "reviewer").username)
+    other.goto(f"{live_server.url}/review/")
+    assert shown_item(other, expect) == shown

@@ -188,6 +188,23 @@ class TestReviewQueue:
         actions = list(AuditEvent.objects.filter(object_type="reviewitem").values_list("action", flat=True))
         assert actions == ["lease_claimed", "lease_renewed", "lease_released"]
 
+    def test_a_release_naming_its_lease_lets_go_of_that_lease_only(self, item_id, reviewer_api):
+        """A queue page gives its item back as it goes away; the same reviewer's next page (a reload, another
+        language) may have claimed it again already. That lease ends later, and is not the one given back."""
+        from urllib.parse import quote
+
+        alice = reviewer_api()
+        old = alice.post(f"/api/v1/reviews/{item_id}/claim/").json()["lease_expires_at"]
+        current = alice.post(f"/api/v1/reviews/{item_id}/claim/").json()["lease_expires_at"]  # the next page's
+        stale = alice.post(f"/api/v1/reviews/{item_id}/release/?lease_expires_at={quote(old)}")
+        assert stale.status_code == 409 and stale.json()["error"]["code"] == "lease_required"
+        assert ReviewItem.objects.get(pk=item_id).lease_holder != ""
+        for malformed in ("yesterday", "2026-12-05T14:50:00", "2026-13-45T10:00:00Z"):
+            refused = alice.post(f"/api/v1/reviews/{item_id}/release/?lease_expires_at={quote(malformed)}")
+            assert refused.status_code == 400 and "lease_expires_at" in refused.json()["error"]["details"], malformed
+        released = alice.post(f"/api/v1/reviews/{item_id}/release/?lease_expires_at={quote(current)}")
+        assert released.status_code == 200 and released.json()["lease_holder"] == ""
+
     def test_approve_makes_the_output_final(self, item_id, reviewer_api, api):
         alice = reviewer_api()
         alice.post(f"/api/v1/reviews/{item_id}/claim/")

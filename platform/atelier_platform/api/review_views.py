@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django.db.models import Count, Min, Prefetch, Q
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
@@ -163,10 +164,24 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         item = review.claim_next(request.access.project, reviewer_of(request), **_filters(request.query_params))
         return self._fresh(item) if item else Response(status=204)
 
-    @extend_schema(request=None, responses={200: ReviewItemSerializer, **error_responses(403, 404, 409)})
+    @extend_schema(request=None, responses={200: ReviewItemSerializer, **error_responses(400, 403, 404, 409)},
+                   parameters=[OpenApiParameter(
+                       "lease_expires_at", OpenApiTypes.DATETIME,
+                       description="release only the lease ending then (the item's lease_expires_at as the caller last "
+                                   "saw it): not one renewed or claimed again since, by this caller elsewhere too (409)")])
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
-        return self._fresh(review.release(self.get_object(), reviewer_of(request)))
+        named = request.query_params.get("lease_expires_at")
+        lease_expires_at = None
+        if named is not None:
+            try:
+                lease_expires_at = parse_datetime(named)
+            except ValueError:  # well formed, but no such time
+                lease_expires_at = None
+            if lease_expires_at is None or lease_expires_at.tzinfo is None:
+                raise ValidationError({"lease_expires_at": ["An ISO 8601 time with its offset, as lease_expires_at "
+                                                            "gives it."]})
+        return self._fresh(review.release(self.get_object(), reviewer_of(request), lease_expires_at=lease_expires_at))
 
     @extend_schema(request=ReviewDecisionInputSerializer, parameters=[IDEMPOTENCY_PARAMETER],
                    responses={200: ReviewItemSerializer, **error_responses(400, 403, 404, 409, 422)},

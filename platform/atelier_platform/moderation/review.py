@@ -198,12 +198,17 @@ def claim_next(project, reviewer: Reviewer, **filters) -> ReviewItem | None:
     return None
 
 
-def release(item: ReviewItem, reviewer: Reviewer) -> ReviewItem:
-    updated = ReviewItem.objects.filter(pk=item.pk, lease_holder=reviewer.actor, state=ReviewItemState.OPEN).update(
-        lease_holder="", lease_expires_at=None
-    )
+def release(item: ReviewItem, reviewer: Reviewer, *, lease_expires_at=None) -> ReviewItem:
+    """Let the item go. ``lease_expires_at``: only the lease that ends then, the one the caller knows of. A queue
+    page gives its item back as it goes away, and the same reviewer's next page (a reload, another language) may
+    already have claimed the item again, with a lease ending later: that lease is not the one given back."""
+    held = ReviewItem.objects.filter(pk=item.pk, lease_holder=reviewer.actor, state=ReviewItemState.OPEN)
+    if lease_expires_at is not None:
+        held = held.filter(lease_expires_at=lease_expires_at)
+    updated = held.update(lease_holder="", lease_expires_at=None)
     if not updated:
-        raise LeaseRequired("You do not hold this item.")
+        raise LeaseRequired("You do not hold this item." if lease_expires_at is None else
+                            "You do not hold this item with the lease you name (it was renewed or claimed since).")
     item.refresh_from_db()
     audit.record(item.project, reviewer.actor, "lease_released", item)
     return item

@@ -16,11 +16,13 @@ const Atelier = (() => {
   // Calls the REST API as the signed-in person: session cookie, CSRF token, current project.
   // A request that never got an answer (offline, server down) comes back as status 0, like any
   // refusal, so that no caller is left waiting on a promise that rejected.
-  async function api(path, { method = "GET", body } = {}) {
+  // ``keepalive``: the request outlives the page (one sent as the page goes away).
+  async function api(path, { method = "GET", body, keepalive = false } = {}) {
     let response;
     try {
       response = await fetch(`/api/v1/${path}`, {
         method,
+        keepalive,
         credentials: "same-origin",
         headers: {
           "Accept": "application/json",

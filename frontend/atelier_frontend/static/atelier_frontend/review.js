@@ -396,6 +396,18 @@ document.addEventListener("DOMContentLoaded", () => {
   const bulk = $("bulk-approve");
   if (bulk) bulk.addEventListener("click", () => bulkApprove(bulk));
 
+  // Leaving the page (another page, a closed tab, a reload) gives the item on the screen back to the queue at once:
+  // its lease kept it from every other reviewer for the policy's lease time (600 s by default) with nobody on it.
+  // Only the lease this page holds: the reviewer's next page (a reload, another language) may have claimed the
+  // item again already, and that lease stays.
+  window.addEventListener("pagehide", () => {
+    if (!item) return;
+    const lease = encodeURIComponent(item.lease_expires_at);
+    Atelier.api(`reviews/${item.id}/release/?lease_expires_at=${lease}`, { method: "POST", keepalive: true });
+  });
+  // Back to this page from the browser's cache: the item on the screen was given back when it was left.
+  window.addEventListener("pageshow", (event) => { if (event.persisted) window.location.reload(); });
+
   document.addEventListener("keydown", (event) => {
     if (Atelier.composing(event)) return;  // keys that build a word in an input method are the IME's
     if (event.key === "Tab" && openDialog) { keepFocusInside(event); return; }
