@@ -1,7 +1,8 @@
 """``python manage.py bootstrap``: the demo project and an admin account for ``make run``.
 
 Idempotent: a second run keeps existing accounts and passwords. The admin password is taken
-from ATELIER_ADMIN_PASSWORD, else generated once and kept in DATA_DIR/admin_password.
+from ATELIER_ADMIN_PASSWORD, else generated once and kept in DATA_DIR/admin_password; it is
+printed only while it is still the account's.
 """
 
 import os
@@ -48,10 +49,17 @@ class Command(BaseCommand):
         project = Project.objects.filter(slug=DEMO_SLUG).first() or create_project(DEMO_SLUG, "Demo project")
         enable_installed_plugins(project)
         add_member(project, user, Role.OWNER)
-        shown = password_file.read_text().strip() if password_file.exists() else "(set when the account was created)"
+        # The file belongs to the data folder, the account to the database: after a run on another database
+        # (DATABASE_URL set, then unset) or a password changed since, the file's password is not this account's.
+        stored = password_file.read_text().strip() if password_file.exists() else ""
+        if stored and user.check_password(stored):
+            password = f"password {stored!r}"
+        else:
+            password = (f"with the password it was given (not the one in {password_file}; "
+                        f"`python manage.py changepassword {username}` sets a new one)")
         self.stdout.write(
             "\n"
             f"  Atelier is starting: the dashboard is at {url}/\n"
-            f"  Sign in at {url}/login/ as {username!r}, password {shown!r} (the same account opens {url}/admin/)\n"
+            f"  Sign in at {url}/login/ as {username!r}, {password} (the same account opens {url}/admin/)\n"
             f"  API docs: {url}/api/v1/docs/   API key: python manage.py create_api_key --project {DEMO_SLUG}\n"
         )
