@@ -345,6 +345,19 @@ WITHHELD_REPLY_NOTICES = {
 }
 
 
+def _what_an_edit_changed(decision, here) -> list[tuple[str, str]]:
+    """An edit's changes as the lines of a diff of the output before and after, each with its kind ("removed",
+    "added", "" for context), for those who review: what a reviewer edited out (a phone number, an insult) is for
+    the people who may read the queue, not for every member who reads the job."""
+    from atelier_platform.moderation.review import content_diff
+
+    if decision.action != "edit" or decision.original_content is None or not here.can(Capability.REVIEWS_READ):
+        return []
+    lines = content_diff(decision.original_content, decision.edited_content).splitlines()[2:]  # not the file names
+    kinds = {"-": "removed", "+": "added"}
+    return [(kinds.get(line[:1], ""), line) for line in lines if not line.startswith("@@")]
+
+
 @needs(Capability.JOBS_READ)
 def job_detail(request, here, job_id):
     outputs = Output.objects.select_related("review").prefetch_related("files", "review__decisions")
@@ -384,6 +397,7 @@ def job_detail(request, here, job_id):
                         + ([f"key:{job.api_key.prefix}"] if job.api_key else []))
     for decision in decisions:
         decision.who = names.get(decision.decided_by, decision.decided_by)
+        decision.changes = _what_an_edit_changed(decision, here)
     submitter = (job.submitted_by.username if job.submitted_by
                  else names[f"key:{job.api_key.prefix}"] if job.api_key else "API")
     timeline = [(action_words("created"), job.created_at, submitter)]
