@@ -14,16 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_bootstrap_prints_the_dashboard_and_its_sign_in_address(monkeypatch, tmp_path, client):
-    monkeypatch.setenv("ATELIER_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("ATELIER_ADMIN_PASSWORD", "a long demo password")
-    get_config.cache_clear()
-    try:
-        out = io.StringIO()
-        call_command("bootstrap", "--url", "http://127.0.0.1:8000/", stdout=out)
-    finally:
-        monkeypatch.undo()
-        get_config.cache_clear()
-    printed = out.getvalue()
+    printed = _bootstrap(monkeypatch, tmp_path, "a long demo password", url="http://127.0.0.1:8000/")
     assert "the dashboard is at http://127.0.0.1:8000/\n" in printed
     assert "Sign in at http://127.0.0.1:8000/login/ as 'admin', password 'a long demo password'" in printed
     assert "Log in at http://127.0.0.1:8000/admin/" not in printed
@@ -33,7 +24,7 @@ def test_bootstrap_prints_the_dashboard_and_its_sign_in_address(monkeypatch, tmp
     assert client.get("/jobs/").status_code == 200
 
 
-def _bootstrap(monkeypatch, data_dir, password=None) -> str:
+def _bootstrap(monkeypatch, data_dir, password=None, url="http://127.0.0.1:8000") -> str:
     monkeypatch.setenv("ATELIER_DATA_DIR", str(data_dir))
     if password:
         monkeypatch.setenv("ATELIER_ADMIN_PASSWORD", password)
@@ -42,7 +33,7 @@ def _bootstrap(monkeypatch, data_dir, password=None) -> str:
     get_config.cache_clear()
     try:
         out = io.StringIO()
-        call_command("bootstrap", "--url", "http://127.0.0.1:8000", stdout=out)
+        call_command("bootstrap", "--url", url, stdout=out)
     finally:
         get_config.cache_clear()
     return out.getvalue()
