@@ -18,6 +18,7 @@ import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from types import MethodType
 from typing import Any, Callable, Sequence
 
 import torch
@@ -277,6 +278,8 @@ class TextToImageModel:
                 ) from None
         pipeline.set_progress_bar_config(disable=True)
         pipeline.to(device)
+        if torch.device(device).type == "cpu":
+            _make_batch_invariant(pipeline)
         return cls(pipeline, model_dir, device)
 
     def _native_size(self, denoiser) -> tuple[int, int]:
@@ -386,9 +389,10 @@ class TextToImageModel:
         oneDNN (mkldnn) picks a different convolution algorithm for a batch of one than for larger
         batches, and the two round differently: an image rendered alone would differ by a few
         pixel levels from the same image rendered in a batch. PyTorch's own convolution computes
-        each image separately, so it does not. On CUDA, cuDNN's choice of algorithm is per shape
-        too, and half precision rounds coarser: there the same seed gives the same image, but
-        not always to the last bit across batch compositions.
+        each image separately, so it does not. (``_make_batch_invariant`` does the same for the
+        pipeline's matrix products and its image decoder, at load.) On CUDA, cuDNN's choice of
+        algorithm is per shape too, and half precision rounds coarser: there the same seed gives
+        the same image, but not always to the last bit across batch compositions.
         """
         if torch.device(self.device).type == "cpu":
             return _onednn_disabled()
@@ -403,6 +407,32 @@ class TextToImageModel:
         self.pipeline = None
         if torch.device(self.device).type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _make_batch_invariant(pipeline) -> None:
+    """Make a CPU pipeline compute each image as it would alone, whatever else shares its call.
+
+    MKL's matrix product picks its kernel by the number of rows, and the kernels round differently: the
+    time embedding of an image in a batch of four differed in the last bit from the same image in a batch
+    of two, and the pixels by one level in the end (seen on an AMD EPYC; the Intel machines used before
+    happened to agree). So every linear layer multiplies one sample at a time, the same product an image
+    alone gets (on a CPU a sample's product is large enough that the loop costs little), and the image
+    decoder decodes one image at a time (diffusers' slicing; its group norms differed otherwise).
+    """
+    for component in pipeline.components.values():
+        if isinstance(component, torch.nn.Module):
+            for module in component.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.forward = MethodType(_linear_one_sample_at_a_time, module)
+    decoder = getattr(pipeline, "vae", None)
+    if decoder is not None and hasattr(decoder, "enable_slicing"):
+        decoder.enable_slicing()
+
+
+def _linear_one_sample_at_a_time(self: torch.nn.Linear, samples: torch.Tensor) -> torch.Tensor:
+    if samples.dim() < 2 or samples.shape[0] < 2:
+        return torch.nn.functional.linear(samples, self.weight, self.bias)
+    return torch.cat([torch.nn.functional.linear(sample, self.weight, self.bias) for sample in samples.split(1)])
 
 
 @contextmanager
