@@ -154,6 +154,13 @@ class AtelierConfig(BaseSettings):
     # --- plugins and workers ---------------------------------------------------------------
     extra_plugins: str = Field(default="", description="comma-separated module:Class plugins loaded besides entry points")
     extra_safety_checks: str = Field(default="", description="comma-separated module:Class safety checks besides entry points")
+    # Bytes, not a count of lists: a count thrashed with more active projects than places (each batch compiled
+    # a list again, 2.5 s for 50,000 terms) and held far more than meant with a few huge lists.
+    safety_list_cache_bytes: int = Field(
+        default=256 * 2**20, ge=0,
+        description="bytes of projects' blocklists and allow lists, read and compiled, one process keeps "
+        "(least recently used dropped first; a list larger than this is still used, and kept alone)",
+    )
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     worker_name: str | None = None
     batch_max_wait_ms: float = Field(

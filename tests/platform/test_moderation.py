@@ -470,6 +470,57 @@ class TestPolicyAndBlocklistApi:
         with django_assert_num_queries(0):
             assert screen(project, Target.INPUT, [("input.text", "moonshine")], policy=policy)["decision"] == "block"
 
+    def test_the_lists_read_for_screening_stay_within_the_processs_budget(self, django_assert_num_queries):
+        """Every project's lists stayed in every process for good; now they share the budget of compiled lists:
+        the least recently screened project's lists are dropped, and read again (one query a list) when next
+        needed, while recently screened projects read nothing."""
+        from atelier_plugins.safety.compiled_lists import compiled_lists
+        from atelier_sdk.safety import Target
+
+        from atelier_platform.moderation.screening import screen
+        from tests.factories import ProjectFactory
+
+        projects = [ProjectFactory() for _ in range(4)]
+        for number, project in enumerate(projects):
+            BlocklistEntry.objects.bulk_create(BlocklistEntry(project=project, pattern=f"p{number}word{index}")
+                                               for index in range(300))
+        policies_of = {project.pk: policy_for(project, fresh=True) for project in projects}
+
+        def blocked(project, number):
+            return screen(project, Target.INPUT, [("input.text", f"say p{number}word7")],
+                          policy=policies_of[project.pk])["decision"] == "block"
+
+        budget = compiled_lists.budget_bytes
+        try:
+            assert blocked(projects[0], 0)
+            compiled_lists.set_budget_bytes(int(compiled_lists.stats().bytes * 2.5))  # two projects' worth
+            for number, project in enumerate(projects[1:], start=1):
+                assert blocked(project, number)
+            assert compiled_lists.stats().bytes <= compiled_lists.budget_bytes
+            with django_assert_num_queries(0):
+                assert blocked(projects[3], 3) and blocked(projects[2], 2)
+            with django_assert_num_queries(2):  # the blocklist and the allow list, read again
+                assert blocked(projects[0], 0)
+        finally:
+            compiled_lists.set_budget_bytes(budget)
+
+    def test_the_budget_for_lists_comes_from_the_environment(self):
+        import subprocess
+        import sys
+
+        from django.conf import settings
+
+        code = ("import django; django.setup(); "
+                "from atelier_plugins.safety.compiled_lists import compiled_lists; print(compiled_lists.budget_bytes)")
+        env = {**__import__("os").environ, "ATELIER_SAFETY_LIST_CACHE_BYTES": "12345678",
+               "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[-1] == "12345678"
+        env["ATELIER_SAFETY_LIST_CACHE_BYTES"] = "-1"
+        refused = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "ATELIER_SAFETY_LIST_CACHE_BYTES" in refused.stderr
+
     def test_editors_cannot_touch_policy_or_blocklist(self, api):
         assert api.get("/api/v1/safety/policy/").status_code == 403
         assert api.post("/api/v1/safety/blocklist/", {"terms": [{"pattern": "x"}]}, format="json").status_code == 403

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any, Iterable
 
 from atelier_sdk.safety import BlocklistTerm, Finding, PublishedContact, ScreenContext, Target
+from atelier_plugins.safety.compiled_lists import compiled_lists
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.moderation.checks import checks_not_screening, get_safety_checks
@@ -41,27 +42,41 @@ def collect_texts(value: Any, path: str) -> list[tuple[str, str]]:
     return []
 
 
-_blocklists: dict[int, tuple[tuple, tuple]] = {}
-#: per project: (signature, allowed terms, published contacts)
-_allowlists: dict[int, tuple[tuple, tuple, tuple]] = {}
+#: Bytes one read list's terms hold, beyond their characters: a ``BlocklistTerm`` (a pydantic model) or a
+#: ``PublishedContact``, a tuple slot (tracemalloc: about 545 bytes a blocklist term).
+_BYTES_PER_TERM = 560
+
+
+def _read_terms_bytes(values: Iterable[str]) -> int:
+    count = chars = 0
+    for value in values:
+        count += 1
+        chars += len(value)
+    return count * _BYTES_PER_TERM + chars
 
 
 def screen_context(project: Project, policy: SafetyPolicy) -> ScreenContext:
     """The project's blocklist as one tuple, read again only when the policy's ``blocklist_revision``
     moved (the database bumps it on every change to the list). The check caches its compiled
     automaton by the tuple, so an unchanged list is never read, hashed or compiled again: screening
-    with a policy in hand costs no query. The allow list the same way, by ``allowlist_revision``."""
+    with a policy in hand costs no query. The allow list the same way, by ``allowlist_revision``.
+
+    The lists read are kept in the process's cache of compiled lists, under its one budget in bytes: a
+    project that has not screened for a while is read again (one query), rather than every project's
+    lists staying in every process for good. Their terms count twice while their compiled forms are
+    kept too (the compiled form counts the terms it keeps): the budget is an upper bound."""
     signature = (policy.pk, policy.blocklist_revision)
-    cached = _blocklists.get(project.pk)
+    cached = compiled_lists.get(("project blocklist", project.pk))
     if cached is None or cached[0] != signature:
         terms = tuple(
             BlocklistTerm(pattern=e.pattern, is_regex=e.is_regex, category=e.category)
             for e in BlocklistEntry.objects.filter(project=project).only("pattern", "is_regex", "category").order_by("id")
         )
         cached = (signature, terms)
-        _blocklists[project.pk] = cached
-    allowed = _allowlists.get(project.pk)
-    if allowed is None or allowed[0] != (policy.pk, policy.allowlist_revision):
+        compiled_lists.put(("project blocklist", project.pk), cached, _read_terms_bytes(t.pattern for t in terms))
+    signature = (policy.pk, policy.allowlist_revision)
+    allowed = compiled_lists.get(("project allow list", project.pk))
+    if allowed is None or allowed[0] != signature:
         rows = AllowlistEntry.objects.filter(project=project).values_list("kind", "normalised").order_by("id")
         terms, contacts = [], []
         for kind, normalised in rows:
@@ -69,16 +84,17 @@ def screen_context(project: Project, policy: SafetyPolicy) -> ScreenContext:
                 terms.append(normalised)
             else:
                 contacts.append(PublishedContact(kind=kind, value=normalised))
-        allowed = ((policy.pk, policy.allowlist_revision), tuple(terms), tuple(contacts))
-        _allowlists[project.pk] = allowed
+        allowed = (signature, tuple(terms), tuple(contacts))
+        compiled_lists.put(("project allow list", project.pk), allowed,
+                           _read_terms_bytes([*terms, *(contact.value for contact in contacts)]))
     return ScreenContext(blocklist=cached[1], options={"project": project.slug},
                          allowed_terms=allowed[1], published_contacts=allowed[2])
 
 
 def forget_blocklists() -> None:
-    """Drop every compiled blocklist and allow list of this process (tests: row ids are reused after a rollback)."""
-    _blocklists.clear()
-    _allowlists.clear()
+    """Drop every read and compiled blocklist and allow list of this process (tests: row ids are reused after a
+    rollback)."""
+    compiled_lists.clear()
 
 
 def _finding_json(finding: Finding, field: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Literals of one blocklist are compiled into ONE Aho-Corasick automaton, so a text is scanned once
 per view whatever the number of terms (50,000 terms cost about what 50 do). Compiled blocklists
-are cached by a hash of their terms, so a project's list compiles once per process, not per text.
+are cached by a hash of their terms, so a project's list compiles once per process, not per text, within
+the process's budget for compiled lists (``compiled_lists.py``).
 
 Matching is done on normalised views of the text (see ``normalise.py``) and every hit is mapped
 back to the characters of the text as given. Latin-script terms match whole words only ("class"
@@ -37,6 +38,7 @@ from atelier_sdk.safety import (
     ScreenContext,
     Target,
 )
+from atelier_plugins.safety.compiled_lists import compiled_lists, estimate_bytes
 from atelier_plugins.safety.normalise import (
     View,
     is_word_char,
@@ -50,8 +52,6 @@ logger = logging.getLogger("atelier.safety.blocklist")
 
 #: Seconds one regular expression may spend on one text before it is abandoned (and logged).
 DEFAULT_REGEX_TIMEOUT_S = 0.05
-#: Compiled blocklists kept per process (one per project that screened recently).
-CACHE_SIZE = 16
 
 
 class InvalidBlocklistTerm(ValueError):
@@ -168,6 +168,17 @@ class CompiledBlocklist:
         if grouped:
             self._automaton.make_automaton()
 
+    #: Python objects one term holds beyond its characters: the ``BlocklistTerm`` (a pydantic model), the
+    #: automaton's value tuple and the grouping's entry (tracemalloc: 705 bytes a term on 1,000 and 50,000 terms).
+    BYTES_PER_TERM = 720
+
+    def estimated_bytes(self) -> int:
+        """About what this compiled list and the terms it keeps hold in memory (what the cache counts)."""
+        automaton_bytes = self._automaton.get_stats()["total_size"] if self.literal_count else 0
+        return estimate_bytes(automaton_bytes=automaton_bytes, terms=len(self.terms),
+                              term_chars=sum(len(term.pattern) for term in self.terms),
+                              bytes_per_term=self.BYTES_PER_TERM, regexes=len(self._regexes))
+
     def find(self, text: str, *, regex_timeout_s: float = DEFAULT_REGEX_TIMEOUT_S) -> list[BlocklistMatch]:
         """Every term occurrence in ``text``, in original-text offsets, one per (term, span)."""
         found: dict[tuple[int, int, int], BlocklistMatch] = {}
@@ -221,9 +232,10 @@ class CompiledBlocklist:
             )
 
 
-_cache: "OrderedDict[str, CompiledBlocklist]" = OrderedDict()
-_cache_by_identity: "OrderedDict[int, tuple[tuple, CompiledBlocklist]]" = OrderedDict()
-_cache_lock = threading.Lock()
+#: Which tuple of terms was last compiled under which key, by the tuple's identity (bounded: ids are ints).
+_key_by_identity: "OrderedDict[int, str]" = OrderedDict()
+_IDENTITY_ENTRIES = 1024
+_identity_lock = threading.Lock()
 compile_count = 0  # how many blocklists were compiled in this process (tests and metrics read it)
 
 
@@ -244,33 +256,39 @@ def blocklist_key(terms: Sequence[BlocklistTerm]) -> str:
 
 
 def compile_blocklist(terms: Sequence[BlocklistTerm]) -> CompiledBlocklist:
-    """The compiled form of ``terms``, from the cache when this list was compiled before."""
-    global compile_count
-    # A tuple cannot change under us, so the same tuple object skips even the hashing
-    # (50,000 terms take milliseconds to hash, which would be paid on every screened text).
+    """The compiled form of ``terms``, from this process's cache of compiled lists (``compiled_lists``: a
+    budget in bytes, shared with the allow lists) when this list was compiled before."""
+    # A tuple cannot change under us, so the same tuple object skips even the hashing (50,000 terms take
+    # milliseconds to hash, which would be paid on every screened text). The compiled list keeps the tuple
+    # it answers for, so ``compiled.terms is terms`` also proves the id was not reused by another tuple since.
     if isinstance(terms, tuple):
-        with _cache_lock:
-            entry = _cache_by_identity.get(id(terms))
-            if entry is not None and entry[0] is terms:
-                _cache_by_identity.move_to_end(id(terms))
-                return entry[1]
+        with _identity_lock:
+            key = _key_by_identity.get(id(terms))
+        if key is not None:
+            compiled = compiled_lists.get(("blocklist", key))
+            if compiled is not None and compiled.terms is terms:
+                return compiled
     key = blocklist_key(terms)
-    with _cache_lock:
-        compiled = _cache.get(key)
-        if compiled is not None:
-            _cache.move_to_end(key)
-    if compiled is None:
-        compiled = CompiledBlocklist(terms)
-        with _cache_lock:
-            compile_count += 1
-            _cache[key] = compiled
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
+    compiled = compiled_lists.get_or_compile(("blocklist", key), lambda: _compile(terms), CompiledBlocklist.estimated_bytes)
     if isinstance(terms, tuple):
-        with _cache_lock:
-            _cache_by_identity[id(terms)] = (terms, compiled)  # holds the tuple, so its id stays unique
-            while len(_cache_by_identity) > CACHE_SIZE:
-                _cache_by_identity.popitem(last=False)
+        if compiled.terms is not terms:
+            # An equal list read afresh (the platform reads a project's list again when it changes, or after
+            # dropping it): the compiled list takes this tuple, equal term for term (the key hashes every
+            # field), so the next call with it skips the hashing and the old tuple can be freed. Holding both
+            # would keep memory the budget does not count.
+            compiled.terms = terms
+        with _identity_lock:
+            _key_by_identity[id(terms)] = key
+            _key_by_identity.move_to_end(id(terms))
+            while len(_key_by_identity) > _IDENTITY_ENTRIES:
+                _key_by_identity.popitem(last=False)
+    return compiled
+
+
+def _compile(terms: Sequence[BlocklistTerm]) -> CompiledBlocklist:
+    global compile_count
+    compiled = CompiledBlocklist(terms)
+    compile_count += 1
     return compiled
 
 
