@@ -402,9 +402,9 @@ def job_detail(request, here, job_id):
                  else names[f"key:{job.api_key.prefix}"] if job.api_key else "API")
     timeline = [(action_words("created"), job.created_at, submitter)]
     if job.started_at:
-        # which worker (host:pid unless ATELIER_WORKER_NAME names it) is the operators' to see, as the workers page
-        # and GET /workers/ are owners' only: a project's other members learn when the job started, not where
-        timeline.append((action_words("started"), job.started_at, job.worker if here.can(Capability.ADMIN) else ""))
+        # which worker (host:pid unless ATELIER_WORKER_NAME names it) is the operators' to see; an owner sees it by
+        # the label the workers page gives it, and a project's other members learn when the job started, not where
+        timeline.append((action_words("started"), job.started_at, _worker_shown(job.worker, request.user, here)))
     explanation = job_errors.explain(job.error_code) if job.error_code or job.error_message else None
     if job.finished_at:
         # why, in the reader's words; the error's code and English are on the page, folded away
@@ -417,6 +417,16 @@ def job_detail(request, here, job_id):
         "input_flags": flagged_categories(job.input_screening), "timeline": timeline,
         "params_html": render_value(job.params, "params", {}, *labels["params"]), "can_cancel": here.can(Capability.JOBS_WRITE),
     })
+
+
+def _worker_shown(worker: str, user, here) -> str:
+    from atelier_platform.fleet.services import is_operator, worker_label
+
+    if not worker:
+        return ""
+    if is_operator(user):
+        return worker
+    return worker_label(worker) if here.can(Capability.ADMIN) else ""
 
 
 # --- chat --------------------------------------------------------------------------------------------------

@@ -1,15 +1,14 @@
 """The workers page: every worker process with its state, device, memory and warm models, and the queues
-they serve, for project owners (the same people ``GET /api/v1/workers/`` answers). Workers serve every
-project, so the queues are shown twice: the whole fleet's load, and this project's share of it."""
+they serve, for project owners (the same people ``GET /api/v1/workers/`` answers, and as much as it tells them:
+operators, Django staff, see every field, owners what concerns their project; ``fleet.services.worker_summaries``).
+Workers serve every project, so the queues are shown twice: the whole fleet's load, and this project's share of it."""
 
 from __future__ import annotations
 
 from django.shortcuts import render
-from django.utils import timezone
 
 from atelier_platform.accounts.roles import Capability
-from atelier_platform.fleet.models import WorkerProcess
-from atelier_platform.fleet.services import queue_counts, worker_summary
+from atelier_platform.fleet.services import is_operator, queue_counts, worker_summaries
 
 from atelier_frontend.projects import needs
 
@@ -21,9 +20,8 @@ REFRESH_MS = 5000
 def workers_page(request, here):
     from atelier_frontend.views import page
 
-    now = timezone.now()
     context = {
-        "workers": [worker_summary(worker, now) for worker in WorkerProcess.objects.order_by("name")],
+        "workers": worker_summaries(here.project, request.user), "operator": is_operator(request.user),
         "fleet_queues": queue_counts(), "project_queues": queue_counts(project=here.project),
         "project": here.project, "refresh_ms": REFRESH_MS,
     }

@@ -39,9 +39,20 @@ def owner_api(project, make_key, client_for):
     return client_for(make_key(project, scopes=["admin"]).raw)
 
 
-def test_a_reporting_worker_is_listed_with_its_models_and_figures(worked_runner, owner_api):
+@pytest.fixture
+def operator_api(project, member):
+    """An operator (Django staff) who owns ``project``: the API's client, the project named in each request."""
+    user = member(project, "owner")
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    client = Client(HTTP_X_ATELIER_PROJECT=project.slug)
+    client.force_login(user)
+    return client
+
+
+def test_a_reporting_worker_is_listed_with_its_models_and_figures(worked_runner, operator_api):
     WorkerReporter(worked_runner).report()
-    response = owner_api.get("/api/v1/workers/")
+    response = operator_api.get("/api/v1/workers/")
     assert response.status_code == 200
     [worker] = response.json()
     assert worker["name"] == worked_runner.name and worker["state"] == "ready" and worker["device"] == "cpu"
@@ -49,6 +60,48 @@ def test_a_reporting_worker_is_listed_with_its_models_and_figures(worked_runner,
     assert worker["jobs_succeeded"] == 2 and worker["jobs_failed"] == 1 and worker["batches"] == 1
     assert worker["memory"]["rss_bytes"] > 0 and worker["memory"]["budget_bytes"] == 10 * 2**30
     assert worker["seconds_since_heartbeat"] < get_config().worker_lost_after_s
+
+
+def test_a_project_owner_sees_whether_workers_are_up_and_its_own_models_never_the_hosts_nor_other_tenants(
+        worked_runner, project, other_project, owner_api, operator_api, member):
+    """Workers serve every project: a project owner (a person, or a key with ``admin``) read every worker's host,
+    process id, memory, fleet-wide job counters and every model it had loaded, other tenants' pinned models
+    among them. Now an owner sees whether the workers are up, how loaded, and which of their own project's models
+    are warm, under a label that names no host; the rest is the operators' (Django staff)."""
+    from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+
+    WorkerReporter(worked_runner).report()
+    root = get_config().resolved_models_root
+    secret = ModelVersion.objects.create(plugin_id="batch_probe", version="acme-ft", model_dir="acme/secret-finetune")
+    set_plugin_enabled(other_project, "batch_probe", True)
+    ProjectPlugin.objects.filter(project=other_project, plugin_id="batch_probe").update(model_version=secret)
+    [own_model] = WorkerProcess.objects.get().loaded_models
+    WorkerProcess.objects.update(loaded_models=[own_model, {**own_model, "model_dir": str(root / "acme/secret-finetune")}],
+                                 detail="batch_probe: acme/secret-finetune failed to load")
+    person = Client(HTTP_X_ATELIER_PROJECT=project.slug)
+    person.force_login(member(project, "owner"))
+    for owner in (owner_api, person):
+        response = owner.get("/api/v1/workers/")
+        assert response.status_code == 200
+        [worker] = response.json()
+        text = response.content.decode()
+        assert worker["state"] == "ready" and worker["device"] == "cpu" and worker["current_jobs"] == 0
+        assert worker["name"].startswith("worker-") and worked_runner.name not in text
+        assert worker["hostname"] is None and worker["pid"] is None and worker["detail"] is None
+        assert worker["memory"] == {} and worker["jobs_succeeded"] is None and worker["batches"] is None
+        assert worker["tokens_per_second"] is None
+        assert [m["plugin"] for m in worker["loaded_models"]] == ["batch_probe"]  # the project's own, the default
+        assert "acme" not in text
+    # the label stays the same from one request to the next
+    assert owner_api.get("/api/v1/workers/").json()[0]["name"] == person.get("/api/v1/workers/").json()[0]["name"]
+    # the other project's owner sees its pinned model warm, and not the default one it does not use
+    other = Client(HTTP_X_ATELIER_PROJECT=other_project.slug)
+    other.force_login(member(other_project, "owner"))
+    assert [m["model_dir"] for m in other.get("/api/v1/workers/").json()[0]["loaded_models"]] == ["acme/secret-finetune"]
+    # the operator sees it all
+    [worker] = operator_api.get("/api/v1/workers/").json()
+    assert worker["name"] == worked_runner.name and worker["pid"] > 0 and worker["memory"]["rss_bytes"] > 0
+    assert len(worker["loaded_models"]) == 2 and "acme/secret-finetune" in worker["detail"]
 
 
 def test_a_silent_worker_is_shown_lost_and_a_stopped_one_stopped(worked_runner, owner_api):
@@ -61,12 +114,12 @@ def test_a_silent_worker_is_shown_lost_and_a_stopped_one_stopped(worked_runner, 
     assert owner_api.get("/api/v1/workers/").json()[0]["state"] == "stopped"
 
 
-def test_a_worker_and_the_metrics_say_which_safety_checks_do_not_run(worked_runner, owner_api, monkeypatch):
+def test_a_worker_and_the_metrics_say_which_safety_checks_do_not_run(worked_runner, operator_api, monkeypatch):
     from atelier_platform.moderation import checks
 
     monkeypatch.setattr(checks, "_unavailable", {"nudity": ("ModuleNotFoundError: No module named 'nudenet'", None)})
     WorkerReporter(worked_runner).report()
-    [worker] = owner_api.get("/api/v1/workers/").json()
+    [worker] = operator_api.get("/api/v1/workers/").json()
     assert worker["state"] == "ready"
     assert worker["detail"] == "safety check nudity is not running: ModuleNotFoundError: No module named 'nudenet'"
     body = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,6 +57,70 @@ def worker_summary(worker: WorkerProcess, now: datetime) -> dict[str, Any]:
         "started_at": worker.started_at, "last_heartbeat_at": worker.heartbeat_at,
         "seconds_since_heartbeat": round(max(0.0, (now - worker.heartbeat_at).total_seconds()), 1),
     }
+
+
+#: What only operators (Django staff or superusers) see of a worker. Workers serve every project: where a worker
+#: runs (host, process id, its own name, which is host:pid unless ATELIER_WORKER_NAME says otherwise), its memory, its
+#: job counters and its last batch's rate are the whole fleet's, and its ``detail`` or another loaded model may
+#: name another tenant's model. A project's owner sees, in their place, what concerns their jobs (see
+#: ``project_worker_summary``).
+OPERATOR_ONLY_FIELDS = ("hostname", "pid", "detail", "memory", "jobs_succeeded", "jobs_failed", "batches",
+                        "tokens_per_second", "images_per_second")
+
+
+def is_operator(user) -> bool:
+    """Whether a signed-in person runs the installation (Django staff or superuser): an API key never does."""
+    return bool(getattr(user, "is_active", False) and (getattr(user, "is_staff", False)
+                                                         or getattr(user, "is_superuser", False)))
+
+
+def worker_label(name: str) -> str:
+    """A stable name for a worker that says nothing of its host: the same worker keeps it from one report to the
+    next (a page refreshing its rows), and no two workers are likely to share it."""
+    from django.utils.crypto import salted_hmac
+
+    return "worker-" + salted_hmac("atelier.fleet.worker_label", name).hexdigest()[:10]
+
+
+def models_of_project(project) -> set[tuple[str, str | None]]:
+    """``(plugin id, model directory relative to the models root)`` of every model the project's enabled plugins
+    run with: the version it pinned, else the plugin's default directory (shared by every project without a pin)."""
+    from atelier_platform.catalog.models import ProjectPlugin
+    from atelier_platform.catalog.registry import get_registry
+
+    models = set()
+    for setting in ProjectPlugin.objects.filter(project=project, enabled=True).select_related("model_version"):
+        plugin = get_registry().get(setting.plugin_id)
+        relative = (setting.model_version.model_dir if setting.model_version_id
+                    else plugin.manifest.default_model_dir if plugin is not None else None)
+        models.add((setting.plugin_id, _normalised_dir(relative)))
+    return models
+
+
+def _normalised_dir(relative: str | None) -> str | None:
+    return os.path.normpath(relative).strip("/") if relative else None
+
+
+def project_worker_summary(worker: WorkerProcess, now: datetime, project_models: set[tuple[str, str | None]]) -> dict[str, Any]:
+    """What a project's owner sees of one worker: whether it is up and how loaded (state, device, jobs now, last
+    report), and which of the project's own models it keeps warm, under a label that does not name its host. The
+    fields in ``OPERATOR_ONLY_FIELDS`` are None (``memory`` empty)."""
+    summary = worker_summary(worker, now)
+    summary.update({field: None for field in OPERATOR_ONLY_FIELDS}, memory={}, name=worker_label(worker.name))
+    summary["loaded_models"] = [model for model in summary["loaded_models"]
+                                if (model["plugin"], _normalised_dir(model["model_dir"])) in project_models]
+    return summary
+
+
+def worker_summaries(project, user, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every worker as ``user`` may see it while acting in ``project``: all of it for an operator, a project
+    owner's share otherwise (``project_worker_summary``)."""
+    now = now or timezone.now()
+    workers = WorkerProcess.objects.order_by("name")
+    if is_operator(user):
+        return [worker_summary(worker, now) for worker in workers]
+    project_models = models_of_project(project)
+    return sorted((project_worker_summary(worker, now, project_models) for worker in workers), key=lambda w: w["name"])
 
 
 def queue_counts(**job_filters: Any) -> dict[str, dict[str, int]]:
