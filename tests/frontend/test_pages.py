@@ -84,6 +84,17 @@ class TestAccess:
         assert editor.post("/project/", {"project": stranger.slug}).status_code == 404
         assert editor.post("/project/", {"project": project.slug, "next": "https://evil.example/"})["Location"] == "/"
 
+    @pytest.mark.parametrize("elsewhere", ["/\\evil.example/", "/\t/evil.example/", "/\\/evil.example", "//evil.example"])
+    def test_switching_never_leads_to_another_site(self, project, other_project, signed_in, elsewhere):
+        """``next`` was followed when it started with one "/": a browser reads a backslash as "/" and drops tabs,
+        so "/", backslash, "evil.example" led to another site, from the dashboard's own address."""
+        from tests.factories import MembershipFactory
+
+        editor = signed_in(project, "editor")
+        MembershipFactory(project=other_project, user=editor.user, role="viewer")
+        response = editor.post("/project/", {"project": other_project.slug, "next": elsewhere})
+        assert response.status_code == 302 and response["Location"] == "/"
+
 
 class TestCreate:
     def test_form_comes_from_the_plugins_schema(self, project, signed_in):
