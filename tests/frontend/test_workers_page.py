@@ -110,3 +110,17 @@ class TestWorkersPage:
         owner.post("/language/", {"language": "zh-hans", "next": "/workers/"})
         page = text_of(owner.get("/workers/"))
         assert ">工作进程</a>" in page and ">失联</span>" in page
+
+
+@pytest.mark.django_db
+def test_a_jobs_page_names_its_worker_to_operators_and_by_its_label_to_owners(project, signed_in, submit):
+    """The job page's timeline named the worker that ran it (host:pid) to every owner."""
+    from atelier_platform.fleet.services import worker_label
+
+    job = submit(project)
+    job.worker, job.started_at = "gpu-host-1:4242", timezone.now()
+    job.save(update_fields=["worker", "started_at"])
+    owner_page = text_of(signed_in(project, "owner").get(f"/jobs/{job.pk}/"))
+    assert "gpu-host-1" not in owner_page and worker_label("gpu-host-1:4242") in owner_page
+    assert "gpu-host-1" not in text_of(signed_in(project, "viewer").get(f"/jobs/{job.pk}/"))
+    assert "gpu-host-1:4242" in text_of(operator(signed_in(project, "owner")).get(f"/jobs/{job.pk}/"))
