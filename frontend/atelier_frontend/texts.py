@@ -66,9 +66,8 @@ def js_text() -> dict[str, str]:
         "skipped": str(_("Skipped.")),
         "empty": str(_("Nothing to review. Checking again every few seconds.")),
         "empty_filtered": str(_("Nothing to review with these filters. Checking again every few seconds.")),
-        "empty_skipped": str(_("Nothing else to review: you skipped %(n)s (press n to see them again).")),
+        "skipped_again": str(_("Nothing else is left: back to the items you skipped.")),
         "queue_empty": str(_("Queue empty")),
-        "item": str(_("Item")),
         "lease_over": str(_("Your lease ran out: another reviewer may take this item. Extend the lease to keep it, or press "
                              "n for the next one.")),
         "lease_until": str(_("until %(time)s")),

@@ -24,4 +24,5 @@ urlpatterns = [
     path("review/", views.review, name="review"),
     path("review/items/<int:item_id>/", views.review_panel, name="review-panel"),
     path("review/bulk-approve/", views.review_bulk_approve, name="review-bulk-approve"),
+    path("review/standing/", views.review_standing, name="review-standing"),
 ]

@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from atelier_platform.accounts.roles import Capability
@@ -569,16 +569,40 @@ def _review_filters(params) -> dict[str, str]:
             "flagged": flagged if flagged in ("true", "false") else ""}
 
 
+def _queue_filters(filters: dict[str, str]) -> dict:
+    """The page's filters as the review service's queue takes them."""
+    return {"plugin": filters["plugin"] or None, "flagged": {"true": True, "false": False}.get(filters["flagged"])}
+
+
+def _bulk_words(n: int) -> dict[str, str]:
+    """The bulk button's label and the question it asks, for ``n`` items: in the page as served, and in the queue's
+    standing, which the page's script puts in as the count changes."""
+    return {"label": ngettext("Approve %(n)s unflagged item", "Approve all %(n)s unflagged items", n) % {"n": n},
+            "confirm": ngettext("Approve %(n)s unflagged item without looking at it?",
+                                "Approve all %(n)s unflagged items without looking at them?", n) % {"n": n}}
+
+
+def _reviewer(request):
+    from atelier_platform.moderation import review as reviews
+
+    return reviews.Reviewer(actor=f"user:{request.user.pk}", user_id=request.user.pk)
+
+
 @needs(Capability.REVIEWS_WRITE)
 def review(request, here):
     from urllib.parse import urlencode
 
     from django.utils import timezone
 
+    from atelier_platform.moderation import review as reviews
+
     policy = policy_for(here.project)
     filters = _review_filters(request.GET)
     counted_at = timezone.now()
-    bulk = _bulk_candidates(here.project, request.user, policy, plugin=filters["plugin"]).filter(created_at__lte=counted_at)
+    # the bulk approval approves what the reviewer was told of: nothing that arrived after this count, and
+    # only unflagged items (none when the queue shows the flagged ones only)
+    bulk_count = 0 if filters["flagged"] == "true" else reviews.bulk_approvable(
+        here.project, _reviewer(request), policy, plugin=filters["plugin"], counted_at=counted_at).count()
     # the plugins with items waiting (and the one filtered on, to be shown as chosen even with none left)
     plugins = set(ReviewItem.objects.filter(project=here.project, state=ReviewItemState.OPEN)
                   .values_list("output__job__plugin_id", flat=True).distinct())
@@ -586,32 +610,64 @@ def review(request, here):
         "reasons": [(reason, reject_reason_label(reason)) for reason in policy.reasons], "policy": policy, "actor": f"user:{request.user.pk}",
         "filters": filters, "filter_query": urlencode({k: v for k, v in filters.items() if v}),
         "plugins": sorted(plugins | ({filters["plugin"]} if filters["plugin"] else set())),
-        # the bulk approval approves what the reviewer was told of: nothing that arrived after this count, and
-        # only unflagged items (none when the queue shows the flagged ones only)
-        "bulk_count": 0 if filters["flagged"] == "true" else bulk.count(),
+        "bulk": _bulk_words(bulk_count) if bulk_count else None,
         "bulk_counted_at": counted_at,
     })
 
 
+def _validation_error(field: str, message: str, detail: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": "validation_error", "message": message, "details": {field: [detail]}}},
+                        status=400)
+
+
+def _counted_at(raw: str):
+    """The time the queue page counted its bulk items, as its button gives it; None where it names no one moment."""
+    try:
+        counted_at = parse_datetime(raw)
+    except ValueError:  # well formed, but no such time
+        return None
+    if counted_at is None or counted_at.tzinfo is None:  # a time without its offset names no one moment
+        return None
+    return counted_at
+
+
+COUNTED_AT_HELP = "An ISO 8601 time with its offset, as the queue page gives it."
+
+
+@needs(Capability.REVIEWS_WRITE)
+def review_standing(request, here):
+    """Where the queue page stands, for its header and its bulk button to follow the decisions made (on the page and
+    by others) and the items that arrive: the place of the item shown (``item``) in the filtered queue and how many
+    items wait there, in words; with ``counted_at`` (the bulk button's), how many items the bulk approval still
+    covers, with the button's words for that many."""
+    from atelier_platform.moderation import review as reviews
+
+    filters = _review_filters(request.GET)
+    raw_item = request.GET.get("item", "")
+    if raw_item and not (raw_item.isascii() and raw_item.isdigit() and len(raw_item) <= 18):
+        return _validation_error("item", "Name the item shown by its id.", "A review item's id (digits).")
+    position, pending = reviews.queue_position(here.project, int(raw_item) if raw_item else None,
+                                               **_queue_filters(filters))
+    if not pending:
+        header = _("Queue empty")
+    elif position is None:
+        header = ngettext("%(n)s pending item", "%(n)s pending items", pending) % {"n": pending}
+    else:
+        header = ngettext("%(position)s of %(n)s pending item", "%(position)s of %(n)s pending items",
+                          pending) % {"position": position, "n": pending}
+    answer = {"position": position, "pending": pending, "header": header, "bulk": None}
+    if "counted_at" in request.GET:
+        counted_at = _counted_at(request.GET["counted_at"])
+        if counted_at is None:
+            return _validation_error("counted_at", "Say when the items were counted.", COUNTED_AT_HELP)
+        count = 0 if filters["flagged"] == "true" else reviews.bulk_approvable(
+            here.project, _reviewer(request), policy_for(here.project), plugin=filters["plugin"],
+            counted_at=counted_at).count()
+        answer["bulk"] = {"count": count, **_bulk_words(count)}
+    return JsonResponse(answer)
+
+
 BULK_LIMIT = 100
-
-
-def _bulk_candidates(project, user, policy, *, plugin: str = ""):
-    """Open, unflagged, not audit-sampled items nobody else holds (and, where the policy forbids
-    self-approval, not the reviewer's own jobs), of ``plugin`` where the queue is filtered on one: those one
-    click may approve together."""
-    from django.utils import timezone
-
-    from atelier_platform.moderation.models import ReviewItemState
-
-    actor = f"user:{user.pk}"
-    items = ReviewItem.objects.filter(project=project, state=ReviewItemState.OPEN, flagged=False, sampled=False).filter(
-        Q(lease_holder="") | Q(lease_expires_at__lt=timezone.now()) | Q(lease_holder=actor))
-    if policy.forbid_self_approval:
-        items = items.exclude(output__job__submitted_by=user)
-    if plugin:
-        items = items.filter(output__job__plugin_id=plugin)
-    return items
 
 
 @needs(Capability.REVIEWS_WRITE)
@@ -621,27 +677,20 @@ def review_bulk_approve(request, here):
     through the review service (a lease, a decision, an audit event), so the rules that hold for one hold for all."""
     from atelier_platform.moderation import review as reviews
 
-    reviewer = reviews.Reviewer(actor=f"user:{request.user.pk}", user_id=request.user.pk)
-    policy = policy_for(here.project)
+    reviewer = _reviewer(request)
     # filtered as the queue page that asked (its filters in the query string): a reviewer of one plugin's items
     # approves that plugin's
     filters = _review_filters(request.GET)
     if filters["flagged"] == "true":
         return JsonResponse({"approved": 0, "passed": 0})
-    candidates = _bulk_candidates(here.project, request.user, policy, plugin=filters["plugin"])
     # The reviewer confirmed "approve these N items" as the queue page counted them: items that arrived since (which
     # nobody has seen, and the count left out) wait for a look or the next bulk approval.
-    try:
-        counted_at = parse_datetime(request.POST.get("counted_at", ""))
-    except ValueError:  # well formed, but no such time
-        counted_at = None
-    if counted_at is None or counted_at.tzinfo is None:  # a time without its offset names no one moment
-        return JsonResponse({"error": {"code": "validation_error", "message": "Say when the items were counted.",
-                                       "details": {"counted_at": ["An ISO 8601 time with its offset, as the queue "
-                                                                  "page gives it."]}}},
-                            status=400)
+    counted_at = _counted_at(request.POST.get("counted_at", ""))
+    if counted_at is None:
+        return _validation_error("counted_at", "Say when the items were counted.", COUNTED_AT_HELP)
     approved, passed = 0, 0
-    for item in candidates.filter(created_at__lte=counted_at).order_by("-priority", "created_at", "pk")[:BULK_LIMIT]:
+    for item in reviews.bulk_approvable(here.project, reviewer, policy_for(here.project), plugin=filters["plugin"],
+                                        counted_at=counted_at)[:BULK_LIMIT]:
         try:
             reviews.decide(reviews.claim(item, reviewer), reviewer, action="approve")
         except reviews.ReviewError:

@@ -151,6 +151,36 @@ def queue(project, *, state: str = "pending", plugin: str | None = None, categor
     return items.order_by("-priority", "created_at", "pk")
 
 
+def queue_position(project, item_id: int | None, **filters) -> tuple[int | None, int]:
+    """Where a queue page stands: the place of ``item_id`` among the pending items (``queue``'s order and
+    ``filters``), counted from 1, or None where it is not pending there (decided, another project's, none
+    shown), and how many items are pending there."""
+    pending = queue(project, state="pending", **filters)
+    total = pending.count()
+    shown = pending.filter(pk=item_id).values("priority", "created_at").first() if item_id is not None else None
+    if shown is None:
+        return None, total
+    priority, created_at = shown["priority"], shown["created_at"]
+    ahead = pending.filter(Q(priority__gt=priority) | Q(priority=priority, created_at__lt=created_at)
+                           | Q(priority=priority, created_at=created_at, pk__lt=item_id)).count()
+    return ahead + 1, total
+
+
+def bulk_approvable(project, reviewer: Reviewer, policy: SafetyPolicy, *, plugin: str = "", counted_at=None):
+    """Open, unflagged, not audit-sampled items nobody else holds (and, where the policy forbids
+    self-approval, not the reviewer's own jobs), of ``plugin`` where the queue is filtered on one, and
+    created by ``counted_at`` where given: those one click may approve together."""
+    items = ReviewItem.objects.filter(project=project, state=ReviewItemState.OPEN, flagged=False, sampled=False).filter(
+        Q(lease_holder="") | Q(lease_expires_at__lt=timezone.now()) | Q(lease_holder=reviewer.actor))
+    if policy.forbid_self_approval and reviewer.user_id is not None:
+        items = items.exclude(output__job__submitted_by_id=reviewer.user_id)
+    if plugin:
+        items = items.filter(output__job__plugin_id=plugin)
+    if counted_at is not None:
+        items = items.filter(created_at__lte=counted_at)
+    return items.order_by("-priority", "created_at", "pk")
+
+
 # --- leases --------------------------------------------------------------------------------------
 
 def claim(item: ReviewItem, reviewer: Reviewer) -> ReviewItem:

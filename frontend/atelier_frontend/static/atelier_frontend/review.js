@@ -13,9 +13,30 @@ document.addEventListener("DOMContentLoaded", () => {
   const box = $("review-item"), queueState = $("queue-state"), flash = $("flash");
   const picker = $("reject-picker"), editor = $("editor"), regenerator = $("regenerate-picker");
   let item = null, busy = false, countdown = null, emptyPoll = null;
-  const skipped = new Set();
   const passedOver = new Set();  // approved by this reviewer already; never shown again here
-  let stillPending = new Set();  // the queue's items as last listed: a skipped item decided since is not "skipped" now
+
+  // The items this reviewer skipped, oldest skip first: each is shown again only once nothing else is left (a skip
+  // puts it at the back, never out of reach). They are kept in the tab's sessionStorage, not on the server: a
+  // reload, or a visit to another page and back in the tab, still has them for the rest of the working session,
+  // and they end with the tab; nothing is written where another reviewer's queue reads, so a skip hides nothing
+  // from anyone else (the item itself is handed back at once). Per project and reviewer (another person signed in
+  // in the tab starts afresh), and at most SKIPS_KEPT of them: the oldest skip is forgotten first, and ids the
+  // whole queue no longer lists (decided) are dropped whenever it is listed.
+  const SKIPS_KEPT = 200;
+  const skipped = (() => {
+    const key = `atelier.review.skipped:${Atelier.meta("atelier-project")}:${actor}`;
+    let ids = [];
+    try { ids = JSON.parse(sessionStorage.getItem(key) || "[]").filter(Number.isInteger); } catch (e) { ids = []; }
+    const save = () => { try { sessionStorage.setItem(key, JSON.stringify(ids)); } catch (e) { /* kept for this page only */ } };
+    return {
+      has: (id) => ids.includes(id),
+      get size() { return ids.length; },
+      rank: (id) => ids.indexOf(id),
+      add(id) { ids = [...ids.filter((kept) => kept !== id), id].slice(-SKIPS_KEPT); save(); },
+      remove(id) { if (ids.includes(id)) { ids = ids.filter((kept) => kept !== id); save(); } },
+      keepOnly(pending) { const before = ids.length; ids = ids.filter((id) => pending.has(id)); if (ids.length !== before) save(); },
+    };
+  })();
 
   const say = (text, kind = "info") => { flash.textContent = text; flash.className = `flash ${kind}`; };
 
@@ -87,9 +108,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!claimed) {
       startCountdown(null);
       box.dataset.item = "";
-      const mine = [...skipped].filter((id) => !passedOver.has(id) && stillPending.has(id)).length;
-      const message = mine ? Atelier.t("empty_skipped", "Nothing else to review.").replace("%(n)s", mine)
-        : filters ? Atelier.t("empty_filtered", "Nothing to review with these filters.") : Atelier.t("empty", "Nothing to review.");
+      const message = filters ? Atelier.t("empty_filtered", "Nothing to review with these filters.") : Atelier.t("empty", "Nothing to review.");
       box.innerHTML = "";
       const empty = document.createElement("p");
       empty.className = "empty";
@@ -97,6 +116,7 @@ document.addEventListener("DOMContentLoaded", () => {
       empty.textContent = message;
       box.appendChild(empty);
       queueState.textContent = Atelier.t("queue_empty", "Queue empty");
+      refreshStanding();  // "Queue empty", or how many wait that others hold
       emptyPoll = setTimeout(() => next(), 5000);
       return;
     }
@@ -126,21 +146,47 @@ document.addEventListener("DOMContentLoaded", () => {
     box.innerHTML = panel;
     item = claimed;
     box.dataset.item = String(item.id);
-    queueState.textContent = `${Atelier.t("item", "Item")} ${item.id}`;
     startCountdown(item.lease_expires_at);
+    refreshStanding();
   }
+
+  // Where the queue stands, as the server counts it now (the header's "3 of 28 pending items", the bulk button's
+  // count): asked for with each item shown, and every few seconds for what others decide and what arrives. Only the
+  // latest answer counts: an earlier one may come last, about an item gone since.
+  const bulk = $("bulk-approve");
+  let standingAsked = 0;
+  async function refreshStanding() {
+    const asked = ++standingAsked;
+    const query = new URLSearchParams(app.dataset.filters);
+    if (item) query.set("item", item.id);
+    if (bulk) query.set("counted_at", bulk.dataset.countedAt);
+    let standing = null;
+    try {
+      const response = await fetch(`${app.dataset.standingUrl}?${query}`, { credentials: "same-origin" });
+      if (response.ok && !response.redirected) standing = await response.json();
+    } catch (e) { /* offline for a moment: the next refresh tries again */ }
+    if (!standing || asked !== standingAsked) return;
+    queueState.textContent = standing.header;
+    if (bulk && standing.bulk) {
+      // the items the page counted that are still there to approve: the decisions made since are not among them
+      bulk.textContent = standing.bulk.label;
+      bulk.dataset.confirm = standing.bulk.confirm;
+      bulk.closest(".bulk").hidden = standing.bulk.count === 0;
+    }
+  }
+  setInterval(() => { if (document.visibilityState === "visible" && !busy) refreshStanding(); }, 5000);
 
   // An item this reviewer already approved waits for someone else (the second-reviewer rule):
   // hand it back at once and pass over it.
   async function passOver(claimed) {
-    skipped.add(claimed.id);
     passedOver.add(claimed.id);
     await Atelier.api(`reviews/${claimed.id}/release/`, { method: "POST" });
   }
 
-  // The next item nobody else holds: claim-next, or (after skips) the first pending item not skipped.
+  // The next item nobody else holds: claim-next, or (after skips) the first pending item not skipped, and once
+  // there is none, the skipped ones, the one skipped longest ago first.
   async function claimNext() {
-    if (!skipped.size) {
+    if (!skipped.size && !passedOver.size) {
       const result = await Atelier.api(`reviews/claim-next/?${filters.slice(1)}`, { method: "POST" });
       if (!result.ok) throw new Error(Atelier.errorText(result));
       if (result.status === 204) return null;
@@ -149,11 +195,14 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     const listed = await Atelier.api(`reviews/?state=pending&page_size=200${filters}`);
     if (!listed.ok) throw new Error(Atelier.errorText(listed));
-    stillPending = new Set(listed.data.results.map((candidate) => candidate.id));
+    const pending = listed.data.results;
+    // the whole queue listed: a skipped item it does not list was decided, and is forgotten
+    if (!filters && !listed.data.next) skipped.keepOnly(new Set(pending.map((candidate) => candidate.id)));
     const now = Date.now();
-    for (const candidate of listed.data.results) {
-      if (skipped.has(candidate.id) || candidate.approvals.includes(actor)) continue;
-      if (candidate.lease_holder && candidate.lease_holder !== actor && new Date(candidate.lease_expires_at).getTime() > now) continue;
+    const free = pending.filter((candidate) => !passedOver.has(candidate.id) && !candidate.approvals.includes(actor)
+      && !(candidate.lease_holder && candidate.lease_holder !== actor && new Date(candidate.lease_expires_at).getTime() > now));
+    const backOfTheQueue = free.filter((candidate) => skipped.has(candidate.id)).sort((a, b) => skipped.rank(a.id) - skipped.rank(b.id));
+    for (const candidate of [...free.filter((candidate) => !skipped.has(candidate.id)), ...backOfTheQueue]) {
       const claimed = await Atelier.api(`reviews/${candidate.id}/claim/`, { method: "POST" });
       if (claimed.ok) return claimed.data;
     }
@@ -163,7 +212,11 @@ document.addEventListener("DOMContentLoaded", () => {
   async function next() {
     if (busy) return;
     busy = true;
-    try { await show(await claimNext()); } catch (e) { say(`${Atelier.t("load_failed", "Could not load the next item:")} ${e.message}`, "error"); }
+    try {
+      const claimed = await claimNext();
+      await show(claimed);
+      if (claimed && skipped.has(claimed.id)) say(Atelier.t("skipped_again", "Nothing else is left: back to the items you skipped."), "info");
+    } catch (e) { say(`${Atelier.t("load_failed", "Could not load the next item:")} ${e.message}`, "error"); }
     finally { busy = false; }
   }
 
@@ -180,6 +233,7 @@ document.addEventListener("DOMContentLoaded", () => {
       if (errorBox) errorBox.textContent = refused;
       return false;
     }
+    skipped.remove(item.id);
     closeOverlays();
     say(result.data.state === "open" ? Atelier.t("second_needed", "Recorded; a second reviewer must confirm.") : done, "ok");
     await next();
@@ -276,6 +330,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body: { action: "regenerate", comment } });
     busy = false;
     if (!result.ok) { $("regenerate-error").textContent = refusal(result); return; }
+    skipped.remove(item.id);
     closeOverlays();
     const decision = [...(result.data.decisions || [])].reverse().find((d) => d.action === "regenerate");
     say(Atelier.t("regenerated", "Sent back: a new job is generating."), "ok");
@@ -291,6 +346,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("regenerate-send").addEventListener("click", regenerate);
   // Cancel leaves it as Esc and a click beside it do: nothing sent, the focus back where it was.
   $("regenerate-cancel").addEventListener("click", closeOverlays);
+  $("reject-cancel").addEventListener("click", closeOverlays);
 
   // The picker stays open until the rejection is taken: refused (the connection dropped, the lease ran out), the
   // reason and the comment are still there to send again.
@@ -340,6 +396,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const result = await Atelier.api(`reviews/${item.id}/decision/`, { method: "POST", body: { action: "edit", content } });
     busy = false;
     if (!result.ok) { error.textContent = editRefusal(result); delete error.dataset.about; return; }
+    skipped.remove(item.id);
     closeOverlays();
     say(Atelier.t("edited", "Edited and approved."), "ok");
     await next();
@@ -378,7 +435,10 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     if (!result) { button.disabled = false; return; }  // nothing approved: the person may try again
     say(`${Atelier.t("bulk_done", "Approved:")} ${result.approved}`, "ok");
+    // gone until the standing says some of the items counted are left (more than one click approves, or held
+    // by another reviewer then); it can be pressed again then
     button.closest(".bulk").hidden = true;
+    button.disabled = false;
     item = null;
     await next();
   }
@@ -393,7 +453,6 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!["r", "e", "g"].includes(button.dataset.key)) button.blur();
       press(button.dataset.key);
     }));
-  const bulk = $("bulk-approve");
   if (bulk) bulk.addEventListener("click", () => bulkApprove(bulk));
 
   // Leaving the page (another page, a closed tab, a reload) gives the item on the screen back to the queue at once:
@@ -435,10 +494,10 @@ document.addEventListener("DOMContentLoaded", () => {
       g: openRegenerate,
       s: skip,
       // n moves on: from an item, to the next one (claim-next would hand back the item one holds: n did nothing);
-      // from an empty queue, round again, the skipped items included.
+      // from an empty queue, it looks again (the skipped items come back by themselves once nothing else is left).
       n: () => {
         if (item) { skip(); return; }
-        skipped.clear(); passedOver.forEach((id) => skipped.add(id)); next();
+        next();
       },
     };
     const run = actions[event.key.toLowerCase()];
