@@ -22,13 +22,15 @@ def test_the_review_dialogs_keep_the_focus_inside_and_give_it_back(live_server, 
     expect(page.locator("#reject-picker")).to_be_visible()
     reasons = page.locator("#reject-picker button[data-reason]")
     expect(reasons.first).to_be_focused()
-    for _ in range(reasons.count() + 2):  # round the reasons and the comment, and past the end again
+    for _ in range(reasons.count() + 3):  # round the reasons, the comment and Cancel, and past the end again
         page.keyboard.press("Tab")
         assert page.evaluate(INSIDE, "reject-picker"), page.evaluate(FOCUSED)
-    expect(reasons.nth(1)).to_be_focused()  # the first, then the comment, then round to the first and on
+    expect(reasons.nth(1)).to_be_focused()  # the first, then the comment, Cancel, then round to the first and on
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
-    expect(page.locator("#reject-comment")).to_be_focused()  # backwards from the first: the last
+    expect(page.locator("#reject-cancel")).to_be_focused()  # backwards from the first: the last
+    page.keyboard.press("Shift+Tab")
+    expect(page.locator("#reject-comment")).to_be_focused()
     shot(page, "50-review-reject-picker-focus")
     page.keyboard.press("Escape")
     expect(page.locator("#reject-picker")).to_be_hidden()

@@ -492,6 +492,51 @@ class TestReview:
                 "approved": 0, "passed": 0}
         assert ReviewItem.objects.get().state == "open"
 
+    def test_the_queues_standing_says_where_the_item_stands_and_what_the_bulk_button_still_covers(
+            self, project, other_project, signed_in, submit, run_job, django_capture_on_commit_callbacks):
+        """What the queue page's header ("2 of 3 pending items") and bulk button follow as items are decided."""
+        from atelier_platform.moderation import review
+
+        editor, reviewer = signed_in(project, "editor"), signed_in(project, "reviewer")
+        for text in ("first", "second", "third"):
+            run_job(submit(project, text=text, user=editor.user))
+        run_job(submit(other_project, text="elsewhere"))
+        first, second, third = ReviewItem.objects.filter(project=project).order_by("created_at", "pk")
+        elsewhere = ReviewItem.objects.get(project=other_project)
+        counted_at = re.search(r'data-counted-at="([^"]+)"', reviewer.get("/review/").content.decode()).group(1)
+
+        def standing(**query):
+            answer = reviewer.get("/review/standing/", query)
+            assert answer.status_code == 200
+            return answer.json()
+
+        answer = standing(item=second.pk, counted_at=counted_at)
+        assert (answer["position"], answer["pending"], answer["header"]) == (2, 3, "2 of 3 pending items")
+        assert answer["bulk"] == {"count": 3, "label": "Approve all 3 unflagged items",
+                                  "confirm": "Approve all 3 unflagged items without looking at them?"}
+        # another project's item stands nowhere in this queue, and is not counted
+        assert standing(item=elsewhere.pk)["header"] == "3 pending items"
+        assert standing(item=first.pk, flagged="true")["header"] == "Queue empty"
+
+        with django_capture_on_commit_callbacks(execute=True):
+            deciding = review.Reviewer(actor=f"user:{reviewer.user.pk}", user_id=reviewer.user.pk)
+            for item in (first, second):
+                review.decide(review.claim(item, deciding), deciding, action="approve")
+        answer = standing(item=third.pk, counted_at=counted_at)
+        assert answer["header"] == "1 of 1 pending item"
+        assert answer["bulk"] == {"count": 1, "label": "Approve 1 unflagged item",
+                                  "confirm": "Approve 1 unflagged item without looking at it?"}
+        run_job(submit(project, text="arrived later", user=editor.user))
+        answer = standing(item=third.pk, counted_at=counted_at)
+        assert (answer["header"], answer["bulk"]["count"]) == ("1 of 2 pending items", 1)  # not counted: never told of
+
+        reviewer.post("/language/", {"language": "zh-hans", "next": "/review/"})
+        assert standing(item=third.pk)["header"] == "待审核 2 条中的第 1 条"
+        for bad in ({"item": "62x"}, {"item": "1" * 30}, {"counted_at": "2026-12-05T14:50:00"}, {"counted_at": "soon"}):
+            refused = reviewer.get("/review/standing/", bad)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (400, "validation_error"), bad
+        assert editor.get("/review/standing/").status_code == 403
+
     def test_panel_of_another_projects_item_is_not_found(self, project, other_project, signed_in, submit, run_job):
         run_job(submit(other_project))
         item = ReviewItem.objects.get()
