@@ -174,7 +174,8 @@ document.addEventListener("DOMContentLoaded", () => {
       bulk.closest(".bulk").hidden = standing.bulk.count === 0;
     }
   }
-  setInterval(() => { if (document.visibilityState === "visible" && !busy) refreshStanding(); }, 5000);
+  // (an empty queue looks again every few seconds, and refreshes it as it does)
+  setInterval(() => { if (item && document.visibilityState === "visible" && !busy) refreshStanding(); }, 5000);
 
   // An item this reviewer already approved waits for someone else (the second-reviewer rule):
   // hand it back at once and pass over it.
