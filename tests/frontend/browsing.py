@@ -71,6 +71,18 @@ def shown_item(page, expect) -> str:
     return page.locator("#review-item").get_attribute("data-item")
 
 
+def given_back(page, item_id) -> bool:
+    """Whether the review item ``item_id`` is held by nobody, once ``page`` has had a few seconds to see it given back
+    (a page that is left gives its item back as it goes, in a request of its own)."""
+    from atelier_platform.moderation.models import ReviewItem
+
+    for _ in range(100):
+        if not ReviewItem.objects.get(pk=item_id).lease_holder:
+            return True
+        page.wait_for_timeout(50)
+    return False
+
+
 def decisions_sent(page) -> list[str]:
     """The review decisions ``page`` sends from now on (their URLs), filled in as it sends them."""
     sent = []

@@ -18,7 +18,7 @@ from django.db import connection
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.jobs.models import Job, Output
 from atelier_platform.moderation.models import ReviewDecision, ReviewItem
-from tests.frontend.browsing import BROWSER_TESTS, shot, sign_in
+from tests.frontend.browsing import BROWSER_TESTS, given_back, shot, sign_in
 
 pytestmark = BROWSER_TESTS
 
@@ -137,10 +137,14 @@ def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, exp
     a_next = shown(page_a, after=a)
     assert a_next not in (a, b)  # the third item: B still holds its own
 
-    # B skips: its item goes back to the queue and B is not shown it again (nor A's)
+    # B skips: its item goes to the back of B's queue, and with nothing else free (A holds the third), comes back
+    # to B; never A's. B leaves the queue, which gives it back for anyone.
     page_b.keyboard.press("s")
-    expect(page_b.locator("#queue-empty")).to_be_visible()
-    assert ReviewItem.objects.get(pk=b).lease_holder == ""
+    expect(page_b.locator("#flash")).to_have_text("Nothing else is left: back to the items you skipped.")
+    expect(page_b.locator("#review-item")).to_have_attribute("data-item", b)
+    page_b.click("nav a[href='/jobs/']")
+    page_b.wait_for_url("**/jobs/")
+    assert given_back(page_b, b)
 
     # A edits the text, then approves it with Ctrl+Enter
     page_a.keyboard.press("e")
@@ -173,6 +177,8 @@ def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, exp
     expect(page_a.locator("#queue-empty")).to_be_visible()
 
     # the same screen in Simplified Chinese, chosen in the header
+    page_b.click("nav a[href='/review/']")
+    page_b.wait_for_url("**/review/")
     page_b.select_option("#language-switcher", "zh-hans")
     expect(page_b.locator("h1")).to_have_text("审核队列")
     expect(page_b.locator(".mainnav a")).to_have_text(["任务", "审核", "用量"])

@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from atelier_platform.moderation.models import ReviewDecision, ReviewItem
-from tests.frontend.browsing import BROWSER_TESTS, chinese_review_queue_on_a_tablet, shot, shown_item, sign_in
+from tests.frontend.browsing import BROWSER_TESTS, chinese_review_queue_on_a_tablet, given_back, shot, shown_item, sign_in
 
 pytestmark = BROWSER_TESTS
 
@@ -236,8 +236,7 @@ def test_a_skipped_item_stays_at_the_back_for_the_session_and_comes_back_once_no
     other.click("nav a[href='/jobs/']")  # and leaves it: given back
     other.wait_for_url("**/jobs/")
     expect(page.locator("#review-item")).to_have_attribute("data-item", second)
-    while ReviewItem.objects.get(pk=first).lease_holder:
-        page.wait_for_timeout(50)
+    assert given_back(other, first)
 
     page.keyboard.press("a")
     expect(page.locator("#review-item")).not_to_have_attribute("data-item", second)
