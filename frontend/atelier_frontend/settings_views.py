@@ -28,7 +28,7 @@ from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from atelier_frontend.actors import action_words, actor_names
 from atelier_frontend.labels import category_label
-from atelier_frontend.policy_refusals import category_of, in_page_words
+from atelier_frontend.settings_refusals import category_of, in_page_words, scope_words, webhook_words
 from atelier_frontend.projects import needs
 from atelier_frontend.schema_form import whole_number
 
@@ -119,7 +119,7 @@ def project_settings(request, here):
             invalid = _invalid_inputs(error, request.POST)
             refused = action
         except ScopeNotGrantable as error:
-            errors.append(str(error))
+            errors.append(scope_words(error))
             refused = action
         if not errors and not webhook_form:
             if notice:
@@ -179,7 +179,7 @@ def _refuse_nul(posted) -> None:
 
 
 def _messages(error: ValidationError, posted) -> list[str]:
-    """A refusal's messages in the page's words (``policy_refusals``), each naming the field it is about."""
+    """A refusal's messages in the page's words (``settings_refusals``), each naming the field it is about."""
     if hasattr(error, "error_dict"):
         return [f"{_field_words(field, posted)}: {in_page_words(refusal)}" for field, refusals in error.error_dict.items()
                 for refusal in refusals]
@@ -370,9 +370,11 @@ def _webhook(request, project, actor, action) -> tuple[str, dict | None]:
         return _("Test ping queued for %(url)s: see the delivery log.") % {"url": endpoint.url}, None
     except webhooks.WebhookError as exc:
         details = getattr(exc, "details", None) or {}
-        fields = {name: [str(m) for m in messages] for name, messages in details.items() if isinstance(messages, list)}
+        words = webhook_words(exc)  # the refusal's own message in the page's words, under its field or the form
+        fields = {name: [words if str(m) == exc.message else str(m) for m in messages]
+                  for name, messages in details.items() if isinstance(messages, list)}
         return "", {"endpoint": str(endpoint.pk) if endpoint else None, "values": values,
-                    "errors": [] if fields else [str(exc)], "fields": fields}
+                    "errors": [] if fields else [words], "fields": fields}
 
 
 def _is_uuid(value: str) -> bool:

@@ -109,6 +109,18 @@ class ScreenContext:
     published_contacts: Sequence[PublishedContact] = ()
 
 
+class RefusedValue(ValueError):
+    """A value a check refuses to work with (a blocklist term, an allow-list entry): ``str(error)`` says why in
+    English, as the API shows it; ``code`` is a stable word for the reason, namespaced with the check's id
+    (``blocklist.regex_nests_quantifiers``), and ``params`` the values its message names, by which the dashboard
+    says it in its reader's language (a plain ``ValueError`` keeps its English there)."""
+
+    def __init__(self, message: str, *, code: str, **params: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
+
+
 class BlocklistTerm(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -145,8 +157,8 @@ class SafetyCheck(ABC):
         return [[] for _ in images]
 
     def validate_blocklist_term(self, term: BlocklistTerm) -> None:  # noqa: B027 - optional hook
-        """Raise ValueError (saying why) for a term this check could not match safely; called
-        when a project saves its blocklist, so that a bad term never reaches screening."""
+        """Raise ValueError (saying why; ``RefusedValue`` to give the reason a code) for a term this check could
+        not match safely; called when a project saves its blocklist, so that a bad term never reaches screening."""
 
 
 class SafetyCheckBase(SafetyCheck, ABC):

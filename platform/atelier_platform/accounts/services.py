@@ -46,7 +46,8 @@ def create_project(slug: str, name: str | None = None) -> Project:
 
 def add_member(project: Project, user: AbstractBaseUser, role: str) -> Membership:
     if role not in Role.values:
-        raise ValidationError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
+        raise ValidationError("Unknown role %(role)r; use one of %(roles)s.", code="unknown_role",
+                              params={"role": role, "roles": ", ".join(Role.values)})
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     return membership
 
@@ -80,13 +81,12 @@ def normalise_scopes(scopes: list[str] | tuple[str, ...] | None) -> list[str]:
     """The key's scopes, sorted; None (not said) is the default. An empty list is refused rather than read as
     "not said": a caller who asked for no scope must not get a key that may read and submit jobs."""
     if scopes is not None and not scopes:
-        raise ValidationError(NO_SCOPES)
+        raise ValidationError(NO_SCOPES, code="no_scopes", params={"scopes": ", ".join(Capability.values)})
     chosen = list(DEFAULT_API_KEY_SCOPES if scopes is None else scopes)
     unknown = sorted(set(chosen) - set(Capability.values))
     if unknown:
-        raise ValidationError(
-            f"Unknown scope(s): {', '.join(unknown)}. Valid scopes: {', '.join(Capability.values)}."
-        )
+        raise ValidationError("Unknown scope(s): %(unknown)s. Valid scopes: %(scopes)s.", code="unknown_scopes",
+                              params={"unknown": ", ".join(unknown), "scopes": ", ".join(Capability.values)})
     return sorted(set(chosen))
 
 
@@ -109,6 +109,8 @@ def issue_api_key(project: Project, *, scopes=None, name: str = "", created_by=N
 
 class ScopeNotGrantable(PermissionError):
     """A caller asked for a key with scopes it does not hold itself."""
+
+    code = "scope_not_grantable"
 
     def __init__(self, missing: list[str]) -> None:
         super().__init__(f"You cannot grant scopes you do not hold: {', '.join(missing)}.")

@@ -55,10 +55,10 @@ def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
 
 
 def validate_term(pattern: str, is_regex: bool, category: str = "custom") -> None:
-    """Refuse a term any installed check could not match safely, with that check's reason. The platform's own
-    refusals (English, as the API gives them) carry a code and their values, for the dashboard to say them in its
-    reader's language; they come before the checks', which are English only, so a regular expression that hangs or
-    does not compile is refused in the platform's words whatever checks are installed."""
+    """Refuse a term any installed check could not match safely, with that check's reason. Each refusal (English,
+    as the API gives it) carries a code and its values, for the dashboard to say it in its reader's language (a
+    check's own where it raises ``RefusedValue``); the platform's come before the checks', so a regular expression
+    that hangs or does not compile is refused in the platform's words whatever checks are installed."""
     from atelier_sdk.safety import BlocklistTerm
 
     from atelier_platform.moderation.checks import get_safety_checks
@@ -78,7 +78,15 @@ def validate_term(pattern: str, is_regex: bool, category: str = "custom") -> Non
         try:
             check.validate_blocklist_term(BlocklistTerm(pattern=pattern, is_regex=is_regex, category=category))
         except ValueError as error:
-            raise ValidationError(str(error)) from None
+            raise check_refusal(error) from None
+
+
+def check_refusal(error: ValueError) -> ValidationError:
+    """A safety check's refusal of a value as the platform raises it: its English as the check wrote it, with the
+    check's code and values (``RefusedValue``) where it gave them. The message is the template ``%(message)s``:
+    a check's English is not one (a pattern may hold a %), and Django fills a message's template from its values."""
+    return ValidationError("%(message)s", code=getattr(error, "code", None),
+                           params={**(getattr(error, "params", None) or {}), "message": str(error)})
 
 
 @transaction.atomic
@@ -122,7 +130,7 @@ def allow_entry(kind: str | None, value: str) -> tuple[str, str]:
     try:
         return kind, allow_entry_key(kind, value)
     except InvalidAllowEntry as error:
-        raise ValidationError(str(error)) from None
+        raise check_refusal(error) from None
 
 
 def allowlist_json(project) -> dict:

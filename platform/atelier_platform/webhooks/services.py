@@ -39,6 +39,14 @@ MAX_PREVIOUS_SECRETS = 3
 class WebhookError(JobServiceError):
     code = "webhook_error"
 
+    def __init__(self, message: str, *, reason: str | None = None, details: Any = None, code: str | None = None,
+                 **params: Any) -> None:
+        super().__init__(message, details=details, code=code)
+        #: Why, as a stable word (the API's ``code`` where none is given) and the values the English names: the API
+        #: answers the code and the English, the dashboard says it in its reader's language by these.
+        self.reason = reason or self.code
+        self.params = params
+
 
 class InvalidWebhook(WebhookError):
     code = "validation_error"
@@ -78,9 +86,9 @@ def checked_url(url: str) -> str:
     except LookupTimedOut as exc:
         host = exc.host
         raise LookupTimedOutOnSave(f"The DNS lookup of {host!r} got no answer within {limit:g} s; nothing was saved. "
-                                   "Try again, or check the host name.") from None
+                                   "Try again, or check the host name.", host=host, limit=f"{limit:g}") from None
     except UnsafeTarget as exc:
-        raise InvalidWebhook(str(exc), details={"url": [str(exc)]}) from None
+        raise InvalidWebhook(str(exc), details={"url": [str(exc)]}, reason=exc.code, **exc.params) from None
     return url.strip()
 
 
@@ -89,7 +97,8 @@ def checked_event_types(event_types: Iterable[str]) -> list[str]:
     unknown = [name for name in chosen if name not in SUBSCRIBABLE_EVENTS]
     if unknown:
         message = f"Unknown event type(s): {', '.join(unknown)}. Subscribe to any of: {', '.join(SUBSCRIBABLE_EVENTS)}."
-        raise InvalidWebhook(message, details={"event_types": [message]})
+        raise InvalidWebhook(message, details={"event_types": [message]}, reason="unknown_event_types",
+                             unknown=", ".join(unknown), events=", ".join(SUBSCRIBABLE_EVENTS))
     return chosen
 
 
@@ -104,7 +113,8 @@ def create_endpoint(project, actor: str, *, url: str, description: str = "", eve
     # The project row's lock makes creations in one project take turns: two at once cannot both pass the limit.
     Project.objects.select_for_update().filter(pk=project.pk).first()
     if WebhookEndpoint.objects.filter(project=project).count() >= MAX_ENDPOINTS_PER_PROJECT:
-        raise TooManyEndpoints(f"A project has at most {MAX_ENDPOINTS_PER_PROJECT} webhook endpoints; delete one first.")
+        raise TooManyEndpoints(f"A project has at most {MAX_ENDPOINTS_PER_PROJECT} webhook endpoints; delete one first.",
+                               limit=MAX_ENDPOINTS_PER_PROJECT)
     endpoint = WebhookEndpoint.objects.create(
         project=project, url=checked_url(url), description=description, event_types=checked_event_types(event_types),
         enabled=enabled, secret=signing.new_secret(),

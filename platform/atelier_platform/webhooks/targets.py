@@ -38,14 +38,21 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsafeTarget(ValueError):
-    """The URL is malformed, cannot be resolved, or reaches an address webhooks may not call."""
+    """The URL is malformed, cannot be resolved, or reaches an address webhooks may not call. The message is
+    English (the API's, the delivery log's); ``code`` says why as a stable word and ``params`` the values the
+    message names, for a reader in another language (the dashboard)."""
+
+    def __init__(self, message: str, *, code: str, **params) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 class LookupTimedOut(UnsafeTarget):
     """The host's DNS lookup did not answer by the deadline. The message completes "Timed out after N s: ..."."""
 
-    def __init__(self, message: str, *, host: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, host: str, code: str = "dns_lookup_no_answer", **params) -> None:
+        super().__init__(message, code=code, host=host, **params)
         self.host = host
 
 
@@ -61,30 +68,33 @@ class Target:
 def parse_url(url: str) -> tuple[str, str, int, str]:
     """Syntax only: (scheme, host, port, path with query)."""
     if not isinstance(url, str) or not url.strip():
-        raise UnsafeTarget("Give the URL to deliver to, e.g. https://example.com/hooks/atelier.")
+        raise UnsafeTarget("Give the URL to deliver to, e.g. https://example.com/hooks/atelier.", code="url_missing")
     if len(url) > MAX_URL_LENGTH:
-        raise UnsafeTarget(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+        raise UnsafeTarget(f"The URL is longer than {MAX_URL_LENGTH} characters.", code="url_too_long",
+                           limit=MAX_URL_LENGTH)
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise UnsafeTarget("The URL contains spaces or control characters.")
+        raise UnsafeTarget("The URL contains spaces or control characters.", code="url_has_spaces")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UnsafeTarget(f"The URL cannot be parsed: {exc}.") from None
+        raise UnsafeTarget(f"The URL cannot be parsed: {exc}.", code="url_unparsable", error=str(exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise UnsafeTarget("Only http:// and https:// URLs can receive webhooks.")
+        raise UnsafeTarget("Only http:// and https:// URLs can receive webhooks.", code="url_not_http")
     if parts.username is not None or parts.password is not None:
-        raise UnsafeTarget("Credentials in the URL are not supported; verify deliveries by their signature instead.")
+        raise UnsafeTarget("Credentials in the URL are not supported; verify deliveries by their signature instead.",
+                           code="url_has_credentials")
     if parts.fragment:
-        raise UnsafeTarget("The URL must not have a #fragment.")
+        raise UnsafeTarget("The URL must not have a #fragment.", code="url_has_fragment")
     host = (parts.hostname or "").rstrip(".")
     if not host:
-        raise UnsafeTarget("The URL has no host.")
+        raise UnsafeTarget("The URL has no host.", code="url_without_host")
     try:
         host = host.encode("idna").decode("ascii")  # an internationalised name as DNS, TLS and Host see it
     except UnicodeError:
-        raise UnsafeTarget(f"The host name {host!r} is not a valid domain name.") from None
+        raise UnsafeTarget(f"The host name {host!r} is not a valid domain name.", code="host_name_invalid",
+                           host=host) from None
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
@@ -122,28 +132,40 @@ def in_closed_network(address: IPAddress) -> bool:
     return any(address in network for network in CLOSED_NETWORK if network.version == address.version)
 
 
+#: Why webhooks may not call an address, by code, in the words that complete "The host resolves to 10.0.0.1, ..."
+ADDRESS_PROBLEMS = {
+    "unspecified": "an unspecified address",
+    "multicast": "a multicast address",
+    "loopback": "a loopback address",
+    "link_local": "a link-local address (the cloud metadata service 169.254.169.254 is one)",
+    "private": "a private address",
+    "reserved": "a reserved address",
+    "not_global": "not a publicly routable address",
+}
+
+
 def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
-    """Why webhooks may not call this address, or None when they may."""
+    """Why webhooks may not call this address (a code of ``ADDRESS_PROBLEMS``), or None when they may."""
     if isinstance(address, ipaddress.IPv6Address):
         inner = _embedded_ipv4(address)
         if inner is not None:
             return address_problem(inner, allow_private=allow_private)
     if address.is_unspecified:
-        return "an unspecified address"
+        return "unspecified"
     if address.is_multicast:
-        return "a multicast address"
+        return "multicast"
     if in_closed_network(address):
         if allow_private:
             return None
         if address.is_loopback:
-            return "a loopback address"
+            return "loopback"
         if address.is_link_local:
-            return "a link-local address (the cloud metadata service 169.254.169.254 is one)"
-        return "a private address"
+            return "link_local"
+        return "private"
     if address.is_reserved:
-        return "a reserved address"
+        return "reserved"
     if not address.is_global:
-        return "not a publicly routable address"
+        return "not_global"
     return None
 
 
@@ -166,7 +188,7 @@ class _LookupThreads:
         if not self._free.acquire(timeout=max(deadline - time.monotonic(), 0)):
             waiting = f"{self.limit} earlier lookup is" if self.limit == 1 else f"{self.limit} earlier lookups are"
             raise LookupTimedOut(f"the DNS lookup of {host!r} could not start ({waiting} still waiting for the resolver).",
-                                 host=host)
+                                 host=host, code="dns_lookups_all_waiting", limit=self.limit)
         answer: dict = {}
         done = threading.Event()
 
@@ -211,14 +233,15 @@ def resolve(host: str, port: int, *, deadline: float | None = None) -> tuple[str
         else:
             infos = _lookups.getaddrinfo(host, port, deadline)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeTarget(f"The host {host!r} cannot be resolved ({exc}).") from None
+        raise UnsafeTarget(f"The host {host!r} cannot be resolved ({exc}).", code="host_not_resolved", host=host,
+                           error=str(exc)) from None
     addresses: list[str] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         text = sockaddr[0].split("%", 1)[0]  # drop an IPv6 zone id
         if text not in addresses:
             addresses.append(text)
     if not addresses:
-        raise UnsafeTarget(f"The host {host!r} has no addresses.")
+        raise UnsafeTarget(f"The host {host!r} has no addresses.", code="host_without_addresses", host=host)
     return tuple(addresses)
 
 
@@ -234,10 +257,11 @@ def check_target(url: str, *, allow_private: bool | None = None, deadline: float
         problem = address_problem(address, allow_private=allow_private)
         if problem is not None:
             # Only where the setting is off and would open the address is it worth naming to the owner.
-            hint = (" (an operator can allow private ones with ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true)"
-                    if not allow_private and address_problem(address, allow_private=True) is None else "")
-            raise UnsafeTarget(f"The host {host!r} resolves to {text}, {problem}. Webhooks call public addresses "
-                               f"only{hint}.")
+            can_be_allowed = not allow_private and address_problem(address, allow_private=True) is None
+            hint = " (an operator can allow private ones with ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true)" if can_be_allowed else ""
+            raise UnsafeTarget(f"The host {host!r} resolves to {text}, {ADDRESS_PROBLEMS[problem]}. Webhooks call public "
+                               f"addresses only{hint}.", code="address_not_public", host=host, address=text,
+                               problem=problem, can_be_allowed=can_be_allowed)
     return Target(scheme=scheme, host=host, port=port, path=path, addresses=addresses)
 
 

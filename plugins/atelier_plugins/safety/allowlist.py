@@ -22,6 +22,8 @@ from typing import Iterable, Sequence
 
 import ahocorasick
 
+from atelier_sdk.safety import RefusedValue
+
 from atelier_plugins.safety.compiled_lists import compiled_lists, estimate_bytes
 from atelier_plugins.safety.normalise import is_word_char, normalise, normalise_term
 from atelier_plugins.safety.personal_data import published_contact_key
@@ -29,8 +31,9 @@ from atelier_plugins.safety.personal_data import published_contact_key
 ALLOW_KINDS = ("term", "email", "phone", "url")
 
 
-class InvalidAllowEntry(ValueError):
-    """An allow-list value that cannot be used; the message names it and says what to give instead."""
+class InvalidAllowEntry(RefusedValue):
+    """An allow-list value that cannot be used; the message names it and says what to give instead, its code and
+    values why (``allowlist.not_an_email``, ``{"value": ...}``)."""
 
 
 def allow_entry_key(kind: str, value: str, *, phone_region: str | None = "US") -> str:
@@ -41,20 +44,25 @@ def allow_entry_key(kind: str, value: str, *, phone_region: str | None = "US") -
             # a lone letter is no word the classifiers read ("u", "s" as a size), and the raw reading of a
             # spelled-out insult ("f u c k") is made of them
             raise InvalidAllowEntry(f"term {value!r} has fewer than two letters or digits once normalised; "
-                                    f"enter a word or a phrase")
+                                    f"enter a word or a phrase", code="allowlist.term_too_short", value=value)
         return key
     if kind in ("email", "phone", "url"):
         key = published_contact_key(kind, value, phone_region=phone_region)
         if key is None:
-            raise InvalidAllowEntry(_NOT_A[kind].format(value=value))
+            code, message = _NOT_A[kind]
+            raise InvalidAllowEntry(message.format(value=value), code=code, value=value)
         return key
-    raise InvalidAllowEntry(f"kind {kind!r} is not one of {', '.join(ALLOW_KINDS)}")
+    raise InvalidAllowEntry(f"kind {kind!r} is not one of {', '.join(ALLOW_KINDS)}", code="allowlist.unknown_kind",
+                            kind=kind, kinds=", ".join(ALLOW_KINDS))
 
 
+#: why a value is no contact of its kind: (code, message)
 _NOT_A = {
-    "email": "{value!r} is not an e-mail address; give one like support@shop.example",
-    "phone": "{value!r} is not a valid phone number; give it with its country code, like +1 800 555 0142",
-    "url": "{value!r} is not a web address; give it with its scheme, like https://shop.example/contact",
+    "email": ("allowlist.not_an_email", "{value!r} is not an e-mail address; give one like support@shop.example"),
+    "phone": ("allowlist.not_a_phone_number",
+              "{value!r} is not a valid phone number; give it with its country code, like +1 800 555 0142"),
+    "url": ("allowlist.not_a_web_address",
+            "{value!r} is not a web address; give it with its scheme, like https://shop.example/contact"),
 }
 
 

@@ -33,6 +33,7 @@ from atelier_sdk.safety import (
     Category,
     Evidence,
     Finding,
+    RefusedValue,
     SafetyCheckBase,
     SafetyCheckManifest,
     ScreenContext,
@@ -54,8 +55,9 @@ logger = logging.getLogger("atelier.safety.blocklist")
 DEFAULT_REGEX_TIMEOUT_S = 0.05
 
 
-class InvalidBlocklistTerm(ValueError):
-    """A term that cannot be used; the message names the term and says what to change."""
+class InvalidBlocklistTerm(RefusedValue):
+    """A term that cannot be used; the message names the term and says what to change, its code and values why
+    (``blocklist.regex_does_not_compile``, ``{"pattern": ..., "read_as": ..., "error": ...}``)."""
 
 
 @dataclass(frozen=True)
@@ -107,28 +109,34 @@ def compile_regex_term(pattern: str) -> tuple[regex.Pattern, regex.Pattern]:
     """A blocklist regular expression compiled as written (for the text as given) and with its literal
     characters normalised (``normalise_regex``, for the ``base`` view); the same object twice when
     normalising changes nothing. Raises ``InvalidBlocklistTerm`` if either form is unsafe or broken."""
-    as_written = _compile_checked(pattern, repr(pattern))
+    as_written = _compile_checked(pattern, pattern)
     normalised = normalise_regex(pattern)
     if normalised == pattern:
         return as_written, as_written
-    return as_written, _compile_checked(normalised, f"{pattern!r} (read as {normalised!r} on normalised text)")
+    return as_written, _compile_checked(pattern, normalised)
 
 
-def _compile_checked(pattern: str, shown: str) -> regex.Pattern:
+def _compile_checked(written: str, pattern: str) -> regex.Pattern:
+    """``pattern`` compiled: the term as ``written``, or its normalised reading (which a refusal names too)."""
+    shown = repr(written) if pattern == written else f"{written!r} (read as {pattern!r} on normalised text)"
+    # which form was refused, as values a refusal's code goes with
+    values = {"pattern": written, "read_as": "" if pattern == written else pattern}
     try:
         parsed = sre_parse.parse(pattern)
     except Exception as exc:  # re.error, plus recursion errors on absurd nesting
-        raise InvalidBlocklistTerm(f"regular expression {shown} does not compile: {exc}") from None
+        raise InvalidBlocklistTerm(f"regular expression {shown} does not compile: {exc}",
+                                   code="blocklist.regex_does_not_compile", error=str(exc), **values) from None
     if _nested_quantifier(parsed):
         raise InvalidBlocklistTerm(
             f"regular expression {shown} has a nested quantifier (a repeated group that itself "
             "contains a variable repetition, like (a+)+ or (\\w+\\s?)*), which can take exponential time; "
-            "rewrite it without repeating the group, or use literal terms"
-        )
+            "rewrite it without repeating the group, or use literal terms", code="blocklist.regex_nests_quantifiers",
+            **values)
     try:
         return regex.compile(pattern, regex.IGNORECASE | regex.VERSION0)
     except regex.error as exc:
-        raise InvalidBlocklistTerm(f"regular expression {shown} does not compile: {exc}") from None
+        raise InvalidBlocklistTerm(f"regular expression {shown} does not compile: {exc}",
+                                   code="blocklist.regex_does_not_compile", error=str(exc), **values) from None
 
 
 def validate_term(term: BlocklistTerm) -> None:
@@ -137,8 +145,8 @@ def validate_term(term: BlocklistTerm) -> None:
         compile_regex_term(term.pattern)
     elif not normalise_term(term.pattern):
         raise InvalidBlocklistTerm(
-            f"term {term.pattern!r} is empty once invisible characters and spacing are removed; enter visible text"
-        )
+            f"term {term.pattern!r} is empty once invisible characters and spacing are removed; enter visible text",
+            code="blocklist.term_empty_when_normalised", pattern=term.pattern)
 
 
 class CompiledBlocklist:
@@ -157,7 +165,7 @@ class CompiledBlocklist:
                     continue
                 validate_term(term)
             except InvalidBlocklistTerm as exc:
-                raise InvalidBlocklistTerm(f"blocklist term #{index}: {exc}") from None
+                raise InvalidBlocklistTerm(f"blocklist term #{index}: {exc}", code=exc.code, **exc.params) from None
             grouped.setdefault(normalise_term(term.pattern), []).append(index)
         for key, indices in grouped.items():
             # Whole-word checks apply only at ends where the term itself has a word character.
