@@ -81,6 +81,22 @@ MESSAGES = {
                             "again, or check the host name."),
     "unknown_event_types": _("Unknown event type: %(unknown)s. Subscribe to any of: %(events)s."),
     "webhook_limit_reached": _("A project has at most %(limit)s webhook endpoints: delete one first."),
+    # why a webhook delivery failed or was not sent, why an endpoint was disabled (webhooks.delivery, in the
+    # delivery log and the list of endpoints)
+    "redirect_not_followed": _("Redirects are not followed (Location: %(location)s)."),
+    "timed_out": _("Timed out after %(limit)s s."),
+    "tls_error": _("TLS error: %(error)s"),
+    "connection_failed": _("Could not connect: %(error)s"),
+    "job_webhook_not_covered": _("Refused: the endpoint's URL changed to %(endpoint_url)s, which no longer covers the "
+                                 "job's webhook %(target_url)s."),
+    "lookup_timed_out": _("Timed out after %(limit)s s: %(cause)s"),
+    "target_refused": _("Refused: %(cause)s"),
+    "receiver_answered": _("The receiver answered HTTP %(status)s."),
+    "not_sent_endpoint_disabled": _("Not sent: the endpoint is disabled. %(cause)s"),
+    "attempt_unfinished": _("The last attempt did not finish: the worker making it stopped."),
+    "disabled_by": _("Disabled by %(actor)s."),
+    "disabled_after_failures": _("Disabled automatically: %(limit)s deliveries in a row failed every attempt. Last "
+                                 "error: %(cause)s"),
 }
 
 #: Why webhooks may not call an address (``webhooks.targets.ADDRESS_PROBLEMS``), completing "resolves to 10.0.0.1, …"
@@ -97,8 +113,11 @@ ADDRESS_PROBLEMS = {
 
 def _values(params: dict[str, Any]) -> dict[str, Any]:
     """A refusal's values as its words name them: a category by its name, an address's problem and a normalised
-    reading of a regular expression in words."""
+    reading of a regular expression in words, the reason within it (``cause``: a delivery refused for its URL's)."""
     values = dict(params)
+    if isinstance(values.get("cause"), dict):
+        inner = values["cause"]
+        values["cause"] = words_for(inner.get("code"), inner.get("params"), str(inner.get("english", "")))
     if "category" in values:
         values["category"] = category_label(str(values["category"]))
     if "read_as" in values:
@@ -136,6 +155,12 @@ def webhook_words(error) -> str:
 def scope_words(error) -> str:
     """A key asked for with scopes the owner lacks (``ScopeNotGrantable``) as the page shows it."""
     return words_for(error.code, {"missing": ", ".join(error.missing)}, str(error))
+
+
+def coded_words(coded: dict, english: str) -> str:
+    """A reason kept as a code and its values (a delivery's ``last_error_coded``, an endpoint's
+    ``disabled_reason_coded``) as the page shows it; its ``english`` where it has no code (kept before codes were)."""
+    return words_for((coded or {}).get("code"), (coded or {}).get("params"), english)
 
 
 def category_of(error: ValidationError) -> str | None:

@@ -28,7 +28,7 @@ from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from atelier_frontend.actors import action_words, actor_names
 from atelier_frontend.labels import category_label
-from atelier_frontend.settings_refusals import category_of, in_page_words, scope_words, webhook_words
+from atelier_frontend.settings_refusals import category_of, coded_words, in_page_words, scope_words, webhook_words
 from atelier_frontend.projects import needs
 from atelier_frontend.schema_form import whole_number
 
@@ -148,10 +148,10 @@ def project_settings(request, here):
         "allow_kinds": ALLOW_KINDS,
         "audit": _audit_rows(project),
         "plugins": _plugins(project),
-        **_webhook_forms(WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50], webhook_form),
+        **_webhook_forms(project, WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50],
+                         webhook_form),
         "event_types": SUBSCRIBABLE_EVENTS, "new_webhook": new_webhook,
-        "deliveries": WebhookDelivery.objects.filter(endpoint__project=project).select_related("endpoint")
-                      .order_by("-created_at")[:DELIVERY_ROWS],
+        "deliveries": _deliveries(project),
         "errors": errors, "notice": notice, "invalid": invalid,
         "refused_section": SECTION_OF_ACTION.get(refused or request.POST.get("action", ""), "") if errors or webhook_form else "",
     }, status=400 if errors or webhook_form else 200)
@@ -377,6 +377,24 @@ def _webhook(request, project, actor, action) -> tuple[str, dict | None]:
                     "errors": [] if fields else [words], "fields": fields}
 
 
+def _disabled_words(endpoint, names: dict[str, str]) -> str:
+    """Why an endpoint is disabled in the page's words, naming who disabled it (not ``user:12``)."""
+    coded = endpoint.disabled_reason_coded or {}
+    actor = (coded.get("params") or {}).get("actor")
+    if actor:
+        coded = {**coded, "params": {**coded["params"], "actor": names.get(actor, actor)}}
+    return coded_words(coded, endpoint.disabled_reason)
+
+
+def _deliveries(project) -> list:
+    """The latest deliveries, each with why its last attempt failed in the page's words (``error_words``)."""
+    deliveries = list(WebhookDelivery.objects.filter(endpoint__project=project).select_related("endpoint")
+                      .order_by("-created_at")[:DELIVERY_ROWS])
+    for delivery in deliveries:
+        delivery.error_words = coded_words(delivery.last_error_coded, delivery.last_error)
+    return deliveries
+
+
 def _is_uuid(value: str) -> bool:
     import uuid
 
@@ -387,15 +405,19 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _webhook_forms(endpoints, refused: dict | None) -> dict:
-    """Each endpoint with its edit form's values (what was posted, where that form was refused),
-    and the form for a new one."""
+def _webhook_forms(project, endpoints, refused: dict | None) -> dict:
+    """Each endpoint with why it is disabled, in the page's words, and its edit form's values (what was posted, where
+    that form was refused), and the form for a new one."""
     def form(values, key):
         mine = refused is not None and refused["endpoint"] == key
         return {**(refused["values"] if mine else values), "fields": refused["fields"] if mine else {},
                 "errors": refused["errors"] if mine else [], "open": mine}
 
-    rows = [{"endpoint": e, "form": form({"url": e.url, "description": e.description, "event_types": e.event_types,
-                                          "enabled": e.enabled}, str(e.pk))} for e in endpoints]
+    endpoints = list(endpoints)
+    names = actor_names(project, [(e.disabled_reason_coded.get("params") or {}).get("actor") for e in endpoints
+                                  if e.disabled_reason_coded])
+    rows = [{"endpoint": e, "disabled_words": _disabled_words(e, names),
+             "form": form({"url": e.url, "description": e.description, "event_types": e.event_types,
+                           "enabled": e.enabled}, str(e.pk))} for e in endpoints]
     return {"endpoints": rows,
             "new_endpoint": form({"url": "", "description": "", "event_types": [], "enabled": True}, None)}

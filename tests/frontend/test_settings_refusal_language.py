@@ -24,8 +24,8 @@ PLATFORM = REPO_ROOT / "platform" / "atelier_platform"
 #: a webhook error class's ``code = "..."``)
 REFUSING_MODULES = [PLATFORM / "accounts" / "services.py", PLATFORM / "moderation" / "models.py",
                     PLATFORM / "moderation" / "policies.py", PLATFORM / "webhooks" / "targets.py",
-                    PLATFORM / "webhooks" / "services.py"]
-CODE = re.compile(r'\b(?:code|reason)\s*=\s*"([a-z_]+)"')
+                    PLATFORM / "webhooks" / "services.py", PLATFORM / "webhooks" / "delivery.py"]
+CODE = re.compile(r'\b(?:code|reason)\s*=\s*"([a-z_]+)"|\bcoded\("([a-z_]+)"')
 #: the built-in safety checks' codes, namespaced with the check's id
 CHECK_CODE = re.compile(r'"((?:blocklist|allowlist)\.[a-z_]+)"')
 #: Codes of those modules that never reach the settings page: the API's own for a webhook refusal (the page shows its
@@ -36,7 +36,7 @@ API_ONLY = {"webhook_error", "validation_error", "secret_rotation_limit", "deliv
 def refusal_codes() -> set[str]:
     codes = set()
     for path in REFUSING_MODULES:
-        codes |= set(CODE.findall(path.read_text(encoding="utf-8")))
+        codes |= {code for found in CODE.findall(path.read_text(encoding="utf-8")) for code in found if code}
     for path in (REPO_ROOT / "plugins" / "atelier_plugins" / "safety").glob("*.py"):
         codes |= set(CHECK_CODE.findall(path.read_text(encoding="utf-8")))
     return codes - API_ONLY
@@ -50,7 +50,8 @@ def test_every_refusal_code_that_can_reach_the_settings_page_has_its_own_words_i
     codes = refusal_codes()
     assert {"thresholds_out_of_order", "regex_nests_quantifiers", "blocklist.regex_nests_quantifiers",
             "allowlist.not_an_email", "no_scopes", "unknown_role", "url_not_http", "address_not_public",
-            "unknown_event_types", "webhook_limit_reached", "dns_lookup_timeout"} <= codes  # a guard for the guard
+            "unknown_event_types", "webhook_limit_reached", "dns_lookup_timeout", "timed_out",
+            "disabled_after_failures", "attempt_unfinished"} <= codes  # a guard for the guard
     assert sorted(codes - set(settings_refusals.MESSAGES)) == []
     assert sorted(set(ADDRESS_PROBLEMS) - set(settings_refusals.ADDRESS_PROBLEMS)) == []
     for words in [*(settings_refusals.MESSAGES[code] for code in codes), *settings_refusals.ADDRESS_PROBLEMS.values()]:

@@ -17,7 +17,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -91,12 +91,24 @@ def publish_on_commit(delivery_id, *, countdown: float = 0) -> None:
 
 # --- one HTTP request ---------------------------------------------------------------------------
 
+def coded(code: str, **params) -> dict:
+    """A reason as a code and its values, as ``last_error_coded`` and ``disabled_reason_coded`` keep it."""
+    return {"code": code, "params": params}
+
+
+def cause(error: UnsafeTarget) -> dict:
+    """A refused URL's reason, within another's (``Refused: ...``), with its English."""
+    return {"code": error.code, "params": error.params, "english": str(error)}
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     status_code: int | None
     error: str = ""
     excerpt: str = ""
     duration_ms: int = 0
+    #: ``error`` as a code and its values (``coded``); empty where there is none, or it has no code
+    error_coded: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -200,14 +212,18 @@ def post(target: Target, body: bytes, headers: dict[str, str], timeout: float, *
         excerpt = raw.decode("utf-8", errors="replace")[:RESPONSE_EXCERPT_CHARS]
         error = ""
         if 300 <= response.status < 400:
-            error = f"Redirects are not followed (Location: {(response.getheader('Location') or '')[:200]})."
-        return AttemptResult(response.status, error, excerpt, elapsed_ms())
+            location = (response.getheader('Location') or '')[:200]
+            return AttemptResult(response.status, f"Redirects are not followed (Location: {location}).", excerpt,
+                                 elapsed_ms(), coded("redirect_not_followed", location=location))
+        return AttemptResult(response.status, "", excerpt, elapsed_ms())
     except (OSError, http.client.HTTPException) as exc:
         if expired.is_set() or isinstance(exc, TimeoutError):
-            return AttemptResult(None, f"Timed out after {timeout:g} s.", "", elapsed_ms())
+            return AttemptResult(None, f"Timed out after {timeout:g} s.", "", elapsed_ms(),
+                                 coded("timed_out", limit=f"{timeout:g}"))
         if isinstance(exc, ssl.SSLError):
-            return AttemptResult(None, f"TLS error: {exc}", "", elapsed_ms())
-        return AttemptResult(None, f"{type(exc).__name__}: {exc}", "", elapsed_ms())
+            return AttemptResult(None, f"TLS error: {exc}", "", elapsed_ms(), coded("tls_error", error=str(exc)))
+        return AttemptResult(None, f"{type(exc).__name__}: {exc}", "", elapsed_ms(),
+                             coded("connection_failed", error=f"{type(exc).__name__}: {exc}"))
     finally:
         watchdog.cancel()
         connection.close()
@@ -233,14 +249,16 @@ def send(endpoint: WebhookEndpoint, delivery: WebhookDelivery, now: datetime) ->
     timeout, started = attempt_limit_s(), time.monotonic()
     if delivery.target_url and not covers(endpoint.url, delivery.target_url):
         return AttemptResult(None, f"Refused: the endpoint's URL changed to {endpoint.url}, which no longer covers the "
-                                   f"job's webhook {delivery.target_url}.", "", 0)
+                                   f"job's webhook {delivery.target_url}.", "", 0,
+                             coded("job_webhook_not_covered", endpoint_url=endpoint.url, target_url=delivery.target_url))
     try:
         # Checked again at every attempt: the name may resolve elsewhere than when it was saved.
         target = check_target(delivery.target_url or endpoint.url, deadline=started + timeout)  # a job's own URL, or the endpoint's
     except LookupTimedOut as exc:
-        return AttemptResult(None, f"Timed out after {timeout:g} s: {exc}", "", _ms_since(started))
+        return AttemptResult(None, f"Timed out after {timeout:g} s: {exc}", "", _ms_since(started),
+                             coded("lookup_timed_out", limit=f"{timeout:g}", cause=cause(exc)))
     except UnsafeTarget as exc:
-        return AttemptResult(None, f"Refused: {exc}", "", _ms_since(started))
+        return AttemptResult(None, f"Refused: {exc}", "", _ms_since(started), coded("target_refused", cause=cause(exc)))
     body, headers = request_parts(endpoint, delivery, now)
     return post(target, body, headers, timeout, started=started)
 
@@ -264,6 +282,7 @@ def attempt(delivery_id: str) -> str:
         cancelled = due.update(
             status=DeliveryStatus.CANCELLED, next_attempt_at=None, finished_at=now,
             last_error=f"Not sent: the endpoint is disabled. {endpoint.disabled_reason}"[:1000],
+            last_error_coded=_not_sent(endpoint.disabled_reason, endpoint.disabled_reason_coded),
         )
         return "cancelled" if cancelled else "not_due"
     # The claim: one message wins; the lease keeps duplicates away until the attempt is over.
@@ -286,12 +305,23 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
+def _storable_values(value):
+    """A coded error's values as the database can store them and as long as its English may be: they quote what
+    the receiver sent as the English does (a status line of NUL bytes, up to 64 KiB)."""
+    if isinstance(value, str):
+        return _storable(value)[:ERROR_CHARS]
+    if isinstance(value, dict):
+        return {key: _storable_values(item) for key, item in value.items()}
+    return value
+
+
 @transaction.atomic
 def _record(delivery_id, endpoint: WebhookEndpoint, result: AttemptResult, *, started_at: datetime, counts_for_health: bool) -> str:
     delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
     if delivery is None:
         return "gone"  # the endpoint was deleted during the attempt
-    result = replace(result, error=_storable(result.error)[:ERROR_CHARS], excerpt=_storable(result.excerpt))
+    result = replace(result, error=_storable(result.error)[:ERROR_CHARS], excerpt=_storable(result.excerpt),
+                     error_coded=_storable_values(result.error_coded))
     now = timezone.now()
     WebhookAttempt.objects.create(
         delivery=delivery, number=delivery.attempts, started_at=started_at, duration_ms=result.duration_ms,
@@ -299,6 +329,8 @@ def _record(delivery_id, endpoint: WebhookEndpoint, result: AttemptResult, *, st
     )
     delivery.last_status_code = result.status_code
     delivery.last_error = result.error or ("" if result.ok else f"The receiver answered HTTP {result.status_code}.")
+    delivery.last_error_coded = (result.error_coded if result.error else
+                                 {} if result.ok else coded("receiver_answered", status=result.status_code))
     delivery.last_response_excerpt = result.excerpt
     if result.ok:
         outcome = delivery.status = DeliveryStatus.SUCCEEDED
@@ -318,37 +350,46 @@ def _record(delivery_id, endpoint: WebhookEndpoint, result: AttemptResult, *, st
         outcome = delivery.status = DeliveryStatus.FAILED
         delivery.next_attempt_at, delivery.finished_at = None, now
         if counts_for_health:
-            _count_failed_delivery(endpoint, delivery.last_error, now)
+            _count_failed_delivery(endpoint, delivery.last_error, delivery.last_error_coded, now)
     delivery.save(update_fields=[
-        "status", "next_attempt_at", "finished_at", "last_status_code", "last_error", "last_response_excerpt",
+        "status", "next_attempt_at", "finished_at", "last_status_code", "last_error", "last_error_coded",
+        "last_response_excerpt",
     ])
     logger.info("webhook delivery %s (%s) attempt %d: %s %s", delivery.pk, delivery.event_type, delivery.attempts,
                 result.status_code, result.error or "")
     return outcome
 
 
-def _count_failed_delivery(endpoint: WebhookEndpoint, last_error: str, now: datetime) -> None:
+def _count_failed_delivery(endpoint: WebhookEndpoint, last_error: str, last_error_coded: dict, now: datetime) -> None:
     """A delivery failed every attempt: after enough in a row, stop sending to this endpoint."""
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(consecutive_failures=F("consecutive_failures") + 1)
     limit = get_config().webhooks_disable_after_failures
     reason = f"Disabled automatically: {limit} deliveries in a row failed every attempt. Last error: {last_error}"[:300]
+    reason_coded = coded("disabled_after_failures", limit=limit, cause={**last_error_coded, "english": last_error})
     disabled = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=True, consecutive_failures__gte=limit).update(
-        enabled=False, disabled_reason=reason, disabled_at=now
+        enabled=False, disabled_reason=reason, disabled_reason_coded=reason_coded, disabled_at=now
     )
     if disabled:
         logger.warning("webhook endpoint %s disabled after %d failed deliveries in a row", endpoint.pk, limit)
-        cancel_pending(endpoint, reason)
+        cancel_pending(endpoint, reason, reason_coded)
         audit.record(endpoint.project, SYSTEM_ACTOR, "webhook_disabled", endpoint, after={"reason": reason})
 
 
-def cancel_pending(endpoint: WebhookEndpoint, reason: str) -> int:
-    """Deliveries still waiting for a disabled endpoint are not sent (they can be retried by hand)."""
+def cancel_pending(endpoint: WebhookEndpoint, reason: str, reason_coded: dict) -> int:
+    """Deliveries still waiting for a disabled endpoint are not sent (they can be retried by hand). ``reason`` says
+    why the endpoint was disabled, ``reason_coded`` the same as a code and its values."""
     return (
         WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING)
         .exclude(event_type=EventType.WEBHOOK_TEST)
         .update(status=DeliveryStatus.CANCELLED, next_attempt_at=None, finished_at=timezone.now(),
-                last_error=f"Not sent: the endpoint was disabled. {reason}"[:1000])
+                last_error=f"Not sent: the endpoint was disabled. {reason}"[:1000],
+                last_error_coded=_not_sent(reason, reason_coded))
     )
+
+
+def _not_sent(reason: str, reason_coded: dict) -> dict:
+    """Why a delivery was not sent: its endpoint is disabled, for ``reason``."""
+    return coded("not_sent_endpoint_disabled", cause={**reason_coded, "english": reason})
 
 
 # --- repair -----------------------------------------------------------------------------------------
@@ -374,9 +415,10 @@ def sweep(now: datetime | None = None) -> int:
 def _fail_exhausted(overdue, now: datetime) -> None:
     """Deliveries whose last attempt never ended (its worker died during it): no attempt is left to
     make, so they fail, and count toward their endpoint's failures as any failed delivery."""
-    reason = "The last attempt did not finish: the worker making it stopped."
+    reason, reason_coded = "The last attempt did not finish: the worker making it stopped.", coded("attempt_unfinished")
     for delivery in overdue.select_related("endpoint")[:500]:
         failed = WebhookDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
-            status=DeliveryStatus.FAILED, next_attempt_at=None, finished_at=now, last_error=reason)
+            status=DeliveryStatus.FAILED, next_attempt_at=None, finished_at=now, last_error=reason,
+            last_error_coded=reason_coded)
         if failed and delivery.event_type != EventType.WEBHOOK_TEST:
-            _count_failed_delivery(delivery.endpoint, reason, now)
+            _count_failed_delivery(delivery.endpoint, reason, reason_coded, now)

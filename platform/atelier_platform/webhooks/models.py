@@ -39,6 +39,9 @@ class WebhookEndpoint(models.Model):
     #: deliveries in a row that failed every attempt; any success resets it
     consecutive_failures = models.PositiveIntegerField(default=0)
     disabled_reason = models.CharField(max_length=300, blank=True)
+    #: the same reason as a code and its values (``{"code": "disabled_after_failures", "params": {...}}``), by which
+    #: the dashboard says it in its reader's language; ``disabled_reason`` is its English, the API's
+    disabled_reason_coded = models.JSONField(default=dict, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -93,6 +96,9 @@ class WebhookDelivery(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    #: the same error as a code and its values (``{"code": "timed_out", "params": {"limit": "10"}}``), by which the
+    #: dashboard says it in its reader's language; ``last_error`` is its English, the API's
+    last_error_coded = models.JSONField(default=dict, blank=True)
     last_response_excerpt = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -137,11 +137,12 @@ def update_endpoint(endpoint: WebhookEndpoint, actor: str, changes: dict[str, An
         if changes["enabled"]:
             # Enabling is the owner saying "it works again": the failure count starts afresh.
             endpoint.enabled, endpoint.consecutive_failures = True, 0
-            endpoint.disabled_reason, endpoint.disabled_at = "", None
+            endpoint.disabled_reason, endpoint.disabled_reason_coded, endpoint.disabled_at = "", {}, None
         else:
             endpoint.enabled, endpoint.disabled_at = False, timezone.now()
             endpoint.disabled_reason = f"Disabled by {actor}."
-            delivery_service.cancel_pending(endpoint, endpoint.disabled_reason)
+            endpoint.disabled_reason_coded = delivery_service.coded("disabled_by", actor=actor)
+            delivery_service.cancel_pending(endpoint, endpoint.disabled_reason, endpoint.disabled_reason_coded)
     endpoint.save()
     audit.record(endpoint.project, actor, "webhook_updated", endpoint, before=before, after=_audit_view(endpoint))
     return endpoint
