@@ -13,13 +13,13 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
-from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from atelier_platform.accounts.roles import Capability
+from atelier_platform.instants import parse_instant
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.jobs.errors import InputBlocked, JobServiceError
@@ -622,13 +622,7 @@ def _validation_error(field: str, message: str, detail: str) -> JsonResponse:
 
 def _counted_at(raw: str):
     """The time the queue page counted its bulk items, as its button gives it; None where it names no one moment."""
-    try:
-        counted_at = parse_datetime(raw)
-    except ValueError:  # well formed, but no such time
-        return None
-    if counted_at is None or counted_at.tzinfo is None:  # a time without its offset names no one moment
-        return None
-    return counted_at
+    return parse_instant(raw)
 
 
 COUNTED_AT_HELP = "An ISO 8601 time with its offset, as the queue page gives it."

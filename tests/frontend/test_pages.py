@@ -532,7 +532,9 @@ class TestReview:
 
         reviewer.post("/language/", {"language": "zh-hans", "next": "/review/"})
         assert standing(item=third.pk)["header"] == "待审核 2 条中的第 1 条"
-        for bad in ({"item": "62x"}, {"item": "1" * 30}, {"counted_at": "2026-12-05T14:50:00"}, {"counted_at": "soon"}):
+        assert standing(item=third.pk, counted_at="2020-01-01T00:00:00-23:59")["bulk"]["count"] == 0  # any offset
+        for bad in ({"item": "62x"}, {"item": "1" * 30}, {"counted_at": "2026-12-05T14:50:00"}, {"counted_at": "soon"},
+                    {"counted_at": "9999-12-31T23:59:59-01:00"}):
             refused = reviewer.get("/review/standing/", bad)
             assert (refused.status_code, refused.json()["error"]["code"]) == (400, "validation_error"), bad
         assert editor.get("/review/standing/").status_code == 403

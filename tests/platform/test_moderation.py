@@ -199,7 +199,11 @@ class TestReviewQueue:
         stale = alice.post(f"/api/v1/reviews/{item_id}/release/?lease_expires_at={quote(old)}")
         assert stale.status_code == 409 and stale.json()["error"]["code"] == "lease_required"
         assert ReviewItem.objects.get(pk=item_id).lease_holder != ""
-        for malformed in ("yesterday", "2026-12-05T14:50:00", "2026-13-45T10:00:00Z"):
+        # PostgreSQL refuses an offset beyond ±15:59 and the last is past the years UTC holds: a 409 (not this
+        # lease) and 400s, never a 500
+        far = alice.post(f"/api/v1/reviews/{item_id}/release/?lease_expires_at={quote('2026-06-01T00:00:00-23:59')}")
+        assert far.status_code == 409
+        for malformed in ("yesterday", "2026-12-05T14:50:00", "2026-13-45T10:00:00Z", "9999-12-31T23:59:59-01:00"):
             refused = alice.post(f"/api/v1/reviews/{item_id}/release/?lease_expires_at={quote(malformed)}")
             assert refused.status_code == 400 and "lease_expires_at" in refused.json()["error"]["details"], malformed
         released = alice.post(f"/api/v1/reviews/{item_id}/release/?lease_expires_at={quote(current)}")

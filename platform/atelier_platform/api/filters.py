@@ -1,6 +1,7 @@
 import django_filters
 
 from atelier_platform.accounts.models import ApiKey
+from atelier_platform.instants import InstantFilter
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, JobStatus, Output, ReviewState
 from atelier_platform.knowledge.models import IndexState, KnowledgeDocument
 
@@ -11,8 +12,8 @@ BOOLEAN_CHOICES = [("true", "true"), ("false", "false")]
 class JobFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
     plugin = django_filters.CharFilter(field_name="plugin_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = InstantFilter(field_name="created_at", lookup_expr="gte")
+    created_before = InstantFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job
@@ -25,8 +26,8 @@ class OutputFilter(django_filters.FilterSet):
     review_state = django_filters.MultipleChoiceFilter(choices=ReviewState.choices)
     final = django_filters.ChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_final",
                                         help_text="true: approved or released outputs only; false: the others")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = InstantFilter(field_name="created_at", lookup_expr="gte")
+    created_before = InstantFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Output

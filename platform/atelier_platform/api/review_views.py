@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 from django.db.models import Count, Min, Prefetch, Q
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
@@ -25,6 +24,7 @@ from atelier_platform.api.idempotency import idempotent
 from atelier_platform.api.pagination import OldestFirstCursorPagination, SafeCursorPagination
 from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
 from atelier_platform.api.serializers import AuditEventSerializer, ReviewDecisionInputSerializer, ReviewItemSerializer
+from atelier_platform.instants import parse_instant
 from atelier_platform.jobs.submission import refuse_nul
 from atelier_platform.moderation import review
 from atelier_platform.moderation.models import AuditEvent, ReviewDecision, ReviewItem, ReviewItemState
@@ -174,11 +174,8 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         named = request.query_params.get("lease_expires_at")
         lease_expires_at = None
         if named is not None:
-            try:
-                lease_expires_at = parse_datetime(named)
-            except ValueError:  # well formed, but no such time
-                lease_expires_at = None
-            if lease_expires_at is None or lease_expires_at.tzinfo is None:
+            lease_expires_at = parse_instant(named)
+            if lease_expires_at is None:
                 raise ValidationError({"lease_expires_at": ["An ISO 8601 time with its offset, as lease_expires_at "
                                                             "gives it."]})
         return self._fresh(review.release(self.get_object(), reviewer_of(request), lease_expires_at=lease_expires_at))
