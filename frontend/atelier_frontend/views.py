@@ -27,8 +27,9 @@ from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, Job, JobStatus,
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_platform.moderation.models import AuditEvent, ReviewItem, ReviewItemState
 from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
+from atelier_platform.usage.errors import QuotaExceeded
 
-from atelier_frontend import job_errors, schema_form
+from atelier_frontend import job_errors, quota_words, schema_form
 from atelier_frontend.actors import action_words, actor_names
 from atelier_frontend.field_errors import shown_details
 from atelier_frontend.job_states import with_review_state_counts
@@ -140,6 +141,8 @@ def create_plugin(request, here, plugin_id: str):
                 )
             except InputBlocked as exc:
                 form_errors.append(_blocked(fields, exc.details or {}))
+            except QuotaExceeded as exc:
+                form_errors.append(quota_words.refusal(exc.details or {}))
             except JobServiceError as exc:
                 unplaced = schema_form.attach_errors(fields, shown_details(exc))
                 # the service's English summary only where the fields themselves do not say what is wrong
@@ -469,6 +472,8 @@ def chat(request, here, conversation_id=None):
                           "send it again.") % {"categories": ", ".join(
                               category_label(c) for c in (exc.details or {}).get("categories") or []) or "–"}
                 draft = text
+            except QuotaExceeded as exc:
+                error, draft = quota_words.refusal(exc.details or {}), text
             except JobServiceError as exc:
                 summary = _("This message cannot be sent as it is:") if exc.code == "validation_error" else str(exc)
                 error = " ".join([summary, *[f"{k}: {' '.join(v)}" for k, v in shown_details(exc).items()]])
@@ -539,9 +544,12 @@ def _chat_rows(conversation, before: str | None):
 
 @needs(Capability.JOBS_READ)
 def usage_page(request, here):
+    from atelier_platform.usage.quotas import quota_status
+
     from atelier_frontend.usage import summary
 
-    return page(request, "atelier_frontend/usage.html", {"usage": summary(here.project)})
+    return page(request, "atelier_frontend/usage.html", {"usage": summary(here.project),
+                                                         "quotas": quota_words.rows(quota_status(here.project))})
 
 
 @needs(Capability.JOBS_WRITE)
