@@ -45,3 +45,30 @@ def actor_names(project, actors: Iterable[str]) -> dict[str, str]:
         else:
             names[actor] = actor  # a deleted user or key: its id is all there is
     return names
+
+
+def change_words(before, after, limit: int = 160) -> str:
+    """What an event changed, from its ``before`` and ``after``: "user: carol · role: viewer → reviewer" (a member's
+    role changed), the values of what was added or removed. The object's id alone ("membership 5") did not say
+    which member left."""
+    before = before if isinstance(before, dict) else {}
+    after = after if isinstance(after, dict) else {}
+    parts = []
+    keys = [*before, *(k for k in after if k not in before)]
+    # what stayed the same says which thing it was (the member), so it comes first; then what changed
+    keys.sort(key=lambda k: not (k in before and k in after and before[k] == after[k]))
+    for key in keys:
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, (dict, list)) or isinstance(new, (dict, list)):
+            if old != new:
+                parts.append(str(key))  # a nested change (thresholds, lists): named, its values in the export
+        elif key in before and key in after and old != new:
+            parts.append(f"{key}: {_shown(old)} → {_shown(new)}")
+        else:
+            parts.append(f"{key}: {_shown(new if key in after else old)}")
+    text = " · ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shown(value) -> str:
+    return "–" if value is None or value == "" else str(value)

@@ -4,6 +4,7 @@ blocklist and the allow list, and the audit log. Each change goes through the pl
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from types import SimpleNamespace
 
 from django.contrib.auth import get_user_model
@@ -26,7 +27,7 @@ from atelier_platform.webhooks import services as webhooks
 from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
-from atelier_frontend.actors import action_words, actor_names
+from atelier_frontend.actors import action_words, actor_names, change_words
 from atelier_frontend.labels import category_label
 from atelier_frontend.settings_refusals import category_of, coded_words, in_page_words, scope_words, webhook_words
 from atelier_frontend.projects import needs
@@ -146,7 +147,7 @@ def project_settings(request, here):
         "allowlist_form": request.POST if refused == "allowlist" else {},
         "allowlist": AllowlistEntry.objects.filter(project=project).order_by("kind", "normalised")[:1000],
         "allow_kinds": ALLOW_KINDS,
-        "audit": _audit_rows(project),
+        **_audit(project, request.GET),
         "plugins": _plugins(project),
         **_webhook_forms(project, WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50],
                          webhook_form),
@@ -161,12 +162,93 @@ def project_settings(request, here):
     return response
 
 
-def _audit_rows(project) -> list[dict]:
-    """The latest audit events, each saying who in names and what in words (the exports keep the ids and codes)."""
-    events = list(AuditEvent.objects.filter(project=project).order_by("-id")[:AUDIT_ROWS])
-    names = actor_names(project, (event.actor for event in events))
-    return [{"event": event, "who": names.get(event.actor, event.actor), "what": action_words(event.action)}
-            for event in events]
+#: the audit log's filters on the settings page (query parameters) and the API's names for them, which its export
+#: links carry: an export holds what the page found, not the whole log
+AUDIT_FILTERS = {"audit_action": "action", "audit_actor": "actor", "audit_object": "object_id",
+                 "audit_from": "created_after", "audit_to": "created_before"}
+
+
+def _audit(project, query) -> dict:
+    """The audit log section: its latest events (or those before ``audit_before``, the page of older ones) narrowed
+    by the filters asked for, each saying who in names and what in words (the exports keep the ids and codes); the
+    actions and actors to filter by; the link to the older events; the export's query."""
+    from urllib.parse import urlencode
+
+    filters = {name: query.get(name, "").strip().replace("\x00", "")[:100] for name in AUDIT_FILTERS}
+    errors, moments = [], {}
+    for name, api_name in (("audit_from", "created_after"), ("audit_to", "created_before")):
+        if filters[name]:
+            day = _day(filters[name])
+            if day is None:
+                errors.append(_("Dates as 2026-12-01."))
+                filters[name] = ""
+            else:
+                # "to" a day includes it: the events before the next one
+                moments[api_name] = day + timedelta(days=1) if name == "audit_to" else day
+    events = audit.search(project, action=filters["audit_action"], actor=filters["audit_actor"],
+                          object_id=filters["audit_object"], **moments)
+    before = whole_number(query.get("audit_before", ""))
+    shown = list((events.filter(id__lt=before) if before else events).order_by("-id")[:AUDIT_ROWS + 1])
+    older = shown[AUDIT_ROWS].pk + 1 if len(shown) > AUDIT_ROWS else None
+    shown = shown[:AUDIT_ROWS]
+    known = AuditEvent.objects.filter(project=project)
+    actors = sorted(set(known.values_list("actor", flat=True).distinct()[:200]))
+    names = actor_names(project, [*actors, *(event.actor for event in shown)])
+    jobs = _jobs_of(project, shown)
+    rows = [{"event": event, "who": names.get(event.actor, event.actor), "what": action_words(event.action),
+             "details": change_words(event.before, event.after), "job": jobs.get((event.object_type, event.object_id))}
+            for event in shown]
+    api_filters = {AUDIT_FILTERS[name]: value for name, value in filters.items() if value and name not in ("audit_from", "audit_to")}
+    api_filters.update({name: moment.date().isoformat() for name, moment in moments.items()})
+    kept = {name: value for name, value in filters.items() if value}
+    return {
+        "audit": rows, "audit_filters": filters, "audit_filtered": bool(kept), "audit_errors": errors,
+        "audit_actions": sorted(((code, action_words(code)) for code in set(known.values_list("action", flat=True)
+                                                                              .distinct()[:200])), key=lambda pair: pair[1]),
+        "audit_actors": sorted(((actor, names.get(actor, actor)) for actor in actors), key=lambda pair: pair[1].lower()),
+        "audit_older": urlencode({**kept, "audit_before": older}) if older else "",
+        "audit_export": urlencode({**api_filters, "project": project.slug}),
+    }
+
+
+def _day(text: str):
+    from datetime import datetime, time, timezone as dt_timezone
+
+    from django.utils.dateparse import parse_date
+
+    try:
+        day = parse_date(text)
+    except ValueError:
+        return None
+    return datetime.combine(day, time.min, tzinfo=dt_timezone.utc) if day else None
+
+
+def _jobs_of(project, events) -> dict[tuple[str, str], str]:
+    """The job each shown event about a job, an output or a review item belongs to, for a link to its page (where
+    its timeline is); two queries whatever the number of events."""
+    import uuid
+
+    from atelier_platform.jobs.models import Job, Output
+    from atelier_platform.moderation.models import ReviewItem
+
+    def uuids(kind):
+        found = []
+        for event in events:
+            if event.object_type == kind:
+                try:
+                    found.append(uuid.UUID(event.object_id))
+                except ValueError:
+                    pass
+        return found
+
+    items = {e.object_id for e in events if e.object_type == "reviewitem" and e.object_id.isdigit()}
+    outputs = {str(pk): str(job) for pk, job in Output.objects.filter(job__project=project, pk__in=uuids("output"))
+               .values_list("pk", "job_id")}
+    by_item = {str(pk): str(job) for pk, job in ReviewItem.objects.filter(project=project, pk__in=[int(i) for i in items])
+               .values_list("pk", "output__job_id")}
+    jobs = {("job", str(pk)): str(pk) for pk in Job.objects.filter(project=project, pk__in=uuids("job"))
+            .values_list("pk", flat=True)}
+    return {**jobs, **{("output", k): v for k, v in outputs.items()}, **{("reviewitem", k): v for k, v in by_item.items()}}
 
 
 def _refuse_nul(posted) -> None:

@@ -80,3 +80,86 @@ def test_the_usage_page_shows_each_quota_with_its_unit_its_use_and_when_it_start
     ProjectQuota.objects.filter(project=project).update(jobs_per_day=0, compute_seconds_per_month=0)
     page = text_of(in_chinese(viewer).get("/usage/"))
     assert re.search(r'<tr data-quota="jobs_per_day">.*?3（不限）', page, re.S)
+
+
+# --- the audit log ----------------------------------------------------------------------------------------------
+
+def approve(job, reviewer_user):
+    from atelier_platform.moderation import review
+    from atelier_platform.moderation.models import ReviewItem
+
+    reviewer = review.Reviewer(actor=f"user:{reviewer_user.pk}")
+    item = ReviewItem.objects.get(output__job=job)
+    review.decide(review.claim(item, reviewer), reviewer, action="approve")
+
+
+def audit_rows(page: str) -> list[tuple[str, str, str]]:
+    """(action code, who, the object cell's text) of each row of the settings page's audit log."""
+    rows = re.findall(r'<tr data-action="([a-z_]+)"><td[^>]*>[^<]*</td><td title="[^"]*">([^<]*)</td><td>[^<]*</td>'
+                      r'<td>(.*?)</td></tr>', page, re.S)
+    return [(action, who, re.sub(r"<[^>]+>", " ", cell)) for action, who, cell in rows]
+
+
+def test_an_owner_finds_who_approved_a_jobs_output_and_exports_just_that(project, signed_in, submit, run_job, member):
+    owner = signed_in(project, "owner")
+    editor, bob, eve = member(project, "editor"), member(project, "reviewer"), member(project, "reviewer")
+    wanted, other = submit(project, user=editor), submit(project, user=editor)
+    run_job(wanted)
+    run_job(other)
+    approve(wanted, bob)
+    approve(other, eve)
+
+    page = text_of(owner.get(f"/settings/?audit_object={wanted.pk}"))
+    rows = audit_rows(page)
+    # the job's id (its page's address) finds its output's screening, lease and decision, and nothing of the other
+    assert {action for action, _who, _cell in rows} == {"output_screened", "lease_claimed", "review_approve"}
+    assert ("review_approve", bob.username) in [(action, who) for action, who, _cell in rows]
+    assert eve.username not in [who for _action, who, _cell in rows]
+    approval = next(cell for action, _who, cell in rows if action == "review_approve")
+    assert "review_state: pending → approved" in approval and f'href="/jobs/{wanted.pk}/"' in page
+
+    # by whom and what, as the selects offer them: the same approval
+    page = text_of(owner.get(f"/settings/?audit_actor=user:{bob.pk}&audit_action=review_approve"))
+    assert [(action, who) for action, who, _cell in audit_rows(page)] == [("review_approve", bob.username)]
+
+    # the export link carries the search, and exports what the page found
+    page = text_of(owner.get(f"/settings/?audit_object={wanted.pk}&audit_action=review_approve"))
+    link = re.search(r'<a href="(/api/v1/audit/\?export=csv&[^"]+)" id="export-csv"', page)[1]
+    export = b"".join(owner.get(link).streaming_content).decode().splitlines()
+    assert len(export) == 2 and f"user:{bob.pk},review_approve,output" in export[1]
+
+
+def test_the_audit_log_pages_back_and_names_the_member_a_change_was_about(project, signed_in, member):
+    from atelier_platform.moderation import audit
+
+    owner = signed_in(project, "owner")
+    dave = member(project, "editor")
+    owner.post("/settings/", {"action": "set_role", "member": dave.memberships.get().pk, "role": "viewer"})
+    owner.post("/settings/", {"action": "remove_member", "member": dave.memberships.get().pk})
+    rows = audit_rows(text_of(owner.get("/settings/")))
+    assert f"user: {dave.username} · role: editor → viewer" in next(cell for a, _w, cell in rows if a == "member_role_changed")
+    removed = next(cell for a, _w, cell in rows if a == "member_removed")
+    assert f"user: {dave.username}" in removed and "role: viewer" in removed
+
+    for n in range(60):
+        audit.record(project, "screening", "output_screened", project, after={"n": n})
+    page = text_of(owner.get("/settings/?audit_action=output_screened"))
+    assert [cell.strip() for _a, _w, cell in audit_rows(page)][0].endswith("n: 59")
+    older = re.search(r'<a href="\?([^"]+)#audit" id="audit-older"', page)[1]
+    page = text_of(owner.get(f"/settings/?{older.replace('&amp;', '&')}"))
+    cells = [cell.strip() for _a, _w, cell in audit_rows(page)]
+    assert len(cells) == 10 and cells[0].endswith("n: 9") and cells[-1].endswith("n: 0")
+    assert 'id="audit-older"' not in page
+
+
+def test_the_audit_api_filters_by_actor_object_and_time(project, client_for, make_key, submit, run_job, member):
+    api = client_for(make_key(project, ["admin"]).raw)
+    bob = member(project, "reviewer")
+    job = submit(project, user=member(project, "editor"))
+    run_job(job)
+    approve(job, bob)
+    answer = api.get("/api/v1/audit/", {"actor": f"user:{bob.pk}", "object_id": str(job.pk), "created_after": "2000-01-01"})
+    assert [row["action"] for row in answer.json()["results"]] == ["lease_claimed", "review_approve"]
+    assert api.get("/api/v1/audit/", {"created_before": "2000-01-01"}).json()["results"] == []
+    refused = api.get("/api/v1/audit/", {"created_after": "yesterday"})
+    assert refused.status_code == 400 and "created_after" in refused.json()["error"]["details"]

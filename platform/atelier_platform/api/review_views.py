@@ -26,7 +26,7 @@ from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
 from atelier_platform.api.serializers import AuditEventSerializer, ReviewDecisionInputSerializer, ReviewItemSerializer
 from atelier_platform.instants import parse_instant
 from atelier_platform.jobs.submission import refuse_nul
-from atelier_platform.moderation import review
+from atelier_platform.moderation import audit, review
 from atelier_platform.moderation.models import AuditEvent, ReviewDecision, ReviewItem, ReviewItemState
 
 
@@ -266,6 +266,14 @@ class AuditLogView(APIView):
     @extend_schema(parameters=[OpenApiParameter("export", OpenApiTypes.STR, enum=["csv", "jsonl"]),
                                OpenApiParameter("after_id", OpenApiTypes.INT, description="only events after this id"),
                                OpenApiParameter("action", OpenApiTypes.STR, description="only events of this action"),
+                               OpenApiParameter("actor", OpenApiTypes.STR,
+                                                description="only events of this actor: user:12, key:ab12cd34ef56, screening"),
+                               OpenApiParameter("object_id", OpenApiTypes.STR,
+                                                description="only events about this object: a job's id also gives its "
+                                                            "outputs' and their review items' events, an output's its "
+                                                            "review item's"),
+                               OpenApiParameter("created_after", OpenApiTypes.DATETIME, description="at or after"),
+                               OpenApiParameter("created_before", OpenApiTypes.DATETIME, description="before"),
                                OpenApiParameter("cursor", OpenApiTypes.STR),
                                OpenApiParameter("page_size", OpenApiTypes.INT, description="at most 500")],
                    responses={(200, "application/json"): AuditLogPageSerializer,
@@ -273,20 +281,25 @@ class AuditLogView(APIView):
                               (200, "application/x-ndjson"): OpenApiTypes.STR,  # ?export=jsonl
                               **error_responses(400, 403)})
     def get(self, request):
-        events = AuditEvent.objects.filter(project=request.access.project).order_by("id")
-        export = request.query_params.get("export")
+        params = request.query_params
+        export = params.get("export")
         if export not in (None, "csv", "jsonl"):
             raise ValidationError({"export": ["csv or jsonl."]})
-        after = request.query_params.get("after_id")
+        texts = {name: params.get(name, "") for name in ("action", "actor", "object_id")}
+        for name, value in texts.items():
+            if "\x00" in value:
+                raise ValidationError({name: ["The NUL character is not allowed."]})
+        moments = {}
+        for name in ("created_after", "created_before"):
+            if params.get(name):
+                moments[name] = _moment(name, params[name])
+        # the same search as the settings page's audit log, whose export links carry its filters here
+        events = audit.search(request.access.project, **texts, **moments)
+        after = params.get("after_id")
         if after is not None:
             if not after.isdigit() or len(after) > 18:
                 raise ValidationError({"after_id": ["A non-negative integer."]})
             events = events.filter(id__gt=int(after))
-        action_name = request.query_params.get("action")
-        if action_name:
-            if "\x00" in action_name:
-                raise ValidationError({"action": ["The NUL character is not allowed."]})
-            events = events.filter(action=action_name[:60])
         if export is None:
             paginator = self.pagination_class()
             page = paginator.paginate_queryset(events, request, view=self)
@@ -299,6 +312,24 @@ class AuditLogView(APIView):
             response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="audit-{request.access.project.slug}.{export}"'
         return response
+
+
+def _moment(name: str, value: str):
+    """An ISO 8601 date-time (or a date: its start, UTC) of a query parameter; 400 naming it otherwise."""
+    from datetime import datetime, time, timezone as dt_timezone
+
+    from django.utils.dateparse import parse_date
+
+    try:
+        moment = parse_datetime(value)
+        day = None if moment else parse_date(value)
+    except ValueError:
+        moment = day = None
+    if day is not None:
+        moment = datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+    if moment is None:
+        raise ValidationError({name: ["An ISO 8601 date-time (2026-12-01T09:00:00Z) or date (2026-12-01)."]})
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt_timezone.utc)
 
 
 def _csv_lines(rows):
