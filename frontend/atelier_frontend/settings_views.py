@@ -126,6 +126,9 @@ def project_settings(request, here):
             if notice:
                 request.session[NOTICE_SESSION] = notice
             anchor = "#webhooks" if action in WEBHOOK_ACTIONS else ""
+            if not Membership.objects.filter(project=project, user=request.user, role=Role.OWNER).exists():
+                # they gave up their own ownership (or left): the settings page would answer 403 now
+                return redirect("home")
             return redirect(f"{request.path}?saved=1{anchor}")
     new_key = request.session.pop(NEW_KEY_SESSION, None)
     new_webhook = request.session.pop(NEW_WEBHOOK_SESSION, None)
@@ -335,7 +338,7 @@ def _members(project, actor, posted, action) -> str:
                                   % {"username": user.username})
         membership = add_member(project, user, posted.get("role", ""))
         audit.record(project, actor, "member_added", membership, after={"user": user.username, "role": membership.role})
-        return ""
+        return _("%(username)s added as %(role)s.") % {"username": user.username, "role": _(membership.role)}
     membership = Membership.objects.filter(project=project, pk=whole_number(posted.get("member"))).select_related("user").first()
     if membership is None:
         raise ValidationError(_("No such member."))
@@ -345,14 +348,17 @@ def _members(project, actor, posted, action) -> str:
                              .values_list("pk")) <= 1:
         raise ValidationError(_("A project keeps at least one owner: make someone else owner first."))
     before = {"user": membership.user.username, "role": membership.role}
+    names = {"username": membership.user.username, "role": _(posted.get("role", "")), "before": _(membership.role)}
     if action == "remove_member":
         audit.record(project, actor, "member_removed", membership, before=before)
         membership.delete()
-    else:
-        add_member(project, membership.user, posted.get("role", ""))
-        audit.record(project, actor, "member_role_changed", membership, before=before,
-                     after={"user": membership.user.username, "role": posted.get("role")})
-    return ""
+        return _("%(username)s removed from the project: they lost access at once.") % names
+    if posted.get("role") == membership.role:
+        return _("%(username)s is already %(role)s: nothing changed.") % names
+    add_member(project, membership.user, posted.get("role", ""))
+    audit.record(project, actor, "member_role_changed", membership, before=before,
+                 after={"user": membership.user.username, "role": posted.get("role")})
+    return _("%(username)s is now %(role)s (was %(before)s).") % names
 
 
 def _policy_changes(posted) -> dict:
@@ -416,12 +422,32 @@ def _plugin(project, actor, posted) -> str:
     if chosen and version is None:
         raise ValidationError(_("No such model version for this plugin."))
     # the switch, the pin and their audit event together: in the settings POST's one transaction
+    was_enabled = ProjectPlugin.objects.filter(project=project, plugin_id=plugin_id, enabled=True).exists()
     setting = set_plugin_enabled(project, plugin_id, posted.get("enabled") == "on")
-    before = {"model_version": setting.model_version.version if setting.model_version_id else None}
+    earlier = setting.model_version if setting.model_version_id else None
+    before = {"model_version": earlier.version if earlier else None}
     ProjectPlugin.objects.filter(pk=setting.pk).update(model_version=version)
     audit.record(project, actor, "plugin_configured", setting, before=before, after={
         "plugin": plugin_id, "enabled": setting.enabled, "model_version": version.version if version else None})
-    return ""
+    # what the change does, said where it was made: a pin (a promotion, a rollback) is invisible otherwise
+    name = get_registry().get(plugin_id).manifest.name
+    said = []
+    if setting.enabled != was_enabled:
+        said.append(_("%(plugin)s switched on.") % {"plugin": name} if setting.enabled else
+                    _("%(plugin)s switched off: requests for it are refused until it is switched on again.")
+                    % {"plugin": name})
+    if (earlier.pk if earlier else None) != (version.pk if version else None):
+        said.append(_("%(plugin)s: jobs queued from now on use %(now)s (was %(before)s); jobs already queued or "
+                      "running keep theirs.") % {"plugin": name, "now": _model_words(version),
+                                                  "before": _model_words(earlier)})
+    return " ".join(said) or _("%(plugin)s: nothing changed.") % {"plugin": name}
+
+
+def _model_words(version) -> str:
+    """A model version as the settings page names it: its name and directory, or the plugin's own default."""
+    if version is None:
+        return _("the plugin's default model")
+    return _("model version %(version)s (%(dir)s)") % {"version": version.version, "dir": version.model_dir}
 
 
 def _webhook(request, project, actor, action) -> tuple[str, dict | None]:

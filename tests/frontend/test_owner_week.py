@@ -163,3 +163,56 @@ def test_the_audit_api_filters_by_actor_object_and_time(project, client_for, mak
     assert api.get("/api/v1/audit/", {"created_before": "2000-01-01"}).json()["results"] == []
     refused = api.get("/api/v1/audit/", {"created_after": "yesterday"})
     assert refused.status_code == 400 and "created_after" in refused.json()["error"]["details"]
+
+
+# --- changes that say what they changed --------------------------------------------------------------------
+
+def notice_after(client, form) -> str:
+    """The notice the settings page shows after ``form`` is posted (and its redirect followed)."""
+    page = text_of(client.post("/settings/", form, follow=True))
+    found = re.search(r'<p class="notice" role="status">([^<]*)</p>', page)
+    return found[1] if found else ""
+
+
+def test_member_changes_say_who_and_what_and_an_owner_who_gives_up_ownership_lands_outside(project, signed_in, member):
+    from django.contrib.auth import get_user_model
+
+    from tests.factories import UserFactory
+
+    owner = signed_in(project, "owner")
+    carol = UserFactory()
+    assert notice_after(owner, {"action": "add_member", "username": carol.username, "role": "viewer"}) == \
+        f"{carol.username} added as viewer."
+    membership = get_user_model().objects.get(pk=carol.pk).memberships.get()
+    assert notice_after(owner, {"action": "set_role", "member": membership.pk, "role": "reviewer"}) == \
+        f"{carol.username} is now reviewer (was viewer)."
+    assert notice_after(owner, {"action": "set_role", "member": membership.pk, "role": "reviewer"}) == \
+        f"{carol.username} is already reviewer: nothing changed."
+    assert notice_after(in_chinese(owner), {"action": "remove_member", "member": membership.pk}).startswith(
+        f"已将 {carol.username} 移出项目")
+
+    # the form of one's own role asks first; giving ownership away leads out of settings, not to a 403
+    page = text_of(owner.get("/settings/"))
+    own = re.search(rf'<tr data-member="{owner.user.username}">.*?</tr>', page, re.S)[0]
+    assert 'data-confirm="要更改您自己的角色吗？' in own  # the client reads Chinese since the removal
+    member(project, "owner")
+    mine = owner.user.memberships.get()
+    response = owner.post("/settings/", {"action": "set_role", "member": mine.pk, "role": "editor"}, follow=True)
+    assert response.status_code == 200 and response.redirect_chain[0][0] == "/"
+
+
+def test_pinning_a_model_version_says_what_new_jobs_use_and_what_they_used(project, signed_in):
+    from atelier_platform.catalog.models import ModelVersion
+
+    owner = signed_in(project, "owner")
+    v2 = ModelVersion.objects.create(plugin_id="reverse_text", version="v2", model_dir="reverse/v2")
+    page = text_of(owner.get("/settings/"))
+    assert re.search(rf'<option value="{v2.pk}" >v2 · reverse/v2 · [A-Z][a-z]{{2}} \d+, \d\d:\d\d</option>', page)
+    pin = {"action": "plugin", "plugin": "reverse_text", "enabled": "on"}
+    assert notice_after(owner, {**pin, "model_version": v2.pk}) == (
+        "Reverse text: jobs queued from now on use model version v2 (reverse/v2) (was the plugin's default model); "
+        "jobs already queued or running keep theirs.")
+    assert notice_after(owner, {**pin, "model_version": ""}).startswith(
+        "Reverse text: jobs queued from now on use the plugin's default model (was model version v2 (reverse/v2))")
+    assert notice_after(owner, {"action": "plugin", "plugin": "reverse_text", "model_version": ""}) == (
+        "Reverse text switched off: requests for it are refused until it is switched on again.")

@@ -122,7 +122,7 @@ def test_plugins_are_switched_and_pinned_to_a_model_version(project, owner):
 
     version = ModelVersion.objects.create(plugin_id="reverse_text", version="v2", model_dir="reverse/v2")
     page = owner.get("/settings/").content.decode()
-    assert 'data-plugin="reverse_text"' in page and f'<option value="{version.pk}" >v2</option>' in page
+    assert 'data-plugin="reverse_text"' in page and f'<option value="{version.pk}" >v2 · reverse/v2 · ' in page
     owner.post("/settings/", {"action": "plugin", "plugin": "reverse_text", "model_version": str(version.pk)})
     setting = ProjectPlugin.objects.get(project=project, plugin_id="reverse_text")
     assert (setting.enabled, setting.model_version) == (False, version)  # the box was left unticked
