@@ -59,6 +59,8 @@ def change_words(before, after, limit: int = 160) -> str:
     keys.sort(key=lambda k: not (k in before and k in after and before[k] == after[k]))
     for key in keys:
         old, new = before.get(key), after.get(key)
+        if old in (None, "", [], {}) and new in (None, "", [], {}):
+            continue  # a decision without a comment: nothing to read
         if isinstance(old, (dict, list)) or isinstance(new, (dict, list)):
             if old != new:
                 parts.append(str(key))  # a nested change (thresholds, lists): named, its values in the export

@@ -117,6 +117,7 @@ def test_an_owner_finds_who_approved_a_jobs_output_and_exports_just_that(project
     assert eve.username not in [who for _action, who, _cell in rows]
     approval = next(cell for action, _who, cell in rows if action == "review_approve")
     assert "review_state: pending → approved" in approval and f'href="/jobs/{wanted.pk}/"' in page
+    assert "comment" not in approval  # none was given: not "comment: –"
 
     # by whom and what, as the selects offer them: the same approval
     page = text_of(owner.get(f"/settings/?audit_actor=user:{bob.pk}&audit_action=review_approve"))
