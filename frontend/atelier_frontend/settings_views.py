@@ -52,7 +52,8 @@ POLICY_FIELD_LABELS = {"review_mode": gettext_lazy("Mode"),
 SECTION_OF_ACTION = {"add_member": "members", "set_role": "members", "remove_member": "members",
                      "create_key": "key", "revoke_key": "key", "policy": "policy", "blocklist": "blocklist",
                      "allowlist": "allowlist",
-                     "plugin": "plugins", **{action: "webhooks" for action in WEBHOOK_ACTIONS}}
+                     "plugin": "plugins", "webhook_retry": "webhooks",
+                     **{action: "webhooks" for action in WEBHOOK_ACTIONS}}
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
                         "personal_data", "prompt_injection", "spam"]
 #: the kinds of allow-list entry the form offers (empty: detected from each line)
@@ -77,6 +78,8 @@ def project_settings(request, here):
             with transaction.atomic():
                 if action in WEBHOOK_ACTIONS:
                     notice, webhook_form = _webhook(request, project, actor, action)
+                elif action == "webhook_retry":
+                    notice = _retry_delivery(project, actor, request.POST)
                 elif action in ("add_member", "set_role", "remove_member"):
                     notice = _members(project, actor, request.POST, action)
                 elif action == "create_key":
@@ -125,7 +128,7 @@ def project_settings(request, here):
         if not errors and not webhook_form:
             if notice:
                 request.session[NOTICE_SESSION] = notice
-            anchor = "#webhooks" if action in WEBHOOK_ACTIONS else ""
+            anchor = "#webhooks" if action in WEBHOOK_ACTIONS or action == "webhook_retry" else ""
             if not Membership.objects.filter(project=project, user=request.user, role=Role.OWNER).exists():
                 # they gave up their own ownership (or left): the settings page would answer 403 now
                 return redirect("home")
@@ -501,6 +504,25 @@ def _deliveries(project) -> list:
     for delivery in deliveries:
         delivery.error_words = coded_words(delivery.last_error_coded, delivery.last_error)
     return deliveries
+
+
+def _retry_delivery(project, actor, posted) -> str:
+    """Send a finished delivery once more, as ``POST .../deliveries/{id}/retry/`` does: the owner who fixed their
+    receiver resends what it missed from the log where they saw it fail."""
+    chosen = posted.get("delivery", "")
+    delivery = WebhookDelivery.objects.filter(endpoint__project=project, pk=chosen).select_related("endpoint").first() \
+        if _is_uuid(chosen) else None
+    if delivery is None:
+        raise ValidationError(_("No such delivery."))
+    try:
+        webhooks.retry_delivery(delivery, actor)
+    except webhooks.WebhookError as exc:
+        if getattr(exc, "code", "") == "endpoint_disabled":
+            raise ValidationError(_("The endpoint is disabled: tick “enabled” in its Edit form and save, then send "
+                                    "the delivery again.")) from None
+        raise ValidationError(_("This delivery is still waiting for an attempt: it is sent again by itself.")) from None
+    return _("%(event)s queued again for %(url)s: its state below changes once it is sent.") % {
+        "event": delivery.event_type, "url": delivery.target_url or delivery.endpoint.url}
 
 
 def _is_uuid(value: str) -> bool:

@@ -217,3 +217,38 @@ def test_pinning_a_model_version_says_what_new_jobs_use_and_what_they_used(proje
         "Reverse text: jobs queued from now on use the plugin's default model (was model version v2 (reverse/v2))")
     assert notice_after(owner, {"action": "plugin", "plugin": "reverse_text", "model_version": ""}) == (
         "Reverse text switched off: requests for it are refused until it is switched on again.")
+
+
+def test_an_owner_sends_a_failed_delivery_again_from_the_delivery_log(project, other_project, signed_in):
+    from atelier_platform.moderation.models import AuditEvent
+    from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+    owner = signed_in(project, "owner")
+    endpoint = WebhookEndpoint.objects.create(project=project, url="https://hooks.example.com/atelier", secret="s")
+    failed = WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.succeeded", event_id="e1", payload={},
+                                            status="failed", attempts=3, max_attempts=3, last_error="HTTP 500")
+    waiting = WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.failed", event_id="e2", payload={},
+                                             max_attempts=3)
+    page = text_of(owner.get("/settings/"))
+    assert page.count('class="link retry-delivery"') == 1  # the failed one; the waiting one is retried by itself
+
+    assert notice_after(owner, {"action": "webhook_retry", "delivery": str(failed.pk)}) == (
+        "job.succeeded queued again for https://hooks.example.com/atelier: its state below changes once it is sent.")
+    failed.refresh_from_db()
+    assert (failed.status, failed.max_attempts) == ("pending", 4)
+    assert AuditEvent.objects.filter(action="webhook_delivery_retried", object_id=str(failed.pk)).exists()
+
+    refused = owner.post("/settings/", {"action": "webhook_retry", "delivery": str(waiting.pk)})
+    assert refused.status_code == 400 and "still waiting for an attempt" in text_of(refused)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False)
+    WebhookDelivery.objects.filter(pk=failed.pk).update(status="failed")
+    refused = text_of(owner.post("/settings/", {"action": "webhook_retry", "delivery": str(failed.pk)}))
+    assert "The endpoint is disabled: tick “enabled” in its Edit form" in refused
+    # another project's delivery, or no id: refused, nothing sent
+    theirs = WebhookDelivery.objects.create(
+        endpoint=WebhookEndpoint.objects.create(project=other_project, url="https://93.184.216.34/x", secret="s"),
+        event_type="job.succeeded", event_id="e3", payload={}, status="failed", attempts=1, max_attempts=1)
+    for value in (str(theirs.pk), "nope", ""):
+        assert owner.post("/settings/", {"action": "webhook_retry", "delivery": value}).status_code == 400
+    theirs.refresh_from_db()
+    assert theirs.status == "failed"
