@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from atelier_platform.accounts.models import ApiKey, Membership
+from atelier_platform.config import get_config
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import ScopeNotGrantable, add_member, create_api_key, revoke_api_key
 from atelier_platform.moderation import audit, policies
@@ -88,7 +89,8 @@ def project_settings(request, here):
                     # refuses (it was read as "not said" and gave the default jobs:read jobs:write)
                     new_key = create_api_key(project, actor, granted_by=here.capabilities,
                                              scopes=request.POST.getlist("scopes"),
-                                             name=request.POST.get("name", "").strip()[:100], created_by=request.user)
+                                             name=request.POST.get("name", "").strip()[:100], created_by=request.user,
+                                             rate_limit_per_minute=_key_rate_limit(request.POST))
                     # shown on the page the redirect leads to, then gone: reloading cannot show it again
                     # (nor, re-posting the form, make another key)
                     request.session[NEW_KEY_SESSION] = new_key.raw
@@ -145,7 +147,7 @@ def project_settings(request, here):
         "policy": policy, "thresholds": sorted(policy.thresholds.items()), "reasons": ", ".join(policy.reasons)}
     response = page(request, "atelier_frontend/settings.html", {
         "members": Membership.objects.filter(project=project).select_related("user").order_by("user__username"),
-        "roles": Role.choices, "keys": ApiKey.objects.filter(project=project).order_by("-created_at")[:100],
+        "roles": Role.choices, "keys": _keys(project), "server_rate_limit": get_config().rate_limit_per_minute,
         "scopes": Capability.choices, "new_key": new_key, "review_modes": ReviewMode.choices, **shown_policy,
         "blocklist_form": request.POST if refused == "blocklist" else {},
         "blocklist": BlocklistEntry.objects.filter(project=project).values("category").annotate(n=Count("id")).order_by("category"),
@@ -172,6 +174,29 @@ def project_settings(request, here):
 #: links carry: an export holds what the page found, not the whole log
 AUDIT_FILTERS = {"audit_action": "action", "audit_actor": "actor", "audit_object": "object_id",
                  "audit_from": "created_after", "audit_to": "created_before"}
+
+
+def _key_rate_limit(posted) -> int | None:
+    """The new key's own requests per minute, as the API takes it: empty for the server's limit, else from 1 to
+    that limit (an owner may make a slower key for a script that must not starve the others)."""
+    typed = posted.get("rate_limit_per_minute", "").strip()
+    if not typed:
+        return None
+    server_limit = get_config().rate_limit_per_minute
+    wanted = whole_number(typed)
+    if wanted is None or wanted < 1 or (server_limit and wanted > server_limit):
+        raise ValidationError(_("Requests per minute: a whole number from 1 to %(limit)s, or empty for the "
+                                "server's limit.") % {"limit": server_limit} if server_limit else
+                              _("Requests per minute: a whole number from 1, or empty for no limit."))
+    return wanted
+
+
+def _keys(project) -> list:
+    """The project's keys, the active ones first and newest first, with who made each (one query)."""
+    from django.db.models import F
+
+    return list(ApiKey.objects.filter(project=project).select_related("created_by")
+                .order_by(F("revoked_at").desc(nulls_first=True), "-created_at")[:100])
 
 
 def _audit(project, query) -> dict:

@@ -252,3 +252,30 @@ def test_an_owner_sends_a_failed_delivery_again_from_the_delivery_log(project, o
         assert owner.post("/settings/", {"action": "webhook_retry", "delivery": value}).status_code == 400
     theirs.refresh_from_db()
     assert theirs.status == "failed"
+
+
+def test_the_key_list_says_who_made_each_key_when_and_how_fast_it_may_go(project, signed_in, client_for):
+    from atelier_platform.accounts.models import ApiKey
+
+    owner = signed_in(project, "owner")
+    notice_after(owner, {"action": "create_key", "name": "old script", "scopes": ["jobs:read"]})
+    notice_after(owner, {"action": "create_key", "name": "CRM sync", "scopes": ["jobs:read"], "rate_limit_per_minute": "30"})
+    crm = ApiKey.objects.get(name="CRM sync")
+    assert crm.rate_limit_per_minute == 30 and crm.created_by == owner.user
+    owner.post("/settings/", {"action": "revoke_key", "key": ApiKey.objects.get(name="old script").pk})
+    notice_after(owner, {"action": "create_key", "name": "newest", "scopes": ["jobs:read"]})
+
+    page = text_of(owner.get("/settings/"))
+    rows = re.findall(r'<tr class="(revoked|)" data-key="([0-9a-f]+)"><td>([^<]*)</td>.*?class="small key-rate">([^<]*)</td>'
+                      r'\s*<td class="small key-created">([^<]*)</td>', page, re.S)
+    # the active keys first, newest first; the revoked one last, saying when
+    assert [(state, name, rate.strip()) for state, _prefix, name, rate, _created in rows] == [
+        ("", "newest", "600 (the server's)"), ("", "CRM sync", "30"), ("revoked", "old script", "600 (the server's)")]
+    assert all(created.endswith(f" · {owner.user.username}") for *_rest, created in rows)
+    assert re.search(r"revoked [A-Z][a-z]{2} \d+, \d\d:\d\d", page)
+
+    # a limit above the server's is refused with what is allowed, the name typed kept
+    refused = owner.post("/settings/", {"action": "create_key", "name": "greedy", "scopes": ["jobs:read"],
+                                        "rate_limit_per_minute": "601"})
+    assert refused.status_code == 400 and "a whole number from 1 to 600" in text_of(refused)
+    assert 'value="greedy"' in text_of(refused) and not ApiKey.objects.filter(name="greedy").exists()
