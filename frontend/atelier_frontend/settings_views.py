@@ -18,9 +18,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from atelier_platform.accounts.models import ApiKey, Membership
-from atelier_platform.config import get_config
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import ScopeNotGrantable, add_member, create_api_key, revoke_api_key
+from atelier_platform.config import get_config
 from atelier_platform.moderation import audit, policies
 from atelier_platform.moderation.models import LEASE_SECONDS, AllowlistEntry, AuditEvent, BlocklistEntry, ReviewMode
 from atelier_platform.moderation.screening import policy_for
@@ -219,6 +219,8 @@ def _audit(project, query) -> dict:
     events = audit.search(project, action=filters["audit_action"], actor=filters["audit_actor"],
                           object_id=filters["audit_object"], **moments)
     before = whole_number(query.get("audit_before", ""))
+    if before is not None and before >= 2 ** 63:
+        before = None  # past any id: a link nobody was given (PostgreSQL would refuse the number)
     shown = list((events.filter(id__lt=before) if before else events).order_by("-id")[:AUDIT_ROWS + 1])
     older = shown[AUDIT_ROWS].pk + 1 if len(shown) > AUDIT_ROWS else None
     shown = shown[:AUDIT_ROWS]

@@ -151,6 +151,9 @@ def test_the_audit_log_pages_back_and_names_the_member_a_change_was_about(projec
     cells = [cell.strip() for _a, _w, cell in audit_rows(page)]
     assert len(cells) == 10 and cells[0].endswith("n: 9") and cells[-1].endswith("n: 0")
     assert 'id="audit-older"' not in page
+    # links nobody was given: the page as it is, never a 500
+    assert owner.get("/settings/?audit_before=99999999999999999999999").status_code == 200
+    assert "Dates as 2026-12-01." in text_of(owner.get("/settings/?audit_from=yesterday"))
 
 
 def test_the_audit_api_filters_by_actor_object_and_time(project, client_for, make_key, submit, run_job, member):

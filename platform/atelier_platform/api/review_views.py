@@ -27,7 +27,7 @@ from atelier_platform.api.serializers import AuditEventSerializer, ReviewDecisio
 from atelier_platform.instants import parse_instant
 from atelier_platform.jobs.submission import refuse_nul
 from atelier_platform.moderation import audit, review
-from atelier_platform.moderation.models import AuditEvent, ReviewDecision, ReviewItem, ReviewItemState
+from atelier_platform.moderation.models import ReviewDecision, ReviewItem, ReviewItemState
 
 
 def reviewer_of(request) -> review.Reviewer:
