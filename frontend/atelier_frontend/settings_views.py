@@ -210,6 +210,8 @@ def _audit(project, query) -> dict:
     for name, api_name in (("audit_from", "created_after"), ("audit_to", "created_before")):
         if filters[name]:
             day = _day(filters[name])
+            if day is not None and name == "audit_to" and day.date() == day.date().max:
+                day = None  # "to" 9999-12-31 would end after the last day a date can name
             if day is None:
                 errors.append(_("Dates as 2026-12-01."))
                 filters[name] = ""

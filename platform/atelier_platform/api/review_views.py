@@ -327,6 +327,11 @@ def _moment(name: str, value: str):
         moment = day = None
     if day is not None:
         moment = datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+    try:
+        # in UTC: PostgreSQL refuses an offset beyond ±15:59, which ISO 8601 and Python allow (+20:11)
+        moment = moment.astimezone(dt_timezone.utc) if moment and moment.tzinfo else moment
+    except OverflowError:  # year 1 less an offset
+        moment = None
     if moment is None:
         raise ValidationError({name: ["An ISO 8601 date-time (2026-12-01T09:00:00Z) or date (2026-12-01)."]})
     return moment if moment.tzinfo else moment.replace(tzinfo=dt_timezone.utc)
