@@ -24,7 +24,7 @@ from atelier_platform.api.idempotency import idempotent
 from atelier_platform.api.pagination import OldestFirstCursorPagination, SafeCursorPagination
 from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
 from atelier_platform.api.serializers import AuditEventSerializer, ReviewDecisionInputSerializer, ReviewItemSerializer
-from atelier_platform.instants import parse_instant
+from atelier_platform.instants import in_utc, parse_instant
 from atelier_platform.jobs.submission import refuse_nul
 from atelier_platform.moderation import audit, review
 from atelier_platform.moderation.models import ReviewDecision, ReviewItem, ReviewItemState
@@ -315,10 +315,11 @@ class AuditLogView(APIView):
 
 
 def _moment(name: str, value: str):
-    """An ISO 8601 date-time (or a date: its start, UTC) of a query parameter; 400 naming it otherwise."""
+    """An ISO 8601 date-time (or a date: its start, UTC) of a query parameter, in UTC (``instants``); 400 naming it
+    otherwise."""
     from datetime import datetime, time, timezone as dt_timezone
 
-    from django.utils.dateparse import parse_date
+    from django.utils.dateparse import parse_date, parse_datetime
 
     try:
         moment = parse_datetime(value)
@@ -327,14 +328,11 @@ def _moment(name: str, value: str):
         moment = day = None
     if day is not None:
         moment = datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
-    try:
-        # in UTC: PostgreSQL refuses an offset beyond ±15:59, which ISO 8601 and Python allow (+20:11)
-        moment = moment.astimezone(dt_timezone.utc) if moment and moment.tzinfo else moment
-    except OverflowError:  # year 1 less an offset
-        moment = None
+    if moment is not None:
+        moment = in_utc(moment if moment.tzinfo else moment.replace(tzinfo=dt_timezone.utc))
     if moment is None:
         raise ValidationError({name: ["An ISO 8601 date-time (2026-12-01T09:00:00Z) or date (2026-12-01)."]})
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt_timezone.utc)
+    return moment
 
 
 def _csv_lines(rows):

@@ -210,7 +210,6 @@ def post(target: Target, body: bytes, headers: dict[str, str], timeout: float, *
         if expired.is_set():
             raise TimeoutError
         excerpt = raw.decode("utf-8", errors="replace")[:RESPONSE_EXCERPT_CHARS]
-        error = ""
         if 300 <= response.status < 400:
             location = (response.getheader('Location') or '')[:200]
             return AttemptResult(response.status, f"Redirects are not followed (Location: {location}).", excerpt,
