@@ -309,7 +309,10 @@ def test_a_reviewer_is_told_which_safety_checks_did_not_screen_the_item(
 def test_the_workers_page_shows_a_worker_that_reports_while_it_is_open(live_server, browser, expect, project, member):
     from tests.frontend.test_workers_page import a_worker
 
-    page = sign_in(browser, live_server.url, member(project, "owner").username)
+    operator = member(project, "owner")
+    operator.is_staff = True  # who sees a worker's own name and every warm model (an owner sees a label, its own models)
+    operator.save(update_fields=["is_staff"])
+    page = sign_in(browser, live_server.url, operator.username)
     page.click("a[data-nav=workers]")
     expect(page.locator("#workers-live .empty")).to_be_visible()
     a_worker("late-host:5", loaded_models=[{"plugin": "image", "plugin_version": "1.0.0", "model_dir": None,

@@ -424,17 +424,21 @@ def test_a_refused_settings_form_keeps_what_was_typed_and_names_the_field_as_the
     assert not BlocklistEntry.objects.exists()
 
 
-# --- which worker ran a job is for owners, as the workers page is ---------------------------------------
+# --- which worker ran a job: its label for owners, as the workers page gives it; nothing for other members ------
 
 @pytest.mark.parametrize("role,shown", [("viewer", False), ("editor", False), ("reviewer", False), ("owner", True)])
 def test_the_job_page_names_the_worker_to_owners_only(project, signed_in, role, shown):
-    """The timeline's "started" named the worker (its host and process id by default) to every member."""
+    """The timeline's "started" named the worker (its host and process id by default) to every member. Its host is
+    the operators' (Django staff) alone now: an owner sees the label the workers page gives it."""
     from django.utils import timezone
+
+    from atelier_platform.fleet.services import worker_label
 
     job = build_job(project, worker="gpu-host-7:4242")
     Job.objects.filter(pk=job.pk).update(started_at=timezone.now())
     page = text_of(signed_in(project, role).get(f"/jobs/{job.pk}/"))
-    assert ("gpu-host-7:4242" in page) is shown
+    assert "gpu-host-7:4242" not in page
+    assert (worker_label("gpu-host-7:4242") in page) is shown
 
 
 def test_a_jobs_timeline_shows_no_audit_event_of_another_object_that_shares_an_id(project, signed_in, submit, run_job):

@@ -494,7 +494,8 @@ class TestPolicyAndBlocklistApi:
             return screen(project, Target.INPUT, [("input.text", f"say p{number}word7")],
                           policy=policies_of[project.pk])["decision"] == "block"
 
-        budget = compiled_lists.budget_bytes
+        budget, recent = compiled_lists.budget_bytes, compiled_lists.recent_s
+        compiled_lists.recent_s = 0  # every screening here comes within a second of the last
         try:
             assert blocked(projects[0], 0)
             compiled_lists.set_budget_bytes(int(compiled_lists.stats().bytes * 2.5))  # two projects' worth
@@ -505,6 +506,35 @@ class TestPolicyAndBlocklistApi:
                 assert blocked(projects[3], 3) and blocked(projects[2], 2)
             with django_assert_num_queries(2):  # the blocklist and the allow list, read again
                 assert blocked(projects[0], 0)
+        finally:
+            compiled_lists.recent_s = recent
+            compiled_lists.set_budget_bytes(budget)
+
+    def test_a_projects_list_read_and_compiled_together_over_the_budget_is_compiled_once(self):
+        """helper-77 found it: with the budget between a list's compiled form and both its forms, storing one
+        dropped the other, and each screened text read the list again and compiled it (2.5 s for 50,000 terms)."""
+        from atelier_plugins.safety import blocklist as blocklist_module
+        from atelier_plugins.safety.blocklist import BlocklistCheck
+        from atelier_plugins.safety.compiled_lists import compiled_lists
+        from atelier_sdk.safety import Target
+
+        from atelier_platform.moderation.screening import screen
+        from tests.factories import ProjectFactory
+
+        replace_safety_checks([BlocklistCheck()])
+        project = ProjectFactory()
+        BlocklistEntry.objects.bulk_create(BlocklistEntry(project=project, pattern=f"w{index}ord") for index in range(2000))
+        policy = policy_for(project, fresh=True)
+        budget = compiled_lists.budget_bytes
+        try:
+            before = blocklist_module.compile_count
+            assert screen(project, Target.INPUT, [("input.text", "say w7ord")], policy=policy)["decision"] == "block"
+            compiled_size = compiled_lists.stats().bytes
+            compiled_lists.clear()
+            compiled_lists.set_budget_bytes(int(compiled_size * 0.8))  # more than the compiled list, less than both
+            for _ in range(5):
+                assert screen(project, Target.INPUT, [("input.text", "say w7ord")], policy=policy)["decision"] == "block"
+            assert blocklist_module.compile_count == before + 2  # the first screening, then once after the clear
         finally:
             compiled_lists.set_budget_bytes(budget)
 

@@ -8,14 +8,16 @@ With the budget, hundreds of projects' small lists stay compiled, and a handful 
 
 An entry's size is an estimate made once, when it is stored (``estimate_bytes``): what ``tracemalloc`` sees
 the cache keep for it, the compiled form and the terms it keeps alive, within about a quarter on lists from
-10 to 50,000 terms (closer the larger the list). A list larger than the whole budget is still compiled and used, and kept alone: refusing it would
-leave the project unscreened.
+10 to 50,000 terms (closer the larger the list). A list larger than the whole budget is still compiled and
+used, and kept alone: refusing it would leave the project unscreened. What was used in the last second is not
+dropped either (``RECENT_S``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Hashable, TypeVar
@@ -33,10 +35,18 @@ BYTES_PER_LIST = 1536
 Compiled = TypeVar("Compiled")
 
 
+#: Seconds during which an entry just used is not dropped, even past the budget. One screening uses a project's
+#: list as read and its compiled form together; where the two outgrow the budget together, storing one would drop
+#: the other, and every text would read and compile the list again (2.5 s for 50,000 terms). The budget is
+#: overshot for at most this long, by what was used within it.
+RECENT_S = 1.0
+
+
 @dataclass
 class _Entry:
     value: object
     nbytes: int
+    used_at: float
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,8 @@ class CompiledListCache:
     twice and keep one; a lock held across a multi-second compile would stall every other project's screening.
     """
 
-    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES, *, recent_s: float = RECENT_S) -> None:
+        self.recent_s = recent_s
         self._entries: "OrderedDict[Hashable, _Entry]" = OrderedDict()
         self._lock = threading.Lock()
         self._bytes = 0
@@ -81,6 +92,7 @@ class CompiledListCache:
             if entry is None:
                 return None
             self._entries.move_to_end(key)
+            entry.used_at = time.monotonic()
             return entry.value
 
     def get_or_compile(self, key: Hashable, compile: Callable[[], Compiled], estimate: Callable[[Compiled], int]) -> Compiled:
@@ -94,6 +106,7 @@ class CompiledListCache:
             existing = self._entries.get(key)
             if existing is not None:  # another thread compiled it meanwhile: keep one
                 self._entries.move_to_end(key)
+                existing.used_at = time.monotonic()
                 return existing.value
         self.put(key, value, estimate(value))
         return value
@@ -106,16 +119,20 @@ class CompiledListCache:
             replaced = self._entries.pop(key, None)
             if replaced is not None:
                 self._bytes -= replaced.nbytes
-            self._entries[key] = _Entry(value, nbytes)
+            self._entries[key] = _Entry(value, nbytes, time.monotonic())
             self._bytes += nbytes
             self._evict(keep=key)
 
     def _evict(self, keep: Hashable | None) -> None:
+        now = time.monotonic()
         while self._bytes > self._budget_bytes and self._entries:
             oldest = next(iter(self._entries))
-            if oldest == keep:
-                break  # the newest entry alone is over the budget: kept, since it is in use
-            entry = self._entries.pop(oldest)
+            entry = self._entries[oldest]
+            if oldest == keep or now - entry.used_at < self.recent_s:
+                # the newest entry alone is over the budget (kept: it is in use), or what is left was used just
+                # now (``recent_s``): later entries are more recent still
+                break
+            del self._entries[oldest]
             self._bytes -= entry.nbytes
             self.evictions += 1
             logger.debug("dropped a compiled list of about %d KiB (budget %d MiB)", entry.nbytes // 1024,
