@@ -226,7 +226,9 @@ def _audit(project, query) -> dict:
     shown = list((events.filter(id__lt=before) if before else events).order_by("-id")[:AUDIT_ROWS + 1])
     older = shown[AUDIT_ROWS].pk + 1 if len(shown) > AUDIT_ROWS else None
     shown = shown[:AUDIT_ROWS]
-    known = AuditEvent.objects.filter(project=project)
+    # order_by(): the model's ordering (created_at, id) would join the DISTINCT, which then kept every event, and the
+    # 200 rows were the oldest events': whoever or whatever acted only after them was missing from the selects
+    known = AuditEvent.objects.filter(project=project).order_by()
     actors = sorted(set(known.values_list("actor", flat=True).distinct()[:200]))
     names = actor_names(project, [*actors, *(event.actor for event in shown)])
     jobs = _jobs_of(project, shown)

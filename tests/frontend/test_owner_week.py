@@ -157,6 +157,23 @@ def test_the_audit_log_pages_back_and_names_the_member_a_change_was_about(projec
     assert owner.get("/settings/?audit_to=9999-12-31").status_code == 200
 
 
+def test_the_audit_search_offers_whoever_acted_and_whatever_was_done_however_long_ago(project, signed_in,
+                                                                                      member):
+    from atelier_platform.moderation import audit
+
+    owner = signed_in(project, "owner")
+    for n in range(201):  # more events than the selects list choices
+        audit.record(project, "screening", "output_screened", project, after={"n": n})
+    carol = member(project, "reviewer")
+    audit.record(project, f"user:{carol.pk}", "review_reject", project)
+    page = text_of(owner.get("/settings/"))
+    who = re.search(r'<select name="audit_actor".*?</select>', page, re.S)[0]
+    what = re.search(r'<select name="audit_action".*?</select>', page, re.S)[0]
+    assert f'<option value="user:{carol.pk}" >{carol.username}</option>' in who
+    assert '<option value="review_reject" >' in what
+    assert who.count('<option value="screening"') == 1 and what.count('<option value="output_screened"') == 1
+
+
 def test_the_audit_api_filters_by_actor_object_and_time(project, client_for, make_key, submit, run_job, member):
     api = client_for(make_key(project, ["admin"]).raw)
     bob = member(project, "reviewer")
