@@ -17,7 +17,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from atelier_platform.accounts.models import ApiKey, Membership
+from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE, ApiKey, Membership
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import ScopeNotGrantable, add_member, create_api_key, revoke_api_key
 from atelier_platform.config import get_config
@@ -184,10 +184,12 @@ def _key_rate_limit(posted) -> int | None:
         return None
     server_limit = get_config().rate_limit_per_minute
     wanted = whole_number(typed)
-    if wanted is None or wanted < 1 or (server_limit and wanted > server_limit):
+    # without a server limit, the most a key's column holds (a larger number failed the insert: a 500)
+    if wanted is None or wanted < 1 or wanted > (server_limit or MAX_KEY_RATE_LIMIT_PER_MINUTE):
         raise ValidationError(_("Requests per minute: a whole number from 1 to %(limit)s, or empty for the "
                                 "server's limit.") % {"limit": server_limit} if server_limit else
-                              _("Requests per minute: a whole number from 1, or empty for no limit."))
+                              _("Requests per minute: a whole number from 1 to %(limit)s, or empty for no limit.")
+                              % {"limit": MAX_KEY_RATE_LIMIT_PER_MINUTE})
     return wanted
 
 

@@ -101,6 +101,14 @@ class TestCreate:
         error = assert_envelope(create(owner_api, body), 400, "validation_error")
         assert field in error["details"]
 
+    def test_without_a_server_limit_a_keys_limit_is_at_most_what_its_column_holds(self, owner_api, project,
+                                                                                   atelier_config):
+        atelier_config(rate_limit_per_minute=0)  # no server limit: nothing else bounds the number asked for
+        error = assert_envelope(create(owner_api, {"rate_limit_per_minute": 2**31}), 400, "validation_error")
+        assert "2147483647" in error["details"]["rate_limit_per_minute"][0]
+        assert ApiKey.objects.filter(project=project).count() == 1  # the caller's own
+        assert create(owner_api, {"rate_limit_per_minute": 2**31 - 1}).json()["rate_limit_per_minute"] == 2**31 - 1
+
     @pytest.mark.parametrize("scopes", [["jobs:read", "jobs:write"], ["jobs:read", "reviews:write"]])
     def test_keys_without_admin_cannot_manage_keys(self, project, make_key, client_for, scopes):
         client = client_for(make_key(project, scopes).raw)

@@ -304,3 +304,21 @@ def test_the_key_list_says_who_made_each_key_when_and_how_fast_it_may_go(project
                                         "rate_limit_per_minute": "601"})
     assert refused.status_code == 400 and "a whole number from 1 to 600" in text_of(refused)
     assert 'value="greedy"' in text_of(refused) and not ApiKey.objects.filter(name="greedy").exists()
+
+
+def test_without_a_server_limit_a_keys_limit_too_large_to_keep_is_refused_in_words(project, signed_in, atelier_config):
+    from atelier_platform.accounts.models import ApiKey
+
+    atelier_config(rate_limit_per_minute=0)
+    owner = signed_in(project, "owner")
+    refused = owner.post("/settings/", {"action": "create_key", "name": "huge", "scopes": ["jobs:read"],
+                                        "rate_limit_per_minute": "99999999999"})
+    assert refused.status_code == 400
+    assert "a whole number from 1 to 2147483647, or empty for no limit" in text_of(refused)
+    assert not ApiKey.objects.filter(name="huge").exists()
+    chinese = in_chinese(owner).post("/settings/", {"action": "create_key", "name": "huge", "scopes": ["jobs:read"],
+                                                    "rate_limit_per_minute": "2147483648"})
+    assert "每分钟请求数：1 到 2147483647 之间的整数，或留空表示不限。" in text_of(chinese)
+    notice_after(owner, {"action": "create_key", "name": "fast", "scopes": ["jobs:read"],
+                         "rate_limit_per_minute": "2147483647"})
+    assert ApiKey.objects.get(name="fast").rate_limit_per_minute == 2147483647

@@ -39,6 +39,11 @@ class Membership(models.Model):
         return f"{self.user} in {self.project} as {self.role}"
 
 
+#: The most requests per minute a key may be given: the largest number its column holds (PostgreSQL's integer). With
+#: no server limit (ATELIER_RATE_LIMIT_PER_MINUTE=0) nothing else bounds it, and a larger one failed the insert (500).
+MAX_KEY_RATE_LIMIT_PER_MINUTE = 2_147_483_647
+
+
 class ApiKey(models.Model):
     """A machine credential of one project. Only a hash of the secret is stored.
 

@@ -6,6 +6,7 @@ from django.db.models.manager import BaseManager
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, Output, OutputFile
 from atelier_platform.jobs.regenerations import link_regenerations, links_of
 from atelier_platform.moderation.models import LEASE_SECONDS
@@ -438,7 +439,7 @@ class ApiKeyCreateSerializer(StrictSerializer):
         help_text="Scopes of the new key (at least one), among the caller's own; left out: jobs:read jobs:write.",
     )
     rate_limit_per_minute = serializers.IntegerField(
-        min_value=1, required=False, allow_null=True, default=None,
+        min_value=1, max_value=MAX_KEY_RATE_LIMIT_PER_MINUTE, required=False, allow_null=True, default=None,
         help_text="Requests per minute for this key, at most the server's ATELIER_RATE_LIMIT_PER_MINUTE; "
                   "empty: the server's limit.",
     )
