@@ -44,10 +44,12 @@ def about(project, object_id: str) -> list[str]:
         as_uuid = uuid.UUID(object_id)
     except ValueError:
         return ids
+    if str(as_uuid) != object_id:  # ids are stored as str(pk): lower case, with hyphens ("6F1C..." names it too)
+        ids.append(str(as_uuid))
     outputs = [str(pk) for pk in Output.objects.filter(job__project=project, job_id=as_uuid).values_list("pk", flat=True)]
     outputs = outputs or [str(pk) for pk in Output.objects.filter(job__project=project, pk=as_uuid).values_list("pk", flat=True)]
     items = ReviewItem.objects.filter(project=project, output_id__in=outputs).values_list("pk", flat=True)
-    return [*ids, *(o for o in outputs if o != object_id), *(str(pk) for pk in items)]
+    return [*ids, *(o for o in outputs if o not in ids), *(str(pk) for pk in items)]
 
 
 def search(project, *, action: str = "", actor: str = "", object_id: str = "", created_after=None,

@@ -189,6 +189,13 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        # The audit log's search (the settings page, GET /audit/) narrows a project's events by action, by actor and
+        # by object: without these, each search and each of its "who" and "what" lists read all of a project's log.
+        indexes = [
+            models.Index(fields=["project", "action", "id"], name="audit_project_action"),
+            models.Index(fields=["project", "actor", "id"], name="audit_project_actor"),
+            models.Index(fields=["project", "object_id"], name="audit_project_object"),
+        ]
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
