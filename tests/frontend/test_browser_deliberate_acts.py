@@ -96,6 +96,37 @@ def test_destructive_actions_ask_first_and_a_dismissed_question_changes_nothing(
     assert len(agreed) == 3 and BlocklistEntry.objects.filter(project=project, pattern="another").exists()
 
 
+def test_switching_to_release_after_screening_asks_first(live_server, browser, expect, project, member):
+    """Release after screening hands outputs out before anyone looks at them: one slip of a select did it unasked."""
+    from atelier_platform.moderation.models import ReviewMode
+    from atelier_platform.moderation.screening import policy_for
+
+    page = sign_in(browser, live_server.url, member(project, Role.OWNER).username)
+    page.goto(f"{live_server.url}/settings/")
+    asked = answering(page, accept=False)
+    page.select_option("#review_mode", ReviewMode.RELEASE_AFTER_SCREENING)
+    page.click("#policy button.primary")
+    page.wait_for_timeout(300)
+    assert asked == ["Release outputs that pass automated screening at once, before anyone reviews them? Reviewers "
+                     "then see a sample and whatever screening flags, after the fact."]
+    assert policy_for(project, fresh=True).review_mode == ReviewMode.REVIEW_BEFORE_RELEASE
+    page.context.close()
+
+    page = sign_in(browser, live_server.url, member(project, Role.OWNER).username)
+    page.goto(f"{live_server.url}/settings/")
+    agreed = answering(page, accept=True)
+    page.select_option("#review_mode", ReviewMode.RELEASE_AFTER_SCREENING)
+    page.click("#policy button.primary")
+    expect(page.locator("#review_mode")).to_have_value(ReviewMode.RELEASE_AFTER_SCREENING)
+    assert policy_for(project, fresh=True).review_mode == ReviewMode.RELEASE_AFTER_SCREENING and len(agreed) == 1
+    # saved again in that mode (a threshold changed), or switched back to review first: nothing to ask
+    page.click("#policy button.primary")
+    page.select_option("#review_mode", ReviewMode.REVIEW_BEFORE_RELEASE)
+    page.click("#policy button.primary")
+    expect(page.locator("#review_mode")).to_have_value(ReviewMode.REVIEW_BEFORE_RELEASE)
+    assert policy_for(project, fresh=True).review_mode == ReviewMode.REVIEW_BEFORE_RELEASE and len(agreed) == 1
+
+
 def test_the_questions_and_buttons_are_in_chinese_on_a_chinese_page(live_server, browser, expect, project, member):
     owner = member(project, Role.OWNER)
     colleague = member(project, Role.VIEWER)

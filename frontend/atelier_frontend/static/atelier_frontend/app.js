@@ -188,14 +188,15 @@ const Atelier = (() => {
   }
 
   // A destructive form asks first, in the page's language: data-confirm on the form, on the button that sends
-  // it, or on a checkbox in it that makes the action destructive (asked only when ticked). Dismissed, nothing
-  // is sent. Listening on the document, in the capture phase, it asks before any other submit handler runs.
+  // it, on a checkbox in it that makes the action destructive (asked only when ticked), or on a select's option
+  // (asked only when chosen: the policy's "release after screening", marked so while it is not the policy).
+  // Dismissed, nothing is sent. Listening on the document, in the capture phase, it asks before any other submit handler runs.
   // Without scripts the form is sent as it is, as the server expects.
   function confirmations() {
     document.addEventListener("submit", (event) => {
       const form = event.target;
       const questions = [form.dataset.confirm, event.submitter?.dataset.confirm,
-        ...[...form.querySelectorAll("input[data-confirm]:checked")].map((box) => box.dataset.confirm)];
+        ...[...form.querySelectorAll("input[data-confirm]:checked, option[data-confirm]:checked")].map((box) => box.dataset.confirm)];
       for (const question of questions) {
         if (question && !window.confirm(question)) { event.preventDefault(); event.stopImmediatePropagation(); return; }
       }
