@@ -20,17 +20,24 @@ def test_a_job_named_in_upper_case_finds_its_own_events(project):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("narrowed_by,index", [
-    ({"action": "member_added"}, "audit_project_action"),
-    ({"actor": "user:12"}, "audit_project_actor"),
-    ({"object_id": "12"}, "audit_project_object"),
-])
-def test_each_search_filter_has_an_index(project, narrowed_by, index):
-    """Without them each search, and each of the page's "who" and "what" lists, read all of a project's log."""
-    events = audit.search(project, **narrowed_by)
+@pytest.mark.parametrize("columns", [["project_id", "action", "id"], ["project_id", "actor", "id"],
+                                     ["project_id", "object_id"]])
+def test_each_search_filter_has_an_index(columns):
+    """Without them each search, and each of the page's "who" and "what" lists, read all of a project's log. (Which
+    index the planner picks for a test's few rows depends on its statistics: the indexes themselves are checked.)"""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL enable_seqscan = off")  # a test's few rows would be read whole anyway
-    plan = events.explain()
-    assert index in plan, plan
-    assert AuditEvent.objects.count() == 0
+        constraints = connection.introspection.get_constraints(cursor, AuditEvent._meta.db_table)
+    assert any(found["index"] and found["columns"] == columns for found in constraints.values()), constraints
+
+
+@pytest.mark.django_db
+def test_the_search_narrowed_by_actor_reads_the_index_on_postgresql(project):
+    """With a project's log large enough to matter, PostgreSQL reads the actor's events through their index."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan read here is PostgreSQL's")
+    AuditEvent.objects.bulk_create(AuditEvent(project=project, actor=f"user:{n % 50}", action=f"action_{n % 40}",
+                                              object_type="job", object_id=str(n)) for n in range(5000))
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {AuditEvent._meta.db_table}")
+    plan = audit.search(project, actor="user:7").explain()
+    assert "audit_project_actor" in plan, plan
