@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from atelier_platform.accounts.roles import Capability
-from atelier_platform.instants import parse_instant
+from atelier_platform.instants import in_utc, parse_instant
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.jobs.errors import InputBlocked, JobServiceError
@@ -319,8 +319,8 @@ def jobs_status(request, here):
 
 
 def _since(raw: str):
-    """``since`` as an aware time in UTC, or None; a time beyond the years UTC can hold (0001-01-01 at +14:00)
-    becomes the first or last time it can, which no job is created before or after."""
+    """``since`` as an aware time in UTC (``instants.in_utc``), or None; a time beyond the years UTC can hold
+    (0001-01-01 at +14:00) becomes the first or last time it can, which no job is created before or after."""
     import datetime
 
     from django.utils import timezone
@@ -334,11 +334,11 @@ def _since(raw: str):
         return None
     if timezone.is_naive(since):
         since = timezone.make_aware(since)
-    try:
-        return since.astimezone(datetime.timezone.utc)
-    except OverflowError:
+    converted = in_utc(since)
+    if converted is None:
         edge = datetime.datetime.min if since.year == datetime.MINYEAR else datetime.datetime.max
         return edge.replace(tzinfo=datetime.timezone.utc)
+    return converted
 
 
 #: What the job page and chat say in place of an output's content that the jobs API withholds.
@@ -628,11 +628,6 @@ def _validation_error(field: str, message: str, detail: str) -> JsonResponse:
                         status=400)
 
 
-def _counted_at(raw: str):
-    """The time the queue page counted its bulk items, as its button gives it; None where it names no one moment."""
-    return parse_instant(raw)
-
-
 COUNTED_AT_HELP = "An ISO 8601 time with its offset, as the queue page gives it."
 
 
@@ -659,7 +654,7 @@ def review_standing(request, here):
                           pending) % {"position": position, "n": pending}
     answer = {"position": position, "pending": pending, "header": header, "bulk": None}
     if "counted_at" in request.GET:
-        counted_at = _counted_at(request.GET["counted_at"])
+        counted_at = parse_instant(request.GET["counted_at"])
         if counted_at is None:
             return _validation_error("counted_at", "Say when the items were counted.", COUNTED_AT_HELP)
         count = 0 if filters["flagged"] == "true" else reviews.bulk_approvable(
@@ -687,7 +682,7 @@ def review_bulk_approve(request, here):
         return JsonResponse({"approved": 0, "passed": 0})
     # The reviewer confirmed "approve these N items" as the queue page counted them: items that arrived since (which
     # nobody has seen, and the count left out) wait for a look or the next bulk approval.
-    counted_at = _counted_at(request.POST.get("counted_at", ""))
+    counted_at = parse_instant(request.POST.get("counted_at", ""))
     if counted_at is None:
         return _validation_error("counted_at", "Say when the items were counted.", COUNTED_AT_HELP)
     approved, passed = 0, 0
