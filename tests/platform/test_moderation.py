@@ -179,6 +179,27 @@ class TestReviewQueue:
         decision = alice.post(f"/api/v1/reviews/{item_id}/decision/", {"action": "approve"}, format="json")
         assert decision.status_code == 409 and decision.json()["error"]["code"] == "lease_required"
 
+    def test_a_release_landing_between_a_claims_write_and_its_read_leaves_the_item_claimed(self, item_id, monkeypatch):
+        """The reviewer's other page gave the item back just after this claim wrote its lease: the claim read an
+        unheld item and failed on its missing lease time (a 500 in CI); it now claims again."""
+        from atelier_platform.moderation import review
+
+        reviewer = review.Reviewer(actor="user:77", user_id=None)
+        real_refresh = ReviewItem.refresh_from_db
+        released = []
+
+        def refresh_after_a_release(item, *args, **kwargs):
+            if not released:
+                released.append(ReviewItem.objects.filter(pk=item.pk).update(lease_holder="", lease_expires_at=None))
+            return real_refresh(item, *args, **kwargs)
+
+        monkeypatch.setattr(ReviewItem, "refresh_from_db", refresh_after_a_release)
+        claimed = review.claim(ReviewItem.objects.get(pk=item_id), reviewer)
+        assert released == [1]
+        assert claimed.lease_holder == "user:77" and claimed.lease_expires_at is not None
+        stored = ReviewItem.objects.get(pk=item_id)
+        assert (stored.lease_holder, stored.lease_expires_at) == ("user:77", claimed.lease_expires_at)
+
     def test_renew_and_release(self, item_id, reviewer_api):
         alice = reviewer_api()
         first = alice.post(f"/api/v1/reviews/{item_id}/claim/").json()["lease_expires_at"]

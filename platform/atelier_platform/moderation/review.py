@@ -190,11 +190,13 @@ def claim(item: ReviewItem, reviewer: Reviewer) -> ReviewItem:
     renewing = item.lease_holder == reviewer.actor and item.lease_expires_at and item.lease_expires_at > now
     claimable = ReviewItem.objects.filter(pk=item.pk, state=ReviewItemState.OPEN).filter(
         Q(lease_holder="") | Q(lease_expires_at__lt=now) | Q(lease_holder=reviewer.actor))
-    # Twice: the holder may let the item go (release, a first approval) between our update and our read.
+    # Twice: the holder may let the item go (release, a first approval) between our update and our read; so may this
+    # reviewer's own other page (a queue page giving its item back as it goes away), which left the item unheld
+    # and the claim answering a lease it no longer had (a 500, as its lease time was gone).
     for _ in range(2):
         updated = claimable.update(lease_holder=reviewer.actor, lease_expires_at=now + timedelta(seconds=policy.lease_seconds))
         item.refresh_from_db()
-        if updated:
+        if updated and item.lease_holder == reviewer.actor and item.lease_expires_at is not None:
             break
         if item.state == ReviewItemState.DECIDED:
             raise AlreadyDecided("This item was already decided.")
