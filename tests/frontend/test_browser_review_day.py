@@ -48,6 +48,33 @@ def test_a_panel_that_does_not_load_leaves_nothing_to_decide_on_the_screen(
     expect(page.locator("#review-item .output-content")).to_contain_text("dnoces")
 
 
+def test_a_page_gives_back_only_the_lease_it_holds_not_the_one_the_reviewers_next_page_took(
+        live_server, browser, expect, project, member, submit, run_job):
+    """A page whose panel fetch was cut off (as when it goes away: a reload, another language) gives its item back. By
+    then the reviewer's next page may have claimed that item again, with a later lease: that one stays. (It was given
+    back with the page's, and the next page's "a" was refused as if its lease had run out.)"""
+    page = reviewing(browser, live_server, project, member, submit, run_job, ("first",))
+    item = shown_item(page, expect)
+    held = []
+    page.route("**/review/items/**", lambda route: held.append(route))  # the panel's answer waits
+    page.reload()
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(25)
+    claimed = ReviewItem.objects.get(pk=item)
+    assert claimed.lease_holder and held, "the reloaded page claimed the item and asked for its panel"
+    # meanwhile the reviewer's next page claims the item again: the same reviewer, a later lease
+    later = claimed.lease_expires_at + timedelta(seconds=30)
+    ReviewItem.objects.filter(pk=item).update(lease_expires_at=later)
+
+    with page.expect_response("**/release/**") as released:
+        held[0].abort("internetdisconnected")
+    assert released.value.status == 409  # not the lease this page held
+    kept = ReviewItem.objects.get(pk=item)
+    assert (kept.lease_holder, kept.lease_expires_at) == (claimed.lease_holder, later)
+
+
 def test_a_rejection_the_server_never_got_keeps_its_comment_to_send_again(
         live_server, browser, expect, project, member, submit, run_job):
     page = reviewing(browser, live_server, project, member, submit, run_job, ("first",))

@@ -99,6 +99,12 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   document.querySelectorAll("button.extend-lease").forEach((button) => button.addEventListener("click", extendLease));
 
+  // Gives an item back: only the lease this page holds on it (the one it was claimed or last renewed with). The same
+  // reviewer's other page (a reload, another language) may hold the item again, with a later lease, and keeps it:
+  // this page's request may land after that claim (a panel fetch cut off by the page going away said "failed").
+  const giveBack = (held, options = {}) => Atelier.api(
+    `reviews/${held.id}/release/?lease_expires_at=${encodeURIComponent(held.lease_expires_at)}`, { method: "POST", ...options });
+
   async function show(claimed) {
     clearTimeout(emptyPoll);
     // Nothing is decided until its panel is on the screen: the keys decide ``item``, and while it named the claimed
@@ -140,7 +146,7 @@ document.addEventListener("DOMContentLoaded", () => {
       retry.textContent = Atelier.t("press_n_to_retry", "Press n to try again.");
       box.appendChild(retry);
       queueState.textContent = "";
-      Atelier.api(`reviews/${claimed.id}/release/`, { method: "POST" });
+      giveBack(claimed);
       throw new Error(failure);
     }
     box.innerHTML = panel;
@@ -181,7 +187,7 @@ document.addEventListener("DOMContentLoaded", () => {
   // hand it back at once and pass over it.
   async function passOver(claimed) {
     passedOver.add(claimed.id);
-    await Atelier.api(`reviews/${claimed.id}/release/`, { method: "POST" });
+    await giveBack(claimed);
   }
 
   // The next item nobody else holds: claim-next, or (after skips) the first pending item not skipped, and once
@@ -244,7 +250,7 @@ document.addEventListener("DOMContentLoaded", () => {
   async function skip() {
     if (!item || busy) { await next(); return; }
     skipped.add(item.id);
-    await Atelier.api(`reviews/${item.id}/release/`, { method: "POST" });
+    await giveBack(item);
     say(Atelier.t("skipped", "Skipped."), "info");
     item = null;
     await next();
@@ -460,11 +466,7 @@ document.addEventListener("DOMContentLoaded", () => {
   // its lease kept it from every other reviewer for the policy's lease time (600 s by default) with nobody on it.
   // Only the lease this page holds: the reviewer's next page (a reload, another language) may have claimed the
   // item again already, and that lease stays.
-  window.addEventListener("pagehide", () => {
-    if (!item) return;
-    const lease = encodeURIComponent(item.lease_expires_at);
-    Atelier.api(`reviews/${item.id}/release/?lease_expires_at=${lease}`, { method: "POST", keepalive: true });
-  });
+  window.addEventListener("pagehide", () => { if (item) giveBack(item, { keepalive: true }); });
   // Back to this page from the browser's cache: the item on the screen was given back when it was left.
   window.addEventListener("pageshow", (event) => { if (event.persisted) window.location.reload(); });
 
