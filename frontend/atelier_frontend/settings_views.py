@@ -433,13 +433,14 @@ def _plugins(project) -> list[dict]:
 
     settings = {p.plugin_id: p for p in ProjectPlugin.objects.filter(project=project).select_related("model_version")}
     versions: dict[str, list] = {}
-    for version in ModelVersion.objects.order_by("plugin_id", "-created_at")[:500]:
+    # the shared versions and this project's own: another tenant's fine-tunes are not even named here
+    for version in ModelVersion.objects.available_to(project).order_by("plugin_id", "-created_at")[:500]:
         versions.setdefault(version.plugin_id, []).append(version)
     rows = []
     for plugin in get_registry().available():
         setting = settings.get(plugin.manifest.id)
         rows.append({"plugin": plugin.manifest, "enabled": bool(setting and setting.enabled),
-                     "model_version": setting.model_version if setting else None,
+                     "model_version": setting.usable_model_version if setting else None,
                      "versions": versions.get(plugin.manifest.id, [])})
     return rows
 
@@ -454,13 +455,15 @@ def _plugin(project, actor, posted) -> str:
         raise ValidationError(_("No such plugin is installed."))
     # everything checked before anything is written: a refused form leaves the switch as it was
     chosen = posted.get("model_version", "")
-    version = ModelVersion.objects.filter(plugin_id=plugin_id, pk=whole_number(chosen)).first() if chosen else None
+    # another project's private version reads as no version at all: a forged id learns nothing of it
+    version = (ModelVersion.objects.available_to(project).filter(plugin_id=plugin_id, pk=whole_number(chosen)).first()
+               if chosen else None)
     if chosen and version is None:
         raise ValidationError(_("No such model version for this plugin."))
     # the switch, the pin and their audit event together: in the settings POST's one transaction
     was_enabled = ProjectPlugin.objects.filter(project=project, plugin_id=plugin_id, enabled=True).exists()
     setting = set_plugin_enabled(project, plugin_id, posted.get("enabled") == "on")
-    earlier = setting.model_version if setting.model_version_id else None
+    earlier = setting.usable_model_version  # (a pin to another tenant's version, refused everywhere, is never named)
     before = {"model_version": earlier.version if earlier else None}
     ProjectPlugin.objects.filter(pk=setting.pk).update(model_version=version)
     audit.record(project, actor, "plugin_configured", setting, before=before, after={

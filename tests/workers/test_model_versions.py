@@ -106,3 +106,22 @@ class TestModelDirectories:
         job = run_probe(probe_project)
         assert job.status == "failed" and "pickle" in job.error_message
         assert str(models_root) not in job.error_message and "probe/ok" in job.error_message  # as the project names it
+
+    def test_a_job_never_runs_on_another_projects_private_version(self, probe_project, other_project, models_root):
+        """Every way of pinning refuses another tenant's version; were such a pin ever in the database, the job
+        fails rather than run on their weights or name their version in its provenance."""
+        (models_root / "probe" / "default").mkdir(parents=True)
+        (models_root / "probe" / "globex-ft").mkdir(parents=True)
+        register("--name", "globex-ft", "--dir", "probe/globex-ft", "--project", other_project.slug)
+        ProjectPlugin.objects.filter(project=probe_project, plugin_id="model_probe").update(
+            model_version=ModelVersion.objects.get(version="globex-ft"))
+        job = run_probe(probe_project)
+        assert job.status == "failed" and job.error_code == "model_not_found" and not job.outputs.exists()
+        assert "private to another project" in job.error_message
+        assert "globex" not in job.error_message and other_project.slug not in job.error_message
+        # the owner's own jobs run on it
+        set_plugin_enabled(other_project, "model_probe", True)
+        register("--name", "globex-ft", "--dir", "probe/globex-ft", "--project", other_project.slug,
+                 "--pin", other_project.slug)
+        output = run_probe(other_project).outputs.get()
+        assert output.content["text"] == "globex-ft" and output.provenance["model_version"] == "globex-ft"

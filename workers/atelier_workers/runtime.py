@@ -83,6 +83,11 @@ _model_pin_read = PreparedRead(
 def model_dir_for_project(project_id: int, plugin_class: type[Plugin]) -> tuple[Path | None, str | None]:
     setting = _model_pin_read.first(project_id=project_id, plugin_id=plugin_class.manifest.id)
     pinned = setting.model_version if setting else None
+    if pinned is not None and not pinned.is_available_to(project_id):
+        # another tenant's private version (every way of pinning refuses it): never run on its weights nor
+        # name it in this project's provenance, and no silent fall back to the default either
+        raise PluginError("The project's pinned model version is private to another project: pin a shared version, "
+                          "one of the project's own or the default in its settings.", code="model_not_found")
     relative = pinned.model_dir if pinned else plugin_class.manifest.default_model_dir
     if not relative:
         return None, None

@@ -11,6 +11,13 @@ class ProjectPluginForm(forms.ModelForm):
         model = ProjectPlugin
         fields = "__all__"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.project_id and "model_version" in self.fields:
+            # a setting's choices: the shared versions and its project's own (clean() refuses any other)
+            field = self.fields["model_version"]
+            field.queryset = ModelVersion.objects.available_to(self.instance.project_id).order_by("plugin_id", "version")
+
     def clean_config(self):
         config = self.cleaned_data.get("config")
         if config is None:
@@ -50,9 +57,17 @@ class ProjectPluginAdmin(AuditedAdmin):
 class ModelVersionAdmin(AtelierModelAdmin):
     """Versions are registered with `manage.py register_model`, which checks the directory."""
 
-    list_display = ["plugin_id", "version", "model_dir", "created_at"]
-    list_filter = ["plugin_id"]
-    readonly_fields = ["plugin_id", "version", "model_dir", "created_at"]
+    list_display = ["plugin_id", "version", "owner", "model_dir", "created_at"]
+    list_filter = ["plugin_id", ("project", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["project"]
+    search_fields = ["version", "project__slug"]
+    # the owner too: made shared, a tenant's fine-tune would be everyone's; made private, the others' pins broke
+    readonly_fields = ["plugin_id", "version", "project", "model_dir", "created_at"]
+    empty_value_display = "shared"  # a version without a project (and the filter's choice of them)
+
+    @admin.display(description="project", ordering="project__slug")
+    def owner(self, obj) -> str:
+        return obj.project.slug if obj.project_id else "shared"
 
     def has_add_permission(self, request):
         return False  # an empty version, its directory never checked, would join the pin pickers

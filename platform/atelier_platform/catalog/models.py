@@ -2,18 +2,44 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 
 from atelier_platform.accounts.models import Project
 
 
+class ModelVersionQuerySet(models.QuerySet):
+    def available_to(self, project) -> "ModelVersionQuerySet":
+        """The versions a project may see and pin: the shared ones and its own (``project``: a Project or its id)."""
+        return self.filter(Q(project__isnull=True) | Q(project=project))
+
+
 class ModelVersion(models.Model):
-    """A model directory registered for a plugin, under a version name a project can pin."""
+    """A model directory registered for a plugin, under a version name a project can pin.
+
+    A version without a ``project`` is shared: every project sees it and may pin it (every version registered
+    before versions had owners is). A version with one (``register_model --project``, such as a fine-tune made
+    for one tenant) is that project's alone: no other project lists it, pins it or learns its name or
+    description. Its owner is fixed at registration (the admin shows it read only): a private version made
+    shared would hand a tenant's weights to everyone, a shared one made private would break the others' pins.
+
+    A version's name is unique per plugin across the whole installation, private and shared alike: a private
+    name can never shadow a shared one, a name in the operator's logs, the admin and each output's provenance
+    means one directory, and no tenant can learn another's names from a refusal (only operators register
+    versions). The price is that two tenants' fine-tunes need two names (``acme-ft-v1``, ``globex-ft-v1``).
+    """
 
     plugin_id = models.CharField(max_length=63)
     version = models.CharField(max_length=64)
     model_dir = models.CharField(max_length=500, help_text="relative to the models root")
     description = models.TextField(blank=True)
+    # CASCADE: a project deleted takes its private versions (the rows; the directories stay under the models root).
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="model_versions",
+        help_text="the one project that may use this version; empty means shared by every project",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["plugin_id", "-created_at"]
@@ -21,6 +47,9 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.plugin_id} {self.version} ({self.model_dir})"
+
+    def is_available_to(self, project_id: int | None) -> bool:
+        return self.project_id is None or self.project_id == project_id
 
 
 class ProjectPlugin(models.Model):
@@ -35,8 +64,10 @@ class ProjectPlugin(models.Model):
     plugin_id = models.CharField(max_length=63)
     enabled = models.BooleanField(default=True)
     config = models.JSONField(default=dict, blank=True)
+    # RESTRICT, not PROTECT: a pinned version is never deleted under a project, yet a project deleted goes with
+    # its private versions and its settings pinned to them (PROTECT refused that cascade).
     model_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+        ModelVersion, null=True, blank=True, on_delete=models.RESTRICT,
         help_text="pinned model; empty means the plugin's default model directory",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -47,6 +78,13 @@ class ProjectPlugin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.plugin_id} in {self.project} ({'enabled' if self.enabled else 'disabled'})"
+
+    @property
+    def usable_model_version(self) -> ModelVersion | None:
+        """The pinned version, or None where none is pinned or the pin names another project's private version
+        (which every way of pinning refuses; a reader shows such a pin as no pin, and never names it)."""
+        version = self.model_version if self.model_version_id else None
+        return version if version is not None and version.is_available_to(self.project_id) else None
 
     def clean(self) -> None:
         from atelier_platform.catalog.services import installed_plugin, param_default_problems
@@ -62,3 +100,8 @@ class ProjectPlugin(models.Model):
         if self.model_version_id and self.model_version.plugin_id != self.plugin_id:
             raise ValidationError({"model_version": f"Version {self.model_version.version!r} is a model of "
                                                     f"{self.model_version.plugin_id}, not of {self.plugin_id}."})
+        # Another tenant's fine-tune: its weights are theirs alone.
+        if self.model_version_id and not self.model_version.is_available_to(self.project_id):
+            raise ValidationError({"model_version": f"Version {self.model_version.version!r} is private to project "
+                                                    f"{self.model_version.project.slug!r}: pin a shared version or "
+                                                    f"one of this project's own."})

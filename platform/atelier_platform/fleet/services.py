@@ -91,7 +91,8 @@ def models_of_project(project) -> set[tuple[str, str | None]]:
     models = set()
     for setting in ProjectPlugin.objects.filter(project=project, enabled=True).select_related("model_version"):
         plugin = get_registry().get(setting.plugin_id)
-        relative = (setting.model_version.model_dir if setting.model_version_id
+        pinned = setting.usable_model_version  # (a pin to another tenant's version, refused everywhere, reads as none)
+        relative = (pinned.model_dir if pinned is not None
                     else plugin.manifest.default_model_dir if plugin is not None else None)
         models.add((setting.plugin_id, _normalised_dir(relative)))
     return models

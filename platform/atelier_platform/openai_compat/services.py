@@ -102,7 +102,7 @@ def available_models(project: Project) -> list[OpenAIModelObject]:
         plugin = installed_plugin(model_id)
         if plugin is None or model_id not in enabled:
             continue
-        pinned = settings[model_id].model_version if model_id in settings else None
+        pinned = settings[model_id].usable_model_version if model_id in settings else None
         manifest = plugin.manifest
         models.append(OpenAIModelObject(
             id=model_id,
