@@ -206,3 +206,14 @@ def test_a_project_deleted_takes_its_private_versions_and_leaves_the_shared_ones
     ProjectPlugin.objects.filter(project=other_project, plugin_id="reverse_text").update(model_version=shared)
     Project.objects.filter(pk=project.pk).delete()
     assert set(ModelVersion.objects.all()) == {theirs, shared} and pin_of(other_project) == shared
+
+
+@pytest.mark.django_db
+def test_the_workers_page_never_counts_another_projects_version_among_the_projects_models(project, private_versions):
+    from atelier_platform.fleet.services import models_of_project
+
+    ours, theirs = private_versions
+    ProjectPlugin.objects.filter(project=project, plugin_id="reverse_text").update(model_version=theirs)
+    assert ("reverse_text", "rev/other") not in models_of_project(project)  # a worker keeping it warm is not shown
+    ProjectPlugin.objects.filter(project=project, plugin_id="reverse_text").update(model_version=ours)
+    assert ("reverse_text", "rev/acme-ft") in models_of_project(project)
