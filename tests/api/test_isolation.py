@@ -29,6 +29,7 @@ from tests.factories import MembershipFactory, UserFactory
 BODIES = {
     ("POST", "/api/v1/reviews/{pk}/decision/"): {"action": "approve"},
     ("PATCH", "/api/v1/webhooks/{pk}/"): {"description": "taken over", "enabled": False},
+    ("PATCH", "/api/v1/api-keys/{pk}/"): {"name": "taken over"},
 }
 
 WITH_IDS = sorted((method, template) for method, template in api_endpoints() if "{" in template)
@@ -74,7 +75,7 @@ def b_state(objects) -> dict:
         "document": list(KnowledgeDocument.objects.filter(pk=objects["document"].pk).values()),
         "endpoint": (endpoint.secret, endpoint.description, endpoint.enabled),
         "delivery": list(WebhookDelivery.objects.filter(pk=objects["delivery"].pk).values()),
-        "api_key": ApiKey.objects.filter(pk=objects["api_key"].pk).values_list("revoked_at", flat=True).first(),
+        "api_key": ApiKey.objects.filter(pk=objects["api_key"].pk).values_list("revoked_at", "name").first(),
     }
 
 

@@ -71,6 +71,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("GET", "/api/v1/api-keys/"):                                ("admin", "owner"),
     ("POST", "/api/v1/api-keys/"):                               ("admin", "owner"),
     ("GET", "/api/v1/api-keys/{pk}/"):                           ("admin", "owner"),
+    ("PATCH", "/api/v1/api-keys/{pk}/"):                         ("admin", "owner"),
     ("DELETE", "/api/v1/api-keys/{pk}/"):                        ("admin", "owner"),
     ("POST", "/api/v1/api-keys/{pk}/revoke/"):                   ("admin", "owner"),
     # --- webhooks ---

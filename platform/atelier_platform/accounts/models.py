@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from atelier_platform.accounts.roles import Role
 
@@ -61,6 +62,7 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="refused from this moment on; empty: never")
     rate_limit_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="requests per minute for this key; empty: ATELIER_RATE_LIMIT_PER_MINUTE; 0: none"
     )
@@ -71,7 +73,12 @@ class ApiKey(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        """Usable now: neither revoked nor expired."""
+        return self.revoked_at is None and not self.is_expired
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
     def __str__(self) -> str:
         return f"atl_{self.prefix}_… ({self.project})"

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -20,6 +20,11 @@ from atelier_platform.prepared_reads import PreparedRead
 KEY_PREFIX = "atl"
 #: last_used_at is refreshed at most this often, so that a busy key does not write on every call.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+#: The furthest ahead a key's expiry may be set: one further off (year 9999) is a slip, not a plan, and a key
+#: meant to last for ever is made without an expiry.
+MAX_KEY_LIFETIME = timedelta(days=3650)
+#: The longest name a key may have (its column's length)
+KEY_NAME_MAX_LENGTH = ApiKey._meta.get_field("name").max_length
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,27 @@ def normalise_scopes(scopes: list[str] | tuple[str, ...] | None) -> list[str]:
     return sorted(set(chosen))
 
 
+def check_expiry(expires_at: datetime | None, now: datetime | None = None) -> datetime | None:
+    """``expires_at`` (aware, in UTC: ``instants``) if it lies ahead and within ``MAX_KEY_LIFETIME``; None: never."""
+    if expires_at is None:
+        return None
+    now = now or timezone.now()
+    if expires_at <= now:
+        raise ValidationError("The expiry %(when)s has already passed; give a time to come, or none for a key that "
+                              "does not expire.", code="expiry_in_past", params={"when": expires_at.isoformat()})
+    latest = now + MAX_KEY_LIFETIME
+    if expires_at > latest:
+        raise ValidationError("The expiry %(when)s is more than %(days)s days away (at most %(latest)s); leave it out "
+                              "for a key that does not expire.", code="expiry_too_far",
+                              params={"when": expires_at.isoformat(), "days": MAX_KEY_LIFETIME.days,
+                                      "latest": latest.replace(microsecond=0).isoformat()})
+    return expires_at
+
+
 @transaction.atomic
 def issue_api_key(project: Project, *, scopes=None, name: str = "", created_by=None,
-                  rate_limit_per_minute: int | None = None) -> IssuedApiKey:
+                  rate_limit_per_minute: int | None = None, expires_at: datetime | None = None) -> IssuedApiKey:
+    expires_at = check_expiry(expires_at)
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
@@ -103,6 +126,7 @@ def issue_api_key(project: Project, *, scopes=None, name: str = "", created_by=N
         scopes=normalise_scopes(scopes),
         created_by=created_by,
         rate_limit_per_minute=rate_limit_per_minute,
+        expires_at=expires_at,
     )
     return IssuedApiKey(api_key=api_key, raw=f"{KEY_PREFIX}_{prefix}_{secret}")
 
@@ -119,12 +143,14 @@ class ScopeNotGrantable(PermissionError):
 
 def _key_view(api_key: ApiKey) -> dict:
     return {"prefix": api_key.prefix, "name": api_key.name, "scopes": api_key.scopes,
-            "rate_limit_per_minute": api_key.rate_limit_per_minute}
+            "rate_limit_per_minute": api_key.rate_limit_per_minute,
+            "expires_at": api_key.expires_at.isoformat() if api_key.expires_at else None}
 
 
 @transaction.atomic
 def create_api_key(project: Project, actor: str, *, granted_by: frozenset[str] | set[str], scopes=None, name: str = "",
-                   created_by=None, rate_limit_per_minute: int | None = None) -> IssuedApiKey:
+                   created_by=None, rate_limit_per_minute: int | None = None,
+                   expires_at: datetime | None = None) -> IssuedApiKey:
     """A key made through the API: its scopes must be among the caller's own (``granted_by``); audited."""
     from atelier_platform.moderation import audit
 
@@ -133,7 +159,7 @@ def create_api_key(project: Project, actor: str, *, granted_by: frozenset[str] |
     if missing:
         raise ScopeNotGrantable(missing)
     issued = issue_api_key(project, scopes=chosen, name=name, created_by=created_by,
-                           rate_limit_per_minute=rate_limit_per_minute)
+                           rate_limit_per_minute=rate_limit_per_minute, expires_at=expires_at)
     audit.record(project, actor, "api_key_created", issued.api_key, after=_key_view(issued.api_key))
     return issued
 
@@ -163,9 +189,20 @@ def _key_read(project_related: tuple[str, ...]) -> PreparedRead:
     return read
 
 
+class ApiKeyExpired(Exception):
+    """The key's secret is right but its time is up. Raised only once the whole secret matched: whoever learns
+    the expiry holds the key already, and a guess at a prefix (another project's key) learns nothing."""
+
+    def __init__(self, api_key: ApiKey) -> None:
+        super().__init__(f"The API key atl_{api_key.prefix}_… expired at {api_key.expires_at.isoformat()}.")
+        self.api_key = api_key
+        self.expires_at = api_key.expires_at
+
+
 def authenticate_api_key(raw: str, *, project_related: tuple[str, ...] = ()) -> ApiKey | None:
-    """The active key for ``raw``, or None. Constant-time comparison of the secret's hash.
-    ``project_related``: one-to-one rows of the project to read in the same query."""
+    """The active key for ``raw``, or None (unknown or revoked); ``ApiKeyExpired`` for the right secret of a key
+    past its expiry. Constant-time comparison of the secret's hash. ``project_related``: one-to-one rows of the
+    project to read in the same query."""
     parsed = parse_raw_key(raw)
     if parsed is None:
         return None
@@ -173,12 +210,53 @@ def authenticate_api_key(raw: str, *, project_related: tuple[str, ...] = ()) -> 
     api_key = _key_read(tuple(project_related)).first(prefix=prefix)
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash_secret(secret)):
         return None
-    if not api_key.is_active:
+    if api_key.revoked_at is not None:
         return None
     now = timezone.now()
+    if api_key.expires_at is not None and api_key.expires_at <= now:
+        raise ApiKeyExpired(api_key)
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+    return api_key
+
+
+def with_maker_membership(keys):
+    """``keys`` with ``maker_is_member`` read in the same query: whether each key's creator is still a member."""
+    from django.db.models import Exists, OuterRef
+
+    return keys.annotate(maker_is_member=Exists(
+        Membership.objects.filter(project=OuterRef("project_id"), user=OuterRef("created_by_id"))))
+
+
+def maker_is_member(api_key: ApiKey) -> bool | None:
+    """Whether the member who made ``api_key`` is still in its project; None where no member made it (another
+    key, manage.py, or a deleted user). A departed maker's key keeps working: it is shown, not revoked."""
+    if api_key.created_by_id is None:
+        return None
+    known = getattr(api_key, "maker_is_member", None)
+    if known is not None:
+        return known
+    return Membership.objects.filter(project_id=api_key.project_id, user_id=api_key.created_by_id).exists()
+
+
+def rename_api_key(api_key: ApiKey, name: str, actor: str) -> ApiKey:
+    """Give the key another name (a label in lists and the audit log: what the key may do is unchanged); audited.
+    The same name again changes nothing and records nothing."""
+    name = (name or "").strip()
+    if len(name) > KEY_NAME_MAX_LENGTH:
+        raise ValidationError("A key's name has at most %(limit)s characters (this one has %(length)s).",
+                              code="key_name_too_long", params={"limit": KEY_NAME_MAX_LENGTH, "length": len(name)})
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.name != name:
+            from atelier_platform.moderation import audit
+
+            before = {"prefix": locked.prefix, "name": locked.name}
+            ApiKey.objects.filter(pk=api_key.pk).update(name=name)
+            audit.record(api_key.project, actor, "api_key_renamed", api_key, before=before,
+                         after={"prefix": locked.prefix, "name": name})
+    api_key.name = name
     return api_key
 
 

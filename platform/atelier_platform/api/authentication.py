@@ -6,7 +6,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 
 from atelier_platform.accounts.models import ApiKey
-from atelier_platform.accounts.services import authenticate_api_key
+from atelier_platform.accounts.services import ApiKeyExpired, authenticate_api_key
 
 #: Read with the key, in the same query: every job submission screens its input under the project's
 #: safety policy and checks its quota (two queries saved per request; a missing row costs nothing).
@@ -30,6 +30,15 @@ class ApiKeyPrincipal:
         return f"API key {self.api_key.prefix}"
 
 
+class ExpiredApiKey(AuthenticationFailed):
+    """401 ``expired_api_key``: the key is right but past its expiry, which the answer names (and nothing else)."""
+
+    def __init__(self, expired: ApiKeyExpired) -> None:
+        when = expired.expires_at.isoformat().replace("+00:00", "Z")
+        super().__init__(f"The API key expired at {when}; ask a project owner for a new one.", code="expired_api_key")
+        self.details = {"expired_at": when}
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     keyword = "bearer"
 
@@ -49,7 +58,10 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AuthenticationFailed(
                 "Malformed Authorization header; send 'Authorization: Bearer <api key>'.", code="malformed_api_key"
             )
-        api_key = authenticate_api_key(parts[1], project_related=PROJECT_SETTINGS_READ_WITH_KEY)
+        try:
+            api_key = authenticate_api_key(parts[1], project_related=PROJECT_SETTINGS_READ_WITH_KEY)
+        except ApiKeyExpired as expired:
+            raise ExpiredApiKey(expired) from None
         if api_key is None:
             raise AuthenticationFailed("The API key is unknown or revoked.", code="invalid_api_key")
         return ApiKeyPrincipal(api_key), api_key

@@ -1,4 +1,6 @@
 import django_filters
+from django.db.models import Q
+from django.utils import timezone
 
 from atelier_platform.accounts.models import ApiKey
 from atelier_platform.instants import InstantFilter
@@ -39,14 +41,16 @@ class OutputFilter(django_filters.FilterSet):
 
 
 class ApiKeyFilter(django_filters.FilterSet):
-    active = django_filters.ChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_active", help_text="false: revoked keys only")
+    active = django_filters.ChoiceFilter(choices=BOOLEAN_CHOICES, method="filter_active",
+                                         help_text="true: the keys that work now; false: revoked or expired keys only")
 
     class Meta:
         model = ApiKey
         fields = ["active"]
 
     def filter_active(self, queryset, name, value):
-        return queryset.filter(revoked_at__isnull=value == "true")
+        usable = Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        return queryset.filter(usable) if value == "true" else queryset.exclude(usable)
 
 
 class KnowledgeDocumentFilter(django_filters.FilterSet):

@@ -1,4 +1,4 @@
-"""API keys of the caller's project (capability ``admin``): create (the key is shown once), list, revoke."""
+"""API keys of the caller's project (capability ``admin``): create (the key is shown once), list, rename, revoke."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from atelier_platform.api.filters import ApiKeyFilter
 from atelier_platform.api.idempotency import idempotency_key
 from atelier_platform.api.pagination import NewestFirstCursorPagination
 from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
-from atelier_platform.api.serializers import ApiKeyCreateSerializer, ApiKeySerializer, ApiKeyWithSecretSerializer
+from atelier_platform.api.serializers import (
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+    ApiKeyUpdateSerializer,
+    ApiKeyWithSecretSerializer,
+)
 from atelier_platform.config import get_config
 from atelier_platform.jobs.errors import JobServiceError
 from atelier_platform.usage import idempotency
@@ -49,7 +54,8 @@ def _within_callers_limit(request, wanted: int | None) -> int | None:
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Keys are listed with their prefix, never their secret; revoking is immediate (the next request gets 401)."""
 
-    required_capabilities = {name: Capability.ADMIN for name in ("list", "retrieve", "create", "revoke", "destroy")}
+    required_capabilities = {name: Capability.ADMIN
+                             for name in ("list", "retrieve", "create", "partial_update", "revoke", "destroy")}
     serializer_class = ApiKeySerializer
     pagination_class = NewestFirstCursorPagination
     filterset_class = ApiKeyFilter
@@ -58,8 +64,10 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return ApiKey.objects.none()
-        # Scoped to the caller's project: another project's key is "not found".
-        return ApiKey.objects.filter(project=self.request.access.project).select_related("created_by")
+        # Scoped to the caller's project: another project's key is "not found". Whether each key's maker is
+        # still a member is read in the same query.
+        return accounts.with_maker_membership(
+            ApiKey.objects.filter(project=self.request.access.project).select_related("created_by"))
 
     @extend_schema(responses={200: ApiKeySerializer(many=True), **error_responses(400, 403)},
                    summary="The project's API keys, newest first (cursor pages)")
@@ -107,11 +115,23 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             issued = accounts.create_api_key(
                 access.project, actor_of(request), granted_by=access.capabilities, scopes=data.get("scopes"),
                 name=data["name"], created_by=access.user, rate_limit_per_minute=data.get("rate_limit_per_minute"),
+                expires_at=data.get("expires_at"),
             )
         except accounts.ScopeNotGrantable as error:
             raise PermissionDenied(str(error)) from None
         body = {**ApiKeySerializer(issued.api_key).data, "key": issued.raw}
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/api/v1/api-keys/{issued.api_key.pk}/"})
+
+    @extend_schema(request=ApiKeyUpdateSerializer, responses={200: ApiKeySerializer, **error_responses(400, 403, 404)},
+                   summary="Rename an API key (only its name can change; audited)",
+                   description="The body holds `name` alone: scopes, limits and expiry are fixed when a key is made, "
+                               "and a body naming them is refused (400) rather than half applied.")
+    def partial_update(self, request, pk=None):
+        api_key = self.get_object()
+        incoming = ApiKeyUpdateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        api_key = accounts.rename_api_key(api_key, incoming.validated_data["name"], actor_of(request))
+        return Response(ApiKeySerializer(api_key).data)
 
     @extend_schema(request=None, responses={200: ApiKeySerializer, **error_responses(403, 404)},
                    summary="Revoke an API key now (revoking again changes nothing)")

@@ -15,7 +15,8 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "A project API key: `Authorization: Bearer atl_<prefix>_<secret>`. The key implies its project.",
+            "description": "A project API key: `Authorization: Bearer atl_<prefix>_<secret>`. The key implies its project. "
+                           "A key may have an expiry (expires_at), after which it is refused with 401 expired_api_key.",
         }
 
 
@@ -36,7 +37,8 @@ ERROR_DESCRIPTIONS = {
          "or the query parameter, e.g. a cursor that this list did not give), limit_exceeded (a cap of this server), "
          "malformed_json, field_not_editable (a review edit changed fields the plugin records about the run; details "
          "name each, e.g. content.usage.prompt_tokens).",
-    401: "No credentials, or an unknown or revoked API key.",
+    401: "No credentials (not_authenticated), an unknown or revoked API key (invalid_api_key), or one past its "
+         "expiry (expired_api_key; details.expired_at says when).",
     403: "The API key lacks the scope, or the member's role does not allow it.",
     404: "No such object in the caller's project (another project's ids are not found either).",
     409: "Conflict with the object's state, or idempotency_in_flight: the first request with this Idempotency-Key "

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import copy
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models.manager import BaseManager
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE
+from atelier_platform.instants import in_utc
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, Output, OutputFile
 from atelier_platform.jobs.regenerations import link_regenerations, links_of
 from atelier_platform.moderation.models import LEASE_SECONDS
@@ -422,6 +425,34 @@ class OutputDetailSerializer(DeliveredOutputSerializer):
 
 # --- API keys --------------------------------------------------------------------------------------------
 
+class InstantInputField(serializers.DateTimeField):
+    """An ISO 8601 date-time with its offset, in UTC (``instants``): one without an offset names no one moment,
+    and one beyond the years UTC holds (9999-12-31T23:00-05:00) is refused here rather than failing the insert."""
+
+    default_error_messages = {
+        "invalid": "Not a time: give an ISO 8601 date-time with its offset, e.g. 2027-01-31T18:00:00Z.",
+        "naive": "Give the time with its offset (Z for UTC, or e.g. +08:00): without one it names no single moment.",
+        "out_of_range": "This time lies beyond the years 1 to 9999 once in UTC.",
+    }
+
+    def to_internal_value(self, value):
+        # Python reads "2030-01-01T00:00:00\x00Z" as a time: a control character is no part of one
+        if not isinstance(value, str) or not value.isascii() or not value.isprintable():
+            self.fail("invalid")
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:  # well formed, but no such time (February 30th, hour 25)
+            parsed = None
+        if parsed is None:
+            self.fail("invalid")
+        if parsed.tzinfo is None:
+            self.fail("naive")
+        converted = in_utc(parsed)
+        if converted is None:
+            self.fail("out_of_range")
+        return converted
+
+
 def _scope_choices() -> list[str]:
     from atelier_platform.accounts.roles import Capability
 
@@ -443,6 +474,39 @@ class ApiKeyCreateSerializer(StrictSerializer):
         help_text="Requests per minute for this key, at most the server's ATELIER_RATE_LIMIT_PER_MINUTE; "
                   "empty: the server's limit.",
     )
+    expires_at = InstantInputField(
+        required=False, allow_null=True, default=None,
+        help_text="When the key stops working (ISO 8601 with its offset, e.g. 2027-01-31T18:00:00Z): after it, "
+                  "requests with the key get 401 expired_api_key. In the future, at most 3650 days away; left out "
+                  "or null: the key does not expire.",
+    )
+
+    def validate_expires_at(self, value):
+        from atelier_platform.accounts.services import check_expiry
+
+        try:
+            return check_expiry(value)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from None
+
+
+#: What a key holds besides its name: fixed once it is made (a key with other powers is another key).
+_KEY_FIELDS_NOT_EDITABLE = ("scopes", "rate_limit_per_minute", "expires_at", "prefix", "key", "id", "created_at",
+                            "created_by", "created_by_is_member", "last_used_at", "revoked_at", "active", "expired")
+
+
+class ApiKeyUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100, allow_blank=True,
+                                 help_text="The key's new label (what it may do does not change).")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            fixed = sorted(set(data) & set(_KEY_FIELDS_NOT_EDITABLE))
+            if fixed:
+                raise serializers.ValidationError({name: [
+                    "Only a key's name can be changed: for other scopes, a limit or an expiry, create a new key and "
+                    "revoke this one."] for name in fixed})
+        return super().to_internal_value(data)
 
 
 class ApiKeySerializer(serializers.Serializer):
@@ -456,9 +520,20 @@ class ApiKeySerializer(serializers.Serializer):
         source="created_by.username", allow_null=True, default=None,
         help_text="The member who created the key; null for a key made with another API key (the audit log's "
                   "api_key_created event names that key, key:<prefix>), by manage.py, or whose creator was deleted.")
+    created_by_is_member = serializers.SerializerMethodField(
+        help_text="false: the member who created the key has left the project (the key still works until it is "
+                  "revoked or expires); null: no member created it.")
     last_used_at = serializers.DateTimeField(allow_null=True, help_text="to the minute")
     revoked_at = serializers.DateTimeField(allow_null=True)
-    active = serializers.BooleanField(source="is_active")
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="null: the key does not expire")
+    expired = serializers.BooleanField(source="is_expired", help_text="past its expires_at: refused with 401")
+    active = serializers.BooleanField(source="is_active", help_text="neither revoked nor expired")
+
+    @extend_schema_field(serializers.BooleanField(allow_null=True))
+    def get_created_by_is_member(self, api_key) -> bool | None:
+        from atelier_platform.accounts.services import maker_is_member
+
+        return maker_is_member(api_key)
 
 
 class ApiKeyWithSecretSerializer(ApiKeySerializer):
