@@ -59,6 +59,9 @@ MESSAGES = {
     "unknown_scopes": _("Unknown scope: %(unknown)s. Choose among %(scopes)s."),
     "scope_not_grantable": _("You cannot give a key scopes you do not hold yourself: %(missing)s."),
     "unknown_role": _("“%(role)s” is not a role: choose one of %(roles)s."),
+    "expiry_in_past": _("The expiry %(when)s has already passed: choose a time to come, or never."),
+    "expiry_too_far": _("The expiry %(when)s is more than %(days)s days away."),
+    "key_name_too_long": _("A key's name has at most %(limit)s characters (this one has %(length)s)."),
     # webhook endpoints (webhooks.services, and webhooks.targets on the URL)
     "url_missing": _("Give the URL to deliver to, e.g. https://example.com/hooks/atelier."),
     "url_too_long": _("The URL is longer than %(limit)s characters."),

@@ -15,11 +15,18 @@ from django.db.models import Count
 from django.shortcuts import redirect
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE, ApiKey, Membership
 from atelier_platform.accounts.roles import Capability, Role
-from atelier_platform.accounts.services import ScopeNotGrantable, add_member, create_api_key, revoke_api_key
+from atelier_platform.accounts.services import (
+    ScopeNotGrantable,
+    add_member,
+    create_api_key,
+    rename_api_key,
+    revoke_api_key,
+    with_maker_membership,
+)
 from atelier_platform.config import get_config
 from atelier_platform.moderation import audit, policies
 from atelier_platform.moderation.models import LEASE_SECONDS, AllowlistEntry, AuditEvent, BlocklistEntry, ReviewMode
@@ -41,6 +48,11 @@ NEW_WEBHOOK_SESSION = "atelier_new_webhook_secret"
 NOTICE_SESSION = "atelier_settings_notice"
 WEBHOOK_ACTIONS = ("webhook_create", "webhook_update", "webhook_delete", "webhook_test")
 REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+#: A new key's lifetimes the form offers, in days ("": it does not expire); the API takes any time up to 3650 days
+KEY_LIFETIMES = [("", pgettext_lazy("a key's expiry", "never")), ("30", gettext_lazy("in 30 days")), ("90", gettext_lazy("in 90 days")),
+                 ("365", gettext_lazy("in a year"))]
+#: A key that expires within this is flagged in the list: its owner has that long to replace it
+KEY_EXPIRY_WARNING = timedelta(days=7)
 #: the policy form's fields as it labels them, to name a refused one in the page's words (the template's own
 #: messages, whose "%" the translate tag doubles)
 POLICY_FIELD_LABELS = {"review_mode": gettext_lazy("Mode"),
@@ -51,7 +63,7 @@ POLICY_FIELD_LABELS = {"review_mode": gettext_lazy("Mode"),
 #: The section of the page each action's form is in: a refused form's errors are shown there, at the form the
 #: owner pressed Save in (a box at the top of a long page was out of sight, and Save seemed to do nothing).
 SECTION_OF_ACTION = {"add_member": "members", "set_role": "members", "remove_member": "members",
-                     "create_key": "key", "revoke_key": "key", "policy": "policy", "blocklist": "blocklist",
+                     "create_key": "key", "revoke_key": "key", "rename_key": "key", "policy": "policy", "blocklist": "blocklist",
                      "allowlist": "allowlist",
                      "plugin": "plugins", "webhook_retry": "webhooks",
                      **{action: "webhooks" for action in WEBHOOK_ACTIONS}}
@@ -90,7 +102,8 @@ def project_settings(request, here):
                     new_key = create_api_key(project, actor, granted_by=here.capabilities,
                                              scopes=request.POST.getlist("scopes"),
                                              name=request.POST.get("name", "").strip()[:100], created_by=request.user,
-                                             rate_limit_per_minute=_key_rate_limit(request.POST))
+                                             rate_limit_per_minute=_key_rate_limit(request.POST),
+                                             expires_at=_key_expiry(request.POST))
                     # shown on the page the redirect leads to, then gone: reloading cannot show it again
                     # (nor, re-posting the form, make another key)
                     request.session[NEW_KEY_SESSION] = new_key.raw
@@ -99,6 +112,11 @@ def project_settings(request, here):
                     if key is not None and key.revoked_at is None:
                         revoke_api_key(key, actor)
                         notice = _("Key %(prefix)s revoked.") % {"prefix": key.prefix}
+                elif action == "rename_key":
+                    key = ApiKey.objects.filter(project=project, pk=whole_number(request.POST.get("key"))).first()
+                    if key is not None:
+                        rename_api_key(key, request.POST.get("new_name", ""), actor)
+                        notice = _("Key %(prefix)s renamed.") % {"prefix": key.prefix}
                 elif action == "plugin":
                     notice = _plugin(project, actor, request.POST)
                 elif action == "policy":
@@ -148,6 +166,7 @@ def project_settings(request, here):
     response = page(request, "atelier_frontend/settings.html", {
         "members": Membership.objects.filter(project=project).select_related("user").order_by("user__username"),
         "roles": Role.choices, "keys": _keys(project), "server_rate_limit": get_config().rate_limit_per_minute,
+        "key_lifetimes": KEY_LIFETIMES,
         "scopes": Capability.choices, "new_key": new_key, "review_modes": ReviewMode.choices, **shown_policy,
         "blocklist_form": request.POST if refused == "blocklist" else {},
         "blocklist": BlocklistEntry.objects.filter(project=project).values("category").annotate(n=Count("id")).order_by("category"),
@@ -193,12 +212,30 @@ def _key_rate_limit(posted) -> int | None:
     return wanted
 
 
-def _keys(project) -> list:
-    """The project's keys, the active ones first and newest first, with who made each (one query)."""
-    from django.db.models import F
+def _key_expiry(posted):
+    """The new key's expiry from the lifetime chosen (``KEY_LIFETIMES``); None: it does not expire."""
+    from django.utils import timezone
 
-    return list(ApiKey.objects.filter(project=project).select_related("created_by")
+    chosen = posted.get("expires_in_days", "").strip()
+    if chosen not in dict(KEY_LIFETIMES):
+        raise ValidationError(_("Expires: choose one of the lifetimes offered."))
+    return timezone.now() + timedelta(days=int(chosen)) if chosen else None
+
+
+def _keys(project) -> list:
+    """The project's keys, the active ones first and newest first, with who made each and whether they are still
+    a member (one query); each says whether it has expired, or expires within ``KEY_EXPIRY_WARNING``."""
+    from django.db.models import F
+    from django.utils import timezone
+
+    keys = list(with_maker_membership(ApiKey.objects.filter(project=project)).select_related("created_by")
                 .order_by(F("revoked_at").desc(nulls_first=True), "-created_at")[:100])
+    now = timezone.now()
+    for key in keys:
+        key.expired = key.expires_at is not None and key.expires_at <= now
+        key.expires_soon = not key.expired and key.expires_at is not None and key.expires_at - now <= KEY_EXPIRY_WARNING
+        key.maker_left = key.created_by_id is not None and not key.maker_is_member
+    return keys
 
 
 def _audit(project, query) -> dict:

@@ -36,7 +36,7 @@ WORDS = {
     "policy changed": _("policy changed"), "blocklist imported": _("blocklist imported"),
     "allowlist imported": _("allow list imported"),
     "plugin configured": _("plugin configured"), "api key created": _("API key created"),
-    "api key revoked": _("API key revoked"), "member added": _("member added"), "member removed": _("member removed"),
+    "api key revoked": _("API key revoked"), "api key renamed": _("API key renamed"), "member added": _("member added"), "member removed": _("member removed"),
     "member role changed": _("member role changed"), "webhook created": _("webhook created"),
     "webhook updated": _("webhook updated"), "webhook deleted": _("webhook deleted"),
     "webhook secret rotated": _("webhook secret rotated"), "webhook disabled": _("webhook disabled"),

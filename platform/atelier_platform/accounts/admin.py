@@ -117,12 +117,13 @@ class ApiKeyAdmin(AuditedAdmin):
     shown: it is all an offline guess needs to be checked against. A key is never deleted here: that
     revoked it unaudited and erased which key did what."""
 
-    list_display = ["prefix", "project", "name", "scopes", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["prefix", "project", "name", "scopes", "created_at", "last_used_at", "expires_at", "revoked_at"]
     list_filter = ["project"]
     list_select_related = ["project"]
     fields = ["prefix", "project", "name", "scopes", "rate_limit_per_minute", "created_at", "created_by",
-              "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "project", "scopes", "created_at", "last_used_at", "created_by", "revoked_at"]
+              "last_used_at", "expires_at", "revoked_at"]
+    readonly_fields = ["prefix", "project", "scopes", "created_at", "last_used_at", "created_by", "expires_at",
+                       "revoked_at"]
     actions = ["revoke"]
     audit_action = "api_key_changed"
 
