@@ -62,6 +62,11 @@ MESSAGES = {
     "expiry_in_past": _("The expiry %(when)s has already passed: choose a time to come, or never."),
     "expiry_too_far": _("The expiry %(when)s is more than %(days)s days away."),
     "key_name_too_long": _("A key's name has at most %(limit)s characters (this one has %(length)s)."),
+    # invitations (accounts.invitations)
+    "invalid_email": _("“%(email)s” is not an e-mail address: give one like alex@example.com."),
+    "already_member": _("%(email)s is the address of %(username)s, a member of this project already: change their "
+                        "role in the list of members."),
+    "invited_meanwhile": _("%(email)s was invited by someone else just now: see the list of invitations."),
     # webhook endpoints (webhooks.services, and webhooks.targets on the URL)
     "url_missing": _("Give the URL to deliver to, e.g. https://example.com/hooks/atelier."),
     "url_too_long": _("The URL is longer than %(limit)s characters."),

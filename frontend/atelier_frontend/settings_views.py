@@ -17,7 +17,8 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
-from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE, ApiKey, Membership
+from atelier_platform.accounts import invitations
+from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE, ApiKey, Invitation, Membership
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import (
     ScopeNotGrantable,
@@ -36,6 +37,7 @@ from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from atelier_frontend.actors import action_words, actor_names, change_words
+from atelier_frontend.invitation_views import invitation_link, invitation_mail
 from atelier_frontend.labels import category_label
 from atelier_frontend.settings_refusals import category_of, coded_words, in_page_words, scope_words, webhook_words
 from atelier_frontend.projects import needs
@@ -46,6 +48,8 @@ DELIVERY_ROWS = 30
 NEW_KEY_SESSION = "atelier_new_api_key"
 NEW_WEBHOOK_SESSION = "atelier_new_webhook_secret"
 NOTICE_SESSION = "atelier_settings_notice"
+NEW_INVITATION_SESSION = "atelier_new_invitation"
+INVITATION_ROWS = 100
 WEBHOOK_ACTIONS = ("webhook_create", "webhook_update", "webhook_delete", "webhook_test")
 REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 #: A new key's lifetimes the form offers, in days ("": it does not expire); the API takes any time up to 3650 days
@@ -63,6 +67,7 @@ POLICY_FIELD_LABELS = {"review_mode": gettext_lazy("Mode"),
 #: The section of the page each action's form is in: a refused form's errors are shown there, at the form the
 #: owner pressed Save in (a box at the top of a long page was out of sight, and Save seemed to do nothing).
 SECTION_OF_ACTION = {"add_member": "members", "set_role": "members", "remove_member": "members",
+                     "invite": "invitations", "revoke_invitation": "invitations",
                      "create_key": "key", "revoke_key": "key", "rename_key": "key", "policy": "policy", "blocklist": "blocklist",
                      "allowlist": "allowlist",
                      "plugin": "plugins", "webhook_retry": "webhooks",
@@ -74,6 +79,11 @@ ALLOW_KINDS = [("term", gettext_lazy("word or phrase")), ("email", gettext_lazy(
                ("phone", gettext_lazy("phone number")), ("url", gettext_lazy("web address"))]
 
 
+class NotInProject(ValidationError):
+    """A form named something this project does not have (another project's invitation, one never made): the page
+    answers 404 with the refusal, as the API does for an object of another project."""
+
+
 @needs(Capability.ADMIN)
 def project_settings(request, here):
     from atelier_frontend.views import page
@@ -83,6 +93,8 @@ def project_settings(request, here):
     webhook_form = None  # the webhook form that was refused, to show again with its errors
     refused = ""  # the action whose form was refused: shown again as it was typed, not as stored
     invalid: dict[str, list[str]] = {}  # the refused form's inputs its errors are about, by name: marked, with their errors
+    invited = None  # a new invitation, e-mailed once its transaction has committed
+    missing = False  # the form named an object of another project, or none: 404
     if request.method == "POST":
         action = request.POST.get("action", "")
         try:
@@ -95,6 +107,12 @@ def project_settings(request, here):
                     notice = _retry_delivery(project, actor, request.POST)
                 elif action in ("add_member", "set_role", "remove_member"):
                     notice = _members(project, actor, request.POST, action)
+                elif action == "invite":
+                    # any role, owner too: an owner may already make any member owner
+                    invited = invitations.invite(project, actor, email=request.POST.get("email", ""),
+                                                 role=request.POST.get("role", ""), invited_by=request.user)
+                elif action == "revoke_invitation":
+                    notice = _revoke_invitation(project, actor, request.POST)
                 elif action == "create_key":
                     # the same service as POST /api/v1/keys/: never a scope the owner lacks, audited alike. The
                     # form ticks the default scopes; unticking every box asks for a key with none, which the service
@@ -139,25 +157,36 @@ def project_settings(request, here):
                     result = policies.import_allowlist(project, actor, entries, replace=request.POST.get("replace") == "on")
                     notice = _("Allow list: %(added)s added, %(removed)s removed, %(total)s in all.") % result
         except ValidationError as error:
+            missing = isinstance(error, NotInProject)
             errors.extend(_messages(error, request.POST))
             invalid = _invalid_inputs(error, request.POST)
             refused = action
         except ScopeNotGrantable as error:
             errors.append(scope_words(error))
             refused = action
+        if invited is not None and not errors:
+            # after the commit: a slow or failing mail server holds no lock and loses no invitation; the link is
+            # shown once on the page the redirect leads to, whether the e-mail went or not
+            link = invitation_link(request, invited.token)
+            mail = invitations.send(invited, **invitation_mail(invited, link, request.user))
+            request.session[NEW_INVITATION_SESSION] = {
+                "link": link, "email": invited.invitation.email, "role": invited.invitation.role, "mail": mail,
+                "replaced": invited.replaced is not None}
         if not errors and not webhook_form:
             if notice:
                 request.session[NOTICE_SESSION] = notice
-            anchor = "#webhooks" if action in WEBHOOK_ACTIONS or action == "webhook_retry" else ""
+            anchor = "#webhooks" if action in WEBHOOK_ACTIONS or action == "webhook_retry" else \
+                "#invitations" if action in ("invite", "revoke_invitation") else ""
             if not Membership.objects.filter(project=project, user=request.user, role=Role.OWNER).exists():
                 # they gave up their own ownership (or left): the settings page would answer 403 now
                 return redirect("home")
             return redirect(f"{request.path}?saved=1{anchor}")
     new_key = request.session.pop(NEW_KEY_SESSION, None)
     new_webhook = request.session.pop(NEW_WEBHOOK_SESSION, None)
+    new_invitation = request.session.pop(NEW_INVITATION_SESSION, None)
     if request.method != "POST":
         notice = request.session.pop(NOTICE_SESSION, "") or notice
-    if request.GET.get("saved") and not notice and not new_key and not new_webhook:
+    if request.GET.get("saved") and not notice and not new_key and not new_webhook and not new_invitation:
         notice = _("Saved.")
 
     policy = policy_for(project)
@@ -167,6 +196,8 @@ def project_settings(request, here):
         "members": Membership.objects.filter(project=project).select_related("user").order_by("user__username"),
         "roles": Role.choices, "keys": _keys(project), "server_rate_limit": get_config().rate_limit_per_minute,
         "key_lifetimes": KEY_LIFETIMES,
+        "invitations": _invitations(project), "new_invitation": new_invitation,
+        "invite_form": request.POST if refused == "invite" else {},
         "scopes": Capability.choices, "new_key": new_key, "review_modes": ReviewMode.choices, **shown_policy,
         "blocklist_form": request.POST if refused == "blocklist" else {},
         "blocklist": BlocklistEntry.objects.filter(project=project).values("category").annotate(n=Count("id")).order_by("category"),
@@ -182,8 +213,8 @@ def project_settings(request, here):
         "deliveries": _deliveries(project),
         "errors": errors, "notice": notice, "invalid": invalid,
         "refused_section": SECTION_OF_ACTION.get(refused or request.POST.get("action", ""), "") if errors or webhook_form else "",
-    }, status=400 if errors or webhook_form else 200)
-    if new_key or new_webhook:
+    }, status=404 if missing else 400 if errors or webhook_form else 200)
+    if new_key or new_webhook or new_invitation:
         # a secret in clear: not for the browser's cache (Back, or the disk of a shared computer)
         add_never_cache_headers(response)
     return response
@@ -432,6 +463,26 @@ def _members(project, actor, posted, action) -> str:
     audit.record(project, actor, "member_role_changed", membership, before=before,
                  after={"user": membership.user.username, "role": posted.get("role")})
     return _("%(username)s is now %(role)s (was %(before)s).") % names
+
+
+def _invitations(project) -> list:
+    """The project's open invitations, newest first, each marked ``expired`` once its link no longer works."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    rows = list(invitations.open_invitations(project)[:INVITATION_ROWS])
+    for row in rows:
+        row.expired = row.expires_at <= now
+    return rows
+
+
+def _revoke_invitation(project, actor, posted) -> str:
+    invitation = Invitation.objects.filter(project=project, pk=whole_number(posted.get("invitation"))).first()
+    if invitation is None:
+        raise NotInProject(_("No such invitation."))
+    if not invitations.revoke(invitation, actor):
+        raise ValidationError(_("The invitation of %(email)s was used or revoked already.") % {"email": invitation.email})
+    return _("The invitation of %(email)s is revoked: its link no longer works.") % {"email": invitation.email}
 
 
 def _policy_changes(posted) -> dict:

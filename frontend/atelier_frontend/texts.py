@@ -38,6 +38,8 @@ WORDS = {
     "plugin configured": _("plugin configured"), "api key created": _("API key created"),
     "api key revoked": _("API key revoked"), "api key renamed": _("API key renamed"), "member added": _("member added"), "member removed": _("member removed"),
     "member role changed": _("member role changed"), "webhook created": _("webhook created"),
+    "invitation created": _("invitation created"),
+    "invitation revoked": _("invitation revoked"), "invitation accepted": _("invitation accepted"),
     "webhook updated": _("webhook updated"), "webhook deleted": _("webhook deleted"),
     "webhook secret rotated": _("webhook secret rotated"), "webhook disabled": _("webhook disabled"),
     "webhook delivery retried": _("webhook delivery retried"),

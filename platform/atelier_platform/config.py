@@ -13,6 +13,7 @@ import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
@@ -125,6 +126,20 @@ class AtelierConfig(BaseSettings):
         default=5, ge=1, description="an endpoint is disabled after this many deliveries in a row failed every attempt"
     )
 
+    # --- e-mail (project invitations) ----------------------------------------------------------
+    email_host: str | None = Field(
+        default=None, description="SMTP server that sends invitation e-mails; unset: none is sent, and the owner "
+        "passes on the link the settings page shows"
+    )
+    email_port: int = Field(default=587, ge=1, le=65535)
+    email_user: str | None = Field(default=None, description="SMTP user name, if the server asks for one")
+    email_password: str | None = Field(default=None, description="SMTP password")
+    email_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (port 587), tls (implicit TLS, port 465) or none (a local relay)"
+    )
+    email_from: str = Field(default="atelier@localhost", min_length=3, description="the From address of the e-mails sent")
+    email_timeout_s: float = Field(default=10.0, gt=0, le=120, description="time limit of one SMTP connection")
+
     # --- OpenAI-compatible endpoints (/v1/) -------------------------------------------------
     openai_wait_s: float = Field(
         default=60.0, gt=0, le=3600,
@@ -182,7 +197,7 @@ class AtelierConfig(BaseSettings):
     )
 
     @field_validator("database_url", "redis_url", "broker_url", "secret_key", "worker_name", "s3_bucket", "metrics_token",
-                     "s3_endpoint_url", "s3_region", mode="before")
+                     "s3_endpoint_url", "s3_region", "email_host", "email_user", "email_password", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

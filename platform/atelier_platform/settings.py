@@ -191,6 +191,18 @@ else:
 # Django reads at most this much of a body into memory; the API guard answers 413 before that.
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG.max_request_bytes
 
+# Invitation e-mails (accounts.invitations). Without ATELIER_EMAIL_HOST nothing is sent: the owner passes on the link
+# the settings page shows, and the page says no e-mail went out (the dummy backend is how it knows).
+if CONFIG.email_host:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST, EMAIL_PORT = CONFIG.email_host, CONFIG.email_port
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = CONFIG.email_user or "", CONFIG.email_password or ""
+    EMAIL_USE_TLS, EMAIL_USE_SSL = CONFIG.email_security == "starttls", CONFIG.email_security == "tls"
+    EMAIL_TIMEOUT = CONFIG.email_timeout_s  # an SMTP server that never answers must not hold the owner's request
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+DEFAULT_FROM_EMAIL = CONFIG.email_from
+
 LOGIN_URL = "login"  # the dashboard's sign-in page (atelier_frontend)
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"

@@ -7,7 +7,8 @@ from django.db import router, transaction
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
 
-from atelier_platform.accounts.models import ApiKey, Membership, Project
+from atelier_platform.accounts import invitations
+from atelier_platform.accounts.models import ApiKey, Invitation, Membership, Project
 from atelier_platform.accounts.roles import Role
 from atelier_platform.accounts.services import projects_left_without_owner, revoke_api_key
 from atelier_platform.catalog.services import enable_installed_plugins
@@ -143,6 +144,36 @@ class ApiKeyAdmin(AuditedAdmin):
         for api_key in queryset.filter(revoked_at__isnull=True).select_related("project"):
             revoke_api_key(api_key, actor=admin_actor(request))
         self.message_user(request, "Revoked: the next request with these keys gets 401.")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(AtelierModelAdmin):
+    """Owners invite on their settings page (the link is shown to them once); here operators see every project's
+    invitations and may revoke open ones (an action: audited, like an owner's revocation). Nothing is edited: a
+    changed role or a cleared date would change what a link already sent grants. The token's hash is not shown."""
+
+    list_display = ["email", "project", "role", "invited_by", "created_at", "expires_at", "accepted_at", "accepted_by",
+                    "revoked_at"]
+    list_filter = ["project", "role"]
+    list_select_related = ["project", "invited_by", "accepted_by"]
+    search_fields = ["email"]
+    fields = ["email", "project", "role", "invited_by", "created_at", "expires_at", "accepted_at", "accepted_by",
+              "revoked_at"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke the selected invitations", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = sum(invitations.revoke(invitation, admin_actor(request))
+                      for invitation in queryset.filter(accepted_at__isnull=True, revoked_at__isnull=True)
+                      .select_related("project"))
+        self.message_user(request, f"Revoked {revoked}: their links no longer work.")
 
 
 User = get_user_model()

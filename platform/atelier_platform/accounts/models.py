@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from atelier_platform.accounts.roles import Role
@@ -82,3 +83,43 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"atl_{self.prefix}_… ({self.project})"
+
+
+class Invitation(models.Model):
+    """An owner's invitation of someone, by e-mail address, to join a project with a role.
+
+    Like an API key's secret, the link's token (256 random bits) is shown once and only its SHA-256 is stored.
+    An invitation is open until it is accepted (once), revoked, replaced by a newer one to the same address (which
+    revokes it), or past ``expires_at``; ``accounts.invitations`` does all of that.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=20, choices=Role.choices)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="invitations_sent")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="invitations_accepted")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # one open invitation per address and project: inviting it again revokes the earlier one first, and
+            # two owners inviting the same address at once cannot leave two links that both work
+            models.UniqueConstraint(models.F("project"), Lower("email"), name="one_open_invitation_per_email",
+                                    condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True)),
+        ]
+        indexes = [models.Index(fields=["project", "-created_at"], name="invitation_project_newest")]
+
+    @property
+    def is_open(self) -> bool:
+        """Neither accepted nor revoked (it may still have expired)."""
+        return self.accepted_at is None and self.revoked_at is None
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email} to {self.project} as {self.role}"

@@ -265,6 +265,25 @@ const Atelier = (() => {
     target.focus({ preventScroll: true });
   }
 
-  document.addEventListener("DOMContentLoaded", () => { revealRefusedForm(); confirmations(); commitSelects(); platformKeys(); pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
+  // A secret shown once (a new invitation's link): its Copy button puts it on the clipboard and says so; where the
+  // clipboard is refused (a page served over plain HTTP but from localhost), the text is selected for Ctrl+C.
+  function copyButtons() {
+    document.querySelectorAll("button[data-copy]").forEach((button) => {
+      button.hidden = false;
+      button.addEventListener("click", async () => {
+        const source = document.getElementById(button.dataset.copy);
+        if (!source) return;
+        try {
+          await navigator.clipboard.writeText(source.textContent.trim());
+          button.textContent = button.dataset.copied;
+        } catch (e) {
+          window.getSelection().selectAllChildren(source);
+          button.textContent = button.dataset.select;
+        }
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { revealRefusedForm(); confirmations(); commitSelects(); copyButtons(); platformKeys(); pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
   return { api, composing, errorText, meta, t };
 })();
