@@ -268,3 +268,14 @@ def test_a_project_name_with_a_line_break_still_gets_its_e_mail_out(project, own
     page, link, _token = invite(owner)
     assert "It was also e-mailed to alex@example.com." in text_of(page)
     assert "\n" not in mail.outbox[0].subject and mail.outbox[0].bcc == []
+
+
+def test_someone_in_no_project_yet_joins_from_the_link(project, owner):
+    _page, _link, token = invite(owner, "alex@example.com", "viewer")
+    loner = Client()
+    loner.force_login(UserFactory(username="loner"))
+    assert loner.get("/jobs/").status_code == 403  # no project yet: told so
+    shown = loner.get(f"/invite/{token}/")
+    assert shown.status_code == 200 and 'id="join"' in text_of(shown)
+    assert loner.post(f"/invite/{token}/").status_code == 302
+    assert loner.get("/", follow=True).redirect_chain[-1][0] == "/jobs/"  # a viewer lands on the jobs
