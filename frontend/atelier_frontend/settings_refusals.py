@@ -36,6 +36,10 @@ MESSAGES = {
     "empty_value": _("Empty value."),
     "too_many_entries": _("At most %(limit)s entries at a time."),
     "allowlist_full": _("A project's allow list holds at most %(limit)s entries; this would make it %(total)s."),
+    "too_many_terms": _("At most %(limit)s terms at a time."),
+    "not_in_blocklist": _("Not in the blocklist (a plain term is found whatever its case, a regular expression only "
+                          "as typed, with “regular expressions” ticked): nothing was removed."),
+    "not_in_allowlist": _("Not in the allow list (removed meanwhile?): nothing was removed."),
     "entry_too_long": _("“%(start)s…” is longer than 500 characters."),
     # the built-in safety checks' own refusals of a term (atelier_plugins.safety.blocklist) or an allow-list entry
     # (atelier_plugins.safety.allowlist)

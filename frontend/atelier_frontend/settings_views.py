@@ -15,7 +15,7 @@ from django.db.models import Count
 from django.shortcuts import redirect
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext_lazy
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
 from atelier_platform.accounts import invitations
 from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE, ApiKey, Invitation, Membership
@@ -69,7 +69,7 @@ POLICY_FIELD_LABELS = {"review_mode": gettext_lazy("Mode"),
 SECTION_OF_ACTION = {"add_member": "members", "set_role": "members", "remove_member": "members",
                      "invite": "invitations", "revoke_invitation": "invitations",
                      "create_key": "key", "revoke_key": "key", "rename_key": "key", "policy": "policy", "blocklist": "blocklist",
-                     "allowlist": "allowlist",
+                     "blocklist_remove": "blocklist", "allowlist": "allowlist", "allowlist_remove": "allowlist",
                      "plugin": "plugins", "webhook_retry": "webhooks",
                      **{action: "webhooks" for action in WEBHOOK_ACTIONS}}
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
@@ -148,6 +148,24 @@ def project_settings(request, here):
                         raise ValidationError(_("Choose a category."))
                     result = policies.import_blocklist(project, actor, terms, replace=request.POST.get("replace") == "on")
                     notice = _("Blocklist: %(added)s added, %(removed)s removed, %(total)s in all.") % result
+                elif action == "blocklist_remove":
+                    terms = [{"pattern": line.strip(), "is_regex": request.POST.get("remove_regex") == "on"}
+                             for line in request.POST.get("remove_terms", "").splitlines() if line.strip()]
+                    if not terms:
+                        raise ValidationError({"remove_terms": [_("Type the terms to remove, one per line.")]})
+                    result = policies.remove_blocklist_terms(project, actor, terms)
+                    notice = ngettext("Blocklist: %(removed)s term removed, %(total)s left. Texts with it are no longer "
+                                      "blocked.", "Blocklist: %(removed)s terms removed, %(total)s left. Texts with "
+                                      "them are no longer blocked.", result["removed"]) % result
+                elif action == "allowlist_remove":
+                    ids = [whole_number(value) for value in request.POST.getlist("remove")]
+                    if not ids:
+                        raise ValidationError({"remove": [_("Tick the entries to remove.")]})
+                    if None in ids:
+                        raise ValidationError({"remove": [_("No such entry.")]})
+                    result = policies.remove_allowlist_ids(project, actor, ids)
+                    notice = ngettext("Allow list: %(removed)s entry removed, %(total)s left.",
+                                      "Allow list: %(removed)s entries removed, %(total)s left.", result["removed"]) % result
                 elif action == "allowlist":
                     kind = request.POST.get("allow_kind", "")
                     if kind and kind not in dict(ALLOW_KINDS):
@@ -202,7 +220,9 @@ def project_settings(request, here):
         "blocklist_form": request.POST if refused == "blocklist" else {},
         "blocklist": BlocklistEntry.objects.filter(project=project).values("category").annotate(n=Count("id")).order_by("category"),
         "categories": BLOCKLIST_CATEGORIES,
+        "blocklist_remove_form": request.POST if refused == "blocklist_remove" else {},
         "allowlist_form": request.POST if refused == "allowlist" else {},
+        "allowlist_ticked": {whole_number(v) for v in request.POST.getlist("remove")} if refused == "allowlist_remove" else set(),
         "allowlist": AllowlistEntry.objects.filter(project=project).order_by("kind", "normalised")[:1000],
         "allow_kinds": ALLOW_KINDS,
         **_audit(project, request.GET),
@@ -390,12 +410,17 @@ def _invalid_inputs(error: ValidationError, posted) -> dict[str, list[str]]:
                 for name in (f"review:{category}", f"block:{category}") if category else ("thresholds",):
                     inputs.setdefault(name, []).append(message)
         elif field.startswith("terms."):
-            inputs.setdefault("terms", []).extend(f"{_field_words(field, posted)}: {message}" for message in messages)
+            inputs.setdefault(_terms_input(posted), []).extend(f"{_field_words(field, posted)}: {message}" for message in messages)
         elif field == "entries" or field.startswith("entries."):
             inputs.setdefault("allow_entries", []).extend(messages)
         else:
             inputs.setdefault(field, []).extend(messages)
     return inputs
+
+
+def _terms_input(posted) -> str:
+    """The text area whose lines a refusal's ``terms.N.pattern`` numbers: the import's, or the removal's."""
+    return "remove_terms" if posted.get("action") == "blocklist_remove" else "terms"
 
 
 def _field_words(field: str, posted) -> str:
@@ -406,12 +431,14 @@ def _field_words(field: str, posted) -> str:
     kind, _colon, category = field.partition(":")
     if category and kind in ("review", "block"):
         return f"{category_label(category)}: {_('Review at') if kind == 'review' else _('Block at')}"
-    if field == "entries":
+    if field in ("entries", "remove"):
         return _("Allow list")
+    if field == "remove_terms":
+        return _("Blocklist")
     term = re.fullmatch(r"terms\.(\d+)\.pattern", field) or re.fullmatch(r"entries\.(\d+)\.value", field)
     if term:
         # the service numbers the terms (or allow-list entries), which are the text's lines less the blank ones
-        text = posted.get("terms" if field.startswith("terms.") else "allow_entries", "")
+        text = posted.get(_terms_input(posted) if field.startswith("terms.") else "allow_entries", "")
         lines = [number for number, line in enumerate(text.splitlines(), 1) if line.strip()]
         if int(term[1]) < len(lines):
             return _("Line %(line)s") % {"line": lines[int(term[1])]}

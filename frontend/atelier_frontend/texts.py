@@ -34,7 +34,8 @@ WORDS = {
     "review regenerate": _("review regenerate"), "approval recorded": _("approval recorded"),
     # the project's own changes, in the settings page's audit log
     "policy changed": _("policy changed"), "blocklist imported": _("blocklist imported"),
-    "allowlist imported": _("allow list imported"),
+    "allowlist imported": _("allow list imported"), "blocklist terms removed": _("blocklist terms removed"),
+    "allowlist entries removed": _("allow list entries removed"),
     "plugin configured": _("plugin configured"), "api key created": _("API key created"),
     "api key revoked": _("API key revoked"), "api key renamed": _("API key renamed"), "member added": _("member added"), "member removed": _("member removed"),
     "member role changed": _("member role changed"), "webhook created": _("webhook created"),

@@ -23,7 +23,7 @@ def test_the_allow_list_is_imported_shown_and_audited(project, owner):
         ("email", "support@lumenloom.example"), ("phone", "+18005550142"), ("term", "wool")}
     page = owner.get("/settings/").content.decode()
     assert 'id="allowlist"' in page and "Allow list: 3 added, 0 removed, 3 in all." in page
-    assert '<span class="chip" title="phone">1-800-555-0142</span>' in page
+    assert '<label class="chip allow-entry" title="phone">' in page and "> 1-800-555-0142</label>" in page
     owner.post("/settings/", {"action": "allowlist", "allow_entries": "555", "allow_kind": "term", "replace": "on"})
     assert list(AllowlistEntry.objects.values_list("kind", "value")) == [("term", "555")]
     [first, second] = AuditEvent.objects.filter(action="allowlist_imported").order_by("id")

@@ -139,7 +139,7 @@ class ApiRequestGuardMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if is_api_path(request.path) and request.method in ("POST", "PUT", "PATCH"):
+        if is_api_path(request.path) and request.method in ("POST", "PUT", "PATCH", "DELETE"):
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
                 return early_error(request, 411, "length_required", "Send the body with a Content-Length header, not chunked.")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.serializers import (
     AllowlistImportSerializer,
+    AllowlistRemoveSerializer,
     AllowlistSerializer,
     BlocklistImportSerializer,
+    BlocklistRemoveSerializer,
     BlocklistSummarySerializer,
     ListImportResultSerializer,
+    ListRemovalResultSerializer,
     SafetyPolicySerializer,
 )
 from atelier_platform.moderation import policies
@@ -35,6 +38,24 @@ def imported(request, serializer_class, field: str, import_list) -> Response:
     try:
         result = import_list(request.access.project, actor_of(request), incoming.validated_data[field],
                              replace=incoming.validated_data["replace"])
+    except DjangoValidationError as error:
+        raise ValidationError(error.message_dict) from None
+    return Response(result)
+
+
+def removed(request, serializer_class, field: str, remove) -> Response:
+    """A removal from a list (``DELETE`` with the terms or entries in its body, as an import names them): done by the
+    service ``remove`` in one transaction, all or none. What the list does not hold (another project's, a typo) is a
+    404 naming each by its place in the body, and nothing is removed."""
+    incoming = serializer_class(data=request.data)
+    incoming.is_valid(raise_exception=True)
+    try:
+        result = remove(request.access.project, actor_of(request), incoming.validated_data[field])
+    except policies.NotInList as error:
+        missing = NotFound(f"Not in the list: nothing was removed ({len(error.message_dict)} of "
+                           f"{len(incoming.validated_data[field])} not found).")
+        missing.details = error.message_dict
+        raise missing from None
     except DjangoValidationError as error:
         raise ValidationError(error.message_dict) from None
     return Response(result)
@@ -61,7 +82,7 @@ class SafetyPolicyView(APIView):
 class BlocklistView(APIView):
     """Counts and categories only on GET: the terms themselves are not echoed back."""
 
-    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN}
+    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN, "delete": Capability.ADMIN}
 
     @extend_schema(responses=BlocklistSummarySerializer)
     def get(self, request):
@@ -75,12 +96,17 @@ class BlocklistView(APIView):
     def post(self, request):
         return imported(request, BlocklistImportSerializer, "terms", policies.import_blocklist)
 
+    @extend_schema(request=BlocklistRemoveSerializer, responses=ListRemovalResultSerializer,
+                   description="Remove terms, all or none: a term the list does not hold is a 404 and nothing is removed.")
+    def delete(self, request):
+        return removed(request, BlocklistRemoveSerializer, "terms", policies.remove_blocklist_terms)
+
 
 class AllowlistView(APIView):
     """Words the classifiers must not count against a text, and contacts the project publishes itself. Shown in
     full on GET (nothing secret in it, unlike the blocklist); never an exception to the blocklist."""
 
-    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN}
+    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN, "delete": Capability.ADMIN}
 
     @extend_schema(responses=AllowlistSerializer)
     def get(self, request):
@@ -89,3 +115,9 @@ class AllowlistView(APIView):
     @extend_schema(request=AllowlistImportSerializer, responses=ListImportResultSerializer)
     def post(self, request):
         return imported(request, AllowlistImportSerializer, "entries", policies.import_allowlist)
+
+    @extend_schema(request=AllowlistRemoveSerializer, responses=ListRemovalResultSerializer,
+                   description="Remove entries, all or none: an entry the list does not hold is a 404 and nothing is "
+                               "removed.")
+    def delete(self, request):
+        return removed(request, AllowlistRemoveSerializer, "entries", policies.remove_allowlist_entries)

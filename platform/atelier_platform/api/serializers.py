@@ -375,6 +375,17 @@ class BlocklistImportSerializer(StrictSerializer):
     replace = serializers.BooleanField(default=False, help_text="replace the whole list instead of adding")
 
 
+class BlocklistRemovedTermSerializer(StrictSerializer):
+    pattern = serializers.CharField(max_length=500, trim_whitespace=False,
+                                    help_text="the term as stored: a plain one whatever its case, a regular expression exactly")
+    is_regex = serializers.BooleanField(default=False)
+    category = serializers.CharField(required=False, help_text="ignored: the body of an import may be sent as it is")
+
+
+class BlocklistRemoveSerializer(StrictSerializer):
+    terms = BlocklistRemovedTermSerializer(many=True, min_length=1, max_length=1_000)
+
+
 class AllowlistEntrySerializer(StrictSerializer):
     value = serializers.CharField(max_length=500, help_text="a word or phrase, or a contact the project publishes")
     kind = serializers.ChoiceField(choices=["term", "email", "phone", "url"], required=False,
@@ -385,6 +396,15 @@ class AllowlistEntrySerializer(StrictSerializer):
 class AllowlistImportSerializer(StrictSerializer):
     entries = AllowlistEntrySerializer(many=True, max_length=1_000)
     replace = serializers.BooleanField(default=False, help_text="replace the whole list instead of adding")
+
+
+class AllowlistRemoveSerializer(StrictSerializer):
+    entries = AllowlistEntrySerializer(many=True, min_length=1, max_length=1_000)
+
+
+class ListRemovalResultSerializer(serializers.Serializer):
+    removed = serializers.IntegerField(help_text="entries removed (a plain blocklist term removes each of its spellings)")
+    total = serializers.IntegerField(help_text="entries in the list now")
 
 
 class ListImportResultSerializer(serializers.Serializer):

@@ -114,6 +114,48 @@ def import_blocklist(project, actor: str, terms: list[dict], *, replace: bool = 
     return {"added": len(new), "removed": removed, "total": total}
 
 
+#: The most terms (or allow-list entries) one removal names.
+MAX_REMOVED_AT_ONCE = 1_000
+
+
+class NotInList(ValidationError):
+    """Some of the terms or entries a removal names are not in the project's list (another project's, a typo):
+    nothing is removed. ``error_dict`` names each by its place in the request."""
+
+
+def _locked_lists(project) -> None:
+    """Hold the project's policy row until the transaction ends: one change of its lists at a time."""
+    policy_for(project)
+    SafetyPolicy.objects.select_for_update().filter(project=project).first()
+
+
+@transaction.atomic
+def remove_blocklist_terms(project, actor: str, terms: list[dict]) -> dict:
+    """Remove these terms from a project's blocklist, all or none: a term the list does not hold (a typo, another
+    project's) refuses the whole removal (``NotInList``) and nothing is removed. A plain term is found whatever its
+    case, as screening matches it (a "Wool" left behind would still block "wool"); a regular expression by its exact
+    text (``\\d`` is not ``\\D``). The audit keeps counts, as for an import: the terms are the project's secret."""
+    if len(terms) > MAX_REMOVED_AT_ONCE:
+        raise ValidationError({"terms": [ValidationError("At most %(limit)s terms at a time.", code="too_many_terms",
+                                                         params={"limit": f"{MAX_REMOVED_AT_ONCE:,}"})]})
+    _locked_lists(project)
+    found, missing = set(), {}
+    for index, term in enumerate(terms):
+        pattern, is_regex = term["pattern"], term.get("is_regex", False)
+        rows = BlocklistEntry.objects.filter(project=project, is_regex=is_regex)
+        ids = list((rows.filter(pattern=pattern) if is_regex else rows.filter(pattern__iexact=pattern))
+                   .values_list("pk", flat=True))
+        if not ids:
+            missing[f"terms.{index}.pattern"] = [ValidationError("Not in the blocklist.", code="not_in_blocklist")]
+        found.update(ids)
+    if missing:
+        raise NotInList(missing)
+    removed = BlocklistEntry.objects.filter(project=project, pk__in=found).delete()[0]
+    total = BlocklistEntry.objects.filter(project=project).count()
+    audit.record(project, actor, "blocklist_terms_removed", project, after={"removed": removed, "total": total})
+    return {"removed": removed, "total": total}
+
+
 #: The most entries a project's allow list holds (and so one import takes): an allow list is a short list of
 #: exceptions, and every entry it holds is a word the classifiers no longer see.
 MAX_ALLOW_ENTRIES = 1_000
@@ -181,3 +223,50 @@ def import_allowlist(project, actor: str, entries: list[dict], *, replace: bool 
         "added": [f"{entry.kind}: {entry.value}" for entry in new],
         "removed": [f"{kind}: {value}" for _pk, kind, value in dropped], "total": total})
     return {"added": len(new), "removed": len(dropped), "total": total}
+
+
+@transaction.atomic
+def remove_allowlist_entries(project, actor: str, entries: list[dict]) -> dict:
+    """Remove these entries (``{"value": ..., "kind": ...}``, kind optional: detected) from a project's allow list,
+    all or none: each is found as an import would store it (an e-mail address whatever its case, a phone number
+    however it is written), and one the list does not hold refuses the whole removal (``NotInList``). The audit
+    names what was removed, as an import's does."""
+    if len(entries) > MAX_REMOVED_AT_ONCE:
+        raise ValidationError({"entries": [ValidationError("At most %(limit)s entries at a time.", code="too_many_entries",
+                                                           params={"limit": f"{MAX_REMOVED_AT_ONCE:,}"})]})
+    wanted, errors = {}, {}
+    for index, entry in enumerate(entries):
+        try:
+            wanted[index] = allow_entry(entry.get("kind"), entry["value"].strip())
+        except ValidationError as error:
+            errors[f"entries.{index}.value"] = error.error_list
+    if errors:
+        raise ValidationError(errors)
+    _locked_lists(project)
+    stored = {(kind, normalised): (pk, value) for pk, kind, value, normalised in
+              AllowlistEntry.objects.filter(project=project).values_list("pk", "kind", "value", "normalised")}
+    missing = {f"entries.{index}.value": [ValidationError("Not in the allow list.", code="not_in_allowlist")]
+               for index, key in wanted.items() if key not in stored}
+    if missing:
+        raise NotInList(missing)
+    return _remove_allowed(project, actor, {stored[key][0]: (key[0], stored[key][1]) for key in wanted.values()})
+
+
+@transaction.atomic
+def remove_allowlist_ids(project, actor: str, ids: list[int]) -> dict:
+    """Remove the allow-list entries with these ids (the settings page's ticked entries), all or none: an id that
+    is not one of the project's entries (another project's, one removed meanwhile) refuses the whole removal."""
+    _locked_lists(project)
+    rows = {pk: (kind, value) for pk, kind, value in
+            AllowlistEntry.objects.filter(project=project, pk__in=ids).values_list("pk", "kind", "value")}
+    if not ids or set(ids) - set(rows):
+        raise NotInList({"remove": [ValidationError("Not in the allow list.", code="not_in_allowlist")]})
+    return _remove_allowed(project, actor, rows)
+
+
+def _remove_allowed(project, actor: str, rows: dict[int, tuple[str, str]]) -> dict:
+    AllowlistEntry.objects.filter(project=project, pk__in=list(rows)).delete()
+    total = AllowlistEntry.objects.filter(project=project).count()
+    audit.record(project, actor, "allowlist_entries_removed", project, after={
+        "removed": sorted(f"{kind}: {value}" for kind, value in rows.values()), "total": total})
+    return {"removed": len(rows), "total": total}
