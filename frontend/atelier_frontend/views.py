@@ -582,9 +582,23 @@ def _queue_filters(filters: dict[str, str]) -> dict:
     return {"plugin": filters["plugin"] or None, "flagged": {"true": True, "false": False}.get(filters["flagged"])}
 
 
+#: The most items one click of the bulk button approves: each is a decision and an audit event of its own, and a
+#: click that approves without looking is kept to a number a reviewer can take back by hand.
+BULK_LIMIT = 100
+
+
 def _bulk_words(n: int) -> dict[str, str]:
     """The bulk button's label and the question it asks, for ``n`` items: in the page as served, and in the queue's
-    standing, which the page's script puts in as the count changes."""
+    standing, which the page's script puts in as the count changes. Past ``BULK_LIMIT`` they say what one click
+    approves and what it leaves (the button said "Approve all 150" and approved 100)."""
+    if n > BULK_LIMIT:
+        values = {"limit": BULK_LIMIT, "n": n, "rest": n - BULK_LIMIT}
+        return {"label": ngettext("Approve %(limit)s of %(n)s unflagged item", "Approve %(limit)s of %(n)s unflagged items",
+                                  n) % values,
+                "confirm": ngettext("Approve the first %(limit)s of %(n)s unflagged item without looking at them? The "
+                                    "other %(rest)s wait for the next click.",
+                                    "Approve the first %(limit)s of %(n)s unflagged items without looking at them? The "
+                                    "other %(rest)s wait for the next click.", n) % values}
     return {"label": ngettext("Approve %(n)s unflagged item", "Approve all %(n)s unflagged items", n) % {"n": n},
             "confirm": ngettext("Approve %(n)s unflagged item without looking at it?",
                                 "Approve all %(n)s unflagged items without looking at them?", n) % {"n": n}}
@@ -664,14 +678,13 @@ def review_standing(request, here):
     return JsonResponse(answer)
 
 
-BULK_LIMIT = 100
-
-
 @needs(Capability.REVIEWS_WRITE)
 @require_POST
 def review_bulk_approve(request, here):
-    """Approve every unflagged pending item at once (never an audit sample: a person looks at those), each
-    through the review service (a lease, a decision, an audit event), so the rules that hold for one hold for all."""
+    """Approve the unflagged pending items the page counted, ``BULK_LIMIT`` at most (never an audit sample: a person
+    looks at those), each through the review service (a lease, a decision, an audit event), so the rules that hold
+    for one hold for all. Answers how many were approved, passed over (taken or decided meanwhile) and are left of
+    those counted, with a sentence saying so in the page's language."""
     from atelier_platform.moderation import review as reviews
 
     reviewer = _reviewer(request)
@@ -679,22 +692,36 @@ def review_bulk_approve(request, here):
     # approves that plugin's
     filters = _review_filters(request.GET)
     if filters["flagged"] == "true":
-        return JsonResponse({"approved": 0, "passed": 0})
+        return JsonResponse({"approved": 0, "passed": 0, "left": 0, "message": _bulk_said(0, 0)})
     # The reviewer confirmed "approve these N items" as the queue page counted them: items that arrived since (which
     # nobody has seen, and the count left out) wait for a look or the next bulk approval.
     counted_at = parse_instant(request.POST.get("counted_at", ""))
     if counted_at is None:
         return _validation_error("counted_at", "Say when the items were counted.", COUNTED_AT_HELP)
     approved, passed = 0, 0
-    for item in reviews.bulk_approvable(here.project, reviewer, policy_for(here.project), plugin=filters["plugin"],
-                                        counted_at=counted_at)[:BULK_LIMIT]:
+    counted = reviews.bulk_approvable(here.project, reviewer, policy_for(here.project), plugin=filters["plugin"],
+                                      counted_at=counted_at)
+    for item in counted[:BULK_LIMIT]:
         try:
             reviews.decide(reviews.claim(item, reviewer), reviewer, action="approve")
         except reviews.ReviewError:
             passed += 1  # taken or decided meanwhile, or already approved by this reviewer
         else:
             approved += 1
-    return JsonResponse({"approved": approved, "passed": passed})
+    left = counted.count()  # of those the page counted, what the next click would approve
+    return JsonResponse({"approved": approved, "passed": passed, "left": left, "message": _bulk_said(approved, left)})
+
+
+def _bulk_said(approved: int, left: int) -> str:
+    """What a click of the bulk button did, for the queue page to say: how many it approved, and how many of
+    those counted are left for the next click."""
+    said = ngettext("Approved without review: %(n)s item.", "Approved without review: %(n)s items.", approved) % {
+        "n": approved}
+    if left:
+        said += " " + ngettext("%(n)s more unflagged item is left: press the button again to approve it.",
+                               "%(n)s more unflagged items are left: press the button again to approve them.",
+                               left) % {"n": left}
+    return said
 
 
 @needs(Capability.REVIEWS_WRITE)

@@ -1,10 +1,11 @@
 """Gaps owners and reviewers met, in a real browser: a mistaken blocklist term or allow-list entry could only be
-undone by retyping the whole list."""
+undone by retyping the whole list, and the review queue's bulk button said "Approve all 150" while one click
+approved 100."""
 
 from __future__ import annotations
 
-from atelier_platform.moderation.models import AllowlistEntry, BlocklistEntry
-from tests.frontend.browsing import BROWSER_TESTS, shot, sign_in
+from atelier_platform.moderation.models import AllowlistEntry, BlocklistEntry, ReviewItem
+from tests.frontend.browsing import BROWSER_TESTS, shot, shown_item, sign_in
 
 pytestmark = BROWSER_TESTS
 
@@ -45,3 +46,27 @@ def test_an_owner_removes_a_blocklist_term_and_an_allow_list_entry_from_the_sett
     expect(page.locator("label[for=remove_terms]")).to_have_text("移除屏蔽词，每行一个，与导入时一致")
     shot(page, "122-settings-list-removal-zh")
 
+
+def test_the_bulk_button_past_its_limit_says_how_many_one_click_approves_and_what_is_left(
+        live_server, browser, expect, project, member, submit, run_job, monkeypatch):
+    from atelier_frontend import views
+
+    monkeypatch.setattr(views, "BULK_LIMIT", 2)  # 100 in use: the same words with 2 of 3
+    editor = member(project, "editor")
+    for text in ("first", "second", "third"):
+        run_job(submit(project, text=text, user=editor))
+    page = sign_in(browser, live_server.url, member(project, "reviewer").username)
+    shown_item(page, expect)
+    bulk = page.locator("#bulk-approve")
+    expect(bulk).to_have_text("Approve 2 of 3 unflagged items")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    bulk.click()
+    expect(page.locator("#flash")).to_have_text(
+        "Approved without review: 2 items. 1 more unflagged item is left: press the button again to approve it.")
+    assert asked == ["Approve the first 2 of 3 unflagged items without looking at them? The other 1 wait for the next "
+                     "click."]
+    assert ReviewItem.objects.filter(state="open").count() == 1
+    expect(bulk).to_have_text("Approve 1 unflagged item")  # what is left, for the next click
+    expect(bulk).to_be_visible()
+    shot(page, "123-review-bulk-limit-said")

@@ -450,7 +450,7 @@ class TestReview:
         assert "Approve all 2 unflagged items" in text_of(reviewer.get("/review/"))
         with django_capture_on_commit_callbacks(execute=True):
             answer = reviewer.post("/review/bulk-approve/", {"counted_at": timezone.now().isoformat()}).json()
-        assert answer == {"approved": 2, "passed": 0}
+        assert answer == {"approved": 2, "passed": 0, "left": 0, "message": "Approved without review: 2 items."}
         states = dict(ReviewItem.objects.values_list("output__job__input__text", "output__review_state"))
         assert states == {"plain 0": "approved", "plain 1": "approved", "enilredrob": "pending", "mine": "pending"}
         assert "unflagged item" not in text_of(reviewer.get("/review/"))
@@ -468,7 +468,7 @@ class TestReview:
         run_job(submit(project, text="arrived later", user=editor.user))
         with django_capture_on_commit_callbacks(execute=True):
             answer = reviewer.post("/review/bulk-approve/", {"counted_at": counted_at}).json()
-        assert answer == {"approved": 2, "passed": 0}
+        assert (answer["approved"], answer["passed"], answer["left"]) == (2, 0, 0)  # the one that arrived is not counted
         states = dict(ReviewItem.objects.values_list("output__job__input__text", "output__review_state"))
         assert states == {"counted 0": "approved", "counted 1": "approved", "arrived later": "pending"}
         # without the time of the count (or with a time of no one moment), nothing is approved
@@ -489,8 +489,39 @@ class TestReview:
         assert "unflagged item" not in text_of(reviewer.get("/review/"))
         with django_capture_on_commit_callbacks(execute=True):
             assert reviewer.post("/review/bulk-approve/", {"counted_at": timezone.now().isoformat()}).json() == {
-                "approved": 0, "passed": 0}
+                "approved": 0, "passed": 0, "left": 0, "message": "Approved without review: 0 items."}
         assert ReviewItem.objects.get().state == "open"
+
+    def test_the_bulk_button_says_what_one_click_approves_past_its_limit_and_what_is_left(
+            self, project, signed_in, submit, run_job, monkeypatch, django_capture_on_commit_callbacks):
+        """One click approves ``BULK_LIMIT`` items (100): the button said "Approve all 150" and approved 100. With a
+        limit of 2 and 3 items counted: "Approve 2 of 3", then 1 left, said, and the next click approves it."""
+        from atelier_frontend import views
+
+        monkeypatch.setattr(views, "BULK_LIMIT", 2)
+        editor, reviewer = signed_in(project, "editor"), signed_in(project, "reviewer")
+        for text in ("first", "second", "third"):
+            run_job(submit(project, text=text, user=editor.user))
+        page = reviewer.get("/review/").content.decode()
+        assert ">Approve 2 of 3 unflagged items</button>" in page and "Approve all 3" not in page
+        assert 'data-confirm="Approve the first 2 of 3 unflagged items without looking at them? The other 1 wait' in page
+        counted_at = re.search(r'data-counted-at="([^"]+)"', page).group(1)
+        standing = reviewer.get("/review/standing/", {"counted_at": counted_at}).json()
+        assert standing["bulk"]["label"] == "Approve 2 of 3 unflagged items"
+        with django_capture_on_commit_callbacks(execute=True):
+            answer = reviewer.post("/review/bulk-approve/", {"counted_at": counted_at}).json()
+        assert answer == {"approved": 2, "passed": 0, "left": 1, "message": (
+            "Approved without review: 2 items. 1 more unflagged item is left: press the button again to approve it.")}
+        # the oldest first, as the queue shows them
+        states = dict(ReviewItem.objects.values_list("output__job__input__text", "state"))
+        assert states == {"first": "decided", "second": "decided", "third": "open"}
+        assert reviewer.get("/review/standing/", {"counted_at": counted_at}).json()["bulk"]["label"] == (
+            "Approve 1 unflagged item")
+        reviewer.post("/language/", {"language": "zh-hans", "next": "/review/"})
+        with django_capture_on_commit_callbacks(execute=True):
+            answer = reviewer.post("/review/bulk-approve/", {"counted_at": counted_at}).json()
+        assert (answer["approved"], answer["left"]) == (1, 0) and answer["message"] == "已批量批准：1 条。"
+        assert not ReviewItem.objects.filter(state="open").exists()
 
     def test_the_queues_standing_says_where_the_item_stands_and_what_the_bulk_button_still_covers(
             self, project, other_project, signed_in, submit, run_job, django_capture_on_commit_callbacks):

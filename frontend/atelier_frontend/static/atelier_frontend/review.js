@@ -441,7 +441,8 @@ document.addEventListener("DOMContentLoaded", () => {
       say(Atelier.errorText({ status: 0 }), "error");
     }
     if (!result) { button.disabled = false; return; }  // nothing approved: the person may try again
-    say(`${Atelier.t("bulk_done", "Approved:")} ${result.approved}`, "ok");
+    // the server says it in the page's words: how many were approved, and how many of those counted are left
+    say(result.message || `${Atelier.t("bulk_done", "Approved:")} ${result.approved}`, "ok");
     // gone until the standing says some of the items counted are left (more than one click approves, or held
     // by another reviewer then); it can be pressed again then
     button.closest(".bulk").hidden = true;
