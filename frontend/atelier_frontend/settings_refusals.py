@@ -18,7 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from datetime import datetime
+
 from django.core.exceptions import ValidationError
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
 from atelier_frontend.labels import category_label
@@ -92,6 +96,9 @@ MESSAGES = {
     "dns_lookup_timeout": _("The DNS lookup of “%(host)s” got no answer within %(limit)s s; nothing was saved. Try "
                             "again, or check the host name."),
     "unknown_event_types": _("Unknown event type: %(unknown)s. Subscribe to any of: %(events)s."),
+    "secret_rotation_limit": _("%(count)s secrets rotated away still sign this endpoint's deliveries, the most there "
+                               "can be; the first of them stops at %(until)s. Rotate again then, or now with “stop "
+                               "the earlier secrets at once” (the current secret still signs for 24 hours)."),
     "webhook_limit_reached": _("A project has at most %(limit)s webhook endpoints: delete one first."),
     # why a webhook delivery failed or was not sent, why an endpoint was disabled (webhooks.delivery, in the
     # delivery log and the list of endpoints)
@@ -137,6 +144,8 @@ def _values(params: dict[str, Any]) -> dict[str, Any]:
                              if values["read_as"] else "")
     if "problem" in values:
         values["problem"] = ADDRESS_PROBLEMS.get(str(values["problem"]), values["problem"])
+    if isinstance(values.get("until"), datetime):
+        values["until"] = date_format(localtime(values["until"]), "DATETIME_FORMAT")
     if "can_be_allowed" in values:
         values["hint"] = (_(" An operator can allow private addresses with "
                             "ATELIER_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true.") if values["can_be_allowed"] else "")

@@ -13,7 +13,9 @@ from django.core.validators import ProhibitNullCharactersValidator
 from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import redirect
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
@@ -50,7 +52,7 @@ NEW_WEBHOOK_SESSION = "atelier_new_webhook_secret"
 NOTICE_SESSION = "atelier_settings_notice"
 NEW_INVITATION_SESSION = "atelier_new_invitation"
 INVITATION_ROWS = 100
-WEBHOOK_ACTIONS = ("webhook_create", "webhook_update", "webhook_delete", "webhook_test")
+WEBHOOK_ACTIONS = ("webhook_create", "webhook_update", "webhook_delete", "webhook_test", "webhook_rotate")
 REASON = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 #: A new key's lifetimes the form offers, in days ("": it does not expire); the API takes any time up to 3650 days
 KEY_LIFETIMES = [("", pgettext_lazy("a key's expiry", "never")), ("30", gettext_lazy("in 30 days")), ("90", gettext_lazy("in 90 days")),
@@ -202,6 +204,8 @@ def project_settings(request, here):
     new_key = request.session.pop(NEW_KEY_SESSION, None)
     new_webhook = request.session.pop(NEW_WEBHOOK_SESSION, None)
     new_invitation = request.session.pop(NEW_INVITATION_SESSION, None)
+    if new_webhook and new_webhook.get("old_until"):
+        new_webhook["old_until"] = parse_datetime(new_webhook["old_until"])  # for the page to show in its time zone
     if request.method != "POST":
         notice = request.session.pop(NOTICE_SESSION, "") or notice
     if request.GET.get("saved") and not notice and not new_key and not new_webhook and not new_invitation:
@@ -230,7 +234,7 @@ def project_settings(request, here):
         **_webhook_forms(project, WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50],
                          webhook_form),
         "event_types": SUBSCRIBABLE_EVENTS, "new_webhook": new_webhook,
-        "deliveries": _deliveries(project),
+        **_deliveries(project, request.GET),
         "errors": errors, "notice": notice, "invalid": invalid,
         "refused_section": SECTION_OF_ACTION.get(refused or request.POST.get("action", ""), "") if errors or webhook_form else "",
     }, status=404 if missing else 400 if errors or webhook_form else 200)
@@ -617,6 +621,10 @@ def _webhook(request, project, actor, action) -> tuple[str, dict | None]:
             raise ValidationError(_("No such webhook endpoint."))
     values = {"url": posted.get("url", "").strip(), "description": posted.get("description", "").strip()[:300],
               "event_types": posted.getlist("event_types"), "enabled": posted.get("enabled") == "on"}
+    if action == "webhook_rotate":
+        # no form's values posted: a refused rotation opens the endpoint's form as it is stored, its error above it
+        values = {"url": endpoint.url, "description": endpoint.description, "event_types": endpoint.event_types,
+                  "enabled": endpoint.enabled}
     try:
         if action == "webhook_create":
             created = webhooks.create_endpoint(project, actor, **values)
@@ -625,6 +633,14 @@ def _webhook(request, project, actor, action) -> tuple[str, dict | None]:
         if action == "webhook_update":
             webhooks.update_endpoint(endpoint, actor, values)
             return _("Webhook endpoint saved."), None
+        if action == "webhook_rotate":
+            # as POST /api/v1/webhooks/{id}/rotate-secret/: the secret replaced keeps signing for the grace time (the
+            # receiver switches over without a gap); "expire_previous" stops the ones rotated away before, at once
+            rotated = webhooks.rotate_secret(endpoint, actor, expire_previous=posted.get("expire_previous") == "on")
+            request.session[NEW_WEBHOOK_SESSION] = {
+                "id": str(rotated.pk), "url": rotated.url, "secret": rotated.secret, "rotated": True,
+                "old_until": rotated.previous_secrets_at(timezone.now())[0].expires_at.isoformat()}
+            return "", None
         if action == "webhook_delete":
             webhooks.delete_endpoint(endpoint, actor)
             return _("Webhook endpoint %(url)s deleted.") % {"url": endpoint.url}, None
@@ -634,7 +650,8 @@ def _webhook(request, project, actor, action) -> tuple[str, dict | None]:
         details = getattr(exc, "details", None) or {}
         words = webhook_words(exc)  # the refusal's own message in the page's words, under its field or the form
         fields = {name: [words if str(m) == exc.message else str(m) for m in messages]
-                  for name, messages in details.items() if isinstance(messages, list)}
+                  # the form's own fields: a refusal's other details (a rotation's secrets still signing) are no field
+                  for name, messages in details.items() if isinstance(messages, list) and name in values}
         return "", {"endpoint": str(endpoint.pk) if endpoint else None, "values": values,
                     "errors": [] if fields else [words], "fields": fields}
 
@@ -648,13 +665,39 @@ def _disabled_words(endpoint, names: dict[str, str]) -> str:
     return coded_words(coded, endpoint.disabled_reason)
 
 
-def _deliveries(project) -> list:
-    """The latest deliveries, each with why its last attempt failed in the page's words (``error_words``)."""
-    deliveries = list(WebhookDelivery.objects.filter(endpoint__project=project).select_related("endpoint")
-                      .order_by("-created_at")[:DELIVERY_ROWS])
-    for delivery in deliveries:
+def _deliveries(project, query) -> dict:
+    """The delivery log section: the latest deliveries, of one endpoint where ``delivery_endpoint`` names one (the
+    latest of all endpoints together hid a quiet endpoint's behind a busy one's), or those before ``delivery_before``
+    (a delivery's id: the page of older ones); each with why its last attempt failed in the page's words
+    (``error_words``); the link to the older ones. An endpoint that is not the project's is refused in the section
+    (no deliveries shown); a ``delivery_before`` that is not one of its deliveries starts from the newest."""
+    from urllib.parse import urlencode
+
+    from django.db.models import Q
+
+    deliveries = WebhookDelivery.objects.filter(endpoint__project=project)
+    chosen, errors = query.get("delivery_endpoint", "").strip(), []
+    endpoint = None
+    if chosen:
+        endpoint = WebhookEndpoint.objects.filter(project=project, pk=chosen).first() if _is_uuid(chosen) else None
+        if endpoint is None:
+            errors.append(_("No such webhook endpoint: its deliveries cannot be shown."))
+            deliveries = deliveries.none()
+        else:
+            deliveries = deliveries.filter(endpoint=endpoint)
+    before = query.get("delivery_before", "").strip()
+    last = deliveries.filter(pk=before).values("created_at", "pk").first() if _is_uuid(before) else None
+    if last is not None:
+        deliveries = deliveries.filter(Q(created_at__lt=last["created_at"]) | Q(created_at=last["created_at"],
+                                                                              pk__lt=last["pk"]))
+    shown = list(deliveries.select_related("endpoint").order_by("-created_at", "-pk")[:DELIVERY_ROWS + 1])
+    kept = {"delivery_endpoint": str(endpoint.pk)} if endpoint else {}
+    older = urlencode({**kept, "delivery_before": shown[DELIVERY_ROWS - 1].pk}) if len(shown) > DELIVERY_ROWS else ""
+    shown = shown[:DELIVERY_ROWS]
+    for delivery in shown:
         delivery.error_words = coded_words(delivery.last_error_coded, delivery.last_error)
-    return deliveries
+    return {"deliveries": shown, "delivery_endpoint": endpoint, "delivery_errors": errors, "delivery_older": older,
+            "delivery_paged": last is not None, "delivery_newest": urlencode(kept)}
 
 
 def _retry_delivery(project, actor, posted) -> str:
@@ -697,7 +740,12 @@ def _webhook_forms(project, endpoints, refused: dict | None) -> dict:
     endpoints = list(endpoints)
     names = actor_names(project, [(e.disabled_reason_coded.get("params") or {}).get("actor") for e in endpoints
                                   if e.disabled_reason_coded])
+    from atelier_platform.webhooks.signing import secret_hint
+
+    now = timezone.now()
     rows = [{"endpoint": e, "disabled_words": _disabled_words(e, names),
+             # the secrets rotated away that still sign, by their start: the owner sees what a receiver may still use
+             "still_signing": [{"hint": secret_hint(p.secret), "until": p.expires_at} for p in e.previous_secrets_at(now)],
              "form": form({"url": e.url, "description": e.description, "event_types": e.event_types,
                            "enabled": e.enabled}, str(e.pk))} for e in endpoints]
     return {"endpoints": rows,

@@ -5,7 +5,7 @@ approved 100."""
 from __future__ import annotations
 
 from atelier_platform.moderation.models import AllowlistEntry, BlocklistEntry, ReviewItem
-from tests.frontend.browsing import BROWSER_TESTS, shot, shown_item, sign_in
+from tests.frontend.browsing import BROWSER_TESTS, SHOTS, shot, shown_item, sign_in
 
 pytestmark = BROWSER_TESTS
 
@@ -70,3 +70,53 @@ def test_the_bulk_button_past_its_limit_says_how_many_one_click_approves_and_wha
     expect(bulk).to_have_text("Approve 1 unflagged item")  # what is left, for the next click
     expect(bulk).to_be_visible()
     shot(page, "123-review-bulk-limit-said")
+
+
+def test_an_owner_reads_one_endpoints_deliveries_and_rotates_its_secret(live_server, browser, expect, project, member):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+    quiet = WebhookEndpoint.objects.create(project=project, url="https://quiet.example.com/hook", secret="whsec_old")
+    busy = WebhookEndpoint.objects.create(project=project, url="https://busy.example.com/hook", secret="whsec_b")
+    for endpoint, count, age in ((quiet, 3, timedelta(days=2)), (busy, 40, timedelta(0))):
+        for number in range(count):
+            delivery = WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.succeeded", payload={},
+                                                      event_id=f"{endpoint.url}-{number}", status="succeeded",
+                                                      attempts=1, max_attempts=3)
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(
+                created_at=timezone.now() - age - timedelta(minutes=number))
+    page = sign_in(browser, live_server.url, member(project, "owner").username)
+    page.goto(f"{live_server.url}/settings/#webhooks")
+    log = page.locator("#delivery-log tbody tr")
+    expect(log).to_have_count(30)
+    expect(page.locator("#delivery-log")).not_to_contain_text("quiet.example.com")  # behind the busy one's
+    page.locator(f"tr[data-endpoint='{quiet.pk}'] a.endpoint-deliveries").click()
+    expect(log).to_have_count(3)
+    expect(page.locator("#delivery-filters select")).to_have_value(str(quiet.pk))
+    shot(page, "124-settings-deliveries-of-one-endpoint")
+    page.select_option("#delivery-filters select", "")
+    page.click("#delivery-filters button")
+    page.click("#deliveries-older")
+    expect(log).to_have_count(13)  # the busy endpoint's 10 oldest and the quiet one's 3
+    expect(page.locator("#deliveries-newest")).to_be_visible()
+
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.locator(f"tr[data-endpoint='{quiet.pk}'] button.rotate-secret").click()
+    expect(page.locator("#new-webhook")).to_contain_text("New signing secret of https://quiet.example.com/hook")
+    quiet.refresh_from_db()
+    expect(page.locator("#new-webhook-secret")).to_have_text(quiet.secret)
+    assert quiet.secret != "whsec_old" and asked == [
+        "Replace the signing secret of https://quiet.example.com/hook? The current secret still signs every delivery "
+        "for 24 hours, for your receiver to switch over."]
+    shot(page, "125-settings-webhook-secret-rotated")
+    page.reload()
+    expect(page.locator("#new-webhook")).to_have_count(0)  # shown once
+    page.locator(f"tr[data-endpoint-edit='{quiet.pk}'] summary").click()
+    expect(page.locator(f"tr[data-endpoint-edit='{quiet.pk}'] .previous-secrets")).to_contain_text(
+        "Secrets rotated away that still sign its deliveries:")
+    page.locator(f"tr[data-endpoint-edit='{quiet.pk}'] .previous-secrets").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "126-settings-webhook-previous-secrets.png"))

@@ -175,7 +175,7 @@ def rotate_secret(endpoint: WebhookEndpoint, actor: str, *, expire_previous: boo
             f"{len(kept)} rotated secrets still sign this endpoint's deliveries, the most there can be; the first of them "
             f"stops at {kept[-1].expires_at.isoformat()}. Rotate again then, or now with {{\"expire_previous\": true}} to "
             f"stop signing with them at once (the current secret then keeps signing for {grace_hours} hours).",
-            details={"previous_secrets": previous_secrets_view(kept)},
+            details={"previous_secrets": previous_secrets_view(kept)}, count=len(kept), until=kept[-1].expires_at,
         )
     before = {"secret_hint": signing.secret_hint(endpoint.secret), "previous_secrets": previous_secrets_view(still_signing)}
     kept = [PreviousSecret(endpoint.secret, now + SECRET_ROTATION_GRACE), *kept]
