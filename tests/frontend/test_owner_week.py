@@ -291,7 +291,7 @@ def test_the_key_list_says_who_made_each_key_when_and_how_fast_it_may_go(project
     notice_after(owner, {"action": "create_key", "name": "newest", "scopes": ["jobs:read"]})
 
     page = text_of(owner.get("/settings/"))
-    rows = re.findall(r'<tr class="(revoked|)" data-key="([0-9a-f]+)"><td>([^<]*)</td>.*?class="small key-rate">([^<]*)</td>'
+    rows = re.findall(r'<tr class="(revoked|)" data-key="([0-9a-f]+)"><td class="key-name">([^<]*?)\s*<.*?class="small key-rate">([^<]*)</td>'
                       r'\s*<td class="small key-created">([^<]*)</td>', page, re.S)
     # the active keys first, newest first; the revoked one last, saying when
     assert [(state, name, rate.strip()) for state, _prefix, name, rate, _created in rows] == [
