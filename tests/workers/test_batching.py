@@ -162,7 +162,7 @@ def test_jobs_whose_worker_died_run_alone_so_that_one_killer_cannot_fail_its_who
 
     died_in = [submit(probe_project, text=f"died {n}") for n in range(3)]
     claim = lifecycle.claim_job(str(died_in[0].pk), "worker-that-dies")
-    assert len(lifecycle.claim_company(claim.job, claim.token, "worker-that-dies", 7, lambda _: True)) == 2
+    assert len(lifecycle.claim_company(claim.job, claim.token, "worker-that-dies", 7, lambda *_: True)) == 2
     # ... the process dies here: no result, no heartbeat; the sweeper finds them silent.
     later = timezone.now() + timedelta(seconds=get_config().job_stale_after_s + 1)
     assert lifecycle.sweep(now=later)["requeued_lost_workers"] == 3
@@ -456,3 +456,30 @@ def test_a_batchs_progress_is_written_in_one_statement_each_job_its_own(probe_pr
     assert [(reload(j).progress, reload(j).progress_detail) for j in jobs[:3]] == [
         (0.25, {"tokens": 8}), (0.5, {"tokens": 16}), (0.75, {"tokens": 24})]
     assert reload(jobs[3]).progress is None and reload(jobs[3]).progress_detail == {}  # not this claim's
+
+
+def test_a_job_naming_a_model_version_never_shares_a_batch_with_one_on_its_projects_model(project, empty_plugin_registry,
+                                                                                        tmp_path, monkeypatch):
+    """An evaluation job runs with the version it names; its project's other jobs with the project's pin (here the
+    default): the two resolve to different models and must not share the batch (nor each other's model)."""
+    from atelier_platform.catalog.models import ModelVersion
+
+    monkeypatch.setattr(type(get_config()), "resolved_models_root", property(lambda self: tmp_path))
+    (tmp_path / "probe" / "default").mkdir(parents=True)
+    (tmp_path / "probe" / "v2").mkdir(parents=True)
+    empty_plugin_registry.register(ModelDirProbe)
+    set_plugin_enabled(project, "model_probe", True)
+    call_command("register_model", "--plugin", "model_probe", "--name", "v2", "--dir", "probe/v2", stdout=io.StringIO())
+    version = ModelVersion.objects.get(plugin_id="model_probe", version="v2")
+    plain = [submit_job(project, JobRequest("model_probe", {"text": "x"}, {})).job for _ in range(2)]
+    naming = [submit_job(project, JobRequest("model_probe", {"text": "x"}, {})).job for _ in range(2)]
+    Job.objects.filter(pk__in=[j.pk for j in naming]).update(model_version=version)
+    runner = JobRunner(get_registry(), ModelCache("cpu"))
+    runner.run(str(plain[0].pk))
+    assert [reload(j).status for j in plain + naming] == [JobStatus.SUCCEEDED] * 2 + [JobStatus.QUEUED] * 2
+    assert {reload(j).outputs.get().content["text"] for j in plain} == {"default"}
+    runner.run(str(naming[1].pk))
+    for job in naming:
+        output = reload(job).outputs.get()
+        assert output.content["text"] == "v2" and output.provenance["model_version"] == "v2"
+        assert output.provenance["batch_size"] == 2

@@ -34,7 +34,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 from pydantic import ValidationError
 
-from atelier_platform.catalog.models import ProjectPlugin
+from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
 from atelier_platform.catalog.models_dir import ModelDirError, relative_model_dir, resolve_model_dir
 from atelier_platform.config import get_config
 from atelier_platform.fleet.models import WorkerState
@@ -67,9 +67,28 @@ def resolve_device(requested: str) -> str:
 
 
 def model_dir_for(job, plugin_class: type[Plugin]) -> tuple[Path | None, str | None]:
-    """The model directory a job runs with, and its version name: the project's pinned version,
-    else the plugin's default directory; None for a plugin that needs no model files."""
-    return model_dir_for_project(job.project_id, plugin_class)
+    """The model directory a job runs with, and its version name: the version the job names (an evaluation
+    job's), else the project's pinned version, else the plugin's default directory; None for a plugin that
+    needs no model files."""
+    return model_dir_for_job(job.project_id, job.model_version_id, plugin_class)
+
+
+def model_dir_for_job(project_id: int, model_version_id: int | None,
+                      plugin_class: type[Plugin]) -> tuple[Path | None, str | None]:
+    if model_version_id is None:
+        return model_dir_for_project(project_id, plugin_class)
+    version = _model_version_read.first(pk=model_version_id)
+    if version is None or version.plugin_id != plugin_class.manifest.id:
+        raise PluginError(f"The model version this job names is not a model of {plugin_class.manifest.id}.",
+                          code="model_not_found")
+    if not version.is_available_to(project_id):
+        # the evaluation service offers only the project's own and shared versions; this holds if a row says otherwise
+        raise PluginError("The model version this job names is private to another project.", code="model_not_found")
+    return _resolved(version.model_dir, version.version)
+
+
+_model_version_read = PreparedRead(lambda pk: ModelVersion.objects.filter(pk=pk).order_by()[:1],
+                                   pk=ModelVersion._meta.pk)
 
 
 #: A project's setting for a plugin with its pinned model; (project, plugin) is unique: no ordering.
@@ -88,11 +107,15 @@ def model_dir_for_project(project_id: int, plugin_class: type[Plugin]) -> tuple[
         # name it in this project's provenance, and no silent fall back to the default either
         raise PluginError("The project's pinned model version is private to another project: pin a shared version, "
                           "one of the project's own or the default in its settings.", code="model_not_found")
-    relative = pinned.model_dir if pinned else plugin_class.manifest.default_model_dir
+    return _resolved(pinned.model_dir if pinned else plugin_class.manifest.default_model_dir,
+                     pinned.version if pinned else "default")
+
+
+def _resolved(relative: str, version: str) -> tuple[Path | None, str | None]:
     if not relative:
         return None, None
     try:
-        return resolve_model_dir(relative), (pinned.version if pinned else "default")
+        return resolve_model_dir(relative), version
     except ModelDirError as error:
         # The job's error is read by every jobs:read key of the project: it names the model as the project knows it
         # (relative to the models root), never the worker's host or its paths, which the worker's log keeps.
@@ -210,17 +233,19 @@ class JobRunner:
         room = self.max_batch_size(plugin_class) - 1
         if room <= 0 or lifecycle.runs_alone(leader):
             return []
-        same_model_cache: dict[int, bool] = {leader.project_id: True}
+        same_model_cache: dict[tuple[int, int | None], bool] = {(leader.project_id, leader.model_version_id): True}
 
-        def same_model(project_id: int) -> bool:
-            if project_id not in same_model_cache:
+        def same_model(project_id: int, model_version_id: int | None) -> bool:
+            # A job naming a model version (an evaluation's) runs with it, not with its project's pin.
+            key = (project_id, model_version_id)
+            if key not in same_model_cache:
                 try:
                     # The version's name too, not only its files: each output's provenance names the batch's
                     # version, and a project pinned to "v1" (registered on the default's files) must read "v1".
-                    same_model_cache[project_id] = model_dir_for_project(project_id, plugin_class) == model
+                    same_model_cache[key] = model_dir_for_job(project_id, model_version_id, plugin_class) == model
                 except PluginError:
-                    same_model_cache[project_id] = False
-            return same_model_cache[project_id]
+                    same_model_cache[key] = False
+            return same_model_cache[key]
 
         company: list[Job] = []
         deadline = time.monotonic() + self.max_wait_s

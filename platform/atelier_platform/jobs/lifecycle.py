@@ -144,12 +144,14 @@ _any_waiting_company = PreparedRead(
 )
 
 
-def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_model: Callable[[int], bool]) -> list[Job]:
+def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int,
+                  same_model: Callable[[int, int | None], bool]) -> list[Job]:
     """Claim up to ``limit`` more queued jobs that may share ``leader``'s batch, under the same token.
 
     Company is a job of the same plugin version and batch key, due now by the database's clock (a
     retry waiting out its backoff is not), not being cancelled, not one that must run alone
-    (``runs_alone``), whose project resolves to the same model (``same_model(project_id)``). On
+    (``runs_alone``), that resolves to the same model (``same_model(project_id, model_version_id)``: the
+    version the job names, else its project's pin). On
     PostgreSQL the candidates are locked with ``SKIP LOCKED``, so workers gathering batches at once
     never wait for each other nor take the same job; on SQLite, which writes one transaction at a
     time, the conditional update alone decides.
@@ -168,9 +170,9 @@ def claim_company(leader: Job, token: uuid.UUID, worker: str, limit: int, same_m
         candidates = list(
             waiting_company.select_for_update(skip_locked=True)
             .order_by("-priority", "created_at")
-            .values_list("pk", "project_id")[: limit * 2]
+            .values_list("pk", "project_id", "model_version_id")[: limit * 2]
         )
-        chosen = [pk for pk, project_id in candidates if same_model(project_id)][:limit]
+        chosen = [pk for pk, project_id, version_id in candidates if same_model(project_id, version_id)][:limit]
         if not chosen:
             return []
         Job.objects.filter(pk__in=chosen, status=JobStatus.QUEUED).update(**_claim_fields(token, worker, now))
@@ -344,7 +346,7 @@ def _store_outputs(finished: list[JobCompletion]) -> None:
     """The outputs of jobs just marked succeeded, each in the review state its screening and its project's
     policy give it, with their files, review items and audit records: one statement per table however
     many jobs (files aside). Then each job's released chat reply, and one notice for them all."""
-    from atelier_platform.moderation.review import open_reviews, review_route
+    from atelier_platform.moderation.review import evaluation_route, open_reviews, review_route
     from atelier_platform.moderation.screening import policy_for
 
     policies: dict[int, Any] = {}
@@ -361,6 +363,8 @@ def _store_outputs(finished: list[JobCompletion]) -> None:
         stored = []
         for index, produced in enumerate(completion.outputs):
             route = review_route(produced.safety or {}, policy, input_screening=job.input_screening or {})
+            if job.is_evaluation:
+                route = evaluation_route(route)
             output = Output(
                 job=job,
                 index=index,

@@ -19,6 +19,14 @@ class JobStatus(models.TextChoices):
     BLOCKED = "blocked", "Blocked"
 
 
+class JobPurpose(models.TextChoices):
+    #: a caller's request: quotas, review routing and webhooks as the project sets them
+    REQUEST = "request", "Request"
+    #: one case of an evaluation run (``atelier_platform.evaluation``): screened as any job, but its outputs open no
+    #: review item and are never final content, it fires no webhook and is not counted in the jobs-per-day quota
+    EVALUATION = "evaluation", "Evaluation"
+
+
 FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.BLOCKED})
 
 
@@ -66,6 +74,10 @@ class Job(models.Model):
     #: where this job's own events are delivered as well (``webhook`` of the submission): a URL under one of the
     #: project's webhook endpoints, whose secret signs them (webhooks.services.job_webhook_endpoint)
     webhook = models.CharField(max_length=2000, blank=True, default="")
+    purpose = models.CharField(max_length=20, choices=JobPurpose.choices, default=JobPurpose.REQUEST)
+    #: the model version this job must run with, instead of its project's pin (set only by the evaluation service)
+    model_version = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="jobs")
 
     claim_token = models.UUIDField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)
@@ -100,6 +112,10 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def is_evaluation(self) -> bool:
+        return self.purpose == JobPurpose.EVALUATION
 
     def __str__(self) -> str:
         return f"{self.plugin_id} job {self.id} ({self.status})"

@@ -36,7 +36,7 @@ from atelier_platform.jobs.errors import (
     ProjectDefaultsInvalid,
     UnknownPlugin,
 )
-from atelier_platform.jobs.models import Job, JobStatus
+from atelier_platform.jobs.models import Job, JobPurpose, JobStatus
 from atelier_platform.jobs.queueing import publish_on_commit
 from atelier_platform.usage import idempotency, limits, quotas
 from atelier_platform.usage.errors import LimitExceeded
@@ -266,14 +266,16 @@ def _blocked_details(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *, submitted_by, api_key,
-            keyed_by: tuple[str, str] | None) -> Job:
+            keyed_by: tuple[str, str] | None, purpose: str = JobPurpose.REQUEST, model_version=None) -> Job:
     """Save one queued job and publish it on commit. Call inside a transaction. ``keyed_by``: the
-    endpoint and the Idempotency-Key it came with."""
+    endpoint and the Idempotency-Key it came with; ``model_version``: the model it must run with
+    instead of the project's pin (evaluation jobs only)."""
     manifest = prepared.plugin.manifest
     normalised_input = prepared.input
     conversation = new_turns = None
     starts_conversation = False
-    if is_conversational(prepared.plugin):
+    # An evaluation case is self-contained (its turns in its input): it neither starts nor continues a thread.
+    if is_conversational(prepared.plugin) and purpose != JobPurpose.EVALUATION:
         normalised_input, conversation, new_turns, starts_conversation = expand_thread(project, prepared.plugin, normalised_input)
         _validate(prepared.plugin.Input, normalised_input, "input")
     job = Job.objects.create(
@@ -297,6 +299,8 @@ def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *,
         enqueue_count=1,
         input_screening=screening,
         webhook=prepared.webhook,
+        purpose=purpose,
+        model_version=model_version,
     )
     if conversation is not None:
         record_turns(conversation, new_turns, job, is_new=starts_conversation)
@@ -439,9 +443,51 @@ def _submit_many(project, requests, *, submitted_by, api_key) -> BatchSubmission
     return BatchSubmission(jobs=jobs, created=True)
 
 
+# --- evaluation jobs -----------------------------------------------------------------------------------------
+
+def submit_evaluation_jobs(project: Project, requests: Sequence[JobRequest], *, model_version=None,
+                           submitted_by=None) -> list[Job]:
+    """One job per case of an evaluation run, with ``model_version`` (None: the project's pin), purpose
+    ``evaluation``. Call inside the transaction that saves the run: all are saved or none, and each is
+    published once it commits.
+
+    Each request is checked as any job is (plugin enabled, input and params, the server's caps: a 400
+    naming ``cases.N``), and its input screened: a blocked input is kept as a ``blocked`` job (the run
+    counts it as a failed case) instead of refusing the run. The jobs-per-day quota does not count
+    evaluation jobs (the reference set's size bounds a run); the compute quota does, and a used-up one
+    refuses the run."""
+    from atelier_platform.moderation.screening import policy_for
+
+    facts = _ProjectFacts(project)
+    prepared: list[_Prepared] = []
+    problems: dict[str, list[str]] = {}
+    for index, request in enumerate(requests):
+        try:
+            prepared.append(_prepare(facts, request))
+        except JobServiceError as error:
+            problems.update({name.replace("jobs.", "cases.", 1): messages
+                             for name, messages in _indexed_details(index, error).items()})
+    if problems:
+        raise InvalidJobInput("Some cases of the reference set cannot run as jobs; none was started.", details=problems)
+    limits = quotas.limits_for(project)
+    quotas.check_compute(project, limits)
+    policy = policy_for(project)
+    jobs = []
+    for item in prepared:
+        report = _screen(project, item, policy)
+        if _is_blocked(report):
+            jobs.append(_keep_blocked_attempt(project, item, report, submitted_by=submitted_by, api_key=None,
+                                              purpose=JobPurpose.EVALUATION, model_version=model_version))
+        else:
+            jobs.append(_create(project, item, report, submitted_by=submitted_by, api_key=None, keyed_by=None,
+                                purpose=JobPurpose.EVALUATION, model_version=model_version))
+    return jobs
+
+
 # --- shared -----------------------------------------------------------------------------------------------
 
-def _keep_blocked_attempt(project, prepared: _Prepared, report, *, submitted_by, api_key) -> Job:
+def _keep_blocked_attempt(project, prepared: _Prepared, report, *, submitted_by, api_key,
+                          purpose: str = JobPurpose.REQUEST, model_version=None) -> Job:
     """A blocked input is not run, but kept (status ``blocked``) with its report, for the audit."""
     from atelier_platform.moderation import audit
 
@@ -454,6 +500,7 @@ def _keep_blocked_attempt(project, prepared: _Prepared, report, *, submitted_by,
             submitted_by=submitted_by, api_key=api_key, request_fingerprint=prepared.fingerprint,
             input_screening=report, finished_at=timezone.now(), error_code="input_blocked",
             error_message=f"Blocked by screening: {', '.join(report['flagged'])}.",
+            purpose=purpose, model_version=model_version,
         )
         actor = f"key:{api_key.prefix}" if api_key else f"user:{getattr(submitted_by, 'pk', '?')}"
         audit.record(project, actor, "input_blocked", job, after={"categories": report["flagged"]})

@@ -111,6 +111,15 @@ def review_route(report: dict[str, Any], policy: SafetyPolicy, *, input_screenin
     return Route(ReviewState.PENDING, decision, flagged, dict(flagged=bool(flagged) or not fully_screened, sampled=False))
 
 
+def evaluation_route(route: Route) -> Route:
+    """The route of an evaluation job's output (``JobPurpose.EVALUATION``): screened like any output, and kept
+    blocked when screening blocks it; otherwise pending for good, with no review item and no flagged notice (an
+    evaluation run's 500 answers must not flood the queue or the webhooks). Never final content: nobody
+    approves it, and the evaluation reads it where it is stored."""
+    state = ReviewState.BLOCKED if route.state == ReviewState.BLOCKED else ReviewState.PENDING
+    return Route(state, route.decision, route.flagged, None)
+
+
 def open_reviews(routed: list[tuple[Output, Route]]) -> None:
     """For outputs just saved, each in its ``route.state``: their review items, flagged notices and audit
     records; one statement for the items and one for the records, however many outputs."""
@@ -120,7 +129,7 @@ def open_reviews(routed: list[tuple[Output, Route]]) -> None:
         if route.item is not None:
             items.append(ReviewItem(output=output, project_id=job.project_id, priority=job.priority,
                                     categories=route.flagged, **route.item))
-        if route.flagged:
+        if route.flagged and not job.is_evaluation:
             transaction.on_commit(functools.partial(output_flagged.send, sender=Output, output=output,
                                                     categories=route.flagged), robust=True)
         after = {"decision": route.decision, "review_state": route.state, "flagged": route.flagged}

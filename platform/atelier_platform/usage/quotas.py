@@ -1,7 +1,8 @@
 """Per-project quotas: jobs per UTC day and worker seconds per UTC calendar month.
 
 Both are computed from the job rows (the truth), never from counters that could drift:
-- jobs today: one COUNT on the (project, created_at) index; blocked inputs do not count;
+- jobs today: one COUNT on the (project, created_at) index; blocked inputs and evaluation jobs (whose
+  number a run's reference set bounds) do not count;
 - compute this month: the sum of ``finished_at - started_at`` of the project's jobs that finished
   this month, cached for ``COMPUTE_CACHE_S`` in the shared cache (it only grows as jobs finish,
   so a briefly stale figure lets at most the jobs of those seconds through).
@@ -24,7 +25,7 @@ from django.utils import timezone
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.config import get_config
-from atelier_platform.jobs.models import Job, JobStatus
+from atelier_platform.jobs.models import Job, JobPurpose, JobStatus
 from atelier_platform.usage.errors import QuotaExceeded
 from atelier_platform.usage.models import ProjectQuota
 
@@ -72,7 +73,8 @@ def next_month_start(now: datetime) -> datetime:
 
 
 def jobs_today(project: Project, now: datetime) -> int:
-    return Job.objects.filter(project=project, created_at__gte=day_start(now)).exclude(status=JobStatus.BLOCKED).count()
+    return Job.objects.filter(project=project, created_at__gte=day_start(now)).exclude(status=JobStatus.BLOCKED).exclude(
+        purpose=JobPurpose.EVALUATION).count()
 
 
 def compute_seconds_this_month(project: Project, now: datetime, *, use_cache: bool = True) -> float:

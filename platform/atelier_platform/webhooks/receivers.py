@@ -2,6 +2,7 @@
 
 The signals are sent after their transaction commits, from the web process or a worker. A failure
 here is logged and swallowed: a webhook problem must never fail a job or a review decision.
+Evaluation jobs (``JobPurpose.EVALUATION``) fire none: they are the platform's own, not a caller's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def _safely(event_type: str, emit: Callable[[], object]) -> None:
 def on_jobs_succeeded(sender, finished, **kwargs):
     by_project: dict[int, list] = {}
     for job, outputs in finished:
+        if job.is_evaluation:
+            continue
         by_project.setdefault(job.project_id, []).append((job, outputs))
     for done in by_project.values():
         facts = [services.Fact(str(job.pk), functools.partial(events.job_succeeded_data, job, outputs), job.webhook)
@@ -41,12 +44,16 @@ def on_jobs_succeeded(sender, finished, **kwargs):
 
 @receiver(job_failed, dispatch_uid="webhooks.job_failed")
 def on_job_failed(sender, job, **kwargs):
+    if job.is_evaluation:
+        return
     _safely(EventType.JOB_FAILED, lambda: services.emit(
         job.project, EventType.JOB_FAILED, events.job_data(job), event_key=str(job.pk), job_webhook=job.webhook))
 
 
 @receiver(job_cancelled, dispatch_uid="webhooks.job_cancelled")
 def on_job_cancelled(sender, job, **kwargs):
+    if job.is_evaluation:
+        return
     _safely(EventType.JOB_CANCELLED, lambda: services.emit(
         job.project, EventType.JOB_CANCELLED, events.job_data(job), event_key=str(job.pk), job_webhook=job.webhook))
 
