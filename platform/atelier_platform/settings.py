@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "atelier_platform.webhooks",
     "atelier_platform.fleet",
     "atelier_platform.usage",
+    "atelier_platform.evaluation",
     "atelier_platform.api",
     "atelier_frontend",
     "atelier_workers",

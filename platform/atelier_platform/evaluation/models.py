@@ -1,0 +1,96 @@
+"""Reference sets (a project's own questions with the answers it expects) and evaluation runs (a model
+version's answers to them, scored)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from atelier_platform.accounts.models import ApiKey, Project
+
+
+class ReferenceSet(models.Model):
+    """Cases for one plugin: ``[{"input": {...}, "params": {...}, "reference": "the expected text"}]``, each input
+    valid for the plugin's input schema (``services.checked_cases``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reference_sets")
+    plugin_id = models.CharField(max_length=63)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, default="")
+    cases = models.JSONField(default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="one_reference_set_name_per_project")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.plugin_id}, {len(self.cases)} cases)"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+FINISHED_RUN_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED})
+
+
+class EvaluationRun(models.Model):
+    """One model version's answers to a reference set: one evaluation job per case (``jobs.Job.purpose``), scored
+    with sacrebleu once every job has finished (``services.finish_if_done``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="evaluation_runs")
+    reference_set = models.ForeignKey(ReferenceSet, on_delete=models.CASCADE, related_name="runs")
+    plugin_id = models.CharField(max_length=63)
+    #: the version evaluated; null: the project's current model (its pin, else the plugin's default) at run time
+    model_version = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="evaluation_runs")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cases_total = models.PositiveIntegerField(default=0)
+    cases_done = models.PositiveIntegerField(default=0)
+    cases_failed = models.PositiveIntegerField(default=0)
+    #: corpus BLEU and chrF of the succeeded cases against their references, and the counts behind them
+    metrics = models.JSONField(default=dict, blank=True)
+    #: per case, in the set's order: job id, status, output text, reference, chrF, error
+    results = models.JSONField(default=list, blank=True)
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="evaluation_run_project_newest"),
+                   models.Index(fields=["status"], name="evaluation_run_status")]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_RUN_STATUSES
+
+    def __str__(self) -> str:
+        return f"evaluation {self.id} of {self.reference_set_id} ({self.status})"
+
+
+class EvaluationCase(models.Model):
+    """The job that answers one case of a run; how a finished job finds its run."""
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="cases")
+    index = models.PositiveIntegerField()
+    job = models.OneToOneField("jobs.Job", on_delete=models.CASCADE, related_name="evaluation_case")
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="one_job_per_evaluation_case")]

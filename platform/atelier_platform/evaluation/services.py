@@ -1,0 +1,383 @@
+"""Evaluation: a project's reference sets, and runs that answer them with a model version and score the answers.
+
+A run submits one job per case through the real queue (``jobs.submission.submit_evaluation_jobs``: purpose
+``evaluation``, the run's model version instead of the project's pin, a low priority), in the transaction that
+saves the run; each job is published when it commits. As the jobs finish (the job signals, ``receivers``; the
+beat sweeper as the safety net, ``sweep_runs``) the run's progress is counted, and once every job has finished
+its answers are scored with sacrebleu: corpus BLEU and chrF of the succeeded cases against their references,
+chrF per case. A case whose job failed, was blocked or whose output screening blocked counts as failed; the run
+goes on without it. A run whose every case failed fails.
+
+Only text plugins whose output has one text to score can be evaluated (``OUTPUT_TEXT``); the image plugin is
+refused for now.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+from pydantic import ValidationError
+
+from atelier_platform.accounts.models import Project
+from atelier_platform.catalog.models import ModelVersion
+from atelier_platform.catalog.services import installed_plugin
+from atelier_platform.catalog.registry import get_registry
+from atelier_platform.evaluation import metrics
+from atelier_platform.evaluation.models import EvaluationCase, EvaluationRun, ReferenceSet, RunStatus
+from atelier_platform.jobs.errors import InvalidJobInput, JobServiceError, UnknownPlugin
+from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, ReviewState
+from atelier_platform.moderation import audit
+
+logger = logging.getLogger("atelier.evaluation")
+
+MAX_CASES = 500
+MAX_REFERENCE_CHARS = 10_000
+#: runs of one project queued or running at once: each holds up to MAX_CASES jobs on the workers
+MAX_ACTIVE_RUNS = 3
+#: evaluation jobs wait behind a caller's jobs (default priority 5) on a busy queue
+EVALUATION_PRIORITY = 1
+#: the seed of a case that names none: two versions answer the same case with the same randomness
+DEFAULT_SEED = 0
+
+
+def _chatbot_text(content: dict[str, Any]) -> str:
+    return str(content.get("reply") or "")
+
+
+def _recommender_text(content: dict[str, Any]) -> str:
+    """The first copy variant of each recommended item, in rank order, a line each."""
+    lines = []
+    for item in sorted(content.get("recommendations") or [], key=lambda r: r.get("rank", 0)):
+        variants = item.get("copy") or []
+        if variants:
+            lines.append(str(variants[0].get("text") or ""))
+    return "\n".join(lines)
+
+
+#: The plugins a run can score, and the text of an output that is scored against the reference.
+OUTPUT_TEXT: dict[str, Callable[[dict[str, Any]], str]] = {
+    "chatbot": _chatbot_text,
+    "recommender_copy": _recommender_text,
+}
+
+
+class EvaluationError(JobServiceError):
+    code = "invalid_evaluation"
+
+
+class PluginNotEvaluable(EvaluationError):
+    code = "plugin_not_evaluable"
+
+
+class UnknownModelVersion(EvaluationError):
+    code = "unknown_model_version"
+
+
+class TooManyRuns(EvaluationError):
+    status_code = 409
+    code = "evaluation_runs_busy"
+
+
+class ReferenceSetBusy(EvaluationError):
+    status_code = 409
+    code = "reference_set_busy"
+
+
+# --- what may be evaluated ------------------------------------------------------------------------------
+
+def evaluable_plugin(plugin_id: str):
+    """The installed plugin ``plugin_id`` if a run can score it; else a 400 that says why."""
+    plugin = installed_plugin(plugin_id) if isinstance(plugin_id, str) else None
+    if plugin is None:
+        available = sorted(p.manifest.id for p in get_registry().available())
+        raise UnknownPlugin(f"No plugin named {plugin_id!r} is installed.",
+                            details={"plugin": [f"Choose one of: {', '.join(available) or '(none installed)'}."]})
+    if plugin_id not in OUTPUT_TEXT:
+        raise PluginNotEvaluable(
+            f"Plugin {plugin_id!r} cannot be evaluated yet: evaluation scores text answers, and only "
+            f"{', '.join(sorted(OUTPUT_TEXT))} are supported.",
+            details={"plugin": [f"Choose one of: {', '.join(sorted(OUTPUT_TEXT))}."]})
+    return plugin
+
+
+def evaluable_model_versions(project: Project, plugin_id: str) -> QuerySet[ModelVersion]:
+    """The model versions ``project`` may evaluate for ``plugin_id``. The one place that says so: the API's
+    checks, the dashboard and the runs all ask here (where the catalog's own visibility rule, shared versions
+    and the project's own, belongs too)."""
+    return ModelVersion.objects.filter(plugin_id=plugin_id)
+
+
+def evaluable_model_version(project: Project, plugin_id: str, version_id) -> ModelVersion | None:
+    """The version a run names (None: the project's current model), among those the project may evaluate."""
+    if version_id is None:
+        return None
+    found = evaluable_model_versions(project, plugin_id).filter(pk=version_id).first() if isinstance(version_id, int) else None
+    if found is None:
+        raise UnknownModelVersion(f"No model version {version_id!r} of {plugin_id} that this project may evaluate.",
+                                  details={"model_version": [f"Choose a model version of {plugin_id}, or none for the "
+                                                             "project's current model."]})
+    return found
+
+
+# --- reference sets -------------------------------------------------------------------------------------
+
+def _case_errors(plugin, index: int, case: Any) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+    """One case normalised, or its errors by field (``cases.3.input.messages``)."""
+    from atelier_platform.jobs.submission import as_sent, nul_paths, pydantic_error_details
+
+    where = f"cases.{index}"
+    if not isinstance(case, dict):
+        return None, {where: ["A case is an object with input, reference and optional params."]}
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(case) - {"input", "params", "reference"})
+    if unknown:
+        errors[where] = [f"Unknown fields: {', '.join(unknown)} (a case has input, params and reference)."]
+    reference = case.get("reference")
+    if not isinstance(reference, str) or not reference.strip():
+        errors[f"{where}.reference"] = ["The expected answer, a non-empty text."]
+    elif len(reference) > MAX_REFERENCE_CHARS:
+        errors[f"{where}.reference"] = [f"At most {MAX_REFERENCE_CHARS} characters."]
+    input_data, params = case.get("input"), case.get("params", {})
+    for name, value in (("input", input_data), ("params", params)):
+        if not isinstance(value, dict):
+            errors[f"{where}.{name}"] = ["An object."]
+            continue
+        for path in nul_paths(value, f"{where}.{name}"):
+            errors[path] = ["The NUL character (\\u0000) is not allowed."]
+        if any(key.startswith(f"{where}.{name}") for key in errors):
+            continue
+        model = plugin.Input if name == "input" else plugin.Params
+        try:
+            as_sent(model, value)
+        except ValidationError as exc:
+            errors.update(pydantic_error_details(exc, f"{where}.{name}"))
+    if isinstance(input_data, dict) and input_data.get("conversation_id"):
+        errors[f"{where}.input.conversation_id"] = ["A case is self-contained: put its turns in messages."]
+    if errors:
+        return None, errors
+    return {"input": input_data, "params": params, "reference": reference}, {}
+
+
+def checked_cases(plugin_id: str, cases: Any) -> list[dict[str, Any]]:
+    """``cases`` checked against the plugin's schemas; a 400 naming every bad case's index and field."""
+    plugin = evaluable_plugin(plugin_id)
+    if not isinstance(cases, list) or not cases:
+        raise InvalidJobInput("A reference set needs at least one case.", details={"cases": ["Send a non-empty list."]})
+    if len(cases) > MAX_CASES:
+        raise InvalidJobInput(f"At most {MAX_CASES} cases per reference set; this one has {len(cases)}.",
+                              details={"cases": [f"At most {MAX_CASES} cases."]}, code="limit_exceeded")
+    checked, problems = [], {}
+    for index, case in enumerate(cases):
+        normal, errors = _case_errors(plugin, index, case)
+        problems.update(errors)
+        checked.append(normal)
+    if problems:
+        bad = sorted({int(name.split(".")[1]) for name in problems})
+        raise InvalidJobInput(f"{len(bad)} of {len(cases)} cases do not match the plugin's schema (index "
+                              f"{', '.join(map(str, bad[:10]))}{', ...' if len(bad) > 10 else ''}).", details=problems)
+    return checked
+
+
+def _name_taken(project: Project, name: str, but=None) -> None:
+    taken = ReferenceSet.objects.filter(project=project, name=name)
+    if but is not None:
+        taken = taken.exclude(pk=but.pk)
+    if taken.exists():
+        raise EvaluationError(f"The project has a reference set named {name!r} already.",
+                              details={"name": ["Choose another name."]}, code="validation_error")
+
+
+def create_reference_set(project: Project, *, plugin_id: str, name: str, cases: Any, description: str = "",
+                         actor: str, user=None) -> ReferenceSet:
+    cases = checked_cases(plugin_id, cases)
+    _name_taken(project, name)
+    try:
+        with transaction.atomic():
+            reference_set = ReferenceSet.objects.create(project=project, plugin_id=plugin_id, name=name, cases=cases,
+                                                        description=description, created_by=user)
+            audit.record(project, actor, "reference_set_created", reference_set,
+                         after={"name": name, "plugin": plugin_id, "cases": len(cases)})
+    except IntegrityError:  # the same name saved by another request meanwhile
+        _name_taken(project, name)
+        raise
+    return reference_set
+
+
+def update_reference_set(reference_set: ReferenceSet, *, actor: str, **changes) -> ReferenceSet:
+    """Change the name, description or cases; the plugin stays (a set's cases are its plugin's inputs)."""
+    if "cases" in changes:
+        changes["cases"] = checked_cases(reference_set.plugin_id, changes["cases"])
+    if "name" in changes:
+        _name_taken(reference_set.project, changes["name"], but=reference_set)
+    if not changes:
+        return reference_set
+    before = {"name": reference_set.name, "cases": len(reference_set.cases)}
+    with transaction.atomic():
+        for name, value in changes.items():
+            setattr(reference_set, name, value)
+        reference_set.save(update_fields=[*changes, "updated_at"])
+        audit.record(reference_set.project, actor, "reference_set_changed", reference_set, before=before,
+                     after={"name": reference_set.name, "cases": len(reference_set.cases)})
+    return reference_set
+
+
+def delete_reference_set(reference_set: ReferenceSet, *, actor: str) -> None:
+    """Delete a set and its runs' records (their jobs stay in the project's history); refused while a run of it
+    is still going."""
+    with transaction.atomic():
+        if reference_set.runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists():
+            raise ReferenceSetBusy("A run of this reference set is still going; delete it once the run has finished.")
+        audit.record(reference_set.project, actor, "reference_set_deleted", reference_set,
+                     before={"name": reference_set.name, "cases": len(reference_set.cases)})
+        reference_set.delete()
+
+
+# --- runs --------------------------------------------------------------------------------------------------
+
+def _case_params(plugin, case: dict[str, Any]) -> dict[str, Any]:
+    params = dict(case.get("params") or {})
+    if "seed" in plugin.Params.model_fields and params.get("seed") is None:
+        params["seed"] = DEFAULT_SEED
+    return params
+
+
+def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id=None, actor: str, user=None,
+              api_key=None) -> EvaluationRun:
+    """Start a run of ``reference_set`` with a model version (None: the project's current model): the run and
+    one queued evaluation job per case, all or nothing; the jobs are published once they commit."""
+    from atelier_platform.jobs.submission import JobRequest, submit_evaluation_jobs
+
+    if reference_set.project_id != project.pk:  # callers look sets up in the project; a guard all the same
+        raise EvaluationError("No such reference set.", code="not_found")
+    plugin = evaluable_plugin(reference_set.plugin_id)
+    version = evaluable_model_version(project, reference_set.plugin_id, model_version_id)
+    requests = [JobRequest(reference_set.plugin_id, case["input"], _case_params(plugin, case), priority=EVALUATION_PRIORITY)
+                for case in reference_set.cases]
+    with transaction.atomic():
+        # The project's row, locked, makes concurrent starts take turns at counting its active runs.
+        list(Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True))
+        active = EvaluationRun.objects.filter(project=project, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
+        if active >= MAX_ACTIVE_RUNS:
+            raise TooManyRuns(f"The project has {active} evaluation runs going (at most {MAX_ACTIVE_RUNS}); start "
+                              "another once one has finished.")
+        run = EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id=reference_set.plugin_id,
+                                           model_version=version, created_by=user, api_key=api_key,
+                                           cases_total=len(requests))
+        jobs = submit_evaluation_jobs(project, requests, model_version=version, submitted_by=user)
+        EvaluationCase.objects.bulk_create([EvaluationCase(run=run, index=index, job=job) for index, job in enumerate(jobs)])
+        audit.record(project, actor, "evaluation_started", run,
+                     after={"reference_set": reference_set.name, "model_version": version.version if version else None,
+                            "cases": len(jobs)})
+        if any(job.status in FINISHED_STATUSES for job in jobs):  # inputs blocked by screening: finished already
+            transaction.on_commit(lambda: finish_if_done(run.pk), robust=True)
+    return run
+
+
+def record_finished_jobs(job_ids: Iterable) -> None:
+    """Count the finished jobs into their runs (called after their finish commits)."""
+    run_ids = set(EvaluationCase.objects.filter(job_id__in=list(job_ids)).values_list("run_id", flat=True))
+    for run_id in run_ids:
+        try:
+            finish_if_done(run_id)
+        except Exception:  # the sweeper finishes it later; a job's finish must not fail over its run
+            logger.exception("could not update evaluation run %s", run_id)
+
+
+def finish_if_done(run_id) -> EvaluationRun | None:
+    """Update a run's progress from its jobs; score and finish it once all have finished."""
+    with transaction.atomic():
+        run = EvaluationRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.is_finished:
+            return run
+        counts = run.cases.aggregate(
+            done=Count("pk", filter=Q(job__status__in=list(FINISHED_STATUSES))),
+            failed=Count("pk", filter=Q(job__status__in=[JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.BLOCKED])),
+        )
+        now = timezone.now()
+        run.cases_done, run.cases_failed = counts["done"], counts["failed"]
+        if run.cases_done and run.started_at is None:
+            run.started_at = now
+        if run.cases_done < run.cases_total:
+            if run.cases_done:
+                run.status = RunStatus.RUNNING
+            run.save(update_fields=["cases_done", "cases_failed", "started_at", "status"])
+            return run
+        _score(run)
+        run.finished_at = now
+        run.save()
+    return run
+
+
+def _score(run: EvaluationRun) -> None:
+    """The run's results and metrics from its finished jobs."""
+    text_of = OUTPUT_TEXT[run.plugin_id]
+    cases = list(run.cases.select_related("job").order_by("index"))
+    outputs = {}
+    for job_id, index, content, state, provenance in (
+            Job.objects.filter(evaluation_case__run=run).values_list("pk", "outputs__index", "outputs__content",
+                                                                     "outputs__review_state", "outputs__provenance")):
+        if index == 0:
+            outputs[job_id] = (content, state, provenance)
+    references = run.reference_set.cases
+    results, hypotheses, refs, model_names = [], [], [], set()
+    for case in cases:
+        job = case.job
+        reference = references[case.index]["reference"] if case.index < len(references) else ""
+        result = {"index": case.index, "job_id": str(job.pk), "reference": reference, "output": None, "chrf": None,
+                  "status": "failed", "error": None}
+        found = outputs.get(job.pk)
+        if job.status != JobStatus.SUCCEEDED:
+            result["error"] = {"code": job.error_code or job.status, "message": job.error_message}
+        elif found is None:
+            result["error"] = {"code": "no_output", "message": "The job produced no output."}
+        elif found[1] == ReviewState.BLOCKED:
+            result["error"] = {"code": "output_blocked", "message": "Screening blocked the output."}
+        else:
+            content, _, provenance = found
+            text = text_of(content or {})
+            model_names.add((provenance or {}).get("model_version"))
+            result.update(status="succeeded", output=text, chrf=metrics.sentence_chrf(text, reference))
+            hypotheses.append(text)
+            refs.append(reference)
+        results.append(result)
+    failed = sum(1 for r in results if r["status"] == "failed")
+    run.results = results
+    run.cases_done, run.cases_failed = len(results), failed
+    run.metrics = {
+        **metrics.corpus_scores(hypotheses, refs),
+        "cases": len(results), "succeeded": len(results) - failed, "failed": failed,
+        "mean_case_chrf": round(sum(r["chrf"] for r in results if r["chrf"] is not None) / len(hypotheses), 2)
+        if hypotheses else None,
+        # which model answered: the run's version, or what "current" was when the jobs ran
+        "model_versions": sorted(name for name in model_names if name),
+    }
+    if hypotheses:
+        run.status = RunStatus.SUCCEEDED
+    else:
+        run.status = RunStatus.FAILED
+        run.error_message = "Every case failed; see each case's error."
+
+
+def sweep_runs() -> int:
+    """Finish the runs whose jobs have all finished but whose finish was missed (a receiver that crashed, a
+    process that stopped between a job's commit and its signal). Run by beat with the job sweeper."""
+    finished = 0
+    for run_id in EvaluationRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).values_list("pk", flat=True)[:200]:
+        run = finish_if_done(run_id)
+        finished += bool(run is not None and run.is_finished)
+    return finished
+
+
+def latest_runs(project: Project) -> dict[tuple[Any, int | None], EvaluationRun]:
+    """The newest finished run of each (reference set, model version) of the project (model version None: the
+    project's current model)."""
+    latest: dict[tuple[Any, int | None], EvaluationRun] = {}
+    for run in (EvaluationRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
+                .select_related("reference_set").order_by("-finished_at", "-created_at")):
+        latest.setdefault((run.reference_set_id, run.model_version_id), run)
+    return latest
+
