@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.conversations.models import Conversation, ConversationMessage
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
 from atelier_platform.knowledge.models import KnowledgeChunk, KnowledgeDocument
 from atelier_platform.moderation.models import ReviewItem
 from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -79,10 +80,16 @@ def make_objects(project) -> dict:
     delivery = WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.succeeded", event_id=uuid.uuid4().hex,
                                               payload={}, max_attempts=3)
     WebhookAttempt.objects.create(delivery=delivery, number=1, started_at=timezone.now(), duration_ms=5, status_code=500)
+    reference_set = ReferenceSet.objects.create(
+        project=project, plugin_id="chatbot", name=f"set {next(_n)}",
+        cases=[{"input": {"messages": [{"role": "user", "content": "Where is my parcel?"}]}, "params": {},
+                "reference": "On its way."}])
+    run = EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id="chatbot", cases_total=1)
     return {
         "job": job, "output": output, "file": output.files.get(role="primary"), "review": review,
         "document": document, "conversation": conversation, "endpoint": endpoint, "delivery": delivery,
         "api_key": issue_api_key(project, scopes=["jobs:read"], name=f"target{next(_n)}").api_key,
+        "reference_set": reference_set, "run": run,
     }
 
 
@@ -110,6 +117,8 @@ PATH_IDS = {
         lambda o: {"endpoint_id": o["endpoint"].pk, "pk": o["delivery"].pk},
     "/api/v1/api-keys/{pk}/": lambda o: {"pk": o["api_key"].pk},
     "/api/v1/api-keys/{pk}/revoke/": lambda o: {"pk": o["api_key"].pk},
+    "/api/v1/evaluation/reference-sets/{pk}/": lambda o: {"pk": o["reference_set"].pk},
+    "/api/v1/evaluation/runs/{pk}/": lambda o: {"pk": o["run"].pk},
     "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},
 }
 

@@ -18,6 +18,7 @@ from atelier_platform.accounts.models import ApiKey
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.evaluation.models import ReferenceSet
 from atelier_platform.knowledge.models import KnowledgeDocument
 from atelier_platform.moderation.models import ReviewItem
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -30,6 +31,7 @@ BODIES = {
     ("POST", "/api/v1/reviews/{pk}/decision/"): {"action": "approve"},
     ("PATCH", "/api/v1/webhooks/{pk}/"): {"description": "taken over", "enabled": False},
     ("PATCH", "/api/v1/api-keys/{pk}/"): {"name": "taken over"},
+    ("PATCH", "/api/v1/evaluation/reference-sets/{pk}/"): {"name": "taken over"},
 }
 
 WITH_IDS = sorted((method, template) for method, template in api_endpoints() if "{" in template)
@@ -76,6 +78,7 @@ def b_state(objects) -> dict:
         "endpoint": (endpoint.secret, endpoint.description, endpoint.enabled),
         "delivery": list(WebhookDelivery.objects.filter(pk=objects["delivery"].pk).values()),
         "api_key": ApiKey.objects.filter(pk=objects["api_key"].pk).values_list("revoked_at", "name").first(),
+        "reference_set": list(ReferenceSet.objects.filter(pk=objects["reference_set"].pk).values()),
     }
 
 

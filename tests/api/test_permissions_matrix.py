@@ -87,6 +87,15 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("GET", "/api/v1/webhooks/{endpoint_id}/deliveries/"):       ("webhooks:manage", "owner"),
     ("GET", "/api/v1/webhooks/{endpoint_id}/deliveries/{pk}/"):  ("webhooks:manage", "owner"),
     ("POST", "/api/v1/webhooks/{endpoint_id}/deliveries/{pk}/retry/"): ("webhooks:manage", "owner"),
+    # --- evaluation ---
+    ("GET", "/api/v1/evaluation/reference-sets/"):               ("jobs:read", ALL),
+    ("POST", "/api/v1/evaluation/reference-sets/"):              ("admin", "owner"),
+    ("GET", "/api/v1/evaluation/reference-sets/{pk}/"):          ("jobs:read", ALL),
+    ("PATCH", "/api/v1/evaluation/reference-sets/{pk}/"):        ("admin", "owner"),
+    ("DELETE", "/api/v1/evaluation/reference-sets/{pk}/"):       ("admin", "owner"),
+    ("GET", "/api/v1/evaluation/runs/"):                         ("jobs:read", ALL),
+    ("POST", "/api/v1/evaluation/runs/"):                        ("admin", "owner"),
+    ("GET", "/api/v1/evaluation/runs/{pk}/"):                    ("jobs:read", ALL),
     # --- the contract itself: public ---
     ("GET", "/api/v1/schema/"):                                  (PUBLIC, ALL),
     ("GET", "/api/v1/docs/"):                                    (PUBLIC, ALL),

@@ -38,6 +38,7 @@ urlpatterns = [
     path("safety/blocklist/", BlocklistView.as_view(), name="safety-blocklist"),
     path("safety/allowlist/", AllowlistView.as_view(), name="safety-allowlist"),
     path("", include("atelier_platform.webhooks.urls")),
+    path("", include("atelier_platform.evaluation.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # the page and its script apart (?script): the Content-Security-Policy runs no inline script
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from atelier_platform.api.serializers import StrictSerializer
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
+from atelier_platform.evaluation.services import MAX_CASES
+
+
+class CaseSerializer(serializers.Serializer):
+    """One case (documentation: the service checks cases, against the plugin's schemas, naming each bad one)."""
+
+    input = serializers.DictField(help_text="Must match the plugin's input_schema (GET /api/v1/plugins/).")
+    params = serializers.DictField(required=False, help_text="Must match the plugin's params_schema; a case without a "
+                                                            "seed runs with seed 0, so that versions compare fairly.")
+    reference = serializers.CharField(help_text="The answer the project expects.")
+
+
+@extend_schema_field(CaseSerializer(many=True))
+class CasesField(serializers.JSONField):
+    """Taken as sent and checked by the service: its errors name the case and the field (``cases.3.input.messages``)."""
+
+
+class ReferenceSetCreateSerializer(StrictSerializer):
+    plugin = serializers.CharField(max_length=63, help_text="chatbot or recommender_copy (text answers are scored).")
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    cases = CasesField(help_text=f"1 to {MAX_CASES} cases: input, optional params, reference.")
+
+
+class ReferenceSetUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100, required=False)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    cases = CasesField(required=False, help_text="Replaces every case.")
+
+
+class ReferenceSetSummarySerializer(serializers.ModelSerializer):
+    plugin = serializers.CharField(source="plugin_id")
+    case_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReferenceSet
+        fields = ["id", "plugin", "name", "description", "case_count", "created_at", "updated_at"]
+
+    def get_case_count(self, reference_set: ReferenceSet) -> int:
+        return len(reference_set.cases)
+
+
+class ReferenceSetSerializer(ReferenceSetSummarySerializer):
+    cases = CasesField(read_only=True)
+
+    class Meta(ReferenceSetSummarySerializer.Meta):
+        fields = [*ReferenceSetSummarySerializer.Meta.fields, "cases"]
+
+
+class RunCreateSerializer(StrictSerializer):
+    reference_set = serializers.UUIDField()
+    model_version = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=2**31 - 1,
+        help_text="Id of a model version of the set's plugin; none (the default) evaluates the project's current model.")
+
+
+class ModelVersionRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.CharField()
+
+
+class RunProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField(help_text="Cases whose job has finished.")
+    failed = serializers.IntegerField(help_text="Cases whose job failed, was blocked or cancelled.")
+    total = serializers.IntegerField()
+
+
+class RunMetricsSerializer(serializers.Serializer):
+    bleu = serializers.FloatField(allow_null=True, required=False, help_text="Corpus BLEU (sacrebleu) of the succeeded cases.")
+    chrf = serializers.FloatField(allow_null=True, required=False, help_text="Corpus chrF (sacrebleu) of the succeeded cases.")
+    mean_case_chrf = serializers.FloatField(allow_null=True, required=False)
+    cases = serializers.IntegerField(required=False)
+    succeeded = serializers.IntegerField(required=False)
+    failed = serializers.IntegerField(required=False)
+    model_versions = serializers.ListField(child=serializers.CharField(), required=False,
+                                           help_text="The model versions that answered (the current one's name "
+                                                     "for a run of the project's current model).")
+
+
+class CaseErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+
+
+class CaseResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    job_id = serializers.UUIDField()
+    status = serializers.CharField(help_text="succeeded or failed (the job failed, was blocked, or screening blocked its "
+                                             "output: see error).")
+    output = serializers.CharField(allow_null=True, allow_blank=True)
+    reference = serializers.CharField(allow_blank=True)
+    chrf = serializers.FloatField(allow_null=True)
+    error = CaseErrorSerializer(allow_null=True)
+
+
+class RunSummarySerializer(serializers.ModelSerializer):
+    plugin = serializers.CharField(source="plugin_id")
+    reference_set_name = serializers.CharField(source="reference_set.name")
+    model_version = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    metrics = serializers.SerializerMethodField()
+    # a plain string in the schema: a choice set would take the name of the jobs' status enum (StatusEnum)
+    status = serializers.CharField(help_text="queued, running, succeeded (scored) or failed (every case failed).")
+    error = serializers.CharField(source="error_message")
+
+    class Meta:
+        model = EvaluationRun
+        fields = ["id", "reference_set", "reference_set_name", "plugin", "model_version", "status", "progress", "metrics",
+                  "error", "created_at", "started_at", "finished_at"]
+
+    @extend_schema_field(ModelVersionRefSerializer(allow_null=True))
+    def get_model_version(self, run: EvaluationRun) -> dict | None:
+        version = run.model_version
+        return {"id": version.pk, "version": version.version} if version is not None else None
+
+    @extend_schema_field(RunProgressSerializer)
+    def get_progress(self, run: EvaluationRun) -> dict:
+        return {"done": run.cases_done, "failed": run.cases_failed, "total": run.cases_total}
+
+    @extend_schema_field(RunMetricsSerializer)
+    def get_metrics(self, run: EvaluationRun) -> dict:
+        return run.metrics or {}
+
+
+class RunSerializer(RunSummarySerializer):
+    results = serializers.SerializerMethodField()
+
+    class Meta(RunSummarySerializer.Meta):
+        fields = [*RunSummarySerializer.Meta.fields, "results"]
+
+    @extend_schema_field(CaseResultSerializer(many=True))
+    def get_results(self, run: EvaluationRun) -> list:
+        return run.results or []

@@ -1,0 +1,126 @@
+"""Reference sets and evaluation runs over the API. Thin: parse, scope to the caller's project, call a service.
+
+Every member reads (jobs:read); creating, changing and deleting sets and starting runs is the project's
+administration (admin: owners, admin keys)."""
+
+from __future__ import annotations
+
+from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from drf_spectacular.utils import extend_schema
+
+from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.keys_views import actor_of
+from atelier_platform.api.pagination import NewestFirstCursorPagination
+from atelier_platform.api.schema import error_responses
+from atelier_platform.evaluation import services
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
+from atelier_platform.evaluation.serializers import (
+    ReferenceSetCreateSerializer,
+    ReferenceSetSerializer,
+    ReferenceSetSummarySerializer,
+    ReferenceSetUpdateSerializer,
+    RunCreateSerializer,
+    RunSerializer,
+    RunSummarySerializer,
+)
+
+READ, ADMIN = Capability.JOBS_READ, Capability.ADMIN
+
+
+def _user_of(request):
+    return request.access.user if request.access.api_key is None else None
+
+
+class ReferenceSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A project's reference sets: questions (plugin inputs) with the answers the project expects."""
+
+    required_capabilities = {"list": READ, "retrieve": READ, "create": ADMIN, "partial_update": ADMIN, "destroy": ADMIN}
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    serializer_class = ReferenceSetSerializer
+    pagination_class = NewestFirstCursorPagination
+    lookup_value_converter = "uuid"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ReferenceSet.objects.none()
+        return ReferenceSet.objects.filter(project=self.request.access.project)
+
+    @extend_schema(responses={200: ReferenceSetSummarySerializer(many=True), **error_responses(400, 403)},
+                   summary="Reference sets, newest first (cursor pages; without their cases)")
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ReferenceSetSummarySerializer(page, many=True).data)
+
+    @extend_schema(responses={200: ReferenceSetSerializer, **error_responses(403, 404)})
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(request=ReferenceSetCreateSerializer, responses={201: ReferenceSetSerializer, **error_responses(400, 403)},
+                   summary="Create a reference set (each case's input is checked against the plugin's schema)")
+    def create(self, request):
+        incoming = ReferenceSetCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        reference_set = services.create_reference_set(
+            request.access.project, plugin_id=data["plugin"], name=data["name"], description=data["description"],
+            cases=data["cases"], actor=actor_of(request), user=_user_of(request))
+        return Response(ReferenceSetSerializer(reference_set).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": f"/api/v1/evaluation/reference-sets/{reference_set.pk}/"})
+
+    @extend_schema(request=ReferenceSetUpdateSerializer, responses={200: ReferenceSetSerializer, **error_responses(400, 403, 404)},
+                   summary="Change a reference set's name, description or cases")
+    def partial_update(self, request, pk=None):
+        reference_set = self.get_object()
+        incoming = ReferenceSetUpdateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        updated = services.update_reference_set(reference_set, actor=actor_of(request), **incoming.validated_data)
+        return Response(ReferenceSetSerializer(updated).data)
+
+    @extend_schema(responses={204: None, **error_responses(403, 404, 409)},
+                   summary="Delete a reference set and its runs (refused while one of its runs is going)")
+    def destroy(self, request, pk=None):
+        services.delete_reference_set(self.get_object(), actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Runs of a model version on a reference set: progress while its jobs run, metrics once they have finished."""
+
+    required_capabilities = {"list": READ, "retrieve": READ, "create": ADMIN}
+    serializer_class = RunSerializer
+    pagination_class = NewestFirstCursorPagination
+    lookup_value_converter = "uuid"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return EvaluationRun.objects.none()
+        return (EvaluationRun.objects.filter(project=self.request.access.project)
+                .select_related("reference_set", "model_version"))
+
+    @extend_schema(responses={200: RunSummarySerializer(many=True), **error_responses(400, 403)},
+                   summary="Evaluation runs, newest first (cursor pages; without per-case results)")
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset().defer("results"))
+        return self.get_paginated_response(RunSummarySerializer(page, many=True).data)
+
+    @extend_schema(responses={200: RunSerializer, **error_responses(403, 404)},
+                   summary="An evaluation run with its progress, metrics and per-case results")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, **error_responses(400, 403, 404, 409, 429)},
+                   summary="Start an evaluation run: one job per case, with the model version named (or the current one)")
+    def create(self, request):
+        incoming = RunCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        project = request.access.project
+        reference_set = ReferenceSet.objects.filter(project=project, pk=incoming.validated_data["reference_set"]).first()
+        if reference_set is None:
+            raise NotFound("No such reference set in this project.")
+        run = services.start_run(project, reference_set, model_version_id=incoming.validated_data["model_version"],
+                                 actor=actor_of(request), user=_user_of(request), api_key=request.access.api_key)
+        run = self.get_queryset().get(pk=run.pk)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": f"/api/v1/evaluation/runs/{run.pk}/"})

@@ -1,0 +1,149 @@
+"""/api/v1/evaluation/: reference sets and runs over the API, as an owner's key and members see them."""
+
+from __future__ import annotations
+
+import pytest
+
+from atelier_platform.catalog.models import ModelVersion
+from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.evaluation import services
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
+from atelier_platform.jobs.models import Job
+from atelier_platform.moderation.models import AuditEvent
+from tests.evaluation.conftest import chat_case
+from tests.evaluation.test_runs import run_all
+
+SETS, RUNS = "/api/v1/evaluation/reference-sets/", "/api/v1/evaluation/runs/"
+QUESTIONS = [("Where is my parcel?", "It is on its way."), ("How long do returns take?", "Fourteen days.")]
+
+
+@pytest.fixture
+def admin_api(project, make_key, client_for):
+    return client_for(make_key(project, scopes=["admin", "jobs:read"]).raw)
+
+
+@pytest.fixture
+def chat_enabled(project, chatbot):
+    set_plugin_enabled(project, "chatbot", True)
+    return project
+
+
+def a_set(client, name="support", cases=None, plugin="chatbot"):
+    cases = cases if cases is not None else [chat_case(q, r) for q, r in QUESTIONS]
+    return client.post(SETS, {"plugin": plugin, "name": name, "cases": cases}, format="json")
+
+
+def error_of(response) -> dict:
+    return response.json()["error"]
+
+
+@pytest.mark.django_db
+class TestReferenceSets:
+    def test_an_owner_key_creates_one_and_members_read_it(self, chat_enabled, admin_api, api):
+        created = a_set(admin_api)
+        assert created.status_code == 201, created.content
+        body = created.json()
+        assert body["plugin"] == "chatbot" and body["case_count"] == 2 and body["cases"][1]["reference"] == "Fourteen days."
+        assert AuditEvent.objects.filter(action="reference_set_created").count() == 1
+        listed = api.get(SETS).json()["results"]
+        assert [s["name"] for s in listed] == ["support"] and "cases" not in listed[0]
+        assert api.get(f"{SETS}{body['id']}/").json()["cases"] == body["cases"]
+        assert a_set(api).status_code == 403  # a jobs:write key is no administrator
+
+    def test_an_unknown_plugin_is_refused(self, chat_enabled, admin_api):
+        response = a_set(admin_api, plugin="nope")
+        assert response.status_code == 400 and error_of(response)["code"] == "unknown_plugin"
+
+    def test_the_image_plugin_is_refused_for_now(self, chat_enabled, admin_api, empty_plugin_registry):
+        from atelier_plugins.image.plugin import ImagePlugin
+
+        empty_plugin_registry.register(ImagePlugin)
+        response = a_set(admin_api, plugin="image", cases=[{"input": {"prompt": "a cat"}, "reference": "a cat"}])
+        assert response.status_code == 400
+        assert error_of(response)["code"] == "plugin_not_evaluable" and "image" in error_of(response)["message"]
+        assert not ReferenceSet.objects.exists()
+
+    def test_cases_that_do_not_match_the_plugins_schema_are_named_by_index_and_field(self, chat_enabled, admin_api):
+        cases = [chat_case("fine", "r"), {"input": {"messages": [{"role": "robot", "content": "q"}]}, "reference": "r"},
+                 {"input": {"messages": [{"role": "user", "content": "q"}]}, "params": {"max_new_tokens": "many"},
+                  "reference": "r"}, "not a case"]
+        response = a_set(admin_api, cases=cases)
+        assert response.status_code == 400
+        details = error_of(response)["details"]
+        assert {"cases.1.input.messages.0.role", "cases.2.params.max_new_tokens", "cases.3"} <= set(details)
+        assert not any(name.startswith("cases.0") for name in details)
+        for bad in ([], {"input": {}}, [chat_case("q", "r")] * (services.MAX_CASES + 1)):
+            assert a_set(admin_api, cases=bad).status_code == 400
+        assert not ReferenceSet.objects.exists()
+
+    def test_a_name_is_one_sets_and_a_change_is_checked_as_a_creation(self, chat_enabled, admin_api):
+        first = a_set(admin_api).json()
+        again = a_set(admin_api)
+        assert again.status_code == 400 and "name" in error_of(again)["details"]
+        changed = admin_api.patch(f"{SETS}{first['id']}/", {"cases": [{"input": {}, "reference": "r"}]}, format="json")
+        assert changed.status_code == 400 and "cases.0.input.messages" in error_of(changed)["details"]
+        renamed = admin_api.patch(f"{SETS}{first['id']}/", {"name": "renamed"}, format="json")
+        assert renamed.status_code == 200 and renamed.json()["name"] == "renamed" and renamed.json()["case_count"] == 2
+
+    def test_another_projects_sets_and_runs_are_not_found(self, chat_enabled, admin_api, other_project):
+        theirs = ReferenceSet.objects.create(project=other_project, plugin_id="chatbot", name="theirs",
+                                             cases=[chat_case("q", "r")])
+        their_run = EvaluationRun.objects.create(project=other_project, reference_set=theirs, plugin_id="chatbot")
+        assert admin_api.get(f"{SETS}{theirs.pk}/").status_code == 404
+        assert admin_api.get(f"{RUNS}{their_run.pk}/").status_code == 404
+        assert admin_api.delete(f"{SETS}{theirs.pk}/").status_code == 404
+        started = admin_api.post(RUNS, {"reference_set": str(theirs.pk)}, format="json")
+        assert started.status_code == 404 and error_of(started)["code"] == "not_found"
+        assert admin_api.get(SETS).json()["results"] == [] and admin_api.get(RUNS).json()["results"] == []
+        assert not Job.objects.exists() and EvaluationRun.objects.count() == 1
+
+    def test_a_model_version_of_another_plugin_is_refused_and_nothing_is_started(self, chat_enabled, admin_api):
+        reference_set = a_set(admin_api).json()
+        other = ModelVersion.objects.create(plugin_id="image", version="v1", model_dir="image/v1")
+        for version in (other.pk, 999_999):
+            response = admin_api.post(RUNS, {"reference_set": reference_set["id"], "model_version": version}, format="json")
+            assert response.status_code == 400 and error_of(response)["code"] == "unknown_model_version"
+        assert not EvaluationRun.objects.exists() and not Job.objects.exists()
+
+    def test_a_plugin_disabled_for_the_project_refuses_the_run(self, chat_enabled, admin_api):
+        reference_set = a_set(admin_api).json()
+        set_plugin_enabled(chat_enabled, "chatbot", False)
+        response = admin_api.post(RUNS, {"reference_set": reference_set["id"]}, format="json")
+        assert response.status_code == 400 and "cases.0.plugin" in error_of(response)["details"]
+        assert not EvaluationRun.objects.exists() and not Job.objects.exists()
+
+    def test_runs_going_at_once_are_limited_and_a_set_with_one_going_is_not_deleted(self, chat_enabled, admin_api,
+                                                                                    monkeypatch):
+        monkeypatch.setattr(services, "MAX_ACTIVE_RUNS", 1)
+        reference_set = a_set(admin_api).json()
+        assert admin_api.post(RUNS, {"reference_set": reference_set["id"]}, format="json").status_code == 201
+        busy = admin_api.post(RUNS, {"reference_set": reference_set["id"]}, format="json")
+        assert busy.status_code == 409 and error_of(busy)["code"] == "evaluation_runs_busy"
+        refused = admin_api.delete(f"{SETS}{reference_set['id']}/")
+        assert refused.status_code == 409 and ReferenceSet.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_over_the_api_reports_progress_then_metrics_and_sends_nothing_to_review(chat_project, admin_api, member,
+                                                                                     client_for):
+    reference_set = a_set(admin_api).json()
+    started = admin_api.post(RUNS, {"reference_set": reference_set["id"]}, format="json")
+    assert started.status_code == 201, started.content
+    body = started.json()
+    assert body["status"] == "queued" and body["progress"] == {"done": 0, "failed": 0, "total": 2}
+    assert body["model_version"] is None and body["metrics"] == {} and body["results"] == []
+    run_all(EvaluationRun.objects.get(pk=body["id"]))
+    from rest_framework.test import APIClient
+
+    viewer = APIClient()
+    viewer.force_login(member(chat_project, "viewer"))
+    finished = viewer.get(f"{RUNS}{body['id']}/", HTTP_X_ATELIER_PROJECT=chat_project.slug).json()
+    assert finished["status"] == "succeeded" and finished["progress"] == {"done": 2, "failed": 0, "total": 2}
+    assert finished["metrics"]["succeeded"] == 2 and finished["metrics"]["chrf"] is not None
+    assert [r["reference"] for r in finished["results"]] == [r for _, r in QUESTIONS]
+    assert all(r["output"] is not None and r["chrf"] is not None for r in finished["results"])
+    listed = viewer.get(RUNS, HTTP_X_ATELIER_PROJECT=chat_project.slug).json()["results"]
+    assert [r["id"] for r in listed] == [body["id"]] and "results" not in listed[0]
+    owner = APIClient()
+    owner.force_login(member(chat_project, "owner"))
+    assert owner.get("/api/v1/reviews/?state=pending", HTTP_X_ATELIER_PROJECT=chat_project.slug).json()["results"] == []
