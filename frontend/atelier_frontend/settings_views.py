@@ -72,7 +72,7 @@ SECTION_OF_ACTION = {"add_member": "members", "set_role": "members", "remove_mem
                      "invite": "invitations", "revoke_invitation": "invitations",
                      "create_key": "key", "revoke_key": "key", "rename_key": "key", "policy": "policy", "blocklist": "blocklist",
                      "blocklist_remove": "blocklist", "allowlist": "allowlist", "allowlist_remove": "allowlist",
-                     "plugin": "plugins", "webhook_retry": "webhooks",
+                     "plugin": "plugins", "evaluate": "evaluation", "webhook_retry": "webhooks",
                      **{action: "webhooks" for action in WEBHOOK_ACTIONS}}
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
                         "personal_data", "prompt_injection", "spam"]
@@ -139,6 +139,8 @@ def project_settings(request, here):
                         notice = _("Key %(prefix)s renamed.") % {"prefix": key.prefix}
                 elif action == "plugin":
                     notice = _plugin(project, actor, request.POST)
+                elif action == "evaluate":
+                    notice = _evaluate(project, request.user, actor, request.POST)
                 elif action == "policy":
                     policies.update_policy(project, actor, _policy_changes(request.POST))
                     notice = _("Review policy saved.")
@@ -230,7 +232,7 @@ def project_settings(request, here):
         "allowlist": AllowlistEntry.objects.filter(project=project).order_by("kind", "normalised")[:1000],
         "allow_kinds": ALLOW_KINDS,
         **_audit(project, request.GET),
-        "plugins": _plugins(project),
+        **_plugins_and_evaluations(project),
         **_webhook_forms(project, WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50],
                          webhook_form),
         "event_types": SUBSCRIBABLE_EVENTS, "new_webhook": new_webhook,
@@ -562,6 +564,75 @@ def _plugins(project) -> list[dict]:
                      "model_version": setting.usable_model_version if setting else None,
                      "versions": versions.get(plugin.manifest.id, [])})
     return rows
+
+
+def _plugins_and_evaluations(project) -> dict:
+    plugins = _plugins(project)
+    return {"plugins": plugins, "evaluations": _evaluations(project, plugins)}
+
+
+def _evaluations(project, plugins) -> list[dict]:
+    """Each reference set of the project with a row per model version it may evaluate (the current model first):
+    the newest scored run's metrics, the newest run if one is going or failed after it, and what the Evaluate
+    button starts. A few queries however many sets and runs."""
+    from atelier_platform.evaluation import services as evaluation
+    from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
+
+    installed = {row["plugin"].id: row for row in plugins if row["plugin"].id in evaluation.OUTPUT_TEXT}
+    sets = list(ReferenceSet.objects.filter(project=project, plugin_id__in=list(installed)).order_by("name")[:50])
+    if not sets:
+        return []
+    newest, scored = {}, {}
+    for run in (EvaluationRun.objects.filter(project=project, reference_set__in=sets).defer("results")
+                .order_by("-created_at", "-id")[:2000]):
+        key = (run.reference_set_id, run.model_version_id)
+        newest.setdefault(key, run)
+        if run.status == RunStatus.SUCCEEDED:
+            scored.setdefault(key, run)
+    versions = {plugin_id: list(evaluation.evaluable_model_versions(project, plugin_id).order_by("-created_at")[:50])
+                for plugin_id in {s.plugin_id for s in sets}}
+    shown = []
+    for reference_set in sets:
+        plugin = installed[reference_set.plugin_id]
+        current = plugin["model_version"]
+        rows = [{"version": None, "label": _("current model: %(model)s") % {
+            "model": current.version if current else _("the plugin's default model")}}]
+        rows += [{"version": v, "label": f"{v.version} · {v.model_dir}", "pinned": current is not None and v.pk == current.pk}
+                 for v in versions[reference_set.plugin_id]]
+        for row in rows:
+            key = (reference_set.pk, row["version"].pk if row["version"] else None)
+            row["scored"], latest = scored.get(key), newest.get(key)
+            row["latest"] = latest if latest is not None and latest is not row["scored"] else None
+        shown.append({"set": reference_set, "plugin": plugin["plugin"], "cases": len(reference_set.cases), "rows": rows})
+    return shown
+
+
+def _evaluate(project, user, actor, posted) -> str:
+    """Start an evaluation run from the settings page, through the service the API uses."""
+    import uuid
+
+    from atelier_platform.evaluation import services as evaluation
+    from atelier_platform.evaluation.models import ReferenceSet
+    from atelier_platform.jobs.errors import JobServiceError
+
+    try:
+        set_id = uuid.UUID(posted.get("reference_set", ""))
+    except ValueError:
+        set_id = None
+    reference_set = ReferenceSet.objects.filter(project=project, pk=set_id).first() if set_id else None
+    if reference_set is None:
+        raise ValidationError(_("No such reference set in this project."))
+    chosen = posted.get("model_version", "")
+    version_id = whole_number(chosen) if chosen else None
+    if chosen and version_id is None:
+        raise ValidationError(_("No such model version for this plugin."))
+    try:
+        run = evaluation.start_run(project, reference_set, model_version_id=version_id, actor=actor, user=user)
+    except JobServiceError as error:
+        raise ValidationError(_("The evaluation could not start: %(reason)s") % {"reason": error.message}) from None
+    model = _model_words(run.model_version) if run.model_version else _("the current model")
+    return _("Evaluation of %(set)s with %(model)s started; its jobs wait behind the project's own. Reload the page "
+             "to see its progress.") % {"set": reference_set.name, "model": model}
 
 
 def _plugin(project, actor, posted) -> str:

@@ -47,6 +47,8 @@ WORDS = {
     "api key changed": _("API key changed"), "quota changed": _("quota changed"),
     "knowledge document created": _("knowledge document created"), "knowledge document updated": _("knowledge document updated"),
     "knowledge document reindexed": _("knowledge document reindexed"), "knowledge document deleted": _("knowledge document deleted"),
+    "reference set created": _("reference set created"), "reference set changed": _("reference set changed"),
+    "reference set deleted": _("reference set deleted"), "evaluation started": _("evaluation started"),
     # changes made in the Django admin
     "project renamed": _("project renamed"), "job deleted": _("job deleted"),
     "blocklist entry changed": _("blocklist entry changed"),

@@ -1,0 +1,77 @@
+"""The settings page's evaluation section: each reference set's latest metrics per model version, and Evaluate."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.utils import timezone
+
+from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.evaluation import services
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
+from atelier_platform.jobs.models import Job, JobPurpose
+
+pytestmark = pytest.mark.django_db
+
+CASES = [{"input": {"messages": [{"role": "user", "content": "Where is my parcel?"}]}, "params": {},
+          "reference": "On its way."}]
+
+
+@pytest.fixture
+def owner(project, signed_in, empty_plugin_registry):
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    set_plugin_enabled(project, "chatbot", True)
+    return signed_in(project, "owner")
+
+
+def row(page: str, set_id, version) -> str:
+    found = re.search(rf'<table class="list" data-reference-set="{set_id}">.*?<tr data-version="{version}">(.*?)</tr>',
+                      page, re.S)
+    assert found, f"no row for version {version}"
+    return found.group(1)
+
+
+def test_each_version_shows_its_latest_scored_run_and_evaluate_starts_one(project, owner):
+    v2 = ModelVersion.objects.create(plugin_id="chatbot", version="v2", model_dir="chat/v2")
+    ProjectPlugin.objects.filter(project=project, plugin_id="chatbot").update(model_version=v2)
+    v3 = ModelVersion.objects.create(plugin_id="chatbot", version="v3", model_dir="chat/v3")
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="support", cases=CASES)
+    for chrf, finished in ((12.5, timezone.now() - timezone.timedelta(days=1)), (61.5, timezone.now())):
+        EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id="chatbot", model_version=v3,
+                                     status=RunStatus.SUCCEEDED, finished_at=finished, cases_total=1, cases_done=1,
+                                     metrics={"chrf": chrf, "bleu": 20.0, "succeeded": 1, "cases": 1})
+    page = owner.get("/settings/").content.decode()
+    assert "current model: v2" in row(page, reference_set.pk, "current") and "never" in row(page, reference_set.pk, "current")
+    assert "pinned" in row(page, reference_set.pk, v2.pk)
+    assert "61.5" in row(page, reference_set.pk, v3.pk) and "12.5" not in page  # the newest scored run
+
+    response = owner.post("/settings/", {"action": "evaluate", "reference_set": str(reference_set.pk),
+                                         "model_version": str(v3.pk)})
+    assert response.status_code == 302 and response["Location"].endswith("#evaluation")
+    run = EvaluationRun.objects.exclude(status=RunStatus.SUCCEEDED).get()
+    assert run.model_version == v3 and run.created_by == owner.user
+    assert Job.objects.get().purpose == JobPurpose.EVALUATION
+    page = owner.get("/settings/").content.decode()
+    assert "Evaluation of support with model version v3 (chat/v3) started" in page
+    assert 'data-run-status="queued"' in row(page, reference_set.pk, v3.pk) and "0 of 1 cases" in page
+
+
+def test_a_refused_evaluation_is_said_in_the_evaluation_section(project, owner, other_project, monkeypatch):
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="support", cases=CASES)
+    theirs = ReferenceSet.objects.create(project=other_project, plugin_id="chatbot", name="theirs", cases=CASES)
+    refused = owner.post("/settings/", {"action": "evaluate", "reference_set": str(theirs.pk), "model_version": ""})
+    assert refused.status_code == 400 and "No such reference set in this project." in refused.content.decode()
+    monkeypatch.setattr(services, "MAX_ACTIVE_RUNS", 0)
+    busy = owner.post("/settings/", {"action": "evaluate", "reference_set": str(reference_set.pk), "model_version": ""})
+    page = busy.content.decode()
+    assert busy.status_code == 400 and 'id="evaluation" data-refused' in page and "The evaluation could not start" in page
+    assert not EvaluationRun.objects.exists() and not Job.objects.exists()
+
+
+def test_without_reference_sets_the_section_says_how_to_make_one(owner):
+    assert "No reference sets yet." in owner.get("/settings/").content.decode()
+
