@@ -233,7 +233,7 @@ class TestRunning:
 
         stored, unstorable = submit(project), submit(project)
         claim = lifecycle.claim_job(str(stored.pk), "w")
-        assert lifecycle.claim_company(claim.job, claim.token, "w", 1, lambda _: True)
+        assert lifecycle.claim_company(claim.job, claim.token, "w", 1, lambda *_: True)
         long_ago = timezone.now() - timedelta(hours=1)
         Job.objects.filter(pk__in=[stored.pk, unstorable.pk]).update(heartbeat_at=long_ago)
         with BatchHeartbeat(claim.token, [str(stored.pk), str(unstorable.pk)]) as beat:

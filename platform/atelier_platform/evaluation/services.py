@@ -18,7 +18,7 @@ import logging
 from typing import Any, Callable, Iterable
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -296,11 +296,12 @@ def finish_if_done(run_id) -> EvaluationRun | None:
         counts = run.cases.aggregate(
             done=Count("pk", filter=Q(job__status__in=list(FINISHED_STATUSES))),
             failed=Count("pk", filter=Q(job__status__in=[JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.BLOCKED])),
+            first_started=Min("job__started_at"),
         )
         now = timezone.now()
         run.cases_done, run.cases_failed = counts["done"], counts["failed"]
-        if run.cases_done and run.started_at is None:
-            run.started_at = now
+        # when a worker first took one of its jobs (a run whose every input was blocked never ran one: its finish)
+        run.started_at = run.started_at or counts["first_started"] or (now if run.cases_done >= run.cases_total else None)
         if run.cases_done < run.cases_total:
             if run.cases_done:
                 run.status = RunStatus.RUNNING
