@@ -131,7 +131,9 @@ def test_a_run_over_the_api_reports_progress_then_metrics_and_sends_nothing_to_r
     assert started.status_code == 201, started.content
     body = started.json()
     assert body["status"] == "queued" and body["progress"] == {"done": 0, "failed": 0, "total": 2}
-    assert body["model_version"] is None and body["metrics"] == {} and body["results"] == []
+    assert body["model_version"] is None and body["metrics"] == {}
+    assert [(r["status"], r["reference"], r["output"]) for r in body["results"]] == [
+        ("pending", reference, None) for _, reference in QUESTIONS]
     run_all(EvaluationRun.objects.get(pk=body["id"]))
     from rest_framework.test import APIClient
 

@@ -6,6 +6,7 @@ import pytest
 
 from atelier_platform.catalog.models import ModelVersion
 from atelier_platform.catalog.registry import get_registry
+from atelier_platform.conversations.models import Conversation
 from atelier_platform.evaluation import services
 from atelier_platform.evaluation.models import EvaluationRun, RunStatus
 from atelier_platform.jobs import lifecycle
@@ -44,6 +45,7 @@ def test_a_run_answers_every_case_through_the_queue_and_scores_the_answers(chat_
     outputs = [case["output"] for case in first.results]
     assert all(outputs) and [case["job_id"] for case in first.results] == [str(j.pk) for j in jobs]
     assert not ReviewItem.objects.exists()  # nothing for reviewers
+    assert not Conversation.objects.exists()  # each case is self-contained: no thread started for it
 
     # The same questions again (the same seed: the same answers), against references that are the first
     # answer word for word, and text unrelated to any answer.
@@ -133,3 +135,11 @@ class TestRefused:
         with pytest.raises(services.UnknownModelVersion):
             services.start_run(chat_project, reference_set, model_version_id=other.pk, actor="test")
         assert not EvaluationRun.objects.exists() and not Job.objects.exists()
+
+
+def test_a_run_scores_against_the_references_it_started_with(chat_project):
+    reference_set = make_set(chat_project, ["first", "second", "third"])
+    run = services.start_run(chat_project, reference_set, actor="test")
+    services.update_reference_set(reference_set, actor="test", cases=[chat_case("other", "changed meanwhile")])
+    run = run_all(run)
+    assert [case["reference"] for case in run.results] == ["first", "second", "third"]

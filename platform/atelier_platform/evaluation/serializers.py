@@ -92,10 +92,10 @@ class CaseErrorSerializer(serializers.Serializer):
 class CaseResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     job_id = serializers.UUIDField()
-    status = serializers.CharField(help_text="succeeded or failed (the job failed, was blocked, or screening blocked its "
-                                             "output: see error).")
+    status = serializers.CharField(help_text="pending (until the run is scored), succeeded or failed (the job failed, "
+                                             "was blocked, or screening blocked its output: see error).")
     output = serializers.CharField(allow_null=True, allow_blank=True)
-    reference = serializers.CharField(allow_blank=True)
+    reference = serializers.CharField(allow_blank=True, help_text="The case's reference when the run started.")
     chrf = serializers.FloatField(allow_null=True)
     error = CaseErrorSerializer(allow_null=True)
 

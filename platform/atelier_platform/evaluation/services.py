@@ -269,6 +269,11 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
                                            cases_total=len(requests))
         jobs = submit_evaluation_jobs(project, requests, model_version=version, submitted_by=user)
         EvaluationCase.objects.bulk_create([EvaluationCase(run=run, index=index, job=job) for index, job in enumerate(jobs)])
+        # each case's reference as it is now: the set may be changed while the run goes, and scored against its own
+        run.results = [{"index": index, "job_id": str(job.pk), "status": "pending", "output": None,
+                        "reference": case["reference"], "chrf": None, "error": None}
+                       for index, (job, case) in enumerate(zip(jobs, reference_set.cases))]
+        run.save(update_fields=["results"])
         audit.record(project, actor, "evaluation_started", run,
                      after={"reference_set": reference_set.name, "model_version": version.version if version else None,
                             "cases": len(jobs)})
@@ -323,11 +328,11 @@ def _score(run: EvaluationRun) -> None:
                                                                      "outputs__review_state", "outputs__provenance")):
         if index == 0:
             outputs[job_id] = (content, state, provenance)
-    references = run.reference_set.cases
+    references = {case["index"]: case["reference"] for case in run.results or []}  # as they were when it started
     results, hypotheses, refs, model_names = [], [], [], set()
     for case in cases:
         job = case.job
-        reference = references[case.index]["reference"] if case.index < len(references) else ""
+        reference = references.get(case.index, "")
         result = {"index": case.index, "job_id": str(job.pk), "reference": reference, "output": None, "chrf": None,
                   "status": "failed", "error": None}
         found = outputs.get(job.pk)
