@@ -105,6 +105,19 @@ class TestReferenceSets:
             assert response.status_code == 400 and error_of(response)["code"] == "unknown_model_version"
         assert not EvaluationRun.objects.exists() and not Job.objects.exists()
 
+    def test_another_projects_private_version_is_refused_and_the_projects_own_offered(self, chat_enabled, admin_api,
+                                                                                        other_project):
+        reference_set = a_set(admin_api).json()
+        theirs = ModelVersion.objects.create(plugin_id="chatbot", version="their-ft", model_dir="chat/theirs",
+                                             project=other_project)
+        response = admin_api.post(RUNS, {"reference_set": reference_set["id"], "model_version": theirs.pk}, format="json")
+        assert response.status_code == 400 and error_of(response)["code"] == "unknown_model_version"
+        assert not EvaluationRun.objects.exists() and not Job.objects.exists()
+        assert list(services.evaluable_model_versions(chat_enabled, "chatbot")) == []
+        own = ModelVersion.objects.create(plugin_id="chatbot", version="our-ft", model_dir="chat/ours", project=chat_enabled)
+        shared = ModelVersion.objects.create(plugin_id="chatbot", version="shared", model_dir="chat/shared")
+        assert set(services.evaluable_model_versions(chat_enabled, "chatbot")) == {own, shared}
+
     def test_a_plugin_disabled_for_the_project_refuses_the_run(self, chat_enabled, admin_api):
         reference_set = a_set(admin_api).json()
         set_plugin_enabled(chat_enabled, "chatbot", False)

@@ -125,3 +125,22 @@ class TestModelDirectories:
                  "--pin", other_project.slug)
         output = run_probe(other_project).outputs.get()
         assert output.content["text"] == "globex-ft" and output.provenance["model_version"] == "globex-ft"
+
+    def test_a_job_naming_another_projects_private_version_fails_and_one_naming_its_own_runs_on_it(
+            self, probe_project, other_project, models_root):
+        """A job may name its version (an evaluation's); the worker holds the catalog's rule there too."""
+        for name in ("default", "globex-ft", "acme-ft"):
+            (models_root / "probe" / name).mkdir(parents=True)
+        register("--name", "globex-ft", "--dir", "probe/globex-ft", "--project", other_project.slug)
+        register("--name", "acme-ft", "--dir", "probe/acme-ft", "--project", probe_project.slug)
+
+        def run_naming(version: str) -> Job:
+            job = submit_job(probe_project, JobRequest("model_probe", {"text": "x"}, {})).job
+            Job.objects.filter(pk=job.pk).update(model_version=ModelVersion.objects.get(version=version))
+            JobRunner(get_registry(), ModelCache("cpu")).run(str(job.pk))
+            return Job.objects.get(pk=job.pk)
+
+        theirs = run_naming("globex-ft")
+        assert theirs.status == "failed" and theirs.error_code == "model_not_found" and not theirs.outputs.exists()
+        assert "globex" not in theirs.error_message and other_project.slug not in theirs.error_message
+        assert run_naming("acme-ft").outputs.get().content["text"] == "acme-ft"

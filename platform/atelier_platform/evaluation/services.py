@@ -105,10 +105,10 @@ def evaluable_plugin(plugin_id: str):
 
 
 def evaluable_model_versions(project: Project, plugin_id: str) -> QuerySet[ModelVersion]:
-    """The model versions ``project`` may evaluate for ``plugin_id``. The one place that says so: the API's
-    checks, the dashboard and the runs all ask here (where the catalog's own visibility rule, shared versions
-    and the project's own, belongs too)."""
-    return ModelVersion.objects.filter(plugin_id=plugin_id)
+    """The model versions ``project`` may evaluate for ``plugin_id``: shared ones and the project's own (the
+    catalog's rule: another tenant's private version is neither listed nor run). The one place that says so:
+    the API's checks, the dashboard and the runs all ask here."""
+    return ModelVersion.objects.available_to(project).filter(plugin_id=plugin_id)
 
 
 def evaluable_model_version(project: Project, plugin_id: str, version_id) -> ModelVersion | None:
