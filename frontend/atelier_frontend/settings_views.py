@@ -197,8 +197,9 @@ def project_settings(request, here):
         if not errors and not webhook_form:
             if notice:
                 request.session[NOTICE_SESSION] = notice
-            anchor = "#webhooks" if action in WEBHOOK_ACTIONS or action == "webhook_retry" else \
-                "#invitations" if action in ("invite", "revoke_invitation") else ""
+            anchor = ("#webhooks" if action in WEBHOOK_ACTIONS or action == "webhook_retry" else
+                      "#invitations" if action in ("invite", "revoke_invitation") else
+                      "#evaluation" if action == "evaluate" else "")
             if not Membership.objects.filter(project=project, user=request.user, role=Role.OWNER).exists():
                 # they gave up their own ownership (or left): the settings page would answer 403 now
                 return redirect("home")
