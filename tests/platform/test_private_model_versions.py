@@ -217,3 +217,20 @@ def test_the_workers_page_never_counts_another_projects_version_among_the_projec
     assert ("reverse_text", "rev/other") not in models_of_project(project)  # a worker keeping it warm is not shown
     ProjectPlugin.objects.filter(project=project, plugin_id="reverse_text").update(model_version=ours)
     assert ("reverse_text", "rev/acme-ft") in models_of_project(project)
+
+
+@pytest.mark.django_db
+def test_a_project_whose_evaluation_ran_on_its_own_version_can_still_be_deleted(project, private_versions):
+    """Its jobs and runs name the version; they go with the project, and so does the version (no ProtectedError)."""
+    from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
+    from atelier_platform.jobs.models import Job
+    from atelier_platform.jobs.submission import JobRequest, submit_job
+
+    ours, theirs = private_versions
+    job = submit_job(project, JobRequest("reverse_text", {"text": "x"}, {})).job
+    Job.objects.filter(pk=job.pk).update(model_version=ours)
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="reverse_text", name="set", cases=[])
+    EvaluationRun.objects.create(project=project, reference_set=reference_set, model_version=ours)
+    Project.objects.filter(pk=project.pk).delete()
+    assert list(ModelVersion.objects.all()) == [theirs] and not Job.objects.exists()
+    assert not EvaluationRun.objects.exists()

@@ -53,7 +53,8 @@ class EvaluationRun(models.Model):
     reference_set = models.ForeignKey(ReferenceSet, on_delete=models.CASCADE, related_name="runs")
     plugin_id = models.CharField(max_length=63)
     #: the version evaluated; null: the project's current model (its pin, else the plugin's default) at run time
-    model_version = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT,
+    # RESTRICT, not PROTECT: a version in use cannot be deleted alone, but goes with its project (jobs and all)
+    model_version = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.RESTRICT,
                                       related_name="evaluation_runs")
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -76,7 +76,8 @@ class Job(models.Model):
     webhook = models.CharField(max_length=2000, blank=True, default="")
     purpose = models.CharField(max_length=20, choices=JobPurpose.choices, default=JobPurpose.REQUEST)
     #: the model version this job must run with, instead of its project's pin (set only by the evaluation service)
-    model_version = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT,
+    # RESTRICT, not PROTECT: a version in use cannot be deleted alone, but goes with its project (jobs and all)
+    model_version = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.RESTRICT,
                                       related_name="jobs")
 
     claim_token = models.UUIDField(null=True, blank=True)
