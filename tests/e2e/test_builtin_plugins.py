@@ -141,3 +141,35 @@ def test_loading_models_writes_no_progress_bars_into_the_worker_log(stack, sessi
     log = stack.log_of(stack.current_worker)
     assert "succeeded" in log or "atelier.run_job" in log  # the log is the worker's, with jobs in it
     assert "Loading weights" not in log
+
+
+def test_an_evaluation_run_is_answered_by_the_worker_scored_and_reproducible_and_leaves_the_review_queue_alone(
+        stack, session):
+    """Through the real queue and worker process: each case a job on the chatbot, the run finished by the worker's
+    job signals and scored; seeded, a second run answers the same words; no answer waits for a reviewer."""
+    cases = [{"input": {"messages": [{"role": "user", "content": question}], "use_knowledge": False},
+              "params": {"max_new_tokens": 8}, "reference": reference}
+             for question, reference in (("Where is my parcel?", "It is on its way."),
+                                         ("Can I return shoes?", "Yes, within 45 days."))]
+    created = session.post(f"{stack.url}/api/v1/evaluation/reference-sets/",
+                           json={"plugin": "chatbot", "name": "e2e support", "cases": cases}, timeout=10)
+    assert created.status_code == 201, created.text
+    runs = []
+    for _ in range(2):
+        started = session.post(f"{stack.url}/api/v1/evaluation/runs/", json={"reference_set": created.json()["id"]},
+                               timeout=30)
+        assert started.status_code == 201, started.text
+        runs.append(wait(stack, session, f"/api/v1/evaluation/runs/{started.json()['id']}/",
+                         lambda run: run["status"] in ("succeeded", "failed")))
+    first, second = runs
+    assert first["status"] == "succeeded", first
+    assert first["progress"] == {"done": 2, "failed": 0, "total": 2}
+    assert first["metrics"]["cases"] == first["metrics"]["succeeded"] == 2 and first["metrics"]["chrf"] is not None
+    assert [r["output"] for r in second["results"]] == [r["output"] for r in first["results"]]
+    assert all(r["output"] and r["chrf"] is not None for r in first["results"])
+    job_ids = {r["job_id"] for run in runs for r in run["results"]}
+    reviewer = requests.Session()
+    reviewer.headers["Authorization"] = "Bearer " + stack.manage(
+        "create_api_key", "--project", "shop", "--scopes", "reviews:read").stdout.strip()
+    pending = reviewer.get(f"{stack.url}/api/v1/reviews/", params={"state": "pending", "page_size": 200}, timeout=10)
+    assert pending.status_code == 200 and not job_ids & {item["job"] for item in pending.json()["results"]}
