@@ -6,10 +6,12 @@ import io
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from atelier_platform.accounts.models import ApiKey, Project
 from atelier_platform.accounts.services import authenticate_api_key, issue_api_key, revoke_api_key
@@ -78,6 +80,47 @@ class TestCreateApiKeyCommand:
         # (and the API refuses it: the name is at most 100 characters wherever a key is made).
         with pytest.raises(CommandError, match="--name"):
             run_command("--project", "acme", "--create-project", "--name", "n" * 101)
+        assert not Project.objects.exists() and not ApiKey.objects.exists()
+
+    def test_expires_in_days_gives_the_key_an_expiry_and_prints_only_the_key(self, db):
+        before = timezone.now()
+        out, err = run_command("--project", "acme", "--create-project", "--expires-in-days", "30")
+        assert KEY_PATTERN.match(out.strip()) and out.count("\n") == 1
+        key = authenticate_api_key(out.strip())
+        assert key is not None
+        assert before + timedelta(days=30) <= key.expires_at <= timezone.now() + timedelta(days=30)
+        assert "expires 20" in err  # said on stderr, never on stdout
+
+    def test_expires_at_gives_the_key_that_expiry(self, db):
+        when = (timezone.now() + timedelta(days=10)).replace(microsecond=0)
+        out, _ = run_command("--project", "acme", "--create-project",
+                             "--expires-at", when.isoformat().replace("+00:00", "Z"))
+        assert ApiKey.objects.get().expires_at == when
+        assert authenticate_api_key(out.strip()) is not None
+
+    def test_without_an_expiry_option_the_key_does_not_expire(self, db):
+        run_command("--project", "acme", "--create-project")
+        assert ApiKey.objects.get().expires_at is None
+
+    @pytest.mark.parametrize("args, message", [
+        (["--expires-in-days", "0"], "--expires-in-days: between 1 and 3650"),
+        (["--expires-in-days", "-3"], "--expires-in-days: between 1 and 3650"),
+        (["--expires-in-days", "3651"], "--expires-in-days: between 1 and 3650"),
+        (["--expires-in-days", "soon"], "--expires-in-days: a whole number"),
+        (["--expires-in-days", "1.5"], "--expires-in-days: a whole number"),
+        (["--expires-at", "tomorrow"], "--expires-at: an ISO 8601 time with its offset"),
+        (["--expires-at", "2030-01-01T00:00:00"], "--expires-at: an ISO 8601 time with its offset"),  # no offset
+        (["--expires-at", "2030-02-30T00:00:00Z"], "--expires-at: an ISO 8601 time"),  # no such day
+        (["--expires-at", "2020-01-01T00:00:00Z"], "--expires-at: The expiry .* has already passed"),
+        (["--expires-at", "2999-01-01T00:00:00Z"], "--expires-at: The expiry .* more than 3650 days away"),
+        (["--expires-in-days", "3", "--expires-at", "2030-01-01T00:00:00Z"], "not allowed with argument"),
+    ])
+    def test_a_bad_expiry_is_refused_clearly_and_nothing_is_created(self, db, args, message):
+        out = io.StringIO()
+        with pytest.raises(CommandError, match=message):
+            call_command("create_api_key", "--project", "acme", "--create-project", *args,
+                         stdout=out, stderr=io.StringIO())
+        assert out.getvalue() == ""
         assert not Project.objects.exists() and not ApiKey.objects.exists()
 
     def test_as_a_script_sees_it(self, tmp_path):
