@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
+from atelier_platform.accounts import invitations
 from atelier_platform.accounts.models import Membership, Project
 from atelier_platform.accounts.roles import ROLE_CAPABILITIES, Capability
 
@@ -78,7 +79,8 @@ def needs(capability: str):
         def wrapped(request, *args, **kwargs):
             here = current(request)
             if here.project is None:
-                return render(request, "atelier_frontend/no_project.html", {"here": here}, status=403)
+                return render(request, "atelier_frontend/no_project.html",
+                              {"here": here, "invitation_days": invitations.LIFETIME.days}, status=403)
             if not here.can(capability):
                 request.atelier_needed = capability  # for the 403 page to name the projects whose role opens it
                 raise PermissionDenied("Your role in this project does not open this page.")

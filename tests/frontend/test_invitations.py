@@ -279,3 +279,21 @@ def test_someone_in_no_project_yet_joins_from_the_link(project, owner):
     assert shown.status_code == 200 and 'id="join"' in text_of(shown)
     assert loner.post(f"/invite/{token}/").status_code == 302
     assert loner.get("/", follow=True).redirect_chain[-1][0] == "/jobs/"  # a viewer lands on the jobs
+
+
+def test_the_no_project_page_tells_of_invitations_in_english_and_chinese():
+    """A signed-in person in no project was told only to ask an owner to add them: the page now says an owner
+    may invite them by e-mail, and that a link they have opens the way in."""
+    loner = Client()
+    loner.force_login(UserFactory(username="loner"))
+    page = loner.get("/jobs/")
+    assert page.status_code == 403
+    text = text_of(page)
+    assert "Ask a project owner to add you, with the role your work needs." in text  # still said
+    assert "An owner can invite you by e-mail address" in text and "<code>/invite/…/</code>" in text
+    assert f"works once, for {invitations.LIFETIME.days} days." in text
+    assert "If you have such a link, open it while signed in here" in text
+    chinese = text_of(loner.get("/jobs/", HTTP_ACCEPT_LANGUAGE="zh-hans"))
+    assert "请项目所有者把你加入项目" in chinese
+    assert f"只能使用一次，有效期 {invitations.LIFETIME.days} 天" in chinese and "如果你已收到这样的链接" in chinese
+    assert "An owner can invite you" not in chinese
