@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from atelier_frontend.texts import WORDS
 from atelier_platform.accounts.models import ApiKey
+from atelier_platform.instants import parse_instant
 
 
 def action_words(action: str) -> str:
@@ -50,7 +52,9 @@ def actor_names(project, actors: Iterable[str]) -> dict[str, str]:
 def change_words(before, after, limit: int = 160) -> str:
     """What an event changed, from its ``before`` and ``after``: "user: carol · role: viewer → reviewer" (a member's
     role changed), the values of what was added or removed. The object's id alone ("membership 5") did not say
-    which member left."""
+    which member left. An instant (a ``…_at`` value such as an invitation's ``expires_at`` or a lease's
+    ``lease_expires_at``, stored as ISO 8601) is shown as the page shows its other times: in the page's time zone,
+    "Dec 12, 19:30" (its year too when it is not this one); the exports keep the stored value."""
     before = before if isinstance(before, dict) else {}
     after = after if isinstance(after, dict) else {}
     parts = []
@@ -65,12 +69,25 @@ def change_words(before, after, limit: int = 160) -> str:
             if old != new:
                 parts.append(str(key))  # a nested change (thresholds, lists): named, its values in the export
         elif key in before and key in after and old != new:
-            parts.append(f"{key}: {_shown(old)} → {_shown(new)}")
+            parts.append(f"{key}: {_shown(old, key)} → {_shown(new, key)}")
         else:
-            parts.append(f"{key}: {_shown(new if key in after else old)}")
+            parts.append(f"{key}: {_shown(new if key in after else old, key)}")
     text = " · ".join(parts)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _shown(value) -> str:
-    return "–" if value is None or value == "" else str(value)
+def _shown(value, key: str = "") -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(key, str) and key.endswith("_at") and isinstance(value, str):
+        moment = parse_instant(value)
+        if moment is not None:
+            return _instant(moment)
+    return str(value)
+
+
+def _instant(moment) -> str:
+    """``moment`` in the page's time zone, as the audit log's and the settings page's other times are shown."""
+    local = timezone.localtime(moment)
+    same_year = local.year == timezone.localtime().year
+    return formats.date_format(local, _("M j, H:i") if same_year else _("M j, Y, H:i"))

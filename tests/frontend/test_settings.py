@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from atelier_platform.accounts.models import ApiKey, Membership
+from atelier_platform.accounts.models import ApiKey, Invitation, Membership
+from atelier_platform.moderation import audit
 from atelier_platform.accounts.services import authenticate_api_key
 from atelier_platform.moderation.models import AuditEvent, BlocklistEntry
 from atelier_platform.moderation.screening import policy_for
@@ -328,3 +333,48 @@ def test_the_policys_blocklists_and_allow_lists_refusals_are_in_the_pages_langua
     assert answer.json()["error"]["details"]["thresholds"] == ["violence: give review <= block, both between 0 and 1."]
     answer = api.post("/api/v1/safety/blocklist/", {"terms": [{"pattern": "(a+)+$", "is_regex": True}]}, format="json")
     assert "Regular expression '(a+)+$' nests quantifiers" in str(answer.json()["error"]["details"])
+
+
+def _details(page: str, action: str) -> str:
+    row = re.search(rf'<tr data-action="{action}">(.*?)</tr>', page, re.S)[1]
+    return re.search(r'<span class="muted audit-details">([^<]*)</span>', row)[1]
+
+
+@override_settings(TIME_ZONE="Asia/Shanghai")
+def test_instants_in_the_audit_log_are_shown_in_the_pages_time_zone_and_exported_as_stored(project, owner):
+    """An invitation's ``expires_at`` and a lease's ``lease_expires_at`` are stored in ISO 8601 (UTC, to the
+    microsecond): the audit log showed them so ("expires_at: 2026-12-12T19:26:41.123456+00:00"). It shows them as
+    its other times now, in the page's time zone; the exports keep what is stored."""
+    owner.post("/settings/", {"action": "invite", "email": "alex@example.com", "role": "viewer"})
+    invitation = Invitation.objects.get()
+    stored = AuditEvent.objects.get(action="invitation_created").after["expires_at"]
+    assert stored == invitation.expires_at.isoformat()
+    shanghai, now = ZoneInfo("Asia/Shanghai"), timezone.now()
+    local = invitation.expires_at.astimezone(shanghai)  # 8 hours ahead of UTC: another hour, maybe another day
+    year = f", {local.year}" if local.year != now.astimezone(shanghai).year else ""
+    far = (now + timedelta(days=400)).replace(microsecond=123456)  # always another year than this one
+    audit.record(project, "screening", "lease_claimed", invitation, after={"lease_expires_at": far.isoformat()})
+    far_local = far.astimezone(shanghai)
+
+    page = owner.get("/settings/").content.decode()
+    assert set(_details(page, "invitation_created").split(" · ")) == {  # PostgreSQL's jsonb orders keys its way
+        "email: alex@example.com", "role: viewer", f"expires_at: {local:%b} {local.day}{year}, {local:%H:%M}"}
+    assert _details(page, "lease_claimed") == f"lease_expires_at: {far_local:%b} {far_local.day}, {far_local.year}, " \
+                                               f"{far_local:%H:%M}"
+    assert stored not in page and far.isoformat() not in page
+    chinese = owner.get("/settings/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert _details(chinese, "lease_claimed") == (
+        f"lease_expires_at: {far_local.year}年{far_local.month}月{far_local.day}日 {far_local:%H:%M}")
+
+    for export in ("csv", "jsonl"):
+        body = b"".join(owner.get(f"/api/v1/audit/?export={export}&project={project.slug}").streaming_content).decode()
+        assert stored in body and far.isoformat() in body  # as stored, to the microsecond
+
+
+def test_a_value_that_only_looks_like_a_time_is_shown_as_it_is(project, owner):
+    """Only ``…_at`` values are read as instants: a key named like a timestamp keeps the name it was given."""
+    name = "2026-12-12T19:26:41+00:00"
+    owner.post("/settings/", {"action": "create_key", "name": "shop", "scopes": ["jobs:read"]})
+    key = ApiKey.objects.get()
+    assert owner.post("/settings/", {"action": "rename_key", "key": key.pk, "new_name": name}).status_code == 302
+    assert _details(owner.get("/settings/").content.decode(), "api_key_renamed").endswith(f"name: shop → {name}")
