@@ -106,6 +106,27 @@ def test_renaming_a_key_or_changing_its_rate_limit_is_audited(admin_client, admi
     assert (event.project_id, event.actor, event.object_id) == (project.pk, f"user:{admin_user.pk}", str(key.pk))
     assert (event.before["rate_limit_per_minute"], event.after["rate_limit_per_minute"]) == (None, 0)
     assert event.after["name"] == "ci"
+    (renamed,) = events("api_key_renamed")  # the name's change, as the API and the dashboard record it
+    assert renamed.after == {"prefix": key.prefix, "name": "ci"} and renamed.actor == f"user:{admin_user.pk}"
+
+
+def test_renaming_a_key_in_the_admin_is_recorded_as_the_api_and_the_dashboard_record_it(
+        admin_client, admin_user, project, make_key):
+    """The admin logged a new name as api_key_changed, the API and the settings page as api_key_renamed: a
+    search of the audit log for renamed keys missed the admin's."""
+    key = make_key(project).api_key
+    ApiKey.objects.filter(pk=key.pk).update(name="shop")
+    response = admin_client.post(f"/admin/accounts/apikey/{key.pk}/change/", {"name": "  till  ", "rate_limit_per_minute": ""})
+    assert response.status_code == 302
+    (event,) = events("api_key_renamed")
+    assert (event.project_id, event.actor, event.object_id) == (project.pk, f"user:{admin_user.pk}", str(key.pk))
+    assert (event.before, event.after) == ({"prefix": key.prefix, "name": "shop"}, {"prefix": key.prefix, "name": "till"})
+    assert not events("api_key_changed")  # nothing else changed
+    key.refresh_from_db()
+    assert key.name == "till"
+    # saved again unchanged: nothing recorded
+    admin_client.post(f"/admin/accounts/apikey/{key.pk}/change/", {"name": "till", "rate_limit_per_minute": ""})
+    assert len(events("api_key_renamed")) == 1 and not events("api_key_changed")
 
 
 def test_a_save_in_the_admin_writes_only_what_its_form_edits(admin_client, project, make_key, monkeypatch):

@@ -10,7 +10,7 @@ from django.forms.models import BaseInlineFormSet
 from atelier_platform.accounts import invitations
 from atelier_platform.accounts.models import ApiKey, Invitation, Membership, Project
 from atelier_platform.accounts.roles import Role
-from atelier_platform.accounts.services import projects_left_without_owner, revoke_api_key
+from atelier_platform.accounts.services import projects_left_without_owner, rename_api_key, revoke_api_key
 from atelier_platform.catalog.services import enable_installed_plugins
 from atelier_platform.moderation import audit
 from atelier_platform.moderation.admin import AtelierModelAdmin, AuditedAdmin, admin_actor
@@ -131,6 +131,13 @@ class ApiKeyAdmin(AuditedAdmin):
     def audit_view(self, obj) -> dict:
         return {"prefix": obj.prefix, "name": obj.name, "scopes": obj.scopes,
                 "rate_limit_per_minute": obj.rate_limit_per_minute}
+
+    def save_model(self, request, obj, form, change):
+        # A new name goes through the service the API and the dashboard rename with: audited as api_key_renamed,
+        # alike wherever it is done. What else changed (the rate limit) is then recorded as api_key_changed.
+        if change and "name" in form.changed_data:
+            rename_api_key(obj, obj.name, admin_actor(request))
+        super().save_model(request, obj, form, change)
 
     def has_add_permission(self, request):
         return False
