@@ -115,3 +115,47 @@ def test_an_allow_list_entry_is_removed_as_written_any_way_and_screening_sees_it
     event = AuditEvent.objects.get(action="allowlist_entries_removed")
     assert event.after == {"removed": ["email: help@shop.example", "phone: +1 800 555 0142"], "total": 1}
     assert AllowlistEntry.objects.filter(project=other_project).count() == 1
+
+
+def _list_change(project, change):
+    from atelier_platform.moderation import policies
+
+    return {
+        "import_blocklist": lambda: policies.import_blocklist(project, "user:1", [{"pattern": "silk"}]),
+        "import_blocklist_replace": lambda: policies.import_blocklist(project, "user:1", [{"pattern": "silk"}], replace=True),
+        "remove_blocklist_terms": lambda: policies.remove_blocklist_terms(project, "user:1", [{"pattern": "wool"}]),
+        "import_allowlist": lambda: policies.import_allowlist(project, "user:1", [{"value": "silk"}]),
+        "remove_allowlist_entries": lambda: policies.remove_allowlist_entries(project, "user:1", [{"value": "wool"}]),
+    }[change]
+
+
+@pytest.mark.parametrize("change, table", [
+    ("import_blocklist", "moderation_blocklistentry"), ("import_blocklist_replace", "moderation_blocklistentry"),
+    ("remove_blocklist_terms", "moderation_blocklistentry"), ("import_allowlist", "moderation_allowlistentry"),
+    ("remove_allowlist_entries", "moderation_allowlistentry"),
+])
+def test_every_change_of_a_list_locks_the_projects_policy_row_before_it_reads_the_list(project, change, table):
+    """The blocklist's import read and wrote the list without the lock the allow list's import and the removals
+    take (the project's SafetyPolicy row, FOR UPDATE): two imports, or an import and a removal, could interleave.
+    Shown by the statements sent, not by a race: the lock comes before the first statement on the list."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from atelier_platform.moderation.models import SafetyPolicy
+    from atelier_platform.moderation.policies import allow_entry
+
+    if not connection.features.has_select_for_update:
+        pytest.skip("this database has no row locks (SQLite): one writer at a time anyway")
+    policy_for(project)
+    BlocklistEntry.objects.create(project=project, pattern="wool", is_regex=False, category="custom")
+    kind, normalised = allow_entry(None, "wool")
+    AllowlistEntry.objects.create(project=project, kind=kind, value="wool", normalised=normalised)
+    with CaptureQueriesContext(connection) as queries:
+        _list_change(project, change)()
+    statements = [query["sql"] for query in queries.captured_queries]
+    policy_table = connection.ops.quote_name(SafetyPolicy._meta.db_table)
+    locks = [i for i, sql in enumerate(statements) if sql.rstrip().endswith("FOR UPDATE") and f"FROM {policy_table}" in sql]
+    on_the_list = [i for i, sql in enumerate(statements) if connection.ops.quote_name(table) in sql]
+    assert locks and on_the_list, statements
+    assert locks[0] < on_the_list[0], statements
+    assert f'"project_id" = {project.pk}' in statements[locks[0]]  # this project's row, not another's

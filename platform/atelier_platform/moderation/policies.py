@@ -100,6 +100,9 @@ def import_blocklist(project, actor: str, terms: list[dict], *, replace: bool = 
             errors[f"terms.{index}.pattern"] = error.error_list  # with their codes and values
     if errors:
         raise ValidationError(errors)
+    # one change of the lists at a time per project, as the allow list's import and the removals: two imports (or an
+    # import and a removal) interleaving could both find a term missing and add it twice, or count a stale total
+    _locked_lists(project)
     removed = BlocklistEntry.objects.filter(project=project).delete()[0] if replace else 0
     existing = set(BlocklistEntry.objects.filter(project=project).values_list("pattern", "is_regex"))
     new = {}
@@ -203,8 +206,7 @@ def import_allowlist(project, actor: str, entries: list[dict], *, replace: bool 
     if errors:
         raise ValidationError(errors)
     # one import at a time per project: two adding the same value at once would both find it missing
-    policy_for(project)
-    SafetyPolicy.objects.select_for_update().filter(project=project).first()
+    _locked_lists(project)
     stored = list(AllowlistEntry.objects.filter(project=project).values_list("pk", "kind", "value", "normalised"))
     # with ``replace``, what the new list also holds stays as it is: only what it leaves out is removed
     dropped = [(pk, kind, value) for pk, kind, value, normalised in stored if replace and (kind, normalised) not in checked]
