@@ -72,7 +72,8 @@ SECTION_OF_ACTION = {"add_member": "members", "set_role": "members", "remove_mem
                      "invite": "invitations", "revoke_invitation": "invitations",
                      "create_key": "key", "revoke_key": "key", "rename_key": "key", "policy": "policy", "blocklist": "blocklist",
                      "blocklist_remove": "blocklist", "allowlist": "allowlist", "allowlist_remove": "allowlist",
-                     "plugin": "plugins", "evaluate": "evaluation", "webhook_retry": "webhooks",
+                     "plugin": "plugins", "evaluate": "evaluation", "reference_set_upload": "evaluation",
+                     "reference_set_delete": "evaluation", "webhook_retry": "webhooks",
                      **{action: "webhooks" for action in WEBHOOK_ACTIONS}}
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
                         "personal_data", "prompt_injection", "spam"]
@@ -141,6 +142,10 @@ def project_settings(request, here):
                     notice = _plugin(project, actor, request.POST)
                 elif action == "evaluate":
                     notice = _evaluate(project, request.user, actor, request.POST)
+                elif action == "reference_set_upload":
+                    notice = _upload_reference_set(project, request.user, actor, request.POST, request.FILES)
+                elif action == "reference_set_delete":
+                    notice = _delete_reference_set(project, actor, request.POST)
                 elif action == "policy":
                     policies.update_policy(project, actor, _policy_changes(request.POST))
                     notice = _("Review policy saved.")
@@ -199,7 +204,7 @@ def project_settings(request, here):
                 request.session[NOTICE_SESSION] = notice
             anchor = ("#webhooks" if action in WEBHOOK_ACTIONS or action == "webhook_retry" else
                       "#invitations" if action in ("invite", "revoke_invitation") else
-                      "#evaluation" if action == "evaluate" else "")
+                      "#evaluation" if SECTION_OF_ACTION.get(action) == "evaluation" else "")
             if not Membership.objects.filter(project=project, user=request.user, role=Role.OWNER).exists():
                 # they gave up their own ownership (or left): the settings page would answer 403 now
                 return redirect("home")
@@ -234,6 +239,7 @@ def project_settings(request, here):
         "allow_kinds": ALLOW_KINDS,
         **_audit(project, request.GET),
         **_plugins_and_evaluations(project),
+        "reference_set_form": request.POST if refused == "reference_set_upload" else {},
         **_webhook_forms(project, WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50],
                          webhook_form),
         "event_types": SUBSCRIBABLE_EVENTS, "new_webhook": new_webhook,
@@ -442,6 +448,8 @@ def _field_words(field: str, posted) -> str:
         return _("Allow list")
     if field == "remove_terms":
         return _("Blocklist")
+    if posted.get("action") == "reference_set_upload" and field in ("name", "plugin", "file"):
+        return {"name": _("Name"), "plugin": _("Plugin"), "file": _("File")}[field]
     term = re.fullmatch(r"terms\.(\d+)\.pattern", field) or re.fullmatch(r"entries\.(\d+)\.value", field)
     if term:
         # the service numbers the terms (or allow-list entries), which are the text's lines less the blank ones
@@ -569,7 +577,11 @@ def _plugins(project) -> list[dict]:
 
 def _plugins_and_evaluations(project) -> dict:
     plugins = _plugins(project)
-    return {"plugins": plugins, "evaluations": _evaluations(project, plugins)}
+    from atelier_platform.evaluation.services import MAX_CASES, OUTPUT_TEXT
+    from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES
+
+    return {"plugins": plugins, "evaluations": _evaluations(project, plugins), "evaluable_plugins": list(OUTPUT_TEXT),
+            "max_cases": MAX_CASES, "max_upload_mib": MAX_UPLOAD_BYTES // 2**20}
 
 
 def _evaluations(project, plugins) -> list[dict]:
@@ -634,6 +646,80 @@ def _evaluate(project, user, actor, posted) -> str:
     model = _model_words(run.model_version) if run.model_version else _("the current model")
     return _("Evaluation of %(set)s with %(model)s started; its jobs wait behind the project's own. Reload the page "
              "to see its progress.") % {"set": reference_set.name, "model": model}
+
+
+def _reference_set_of(project, posted):
+    import uuid
+
+    from atelier_platform.evaluation.models import ReferenceSet
+
+    try:
+        set_id = uuid.UUID(posted.get("reference_set", ""))
+    except ValueError:
+        set_id = None
+    reference_set = ReferenceSet.objects.filter(project=project, pk=set_id).first() if set_id else None
+    if reference_set is None:
+        raise NotInProject(_("No such reference set in this project."))
+    return reference_set
+
+
+def _upload_reference_set(project, user, actor, posted, files) -> str:
+    """A reference set from an uploaded CSV or JSON Lines file, through the service the API uses (its checks, its
+    audit entry); refused, nothing is saved, and each bad line is named with its column, in the page's words."""
+    from atelier_platform.evaluation import services as evaluation
+    from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES, UploadRefused, create_reference_set_from_upload
+    from atelier_platform.jobs.errors import JobServiceError
+
+    from atelier_frontend.evaluation_words import UPLOAD_REASONS, upload_refusal_words
+
+    name = posted.get("name", "").strip()
+    if not name:
+        raise ValidationError({"name": [_("Name the reference set.")]})
+    if len(name) > 100:
+        raise ValidationError({"name": [_("At most 100 characters.")]})
+    plugin_id = posted.get("plugin", "")
+    if plugin_id not in evaluation.OUTPUT_TEXT:
+        raise ValidationError({"plugin": [_("Choose a plugin.")]})
+    upload = files.get("file")
+    if upload is None:
+        raise ValidationError({"file": [_("Choose a file.")]})
+    if upload.size > MAX_UPLOAD_BYTES:  # said before it is read
+        raise ValidationError({"file": [str(UPLOAD_REASONS["too_large"]) % {"limit_mib": MAX_UPLOAD_BYTES // 2**20}]})
+    try:
+        reference_set = create_reference_set_from_upload(
+            project, plugin_id=plugin_id, name=name, filename=upload.name or "", data=upload.read(), actor=actor,
+            user=user)
+    except UploadRefused as error:
+        raise ValidationError({"file": upload_refusal_words(error)}) from None
+    except JobServiceError as error:
+        lines = upload_refusal_words(error)
+        if lines:
+            raise ValidationError({"file": lines}) from None
+        if error.code == "limit_exceeded":
+            raise ValidationError({"file": [_("At most %(limit)s cases per reference set.") % {
+                "limit": evaluation.MAX_CASES}]}) from None
+        if "name" in (error.details or {}):
+            raise ValidationError({"name": [_("The project has a reference set named %(name)s already.") % {
+                "name": name}]}) from None
+        if "plugin" in (error.details or {}):
+            raise ValidationError({"plugin": [_("Choose a plugin.")]}) from None
+        raise ValidationError(error.message) from None
+    count = len(reference_set.cases)
+    return ngettext("Reference set %(name)s saved with %(n)s case.", "Reference set %(name)s saved with %(n)s cases.",
+                    count) % {"name": reference_set.name, "n": count}
+
+
+def _delete_reference_set(project, actor, posted) -> str:
+    """Delete a set through the service the API uses: refused while one of its runs is going."""
+    from atelier_platform.evaluation import services as evaluation
+
+    reference_set = _reference_set_of(project, posted)
+    try:
+        evaluation.delete_reference_set(reference_set, actor=actor)
+    except evaluation.ReferenceSetBusy:
+        raise ValidationError(_("A run of %(name)s is still going; delete it once the run has finished.") % {
+            "name": reference_set.name}) from None
+    return _("Reference set %(name)s and its runs deleted.") % {"name": reference_set.name}
 
 
 def _plugin(project, actor, posted) -> str:

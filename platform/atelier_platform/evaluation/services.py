@@ -125,9 +125,11 @@ def evaluable_model_version(project: Project, plugin_id: str, version_id) -> Mod
 
 # --- reference sets -------------------------------------------------------------------------------------
 
-def _case_errors(plugin, index: int, case: Any) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
-    """One case normalised, or its errors by field (``cases.3.input.messages``)."""
-    from atelier_platform.jobs.submission import as_sent, nul_paths, pydantic_error_details
+def _case_errors(plugin, index: int, case: Any,
+                 field_errors: list | None = None) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+    """One case normalised, or its errors by field (``cases.3.input.messages``); pydantic's errors behind them
+    are added to ``field_errors`` (for the dashboard to word them in its language)."""
+    from atelier_platform.jobs.submission import as_sent, nul_paths, pydantic_error_details, rooted_errors
 
     where = f"cases.{index}"
     if not isinstance(case, dict):
@@ -155,6 +157,8 @@ def _case_errors(plugin, index: int, case: Any) -> tuple[dict[str, Any] | None, 
             as_sent(model, value)
         except ValidationError as exc:
             errors.update(pydantic_error_details(exc, f"{where}.{name}"))
+            if field_errors is not None:
+                field_errors.extend(rooted_errors(exc, f"{where}.{name}"))
     if isinstance(input_data, dict) and input_data.get("conversation_id"):
         errors[f"{where}.input.conversation_id"] = ["A case is self-contained: put its turns in messages."]
     if errors:
@@ -170,15 +174,16 @@ def checked_cases(plugin_id: str, cases: Any) -> list[dict[str, Any]]:
     if len(cases) > MAX_CASES:
         raise InvalidJobInput(f"At most {MAX_CASES} cases per reference set; this one has {len(cases)}.",
                               details={"cases": [f"At most {MAX_CASES} cases."]}, code="limit_exceeded")
-    checked, problems = [], {}
+    checked, problems, field_errors = [], {}, []
     for index, case in enumerate(cases):
-        normal, errors = _case_errors(plugin, index, case)
+        normal, errors = _case_errors(plugin, index, case, field_errors)
         problems.update(errors)
         checked.append(normal)
     if problems:
         bad = sorted({int(name.split(".")[1]) for name in problems})
         raise InvalidJobInput(f"{len(bad)} of {len(cases)} cases do not match the plugin's schema (index "
-                              f"{', '.join(map(str, bad[:10]))}{', ...' if len(bad) > 10 else ''}).", details=problems)
+                              f"{', '.join(map(str, bad[:10]))}{', ...' if len(bad) > 10 else ''}).", details=problems,
+                              field_errors=field_errors)
     return checked
 
 

@@ -1,0 +1,104 @@
+"""A refused reference-set upload in the page's language: each line of the file and its column (or field) that
+was refused, and why.
+
+The platform refuses in English (``evaluation.uploads.UploadRefused``: a stable reason and its values;
+``services.checked_cases``: details by case and field, with pydantic's errors behind them). Here each is said
+in the page's words: the file's own problems by their reason, a case's by its line (``Upload.lines``) and its
+CSV column, pydantic's messages as the job forms show them (``field_errors``), the service's own by their
+English. A message not known here keeps its English.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext, gettext_lazy as _, ngettext
+
+from atelier_frontend.field_errors import shown_details
+
+#: ``UploadRefused.reason`` → the message in the page's language, with the refusal's params
+UPLOAD_REASONS = {
+    "too_large": _("The file is too large: at most %(limit_mib)s MiB."),
+    "file_type": _("Upload a .csv or a .jsonl (JSON Lines) file."),
+    "not_utf8": _("The file is not UTF-8 text (line %(line)s): save it as UTF-8 (in a spreadsheet, as “CSV UTF-8”)."),
+    "empty": _("The file is empty."),
+    "no_cases": _("The file has no cases (only its header, or blank lines)."),
+    "nul": _("Line %(line)s holds a NUL character."),
+    "csv_not_for_plugin": _("A CSV file is read for the chatbot and recommender copy; for %(plugin)s, upload JSON Lines."),
+    "too_many_cases": _("At most %(limit)s cases per reference set; this file has %(count)s."),
+    "not_csv": _("Line %(line)s is not CSV."),
+    "not_json": _("Line %(line)s is not JSON."),
+    "cell_count": _("Line %(line)s has %(cells)s cells where the first line names %(columns)s columns."),
+}
+
+#: the service's own messages of a case's field (``services._case_errors``), by their English
+CASE_MESSAGES = {
+    "The expected answer, a non-empty text.": _("The expected answer, a non-empty text."),
+    "An object.": _("An object."),
+    "A case is an object with input, reference and optional params.": _(
+        "A case is an object with input, reference and optional params."),
+    "The NUL character (\\u0000) is not allowed.": _("The NUL character is not allowed."),
+    "A case is self-contained: put its turns in messages.": _("A case is self-contained: put its turns in messages."),
+}
+
+
+def _columns_words(params: dict) -> str:
+    words = gettext("The first line names the columns: %(required)s (required)") % params
+    if params.get("optional"):
+        words += gettext("; %(optional)s (optional)") % params
+    words += "."
+    for key, said in (("missing", gettext("Missing: %(names)s.")), ("unknown", gettext("Unknown: %(names)s.")),
+                      ("repeated", gettext("Repeated: %(names)s."))):
+        if params.get(key):
+            words += " " + said % {"names": params[key]}
+    return words
+
+
+def _reason_words(refusal) -> str:
+    if refusal.reason == "columns":
+        return _columns_words(refusal.params)
+    words = UPLOAD_REASONS.get(refusal.reason)
+    try:
+        return str(words) % refusal.params if words else refusal.message
+    except (KeyError, TypeError, ValueError):
+        return refusal.message
+
+
+def upload_refusal_words(error) -> list[str]:
+    """The messages of a refused upload (``UploadRefused``, or the service's refusal of its cases carrying
+    ``upload``), in the page's language; at most ``MAX_LINE_ERRORS`` lines and a count of the rest."""
+    from atelier_platform.evaluation.uploads import MAX_LINE_ERRORS, UploadRefused, column_of
+
+    if isinstance(error, UploadRefused):
+        if error.reason != "bad_lines":
+            return [_reason_words(error)]
+        said = [_reason_words(problem) for problem in error.problems]
+        rest = error.params.get("lines", len(said)) - len(said)
+        if rest > 0:
+            said.append(ngettext("… and %(n)s more line.", "… and %(n)s more lines.", rest) % {"n": rest})
+        return said
+    upload = getattr(error, "upload", None)
+    details = shown_details(error) if isinstance(getattr(error, "details", None), dict) else {}
+    if upload is None or getattr(error, "code", "") == "limit_exceeded" or not any(
+            key.startswith("cases.") for key in details):
+        return []  # not about the file's cases: the caller says it as any other refusal
+    said, lines = [], []
+    for key, messages in details.items():
+        parts = key.split(".")
+        if len(parts) < 2 or parts[0] != "cases" or not parts[1].isdigit():
+            continue
+        index, path = int(parts[1]), ".".join(parts[2:])
+        line = upload.lines[index] if index < len(upload.lines) else index + 1
+        where = column_of(upload.plugin_id, upload.kind, path)
+        for message in messages:
+            text = str(CASE_MESSAGES.get(message, message))
+            if message.startswith("Unknown fields: "):
+                text = gettext("Unknown fields: %(names)s (a case has input, params and reference).") % {
+                    "names": message[len("Unknown fields: "):].split(" (")[0]}
+            lines.append((line, where, text))
+    lines.sort(key=lambda found: found[0])
+    for line, where, text in lines[:MAX_LINE_ERRORS]:
+        said.append(gettext("Line %(line)s, %(field)s: %(message)s") % {"line": line, "field": where, "message": text}
+                    if where else gettext("Line %(line)s: %(message)s") % {"line": line, "message": text})
+    if len(lines) > MAX_LINE_ERRORS:
+        rest = len(lines) - MAX_LINE_ERRORS
+        said.append(ngettext("… and %(n)s more problem.", "… and %(n)s more problems.", rest) % {"n": rest})
+    return said

@@ -1,0 +1,224 @@
+"""A reference set's cases read from an uploaded file: CSV (columns per plugin) or JSON Lines (one case a line).
+
+The file is only turned into cases here; ``services.checked_cases`` checks them against the plugin's schemas, as
+it does the API's. Each case remembers the file's line it came from (``Upload.lines``), so that a refusal names
+the line and, for a CSV, the column (``column_of``). A refusal of the file itself (not UTF-8, a missing or unknown
+column, a line that is not JSON) is an ``UploadRefused`` with a stable code and its values, for a caller to word
+in its own language; its English is the API's.
+
+CSV columns:
+
+- ``chatbot``: ``question`` and ``reference`` (one user message; the answer expected).
+- ``recommender_copy``: ``title`` and ``reference`` (one catalogue item and the copy expected for it), optional
+  ``description``, ``interests`` (the shopper's), ``tone`` and ``language``. The case asks for one item and one
+  variant, so the text scored is that copy.
+
+JSON Lines: ``{"input": {...}, "params": {...}, "reference": "..."}`` a line, for any plugin a run can score.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from atelier_platform.evaluation.services import MAX_CASES, EvaluationError
+
+#: the largest file taken (500 cases of long conversations fit well within it)
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+#: the refusals of single lines listed before the rest are only counted
+MAX_LINE_ERRORS = 20
+
+
+def _chatbot(row: dict[str, str]) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": row["question"]}]}
+
+
+def _recommender(row: dict[str, str]) -> dict[str, Any]:
+    item = {"id": "item-1", "title": row["title"]}
+    if row.get("description"):
+        item["description"] = row["description"]
+    made: dict[str, Any] = {"items": [item], "count": 1, "variants": 1}
+    if row.get("interests"):
+        made["profile"] = {"interests": row["interests"]}
+    for name in ("tone", "language"):
+        if row.get(name):
+            made[name] = row[name]
+    return made
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    make_input: Any
+    #: where in a case each column goes, to name the column of a refused field (the longest prefix wins)
+    columns: dict[str, str]
+
+
+CSV_LAYOUTS: dict[str, CsvLayout] = {
+    "chatbot": CsvLayout(("question", "reference"), (), _chatbot,
+                         {"input.messages": "question", "reference": "reference"}),
+    "recommender_copy": CsvLayout(
+        ("title", "reference"), ("description", "interests", "tone", "language"), _recommender,
+        {"input.items.0.title": "title", "input.items.0.description": "description", "input.profile": "interests",
+         "input.tone": "tone", "input.language": "language", "reference": "reference"}),
+}
+
+
+class UploadRefused(EvaluationError):
+    """The file cannot be read as cases: ``reason`` is a stable code, ``params`` its values (``line``, ``column``)."""
+
+    code = "invalid_upload"
+
+    def __init__(self, message: str, *, reason: str, params: dict[str, Any] | None = None,
+                 problems: list["UploadRefused"] | None = None) -> None:
+        super().__init__(message, details={"file": [message]})
+        self.reason = reason
+        self.params = dict(params or {})
+        #: a file refused line by line: each line's refusal (at most MAX_LINE_ERRORS), the count in params["lines"]
+        self.problems = list(problems or [])
+
+
+@dataclass
+class Upload:
+    cases: list[dict[str, Any]]
+    #: the file's line each case came from, by the case's index
+    lines: list[int] = field(default_factory=list)
+    kind: str = "csv"
+    plugin_id: str = ""
+
+
+def column_of(plugin_id: str, kind: str, path: str) -> str:
+    """The CSV column of a field of a case (``input.messages.0.content`` → ``question``); in JSON Lines the path."""
+    if kind != "csv" or plugin_id not in CSV_LAYOUTS:
+        return path
+    best = ""
+    for prefix in CSV_LAYOUTS[plugin_id].columns:
+        if (path == prefix or path.startswith(prefix + ".")) and len(prefix) > len(best):
+            best = prefix
+    return CSV_LAYOUTS[plugin_id].columns[best] if best else path
+
+
+def _text_of(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UploadRefused(f"The file is not UTF-8 text (line {line}): save it as UTF-8 (in a spreadsheet, as "
+                            "“CSV UTF-8”).", reason="not_utf8", params={"line": line}) from None
+
+
+def _too_many(count: int) -> UploadRefused:
+    return UploadRefused(f"At most {MAX_CASES} cases per reference set; this file has {count}.", reason="too_many_cases",
+                         params={"limit": MAX_CASES, "count": count})
+
+
+def _refused_lines(problems: list[UploadRefused]) -> UploadRefused:
+    first = problems[0]
+    return UploadRefused(f"{len(problems)} lines cannot be read; line {first.params.get('line')}: {first.message}",
+                         reason="bad_lines", params={"lines": len(problems)}, problems=problems[:MAX_LINE_ERRORS])
+
+
+def read_csv(plugin_id: str, text: str) -> Upload:
+    layout = CSV_LAYOUTS.get(plugin_id)
+    if layout is None:
+        raise UploadRefused(f"A CSV file is read for {', '.join(sorted(CSV_LAYOUTS))}; for {plugin_id}, upload JSON "
+                            "Lines.", reason="csv_not_for_plugin", params={"plugin": plugin_id})
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise UploadRefused("The file is empty.", reason="empty")
+        names = [name.strip().lower() for name in header]
+        missing = [name for name in layout.required if name not in names]
+        unknown = [name for name in names if name not in (*layout.required, *layout.optional)]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if missing or unknown or repeated:
+            raise UploadRefused(
+                f"The first line names the columns: {', '.join(layout.required)} (required)"
+                f"{', ' + ', '.join(layout.optional) + ' (optional)' if layout.optional else ''}. Missing: "
+                f"{', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}; repeated: "
+                f"{', '.join(repeated) or 'none'}.", reason="columns",
+                params={"required": ", ".join(layout.required), "optional": ", ".join(layout.optional),
+                        "missing": ", ".join(missing), "unknown": ", ".join(unknown), "repeated": ", ".join(repeated)})
+        upload, problems = Upload(cases=[], kind="csv", plugin_id=plugin_id), []
+        line = reader.line_num
+        for cells in reader:
+            start, line = line + 1, reader.line_num  # a quoted cell may span lines: a row is named by its first
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(names):
+                problems.append(UploadRefused(f"{len(cells)} cells where the first line names {len(names)} columns.",
+                                              reason="cell_count", params={"line": start, "cells": len(cells),
+                                                                           "columns": len(names)}))
+                continue
+            row = {name: cell.strip() for name, cell in zip(names, cells)}
+            upload.cases.append({"input": layout.make_input(row), "params": {}, "reference": row["reference"]})
+            upload.lines.append(start)
+            if len(upload.cases) > MAX_CASES:
+                raise _too_many(len(upload.cases) + sum(1 for rest in reader if any(c.strip() for c in rest)))
+    except csv.Error as exc:
+        raise UploadRefused(f"Line {reader.line_num} is not CSV: {exc}.", reason="not_csv",
+                            params={"line": reader.line_num}) from None
+    if problems:
+        raise _refused_lines(problems)
+    return upload
+
+
+def read_json_lines(plugin_id: str, text: str) -> Upload:
+    upload, problems = Upload(cases=[], kind="jsonl", plugin_id=plugin_id), []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            case = json.loads(line)
+        except ValueError as exc:
+            problems.append(UploadRefused(f"Not JSON: {exc}.", reason="not_json", params={"line": number}))
+            continue
+        upload.cases.append(case)
+        upload.lines.append(number)
+    if len(upload.cases) > MAX_CASES:
+        raise _too_many(len(upload.cases))
+    if problems:
+        raise _refused_lines(problems)
+    return upload
+
+
+def read_upload(plugin_id: str, filename: str, data: bytes) -> Upload:
+    """The cases of an uploaded file, by its name's ending: ``.csv``, or ``.jsonl`` (``.ndjson``)."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadRefused(f"The file has {len(data)} bytes; at most {MAX_UPLOAD_BYTES} are taken.",
+                            reason="too_large", params={"limit_mib": MAX_UPLOAD_BYTES // (1024 * 1024)})
+    ending = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if ending not in ("csv", "jsonl", "ndjson"):
+        raise UploadRefused("Upload a .csv or a .jsonl (JSON Lines) file.", reason="file_type")
+    text = _text_of(data)
+    if not text.strip():
+        raise UploadRefused("The file is empty.", reason="empty")
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise UploadRefused(f"Line {line} holds a NUL character.", reason="nul", params={"line": line})
+    upload = read_csv(plugin_id, text) if ending == "csv" else read_json_lines(plugin_id, text)
+    if not upload.cases:
+        raise UploadRefused("The file has no cases (only its header, or blank lines).", reason="no_cases")
+    return upload
+
+
+def create_reference_set_from_upload(project, *, plugin_id: str, name: str, filename: str, data: bytes, actor: str,
+                                     user=None):
+    """A reference set of the uploaded file's cases, through ``services.create_reference_set`` (the API's checks,
+    its audit entry; nothing saved on any refusal). A refusal of the cases carries ``upload`` (the cases' lines)."""
+    from atelier_platform.evaluation import services
+    from atelier_platform.jobs.errors import JobServiceError
+
+    services.evaluable_plugin(plugin_id)  # an unknown plugin is said before the file is read for it
+    upload = read_upload(plugin_id, filename, data)
+    try:
+        return services.create_reference_set(project, plugin_id=plugin_id, name=name, cases=upload.cases,
+                                             actor=actor, user=user)
+    except JobServiceError as exc:
+        exc.upload = upload
+        raise
