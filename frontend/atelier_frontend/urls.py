@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.i18n import set_language
 
-from atelier_frontend import invitation_views, settings_views, views, workers_views
+from atelier_frontend import evaluation_views, invitation_views, settings_views, views, workers_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -20,6 +20,7 @@ urlpatterns = [
     path("chat/<uuid:conversation_id>/", views.chat, name="chat-thread"),
     path("usage/", views.usage_page, name="usage"),
     path("settings/", settings_views.project_settings, name="settings"),
+    path("evaluation/runs/<uuid:run_id>/", evaluation_views.run_page, name="evaluation-run"),
     path("invite/<str:token>/", invitation_views.invitation, name="invitation"),
     path("workers/", workers_views.workers_page, name="workers"),
     path("review/", views.review, name="review"),

@@ -114,6 +114,8 @@ const Atelier = (() => {
             // signed out meanwhile: the answer is the login page, which belongs in the window, not in the part
             if (response.redirected) { window.location.reload(); return; }
             if (response.ok) part.innerHTML = await response.text();
+            // what the part followed has finished (an evaluation run): the whole page shows its results now
+            if (part.querySelector("[data-reload]")) { window.location.reload(); return; }
           } catch (e) { /* offline for a moment: the next tick tries again */ }
         }
         setTimeout(tick, every);

@@ -1,0 +1,105 @@
+"""An evaluation run's page: its progress while its jobs run, then each case's question, the model's answer, the
+reference and the case's chrF (worst first), failed cases with their error; beside it, another run of the same
+reference set, answer against answer. Members of the project read it; another project's run is not found."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.http import Http404
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+
+from atelier_platform.accounts.roles import Capability
+from atelier_platform.evaluation.models import EvaluationRun, RunStatus
+from atelier_platform.jobs.models import Job
+
+from atelier_frontend.projects import needs
+
+#: how the cases are listed: the worst answer first (failed, then lowest chrF), in the set's order, or (with a
+#: run to compare) the largest difference between the two answers' chrF first
+ORDERS = ("worst", "set", "difference")
+REFRESH_MS = 3000
+
+
+def _run_of(project, run_id) -> EvaluationRun:
+    run = (EvaluationRun.objects.filter(project=project, pk=run_id)
+           .select_related("reference_set", "model_version").first())
+    if run is None:
+        raise Http404(_("No such evaluation run in this project."))
+    return run
+
+
+def _model_words(run: EvaluationRun) -> str:
+    if run.model_version is not None:
+        return f"{run.model_version.version} · {run.model_version.model_dir}"
+    named = (run.metrics or {}).get("model_versions") or []
+    return _("current model: %(model)s") % {"model": ", ".join(named) if named else _("the plugin's default model")}
+
+
+def _questions(run: EvaluationRun, results: list[dict]) -> dict[str, str]:
+    """Each case's question as its job was asked it (the set may have changed since), by job id."""
+    from atelier_frontend.views import _summary
+
+    job_ids = [r["job_id"] for r in results if r.get("job_id")]
+    return {str(pk): _summary(data, 400, run.plugin_id)
+            for pk, data in Job.objects.filter(project=run.project_id, pk__in=job_ids).values_list("pk", "input")}
+
+
+def _badness(result: dict | None) -> float:
+    """Lower is worse: a failed case first, then the lowest chrF."""
+    if result is None or result.get("status") == "failed":
+        return -1.0
+    chrf = result.get("chrf")
+    return float(chrf) if chrf is not None else -0.5
+
+
+@needs(Capability.JOBS_READ)
+def run_page(request, here, run_id):
+    from atelier_frontend.views import page
+
+    run = _run_of(here.project, run_id)
+    if request.GET.get("part") == "live":
+        return render(request, "atelier_frontend/_evaluation_progress.html", {"run": run, "model": _model_words(run)})
+    others = list(EvaluationRun.objects.filter(project=here.project, reference_set=run.reference_set)
+                  .exclude(pk=run.pk).filter(status=RunStatus.SUCCEEDED).select_related("model_version")
+                  .defer("results").order_by("-created_at")[:50])
+    compared = None
+    raw = request.GET.get("compare", "")
+    if raw:
+        try:
+            compare_id = uuid.UUID(raw)
+        except ValueError:
+            raise Http404(_("No such evaluation run in this project.")) from None
+        # only a run of the same set (of this project, then): another's reads as none at all
+        compared = (EvaluationRun.objects.filter(project=here.project, reference_set=run.reference_set, pk=compare_id)
+                    .exclude(pk=run.pk).select_related("model_version").first())
+        if compared is None:
+            raise Http404(_("No such evaluation run of this reference set."))
+    order = request.GET.get("order", "worst")
+    if order not in ORDERS or (order == "difference" and compared is None):
+        order = "worst"
+    results = run.results or []
+    theirs = {r["index"]: r for r in (compared.results or [])} if compared is not None else {}
+    questions = _questions(run, results)
+    rows, set_changed = [], False
+    for result in results:
+        other = theirs.get(result["index"]) if compared is not None else None
+        if other is not None and other.get("reference") != result.get("reference"):
+            set_changed = True
+        difference = (other["chrf"] - result["chrf"]
+                      if other is not None and other.get("chrf") is not None and result.get("chrf") is not None else None)
+        rows.append({"case": result, "other": other, "question": questions.get(result.get("job_id"), ""),
+                     "difference": difference})
+    if run.is_finished:
+        if order == "worst":
+            rows.sort(key=lambda row: (_badness(row["case"]), row["case"]["index"]))
+        elif order == "difference":
+            rows.sort(key=lambda row: (-abs(row["difference"]) if row["difference"] is not None else 0,
+                                       row["case"]["index"]))
+    return page(request, "atelier_frontend/evaluation_run.html", {
+        "run": run, "model": _model_words(run), "rows": rows, "compared": compared,
+        "compared_model": _model_words(compared) if compared is not None else "",
+        "others": [(other, _model_words(other)) for other in others], "order": order, "set_changed": set_changed,
+        "refresh_ms": REFRESH_MS, "can_evaluate": here.can(Capability.ADMIN),
+    })

@@ -1,0 +1,90 @@
+"""In a real browser: an owner uploads a reference set (a refused file first), and a run's page follows the run
+to its end and then shows each case, worst first, beside another run."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from atelier_platform.catalog.models import ModelVersion
+from atelier_platform.catalog.services import set_plugin_enabled
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
+from tests.frontend.browsing import BROWSER_TESTS
+from tests.frontend.test_evaluation_run_page import make_run
+
+pytestmark = BROWSER_TESTS
+
+
+def _owner(project, member, empty_plugin_registry):
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+    from tests.frontend.browsing import PASSWORD
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    set_plugin_enabled(project, "chatbot", True)
+    owner = member(project, "owner")
+    owner.set_password(PASSWORD)
+    owner.save()
+    return owner
+
+
+def test_in_a_browser_an_owner_uploads_a_reference_set(live_server, browser, expect, project, member,
+                                                       empty_plugin_registry, tmp_path):
+    from tests.frontend.browsing import shot, sign_in
+
+    owner = _owner(project, member, empty_plugin_registry)
+    bad = tmp_path / "support.csv"
+    bad.write_text("question,reference\nWhere is my parcel?,On its way.\nCan I pay later?,\n", encoding="utf-8")
+    page = sign_in(browser, live_server.url, owner.username)
+    page.goto(f"{live_server.url}/settings/#evaluation")
+    form = page.locator("#reference-set-upload")
+    form.locator("input[name=name]").fill("Support questions")
+    form.locator("input[name=file]").set_input_files(str(bad))
+    form.locator("button").click()
+    expect(page.locator("#reference-set-upload")).to_contain_text(
+        "Line 3, reference: The expected answer, a non-empty text.")
+    expect(page.locator("#reference-set-upload input[name=name]")).to_have_value("Support questions")
+    page.locator("#evaluation").screenshot(path=str(_shots() / "61-evaluation-upload-refused.png"))
+    assert not ReferenceSet.objects.exists()
+
+    bad.write_text("question,reference\nWhere is my parcel?,On its way.\nCan I pay later?,Yes.\n", encoding="utf-8")
+    form = page.locator("#reference-set-upload")
+    form.locator("input[name=file]").set_input_files(str(bad))
+    form.locator("button").click()
+    expect(page.locator("body")).to_contain_text("Reference set Support questions saved with 2 cases.")
+    expect(page.locator("#evaluation h3")).to_contain_text("Support questions")
+    shot(page, "62-evaluation-uploaded")
+    assert len(ReferenceSet.objects.get().cases) == 2
+
+
+def test_in_a_browser_a_runs_page_follows_it_and_compares_it(live_server, browser, expect, project, member,
+                                                             empty_plugin_registry):
+    from tests.frontend.browsing import sign_in
+
+    owner = _owner(project, member, empty_plugin_registry)
+    v2 = ModelVersion.objects.create(plugin_id="chatbot", version="v2", model_dir="chat/v2")
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="Support questions", cases=[])
+    earlier = make_run(project, reference_set, outputs=[("Your parcel left today.", 35.2), ("Yes.", 20.1),
+                                                        ("We ship to 40 countries.", 77.0)])
+    going = make_run(project, reference_set, version=v2, outputs=[None] * 3, status=RunStatus.RUNNING)
+    page = sign_in(browser, live_server.url, owner.username)
+    page.goto(f"{live_server.url}/evaluation/runs/{going.pk}/")
+    expect(page.locator("#run-progress")).to_contain_text("1 of 3 cases")
+    # the run finishes meanwhile: the page shows its results without a reload by hand
+    finished = make_run(project, reference_set, version=v2, outputs=[("It is on its way.", 70.4), None,
+                                                                     ("Yes, to most countries.", 41.9)])
+    EvaluationRun.objects.filter(pk=going.pk).update(status=RunStatus.SUCCEEDED, results=finished.results,
+                                                     metrics=finished.metrics, cases_done=3, cases_failed=1,
+                                                     finished_at=timezone.now())
+    finished.delete()
+    expect(page.locator("#run-cases tbody tr").first).to_have_attribute("data-case-status", "failed", timeout=15_000)
+    page.locator("#run-view select[name=compare]").select_option(str(earlier.pk))
+    page.locator("#run-view button").click()
+    expect(page.locator("#compared-metrics")).to_contain_text("B ·")
+    expect(page.locator("#run-cases tr[data-case='0']")).to_contain_text("Your parcel left today.")
+    page.screenshot(path=str(_shots() / "63-evaluation-run-compared.png"), full_page=True)
+
+
+def _shots():
+    from tests.frontend.browsing import SHOTS
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS
