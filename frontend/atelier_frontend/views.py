@@ -23,7 +23,7 @@ from atelier_platform.instants import in_utc, parse_instant
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.jobs.errors import InputBlocked, JobServiceError
-from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, Job, JobStatus, Output, ReviewState
+from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, Job, JobPurpose, JobStatus, Output, ReviewState
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_platform.moderation.models import AuditEvent, ReviewItem, ReviewItemState
 from atelier_platform.moderation.screening import IMAGE_TYPES, policy_for
@@ -228,10 +228,17 @@ def _uuid_or_404(value: str):
 
 # --- jobs --------------------------------------------------------------------------------------------
 
+#: Which jobs the list shows: the project's requests (the default: an evaluation run's hundreds of jobs are no
+#: one's content and would push the editors' own work off the first page), an evaluation run's jobs, or both.
+JOB_PURPOSES = ("request", "evaluation", "all")
+
+
 def _job_filters(params) -> dict:
     status = params.get("status", "")
+    purpose = params.get("purpose", "")
     return {"status": status if status in JobStatus.values else "", "plugin": _without_nul(params.get("plugin", "")),
-            "q": _without_nul(params.get("q", "")).strip()}
+            "q": _without_nul(params.get("q", "")).strip(),
+            "purpose": purpose if purpose in JOB_PURPOSES else "request"}
 
 
 def _without_nul(text: str) -> str:
@@ -245,6 +252,8 @@ def _filtered_jobs(project, filters: dict):
         listed = listed.filter(status=filters["status"])
     if filters["plugin"]:
         listed = listed.filter(plugin_id=filters["plugin"])
+    if filters.get("purpose", "request") != "all":
+        listed = listed.filter(purpose=filters.get("purpose", "request"))
     if filters["q"]:
         # The input's own texts, case-folded (Job.search_text): not its JSON, which escapes quotes and, on
         # SQLite, every letter outside ASCII ("café" and "退货" were never found), and whose keys matched too.
@@ -274,6 +283,9 @@ def jobs(request, here):
         "plugins": sorted(p.manifest.id for p in get_registry().available()),
         "filters": filters, "page_number": page_number, "has_next": has_next,
         "live": page_number == 1, "since": since.isoformat(),
+        # said under the list when evaluation jobs are left out of it, with the link that shows them
+        "evaluation_hidden": filters["purpose"] == "request" and Job.objects.filter(
+            project=here.project, purpose=JobPurpose.EVALUATION).exists(),
     })
 
 
@@ -418,7 +430,13 @@ def job_detail(request, here, job_id):
         timeline.append((action_words(job.status), job.finished_at, explanation.what_happened if explanation else ""))
     timeline += [(action_words(e.action), e.created_at, names.get(e.actor, e.actor)) for e in events]
     timeline.sort(key=lambda row: row[1])
+    evaluation_case = None
+    if job.purpose == JobPurpose.EVALUATION:
+        from atelier_platform.evaluation.models import EvaluationCase
+
+        evaluation_case = EvaluationCase.objects.filter(job=job, run__project=here.project).first()
     return page(request, "atelier_frontend/job_detail.html", {
+        "evaluation_case": evaluation_case,
         "job": job, "outputs": shown, "explanation": explanation, "can_submit": here.can(Capability.JOBS_WRITE),
         "input_html": render_value(job.input, "input", spans_of(job.input_screening), *labels["input"]),
         "input_flags": flagged_categories(job.input_screening), "timeline": timeline,

@@ -88,3 +88,24 @@ def _shots():
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     return SHOTS
+
+
+def test_in_a_browser_the_jobs_list_shows_evaluation_jobs_when_asked(live_server, browser, expect, project, member,
+                                                                     empty_plugin_registry):
+    from atelier_platform.jobs.models import Job, JobPurpose
+    from tests.frontend.browsing import sign_in
+
+    owner = _owner(project, member, empty_plugin_registry)
+    asked = Job.objects.create(project=project, plugin_id="chatbot", status="succeeded", seed=1, input={
+        "messages": [{"role": "user", "content": "Write our spring newsletter"}]})
+    evaluated = Job.objects.create(project=project, plugin_id="chatbot", status="succeeded", seed=0,
+                                   purpose=JobPurpose.EVALUATION,
+                                   input={"messages": [{"role": "user", "content": "Where is my parcel?"}]})
+    page = sign_in(browser, live_server.url, owner.username)
+    page.goto(f"{live_server.url}/jobs/")
+    expect(page.locator(f"tr[data-job='{asked.pk}']")).to_be_visible()
+    expect(page.locator(f"tr[data-job='{evaluated.pk}']")).to_have_count(0)
+    page.locator("#evaluation-hidden a").click()
+    expect(page.locator(f"tr[data-job='{evaluated.pk}'] .evaluation-chip")).to_be_visible()
+    expect(page.locator("#job-filters select[name=purpose]")).to_have_value("all")
+    page.screenshot(path=str(_shots() / "64-jobs-with-evaluation-jobs.png"), full_page=True)

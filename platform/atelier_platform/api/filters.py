@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from atelier_platform.accounts.models import ApiKey
 from atelier_platform.instants import InstantFilter
-from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, JobStatus, Output, ReviewState
+from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, JobPurpose, JobStatus, Output, ReviewState
 from atelier_platform.knowledge.models import IndexState, KnowledgeDocument
 
 
@@ -14,12 +14,15 @@ BOOLEAN_CHOICES = [("true", "true"), ("false", "false")]
 class JobFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
     plugin = django_filters.CharFilter(field_name="plugin_id")
+    purpose = django_filters.ChoiceFilter(
+        choices=JobPurpose.choices,
+        help_text="request: callers' jobs only; evaluation: evaluation runs' jobs only (without it: both)")
     created_after = InstantFilter(field_name="created_at", lookup_expr="gte")
     created_before = InstantFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job
-        fields = ["status", "plugin", "created_after", "created_before"]
+        fields = ["status", "plugin", "purpose", "created_after", "created_before"]
 
 
 class OutputFilter(django_filters.FilterSet):

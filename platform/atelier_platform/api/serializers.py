@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE
 from atelier_platform.instants import in_utc
-from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, Output, OutputFile
+from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, JobPurpose, Output, OutputFile
 from atelier_platform.jobs.regenerations import link_regenerations, links_of
 from atelier_platform.moderation.models import LEASE_SECONDS
 
@@ -146,12 +146,17 @@ class JobSummarySerializer(FieldsBuiltOnce):
     progress = serializers.SerializerMethodField()
     cancel_requested = serializers.SerializerMethodField()
     webhook = serializers.SerializerMethodField(help_text="The URL this job's own events go to (null: none was named).")
+    purpose = serializers.ChoiceField(
+        choices=JobPurpose.choices, read_only=True,
+        help_text="request: a caller's job; evaluation: one case of an evaluation run (/api/v1/evaluation/runs/), whose "
+                  "outputs open no review item, are never final content and fire no webhook. Filter the list with "
+                  "?purpose=request to leave evaluation jobs out.")
 
     class Meta:
         model = Job
         list_serializer_class = JobListSerializer
         fields = [
-            "id", "project", "plugin", "plugin_version", "status", "priority", "input", "params", "seed",
+            "id", "project", "plugin", "plugin_version", "purpose", "status", "priority", "input", "params", "seed",
             "attempts", "max_attempts", "progress", "error", "cancel_requested", "input_screening",
             "regenerated_from", "regenerated_as",
             "created_at", "started_at", "finished_at", "webhook",
