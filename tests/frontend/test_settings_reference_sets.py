@@ -109,6 +109,7 @@ def test_another_plugins_schema_is_refused(owner):
      "The file is not UTF-8 text (line 2)"),
     (b"question,reference\nHi,Hello\n", "cases.xlsx", "Upload a .csv or a .jsonl (JSON Lines) file."),
     (b'{"input": \n', "cases.jsonl", "Line 1 is not JSON."),
+    (b"[" * 100_000 + b"\n", "cases.jsonl", "Line 1 is not JSON."),
     (b"question,reference\nHi,Hello,extra\n", "cases.csv", "Line 2 has 3 cells where the first line names 2 columns."),
 ])
 def test_unreadable_files_are_refused_in_words(owner, content, filename, said):

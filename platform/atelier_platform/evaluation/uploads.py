@@ -175,7 +175,7 @@ def read_json_lines(plugin_id: str, text: str) -> Upload:
             continue
         try:
             case = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # nested past what the parser follows: not a case either
             problems.append(UploadRefused(f"Not JSON: {exc}.", reason="not_json", params={"line": number}))
             continue
         upload.cases.append(case)
