@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.schema import error_responses
 from atelier_platform.api.serializers import (
     AllowlistImportSerializer,
     AllowlistRemoveSerializer,
@@ -44,7 +45,7 @@ def imported(request, serializer_class, field: str, import_list) -> Response:
 
 
 def removed(request, serializer_class, field: str, remove) -> Response:
-    """A removal from a list (``DELETE`` with the terms or entries in its body, as an import names them): done by the
+    """A removal from a list (a POST to its ``remove/`` with the terms or entries, as an import names them): done by the
     service ``remove`` in one transaction, all or none. What the list does not hold (another project's, a typo) is a
     404 naming each by its place in the body, and nothing is removed."""
     incoming = serializer_class(data=request.data)
@@ -82,7 +83,7 @@ class SafetyPolicyView(APIView):
 class BlocklistView(APIView):
     """Counts and categories only on GET: the terms themselves are not echoed back."""
 
-    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN, "delete": Capability.ADMIN}
+    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN}
 
     @extend_schema(responses=BlocklistSummarySerializer)
     def get(self, request):
@@ -96,9 +97,17 @@ class BlocklistView(APIView):
     def post(self, request):
         return imported(request, BlocklistImportSerializer, "terms", policies.import_blocklist)
 
-    @extend_schema(request=BlocklistRemoveSerializer, responses=ListRemovalResultSerializer,
+
+
+class BlocklistRemovalView(APIView):
+    """A POST to a path of its own, not a DELETE with a body: OpenAPI 3.0 gives a DELETE no body (the schema, and the
+    clients made from it, could not say what to send), and some proxies drop one."""
+
+    required_capabilities = {"post": Capability.ADMIN}
+
+    @extend_schema(request=BlocklistRemoveSerializer, responses={200: ListRemovalResultSerializer, **error_responses(400, 404)},
                    description="Remove terms, all or none: a term the list does not hold is a 404 and nothing is removed.")
-    def delete(self, request):
+    def post(self, request):
         return removed(request, BlocklistRemoveSerializer, "terms", policies.remove_blocklist_terms)
 
 
@@ -106,7 +115,7 @@ class AllowlistView(APIView):
     """Words the classifiers must not count against a text, and contacts the project publishes itself. Shown in
     full on GET (nothing secret in it, unlike the blocklist); never an exception to the blocklist."""
 
-    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN, "delete": Capability.ADMIN}
+    required_capabilities = {"get": Capability.ADMIN, "post": Capability.ADMIN}
 
     @extend_schema(responses=AllowlistSerializer)
     def get(self, request):
@@ -116,8 +125,15 @@ class AllowlistView(APIView):
     def post(self, request):
         return imported(request, AllowlistImportSerializer, "entries", policies.import_allowlist)
 
-    @extend_schema(request=AllowlistRemoveSerializer, responses=ListRemovalResultSerializer,
+
+
+class AllowlistRemovalView(APIView):
+    """As ``BlocklistRemovalView``, for the allow list's entries."""
+
+    required_capabilities = {"post": Capability.ADMIN}
+
+    @extend_schema(request=AllowlistRemoveSerializer, responses={200: ListRemovalResultSerializer, **error_responses(400, 404)},
                    description="Remove entries, all or none: an entry the list does not hold is a 404 and nothing is "
                                "removed.")
-    def delete(self, request):
+    def post(self, request):
         return removed(request, AllowlistRemoveSerializer, "entries", policies.remove_allowlist_entries)

@@ -11,7 +11,13 @@ from atelier_platform.api.knowledge_views import (
     OutputFileDownloadView,
 )
 from atelier_platform.api.review_views import AuditLogView, ReviewMetricsView, ReviewViewSet
-from atelier_platform.api.safety_views import AllowlistView, BlocklistView, SafetyPolicyView
+from atelier_platform.api.safety_views import (
+    AllowlistRemovalView,
+    AllowlistView,
+    BlocklistRemovalView,
+    BlocklistView,
+    SafetyPolicyView,
+)
 from atelier_platform.api.usage_views import QuotaView, UsageView
 from atelier_platform.api.views import JobViewSet, OutputViewSet, PluginListView
 
@@ -36,7 +42,9 @@ urlpatterns = [
     path("usage/quota/", QuotaView.as_view(), name="usage-quota"),
     path("safety/policy/", SafetyPolicyView.as_view(), name="safety-policy"),
     path("safety/blocklist/", BlocklistView.as_view(), name="safety-blocklist"),
+    path("safety/blocklist/remove/", BlocklistRemovalView.as_view(), name="safety-blocklist-remove"),
     path("safety/allowlist/", AllowlistView.as_view(), name="safety-allowlist"),
+    path("safety/allowlist/remove/", AllowlistRemovalView.as_view(), name="safety-allowlist-remove"),
     path("", include("atelier_platform.webhooks.urls")),
     path("", include("atelier_platform.evaluation.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
