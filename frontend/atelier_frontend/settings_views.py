@@ -753,8 +753,10 @@ def _plugin(project, actor, posted) -> str:
                     _("%(plugin)s switched off: requests for it are refused until it is switched on again.")
                     % {"plugin": name})
     if (earlier.pk if earlier else None) != (version.pk if version else None):
-        said.append(_("%(plugin)s: jobs queued from now on use %(now)s (was %(before)s); jobs already queued or "
-                      "running keep theirs.") % {"plugin": name, "now": _model_words(version),
+        # a pin is read as each job starts (workers/atelier_workers/runtime.py): a rollback keeps the queue off the
+        # version too
+        said.append(_("%(plugin)s: jobs that start from now on use %(now)s (was %(before)s), those already queued "
+                      "too; a running job finishes on its own.") % {"plugin": name, "now": _model_words(version),
                                                   "before": _model_words(earlier)})
     return " ".join(said) or _("%(plugin)s: nothing changed.") % {"plugin": name}
 

@@ -236,10 +236,10 @@ def test_pinning_a_model_version_says_what_new_jobs_use_and_what_they_used(proje
     assert re.search(rf'<option value="{v2.pk}" >v2 · reverse/v2 · [A-Z][a-z]{{2}} \d+, \d\d:\d\d</option>', page)
     pin = {"action": "plugin", "plugin": "reverse_text", "enabled": "on"}
     assert notice_after(owner, {**pin, "model_version": v2.pk}) == (
-        "Reverse text: jobs queued from now on use model version v2 (reverse/v2) (was the plugin's default model); "
-        "jobs already queued or running keep theirs.")
+        "Reverse text: jobs that start from now on use model version v2 (reverse/v2) (was the plugin's default model), "
+        "those already queued too; a running job finishes on its own.")
     assert notice_after(owner, {**pin, "model_version": ""}).startswith(
-        "Reverse text: jobs queued from now on use the plugin's default model (was model version v2 (reverse/v2))")
+        "Reverse text: jobs that start from now on use the plugin's default model (was model version v2 (reverse/v2))")
     assert notice_after(owner, {"action": "plugin", "plugin": "reverse_text", "model_version": ""}) == (
         "Reverse text switched off: requests for it are refused until it is switched on again.")
 

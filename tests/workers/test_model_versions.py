@@ -144,3 +144,18 @@ class TestModelDirectories:
         assert theirs.status == "failed" and theirs.error_code == "model_not_found" and not theirs.outputs.exists()
         assert "globex" not in theirs.error_message and other_project.slug not in theirs.error_message
         assert run_naming("acme-ft").outputs.get().content["text"] == "acme-ft"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_queued_before_a_pin_changes_runs_on_the_version_pinned_when_it_starts(probe_project, models_root):
+    """A pin is read when a job starts, not when it was queued: rolling back from a bad version also keeps the jobs
+    waiting in the queue off it (the settings page says so)."""
+    for name in ("default", "v1", "v2"):
+        (models_root / "probe" / name).mkdir(parents=True)
+    register("--name", "v1", "--dir", "probe/v1", "--pin", probe_project.slug)
+    register("--name", "v2", "--dir", "probe/v2")
+    queued = submit_job(probe_project, JobRequest("model_probe", {"text": "x"}, {})).job
+    ProjectPlugin.objects.filter(project=probe_project, plugin_id="model_probe").update(
+        model_version=ModelVersion.objects.get(version="v2"))
+    JobRunner(get_registry(), ModelCache("cpu")).run(str(queued.pk))
+    assert Job.objects.get(pk=queued.pk).outputs.get().content["text"] == "v2"
