@@ -204,7 +204,9 @@ def project_settings(request, here):
                 request.session[NOTICE_SESSION] = notice
             anchor = ("#webhooks" if action in WEBHOOK_ACTIONS or action == "webhook_retry" else
                       "#invitations" if action in ("invite", "revoke_invitation") else
-                      "#evaluation" if SECTION_OF_ACTION.get(action) == "evaluation" else "")
+                      # (and a pin made from a version's row there, beside its scores)
+                      "#evaluation" if SECTION_OF_ACTION.get(action) == "evaluation" or request.POST.get("from") == "evaluation"
+                      else "")
             if not Membership.objects.filter(project=project, user=request.user, role=Role.OWNER).exists():
                 # they gave up their own ownership (or left): the settings page would answer 403 now
                 return redirect("home")
@@ -595,28 +597,41 @@ def _evaluations(project, plugins) -> list[dict]:
     sets = list(ReferenceSet.objects.filter(project=project, plugin_id__in=list(installed)).order_by("name")[:50])
     if not sets:
         return []
+    versions = {plugin_id: list(evaluation.evaluable_model_versions(project, plugin_id).order_by("-created_at")[:50])
+                for plugin_id in {s.plugin_id for s in sets}}
+    by_name = {(v.plugin_id, v.version): v.pk for listed in versions.values() for v in listed}
+
+    def answered_by(run) -> object:
+        """The model a run's scores belong to: the version it named, else (a run of "the current model") the one that
+        answered it, which its metrics name ("default" or a version): the current model may have changed since, and
+        its scores must not be shown as the new one's. A run still going: "current" as it started."""
+        if run.model_version_id is not None:
+            return run.model_version_id
+        names = (run.metrics or {}).get("model_versions") or []
+        if len(names) == 1:
+            return "default" if names[0] == "default" else by_name.get((run.plugin_id, names[0]), ("gone", names[0]))
+        return "current"
+
     newest, scored = {}, {}
     for run in (EvaluationRun.objects.filter(project=project, reference_set__in=sets).defer("results")
                 .order_by("-created_at", "-id")[:2000]):
-        key = (run.reference_set_id, run.model_version_id)
-        newest.setdefault(key, run)
         if run.status == RunStatus.SUCCEEDED:
-            scored.setdefault(key, run)
-    versions = {plugin_id: list(evaluation.evaluable_model_versions(project, plugin_id).order_by("-created_at")[:50])
-                for plugin_id in {s.plugin_id for s in sets}}
+            scored.setdefault((run.reference_set_id, answered_by(run)), run)
+        newest.setdefault((run.reference_set_id, run.model_version_id or "current"), run)
     shown = []
     for reference_set in sets:
         plugin = installed[reference_set.plugin_id]
         current = plugin["model_version"]
-        rows = [{"version": None, "label": _("current model: %(model)s") % {
-            "model": current.version if current else _("the plugin's default model")}}]
-        rows += [{"version": v, "label": f"{v.version} · {v.model_dir}", "pinned": current is not None and v.pk == current.pk}
-                 for v in versions[reference_set.plugin_id]]
+        rows = [{"version": None, "answered_by": current.pk if current else "default", "label": _(
+            "current model: %(model)s") % {"model": current.version if current else _("the plugin's default model")}}]
+        rows += [{"version": v, "answered_by": v.pk, "label": f"{v.version} · {v.model_dir}",
+                  "pinned": current is not None and v.pk == current.pk} for v in versions[reference_set.plugin_id]]
         for row in rows:
-            key = (reference_set.pk, row["version"].pk if row["version"] else None)
-            row["scored"], latest = scored.get(key), newest.get(key)
+            row["scored"] = scored.get((reference_set.pk, row["answered_by"]))
+            latest = newest.get((reference_set.pk, row["version"].pk if row["version"] else "current"))
             row["latest"] = latest if latest is not None and latest is not row["scored"] else None
-        shown.append({"set": reference_set, "plugin": plugin["plugin"], "cases": len(reference_set.cases), "rows": rows})
+        shown.append({"set": reference_set, "plugin": plugin["plugin"], "enabled": plugin["enabled"],
+                      "cases": len(reference_set.cases), "rows": rows})
     return shown
 
 

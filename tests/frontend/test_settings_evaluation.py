@@ -75,3 +75,45 @@ def test_a_refused_evaluation_is_said_in_the_evaluation_section(project, owner, 
 def test_without_reference_sets_the_section_says_how_to_make_one(owner):
     assert "No reference sets yet." in owner.get("/settings/").content.decode()
 
+
+
+def test_a_version_better_on_the_set_is_pinned_from_its_row_and_the_page_comes_back_to_the_scores(project, owner):
+    from atelier_platform.moderation.models import AuditEvent
+
+    v2 = ModelVersion.objects.create(plugin_id="chatbot", version="v2", model_dir="chat/v2")
+    ProjectPlugin.objects.filter(project=project, plugin_id="chatbot").update(model_version=v2)
+    v3 = ModelVersion.objects.create(plugin_id="chatbot", version="v3", model_dir="chat/v3")
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="support", cases=CASES)
+    page = owner.get("/settings/").content.decode()
+    assert "pin-version" not in row(page, reference_set.pk, v2.pk)  # pinned already
+    assert "pin-version" not in row(page, reference_set.pk, "current")
+    pin = re.search(r'<form method="post" class="pin-version" data-confirm="([^"]*)">(.*?)</form>',
+                    row(page, reference_set.pk, v3.pk), re.S)
+    assert pin and pin.group(1) == ("Pin v3 for Customer-service chatbot? Jobs that start from now on use it, those "
+                                    "already queued too.")
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', pin.group(2)))
+    assert fields["action"] == "plugin" and fields["model_version"] == str(v3.pk) and fields["enabled"] == "on"
+
+    response = owner.post("/settings/", fields)
+    assert response.status_code == 302 and response["Location"].endswith("#evaluation")
+    setting = ProjectPlugin.objects.get(project=project, plugin_id="chatbot")
+    assert setting.model_version == v3 and setting.enabled
+    assert AuditEvent.objects.get(action="plugin_configured").after["model_version"] == "v3"
+    page = owner.get("/settings/").content.decode()
+    assert "pinned" in row(page, reference_set.pk, v3.pk) and "pin-version" in row(page, reference_set.pk, v2.pk)
+    assert "jobs that start from now on use model version v3 (chat/v3) (was model version v2 (chat/v2))" in page
+
+
+def test_a_run_of_the_current_model_counts_for_the_model_that_answered_it_not_for_whatever_is_current_now(project, owner):
+    v2 = ModelVersion.objects.create(plugin_id="chatbot", version="v2", model_dir="chat/v2")
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="support", cases=CASES)
+    for chrf, answered_by in ((33.3, "default"), (77.7, "v2")):
+        EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id="chatbot",
+                                     status=RunStatus.SUCCEEDED, finished_at=timezone.now(), cases_total=1, cases_done=1,
+                                     metrics={"chrf": chrf, "bleu": 1.0, "succeeded": 1, "cases": 1,
+                                              "model_versions": [answered_by]})
+    page = owner.get("/settings/").content.decode()  # nothing pinned: the default model is current
+    assert "33.3" in row(page, reference_set.pk, "current") and "77.7" in row(page, reference_set.pk, v2.pk)
+    ProjectPlugin.objects.filter(project=project, plugin_id="chatbot").update(model_version=v2)
+    page = owner.get("/settings/").content.decode()
+    assert "77.7" in row(page, reference_set.pk, "current") and "33.3" not in page
