@@ -76,6 +76,16 @@ class TestReferenceSets:
             assert a_set(admin_api, cases=bad).status_code == 400
         assert not ReferenceSet.objects.exists()
 
+    def test_a_reference_holding_a_nul_character_is_a_400_naming_it(self, chat_enabled, admin_api):
+        # PostgreSQL's jsonb cannot store \u0000: it failed the insert (a 500) on create and on change
+        created = a_set(admin_api, cases=[chat_case("q", "fine"), chat_case("q", "on its\u0000way")])
+        assert created.status_code == 400 and set(error_of(created)["details"]) == {"cases.1.reference"}
+        assert not ReferenceSet.objects.exists()
+        first = a_set(admin_api).json()
+        changed = admin_api.patch(f"{SETS}{first['id']}/", {"cases": [chat_case("q", "\u0000")]}, format="json")
+        assert changed.status_code == 400 and set(error_of(changed)["details"]) == {"cases.0.reference"}
+        assert ReferenceSet.objects.get().cases[0]["reference"] == QUESTIONS[0][1]
+
     def test_a_name_is_one_sets_and_a_change_is_checked_as_a_creation(self, chat_enabled, admin_api):
         first = a_set(admin_api).json()
         again = a_set(admin_api)

@@ -143,6 +143,8 @@ def _case_errors(plugin, index: int, case: Any,
         errors[f"{where}.reference"] = ["The expected answer, a non-empty text."]
     elif len(reference) > MAX_REFERENCE_CHARS:
         errors[f"{where}.reference"] = [f"At most {MAX_REFERENCE_CHARS} characters."]
+    elif "\x00" in reference:  # PostgreSQL's jsonb cannot store it: a 400 here, not a failed insert
+        errors[f"{where}.reference"] = ["The NUL character (\\u0000) is not allowed."]
     input_data, params = case.get("input"), case.get("params", {})
     for name, value in (("input", input_data), ("params", params)):
         if not isinstance(value, dict):
