@@ -106,6 +106,26 @@ def test_the_sweeper_finishes_a_run_whose_finish_notice_was_missed(chat_project,
     assert EvaluationRun.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED
 
 
+def test_a_case_whose_job_an_operator_deleted_counts_as_failed_and_the_run_finishes(chat_project):
+    """The admin deletes jobs (a stuck backlog cleared) and each one's case row with it: the run waited for that case
+    for ever, held one of the project's 3 runs going, and kept its reference set from being deleted."""
+    run = services.start_run(chat_project, make_set(chat_project, ["a", "b", "c"]), actor="test")
+    deleted = Job.objects.get(evaluation_case__run=run, evaluation_case__index=1)
+    Job.objects.filter(pk=deleted.pk).delete()  # as JobAdmin.delete_queryset does
+    run = run_all(run)
+    assert run.status == RunStatus.SUCCEEDED and run.finished_at is not None
+    assert (run.cases_done, run.cases_failed, run.metrics["failed"], run.metrics["succeeded"]) == (3, 1, 1, 2)
+    assert [(case["index"], case["status"]) for case in run.results] == [(0, "succeeded"), (1, "failed"), (2, "succeeded")]
+    assert run.results[1]["error"]["code"] == "job_deleted" and run.results[1]["job_id"] == str(deleted.pk)
+    assert run.results[1]["reference"] == "b"
+
+    every = services.start_run(chat_project, run.reference_set, actor="test")
+    Job.objects.filter(evaluation_case__run=every).delete()
+    assert services.sweep_runs() == 1  # no job left to send a finish: the sweeper
+    every = EvaluationRun.objects.get(pk=every.pk)
+    assert every.status == RunStatus.FAILED and [case["error"]["code"] for case in every.results] == ["job_deleted"] * 3
+
+
 class TestRefused:
     def test_an_unknown_plugin(self, chat_project):
         with pytest.raises(UnknownPlugin):

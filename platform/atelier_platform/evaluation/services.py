@@ -309,9 +309,12 @@ def finish_if_done(run_id) -> EvaluationRun | None:
             done=Count("pk", filter=Q(job__status__in=list(FINISHED_STATUSES))),
             failed=Count("pk", filter=Q(job__status__in=[JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.BLOCKED])),
             first_started=Min("job__started_at"),
+            present=Count("pk"),
         )
         now = timezone.now()
-        run.cases_done, run.cases_failed = counts["done"], counts["failed"]
+        # a case whose job an operator deleted (the admin; its case row goes with it) will never finish: failed
+        gone = max(0, run.cases_total - counts["present"])
+        run.cases_done, run.cases_failed = counts["done"] + gone, counts["failed"] + gone
         # when a worker first took one of its jobs (a run whose every input was blocked never ran one: its finish)
         run.started_at = run.started_at or counts["first_started"] or (now if run.cases_done >= run.cases_total else None)
         if run.cases_done < run.cases_total:
@@ -335,13 +338,19 @@ def _score(run: EvaluationRun) -> None:
                                                                      "outputs__review_state", "outputs__provenance")):
         if index == 0:
             outputs[job_id] = (content, state, provenance)
-    references = {case["index"]: case["reference"] for case in run.results or []}  # as they were when it started
+    started = {case["index"]: case for case in run.results or []}  # each case's reference as it was when it started
+    by_index = {case.index: case for case in cases}
     results, hypotheses, refs, model_names = [], [], [], set()
-    for case in cases:
+    for index in sorted(set(started) | set(by_index)):
+        case = by_index.get(index)
+        reference = started.get(index, {}).get("reference", "")
+        result = {"index": index, "job_id": str(case.job.pk) if case else started[index].get("job_id"),
+                  "reference": reference, "output": None, "chrf": None, "status": "failed", "error": None}
+        if case is None:  # its job was deleted (the admin), and its case row with it
+            result["error"] = {"code": "job_deleted", "message": "The case's job was deleted before it was scored."}
+            results.append(result)
+            continue
         job = case.job
-        reference = references.get(case.index, "")
-        result = {"index": case.index, "job_id": str(job.pk), "reference": reference, "output": None, "chrf": None,
-                  "status": "failed", "error": None}
         found = outputs.get(job.pk)
         if job.status != JobStatus.SUCCEEDED:
             result["error"] = {"code": job.error_code or job.status, "message": job.error_message}
