@@ -95,6 +95,24 @@ class TestReferenceSets:
         renamed = admin_api.patch(f"{SETS}{first['id']}/", {"name": "renamed"}, format="json")
         assert renamed.status_code == 200 and renamed.json()["name"] == "renamed" and renamed.json()["case_count"] == 2
 
+    def test_two_owners_giving_two_sets_one_name_at_once_get_a_400_not_a_500(self, chat_enabled, admin_api, monkeypatch):
+        """The check passed for both before either saved: the second save meets the unique name (a creation said so;
+        a change was a 500)."""
+        a_set(admin_api, name="first")
+        second = a_set(admin_api, name="second").json()
+        checked, real = [], services._name_taken
+
+        def passed_before_the_other_saved(project, name, but=None):
+            if not checked:
+                checked.append(name)
+                return
+            real(project, name, but=but)
+
+        monkeypatch.setattr(services, "_name_taken", passed_before_the_other_saved)
+        renamed = admin_api.patch(f"{SETS}{second['id']}/", {"name": "first"}, format="json")
+        assert renamed.status_code == 400 and "name" in error_of(renamed)["details"] and checked == ["first"]
+        assert ReferenceSet.objects.get(pk=second["id"]).name == "second"
+
     def test_another_projects_sets_and_runs_are_not_found(self, chat_enabled, admin_api, other_project):
         theirs = ReferenceSet.objects.create(project=other_project, plugin_id="chatbot", name="theirs",
                                              cases=[chat_case("q", "r")])

@@ -223,12 +223,16 @@ def update_reference_set(reference_set: ReferenceSet, *, actor: str, **changes) 
     if not changes:
         return reference_set
     before = {"name": reference_set.name, "cases": len(reference_set.cases)}
-    with transaction.atomic():
-        for name, value in changes.items():
-            setattr(reference_set, name, value)
-        reference_set.save(update_fields=[*changes, "updated_at"])
-        audit.record(reference_set.project, actor, "reference_set_changed", reference_set, before=before,
-                     after={"name": reference_set.name, "cases": len(reference_set.cases)})
+    try:
+        with transaction.atomic():
+            for name, value in changes.items():
+                setattr(reference_set, name, value)
+            reference_set.save(update_fields=[*changes, "updated_at"])
+            audit.record(reference_set.project, actor, "reference_set_changed", reference_set, before=before,
+                         after={"name": reference_set.name, "cases": len(reference_set.cases)})
+    except IntegrityError:  # the same name given to another set by another request meanwhile
+        _name_taken(reference_set.project, changes.get("name", reference_set.name), but=reference_set)
+        raise
     return reference_set
 
 
