@@ -190,3 +190,81 @@ def test_a_run_over_the_api_reports_progress_then_metrics_and_sends_nothing_to_r
     owner = APIClient()
     owner.force_login(member(chat_project, "owner"))
     assert owner.get("/api/v1/reviews/?state=pending", HTTP_X_ATELIER_PROJECT=chat_project.slug).json()["results"] == []
+
+
+@pytest.mark.django_db
+def test_the_jobs_list_says_which_jobs_are_an_evaluations_and_leaves_them_out_on_asking(chat_enabled, admin_api, api):
+    """The README says evaluation jobs are listed with the project's jobs as ``purpose: evaluation``: the list said
+    nothing of it, so a caller processing its finished jobs took a run's 500 answers (never final) for its own."""
+    reference_set = a_set(admin_api).json()
+    run = admin_api.post(RUNS, {"reference_set": reference_set["id"]}, format="json").json()
+    own = api.post("/api/v1/jobs/", {"plugin": "chatbot", "input": {"messages": [{"role": "user", "content": "hi"}]}},
+                   format="json")
+    assert own.status_code == 201, own.content
+    listed = {job["id"]: job["purpose"] for job in api.get("/api/v1/jobs/").json()["results"]}
+    assert listed == {own.json()["id"]: "request", **{case["job_id"]: "evaluation" for case in run["results"]}}
+    assert [job["id"] for job in api.get("/api/v1/jobs/?purpose=request").json()["results"]] == [own.json()["id"]]
+    assert len(api.get("/api/v1/jobs/?purpose=evaluation").json()["results"]) == len(QUESTIONS)
+    assert api.get(f"/api/v1/jobs/{run['results'][0]['job_id']}/").json()["purpose"] == "evaluation"
+    assert api.get("/api/v1/jobs/?purpose=other").status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_set_deleted_while_a_run_of_it_was_being_started_waits_for_it_and_is_refused(chat_enabled, admin_api):
+    """The deletion looked for runs going without the lock a start takes: a start that had not committed yet was not
+    seen, the set went, and the run's row then named a set no longer there (a 500, or jobs nobody counted)."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from atelier_platform.accounts.models import Project
+    from atelier_platform.evaluation.models import RunStatus
+
+    reference_set = ReferenceSet.objects.get(pk=a_set(admin_api).json()["id"])
+    started, outcome = threading.Event(), {}
+
+    def a_start_in_flight():
+        """What start_run does, held open until the deletion waits on a lock."""
+        try:
+            with transaction.atomic():
+                list(Project.objects.select_for_update().filter(pk=reference_set.project_id))
+                EvaluationRun.objects.create(project_id=reference_set.project_id, reference_set=reference_set,
+                                             plugin_id="chatbot", status=RunStatus.QUEUED, cases_total=2)
+                started.set()
+                with connection.cursor() as cursor:  # until another session waits on a lock (the deletion)
+                    for _ in range(600):
+                        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+                        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND pid <> pg_backend_pid()")
+                        if cursor.fetchone()[0]:
+                            break
+                        cursor.execute("SELECT pg_sleep(0.05)")
+        finally:
+            connection.close()
+
+    def delete():
+        try:
+            outcome["deleted"] = admin_api.delete(f"{SETS}{reference_set.pk}/").status_code
+        except Exception as error:  # noqa: BLE001 - what the old code raised
+            outcome["deleted"] = repr(error)
+        finally:
+            connection.close()
+
+    starting = threading.Thread(target=a_start_in_flight)
+    starting.start()
+    assert started.wait(30)
+    deleting = threading.Thread(target=delete)
+    deleting.start()
+    starting.join()
+    deleting.join()
+    assert outcome["deleted"] == 409 and ReferenceSet.objects.filter(pk=reference_set.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_started_on_a_set_deleted_meanwhile_is_a_404_and_starts_nothing(chat_enabled):
+    reference_set = services.create_reference_set(chat_enabled, plugin_id="chatbot", name="s", actor="test",
+                                                  cases=[chat_case(q, r) for q, r in QUESTIONS])
+    ReferenceSet.objects.filter(pk=reference_set.pk).delete()  # after the start had read it, before it took the lock
+    with pytest.raises(services.EvaluationError) as refused:
+        services.start_run(chat_enabled, reference_set, actor="test")
+    assert refused.value.status_code == 404 and not EvaluationRun.objects.exists() and not Job.objects.exists()

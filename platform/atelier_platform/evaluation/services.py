@@ -87,6 +87,11 @@ class ReferenceSetBusy(EvaluationError):
     code = "reference_set_busy"
 
 
+class ReferenceSetGone(EvaluationError):
+    status_code = 404
+    code = "not_found"
+
+
 # --- what may be evaluated ------------------------------------------------------------------------------
 
 def evaluable_plugin(plugin_id: str):
@@ -240,6 +245,9 @@ def delete_reference_set(reference_set: ReferenceSet, *, actor: str) -> None:
     """Delete a set and its runs' records (their jobs stay in the project's history); refused while a run of it
     is still going."""
     with transaction.atomic():
+        # The project's row, as start_run locks it: a run being started meanwhile has committed when this looks (and
+        # refuses the deletion), and one started after finds its set gone.
+        _lock_project(reference_set.project_id)
         if reference_set.runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists():
             raise ReferenceSetBusy("A run of this reference set is still going; delete it once the run has finished.")
         audit.record(reference_set.project, actor, "reference_set_deleted", reference_set,
@@ -269,8 +277,11 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
     requests = [JobRequest(reference_set.plugin_id, case["input"], _case_params(plugin, case), priority=EVALUATION_PRIORITY)
                 for case in reference_set.cases]
     with transaction.atomic():
-        # The project's row, locked, makes concurrent starts take turns at counting its active runs.
-        list(Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True))
+        # The project's row, locked, makes concurrent starts take turns at counting its active runs, and a start and
+        # a deletion of the set take turns too.
+        _lock_project(project.pk)
+        if not ReferenceSet.objects.filter(pk=reference_set.pk).exists():  # deleted while this start waited
+            raise ReferenceSetGone("No such reference set in this project.")
         active = EvaluationRun.objects.filter(project=project, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
         if active >= MAX_ACTIVE_RUNS:
             raise TooManyRuns(f"The project has {active} evaluation runs going (at most {MAX_ACTIVE_RUNS}); start "
@@ -291,6 +302,10 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
         if any(job.status in FINISHED_STATUSES for job in jobs):  # inputs blocked by screening: finished already
             transaction.on_commit(lambda: finish_if_done(run.pk), robust=True)
     return run
+
+
+def _lock_project(project_id) -> None:
+    list(Project.objects.select_for_update().filter(pk=project_id).values_list("pk", flat=True))
 
 
 def record_finished_jobs(job_ids: Iterable) -> None:
