@@ -594,7 +594,8 @@ def _evaluations(project, plugins) -> list[dict]:
     from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
 
     installed = {row["plugin"].id: row for row in plugins if row["plugin"].id in evaluation.OUTPUT_TEXT}
-    sets = list(ReferenceSet.objects.filter(project=project, plugin_id__in=list(installed)).order_by("name")[:50])
+    sets = list(ReferenceSet.objects.filter(project=project, plugin_id__in=list(installed)).with_case_count()
+                .order_by("name")[:50])
     if not sets:
         return []
     versions = {plugin_id: list(evaluation.evaluable_model_versions(project, plugin_id).order_by("-created_at")[:50])
@@ -631,7 +632,7 @@ def _evaluations(project, plugins) -> list[dict]:
             latest = newest.get((reference_set.pk, row["version"].pk if row["version"] else "current"))
             row["latest"] = latest if latest is not None and latest is not row["scored"] else None
         shown.append({"set": reference_set, "plugin": plugin["plugin"], "enabled": plugin["enabled"],
-                      "cases": len(reference_set.cases), "rows": rows})
+                      "cases": reference_set.case_count, "rows": rows})
     return shown
 
 

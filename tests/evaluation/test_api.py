@@ -268,3 +268,27 @@ def test_a_run_started_on_a_set_deleted_meanwhile_is_a_404_and_starts_nothing(ch
     with pytest.raises(services.EvaluationError) as refused:
         services.start_run(chat_enabled, reference_set, actor="test")
     assert refused.value.status_code == 404 and not EvaluationRun.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_lists_count_a_sets_cases_without_reading_them(chat_enabled, admin_api, api):
+    """A set holds up to a megabyte of cases: the lists of sets and of runs, and the settings page, read every set's
+    cases (once per run, for the runs) to show a count and a name."""
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    first = a_set(admin_api, name="two").json()
+    a_set(admin_api, name="three", cases=[chat_case(q, "r") for q in ("a", "b", "c")])
+    admin_api.post(RUNS, {"reference_set": first["id"]}, format="json")
+    reads_cases = re.compile(r'"evaluation_referenceset"\."cases"\s*(,|FROM)')
+    with CaptureQueriesContext(connection) as listed_sets:
+        sets = api.get(SETS).json()["results"]
+    assert {s["name"]: s["case_count"] for s in sets} == {"two": 2, "three": 3}
+    with CaptureQueriesContext(connection) as listed_runs:
+        runs = api.get(RUNS).json()["results"]
+    assert [r["reference_set_name"] for r in runs] == ["two"]
+    assert not [q["sql"] for q in [*listed_sets.captured_queries, *listed_runs.captured_queries]
+                if reads_cases.search(q["sql"])]
+    assert api.get(f"{SETS}{first['id']}/").json()["case_count"] == 2  # one set: read whole, as it is shown whole

@@ -48,6 +48,7 @@ def test_each_version_shows_its_latest_scored_run_and_evaluate_starts_one(projec
     assert "current model: v2" in row(page, reference_set.pk, "current") and "never" in row(page, reference_set.pk, "current")
     assert "pinned" in row(page, reference_set.pk, v2.pk)
     assert "61.5" in row(page, reference_set.pk, v3.pk) and "12.5" not in page  # the newest scored run
+    assert re.search(rf'data-reference-set="{reference_set.pk}">support <span class="muted">[^<]*· 1 case</span>', page)
 
     response = owner.post("/settings/", {"action": "evaluate", "reference_set": str(reference_set.pk),
                                          "model_version": str(v3.pk)})

@@ -11,6 +11,22 @@ from django.db import models
 from atelier_platform.accounts.models import ApiKey, Project
 
 
+class JSONArrayLength(models.Func):
+    """The number of items of a JSON array column, counted by the database (PostgreSQL's jsonb, SQLite's JSON text)."""
+
+    function = "json_array_length"
+    output_field = models.IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return super().as_sql(compiler, connection, function="jsonb_array_length", **extra)
+
+
+class ReferenceSetQuerySet(models.QuerySet):
+    def with_case_count(self) -> "ReferenceSetQuerySet":
+        """Without the cases (a set may hold a megabyte of them), with their number (``case_count``): for lists."""
+        return self.defer("cases").annotate(case_count=JSONArrayLength("cases"))
+
+
 class ReferenceSet(models.Model):
     """Cases for one plugin: ``[{"input": {...}, "params": {...}, "reference": "the expected text"}]``, each input
     valid for the plugin's input schema (``services.checked_cases``)."""
@@ -25,6 +41,8 @@ class ReferenceSet(models.Model):
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ReferenceSetQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -44,7 +44,8 @@ class ReferenceSetSummarySerializer(serializers.ModelSerializer):
         fields = ["id", "plugin", "name", "description", "case_count", "created_at", "updated_at"]
 
     def get_case_count(self, reference_set: ReferenceSet) -> int:
-        return len(reference_set.cases)
+        counted = getattr(reference_set, "case_count", None)  # ReferenceSet.objects.with_case_count(): no cases read
+        return counted if counted is not None else len(reference_set.cases)
 
 
 class ReferenceSetSerializer(ReferenceSetSummarySerializer):

@@ -50,7 +50,7 @@ class ReferenceSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     @extend_schema(responses={200: ReferenceSetSummarySerializer(many=True), **error_responses(400, 403)},
                    summary="Reference sets, newest first (cursor pages; without their cases)")
     def list(self, request, *args, **kwargs):
-        page = self.paginate_queryset(self.get_queryset())
+        page = self.paginate_queryset(self.get_queryset().with_case_count())
         return self.get_paginated_response(ReferenceSetSummarySerializer(page, many=True).data)
 
     @extend_schema(responses={200: ReferenceSetSerializer, **error_responses(403, 404)})
@@ -96,8 +96,9 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return EvaluationRun.objects.none()
+        # the set's name, not its cases (a megabyte of them, read again for each run of a page)
         return (EvaluationRun.objects.filter(project=self.request.access.project)
-                .select_related("reference_set", "model_version"))
+                .select_related("reference_set", "model_version").defer("reference_set__cases"))
 
     @extend_schema(responses={200: RunSummarySerializer(many=True), **error_responses(400, 403)},
                    summary="Evaluation runs, newest first (cursor pages; without per-case results)")
