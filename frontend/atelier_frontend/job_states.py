@@ -76,8 +76,17 @@ def badges(job) -> list[Badge]:
     if not counts:
         return [Badge(job.status, "", str(WORDS[job.get_status_display()]), gettext("Ran, and produced no output."))]
     mixed = len(counts) > 1
-    return [Badge(job.status, state, str(label), str(hint), counts[state] if mixed else None)
+    # an evaluation run's job (``JobPurpose.EVALUATION``): its outputs open no review item, so "awaiting review" is
+    # never over for them; they are answers to score, not content
+    evaluation = getattr(job, "is_evaluation", False)
+    return [Badge(job.status, state, *(map(str, EVALUATION_BADGE) if evaluation and state == ReviewState.PENDING
+                                       else (str(label), str(hint))), counts[state] if mixed else None)
             for state, (label, hint) in REVIEW_BADGES.items() if counts[state]]
+
+
+#: The badge of an evaluation job's output in place of "Awaiting review"
+EVALUATION_BADGE = (_("Evaluation answer"), _("Answered a case of an evaluation run: scored against its reference, "
+                                             "never reviewed, not content to use."))
 
 
 def progress_words(detail: dict | None) -> str:

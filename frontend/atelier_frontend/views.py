@@ -162,8 +162,10 @@ def create_plugin(request, here, plugin_id: str):
             schema_form.prefill(fields, template.input, template.params)
             priority = str(template.priority)
     recent = with_review_state_counts(
-        Job.objects.filter(project=here.project, plugin_id=plugin_id, submitted_by=request.user)
-        .only("id", "input", "created_at", "status")).order_by("-created_at")[:RECENT_PROMPTS]
+        # the member's own prompts: not the cases of an evaluation they started
+        Job.objects.filter(project=here.project, plugin_id=plugin_id, submitted_by=request.user,
+                           purpose=JobPurpose.REQUEST)
+        .only("id", "input", "created_at", "status", "purpose")).order_by("-created_at")[:RECENT_PROMPTS]
     return page(request, "atelier_frontend/create_plugin.html", {
         "plugin": info, "fields": fields, "priority": priority, "priorities": range(10), "form_errors": form_errors,
         "recent": [(job, _summary(job.input, plugin_id=plugin_id)) for job in recent], "notice": notice,
@@ -309,7 +311,7 @@ def jobs_status(request, here):
         except ValueError:
             continue
     rows = Job.objects.filter(project=here.project, pk__in=ids).only(
-        "id", "status", "progress", "progress_detail", "error_code", "error_message", "finished_at",
+        "id", "status", "progress", "progress_detail", "error_code", "error_message", "finished_at", "purpose",
     ).prefetch_related(review_states_of_outputs()) if ids else []
     # html: the status cell as the pages render it (the review state of a finished job's outputs, a running
     # job's progress in words), for the pages to show as it is

@@ -10,7 +10,7 @@ import pytest
 from django.utils import translation
 
 from atelier_platform.catalog.services import set_plugin_enabled
-from atelier_platform.jobs.models import Job, JobStatus, Output, ReviewState
+from atelier_platform.jobs.models import Job, JobPurpose, JobStatus, Output, ReviewState
 
 from atelier_frontend.job_states import badges, progress_words
 from atelier_frontend.schema_form import example_of
@@ -97,6 +97,26 @@ class TestSucceededJobsSayWhetherTheirContentMayBeUsed:
         editor.post("/language/", {"language": "zh-hans", "next": "/"})
         assert recent_prompts(editor)["two takes"] == [("pending", "等待审核", "1"), ("rejected", "已拒绝", "1")]
         assert queued.status == JobStatus.QUEUED
+
+    def test_an_evaluation_jobs_answer_is_not_said_to_await_a_review_that_never_comes(self, project, signed_in, submit,
+                                                                                       run_job):
+        """An evaluation run's jobs open no review item: "Awaiting review" (waits for a reviewer) was never over for
+        them, on the jobs list, the job's page and the poll; nor are they the member's recent prompts."""
+        owner = signed_in(project, "owner")
+        job = submit(project, text="case one", user=owner.user)
+        run_job(job)
+        Job.objects.filter(pk=job.pk).update(purpose=JobPurpose.EVALUATION)  # as evaluation.services.start_run makes
+        own = submit(project, text="my own prompt", user=owner.user)
+        cell = status_cell(text_of(owner.get("/jobs/")), job)
+        assert 'data-review="pending"' in cell and ">Evaluation answer</span>" in cell and "Awaiting review" not in cell
+        header = text_of(owner.get(f"/jobs/{job.pk}/")).split('id="job-status"')[1].split("</div>")[0]
+        assert ">Evaluation answer</span>" in header
+        [answer] = owner.get("/jobs/status/", {"ids": str(job.pk)}).json()["jobs"]
+        assert "Evaluation answer" in answer["html"] and "Awaiting review" not in answer["html"]
+        recent = text_of(owner.get("/create/reverse_text/")).split('<section class="card recent">')[1].split("</section>")[0]
+        assert "my own prompt" in recent and "case one" not in recent and own.purpose == JobPurpose.REQUEST
+        owner.post("/language/", {"language": "zh-hans", "next": "/jobs/"})
+        assert ">评估答案</span>" in status_cell(text_of(owner.get("/jobs/")), job)
 
     def test_in_chinese(self, project, signed_in, submit, run_job):
         viewer = signed_in(project, "viewer")
