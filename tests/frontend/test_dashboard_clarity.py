@@ -107,7 +107,7 @@ class TestSucceededJobsSayWhetherTheirContentMayBeUsed:
         run_job(job)
         Job.objects.filter(pk=job.pk).update(purpose=JobPurpose.EVALUATION)  # as evaluation.services.start_run makes
         own = submit(project, text="my own prompt", user=owner.user)
-        cell = status_cell(text_of(owner.get("/jobs/")), job)
+        cell = status_cell(text_of(owner.get("/jobs/", {"purpose": "evaluation"})), job)  # (listed on asking)
         assert 'data-review="pending"' in cell and ">Evaluation answer</span>" in cell and "Awaiting review" not in cell
         header = text_of(owner.get(f"/jobs/{job.pk}/")).split('id="job-status"')[1].split("</div>")[0]
         assert ">Evaluation answer</span>" in header
@@ -116,7 +116,7 @@ class TestSucceededJobsSayWhetherTheirContentMayBeUsed:
         recent = text_of(owner.get("/create/reverse_text/")).split('<section class="card recent">')[1].split("</section>")[0]
         assert "my own prompt" in recent and "case one" not in recent and own.purpose == JobPurpose.REQUEST
         owner.post("/language/", {"language": "zh-hans", "next": "/jobs/"})
-        assert ">评估答案</span>" in status_cell(text_of(owner.get("/jobs/")), job)
+        assert ">评估答案</span>" in status_cell(text_of(owner.get("/jobs/", {"purpose": "all"})), job)
 
     def test_in_chinese(self, project, signed_in, submit, run_job):
         viewer = signed_in(project, "viewer")
