@@ -94,7 +94,8 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("PATCH", "/api/v1/evaluation/reference-sets/{pk}/"):        ("admin", "owner"),
     ("DELETE", "/api/v1/evaluation/reference-sets/{pk}/"):       ("admin", "owner"),
     ("GET", "/api/v1/evaluation/runs/"):                         ("jobs:read", ALL),
-    ("POST", "/api/v1/evaluation/runs/"):                        ("admin", "owner"),
+    # a run submits a job per case: both scopes (a key with admin alone is refused)
+    ("POST", "/api/v1/evaluation/runs/"):                        ("admin jobs:write", "owner"),
     ("GET", "/api/v1/evaluation/runs/{pk}/"):                    ("jobs:read", ALL),
     # --- the contract itself: public ---
     ("GET", "/api/v1/schema/"):                                  (PUBLIC, ALL),
@@ -160,7 +161,7 @@ def test_table_agrees_with_role_capabilities(row):
     scope, roles = MATRIX[row]
     if scope is PUBLIC:
         return
-    assert set(roles.split()) == {role for role in ROLES if scope in ROLE_CAPABILITIES[role]}
+    assert set(roles.split()) == {role for role in ROLES if set(scope.split()) <= ROLE_CAPABILITIES[role]}
 
 
 @pytest.fixture
@@ -176,6 +177,11 @@ def principals(project):
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_api_key(project, scopes=[scope]).raw}")
         made.append((f"key with {scope}", client, lambda needed, roles, scope=scope: needed == scope))
+    # a row may need several scopes at once ("admin jobs:write"): a key holding just those
+    both = APIClient()
+    both.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_api_key(project, scopes=['admin', 'jobs:write']).raw}")
+    made.append(("key with admin and jobs:write", both,
+                 lambda needed, roles: set(needed.split()) <= {"admin", "jobs:write"}))
     return made
 
 

@@ -19,7 +19,7 @@ QUESTIONS = [("Where is my parcel?", "It is on its way."), ("How long do returns
 
 @pytest.fixture
 def admin_api(project, make_key, client_for):
-    return client_for(make_key(project, scopes=["admin", "jobs:read"]).raw)
+    return client_for(make_key(project, scopes=["admin", "jobs:read", "jobs:write"]).raw)
 
 
 @pytest.fixture

@@ -47,6 +47,9 @@ class HasProjectCapability(BasePermission):
 
     OPTIONS describes the route (``api.metadata``): it is answered to a caller who may call at least one of the
     route's methods, and refused like them otherwise; HEAD needs what GET needs.
+
+    An action that needs several capabilities at once names them in a tuple (an evaluation run submits a job per
+    case: ``(ADMIN, JOBS_WRITE)``).
     """
 
     def has_permission(self, request, view) -> bool:
@@ -67,9 +70,18 @@ class HasProjectCapability(BasePermission):
             raise PermissionDenied("This action is not open to API callers.")
         access = resolve_access(request)
         request.access = access
-        if not access.capabilities.intersection(needed):
-            wanted = " or ".join(f"'{capability}'" for capability in needed)
+        if not any(_holds(access.capabilities, capability) for capability in needed):
+            wanted = " or ".join(" and ".join(f"'{c}'" for c in _each(capability)) for capability in needed)
             if access.api_key is not None:
                 raise PermissionDenied(f"This API key lacks the scope {wanted}.")
             raise PermissionDenied(f"Your role in project {access.project.slug!r} does not allow {wanted}.")
         return True
+
+
+def _each(required) -> tuple:
+    """The capabilities one requirement names: one, or several that are all needed."""
+    return tuple(required) if isinstance(required, tuple) else (required,)
+
+
+def _holds(capabilities, required) -> bool:
+    return all(capability in capabilities for capability in _each(required))
