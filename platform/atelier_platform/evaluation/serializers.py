@@ -76,6 +76,8 @@ class RunProgressSerializer(serializers.Serializer):
 class RunMetricsSerializer(serializers.Serializer):
     bleu = serializers.FloatField(allow_null=True, required=False, help_text="Corpus BLEU (sacrebleu) of the succeeded cases.")
     chrf = serializers.FloatField(allow_null=True, required=False, help_text="Corpus chrF (sacrebleu) of the succeeded cases.")
+    bleu_tokenize = serializers.CharField(required=False, help_text="sacrebleu's tokenisation of BLEU: 13a, or zh / char "
+                                                                     "for references in Chinese, Japanese or Korean.")
     mean_case_chrf = serializers.FloatField(allow_null=True, required=False)
     cases = serializers.IntegerField(required=False)
     succeeded = serializers.IntegerField(required=False)
