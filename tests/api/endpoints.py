@@ -119,6 +119,7 @@ PATH_IDS = {
     "/api/v1/api-keys/{pk}/revoke/": lambda o: {"pk": o["api_key"].pk},
     "/api/v1/evaluation/reference-sets/{pk}/": lambda o: {"pk": o["reference_set"].pk},
     "/api/v1/evaluation/runs/{pk}/": lambda o: {"pk": o["run"].pk},
+    "/api/v1/evaluation/runs/{pk}/cancel/": lambda o: {"pk": o["run"].pk},
     "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},
 }
 

@@ -18,7 +18,7 @@ from atelier_platform.accounts.models import ApiKey
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.catalog.services import set_plugin_enabled
-from atelier_platform.evaluation.models import ReferenceSet
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
 from atelier_platform.knowledge.models import KnowledgeDocument
 from atelier_platform.moderation.models import ReviewItem
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -79,6 +79,7 @@ def b_state(objects) -> dict:
         "delivery": list(WebhookDelivery.objects.filter(pk=objects["delivery"].pk).values()),
         "api_key": ApiKey.objects.filter(pk=objects["api_key"].pk).values_list("revoked_at", "name").first(),
         "reference_set": list(ReferenceSet.objects.filter(pk=objects["reference_set"].pk).values()),
+        "run": list(EvaluationRun.objects.filter(pk=objects["run"].pk).values()),
     }
 
 

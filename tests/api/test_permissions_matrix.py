@@ -97,6 +97,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     # a run submits a job per case: both scopes (a key with admin alone is refused)
     ("POST", "/api/v1/evaluation/runs/"):                        ("admin jobs:write", "owner"),
     ("GET", "/api/v1/evaluation/runs/{pk}/"):                    ("jobs:read", ALL),
+    ("POST", "/api/v1/evaluation/runs/{pk}/cancel/"):            ("admin", "owner"),
     # --- the contract itself: public ---
     ("GET", "/api/v1/schema/"):                                  (PUBLIC, ALL),
     ("GET", "/api/v1/docs/"):                                    (PUBLIC, ALL),

@@ -57,9 +57,11 @@ class RunStatus(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    #: stopped by a member before every case had finished (``services.cancel_run``): the finished cases scored
+    CANCELLED = "cancelled", "Cancelled"
 
 
-FINISHED_RUN_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED})
+FINISHED_RUN_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
 class EvaluationRun(models.Model):

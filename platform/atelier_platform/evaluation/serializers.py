@@ -96,7 +96,7 @@ class CaseResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     job_id = serializers.UUIDField()
     status = serializers.CharField(help_text="pending (until the run is scored), succeeded or failed (the job failed, "
-                                             "was blocked, or screening blocked its output: see error).")
+                                             "was blocked, or screening blocked its output, or the run was cancelled before it finished: see error).")
     output = serializers.CharField(allow_null=True, allow_blank=True)
     reference = serializers.CharField(allow_blank=True, help_text="The case's reference when the run started.")
     chrf = serializers.FloatField(allow_null=True)
@@ -110,7 +110,8 @@ class RunSummarySerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     metrics = serializers.SerializerMethodField()
     # a plain string in the schema: a choice set would take the name of the jobs' status enum (StatusEnum)
-    status = serializers.CharField(help_text="queued, running, succeeded (scored) or failed (every case failed).")
+    status = serializers.CharField(help_text="queued, running, succeeded (scored), failed (every case failed) or "
+                                             "cancelled (stopped before every case finished; the cases answered are scored).")
     error = serializers.CharField(source="error_message")
 
     class Meta:

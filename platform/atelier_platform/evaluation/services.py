@@ -8,6 +8,10 @@ its answers are scored with sacrebleu: corpus BLEU and chrF of the succeeded cas
 chrF per case. A case whose job failed, was blocked or whose output screening blocked counts as failed; the run
 goes on without it. A run whose every case failed fails.
 
+A run going can be cancelled (``cancel_run``): its unfinished jobs are cancelled as any job is (queued ones at once,
+running ones at their next step, their outputs discarded), the cases that had finished are scored, the others
+count as failed, and the run is ``cancelled`` at once (no longer one of the project's runs going).
+
 Only text plugins whose output has one text to score can be evaluated (``OUTPUT_TEXT``); the image plugin is
 refused for now.
 """
@@ -90,6 +94,16 @@ class ReferenceSetBusy(EvaluationError):
 class ReferenceSetGone(EvaluationError):
     status_code = 404
     code = "not_found"
+
+
+class RunGone(EvaluationError):
+    status_code = 404
+    code = "not_found"
+
+
+class RunFinished(EvaluationError):
+    status_code = 409
+    code = "evaluation_run_finished"
 
 
 # --- what may be evaluated ------------------------------------------------------------------------------
@@ -304,8 +318,11 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
     return run
 
 
-def _lock_project(project_id) -> None:
-    list(Project.objects.select_for_update().filter(pk=project_id).values_list("pk", flat=True))
+def _lock_project(project_id, *, no_key: bool = False) -> None:
+    """The project's row locked: starts, deletions and cancels of its runs take turns. ``no_key``: FOR NO KEY UPDATE,
+    which takes turns with those all the same but lets rows that name the project (an output's audit record, a
+    job) be written meanwhile (PostgreSQL; elsewhere the lock is a no-op)."""
+    list(Project.objects.select_for_update(no_key=no_key).filter(pk=project_id).values_list("pk", flat=True))
 
 
 def record_finished_jobs(job_ids: Iterable) -> None:
@@ -371,7 +388,9 @@ def _score(run: EvaluationRun) -> None:
             continue
         job = case.job
         found = outputs.get(job.pk)
-        if job.status != JobStatus.SUCCEEDED:
+        if job.status not in FINISHED_STATUSES:  # only when the run is cancelled: its job is asked to stop
+            result["error"] = {"code": "cancelled", "message": "The run was cancelled before this case finished."}
+        elif job.status != JobStatus.SUCCEEDED:
             result["error"] = {"code": job.error_code or job.status, "message": job.error_message}
         elif found is None:
             result["error"] = {"code": "no_output", "message": "The job produced no output."}
@@ -401,6 +420,52 @@ def _score(run: EvaluationRun) -> None:
     else:
         run.status = RunStatus.FAILED
         run.error_message = "Every case failed; see each case's error."
+
+
+def cancel_run(run: EvaluationRun, *, actor: str) -> EvaluationRun:
+    """Stop a run going: ask each of its unfinished jobs to cancel (the jobs' own cancel: a queued one is cancelled
+    at once, a running one at its next step, its outputs discarded), score the cases that had finished (the others
+    count as failed), and mark the run cancelled, which frees its place among the project's runs going at once.
+    A finished run (cancelled already included) answers 409 and nothing changes."""
+    from atelier_platform.jobs.errors import JobAlreadyFinished
+    from atelier_platform.jobs.lifecycle import cancel_job
+
+    with transaction.atomic():
+        # The project's row first, as start_run and delete_reference_set take it, then the run's, as finish_if_done
+        # takes it: a job's finish counted meanwhile has committed when this looks, and one counted after finds the
+        # run finished. Without the key: a worker storing a job's answer holds that job's row and writes rows naming
+        # the project (audit records); a full lock here would wait for it while it waited for this, at that job.
+        _lock_project(run.project_id, no_key=True)
+        locked = EvaluationRun.objects.select_for_update().filter(pk=run.pk, project_id=run.project_id).first()
+        if locked is None:  # its reference set deleted meanwhile, and the run with it
+            raise RunGone("No such evaluation run in this project.")
+        run = locked
+        if run.status == RunStatus.CANCELLED:
+            raise RunFinished("The run was cancelled already; nothing more to cancel.")
+        if run.is_finished:
+            raise RunFinished(f"The run has finished already ({run.status}); only a run still going can be cancelled.")
+        before = run.status
+        asked = 0
+        for job in Job.objects.filter(evaluation_case__run=run).exclude(status__in=list(FINISHED_STATUSES)).order_by("pk"):
+            try:
+                cancel_job(job)
+                asked += 1
+            except JobAlreadyFinished:  # its finish committed meanwhile: scored as it finished
+                pass
+        _score(run)
+        now = timezone.now()
+        answered = run.metrics.get("succeeded", 0)
+        run.status = RunStatus.CANCELLED
+        run.error_message = (f"Cancelled; the {answered} of {run.cases_total} cases answered before are scored, the others "
+                             "count as failed.")
+        run.started_at = run.started_at or Job.objects.filter(evaluation_case__run=run).aggregate(
+            first=Min("started_at"))["first"]
+        run.finished_at = now
+        run.save()
+        audit.record(run.project, actor, "evaluation_run_cancelled", run, before={"status": before},
+                     after={"status": run.status, "reference_set": run.reference_set.name,
+                            "cases": run.cases_total, "answered": answered, "jobs_cancelled": asked})
+    return run
 
 
 def sweep_runs() -> int:

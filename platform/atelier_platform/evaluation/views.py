@@ -1,11 +1,12 @@
 """Reference sets and evaluation runs over the API. Thin: parse, scope to the caller's project, call a service.
 
-Every member reads (jobs:read); creating, changing and deleting sets and starting runs is the project's
-administration (admin: owners, admin keys)."""
+Every member reads (jobs:read); creating, changing and deleting sets and starting and cancelling runs is the
+project's administration (admin: owners, admin keys)."""
 
 from __future__ import annotations
 
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from drf_spectacular.utils import extend_schema
@@ -89,7 +90,7 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     """Runs of a model version on a reference set: progress while its jobs run, metrics once they have finished."""
 
     # a run submits a job per case: an 'admin' key without 'jobs:write' would run inputs it may not submit
-    required_capabilities = {"list": READ, "retrieve": READ, "create": (ADMIN, Capability.JOBS_WRITE)}
+    required_capabilities = {"list": READ, "retrieve": READ, "create": (ADMIN, Capability.JOBS_WRITE), "cancel": ADMIN}
     serializer_class = RunSerializer
     pagination_class = NewestFirstCursorPagination
     lookup_value_converter = "uuid"
@@ -126,3 +127,11 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         run = self.get_queryset().get(pk=run.pk)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED,
                         headers={"Location": f"/api/v1/evaluation/runs/{run.pk}/"})
+
+    @extend_schema(request=None, responses={200: RunSerializer, **error_responses(403, 404, 409)},
+                   summary="Cancel a run going: its unfinished jobs are cancelled, the cases answered so far scored "
+                           "(409 once it has finished, or was cancelled already)")
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = services.cancel_run(self.get_object(), actor=actor_of(request))
+        return Response(RunSerializer(self.get_queryset().get(pk=run.pk)).data)
