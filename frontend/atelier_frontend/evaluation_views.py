@@ -1,13 +1,15 @@
 """An evaluation run's page: its progress while its jobs run, then each case's question, the model's answer, the
 reference and the case's chrF (worst first), failed cases with their error; beside it, another run of the same
-reference set, answer against answer. Members of the project read it; another project's run is not found."""
+reference set, answer against answer. Members of the project read it; another project's run is not found. Owners
+cancel a run while it goes (``run_cancel``)."""
 
 from __future__ import annotations
 
 import uuid
 
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 from django.utils.translation import gettext as _
 
 from atelier_platform.accounts.roles import Capability
@@ -103,3 +105,19 @@ def run_page(request, here, run_id):
         "others": [(other, _model_words(other)) for other in others], "order": order, "set_changed": set_changed,
         "refresh_ms": REFRESH_MS, "can_evaluate": here.can(Capability.ADMIN),
     })
+
+
+@needs(Capability.ADMIN)
+@require_POST
+def run_cancel(request, here, run_id):
+    """Cancel a run going, through the service the API uses; one that finished meanwhile shows how it did."""
+    from atelier_platform.evaluation import services
+
+    run = _run_of(here.project, run_id)
+    try:
+        services.cancel_run(run, actor=f"user:{request.user.pk}")
+    except services.RunFinished:
+        pass  # finished (or cancelled by another owner) meanwhile: the page shows how
+    except services.RunGone:
+        raise Http404(_("No such evaluation run in this project.")) from None
+    return redirect("evaluation-run", run_id=run.pk)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("usage/", views.usage_page, name="usage"),
     path("settings/", settings_views.project_settings, name="settings"),
     path("evaluation/runs/<uuid:run_id>/", evaluation_views.run_page, name="evaluation-run"),
+    path("evaluation/runs/<uuid:run_id>/cancel/", evaluation_views.run_cancel, name="evaluation-run-cancel"),
     path("invite/<str:token>/", invitation_views.invitation, name="invitation"),
     path("workers/", workers_views.workers_page, name="workers"),
     path("review/", views.review, name="review"),

@@ -109,3 +109,39 @@ def test_in_a_browser_the_jobs_list_shows_evaluation_jobs_when_asked(live_server
     expect(page.locator(f"tr[data-job='{evaluated.pk}'] .evaluation-chip")).to_be_visible()
     expect(page.locator("#job-filters select[name=purpose]")).to_have_value("all")
     page.screenshot(path=str(_shots() / "64-jobs-with-evaluation-jobs.png"), full_page=True)
+
+
+
+def test_in_a_browser_an_owner_cancels_a_run_going_after_a_confirmation(live_server, browser, expect, project, member,
+                                                                        empty_plugin_registry):
+    from tests.frontend.browsing import shot, sign_in
+    from tests.frontend.test_evaluation_run_cancel import answer_first_case, start
+
+    owner = _owner(project, member, empty_plugin_registry)
+    run = start(project, name="Support questions")
+    answer_first_case(run, "Your parcel left today.")
+    page = sign_in(browser, live_server.url, owner.username)
+    page.goto(f"{live_server.url}/evaluation/runs/{run.pk}/")
+    expect(page.locator("#run-progress")).to_contain_text("1 of 3 cases")
+    shot(page, "65-evaluation-run-going-cancel-button")
+    asked, answers = [], [False, True]
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept() if answers.pop(0) else dialog.dismiss()
+
+    page.on("dialog", answer)
+    page.locator("#cancel-run").click()  # dismissed: nothing sent
+    assert asked and asked[0].startswith("Cancel this run?")
+    expect(page.locator("#cancel-run")).to_be_visible()
+    assert EvaluationRun.objects.get(pk=run.pk).status == RunStatus.RUNNING
+    page.locator("#cancel-run").click()
+    expect(page.locator("#run-cancelled")).to_contain_text("the 1 of 3 cases answered before are scored")
+    expect(page.locator("[data-run-status]").first).to_have_attribute("data-run-status", "cancelled")
+    expect(page.locator("#cancel-run")).to_have_count(0)
+    expect(page.locator("#run-cases tr[data-case='0']")).to_contain_text("Your parcel left today.")
+    assert EvaluationRun.objects.get(pk=run.pk).status == RunStatus.CANCELLED and len(asked) == 2
+    shot(page, "66-evaluation-run-cancelled")
+    page.goto(f"{live_server.url}/settings/#evaluation")
+    expect(page.locator("#evaluation [data-run-status='cancelled']")).to_contain_text("Cancelled · 1 of 3 answered")
+    page.locator("#evaluation").screenshot(path=str(_shots() / "67-evaluation-settings-cancelled.png"))
