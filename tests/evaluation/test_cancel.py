@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def admin_api(project, make_key, client_for):
-    return client_for(make_key(project, scopes=["admin", "jobs:read"]).raw)
+    return client_for(make_key(project, scopes=["admin", "jobs:read", "jobs:write"]).raw)
 
 
 @pytest.fixture
