@@ -638,19 +638,10 @@ def _evaluations(project, plugins) -> list[dict]:
 
 def _evaluate(project, user, actor, posted) -> str:
     """Start an evaluation run from the settings page, through the service the API uses."""
-    import uuid
-
     from atelier_platform.evaluation import services as evaluation
-    from atelier_platform.evaluation.models import ReferenceSet
     from atelier_platform.jobs.errors import JobServiceError
 
-    try:
-        set_id = uuid.UUID(posted.get("reference_set", ""))
-    except ValueError:
-        set_id = None
-    reference_set = ReferenceSet.objects.filter(project=project, pk=set_id).first() if set_id else None
-    if reference_set is None:
-        raise ValidationError(_("No such reference set in this project."))
+    reference_set = _reference_set_of(project, posted)  # another project's: 404, as for a deletion
     chosen = posted.get("model_version", "")
     version_id = whole_number(chosen) if chosen else None
     if chosen and version_id is None:
