@@ -500,13 +500,20 @@ def _members(project, actor, posted, action) -> str:
     if action == "remove_member":
         audit.record(project, actor, "member_removed", membership, before=before)
         membership.delete()
-        return _("%(username)s removed from the project: they lost access at once.") % names
-    if posted.get("role") == membership.role:
+        said = _("%(username)s removed from the project: they lost access at once.") % names
+    elif posted.get("role") == membership.role:
         return _("%(username)s is already %(role)s: nothing changed.") % names
-    add_member(project, membership.user, posted.get("role", ""))
-    audit.record(project, actor, "member_role_changed", membership, before=before,
-                 after={"user": membership.user.username, "role": posted.get("role")})
-    return _("%(username)s is now %(role)s (was %(before)s).") % names
+    else:
+        add_member(project, membership.user, posted.get("role", ""))
+        audit.record(project, actor, "member_role_changed", membership, before=before,
+                     after={"user": membership.user.username, "role": posted.get("role")})
+        said = _("%(username)s is now %(role)s (was %(before)s).") % names
+    # an invitation grants a role with its sender's authority: it goes when they stop being an owner
+    revoked = invitations.revoke_sent_by(project, membership.user, actor) if leaving_owner else 0
+    if revoked:
+        said += " " + ngettext("The invitation they sent was revoked.", "The %(n)s invitations they sent were revoked.",
+                               revoked) % {"n": revoked}
+    return said
 
 
 def _invitations(project) -> list:

@@ -297,3 +297,29 @@ def test_the_no_project_page_tells_of_invitations_in_english_and_chinese():
     assert "请项目所有者把你加入项目" in chinese
     assert f"只能使用一次，有效期 {invitations.LIFETIME.days} 天" in chinese and "如果你已收到这样的链接" in chinese
     assert "An owner can invite you" not in chinese
+
+
+def test_an_owners_invitations_go_when_they_stop_being_owner_and_a_link_from_a_sender_demoted_elsewhere_opens_nothing(
+        project, owner, signed_in):
+    """An invitation grants a role with its sender's authority: a sender demoted to editor (or removed) no longer
+    brings anyone in as owner, reviewer or anything else through the links they sent."""
+    _page, _link, token = invite(owner, "alex@example.com", "owner")
+    other = signed_in(project, "owner")
+    mine = Membership.objects.get(project=project, user=owner.user)
+    response = other.post("/settings/", {"action": "set_role", "member": mine.pk, "role": "editor"})
+    assert response.status_code == 302
+    page = text_of(other.get("/settings/"))
+    assert "is now editor (was owner). The invitation they sent was revoked." in page
+    assert Invitation.objects.get().revoked_at is not None
+    assert AuditEvent.objects.filter(action="invitation_revoked").count() == 1
+    assert Client().get(f"/invite/{token}/").status_code == 404
+
+    # demoted where the settings page is not (the admin, a shell): the link opens nothing, and is not listed as open
+    _page, _link, second = invite(other, "sam@example.com", "reviewer")
+    Membership.objects.filter(project=project, user=other.user).update(role="viewer")
+    assert Client().get(f"/invite/{second}/").status_code == 404
+    assert not invitations.open_invitations(project).exists()
+    newcomer = UserFactory()
+    with pytest.raises(invitations.InvitationUnusable):
+        invitations.accept(second, newcomer)
+    assert not Membership.objects.filter(user=newcomer).exists()

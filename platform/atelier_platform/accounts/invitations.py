@@ -97,8 +97,13 @@ def _view(invitation: Invitation) -> dict:
 def open_invitations(project: Project):
     """The project's invitations neither accepted nor revoked (expired ones included: the owner sees that a link
     lapsed unused), newest first, with who sent each."""
+    from django.db.models import Exists, OuterRef, Q
+
+    sender_owns = Exists(Membership.objects.filter(project=OuterRef("project_id"), user=OuterRef("invited_by_id"),
+                                                   role=Role.OWNER))
+    # one whose sender is no longer an owner is read as revoked (``_sender_left``): not listed as open
     return (Invitation.objects.filter(project=project, accepted_at__isnull=True, revoked_at__isnull=True)
-            .select_related("invited_by").order_by("-created_at"))
+            .filter(Q(invited_by__isnull=True) | Q(sender_owns)).select_related("invited_by").order_by("-created_at"))
 
 
 @transaction.atomic
@@ -154,6 +159,13 @@ def revoke(invitation: Invitation, actor: str) -> bool:
     return bool(revoked)
 
 
+def revoke_sent_by(project: Project, user, actor: str) -> int:
+    """Revoke the open invitations ``user`` sent for ``project``: called as they stop being its owner (demoted,
+    removed). An invitation grants a role with its sender's authority, and only while they hold it. How many."""
+    sent = Invitation.objects.filter(project=project, invited_by=user, accepted_at__isnull=True, revoked_at__isnull=True)
+    return sum(revoke(invitation, actor) for invitation in sent.select_related("project"))
+
+
 def find(token: str) -> Invitation | None:
     """The invitation whose link holds ``token``, whatever its state, or None."""
     if not isinstance(token, str) or not token or len(token) > 200:
@@ -168,13 +180,23 @@ def usable(token: str, now: datetime | None = None) -> Invitation:
 
 
 def _check(invitation: Invitation | None, now: datetime) -> Invitation:
-    if invitation is None or invitation.revoked_at is not None:
+    if invitation is None or invitation.revoked_at is not None or _sender_left(invitation):
         raise InvitationUnusable("invitation_not_found")
     if invitation.accepted_at is not None:
         raise InvitationUnusable("invitation_used", invitation)
     if invitation.expires_at <= now:
         raise InvitationUnusable("invitation_expired", invitation)
     return invitation
+
+
+def _sender_left(invitation: Invitation) -> bool:
+    """Whether the member who sent an open invitation is no longer the project's owner, however that came about (the
+    settings page revokes their invitations then; a change in the admin or a shell does not): it is then read as
+    revoked. An invitation without a sender (an operator's, or one whose sender's account was deleted) stands."""
+    if invitation.invited_by_id is None or invitation.accepted_at is not None:
+        return False
+    return not Membership.objects.filter(project_id=invitation.project_id, user_id=invitation.invited_by_id,
+                                         role=Role.OWNER).exists()
 
 
 @transaction.atomic
