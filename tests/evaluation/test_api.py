@@ -292,3 +292,42 @@ def test_lists_count_a_sets_cases_without_reading_them(chat_enabled, admin_api, 
     assert not [q["sql"] for q in [*listed_sets.captured_queries, *listed_runs.captured_queries]
                 if reads_cases.search(q["sql"])]
     assert api.get(f"{SETS}{first['id']}/").json()["case_count"] == 2  # one set: read whole, as it is shown whole
+
+
+@pytest.mark.django_db(transaction=True)
+def test_while_a_run_holds_the_projects_lock_the_projects_jobs_are_still_submitted(chat_enabled, api):
+    """Starts, deletions and cancels of runs take turns on the project's row; a 500-case start holds it while it
+    writes its jobs. Held FOR UPDATE, it stopped every submission of the project meanwhile (an insert checks the key
+    of the project it names); FOR NO KEY UPDATE does not."""
+    import threading
+
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL (DATABASE_URL=postgres://...)")
+    held, release = threading.Event(), threading.Event()
+
+    def a_start_holding_the_lock():
+        try:
+            with transaction.atomic():
+                services._lock_project(chat_enabled.pk)
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=a_start_holding_the_lock)
+    holder.start()
+    try:
+        assert held.wait(30)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")  # a submission that waited on the lock fails, not hangs
+        submitted = api.post("/api/v1/jobs/", {"plugin": "chatbot", "input": {"messages": [{"role": "user",
+                                                                                              "content": "hi"}]}},
+                             format="json")
+        assert submitted.status_code == 201, submitted.content
+    finally:
+        release.set()
+        holder.join(30)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")

@@ -318,11 +318,13 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
     return run
 
 
-def _lock_project(project_id, *, no_key: bool = False) -> None:
-    """The project's row locked: starts, deletions and cancels of its runs take turns. ``no_key``: FOR NO KEY UPDATE,
-    which takes turns with those all the same but lets rows that name the project (an output's audit record, a
-    job) be written meanwhile (PostgreSQL; elsewhere the lock is a no-op)."""
-    list(Project.objects.select_for_update(no_key=no_key).filter(pk=project_id).values_list("pk", flat=True))
+def _lock_project(project_id) -> None:
+    """The project's row locked: starts, deletions and cancels of its runs take turns. FOR NO KEY UPDATE, which those
+    take in turn all the same, but which lets rows that name the project be written meanwhile (PostgreSQL; elsewhere
+    the lock is a no-op): a 500-case start held FOR UPDATE stopped every job submission of the project (each insert
+    checks its project's key) until it committed, and a cancel waited for a worker storing an answer (its audit
+    record names the project) while that worker waited for it."""
+    list(Project.objects.select_for_update(no_key=True).filter(pk=project_id).values_list("pk", flat=True))
 
 
 def record_finished_jobs(job_ids: Iterable) -> None:
@@ -435,7 +437,7 @@ def cancel_run(run: EvaluationRun, *, actor: str) -> EvaluationRun:
         # takes it: a job's finish counted meanwhile has committed when this looks, and one counted after finds the
         # run finished. Without the key: a worker storing a job's answer holds that job's row and writes rows naming
         # the project (audit records); a full lock here would wait for it while it waited for this, at that job.
-        _lock_project(run.project_id, no_key=True)
+        _lock_project(run.project_id)
         locked = EvaluationRun.objects.select_for_update().filter(pk=run.pk, project_id=run.project_id).first()
         if locked is None:  # its reference set deleted meanwhile, and the run with it
             raise RunGone("No such evaluation run in this project.")
@@ -476,14 +478,4 @@ def sweep_runs() -> int:
         run = finish_if_done(run_id)
         finished += bool(run is not None and run.is_finished)
     return finished
-
-
-def latest_runs(project: Project) -> dict[tuple[Any, int | None], EvaluationRun]:
-    """The newest finished run of each (reference set, model version) of the project (model version None: the
-    project's current model)."""
-    latest: dict[tuple[Any, int | None], EvaluationRun] = {}
-    for run in (EvaluationRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
-                .select_related("reference_set").order_by("-finished_at", "-created_at")):
-        latest.setdefault((run.reference_set_id, run.model_version_id), run)
-    return latest
 

@@ -406,7 +406,8 @@ def submit_jobs(
         return batch
 
 
-def _submit_many(project, requests, *, submitted_by, api_key) -> BatchSubmission:
+def _prepare_each(project, requests) -> tuple[list[_Prepared], dict[str, list[str]]]:
+    """Each request checked as a single job is (``_prepare``), and the refusals by ``jobs.N.<field>``."""
     facts = _ProjectFacts(project)
     prepared: list[_Prepared] = []
     problems: dict[str, list[str]] = {}
@@ -415,6 +416,11 @@ def _submit_many(project, requests, *, submitted_by, api_key) -> BatchSubmission
             prepared.append(_prepare(facts, request))
         except JobServiceError as error:
             problems.update(_indexed_details(index, error))
+    return prepared, problems
+
+
+def _submit_many(project, requests, *, submitted_by, api_key) -> BatchSubmission:
+    prepared, problems = _prepare_each(project, requests)
     if problems:
         bad = sorted({int(name.split(".")[1]) for name in problems})
         raise InvalidJobInput(
@@ -458,17 +464,10 @@ def submit_evaluation_jobs(project: Project, requests: Sequence[JobRequest], *, 
     refuses the run."""
     from atelier_platform.moderation.screening import policy_for
 
-    facts = _ProjectFacts(project)
-    prepared: list[_Prepared] = []
-    problems: dict[str, list[str]] = {}
-    for index, request in enumerate(requests):
-        try:
-            prepared.append(_prepare(facts, request))
-        except JobServiceError as error:
-            problems.update({name.replace("jobs.", "cases.", 1): messages
-                             for name, messages in _indexed_details(index, error).items()})
+    prepared, problems = _prepare_each(project, requests)
     if problems:
-        raise InvalidJobInput("Some cases of the reference set cannot run as jobs; none was started.", details=problems)
+        raise InvalidJobInput("Some cases of the reference set cannot run as jobs; none was started.",
+                              details={name.replace("jobs.", "cases.", 1): messages for name, messages in problems.items()})
     limits = quotas.limits_for(project)
     quotas.check_compute(project, limits)
     policy = policy_for(project)
