@@ -4,9 +4,12 @@ blocklist fixed there with the API's checks, audited; a staff user who may only 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection, transaction
 
 from atelier_platform.accounts.models import Membership, Project
 from atelier_platform.accounts.roles import Role
@@ -337,6 +340,81 @@ def test_the_owner_check_and_the_audited_deletions_hold_outside_the_tests_transa
     response = admin_client.post("/admin/jobs/job/", {"action": "delete_selected", "_selected_action": [str(job.pk)],
                                                       "post": "yes"})
     assert response.status_code == 302 and not Job.objects.exists() and len(events("job_deleted")) == 1
+
+
+def _import_held_open(project, terms, *, replace=False):
+    """A blocklist import in a thread of its own, its transaction left open until ``release`` is set: the admin's
+    edit meets it mid-way, as a real one would."""
+    imported, release = threading.Event(), threading.Event()
+
+    def run():
+        try:
+            with transaction.atomic():
+                policies.import_blocklist(project, "user:0", terms, replace=replace)
+                imported.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert imported.wait(10)
+    return thread, release
+
+
+def _posted_meanwhile(admin_client, url: str, data: dict) -> threading.Thread:
+    answer = {}
+
+    def post():
+        try:
+            answer["response"] = admin_client.post(url, data)
+        except Exception as error:  # the test client raises what would have been a 500
+            answer["error"] = error
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    thread.join(0.5)  # it waits for the import's transaction
+    thread.answer = answer
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_term_added_in_the_admin_while_an_import_adds_it_is_a_form_error_not_a_500(admin_client, project):
+    importer, release = _import_held_open(project, [{"pattern": "wool"}])
+    adder = _posted_meanwhile(admin_client, "/admin/moderation/blocklistentry/add/",
+                              {"project": project.pk, "pattern": "wool", "category": "custom"})
+    release.set()
+    importer.join(10)
+    adder.join(10)
+    assert "error" not in adder.answer, adder.answer.get("error")
+    response = adder.answer["response"]
+    assert response.status_code == 200 and "already exists" in response.content.decode()
+    assert list(BlocklistEntry.objects.values_list("pattern", flat=True)) == ["wool"]
+    assert not events("blocklist_entry_changed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_a_replacing_import_deletes_meanwhile_is_gone_for_the_admins_change_and_deletions(admin_client, project):
+    """Neither a 500 (a change that saves no row) nor an audit record of a deletion the import made."""
+    entry = BlocklistEntry.objects.create(project=project, pattern="wool")
+    gone = "/admin/"  # "... doesn't exist. Perhaps it was deleted?"
+    for url, data, then in ((f"/admin/moderation/blocklistentry/{entry.pk}/change/", {"category": "spam"}, gone),
+                            (f"/admin/moderation/blocklistentry/{entry.pk}/delete/", {"post": "yes"}, gone),
+                            ("/admin/moderation/blocklistentry/", {"action": "delete_selected", "post": "yes",
+                                                                   "_selected_action": [entry.pk]}, None)):
+        BlocklistEntry.objects.get_or_create(project=project, pattern="wool", defaults={"pk": entry.pk})
+        importer, release = _import_held_open(project, [{"pattern": "heck"}], replace=True)
+        editor = _posted_meanwhile(admin_client, url, data)
+        release.set()
+        importer.join(10)
+        editor.join(10)
+        assert "error" not in editor.answer, (url, editor.answer.get("error"))
+        response = editor.answer["response"]
+        assert response.status_code == 302 and response.url == (then or url), url
+        assert list(BlocklistEntry.objects.values_list("pattern", "category")) == [("heck", "custom")], url
+    assert not events("blocklist_entry_changed")
 
 
 # --- deactivating a user who is the last owner of a project -------------------------------------------------------

@@ -12,6 +12,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models, transaction
 
+from atelier_platform.accounts.models import Project
 from atelier_platform.api.serializers import BlocklistTermSerializer, SafetyPolicySerializer
 from atelier_platform.moderation import audit, policies
 from atelier_platform.moderation.models import AuditEvent, BlocklistEntry, SafetyPolicy
@@ -229,6 +230,12 @@ class BlocklistEntryForm(forms.ModelForm):
             policies.validate_term(**incoming.validated_data)
         except ValidationError as error:
             add_errors(self, {"pattern": error.messages})
+            return cleaned
+        if self.instance._state.adding and cleaned.get("project") is not None:
+            # Before the form's unique check (which runs after clean), so that it sees what an import that held the
+            # lists meanwhile added: "already exists", where the insert met the constraint and answered 500. The
+            # admin's add view runs in one transaction, so the lock holds until the entry is saved.
+            policies.lock_lists(cleaned["project"])
         return cleaned
 
 
@@ -250,6 +257,24 @@ class BlocklistEntryAdmin(AuditedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["project", "pattern", "is_regex", "created_at"] if obj is not None else ["created_at"]
+
+    # An edit takes the project's lists as the API's imports and removals do (``policies.lock_lists``), and reads the
+    # entry again once it holds them: a change or a deletion of an entry that a replacing import had just deleted
+    # failed to save (a 500), where the admin now says the entry no longer exists. The admin's change and delete
+    # views run a POST in one transaction: the lock holds until the change is saved.
+    def get_object(self, request, object_id, from_field=None):
+        entry = super().get_object(request, object_id, from_field)
+        if entry is None or request.method != "POST":
+            return entry
+        policies.lock_lists(entry.project)
+        return super().get_object(request, object_id, from_field)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            ids = list(queryset.values_list("pk", flat=True))
+            for project in Project.objects.filter(blocklist__pk__in=ids).distinct().order_by("pk"):
+                policies.lock_lists(project)
+            super().delete_queryset(request, BlocklistEntry.objects.filter(pk__in=ids))  # those still there
 
     def audit_view(self, obj) -> dict:
         return {"category": obj.category, "is_regex": obj.is_regex}

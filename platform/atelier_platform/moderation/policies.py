@@ -102,7 +102,7 @@ def import_blocklist(project, actor: str, terms: list[dict], *, replace: bool = 
         raise ValidationError(errors)
     # one change of the lists at a time per project, as the allow list's import and the removals: two imports (or an
     # import and a removal) interleaving could both find a term missing and add it twice, or count a stale total
-    _locked_lists(project)
+    lock_lists(project)
     removed = BlocklistEntry.objects.filter(project=project).delete()[0] if replace else 0
     existing = set(BlocklistEntry.objects.filter(project=project).values_list("pattern", "is_regex"))
     new = {}
@@ -126,8 +126,9 @@ class NotInList(ValidationError):
     nothing is removed. ``error_dict`` names each by its place in the request."""
 
 
-def _locked_lists(project) -> None:
-    """Hold the project's policy row until the transaction ends: one change of its lists at a time."""
+def lock_lists(project) -> None:
+    """Hold the project's policy row until the transaction ends: one change of its lists at a time (the API's and
+    the dashboard's imports and removals, and the admin's edits of single entries)."""
     policy_for(project)
     SafetyPolicy.objects.select_for_update().filter(project=project).first()
 
@@ -141,7 +142,7 @@ def remove_blocklist_terms(project, actor: str, terms: list[dict]) -> dict:
     if len(terms) > MAX_REMOVED_AT_ONCE:
         raise ValidationError({"terms": [ValidationError("At most %(limit)s terms at a time.", code="too_many_terms",
                                                          params={"limit": f"{MAX_REMOVED_AT_ONCE:,}"})]})
-    _locked_lists(project)
+    lock_lists(project)
     found, missing = set(), {}
     for index, term in enumerate(terms):
         pattern, is_regex = term["pattern"], term.get("is_regex", False)
@@ -206,7 +207,7 @@ def import_allowlist(project, actor: str, entries: list[dict], *, replace: bool 
     if errors:
         raise ValidationError(errors)
     # one import at a time per project: two adding the same value at once would both find it missing
-    _locked_lists(project)
+    lock_lists(project)
     stored = list(AllowlistEntry.objects.filter(project=project).values_list("pk", "kind", "value", "normalised"))
     # with ``replace``, what the new list also holds stays as it is: only what it leaves out is removed
     dropped = [(pk, kind, value) for pk, kind, value, normalised in stored if replace and (kind, normalised) not in checked]
@@ -244,7 +245,7 @@ def remove_allowlist_entries(project, actor: str, entries: list[dict]) -> dict:
             errors[f"entries.{index}.value"] = error.error_list
     if errors:
         raise ValidationError(errors)
-    _locked_lists(project)
+    lock_lists(project)
     stored = {(kind, normalised): (pk, value) for pk, kind, value, normalised in
               AllowlistEntry.objects.filter(project=project).values_list("pk", "kind", "value", "normalised")}
     missing = {f"entries.{index}.value": [ValidationError("Not in the allow list.", code="not_in_allowlist")]
@@ -258,7 +259,7 @@ def remove_allowlist_entries(project, actor: str, entries: list[dict]) -> dict:
 def remove_allowlist_ids(project, actor: str, ids: list[int]) -> dict:
     """Remove the allow-list entries with these ids (the settings page's ticked entries), all or none: an id that
     is not one of the project's entries (another project's, one removed meanwhile) refuses the whole removal."""
-    _locked_lists(project)
+    lock_lists(project)
     rows = {pk: (kind, value) for pk, kind, value in
             AllowlistEntry.objects.filter(project=project, pk__in=ids).values_list("pk", "kind", "value")}
     if not ids or set(ids) - set(rows):
