@@ -11,7 +11,6 @@ from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import formats
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -19,18 +18,14 @@ from django.views.decorators.cache import never_cache
 from atelier_frontend.projects import switch
 from atelier_platform.accounts import invitations
 from atelier_platform.accounts.models import Membership
-from atelier_platform.config import get_config
 
 #: (status, why) of a link that opens nothing, by the service's code
 UNUSABLE = {"invitation_not_found": 404, "invitation_expired": 410, "invitation_used": 410}
 
 
 def invitation_link(request, token: str) -> str:
-    """The link to send: on ATELIER_PUBLIC_URL where it is set (behind a proxy the request's own host may be an
-    inner one), else on the address the owner reached the dashboard at."""
-    path = reverse("invitation", args=[token])
-    public = get_config().public_url.rstrip("/")
-    return f"{public}{path}" if public else request.build_absolute_uri(path)
+    """The link to send, built as the API builds it (``invitations.link_for``)."""
+    return invitations.link_for(request, token)
 
 
 def invitation_mail(issued: invitations.IssuedInvitation, link: str, inviter) -> dict[str, str]:

@@ -67,6 +67,10 @@ MESSAGES = {
     "unknown_scopes": _("Unknown scope: %(unknown)s. Choose among %(scopes)s."),
     "scope_not_grantable": _("You cannot give a key scopes you do not hold yourself: %(missing)s."),
     "unknown_role": _("“%(role)s” is not a role: choose one of %(roles)s."),
+    # members (accounts.members)
+    "unknown_user": _("No user with that username. An administrator creates accounts."),
+    "already_a_member": _("%(username)s is already a member: change their role in the list of members."),
+    "last_owner": _("A project keeps at least one owner: make someone else owner first."),
     "expiry_in_past": _("The expiry %(when)s has already passed: choose a time to come, or never."),
     "expiry_too_far": _("The expiry %(when)s is more than %(days)s days away."),
     "key_name_too_long": _("A key's name has at most %(limit)s characters (this one has %(length)s)."),

@@ -7,7 +7,6 @@ import re
 from datetime import timedelta
 from types import SimpleNamespace
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db import transaction
@@ -19,12 +18,11 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
-from atelier_platform.accounts import invitations
+from atelier_platform.accounts import invitations, members
 from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE, ApiKey, Invitation, Membership
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import (
     ScopeNotGrantable,
-    add_member,
     create_api_key,
     rename_api_key,
     revoke_api_key,
@@ -113,7 +111,8 @@ def project_settings(request, here):
                 elif action == "invite":
                     # any role, owner too: an owner may already make any member owner
                     invited = invitations.invite(project, actor, email=request.POST.get("email", ""),
-                                                 role=request.POST.get("role", ""), invited_by=request.user)
+                                                 role=request.POST.get("role", ""), invited_by=request.user,
+                                                 granted_by=here.capabilities)
                 elif action == "revoke_invitation":
                     notice = _revoke_invitation(project, actor, request.POST)
                 elif action == "create_key":
@@ -476,43 +475,31 @@ def _posted_policy(posted, stored) -> dict:
 
 
 def _members(project, actor, posted, action) -> str:
+    """A member added, given a role or removed (``accounts.members``: its refusals are said by their codes,
+    ``settings_refusals``); the notice says what was done."""
     if action == "add_member":
-        user = get_user_model().objects.filter(username=posted.get("username", "").strip()).first()
-        if user is None:
-            raise ValidationError(_("No user with that username. An administrator creates accounts."))
-        if Membership.objects.filter(project=project, user=user).exists():
-            # adding would change their role unchecked (the last owner demoted) and audit it as an addition
-            raise ValidationError(_("%(username)s is already a member: change their role in the list of members.")
-                                  % {"username": user.username})
-        membership = add_member(project, user, posted.get("role", ""))
-        audit.record(project, actor, "member_added", membership, after={"user": user.username, "role": membership.role})
-        return _("%(username)s added as %(role)s.") % {"username": user.username, "role": _(membership.role)}
+        membership = members.add(project, actor, username=posted.get("username", ""), role=posted.get("role", ""))
+        return _("%(username)s added as %(role)s.") % {"username": membership.user.username, "role": _(membership.role)}
     membership = Membership.objects.filter(project=project, pk=whole_number(posted.get("member"))).select_related("user").first()
     if membership is None:
         raise ValidationError(_("No such member."))
-    leaving_owner = membership.role == Role.OWNER and (action == "remove_member" or posted.get("role") != Role.OWNER)
-    # the owners locked until this change commits: two owners demoting each other at once leave one
-    if leaving_owner and len(Membership.objects.select_for_update().filter(project=project, role=Role.OWNER)
-                             .values_list("pk")) <= 1:
-        raise ValidationError(_("A project keeps at least one owner: make someone else owner first."))
-    before = {"user": membership.user.username, "role": membership.role}
-    names = {"username": membership.user.username, "role": _(posted.get("role", "")), "before": _(membership.role)}
+    try:
+        if action == "remove_member":
+            change = members.remove(project, membership, actor)
+        else:
+            change = members.change_role(project, membership, actor, role=posted.get("role", ""))
+    except Membership.DoesNotExist:  # removed meanwhile
+        raise ValidationError(_("No such member.")) from None
+    names = {"username": membership.user.username, "role": _(change.membership.role), "before": _(change.before)}
     if action == "remove_member":
-        audit.record(project, actor, "member_removed", membership, before=before)
-        membership.delete()
         said = _("%(username)s removed from the project: they lost access at once.") % names
-    elif posted.get("role") == membership.role:
+    elif not change.changed:
         return _("%(username)s is already %(role)s: nothing changed.") % names
     else:
-        add_member(project, membership.user, posted.get("role", ""))
-        audit.record(project, actor, "member_role_changed", membership, before=before,
-                     after={"user": membership.user.username, "role": posted.get("role")})
         said = _("%(username)s is now %(role)s (was %(before)s).") % names
-    # an invitation grants a role with its sender's authority: it goes when they stop being an owner
-    revoked = invitations.revoke_sent_by(project, membership.user, actor) if leaving_owner else 0
-    if revoked:
+    if change.revoked_invitations:
         said += " " + ngettext("The invitation they sent was revoked.", "The %(n)s invitations they sent were revoked.",
-                               revoked) % {"n": revoked}
+                               change.revoked_invitations) % {"n": change.revoked_invitations}
     return said
 
 

@@ -32,7 +32,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from atelier_platform.accounts.models import Invitation, Membership, Project
+from atelier_platform.accounts.models import ApiKey, Invitation, Membership, Project
 from atelier_platform.accounts.roles import Role
 
 logger = logging.getLogger("atelier.invitations")
@@ -101,24 +101,33 @@ def open_invitations(project: Project):
 
     sender_owns = Exists(Membership.objects.filter(project=OuterRef("project_id"), user=OuterRef("invited_by_id"),
                                                    role=Role.OWNER))
-    # one whose sender is no longer an owner is read as revoked (``_sender_left``): not listed as open
+    # one whose sender is no longer an owner, or whose key no longer works, is read as revoked (``_sender_left``):
+    # not listed as open
+    key_works = Q(invited_by_key__revoked_at__isnull=True) & (
+        Q(invited_by_key__expires_at__isnull=True) | Q(invited_by_key__expires_at__gt=timezone.now()))
     return (Invitation.objects.filter(project=project, accepted_at__isnull=True, revoked_at__isnull=True)
-            .filter(Q(invited_by__isnull=True) | Q(sender_owns)).select_related("invited_by").order_by("-created_at"))
+            .filter(Q(invited_by__isnull=True) | Q(sender_owns)).filter(Q(invited_by_key__isnull=True) | key_works)
+            .select_related("invited_by", "invited_by_key").order_by("-created_at"))
 
 
 @transaction.atomic
 def invite(project: Project, actor: str, *, email: str, role: str, invited_by: AbstractBaseUser | None = None,
-           lifetime: timedelta = LIFETIME) -> IssuedInvitation:
-    """A new invitation of ``email`` to ``project`` as ``role`` (an owner too: an owner may make owners). An open
-    invitation of the same address (in any case) is revoked first. Refused (``ValidationError``) for an address
-    that is not one (``invalid_email``), a role that is not one (``unknown_role``), and an address of an account
-    that is a member already (``already_member``: change its role in the members list)."""
+           invited_by_key: ApiKey | None = None, granted_by=None, lifetime: timedelta = LIFETIME) -> IssuedInvitation:
+    """A new invitation of ``email`` to ``project`` as ``role`` (an owner too: an owner may make owners), sent by a
+    member (``invited_by``) or through the API with a key (``invited_by_key``): it stands while its sender owns the
+    project, or while the key works. An open invitation of the same address (in any case) is revoked first and
+    returned as ``replaced``: its link stops working, and only the new one joins. Refused (``ValidationError``) for
+    an address that is not one (``invalid_email``), a role that is not one (``unknown_role``), and an address of an
+    account that is a member already (``already_member``: change its role in the members list); with
+    ``granted_by`` (the caller's capabilities), a role it does not hold every capability of
+    (``members.RoleNotGrantable``)."""
+    from atelier_platform.accounts.members import check_grantable, check_role
     from atelier_platform.moderation import audit
 
     email = normalise_email(email)
-    if role not in Role.values:
-        raise ValidationError("Unknown role %(role)r; use one of %(roles)s.", code="unknown_role",
-                              params={"role": str(role)[:40], "roles": ", ".join(Role.values)})
+    check_role(role)
+    if granted_by is not None:
+        check_grantable(role, granted_by)
     member = (Membership.objects.filter(project=project, user__email__iexact=email).select_related("user")
               .order_by("user__username").first())
     if member is not None:
@@ -136,7 +145,8 @@ def invite(project: Project, actor: str, *, email: str, role: str, invited_by: A
     try:
         with transaction.atomic():  # a savepoint: the refusal below leaves the outer transaction usable
             invitation = Invitation.objects.create(project=project, email=email, role=role, token_hash=hash_token(token),
-                                                   invited_by=invited_by, expires_at=now + lifetime)
+                                                   invited_by=invited_by, invited_by_key=invited_by_key,
+                                                   expires_at=now + lifetime)
     except IntegrityError:
         # another owner invited the same address in the same instant: theirs stands
         raise ValidationError("%(email)s was invited by someone else just now: see the list of invitations.",
@@ -166,6 +176,13 @@ def revoke_sent_by(project: Project, user, actor: str) -> int:
     return sum(revoke(invitation, actor) for invitation in sent.select_related("project"))
 
 
+def revoke_sent_by_key(api_key: ApiKey, actor: str) -> int:
+    """Revoke the open invitations made with ``api_key``: called as it is revoked (a key that expires is read as
+    revoked, ``_sender_left``). How many."""
+    sent = Invitation.objects.filter(invited_by_key=api_key, accepted_at__isnull=True, revoked_at__isnull=True)
+    return sum(revoke(invitation, actor) for invitation in sent.select_related("project"))
+
+
 def find(token: str) -> Invitation | None:
     """The invitation whose link holds ``token``, whatever its state, or None."""
     if not isinstance(token, str) or not token or len(token) > 200:
@@ -191,9 +208,16 @@ def _check(invitation: Invitation | None, now: datetime) -> Invitation:
 
 def _sender_left(invitation: Invitation) -> bool:
     """Whether the member who sent an open invitation is no longer the project's owner, however that came about (the
-    settings page revokes their invitations then; a change in the admin or a shell does not): it is then read as
-    revoked. An invitation without a sender (an operator's, or one whose sender's account was deleted) stands."""
-    if invitation.invited_by_id is None or invitation.accepted_at is not None:
+    settings page and the API revoke their invitations then; a change in the admin or a shell does not), or the key
+    it was made with no longer works (revoked, expired): it is then read as revoked. An invitation without a sender
+    (an operator's, or one whose sender's account was deleted) stands."""
+    if invitation.accepted_at is not None:
+        return False
+    if invitation.invited_by_key_id is not None:
+        key = ApiKey.objects.filter(pk=invitation.invited_by_key_id).only("revoked_at", "expires_at").first()
+        if key is None or not key.is_active:
+            return True
+    if invitation.invited_by_id is None:
         return False
     return not Membership.objects.filter(project_id=invitation.project_id, user_id=invitation.invited_by_id,
                                          role=Role.OWNER).exists()
@@ -225,6 +249,34 @@ def accept(token: str, user: AbstractBaseUser) -> Membership:
     audit.record(invitation.project, actor, "member_added", membership,
                  after={"user": username, "role": membership.role, "invitation": invitation.pk})
     return membership
+
+
+def link_for(request, token: str) -> str:
+    """The link to send: on ATELIER_PUBLIC_URL where it is set (behind a proxy the request's own host may be an
+    inner one), else on the address the request reached the server at."""
+    from django.urls import reverse
+
+    from atelier_platform.config import get_config
+
+    path = reverse("invitation", args=[token])
+    public = get_config().public_url.rstrip("/")
+    return f"{public}{path}" if public else request.build_absolute_uri(path)
+
+
+def english_mail(issued: IssuedInvitation, link: str, inviter: str) -> dict[str, str]:
+    """The e-mail of an invitation made through the API, which speaks English (the settings page writes its own, in
+    the owner's language, with the same words). ``inviter``: a member's username, or a key's name."""
+    invitation = issued.invitation
+    names = {"inviter": inviter, "project": invitation.project.name, "role": invitation.role, "link": link,
+             "expires": invitation.expires_at.strftime("%Y-%m-%d %H:%M")}
+    return {
+        # one line: a line break in a header is refused (Django's guard against header injection)
+        "subject": " ".join(("%(inviter)s invited you to %(project)s on Atelier" % names).split()),
+        "body": ("%(inviter)s invited you to join the project “%(project)s” on Atelier as %(role)s.\n\n"
+                 "Open this link to accept, with your account or a new one:\n%(link)s\n\n"
+                 "The link works once, until %(expires)s (UTC). If you did not expect this invitation, ignore this "
+                 "e-mail.\n") % names,
+    }
 
 
 def mail_configured() -> bool:

@@ -99,6 +99,11 @@ class Invitation(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="invitations_sent")
+    # an invitation made through the API with a key (which has no user): it stands while the key works, as a
+    # member's stands while they own the project. Keys are never deleted (revoked rows stay), so SET_NULL is the
+    # deleted-sender case ``invited_by`` has too.
+    invited_by_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="invitations_sent")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)

@@ -262,7 +262,11 @@ def rename_api_key(api_key: ApiKey, name: str, actor: str) -> ApiKey:
 
 def revoke_api_key(api_key: ApiKey, actor: str | None = None) -> ApiKey:
     """Revoke at once: the next request with the key gets 401. Revoking twice changes nothing.
-    With ``actor`` (revocations through the API) the revocation is audited."""
+    With ``actor`` (revocations through the API) the revocation is audited. The open invitations made with the key
+    are revoked with it (audited too): an invitation grants its role with its sender's authority, and only while
+    the sender holds it."""
+    from atelier_platform.accounts import invitations
+
     with transaction.atomic():
         revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         api_key.refresh_from_db(fields=["revoked_at"])
@@ -270,6 +274,9 @@ def revoke_api_key(api_key: ApiKey, actor: str | None = None) -> ApiKey:
             from atelier_platform.moderation import audit
 
             audit.record(api_key.project, actor, "api_key_revoked", api_key, before=_key_view(api_key))
+        if revoked:
+            # (no actor: a revocation from a shell, which names no one)
+            invitations.revoke_sent_by_key(api_key, actor or "operator")
     return api_key
 
 
