@@ -247,6 +247,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # names for choice sets whose field names other sets share (a chat message's role, a review's state)
+    "ENUM_NAME_OVERRIDES": {"MemberRoleEnum": "atelier_platform.accounts.roles.Role",
+                            "InvitationStateEnum": "atelier_platform.accounts.invitations.STATES"},
     # Every /api/v1/ operation documents the error envelope of the statuses it can answer.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "atelier_platform.api.schema.add_error_responses"],
 }

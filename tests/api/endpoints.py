@@ -13,6 +13,8 @@ import uuid
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from atelier_platform.accounts import invitations
+from atelier_platform.accounts.models import Membership
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.conversations.models import Conversation, ConversationMessage
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
@@ -20,6 +22,7 @@ from atelier_platform.knowledge.models import KnowledgeChunk, KnowledgeDocument
 from atelier_platform.moderation.models import ReviewItem
 from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tests.api.helpers import build_job, build_output
+from tests.factories import UserFactory
 
 PREFIXES = ("api/v1/", "v1/")
 _n = itertools.count()
@@ -85,11 +88,13 @@ def make_objects(project) -> dict:
         cases=[{"input": {"messages": [{"role": "user", "content": "Where is my parcel?"}]}, "params": {},
                 "reference": "On its way."}])
     run = EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id="chatbot", cases_total=1)
+    member = Membership.objects.create(project=project, user=UserFactory(), role="viewer")
+    invitation = invitations.invite(project, "user:0", email=f"invited{next(_n)}@example.com", role="viewer").invitation
     return {
         "job": job, "output": output, "file": output.files.get(role="primary"), "review": review,
         "document": document, "conversation": conversation, "endpoint": endpoint, "delivery": delivery,
         "api_key": issue_api_key(project, scopes=["jobs:read"], name=f"target{next(_n)}").api_key,
-        "reference_set": reference_set, "run": run,
+        "reference_set": reference_set, "run": run, "member": member, "invitation": invitation,
     }
 
 
@@ -117,6 +122,9 @@ PATH_IDS = {
         lambda o: {"endpoint_id": o["endpoint"].pk, "pk": o["delivery"].pk},
     "/api/v1/api-keys/{pk}/": lambda o: {"pk": o["api_key"].pk},
     "/api/v1/api-keys/{pk}/revoke/": lambda o: {"pk": o["api_key"].pk},
+    "/api/v1/members/{pk}/": lambda o: {"pk": o["member"].pk},
+    "/api/v1/invitations/{pk}/": lambda o: {"pk": o["invitation"].pk},
+    "/api/v1/invitations/{pk}/revoke/": lambda o: {"pk": o["invitation"].pk},
     "/api/v1/evaluation/reference-sets/{pk}/": lambda o: {"pk": o["reference_set"].pk},
     "/api/v1/evaluation/runs/{pk}/": lambda o: {"pk": o["run"].pk},
     "/api/v1/evaluation/runs/{pk}/cancel/": lambda o: {"pk": o["run"].pk},

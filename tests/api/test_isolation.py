@@ -14,7 +14,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from atelier_platform.accounts.models import ApiKey
+from atelier_platform.accounts.models import ApiKey, Invitation, Membership
 from atelier_platform.accounts.roles import Capability, Role
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.catalog.services import set_plugin_enabled
@@ -32,6 +32,7 @@ BODIES = {
     ("PATCH", "/api/v1/webhooks/{pk}/"): {"description": "taken over", "enabled": False},
     ("PATCH", "/api/v1/api-keys/{pk}/"): {"name": "taken over"},
     ("PATCH", "/api/v1/evaluation/reference-sets/{pk}/"): {"name": "taken over"},
+    ("PATCH", "/api/v1/members/{pk}/"): {"role": "owner"},
 }
 
 WITH_IDS = sorted((method, template) for method, template in api_endpoints() if "{" in template)
@@ -80,6 +81,8 @@ def b_state(objects) -> dict:
         "api_key": ApiKey.objects.filter(pk=objects["api_key"].pk).values_list("revoked_at", "name").first(),
         "reference_set": list(ReferenceSet.objects.filter(pk=objects["reference_set"].pk).values()),
         "run": list(EvaluationRun.objects.filter(pk=objects["run"].pk).values()),
+        "member": list(Membership.objects.filter(pk=objects["member"].pk).values()),
+        "invitation": list(Invitation.objects.filter(pk=objects["invitation"].pk).values()),
     }
 
 
@@ -88,7 +91,8 @@ def test_another_projects_objects_are_not_found(project, project_b, owners_of_a)
     objects = make_objects(project_b)
     before = b_state(objects)
     secrets = [str(objects[name].pk) for name in ("job", "output", "document", "conversation", "endpoint")]
-    secrets += [objects["endpoint"].url, objects["endpoint"].secret, objects["api_key"].prefix]
+    secrets += [objects["endpoint"].url, objects["endpoint"].secret, objects["api_key"].prefix,
+                objects["member"].user.username, objects["invitation"].email]
     problems = []
     for method, template in WITH_IDS:
         url = url_for(template, objects)
@@ -130,9 +134,11 @@ def test_filters_naming_another_projects_objects_find_nothing(project, project_b
     objects = make_objects(project_b)
     client = owners_of_a["owner key"]
     for url in (f"/api/v1/outputs/?job={objects['job'].pk}", "/api/v1/jobs/", "/api/v1/outputs/", "/api/v1/reviews/?state=all",
-                "/api/v1/webhooks/", "/api/v1/api-keys/", "/api/v1/knowledge/documents/"):
+                "/api/v1/webhooks/", "/api/v1/api-keys/", "/api/v1/knowledge/documents/", "/api/v1/members/",
+                "/api/v1/invitations/"):
         response = client.get(url)
         assert response.status_code in (200, 400), (url, response.content)
         if response.status_code == 200:
             body = response.content.decode()
             assert not any(str(objects[name].pk) in body for name in ("job", "output", "document", "endpoint")), url
+            assert objects["member"].user.username not in body and objects["invitation"].email not in body, url

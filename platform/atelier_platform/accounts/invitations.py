@@ -42,6 +42,8 @@ LIFETIME = timedelta(days=7)
 #: The longest address an invitation takes (RFC 5321's limit on a path, Django's EmailField's).
 MAX_EMAIL_LENGTH = 254
 DUMMY_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+#: What an invitation may be (``state_of``)
+STATES = ("open", "expired", "accepted", "revoked")
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,16 @@ def _check(invitation: Invitation | None, now: datetime) -> Invitation:
     if invitation.expires_at <= now:
         raise InvitationUnusable("invitation_expired", invitation)
     return invitation
+
+
+def state_of(invitation: Invitation, now: datetime | None = None, *, sender_checked: bool = False) -> str:
+    """``accepted``, ``revoked`` (or replaced, or its sender's authority gone: ``_sender_left``), ``expired`` or
+    ``open``. ``sender_checked``: the invitation comes from ``open_invitations``, which checked its sender."""
+    if invitation.accepted_at is not None:
+        return "accepted"
+    if invitation.revoked_at is not None or (not sender_checked and _sender_left(invitation)):
+        return "revoked"
+    return "expired" if invitation.expires_at <= (now or timezone.now()) else "open"
 
 
 def _sender_left(invitation: Invitation) -> bool:

@@ -2,7 +2,8 @@ import django_filters
 from django.db.models import Q
 from django.utils import timezone
 
-from atelier_platform.accounts.models import ApiKey
+from atelier_platform.accounts.models import ApiKey, Membership
+from atelier_platform.accounts.roles import Role
 from atelier_platform.instants import InstantFilter
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, JobPurpose, JobStatus, Output, ReviewState
 from atelier_platform.knowledge.models import IndexState, KnowledgeDocument
@@ -54,6 +55,16 @@ class ApiKeyFilter(django_filters.FilterSet):
     def filter_active(self, queryset, name, value):
         usable = Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
         return queryset.filter(usable) if value == "true" else queryset.exclude(usable)
+
+
+class MemberFilter(django_filters.FilterSet):
+    role = django_filters.MultipleChoiceFilter(choices=Role.choices, help_text="only members with this role (repeatable)")
+    username = django_filters.CharFilter(field_name="user__username", max_length=150,
+                                         help_text="the member with this username, if there is one (exact)")
+
+    class Meta:
+        model = Membership
+        fields = ["role", "username"]
 
 
 class KnowledgeDocumentFilter(django_filters.FilterSet):

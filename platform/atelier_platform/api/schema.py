@@ -39,7 +39,9 @@ ERROR_DESCRIPTIONS = {
          "name each, e.g. content.usage.prompt_tokens).",
     401: "No credentials (not_authenticated), an unknown or revoked API key (invalid_api_key), or one past its "
          "expiry (expired_api_key; details.expired_at says when).",
-    403: "The API key lacks the scope, or the member's role does not allow it.",
+    403: "The API key lacks the scope, or the member's role does not allow it (permission_denied); or the caller "
+         "would give or take a role whose capabilities it does not all hold (role_not_grantable: members, "
+         "invitations).",
     404: "No such object in the caller's project (another project's ids are not found either).",
     409: "Conflict with the object's state, or idempotency_in_flight: the first request with this Idempotency-Key "
          "is still running (retry after Retry-After).",

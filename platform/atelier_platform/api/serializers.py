@@ -565,6 +565,88 @@ class ApiKeyWithSecretSerializer(ApiKeySerializer):
     key = serializers.CharField(help_text="The whole key, shown this once: store it now. Only a hash is kept.")
 
 
+# --- members and invitations ------------------------------------------------------------------------------
+
+def _role_choices() -> list[tuple[str, str]]:
+    from atelier_platform.accounts.roles import Role
+
+    return Role.choices
+
+
+ROLE_HELP = ("owner (every capability: members, keys, policies), editor (jobs:read jobs:write), reviewer (jobs:read "
+             "reviews:read reviews:write) or viewer (jobs:read). A caller gives only a role whose capabilities it holds "
+             "itself (else 403 role_not_grantable): only a key with every scope, or a signed-in owner, makes owners.")
+
+
+class MemberSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The membership's id (not the account's): PATCH and DELETE /members/{id}/.")
+    username = serializers.CharField(source="user.username")
+    email = serializers.CharField(
+        source="user.email",
+        help_text="The account's e-mail address, as an operator or the person typed it (not verified); empty when it "
+                  "has none. Shown to every caller of this list, who holds admin: they invite people by address, and "
+                  "an invitation of a member's address names the member anyway (409 already_member).")
+    role = serializers.ChoiceField(choices=_role_choices())
+    joined_at = serializers.DateTimeField(source="created_at")
+
+
+class MemberCreateSerializer(StrictSerializer):
+    username = serializers.CharField(max_length=150, help_text="An existing account's username (an operator creates "
+                                                              "accounts; invite anyone else by e-mail address).")
+    role = serializers.ChoiceField(choices=_role_choices(), help_text=ROLE_HELP)
+
+
+class MemberUpdateSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=_role_choices(), help_text=ROLE_HELP)
+
+
+class InvitationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.CharField()
+    role = serializers.ChoiceField(choices=_role_choices())
+    state = serializers.SerializerMethodField(
+        help_text="open (its link joins), expired, accepted, or revoked (also when replaced by a newer invitation of "
+                  "the address, or when its sender is no longer an owner or its key was revoked or expired)")
+    invited_by = serializers.CharField(source="invited_by.username", allow_null=True, default=None,
+                                       help_text="The member who sent it; null when a key or an operator did.")
+    invited_by_key = serializers.CharField(source="invited_by_key.prefix", allow_null=True, default=None,
+                                           help_text="The prefix of the API key it was made with; null otherwise.")
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    accepted_at = serializers.DateTimeField(allow_null=True)
+    accepted_by = serializers.CharField(source="accepted_by.username", allow_null=True, default=None,
+                                        help_text="The account that joined with it.")
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(serializers.ChoiceField(choices=["open", "expired", "accepted", "revoked"]))  # STATES
+    def get_state(self, invitation) -> str:
+        from atelier_platform.accounts.invitations import state_of
+
+        return state_of(invitation, sender_checked=self.context.get("sender_checked", False))
+
+
+class InvitationCreateSerializer(StrictSerializer):
+    email = serializers.CharField(max_length=254, help_text="The address to invite.")
+    role = serializers.ChoiceField(choices=_role_choices(), help_text=ROLE_HELP)
+    send_email = serializers.BooleanField(
+        default=True, help_text="false: no e-mail goes; the caller passes the link on itself (an SSO portal, a "
+                                "provisioning system's own message).")
+
+
+class InvitationIssuedSerializer(InvitationSerializer):
+    token = serializers.CharField(help_text="The link's secret, shown this once: only its hash is kept.")
+    link = serializers.CharField(help_text="The link to open, /invite/<token>/ on ATELIER_PUBLIC_URL (else on the "
+                                           "address this request reached): it works once, for 7 days.")
+    email_delivery = serializers.ChoiceField(
+        choices=["sent", "failed", "not_configured", "not_requested"],
+        help_text="sent; failed (the mail server refused or could not be reached: pass the link on yourself, the "
+                  "invitation stands); not_configured (no ATELIER_EMAIL_HOST: nothing was sent); not_requested "
+                  "(send_email was false)")
+    replaced = serializers.IntegerField(
+        allow_null=True, help_text="The id of the open invitation of the same address that this one replaced (revoked: "
+                                   "its link no longer works); null when there was none.")
+
+
 # --- usage and quotas ------------------------------------------------------------------------------------
 
 class UsageQuerySerializer(serializers.Serializer):

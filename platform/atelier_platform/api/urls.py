@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from atelier_platform.api.fleet_views import WorkerListView
 from atelier_platform.api.keys_views import ApiKeyViewSet
+from atelier_platform.api.members_views import InvitationViewSet, MemberViewSet
 from atelier_platform.api.knowledge_views import (
     ConversationMessageViewSet,
     ConversationViewSet,
@@ -31,6 +32,8 @@ router.register(r"conversations/(?P<conversation_id>[0-9a-fA-F-]{36})/messages",
 router.register("reviews", ReviewViewSet, basename="review")
 router.register("outputs", OutputViewSet, basename="output")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
+router.register("members", MemberViewSet, basename="member")
+router.register("invitations", InvitationViewSet, basename="invitation")
 
 urlpatterns = [
     path("plugins/", PluginListView.as_view(), name="plugin-list"),
