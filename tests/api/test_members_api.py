@@ -280,3 +280,15 @@ def test_another_projects_invitation_is_not_found_and_stays(project, other_proje
         assert response.status_code == 404 and error_of(response)["code"] == "not_found"
     assert admin_api.get("/api/v1/invitations/").json()["results"] == []
     assert invitations.usable(theirs.token)
+
+
+def test_odd_filters_and_ids_are_refused_not_crashed(admin_api):
+    for url in ("/api/v1/members/?username=%00", "/api/v1/members/?role=king", "/api/v1/members/?cursor=abc",
+                "/api/v1/invitations/?cursor=abc"):
+        response = admin_api.get(url)
+        assert response.status_code == 400 and error_of(response)["code"] == "validation_error", url
+    for url in ("/api/v1/members/99999999999999999/", "/api/v1/invitations/99999999999999999/revoke/"):
+        response = admin_api.generic("GET" if "revoke" not in url else "POST", url)
+        assert response.status_code == 404, url
+    response = admin_api.post("/api/v1/members/", {"username": "a\x00b", "role": "viewer"}, format="json")
+    assert response.status_code == 400 and "username" in error_of(response)["details"]

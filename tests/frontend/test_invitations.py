@@ -323,3 +323,20 @@ def test_an_owners_invitations_go_when_they_stop_being_owner_and_a_link_from_a_s
     with pytest.raises(invitations.InvitationUnusable):
         invitations.accept(second, newcomer)
     assert not Membership.objects.filter(user=newcomer).exists()
+
+
+def test_the_dashboard_and_the_api_replace_each_others_invitations_alike(project, owner, client_for):
+    """One rule wherever the address is invited again: the new invitation replaces the open one (its link stops
+    working), and the answer says so, the API's in ``replaced``, the page's in words."""
+    from atelier_platform.accounts.services import issue_api_key
+
+    api = client_for(issue_api_key(project, scopes=["admin", "jobs:read", "jobs:write"]).raw)
+    _page, _link, from_page = invite(owner, "alex@example.com", "viewer")
+    response = api.post("/api/v1/invitations/", {"email": "alex@example.com", "role": "editor"}, format="json")
+    first = Invitation.objects.get(token_hash=invitations.hash_token(from_page))
+    assert response.status_code == 201 and response.json()["replaced"] == first.pk
+    assert Client().get(f"/invite/{from_page}/").status_code == 404
+    page, _link, _token = invite(owner, "alex@example.com", "reviewer")
+    assert "The earlier invitation of this address is revoked" in text_of(page)
+    assert Client().get(f"/invite/{response.json()['token']}/").status_code == 404
+    assert list(invitations.open_invitations(project).values_list("role", flat=True)) == ["reviewer"]
