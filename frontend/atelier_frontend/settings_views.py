@@ -511,7 +511,19 @@ def _invitations(project) -> list:
     rows = list(invitations.open_invitations(project)[:INVITATION_ROWS])
     for row in rows:
         row.expired = row.expires_at <= now
+        row.sender = _sender_words(row)
     return rows
+
+
+def _sender_words(invitation) -> str:
+    """Who sent an invitation: a member by username, a key (through the API) as the audit log names it."""
+    if invitation.invited_by is not None:
+        return invitation.invited_by.username
+    key = invitation.invited_by_key
+    if key is None:
+        return "–"
+    names = {"name": key.name, "key": f"atl_{key.prefix}_…"}
+    return _("API key %(name)s (%(key)s)") % names if key.name else _("API key %(key)s") % names
 
 
 def _revoke_invitation(project, actor, posted) -> str:

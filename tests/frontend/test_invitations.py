@@ -340,3 +340,13 @@ def test_the_dashboard_and_the_api_replace_each_others_invitations_alike(project
     assert "The earlier invitation of this address is revoked" in text_of(page)
     assert Client().get(f"/invite/{response.json()['token']}/").status_code == 404
     assert list(invitations.open_invitations(project).values_list("role", flat=True)) == ["reviewer"]
+
+
+def test_an_invitation_made_with_a_key_names_the_key_in_the_list(project, owner, client_for):
+    from atelier_platform.accounts.services import issue_api_key
+
+    key = issue_api_key(project, scopes=["admin", "jobs:read"], name="hr-sync")
+    client_for(key.raw).post("/api/v1/invitations/", {"email": "vic@example.com", "role": "viewer"}, format="json")
+    page = text_of(owner.get("/settings/"))
+    row = re.search(r'<tr data-invitation="vic@example.com">.*?</tr>', page, re.S).group(0)
+    assert f"API key hr-sync (atl_{key.api_key.prefix}_…)" in row

@@ -159,13 +159,13 @@ class InvitationAdmin(AtelierModelAdmin):
     invitations and may revoke open ones (an action: audited, like an owner's revocation). Nothing is edited: a
     changed role or a cleared date would change what a link already sent grants. The token's hash is not shown."""
 
-    list_display = ["email", "project", "role", "invited_by", "created_at", "expires_at", "accepted_at", "accepted_by",
-                    "revoked_at"]
+    list_display = ["email", "project", "role", "invited_by", "invited_by_key", "created_at", "expires_at",
+                    "accepted_at", "accepted_by", "revoked_at"]
     list_filter = ["project", "role"]
-    list_select_related = ["project", "invited_by", "accepted_by"]
+    list_select_related = ["project", "invited_by", "invited_by_key", "accepted_by"]
     search_fields = ["email"]
-    fields = ["email", "project", "role", "invited_by", "created_at", "expires_at", "accepted_at", "accepted_by",
-              "revoked_at"]
+    fields = ["email", "project", "role", "invited_by", "invited_by_key", "created_at", "expires_at", "accepted_at",
+              "accepted_by", "revoked_at"]
     readonly_fields = fields
     actions = ["revoke"]
 
