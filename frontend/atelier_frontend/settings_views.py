@@ -107,7 +107,7 @@ def project_settings(request, here):
                 elif action == "webhook_retry":
                     notice = _retry_delivery(project, actor, request.POST)
                 elif action in ("add_member", "set_role", "remove_member"):
-                    notice = _members(project, actor, request.POST, action)
+                    notice = _members(project, actor, request.POST, action, here.capabilities)
                 elif action == "invite":
                     # any role, owner too: an owner may already make any member owner
                     invited = invitations.invite(project, actor, email=request.POST.get("email", ""),
@@ -474,20 +474,22 @@ def _posted_policy(posted, stored) -> dict:
     return {"policy": typed, "thresholds": thresholds, "reasons": posted.get("reject_reasons", "")}
 
 
-def _members(project, actor, posted, action) -> str:
+def _members(project, actor, posted, action, capabilities) -> str:
     """A member added, given a role or removed (``accounts.members``: its refusals are said by their codes,
     ``settings_refusals``); the notice says what was done."""
     if action == "add_member":
-        membership = members.add(project, actor, username=posted.get("username", ""), role=posted.get("role", ""))
+        membership = members.add(project, actor, username=posted.get("username", ""), role=posted.get("role", ""),
+                                 granted_by=capabilities)
         return _("%(username)s added as %(role)s.") % {"username": membership.user.username, "role": _(membership.role)}
     membership = Membership.objects.filter(project=project, pk=whole_number(posted.get("member"))).select_related("user").first()
     if membership is None:
         raise ValidationError(_("No such member."))
     try:
         if action == "remove_member":
-            change = members.remove(project, membership, actor)
+            change = members.remove(project, membership, actor, granted_by=capabilities)
         else:
-            change = members.change_role(project, membership, actor, role=posted.get("role", ""))
+            change = members.change_role(project, membership, actor, role=posted.get("role", ""),
+                                         granted_by=capabilities)
     except Membership.DoesNotExist:  # removed meanwhile
         raise ValidationError(_("No such member.")) from None
     names = {"username": membership.user.username, "role": _(change.membership.role), "before": _(change.before)}

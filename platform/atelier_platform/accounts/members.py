@@ -5,7 +5,7 @@ the API (``/api/v1/members/``).
   removing each other at once leave one.
 - An owner who stops being one (demoted, removed) has their open invitations revoked: an invitation grants a role
   with its sender's authority, and only while they hold it (``invitations.revoke_sent_by``).
-- A caller grants no more than it holds (``granted_by``: its capabilities): a role may be given only by a caller
+- A caller grants no more than it holds (``granted_by``: its capabilities, always said): a role may be given only by a caller
   holding every capability of that role, and a member changed or removed only by one holding every capability of
   the member's role. A signed-in owner holds them all; a key with ``admin`` alone may not make anyone an owner (nor
   an editor: it cannot submit jobs itself), nor demote or remove an owner. The same rule as a key's scopes
@@ -28,10 +28,8 @@ from django.db import IntegrityError, transaction
 
 from atelier_platform.accounts import invitations
 from atelier_platform.accounts.models import Membership, Project
-from atelier_platform.accounts.roles import ROLE_CAPABILITIES, Capability, Role
+from atelier_platform.accounts.roles import ROLE_CAPABILITIES, Role
 
-#: What a signed-in owner (the settings page) holds: everything.
-EVERY_CAPABILITY = frozenset(Capability.values)
 #: The longest username Django's user model takes: a longer one names nobody, and is not looked up.
 MAX_USERNAME_LENGTH = 150
 
@@ -88,7 +86,7 @@ def _view(membership: Membership) -> dict:
 
 
 @transaction.atomic
-def add(project: Project, actor: str, *, username: str, role: str, granted_by=EVERY_CAPABILITY) -> Membership:
+def add(project: Project, actor: str, *, username: str, role: str, granted_by) -> Membership:
     """``username``'s account joins ``project`` as ``role``. Refused: no such account (``unknown_user``), an unknown
     role, a role the caller may not give (``RoleNotGrantable``), someone who is a member already (a
     ``MembershipConflict``, ``already_a_member``: their role is changed, checked, in the list of members)."""
@@ -133,8 +131,7 @@ def _keep_an_owner(current: Membership, owners: int) -> None:
 
 
 @transaction.atomic
-def change_role(project: Project, membership: Membership, actor: str, *, role: str,
-                granted_by=EVERY_CAPABILITY) -> MemberChange:
+def change_role(project: Project, membership: Membership, actor: str, *, role: str, granted_by) -> MemberChange:
     """Give the member ``role``. The same role again changes and records nothing. Refused: an unknown role, a role
     (new or current) the caller may not give (``RoleNotGrantable``), the last owner's demotion (``last_owner``)."""
     from atelier_platform.moderation import audit
@@ -159,7 +156,7 @@ def change_role(project: Project, membership: Membership, actor: str, *, role: s
 
 
 @transaction.atomic
-def remove(project: Project, membership: Membership, actor: str, *, granted_by=EVERY_CAPABILITY) -> MemberChange:
+def remove(project: Project, membership: Membership, actor: str, *, granted_by) -> MemberChange:
     """The member leaves the project: they lose access at once. Refused: a member whose role the caller may not
     give (``RoleNotGrantable``), the last owner (``last_owner``)."""
     from atelier_platform.moderation import audit
