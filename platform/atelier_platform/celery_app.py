@@ -32,6 +32,7 @@ JOB_QUEUES = (QUEUE_GPU, QUEUE_CPU)
 RUN_JOB_TASK = "atelier.run_job"
 SWEEP_JOBS_TASK = "atelier.sweep_jobs"
 INDEX_DOCUMENT_TASK = "atelier.index_document"
+SCORE_EVALUATION_TASK = "atelier.score_evaluation"
 DELIVER_WEBHOOK_TASK = "atelier.deliver_webhook"
 SWEEP_WEBHOOKS_TASK = "atelier.sweep_webhooks"
 
@@ -85,7 +86,7 @@ def _broker_options(config) -> dict:
 def create_app() -> Celery:
     config = get_config()
     app = Celery("atelier", include=["atelier_platform.jobs.tasks", "atelier_workers.tasks", "atelier_workers.knowledge_tasks",
-                                    "atelier_platform.webhooks.tasks"])
+                                    "atelier_workers.evaluation_tasks", "atelier_platform.webhooks.tasks"])
     app.conf.update(
         broker_url=config.resolved_broker_url,
         broker_transport_options=_broker_options(config),
@@ -111,6 +112,7 @@ def create_app() -> Celery:
         task_routes={
             RUN_JOB_TASK: {"queue": QUEUE_CPU},
             INDEX_DOCUMENT_TASK: {"queue": QUEUE_CPU},
+            SCORE_EVALUATION_TASK: {"queue": QUEUE_CPU},
             SWEEP_JOBS_TASK: {"queue": QUEUE_PLATFORM},
             DELIVER_WEBHOOK_TASK: {"queue": QUEUE_PLATFORM},
             SWEEP_WEBHOOKS_TASK: {"queue": QUEUE_PLATFORM},

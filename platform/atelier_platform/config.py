@@ -34,6 +34,9 @@ class AtelierConfig(BaseSettings):
     data_dir: Path = Field(default=REPO_ROOT / "var", description="SQLite file, broker folder, media, secret key")
     models_root: Path | None = Field(default=None, description="root of local model directories (default DATA_DIR/models)")
     media_root: Path | None = Field(default=None, description="uploaded and generated files (default DATA_DIR/media)")
+    evaluation_image_features: Path | None = Field(
+        default=None, description="directory of the Hugging Face vision model whose features score image evaluation "
+        "runs (FID, KID, similarity); relative to the models root; default the demo's, demo/image-features")
 
     # --- services ----------------------------------------------------------------------
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "ATELIER_DATABASE_URL"))
@@ -319,6 +322,12 @@ class AtelierConfig(BaseSettings):
     @property
     def resolved_models_root(self) -> Path:
         return (self.models_root or self.data_dir / "models").resolve()
+
+    @property
+    def resolved_image_features_dir(self) -> Path:
+        """ATELIER_EVALUATION_IMAGE_FEATURES, relative to the models root unless absolute (default: the demo's)."""
+        chosen = self.evaluation_image_features or Path("demo/image-features")
+        return (chosen if chosen.is_absolute() else self.resolved_models_root / chosen).resolve()
 
     @property
     def resolved_media_root(self) -> Path:

@@ -38,3 +38,62 @@ def chat_project(project, chatbot, tiny_models_root, monkeypatch):
 def chat_case(question: str, reference: str, **params) -> dict:
     return {"input": {"messages": [{"role": "user", "content": question}], "use_knowledge": False},
             "params": {"max_new_tokens": 12, **params}, "reference": reference}
+
+
+def build_tiny_feature_extractor(target):
+    """A tiny vision model (random weights) saved as the demo's is: transformers' ResNetModel with an image
+    processor, loaded by AutoModel and AutoImageProcessor."""
+    import torch
+
+    from atelier_plugins.image.demo_features import build_extractor, build_processor
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_extractor(hidden_sizes=(8, 16), embedding_size=8)
+    model.save_pretrained(target, safe_serialization=True)
+    build_processor().save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def image_models_root(tmp_path_factory):
+    """A models root with a tiny diffusion pipeline at the image plugin's default directory and a tiny feature
+    extractor at the evaluation's default (``demo/image-features``)."""
+    from atelier_plugins.image.plugin import ImagePlugin
+    from tests.support.tiny_diffusion import build_tiny_sd_pipeline
+
+    root = tmp_path_factory.mktemp("image-evaluation-models")
+    build_tiny_sd_pipeline(root / ImagePlugin.manifest.default_model_dir)
+    build_tiny_feature_extractor(root / "demo" / "image-features")
+    return root
+
+
+@pytest.fixture
+def image_project(project, empty_plugin_registry, image_models_root, monkeypatch):
+    """The real image plugin on a tiny pipeline, enabled for ``project``; features from a tiny extractor."""
+    from atelier_plugins.image.plugin import ImagePlugin
+
+    empty_plugin_registry.register(ImagePlugin)
+    monkeypatch.setattr(type(get_config()), "resolved_models_root", property(lambda self: image_models_root))
+    set_plugin_enabled(project, "image", True)
+    return project
+
+
+def png_bytes(seed: int, size: int = 32, kind: str = "PNG") -> bytes:
+    """A small picture of random blocks (another seed, another picture)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    blocks = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(blocks).resize((size, size), Image.NEAREST).save(buffer, format=kind)
+    return buffer.getvalue()
+
+
+def image_case(prompt: str, image: bytes, **input_fields) -> dict:
+    import base64
+
+    return {"input": {"prompt": prompt, "width": 32, "height": 32, "steps": 2, **input_fields},
+            "reference": base64.b64encode(image).decode("ascii")}

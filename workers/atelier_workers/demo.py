@@ -71,6 +71,8 @@ class DemoModel:
 DEMO_MODELS = (
     DemoModel("chat-lm", "atelier_plugins.chatbot.demo"),
     DemoModel("image-digits", "atelier_plugins.image.demo"),
+    # the features image evaluation runs are scored with (ATELIER_EVALUATION_IMAGE_FEATURES' default)
+    DemoModel("image-features", "atelier_plugins.image.demo_features"),
 )
 
 

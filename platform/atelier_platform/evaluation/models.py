@@ -52,6 +52,32 @@ class ReferenceSet(models.Model):
         return f"{self.name} ({self.plugin_id}, {len(self.cases)} cases)"
 
 
+def reference_image_path(instance: "ReferenceImage", filename: str) -> str:
+    return f"evaluation/{instance.reference_set.project_id}/{instance.reference_set_id}/{instance.sha256[:32]}-{filename}"
+
+
+class ReferenceImage(models.Model):
+    """The image a case of an image set expects, stored as generated files are (media storage, not the database):
+    a case's ``reference`` names it by its SHA-256 (``{"image": sha256, ...}``); one file per distinct image of a
+    set. It goes with its set (the file too: ``receivers``)."""
+
+    reference_set = models.ForeignKey(ReferenceSet, on_delete=models.CASCADE, related_name="images")
+    sha256 = models.CharField(max_length=64)
+    media_type = models.CharField(max_length=30)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    file = models.FileField(upload_to=reference_image_path, max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["reference_set", "id"]
+        constraints = [models.UniqueConstraint(fields=["reference_set", "sha256"], name="one_file_per_reference_image")]
+
+    def __str__(self) -> str:
+        return f"reference image {self.sha256[:12]} of {self.reference_set_id}"
+
+
 class RunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -88,6 +114,10 @@ class EvaluationRun(models.Model):
     #: per case, in the set's order: job id, status, output text, reference, chrF, error
     results = models.JSONField(default=list, blank=True)
     error_message = models.TextField(blank=True, default="")
+    #: an image run whose answers wait for a worker to score them (``image_scoring``): when the scoring task was
+    #: last sent (the sweeper sends it again when overdue), and how many times; None once scored or given up
+    scoring_sent_at = models.DateTimeField(null=True, blank=True)
+    scoring_attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

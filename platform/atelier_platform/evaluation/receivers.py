@@ -1,10 +1,18 @@
-"""An evaluation job's finish moves its run on (sent after the finish commits, in the worker's process)."""
+"""An evaluation job's finish moves its run on (sent after the finish commits, in the worker's process); a reference
+image's file goes with its row."""
 
 from __future__ import annotations
 
+import logging
+
+from django.db import transaction
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
+from atelier_platform.evaluation.models import ReferenceImage
 from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_succeeded
+
+logger = logging.getLogger("atelier.evaluation")
 
 
 def _record(jobs) -> None:
@@ -28,3 +36,20 @@ def on_job_failed(sender, job, **kwargs):
 @receiver(job_cancelled, dispatch_uid="evaluation.job_cancelled")
 def on_job_cancelled(sender, job, **kwargs):
     _record([job])
+
+
+@receiver(post_delete, sender=ReferenceImage, dispatch_uid="evaluation.reference_image_deleted")
+def remove_deleted_reference_image(sender, instance: ReferenceImage, **kwargs) -> None:
+    """A reference image's file leaves storage with its row (its set deleted, in cascade with its project, or no
+    case names it any more), once the deletion commits: a rolled-back one keeps it."""
+    storage, name = instance.file.storage, instance.file.name
+    if not name:
+        return
+
+    def remove() -> None:
+        try:
+            storage.delete(name)
+        except Exception:
+            logger.warning("could not remove %s, the file of a deleted reference image", name, exc_info=True)
+
+    transaction.on_commit(remove, robust=True)

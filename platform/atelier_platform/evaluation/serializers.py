@@ -14,7 +14,9 @@ class CaseSerializer(serializers.Serializer):
     input = serializers.DictField(help_text="Must match the plugin's input_schema (GET /api/v1/plugins/).")
     params = serializers.DictField(required=False, help_text="Must match the plugin's params_schema; a case without a "
                                                             "seed runs with seed 0, so that versions compare fairly.")
-    reference = serializers.CharField(help_text="The answer the project expects.")
+    reference = serializers.JSONField(help_text="The answer the project expects: a text; for the image plugin an image, "
+                                                "base64 PNG or JPEG (a data: URL too; at most 8 MiB and 4096x4096 "
+                                                "pixels), shown back as {image: sha256, media_type, width, height, url}.")
 
 
 @extend_schema_field(CaseSerializer(many=True))
@@ -23,7 +25,8 @@ class CasesField(serializers.JSONField):
 
 
 class ReferenceSetCreateSerializer(StrictSerializer):
-    plugin = serializers.CharField(max_length=63, help_text="chatbot or recommender_copy (text answers are scored).")
+    plugin = serializers.CharField(max_length=63, help_text="chatbot or recommender_copy (text answers scored against "
+                                                            "reference texts) or image (against reference images).")
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     cases = CasesField(help_text=f"1 to {MAX_CASES} cases: input, optional params, reference.")
@@ -48,11 +51,26 @@ class ReferenceSetSummarySerializer(serializers.ModelSerializer):
         return counted if counted is not None else len(reference_set.cases)
 
 
+def reference_image_url(reference_set_id, reference) -> str | None:
+    if isinstance(reference, dict) and reference.get("image"):
+        return f"/api/v1/evaluation/reference-sets/{reference_set_id}/images/{reference['image']}/"
+    return None
+
+
 class ReferenceSetSerializer(ReferenceSetSummarySerializer):
     cases = CasesField(read_only=True)
 
     class Meta(ReferenceSetSummarySerializer.Meta):
         fields = [*ReferenceSetSummarySerializer.Meta.fields, "cases"]
+
+    def to_representation(self, reference_set: ReferenceSet) -> dict:
+        shown = super().to_representation(reference_set)
+        cases = shown.get("cases") or []
+        if any(isinstance(case.get("reference"), dict) for case in cases):  # an image set: where each image is
+            shown["cases"] = [{**case, "reference": {**case["reference"],
+                                                     "url": reference_image_url(reference_set.pk, case["reference"])}}
+                              if isinstance(case.get("reference"), dict) else case for case in cases]
+        return shown
 
 
 class RunCreateSerializer(StrictSerializer):
@@ -85,6 +103,22 @@ class RunMetricsSerializer(serializers.Serializer):
     model_versions = serializers.ListField(child=serializers.CharField(), required=False,
                                            help_text="The model versions that answered (the current one's name "
                                                      "for a run of the project's current model).")
+    fid = serializers.FloatField(allow_null=True, required=False,
+                                 help_text="Image runs: FID (torchmetrics) between the generated images and the references, "
+                                           "on the features of ATELIER_EVALUATION_IMAGE_FEATURES; lower is closer. Null "
+                                           "with fewer than 2 images a side (not_scored says why).")
+    kid = serializers.FloatField(allow_null=True, required=False,
+                                 help_text="Image runs: KID mean (unbiased: near 0, even below, for close sets).")
+    kid_std = serializers.FloatField(allow_null=True, required=False)
+    kid_subset_size = serializers.IntegerField(allow_null=True, required=False)
+    mean_similarity = serializers.FloatField(allow_null=True, required=False,
+                                             help_text="Image runs: mean cosine similarity of each generated image's "
+                                                       "features to its reference's.")
+    feature_extractor = serializers.CharField(required=False, help_text="Image runs: the model the features came from.")
+    scoring = serializers.CharField(required=False, help_text="Image runs: pending (a worker scores the images), done, "
+                                                              "failed (see error), or none (no case answered).")
+    not_scored = serializers.DictField(child=serializers.CharField(), required=False,
+                                       help_text="Image runs: why FID or KID is null.")
 
 
 class CaseErrorSerializer(serializers.Serializer):
@@ -101,6 +135,13 @@ class CaseResultSerializer(serializers.Serializer):
     reference = serializers.CharField(allow_blank=True, help_text="The case's reference when the run started.")
     chrf = serializers.FloatField(allow_null=True)
     error = CaseErrorSerializer(allow_null=True)
+    similarity = serializers.FloatField(allow_null=True, required=False,
+                                        help_text="Image runs: cosine similarity of the generated image's features to "
+                                                  "the reference's (1: the same).")
+    image_url = serializers.CharField(allow_null=True, required=False,
+                                      help_text="Image runs: the generated image (with the same credentials).")
+    reference_url = serializers.CharField(allow_null=True, required=False,
+                                          help_text="Image runs: the reference image (with the same credentials).")
 
 
 class RunSummarySerializer(serializers.ModelSerializer):
@@ -141,4 +182,12 @@ class RunSerializer(RunSummarySerializer):
 
     @extend_schema_field(CaseResultSerializer(many=True))
     def get_results(self, run: EvaluationRun) -> list:
-        return run.results or []
+        results = run.results or []
+        if not any(isinstance(case.get("reference"), dict) for case in results):
+            return results
+        shown = []
+        for case in results:  # an image run: links to both images, downloads of this project only
+            image = case.get("image")
+            shown.append({**case, "reference_url": reference_image_url(run.reference_set_id, case.get("reference")),
+                          "image_url": f"/api/v1/outputs/{image['output_id']}/files/{image['file_id']}/" if image else None})
+        return shown

@@ -12,8 +12,11 @@ A run going can be cancelled (``cancel_run``): its unfinished jobs are cancelled
 running ones at their next step, their outputs discarded), the cases that had finished are scored, the others
 count as failed, and the run is ``cancelled`` at once (no longer one of the project's runs going).
 
-Only text plugins whose output has one text to score can be evaluated (``OUTPUT_TEXT``); the image plugin is
-refused for now.
+Text plugins whose output has one text to score (``OUTPUT_TEXT``) are scored in the process that sees the last
+job finish. The ``image`` plugin (``IMAGE_PLUGINS``) is scored against reference images (``images``) with a vision
+model's features, which needs torch: once its jobs have finished the run's cases are collected here and a scoring
+task is sent to a CPU worker (``image_scoring``); the run stays ``running`` until the worker has computed FID, KID
+and each case's similarity, and fails, saying so, when scoring fails for good.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from atelier_platform.accounts.models import Project
 from atelier_platform.catalog.models import ModelVersion
 from atelier_platform.catalog.services import installed_plugin
 from atelier_platform.catalog.registry import get_registry
+from atelier_platform.evaluation import images as reference_images
 from atelier_platform.evaluation import metrics
 from atelier_platform.evaluation.models import EvaluationCase, EvaluationRun, ReferenceSet, RunStatus
 from atelier_platform.jobs.errors import InvalidJobInput, JobServiceError, UnknownPlugin
@@ -67,6 +71,16 @@ OUTPUT_TEXT: dict[str, Callable[[dict[str, Any]], str]] = {
     "chatbot": _chatbot_text,
     "recommender_copy": _recommender_text,
 }
+
+
+#: The plugins whose answers are images, scored against a reference image each (FID, KID, similarity) on a worker.
+IMAGE_PLUGINS = frozenset({"image"})
+#: how many times a run's scoring task is sent (the sweeper sends it again when overdue) before the run fails
+MAX_SCORING_SENDS = 3
+
+
+def evaluable_plugin_ids() -> list[str]:
+    return sorted({*OUTPUT_TEXT, *IMAGE_PLUGINS})
 
 
 class EvaluationError(JobServiceError):
@@ -115,11 +129,11 @@ def evaluable_plugin(plugin_id: str):
         available = sorted(p.manifest.id for p in get_registry().available())
         raise UnknownPlugin(f"No plugin named {plugin_id!r} is installed.",
                             details={"plugin": [f"Choose one of: {', '.join(available) or '(none installed)'}."]})
-    if plugin_id not in OUTPUT_TEXT:
+    if plugin_id not in OUTPUT_TEXT and plugin_id not in IMAGE_PLUGINS:
+        supported = ", ".join(evaluable_plugin_ids())
         raise PluginNotEvaluable(
-            f"Plugin {plugin_id!r} cannot be evaluated yet: evaluation scores text answers, and only "
-            f"{', '.join(sorted(OUTPUT_TEXT))} are supported.",
-            details={"plugin": [f"Choose one of: {', '.join(sorted(OUTPUT_TEXT))}."]})
+            f"Plugin {plugin_id!r} cannot be evaluated yet: evaluation scores text answers and images, and only "
+            f"{supported} are supported.", details={"plugin": [f"Choose one of: {supported}."]})
     return plugin
 
 
@@ -144,10 +158,28 @@ def evaluable_model_version(project: Project, plugin_id: str, version_id) -> Mod
 
 # --- reference sets -------------------------------------------------------------------------------------
 
-def _case_errors(plugin, index: int, case: Any,
-                 field_errors: list | None = None) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+def _image_reference(reference: Any, known: set[str], decoded: dict[str, Any]) -> tuple[Any, str | None]:
+    """An image case's reference as its case stores it (``images.CheckedImage.reference``), or the reason it is
+    refused. Base64 (a ``data:`` URL too) is decoded and checked; ``{"image": sha256}`` names an image the set holds
+    already (a set's cases as the API shows them, sent back changed). ``decoded`` collects the new images."""
+    if isinstance(reference, dict) and set(reference) <= {"image", "media_type", "width", "height", "url"}:
+        sha = reference.get("image")
+        if isinstance(sha, str) and sha in known:
+            return {key: reference[key] for key in ("image", "media_type", "width", "height") if key in reference}, None
+        return None, "No image of this set has that sha256: send the image itself, as base64."
+    try:
+        checked = reference_images.check_image(reference_images.decode_base64(reference))
+    except reference_images.BadImage as bad:
+        return None, bad.message
+    decoded[checked.sha256] = checked
+    return checked.reference(), None
+
+
+def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None, *, known_images: set[str] = frozenset(),
+                 decoded: dict | None = None) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
     """One case normalised, or its errors by field (``cases.3.input.messages``); pydantic's errors behind them
-    are added to ``field_errors`` (for the dashboard to word them in its language)."""
+    are added to ``field_errors`` (for the dashboard to word them in its language). An image case's new reference
+    image goes into ``decoded`` (by sha256)."""
     from atelier_platform.jobs.submission import as_sent, nul_paths, pydantic_error_details, rooted_errors
 
     where = f"cases.{index}"
@@ -158,7 +190,11 @@ def _case_errors(plugin, index: int, case: Any,
     if unknown:
         errors[where] = [f"Unknown fields: {', '.join(unknown)} (a case has input, params and reference)."]
     reference = case.get("reference")
-    if not isinstance(reference, str) or not reference.strip():
+    if plugin.manifest.id in IMAGE_PLUGINS:
+        reference, problem = _image_reference(reference, known_images, decoded if decoded is not None else {})
+        if problem:
+            errors[f"{where}.reference"] = [problem]
+    elif not isinstance(reference, str) or not reference.strip():
         errors[f"{where}.reference"] = ["The expected answer, a non-empty text."]
     elif len(reference) > MAX_REFERENCE_CHARS:
         errors[f"{where}.reference"] = [f"At most {MAX_REFERENCE_CHARS} characters."]
@@ -189,15 +225,20 @@ def _case_errors(plugin, index: int, case: Any,
 
 def checked_cases(plugin_id: str, cases: Any) -> list[dict[str, Any]]:
     """``cases`` checked against the plugin's schemas; a 400 naming every bad case's index and field."""
+    return _checked_cases(plugin_id, cases)[0]
+
+
+def _checked_cases(plugin_id: str, cases: Any, known_images: set[str] = frozenset()) -> tuple[list[dict[str, Any]], list]:
+    """``checked_cases``, and the new reference images of an image set (``images.CheckedImage``, to store)."""
     plugin = evaluable_plugin(plugin_id)
     if not isinstance(cases, list) or not cases:
         raise InvalidJobInput("A reference set needs at least one case.", details={"cases": ["Send a non-empty list."]})
     if len(cases) > MAX_CASES:
         raise InvalidJobInput(f"At most {MAX_CASES} cases per reference set; this one has {len(cases)}.",
                               details={"cases": [f"At most {MAX_CASES} cases."]}, code="limit_exceeded")
-    checked, problems, field_errors = [], {}, []
+    checked, problems, field_errors, decoded = [], {}, [], {}
     for index, case in enumerate(cases):
-        normal, errors = _case_errors(plugin, index, case, field_errors)
+        normal, errors = _case_errors(plugin, index, case, field_errors, known_images=known_images, decoded=decoded)
         problems.update(errors)
         checked.append(normal)
     if problems:
@@ -205,7 +246,7 @@ def checked_cases(plugin_id: str, cases: Any) -> list[dict[str, Any]]:
         raise InvalidJobInput(f"{len(bad)} of {len(cases)} cases do not match the plugin's schema (index "
                               f"{', '.join(map(str, bad[:10]))}{', ...' if len(bad) > 10 else ''}).", details=problems,
                               field_errors=field_errors)
-    return checked
+    return checked, list(decoded.values())
 
 
 def _name_taken(project: Project, name: str, but=None) -> None:
@@ -219,12 +260,13 @@ def _name_taken(project: Project, name: str, but=None) -> None:
 
 def create_reference_set(project: Project, *, plugin_id: str, name: str, cases: Any, description: str = "",
                          actor: str, user=None) -> ReferenceSet:
-    cases = checked_cases(plugin_id, cases)
+    cases, new_images = _checked_cases(plugin_id, cases)
     _name_taken(project, name)
     try:
-        with transaction.atomic():
+        with reference_images.files_removed_unless_committed(), transaction.atomic():
             reference_set = ReferenceSet.objects.create(project=project, plugin_id=plugin_id, name=name, cases=cases,
                                                         description=description, created_by=user)
+            reference_images.store_images(reference_set, new_images)
             audit.record(project, actor, "reference_set_created", reference_set,
                          after={"name": name, "plugin": plugin_id, "cases": len(cases)})
     except IntegrityError:  # the same name saved by another request meanwhile
@@ -234,25 +276,44 @@ def create_reference_set(project: Project, *, plugin_id: str, name: str, cases: 
 
 
 def update_reference_set(reference_set: ReferenceSet, *, actor: str, **changes) -> ReferenceSet:
-    """Change the name, description or cases; the plugin stays (a set's cases are its plugin's inputs)."""
+    """Change the name, description or cases; the plugin stays (a set's cases are its plugin's inputs). An image
+    set's images no case names any more go (their files too), unless a run of it not yet scored still needs them."""
+    new_images = []
     if "cases" in changes:
-        changes["cases"] = checked_cases(reference_set.plugin_id, changes["cases"])
+        known = set(reference_set.images.values_list("sha256", flat=True))
+        changes["cases"], new_images = _checked_cases(reference_set.plugin_id, changes["cases"], known)
     if "name" in changes:
         _name_taken(reference_set.project, changes["name"], but=reference_set)
     if not changes:
         return reference_set
     before = {"name": reference_set.name, "cases": len(reference_set.cases)}
     try:
-        with transaction.atomic():
+        with reference_images.files_removed_unless_committed(), transaction.atomic():
+            if "cases" in changes and reference_set.plugin_id in IMAGE_PLUGINS:
+                # as start_run takes it: a run starting meanwhile has its references kept, or starts after this
+                _lock_project(reference_set.project_id)
             for name, value in changes.items():
                 setattr(reference_set, name, value)
             reference_set.save(update_fields=[*changes, "updated_at"])
+            if "cases" in changes and reference_set.plugin_id in IMAGE_PLUGINS:
+                reference_images.store_images(reference_set, new_images)
+                reference_images.prune_images(reference_set, reference_images.referenced_shas(reference_set.cases)
+                                              | _images_runs_need(reference_set))
             audit.record(reference_set.project, actor, "reference_set_changed", reference_set, before=before,
                          after={"name": reference_set.name, "cases": len(reference_set.cases)})
     except IntegrityError:  # the same name given to another set by another request meanwhile
         _name_taken(reference_set.project, changes.get("name", reference_set.name), but=reference_set)
         raise
     return reference_set
+
+
+def _images_runs_need(reference_set: ReferenceSet) -> set[str]:
+    """The reference images of the set's runs that are not scored yet (going, or cancelled and waiting to be)."""
+    needed: set[str] = set()
+    for results in reference_set.runs.filter(Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+                                             | Q(scoring_sent_at__isnull=False)).values_list("results", flat=True):
+        needed |= reference_images.referenced_shas(results or [])
+    return needed
 
 
 def delete_reference_set(reference_set: ReferenceSet, *, actor: str) -> None:
@@ -278,6 +339,15 @@ def _case_params(plugin, case: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _case_input(plugin, case: dict[str, Any]) -> dict[str, Any]:
+    """The case's input; with seed 0 where the plugin takes its seed there (the image plugin) and the case names none."""
+    data = dict(case["input"])
+    if ("seed" not in plugin.Params.model_fields and "seed" in plugin.Input.model_fields
+            and data.get("seed") is None and not (case.get("params") or {}).get("seed")):
+        data["seed"] = DEFAULT_SEED
+    return data
+
+
 def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id=None, actor: str, user=None,
               api_key=None) -> EvaluationRun:
     """Start a run of ``reference_set`` with a model version (None: the project's current model): the run and
@@ -288,7 +358,8 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
         raise EvaluationError("No such reference set.", code="not_found")
     plugin = evaluable_plugin(reference_set.plugin_id)
     version = evaluable_model_version(project, reference_set.plugin_id, model_version_id)
-    requests = [JobRequest(reference_set.plugin_id, case["input"], _case_params(plugin, case), priority=EVALUATION_PRIORITY)
+    requests = [JobRequest(reference_set.plugin_id, _case_input(plugin, case), _case_params(plugin, case),
+                           priority=EVALUATION_PRIORITY)
                 for case in reference_set.cases]
     with transaction.atomic():
         # The project's row, locked, makes concurrent starts take turns at counting its active runs, and a start and
@@ -341,7 +412,7 @@ def finish_if_done(run_id) -> EvaluationRun | None:
     """Update a run's progress from its jobs; score and finish it once all have finished."""
     with transaction.atomic():
         run = EvaluationRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.is_finished:
+        if run is None or run.is_finished or run.scoring_sent_at is not None:  # finished, or a worker scores it
             return run
         counts = run.cases.aggregate(
             done=Count("pk", filter=Q(job__status__in=list(FINISHED_STATUSES))),
@@ -361,13 +432,21 @@ def finish_if_done(run_id) -> EvaluationRun | None:
             run.save(update_fields=["cases_done", "cases_failed", "started_at", "status"])
             return run
         _score(run)
-        run.finished_at = now
+        if run.plugin_id in IMAGE_PLUGINS and run.metrics.get("scoring") == "pending":
+            run.status = RunStatus.RUNNING  # until a worker has scored its images
+            _send_scoring(run)
+        else:
+            run.finished_at = now
         run.save()
     return run
 
 
 def _score(run: EvaluationRun) -> None:
-    """The run's results and metrics from its finished jobs."""
+    """The run's results and metrics from its finished jobs (an image run's: the cases collected, the metrics left
+    to a worker, ``image_scoring``)."""
+    if run.plugin_id in IMAGE_PLUGINS:
+        _collect_images(run)
+        return
     text_of = OUTPUT_TEXT[run.plugin_id]
     cases = list(run.cases.select_related("job").order_by("index"))
     outputs = {}
@@ -380,25 +459,9 @@ def _score(run: EvaluationRun) -> None:
     by_index = {case.index: case for case in cases}
     results, hypotheses, refs, model_names = [], [], [], set()
     for index in sorted(set(started) | set(by_index)):
-        case = by_index.get(index)
-        reference = started.get(index, {}).get("reference", "")
-        result = {"index": index, "job_id": str(case.job.pk) if case else started[index].get("job_id"),
-                  "reference": reference, "output": None, "chrf": None, "status": "failed", "error": None}
-        if case is None:  # its job was deleted (the admin), and its case row with it
-            result["error"] = {"code": "job_deleted", "message": "The case's job was deleted before it was scored."}
-            results.append(result)
-            continue
-        job = case.job
-        found = outputs.get(job.pk)
-        if job.status not in FINISHED_STATUSES:  # only when the run is cancelled: its job is asked to stop
-            result["error"] = {"code": "cancelled", "message": "The run was cancelled before this case finished."}
-        elif job.status != JobStatus.SUCCEEDED:
-            result["error"] = {"code": job.error_code or job.status, "message": job.error_message}
-        elif found is None:
-            result["error"] = {"code": "no_output", "message": "The job produced no output."}
-        elif found[1] == ReviewState.BLOCKED:
-            result["error"] = {"code": "output_blocked", "message": "Screening blocked the output."}
-        else:
+        result, found = _case_result(index, by_index.get(index), started, outputs)
+        reference = result["reference"]
+        if found is not None:
             content, _, provenance = found
             text = text_of(content or {})
             model_names.add((provenance or {}).get("model_version"))
@@ -422,6 +485,91 @@ def _score(run: EvaluationRun) -> None:
     else:
         run.status = RunStatus.FAILED
         run.error_message = "Every case failed; see each case's error."
+
+
+def _case_result(index: int, case, started: dict, outputs: dict) -> tuple[dict, Any]:
+    """A case's result with its failure (job failed, blocked, deleted, cancelled) said, and its first output (content,
+    review state, provenance) when it has one to score."""
+    reference = started.get(index, {}).get("reference", "")
+    result = {"index": index, "job_id": str(case.job.pk) if case else started[index].get("job_id"),
+              "reference": reference, "output": None, "chrf": None, "status": "failed", "error": None}
+    if case is None:  # its job was deleted (the admin), and its case row with it
+        result["error"] = {"code": "job_deleted", "message": "The case's job was deleted before it was scored."}
+        return result, None
+    job = case.job
+    found = outputs.get(job.pk)
+    if job.status not in FINISHED_STATUSES:  # only when the run is cancelled: its job is asked to stop
+        result["error"] = {"code": "cancelled", "message": "The run was cancelled before this case finished."}
+    elif job.status != JobStatus.SUCCEEDED:
+        result["error"] = {"code": job.error_code or job.status, "message": job.error_message}
+    elif found is None:
+        result["error"] = {"code": "no_output", "message": "The job produced no output."}
+    elif found[1] == ReviewState.BLOCKED:
+        result["error"] = {"code": "output_blocked", "message": "Screening blocked the output."}
+    else:
+        return result, found
+    return result, None
+
+
+def _collect_images(run: EvaluationRun) -> None:
+    """An image run's cases from its finished jobs: each answered case's generated image (its first output's primary
+    file) beside its reference, the failed ones with their error; the metrics wait for a worker (``scoring``:
+    ``pending``) unless no case was answered (the run fails here: nothing to score)."""
+    from atelier_platform.jobs.models import OutputFile
+
+    cases = {case.index: case for case in run.cases.select_related("job")}
+    outputs = {}
+    for output_id, job_id, state, provenance in (
+            Job.objects.filter(evaluation_case__run=run, outputs__index=0)
+            .values_list("outputs__pk", "pk", "outputs__review_state", "outputs__provenance")):
+        outputs[job_id] = (output_id, state, provenance)
+    files = dict(OutputFile.objects.filter(output_id__in=[o[0] for o in outputs.values()], role="primary")
+                 .values_list("output_id", "pk"))
+    started = {case["index"]: case for case in run.results or []}
+    results, model_names = [], set()
+    for index in sorted(set(started) | set(cases)):
+        result, found = _case_result(index, cases.get(index), started, outputs)
+        result.update(image=None, similarity=None)
+        if found is not None:
+            output_id, _, provenance = found
+            if output_id not in files:
+                result["error"] = {"code": "no_output", "message": "The job produced no image."}
+            else:
+                model_names.add((provenance or {}).get("model_version"))
+                result.update(status="succeeded", image={"output_id": str(output_id), "file_id": files[output_id]})
+        results.append(result)
+    failed = sum(1 for r in results if r["status"] == "failed")
+    run.results = results
+    run.cases_done, run.cases_failed = len(results), failed
+    run.metrics = {"cases": len(results), "succeeded": len(results) - failed, "failed": failed,
+                   "model_versions": sorted(name for name in model_names if name),
+                   "fid": None, "kid": None, "kid_std": None, "mean_similarity": None,
+                   "scoring": "pending" if failed < len(results) else "none"}
+    if failed == len(results):
+        run.status = RunStatus.FAILED
+        run.error_message = "Every case failed; see each case's error."
+
+
+def _send_scoring(run: EvaluationRun) -> None:
+    """Mark the run's images waiting for a worker, and send the scoring task once this commits (the sweeper sends
+    it again if it is lost: ``sweep_runs``)."""
+    run.scoring_sent_at = timezone.now()
+    run.scoring_attempts += 1
+    run_id = str(run.pk)
+    transaction.on_commit(lambda: publish_scoring(run_id), robust=True)
+
+
+def publish_scoring(run_id: str) -> bool:
+    from atelier_platform.celery_app import QUEUE_CPU, SCORE_EVALUATION_TASK, app, bounded_publish_retry_policy
+
+    try:
+        # maybe inside a web request (a cancel): a hung broker must not hold it for long
+        app.send_task(SCORE_EVALUATION_TASK, args=[run_id], queue=QUEUE_CPU, retry=True,
+                      retry_policy=bounded_publish_retry_policy())
+        return True
+    except Exception:
+        logger.exception("could not queue the scoring of evaluation run %s; the sweeper sends it again later", run_id)
+        return False
 
 
 def cancel_run(run: EvaluationRun, *, actor: str) -> EvaluationRun:
@@ -454,7 +602,10 @@ def cancel_run(run: EvaluationRun, *, actor: str) -> EvaluationRun:
                 asked += 1
             except JobAlreadyFinished:  # its finish committed meanwhile: scored as it finished
                 pass
-        _score(run)
+        if run.scoring_sent_at is None:  # else its jobs had all finished: a worker scores it already
+            _score(run)
+            if run.metrics.get("scoring") == "pending":  # an image run: its answered cases are scored by a worker
+                _send_scoring(run)
         now = timezone.now()
         answered = run.metrics.get("succeeded", 0)
         run.status = RunStatus.CANCELLED
@@ -474,8 +625,52 @@ def sweep_runs() -> int:
     """Finish the runs whose jobs have all finished but whose finish was missed (a receiver that crashed, a
     process that stopped between a job's commit and its signal). Run by beat with the job sweeper."""
     finished = 0
-    for run_id in EvaluationRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).values_list("pk", flat=True)[:200]:
+    for run_id in (EvaluationRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING], scoring_sent_at=None)
+                   .values_list("pk", flat=True)[:200]):
         run = finish_if_done(run_id)
         finished += bool(run is not None and run.is_finished)
+    resend_overdue_scoring()
     return finished
+
+
+def resend_overdue_scoring(now=None) -> int:
+    """Send the scoring task again for image runs waiting longer than ``ATELIER_JOB_REQUEUE_AFTER_S`` (its message
+    lost, its worker gone); after ``MAX_SCORING_SENDS`` sends the run fails, saying so, instead of waiting for ever.
+    A duplicate is harmless: the first task to store its scores ends the wait, the other finds nothing to do."""
+    from datetime import timedelta
+
+    from atelier_platform.config import get_config
+
+    now = now or timezone.now()
+    overdue_before = now - timedelta(seconds=get_config().job_requeue_after_s)
+    sent = 0
+    for run_id in EvaluationRun.objects.filter(scoring_sent_at__lt=overdue_before).values_list("pk", flat=True)[:200]:
+        with transaction.atomic():
+            run = EvaluationRun.objects.select_for_update().filter(pk=run_id, scoring_sent_at__lt=overdue_before).first()
+            if run is None:
+                continue
+            if run.scoring_attempts >= MAX_SCORING_SENDS:
+                _scoring_failed(run, f"its scoring task was sent {run.scoring_attempts} times and never finished (is a "
+                                     "worker consuming the cpu queue?)")
+                continue
+            logger.warning("evaluation run %s still waits for its scores; sending its scoring task again", run_id)
+            _send_scoring(run)
+            run.save(update_fields=["scoring_sent_at", "scoring_attempts"])
+            sent += 1
+    return sent
+
+
+def _scoring_failed(run: EvaluationRun, reason: str) -> None:
+    """Give up scoring a run (locked by the caller): a running run fails, a cancelled one stays cancelled; either
+    says why, and its metrics say ``scoring: failed``."""
+    run.scoring_sent_at = None
+    run.metrics = {**(run.metrics or {}), "scoring": "failed"}
+    message = f"Scoring failed: {reason}"
+    if run.status == RunStatus.CANCELLED:
+        run.error_message = f"{run.error_message} {message}".strip()
+    else:
+        run.status = RunStatus.FAILED
+        run.error_message = message
+        run.finished_at = timezone.now()
+    run.save()
 

@@ -5,6 +5,7 @@ project's administration (admin: owners, admin keys)."""
 
 from __future__ import annotations
 
+from django.http import FileResponse
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -13,10 +14,11 @@ from drf_spectacular.utils import extend_schema
 
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.keys_views import actor_of
+from atelier_platform.api.knowledge_views import FILE_CONTENT_SECURITY_POLICY
 from atelier_platform.api.pagination import NewestFirstCursorPagination
 from atelier_platform.api.schema import error_responses
 from atelier_platform.evaluation import services
-from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceImage, ReferenceSet
 from atelier_platform.evaluation.serializers import (
     ReferenceSetCreateSerializer,
     ReferenceSetSerializer,
@@ -37,7 +39,8 @@ def _user_of(request):
 class ReferenceSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """A project's reference sets: questions (plugin inputs) with the answers the project expects."""
 
-    required_capabilities = {"list": READ, "retrieve": READ, "create": ADMIN, "partial_update": ADMIN, "destroy": ADMIN}
+    required_capabilities = {"list": READ, "retrieve": READ, "image": READ, "create": ADMIN, "partial_update": ADMIN,
+                             "destroy": ADMIN}
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     serializer_class = ReferenceSetSerializer
     pagination_class = NewestFirstCursorPagination
@@ -78,6 +81,22 @@ class ReferenceSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         incoming.is_valid(raise_exception=True)
         updated = services.update_reference_set(reference_set, actor=actor_of(request), **incoming.validated_data)
         return Response(ReferenceSetSerializer(updated).data)
+
+    @extend_schema(responses={(200, "image/png"): bytes, (200, "image/jpeg"): bytes, **error_responses(403, 404)},
+                   summary="A reference image of an image set (by its sha256, as the set's cases name it)")
+    @action(detail=True, methods=["get"], url_path=r"images/(?P<sha256>[0-9a-f]{64})")
+    def image(self, request, pk=None, sha256=None):
+        stored = ReferenceImage.objects.filter(reference_set=self.get_object(), sha256=sha256).first()
+        if stored is None:
+            raise NotFound("No such image in this reference set.")
+        try:
+            handle = stored.file.open("rb")
+        except FileNotFoundError:
+            raise NotFound("The image is missing from storage.") from None
+        response = FileResponse(handle, content_type=stored.media_type, filename=stored.file.name.rsplit("/", 1)[-1])
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = FILE_CONTENT_SECURITY_POLICY
+        return response
 
     @extend_schema(responses={204: None, **error_responses(403, 404, 409)},
                    summary="Delete a reference set and its runs (refused while one of its runs is going)")

@@ -8,13 +8,15 @@ from tqdm import tqdm
 from atelier_platform.accounts.models import Project
 from atelier_platform.accounts.services import create_project
 from atelier_platform.catalog.models import ProjectPlugin
-from atelier_platform.catalog.services import enable_installed_plugins
+from atelier_platform.catalog.services import enable_installed_plugins, installed_plugin
+from atelier_platform.evaluation.models import ReferenceSet
 from atelier_platform.knowledge.services import upsert_document
 from atelier_platform.moderation.models import AuditEvent
 from atelier_platform.moderation.policies import import_allowlist
 from atelier_workers import demo, knowledge
 
 DEMO_SLUG = "demo"
+DEMO_IMAGE_SET = "Digits (demo)"
 
 
 class Command(BaseCommand):
@@ -57,6 +59,17 @@ class Command(BaseCommand):
         # included (the audit log says whether a list was ever set).
         if not AuditEvent.objects.filter(project=project, action="allowlist_imported").exists():
             import_allowlist(project, "system:prepare_demo", demo.demo_allowlist())
+        # The digits image reference set once, like the allow list: one an owner deleted stays deleted.
+        if installed_plugin("image") is not None and not AuditEvent.objects.filter(
+                project=project, action="reference_set_created", after__name=DEMO_IMAGE_SET).exists():
+            from atelier_platform.evaluation.services import create_reference_set
+            from atelier_plugins.image.demo_features import demo_reference_cases
+
+            if not ReferenceSet.objects.filter(project=project, name=DEMO_IMAGE_SET).exists():
+                create_reference_set(project, plugin_id="image", name=DEMO_IMAGE_SET, cases=demo_reference_cases(),
+                                     description="Two real digits of each kind (scikit-learn's data set) for the demo "
+                                                 "image model to draw.", actor="system:prepare_demo")
+                self.stdout.write(f"demo image reference set: {DEMO_IMAGE_SET}")
         documents = demo.demo_documents()
         changed = 0
         for source_id, title, content in tqdm(documents, desc="demo knowledge base", unit="doc", dynamic_ncols=True):
