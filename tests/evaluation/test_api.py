@@ -54,14 +54,49 @@ class TestReferenceSets:
         response = a_set(admin_api, plugin="nope")
         assert response.status_code == 400 and error_of(response)["code"] == "unknown_plugin"
 
-    def test_the_image_plugin_is_refused_for_now(self, chat_enabled, admin_api, empty_plugin_registry):
-        from atelier_plugins.image.plugin import ImagePlugin
+    def test_an_image_set_shows_where_its_images_are_and_serves_them_to_its_project_only(
+            self, image_project, admin_api, api, make_key, client_for):
+        from tests.evaluation.conftest import image_case, png_bytes
+        from tests.factories import ProjectFactory
 
-        empty_plugin_registry.register(ImagePlugin)
-        response = a_set(admin_api, plugin="image", cases=[{"input": {"prompt": "a cat"}, "reference": "a cat"}])
-        assert response.status_code == 400
-        assert error_of(response)["code"] == "plugin_not_evaluable" and "image" in error_of(response)["message"]
-        assert not ReferenceSet.objects.exists()
+        picture = png_bytes(5)
+        created = a_set(admin_api, plugin="image", cases=[image_case("a cat", picture), image_case("a dog", png_bytes(6))])
+        assert created.status_code == 201, created.content
+        reference = created.json()["cases"][0]["reference"]
+        assert set(reference) == {"image", "media_type", "width", "height", "url"} and len(reference["image"]) == 64
+        assert reference["url"] == f"{SETS}{created.json()['id']}/images/{reference['image']}/"
+        downloaded = api.get(reference["url"])  # any member of the project
+        assert downloaded.status_code == 200 and downloaded["Content-Type"] == "image/png"
+        assert b"".join(downloaded.streaming_content) == picture
+        assert "sandbox" in downloaded["Content-Security-Policy"]
+        outsider = client_for(make_key(ProjectFactory(), scopes=["jobs:read", "admin"]).raw)
+        assert outsider.get(reference["url"]).status_code == 404
+        assert client_for().get(reference["url"]).status_code == 401
+        assert api.get(f"{SETS}{created.json()['id']}/images/{'0' * 64}/").status_code == 404
+
+        bad = a_set(admin_api, name="bad", plugin="image",
+                    cases=[image_case("fine", picture), {"input": {"prompt": "x"}, "reference": "not an image"}])
+        assert bad.status_code == 400 and list(error_of(bad)["details"]) == ["cases.1.reference"]
+
+    @pytest.mark.django_db(transaction=True)  # a job's finish reaches its run once it commits
+    def test_an_image_runs_results_link_both_images(self, image_project, admin_api):
+        from atelier_workers.evaluation_tasks import score_evaluation
+        from tests.evaluation.conftest import image_case, png_bytes
+
+        created = a_set(admin_api, plugin="image", cases=[image_case("a cat", png_bytes(1)), image_case("a dog", png_bytes(2))])
+        started = admin_api.post(RUNS, {"reference_set": created.json()["id"]}, format="json")
+        assert started.status_code == 201, started.content
+        run = run_all(EvaluationRun.objects.get(pk=started.json()["id"]))
+        assert admin_api.get(f"{RUNS}{run.pk}/").json()["metrics"]["scoring"] == "pending"
+        score_evaluation.apply(args=[str(run.pk)])
+        body = admin_api.get(f"{RUNS}{run.pk}/").json()
+        assert body["status"] == "succeeded" and body["metrics"]["scoring"] == "done"
+        assert {"fid", "kid", "kid_std", "mean_similarity", "feature_extractor"} <= set(body["metrics"])
+        for case in body["results"]:
+            assert case["similarity"] is not None
+            generated = admin_api.get(case["image_url"])
+            assert generated.status_code == 200 and generated["Content-Type"] == "image/png"
+            assert admin_api.get(case["reference_url"]).status_code == 200
 
     def test_cases_that_do_not_match_the_plugins_schema_are_named_by_index_and_field(self, chat_enabled, admin_api):
         cases = [chat_case("fine", "r"), {"input": {"messages": [{"role": "robot", "content": "q"}]}, "reference": "r"},

@@ -132,14 +132,11 @@ class TestRefused:
             services.create_reference_set(chat_project, plugin_id="nope", name="n", cases=[chat_case("q", "r")],
                                           actor="test")
 
-    def test_the_image_plugin(self, chat_project, empty_plugin_registry):
-        from atelier_plugins.image.plugin import ImagePlugin
-
-        empty_plugin_registry.register(ImagePlugin)
-        with pytest.raises(services.PluginNotEvaluable) as refused:
-            services.create_reference_set(chat_project, plugin_id="image", name="n",
-                                          cases=[{"input": {"prompt": "a cat"}, "reference": "r"}], actor="test")
-        assert "cannot be evaluated yet" in refused.value.message
+    def test_a_plugin_whose_answers_cannot_be_scored(self, chat_project):
+        with pytest.raises(services.PluginNotEvaluable) as refused:  # reverse_text: installed, neither kind
+            services.create_reference_set(chat_project, plugin_id="reverse_text", name="n",
+                                          cases=[{"input": {"text": "a cat"}, "reference": "r"}], actor="test")
+        assert "cannot be evaluated yet" in refused.value.message and "image" in refused.value.message
 
     def test_a_case_that_does_not_match_the_plugins_schema_names_its_index_and_field(self, chat_project):
         cases = [chat_case("fine", "r"), {"input": {"messages": []}, "reference": "r"},
