@@ -6,10 +6,12 @@ so an endpoint added to the URLconf without a row in their tables fails them.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import uuid
 
+from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
@@ -17,7 +19,7 @@ from atelier_platform.accounts import invitations
 from atelier_platform.accounts.models import Membership
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.conversations.models import Conversation, ConversationMessage
-from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceImage, ReferenceSet
 from atelier_platform.knowledge.models import KnowledgeChunk, KnowledgeDocument
 from atelier_platform.moderation.models import ReviewItem
 from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -90,11 +92,16 @@ def make_objects(project) -> dict:
     run = EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id="chatbot", cases_total=1)
     member = Membership.objects.create(project=project, user=UserFactory(), role="viewer")
     invitation = invitations.invite(project, "user:0", email=f"invited{next(_n)}@example.com", role="viewer").invitation
+    picture = b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes  # served as stored: it need not decode
+    reference_image = ReferenceImage(reference_set=reference_set, sha256=hashlib.sha256(picture).hexdigest(),
+                                     media_type="image/png", width=1, height=1, size=len(picture))
+    reference_image.file.save("reference.png", ContentFile(picture), save=True)
     return {
         "job": job, "output": output, "file": output.files.get(role="primary"), "review": review,
         "document": document, "conversation": conversation, "endpoint": endpoint, "delivery": delivery,
         "api_key": issue_api_key(project, scopes=["jobs:read"], name=f"target{next(_n)}").api_key,
         "reference_set": reference_set, "run": run, "member": member, "invitation": invitation,
+        "reference_image": reference_image,
     }
 
 
@@ -126,6 +133,8 @@ PATH_IDS = {
     "/api/v1/invitations/{pk}/": lambda o: {"pk": o["invitation"].pk},
     "/api/v1/invitations/{pk}/revoke/": lambda o: {"pk": o["invitation"].pk},
     "/api/v1/evaluation/reference-sets/{pk}/": lambda o: {"pk": o["reference_set"].pk},
+    "/api/v1/evaluation/reference-sets/{pk}/images/{sha256}/":
+        lambda o: {"pk": o["reference_set"].pk, "sha256": o["reference_image"].sha256},
     "/api/v1/evaluation/runs/{pk}/": lambda o: {"pk": o["run"].pk},
     "/api/v1/evaluation/runs/{pk}/cancel/": lambda o: {"pk": o["run"].pk},
     "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},

@@ -102,6 +102,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("GET", "/api/v1/evaluation/reference-sets/{pk}/"):          ("jobs:read", ALL),
     ("PATCH", "/api/v1/evaluation/reference-sets/{pk}/"):        ("admin", "owner"),
     ("DELETE", "/api/v1/evaluation/reference-sets/{pk}/"):       ("admin", "owner"),
+    ("GET", "/api/v1/evaluation/reference-sets/{pk}/images/{sha256}/"): ("jobs:read", ALL),
     ("GET", "/api/v1/evaluation/runs/"):                         ("jobs:read", ALL),
     # a run submits a job per case: both scopes (a key with admin alone is refused)
     ("POST", "/api/v1/evaluation/runs/"):                        ("admin jobs:write", "owner"),
