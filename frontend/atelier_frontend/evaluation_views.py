@@ -1,5 +1,6 @@
 """An evaluation run's page: its progress while its jobs run, then each case's question, the model's answer, the
-reference and the case's chrF (worst first), failed cases with their error; beside it, another run of the same
+reference and the case's chrF (worst first), failed cases with their error (an image run: the prompt, the reference
+image beside the generated one and their similarity, FID and KID above); beside it, another run of the same
 reference set, answer against answer. Members of the project read it; another project's run is not found. Owners
 cancel a run while it goes (``run_cancel``)."""
 
@@ -48,12 +49,12 @@ def _questions(run: EvaluationRun, results: list[dict]) -> dict[str, str]:
             for pk, data in Job.objects.filter(project=run.project_id, pk__in=job_ids).values_list("pk", "input")}
 
 
-def _badness(result: dict | None) -> float:
-    """Lower is worse: a failed case first, then the lowest chrF."""
+def _badness(result: dict | None, score: str = "chrf") -> float:
+    """Lower is worse: a failed case first, then the lowest score (chrF; an image's similarity)."""
     if result is None or result.get("status") == "failed":
-        return -1.0
-    chrf = result.get("chrf")
-    return float(chrf) if chrf is not None else -0.5
+        return -1000.0
+    value = result.get(score)
+    return float(value) if value is not None else -500.0
 
 
 @needs(Capability.JOBS_READ)
@@ -84,18 +85,29 @@ def run_page(request, here, run_id):
     results = run.results or []
     theirs = {r["index"]: r for r in (compared.results or [])} if compared is not None else {}
     questions = _questions(run, results)
+    from atelier_platform.evaluation.services import IMAGE_PLUGINS
+
+    images = run.plugin_id in IMAGE_PLUGINS
+    score = "similarity" if images else "chrf"
     rows, set_changed = [], False
     for result in results:
         other = theirs.get(result["index"]) if compared is not None else None
         if other is not None and other.get("reference") != result.get("reference"):
             set_changed = True
-        difference = (other["chrf"] - result["chrf"]
-                      if other is not None and other.get("chrf") is not None and result.get("chrf") is not None else None)
-        rows.append({"case": result, "other": other, "question": questions.get(result.get("job_id"), ""),
-                     "difference": difference})
+        difference = (round(other[score] - result[score], 4)
+                      if other is not None and other.get(score) is not None and result.get(score) is not None else None)
+        row = {"case": result, "other": other, "question": questions.get(result.get("job_id"), ""),
+               "difference": difference}
+        if images:  # where the browser fetches both pictures (the API's downloads, this project's only)
+            row["image_url"] = _image_url(here.project, result)
+            row["other_image_url"] = _image_url(here.project, other) if other is not None else None
+            reference = result.get("reference") if isinstance(result.get("reference"), dict) else {}
+            row["reference_url"] = (f"/api/v1/evaluation/reference-sets/{run.reference_set_id}/images/"
+                                    f"{reference['image']}/?project={here.project.slug}") if reference.get("image") else None
+        rows.append(row)
     if run.is_finished:
         if order == "worst":
-            rows.sort(key=lambda row: (_badness(row["case"]), row["case"]["index"]))
+            rows.sort(key=lambda row: (_badness(row["case"], score), row["case"]["index"]))
         elif order == "difference":
             rows.sort(key=lambda row: (-abs(row["difference"]) if row["difference"] is not None else 0,
                                        row["case"]["index"]))
@@ -103,8 +115,17 @@ def run_page(request, here, run_id):
         "run": run, "model": _model_words(run), "rows": rows, "compared": compared,
         "compared_model": _model_words(compared) if compared is not None else "",
         "others": [(other, _model_words(other)) for other in others], "order": order, "set_changed": set_changed,
-        "refresh_ms": REFRESH_MS, "can_evaluate": here.can(Capability.ADMIN),
+        "refresh_ms": REFRESH_MS, "can_evaluate": here.can(Capability.ADMIN), "images": images,
+        "metric_rows": [(run, "A · " + _model_words(run))]
+        + ([(compared, "B · " + _model_words(compared))] if compared is not None else []),
     })
+
+
+def _image_url(project, result: dict) -> str | None:
+    image = result.get("image")
+    if not image:
+        return None
+    return f"/api/v1/outputs/{image['output_id']}/files/{image['file_id']}/?project={project.slug}"
 
 
 @needs(Capability.ADMIN)

@@ -27,6 +27,15 @@ UPLOAD_REASONS = {
     "not_csv": _("Line %(line)s is not CSV."),
     "not_json": _("Line %(line)s is not JSON."),
     "cell_count": _("Line %(line)s has %(cells)s cells where the first line names %(columns)s columns."),
+    "zip_for_images": _("For an image set, upload a .zip holding cases.csv or cases.jsonl and the images."),
+    "not_zip": _("The file is not a ZIP archive that can be read."),
+    "zip_members": _("The archive holds %(count)s files; at most %(limit)s."),
+    "zip_cases_file": _("The archive needs one cases.csv or cases.jsonl beside its images."),
+    "zip_unsafe_name": _("The archive holds an unsafe file name: %(name)s."),
+    "zip_member_unreadable": _("%(name)s cannot be read from the archive."),
+    "zip_too_large": _("The archive inflates to more than %(limit_mib)s MiB."),
+    "zip_member_too_large": _("%(name)s is larger than %(limit_mib)s MiB."),
+    "zip_missing_image": _("Line %(line)s: no file %(name)s in the archive."),
 }
 
 #: the service's own messages of a case's field (``services._case_errors``), by their English
@@ -37,6 +46,9 @@ CASE_MESSAGES = {
         "A case is an object with input, reference and optional params."),
     "The NUL character (\\u0000) is not allowed.": _("The NUL character is not allowed."),
     "A case is self-contained: put its turns in messages.": _("A case is self-contained: put its turns in messages."),
+    "Not valid base64.": _("Not valid base64."),
+    "Not a PNG or JPEG image that can be read.": _("Not a PNG or JPEG image that can be read."),
+    "The expected image, as base64 (PNG or JPEG; a data: URL too).": _("The expected image: a PNG or JPEG file."),
 }
 
 

@@ -587,11 +587,11 @@ def _plugins(project) -> list[dict]:
 
 def _plugins_and_evaluations(project) -> dict:
     plugins = _plugins(project)
-    from atelier_platform.evaluation.services import MAX_CASES, OUTPUT_TEXT
-    from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES
+    from atelier_platform.evaluation.services import MAX_CASES, evaluable_plugin_ids
+    from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES, MAX_ZIP_BYTES
 
-    return {"plugins": plugins, "evaluations": _evaluations(project, plugins), "evaluable_plugins": list(OUTPUT_TEXT),
-            "max_cases": MAX_CASES, "max_upload_mib": MAX_UPLOAD_BYTES // 2**20}
+    return {"plugins": plugins, "evaluations": _evaluations(project, plugins), "evaluable_plugins": evaluable_plugin_ids(),
+            "max_cases": MAX_CASES, "max_upload_mib": MAX_UPLOAD_BYTES // 2**20, "max_zip_mib": MAX_ZIP_BYTES // 2**20}
 
 
 def _evaluations(project, plugins) -> list[dict]:
@@ -601,7 +601,7 @@ def _evaluations(project, plugins) -> list[dict]:
     from atelier_platform.evaluation import services as evaluation
     from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
 
-    installed = {row["plugin"].id: row for row in plugins if row["plugin"].id in evaluation.OUTPUT_TEXT}
+    installed = {row["plugin"].id: row for row in plugins if row["plugin"].id in evaluation.evaluable_plugin_ids()}
     sets = list(ReferenceSet.objects.filter(project=project, plugin_id__in=list(installed)).with_case_count()
                 .order_by("name")[:50])
     if not sets:
@@ -640,7 +640,8 @@ def _evaluations(project, plugins) -> list[dict]:
             latest = newest.get((reference_set.pk, row["version"].pk if row["version"] else "current"))
             row["latest"] = latest if latest is not None and latest is not row["scored"] else None
         shown.append({"set": reference_set, "plugin": plugin["plugin"], "enabled": plugin["enabled"],
-                      "cases": reference_set.case_count, "rows": rows})
+                      "cases": reference_set.case_count, "rows": rows,
+                      "images": reference_set.plugin_id in evaluation.IMAGE_PLUGINS})
     return shown
 
 
@@ -682,7 +683,8 @@ def _upload_reference_set(project, user, actor, posted, files) -> str:
     """A reference set from an uploaded CSV or JSON Lines file, through the service the API uses (its checks, its
     audit entry); refused, nothing is saved, and each bad line is named with its column, in the page's words."""
     from atelier_platform.evaluation import services as evaluation
-    from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES, UploadRefused, create_reference_set_from_upload
+    from atelier_platform.evaluation.uploads import (MAX_UPLOAD_BYTES, MAX_ZIP_BYTES, UploadRefused,
+                                                      create_reference_set_from_upload)
     from atelier_platform.jobs.errors import JobServiceError
 
     from atelier_frontend.evaluation_words import UPLOAD_REASONS, upload_refusal_words
@@ -693,13 +695,14 @@ def _upload_reference_set(project, user, actor, posted, files) -> str:
     if len(name) > 100:
         raise ValidationError({"name": [_("At most 100 characters.")]})
     plugin_id = posted.get("plugin", "")
-    if plugin_id not in evaluation.OUTPUT_TEXT:
+    if plugin_id not in evaluation.evaluable_plugin_ids():
         raise ValidationError({"plugin": [_("Choose a plugin.")]})
     upload = files.get("file")
     if upload is None:
         raise ValidationError({"file": [_("Choose a file.")]})
-    if upload.size > MAX_UPLOAD_BYTES:  # said before it is read
-        raise ValidationError({"file": [str(UPLOAD_REASONS["too_large"]) % {"limit_mib": MAX_UPLOAD_BYTES // 2**20}]})
+    limit = MAX_ZIP_BYTES if plugin_id in evaluation.IMAGE_PLUGINS else MAX_UPLOAD_BYTES  # an image set's ZIP
+    if upload.size > limit:  # said before it is read
+        raise ValidationError({"file": [str(UPLOAD_REASONS["too_large"]) % {"limit_mib": limit // 2**20}]})
     try:
         reference_set = create_reference_set_from_upload(
             project, plugin_id=plugin_id, name=name, filename=upload.name or "", data=upload.read(), actor=actor,

@@ -14,13 +14,23 @@ CSV columns:
   variant, so the text scored is that copy.
 
 JSON Lines: ``{"input": {...}, "params": {...}, "reference": "..."}`` a line, for any plugin a run can score.
+
+Image sets (``image``) come as a ZIP: a ``cases.csv`` (columns ``prompt`` and ``image``, the image's file name in
+the archive, optional ``negative_prompt``, ``width``, ``height``, ``steps``, ``guidance``, ``seed``) or a
+``cases.jsonl`` (``{"input": {...}, "params": {...}, "reference": "file name"}`` a line) beside the images (file
+names relative to the cases file's folder). The archive is read in memory, never extracted, and guarded: at most
+``MAX_ZIP_MEMBERS`` members, ``MAX_ZIP_UNCOMPRESSED_BYTES`` once inflated (each member read with a bound, whatever
+its header claims), no absolute or ``..`` names.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import posixpath
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +40,11 @@ from atelier_platform.evaluation.services import MAX_CASES, EvaluationError
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 #: the refusals of single lines listed before the rest are only counted
 MAX_LINE_ERRORS = 20
+#: an image set's ZIP: its size, its members, and their size once inflated (a zip bomb is refused, not inflated)
+MAX_ZIP_BYTES = 32 * 1024 * 1024
+MAX_ZIP_MEMBERS = 2 * MAX_CASES + 10
+MAX_ZIP_UNCOMPRESSED_BYTES = 64 * 1024 * 1024
+CASES_FILES = ("cases.csv", "cases.jsonl")
 
 
 def _chatbot(row: dict[str, str]) -> dict[str, Any]:
@@ -49,6 +64,26 @@ def _recommender(row: dict[str, str]) -> dict[str, Any]:
     return made
 
 
+def _number(text: str) -> Any:
+    """A cell as a number when it is one; else as written, for the plugin's schema to name what is wrong."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _image(row: dict[str, str]) -> dict[str, Any]:
+    made: dict[str, Any] = {"prompt": row["prompt"]}
+    if row.get("negative_prompt"):
+        made["negative_prompt"] = row["negative_prompt"]
+    for name in ("width", "height", "steps", "guidance", "seed"):
+        if row.get(name):
+            made[name] = _number(row[name])
+    return made
+
+
 @dataclass(frozen=True)
 class CsvLayout:
     required: tuple[str, ...]
@@ -56,6 +91,8 @@ class CsvLayout:
     make_input: Any
     #: where in a case each column goes, to name the column of a refused field (the longest prefix wins)
     columns: dict[str, str]
+    #: the column that holds the reference (for images, the image's file name in the archive)
+    reference_column: str = "reference"
 
 
 CSV_LAYOUTS: dict[str, CsvLayout] = {
@@ -65,6 +102,11 @@ CSV_LAYOUTS: dict[str, CsvLayout] = {
         ("title", "reference"), ("description", "interests", "tone", "language"), _recommender,
         {"input.items.0.title": "title", "input.items.0.description": "description", "input.profile": "interests",
          "input.tone": "tone", "input.language": "language", "reference": "reference"}),
+    "image": CsvLayout(
+        ("prompt", "image"), ("negative_prompt", "width", "height", "steps", "guidance", "seed"), _image,
+        {"input.prompt": "prompt", "input.negative_prompt": "negative_prompt", "input.width": "width",
+         "input.height": "height", "input.steps": "steps", "input.guidance": "guidance", "input.seed": "seed",
+         "reference": "image"}, reference_column="image"),
 }
 
 
@@ -93,6 +135,7 @@ class Upload:
 
 def column_of(plugin_id: str, kind: str, path: str) -> str:
     """The CSV column of a field of a case (``input.messages.0.content`` → ``question``); in JSON Lines the path."""
+    kind = kind.removeprefix("zip-")
     if kind != "csv" or plugin_id not in CSV_LAYOUTS:
         return path
     best = ""
@@ -156,7 +199,7 @@ def read_csv(plugin_id: str, text: str) -> Upload:
                                                                            "columns": len(names)}))
                 continue
             row = {name: cell.strip() for name, cell in zip(names, cells)}
-            upload.cases.append({"input": layout.make_input(row), "params": {}, "reference": row["reference"]})
+            upload.cases.append({"input": layout.make_input(row), "params": {}, "reference": row[layout.reference_column]})
             upload.lines.append(start)
             if len(upload.cases) > MAX_CASES:
                 raise _too_many(len(upload.cases) + sum(1 for rest in reader if any(c.strip() for c in rest)))
@@ -187,12 +230,89 @@ def read_json_lines(plugin_id: str, text: str) -> Upload:
     return upload
 
 
-def read_upload(plugin_id: str, filename: str, data: bytes) -> Upload:
-    """The cases of an uploaded file, by its name's ending: ``.csv``, or ``.jsonl`` (``.ndjson``)."""
+def _zip_member_name(name: str) -> str:
+    """A member's name, refused if it could point outside the archive's folder when extracted (absolute, ``..``)."""
+    normal = name.replace("\\", "/")
+    if normal.startswith("/") or (len(normal) > 1 and normal[1] == ":") or ".." in normal.split("/"):
+        raise UploadRefused(f"The archive holds an unsafe file name: {name!r}.", reason="zip_unsafe_name",
+                            params={"name": name[:200]})
+    return normal
+
+
+def read_zip(plugin_id: str, data: bytes) -> Upload:
+    """An image set's ZIP: its cases file read as a CSV or JSON Lines upload, each case's reference (an image's file
+    name) replaced by that image, as base64 (what the API takes; ``services.checked_cases`` checks it). A missing
+    image is named by its line."""
+    if len(data) > MAX_ZIP_BYTES:
+        raise UploadRefused(f"The file has {len(data)} bytes; at most {MAX_ZIP_BYTES} are taken.", reason="too_large",
+                            params={"limit_mib": MAX_ZIP_BYTES // (1024 * 1024)})
+    from atelier_platform.evaluation.images import MAX_IMAGE_BYTES
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [info for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        raise UploadRefused("The file is not a ZIP archive that can be read.", reason="not_zip") from None
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise UploadRefused(f"The archive holds {len(members)} files; at most {MAX_ZIP_MEMBERS}.", reason="zip_members",
+                            params={"count": len(members), "limit": MAX_ZIP_MEMBERS})
+    by_name = {_zip_member_name(info.filename): info for info in members}
+    found = [name for name in by_name if posixpath.basename(name).lower() in CASES_FILES]
+    if len(found) != 1:
+        raise UploadRefused("The archive needs one cases.csv or cases.jsonl beside its images.", reason="zip_cases_file")
+    left = MAX_ZIP_UNCOMPRESSED_BYTES
+
+    def read(name: str, limit: int) -> bytes:
+        nonlocal left
+        try:
+            with archive.open(by_name[name]) as member:  # bounded: the header's size is the sender's word
+                content = member.read(min(limit, left) + 1)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
+            raise UploadRefused(f"{name} cannot be read from the archive.", reason="zip_member_unreadable",
+                                params={"name": name[:200]}) from None
+        if len(content) > left:
+            raise UploadRefused(f"The archive inflates to more than {MAX_ZIP_UNCOMPRESSED_BYTES // 2**20} MiB.",
+                                reason="zip_too_large", params={"limit_mib": MAX_ZIP_UNCOMPRESSED_BYTES // 2**20})
+        if len(content) > limit:
+            raise UploadRefused(f"{name} is larger than {limit // 2**20} MiB.", reason="zip_member_too_large",
+                                params={"name": name[:200], "limit_mib": limit // 2**20})
+        left -= len(content)
+        return content
+
+    cases_name = found[0]
+    upload = read_upload(plugin_id, posixpath.basename(cases_name).lower(), read(cases_name, MAX_UPLOAD_BYTES),
+                         from_zip=True)
+    folder, problems = posixpath.dirname(cases_name), []
+    for index, (case, line) in enumerate(zip(upload.cases, upload.lines)):
+        image_name = case.get("reference") if isinstance(case, dict) else None
+        if not isinstance(image_name, str) or not image_name.strip():
+            continue  # the service names the missing reference, with its line
+        path = posixpath.normpath(posixpath.join(folder, image_name.strip().replace("\\", "/")))
+        if path not in by_name:
+            problems.append(UploadRefused(f"No file {image_name!r} in the archive.", reason="zip_missing_image",
+                                          params={"line": line, "name": image_name[:200]}))
+            continue
+        case["reference"] = base64.b64encode(read(path, MAX_IMAGE_BYTES)).decode("ascii")
+    if problems:
+        raise _refused_lines(problems)
+    upload.kind = "zip-" + upload.kind
+    return upload
+
+
+def read_upload(plugin_id: str, filename: str, data: bytes, *, from_zip: bool = False) -> Upload:
+    """The cases of an uploaded file, by its name's ending: ``.csv``, or ``.jsonl`` (``.ndjson``); for an image set,
+    a ``.zip`` of its cases file and images (``read_zip``)."""
+    ending = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    from atelier_platform.evaluation.services import IMAGE_PLUGINS
+
+    if plugin_id in IMAGE_PLUGINS and not from_zip:
+        if ending != "zip":
+            raise UploadRefused("For an image set, upload a .zip holding cases.csv or cases.jsonl and the images.",
+                                reason="zip_for_images")
+        return read_zip(plugin_id, data)
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadRefused(f"The file has {len(data)} bytes; at most {MAX_UPLOAD_BYTES} are taken.",
                             reason="too_large", params={"limit_mib": MAX_UPLOAD_BYTES // (1024 * 1024)})
-    ending = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     if ending not in ("csv", "jsonl", "ndjson"):
         raise UploadRefused("Upload a .csv or a .jsonl (JSON Lines) file.", reason="file_type")
     text = _text_of(data)
