@@ -77,6 +77,38 @@ def test_demo_project_gets_the_indexed_knowledge_base(recipe):
     assert not AllowlistEntry.objects.filter(project=project).exists()
 
 
+def test_demo_project_gets_a_digits_image_reference_set_once(recipe, transactional_db, empty_plugin_registry):
+    from atelier_platform.evaluation.models import ReferenceSet
+    from atelier_platform.evaluation.services import delete_reference_set
+    from atelier_plugins.image.plugin import ImagePlugin
+
+    empty_plugin_registry.register(ImagePlugin)
+    run()
+    digits = ReferenceSet.objects.get(project__slug="demo", plugin_id="image")
+    assert len(digits.cases) == 20 and digits.images.count() == 20
+    assert digits.cases[0]["input"] == {"prompt": "a handwritten digit 0"}
+    assert digits.cases[0]["reference"]["width"] == 32
+    delete_reference_set(digits, actor="user:owner")
+    run()  # an owner's deletion stands
+    assert not ReferenceSet.objects.filter(plugin_id="image").exists()
+
+
+def test_the_demo_feature_extractor_tells_the_digits_apart(tmp_path):
+    """Trained on the digits, its features put a digit nearer to another of its kind than to the others."""
+    from atelier_plugins.image import features
+    from atelier_plugins.image.demo_features import demo_reference_cases, prepare_demo_model
+    import base64
+
+    figures = prepare_demo_model(tmp_path / "features", steps=120)
+    assert figures["held_out_accuracy"] > 0.9 and (tmp_path / "features" / "model.safetensors").exists()
+    extractor = features.load_extractor(tmp_path / "features")
+    pictures = [base64.b64decode(case["reference"]) for case in demo_reference_cases()]  # two of each digit
+    same = features.score(extractor, pictures[0::2], pictures[1::2]).similarities
+    shifted = pictures[1::2][1:] + pictures[1::2][:1]  # each digit against the next digit's picture
+    other = features.score(extractor, pictures[0::2], shifted).similarities
+    assert sum(same) / 10 > sum(other) / 10 + 0.05
+
+
 def test_eval_demo_refused_a_job_says_why_instead_of_a_traceback(db, empty_plugin_registry, monkeypatch):
     """A quota used up (an operator's ATELIER_QUOTA_JOBS_PER_DAY, a second run the same day) ends eval_demo with
     the refusal's message, not a traceback from the middle of the run."""
