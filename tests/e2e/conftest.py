@@ -14,6 +14,7 @@ import pytest
 
 from tests.e2e.stack import Stack
 from tests.support.tiny_diffusion import build_tiny_sd_pipeline
+from tests.support.tiny_features import build_tiny_feature_extractor
 from tests.support.tiny_lm import build_tiny_chat_lm
 
 
@@ -22,6 +23,7 @@ def build_tiny_models(models) -> None:
     take minutes to train); the built-in plugins and safety checks come from the installed entry points."""
     build_tiny_chat_lm(models / "demo" / "chat-lm")
     build_tiny_sd_pipeline(models / "demo" / "image-digits")
+    build_tiny_feature_extractor(models / "demo" / "image-features")  # image evaluation runs' scoring
 
 
 class ThreadWithResult(threading.Thread):

@@ -173,3 +173,40 @@ def test_an_evaluation_run_is_answered_by_the_worker_scored_and_reproducible_and
         "create_api_key", "--project", "shop", "--scopes", "reviews:read").stdout.strip()
     pending = reviewer.get(f"{stack.url}/api/v1/reviews/", params={"state": "pending", "page_size": 200}, timeout=10)
     assert pending.status_code == 200 and not job_ids & {item["job"] for item in pending.json()["results"]}
+
+
+def _png_base64(shade: int) -> str:
+    import base64
+
+    picture = io.BytesIO()
+    Image.new("RGB", (32, 32), (shade, shade, shade)).save(picture, format="PNG")
+    return base64.b64encode(picture.getvalue()).decode()
+
+
+def test_an_image_evaluation_run_is_answered_on_the_gpu_queue_and_scored_by_a_cpu_worker_with_fid_and_kid(
+        stack, session):
+    """Through the real queue and worker process: each case an image job, then the run's scoring task
+    (``atelier.score_evaluation``, on the cpu queue) loads the feature extractor in the worker and scores FID, KID
+    and each case's similarity; seeded, a second run scores the same; both images of a case download."""
+    cases = [{"input": {"prompt": f"a handwritten digit {digit}", "width": 32, "height": 32, "steps": 2},
+              "reference": _png_base64(40 * digit)} for digit in (1, 2, 3)]
+    created = session.post(f"{stack.url}/api/v1/evaluation/reference-sets/",
+                           json={"plugin": "image", "name": "e2e digits", "cases": cases}, timeout=10)
+    assert created.status_code == 201, created.text
+    runs = []
+    for _ in range(2):
+        started = session.post(f"{stack.url}/api/v1/evaluation/runs/", json={"reference_set": created.json()["id"]},
+                               timeout=30)
+        assert started.status_code == 201, started.text
+        runs.append(wait(stack, session, f"/api/v1/evaluation/runs/{started.json()['id']}/",
+                         lambda run: run["status"] in ("succeeded", "failed")))
+    first, second = runs
+    assert first["status"] == "succeeded", first
+    metrics = first["metrics"]
+    assert metrics["fid"] is not None and metrics["kid"] is not None and metrics["mean_similarity"] is not None, metrics
+    assert [case["similarity"] for case in second["results"]] == [case["similarity"] for case in first["results"]]
+    for case in first["results"]:
+        assert -1.0 <= case["similarity"] <= 1.0
+        for url in (case["image_url"], case["reference_url"]):
+            download = session.get(f"{stack.url}{url}", timeout=10)
+            assert download.status_code == 200 and download.headers["Content-Type"] == "image/png", url

@@ -40,27 +40,13 @@ def chat_case(question: str, reference: str, **params) -> dict:
             "params": {"max_new_tokens": 12, **params}, "reference": reference}
 
 
-def build_tiny_feature_extractor(target):
-    """A tiny vision model (random weights) saved as the demo's is: transformers' ResNetModel with an image
-    processor, loaded by AutoModel and AutoImageProcessor."""
-    import torch
-
-    from atelier_plugins.image.demo_features import build_extractor, build_processor
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_extractor(hidden_sizes=(8, 16), embedding_size=8)
-    model.save_pretrained(target, safe_serialization=True)
-    build_processor().save_pretrained(target)
-    return target
-
-
 @pytest.fixture(scope="session")
 def image_models_root(tmp_path_factory):
     """A models root with a tiny diffusion pipeline at the image plugin's default directory and a tiny feature
     extractor at the evaluation's default (``demo/image-features``)."""
     from atelier_plugins.image.plugin import ImagePlugin
     from tests.support.tiny_diffusion import build_tiny_sd_pipeline
+    from tests.support.tiny_features import build_tiny_feature_extractor
 
     root = tmp_path_factory.mktemp("image-evaluation-models")
     build_tiny_sd_pipeline(root / ImagePlugin.manifest.default_model_dir)
