@@ -741,41 +741,37 @@ def _delete_reference_set(project, actor, posted) -> str:
 
 
 def _plugin(project, actor, posted) -> str:
-    from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+    """The switch and the pin of a plugin's row, through the service the API uses (its checks, its audit event)."""
+    from atelier_platform.catalog.configuration import configure_plugin
     from atelier_platform.catalog.registry import get_registry
-    from atelier_platform.catalog.services import set_plugin_enabled
+    from atelier_platform.jobs.errors import InvalidJobInput, UnknownPlugin
 
     plugin_id = posted.get("plugin", "")
-    if get_registry().get(plugin_id) is None:
-        raise ValidationError(_("No such plugin is installed."))
-    # everything checked before anything is written: a refused form leaves the switch as it was
     chosen = posted.get("model_version", "")
-    # another project's private version reads as no version at all: a forged id learns nothing of it
-    version = (ModelVersion.objects.available_to(project).filter(plugin_id=plugin_id, pk=whole_number(chosen)).first()
-               if chosen else None)
-    if chosen and version is None:
-        raise ValidationError(_("No such model version for this plugin."))
-    # the switch, the pin and their audit event together: in the settings POST's one transaction
-    was_enabled = ProjectPlugin.objects.filter(project=project, plugin_id=plugin_id, enabled=True).exists()
-    setting = set_plugin_enabled(project, plugin_id, posted.get("enabled") == "on")
-    earlier = setting.usable_model_version  # (a pin to another tenant's version, refused everywhere, is never named)
-    before = {"model_version": earlier.version if earlier else None}
-    ProjectPlugin.objects.filter(pk=setting.pk).update(model_version=version)
-    audit.record(project, actor, "plugin_configured", setting, before=before, after={
-        "plugin": plugin_id, "enabled": setting.enabled, "model_version": version.version if version else None})
+    # a number that is no id is no version either: refused as one the plugin does not have
+    version_id = (whole_number(chosen) or -1) if chosen else None
+    try:
+        configured = configure_plugin(project, plugin_id, actor, enabled=posted.get("enabled") == "on",
+                                      model_version=version_id)
+    except UnknownPlugin:
+        raise ValidationError(_("No such plugin is installed.")) from None
+    except InvalidJobInput:
+        # another project's private version reads as no version at all: a forged id learns nothing of it
+        raise ValidationError(_("No such model version for this plugin.")) from None
     # what the change does, said where it was made: a pin (a promotion, a rollback) is invisible otherwise
     name = get_registry().get(plugin_id).manifest.name
+    before, after = configured.before, configured.after
     said = []
-    if setting.enabled != was_enabled:
-        said.append(_("%(plugin)s switched on.") % {"plugin": name} if setting.enabled else
+    if "enabled" in configured.changed:
+        said.append(_("%(plugin)s switched on.") % {"plugin": name} if after.enabled else
                     _("%(plugin)s switched off: requests for it are refused until it is switched on again.")
                     % {"plugin": name})
-    if (earlier.pk if earlier else None) != (version.pk if version else None):
+    if "model_version" in configured.changed:
         # a pin is read as each job starts (workers/atelier_workers/runtime.py): a rollback keeps the queue off the
         # version too
         said.append(_("%(plugin)s: jobs that start from now on use %(now)s (was %(before)s), those already queued "
-                      "too; a running job finishes on its own.") % {"plugin": name, "now": _model_words(version),
-                                                  "before": _model_words(earlier)})
+                      "too; a running job finishes on its own.") % {"plugin": name, "now": _model_words(after.model_version),
+                                                  "before": _model_words(before.model_version)})
     return " ".join(said) or _("%(plugin)s: nothing changed.") % {"plugin": name}
 
 

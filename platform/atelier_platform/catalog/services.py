@@ -49,11 +49,29 @@ def param_default_problems(plugin: type[Plugin], defaults: dict) -> dict[str, li
     the caller is no problem."""
     from pydantic import ValidationError
 
+    from atelier_platform.jobs.submission import as_sent
+
     try:
-        plugin.Params.model_validate(defaults)
+        # read as a job reads them (strictly, as the JSON they are stored as): a lax reading took "300" for
+        # max_chars, and every job then failed with project_defaults_invalid
+        as_sent(plugin.Params, defaults)
     except ValidationError as exc:
         return problems_of_defaults(exc, defaults)
     return {}
+
+
+def strict_params_errors(plugin: type[Plugin], defaults: dict) -> list[dict]:
+    """pydantic's errors of ``defaults`` read as params (as ``param_default_problems`` reads them), each with its
+    type and context, for a caller that words them itself (the dashboard)."""
+    from pydantic import ValidationError
+
+    from atelier_platform.jobs.submission import as_sent
+
+    try:
+        as_sent(plugin.Params, defaults)
+    except ValidationError as exc:
+        return exc.errors(include_url=False)
+    return []
 
 
 def problems_of_defaults(exc, defaults: dict) -> dict[str, list[str]]:
