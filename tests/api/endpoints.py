@@ -138,6 +138,9 @@ PATH_IDS = {
     "/api/v1/evaluation/runs/{pk}/": lambda o: {"pk": o["run"].pk},
     "/api/v1/evaluation/runs/{pk}/cancel/": lambda o: {"pk": o["run"].pk},
     "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},
+    # a plugin's id names installed software, the same in every project: each project reads and changes its own
+    # settings of it (tests/api/test_plugin_settings.py), so it is no other project's object
+    "/api/v1/plugins/{plugin_id}/settings/": lambda o: {"plugin_id": "reverse_text"},
 }
 
 

@@ -61,6 +61,10 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("POST", "/api/v1/reviews/{pk}/decision/"):                  ("reviews:write", "owner reviewer"),
     # --- administration ---
     ("GET", "/api/v1/workers/"):                                 ("admin", "owner"),
+    # a plugin's defaults may hold the brand's own voice, the versions its private fine-tunes: reading is admin too
+    ("GET", "/api/v1/plugins/{plugin_id}/settings/"):            ("admin", "owner"),
+    ("PATCH", "/api/v1/plugins/{plugin_id}/settings/"):          ("admin", "owner"),
+    ("GET", "/api/v1/model-versions/"):                          ("admin", "owner"),
     ("GET", "/api/v1/audit/"):                                   ("admin", "owner"),
     ("GET", "/api/v1/safety/policy/"):                           ("admin", "owner"),
     ("PATCH", "/api/v1/safety/policy/"):                         ("admin", "owner"),

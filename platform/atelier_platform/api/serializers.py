@@ -717,3 +717,46 @@ class QuotaSerializer(serializers.Serializer):
     jobs_per_day = JobsQuotaSerializer()
     compute_seconds_per_month = ComputeQuotaSerializer()
     rate_limit_per_minute = serializers.IntegerField(allow_null=True, help_text="of the calling key or person; null: none")
+
+
+class PluginSettingsSerializer(serializers.Serializer):
+    plugin = serializers.CharField(help_text="The plugin's id.")
+    enabled = serializers.BooleanField(help_text="Whether the project may submit jobs to it.")
+    model_version = serializers.IntegerField(
+        allow_null=True, help_text="Id of the pinned model version (GET /api/v1/model-versions/); null: the plugin's "
+                                   "default model.")
+    model_version_name = serializers.CharField(allow_null=True, help_text="The pinned version's name; null: none pinned.")
+    defaults = serializers.DictField(help_text="The project's default params, merged under each caller's params "
+                                               "(the caller's win); {}: none.")
+    updated_at = serializers.DateTimeField(allow_null=True, help_text="Last change; null: never configured.")
+
+
+class PluginSettingsUpdateSerializer(StrictSerializer):
+    """What a PATCH may change; each field left out keeps its value."""
+
+    enabled = serializers.BooleanField(required=False, help_text="Switch the plugin on or off for the project.")
+    model_version = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**31 - 1,
+        help_text="Pin a model version of this plugin that the project may use (a shared one or its own: "
+                  "GET /api/v1/model-versions/?plugin=); null: the plugin's default model. Promoting a version and "
+                  "rolling back are both a pin.")
+    defaults = serializers.DictField(
+        required=False, help_text="The project's default params, replacing the ones saved as a whole ({}: none); each "
+                                  "field must be one of the plugin's params_schema, with a value it takes.")
+
+
+class ModelVersionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    plugin = serializers.CharField(source="plugin_id")
+    version = serializers.CharField()
+    model_dir = serializers.CharField(help_text="The model directory, relative to the models root.")
+    description = serializers.CharField()
+    shared = serializers.SerializerMethodField(help_text="true: every project may pin it; false: this project's own.")
+    pinned = serializers.SerializerMethodField(help_text="Whether the project's setting of the plugin pins it.")
+    created_at = serializers.DateTimeField()
+
+    def get_shared(self, version) -> bool:
+        return version.project_id is None
+
+    def get_pinned(self, version) -> bool:
+        return self.context.get("pins", {}).get(version.plugin_id) == version.pk

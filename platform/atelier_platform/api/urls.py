@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from atelier_platform.api.catalog_views import ModelVersionViewSet, PluginSettingsView
 from atelier_platform.api.fleet_views import WorkerListView
 from atelier_platform.api.keys_views import ApiKeyViewSet
 from atelier_platform.api.members_views import InvitationViewSet, MemberViewSet
@@ -34,9 +35,11 @@ router.register("outputs", OutputViewSet, basename="output")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("members", MemberViewSet, basename="member")
 router.register("invitations", InvitationViewSet, basename="invitation")
+router.register("model-versions", ModelVersionViewSet, basename="model-version")
 
 urlpatterns = [
     path("plugins/", PluginListView.as_view(), name="plugin-list"),
+    path("plugins/<str:plugin_id>/settings/", PluginSettingsView.as_view(), name="plugin-settings"),
     path("workers/", WorkerListView.as_view(), name="worker-list"),
     path("outputs/<uuid:output_id>/files/<int:file_id>/", OutputFileDownloadView.as_view(), name="output-file"),
     path("reviews/metrics/", ReviewMetricsView.as_view(), name="review-metrics"),

@@ -112,6 +112,19 @@ def configure_plugin(project: Project, plugin_id: str, actor: str, *, enabled: b
     return Configured(before, after, changed)
 
 
+def pinnable_versions(project: Project):
+    """The model versions ``project`` may pin: the shared ones and its own, never another project's."""
+    return ModelVersion.objects.available_to(project)
+
+
+def pins(project: Project) -> dict[str, int]:
+    """The version each plugin of the project is pinned to, by plugin id (a pin to another project's private
+    version, refused everywhere, is left out as no pin)."""
+    return {plugin_id: version_id for plugin_id, version_id, owner in ProjectPlugin.objects.filter(
+        project=project, model_version__isnull=False).values_list("plugin_id", "model_version_id", "model_version__project_id")
+        if owner is None or owner == project.pk}
+
+
 def default_problems(plugin, defaults) -> tuple[dict[str, list[str]], list[dict]]:
     """What refuses ``defaults`` as a plugin's default params, by field (``defaults.brand_voice``), and pydantic's
     errors behind them, located from ``defaults``. Nothing for defaults the plugin takes."""
