@@ -70,7 +70,7 @@ SECTION_OF_ACTION = {"add_member": "members", "set_role": "members", "remove_mem
                      "invite": "invitations", "revoke_invitation": "invitations",
                      "create_key": "key", "revoke_key": "key", "rename_key": "key", "policy": "policy", "blocklist": "blocklist",
                      "blocklist_remove": "blocklist", "allowlist": "allowlist", "allowlist_remove": "allowlist",
-                     "plugin": "plugins", "evaluate": "evaluation", "reference_set_upload": "evaluation",
+                     "plugin": "plugins", "plugin_defaults": "plugins", "evaluate": "evaluation", "reference_set_upload": "evaluation",
                      "reference_set_delete": "evaluation", "webhook_retry": "webhooks",
                      **{action: "webhooks" for action in WEBHOOK_ACTIONS}}
 BLOCKLIST_CATEGORIES = ["custom", "sexual", "sexual/minors", "hate", "harassment", "violence", "self-harm", "illicit",
@@ -96,6 +96,7 @@ def project_settings(request, here):
     invalid: dict[str, list[str]] = {}  # the refused form's inputs its errors are about, by name: marked, with their errors
     invited = None  # a new invitation, e-mailed once its transaction has committed
     missing = False  # the form named an object of another project, or none: 404
+    defaults_form = None  # a plugin's default params form that was refused, as typed, its errors on its fields
     if request.method == "POST":
         action = request.POST.get("action", "")
         try:
@@ -139,6 +140,8 @@ def project_settings(request, here):
                         notice = _("Key %(prefix)s renamed.") % {"prefix": key.prefix}
                 elif action == "plugin":
                     notice = _plugin(project, actor, request.POST)
+                elif action == "plugin_defaults":
+                    notice = _plugin_defaults(project, actor, request.POST)
                 elif action == "evaluate":
                     notice = _evaluate(project, request.user, actor, request.POST)
                 elif action == "reference_set_upload":
@@ -186,6 +189,7 @@ def project_settings(request, here):
             missing = isinstance(error, NotInProject)
             errors.extend(_messages(error, request.POST))
             invalid = _invalid_inputs(error, request.POST)
+            defaults_form = getattr(error, "form", None)
             refused = action
         except ScopeNotGrantable as error:
             errors.append(scope_words(error))
@@ -239,7 +243,7 @@ def project_settings(request, here):
         "allowlist": AllowlistEntry.objects.filter(project=project).order_by("kind", "normalised")[:1000],
         "allow_kinds": ALLOW_KINDS,
         **_audit(project, request.GET),
-        **_plugins_and_evaluations(project),
+        **_plugins_and_evaluations(project, defaults_form),
         "reference_set_form": request.POST if refused == "reference_set_upload" else {},
         **_webhook_forms(project, WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50],
                          webhook_form),
@@ -566,10 +570,14 @@ def _policy_changes(posted) -> dict:
     }
 
 
-def _plugins(project) -> list[dict]:
-    """Installed plugins with this project's switch and model version, and the versions to choose from."""
+def _plugins(project, defaults_form=None) -> list[dict]:
+    """Installed plugins with this project's switch and model version, the versions to choose from, and the form of
+    its default params (``defaults_form``: the one refused, as it was typed)."""
     from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
     from atelier_platform.catalog.registry import get_registry
+    from atelier_platform.catalog.services import param_defaults_of
+
+    from atelier_frontend.plugin_defaults import defaults_form as form_of
 
     settings = {p.plugin_id: p for p in ProjectPlugin.objects.filter(project=project).select_related("model_version")}
     versions: dict[str, list] = {}
@@ -579,14 +587,17 @@ def _plugins(project) -> list[dict]:
     rows = []
     for plugin in get_registry().available():
         setting = settings.get(plugin.manifest.id)
+        refused = defaults_form is not None and defaults_form.plugin_id == plugin.manifest.id
         rows.append({"plugin": plugin.manifest, "enabled": bool(setting and setting.enabled),
                      "model_version": setting.usable_model_version if setting else None,
-                     "versions": versions.get(plugin.manifest.id, [])})
+                     "versions": versions.get(plugin.manifest.id, []),
+                     "defaults": defaults_form if refused else
+                     form_of(plugin, param_defaults_of(setting.config if setting else None))})
     return rows
 
 
-def _plugins_and_evaluations(project) -> dict:
-    plugins = _plugins(project)
+def _plugins_and_evaluations(project, defaults_form=None) -> dict:
+    plugins = _plugins(project, defaults_form)
     from atelier_platform.evaluation.services import MAX_CASES, evaluable_plugin_ids
     from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES, MAX_ZIP_BYTES
 
@@ -773,6 +784,22 @@ def _plugin(project, actor, posted) -> str:
                       "too; a running job finishes on its own.") % {"plugin": name, "now": _model_words(after.model_version),
                                                   "before": _model_words(before.model_version)})
     return " ".join(said) or _("%(plugin)s: nothing changed.") % {"plugin": name}
+
+
+def _plugin_defaults(project, actor, posted) -> str:
+    """A plugin's default params from its form (brand voice, banned words...), through the catalog's service: each
+    refused field is marked with its error, in the page's language, and nothing is saved."""
+    from atelier_platform.catalog.models import ProjectPlugin
+    from atelier_platform.catalog.registry import get_registry
+    from atelier_platform.catalog.services import param_defaults_of
+
+    from atelier_frontend.plugin_defaults import save_defaults
+
+    plugin = get_registry().get(posted.get("plugin", ""))
+    if plugin is None:
+        raise ValidationError(_("No such plugin is installed."))
+    setting = ProjectPlugin.objects.filter(project=project, plugin_id=plugin.manifest.id).first()
+    return save_defaults(project, actor, plugin, param_defaults_of(setting.config if setting else None), posted)
 
 
 def _model_words(version) -> str:

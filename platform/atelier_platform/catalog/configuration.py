@@ -12,7 +12,7 @@ from django.db import transaction
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
-from atelier_platform.catalog.services import _param_defaults, installed_plugin, strict_params_errors
+from atelier_platform.catalog.services import installed_plugin, param_defaults_of, strict_params_errors
 from atelier_platform.jobs.errors import InvalidJobInput, UnknownPlugin
 from atelier_platform.moderation import audit
 
@@ -163,7 +163,7 @@ def audit_view(configuration: PluginConfiguration) -> dict:
 def _configuration_of(setting: ProjectPlugin | None, plugin_id: str) -> PluginConfiguration:
     if setting is None:
         return PluginConfiguration(plugin_id, False, None, {})
-    return PluginConfiguration(plugin_id, setting.enabled, setting.usable_model_version, _param_defaults(setting.config),
+    return PluginConfiguration(plugin_id, setting.enabled, setting.usable_model_version, param_defaults_of(setting.config),
                                setting.updated_at)
 
 

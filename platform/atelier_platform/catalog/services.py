@@ -37,7 +37,7 @@ def installed_plugin(plugin_id: str) -> type[Plugin] | None:
     return get_registry().get(plugin_id)
 
 
-def _param_defaults(config: dict | None) -> dict:
+def param_defaults_of(config: dict | None) -> dict:
     """Params a project set for a plugin (``config["params"]``); a caller's params override them."""
     defaults = (config or {}).get("params")
     return dict(defaults) if isinstance(defaults, dict) else {}
@@ -86,4 +86,4 @@ def problems_of_defaults(exc, defaults: dict) -> dict[str, list[str]]:
 
 def plugin_settings(project: Project) -> dict[str, tuple[bool, dict]]:
     """Every plugin the project has a setting for: (enabled, param defaults), in one query."""
-    return {setting.plugin_id: (setting.enabled, _param_defaults(setting.config)) for setting in _settings_read(project_id=project.pk)}
+    return {setting.plugin_id: (setting.enabled, param_defaults_of(setting.config)) for setting in _settings_read(project_id=project.pk)}
