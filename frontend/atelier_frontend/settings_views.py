@@ -209,6 +209,8 @@ def project_settings(request, here):
                       "#invitations" if action in ("invite", "revoke_invitation") else
                       # (and a pin made from a version's row there, beside its scores)
                       "#evaluation" if SECTION_OF_ACTION.get(action) == "evaluation" or request.POST.get("from") == "evaluation"
+                      # (a plugin installed: its id is a manifest's, [a-z0-9_])
+                      else f"#defaults-{request.POST['plugin']}" if action == "plugin_defaults"
                       else "")
             if not Membership.objects.filter(project=project, user=request.user, role=Role.OWNER).exists():
                 # they gave up their own ownership (or left): the settings page would answer 403 now

@@ -255,6 +255,9 @@ const Atelier = (() => {
   function revealRefusedForm() {
     const refused = document.querySelector("[data-refused]");
     if (!refused) return;
+    // a form posted from an address with a fragment (#plugins, or the one a save came back to) comes back with it,
+    // and the browser's scroll to that fragment, after this, took the focus away from the field refused
+    if (location.hash) history.replaceState(history.state, "", location.pathname + location.search);
     const errors = refused.querySelector("[role=alert], .field-error") || refused;
     const target = refused.querySelector("[aria-invalid=true]") || errors;
     for (let closed = target.closest("details:not([open])"); closed; closed = closed.parentElement.closest("details:not([open])")) {
