@@ -167,3 +167,25 @@ def test_reading_and_changing_need_admin(project, make_key, client_for, scopes):
     for answer in (client.get(SETTINGS.format("reverse_text")), client.get(VERSIONS),
                    patch(client, "reverse_text", {"enabled": False})):
         assert answer.status_code == 403 and answer.json()["error"]["code"] == "permission_denied"
+
+
+def test_a_field_the_plugin_does_not_name_is_refused_even_where_its_params_would_ignore_it(project, owner_api,
+                                                                                          empty_plugin_registry):
+    """pydantic's default ignores unknown fields: saved silently, a typo (``max_char``) would seem to set a default
+    that no job ever reads."""
+    from pydantic import BaseModel
+
+    from tests.support.plugins import ReverseText
+
+    class LenientParams(BaseModel):  # extra fields ignored, pydantic's default
+        uppercase: bool = False
+
+    class Lenient(ReverseText):
+        manifest = ReverseText.manifest.model_copy(update={"id": "lenient"})
+        Params = LenientParams
+
+    empty_plugin_registry.register(Lenient)
+    answer = patch(owner_api, "lenient", {"defaults": {"uppercase": True, "colour": "red"}})
+    assert answer.status_code == 400 and set(answer.json()["error"]["details"]) == {"defaults.colour"}
+    assert "uppercase" in answer.json()["error"]["details"]["defaults.colour"][0]  # says what it takes
+    assert not ProjectPlugin.objects.filter(plugin_id="lenient").exists()

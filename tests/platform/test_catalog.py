@@ -193,3 +193,16 @@ def test_a_key_refused_for_its_scopes_creates_no_project_and_does_not_say_it_did
     with pytest.raises(CommandError, match="bogus"):
         call_command("create_api_key", project="demo2", create_project=True, scopes=["bogus"], stderr=said)
     assert not Project.objects.filter(slug="demo2").exists() and "Created project" not in said.getvalue()
+
+
+@pytest.mark.django_db
+def test_project_defaults_are_checked_as_jobs_read_them(project, api):
+    """Checked laxly, a default of 1 for a flag (or "300" for a number) was saved, and every job then failed
+    with 409 project_defaults_invalid, for jobs read params strictly, as the JSON they are."""
+    from django.core.exceptions import ValidationError
+
+    setting = ProjectPlugin.objects.get(project=project, plugin_id="reverse_text")
+    setting.config = {"params": {"uppercase": 1}}
+    with pytest.raises(ValidationError) as refused:
+        setting.full_clean()
+    assert "params.uppercase" in " ".join(refused.value.message_dict["config"])
