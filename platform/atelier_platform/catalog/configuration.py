@@ -105,8 +105,7 @@ def configure_plugin(project: Project, plugin_id: str, actor: str, *, enabled: b
             setattr(setting, name, value)
         setting.save(update_fields=[*updates, "updated_at"])
         after = _configuration_of(setting, plugin_id)
-        changed = frozenset({"model_version" if name == "model_version" else "defaults" if name == "config" else name
-                             for name in updates})
+        changed = frozenset("defaults" if name == "config" else name for name in updates)
         audit.record(project, actor, "plugin_configured", setting, before=audit_view(before),
                      after={**audit_view(after), "changed_params": changed_params(before.defaults, after.defaults)})
     return Configured(before, after, changed)
