@@ -170,3 +170,17 @@ def test_every_event_of_a_job_says_where_to_fetch_it_in_data_job_url(hooked, fin
         assert set(delivery.payload) == {"type", "timestamp", "data"}
         assert delivery.payload["data"]["job"]["id"] == str(job.pk)
         assert delivery.payload["data"]["job"]["url"] == f"/api/v1/jobs/{job.pk}/", delivery.event_type
+
+
+def test_jobs_cancelled_together_emit_job_cancelled_each_but_evaluation_jobs_none(hooked, api, project,
+                                                                                  django_capture_on_commit_callbacks):
+    from atelier_platform.jobs.models import JobPurpose
+
+    ids = [api.post("/api/v1/jobs/", {"plugin": "reverse_text", "input": {"text": f"x{n}"}}, format="json").json()["id"]
+           for n in range(3)]
+    Job.objects.filter(pk=ids[2]).update(purpose=JobPurpose.EVALUATION)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert lifecycle.cancel_jobs(ids).asked == 3
+    cancelled = payloads("job.cancelled")
+    assert sorted(p["data"]["job"]["id"] for p in cancelled) == sorted(ids[:2])
+    assert {p["data"]["job"]["status"] for p in cancelled} == {"cancelled"}

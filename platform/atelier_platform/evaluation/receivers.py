@@ -10,7 +10,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from atelier_platform.evaluation.models import ReferenceImage
-from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_succeeded
+from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_cancelled, jobs_succeeded
 
 logger = logging.getLogger("atelier.evaluation")
 
@@ -53,3 +53,8 @@ def remove_deleted_reference_image(sender, instance: ReferenceImage, **kwargs) -
             logger.warning("could not remove %s, the file of a deleted reference image", name, exc_info=True)
 
     transaction.on_commit(remove, robust=True)
+
+
+@receiver(jobs_cancelled, dispatch_uid="evaluation.jobs_cancelled")
+def on_jobs_cancelled(sender, jobs, **kwargs):
+    _record(jobs)

@@ -573,12 +573,11 @@ def publish_scoring(run_id: str) -> bool:
 
 
 def cancel_run(run: EvaluationRun, *, actor: str) -> EvaluationRun:
-    """Stop a run going: ask each of its unfinished jobs to cancel (the jobs' own cancel: a queued one is cancelled
+    """Stop a run going: ask its unfinished jobs to cancel, all at once (the jobs' own cancel: a queued one is cancelled
     at once, a running one at its next step, its outputs discarded), score the cases that had finished (the others
     count as failed), and mark the run cancelled, which frees its place among the project's runs going at once.
     A finished run (cancelled already included) answers 409 and nothing changes."""
-    from atelier_platform.jobs.errors import JobAlreadyFinished
-    from atelier_platform.jobs.lifecycle import cancel_job
+    from atelier_platform.jobs import lifecycle
 
     with transaction.atomic():
         # The project's row first, as start_run and delete_reference_set take it, then the run's, as finish_if_done
@@ -595,13 +594,10 @@ def cancel_run(run: EvaluationRun, *, actor: str) -> EvaluationRun:
         if run.is_finished:
             raise RunFinished(f"The run has finished already ({run.status}); only a run still going can be cancelled.")
         before = run.status
-        asked = 0
-        for job in Job.objects.filter(evaluation_case__run=run).exclude(status__in=list(FINISHED_STATUSES)).order_by("pk"):
-            try:
-                cancel_job(job)
-                asked += 1
-            except JobAlreadyFinished:  # its finish committed meanwhile: scored as it finished
-                pass
+        # all at once, not job by job (a 500-case run took 2.8 s and 4,500 queries under the project's lock); a job
+        # whose finish committed meanwhile is left as it finished, and scored so
+        asked = lifecycle.cancel_jobs(Job.objects.filter(evaluation_case__run=run).exclude(
+            status__in=list(FINISHED_STATUSES)).values_list("pk", flat=True)).asked
         if run.scoring_sent_at is None:  # else its jobs had all finished: a worker scores it already
             _score(run)
             if run.metrics.get("scoring") == "pending":  # an image run: its answered cases are scored by a worker

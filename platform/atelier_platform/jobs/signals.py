@@ -8,3 +8,7 @@ job_failed = Signal()
 
 #: Sent after a job's cancellation is committed: ``job``.
 job_cancelled = Signal()
+
+#: Sent after the cancellation of jobs cancelled together is committed (``lifecycle.cancel_jobs``): ``jobs``, a list,
+#: instead of ``job_cancelled`` for each. A receiver of one listens to both.
+jobs_cancelled = Signal()

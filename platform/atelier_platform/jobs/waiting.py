@@ -275,19 +275,37 @@ def _ring(job_id) -> None:
 def announce_finished(job_id) -> None:
     """After the current transaction commits, wake whoever waits for this job: a message on its Redis
     channel, or without Redis its notice file and a ring of each waiter's doorbell."""
+    announce_all_finished([job_id])
+
+
+def announce_all_finished(job_ids: Iterable) -> None:
+    """``announce_finished`` for many jobs finished in one transaction (a bulk cancel): one callback on commit and,
+    with Redis, one round trip for all their messages (a pipeline) instead of one each."""
+    job_ids = list(job_ids)
+    if not job_ids:
+        return
     redis_url = get_config().redis_url
 
     def publish() -> None:
         try:
             if redis_url:
-                shared_redis(redis_url).publish(channel_of(job_id), "finished")
-            else:
+                pipeline = shared_redis(redis_url).pipeline(transaction=False)
+                for job_id in job_ids:
+                    pipeline.publish(channel_of(job_id), "finished")
+                pipeline.execute()
+                return
+        except Exception:  # a lost notice only delays a waiter until its next reread of the row
+            logger.warning("could not announce that job %s finished%s", job_ids[0],
+                           f" (nor {len(job_ids) - 1} more)" if len(job_ids) > 1 else "", exc_info=True)
+            return
+        for job_id in job_ids:
+            try:
                 folder = notice_folder()
                 folder.mkdir(parents=True, exist_ok=True)
                 os.close(os.open(folder / str(job_id), os.O_CREAT | os.O_WRONLY, 0o600))
                 _ring(job_id)
-        except Exception:  # a lost notice only delays a waiter until its next reread of the row
-            logger.warning("could not announce that job %s finished", job_id, exc_info=True)
+            except Exception:  # as above: the waiter rereads the row
+                logger.warning("could not announce that job %s finished", job_id, exc_info=True)
 
     transaction.on_commit(publish)
 

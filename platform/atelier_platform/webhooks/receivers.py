@@ -13,7 +13,7 @@ from typing import Callable
 
 from django.dispatch import receiver
 
-from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_succeeded
+from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_cancelled, jobs_succeeded
 from atelier_platform.moderation.review import output_flagged, output_review_changed
 from atelier_platform.webhooks import events, services
 from atelier_platform.webhooks.events import EventType
@@ -56,6 +56,19 @@ def on_job_cancelled(sender, job, **kwargs):
         return
     _safely(EventType.JOB_CANCELLED, lambda: services.emit(
         job.project, EventType.JOB_CANCELLED, events.job_data(job), event_key=str(job.pk), job_webhook=job.webhook))
+
+
+@receiver(jobs_cancelled, dispatch_uid="webhooks.jobs_cancelled")
+def on_jobs_cancelled(sender, jobs, **kwargs):
+    """Jobs cancelled together: the events ``on_job_cancelled`` makes of each, one query per project."""
+    by_project: dict[int, list] = {}
+    for job in jobs:
+        if not job.is_evaluation:
+            by_project.setdefault(job.project_id, []).append(job)
+    for cancelled in by_project.values():
+        facts = [services.Fact(str(job.pk), functools.partial(events.job_data, job), job.webhook) for job in cancelled]
+        _safely(EventType.JOB_CANCELLED, lambda project=cancelled[0].project, facts=facts: services.emit_many(
+            project, EventType.JOB_CANCELLED, facts))
 
 
 @receiver(output_flagged, dispatch_uid="webhooks.output_flagged")
