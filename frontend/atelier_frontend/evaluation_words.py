@@ -4,15 +4,15 @@ was refused, and why.
 The platform refuses in English (``evaluation.uploads.UploadRefused``: a stable reason and its values;
 ``services.checked_cases``: details by case and field, with pydantic's errors behind them). Here each is said
 in the page's words: the file's own problems by their reason, a case's by its line (``Upload.lines``) and its
-CSV column, pydantic's messages as the job forms show them (``field_errors``), the service's own by their
-English. A message not known here keeps its English.
+CSV column, pydantic's messages as the job forms show them (``field_errors``), the service's own by their stable
+code (``CASE_ERRORS``). A message not known here keeps its English.
 """
 
 from __future__ import annotations
 
 from django.utils.translation import gettext, gettext_lazy as _, ngettext
 
-from atelier_frontend.field_errors import shown_details
+from atelier_frontend.field_errors import MESSAGES, shown_details
 
 #: ``UploadRefused.reason`` → the message in the page's language, with the refusal's params
 UPLOAD_REASONS = {
@@ -38,17 +38,38 @@ UPLOAD_REASONS = {
     "zip_missing_image": _("Line %(line)s: no file %(name)s in the archive."),
 }
 
-#: the service's own messages of a case's field (``services._case_errors``), by their English
-CASE_MESSAGES = {
-    "The expected answer, a non-empty text.": _("The expected answer, a non-empty text."),
-    "An object.": _("An object."),
-    "A case is an object with input, reference and optional params.": _(
-        "A case is an object with input, reference and optional params."),
-    "The NUL character (\\u0000) is not allowed.": _("The NUL character is not allowed."),
-    "A case is self-contained: put its turns in messages.": _("A case is self-contained: put its turns in messages."),
-    "Not valid base64.": _("Not valid base64."),
-    "Not a PNG or JPEG image that can be read.": _("Not a PNG or JPEG image that can be read."),
-    "The expected image, as base64 (PNG or JPEG; a data: URL too).": _("The expected image: a PNG or JPEG file."),
+def _names(ctx: dict):
+    return (gettext("Unknown fields: %(names)s (a case has input, params and reference)."), {"names": ctx["names"]}) \
+        if isinstance(ctx.get("names"), str) else None
+
+
+def _longest(ctx: dict):
+    return (gettext("At most %(max_length)s characters."), {"max_length": ctx["max_length"]}) \
+        if type(ctx.get("max_length")) is int else None
+
+
+#: the case checker's own refusals (``services._case_errors``) by their stable code, each as (the message in the
+#: page's language, its values) from the error's ctx, as ``field_errors.MESSAGES`` words pydantic's; a code not here
+#: (or a ctx not as expected) keeps the API's English
+CASE_ERRORS = {
+    **MESSAGES,
+    "evaluation.case_not_object": lambda ctx: (gettext("A case is an object with input, reference and optional params."), {}),
+    "evaluation.unknown_fields": _names,
+    "evaluation.reference_blank": lambda ctx: (gettext("The expected answer, a non-empty text."), {}),
+    "evaluation.reference_too_long": _longest,
+    "evaluation.nul_character": lambda ctx: (gettext("The NUL character is not allowed."), {}),
+    "evaluation.not_object": lambda ctx: (gettext("An object."), {}),
+    "evaluation.conversation_id_in_case": lambda ctx: (gettext("A case is self-contained: put its turns in messages."), {}),
+    "evaluation.image_not_base64": lambda ctx: (gettext("The expected image: a PNG or JPEG file."), {}),
+    "evaluation.image_not_an_image": lambda ctx: (gettext("Not a PNG or JPEG image that can be read."), {}),
+    "evaluation.image_too_large": lambda ctx: (gettext("The image is larger than %(limit_mib)s MiB."),
+                                               {"limit_mib": ctx["limit_mib"]}) if type(ctx.get("limit_mib")) is int else None,
+    "evaluation.image_too_many_pixels": lambda ctx: (
+        gettext("The image has %(width)sx%(height)s pixels; at most %(limit)s in all."),
+        {name: ctx[name] for name in ("width", "height", "limit")}) if all(
+            type(ctx.get(name)) is int for name in ("width", "height", "limit")) else None,
+    "evaluation.image_unknown_image": lambda ctx: (
+        gettext("No image of this set has that sha256: send the image itself, as base64."), {}),
 }
 
 
@@ -88,7 +109,7 @@ def upload_refusal_words(error) -> list[str]:
             said.append(ngettext("… and %(n)s more line.", "… and %(n)s more lines.", rest) % {"n": rest})
         return said
     upload = getattr(error, "upload", None)
-    details = shown_details(error) if isinstance(getattr(error, "details", None), dict) else {}
+    details = shown_details(error, CASE_ERRORS) if isinstance(getattr(error, "details", None), dict) else {}
     if upload is None or getattr(error, "code", "") == "limit_exceeded" or not any(
             key.startswith("cases.") for key in details):
         return []  # not about the file's cases: the caller says it as any other refusal
@@ -101,11 +122,7 @@ def upload_refusal_words(error) -> list[str]:
         line = upload.lines[index] if index < len(upload.lines) else index + 1
         where = column_of(upload.plugin_id, upload.kind, path)
         for message in messages:
-            text = str(CASE_MESSAGES.get(message, message))
-            if message.startswith("Unknown fields: "):
-                text = gettext("Unknown fields: %(names)s (a case has input, params and reference).") % {
-                    "names": message[len("Unknown fields: "):].split(" (")[0]}
-            lines.append((line, where, text))
+            lines.append((line, where, message))
     lines.sort(key=lambda found: found[0])
     for line, where, text in lines[:MAX_LINE_ERRORS]:
         said.append(gettext("Line %(line)s, %(field)s: %(message)s") % {"line": line, "field": where, "message": text}

@@ -163,10 +163,10 @@ MESSAGES.update({
 })
 
 
-def in_page_language(error: dict) -> str:
+def in_page_language(error: dict, known: dict[str, Callable[[dict], tuple[str, dict] | None]] = MESSAGES) -> str:
     """One pydantic error (``type``, ``ctx``, ``msg``) in the active language; its own message where this
-    language has no words for it."""
-    make = MESSAGES.get(error.get("type", ""))
+    language has no words for it. ``known``: the types worded, by default pydantic's and the plugins' own."""
+    make = known.get(error.get("type", ""))
     ctx = error.get("ctx") or {}
     try:
         shown = make(ctx) if make else None
@@ -186,9 +186,11 @@ def _validation_errors(exc: BaseException) -> list[dict]:
     return list(getattr(exc, "field_errors", None) or [])
 
 
-def shown_details(exc: BaseException) -> dict[str, list[str]]:
+def shown_details(exc: BaseException, known: dict[str, Callable[[dict], tuple[str, dict] | None]] = MESSAGES
+                  ) -> dict[str, list[str]]:
     """The refusal's field errors (``exc.details``: ``{"input.text": [message, ...]}``) with each message pydantic
-    made in the page's language; the others as they are."""
+    made in the page's language (``known`` its types: a caller adds its service's own, ``evaluation_words``); the
+    others as they are."""
     details = getattr(exc, "details", None)
     if not isinstance(details, dict):
         return {}
@@ -198,6 +200,6 @@ def shown_details(exc: BaseException) -> dict[str, list[str]]:
     shown: dict[str, list[str]] = {}
     for location, messages in details.items():
         messages = messages if isinstance(messages, list) else [messages]
-        shown[location] = [in_page_language(errors[(location, str(m))]) if (location, str(m)) in errors else str(m)
+        shown[location] = [in_page_language(errors[(location, str(m))], known) if (location, str(m)) in errors else str(m)
                            for m in messages]
     return shown

@@ -111,6 +111,21 @@ class TestReferenceSets:
             assert a_set(admin_api, cases=bad).status_code == 400
         assert not ReferenceSet.objects.exists()
 
+    def test_the_case_checkers_own_refusals_keep_their_english_in_the_api(self, chat_enabled, admin_api):
+        """The dashboard words them by a stable code now; the API's text stays what it said."""
+        cases = ["not a case", {**chat_case("q", "r"), "extra": 1}, chat_case("q", " "), chat_case("q", "x" * 10_001),
+                 {"input": [], "params": 3, "reference": "r"},
+                 {"input": {"messages": [{"role": "user", "content": "q"}], "conversation_id": "c"}, "reference": "r"}]
+        details = error_of(a_set(admin_api, cases=cases))["details"]
+        assert details["cases.0"] == ["A case is an object with input, reference and optional params."]
+        assert details["cases.1"] == ["Unknown fields: extra (a case has input, params and reference)."]
+        assert details["cases.2.reference"] == ["The expected answer, a non-empty text."]
+        assert details["cases.3.reference"] == ["At most 10000 characters."]
+        assert details["cases.4.input"] == details["cases.4.params"] == ["An object."]
+        assert details["cases.5.input.conversation_id"] == ["A case is self-contained: put its turns in messages."]
+        nul = error_of(a_set(admin_api, cases=[chat_case("q", "a\u0000b")]))["details"]
+        assert nul == {"cases.0.reference": ["The NUL character (\\u0000) is not allowed."]}
+
     def test_a_reference_holding_a_nul_character_is_a_400_naming_it(self, chat_enabled, admin_api):
         # PostgreSQL's jsonb cannot store \u0000: it failed the insert (a 500) on create and on change
         created = a_set(admin_api, cases=[chat_case("q", "fine"), chat_case("q", "on its\u0000way")])

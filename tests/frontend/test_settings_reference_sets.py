@@ -130,6 +130,42 @@ def test_refusals_are_in_the_pages_language(owner):
     assert "第 2 行" in page and "reference" in page and "The expected answer" not in page
 
 
+def test_the_case_checkers_refusals_are_worded_by_their_code_in_the_pages_language(owner):
+    """Each was matched by its English; one the list missed (a reference too long) stayed English on a Chinese page."""
+    question = {"messages": [{"role": "user", "content": "Hi"}]}
+    lines = [{"input": question, "reference": "x" * 10_001}, {"input": question, "reference": "ok", "extra": 1},
+             {"input": question, "reference": "on its\u0000way"}, {"input": "Hi", "reference": "ok"},
+             {"input": {**question, "conversation_id": "c"}, "reference": "ok"}, ["not", "a", "case"]]
+    owner.cookies["django_language"] = "zh-hans"
+    with translation.override("zh-hans"):
+        page = refused(upload(owner, "\n".join(json.dumps(line) for line in lines), filename="cases.jsonl"))
+    for said in ("第 1 行，reference：最多 10000 个字符。", "未知字段：extra（用例包含 input、params 和 reference）。",
+                 "第 3 行，reference：不允许 NUL 字符。", "第 4 行，input：须为一个对象。",
+                 "第 5 行，input.conversation_id：用例是自成一体的", "第 6 行：用例是一个含 input"):
+        assert said in page, said
+    assert "At most" not in page and "Unknown fields" not in page
+
+
+def test_a_case_error_of_a_code_not_known_here_keeps_its_english(project, plugins):
+    """A code the dashboard has no words for (a newer platform's), or one whose values are not as expected, is said
+    in the API's English, not dropped nor garbled."""
+    from atelier_platform.jobs.errors import InvalidJobInput
+
+    from atelier_frontend.evaluation_words import upload_refusal_words
+
+    error = InvalidJobInput("1 of 1 cases do not match.", details={
+        "cases.0.reference": ["Too sunny a reference."], "cases.0": ["Unknown fields: extra (a case has input, params and reference)."]},
+        field_errors=[{"type": "evaluation.reference_too_sunny", "loc": ("cases.0.reference",),
+                       "msg": "Too sunny a reference.", "ctx": {}},
+                      {"type": "evaluation.unknown_fields", "loc": ("cases.0",),
+                       "msg": "Unknown fields: extra (a case has input, params and reference).", "ctx": {"names": 3}}])
+    error.upload = uploads.Upload(cases=[{}], lines=[2], kind="csv", plugin_id="chatbot")
+    with translation.override("zh-hans"):
+        said = upload_refusal_words(error)
+    assert "第 2 行，reference：Too sunny a reference." in said
+    assert "第 2 行：Unknown fields: extra (a case has input, params and reference)." in said
+
+
 def test_a_taken_name_and_a_missing_name_are_refused(project, owner):
     ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="support", cases=CASES)
     response = upload(owner, "question,reference\nHi,Hello\n")

@@ -158,55 +158,71 @@ def evaluable_model_version(project: Project, plugin_id: str, version_id) -> Mod
 
 # --- reference sets -------------------------------------------------------------------------------------
 
-def _image_reference(reference: Any, known: set[str], decoded: dict[str, Any]) -> tuple[Any, str | None]:
-    """An image case's reference as its case stores it (``images.CheckedImage.reference``), or the reason it is
-    refused. Base64 (a ``data:`` URL too) is decoded and checked; ``{"image": sha256}`` names an image the set holds
+def _image_reference(reference: Any, known: set[str], decoded: dict[str, Any]) -> Any:
+    """An image case's reference as its case stores it (``images.CheckedImage.reference``); ``BadImage`` saying why
+    not. Base64 (a ``data:`` URL too) is decoded and checked; ``{"image": sha256}`` names an image the set holds
     already (a set's cases as the API shows them, sent back changed). ``decoded`` collects the new images."""
     if isinstance(reference, dict) and set(reference) <= {"image", "media_type", "width", "height", "url"}:
         sha = reference.get("image")
         if isinstance(sha, str) and sha in known:
-            return {key: reference[key] for key in ("image", "media_type", "width", "height") if key in reference}, None
-        return None, "No image of this set has that sha256: send the image itself, as base64."
-    try:
-        checked = reference_images.check_image(reference_images.decode_base64(reference))
-    except reference_images.BadImage as bad:
-        return None, bad.message
+            return {key: reference[key] for key in ("image", "media_type", "width", "height") if key in reference}
+        raise reference_images.BadImage("No image of this set has that sha256: send the image itself, as base64.",
+                                        "unknown_image")
+    checked = reference_images.check_image(reference_images.decode_base64(reference))
     decoded[checked.sha256] = checked
-    return checked.reference(), None
+    return checked.reference()
+
+
+def _case_error(field_errors: list | None, path: str, code: str, message: str, **ctx) -> list[str]:
+    """One of the checker's own refusals: its English for the API's details, and, in ``field_errors``, an error as
+    pydantic's are kept (``type``: a stable code, ``ctx``: the values in the message), for the dashboard to word it
+    in its language by its code as it does a plugin's ``atelier_sdk.input_error``."""
+    if field_errors is not None:
+        field_errors.append({"type": code, "loc": (path,), "msg": message, "ctx": ctx})
+    return [message]
 
 
 def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None, *, known_images: set[str] = frozenset(),
                  decoded: dict | None = None) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
-    """One case normalised, or its errors by field (``cases.3.input.messages``); pydantic's errors behind them
-    are added to ``field_errors`` (for the dashboard to word them in its language). An image case's new reference
-    image goes into ``decoded`` (by sha256)."""
+    """One case normalised, or its errors by field (``cases.3.input.messages``); pydantic's errors behind them, and
+    the checker's own with their codes (``evaluation.*``), are added to ``field_errors`` (for the dashboard to word
+    them in its language). An image case's new reference image goes into ``decoded`` (by sha256)."""
     from atelier_platform.jobs.submission import as_sent, nul_paths, pydantic_error_details, rooted_errors
 
     where = f"cases.{index}"
     if not isinstance(case, dict):
-        return None, {where: ["A case is an object with input, reference and optional params."]}
+        return None, {where: _case_error(field_errors, where, "evaluation.case_not_object",
+                                         "A case is an object with input, reference and optional params.")}
     errors: dict[str, list[str]] = {}
     unknown = sorted(set(case) - {"input", "params", "reference"})
     if unknown:
-        errors[where] = [f"Unknown fields: {', '.join(unknown)} (a case has input, params and reference)."]
+        errors[where] = _case_error(field_errors, where, "evaluation.unknown_fields", f"Unknown fields: {', '.join(unknown)} "
+                                    "(a case has input, params and reference).", names=", ".join(unknown))
     reference = case.get("reference")
     if plugin.manifest.id in IMAGE_PLUGINS:
-        reference, problem = _image_reference(reference, known_images, decoded if decoded is not None else {})
-        if problem:
-            errors[f"{where}.reference"] = [problem]
+        try:
+            reference = _image_reference(reference, known_images, decoded if decoded is not None else {})
+        except reference_images.BadImage as bad:
+            errors[f"{where}.reference"] = _case_error(field_errors, f"{where}.reference", f"evaluation.image_{bad.reason}",
+                                                       bad.message, **bad.params)
     elif not isinstance(reference, str) or not reference.strip():
-        errors[f"{where}.reference"] = ["The expected answer, a non-empty text."]
+        errors[f"{where}.reference"] = _case_error(field_errors, f"{where}.reference", "evaluation.reference_blank",
+                                                   "The expected answer, a non-empty text.")
     elif len(reference) > MAX_REFERENCE_CHARS:
-        errors[f"{where}.reference"] = [f"At most {MAX_REFERENCE_CHARS} characters."]
+        errors[f"{where}.reference"] = _case_error(field_errors, f"{where}.reference", "evaluation.reference_too_long",
+                                                   f"At most {MAX_REFERENCE_CHARS} characters.",
+                                                   max_length=MAX_REFERENCE_CHARS)
     elif "\x00" in reference:  # PostgreSQL's jsonb cannot store it: a 400 here, not a failed insert
-        errors[f"{where}.reference"] = ["The NUL character (\\u0000) is not allowed."]
+        errors[f"{where}.reference"] = _case_error(field_errors, f"{where}.reference", "evaluation.nul_character",
+                                                   "The NUL character (\\u0000) is not allowed.")
     input_data, params = case.get("input"), case.get("params", {})
     for name, value in (("input", input_data), ("params", params)):
         if not isinstance(value, dict):
-            errors[f"{where}.{name}"] = ["An object."]
+            errors[f"{where}.{name}"] = _case_error(field_errors, f"{where}.{name}", "evaluation.not_object", "An object.")
             continue
         for path in nul_paths(value, f"{where}.{name}"):
-            errors[path] = ["The NUL character (\\u0000) is not allowed."]
+            errors[path] = _case_error(field_errors, path, "evaluation.nul_character",
+                                       "The NUL character (\\u0000) is not allowed.")
         if any(key.startswith(f"{where}.{name}") for key in errors):
             continue
         model = plugin.Input if name == "input" else plugin.Params
@@ -217,7 +233,9 @@ def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None
             if field_errors is not None:
                 field_errors.extend(rooted_errors(exc, f"{where}.{name}"))
     if isinstance(input_data, dict) and input_data.get("conversation_id"):
-        errors[f"{where}.input.conversation_id"] = ["A case is self-contained: put its turns in messages."]
+        errors[f"{where}.input.conversation_id"] = _case_error(
+            field_errors, f"{where}.input.conversation_id", "evaluation.conversation_id_in_case",
+            "A case is self-contained: put its turns in messages.")
     if errors:
         return None, errors
     return {"input": input_data, "params": params, "reference": reference}, {}
