@@ -4,6 +4,7 @@ blocklist and the allow list, and the audit log. Each change goes through the pl
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -649,6 +650,7 @@ def _evaluations(project, plugins) -> list[dict]:
         rows += [{"version": v, "answered_by": v.pk, "label": f"{v.version} · {v.model_dir}",
                   "pinned": current is not None and v.pk == current.pk} for v in versions[reference_set.plugin_id]]
         for row in rows:
+            row["once"] = uuid.uuid4().hex  # the Evaluate form's one-time token (``_evaluate``)
             row["scored"] = scored.get((reference_set.pk, row["answered_by"]))
             latest = newest.get((reference_set.pk, row["version"].pk if row["version"] else "current"))
             row["latest"] = latest if latest is not None and latest is not row["scored"] else None
@@ -658,18 +660,33 @@ def _evaluations(project, plugins) -> list[dict]:
     return shown
 
 
+#: an Evaluate form's one-time token, as ``_evaluations`` makes it
+ONE_TIME_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
 def _evaluate(project, user, actor, posted) -> str:
-    """Start an evaluation run from the settings page, through the service the API uses."""
+    """Start an evaluation run from the settings page, through the service the API uses. The form's one-time token is
+    the start's Idempotency-Key: a double click (or a resent form) gives the run the first click started, not a second
+    run of up to 500 jobs. The second request waits for the first's commit (the key's row, written in this page's
+    transaction) and then finds its run."""
     from atelier_platform.evaluation import services as evaluation
     from atelier_platform.jobs.errors import JobServiceError
+    from atelier_platform.usage.errors import IdempotencyInFlight
 
     reference_set = _reference_set_of(project, posted)  # another project's: 404, as for a deletion
     chosen = posted.get("model_version", "")
     version_id = whole_number(chosen) if chosen else None
     if chosen and version_id is None:
         raise ValidationError(_("No such model version for this plugin."))
+    once = posted.get("once", "")
+    if not ONE_TIME_TOKEN.fullmatch(once):
+        raise ValidationError(_("This form is out of date: reload the page and press Evaluate again."))
     try:
-        run = evaluation.start_run(project, reference_set, model_version_id=version_id, actor=actor, user=user)
+        run, _started = evaluation.start_run_once(project, reference_set, idempotency_key=f"dashboard:{once}",
+                                                  model_version_id=version_id, actor=actor, user=user)
+    except IdempotencyInFlight:
+        raise ValidationError(_("This evaluation is being started already: reload the page in a moment to see it.")
+                              ) from None
     except JobServiceError as error:
         raise ValidationError(_("The evaluation could not start: %(reason)s") % {"reason": error.message}) from None
     model = _model_words(run.model_version) if run.model_version else _("the current model")

@@ -381,3 +381,65 @@ def test_while_a_run_holds_the_projects_lock_the_projects_jobs_are_still_submitt
         holder.join(30)
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = 0")
+
+
+@pytest.mark.django_db
+class TestRunIdempotency:
+    """Idempotency-Key on POST /evaluation/runs/, as on POST /jobs/: a retried start is the first run, not another
+    run of every case."""
+
+    def test_the_same_key_and_body_give_the_first_run_and_another_body_a_422(self, chat_enabled, admin_api):
+        reference_set = a_set(admin_api).json()
+        body = {"reference_set": reference_set["id"]}
+        first = admin_api.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="start-1")
+        assert first.status_code == 201 and "Idempotent-Replayed" not in first
+        again = admin_api.post(RUNS, {**body, "model_version": None}, format="json", HTTP_IDEMPOTENCY_KEY="start-1")
+        assert again.status_code == 200 and again["Idempotent-Replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"] and again["Location"] == first["Location"]
+        assert EvaluationRun.objects.count() == 1 and Job.objects.count() == 2
+        assert AuditEvent.objects.filter(action="evaluation_started").count() == 1
+
+        version = ModelVersion.objects.create(plugin_id="chatbot", version="v2", model_dir="chat/v2")
+        other = admin_api.post(RUNS, {**body, "model_version": version.pk}, format="json", HTTP_IDEMPOTENCY_KEY="start-1")
+        assert other.status_code == 422 and error_of(other)["code"] == "idempotency_key_reused"
+        assert EvaluationRun.objects.count() == 1
+
+        # a new key (or none) is a new run
+        assert admin_api.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="start-2").status_code == 201
+        assert admin_api.post(RUNS, body, format="json").status_code == 201
+        assert EvaluationRun.objects.count() == 3
+
+    def test_a_refused_start_keeps_the_key_free_and_a_bad_key_is_a_400(self, chat_enabled, admin_api, monkeypatch):
+        reference_set = a_set(admin_api).json()
+        body = {"reference_set": reference_set["id"]}
+        monkeypatch.setattr(services, "MAX_ACTIVE_RUNS", 0)
+        busy = admin_api.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="k")
+        assert busy.status_code == 409 and error_of(busy)["code"] == "evaluation_runs_busy"
+        monkeypatch.setattr(services, "MAX_ACTIVE_RUNS", 3)
+        assert admin_api.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 201
+        bad = admin_api.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="é" * 3)
+        assert bad.status_code == 400 and "Idempotency-Key" in error_of(bad)["details"]
+        assert EvaluationRun.objects.count() == 1
+
+    def test_keys_are_per_project_and_a_key_of_the_jobs_endpoint_is_another_request(self, chat_enabled, admin_api,
+                                                                                      other_project, make_key, client_for):
+        reference_set = a_set(admin_api).json()
+        assert admin_api.post("/api/v1/jobs/", {"plugin": "chatbot", "input": {"messages": [
+            {"role": "user", "content": "q"}]}}, format="json", HTTP_IDEMPOTENCY_KEY="shared").status_code == 201
+        started = admin_api.post(RUNS, {"reference_set": reference_set["id"]}, format="json", HTTP_IDEMPOTENCY_KEY="shared")
+        assert started.status_code == 201
+        set_plugin_enabled(other_project, "chatbot", True)
+        theirs_api = client_for(make_key(other_project, scopes=["admin", "jobs:read", "jobs:write"]).raw)
+        theirs = a_set(theirs_api).json()
+        assert theirs_api.post(RUNS, {"reference_set": theirs["id"]}, format="json",
+                               HTTP_IDEMPOTENCY_KEY="shared").status_code == 201
+        assert EvaluationRun.objects.filter(project=other_project).count() == 1
+
+    def test_a_replayed_key_whose_run_was_deleted_starts_nothing_and_says_so(self, chat_enabled, admin_api):
+        reference_set = a_set(admin_api).json()
+        run = admin_api.post(RUNS, {"reference_set": reference_set["id"]}, format="json", HTTP_IDEMPOTENCY_KEY="k").json()
+        services.cancel_run(EvaluationRun.objects.get(pk=run["id"]), actor="t")
+        EvaluationRun.objects.filter(pk=run["id"]).delete()  # as an operator in the admin
+        gone = admin_api.post(RUNS, {"reference_set": reference_set["id"]}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+        assert gone.status_code == 404 and error_of(gone)["code"] == "not_found"
+        assert "use a new key" in error_of(gone)["message"] and not EvaluationRun.objects.exists()

@@ -35,6 +35,14 @@ def row(page: str, set_id, version) -> str:
     return found.group(1)
 
 
+def evaluate_form(page: str, set_id, version) -> dict:
+    """The fields of a row's Evaluate form, as the browser sends them (its one-time token too)."""
+    form = re.search(r'<form method="post"><input type="hidden" name="csrfmiddlewaretoken"[^>]*>(<input type="hidden" '
+                     r'name="action" value="evaluate">.*?)<button>', row(page, set_id, version), re.S)
+    assert form, f"no Evaluate form for version {version}"
+    return dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form.group(1)))
+
+
 def test_each_version_shows_its_latest_scored_run_and_evaluate_starts_one(project, owner):
     v2 = ModelVersion.objects.create(plugin_id="chatbot", version="v2", model_dir="chat/v2")
     ProjectPlugin.objects.filter(project=project, plugin_id="chatbot").update(model_version=v2)
@@ -50,8 +58,9 @@ def test_each_version_shows_its_latest_scored_run_and_evaluate_starts_one(projec
     assert "61.5" in row(page, reference_set.pk, v3.pk) and "12.5" not in page  # the newest scored run
     assert re.search(rf'data-reference-set="{reference_set.pk}">support <span class="muted">[^<]*· 1 case</span>', page)
 
-    response = owner.post("/settings/", {"action": "evaluate", "reference_set": str(reference_set.pk),
-                                         "model_version": str(v3.pk)})
+    form = evaluate_form(page, reference_set.pk, v3.pk)
+    assert form["reference_set"] == str(reference_set.pk) and form["model_version"] == str(v3.pk)
+    response = owner.post("/settings/", form)
     assert response.status_code == 302 and response["Location"].endswith("#evaluation")
     run = EvaluationRun.objects.exclude(status=RunStatus.SUCCEEDED).get()
     assert run.model_version == v3 and run.created_by == owner.user
@@ -68,9 +77,43 @@ def test_a_refused_evaluation_is_said_in_the_evaluation_section(project, owner, 
     assert refused.status_code == 404 and "No such reference set in this project." in refused.content.decode()
     assert not EvaluationRun.objects.exists()
     monkeypatch.setattr(services, "MAX_ACTIVE_RUNS", 0)
-    busy = owner.post("/settings/", {"action": "evaluate", "reference_set": str(reference_set.pk), "model_version": ""})
+    busy = owner.post("/settings/", evaluate_form(owner.get("/settings/").content.decode(), reference_set.pk, "current"))
     page = busy.content.decode()
     assert busy.status_code == 400 and 'id="evaluation" data-refused' in page and "The evaluation could not start" in page
+    assert not EvaluationRun.objects.exists() and not Job.objects.exists()
+
+
+def test_an_evaluate_form_sent_twice_starts_one_run_and_a_new_page_another(project, owner):
+    """Clicking Evaluate twice sent the form twice: two runs of every case, the second counting against the project's
+    runs going. The form's one-time token makes the second the first's run."""
+    from atelier_platform.moderation.models import AuditEvent
+
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="support", cases=CASES * 3)
+    page = owner.get("/settings/").content.decode()
+    form = evaluate_form(page, reference_set.pk, "current")
+    first, second = owner.post("/settings/", form), owner.post("/settings/", form)
+    assert first.status_code == second.status_code == 302
+    run = EvaluationRun.objects.get()
+    assert Job.objects.count() == 3 and AuditEvent.objects.filter(action="evaluation_started").count() == 1
+    assert "Evaluation of support with the current model started" in owner.get("/settings/").content.decode()
+
+    # each form has its own token, and a page shown again new ones: pressing Evaluate again is a new run
+    assert evaluate_form(page, reference_set.pk, "current")["once"] != evaluate_form(
+        owner.get("/settings/").content.decode(), reference_set.pk, "current")["once"]
+    again = owner.post("/settings/", evaluate_form(owner.get("/settings/").content.decode(), reference_set.pk, "current"))
+    assert again.status_code == 302 and EvaluationRun.objects.exclude(pk=run.pk).count() == 1
+
+
+@pytest.mark.parametrize("once", [None, "", "not-a-token", "A" * 32])
+def test_an_evaluate_form_without_its_token_is_refused_and_starts_nothing(project, owner, once):
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="support", cases=CASES)
+    form = evaluate_form(owner.get("/settings/").content.decode(), reference_set.pk, "current")
+    if once is None:
+        del form["once"]
+    else:
+        form["once"] = once
+    response = owner.post("/settings/", form)
+    assert response.status_code == 400 and "This form is out of date" in response.content.decode()
     assert not EvaluationRun.objects.exists() and not Job.objects.exists()
 
 

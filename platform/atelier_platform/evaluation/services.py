@@ -407,6 +407,35 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
     return run
 
 
+#: the Idempotency-Key scope of run starts: the API's POST /evaluation/runs/ and the dashboard's Evaluate (whose keys
+#: are its forms' one-time tokens, ``dashboard:...``)
+RUN_SCOPE = "evaluation/runs"
+
+
+def start_run_once(project: Project, reference_set: ReferenceSet, *, idempotency_key: str | None, model_version_id=None,
+                   actor: str, user=None, api_key=None) -> tuple[EvaluationRun, bool]:
+    """``start_run`` with an Idempotency-Key, as a batch of jobs takes one (``usage.idempotency``): the same key with
+    the same set and version gives the first run back (False: not started now); with another, 422
+    ``idempotency_key_reused``; while the first start runs, 409 ``idempotency_in_flight``. Without a key, a start."""
+    from atelier_platform.usage import idempotency
+
+    if not idempotency_key:
+        return start_run(project, reference_set, model_version_id=model_version_id, actor=actor, user=user,
+                         api_key=api_key), True
+    fingerprint = idempotency.body_fingerprint(RUN_SCOPE, str(reference_set.pk), model_version_id)
+    with idempotency.hold(project, RUN_SCOPE, idempotency_key, fingerprint) as held:
+        if held.is_replay:
+            run = EvaluationRun.objects.filter(project=project, pk=held.replay["run_id"]).first()
+            if run is None:  # deleted since with its reference set (which the caller found again: made anew)
+                raise RunGone("The run this Idempotency-Key started was deleted; use a new key to start another.")
+            return run, False
+        run = start_run(project, reference_set, model_version_id=model_version_id, actor=actor, user=user,
+                        api_key=api_key)
+        # kept as long as a batch's: a retry a day later must not start the run again
+        held.complete(201, {"run_id": str(run.pk)}, keep_for=idempotency.FOR_GOOD)
+        return run, True
+
+
 def _lock_project(project_id) -> None:
     """The project's row locked: starts, deletions and cancels of its runs take turns. FOR NO KEY UPDATE, which those
     take in turn all the same, but which lets rows that name the project be written meanwhile (PostgreSQL; elsewhere

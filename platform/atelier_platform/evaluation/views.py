@@ -10,13 +10,14 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.idempotency import REPLAYED_HEADER, idempotency_key
 from atelier_platform.api.keys_views import actor_of
 from atelier_platform.api.knowledge_views import FILE_CONTENT_SECURITY_POLICY
 from atelier_platform.api.pagination import NewestFirstCursorPagination
-from atelier_platform.api.schema import error_responses
+from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
 from atelier_platform.evaluation import services
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceImage, ReferenceSet
 from atelier_platform.evaluation.serializers import (
@@ -132,20 +133,31 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
 
-    @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, **error_responses(400, 403, 404, 409, 429)},
+    @extend_schema(request=RunCreateSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={201: RunSerializer,
+                              200: OpenApiResponse(RunSerializer, description="Replay of an earlier Idempotency-Key: "
+                                                                              "the run it started, as it is now"),
+                              **error_responses(400, 403, 404, 409, 422, 429)},
                    summary="Start an evaluation run: one job per case, with the model version named (or the current one)")
     def create(self, request):
+        key = idempotency_key(request)
         incoming = RunCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         project = request.access.project
         reference_set = ReferenceSet.objects.filter(project=project, pk=incoming.validated_data["reference_set"]).first()
         if reference_set is None:
             raise NotFound("No such reference set in this project.")
-        run = services.start_run(project, reference_set, model_version_id=incoming.validated_data["model_version"],
-                                 actor=actor_of(request), user=_user_of(request), api_key=request.access.api_key)
-        run = self.get_queryset().get(pk=run.pk)
-        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED,
-                        headers={"Location": f"/api/v1/evaluation/runs/{run.pk}/"})
+        run, created = services.start_run_once(
+            project, reference_set, idempotency_key=key, model_version_id=incoming.validated_data["model_version"],
+            actor=actor_of(request), user=_user_of(request), api_key=request.access.api_key)
+        run = self.get_queryset().filter(pk=run.pk).first()
+        if run is None:  # its set deleted meanwhile, and the run with it
+            raise NotFound("No such evaluation run in this project: it was deleted with its reference set.")
+        headers = {"Location": f"/api/v1/evaluation/runs/{run.pk}/"}
+        if not created:
+            headers[REPLAYED_HEADER] = "true"
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+                        headers=headers)
 
     @extend_schema(request=None, responses={200: RunSerializer, **error_responses(403, 404, 409)},
                    summary="Cancel a run going: its unfinished jobs are cancelled, the cases answered so far scored "
