@@ -98,7 +98,7 @@ def _reason_words(refusal) -> str:
 def upload_refusal_words(error) -> list[str]:
     """The messages of a refused upload (``UploadRefused``, or the service's refusal of its cases carrying
     ``upload``), in the page's language; at most ``MAX_LINE_ERRORS`` lines and a count of the rest."""
-    from atelier_platform.evaluation.uploads import MAX_LINE_ERRORS, UploadRefused, column_of
+    from atelier_platform.evaluation.uploads import MAX_LINE_ERRORS, UploadRefused, case_lines
 
     if isinstance(error, UploadRefused):
         if error.reason != "bad_lines":
@@ -113,17 +113,7 @@ def upload_refusal_words(error) -> list[str]:
     if upload is None or getattr(error, "code", "") == "limit_exceeded" or not any(
             key.startswith("cases.") for key in details):
         return []  # not about the file's cases: the caller says it as any other refusal
-    said, lines = [], []
-    for key, messages in details.items():
-        parts = key.split(".")
-        if len(parts) < 2 or parts[0] != "cases" or not parts[1].isdigit():
-            continue
-        index, path = int(parts[1]), ".".join(parts[2:])
-        line = upload.lines[index] if index < len(upload.lines) else index + 1
-        where = column_of(upload.plugin_id, upload.kind, path)
-        for message in messages:
-            lines.append((line, where, message))
-    lines.sort(key=lambda found: found[0])
+    said, lines = [], case_lines(upload, details)
     for line, where, text in lines[:MAX_LINE_ERRORS]:
         said.append(gettext("Line %(line)s, %(field)s: %(message)s") % {"line": line, "field": where, "message": text}
                     if where else gettext("Line %(line)s: %(message)s") % {"line": line, "message": text})

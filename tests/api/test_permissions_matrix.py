@@ -103,6 +103,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     # --- evaluation ---
     ("GET", "/api/v1/evaluation/reference-sets/"):               ("jobs:read", ALL),
     ("POST", "/api/v1/evaluation/reference-sets/"):              ("admin", "owner"),
+    ("POST", "/api/v1/evaluation/reference-sets/upload/"):       ("admin", "owner"),
     ("GET", "/api/v1/evaluation/reference-sets/{pk}/"):          ("jobs:read", ALL),
     ("PATCH", "/api/v1/evaluation/reference-sets/{pk}/"):        ("admin", "owner"),
     ("DELETE", "/api/v1/evaluation/reference-sets/{pk}/"):       ("admin", "owner"),

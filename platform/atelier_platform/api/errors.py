@@ -131,6 +131,18 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return None  # unexpected: Django answers 500 through handler500, in the envelope
 
 
+def _own_body_limit(request) -> int:
+    """The larger body an endpoint takes of its own (``@action(max_body_bytes=...)``: a file upload, whose own limit
+    is above the JSON bodies' ATELIER_MAX_REQUEST_BYTES); 0 for the others."""
+    from django.urls import Resolver404, resolve
+
+    try:
+        view = resolve(request.path_info).func
+    except Resolver404:
+        return 0
+    return int((getattr(view, "initkwargs", None) or {}).get("max_body_bytes") or 0)
+
+
 class ApiRequestGuardMiddleware:
     """Refuse API bodies that are too large (413) or of unknown length (411) before reading them;
     add the caller's rate-limit state to API answers (``X-RateLimit-Limit``, ``-Remaining``, ``-Reset``)."""
@@ -140,7 +152,7 @@ class ApiRequestGuardMiddleware:
 
     def __call__(self, request):
         if is_api_path(request.path) and request.method in ("POST", "PUT", "PATCH", "DELETE"):
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            limit = max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, _own_body_limit(request))
             if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
                 return early_error(request, 411, "length_required", "Send the body with a Content-Length header, not chunked.")
             try:

@@ -6,6 +6,7 @@ from rest_framework import serializers
 from atelier_platform.api.serializers import StrictSerializer
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
 from atelier_platform.evaluation.services import MAX_CASES
+from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES
 
 
 class CaseSerializer(serializers.Serializer):
@@ -30,6 +31,19 @@ class ReferenceSetCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     cases = CasesField(help_text=f"1 to {MAX_CASES} cases: input, optional params, reference.")
+
+
+class ReferenceSetUploadSerializer(StrictSerializer):
+    """A reference set from a file, as the dashboard takes one (multipart/form-data)."""
+
+    plugin = serializers.CharField(max_length=63, help_text="chatbot or recommender_copy (text answers are scored).")
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    # an empty file is the service's to refuse, in its words ("The file is empty.")
+    file = serializers.FileField(allow_empty_file=True, max_length=255, help_text=(
+        f"A .csv (UTF-8, a header line: for chatbot, question and reference; for recommender_copy, title and reference, "
+        f"optional description, interests, tone, language) or a .jsonl file (a case a line: input, params, "
+        f"reference); at most {MAX_CASES} cases and {MAX_UPLOAD_BYTES // 2**20} MiB."))
 
 
 class ReferenceSetUpdateSerializer(StrictSerializer):

@@ -328,7 +328,7 @@ def read_upload(plugin_id: str, filename: str, data: bytes, *, from_zip: bool = 
 
 
 def create_reference_set_from_upload(project, *, plugin_id: str, name: str, filename: str, data: bytes, actor: str,
-                                     user=None):
+                                     user=None, description: str = ""):
     """A reference set of the uploaded file's cases, through ``services.create_reference_set`` (the API's checks,
     its audit entry; nothing saved on any refusal). A refusal of the cases carries ``upload`` (the cases' lines)."""
     from atelier_platform.evaluation import services
@@ -338,7 +338,68 @@ def create_reference_set_from_upload(project, *, plugin_id: str, name: str, file
     upload = read_upload(plugin_id, filename, data)
     try:
         return services.create_reference_set(project, plugin_id=plugin_id, name=name, cases=upload.cases,
-                                             actor=actor, user=user)
+                                             description=description, actor=actor, user=user)
     except JobServiceError as exc:
         exc.upload = upload
+        raise
+
+
+def case_lines(upload: Upload, details: dict) -> list[tuple[int, str, str]]:
+    """Each refused field of the file's cases (``details`` as the checker names them, ``cases.3.reference``) as (the
+    file's line, its CSV column or, in JSON Lines, its path in the case, "" for the whole case; the message), in the
+    file's order. The dashboard words the messages in its language first; the API keeps them."""
+    found = []
+    for key, messages in details.items():
+        parts = key.split(".")
+        if len(parts) < 2 or parts[0] != "cases" or not parts[1].isdigit():
+            continue
+        index, path = int(parts[1]), ".".join(parts[2:])
+        line = upload.lines[index] if index < len(upload.lines) else index + 1
+        where = column_of(upload.plugin_id, upload.kind, path)
+        found.extend((line, where, str(message)) for message in (messages if isinstance(messages, list) else [messages]))
+    return sorted(found, key=lambda each: each[0])
+
+
+def _counted(said: list[str], total: int, noun: str) -> list[str]:
+    rest = total - len(said)
+    return [*said, f"… and {rest} more {noun}{'s' if rest != 1 else ''}."] if rest > 0 else said
+
+
+def refusal_lines(error, upload: Upload | None = None) -> list[str] | None:
+    """A refused file's problems line by line, in English (``Line 4, reference: ...``), at most ``MAX_LINE_ERRORS`` and
+    a count of the rest; None for a refusal that is not about its lines (a taken name, the file as a whole)."""
+    if isinstance(error, UploadRefused):
+        if error.reason != "bad_lines":
+            return None
+        said = [f"Line {problem.params.get('line')}: {problem.message}" for problem in error.problems]
+        return _counted(said, error.params.get("lines", len(said)), "line")
+    if upload is None or getattr(error, "code", "") == "limit_exceeded" or not isinstance(error.details, dict):
+        return None
+    found = case_lines(upload, error.details)
+    if not found:
+        return None
+    said = [f"Line {line}, {where}: {message}" if where else f"Line {line}: {message}"
+            for line, where, message in found[:MAX_LINE_ERRORS]]
+    return _counted(said, len(found), "problem")
+
+
+def upload_reference_set(project, *, plugin_id: str, name: str, filename: str, data: bytes, actor: str, user=None,
+                         description: str = ""):
+    """``create_reference_set_from_upload`` for the API: a refusal of the file's lines or of its cases names each by
+    the file's line and column (``details.file``), as the dashboard does, in English."""
+    from atelier_platform.jobs.errors import JobServiceError
+
+    try:
+        return create_reference_set_from_upload(project, plugin_id=plugin_id, name=name, filename=filename, data=data,
+                                                actor=actor, user=user, description=description)
+    except JobServiceError as exc:
+        upload = getattr(exc, "upload", None)
+        lines = refusal_lines(exc, upload)
+        if lines is None:
+            raise
+        if upload is not None and not isinstance(exc, UploadRefused):
+            bad = len({line for line, _, _ in case_lines(upload, exc.details)})
+            exc.message = (f"{bad} of the file's {len(upload.cases)} cases do not match the plugin's schema; "
+                           "details.file names each problem by its line.")
+        exc.details = {"file": lines}  # by the file's lines: its cases' indexes (cases.3) are no line of it
         raise

@@ -9,6 +9,7 @@ from django.http import FileResponse
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
@@ -17,20 +18,24 @@ from atelier_platform.api.idempotency import REPLAYED_HEADER, idempotency_key
 from atelier_platform.api.keys_views import actor_of
 from atelier_platform.api.knowledge_views import FILE_CONTENT_SECURITY_POLICY
 from atelier_platform.api.pagination import NewestFirstCursorPagination
-from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
-from atelier_platform.evaluation import services
+from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, ErrorSerializer, error_responses
+from atelier_platform.evaluation import services, uploads
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceImage, ReferenceSet
 from atelier_platform.evaluation.serializers import (
     ReferenceSetCreateSerializer,
     ReferenceSetSerializer,
     ReferenceSetSummarySerializer,
     ReferenceSetUpdateSerializer,
+    ReferenceSetUploadSerializer,
     RunCreateSerializer,
     RunSerializer,
     RunSummarySerializer,
 )
+from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES, UploadRefused
 
 READ, ADMIN = Capability.JOBS_READ, Capability.ADMIN
+#: what a multipart body holds beside its file (the other fields, the parts' headers and boundaries)
+UPLOAD_FORM_BYTES = 64 * 1024
 
 
 def _user_of(request):
@@ -40,9 +45,12 @@ def _user_of(request):
 class ReferenceSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """A project's reference sets: questions (plugin inputs) with the answers the project expects."""
 
-    required_capabilities = {"list": READ, "retrieve": READ, "image": READ, "create": ADMIN, "partial_update": ADMIN,
+    required_capabilities = {"list": READ, "retrieve": READ, "image": READ, "create": ADMIN, "upload": ADMIN,
+                             "partial_update": ADMIN,
                              "destroy": ADMIN}
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    #: a body larger than ATELIER_MAX_REQUEST_BYTES that an action takes (``upload``; api.errors' guard reads it)
+    max_body_bytes = 0
     serializer_class = ReferenceSetSerializer
     pagination_class = NewestFirstCursorPagination
     lookup_value_converter = "uuid"
@@ -71,6 +79,30 @@ class ReferenceSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         reference_set = services.create_reference_set(
             request.access.project, plugin_id=data["plugin"], name=data["name"], description=data["description"],
             cases=data["cases"], actor=actor_of(request), user=_user_of(request))
+        return Response(ReferenceSetSerializer(reference_set).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": f"/api/v1/evaluation/reference-sets/{reference_set.pk}/"})
+
+    @extend_schema(request={"multipart/form-data": ReferenceSetUploadSerializer},
+                   responses={201: ReferenceSetSerializer, **error_responses(400, 403, 413),
+                              415: OpenApiResponse(ErrorSerializer, description="The body is not multipart/form-data.")},
+                   summary="Create a reference set from a CSV or JSON Lines file (multipart/form-data)",
+                   description="The file as the dashboard's upload reads it. Refused, nothing is saved: a file that "
+                               "cannot be read is a 400 invalid_upload; lines that cannot be read, or cases that do not "
+                               "match the plugin's schema, a 400 naming each in details.file by the file's line and, in a "
+                               "CSV, its column (\"Line 4, reference: The expected answer, a non-empty text.\").")
+    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser],
+            max_body_bytes=MAX_UPLOAD_BYTES + UPLOAD_FORM_BYTES)
+    def upload(self, request):
+        incoming = ReferenceSetUploadSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        file = data["file"]
+        if file.size > MAX_UPLOAD_BYTES:  # said before it is read
+            raise UploadRefused(f"The file has {file.size} bytes; at most {MAX_UPLOAD_BYTES} are taken.",
+                                reason="too_large", params={"limit_mib": MAX_UPLOAD_BYTES // 2**20})
+        reference_set = uploads.upload_reference_set(
+            request.access.project, plugin_id=data["plugin"], name=data["name"], description=data["description"],
+            filename=file.name or "", data=file.read(), actor=actor_of(request), user=_user_of(request))
         return Response(ReferenceSetSerializer(reference_set).data, status=status.HTTP_201_CREATED,
                         headers={"Location": f"/api/v1/evaluation/reference-sets/{reference_set.pk}/"})
 
