@@ -90,7 +90,8 @@ def test_a_file_that_cannot_be_read_is_a_400_saying_why(chat_enabled, admin_api,
 
 
 def test_the_size_limit_is_the_dashboards_above_the_json_bodies_limit(chat_enabled, admin_api, settings):
-    """A JSON body stops at ATELIER_MAX_REQUEST_BYTES (1 MiB); the file, as on the dashboard, at 2 MiB."""
+    """A JSON body stops at ATELIER_MAX_REQUEST_BYTES (1 MiB); the file, as on the dashboard, at 2 MiB (an image set's
+    ZIP at 32 MiB)."""
     row = "Where is my parcel?," + "On its way. " * 250 + "\n"
     big = "question,reference\n" + row * 450  # about 1.3 MiB, 450 cases
     assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE < len(big) < uploads.MAX_UPLOAD_BYTES
@@ -101,7 +102,8 @@ def test_the_size_limit_is_the_dashboards_above_the_json_bodies_limit(chat_enabl
     too_large = send(admin_api, b"question,reference\n" + b"x" * uploads.MAX_UPLOAD_BYTES, name="too large")
     assert too_large.status_code == 400 and error_of(too_large)["code"] == "invalid_upload"
     assert "at most 2097152 are taken" in error_of(too_large)["message"]
-    far_too_large = send(admin_api, b"x" * (uploads.MAX_UPLOAD_BYTES + 100 * 1024), name="far too large")
+    far_too_large = send(admin_api, b"x" * (uploads.MAX_ZIP_BYTES + 100 * 1024), name="far too large")  # an image
+    # set's ZIP is the largest file this endpoint takes: beyond it the body is refused before it is read
     assert far_too_large.status_code == 413 and error_of(far_too_large)["code"] == "payload_too_large"
     assert ReferenceSet.objects.count() == 1
     # the larger limit is this endpoint's alone
@@ -136,3 +138,27 @@ def test_only_admin_keys_and_owners_upload(chat_enabled, api, member):
         response = send(client, "question,reference\nHi,Hello\n", name=role)
         assert response.status_code == (201 if allowed else 403), (role, response.content)
     assert list(ReferenceSet.objects.values_list("name", flat=True)) == ["owner"]
+
+
+def test_an_image_sets_zip_is_taken_and_a_bad_image_named_by_its_line(image_project, admin_api):
+    import io
+    import zipfile
+
+    from tests.evaluation.conftest import png_bytes
+
+    def a_zip(members: dict) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, content)
+        return buffer.getvalue()
+
+    refused = send(admin_api, a_zip({"cases.csv": "prompt,image\na cat,cat.png\na cow,notes.png\n",
+                                     "cat.png": png_bytes(1), "notes.png": b"not a picture"}),
+                   filename="set.zip", plugin="image", name="pictures")
+    assert refused.status_code == 400 and not ReferenceSet.objects.exists()
+    assert error_of(refused)["details"]["file"] == ["Line 3, image: Not a PNG or JPEG image that can be read."]
+    created = send(admin_api, a_zip({"cases.csv": "prompt,image\na cat,cat.png\n", "cat.png": png_bytes(1)}),
+                   filename="set.zip", plugin="image", name="pictures")
+    assert created.status_code == 201, created.content[:500]
+    assert ReferenceSet.objects.get().images.count() == 1

@@ -71,6 +71,9 @@ class TestZipUpload:
         with translation.override("zh-hans"):
             page = refused(upload(owner, a_zip({"cases.csv": "prompt,image\na cat,gone.png\n"})))
             assert "第 2 行：压缩包中没有文件 gone.png。" in page
+            page = refused(upload(owner, a_zip({"cases.csv": "prompt,image\na cat,notes.png\n",
+                                                "notes.png": b"not a picture"})))
+            assert "不是可读取的 PNG 或 JPEG 图像。" in page  # the checker's refusal, worded by its code
             page = refused(upload(owner, b"question,reference\n", filename="cases.csv"))
             assert "图像参考集请上传一个包含 cases.csv 或 cases.jsonl 以及图像的 .zip 文件。" in page
 

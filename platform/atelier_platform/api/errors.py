@@ -152,13 +152,15 @@ class ApiRequestGuardMiddleware:
 
     def __call__(self, request):
         if is_api_path(request.path) and request.method in ("POST", "PUT", "PATCH", "DELETE"):
-            limit = max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, _own_body_limit(request))
             if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
                 return early_error(request, 411, "length_required", "Send the body with a Content-Length header, not chunked.")
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 return early_error(request, 400, "bad_content_length", "The Content-Length header is not a number.")
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            if length > limit:  # only then the URL is resolved for a limit of its own: not on every job's path
+                limit = max(limit, _own_body_limit(request))
             if length > limit:
                 return early_error(
                     request, 413, "payload_too_large", f"The body is {length} bytes; the limit is {limit} bytes.",

@@ -31,7 +31,7 @@ from atelier_platform.evaluation.serializers import (
     RunSerializer,
     RunSummarySerializer,
 )
-from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES, UploadRefused
+from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES, MAX_ZIP_BYTES, UploadRefused
 
 READ, ADMIN = Capability.JOBS_READ, Capability.ADMIN
 #: what a multipart body holds beside its file (the other fields, the parts' headers and boundaries)
@@ -85,21 +85,23 @@ class ReferenceSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     @extend_schema(request={"multipart/form-data": ReferenceSetUploadSerializer},
                    responses={201: ReferenceSetSerializer, **error_responses(400, 403, 413),
                               415: OpenApiResponse(ErrorSerializer, description="The body is not multipart/form-data.")},
-                   summary="Create a reference set from a CSV or JSON Lines file (multipart/form-data)",
-                   description="The file as the dashboard's upload reads it. Refused, nothing is saved: a file that "
+                   summary="Create a reference set from a CSV or JSON Lines file, or an image set's ZIP (multipart/form-data)",
+                   description="The file as the dashboard's upload reads it (an image set's: a .zip of its cases.csv or "
+                               "cases.jsonl beside the images, at most 32 MiB). Refused, nothing is saved: a file that "
                                "cannot be read is a 400 invalid_upload; lines that cannot be read, or cases that do not "
                                "match the plugin's schema, a 400 naming each in details.file by the file's line and, in a "
                                "CSV, its column (\"Line 4, reference: The expected answer, a non-empty text.\").")
     @action(detail=False, methods=["post"], parser_classes=[MultiPartParser],
-            max_body_bytes=MAX_UPLOAD_BYTES + UPLOAD_FORM_BYTES)
+            max_body_bytes=max(MAX_UPLOAD_BYTES, MAX_ZIP_BYTES) + UPLOAD_FORM_BYTES)
     def upload(self, request):
         incoming = ReferenceSetUploadSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
         file = data["file"]
-        if file.size > MAX_UPLOAD_BYTES:  # said before it is read
-            raise UploadRefused(f"The file has {file.size} bytes; at most {MAX_UPLOAD_BYTES} are taken.",
-                                reason="too_large", params={"limit_mib": MAX_UPLOAD_BYTES // 2**20})
+        limit = MAX_ZIP_BYTES if data["plugin"] in services.IMAGE_PLUGINS else MAX_UPLOAD_BYTES  # an image set's ZIP
+        if file.size > limit:  # said before it is read
+            raise UploadRefused(f"The file has {file.size} bytes; at most {limit} are taken.",
+                                reason="too_large", params={"limit_mib": limit // 2**20})
         reference_set = uploads.upload_reference_set(
             request.access.project, plugin_id=data["plugin"], name=data["name"], description=data["description"],
             filename=file.name or "", data=file.read(), actor=actor_of(request), user=_user_of(request))
