@@ -34,7 +34,7 @@ from atelier_platform.catalog.models import ModelVersion
 from atelier_platform.catalog.services import installed_plugin
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.evaluation import images as reference_images
-from atelier_platform.evaluation import metrics
+from atelier_platform.evaluation import metrics, relevance
 from atelier_platform.evaluation.models import EvaluationCase, EvaluationRun, ReferenceSet, RunStatus
 from atelier_platform.jobs.errors import InvalidJobInput, JobServiceError, UnknownPlugin
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobStatus, ReviewState
@@ -183,10 +183,12 @@ def _case_error(field_errors: list | None, path: str, code: str, message: str, *
 
 
 def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None, *, known_images: set[str] = frozenset(),
-                 decoded: dict | None = None) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+                 decoded: dict | None = None, documents: dict[str, str] | None = None
+                 ) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
     """One case normalised, or its errors by field (``cases.3.input.messages``); pydantic's errors behind them, and
     the checker's own with their codes (``evaluation.*``), are added to ``field_errors`` (for the dashboard to word
-    them in its language). An image case's new reference image goes into ``decoded`` (by sha256)."""
+    them in its language). An image case's new reference image goes into ``decoded`` (by sha256). ``documents``: the
+    project's knowledge base (source id → title), which a chatbot case's ``reference_sources`` name."""
     from atelier_platform.jobs.submission import as_sent, nul_paths, pydantic_error_details, rooted_errors
 
     where = f"cases.{index}"
@@ -194,35 +196,47 @@ def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None
         return None, {where: _case_error(field_errors, where, "evaluation.case_not_object",
                                          "A case is an object with input, reference and optional params.")}
     errors: dict[str, list[str]] = {}
-    unknown = sorted(set(case) - {"input", "params", "reference"})
-    if unknown:
-        errors[where] = _case_error(field_errors, where, "evaluation.unknown_fields", f"Unknown fields: {', '.join(unknown)} "
-                                    "(a case has input, params and reference).", names=", ".join(unknown))
+
+    def refuse(path: str, code: str, message: str, **ctx) -> None:
+        errors[path] = _case_error(field_errors, path, code, message, **ctx)
+
+    kind = relevance.REFERENCE_FIELDS.get(plugin.manifest.id)  # the reference this plugin takes besides a text
+    allowed = {"input", "params", "reference", *((kind, "k") if kind else ())}
+    unknown = sorted(set(case) - allowed)
+    if unknown and kind is None:
+        refuse(where, "evaluation.unknown_fields", f"Unknown fields: {', '.join(unknown)} (a case has input, params and "
+               "reference).", names=", ".join(unknown))
+    elif unknown:
+        refuse(where, "evaluation.unknown_fields", f"Unknown fields: {', '.join(unknown)} (a case has input, params and "
+               f"reference, and may have {kind} and k).", names=", ".join(unknown), field=kind)
     reference = case.get("reference")
-    if plugin.manifest.id in IMAGE_PLUGINS:
+    # a text is optional where another kind of reference is given (a blank one, as a CSV's empty cell, is none)
+    other_kind = kind is not None and case.get(kind) is not None
+    if other_kind and (reference is None or (isinstance(reference, str) and not reference.strip())):
+        reference = None
+    elif plugin.manifest.id in IMAGE_PLUGINS:
         try:
             reference = _image_reference(reference, known_images, decoded if decoded is not None else {})
         except reference_images.BadImage as bad:
-            errors[f"{where}.reference"] = _case_error(field_errors, f"{where}.reference", f"evaluation.image_{bad.reason}",
-                                                       bad.message, **bad.params)
+            refuse(f"{where}.reference", f"evaluation.image_{bad.reason}", bad.message, **bad.params)
     elif not isinstance(reference, str) or not reference.strip():
-        errors[f"{where}.reference"] = _case_error(field_errors, f"{where}.reference", "evaluation.reference_blank",
-                                                   "The expected answer, a non-empty text.")
+        if kind is not None and reference is None:
+            refuse(f"{where}.reference", "evaluation.reference_missing", f"The expected answer, a non-empty text, or "
+                   f"{kind}: a case needs at least one reference.", field=kind)
+        else:
+            refuse(f"{where}.reference", "evaluation.reference_blank", "The expected answer, a non-empty text.")
     elif len(reference) > MAX_REFERENCE_CHARS:
-        errors[f"{where}.reference"] = _case_error(field_errors, f"{where}.reference", "evaluation.reference_too_long",
-                                                   f"At most {MAX_REFERENCE_CHARS} characters.",
-                                                   max_length=MAX_REFERENCE_CHARS)
+        refuse(f"{where}.reference", "evaluation.reference_too_long", f"At most {MAX_REFERENCE_CHARS} characters.",
+               max_length=MAX_REFERENCE_CHARS)
     elif "\x00" in reference:  # PostgreSQL's jsonb cannot store it: a 400 here, not a failed insert
-        errors[f"{where}.reference"] = _case_error(field_errors, f"{where}.reference", "evaluation.nul_character",
-                                                   "The NUL character (\\u0000) is not allowed.")
+        refuse(f"{where}.reference", "evaluation.nul_character", "The NUL character (\\u0000) is not allowed.")
     input_data, params = case.get("input"), case.get("params", {})
     for name, value in (("input", input_data), ("params", params)):
         if not isinstance(value, dict):
-            errors[f"{where}.{name}"] = _case_error(field_errors, f"{where}.{name}", "evaluation.not_object", "An object.")
+            refuse(f"{where}.{name}", "evaluation.not_object", "An object.")
             continue
         for path in nul_paths(value, f"{where}.{name}"):
-            errors[path] = _case_error(field_errors, path, "evaluation.nul_character",
-                                       "The NUL character (\\u0000) is not allowed.")
+            refuse(path, "evaluation.nul_character", "The NUL character (\\u0000) is not allowed.")
         if any(key.startswith(f"{where}.{name}") for key in errors):
             continue
         model = plugin.Input if name == "input" else plugin.Params
@@ -233,20 +247,33 @@ def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None
             if field_errors is not None:
                 field_errors.extend(rooted_errors(exc, f"{where}.{name}"))
     if isinstance(input_data, dict) and input_data.get("conversation_id"):
-        errors[f"{where}.input.conversation_id"] = _case_error(
-            field_errors, f"{where}.input.conversation_id", "evaluation.conversation_id_in_case",
-            "A case is self-contained: put its turns in messages.")
+        refuse(f"{where}.input.conversation_id", "evaluation.conversation_id_in_case",
+               "A case is self-contained: put its turns in messages.")
+    normal = {"input": input_data, "params": params, "reference": reference}
+    if other_kind:
+        if kind == relevance.RANKING_FIELD:
+            normal[kind] = relevance.check_reference_items(case[kind], input_data, where, refuse)
+        else:
+            normal[kind] = relevance.check_reference_sources(case[kind], input_data, documents or {}, where, refuse)
+    if "k" in case and "k" in allowed:
+        if not other_kind:
+            refuse(f"{where}.k", "evaluation.k_without_reference", f"k is the cut-off of the metrics of {kind}: give "
+                   f"{kind} too, or leave k out.", field=kind)
+        else:
+            normal["k"] = relevance.check_k(case["k"], where, refuse)
     if errors:
         return None, errors
-    return {"input": input_data, "params": params, "reference": reference}, {}
+    return normal, {}
 
 
-def checked_cases(plugin_id: str, cases: Any) -> list[dict[str, Any]]:
-    """``cases`` checked against the plugin's schemas; a 400 naming every bad case's index and field."""
-    return _checked_cases(plugin_id, cases)[0]
+def checked_cases(plugin_id: str, cases: Any, project: Project | None = None) -> list[dict[str, Any]]:
+    """``cases`` checked against the plugin's schemas (and ``project``'s knowledge base, which a chatbot case's
+    ``reference_sources`` name); a 400 naming every bad case's index and field."""
+    return _checked_cases(plugin_id, cases, project=project)[0]
 
 
-def _checked_cases(plugin_id: str, cases: Any, known_images: set[str] = frozenset()) -> tuple[list[dict[str, Any]], list]:
+def _checked_cases(plugin_id: str, cases: Any, known_images: set[str] = frozenset(), *,
+                   project: Project | None = None) -> tuple[list[dict[str, Any]], list]:
     """``checked_cases``, and the new reference images of an image set (``images.CheckedImage``, to store)."""
     plugin = evaluable_plugin(plugin_id)
     if not isinstance(cases, list) or not cases:
@@ -254,9 +281,15 @@ def _checked_cases(plugin_id: str, cases: Any, known_images: set[str] = frozense
     if len(cases) > MAX_CASES:
         raise InvalidJobInput(f"At most {MAX_CASES} cases per reference set; this one has {len(cases)}.",
                               details={"cases": [f"At most {MAX_CASES} cases."]}, code="limit_exceeded")
+    documents = None
+    if project is not None and any(isinstance(case, dict) and relevance.RETRIEVAL_FIELD in case for case in cases):
+        from atelier_platform.knowledge.models import KnowledgeDocument
+
+        documents = dict(KnowledgeDocument.objects.filter(project=project).values_list("source_id", "title"))
     checked, problems, field_errors, decoded = [], {}, [], {}
     for index, case in enumerate(cases):
-        normal, errors = _case_errors(plugin, index, case, field_errors, known_images=known_images, decoded=decoded)
+        normal, errors = _case_errors(plugin, index, case, field_errors, known_images=known_images, decoded=decoded,
+                                      documents=documents)
         problems.update(errors)
         checked.append(normal)
     if problems:
@@ -278,7 +311,7 @@ def _name_taken(project: Project, name: str, but=None) -> None:
 
 def create_reference_set(project: Project, *, plugin_id: str, name: str, cases: Any, description: str = "",
                          actor: str, user=None) -> ReferenceSet:
-    cases, new_images = _checked_cases(plugin_id, cases)
+    cases, new_images = _checked_cases(plugin_id, cases, project=project)
     _name_taken(project, name)
     try:
         with reference_images.files_removed_unless_committed(), transaction.atomic():
@@ -299,7 +332,8 @@ def update_reference_set(reference_set: ReferenceSet, *, actor: str, **changes) 
     new_images = []
     if "cases" in changes:
         known = set(reference_set.images.values_list("sha256", flat=True))
-        changes["cases"], new_images = _checked_cases(reference_set.plugin_id, changes["cases"], known)
+        changes["cases"], new_images = _checked_cases(reference_set.plugin_id, changes["cases"], known,
+                                                        project=reference_set.project)
     if "name" in changes:
         _name_taken(reference_set.project, changes["name"], but=reference_set)
     if not changes:
@@ -396,7 +430,7 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
         EvaluationCase.objects.bulk_create([EvaluationCase(run=run, index=index, job=job) for index, job in enumerate(jobs)])
         # each case's reference as it is now: the set may be changed while the run goes, and scored against its own
         run.results = [{"index": index, "job_id": str(job.pk), "status": "pending", "output": None,
-                        "reference": case["reference"], "chrf": None, "error": None}
+                        "reference": case.get("reference"), "chrf": None, "error": None, **_other_references(case)}
                        for index, (job, case) in enumerate(zip(jobs, reference_set.cases))]
         run.save(update_fields=["results"])
         audit.record(project, actor, "evaluation_started", run,
@@ -405,6 +439,12 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
         if any(job.status in FINISHED_STATUSES for job in jobs):  # inputs blocked by screening: finished already
             transaction.on_commit(lambda: finish_if_done(run.pk), robust=True)
     return run
+
+
+def _other_references(case: dict[str, Any]) -> dict[str, Any]:
+    """A case's ranking or retrieval reference and its cut-off, as its result keeps them (only those it has)."""
+    return {name: case[name] for name in (relevance.RANKING_FIELD, relevance.RETRIEVAL_FIELD, "k")
+            if case.get(name) is not None}
 
 
 #: the Idempotency-Key scope of run starts: the API's POST /evaluation/runs/ and the dashboard's Evaluate (whose keys
@@ -490,7 +530,8 @@ def finish_if_done(run_id) -> EvaluationRun | None:
 
 def _score(run: EvaluationRun) -> None:
     """The run's results and metrics from its finished jobs (an image run's: the cases collected, the metrics left
-    to a worker, ``image_scoring``)."""
+    to a worker, ``image_scoring``). Each answered case is scored for each reference it has: its text (chrF; corpus
+    BLEU and chrF over those cases), its ranking (``reference_items``) or its sources (``reference_sources``)."""
     if run.plugin_id in IMAGE_PLUGINS:
         _collect_images(run)
         return
@@ -502,19 +543,26 @@ def _score(run: EvaluationRun) -> None:
                                                                      "outputs__review_state", "outputs__provenance")):
         if index == 0:
             outputs[job_id] = (content, state, provenance)
-    started = {case["index"]: case for case in run.results or []}  # each case's reference as it was when it started
+    started = {case["index"]: case for case in run.results or []}  # each case's references as they were when it started
     by_index = {case.index: case for case in cases}
     results, hypotheses, refs, model_names = [], [], [], set()
     for index in sorted(set(started) | set(by_index)):
         result, found = _case_result(index, by_index.get(index), started, outputs)
-        reference = result["reference"]
         if found is not None:
             content, _, provenance = found
-            text = text_of(content or {})
+            content = content or {}
+            text = text_of(content)
             model_names.add((provenance or {}).get("model_version"))
-            result.update(status="succeeded", output=text, chrf=metrics.sentence_chrf(text, reference))
-            hypotheses.append(text)
-            refs.append(reference)
+            result.update(status="succeeded", output=text)
+            if isinstance(result["reference"], str):
+                result["chrf"] = metrics.sentence_chrf(text, result["reference"])
+                hypotheses.append(text)
+                refs.append(result["reference"])
+            if relevance.RANKING_FIELD in result:
+                result["ranking"] = relevance.score_ranking(content, result[relevance.RANKING_FIELD], result.get("k"))
+            if relevance.RETRIEVAL_FIELD in result:
+                result["retrieval"] = relevance.score_retrieval(content, result[relevance.RETRIEVAL_FIELD],
+                                                                result.get("k"))
         results.append(result)
     failed = sum(1 for r in results if r["status"] == "failed")
     run.results = results
@@ -524,10 +572,11 @@ def _score(run: EvaluationRun) -> None:
         "cases": len(results), "succeeded": len(results) - failed, "failed": failed,
         "mean_case_chrf": round(sum(r["chrf"] for r in results if r["chrf"] is not None) / len(hypotheses), 2)
         if hypotheses else None,
+        **relevance.averages(results),
         # which model answered: the run's version, or what "current" was when the jobs ran
         "model_versions": sorted(name for name in model_names if name),
     }
-    if hypotheses:
+    if failed < len(results):
         run.status = RunStatus.SUCCEEDED
     else:
         run.status = RunStatus.FAILED
@@ -537,9 +586,10 @@ def _score(run: EvaluationRun) -> None:
 def _case_result(index: int, case, started: dict, outputs: dict) -> tuple[dict, Any]:
     """A case's result with its failure (job failed, blocked, deleted, cancelled) said, and its first output (content,
     review state, provenance) when it has one to score."""
-    reference = started.get(index, {}).get("reference", "")
-    result = {"index": index, "job_id": str(case.job.pk) if case else started[index].get("job_id"),
-              "reference": reference, "output": None, "chrf": None, "status": "failed", "error": None}
+    begun = started.get(index, {})
+    result = {"index": index, "job_id": str(case.job.pk) if case else begun.get("job_id"),
+              "reference": begun.get("reference", ""), "output": None, "chrf": None, "status": "failed", "error": None,
+              **_other_references(begun)}
     if case is None:  # its job was deleted (the admin), and its case row with it
         result["error"] = {"code": "job_deleted", "message": "The case's job was deleted before it was scored."}
         return result, None
