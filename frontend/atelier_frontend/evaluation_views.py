@@ -1,5 +1,7 @@
 """An evaluation run's page: its progress while its jobs run, then each case's question, the model's answer, the
-reference and the case's chrF (worst first), failed cases with their error (an image run: the prompt, the reference
+reference and the case's chrF, and where the case gives them its ranking against the relevant items (hit, MRR, NDCG)
+or its sources against those expected (recall, precision), worst first by the run's primary metric, failed cases
+with their error (an image run: the prompt, the reference
 image beside the generated one and their similarity, FID and KID above); beside it, another run of the same
 reference set, answer against answer. Members of the project read it; another project's run is not found. Owners
 cancel a run while it goes (``run_cancel``)."""
@@ -23,6 +25,8 @@ from atelier_frontend.projects import needs
 #: run to compare) the largest difference between the two answers' chrF first
 ORDERS = ("worst", "set", "difference")
 REFRESH_MS = 3000
+#: what a case is scored against: two runs whose cases differ in one of these scored other references
+REFERENCE_KEYS = ("reference", "reference_items", "reference_sources", "k")
 
 
 def _run_of(project, run_id) -> EvaluationRun:
@@ -49,12 +53,42 @@ def _questions(run: EvaluationRun, results: list[dict]) -> dict[str, str]:
             for pk, data in Job.objects.filter(project=run.project_id, pk__in=job_ids).values_list("pk", "input")}
 
 
-def _badness(result: dict | None, score: str = "chrf") -> float:
-    """Lower is worse: a failed case first, then the lowest score (chrF; an image's similarity)."""
+#: a run's primary metric, per case: (the result's part holding it or None for the result itself, its name); the
+#: first whose reference the run's cases give (a recommender is tuned for its ranking, a grounded chatbot for its
+#: sources), else the answer's chrF (an image's similarity)
+PRIMARY = {"ranking": ("ranking", "ndcg"), "retrieval": ("retrieval", "recall"), "chrf": (None, "chrf"),
+           "similarity": (None, "similarity")}
+
+
+def _primary_of(results: list[dict], images: bool) -> str:
+    from atelier_platform.evaluation.relevance import RANKING_FIELD, RETRIEVAL_FIELD
+
+    if images:
+        return "similarity"
+    if any(RANKING_FIELD in r for r in results):
+        return "ranking"
+    if any(RETRIEVAL_FIELD in r for r in results):
+        return "retrieval"
+    return "chrf"
+
+
+def _score(result: dict | None, primary: str) -> float | None:
+    part, name = PRIMARY[primary]
+    holder = (result or {}).get(part) if part else result
+    value = (holder or {}).get(name)
+    return float(value) if value is not None else None
+
+
+def _badness(result: dict | None, primary: str = "chrf") -> tuple:
+    """Lower is worse: a failed case first, then the lowest primary score; cases without one (a mixed set's text-only
+    ones) after those that have it, by their chrF."""
     if result is None or result.get("status") == "failed":
-        return -1000.0
-    value = result.get(score)
-    return float(value) if value is not None else -500.0
+        return (0, 0.0)
+    value = _score(result, primary)
+    if value is not None:
+        return (1, value)
+    chrf = result.get("chrf")
+    return (2, float(chrf) if chrf is not None else -1.0)
 
 
 @needs(Capability.JOBS_READ)
@@ -85,19 +119,21 @@ def run_page(request, here, run_id):
     results = run.results or []
     theirs = {r["index"]: r for r in (compared.results or [])} if compared is not None else {}
     questions = _questions(run, results)
+    from atelier_platform.evaluation.relevance import gains_of
     from atelier_platform.evaluation.services import IMAGE_PLUGINS
 
     images = run.plugin_id in IMAGE_PLUGINS
-    score = "similarity" if images else "chrf"
+    primary = _primary_of(results, images)
     rows, set_changed = [], False
     for result in results:
         other = theirs.get(result["index"]) if compared is not None else None
-        if other is not None and other.get("reference") != result.get("reference"):
+        if other is not None and any(other.get(name) != result.get(name) for name in REFERENCE_KEYS):
             set_changed = True
-        difference = (round(other[score] - result[score], 4)
-                      if other is not None and other.get(score) is not None and result.get(score) is not None else None)
+        mine, their = _score(result, primary), _score(other, primary)
+        difference = round(their - mine, 4) if mine is not None and their is not None else None
         row = {"case": result, "other": other, "question": questions.get(result.get("job_id"), ""),
-               "difference": difference}
+               "difference": difference,
+               "expected_items": list(gains_of(result["reference_items"]).items()) if result.get("reference_items") else []}
         if images:  # where the browser fetches both pictures (the API's downloads, this project's only)
             row["image_url"] = _image_url(here.project, result)
             row["other_image_url"] = _image_url(here.project, other) if other is not None else None
@@ -107,7 +143,7 @@ def run_page(request, here, run_id):
         rows.append(row)
     if run.is_finished:
         if order == "worst":
-            rows.sort(key=lambda row: (_badness(row["case"], score), row["case"]["index"]))
+            rows.sort(key=lambda row: (_badness(row["case"], primary), row["case"]["index"]))
         elif order == "difference":
             rows.sort(key=lambda row: (-abs(row["difference"]) if row["difference"] is not None else 0,
                                        row["case"]["index"]))
@@ -116,9 +152,17 @@ def run_page(request, here, run_id):
         "compared_model": _model_words(compared) if compared is not None else "",
         "others": [(other, _model_words(other)) for other in others], "order": order, "set_changed": set_changed,
         "refresh_ms": REFRESH_MS, "can_evaluate": here.can(Capability.ADMIN), "images": images,
+        "primary": primary, "ranking": _has(run, results, "ranking_cases", "reference_items"),
+        "retrieval": _has(run, results, "retrieval_cases", "reference_sources"),
+        "text": any(isinstance(r.get("reference"), str) for r in results),
         "metric_rows": [(run, "A · " + _model_words(run))]
         + ([(compared, "B · " + _model_words(compared))] if compared is not None else []),
     })
+
+
+def _has(run: EvaluationRun, results: list[dict], metric: str, reference: str) -> bool:
+    """Whether the run scores that kind of reference (its metrics once scored, its cases' references before)."""
+    return metric in (run.metrics or {}) or any(reference in r for r in results)
 
 
 def _image_url(project, result: dict) -> str | None:

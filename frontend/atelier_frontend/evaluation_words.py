@@ -36,11 +36,26 @@ UPLOAD_REASONS = {
     "zip_too_large": _("The archive inflates to more than %(limit_mib)s MiB."),
     "zip_member_too_large": _("%(name)s is larger than %(limit_mib)s MiB."),
     "zip_missing_image": _("Line %(line)s: no file %(name)s in the archive."),
+    "list_cell": _("Line %(line)s, %(column)s: a cell that starts with [ is a JSON list, such as [\"a\", \"b\"]; else "
+                   "separate the names with |."),
 }
 
 def _names(ctx: dict):
-    return (gettext("Unknown fields: %(names)s (a case has input, params and reference)."), {"names": ctx["names"]}) \
-        if isinstance(ctx.get("names"), str) else None
+    if not isinstance(ctx.get("names"), str):
+        return None
+    if isinstance(ctx.get("field"), str):  # a plugin that takes another kind of reference
+        return (gettext("Unknown fields: %(names)s (a case has input, params and reference, and may have %(field)s and "
+                        "k)."), {"names": ctx["names"], "field": ctx["field"]})
+    return gettext("Unknown fields: %(names)s (a case has input, params and reference)."), {"names": ctx["names"]}
+
+
+def _with(message, *names, kinds=(str,)):
+    """A refusal worded with its values from ctx, when each is there and of the kind expected (else its English)."""
+    def words(ctx: dict):
+        if not all(type(ctx.get(name)) in kinds for name in names):
+            return None
+        return str(message), {name: ctx[name] for name in names}  # a lazy message: in the page's language now
+    return words
 
 
 def _longest(ctx: dict):
@@ -70,6 +85,32 @@ CASE_ERRORS = {
             type(ctx.get(name)) is int for name in ("width", "height", "limit")) else None,
     "evaluation.image_unknown_image": lambda ctx: (
         gettext("No image of this set has that sha256: send the image itself, as base64."), {}),
+    "evaluation.reference_missing": _with(_("The expected answer, a non-empty text, or %(field)s: a case needs at least "
+                                            "one reference."), "field"),
+    "evaluation.reference_items_type": _with(_("A non-empty list of item ids, or an object of item ids and their gains "
+                                               "({\"id\": 2}).")),
+    "evaluation.reference_items_empty": _with(_("Name at least one relevant item.")),
+    "evaluation.reference_item_not_id": _with(_("An item id (a text).")),
+    "evaluation.reference_item_unknown": _with(_("No candidate item of this case has the id %(id)s: name one of the "
+                                                 "case's input items."), "id"),
+    "evaluation.reference_item_repeated": _with(_("%(id)s is named twice."), "id"),
+    "evaluation.reference_item_gain": _with(_("A gain: a number above 0, at most %(max_gain)s."), "max_gain", kinds=(int,)),
+    "evaluation.reference_sources_type": _with(_("A non-empty list of knowledge-base document ids or titles.")),
+    "evaluation.reference_sources_too_many": _with(_("At most %(limit)s documents."), "limit", kinds=(int,)),
+    "evaluation.reference_sources_without_knowledge": _with(_(
+        "This case does not use the knowledge base (use_knowledge is false): it retrieves no sources to score.")),
+    "evaluation.reference_source_not_text": _with(_("A document's id or title (a text).")),
+    "evaluation.reference_source_ambiguous": lambda ctx: (
+        gettext("%(count)s documents have the title %(title)s: name the one meant by its id."),
+        {"count": ctx["count"], "title": ctx["title"]}) if type(ctx.get("count")) is int and isinstance(
+            ctx.get("title"), str) else None,
+    "evaluation.reference_source_unknown": _with(_("The project's knowledge base has no document with the id or title "
+                                                   "%(name)s."), "name"),
+    "evaluation.reference_source_repeated": _with(_("%(id)s is named twice."), "id"),
+    "evaluation.k_range": _with(_("A whole number from 1 to %(limit)s: the cut-off of the ranking or retrieval "
+                                  "metrics."), "limit", kinds=(int,)),
+    "evaluation.k_without_reference": _with(_("k is the cut-off of the metrics of %(field)s: give %(field)s too, or "
+                                              "leave k out."), "field"),
 }
 
 

@@ -118,7 +118,9 @@ class TestReferenceSets:
                  {"input": {"messages": [{"role": "user", "content": "q"}], "conversation_id": "c"}, "reference": "r"}]
         details = error_of(a_set(admin_api, cases=cases))["details"]
         assert details["cases.0"] == ["A case is an object with input, reference and optional params."]
-        assert details["cases.1"] == ["Unknown fields: extra (a case has input, params and reference)."]
+        # a chatbot case may give the documents expected to ground its answer as well
+        assert details["cases.1"] == ["Unknown fields: extra (a case has input, params and reference, and may have "
+                                      "reference_sources and k)."]
         assert details["cases.2.reference"] == ["The expected answer, a non-empty text."]
         assert details["cases.3.reference"] == ["At most 10000 characters."]
         assert details["cases.4.input"] == details["cases.4.params"] == ["An object."]

@@ -246,3 +246,87 @@ def test_a_chatbot_run_scores_the_sources_its_answers_were_grounded_in(knowledge
     expected_recall = round((1.0 + shipping["retrieval"]["recall"] + warranty["retrieval"]["recall"]) / 3, 4)
     assert run.metrics["retrieval_cases"] == 3 and run.metrics["source_recall"] == expected_recall
     assert run.metrics["mean_case_chrf"] == round((shipping["chrf"] + text_only["chrf"]) / 2, 2)
+
+
+# --- the API and the uploads ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def admin_api(project, make_key, client_for):
+    return client_for(make_key(project, scopes=["admin", "jobs:read", "jobs:write"]).raw)
+
+
+def upload(client, content: str, *, filename="cases.csv", plugin="chatbot", name="support"):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return client.post("/api/v1/evaluation/reference-sets/upload/",
+                       {"plugin": plugin, "name": name, "file": SimpleUploadedFile(filename, content.encode())},
+                       format="multipart")
+
+
+@pytest.mark.django_db
+class TestOverTheApi:
+    def test_a_csv_names_the_expected_sources_by_bars_or_a_json_list(self, knowledge_base, chatbot, admin_api):
+        set_plugin_enabled(knowledge_base, "chatbot", True)
+        created = upload(admin_api, 'question,reference,reference_sources\n'
+                                    'Can I return it?,Within 45 days.,Returns policy | policies/shipping\n'
+                                    'Is delivery free?,,"[""Shipping""]"\n'
+                                    'Hello?,Hello.,\n')
+        assert created.status_code == 201, created.content
+        cases = created.json()["cases"]
+        assert cases[0]["reference_sources"] == ["policies/returns", "policies/shipping"]
+        assert cases[1]["reference"] is None and cases[1]["reference_sources"] == ["policies/shipping"]
+        assert "reference_sources" not in cases[2] and cases[2]["reference"] == "Hello."
+        # without a reference column: each case's sources are its reference
+        only = upload(admin_api, "question,reference_sources\nCan I return it?,policies/returns\n", name="only")
+        assert only.status_code == 201, only.content
+
+    def test_a_csvs_unknown_sources_and_bad_lists_are_named_by_line_and_column(self, knowledge_base, chatbot, admin_api):
+        set_plugin_enabled(knowledge_base, "chatbot", True)
+        unknown = upload(admin_api, "question,reference,reference_sources\nA?,a,policies/returns\nB?,b,Nowhere|Shipping\n"
+                                    "C?,,\n")
+        assert unknown.status_code == 400
+        assert unknown.json()["error"]["details"]["file"] == [
+            "Line 3, reference_sources: The project's knowledge base has no document with the id or title 'Nowhere'.",
+            "Line 4, reference: The expected answer, a non-empty text."]
+        bad = upload(admin_api, 'question,reference_sources\nA?,"[""Shipping"""\n')
+        assert bad.status_code == 400 and bad.json()["error"]["details"]["file"] == [
+            'Line 2: reference_sources: a cell that starts with [ is a JSON list, such as ["a", "b"]; else separate the '
+            'names with |.']
+
+    def test_json_lines_take_relevant_items_and_a_refusal_names_the_line_and_the_item(self, recommender, admin_api):
+        import json
+
+        good = json.dumps(recommend_case(reference_items={"wool": 2, "rug": 1}, k=2))
+        created = upload(admin_api, good + "\n", filename="cases.jsonl", plugin="recommender_copy")
+        assert created.status_code == 201, created.content
+        assert created.json()["cases"][0]["reference_items"] == {"wool": 2, "rug": 1}
+        bad = upload(admin_api, good + "\n" + json.dumps(recommend_case(reference_items=["wool", "sofa"])) + "\n",
+                     filename="cases.jsonl", plugin="recommender_copy", name="bad")
+        assert bad.status_code == 400 and bad.json()["error"]["details"]["file"] == [
+            "Line 2, reference_items.1: No candidate item of this case has the id 'sofa': name one of the case's input "
+            "items."]
+
+    def test_the_run_detail_shows_the_ranking_metrics_and_the_schema_documents_them(self, recommender, admin_api, api):
+        from atelier_platform.evaluation.models import EvaluationRun
+        from atelier_platform.jobs.models import Job, JobPurpose
+
+        reference_set = services.create_reference_set(recommender, plugin_id="recommender_copy", name="rank",
+                                                      cases=[recommend_case(reference_items=["wool"])], actor="test")
+        case = reference_set.cases[0]
+        job = Job.objects.create(project=recommender, plugin_id="recommender_copy", status="succeeded", seed=0,
+                                 purpose=JobPurpose.EVALUATION, input=case["input"])
+        result = {"index": 0, "job_id": str(job.pk), "reference": None, "output": "", "chrf": None,
+                  "status": "succeeded", "error": None, "reference_items": ["wool"],
+                  "ranking": relevance.score_ranking(ranked("mug", "wool"), ["wool"], None)}
+        run = EvaluationRun.objects.create(project=recommender, reference_set=reference_set, plugin_id="recommender_copy",
+                                           status=RunStatus.SUCCEEDED, cases_total=1, cases_done=1, results=[result],
+                                           metrics={"cases": 1, "succeeded": 1, "failed": 0,
+                                                    **relevance.averages([result])})
+        body = api.get(f"/api/v1/evaluation/runs/{run.pk}/").json()  # any member reads it
+        assert body["metrics"]["ndcg"] == round(1 / math.log2(3), 4) and body["metrics"]["mrr"] == 0.5
+        assert body["results"][0]["ranking"]["ranked"] == [{"id": "mug", "gain": 0}, {"id": "wool", "gain": 1}]
+        schema = admin_api.get("/api/v1/schema/?format=json").json()["components"]["schemas"]
+        assert {"hit_rate", "mrr", "ndcg", "source_recall", "source_precision"} <= set(schema["RunMetrics"]["properties"])
+        assert {"ranking", "retrieval", "reference_items", "reference_sources"} <= set(schema["CaseResult"]["properties"])
+        assert {"reference_items", "reference_sources", "k"} <= set(schema["Case"]["properties"])
+        assert "reference" not in schema["Case"].get("required", [])

@@ -85,8 +85,8 @@ def test_json_lines_take_any_case_and_name_the_line_and_field_refused(owner):
 
 def test_wrong_columns_are_named(owner):
     page = refused(upload(owner, "prompt,answer\nHi,Hello\n"))
-    assert "The first line names the columns: question, reference (required). Missing: question, reference. Unknown: " \
-           "prompt, answer." in page
+    assert "The first line names the columns: question, reference (required); reference_sources (optional). Missing: " \
+           "question, reference. Unknown: prompt, answer." in page
 
 
 def test_a_bad_row_is_named_by_its_line_and_column(owner):
@@ -139,7 +139,7 @@ def test_the_case_checkers_refusals_are_worded_by_their_code_in_the_pages_langua
     owner.cookies["django_language"] = "zh-hans"
     with translation.override("zh-hans"):
         page = refused(upload(owner, "\n".join(json.dumps(line) for line in lines), filename="cases.jsonl"))
-    for said in ("第 1 行，reference：最多 10000 个字符。", "未知字段：extra（用例包含 input、params 和 reference）。",
+    for said in ("第 1 行，reference：最多 10000 个字符。", "未知字段：extra（用例包含 input、params 和 reference，还可以有 reference_sources 和 k）。",
                  "第 3 行，reference：不允许 NUL 字符。", "第 4 行，input：须为一个对象。",
                  "第 5 行，input.conversation_id：用例是自成一体的", "第 6 行：用例是一个含 input"):
         assert said in page, said

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from atelier_platform.api.serializers import StrictSerializer
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
+from atelier_platform.evaluation import relevance
 from atelier_platform.evaluation.services import MAX_CASES
 from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES
 
@@ -15,9 +16,20 @@ class CaseSerializer(serializers.Serializer):
     input = serializers.DictField(help_text="Must match the plugin's input_schema (GET /api/v1/plugins/).")
     params = serializers.DictField(required=False, help_text="Must match the plugin's params_schema; a case without a "
                                                             "seed runs with seed 0, so that versions compare fairly.")
-    reference = serializers.JSONField(help_text="The answer the project expects: a text; for the image plugin an image, "
-                                                "base64 PNG or JPEG (a data: URL too; at most 8 MiB and 4096x4096 "
-                                                "pixels), shown back as {image: sha256, media_type, width, height, url}.")
+    reference = serializers.JSONField(required=False, allow_null=True, help_text=(
+        "The answer the project expects: a text; for the image plugin an image, base64 PNG or JPEG (a data: URL too; at "
+        "most 8 MiB and 4096x4096 pixels), shown back as {image: sha256, media_type, width, height, url}. Optional "
+        "(null once saved) in a case that gives reference_items or reference_sources; a case needs one reference."))
+    reference_items = serializers.JSONField(required=False, help_text=(
+        f"recommender_copy: the ids of the case's candidate items (input.items) relevant for its profile, a list, or "
+        f"graded {{\"id\": gain}} (gains above 0, at most {relevance.MAX_GAIN}); the ranking is scored with hit rate@k, "
+        f"MRR and NDCG@k."))
+    reference_sources = serializers.ListField(child=serializers.CharField(), required=False, help_text=(
+        f"chatbot with use_knowledge: the documents of the project's knowledge base that should ground the answer, by "
+        f"source id or title (at most {relevance.MAX_REFERENCE_SOURCES}; saved as source ids); the answer's sources "
+        f"are scored with source recall@k and precision@k."))
+    k = serializers.IntegerField(required=False, min_value=1, max_value=relevance.MAX_K, help_text=(
+        "The cut-off of the ranking or retrieval metrics; by default the number of items or passages the answer holds."))
 
 
 @extend_schema_field(CaseSerializer(many=True))
@@ -36,7 +48,8 @@ class ReferenceSetCreateSerializer(StrictSerializer):
 class ReferenceSetUploadSerializer(StrictSerializer):
     """A reference set from a file, as the dashboard takes one (multipart/form-data)."""
 
-    plugin = serializers.CharField(max_length=63, help_text="chatbot or recommender_copy (text answers are scored).")
+    plugin = serializers.CharField(max_length=63, help_text="chatbot or recommender_copy (text answers are scored, and "
+                                                            "sources or rankings where a case gives their references).")
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     # an empty file is the service's to refuse, in its words ("The file is empty.")
@@ -133,11 +146,54 @@ class RunMetricsSerializer(serializers.Serializer):
                                                               "failed (see error), or none (no case answered).")
     not_scored = serializers.DictField(child=serializers.CharField(), required=False,
                                        help_text="Image runs: why FID or KID is null.")
+    ranking_cases = serializers.IntegerField(required=False, help_text="recommender_copy runs with reference_items: the "
+                                                                       "answered cases the ranking metrics are the mean of.")
+    hit_rate = serializers.FloatField(allow_null=True, required=False, help_text=(
+        "Mean hit rate@k: 1 for a case when one of its relevant items is among the first k recommended, else 0."))
+    mrr = serializers.FloatField(allow_null=True, required=False, help_text=(
+        "Mean reciprocal rank: 1 / the rank of a case's first relevant item among the first k (0 when none is)."))
+    ndcg = serializers.FloatField(allow_null=True, required=False, help_text=(
+        "Mean NDCG@k: DCG@k (sum of gain / log2(rank + 1)) over the DCG@k of the ideal order (scikit-learn's ndcg_score)."))
+    retrieval_cases = serializers.IntegerField(required=False, help_text="chatbot runs with reference_sources: the "
+                                                                         "answered cases the retrieval metrics are the mean of.")
+    source_recall = serializers.FloatField(allow_null=True, required=False, help_text=(
+        "Mean source recall@k: the expected documents among those the first k passages came from, over the expected."))
+    source_precision = serializers.FloatField(allow_null=True, required=False, help_text=(
+        "Mean source precision@k: the expected documents among those the first k passages came from, over those "
+        "documents (0 when no passage was retrieved)."))
 
 
 class CaseErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField(allow_blank=True)
+
+
+class RankedItemSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    gain = serializers.FloatField(help_text="Its gain in the case's reference_items; 0: not relevant.")
+
+
+class CaseRankingSerializer(serializers.Serializer):
+    k = serializers.IntegerField()
+    ranked = RankedItemSerializer(many=True, help_text="The items the answer recommended, best first.")
+    missed = serializers.ListField(child=serializers.CharField(), help_text="Relevant items not among the first k.")
+    hit = serializers.FloatField()
+    reciprocal_rank = serializers.FloatField()
+    ndcg = serializers.FloatField()
+
+
+class CitedSourceSerializer(serializers.Serializer):
+    source_id = serializers.CharField()
+    title = serializers.CharField(allow_blank=True, help_text="The title of its first passage.")
+    expected = serializers.BooleanField(help_text="One of the case's reference_sources.")
+
+
+class CaseRetrievalSerializer(serializers.Serializer):
+    k = serializers.IntegerField()
+    cited = CitedSourceSerializer(many=True, help_text="The documents the first k passages came from, in order.")
+    missed = serializers.ListField(child=serializers.CharField(), help_text="Expected documents not among them.")
+    recall = serializers.FloatField()
+    precision = serializers.FloatField()
 
 
 class CaseResultSerializer(serializers.Serializer):
@@ -146,8 +202,16 @@ class CaseResultSerializer(serializers.Serializer):
     status = serializers.CharField(help_text="pending (until the run is scored), succeeded or failed (the job failed, "
                                              "was blocked, or screening blocked its output, or the run was cancelled before it finished: see error).")
     output = serializers.CharField(allow_null=True, allow_blank=True)
-    reference = serializers.CharField(allow_blank=True, help_text="The case's reference when the run started.")
-    chrf = serializers.FloatField(allow_null=True)
+    reference = serializers.CharField(allow_blank=True, allow_null=True, help_text="The case's reference when the run "
+                                                                                    "started (null: none, only another kind).")
+    chrf = serializers.FloatField(allow_null=True, help_text="The answer's chrF against the reference text (null without one).")
+    reference_items = serializers.JSONField(required=False, help_text="recommender_copy: the case's relevant items "
+                                                                      "when the run started.")
+    reference_sources = serializers.ListField(child=serializers.CharField(), required=False,
+                                              help_text="chatbot: the case's expected documents when the run started.")
+    k = serializers.IntegerField(required=False, help_text="The case's own cut-off, when it states one.")
+    ranking = CaseRankingSerializer(required=False, help_text="Once answered, a case with reference_items.")
+    retrieval = CaseRetrievalSerializer(required=False, help_text="Once answered, a case with reference_sources.")
     error = CaseErrorSerializer(allow_null=True)
     similarity = serializers.FloatField(allow_null=True, required=False,
                                         help_text="Image runs: cosine similarity of the generated image's features to "

@@ -8,12 +8,17 @@ in its own language; its English is the API's.
 
 CSV columns:
 
-- ``chatbot``: ``question`` and ``reference`` (one user message; the answer expected).
+- ``chatbot``: ``question`` and ``reference`` (one user message; the answer expected), optional
+  ``reference_sources`` (the knowledge-base documents expected to ground the answer, by id or title: ``id1|id2``, or a
+  JSON list ``["Returns policy", "en/shipping"]`` where a name holds a ``|``); with that column, ``reference`` may be
+  left out, or a cell of it empty where the case's sources are given.
 - ``recommender_copy``: ``title`` and ``reference`` (one catalogue item and the copy expected for it), optional
   ``description``, ``interests`` (the shopper's), ``tone`` and ``language``. The case asks for one item and one
-  variant, so the text scored is that copy.
+  variant, so the text scored is that copy (a ranking of one item says nothing: cases with ``reference_items``, the
+  relevant items among several candidates, come as JSON Lines).
 
-JSON Lines: ``{"input": {...}, "params": {...}, "reference": "..."}`` a line, for any plugin a run can score.
+JSON Lines: ``{"input": {...}, "params": {...}, "reference": "..."}`` a line, for any plugin a run can score, with
+``reference_items``, ``reference_sources`` and ``k`` as the API takes them.
 
 Image sets (``image``) come as a ZIP: a ``cases.csv`` (columns ``prompt`` and ``image``, the image's file name in
 the archive, optional ``negative_prompt``, ``width``, ``height``, ``steps``, ``guidance``, ``seed``) or a
@@ -93,11 +98,15 @@ class CsvLayout:
     columns: dict[str, str]
     #: the column that holds the reference (for images, the image's file name in the archive)
     reference_column: str = "reference"
+    #: optional columns holding a list (``a|b`` or a JSON list), each a case's field of that name; with one of them
+    #: the reference column is optional (the case checker wants one reference or another)
+    list_columns: tuple[str, ...] = ()
 
 
 CSV_LAYOUTS: dict[str, CsvLayout] = {
-    "chatbot": CsvLayout(("question", "reference"), (), _chatbot,
-                         {"input.messages": "question", "reference": "reference"}),
+    "chatbot": CsvLayout(("question", "reference"), ("reference_sources",), _chatbot,
+                         {"input.messages": "question", "reference": "reference",
+                          "reference_sources": "reference_sources"}, list_columns=("reference_sources",)),
     "recommender_copy": CsvLayout(
         ("title", "reference"), ("description", "interests", "tone", "language"), _recommender,
         {"input.items.0.title": "title", "input.items.0.description": "description", "input.profile": "interests",
@@ -165,6 +174,18 @@ def _refused_lines(problems: list[UploadRefused]) -> UploadRefused:
                          reason="bad_lines", params={"lines": len(problems)}, problems=problems[:MAX_LINE_ERRORS])
 
 
+def _list_cell(cell: str, column: str) -> Any:
+    """A cell holding a list: a JSON list when it starts with ``[`` (for names holding a ``|``), else ``a|b``. The
+    list's entries are the case checker's to check."""
+    if cell.startswith("["):
+        try:
+            return json.loads(cell)
+        except (ValueError, RecursionError):
+            raise UploadRefused(f"{column}: a cell that starts with [ is a JSON list, such as [\"a\", \"b\"]; else separate the "
+                                "names with |.", reason="list_cell", params={"column": column}) from None
+    return [part.strip() for part in cell.split("|") if part.strip()]
+
+
 def read_csv(plugin_id: str, text: str) -> Upload:
     layout = CSV_LAYOUTS.get(plugin_id)
     if layout is None:
@@ -176,7 +197,8 @@ def read_csv(plugin_id: str, text: str) -> Upload:
         if header is None:
             raise UploadRefused("The file is empty.", reason="empty")
         names = [name.strip().lower() for name in header]
-        missing = [name for name in layout.required if name not in names]
+        missing = [name for name in layout.required if name not in names
+                   and not (name == layout.reference_column and any(column in names for column in layout.list_columns))]
         unknown = [name for name in names if name not in (*layout.required, *layout.optional)]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if missing or unknown or repeated:
@@ -199,7 +221,14 @@ def read_csv(plugin_id: str, text: str) -> Upload:
                                                                            "columns": len(names)}))
                 continue
             row = {name: cell.strip() for name, cell in zip(names, cells)}
-            upload.cases.append({"input": layout.make_input(row), "params": {}, "reference": row[layout.reference_column]})
+            case = {"input": layout.make_input(row), "params": {}, "reference": row.get(layout.reference_column)}
+            try:
+                case.update({name: _list_cell(row[name], name) for name in layout.list_columns if row.get(name)})
+            except UploadRefused as refused:
+                refused.params["line"] = start
+                problems.append(refused)
+                continue
+            upload.cases.append(case)
             upload.lines.append(start)
             if len(upload.cases) > MAX_CASES:
                 raise _too_many(len(upload.cases) + sum(1 for rest in reader if any(c.strip() for c in rest)))
