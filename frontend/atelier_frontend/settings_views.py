@@ -656,8 +656,20 @@ def _evaluations(project, plugins) -> list[dict]:
             row["latest"] = latest if latest is not None and latest is not row["scored"] else None
         shown.append({"set": reference_set, "plugin": plugin["plugin"], "enabled": plugin["enabled"],
                       "cases": reference_set.case_count, "rows": rows,
-                      "images": reference_set.plugin_id in evaluation.IMAGE_PLUGINS})
+                      "images": reference_set.plugin_id in evaluation.IMAGE_PLUGINS,
+                      "scores": _scores_shown([row["scored"] for row in rows if row["scored"] is not None])})
     return shown
+
+
+def _scores_shown(runs) -> str:
+    """Which two figures a text set's runs are summed up by (the run page's primary metric, without reading the set's
+    cases): NDCG and hit rate where its runs scored rankings, source recall and precision where they scored sources,
+    else chrF and BLEU (a set of rankings alone has no chrF to show)."""
+    if any("ranking_cases" in (run.metrics or {}) for run in runs):
+        return "ranking"
+    if any("retrieval_cases" in (run.metrics or {}) for run in runs):
+        return "retrieval"
+    return "text"
 
 
 #: an Evaluate form's one-time token, as ``_evaluations`` makes it

@@ -143,3 +143,12 @@ def test_a_grounded_chatbot_run_marks_the_expected_sources_and_sorts_by_recall(p
     client.cookies["django_language"] = "zh-hans"
     chinese = client.get(f"/evaluation/runs/{run.pk}/").content.decode()
     assert "Source recall@k" not in chinese and "Expected sources" not in chinese and "Recall@" not in chinese
+
+
+def test_the_settings_card_sums_a_ranking_set_up_by_ndcg_and_links_its_run(project, ranking_set, signed_in):
+    """A set of rankings alone has no chrF: its card showed an empty link where the run's score belongs."""
+    run = ranking_run(project, ranking_set, [["wool", "rug", "mug"], ["mug", "wool", "tent"], ["mug"]], "default")
+    page = signed_in(project, "owner").get("/settings/").content.decode()
+    card = re.search(rf'<table class="list" data-reference-set="{ranking_set.pk}">(.*?)</table>', page, re.S).group(1)
+    assert "<th>NDCG@k</th><th>Hit rate@k</th>" in card and "chrF" not in card
+    assert re.search(rf'href="/evaluation/runs/{run.pk}/" class="run-link"[^>]*>0\.833</a>', card)
