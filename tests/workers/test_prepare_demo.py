@@ -128,3 +128,26 @@ def test_eval_demo_refused_a_job_says_why_instead_of_a_traceback(db, empty_plugi
     build_job(project)
     with pytest.raises(CommandError, match="quota of 1 jobs per day"):
         call_command("eval_demo", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_demo_project_gets_its_shop_questions_with_the_sources_expected_once(recipe, transactional_db,
+                                                                            empty_plugin_registry):
+    """Each question of the demo data names the document holding its key fact: the set scores the chatbot's sources."""
+    from atelier_platform.evaluation.models import ReferenceSet
+    from atelier_platform.evaluation.services import delete_reference_set
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    run()
+    questions = ReferenceSet.objects.get(project__slug="demo", plugin_id="chatbot")
+    assert questions.name == "Shop questions (demo)" and len(questions.cases) == 12
+    first = questions.cases[0]
+    assert first["reference"] == "over $75" and first["reference_sources"] == ["en/shipping-policy"]
+    assert first["input"]["use_knowledge"] is True
+    assert {source for case in questions.cases for source in case["reference_sources"]} <= set(
+        KnowledgeDocument.objects.filter(project__slug="demo").values_list("source_id", flat=True))
+    run()
+    assert ReferenceSet.objects.filter(plugin_id="chatbot").count() == 1
+    delete_reference_set(questions, actor="user:owner")
+    run()  # an owner's deletion stands
+    assert not ReferenceSet.objects.filter(plugin_id="chatbot").exists()

@@ -88,6 +88,15 @@ def demo_documents() -> list[tuple[str, str, str]]:
     return documents
 
 
+def demo_question_cases() -> list[dict]:
+    """The demo shop's evaluation questions as a chatbot reference set's cases: each answered from the knowledge base,
+    its key fact (a short string a correct answer contains) as the reference text, and the document that holds it as
+    the source expected to ground the answer."""
+    questions = json.loads((DEMO_DATA / "eval_questions.json").read_text(encoding="utf-8"))
+    return [{"input": {"messages": [{"role": "user", "content": q["question"]}], "use_knowledge": True},
+             "params": {}, "reference": q["key_fact"], "reference_sources": [q["source_id"]]} for q in questions]
+
+
 def recommender_defaults() -> dict:
     """The demo shop's brand voice, banned words and length limit, as recommender_copy params."""
     voice = json.loads((DEMO_DATA / "brand_voice.json").read_text(encoding="utf-8"))["en"]

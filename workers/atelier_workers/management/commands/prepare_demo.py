@@ -17,6 +17,7 @@ from atelier_workers import demo, knowledge
 
 DEMO_SLUG = "demo"
 DEMO_IMAGE_SET = "Digits (demo)"
+DEMO_QUESTION_SET = "Shop questions (demo)"
 
 
 class Command(BaseCommand):
@@ -79,3 +80,15 @@ class Command(BaseCommand):
             )
             changed += was_changed
         self.stdout.write(f"demo knowledge base: {len(documents)} documents, {changed} (re)indexed")
+        # The shop's questions once, after the knowledge base their expected sources name: one an owner deleted stays
+        # deleted, as the digits set does.
+        if installed_plugin("chatbot") is not None and not AuditEvent.objects.filter(
+                project=project, action="reference_set_created", after__name=DEMO_QUESTION_SET).exists():
+            from atelier_platform.evaluation.services import create_reference_set
+
+            if not ReferenceSet.objects.filter(project=project, name=DEMO_QUESTION_SET).exists():
+                create_reference_set(project, plugin_id="chatbot", name=DEMO_QUESTION_SET, cases=demo.demo_question_cases(),
+                                     description="The shop's customer questions: each answer scored against its key "
+                                                 "fact (chrF), its sources against the document holding that fact "
+                                                 "(source recall and precision).", actor="system:prepare_demo")
+                self.stdout.write(f"demo chatbot reference set: {DEMO_QUESTION_SET}")
