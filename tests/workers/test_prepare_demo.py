@@ -151,3 +151,18 @@ def test_demo_project_gets_its_shop_questions_with_the_sources_expected_once(rec
     delete_reference_set(questions, actor="user:owner")
     run()  # an owner's deletion stands
     assert not ReferenceSet.objects.filter(plugin_id="chatbot").exists()
+
+
+def test_a_demo_question_whose_document_is_gone_keeps_its_text_reference(recipe, transactional_db, empty_plugin_registry,
+                                                                       monkeypatch):
+    """The set is checked against the knowledge base: a document missing there (an owner deleted it) would have
+    refused the whole set, and stopped `make run`."""
+    from atelier_platform.evaluation.models import ReferenceSet
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    every = demo.demo_documents()
+    monkeypatch.setattr(demo, "demo_documents", lambda: [d for d in every if d[0] != "en/shipping-policy"])
+    run()
+    first = ReferenceSet.objects.get(project__slug="demo", plugin_id="chatbot").cases[0]
+    assert first["reference"] == "over $75" and "reference_sources" not in first

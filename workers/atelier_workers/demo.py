@@ -88,13 +88,20 @@ def demo_documents() -> list[tuple[str, str, str]]:
     return documents
 
 
-def demo_question_cases() -> list[dict]:
+def demo_question_cases(documents: set[str]) -> list[dict]:
     """The demo shop's evaluation questions as a chatbot reference set's cases: each answered from the knowledge base,
     its key fact (a short string a correct answer contains) as the reference text, and the document that holds it as
-    the source expected to ground the answer."""
+    the source expected to ground the answer, where the project's knowledge base (``documents``, source ids) has it
+    (an owner may have deleted it: the set is checked against the knowledge base)."""
     questions = json.loads((DEMO_DATA / "eval_questions.json").read_text(encoding="utf-8"))
-    return [{"input": {"messages": [{"role": "user", "content": q["question"]}], "use_knowledge": True},
-             "params": {}, "reference": q["key_fact"], "reference_sources": [q["source_id"]]} for q in questions]
+    cases = []
+    for q in questions:
+        case = {"input": {"messages": [{"role": "user", "content": q["question"]}], "use_knowledge": True},
+                "params": {}, "reference": q["key_fact"]}
+        if q["source_id"] in documents:
+            case["reference_sources"] = [q["source_id"]]
+        cases.append(case)
+    return cases
 
 
 def recommender_defaults() -> dict:

@@ -10,6 +10,7 @@ from atelier_platform.accounts.services import create_project
 from atelier_platform.catalog.models import ProjectPlugin
 from atelier_platform.catalog.services import enable_installed_plugins, installed_plugin
 from atelier_platform.evaluation.models import ReferenceSet
+from atelier_platform.knowledge.models import KnowledgeDocument
 from atelier_platform.knowledge.services import upsert_document
 from atelier_platform.moderation.models import AuditEvent
 from atelier_platform.moderation.policies import import_allowlist
@@ -87,7 +88,8 @@ class Command(BaseCommand):
             from atelier_platform.evaluation.services import create_reference_set
 
             if not ReferenceSet.objects.filter(project=project, name=DEMO_QUESTION_SET).exists():
-                create_reference_set(project, plugin_id="chatbot", name=DEMO_QUESTION_SET, cases=demo.demo_question_cases(),
+                create_reference_set(project, plugin_id="chatbot", name=DEMO_QUESTION_SET, cases=demo.demo_question_cases(set(
+                    KnowledgeDocument.objects.filter(project=project).values_list("source_id", flat=True))),
                                      description="The shop's customer questions: each answer scored against its key "
                                                  "fact (chrF), its sources against the document holding that fact "
                                                  "(source recall and precision).", actor="system:prepare_demo")
