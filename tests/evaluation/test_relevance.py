@@ -330,3 +330,20 @@ class TestOverTheApi:
         assert {"ranking", "retrieval", "reference_items", "reference_sources"} <= set(schema["CaseResult"]["properties"])
         assert {"reference_items", "reference_sources", "k"} <= set(schema["Case"]["properties"])
         assert "reference" not in schema["Case"].get("required", [])
+
+
+@pytest.mark.django_db
+def test_the_dashboard_words_the_new_refusals_by_their_code_in_chinese(recommender):
+    from django.utils import translation
+
+    from atelier_frontend.evaluation_words import CASE_ERRORS
+    from atelier_frontend.field_errors import shown_details
+
+    with pytest.raises(InvalidJobInput) as refused:
+        services.create_reference_set(recommender, plugin_id="recommender_copy", name="n", actor="test", cases=[
+            recommend_case(reference_items=["sofa"]), recommend_case(), recommend_case(reference_items={"rug": 0})])
+    with translation.override("zh-hans"):
+        shown = shown_details(refused.value, CASE_ERRORS)
+    assert shown["cases.0.reference_items.0"] == ["该用例的候选商品中没有 ID 为 sofa 的商品：请指定用例输入中的商品。"]
+    assert shown["cases.1.reference"] == ["预期回答（非空文本）或 reference_items：每个用例至少需要一种参考。"]
+    assert shown["cases.2.reference_items.rug"] == ["增益：大于 0 且不超过 100 的数。"]
