@@ -189,3 +189,20 @@ def test_a_field_the_plugin_does_not_name_is_refused_even_where_its_params_would
     assert answer.status_code == 400 and set(answer.json()["error"]["details"]) == {"defaults.colour"}
     assert "uppercase" in answer.json()["error"]["details"]["defaults.colour"][0]  # says what it takes
     assert not ProjectPlugin.objects.filter(plugin_id="lenient").exists()
+
+
+def test_a_default_over_a_server_cap_is_refused_rather_than_refusing_every_job(project, owner_api, atelier_config,
+                                                                               empty_plugin_registry):
+    """Saved, a default of 500 new tokens under ATELIER_MAX_NEW_TOKENS=64 refused every job that left the field to it
+    with limit_exceeded, as if its caller had asked for 500."""
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    atelier_config(max_new_tokens=64)
+    answer = patch(owner_api, "chatbot", {"enabled": True, "defaults": {"max_new_tokens": 500}})
+    assert answer.status_code == 400, answer.content
+    details = answer.json()["error"]["details"]
+    assert list(details) == ["defaults.max_new_tokens"] and "ATELIER_MAX_NEW_TOKENS" in details["defaults.max_new_tokens"][0]
+    assert not ProjectPlugin.objects.filter(project=project, plugin_id="chatbot").exists()  # the switch neither
+    answer = patch(owner_api, "chatbot", {"enabled": True, "defaults": {"max_new_tokens": 64}})
+    assert answer.status_code == 200 and answer.json()["defaults"] == {"max_new_tokens": 64}

@@ -206,3 +206,20 @@ def test_project_defaults_are_checked_as_jobs_read_them(project, api):
     with pytest.raises(ValidationError) as refused:
         setting.full_clean()
     assert "params.uppercase" in " ".join(refused.value.message_dict["config"])
+
+
+@pytest.mark.django_db
+def test_project_defaults_over_a_server_cap_are_refused_by_the_admin_too(project, atelier_config, empty_plugin_registry):
+    """As the settings page and the API refuse them: saved, they would refuse every job that leaves the field to them."""
+    from django.core.exceptions import ValidationError
+
+    from atelier_plugins.chatbot.plugin import ChatbotPlugin
+
+    empty_plugin_registry.register(ChatbotPlugin)
+    atelier_config(max_new_tokens=64)
+    setting = ProjectPlugin(project=project, plugin_id="chatbot", config={"params": {"max_new_tokens": 500}})
+    with pytest.raises(ValidationError) as refused:
+        setting.full_clean()
+    assert "ATELIER_MAX_NEW_TOKENS" in " ".join(refused.value.message_dict["config"])
+    setting.config = {"params": {"max_new_tokens": 64}}
+    setting.full_clean()

@@ -12,7 +12,12 @@ from django.db import transaction
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
-from atelier_platform.catalog.services import installed_plugin, param_defaults_of, strict_params_errors
+from atelier_platform.catalog.services import (
+    default_cap_problems,
+    installed_plugin,
+    param_defaults_of,
+    strict_params_errors,
+)
 from atelier_platform.jobs.errors import InvalidJobInput, UnknownPlugin
 from atelier_platform.moderation import audit
 
@@ -57,7 +62,8 @@ def configure_plugin(project: Project, plugin_id: str, actor: str, *, enabled: b
     plugin's default model: a promotion and a rollback are both a pin. Another project's private version reads as no
     version at all, so that a guessed id learns nothing of it. ``defaults`` replaces the project's default params as
     a whole (``{}``: none): each field is one the plugin's params schema names, with a value its Params take as a
-    caller's JSON would be taken (strictly), without NUL characters (the database cannot store them).
+    caller's JSON would be taken (strictly), without NUL characters (the database cannot store them), and within
+    the server's caps on what a job may ask (``usage.limits``).
 
     Refusals are ``InvalidJobInput`` (400 ``validation_error``) with ``details`` by field (``model_version``,
     ``defaults.max_chars``) and pydantic's errors in ``field_errors`` (located from ``defaults``, for the dashboard's
@@ -143,6 +149,9 @@ def default_problems(plugin, defaults) -> tuple[dict[str, list[str]], list[dict]
               if error["loc"] and error["loc"][0] in defaults and error["loc"][0] in known and error["type"] != "missing"]
     for error in errors:
         problems.setdefault(".".join(map(str, error["loc"])), []).append(error["msg"])
+    if not problems:  # within the plugin's schema, and within this server's caps too
+        problems = {"defaults" + path.removeprefix("params"): messages
+                    for path, messages in default_cap_problems(plugin, defaults).items()}
     return problems, errors
 
 

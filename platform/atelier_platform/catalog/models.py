@@ -87,13 +87,14 @@ class ProjectPlugin(models.Model):
         return version if version is not None and version.is_available_to(self.project_id) else None
 
     def clean(self) -> None:
-        from atelier_platform.catalog.services import installed_plugin, param_default_problems
+        from atelier_platform.catalog.services import default_cap_problems, installed_plugin, param_default_problems
 
         params = (self.config or {}).get("params") if isinstance(self.config, dict) else None
         plugin = installed_plugin(self.plugin_id)
         if params is not None and plugin is not None:
             # Saved, a default the plugin refuses would fail every caller's job over a field they never sent.
-            problems = params if not isinstance(params, dict) else param_default_problems(plugin, params)
+            problems = params if not isinstance(params, dict) else (param_default_problems(plugin, params)
+                                                                    or default_cap_problems(plugin, params))
             if problems:
                 raise ValidationError({"config": f"Default params the plugin {self.plugin_id} refuses: {problems}"})
         # A chatbot pinned to an image model's directory would fail every job at load time.

@@ -60,6 +60,20 @@ def param_default_problems(plugin: type[Plugin], defaults: dict) -> dict[str, li
     return {}
 
 
+def default_cap_problems(plugin: type[Plugin], defaults: dict) -> dict[str, list[str]]:
+    """The operator's caps (``ATELIER_MAX_NEW_TOKENS``, ``ATELIER_PLUGIN_LIMITS``...) that a project's default params
+    exceed, by field (``params.max_new_tokens``). Saved, such a default would refuse every job that leaves the field
+    to it with ``limit_exceeded``, as if its caller had asked for too much."""
+    from atelier_platform.usage import limits
+    from atelier_platform.usage.errors import LimitExceeded
+
+    try:
+        limits.check(plugin.manifest.id, {}, defaults)
+    except LimitExceeded as exceeded:
+        return dict(exceeded.details or {})
+    return {}
+
+
 def strict_params_errors(plugin: type[Plugin], defaults: dict) -> list[dict]:
     """pydantic's errors of ``defaults`` read as params (as ``param_default_problems`` reads them), each with its
     type and context, for a caller that words them itself (the dashboard)."""
