@@ -95,6 +95,16 @@ class TestZipUpload:
         assert len(bomb) < 20_000  # compresses to almost nothing
         assert "inflates to more than 2 MiB" in refused(upload(owner, bomb))
 
+    def test_an_image_named_by_every_case_is_inflated_once(self, owner, monkeypatch):
+        """Each case read its image again, counted again against the archive's limit: an image of 200 KB named by
+        500 cases was refused as a zip bomb of 100 MB."""
+        picture = png_bytes(1)
+        csv = "prompt,image\n" + "".join(f"prompt {n},same.png\n" for n in range(5))
+        monkeypatch.setattr(uploads, "MAX_ZIP_UNCOMPRESSED_BYTES", len(csv) + 2 * len(picture))
+        assert upload(owner, a_zip({"cases.csv": csv, "same.png": picture})).status_code == 302
+        saved = ReferenceSet.objects.get()
+        assert len(saved.cases) == 5 and saved.images.count() == 1
+
     def test_too_many_members(self, owner, monkeypatch):
         monkeypatch.setattr(uploads, "MAX_ZIP_MEMBERS", 3)
         members = {"cases.csv": "prompt,image\n", **{f"{n}.png": b"x" for n in range(3)}}

@@ -290,6 +290,7 @@ def read_zip(plugin_id: str, data: bytes) -> Upload:
     if len(found) != 1:
         raise UploadRefused("The archive needs one cases.csv or cases.jsonl beside its images.", reason="zip_cases_file")
     left = MAX_ZIP_UNCOMPRESSED_BYTES
+    images: dict[str, str] = {}  # by member: an image named by many cases is inflated (and counted) once
 
     def read(name: str, limit: int) -> bytes:
         nonlocal left
@@ -321,7 +322,9 @@ def read_zip(plugin_id: str, data: bytes) -> Upload:
             problems.append(UploadRefused(f"No file {image_name!r} in the archive.", reason="zip_missing_image",
                                           params={"line": line, "name": image_name[:200]}))
             continue
-        case["reference"] = base64.b64encode(read(path, MAX_IMAGE_BYTES)).decode("ascii")
+        if path not in images:
+            images[path] = base64.b64encode(read(path, MAX_IMAGE_BYTES)).decode("ascii")
+        case["reference"] = images[path]
     if problems:
         raise _refused_lines(problems)
     upload.kind = "zip-" + upload.kind
