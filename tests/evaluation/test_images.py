@@ -121,6 +121,17 @@ class TestReferenceImages:
         dropped = [name for sha, name in first_files.items() if sha != kept["reference"]["image"]]
         assert len(dropped) == 2 and not any(default_storage.exists(name) for name in dropped)
 
+    def test_an_image_named_by_its_sha256_keeps_what_the_set_holds_of_it_whatever_the_request_says(self, image_project):
+        """What a case sent back said of its image was stored as it came: a NUL character in it failed the save
+        (a 500), and a changed media type or size passed for the image's."""
+        reference_set = image_set(image_project, prompts=PROMPTS[:1])
+        kept = reference_set.cases[0]["reference"]
+        for said in ({"media_type": "\x00"}, {"media_type": "text/html", "width": "x" * 1000, "height": {"a": [1]}}):
+            case = {"input": {"prompt": "again"}, "reference": {"image": kept["image"], **said}}
+            services.update_reference_set(reference_set, actor="test", cases=[case])
+            reference_set.refresh_from_db()
+            assert reference_set.cases[0]["reference"] == kept
+
 
 class TestRuns:
     def test_a_run_is_answered_then_scored_by_a_worker_with_fid_kid_and_each_cases_similarity(

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Callable, Iterable
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Min, Q, QuerySet
@@ -159,14 +160,16 @@ def evaluable_model_version(project: Project, plugin_id: str, version_id) -> Mod
 
 # --- reference sets -------------------------------------------------------------------------------------
 
-def _image_reference(reference: Any, known: set[str], decoded: dict[str, Any]) -> Any:
+def _image_reference(reference: Any, known: Mapping[str, dict], decoded: dict[str, Any]) -> Any:
     """An image case's reference as its case stores it (``images.CheckedImage.reference``); ``BadImage`` saying why
     not. Base64 (a ``data:`` URL too) is decoded and checked; ``{"image": sha256}`` names an image the set holds
     already (a set's cases as the API shows them, sent back changed). ``decoded`` collects the new images."""
     if isinstance(reference, dict) and set(reference) <= {"image", "media_type", "width", "height", "url"}:
         sha = reference.get("image")
         if isinstance(sha, str) and sha in known:
-            return {key: reference[key] for key in ("image", "media_type", "width", "height") if key in reference}
+            # what the set holds of the image, not what the request says of it (a NUL there failed the save, a
+            # media type or size sent back changed was stored as the image's)
+            return dict(known[sha])
         raise reference_images.BadImage("No image of this set has that sha256: send the image itself, as base64.",
                                         "unknown_image")
     data = reference_images.decode_base64(reference)
@@ -185,9 +188,9 @@ def _case_error(field_errors: list | None, path: str, code: str, message: str, *
     return [message]
 
 
-def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None, *, known_images: set[str] = frozenset(),
-                 decoded: dict | None = None, documents: dict[str, str] | None = None
-                 ) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None, *,
+                 known_images: Mapping[str, dict] = MappingProxyType({}), decoded: dict | None = None,
+                 documents: dict[str, str] | None = None) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
     """One case normalised, or its errors by field (``cases.3.input.messages``); pydantic's errors behind them, and
     the checker's own with their codes (``evaluation.*``), are added to ``field_errors`` (for the dashboard to word
     them in its language). An image case's new reference image goes into ``decoded`` (by sha256). ``documents``: the
@@ -275,7 +278,7 @@ def checked_cases(plugin_id: str, cases: Any, project: Project | None = None) ->
     return _checked_cases(plugin_id, cases, project=project)[0]
 
 
-def _checked_cases(plugin_id: str, cases: Any, known_images: set[str] = frozenset(), *,
+def _checked_cases(plugin_id: str, cases: Any, known_images: Mapping[str, dict] = MappingProxyType({}), *,
                    project: Project | None = None) -> tuple[list[dict[str, Any]], list]:
     """``checked_cases``, and the new reference images of an image set (``images.CheckedImage``, to store)."""
     plugin = evaluable_plugin(plugin_id)
@@ -334,7 +337,8 @@ def update_reference_set(reference_set: ReferenceSet, *, actor: str, **changes) 
     set's images no case names any more go (their files too), unless a run of it not yet scored still needs them."""
     new_images = []
     if "cases" in changes:
-        known = set(reference_set.images.values_list("sha256", flat=True))
+        known = {image.sha256: {"image": image.sha256, "media_type": image.media_type, "width": image.width,
+                                "height": image.height} for image in reference_set.images.all()}
         changes["cases"], new_images = _checked_cases(reference_set.plugin_id, changes["cases"], known,
                                                         project=reference_set.project)
     if "name" in changes:
