@@ -694,14 +694,17 @@ def _evaluate(project, user, actor, posted) -> str:
     if not ONE_TIME_TOKEN.fullmatch(once):
         raise ValidationError(_("This form is out of date: reload the page and press Evaluate again."))
     try:
-        run, _started = evaluation.start_run_once(project, reference_set, idempotency_key=f"dashboard:{once}",
-                                                  model_version_id=version_id, actor=actor, user=user)
+        run, started = evaluation.start_run_once(project, reference_set, idempotency_key=f"dashboard:{once}",
+                                                 model_version_id=version_id, actor=actor, user=user)
     except IdempotencyInFlight:
         raise ValidationError(_("This evaluation is being started already: reload the page in a moment to see it.")
                               ) from None
     except JobServiceError as error:
         raise ValidationError(_("The evaluation could not start: %(reason)s") % {"reason": error.message}) from None
     model = _model_words(run.model_version) if run.model_version else _("the current model")
+    if not started:  # the same form again: a double click, or the page the back button showed again
+        return _("Evaluation of %(set)s with %(model)s was started already from this form: nothing more started. "
+                 "To evaluate again, reload the page and press Evaluate.") % {"set": reference_set.name, "model": model}
     return _("Evaluation of %(set)s with %(model)s started; its jobs wait behind the project's own. Reload the page "
              "to see its progress.") % {"set": reference_set.name, "model": model}
 
