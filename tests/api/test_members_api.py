@@ -167,6 +167,29 @@ def test_a_key_gives_only_roles_whose_capabilities_it_holds(project, keyed, owne
     assert every.patch(f"/api/v1/members/{viewer.pk}/", {"role": "owner"}, format="json").json()["role"] == "owner"
 
 
+def test_a_key_takes_back_only_invitations_to_roles_it_could_give(project, keyed, admin_api):
+    """A key with admin and jobs:read could not invite an owner, but revoked an owner's invitation to be owner, or
+    replaced it (inviting the address again as viewer): it undid what it could not do, as it may not remove an
+    owner."""
+    to_owner = admin_api.post("/api/v1/invitations/", {"email": "boss@example.com", "role": "owner",
+                                                       "send_email": False}, format="json").json()
+    admin_reader = keyed(["admin", "jobs:read"])
+    response = admin_reader.post(f"/api/v1/invitations/{to_owner['id']}/revoke/")
+    assert response.status_code == 403 and error_of(response)["details"]["role"] == "owner"
+    response = admin_reader.post("/api/v1/invitations/", {"email": "Boss@example.com", "role": "viewer",
+                                                          "send_email": False}, format="json")
+    assert response.status_code == 403 and error_of(response)["code"] == "role_not_grantable"
+    assert invitations.state_of(Invitation.objects.get(pk=to_owner["id"])) == "open"
+    assert Invitation.objects.count() == 1
+    # one to a role it could give, it revokes and replaces
+    to_viewer = admin_reader.post("/api/v1/invitations/", {"email": "v@example.com", "role": "viewer",
+                                                           "send_email": False}, format="json").json()
+    again = admin_reader.post("/api/v1/invitations/", {"email": "v@example.com", "role": "viewer", "send_email": False},
+                              format="json")
+    assert again.status_code == 201 and again.json()["replaced"] == to_viewer["id"]
+    assert admin_reader.post(f"/api/v1/invitations/{again.json()['id']}/revoke/").json()["state"] == "revoked"
+
+
 def test_a_signed_in_owner_uses_the_api_as_the_settings_page(project, owner_member):
     client = Client()
     client.force_login(owner_member.user)

@@ -132,9 +132,11 @@ ROLES = list(Role.values)
 BODIES = {("POST", "/api/v1/api-keys/"): {"name": "matrix", "scopes": ["admin"]}}
 
 # Past the door, a rule about the object itself may refuse with 403 and a code of its own (not permission_denied):
-# a caller acts only on a member whose role's capabilities it holds all of (``accounts.members``), and the member
-# the row names is a viewer, whose jobs:read a key with admin alone lacks.
-OBJECT_REFUSALS = {("DELETE", "/api/v1/members/{pk}/"): "role_not_grantable"}
+# a caller acts only on a member (or revokes an invitation) whose role's capabilities it holds all of
+# (``accounts.members``), and the member and the invitation the rows name are a viewer's, whose jobs:read a key with
+# admin alone lacks.
+OBJECT_REFUSALS = {("DELETE", "/api/v1/members/{pk}/"): "role_not_grantable",
+                   ("POST", "/api/v1/invitations/{pk}/revoke/"): "role_not_grantable"}
 
 
 class _Rollback(Exception):

@@ -121,8 +121,8 @@ def invite(project: Project, actor: str, *, email: str, role: str, invited_by: A
     returned as ``replaced``: its link stops working, and only the new one joins. Refused (``ValidationError``) for
     an address that is not one (``invalid_email``), a role that is not one (``unknown_role``), and an address of an
     account that is a member already (``already_member``: change its role in the members list); with
-    ``granted_by`` (the caller's capabilities), a role it does not hold every capability of
-    (``members.RoleNotGrantable``)."""
+    ``granted_by`` (the caller's capabilities), a role it does not hold every capability of, or an open invitation
+    of the address to such a role, which this one would replace (``members.RoleNotGrantable``)."""
     from atelier_platform.accounts.members import check_grantable, check_role
     from atelier_platform.moderation import audit
 
@@ -139,6 +139,10 @@ def invite(project: Project, actor: str, *, email: str, role: str, invited_by: A
     now = timezone.now()
     earlier = list(Invitation.objects.select_for_update()
                    .filter(project=project, email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True))
+    if granted_by is not None:
+        # replacing revokes: an owner's invitation to be owner is not for a key with admin alone to take back
+        for old in earlier:
+            check_grantable(old.role, granted_by)
     for old in earlier:
         old.revoked_at = now
         old.save(update_fields=["revoked_at"])

@@ -175,7 +175,8 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
                     "says whether the e-mail went. An open invitation of the same address is replaced: revoked (its "
                     "link stops working) and named in `replaced`; so a retry after a lost answer makes a working "
                     "link and kills the lost one. 409 `already_member` for the address of a member's account; 403 "
-                    "`role_not_grantable` for a role whose capabilities the caller does not all hold. An invitation "
+                    "`role_not_grantable` for a role whose capabilities the caller does not all hold, or when the open "
+                    "invitation it would replace is to such a role. An invitation "
                     "made with a key stands while the key works: revoking the key (or its expiry) revokes it.",
     )
     def create(self, request):
@@ -202,11 +203,18 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=None, responses={200: InvitationSerializer, **error_responses(403, 404, 409)},
                    summary="Revoke an invitation: its link stops working at once (audited)",
-                   description="Revoking again changes nothing; 409 `invitation_used` for one accepted already. The "
-                               "invitation stays, revoked, for the record (hence a POST, not a DELETE).")
+                   description="Revoking again changes nothing; 409 `invitation_used` for one accepted already; 403 "
+                               "`role_not_grantable` for an invitation to a role whose capabilities the caller does "
+                               "not all hold (as for removing a member of that role). The invitation stays, revoked, "
+                               "for the record (hence a POST, not a DELETE).")
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
         invitation = self.get_object()
+        try:
+            # taking back an invitation to a role is as much the caller's to do as removing a member of that role
+            members.check_grantable(invitation.role, request.access.capabilities)
+        except members.RoleNotGrantable as error:
+            raise refused(error) from None
         if not invitations.revoke(invitation, actor_of(request)) and invitation.accepted_at is not None:
             raise Conflict(f"The invitation of {invitation.email} was accepted already: remove the member instead.",
                            code="invitation_used", details={"accepted_at": invitation.accepted_at.isoformat()})
