@@ -83,7 +83,7 @@ def _extractor_class():
             """PIL images (any size) as the model's input batch."""
             import numpy as np
 
-            rgb = [image.convert("RGB") for image in images]
+            rgb = [as_rgb(image) for image in images]
             if self.processor is not None:
                 return self.processor(images=rgb, return_tensors="pt")["pixel_values"]
             # No processor: resized to the model's size, scaled to [0, 1]
@@ -92,6 +92,18 @@ def _extractor_class():
             return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
     return ImageFeatureExtractor
+
+
+#: Pillow's modes of a 16-bit greyscale PNG (and of older Pillows' reading of it)
+_WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def as_rgb(image):
+    """``image`` as 8-bit RGB. A 16-bit greyscale picture is scaled to 8 bits first: Pillow's own conversion clips
+    every value over 255, and such a reference was scored as a white page."""
+    if image.mode in _WIDE_GREY:
+        image = image.convert("I").point(lambda value: value / 256).convert("L")
+    return image.convert("RGB")
 
 
 def load_extractor(model_dir: Path, device: str = "cpu"):
