@@ -581,11 +581,8 @@ ROLE_HELP = ("owner (every capability: members, keys, policies), editor (jobs:re
 class MemberSerializer(serializers.Serializer):
     id = serializers.IntegerField(help_text="The membership's id (not the account's): PATCH and DELETE /members/{id}/.")
     username = serializers.CharField(source="user.username")
-    email = serializers.CharField(
-        source="user.email",
-        help_text="The account's e-mail address, as an operator or the person typed it (not verified); empty when it "
-                  "has none. Shown to every caller of this list, who holds admin: they invite people by address, and "
-                  "an invitation of a member's address names the member anyway (409 already_member).")
+    # No e-mail address: a member may be added by username without their consent, so an address shown here would
+    # let any project's admin key read the address of any account on the instance (the dashboard shows none either).
     role = serializers.ChoiceField(choices=_role_choices())
     joined_at = serializers.DateTimeField(source="created_at")
 
