@@ -83,6 +83,9 @@ CASE_ERRORS = {
         gettext("The image has %(width)sx%(height)s pixels; at most %(limit)s in all."),
         {name: ctx[name] for name in ("width", "height", "limit")}) if all(
             type(ctx.get(name)) is int for name in ("width", "height", "limit")) else None,
+    "evaluation.image_set_too_many_pixels": lambda ctx: (
+        gettext("The new images hold more than %(limit)s pixels together: upload fewer or smaller images at a time."),
+        {"limit": ctx["limit"]}) if type(ctx.get("limit")) is int else None,
     "evaluation.image_unknown_image": lambda ctx: (
         gettext("No image of this set has that sha256: send the image itself, as base64."), {}),
     "evaluation.reference_missing": _with(_("The expected answer, a non-empty text, or %(field)s: a case needs at least "

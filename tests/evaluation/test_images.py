@@ -65,11 +65,26 @@ class TestReferenceImages:
         for two minutes."""
         decoded = []
         check_image = images.check_image
-        monkeypatch.setattr(images, "check_image", lambda data: decoded.append(data) or check_image(data))
+        monkeypatch.setattr(images, "check_image", lambda data, budget=None: decoded.append(data) or check_image(data, budget))
         same = png_bytes(1)
         reference_set = image_set(image_project, [same, png_bytes(2), same, same], prompts=["a", "b", "c", "d"])
         assert sorted(decoded) == sorted([same, png_bytes(2)])
         assert [case["reference"]["image"] for case in reference_set.cases].count(reference_set.cases[0]["reference"]["image"]) == 3
+
+    def test_the_new_images_of_one_request_decode_at_most_a_budget_of_pixels_together(self, image_project, monkeypatch):
+        """500 distinct 4096x4096 images took two minutes to check in a web request: past the budget an image is
+        refused from its header, undecoded, and nothing is saved; the set's stored images are not counted again."""
+        monkeypatch.setattr(images, "MAX_SET_PIXELS", 2 * 32 * 32)  # two of these 32x32 pictures
+        with pytest.raises(InvalidJobInput) as refused:
+            image_set(image_project, [png_bytes(i) for i in range(4)], prompts=["a", "b", "c", "d"])
+        assert set(refused.value.details) == {"cases.2.reference", "cases.3.reference"}
+        assert "more than 2,048 pixels together" in refused.value.details["cases.2.reference"][0]
+        assert [error["type"] for error in refused.value.field_errors] == ["evaluation.image_set_too_many_pixels"] * 2
+        assert not ReferenceSet.objects.exists() and not ReferenceImage.objects.exists()
+        reference_set = image_set(image_project, [png_bytes(0), png_bytes(1)], prompts=["a", "b"])
+        cases = reference_set.cases + [image_case("c", png_bytes(2)), image_case("d", png_bytes(3))]
+        services.update_reference_set(reference_set, actor="test", cases=cases)  # two new images: within the budget
+        assert ReferenceSet.objects.get().images.count() == 4
 
     def test_a_data_url_is_taken(self, image_project):
         case = image_case("a cat", png_bytes(3))

@@ -160,7 +160,8 @@ def evaluable_model_version(project: Project, plugin_id: str, version_id) -> Mod
 
 # --- reference sets -------------------------------------------------------------------------------------
 
-def _image_reference(reference: Any, known: Mapping[str, dict], decoded: dict[str, Any]) -> Any:
+def _image_reference(reference: Any, known: Mapping[str, dict], decoded: dict[str, Any],
+                     budget: reference_images.PixelBudget | None = None) -> Any:
     """An image case's reference as its case stores it (``images.CheckedImage.reference``); ``BadImage`` saying why
     not. Base64 (a ``data:`` URL too) is decoded and checked; ``{"image": sha256}`` names an image the set holds
     already (a set's cases as the API shows them, sent back changed). ``decoded`` collects the new images."""
@@ -174,7 +175,7 @@ def _image_reference(reference: Any, known: Mapping[str, dict], decoded: dict[st
                                         "unknown_image")
     data = reference_images.decode_base64(reference)
     # an image checked for an earlier case is not decoded again: 500 cases of one 4096x4096 picture took two minutes
-    checked = decoded.get(hashlib.sha256(data).hexdigest()) or reference_images.check_image(data)
+    checked = decoded.get(hashlib.sha256(data).hexdigest()) or reference_images.check_image(data, budget)
     decoded[checked.sha256] = checked
     return checked.reference()
 
@@ -190,7 +191,8 @@ def _case_error(field_errors: list | None, path: str, code: str, message: str, *
 
 def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None, *,
                  known_images: Mapping[str, dict] = MappingProxyType({}), decoded: dict | None = None,
-                 documents: dict[str, str] | None = None) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+                 documents: dict[str, str] | None = None, pixels: reference_images.PixelBudget | None = None
+                 ) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
     """One case normalised, or its errors by field (``cases.3.input.messages``); pydantic's errors behind them, and
     the checker's own with their codes (``evaluation.*``), are added to ``field_errors`` (for the dashboard to word
     them in its language). An image case's new reference image goes into ``decoded`` (by sha256). ``documents``: the
@@ -222,7 +224,7 @@ def _case_errors(plugin, index: int, case: Any, field_errors: list | None = None
         reference = None
     elif plugin.manifest.id in IMAGE_PLUGINS:
         try:
-            reference = _image_reference(reference, known_images, decoded if decoded is not None else {})
+            reference = _image_reference(reference, known_images, decoded if decoded is not None else {}, pixels)
         except reference_images.BadImage as bad:
             refuse(f"{where}.reference", f"evaluation.image_{bad.reason}", bad.message, **bad.params)
     elif not isinstance(reference, str) or not reference.strip():
@@ -292,10 +294,10 @@ def _checked_cases(plugin_id: str, cases: Any, known_images: Mapping[str, dict] 
         from atelier_platform.knowledge.models import KnowledgeDocument
 
         documents = dict(KnowledgeDocument.objects.filter(project=project).values_list("source_id", "title"))
-    checked, problems, field_errors, decoded = [], {}, [], {}
+    checked, problems, field_errors, decoded, pixels = [], {}, [], {}, reference_images.PixelBudget()
     for index, case in enumerate(cases):
         normal, errors = _case_errors(plugin, index, case, field_errors, known_images=known_images, decoded=decoded,
-                                      documents=documents)
+                                      documents=documents, pixels=pixels)
         problems.update(errors)
         checked.append(normal)
     if problems:
