@@ -105,6 +105,10 @@ def score_run(run_id, load_extractor: Callable[[], tuple[Any, str]], score: Call
                 run.error_message = "Every case failed; see each case's error."
             run.finished_at = timezone.now()
         run.save()
+        # its end (a cancelled run's too: it ended waiting for these scores)
+        from atelier_platform.evaluation.services import announce_finished
+
+        announce_finished(run)
     return "scored"
 
 

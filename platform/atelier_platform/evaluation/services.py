@@ -533,6 +533,7 @@ def finish_if_done(run_id) -> EvaluationRun | None:
             _send_scoring(run)
         else:
             run.finished_at = now
+            announce_finished(run)
         run.save()
     return run
 
@@ -717,10 +718,21 @@ def cancel_run(run: EvaluationRun, *, actor: str) -> EvaluationRun:
             first=Min("started_at"))["first"]
         run.finished_at = now
         run.save()
+        if run.scoring_sent_at is None:  # else it ends when a worker has scored its answered cases
+            announce_finished(run)
         audit.record(run.project, actor, "evaluation_run_cancelled", run, before={"status": before},
                      after={"status": run.status, "reference_set": run.reference_set.name,
                             "cases": run.cases_total, "answered": answered, "jobs_cancelled": asked})
     return run
+
+
+def announce_finished(run: EvaluationRun) -> None:
+    """Send ``evaluation_run_finished`` for a run that has just ended (in the caller's transaction, under the run's
+    row lock), once that commits: each way a run ends calls this where it ends it, so once per run."""
+    from atelier_platform.evaluation.signals import evaluation_run_finished
+
+    run_id = run.pk
+    transaction.on_commit(lambda: evaluation_run_finished.send(sender=EvaluationRun, run_id=run_id), robust=True)
 
 
 def sweep_runs() -> int:
@@ -775,4 +787,5 @@ def _scoring_failed(run: EvaluationRun, reason: str) -> None:
         run.error_message = message
         run.finished_at = timezone.now()
     run.save()
+    announce_finished(run)
 

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from django.db import models
 
 from atelier_platform.config import get_config
+from atelier_platform.evaluation.models import EvaluationRun
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, Output, ReviewState
 
 
@@ -25,6 +26,7 @@ class EventType(models.TextChoices):
     JOB_CANCELLED = "job.cancelled", "A job was cancelled"
     OUTPUT_FLAGGED = "output.flagged", "Screening flagged an output"
     OUTPUT_REVIEW_CHANGED = "output.review_changed", "A reviewer decided an output (approved or rejected)"
+    EVALUATION_RUN_FINISHED = "evaluation_run.finished", "An evaluation run ended (succeeded, failed or cancelled), scored"
     WEBHOOK_TEST = "webhook.test", "A test ping asked for through the API"
 
 
@@ -125,3 +127,29 @@ def output_review_changed_data(output: Output, state: str) -> dict[str, Any]:
 
 def _job_link_by_id(job_id) -> dict[str, Any]:
     return {"id": str(job_id), "url": api_url(f"/api/v1/jobs/{job_id}/")}
+
+
+def evaluation_run_finished_data(run: EvaluationRun) -> dict[str, Any]:
+    """An ended run as a release pipeline needs it: what was evaluated, on which model, how it ended and its metrics
+    (the API's ``metrics``, the same numbers; no case's answer, which is generated content). ``model_version`` is
+    the version the run named, null for the project's current model; ``answered_by`` names the versions whose
+    answers were scored (the current one's name for such a run)."""
+    version = run.model_version
+    metrics = run.metrics if isinstance(run.metrics, dict) else {}
+    return {
+        "project": run.project.slug,
+        "evaluation_run": {
+            "id": str(run.pk),
+            "status": run.status,
+            "plugin": run.plugin_id,
+            "reference_set": {"id": str(run.reference_set_id), "name": run.reference_set.name},
+            "model_version": {"id": version.pk, "version": version.version} if version is not None else None,
+            "answered_by": list(metrics.get("model_versions") or []),
+            "progress": {"done": run.cases_done, "failed": run.cases_failed, "total": run.cases_total},
+            "metrics": metrics,
+            "error": run.error_message,
+            "created_at": run.created_at.isoformat() if run.created_at else None,
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "url": api_url(f"/api/v1/evaluation/runs/{run.pk}/"),
+        },
+    }

@@ -2,7 +2,8 @@
 
 The signals are sent after their transaction commits, from the web process or a worker. A failure
 here is logged and swallowed: a webhook problem must never fail a job or a review decision.
-Evaluation jobs (``JobPurpose.EVALUATION``) fire none: they are the platform's own, not a caller's.
+Evaluation jobs (``JobPurpose.EVALUATION``) fire none: they are the platform's own, not a caller's; their run fires
+``evaluation_run.finished`` when it ends.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Callable
 
 from django.dispatch import receiver
 
+from atelier_platform.evaluation.signals import evaluation_run_finished
 from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_cancelled, jobs_succeeded
 from atelier_platform.moderation.review import output_flagged, output_review_changed
 from atelier_platform.webhooks import events, services
@@ -83,3 +85,20 @@ def on_output_review_changed(sender, output, state, **kwargs):
     _safely(EventType.OUTPUT_REVIEW_CHANGED, lambda: services.emit(
         output.job.project, EventType.OUTPUT_REVIEW_CHANGED, events.output_review_changed_data(output, state),
         event_key=f"{output.pk}:{state}", job_webhook=output.job.webhook))
+
+
+@receiver(evaluation_run_finished, dispatch_uid="webhooks.evaluation_run_finished")
+def on_evaluation_run_finished(sender, run_id, **kwargs):
+    """A run's end, keyed by the run: sent twice (it is not, but a receiver must not count on that), one delivery per
+    endpoint all the same. Read afresh: the run as it ended, after the commit."""
+    from atelier_platform.evaluation.models import EvaluationRun
+
+    def emit():
+        run = (EvaluationRun.objects.filter(pk=run_id).select_related("project", "reference_set", "model_version")
+               .defer("results", "reference_set__cases").first())
+        if run is None:  # deleted with its reference set meanwhile
+            return None
+        return services.emit(run.project, EventType.EVALUATION_RUN_FINISHED, events.evaluation_run_finished_data(run),
+                             event_key=str(run.pk))
+
+    _safely(EventType.EVALUATION_RUN_FINISHED, emit)
