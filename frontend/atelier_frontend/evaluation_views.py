@@ -25,8 +25,6 @@ from atelier_frontend.projects import needs
 #: run to compare) the largest difference between the two answers' chrF first
 ORDERS = ("worst", "set", "difference")
 REFRESH_MS = 3000
-#: what a case is scored against: two runs whose cases differ in one of these scored other references
-REFERENCE_KEYS = ("reference", "reference_items", "reference_sources", "k")
 
 
 def _run_of(project, run_id) -> EvaluationRun:
@@ -53,38 +51,14 @@ def _questions(run: EvaluationRun, results: list[dict]) -> dict[str, str]:
             for pk, data in Job.objects.filter(project=run.project_id, pk__in=job_ids).values_list("pk", "input")}
 
 
-#: a run's primary metric, per case: (the result's part holding it or None for the result itself, its name); the
-#: first whose reference the run's cases give (a recommender is tuned for its ranking, a grounded chatbot for its
-#: sources), else the answer's chrF (an image's similarity)
-PRIMARY = {"ranking": ("ranking", "ndcg"), "retrieval": ("retrieval", "recall"), "chrf": (None, "chrf"),
-           "similarity": (None, "similarity")}
-
-
-def _primary_of(results: list[dict], images: bool) -> str:
-    from atelier_platform.evaluation.relevance import RANKING_FIELD, RETRIEVAL_FIELD
-
-    if images:
-        return "similarity"
-    if any(RANKING_FIELD in r for r in results):
-        return "ranking"
-    if any(RETRIEVAL_FIELD in r for r in results):
-        return "retrieval"
-    return "chrf"
-
-
-def _score(result: dict | None, primary: str) -> float | None:
-    part, name = PRIMARY[primary]
-    holder = (result or {}).get(part) if part else result
-    value = (holder or {}).get(name)
-    return float(value) if value is not None else None
-
-
 def _badness(result: dict | None, primary: str = "chrf") -> tuple:
     """Lower is worse: a failed case first, then the lowest primary score; cases without one (a mixed set's text-only
     ones) after those that have it, by their chrF."""
     if result is None or result.get("status") == "failed":
         return (0, 0.0)
-    value = _score(result, primary)
+    from atelier_platform.evaluation.comparison import score_of
+
+    value = score_of(result, primary)
     if value is not None:
         return (1, value)
     chrf = result.get("chrf")
@@ -117,20 +91,20 @@ def run_page(request, here, run_id):
     if order not in ORDERS or (order == "difference" and compared is None):
         order = "worst"
     results = run.results or []
-    theirs = {r["index"]: r for r in (compared.results or [])} if compared is not None else {}
     questions = _questions(run, results)
+    from atelier_platform.evaluation import comparison
     from atelier_platform.evaluation.relevance import gains_of
     from atelier_platform.evaluation.services import IMAGE_PLUGINS
 
     images = run.plugin_id in IMAGE_PLUGINS
-    primary = _primary_of(results, images)
-    rows, set_changed = [], False
-    for result in results:
-        other = theirs.get(result["index"]) if compared is not None else None
-        if other is not None and any(other.get(name) != result.get(name) for name in REFERENCE_KEYS):
-            set_changed = True
-        mine, their = _score(result, primary), _score(other, primary)
-        difference = round(their - mine, 4) if mine is not None and their is not None else None
+    primary = comparison.primary_score(run.plugin_id, results)
+    # the API's comparison of the same two runs (its delta is this run's score minus B's; the page shows B minus A)
+    pairs = comparison.case_pairs(run, compared) if compared is not None else []
+    set_changed = any(pair.reference_changed for pair in pairs)
+    rows = []
+    for result, pair in zip(results, pairs or [None] * len(results)):
+        other = pair.other if pair is not None else None
+        difference = round(0.0 - pair.delta, 4) if pair is not None and pair.delta is not None else None
         row = {"case": result, "other": other, "question": questions.get(result.get("job_id"), ""),
                "difference": difference,
                "expected_items": list(gains_of(result["reference_items"]).items()) if result.get("reference_items") else []}

@@ -90,6 +90,12 @@ def make_objects(project) -> dict:
         cases=[{"input": {"messages": [{"role": "user", "content": "Where is my parcel?"}]}, "params": {},
                 "reference": "On its way."}])
     run = EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id="chatbot", cases_total=1)
+    # two ended runs of the set, which compare (``/compare/?to=``)
+    scored_runs = [EvaluationRun.objects.create(
+        project=project, reference_set=reference_set, plugin_id="chatbot", cases_total=1, cases_done=1,
+        status="succeeded", finished_at=timezone.now(), metrics={"chrf": chrf, "bleu": chrf / 2},
+        results=[{"index": 0, "job_id": str(job.pk), "status": "succeeded", "output": "On its way.",
+                  "reference": "On its way.", "chrf": chrf, "error": None}]) for chrf in (60.0, 70.0)]
     member = Membership.objects.create(project=project, user=UserFactory(), role="viewer")
     invitation = invitations.invite(project, "user:0", email=f"invited{next(_n)}@example.com", role="viewer").invitation
     picture = b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes  # served as stored: it need not decode
@@ -100,7 +106,8 @@ def make_objects(project) -> dict:
         "job": job, "output": output, "file": output.files.get(role="primary"), "review": review,
         "document": document, "conversation": conversation, "endpoint": endpoint, "delivery": delivery,
         "api_key": issue_api_key(project, scopes=["jobs:read"], name=f"target{next(_n)}").api_key,
-        "reference_set": reference_set, "run": run, "member": member, "invitation": invitation,
+        "reference_set": reference_set, "run": run, "scored_run": scored_runs[0], "baseline_run": scored_runs[1],
+        "member": member, "invitation": invitation,
         "reference_image": reference_image,
     }
 
@@ -137,6 +144,7 @@ PATH_IDS = {
         lambda o: {"pk": o["reference_set"].pk, "sha256": o["reference_image"].sha256},
     "/api/v1/evaluation/runs/{pk}/": lambda o: {"pk": o["run"].pk},
     "/api/v1/evaluation/runs/{pk}/cancel/": lambda o: {"pk": o["run"].pk},
+    "/api/v1/evaluation/runs/{pk}/compare/": lambda o: {"pk": o["scored_run"].pk},
     "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},
     # a plugin's id names installed software, the same in every project: each project reads and changes its own
     # settings of it (tests/api/test_plugin_settings.py), so it is no other project's object
@@ -144,7 +152,14 @@ PATH_IDS = {
 }
 
 
+#: The query an endpoint needs beside its path's ids, for a call that gets past its checks
+QUERIES = {
+    "/api/v1/evaluation/runs/{pk}/compare/": lambda o: f"?to={o['baseline_run'].pk}",
+}
+
+
 def url_for(template: str, objects: dict) -> str:
     if "{" not in template:
         return template
-    return template.format(**PATH_IDS[template](objects))
+    query = QUERIES[template](objects) if template in QUERIES else ""
+    return template.format(**PATH_IDS[template](objects)) + query

@@ -113,6 +113,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("POST", "/api/v1/evaluation/runs/"):                        ("admin jobs:write", "owner"),
     ("GET", "/api/v1/evaluation/runs/{pk}/"):                    ("jobs:read", ALL),
     ("POST", "/api/v1/evaluation/runs/{pk}/cancel/"):            ("admin", "owner"),
+    ("GET", "/api/v1/evaluation/runs/{pk}/compare/"):            ("jobs:read", ALL),
     # --- the contract itself: public ---
     ("GET", "/api/v1/schema/"):                                  (PUBLIC, ALL),
     ("GET", "/api/v1/docs/"):                                    (PUBLIC, ALL),

@@ -4,6 +4,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from atelier_platform.api.serializers import StrictSerializer
+from atelier_platform.evaluation.comparison import DEFAULT_CASE_LIMIT as COMPARE_DEFAULT_LIMIT
+from atelier_platform.evaluation.comparison import MAX_CASE_LIMIT as COMPARE_MAX_LIMIT
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
 from atelier_platform.evaluation import relevance
 from atelier_platform.evaluation.services import MAX_CASES
@@ -269,3 +271,80 @@ class RunSerializer(RunSummarySerializer):
             shown.append({**case, "reference_url": reference_image_url(run.reference_set_id, case.get("reference")),
                           "image_url": f"/api/v1/outputs/{image['output_id']}/files/{image['file_id']}/" if image else None})
         return shown
+
+
+class CompareQuerySerializer(serializers.Serializer):
+    """The query of ``GET /evaluation/runs/{id}/compare/`` (other parameters, such as the dashboard's ``project``,
+    are left alone)."""
+
+    to = serializers.UUIDField(help_text="The run to compare with (the baseline): another ended run of the same "
+                                         "reference set.")
+    limit = serializers.IntegerField(required=False, default=COMPARE_DEFAULT_LIMIT, min_value=1, max_value=COMPARE_MAX_LIMIT,
+                                     help_text=f"Cases listed, worst regression first ({COMPARE_DEFAULT_LIMIT} unless "
+                                               f"given, at most {COMPARE_MAX_LIMIT}).")
+    offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31 - 1,
+                                      help_text="Cases to skip: the next page starts at offset + limit (see cases.next).")
+
+
+class MetricChangeSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="chrf, bleu, mean_case_chrf (text runs); fid, kid, mean_similarity (images).")
+    better = serializers.ChoiceField(choices=["higher", "lower"], help_text="Which way is better for this metric.")
+    run = serializers.FloatField(allow_null=True, help_text="The run's figure.")
+    to = serializers.FloatField(allow_null=True, help_text="The baseline's figure.")
+    delta = serializers.FloatField(allow_null=True, help_text="run minus to; null where either has no figure.")
+    change = serializers.ChoiceField(choices=["improved", "regressed", "unchanged"], allow_null=True,
+                                     help_text="Read with better: regressed is a move the wrong way.")
+
+
+class CaseChangeSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    change = serializers.ChoiceField(choices=["newly_failed", "scored", "both_failed", "fixed", "not_compared"],
+                                     help_text="newly_failed: the run failed a case the baseline answered; fixed: the "
+                                               "other way; scored: both answered (see delta); not_compared: the "
+                                               "baseline had no such case (its set was changed between the runs).")
+    delta = serializers.FloatField(allow_null=True, help_text="The case's score (chrF; an image's similarity) in the "
+                                                              "run minus in the baseline; higher is better.")
+    reference_changed = serializers.BooleanField(help_text="The two runs scored this case against other references.")
+    status = serializers.CharField()
+    to_status = serializers.CharField(allow_null=True)
+    score = serializers.FloatField(allow_null=True)
+    to_score = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_null=True, help_text="The run's error code for a failed case.")
+    to_error = serializers.CharField(allow_null=True)
+    output = serializers.CharField(allow_null=True, allow_blank=True, help_text="Text runs: the run's answer.")
+    to_output = serializers.CharField(allow_null=True, allow_blank=True)
+    job_id = serializers.UUIDField(allow_null=True)
+    to_job_id = serializers.UUIDField(allow_null=True)
+
+
+class CaseChangePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Cases in all.")
+    offset = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True, help_text="The next page's URL; null on the last.")
+    results = CaseChangeSerializer(many=True, help_text="Worst regression first.")
+
+
+class RunComparisonSerializer(serializers.Serializer):
+    run = RunSummarySerializer()
+    to = RunSummarySerializer()
+    case_score = serializers.CharField(help_text="The per-case score compared: chrf, or similarity for image runs.")
+    set_changed = serializers.BooleanField(help_text="The reference set was changed between the runs: some cases "
+                                                     "were scored against other references.")
+    metrics = MetricChangeSerializer(many=True)
+    cases = CaseChangePageSerializer()
+
+
+def comparison_data(compared, *, offset: int = 0, limit: int = COMPARE_DEFAULT_LIMIT, next_url=None) -> dict:
+    """A ``comparison.Comparison`` as the API shows it (``RunComparisonSerializer``), its cases from ``offset``."""
+    from atelier_platform.evaluation.comparison import case_score
+
+    page = compared.cases[offset:offset + limit]
+    return {
+        "run": RunSummarySerializer(compared.run).data, "to": RunSummarySerializer(compared.to).data,
+        "case_score": case_score(compared.run.plugin_id), "set_changed": compared.set_changed,
+        "metrics": [change.as_dict() for change in compared.metrics],
+        "cases": {"count": len(compared.cases), "offset": offset, "limit": limit,
+                  "next": next_url if offset + limit < len(compared.cases) else None,
+                  "results": [pair.as_dict() for pair in page]},
+    }

@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 from atelier_platform.accounts.roles import Capability
@@ -19,15 +20,18 @@ from atelier_platform.api.keys_views import actor_of
 from atelier_platform.api.knowledge_views import FILE_CONTENT_SECURITY_POLICY
 from atelier_platform.api.pagination import NewestFirstCursorPagination
 from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, ErrorSerializer, error_responses
-from atelier_platform.evaluation import services, uploads
+from atelier_platform.evaluation import comparison, services, uploads
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceImage, ReferenceSet
 from atelier_platform.evaluation.serializers import (
+    CompareQuerySerializer,
+    RunComparisonSerializer,
     ReferenceSetCreateSerializer,
     ReferenceSetSerializer,
     ReferenceSetSummarySerializer,
     ReferenceSetUpdateSerializer,
     ReferenceSetUploadSerializer,
     RunCreateSerializer,
+    comparison_data,
     RunSerializer,
     RunSummarySerializer,
 )
@@ -144,7 +148,8 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     """Runs of a model version on a reference set: progress while its jobs run, metrics once they have finished."""
 
     # a run submits a job per case: an 'admin' key without 'jobs:write' would run inputs it may not submit
-    required_capabilities = {"list": READ, "retrieve": READ, "create": (ADMIN, Capability.JOBS_WRITE), "cancel": ADMIN}
+    required_capabilities = {"list": READ, "retrieve": READ, "compare": READ, "create": (ADMIN, Capability.JOBS_WRITE),
+                             "cancel": ADMIN}
     serializer_class = RunSerializer
     pagination_class = NewestFirstCursorPagination
     lookup_value_converter = "uuid"
@@ -200,3 +205,23 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def cancel(self, request, pk=None):
         run = services.cancel_run(self.get_object(), actor=actor_of(request))
         return Response(RunSerializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @extend_schema(parameters=[CompareQuerySerializer], responses={200: RunComparisonSerializer,
+                                                                   **error_responses(400, 403, 404, 409)},
+                   summary="Compare an ended run with another of its reference set: each metric's delta (and which way "
+                           "is better), then the cases, worst regression first",
+                   description="Deltas are this run minus the run given in `to` (the baseline). 400: `to` missing, not "
+                               "an id, this run, or a run of another set (evaluation_runs_not_comparable); 404: no such "
+                               "run in this project; 409: either run still going, or its images still being scored "
+                               "(evaluation_run_not_finished).")
+    @action(detail=True, methods=["get"])
+    def compare(self, request, pk=None):
+        run = self.get_object()
+        query = CompareQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        to = self.get_queryset().filter(pk=query.validated_data["to"]).first()
+        if to is None:
+            raise NotFound("No run with the id given in to in this project.")
+        offset, limit = query.validated_data["offset"], query.validated_data["limit"]
+        next_url = replace_query_param(request.build_absolute_uri(), "offset", offset + limit)
+        return Response(comparison_data(comparison.compare(run, to), offset=offset, limit=limit, next_url=next_url))

@@ -1,0 +1,166 @@
+"""GET /api/v1/evaluation/runs/{id}/compare/?to=...: two ended runs of a set, metric by metric (which way is better)
+and case by case, worst regression first; refused clearly for runs that do not compare."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from atelier_platform.catalog.models import ModelVersion
+from atelier_platform.evaluation import comparison, services
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
+from atelier_platform.jobs import lifecycle
+from atelier_platform.jobs.models import Job
+from tests.evaluation.test_runs import make_set, run_all
+
+RUNS = "/api/v1/evaluation/runs/"
+
+
+def compare(client, run, to, **query):
+    return client.get(f"{RUNS}{run.pk}/compare/", {"to": str(to.pk) if hasattr(to, "pk") else to, **query})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_version_against_the_current_one_metric_by_metric_and_worst_case_first(chat_project, api):
+    # References that are the current model's own answers: it scores 100 on each, another version less.
+    probe = run_all(services.start_run(chat_project, make_set(chat_project, ["a", "b", "c"], name="probe"), actor="t"))
+    reference_set = make_set(chat_project, [case["output"] for case in probe.results], name="own answers")
+    current = run_all(services.start_run(chat_project, reference_set, actor="test"))
+    v2 = ModelVersion.objects.create(plugin_id="chatbot", version="v2", model_dir="chat/v2")
+    candidate = services.start_run(chat_project, reference_set, model_version_id=v2.pk, actor="test")
+    lifecycle.cancel_job(Job.objects.get(evaluation_case__run=candidate, evaluation_case__index=2))
+    candidate = run_all(candidate)
+    assert current.metrics["chrf"] == 100.0 and candidate.metrics["chrf"] < 100.0
+
+    response = compare(api, candidate, current)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["run"]["id"] == str(candidate.pk) and body["to"]["id"] == str(current.pk)
+    assert body["run"]["model_version"] == {"id": v2.pk, "version": "v2"} and body["to"]["model_version"] is None
+    assert body["case_score"] == "chrf" and body["set_changed"] is False
+    metrics = {m["name"]: m for m in body["metrics"]}
+    assert set(metrics) == {"chrf", "bleu", "mean_case_chrf"} and {m["better"] for m in metrics.values()} == {"higher"}
+    chrf = metrics["chrf"]
+    assert (chrf["run"], chrf["to"]) == (candidate.metrics["chrf"], 100.0)
+    assert chrf["delta"] == pytest.approx(candidate.metrics["chrf"] - 100.0) and chrf["change"] == "regressed"
+
+    cases = body["cases"]
+    assert cases["count"] == 3 and cases["next"] is None
+    # the case the candidate failed first, then the answered ones by how far they fell
+    assert cases["results"][0]["index"] == 2 and cases["results"][0]["change"] == "newly_failed"
+    assert cases["results"][0]["error"] == "cancelled" and cases["results"][0]["to_status"] == "succeeded"
+    scored = cases["results"][1:]
+    assert [c["change"] for c in scored] == ["scored", "scored"]
+    assert [c["delta"] for c in scored] == sorted(c["delta"] for c in scored)
+    for case in scored:
+        assert case["delta"] == pytest.approx(case["score"] - 100.0) and case["to_score"] == 100.0
+        assert case["output"] == candidate.results[case["index"]]["output"]
+        assert case["to_output"] == current.results[case["index"]]["output"]
+
+    # The other way round: the current version improves on the candidate, and the case it answers comes last.
+    back = compare(api, current, candidate).json()
+    assert {m["name"]: m["change"] for m in back["metrics"]}["chrf"] == "improved"
+    assert back["cases"]["results"][-1]["change"] == "fixed"
+
+    # Paged: a page of one, then the next through its link.
+    first = compare(api, candidate, current, limit=1).json()["cases"]
+    assert [c["index"] for c in first["results"]] == [2] and "offset=1" in first["next"]
+    second = api.get(first["next"]).json()["cases"]
+    assert second["offset"] == 1 and second["results"][0]["index"] == cases["results"][1]["index"]
+
+
+def ended_run(project, reference_set, *, chrf, status=RunStatus.SUCCEEDED, plugin="chatbot", metrics=None, **fields):
+    return EvaluationRun.objects.create(
+        project=project, reference_set=reference_set, plugin_id=plugin, status=status, cases_total=1, cases_done=1,
+        finished_at=timezone.now() if status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED) else None,
+        metrics=metrics if metrics is not None else {"chrf": chrf, "bleu": chrf / 2, "mean_case_chrf": chrf},
+        results=[{"index": 0, "job_id": None, "status": "succeeded", "output": "x", "reference": "r", "chrf": chrf,
+                  "error": None}], **fields)
+
+
+@pytest.mark.django_db
+class TestRefused:
+    @pytest.fixture
+    def runs(self, project):
+        reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="s", cases=[])
+        return reference_set, ended_run(project, reference_set, chrf=50.0), ended_run(project, reference_set, chrf=60.0)
+
+    def test_without_to_or_with_no_id(self, api, runs):
+        _, run, _ = runs
+        for query in ({}, {"to": "not-an-id"}):
+            response = api.get(f"{RUNS}{run.pk}/compare/", query)
+            assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error"
+            assert "to" in response.json()["error"]["details"]
+
+    def test_a_page_out_of_bounds(self, api, runs):
+        _, run, to = runs
+        for query in ({"limit": 0}, {"limit": comparison.MAX_CASE_LIMIT + 1}, {"offset": -1}, {"limit": "many"}):
+            response = compare(api, run, to, **query)
+            assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error", query
+
+    def test_the_run_itself_and_a_run_of_another_set(self, api, project, runs):
+        _, run, _ = runs
+        response = compare(api, run, run)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "evaluation_runs_not_comparable"
+        other_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="other", cases=[])
+        response = compare(api, run, ended_run(project, other_set, chrf=10.0))
+        assert response.status_code == 400 and response.json()["error"]["code"] == "evaluation_runs_not_comparable"
+        assert "another reference set" in response.json()["error"]["message"]
+
+    def test_another_projects_run_and_an_unknown_one_are_not_found(self, api, other_project, runs):
+        _, run, _ = runs
+        theirs_set = ReferenceSet.objects.create(project=other_project, plugin_id="chatbot", name="s", cases=[])
+        theirs = ended_run(other_project, theirs_set, chrf=99.0)
+        for to in (theirs, uuid.uuid4()):
+            response = compare(api, run, to if hasattr(to, "pk") else str(to))
+            assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+            assert "99.0" not in response.content.decode()
+        assert compare(api, theirs, run).status_code == 404  # nor is theirs compared from ours
+
+    def test_a_run_going_or_still_being_scored(self, api, project, runs):
+        reference_set, run, _ = runs
+        going = ended_run(project, reference_set, chrf=0.0, status=RunStatus.RUNNING, metrics={})
+        response = compare(api, run, going)
+        assert response.status_code == 409 and response.json()["error"]["code"] == "evaluation_run_not_finished"
+        assert response.json()["error"]["details"] == {"to": {"id": str(going.pk), "status": "running"}}
+        # a cancelled image run whose answered cases a worker still scores has not ended for a comparison
+        scoring = ended_run(project, reference_set, chrf=0.0, status=RunStatus.CANCELLED, scoring_sent_at=timezone.now())
+        response = compare(api, scoring, run)
+        assert response.status_code == 409 and "still being scored" in response.json()["error"]["message"]
+
+    def test_a_key_without_jobs_read_is_refused(self, project, make_key, client_for, runs):
+        _, run, to = runs
+        response = compare(client_for(make_key(project, scopes=["reviews:read"]).raw), run, to)
+        assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_image_runs_compare_fid_and_kid_lower_is_better(project):
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="image", name="pictures", cases=[])
+
+    def image_run(fid, kid, similarity):
+        return ended_run(project, reference_set, chrf=None, plugin="image",
+                         metrics={"fid": fid, "kid": kid, "mean_similarity": similarity, "scoring": "done"})
+
+    candidate, baseline = image_run(12.0, 0.02, 0.8), image_run(10.0, 0.03, 0.9)
+    compared = comparison.compare(candidate, baseline)
+    shown = {change.name: (change.better, change.delta, change.change) for change in compared.metrics}
+    assert shown == {"fid": ("lower", 2.0, "regressed"), "kid": ("lower", -0.01, "improved"),
+                     "mean_similarity": ("higher", pytest.approx(-0.1), "regressed")}
+    assert compared.metric("fid").drop == 2.0 and compared.metric("kid").drop == -0.01
+    assert compared.metric("mean_similarity").drop == pytest.approx(0.1)
+    # a figure a run lacks (FID of one image) compares to nothing
+    lonely = image_run(None, None, 0.7)
+    assert comparison.compare(lonely, baseline).metric("fid").change is None
+
+
+@pytest.mark.django_db
+def test_a_changed_set_is_said(project):
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="s", cases=[])
+    before = ended_run(project, reference_set, chrf=50.0)
+    after = ended_run(project, reference_set, chrf=50.0)
+    after.results = [{**after.results[0], "reference": "another"}]
+    assert comparison.compare(after, before).set_changed
+    assert comparison.compare(after, before).cases[0].reference_changed
