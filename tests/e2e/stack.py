@@ -145,6 +145,10 @@ def share_redis_database(redis_url: str) -> int:
     return lock
 
 
+#: the folders the project's packages live in (pyproject.toml's ``packages.find``)
+SOURCE_FOLDERS = ("platform", "plugins", "workers", "frontend")
+
+
 class Stack:
     def __init__(self, backend: str, root: Path) -> None:
         self.backend = backend
@@ -160,7 +164,9 @@ class Stack:
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", str(root)),
-            "PYTHONPATH": str(REPO),
+            # this checkout's packages ahead of any the environment installed (an editable install made from another
+            # checkout of the project, such as a worktree's shared .venv): the stack runs the code under test
+            "PYTHONPATH": os.pathsep.join([*(str(REPO / folder) for folder in SOURCE_FOLDERS), str(REPO)]),
             "DJANGO_SETTINGS_MODULE": "atelier_platform.settings",
             "SECRET_KEY": "e2e-secret-key-0123456789-0123456789-0123456789",
             "ATELIER_DATA_DIR": str(root / "data"),

@@ -175,6 +175,41 @@ def test_an_evaluation_run_is_answered_by_the_worker_scored_and_reproducible_and
     assert pending.status_code == 200 and not job_ids & {item["job"] for item in pending.json()["results"]}
 
 
+def test_the_evaluate_command_waits_for_a_run_the_worker_answers_and_gates_it_against_the_pinned_version(
+        stack, session):
+    """``manage.py evaluate`` in its own process, as CI runs it: the run goes through the real queue and worker while
+    the command reads it (progress on stderr), then the second run is compared with the first (the version pinned
+    now: the default model) and, seeded, drops nothing; stdout holds the JSON alone; a wrong set exits 2."""
+    import json
+    import re
+
+    cases = [{"input": {"messages": [{"role": "user", "content": question}], "use_knowledge": False},
+              "params": {"max_new_tokens": 8}, "reference": reference}
+             for question, reference in (("Where is my parcel?", "It is on its way."),
+                                         ("Can I return shoes?", "Yes, within 45 days."))]
+    created = session.post(f"{stack.url}/api/v1/evaluation/reference-sets/",
+                           json={"plugin": "chatbot", "name": "e2e gate", "cases": cases}, timeout=10)
+    assert created.status_code == 201, created.text
+    first = stack.manage("evaluate", "--project", "shop", "--set", "e2e gate", "--poll", "0.2", "--timeout", "100",
+                         check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+    first_id = re.search(r"Started evaluation run (\S+) of 'e2e gate' \(chatbot, 2 cases\)", first.stderr).group(1)
+    assert "2/2 cases done" in first.stderr and f"Result: Run {first_id} succeeded." in first.stdout
+
+    gated = stack.manage("evaluate", "--project", "shop", "--set", created.json()["id"], "--compare-to", "pinned",
+                         "--max-drop", "chrf=0", "--max-drop", "bleu=0", "--json", "--poll", "0.2", "--timeout", "100",
+                         check=False)
+    assert gated.returncode == 0, gated.stdout + gated.stderr
+    report = json.loads(gated.stdout)
+    assert report["outcome"] == "passed" and report["compared_to"]["id"] == first_id
+    assert [(g["metric"], g["drop"], g["passed"]) for g in report["gates"]] == [("chrf", 0.0, True), ("bleu", 0.0, True)]
+    shown = session.get(f"{stack.url}{report['url']}", timeout=10).json()
+    assert shown["status"] == "succeeded" and shown["metrics"] == report["run"]["metrics"]
+
+    refused = stack.manage("evaluate", "--project", "shop", "--set", "no such set", check=False)
+    assert refused.returncode == 2 and "No reference set 'no such set' in project 'shop'" in refused.stderr
+
+
 def _png_base64(shade: int) -> str:
     import base64
 

@@ -1,0 +1,185 @@
+"""Evaluation as a release gate: which run a new one is measured against, and whether a metric fell further than
+allowed. The ``evaluate`` command (CI) asks here; so does a promotion that requires an evaluation
+(``catalog.configuration.configure_plugin``'s ``require_evaluation``).
+
+A limit is a metric's largest allowed *drop*: how much worse the new run may be than the baseline in the metric's
+own units (``comparison.MetricChange.drop``: a fall for chrF, BLEU and similarity, a rise for FID and KID).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from atelier_platform.accounts.models import Project
+from atelier_platform.catalog.models import ModelVersion
+from atelier_platform.evaluation import comparison
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
+from atelier_platform.evaluation.services import EvaluationError
+
+#: what a run answered with when the project pinned nothing: the plugin's default model (its outputs' provenance)
+DEFAULT_MODEL_NAME = "default"
+#: the newest runs of a set read when looking for the baseline among runs of "the current model"
+BASELINE_CANDIDATES = 200
+
+
+class GateError(EvaluationError):
+    code = "invalid_evaluation_gate"
+
+
+def metric_names(plugin_id: str) -> list[str]:
+    return [name for name, _ in comparison.compared_metrics(plugin_id)]
+
+
+def checked_max_drops(plugin_id: str, max_drops: dict[str, Any], *, field: str = "max_drop") -> dict[str, float]:
+    """``{"chrf": 1.5}`` checked: each a metric runs of the plugin have, each limit a number from 0."""
+    known = metric_names(plugin_id)
+    if not isinstance(max_drops, dict) or not max_drops:
+        raise GateError(f"Name at least one metric and its largest allowed drop, such as {{\"{known[0]}\": 1.5}}.",
+                        details={field: [f"Metrics of {plugin_id} runs: {', '.join(known)}."]})
+    problems: dict[str, list[str]] = {}
+    checked: dict[str, float] = {}
+    for name, limit in max_drops.items():
+        if name not in known:
+            problems[f"{field}.{name}"] = [f"{plugin_id} runs have no metric {name!r}; they have: {', '.join(known)}."]
+        elif isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (0 <= limit < float("inf")):
+            problems[f"{field}.{name}"] = ["A number from 0: how much worse than the baseline the metric may be."]
+        else:
+            checked[name] = float(limit)
+    if problems:
+        raise GateError("The evaluation gate's limits were not understood: correct the metrics named.", details=problems)
+    return checked
+
+
+def parse_max_drops(plugin_id: str, specs: Iterable[str]) -> dict[str, float]:
+    """``["chrf=1.5", "bleu=2"]`` (the command's ``--max-drop``) as ``checked_max_drops`` takes them."""
+    parsed: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        try:
+            parsed[name.strip().lower()] = float(value) if sep else None
+        except ValueError:
+            parsed[name.strip().lower()] = value
+    return checked_max_drops(plugin_id, parsed, field="--max-drop")
+
+
+# --- baselines ------------------------------------------------------------------------------------------------
+
+def answered_by(run: EvaluationRun) -> str | None:
+    """The name of the one model version whose answers the run scored: its own, else the one its metrics name (a run
+    of "the current model" at the time); None where several or none answered."""
+    if run.model_version_id is not None:
+        return run.model_version.version
+    names = (run.metrics or {}).get("model_versions") or []
+    return names[0] if len(names) == 1 else None
+
+
+def newest_succeeded_run(project: Project, reference_set: ReferenceSet, version: ModelVersion | None, *,
+                         exclude=None) -> EvaluationRun | None:
+    """The newest succeeded run of the set whose answers came from ``version`` (None: the plugin's default model),
+    whether it named the version or ran "the current model" while it was pinned."""
+    runs = (EvaluationRun.objects.filter(project=project, reference_set=reference_set, status=RunStatus.SUCCEEDED)
+            .select_related("model_version").defer("results").order_by("-created_at", "-pk"))
+    if exclude is not None:
+        runs = runs.exclude(pk=exclude)
+    name = version.version if version is not None else DEFAULT_MODEL_NAME
+    named = runs.filter(model_version=version).first() if version is not None else None
+    # a run of "the current model" answered by that version counts too; the newer of the two wins
+    for run in runs.filter(model_version__isnull=True)[:BASELINE_CANDIDATES]:
+        if answered_by(run) == name:
+            return run if named is None or (run.created_at, str(run.pk)) > (named.created_at, str(named.pk)) else named
+    return named
+
+
+def pinned_version(project: Project, plugin_id: str) -> ModelVersion | None:
+    from atelier_platform.catalog.configuration import plugin_configuration
+
+    return plugin_configuration(project, plugin_id).model_version
+
+
+def pinned_baseline(project: Project, reference_set: ReferenceSet, *, exclude=None) -> EvaluationRun | None:
+    """The newest succeeded run of the set on the version the project has pinned now (the default model if none)."""
+    return newest_succeeded_run(project, reference_set, pinned_version(project, reference_set.plugin_id),
+                                exclude=exclude)
+
+
+def version_words(version: ModelVersion | None) -> str:
+    return version.version if version is not None else f"the {DEFAULT_MODEL_NAME} model (no pin)"
+
+
+# --- limits -----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GateResult:
+    metric: str
+    max_drop: float
+    change: comparison.MetricChange
+
+    @property
+    def drop(self) -> float | None:
+        return self.change.drop
+
+    @property
+    def passed(self) -> bool:
+        # a figure missing on either side (no case answered, FID of one image) cannot show the metric held
+        return self.drop is not None and self.drop <= self.max_drop
+
+    @property
+    def reason(self) -> str:
+        if self.drop is None:
+            missing = "the run" if self.change.run is None else "the baseline"
+            return f"{self.metric} could not be compared: {missing} has no {self.metric}"
+        worse = "rose" if self.change.better == comparison.LOWER else "dropped"
+        if self.drop <= 0:
+            return f"{self.metric} held ({_number(self.change.run)} against {_number(self.change.to)})"
+        return (f"{self.metric} {worse} by {_number(self.drop)} ({_number(self.change.to)} to {_number(self.change.run)}; "
+                f"at most {_number(self.max_drop)} allowed)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "max_drop": self.max_drop, "drop": self.drop, "run": self.change.run,
+                "to": self.change.to, "better": self.change.better, "passed": self.passed, "reason": self.reason}
+
+
+def _number(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4g}" if 0 < abs(value) < 1 else f"{value:.2f}"
+
+
+def check(compared: comparison.Comparison, max_drops: dict[str, float]) -> list[GateResult]:
+    return [GateResult(name, limit, compared.metric(name)) for name, limit in max_drops.items()]
+
+
+# --- waiting for a run ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Progress:
+    status: str
+    done: int
+    failed: int
+    total: int
+    scoring: bool  # every case answered, a worker scoring its images
+
+
+def progress_of(run: EvaluationRun) -> Progress:
+    return Progress(run.status, run.cases_done, run.cases_failed, run.cases_total,
+                    run.scoring_sent_at is not None)
+
+
+def wait_for_end(run_id: uuid.UUID, *, timeout_s: float, poll_s: float, on_progress: Callable[[Progress], None],
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> EvaluationRun | None:
+    """Read the run every ``poll_s`` seconds until it has ended, scored (``comparison.is_scored``), and return it;
+    None when ``timeout_s`` passed first. ``on_progress`` hears each reading. The workers move the run on (the job
+    signals, the sweeper); this only reads."""
+    deadline = clock() + timeout_s
+    while True:
+        run = EvaluationRun.objects.select_related("reference_set", "model_version").defer("reference_set__cases") \
+            .get(pk=run_id)
+        on_progress(progress_of(run))
+        if comparison.is_scored(run):
+            return run
+        left = deadline - clock()
+        if left <= 0:
+            return None
+        sleep(min(poll_s, left))
