@@ -46,9 +46,10 @@ class PluginSettingsView(APIView):
             raise NotFound(error.message) from None
 
     @extend_schema(request=PluginSettingsUpdateSerializer,
-                   responses={200: PluginSettingsSerializer, **error_responses(400, 403, 404)},
+                   responses={200: PluginSettingsSerializer, **error_responses(400, 403, 404, 409)},
                    summary="Change the project's settings of a plugin (switch, model pin: promote or roll back, "
-                           "default params); audited")
+                           "default params); audited. A pin may require an evaluation (require_evaluation): 409 "
+                           "when its run is missing or fell further than allowed")
     def patch(self, request, plugin_id: str):
         project = request.access.project
         try:

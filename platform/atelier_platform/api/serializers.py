@@ -728,6 +728,16 @@ class PluginSettingsSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField(allow_null=True, help_text="Last change; null: never configured.")
 
 
+class RequireEvaluationSerializer(StrictSerializer):
+    """The evaluation a promotion requires (checked by ``evaluation.gate.promotion_requirement``)."""
+
+    reference_set = serializers.CharField(max_length=100, help_text="The reference set's name or id.")
+    max_drop = serializers.DictField(
+        child=serializers.FloatField(min_value=0), allow_empty=False,
+        help_text="Each metric's largest allowed drop, in its units: chrf, bleu, mean_case_chrf (text); fid, kid "
+                  "(a rise), mean_similarity (images). {\"chrf\": 1.5}")
+
+
 class PluginSettingsUpdateSerializer(StrictSerializer):
     """What a PATCH may change; each field left out keeps its value."""
 
@@ -740,6 +750,11 @@ class PluginSettingsUpdateSerializer(StrictSerializer):
     defaults = serializers.DictField(
         required=False, help_text="The project's default params, replacing the ones saved as a whole ({}: none); each "
                                   "field must be one of the plugin's params_schema, with a value it takes.")
+    require_evaluation = RequireEvaluationSerializer(
+        required=False, help_text="With model_version: pin it only if its newest succeeded run of the reference set "
+                                  "fell no further than max_drop against the newest run of the version pinned now; "
+                                  "else 409 evaluation_required (a run missing) or evaluation_gate_failed (with the "
+                                  "numbers in details.gates), and nothing changes.")
 
 
 class ModelVersionSerializer(serializers.Serializer):

@@ -54,7 +54,7 @@ def plugin_configuration(project: Project, plugin_id: str) -> PluginConfiguratio
 
 
 def configure_plugin(project: Project, plugin_id: str, actor: str, *, enabled: bool = KEEP, model_version: int | None = KEEP,
-                     defaults: dict = KEEP) -> Configured:
+                     defaults: dict = KEEP, require_evaluation: dict | None = None) -> Configured:
     """Change what is given of a project's configuration of ``plugin_id``, all of it or none, in one transaction with
     one ``plugin_configured`` audit event (before and after, as the admin records them).
 
@@ -65,10 +65,23 @@ def configure_plugin(project: Project, plugin_id: str, actor: str, *, enabled: b
     caller's JSON would be taken (strictly), without NUL characters (the database cannot store them), and within
     the server's caps on what a job may ask (``usage.limits``).
 
+    ``require_evaluation`` (``{"reference_set": name or id, "max_drop": {"chrf": 1.5}}``) gates a change of the pin:
+    the version pinned must have a succeeded run of the set no metric of which fell further than allowed against the
+    newest run of the version pinned now (``evaluation.gate.check_promotion``: else 409, nothing changed); the evidence
+    goes to the audit event.
+
     Refusals are ``InvalidJobInput`` (400 ``validation_error``) with ``details`` by field (``model_version``,
     ``defaults.max_chars``) and pydantic's errors in ``field_errors`` (located from ``defaults``, for the dashboard's
     own words); a plugin not installed is ``UnknownPlugin``."""
     plugin = _installed_or_refuse(plugin_id)
+    requirement = None
+    if require_evaluation is not None:
+        from atelier_platform.evaluation import gate
+
+        if model_version is KEEP:
+            raise InvalidJobInput("require_evaluation gates a promotion: give model_version too.",
+                                  details={"require_evaluation": ["Give model_version, the version to pin."]})
+        requirement = gate.promotion_requirement(project, plugin_id, require_evaluation)
     problems: dict[str, list[str]] = {}
     field_errors: list[dict] = []
     version = None
@@ -107,13 +120,19 @@ def configure_plugin(project: Project, plugin_id: str, actor: str, *, enabled: b
             updates["config"] = config
         if not updates:
             return Configured(before, before)
+        evidence = {}
+        if requirement is not None and "model_version" in updates:
+            # under the setting's lock: the version measured against is the one pinned until this commits
+            evidence = {"evaluation": gate.check_promotion(project, requirement, candidate=version,
+                                                           current=before.model_version)}
         for name, value in updates.items():
             setattr(setting, name, value)
         setting.save(update_fields=[*updates, "updated_at"])
         after = _configuration_of(setting, plugin_id)
         changed = frozenset("defaults" if name == "config" else name for name in updates)
         audit.record(project, actor, "plugin_configured", setting, before=audit_view(before),
-                     after={**audit_view(after), "changed_params": changed_params(before.defaults, after.defaults)})
+                     after={**audit_view(after), "changed_params": changed_params(before.defaults, after.defaults),
+                            **evidence})
     return Configured(before, after, changed)
 
 

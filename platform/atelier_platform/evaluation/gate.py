@@ -183,3 +183,71 @@ def wait_for_end(run_id: uuid.UUID, *, timeout_s: float, poll_s: float, on_progr
         if left <= 0:
             return None
         sleep(min(poll_s, left))
+
+
+# --- a promotion that requires an evaluation ------------------------------------------------------------------------
+
+class PromotionRefused(EvaluationError):
+    """The version's evaluation is missing, or fell further than allowed: the pin stays as it was."""
+
+    status_code = 409
+    code = "evaluation_gate_failed"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    reference_set: ReferenceSet
+    max_drops: dict[str, float]
+
+
+def promotion_requirement(project: Project, plugin_id: str, asked: Any) -> Requirement:
+    """``{"reference_set": name or id, "max_drop": {"chrf": 1.5}}`` of a promotion, checked (400 naming the field)."""
+    field = "require_evaluation"
+    if not isinstance(asked, dict) or set(asked) - {"reference_set", "max_drop"} or "reference_set" not in asked:
+        raise GateError("require_evaluation takes reference_set (a set's name or id) and max_drop (a metric's largest "
+                        "allowed drop, such as {\"chrf\": 1.5}).", details={field: ["Give reference_set and max_drop."]})
+    named = asked["reference_set"]
+    sets = ReferenceSet.objects.filter(project=project).defer("cases")
+    found = None
+    if isinstance(named, str):
+        try:
+            found = sets.filter(pk=uuid.UUID(named)).first()
+        except ValueError:
+            pass
+        found = found or sets.filter(name=named).first()
+    if found is None:
+        raise GateError(f"No reference set {named!r} in this project.",
+                        details={f"{field}.reference_set": ["Give the name or id of one of the project's reference sets."]})
+    if found.plugin_id != plugin_id:
+        raise GateError(f"Reference set {found.name!r} is for {found.plugin_id}, not {plugin_id}.",
+                        details={f"{field}.reference_set": [f"Give a reference set of {plugin_id}."]})
+    return Requirement(found, checked_max_drops(plugin_id, asked.get("max_drop"), field=f"{field}.max_drop"))
+
+
+def check_promotion(project: Project, requirement: Requirement, *, candidate: ModelVersion | None,
+                    current: ModelVersion | None) -> dict[str, Any]:
+    """The evidence that ``candidate`` may replace ``current``: its newest succeeded run of the set, measured against
+    the current version's newest, within every limit; else ``PromotionRefused`` with the numbers. The evidence is
+    what the audit records."""
+    reference_set = requirement.reference_set
+    run = newest_succeeded_run(project, reference_set, candidate)
+    baseline = newest_succeeded_run(project, reference_set, current)
+    missing = [(words, version) for words, version, found in (("the version promoted", candidate, run),
+                                                              ("the version pinned now", current, baseline))
+               if found is None]
+    if missing:
+        said = " and ".join(f"{words} ({version_words(version)})" for words, version in missing)
+        raise PromotionRefused(
+            f"No succeeded evaluation run of {reference_set.name!r} on {said}: evaluate "
+            f"{'them' if len(missing) > 1 else 'it'} first (POST /api/v1/evaluation/runs/, or manage.py evaluate).",
+            details={"reference_set": str(reference_set.pk), "run": str(run.pk) if run else None,
+                     "to": str(baseline.pk) if baseline else None}, code="evaluation_required")
+    results = check(comparison.compare(run, baseline), requirement.max_drops)
+    evidence = {"reference_set": str(reference_set.pk), "run": str(run.pk), "to": str(baseline.pk),
+                "gates": [result.as_dict() for result in results]}
+    failed = [result for result in results if not result.passed]
+    if failed:
+        raise PromotionRefused(f"{version_words(candidate)} was not pinned: against run {baseline.pk} of "
+                               f"{version_words(current)}, " + "; ".join(result.reason for result in failed) + ".",
+                               details=evidence)
+    return evidence
