@@ -186,6 +186,7 @@ def test_the_same_key_waits_for_the_run_it_started(chat_project, worker):
     (["--project", "nope", "--set", "support"], "No project 'nope'"),
     (["--set", "nope"], "No reference set 'nope' in project"),
     (["--set", "support", "--model-version", "v9"], "No model version 'v9' of chatbot"),
+    (["--set", "support", "--model-version", "9" * 20], "No model version '99999999999999999999' of chatbot"),
     (["--set", "support", "--max-drop", "chrf=1"], "--max-drop needs a baseline"),
     (["--set", "support", "--compare-to", "pinned", "--max-drop", "fid=1"], "chatbot runs have no metric 'fid'"),
     (["--set", "support", "--compare-to", "pinned", "--max-drop", "chrf=much"], "A number from 0"),

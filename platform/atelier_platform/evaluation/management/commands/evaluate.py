@@ -136,7 +136,8 @@ class Command(BaseCommand):
         if named is None:
             return None
         versions = services.evaluable_model_versions(project, reference_set.plugin_id)
-        found = versions.filter(pk=int(named)).first() if named.isdigit() else None
+        # an id the database's integer column can hold (a longer number is no id: a name, or nothing)
+        found = versions.filter(pk=int(named)).first() if named.isdigit() and int(named) < 2**31 else None
         found = found or versions.filter(version=named).first()
         if found is None:
             raise Refused(f"No model version {named!r} of {reference_set.plugin_id} that project {project.slug!r} may "
