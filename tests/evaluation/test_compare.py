@@ -72,12 +72,12 @@ def test_a_new_version_against_the_current_one_metric_by_metric_and_worst_case_f
 
 
 def ended_run(project, reference_set, *, chrf, status=RunStatus.SUCCEEDED, plugin="chatbot", metrics=None, **fields):
+    fields.setdefault("results", [{"index": 0, "job_id": None, "status": "succeeded", "output": "x", "reference": "r",
+                                   "chrf": chrf, "error": None}])
     return EvaluationRun.objects.create(
         project=project, reference_set=reference_set, plugin_id=plugin, status=status, cases_total=1, cases_done=1,
         finished_at=timezone.now() if status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED) else None,
-        metrics=metrics if metrics is not None else {"chrf": chrf, "bleu": chrf / 2, "mean_case_chrf": chrf},
-        results=[{"index": 0, "job_id": None, "status": "succeeded", "output": "x", "reference": "r", "chrf": chrf,
-                  "error": None}], **fields)
+        metrics=metrics if metrics is not None else {"chrf": chrf, "bleu": chrf / 2, "mean_case_chrf": chrf}, **fields)
 
 
 @pytest.mark.django_db
@@ -164,3 +164,38 @@ def test_a_changed_set_is_said(project):
     after.results = [{**after.results[0], "reference": "another"}]
     assert comparison.compare(after, before).set_changed
     assert comparison.compare(after, before).cases[0].reference_changed
+
+
+@pytest.mark.django_db
+def test_ranking_runs_compare_their_ndcg_hit_rate_and_mrr_case_by_case_and_a_gate_holds_them(project):
+    """A recommender set of relevant items: its runs compare (and are gated) by the ranking metrics, each case by its
+    NDCG; a set without them has no NDCG, and a gate on it cannot pass."""
+    from atelier_platform.evaluation import gate
+
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="recommender_copy", name="rank", cases=[])
+
+    def ranking_run(ndcg, case_ndcgs):
+        return ended_run(project, reference_set, chrf=None, plugin="recommender_copy",
+                         metrics={"chrf": None, "bleu": None, "ranking_cases": len(case_ndcgs), "ndcg": ndcg,
+                                  "hit_rate": 1.0, "mrr": ndcg},
+                         results=[{"index": index, "job_id": None, "status": "succeeded", "output": "x",
+                                   "reference": None, "reference_items": ["wool"], "chrf": None, "error": None,
+                                   "ranking": {"k": 3, "hit": 1.0, "reciprocal_rank": value, "ndcg": value}}
+                                  for index, value in enumerate(case_ndcgs)])
+
+    candidate, baseline = ranking_run(0.6, [1.0, 0.2]), ranking_run(0.8, [0.9, 0.7])
+    compared = comparison.compare(candidate, baseline)
+    shown = {change.name: change.delta for change in compared.metrics}
+    assert set(shown) == {"chrf", "bleu", "mean_case_chrf", "ndcg", "hit_rate", "mrr"}  # no source metrics: none ran
+    assert shown["ndcg"] == pytest.approx(-0.2) and compared.metric("ndcg").change == "regressed"
+    assert [(pair.index, pair.delta) for pair in compared.cases] == [(1, pytest.approx(-0.5)), (0, pytest.approx(0.1))]
+    assert comparison.score_path(compared.cases[0].score) == "ranking.ndcg"
+    held, = gate.check(compared, {"ndcg": 0.25})
+    failed, = gate.check(compared, {"ndcg": 0.1})
+    assert held.passed and not failed.passed and "ndcg dropped by 0.2" in failed.reason
+
+    text_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="text", cases=[])
+    text = comparison.compare(ended_run(project, text_set, chrf=50.0), ended_run(project, text_set, chrf=40.0))
+    assert "ndcg" not in {change.name for change in text.metrics}
+    absent, = gate.check(text, {"ndcg": 1.0})
+    assert not absent.passed and "could not be compared" in absent.reason

@@ -66,6 +66,12 @@ def primary_score(plugin_id: str, results: list[dict]) -> str:
     return "chrf"
 
 
+def score_path(primary: str) -> str:
+    """Where a case's ``primary`` score is in its result: ``chrf``, ``similarity``, ``ranking.ndcg``, ``retrieval.recall``."""
+    part, name = PRIMARY_SCORES[primary]
+    return f"{part}.{name}" if part else name
+
+
 def score_of(result: dict | None, primary: str) -> float | None:
     """A case's ``primary`` score (None: not answered, or no such reference in that case)."""
     part, name = PRIMARY_SCORES[primary]
@@ -232,8 +238,11 @@ class Comparison:
         return any(pair.reference_changed or pair.other is None for pair in self.cases) or \
             len(self.to.results or []) != len(self.run.results or [])
 
-    def metric(self, name: str) -> MetricChange | None:
-        return next((change for change in self.metrics if change.name == name), None)
+    def metric(self, name: str) -> MetricChange:
+        """The change of ``name``; one with no figures where neither run has it (a gate on NDCG of a set without
+        relevant items cannot show it held)."""
+        found = next((change for change in self.metrics if change.name == name), None)
+        return found or MetricChange(name, dict(compared_metrics(self.run.plugin_id)).get(name, HIGHER), None, None)
 
 
 def compare(run: EvaluationRun, to: EvaluationRun) -> Comparison:

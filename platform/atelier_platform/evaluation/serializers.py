@@ -287,7 +287,9 @@ class CompareQuerySerializer(serializers.Serializer):
 
 
 class MetricChangeSerializer(serializers.Serializer):
-    name = serializers.CharField(help_text="chrf, bleu, mean_case_chrf (text runs); fid, kid, mean_similarity (images).")
+    name = serializers.CharField(help_text="chrf, bleu, mean_case_chrf (text runs), with ndcg, hit_rate, mrr, "
+                                           "source_recall, source_precision where either run has them; fid, kid, "
+                                           "mean_similarity (images).")
     better = serializers.ChoiceField(choices=["higher", "lower"], help_text="Which way is better for this metric.")
     run = serializers.FloatField(allow_null=True, help_text="The run's figure.")
     to = serializers.FloatField(allow_null=True, help_text="The baseline's figure.")
@@ -328,7 +330,9 @@ class CaseChangePageSerializer(serializers.Serializer):
 class RunComparisonSerializer(serializers.Serializer):
     run = RunSummarySerializer()
     to = RunSummarySerializer()
-    case_score = serializers.CharField(help_text="The per-case score compared: chrf, or similarity for image runs.")
+    case_score = serializers.CharField(help_text="Where each case's score compared is in its result: chrf (text), "
+                                                 "similarity (images), ranking.ndcg (a set of relevant items), "
+                                                 "retrieval.recall (a set of expected sources).")
     set_changed = serializers.BooleanField(help_text="The reference set was changed between the runs: some cases "
                                                      "were scored against other references.")
     metrics = MetricChangeSerializer(many=True)
@@ -337,12 +341,12 @@ class RunComparisonSerializer(serializers.Serializer):
 
 def comparison_data(compared, *, offset: int = 0, limit: int = COMPARE_DEFAULT_LIMIT, next_url=None) -> dict:
     """A ``comparison.Comparison`` as the API shows it (``RunComparisonSerializer``), its cases from ``offset``."""
-    from atelier_platform.evaluation.comparison import case_score
+    from atelier_platform.evaluation.comparison import primary_score, score_path
 
     page = compared.cases[offset:offset + limit]
     return {
         "run": RunSummarySerializer(compared.run).data, "to": RunSummarySerializer(compared.to).data,
-        "case_score": case_score(compared.run.plugin_id), "set_changed": compared.set_changed,
+        "case_score": score_path(primary_score(compared.run.plugin_id, compared.run.results or [])), "set_changed": compared.set_changed,
         "metrics": [change.as_dict() for change in compared.metrics],
         "cases": {"count": len(compared.cases), "offset": offset, "limit": limit,
                   "next": next_url if offset + limit < len(compared.cases) else None,
