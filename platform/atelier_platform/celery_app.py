@@ -8,6 +8,7 @@ is repaired by the sweeper and the idempotent claim.
 from __future__ import annotations
 
 import os
+import logging
 import time
 
 from celery import Celery
@@ -64,6 +65,19 @@ def bounded_publish_retry_policy() -> dict:
     return {"max_retries": 1, "interval_start": 0.2, "interval_step": 0, "interval_max": 0.2,
             "errback": give_up_unless_quick}
 
+
+
+def publish_or_leave_to_sweeper(app, task: str, args: list, *, queue: str, what: str, **options) -> bool:
+    """Send ``task`` from where someone waits on the publish (a web request, a finishing job): a broker that does not
+    answer gives up quickly (``bounded_publish_retry_policy``), and the failure is logged naming ``what``, since
+    the sweeper that owns this kind of work sends it again later. ``app`` is the caller's Celery app (tests give a
+    module one whose broker hangs)."""
+    try:
+        app.send_task(task, args=args, queue=queue, retry=True, retry_policy=bounded_publish_retry_policy(), **options)
+        return True
+    except Exception:  # unreachable or not answering: the message is not lost, its row says it is still due
+        logging.getLogger("atelier.tasks").exception("could not queue %s; the sweeper sends it again later", what)
+        return False
 
 def _broker_options(config) -> dict:
     if config.uses_embedded_broker:

@@ -3,16 +3,12 @@ image's file goes with its row."""
 
 from __future__ import annotations
 
-import logging
-
-from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from atelier_platform.evaluation.models import ReferenceImage
 from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_cancelled, jobs_succeeded
-
-logger = logging.getLogger("atelier.evaluation")
+from atelier_platform.stored_files import remove_after_commit
 
 
 def _record(jobs) -> None:
@@ -42,17 +38,7 @@ def on_job_cancelled(sender, job, **kwargs):
 def remove_deleted_reference_image(sender, instance: ReferenceImage, **kwargs) -> None:
     """A reference image's file leaves storage with its row (its set deleted, in cascade with its project, or no
     case names it any more), once the deletion commits: a rolled-back one keeps it."""
-    storage, name = instance.file.storage, instance.file.name
-    if not name:
-        return
-
-    def remove() -> None:
-        try:
-            storage.delete(name)
-        except Exception:
-            logger.warning("could not remove %s, the file of a deleted reference image", name, exc_info=True)
-
-    transaction.on_commit(remove, robust=True)
+    remove_after_commit(instance.file, "a deleted reference image")
 
 
 @receiver(jobs_cancelled, dispatch_uid="evaluation.jobs_cancelled")

@@ -667,16 +667,11 @@ def _send_scoring(run: EvaluationRun) -> None:
 
 
 def publish_scoring(run_id: str) -> bool:
-    from atelier_platform.celery_app import QUEUE_CPU, SCORE_EVALUATION_TASK, app, bounded_publish_retry_policy
+    from atelier_platform.celery_app import QUEUE_CPU, SCORE_EVALUATION_TASK, app, publish_or_leave_to_sweeper
 
-    try:
-        # maybe inside a web request (a cancel): a hung broker must not hold it for long
-        app.send_task(SCORE_EVALUATION_TASK, args=[run_id], queue=QUEUE_CPU, retry=True,
-                      retry_policy=bounded_publish_retry_policy())
-        return True
-    except Exception:
-        logger.exception("could not queue the scoring of evaluation run %s; the sweeper sends it again later", run_id)
-        return False
+    # maybe inside a web request (a cancel): a hung broker must not hold it for long
+    return publish_or_leave_to_sweeper(app, SCORE_EVALUATION_TASK, [run_id], queue=QUEUE_CPU,
+                                       what=f"the scoring of evaluation run {run_id}")
 
 
 def cancel_run(run: EvaluationRun, *, actor: str) -> EvaluationRun:

@@ -20,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from atelier_platform.accounts.models import Project
-from atelier_platform.celery_app import INDEX_DOCUMENT_TASK, QUEUE_CPU, app, bounded_publish_retry_policy
+from atelier_platform.celery_app import INDEX_DOCUMENT_TASK, QUEUE_CPU, app, publish_or_leave_to_sweeper
 from atelier_platform.config import get_config
 from atelier_platform.knowledge.models import DocumentFormat, IndexState, KnowledgeChunk, KnowledgeDocument
 
@@ -34,14 +34,9 @@ def _sha256(text: str) -> str:
 
 
 def _publish_index(document_id: str) -> bool:
-    try:
-        # posted inside a web request: a hung broker must not hold it for long (celery_app says how long)
-        app.send_task(INDEX_DOCUMENT_TASK, args=[document_id], queue=QUEUE_CPU, retry=True,
-                      retry_policy=bounded_publish_retry_policy())
-        return True
-    except Exception:
-        logger.exception("could not queue indexing of document %s; the sweeper sends it again later", document_id)
-        return False
+    # posted inside a web request: a hung broker must not hold it for long (celery_app says how long)
+    return publish_or_leave_to_sweeper(app, INDEX_DOCUMENT_TASK, [document_id], queue=QUEUE_CPU,
+                                       what=f"indexing of document {document_id}")
 
 
 @transaction.atomic

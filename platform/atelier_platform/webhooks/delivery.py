@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from atelier_platform.celery_app import DELIVER_WEBHOOK_TASK, QUEUE_PLATFORM, app, bounded_publish_retry_policy
+from atelier_platform.celery_app import DELIVER_WEBHOOK_TASK, QUEUE_PLATFORM, app, publish_or_leave_to_sweeper
 from atelier_platform.config import get_config
 from atelier_platform.moderation import audit
 from atelier_platform.webhooks import signing
@@ -66,22 +66,13 @@ def retry_delay_s(attempts_made: int) -> float:
 # --- publishing -------------------------------------------------------------------------------
 
 def publish(delivery_id: str, *, countdown: float = 0) -> bool:
-    try:
-        app.send_task(
-            DELIVER_WEBHOOK_TASK,
-            args=[str(delivery_id)],
-            queue=QUEUE_PLATFORM,
-            countdown=countdown or None,
-            # a backstop only: the attempt enforces its own deadline
-            time_limit=int(attempt_limit_s() * 3) + 60,
-            retry=True,
-            # a review decision publishes inside its web request: a hung broker must not hold it for long
-            retry_policy=bounded_publish_retry_policy(),
-        )
-        return True
-    except Exception:  # broker unreachable or not answering: the sweeper re-sends overdue deliveries
-        logger.exception("could not publish webhook delivery %s; the sweeper will retry", delivery_id)
-        return False
+    # a review decision publishes inside its web request: a hung broker must not hold it for long; the sweeper
+    # re-sends overdue deliveries
+    return publish_or_leave_to_sweeper(
+        app, DELIVER_WEBHOOK_TASK, [str(delivery_id)], queue=QUEUE_PLATFORM, what=f"webhook delivery {delivery_id}",
+        countdown=countdown or None,
+        time_limit=int(attempt_limit_s() * 3) + 60,  # a backstop only: the attempt enforces its own deadline
+    )
 
 
 def publish_on_commit(delivery_id, *, countdown: float = 0) -> None:
