@@ -106,7 +106,9 @@ def test_in_a_browser_evaluate_clicked_again_while_the_first_start_goes_starts_o
         release.set()
         holder.join(20)
     expect(page.locator("#evaluation tr[data-version=current] [data-run-status=queued]")).to_contain_text("0 of 40 cases")
-    expect(page.locator("body")).to_contain_text("Evaluation of Support questions with the current model started")
+    # the browser shows the second answer: the first's run, and that nothing more started
+    expect(page.locator("body")).to_contain_text(
+        "Evaluation of Support questions with the current model was started already from this form: nothing more started.")
     assert len(posted) == 2 and posted[0] == posted[1], posted  # the same form, sent twice
     assert EvaluationRun.objects.count() == 1 and Job.objects.count() == 40
     assert AuditEvent.objects.filter(action="evaluation_started").count() == 1
