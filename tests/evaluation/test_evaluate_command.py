@@ -214,3 +214,50 @@ def test_a_baseline_of_another_set_or_still_going_is_refused(chat_project, worke
         assert status == 2 and said in err
     assert EvaluationRun.objects.count() == 2
     assert ReferenceSet.objects.count() == 2
+
+
+def test_the_same_key_with_pinned_measures_against_the_baseline_of_the_first_start_never_the_run_itself(
+        chat_project, worker):
+    """A CI job retried after the run ended: the run is now the newest succeeded run on the pinned model itself (it ran
+    the current model), so "pinned" found it and compared it with itself (a traceback, no exit status)."""
+    reference_set = make_set(chat_project, ["a", "b", "c"])
+    baseline = run_all(services.start_run(chat_project, reference_set, actor="test"))
+    args = ("--project", chat_project.slug, "--set", "support", "--key", "build-42", "--compare-to", "pinned",
+            "--max-drop", "chrf=100", "--json")
+    first, second = run_command(*args), run_command(*args)
+    assert first[0] == second[0] == 0, second[2]
+    assert json.loads(first[1])["run"]["id"] == json.loads(second[1])["run"]["id"]
+    assert json.loads(first[1])["compared_to"]["id"] == json.loads(second[1])["compared_to"]["id"] == str(baseline.pk)
+
+
+def test_the_same_key_compared_to_its_own_run_by_id_is_refused(chat_project, worker):
+    make_set(chat_project, ["a", "b", "c"])
+    status, out, _ = run_command("--project", chat_project.slug, "--set", "support", "--key", "build-43", "--json")
+    run_id = json.loads(out)["run"]["id"]
+    status, out, err = run_command("--project", chat_project.slug, "--set", "support", "--key", "build-43",
+                                   "--compare-to", run_id, "--json")
+    assert status == 2 and "is the run this --key started" in err
+    assert json.loads(out)["outcome"] == "refused"
+
+
+def test_a_gate_over_a_set_changed_since_the_baseline_fails_saying_so(chat_project, worker):
+    """The set was edited after the baseline ran (here: a case's reference): the figures measure different questions,
+    so no limit can be shown to hold, however generous (it passed silently, a note among the lines)."""
+    reference_set = make_set(chat_project, ["a", "b", "c"])
+    baseline = run_all(services.start_run(chat_project, reference_set, actor="test"))
+    cases = [dict(case) for case in reference_set.cases]
+    cases[1]["reference"] = "Something else entirely."
+    services.update_reference_set(reference_set, actor="test", cases=cases)
+    status, out, err = run_command("--project", chat_project.slug, "--set", "support", "--compare-to", "pinned",
+                                   "--max-drop", "chrf=100", "--json")
+    assert status == 1, err
+    report = json.loads(out)
+    assert report["compared_to"]["id"] == str(baseline.pk) and report["set_changed"] is True
+    [chrf] = report["gates"]
+    assert chrf["passed"] is False and chrf["set_changed"] is True
+    assert "the reference set was changed between the runs (cases #1)" in report["message"]
+
+    # without limits the run is reported, the change said, and nothing gated
+    status, out, err = run_command("--project", chat_project.slug, "--set", "support", "--compare-to", str(baseline.pk),
+                                   "--json")
+    assert status == 0 and json.loads(out)["set_changed"] is True

@@ -123,3 +123,21 @@ def test_a_requirement_that_is_not_understood_is_a_400_naming_its_field(chat_pro
     details = response.json()["error"]["details"]
     assert any(name == field or name.startswith(field + ".") for name in details), details
     assert pins(chat_project) == {"chatbot": v2.pk}
+
+
+def test_a_candidate_run_of_the_set_as_changed_since_the_baseline_is_not_pinned(chat_project, owner_api, own_answers,
+                                                                               v2):
+    """The set was made easier after the version pinned now ran it: the candidate's figures measure other questions,
+    and no limit can be shown to hold (they were compared silently, and any drop limit passed)."""
+    current = run_all(services.start_run(chat_project, own_answers, actor="test"))
+    cases = [dict(case) for case in own_answers.cases]
+    cases[0]["reference"] = "An easier answer."
+    services.update_reference_set(own_answers, actor="test", cases=cases)
+    candidate = run_all(services.start_run(chat_project, own_answers, model_version_id=v2.pk, actor="test"))
+    response = promote(owner_api, v2, max_drop={"chrf": 100})
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "evaluation_gate_failed" and "reference set was changed between the runs" in error["message"]
+    assert error["details"]["run"] == str(candidate.pk) and error["details"]["to"] == str(current.pk)
+    assert error["details"]["gates"][0]["set_changed"] is True
+    assert pins(chat_project) == {} and not configured_events().exists()

@@ -235,8 +235,15 @@ class Comparison:
 
     @property
     def set_changed(self) -> bool:
-        return any(pair.reference_changed or pair.other is None for pair in self.cases) or \
-            len(self.to.results or []) != len(self.run.results or [])
+        return bool(self.changed_cases())
+
+    def changed_cases(self) -> tuple[int, ...]:
+        """The indexes of the cases the set changed between the runs: scored against other references, or that only
+        one of the runs had (a case added or removed)."""
+        mine = {pair.index for pair in self.cases}
+        changed = {pair.index for pair in self.cases if pair.reference_changed or pair.other is None}
+        changed |= {result["index"] for result in self.to.results or [] if result.get("index") not in mine}
+        return tuple(sorted(changed))
 
     def metric(self, name: str) -> MetricChange:
         """The change of ``name``; one with no figures where neither run has it (a gate on NDCG of a set without

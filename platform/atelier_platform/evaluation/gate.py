@@ -77,13 +77,16 @@ def answered_by(run: EvaluationRun) -> str | None:
 
 
 def newest_succeeded_run(project: Project, reference_set: ReferenceSet, version: ModelVersion | None, *,
-                         exclude=None) -> EvaluationRun | None:
+                         exclude=None, before: EvaluationRun | None = None) -> EvaluationRun | None:
     """The newest succeeded run of the set whose answers came from ``version`` (None: the plugin's default model),
-    whether it named the version or ran "the current model" while it was pinned."""
+    whether it named the version or ran "the current model" while it was pinned; started before ``before`` if given
+    (the baseline a run was measured against when it started, found again for a replayed start)."""
     runs = (EvaluationRun.objects.filter(project=project, reference_set=reference_set, status=RunStatus.SUCCEEDED)
             .select_related("model_version").defer("results").order_by("-created_at", "-pk"))
     if exclude is not None:
         runs = runs.exclude(pk=exclude)
+    if before is not None:
+        runs = runs.filter(created_at__lt=before.created_at).exclude(pk=before.pk)
     name = version.version if version is not None else DEFAULT_MODEL_NAME
     named = runs.filter(model_version=version).first() if version is not None else None
     # a run of "the current model" answered by that version counts too; the newer of the two wins
@@ -99,10 +102,11 @@ def pinned_version(project: Project, plugin_id: str) -> ModelVersion | None:
     return plugin_configuration(project, plugin_id).model_version
 
 
-def pinned_baseline(project: Project, reference_set: ReferenceSet, *, exclude=None) -> EvaluationRun | None:
+def pinned_baseline(project: Project, reference_set: ReferenceSet, *, exclude=None,
+                    before: EvaluationRun | None = None) -> EvaluationRun | None:
     """The newest succeeded run of the set on the version the project has pinned now (the default model if none)."""
     return newest_succeeded_run(project, reference_set, pinned_version(project, reference_set.plugin_id),
-                                exclude=exclude)
+                                exclude=exclude, before=before)
 
 
 def version_words(version: ModelVersion | None) -> str:
@@ -116,6 +120,9 @@ class GateResult:
     metric: str
     max_drop: float
     change: comparison.MetricChange
+    #: the cases whose references (or inputs) differ between the two runs, or that one run lacks: the set was changed
+    #: between them, so the two figures measure different questions
+    changed_cases: tuple[int, ...] = ()
 
     @property
     def drop(self) -> float | None:
@@ -123,11 +130,17 @@ class GateResult:
 
     @property
     def passed(self) -> bool:
-        # a figure missing on either side (no case answered, FID of one image) cannot show the metric held
-        return self.drop is not None and self.drop <= self.max_drop
+        # a figure missing on either side (no case answered, FID of one image) cannot show the metric held, nor can
+        # figures of two different versions of the set (an easier set made after the baseline would pass anything)
+        return self.drop is not None and self.drop <= self.max_drop and not self.changed_cases
 
     @property
     def reason(self) -> str:
+        if self.changed_cases:
+            shown = ", ".join(f"#{index}" for index in self.changed_cases[:10])
+            more = f" and {len(self.changed_cases) - 10} more" if len(self.changed_cases) > 10 else ""
+            return (f"{self.metric} could not be compared: the reference set was changed between the runs (cases "
+                    f"{shown}{more}); evaluate the baseline's version on the set as it is now")
         if self.drop is None:
             missing = "the run" if self.change.run is None else "the baseline"
             return f"{self.metric} could not be compared: {missing} has no {self.metric}"
@@ -139,7 +152,8 @@ class GateResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "max_drop": self.max_drop, "drop": self.drop, "run": self.change.run,
-                "to": self.change.to, "better": self.change.better, "passed": self.passed, "reason": self.reason}
+                "to": self.change.to, "better": self.change.better, "passed": self.passed, "reason": self.reason,
+                "set_changed": bool(self.changed_cases)}
 
 
 def _number(value: float | None) -> str:
@@ -147,7 +161,8 @@ def _number(value: float | None) -> str:
 
 
 def check(compared: comparison.Comparison, max_drops: dict[str, float]) -> list[GateResult]:
-    return [GateResult(name, limit, compared.metric(name)) for name, limit in max_drops.items()]
+    changed = compared.changed_cases()
+    return [GateResult(name, limit, compared.metric(name), changed) for name, limit in max_drops.items()]
 
 
 # --- waiting for a run ---------------------------------------------------------------------------------------------

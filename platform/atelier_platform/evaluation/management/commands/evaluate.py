@@ -111,6 +111,10 @@ class Command(BaseCommand):
             raise Refused(f"The run was not started: {_said(error)}") from None
         self._line(f"{'Started' if started else 'Resumed (same --key)'} evaluation run {run.pk} of "
                    f"{reference_set.name!r} ({reference_set.plugin_id}, {run.cases_total} cases).")
+        if baseline is not None and not started:
+            # a replay: the run may have ended, and be the newest run on the pinned version itself; measure it against
+            # what its first start measured it against, the newest such run before it (never itself)
+            baseline = self._baseline(project, reference_set, options["compare_to"], before=run)
 
         ended = gate.wait_for_end(run.pk, timeout_s=options["timeout"], poll_s=options["poll"],
                                   on_progress=self._progress_printer(), sleep=_sleep, clock=time.monotonic)
@@ -144,9 +148,9 @@ class Command(BaseCommand):
                           "evaluate (see GET /api/v1/model-versions/?plugin=" + reference_set.plugin_id + ").")
         return found.pk
 
-    def _baseline(self, project, reference_set, named) -> EvaluationRun:
+    def _baseline(self, project, reference_set, named, *, before: EvaluationRun | None = None) -> EvaluationRun:
         if named == "pinned":
-            baseline = gate.pinned_baseline(project, reference_set)
+            baseline = gate.pinned_baseline(project, reference_set, before=before)
             if baseline is None:
                 pinned = gate.pinned_version(project, reference_set.plugin_id)
                 raise Refused(f"No succeeded run of {reference_set.name!r} on the pinned version "
@@ -161,6 +165,9 @@ class Command(BaseCommand):
                     .defer("results").first())
         if baseline is None:
             raise Refused(f"--compare-to: no evaluation run {named} in project {project.slug!r}.")
+        if before is not None and baseline.pk == before.pk:
+            raise Refused(f"--compare-to: run {named} is the run this --key started: a run compared with itself "
+                          "shows nothing; give another run of the set, or pinned.")
         if baseline.reference_set_id != reference_set.pk:
             raise Refused(f"--compare-to: run {named} answered another reference set, not {reference_set.name!r}.")
         if not comparison.is_scored(baseline):
@@ -184,7 +191,7 @@ class Command(BaseCommand):
 
     def _report(self, run, baseline, max_drops) -> dict:
         report = {"run": RunSummarySerializer(run).data, "url": _url(run), "compared_to": None, "metrics": None,
-                  "gates": [], "worst_cases": []}
+                  "set_changed": None, "gates": [], "worst_cases": []}
         self._describe(run)
         if run.status != RunStatus.SUCCEEDED:
             said = f": {run.error_message}" if run.error_message else ""
@@ -192,11 +199,16 @@ class Command(BaseCommand):
                     "message": f"Run {run.pk} {run.status}{said}"}
         if baseline is None:
             return {**report, "outcome": "passed", "exit_code": PASSED, "message": f"Run {run.pk} succeeded."}
-        baseline = EvaluationRun.objects.select_related("reference_set", "model_version").get(pk=baseline.pk)
-        compared = comparison.compare(run, baseline)
+        baseline = EvaluationRun.objects.select_related("reference_set", "model_version").filter(pk=baseline.pk).first()
+        if baseline is None:  # deleted (with its set) while the run went
+            raise Refused("The baseline run was deleted while the run went: nothing to compare with.")
+        try:
+            compared = comparison.compare(run, baseline)
+        except services.EvaluationError as error:
+            raise Refused(f"--compare-to: {_said(error)}") from None
         results = gate.check(compared, max_drops)
         report.update(compared_to=RunSummarySerializer(baseline).data,
-                      metrics=[change.as_dict() for change in compared.metrics],
+                      metrics=[change.as_dict() for change in compared.metrics], set_changed=compared.set_changed,
                       gates=[result.as_dict() for result in results],
                       worst_cases=[pair.as_dict() for pair in compared.cases[:WORST_CASES_SHOWN]])
         self._describe_comparison(compared, results)
