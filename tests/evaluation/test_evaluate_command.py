@@ -53,7 +53,7 @@ def run_command(*args):
     """(exit status, stdout, stderr) of ``manage.py evaluate``, as run_from_argv would exit."""
     out, err = io.StringIO(), io.StringIO()
     try:
-        call_command("evaluate", *args, "--poll", "0.01", stdout=out, stderr=err)
+        call_command("evaluate", "--poll", "0.01", *args, stdout=out, stderr=err)
         status = 0
     except CommandError as error:
         status = error.returncode
@@ -194,6 +194,18 @@ def test_the_same_key_waits_for_the_run_it_started(chat_project, worker):
     (["--set", "support", "--compare-to", "yesterday"], "a run's id or 'pinned'"),
     (["--set", "support", "--compare-to", "00000000-0000-0000-0000-000000000000"], "no evaluation run"),
     (["--set", "support", "--timeout", "0"], "--timeout: a number of seconds above 0"),
+    (["--set", "support", "--timeout", "-5"], "--timeout: a number of seconds above 0"),
+    (["--set", "support", "--timeout", "nan"], "--timeout: a number of seconds above 0"),
+    (["--set", "support", "--timeout", "inf", "--poll", "inf"], "--timeout: a number of seconds above 0, at most"),
+    (["--set", "support", "--poll", "1e308"], "--poll: a number of seconds above 0, at most"),
+    (["--set", "support", "--model-version", "\u00b2"], "No model version '\u00b2' of chatbot"),
+    (["--set", "support", "--compare-to", "pinned", "--max-drop", "chrf=1", "--max-drop", "CHRF=5"],
+     "chrf is limited twice"),
+    (["--set", "support", "--compare-to", "pinned", "--max-drop", "chrf="], "A number from 0"),
+    (["--set", "support", "--compare-to", "pinned", "--max-drop", "=1"], "chatbot runs have no metric ''"),
+    (["--set", "support", "--compare-to", "pinned", "--max-drop", "chrf=1=2"], "A number from 0"),
+    (["--set", "support", "--compare-to", "pinned", "--max-drop", "chrf=nan"], "A number from 0"),
+    (["--set", "support", "--compare-to", "pinned", "--max-drop", "chrf=inf"], "A number from 0"),
     (["--set", "support", "--key", ""], "--key: 1 to"),
 ])
 def test_bad_arguments_exit_2_saying_what_is_wrong_and_start_nothing(chat_project, worker, args, said):

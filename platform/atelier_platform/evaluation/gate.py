@@ -58,6 +58,9 @@ def parse_max_drops(plugin_id: str, specs: Iterable[str]) -> dict[str, float]:
     parsed: dict[str, Any] = {}
     for spec in specs:
         name, sep, value = spec.partition("=")
+        if name.strip().lower() in parsed:  # the later would silently win: a pipeline's typo hidden
+            raise GateError(f"{name.strip().lower()} is limited twice: give each metric one --max-drop.",
+                            details={"--max-drop": [f"{name.strip().lower()} named twice."]})
         try:
             parsed[name.strip().lower()] = float(value) if sep else None
         except ValueError:

@@ -30,6 +30,8 @@ KEY_PREFIX = "cli:"
 #: a progress line when the run moved, at most this often; and one this often whatever happened
 PROGRESS_EVERY_S = 5.0
 HEARTBEAT_S = 30.0
+#: the longest --timeout and --poll: a week
+MAX_WAIT_S = 7 * 24 * 3600.0
 #: the worst cases named in the summary (the JSON's ``worst_cases``)
 WORST_CASES_SHOWN = 5
 
@@ -83,8 +85,10 @@ class Command(BaseCommand):
 
     def evaluate(self, options) -> dict:
         for name in ("timeout", "poll"):
-            if not options[name] > 0:
-                raise Refused(f"--{name}: a number of seconds above 0 (got {options[name]:g}).")
+            # NaN compares false, and a sleep of more than the OS's clock holds (inf, 1e308) is an OverflowError
+            if not 0 < options[name] <= MAX_WAIT_S:
+                raise Refused(f"--{name}: a number of seconds above 0, at most {MAX_WAIT_S:g} (a week; got "
+                              f"{options[name]:g}).")
         project = Project.objects.filter(slug=options["project"]).first()
         if project is None:
             raise Refused(f"No project {options['project']!r}.")
@@ -141,7 +145,9 @@ class Command(BaseCommand):
             return None
         versions = services.evaluable_model_versions(project, reference_set.plugin_id)
         # an id the database's integer column can hold (a longer number is no id: a name, or nothing)
-        found = versions.filter(pk=int(named)).first() if named.isdigit() and int(named) < 2**31 else None
+        # (ASCII digits: "²" and other Unicode digits pass isdigit() but int() refuses them)
+        found = versions.filter(pk=int(named)).first() if named.isascii() and named.isdigit() and int(named) < 2**31 \
+            else None
         found = found or versions.filter(version=named).first()
         if found is None:
             raise Refused(f"No model version {named!r} of {reference_set.plugin_id} that project {project.slug!r} may "
