@@ -93,6 +93,8 @@ CASE_ERRORS = {
     "evaluation.reference_items_type": _with(_("A non-empty list of item ids, or an object of item ids and their gains "
                                                "({\"id\": 2}).")),
     "evaluation.reference_items_empty": _with(_("Name at least one relevant item.")),
+    "evaluation.reference_items_too_many": _with(_("At most %(limit)s relevant items (a case has at most %(limit)s "
+                                                   "candidates)."), "limit", kinds=(int,)),
     "evaluation.reference_item_not_id": _with(_("An item id (a text).")),
     "evaluation.reference_item_unknown": _with(_("No candidate item of this case has the id %(id)s: name one of the "
                                                  "case's input items."), "id"),

@@ -159,6 +159,13 @@ class TestSets:
         assert "reference_items" in details["cases.6.reference"][0]  # a case needs one reference or another
         assert "reference_sources" in details["cases.9"][0]  # a chatbot's kind is not a recommender's
 
+    def test_more_relevant_items_than_a_case_has_candidates_are_refused_whole(self, recommender):
+        """100,000 repeated ids were 100,000 refusals: a request of a megabyte answered with one of forty."""
+        details = refusal(recommender, "recommender_copy", [recommend_case(reference_items=["wool"] * 100_000),
+                                                            recommend_case(reference_items={str(n): 1 for n in range(201)})])
+        assert details == {"cases.0.reference_items": ["At most 200 relevant items (a case has at most 200 candidates)."],
+                           "cases.1.reference_items": ["At most 200 relevant items (a case has at most 200 candidates)."]}
+
     def test_expected_sources_are_documents_of_the_projects_knowledge_base_by_id_or_title(self, knowledge_base, chatbot):
         set_plugin_enabled(knowledge_base, "chatbot", True)
         saved = services.create_reference_set(knowledge_base, plugin_id="chatbot", name="n", actor="test", cases=[
@@ -341,9 +348,11 @@ def test_the_dashboard_words_the_new_refusals_by_their_code_in_chinese(recommend
 
     with pytest.raises(InvalidJobInput) as refused:
         services.create_reference_set(recommender, plugin_id="recommender_copy", name="n", actor="test", cases=[
-            recommend_case(reference_items=["sofa"]), recommend_case(), recommend_case(reference_items={"rug": 0})])
+            recommend_case(reference_items=["sofa"]), recommend_case(), recommend_case(reference_items={"rug": 0}),
+            recommend_case(reference_items=["wool"] * 201)])
     with translation.override("zh-hans"):
         shown = shown_details(refused.value, CASE_ERRORS)
     assert shown["cases.0.reference_items.0"] == ["该用例的候选商品中没有 ID 为 sofa 的商品：请指定用例输入中的商品。"]
     assert shown["cases.1.reference"] == ["预期回答（非空文本）或 reference_items：每个用例至少需要一种参考。"]
     assert shown["cases.2.reference_items.rug"] == ["增益：大于 0 且不超过 100 的数。"]
+    assert shown["cases.3.reference_items"] == ["最多 200 个相关商品（一个用例最多有 200 个候选商品）。"]

@@ -24,6 +24,8 @@ RANKING_FIELD, RETRIEVAL_FIELD = "reference_items", "reference_sources"
 REFERENCE_FIELDS: dict[str, str] = {"recommender_copy": RANKING_FIELD, "chatbot": RETRIEVAL_FIELD}
 #: the largest gain of a graded relevant item (gains are relative: 1, 2, 3 is the usual scale)
 MAX_GAIN = 100
+#: relevant items per case: the recommender's most candidate items (each relevant item is one of them, once)
+MAX_REFERENCE_ITEMS = 200
 #: expected documents per case (a chatbot retrieves at most 8 passages)
 MAX_REFERENCE_SOURCES = 20
 #: the largest stated cut-off (a recommender returns at most 10 items, a chatbot 8 passages)
@@ -62,6 +64,12 @@ def check_reference_items(value: Any, input_data: Any, where: str, refuse: Refus
         return None
     if not entries:
         refuse(path, "evaluation.reference_items_empty", "Name at least one relevant item.")
+        return None
+    if len(entries) > MAX_REFERENCE_ITEMS:
+        # refused whole: 100,000 repeated ids were as many refusals, a request of a megabyte answered with 40
+        refuse(path, "evaluation.reference_items_too_many", f"At most {MAX_REFERENCE_ITEMS} relevant items (a case "
+                                                            f"has at most {MAX_REFERENCE_ITEMS} candidates).",
+               limit=MAX_REFERENCE_ITEMS)
         return None
     candidates = _candidate_ids(input_data)
     seen: set[str] = set()
