@@ -136,3 +136,42 @@ def test_the_volumes_mount_on_folders_the_image_user_owns(compose):
 def test_flower_is_reachable_from_this_host_only(compose):
     """It shows every task's arguments and the workers' configuration, with no sign-in."""
     assert all(str(port).startswith("127.0.0.1:") for port in compose["services"]["flower"]["ports"])
+
+
+def test_every_queue_a_task_is_sent_to_has_a_worker(compose):
+    """Each task the platform sends (jobs by resource class, indexing, image evaluation scoring, sweeps, webhook
+    deliveries) lands on a queue that a compose worker reads: a queue nobody reads keeps its work for ever (image
+    evaluation runs stay ``running`` with ``scoring: pending``)."""
+    from atelier_platform.celery_app import JOB_QUEUES, SCORE_EVALUATION_TASK, app
+
+    read = set()
+    for name in ("worker-cpu", "worker-gpu"):
+        command = compose["services"][name]["command"]
+        read |= set(command[command.index("--queues") + 1].split(","))
+    sent = {route["queue"] for route in app.conf.task_routes.values()} | set(JOB_QUEUES)
+    sent |= {entry["options"]["queue"] for entry in app.conf.beat_schedule.values()}
+    assert sent <= read, f"queues no compose worker reads: {sent - read}"
+    assert app.conf.task_routes[SCORE_EVALUATION_TASK]["queue"] in read
+
+
+def test_the_cpu_worker_finds_the_image_feature_extractor_in_the_models_volume(compose):
+    """Image evaluation scoring loads ``ATELIER_EVALUATION_IMAGE_FEATURES`` (relative to the models root) on the
+    worker of the ``cpu`` queue: it must mount the models volume where ``ATELIER_MODELS_ROOT`` points and pass
+    the setting through from ``.env`` (a compose file passes on only the variables it names)."""
+    worker = compose["services"]["worker-cpu"]
+    environment = worker["environment"]
+    assert "models:" + environment["ATELIER_MODELS_ROOT"] in worker["volumes"]
+    assert environment["ATELIER_EVALUATION_IMAGE_FEATURES"] == "${ATELIER_EVALUATION_IMAGE_FEATURES:-demo/image-features}"
+
+
+def test_the_image_installs_what_pyproject_requires():
+    """The Dockerfile installs the project itself (``pip install .``), so every pinned dependency of pyproject.toml
+    (torchmetrics and lightning-utilities for image evaluation included) comes with it, torch at the same pin."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    install = " ".join(DOCKERFILE.replace("\\\n", " ").split())
+    assert re.search(r"RUN pip install \. ", install), "the image must install the project with its dependencies"
+    torch_pin = next(requirement for requirement in project["dependencies"] if requirement.startswith("torch=="))
+    assert torch_pin in install
+    assert {"torchmetrics", "lightning-utilities"} <= {requirement.split("==")[0] for requirement in project["dependencies"]}
