@@ -41,7 +41,9 @@ def test_a_new_version_against_the_current_one_metric_by_metric_and_worst_case_f
     assert body["run"]["model_version"] == {"id": v2.pk, "version": "v2"} and body["to"]["model_version"] is None
     assert body["case_score"] == "chrf" and body["set_changed"] is False
     metrics = {m["name"]: m for m in body["metrics"]}
-    assert set(metrics) == {"chrf", "bleu", "mean_case_chrf"} and {m["better"] for m in metrics.values()} == {"higher"}
+    assert set(metrics) == {"chrf", "bleu", "mean_case_chrf", "failed"}
+    assert {m["better"] for name, m in metrics.items() if name != "failed"} == {"higher"}
+    assert (metrics["failed"]["better"], metrics["failed"]["run"], metrics["failed"]["to"]) == ("lower", 1, 0)
     chrf = metrics["chrf"]
     assert (chrf["run"], chrf["to"]) == (candidate.metrics["chrf"], 100.0)
     assert chrf["delta"] == pytest.approx(candidate.metrics["chrf"] - 100.0) and chrf["change"] == "regressed"
@@ -147,6 +149,7 @@ def test_image_runs_compare_fid_and_kid_lower_is_better(project):
     candidate, baseline = image_run(12.0, 0.02, 0.8), image_run(10.0, 0.03, 0.9)
     compared = comparison.compare(candidate, baseline)
     shown = {change.name: (change.better, change.delta, change.change) for change in compared.metrics}
+    assert shown.pop("failed") == ("lower", None, None)  # these runs' metrics count no cases
     assert shown == {"fid": ("lower", 2.0, "regressed"), "kid": ("lower", -0.01, "improved"),
                      "mean_similarity": ("higher", pytest.approx(-0.1), "regressed")}
     assert compared.metric("fid").drop == 2.0 and compared.metric("kid").drop == -0.01
@@ -186,16 +189,35 @@ def test_ranking_runs_compare_their_ndcg_hit_rate_and_mrr_case_by_case_and_a_gat
     candidate, baseline = ranking_run(0.6, [1.0, 0.2]), ranking_run(0.8, [0.9, 0.7])
     compared = comparison.compare(candidate, baseline)
     shown = {change.name: change.delta for change in compared.metrics}
-    assert set(shown) == {"chrf", "bleu", "mean_case_chrf", "ndcg", "hit_rate", "mrr"}  # no source metrics: none ran
+    assert set(shown) == {"chrf", "bleu", "mean_case_chrf", "ndcg", "hit_rate", "mrr", "failed"}  # no source metrics
     assert shown["ndcg"] == pytest.approx(-0.2) and compared.metric("ndcg").change == "regressed"
     assert [(pair.index, pair.delta) for pair in compared.cases] == [(1, pytest.approx(-0.5)), (0, pytest.approx(0.1))]
     assert comparison.score_path(compared.cases[0].score) == "ranking.ndcg"
-    held, = gate.check(compared, {"ndcg": 0.25})
-    failed, = gate.check(compared, {"ndcg": 0.1})
+    held = gate.check(compared, {"ndcg": 0.25})[1]
+    failed = gate.check(compared, {"ndcg": 0.1})[1]
     assert held.passed and not failed.passed and "ndcg dropped by 0.2" in failed.reason
 
     text_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="text", cases=[])
     text = comparison.compare(ended_run(project, text_set, chrf=50.0), ended_run(project, text_set, chrf=40.0))
     assert "ndcg" not in {change.name for change in text.metrics}
-    absent, = gate.check(text, {"ndcg": 1.0})
+    absent = gate.check(text, {"ndcg": 1.0})[1]
     assert not absent.passed and "could not be compared" in absent.reason
+
+
+@pytest.mark.django_db
+def test_a_run_that_fails_more_cases_than_its_baseline_fails_the_gate_unless_a_failed_limit_allows_it(project):
+    """Metrics average the answered cases only: a version failing most of a set scored as well as one answering it
+    all, and passed every limit."""
+    from atelier_platform.evaluation import gate
+
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="s", cases=[])
+    baseline = ended_run(project, reference_set, chrf=80.0)
+    baseline.metrics.update(cases=10, succeeded=10, failed=0)
+    candidate = ended_run(project, reference_set, chrf=81.0)
+    candidate.metrics.update(cases=10, succeeded=1, failed=9)
+    compared = comparison.compare(candidate, baseline)
+    results = {result.metric: result for result in gate.check(compared, {"chrf": 1.0})}
+    assert results["chrf"].passed and not results["failed"].passed
+    assert results["failed"].reason == "failed rose by 9.00 (0.00 to 9.00; at most 0.00 allowed)"
+    assert all(result.passed for result in gate.check(compared, {"chrf": 1.0, "failed": 9}))
+    assert gate.check(compared, {}) == []  # no limit asked: nothing gated

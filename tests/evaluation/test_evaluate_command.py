@@ -117,7 +117,7 @@ def test_a_version_that_drops_fails_the_gate_naming_the_metric_the_drop_and_the_
     assert gates["chrf"]["passed"] is False and gates["chrf"]["drop"] == pytest.approx(drop)
     assert gates["bleu"]["passed"] is True
     assert {m["name"]: m["better"] for m in report["metrics"]} == {"chrf": "higher", "bleu": "higher",
-                                                                   "mean_case_chrf": "higher"}
+                                                                   "mean_case_chrf": "higher", "failed": "lower"}
     assert report["worst_cases"] and report["worst_cases"][0]["delta"] <= report["worst_cases"][-1]["delta"]
     message = report["message"]
     assert f"against run {baseline.pk}" in message and "chrf dropped by" in message and "at most 1.50 allowed" in message
@@ -128,7 +128,8 @@ def test_a_version_that_drops_fails_the_gate_naming_the_metric_the_drop_and_the_
     status, out, err = run_command("--project", chat_project.slug, "--set", "own answers", "--model-version", str(v2.pk),
                                    "--compare-to", str(baseline.pk), "--max-drop", "chrf=100")
     assert status == 0, err
-    assert "PASS  chrf dropped by" in out and f"1 limit held against run {baseline.pk}" in out
+    assert "PASS  chrf dropped by" in out and f"2 limits held against run {baseline.pk}" in out
+    assert "PASS  failed held" in out  # and no more failed cases than the baseline, checked with any limit
 
 
 def test_pinned_means_the_version_pinned_now(chat_project, own_answers, worker, v2):
@@ -265,7 +266,7 @@ def test_a_gate_over_a_set_changed_since_the_baseline_fails_saying_so(chat_proje
     assert status == 1, err
     report = json.loads(out)
     assert report["compared_to"]["id"] == str(baseline.pk) and report["set_changed"] is True
-    [chrf] = report["gates"]
+    chrf = next(gate for gate in report["gates"] if gate["metric"] == "chrf")
     assert chrf["passed"] is False and chrf["set_changed"] is True
     assert "the reference set was changed between the runs (cases #1)" in report["message"]
 

@@ -72,7 +72,7 @@ def test_a_version_that_fell_too_far_is_refused_with_the_numbers_and_one_within_
     error = response.json()["error"]
     assert error["code"] == "evaluation_gate_failed" and "chrf dropped by" in error["message"]
     assert error["details"]["run"] == str(candidate.pk) and error["details"]["to"] == str(current.pk)
-    [chrf] = error["details"]["gates"]
+    chrf = next(gate for gate in error["details"]["gates"] if gate["metric"] == "chrf")
     assert chrf["metric"] == "chrf" and chrf["passed"] is False and chrf["max_drop"] == 1.5
     assert chrf["drop"] == pytest.approx(100.0 - candidate.metrics["chrf"]) and chrf["to"] == 100.0
     assert pins(chat_project) == {} and not configured_events().exists()
@@ -83,7 +83,8 @@ def test_a_version_that_fell_too_far_is_refused_with_the_numbers_and_one_within_
     [event] = configured_events()
     assert event.after["model_version"] == "v2"
     assert event.after["evaluation"]["run"] == str(candidate.pk) and event.after["evaluation"]["to"] == str(current.pk)
-    assert {gate["metric"]: gate["passed"] for gate in event.after["evaluation"]["gates"]} == {"chrf": True, "bleu": True}
+    assert {gate["metric"]: gate["passed"] for gate in event.after["evaluation"]["gates"]} == {
+        "chrf": True, "bleu": True, "failed": True}  # and no more failed cases than the version pinned now
 
     # Rolling back to the default model under the same rule: measured against v2's run, it improves.
     response = promote(owner_api, None)

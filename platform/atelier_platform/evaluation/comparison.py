@@ -46,9 +46,14 @@ class RunNotScored(EvaluationError):
     code = "evaluation_run_not_finished"
 
 
+#: every run's count of failed cases (a job that failed, was blocked or cancelled): its metrics average only the
+#: answered cases, so a version failing most of a set could score as well as one that answers it all
+FAILED_CASES = "failed"
+
+
 def compared_metrics(plugin_id: str) -> tuple[tuple[str, str], ...]:
     """Every metric a run of ``plugin_id`` may have, with the direction that is better."""
-    return IMAGE_METRICS if plugin_id in IMAGE_PLUGINS else TEXT_METRICS + RELEVANCE_METRICS
+    return (IMAGE_METRICS if plugin_id in IMAGE_PLUGINS else TEXT_METRICS + RELEVANCE_METRICS) + ((FAILED_CASES, LOWER),)
 
 
 def primary_score(plugin_id: str, results: list[dict]) -> str:

@@ -164,8 +164,11 @@ def _number(value: float | None) -> str:
 
 
 def check(compared: comparison.Comparison, max_drops: dict[str, float]) -> list[GateResult]:
+    """Each limit asked and, with any, the failed cases: a run that failed more cases than its baseline does not pass
+    (its metrics average only the cases it answered) unless a ``failed`` limit allows that many more."""
     changed = compared.changed_cases()
-    return [GateResult(name, limit, compared.metric(name), changed) for name, limit in max_drops.items()]
+    limits = {comparison.FAILED_CASES: 0.0, **max_drops} if max_drops else {}
+    return [GateResult(name, limit, compared.metric(name), changed) for name, limit in limits.items()]
 
 
 # --- waiting for a run ---------------------------------------------------------------------------------------------
