@@ -170,7 +170,8 @@ class TestRuns:
         assert metrics["scoring"] == "done" and isinstance(metrics["fid"], float) and metrics["fid"] >= 0
         assert isinstance(metrics["kid"], float) and metrics["kid_subset_size"] == 3
         assert metrics["feature_extractor"] == "demo/image-features" and metrics["features"] == 16
-        assert metrics["images"] == {"generated": 3, "references": 3} and metrics["not_scored"] == {}
+        assert metrics["images"] == {"generated": 3, "references": 3} and list(metrics["not_scored"]) == ["kid_std"]
+        assert metrics["kid_std"] is None  # subsets of all 3 images a side are all one draw: no spread to report
         similarities = [case["similarity"] for case in run.results]
         assert all(-1 <= s <= 1 for s in similarities)
         assert metrics["mean_similarity"] == pytest.approx(sum(similarities) / 3, abs=1e-3)

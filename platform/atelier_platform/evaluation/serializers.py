@@ -137,8 +137,11 @@ class RunMetricsSerializer(serializers.Serializer):
                                            "on the features of ATELIER_EVALUATION_IMAGE_FEATURES; lower is closer. Null "
                                            "with fewer than 2 images a side (not_scored says why).")
     kid = serializers.FloatField(allow_null=True, required=False,
-                                 help_text="Image runs: KID mean (unbiased: near 0, even below, for close sets).")
-    kid_std = serializers.FloatField(allow_null=True, required=False)
+                                 help_text="Image runs: KID mean (unbiased: 0 for one distribution, even below for "
+                                           "close sets; its scale follows the extractor's features).")
+    kid_std = serializers.FloatField(allow_null=True, required=False,
+                                     help_text="Image runs: the spread of KID over its subsets; null where every subset "
+                                               "holds all images of both sides (not_scored says so).")
     kid_subset_size = serializers.IntegerField(allow_null=True, required=False)
     mean_similarity = serializers.FloatField(allow_null=True, required=False,
                                              help_text="Image runs: mean cosine similarity of each generated image's "
@@ -147,7 +150,7 @@ class RunMetricsSerializer(serializers.Serializer):
     scoring = serializers.CharField(required=False, help_text="Image runs: pending (a worker scores the images), done, "
                                                               "failed (see error), or none (no case answered).")
     not_scored = serializers.DictField(child=serializers.CharField(), required=False,
-                                       help_text="Image runs: why FID or KID is null.")
+                                       help_text="Image runs: why FID, KID or KID's spread is null.")
     ranking_cases = serializers.IntegerField(required=False, help_text="recommender_copy runs with reference_items: the "
                                                                        "answered cases the ranking metrics are the mean of.")
     hit_rate = serializers.FloatField(allow_null=True, required=False, help_text=(

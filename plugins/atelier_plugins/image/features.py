@@ -218,4 +218,10 @@ def score(extractor, references: Sequence[bytes], generated: Sequence[bytes | No
             torch.manual_seed(KID_SEED)
             mean, std = kid.compute()
         scores.kid_mean, scores.kid_std, scores.kid_subset_size = round(float(mean), 6), round(float(std), 6), subset
+        if subset == len(reference_images) == len(made):
+            # every subset is then the whole of both sides: 100 draws of one figure, whose spread (0) says nothing of
+            # the estimate's noise
+            scores.kid_std = None
+            scores.reasons["kid_std"] = (f"Each of KID's subsets holds all {subset} images of both sides, so they all "
+                                         "give the same figure: no spread to measure with so few images.")
     return scores
