@@ -62,7 +62,10 @@ def test_past_the_limit_a_chat_completion_is_503_and_submits_nothing(api_key, cl
         assert not stream.streaming and stream["Content-Type"] == "application/json"  # refused before the stream
         assert_refused_busy(stream)
         assert time.monotonic() - started < 10  # before, the first waited its 30 s
-        assert Job.objects.count() == 2  # the two that wait: the refused calls made none
+        # the two that wait (a waiting call takes its slot before its job's row commits: wait for both rows); the
+        # refused calls, answered already, made none
+        until(lambda: Job.objects.count() >= 2)
+        assert Job.objects.count() == 2
         for job in Job.objects.all():
             with transaction.atomic():
                 lifecycle.cancel_job(job)
