@@ -9,7 +9,7 @@ checkbox, which could not say "no default"."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
@@ -27,6 +27,9 @@ class DefaultsForm:
     fields: list[schema_form.Field]
     saved: list[str]  # the names of the defaults set
     stale: list[str]  # saved defaults the plugin no longer names (jobs refuse them): saving the form drops them
+    # saved defaults above a cap lowered since (``ATELIER_MAX_NEW_TOKENS``...): each job left to them is refused
+    # ``limit_exceeded``, each a sentence in the page's language
+    over_caps: list[str] = field(default_factory=list)
     refused: bool = False
 
 
@@ -51,7 +54,17 @@ def defaults_form(plugin, saved: dict) -> DefaultsForm:
     schema_form.prefill(fields, {}, saved)
     known = {f.name.split(".", 1)[1] for f in fields}
     return DefaultsForm(plugin.manifest.id, fields, sorted(name for name in saved if name in known),
-                        sorted(name for name in saved if name not in known))
+                        sorted(name for name in saved if name not in known), over_caps(plugin, saved))
+
+
+def over_caps(plugin, saved: dict) -> list[str]:
+    """The saved defaults above this server's caps now, each said as ``max_new_tokens (at most 64 on this server,
+    ATELIER_MAX_NEW_TOKENS)``: the form's checks refuse such a default, so it was saved before the cap was lowered."""
+    from atelier_platform.usage import limits
+
+    return [_("%(field)s (at most %(cap)s on this server, %(setting)s)")
+            % {"field": excess.where.removeprefix("params."), "cap": excess.cap_shown, "setting": excess.setting}
+            for excess in limits.excesses(plugin.manifest.id, {}, saved) if excess.where.startswith("params.")]
 
 
 def read_defaults(form: DefaultsForm, posted) -> dict | None:

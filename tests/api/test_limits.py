@@ -339,6 +339,32 @@ class TestRequestCaps:
         atelier_config(max_new_tokens=64)
         assert_envelope(api.post(JOBS, self.CHAT, format="json"), 400, "limit_exceeded")
 
+    def test_a_refusal_over_a_projects_default_says_so_and_how_to_fix_it(self, api, project, builtin_schemas,
+                                                                          atelier_config):
+        """A cap lowered after the default was saved: the caller never asked for 100 tokens, so the refusal says the
+        value is the project's default and how an owner lowers it (same code and status); a caller who names the
+        field is refused in the usual words, and one who sends a value within the cap runs."""
+        from atelier_platform.catalog.models import ProjectPlugin
+
+        ProjectPlugin.objects.filter(project=project, plugin_id="chatbot").update(config={"params": {"max_new_tokens": 100}})
+        atelier_config(max_new_tokens=64)
+        error = assert_envelope(api.post(JOBS, self.CHAT, format="json"), 400, "limit_exceeded")
+        assert "params.max_new_tokens comes from the project's default params for 'chatbot'" in error["message"]
+        assert "PATCH /api/v1/plugins/chatbot/settings/" in error["message"]
+        said = error["details"]["params.max_new_tokens"]
+        assert said[0] == "At most 64 on this server (ATELIER_MAX_NEW_TOKENS); got 100."
+        assert "the project's default for chatbot, not the request's" in said[1] and "settings page" in said[1]
+        asked = assert_envelope(api.post(JOBS, {**self.CHAT, "params": {"max_new_tokens": 100}}, format="json"),
+                                400, "limit_exceeded")
+        assert asked["message"] == "The job asks for more than this server allows."
+        assert asked["details"] == {"params.max_new_tokens": ["At most 64 on this server (ATELIER_MAX_NEW_TOKENS); got 100."]}
+        assert api.post(JOBS, {**self.CHAT, "params": {"max_new_tokens": 32}}, format="json").status_code == 201
+        # the OpenAI-compatible endpoint words its error from the details: the explanation is there too
+        answer = api.post("/v1/chat/completions", {"model": "chatbot", "messages": [{"role": "user", "content": "hi"}]},
+                          format="json")
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "limit_exceeded"
+        assert "the project's default for chatbot" in answer.json()["error"]["message"]
+
     def test_a_cap_below_what_the_plugin_accepts_refuses_clearly(self, api, builtin_schemas, atelier_config):
         atelier_config(plugin_limits='{"image": {"input.steps": 0.5}}')  # the image plugin takes at least 1 step
         error = assert_envelope(api.post(JOBS, {"plugin": "image", "input": {"prompt": "a digit"}}, format="json"),

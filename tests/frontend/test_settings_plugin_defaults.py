@@ -125,6 +125,27 @@ def test_saved_defaults_the_plugin_does_not_take_are_named_and_go_on_saving(proj
     assert saved(project, "reverse_text") == {"uppercase": True}
 
 
+def test_saved_defaults_above_a_cap_lowered_since_are_named_in_the_pages_language(project, owner, recommender,
+                                                                                   atelier_config):
+    """An operator lowered a cap after an owner saved a default above it: each job left to that default is refused,
+    so the page says which default and which cap, as it does for defaults the plugin no longer takes."""
+    ProjectPlugin.objects.filter(project=project, plugin_id="recommender_copy").update(
+        config={"params": {"max_chars": 200, "brand_voice": "Warm."}})
+    page = owner.get("/settings/").content.decode()
+    assert "over-caps" not in page  # no cap yet: nothing to say
+    atelier_config(plugin_limits='{"recommender_copy": {"params.max_chars": 120}}')
+    page = owner.get("/settings/").content.decode()
+    block = page[page.index('data-plugin-defaults="recommender_copy"'):]
+    assert ("Saved defaults above this server's caps: max_chars (at most 120 on this server, ATELIER_PLUGIN_LIMITS). "
+            "Each job that leaves them to these defaults is refused while they stay") in block.replace("&#x27;", "'")
+    in_chinese(owner)
+    page = owner.get("/settings/").content.decode()
+    assert "已保存的默认值超出本服务器的上限：max_chars（本服务器上限为 120，ATELIER_PLUGIN_LIMITS）" in page
+    # lowered and saved, the warning goes
+    owner.post("/settings/", form(**{"params.max_chars": "100", "params.brand_voice": "Warm."}))
+    assert saved(project)["max_chars"] == 100 and "over-caps" not in owner.get("/settings/").content.decode()
+
+
 def test_a_plugin_not_installed_is_refused(project, owner):
     response = owner.post("/settings/", {"action": "plugin_defaults", "plugin": "nope", "params.x": "1"})
     assert response.status_code == 400 and "No such plugin is installed." in response.content.decode()

@@ -227,7 +227,8 @@ def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
         validated_params = _within_schema(plugin.Params, capped_params, "params")
         normalised_input = validated_input.model_dump(mode="json")
         normalised_params = validated_params.model_dump(mode="json")
-    limits.check(plugin.manifest.id, normalised_input, normalised_params)
+    _check_limits(plugin.manifest.id, normalised_input, normalised_params,
+                  inherited={name for name in defaults if name not in request.params})
     webhook = ""
     if request.webhook:
         from atelier_platform.webhooks.services import checked_job_webhook
@@ -235,6 +236,30 @@ def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
         webhook = checked_job_webhook(facts.project, request.webhook)
     return _Prepared(request, plugin, validated_input, validated_params, normalised_input, normalised_params,
                      fingerprint(request), webhook)
+
+
+def _check_limits(plugin_id: str, normalised_input: dict[str, Any], normalised_params: dict[str, Any], *,
+                  inherited: set[str]) -> None:
+    """``limits.check``, its refusal saying which values came from the project's default params (``inherited``: those
+    the request left to them): a cap lowered after an owner saved a default above it refuses every job that leaves
+    the field to the default, which its caller can neither see nor have asked for. Same code and status."""
+    try:
+        limits.check(plugin_id, normalised_input, normalised_params)
+    except LimitExceeded as exceeded:
+        details = {field: list(messages) for field, messages in (exceeded.details or {}).items()}
+        from_defaults = [field for field in details
+                         if field.startswith("params.") and field.split(".")[1] in inherited]
+        if not from_defaults:
+            raise
+        fix = (f"a project owner lowers it in the plugin's default params (the settings page, or PATCH "
+               f"/api/v1/plugins/{plugin_id}/settings/ with its defaults), or send the field in the request's params")
+        for field in from_defaults:
+            details[field].append(f"This value is the project's default for {plugin_id}, not the request's: {fix}.")
+        named = ", ".join(from_defaults)
+        raise LimitExceeded(
+            f"The job asks for more than this server allows: {named} "
+            f"{'comes' if len(from_defaults) == 1 else 'come'} from the project's default params for {plugin_id!r}, "
+            f"above this server's cap (lowered since the default was saved); {fix}.", details=details) from None
 
 
 def _within_schema(model: type[BaseModel], lowered: dict[str, Any], root: str) -> BaseModel:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterator
 
@@ -131,13 +132,30 @@ def _describe(cap: float) -> str:
     return str(int(cap)) if cap == math.floor(cap) else str(cap)
 
 
-def check(plugin_id: str, input_data: dict[str, Any], params: dict[str, Any], *, config: AtelierConfig | None = None) -> None:
-    """Raise ``LimitExceeded`` (400, details per field) when the job asks for more than a cap allows."""
+@dataclass(frozen=True)
+class Excess:
+    """A value of a job over a cap: where (``params.max_new_tokens``; a product's first factor), the cap and the
+    setting that set it, what was asked (a string's or list's length), and the message ``check`` gives."""
+
+    where: str
+    cap: float
+    setting: str
+    asked: float
+    message: str
+
+    @property
+    def cap_shown(self) -> str:
+        return _describe(self.cap)
+
+
+def excesses(plugin_id: str, input_data: dict[str, Any], params: dict[str, Any], *,
+             config: AtelierConfig | None = None) -> list[Excess]:
+    """Every value of the job over a cap of this server, in the caps' order (none: within them all)."""
     caps = _caps(config or get_config()).get(plugin_id)
     if not caps:
-        return
+        return []
     job = {"input": input_data, "params": params}
-    problems: dict[str, list[str]] = {}
+    found: list[Excess] = []
     for path, (cap, setting) in caps.items():
         factors = path.split("*")
         if len(factors) == 1:
@@ -145,19 +163,28 @@ def check(plugin_id: str, input_data: dict[str, Any], params: dict[str, Any], *,
                 measured = _measure(value)
                 if measured is not None and measured > cap:
                     unit = " characters" if isinstance(value, str) else " items" if isinstance(value, (list, dict)) else ""
-                    problems.setdefault(where, []).append(
-                        f"At most {_describe(cap)}{unit} on this server ({setting}); got {_describe(measured)}.")
+                    found.append(Excess(where, cap, setting, measured,
+                                        f"At most {_describe(cap)}{unit} on this server ({setting}); got {_describe(measured)}."))
         else:
             product, names = 1.0, []
             for factor in factors:
-                found = [_measure(v) for _, v in _values(job, factor.split("."), "")]
-                if len(found) != 1 or found[0] is None:
+                measures = [_measure(v) for _, v in _values(job, factor.split("."), "")]
+                if len(measures) != 1 or measures[0] is None:
                     break
-                product *= found[0]
+                product *= measures[0]
                 names.append(factor)
             else:
                 if product > cap:
-                    problems.setdefault(names[0], []).append(
-                        f"{' * '.join(names)} is at most {_describe(cap)} on this server ({setting}); got {_describe(product)}.")
+                    found.append(Excess(names[0], cap, setting, product,
+                                        f"{' * '.join(names)} is at most {_describe(cap)} on this server ({setting}); "
+                                        f"got {_describe(product)}."))
+    return found
+
+
+def check(plugin_id: str, input_data: dict[str, Any], params: dict[str, Any], *, config: AtelierConfig | None = None) -> None:
+    """Raise ``LimitExceeded`` (400, details per field) when the job asks for more than a cap allows."""
+    problems: dict[str, list[str]] = {}
+    for excess in excesses(plugin_id, input_data, params, config=config):
+        problems.setdefault(excess.where, []).append(excess.message)
     if problems:
         raise LimitExceeded("The job asks for more than this server allows.", details=problems)
