@@ -118,6 +118,27 @@ def test_register_model_refuses_an_empty_version_name(reverse_plugin, models_roo
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("name", ["default", "Default", "DEFAULT"])
+def test_register_model_refuses_the_name_of_the_plugins_default_model(reverse_plugin, models_root, name):
+    """"default" is what provenance, a run's model_versions and the evaluation gate call the unpinned default model: a
+    version of that name, pinned, made runs of "the current model" read as the default's, and the gate measured the
+    one against the other's runs."""
+    from django.core.exceptions import ValidationError
+
+    from atelier_platform.evaluation import gate
+
+    model_dir(models_root, "rev/v2")
+    with pytest.raises(CommandError, match="reserved: it names the plugin's own default model"):
+        call_command("register_model", plugin="reverse_text", name=name, dir="rev/v2")
+    assert not ModelVersion.objects.exists()
+    with pytest.raises(ValidationError, match="reserved"):  # any other way a version is made and cleaned
+        ModelVersion(plugin_id="reverse_text", version=name, model_dir="rev/v2").full_clean()
+    assert gate.DEFAULT_MODEL_NAME == "default"
+    call_command("register_model", plugin="reverse_text", name="default-v2", dir="rev/v2")  # a name that holds it
+    assert ModelVersion.objects.get().version == "default-v2"
+
+
+@pytest.mark.django_db
 def test_the_admin_cannot_add_a_model_version_around_register_model(admin_client):
     assert admin_client.post("/admin/catalog/modelversion/add/", {"description": "made in the admin"}).status_code == 403
     assert not ModelVersion.objects.exists()

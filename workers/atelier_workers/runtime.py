@@ -34,7 +34,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 from pydantic import ValidationError
 
-from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+from atelier_platform.catalog.models import DEFAULT_MODEL_NAME, ModelVersion, ProjectPlugin
 from atelier_platform.catalog.models_dir import ModelDirError, relative_model_dir, resolve_model_dir
 from atelier_platform.config import get_config
 from atelier_platform.fleet.models import WorkerState
@@ -108,7 +108,7 @@ def model_dir_for_project(project_id: int, plugin_class: type[Plugin]) -> tuple[
         raise PluginError("The project's pinned model version is private to another project: pin a shared version, "
                           "one of the project's own or the default in its settings.", code="model_not_found")
     return _resolved(pinned.model_dir if pinned else plugin_class.manifest.default_model_dir,
-                     pinned.version if pinned else "default")
+                     pinned.version if pinned else DEFAULT_MODEL_NAME)
 
 
 def _resolved(relative: str, version: str) -> tuple[Path | None, str | None]:

@@ -7,6 +7,21 @@ from django.db.models import Q
 from atelier_platform.accounts.models import Project
 
 
+#: What every output's provenance, a run's ``model_versions`` and the evaluation gate call the plugin's own default
+#: model, used where a project pins no version. No registered version may take this name (any case): runs of "the
+#: current model" know who answered only from that provenance name, so a version called "default" pinned then would
+#: read as the unpinned default, and a release gate would measure one against the other's runs.
+DEFAULT_MODEL_NAME = "default"
+
+
+def reserved_version_name_problem(version: str) -> str | None:
+    """Why ``version`` cannot name a registered model version, or None."""
+    if version.strip().lower() == DEFAULT_MODEL_NAME:
+        return (f"{version!r} is reserved: it names the plugin's own default model (no version pinned) in outputs' "
+                f"provenance and evaluation gates; choose another name, such as v1 or 2026-11-28.")
+    return None
+
+
 class ModelVersionQuerySet(models.QuerySet):
     def available_to(self, project) -> "ModelVersionQuerySet":
         """The versions a project may see and pin: the shared ones and its own (``project``: a Project or its id)."""
@@ -50,6 +65,11 @@ class ModelVersion(models.Model):
 
     def is_available_to(self, project_id: int | None) -> bool:
         return self.project_id is None or self.project_id == project_id
+
+    def clean(self) -> None:
+        problem = reserved_version_name_problem(self.version or "") if self._state.adding else None
+        if problem:
+            raise ValidationError({"version": problem})
 
 
 class ProjectPlugin(models.Model):

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from atelier_platform.accounts.models import Project
+from atelier_platform.catalog import models as catalog_models
 from atelier_platform.catalog.models import ModelVersion
 from atelier_platform.evaluation import comparison
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
 from atelier_platform.evaluation.services import EvaluationError
 
-#: what a run answered with when the project pinned nothing: the plugin's default model (its outputs' provenance)
-DEFAULT_MODEL_NAME = "default"
+#: what a run answered with when the project pinned nothing: the plugin's default model (its outputs' provenance; no
+#: registered version may take the name, so a run of "the current model" that names it ran unpinned)
+DEFAULT_MODEL_NAME = catalog_models.DEFAULT_MODEL_NAME
 #: the newest runs of a set read when looking for the baseline among runs of "the current model"
 BASELINE_CANDIDATES = 200
 

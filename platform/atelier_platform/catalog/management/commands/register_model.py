@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from atelier_platform.accounts.models import Project
-from atelier_platform.catalog.models import ModelVersion, ProjectPlugin
+from atelier_platform.catalog.models import ModelVersion, ProjectPlugin, reserved_version_name_problem
 from atelier_platform.catalog.models_dir import ModelDirError, resolve_model_dir
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.config import get_config
@@ -32,6 +32,9 @@ class Command(BaseCommand):
         plugin_id, version = options["plugin"], options["name"]
         if not VERSION_NAME.fullmatch(version):
             raise CommandError(f"Version name {version!r}: 1 to 64 letters, digits, '.', '_' or '-' (such as v2 or 2026-11-28).")
+        reserved = reserved_version_name_problem(version)
+        if reserved:
+            raise CommandError(f"Version name {reserved}")
         if get_registry().get(plugin_id) is None:
             raise CommandError(f"No plugin {plugin_id!r} is installed (see `manage.py plugins`).")
         try:
