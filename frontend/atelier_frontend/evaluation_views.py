@@ -101,6 +101,7 @@ def run_page(request, here, run_id):
     # the API's comparison of the same two runs (its delta is this run's score minus B's; the page shows B minus A)
     pairs = comparison.case_pairs(run, compared) if compared is not None else []
     set_changed = any(pair.reference_changed for pair in pairs)
+    inputs_changed = any(pair.input_changed for pair in pairs)  # a question edited, its reference kept
     rows = []
     for result, pair in zip(results, pairs or [None] * len(results)):
         other = pair.other if pair is not None else None
@@ -124,7 +125,7 @@ def run_page(request, here, run_id):
     return page(request, "atelier_frontend/evaluation_run.html", {
         "run": run, "model": _model_words(run), "rows": rows, "compared": compared,
         "compared_model": _model_words(compared) if compared is not None else "",
-        "others": [(other, _model_words(other)) for other in others], "order": order, "set_changed": set_changed,
+        "others": [(other, _model_words(other)) for other in others], "order": order, "set_changed": set_changed, "inputs_changed": inputs_changed,
         "refresh_ms": REFRESH_MS, "can_evaluate": here.can(Capability.ADMIN), "images": images,
         "primary": primary, "ranking": _has(run, results, "ranking_cases", "reference_items"),
         "retrieval": _has(run, results, "retrieval_cases", "reference_sources"),

@@ -170,6 +170,55 @@ def test_a_changed_set_is_said(project):
 
 
 @pytest.mark.django_db
+def test_a_case_asked_with_another_input_under_the_same_reference_is_a_changed_set(project, api):
+    """Each run keeps a fingerprint of each case's input and params: a question edited, its expected answer kept,
+    asks something else, so the two runs' figures measure other questions and no gate can hold."""
+    from atelier_platform.evaluation import gate
+
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="s", cases=[])
+    before = ended_run(project, reference_set, chrf=50.0)
+    after = ended_run(project, reference_set, chrf=50.0)
+    for run, fingerprint in ((before, "a" * 64), (after, "b" * 64)):
+        run.results[0]["input_sha256"] = fingerprint
+        run.save(update_fields=["results"])
+    compared = comparison.compare(after, before)
+    assert compared.set_changed and compared.changed_cases() == (0,) and compared.inputs_compared
+    assert compared.cases[0].input_changed and not compared.cases[0].reference_changed
+    held = gate.check(compared, {"chrf": 100.0})
+    assert not any(result.passed for result in held)
+    assert "the reference set was changed between the runs (cases #0)" in held[0].reason
+    body = compare(api, after, before).json()
+    assert body["set_changed"] is True and body["inputs_compared"] is True
+    assert body["cases"]["results"][0]["input_changed"] is True
+    assert body["cases"]["results"][0]["reference_changed"] is False
+    schema = api.get("/api/v1/schema/?format=json").json()["components"]["schemas"]
+    assert "input_sha256" in schema["CaseResult"]["properties"]
+    assert "input_sha256" not in schema["CaseResult"].get("required", [])  # older runs have none
+    assert "input_changed" in schema["CaseChange"]["properties"] and "inputs_compared" in schema["RunComparison"]["properties"]
+
+
+@pytest.mark.django_db
+def test_runs_started_before_inputs_were_fingerprinted_compare_as_before_and_say_so(project, api):
+    """An older run has no fingerprint: its cases compare by their references alone (not failed for it), and the
+    comparison says an edited input could not be seen."""
+    from atelier_platform.evaluation import gate
+
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="s", cases=[])
+    figures = {"chrf": 50.0, "bleu": 25.0, "mean_case_chrf": 50.0, "failed": 0}
+    old = ended_run(project, reference_set, chrf=50.0, metrics=figures)
+    new = ended_run(project, reference_set, chrf=50.0, metrics=figures)
+    new.results[0]["input_sha256"] = "c" * 64
+    new.save(update_fields=["results"])
+    for run, to in ((new, old), (old, new)):
+        compared = comparison.compare(run, to)
+        assert not compared.set_changed and not compared.cases[0].input_changed and not compared.inputs_compared
+        assert all(result.passed for result in gate.check(compared, {"chrf": 0.0}))
+    body = compare(api, new, old).json()
+    assert body["set_changed"] is False and body["inputs_compared"] is False
+    assert body["cases"]["results"][0]["input_changed"] is False
+
+
+@pytest.mark.django_db
 def test_ranking_runs_compare_their_ndcg_hit_rate_and_mrr_case_by_case_and_a_gate_holds_them(project):
     """A recommender set of relevant items: its runs compare (and are gated) by the ranking metrics, each case by its
     NDCG; a set without them has no NDCG, and a gate on it cannot pass."""

@@ -274,3 +274,29 @@ def test_a_gate_over_a_set_changed_since_the_baseline_fails_saying_so(chat_proje
     status, out, err = run_command("--project", chat_project.slug, "--set", "support", "--compare-to", str(baseline.pk),
                                    "--json")
     assert status == 0 and json.loads(out)["set_changed"] is True
+
+
+def test_a_gate_over_a_set_whose_question_was_edited_under_the_same_reference_fails_naming_the_case(chat_project,
+                                                                                                   worker):
+    """Only a case's input changed (its expected answer kept): each run fingerprints what each case asked, so the
+    candidate's figures are seen to measure another question (it compared as unchanged, and passed)."""
+    reference_set = make_set(chat_project, ["a", "b", "c"])
+    baseline = run_all(services.start_run(chat_project, reference_set, actor="test"))
+    assert all(len(case["input_sha256"]) == 64 for case in baseline.results)
+    cases = [dict(case) for case in reference_set.cases]
+    cases[2]["input"] = {**cases[2]["input"], "messages": [{"role": "user", "content": "A much easier question?"}]}
+    services.update_reference_set(reference_set, actor="test", cases=cases)
+    status, out, err = run_command("--project", chat_project.slug, "--set", "support", "--compare-to", "pinned",
+                                   "--max-drop", "chrf=100", "--json")
+    assert status == 1, err
+    report = json.loads(out)
+    assert report["compared_to"]["id"] == str(baseline.pk) and report["set_changed"] is True
+    assert report["inputs_compared"] is True
+    assert "the reference set was changed between the runs (cases #2)" in report["message"]
+    run = EvaluationRun.objects.get(pk=report["run"]["id"])
+    assert [a["input_sha256"] == b["input_sha256"] for a, b in zip(run.results, baseline.results)] == [True, True, False]
+    assert all(a["reference"] == b["reference"] for a, b in zip(run.results, baseline.results))
+    # the API shows each case's fingerprint with its result
+    from atelier_platform.evaluation.serializers import RunSerializer
+
+    assert RunSerializer(run).data["results"][2]["input_sha256"] == run.results[2]["input_sha256"]

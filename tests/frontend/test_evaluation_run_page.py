@@ -103,6 +103,19 @@ def test_two_runs_of_a_set_side_by_side(project, reference_set, signed_in):
     assert "On its way." in first and "Shipped." in first and "-70.0" in first
 
 
+def test_a_case_asked_with_another_input_is_said_beside_the_other_run(project, reference_set, signed_in):
+    a = make_run(project, reference_set, outputs=[("On its way.", 80.0), ("Yes.", 30.0), ("No.", 20.0)])
+    b = make_run(project, reference_set, outputs=[("Shipped.", 10.0), ("Yes.", 30.0), ("No.", 20.0)])
+    client = signed_in(project, "viewer")
+    assert "inputs-changed" not in client.get(f"/evaluation/runs/{a.pk}/?compare={b.pk}").content.decode()
+    for run, fingerprint in ((a, "1" * 64), (b, "2" * 64)):
+        run.results[0]["input_sha256"] = fingerprint
+        run.save(update_fields=["results"])
+    page = client.get(f"/evaluation/runs/{a.pk}/?compare={b.pk}").content.decode()
+    assert "some cases were asked with another input or params" in page
+    assert "scored against other references" not in page  # the references are the same
+
+
 def test_another_projects_run_is_not_found(project, other_project, reference_set, signed_in):
     theirs_set = ReferenceSet.objects.create(project=other_project, plugin_id="chatbot", name="theirs", cases=[])
     theirs = make_run(other_project, theirs_set, outputs=[("Secret answer", 50.0)] * 3)

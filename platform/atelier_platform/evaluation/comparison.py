@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atelier_platform.evaluation.models import EvaluationRun
-from atelier_platform.evaluation.services import IMAGE_PLUGINS, EvaluationError, RunGone
+from atelier_platform.evaluation.services import IMAGE_PLUGINS, INPUT_FINGERPRINT, EvaluationError, RunGone
 
 HIGHER, LOWER = "higher", "lower"
 
@@ -26,7 +26,7 @@ RELEVANCE_METRICS: tuple[tuple[str, str], ...] = (("ndcg", HIGHER), ("hit_rate",
                                                   ("source_recall", HIGHER), ("source_precision", HIGHER))
 
 #: what a case's set gives it to be scored against: a case whose references changed between two runs compares
-#: nothing fair
+#: nothing fair; nor does one whose input or params changed (``INPUT_FINGERPRINT``, where both runs recorded it)
 REFERENCE_KEYS = ("reference", "reference_items", "reference_sources", "k")
 #: a case's primary score, by what its set scores (``primary_score``): (the part of its result that holds it, its name)
 PRIMARY_SCORES = {"ranking": ("ranking", "ndcg"), "retrieval": ("retrieval", "recall"), "chrf": (None, "chrf"),
@@ -191,6 +191,14 @@ class CasePair:
         return self.other is not None and any(self.other.get(key) != self.case.get(key) for key in REFERENCE_KEYS)
 
     @property
+    def input_changed(self) -> bool:
+        """The two runs asked this case other questions: their fingerprints of its input and params differ. Only
+        where both recorded one (a run started before they were has none: an edit there cannot be seen)."""
+        mine = self.case.get(INPUT_FINGERPRINT)
+        theirs = (self.other or {}).get(INPUT_FINGERPRINT)
+        return bool(mine) and bool(theirs) and mine != theirs
+
+    @property
     def change(self) -> str:
         if self.other is None:
             return "not_compared"
@@ -208,6 +216,7 @@ class CasePair:
         error, other_error = self.case.get("error") or {}, other.get("error") or {}
         return {
             "index": self.index, "change": self.change, "delta": self.delta, "reference_changed": self.reference_changed,
+            "input_changed": self.input_changed,
             "status": self.case.get("status"), "to_status": other.get("status"),
             "score": score_of(self.case, self.score), "to_score": score_of(other, self.score),
             "error": error.get("code"), "to_error": other_error.get("code"),
@@ -242,11 +251,19 @@ class Comparison:
     def set_changed(self) -> bool:
         return bool(self.changed_cases())
 
+    @property
+    def inputs_compared(self) -> bool:
+        """Both runs recorded each case's input fingerprint, so an input edited under the same reference shows;
+        False where either started before they were recorded (compared by their references alone)."""
+        return all(result.get(INPUT_FINGERPRINT) for run in (self.run, self.to) for result in run.results or [])
+
     def changed_cases(self) -> tuple[int, ...]:
-        """The indexes of the cases the set changed between the runs: scored against other references, or that only
-        one of the runs had (a case added or removed)."""
+        """The indexes of the cases the set changed between the runs: scored against other references, asked with
+        another input or params (where both runs recorded them), or that only one of the runs had (a case added or
+        removed)."""
         mine = {pair.index for pair in self.cases}
-        changed = {pair.index for pair in self.cases if pair.reference_changed or pair.other is None}
+        changed = {pair.index for pair in self.cases
+                   if pair.reference_changed or pair.input_changed or pair.other is None}
         changed |= {result["index"] for result in self.to.results or [] if result.get("index") not in mine}
         return tuple(sorted(changed))
 

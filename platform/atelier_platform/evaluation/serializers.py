@@ -215,6 +215,10 @@ class CaseResultSerializer(serializers.Serializer):
     reference_sources = serializers.ListField(child=serializers.CharField(), required=False,
                                               help_text="chatbot: the case's expected documents when the run started.")
     k = serializers.IntegerField(required=False, help_text="The case's own cut-off, when it states one.")
+    input_sha256 = serializers.CharField(required=False, help_text=(
+        "SHA-256 (hex) of the case's input and params as its job was asked them, as canonical JSON (keys sorted, no "
+        "spaces, UTF-8), recorded when the run started: a comparison sees an input edited under the same reference. "
+        "Absent in runs started before it was recorded."))
     ranking = CaseRankingSerializer(required=False, help_text="Once answered, a case with reference_items.")
     retrieval = CaseRetrievalSerializer(required=False, help_text="Once answered, a case with reference_sources.")
     error = CaseErrorSerializer(allow_null=True)
@@ -310,6 +314,8 @@ class CaseChangeSerializer(serializers.Serializer):
     delta = serializers.FloatField(allow_null=True, help_text="The case's score (chrF; an image's similarity) in the "
                                                               "run minus in the baseline; higher is better.")
     reference_changed = serializers.BooleanField(help_text="The two runs scored this case against other references.")
+    input_changed = serializers.BooleanField(help_text="The two runs asked this case with another input or params "
+                                                       "(their input_sha256 differ); false where either has none.")
     status = serializers.CharField()
     to_status = serializers.CharField(allow_null=True)
     score = serializers.FloatField(allow_null=True)
@@ -337,7 +343,12 @@ class RunComparisonSerializer(serializers.Serializer):
                                                  "similarity (images), ranking.ndcg (a set of relevant items), "
                                                  "retrieval.recall (a set of expected sources).")
     set_changed = serializers.BooleanField(help_text="The reference set was changed between the runs: some cases "
-                                                     "were scored against other references.")
+                                                     "were scored against other references, asked with another input "
+                                                     "or params, or only one run had them.")
+    inputs_compared = serializers.BooleanField(help_text=(
+        "Both runs recorded each case's input_sha256, so an input edited under the same reference counts in "
+        "set_changed; false where either started before they were recorded (its cases compared by their references "
+        "alone)."))
     metrics = MetricChangeSerializer(many=True)
     cases = CaseChangePageSerializer()
 
@@ -350,6 +361,7 @@ def comparison_data(compared, *, offset: int = 0, limit: int = COMPARE_DEFAULT_L
     return {
         "run": RunSummarySerializer(compared.run).data, "to": RunSummarySerializer(compared.to).data,
         "case_score": score_path(primary_score(compared.run.plugin_id, compared.run.results or [])), "set_changed": compared.set_changed,
+        "inputs_compared": compared.inputs_compared,
         "metrics": [change.as_dict() for change in compared.metrics],
         "cases": {"count": len(compared.cases), "offset": offset, "limit": limit,
                   "next": next_url if offset + limit < len(compared.cases) else None,

@@ -22,6 +22,7 @@ and each case's similarity, and fails, saying so, when scoring fails for good.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
@@ -52,6 +53,10 @@ MAX_ACTIVE_RUNS = 3
 EVALUATION_PRIORITY = 1
 #: the seed of a case that names none: two versions answer the same case with the same randomness
 DEFAULT_SEED = 0
+#: the key of a case's result holding its input's fingerprint (``input_fingerprint``), written when its run starts:
+#: a case whose question was edited (its reference kept) asks something else, and two runs of it compare nothing fair.
+#: Runs started before it was recorded have none.
+INPUT_FINGERPRINT = "input_sha256"
 
 
 def _chatbot_text(content: dict[str, Any]) -> str:
@@ -409,6 +414,15 @@ def _case_input(plugin, case: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def input_fingerprint(input_data: dict[str, Any], params: dict[str, Any]) -> str:
+    """SHA-256 of a case's input and params as its job is asked them (the seed a case leaves out included), as
+    canonical JSON (keys sorted, no spaces, UTF-8): the same question gives the same fingerprint, whatever order its
+    set wrote its keys in."""
+    canonical = json.dumps({"input": input_data, "params": params}, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id=None, actor: str, user=None,
               api_key=None) -> EvaluationRun:
     """Start a run of ``reference_set`` with a model version (None: the project's current model): the run and
@@ -437,10 +451,12 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
                                            cases_total=len(requests))
         jobs = submit_evaluation_jobs(project, requests, model_version=version, submitted_by=user)
         EvaluationCase.objects.bulk_create([EvaluationCase(run=run, index=index, job=job) for index, job in enumerate(jobs)])
-        # each case's reference as it is now: the set may be changed while the run goes, and scored against its own
+        # each case's reference as it is now: the set may be changed while the run goes, and scored against its own;
+        # and what it asked, fingerprinted, for a comparison to see a question edited under the same reference
         run.results = [{"index": index, "job_id": str(job.pk), "status": "pending", "output": None,
-                        "reference": case.get("reference"), "chrf": None, "error": None, **_other_references(case)}
-                       for index, (job, case) in enumerate(zip(jobs, reference_set.cases))]
+                        "reference": case.get("reference"), "chrf": None, "error": None, **_other_references(case),
+                        INPUT_FINGERPRINT: input_fingerprint(request.input, request.params)}
+                       for index, (job, case, request) in enumerate(zip(jobs, reference_set.cases, requests))]
         run.save(update_fields=["results"])
         audit.record(project, actor, "evaluation_started", run,
                      after={"reference_set": reference_set.name, "model_version": version.version if version else None,
@@ -600,6 +616,8 @@ def _case_result(index: int, case, started: dict, outputs: dict) -> tuple[dict, 
     result = {"index": index, "job_id": str(case.job.pk) if case else begun.get("job_id"),
               "reference": begun.get("reference", ""), "output": None, "chrf": None, "status": "failed", "error": None,
               **_other_references(begun)}
+    if begun.get(INPUT_FINGERPRINT):  # kept from the start (a run started before fingerprints has none)
+        result[INPUT_FINGERPRINT] = begun[INPUT_FINGERPRINT]
     if case is None:  # its job was deleted (the admin), and its case row with it
         result["error"] = {"code": "job_deleted", "message": "The case's job was deleted before it was scored."}
         return result, None

@@ -197,7 +197,7 @@ class Command(BaseCommand):
 
     def _report(self, run, baseline, max_drops) -> dict:
         report = {"run": RunSummarySerializer(run).data, "url": _url(run), "compared_to": None, "metrics": None,
-                  "set_changed": None, "gates": [], "worst_cases": []}
+                  "set_changed": None, "inputs_compared": None, "gates": [], "worst_cases": []}
         self._describe(run)
         if run.status != RunStatus.SUCCEEDED:
             said = f": {run.error_message}" if run.error_message else ""
@@ -215,6 +215,7 @@ class Command(BaseCommand):
         results = gate.check(compared, max_drops)
         report.update(compared_to=RunSummarySerializer(baseline).data,
                       metrics=[change.as_dict() for change in compared.metrics], set_changed=compared.set_changed,
+                      inputs_compared=compared.inputs_compared,
                       gates=[result.as_dict() for result in results],
                       worst_cases=[pair.as_dict() for pair in compared.cases[:WORST_CASES_SHOWN]])
         self._describe_comparison(compared, results)
@@ -266,7 +267,10 @@ class Command(BaseCommand):
                                f"({change.better} is better; {change.change or 'not compared'})")
         if compared.set_changed:
             self.summary.write("  Note: the reference set changed between the runs: some cases were scored against "
-                               "other references.")
+                               "other references or asked with another input.")
+        if not compared.inputs_compared:
+            self.summary.write("  Note: a run started before cases' inputs were recorded: an input edited without its "
+                               "reference cannot be seen (compared by references alone).")
         worst = [pair for pair in compared.cases[:WORST_CASES_SHOWN]
                  if pair.change == "newly_failed" or (pair.delta is not None and pair.delta < 0)]
         if worst:
