@@ -4,19 +4,28 @@ or its sources against those expected (recall, precision), worst first by the ru
 with their error (an image run: the prompt, the reference
 image beside the generated one and their similarity, FID and KID above); beside it, another run of the same
 reference set, answer against answer. Members of the project read it; another project's run is not found. Owners
-cancel a run while it goes (``run_cancel``)."""
+cancel a run while it goes (``run_cancel``).
+
+A reference set's page (``set_page``): its runs newest first, each with the model that answered it and the set's
+primary figures, and the trend of its primary metric across its succeeded runs, one line per model version; two runs
+ticked open the run page's comparison (``set_compare``); owners evaluate a version again (``set_evaluate``) and pin
+one (``set_pin``), through the services the settings page uses."""
 
 from __future__ import annotations
 
 import uuid
 
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from atelier_platform.accounts.roles import Capability
-from atelier_platform.evaluation.models import EvaluationRun, RunStatus
+from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
 from atelier_platform.jobs.models import Job
 
 from atelier_frontend.projects import needs
@@ -161,3 +170,155 @@ def run_cancel(request, here, run_id):
     except services.RunGone:
         raise Http404(_("No such evaluation run in this project.")) from None
     return redirect("evaluation-run", run_id=run.pk)
+
+
+# --- a reference set's page ---------------------------------------------------------------------------------------
+
+#: a run's figures as the dashboard words them (the run page's and the settings page's words): label, decimals
+FIGURE_WORDS = {"chrf": ("chrF", 1), "bleu": ("BLEU", 1), "ndcg": ("NDCG@k", 3), "hit_rate": (gettext_lazy("Hit rate@k"), 3),
+                "source_recall": (gettext_lazy("Source recall@k"), 3),
+                "source_precision": (gettext_lazy("Source precision@k"), 3), "fid": ("FID", 2),
+                "mean_similarity": (gettext_lazy("Mean similarity"), 3)}
+#: the notice of an owner's action on a set's page, shown once on the page the redirect leads to
+SET_NOTICE_SESSION = "atelier_evaluation_set_notice"
+
+
+def _set_of(project, set_id) -> ReferenceSet:
+    found = ReferenceSet.objects.filter(project=project, pk=set_id).with_case_count().first()
+    if found is None:
+        raise Http404(_("No such reference set in this project."))
+    return found
+
+
+def _series_words(key: str, versions: dict) -> str:
+    """A trend line's model (``history.answered_by``'s key) in words."""
+    from atelier_platform.evaluation import history
+
+    if key.startswith("v"):
+        version = versions.get(int(key[1:]))
+        return f"{version.version} · {version.model_dir}" if version is not None else key
+    if key == history.DEFAULT:
+        return _("the plugin's default model")
+    if key.startswith("gone:"):
+        return key[len("gone:"):]
+    return _("current model")
+
+
+def _page_number(raw: str) -> int:
+    from atelier_frontend.schema_form import whole_number
+
+    return whole_number(raw[:12]) or 1  # (the history bounds it: an unbounded number overflows the OFFSET)
+
+
+@needs(Capability.JOBS_READ)
+def set_page(request, here, set_id):
+    return _set_page(request, here, _set_of(here.project, set_id))
+
+
+def _set_page(request, here, reference_set, errors=(), status=200):
+    import uuid
+
+    from atelier_platform.catalog.registry import get_registry
+    from atelier_platform.evaluation import comparison, history
+
+    from atelier_frontend.evaluation_chart import chart
+    from atelier_frontend.views import page
+
+    found = history.set_history(here.project, reference_set, _page_number(request.GET.get("page", "")))
+    can_evaluate = here.can(Capability.ADMIN)
+    evaluable = {version.pk for version in found.evaluable}
+    labels = {key: _series_words(key, found.versions) for key in set(found.answered.values())}
+    rows = []
+    for run in found.runs:
+        key = found.answered[run.pk]
+        figures = []
+        for name in found.figures:
+            value = comparison.figure(run.metrics, name)
+            figures.append({"name": name, "value": value,
+                            "shown": f"{value:.{FIGURE_WORDS[name][1]}f}" if value is not None else "—"})
+        rows.append({"run": run, "model": _model_words(run), "key": key, "pinned": key == found.pinned_key,
+                     "figures": figures, "comparable": comparison.is_scored(run),
+                     # the owner's actions: evaluate the same model again, pin the version it named
+                     "once": uuid.uuid4().hex if can_evaluate else "",
+                     "evaluate": can_evaluate and (run.model_version_id is None or run.model_version_id in evaluable),
+                     "pin": can_evaluate and run.model_version_id in evaluable and key != found.pinned_key})
+    plugin = get_registry().get(reference_set.plugin_id)
+    return page(request, "atelier_frontend/evaluation_set.html", {
+        "reference_set": reference_set, "plugin_name": plugin.manifest.name if plugin else reference_set.plugin_id,
+        "history": found, "rows": rows, "figure_labels": [FIGURE_WORDS[name][0] for name in found.figures],
+        "trend": chart(found.series, labels), "trend_label": FIGURE_WORDS.get(found.trend_metric, (found.trend_metric,))[0],
+        "trend_places": FIGURE_WORDS.get(found.trend_metric, ("", 3))[1],
+        "pinned_words": _series_words(found.pinned_key, found.versions),
+        "can_evaluate": can_evaluate, "once": uuid.uuid4().hex if can_evaluate else "",
+        "notice": request.session.pop(SET_NOTICE_SESSION, "") if request.method == "GET" else "",
+        "errors": list(errors),
+    }, status=status)
+
+
+@needs(Capability.JOBS_READ)
+@require_GET
+def set_compare(request, here, set_id):
+    """Two runs ticked on a set's page, side by side on the run page: the older as A, the newer as B, so that each
+    difference (B minus A) reads as what changed since."""
+    reference_set = _set_of(here.project, set_id)
+    ids = []
+    for raw in request.GET.getlist("run"):
+        try:
+            ids.append(uuid.UUID(raw))
+        except ValueError:
+            ids = []
+            break
+    runs = list(EvaluationRun.objects.filter(project=here.project, reference_set=reference_set, pk__in=ids)
+                .only("id", "created_at").order_by("created_at", "id")) if len(set(ids)) == 2 else []
+    if len(runs) != 2:  # none, one, three, the same twice, or a run not of this set (another project's too)
+        return _set_page(request, here, reference_set, errors=[_("Tick two runs of this reference set to compare them.")],
+                         status=400)
+    older, newer = runs
+    return redirect(f"{reverse('evaluation-run', kwargs={'run_id': older.pk})}?compare={newer.pk}")
+
+
+@needs(Capability.ADMIN)
+@require_POST
+def set_evaluate(request, here, set_id):
+    """Evaluate a model on the set from its page: the settings page's Evaluate, its one-time token and checks."""
+    from atelier_frontend.settings_views import start_evaluation
+
+    reference_set = _set_of(here.project, set_id)
+    posted = {"reference_set": str(reference_set.pk), "model_version": request.POST.get("model_version", ""),
+              "once": request.POST.get("once", "")}
+    try:
+        with transaction.atomic():  # the run and its key's row, or neither
+            notice = start_evaluation(here.project, request.user, f"user:{request.user.pk}", posted)
+    except ValidationError as error:
+        return _set_page(request, here, reference_set, errors=error.messages, status=400)
+    request.session[SET_NOTICE_SESSION] = notice
+    return redirect("evaluation-set", set_id=reference_set.pk)
+
+
+@needs(Capability.ADMIN)
+@require_POST
+def set_pin(request, here, set_id):
+    """Pin the version a run of the set named, through the catalog's service (its checks, its audit event), leaving
+    the plugin switched on or off as it is."""
+    from atelier_platform.catalog.configuration import configure_plugin
+    from atelier_platform.catalog.registry import get_registry
+    from atelier_platform.jobs.errors import InvalidJobInput, UnknownPlugin
+
+    from atelier_frontend.schema_form import whole_number
+    from atelier_frontend.settings_views import pin_words
+
+    reference_set = _set_of(here.project, set_id)
+    # a number that is no id is no version either: refused as one the plugin does not have
+    version_id = whole_number(request.POST.get("model_version", "")) or -1
+    try:
+        configured = configure_plugin(here.project, reference_set.plugin_id, f"user:{request.user.pk}",
+                                      model_version=version_id)
+    except UnknownPlugin:
+        return _set_page(request, here, reference_set, errors=[_("No such plugin is installed.")], status=400)
+    except InvalidJobInput:
+        # another project's private version reads as no version at all: a forged id learns nothing of it
+        return _set_page(request, here, reference_set, errors=[_("No such model version for this plugin.")], status=400)
+    name = get_registry().get(reference_set.plugin_id).manifest.name
+    request.session[SET_NOTICE_SESSION] = (pin_words(name, configured) if "model_version" in configured.changed
+                                           else _("%(plugin)s: nothing changed.") % {"plugin": name})
+    return redirect("evaluation-set", set_id=reference_set.pk)

@@ -144,7 +144,7 @@ def project_settings(request, here):
                 elif action == "plugin_defaults":
                     notice = _plugin_defaults(project, actor, request.POST)
                 elif action == "evaluate":
-                    notice = _evaluate(project, request.user, actor, request.POST)
+                    notice = start_evaluation(project, request.user, actor, request.POST)
                 elif action == "reference_set_upload":
                     notice = _upload_reference_set(project, request.user, actor, request.POST, request.FILES)
                 elif action == "reference_set_delete":
@@ -612,7 +612,7 @@ def _evaluations(project, plugins) -> list[dict]:
     """Each reference set of the project with a row per model version it may evaluate (the current model first):
     the newest scored run's metrics, the newest run if one is going or failed after it, and what the Evaluate
     button starts. A few queries however many sets and runs."""
-    from atelier_platform.evaluation import services as evaluation
+    from atelier_platform.evaluation import history, services as evaluation
     from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
 
     installed = {row["plugin"].id: row for row in plugins if row["plugin"].id in evaluation.evaluable_plugin_ids()}
@@ -622,62 +622,53 @@ def _evaluations(project, plugins) -> list[dict]:
         return []
     versions = {plugin_id: list(evaluation.evaluable_model_versions(project, plugin_id).order_by("-created_at")[:50])
                 for plugin_id in {s.plugin_id for s in sets}}
-    by_name = {(v.plugin_id, v.version): v.pk for listed in versions.values() for v in listed}
-
-    def answered_by(run) -> object:
-        """The model a run's scores belong to: the version it named, else (a run of "the current model") the one that
-        answered it, which its metrics name ("default" or a version): the current model may have changed since, and
-        its scores must not be shown as the new one's. A run still going: "current" as it started."""
-        if run.model_version_id is not None:
-            return run.model_version_id
-        names = (run.metrics or {}).get("model_versions") or []
-        if len(names) == 1:
-            return "default" if names[0] == "default" else by_name.get((run.plugin_id, names[0]), ("gone", names[0]))
-        return "current"
+    by_name = history.versions_by_name(v for listed in versions.values() for v in listed)
 
     newest, scored = {}, {}
     for run in (EvaluationRun.objects.filter(project=project, reference_set__in=sets).defer("results")
                 .order_by("-created_at", "-id")[:2000]):
         if run.status == RunStatus.SUCCEEDED:
-            scored.setdefault((run.reference_set_id, answered_by(run)), run)
+            # the model that answered it: a run of "the current model" counts for the one current then
+            scored.setdefault((run.reference_set_id, history.answered_by(run, by_name)), run)
         newest.setdefault((run.reference_set_id, run.model_version_id or "current"), run)
     shown = []
     for reference_set in sets:
         plugin = installed[reference_set.plugin_id]
         current = plugin["model_version"]
-        rows = [{"version": None, "answered_by": current.pk if current else "default", "label": _(
+        rows = [{"version": None, "answered_by": f"v{current.pk}" if current else history.DEFAULT, "label": _(
             "current model: %(model)s") % {"model": current.version if current else _("the plugin's default model")}}]
-        rows += [{"version": v, "answered_by": v.pk, "label": f"{v.version} · {v.model_dir}",
+        rows += [{"version": v, "answered_by": f"v{v.pk}", "label": f"{v.version} · {v.model_dir}",
                   "pinned": current is not None and v.pk == current.pk} for v in versions[reference_set.plugin_id]]
         for row in rows:
-            row["once"] = uuid.uuid4().hex  # the Evaluate form's one-time token (``_evaluate``)
+            row["once"] = uuid.uuid4().hex  # the Evaluate form's one-time token (``start_evaluation``)
             row["scored"] = scored.get((reference_set.pk, row["answered_by"]))
             latest = newest.get((reference_set.pk, row["version"].pk if row["version"] else "current"))
             row["latest"] = latest if latest is not None and latest is not row["scored"] else None
         shown.append({"set": reference_set, "plugin": plugin["plugin"], "enabled": plugin["enabled"],
                       "cases": reference_set.case_count, "rows": rows,
                       "images": reference_set.plugin_id in evaluation.IMAGE_PLUGINS,
-                      "scores": _scores_shown([row["scored"] for row in rows if row["scored"] is not None])})
+                      "scores": _scores_shown(reference_set.plugin_id,
+                                               [row["scored"] for row in rows if row["scored"] is not None])})
     return shown
 
 
-def _scores_shown(runs) -> str:
+def _scores_shown(plugin_id, runs) -> str:
     """Which two figures a text set's runs are summed up by (the run page's primary metric, without reading the set's
     cases): NDCG and hit rate where its runs scored rankings, source recall and precision where they scored sources,
     else chrF and BLEU (a set of rankings alone has no chrF to show)."""
-    if any("ranking_cases" in (run.metrics or {}) for run in runs):
-        return "ranking"
-    if any("retrieval_cases" in (run.metrics or {}) for run in runs):
-        return "retrieval"
-    return "text"
+    from atelier_platform.evaluation.comparison import runs_primary_score
+
+    primary = runs_primary_score(plugin_id, [run.metrics for run in runs])
+    return "text" if primary == "chrf" else primary
 
 
 #: an Evaluate form's one-time token, as ``_evaluations`` makes it
 ONE_TIME_TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
-def _evaluate(project, user, actor, posted) -> str:
-    """Start an evaluation run from the settings page, through the service the API uses. The form's one-time token is
+def start_evaluation(project, user, actor, posted) -> str:
+    """Start an evaluation run from the settings page or a reference set's page, through the service the API uses; the
+    notice that says what it did. The form's one-time token is
     the start's Idempotency-Key: a double click (or a resent form) gives the run the first click started, not a second
     run of up to 500 jobs. The second request waits for the first's commit (the key's row, written in this page's
     transaction) and then finds its run."""
@@ -805,19 +796,25 @@ def _plugin(project, actor, posted) -> str:
         raise ValidationError(_("No such model version for this plugin.")) from None
     # what the change does, said where it was made: a pin (a promotion, a rollback) is invisible otherwise
     name = get_registry().get(plugin_id).manifest.name
-    before, after = configured.before, configured.after
+    after = configured.after
     said = []
     if "enabled" in configured.changed:
         said.append(_("%(plugin)s switched on.") % {"plugin": name} if after.enabled else
                     _("%(plugin)s switched off: requests for it are refused until it is switched on again.")
                     % {"plugin": name})
     if "model_version" in configured.changed:
-        # a pin is read as each job starts (workers/atelier_workers/runtime.py): a rollback keeps the queue off the
-        # version too
-        said.append(_("%(plugin)s: jobs that start from now on use %(now)s (was %(before)s), those already queued "
-                      "too; a running job finishes on its own.") % {"plugin": name, "now": _model_words(after.model_version),
-                                                  "before": _model_words(before.model_version)})
+        said.append(pin_words(name, configured))
     return " ".join(said) or _("%(plugin)s: nothing changed.") % {"plugin": name}
+
+
+def pin_words(name: str, configured) -> str:
+    """What a change of a plugin's pin does, said where it was made (the settings page, a reference set's page): a
+    pin, a promotion or a rollback, is invisible otherwise."""
+    # a pin is read as each job starts (workers/atelier_workers/runtime.py): a rollback keeps the queue off the
+    # version too
+    return _("%(plugin)s: jobs that start from now on use %(now)s (was %(before)s), those already queued "
+             "too; a running job finishes on its own.") % {"plugin": name, "now": _model_words(configured.after.model_version),
+                                                            "before": _model_words(configured.before.model_version)}
 
 
 def _plugin_defaults(project, actor, posted) -> str:

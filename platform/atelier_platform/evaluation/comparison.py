@@ -8,6 +8,7 @@ better, so that a caller needs no table of its own to tell a regression from an 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,28 @@ def primary_score(plugin_id: str, results: list[dict]) -> str:
     if any(RANKING_FIELD in result for result in results):
         return "ranking"
     if any(RETRIEVAL_FIELD in result for result in results):
+        return "retrieval"
+    return "chrf"
+
+
+#: A run's own figures for each primary score, as a set's runs are summed up (the settings page's evaluation section,
+#: a set's page): the first two are shown, and ``TREND_METRICS`` is the one a set's trend charts (the run's mean of
+#: that score, or its corpus figure): an image run's FID is null under 2 images, its mean similarity never is.
+RUN_FIGURES = {"chrf": ("chrf", "bleu"), "ranking": ("ndcg", "hit_rate"), "retrieval": ("source_recall", "source_precision"),
+               "similarity": ("fid", "mean_similarity")}
+TREND_METRICS = {"chrf": "chrf", "ranking": "ndcg", "retrieval": "source_recall", "similarity": "mean_similarity"}
+
+
+def runs_primary_score(plugin_id: str, metrics: Iterable[Any]) -> str:
+    """``primary_score`` of a set's runs read from their metrics, not their results (a list of runs reads none of
+    their cases): a run's metrics count ``ranking_cases`` (``retrieval_cases``) exactly when a case of it had
+    relevant items (expected sources), as ``relevance.averages`` writes them."""
+    if plugin_id in IMAGE_PLUGINS:
+        return "similarity"
+    shown = [figures for figures in metrics if isinstance(figures, dict)]
+    if any("ranking_cases" in figures for figures in shown):
+        return "ranking"
+    if any("retrieval_cases" in figures for figures in shown):
         return "retrieval"
     return "chrf"
 
@@ -147,7 +170,8 @@ class MetricChange:
                 "change": self.change}
 
 
-def _figure(metrics: Any, name: str) -> float | None:
+def figure(metrics: Any, name: str) -> float | None:
+    """A run's figure ``name`` (None: it has none, a run of no answered case, FID of one image)."""
     value = metrics.get(name) if isinstance(metrics, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -155,7 +179,7 @@ def _figure(metrics: Any, name: str) -> float | None:
 def metric_changes(run: EvaluationRun, to: EvaluationRun) -> list[MetricChange]:
     """Each metric of the run's kind; a relevance metric only where either run has it (a set of text references alone
     has no NDCG to compare)."""
-    changes = [MetricChange(name, better, _figure(run.metrics, name), _figure(to.metrics, name))
+    changes = [MetricChange(name, better, figure(run.metrics, name), figure(to.metrics, name))
                for name, better in compared_metrics(run.plugin_id)]
     relevance = {name for name, _ in RELEVANCE_METRICS}
     return [change for change in changes if change.name not in relevance or change.run is not None or change.to is not None]
