@@ -57,6 +57,8 @@ def test_hostile_query_strings_and_ids(owner_api):
         "/api/v1/jobs/?cursor=%00", "/api/v1/api-keys/?cursor=cD1hYmM=", "/api/v1/jobs/?cursor=bz0xJnA9YWJj", "/api/v1/audit/?cursor=cD1hYmM=", "/api/v1/audit/?cursor=cD05OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ==", "/api/v1/reviews/?cursor=cD1hYmM=", "/api/v1/outputs/?cursor=cD1hYmM=", "/api/v1/knowledge/documents/?cursor=cD0tNQ==", "/api/v1/webhooks/?cursor=cD1hYmM=", "/api/v1/reviews/99999999999999999999/",
         "/api/v1/api-keys/9223372036854775807/", "/api/v1/outputs/00000000-0000-0000-0000-000000000000/",
         "/api/v1/webhooks/00000000-0000-0000-0000-000000000000/deliveries/?status=%00",
+        "/api/v1/evaluation/runs/?reference_set=%00", "/api/v1/evaluation/runs/?model_version=%00",
+        "/api/v1/evaluation/runs/?model_version=99999999999999999999999", "/api/v1/evaluation/runs/?model_version=-1",
     ]
     for url in gets:
         assert_clean(owner_api.get(url))

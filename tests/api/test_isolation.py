@@ -138,12 +138,13 @@ def test_the_same_ids_in_ones_own_project_are_found(project, owners_of_a):
 def test_filters_naming_another_projects_objects_find_nothing(project, project_b, owners_of_a):
     objects = make_objects(project_b)
     client = owners_of_a["owner key"]
-    for url in (f"/api/v1/outputs/?job={objects['job'].pk}", "/api/v1/jobs/", "/api/v1/outputs/", "/api/v1/reviews/?state=all",
+    for url in (f"/api/v1/outputs/?job={objects['job'].pk}", f"/api/v1/evaluation/runs/?reference_set={objects['reference_set'].pk}",
+                "/api/v1/evaluation/runs/", "/api/v1/jobs/", "/api/v1/outputs/", "/api/v1/reviews/?state=all",
                 "/api/v1/webhooks/", "/api/v1/api-keys/", "/api/v1/knowledge/documents/", "/api/v1/members/",
                 "/api/v1/invitations/"):
         response = client.get(url)
         assert response.status_code in (200, 400), (url, response.content)
         if response.status_code == 200:
             body = response.content.decode()
-            assert not any(str(objects[name].pk) in body for name in ("job", "output", "document", "endpoint")), url
+            assert not any(str(objects[name].pk) in body for name in ("job", "output", "document", "endpoint", "run")), url
             assert objects["member"].user.username not in body and objects["invitation"].email not in body, url

@@ -445,3 +445,40 @@ class TestRunIdempotency:
         gone = admin_api.post(RUNS, {"reference_set": reference_set["id"]}, format="json", HTTP_IDEMPOTENCY_KEY="k")
         assert gone.status_code == 404 and error_of(gone)["code"] == "not_found"
         assert "use a new key" in error_of(gone)["message"] and not EvaluationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_runs_are_listed_by_reference_set_and_model_version(project, other_project, api):
+    """A set's history and a version's runs, as the other lists filter; another project's set or version names no
+    run of this one (an empty list), and a value that is no id is a 400 naming the filter."""
+    def run(reference_set, version=None):
+        return EvaluationRun.objects.create(project=reference_set.project, reference_set=reference_set,
+                                            plugin_id="chatbot", model_version=version, cases_total=1)
+
+    support, returns = (ReferenceSet.objects.create(project=project, plugin_id="chatbot", name=name, cases=[])
+                        for name in ("support", "returns"))
+    theirs = ReferenceSet.objects.create(project=other_project, plugin_id="chatbot", name="theirs", cases=[])
+    v2 = ModelVersion.objects.create(plugin_id="chatbot", version="v2", model_dir="chat/v2")
+    private = ModelVersion.objects.create(plugin_id="chatbot", version="their-ft", model_dir="chat/ft",
+                                          project=other_project)
+    support_current, support_v2, returns_v2 = run(support), run(support, v2), run(returns, v2)
+    run(theirs, v2), run(theirs, private), run(theirs)
+
+    def listed(**query) -> list[str]:
+        response = api.get(RUNS, query)
+        assert response.status_code == 200, response.content
+        return [r["id"] for r in response.json()["results"]]
+
+    assert listed(reference_set=support.pk) == [str(support_v2.pk), str(support_current.pk)]
+    assert listed(model_version=v2.pk) == [str(returns_v2.pk), str(support_v2.pk)]
+    assert listed(model_version="current") == [str(support_current.pk)]
+    assert listed(reference_set=support.pk, model_version=v2.pk) == [str(support_v2.pk)]
+    assert listed(reference_set=returns.pk, model_version="current") == []
+    assert listed(reference_set=theirs.pk) == [] and listed(model_version=private.pk) == []
+    assert len(listed()) == 3
+    for name, value in (("reference_set", "not-a-uuid"), ("reference_set", "\x00"), ("model_version", "v2"),
+                        ("model_version", "0"), ("model_version", "-1"), ("model_version", "1.5"),
+                        ("model_version", "9" * 19), ("model_version", "\x00"), ("model_version", "Current")):
+        response = api.get(RUNS, {name: value})
+        assert response.status_code == 400, (name, value, response.content)
+        assert error_of(response)["code"] == "validation_error" and name in error_of(response)["details"], value

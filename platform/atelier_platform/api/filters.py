@@ -1,9 +1,11 @@
 import django_filters
+from django.core.validators import RegexValidator
 from django.db.models import Q
 from django.utils import timezone
 
 from atelier_platform.accounts.models import ApiKey, Membership
 from atelier_platform.accounts.roles import Role
+from atelier_platform.evaluation.models import EvaluationRun
 from atelier_platform.instants import InstantFilter
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, JobPurpose, JobStatus, Output, ReviewState
 from atelier_platform.knowledge.models import IndexState, KnowledgeDocument
@@ -74,3 +76,25 @@ class KnowledgeDocumentFilter(django_filters.FilterSet):
     class Meta:
         model = KnowledgeDocument
         fields = ["state", "source_id_prefix"]
+
+
+class EvaluationRunFilter(django_filters.FilterSet):
+    """A set's history (``reference_set``) and a version's runs (``model_version``). A set or version of another
+    project names no run of this one: the list is empty, as for the other lists' filters."""
+
+    reference_set = django_filters.UUIDFilter(field_name="reference_set_id", help_text="a reference set's id: its runs only")
+    # an id up to 18 digits: a larger number is no id the database holds, and would overflow its integer
+    model_version = django_filters.CharFilter(
+        method="filter_model_version", max_length=18,
+        validators=[RegexValidator(r"^(current|[1-9][0-9]{0,17})$", "Give a model version's id, or current.")],
+        help_text="a model version's id: the runs that named it; current: the runs of the project's current model "
+                  "(started without a version)")
+
+    class Meta:
+        model = EvaluationRun
+        fields = ["reference_set", "model_version"]
+
+    def filter_model_version(self, queryset, name, value):
+        if value == "current":
+            return queryset.filter(model_version__isnull=True)
+        return queryset.filter(model_version_id=int(value))

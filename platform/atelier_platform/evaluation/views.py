@@ -15,6 +15,7 @@ from rest_framework.utils.urls import replace_query_param
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.filters import EvaluationRunFilter
 from atelier_platform.api.idempotency import REPLAYED_HEADER, idempotency_key
 from atelier_platform.api.keys_views import actor_of
 from atelier_platform.api.knowledge_views import FILE_CONTENT_SECURITY_POLICY
@@ -152,6 +153,7 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
                              "cancel": ADMIN}
     serializer_class = RunSerializer
     pagination_class = NewestFirstCursorPagination
+    filterset_class = EvaluationRunFilter
     lookup_value_converter = "uuid"
 
     def get_queryset(self):
@@ -164,7 +166,7 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     @extend_schema(responses={200: RunSummarySerializer(many=True), **error_responses(400, 403)},
                    summary="Evaluation runs, newest first (cursor pages; without per-case results)")
     def list(self, request, *args, **kwargs):
-        page = self.paginate_queryset(self.get_queryset().defer("results"))
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()).defer("results"))
         return self.get_paginated_response(RunSummarySerializer(page, many=True).data)
 
     @extend_schema(responses={200: RunSerializer, **error_responses(403, 404)},
