@@ -145,3 +145,56 @@ def test_in_a_browser_an_owner_cancels_a_run_going_after_a_confirmation(live_ser
     page.goto(f"{live_server.url}/settings/#evaluation")
     expect(page.locator("#evaluation [data-run-status='cancelled']")).to_contain_text("Cancelled · 1 of 3 answered")
     page.locator("#evaluation").screenshot(path=str(_shots() / "67-evaluation-settings-cancelled.png"))
+
+
+def test_in_a_browser_a_sets_page_charts_its_versions_and_compares_two_runs(live_server, browser, expect, project,
+                                                                          member, empty_plugin_registry):
+    """The trend drawn (a line per version, the pinned one marked, nothing fetched from elsewhere), two runs ticked
+    open the run page's comparison, and an owner pins a version from its row after a confirmation."""
+    from atelier_platform.catalog.models import ProjectPlugin
+    from tests.frontend.browsing import shot, sign_in
+    from tests.frontend.test_evaluation_set_page import run_of
+
+    owner = _owner(project, member, empty_plugin_registry)
+    v2 = ModelVersion.objects.create(plugin_id="chatbot", version="v2", model_dir="chat/v2")
+    v3 = ModelVersion.objects.create(plugin_id="chatbot", version="v3", model_dir="chat/v3")
+    ProjectPlugin.objects.filter(project=project, plugin_id="chatbot").update(model_version=v2)
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="Support questions", cases=[
+        {"input": {"messages": [{"role": "user", "content": "Where is my parcel?"}]}, "params": {}, "reference": "On its way."}])
+    runs = [run_of(project, reference_set, day, answered_by="default", chrf=chrf, bleu=chrf / 4)
+            for day, chrf in ((1, 28.4), (3, 30.1))]
+    runs += [run_of(project, reference_set, day, version=v2, chrf=chrf, bleu=chrf / 4)
+             for day, chrf in ((4, 41.0), (6, 44.6), (9, 43.2))]
+    runs += [run_of(project, reference_set, day, version=v3, chrf=chrf, bleu=chrf / 4)
+             for day, chrf in ((8, 52.3), (10, 57.9))]
+    run_of(project, reference_set, 11, version=v3, status=RunStatus.RUNNING)
+    elsewhere = []
+    page = sign_in(browser, live_server.url, owner.username)
+    page.on("request", lambda request: elsewhere.append(request.url) if not request.url.startswith(live_server.url) else None)
+    page.goto(f"{live_server.url}/settings/#evaluation")
+    page.locator("#evaluation a.set-history").click()
+    expect(page.locator("#set-name")).to_contain_text("Support questions")
+    expect(page.locator("#trend-chart circle.trend-point")).to_have_count(7)
+    expect(page.locator("#trend-chart g.trend-series")).to_have_count(3)
+    expect(page.locator(f"#trend-chart g.pinned[data-series='v{v2.pk}'] polyline")).to_have_attribute("stroke-width", "3.5")
+    expect(page.locator("#trend-legend .pinned")).to_contain_text("v2 · chat/v2")
+    box = page.locator("#trend-chart").bounding_box()
+    assert box["width"] > 500 and box["height"] > 150  # drawn, at the card's width
+    shot(page, "68-evaluation-set-trend")
+    assert elsewhere == []
+
+    newest_v3, oldest = runs[-1], runs[0]
+    page.locator(f"tr[data-run='{newest_v3.pk}'] input[type=checkbox]").check()
+    page.locator(f"tr[data-run='{oldest.pk}'] input[type=checkbox]").check()
+    page.locator("#compare-runs button").click()
+    expect(page.locator("#compared-metrics")).to_contain_text("B · v3 · chat/v3")
+    assert page.url.endswith(f"/evaluation/runs/{oldest.pk}/?compare={newest_v3.pk}")
+
+    page.locator("#set-link").click()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator(f"tr[data-run='{newest_v3.pk}'] .pin-version button").click()
+    expect(page.locator("#set-notice")).to_contain_text("jobs that start from now on use model version v3 (chat/v3)")
+    expect(page.locator(f"tr[data-run='{newest_v3.pk}'] .pinned-chip")).to_be_visible()
+    expect(page.locator(f"#trend-chart g.pinned[data-series='v{v3.pk}']")).to_have_count(1)
+    assert ProjectPlugin.objects.get(project=project, plugin_id="chatbot").model_version == v3
+    shot(page, "69-evaluation-set-pinned")
