@@ -55,6 +55,21 @@ def wait(stack, session, path: str, done, timeout: float = 120) -> dict:
         time.sleep(0.2)
 
 
+def evaluated_twice(stack, session, plugin: str, name: str, cases: list) -> list[dict]:
+    """A reference set of ``cases``, then two runs of it, each waited for until it ended."""
+    created = session.post(f"{stack.url}/api/v1/evaluation/reference-sets/",
+                           json={"plugin": plugin, "name": name, "cases": cases}, timeout=10)
+    assert created.status_code == 201, created.text
+    runs = []
+    for _ in range(2):
+        started = session.post(f"{stack.url}/api/v1/evaluation/runs/", json={"reference_set": created.json()["id"]},
+                               timeout=30)
+        assert started.status_code == 201, started.text
+        runs.append(wait(stack, session, f"/api/v1/evaluation/runs/{started.json()['id']}/",
+                         lambda run: run["status"] in ("succeeded", "failed")))
+    return runs
+
+
 def run_job(stack, session, plugin: str, input_data: dict, params: dict | None = None) -> dict:
     response = session.post(f"{stack.url}/api/v1/jobs/", json={"plugin": plugin, "input": input_data, "params": params or {}}, timeout=10)
     assert response.status_code == 201, response.text
@@ -151,23 +166,13 @@ def test_an_evaluation_run_is_answered_by_the_worker_scored_and_reproducible_and
               "params": {"max_new_tokens": 8}, "reference": reference}
              for question, reference in (("Where is my parcel?", "It is on its way."),
                                          ("Can I return shoes?", "Yes, within 45 days."))]
-    created = session.post(f"{stack.url}/api/v1/evaluation/reference-sets/",
-                           json={"plugin": "chatbot", "name": "e2e support", "cases": cases}, timeout=10)
-    assert created.status_code == 201, created.text
-    runs = []
-    for _ in range(2):
-        started = session.post(f"{stack.url}/api/v1/evaluation/runs/", json={"reference_set": created.json()["id"]},
-                               timeout=30)
-        assert started.status_code == 201, started.text
-        runs.append(wait(stack, session, f"/api/v1/evaluation/runs/{started.json()['id']}/",
-                         lambda run: run["status"] in ("succeeded", "failed")))
-    first, second = runs
+    first, second = evaluated_twice(stack, session, "chatbot", "e2e support", cases)
     assert first["status"] == "succeeded", first
     assert first["progress"] == {"done": 2, "failed": 0, "total": 2}
     assert first["metrics"]["cases"] == first["metrics"]["succeeded"] == 2 and first["metrics"]["chrf"] is not None
     assert [r["output"] for r in second["results"]] == [r["output"] for r in first["results"]]
     assert all(r["output"] and r["chrf"] is not None for r in first["results"])
-    job_ids = {r["job_id"] for run in runs for r in run["results"]}
+    job_ids = {r["job_id"] for run in (first, second) for r in run["results"]}
     reviewer = requests.Session()
     reviewer.headers["Authorization"] = "Bearer " + stack.manage(
         "create_api_key", "--project", "shop", "--scopes", "reviews:read").stdout.strip()
@@ -226,17 +231,7 @@ def test_an_image_evaluation_run_is_answered_on_the_gpu_queue_and_scored_by_a_cp
     and each case's similarity; seeded, a second run scores the same; both images of a case download."""
     cases = [{"input": {"prompt": f"a handwritten digit {digit}", "width": 32, "height": 32, "steps": 2},
               "reference": _png_base64(40 * digit)} for digit in (1, 2, 3)]
-    created = session.post(f"{stack.url}/api/v1/evaluation/reference-sets/",
-                           json={"plugin": "image", "name": "e2e digits", "cases": cases}, timeout=10)
-    assert created.status_code == 201, created.text
-    runs = []
-    for _ in range(2):
-        started = session.post(f"{stack.url}/api/v1/evaluation/runs/", json={"reference_set": created.json()["id"]},
-                               timeout=30)
-        assert started.status_code == 201, started.text
-        runs.append(wait(stack, session, f"/api/v1/evaluation/runs/{started.json()['id']}/",
-                         lambda run: run["status"] in ("succeeded", "failed")))
-    first, second = runs
+    first, second = evaluated_twice(stack, session, "image", "e2e digits", cases)
     assert first["status"] == "succeeded", first
     metrics = first["metrics"]
     assert metrics["fid"] is not None and metrics["kid"] is not None and metrics["mean_similarity"] is not None, metrics
