@@ -32,6 +32,15 @@ from typing import Callable
 
 Progress = Callable[[int, int, str], None]
 
+
+def training_settings(defaults: dict, options: dict) -> dict:
+    """A demo trainer's settings: its ``defaults`` with the caller's ``options``; a name it does not know is a
+    TypeError (a misspelt option would train with the default and say nothing)."""
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown options {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **options}
+
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 #: How prompts ask for a digit in training; ``{}`` is the numeral ("7") or the word ("seven").
@@ -351,10 +360,7 @@ def prepare_demo_model(target_dir: Path, progress: Progress | None = None, **opt
 
     from atelier_plugins.image.pipeline import quiet_progress_bars
 
-    unknown = set(options) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    settings = {**DEFAULTS, **options}
+    settings = training_settings(DEFAULTS, options)
     target_dir = Path(target_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -44,12 +44,9 @@ def prepare_demo_model(target_dir: Path, progress: Progress | None = None, **opt
     quarter, seconds, size)."""
     import torch
 
-    from atelier_plugins.image.demo import digit_latents, latent_to_image
+    from atelier_plugins.image.demo import digit_latents, latent_to_image, training_settings
 
-    unknown = set(options) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    settings = {**DEFAULTS, **options}
+    settings = training_settings(DEFAULTS, options)
     target_dir = Path(target_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
