@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.db.models import Count, Min, Prefetch, Q
-from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -19,10 +15,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from atelier_platform import exports
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.idempotency import idempotent
 from atelier_platform.api.pagination import OldestFirstCursorPagination, SafeCursorPagination
-from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
+from atelier_platform.api.schema import (EXPORT_PARAMETER, EXPORT_RESPONSES, IDEMPOTENCY_PARAMETER, error_responses,
+                                         export_format)
 from atelier_platform.api.serializers import AuditEventSerializer, ReviewDecisionInputSerializer, ReviewItemSerializer
 from atelier_platform.instants import in_utc, parse_instant
 from atelier_platform.jobs.submission import refuse_nul
@@ -257,13 +255,17 @@ class AuditLogPageSerializer(serializers.Serializer):
     next_after_id = serializers.IntegerField(allow_null=True)
 
 
+#: The columns of the audit log's CSV export (``before`` and ``after`` as JSON), as its JSON Lines name them.
+AUDIT_EXPORT_FIELDS = ["id", "created_at", "actor", "action", "object_type", "object_id", "before", "after"]
+
+
 class AuditLogView(APIView):
     """The project's audit log, oldest first: JSON cursor pages, or the whole log as CSV or JSON Lines."""
 
     required_capabilities = {"get": Capability.ADMIN}
     pagination_class = AuditLogPagination
 
-    @extend_schema(parameters=[OpenApiParameter("export", OpenApiTypes.STR, enum=["csv", "jsonl"]),
+    @extend_schema(parameters=[EXPORT_PARAMETER,
                                OpenApiParameter("after_id", OpenApiTypes.INT, description="only events after this id"),
                                OpenApiParameter("action", OpenApiTypes.STR, description="only events of this action"),
                                OpenApiParameter("actor", OpenApiTypes.STR,
@@ -276,15 +278,11 @@ class AuditLogView(APIView):
                                OpenApiParameter("created_before", OpenApiTypes.DATETIME, description="before"),
                                OpenApiParameter("cursor", OpenApiTypes.STR),
                                OpenApiParameter("page_size", OpenApiTypes.INT, description="at most 500")],
-                   responses={(200, "application/json"): AuditLogPageSerializer,
-                              (200, "text/csv"): OpenApiTypes.STR,  # ?export=csv
-                              (200, "application/x-ndjson"): OpenApiTypes.STR,  # ?export=jsonl
+                   responses={(200, "application/json"): AuditLogPageSerializer, **EXPORT_RESPONSES,
                               **error_responses(400, 403)})
     def get(self, request):
         params = request.query_params
-        export = params.get("export")
-        if export not in (None, "csv", "jsonl"):
-            raise ValidationError({"export": ["csv or jsonl."]})
+        export = export_format(params)
         texts = {name: params.get(name, "") for name in ("action", "actor", "object_id")}
         for name, value in texts.items():
             if "\x00" in value:
@@ -304,14 +302,9 @@ class AuditLogView(APIView):
             paginator = self.pagination_class()
             page = paginator.paginate_queryset(events, request, view=self)
             return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
-        rows = (AuditEventSerializer(e).data for e in events.iterator(chunk_size=500))
-        if export == "jsonl":
-            body = (json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
-            response = StreamingHttpResponse(body, content_type="application/x-ndjson")
-        else:
-            response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="audit-{request.access.project.slug}.{export}"'
-        return response
+        rows = (AuditEventSerializer(e).data for e in events.iterator(chunk_size=exports.EXPORT_CHUNK_SIZE))
+        return exports.streamed_export(rows, export, fields=AUDIT_EXPORT_FIELDS, json_fields=("before", "after"),
+                                       filename=f"audit-{request.access.project.slug}")
 
 
 def _moment(name: str, value: str):
@@ -333,16 +326,3 @@ def _moment(name: str, value: str):
     if moment is None:
         raise ValidationError({name: ["An ISO 8601 date-time (2026-12-01T09:00:00Z) or date (2026-12-01)."]})
     return moment
-
-
-def _csv_lines(rows):
-    fields = ["id", "created_at", "actor", "action", "object_type", "object_id", "before", "after"]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(fields)
-    yield buffer.getvalue()
-    for row in rows:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow([json.dumps(row[f], ensure_ascii=False, default=str) if f in ("before", "after") else row[f] for f in fields])
-        yield buffer.getvalue()

@@ -121,3 +121,28 @@ def add_error_responses(result, generator, request, public):
 ERROR_DESCRIPTIONS.setdefault(415, "The body is not JSON (send Content-Type: application/json).")
 ERROR_DESCRIPTIONS.setdefault(406, "not_acceptable: the Accept header, or a ?format= parameter or a .format suffix, "
                                    "asks for a media type this endpoint does not answer in (details: what it offers).")
+
+
+#: ``?export=csv|jsonl`` of the lists that export (the audit log, the outputs): the whole filtered list, streamed.
+EXPORT_PARAMETER = OpenApiParameter(
+    "export", OpenApiTypes.STR, enum=["csv", "jsonl"],
+    description="the whole list as the other parameters filter it, streamed as a file instead of a JSON page: CSV "
+                "(a header line; a cell starting with = + - @, a tab or a carriage return is written with a leading "
+                "apostrophe, so that a spreadsheet shows it as text) or JSON Lines (one object a line); cursor and "
+                "page_size do not apply")
+EXPORT_RESPONSES = {
+    (200, "text/csv"): OpenApiTypes.STR,  # ?export=csv
+    (200, "application/x-ndjson"): OpenApiTypes.STR,  # ?export=jsonl
+}
+
+
+def export_format(params) -> str | None:
+    """``?export=`` of a list: None for a JSON page, else ``csv`` or ``jsonl``; anything else is a 400 naming it."""
+    from rest_framework.exceptions import ValidationError
+
+    from atelier_platform.exports import EXPORT_FORMATS
+
+    export = params.get("export")
+    if export is not None and export not in EXPORT_FORMATS:
+        raise ValidationError({"export": ["csv or jsonl."]})
+    return export
