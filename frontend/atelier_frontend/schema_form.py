@@ -13,13 +13,13 @@ field errors (``input.text``) come back next to the field they name.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.utils.translation import gettext as _
 
 from atelier_frontend.labels import choice_label, plugin_words
+from atelier_platform.catalog.schema_texts import resolve_ref
 
 LONG_TEXT = 200  # strings allowed to be longer than this get a text area
 
@@ -51,47 +51,7 @@ class Field:
         return "f-" + self.name.replace(".", "-")
 
 
-def _resolve(schema: dict, root: dict) -> dict:
-    ref = schema.get("$ref")
-    if ref and ref.startswith("#/$defs/"):
-        return root.get("$defs", {}).get(ref.split("/")[-1], {})
-    return schema
-
-
-def written_texts(data, root: dict) -> list[str]:
-    """The strings of ``data`` that a person wrote, by the JSON schema ``root`` it was validated with: not a
-    fixed choice (``enum``, ``const``: a chat message's role) nor an id (a UUID); every non-blank string
-    when ``root`` is empty (a plugin no longer installed)."""
-    texts: list[str] = []
-
-    def walk(value, node) -> None:
-        node = _resolve(node if isinstance(node, dict) else {}, root)
-        branches = [_resolve(branch, root) for branch in node.get("anyOf", node.get("oneOf", []))]
-        if isinstance(value, str):
-            fixed = [choice for n in [node, *branches] for choice in n.get("enum", [n["const"]] if "const" in n else [])]
-            if value.strip() and value not in fixed and not _is_uuid(value):
-                texts.append(value)
-        elif isinstance(value, dict):
-            properties = next((n["properties"] for n in [node, *branches] if "properties" in n), {})
-            for key, inner in value.items():
-                walk(inner, properties.get(key, {}))
-        elif isinstance(value, list):
-            items = next((n["items"] for n in [node, *branches] if "items" in n), {})
-            for inner in value:
-                walk(inner, items)
-
-    walk(data, root)
-    return texts
-
-
-def _is_uuid(text: str) -> bool:
-    if len(text) not in (32, 36):
-        return False
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+_resolve = resolve_ref  # shared with the platform's written_texts (catalog.schema_texts)
 
 
 def _field_of(section: str, name: str, prop: dict, root: dict, required: bool) -> Field:

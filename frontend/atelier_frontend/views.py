@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.instants import in_utc, parse_instant
 from atelier_platform.catalog.registry import get_registry
+from atelier_platform.catalog.schema_texts import written_texts
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.jobs.errors import InputBlocked, JobServiceError
 from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, Job, JobPurpose, JobStatus, Output, ReviewState
@@ -189,7 +190,7 @@ def _summary(data, limit: int = 120, plugin_id: str | None = None) -> str:
     """The texts a person wrote in an input, to recognise a prompt in a list: with the plugin's input
     schema, not its fixed choices (a chat message's role) nor its ids (a conversation's UUID)."""
     plugin = get_registry().get(plugin_id) if plugin_id else None
-    texts = schema_form.written_texts(data, _input_schema_of(plugin) if plugin is not None else {})
+    texts = written_texts(data, _input_schema_of(plugin) if plugin is not None else {})
     text = " · ".join(texts) or "(no text)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

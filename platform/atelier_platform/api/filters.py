@@ -7,7 +7,8 @@ from atelier_platform.accounts.models import ApiKey, Membership
 from atelier_platform.accounts.roles import Role
 from atelier_platform.evaluation.models import EvaluationRun
 from atelier_platform.instants import InstantFilter
-from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, JobPurpose, JobStatus, Output, ReviewState
+from atelier_platform.jobs import library
+from atelier_platform.jobs.models import Job, JobPurpose, JobStatus, Output, ReviewState, final_content
 from atelier_platform.knowledge.models import IndexState, KnowledgeDocument
 
 
@@ -36,14 +37,20 @@ class OutputFilter(django_filters.FilterSet):
                                         help_text="true: approved or released outputs only; false: the others")
     created_after = InstantFilter(field_name="created_at", lookup_expr="gte")
     created_before = InstantFilter(field_name="created_at", lookup_expr="lt")
+    q = django_filters.CharFilter(
+        method="filter_q", max_length=library.MAX_SEARCH_CHARACTERS,
+        help_text="search, case-insensitive: outputs whose final text (a reply, a copy variant, a ranked item's title) "
+                  "or whose job's prompt holds it; a withheld output's text is never searched")
 
     class Meta:
         model = Output
-        fields = ["job", "plugin", "review_state", "final", "created_after", "created_before"]
+        fields = ["job", "plugin", "review_state", "final", "created_after", "created_before", "q"]
 
     def filter_final(self, queryset, name, value):
-        deliverable = [str(state) for state in DELIVERABLE_REVIEW_STATES]
-        return queryset.filter(review_state__in=deliverable) if value == "true" else queryset.exclude(review_state__in=deliverable)
+        return queryset.filter(final_content()) if value == "true" else queryset.exclude(final_content())
+
+    def filter_q(self, queryset, name, value):
+        return library.search(queryset, value)
 
 
 class ApiKeyFilter(django_filters.FilterSet):

@@ -173,6 +173,8 @@ class OutputFileDownloadView(APIView):
         )
         if stored is None:
             raise NotFound("No such file.")
+        if not stored.file.name:  # erased: the row stays, naming no file (opening it raised ValueError: a 500)
+            raise NotFound("The file is missing from storage.")
         try:
             handle = stored.file.open("rb")
         except FileNotFoundError:

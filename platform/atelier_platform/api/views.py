@@ -15,7 +15,8 @@ from atelier_platform.api.filters import JobFilter, OutputFilter
 from atelier_platform.api.idempotency import REPLAYED_HEADER, idempotency_key
 from atelier_platform.api.pagination import NewestFirstCursorPagination
 from atelier_platform.api.prefer import requested_wait, wait_if_asked
-from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, PREFER_WAIT_PARAMETER, error_responses
+from atelier_platform.api.schema import (EXPORT_PARAMETER, EXPORT_RESPONSES, IDEMPOTENCY_PARAMETER, PREFER_WAIT_PARAMETER,
+                                         error_responses, export_format)
 from atelier_platform.api.serializers import (
     JobBatchCreateSerializer,
     JobBatchSerializer,
@@ -28,7 +29,7 @@ from atelier_platform.api.serializers import (
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.config import get_config
-from atelier_platform.jobs import lifecycle
+from atelier_platform.jobs import library, lifecycle
 from atelier_platform.jobs.models import (Job, Output, outputs_with_files, prefetch_no_outputs, prefetch_outputs_with_files,
                                          read_again)
 from atelier_platform.jobs.submission import JobRequest, submit_job, submit_jobs
@@ -231,10 +232,18 @@ class OutputViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return (Output.objects.filter(job__project=self.request.access.project)
                 .select_related("job").prefetch_related("files"))
 
-    @extend_schema(responses={200: OutputDetailSerializer(many=True), **error_responses(400, 403)},
-                   summary="Outputs, newest first (cursor pages)")
+    @extend_schema(parameters=[EXPORT_PARAMETER],
+                   responses={(200, "application/json"): OutputDetailSerializer(many=True), **EXPORT_RESPONSES,
+                              **error_responses(400, 403)},
+                   summary="Outputs, newest first (cursor pages), or all of them as CSV or JSON Lines (?export=)")
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        export = export_format(request.query_params)
+        if export is None:
+            return super().list(request, *args, **kwargs)
+        # the list's filters, as its pages apply them; the rows as the content library exports them
+        outputs = self.filter_queryset(self.get_queryset()).order_by(*library.LIBRARY_ORDERING)
+        return library.streamed_export(outputs, export, site=request.build_absolute_uri("/").rstrip("/"),
+                                       filename=f"outputs-{request.access.project.slug}")
 
     @extend_schema(responses={200: OutputDetailSerializer, **error_responses(403, 404)}, summary="One output")
     def retrieve(self, request, *args, **kwargs):

@@ -346,6 +346,7 @@ def _store_outputs(finished: list[JobCompletion]) -> None:
     """The outputs of jobs just marked succeeded, each in the review state its screening and its project's
     policy give it, with their files, review items and audit records: one statement per table however
     many jobs (files aside). Then each job's released chat reply, and one notice for them all."""
+    from atelier_platform.jobs.library import output_search_text
     from atelier_platform.moderation.review import evaluation_route, open_reviews, review_route
     from atelier_platform.moderation.screening import policy_for
 
@@ -372,6 +373,7 @@ def _store_outputs(finished: list[JobCompletion]) -> None:
                 provenance={**completion.provenance, "ai_generated": True, "output_index": index},
                 safety=produced.safety or {},
                 review_state=route.state,
+                search_text=output_search_text(job.plugin_id, produced.content),  # bulk_create skips Output.save
             )
             rows.append((output, produced))
             routed.append((output, route))

@@ -156,6 +156,12 @@ DELIVERABLE_REVIEW_STATES = frozenset({ReviewState.APPROVED, ReviewState.RELEASE
 WITHHELD_REVIEW_STATES = frozenset({ReviewState.BLOCKED, ReviewState.REJECTED})
 
 
+def final_content() -> Q:
+    """The outputs that are final content (``final`` on the API, the dashboard's library): approved, or released
+    after screening; never pending, rejected or blocked ones, nor an evaluation's (pending for good)."""
+    return Q(review_state__in=sorted(str(state) for state in DELIVERABLE_REVIEW_STATES))
+
+
 class Output(models.Model):
     """One piece of content a job produced: an instance of the plugin's Output model."""
 
@@ -166,6 +172,9 @@ class Output(models.Model):
     provenance = models.JSONField(default=dict)
     safety = models.JSONField(default=dict, blank=True)
     review_state = models.CharField(max_length=20, choices=ReviewState.choices, default=ReviewState.PENDING)
+    #: the content's final texts (what a reviewer may edit: a reply, each copy variant; a ranked item's title),
+    #: case-folded, for the library's search (``jobs.library.output_search_text``); follows every edit
+    search_text = models.TextField(blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -175,6 +184,18 @@ class Output(models.Model):
 
     def __str__(self) -> str:
         return f"output {self.index} of {self.job_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        # a review's edit changes the content: what the library finds changes with it (bulk_create, which skips
+        # this, sets it itself: jobs.lifecycle)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "content" in update_fields:
+            from atelier_platform.jobs.library import output_search_text
+
+            self.search_text = output_search_text(self.job.plugin_id, self.content)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "search_text"}
+        super().save(*args, **kwargs)
 
 
 def output_file_path(instance: "OutputFile", filename: str) -> str:

@@ -1,0 +1,120 @@
+"""GET /api/v1/outputs/?export=csv|jsonl: the list's outputs as a file, with the list's filters and the library's
+columns; and ?q=, the library's search."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from atelier_platform.jobs.models import ReviewState
+from tests.api.helpers import assert_envelope
+
+OUTPUTS = "/api/v1/outputs/"
+
+pytestmark = pytest.mark.django_db
+
+
+def rows_of(response) -> list[dict]:
+    assert response.status_code == 200, response.content[:500]
+    assert response.streaming
+    body = b"".join(response.streaming_content).decode()
+    if response["Content-Type"].startswith("text/csv"):
+        return list(csv.DictReader(io.StringIO(body)))
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def test_the_export_honours_the_lists_filters(api, project, make_job, make_output):
+    approved = make_output(make_job(project), content={"text": "approved copy", "characters": 13},
+                           review_state=ReviewState.APPROVED)
+    released = make_output(make_job(project, plugin="gpu_reverse"), content={"text": "released copy", "characters": 13},
+                           review_state=ReviewState.RELEASED)
+    pending = make_output(make_job(project), content={"text": "pending copy", "characters": 12})
+    ids = lambda params: [row["output_id"] for row in rows_of(api.get(OUTPUTS, params))]  # noqa: E731
+    assert ids({"export": "jsonl", "final": "true"}) == [str(released.pk), str(approved.pk)]  # newest first
+    assert ids({"export": "csv", "final": "true", "plugin": "gpu_reverse"}) == [str(released.pk)]
+    assert ids({"export": "csv", "review_state": "pending"}) == [str(pending.pk)]
+    assert ids({"export": "csv", "job": str(approved.job_id)}) == [str(approved.pk)]
+    assert ids({"export": "csv", "created_after": "2999-01-01"}) == []
+    assert ids({"export": "jsonl", "q": "COPY", "final": "true"}) == [str(released.pk), str(approved.pk)]
+    assert ids({"export": "jsonl", "q": "released"}) == [str(released.pk)]
+    [row] = rows_of(api.get(OUTPUTS, {"export": "jsonl", "q": "approved"}))
+    assert row["text"] == "approved copy" and row["final"] is True and row["plugin"] == "reverse_text"
+
+
+def test_the_files_and_the_columns(api, project, make_job, make_output):
+    output = make_output(make_job(project), content={"text": "x", "characters": 1}, review_state=ReviewState.APPROVED,
+                         image=True)
+    response = api.get(OUTPUTS, {"export": "csv"})
+    assert response["Content-Disposition"] == f'attachment; filename="outputs-{project.slug}.csv"'
+    [row] = rows_of(response)
+    [url] = json.loads(row["file_urls"])
+    assert url.startswith(f"http://testserver/api/v1/outputs/{output.pk}/files/") and "?project" not in url
+    assert api.get(url.removeprefix("http://testserver")).status_code == 200  # with the key that exported it
+    listed = api.get(OUTPUTS).json()["results"][0]
+    assert [f"http://testserver{f['url']}" for f in listed["files"] if f["role"] == "primary"] == [url]
+
+
+def test_a_withheld_output_keeps_its_state_never_its_text_or_files(api, project, make_job, make_output):
+    for state in (ReviewState.BLOCKED, ReviewState.REJECTED):
+        make_output(make_job(project), content={"text": f"secret {state}", "characters": 9}, review_state=state,
+                    image=True)
+    rows = rows_of(api.get(OUTPUTS, {"export": "jsonl"}))
+    assert sorted(row["review_state"] for row in rows) == ["blocked", "rejected"]
+    assert all((row["text"], row["file_urls"], row["final"]) == ("", [], False) for row in rows)
+    assert rows_of(api.get(OUTPUTS, {"export": "jsonl", "q": "secret"})) == []  # its text is never searched either
+    assert api.get(OUTPUTS, {"q": "secret"}).json()["results"] == []
+
+
+def test_the_csv_is_guarded_against_formulas(api, project, make_job, make_output):
+    make_output(make_job(project), content={"text": "=1+1", "characters": 4}, review_state=ReviewState.APPROVED)
+    [row] = rows_of(api.get(OUTPUTS, {"export": "csv"}))
+    assert row["text"] == "'=1+1"
+    [line] = rows_of(api.get(OUTPUTS, {"export": "jsonl"}))
+    assert line["text"] == "=1+1"
+
+
+def test_another_projects_outputs_are_never_exported(api, project, other_project, make_job, make_output):
+    make_output(make_job(other_project), review_state=ReviewState.APPROVED)
+    assert rows_of(api.get(OUTPUTS, {"export": "csv"})) == []
+    assert rows_of(api.get(OUTPUTS, {"export": "jsonl", "final": "true"})) == []
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"export": "xlsx"}, "export"), ({"export": ""}, "export"), ({"export": "csv", "final": "maybe"}, "final"),
+    ({"export": "csv", "created_after": "soon"}, "created_after"), ({"export": "jsonl", "review_state": "lost"}, "review_state"),
+    ({"q": "x" * 201}, "q"), ({"q": "a\x00b"}, "q"), ({"export": "csv", "q": "\x00"}, "q"),
+])
+def test_a_bad_value_is_a_400_naming_it(api, project, params, field):
+    error = assert_envelope(api.get(OUTPUTS, params), 400, "validation_error")
+    assert field in error["details"], error
+
+
+def test_the_export_needs_jobs_read(project, make_key, client_for):
+    reviewer_only = client_for(make_key(project, ["reviews:read"]).raw)
+    assert_envelope(reviewer_only.get(OUTPUTS, {"export": "csv"}), 403, "permission_denied")
+
+
+def test_the_schema_documents_the_export_and_the_search(api):
+    operation = api.get("/api/v1/schema/", {"format": "json"}).json()["paths"]["/api/v1/outputs/"]["get"]
+    parameters = {parameter["name"]: parameter for parameter in operation["parameters"]}
+    assert parameters["export"]["schema"]["enum"] == ["csv", "jsonl"] and "q" in parameters
+    assert {"application/json", "text/csv", "application/x-ndjson"} <= set(operation["responses"]["200"]["content"])
+    assert "400" in operation["responses"]
+
+
+def test_a_file_erased_or_gone_from_storage_is_a_404(api, project, make_job, make_output):
+    """A file row naming no file (erased) raised ValueError when opened: a 500."""
+    from atelier_platform.jobs.models import OutputFile
+
+    output = make_output(make_job(project), review_state=ReviewState.APPROVED, image=True)
+    primary, thumbnail = (OutputFile.objects.get(output=output, role=role) for role in ("primary", "thumbnail"))
+    thumbnail.file.storage.delete(thumbnail.file.name)
+    OutputFile.objects.filter(pk=primary.pk).update(file="")
+    for file in (primary, thumbnail):
+        error = assert_envelope(api.get(f"{OUTPUTS}{output.pk}/files/{file.pk}/"), 404, "not_found")
+        assert error["message"] == "The file is missing from storage."
+    [row] = rows_of(api.get(OUTPUTS, {"export": "jsonl"}))
+    assert row["file_urls"] == [] and row["thumbnail_urls"] == []  # the erased one is left out; no thumbnail without it
