@@ -63,6 +63,7 @@ NAVIGATION = [
     ("create", _("Create"), Capability.JOBS_WRITE),
     ("chat", _("Chat"), Capability.JOBS_WRITE),
     ("jobs", _("Jobs"), Capability.JOBS_READ),
+    ("library", _("Library"), Capability.JOBS_READ),
     ("review", _("Review"), Capability.REVIEWS_WRITE),
     ("usage", _("Usage"), Capability.JOBS_READ),
     ("workers", _("Workers"), Capability.ADMIN),

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.i18n import set_language
 
-from atelier_frontend import evaluation_views, invitation_views, settings_views, views, workers_views
+from atelier_frontend import evaluation_views, invitation_views, library_views, settings_views, views, workers_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,6 +16,7 @@ urlpatterns = [
     path("jobs/status/", views.jobs_status, name="jobs-status"),
     path("jobs/<uuid:job_id>/", views.job_detail, name="job"),
     path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("library/", library_views.library_page, name="library"),
     path("chat/", views.chat, name="chat"),
     path("chat/<uuid:conversation_id>/", views.chat, name="chat-thread"),
     path("usage/", views.usage_page, name="usage"),

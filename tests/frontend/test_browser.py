@@ -35,7 +35,7 @@ def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
 
     page = sign_in(browser, live_server.url, editor.username)
     expect(page).to_have_url(f"{live_server.url}/create/")
-    expect(page.locator(".mainnav a")).to_have_text(["Create", "Chat", "Jobs", "Usage"])  # an editor does not review
+    expect(page.locator(".mainnav a")).to_have_text(["Create", "Chat", "Jobs", "Library", "Usage"])  # an editor does not review
     shot(page, "02-create")
 
     page.click("a[data-plugin=reverse_text]")
@@ -85,7 +85,7 @@ def test_submit_watch_finish_review_with_keyboard_and_see_it_approved(
 
     page = sign_in(browser, live_server.url, reviewer.username)
     expect(page).to_have_url(f"{live_server.url}/review/")
-    expect(page.locator(".mainnav a")).to_have_text(["Jobs", "Review", "Usage"])
+    expect(page.locator(".mainnav a")).to_have_text(["Jobs", "Library", "Review", "Usage"])
     expect(page.locator("#review-item .output-content")).to_contain_text("resworb eht morf olleh")
     expect(page.locator("#lease-left")).to_have_text(re.compile(r"^(09|10):\d\d$"))
     shot(page, "07-review")
@@ -181,7 +181,7 @@ def test_two_reviewers_at_once_never_see_the_same_item(live_server, browser, exp
     page_b.wait_for_url("**/review/")
     page_b.select_option("#language-switcher", "zh-hans")
     expect(page_b.locator("h1")).to_have_text("审核队列")
-    expect(page_b.locator(".mainnav a")).to_have_text(["任务", "审核", "用量"])
+    expect(page_b.locator(".mainnav a")).to_have_text(["任务", "内容库", "审核", "用量"])
     shot(page_b, "11-review-zh-hans")
 
 
@@ -212,7 +212,7 @@ def test_chat_shows_the_reply_with_its_sources(live_server, browser, expect, pro
 def test_owner_settings_show_a_new_key_once(live_server, browser, expect, project, member):
     owner = member(project, "owner")
     page = sign_in(browser, live_server.url, owner.username)
-    expect(page.locator(".mainnav a")).to_have_text(["Create", "Chat", "Jobs", "Review", "Usage", "Workers", "Settings"])
+    expect(page.locator(".mainnav a")).to_have_text(["Create", "Chat", "Jobs", "Library", "Review", "Usage", "Workers", "Settings"])
     page.click(".mainnav a[data-nav=settings]")
     page.fill("#key input[name=name]", "storefront")
     page.click("#key button:has-text('Create key')")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.frontend.browsing import BROWSER_TESTS, PASSWORD, shot, sign_in
+from tests.frontend.library_rows import an_output
 from tests.frontend.test_workers_page import a_worker
 
 pytestmark = BROWSER_TESTS
@@ -32,6 +33,7 @@ def test_at_a_phones_width_no_page_scrolls_sideways_and_the_header_stays_on_scre
     owner.save()
     job = submit(chat_project, text=f"Write launch copy for {UNBROKEN_URL}", user=owner)
     run_job(job)
+    an_output(chat_project, f"Launch copy: {UNBROKEN_URL}", prompt=f"Write launch copy for {UNBROKEN_URL}")  # in the library
     endpoint = WebhookEndpoint.objects.create(project=chat_project, url=UNBROKEN_URL, secret="s" * 32)
     WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.succeeded", event_id="e1", payload={},
                                    status="failed", attempts=5, max_attempts=5, last_status_code=502)
@@ -43,12 +45,12 @@ def test_at_a_phones_width_no_page_scrolls_sideways_and_the_header_stays_on_scre
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/login/" not in url)
-    for path in ("/create/reverse_text/", "/jobs/", f"/jobs/{job.pk}/", "/chat/", "/review/", "/usage/", "/settings/",
-                 "/workers/"):
+    for path in ("/create/reverse_text/", "/jobs/", f"/jobs/{job.pk}/", "/library/", "/chat/", "/review/", "/usage/",
+                 "/settings/", "/workers/"):
         page.goto(f"{live_server.url}{path}")
         expect(page.locator("main")).to_be_visible()
         assert page.evaluate(SPILLS) == {"page": 0, "header": [], "cards": []}, path
-    expect(page.locator(".mainnav a")).to_have_count(7)  # every section the owner has, on screen
+    expect(page.locator(".mainnav a")).to_have_count(8)  # every section the owner has, on screen
     shot(page, "40-phone-workers")
 
 

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from atelier_platform.catalog.services import set_plugin_enabled
-from atelier_platform.jobs.models import Job
+from atelier_platform.jobs.models import Job, Output
 from atelier_platform.moderation.checks import replace_safety_checks
 from atelier_platform.moderation.models import ReviewItem
 from atelier_platform.moderation.screening import policy_for
@@ -649,6 +649,46 @@ class TestQueryCounts:
         add_jobs(19, copies=5)  # and the job page shows five outputs instead of one
         many = {name: self.count(owner, url) for name, url in pages().items()}
         assert Job.objects.count() == 20 and ReviewItem.objects.count() == 24
+        assert many == few
+
+    def test_the_library_reads_as_often_with_one_output_as_with_twenty(self, project, signed_in, member,
+                                                                       empty_plugin_registry):
+        """Every kind of card: a text approved by a member, one approved by an API key, a released one, an image with
+        its thumbnail, a ranked list edited and approved; who approved each named in two queries, not one per card."""
+        from atelier_platform.accounts.services import issue_api_key
+        from atelier_plugins.recommender_copy.plugin import RecommenderCopyPlugin
+        from tests.frontend.library_rows import a_ranked_list, an_output, approved_by, approved_by_key, with_image
+
+        empty_plugin_registry.register(RecommenderCopyPlugin)
+        owner = signed_in(project, "owner")
+        reviewer, key = member(project, "reviewer"), issue_api_key(project, scopes=["reviews:read", "reviews:write"]).api_key
+        ranked = a_ranked_list(("sku-1", "Rain jacket", ["Stay dry.", "Rain? Fine."]), ("sku-2", "Socks", ["Warm."]))
+
+        def add(n):
+            for i in range(n):
+                kind = Output.objects.count() % 5
+                if kind == 0:
+                    approved_by(an_output(project, f"copy {i}", state="pending"), member(project, "reviewer"))
+                elif kind == 1:
+                    approved_by_key(an_output(project, f"copy {i}", state="pending"), key)
+                elif kind == 2:
+                    an_output(project, f"copy {i}", state="released")
+                elif kind == 3:
+                    with_image(an_output(project, content={"index": 0}, plugin="image", prompt=f"copy {i}"))
+                else:
+                    edited = {**ranked, "recommendations": [{**ranked["recommendations"][0], "copy": [
+                        {**ranked["recommendations"][0]["copy"][0], "text": f"copy {i}"}]}]}
+                    output = an_output(project, content=a_ranked_list(("sku-1", "Rain jacket", ["Stay dry."])),
+                                       state="pending", plugin="recommender_copy")
+                    approved_by(output, reviewer, action="edit", content=edited)
+
+        urls = {"library": "/library/", "library q": "/library/?q=copy",
+                "library filtered": "/library/?plugin=reverse_text&from=2000-01-01&to=2999-12-31"}
+        add(1)
+        few = {name: self.count(owner, url) for name, url in urls.items()}
+        add(19)
+        many = {name: self.count(owner, url) for name, url in urls.items()}
+        assert Output.objects.count() == 20 and len(re.findall(r'class="card library-item"', text_of(owner.get("/library/")))) == 20
         assert many == few
 
 

@@ -1,4 +1,4 @@
-// Atelier dashboard: live job status, live page parts, the image lightbox, and the API helper the review screen uses.
+// Atelier dashboard: live job status, live page parts, the image lightbox, copy buttons, and the API helper the review screen uses.
 "use strict";
 
 const Atelier = (() => {
@@ -289,6 +289,21 @@ const Atelier = (() => {
     });
   }
 
-  document.addEventListener("DOMContentLoaded", () => { revealRefusedForm(); confirmations(); commitSelects(); copyButtons(); platformKeys(); pollJobs(); refreshParts(); lightbox(); submitShortcut(); chatComposer(); });
+  // A picture whose file is gone from storage (erased, or a storage lost) says so in words (its data-missing), where
+  // the browser would show a broken image; its download link stays, and answers the same.
+  function missingImages() {
+    document.querySelectorAll("img[data-missing]").forEach((img) => {
+      const missing = () => {
+        const note = document.createElement("p");
+        note.className = "missing-file small";
+        note.textContent = img.dataset.missing;
+        (img.closest("a") || img).replaceWith(note);
+      };
+      if (img.complete && img.naturalWidth === 0) missing();  // failed before this script ran
+      else img.addEventListener("error", missing, { once: true });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { revealRefusedForm(); confirmations(); commitSelects(); copyButtons(); platformKeys(); pollJobs(); refreshParts(); lightbox(); missingImages(); submitShortcut(); chatComposer(); });
   return { api, composing, errorText, meta, t };
 })();
