@@ -118,3 +118,16 @@ def test_a_file_erased_or_gone_from_storage_is_a_404(api, project, make_job, mak
         assert error["message"] == "The file is missing from storage."
     [row] = rows_of(api.get(OUTPUTS, {"export": "jsonl"}))
     assert row["file_urls"] == [] and row["thumbnail_urls"] == []  # the erased one is left out; no thumbnail without it
+
+
+def test_reviewers_names_go_only_to_a_caller_who_may_read_the_review_queue(project, member, make_key, client_for):
+    from tests.frontend.library_rows import an_output, approved_by
+
+    reviewer = member(project, "reviewer")
+    approved_by(an_output(project, "approved words", state=ReviewState.PENDING), reviewer)
+    jobs_reader = client_for(make_key(project, ["jobs:read"]).raw)
+    queue_reader = client_for(make_key(project, ["jobs:read", "reviews:read"]).raw)
+    [row] = rows_of(jobs_reader.get(OUTPUTS, {"export": "jsonl"}))
+    assert row["approved_by"] == [] and row["approved_at"] is not None and row["final"] is True
+    [row] = rows_of(queue_reader.get(OUTPUTS, {"export": "jsonl"}))
+    assert row["approved_by"] == [reviewer.username]

@@ -242,8 +242,10 @@ class OutputViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             return super().list(request, *args, **kwargs)
         # the list's filters, as its pages apply them; the rows as the content library exports them
         outputs = self.filter_queryset(self.get_queryset()).order_by(*library.LIBRARY_ORDERING)
+        # reviewers' names only to a caller who may read the review queue (where they are told): not to every jobs:read key
         return library.streamed_export(outputs, export, site=request.build_absolute_uri("/").rstrip("/"),
-                                       filename=f"outputs-{request.access.project.slug}")
+                                       filename=f"outputs-{request.access.project.slug}",
+                                       with_approvers=Capability.REVIEWS_READ in request.access.capabilities)
 
     @extend_schema(responses={200: OutputDetailSerializer, **error_responses(403, 404)}, summary="One output")
     def retrieve(self, request, *args, **kwargs):

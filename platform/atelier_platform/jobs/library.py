@@ -203,9 +203,10 @@ def file_url(file: OutputFile, site: str = "", query: str = "") -> str:
     return f"{site}/api/v1/outputs/{file.output_id}/files/{file.pk}/{query}"
 
 
-def export_row(output: Output, *, site: str, file_query: str = "") -> dict:
+def export_row(output: Output, *, site: str, file_query: str = "", with_approvers: bool = True) -> dict:
     """One output as an export's row (``EXPORT_FIELDS``). A withheld output (the API's list, filtered to show one)
-    keeps its state, never its text, items or files."""
+    keeps its state, never its text, items or files. Without ``with_approvers`` (a caller who may not see the review
+    queue) ``approved_by`` is empty: who reviewed what is the review queue's to tell, not the content's."""
     job = output.job
     withheld = output.review_state in WITHHELD_REVIEW_STATES
     files, thumbnails = usable_files(output)
@@ -215,7 +216,7 @@ def export_row(output: Output, *, site: str, file_query: str = "") -> dict:
         "output_id": str(output.pk), "job_id": str(job.pk), "plugin": job.plugin_id, "index": output.index,
         "review_state": output.review_state, "final": output.review_state in DELIVERABLE_REVIEW_STATES,
         "created_at": output.created_at.isoformat(), "approved_at": approved_at.isoformat() if approved_at else None,
-        "approved_by": [approver_name(decision) for decision in approvals],
+        "approved_by": [approver_name(decision) for decision in approvals] if with_approvers else [],
         "text": "" if withheld else text_of(job.plugin_id, output.content),
         "items": items or [],
         "file_urls": [file_url(f, site, file_query) for f in files],
@@ -225,15 +226,17 @@ def export_row(output: Output, *, site: str, file_query: str = "") -> dict:
     }
 
 
-def export_rows(outputs: QuerySet, *, site: str, file_query: str = "") -> Iterator[dict]:
+def export_rows(outputs: QuerySet, *, site: str, file_query: str = "", with_approvers: bool = True) -> Iterator[dict]:
     """``outputs`` as export rows, read ``exports.EXPORT_CHUNK_SIZE`` at a time with their relations (a query each
     per chunk), each row made as it is sent: an export of a million outputs holds one chunk in memory."""
     outputs = with_library_relations(outputs.prefetch_related(None))  # its own prefetches, not the caller's
     for output in outputs.iterator(chunk_size=exports.EXPORT_CHUNK_SIZE):
-        yield export_row(output, site=site, file_query=file_query)
+        yield export_row(output, site=site, file_query=file_query, with_approvers=with_approvers)
 
 
-def streamed_export(outputs: QuerySet, export: str, *, site: str, filename: str, file_query: str = ""):
+def streamed_export(outputs: QuerySet, export: str, *, site: str, filename: str, file_query: str = "",
+                    with_approvers: bool = True):
     """``outputs`` as a CSV or JSON Lines download (``exports.streamed_export``)."""
-    return exports.streamed_export(export_rows(outputs, site=site, file_query=file_query), export,
+    return exports.streamed_export(export_rows(outputs, site=site, file_query=file_query, with_approvers=with_approvers),
+                                   export,
                                    fields=EXPORT_FIELDS, json_fields=EXPORT_JSON_FIELDS, filename=filename)
