@@ -29,3 +29,12 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     project = factory.SubFactory(ProjectFactory)
     user = factory.SubFactory(UserFactory)
     role = Role.EDITOR
+
+
+def colleagues(*users, role=Role.VIEWER) -> Project:
+    """A project of its own that each of ``users`` is a member of: people who share it may add each other to another
+    project by username (``accounts.members.may_add_directly``)."""
+    project = ProjectFactory()
+    for user in users:
+        MembershipFactory(project=project, user=user, role=role)
+    return project

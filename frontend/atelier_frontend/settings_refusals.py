@@ -68,7 +68,9 @@ MESSAGES = {
     "scope_not_grantable": _("You cannot give a key scopes you do not hold yourself: %(missing)s."),
     "unknown_role": _("“%(role)s” is not a role: choose one of %(roles)s."),
     # members (accounts.members)
-    "unknown_user": _("No user with that username. An administrator creates accounts."),
+    "invitation_required": _("No account “%(username)s” that you can add directly: only people who already share a "
+                             "project with you can be added by username. Invite them by e-mail below; they join when "
+                             "they accept."),
     "already_a_member": _("%(username)s is already a member: change their role in the list of members."),
     "last_owner": _("A project keeps at least one owner: make someone else owner first."),
     "expiry_in_past": _("The expiry %(when)s has already passed: choose a time to come, or never."),

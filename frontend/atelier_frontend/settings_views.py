@@ -109,7 +109,7 @@ def project_settings(request, here):
                 elif action == "webhook_retry":
                     notice = _retry_delivery(project, actor, request.POST)
                 elif action in ("add_member", "set_role", "remove_member"):
-                    notice = _members(project, actor, request.POST, action, here.capabilities)
+                    notice = _members(project, actor, request.POST, action, here.capabilities, request.user)
                 elif action == "invite":
                     # any role, owner too: an owner may already make any member owner
                     invited = invitations.invite(project, actor, email=request.POST.get("email", ""),
@@ -481,12 +481,13 @@ def _posted_policy(posted, stored) -> dict:
     return {"policy": typed, "thresholds": thresholds, "reasons": posted.get("reject_reasons", "")}
 
 
-def _members(project, actor, posted, action, capabilities) -> str:
+def _members(project, actor, posted, action, capabilities, user) -> str:
     """A member added, given a role or removed (``accounts.members``: its refusals are said by their codes,
-    ``settings_refusals``); the notice says what was done."""
+    ``settings_refusals``; the API's rules, who may be added without an invitation included); the notice says what
+    was done."""
     if action == "add_member":
         membership = members.add(project, actor, username=posted.get("username", ""), role=posted.get("role", ""),
-                                 granted_by=capabilities)
+                                 granted_by=capabilities, added_by=user)
         return _("%(username)s added as %(role)s.") % {"username": membership.user.username, "role": _(membership.role)}
     membership = Membership.objects.filter(project=project, pk=whole_number(posted.get("member"))).select_related("user").first()
     if membership is None:

@@ -14,7 +14,7 @@ from atelier_platform.accounts.models import ApiKey, Invitation, Membership
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.accounts.services import issue_api_key, revoke_api_key
 from atelier_platform.moderation.models import AuditEvent
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory, colleagues
 
 pytestmark = pytest.mark.django_db
 EVERY_SCOPE = list(Capability.values)
@@ -71,22 +71,66 @@ def test_editor_viewer_and_reviewer_keys_are_refused(keyed, owner_member, scopes
         assert response.status_code == 403 and error_of(response)["code"] == "permission_denied", (method, url)
 
 
-def test_a_member_is_added_by_username_and_the_audit_names_the_key(project, admin_api, owner_member):
-    UserFactory(username="newcomer", email="new@example.com")
-    response = admin_api.post("/api/v1/members/", {"username": "newcomer", "role": "reviewer"}, format="json")
+def signed_in_api(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def add_member(client, project, username, role="viewer"):
+    return client.post("/api/v1/members/", {"username": username, "role": role}, content_type="application/json",
+                       HTTP_X_ATELIER_PROJECT=project.slug)
+
+
+def test_a_colleague_is_added_by_username_and_the_audit_names_the_person(project, owner_member):
+    newcomer = UserFactory(username="newcomer", email="new@example.com")
+    colleagues(owner_member.user, newcomer)  # they work together in another project already
+    response = add_member(signed_in_api(owner_member.user), project, "newcomer", "reviewer")
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["username"] == "newcomer" and body["role"] == "reviewer"
     assert "new@example.com" not in response.content.decode()  # added without their consent: their address stays theirs
     assert response["Location"] == f"/api/v1/members/{body['id']}/"
     event = AuditEvent.objects.get(action="member_added")
-    assert event.actor == f"key:{admin_api.key.prefix}" and event.after == {"user": "newcomer", "role": "reviewer"}
+    assert event.actor == f"user:{owner_member.user.pk}" and event.after == {"user": "newcomer", "role": "reviewer"}
+
+
+def test_no_stranger_is_added_without_consent_and_an_unknown_username_is_answered_alike(project, owner_member,
+                                                                                         admin_api):
+    """Anyone's account joined any project by its username (a project admin pulled in whoever they liked), and the
+    answers told which usernames exist. A person adds only someone they share a project with; a key, no person, no
+    one; the others are invited, and an unknown username gets the very same answer."""
+    UserFactory(username="stranger")
+    colleague = UserFactory(username="colleague")
+    colleagues(colleague, MembershipFactory(project=project, role="viewer").user)  # works with another member, not olga
+    owner = signed_in_api(owner_member.user)
+    answers = {name: add_member(owner, project, name) for name in ("stranger", "colleague", "nobody")}
+    for name, response in answers.items():
+        assert response.status_code == 400, name
+        error = error_of(response)
+        assert error["code"] == "invitation_required", name
+        assert "POST /api/v1/invitations/" in error["message"]
+        assert error["details"]["invite_with"] == "/api/v1/invitations/"
+    said = {name: response.content.decode().replace(name, "NAME") for name, response in answers.items()}
+    assert said["stranger"] == said["colleague"] == said["nobody"]  # nothing tells which usernames exist
+    # a key is no person: it invites even the colleague of one of the project's members
+    colleagues(owner_member.user, colleague)
+    response = admin_api.post("/api/v1/members/", {"username": "colleague", "role": "viewer"}, format="json")
+    assert response.status_code == 400 and error_of(response)["code"] == "invitation_required"
+    assert response.content.decode().replace("colleague", "NAME") == said["nobody"]
+    assert not Membership.objects.filter(project=project, user__username__in=["stranger", "colleague"]).exists()
+    assert not AuditEvent.objects.filter(action="member_added").exists()
+    # olga works with the colleague now; an operator (Django staff) adds anyone
+    assert add_member(owner, project, "colleague").status_code == 201
+    operator = UserFactory(username="operator", is_staff=True)
+    MembershipFactory(project=project, user=operator, role="owner")
+    assert add_member(signed_in_api(operator), project, "stranger").status_code == 201
 
 
 def test_adding_refuses_an_unknown_user_a_member_and_a_bad_role_with_stable_codes(project, admin_api, owner_member):
     response = admin_api.post("/api/v1/members/", {"username": "nobody", "role": "editor"}, format="json")
     assert response.status_code == 400
-    assert error_of(response)["code"] == "validation_error" and "nobody" in error_of(response)["details"]["username"][0]
+    assert error_of(response)["code"] == "invitation_required" and "nobody" in error_of(response)["details"]["username"][0]
     response = admin_api.post("/api/v1/members/", {"username": "olga", "role": "viewer"}, format="json")
     assert response.status_code == 409 and error_of(response)["code"] == "already_a_member"
     owner_member.refresh_from_db()
@@ -134,25 +178,24 @@ def test_another_projects_member_is_not_found_and_stays(project, other_project, 
         assert response.status_code == 404 and error_of(response)["code"] == "not_found", method
     theirs.refresh_from_db()
     assert theirs.role == "editor"
-    # nor is their account added to this project by its username through another project's key
+    # nor is their account added to this project by its username: they are invited, and agree or not
     response = admin_api.post("/api/v1/members/", {"username": theirs.user.username, "role": "viewer"}, format="json")
-    assert response.status_code == 201  # an account is not a project's: any admin may add an existing one
+    assert response.status_code == 400 and error_of(response)["code"] == "invitation_required"
+    assert not Membership.objects.filter(project=project, user=theirs.user).exists()
 
 
 def test_a_key_gives_only_roles_whose_capabilities_it_holds(project, keyed, owner_member):
     """A key with admin alone manages keys and policies, but makes no one an owner (the role holds every scope) or an
     editor (it cannot submit jobs itself), and neither demotes nor removes an owner: it grants nothing it lacks."""
-    UserFactory(username="newcomer")
     admin_only = keyed(["admin"])
-    response = admin_only.post("/api/v1/members/", {"username": "newcomer", "role": "owner"}, format="json")
+    # the role is checked before the username is looked up: its refusal tells nothing of who exists
+    response = admin_only.post("/api/v1/members/", {"username": "nobody", "role": "owner"}, format="json")
     assert response.status_code == 403 and error_of(response)["code"] == "role_not_grantable"
     assert "jobs:write" in error_of(response)["details"]["missing"]
     admin_reader = keyed(["admin", "jobs:read"])
-    response = admin_reader.post("/api/v1/members/", {"username": "newcomer", "role": "editor"}, format="json")
+    response = admin_reader.post("/api/v1/members/", {"username": "nobody", "role": "editor"}, format="json")
     assert response.status_code == 403 and error_of(response)["details"] == {"role": "editor", "missing": ["jobs:write"]}
-    response = admin_reader.post("/api/v1/members/", {"username": "newcomer", "role": "viewer"}, format="json")
-    assert response.status_code == 201
-    viewer = Membership.objects.get(user__username="newcomer")
+    viewer = MembershipFactory(project=project, user=UserFactory(username="newcomer"), role="viewer")
     MembershipFactory(project=project, user=UserFactory(), role="owner")
     for method, body in [("patch", {"role": "viewer"}), ("delete", None)]:
         response = getattr(admin_reader, method)(f"/api/v1/members/{owner_member.pk}/", body, format="json")
@@ -195,7 +238,7 @@ def test_a_key_takes_back_only_invitations_to_roles_it_could_give(project, keyed
 def test_a_signed_in_owner_uses_the_api_as_the_settings_page(project, owner_member):
     client = Client()
     client.force_login(owner_member.user)
-    UserFactory(username="newcomer")
+    colleagues(owner_member.user, UserFactory(username="newcomer"))
     response = client.post("/api/v1/members/", {"username": "newcomer", "role": "owner"},
                            content_type="application/json", HTTP_X_ATELIER_PROJECT=project.slug)
     assert response.status_code == 201

@@ -202,7 +202,7 @@ class TestRefusedSettingsForms:
         page = text_of(signed_in(project, "owner").post("/settings/", {"action": "add_member", "username": "nobody",
                                                                         "role": "editor"}))
         section = page.split('<section class="card" id="members" data-refused>')[1].split("</section>")[0]
-        assert "No user with that username" in section
+        assert "No account “nobody” that you can add directly" in section and "Invite them by e-mail below" in section
 
 
 class TestJsonFieldsShowTheirShape:

@@ -203,12 +203,14 @@ def notice_after(client, form) -> str:
 def test_member_changes_say_who_and_what_and_an_owner_who_gives_up_ownership_lands_outside(project, signed_in, member):
     from django.contrib.auth import get_user_model
 
-    from tests.factories import UserFactory
+    from tests.factories import UserFactory, colleagues
 
     owner = signed_in(project, "owner")
     carol = UserFactory()
+    elsewhere = colleagues(owner.user, carol)  # added by username: someone the owner works with already
     assert notice_after(owner, {"action": "add_member", "username": carol.username, "role": "viewer"}) == \
         f"{carol.username} added as viewer."
+    elsewhere.delete()
     membership = get_user_model().objects.get(pk=carol.pk).memberships.get()
     assert notice_after(owner, {"action": "set_role", "member": membership.pk, "role": "reviewer"}) == \
         f"{carol.username} is now reviewer (was viewer)."

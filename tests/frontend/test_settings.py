@@ -17,7 +17,7 @@ from atelier_platform.moderation import audit
 from atelier_platform.accounts.services import authenticate_api_key
 from atelier_platform.moderation.models import AuditEvent, BlocklistEntry
 from atelier_platform.moderation.screening import policy_for
-from tests.factories import UserFactory
+from tests.factories import UserFactory, colleagues
 
 pytestmark = pytest.mark.django_db
 
@@ -38,11 +38,17 @@ def test_only_owners_see_settings(project, signed_in, owner):
 
 def test_members_are_added_given_roles_and_removed_but_the_last_owner_stays(project, owner):
     newcomer = UserFactory(username="newcomer")
+    colleagues(owner.user, newcomer)  # added by username: someone the owner works with already
     assert owner.post("/settings/", {"action": "add_member", "username": "newcomer", "role": "reviewer"}).status_code == 302
     membership = Membership.objects.get(project=project, user=newcomer)
     assert membership.role == "reviewer"
     response = owner.post("/settings/", {"action": "add_member", "username": "nobody", "role": "editor"})
-    assert response.status_code == 400 and "No user with that username" in response.content.decode()
+    assert response.status_code == 400 and "No account “nobody” that you can add directly" in response.content.decode()
+    # the API's rule (one service): someone the owner shares no project with is invited, and told as "nobody" was
+    UserFactory(username="stranger")
+    response = owner.post("/settings/", {"action": "add_member", "username": "stranger", "role": "editor"})
+    assert response.status_code == 400 and "No account “stranger” that you can add directly" in response.content.decode()
+    assert not Membership.objects.filter(project=project, user__username="stranger").exists()
     owner.post("/settings/", {"action": "set_role", "member": membership.pk, "role": "editor"})
     membership.refresh_from_db()
     assert membership.role == "editor"

@@ -22,15 +22,18 @@ from tests.frontend.test_settings import allow_private_targets  # noqa: F401 - a
 PLATFORM = REPO_ROOT / "platform" / "atelier_platform"
 #: Where the settings page's refusals are raised, with a code (``code="..."``, a webhook refusal's ``reason="..."``,
 #: a webhook error class's ``code = "..."``)
-REFUSING_MODULES = [PLATFORM / "accounts" / "services.py", PLATFORM / "moderation" / "models.py",
+REFUSING_MODULES = [PLATFORM / "accounts" / "services.py", PLATFORM / "accounts" / "members.py",
+                    PLATFORM / "moderation" / "models.py",
                     PLATFORM / "moderation" / "policies.py", PLATFORM / "webhooks" / "targets.py",
                     PLATFORM / "webhooks" / "services.py", PLATFORM / "webhooks" / "delivery.py"]
 CODE = re.compile(r'\b(?:code|reason)\s*=\s*"([a-z_]+)"|\bcoded\("([a-z_]+)"')
 #: the built-in safety checks' codes, namespaced with the check's id
 CHECK_CODE = re.compile(r'"((?:blocklist|allowlist)\.[a-z_]+)"')
 #: Codes of those modules that never reach the settings page: the API's own for a webhook refusal (the page shows its
-#: reason), a secret's rotation and a delivery's retry (the page offers neither)
-API_ONLY = {"webhook_error", "validation_error", "secret_rotation_limit", "delivery_not_retryable", "endpoint_disabled"}
+#: reason), a secret's rotation and a delivery's retry (the page offers neither), a role the caller may not give (only
+#: owners see the page, and they hold every capability: a key with fewer meets it)
+API_ONLY = {"webhook_error", "validation_error", "secret_rotation_limit", "delivery_not_retryable", "endpoint_disabled",
+            "role_not_grantable"}
 
 
 def refusal_codes() -> set[str]:
@@ -101,6 +104,11 @@ def test_api_key_and_member_refusals_are_in_the_pages_language(project, signed_i
     UserFactory(username="newcomer")
     page = owner.post("/settings/", {"action": "add_member", "username": "newcomer", "role": "boss"}).content.decode()
     assert "<p>“boss”不是角色：请从 owner, editor, reviewer, viewer 中选择。</p>" in page and "Unknown role" not in page
+    # someone the owner shares no project with is invited, as a username no account has (the same words)
+    for name in ("newcomer", "nobody"):
+        page = owner.post("/settings/", {"action": "add_member", "username": name, "role": "viewer"}).content.decode()
+        assert f"<p>没有可直接添加的账户“{name}”：只有已与您同在某个项目中的人才能按用户名添加。请在下方通过电子邮件邀请对方；" \
+               "对方接受后即可加入。</p>" in page and "add directly" not in page
     assert not Membership.objects.filter(user__username="newcomer").exists()
 
 

@@ -1,6 +1,12 @@
 """A project's members: added by username, given another role, removed. One set of rules for the settings page and
 the API (``/api/v1/members/``).
 
+- Adding by username needs no consent of the person added, so it is only for someone they already work with: the
+  calling *person* shares a project with them (any project, any role), or is an operator (Django staff). Anyone else
+  joins by invitation (``accounts.invitations``), which they accept or not; an API key is no person and invites. An
+  account that does not exist and one the caller may not add get the same refusal (``invitation_required``), so
+  usernames cannot be probed for; the role is checked before the name is looked up, for the same reason.
+
 - A project keeps at least one owner: the owner rows are locked until the change commits, so two owners demoting or
   removing each other at once leave one.
 - An owner who stops being one (demoted, removed) has their open invitations revoked: an invitation grants a role
@@ -85,32 +91,59 @@ def _view(membership: Membership) -> dict:
     return {"user": membership.user.get_username(), "role": membership.role}
 
 
+def may_add_directly(user, added_by) -> bool:
+    """Whether ``added_by`` (the calling person; None for an API key) may add ``user`` without their consent: an
+    operator (Django staff) may add anyone; a person, someone they already share a project with."""
+    if added_by is None or not getattr(added_by, "is_authenticated", False) or not added_by.is_active:
+        return False
+    if added_by.is_staff or added_by.is_superuser:
+        return True
+    return Membership.objects.filter(user=user, project__memberships__user=added_by).exists()
+
+
+def _invitation_required(username: str) -> ValidationError:
+    # One answer for an account that does not exist and one the caller may not add: no probing for usernames.
+    return ValidationError("No account %(username)r that you may add directly: only people who already share a "
+                           "project with you can be added by username. Invite the person by e-mail address instead "
+                           "(POST /api/v1/invitations/, or Invitations in the project's settings); they join when they "
+                           "accept.", code="invitation_required", params={"username": username[:80]})
+
+
 @transaction.atomic
-def add(project: Project, actor: str, *, username: str, role: str, granted_by) -> Membership:
-    """``username``'s account joins ``project`` as ``role``. Refused: no such account (``unknown_user``), an unknown
-    role, a role the caller may not give (``RoleNotGrantable``), someone who is a member already (a
-    ``MembershipConflict``, ``already_a_member``: their role is changed, checked, in the list of members)."""
+def add(project: Project, actor: str, *, username: str, role: str, granted_by, added_by) -> Membership:
+    """``username``'s account joins ``project`` as ``role``, added by ``added_by`` (the calling person; None for an API
+    key). Refused: an unknown role, a role the caller may not give (``RoleNotGrantable``), someone who is a member
+    already (a ``MembershipConflict``, ``already_a_member``: their role is changed, checked, in the list of members),
+    and alike (``invitation_required``) no such account or one ``may_add_directly`` refuses: they are invited."""
     from atelier_platform.moderation import audit
 
+    # the role first: a refusal that came only for an existing account would tell that it exists
+    check_role(role)
+    check_grantable(role, granted_by)
     username = username.strip() if isinstance(username, str) else ""
     user = None
     if username and len(username) <= MAX_USERNAME_LENGTH and "\x00" not in username:
         user = get_user_model().objects.filter(username=username).first()
     if user is None:
-        raise ValidationError("No user with the username %(username)r: an operator creates accounts; invite the person "
-                              "by e-mail address instead.", code="unknown_user", params={"username": username[:80]})
-    check_role(role)
-    check_grantable(role, granted_by)
+        raise _invitation_required(username)
+    if Membership.objects.filter(project=project, user=user).exists():
+        raise _already_a_member(user)  # the list of members shows them to this caller anyway
+    if not may_add_directly(user, added_by):
+        raise _invitation_required(username)
     try:
         with transaction.atomic():  # a savepoint: the refusal below leaves the caller's transaction usable
             membership = Membership.objects.create(project=project, user=user, role=role)
     except IntegrityError:
-        # a member already (or made one by someone else in the same instant): adding would change their role
-        # unchecked (the last owner demoted) and audit it as an addition
-        raise MembershipConflict("%(username)s is already a member of this project: change their role instead.",
-                                 code="already_a_member", params={"username": user.get_username()}) from None
+        # made a member by someone else in the same instant: adding would change their role unchecked (the last
+        # owner demoted) and audit it as an addition
+        raise _already_a_member(user) from None
     audit.record(project, actor, "member_added", membership, after=_view(membership))
     return membership
+
+
+def _already_a_member(user) -> MembershipConflict:
+    return MembershipConflict("%(username)s is already a member of this project: change their role instead.",
+                              code="already_a_member", params={"username": user.get_username()})
 
 
 def _locked(project: Project, membership: Membership) -> tuple[Membership, int]:

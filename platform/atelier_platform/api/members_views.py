@@ -40,8 +40,16 @@ class RoleNotGrantable(JobServiceError):
     code = "role_not_grantable"
 
 
+class InvitationRequired(JobServiceError):
+    """No account by that username that the caller may add without the person's consent (or none at all: the same
+    answer, so that usernames cannot be probed for): invite them instead."""
+
+    status_code = 400
+    code = "invitation_required"
+
+
 #: The field of the request body each of the services' refusals by code is about: a 400 naming it
-FIELD_OF_REFUSAL = {"unknown_user": "username", "unknown_role": "role", "invalid_email": "email"}
+FIELD_OF_REFUSAL = {"unknown_role": "role", "invalid_email": "email"}
 
 
 def refused(error: DjangoValidationError | members.RoleNotGrantable) -> Exception:
@@ -49,6 +57,8 @@ def refused(error: DjangoValidationError | members.RoleNotGrantable) -> Exceptio
     if isinstance(error, members.RoleNotGrantable):
         return RoleNotGrantable(str(error), details={"role": error.role, "missing": error.missing})
     message = next(iter(error))  # one message, its values put in
+    if error.code == InvitationRequired.code:
+        return InvitationRequired(message, details={"username": [message], "invite_with": "/api/v1/invitations/"})
     if error.code in FIELD_OF_REFUSAL:
         return ValidationError({FIELD_OF_REFUSAL[error.code]: [message]})
     # the project's state: a member already (or an address of one), the last owner, an address invited meanwhile
@@ -86,9 +96,12 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     @extend_schema(
         request=MemberCreateSerializer, responses={201: MemberSerializer, **error_responses(400, 403, 409)},
-        summary="Add an existing account as a member, with a role (audited as member_added)",
-        description="400 with `details.username` when no account has the username (invite the person by e-mail "
-                    "instead); 409 `already_a_member` for a member (change their role with PATCH); 403 "
+        summary="Add an account someone of the project works with already, with a role (audited as member_added)",
+        description="Adding needs no consent of the person added, so it is only for an account that shares a project "
+                    "with the calling person (signed in), or for an operator (Django staff): anyone else is invited "
+                    "(POST /api/v1/invitations/), and an API key, no person, always invites. 400 "
+                    "`invitation_required` (with `details.username`) for such an account and, alike, for a username "
+                    "no account has; 409 `already_a_member` for a member (change their role with PATCH); 403 "
                     "`role_not_grantable` for a role whose capabilities the caller does not all hold.",
     )
     def create(self, request):
@@ -96,7 +109,7 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         incoming.is_valid(raise_exception=True)
         try:
             membership = members.add(request.access.project, actor_of(request), granted_by=_capabilities(request),
-                                     **incoming.validated_data)
+                                     added_by=request.access.user, **incoming.validated_data)
         except (DjangoValidationError, members.RoleNotGrantable) as error:
             raise refused(error) from None
         return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED,
