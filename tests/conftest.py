@@ -88,6 +88,27 @@ def flush_test_database_by_delete():
 
 
 @pytest.fixture(autouse=True)
+def no_rate_limit_counts_from_before():
+    """Each test starts with no request counted against anyone (``usage.window_counts``: the API's rate limit, failed
+    sign-ins). The counters are named by what repeats from one test database to the next (``user:1:user0``, the
+    address 127.0.0.1, a username) and live two minutes in Redis: a run on the Redis database of a run just before it
+    found its first person limited already, and a test found the counts of the test before it."""
+    from atelier_platform.redis_client import shared_redis
+    from atelier_platform.usage.window_counts import REDIS_PREFIX
+
+    config = get_config()
+    client = shared_redis(config.redis_url)
+    if client is not None:
+        left = list(client.scan_iter(match=f"{REDIS_PREFIX}*", count=1000))
+        if left:
+            client.delete(*left)
+    folder = config.data_dir.resolve() / "ratelimit"
+    if folder.is_dir():
+        for path in folder.iterdir():
+            path.unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
 def empty_plugin_registry():
     """No plugin is installed unless a test asks for one."""
     registry = PluginRegistry()

@@ -119,6 +119,25 @@ class TestRateLimit:
         assert response.status_code == 429 and response["Retry-After"]
 
 
+@pytest.mark.django_db
+class TestNoCountsFromAnEarlierTestOrRun:
+    """A run on the Redis database of a run before it (a new test database) numbers its people as that run did (user 1
+    is user0 again), and a counter lives two minutes: a person the run before had limited was limited from their first
+    request (test_signed_in_people_are_limited_too failed so, run twice in a row). Nor may one test's counts be the
+    next one's: each test starts with none (tests/conftest.py). The first leaves a full counter, the second finds it
+    gone."""
+
+    IDENTITY = "user:1:user0"  # the signed-in person of a fresh test database's first test
+
+    def test_an_earlier_test_fills_a_counter(self):
+        assert ratelimit.hit(self.IDENTITY, 1).allowed
+        assert not ratelimit.hit(self.IDENTITY, 1).allowed
+
+    def test_the_next_test_starts_with_none(self):
+        decision = ratelimit.peek(self.IDENTITY, 1)
+        assert decision is not None and decision.allowed and decision.remaining == 0
+
+
 def _redis_counts():
     from atelier_platform.redis_client import shared_redis
 
