@@ -47,8 +47,12 @@ def _run_of(project, run_id) -> EvaluationRun:
 def _model_words(run: EvaluationRun) -> str:
     if run.model_version is not None:
         return f"{run.model_version.version} · {run.model_version.model_dir}"
+    from atelier_frontend.labels import answering_model_label
+
     named = (run.metrics or {}).get("model_versions") or []
-    return _("current model: %(model)s") % {"model": ", ".join(named) if named else _("the plugin's default model")}
+    if not named:  # going, or no case answered: which model the current one is shows once one answers
+        return _("current model")
+    return _("current model: %(model)s") % {"model": ", ".join(answering_model_label(name) for name in named)}
 
 
 def _questions(run: EvaluationRun, results: list[dict]) -> dict[str, str]:

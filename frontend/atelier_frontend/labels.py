@@ -49,6 +49,19 @@ SAFETY_CATEGORIES = {
 }
 
 
+#: the plugin's own default model, where a project pins no version: never "default" alone, which reads as the name of
+#: a version (no version may take it: ``catalog.models.DEFAULT_MODEL_NAME``, what provenance and a run's
+#: ``model_versions`` call it)
+UNPINNED_MODEL = _("the plugin's default model (not pinned)")
+
+
+def answering_model_label(name: str) -> str:
+    """A model named by an output's provenance or a run's ``model_versions``: a version's name, or the default."""
+    from atelier_platform.catalog.models import DEFAULT_MODEL_NAME
+
+    return str(UNPINNED_MODEL) if name == DEFAULT_MODEL_NAME else name
+
+
 def reject_reason_label(reason: str) -> str:
     """A reject reason as a reviewer reads it: a default reason translated, a project's own as written."""
     label = REJECT_REASONS.get(reason)

@@ -39,7 +39,7 @@ from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from atelier_frontend.actors import action_words, actor_names, change_words
 from atelier_frontend.invitation_views import invitation_link, invitation_mail
-from atelier_frontend.labels import category_label
+from atelier_frontend.labels import UNPINNED_MODEL, category_label
 from atelier_frontend.settings_refusals import category_of, coded_words, in_page_words, scope_words, webhook_words
 from atelier_frontend.projects import needs
 from atelier_frontend.schema_form import whole_number
@@ -637,7 +637,7 @@ def _evaluations(project, plugins) -> list[dict]:
         plugin = installed[reference_set.plugin_id]
         current = plugin["model_version"]
         rows = [{"version": None, "answered_by": f"v{current.pk}" if current else history.DEFAULT, "label": _(
-            "current model: %(model)s") % {"model": current.version if current else _("the plugin's default model")}}]
+            "current model: %(model)s") % {"model": current.version if current else UNPINNED_MODEL}}]
         rows += [{"version": v, "answered_by": f"v{v.pk}", "label": f"{v.version} · {v.model_dir}",
                   "pinned": current is not None and v.pk == current.pk} for v in versions[reference_set.plugin_id]]
         for row in rows:

@@ -84,6 +84,9 @@ def test_a_run_is_started_followed_and_reported(chat_project, worker):
     assert progress[0].strip() == "queued: 0/3 cases done" and progress[-1].strip() == "succeeded: 3/3 cases done"
     assert len(progress) == len(set(progress)) <= worker.waits + 1  # a line when it moved, not one per reading
     assert f"chrf {run.metrics['chrf']:.2f}" in out and f"Result: Run {run.pk} succeeded." in out
+    # the unpinned model by what it is, not as if a version were called "default"
+    assert "on the current model, the plugin's default model (not pinned): succeeded" in out
+    assert "model, default" not in out
     assert AuditEvent.objects.filter(action="evaluation_started", actor="cli:evaluate").count() == 1
 
 

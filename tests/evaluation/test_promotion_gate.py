@@ -58,7 +58,7 @@ def test_nor_without_a_run_of_the_version_pinned_now(chat_project, owner_api, ow
     run_all(services.start_run(chat_project, own_answers, model_version_id=v2.pk, actor="test"))
     response = promote(owner_api, v2)
     assert response.status_code == 409 and response.json()["error"]["code"] == "evaluation_required"
-    assert "the version pinned now (the default model (no pin))" in response.json()["error"]["message"]
+    assert "the version pinned now (the plugin's default model (not pinned))" in response.json()["error"]["message"]
 
 
 def test_a_version_that_fell_too_far_is_refused_with_the_numbers_and_one_within_the_limits_is_pinned(

@@ -103,7 +103,8 @@ def test_a_text_sets_runs_newest_first_with_their_figures_and_a_trend_a_line_per
     assert 'class="mono figure-chrf">44.0<' in row(page, second_v2) and 'class="mono figure-bleu">13.0<' in row(page, second_v2)
     assert "v2 · chat/v2" in row(page, second_v2) and 'data-run-status="running"' in row(page, going)
     assert "1 of 2 cases" in row(page, going) and 'data-run-status="failed"' in row(page, failed)
-    assert "current model: v3" in row(page, current_v3) and "current model: default" in row(page, default)
+    assert "current model: v3" in row(page, current_v3)
+    assert "current model: the plugin&#x27;s default model (not pinned)" in row(page, default)
     assert f'href="/evaluation/runs/{first_v2.pk}/"' in row(page, first_v2)
     # v3 is pinned now: its runs say so, the others do not
     for pinned in (first_v3, current_v3):
@@ -329,3 +330,34 @@ def test_the_page_in_chinese(project, text_set, versions, signed_in):
     page = client.get(f"/evaluation/sets/{text_set.pk}/").content.decode()
     assert "固定此版本" in row(page, v3) and "Pin this version" not in page
     assert "全部运行与趋势" in client.get("/settings/").content.decode()
+
+
+def test_the_unpinned_model_is_never_named_as_if_a_version_were_called_default(project, text_set, signed_in):
+    """A run of "the current model" answered unpinned names its model "default" (provenance, ``model_versions``): the
+    pages showed "current model: default", and the settings page offered a version "default", as if one were called
+    so. They say what it is, the plugin's own default model, not pinned, in English and in Chinese; a run still going
+    has answered nothing yet, and says only "current model" (it said the default model, whatever was pinned)."""
+    from tests.frontend.test_dashboard_fixes import in_chinese
+
+    answered = run_of(project, text_set, 1, answered_by="default", chrf=31.25, bleu=8.0)
+    going = run_of(project, text_set, 2, status=RunStatus.RUNNING)
+    owner = signed_in(project, "owner")
+    pages = {"set": owner.get(f"/evaluation/sets/{text_set.pk}/").content.decode(),
+             "run": owner.get(f"/evaluation/runs/{answered.pk}/").content.decode(),
+             "settings": owner.get("/settings/").content.decode()}
+    unpinned = "the plugin&#x27;s default model (not pinned)"
+    assert f"current model: {unpinned}" in row(pages["set"], answered) and f"current model: {unpinned}" in pages["run"]
+    assert re.search(r"<td>current model(<|$)", row(pages["set"], going), re.M)
+    # the chatbot's model version, unpinned (the template's own words: its apostrophe is not escaped)
+    assert """<option value="">the plugin's default model (not pinned)</option>""" in pages["settings"]
+    assert f"current model: {unpinned}" in pages["settings"]  # the evaluation section's row of the current model
+    for name, page in pages.items():
+        assert not re.search(r"current model: default\b|>default<", page), name
+
+    owner = in_chinese(owner)
+    chinese = {"set": owner.get(f"/evaluation/sets/{text_set.pk}/").content.decode(),
+               "run": owner.get(f"/evaluation/runs/{answered.pk}/").content.decode(),
+               "settings": owner.get("/settings/").content.decode()}
+    for name, page in chinese.items():
+        assert "插件的默认模型（未固定版本）" in page and "not pinned" not in page, name
+        assert not re.search(r"：default\b|: default\b|>default<|>默认<", page), name

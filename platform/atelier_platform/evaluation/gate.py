@@ -114,8 +114,17 @@ def pinned_baseline(project: Project, reference_set: ReferenceSet, *, exclude=No
                                 exclude=exclude, before=before)
 
 
+#: the plugin's default model in words: never "default" alone, which reads as the name of a version
+UNPINNED_WORDS = "the plugin's default model (not pinned)"
+
+
 def version_words(version: ModelVersion | None) -> str:
-    return version.version if version is not None else f"the {DEFAULT_MODEL_NAME} model (no pin)"
+    return version.version if version is not None else UNPINNED_WORDS
+
+
+def answered_by_words(name: str) -> str:
+    """A name ``answered_by`` gives (or a run's ``model_versions`` holds) in words: a version's, or the default."""
+    return UNPINNED_WORDS if name == DEFAULT_MODEL_NAME else name
 
 
 # --- limits -----------------------------------------------------------------------------------------------------

@@ -295,7 +295,7 @@ def _model(run: EvaluationRun) -> str:
     if run.model_version is not None:
         return run.model_version.version
     answered = gate.answered_by(run)
-    return f"the current model, {answered}" if answered else "the current model"
+    return f"the current model, {gate.answered_by_words(answered)}" if answered else "the current model"
 
 
 def _figure(value) -> str:
