@@ -267,6 +267,62 @@ def test_a_run_that_fails_more_cases_than_its_baseline_fails_the_gate_unless_a_f
     compared = comparison.compare(candidate, baseline)
     results = {result.metric: result for result in gate.check(compared, {"chrf": 1.0})}
     assert results["chrf"].passed and not results["failed"].passed
-    assert results["failed"].reason == "failed rose by 9.00 (0.00 to 9.00; at most 0.00 allowed)"
+    assert results["failed"].reason == ("1 of 10 cases answered, against 10 of 10 in the baseline: 9 more failed "
+                                        "(at most 0 more allowed)")
     assert all(result.passed for result in gate.check(compared, {"chrf": 1.0, "failed": 9}))
     assert gate.check(compared, {}) == []  # no limit asked: nothing gated
+
+
+def hundred_cases(project, reference_set, *, status, answered, chrf):
+    """A run of 100 cases of which the first ``answered`` were answered (each chrF ``chrf``), the others failed, as a
+    run cancelled part-way (or whose jobs timed out) has them."""
+    results = [{"index": index, "job_id": None, "reference": "r", "status": "succeeded", "output": "x", "chrf": chrf,
+                "error": None} if index < answered else
+               {"index": index, "job_id": None, "reference": "r", "status": "failed", "output": None, "chrf": None,
+                "error": {"code": "cancelled", "message": "The run was cancelled before this case finished."}}
+               for index in range(100)]
+    run = ended_run(project, reference_set, chrf=chrf, status=status, results=results,
+                    metrics={"chrf": chrf, "bleu": chrf / 2, "mean_case_chrf": chrf, "cases": 100,
+                             "succeeded": answered, "failed": 100 - answered})
+    EvaluationRun.objects.filter(pk=run.pk).update(cases_total=100, cases_done=100, cases_failed=100 - answered)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.mark.django_db
+def test_a_cancelled_run_is_never_gated_and_one_answering_fewer_cases_fails_saying_how_many_of_how_many(project):
+    """A run cancelled with 3 of 100 cases answered, those 3 well: its metrics average those 3 and beat a complete
+    baseline's. It compares (the run page, the API), but no gate measures it, as the candidate nor as the baseline,
+    whatever the limits (a failed=100 allowed every failure); a succeeded run answering 3 of 100 (its other jobs timed
+    out) fails, naming the cases answered of how many, unless a failed limit allows that many more."""
+    from atelier_platform.evaluation import gate
+
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="chatbot", name="s", cases=[])
+    baseline = hundred_cases(project, reference_set, status=RunStatus.SUCCEEDED, answered=100, chrf=70.0)
+    cancelled = hundred_cases(project, reference_set, status=RunStatus.CANCELLED, answered=3, chrf=95.0)
+    generous = {"chrf": 1.0, "failed": 100}
+    compared = comparison.compare(cancelled, baseline)
+    assert compared.metric("chrf").change == "improved"  # what a gate passed
+    with pytest.raises(gate.GateError) as refused:
+        gate.check(compared, generous)
+    assert refused.value.message.startswith(f"Run {cancelled.pk}, the run, was cancelled with 3 of 100 cases answered: "
+                                            "only a succeeded run, every case asked, can be gated")
+    assert refused.value.details["answered"] == 3 and refused.value.details["cases"] == 100
+    later = hundred_cases(project, reference_set, status=RunStatus.SUCCEEDED, answered=100, chrf=70.0)
+    with pytest.raises(gate.GateError, match=f"Run {cancelled.pk}, the baseline, was cancelled with 3 of 100"):
+        gate.check(comparison.compare(later, cancelled), generous)
+    assert gate.check(compared, {}) == []  # no limit asked: nothing gated, nothing refused
+
+    partial = hundred_cases(project, reference_set, status=RunStatus.SUCCEEDED, answered=3, chrf=95.0)
+    results = {result.metric: result for result in gate.check(comparison.compare(partial, baseline), {"chrf": 1.0})}
+    assert results["chrf"].passed and not results["failed"].passed
+    assert results["failed"].reason == ("3 of 100 cases answered, against 100 of 100 in the baseline: 97 more failed "
+                                        "(at most 0 more allowed)")
+    assert results["failed"].as_dict()["answered"] == {"run": {"answered": 3, "cases": 100},
+                                                       "to": {"answered": 100, "cases": 100}}
+    allowed = gate.check(comparison.compare(partial, baseline), {"chrf": 1.0, "failed": 97})
+    assert all(result.passed for result in allowed)
+    assert allowed[0].reason == ("3 of 100 cases answered, against 100 of 100 in the baseline: 97 more failed (at most "
+                                 "97 more allowed)")
+    fixed = gate.check(comparison.compare(baseline, partial), {"chrf": 30.0})[0]
+    assert fixed.passed and fixed.reason == "failed held (100 of 100 cases answered, against 3 of 100 in the baseline)"

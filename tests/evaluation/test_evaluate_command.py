@@ -18,7 +18,7 @@ from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunS
 from atelier_platform.jobs.models import Job, JobStatus
 from atelier_platform.moderation.models import AuditEvent
 from atelier_workers.runtime import JobRunner, ModelCache
-from tests.evaluation.test_runs import make_set, run_all
+from tests.evaluation.test_runs import cancelled_part_way, make_set, run_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -303,3 +303,35 @@ def test_a_gate_over_a_set_whose_question_was_edited_under_the_same_reference_fa
     from atelier_platform.evaluation.serializers import RunSerializer
 
     assert RunSerializer(run).data["results"][2]["input_sha256"] == run.results[2]["input_sha256"]
+
+
+def test_a_cancelled_run_is_no_baseline_and_one_cancelled_while_waited_for_is_not_gated(chat_project, worker,
+                                                                                      monkeypatch):
+    """A run cancelled part-way averages the few cases it answered: given as the baseline it was taken (a complete run
+    measured against one answered case, passing or failing for nothing it did); it is refused, saying how many cases it
+    answered, before a run is started. The run the command waits for, cancelled meanwhile, is reported (exit 2, its
+    cases answered of how many), never gated, however generous the limits."""
+    reference_set = make_set(chat_project, ["a", "b", "c"])
+    baseline = run_all(services.start_run(chat_project, reference_set, actor="test"))
+    cancelled = cancelled_part_way(services.start_run(chat_project, reference_set, actor="test"))
+    assert cancelled.status == RunStatus.CANCELLED and cancelled.metrics["succeeded"] == 1
+    generous = ("--max-drop", "chrf=100", "--max-drop", "failed=3")
+    status, out, err = run_command("--project", chat_project.slug, "--set", "support", "--compare-to",
+                                   str(cancelled.pk), *generous, "--json")
+    assert status == 2 and json.loads(out)["outcome"] == "refused", err
+    assert (f"--compare-to: run {cancelled.pk} cancelled with 1 of 3 cases answered: only a succeeded run is a "
+            "baseline") in err
+    assert EvaluationRun.objects.count() == 2  # nothing started
+
+    def cancelled_after_one_case(seconds):
+        waited = EvaluationRun.objects.exclude(pk__in=[baseline.pk, cancelled.pk]).get()
+        if not waited.is_finished:
+            cancelled_part_way(waited)
+
+    monkeypatch.setattr(evaluate, "_sleep", cancelled_after_one_case)
+    status, out, err = run_command("--project", chat_project.slug, "--set", "support", "--compare-to",
+                                   str(baseline.pk), *generous, "--json")
+    report = json.loads(out)
+    assert status == 2 and report["outcome"] == "run_cancelled" and report["gates"] == []
+    assert "the 1 of 3 cases answered before are scored, the others count as failed" in report["message"]
+    assert "cancelled, 1/3 cases answered." in err  # the summary (on stderr with --json)

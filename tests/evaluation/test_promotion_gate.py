@@ -10,7 +10,7 @@ from atelier_platform.catalog.configuration import configure_plugin, pins
 from atelier_platform.catalog.models import ModelVersion
 from atelier_platform.evaluation import services
 from atelier_platform.moderation.models import AuditEvent
-from tests.evaluation.test_runs import make_set, run_all
+from tests.evaluation.test_runs import cancelled_part_way, make_set, run_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,6 +59,19 @@ def test_nor_without_a_run_of_the_version_pinned_now(chat_project, owner_api, ow
     response = promote(owner_api, v2)
     assert response.status_code == 409 and response.json()["error"]["code"] == "evaluation_required"
     assert "the version pinned now (the plugin's default model (not pinned))" in response.json()["error"]["message"]
+
+
+def test_a_run_cancelled_part_way_is_no_evidence_for_a_promotion(chat_project, owner_api, own_answers, v2):
+    """v2's only run of the set was cancelled with 1 of 3 cases answered: its figures are of that one case, so it is
+    not the run a promotion is measured by, whatever the limits allow."""
+    run_all(services.start_run(chat_project, own_answers, actor="test"))  # the version pinned now (none: default)
+    cancelled = cancelled_part_way(services.start_run(chat_project, own_answers, model_version_id=v2.pk, actor="test"))
+    assert cancelled.metrics["succeeded"] == 1 and cancelled.metrics["chrf"] is not None
+    response = promote(owner_api, v2, max_drop={"chrf": 100.0, "failed": 3})
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "evaluation_required" and "on the version promoted (v2)" in error["message"]
+    assert pins(chat_project) == {} and not configured_events().exists()
 
 
 def test_a_version_that_fell_too_far_is_refused_with_the_numbers_and_one_within_the_limits_is_pinned(

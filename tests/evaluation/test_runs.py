@@ -34,6 +34,15 @@ def run_all(run: EvaluationRun) -> EvaluationRun:
     return EvaluationRun.objects.get(pk=run.pk)
 
 
+def cancelled_part_way(run: EvaluationRun, answered: int = 1) -> EvaluationRun:
+    """The run cancelled once its first ``answered`` cases were answered, one job at a time (a run stopped part-way)."""
+    runner = JobRunner(get_registry(), ModelCache("cpu"))
+    runner.max_batch_cap = 1
+    for job in Job.objects.filter(evaluation_case__run=run).order_by("evaluation_case__index")[:answered]:
+        runner.run(str(job.pk))
+    return services.cancel_run(EvaluationRun.objects.get(pk=run.pk), actor="test")
+
+
 def test_a_run_answers_every_case_through_the_queue_and_scores_the_answers(chat_project, sent_messages):
     first = services.start_run(chat_project, make_set(chat_project, ["x", "y", "z"]), actor="test")
     jobs = list(Job.objects.filter(evaluation_case__run=first).order_by("evaluation_case__index"))

@@ -130,6 +130,43 @@ def answered_by_words(name: str) -> str:
 # --- limits -----------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Answered:
+    """How many of a run's cases were answered (the others failed: a job failed, timed out, was blocked or cancelled)."""
+
+    answered: int
+    cases: int
+
+    @classmethod
+    def of(cls, run: EvaluationRun) -> "Answered":
+        metrics = run.metrics if isinstance(run.metrics, dict) else {}
+        cases = comparison.figure(metrics, "cases")
+        cases = int(cases) if cases is not None else run.cases_total
+        succeeded = comparison.figure(metrics, "succeeded")
+        return cls(int(succeeded) if succeeded is not None else 0, cases)
+
+    def __str__(self) -> str:
+        return f"{self.answered} of {self.cases}"
+
+
+def check_gateable(run: EvaluationRun, role: str) -> None:
+    """``GateError`` unless ``run`` succeeded: a cancelled run's metrics average the few cases answered before it was
+    stopped (3 of 100 answered well scored as well as 100), and a failed one has none; neither is evidence, as the
+    candidate nor as the baseline. ``role``: what the run is to the gate ("the run", "the baseline")."""
+    if run.status == RunStatus.SUCCEEDED:
+        return
+    answered = Answered.of(run)
+    if run.status == RunStatus.CANCELLED:
+        why = f"was cancelled with {answered} cases answered"
+    elif run.status == RunStatus.FAILED:
+        why = f"failed ({answered} cases answered)"
+    else:
+        why = f"has not ended ({run.status})"
+    raise GateError(f"Run {run.pk}, {role}, {why}: only a succeeded run, every case asked, can be gated; evaluate "
+                    "again and gate that run.", details={"run": str(run.pk), "role": role, "status": run.status,
+                                                         "answered": answered.answered, "cases": answered.cases})
+
+
+@dataclass(frozen=True)
 class GateResult:
     metric: str
     max_drop: float
@@ -137,6 +174,8 @@ class GateResult:
     #: the cases whose references (or inputs) differ between the two runs, or that one run lacks: the set was changed
     #: between them, so the two figures measure different questions
     changed_cases: tuple[int, ...] = ()
+    #: (the failed cases' limit) how many cases the run and the baseline answered
+    answered: tuple[Answered, Answered] | None = None
 
     @property
     def drop(self) -> float | None:
@@ -158,6 +197,12 @@ class GateResult:
         if self.drop is None:
             missing = "the run" if self.change.run is None else "the baseline"
             return f"{self.metric} could not be compared: {missing} has no {self.metric}"
+        if self.answered is not None:  # the failed cases: said by the cases answered, of how many
+            run, to = self.answered
+            if self.drop <= 0:
+                return f"{self.metric} held ({run} cases answered, against {to} in the baseline)"
+            return (f"{run} cases answered, against {to} in the baseline: {self.drop:g} more failed (at most "
+                    f"{self.max_drop:g} more allowed)")
         worse = "rose" if self.change.better == comparison.LOWER else "dropped"
         if self.drop <= 0:
             return f"{self.metric} held ({_number(self.change.run)} against {_number(self.change.to)})"
@@ -165,9 +210,13 @@ class GateResult:
                 f"at most {_number(self.max_drop)} allowed)")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "max_drop": self.max_drop, "drop": self.drop, "run": self.change.run,
+        said = {"metric": self.metric, "max_drop": self.max_drop, "drop": self.drop, "run": self.change.run,
                 "to": self.change.to, "better": self.change.better, "passed": self.passed, "reason": self.reason,
                 "set_changed": bool(self.changed_cases)}
+        if self.answered is not None:
+            said["answered"] = {name: {"answered": shown.answered, "cases": shown.cases}
+                                for name, shown in zip(("run", "to"), self.answered)}
+        return said
 
 
 def _number(value: float | None) -> str:
@@ -175,11 +224,18 @@ def _number(value: float | None) -> str:
 
 
 def check(compared: comparison.Comparison, max_drops: dict[str, float]) -> list[GateResult]:
-    """Each limit asked and, with any, the failed cases: a run that failed more cases than its baseline does not pass
-    (its metrics average only the cases it answered) unless a ``failed`` limit allows that many more."""
+    """Each limit asked and, with any, the failed cases: a run that answered fewer cases than its baseline (failed
+    more) does not pass (its metrics average only the cases it answered) unless a ``failed`` limit allows that many
+    more. Only succeeded runs are gated (``check_gateable``: ``GateError`` for a cancelled or failed one)."""
+    if not max_drops:
+        return []
+    check_gateable(compared.run, "the run")
+    check_gateable(compared.to, "the baseline")
     changed = compared.changed_cases()
-    limits = {comparison.FAILED_CASES: 0.0, **max_drops} if max_drops else {}
-    return [GateResult(name, limit, compared.metric(name), changed) for name, limit in limits.items()]
+    answered = (Answered.of(compared.run), Answered.of(compared.to))
+    limits = {comparison.FAILED_CASES: 0.0, **max_drops}
+    return [GateResult(name, limit, compared.metric(name), changed,
+                       answered if name == comparison.FAILED_CASES else None) for name, limit in limits.items()]
 
 
 # --- waiting for a run ---------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 
 Evaluation in a release pipeline: start a run (the API's service: the same checks, queue and audit), wait for it
 (progress on stderr, a line every few seconds), compare it with a baseline and check the limits. Exit status:
-0 the run succeeded and no limit was passed; 1 a limit was passed (each one named, by how much, against which run);
-2 the run failed, was cancelled or timed out, or the arguments were wrong. A readable summary goes to stdout, or,
+0 the run succeeded and no limit was passed; 1 a limit was passed (each one named, by how much, against which run),
+fewer cases answered than the baseline's included; 2 the run failed, was cancelled or timed out (its cases answered
+of how many said: a cancelled run is never gated, nor is one a baseline), or the arguments were wrong. A readable summary goes to stdout, or,
 with ``--json``, to stderr, stdout then holding one JSON object only.
 """
 
@@ -178,6 +179,12 @@ class Command(BaseCommand):
             raise Refused(f"--compare-to: run {named} answered another reference set, not {reference_set.name!r}.")
         if not comparison.is_scored(baseline):
             raise Refused(f"--compare-to: run {named} has not ended ({baseline.status}); give an ended run.")
+        if baseline.status != RunStatus.SUCCEEDED:
+            # a cancelled run's figures average the few cases it answered: measured against them, a run answering
+            # every case would pass or fail for nothing it did
+            answered = gate.Answered.of(baseline)
+            raise Refused(f"--compare-to: run {named} {baseline.status} with {answered} cases answered: only a "
+                          "succeeded run is a baseline; give another run of the set, or pinned.")
         return baseline
 
     def _timed_out(self, run, options) -> dict:
@@ -212,7 +219,10 @@ class Command(BaseCommand):
             compared = comparison.compare(run, baseline)
         except services.EvaluationError as error:
             raise Refused(f"--compare-to: {_said(error)}") from None
-        results = gate.check(compared, max_drops)
+        try:
+            results = gate.check(compared, max_drops)
+        except gate.GateError as error:  # (both runs succeeded here: checked above and in _baseline)
+            raise Refused(error.message) from None
         report.update(compared_to=RunSummarySerializer(baseline).data,
                       metrics=[change.as_dict() for change in compared.metrics], set_changed=compared.set_changed,
                       inputs_compared=compared.inputs_compared,
