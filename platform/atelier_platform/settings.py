@@ -249,7 +249,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # names for choice sets whose field names other sets share (a chat message's role, a review's state)
     "ENUM_NAME_OVERRIDES": {"MemberRoleEnum": "atelier_platform.accounts.roles.Role",
-                            "InvitationStateEnum": "atelier_platform.accounts.invitations.STATES"},
+                            "InvitationStateEnum": "atelier_platform.accounts.invitations.STATES",
+                            "StatusEnum": "atelier_platform.jobs.models.JobStatus",
+                            # the one-value sets of OpenAI's shapes (a list's object, a message's type and role)
+                            "ListObjectEnum": ["list"], "MessageTypeEnum": ["message"], "AssistantRoleEnum": ["assistant"]},
     # Every /api/v1/ operation documents the error envelope of the statuses it can answer.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "atelier_platform.api.schema.add_error_responses"],
 }

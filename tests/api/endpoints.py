@@ -20,6 +20,7 @@ from atelier_platform.accounts.models import Membership
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.conversations.models import Conversation, ConversationMessage
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceImage, ReferenceSet
+from atelier_platform.jobs.models import Job
 from atelier_platform.knowledge.models import KnowledgeChunk, KnowledgeDocument
 from atelier_platform.moderation.models import ReviewItem
 from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -81,6 +82,12 @@ def make_objects(project) -> dict:
     conversation = Conversation.objects.create(project=project, plugin_id="chatbot")
     ConversationMessage.objects.create(conversation=conversation, index=0, role="user", content="Where is my parcel?",
                                        job=job)
+    # a chatbot job is a response of the OpenAI-compatible Responses API (resp_<its id without dashes>)
+    chat_job = build_job(project, plugin="chatbot")
+    Job.objects.filter(pk=chat_job.pk).update(input={"messages": [{"role": "user", "content": "Where is my parcel?"}],
+                                                     "conversation_id": str(conversation.pk)})
+    build_output(chat_job, content={"reply": "On its way.", "sources": [], "finish_reason": "stop",
+                                    "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
     endpoint = WebhookEndpoint.objects.create(project=project, url=f"https://example.com/{next(_n)}", secret="whsec_x")
     delivery = WebhookDelivery.objects.create(endpoint=endpoint, event_type="job.succeeded", event_id=uuid.uuid4().hex,
                                               payload={}, max_attempts=3)
@@ -103,7 +110,7 @@ def make_objects(project) -> dict:
                                      media_type="image/png", width=1, height=1, size=len(picture))
     reference_image.file.save("reference.png", ContentFile(picture), save=True)
     return {
-        "job": job, "output": output, "file": output.files.get(role="primary"), "review": review,
+        "job": job, "chat_job": chat_job, "output": output, "file": output.files.get(role="primary"), "review": review,
         "document": document, "conversation": conversation, "endpoint": endpoint, "delivery": delivery,
         "api_key": issue_api_key(project, scopes=["jobs:read"], name=f"target{next(_n)}").api_key,
         "reference_set": reference_set, "run": run, "scored_run": scored_runs[0], "baseline_run": scored_runs[1],
@@ -146,6 +153,8 @@ PATH_IDS = {
     "/api/v1/evaluation/runs/{pk}/cancel/": lambda o: {"pk": o["run"].pk},
     "/api/v1/evaluation/runs/{pk}/compare/": lambda o: {"pk": o["scored_run"].pk},
     "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},
+    "/v1/responses/{response_id}": lambda o: {"response_id": f"resp_{o['chat_job'].pk.hex}"},
+    "/v1/responses/{response_id}/input_items": lambda o: {"response_id": f"resp_{o['chat_job'].pk.hex}"},
     # a plugin's id names installed software, the same in every project: each project reads and changes its own
     # settings of it (tests/api/test_plugin_settings.py), so it is no other project's object
     "/api/v1/plugins/{plugin_id}/settings/": lambda o: {"plugin_id": "reverse_text"},

@@ -93,7 +93,7 @@ def b_state(objects) -> dict:
 def test_another_projects_objects_are_not_found(project, project_b, owners_of_a):
     objects = make_objects(project_b)
     before = b_state(objects)
-    secrets = [str(objects[name].pk) for name in ("job", "output", "document", "conversation", "endpoint")]
+    secrets = [str(objects[name].pk) for name in ("job", "chat_job", "output", "document", "conversation", "endpoint")]
     secrets += [objects["endpoint"].url, objects["endpoint"].secret, objects["api_key"].prefix,
                 objects["member"].user.username, objects["invitation"].email]
     problems = []
@@ -105,7 +105,8 @@ def test_another_projects_objects_are_not_found(project, project_b, owners_of_a)
         for who, client in owners_of_a.items():
             kwargs = {"data": json.dumps(body or {}), "content_type": "application/json"} if method in ("POST", "PATCH") else {}
             response = client.generic(method, url, **kwargs)
-            expected_code = "model_not_found" if template.startswith("/v1/") else "not_found"
+            expected_code = ("model_not_found" if template.startswith("/v1/models") else
+                             "response_not_found" if template.startswith("/v1/responses") else "not_found")
             if response.status_code != 404:
                 problems.append(f"{who} {method} {url}: {response.status_code} {response.content[:200]!r}")
                 continue

@@ -122,6 +122,9 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("GET", "/v1/models/{model_id}"):                            ("jobs:read", ALL),
     ("POST", "/v1/chat/completions"):                            ("jobs:write", "owner editor"),
     ("POST", "/v1/images/generations"):                          ("jobs:write", "owner editor"),
+    ("POST", "/v1/responses"):                                   ("jobs:write", "owner editor"),
+    ("GET", "/v1/responses/{response_id}"):                      ("jobs:read", ALL),
+    ("GET", "/v1/responses/{response_id}/input_items"):          ("jobs:read", ALL),
 }
 
 SCOPES = list(Capability.values)

@@ -109,7 +109,12 @@ def test_the_schema_documents_the_openai_endpoints_without_warnings():
     call_command("spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json", stdout=out)
     schema = json.loads(out.getvalue())
     paths = schema["paths"]
-    assert {"/v1/models", "/v1/models/{model_id}", "/v1/chat/completions", "/v1/images/generations"} <= set(paths)
+    assert {"/v1/models", "/v1/models/{model_id}", "/v1/chat/completions", "/v1/images/generations", "/v1/responses",
+            "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items"} <= set(paths)
+    created = paths["/v1/responses"]["post"]
+    assert set(created["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert "previous_response_id" in schema["components"]["schemas"]["CreateResponseRequest"]["properties"]
+    assert paths["/v1/responses/{response_id}"]["get"]["responses"]["404"]["description"].startswith("No response")
     chat = paths["/v1/chat/completions"]["post"]
     assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     assert "Idempotency-Key" in {p["name"] for p in chat["parameters"]}

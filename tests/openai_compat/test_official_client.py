@@ -80,7 +80,7 @@ def test_a_conflict_no_retry_can_resolve_is_not_retried(client_with, chat_projec
     assert refused.value.response.request.headers["x-stainless-retry-count"] == "0"  # answered at the first try
 
 
-@pytest.mark.parametrize("endpoint", ["chat", "images"])
+@pytest.mark.parametrize("endpoint", ["chat", "responses", "images"])
 def test_a_client_with_a_short_timeout_gets_the_jobs_504_not_a_timeout_and_duplicates(client_with, chat_project,
                                                                                       image_project, wait_s, endpoint):
     """No worker: the job stays queued. The view waited ATELIER_OPENAI_WAIT_S whatever the client's timeout;
@@ -91,6 +91,8 @@ def test_a_client_with_a_short_timeout_gets_the_jobs_504_not_a_timeout_and_dupli
     with pytest.raises(openai.APIStatusError) as answered:
         if endpoint == "chat":
             client.chat.completions.create(model="chatbot", messages=QUESTION)
+        elif endpoint == "responses":
+            client.responses.create(model="chatbot", input=QUESTION)
         else:
             client.images.generate(prompt="a red cat", **SMALL_IMAGE)
     assert answered.value.status_code == 504 and answered.value.code == "job_still_running"
@@ -112,12 +114,17 @@ def test_a_rate_limit_names_no_request_field(client_with, chat_project, atelier_
     assert int(limited.value.response.headers["Retry-After"]) >= 1
 
 
-def test_a_stream_keeps_a_client_with_a_short_timeout_until_the_call_ends(client_with, chat_project, wait_s):
+@pytest.mark.parametrize("endpoint", ["chat", "responses"])
+def test_a_stream_keeps_a_client_with_a_short_timeout_until_the_call_ends(client_with, chat_project, wait_s, endpoint):
     """No worker: the job stays queued. Keep-alives came every 5 s, so a client with a 4 s read timeout
     gave up with APITimeoutError (and no job id) while the call still waited; now they come within its
     timeout and the stream ends with the call's own answer, naming the job."""
     wait_s(6)
-    stream = client_with(timeout=4).chat.completions.create(model="chatbot", messages=QUESTION, stream=True)
+    client = client_with(timeout=4)
+    if endpoint == "chat":
+        stream = client.chat.completions.create(model="chatbot", messages=QUESTION, stream=True)
+    else:
+        stream = client.responses.create(model="chatbot", input=QUESTION, stream=True)
     with pytest.raises(openai.APIError) as ended:
         list(stream)
     assert not isinstance(ended.value, openai.APITimeoutError)

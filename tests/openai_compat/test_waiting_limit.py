@@ -169,7 +169,7 @@ def test_the_openapi_description_names_the_refusals():
     out = io.StringIO()
     call_command("spectacular", "--format", "openapi-json", stdout=out)
     paths = json.loads(out.getvalue())["paths"]
-    for path in ("/v1/chat/completions", "/v1/images/generations"):
+    for path in ("/v1/chat/completions", "/v1/responses", "/v1/images/generations"):
         responses = paths[path]["post"]["responses"]
         assert "server_busy" in responses["503"]["description"]
         assert "too_many_waiting_requests" in responses["429"]["description"]

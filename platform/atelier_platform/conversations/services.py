@@ -55,6 +55,15 @@ def expand_thread(project: Project, plugin, validated_input: dict[str, Any]) -> 
     return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns, not conversation_id
 
 
+def first_system_turn(project: Project, conversation_id) -> str | None:
+    """The system message a continued thread keeps (``_kept``: its first), None when it has none or there is no
+    such conversation in the project. A later system message would not reach the model: a caller who sends other
+    instructions must be told so rather than be ignored."""
+    turn = (ConversationMessage.objects.filter(conversation__project=project, conversation_id=_uuid_or_none(conversation_id),
+                                               role="system").order_by("index").first())
+    return turn.content if turn else None
+
+
 def _uuid_or_none(value) -> uuid.UUID | None:
     """A conversation id as the database takes it. A plugin may type ``conversation_id`` as any string (the
     built-in chatbot checks it is a UUID; a third-party one need not): anything else names no conversation,

@@ -47,6 +47,7 @@ SINGLE_SCOPE = "jobs"
 BATCH_SCOPE = "jobs/batch"
 CHAT_COMPLETIONS_SCOPE = "v1/chat/completions"
 IMAGE_GENERATIONS_SCOPE = "v1/images/generations"
+RESPONSES_SCOPE = "v1/responses"
 
 
 @dataclass(frozen=True)

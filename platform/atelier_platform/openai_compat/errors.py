@@ -102,11 +102,15 @@ def from_pydantic(exc: ValidationError) -> OpenAIError:
 
 
 def translate_field(key: str, names: dict[str, str]) -> str:
-    """A job-service field path (``params.max_new_tokens``, ``input.messages.0.content``) in the caller's terms."""
+    """A job-service field path (``params.max_new_tokens``, ``input.messages.0.content``) in the caller's terms.
+
+    The longest known prefix wins: ``names`` may name a field (``input.messages``: ``messages``) and also
+    single items of it (``input.messages.0``: ``instructions`` when the request's own items start later)."""
     parts = key.split(".")
-    head = ".".join(parts[:2])
-    if head in names:
-        return ".".join([names[head], *parts[2:]])
+    for length in range(len(parts), 1, -1):
+        head = ".".join(parts[:length])
+        if head in names:
+            return ".".join([names[head], *parts[length:]])
     return ".".join(parts[1:]) or key
 
 

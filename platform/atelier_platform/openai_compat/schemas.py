@@ -11,7 +11,7 @@ Every model derives from ``OpenAIModel``, which ``openapi.py`` describes in Open
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,7 +69,17 @@ class StreamOptions(OpenAIModel):
     include_usage: bool = False
 
 
-class CreateChatCompletion(OpenAIModel):
+class AtelierChatFields(OpenAIModel):
+    """Atelier's own fields of a chat request, beside OpenAI's (from the official client: extra_body={...});
+    ``services.chat_job`` reads them."""
+
+    conversation_id: str | None = Field(default=None, description="Atelier: continue this stored conversation.")
+    use_knowledge: bool | None = Field(default=None, description="Atelier: answer from the project's knowledge base (default true).")
+    top_k: int | None = Field(default=None, description="Atelier: how many knowledge-base passages to retrieve.")
+    priority: int | None = Field(default=None, ge=0, le=9, description="Atelier: job priority, 0 (lowest) to 9.")
+
+
+class CreateChatCompletion(AtelierChatFields):
     model: str = Field(description="chatbot (see GET /v1/models).")
     messages: list[ChatMessageIn] = Field(min_length=1, description="Oldest first; the last one must be the user's.")
     max_completion_tokens: int | None = Field(default=None, description="Longest reply in tokens (the plugin's max_new_tokens).")
@@ -90,11 +100,6 @@ class CreateChatCompletion(OpenAIModel):
     logit_bias: dict[str, Any] | None = Field(default=None, description="Not supported: must be empty.")
     modalities: list[str] | None = Field(default=None, description="Only [\"text\"].")
     audio: dict[str, Any] | None = Field(default=None, description="Not supported: the chatbot answers in text.")
-    # Atelier's own fields (from the official client: extra_body={...}).
-    conversation_id: str | None = Field(default=None, description="Atelier: continue this stored conversation.")
-    use_knowledge: bool | None = Field(default=None, description="Atelier: answer from the project's knowledge base (default true).")
-    top_k: int | None = Field(default=None, description="Atelier: how many knowledge-base passages to retrieve.")
-    priority: int | None = Field(default=None, ge=0, le=9, description="Atelier: job priority, 0 (lowest) to 9.")
 
 
 class ChatMessageOut(OpenAIModel):
@@ -220,3 +225,146 @@ class ImagesResponse(OpenAIModel):
     data: list[ImageData] = Field(description="Only images that may be used: approved, or released after screening.")
     output_format: Literal["png"] = "png"
     atelier: AtelierImagesInfo
+
+
+# --- responses ------------------------------------------------------------------------------------
+class CreateResponse(AtelierChatFields):
+    model: str = Field(description="chatbot (see GET /v1/models).")
+    input: str | list[dict[str, Any]] = Field(
+        description="A user message as a string, or message items oldest first: {\"role\": user, assistant, system or "
+                    "developer, \"content\": text or input_text / output_text parts}; the last one must be the user's.",
+    )
+    instructions: str | None = Field(default=None, description="A system message before the input.")
+    max_output_tokens: int | None = Field(default=None, description="Longest reply in tokens (the plugin's max_new_tokens).")
+    temperature: float | None = Field(default=None, description="Omitted: the plugin's default (0, greedy).")
+    top_p: float | None = None
+    stream: bool | None = Field(default=False, description="Answer with server-sent response.* events.")
+    stream_options: dict[str, Any] | None = Field(default=None, description="Accepted and ignored.")
+    previous_response_id: str | None = Field(
+        default=None, description="Continue the conversation of this response (resp_..., of this project): its thread, "
+                                  "with the replies that may be delivered, comes before the input.",
+    )
+    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(
+        default=None, max_length=16, description="Checked as OpenAI does (16 pairs, keys 64 and values 512 characters at "
+                                                 "most), not stored: answers carry {}.",
+    )
+    store: bool | None = Field(default=None, description="Only true: every job is kept for review and audit.")
+    text: dict[str, Any] | None = Field(default=None, description="Only {\"format\": {\"type\": \"text\"}}; verbosity is ignored.")
+    tools: list[Any] | None = Field(default=None, description="Not supported: must be empty.")
+    tool_choice: str | dict[str, Any] | None = Field(default=None, description="Only none or auto (there are no tools).")
+    parallel_tool_calls: bool | None = Field(default=None, description="Accepted and ignored.")
+    reasoning: dict[str, Any] | None = Field(default=None, description="Not supported: the chatbot does not reason.")
+    background: bool | None = Field(default=None, description="Not supported: must be false (a call waits for its job).")
+    include: list[str] | None = Field(default=None, description="Not supported: must be empty.")
+    top_logprobs: int | None = Field(default=None, description="Not available: must be 0.")
+    prompt: dict[str, Any] | None = Field(default=None, description="Not supported (stored prompts are OpenAI's).")
+    conversation: str | dict[str, Any] | None = Field(
+        default=None, description="Not supported: use previous_response_id, or Atelier's conversation_id.",
+    )
+    n: int | None = Field(default=None, description="Only 1: one reply per request.")
+    truncation: Literal["auto", "disabled"] | None = Field(
+        default=None, description="Accepted and ignored: a continued thread keeps its first system message and latest turns.",
+    )
+    user: str | None = Field(default=None, max_length=256, description="Accepted and ignored.")
+    safety_identifier: str | None = Field(default=None, max_length=256, description="Accepted and ignored.")
+    seed: int | None = Field(default=None, description="Atelier: same seed, same reply (0 to 2147483647).")
+
+
+class OutputText(OpenAIModel):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[Any] = Field(default_factory=list, description="Always empty.")
+
+
+class InputText(OpenAIModel):
+    type: Literal["input_text"] = "input_text"
+    text: str
+
+
+class ResponseOutputMessage(OpenAIModel):
+    id: str = Field(description="msg_<output id without dashes>.")
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    status: Literal["in_progress", "completed", "incomplete"]
+    content: list[OutputText]
+
+
+class ResponseInputMessage(OpenAIModel):
+    id: str = Field(description="msg_<job id without dashes>_<index of the message in the job's input>.")
+    type: Literal["message"] = "message"
+    role: Literal["user", "system", "assistant"]
+    status: Literal["completed"] = "completed"
+    content: list[InputText | OutputText] = Field(description="input_text; output_text for the assistant's turns.")
+
+
+class ResponseErrorInfo(OpenAIModel):
+    code: str = Field(description="server_error (the job failed), invalid_prompt (blocked or refused input).")
+    message: str
+
+
+class IncompleteDetails(OpenAIModel):
+    reason: Literal["max_output_tokens", "content_filter"]
+
+
+class InputTokensDetails(OpenAIModel):
+    cached_tokens: int = 0
+
+
+class OutputTokensDetails(OpenAIModel):
+    reasoning_tokens: int = 0
+
+
+class ResponseUsage(OpenAIModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails = Field(default_factory=InputTokensDetails)
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
+    total_tokens: int
+
+
+class TextFormat(OpenAIModel):
+    type: Literal["text"] = "text"
+
+
+class TextConfig(OpenAIModel):
+    format: TextFormat = Field(default_factory=TextFormat)
+
+
+class AtelierResponseInfo(AtelierChatInfo):
+    review_state: str | None = Field(description="pending, approved, released, rejected or blocked; null while the job runs.")
+
+
+class ResponseObject(OpenAIModel):
+    id: str = Field(description="resp_<job id without dashes>.")
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"] = Field(
+        description="The job's: queued, in_progress (running), completed, incomplete (the reply hit max_output_tokens, or "
+                    "was withheld: content_filter), failed, cancelled. A reply pending review is completed, with the notice."
+    )
+    completed_at: int | None = None
+    model: str
+    output: list[ResponseOutputMessage] = Field(description="The reply, or the notice in its place; empty while the job runs.")
+    error: ResponseErrorInfo | None = None
+    incomplete_details: IncompleteDetails | None = None
+    instructions: None = None
+    metadata: dict[str, str] = Field(default_factory=dict, description="Always {}: metadata is not stored.")
+    previous_response_id: None = None
+    parallel_tool_calls: bool = False
+    tool_choice: Literal["none"] = "none"
+    tools: list[Any] = Field(default_factory=list)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    background: bool = False
+    text: TextConfig = Field(default_factory=TextConfig)
+    usage: ResponseUsage | None = None
+    atelier: AtelierResponseInfo
+
+
+class ResponseInputItemList(OpenAIModel):
+    object: Literal["list"] = "list"
+    data: list[ResponseInputMessage]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool

@@ -161,14 +161,18 @@ def unsupported(param: str, message: str) -> OpenAIError:
     return OpenAIError(400, message, code="unsupported_parameter", param=param)
 
 
-def _message_text(index: int, content) -> str | None:
+def message_text(param: str, content, part_types: tuple[str, ...] = ("text",)) -> str | None:
+    """A message's content as the chatbot reads it: the text, or its text parts joined by new lines.
+    ``param``: the content's place in the request, named in a refusal of a part that is not text."""
     if content is None or isinstance(content, str):
         return content
     texts = []
     for part_index, part in enumerate(content):
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise unsupported(f"messages.{index}.content.{part_index}",
-                              f"Only text content parts are supported (got type {part.get('type')!r}); the chatbot reads text.")
+        if part.get("type") not in part_types or not isinstance(part.get("text"), str):
+            allowed = " or ".join(part_types)
+            raise unsupported(f"{param}.{part_index}",
+                              f"Only text content parts ({allowed}) are supported (got type {part.get('type')!r}); "
+                              "the chatbot reads text.")
         texts.append(part["text"])
     return "\n".join(texts)
 
@@ -198,24 +202,34 @@ def prepare_chat(body: CreateChatCompletion) -> PreparedJob:
         if message.role in ("tool", "function"):
             raise unsupported(f"messages.{index}.role", f"Messages of role {message.role!r} are not supported: the chatbot has no tools.")
         role = "system" if message.role == "developer" else message.role
-        messages.append({"role": role, "content": _message_text(index, message.content) or ""})
+        messages.append({"role": role, "content": message_text(f"messages.{index}.content", message.content) or ""})
 
-    input_data: dict[str, Any] = {"messages": messages}
-    for name in ("conversation_id", "use_knowledge", "top_k"):
-        if getattr(body, name) is not None:
-            input_data[name] = getattr(body, name)
-    params: dict[str, Any] = {}
-    names = {"input.messages": "messages"}
     tokens_name = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
     tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    if tokens is not None:
-        params["max_new_tokens"] = tokens
-        names["params.max_new_tokens"] = tokens_name
+    stop = {"stop": [body.stop] if isinstance(body.stop, str) else body.stop} if body.stop is not None else {}
+    return chat_job(body, messages, {"input.messages": "messages"}, tokens=(tokens_name, tokens), params=stop)
+
+
+def chat_job(body, messages: list[dict], names: dict[str, str], *, tokens: tuple[str, int | None],
+             params: dict[str, Any] | None = None, conversation_id: str | None = None) -> PreparedJob:
+    """A chatbot job of ``messages`` and the fields chat endpoints share: the sampling ones (``temperature``,
+    ``top_p``, ``seed``), the longest reply (``tokens``: its name in the request and its value) and Atelier's
+    own (``conversation_id``, unless given, ``use_knowledge``, ``top_k``, ``priority``). ``names``: as ``PreparedJob``'s."""
+    input_data: dict[str, Any] = {"messages": messages}
+    conversation_id = body.conversation_id if conversation_id is None else conversation_id
+    if conversation_id is not None:
+        input_data["conversation_id"] = conversation_id
+    for name in ("use_knowledge", "top_k"):
+        if getattr(body, name) is not None:
+            input_data[name] = getattr(body, name)
+    params = dict(params or {})
+    tokens_name, max_tokens = tokens
+    if max_tokens is not None:
+        params["max_new_tokens"] = max_tokens
+        names = {**names, "params.max_new_tokens": tokens_name}
     for name in ("temperature", "top_p", "seed"):
         if getattr(body, name) is not None:
             params[name] = getattr(body, name)
-    if body.stop is not None:
-        params["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
     return PreparedJob(JobRequest(CHAT_MODEL, input_data, params, priority=5 if body.priority is None else body.priority), names)
 
 
@@ -360,7 +374,24 @@ def withheld_notice(job_id, review_state: str) -> str:
     return f"This reply was withheld: {why} (Atelier job {job_id})."
 
 
-def chat_completion(job: Job, model: str) -> ChatCompletion:
+@dataclass
+class ChatReply:
+    """A finished chat job's answer as every endpoint gives it: the reply when it may be delivered, else the
+    notice in its place (never the unreviewed text)."""
+
+    output: Output
+    text: str
+    final: bool
+    #: ``stop`` or ``length`` (the model's, when final), ``stop`` (pending review) or ``content_filter`` (withheld)
+    finish_reason: str
+    notice: str | None
+    sources: list[KnowledgeSource]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def chat_reply(job: Job) -> ChatReply:
+    """The reply of a succeeded chat job (an OpenAIError for any other: ``job_error``)."""
     if job.status != JobStatus.SUCCEEDED:
         raise job_error(job)
     outputs = sorted(job.outputs.all(), key=lambda o: o.index)
@@ -370,7 +401,6 @@ def chat_completion(job: Job, model: str) -> ChatCompletion:
     output = outputs[0]
     content = output.content if isinstance(output.content, dict) else {}
     usage = content.get("usage") or {}
-    prompt_tokens, completion_tokens = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
     final = output.review_state in DELIVERABLE_REVIEW_STATES
     if final:
         text, notice = content.get("reply", ""), None
@@ -380,14 +410,28 @@ def chat_completion(job: Job, model: str) -> ChatCompletion:
         notice = pending_notice(job.pk) if output.review_state == ReviewState.PENDING else withheld_notice(job.pk, output.review_state)
         text, sources = notice, []
         finish_reason = "stop" if output.review_state == ReviewState.PENDING else "content_filter"
+    return ChatReply(output=output, text=text, final=final, finish_reason=finish_reason, notice=notice, sources=sources,
+                     prompt_tokens=int(usage.get("prompt_tokens", 0)), completion_tokens=int(usage.get("completion_tokens", 0)))
+
+
+def chat_info(job: Job, reply: ChatReply | None, info: type[AtelierChatInfo] = AtelierChatInfo) -> AtelierChatInfo:
+    """The ``atelier`` object of an answer about a chat job (``reply`` None: the job has none yet)."""
+    return info(job_id=str(job.pk), job_url=job_url(job.pk), status=job.status,
+                review_state=reply.output.review_state if reply else None, final=bool(reply and reply.final),
+                sources=reply.sources if reply else [], conversation_id=(job.input or {}).get("conversation_id"),
+                notice=reply.notice if reply else None)
+
+
+def chat_completion(job: Job, model: str) -> ChatCompletion:
+    reply = chat_reply(job)
     return ChatCompletion(
         id=completion_id(job.pk),
         created=unix(job.created_at),
         model=model,
-        choices=[ChatChoice(message=ChatMessageOut(content=text), finish_reason=finish_reason)],
-        usage=CompletionUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens),
-        atelier=AtelierChatInfo(job_id=str(job.pk), job_url=job_url(job.pk), status=job.status, review_state=output.review_state,
-                                final=final, sources=sources, conversation_id=(job.input or {}).get("conversation_id"), notice=notice),
+        choices=[ChatChoice(message=ChatMessageOut(content=reply.text), finish_reason=reply.finish_reason)],
+        usage=CompletionUsage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                              total_tokens=reply.prompt_tokens + reply.completion_tokens),
+        atelier=chat_info(job, reply),
     )
 
 

@@ -8,6 +8,9 @@ urlpatterns = [
     path("models", views.ModelListView.as_view(), name="openai-models"),
     path("models/<str:model_id>", views.ModelDetailView.as_view(), name="openai-model"),
     path("chat/completions", views.ChatCompletionsView.as_view(), name="openai-chat-completions"),
+    path("responses", views.ResponsesView.as_view(), name="openai-responses"),
+    path("responses/<str:response_id>", views.ResponseDetailView.as_view(), name="openai-response"),
+    path("responses/<str:response_id>/input_items", views.ResponseInputItemsView.as_view(), name="openai-response-input-items"),
     path("images/generations", views.ImageGenerationsView.as_view(), name="openai-images-generations"),
     path("<path:rest>", views.not_found),
 ]
