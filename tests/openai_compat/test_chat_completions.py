@@ -247,6 +247,7 @@ def test_openai_fields_become_the_jobs_input_and_params(api, chat_project, wait_
     ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "x"}]}, "messages.0.role", "unsupported_parameter"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]},
      "messages.0.content.0", "unsupported_parameter"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}, "messages.0.content.0.text", "invalid_value"),
     ({"messages": [{"role": "user", "content": ""}]}, "messages.0.content", "validation_error"),
     ({"conversation_id": str(uuid.uuid4())}, "conversation_id", "validation_error"),
     ({"model": None}, "model", "invalid_value"),

@@ -312,6 +312,7 @@ def test_previous_response_id_and_another_conversation_id_conflict(api, chat_pro
     ({"input": [{"role": "tool", "content": "42"}]}, "input.0.role", "invalid_value"),
     ({"input": [{"role": "user"}]}, "input.0.content", "invalid_value"),
     ({"input": [{"role": "user", "content": ["hi"]}]}, "input.0.content", "invalid_value"),
+    ({"input": [{"role": "user", "content": [{"type": "input_text"}]}]}, "input.0.content.0.text", "invalid_value"),
     ({"input": []}, "input", "invalid_value"),
     ({"input": ""}, "input", "validation_error"),
     ({"input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}, "input", "validation_error"),

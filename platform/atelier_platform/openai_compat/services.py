@@ -168,11 +168,14 @@ def message_text(param: str, content, part_types: tuple[str, ...] = ("text",)) -
         return content
     texts = []
     for part_index, part in enumerate(content):
-        if part.get("type") not in part_types or not isinstance(part.get("text"), str):
+        if part.get("type") not in part_types:
             allowed = " or ".join(part_types)
             raise unsupported(f"{param}.{part_index}",
                               f"Only text content parts ({allowed}) are supported (got type {part.get('type')!r}); "
                               "the chatbot reads text.")
+        if not isinstance(part.get("text"), str):
+            raise OpenAIError(400, f"{param}.{part_index}.text must be a string.", code="invalid_value",
+                              param=f"{param}.{part_index}.text")
         texts.append(part["text"])
     return "\n".join(texts)
 
