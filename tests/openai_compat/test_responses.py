@@ -9,6 +9,9 @@ import uuid
 
 import pytest
 from django.utils import timezone
+from openai.types.responses import Response as OpenAIResponse
+from openai.types.responses import ResponseItem, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from atelier_platform.catalog.services import set_plugin_enabled
 from atelier_platform.jobs import waiting
@@ -30,8 +33,15 @@ def respond(api, question="Where is my parcel?", headers=None, **fields):
     return api.post(RESPONSES, json.dumps(body), content_type="application/json", **(headers or {}))
 
 
+def strictly(shape, data: dict) -> dict:
+    """``data`` validated (not merely constructed, as the client does) against the installed openai package's type."""
+    TypeAdapter(shape).validate_python(data)
+    return data
+
+
 def sse_events(response) -> list[dict]:
-    """The events of a Responses stream: each named (``event:``) as its data's type; comments skipped."""
+    """The events of a Responses stream: each named (``event:``) as its data's type, each valid as the openai
+    package's ``ResponseStreamEvent``; comments skipped."""
     text = b"".join(response.streaming_content).decode()
     events = []
     for block in text.split("\n\n"):
@@ -39,7 +49,7 @@ def sse_events(response) -> list[dict]:
             continue
         name, data = block.split("\n")
         assert name.startswith("event: ") and data.startswith("data: "), block
-        events.append(json.loads(data[len("data: "):]))
+        events.append(strictly(ResponseStreamEvent, json.loads(data[len("data: "):])))
         assert events[-1]["type"] == name[len("event: "):]
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     return events
@@ -70,7 +80,7 @@ def rid(job) -> str:
 def test_a_reply_pending_review_is_a_completed_response_holding_the_notice(api, chat_project, worker):
     response = respond(api)
     assert response.status_code == 200, response.content
-    body = response.json()
+    body = strictly(OpenAIResponse, response.json())
     job = Job.objects.get(pk=response["X-Atelier-Job-Id"])
     output = job.outputs.get()
     assert body["id"] == rid(job) and body["object"] == "response" and body["model"] == "chatbot"
@@ -83,7 +93,7 @@ def test_a_reply_pending_review_is_a_completed_response_holding_the_notice(api, 
     assert body["atelier"]["notice"] == part["text"] and body["atelier"]["conversation_id"] == job.input["conversation_id"]
     assert output.content["reply"] not in response.content.decode()
     usage = output.content["usage"]
-    assert body["usage"] == {"input_tokens": usage["prompt_tokens"], "input_tokens_details": {"cached_tokens": 0},
+    assert body["usage"] == {"input_tokens": usage["prompt_tokens"], "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
                              "output_tokens": usage["completion_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
                              "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
     assert body["max_output_tokens"] == 24 and body["metadata"] == {} and body["tools"] == []
@@ -101,7 +111,7 @@ def test_a_withheld_reply_is_incomplete_with_reason_content_filter(api, chat_pro
 def test_a_retrieval_gives_the_job_as_it_stands_now(api, chat_project, wait_s):
     """The call ran out of time; retrieving follows the job: queued, then the notice, then the approved reply."""
     job = queued_job(api, wait_s, temperature=0.5)
-    queued = api.get(f"/v1/responses/{rid(job)}").json()
+    queued = strictly(OpenAIResponse, api.get(f"/v1/responses/{rid(job)}").json())
     assert queued["status"] == "queued" and queued["output"] == [] and queued["usage"] is None
     assert queued["atelier"]["review_state"] is None and queued["temperature"] == 0.5 and queued["completed_at"] is None
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
@@ -110,7 +120,7 @@ def test_a_retrieval_gives_the_job_as_it_stands_now(api, chat_project, wait_s):
     pending = api.get(f"/v1/responses/{rid(job)}").json()
     assert pending["status"] == "completed" and "pending human review" in pending["output"][0]["content"][0]["text"]
     Output.objects.filter(pk=output.pk).update(review_state=ReviewState.APPROVED)
-    approved = api.get(f"/v1/responses/{rid(job)}").json()
+    approved = strictly(OpenAIResponse, api.get(f"/v1/responses/{rid(job)}").json())
     assert approved["output"][0]["content"][0]["text"] == "Returns are accepted within 45 days."
     assert approved["atelier"]["final"] is True and approved["completed_at"] >= approved["created_at"]
 
@@ -132,7 +142,7 @@ def test_a_job_without_a_reply_is_a_failed_or_cancelled_response(api, chat_proje
     job = queued_job(api, wait_s)
     Job.objects.filter(pk=job.pk).update(status=status, error_code=error_code, error_message="went wrong",
                                          finished_at=timezone.now())
-    body = api.get(f"/v1/responses/{rid(job)}").json()
+    body = strictly(OpenAIResponse, api.get(f"/v1/responses/{rid(job)}").json())
     assert body["status"] == expected[0] and body["output"] == []
     assert (body["error"] or {}).get("code") == expected[1]
 
@@ -183,7 +193,7 @@ def test_a_stream_that_times_out_keeps_alive_then_ends_with_an_error_event(api, 
     response = respond(api, stream=True)
     text = b"".join(response.streaming_content).decode()
     assert "\n\n: keep-alive\n\n" in text and "[DONE]" not in text
-    last = json.loads(text.rstrip().split("\n")[-1][len("data: "):])
+    last = strictly(ResponseStreamEvent, json.loads(text.rstrip().split("\n")[-1][len("data: "):]))
     assert last["type"] == "error" and last["code"] == last["error"]["code"] == "job_still_running"
     assert last["message"] == last["error"]["message"] and last["error"]["details"]["job_id"] == response["X-Atelier-Job-Id"]
 
@@ -213,6 +223,8 @@ def test_the_input_items_are_the_messages_the_job_read(api, chat_project, wait_s
         {"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"}, {"role": "user", "content": "Parcel?"}])
     url = f"/v1/responses/{rid(job)}/input_items"
     newest_first = api.get(url).json()
+    for item in newest_first["data"]:
+        strictly(ResponseItem, item)
     assert [(i["role"], i["content"][0]["type"], i["content"][0]["text"]) for i in newest_first["data"]] == [
         ("user", "input_text", "Parcel?"), ("assistant", "output_text", "Hi!"), ("user", "input_text", "Hello"),
         ("system", "input_text", "Be brief.")]

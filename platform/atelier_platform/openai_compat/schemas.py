@@ -308,6 +308,7 @@ class IncompleteDetails(OpenAIModel):
 
 class InputTokensDetails(OpenAIModel):
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class OutputTokensDetails(OpenAIModel):
