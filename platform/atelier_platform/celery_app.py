@@ -36,6 +36,9 @@ INDEX_DOCUMENT_TASK = "atelier.index_document"
 SCORE_EVALUATION_TASK = "atelier.score_evaluation"
 DELIVER_WEBHOOK_TASK = "atelier.deliver_webhook"
 SWEEP_WEBHOOKS_TASK = "atelier.sweep_webhooks"
+ERASE_EXPIRED_CONTENT_TASK = "atelier.erase_expired_content"
+#: How often the projects' content retention is applied: a day's retention is kept to within an hour.
+RETENTION_INTERVAL_S = 3600
 
 
 #: Bounds of one connection attempt and of one command's answer on a Redis broker (as ``redis_client``'s).
@@ -130,6 +133,7 @@ def create_app() -> Celery:
             SWEEP_JOBS_TASK: {"queue": QUEUE_PLATFORM},
             DELIVER_WEBHOOK_TASK: {"queue": QUEUE_PLATFORM},
             SWEEP_WEBHOOKS_TASK: {"queue": QUEUE_PLATFORM},
+            ERASE_EXPIRED_CONTENT_TASK: {"queue": QUEUE_PLATFORM},
         },
         task_default_exchange=QUEUE_PLATFORM,
         task_default_routing_key=QUEUE_PLATFORM,
@@ -158,6 +162,12 @@ def create_app() -> Celery:
                 "task": SWEEP_WEBHOOKS_TASK,
                 "schedule": config.sweep_interval_s,
                 "options": {"queue": QUEUE_PLATFORM, "expires": max(config.sweep_interval_s * 2, 5)},
+            },
+            # erases the content of finished jobs past their project's content_retention_days (jobs.erasure)
+            "erase-expired-content": {
+                "task": ERASE_EXPIRED_CONTENT_TASK,
+                "schedule": RETENTION_INTERVAL_S,
+                "options": {"queue": QUEUE_PLATFORM, "expires": RETENTION_INTERVAL_S},
             },
         },
     )

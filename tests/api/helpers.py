@@ -17,9 +17,10 @@ _seq = itertools.count()
 def build_job(project, *, plugin="reverse_text", status=JobStatus.SUCCEEDED, created_at: datetime | None = None,
               run_seconds: float | None = None, **fields) -> Job:
     """A job row as a worker would leave it; ``created_at`` and the run time as the test says."""
+    fields.setdefault("input", {"text": f"t{next(_seq)}"})
     job = Job.objects.create(
-        project=project, plugin_id=plugin, plugin_version="1.0.0", resource_class="cpu",
-        input={"text": f"t{next(_seq)}"}, params={}, seed=1, status=status, **fields,
+        project=project, plugin_id=plugin, plugin_version="1.0.0", resource_class="cpu", params={}, seed=1,
+        status=status, **fields,
     )
     created = created_at or timezone.now()
     started = finished = None

@@ -18,6 +18,8 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        # GET /conversations/: a project's threads, newest first
+        indexes = [models.Index(fields=["project", "-created_at"], name="conversation_project_newest")]
 
 
 class ConversationMessage(models.Model):

@@ -83,6 +83,10 @@ class Job(models.Model):
     claim_token = models.UUIDField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    #: when the job's content was erased (``jobs.erasure``): the row stays as a tombstone, for quotas and usage
+    erased_at = models.DateTimeField(null=True, blank=True)
+    #: who erased it, as the audit log names actors (``user:12``, ``key:ab12cd34ef56``, ``retention``)
+    erased_by = models.CharField(max_length=100, blank=True, default="")
 
     created_at = models.DateTimeField(auto_now_add=True)
     #: when the newest message for this job was due at a worker (a retry's is in the future)
@@ -100,6 +104,8 @@ class Job(models.Model):
             models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
             # a worker looks for queued company of the job it claimed: same plugin and batch key
             models.Index(fields=["status", "plugin_id", "batch_key", "-priority", "created_at"], name="job_batch_company"),
+            # the retention sweep: a project's oldest finished jobs whose content is still there
+            models.Index(fields=["project", "finished_at"], condition=Q(erased_at__isnull=True), name="job_content_kept"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -113,6 +119,10 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def is_erased(self) -> bool:
+        return self.erased_at is not None
 
     @property
     def is_evaluation(self) -> bool:

@@ -1,11 +1,11 @@
 """The platform's housekeeping tasks (the job-running task lives in atelier_workers.tasks)."""
 
 from atelier_platform import fs_broker
-from atelier_platform.celery_app import SWEEP_JOBS_TASK
+from atelier_platform.celery_app import ERASE_EXPIRED_CONTENT_TASK, SWEEP_JOBS_TASK
 from atelier_platform.config import get_config
 from atelier_platform.evaluation.services import sweep_runs
 from atelier_platform.fleet.services import forget_old_workers
-from atelier_platform.jobs import lifecycle, waiting
+from atelier_platform.jobs import erasure, lifecycle, waiting
 from atelier_platform.knowledge.services import resend_overdue_indexing
 from atelier_platform.tasking import atelier_task
 
@@ -22,3 +22,9 @@ def sweep_jobs(task) -> dict[str, int]:
         counts["redelivered_messages"] = fs_broker.requeue_orphaned_in(config.broker_folder)
         counts["forgotten_replies"] = fs_broker.forget_unread_replies_in(config.broker_folder)
     return counts
+
+
+@atelier_task(ERASE_EXPIRED_CONTENT_TASK)
+def erase_expired_content(task) -> dict[str, int]:
+    """The projects' content retention (``SafetyPolicy.content_retention_days``), in bounded batches; idempotent."""
+    return erasure.erase_expired_content()

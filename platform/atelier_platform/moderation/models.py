@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -25,6 +27,8 @@ def default_thresholds() -> dict:
 
 #: the shortest and longest review lease a policy may set, in seconds (the API, the dashboard and the model)
 LEASE_SECONDS = (30, 86_400)
+#: the shortest and longest content retention a policy may set, in days (a day; ten years)
+RETENTION_DAYS = (1, 3650)
 
 
 class SafetyPolicy(models.Model):
@@ -40,6 +44,12 @@ class SafetyPolicy(models.Model):
     # past the dates the database holds makes every claim of the queue fail
     lease_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(LEASE_SECONDS[0]),
                                                                          MaxValueValidator(LEASE_SECONDS[1])])
+    #: Generated content (inputs, outputs, files, review texts, chat turns) of finished jobs older than this many days
+    #: is erased by the retention task (``jobs.erasure.erase_expired_content``); empty: kept for good. Nullable without
+    #: a default, so that adding it is a plain ALTER TABLE on SQLite too (no rebuild of a table the triggers stand on).
+    content_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(RETENTION_DAYS[0]), MaxValueValidator(RETENTION_DAYS[1])],
+        help_text="erase the content of finished jobs older than this many days; empty: keep it for good")
     updated_at = models.DateTimeField(auto_now=True)
     #: Bumped by database triggers (migration 0002) on every insert, update or delete of the project's
     #: blocklist rows, whatever wrote them; screening rebuilds its compiled blocklist when it moves.
@@ -168,6 +178,20 @@ class ReviewDecision(models.Model):
 class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise PermissionError("The audit log is append-only: entries cannot be changed.")
+
+    def redact(self, redacted: dict[int, tuple[Any, Any]], *, chunk: int = 500) -> int:
+        """The one change the log allows: the ``before`` and ``after`` of the events named (by id) replaced by
+        copies with the erased content taken out (``jobs.erasure``), when a person's data must go. The event
+        itself stays (who did what, to what, when), and no other field changes; nothing is deleted. A few
+        statements of ``chunk`` events each, however many events."""
+        ids = list(redacted)
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            whens = {side: [models.When(pk=pk, then=models.Value(redacted[pk][index], output_field=models.JSONField()))
+                            for pk in part] for index, side in enumerate(("before", "after"))}
+            models.QuerySet.update(self.model._base_manager.filter(pk__in=part), **{
+                side: models.Case(*whens[side], output_field=models.JSONField()) for side in ("before", "after")})
+        return len(ids)
 
     def delete(self):
         raise PermissionError("The audit log is append-only: entries cannot be deleted.")

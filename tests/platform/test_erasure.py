@@ -1,0 +1,458 @@
+"""Erasing jobs' content (``jobs.erasure``): every copy goes, the job rows stay as tombstones that quotas and the
+usage report still count, running jobs are refused, queued ones cancelled first, and the retention task erases what
+a project's policy no longer keeps."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.apps import apps
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from atelier_platform.accounts.roles import Role
+from atelier_platform.conversations.models import Conversation, ConversationMessage
+from atelier_platform.jobs import erasure, lifecycle
+from atelier_platform.jobs.models import Job, JobPurpose, JobStatus, Output, OutputFile, ReviewState
+from atelier_platform.jobs.submission import JobRequest, submit_job
+from atelier_platform.moderation.models import AuditEvent, ReviewDecision, ReviewItem, ReviewItemState, SafetyPolicy
+from atelier_platform.usage import quotas, reports
+from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
+from tests.api.helpers import build_job, build_output
+from tests.factories import MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: What a person asked to have erased: it must be found nowhere afterwards.
+MARKER = "Ada-Lovelace-07700-900123"
+
+
+def reviewer_client(project) -> APIClient:
+    client = APIClient()
+    client.force_login(MembershipFactory(project=project, user=UserFactory(), role=Role.REVIEWER).user)
+    client.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+    return client
+
+
+def screening_report(field: str) -> dict:
+    return {"decision": "review", "flagged": ["personal_data"], "scores": {"personal_data": 0.7},
+            "findings": [{"category": "personal_data", "score": 0.7, "check": "personal_data", "field": field,
+                          "evidence": [{"start": 0, "end": len(MARKER), "excerpt": MARKER, "detail": "phone"}]}],
+            "checked_by": ["personal_data"]}
+
+
+def a_job_with_every_copy(project, *, django_capture_on_commit_callbacks) -> dict:
+    """A job whose content (``MARKER``) lies everywhere a copy can: its input and screening report, two outputs
+    (one with a file and token counts, pending review; one a reviewer edited through the API with an
+    Idempotency-Key, quoting the content in a comment), a conversation turn, the audit log; and a failed job of the
+    same thread whose webhook delivery quotes its error."""
+    WebhookEndpoint.objects.create(project=project, url="https://hooks.example.com/atelier", secret="s" * 32)
+    conversation = Conversation.objects.create(project=project, plugin_id="reverse_text")
+    job = submit_job(project, JobRequest("reverse_text", {"text": f"call {MARKER} back"}, {"uppercase": True})).job
+    Job.objects.filter(pk=job.pk).update(input_screening=screening_report("input.text"))
+    ConversationMessage.objects.create(conversation=conversation, index=0, role="user", content=f"I am {MARKER}", job=job)
+    claim = lifecycle.claim_job(str(job.pk), "worker-1")
+    produced = [
+        lifecycle.ProducedOutput({"text": f"{MARKER} one", "characters": 3,
+                                  "usage": {"prompt_tokens": 5, "completion_tokens": 7}},
+                                 files=(("picture.png", "image/png", f"png of {MARKER}".encode(), "primary"),),
+                                 safety=screening_report("content.text")),
+        lifecycle.ProducedOutput({"text": f"{MARKER} two", "characters": 3}),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert lifecycle.complete_job(str(job.pk), claim.token, produced, {"model": "test"}) == JobStatus.SUCCEEDED
+    second = ReviewItem.objects.get(output__job=job, output__index=1)
+    reviewer = reviewer_client(project)
+    assert reviewer.post(f"/api/v1/reviews/{second.pk}/claim/").status_code == 200
+    edit = {"action": "edit", "comment": f"removed the number of {MARKER}", "content": {"text": "edited", "characters": 3}}
+    with django_capture_on_commit_callbacks(execute=True):
+        decided = reviewer.post(f"/api/v1/reviews/{second.pk}/decision/", edit, format="json", HTTP_IDEMPOTENCY_KEY="d-1")
+    assert decided.status_code == 200, decided.content
+
+    failed = submit_job(project, JobRequest("reverse_text", {"text": f"again {MARKER}"}, {})).job
+    ConversationMessage.objects.create(conversation=conversation, index=1, role="user", content=f"still {MARKER}",
+                                       job=failed)
+    failing = lifecycle.claim_job(str(failed.pk), "worker-1")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert lifecycle.fail_job(str(failed.pk), failing.token, "plugin_error", f"could not read {MARKER}")
+    file_name = OutputFile.objects.get(output__job=job).file.name
+    return {"job": job, "failed": failed, "conversation": conversation, "file": file_name}
+
+
+def rows_holding(text: str) -> list[str]:
+    """Every row of every table (through the ORM) that holds ``text`` anywhere, named by model and key."""
+    found = []
+    for model in apps.get_models():
+        for row in model._base_manager.values():
+            if text in str(row):
+                found.append(f"{model._meta.label} {row.get(model._meta.pk.attname)}")
+    return found
+
+
+def test_erasure_leaves_the_content_in_no_table_and_no_file_and_keeps_the_tombstone(
+        project, django_capture_on_commit_callbacks):
+    made = a_job_with_every_copy(project, django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
+    job, failed = made["job"], made["failed"]
+    holding = rows_holding(MARKER)
+    # the copies the erasure must find are all there first
+    for label in ("jobs.Job", "jobs.Output", "moderation.ReviewDecision", "moderation.AuditEvent",
+                  "conversations.ConversationMessage", "usage.IdempotencyRecord", "webhooks.WebhookDelivery"):
+        assert any(row.startswith(label + " ") for row in holding), (label, holding)
+    assert default_storage.exists(made["file"])
+    audit_before = AuditEvent.objects.count()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = erasure.erase_jobs(project, [job, failed], "user:7")
+
+    assert sorted(done.erased, key=str) == sorted([job.pk, failed.pk], key=str)
+    assert (done.outputs, done.files, done.review_decisions, done.review_items_closed, done.messages) == (2, 1, 1, 1, 2)
+    assert done.idempotency_records_removed == 1 and done.webhook_deliveries_redacted == 1
+    assert rows_holding(MARKER) == []
+    assert not default_storage.exists(made["file"])
+
+    tombstone = Job.objects.get(pk=job.pk)
+    assert tombstone.erased_at is not None and tombstone.erased_by == "user:7"
+    assert (tombstone.input, tombstone.params, tombstone.search_text) == ({}, {}, "")
+    assert tombstone.status == JobStatus.SUCCEEDED and tombstone.plugin_id == "reverse_text"
+    assert tombstone.started_at and tombstone.finished_at and tombstone.seed == job.seed  # the metadata stays
+    # the screening report keeps why it flagged and where, not what it read
+    assert tombstone.input_screening["flagged"] == ["personal_data"]
+    assert tombstone.input_screening["findings"][0]["evidence"] == [{"start": 0, "end": len(MARKER), "detail": "phone"}]
+    first, second = Output.objects.filter(job=job).order_by("index")
+    assert first.content == {"usage": {"prompt_tokens": 5, "completion_tokens": 7}} and second.content == {}
+    assert first.review_state == ReviewState.PENDING and second.review_state == ReviewState.APPROVED
+    kept_file = OutputFile.objects.get(output=first)
+    assert (kept_file.file.name, kept_file.role, kept_file.media_type) == ("", "primary", "image/png")
+    # the reviewer's open item is closed; the decision keeps who, what and why, not the texts
+    assert not ReviewItem.objects.filter(state=ReviewItemState.OPEN).exists()
+    decision = ReviewDecision.objects.get()
+    assert (decision.action, decision.comment, decision.original_content, decision.edited_content) == ("edit", "", None, None)
+    assert decision.decided_by.startswith("user:")
+    assert list(ConversationMessage.objects.order_by("index").values_list("content", flat=True)) == ["", ""]
+    assert Job.objects.get(pk=failed.pk).error_code == "plugin_error"
+    assert Job.objects.get(pk=failed.pk).error_message == ""
+    delivery = WebhookDelivery.objects.get(event_type="job.failed")
+    assert delivery.payload["data"]["job"]["error"] == {"code": "plugin_error", "message": ""}
+    # no event went: the review's events are redacted, and each job's erasure recorded, with counts, never content
+    assert AuditEvent.objects.count() == audit_before + 2
+    review = AuditEvent.objects.get(action="review_edit")
+    assert review.before["content"] is None and review.after["content"] is None and review.after["comment"] is None
+    assert review.after["review_state"] == ReviewState.APPROVED and review.before["review_state"] == ReviewState.PENDING
+    erased = AuditEvent.objects.get(action="job_erased", object_id=str(job.pk))
+    assert erased.actor == "user:7"
+    assert erased.after == {"outputs": 2, "files": 1, "messages": 1, "cancelled": False}
+
+
+def test_quota_and_usage_report_are_the_same_after_erasure(project):
+    today = timezone.now()
+    jobs = []
+    for run_seconds in (2.0, 3.5):
+        job = build_job(project, created_at=today - timedelta(minutes=5), run_seconds=run_seconds)
+        build_output(job, content={"text": "x", "usage": {"prompt_tokens": 11, "completion_tokens": 13}}, image=True)
+        jobs.append(job)
+    build_job(project, status=JobStatus.BLOCKED, created_at=today - timedelta(minutes=4))
+    query = reports.UsageQuery(date_from=today.date() - timedelta(days=1), date_to=today.date())
+
+    def measured():
+        return (reports.usage_rows(project, query), quotas.jobs_today(project, today),
+                quotas.compute_seconds_this_month(project, today, use_cache=False))
+
+    before = measured()
+    assert before[0][0]["tokens"]["total"] == 48 and before[0][0]["images"] == 2 and before[1] == 2
+    erasure.erase_jobs(project, jobs, "user:1")
+    assert measured() == before
+
+
+def test_another_projects_jobs_and_unknown_ids_are_left_alone(project, other_project):
+    theirs = build_job(other_project)
+    build_output(theirs, content={"text": MARKER})
+    done = erasure.erase_jobs(project, [theirs.pk, "5c0ffee0-0000-4000-8000-000000000000"], "user:1")
+    assert done.erased == [] and done.already_erased == []
+    assert Job.objects.get(pk=theirs.pk).erased_at is None and Output.objects.get().content == {"text": MARKER}
+
+
+def test_erasing_twice_does_nothing_the_second_time(project):
+    job = build_job(project)
+    build_output(job, content={"text": MARKER, "usage": {"prompt_tokens": 2}})
+    first = erasure.erase_jobs(project, [job], "user:1")
+    erased_at = Job.objects.get(pk=job.pk).erased_at
+    second = erasure.erase_jobs(project, [job], "user:2")
+    assert first.erased == [job.pk] and second.erased == [] and second.already_erased == [job.pk]
+    again = Job.objects.get(pk=job.pk)
+    assert again.erased_at == erased_at and again.erased_by == "user:1"  # the first erasure's record stands
+    assert AuditEvent.objects.filter(action="job_erased").count() == 1
+    assert Output.objects.get().content == {"usage": {"prompt_tokens": 2}}
+
+
+def a_job_with_its_copies(project, n: int) -> Job:
+    job = build_job(project, input={"text": f"{MARKER} {n}"})
+    output = build_output(job, content={"text": MARKER}, image=True)
+    item = ReviewItem.objects.create(output=output, project=project, state=ReviewItemState.DECIDED)
+    ReviewDecision.objects.create(item=item, action="approve", comment=MARKER, decided_by="user:1")
+    conversation = Conversation.objects.create(project=project, plugin_id="reverse_text")
+    ConversationMessage.objects.create(conversation=conversation, index=0, role="user", content=MARKER, job=job)
+    AuditEvent.objects.create(project=project, actor="user:1", action="review_approve", object_type="output",
+                              object_id=str(output.pk), before={"content": MARKER}, after={"content": MARKER})
+    return job
+
+
+def test_as_many_queries_for_fifty_jobs_as_for_two(project):
+    counts = []
+    for size in (2, 50):
+        jobs = [a_job_with_its_copies(project, n) for n in range(size)]
+        with CaptureQueriesContext(connection) as queries:
+            done = erasure.erase_jobs(project, jobs, "user:1")
+        counts.append(len(queries))
+        assert done.jobs == size and done.files == 2 * size and done.audit_events_redacted == size
+    assert rows_holding(MARKER) == []
+    assert counts[0] == counts[1] <= 25, counts
+
+
+def test_a_running_job_is_refused_and_its_result_is_erased_once_stored(project, django_capture_on_commit_callbacks):
+    job = submit_job(project, JobRequest("reverse_text", {"text": MARKER}, {})).job
+    claim = lifecycle.claim_job(str(job.pk), "worker-1")
+    with pytest.raises(erasure.JobStillRunning) as refused:
+        erasure.erase_jobs(project, [job], "user:1")
+    assert refused.value.status_code == 409 and str(job.pk) in refused.value.message
+    assert "cancel it" in refused.value.message and refused.value.details == {"running_jobs": [str(job.pk)]}
+    assert Job.objects.get(pk=job.pk).erased_at is None and Job.objects.get(pk=job.pk).input["text"] == MARKER
+    assert not AuditEvent.objects.filter(action="job_erased").exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert lifecycle.complete_job(str(job.pk), claim.token, [lifecycle.ProducedOutput({"text": MARKER})], {}) == "succeeded"
+    assert erasure.erase_jobs(project, [job], "user:1").erased == [job.pk]
+    assert Output.objects.get().content == {} and rows_holding(MARKER) == []
+
+
+def test_a_queued_job_is_cancelled_and_erased_and_no_worker_runs_it_after(project):
+    job = submit_job(project, JobRequest("reverse_text", {"text": MARKER}, {})).job
+    done = erasure.erase_jobs(project, [job], "user:1")
+    assert done.cancelled == [job.pk] and done.erased == [job.pk]
+    erased = Job.objects.get(pk=job.pk)
+    assert erased.status == JobStatus.CANCELLED and erased.input == {}
+    assert lifecycle.claim_job(str(job.pk), "worker-1") is None  # its message, still on the broker, finds nothing
+    assert AuditEvent.objects.get(action="job_erased").after["cancelled"] is True
+
+
+def test_a_worker_storing_outputs_meanwhile_commits_first_and_its_outputs_are_erased_too(project):
+    """The worker has stored the job's outputs, not yet committed, when the erasure comes: the erasure waits for the
+    row, then finds the job succeeded and erases what the worker stored."""
+    job = submit_job(project, JobRequest("reverse_text", {"text": MARKER}, {})).job
+    claim = lifecycle.claim_job(str(job.pk), "worker-1")
+    stored, commit, outcome = threading.Event(), threading.Event(), {}
+
+    def worker():
+        try:
+            with transaction.atomic():
+                outcome["worker"] = lifecycle.complete_job(str(job.pk), claim.token,
+                                                           [lifecycle.ProducedOutput({"text": MARKER})], {})
+                stored.set()
+                commit.wait(10)
+        finally:
+            connection.close()
+
+    def erase():
+        try:
+            outcome["erasure"] = erasure.erase_jobs(project, [job.pk], "user:1")
+        finally:
+            connection.close()
+
+    working = threading.Thread(target=worker)
+    working.start()
+    assert stored.wait(10)
+    erasing = threading.Thread(target=erase)
+    erasing.start()
+    time.sleep(0.5)
+    assert "erasure" not in outcome  # waiting for the worker's row
+    commit.set()
+    working.join(10), erasing.join(10)
+    assert outcome["worker"] == JobStatus.SUCCEEDED and outcome["erasure"].erased == [job.pk]
+    assert Output.objects.get().content == {} and rows_holding(MARKER) == []
+
+
+def test_a_worker_claiming_while_the_erasure_holds_the_job_finds_nothing_to_run(project, monkeypatch):
+    job = submit_job(project, JobRequest("reverse_text", {"text": MARKER}, {})).job
+    locked, release, outcome = threading.Event(), threading.Event(), {}
+    refuse = erasure._refuse_what_cannot_go
+
+    def holding(jobs):
+        refuse(jobs)
+        locked.set()
+        release.wait(10)
+
+    monkeypatch.setattr(erasure, "_refuse_what_cannot_go", holding)
+
+    def erase():
+        try:
+            outcome["erasure"] = erasure.erase_jobs(project, [job.pk], "user:1")
+        finally:
+            connection.close()
+
+    def claim():
+        try:
+            outcome["claim"] = lifecycle.claim_job(str(job.pk), "worker-1")
+        finally:
+            connection.close()
+
+    erasing = threading.Thread(target=erase)
+    erasing.start()
+    assert locked.wait(10)
+    claiming = threading.Thread(target=claim)
+    claiming.start()
+    time.sleep(0.5)
+    assert "claim" not in outcome  # waiting for the erasure's lock
+    release.set()
+    erasing.join(10), claiming.join(10)
+    assert outcome["claim"] is None and outcome["erasure"].cancelled == [job.pk]
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+def test_a_job_and_its_regenerations_go_together(project):
+    first = build_job(project, input={"text": MARKER})
+    rejected = build_output(first, content={"text": MARKER}, review_state=ReviewState.REJECTED)
+    second = build_job(project, input={"text": MARKER}, regenerated_from=rejected, review_note=f"no {MARKER}")
+    third = build_job(project, input={"text": MARKER},
+                      regenerated_from=build_output(second, content={"text": MARKER}, review_state=ReviewState.REJECTED))
+    done = erasure.erase_jobs(project, [second], "user:1")  # the middle one: both directions
+    assert sorted(done.erased, key=str) == sorted([first.pk, second.pk, third.pk], key=str)
+    assert rows_holding(MARKER) == []
+    # the retention erases each job at its own age
+    fourth = build_job(project, input={"text": MARKER}, regenerated_from=Output.objects.get(job=first))
+    assert erasure.erase_jobs(project, [first], "user:1", with_regenerations=False).erased == []
+    assert Job.objects.get(pk=fourth.pk).erased_at is None
+
+
+def test_a_case_of_an_evaluation_run_is_refused_naming_the_run(project):
+    from atelier_platform.evaluation.models import EvaluationCase, EvaluationRun, ReferenceSet
+
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="reverse_text", name="s", cases=[])
+    run = EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id="reverse_text")
+    job = build_job(project, purpose=JobPurpose.EVALUATION)
+    EvaluationCase.objects.create(run=run, index=0, job=job)
+    with pytest.raises(erasure.EvaluationJobKept) as refused:
+        erasure.erase_jobs(project, [job], "user:1")
+    assert str(run.pk) in refused.value.message and refused.value.details["evaluation_runs"] == [str(run.pk)]
+    assert Job.objects.get(pk=job.pk).erased_at is None
+    reference_set.delete()  # the run goes with its set; the job stays in the history, and may be erased now
+    assert erasure.erase_jobs(project, [job], "user:1").erased == [job.pk]
+
+
+def test_erasing_a_conversation_erases_its_jobs_and_the_thread_goes(project):
+    conversation = Conversation.objects.create(project=project, plugin_id="reverse_text")
+    jobs = [build_job(project, input={"messages": [{"role": "user", "content": MARKER}],
+                                      "conversation_id": str(conversation.pk)}) for _ in range(2)]
+    for index, job in enumerate(jobs):
+        ConversationMessage.objects.create(conversation=conversation, index=index, role="user", content=MARKER, job=job)
+    kept = build_job(project, input={"text": "another thread"})
+    done = erasure.erase_conversation(project, conversation.pk, "key:abc")
+    assert done.messages == 2 and sorted(done.jobs.erased, key=str) == sorted((j.pk for j in jobs), key=str)
+    assert not Conversation.objects.exists() and not ConversationMessage.objects.exists()
+    assert rows_holding(MARKER) == []
+    assert Job.objects.get(pk=kept.pk).erased_at is None
+    event = AuditEvent.objects.get(action="conversation_erased")
+    assert (event.actor, event.object_id, event.after) == ("key:abc", str(conversation.pk), {"messages": 2, "jobs": 2})
+    assert erasure.erase_conversation(project, conversation.pk, "key:abc") is None  # gone: nothing to do
+
+
+def test_a_conversation_with_a_running_job_is_refused_whole(project):
+    conversation = Conversation.objects.create(project=project, plugin_id="reverse_text")
+    done_job = build_job(project)
+    running = build_job(project, status=JobStatus.RUNNING)
+    for index, job in enumerate((done_job, running)):
+        ConversationMessage.objects.create(conversation=conversation, index=index, role="user", content=MARKER, job=job)
+    with pytest.raises(erasure.JobStillRunning):
+        erasure.erase_conversation(project, conversation.pk, "user:1")
+    assert ConversationMessage.objects.filter(content=MARKER).count() == 2
+    assert Job.objects.get(pk=done_job.pk).erased_at is None
+
+
+# --- retention --------------------------------------------------------------------------------------------------
+
+def test_the_retention_erases_old_finished_jobs_only(project, other_project):
+    from atelier_platform.evaluation.models import EvaluationCase, EvaluationRun, ReferenceSet
+
+    SafetyPolicy.objects.update_or_create(project=project, defaults={"content_retention_days": 30})
+    now = timezone.now()
+    old = now - timedelta(days=31)
+
+    def finished(days_ago: float, **fields) -> Job:
+        job = build_job(project, input={"text": MARKER}, **fields)
+        Job.objects.filter(pk=job.pk).update(finished_at=now - timedelta(days=days_ago), created_at=old)
+        return job
+
+    expired = finished(31)
+    recent = finished(29)
+    pending_review = finished(40)
+    ReviewItem.objects.create(output=build_output(pending_review), project=project)  # a reviewer's open work
+    reviewed = finished(40)
+    ReviewItem.objects.create(output=build_output(reviewed), project=project, state=ReviewItemState.DECIDED)
+    evaluation = finished(40, purpose=JobPurpose.EVALUATION)
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="reverse_text", name="s", cases=[])
+    run = EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id="reverse_text")
+    EvaluationCase.objects.create(run=run, index=0, job=evaluation)
+    running = build_job(project, input={"text": MARKER}, status=JobStatus.RUNNING)
+    Job.objects.filter(pk=running.pk).update(created_at=now - timedelta(days=90))
+    theirs = build_job(other_project, input={"text": MARKER})  # no retention set: kept for good
+    Job.objects.filter(pk=theirs.pk).update(finished_at=now - timedelta(days=900))
+
+    assert erasure.erase_expired_content(now=now) == {project.slug: 2}
+    erased = set(Job.objects.filter(erased_at__isnull=False).values_list("pk", flat=True))
+    assert erased == {expired.pk, reviewed.pk}
+    assert Job.objects.get(pk=expired.pk).erased_by == "retention"
+    assert AuditEvent.objects.get(action="job_erased", object_id=str(expired.pk)).after["retention_days"] == 30
+
+    assert erasure.erase_expired_content(now=now) == {}  # idempotent: nothing more until the clock moves
+    later = now + timedelta(days=2)
+    ReviewItem.objects.filter(output__job=pending_review).update(state=ReviewItemState.DECIDED)
+    assert erasure.erase_expired_content(now=later) == {project.slug: 2}  # the one reviewed since, and the 29-day one
+    assert set(Job.objects.filter(erased_at__isnull=False).values_list("pk", flat=True)) == erased | {
+        pending_review.pk, recent.pk}
+    assert Job.objects.get(pk=evaluation.pk).erased_at is None and Job.objects.get(pk=running.pk).erased_at is None
+    assert Job.objects.get(pk=theirs.pk).erased_at is None
+
+
+def test_the_retention_works_in_bounded_batches_and_goes_on_at_the_next_run(project, monkeypatch):
+    SafetyPolicy.objects.update_or_create(project=project, defaults={"content_retention_days": 1})
+    now = timezone.now()
+    for _ in range(7):
+        job = build_job(project)
+        Job.objects.filter(pk=job.pk).update(finished_at=now - timedelta(days=3))
+    batches = []
+    erase = erasure.erase_jobs
+
+    def each_batch(project, jobs, actor, **options):
+        batches.append((len(jobs), connection.in_atomic_block))
+        return erase(project, jobs, actor, **options)
+
+    monkeypatch.setattr(erasure, "erase_jobs", each_batch)
+    assert erasure.erase_expired_content(now=now, batch=3, max_batches=2) == {project.slug: 6}
+    assert batches == [(3, False), (3, False)]  # a transaction per batch (erase_jobs'), none around the run
+    assert Job.objects.filter(erased_at__isnull=True).count() == 1
+    assert erasure.erase_expired_content(now=now, batch=3, max_batches=2) == {project.slug: 1}
+    assert batches[2:] == [(1, False)]
+
+
+def test_the_beat_schedule_runs_the_retention_task_hourly_on_the_platform_queue():
+    from atelier_platform.celery_app import ERASE_EXPIRED_CONTENT_TASK, QUEUE_PLATFORM, app
+    from atelier_platform.jobs import tasks
+
+    entry = app.conf.beat_schedule["erase-expired-content"]
+    assert entry["task"] == ERASE_EXPIRED_CONTENT_TASK == tasks.erase_expired_content.name
+    assert entry["schedule"] == 3600 and entry["options"]["queue"] == QUEUE_PLATFORM
+    assert app.conf.task_routes[ERASE_EXPIRED_CONTENT_TASK] == {"queue": QUEUE_PLATFORM}
+
+
+def test_the_task_applies_the_policies(project):
+    from atelier_platform.jobs import tasks
+
+    SafetyPolicy.objects.update_or_create(project=project, defaults={"content_retention_days": 1})
+    job = build_job(project)
+    Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=2))
+    assert tasks.erase_expired_content.apply().get() == {project.slug: 1}
+    assert Job.objects.get(pk=job.pk).erased_at is not None
