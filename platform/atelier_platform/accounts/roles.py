@@ -23,6 +23,7 @@ class Capability(models.TextChoices):
     REVIEWS_WRITE = "reviews:write", "Claim and decide reviews"
     ADMIN = "admin", "Manage the project: members, keys, policies"
     WEBHOOKS_MANAGE = "webhooks:manage", "Manage webhook endpoints and see their deliveries"
+    CONTENT_ERASE = "content:erase", "Erase jobs' and conversations' content for good"
 
 
 ROLE_CAPABILITIES: dict[str, frozenset[str]] = {

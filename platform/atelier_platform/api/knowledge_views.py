@@ -20,15 +20,17 @@ from atelier_platform.api.access import parent_in_project
 from atelier_platform.api.filters import KnowledgeDocumentFilter
 from atelier_platform.api.idempotency import idempotent
 from atelier_platform.api.keys_views import actor_of
-from atelier_platform.api.pagination import SourceIdCursorPagination, ThreadCursorPagination
+from atelier_platform.api.pagination import NewestFirstCursorPagination, SourceIdCursorPagination, ThreadCursorPagination
 from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, error_responses
 from atelier_platform.api.serializers import (
     ConversationMessageSerializer,
     ConversationSerializer,
+    ConversationSummarySerializer,
     KnowledgeDocumentCreateSerializer,
     KnowledgeDocumentSerializer,
 )
 from atelier_platform.conversations.models import Conversation, ConversationMessage
+from atelier_platform.jobs import erasure
 from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, OutputFile
 from atelier_platform.knowledge import services as knowledge
 from atelier_platform.knowledge.models import KnowledgeDocument
@@ -97,12 +99,38 @@ class KnowledgeDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         return Response(KnowledgeDocumentSerializer(fresh).data)
 
 
-class ConversationViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """A thread with its latest turns; its earlier turns are pages of ``ConversationMessageViewSet``."""
+class ConversationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The project's threads, newest first; a thread with its latest turns (its earlier turns are pages of
+    ``ConversationMessageViewSet``); a thread erased, with its jobs' content."""
 
-    required_capabilities = {"retrieve": Capability.JOBS_READ}
+    # erasing one is for good and reaches the jobs of the thread: the scope ``JobViewSet.destroy`` needs
+    required_capabilities = {"list": Capability.JOBS_READ, "retrieve": Capability.JOBS_READ,
+                             "destroy": Capability.CONTENT_ERASE}
     serializer_class = ConversationSerializer
+    pagination_class = NewestFirstCursorPagination
     lookup_value_converter = "uuid"
+
+    def get_serializer_class(self):
+        return ConversationSummarySerializer if self.action == "list" else ConversationSerializer
+
+    @extend_schema(responses={200: ConversationSummarySerializer(many=True), **error_responses(400, 403)},
+                   summary="Conversations, newest first (cursor pages)",
+                   description="Each thread's id, plugin, times and number of turns; GET one for its turns, DELETE it "
+                               "to erase it.")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={204: None, **error_responses(403, 404, 409)},
+                   summary="Erase a conversation: its turns, and the content of every job of it",
+                   description="The thread goes (GET answers 404 afterwards, and a job naming its conversation_id is "
+                               "refused); each of its jobs stays as an erased tombstone, as DELETE /jobs/{id}/ leaves it. "
+                               "409 job_running when one of its jobs is running: cancel it and erase the conversation "
+                               "once it has stopped. Nothing is erased when it is refused.")
+    def destroy(self, request, *args, **kwargs):
+        conversation = self.get_object()
+        if erasure.erase_conversation(request.access.project, conversation.pk, actor_of(request)) is None:
+            raise NotFound("No such conversation: it was erased meanwhile.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(parameters=[PAGE_SIZE_PARAMETER], responses={200: ConversationSerializer, **error_responses(403, 404)},
                    summary="A conversation with its latest turns",
@@ -121,7 +149,10 @@ class ConversationViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Conversation.objects.none()
-        return Conversation.objects.filter(project=self.request.access.project)
+        conversations = Conversation.objects.filter(project=self.request.access.project)
+        if self.action == "list":
+            return conversations.annotate(message_count=Count("messages"))
+        return conversations
 
 
 class ConversationMessageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -173,8 +204,8 @@ class OutputFileDownloadView(APIView):
         )
         if stored is None:
             raise NotFound("No such file.")
-        if not stored.file.name:  # erased: the row stays, naming no file (opening it raised ValueError: a 500)
-            raise NotFound("The file is missing from storage.")
+        if not stored.file.name:  # the row is kept for the usage report, the file erased with its job's content
+            raise NotFound("This file was erased with its job's content.")
         try:
             handle = stored.file.open("rb")
         except FileNotFoundError:

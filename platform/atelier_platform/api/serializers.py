@@ -12,7 +12,7 @@ from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE
 from atelier_platform.instants import in_utc
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, JobPurpose, Output, OutputFile
 from atelier_platform.jobs.regenerations import link_regenerations, links_of
-from atelier_platform.moderation.models import LEASE_SECONDS
+from atelier_platform.moderation.models import LEASE_SECONDS, RETENTION_DAYS
 
 
 class StrictSerializer(serializers.Serializer):
@@ -77,7 +77,7 @@ class OutputSerializer(FieldsBuiltOnce):
 
     final = serializers.SerializerMethodField(help_text="true when the content may be used: approved, or released after screening")
     content = serializers.JSONField(allow_null=True, help_text="null on the jobs and outputs endpoints for an output blocked "
-                                    "by screening or rejected by a reviewer")
+                                    "by screening or rejected by a reviewer, or whose job's content was erased")
 
     def get_final(self, output: Output) -> bool:
         return output.review_state in DELIVERABLE_REVIEW_STATES
@@ -108,7 +108,9 @@ class DeliveredOutputSerializer(OutputSerializer):
 
     def to_representation(self, output: Output) -> dict:
         data = super().to_representation(output)
-        if output.review_state in WITHHELD_REVIEW_STATES:
+        # an erased job's outputs keep their state and report; what is left of their content (token counts) and
+        # their file rows (no file) are the usage report's, not content
+        if output.review_state in WITHHELD_REVIEW_STATES or output.job.erased_at is not None:
             data["content"], data["files"] = None, []
         data["safety"] = report_for_callers(data["safety"])
         return data
@@ -152,6 +154,15 @@ class JobSummarySerializer(FieldsBuiltOnce):
                   "outputs open no review item, are never final content and fire no webhook. Filter the list with "
                   "?purpose=request to leave evaluation jobs out.")
 
+    erased_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When the job's content was erased (DELETE /jobs/{id}/, a conversation's erasure, or the project's "
+                  "content retention); null while it is kept. An erased job keeps its metadata (plugin, status, timings) "
+                  "for quotas and usage; its input and params read {} and its outputs have no content or files.")
+    erased_by = serializers.SerializerMethodField(
+        help_text="Who erased it, as the audit log names actors: user:<id>, key:<prefix>, or retention (the project's "
+                  "content_retention_days); null while it is kept.")
+
     class Meta:
         model = Job
         list_serializer_class = JobListSerializer
@@ -159,8 +170,14 @@ class JobSummarySerializer(FieldsBuiltOnce):
             "id", "project", "plugin", "plugin_version", "purpose", "status", "priority", "input", "params", "seed",
             "attempts", "max_attempts", "progress", "error", "cancel_requested", "input_screening",
             "regenerated_from", "regenerated_as",
-            "created_at", "started_at", "finished_at", "webhook",
+            "created_at", "started_at", "finished_at", "webhook", "erased_at", "erased_by",
         ]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_erased_by(self, job: Job) -> str | None:
+        if job.erased_at is None:
+            return None
+        return job.erased_by or None
 
     @extend_schema_field(JobErrorSerializer(allow_null=True))
     def get_error(self, job: Job) -> dict | None:
@@ -264,6 +281,18 @@ class ConversationMessageSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class ConversationSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    plugin = serializers.CharField(source="plugin_id")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField(help_text="When its latest turn was added or changed.")
+    message_count = serializers.IntegerField(help_text="Turns in the whole thread.")
+    url = serializers.SerializerMethodField(help_text="GET it for its latest turns; DELETE it to erase it.")
+
+    def get_url(self, conversation) -> str:
+        return f"/api/v1/conversations/{conversation.pk}/"
+
+
 class ConversationSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     plugin = serializers.CharField(source="plugin_id")
@@ -351,6 +380,11 @@ class SafetyPolicySerializer(StrictSerializer):
     forbid_self_approval = serializers.BooleanField(required=False)
     reject_reasons = serializers.ListField(child=serializers.RegexField(r"^[a-z][a-z0-9_]{0,49}$"), min_length=1, max_length=50, required=False)
     lease_seconds = serializers.IntegerField(min_value=LEASE_SECONDS[0], max_value=LEASE_SECONDS[1], required=False)
+    content_retention_days = serializers.IntegerField(
+        min_value=RETENTION_DAYS[0], max_value=RETENTION_DAYS[1], required=False, allow_null=True,
+        help_text="Erase the content of finished jobs older than this many days (1 to 3650), as DELETE /jobs/{id}/ "
+                  "does, once an hour; jobs with an output still waiting for a reviewer, and the cases of evaluation "
+                  "runs, are kept. null (the default): keep content for good.")
 
     def validate_thresholds(self, value):
         from atelier_sdk.safety import Category

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.filters import JobFilter, OutputFilter
 from atelier_platform.api.idempotency import REPLAYED_HEADER, idempotency_key
+from atelier_platform.api.keys_views import actor_of
 from atelier_platform.api.pagination import NewestFirstCursorPagination
 from atelier_platform.api.prefer import requested_wait, wait_if_asked
 from atelier_platform.api.schema import (EXPORT_PARAMETER, EXPORT_RESPONSES, IDEMPOTENCY_PARAMETER, PREFER_WAIT_PARAMETER,
@@ -29,7 +30,7 @@ from atelier_platform.api.serializers import (
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.config import get_config
-from atelier_platform.jobs import library, lifecycle
+from atelier_platform.jobs import erasure, library, lifecycle
 from atelier_platform.jobs.models import (Job, Output, outputs_with_files, prefetch_no_outputs, prefetch_outputs_with_files,
                                          read_again)
 from atelier_platform.jobs.submission import JobRequest, submit_job, submit_jobs
@@ -94,6 +95,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         "create": Capability.JOBS_WRITE,
         "batch": Capability.JOBS_WRITE,
         "cancel": Capability.JOBS_WRITE,
+        # Erasure is for good and reaches past the caller's own jobs (reviewers' decisions, the audit log's content,
+        # other members' submissions): a scope of its own, which owners hold and a key gets only when asked for, so
+        # that neither an app's default key (jobs:read jobs:write) nor an editor can wipe the project's history, and
+        # an app that erases its users' conversations needs no admin key (members, keys, policies) to do it.
+        "destroy": Capability.CONTENT_ERASE,
     }
     pagination_class = NewestFirstCursorPagination
     filterset_class = JobFilter
@@ -104,7 +110,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return Job.objects.none()
         # Every lookup is scoped to the caller's project: another project's job is "not found".
         jobs = Job.objects.filter(project=self.request.access.project).select_related("project")
-        if self.action in ("list", "retrieve"):  # retrieve reads the outputs once any wait is over
+        if self.action in ("list", "retrieve", "destroy"):  # retrieve reads the outputs once any wait is over
             return jobs
         return jobs.prefetch_related(outputs_with_files())
 
@@ -205,6 +211,20 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         body = {"jobs": JobSerializer([found[pk] for pk in ids if pk in found], many=True).data}
         headers = {} if batch.created else {REPLAYED_HEADER: "true"}
         return Response(body, status=status.HTTP_201_CREATED if batch.created else status.HTTP_200_OK, headers=headers)
+
+    @extend_schema(
+        request=None, responses={204: None, **error_responses(403, 404, 409)},
+        summary="Erase a job's content for good (the job stays as a tombstone)",
+        description="Erases the job's input, params, outputs' content and files, its review decisions' texts, its "
+                    "conversation turns, and every copy of them (stored idempotent answers, webhook payloads, the audit "
+                    "log's content), together with the regenerations a reviewer queued for it (same input). The job "
+                    "row stays for quotas and usage: GET /jobs/{id}/ then shows erased_at, erased_by, an empty input "
+                    "and params, and outputs without content or files. A queued job is cancelled first. 409 "
+                    "job_running: cancel it and erase it once it has stopped; 409 evaluation_job: a case of an "
+                    "evaluation run (delete its reference set first). Erasing an erased job again answers 204.")
+    def destroy(self, request, pk=None):
+        erasure.erase_jobs(request.access.project, [self.get_object().pk], actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={200: JobSerializer, **error_responses(403, 404, 409)},
                    summary="Cancel a queued or running job")

@@ -13,7 +13,8 @@ from atelier_platform.moderation.models import AllowlistEntry, BlocklistEntry, S
 from atelier_platform.moderation.screening import policy_for
 
 POLICY_FIELDS = ("review_mode", "audit_sample_percent", "thresholds", "mask_personal_data",
-                 "second_review_for_flagged", "forbid_self_approval", "reject_reasons", "lease_seconds")
+                 "second_review_for_flagged", "forbid_self_approval", "reject_reasons", "lease_seconds",
+                 "content_retention_days")
 #: (a+)+ and friends: a regex that can take exponential time on a crafted input
 NESTED_QUANTIFIER = re.compile(r"\([^)]*[+*}]\)[+*{]")
 

@@ -351,6 +351,13 @@ def still_running(job_id, timeout_s: float, *, replayable: bool) -> OpenAIError:
                        expected=True)
 
 
+def job_erased(job: Job) -> OpenAIError:
+    """A job whose content was erased (``jobs.erasure``): a replay of its request has nothing left to answer with."""
+    return OpenAIError(410, f"The content of job {job.pk} was erased ({job.erased_at.isoformat()}); it cannot be shown "
+                            "again. Send the request anew.", code="job_erased",
+                       details={"job_id": str(job.pk), "job_url": job_url(job.pk)}, retry=False)
+
+
 def job_error(job: Job) -> OpenAIError:
     """A job that finished without outputs (failed, cancelled, blocked) as an OpenAI error."""
     details = {"job_id": str(job.pk), "job_url": job_url(job.pk), "job_error": {"code": job.error_code, "message": job.error_message}}
@@ -394,7 +401,10 @@ class ChatReply:
 
 
 def chat_reply(job: Job) -> ChatReply:
-    """The reply of a succeeded chat job (an OpenAIError for any other: ``job_error``)."""
+    """The reply of a succeeded chat job (an OpenAIError for any other: ``job_error``; ``job_erased`` once its
+    content was erased)."""
+    if job.erased_at is not None:
+        raise job_erased(job)
     if job.status != JobStatus.SUCCEEDED:
         raise job_error(job)
     outputs = sorted(job.outputs.all(), key=lambda o: o.index)
@@ -488,6 +498,8 @@ def prompt_read(prompt: str, truncated: dict | None) -> str | None:
 
 
 def images_response(job: Job, response_format: str, absolute_url) -> ImagesResponse:
+    if job.erased_at is not None:
+        raise job_erased(job)
     if job.status != JobStatus.SUCCEEDED:
         raise job_error(job)
     outputs = sorted(job.outputs.all(), key=lambda o: o.index)

@@ -50,6 +50,7 @@ ERRORS = {
         403: "The key lacks the scope, or the plugin is not enabled for the project.",
         404: "Unknown model.",
         409: "The job was cancelled.",
+        410: "A replay (the same Idempotency-Key) of a job whose content was erased since (code job_erased).",
         422: "Input blocked by the project's safety policy (code input_blocked), or an Idempotency-Key reused for another request.",
         429: "Too many requests, nothing submitted; retry after Retry-After: the API key's rate limit, the project's "
              "quota (code quota_exceeded), or the project's share of the server process's waiting requests "
@@ -63,7 +64,7 @@ ERRORS = {
     }.items()
 }
 #: what a call that waits for its job may answer beside its answer
-JOB_ERRORS = {status: ERRORS[status] for status in (400, 401, 403, 404, 409, 422, 429, 502, 503, 504)}
+JOB_ERRORS = {status: ERRORS[status] for status in (400, 401, 403, 404, 409, 410, 422, 429, 502, 503, 504)}
 
 
 def job_answers(shape, *, streams: bool = False) -> dict:

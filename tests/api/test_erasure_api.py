@@ -1,0 +1,220 @@
+"""Erasure through the API: ``DELETE /api/v1/jobs/{id}/``, ``GET`` and ``DELETE /api/v1/conversations/``, and the
+policy's ``content_retention_days``; what an erased job reads back as on every read of it."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from atelier_platform.conversations.models import Conversation, ConversationMessage
+from atelier_platform.jobs.models import Job, JobStatus, ReviewState
+from atelier_platform.moderation.models import AuditEvent
+from atelier_platform.openai_compat import services as openai_services
+from atelier_platform.openai_compat.errors import OpenAIError
+from tests.api.helpers import assert_envelope, build_job, build_output
+from tests.factories import MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "call Jane Roe on 07700 900123"
+
+
+@pytest.fixture
+def eraser(project, make_key, client_for) -> APIClient:
+    """An app's key that may read jobs and erase content, and nothing else."""
+    return client_for(make_key(project, ["jobs:read", "content:erase"]).raw)
+
+
+def a_finished_job(project):
+    job = build_job(project, input={"text": SECRET}, run_seconds=2)
+    output = build_output(job, content={"text": SECRET, "usage": {"prompt_tokens": 3, "completion_tokens": 4}},
+                          review_state=ReviewState.APPROVED, image=True)
+    return job, output
+
+
+def test_delete_erases_the_job_and_it_reads_back_as_an_erased_tombstone(project, eraser, api):
+    job, output = a_finished_job(project)
+    before = api.get(f"/api/v1/jobs/{job.pk}/").json()
+    assert before["erased_at"] is None and before["erased_by"] is None and before["outputs"][0]["content"]["text"] == SECRET
+    file_url = before["outputs"][0]["files"][0]["url"]
+    assert api.get(file_url).status_code == 200
+
+    response = eraser.delete(f"/api/v1/jobs/{job.pk}/")
+    assert response.status_code == 204, response.content
+    assert response.content == b""
+
+    shown = api.get(f"/api/v1/jobs/{job.pk}/").json()
+    assert shown["erased_at"] and shown["erased_by"].startswith("key:")
+    assert (shown["input"], shown["params"]) == ({}, {})
+    assert shown["status"] == "succeeded" and shown["plugin"] == "reverse_text" and shown["finished_at"]
+    assert shown["outputs"][0]["content"] is None and shown["outputs"][0]["files"] == []
+    assert shown["outputs"][0]["review_state"] == "approved"
+    assert SECRET not in str(shown)
+    # every read of it holds: the list, the outputs, the file (gone, said so)
+    listed = api.get("/api/v1/jobs/").json()["results"]
+    assert [j["erased_at"] is not None for j in listed] == [True] and SECRET not in str(listed)
+    assert api.get(f"/api/v1/outputs/{output.pk}/").json()["content"] is None
+    assert SECRET not in str(api.get("/api/v1/outputs/").json())
+    gone = assert_envelope(api.get(file_url), 404, "not_found")
+    assert "erased" in gone["message"]
+
+    again = eraser.delete(f"/api/v1/jobs/{job.pk}/")  # erasing twice is fine
+    assert again.status_code == 204
+    assert AuditEvent.objects.filter(action="job_erased").count() == 1
+
+
+def test_the_usage_report_and_quota_read_the_same_after_erasure(project, eraser, api):
+    a_finished_job(project)
+    job, _ = a_finished_job(project)
+    usage, quota = api.get("/api/v1/usage/").json(), api.get("/api/v1/usage/quota/").json()
+    assert eraser.delete(f"/api/v1/jobs/{job.pk}/").status_code == 204
+    assert api.get("/api/v1/usage/").json() == usage
+    after = api.get("/api/v1/usage/quota/").json()
+    assert after["jobs_per_day"]["used"] == quota["jobs_per_day"]["used"]
+    assert after["compute_seconds_per_month"]["used"] == quota["compute_seconds_per_month"]["used"]
+
+
+def test_another_projects_job_and_an_unknown_id_are_404_and_stay(project, other_project, eraser):
+    theirs, _ = a_finished_job(other_project)
+    assert_envelope(eraser.delete(f"/api/v1/jobs/{theirs.pk}/"), 404, "not_found")
+    assert_envelope(eraser.delete("/api/v1/jobs/5c0ffee0-0000-4000-8000-000000000000/"), 404, "not_found")
+    assert Job.objects.get(pk=theirs.pk).erased_at is None
+
+
+def test_a_running_job_is_a_409_telling_to_cancel_first_and_a_queued_one_is_cancelled_and_erased(project, eraser):
+    running = build_job(project, status=JobStatus.RUNNING, input={"text": SECRET})
+    refused = assert_envelope(eraser.delete(f"/api/v1/jobs/{running.pk}/"), 409, "job_running")
+    assert f"/api/v1/jobs/{running.pk}/cancel/" in refused["message"] and "Nothing was erased" in refused["message"]
+    assert refused["details"] == {"running_jobs": [str(running.pk)]}
+    assert Job.objects.get(pk=running.pk).input == {"text": SECRET}
+
+    queued = build_job(project, status=JobStatus.QUEUED, input={"text": SECRET})
+    assert eraser.delete(f"/api/v1/jobs/{queued.pk}/").status_code == 204
+    erased = Job.objects.get(pk=queued.pk)
+    assert erased.status == JobStatus.CANCELLED and erased.erased_at is not None and erased.input == {}
+
+
+def test_only_owners_and_keys_with_content_erase_may_erase(project, make_key, client_for):
+    job, _ = a_finished_job(project)
+    default_key = client_for(make_key(project).raw)  # jobs:read jobs:write, what a new key gets
+    assert_envelope(default_key.delete(f"/api/v1/jobs/{job.pk}/"), 403, "permission_denied")
+    admin_key = client_for(make_key(project, ["admin", "jobs:read", "jobs:write"]).raw)
+    assert_envelope(admin_key.delete(f"/api/v1/jobs/{job.pk}/"), 403, "permission_denied")
+    for role in ("editor", "reviewer", "viewer"):
+        member = APIClient()
+        member.force_login(MembershipFactory(project=project, user=UserFactory(), role=role).user)
+        member.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+        assert_envelope(member.delete(f"/api/v1/jobs/{job.pk}/"), 403, "permission_denied")
+    assert Job.objects.get(pk=job.pk).erased_at is None
+    owner = APIClient()
+    owner_user = MembershipFactory(project=project, user=UserFactory(), role="owner").user
+    owner.force_login(owner_user)
+    owner.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+    assert owner.delete(f"/api/v1/jobs/{job.pk}/").status_code == 204
+    assert Job.objects.get(pk=job.pk).erased_by == f"user:{owner_user.pk}"
+
+
+def test_an_evaluation_case_is_a_409_naming_its_run(project, eraser):
+    from atelier_platform.evaluation.models import EvaluationCase, EvaluationRun, ReferenceSet
+
+    reference_set = ReferenceSet.objects.create(project=project, plugin_id="reverse_text", name="s", cases=[])
+    run = EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id="reverse_text")
+    job = build_job(project, purpose="evaluation")
+    EvaluationCase.objects.create(run=run, index=0, job=job)
+    refused = assert_envelope(eraser.delete(f"/api/v1/jobs/{job.pk}/"), 409, "evaluation_job")
+    assert str(run.pk) in refused["message"] and refused["details"]["evaluation_runs"] == [str(run.pk)]
+
+
+# --- conversations ------------------------------------------------------------------------------------------------
+
+def a_thread(project, *texts) -> Conversation:
+    conversation = Conversation.objects.create(project=project, plugin_id="reverse_text")
+    for index, text in enumerate(texts):
+        job = build_job(project, input={"messages": [{"role": "user", "content": text}],
+                                        "conversation_id": str(conversation.pk)})
+        ConversationMessage.objects.create(conversation=conversation, index=index, role="user", content=text, job=job)
+    return conversation
+
+
+def test_conversations_are_listed_newest_first_in_cursor_pages_of_the_project_only(project, other_project, api):
+    threads = [a_thread(project, f"hello {n}", "and more") for n in range(3)]
+    a_thread(other_project, "not theirs to see")
+    first = api.get("/api/v1/conversations/?page_size=2").json()
+    assert set(first) == {"next", "previous", "results"}
+    assert [c["id"] for c in first["results"]] == [str(threads[2].pk), str(threads[1].pk)]
+    assert first["results"][0] == {
+        "id": str(threads[2].pk), "plugin": "reverse_text", "created_at": first["results"][0]["created_at"],
+        "updated_at": first["results"][0]["updated_at"], "message_count": 2,
+        "url": f"/api/v1/conversations/{threads[2].pk}/"}
+    rest = api.get(first["next"]).json()
+    assert [c["id"] for c in rest["results"]] == [str(threads[0].pk)] and rest["next"] is None
+    assert_envelope(api.get("/api/v1/conversations/?cursor=forged"), 400, "validation_error")
+
+
+def test_delete_erases_a_conversation_and_its_jobs(project, other_project, eraser, api):
+    conversation = a_thread(project, SECRET, f"again: {SECRET}")
+    jobs = list(Job.objects.filter(project=project))
+    kept = a_thread(project, "another thread")
+    theirs = a_thread(other_project, SECRET)
+
+    assert_envelope(eraser.delete(f"/api/v1/conversations/{theirs.pk}/"), 404, "not_found")
+    response = eraser.delete(f"/api/v1/conversations/{conversation.pk}/")
+    assert response.status_code == 204, response.content
+
+    assert_envelope(api.get(f"/api/v1/conversations/{conversation.pk}/"), 404, "not_found")
+    assert [c["id"] for c in api.get("/api/v1/conversations/").json()["results"]] == [str(kept.pk)]
+    for job in jobs:
+        shown = api.get(f"/api/v1/jobs/{job.pk}/").json()
+        assert shown["erased_at"] and shown["input"] == {}
+    assert not ConversationMessage.objects.filter(content__contains=SECRET, conversation__project=project).exists()
+    assert Conversation.objects.filter(pk=theirs.pk).exists()
+    assert_envelope(eraser.delete(f"/api/v1/conversations/{conversation.pk}/"), 404, "not_found")  # gone
+
+
+def test_a_conversation_with_a_running_job_is_a_409_and_stays(project, eraser):
+    conversation = a_thread(project, SECRET)
+    running = build_job(project, status=JobStatus.RUNNING)
+    ConversationMessage.objects.create(conversation=conversation, index=1, role="user", content="more", job=running)
+    assert_envelope(eraser.delete(f"/api/v1/conversations/{conversation.pk}/"), 409, "job_running")
+    assert ConversationMessage.objects.filter(conversation=conversation).count() == 2
+    assert not Job.objects.filter(erased_at__isnull=False).exists()
+
+
+def test_a_jobs_read_key_lists_conversations_but_cannot_erase_them(project, make_key, client_for):
+    conversation = a_thread(project, "hi")
+    reader = client_for(make_key(project, ["jobs:read"]).raw)
+    assert reader.get("/api/v1/conversations/").status_code == 200
+    assert_envelope(reader.delete(f"/api/v1/conversations/{conversation.pk}/"), 403, "permission_denied")
+
+
+# --- the policy -------------------------------------------------------------------------------------------------
+
+def test_the_retention_is_set_and_cleared_through_the_policy_and_audited(project, make_key, client_for):
+    admin = client_for(make_key(project, ["admin"]).raw)
+    assert admin.get("/api/v1/safety/policy/").json()["content_retention_days"] is None
+    for wrong in (0, 3651, "a month", 1.5):
+        refused = assert_envelope(admin.patch("/api/v1/safety/policy/", {"content_retention_days": wrong}, format="json"),
+                                  400, "validation_error")
+        assert "content_retention_days" in refused["details"]
+    set_ = admin.patch("/api/v1/safety/policy/", {"content_retention_days": 30}, format="json")
+    assert set_.status_code == 200 and set_.json()["content_retention_days"] == 30
+    assert admin.get("/api/v1/safety/policy/").json()["content_retention_days"] == 30
+    event = AuditEvent.objects.filter(action="policy_changed").latest("id")
+    assert event.before["content_retention_days"] is None and event.after["content_retention_days"] == 30
+    cleared = admin.patch("/api/v1/safety/policy/", {"content_retention_days": None}, format="json")
+    assert cleared.status_code == 200 and cleared.json()["content_retention_days"] is None
+
+
+# --- the OpenAI-compatible answers ---------------------------------------------------------------------------------
+
+def test_an_openai_replay_of_an_erased_job_is_a_410(project):
+    from atelier_platform.jobs import erasure
+
+    job, _ = a_finished_job(project)
+    erasure.erase_jobs(project, [job], "user:1")
+    job = Job.objects.get(pk=job.pk)
+    for answer in (lambda: openai_services.chat_completion(job, "chatbot"),
+                   lambda: openai_services.images_response(job, "url", lambda path: path)):
+        with pytest.raises(OpenAIError) as erased:
+            answer()
+        assert erased.value.status == 410 and erased.value.code == "job_erased" and str(job.pk) in erased.value.message
