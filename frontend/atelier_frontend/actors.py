@@ -42,6 +42,8 @@ def actor_names(project, actors: Iterable[str]) -> dict[str, str]:
                 else _("API key %(key)s") % {"key": key}
         elif actor == "screening":
             names[actor] = _("automatic screening")
+        elif actor == "retention":  # jobs.erasure.RETENTION_ACTOR
+            names[actor] = _("the project's content retention")
         elif kind == "system":
             names[actor] = _("Atelier (%(part)s)") % {"part": ident} if ident else _("Atelier")
         else:

@@ -70,6 +70,11 @@ def badges(job) -> list[Badge]:
     """The badges of ``job``'s status cell. For a succeeded job only, reads its outputs' review states: the counts of
     ``with_review_state_counts``, or else ``job.outputs.all()``, which the pages prefetch (``only("job_id",
     "review_state")`` is enough)."""
+    if getattr(job, "erased_at", None) is not None:
+        # what its outputs were matters no more: nobody may use them, and no reviewer will decide them
+        return [Badge(job.status, "", gettext("Content erased"), gettext(
+            "%(status)s; its content was erased since. The job stays in the history and usage.") % {
+            "status": WORDS[job.get_status_display()]})]
     if job.status != JobStatus.SUCCEEDED:
         return [Badge(job.status, "", str(WORDS[job.get_status_display()]))]
     counts = _review_state_counts(job)

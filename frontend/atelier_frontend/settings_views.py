@@ -31,7 +31,8 @@ from atelier_platform.accounts.services import (
 )
 from atelier_platform.config import get_config
 from atelier_platform.moderation import audit, policies
-from atelier_platform.moderation.models import LEASE_SECONDS, AllowlistEntry, AuditEvent, BlocklistEntry, ReviewMode
+from atelier_platform.moderation.models import (LEASE_SECONDS, RETENTION_DAYS, AllowlistEntry, AuditEvent, BlocklistEntry,
+                                                ReviewMode)
 from atelier_platform.moderation.screening import policy_for
 from atelier_platform.webhooks import services as webhooks
 from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS
@@ -63,6 +64,7 @@ KEY_EXPIRY_WARNING = timedelta(days=7)
 POLICY_FIELD_LABELS = {"review_mode": gettext_lazy("Mode"),
                        "audit_sample_percent": gettext_lazy("Audit sample, %% of released outputs"),
                        "lease_seconds": gettext_lazy("Lease, seconds"),
+                       "content_retention_days": gettext_lazy("Keep generated content, days"),
                        "reject_reasons": gettext_lazy("Reject reasons (comma-separated)"),
                        "thresholds": gettext_lazy("Safety thresholds")}
 #: The section of the page each action's form is in: a refused form's errors are shown there, at the form the
@@ -473,7 +475,7 @@ def _posted_policy(posted, stored) -> dict:
     whatever else they changed is not lost with the one value refused."""
     typed = SimpleNamespace(
         review_mode=posted.get("review_mode", ""), audit_sample_percent=posted.get("audit_sample_percent", ""),
-        lease_seconds=posted.get("lease_seconds", ""),
+        lease_seconds=posted.get("lease_seconds", ""), content_retention_days=posted.get("content_retention_days", ""),
         **{name: posted.get(name) == "on" for name in ("second_review_for_flagged", "forbid_self_approval", "mask_personal_data")})
     thresholds = [(category, {"review": posted.get(f"review:{category}", limits["review"]),
                               "block": posted.get(f"block:{category}", limits["block"])})
@@ -562,7 +564,14 @@ def _policy_changes(posted) -> dict:
         raise ValidationError({"reject_reasons": [_("Give reasons as lowercase words joined by underscores, separated by commas.")]})
     if not LEASE_SECONDS[0] <= number("lease_seconds") <= LEASE_SECONDS[1]:
         raise ValidationError({"lease_seconds": [_("From 30 to 86,400 seconds (a day).")]})
+    retention = None  # empty: content is kept for good
+    if posted.get("content_retention_days", "").strip():
+        retention = number("content_retention_days")
+        if not RETENTION_DAYS[0] <= retention <= RETENTION_DAYS[1]:
+            raise ValidationError({"content_retention_days": [_("From 1 to 3,650 days (ten years), or empty to keep "
+                                                                "content for good.")]})
     return {
+        "content_retention_days": retention,
         "review_mode": posted.get("review_mode"),
         "audit_sample_percent": number("audit_sample_percent"),
         "lease_seconds": number("lease_seconds"),

@@ -21,6 +21,7 @@ WORDS = {
     "See the review queue": _("See the review queue"), "Claim and decide reviews": _("Claim and decide reviews"),
     "Manage the project: members, keys, policies": _("Manage the project: members, keys, policies"),
     "Manage webhook endpoints and see their deliveries": _("Manage webhook endpoints and see their deliveries"),
+    "Erase jobs' and conversations' content for good": _("Erase jobs' and conversations' content for good"),
     # webhook delivery statuses (the others are job words below)
     "pending": _("pending"),
     # roles
@@ -51,6 +52,8 @@ WORDS = {
     "reference set deleted": _("reference set deleted"), "evaluation started": _("evaluation started"),
     # changes made in the Django admin
     "project renamed": _("project renamed"), "job deleted": _("job deleted"),
+    # erasures (jobs.erasure): an owner's, an API key's, or the content retention's
+    "job erased": _("content erased"), "conversation erased": _("conversation erased"),
     "blocklist entry changed": _("blocklist entry changed"),
     # worker states, as fleet.models names them (and "lost", which the platform shows for a silent one)
     "starting": _("starting"), "ready": _("ready"), "busy": _("busy"), "unhealthy": _("unhealthy"),

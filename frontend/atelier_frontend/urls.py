@@ -17,6 +17,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", views.job_detail, name="job"),
     path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("library/", library_views.library_page, name="library"),
+    path("jobs/<uuid:job_id>/erase/", views.job_erase, name="job-erase"),
     path("chat/", views.chat, name="chat"),
     path("chat/<uuid:conversation_id>/", views.chat, name="chat-thread"),
     path("usage/", views.usage_page, name="usage"),

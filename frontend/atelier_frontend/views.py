@@ -166,7 +166,7 @@ def create_plugin(request, here, plugin_id: str):
         # the member's own prompts: not the cases of an evaluation they started
         Job.objects.filter(project=here.project, plugin_id=plugin_id, submitted_by=request.user,
                            purpose=JobPurpose.REQUEST)
-        .only("id", "input", "created_at", "status", "purpose")).order_by("-created_at")[:RECENT_PROMPTS]
+        .only("id", "input", "created_at", "status", "purpose", "erased_at")).order_by("-created_at")[:RECENT_PROMPTS]
     return page(request, "atelier_frontend/create_plugin.html", {
         "plugin": info, "fields": fields, "priority": priority, "priorities": range(10), "form_errors": form_errors,
         "recent": [(job, _summary(job.input, plugin_id=plugin_id)) for job in recent], "notice": notice,
@@ -312,7 +312,7 @@ def jobs_status(request, here):
         except ValueError:
             continue
     rows = Job.objects.filter(project=here.project, pk__in=ids).only(
-        "id", "status", "progress", "progress_detail", "error_code", "error_message", "finished_at", "purpose",
+        "id", "status", "progress", "progress_detail", "error_code", "error_message", "finished_at", "purpose", "erased_at",
     ).prefetch_related(review_states_of_outputs()) if ids else []
     # html: the status cell as the pages render it (the review state of a finished job's outputs, a running
     # job's progress in words), for the pages to show as it is
@@ -395,11 +395,14 @@ def job_detail(request, here, job_id):
         # As the jobs API: a blocked or rejected output keeps its state and flags here, never its content or
         # files, whoever looks (reviewers read it in the review panel).
         withheld = output.review_state in WITHHELD_REVIEW_STATES
-        files = [] if withheld else output.files.all()
+        # an erased job's outputs keep their state and flags; what is left of their content is the usage report's
+        files = [] if withheld or job.erased_at else output.files.all()
         shown.append({
             "output": output,
-            "withheld": WITHHELD_NOTICES[output.review_state] if withheld else "",
-            "html": "" if withheld else render_value(output.content, "content", spans_of(output.safety), *labels["content"]),
+            "withheld": (WITHHELD_NOTICES[output.review_state] if withheld
+                         else _("Erased: its content and files are gone.") if job.erased_at else ""),
+            "html": "" if withheld or job.erased_at else render_value(output.content, "content", spans_of(output.safety),
+                                                                      *labels["content"]),
             "flags": flagged_categories(output.safety),
             "images": [f for f in files if f.media_type in IMAGE_TYPES and f.role != "thumbnail"],
             "thumbnails": {f.role: f for f in files},
@@ -416,7 +419,7 @@ def job_detail(request, here, job_id):
     events = list(AuditEvent.objects.filter(about, project=here.project).order_by("created_at", "id")[:200])
     decisions = [decision for shown_output in shown for decision in shown_output["decisions"]]
     names = actor_names(here.project, [e.actor for e in events] + [d.decided_by for d in decisions]
-                        + ([f"key:{job.api_key.prefix}"] if job.api_key else []))
+                        + ([f"key:{job.api_key.prefix}"] if job.api_key else []) + [job.erased_by])
     for decision in decisions:
         decision.who = names.get(decision.decided_by, decision.decided_by)
         decision.changes = _what_an_edit_changed(decision, here)
@@ -440,6 +443,10 @@ def job_detail(request, here, job_id):
         evaluation_case = EvaluationCase.objects.filter(job=job, run__project=here.project).first()
     return page(request, "atelier_frontend/job_detail.html", {
         "evaluation_case": evaluation_case,
+        "notice": request.session.pop(JOB_NOTICE_SESSION, "") if request.method == "GET" else "",
+        "erased_by": names.get(job.erased_by, job.erased_by) if job.erased_at else "",
+        # a case of an evaluation run is erased with its run's set, not from here (the service refuses it too)
+        "can_erase": here.can(Capability.CONTENT_ERASE) and not job.erased_at and evaluation_case is None,
         "job": job, "outputs": shown, "explanation": explanation, "can_submit": here.can(Capability.JOBS_WRITE),
         "input_html": render_value(job.input, "input", spans_of(job.input_screening), *labels["input"]),
         "input_flags": flagged_categories(job.input_screening), "timeline": timeline,
@@ -534,6 +541,11 @@ def _chat_rows(conversation, before: str | None):
                      .values_list("last", flat=True))
     rows, waiting = [], None
     for message in messages:
+        if message.job is not None and message.job.erased_at is not None:
+            # its text is gone (``jobs.erasure``), and what is left of its job's outputs is no reply
+            rows.append({"role": message.role, "text": _("This turn was erased."), "erased": True, "sources": [],
+                         "state": "", "job": message.job})
+            continue
         outputs = list(message.job.outputs.all()) if message.job else []
         first = outputs[0] if outputs else None
         content = first.content if first and isinstance(first.content, dict) else {}
@@ -585,6 +597,36 @@ def job_cancel(request, here, job_id):
         lifecycle.cancel_job(job)
     except JobServiceError:
         pass  # it finished meanwhile: the page shows how
+    return redirect("job", job_id=job.pk)
+
+
+#: what an owner's erasure did (or why it was refused), shown once on the job page the redirect leads to
+JOB_NOTICE_SESSION = "atelier_job_notice"
+
+
+@needs(Capability.CONTENT_ERASE)
+@require_POST
+def job_erase(request, here, job_id):
+    """Erase the job's content for good (``jobs.erasure``, as ``DELETE /api/v1/jobs/{id}/``): the page then says so."""
+    from atelier_platform.jobs import erasure
+
+    job = Job.objects.filter(project=here.project, pk=job_id).only("id").first()
+    if job is None:
+        raise Http404("No such job in this project.")
+    try:
+        done = erasure.erase_jobs(here.project, [job.pk], f"user:{request.user.pk}")
+    except erasure.JobStillRunning:
+        request.session[JOB_NOTICE_SESSION] = _("Not erased: the job is running. Cancel it, and erase it once it has "
+                                                "stopped.")
+    except erasure.EvaluationJobKept:
+        request.session[JOB_NOTICE_SESSION] = _("Not erased: this job answers a case of an evaluation run. Delete the "
+                                                "run's reference set first.")
+    else:
+        others = len(done.erased) - 1
+        request.session[JOB_NOTICE_SESSION] = (
+            ngettext("Erased, with %(n)s regeneration of the same request.",
+                     "Erased, with %(n)s regenerations of the same request.", others) % {"n": others}
+            if others > 0 else _("Erased.") if done.erased else _("This job's content was erased already."))
     return redirect("job", job_id=job.pk)
 
 
