@@ -48,6 +48,18 @@ def editor(project, signed_in):
 
 
 class TestWhatTheLibraryShows:
+    def test_an_erased_jobs_output_is_neither_shown_nor_exported_nor_found(self, project, editor):
+        from atelier_platform.jobs import erasure
+
+        kept = an_output(project, "kept words", state=RELEASED)
+        gone = an_output(project, "erased words", state=RELEASED)
+        erasure.erase_jobs(project, [gone.job_id], "user:1")
+        assert shown(editor.get("/library/")) == [str(kept.pk)]
+        assert shown(editor.get("/library/", {"q": "erased"})) == []
+        assert "erased words" not in exported(editor, "/library/?export=jsonl")
+        assert [json.loads(line)["output_id"] for line in exported(editor, "/library/?export=jsonl").splitlines()] == [
+            str(kept.pk)]
+
     def test_only_final_content_never_pending_rejected_or_blocked(self, project, editor, member):
         reviewer = member(project, "reviewer")
         approved = approved_by(an_output(project, "approved words", state=PENDING), reviewer)

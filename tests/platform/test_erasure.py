@@ -86,11 +86,12 @@ def a_job_with_every_copy(project, *, django_capture_on_commit_callbacks) -> dic
 
 
 def rows_holding(text: str) -> list[str]:
-    """Every row of every table (through the ORM) that holds ``text`` anywhere, named by model and key."""
+    """Every row of every table (through the ORM) that holds ``text`` anywhere, in any case (search columns keep
+    texts case-folded), named by model and key."""
     found = []
     for model in apps.get_models():
         for row in model._base_manager.values():
-            if text in str(row):
+            if text.casefold() in str(row).casefold():
                 found.append(f"{model._meta.label} {row.get(model._meta.pk.attname)}")
     return found
 

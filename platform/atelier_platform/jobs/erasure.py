@@ -248,7 +248,8 @@ def erase_jobs(project, jobs: Iterable, actor: str, *, with_regenerations: bool 
         outputs = {pk: (job_id, content, safety) for pk, job_id, content, safety in
                    Output.objects.filter(job_id__in=done.erased).values_list("pk", "job_id", "content", "safety")}
         _update_each(Output, {pk: {"content": token_counts_only(content), "safety": without_excerpts(safety)}
-                              for pk, (_, content, safety) in outputs.items()}, ["content", "safety"])
+                              for pk, (_, content, safety) in outputs.items()}, ["content", "safety"],
+                     search_text="")  # the library's search matched the content's words
         done.outputs = len(outputs)
 
         files = list(OutputFile.objects.filter(output_id__in=list(outputs)).exclude(file="").only("id", "file", "output_id"))

@@ -52,7 +52,8 @@ class LibraryFilters:
 
 def final_outputs(project, filters: LibraryFilters = LibraryFilters()) -> QuerySet:
     """The project's final outputs that match ``filters``, newest first, with what a page or an export shows of them."""
-    outputs = Output.objects.filter(final_content(), job__project=project)
+    # an erased job's outputs keep their review state (the tombstone) but no content: nothing to browse or take away
+    outputs = Output.objects.filter(final_content(), job__project=project, job__erased_at__isnull=True)
     if filters.plugin:
         outputs = outputs.filter(job__plugin_id=filters.plugin)
     if filters.created_after is not None:

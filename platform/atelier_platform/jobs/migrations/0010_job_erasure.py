@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0005_invitation_invited_by_key'),
         ('catalog', '0003_modelversion_project'),
-        ('jobs', '0008_model_version_goes_with_its_project'),
+        ('jobs', '0009_output_search_text'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
