@@ -129,6 +129,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("POST", "/v1/images/generations"):                          ("jobs:write", "owner editor"),
     ("POST", "/v1/responses"):                                   ("jobs:write", "owner editor"),
     ("GET", "/v1/responses/{response_id}"):                      ("jobs:read", ALL),
+    ("DELETE", "/v1/responses/{response_id}"):                   ("content:erase", "owner"),
     ("GET", "/v1/responses/{response_id}/input_items"):          ("jobs:read", ALL),
 }
 

@@ -459,3 +459,41 @@ def test_no_body_gives_a_server_error(api, chat_project, wait_s):
                                                response.json()["error"]["code"] == "job_still_running"), (body, response.content)
         if response.status_code >= 400:
             assert_openai_error(response, response.status_code)
+
+
+# --- erasure -----------------------------------------------------------------------------------------------
+def test_deleting_a_response_erases_its_job_and_reading_it_afterwards_is_gone(api, chat_project, make_key, client_for,
+                                                                              wait_s):
+    job = queued_job(api, wait_s)
+    finish(job, ReviewState.APPROVED)
+    assert api.get(f"{RESPONSES}/{rid(job)}").json()["output"][0]["content"][0]["text"].startswith("Returns")
+    assert_openai_error(api.delete(f"{RESPONSES}/{rid(job)}"), 403, "permission_denied")  # jobs:read/write only
+    assert Job.objects.get(pk=job.pk).erased_at is None
+
+    owner_key = client_for(make_key(chat_project, ["jobs:read", "content:erase"]).raw)
+    deleted = owner_key.delete(f"{RESPONSES}/{rid(job)}")
+    assert deleted.status_code == 200, deleted.content
+    assert deleted.json() == {"id": rid(job), "object": "response", "deleted": True}
+    erased = Job.objects.get(pk=job.pk)
+    assert erased.erased_at is not None and erased.input == {} and Output.objects.get(job=job).content == {
+        "usage": {"prompt_tokens": 30, "completion_tokens": 9}}
+    assert_openai_error(owner_key.get(f"{RESPONSES}/{rid(job)}"), 410, "job_erased")
+    assert owner_key.delete(f"{RESPONSES}/{rid(job)}").status_code == 200  # again: the same answer, nothing more
+
+
+def test_deleting_another_projects_or_an_unknown_response_is_404(chat_project, other_project, make_key, client_for):
+    from tests.api.helpers import build_job
+
+    theirs = build_job(other_project, plugin="chatbot", input={"messages": []})
+    owner_key = client_for(make_key(chat_project, ["jobs:read", "content:erase"]).raw)
+    for value in (rid(theirs), "resp_" + "0" * 32, "nonsense"):
+        assert_openai_error(owner_key.delete(f"{RESPONSES}/{value}"), 404, "response_not_found")
+    assert Job.objects.get(pk=theirs.pk).erased_at is None
+
+
+def test_a_running_response_is_not_erased(api, chat_project, make_key, client_for, wait_s):
+    job = queued_job(api, wait_s)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, started_at=timezone.now())
+    owner_key = client_for(make_key(chat_project, ["jobs:read", "content:erase"]).raw)
+    assert_openai_error(owner_key.delete(f"{RESPONSES}/{rid(job)}"), 409, "job_running")
+    assert Job.objects.get(pk=job.pk).erased_at is None

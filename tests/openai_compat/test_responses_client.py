@@ -42,6 +42,19 @@ def test_a_response_pending_review_holds_the_notice_and_a_retrieval_delivers_the
     assert stored.status in ("completed", "incomplete") and stored.output[0].id == response.output[0].id
 
 
+def test_the_client_deletes_a_response_and_then_reads_it_as_gone(client, live_server, chat_project, worker, make_key):
+    response = client.responses.create(model="chatbot", input=QUESTION, max_output_tokens=16)
+    with pytest.raises(openai.PermissionDeniedError):  # the default key may read and write jobs, not erase them
+        client.responses.delete(response.id)
+    eraser = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=make_key(chat_project, ["jobs:read", "content:erase"]).raw,
+                           max_retries=0, timeout=60)
+    assert eraser.responses.delete(response.id) is None  # the client reads no body
+    with pytest.raises(openai.APIStatusError) as gone:
+        eraser.responses.retrieve(response.id)
+    assert gone.value.status_code == 410 and gone.value.code == "job_erased"
+    assert Job.objects.get(pk=response.model_extra["atelier"]["job_id"]).erased_at is not None
+
+
 def test_stream_helper_gives_the_events_and_the_final_response(client, chat_project, worker):
     with client.responses.stream(model="chatbot", input=QUESTION, max_output_tokens=16) as stream:
         events = list(stream)

@@ -363,6 +363,14 @@ class ResponseObject(OpenAIModel):
     atelier: AtelierResponseInfo
 
 
+class ResponseDeleted(OpenAIModel):
+    """The answer to ``DELETE /v1/responses/{id}``: the response's job was erased (OpenAI's client reads no body)."""
+
+    id: str
+    object: Literal["response"] = "response"
+    deleted: Literal[True] = True
+
+
 class ResponseInputItemList(OpenAIModel):
     object: Literal["list"] = "list"
     data: list[ResponseInputMessage]

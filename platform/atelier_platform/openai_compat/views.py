@@ -18,8 +18,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from atelier_platform.accounts.roles import Capability
+from atelier_platform.api.keys_views import actor_of
 from atelier_platform.openai_compat import openapi  # noqa: F401 - registers the OpenAPI description of the pydantic shapes
-from atelier_platform.jobs import waiting
+from atelier_platform.jobs import erasure, waiting
 from atelier_platform.jobs.models import Job
 from atelier_platform.jobs.submission import CHAT_COMPLETIONS_SCOPE, IMAGE_GENERATIONS_SCOPE, RESPONSES_SCOPE
 from atelier_platform.openai_compat import responses, services
@@ -33,6 +34,7 @@ from atelier_platform.openai_compat.schemas import (
     OpenAIErrorResponse,
     OpenAIModelList,
     OpenAIModelObject,
+    ResponseDeleted,
     ResponseInputItemList,
     ResponseObject,
 )
@@ -266,7 +268,7 @@ def found_response(request, response_id: str) -> Job:
 
 
 class ResponseDetailView(OpenAIView):
-    required_capabilities = {"get": Capability.JOBS_READ}
+    required_capabilities = {"get": Capability.JOBS_READ, "delete": Capability.CONTENT_ERASE}
 
     @extend_schema(
         operation_id="openai_responses_retrieve", tags=TAGS, summary="One response (OpenAI-compatible Responses API)",
@@ -283,6 +285,22 @@ class ResponseDetailView(OpenAIView):
         if request.query_params.get("stream", "false").lower() not in ("false", "0"):
             raise services.unsupported("stream", "A stored response cannot be streamed again: leave stream out.")
         return Response(responses.response_object(found_response(request, response_id)).model_dump(mode="json"))
+
+    @extend_schema(
+        operation_id="openai_responses_delete", tags=TAGS, summary="Erase a response (OpenAI-compatible Responses API)",
+        description=(
+            "Erases the response's job as `DELETE /api/v1/jobs/{id}/` does (scope `content:erase`): its input, reply, "
+            "review texts, conversation turns and every copy of them; the job stays as a tombstone for quotas and usage, "
+            "and reading the response afterwards answers 410 `job_erased`. A queued job is cancelled first; a running "
+            "one is refused with 409 `job_running` (cancel it, then erase it). Erasing it again answers the same."
+        ),
+        request=None,
+        responses={200: ResponseDeleted, 401: ERRORS[401], 403: ERRORS[403], 404: RESPONSE_NOT_FOUND, 409: ERRORS[409]},
+    )
+    def delete(self, request, response_id: str):
+        job = found_response(request, response_id)
+        erasure.erase_jobs(request.access.project, [job.pk], actor_of(request))
+        return Response(ResponseDeleted(id=responses.response_id(job.pk)).model_dump(mode="json"))
 
 
 class ResponseInputItemsView(OpenAIView):
