@@ -39,6 +39,9 @@ SWEEP_WEBHOOKS_TASK = "atelier.sweep_webhooks"
 ERASE_EXPIRED_CONTENT_TASK = "atelier.erase_expired_content"
 #: How often the projects' content retention is applied: a day's retention is kept to within an hour.
 RETENTION_INTERVAL_S = 3600
+START_EVALUATION_WATCHES_TASK = "atelier.start_evaluation_watches"
+#: how often beat looks for due evaluation watches (``evaluation.watch``; their interval is whole hours)
+EVALUATION_WATCH_TICK_S = 60.0
 
 
 #: Bounds of one connection attempt and of one command's answer on a Redis broker (as ``redis_client``'s).
@@ -103,7 +106,8 @@ def _broker_options(config) -> dict:
 def create_app() -> Celery:
     config = get_config()
     app = Celery("atelier", include=["atelier_platform.jobs.tasks", "atelier_workers.tasks", "atelier_workers.knowledge_tasks",
-                                    "atelier_workers.evaluation_tasks", "atelier_platform.webhooks.tasks"])
+                                    "atelier_workers.evaluation_tasks", "atelier_platform.webhooks.tasks",
+                                    "atelier_platform.evaluation.tasks"])
     app.conf.update(
         broker_url=config.resolved_broker_url,
         broker_transport_options=_broker_options(config),
@@ -134,6 +138,7 @@ def create_app() -> Celery:
             DELIVER_WEBHOOK_TASK: {"queue": QUEUE_PLATFORM},
             SWEEP_WEBHOOKS_TASK: {"queue": QUEUE_PLATFORM},
             ERASE_EXPIRED_CONTENT_TASK: {"queue": QUEUE_PLATFORM},
+            START_EVALUATION_WATCHES_TASK: {"queue": QUEUE_PLATFORM},
         },
         task_default_exchange=QUEUE_PLATFORM,
         task_default_routing_key=QUEUE_PLATFORM,
@@ -168,6 +173,12 @@ def create_app() -> Celery:
                 "task": ERASE_EXPIRED_CONTENT_TASK,
                 "schedule": RETENTION_INTERVAL_S,
                 "options": {"queue": QUEUE_PLATFORM, "expires": RETENTION_INTERVAL_S},
+            },
+            # starts the due scheduled evaluations (each claimed once, whichever beat or delivery runs it)
+            "start-evaluation-watches": {
+                "task": START_EVALUATION_WATCHES_TASK,
+                "schedule": EVALUATION_WATCH_TICK_S,
+                "options": {"queue": QUEUE_PLATFORM, "expires": EVALUATION_WATCH_TICK_S * 2},
             },
         },
     )

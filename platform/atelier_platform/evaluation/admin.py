@@ -1,9 +1,9 @@
-"""Read only: reference sets change through the API (validated against the plugin, audited), runs come from their
-jobs."""
+"""Read only: reference sets and watches change through the API (validated against the plugin, audited), runs come
+from their jobs."""
 
 from django.contrib import admin
 
-from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
+from atelier_platform.evaluation.models import EvaluationRun, EvaluationSchedule, ReferenceSet
 from atelier_platform.moderation.admin import AtelierModelAdmin
 
 
@@ -29,4 +29,11 @@ class ReferenceSetAdmin(ReadOnlyAdmin):
 class EvaluationRunAdmin(ReadOnlyAdmin):
     list_display = ("id", "project", "reference_set", "model_version", "status", "cases_done", "cases_total", "created_at")
     list_filter = ("status", "plugin_id")
+    search_fields = ("project__slug", "reference_set__name")
+
+
+@admin.register(EvaluationSchedule)
+class EvaluationScheduleAdmin(ReadOnlyAdmin):
+    list_display = ("reference_set", "project", "interval_hours", "enabled", "next_run_at", "last_skip_code")
+    list_filter = ("enabled",)
     search_fields = ("project__slug", "reference_set__name")

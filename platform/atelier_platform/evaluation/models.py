@@ -118,6 +118,12 @@ class EvaluationRun(models.Model):
     #: last sent (the sweeper sends it again when overdue), and how many times; None once scored or given up
     scoring_sent_at = models.DateTimeField(null=True, blank=True)
     scoring_attempts = models.PositiveSmallIntegerField(default=0)
+    #: the watch that started it (``watch``); null for a run someone started, or once its watch was deleted
+    schedule = models.ForeignKey("EvaluationSchedule", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="runs")
+    #: a scheduled run's verdict once it ended (``watch.judge``): outcome, the run it was measured against, the
+    #: gates; empty for other runs and while it goes
+    watch = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -125,7 +131,8 @@ class EvaluationRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["project", "-created_at"], name="evaluation_run_project_newest"),
-                   models.Index(fields=["status"], name="evaluation_run_status")]
+                   models.Index(fields=["status"], name="evaluation_run_status"),
+                   models.Index(fields=["schedule", "-created_at"], name="evaluation_run_schedule_newest")]
 
     @property
     def is_finished(self) -> bool:
@@ -145,3 +152,38 @@ class EvaluationCase(models.Model):
     class Meta:
         ordering = ["run", "index"]
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="one_job_per_evaluation_case")]
+
+
+class EvaluationSchedule(models.Model):
+    """A watch on the model in production: the set evaluated every ``interval_hours`` (beat starts each due one's run
+    through the API's service, ``watch.start_due``), each scheduled run measured against the watch's previous
+    succeeded one with the limits of ``max_drop`` (the ``evaluate`` command's gate). One per reference set."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="evaluation_schedules")
+    reference_set = models.OneToOneField(ReferenceSet, on_delete=models.CASCADE, related_name="schedule")
+    #: the version evaluated; null: the version the project pins when each run starts (the default model if none)
+    model_version = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.RESTRICT,
+                                      related_name="evaluation_schedules")
+    interval_hours = models.PositiveIntegerField()
+    #: each gated metric's largest allowed drop against the previous run (``gate.checked_max_drops``)
+    max_drop = models.JSONField(default=dict)
+    enabled = models.BooleanField(default=True)
+    #: when beat starts the next run (the first tick at or after it); moved on by whole intervals when claimed
+    next_run_at = models.DateTimeField()
+    last_run = models.ForeignKey(EvaluationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    #: the last time it was due and started nothing, and why (``watch.SKIPPED_*``, with a message in English)
+    last_skipped_at = models.DateTimeField(null=True, blank=True)
+    last_skip_code = models.CharField(max_length=40, blank=True, default="")
+    last_skip_message = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["enabled", "next_run_at"], name="evaluation_schedule_due")]
+
+    def __str__(self) -> str:
+        return f"watch of {self.reference_set_id} every {self.interval_hours} h"

@@ -424,9 +424,10 @@ def input_fingerprint(input_data: dict[str, Any], params: dict[str, Any]) -> str
 
 
 def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id=None, actor: str, user=None,
-              api_key=None) -> EvaluationRun:
+              api_key=None, schedule=None) -> EvaluationRun:
     """Start a run of ``reference_set`` with a model version (None: the project's current model): the run and
-    one queued evaluation job per case, all or nothing; the jobs are published once they commit."""
+    one queued evaluation job per case, all or nothing; the jobs are published once they commit. ``schedule``: the
+    watch that starts it (``watch``), judged against the watch's previous run when it ends."""
     from atelier_platform.jobs.submission import JobRequest, submit_evaluation_jobs
 
     if reference_set.project_id != project.pk:  # callers look sets up in the project; a guard all the same
@@ -448,7 +449,7 @@ def start_run(project: Project, reference_set: ReferenceSet, *, model_version_id
                               "another once one has finished.")
         run = EvaluationRun.objects.create(project=project, reference_set=reference_set, plugin_id=reference_set.plugin_id,
                                            model_version=version, created_by=user, api_key=api_key,
-                                           cases_total=len(requests))
+                                           cases_total=len(requests), schedule=schedule)
         jobs = submit_evaluation_jobs(project, requests, model_version=version, submitted_by=user)
         EvaluationCase.objects.bulk_create([EvaluationCase(run=run, index=index, job=job) for index, job in enumerate(jobs)])
         # each case's reference as it is now: the set may be changed while the run goes, and scored against its own;
@@ -478,7 +479,7 @@ RUN_SCOPE = "evaluation/runs"
 
 
 def start_run_once(project: Project, reference_set: ReferenceSet, *, idempotency_key: str | None, model_version_id=None,
-                   actor: str, user=None, api_key=None) -> tuple[EvaluationRun, bool]:
+                   actor: str, user=None, api_key=None, schedule=None) -> tuple[EvaluationRun, bool]:
     """``start_run`` with an Idempotency-Key, as a batch of jobs takes one (``usage.idempotency``): the same key with
     the same set and version gives the first run back (False: not started now); with another, 422
     ``idempotency_key_reused``; while the first start runs, 409 ``idempotency_in_flight``. Without a key, a start."""
@@ -486,7 +487,7 @@ def start_run_once(project: Project, reference_set: ReferenceSet, *, idempotency
 
     if not idempotency_key:
         return start_run(project, reference_set, model_version_id=model_version_id, actor=actor, user=user,
-                         api_key=api_key), True
+                         api_key=api_key, schedule=schedule), True
     fingerprint = idempotency.body_fingerprint(RUN_SCOPE, str(reference_set.pk), model_version_id)
     with idempotency.hold(project, RUN_SCOPE, idempotency_key, fingerprint) as held:
         if held.is_replay:
@@ -495,7 +496,7 @@ def start_run_once(project: Project, reference_set: ReferenceSet, *, idempotency
                 raise RunGone("The run this Idempotency-Key started was deleted; use a new key to start another.")
             return run, False
         run = start_run(project, reference_set, model_version_id=model_version_id, actor=actor, user=user,
-                        api_key=api_key)
+                        api_key=api_key, schedule=schedule)
         # kept as long as a batch's: a retry a day later must not start the run again
         held.complete(201, {"run_id": str(run.pk)}, keep_for=idempotency.FOR_GOOD)
         return run, True
@@ -741,9 +742,12 @@ def cancel_run(run: EvaluationRun, *, actor: str) -> EvaluationRun:
 
 def announce_finished(run: EvaluationRun) -> None:
     """Send ``evaluation_run_finished`` for a run that has just ended (in the caller's transaction, under the run's
-    row lock), once that commits: each way a run ends calls this where it ends it, so once per run."""
+    row lock), once that commits: each way a run ends calls this where it ends it, so once per run. A scheduled run
+    is judged here first (``watch.judge``), in the same transaction."""
+    from atelier_platform.evaluation import watch
     from atelier_platform.evaluation.signals import evaluation_run_finished
 
+    watch.judge(run)  # a scheduled run's verdict, committed with its end: the webhook then reads it
     run_id = run.pk
     transaction.on_commit(lambda: evaluation_run_finished.send(sender=EvaluationRun, run_id=run_id), robust=True)
 
