@@ -19,7 +19,7 @@ from atelier_platform.accounts import invitations
 from atelier_platform.accounts.models import Membership
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.conversations.models import Conversation, ConversationMessage
-from atelier_platform.evaluation.models import EvaluationRun, ReferenceImage, ReferenceSet
+from atelier_platform.evaluation.models import EvaluationRun, EvaluationSchedule, ReferenceImage, ReferenceSet
 from atelier_platform.jobs.models import Job
 from atelier_platform.knowledge.models import KnowledgeChunk, KnowledgeDocument
 from atelier_platform.moderation.models import ReviewItem
@@ -103,6 +103,8 @@ def make_objects(project) -> dict:
         status="succeeded", finished_at=timezone.now(), metrics={"chrf": chrf, "bleu": chrf / 2},
         results=[{"index": 0, "job_id": str(job.pk), "status": "succeeded", "output": "On its way.",
                   "reference": "On its way.", "chrf": chrf, "error": None}]) for chrf in (60.0, 70.0)]
+    schedule = EvaluationSchedule.objects.create(project=project, reference_set=reference_set, interval_hours=24,
+                                                 max_drop={"chrf": 1.5}, next_run_at=timezone.now())
     member = Membership.objects.create(project=project, user=UserFactory(), role="viewer")
     invitation = invitations.invite(project, "user:0", email=f"invited{next(_n)}@example.com", role="viewer").invitation
     picture = b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes  # served as stored: it need not decode
@@ -115,7 +117,7 @@ def make_objects(project) -> dict:
         "api_key": issue_api_key(project, scopes=["jobs:read"], name=f"target{next(_n)}").api_key,
         "reference_set": reference_set, "run": run, "scored_run": scored_runs[0], "baseline_run": scored_runs[1],
         "member": member, "invitation": invitation,
-        "reference_image": reference_image,
+        "reference_image": reference_image, "schedule": schedule,
     }
 
 
@@ -152,6 +154,7 @@ PATH_IDS = {
     "/api/v1/evaluation/runs/{pk}/": lambda o: {"pk": o["run"].pk},
     "/api/v1/evaluation/runs/{pk}/cancel/": lambda o: {"pk": o["run"].pk},
     "/api/v1/evaluation/runs/{pk}/compare/": lambda o: {"pk": o["scored_run"].pk},
+    "/api/v1/evaluation/schedules/{pk}/": lambda o: {"pk": o["schedule"].pk},
     "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},
     "/v1/responses/{response_id}": lambda o: {"response_id": f"resp_{o['chat_job'].pk.hex}"},
     "/v1/responses/{response_id}/input_items": lambda o: {"response_id": f"resp_{o['chat_job'].pk.hex}"},

@@ -119,6 +119,12 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("GET", "/api/v1/evaluation/runs/{pk}/"):                    ("jobs:read", ALL),
     ("POST", "/api/v1/evaluation/runs/{pk}/cancel/"):            ("admin", "owner"),
     ("GET", "/api/v1/evaluation/runs/{pk}/compare/"):            ("jobs:read", ALL),
+    ("GET", "/api/v1/evaluation/schedules/"):                    ("jobs:read", ALL),
+    # a watch starts runs, a job per case each: both scopes, as a start
+    ("POST", "/api/v1/evaluation/schedules/"):                   ("admin jobs:write", "owner"),
+    ("GET", "/api/v1/evaluation/schedules/{pk}/"):               ("jobs:read", ALL),
+    ("PATCH", "/api/v1/evaluation/schedules/{pk}/"):             ("admin jobs:write", "owner"),
+    ("DELETE", "/api/v1/evaluation/schedules/{pk}/"):            ("admin", "owner"),
     # --- the contract itself: public ---
     ("GET", "/api/v1/schema/"):                                  (PUBLIC, ALL),
     ("GET", "/api/v1/docs/"):                                    (PUBLIC, ALL),

@@ -6,10 +6,11 @@ from rest_framework import serializers
 from atelier_platform.api.serializers import StrictSerializer
 from atelier_platform.evaluation.comparison import DEFAULT_CASE_LIMIT as COMPARE_DEFAULT_LIMIT
 from atelier_platform.evaluation.comparison import MAX_CASE_LIMIT as COMPARE_MAX_LIMIT
-from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet
+from atelier_platform.evaluation.models import EvaluationRun, EvaluationSchedule, ReferenceSet
 from atelier_platform.evaluation import relevance
 from atelier_platform.evaluation.services import MAX_CASES
 from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES
+from atelier_platform.evaluation.watch import MAX_INTERVAL_HOURS, MIN_INTERVAL_HOURS
 
 
 class CaseSerializer(serializers.Serializer):
@@ -231,12 +232,46 @@ class CaseResultSerializer(serializers.Serializer):
                                           help_text="Image runs: the reference image (with the same credentials).")
 
 
+class WatchGateSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    max_drop = serializers.FloatField()
+    drop = serializers.FloatField(allow_null=True, help_text="How much worse than the previous run (positive: worse).")
+    run = serializers.FloatField(allow_null=True)
+    to = serializers.FloatField(allow_null=True)
+    better = serializers.CharField()
+    passed = serializers.BooleanField()
+    reason = serializers.CharField()
+    set_changed = serializers.BooleanField()
+
+
+class WatchVerdictSerializer(serializers.Serializer):
+    """A scheduled run's verdict, once it ended (null for a run someone started, and while it goes)."""
+
+    schedule = serializers.UUIDField(help_text="The watch that started the run.")
+    outcome = serializers.ChoiceField(
+        choices=["passed", "regressed", "failed", "baseline", "set_changed", "cancelled", "not_judged"],
+        help_text="passed: every limit held against the watch's previous succeeded run; regressed: a limit failed; "
+                  "failed: the run failed; baseline: the watch's first succeeded run; set_changed: the set was "
+                  "changed since the previous run (not comparable); cancelled: not gated; not_judged: an error.")
+    passed = serializers.BooleanField(allow_null=True, help_text="null where nothing was gated.")
+    reason = serializers.CharField()
+    max_drop = serializers.DictField(child=serializers.FloatField(), help_text="The watch's limits when it ended.")
+    gates = WatchGateSerializer(many=True, help_text="Each limit, and the failed cases', as the evaluate command's.")
+    failed_metrics = serializers.ListField(child=serializers.CharField())
+    compared_to = serializers.UUIDField(allow_null=True, help_text="The run it was measured against.")
+    judged_at = serializers.DateTimeField()
+
+
 class RunSummarySerializer(serializers.ModelSerializer):
     plugin = serializers.CharField(source="plugin_id")
     reference_set_name = serializers.CharField(source="reference_set.name")
     model_version = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     metrics = serializers.SerializerMethodField()
+    schedule = serializers.UUIDField(source="schedule_id", read_only=True, allow_null=True,
+                                     help_text="The watch that started the run (GET /api/v1/evaluation/schedules/{id}/); "
+                                               "null for a run someone started.")
+    watch = serializers.SerializerMethodField()
     # a plain string in the schema: a choice set would take the name of the jobs' status enum (StatusEnum)
     status = serializers.CharField(help_text="queued, running, succeeded (scored), failed (every case failed) or "
                                              "cancelled (stopped before every case finished; the cases answered are scored).")
@@ -245,7 +280,7 @@ class RunSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = EvaluationRun
         fields = ["id", "reference_set", "reference_set_name", "plugin", "model_version", "status", "progress", "metrics",
-                  "error", "created_at", "started_at", "finished_at"]
+                  "error", "schedule", "watch", "created_at", "started_at", "finished_at"]
 
     @extend_schema_field(ModelVersionRefSerializer(allow_null=True))
     def get_model_version(self, run: EvaluationRun) -> dict | None:
@@ -259,6 +294,10 @@ class RunSummarySerializer(serializers.ModelSerializer):
     @extend_schema_field(RunMetricsSerializer)
     def get_metrics(self, run: EvaluationRun) -> dict:
         return run.metrics or {}
+
+    @extend_schema_field(WatchVerdictSerializer(allow_null=True))
+    def get_watch(self, run: EvaluationRun) -> dict | None:
+        return run.watch or None
 
 
 class RunSerializer(RunSummarySerializer):
@@ -367,3 +406,91 @@ def comparison_data(compared, *, offset: int = 0, limit: int = COMPARE_DEFAULT_L
                   "next": next_url if offset + limit < len(compared.cases) else None,
                   "results": [pair.as_dict() for pair in page]},
     }
+
+
+# --- watches (scheduled runs) -------------------------------------------------------------------------------------
+
+MAX_DROP_HELP = ("Each gated metric's largest allowed drop against the watch's previous succeeded run, as the evaluate "
+                 "command's --max-drop: {\"chrf\": 1.5, \"bleu\": 2}; text runs: chrf, bleu, mean_case_chrf, ndcg, "
+                 "hit_rate, mrr, source_recall, source_precision; images: fid, kid (a rise is worse), mean_similarity; "
+                 "failed: how many more cases may fail (0 unless given).")
+INTERVAL_HELP = f"Hours between runs, {MIN_INTERVAL_HOURS} to {MAX_INTERVAL_HOURS} (30 days)."
+VERSION_HELP = ("Id of a model version of the set's plugin; null (the default): the version the project pins when each "
+                "run starts (the plugin's default model if none).")
+NEXT_RUN_HELP = ("When the next run starts (the first beat tick at or after it); at most 30 days ahead. On creation, "
+                 "by default at once: the first run is the baseline the next is measured against.")
+
+
+class ScheduleCreateSerializer(StrictSerializer):
+    reference_set = serializers.UUIDField(help_text="The set to watch (one watch per set).")
+    model_version = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                             max_value=2**31 - 1, help_text=VERSION_HELP)
+    interval_hours = serializers.IntegerField(min_value=MIN_INTERVAL_HOURS, max_value=MAX_INTERVAL_HOURS,
+                                              help_text=INTERVAL_HELP)
+    max_drop = serializers.JSONField(help_text=MAX_DROP_HELP)
+    enabled = serializers.BooleanField(required=False, default=True)
+    next_run_at = serializers.DateTimeField(required=False, help_text=NEXT_RUN_HELP)
+
+
+class ScheduleUpdateSerializer(StrictSerializer):
+    model_version = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1,
+                                             help_text=VERSION_HELP)
+    interval_hours = serializers.IntegerField(required=False, min_value=MIN_INTERVAL_HOURS,
+                                              max_value=MAX_INTERVAL_HOURS, help_text=INTERVAL_HELP)
+    max_drop = serializers.JSONField(required=False, help_text=MAX_DROP_HELP + " Replaces every limit.")
+    enabled = serializers.BooleanField(required=False, help_text="false: no run starts until it is true again (then "
+                                                                 "one, if its time passed meanwhile).")
+    next_run_at = serializers.DateTimeField(required=False, help_text=NEXT_RUN_HELP)
+
+
+class ScheduleLastRunSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    outcome = serializers.CharField(allow_null=True, help_text="The verdict's outcome; null while it goes.")
+    failed_metrics = serializers.ListField(child=serializers.CharField())
+    compared_to = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    url = serializers.CharField()
+
+
+class ScheduleSkipSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    code = serializers.CharField(help_text="previous_run_going (the watch's previous run still went), or the code of the "
+                                           "service's refusal (evaluation_runs_busy, quota_exceeded, ...).")
+    message = serializers.CharField()
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    reference_set_name = serializers.CharField(source="reference_set.name")
+    plugin = serializers.CharField(source="reference_set.plugin_id")
+    model_version = serializers.SerializerMethodField()
+    max_drop = serializers.DictField(child=serializers.FloatField())
+    last_run = serializers.SerializerMethodField()
+    last_skip = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EvaluationSchedule
+        fields = ["id", "reference_set", "reference_set_name", "plugin", "model_version", "interval_hours", "max_drop",
+                  "enabled", "next_run_at", "last_run", "last_skip", "created_at", "updated_at"]
+
+    @extend_schema_field(ModelVersionRefSerializer(allow_null=True, help_text="null: the version pinned at each run."))
+    def get_model_version(self, schedule: EvaluationSchedule) -> dict | None:
+        version = schedule.model_version
+        return {"id": version.pk, "version": version.version} if version is not None else None
+
+    @extend_schema_field(ScheduleLastRunSerializer(allow_null=True, help_text="The run the watch started last."))
+    def get_last_run(self, schedule: EvaluationSchedule) -> dict | None:
+        run = schedule.last_run
+        if run is None:
+            return None
+        verdict = run.watch or {}
+        return {"id": str(run.pk), "status": run.status, "outcome": verdict.get("outcome"),
+                "failed_metrics": verdict.get("failed_metrics") or [], "compared_to": verdict.get("compared_to"),
+                "created_at": run.created_at, "url": f"/api/v1/evaluation/runs/{run.pk}/"}
+
+    @extend_schema_field(ScheduleSkipSerializer(allow_null=True, help_text=(
+        "The last time it was due and started no run, and why; cleared by the next run it starts.")))
+    def get_last_skip(self, schedule: EvaluationSchedule) -> dict | None:
+        if schedule.last_skipped_at is None:
+            return None
+        return {"at": schedule.last_skipped_at, "code": schedule.last_skip_code, "message": schedule.last_skip_message}

@@ -1,7 +1,9 @@
-"""Reference sets and evaluation runs over the API. Thin: parse, scope to the caller's project, call a service.
+"""Reference sets, evaluation runs and watches (scheduled runs) over the API. Thin: parse, scope to the caller's
+project, call a service.
 
-Every member reads (jobs:read); creating, changing and deleting sets and starting and cancelling runs is the
-project's administration (admin: owners, admin keys)."""
+Every member reads (jobs:read); creating, changing and deleting sets and watches and starting and cancelling runs is
+the project's administration (admin: owners, admin keys; a watch starts runs, so creating or changing one needs
+jobs:write too, as a start does)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ from atelier_platform.api.keys_views import actor_of
 from atelier_platform.api.knowledge_views import FILE_CONTENT_SECURITY_POLICY
 from atelier_platform.api.pagination import NewestFirstCursorPagination
 from atelier_platform.api.schema import IDEMPOTENCY_PARAMETER, ErrorSerializer, error_responses
-from atelier_platform.evaluation import comparison, services, uploads
-from atelier_platform.evaluation.models import EvaluationRun, ReferenceImage, ReferenceSet
+from atelier_platform.evaluation import comparison, services, uploads, watch
+from atelier_platform.evaluation.models import EvaluationRun, EvaluationSchedule, ReferenceImage, ReferenceSet
 from atelier_platform.evaluation.serializers import (
     CompareQuerySerializer,
     RunComparisonSerializer,
@@ -35,6 +37,9 @@ from atelier_platform.evaluation.serializers import (
     comparison_data,
     RunSerializer,
     RunSummarySerializer,
+    ScheduleCreateSerializer,
+    ScheduleSerializer,
+    ScheduleUpdateSerializer,
 )
 from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES, MAX_ZIP_BYTES, UploadRefused
 
@@ -227,3 +232,73 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         offset, limit = query.validated_data["offset"], query.validated_data["limit"]
         next_url = replace_query_param(request.build_absolute_uri(), "offset", offset + limit)
         return Response(comparison_data(comparison.compare(run, to), offset=offset, limit=limit, next_url=next_url))
+
+
+class EvaluationScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Watches: a reference set evaluated every few hours with the version named (or the one pinned at each run), each
+    run gated against the watch's previous one (``evaluation.watch``)."""
+
+    # a watch starts runs (a job per case each): creating or changing one needs what a start needs
+    required_capabilities = {"list": READ, "retrieve": READ, "create": (ADMIN, Capability.JOBS_WRITE),
+                             "partial_update": (ADMIN, Capability.JOBS_WRITE), "destroy": ADMIN}
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    serializer_class = ScheduleSerializer
+    pagination_class = NewestFirstCursorPagination
+    lookup_value_converter = "uuid"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return EvaluationSchedule.objects.none()
+        return (EvaluationSchedule.objects.filter(project=self.request.access.project)
+                .select_related("reference_set", "model_version", "last_run")
+                .defer("reference_set__cases", "last_run__results"))
+
+    def _shown(self, schedule) -> dict:
+        return ScheduleSerializer(self.get_queryset().get(pk=schedule.pk)).data
+
+    @extend_schema(responses={200: ScheduleSerializer(many=True), **error_responses(400, 403)},
+                   summary="Watches (scheduled evaluation runs), newest first (cursor pages)")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={200: ScheduleSerializer, **error_responses(403, 404)},
+                   summary="A watch: its schedule, limits, next run and last run's verdict")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(request=ScheduleCreateSerializer,
+                   responses={201: ScheduleSerializer, **error_responses(400, 403, 404, 409)},
+                   summary="Watch a reference set: evaluate it every interval_hours, each run gated against the previous",
+                   description="400: a bad field, named in details (max_drop.<metric> for an unknown metric or a limit "
+                               "below 0, interval_hours out of 1-720, a model version the project may not evaluate); "
+                               "404: no such reference set in this project; 409 evaluation_schedule_exists: the set has "
+                               "a watch already (one per set).")
+    def create(self, request):
+        incoming = ScheduleCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        project = request.access.project
+        reference_set = ReferenceSet.objects.filter(project=project, pk=data["reference_set"]).defer("cases").first()
+        if reference_set is None:
+            raise NotFound("No such reference set in this project.")
+        schedule = watch.create_schedule(
+            project, reference_set, interval_hours=data["interval_hours"], max_drop=data["max_drop"],
+            model_version_id=data["model_version"], enabled=data["enabled"], next_run_at=data.get("next_run_at"),
+            actor=actor_of(request), user=_user_of(request))
+        return Response(self._shown(schedule), status=status.HTTP_201_CREATED,
+                        headers={"Location": f"/api/v1/evaluation/schedules/{schedule.pk}/"})
+
+    @extend_schema(request=ScheduleUpdateSerializer, responses={200: ScheduleSerializer, **error_responses(400, 403, 404)},
+                   summary="Change a watch: its interval, limits, version, next run, or switch it off and on")
+    def partial_update(self, request, pk=None):
+        schedule = self.get_object()
+        incoming = ScheduleUpdateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        updated = watch.update_schedule(schedule, actor=actor_of(request), **incoming.validated_data)
+        return Response(self._shown(updated))
+
+    @extend_schema(responses={204: None, **error_responses(403, 404)},
+                   summary="Delete a watch (its runs stay in the set's history; a run going goes on)")
+    def destroy(self, request, pk=None):
+        watch.delete_schedule(self.get_object(), actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
