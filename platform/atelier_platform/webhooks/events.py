@@ -27,6 +27,8 @@ class EventType(models.TextChoices):
     OUTPUT_FLAGGED = "output.flagged", "Screening flagged an output"
     OUTPUT_REVIEW_CHANGED = "output.review_changed", "A reviewer decided an output (approved or rejected)"
     EVALUATION_RUN_FINISHED = "evaluation_run.finished", "An evaluation run ended (succeeded, failed or cancelled), scored"
+    EVALUATION_WATCH_REGRESSED = "evaluation_watch.regressed", ("A scheduled evaluation run fell further than its watch "
+                                                                "allows against the watch's previous run, or failed")
     WEBHOOK_TEST = "webhook.test", "A test ping asked for through the API"
 
 
@@ -133,23 +135,56 @@ def evaluation_run_finished_data(run: EvaluationRun) -> dict[str, Any]:
     """An ended run as a release pipeline needs it: what was evaluated, on which model, how it ended and its metrics
     (the API's ``metrics``, the same numbers; no case's answer, which is generated content). ``model_version`` is
     the version the run named, null for the project's current model; ``answered_by`` names the versions whose
-    answers were scored (the current one's name for such a run)."""
+    answers were scored (the current one's name for such a run). ``scheduled``: a watch started it; ``watch``: its
+    verdict (``watch_verdict``), null for a run someone started."""
+    return {
+        "project": run.project.slug,
+        "evaluation_run": evaluation_run_summary(run),
+        "scheduled": run.schedule_id is not None or bool(run.watch),
+        "watch": watch_verdict(run),
+    }
+
+
+def watch_verdict(run: EvaluationRun) -> dict[str, Any] | None:
+    """A scheduled run's verdict (``evaluation.watch.judge``) with links: ``outcome`` (passed, regressed, failed,
+    baseline, set_changed, cancelled, not_judged), ``passed`` (true, false, or null where nothing was gated), the
+    limits, each gate, the failing metrics, and the run it was measured against with the comparison's URL."""
+    verdict = run.watch if isinstance(run.watch, dict) else {}
+    if not verdict:
+        return None
+    compared_to = verdict.get("compared_to")
+    schedule_id = verdict.get("schedule")
+    return {
+        "schedule": {"id": schedule_id, "url": api_url(f"/api/v1/evaluation/schedules/{schedule_id}/")},
+        "outcome": verdict.get("outcome"), "passed": verdict.get("passed"), "reason": verdict.get("reason", ""),
+        "max_drop": verdict.get("max_drop") or {}, "gates": verdict.get("gates") or [],
+        "failed_metrics": verdict.get("failed_metrics") or [],
+        "compared_to": {"id": compared_to, "url": api_url(f"/api/v1/evaluation/runs/{compared_to}/")}
+        if compared_to else None,
+        "comparison_url": api_url(f"/api/v1/evaluation/runs/{run.pk}/compare/?to={compared_to}") if compared_to else None,
+    }
+
+
+def evaluation_watch_regressed_data(run: EvaluationRun) -> dict[str, Any]:
+    """A scheduled run that regressed (or failed): the run, as ``evaluation_run.finished`` shows it, and the verdict."""
+    return {"project": run.project.slug, "evaluation_run": evaluation_run_summary(run), "watch": watch_verdict(run)}
+
+
+def evaluation_run_summary(run: EvaluationRun) -> dict[str, Any]:
+    """``data.evaluation_run`` of the evaluation events: the run as the API lists it, without its cases' answers."""
     version = run.model_version
     metrics = run.metrics if isinstance(run.metrics, dict) else {}
     return {
-        "project": run.project.slug,
-        "evaluation_run": {
-            "id": str(run.pk),
-            "status": run.status,
-            "plugin": run.plugin_id,
-            "reference_set": {"id": str(run.reference_set_id), "name": run.reference_set.name},
-            "model_version": {"id": version.pk, "version": version.version} if version is not None else None,
-            "answered_by": list(metrics.get("model_versions") or []),
-            "progress": {"done": run.cases_done, "failed": run.cases_failed, "total": run.cases_total},
-            "metrics": metrics,
-            "error": run.error_message,
-            "created_at": run.created_at.isoformat() if run.created_at else None,
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "url": api_url(f"/api/v1/evaluation/runs/{run.pk}/"),
-        },
+        "id": str(run.pk),
+        "status": run.status,
+        "plugin": run.plugin_id,
+        "reference_set": {"id": str(run.reference_set_id), "name": run.reference_set.name},
+        "model_version": {"id": version.pk, "version": version.version} if version is not None else None,
+        "answered_by": list(metrics.get("model_versions") or []),
+        "progress": {"done": run.cases_done, "failed": run.cases_failed, "total": run.cases_total},
+        "metrics": metrics,
+        "error": run.error_message,
+        "created_at": run.created_at.isoformat() if run.created_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "url": api_url(f"/api/v1/evaluation/runs/{run.pk}/"),
     }

@@ -90,15 +90,28 @@ def on_output_review_changed(sender, output, state, **kwargs):
 @receiver(evaluation_run_finished, dispatch_uid="webhooks.evaluation_run_finished")
 def on_evaluation_run_finished(sender, run_id, **kwargs):
     """A run's end, keyed by the run: sent twice (it is not, but a receiver must not count on that), one delivery per
-    endpoint all the same. Read afresh: the run as it ended, after the commit."""
+    endpoint all the same. Read afresh: the run as it ended, after the commit, with its watch's verdict (judged in
+    the transaction that ended it); a scheduled run that regressed or failed is ``evaluation_watch.regressed`` too."""
     from atelier_platform.evaluation.models import EvaluationRun
+    from atelier_platform.evaluation.watch import ALERTS
 
-    def emit():
+    run = None
+
+    def read():
+        nonlocal run
         run = (EvaluationRun.objects.filter(pk=run_id).select_related("project", "reference_set", "model_version")
                .defer("results", "reference_set__cases").first())
-        if run is None:  # deleted with its reference set meanwhile
-            return None
-        return services.emit(run.project, EventType.EVALUATION_RUN_FINISHED, events.evaluation_run_finished_data(run),
-                             event_key=str(run.pk))
 
-    _safely(EventType.EVALUATION_RUN_FINISHED, emit)
+    def emit_finished():
+        if run is not None:  # else deleted with its reference set meanwhile
+            services.emit(run.project, EventType.EVALUATION_RUN_FINISHED, events.evaluation_run_finished_data(run),
+                          event_key=str(run.pk))
+
+    def emit_regressed():
+        if run is not None and isinstance(run.watch, dict) and run.watch.get("outcome") in ALERTS:
+            services.emit(run.project, EventType.EVALUATION_WATCH_REGRESSED, events.evaluation_watch_regressed_data(run),
+                          event_key=str(run.pk))
+
+    _safely(EventType.EVALUATION_RUN_FINISHED, read)
+    _safely(EventType.EVALUATION_RUN_FINISHED, emit_finished)
+    _safely(EventType.EVALUATION_WATCH_REGRESSED, emit_regressed)
