@@ -9,7 +9,9 @@ cancel a run while it goes (``run_cancel``).
 A reference set's page (``set_page``): its runs newest first, each with the model that answered it and the set's
 primary figures, and the trend of its primary metric across its succeeded runs, one line per model version; two runs
 ticked open the run page's comparison (``set_compare``); owners evaluate a version again (``set_evaluate``) and pin
-one (``set_pin``), through the services the settings page uses."""
+one (``set_pin``), through the services the settings page uses. The set's watch (``evaluation.watch``: the set
+evaluated every few hours, each run gated against the previous) shows there, with its next run and its last
+verdict; owners create, change, switch off and delete it (``set_watch``, ``set_watch_delete``)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
@@ -219,7 +221,7 @@ def set_page(request, here, set_id):
     return _set_page(request, here, _set_of(here.project, set_id))
 
 
-def _set_page(request, here, reference_set, errors=(), status=200):
+def _set_page(request, here, reference_set, errors=(), status=200, watch_errors=(), watch_form=None):
     import uuid
 
     from atelier_platform.catalog.registry import get_registry
@@ -241,7 +243,7 @@ def _set_page(request, here, reference_set, errors=(), status=200):
             figures.append({"name": name, "value": value,
                             "shown": f"{value:.{FIGURE_WORDS[name][1]}f}" if value is not None else "—"})
         rows.append({"run": run, "model": _model_words(run), "key": key, "pinned": key == found.pinned_key,
-                     "figures": figures, "comparable": comparison.is_scored(run),
+                     "figures": figures, "comparable": comparison.is_scored(run), "verdict": _verdict_of(run),
                      # the owner's actions: evaluate the same model again, pin the version it named
                      "once": uuid.uuid4().hex if can_evaluate else "",
                      "evaluate": can_evaluate and (run.model_version_id is None or run.model_version_id in evaluable),
@@ -256,6 +258,7 @@ def _set_page(request, here, reference_set, errors=(), status=200):
         "can_evaluate": can_evaluate, "once": uuid.uuid4().hex if can_evaluate else "",
         "notice": request.session.pop(SET_NOTICE_SESSION, "") if request.method == "GET" else "",
         "errors": list(errors),
+        **_watch_context(here, reference_set, found, can_evaluate, watch_errors, watch_form),
     }, status=status)
 
 
@@ -325,4 +328,162 @@ def set_pin(request, here, set_id):
     name = get_registry().get(reference_set.plugin_id).manifest.name
     request.session[SET_NOTICE_SESSION] = (pin_words(name, configured) if "model_version" in configured.changed
                                            else _("%(plugin)s: nothing changed.") % {"plugin": name})
+    return redirect("evaluation-set", set_id=reference_set.pk)
+
+
+# --- the set's watch ----------------------------------------------------------------------------------------------
+
+#: a scheduled run's verdict in words (``watch.judge``'s outcomes), and whether it is an alert
+VERDICT_WORDS = {"passed": gettext_lazy("passed"), "regressed": gettext_lazy("regressed"),
+                 "failed": gettext_lazy("failed"), "baseline": gettext_lazy("baseline (first run)"),
+                 "set_changed": gettext_lazy("not compared: the set changed"),
+                 "cancelled": gettext_lazy("cancelled: not gated"), "not_judged": gettext_lazy("not judged")}
+
+
+def _verdict_of(run: EvaluationRun) -> dict | None:
+    """A scheduled run's verdict as the page shows it: its words, the metrics that failed, and the comparison with
+    the run it was measured against (that run as A, this one as B: each difference reads as what changed since)."""
+    verdict = run.watch if isinstance(run.watch, dict) else {}
+    if not verdict:
+        return None
+    compared_to = verdict.get("compared_to")
+    return {"outcome": verdict.get("outcome"), "words": VERDICT_WORDS.get(verdict.get("outcome"), verdict.get("outcome")),
+            "failed_metrics": verdict.get("failed_metrics") or [],
+            "compare_url": (f"{reverse('evaluation-run', kwargs={'run_id': compared_to})}?compare={run.pk}"
+                            if compared_to else "")}
+
+
+def _limits_text(plugin_id: str, max_drop: dict) -> str:
+    """A watch's limits as the form takes them (the evaluate command's --max-drop), in the order the gate names the
+    metrics (the database keeps a JSON object's keys in its own order): ``chrf=1.5, bleu=2``."""
+    from atelier_platform.evaluation import gate
+
+    order = {name: index for index, name in enumerate(gate.metric_names(plugin_id))}
+    return ", ".join(f"{name}={value:g}" for name, value in sorted((max_drop or {}).items(),
+                                                                    key=lambda item: order.get(item[0], len(order))))
+
+
+def _watch_context(here, reference_set, found, can_edit: bool, errors, posted) -> dict:
+    from atelier_platform.evaluation import gate, watch
+    from atelier_platform.evaluation.models import EvaluationSchedule
+    from atelier_platform.evaluation.services import IMAGE_PLUGINS
+
+    schedule = (EvaluationSchedule.objects.filter(project=here.project, reference_set=reference_set)
+                .select_related("model_version", "last_run").defer("last_run__results").first())
+    context = {"watch": schedule, "watch_errors": list(errors), "watch_metrics": ", ".join(
+        gate.metric_names(reference_set.plugin_id)), "watch_images": reference_set.plugin_id in IMAGE_PLUGINS,
+        "watch_min_hours": watch.MIN_INTERVAL_HOURS,
+        "watch_max_hours": watch.MAX_INTERVAL_HOURS, "watch_model": "", "watch_last": None, "watch_skip": ""}
+    if schedule is not None:
+        version = schedule.model_version
+        context["watch_model"] = (f"{version.version} · {version.model_dir}" if version is not None
+                                  else _("the version pinned when each run starts"))
+        context["watch_limits"] = _limits_text(reference_set.plugin_id, schedule.max_drop)
+        if schedule.last_run is not None:
+            context["watch_last"] = {"run": schedule.last_run, "verdict": _verdict_of(schedule.last_run)}
+        if schedule.last_skipped_at is not None:
+            context["watch_skip"] = (_("The previous run was still going: no run was started.")
+                                     if schedule.last_skip_code == watch.SKIPPED_RUN_GOING
+                                     else _("The run could not start: %(reason)s") % {"reason": schedule.last_skip_message})
+    if can_edit:
+        if posted is not None:  # a refused form, as it was sent
+            form = {"interval_hours": posted.get("interval_hours", ""), "max_drop": posted.get("max_drop", ""),
+                    "model_version": posted.get("model_version", ""), "enabled": bool(posted.get("enabled"))}
+        elif schedule is not None:
+            form = {"interval_hours": str(schedule.interval_hours), "max_drop": context["watch_limits"],
+                    "model_version": str(schedule.model_version_id or ""), "enabled": schedule.enabled}
+        else:
+            form = {"interval_hours": "24", "max_drop": f"{gate.metric_names(reference_set.plugin_id)[0]}=1.5",
+                    "model_version": "", "enabled": True}
+        context["watch_form"] = form
+        context["watch_versions"] = found.evaluable
+    return context
+
+
+def _watch_changes(project, reference_set, posted) -> dict:
+    """The watch form's fields, checked as the API's are (the gate's own parsing of ``chrf=1.5``, the bounds of the
+    interval, the versions the project may evaluate); a refusal in the page's words."""
+    import re
+
+    from atelier_platform.evaluation import gate, services, watch
+
+    from atelier_frontend.schema_form import whole_number
+
+    hours = whole_number(posted.get("interval_hours", "").strip()[:6])
+    if hours is None or not watch.MIN_INTERVAL_HOURS <= hours <= watch.MAX_INTERVAL_HOURS:
+        raise ValidationError(_("Run it every %(min)s to %(max)s hours (30 days).")
+                              % {"min": watch.MIN_INTERVAL_HOURS, "max": watch.MAX_INTERVAL_HOURS})
+    specs = [part for part in re.split(r"[,;\s]+", posted.get("max_drop", "")[:500]) if part]
+    try:
+        limits = gate.parse_max_drops(reference_set.plugin_id, specs)
+    except gate.GateError:
+        raise ValidationError(_("Limits not understood: write each as a metric, =, and its largest allowed drop, such "
+                                "as chrf=1.5, each metric once (this set's metrics: %(metrics)s).")
+                              % {"metrics": ", ".join(gate.metric_names(reference_set.plugin_id))}) from None
+    chosen = posted.get("model_version", "")
+    version_id = whole_number(chosen) if chosen else None
+    if chosen and version_id is None:
+        version_id = -1
+    try:
+        services.evaluable_model_version(project, reference_set.plugin_id, version_id)
+    except services.UnknownModelVersion:
+        raise ValidationError(_("No such model version for this plugin.")) from None
+    return {"interval_hours": hours, "max_drop": limits, "model_version": version_id,
+            "enabled": bool(posted.get("enabled"))}
+
+
+@needs(Capability.ADMIN)
+@require_POST
+def set_watch(request, here, set_id):
+    """Create the set's watch, or change it (its interval, limits, version; switched off with the box unticked),
+    through the service the API uses (its checks, its audit)."""
+    from atelier_platform.evaluation import watch
+    from atelier_platform.evaluation.models import EvaluationSchedule
+    from atelier_platform.jobs.errors import JobServiceError
+
+    reference_set = _set_of(here.project, set_id)
+    actor = f"user:{request.user.pk}"
+    try:
+        changes = _watch_changes(here.project, reference_set, request.POST)
+        schedule = EvaluationSchedule.objects.filter(project=here.project, reference_set=reference_set).first()
+        if schedule is None:
+            version_id = changes.pop("model_version")
+            watch.create_schedule(here.project, reference_set, model_version_id=version_id, actor=actor,
+                                  user=request.user, **changes)
+            notice = ngettext("Watch saved: the first run starts within a minute, then one every hour.",
+                              "Watch saved: the first run starts within a minute, then one every %(hours)s hours.",
+                              changes["interval_hours"]) % {"hours": changes["interval_hours"]}
+        else:
+            watch.update_schedule(schedule, actor=actor, **changes)
+            notice = _("Watch saved.") if changes["enabled"] else _("Watch saved, switched off: no run starts until it "
+                                                                    "is switched on again.")
+    except ValidationError as error:
+        return _set_page(request, here, reference_set, watch_errors=error.messages, watch_form=request.POST, status=400)
+    except watch.ScheduleExists:  # another owner made one meanwhile
+        return _set_page(request, here, reference_set, watch_errors=[_("This set has a watch already: reload the page "
+                                                                       "to change it.")], watch_form=request.POST,
+                         status=409)
+    except JobServiceError as error:
+        return _set_page(request, here, reference_set, watch_errors=[_("The watch could not be saved: %(reason)s")
+                                                                     % {"reason": error.message}],
+                         watch_form=request.POST, status=400)
+    request.session[SET_NOTICE_SESSION] = notice
+    return redirect(f"{reverse('evaluation-set', kwargs={'set_id': reference_set.pk})}#watch")
+
+
+@needs(Capability.ADMIN)
+@require_POST
+def set_watch_delete(request, here, set_id):
+    """Delete the set's watch (its runs stay in the history); one deleted meanwhile is gone all the same."""
+    from atelier_platform.evaluation import watch
+    from atelier_platform.evaluation.models import EvaluationSchedule
+
+    reference_set = _set_of(here.project, set_id)
+    schedule = EvaluationSchedule.objects.filter(project=here.project, reference_set=reference_set).first()
+    if schedule is not None:
+        try:
+            watch.delete_schedule(schedule, actor=f"user:{request.user.pk}")
+        except watch.ScheduleGone:
+            pass
+    request.session[SET_NOTICE_SESSION] = _("Watch deleted; its runs stay in the history.")
     return redirect("evaluation-set", set_id=reference_set.pk)
