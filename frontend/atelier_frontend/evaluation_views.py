@@ -22,6 +22,7 @@ from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -379,6 +380,7 @@ def _watch_context(here, reference_set, found, can_edit: bool, errors, posted) -
         context["watch_model"] = (f"{version.version} · {version.model_dir}" if version is not None
                                   else _("the version pinned when each run starts"))
         context["watch_limits"] = _limits_text(reference_set.plugin_id, schedule.max_drop)
+        context["watch_due"] = schedule.enabled and schedule.next_run_at <= timezone.now()
         if schedule.last_run is not None:
             context["watch_last"] = {"run": schedule.last_run, "verdict": _verdict_of(schedule.last_run)}
         if schedule.last_skipped_at is not None:

@@ -66,6 +66,7 @@ def test_an_owner_watches_a_set_from_its_page_and_changes_and_deletes_the_watch(
     shown = section(page)
     assert "Every 6 hours, with the version pinned when each run starts" in shown
     assert '<dd class="mono" id="watch-limits">chrf=1.5, bleu=2</dd>' in shown and "none yet" in shown
+    assert "due: it starts within a minute" in shown  # the first run: at the next tick
     assert 'value="chrf=1.5, bleu=2"' in shown and 'value="6"' in shown  # the form holds the watch as it is
 
     v2 = versions["v2"]
