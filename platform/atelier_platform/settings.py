@@ -252,7 +252,7 @@ SPECTACULAR_SETTINGS = {
                             "InvitationStateEnum": "atelier_platform.accounts.invitations.STATES",
                             "StatusEnum": "atelier_platform.jobs.models.JobStatus",
                             # the one-value sets of OpenAI's shapes (a list's object, a message's type and role)
-                            "ListObjectEnum": ["list"], "MessageTypeEnum": ["message"], "AssistantRoleEnum": ["assistant"]},
+                            "ListObjectEnum": ["list"], "ResponseObjectEnum": ["response"], "MessageTypeEnum": ["message"], "AssistantRoleEnum": ["assistant"]},
     # Every /api/v1/ operation documents the error envelope of the statuses it can answer.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "atelier_platform.api.schema.add_error_responses"],
 }

@@ -113,9 +113,10 @@ def test_a_file_erased_or_gone_from_storage_is_a_404(api, project, make_job, mak
     primary, thumbnail = (OutputFile.objects.get(output=output, role=role) for role in ("primary", "thumbnail"))
     thumbnail.file.storage.delete(thumbnail.file.name)
     OutputFile.objects.filter(pk=primary.pk).update(file="")
-    for file in (primary, thumbnail):
+    for file, message in ((primary, "This file was erased with its job's content."),
+                          (thumbnail, "The file is missing from storage.")):
         error = assert_envelope(api.get(f"{OUTPUTS}{output.pk}/files/{file.pk}/"), 404, "not_found")
-        assert error["message"] == "The file is missing from storage."
+        assert error["message"] == message
     [row] = rows_of(api.get(OUTPUTS, {"export": "jsonl"}))
     assert row["file_urls"] == [] and row["thumbnail_urls"] == []  # the erased one is left out; no thumbnail without it
 
