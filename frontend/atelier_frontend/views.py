@@ -258,10 +258,15 @@ def _filtered_jobs(project, filters: dict):
     if filters.get("purpose", "request") != "all":
         listed = listed.filter(purpose=filters.get("purpose", "request"))
     if filters["q"]:
-        # The input's own texts, case-folded (Job.search_text): not its JSON, which escapes quotes and, on
-        # SQLite, every letter outside ASCII ("café" and "退货" were never found), and whose keys matched too.
-        listed = listed.filter(Q(search_text__contains=filters["q"].casefold()) | Q(plugin_id__icontains=filters["q"]))
+        listed = listed.filter(job_search(filters["q"]))
     return listed
+
+
+def job_search(q: str) -> Q:
+    """The jobs whose input or plugin holds ``q``: the input's own texts, case-folded (Job.search_text), not its JSON,
+    which escapes quotes and, on SQLite, every letter outside ASCII ("café" and "退货" were never found), and whose keys
+    matched too. On PostgreSQL each half reads its trigram index (jobs.search_indexes)."""
+    return Q(search_text__contains=q.casefold()) | Q(plugin_id__icontains=q)
 
 
 @needs(Capability.JOBS_READ)

@@ -106,7 +106,12 @@ class Job(models.Model):
             models.Index(fields=["status", "plugin_id", "batch_key", "-priority", "created_at"], name="job_batch_company"),
             # the retention sweep: a project's oldest finished jobs whose content is still there
             models.Index(fields=["project", "finished_at"], condition=Q(erased_at__isnull=True), name="job_content_kept"),
+            # a project's evaluation jobs, newest first: the jobs page asks on every view whether there are any (to say
+            # they are left out), and lists them when asked; without it, both read every job of a big project
+            models.Index(fields=["project", "-created_at"], condition=Q(purpose=JobPurpose.EVALUATION),
+                         name="job_project_evaluations"),
         ]
+        # The searches' trigram indexes (PostgreSQL only) are not declared here: jobs.search_indexes says why.
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "idempotency_scope", "idempotency_key"],
@@ -191,6 +196,11 @@ class Output(models.Model):
         ordering = ["job", "index"]
         # The last line of defence against a job's outputs being written twice.
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_output_per_job_index")]
+        indexes = [
+            # the content library and GET /outputs/ list newest first (jobs.library.LIBRARY_ORDERING): without it, each
+            # page, searched or not, sorted all of a project's outputs to show 24 of them
+            models.Index(fields=["-created_at", "-id"], name="output_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"output {self.index} of {self.job_id}"
