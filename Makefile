@@ -52,6 +52,7 @@ bench: demo
 	$(BIN)/python bench/batching.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/search.py
 
 # Precision and recall per category of the built-in safety checks on the shipped labelled set.
 eval-safety: setup

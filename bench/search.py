@@ -1,31 +1,35 @@
-"""The searches of a big project's jobs and outputs, with PostgreSQL's trigram indexes and without them, same run.
+"""The searches of a big project's jobs and outputs, with the indexes that serve them and without, same run.
 
     .venv/bin/python bench/search.py [--jobs 200000] [--repeat 5] [--plans]
 
-PostgreSQL only (DATABASE_URL's server): the indexes measured (``atelier_platform.jobs.search_indexes``) are pg_trgm's,
-which the embedded SQLite has not; on SQLite the script says so and measures nothing. It makes a database of its own
-on that server (removed at the end, whatever happens), migrates it, and stores ``--jobs`` jobs of one project with an
-output each: customer-service chats (about 85%, an English or Chinese question with a reply, most approved or
-released, some pending, rejected or blocked) and image prompts (an image has no text of its own), their words drawn
-from a vocabulary of a few thousand words with the frequencies of a natural language's (Zipf's law), the texts
+PostgreSQL only (DATABASE_URL's server): the searches' indexes (``atelier_platform.jobs.search_indexes``) are
+pg_trgm's, which the embedded SQLite has not; on SQLite the script says so and measures nothing. It makes a database
+of its own on that server (removed at the end, whatever happens), migrates it, and stores ``--jobs`` jobs of one
+project with an output each: customer-service chats (about 85%, an English or Chinese question with a reply, most
+approved or released, some pending, rejected or blocked) and image prompts (an image has no text of its own), their
+words drawn from a vocabulary of a few thousand words with a natural language's frequencies (Zipf's law), the texts
 stored as the platform stores them (``searchable_text``, ``output_search_text``).
 
-Then, for each search (a rare word, a common word, a query of two letters, a Chinese word, a word no text holds) and
-each of the three ways a person searches, it times the whole request in this process (Django's test client: no
-network, no server; the view's queries, rendering and serialising all counted): the content library's first page
+Then, for each search (none, a rare word, a common word, two letters, a Chinese word, a word no text holds) and each
+of the three ways a person searches, it times the whole request in this process (Django's test client: no network,
+no server; the view's queries, rendering and serialising all counted): the content library's first page
 (``/library/?q=``: ``library.final_outputs(project, LibraryFilters(q=...))``), the jobs page (``/jobs/?q=``, its
 prompt and plugin search), and ``GET /api/v1/outputs/?q=`` (a cursor page). First without the indexes (the
-baseline), then with them, built the way the migration builds them (``CONCURRENTLY``; the time it took and their
-size are printed). Each figure is the median of ``--repeat`` requests after one that is not counted (so that both
-read a warm cache). Each search's SQL is run again under ``EXPLAIN ANALYZE``, and the table says whether its plan
-read a trigram index (``--plans`` prints the plans).
+baseline: the database as it was before jobs 0010 and 0011), then with them, built as those migrations build them
+(``CONCURRENTLY``; the time it took and their sizes are printed): the three trigram indexes, and the B-tree ones
+added with them (outputs newest first, a project's evaluation jobs). Each figure is the median of ``--repeat``
+requests after one that is not counted (so that both read a warm cache). Each request's search statements (those with
+a ``LIKE``: the search itself, and the library's two counts that choose how it searches, ``library.search``) are run
+again under ``EXPLAIN ANALYZE``: their execution time is shown beside the request's, with the indexes their plans read
+(``--plans`` prints the plans, and the request's other statements of 10 ms or more).
 
-A query under 3 characters holds no trigram: no index serves it, and the planner reads the table as it did without
-(the two-letter rows show what that costs).
+A query under 3 characters holds no trigram: no index finds it, and the planner reads the rows newest first until a
+page is full, as it did without (the two-letter rows show what that costs).
 
 Prints a table, then as its last line one JSON object: ``jobs``, ``outputs``, ``postgresql``, ``repeat``,
 ``index_build_s``, ``index_mb`` (by index), ``matches`` (jobs and outputs that hold each query), and ``results``: by
-path and query, ``without_index_ms``, ``with_index_ms``, ``speedup`` (without / with) and ``index_used`` (by mode).
+path and search, ``without_index_ms``, ``with_index_ms``, ``speedup`` (without / with), the same of the search
+statements (``search_sql_...``) and ``index_used`` (the indexes read, by mode).
 """
 
 from __future__ import annotations
@@ -47,9 +51,9 @@ REPO = Path(__file__).resolve().parents[1]
 for folder in ("workers", "frontend", "plugins", "platform"):
     sys.path.insert(0, str(REPO / folder))
 
-#: (name, query): what each row searches for. The rare word is in about 1 text of 5,000, the common one in about a
+#: (name, query): what each row searches for (the first: nothing, the list alone). The rare word is in about 1 text of 5,000, the common one in about a
 #: quarter of them (both put there on purpose, as are the Chinese texts); no text holds the missing word.
-QUERIES = [("rare word", "kintsugi"), ("common word", "order"), ("two letters", "ok"), ("chinese", "退货政策"),
+QUERIES = [("no search", ""), ("rare word", "kintsugi"), ("common word", "order"), ("two letters", "ok"), ("chinese", "退货政策"),
            ("miss", "xylograph")]
 PATHS = ["library", "jobs page", "api"]
 MODES = ["without index", "with index"]
@@ -208,7 +212,7 @@ class Searcher:
         self.api = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION=f"Bearer {key}")
 
     def request(self, path: str, q: str):
-        query = urlencode({"q": q})
+        query = urlencode({"q": q} if q else {})
         if path == "library":
             answer = self.dashboard.get(f"/library/?{query}")
         elif path == "jobs page":
@@ -249,29 +253,71 @@ class Searcher:
         return plans, search_ms, slow_others
 
 
-def reads_a_search_index(plans: list[str]) -> bool:
+SHORT_NAMES = {"job_search_text_trgm": "job trgm", "output_search_text_trgm": "output trgm",
+               "job_plugin_id_trgm": "plugin trgm", "output_newest": "output newest",
+               "job_project_evaluations": "evaluations"}
+#: The B-tree indexes added with the trigram ones (jobs 0011), dropped and built with them: the library's and the API's
+#: newest-first order, and the jobs page's question whether the project has evaluation jobs.
+BTREE_INDEXES = (("jobs", "Output", "output_newest"), ("jobs", "Job", "job_project_evaluations"))
+
+
+def _btree_indexes():
+    from django.apps import apps
+
+    for app, model_name, name in BTREE_INDEXES:
+        model = apps.get_model(app, model_name)
+        yield model, next(index for index in model._meta.indexes if index.name == name)
+
+
+def drop_indexes() -> None:
+    """The database as it was before these indexes: none of them."""
+    from django.db import connection
+
+    from atelier_platform.jobs import search_indexes
+
+    search_indexes.drop_search_indexes(connection)
+    with connection.cursor() as cursor:
+        for _model, index in _btree_indexes():
+            cursor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{index.name}"')
+
+
+def create_indexes() -> None:
+    """All of them, built as the migrations build them (CONCURRENTLY)."""
+    from django.db import connection
+
+    from atelier_platform.jobs import search_indexes
+
+    if not search_indexes.create_search_indexes(connection):
+        raise RuntimeError("the search indexes could not be built (pg_trgm): see the warning above")
+    with connection.schema_editor(atomic=False) as editor:
+        for model, index in _btree_indexes():
+            editor.add_index(model, index, concurrently=True)
+
+
+def index_names() -> list[str]:
     from atelier_platform.jobs.search_indexes import SEARCH_INDEXES
 
-    return any(index.name in plan for plan in plans for index in SEARCH_INDEXES)
+    return [index.name for index in SEARCH_INDEXES] + [name for _app, _model, name in BTREE_INDEXES]
+
+
+def indexes_read(plans: list[str]) -> list[str]:
+    """Which of these indexes the plans read."""
+    return [name for name in index_names() if any(f" {name} " in plan or plan.endswith(f" {name}") for plan in plans)]
 
 
 def index_sizes_mb() -> dict[str, float]:
     from django.db import connection
 
-    from atelier_platform.jobs.search_indexes import SEARCH_INDEXES
-
     sizes = {}
     with connection.cursor() as cursor:
-        for index in SEARCH_INDEXES:
-            cursor.execute("SELECT pg_relation_size(%s::regclass)", [index.name])
-            sizes[index.name] = round(cursor.fetchone()[0] / 2**20, 1)
+        for name in index_names():
+            cursor.execute("SELECT pg_relation_size(%s::regclass)", [name])
+            sizes[name] = round(cursor.fetchone()[0] / 2**20, 1)
     return sizes
 
 
 def measure(searcher: Searcher, repeat: int, show_plans: bool, progress) -> tuple[dict, dict, dict, float, dict]:
     from django.db import connection
-
-    from atelier_platform.jobs import search_indexes
 
     times: dict = {path: {name: {} for name, _ in QUERIES} for path in PATHS}
     search_times: dict = {path: {name: {} for name, _ in QUERIES} for path in PATHS}
@@ -279,11 +325,10 @@ def measure(searcher: Searcher, repeat: int, show_plans: bool, progress) -> tupl
     build_s = 0.0
     for mode in MODES:
         if mode == "without index":
-            search_indexes.drop_search_indexes(connection)
+            drop_indexes()
         else:
             started = time.perf_counter()
-            if not search_indexes.create_search_indexes(connection):
-                raise RuntimeError("the search indexes could not be built (pg_trgm): see the warning above")
+            create_indexes()
             build_s = time.perf_counter() - started
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE jobs_job")
@@ -292,7 +337,7 @@ def measure(searcher: Searcher, repeat: int, show_plans: bool, progress) -> tupl
             for name, q in QUERIES:
                 times[path][name][mode] = searcher.time(path, q, repeat)
                 plans, search_times[path][name][mode], slow_others = searcher.plans(path, q)
-                used[path][name][mode] = reads_a_search_index(plans)
+                used[path][name][mode] = indexes_read(plans)
                 if show_plans:
                     print(f"\n--- {path}, {name} ({q!r}), {mode} ---\n" + "\n\n".join(plans), flush=True)
                     for took, sql in slow_others:
@@ -309,7 +354,7 @@ def report(args, version: str, matches: dict, times: dict, search_times: dict, u
           f"request (median of {args.repeat}) and its search statements alone (EXPLAIN ANALYZE), ms")
     print(f"{'':<36} {'hits':^15}  {'request':^26}  {'search statements':^26}")
     print(f"{'path':<10} {'search':<12} {'query':<12} {'jobs':>7} {'outputs':>7}  "
-          f"{'no index':>8} {'index':>8} {'ratio':>8}  {'no index':>8} {'index':>8} {'ratio':>8}  index read")
+          f"{'no index':>8} {'index':>8} {'ratio':>8}  {'no index':>8} {'index':>8} {'ratio':>8}  indexes read (with)")
     results: dict = {}
     for path in PATHS:
         for name, q in QUERIES:
@@ -320,10 +365,11 @@ def report(args, version: str, matches: dict, times: dict, search_times: dict, u
                 "speedup": ratio(without, with_), "search_sql_without_index_ms": round(sql_without, 2),
                 "search_sql_with_index_ms": round(sql_with, 2), "search_sql_speedup": ratio(sql_without, sql_with),
                 "index_used": used[path][name]}
-            read = "yes" if used[path][name]["with index"] else "no"
+            read = ", ".join(SHORT_NAMES.get(index, index) for index in used[path][name]["with index"]) or "none"
+            statements = (f"{sql_without:>8.1f} {sql_with:>8.1f} {ratio(sql_without, sql_with):>7.1f}x  {read}" if q
+                          else f"{'-':>8} {'-':>8} {'-':>8}")
             print(f"{path:<10} {name:<12} {q:<12} {matches[name]['jobs']:>7,} {matches[name]['outputs']:>7,}  "
-                  f"{without:>8.1f} {with_:>8.1f} {ratio(without, with_):>7.1f}x  "
-                  f"{sql_without:>8.1f} {sql_with:>8.1f} {ratio(sql_without, sql_with):>7.1f}x  {read}")
+                  f"{without:>8.1f} {with_:>8.1f} {ratio(without, with_):>7.1f}x  {statements}")
     print(f"\nratio: without the indexes / with them. Indexes built (CONCURRENTLY) in {build_s:.1f} s: "
           + ", ".join(f"{name} {size} MB" for name, size in sizes.items()))
     return {"jobs": args.jobs, "outputs": args.jobs, "postgresql": version, "repeat": args.repeat,
@@ -357,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
 
     name = f"atelier_bench_search_{uuid.uuid4().hex[:10]}"
     admin(server_url, f'CREATE DATABASE "{name}"')
+    progress(f"database {name} (removed at the end)")
     try:
         with tempfile.TemporaryDirectory(prefix="atelier-bench-search-") as data_dir:
             configure_django(bench_database_url(server_url, name), data_dir)
@@ -371,9 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                     cursor.execute("SHOW server_version")
                     version = cursor.fetchone()[0].split()[0]
                 project = create_project("bench-search")
-                from atelier_platform.jobs import search_indexes
-
-                search_indexes.drop_search_indexes(connection)  # the rows go in faster without them
+                drop_indexes()  # the rows go in faster without them
                 matches = fill(project, args.jobs, args.seed, progress)
                 times, search_times, used, build_s, sizes = measure(Searcher(project), args.repeat, args.plans, progress)
             finally:
