@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from atelier_platform.jobs.models import Job, JobStatus, Output, OutputFile
 from atelier_platform.moderation.models import ReviewItem, ReviewItemState
+from atelier_platform.moderation.review import decided_by_reviewers
 from atelier_platform.moderation.screening import IMAGE_TYPES
 
 MAX_ROWS = 20_000
@@ -66,7 +67,8 @@ def summary(project, days: int = 14, today: date | None = None) -> dict:
         images[index[row["day"].isoformat()]] = row["n"]
 
     approved, decided = zeros(), zeros()
-    decisions = ReviewItem.objects.filter(project=project, state=ReviewItemState.DECIDED, decided_at__gte=start)
+    # decided by reviewers (``decided_by_reviewers``): an item an erasure closed is no decision, approving or not
+    decisions = decided_by_reviewers(ReviewItem.objects.filter(project=project, decided_at__gte=start))
     for row in decisions.annotate(day=TruncDate("decided_at")).values("day").annotate(
             n=Count("id"), ok=Count("id", filter=Q(output__review_state="approved"))):
         i = index[row["day"].isoformat()]

@@ -218,3 +218,44 @@ def test_an_openai_replay_of_an_erased_job_is_a_410(project):
         with pytest.raises(OpenAIError) as erased:
             answer()
         assert erased.value.status == 410 and erased.value.code == "job_erased" and str(job.pk) in erased.value.message
+
+
+# --- the review queue ---------------------------------------------------------------------------------------------
+
+def a_member(project, role: str) -> APIClient:
+    client = APIClient()
+    client.force_login(MembershipFactory(project=project, user=UserFactory(), role=role).user)
+    client.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+    return client
+
+
+def an_item_waiting(project, *, flagged_as: str = "pii"):
+    from atelier_platform.moderation.models import ReviewItem
+
+    job = build_job(project, input={"text": SECRET}, run_seconds=1)
+    output = build_output(job, content={"text": SECRET, "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
+    return job, ReviewItem.objects.create(output=output, project=project, categories=[flagged_as])
+
+
+def test_an_item_closed_by_an_erasure_is_no_decision_in_the_review_metrics(project, eraser):
+    reviewer = a_member(project, "reviewer")
+    _, approved = an_item_waiting(project)
+    assert reviewer.post(f"/api/v1/reviews/{approved.pk}/claim/").status_code == 200
+    assert reviewer.post(f"/api/v1/reviews/{approved.pk}/decision/", {"action": "approve"}, format="json").status_code == 200
+    erased_job, _ = an_item_waiting(project)
+    erased_after_a_decision, decided = an_item_waiting(project, flagged_as="violence")
+    assert reviewer.post(f"/api/v1/reviews/{decided.pk}/claim/").status_code == 200
+    assert reviewer.post(f"/api/v1/reviews/{decided.pk}/decision/", {"action": "reject", "reason": "off_brand"},
+                         format="json").status_code == 200
+    before = reviewer.get("/api/v1/reviews/metrics/").json()
+    assert before["queue_depth"] == 1 and before["approval_rate_by_plugin"] == {"reverse_text": 0.5}
+
+    for job in (erased_job, erased_after_a_decision):
+        assert eraser.delete(f"/api/v1/jobs/{job.pk}/").status_code == 204
+    metrics = reviewer.get("/api/v1/reviews/metrics/").json()
+    # the erased item left the queue, decided by nobody: one approval of two decisions, as before; the decision made
+    # before its job was erased still counts
+    assert metrics["queue_depth"] == 0 and metrics["oldest_item_age_s"] is None
+    assert metrics["approval_rate_by_plugin"] == {"reverse_text": 0.5}
+    assert metrics["approval_rate_by_category"] == {"pii": 1.0, "violence": 0.0}
+    assert list(metrics["decisions_per_hour_last_24h"].values()) == [round(2 / 24, 2)]

@@ -129,3 +129,25 @@ def test_the_erasure_and_the_retention_speak_chinese(project, owner):
     page = owner.get(owner.post(f"/jobs/{job.pk}/erase/")["Location"]).content.decode()
     assert "已清除。" in page and "内容已于" in page
     assert "生成内容保留天数" in owner.get("/settings/").content.decode()
+
+
+def test_the_usage_page_counts_no_decision_for_an_item_an_erasure_closed(project, owner):
+    from atelier_frontend.usage import summary
+    from django.utils import timezone
+
+    approved = a_job(project)
+    ReviewItem.objects.create(output=approved.outputs.get(), project=project, state="decided",
+                              decided_at=timezone.now())
+    waiting = build_job(project, input={"text": SECRET}, run_seconds=1)
+    output = build_output(waiting, content={"text": SECRET, "usage": {"prompt_tokens": 2, "completion_tokens": 3}})
+    ReviewItem.objects.create(output=output, project=project)
+    before = summary(project)
+    assert (before["approval_rate"][-1], before["decided"][-1], before["now"]["review_open"]) == (1.0, 1, 1)
+
+    erasure.erase_jobs(project, [waiting], "user:1")
+    after = summary(project)
+    # it left the queue, decided by nobody: the day's approval rate and decisions are as they were
+    assert (after["approval_rate"][-1], after["decided"][-1], after["now"]["review_open"]) == (1.0, 1, 0)
+    assert after["tokens"] == before["tokens"] and after["images"] == before["images"]
+    assert after["compute_seconds"] == before["compute_seconds"]
+    assert owner.get("/usage/").status_code == 200

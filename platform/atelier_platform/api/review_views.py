@@ -216,7 +216,8 @@ class ReviewMetricsView(APIView):
         oldest = open_items.aggregate(oldest=Min("created_at"))["oldest"]
         last_day = ReviewDecision.objects.filter(item__project=project, decided_at__gte=now - timedelta(hours=24))
         per_reviewer = {row["decided_by"]: round(row["n"] / 24, 2) for row in last_day.values("decided_by").annotate(n=Count("id"))}
-        decided = ReviewItem.objects.filter(project=project, state=ReviewItemState.DECIDED)
+        # decided by reviewers: an item closed by an erasure was decided by nobody, and is neither approved nor not
+        decided = review.decided_by_reviewers(ReviewItem.objects.filter(project=project))
         by_plugin = {
             row["output__job__plugin_id"]: round(row["approved"] / row["n"], 3) if row["n"] else None
             for row in decided.values("output__job__plugin_id").annotate(

@@ -141,6 +141,21 @@ def open_reviews(routed: list[tuple[Output, Route]]) -> None:
     audit.record_many(entries)
 
 
+# --- figures -------------------------------------------------------------------------------------
+
+#: The review states a reviewer's decision leaves an output in. An item is also closed when its job's content is
+#: erased (``jobs.erasure``: nothing is left to decide), with no decision and its output's state as it was (pending,
+#: or released for an audit sample): nobody decided it, so it is neither approved nor rejected.
+DECIDED_BY_A_REVIEWER = (ReviewState.APPROVED, ReviewState.REJECTED)
+
+
+def decided_by_reviewers(items):
+    """Of ``items`` (a queryset of review items), those a reviewer decided: what approval rates and decision counts
+    read. Items closed by an erasure are left out; an item decided and erased afterwards stays in (its decision
+    was made, and the output keeps the state it gave)."""
+    return items.filter(state=ReviewItemState.DECIDED, output__review_state__in=DECIDED_BY_A_REVIEWER)
+
+
 # --- queue -------------------------------------------------------------------------------------
 
 def queue(project, *, state: str = "pending", plugin: str | None = None, category: str | None = None, flagged: bool | None = None):
