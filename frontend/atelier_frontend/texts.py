@@ -86,6 +86,8 @@ def js_text() -> dict[str, str]:
                               "the next one.")),
         "lease_taken": str(_("Another reviewer took this item after your lease ran out: press n for the next one.")),
         "already_decided": str(_("This item was already decided: press n for the next one.")),
+        "content_erased": str(_("This item's content was erased: there is nothing left to review. Press n for the next "
+                                "one.")),
         "own_content": str(_("You submitted this job: another reviewer must approve it. You may reject it or "
                              "regenerate it.")),
         "bad_json": str(_("Not valid JSON:")),

@@ -259,3 +259,35 @@ def test_an_item_closed_by_an_erasure_is_no_decision_in_the_review_metrics(proje
     assert metrics["approval_rate_by_plugin"] == {"reverse_text": 0.5}
     assert metrics["approval_rate_by_category"] == {"pii": 1.0, "violence": 0.0}
     assert list(metrics["decisions_per_hour_last_24h"].values()) == [round(2 / 24, 2)]
+
+
+def test_a_reviewer_holding_an_erased_item_is_told_it_was_erased_and_nothing_comes_back(project, eraser):
+    from atelier_platform.moderation.models import ReviewDecision
+
+    reviewer = a_member(project, "reviewer")
+    job, item = an_item_waiting(project)
+    assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
+    assert eraser.delete(f"/api/v1/jobs/{job.pk}/").status_code == 204
+
+    for body in ({"action": "approve"}, {"action": "edit", "content": {"text": SECRET, "characters": 3}},
+                 {"action": "regenerate", "comment": "again"}, {"action": "reject", "reason": "off_brand"}):
+        refused = assert_envelope(reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", body, format="json",
+                                                HTTP_IDEMPOTENCY_KEY=f"retry-{body['action']}"), 409, "content_erased")
+        assert "erased" in refused["message"] and refused["details"]["erased_at"]
+    for step in ("claim", "renew"):
+        assert_envelope(reviewer.post(f"/api/v1/reviews/{item.pk}/{step}/"), 409, "content_erased")
+    # nothing written: no decision, no regeneration, the content not back
+    assert not ReviewDecision.objects.exists() and Job.objects.count() == 1
+    shown = reviewer.get(f"/api/v1/reviews/{item.pk}/").json()
+    assert shown["state"] == "decided" and shown["output"]["content"] is None and shown["job_input"] == {}
+    assert SECRET not in str(shown)
+    # claiming the next item passes it over
+    assert reviewer.post("/api/v1/reviews/claim-next/").status_code == 204
+
+
+def test_an_item_decided_by_someone_is_still_review_decided(project):
+    reviewer, other = a_member(project, "reviewer"), a_member(project, "reviewer")
+    _, item = an_item_waiting(project)
+    assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
+    assert reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json").status_code == 200
+    assert_envelope(other.post(f"/api/v1/reviews/{item.pk}/claim/"), 409, "review_decided")

@@ -151,3 +151,21 @@ def test_the_usage_page_counts_no_decision_for_an_item_an_erasure_closed(project
     assert after["tokens"] == before["tokens"] and after["images"] == before["images"]
     assert after["compute_seconds"] == before["compute_seconds"]
     assert owner.get("/usage/").status_code == 200
+
+
+def test_a_review_item_erased_says_so_on_its_panel_and_in_the_queue_words(project, signed_in):
+    from django.utils import translation
+
+    from atelier_frontend.texts import js_text
+
+    job = build_job(project, input={"text": SECRET}, run_seconds=1)
+    item = ReviewItem.objects.create(output=build_output(job, content={"text": SECRET}, image=True), project=project)
+    erasure.erase_jobs(project, [job], "user:1")
+    reviewer = signed_in(project, "reviewer")
+    panel = reviewer.get(f"/review/items/{item.pk}/").content.decode()
+    assert 'id="item-erased"' in panel and "This item's content was erased" in panel
+    assert SECRET not in panel and "/files/" not in panel
+    reviewer.cookies["django_language"] = "zh-hans"
+    assert "此条目的内容已被清除" in reviewer.get(f"/review/items/{item.pk}/").content.decode()
+    with translation.override("zh-hans"):
+        assert js_text()["content_erased"] == "此条目的内容已被清除，没有可审核的内容了。按 n 领取下一条。"

@@ -144,7 +144,7 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def renew(self, request, pk=None):
         item, reviewer = self.get_object(), reviewer_of(request)
         if item.state == ReviewItemState.DECIDED:
-            raise review.AlreadyDecided("This item was already decided.")
+            review.refuse_decided(item)
         if item.lease_holder != reviewer.actor:
             # Unlike claim, renew never takes an item: a reviewer whose lease lapsed and was taken over must know.
             raise review.LeaseRequired("You do not hold this item's lease (it lapsed and was taken, or was never "
@@ -181,7 +181,8 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @extend_schema(request=ReviewDecisionInputSerializer, parameters=[IDEMPOTENCY_PARAMETER],
                    responses={200: ReviewItemSerializer, **error_responses(400, 403, 404, 409, 422)},
                    description="With an Idempotency-Key, a retried decision replays the first answer instead of "
-                               "answering 409 review_decided. An edit sends the whole output as output.content shows it, "
+                               "answering 409 review_decided; an item whose job's content was erased (which closed it) answers 409 "
+                               "content_erased, on a claim too. An edit sends the whole output as output.content shows it, "
                                "changed only in the fields the plugin lists in editable_output_fields (GET /plugins/); "
                                "a change to any other field (token counts, ids, scores, sources...) is refused whole with "
                                "400 field_not_editable, each such field named in details (content.usage.prompt_tokens). "

@@ -77,7 +77,8 @@ class OutputSerializer(FieldsBuiltOnce):
 
     final = serializers.SerializerMethodField(help_text="true when the content may be used: approved, or released after screening")
     content = serializers.JSONField(allow_null=True, help_text="null on the jobs and outputs endpoints for an output blocked "
-                                    "by screening or rejected by a reviewer, or whose job's content was erased")
+                                    "by screening or rejected by a reviewer; null everywhere (the review queue too) for "
+                                    "one whose job's content was erased")
 
     def get_final(self, output: Output) -> bool:
         return output.review_state in DELIVERABLE_REVIEW_STATES
@@ -357,6 +358,8 @@ class ReviewItemSerializer(serializers.Serializer):
         data = super().to_representation(item)
         data["input_screening"] = report_for_callers(data["input_screening"])
         data["output"]["safety"] = report_for_callers(data["output"]["safety"])
+        if item.output.job.erased_at is not None:  # as the jobs endpoints show it: its token counts and file rows
+            data["output"]["content"], data["output"]["files"] = None, []  # are the usage report's, not content
         return data
 
 

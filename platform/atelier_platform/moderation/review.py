@@ -51,6 +51,24 @@ class AlreadyDecided(ReviewError):
     code = "review_decided"
 
 
+class ContentErased(AlreadyDecided):
+    """The item's job's content was erased (``jobs.erasure``), which closed the item: not "decided" by anyone, as
+    ``AlreadyDecided`` would tell a reviewer who held it; there is nothing left to review, nor to regenerate."""
+
+    code = "content_erased"
+
+
+def refuse_decided(item: ReviewItem) -> None:
+    """Raise what a reviewer is told of an item that is no longer open: erased, or decided."""
+    from atelier_platform.jobs.models import Job
+
+    erased_at = Job.objects.filter(outputs__review=item).values_list("erased_at", flat=True).first()
+    if erased_at is not None:
+        raise ContentErased(f"The content of this item's job was erased ({erased_at.isoformat()}): there is nothing "
+                            "left to review. Take the next item.", details={"erased_at": erased_at.isoformat()})
+    raise AlreadyDecided("This item was already decided.")
+
+
 class OwnContent(ReviewError):
     status_code = 403
     code = "own_content"
@@ -223,7 +241,7 @@ def claim(item: ReviewItem, reviewer: Reviewer) -> ReviewItem:
         if updated and item.lease_holder == reviewer.actor and item.lease_expires_at is not None:
             break
         if item.state == ReviewItemState.DECIDED:
-            raise AlreadyDecided("This item was already decided.")
+            refuse_decided(item)
         if item.lease_expires_at is not None and item.lease_expires_at >= now:
             raise LeaseHeld(
                 f"Another reviewer holds this item until {item.lease_expires_at.isoformat()}.",
@@ -304,7 +322,7 @@ def decide(item: ReviewItem, reviewer: Reviewer, *, action: str, reason: str = "
     output, job = item.output, item.output.job
     policy = policy_for(job.project)
     if item.state == ReviewItemState.DECIDED:
-        raise AlreadyDecided("This item was already decided.")
+        refuse_decided(item)
     if item.lease_holder != reviewer.actor or not item.lease_expires_at or item.lease_expires_at <= timezone.now():
         raise LeaseRequired("Claim the item first (POST .../claim/); your lease is missing or expired.")
     if action in (ReviewAction.APPROVE, ReviewAction.EDIT) and policy.forbid_self_approval and _submitted_by_reviewer(job, reviewer):

@@ -50,6 +50,7 @@ document.addEventListener("DOMContentLoaded", () => {
         : Atelier.t("lease_lapsed", "Not saved: your lease on this item ran out. Extend the lease to keep it, or press n for the next one.");
     }
     if (code === "review_decided") return Atelier.t("already_decided", "This item was already decided: press n for the next one.");
+    if (code === "content_erased") return Atelier.t("content_erased", "This item's content was erased: there is nothing left to review. Press n for the next one.");
     if (code === "own_content") return Atelier.t("own_content", "You submitted this job: another reviewer must approve it. You may reject it or regenerate it.");
     return Atelier.errorText(result);
   }
