@@ -497,3 +497,55 @@ def test_a_running_response_is_not_erased(api, chat_project, make_key, client_fo
     owner_key = client_for(make_key(chat_project, ["jobs:read", "content:erase"]).raw)
     assert_openai_error(owner_key.delete(f"{RESPONSES}/{rid(job)}"), 409, "job_running")
     assert Job.objects.get(pk=job.pk).erased_at is None
+
+
+def a_thread_of_two_responses(api, wait_s):
+    from atelier_platform.conversations.services import place_reply
+
+    first = queued_job(api, wait_s, instructions="Be brief.")
+    finish(first, ReviewState.RELEASED)
+    place_reply(first.outputs.get())
+    second = queued_job(api, wait_s, question="And my refund?", previous_response_id=rid(first))
+    finish(second, ReviewState.RELEASED, reply="Within a week.")
+    place_reply(second.outputs.get())
+    return first, second
+
+
+def test_a_conversation_goes_on_without_an_erased_response_and_naming_it_is_refused(api, chat_project, make_key,
+                                                                                     client_for, wait_s):
+    first, second = a_thread_of_two_responses(api, wait_s)
+    owner_key = client_for(make_key(chat_project, ["jobs:read", "content:erase"]).raw)
+    assert owner_key.delete(f"{RESPONSES}/{rid(first)}").status_code == 200
+
+    # the erased exchange (and the instructions it held) is not fed to the model, not even as empty turns; the same
+    # instructions are not refused as "other" ones: the thread has none left, and keeps these from now on
+    third = queued_job(api, wait_s, question="Thanks!", previous_response_id=rid(second), instructions="Be brief.")
+    assert third.input["messages"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "And my refund?"},
+        {"role": "assistant", "content": "Within a week."}, {"role": "user", "content": "Thanks!"}]
+    items = api.get(f"{RESPONSES}/{rid(third)}/input_items?order=asc").json()["data"]
+    assert [item["content"][0]["text"] for item in items] == ["Be brief.", "And my refund?", "Within a week.", "Thanks!"]
+
+    conversation_id = second.input["conversation_id"]
+    erased = assert_openai_error(respond(api, previous_response_id=rid(first)), 400, "previous_response_erased",
+                                 "previous_response_id")
+    assert "was erased" in erased["message"] and conversation_id in erased["message"]
+    assert erased["details"]["conversation_id"] == conversation_id
+    assert Job.objects.count() == 3  # nothing submitted
+
+
+def test_after_its_conversation_was_erased_continuing_it_is_a_clear_400(api, chat_project, make_key, client_for,
+                                                                        wait_s):
+    first, second = a_thread_of_two_responses(api, wait_s)
+    owner_key = client_for(make_key(chat_project, ["jobs:read", "content:erase"]).raw)
+    conversation_id = second.input["conversation_id"]
+    assert owner_key.delete(f"/api/v1/conversations/{conversation_id}/").status_code == 204
+
+    for previous in (first, second):
+        erased = assert_openai_error(respond(api, previous_response_id=rid(previous)), 400, "previous_response_erased",
+                                     "previous_response_id")
+        assert "start a new conversation" in erased["message"] and erased["details"]["conversation_id"] is None
+    body = {"model": "chatbot", "messages": [{"role": "user", "content": "Hi"}], "conversation_id": conversation_id}
+    assert_openai_error(api.post("/v1/chat/completions", json.dumps(body), content_type="application/json"), 400,
+                        "validation_error", "conversation_id")
+    assert Job.objects.count() == 2

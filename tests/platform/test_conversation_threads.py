@@ -5,19 +5,23 @@ turn fail because of a turn the caller did not send."""
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import pytest
 from atelier_sdk import OutputItem
+from pydantic import BaseModel, ConfigDict, Field
 
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import set_plugin_enabled
 from atelier_platform.conversations.models import ConversationMessage
+from atelier_platform.conversations.services import first_system_turn
+from atelier_platform.jobs import erasure
 from atelier_platform.jobs.models import Job, Output
 from atelier_platform.moderation import review
 from atelier_platform.moderation.policies import update_policy
 from atelier_platform.moderation.screening import policy_for
 from atelier_workers.runtime import JobRunner, ModelCache
-from tests.support.plugins import EchoChat, EchoChatOutput
+from tests.support.plugins import EchoChat, EchoChatInput, EchoChatOutput
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -214,3 +218,66 @@ class TestOrderUnderReviewBeforeRelease:
         # the same words: that they are the regenerated job's reply, not the rejected one's, is in the turn
         reply = ConversationMessage.objects.get(conversation_id=conversation_id, index=1)
         assert str(reply.job_id) == regenerated["id"]
+
+
+class LenientMessage(BaseModel):
+    """A third-party plugin's turn that may be empty: the platform, not the plugin's schema, keeps erased turns out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=4000)
+
+
+class LenientEchoChatInput(EchoChatInput):
+    messages: list[LenientMessage] = Field(min_length=1, max_length=50)
+
+
+class LenientEchoChat(QuietEchoChat):
+    Input = LenientEchoChatInput
+
+
+@pytest.fixture
+def lenient_chat(project, empty_plugin_registry):
+    empty_plugin_registry.register(LenientEchoChat)
+    set_plugin_enabled(project, "echo_chat", True)
+    update_policy(project, "test", {"review_mode": "release_after_screening", "audit_sample_percent": 0})
+    return project
+
+
+class TestErasedTurns:
+    """A thread whose jobs were erased one by one (``jobs.erasure``) goes on with the turns left: its erased turns
+    keep their places with no text, and no model is given them, as empty turns or as the thread's instructions."""
+
+    def test_the_turns_of_an_erased_job_are_not_fed_to_the_model(self, lenient_chat, api, run):
+        first = say(api, "My number is 07700 900123")
+        conversation_id = first["input"]["conversation_id"]
+        run(first["id"])
+        second = say(api, "Where is my parcel?", conversation_id)
+        run(second["id"])
+
+        erasure.erase_jobs(lenient_chat, [first["id"]], "user:1")
+
+        assert thread(api, conversation_id) == [("user", ""), ("assistant", ""), ("user", "Where is my parcel?"),
+                                                ("assistant", "you said: Where is my parcel?")]
+        third = say(api, "Thanks!", conversation_id)
+        assert fed(third) == [("user", "Where is my parcel?"), ("assistant", "you said: Where is my parcel?"),
+                              ("user", "Thanks!")]
+        run(third["id"])
+        assert Output.objects.get(job_id=third["id"]).content["turns"] == 3
+
+    def test_a_thread_whose_instructions_were_erased_takes_new_ones(self, lenient_chat, api, run):
+        body = {"plugin": "echo_chat", "input": {"messages": [{"role": "system", "content": "Call me Jane Roe."},
+                                                              {"role": "user", "content": "Hello"}]}}
+        first = api.post("/api/v1/jobs/", json.dumps(body), content_type="application/json").json()
+        conversation_id = first["input"]["conversation_id"]
+        run(first["id"])
+        erasure.erase_jobs(lenient_chat, [first["id"]], "user:1")
+
+        body = {"plugin": "echo_chat", "input": {"conversation_id": conversation_id, "messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Price?"}]}}
+        second = api.post("/api/v1/jobs/", json.dumps(body), content_type="application/json").json()
+        assert fed(second) == [("system", "Be brief."), ("user", "Price?")]
+        assert first_system_turn(lenient_chat, conversation_id) == "Be brief."  # the thread keeps them now
+        third = say(api, "And shipping?", conversation_id)
+        assert fed(third) == [("system", "Be brief."), ("user", "Price?"), ("user", "And shipping?")]

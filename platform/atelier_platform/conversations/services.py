@@ -56,12 +56,21 @@ def expand_thread(project: Project, plugin, validated_input: dict[str, Any]) -> 
 
 
 def first_system_turn(project: Project, conversation_id) -> str | None:
-    """The system message a continued thread keeps (``_kept``: its first), None when it has none or there is no
-    such conversation in the project. A later system message would not reach the model: a caller who sends other
-    instructions must be told so rather than be ignored."""
-    turn = (ConversationMessage.objects.filter(conversation__project=project, conversation_id=_uuid_or_none(conversation_id),
-                                               role="system").order_by("index").first())
+    """The system message a continued thread keeps (``_kept``: its first not erased), None when it has none (its
+    instructions were erased with their job: new ones may be sent) or there is no such conversation in the project.
+    A later system message would not reach the model: a caller who sends other instructions must be told so rather
+    than be ignored."""
+    turn = (not_erased(ConversationMessage.objects.filter(conversation__project=project,
+                                                          conversation_id=_uuid_or_none(conversation_id), role="system"))
+            .order_by("index").first())
     return turn.content if turn else None
+
+
+def not_erased(turns):
+    """The turns (a queryset of messages) whose job's content was not erased: an erased job's turns keep their
+    places with no text (``jobs.erasure``), and no model is given them, neither as empty turns nor as the thread's
+    instructions. A turn a caller sent without a job stays."""
+    return turns.filter(job__erased_at__isnull=True)
 
 
 def _uuid_or_none(value) -> uuid.UUID | None:
@@ -76,9 +85,11 @@ def _uuid_or_none(value) -> uuid.UUID | None:
 
 def _turns_a_job_may_keep(conversation: Conversation) -> list[dict]:
     """The stored turns ``_kept`` can keep, read without the rest: its first system turn and its latest
-    others. Each new turn of a thread of thousands reads the few rows a job keeps, not the whole thread."""
-    system = list(conversation.messages.filter(role="system").order_by("index")[:1])
-    latest = list(conversation.messages.exclude(role="system").order_by("-index")[:MAX_THREAD_MESSAGES])
+    others, of those not erased (``not_erased``). Each new turn of a thread of thousands reads the few rows a
+    job keeps, not the whole thread."""
+    turns = not_erased(conversation.messages.all())
+    system = list(turns.filter(role="system").order_by("index")[:1])
+    latest = list(turns.exclude(role="system").order_by("-index")[:MAX_THREAD_MESSAGES])
     return [{"role": m.role, "content": m.content} for m in sorted(system + latest, key=lambda m: m.index)]
 
 

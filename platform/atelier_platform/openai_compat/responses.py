@@ -143,6 +143,8 @@ def _continued_conversation(project: Project, body: CreateResponse) -> str | Non
     if previous is None:
         raise OpenAIError(400, f"Previous response with id {body.previous_response_id!r} not found in this project.",
                           code="previous_response_not_found", param="previous_response_id")
+    if previous.erased_at is not None:
+        raise previous_response_erased(project, previous, body.previous_response_id)
     conversation_id = (previous.input or {}).get("conversation_id")
     if not conversation_id:
         raise OpenAIError(400, f"Response {body.previous_response_id} has no conversation to continue (its input was "
@@ -152,6 +154,22 @@ def _continued_conversation(project: Project, body: CreateResponse) -> str | Non
         raise OpenAIError(400, "conversation_id names another conversation than previous_response_id continues: send one of them.",
                           code="invalid_value", param="conversation_id")
     return conversation_id
+
+
+def previous_response_erased(project: Project, previous: Job, value: str) -> OpenAIError:
+    """``previous_response_id`` names a response whose content was erased (``jobs.erasure``): there is no reply left
+    to continue after, and the caller who erased it should not build on it. Its thread, where it still stands (only
+    this job was erased), goes on from a later response or by its ``conversation_id``."""
+    from atelier_platform.conversations.models import ConversationMessage
+
+    conversation_id = (ConversationMessage.objects.filter(conversation__project=project, job=previous)
+                       .values_list("conversation_id", flat=True).first())
+    then = (f"continue its conversation from a later response, or with conversation_id {conversation_id}"
+            if conversation_id else "start a new conversation")
+    return OpenAIError(400, f"Response {value} was erased ({previous.erased_at.isoformat()}): it cannot be continued; "
+                            f"{then}.", code="previous_response_erased", param="previous_response_id",
+                       details={"erased_at": previous.erased_at.isoformat(),
+                                "conversation_id": str(conversation_id) if conversation_id else None})
 
 
 def _same_id(value: str) -> str:

@@ -242,7 +242,8 @@ class CreateResponse(AtelierChatFields):
     stream_options: dict[str, Any] | None = Field(default=None, description="Accepted and ignored.")
     previous_response_id: str | None = Field(
         default=None, description="Continue the conversation of this response (resp_..., of this project): its thread, "
-                                  "with the replies that may be delivered, comes before the input.",
+                                  "with the replies that may be delivered, comes before the input (the turns of erased "
+                                  "jobs left out). One erased: 400 previous_response_erased.",
     )
     metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(
         default=None, max_length=16, description="Checked as OpenAI does (16 pairs, keys 64 and values 512 characters at "
