@@ -4,6 +4,7 @@ a project's policy no longer keeps."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -23,7 +24,7 @@ from atelier_platform.jobs.models import Job, JobPurpose, JobStatus, Output, Out
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_platform.moderation.models import AuditEvent, ReviewDecision, ReviewItem, ReviewItemState, SafetyPolicy
 from atelier_platform.usage import quotas, reports
-from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
+from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tests.api.helpers import build_job, build_output
 from tests.factories import MembershipFactory, UserFactory
 
@@ -81,6 +82,11 @@ def a_job_with_every_copy(project, *, django_capture_on_commit_callbacks) -> dic
     failing = lifecycle.claim_job(str(failed.pk), "worker-1")
     with django_capture_on_commit_callbacks(execute=True):
         assert lifecycle.fail_job(str(failed.pk), failing.token, "plugin_error", f"could not read {MARKER}")
+    delivery = WebhookDelivery.objects.get(event_type="job.failed")
+    echoed = json.dumps(delivery.payload)  # a receiver that answers with what it was sent (an echo service)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(last_status_code=500, last_response_excerpt=echoed)
+    WebhookAttempt.objects.create(delivery=delivery, number=1, started_at=timezone.now(), duration_ms=3,
+                                  status_code=500, response_excerpt=echoed)
     file_name = OutputFile.objects.get(output__job=job).file.name
     return {"job": job, "failed": failed, "conversation": conversation, "file": file_name}
 
@@ -103,7 +109,8 @@ def test_erasure_leaves_the_content_in_no_table_and_no_file_and_keeps_the_tombst
     holding = rows_holding(MARKER)
     # the copies the erasure must find are all there first
     for label in ("jobs.Job", "jobs.Output", "moderation.ReviewDecision", "moderation.AuditEvent",
-                  "conversations.ConversationMessage", "usage.IdempotencyRecord", "webhooks.WebhookDelivery"):
+                  "conversations.ConversationMessage", "usage.IdempotencyRecord", "webhooks.WebhookDelivery",
+                  "webhooks.WebhookAttempt"):
         assert any(row.startswith(label + " ") for row in holding), (label, holding)
     assert default_storage.exists(made["file"])
     audit_before = AuditEvent.objects.count()

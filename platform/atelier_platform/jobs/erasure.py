@@ -12,7 +12,8 @@ What goes, wherever a copy of it lies:
 - the turns the job added to a conversation (their text; the turns keep their places);
 - the stored answers of retried review decisions about the job (``IdempotencyRecord``), which hold its input and
   output;
-- the error message of its ``job.failed`` webhook deliveries (no other payload carries content, by design);
+- the error message of its ``job.failed`` webhook deliveries (no other payload carries content, by design), and
+  what their receiver answered (an echo of the payload is a copy);
 - the content its audit events recorded (a review's before and after, its comment): redacted, never deleted.
 
 What stays, and why: the job row with its plugin, status, timings, attempts, who submitted it and when, because
@@ -201,9 +202,11 @@ def _redact_audit(project, about: dict[str, list[str]]) -> int:
 
 
 def _redact_webhook_payloads(project, job_ids: list[str]) -> int:
-    """The one thing a delivery's payload may quote: a failed job's error message (``webhooks.events.job_data``)."""
+    """The one thing a delivery's payload may quote: a failed job's error message (``webhooks.events.job_data``);
+    and with it what the receiver answered to those deliveries (the last answer and each attempt's), which a receiver
+    that echoes what it is sent (a test endpoint, a request bin) made a copy of."""
     from atelier_platform.webhooks.events import EventType
-    from atelier_platform.webhooks.models import WebhookDelivery
+    from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery
 
     payloads = {}
     for pk, payload in (WebhookDelivery.objects.filter(endpoint__project=project, event_type=EventType.JOB_FAILED,
@@ -213,7 +216,10 @@ def _redact_webhook_payloads(project, job_ids: list[str]) -> int:
         if isinstance(error, dict) and error.get("message"):
             payload["data"]["job"]["error"] = {**error, "message": ""}
             payloads[pk] = {"payload": payload}
-    _update_each(WebhookDelivery, payloads, ["payload"])
+    _update_each(WebhookDelivery, payloads, ["payload"], last_response_excerpt="")
+    if payloads:
+        WebhookAttempt.objects.filter(delivery_id__in=list(payloads)).exclude(response_excerpt="").update(
+            response_excerpt="")
     return len(payloads)
 
 
