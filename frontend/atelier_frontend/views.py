@@ -163,9 +163,10 @@ def create_plugin(request, here, plugin_id: str):
             schema_form.prefill(fields, template.input, template.params)
             priority = str(template.priority)
     recent = with_review_state_counts(
-        # the member's own prompts: not the cases of an evaluation they started
+        # the member's own prompts: not the cases of an evaluation they started, nor those erased (nothing left to
+        # show or reuse: the row was a blank link)
         Job.objects.filter(project=here.project, plugin_id=plugin_id, submitted_by=request.user,
-                           purpose=JobPurpose.REQUEST)
+                           purpose=JobPurpose.REQUEST, erased_at__isnull=True)
         .only("id", "input", "created_at", "status", "purpose", "erased_at")).order_by("-created_at")[:RECENT_PROMPTS]
     return page(request, "atelier_frontend/create_plugin.html", {
         "plugin": info, "fields": fields, "priority": priority, "priorities": range(10), "form_errors": form_errors,

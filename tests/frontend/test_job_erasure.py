@@ -169,3 +169,13 @@ def test_a_review_item_erased_says_so_on_its_panel_and_in_the_queue_words(projec
     assert "此条目的内容已被清除" in reviewer.get(f"/review/items/{item.pk}/").content.decode()
     with translation.override("zh-hans"):
         assert js_text()["content_erased"] == "此条目的内容已被清除，没有可审核的内容了。按 n 领取下一条。"
+
+
+def test_an_erased_job_is_not_among_the_recent_prompts_to_reuse(project, signed_in, submit):
+    editor = signed_in(project, "editor")
+    kept = submit(project, text="a prompt to keep", user=editor.user)
+    erased = submit(project, text=SECRET, user=editor.user)
+    erasure.erase_jobs(project, [erased], "user:1")
+    page = editor.get("/create/reverse_text/").content.decode()
+    assert f"?from={kept.pk}" in page and "a prompt to keep" in page
+    assert f"?from={erased.pk}" not in page and SECRET not in page
