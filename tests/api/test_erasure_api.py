@@ -291,3 +291,26 @@ def test_an_item_decided_by_someone_is_still_review_decided(project):
     assert reviewer.post(f"/api/v1/reviews/{item.pk}/claim/").status_code == 200
     assert reviewer.post(f"/api/v1/reviews/{item.pk}/decision/", {"action": "approve"}, format="json").status_code == 200
     assert_envelope(other.post(f"/api/v1/reviews/{item.pk}/claim/"), 409, "review_decided")
+
+
+# --- final content ------------------------------------------------------------------------------------------------
+
+def test_an_erased_output_is_no_final_content_in_the_outputs_list_and_its_export(project, eraser, api):
+    import json as json_module
+
+    erased_job, erased = a_finished_job(project)
+    kept_job = build_job(project, input={"text": "a kept prompt"}, run_seconds=1)
+    kept = build_output(kept_job, content={"text": "kept copy"}, review_state=ReviewState.APPROVED)
+    assert eraser.delete(f"/api/v1/jobs/{erased_job.pk}/").status_code == 204
+
+    # a CMS syncing the final content gets the kept output only, not an approved row with no text
+    assert [o["id"] for o in api.get("/api/v1/outputs/?final=true").json()["results"]] == [str(kept.pk)]
+    rows = [json_module.loads(line) for line in
+            b"".join(api.get("/api/v1/outputs/?final=true&export=jsonl").streaming_content).decode().splitlines()]
+    assert [(row["output_id"], row["text"], row["final"]) for row in rows] == [(str(kept.pk), "kept copy", True)]
+    # it keeps its review state (the tombstone), and says it is not final: there is no content to use
+    shown = api.get(f"/api/v1/outputs/{erased.pk}/").json()
+    assert (shown["review_state"], shown["final"], shown["content"]) == ("approved", False, None)
+    assert [o["id"] for o in api.get("/api/v1/outputs/?final=false").json()["results"]] == [str(erased.pk)]
+    assert api.get(f"/api/v1/jobs/{erased_job.pk}/").json()["outputs"][0]["final"] is False
+    assert SECRET not in str(api.get("/api/v1/outputs/?final=false&export=csv").getvalue())

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from atelier_platform.accounts.models import MAX_KEY_RATE_LIMIT_PER_MINUTE
 from atelier_platform.instants import in_utc
-from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, JobPurpose, Output, OutputFile
+from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, Job, JobPurpose, Output, OutputFile, is_final
 from atelier_platform.jobs.regenerations import link_regenerations, links_of
 from atelier_platform.moderation.models import LEASE_SECONDS, RETENTION_DAYS
 
@@ -75,13 +75,14 @@ class OutputSerializer(FieldsBuiltOnce):
         model = Output
         fields = ["id", "index", "content", "review_state", "final", "provenance", "safety", "files", "created_at"]
 
-    final = serializers.SerializerMethodField(help_text="true when the content may be used: approved, or released after screening")
+    final = serializers.SerializerMethodField(help_text="true when the content may be used: approved, or released after "
+                                                        "screening, and not erased since")
     content = serializers.JSONField(allow_null=True, help_text="null on the jobs and outputs endpoints for an output blocked "
                                     "by screening or rejected by a reviewer; null everywhere (the review queue too) for "
                                     "one whose job's content was erased")
 
     def get_final(self, output: Output) -> bool:
-        return output.review_state in DELIVERABLE_REVIEW_STATES
+        return is_final(output)
 
 
 #: The safety check whose evidence names the project's own blocklist terms.

@@ -24,8 +24,8 @@ from django.db.models import Prefetch, Q, QuerySet
 from atelier_platform import exports
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.schema_texts import written_texts
-from atelier_platform.jobs.models import (DELIVERABLE_REVIEW_STATES, WITHHELD_REVIEW_STATES, Job, Output, OutputFile, ReviewState,
-                                         final_content)
+from atelier_platform.jobs.models import (WITHHELD_REVIEW_STATES, Job, Output, OutputFile, ReviewState,
+                                         final_content, is_final)
 from atelier_platform.jobs.search_indexes import existing_search_indexes
 from atelier_platform.moderation.screening import IMAGE_TYPES, collect_texts
 
@@ -59,8 +59,8 @@ class LibraryFilters:
 
 def final_outputs(project, filters: LibraryFilters = LibraryFilters()) -> QuerySet:
     """The project's final outputs that match ``filters``, newest first, with what a page or an export shows of them."""
-    # an erased job's outputs keep their review state (the tombstone) but no content: nothing to browse or take away
-    outputs = Output.objects.filter(final_content(), job__project=project, job__erased_at__isnull=True)
+    # final_content() leaves out an erased job's outputs: they keep their review state (the tombstone), not their content
+    outputs = Output.objects.filter(final_content(), job__project=project)
     if filters.plugin:
         outputs = outputs.filter(job__plugin_id=filters.plugin)
     if filters.created_after is not None:
@@ -246,7 +246,7 @@ def export_row(output: Output, *, site: str, file_query: str = "", with_approver
     items = None if withheld else ranked_items(output.content)
     return {
         "output_id": str(output.pk), "job_id": str(job.pk), "plugin": job.plugin_id, "index": output.index,
-        "review_state": output.review_state, "final": output.review_state in DELIVERABLE_REVIEW_STATES,
+        "review_state": output.review_state, "final": is_final(output),
         "created_at": output.created_at.isoformat(), "approved_at": approved_at.isoformat() if approved_at else None,
         "approved_by": [approver_name(decision) for decision in approvals] if with_approvers else [],
         "text": "" if withheld else text_of(job.plugin_id, output.content),

@@ -173,8 +173,14 @@ WITHHELD_REVIEW_STATES = frozenset({ReviewState.BLOCKED, ReviewState.REJECTED})
 
 def final_content() -> Q:
     """The outputs that are final content (``final`` on the API, the dashboard's library): approved, or released
-    after screening; never pending, rejected or blocked ones, nor an evaluation's (pending for good)."""
-    return Q(review_state__in=sorted(str(state) for state in DELIVERABLE_REVIEW_STATES))
+    after screening; never pending, rejected or blocked ones, nor an evaluation's (pending for good), nor one whose
+    job's content was erased (``jobs.erasure``: it keeps its review state, not its content)."""
+    return Q(review_state__in=sorted(str(state) for state in DELIVERABLE_REVIEW_STATES), job__erased_at__isnull=True)
+
+
+def is_final(output: "Output") -> bool:
+    """``final_content`` of one output in hand (its job read with it)."""
+    return output.review_state in DELIVERABLE_REVIEW_STATES and output.job.erased_at is None
 
 
 class Output(models.Model):
