@@ -549,3 +549,13 @@ def test_after_its_conversation_was_erased_continuing_it_is_a_clear_400(api, cha
     assert_openai_error(api.post("/v1/chat/completions", json.dumps(body), content_type="application/json"), 400,
                         "validation_error", "conversation_id")
     assert Job.objects.count() == 2
+
+
+def test_an_erased_response_reads_as_gone_whatever_state_it_ended_in(api, chat_project, make_key, client_for, wait_s):
+    queued = queued_job(api, wait_s, question="My number is 07700 900123")
+    owner_key = client_for(make_key(chat_project, ["jobs:read", "content:erase"]).raw)
+    assert owner_key.delete(f"{RESPONSES}/{rid(queued)}").status_code == 200
+    assert Job.objects.get(pk=queued.pk).status == JobStatus.CANCELLED  # cancelled first, then erased
+    # not a "cancelled" response, nor input items that say the model read nothing: gone
+    assert_openai_error(api.get(f"{RESPONSES}/{rid(queued)}"), 410, "job_erased")
+    assert_openai_error(api.get(f"{RESPONSES}/{rid(queued)}/input_items"), 410, "job_erased")

@@ -40,6 +40,7 @@ from atelier_platform.openai_compat.services import (
     chat_info,
     chat_job,
     chat_reply,
+    job_erased,
     job_error,
     message_text,
     unix,
@@ -220,7 +221,10 @@ def created_response(job: Job) -> ResponseObject:
 
 
 def response_object(job: Job) -> ResponseObject:
-    """The job as a response, in whatever state it is (``GET /v1/responses/{id}``)."""
+    """The job as a response, in whatever state it is (``GET /v1/responses/{id}``); 410 ``job_erased`` once its
+    content was erased, whatever state it ended in (a queued one erased ended cancelled)."""
+    if job.erased_at is not None:
+        raise job_erased(job)
     if job.status in UNFINISHED:
         return response_shell(job, UNFINISHED[job.status])
     if job.status == JobStatus.CANCELLED:
@@ -254,7 +258,10 @@ def response_shell(job: Job, status: str, *, reply: ChatReply | None = None, **f
 
 
 def input_items(job: Job, *, order: str, limit: int, after: str | None) -> ResponseInputItemList:
-    """The messages the job's model read (its input: a continued thread's kept turns, then the new ones)."""
+    """The messages the job's model read (its input: a continued thread's kept turns, then the new ones); 410
+    ``job_erased`` once they were erased (an empty list would say the model read nothing)."""
+    if job.erased_at is not None:
+        raise job_erased(job)
     messages = [m for m in (job.input or {}).get("messages", []) if isinstance(m, dict)]
     items = [ResponseInputMessage(
         id=f"msg_{job.pk.hex}_{index}", role=message.get("role") if message.get("role") in ("user", "system", "assistant") else "user",

@@ -258,6 +258,8 @@ class ResponsesView(OpenAIView):
 
 RESPONSE_NOT_FOUND = OpenApiResponse(OpenAIErrorResponse, description="No response with this id in the project (code "
                                                                       "response_not_found).")
+RESPONSE_ERASED = OpenApiResponse(OpenAIErrorResponse, description="The response's content was erased (code job_erased), "
+                                                                   "whatever state its job ended in.")
 
 
 def found_response(request, response_id: str) -> Job:
@@ -279,7 +281,8 @@ class ResponseDetailView(OpenAIView):
             "response: resp_ and its id without dashes."
         ),
         parameters=[OpenApiParameter("stream", OpenApiTypes.BOOL, description="Not supported: must be false.")],
-        responses={200: ResponseObject, 400: ERRORS[400], 401: ERRORS[401], 403: ERRORS[403], 404: RESPONSE_NOT_FOUND},
+        responses={200: ResponseObject, 400: ERRORS[400], 401: ERRORS[401], 403: ERRORS[403], 404: RESPONSE_NOT_FOUND,
+                   410: RESPONSE_ERASED},
     )
     def get(self, request, response_id: str):
         if request.query_params.get("stream", "false").lower() not in ("false", "0"):
@@ -314,7 +317,8 @@ class ResponseInputItemsView(OpenAIView):
             OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100, 20 by default."),
             OpenApiParameter("after", OpenApiTypes.STR, description="The id of the item the page starts after."),
         ],
-        responses={200: ResponseInputItemList, 400: ERRORS[400], 401: ERRORS[401], 403: ERRORS[403], 404: RESPONSE_NOT_FOUND},
+        responses={200: ResponseInputItemList, 400: ERRORS[400], 401: ERRORS[401], 403: ERRORS[403], 404: RESPONSE_NOT_FOUND,
+                   410: RESPONSE_ERASED},
     )
     def get(self, request, response_id: str):
         job = found_response(request, response_id)
