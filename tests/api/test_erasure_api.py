@@ -314,3 +314,15 @@ def test_an_erased_output_is_no_final_content_in_the_outputs_list_and_its_export
     assert [o["id"] for o in api.get("/api/v1/outputs/?final=false").json()["results"]] == [str(erased.pk)]
     assert api.get(f"/api/v1/jobs/{erased_job.pk}/").json()["outputs"][0]["final"] is False
     assert SECRET not in str(api.get("/api/v1/outputs/?final=false&export=csv").getvalue())
+
+
+def test_a_thread_says_which_of_its_turns_were_erased(project, eraser, api):
+    conversation = a_thread(project, SECRET, "and more")
+    first = ConversationMessage.objects.get(conversation=conversation, index=0)
+    ConversationMessage.objects.create(conversation=conversation, index=2, role="user", content="a turn of no job")
+    assert eraser.delete(f"/api/v1/jobs/{first.job_id}/").status_code == 204
+
+    shown = api.get(f"/api/v1/conversations/{conversation.pk}/").json()["messages"]
+    assert [(m["content"], m["erased"]) for m in shown] == [("", True), ("and more", False), ("a turn of no job", False)]
+    pages = api.get(f"/api/v1/conversations/{conversation.pk}/messages/").json()["results"]
+    assert [(m["index"], m["erased"]) for m in pages] == [(2, False), (1, False), (0, True)]

@@ -30,6 +30,7 @@ from atelier_platform.api.serializers import (
     KnowledgeDocumentSerializer,
 )
 from atelier_platform.conversations.models import Conversation, ConversationMessage
+from atelier_platform.conversations.services import with_erasure
 from atelier_platform.jobs import erasure
 from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, OutputFile
 from atelier_platform.knowledge import services as knowledge
@@ -139,7 +140,8 @@ class ConversationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     def retrieve(self, request, *args, **kwargs):
         conversation = self.get_object()
         turns_url = request.build_absolute_uri(reverse("conversation-message-list", kwargs={"conversation_id": conversation.pk}))
-        shown, earlier = ThreadCursorPagination().latest_page(conversation.messages.all(), request, turns_url)
+        shown, earlier = ThreadCursorPagination().latest_page(with_erasure(conversation.messages.all()), request,
+                                                              turns_url)
         return Response(ConversationSerializer({
             "id": conversation.pk, "plugin_id": conversation.plugin_id, "created_at": conversation.created_at,
             "updated_at": conversation.updated_at, "message_count": conversation.messages.count(), "messages": shown,
@@ -167,7 +169,7 @@ class ConversationMessageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet)
             return ConversationMessage.objects.none()
         conversation = parent_in_project(Conversation.objects, self.request.access.project,
                                          self.kwargs.get("conversation_id"), "No such conversation.")
-        return conversation.messages.all()
+        return with_erasure(conversation.messages.all())
 
     @extend_schema(parameters=[CONVERSATION_ID], responses={200: ConversationMessageSerializer(many=True),
                                                             **error_responses(403, 404)},

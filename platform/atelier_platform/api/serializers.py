@@ -278,9 +278,14 @@ class ConversationMessageSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="Its place in the thread, from 0; a reply placed or removed later moves "
                                                "the turns after it.")
     role = serializers.CharField()
-    content = serializers.CharField()
+    content = serializers.CharField(help_text="Empty when the turn was erased (erased).")
+    erased = serializers.SerializerMethodField(help_text="true when its job's content was erased: the turn keeps its "
+                                                         "place, not its text, and no model is given it again.")
     job = serializers.UUIDField(source="job_id", allow_null=True)
     created_at = serializers.DateTimeField()
+
+    def get_erased(self, message) -> bool:
+        return getattr(message, "job_erased_at", None) is not None  # conversations.services.with_erasure's
 
 
 class ConversationSummarySerializer(serializers.Serializer):

@@ -83,6 +83,13 @@ def _uuid_or_none(value) -> uuid.UUID | None:
         return None
 
 
+def with_erasure(turns):
+    """A thread's turns (a queryset of messages) each with when its job's content was erased (``job_erased_at``,
+    None while kept), for the API to say which turns were erased: read with them (one join), not a query per turn,
+    nor the jobs' whole rows."""
+    return turns.annotate(job_erased_at=F("job__erased_at"))
+
+
 def _turns_a_job_may_keep(conversation: Conversation) -> list[dict]:
     """The stored turns ``_kept`` can keep, read without the rest: its first system turn and its latest
     others, of those not erased (``not_erased``). Each new turn of a thread of thousands reads the few rows a
