@@ -152,7 +152,7 @@ def project_settings(request, here):
                 elif action == "reference_set_delete":
                     notice = _delete_reference_set(project, actor, request.POST)
                 elif action == "policy":
-                    policies.update_policy(project, actor, _policy_changes(request.POST))
+                    policies.update_policy(project, actor, _policy_changes(request.POST), granted_by=here.capabilities)
                     notice = _("Review policy saved.")
                 elif action == "blocklist":
                     terms = [{"pattern": line.strip(), "is_regex": request.POST.get("is_regex") == "on",

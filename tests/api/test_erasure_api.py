@@ -190,7 +190,7 @@ def test_a_jobs_read_key_lists_conversations_but_cannot_erase_them(project, make
 # --- the policy -------------------------------------------------------------------------------------------------
 
 def test_the_retention_is_set_and_cleared_through_the_policy_and_audited(project, make_key, client_for):
-    admin = client_for(make_key(project, ["admin"]).raw)
+    admin = client_for(make_key(project, ["admin", "content:erase"]).raw)
     assert admin.get("/api/v1/safety/policy/").json()["content_retention_days"] is None
     for wrong in (0, 3651, "a month", 1.5):
         refused = assert_envelope(admin.patch("/api/v1/safety/policy/", {"content_retention_days": wrong}, format="json"),
@@ -203,6 +203,29 @@ def test_the_retention_is_set_and_cleared_through_the_policy_and_audited(project
     assert event.before["content_retention_days"] is None and event.after["content_retention_days"] == 30
     cleared = admin.patch("/api/v1/safety/policy/", {"content_retention_days": None}, format="json")
     assert cleared.status_code == 200 and cleared.json()["content_retention_days"] is None
+
+
+def test_an_admin_key_without_content_erase_cannot_change_the_retention(project, make_key, client_for):
+    """A retention of a day erases the project's history within the hour: it is content:erase's to decide, as a
+    job's erasure is, not admin's alone (which could otherwise erase what it may not erase directly)."""
+    admin = client_for(make_key(project, ["admin", "jobs:read"]).raw)
+    for days in (1, 3650):
+        refused = assert_envelope(admin.patch("/api/v1/safety/policy/", {"content_retention_days": days}, format="json"),
+                                  403, "permission_denied")
+        assert "content:erase" in refused["message"] and "Nothing was changed" in refused["message"]
+    assert admin.get("/api/v1/safety/policy/").json()["content_retention_days"] is None
+    assert not AuditEvent.objects.filter(action="policy_changed").exists()
+    # the policy as read, sent back with another change: the retention is not changed, so admin suffices
+    policy = admin.get("/api/v1/safety/policy/").json()
+    changed = admin.patch("/api/v1/safety/policy/", {**policy, "lease_seconds": 900}, format="json")
+    assert changed.status_code == 200 and changed.json()["lease_seconds"] == 900
+    owner_key = client_for(make_key(project, ["admin", "content:erase"]).raw)
+    assert owner_key.patch("/api/v1/safety/policy/", {"content_retention_days": 7}, format="json").status_code == 200
+    # nor may admin alone lengthen or clear a retention that content:erase set
+    for days in (30, None):
+        assert_envelope(admin.patch("/api/v1/safety/policy/", {"content_retention_days": days}, format="json"),
+                        403, "permission_denied")
+    assert admin.get("/api/v1/safety/policy/").json()["content_retention_days"] == 7
 
 
 # --- the OpenAI-compatible answers ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -69,14 +69,19 @@ class SafetyPolicyView(APIView):
     def get(self, request):
         return Response(policies.policy_json(policy_for(request.access.project)))
 
-    @extend_schema(request=SafetyPolicySerializer, responses=SafetyPolicySerializer)
+    @extend_schema(request=SafetyPolicySerializer, responses={200: SafetyPolicySerializer, **error_responses(400, 403)},
+                   description="Changes the fields given. Changing content_retention_days needs the scope content:erase "
+                               "as well (a retention erases content for good): 403 without it, nothing changed.")
     def patch(self, request):
         incoming = SafetyPolicySerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         try:
-            policy = policies.update_policy(request.access.project, actor_of(request), incoming.validated_data)
+            policy = policies.update_policy(request.access.project, actor_of(request), incoming.validated_data,
+                                            granted_by=request.access.capabilities)
         except DjangoValidationError as error:
             raise ValidationError(error.message_dict) from None
+        except policies.RetentionNotGrantable as error:
+            raise PermissionDenied(str(error)) from None
         return Response(policies.policy_json(policy))
 
 

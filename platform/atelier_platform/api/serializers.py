@@ -393,7 +393,8 @@ class SafetyPolicySerializer(StrictSerializer):
         min_value=RETENTION_DAYS[0], max_value=RETENTION_DAYS[1], required=False, allow_null=True,
         help_text="Erase the content of finished jobs older than this many days (1 to 3650), as DELETE /jobs/{id}/ "
                   "does, once an hour; jobs with an output still waiting for a reviewer, and the cases of evaluation "
-                  "runs, are kept. null (the default): keep content for good.")
+                  "runs, are kept. null (the default): keep content for good. Changing it needs the scope content:erase "
+                  "as well as admin.")
 
     def validate_thresholds(self, value):
         from atelier_sdk.safety import Category

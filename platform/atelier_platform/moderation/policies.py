@@ -19,6 +19,15 @@ POLICY_FIELDS = ("review_mode", "audit_sample_percent", "thresholds", "mask_pers
 NESTED_QUANTIFIER = re.compile(r"\([^)]*[+*}]\)[+*{]")
 
 
+class RetentionNotGrantable(PermissionError):
+    """A caller without ``content:erase`` changed ``content_retention_days``: a retention erases content for good
+    (a day's retention erases the project's history within the hour), which is that scope's to decide, not ``admin``'s."""
+
+    def __init__(self) -> None:
+        super().__init__("Changing content_retention_days decides which content is erased for good: it needs the scope "
+                         "content:erase as well as admin. Nothing was changed.")
+
+
 def policy_json(policy: SafetyPolicy) -> dict:
     return {field: getattr(policy, field) for field in POLICY_FIELDS} | {"reject_reasons": policy.reasons}
 
@@ -41,12 +50,20 @@ def apply_policy_changes(policy: SafetyPolicy, changes: dict) -> None:
 
 
 @transaction.atomic
-def update_policy(project, actor: str, changes: dict) -> SafetyPolicy:
+def update_policy(project, actor: str, changes: dict, *, granted_by=None) -> SafetyPolicy:
+    """Save ``changes`` to the project's policy, audited. ``granted_by``: the caller's capabilities (None: an operator,
+    who may change anything); changing ``content_retention_days`` needs ``content:erase`` (``RetentionNotGrantable``),
+    sending the stored value back changes nothing and needs no more than ``admin``."""
+    from atelier_platform.accounts.roles import Capability
+
     # Read as stored, and locked: the thresholds are merged into the stored ones, so two changes at once must
     # not each write back the other's categories as they were; and a copy the caller holds (the project's
     # cached policy, an admin form's instance with the posted values) is not taken for the stored one.
     policy = SafetyPolicy.objects.select_for_update().filter(project=project).first() or policy_for(project, fresh=True)
     before = policy_json(policy)
+    if (granted_by is not None and Capability.CONTENT_ERASE not in granted_by and "content_retention_days" in changes
+            and changes["content_retention_days"] != policy.content_retention_days):
+        raise RetentionNotGrantable()
     apply_policy_changes(policy, changes)
     # Only the fields changed here: the blocklist revision (kept by triggers) stays as the database has it.
     policy.save(update_fields=[field for field in POLICY_FIELDS if field in changes] + ["updated_at"])
