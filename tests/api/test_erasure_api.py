@@ -171,6 +171,45 @@ def test_delete_erases_a_conversation_and_its_jobs(project, other_project, erase
     assert_envelope(eraser.delete(f"/api/v1/conversations/{conversation.pk}/"), 404, "not_found")  # gone
 
 
+def test_a_blocked_attempt_to_continue_a_conversation_is_erased_with_it(project, other_project, eraser, api,
+                                                                       empty_plugin_registry):
+    """Screening keeps a blocked job with its input as sent (the new turn, the conversation's id), never as a turn of
+    the thread: the conversation's erasure must find it by the id its input names, however the plugin let it be
+    spelt, and leave the blocked attempts of other conversations and other projects alone."""
+    from atelier_platform.catalog.services import set_plugin_enabled
+    from atelier_platform.moderation.checks import replace_safety_checks
+    from tests.support.plugins import EchoChat
+    from tests.support.safety import WordCheck
+
+    empty_plugin_registry.register(EchoChat)
+    for each in (project, other_project):
+        set_plugin_enabled(each, "echo_chat", True)
+
+    def say(text, conversation_id=None):
+        body = {"plugin": "echo_chat", "input": {"messages": [{"role": "user", "content": text}],
+                                                 **({"conversation_id": conversation_id} if conversation_id else {})}}
+        return api.post("/api/v1/jobs/", body, format="json")
+
+    started = say("hello there")
+    assert started.status_code == 201, started.content
+    conversation_id = started.json()["input"]["conversation_id"]
+    other_thread = say("another thread").json()["input"]["conversation_id"]
+    replace_safety_checks([WordCheck()])
+    for spelling in (conversation_id, conversation_id.upper(), conversation_id.replace("-", "")):
+        assert_envelope(say(f"violent words from {SECRET}", spelling), 422, "input_blocked")
+    assert_envelope(say(f"violent but elsewhere {SECRET}", other_thread), 422, "input_blocked")
+    assert_envelope(say(f"violent, no thread {SECRET}", "not-a-uuid"), 422, "input_blocked")
+    blocked = Job.objects.filter(project=project, status=JobStatus.BLOCKED)
+    assert blocked.count() == 5 and ConversationMessage.objects.filter(content__contains=SECRET).count() == 0
+    Job.objects.filter(project=project, status=JobStatus.QUEUED).update(status=JobStatus.SUCCEEDED)
+
+    assert eraser.delete(f"/api/v1/conversations/{conversation_id}/").status_code == 204
+    erased = blocked.filter(erased_at__isnull=False)
+    assert erased.count() == 3 and all(job.input == {} for job in erased)
+    assert {job.input["messages"][0]["content"] for job in blocked.filter(erased_at=None)} == {
+        f"violent but elsewhere {SECRET}", f"violent, no thread {SECRET}"}
+
+
 def test_a_conversation_with_a_running_job_is_a_409_and_stays(project, eraser):
     conversation = a_thread(project, SECRET)
     running = build_job(project, status=JobStatus.RUNNING)

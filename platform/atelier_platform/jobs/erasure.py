@@ -26,7 +26,8 @@ erased it and how much, never what.
 
 A job and the regenerations a reviewer queued for it share one input: erasing any of them erases them all (the
 API's erasure; the retention policy erases each job at its own age). A conversational job's input also holds the
-thread's earlier turns, and later jobs of the thread hold its turns: erasing a conversation erases all its jobs.
+thread's earlier turns, and later jobs of the thread hold its turns: erasing a conversation erases all its jobs,
+and the blocked attempts to continue it (kept with their input, never turns of the thread).
 
 Every erasure is one transaction of a fixed number of statements, whatever the number of jobs (the per-row values
 go in ``CASE`` updates of ``CHUNK`` rows), and erasing an erased job again does nothing.
@@ -314,10 +315,27 @@ class ConversationErasure:
     jobs: Erasure
 
 
+def blocked_attempts_in(project, conversation_id: uuid.UUID) -> set[uuid.UUID]:
+    """The project's blocked jobs that tried to continue the conversation: screening kept each with its input as sent
+    (the new turns and the ``conversation_id``, in whatever spelling the plugin let through) but never added its turns
+    to the thread, so no turn names them. Blocked inputs are few, and often the very words a person wants gone."""
+    found = set()
+    for pk, named in (Job.objects.filter(project=project, status=JobStatus.BLOCKED, erased_at__isnull=True,
+                                         input__has_key="conversation_id")
+                      .values_list("pk", "input__conversation_id")):
+        try:
+            if isinstance(named, str) and uuid.UUID(named) == conversation_id:
+                found.add(pk)
+        except ValueError:  # a plugin may take any string: this one names no conversation
+            continue
+    return found
+
+
 def erase_conversation(project, conversation_id, actor: str) -> ConversationErasure | None:
     """Erase a conversation: the content of every job of its thread (``erase_jobs``, with their regenerations:
-    their inputs hold the thread), then the thread itself, which goes. None when the project has no such
-    conversation (another project's, one erased already). Refused, nothing written, as ``erase_jobs`` refuses."""
+    their inputs hold the thread) and of the blocked attempts to continue it (``blocked_attempts_in``), then the
+    thread itself, which goes. None when the project has no such conversation (another project's, one erased
+    already). Refused, nothing written, as ``erase_jobs`` refuses."""
     from atelier_platform.conversations.models import Conversation
     from atelier_platform.moderation import audit
 
@@ -328,6 +346,7 @@ def erase_conversation(project, conversation_id, actor: str) -> ConversationEras
         if conversation is None:
             return None
         job_ids = set(conversation.messages.exclude(job_id=None).values_list("job_id", flat=True))
+        job_ids |= blocked_attempts_in(project, conversation.pk)
         jobs = erase_jobs(project, job_ids, actor)
         messages = conversation.messages.count()
         audit.record(project, actor, "conversation_erased", conversation,
