@@ -321,6 +321,67 @@ def test_a_worker_claiming_while_the_erasure_holds_the_job_finds_nothing_to_run(
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
 
 
+def until_another_session_waits_on_a_lock() -> None:
+    """Poll (from this thread's own connection) until some other session of the database waits on a lock."""
+    with connection.cursor() as cursor:
+        for _ in range(600):
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+            if cursor.fetchone()[0]:
+                return
+            cursor.execute("SELECT pg_sleep(0.05)")
+
+
+def test_a_reviewer_deciding_while_the_erasure_runs_is_told_it_was_decided_not_deadlocked(project, monkeypatch):
+    """A decision locked the review item and its output, then waited for the job's row, which the erasure held while
+    it waited to write that output and item: a deadlock, which failed the decision with a 500 (or the erasure). The
+    decision now waits for the job first, then finds the item the erasure closed: 409 already decided."""
+    from atelier_platform.moderation import review
+
+    job = build_job(project, input={"text": MARKER})
+    output = build_output(job, content={"text": f"{MARKER} reply"}, review_state=ReviewState.PENDING)
+    item = ReviewItem.objects.create(output=output, project=project)
+    reviewer = review.Reviewer(actor="user:7")
+    review.claim(item, reviewer)
+    locked, release, outcome = threading.Event(), threading.Event(), {}
+    refuse = erasure._refuse_what_cannot_go
+
+    def holding(jobs):
+        refuse(jobs)
+        locked.set()
+        release.wait(10)
+
+    monkeypatch.setattr(erasure, "_refuse_what_cannot_go", holding)
+
+    def erase():
+        try:
+            outcome["erasure"] = erasure.erase_jobs(project, [job.pk], "user:1")
+        except Exception as error:  # noqa: BLE001 - a deadlock may fail either side
+            outcome["erasure"] = error
+        finally:
+            connection.close()
+
+    def decide():
+        try:
+            outcome["decision"] = review.decide(item, reviewer, action="regenerate", comment=f"redo {MARKER}")
+        except Exception as error:  # noqa: BLE001
+            outcome["decision"] = error
+        finally:
+            connection.close()
+
+    erasing = threading.Thread(target=erase)
+    erasing.start()
+    assert locked.wait(10)
+    deciding = threading.Thread(target=decide)
+    deciding.start()
+    until_another_session_waits_on_a_lock()  # the decision, on a row the erasure holds
+    release.set()
+    erasing.join(20), deciding.join(20)
+    assert isinstance(outcome["erasure"], erasure.Erasure) and outcome["erasure"].erased == [job.pk]
+    assert isinstance(outcome["decision"], review.AlreadyDecided), outcome["decision"]
+    assert not Job.objects.filter(regenerated_from=output).exists() and rows_holding(MARKER) == []
+
+
 def test_a_job_and_its_regenerations_go_together(project):
     first = build_job(project, input={"text": MARKER})
     rejected = build_output(first, content={"text": MARKER}, review_state=ReviewState.REJECTED)

@@ -318,6 +318,12 @@ def _submitted_by_reviewer(job: Job, reviewer: Reviewer) -> bool:
 
 @transaction.atomic
 def decide(item: ReviewItem, reviewer: Reviewer, *, action: str, reason: str = "", comment: str = "", content: Any = None) -> ReviewItem:
+    # The job's row first, as the worker storing the job's outputs and an erasure of its content lock it before they
+    # write its outputs and review items: a decision and an erasure take turns (the decision then finds the item
+    # decided; the erasure, the regeneration it queued) instead of each holding a row the other waits for, a deadlock
+    # that failed one of them.
+    job_id = ReviewItem.objects.filter(pk=item.pk).values_list("output__job_id", flat=True).first()
+    list(Job.objects.select_for_update().filter(pk=job_id).values_list("pk", flat=True))
     item = ReviewItem.objects.select_for_update().select_related("output__job__project").get(pk=item.pk)
     output, job = item.output, item.output.job
     policy = policy_for(job.project)
