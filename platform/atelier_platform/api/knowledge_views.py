@@ -30,7 +30,7 @@ from atelier_platform.api.serializers import (
     KnowledgeDocumentSerializer,
 )
 from atelier_platform.conversations.models import Conversation, ConversationMessage
-from atelier_platform.conversations.services import with_erasure
+from atelier_platform.conversations.services import with_erasure, with_turn_counts
 from atelier_platform.jobs import erasure
 from atelier_platform.jobs.models import WITHHELD_REVIEW_STATES, OutputFile
 from atelier_platform.knowledge import services as knowledge
@@ -153,7 +153,7 @@ class ConversationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             return Conversation.objects.none()
         conversations = Conversation.objects.filter(project=self.request.access.project)
         if self.action == "list":
-            return conversations.annotate(message_count=Count("messages"))
+            return with_turn_counts(conversations)
         return conversations
 
 

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Func, IntegerField, Max, OuterRef, QuerySet, Subquery
 from pydantic import TypeAdapter, ValidationError
 
 from atelier_platform.accounts.models import Project
@@ -53,6 +53,15 @@ def expand_thread(project: Project, plugin, validated_input: dict[str, Any]) -> 
         history = []
     thread = _kept(history + new_turns)
     return {**validated_input, "messages": thread, "conversation_id": str(conversation.pk)}, conversation, new_turns, not conversation_id
+
+
+def with_turn_counts(conversations: QuerySet) -> QuerySet:
+    """``conversations``, each with ``message_count``: its turns, counted for each thread a page returns (a correlated
+    subquery the database runs after the page's LIMIT), not by grouping every turn of the project on every page,
+    which read them all (half a second for 400,000 turns, and growing with the project) to show fifty."""
+    turns = (ConversationMessage.objects.filter(conversation=OuterRef("pk")).order_by()
+             .annotate(n=Func(F("pk"), function="COUNT")).values("n"))
+    return conversations.annotate(message_count=Subquery(turns, output_field=IntegerField()))
 
 
 def first_system_turn(project: Project, conversation_id) -> str | None:
