@@ -481,6 +481,22 @@ def test_deleting_a_response_erases_its_job_and_reading_it_afterwards_is_gone(ap
     assert owner_key.delete(f"{RESPONSES}/{rid(job)}").status_code == 200  # again: the same answer, nothing more
 
 
+def test_every_read_of_an_erased_response_says_it_was_erased(api, chat_project, make_key, client_for, wait_s):
+    """A queued response erased (its job cancelled by the erasure): GET, its input items and a replay of its request
+    say it was erased (410 job_erased), not that it was cancelled; a continuation names the erasure."""
+    wait_s(0.01)
+    key = {"HTTP_IDEMPOTENCY_KEY": uuid.uuid4().hex}
+    job = Job.objects.get(pk=assert_openai_error(respond(api, headers=key), 504, "job_still_running")["details"]["job_id"])
+    owner_key = client_for(make_key(chat_project, ["jobs:read", "jobs:write", "content:erase"]).raw)
+    assert owner_key.delete(f"{RESPONSES}/{rid(job)}").status_code == 200
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+    assert_openai_error(api.get(f"{RESPONSES}/{rid(job)}"), 410, "job_erased")
+    assert_openai_error(api.get(f"{RESPONSES}/{rid(job)}/input_items"), 410, "job_erased")
+    assert_openai_error(respond(api, headers=key), 410, "job_erased")  # the replay
+    refused = assert_openai_error(respond(api, previous_response_id=rid(job)), 400, "previous_response_erased")
+    assert "erased" in refused["message"] and refused["param"] == "previous_response_id"
+
+
 def test_deleting_another_projects_or_an_unknown_response_is_404(chat_project, other_project, make_key, client_for):
     from tests.api.helpers import build_job
 

@@ -359,7 +359,10 @@ def job_erased(job: Job) -> OpenAIError:
 
 
 def job_error(job: Job) -> OpenAIError:
-    """A job that finished without outputs (failed, cancelled, blocked) as an OpenAI error."""
+    """A job that finished without outputs (failed, cancelled, blocked) as an OpenAI error; an erased one (a queued job
+    the erasure cancelled, a failed one) as ``job_erased``, whatever it ended as."""
+    if job.erased_at is not None:
+        return job_erased(job)
     details = {"job_id": str(job.pk), "job_url": job_url(job.pk), "job_error": {"code": job.error_code, "message": job.error_message}}
     if job.status == JobStatus.BLOCKED:
         return OpenAIError(422, f"The input was blocked by the project's safety policy (job {job.pk}): {job.error_message}",
