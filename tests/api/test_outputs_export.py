@@ -57,6 +57,25 @@ def test_the_files_and_the_columns(api, project, make_job, make_output):
     assert [f"http://testserver{f['url']}" for f in listed["files"] if f["role"] == "primary"] == [url]
 
 
+def test_a_download_asking_for_the_files_media_type_gets_the_file(api, project, make_job, make_output, make_key,
+                                                                   client_for):
+    """``Accept: text/csv`` (what curl -H, a CMS's import or a browser's fetch of a CSV sends) was a 406 for not naming
+    JSON, the media type of the list's pages: the file's own type now gets the file, as does the audit log's export."""
+    output = make_output(make_job(project), content={"text": "copy", "characters": 4}, review_state=ReviewState.APPROVED)
+    for export, accept in (("csv", "text/csv"), ("csv", "text/csv; charset=utf-8"), ("csv", "text/*"),
+                           ("jsonl", "application/x-ndjson"), ("jsonl", "application/json, application/x-ndjson;q=0.9")):
+        response = api.get(OUTPUTS, {"export": export}, HTTP_ACCEPT=accept)
+        assert [row["output_id"] for row in rows_of(response)] == [str(output.pk)], (export, accept)
+        assert response["Content-Type"].startswith({"csv": "text/csv", "jsonl": "application/x-ndjson"}[export])
+    # what is no file is still refused, and a bad request still answers its JSON error
+    assert_envelope(api.get(OUTPUTS, {"export": "csv"}, HTTP_ACCEPT="image/png"), 406, "not_acceptable")
+    assert_envelope(api.get(OUTPUTS, HTTP_ACCEPT="text/csv"), 406, "not_acceptable")  # a page is JSON
+    assert_envelope(api.get(OUTPUTS, {"export": "csv", "final": "maybe"}, HTTP_ACCEPT="text/csv"), 400, "validation_error")
+    admin = client_for(make_key(project, ["admin"]).raw)
+    audit = admin.get("/api/v1/audit/", {"export": "csv"}, HTTP_ACCEPT="text/csv")
+    assert audit.status_code == 200 and audit["Content-Type"].startswith("text/csv")
+
+
 def test_a_withheld_output_keeps_its_state_never_its_text_or_files(api, project, make_job, make_output):
     for state in (ReviewState.BLOCKED, ReviewState.REJECTED):
         make_output(make_job(project), content={"text": f"secret {state}", "characters": 9}, review_state=state,

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from atelier_platform import exports
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.idempotency import idempotent
+from atelier_platform.api.negotiation import ExportNegotiation
 from atelier_platform.api.pagination import OldestFirstCursorPagination, SafeCursorPagination
 from atelier_platform.api.schema import (EXPORT_PARAMETER, EXPORT_RESPONSES, IDEMPOTENCY_PARAMETER, error_responses,
                                          export_format)
@@ -261,7 +262,7 @@ class AuditLogPageSerializer(serializers.Serializer):
 AUDIT_EXPORT_FIELDS = ["id", "created_at", "actor", "action", "object_type", "object_id", "before", "after"]
 
 
-class AuditLogView(APIView):
+class AuditLogView(ExportNegotiation, APIView):
     """The project's audit log, oldest first: JSON cursor pages, or the whole log as CSV or JSON Lines."""
 
     required_capabilities = {"get": Capability.ADMIN}

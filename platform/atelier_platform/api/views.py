@@ -14,6 +14,7 @@ from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.filters import JobFilter, OutputFilter
 from atelier_platform.api.idempotency import REPLAYED_HEADER, idempotency_key
 from atelier_platform.api.keys_views import actor_of
+from atelier_platform.api.negotiation import ExportNegotiation
 from atelier_platform.api.pagination import NewestFirstCursorPagination
 from atelier_platform.api.prefer import requested_wait, wait_if_asked
 from atelier_platform.api.schema import (EXPORT_PARAMETER, EXPORT_RESPONSES, IDEMPOTENCY_PARAMETER, PREFER_WAIT_PARAMETER,
@@ -234,7 +235,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(JobSerializer(self.get_queryset().get(pk=job.pk)).data)
 
 
-class OutputViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class OutputViewSet(ExportNegotiation, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Outputs of the project's jobs, with their review state; ``final`` is true for approved or released ones.
 
     The same presentation as the outputs inside ``GET /jobs/{id}/``: the review rules are the job's.
