@@ -75,6 +75,7 @@ def test_one_watch_per_set(reference_set, admin_api):
     ({"max_drop": {"chrf": -1}}, "max_drop.chrf"),
     ({"max_drop": {"chrf": "a lot"}}, "max_drop.chrf"),
     ({"max_drop": {"chrf": True}}, "max_drop.chrf"),
+    ({"max_drop": {"chrf": 10**400}}, "max_drop.chrf"),  # a whole number past a float's range: was a 500
     ({"max_drop": {"fid": 1}}, "max_drop.fid"),  # an image metric, on a text set
     ({"max_drop": {}}, "max_drop"),
     ({"max_drop": ["chrf=1.5"]}, "max_drop"),
@@ -146,6 +147,8 @@ def test_an_owner_changes_disables_and_deletes_a_watch(reference_set, admin_api)
 
     bad = admin_api.patch(url, {"max_drop": {"chrf": -2}}, format="json")
     assert bad.status_code == 400 and list(error_of(bad)["details"]) == ["max_drop.chrf"]
+    huge = admin_api.patch(url, {"max_drop": {"chrf": 10**400}}, format="json")
+    assert huge.status_code == 400 and list(error_of(huge)["details"]) == ["max_drop.chrf"]
     assert EvaluationSchedule.objects.get().max_drop == {"bleu": 3.0}
     assert admin_api.patch(url, {"reference_set": str(reference_set.pk)}, format="json").status_code == 400
 

@@ -8,6 +8,7 @@ own units (``comparison.MetricChange.drop``: a fall for chrF, BLEU and similarit
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ def checked_max_drops(plugin_id: str, max_drops: dict[str, Any], *, field: str =
     for name, limit in max_drops.items():
         if name not in known:
             problems[f"{field}.{name}"] = [f"{plugin_id} runs have no metric {name!r}; they have: {', '.join(known)}."]
-        elif isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (0 <= limit < float("inf")):
+        elif (isinstance(limit, bool) or not isinstance(limit, (int, float))
+              or not (0 <= limit <= sys.float_info.max)):  # an int past a float's range: float() raised, a 500
             problems[f"{field}.{name}"] = ["A number from 0: how much worse than the baseline the metric may be."]
         else:
             checked[name] = float(limit)
