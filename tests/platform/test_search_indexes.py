@@ -259,3 +259,25 @@ def test_the_btree_indexes_are_built_concurrently_and_an_invalid_one_is_built_ag
         assert valid and '(created_at DESC, id DESC)' in definition
     finally:
         migrate_to_latest()
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_migration_that_stopped_half_way_runs_again():
+    """0012 is not atomic: when its second index failed (a cancelled deploy, out of disk), the first stayed built and
+    the migration unrecorded. Run again, it tried to build the first once more and failed on "already exists", at
+    every deploy after, until someone dropped the index by hand."""
+    before, after = WITH_INDEXES, ("jobs", "0012_newest_outputs_and_evaluation_jobs_indexes")
+    migrate_to(before)
+    try:
+        with connection.cursor() as cursor:  # the first index built, the second never was
+            cursor.execute('CREATE INDEX "job_project_evaluations" ON "jobs_job" ("project_id", "created_at" DESC) '
+                           "WHERE \"purpose\" = 'evaluation'")
+        migrate_to(after)
+        assert MigrationExecutor(connection).loader.applied_migrations.get(after) is not None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                           "WHERE c.relname = ANY(%s) AND i.indisvalid", [["job_project_evaluations", "output_newest"]])
+            assert sorted(name for (name,) in cursor.fetchall()) == ["job_project_evaluations", "output_newest"]
+    finally:
+        migrate_to_latest()

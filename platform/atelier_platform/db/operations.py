@@ -12,20 +12,23 @@ class AddIndexOnline(AddIndex):
     its own), and on SQLite, a plain ``AddIndex``.
 
     Unlike ``django.contrib.postgres.operations.AddIndexConcurrently``, it runs on SQLite too. A concurrent build that
-    failed (cancelled, out of disk) leaves an invalid index of the name, which is dropped before building it again."""
+    failed (cancelled, out of disk) leaves an invalid index of the name, which is dropped before building it again; a
+    valid one of the name (built by an earlier run that stopped at a later operation) is kept."""
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         model = to_state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
+        validity = _index_validity(schema_editor.connection, model._meta.db_table, self.index.name)
+        if validity is True:
+            # built by an earlier run of this migration that stopped half way (a non-atomic migration keeps what it
+            # did and is not recorded): building it again failed on "already exists", at every deploy after
+            return
         if not _online(schema_editor):
             schema_editor.add_index(model, self.index)
             return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s "
-                           "AND c.relnamespace = current_schema()::regnamespace AND NOT i.indisvalid", [self.index.name])
-            if cursor.fetchone() is not None:
-                schema_editor.remove_index(model, self.index, concurrently=True)
+        if validity is False:
+            schema_editor.remove_index(model, self.index, concurrently=True)
         schema_editor.add_index(model, self.index, concurrently=True)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
@@ -44,3 +47,15 @@ class AddIndexOnline(AddIndex):
 def _online(schema_editor) -> bool:
     connection = schema_editor.connection
     return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def _index_validity(connection, table: str, name: str) -> bool | None:
+    """Whether the index ``name`` exists and is valid (PostgreSQL: not left invalid by a failed concurrent build);
+    None when there is none."""
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            return True if name in connection.introspection.get_constraints(cursor, table) else None
+        cursor.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s "
+                       "AND c.relnamespace = current_schema()::regnamespace", [name])
+        row = cursor.fetchone()
+    return None if row is None else bool(row[0])
