@@ -125,6 +125,22 @@ def test_a_run_the_service_refuses_is_said_on_the_watch_and_the_next_slot_comes(
     assert "evaluation runs going" in schedule.last_skip_message and schedule.next_run_at == start + 24 * HOUR
 
 
+def test_a_plugin_switched_off_for_the_project_is_the_reason_the_watch_gives_once_a_slot(chat_project, own_answers,
+                                                                                          start):
+    """The service refuses each case (400 ``cases.N.plugin``): the watch said only "Some cases of the reference set
+    cannot run as jobs", which is no reason an owner can act on."""
+    from atelier_platform.catalog.services import set_plugin_enabled
+
+    schedule = watch_of(own_answers, start)
+    set_plugin_enabled(chat_project, "chatbot", False)
+    assert watch.start_due(start) == {"refused": 1}
+    schedule = fresh(schedule)
+    assert not runs_of(schedule) and schedule.last_skip_code == "validation_error"
+    assert "'chatbot' is not enabled for project" in schedule.last_skip_message, schedule.last_skip_message
+    assert watch.start_due(start + HOUR) == {}  # refused once in its slot, not at every tick
+    assert fresh(schedule).next_run_at == start + 24 * HOUR
+
+
 def test_a_watch_of_the_current_model_runs_the_version_pinned_when_the_run_starts(chat_project, own_answers, v2, start):
     schedule = watch_of(own_answers, start, hours=1)
     watch.start_due(start)

@@ -240,9 +240,10 @@ def _start_one(schedule_id, project_id, now: datetime) -> str:
         try:
             run = _start(schedule, slot)
         except JobServiceError as error:
+            reason = _refusal_reason(error)
             logger.warning("evaluation watch %s of %r: the run was refused (%s): %s", schedule.pk,
-                           schedule.reference_set.name, error.code, error.message)
-            _skipped(schedule, now, error.code, error.message)
+                           schedule.reference_set.name, error.code, reason)
+            _skipped(schedule, now, error.code, reason)
             return "refused"
         schedule.last_run = run
         schedule.last_skipped_at, schedule.last_skip_code, schedule.last_skip_message = None, "", ""
@@ -268,6 +269,18 @@ def _start(schedule: EvaluationSchedule, slot: datetime) -> EvaluationRun:
         run, _ = services.start_run_once(project, reference_set, idempotency_key=f"watch:{schedule.pk}:{slot.isoformat()}",
                                          model_version_id=version_id, actor=f"watch:{schedule.pk}", schedule=schedule)
     return run
+
+
+def _refusal_reason(error: JobServiceError) -> str:
+    """The service's refusal with its first detail: a refused case's message ("Some cases of the reference set cannot
+    run as jobs") says nothing an owner can act on, its detail does (the plugin switched off for the project, a
+    case's params the plugin no longer takes)."""
+    details = error.details if isinstance(error.details, dict) else {}
+    for field, problems in details.items():
+        problem = problems[0] if isinstance(problems, list) and problems else problems
+        if isinstance(problem, str) and problem:
+            return f"{error.message} {field}: {problem}"[:1000]
+    return error.message
 
 
 def _skipped(schedule: EvaluationSchedule, now: datetime, code: str, message: str) -> None:
