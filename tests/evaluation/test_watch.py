@@ -236,6 +236,30 @@ def test_two_beats_claiming_the_same_due_watch_at_once_start_one_run(chat_projec
     assert len(runs_of(schedule)) == 1 and fresh(schedule).next_run_at == start + 24 * HOUR
 
 
+def test_watches_that_keep_failing_to_start_say_so_and_do_not_hold_the_others_back(chat_project, own_answers, start,
+                                                                                   monkeypatch):
+    """A watch whose start raises (a bug) stays due and is tried at every tick; the earliest due were read first, so
+    ``DUE_PER_TICK`` such watches, in any projects, stopped every other watch for good, and their pages said nothing."""
+    broken = watch_of(own_answers, start)
+    other = watch_of(make_set(chat_project, ["x", "y"], name="other"), start + timedelta(seconds=1))
+    real = watch._start
+
+    def failing(schedule, slot):
+        if schedule.pk == broken.pk:
+            raise RuntimeError("a bug")
+        return real(schedule, slot)
+
+    monkeypatch.setattr(watch, "_start", failing)
+    monkeypatch.setattr(watch, "DUE_PER_TICK", 1)
+    assert watch.start_due(start + HOUR) == {"errors": 1}
+    failed = fresh(broken)
+    assert failed.next_run_at == start and failed.last_skip_code == watch.SKIPPED_START_FAILED
+    assert "tried again" in failed.last_skip_message
+    assert watch.start_due(start + HOUR + timedelta(minutes=1)) == {"started": 1}
+    assert len(runs_of(other)) == 1
+    assert watch.start_due(start + HOUR + timedelta(minutes=2)) == {"errors": 1}  # its turn again
+
+
 def test_a_watch_being_changed_is_skipped_not_waited_for(chat_project, own_answers, start):
     """Its row locked by another transaction (an owner's change, another beat): this tick leaves it and goes on."""
     if connection.vendor != "postgresql":

@@ -455,8 +455,9 @@ class ScheduleLastRunSerializer(serializers.Serializer):
 
 class ScheduleSkipSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
-    code = serializers.CharField(help_text="previous_run_going (the watch's previous run still went), or the code of the "
-                                           "service's refusal (evaluation_runs_busy, quota_exceeded, ...).")
+    code = serializers.CharField(help_text="previous_run_going (the watch's previous run still went), start_failed (an "
+                                           "error, logged on the server: still due, tried at the next tick), or the "
+                                           "code of the service's refusal (evaluation_runs_busy, quota_exceeded, ...).")
     message = serializers.CharField()
 
 

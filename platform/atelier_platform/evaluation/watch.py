@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from atelier_platform.accounts.models import Project
@@ -44,6 +44,8 @@ DUE_PER_TICK = 50
 
 #: a due watch that started nothing: its previous run still goes (the service's refusals keep their own code)
 SKIPPED_RUN_GOING = "previous_run_going"
+#: its start raised (a bug, a database error): still due, tried again at the next tick
+SKIPPED_START_FAILED = "start_failed"
 
 #: a scheduled run's verdict (``EvaluationRun.watch["outcome"]``)
 PASSED = "passed"          # every limit held against the watch's previous succeeded run
@@ -206,7 +208,11 @@ def start_due(now: datetime | None = None) -> dict[str, int]:
     ``taken`` (another process claimed it first) and ``errors``. One watch's failure never stops the others'."""
     now = now or timezone.now()
     counts: Counter[str] = Counter()
-    due = list(EvaluationSchedule.objects.filter(enabled=True, next_run_at__lte=now).order_by("next_run_at", "pk")
+    # Those that started last time (no skip since) first; then those whose skip is oldest: a watch whose start keeps
+    # failing stays due with its old next_run_at, and read first it held every other watch back once there were
+    # DUE_PER_TICK of them; they now take turns behind the others.
+    due = list(EvaluationSchedule.objects.filter(enabled=True, next_run_at__lte=now)
+               .order_by(F("last_skipped_at").asc(nulls_first=True), "next_run_at", "pk")
                .values_list("pk", "project_id")[:DUE_PER_TICK])
     for schedule_id, project_id in due:
         try:
@@ -214,7 +220,19 @@ def start_due(now: datetime | None = None) -> dict[str, int]:
         except Exception:  # a database error, a bug: logged; the watch is still due and is tried at the next tick
             logger.exception("evaluation watch %s: could not start its run", schedule_id)
             counts["errors"] += 1
+            _start_failed(schedule_id, now)
     return dict(counts)
+
+
+def _start_failed(schedule_id, now: datetime) -> None:
+    """Said on the watch (its page, the API's ``last_skip``), its next run left as it was: tried at the next tick."""
+    try:
+        EvaluationSchedule.objects.filter(pk=schedule_id).update(
+            last_skipped_at=now, last_skip_code=SKIPPED_START_FAILED,
+            last_skip_message="An error stopped the run from starting (logged on the server); it is tried again at "
+                              "the next tick.")
+    except Exception:
+        logger.exception("evaluation watch %s: could not record that its run did not start", schedule_id)
 
 
 def _start_one(schedule_id, project_id, now: datetime) -> str:
