@@ -184,3 +184,37 @@ def test_jobs_cancelled_together_emit_job_cancelled_each_but_evaluation_jobs_non
     cancelled = payloads("job.cancelled")
     assert sorted(p["data"]["job"]["id"] for p in cancelled) == sorted(ids[:2])
     assert {p["data"]["job"]["status"] for p in cancelled} == {"cancelled"}
+
+
+def test_an_erasure_emits_job_erased_once_per_job_without_content(hooked, finished_job, receiver, deliver_all,
+                                                                  django_capture_on_commit_callbacks):
+    """A receiver that kept a copy (a CMS) hears of the erasure, by the job's and its outputs' ids; an erasure repeated
+    announces nothing more."""
+    from atelier_platform.jobs import erasure
+
+    job = finished_job()
+    output = job.outputs.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure.erase_jobs(job.project, [job.pk], "key:ab12cd34ef56")
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure.erase_jobs(job.project, [job.pk], "key:ab12cd34ef56")  # erased already: nothing to announce
+    job.refresh_from_db()
+    [erased] = payloads("job.erased")
+    assert erased["data"] == {"project": job.project.slug, "job": {
+        "id": str(job.pk), "plugin": "reverse_text", "status": "succeeded", "erased_at": job.erased_at.isoformat(),
+        "erased_by": "key:ab12cd34ef56", "outputs": [str(output.pk)], "url": f"/api/v1/jobs/{job.pk}/"}}
+    deliver_all()
+    sent = [r for r in receiver.requests if r.json()["type"] == "job.erased"]
+    assert len(sent) == 1 and GENERATED.encode() not in sent[0].body and b"hello" not in sent[0].body
+    Webhook(hooked.secret).verify(sent[0].body, sent[0].headers)
+
+
+def test_an_endpoint_not_subscribed_to_job_erased_hears_nothing_of_it(project, receiver, endpoint_for, finished_job,
+                                                                       django_capture_on_commit_callbacks):
+    from atelier_platform.jobs import erasure
+
+    endpoint_for(project, receiver.url, event_types=["job.succeeded"])
+    job = finished_job()
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure.erase_jobs(job.project, [job.pk], "user:1")
+    assert payloads("job.erased") == [] and len(payloads("job.succeeded")) == 1

@@ -35,6 +35,7 @@ go in ``CASE`` updates of ``CHUNK`` rows), and erasing an erased job again does 
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from django.utils import timezone
 from atelier_platform.jobs import lifecycle
 from atelier_platform.jobs.errors import JobServiceError
 from atelier_platform.jobs.models import FINISHED_STATUSES, Job, JobPurpose, JobStatus, Output, OutputFile
+from atelier_platform.jobs.signals import jobs_erased
 from atelier_platform.stored_files import remove_after_commit
 
 logger = logging.getLogger("atelier.jobs")
@@ -306,6 +308,9 @@ def erase_jobs(project, jobs: Iterable, actor: str, *, with_regenerations: bool 
         audit.record_many([audit.event(project, actor, "job_erased", job, after={
             **(why or {}), "outputs": outputs_of.get(job.pk, 0), "files": files_of.get(job.pk, 0),
             "messages": turns_of.get(job.pk, 0), "cancelled": job.pk in done.cancelled}) for job in fresh])
+        # downstream copies (a CMS the content went to) hear of it once it holds: the job.erased webhook event
+        transaction.on_commit(functools.partial(jobs_erased.send, sender=Job, project=project, job_ids=list(done.erased)),
+                              robust=True)
     return done
 
 

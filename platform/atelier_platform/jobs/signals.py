@@ -12,3 +12,7 @@ job_cancelled = Signal()
 #: Sent after the cancellation of jobs cancelled together is committed (``lifecycle.cancel_jobs``): ``jobs``, a list,
 #: instead of ``job_cancelled`` for each. A receiver of one listens to both.
 jobs_cancelled = Signal()
+
+#: Sent after an erasure of jobs' content is committed (``jobs.erasure.erase_jobs``): ``project`` and ``job_ids``, the
+#: jobs it erased (not those it found erased already).
+jobs_erased = Signal()

@@ -24,6 +24,7 @@ class EventType(models.TextChoices):
     JOB_SUCCEEDED = "job.succeeded", "A job finished with outputs (held for review unless released)"
     JOB_FAILED = "job.failed", "A job failed"
     JOB_CANCELLED = "job.cancelled", "A job was cancelled"
+    JOB_ERASED = "job.erased", "A job's content was erased (on request, or by the project's content retention)"
     OUTPUT_FLAGGED = "output.flagged", "Screening flagged an output"
     OUTPUT_REVIEW_CHANGED = "output.review_changed", "A reviewer decided an output (approved or rejected)"
     EVALUATION_RUN_FINISHED = "evaluation_run.finished", "An evaluation run ended (succeeded, failed or cancelled), scored"
@@ -75,6 +76,18 @@ def job_data(job: Job) -> dict[str, Any]:
     if job.error_code:
         data["job"]["error"] = {"code": job.error_code, "message": job.error_message}
     return data
+
+
+def job_erased_data(job: Job) -> dict[str, Any]:
+    """A job whose content was erased: what a receiver that kept a copy (a CMS, a data warehouse) needs to erase its
+    own, by the job's and its outputs' ids; who erased it as the audit log names them (``user:12``, ``key:ab12cd34ef56``,
+    ``retention``)."""
+    return {
+        "project": job.project.slug,
+        "job": {"id": str(job.id), "plugin": job.plugin_id, "status": job.status,
+                "erased_at": job.erased_at.isoformat() if job.erased_at else None, "erased_by": job.erased_by,
+                "outputs": [str(pk) for pk in job.output_ids], "url": api_url(f"/api/v1/jobs/{job.id}/")},
+    }
 
 
 def output_summary(output: Output) -> dict[str, Any]:

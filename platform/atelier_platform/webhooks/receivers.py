@@ -15,7 +15,7 @@ from typing import Callable
 from django.dispatch import receiver
 
 from atelier_platform.evaluation.signals import evaluation_run_finished
-from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_cancelled, jobs_succeeded
+from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_cancelled, jobs_erased, jobs_succeeded
 from atelier_platform.moderation.review import output_flagged, output_review_changed
 from atelier_platform.webhooks import events, services
 from atelier_platform.webhooks.events import EventType
@@ -71,6 +71,30 @@ def on_jobs_cancelled(sender, jobs, **kwargs):
         facts = [services.Fact(str(job.pk), functools.partial(events.job_data, job), job.webhook) for job in cancelled]
         _safely(EventType.JOB_CANCELLED, lambda project=cancelled[0].project, facts=facts: services.emit_many(
             project, EventType.JOB_CANCELLED, facts))
+
+
+@receiver(jobs_erased, dispatch_uid="webhooks.jobs_erased")
+def on_jobs_erased(sender, project, job_ids, **kwargs):
+    """Jobs erased together (a request, a conversation, a retention batch): one ``job.erased`` each, read afresh after
+    the commit with their outputs' ids, in one query for them all. Keyed by the job: erased once, announced once."""
+    from atelier_platform.jobs.models import Job, JobPurpose, Output
+
+    def emit():
+        jobs = list(Job.objects.filter(project=project, pk__in=job_ids).exclude(purpose=JobPurpose.EVALUATION)
+                    .select_related("project").only("id", "project__slug", "plugin_id", "status", "erased_at",
+                                                    "erased_by", "webhook", "purpose"))
+        outputs: dict = {}
+        for output_id, job_id in Output.objects.filter(job_id__in=[job.pk for job in jobs]).order_by("index").values_list(
+                "pk", "job_id"):
+            outputs.setdefault(job_id, []).append(output_id)
+        facts = []
+        for job in jobs:
+            job.output_ids = outputs.get(job.pk, [])
+            facts.append(services.Fact(str(job.pk), functools.partial(events.job_erased_data, job), job.webhook))
+        services.emit_many(project, EventType.JOB_ERASED, facts)
+
+    if job_ids:
+        _safely(EventType.JOB_ERASED, emit)
 
 
 @receiver(output_flagged, dispatch_uid="webhooks.output_flagged")
