@@ -366,18 +366,20 @@ def report(args, version: str, matches: dict, times: dict, search_times: dict, u
                 "search_sql_with_index_ms": round(sql_with, 2), "search_sql_speedup": ratio(sql_without, sql_with),
                 "index_used": used[path][name]}
             read = ", ".join(SHORT_NAMES.get(index, index) for index in used[path][name]["with index"]) or "none"
-            statements = (f"{sql_without:>8.1f} {sql_with:>8.1f} {ratio(sql_without, sql_with):>7.1f}x  {read}" if q
+            statements = (f"{sql_without:>8.1f} {sql_with:>8.1f} {ratio(sql_without, sql_with) or float('nan'):>7.1f}x  {read}" if q
                           else f"{'-':>8} {'-':>8} {'-':>8}")
             print(f"{path:<10} {name:<12} {q:<12} {matches[name]['jobs']:>7,} {matches[name]['outputs']:>7,}  "
-                  f"{without:>8.1f} {with_:>8.1f} {ratio(without, with_):>7.1f}x  {statements}")
+                  f"{without:>8.1f} {with_:>8.1f} {ratio(without, with_) or float('nan'):>7.1f}x  {statements}")
     print(f"\nratio: without the indexes / with them. Indexes built (CONCURRENTLY) in {build_s:.1f} s: "
           + ", ".join(f"{name} {size} MB" for name, size in sizes.items()))
     return {"jobs": args.jobs, "outputs": args.jobs, "postgresql": version, "repeat": args.repeat,
             "index_build_s": round(build_s, 2), "index_mb": sizes, "matches": matches, "results": results}
 
 
-def ratio(without: float, with_: float) -> float:
-    return round(without / with_, 2) if with_ > 0 else float("inf")
+def ratio(without: float, with_: float) -> float | None:
+    """without / with; None where there is nothing to divide by (no search statement): the JSON line stays JSON that
+    any parser reads (``Infinity`` is Python's, not JSON's)."""
+    return round(without / with_, 2) if with_ > 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = report(args, version, matches, times, search_times, used, build_s, sizes)
     finally:
         admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print(json.dumps(figures))
+    print(json.dumps(figures, allow_nan=False))
     return 0
 
 
