@@ -255,27 +255,16 @@ def test_a_worker_storing_outputs_meanwhile_commits_first_and_its_outputs_are_er
     claim = lifecycle.claim_job(str(job.pk), "worker-1")
     stored, commit, outcome = threading.Event(), threading.Event(), {}
 
-    def worker():
-        try:
-            with transaction.atomic():
-                outcome["worker"] = lifecycle.complete_job(str(job.pk), claim.token,
-                                                           [lifecycle.ProducedOutput({"text": MARKER})], {})
-                stored.set()
-                commit.wait(10)
-        finally:
-            connection.close()
+    def store_then_wait_to_commit():
+        with transaction.atomic():
+            done = lifecycle.complete_job(str(job.pk), claim.token, [lifecycle.ProducedOutput({"text": MARKER})], {})
+            stored.set()
+            commit.wait(10)
+        return done
 
-    def erase():
-        try:
-            outcome["erasure"] = erasure.erase_jobs(project, [job.pk], "user:1")
-        finally:
-            connection.close()
-
-    working = threading.Thread(target=worker)
-    working.start()
+    working = on_a_thread(outcome, "worker", store_then_wait_to_commit)
     assert stored.wait(10)
-    erasing = threading.Thread(target=erase)
-    erasing.start()
+    erasing = on_a_thread(outcome, "erasure", lambda: erasure.erase_jobs(project, [job.pk], "user:1"))
     time.sleep(0.5)
     assert "erasure" not in outcome  # waiting for the worker's row
     commit.set()
@@ -284,9 +273,28 @@ def test_a_worker_storing_outputs_meanwhile_commits_first_and_its_outputs_are_er
     assert Output.objects.get().content == {} and rows_holding(MARKER) == []
 
 
-def test_a_worker_claiming_while_the_erasure_holds_the_job_finds_nothing_to_run(project, monkeypatch):
-    job = submit_job(project, JobRequest("reverse_text", {"text": MARKER}, {})).job
-    locked, release, outcome = threading.Event(), threading.Event(), {}
+def on_a_thread(outcome: dict, name: str, call, *, catch: bool = False) -> threading.Thread:
+    """``call()`` started on a thread of its own, with a database connection of its own (closed at the end), its result
+    (or, with ``catch``, its exception) in ``outcome[name]``."""
+    def run():
+        try:
+            outcome[name] = call()
+        except Exception as error:  # noqa: BLE001 - a deadlock may fail either side: the test says which may
+            if not catch:
+                raise
+            outcome[name] = error
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def erasure_held_after_its_checks(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """An erasure stops once it holds its job rows' locks (its checks passed) and sets the first event, until the
+    second is set."""
+    locked, release = threading.Event(), threading.Event()
     refuse = erasure._refuse_what_cannot_go
 
     def holding(jobs):
@@ -295,24 +303,16 @@ def test_a_worker_claiming_while_the_erasure_holds_the_job_finds_nothing_to_run(
         release.wait(10)
 
     monkeypatch.setattr(erasure, "_refuse_what_cannot_go", holding)
+    return locked, release
 
-    def erase():
-        try:
-            outcome["erasure"] = erasure.erase_jobs(project, [job.pk], "user:1")
-        finally:
-            connection.close()
 
-    def claim():
-        try:
-            outcome["claim"] = lifecycle.claim_job(str(job.pk), "worker-1")
-        finally:
-            connection.close()
-
-    erasing = threading.Thread(target=erase)
-    erasing.start()
+def test_a_worker_claiming_while_the_erasure_holds_the_job_finds_nothing_to_run(project, monkeypatch):
+    job = submit_job(project, JobRequest("reverse_text", {"text": MARKER}, {})).job
+    locked, release = erasure_held_after_its_checks(monkeypatch)
+    outcome = {}
+    erasing = on_a_thread(outcome, "erasure", lambda: erasure.erase_jobs(project, [job.pk], "user:1"))
     assert locked.wait(10)
-    claiming = threading.Thread(target=claim)
-    claiming.start()
+    claiming = on_a_thread(outcome, "claim", lambda: lifecycle.claim_job(str(job.pk), "worker-1"))
     time.sleep(0.5)
     assert "claim" not in outcome  # waiting for the erasure's lock
     release.set()
@@ -343,37 +343,12 @@ def test_a_reviewer_deciding_while_the_erasure_runs_is_told_it_was_decided_not_d
     item = ReviewItem.objects.create(output=output, project=project)
     reviewer = review.Reviewer(actor="user:7")
     review.claim(item, reviewer)
-    locked, release, outcome = threading.Event(), threading.Event(), {}
-    refuse = erasure._refuse_what_cannot_go
-
-    def holding(jobs):
-        refuse(jobs)
-        locked.set()
-        release.wait(10)
-
-    monkeypatch.setattr(erasure, "_refuse_what_cannot_go", holding)
-
-    def erase():
-        try:
-            outcome["erasure"] = erasure.erase_jobs(project, [job.pk], "user:1")
-        except Exception as error:  # noqa: BLE001 - a deadlock may fail either side
-            outcome["erasure"] = error
-        finally:
-            connection.close()
-
-    def decide():
-        try:
-            outcome["decision"] = review.decide(item, reviewer, action="regenerate", comment=f"redo {MARKER}")
-        except Exception as error:  # noqa: BLE001
-            outcome["decision"] = error
-        finally:
-            connection.close()
-
-    erasing = threading.Thread(target=erase)
-    erasing.start()
+    locked, release = erasure_held_after_its_checks(monkeypatch)
+    outcome = {}
+    erasing = on_a_thread(outcome, "erasure", lambda: erasure.erase_jobs(project, [job.pk], "user:1"), catch=True)
     assert locked.wait(10)
-    deciding = threading.Thread(target=decide)
-    deciding.start()
+    deciding = on_a_thread(outcome, "decision", lambda: review.decide(item, reviewer, action="regenerate",
+                                                                      comment=f"redo {MARKER}"), catch=True)
     until_another_session_waits_on_a_lock()  # the decision, on a row the erasure holds
     release.set()
     erasing.join(20), deciding.join(20)
