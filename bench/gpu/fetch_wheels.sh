@@ -35,7 +35,7 @@ PINS=(
     click-plugins==1.1.1.2
     click-repl==0.4.1
     prompt-toolkit==3.0.53
-    wcwidth==0.9.4
+    wcwidth==0.9.5
     tzlocal==5.4.5
     redis==8.1.0
     dj-database-url==3.1.2
