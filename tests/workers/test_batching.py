@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from atelier_sdk import PluginError, TransientPluginError
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -216,6 +217,49 @@ def test_errors_a_plugin_returns_once_its_time_is_up_fail_as_the_time_limit_and_
     assert made.status == JobStatus.SUCCEEDED and batch_of(made) == {str(made.pk), str(gave_up.pk)}
     assert (gave_up.status, gave_up.error_code, gave_up.attempts) == (JobStatus.FAILED, "time_limit", 1)
     assert gave_up.error_message == "Exceeded its time limit of 1 s."
+
+
+@pytest.fixture
+def billiards_soft_limit_handler():
+    """What billiard installs in each pool child: SIGUSR1 raises ``SoftTimeLimitExceeded`` wherever the task is."""
+    import signal
+
+    from billiard.pool import soft_timeout_sighandler
+
+    before = signal.signal(signal.SIGUSR1, soft_timeout_sighandler)
+    yield
+    signal.signal(signal.SIGUSR1, before)
+
+
+@pytest.mark.usefixtures("billiards_soft_limit_handler")
+def test_a_soft_limit_the_plugin_swallows_before_the_workers_own_clock_says_so_is_still_the_time_limit(
+        probe_project, runner, monkeypatch):
+    """Celery's timer starts before the task's own clock does: the limit may fire while ``deadline`` is still
+    ahead. What the plugin hands back after catching it is not retried (the job failed this way in CI)."""
+    import os
+    import signal
+
+    generate = BatchProbe.generate
+
+    def swallows_the_limit(self, batch, context):
+        if batch[0].input.text != "slow":
+            return generate(self, batch, context)
+        try:
+            os.kill(os.getpid(), signal.SIGUSR1)  # the pool's parent: the time is up
+            time.sleep(1)
+        except Exception as error:
+            return [TransientPluginError(f"Gave up: {type(error).__name__}", code="gave_up")] * len(batch)
+        return [PluginError("the limit never fired", code="test_broken")] * len(batch)
+
+    monkeypatch.setattr(BatchProbe, "generate", swallows_the_limit)
+    job = submit(probe_project, text="slow")  # a time limit of 120 s: by the clock, far from up
+    runner.run(str(job.pk))
+    job = reload(job)
+    assert (job.status, job.error_code, job.attempts) == (JobStatus.FAILED, "time_limit", 1)
+    # the next task starts with its whole time: the flag is the last task's, not the process's
+    again = submit(probe_project, text="in time")
+    runner.run(str(again.pk))
+    assert reload(again).status == JobStatus.SUCCEEDED
 
 
 def test_a_batch_that_crashes_once_its_time_is_up_is_not_split_and_run_again(probe_project, runner, monkeypatch):

@@ -46,6 +46,7 @@ from atelier_platform.prepared_reads import PreparedRead
 from atelier_workers import knowledge
 from atelier_workers.heartbeat import BatchHeartbeat
 from atelier_workers.model_cache import ModelCache, release_device_memory
+from atelier_workers.soft_limit import SoftLimitWatch
 
 logger = logging.getLogger("atelier.worker")
 
@@ -182,6 +183,7 @@ class JobRunner:
         self.state = WorkerState.STARTING
         self.detail = ""
         self.current_jobs = 0
+        self.soft_limit = SoftLimitWatch()
 
     def max_batch_size(self, plugin_class: type[Plugin]) -> int:
         size = plugin_class.manifest.max_batch_size
@@ -192,6 +194,7 @@ class JobRunner:
         """Run the job a message named, with whatever company it finds; returns that job's outcome."""
         # Celery's soft limit counts from the task's start, so the batch's deadline does too
         task_started = time.monotonic()
+        self.soft_limit.arm()
         claim = lifecycle.claim_job(job_id, self.name)
         if claim is None:
             logger.info("job %s is not queued (finished, cancelled or running elsewhere) or is a retry not due yet; "
@@ -285,7 +288,9 @@ class _Batch:
         self.by_id.update((str(job.pk), job) for job in jobs)
 
     def time_is_up(self) -> bool:
-        return time.monotonic() >= self.deadline
+        # The signal first: Celery's timer starts a little before ``deadline``'s clock does, so a limit the
+        # plugin swallowed can fire while the clock still reads "in time".
+        return self.runner.soft_limit.fired or time.monotonic() >= self.deadline
 
     def time_limit_error(self) -> PluginError:
         return PluginError(f"Exceeded its time limit of {self.time_limit_s} s.", code="time_limit")
