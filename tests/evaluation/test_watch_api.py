@@ -102,6 +102,61 @@ def test_a_first_run_more_than_30_days_ahead_is_refused(reference_set, admin_api
     assert response.status_code == 201 and EvaluationSchedule.objects.get().next_run_at == later
 
 
+@pytest.mark.parametrize("shape", ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"])
+def test_a_time_without_its_offset_is_refused_not_read_as_utc(reference_set, admin_api, shape):
+    """A time without an offset names no one moment: one sent as local time was taken for UTC, and the run started
+    hours early or late without a word."""
+    when = (timezone.now() + timedelta(days=2)).strftime(shape)
+    response = create(admin_api, reference_set, next_run_at=when)
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["code"] == "validation_error" and list(error["details"]) == ["next_run_at"]
+    assert "offset" in error["details"]["next_run_at"][0], error
+    assert not EvaluationSchedule.objects.exists()
+
+    created = create(admin_api, reference_set).json()
+    before = EvaluationSchedule.objects.get().next_run_at
+    changed = admin_api.patch(f"{SCHEDULES}{created['id']}/", {"next_run_at": when}, format="json")
+    assert changed.status_code == 400 and "offset" in error_of(changed)["details"]["next_run_at"][0]
+    assert EvaluationSchedule.objects.get().next_run_at == before
+
+
+def test_a_time_with_its_offset_is_that_moment(reference_set, admin_api):
+    later = (timezone.now() + timedelta(days=2)).replace(microsecond=0)
+    in_shanghai = later.astimezone(timezone.get_fixed_timezone(8 * 60)).isoformat()
+    assert in_shanghai.endswith("+08:00")
+    response = create(admin_api, reference_set, next_run_at=in_shanghai)
+    assert response.status_code == 201, response.content
+    assert EvaluationSchedule.objects.get().next_run_at == later
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:00:00-05:00", "2030-02-30T03:00:00Z", "2030-01-01T03:00:00\x00Z"])
+def test_a_time_that_is_no_moment_is_a_400_not_a_500(reference_set, admin_api, when):
+    response = create(admin_api, reference_set, next_run_at=when)
+    assert response.status_code == 400 and list(error_of(response)["details"]) == ["next_run_at"]
+
+
+def test_a_time_in_the_past_is_refused_but_a_clock_a_little_behind_is_not(reference_set, admin_api):
+    """A past time was taken and the run started at once: most often a mistake (a wrong offset, a wrong day) that
+    nothing said. Leaving next_run_at out starts the first run at the next tick; a caller's clock a few minutes
+    behind the server's still says "now"."""
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    response = create(admin_api, reference_set, next_run_at=an_hour_ago.isoformat())
+    assert response.status_code == 400 and list(error_of(response)["details"]) == ["next_run_at"]
+    assert "past" in error_of(response)["details"]["next_run_at"][0]
+    assert not EvaluationSchedule.objects.exists()
+
+    just_now = timezone.now() - timedelta(minutes=1)
+    response = create(admin_api, reference_set, next_run_at=just_now.isoformat())
+    assert response.status_code == 201, response.content
+    assert EvaluationSchedule.objects.get().next_run_at == just_now  # due: it starts at the next tick
+
+    url = f"{SCHEDULES}{response.json()['id']}/"
+    refused = admin_api.patch(url, {"next_run_at": (timezone.now() - timedelta(days=1)).isoformat()}, format="json")
+    assert refused.status_code == 400 and list(error_of(refused)["details"]) == ["next_run_at"]
+    assert EvaluationSchedule.objects.get().next_run_at == just_now
+
+
 def test_another_projects_set_and_watch_are_not_found(reference_set, admin_api, other_project, make_key, client_for):
     from atelier_platform.catalog.services import set_plugin_enabled
 

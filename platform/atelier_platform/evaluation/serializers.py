@@ -3,14 +3,14 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from atelier_platform.api.serializers import StrictSerializer
+from atelier_platform.api.serializers import InstantInputField, StrictSerializer
 from atelier_platform.evaluation.comparison import DEFAULT_CASE_LIMIT as COMPARE_DEFAULT_LIMIT
 from atelier_platform.evaluation.comparison import MAX_CASE_LIMIT as COMPARE_MAX_LIMIT
 from atelier_platform.evaluation.models import EvaluationRun, EvaluationSchedule, ReferenceSet
 from atelier_platform.evaluation import relevance
 from atelier_platform.evaluation.services import MAX_CASES
 from atelier_platform.evaluation.uploads import MAX_UPLOAD_BYTES
-from atelier_platform.evaluation.watch import MAX_INTERVAL_HOURS, MIN_INTERVAL_HOURS
+from atelier_platform.evaluation.watch import MAX_INTERVAL_HOURS, MIN_INTERVAL_HOURS, NEXT_RUN_PAST_LEEWAY
 
 
 class CaseSerializer(serializers.Serializer):
@@ -417,8 +417,11 @@ MAX_DROP_HELP = ("Each gated metric's largest allowed drop against the watch's p
 INTERVAL_HELP = f"Hours between runs, {MIN_INTERVAL_HOURS} to {MAX_INTERVAL_HOURS} (30 days)."
 VERSION_HELP = ("Id of a model version of the set's plugin; null (the default): the version the project pins when each "
                 "run starts (the plugin's default model if none).")
-NEXT_RUN_HELP = ("When the next run starts (the first beat tick at or after it); at most 30 days ahead. On creation, "
-                 "by default at once: the first run is the baseline the next is measured against.")
+NEXT_RUN_HELP = ("When the next run starts (the first beat tick at or after it): ISO 8601 with its offset "
+                 "(2026-12-01T03:00:00Z, or +08:00; without one it is a 400, not read as UTC); at most 30 days ahead, "
+                 f"and at most {int(NEXT_RUN_PAST_LEEWAY.total_seconds() // 60)} minutes past (then due at once; "
+                 "earlier is a 400). On creation, by default at once: the first run is the baseline the next is "
+                 "measured against.")
 
 
 class ScheduleCreateSerializer(StrictSerializer):
@@ -429,7 +432,7 @@ class ScheduleCreateSerializer(StrictSerializer):
                                               help_text=INTERVAL_HELP)
     max_drop = serializers.JSONField(help_text=MAX_DROP_HELP)
     enabled = serializers.BooleanField(required=False, default=True)
-    next_run_at = serializers.DateTimeField(required=False, help_text=NEXT_RUN_HELP)
+    next_run_at = InstantInputField(required=False, help_text=NEXT_RUN_HELP)
 
 
 class ScheduleUpdateSerializer(StrictSerializer):
@@ -440,7 +443,7 @@ class ScheduleUpdateSerializer(StrictSerializer):
     max_drop = serializers.JSONField(required=False, help_text=MAX_DROP_HELP + " Replaces every limit.")
     enabled = serializers.BooleanField(required=False, help_text="false: no run starts until it is true again (then "
                                                                  "one, if its time passed meanwhile).")
-    next_run_at = serializers.DateTimeField(required=False, help_text=NEXT_RUN_HELP)
+    next_run_at = InstantInputField(required=False, help_text=NEXT_RUN_HELP)
 
 
 class ScheduleLastRunSerializer(serializers.Serializer):

@@ -46,6 +46,9 @@ DUE_PER_TICK = 50
 SKIPPED_RUN_GOING = "previous_run_going"
 #: its start raised (a bug, a database error): still due, tried again at the next tick
 SKIPPED_START_FAILED = "start_failed"
+#: a time given for the next run may lie this far behind the server's clock (a caller's clock a little behind, a
+#: request that waited): it is "now", due at the next tick; further back it is refused, most likely a mistake
+NEXT_RUN_PAST_LEEWAY = timedelta(minutes=5)
 
 #: a scheduled run's verdict (``EvaluationRun.watch["outcome"]``)
 PASSED = "passed"          # every limit held against the watch's previous succeeded run
@@ -93,6 +96,12 @@ def _checked_next_run(when: Any, now: datetime) -> datetime:
     if not isinstance(when, datetime) or timezone.is_naive(when):
         raise EvaluationError("next_run_at: a date and time with its offset, such as 2026-12-01T03:00:00Z.",
                               details={"next_run_at": ["A date and time with its offset."]}, code="validation_error")
+    if when < now - NEXT_RUN_PAST_LEEWAY:
+        leeway = int(NEXT_RUN_PAST_LEEWAY.total_seconds() // 60)
+        raise EvaluationError(f"next_run_at is in the past ({when.isoformat()}; now is {now.isoformat()}): give a time "
+                              "to come, or leave it out of a new watch to start its first run at once.",
+                              details={"next_run_at": [f"In the past: at most {leeway} minutes before now."]},
+                              code="validation_error")
     if when > now + timedelta(hours=MAX_INTERVAL_HOURS):
         raise EvaluationError(f"The first run may be at most {MAX_INTERVAL_HOURS // 24} days ahead.",
                               details={"next_run_at": [f"At most {MAX_INTERVAL_HOURS // 24} days from now."]},
