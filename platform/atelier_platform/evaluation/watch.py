@@ -11,7 +11,10 @@ project's lock, as run starts take it, then its own row with ``FOR UPDATE SKIP L
 past now by whole intervals in the transaction that starts its run through the API's service (``start_run_once``:
 the same checks, caps, quotas and audit, and an Idempotency-Key per slot). Two beats, or one task delivered twice,
 start one run per slot; a watch whose previous run still goes starts none (said on the watch and in the log); after
-downtime one run starts, not one per missed slot.
+downtime one run starts, not one per missed slot. A start that fails (the service refuses it, or an error stops it)
+is said on the watch and, the first of a streak only (``failing_since``; the next run started ends it), sent as the
+``evaluation_watch.failed_to_start`` webhook: an error leaves the watch due, tried at every tick, and a refusal comes
+back every slot.
 
 A scheduled run is judged where it ends (``judge``, called by ``services.announce_finished`` under the run's lock):
 its verdict (``EvaluationRun.watch``) is committed with its end, and the ``evaluation_run.finished`` webhook and the
@@ -235,11 +238,14 @@ def start_due(now: datetime | None = None) -> dict[str, int]:
 
 def _start_failed(schedule_id, now: datetime) -> None:
     """Said on the watch (its page, the API's ``last_skip``), its next run left as it was: tried at the next tick."""
+    message = "An error stopped the run from starting (logged on the server); it is tried again at the next tick."
     try:
-        EvaluationSchedule.objects.filter(pk=schedule_id).update(
-            last_skipped_at=now, last_skip_code=SKIPPED_START_FAILED,
-            last_skip_message="An error stopped the run from starting (logged on the server); it is tried again at "
-                              "the next tick.")
+        with transaction.atomic():
+            EvaluationSchedule.objects.filter(pk=schedule_id).update(
+                last_skipped_at=now, last_skip_code=SKIPPED_START_FAILED, last_skip_message=message)
+            # tried at every tick: only the first failure of the streak is announced (one update wins, whoever races)
+            if EvaluationSchedule.objects.filter(pk=schedule_id, failing_since__isnull=True).update(failing_since=now):
+                _announce_failed_to_start(schedule_id, SKIPPED_START_FAILED, message, now)
     except Exception:
         logger.exception("evaluation watch %s: could not record that its run did not start", schedule_id)
 
@@ -270,12 +276,13 @@ def _start_one(schedule_id, project_id, now: datetime) -> str:
             reason = _refusal_reason(error)
             logger.warning("evaluation watch %s of %r: the run was refused (%s): %s", schedule.pk,
                            schedule.reference_set.name, error.code, reason)
-            _skipped(schedule, now, error.code, reason)
+            _skipped(schedule, now, error.code, reason, failed=True)
             return "refused"
         schedule.last_run = run
         schedule.last_skipped_at, schedule.last_skip_code, schedule.last_skip_message = None, "", ""
+        schedule.failing_since = None  # a run started: the streak of failures, if any, is over
         schedule.save(update_fields=["next_run_at", "last_run", "last_skipped_at", "last_skip_code",
-                                     "last_skip_message"])
+                                     "last_skip_message", "failing_since"])
         logger.info("evaluation watch %s of %r started run %s; next at %s", schedule.pk, schedule.reference_set.name,
                     run.pk, schedule.next_run_at.isoformat())
         return "started"
@@ -310,9 +317,25 @@ def _refusal_reason(error: JobServiceError) -> str:
     return error.message
 
 
-def _skipped(schedule: EvaluationSchedule, now: datetime, code: str, message: str) -> None:
+def _skipped(schedule: EvaluationSchedule, now: datetime, code: str, message: str, *, failed: bool = False) -> None:
+    """Said on the watch (the caller holds its row); ``failed``: a start that failed, announced if the first of its
+    streak. A skip while the previous run goes is no failure, and neither starts nor ends a streak."""
     schedule.last_skipped_at, schedule.last_skip_code, schedule.last_skip_message = now, code[:40], message
-    schedule.save(update_fields=["next_run_at", "last_skipped_at", "last_skip_code", "last_skip_message"])
+    fields = ["next_run_at", "last_skipped_at", "last_skip_code", "last_skip_message"]
+    if failed and schedule.failing_since is None:
+        schedule.failing_since = now
+        fields.append("failing_since")
+        _announce_failed_to_start(schedule.pk, code[:40], message, now)
+    schedule.save(update_fields=fields)
+
+
+def _announce_failed_to_start(schedule_id, code: str, message: str, failed_at: datetime) -> None:
+    """``evaluation_watch_failed_to_start`` once the failure is committed (never for one rolled back)."""
+    from atelier_platform.evaluation.signals import evaluation_watch_failed_to_start
+
+    transaction.on_commit(lambda: evaluation_watch_failed_to_start.send(
+        sender=EvaluationSchedule, schedule_id=schedule_id, code=code, message=message, failed_at=failed_at),
+        robust=True)
 
 
 # --- judging a scheduled run ---------------------------------------------------------------------------------------

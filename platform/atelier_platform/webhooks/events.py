@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from django.db import models
 
 from atelier_platform.config import get_config
-from atelier_platform.evaluation.models import EvaluationRun
+from atelier_platform.evaluation.models import EvaluationRun, EvaluationSchedule
 from atelier_platform.jobs.models import DELIVERABLE_REVIEW_STATES, Job, Output, ReviewState
 
 
@@ -30,6 +30,8 @@ class EventType(models.TextChoices):
     EVALUATION_RUN_FINISHED = "evaluation_run.finished", "An evaluation run ended (succeeded, failed or cancelled), scored"
     EVALUATION_WATCH_REGRESSED = "evaluation_watch.regressed", ("A scheduled evaluation run fell further than its watch "
                                                                 "allows against the watch's previous run, or failed")
+    EVALUATION_WATCH_FAILED_TO_START = "evaluation_watch.failed_to_start", (
+        "A due watch started no run (the service refused it, or an error stopped it): once until a run starts")
     WEBHOOK_TEST = "webhook.test", "A test ping asked for through the API"
 
 
@@ -181,6 +183,24 @@ def watch_verdict(run: EvaluationRun) -> dict[str, Any] | None:
 def evaluation_watch_regressed_data(run: EvaluationRun) -> dict[str, Any]:
     """A scheduled run that regressed (or failed): the run, as ``evaluation_run.finished`` shows it, and the verdict."""
     return {"project": run.project.slug, "evaluation_run": evaluation_run_summary(run), "watch": watch_verdict(run)}
+
+
+def evaluation_watch_failed_to_start_data(schedule: EvaluationSchedule, *, code: str, message: str,
+                                          failed_at: datetime) -> dict[str, Any]:
+    """A due watch that started no run: the watch, its set and why (the code and message its ``last_skip`` shows: the
+    service's refusal with its first detail, or ``start_failed``), never a case of the set; ``next_run_at``: when it
+    is tried again."""
+    reference_set, version = schedule.reference_set, schedule.model_version
+    return {
+        "project": schedule.project.slug,
+        "schedule": {"id": str(schedule.pk), "url": api_url(f"/api/v1/evaluation/schedules/{schedule.pk}/")},
+        "reference_set": {"id": str(reference_set.pk), "name": reference_set.name},
+        "plugin": reference_set.plugin_id,
+        "model_version": {"id": version.pk, "version": version.version} if version is not None else None,
+        "reason": {"code": code, "message": message},
+        "failed_at": failed_at.isoformat(),
+        "next_run_at": schedule.next_run_at.isoformat(),
+    }
 
 
 def evaluation_run_summary(run: EvaluationRun) -> dict[str, Any]:

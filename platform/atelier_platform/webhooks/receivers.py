@@ -14,7 +14,7 @@ from typing import Callable
 
 from django.dispatch import receiver
 
-from atelier_platform.evaluation.signals import evaluation_run_finished
+from atelier_platform.evaluation.signals import evaluation_run_finished, evaluation_watch_failed_to_start
 from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_cancelled, jobs_erased, jobs_succeeded
 from atelier_platform.moderation.review import output_flagged, output_review_changed
 from atelier_platform.webhooks import events, services
@@ -139,3 +139,21 @@ def on_evaluation_run_finished(sender, run_id, **kwargs):
     _safely(EventType.EVALUATION_RUN_FINISHED, read)
     _safely(EventType.EVALUATION_RUN_FINISHED, emit_finished)
     _safely(EventType.EVALUATION_WATCH_REGRESSED, emit_regressed)
+
+
+@receiver(evaluation_watch_failed_to_start, dispatch_uid="webhooks.evaluation_watch_failed_to_start")
+def on_evaluation_watch_failed_to_start(sender, schedule_id, code, message, failed_at, **kwargs):
+    """A watch's streak of failed starts, announced once: keyed by the watch and the streak's first failure, so the
+    signal sent twice for it is one delivery per endpoint. The watch read afresh, after the commit (its next run)."""
+    from atelier_platform.evaluation.models import EvaluationSchedule
+
+    def emit():
+        schedule = (EvaluationSchedule.objects.filter(pk=schedule_id)
+                    .select_related("project", "reference_set", "model_version").defer("reference_set__cases").first())
+        if schedule is not None:  # else deleted meanwhile, with its set or by an owner
+            services.emit(schedule.project, EventType.EVALUATION_WATCH_FAILED_TO_START,
+                          events.evaluation_watch_failed_to_start_data(schedule, code=code, message=message,
+                                                                       failed_at=failed_at),
+                          event_key=f"{schedule_id}:{failed_at.isoformat()}")
+
+    _safely(EventType.EVALUATION_WATCH_FAILED_TO_START, emit)
