@@ -125,6 +125,73 @@ def test_an_evaluation_case_is_a_409_naming_its_run(project, eraser):
     assert str(run.pk) in refused["message"] and refused["details"]["evaluation_runs"] == [str(run.pk)]
 
 
+# --- Idempotency-Key replays of an erased job -----------------------------------------------------------------------
+# Kept, the hash of the erased request told a replay's body from the erased one: the right guess replayed the
+# tombstone, a wrong one answered 422, so the key's holder could test guesses at the content. Erased, every body
+# gets the same answer, and no hash of the request is left to compare one with.
+
+JOBS = "/api/v1/jobs/"
+
+
+def test_a_replay_of_an_erased_jobs_key_answers_its_tombstone_whatever_the_body(project, eraser, api):
+    sent = {"plugin": "reverse_text", "input": {"text": SECRET}, "params": {"uppercase": True}}
+    guesses = [{**sent, "input": {"text": "call Jane Roe on 07700 900124"}}, {**sent, "params": {}},
+               {"plugin": "reverse_text", "input": {"text": "anything"}, "priority": 9}]
+    created = api.post(JOBS, sent, format="json", HTTP_IDEMPOTENCY_KEY="order-7")
+    assert created.status_code == 201, created.content
+    job_id = created.json()["id"]
+    # while the content is there, the key tells bodies apart, as any key does
+    assert_envelope(api.post(JOBS, guesses[0], format="json", HTTP_IDEMPOTENCY_KEY="order-7"), 422,
+                    "idempotency_key_reused")
+    assert eraser.delete(f"{JOBS}{job_id}/").status_code == 204
+
+    replays = [api.post(JOBS, body, format="json", HTTP_IDEMPOTENCY_KEY="order-7") for body in [sent, *guesses]]
+    for replay in replays:
+        assert (replay.status_code, replay.json()) == (replays[0].status_code, replays[0].json()), replay.content
+        assert replay["Idempotent-Replayed"] == "true" and replay["Location"] == f"{JOBS}{job_id}/"
+    tombstone = replays[0].json()
+    assert replays[0].status_code == 200 and tombstone["id"] == job_id and tombstone["erased_at"]
+    assert (tombstone["input"], tombstone["params"]) == ({}, {}) and SECRET not in str(tombstone)
+    assert Job.objects.count() == 1
+    erased = Job.objects.get(pk=job_id)
+    assert (erased.request_fingerprint, erased.batch_key) == ("", "")
+    # a body the API refuses on its own is refused as it is for any request, telling nothing of the erased one
+    assert_envelope(api.post(JOBS, {"plugin": "reverse_text"}, format="json", HTTP_IDEMPOTENCY_KEY="order-7"), 400,
+                    "validation_error")
+
+
+def test_a_batch_replay_tells_nothing_of_its_erased_job_and_still_compares_the_others(project, eraser, api):
+    from atelier_platform.jobs.submission import JobRequest, batch_fingerprint
+    from atelier_platform.usage.models import IdempotencyRecord
+
+    erased_body = {"plugin": "reverse_text", "input": {"text": SECRET}}
+    kept_body = {"plugin": "reverse_text", "input": {"text": "the parcel is late"}}
+    sent = {"jobs": [erased_body, kept_body]}
+    created = api.post(f"{JOBS}batch/", sent, format="json", HTTP_IDEMPOTENCY_KEY="nightly-7")
+    assert created.status_code == 201, created.content
+    erased_id, kept_id = (job["id"] for job in created.json()["jobs"])
+    assert eraser.delete(f"{JOBS}{erased_id}/").status_code == 204
+
+    guess = {"jobs": [{**erased_body, "input": {"text": "call Jane Roe on 07700 900124"}}, kept_body]}
+    right, wrong = (api.post(f"{JOBS}batch/", body, format="json", HTTP_IDEMPOTENCY_KEY="nightly-7")
+                    for body in (sent, guess))
+    assert (right.status_code, right.json()) == (wrong.status_code, wrong.json()) and right.status_code == 200
+    assert right["Idempotent-Replayed"] == wrong["Idempotent-Replayed"] == "true"
+    assert [job["id"] for job in right.json()["jobs"]] == [erased_id, kept_id] and SECRET not in right.content.decode()
+    # the job whose content is kept is compared as before: another body for it, or another batch, is another request
+    changed = {**kept_body, "input": {"text": "the parcel is lost"}}
+    for other in ({"jobs": [erased_body, changed]}, {"jobs": [erased_body]},
+                  {"jobs": [erased_body, kept_body, kept_body]}):
+        assert_envelope(api.post(f"{JOBS}batch/", other, format="json", HTTP_IDEMPOTENCY_KEY="nightly-7"), 422,
+                        "idempotency_key_reused")
+    assert Job.objects.count() == 2
+    # no hash of the erased request is left: not its job's, not the batch's (the record keeps no hash of its own)
+    assert Job.objects.get(pk=erased_id).request_fingerprint == ""
+    requests = [JobRequest("reverse_text", body["input"], {}, 5) for body in (erased_body, kept_body)]
+    assert not IdempotencyRecord.objects.filter(fingerprint=batch_fingerprint(requests)).exists()
+    assert IdempotencyRecord.objects.filter(key="nightly-7").exists()  # the key still holds: no second batch
+
+
 # --- conversations ------------------------------------------------------------------------------------------------
 
 def a_thread(project, *texts) -> Conversation:

@@ -365,3 +365,24 @@ def test_a_job_still_running_is_logged_as_the_expected_answer_it_is_not_as_a_ser
     assert not [record for record in caplog.records if record.levelno >= 40], [r.getMessage() for r in caplog.records]
     logged = [record for record in caplog.records if job_id in record.getMessage()]
     assert len(logged) == 1 and logged[0].levelname == "WARNING" and "/v1/chat/completions" in logged[0].getMessage()
+
+
+# --- erasure -----------------------------------------------------------------------------------------------
+def test_a_replay_of_an_erased_jobs_key_is_the_same_410_whatever_the_body(api, chat_project, wait_s, make_key,
+                                                                         client_for):
+    """Kept, the hash of the erased request told the right guess at its messages (410) from a wrong one (422)."""
+    wait_s(0.01)
+    key = {"HTTP_IDEMPOTENCY_KEY": "ask-erased"}
+    secret = "My card is 4929 1234 5678 9012"
+    job_id = assert_openai_error(ask(api, secret, headers=key), 504, "job_still_running")["details"]["job_id"]
+    assert_openai_error(ask(api, "My card is 4929 0000 0000 0000", headers=key), 422, "idempotency_key_reused")
+    eraser = client_for(make_key(chat_project, ["jobs:read", "content:erase"]).raw)
+    assert eraser.delete(f"/api/v1/jobs/{job_id}/").status_code == 204
+
+    replays = [ask(api, text, headers=key, **fields) for text, fields in
+               ((secret, {}), ("My card is 4929 0000 0000 0000", {}), (secret, {"temperature": 0.2}))]
+    for replay in replays:
+        assert_openai_error(replay, 410, "job_erased")
+        assert replay.json() == replays[0].json() and replay["X-Atelier-Job-Id"] == job_id
+    assert secret not in replays[0].content.decode()
+    assert Job.objects.count() == 1 and Job.objects.get(pk=job_id).request_fingerprint == ""

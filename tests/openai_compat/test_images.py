@@ -108,3 +108,23 @@ def test_the_model_defaults_to_image_and_chat_models_are_refused(api, image_proj
 def test_images_need_the_jobs_write_scope(image_project, make_key, client_for):
     reader = client_for(make_key(image_project, scopes=["jobs:read"]).raw)
     assert_openai_error(generate(reader), 403, "permission_denied")
+
+
+def test_a_replay_of_an_erased_jobs_key_is_the_same_410_whatever_the_body(api, image_project, wait_s, make_key,
+                                                                         client_for):
+    """Kept, the hash of the erased request told the right guess at its prompt (410) from a wrong one (422)."""
+    wait_s(0.01)
+    key = {"HTTP_IDEMPOTENCY_KEY": "draw-erased"}
+
+    def draw(prompt):
+        body = {"model": "image", "prompt": prompt, "size": "32x32", "steps": 2, "seed": 3}
+        return api.post(IMAGES, json.dumps(body), content_type="application/json", **key)
+
+    job_id = assert_openai_error(draw("Jane Roe at 12 Elm Street"), 504, "job_still_running")["details"]["job_id"]
+    assert_openai_error(draw("Jane Roe at 14 Elm Street"), 422, "idempotency_key_reused")
+    eraser = client_for(make_key(image_project, ["jobs:read", "content:erase"]).raw)
+    assert eraser.delete(f"/api/v1/jobs/{job_id}/").status_code == 204
+
+    right, wrong = draw("Jane Roe at 12 Elm Street"), draw("Jane Roe at 14 Elm Street")
+    assert assert_openai_error(right, 410, "job_erased") == assert_openai_error(wrong, 410, "job_erased")
+    assert Job.objects.count() == 1 and Job.objects.get(pk=job_id).request_fingerprint == ""

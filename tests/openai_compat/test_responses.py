@@ -492,7 +492,10 @@ def test_every_read_of_an_erased_response_says_it_was_erased(api, chat_project, 
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
     assert_openai_error(api.get(f"{RESPONSES}/{rid(job)}"), 410, "job_erased")
     assert_openai_error(api.get(f"{RESPONSES}/{rid(job)}/input_items"), 410, "job_erased")
-    assert_openai_error(respond(api, headers=key), 410, "job_erased")  # the replay
+    replay = assert_openai_error(respond(api, headers=key), 410, "job_erased")
+    # whatever the body: a replay answering 422 to a wrong guess at the erased input would tell the right one
+    assert assert_openai_error(respond(api, "Where is my other parcel?", headers=key), 410, "job_erased") == replay
+    assert Job.objects.get(pk=job.pk).request_fingerprint == ""
     refused = assert_openai_error(respond(api, previous_response_id=rid(job)), 400, "previous_response_erased")
     assert "erased" in refused["message"] and refused["param"] == "previous_response_id"
 

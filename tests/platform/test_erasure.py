@@ -24,6 +24,7 @@ from atelier_platform.jobs.models import Job, JobPurpose, JobStatus, Output, Out
 from atelier_platform.jobs.submission import JobRequest, submit_job
 from atelier_platform.moderation.models import AuditEvent, ReviewDecision, ReviewItem, ReviewItemState, SafetyPolicy
 from atelier_platform.usage import quotas, reports
+from atelier_platform.usage.models import IdempotencyRecord
 from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tests.api.helpers import build_job, build_output
 from tests.factories import MembershipFactory, UserFactory
@@ -155,6 +156,34 @@ def test_erasure_leaves_the_content_in_no_table_and_no_file_and_keeps_the_tombst
     erased = AuditEvent.objects.get(action="job_erased", object_id=str(job.pk))
     assert erased.actor == "user:7"
     assert erased.after == {"outputs": 2, "files": 1, "messages": 1, "cancelled": False}
+
+
+@pytest.mark.parametrize("erased_by", ["request", "retention"])
+def test_no_hash_of_the_request_is_left_to_check_a_guess_against(project, erased_by):
+    """The request's fingerprint (what a replay of its Idempotency-Key compares a body with) told a guessed input
+    from a wrong one, and its batch key is a hash of its input and params too: neither is left, on the job row nor
+    in the lock of a request whose holder died after saving the job; a request still holding the same key on another
+    endpoint keeps its lock. The retention erases by the same path."""
+    job = submit_job(project, JobRequest("reverse_text", {"text": MARKER}, {"uppercase": True}),
+                     idempotency_key="order-7").job
+    job.refresh_from_db()
+    assert job.request_fingerprint and job.batch_key and job.idempotency_scope == "jobs"
+    now = timezone.now()
+    locks = {scope: IdempotencyRecord.objects.create(
+        project=project, scope=scope, key="order-7", fingerprint=job.request_fingerprint,
+        locked_until=now - timedelta(seconds=1), expires_at=now + timedelta(hours=1))
+        for scope in ("jobs", "v1/chat/completions")}
+    if erased_by == "request":
+        erasure.erase_jobs(project, [job], "user:1")
+    else:
+        SafetyPolicy.objects.update_or_create(project=project, defaults={"content_retention_days": 1})
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, finished_at=now - timedelta(days=2))
+        assert erasure.erase_expired_content(now=now) == {project.slug: 1}
+
+    assert Job.objects.get(pk=job.pk).erased_at is not None
+    assert rows_holding(job.batch_key) == []
+    # the other endpoint's lock is another request's (one body there may equal the job's, as this test's does)
+    assert rows_holding(job.request_fingerprint) == [f"usage.IdempotencyRecord {locks['v1/chat/completions'].pk}"]
 
 
 def test_quota_and_usage_report_are_the_same_after_erasure(project):

@@ -220,8 +220,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                     "conversation turns, and every copy of them (stored idempotent answers, webhook payloads, the audit "
                     "log's content), together with the regenerations a reviewer queued for it (same input). The job "
                     "row stays for quotas and usage: GET /jobs/{id}/ then shows erased_at, erased_by, an empty input "
-                    "and params, and outputs without content or files. A queued job is cancelled first. 409 "
-                    "job_running: cancel it and erase it once it has stopped; 409 evaluation_job: a case of an "
+                    "and params, and outputs without content or files; a retry of its Idempotency-Key replays that, "
+                    "whatever the body (no hash of the request is kept to compare one with). A queued job is cancelled "
+                    "first. 409 job_running: cancel it and erase it once it has stopped; 409 evaluation_job: a case of an "
                     "evaluation run (delete its reference set first). Erasing an erased job again answers 204.")
     def destroy(self, request, pk=None):
         erasure.erase_jobs(request.access.project, [self.get_object().pk], actor_of(request))

@@ -5,6 +5,10 @@ What goes, wherever a copy of it lies:
 - the job's input, params, search text, the plugin's progress detail, a failed job's error message (a plugin's
   error may quote its input), the reviewer's note a regeneration carries, and the excerpts of the input's screening
   report (its categories, scores and where they matched stay);
+- the hashes of its request: its fingerprint, which a replay of its Idempotency-Key compares a body with (kept, a
+  replay would answer a wrong guess at the input 422 and the right one the tombstone: a replay of an erased job
+  now answers the same whatever the body, ``submission._replay``), and its batch key (a hash of input and params);
+  and the lock its key left, where the request holding it died after saving the job;
 - its outputs' content and their screening reports' excerpts; their files, from media storage once the erasure
   commits (``stored_files.remove_after_commit``);
 - the comments and the original and edited content of the review decisions on those outputs; an open review item
@@ -65,7 +69,8 @@ RETENTION_MAX_BATCHES = 25
 #: The keys of an audit event's ``before`` and ``after`` that hold content (a review's output, edit and comment).
 AUDIT_CONTENT_KEYS = frozenset({"content", "comment", "original_content", "edited_content", "input", "params"})
 #: The fields of a job the erasure reads (under its lock).
-_JOB_FIELDS = ("id", "project_id", "status", "purpose", "erased_at", "input_screening", "regenerated_from_id")
+_JOB_FIELDS = ("id", "project_id", "status", "purpose", "erased_at", "input_screening", "regenerated_from_id",
+               "idempotency_scope", "idempotency_key")
 
 
 class ErasureRefused(JobServiceError):
@@ -282,15 +287,20 @@ def erase_jobs(project, jobs: Iterable, actor: str, *, with_regenerations: bool 
             ConversationMessage.objects.filter(pk__in=[pk for pk, _ in turns]).update(content="")
         done.messages = len(turns)
 
-        # A retried review decision replays its stored answer, which shows the job's input and the output.
-        done.idempotency_records_removed, _ = IdempotencyRecord.objects.filter(
-            project=project, response_body__job__in=job_ids).delete()
+        # A retried review decision replays its stored answer, which shows the job's input and the output; a job's
+        # own key left a lock holding its request's fingerprint where its request died after saving it.
+        stored = Q(response_body__job__in=job_ids)
+        for job in fresh:
+            if job.idempotency_key is not None:
+                stored |= Q(scope=job.idempotency_scope, key=job.idempotency_key)
+        done.idempotency_records_removed, _ = IdempotencyRecord.objects.filter(stored, project=project).delete()
         done.webhook_deliveries_redacted = _redact_webhook_payloads(project, job_ids)
         done.audit_events_redacted = _redact_audit(project, {
             "job": job_ids, "output": [str(pk) for pk in outputs], "reviewitem": item_ids})
 
         _update_each(Job, {job.pk: {"input_screening": without_excerpts(job.input_screening)} for job in fresh},
                      ["input_screening"], input={}, params={}, search_text="", progress_detail={}, review_note="",
+                     request_fingerprint="", batch_key="",
                      error_message=Case(When(status=JobStatus.FAILED, then=Value("")), default=F("error_message"),
                                         output_field=models.TextField()),
                      erased_at=now, erased_by=actor[:100])

@@ -3,10 +3,12 @@ screen the input, save the rows, enqueue on commit. One job (``submit_job``) or 
 all or none (``submit_jobs``).
 
 Idempotency-Key: a key already used for a finished request replays its answer; the same key with
-another body is refused (422); while the first request with a key is still running, a duplicate
-is told so (409 ``idempotency_in_flight`` with Retry-After) instead of doing the work twice. The
-in-flight lock is a row written before validation and removed (single jobs, whose rows carry the
-key) or completed with the answer (batches) at the end; see ``usage/idempotency.py``.
+another body is refused (422), unless the job's content was erased: its fingerprint went with it,
+and any body replays the tombstone (a 422 for a wrong guess would tell the right one); while the
+first request with a key is still running, a duplicate is told so (409 ``idempotency_in_flight``
+with Retry-After) instead of doing the work twice. The in-flight lock is a row written before
+validation and removed (single jobs, whose rows carry the key) or completed with the answer
+(batches, whose jobs carry their requests' fingerprints) at the end; see ``usage/idempotency.py``.
 """
 
 from __future__ import annotations
@@ -423,13 +425,30 @@ def submit_jobs(
         return _submit_many(project, requests, submitted_by=submitted_by, api_key=api_key)
     with idempotency.hold(project, BATCH_SCOPE, idempotency_key, batch_fingerprint(requests)) as held:
         if held.is_replay:
-            ids = list(held.replay["job_ids"])
+            ids = [uuid.UUID(pk) for pk in held.replay["job_ids"]]
             found = {job.pk: job for job in Job.objects.filter(project=project, pk__in=ids)}
-            return BatchSubmission(jobs=[found[pk] for pk in map(uuid.UUID, ids) if pk in found], created=False)
+            _refuse_another_batch(idempotency_key, requests, [found.get(pk) for pk in ids])
+            return BatchSubmission(jobs=[found[pk] for pk in ids if pk in found], created=False)
         batch = _submit_many(project, requests, submitted_by=submitted_by, api_key=api_key)
-        # kept as long as a single job's key, which its row holds: a retry a day later must not double the batch
-        held.complete(201, {"job_ids": [str(job.pk) for job in batch.jobs]}, keep_for=idempotency.FOR_GOOD)
+        # kept as long as a single job's key, which its row holds: a retry a day later must not double the batch;
+        # without the batch's fingerprint, which would outlive the erasure of its jobs' content
+        held.complete(201, {"job_ids": [str(job.pk) for job in batch.jobs]}, keep_for=idempotency.FOR_GOOD,
+                      compared_by_caller=True)
         return batch
+
+
+def _refuse_another_batch(idempotency_key: str, requests: Sequence[JobRequest], jobs: list[Job | None]) -> None:
+    """A batch's key replays the same requests only: each compared with its job's fingerprint, as ``_replay``
+    compares a single job's; an erased job's went with its content and any request matches it (nor does a job gone
+    from the table refuse one), so that a replay tells nothing of what was erased."""
+    same = len(requests) == len(jobs) and all(
+        job is None or job.erased_at is not None or job.request_fingerprint == fingerprint(request)
+        for request, job in zip(requests, jobs))
+    if not same:
+        raise IdempotencyConflict(
+            "This Idempotency-Key was already used for a different request; use a new key for a new request.",
+            details={"idempotency_key": idempotency_key},
+        )
 
 
 def _prepare_each(project, requests) -> tuple[list[_Prepared], dict[str, list[str]]]:
@@ -533,7 +552,9 @@ def _keep_blocked_attempt(project, prepared: _Prepared, report, *, submitted_by,
 
 
 def _replay(earlier: Job, request_fingerprint: str) -> Submission:
-    if earlier.request_fingerprint != request_fingerprint:
+    # An erased job's fingerprint went with its content: any body replays the tombstone, the same answer for every
+    # guess at what it held.
+    if earlier.erased_at is None and earlier.request_fingerprint != request_fingerprint:
         raise IdempotencyConflict(
             "This Idempotency-Key was already used for a different request; use a new key for a new request.",
             details={"job": str(earlier.id)},

@@ -52,8 +52,10 @@ ERRORS = {
         403: "The key lacks the scope, or the plugin is not enabled for the project.",
         404: "Unknown model.",
         409: "The job was cancelled.",
-        410: "A replay (the same Idempotency-Key) of a job whose content was erased since (code job_erased).",
-        422: "Input blocked by the project's safety policy (code input_blocked), or an Idempotency-Key reused for another request.",
+        410: "A replay (the same Idempotency-Key, whatever the body) of a job whose content was erased since "
+             "(code job_erased).",
+        422: "Input blocked by the project's safety policy (code input_blocked), or an Idempotency-Key reused for another "
+             "request (never an erased job's: 410 whatever the body).",
         429: "Too many requests, nothing submitted; retry after Retry-After: the API key's rate limit, the project's "
              "quota (code quota_exceeded), or the project's share of the server process's waiting requests "
              "(code too_many_waiting_requests, ATELIER_MAX_WAITING_REQUESTS_PER_PROJECT).",

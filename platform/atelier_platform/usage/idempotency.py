@@ -11,7 +11,9 @@ writes (if it was only slow) are ignored, because every write names the holder.
 
 Single jobs keep their key on the job row (``Job.idempotency_key``) and replay from it, so their
 record is only the in-flight lock and is removed when the request ends. Other endpoints store
-their answer in the record and replay it for ``KEEP_FOR``.
+their answer in the record and replay it for ``KEEP_FOR``. A batch of jobs keeps its job ids and
+no fingerprint once answered (``compared_by_caller``): each job row holds its own request's, which
+an erasure of its content clears, and the batch compares a retry with those.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ KEEP_FOR = timedelta(hours=24)
 FOR_GOOD = timedelta(days=100 * 365)
 #: what a duplicate in flight is told to wait before trying again
 RETRY_AFTER_S = 1
+#: the fingerprint of an answer whose caller compares a retry's body itself (``Held.complete``)
+COMPARED_BY_CALLER = ""
 
 
 def body_fingerprint(*parts: Any) -> str:
@@ -60,18 +64,24 @@ class Held:
     def is_replay(self) -> bool:
         return self.record is None
 
-    def complete(self, status: int, body: Any, *, keep_for: timedelta = KEEP_FOR) -> None:
-        """Keep the answer for replays for ``keep_for`` (only if this caller still holds the key)."""
+    def complete(self, status: int, body: Any, *, keep_for: timedelta = KEEP_FOR,
+                 compared_by_caller: bool = False) -> None:
+        """Keep the answer for replays for ``keep_for`` (only if this caller still holds the key).
+        ``compared_by_caller``: the answer names rows that hold their own requests' fingerprints (a batch's jobs),
+        which the caller compares a replay's body with; the record then keeps none, which would outlive an erasure
+        of those rows' content and tell a guess at it from a wrong one."""
         assert self.record is not None
+        kept = {"fingerprint": COMPARED_BY_CALLER} if compared_by_caller else {}
         IdempotencyRecord.objects.filter(pk=self.record.pk, holder=self.record.holder).update(
-            state=IdempotencyState.COMPLETED, response_status=status,
+            state=IdempotencyState.COMPLETED, response_status=status, **kept,
             response_body=json.loads(json.dumps(body, cls=DjangoJSONEncoder)), expires_at=timezone.now() + keep_for,
         )
         self.completed = True
 
 
 def _refused(existing: IdempotencyRecord, fingerprint: str) -> Held | None:
-    if existing.fingerprint != fingerprint:
+    compared_by_caller = existing.state == IdempotencyState.COMPLETED and existing.fingerprint == COMPARED_BY_CALLER
+    if existing.fingerprint != fingerprint and not compared_by_caller:
         raise IdempotencyConflict(
             "This Idempotency-Key was already used for a different request; use a new key for a new request.",
             details={"idempotency_key": existing.key},
@@ -130,7 +140,8 @@ def hold(project, scope: str, key: str, fingerprint: str) -> Iterator[Held]:
     """Hold ``key`` on ``scope`` for the block, or get the stored answer of the first request.
 
     Raises ``IdempotencyInFlight`` (409, Retry-After) while the first request runs and
-    ``IdempotencyConflict`` (422) when the key came with another body. An error inside the block
+    ``IdempotencyConflict`` (422) when the key came with another body (a replay of an answer
+    ``compared_by_caller`` is the caller's to refuse). An error inside the block
     releases the key, so the client may fix the request and send it again with the same key;
     a block that does not ``complete`` releases it too.
     """
