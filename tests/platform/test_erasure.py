@@ -50,13 +50,14 @@ def screening_report(field: str) -> dict:
 
 
 def a_job_with_every_copy(project, *, django_capture_on_commit_callbacks) -> dict:
-    """A job whose content (``MARKER``) lies everywhere a copy can: its input and screening report, two outputs
-    (one with a file and token counts, pending review; one a reviewer edited through the API with an
+    """A job whose content (``MARKER``) lies everywhere a copy can: its input, metadata and screening report, two
+    outputs (one with a file and token counts, pending review; one a reviewer edited through the API with an
     Idempotency-Key, quoting the content in a comment), a conversation turn, the audit log; and a failed job of the
     same thread whose webhook delivery quotes its error."""
     WebhookEndpoint.objects.create(project=project, url="https://hooks.example.com/atelier", secret="s" * 32)
     conversation = Conversation.objects.create(project=project, plugin_id="reverse_text")
-    job = submit_job(project, JobRequest("reverse_text", {"text": f"call {MARKER} back"}, {"uppercase": True})).job
+    job = submit_job(project, JobRequest("reverse_text", {"text": f"call {MARKER} back"}, {"uppercase": True},
+                                         metadata={"customer": MARKER})).job  # the caller's own key/value pairs
     Job.objects.filter(pk=job.pk).update(input_screening=screening_report("input.text"))
     ConversationMessage.objects.create(conversation=conversation, index=0, role="user", content=f"I am {MARKER}", job=job)
     claim = lifecycle.claim_job(str(job.pk), "worker-1")
@@ -127,7 +128,7 @@ def test_erasure_leaves_the_content_in_no_table_and_no_file_and_keeps_the_tombst
 
     tombstone = Job.objects.get(pk=job.pk)
     assert tombstone.erased_at is not None and tombstone.erased_by == "user:7"
-    assert (tombstone.input, tombstone.params, tombstone.search_text) == ({}, {}, "")
+    assert (tombstone.input, tombstone.params, tombstone.search_text, tombstone.metadata) == ({}, {}, "", {})
     assert tombstone.status == JobStatus.SUCCEEDED and tombstone.plugin_id == "reverse_text"
     assert tombstone.started_at and tombstone.finished_at and tombstone.seed == job.seed  # the metadata stays
     # the screening report keeps why it flagged and where, not what it read

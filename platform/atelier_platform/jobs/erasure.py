@@ -2,9 +2,10 @@
 ``DELETE /jobs/{id}/`` and ``/conversations/{id}/``, the job page's button) and the project's retention policy.
 
 What goes, wherever a copy of it lies:
-- the job's input, params, search text, the plugin's progress detail, a failed job's error message (a plugin's
-  error may quote its input), the reviewer's note a regeneration carries, and the excerpts of the input's screening
-  report (its categories, scores and where they matched stay);
+- the job's input, params, search text, the caller's metadata (an OpenAI response's key/value pairs: a customer's
+  name, an order number), the plugin's progress detail, a failed job's error message (a plugin's error may quote its
+  input), the reviewer's note a regeneration carries, and the excerpts of the input's screening report (its
+  categories, scores and where they matched stay);
 - the hashes of its request: its fingerprint, which a replay of its Idempotency-Key compares a body with (kept, a
   replay would answer a wrong guess at the input 422 and the right one the tombstone: a replay of an erased job
   now answers the same whatever the body, ``submission._replay``), and its batch key (a hash of input and params);
@@ -299,8 +300,8 @@ def erase_jobs(project, jobs: Iterable, actor: str, *, with_regenerations: bool 
             "job": job_ids, "output": [str(pk) for pk in outputs], "reviewitem": item_ids})
 
         _update_each(Job, {job.pk: {"input_screening": without_excerpts(job.input_screening)} for job in fresh},
-                     ["input_screening"], input={}, params={}, search_text="", progress_detail={}, review_note="",
-                     request_fingerprint="", batch_key="",
+                     ["input_screening"], input={}, params={}, metadata={}, search_text="", progress_detail={},
+                     review_note="", request_fingerprint="", batch_key="",
                      error_message=Case(When(status=JobStatus.FAILED, then=Value("")), default=F("error_message"),
                                         output_field=models.TextField()),
                      erased_at=now, erased_by=actor[:100])

@@ -79,6 +79,12 @@ class Job(models.Model):
     # RESTRICT, not PROTECT: a version in use cannot be deleted alone, but goes with its project (jobs and all)
     model_version = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.RESTRICT,
                                       related_name="jobs")
+    #: the caller's own key/value pairs (OpenAI's ``metadata`` of a response: up to 16 strings), given back as sent;
+    #: never read by the plugin, and erased with the content (``jobs.erasure``): they may name a person
+    metadata = models.JSONField(default=dict, blank=True)
+    #: submitted not to be waited for (OpenAI's ``background: true``): the caller polls it, and may cancel it as
+    #: OpenAI's background responses are cancelled (``openai_compat.responses.cancel_response``)
+    background = models.BooleanField(default=False)
 
     claim_token = models.UUIDField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)

@@ -18,6 +18,7 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Sequence
 
 from django.db import IntegrityError, transaction
@@ -59,6 +60,8 @@ class JobRequest:
     params: dict[str, Any]
     priority: int = 5
     webhook: str = ""  # where the job's own events go as well (webhooks.services.checked_job_webhook)
+    metadata: dict[str, str] = dataclass_field(default_factory=dict)  # the caller's own pairs (``Job.metadata``)
+    background: bool = False  # nobody waits for it (``Job.background``)
 
 
 @dataclass(frozen=True)
@@ -144,9 +147,11 @@ def batch_key_of(plugin, validated_input: BaseModel, validated_params: BaseModel
 
 
 def fingerprint(request: JobRequest) -> str:
-    # The webhook only when there is one: a request without one keeps the fingerprint it had before jobs could name one.
+    # The webhook, metadata and background only when there are: a request without them keeps the fingerprint it had
+    # before jobs could have them.
+    extras = {name: value for name, value in (("metadata", request.metadata), ("background", request.background)) if value}
     body = json.dumps([request.plugin_id, request.input, request.params, request.priority,
-                       *([request.webhook] if request.webhook else [])], sort_keys=True)
+                       *([request.webhook] if request.webhook else []), *([extras] if extras else [])], sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -196,6 +201,7 @@ def prepare_again(job: Job) -> _Prepared:
 def _prepare(facts: _ProjectFacts, request: JobRequest) -> _Prepared:
     refuse_nul(request.input, "input")
     refuse_nul(request.params, "params")
+    refuse_nul(request.metadata, "metadata")
     plugin = installed_plugin(request.plugin_id)
     if plugin is None:
         available = sorted(p.manifest.id for p in get_registry().available())
@@ -329,6 +335,8 @@ def _create(project: Project, prepared: _Prepared, screening: dict[str, Any], *,
         webhook=prepared.webhook,
         purpose=purpose,
         model_version=model_version,
+        metadata=prepared.request.metadata,
+        background=prepared.request.background,
     )
     if conversation is not None:
         record_turns(conversation, new_turns, job, is_new=starts_conversation)
@@ -544,7 +552,8 @@ def _keep_blocked_attempt(project, prepared: _Prepared, report, *, submitted_by,
             submitted_by=submitted_by, api_key=api_key, request_fingerprint=prepared.fingerprint,
             input_screening=report, finished_at=timezone.now(), error_code="input_blocked",
             error_message=f"Blocked by screening: {', '.join(report['flagged'])}.",
-            purpose=purpose, model_version=model_version,
+            purpose=purpose, model_version=model_version, metadata=prepared.request.metadata,
+            background=prepared.request.background,
         )
         actor = f"key:{api_key.prefix}" if api_key else f"user:{getattr(submitted_by, 'pk', '?')}"
         audit.record(project, actor, "input_blocked", job, after={"categories": report["flagged"]})
