@@ -158,6 +158,7 @@ PATH_IDS = {
     "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},
     "/v1/responses/{response_id}": lambda o: {"response_id": f"resp_{o['chat_job'].pk.hex}"},
     "/v1/responses/{response_id}/input_items": lambda o: {"response_id": f"resp_{o['chat_job'].pk.hex}"},
+    "/v1/responses/{response_id}/cancel": lambda o: {"response_id": f"resp_{o['chat_job'].pk.hex}"},
     # a plugin's id names installed software, the same in every project: each project reads and changes its own
     # settings of it (tests/api/test_plugin_settings.py), so it is no other project's object
     "/api/v1/plugins/{plugin_id}/settings/": lambda o: {"plugin_id": "reverse_text"},

@@ -137,6 +137,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, str]] = {
     ("GET", "/v1/responses/{response_id}"):                      ("jobs:read", ALL),
     ("DELETE", "/v1/responses/{response_id}"):                   ("content:erase", "owner"),
     ("GET", "/v1/responses/{response_id}/input_items"):          ("jobs:read", ALL),
+    ("POST", "/v1/responses/{response_id}/cancel"):              ("jobs:write", "owner editor"),
 }
 
 SCOPES = list(Capability.values)

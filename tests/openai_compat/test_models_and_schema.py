@@ -110,11 +110,17 @@ def test_the_schema_documents_the_openai_endpoints_without_warnings():
     schema = json.loads(out.getvalue())
     paths = schema["paths"]
     assert {"/v1/models", "/v1/models/{model_id}", "/v1/chat/completions", "/v1/images/generations", "/v1/responses",
-            "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items"} <= set(paths)
+            "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items",
+            "/v1/responses/{response_id}/cancel"} <= set(paths)
     created = paths["/v1/responses"]["post"]
     assert set(created["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     assert "previous_response_id" in schema["components"]["schemas"]["CreateResponseRequest"]["properties"]
     assert paths["/v1/responses/{response_id}"]["get"]["responses"]["404"]["description"].startswith("No response")
+    cancelled = paths["/v1/responses/{response_id}/cancel"]["post"]
+    assert cancelled["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ResponseObject")
+    assert {"400", "404", "410"} <= set(cancelled["responses"]) and "requestBody" not in cancelled
+    response_object = schema["components"]["schemas"]["ResponseObject"]["properties"]
+    assert response_object["background"]["type"] == "boolean" and "metadata" in response_object
     chat = paths["/v1/chat/completions"]["post"]
     assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     assert "Idempotency-Key" in {p["name"] for p in chat["parameters"]}

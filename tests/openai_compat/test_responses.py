@@ -216,6 +216,37 @@ def test_openai_fields_become_the_jobs_input_and_params(api, chat_project, wait_
     assert {name: job.params[name] for name in ("max_new_tokens", "temperature", "top_p", "seed")} == {
         "max_new_tokens": 33, "temperature": 0.7, "top_p": 0.9, "seed": 5}
     assert job.priority == 8 and job.plugin_id == "chatbot" and job.idempotency_scope == "v1/responses"
+    assert job.metadata == {"customer": "9"} and "metadata" not in job.params  # the plugin never reads it
+
+
+@with_worker
+def test_metadata_is_kept_with_the_job_and_every_answer_carries_it(api, chat_project, worker):
+    metadata = {**{f"key-{i}": f"value {i}" for i in range(15)}, "k" * 64: "v" * 512}
+    response = respond(api, metadata=metadata)
+    assert response.status_code == 200, response.content
+    created = strictly(OpenAIResponse, response.json())
+    job = Job.objects.get(pk=response["X-Atelier-Job-Id"])
+    assert job.metadata == metadata and created["metadata"] == metadata
+    assert strictly(OpenAIResponse, api.get(f"/v1/responses/{rid(job)}").json()) == created
+    streamed = sse_events(respond(api, question="And my refund?", stream=True, metadata={"ticket": "T-9"}))
+    assert {e["response"]["metadata"]["ticket"] for e in streamed if "response" in e} == {"T-9"}
+
+
+def test_a_blocked_input_keeps_its_metadata_for_the_failed_response(api, chat_project):
+    replace_safety_checks([WordCheck()])
+    assert_openai_error(respond(api, question="a violent request", metadata={"ticket": "T-9"}), 422, "input_blocked")
+    body = strictly(OpenAIResponse, api.get(f"/v1/responses/{rid(Job.objects.get())}").json())
+    assert body["status"] == "failed" and body["metadata"] == {"ticket": "T-9"}
+
+
+def test_an_idempotency_key_with_other_metadata_is_another_request(api, chat_project, wait_s):
+    key = {"HTTP_IDEMPOTENCY_KEY": uuid.uuid4().hex}
+    wait_s(0.01)
+    assert_openai_error(respond(api, headers=key, metadata={"ticket": "T-9"}), 504, "job_still_running")
+    assert_openai_error(respond(api, headers=key, metadata={"ticket": "T-10"}), 422, "idempotency_key_reused")
+    assert_openai_error(respond(api, headers=key), 422, "idempotency_key_reused")
+    assert_openai_error(respond(api, headers=key, metadata={"ticket": "T-9"}), 504, "job_still_running")  # the replay
+    assert Job.objects.count() == 1
 
 
 def test_the_input_items_are_the_messages_the_job_read(api, chat_project, wait_s):
@@ -306,7 +337,6 @@ def test_previous_response_id_and_another_conversation_id_conflict(api, chat_pro
     ({"text": {"format": {"type": "json_object"}}}, "text.format", "unsupported_value"),
     ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}}, "text.format", "unsupported_value"),
     ({"text": {"format": "text"}}, "text.format", "unsupported_value"),
-    ({"background": True}, "background", "unsupported_value"),
     ({"store": False}, "store", "unsupported_value"),
     ({"include": ["message.output_text.logprobs"]}, "include", "unsupported_parameter"),
     ({"top_logprobs": 2}, "top_logprobs", "unsupported_parameter"),
@@ -341,6 +371,9 @@ def test_previous_response_id_and_another_conversation_id_conflict(api, chat_pro
     ({"metadata": {"k": "v" * 513}}, "metadata.k", "invalid_value"),
     ({"metadata": {"k" * 65: "v"}}, "metadata", "invalid_value"),
     ({"metadata": {"k": 1}}, "metadata.k", "invalid_value"),
+    ({"metadata": {"k": "a\u0000b"}}, "metadata.k", "invalid_value"),
+    ({"metadata": {"k\u0000": "v"}}, "metadata", "invalid_value"),
+    ({"metadata": ["k", "v"]}, "metadata", "invalid_value"),
     ({"previous_response_id": 7}, "previous_response_id", "invalid_value"),
     ({"conversation_id": str(uuid.uuid4())}, "conversation_id", "validation_error"),
     ({"seed": -1}, "seed", "validation_error"),
@@ -464,7 +497,7 @@ def test_no_body_gives_a_server_error(api, chat_project, wait_s):
 # --- erasure -----------------------------------------------------------------------------------------------
 def test_deleting_a_response_erases_its_job_and_reading_it_afterwards_is_gone(api, chat_project, make_key, client_for,
                                                                               wait_s):
-    job = queued_job(api, wait_s)
+    job = queued_job(api, wait_s, metadata={"customer": "Ada Lovelace"})
     finish(job, ReviewState.APPROVED)
     assert api.get(f"{RESPONSES}/{rid(job)}").json()["output"][0]["content"][0]["text"].startswith("Returns")
     assert_openai_error(api.delete(f"{RESPONSES}/{rid(job)}"), 403, "permission_denied")  # jobs:read/write only
@@ -475,7 +508,8 @@ def test_deleting_a_response_erases_its_job_and_reading_it_afterwards_is_gone(ap
     assert deleted.status_code == 200, deleted.content
     assert deleted.json() == {"id": rid(job), "object": "response", "deleted": True}
     erased = Job.objects.get(pk=job.pk)
-    assert erased.erased_at is not None and erased.input == {} and Output.objects.get(job=job).content == {
+    assert erased.erased_at is not None and erased.input == {} and erased.metadata == {}  # metadata may name a person
+    assert Output.objects.get(job=job).content == {
         "usage": {"prompt_tokens": 30, "completion_tokens": 9}}
     assert_openai_error(owner_key.get(f"{RESPONSES}/{rid(job)}"), 410, "job_erased")
     assert owner_key.delete(f"{RESPONSES}/{rid(job)}").status_code == 200  # again: the same answer, nothing more

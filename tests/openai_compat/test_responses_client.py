@@ -1,6 +1,7 @@
 """The official ``openai`` client's Responses API (``client.responses``) against a live test server: create,
 stream (both ways the client offers), retrieve, input items and multi-turn with ``previous_response_id``, the
-review rule, refusals as the client raises them; tiny models run by the ``worker`` fixture."""
+review rule, background responses polled and cancelled, refusals as the client raises them; tiny models run by the
+``worker`` fixture."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import openai
 import pydantic
 import pytest
 
-from atelier_platform.jobs.models import Job, Output
+from atelier_platform.jobs.models import Job, JobStatus, Output
 from atelier_platform.moderation import review
+from tests.support.wait_slots import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,7 +106,6 @@ class Answer(pydantic.BaseModel):
     (lambda c: c.responses.create(model="chatbot", input=QUESTION, tools=[{"type": "function", "name": "f", "parameters": {}}]),
      "tools"),
     (lambda c: c.responses.create(model="chatbot", input=QUESTION, reasoning={"effort": "low"}), "reasoning"),
-    (lambda c: c.responses.create(model="chatbot", input=QUESTION, background=True), "background"),
     (lambda c: c.responses.create(model="chatbot", input=QUESTION, store=False), "store"),
     (lambda c: c.responses.parse(model="chatbot", input=QUESTION, text_format=Answer), "text.format"),
     (lambda c: c.responses.create(model="chatbot", input=[{"role": "user", "content": [
@@ -139,3 +140,37 @@ def test_an_error_after_the_stream_opened_is_raised_by_the_client(client, chat_p
             list(client.responses.create(model="chatbot", input=QUESTION, stream=True))
     assert ended.value.code == "job_still_running"
     assert ended.value.body["details"]["job_id"] == str(Job.objects.get().pk)
+
+
+def test_a_background_response_is_polled_until_it_completes_and_then_delivers_the_approved_reply(client, chat_project,
+                                                                                                   worker):
+    created = client.responses.create(model="chatbot", input=QUESTION, max_output_tokens=16, background=True,
+                                      metadata={"ticket": "T-9"})
+    assert created.status == "queued" and created.background is True and created.output == []
+    assert created.metadata == {"ticket": "T-9"}
+    polled = []
+    until(lambda: polled.append(client.responses.retrieve(created.id)) or polled[-1].status not in ("queued", "in_progress"))
+    done = polled[-1]
+    assert done.status == "completed" and done.background is True and done.metadata == {"ticket": "T-9"}
+    job = Job.objects.get(pk=created.model_extra["atelier"]["job_id"])
+    reply = job.outputs.get().content["reply"]
+    assert "pending human review" in done.output_text and reply not in done.output_text  # held for review
+    with pytest.raises(openai.BadRequestError) as finished:
+        client.responses.cancel(created.id)
+    assert finished.value.code == "response_finished"
+    approve(job.pk)
+    assert client.responses.retrieve(created.id).output_text == reply
+
+
+def test_the_client_cancels_a_background_response(client, chat_project, live_server, other_project, make_key):
+    """No worker: the job stays queued until the cancel."""
+    created = client.responses.create(model="chatbot", input=QUESTION, background=True)
+    theirs = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=make_key(other_project).raw, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as missing:
+        theirs.responses.cancel(created.id)
+    assert missing.value.code == "response_not_found"
+    cancelled = client.responses.cancel(created.id)
+    assert cancelled.id == created.id and cancelled.status == "cancelled" and cancelled.background is True
+    assert Job.objects.get().status == JobStatus.CANCELLED
+    assert client.responses.cancel(created.id).status == "cancelled"  # twice: the same answer
+    assert client.responses.retrieve(created.id).status == "cancelled"

@@ -9,15 +9,22 @@ reply that may not be delivered is never in ``output``, the notice is, with ``at
 ``previous_response_id`` continues that response's Atelier conversation: the job's input is the stored
 thread (with the replies that may be delivered) and the new turns. Threads are linear: two requests naming
 the same previous response both continue the one thread (OpenAI would fork it).
+
+``metadata`` is kept with the job (``Job.metadata``) and ``background: true`` marks it (``Job.background``): such a
+call answers at once with the queued response, its caller polls ``GET /v1/responses/{id}``, and only such a
+response is cancelled by ``POST /v1/responses/{id}/cancel`` (``cancel_response``), as OpenAI's background mode.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 
 from atelier_platform.accounts.models import Project
 from atelier_platform.conversations.services import first_system_turn
+from atelier_platform.jobs import lifecycle
+from atelier_platform.jobs.errors import JobAlreadyFinished
 from atelier_platform.jobs.models import Job, JobPurpose, JobStatus
 from atelier_platform.openai_compat.errors import OpenAIError
 from atelier_platform.openai_compat.schemas import (
@@ -93,14 +100,16 @@ def _refuse_what_cannot_be_honoured(body: CreateResponse) -> None:
     if text_format is not None and (not isinstance(text_format, dict) or text_format.get("type") != "text"):
         raise OpenAIError(400, "Only text.format {\"type\": \"text\"} is supported: the chatbot writes plain text, not JSON.",
                           code="unsupported_value", param="text.format")
-    if body.background:
-        raise OpenAIError(400, "background is not supported: a call waits for its job (send an Idempotency-Key, then "
-                               "GET /v1/responses/{id} to follow a job that outlasts the call).",
-                          code="unsupported_value", param="background")
     long_key = next((key for key in body.metadata or {} if len(key) > 64), None)
     if long_key is not None:
         raise OpenAIError(400, f"metadata keys are at most 64 characters ({long_key[:64]!r}... is longer).",
                           code="invalid_value", param="metadata")
+    # PostgreSQL cannot store the NUL character in JSON: refused here, in the caller's terms
+    nul_key = next((key for key, value in (body.metadata or {}).items() if "\x00" in key or "\x00" in value), None)
+    if nul_key is not None:
+        param = "metadata" if "\x00" in nul_key else f"metadata.{nul_key}"
+        raise OpenAIError(400, "metadata keys and values may not contain the NUL character (\\u0000).",
+                          code="invalid_value", param=param)
     if body.store is False:
         raise OpenAIError(400, "store: false cannot be honoured: every job is kept for human review and the audit. "
                                "Leave store out or true.", code="unsupported_value", param="store")
@@ -208,8 +217,11 @@ def prepare_response(project: Project, body: CreateResponse) -> PreparedJob:
             names[f"input.messages.{index}.content"] = param
     if body.previous_response_id is not None:
         names["input.conversation_id"] = "previous_response_id"
-    return chat_job(body, [message for message, _ in turns], names, tokens=("max_output_tokens", body.max_output_tokens),
-                    conversation_id=conversation_id)
+    prepared = chat_job(body, [message for message, _ in turns], names, tokens=("max_output_tokens", body.max_output_tokens),
+                        conversation_id=conversation_id)
+    prepared.request = dataclasses.replace(prepared.request, metadata=dict(body.metadata or {}),
+                                           background=bool(body.background))
+    return prepared
 
 
 # --- the answer --------------------------------------------------------------------------------------------
@@ -222,11 +234,12 @@ def created_response(job: Job) -> ResponseObject:
 
 def response_object(job: Job) -> ResponseObject:
     """The job as a response, in whatever state it is (``GET /v1/responses/{id}``); 410 ``job_erased`` once its
-    content was erased, whatever state it ended in (a queued one erased ended cancelled)."""
+    content was erased, whatever state it ended in (a queued one erased ended cancelled). A running job asked to
+    cancel is a cancelled response already: its worker stores nothing more, and the job ends cancelled."""
     if job.erased_at is not None:
         raise job_erased(job)
     if job.status in UNFINISHED:
-        return response_shell(job, UNFINISHED[job.status])
+        return response_shell(job, "cancelled" if job.cancel_requested_at is not None else UNFINISHED[job.status])
     if job.status == JobStatus.CANCELLED:
         return response_shell(job, "cancelled")
     if job.status != JobStatus.SUCCEEDED:
@@ -253,8 +266,32 @@ def response_shell(job: Job, status: str, *, reply: ChatReply | None = None, **f
         id=response_id(job.pk), created_at=unix(job.created_at), status=status, model=job.plugin_id,
         completed_at=unix(job.finished_at) if finished else None, output=fields.pop("output", []),
         temperature=params.get("temperature"), top_p=params.get("top_p"), max_output_tokens=params.get("max_new_tokens"),
-        atelier=chat_info(job, reply, AtelierResponseInfo), **fields,
+        metadata=dict(job.metadata or {}), background=job.background, atelier=chat_info(job, reply, AtelierResponseInfo),
+        **fields,
     )
+
+
+def cancel_response(job: Job) -> ResponseObject:
+    """``POST /v1/responses/{id}/cancel``, as OpenAI's: only a background response is cancelled; a queued job is
+    cancelled at once, a running one asked to stop (``lifecycle.cancel_job``); either way the answer is the cancelled
+    response. Cancelling it again answers the same; one that finished otherwise (completed, incomplete, failed)
+    is a 400 naming how it ended, and left as it is."""
+    if job.erased_at is not None:
+        raise job_erased(job)
+    rid = response_id(job.pk)
+    if not job.background:
+        raise OpenAIError(400, f"Response {rid} was not created with background: true, and only background responses "
+                               f"can be cancelled (as OpenAI's). Its job can be: POST /api/v1/jobs/{job.pk}/cancel/.",
+                          code="response_not_background", details={"job_id": str(job.pk)})
+    try:
+        lifecycle.cancel_job(job)
+    except JobAlreadyFinished:
+        pass  # it ended before (or while) this was asked: answered below as it ended
+    response = response_object(Job.objects.get(pk=job.pk))
+    if response.status != "cancelled":
+        raise OpenAIError(400, f"Response {rid} already finished ({response.status}): there is nothing to cancel.",
+                          code="response_finished", details={"job_id": str(job.pk), "status": response.status})
+    return response
 
 
 def input_items(job: Job, *, order: str, limit: int, after: str | None) -> ResponseInputItemList:

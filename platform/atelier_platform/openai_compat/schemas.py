@@ -246,8 +246,9 @@ class CreateResponse(AtelierChatFields):
                                   "jobs left out). One erased: 400 previous_response_erased.",
     )
     metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(
-        default=None, max_length=16, description="Checked as OpenAI does (16 pairs, keys 64 and values 512 characters at "
-                                                 "most), not stored: answers carry {}.",
+        default=None, max_length=16, description="Up to 16 pairs of strings (keys 64, values 512 characters at most), kept "
+                                                 "with the job and returned with every answer about the response; erased "
+                                                 "with its content.",
     )
     store: bool | None = Field(default=None, description="Only true: every job is kept for review and audit.")
     text: dict[str, Any] | None = Field(default=None, description="Only {\"format\": {\"type\": \"text\"}}; verbosity is ignored.")
@@ -255,7 +256,11 @@ class CreateResponse(AtelierChatFields):
     tool_choice: str | dict[str, Any] | None = Field(default=None, description="Only none or auto (there are no tools).")
     parallel_tool_calls: bool | None = Field(default=None, description="Accepted and ignored.")
     reasoning: dict[str, Any] | None = Field(default=None, description="Not supported: the chatbot does not reason.")
-    background: bool | None = Field(default=None, description="Not supported: must be false (a call waits for its job).")
+    background: bool | None = Field(
+        default=None, description="true: answer at once with the queued response instead of waiting for its job; follow it "
+                                  "with GET /v1/responses/{id}, cancel it with POST /v1/responses/{id}/cancel. With "
+                                  "stream: true it streams as usual.",
+    )
     include: list[str] | None = Field(default=None, description="Not supported: must be empty.")
     top_logprobs: int | None = Field(default=None, description="Not available: must be 0.")
     prompt: dict[str, Any] | None = Field(default=None, description="Not supported (stored prompts are OpenAI's).")
@@ -350,7 +355,7 @@ class ResponseObject(OpenAIModel):
     error: ResponseErrorInfo | None = None
     incomplete_details: IncompleteDetails | None = None
     instructions: None = None
-    metadata: dict[str, str] = Field(default_factory=dict, description="Always {}: metadata is not stored.")
+    metadata: dict[str, str] = Field(default_factory=dict, description="The request's metadata, as sent ({} without).")
     previous_response_id: None = None
     parallel_tool_calls: bool = False
     tool_choice: Literal["none"] = "none"
@@ -358,7 +363,7 @@ class ResponseObject(OpenAIModel):
     temperature: float | None = None
     top_p: float | None = None
     max_output_tokens: int | None = None
-    background: bool = False
+    background: bool = Field(default=False, description="true when created with background: true (then it can be cancelled).")
     text: TextConfig = Field(default_factory=TextConfig)
     usage: ResponseUsage | None = None
     atelier: AtelierResponseInfo

@@ -11,6 +11,7 @@ urlpatterns = [
     path("responses", views.ResponsesView.as_view(), name="openai-responses"),
     path("responses/<str:response_id>", views.ResponseDetailView.as_view(), name="openai-response"),
     path("responses/<str:response_id>/input_items", views.ResponseInputItemsView.as_view(), name="openai-response-input-items"),
+    path("responses/<str:response_id>/cancel", views.ResponseCancelView.as_view(), name="openai-response-cancel"),
     path("images/generations", views.ImageGenerationsView.as_view(), name="openai-images-generations"),
     path("<path:rest>", views.not_found),
 ]

@@ -1,7 +1,8 @@
 """The /v1/ views: parse, check access, call the services, answer in OpenAI's shapes.
 
 Auth and scopes are the API's (``Authorization: Bearer <api key>``): listing models and reading responses
-need ``jobs:read``; chat completions, responses and image generations submit jobs and need ``jobs:write``.
+need ``jobs:read``; chat completions, responses and image generations submit jobs and need ``jobs:write``, as
+cancelling a background response does.
 """
 
 from __future__ import annotations
@@ -241,9 +242,12 @@ class ResponsesView(OpenAIView):
             "response's id (resp_<job id without dashes>) names the job. A reply that is not final (the default policy "
             "holds every output for human review) is never in `output`: the message then says the reply is pending review "
             "(status completed) or was withheld (status incomplete, reason content_filter), `atelier.final` is false and "
-            "`atelier.review_state` says why. `previous_response_id` continues that response's conversation. With "
-            "`stream: true` the answer is server-sent response.* events, ending in response.completed (or "
-            "response.incomplete)."
+            "`atelier.review_state` says why. `previous_response_id` continues that response's conversation; "
+            "`metadata` is kept with the job and returned with every answer about it. With `stream: true` the answer "
+            "is server-sent response.* events, ending in response.completed (or response.incomplete). With "
+            "`background: true` nothing waits: the answer is the queued response at once (a replay with the same "
+            "Idempotency-Key: as it stands now); follow it with GET /v1/responses/{id} and cancel it with "
+            "POST /v1/responses/{id}/cancel. `background` with `stream` streams as usual."
         ),
         request=CreateResponse,
         parameters=[IDEMPOTENCY_PARAMETER],
@@ -254,14 +258,28 @@ class ResponsesView(OpenAIView):
         project = request.access.project
         services.require_model(project, body.model, services.CHAT_MODEL)
         prepared = responses.prepare_response(project, body)
+        if body.background and not body.stream:
+            return self.submit_in_background(request, prepared)
         return self.run_job(request, prepared, endpoint=RESPONSES_SCOPE, answer=responses.created_response,
                             events=response_events if body.stream else None)
+
+    def submit_in_background(self, request, prepared: services.PreparedJob):
+        """Submit and answer the response as submitted: nothing waits for it, so it takes no wait slot."""
+        access = request.access
+        submission = services.submit(access.project, prepared, access=access, idempotency_key=idempotency_key(request),
+                                     endpoint=RESPONSES_SCOPE)
+        self.note_job(submission)
+        return Response(responses.response_object(submission.job).model_dump(mode="json"))
 
 
 RESPONSE_NOT_FOUND = OpenApiResponse(OpenAIErrorResponse, description="No response with this id in the project (code "
                                                                       "response_not_found).")
 RESPONSE_ERASED = OpenApiResponse(OpenAIErrorResponse, description="The response's content was erased (code job_erased), "
                                                                    "whatever state its job ended in.")
+RESPONSE_NOT_CANCELLABLE = OpenApiResponse(OpenAIErrorResponse, description=(
+    "Not a background response (code response_not_background: its job can be cancelled with POST "
+    "/api/v1/jobs/{id}/cancel/), or one that finished otherwise: completed, incomplete or failed (code "
+    "response_finished, its status in the details)."))
 
 
 def found_response(request, response_id: str) -> Job:
@@ -278,9 +296,10 @@ class ResponseDetailView(OpenAIView):
         operation_id="openai_responses_retrieve", tags=TAGS, summary="One response (OpenAI-compatible Responses API)",
         description=(
             "The response as its job stands now, without waiting: queued or in_progress while it runs (output empty), "
-            "then completed, incomplete, failed or cancelled. A reply approved by a reviewer after the call that "
-            "created it is in `output` from then on (`atelier.final` true). Any chatbot job of the project is a "
-            "response: resp_ and its id without dashes."
+            "then completed, incomplete, failed or cancelled (cancelled too once a running job was asked to cancel). "
+            "A reply approved by a reviewer after the call that created it is in `output` from then on (`atelier.final` "
+            "true): a background response is polled here. Any chatbot job of the project is a response: resp_ and its "
+            "id without dashes."
         ),
         parameters=[OpenApiParameter("stream", OpenApiTypes.BOOL, description="Not supported: must be false.")],
         responses={200: ResponseObject, 400: ERRORS[400], 401: ERRORS[401], 403: ERRORS[403], 404: RESPONSE_NOT_FOUND,
@@ -306,6 +325,24 @@ class ResponseDetailView(OpenAIView):
         job = found_response(request, response_id)
         erasure.erase_jobs(request.access.project, [job.pk], actor_of(request))
         return Response(ResponseDeleted(id=responses.response_id(job.pk)).model_dump(mode="json"))
+
+
+class ResponseCancelView(OpenAIView):
+    required_capabilities = {"post": Capability.JOBS_WRITE}
+
+    @extend_schema(
+        operation_id="openai_responses_cancel", tags=TAGS, summary="Cancel a background response (OpenAI-compatible)",
+        description=(
+            "Cancels a response created with `background: true`, as OpenAI's: a queued job is cancelled at once, a "
+            "running one is asked to stop (its worker stores nothing more); the answer is the response, status "
+            "cancelled, and so is every retrieval from then on. Cancelling it again answers the same."
+        ),
+        request=None,
+        responses={200: ResponseObject, 400: RESPONSE_NOT_CANCELLABLE, 401: ERRORS[401], 403: ERRORS[403],
+                   404: RESPONSE_NOT_FOUND, 410: RESPONSE_ERASED},
+    )
+    def post(self, request, response_id: str):
+        return Response(responses.cancel_response(found_response(request, response_id)).model_dump(mode="json"))
 
 
 class ResponseInputItemsView(OpenAIView):
@@ -340,5 +377,5 @@ def not_found(request, *args, **kwargs):
     """Unknown /v1/ paths, in OpenAI's error shape (Django's handler would answer Atelier's)."""
     return JsonResponse(error_body(404, f"No OpenAI-compatible endpoint at {request.path}. Endpoints: GET /v1/models, "
                                         "POST /v1/chat/completions, POST /v1/responses, GET /v1/responses/{id}, "
-                                        "POST /v1/images/generations.", code="unknown_url"),
+                                        "POST /v1/responses/{id}/cancel, POST /v1/images/generations.", code="unknown_url"),
                         status=404)
