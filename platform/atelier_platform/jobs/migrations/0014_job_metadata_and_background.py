@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0012_newest_outputs_and_evaluation_jobs_indexes'),
+        ('jobs', '0013_erased_jobs_forget_their_requests'),
     ]
 
     operations = [
