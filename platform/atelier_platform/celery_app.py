@@ -39,6 +39,9 @@ SWEEP_WEBHOOKS_TASK = "atelier.sweep_webhooks"
 ERASE_EXPIRED_CONTENT_TASK = "atelier.erase_expired_content"
 #: How often the projects' content retention is applied: a day's retention is kept to within an hour.
 RETENTION_INTERVAL_S = 3600
+#: How soon a retention run whose time (``ATELIER_RETENTION_RUN_BUDGET_S``) was up with expired jobs left is followed
+#: by the next: the pause lets the platform queue's other tasks in between.
+RETENTION_FOLLOW_UP_S = 10
 START_EVALUATION_WATCHES_TASK = "atelier.start_evaluation_watches"
 #: how often beat looks for due evaluation watches (``evaluation.watch``; their interval is whole hours)
 EVALUATION_WATCH_TICK_S = 60.0

@@ -114,6 +114,12 @@ class AtelierConfig(BaseSettings):
     sweep_interval_s: float = Field(default=15.0, gt=0)
     retry_backoff_base_s: float = Field(default=2.0, ge=0)
     retry_backoff_max_s: float = Field(default=300.0, ge=0)
+    # A run of the content retention holds a worker of the platform queue: past this it stops between two batches and
+    # queues its own follow-up, so that a large backlog is worked off within hours, not one bounded run an hour.
+    retention_run_budget_s: float = Field(
+        default=120.0, gt=0, le=3600,
+        description="seconds one run of the content retention erases for before it leaves the rest to a follow-up run",
+    )
 
     # --- webhooks --------------------------------------------------------------------------
     public_url: str = Field(default="", description="the platform's address as clients reach it; links in webhook payloads start with it")

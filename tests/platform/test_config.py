@@ -41,7 +41,8 @@ def test_a_bad_url_is_not_echoed_with_its_password(environment):
 
 
 @pytest.mark.parametrize("variable", ["ATELIER_JOB_STALE_AFTER_S", "ATELIER_JOB_REQUEUE_AFTER_S",
-                                      "ATELIER_SWEEP_INTERVAL_S", "ATELIER_RETRY_BACKOFF_MAX_S"])
+                                      "ATELIER_SWEEP_INTERVAL_S", "ATELIER_RETRY_BACKOFF_MAX_S",
+                                      "ATELIER_RETENTION_RUN_BUDGET_S"])
 @pytest.mark.parametrize("value", ["inf", "nan"])
 def test_durations_are_finite(environment, variable, value):
     """``inf`` passed ``gt=0``: the sweeper then failed at every run (``timedelta(seconds=inf)``:
@@ -49,6 +50,21 @@ def test_durations_are_finite(environment, variable, value):
     environment(**{variable: value})
     with pytest.raises(ConfigurationError, match=variable):
         get_config()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "3601", "two minutes", ""])
+def test_a_retention_run_budget_of_no_time_or_over_an_hour_names_its_variable(environment, value):
+    """A run of the content retention must erase something (more than 0 s) and let go of its worker within the hour,
+    when beat runs the next."""
+    environment(ATELIER_RETENTION_RUN_BUDGET_S=value)
+    with pytest.raises(ConfigurationError, match="ATELIER_RETENTION_RUN_BUDGET_S"):
+        get_config()
+
+
+def test_the_retention_run_budget_is_a_few_minutes_unless_set(environment):
+    assert get_config().retention_run_budget_s == 120
+    environment(ATELIER_RETENTION_RUN_BUDGET_S="30.5")
+    assert get_config().retention_run_budget_s == 30.5
 
 
 @pytest.mark.parametrize("value", ["gpu", "cuda0", "cuda:x", "CPU "])

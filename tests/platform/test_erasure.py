@@ -450,6 +450,16 @@ def test_a_conversation_with_a_running_job_is_refused_whole(project):
 
 # --- retention --------------------------------------------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def no_follow_up_queued():
+    """The mark of a queued follow-up run lives in the shared cache, which outlives a test."""
+    from django.core.cache import cache
+
+    cache.delete(erasure.RETENTION_FOLLOW_UP_KEY)
+    yield
+    cache.delete(erasure.RETENTION_FOLLOW_UP_KEY)
+
+
 def test_the_retention_erases_old_finished_jobs_only(project, other_project, caplog):
     from atelier_platform.evaluation.models import EvaluationCase, EvaluationRun, ReferenceSet
 
@@ -478,7 +488,7 @@ def test_the_retention_erases_old_finished_jobs_only(project, other_project, cap
     Job.objects.filter(pk=theirs.pk).update(finished_at=now - timedelta(days=900))
 
     with caplog.at_level("INFO", logger="atelier.jobs"):
-        assert erasure.erase_expired_content(now=now) == {project.slug: 2}
+        assert erasure.erase_expired_content(now=now).erased == {project.slug: 2}
     assert f"retention: erased the content of 2 jobs of project {project.slug} (finished more than 30 days ago)" in \
         caplog.messages
     erased = set(Job.objects.filter(erased_at__isnull=False).values_list("pk", flat=True))
@@ -486,35 +496,261 @@ def test_the_retention_erases_old_finished_jobs_only(project, other_project, cap
     assert Job.objects.get(pk=expired.pk).erased_by == "retention"
     assert AuditEvent.objects.get(action="job_erased", object_id=str(expired.pk)).after["retention_days"] == 30
 
-    assert erasure.erase_expired_content(now=now) == {}  # idempotent: nothing more until the clock moves
+    assert erasure.erase_expired_content(now=now).erased == {}  # idempotent: nothing more until the clock moves
     later = now + timedelta(days=2)
     ReviewItem.objects.filter(output__job=pending_review).update(state=ReviewItemState.DECIDED)
-    assert erasure.erase_expired_content(now=later) == {project.slug: 2}  # the one reviewed since, and the 29-day one
+    assert erasure.erase_expired_content(now=later).erased == {project.slug: 2}  # the one reviewed since, and the 29-day one
     assert set(Job.objects.filter(erased_at__isnull=False).values_list("pk", flat=True)) == erased | {
         pending_review.pk, recent.pk}
     assert Job.objects.get(pk=evaluation.pk).erased_at is None and Job.objects.get(pk=running.pk).erased_at is None
     assert Job.objects.get(pk=theirs.pk).erased_at is None
 
 
-def test_the_retention_works_in_bounded_batches_and_goes_on_at_the_next_run(project, monkeypatch):
-    SafetyPolicy.objects.update_or_create(project=project, defaults={"content_retention_days": 1})
-    now = timezone.now()
-    for _ in range(7):
-        job = build_job(project)
-        Job.objects.filter(pk=job.pk).update(finished_at=now - timedelta(days=3))
-    batches = []
-    erase = erasure.erase_jobs
+def expired_jobs_of(project, count: int) -> list[Job]:
+    """``count`` jobs of ``project`` that finished three days ago (past a retention of one day), with ``MARKER`` in
+    their input and their output."""
+    jobs = []
+    for _ in range(count):
+        job = build_job(project, input={"text": MARKER})
+        build_output(job, content={"text": MARKER}, review_state=ReviewState.APPROVED)
+        jobs.append(job)
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(finished_at=timezone.now() - timedelta(days=3))
+    return jobs
+
+
+def keep_for_a_day(*projects) -> None:
+    for project in projects:
+        SafetyPolicy.objects.update_or_create(project=project, defaults={"content_retention_days": 1})
+
+
+@pytest.fixture
+def batches(monkeypatch) -> list[tuple[str, int]]:
+    """The retention's erasures, in order, as (project slug, jobs); each "takes" 6 s of the run's clock (the
+    clock moves only then), so a budget of 10 s lets a run start two batches."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(erasure, "monotonic", lambda: clock["now"])
+    erase, seen = erasure.erase_jobs, []
 
     def each_batch(project, jobs, actor, **options):
-        batches.append((len(jobs), connection.in_atomic_block))
+        seen.append((project.slug, len(jobs)))
+        clock["now"] += 6
         return erase(project, jobs, actor, **options)
 
     monkeypatch.setattr(erasure, "erase_jobs", each_batch)
-    assert erasure.erase_expired_content(now=now, batch=3, max_batches=2) == {project.slug: 6}
-    assert batches == [(3, False), (3, False)]  # a transaction per batch (erase_jobs'), none around the run
-    assert Job.objects.filter(erased_at__isnull=True).count() == 1
-    assert erasure.erase_expired_content(now=now, batch=3, max_batches=2) == {project.slug: 1}
-    assert batches[2:] == [(1, False)]
+    return seen
+
+
+@pytest.fixture
+def follow_ups(monkeypatch) -> list[dict]:
+    """The follow-up runs the retention task queued (``apply_async``'s arguments), instead of the broker."""
+    from atelier_platform.jobs import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.erase_expired_content, "apply_async", lambda **options: queued.append(options))
+    return queued
+
+
+def erased_or_untouched(jobs: list[Job]) -> tuple[int, int]:
+    """How many of ``jobs`` are erased and how many untouched; each is one or the other, never half of both."""
+    erased = untouched = 0
+    for job in Job.objects.filter(pk__in=[job.pk for job in jobs]):
+        outputs = list(Output.objects.filter(job=job).values_list("content", flat=True))
+        if job.erased_at is not None:
+            assert (job.input, outputs) == ({}, [{}]), job.pk
+            erased += 1
+        else:
+            assert (job.input, outputs) == ({"text": MARKER}, [{"text": MARKER}]), job.pk
+            untouched += 1
+    return erased, untouched
+
+
+def test_the_retention_erases_a_batch_per_transaction_and_none_around_the_run(project, monkeypatch):
+    keep_for_a_day(project)
+    expired_jobs_of(project, 7)
+    seen = []
+    erase = erasure.erase_jobs
+
+    def each_batch(project, jobs, actor, **options):
+        seen.append((len(jobs), len(connection.atomic_blocks)))
+        return erase(project, jobs, actor, **options)
+
+    monkeypatch.setattr(erasure, "erase_jobs", each_batch)
+    monkeypatch.setattr(erasure, "RETENTION_BATCH", 3)
+    run = erasure.erase_expired_content()
+    assert (run.erased, run.left, run.resume_at) == ({project.slug: 7}, [], None)
+    assert seen == [(3, 1), (3, 1), (1, 1)]  # the batch's own transaction (it lists and locks them), none around it
+
+
+def test_as_many_queries_for_a_retention_batch_of_ten_as_of_two(project):
+    keep_for_a_day(project)
+    counts = []
+    for size in (2, 10):
+        jobs = [a_job_with_its_copies(project, n) for n in range(size)]
+        Job.objects.filter(pk__in=[job.pk for job in jobs]).update(finished_at=timezone.now() - timedelta(days=3))
+        with CaptureQueriesContext(connection) as queries:
+            assert erasure.erase_expired_content(batch=size).erased == {project.slug: size}
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+
+
+def test_a_backlog_larger_than_a_run_is_erased_by_runs_that_follow_on_their_own(
+        project, monkeypatch, atelier_config, batches, follow_ups, caplog):
+    from atelier_platform.celery_app import RETENTION_FOLLOW_UP_S
+    from atelier_platform.jobs import tasks
+
+    keep_for_a_day(project)
+    jobs = expired_jobs_of(project, 11)
+    monkeypatch.setattr(erasure, "RETENTION_BATCH", 2)
+    atelier_config(retention_run_budget_s=10)  # two batches a run: 4 jobs
+
+    with caplog.at_level("INFO", logger="atelier.jobs"):
+        assert tasks.erase_expired_content.apply().get() == {project.slug: 4}
+    assert erased_or_untouched(jobs) == (4, 7)
+    assert len(follow_ups) == 1
+    assert follow_ups[0]["countdown"] == RETENTION_FOLLOW_UP_S
+    assert follow_ups[0]["kwargs"] == {"follow_up": True, "resume_at": project.pk}
+    assert (f"retention: erased the content of 4 jobs of project {project.slug} (finished more than 1 days ago); "
+            f"more are left") in caplog.messages
+    assert any(message.startswith("retention: the run's 10 s are up with expired jobs left in 1 project") and
+               f"the next run follows in {RETENTION_FOLLOW_UP_S} s" in message for message in caplog.messages)
+
+    runs = 1
+    while len(follow_ups) == runs:  # the broker delivers each follow-up in turn
+        tasks.erase_expired_content.apply(kwargs=follow_ups[-1]["kwargs"]).get()
+        runs += 1
+    assert runs == 3 and batches == [(project.slug, 2)] * 5 + [(project.slug, 1)]
+    assert erased_or_untouched(jobs) == (11, 0)
+    events = list(AuditEvent.objects.filter(action="job_erased").values_list("object_id", flat=True))
+    assert sorted(events) == sorted(str(job.pk) for job in jobs)  # each erased once
+    assert tasks.erase_expired_content.apply().get() == {} and len(follow_ups) == 2  # nothing left: nothing queued
+
+
+def test_the_retention_takes_a_batch_of_each_project_in_turn(project, other_project, atelier_config, batches):
+    """A project's backlog waits behind no other's: the small project is done in the first round, even when the
+    run's time is up after it."""
+    big, small = sorted((project, other_project), key=lambda each: each.pk)  # the projects are taken in this order
+    keep_for_a_day(big, small)
+    big_jobs, small_jobs = expired_jobs_of(big, 7), expired_jobs_of(small, 2)
+    atelier_config(retention_run_budget_s=10)
+
+    run = erasure.erase_expired_content(batch=3)
+    assert batches == [(big.slug, 3), (small.slug, 2)]
+    assert (run.erased, run.left, run.resume_at) == ({big.slug: 3, small.slug: 2}, [big.slug], big.pk)
+    assert erased_or_untouched(small_jobs) == (2, 0) and erased_or_untouched(big_jobs) == (3, 4)
+
+    atelier_config(retention_run_budget_s=3600)
+    assert erasure.erase_expired_content(batch=3).erased == {big.slug: 4}
+    assert batches[2:] == [(big.slug, 3), (big.slug, 1)]
+
+
+def test_a_follow_up_run_starts_with_the_projects_the_last_run_had_no_time_for(project, other_project, atelier_config,
+                                                                                batches):
+    from tests.factories import ProjectFactory
+
+    first, second, third = sorted((project, other_project, ProjectFactory()), key=lambda each: each.pk)
+    keep_for_a_day(first, second, third)
+    for each in (first, second, third):
+        expired_jobs_of(each, 5)
+    atelier_config(retention_run_budget_s=10)
+
+    run = erasure.erase_expired_content(batch=2)
+    assert batches == [(first.slug, 2), (second.slug, 2)]
+    assert (run.left, run.resume_at) == ([third.slug, first.slug, second.slug], third.pk)
+    run = erasure.erase_expired_content(batch=2, resume_at=run.resume_at)
+    assert batches[2:] == [(third.slug, 2), (first.slug, 2)]
+    assert (run.left, run.resume_at) == ([second.slug, third.slug, first.slug], second.pk)
+
+
+def test_the_time_is_up_between_batches_never_within_one(project, monkeypatch, atelier_config, follow_ups):
+    from atelier_platform.jobs import tasks
+
+    keep_for_a_day(project)
+    jobs = expired_jobs_of(project, 5)
+    clock = {"now": 0.0}
+    monkeypatch.setattr(erasure, "monotonic", lambda: clock["now"])
+    erase = erasure.erase_jobs
+
+    def slow_batch(project, ids, actor, **options):
+        clock["now"] += 3600  # the run's time is up while this batch is being erased
+        return erase(project, ids, actor, **options)
+
+    monkeypatch.setattr(erasure, "erase_jobs", slow_batch)
+    monkeypatch.setattr(erasure, "RETENTION_BATCH", 3)
+    atelier_config(retention_run_budget_s=1)
+    assert tasks.erase_expired_content.apply().get() == {project.slug: 3}  # the batch it started, whole
+    assert erased_or_untouched(jobs) == (3, 2)
+    assert [queued["kwargs"] for queued in follow_ups] == [{"follow_up": True, "resume_at": project.pk}]
+
+
+def test_a_run_while_a_follow_up_is_queued_queues_no_second_one(project, monkeypatch, atelier_config, batches,
+                                                                follow_ups, caplog):
+    """Else each hourly run, while the backlog lasts, would start a chain of its own, and the chains would take
+    every worker of the platform queue."""
+    from atelier_platform.jobs import tasks
+
+    keep_for_a_day(project)
+    expired_jobs_of(project, 9)
+    atelier_config(retention_run_budget_s=1)  # a batch a run
+    monkeypatch.setattr(erasure, "RETENTION_BATCH", 2)
+    tasks.erase_expired_content.apply().get()
+    with caplog.at_level("INFO", logger="atelier.jobs"):
+        tasks.erase_expired_content.apply().get()  # the hourly run, while the follow-up waits for its countdown
+    assert len(follow_ups) == 1
+    assert any("the follow-up run already queued goes on" in message for message in caplog.messages)
+    tasks.erase_expired_content.apply(kwargs=follow_ups[0]["kwargs"]).get()  # the follow-up queues the next
+    assert len(follow_ups) == 2 and len(batches) == 3
+
+
+def test_a_follow_up_that_cannot_be_queued_is_logged_and_the_next_hourly_run_goes_on(
+        project, monkeypatch, atelier_config, batches, caplog):
+    from atelier_platform.jobs import tasks
+
+    keep_for_a_day(project)
+    expired_jobs_of(project, 3)
+    atelier_config(retention_run_budget_s=1)
+    monkeypatch.setattr(erasure, "RETENTION_BATCH", 2)
+
+    def broker_down(**options):
+        raise ConnectionError("the broker does not answer")
+
+    monkeypatch.setattr(tasks.erase_expired_content, "apply_async", broker_down)
+    with caplog.at_level("INFO", logger="atelier.jobs"):
+        assert tasks.erase_expired_content.apply().get() == {project.slug: 2}
+    assert any("the follow-up run could not be queued: the next hourly run goes on" in message
+               for message in caplog.messages)
+    queued = []
+    monkeypatch.setattr(tasks.erase_expired_content, "apply_async", lambda **options: queued.append(options))
+    assert tasks.erase_expired_content.apply().get() == {project.slug: 1}  # the next hourly run
+    assert queued == []  # nothing left; and no follow-up was marked queued by the failed one
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has one writer at a time: two runs take turns")
+def test_two_retention_runs_at_once_erase_different_jobs_each_once_and_neither_waits(project, monkeypatch):
+    """A follow-up and an hourly run may overlap: each skips the jobs the other holds, instead of waiting for them
+    and finding them erased."""
+    keep_for_a_day(project)
+    jobs = expired_jobs_of(project, 4)
+    locked, release, outcome = threading.Event(), threading.Event(), {}
+    refuse, calls = erasure._refuse_what_cannot_go, []
+
+    def first_batch_held(held):
+        refuse(held)
+        calls.append(len(held))
+        if len(calls) == 1:  # the first run's first batch: it holds its jobs until released
+            locked.set()
+            outcome["released"] = release.wait(10)  # False: it waited out the 10 s (the other run waited for it)
+
+    monkeypatch.setattr(erasure, "_refuse_what_cannot_go", first_batch_held)
+    first = on_a_thread(outcome, "first", lambda: erasure.erase_expired_content(batch=2))
+    assert locked.wait(10)
+    second = erasure.erase_expired_content(batch=2)  # meanwhile, on this thread
+    release.set()
+    first.join(20)
+    assert outcome["released"] is True, "the second run waited for the first one's jobs"
+    assert second.erased == {project.slug: 2} and outcome["first"].erased == {project.slug: 2}
+    assert erased_or_untouched(jobs) == (4, 0)
+    events = list(AuditEvent.objects.filter(action="job_erased").values_list("object_id", flat=True))
+    assert sorted(events) == sorted(str(job.pk) for job in jobs)
 
 
 def test_the_beat_schedule_runs_the_retention_task_hourly_on_the_platform_queue():

@@ -43,9 +43,11 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from time import monotonic
+from typing import Any, Callable, Iterable
 
 from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -63,10 +65,11 @@ logger = logging.getLogger("atelier.jobs")
 CHUNK = 500
 #: The actor the retention task's erasures are recorded by.
 RETENTION_ACTOR = "retention"
-#: Jobs one retention transaction erases at most, and the transactions one run of the task makes per project at
-#: most: a run never holds a huge transaction, and a backlog is worked off over the following runs.
+#: Jobs one retention transaction erases at most: a run never holds a huge transaction, and takes one batch of each
+#: project in turn (``erase_expired_content``).
 RETENTION_BATCH = 200
-RETENTION_MAX_BATCHES = 25
+#: The shared cache's mark that a follow-up run of the retention is queued (``continue_later``).
+RETENTION_FOLLOW_UP_KEY = "retention:follow-up"
 #: The keys of an audit event's ``before`` and ``after`` that hold content (a review's output, edit and comment).
 AUDIT_CONTENT_KEYS = frozenset({"content", "comment", "original_content", "edited_content", "input", "params"})
 #: The fields of a job the erasure reads (under its lock).
@@ -384,36 +387,103 @@ def expired_jobs(project, cutoff: datetime) -> models.QuerySet:
             .exclude(outputs__review__state=ReviewItemState.OPEN).order_by("finished_at", "pk"))
 
 
-def erase_expired_content(now: datetime | None = None, *, batch: int = RETENTION_BATCH,
-                          max_batches: int = RETENTION_MAX_BATCHES) -> dict[str, int]:
+@dataclass
+class RetentionRun:
+    """What one run of the retention did."""
+
+    #: jobs erased, by project slug (only those that had some)
+    erased: dict[str, int] = field(default_factory=dict)
+    #: the projects that may have expired jobs left when the run's time was up, in the order the next run takes them
+    left: list[str] = field(default_factory=list)
+    #: the id of the first of them, where the next run starts (``erase_expired_content``'s ``resume_at``)
+    resume_at: int | None = None
+    #: the seconds the run had
+    budget_s: float = 0.0
+
+
+def _erase_expired_batch(project, days: int, now: datetime, batch: int) -> tuple[int, int]:
+    """Erase the next ``batch`` of the project's expired jobs in one transaction: (jobs erased, jobs listed)."""
+    with transaction.atomic():
+        # Locked as they are listed, skipping those another run holds: two runs at once (an hourly one and a follow-up)
+        # take different jobs, and neither waits for the other's to find them erased.
+        ids = list(expired_jobs(project, now - timedelta(days=days)).select_for_update(skip_locked=True, of=("self",))
+                   .values_list("pk", flat=True)[:batch])
+        if not ids:
+            return 0, 0
+        done = erase_jobs(project, ids, RETENTION_ACTOR, with_regenerations=False, now=now,
+                          why={"retention_days": days})
+    return done.jobs, len(ids)
+
+
+def erase_expired_content(now: datetime | None = None, *, batch: int | None = None, budget_s: float | None = None,
+                          resume_at: int | None = None) -> RetentionRun:
     """The retention task's work: for each project whose policy sets ``content_retention_days``, erase the jobs
-    ``expired_jobs`` finds, ``batch`` per transaction and at most ``max_batches`` transactions per project and
-    run (the next run goes on). Returns the jobs erased, by project slug (only those that had some)."""
+    ``expired_jobs`` finds, ``batch`` (``RETENTION_BATCH``) per transaction, in rounds of one batch of each project
+    (a project's backlog makes no other wait for it), until none is left or ``budget_s``
+    (``ATELIER_RETENTION_RUN_BUDGET_S``) are up: then it stops between two batches and says which projects it left,
+    for a follow-up run, which starts with them (``resume_at``: the first one's id)."""
+    from atelier_platform.config import get_config
     from atelier_platform.moderation.models import SafetyPolicy
 
     now = now or timezone.now()
-    erased: dict[str, int] = {}
-    for policy in (SafetyPolicy.objects.filter(content_retention_days__isnull=False).select_related("project")
-                   .order_by("project_id")):
-        project, days = policy.project, policy.content_retention_days
-        cutoff = now - timedelta(days=days)
-        total = 0
-        for _ in range(max_batches):
-            ids = list(expired_jobs(project, cutoff).values_list("pk", flat=True)[:batch])
-            if not ids:
-                break
-            try:
-                done = erase_jobs(project, ids, RETENTION_ACTOR, with_regenerations=False, now=now,
-                                  why={"retention_days": days})
-            except ErasureRefused:  # changed since it was listed: the next run looks again
-                logger.warning("retention of project %s: a batch was refused; the next run tries again", project.slug,
-                               exc_info=True)
-                break
-            total += done.jobs
-            if len(ids) < batch:
-                break
-        if total:
-            logger.info("retention: erased the content of %d jobs of project %s (finished more than %d days ago)",
-                        total, project.slug, days)
-            erased[project.slug] = total
-    return erased
+    batch = batch or RETENTION_BATCH
+    budget_s = get_config().retention_run_budget_s if budget_s is None else budget_s
+    deadline = monotonic() + budget_s
+    projects = [(policy.project, policy.content_retention_days) for policy in
+                SafetyPolicy.objects.filter(content_retention_days__isnull=False).select_related("project")
+                .order_by("project_id")]
+    if resume_at is not None:  # the last run's time was up before these had their turn: they go first
+        projects.sort(key=lambda each: each[0].pk < resume_at)
+    waiting, erased, batches = deque(projects), {}, 0  # erased: project -> (its retention days, jobs erased)
+    while waiting:
+        if batches and monotonic() >= deadline:
+            break
+        project, days = waiting.popleft()
+        try:
+            jobs, listed = _erase_expired_batch(project, days, now, batch)
+        except ErasureRefused:  # changed since it was listed: the next run looks again
+            logger.warning("retention of project %s: a batch was refused; the next run tries again", project.slug,
+                           exc_info=True)
+            continue
+        if listed:
+            batches += 1
+            erased[project] = (days, erased.get(project, (days, 0))[1] + jobs)
+        if listed == batch:  # maybe more: back in the line, behind the others
+            waiting.append((project, days))
+    left = [project for project, _ in waiting]
+    for project, (days, jobs) in erased.items():
+        if jobs:
+            logger.info("retention: erased the content of %d jobs of project %s (finished more than %d days ago)%s",
+                        jobs, project.slug, days, "; more are left" if project in left else "")
+    return RetentionRun(erased={project.slug: jobs for project, (_, jobs) in erased.items() if jobs},
+                        left=[project.slug for project in left], resume_at=left[0].pk if left else None,
+                        budget_s=budget_s)
+
+
+def follow_up_started() -> None:
+    """The queued follow-up run has started: the run after it may queue the next."""
+    from django.core.cache import cache
+
+    cache.delete(RETENTION_FOLLOW_UP_KEY)
+
+
+def continue_later(run: RetentionRun, queue: Callable[..., Any], *, after_s: float, within_s: float) -> bool:
+    """Queue a follow-up run for what ``run`` left (``queue``: the task's ``apply_async``), ``after_s`` from now and
+    dropped unless started within ``within_s``, unless one is queued already: an hourly run while a backlog lasts
+    would otherwise start a chain of runs of its own, and the chains would take every worker of the platform queue.
+    True when it queued one."""
+    from django.core.cache import cache
+
+    where = (f"the run's {run.budget_s:g} s are up with expired jobs left in {len(run.left)} "
+             f"project{'s' if len(run.left) != 1 else ''} ({', '.join(run.left)})")
+    if not cache.add(RETENTION_FOLLOW_UP_KEY, True, timeout=within_s):  # atomic: of two runs, one queues it
+        logger.info("retention: %s; the follow-up run already queued goes on", where)
+        return False
+    try:
+        queue(kwargs={"follow_up": True, "resume_at": run.resume_at}, countdown=after_s, expires=within_s)
+    except Exception:  # the broker: the next hourly run goes on, and may queue one
+        cache.delete(RETENTION_FOLLOW_UP_KEY)
+        logger.exception("retention: %s, and the follow-up run could not be queued: the next hourly run goes on", where)
+        return False
+    logger.info("retention: %s; the next run follows in %g s", where, after_s)
+    return True

@@ -1,7 +1,8 @@
 """The platform's housekeeping tasks (the job-running task lives in atelier_workers.tasks)."""
 
 from atelier_platform import fs_broker
-from atelier_platform.celery_app import ERASE_EXPIRED_CONTENT_TASK, SWEEP_JOBS_TASK
+from atelier_platform.celery_app import (ERASE_EXPIRED_CONTENT_TASK, RETENTION_FOLLOW_UP_S, RETENTION_INTERVAL_S,
+                                         SWEEP_JOBS_TASK)
 from atelier_platform.config import get_config
 from atelier_platform.evaluation.services import sweep_runs
 from atelier_platform.fleet.services import forget_old_workers
@@ -25,6 +26,14 @@ def sweep_jobs(task) -> dict[str, int]:
 
 
 @atelier_task(ERASE_EXPIRED_CONTENT_TASK)
-def erase_expired_content(task) -> dict[str, int]:
-    """The projects' content retention (``SafetyPolicy.content_retention_days``), in bounded batches; idempotent."""
-    return erasure.erase_expired_content()
+def erase_expired_content(task, follow_up: bool = False, resume_at: int | None = None) -> dict[str, int]:
+    """The projects' content retention (``SafetyPolicy.content_retention_days``), batch by batch and project by
+    project for at most ``ATELIER_RETENTION_RUN_BUDGET_S``; what is left then goes on in a follow-up run of this task
+    (``follow_up``, starting with the projects it names: ``resume_at``), not at the next hourly one. Idempotent."""
+    if follow_up:
+        erasure.follow_up_started()
+    run = erasure.erase_expired_content(resume_at=resume_at)
+    if run.left:  # the follow-up is dropped past an hour: the hourly run has come meanwhile
+        erasure.continue_later(run, task.apply_async, after_s=RETENTION_FOLLOW_UP_S,
+                               within_s=RETENTION_FOLLOW_UP_S + RETENTION_INTERVAL_S)
+    return run.erased
