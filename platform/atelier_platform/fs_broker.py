@@ -258,8 +258,20 @@ class Transport(filesystem.Transport):
             except Empty:
                 if timeout is not None and time.monotonic() - started >= timeout:
                     raise socket.timeout()
+                if _worker_asked_to_stop():
+                    # A worker's loop over this transport (Celery's synloop, which asks for 2 s at a time) sees its
+                    # SIGTERM only between two calls: each stop, Ctrl-C of `make run` included, waited out the rest.
+                    raise socket.timeout()
                 if polling_interval is not None:
                     self._woken.wait(polling_interval)
+
+
+def _worker_asked_to_stop() -> bool:
+    """A Celery worker in this process received its warm or cold shutdown signal (``celery.worker.state``)."""
+    from celery.worker import state
+
+    # as ``state.maybe_shutdown`` reads them: by identity, since a warm shutdown's flag is its exit code, 0
+    return any(flag is not None and flag is not False for flag in (state.should_stop, state.should_terminate))
 
 
 _looked_in_process: int | None = None  # the pid that has looked (a forked child looks again)

@@ -244,3 +244,30 @@ def test_the_sweeper_forgets_unread_replies_of_the_embedded_broker(atelier_confi
     stale.write_text("{}")
     os.utime(stale, (0, 0))
     assert sweep_jobs()["forgotten_replies"] == 1 and not stale.exists()
+
+
+@pytest.mark.parametrize("flag", ["should_stop", "should_terminate"])
+def test_a_worker_asked_to_stop_leaves_the_poll_instead_of_waiting_out_its_timeout(connection, monkeypatch, flag):
+    """Celery's loop over this transport asks for 2 s at a time and sees its SIGTERM only between two calls: every
+    stop of an embedded worker (Ctrl-C of `make run`) waited the rest of them out. A warm shutdown's flag is its exit
+    code, 0: read as Celery reads it, by identity."""
+    from celery.worker import state
+
+    queue = a_queue()
+    with Consumer(connection.channel(), [queue], callbacks=[lambda body, message: message.ack()]):
+        monkeypatch.setattr(state, flag, 0)
+        outcome = []
+
+        def drain():
+            try:
+                connection.drain_events(timeout=60)
+            except socket.timeout:
+                outcome.append("gave the loop back")
+
+        draining = threading.Thread(target=drain, daemon=True)
+        draining.start()
+        draining.join(timeout=10)
+        assert outcome == ["gave the loop back"], "the poll waited on with the worker asked to stop"
+        monkeypatch.setattr(state, flag, None)
+        publish(connection, queue, "after")  # a worker not asked to stop still gets its messages
+        connection.drain_events(timeout=5)
