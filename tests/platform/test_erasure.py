@@ -179,7 +179,7 @@ def test_no_hash_of_the_request_is_left_to_check_a_guess_against(project, erased
     else:
         SafetyPolicy.objects.update_or_create(project=project, defaults={"content_retention_days": 1})
         Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, finished_at=now - timedelta(days=2))
-        assert erasure.erase_expired_content(now=now) == {project.slug: 1}
+        assert erasure.erase_expired_content(now=now).erased == {project.slug: 1}
 
     assert Job.objects.get(pk=job.pk).erased_at is not None
     assert rows_holding(job.batch_key) == []
