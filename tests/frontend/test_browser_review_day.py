@@ -315,6 +315,28 @@ def sign_in_on_a_phone(browser, base_url: str, username: str):
                    is_mobile=True, has_touch=True)
 
 
+def test_on_a_phone_the_queues_standing_arriving_moves_no_button(live_server, browser, expect, project, member, submit,
+                                                                  run_job):
+    """The header's "1 of 1 pending item" comes a moment after the item (a request of its own): on a phone its text
+    wrapped the bar onto another line and pushed the item and the legend down, under a finger on its way to "r reject"
+    (a tap was lost so in CI; on "a approve" it would approve). The standing keeps a line of its own there."""
+    run_job(submit(project, text="first", user=member(project, "editor")))
+    for language in ("en", "zh-hans"):
+        page = sign_in_on_a_phone(browser, live_server.url, member(project, "reviewer").username)
+        if language != "en":
+            page.select_option("#language-switcher", language)
+        shown_item(page, expect)
+        legend = page.locator("#shortcut-legend")
+        top = None
+        for standing in ("Loading…", "1 of 1 pending item", "Queue empty", "123,456 of 7,890,123 pending items",
+                         "第 123,456 条，共 7,890,123 条待审条目"):
+            page.locator("#queue-state").evaluate("(element, text) => { element.textContent = text; }", standing)
+            top = legend.bounding_box()["y"] if top is None else top
+            assert legend.bounding_box()["y"] == top, f"{standing!r} moved the legend ({language})"
+        shot(page, f"103-review-standing-own-line-phone-{language}")
+        page.context.close()
+
+
 def test_the_reject_picker_has_a_cancel_for_a_touch_screen(live_server, browser, expect, project, member, submit,
                                                             run_job):
     """On a phone, where there is no Esc key, it closed only on a tap beside it."""
