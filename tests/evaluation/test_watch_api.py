@@ -157,6 +157,28 @@ def test_a_time_in_the_past_is_refused_but_a_clock_a_little_behind_is_not(refere
     assert EvaluationSchedule.objects.get().next_run_at == just_now
 
 
+def test_the_watchs_own_next_run_at_sent_back_is_no_change_however_long_past(reference_set, admin_api):
+    """A watch switched off, or one whose start keeps failing, keeps a next_run_at in the past: a client that changes
+    another field and sends back next_run_at as it read it asks for no change, and was refused as "in the past"."""
+    created = create(admin_api, reference_set, enabled=False).json()
+    url = f"{SCHEDULES}{created['id']}/"
+    long_past = timezone.now() - timedelta(days=3)
+    EvaluationSchedule.objects.filter(pk=created["id"]).update(next_run_at=long_past)
+    read = admin_api.get(url).json()
+    changed = admin_api.patch(url, {"enabled": True, "interval_hours": 12, "next_run_at": read["next_run_at"]},
+                              format="json")
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["enabled"] is True and changed.json()["next_run_at"] == read["next_run_at"]
+    schedule = EvaluationSchedule.objects.get()
+    assert schedule.next_run_at == long_past and schedule.enabled is True and schedule.interval_hours == 12
+    # the same moment in another offset is the same value; any other past time is still refused
+    in_shanghai = long_past.astimezone(timezone.get_fixed_timezone(480)).isoformat()
+    assert admin_api.patch(url, {"next_run_at": in_shanghai}, format="json").status_code == 200
+    other = (long_past + timedelta(seconds=1)).isoformat()
+    refused = admin_api.patch(url, {"next_run_at": other}, format="json")
+    assert refused.status_code == 400 and list(error_of(refused)["details"]) == ["next_run_at"]
+    assert EvaluationSchedule.objects.get().next_run_at == long_past
+
 def test_another_projects_set_and_watch_are_not_found(reference_set, admin_api, other_project, make_key, client_for):
     from atelier_platform.catalog.services import set_plugin_enabled
 

@@ -420,8 +420,8 @@ VERSION_HELP = ("Id of a model version of the set's plugin; null (the default): 
 NEXT_RUN_HELP = ("When the next run starts (the first beat tick at or after it): ISO 8601 with its offset "
                  "(2026-12-01T03:00:00Z, or +08:00; without one it is a 400, not read as UTC); at most 30 days ahead, "
                  f"and at most {int(NEXT_RUN_PAST_LEEWAY.total_seconds() // 60)} minutes past (then due at once; "
-                 "earlier is a 400). On creation, by default at once: the first run is the baseline the next is "
-                 "measured against.")
+                 "earlier is a 400; on a change, the watch's own value sent back is no change). On creation, by "
+                 "default at once: the first run is the baseline the next is measured against.")
 
 
 class ScheduleCreateSerializer(StrictSerializer):

@@ -177,13 +177,15 @@ def update_schedule(schedule: EvaluationSchedule, *, actor: str, **changes: Any)
                                                                     changes["model_version"])
     if "enabled" in changes:
         checked["enabled"] = bool(changes["enabled"])
-    if "next_run_at" in changes:
-        checked["next_run_at"] = _checked_next_run(changes["next_run_at"], now)
     with transaction.atomic():
         locked = (EvaluationSchedule.objects.select_for_update().select_related("reference_set", "project")
                   .defer("reference_set__cases").filter(pk=schedule.pk, project_id=schedule.project_id).first())
         if locked is None:
             raise ScheduleGone("No such watch in this project.")
+        # The watch's own value sent back, as a client read it, is no change, however long past (a watch switched
+        # off, or whose start keeps failing, keeps its old one); compared under the lock, since beat moves it.
+        if "next_run_at" in changes and changes["next_run_at"] != locked.next_run_at:
+            checked["next_run_at"] = _checked_next_run(changes["next_run_at"], now)
         before = _shown(locked)
         for name, value in checked.items():
             setattr(locked, name, value)
