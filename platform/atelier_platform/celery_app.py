@@ -40,8 +40,9 @@ ERASE_EXPIRED_CONTENT_TASK = "atelier.erase_expired_content"
 #: How often the projects' content retention is applied: a day's retention is kept to within an hour.
 RETENTION_INTERVAL_S = 3600
 #: How soon a retention run whose time (``ATELIER_RETENTION_RUN_BUDGET_S``) was up with expired jobs left is followed
-#: by the next: the pause lets the platform queue's other tasks in between.
-RETENTION_FOLLOW_UP_S = 10
+#: by the next: after as long a pause as the run took (at least this), so that a backlog takes at most half of a
+#: platform worker's time: the sweeper's and the watches' ticks, which expire unless run soon, get the rest.
+RETENTION_FOLLOW_UP_MIN_S = 10
 START_EVALUATION_WATCHES_TASK = "atelier.start_evaluation_watches"
 #: how often beat looks for due evaluation watches (``evaluation.watch``; their interval is whole hours)
 EVALUATION_WATCH_TICK_S = 60.0

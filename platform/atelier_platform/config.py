@@ -117,8 +117,10 @@ class AtelierConfig(BaseSettings):
     # A run of the content retention holds a worker of the platform queue: past this it stops between two batches and
     # queues its own follow-up, so that a large backlog is worked off within hours, not one bounded run an hour.
     retention_run_budget_s: float = Field(
-        default=120.0, gt=0, le=3600,
-        description="seconds one run of the content retention erases for before it leaves the rest to a follow-up run",
+        default=60.0, gt=0, le=600,
+        description="seconds one run of the content retention erases for before it leaves the rest to a follow-up run "
+                    "as long after (a backlog takes at most half of a platform worker's time); at most 600, well under "
+                    "the broker's visibility timeout, past which Redis would deliver a running run a second time",
     )
 
     # --- webhooks --------------------------------------------------------------------------

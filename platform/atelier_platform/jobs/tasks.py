@@ -1,7 +1,7 @@
 """The platform's housekeeping tasks (the job-running task lives in atelier_workers.tasks)."""
 
 from atelier_platform import fs_broker
-from atelier_platform.celery_app import (ERASE_EXPIRED_CONTENT_TASK, RETENTION_FOLLOW_UP_S, RETENTION_INTERVAL_S,
+from atelier_platform.celery_app import (ERASE_EXPIRED_CONTENT_TASK, RETENTION_FOLLOW_UP_MIN_S, RETENTION_INTERVAL_S,
                                          SWEEP_JOBS_TASK)
 from atelier_platform.config import get_config
 from atelier_platform.evaluation.services import sweep_runs
@@ -34,6 +34,6 @@ def erase_expired_content(task, follow_up: bool = False, resume_at: int | None =
         erasure.follow_up_started()
     run = erasure.erase_expired_content(resume_at=resume_at)
     if run.left:  # the follow-up is dropped past an hour: the hourly run has come meanwhile
-        erasure.continue_later(run, task.apply_async, after_s=RETENTION_FOLLOW_UP_S,
-                               within_s=RETENTION_FOLLOW_UP_S + RETENTION_INTERVAL_S)
+        after_s = max(RETENTION_FOLLOW_UP_MIN_S, run.budget_s)
+        erasure.continue_later(run, task.apply_async, after_s=after_s, within_s=after_s + RETENTION_INTERVAL_S)
     return run.erased
