@@ -770,3 +770,17 @@ def test_the_task_applies_the_policies(project):
     Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=2))
     assert tasks.erase_expired_content.apply().get() == {project.slug: 1}
     assert Job.objects.get(pk=job.pk).erased_at is not None
+
+
+def test_a_run_leaving_many_projects_names_twenty_in_its_log_line_and_counts_the_rest(caplog):
+    from django.core.cache import cache
+
+    cache.delete(erasure.RETENTION_FOLLOW_UP_KEY)
+    queued = []
+    run = erasure.RetentionRun(left=[f"shop-{n}" for n in range(25)], resume_at=1, budget_s=60)
+    with caplog.at_level("INFO", logger="atelier.jobs"):
+        assert erasure.continue_later(run, lambda **options: queued.append(options), after_s=60, within_s=3660)
+    cache.delete(erasure.RETENTION_FOLLOW_UP_KEY)
+    (line,) = [message for message in caplog.messages if message.startswith("retention: the run's")]
+    assert "in 25 projects (shop-0, shop-1, " in line and "shop-19 and 5 more)" in line and "shop-20" not in line
+    assert queued == [{"kwargs": {"follow_up": True, "resume_at": 1}, "countdown": 60, "expires": 3660}]

@@ -68,6 +68,9 @@ RETENTION_ACTOR = "retention"
 #: Jobs one retention transaction erases at most: a run never holds a huge transaction, and takes one batch of each
 #: project in turn (``erase_expired_content``).
 RETENTION_BATCH = 200
+#: The projects a retention run's log line names when it leaves work (the rest are counted): thousands of slugs on
+#: one line help no operator.
+LOGGED_PROJECTS = 20
 #: The shared cache's mark that a follow-up run of the retention is queued (``continue_later``).
 RETENTION_FOLLOW_UP_KEY = "retention:follow-up"
 #: The keys of an audit event's ``before`` and ``after`` that hold content (a review's output, edit and comment).
@@ -474,8 +477,10 @@ def continue_later(run: RetentionRun, queue: Callable[..., Any], *, after_s: flo
     True when it queued one."""
     from django.core.cache import cache
 
+    named = ", ".join(run.left[:LOGGED_PROJECTS]) + (f" and {len(run.left) - LOGGED_PROJECTS} more"
+                                                      if len(run.left) > LOGGED_PROJECTS else "")
     where = (f"the run's {run.budget_s:g} s are up with expired jobs left in {len(run.left)} "
-             f"project{'s' if len(run.left) != 1 else ''} ({', '.join(run.left)})")
+             f"project{'s' if len(run.left) != 1 else ''} ({named})")
     if not cache.add(RETENTION_FOLLOW_UP_KEY, True, timeout=within_s):  # atomic: of two runs, one queues it
         logger.info("retention: %s; the follow-up run already queued goes on", where)
         return False
