@@ -49,7 +49,9 @@ class HasProjectCapability(BasePermission):
     route's methods, and refused like them otherwise; HEAD needs what GET needs.
 
     An action that needs several capabilities at once names them in a tuple (an evaluation run submits a job per
-    case: ``(ADMIN, JOBS_WRITE)``).
+    case: ``(ADMIN, JOBS_WRITE)``); one open to either of several names them in a list (an export in the background
+    of the library needs ``jobs:read``, of the audit log ``admin``: ``[JOBS_READ, ADMIN]``, the view then checks
+    the one its object needs).
     """
 
     def has_permission(self, request, view) -> bool:
@@ -65,6 +67,7 @@ class HasProjectCapability(BasePermission):
             if name is None:
                 return True  # no handler for this method: DRF answers 405 Method Not Allowed
             needed = [required_map.get(name)]
+        needed = [alternative for capability in needed for alternative in _alternatives(capability)]
         needed = list(dict.fromkeys(capability for capability in needed if capability is not None))
         if not needed:
             raise PermissionDenied("This action is not open to API callers.")
@@ -76,6 +79,11 @@ class HasProjectCapability(BasePermission):
                 raise PermissionDenied(f"This API key lacks the scope {wanted}.")
             raise PermissionDenied(f"Your role in project {access.project.slug!r} does not allow {wanted}.")
         return True
+
+
+def _alternatives(required) -> list:
+    """The requirements an action is open to: a list names several, any of which will do."""
+    return list(required) if isinstance(required, list) else [required]
 
 
 def _each(required) -> tuple:

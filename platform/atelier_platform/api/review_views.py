@@ -260,6 +260,7 @@ class AuditLogPageSerializer(serializers.Serializer):
 
 #: The columns of the audit log's CSV export (``before`` and ``after`` as JSON), as its JSON Lines name them.
 AUDIT_EXPORT_FIELDS = ["id", "created_at", "actor", "action", "object_type", "object_id", "before", "after"]
+AUDIT_EXPORT_JSON_FIELDS = ("before", "after")
 
 
 class AuditLogView(ExportNegotiation, APIView):
@@ -286,28 +287,43 @@ class AuditLogView(ExportNegotiation, APIView):
     def get(self, request):
         params = request.query_params
         export = export_format(params)
-        texts = {name: params.get(name, "") for name in ("action", "actor", "object_id")}
-        for name, value in texts.items():
-            if "\x00" in value:
-                raise ValidationError({name: ["The NUL character is not allowed."]})
-        moments = {}
-        for name in ("created_after", "created_before"):
-            if params.get(name):
-                moments[name] = _moment(name, params[name])
-        # the same search as the settings page's audit log, whose export links carry its filters here
-        events = audit.search(request.access.project, **texts, **moments)
-        after = params.get("after_id")
-        if after is not None:
-            if not after.isdigit() or len(after) > 18:
-                raise ValidationError({"after_id": ["A non-negative integer."]})
-            events = events.filter(id__gt=int(after))
+        events = audit_events(request.access.project, params)
         if export is None:
             paginator = self.pagination_class()
             page = paginator.paginate_queryset(events, request, view=self)
             return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
-        rows = (AuditEventSerializer(e).data for e in events.iterator(chunk_size=exports.EXPORT_CHUNK_SIZE))
-        return exports.streamed_export(rows, export, fields=AUDIT_EXPORT_FIELDS, json_fields=("before", "after"),
-                                       filename=f"audit-{request.access.project.slug}")
+        return exports.streamed_export(audit_export_rows(events), export, fields=AUDIT_EXPORT_FIELDS,
+                                       json_fields=AUDIT_EXPORT_JSON_FIELDS, filename=f"audit-{request.access.project.slug}")
+
+
+#: The filters of the audit log's list and of its exports, streamed or in the background (``exports.kinds``).
+AUDIT_FILTER_NAMES = ("action", "actor", "object_id", "created_after", "created_before", "after_id")
+
+
+def audit_events(project, params):
+    """The project's audit events, oldest first, as ``params`` (the query's, or an export job's filters) narrow them:
+    ``AUDIT_FILTER_NAMES``; a bad value is a ``ValidationError`` naming it."""
+    texts = {name: params.get(name, "") for name in ("action", "actor", "object_id")}
+    for name, value in texts.items():
+        if "\x00" in value:
+            raise ValidationError({name: ["The NUL character is not allowed."]})
+    moments = {}
+    for name in ("created_after", "created_before"):
+        if params.get(name):
+            moments[name] = _moment(name, params[name])
+    # the same search as the settings page's audit log, whose export links carry its filters here
+    events = audit.search(project, **texts, **moments)
+    after = params.get("after_id")
+    if after is not None:
+        if not after.isdigit() or len(after) > 18:
+            raise ValidationError({"after_id": ["A non-negative integer."]})
+        events = events.filter(id__gt=int(after))
+    return events
+
+
+def audit_export_rows(events):
+    """``events`` as an export's rows (``AUDIT_EXPORT_FIELDS``), read ``exports.EXPORT_CHUNK_SIZE`` at a time."""
+    return (AuditEventSerializer(e).data for e in events.iterator(chunk_size=exports.EXPORT_CHUNK_SIZE))
 
 
 def _moment(name: str, value: str):

@@ -1,8 +1,9 @@
 """Exports as files: rows streamed as CSV or JSON Lines, never built whole in memory.
 
 One writer serves every export (the audit log's, the content library's on the dashboard and on
-``GET /api/v1/outputs/``): the rows come from a generator that reads the database in bounded chunks
-(``QuerySet.iterator(chunk_size=...)``), and each row is written and sent as it comes.
+``GET /api/v1/outputs/``), streamed in the request or written to a file by an export job in the background
+(``exports.services``, ``POST /api/v1/exports/``): the rows come from a generator that reads the database in
+bounded chunks (``QuerySet.iterator(chunk_size=...)``), and each row is written and sent as it comes.
 
 A CSV file is opened in a spreadsheet as often as it is imported: a cell that starts with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return is read there as a formula (``=HYPERLINK(...)`` in a generated
@@ -68,10 +69,16 @@ def jsonl_lines(rows: Iterable[dict]) -> Iterator[str]:
         yield json.dumps(row, ensure_ascii=False, default=str) + "\n"
 
 
+def export_lines(rows: Iterable[dict], export: str, *, fields: Sequence[str], json_fields: Iterable[str] = ()
+                 ) -> Iterator[str]:
+    """``rows`` as the lines of a file in ``export`` (one of ``EXPORT_FORMATS``), as each row comes."""
+    return jsonl_lines(rows) if export == "jsonl" else csv_lines(rows, fields, json_fields=json_fields)
+
+
 def streamed_export(rows: Iterable[dict], export: str, *, fields: Sequence[str], filename: str,
                     json_fields: Iterable[str] = ()) -> StreamingHttpResponse:
     """``rows`` as a download in ``export`` (one of ``EXPORT_FORMATS``) named ``filename`` (without its extension)."""
-    body = jsonl_lines(rows) if export == "jsonl" else csv_lines(rows, fields, json_fields=json_fields)
+    body = export_lines(rows, export, fields=fields, json_fields=json_fields)
     response = StreamingHttpResponse(body, content_type=EXPORT_MEDIA_TYPES[export])
     response["Content-Disposition"] = f'attachment; filename="{filename}.{export}"'
     response["X-Content-Type-Options"] = "nosniff"
