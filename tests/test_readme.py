@@ -114,7 +114,8 @@ def _matrix() -> dict[tuple[str, str], tuple[str, ...]]:
     """Who may call what, as ``tests/api/test_permissions_matrix.py`` checks it by calling every endpoint."""
     from tests.api.test_permissions_matrix import MATRIX
 
-    return {(method, path.replace("{pk}", "{id}")): tuple(sorted(scope.split())) if scope else ()
+    # "a b" (both) and "a|b" (either) alike: the README's cell names them with "and" / "or"
+    return {(method, path.replace("{pk}", "{id}")): tuple(sorted(re.split(r"[\s|]+", scope))) if scope else ()
             for (method, path), (scope, _) in MATRIX.items()}
 
 

@@ -14,12 +14,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
+from atelier_frontend.export_views import background_exports
 from atelier_frontend.projects import needs
 from atelier_frontend.rendering import render_value
 from atelier_frontend.views import _labels_of, _summary, page
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.exports import EXPORT_FORMATS
+from atelier_platform.exports.models import ExportKind
 from atelier_platform.jobs import library
 from atelier_platform.moderation.screening import IMAGE_TYPES
 
@@ -128,4 +130,5 @@ def library_page(request, here):
         "query": urlencode(kept), "errors": errors,
         "plugins": sorted({p.manifest.id for p in get_registry().available()} | ({typed["plugin"]} - {""})),
         "page_number": page_number, "has_next": has_next,
+        **background_exports(request, here.project, ExportKind.LIBRARY),
     }, status=400 if errors else 200)

@@ -30,6 +30,7 @@ from atelier_platform.accounts.services import (
     with_maker_membership,
 )
 from atelier_platform.config import get_config
+from atelier_platform.exports.models import ExportKind
 from atelier_platform.moderation import audit, policies
 from atelier_platform.moderation.models import (LEASE_SECONDS, RETENTION_DAYS, AllowlistEntry, AuditEvent, BlocklistEntry,
                                                 ReviewMode)
@@ -39,6 +40,7 @@ from atelier_platform.webhooks.events import SUBSCRIBABLE_EVENTS
 from atelier_platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from atelier_frontend.actors import action_words, actor_names, change_words
+from atelier_frontend.export_views import background_exports
 from atelier_frontend.invitation_views import invitation_link, invitation_mail
 from atelier_frontend.labels import UNPINNED_MODEL, category_label
 from atelier_frontend.settings_refusals import category_of, coded_words, in_page_words, scope_words, webhook_words
@@ -248,6 +250,7 @@ def project_settings(request, here):
         "allowlist": AllowlistEntry.objects.filter(project=project).order_by("kind", "normalised")[:1000],
         "allow_kinds": ALLOW_KINDS,
         **_audit(project, request.GET),
+        **background_exports(request, project, ExportKind.AUDIT, prefix="audit_"),
         **_plugins_and_evaluations(project, defaults_form),
         "reference_set_form": request.POST if refused == "reference_set_upload" else {},
         **_webhook_forms(project, WebhookEndpoint.objects.filter(project=project).order_by("created_at")[:50],
@@ -312,12 +315,10 @@ def _keys(project) -> list:
     return keys
 
 
-def _audit(project, query) -> dict:
-    """The audit log section: its latest events (or those before ``audit_before``, the page of older ones) narrowed
-    by the filters asked for, each saying who in names and what in words (the exports keep the ids and codes); the
-    actions and actors to filter by; the link to the older events; the export's query."""
-    from urllib.parse import urlencode
-
+def audit_filters(query) -> tuple[dict[str, str], dict, list[str], dict[str, str]]:
+    """The audit log's filters on the settings page: as typed (``AUDIT_FILTERS``' names; a day that is no date left
+    out), as the moments they mean, what is wrong with them, and as the API's query names them (the export links'
+    and the background export's filters)."""
     filters = {name: query.get(name, "").strip().replace("\x00", "")[:100] for name in AUDIT_FILTERS}
     errors, moments = [], {}
     for name, api_name in (("audit_from", "created_after"), ("audit_to", "created_before")):
@@ -331,6 +332,18 @@ def _audit(project, query) -> dict:
             else:
                 # "to" a day includes it: the events before the next one
                 moments[api_name] = day + timedelta(days=1) if name == "audit_to" else day
+    api_filters = {AUDIT_FILTERS[name]: value for name, value in filters.items() if value and name not in ("audit_from", "audit_to")}
+    api_filters.update({name: moment.date().isoformat() for name, moment in moments.items()})
+    return filters, moments, errors, api_filters
+
+
+def _audit(project, query) -> dict:
+    """The audit log section: its latest events (or those before ``audit_before``, the page of older ones) narrowed
+    by the filters asked for, each saying who in names and what in words (the exports keep the ids and codes); the
+    actions and actors to filter by; the link to the older events; the export's query."""
+    from urllib.parse import urlencode
+
+    filters, moments, errors, api_filters = audit_filters(query)
     events = audit.search(project, action=filters["audit_action"], actor=filters["audit_actor"],
                           object_id=filters["audit_object"], **moments)
     before = whole_number(query.get("audit_before", ""))
@@ -348,8 +361,6 @@ def _audit(project, query) -> dict:
     rows = [{"event": event, "who": names.get(event.actor, event.actor), "what": action_words(event.action),
              "details": change_words(event.before, event.after), "job": jobs.get((event.object_type, event.object_id))}
             for event in shown]
-    api_filters = {AUDIT_FILTERS[name]: value for name, value in filters.items() if value and name not in ("audit_from", "audit_to")}
-    api_filters.update({name: moment.date().isoformat() for name, moment in moments.items()})
     kept = {name: value for name, value in filters.items() if value}
     return {
         "audit": rows, "audit_filters": filters, "audit_filtered": bool(kept), "audit_errors": errors,

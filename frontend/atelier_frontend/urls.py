@@ -2,7 +2,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.i18n import set_language
 
-from atelier_frontend import evaluation_views, invitation_views, library_views, settings_views, views, workers_views
+from atelier_frontend import (evaluation_views, export_views, invitation_views, library_views, settings_views, views,
+                              workers_views)
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,6 +18,8 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", views.job_detail, name="job"),
     path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("library/", library_views.library_page, name="library"),
+    path("exports/", export_views.exports_part, name="exports"),
+    path("exports/start/", export_views.export_start, name="export-start"),
     path("jobs/<uuid:job_id>/erase/", views.job_erase, name="job-erase"),
     path("chat/", views.chat, name="chat"),
     path("chat/<uuid:conversation_id>/", views.chat, name="chat-thread"),

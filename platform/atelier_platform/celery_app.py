@@ -44,6 +44,10 @@ RETENTION_INTERVAL_S = 3600
 #: platform worker's time: the sweeper's and the watches' ticks, which expire unless run soon, get the rest.
 RETENTION_FOLLOW_UP_MIN_S = 10
 START_EVALUATION_WATCHES_TASK = "atelier.start_evaluation_watches"
+RUN_EXPORT_TASK = "atelier.run_export"
+DELETE_EXPIRED_EXPORTS_TASK = "atelier.delete_expired_exports"
+#: How often beat has the files of expired exports deleted: a file outlives its ATELIER_EXPORTS_KEPT_HOURS by at most this.
+EXPORTS_CLEANUP_INTERVAL_S = 600
 #: how often beat looks for due evaluation watches (``evaluation.watch``; their interval is whole hours)
 EVALUATION_WATCH_TICK_S = 60.0
 
@@ -111,7 +115,7 @@ def create_app() -> Celery:
     config = get_config()
     app = Celery("atelier", include=["atelier_platform.jobs.tasks", "atelier_workers.tasks", "atelier_workers.knowledge_tasks",
                                     "atelier_workers.evaluation_tasks", "atelier_platform.webhooks.tasks",
-                                    "atelier_platform.evaluation.tasks"])
+                                    "atelier_platform.evaluation.tasks", "atelier_platform.exports.tasks"])
     app.conf.update(
         broker_url=config.resolved_broker_url,
         broker_transport_options=_broker_options(config),
@@ -143,6 +147,8 @@ def create_app() -> Celery:
             SWEEP_WEBHOOKS_TASK: {"queue": QUEUE_PLATFORM},
             ERASE_EXPIRED_CONTENT_TASK: {"queue": QUEUE_PLATFORM},
             START_EVALUATION_WATCHES_TASK: {"queue": QUEUE_PLATFORM},
+            RUN_EXPORT_TASK: {"queue": QUEUE_PLATFORM},
+            DELETE_EXPIRED_EXPORTS_TASK: {"queue": QUEUE_PLATFORM},
         },
         task_default_exchange=QUEUE_PLATFORM,
         task_default_routing_key=QUEUE_PLATFORM,
@@ -183,6 +189,12 @@ def create_app() -> Celery:
                 "task": START_EVALUATION_WATCHES_TASK,
                 "schedule": EVALUATION_WATCH_TICK_S,
                 "options": {"queue": QUEUE_PLATFORM, "expires": EVALUATION_WATCH_TICK_S * 2},
+            },
+            # deletes the files of exports past their expires_at (exports.services.delete_expired)
+            "delete-expired-exports": {
+                "task": DELETE_EXPIRED_EXPORTS_TASK,
+                "schedule": EXPORTS_CLEANUP_INTERVAL_S,
+                "options": {"queue": QUEUE_PLATFORM, "expires": EXPORTS_CLEANUP_INTERVAL_S},
             },
         },
     )

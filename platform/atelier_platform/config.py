@@ -123,6 +123,13 @@ class AtelierConfig(BaseSettings):
                     "the broker's visibility timeout, past which Redis would deliver a running run a second time",
     )
 
+    # --- exports in the background ------------------------------------------------------------
+    exports_kept_hours: int = Field(
+        default=72, ge=1, le=8760,
+        description="hours an export's file (POST /api/v1/exports/) can be downloaded after it was written; then it "
+        "is deleted",
+    )
+
     # --- webhooks --------------------------------------------------------------------------
     public_url: str = Field(default="", description="the platform's address as clients reach it; links in webhook payloads start with it")
     webhooks_allow_private_targets: bool = Field(

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "atelier_platform.fleet",
     "atelier_platform.usage",
     "atelier_platform.evaluation",
+    "atelier_platform.exports",
     "atelier_platform.api",
     "atelier_frontend",
     "atelier_workers",
@@ -251,6 +252,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"MemberRoleEnum": "atelier_platform.accounts.roles.Role",
                             "InvitationStateEnum": "atelier_platform.accounts.invitations.STATES",
                             "StatusEnum": "atelier_platform.jobs.models.JobStatus",
+                            "ExportKindEnum": "atelier_platform.exports.models.ExportKind",
+                            "ExportFormatEnum": "atelier_platform.exports.models.ExportFormat",
+                            "ExportStatusEnum": "atelier_platform.exports.models.ExportStatus",
                             # the one-value sets of OpenAI's shapes (a list's object, a message's type and role)
                             "ListObjectEnum": ["list"], "ResponseObjectEnum": ["response"], "MessageTypeEnum": ["message"], "AssistantRoleEnum": ["assistant"]},
     # Every /api/v1/ operation documents the error envelope of the statuses it can answer.

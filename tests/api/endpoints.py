@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import re
 import uuid
+from datetime import timedelta
 
 from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -20,6 +21,7 @@ from atelier_platform.accounts.models import Membership
 from atelier_platform.accounts.services import issue_api_key
 from atelier_platform.conversations.models import Conversation, ConversationMessage
 from atelier_platform.evaluation.models import EvaluationRun, EvaluationSchedule, ReferenceImage, ReferenceSet
+from atelier_platform.exports.models import Export
 from atelier_platform.jobs.models import Job
 from atelier_platform.knowledge.models import KnowledgeChunk, KnowledgeDocument
 from atelier_platform.moderation.models import ReviewItem
@@ -72,6 +74,7 @@ def api_endpoints() -> set[tuple[str, str]]:
 
 def make_objects(project) -> dict:
     """One of every kind of object an API path names by id, in ``project``."""
+    export = _an_export(project)  # before the key made below
     job = build_job(project)
     output = build_output(job, image=True)
     review_job = build_job(project)
@@ -118,7 +121,21 @@ def make_objects(project) -> dict:
         "reference_set": reference_set, "run": run, "scored_run": scored_runs[0], "baseline_run": scored_runs[1],
         "member": member, "invitation": invitation,
         "reference_image": reference_image, "schedule": schedule,
+        "export": export,
     }
+
+
+def _an_export(project) -> Export:
+    """An export asked for by the project's newest API key (the isolation test's control finds it with that key),
+    or by a member no caller is: every caller but its requester is told it does not exist."""
+    from atelier_platform.accounts.models import ApiKey
+
+    newest = ApiKey.objects.filter(project=project).order_by("-created_at", "-pk").first()
+    export = Export(project=project, kind="library", format="csv", requested_by_key=newest,
+                    requested_by_user=None if newest else UserFactory(), status="succeeded", rows_done=1,
+                    finished_at=timezone.now(), expires_at=timezone.now() + timedelta(hours=1))
+    export.file.save(f"export-{next(_n)}.csv", ContentFile(b"output_id\n1\n"), save=True)  # downloaded as it is
+    return export
 
 
 # Which object each path's ids name. A path with an id and no entry here fails the tests.
@@ -155,6 +172,9 @@ PATH_IDS = {
     "/api/v1/evaluation/runs/{pk}/cancel/": lambda o: {"pk": o["run"].pk},
     "/api/v1/evaluation/runs/{pk}/compare/": lambda o: {"pk": o["scored_run"].pk},
     "/api/v1/evaluation/schedules/{pk}/": lambda o: {"pk": o["schedule"].pk},
+    "/api/v1/exports/{pk}/": lambda o: {"pk": o["export"].pk},
+    "/api/v1/exports/{pk}/download/": lambda o: {"pk": o["export"].pk},
+    "/api/v1/exports/{pk}/cancel/": lambda o: {"pk": o["export"].pk},
     "/v1/models/{model_id}": lambda o: {"model_id": "chatbot"},
     "/v1/responses/{response_id}": lambda o: {"response_id": f"resp_{o['chat_job'].pk.hex}"},
     "/v1/responses/{response_id}/input_items": lambda o: {"response_id": f"resp_{o['chat_job'].pk.hex}"},

@@ -65,6 +65,17 @@ def add_message(project, context):
                                        content=f"turn {next(_n)}")
 
 
+def add_export(project, context):
+    from atelier_platform.accounts.models import ApiKey
+    from atelier_platform.accounts.services import issue_api_key
+    from atelier_platform.exports.models import Export
+
+    # the caller's own (the owner key's, the only key of the project): a caller lists the exports it asked for
+    if "key" not in context:
+        context["key"] = ApiKey.objects.filter(project=project).first() or issue_api_key(project).api_key
+    Export.objects.create(project=project, kind="library", format="csv", requested_by_key=context["key"])
+
+
 LISTS = {
     "jobs": ("/api/v1/jobs/", add_job),
     "outputs": ("/api/v1/outputs/", add_output),
@@ -75,6 +86,7 @@ LISTS = {
     "webhooks": ("/api/v1/webhooks/", add_webhook),
     "deliveries": ("/api/v1/webhooks/{endpoint}/deliveries/", add_delivery),
     "messages": ("/api/v1/conversations/{conversation}/messages/", add_message),
+    "exports": ("/api/v1/exports/", add_export),
 }
 
 

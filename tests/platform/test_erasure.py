@@ -249,7 +249,9 @@ def test_as_many_queries_for_fifty_jobs_as_for_two(project):
         counts.append(len(queries))
         assert done.jobs == size and done.files == 2 * size and done.audit_events_redacted == size
     assert rows_holding(MARKER) == []
-    assert counts[0] == counts[1] <= 22, counts  # about 19 for the erasure, 3 after it for the job.erased announcement
+    # about 20 for the erasure (the project's exports in the background among them, which it may take back), 3 after
+    # it for the job.erased announcement
+    assert counts[0] == counts[1] <= 23, counts
 
 
 def test_a_running_job_is_refused_and_its_result_is_erased_once_stored(project, django_capture_on_commit_callbacks):

@@ -267,7 +267,7 @@ def test_the_openapi_schema_describes_the_webhook_endpoints(owner_api):
     # what an endpoint may subscribe to, every event a generated client may name
     assert schema["components"]["schemas"]["EventTypesEnum"]["enum"] == [
         "job.succeeded", "job.failed", "job.cancelled", "job.erased", "output.flagged", "output.review_changed",
-        "evaluation_run.finished", "evaluation_watch.regressed", "evaluation_watch.failed_to_start"]
+        "evaluation_run.finished", "evaluation_watch.regressed", "evaluation_watch.failed_to_start", "export.finished"]
     assert set(paths[HOOKS + "{id}/"]) >= {"get", "patch", "delete"}
     assert "post" in paths[HOOKS + "{id}/test/"] and "post" in paths[HOOKS + "{id}/rotate-secret/"]
     deliveries = paths[HOOKS + "{endpoint_id}/deliveries/"]["get"]

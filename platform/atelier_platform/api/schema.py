@@ -45,6 +45,8 @@ ERROR_DESCRIPTIONS = {
     404: "No such object in the caller's project (another project's ids are not found either).",
     409: "Conflict with the object's state, or idempotency_in_flight: the first request with this Idempotency-Key "
          "is still running (retry after Retry-After).",
+    410: "Gone: export_expired (an export's file was kept until its expires_at), export_withdrawn (an erasure took "
+         "back an export that held content erased since). Ask for a new export.",
     413: "The body is larger than ATELIER_MAX_REQUEST_BYTES.",
     422: "idempotency_key_reused (the key came with another body), or input_blocked by the safety policy.",
     429: "rate_limited (requests per minute per key) or quota_exceeded (details: quota, limit, used, resets_at); "

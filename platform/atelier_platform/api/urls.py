@@ -53,6 +53,7 @@ urlpatterns = [
     path("safety/allowlist/remove/", AllowlistRemovalView.as_view(), name="safety-allowlist-remove"),
     path("", include("atelier_platform.webhooks.urls")),
     path("", include("atelier_platform.evaluation.urls")),
+    path("", include("atelier_platform.exports.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # the page and its script apart (?script): the Content-Security-Policy runs no inline script
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),

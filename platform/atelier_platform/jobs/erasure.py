@@ -19,7 +19,10 @@ What goes, wherever a copy of it lies:
   output;
 - the error message of its ``job.failed`` webhook deliveries (no other payload carries content, by design), and
   what their receiver answered (an echo of the payload is a copy);
-- the content its audit events recorded (a review's before and after, its comment): redacted, never deleted.
+- the content its audit events recorded (a review's before and after, its comment): redacted, never deleted;
+- the exports in the background whose rows could hold it (``exports.services.withdraw_for_erasure``): a finished
+  one's file is deleted and its download answers 410 ``export_withdrawn``; a running one starts again from scratch
+  once the erasure commits, and so holds none of it.
 
 What stays, and why: the job row with its plugin, status, timings, attempts, who submitted it and when, because
 the quotas and the usage reports count job rows and their run times, and an erasure must not give a project its
@@ -110,6 +113,10 @@ class Erasure:
     audit_events_redacted: int = 0
     webhook_deliveries_redacted: int = 0
     idempotency_records_removed: int = 0
+    #: exports in the background that could hold the erased content: running ones started again, finished ones'
+    #: files taken back (``exports.services.withdraw_for_erasure``)
+    exports_restarted: int = 0
+    exports_withdrawn: int = 0
 
     @property
     def jobs(self) -> int:
@@ -247,6 +254,7 @@ def erase_jobs(project, jobs: Iterable, actor: str, *, with_regenerations: bool 
     ``job_erased`` audit event beside the counts (the retention's policy). Erasing twice is harmless: the second
     finds them erased and does nothing."""
     from atelier_platform.conversations.models import ConversationMessage
+    from atelier_platform.exports.services import withdraw_for_erasure
     from atelier_platform.moderation import audit
     from atelier_platform.moderation.models import ReviewDecision, ReviewItem, ReviewItemState
     from atelier_platform.usage.models import IdempotencyRecord
@@ -268,6 +276,10 @@ def erase_jobs(project, jobs: Iterable, actor: str, *, with_regenerations: bool 
 
         outputs = {pk: (job_id, content, safety) for pk, job_id, content, safety in
                    Output.objects.filter(job_id__in=done.erased).values_list("pk", "job_id", "content", "safety")}
+        # before anything changes (an export's filters may search the content going now): an export written before
+        # this erasure holds that content; its file is taken back, or, while it runs, it starts again without it
+        done.exports_restarted, done.exports_withdrawn = withdraw_for_erasure(project, job_ids=done.erased,
+                                                                              output_ids=list(outputs))
         _update_each(Output, {pk: {"content": token_counts_only(content), "safety": without_excerpts(safety)}
                               for pk, (_, content, safety) in outputs.items()}, ["content", "safety"],
                      search_text="")  # the library's search matched the content's words

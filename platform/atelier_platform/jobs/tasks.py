@@ -5,6 +5,7 @@ from atelier_platform.celery_app import (ERASE_EXPIRED_CONTENT_TASK, RETENTION_F
                                          SWEEP_JOBS_TASK)
 from atelier_platform.config import get_config
 from atelier_platform.evaluation.services import sweep_runs
+from atelier_platform.exports import services as export_services
 from atelier_platform.fleet.services import forget_old_workers
 from atelier_platform.jobs import erasure, lifecycle, waiting
 from atelier_platform.knowledge.services import resend_overdue_indexing
@@ -18,6 +19,7 @@ def sweep_jobs(task) -> dict[str, int]:
     counts["forgotten_notices"] = waiting.forget_old_notices()
     counts["republished_documents"] = resend_overdue_indexing()
     counts["finished_evaluations"] = sweep_runs()  # runs whose last job's finish notice was missed
+    counts["resent_exports"] = export_services.sweep()  # exports whose message was lost or whose worker died
     config = get_config()
     if config.uses_embedded_broker:  # messages taken by worker processes that ended before acking them
         counts["redelivered_messages"] = fs_broker.requeue_orphaned_in(config.broker_folder)

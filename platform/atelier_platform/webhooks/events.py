@@ -32,6 +32,7 @@ class EventType(models.TextChoices):
                                                                 "allows against the watch's previous run, or failed")
     EVALUATION_WATCH_FAILED_TO_START = "evaluation_watch.failed_to_start", (
         "A due watch started no run (the service refused it, or an error stopped it): once until a run starts")
+    EXPORT_FINISHED = "export.finished", "An export in the background ended (succeeded, failed or cancelled)"
     WEBHOOK_TEST = "webhook.test", "A test ping asked for through the API"
 
 
@@ -220,4 +221,25 @@ def evaluation_run_summary(run: EvaluationRun) -> dict[str, Any]:
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "url": api_url(f"/api/v1/evaluation/runs/{run.pk}/"),
+    }
+
+
+def export_finished_data(export) -> dict[str, Any]:
+    """An export in the background that ended: its id, kind, format, status, rows and size, and where to download it
+    (``download_url``, null unless it succeeded) with the key that asked for it; never a row of it, nor its filters
+    (a search's words may name a person)."""
+    from atelier_platform.exports.services import is_downloadable
+
+    return {
+        "project": export.project.slug,
+        "export": {
+            "id": str(export.pk), "kind": export.kind, "format": export.format, "status": export.status,
+            "rows": export.rows_done, "size": export.size,
+            "error": {"code": export.error_code, "message": export.error_message} if export.error_code else None,
+            "created_at": export.created_at.isoformat(),
+            "finished_at": export.finished_at.isoformat() if export.finished_at else None,
+            "expires_at": export.expires_at.isoformat() if export.expires_at else None,
+            "url": api_url(f"/api/v1/exports/{export.pk}/"),
+            "download_url": api_url(f"/api/v1/exports/{export.pk}/download/") if is_downloadable(export) else None,
+        },
     }

@@ -15,6 +15,7 @@ from typing import Callable
 from django.dispatch import receiver
 
 from atelier_platform.evaluation.signals import evaluation_run_finished, evaluation_watch_failed_to_start
+from atelier_platform.exports.signals import export_finished
 from atelier_platform.jobs.signals import job_cancelled, job_failed, jobs_cancelled, jobs_erased, jobs_succeeded
 from atelier_platform.moderation.review import output_flagged, output_review_changed
 from atelier_platform.webhooks import events, services
@@ -157,3 +158,18 @@ def on_evaluation_watch_failed_to_start(sender, schedule_id, code, message, fail
                           event_key=f"{schedule_id}:{failed_at.isoformat()}")
 
     _safely(EventType.EVALUATION_WATCH_FAILED_TO_START, emit)
+
+
+@receiver(export_finished, dispatch_uid="webhooks.export_finished")
+def on_export_finished(sender, export_id, **kwargs):
+    """An export's end, keyed by the export: one delivery per endpoint, however often it is sent. Read afresh, after
+    the commit: the export as it ended."""
+    from atelier_platform.exports.models import Export
+
+    def emit():
+        export = Export.objects.filter(pk=export_id).select_related("project").first()
+        if export is not None:  # else deleted meanwhile, with its project
+            services.emit(export.project, EventType.EXPORT_FINISHED, events.export_finished_data(export),
+                          event_key=str(export.pk))
+
+    _safely(EventType.EXPORT_FINISHED, emit)

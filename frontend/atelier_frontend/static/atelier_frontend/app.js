@@ -116,6 +116,8 @@ const Atelier = (() => {
             if (response.ok) part.innerHTML = await response.text();
             // what the part followed has finished (an evaluation run): the whole page shows its results now
             if (part.querySelector("[data-reload]")) { window.location.reload(); return; }
+            // nothing left going in it (exports in the background): the part shows its last state, asked for no more
+            if (part.querySelector("[data-settled]")) return;
           } catch (e) { /* offline for a moment: the next tick tries again */ }
         }
         setTimeout(tick, every);

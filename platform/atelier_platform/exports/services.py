@@ -1,0 +1,402 @@
+"""Exports in the background: asked for (``request_export``), written by a task on the platform queue
+(``run_export``), downloaded while kept (``file_to_download``), cancelled, swept, cleaned up and, after an erasure,
+withdrawn.
+
+The streaming exports (``GET /api/v1/outputs/?export=``, ``/api/v1/audit/?export=``, the dashboard's links) hold a
+request and a database connection for as long as the rows take, about a millisecond each: fine for thousands, past
+any proxy's timeout for a million. An export job writes the same rows with the same writer (``exports.export_lines``,
+the CSV's formula guard and all) into a temporary file, reporting its progress every ``PROGRESS_EVERY_ROWS`` rows,
+then stores the file in media storage, as generated files are, for ``ATELIER_EXPORTS_KEPT_HOURS``.
+
+The row is the truth. A run claims it (queued, or running but silent past ``EXPORT_STALE_AFTER``: its worker died)
+and counts its ``attempt`` up; it writes progress, and finally its file, only while the row is running under its
+attempt, so a second delivery of the message does nothing, a cancel or an erasure stops it at its next progress, and
+a run whose worker died is started again from scratch by the sweeper or by the broker's redelivery.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from datetime import timedelta
+
+from django.core.files import File
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from atelier_platform import exports
+from atelier_platform.config import get_config
+from atelier_platform.exports import kinds
+from atelier_platform.exports.models import (FINISHED_EXPORT_STATUSES, Export, ExportFormat, ExportKind, ExportOrigin,
+                                            ExportStatus)
+from atelier_platform.exports.signals import export_finished
+from atelier_platform.jobs.errors import JobServiceError
+from atelier_platform.stored_files import remove_after_commit
+
+logger = logging.getLogger("atelier.exports")
+
+#: How often a run writes its progress (and proves itself alive): every this many rows, a chunk of the database's.
+PROGRESS_EVERY_ROWS = exports.EXPORT_CHUNK_SIZE
+#: A running export silent this long lost its worker. Generous: before its first row a run waits for the database
+#: to count and to start its query, which writes no progress (a search of millions of outputs may take minutes).
+EXPORT_STALE_AFTER = timedelta(minutes=15)
+#: Runs an export may lose to dying workers before it fails instead of starting again (one that kills its worker,
+#: such as one too large for its memory, would otherwise start for ever).
+MAX_LOST_RUNS = 2
+#: Unfinished exports a project may have at once: each holds a worker of the platform queue, which also sweeps and
+#: delivers webhooks, for as long as its rows take.
+EXPORTS_AT_ONCE = 3
+#: How long the row of a finished export stays (listed, its file long gone) before the cleanup deletes it.
+FINISHED_EXPORTS_KEPT = timedelta(days=30)
+#: Rows the cleanup deletes or empties per run at most (the next run takes the rest).
+CLEANUP_BATCH = 500
+
+
+class ExportError(JobServiceError):
+    code = "export_error"
+
+
+class ExportsBusy(ExportError):
+    status_code = 409
+    code = "exports_busy"
+
+
+class ExportNotReady(ExportError):
+    status_code = 409
+    code = "export_not_ready"
+
+
+class ExportFinished(ExportError):
+    status_code = 409
+    code = "export_finished"
+
+
+class ExportExpired(ExportError):
+    status_code = 410
+    code = "export_expired"
+
+
+class ExportWithdrawn(ExportError):
+    status_code = 410
+    code = "export_withdrawn"
+
+
+class ExportFileMissing(ExportError):
+    status_code = 404
+    code = "not_found"
+
+
+class ExportStopped(Exception):
+    """The run no longer holds its export: cancelled, started again after an erasure, or taken over."""
+
+
+def _storage():
+    return Export._meta.get_field("file").storage
+
+
+def stored_name(export: Export, *, attempt: int) -> str:
+    """Where run ``attempt`` of ``export`` stores its file: one name per run, so that a run taken over never removes
+    the file of the run that took it over."""
+    return f"exports/{export.project_id}/{export.pk}/{attempt}.{export.format}"
+
+
+def _remove_quietly(name: str, what: str) -> None:
+    try:
+        _storage().delete(name)
+    except Exception:
+        logger.warning("could not remove %s, %s", name, what, exc_info=True)
+
+
+def requester_of(*, user=None, api_key=None) -> str:
+    """Who asked, as the audit log names actors: ``key:ab12cd34ef56`` or ``user:12``."""
+    return f"key:{api_key.prefix}" if api_key is not None else f"user:{user.pk}" if user is not None else ""
+
+
+def visible_to(project, *, user=None, api_key=None) -> QuerySet:
+    """The exports of ``project`` its caller sees: those they asked for (an API key its own, a member theirs)."""
+    mine = Q(requested_by_key=api_key) if api_key is not None else Q(requested_by_key=None, requested_by_user=user)
+    if api_key is None and user is None:
+        return Export.objects.none()
+    return Export.objects.filter(mine, project=project)
+
+
+def _publish(export_id) -> bool:
+    from atelier_platform.celery_app import QUEUE_PLATFORM, RUN_EXPORT_TASK, app, publish_or_leave_to_sweeper
+
+    return publish_or_leave_to_sweeper(app, RUN_EXPORT_TASK, [str(export_id)], queue=QUEUE_PLATFORM,
+                                       what=f"export {export_id}")
+
+
+def _announce_on_commit(export_id) -> None:
+    transaction.on_commit(functools.partial(export_finished.send, sender=Export, export_id=export_id), robust=True)
+
+
+def request_export(project, *, kind: str, format: str, filters=None, user=None, api_key=None, site: str = "",
+                   requested_from: str = ExportOrigin.API, with_approvers: bool = False) -> Export:
+    """Ask for an export of ``kind`` in ``format`` with ``filters`` (checked as its streaming export checks them:
+    ``kinds.checked_filters``), queued for the platform queue once this commits. 409 ``exports_busy`` while the
+    project has ``EXPORTS_AT_ONCE`` unfinished."""
+    from atelier_platform.accounts.models import Project
+
+    wrong = {}
+    if kind not in ExportKind.values:
+        wrong["kind"] = [f"One of {', '.join(ExportKind.values)}."]
+    if format not in ExportFormat.values:
+        wrong["format"] = [f"One of {', '.join(ExportFormat.values)}."]
+    if wrong:
+        raise kinds.ExportFiltersInvalid("The request has invalid or missing fields.", details=wrong)
+    checked = kinds.checked_filters(kind, project, filters)
+    with transaction.atomic():
+        # the project's row, as job submissions lock it for their quota: two requests at once count each other
+        Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
+        going = Export.objects.filter(project=project).exclude(status__in=FINISHED_EXPORT_STATUSES).count()
+        if going >= EXPORTS_AT_ONCE:
+            raise ExportsBusy(f"The project has {going} exports going at once, the most it may (each holds a worker "
+                              f"while it runs); ask again once one has finished, or cancel one "
+                              f"(POST /api/v1/exports/{{id}}/cancel/).", details={"limit": EXPORTS_AT_ONCE})
+        export = Export.objects.create(
+            project=project, kind=kind, format=format, filters=checked, with_approvers=with_approvers, site=site[:300],
+            requested_from=requested_from, requested_by_user=user if api_key is None else None, requested_by_key=api_key,
+            requested_by=requester_of(user=user, api_key=api_key), enqueued_at=timezone.now())
+        transaction.on_commit(functools.partial(_publish, export.pk), robust=True)
+    return export
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+def _claim(export_id) -> tuple[Export | None, str]:
+    """The export for this run, counted one attempt up, or None and why: it is no longer queued (finished,
+    cancelled, or running in a live run: a message delivered twice), or it lost too many runs."""
+    now = timezone.now()
+    with transaction.atomic():
+        export = Export.objects.select_for_update().filter(pk=export_id).first()
+        if export is None:
+            return None, "skipped"
+        crashed = export.status == ExportStatus.RUNNING and (
+            export.heartbeat_at is None or export.heartbeat_at <= now - EXPORT_STALE_AFTER)
+        if export.status != ExportStatus.QUEUED and not crashed:
+            return None, "skipped"
+        previous = export.attempt
+        if crashed:
+            export.lost_runs += 1
+            logger.warning("export %s: run %d went silent (its worker died); %s", export.pk, previous,
+                           "failing it" if export.lost_runs > MAX_LOST_RUNS else "starting it again")
+            transaction.on_commit(functools.partial(_remove_quietly, stored_name(export, attempt=previous),
+                                                    "the file of a run whose worker died"), robust=True)
+            if export.lost_runs > MAX_LOST_RUNS:
+                export.status, export.finished_at = ExportStatus.FAILED, now
+                export.error_code = "export_lost"
+                export.error_message = (f"The export's worker stopped without finishing {export.lost_runs} times "
+                                        f"(out of memory, or restarted); ask for a smaller export (narrower filters).")
+                export.save(update_fields=["lost_runs", "status", "finished_at", "error_code", "error_message"])
+                _announce_on_commit(export.pk)
+                return None, "failed"
+        export.attempt += 1
+        export.status = ExportStatus.RUNNING
+        export.started_at = export.heartbeat_at = now
+        export.rows_done, export.rows_total = 0, None
+        export.save(update_fields=["attempt", "lost_runs", "status", "started_at", "heartbeat_at", "rows_done",
+                                   "rows_total"])
+    return export, ""
+
+
+def record_progress(export: Export, rows_done: int, *, rows_total: int | None = None) -> None:
+    """Write the run's progress (and its sign of life); ``ExportStopped`` when the run no longer holds the export."""
+    fields = {"rows_done": rows_done, "heartbeat_at": timezone.now()}
+    if rows_total is not None:
+        fields["rows_total"] = rows_total
+    if not Export.objects.filter(pk=export.pk, status=ExportStatus.RUNNING, attempt=export.attempt).update(**fields):
+        raise ExportStopped
+
+
+def _fail(export: Export, code: str, message: str) -> None:
+    with transaction.atomic():
+        if Export.objects.filter(pk=export.pk, status=ExportStatus.RUNNING, attempt=export.attempt).update(
+                status=ExportStatus.FAILED, error_code=code, error_message=message, finished_at=timezone.now()):
+            _announce_on_commit(export.pk)
+
+
+def _write(export: Export) -> str:
+    source = kinds.source(export)
+    record_progress(export, 0, rows_total=source.count())
+    rows = 0
+    header = export.format == ExportFormat.CSV  # a CSV's first line names the columns
+    with tempfile.TemporaryFile() as spool:
+        for line in exports.export_lines(source.rows(), export.format, fields=source.fields,
+                                         json_fields=source.json_fields):
+            spool.write(line.encode("utf-8"))
+            if header:
+                header = False
+                continue
+            rows += 1
+            if rows % PROGRESS_EVERY_ROWS == 0:
+                record_progress(export, rows)
+        size = spool.tell()
+        spool.seek(0)
+        # stored before the row says so, outside any transaction (a large file takes a while to reach its store):
+        # a run that no longer holds the export once it is stored removes it again
+        saved = _storage().save(stored_name(export, attempt=export.attempt), File(spool))
+    try:
+        kept = timedelta(hours=get_config().exports_kept_hours)
+        now = timezone.now()
+        with transaction.atomic():
+            finished = Export.objects.filter(pk=export.pk, status=ExportStatus.RUNNING, attempt=export.attempt).update(
+                status=ExportStatus.SUCCEEDED, file=saved, size=size, rows_done=rows, rows_total=rows, finished_at=now,
+                heartbeat_at=now, expires_at=now + kept, error_code="", error_message="")
+            if finished:
+                _announce_on_commit(export.pk)
+    except BaseException:
+        _remove_quietly(saved, f"the file of export {export.pk}, whose end could not be stored")
+        raise
+    if not finished:
+        _remove_quietly(saved, f"the file of export {export.pk}, cancelled or started again meanwhile")
+        raise ExportStopped
+    return "succeeded"
+
+
+def run_export(export_id) -> str:
+    """The task's work: claim the export, write its file, store it. What happened: ``succeeded``, ``failed``,
+    ``stopped`` (cancelled or started again meanwhile) or ``skipped`` (nothing to do: a message delivered twice, an
+    export finished or cancelled). Idempotent: the row says what is left to do."""
+    export, outcome = _claim(export_id)
+    if export is None:
+        return outcome
+    try:
+        return _write(export)
+    except ExportStopped:
+        logger.info("export %s: run %d stopped (cancelled, or started again after an erasure)", export.pk,
+                    export.attempt)
+        return "stopped"
+    except kinds.ExportFiltersInvalid as refused:  # filters its list no longer takes (checked when it was asked for)
+        _fail(export, "invalid_filters", f"{refused.message} {refused.details}")
+        return "failed"
+    except Exception:
+        logger.exception("export %s: run %d failed", export.pk, export.attempt)
+        _fail(export, "export_failed", "The export stopped on an error (the worker's log, atelier.exports, says "
+                                       "which); ask for it again.")
+        return "failed"
+
+
+# --- what callers do with one --------------------------------------------------------------------------------------
+
+def cancel_export(export: Export) -> Export:
+    """Cancel a queued or running export: a running one stops at its next progress and stores nothing. A finished
+    one answers 409 ``export_finished``."""
+    with transaction.atomic():
+        export = Export.objects.select_for_update().get(pk=export.pk)
+        if export.is_finished:
+            raise ExportFinished(f"Export {export.pk} already finished ({export.status}); nothing to cancel.",
+                                 details={"status": export.status})
+        export.status, export.finished_at = ExportStatus.CANCELLED, timezone.now()
+        export.error_code, export.error_message = "cancelled", "Cancelled before it finished."
+        export.save(update_fields=["status", "finished_at", "error_code", "error_message"])
+        _announce_on_commit(export.pk)
+    return export
+
+
+def is_downloadable(export: Export, now=None) -> bool:
+    now = now or timezone.now()
+    return (export.status == ExportStatus.SUCCEEDED and export.withdrawn_at is None and bool(export.file.name)
+            and (export.expires_at is None or export.expires_at > now))
+
+
+def file_to_download(export: Export):
+    """The export's file, opened, for its download: 409 ``export_not_ready`` before it succeeded (``details.status``),
+    410 ``export_withdrawn`` after an erasure took it back, 410 ``export_expired`` past ``expires_at``."""
+    if export.withdrawn_at is not None:
+        raise ExportWithdrawn(f"This export held content erased on {export.withdrawn_at.isoformat()}, and its file "
+                              f"was deleted with it; ask for a new export.", details={"withdrawn_at": export.withdrawn_at})
+    if export.status != ExportStatus.SUCCEEDED:
+        going = export.status in (ExportStatus.QUEUED, ExportStatus.RUNNING)
+        raise ExportNotReady(f"Export {export.pk} is {export.status}: " + (
+            "download it once it has succeeded (GET /api/v1/exports/{id}/ says how far it is)." if going
+            else "it has no file; ask for a new export."), details={"status": export.status})
+    if not is_downloadable(export):
+        raise ExportExpired(f"This export's file was kept until {export.expires_at.isoformat()} and is deleted; ask "
+                            f"for a new export.", details={"expired_at": export.expires_at})
+    try:
+        return export.file.open("rb")
+    except FileNotFoundError:
+        raise ExportFileMissing("The export's file is missing from storage; ask for a new export.") from None
+
+
+def download_name(export: Export) -> str:
+    """The file's name, as its streaming export names it (``outputs-shop.csv``)."""
+    return f"{kinds.base_filename(export)}.{export.format}"
+
+
+# --- housekeeping ----------------------------------------------------------------------------------------------------
+
+def sweep(now=None) -> int:
+    """Send again the message of an export queued for longer than ``ATELIER_JOB_REQUEUE_AFTER_S`` (its message was
+    lost) and of one running but silent past ``EXPORT_STALE_AFTER`` (its worker died: the run's claim starts it
+    again from scratch). Each is sent once until it is overdue again. How many were sent."""
+    now = now or timezone.now()
+    overdue = now - timedelta(seconds=get_config().job_requeue_after_s)
+    stale = now - EXPORT_STALE_AFTER
+    due = (Q(status=ExportStatus.QUEUED, enqueued_at__lt=overdue)
+           | Q(status=ExportStatus.RUNNING, heartbeat_at__lt=stale, enqueued_at__lt=stale))
+    ids = list(Export.objects.filter(due).order_by("enqueued_at").values_list("pk", flat=True)[:CLEANUP_BATCH])
+    if ids:
+        Export.objects.filter(pk__in=ids).update(enqueued_at=now)
+    for export_id in ids:
+        _publish(export_id)
+    return len(ids)
+
+
+def delete_expired(now=None) -> int:
+    """The periodic cleanup: the files of exports past ``expires_at`` leave storage (their rows stay, so that
+    ``GET`` says they expired and the download answers 410), and the rows of exports finished more than
+    ``FINISHED_EXPORTS_KEPT`` ago go. How many files it deleted."""
+    now = now or timezone.now()
+    expired = list(Export.objects.filter(expires_at__lte=now).exclude(file="").values_list("pk", "file")
+                   [:CLEANUP_BATCH])
+    if expired:
+        Export.objects.filter(pk__in=[pk for pk, _ in expired]).update(file="")
+    for pk, name in expired:
+        _remove_quietly(name, f"the file of export {pk}, expired")
+    old = Export.objects.filter(finished_at__lt=now - FINISHED_EXPORTS_KEPT).values_list("pk", flat=True)[:CLEANUP_BATCH]
+    Export.objects.filter(pk__in=list(old)).delete()  # a file left goes with its row (receivers)
+    return len(expired)
+
+
+def withdraw_for_erasure(project, *, job_ids: list, output_ids: list) -> tuple[int, int]:
+    """Called by an erasure (``jobs.erasure.erase_jobs``) in its transaction, before it changes anything: each export
+    of ``project`` whose rows could hold these jobs' content (``kinds.might_hold``) either has its file taken back
+    (succeeded: deleted once the erasure commits; its download answers 410 ``export_withdrawn``) or, while it runs,
+    starts again from scratch once the erasure commits, and so without the erased content. Queued exports are locked
+    until the erasure commits: none starts reading content the erasure is about to remove. (restarted, withdrawn)."""
+    from atelier_platform.moderation.models import ReviewItem
+
+    live = list(Export.objects.select_for_update().filter(
+        project=project, withdrawn_at__isnull=True,
+        status__in=[ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.SUCCEEDED]).order_by("pk"))
+    candidates = [export for export in live if export.status == ExportStatus.RUNNING
+                  or (export.status == ExportStatus.SUCCEEDED and export.file.name)]
+    if not candidates:
+        return 0, 0
+    items = list(ReviewItem.objects.filter(output_id__in=output_ids).values_list("pk", flat=True)) \
+        if any(export.kind == ExportKind.AUDIT for export in candidates) else []
+    held = []
+    for export in candidates:
+        export.project = project
+        if kinds.might_hold(export, job_ids=job_ids, output_ids=output_ids, review_item_ids=items):
+            held.append(export)
+    now = timezone.now()
+    running = [export.pk for export in held if export.status == ExportStatus.RUNNING]
+    finished = [export for export in held if export.status == ExportStatus.SUCCEEDED]
+    if running:  # its run stops at its next progress (the row is no longer running under its attempt)
+        Export.objects.filter(pk__in=running).update(status=ExportStatus.QUEUED, rows_done=0, rows_total=None,
+                                                     heartbeat_at=None, enqueued_at=now)
+        for export_id in running:
+            transaction.on_commit(functools.partial(_publish, export_id), robust=True)
+    if finished:
+        Export.objects.filter(pk__in=[export.pk for export in finished]).update(withdrawn_at=now, file="")
+        for export in finished:
+            remove_after_commit(export.file, f"export {export.pk}, which held content erased since")
+    if held:
+        logger.info("erasure in project %s: %d exports started again, %d withdrawn", project.slug, len(running),
+                    len(finished))
+    return len(running), len(finished)

@@ -1,0 +1,436 @@
+"""Exports in the background: ``POST /api/v1/exports/`` asks for one (202), a task on the platform queue writes the
+file with the exporter the streaming exports use, the caller follows its progress, downloads the file while it is
+kept, and may cancel it; the export job's row is the truth, so a message delivered twice writes the file once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from atelier_platform.celery_app import RUN_EXPORT_TASK
+from atelier_platform.jobs.models import ReviewState
+from atelier_platform.moderation import audit
+from tests.api.helpers import assert_envelope, build_job, build_output
+
+pytestmark = pytest.mark.django_db
+
+EXPORTS = "/api/v1/exports/"
+APPROVED, RELEASED, PENDING = ReviewState.APPROVED, ReviewState.RELEASED, ReviewState.PENDING
+
+
+@pytest.fixture
+def ask(django_capture_on_commit_callbacks):
+    """POST /api/v1/exports/ as a client does, its commit callbacks run (they publish the task's message)."""
+
+    def post(client, body):
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(EXPORTS, body, format="json")
+
+    return post
+
+
+@pytest.fixture
+def run_exports(sent_messages, django_capture_on_commit_callbacks):
+    """Run the published export messages as a worker of the platform queue would (the real task, in this process),
+    until none is left. Returns the task's outcomes."""
+    from atelier_platform.exports.tasks import run_export
+
+    def run() -> list[str]:
+        outcomes = []
+        while message := next((m for m in sent_messages if m["task"] == RUN_EXPORT_TASK), None):
+            sent_messages.remove(message)
+            assert message["queue"] == "platform"
+            with django_capture_on_commit_callbacks(execute=True):
+                outcomes.append(run_export.apply(args=message["args"], throw=True).get())
+        return outcomes
+
+    return run
+
+
+def body_of(response) -> bytes:
+    assert response.status_code == 200, response.content[:500]
+    return b"".join(response.streaming_content)
+
+
+def some_outputs(project, n=3, *, text="copy"):
+    return [build_output(build_job(project), content={"text": f"{text} {i}", "characters": 6}, review_state=APPROVED)
+            for i in range(n)]
+
+
+class TestTheWholeWay:
+    def test_asked_for_followed_and_downloaded_equal_to_the_streaming_export(self, api, project, ask, run_exports,
+                                                                              sent_messages):
+        some_outputs(project, 3, text="red copy")
+        build_output(build_job(project), content={"text": "=HYPERLINK(\"x\")", "characters": 9}, review_state=RELEASED)
+        build_output(build_job(project), content={"text": "blue copy", "characters": 9}, review_state=APPROVED)
+        build_output(build_job(project), content={"text": "red pending", "characters": 9}, review_state=PENDING)
+        for export_format in ("csv", "jsonl"):
+            filters = {"final": "true", "q": "red"} if export_format == "csv" else {"final": True}
+            answer = ask(api, {"kind": "library", "format": export_format, "filters": filters})
+            assert answer.status_code == 202, answer.content
+            export = answer.json()
+            assert export["status"] == "queued" and export["kind"] == "library" and export["format"] == export_format
+            assert answer["Location"] == f"{EXPORTS}{export['id']}/" == export["url"]
+            assert export["download_url"] is None and export["rows_done"] == 0
+            assert [m["args"] for m in sent_messages if m["task"] == RUN_EXPORT_TASK] == [[export["id"]]]
+            assert run_exports() == ["succeeded"]
+
+            done = api.get(f"{EXPORTS}{export['id']}/").json()
+            expected_rows = 3 if export_format == "csv" else 5
+            assert done["status"] == "succeeded" and done["rows_done"] == done["rows_total"] == expected_rows
+            assert done["download_url"] == f"{EXPORTS}{export['id']}/download/" and done["error"] is None
+            assert done["finished_at"] and done["expires_at"] > done["finished_at"] and done["size"] > 0
+            download = api.get(done["download_url"])
+            assert download["Content-Disposition"] == f'attachment; filename="outputs-{project.slug}.{export_format}"'
+            assert download["Content-Type"].startswith({"csv": "text/csv", "jsonl": "application/x-ndjson"}[export_format])
+            streamed = api.get("/api/v1/outputs/", {"export": export_format,
+                                                    **{k: str(v).lower() for k, v in filters.items()}})
+            assert body_of(download) == body_of(streamed)  # the very bytes of the streaming export
+        listed = api.get(EXPORTS).json()["results"]
+        assert [e["format"] for e in listed] == ["jsonl", "csv"]  # newest first
+
+    def test_the_csv_keeps_the_formula_guard(self, api, project, ask, run_exports):
+        build_output(build_job(project), content={"text": "=1+1", "characters": 4}, review_state=APPROVED)
+        export = ask(api, {"kind": "library", "format": "csv", "filters": {}}).json()
+        run_exports()
+        [row] = list(csv.DictReader(io.StringIO(body_of(api.get(f"{EXPORTS}{export['id']}/download/")).decode())))
+        assert row["text"] == "'=1+1"
+
+    def test_the_audit_log_exports_as_its_streaming_export_does(self, project, make_key, client_for, ask, run_exports):
+        for n in range(4):
+            audit.record(project, "user:1", "test_event" if n % 2 else "other_event", project, after={"n": n})
+        admin = client_for(make_key(project, ["admin"]).raw)
+        export = ask(admin, {"kind": "audit", "format": "jsonl", "filters": {"action": "test_event"}})
+        assert export.status_code == 202, export.content
+        assert run_exports() == ["succeeded"]
+        done = admin.get(f"{EXPORTS}{export.json()['id']}/").json()
+        assert done["rows_done"] == 2
+        download = admin.get(done["download_url"])
+        assert download["Content-Disposition"] == f'attachment; filename="audit-{project.slug}.jsonl"'
+        assert body_of(download) == body_of(admin.get("/api/v1/audit/", {"export": "jsonl", "action": "test_event"}))
+
+    def test_progress_advances_while_it_runs_and_the_api_shows_it(self, api, project, ask, run_exports, monkeypatch):
+        from atelier_platform.exports import services
+
+        some_outputs(project, 5)
+        monkeypatch.setattr(services, "PROGRESS_EVERY_ROWS", 2)
+        seen = []
+        record = services.record_progress
+
+        def watched(export, rows_done, **fields):
+            record(export, rows_done, **fields)
+            shown = api.get(f"{EXPORTS}{export.pk}/").json()
+            seen.append((shown["status"], shown["rows_done"], shown["rows_total"]))
+
+        monkeypatch.setattr(services, "record_progress", watched)
+        export = ask(api, {"kind": "library", "format": "jsonl", "filters": {}}).json()
+        run_exports()
+        assert seen == [("running", 0, 5), ("running", 2, 5), ("running", 4, 5)]
+        assert api.get(f"{EXPORTS}{export['id']}/").json()["rows_done"] == 5
+
+
+class TestWhoMaySeeIt:
+    def test_another_projects_export_and_another_callers_are_not_found(self, api, project, other_project, make_key,
+                                                                      client_for, ask, run_exports):
+        some_outputs(project, 1)
+        export = ask(api, {"kind": "library", "format": "csv", "filters": {}}).json()
+        run_exports()
+        elsewhere = client_for(make_key(other_project, ["jobs:read", "admin"]).raw)
+        colleague = client_for(make_key(project, ["jobs:read", "jobs:write"]).raw)
+        for caller in (elsewhere, colleague):
+            for url in (f"{EXPORTS}{export['id']}/", f"{EXPORTS}{export['id']}/download/"):
+                assert_envelope(caller.get(url), 404, "not_found")
+            assert_envelope(caller.post(f"{EXPORTS}{export['id']}/cancel/"), 404, "not_found")
+            assert caller.get(EXPORTS).json()["results"] == []
+        assert_envelope(api.get(f"{EXPORTS}not-an-id/"), 404, "not_found")
+
+    def test_a_member_signed_in_sees_their_own(self, project, member, ask, run_exports):
+        from rest_framework.test import APIClient
+
+        some_outputs(project, 2)
+        client = APIClient()
+        client.force_login(member(project, "viewer"))
+        client.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+        export = ask(client, {"kind": "library", "format": "jsonl", "filters": {}})
+        assert export.status_code == 202, export.content
+        assert export.json()["requested_by"].startswith("user:")
+        run_exports()
+        assert len(body_of(client.get(f"{EXPORTS}{export.json()['id']}/download/")).splitlines()) == 2
+
+    @pytest.mark.parametrize("scopes, kind, allowed", [
+        (["jobs:read"], "library", True), (["jobs:read"], "audit", False),
+        (["admin"], "audit", True), (["admin"], "library", False),
+        (["reviews:read"], "library", False), (["webhooks:manage"], "audit", False),
+    ])
+    def test_each_kind_needs_what_its_streaming_export_needs(self, project, make_key, client_for, ask, scopes, kind,
+                                                            allowed):
+        answer = ask(client_for(make_key(project, scopes).raw), {"kind": kind, "format": "csv", "filters": {}})
+        if allowed:
+            assert answer.status_code == 202, answer.content
+        else:
+            assert_envelope(answer, 403, "permission_denied")
+
+    def test_reviewers_names_only_with_reviews_read_as_the_streaming_export(self, project, member, make_key,
+                                                                            client_for, ask, run_exports):
+        from tests.frontend.library_rows import an_output, approved_by
+
+        reviewer = member(project, "reviewer")
+        approved_by(an_output(project, "approved words", state=PENDING), reviewer)
+        names = {}
+        for scopes in (["jobs:read"], ["jobs:read", "reviews:read"]):
+            client = client_for(make_key(project, scopes).raw)
+            export = ask(client, {"kind": "library", "format": "jsonl", "filters": {}}).json()
+            run_exports()
+            [row] = [json.loads(line) for line in body_of(client.get(f"{EXPORTS}{export['id']}/download/")).splitlines()]
+            names[len(scopes)] = row["approved_by"]
+        assert names == {1: [], 2: [reviewer.username]}
+
+
+class TestBadInput:
+    @pytest.mark.parametrize("body, field", [
+        ({"kind": "pdf", "format": "csv"}, "kind"),
+        ({"kind": "library", "format": "xlsx"}, "format"),
+        ({"format": "csv"}, "kind"),
+        ({"kind": "library"}, "format"),
+        ({"kind": "library", "format": "csv", "filters": {"colour": "red"}}, "filters.colour"),
+        ({"kind": "library", "format": "csv", "filters": {"final": "maybe"}}, "filters.final"),
+        ({"kind": "library", "format": "csv", "filters": {"created_after": "soon"}}, "filters.created_after"),
+        ({"kind": "library", "format": "csv", "filters": {"q": "x" * 201}}, "filters.q"),
+        ({"kind": "library", "format": "csv", "filters": {"q": "a\x00b"}}, "filters.q"),
+        ({"kind": "library", "format": "csv", "filters": {"q": {"nested": 1}}}, "filters.q"),
+        ({"kind": "library", "format": "csv", "filters": {"plugin": ["a", "b"]}}, "filters.plugin"),
+        ({"kind": "library", "format": "csv", "filters": ["final"]}, "filters"),
+        ({"kind": "audit", "format": "csv", "filters": {"created_before": "2026-02-30"}}, "filters.created_before"),
+        ({"kind": "audit", "format": "csv", "filters": {"after_id": "x"}}, "filters.after_id"),
+        ({"kind": "audit", "format": "csv", "filters": {"q": "x"}}, "filters.q"),
+        ({"kind": "library", "format": "csv", "colour": "red"}, "colour"),
+    ])
+    def test_a_bad_value_is_a_400_naming_it_and_nothing_is_queued(self, owner_api, ask, sent_messages, body, field):
+        from atelier_platform.exports.models import Export
+
+        error = assert_envelope(ask(owner_api, body), 400, "validation_error")
+        assert field in error["details"], error
+        assert not Export.objects.exists() and not sent_messages
+
+    def test_filters_as_the_list_takes_them_are_accepted(self, owner_api, project, ask):
+        answer = ask(owner_api, {"kind": "library", "format": "csv", "filters": {
+            "review_state": ["approved", "released"], "final": True, "plugin": "reverse_text",
+            "created_after": "2026-12-01", "job": "0f6d2c1e-5b8a-4f61-9d0e-2a7c3e9b1f44"}})
+        assert answer.status_code == 202, answer.content
+        assert answer.json()["filters"]["final"] == "true"
+        answer = ask(owner_api, {"kind": "audit", "format": "jsonl", "filters": {"after_id": 12, "actor": "user:1"}})
+        assert answer.status_code == 202 and answer.json()["filters"] == {"after_id": "12", "actor": "user:1"}
+
+    def test_a_project_runs_a_few_exports_at_a_time(self, api, ask, project):
+        from atelier_platform.exports import services
+
+        for _ in range(services.EXPORTS_AT_ONCE):
+            assert ask(api, {"kind": "library", "format": "csv"}).status_code == 202
+        error = assert_envelope(ask(api, {"kind": "library", "format": "csv"}), 409, "exports_busy")
+        assert str(services.EXPORTS_AT_ONCE) in error["message"]
+
+
+class TestDownload:
+    def test_before_it_is_ready_409_after_it_expired_410(self, api, project, ask, run_exports, atelier_config):
+        from atelier_platform.exports.models import Export
+        from atelier_platform.exports.services import delete_expired
+
+        some_outputs(project, 1)
+        atelier_config(exports_kept_hours=2)
+        export = ask(api, {"kind": "library", "format": "csv"}).json()
+        error = assert_envelope(api.get(f"{EXPORTS}{export['id']}/download/"), 409, "export_not_ready")
+        assert error["details"] == {"status": "queued"}
+        run_exports()
+        row = Export.objects.get(pk=export["id"])
+        assert timedelta(hours=1, minutes=59) < row.expires_at - row.finished_at <= timedelta(hours=2)
+        name = row.file.name
+        assert default_storage.exists(name)
+        assert delete_expired() == 0  # not yet
+        Export.objects.filter(pk=row.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+        assert_envelope(api.get(f"{EXPORTS}{export['id']}/download/"), 410, "export_expired")
+        assert delete_expired() == 1 and not default_storage.exists(name)  # the periodic cleanup
+        assert_envelope(api.get(f"{EXPORTS}{export['id']}/download/"), 410, "export_expired")
+        shown = api.get(f"{EXPORTS}{export['id']}/").json()
+        assert shown["status"] == "succeeded" and shown["download_url"] is None
+
+    def test_the_cleanup_is_a_periodic_task_on_the_platform_queue(self):
+        from atelier_platform.celery_app import DELETE_EXPIRED_EXPORTS_TASK, app
+
+        scheduled = [entry for entry in app.conf.beat_schedule.values() if entry["task"] == DELETE_EXPIRED_EXPORTS_TASK]
+        assert len(scheduled) == 1 and scheduled[0]["options"]["queue"] == "platform"
+        assert app.conf.task_routes[RUN_EXPORT_TASK] == {"queue": "platform"}
+
+
+class TestCancel:
+    def test_a_queued_export_is_cancelled_and_its_message_then_does_nothing(self, api, project, ask, run_exports):
+        some_outputs(project, 1)
+        export = ask(api, {"kind": "library", "format": "csv"}).json()
+        cancelled = api.post(f"{EXPORTS}{export['id']}/cancel/")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert run_exports() == ["skipped"]
+        assert_envelope(api.get(f"{EXPORTS}{export['id']}/download/"), 409, "export_not_ready")
+        assert_envelope(api.post(f"{EXPORTS}{export['id']}/cancel/"), 409, "export_finished")
+
+    def test_a_running_export_stops_at_its_next_progress_and_stores_nothing(self, api, project, ask, run_exports,
+                                                                          monkeypatch):
+        from atelier_platform.exports import services
+        from atelier_platform.exports.models import Export
+
+        some_outputs(project, 5)
+        monkeypatch.setattr(services, "PROGRESS_EVERY_ROWS", 2)
+        record = services.record_progress
+
+        def cancelled_meanwhile(export, rows_done, **fields):
+            if rows_done == 2:
+                assert api.post(f"{EXPORTS}{export.pk}/cancel/").json()["status"] == "cancelled"
+            record(export, rows_done, **fields)
+
+        monkeypatch.setattr(services, "record_progress", cancelled_meanwhile)
+        export = ask(api, {"kind": "library", "format": "csv"}).json()
+        assert run_exports() == ["stopped"]
+        row = Export.objects.get(pk=export["id"])
+        assert row.status == "cancelled" and not row.file.name and row.rows_done == 0
+        folder = f"exports/{project.pk}/{row.pk}"
+        assert not default_storage.exists(folder) or default_storage.listdir(folder) == ([], [])
+
+
+class TestRedelivery:
+    def test_a_second_delivery_of_a_finished_export_does_nothing(self, api, project, ask, run_exports, sent_messages):
+        from atelier_platform.exports.models import Export
+
+        some_outputs(project, 2)
+        export = ask(api, {"kind": "library", "format": "csv"}).json()
+        message = next(m for m in sent_messages if m["task"] == RUN_EXPORT_TASK)
+        sent_messages.append(dict(message))  # the broker hands the message out twice
+        assert run_exports() == ["succeeded", "skipped"]
+        row = Export.objects.get(pk=export["id"])
+        assert row.attempt == 1
+        _, files = default_storage.listdir(f"exports/{project.pk}/{row.pk}")
+        assert files == [row.file.name.rsplit("/", 1)[-1]]  # one file, written once
+
+    def test_a_crashed_run_is_started_again_from_scratch_by_the_sweeper(self, api, project, ask, run_exports,
+                                                                         sent_messages, monkeypatch):
+        from atelier_platform.exports import services
+        from atelier_platform.exports.models import Export, ExportStatus
+
+        some_outputs(project, 3)
+        export = ask(api, {"kind": "library", "format": "jsonl"}).json()
+        sent_messages.clear()  # the message was taken by a worker that then died mid-export
+        long_ago = timezone.now() - services.EXPORT_STALE_AFTER - timedelta(seconds=1)
+        Export.objects.filter(pk=export["id"]).update(status=ExportStatus.RUNNING, attempt=1, rows_done=2,
+                                                      started_at=long_ago, heartbeat_at=long_ago, enqueued_at=long_ago)
+        half = services.stored_name(Export.objects.get(pk=export["id"]), attempt=1)
+        default_storage.save(half, io.BytesIO(b'{"half": '))  # what the dead worker had written of its file
+        assert services.sweep() == 1
+        assert services.sweep() == 0  # sent once, until it is overdue again
+        assert run_exports() == ["succeeded"]
+        row = Export.objects.get(pk=export["id"])
+        assert (row.status, row.attempt, row.lost_runs, row.rows_done) == ("succeeded", 2, 1, 3)
+        assert not default_storage.exists(half)
+        assert len(body_of(api.get(f"{EXPORTS}{export['id']}/download/")).splitlines()) == 3
+
+    def test_a_run_that_keeps_dying_fails_instead_of_starting_for_ever(self, api, project, ask, run_exports,
+                                                                       sent_messages):
+        from atelier_platform.exports import services
+        from atelier_platform.exports.models import Export, ExportStatus
+
+        export = ask(api, {"kind": "library", "format": "jsonl"}).json()
+        long_ago = timezone.now() - services.EXPORT_STALE_AFTER - timedelta(seconds=1)
+        Export.objects.filter(pk=export["id"]).update(status=ExportStatus.RUNNING, attempt=3,
+                                                      lost_runs=services.MAX_LOST_RUNS, heartbeat_at=long_ago)
+        assert run_exports() == ["failed"]
+        shown = api.get(f"{EXPORTS}{export['id']}/").json()
+        assert shown["status"] == "failed" and shown["error"]["code"] == "export_lost"
+
+    def test_a_lost_message_of_a_queued_export_is_sent_again(self, api, project, ask, sent_messages, atelier_config):
+        from atelier_platform.exports import services
+        from atelier_platform.exports.models import Export
+
+        export = ask(api, {"kind": "library", "format": "csv"}).json()
+        sent_messages.clear()
+        assert services.sweep() == 0  # not overdue yet
+        Export.objects.filter(pk=export["id"]).update(enqueued_at=timezone.now() - timedelta(hours=1))
+        assert services.sweep() == 1
+        assert [m["args"] for m in sent_messages if m["task"] == RUN_EXPORT_TASK] == [[export["id"]]]
+
+
+class TestErasure:
+    """An export made before an erasure holds the erased content: the erasure withdraws every finished export of the
+    project whose rows could hold the erased jobs (the file goes, the download answers 410), and starts a running one
+    again from scratch; the others are left alone."""
+
+    def test_a_finished_export_holding_an_erased_job_is_withdrawn_and_its_file_removed(
+            self, api, project, ask, run_exports, django_capture_on_commit_callbacks):
+        from atelier_platform.exports.models import Export
+        from atelier_platform.jobs import erasure
+
+        kept, gone = some_outputs(project, 2, text="secret")
+        other = build_output(build_job(project, plugin="gpu_reverse"), content={"text": "other", "characters": 5},
+                             review_state=APPROVED)
+        everything = ask(api, {"kind": "library", "format": "jsonl"}).json()
+        elsewhere = ask(api, {"kind": "library", "format": "jsonl", "filters": {"plugin": "gpu_reverse"}}).json()
+        run_exports()
+        name = Export.objects.get(pk=everything["id"]).file.name
+        assert b"secret 1" in default_storage.open(name).read()
+        with django_capture_on_commit_callbacks(execute=True):
+            erasure.erase_jobs(project, [gone.job_id], "user:1")
+        assert not default_storage.exists(name)
+        error = assert_envelope(api.get(f"{EXPORTS}{everything['id']}/download/"), 410, "export_withdrawn")
+        assert "erased" in error["message"]
+        shown = api.get(f"{EXPORTS}{everything['id']}/").json()
+        assert shown["withdrawn_at"] and shown["download_url"] is None
+        # the export that could not hold the job keeps its file
+        assert json.loads(body_of(api.get(f"{EXPORTS}{elsewhere['id']}/download/")))["output_id"] == str(other.pk)
+        assert kept
+
+    def test_a_running_export_starts_again_without_the_erased_content(self, api, project, ask, run_exports,
+                                                                       monkeypatch):
+        from atelier_platform.exports import services
+        from atelier_platform.jobs import erasure
+
+        outputs = some_outputs(project, 4, text="secret")
+        monkeypatch.setattr(services, "PROGRESS_EVERY_ROWS", 2)
+        record, erased = services.record_progress, []
+
+        def erased_meanwhile(export, rows_done, **fields):
+            if rows_done == 2 and not erased:  # its callbacks run with the task's (run_exports)
+                erasure.erase_jobs(project, [outputs[0].job_id], "user:1")
+                erased.append(True)
+            record(export, rows_done, **fields)
+
+        monkeypatch.setattr(services, "record_progress", erased_meanwhile)
+        export = ask(api, {"kind": "library", "format": "jsonl", "filters": {"final": True}}).json()
+        assert run_exports() == ["stopped", "succeeded"]  # the first run stopped; the erasure queued it again
+        lines = body_of(api.get(f"{EXPORTS}{export['id']}/download/")).splitlines()
+        assert len(lines) == 3 and b"secret 0" not in b"".join(lines)  # an erased job's outputs are final no more
+
+    def test_an_audit_export_about_the_erased_job_is_withdrawn_too(self, project, make_key, client_for, ask,
+                                                                   run_exports, django_capture_on_commit_callbacks):
+        from atelier_platform.jobs import erasure
+
+        job = build_job(project)
+        audit.record(project, "user:1", "review_decided", job, before={"state": "open"},
+                     after={"comment": "about Jane Roe"})
+        admin = client_for(make_key(project, ["admin"]).raw)
+        export = ask(admin, {"kind": "audit", "format": "jsonl"}).json()
+        unrelated = ask(admin, {"kind": "audit", "format": "jsonl", "filters": {"action": "nothing_like_it"}}).json()
+        run_exports()
+        with django_capture_on_commit_callbacks(execute=True):
+            erasure.erase_jobs(project, [job.pk], "user:1")
+        assert_envelope(admin.get(f"{EXPORTS}{export['id']}/download/"), 410, "export_withdrawn")
+        assert admin.get(f"{EXPORTS}{unrelated['id']}/download/").status_code == 200
+
+
+def test_the_schema_documents_the_exports(api):
+    paths = api.get("/api/v1/schema/", {"format": "json"}).json()["paths"]
+    assert {"post", "get"} <= set(paths["/api/v1/exports/"])
+    assert "202" in paths["/api/v1/exports/"]["post"]["responses"]
+    download = paths["/api/v1/exports/{id}/download/"]["get"]["responses"]
+    assert {"200", "409", "410"} <= set(download)
+    assert "post" in paths["/api/v1/exports/{id}/cancel/"]
