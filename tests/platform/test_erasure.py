@@ -786,3 +786,16 @@ def test_a_run_leaving_many_projects_names_twenty_in_its_log_line_and_counts_the
     (line,) = [message for message in caplog.messages if message.startswith("retention: the run's")]
     assert "in 25 projects (shop-0, shop-1, " in line and "shop-19 and 5 more)" in line and "shop-20" not in line
     assert queued == [{"kwargs": {"follow_up": True, "resume_at": 1}, "countdown": 60, "expires": 3660}]
+
+
+def test_events_with_nothing_before_are_redacted_too(project):
+    """An event that records only what came after (a submission: its input) had every ``before`` of the statement
+    NULL: PostgreSQL took the CASE of NULLs for text and refused to write it to a jsonb column, and the erasure
+    failed (a 500 for DELETE /jobs/{id}/, a retention run stuck on the batch)."""
+    job = build_job(project, input={"text": MARKER})
+    AuditEvent.objects.create(project=project, actor="user:1", action="job_submitted", object_type="job",
+                              object_id=str(job.pk), before=None, after={"input": {"text": MARKER}, "plugin": "x"})
+    assert erasure.erase_jobs(project, [job], "user:1").audit_events_redacted == 1
+    event = AuditEvent.objects.get(action="job_submitted")
+    assert (event.before, event.after) == (None, {"input": None, "plugin": "x"})
+    assert rows_holding(MARKER) == []

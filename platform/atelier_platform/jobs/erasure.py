@@ -199,8 +199,9 @@ def _update_each(model: type[models.Model], values: dict[Any, dict[str, Any]], j
     ids = list(values)
     for start in range(0, len(ids), CHUNK):
         part = ids[start:start + CHUNK]
+        # ELSE the column (never taken) types the CASE as the column: all-NULL values were taken for text
         cases = {name: Case(*[When(pk=pk, then=Value(values[pk][name], output_field=models.JSONField())) for pk in part],
-                            output_field=models.JSONField()) for name in json_fields}
+                            default=F(name), output_field=models.JSONField()) for name in json_fields}
         model.objects.filter(pk__in=part).update(**cases, **common)
 
 

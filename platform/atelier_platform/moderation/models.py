@@ -189,8 +189,11 @@ class AppendOnlyQuerySet(models.QuerySet):
             part = ids[start:start + chunk]
             whens = {side: [models.When(pk=pk, then=models.Value(redacted[pk][index], output_field=models.JSONField()))
                             for pk in part] for index, side in enumerate(("before", "after"))}
+            # ELSE the column itself (never taken: every row named has its WHEN) gives the CASE the column's type:
+            # a chunk whose every ``before`` is NULL was a CASE of NULLs, which PostgreSQL took for text and refused
             models.QuerySet.update(self.model._base_manager.filter(pk__in=part), **{
-                side: models.Case(*whens[side], output_field=models.JSONField()) for side in ("before", "after")})
+                side: models.Case(*whens[side], default=models.F(side), output_field=models.JSONField())
+                for side in ("before", "after")})
         return len(ids)
 
     def delete(self):
