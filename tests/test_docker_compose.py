@@ -30,7 +30,8 @@ def known_environment_names() -> set[str]:
 
 
 def test_has_every_service_of_the_design(compose):
-    assert set(compose["services"]) == {"postgres", "redis", "web", "worker-cpu", "worker-gpu", "beat", "flower"}
+    assert set(compose["services"]) == {"postgres", "redis", "web", "worker-cpu", "worker-exports", "worker-gpu", "beat",
+                                          "flower"}
 
 
 def test_every_service_has_an_image_or_a_build_context(compose):
@@ -145,7 +146,7 @@ def test_every_queue_a_task_is_sent_to_has_a_worker(compose):
     from atelier_platform.celery_app import JOB_QUEUES, SCORE_EVALUATION_TASK, app
 
     read = set()
-    for name in ("worker-cpu", "worker-gpu"):
+    for name in ("worker-cpu", "worker-gpu", "worker-exports"):
         command = compose["services"][name]["command"]
         read |= set(command[command.index("--queues") + 1].split(","))
     sent = {route["queue"] for route in app.conf.task_routes.values()} | set(JOB_QUEUES)

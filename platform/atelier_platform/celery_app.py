@@ -27,6 +27,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 QUEUE_GPU = "gpu"
 QUEUE_CPU = "cpu"
 QUEUE_PLATFORM = "platform"
+#: Exports in the background, on a worker of their own: a million rows take a quarter of an hour, which on the
+#: platform queue's slots would hold up the sweeps and webhook deliveries (and, sharing its worker, the cpu jobs).
+QUEUE_EXPORTS = "exports"
 JOB_QUEUES = (QUEUE_GPU, QUEUE_CPU)
 
 #: Task names, the contract between the platform and the workers.
@@ -133,7 +136,8 @@ def create_app() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         # One direct exchange per queue: a message published for "cpu" reaches the cpu queue only.
-        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (QUEUE_GPU, QUEUE_CPU, QUEUE_PLATFORM)],
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (QUEUE_GPU, QUEUE_CPU, QUEUE_PLATFORM,
+                                                                                             QUEUE_EXPORTS)],
         task_default_queue=QUEUE_PLATFORM,
         # Where a task is sent when its sender names no queue (every sender here names one; a job's
         # queue is chosen per message, by its plugin's resource class). Routes, not the tasks' own
@@ -147,7 +151,7 @@ def create_app() -> Celery:
             SWEEP_WEBHOOKS_TASK: {"queue": QUEUE_PLATFORM},
             ERASE_EXPIRED_CONTENT_TASK: {"queue": QUEUE_PLATFORM},
             START_EVALUATION_WATCHES_TASK: {"queue": QUEUE_PLATFORM},
-            RUN_EXPORT_TASK: {"queue": QUEUE_PLATFORM},
+            RUN_EXPORT_TASK: {"queue": QUEUE_EXPORTS},
             DELETE_EXPIRED_EXPORTS_TASK: {"queue": QUEUE_PLATFORM},
         },
         task_default_exchange=QUEUE_PLATFORM,

@@ -45,7 +45,7 @@ def run_exports(sent_messages, django_capture_on_commit_callbacks):
         outcomes = []
         while message := next((m for m in sent_messages if m["task"] == RUN_EXPORT_TASK), None):
             sent_messages.remove(message)
-            assert message["queue"] == "platform"
+            assert message["queue"] == "exports"  # a worker of their own: never ahead of a sweep
             with django_capture_on_commit_callbacks(execute=True):
                 outcomes.append(run_export.apply(args=message["args"], throw=True).get())
         return outcomes
@@ -264,7 +264,7 @@ class TestDownload:
 
         scheduled = [entry for entry in app.conf.beat_schedule.values() if entry["task"] == DELETE_EXPIRED_EXPORTS_TASK]
         assert len(scheduled) == 1 and scheduled[0]["options"]["queue"] == "platform"
-        assert app.conf.task_routes[RUN_EXPORT_TASK] == {"queue": "platform"}
+        assert app.conf.task_routes[RUN_EXPORT_TASK] == {"queue": "exports"}
 
 
 class TestCancel:

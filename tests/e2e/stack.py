@@ -300,7 +300,7 @@ class Stack:
         name = f"worker{index}"
         self._spawn(name, [
             sys.executable, "-m", "celery", "-A", "atelier_platform.celery_app", "worker",
-            "--queues", "gpu,cpu,platform", "--concurrency", str(concurrency), "--hostname", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "--queues", "gpu,cpu,platform,exports", "--concurrency", str(concurrency), "--hostname", f"{name}-{uuid.uuid4().hex[:6]}@%h",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         ])
         self._wait_for_log(name, " ready.")

@@ -1,5 +1,5 @@
 """Exports in the background: one export of the content library or of the audit log, asked for by a member or an
-API key, written to a file in media storage by a task on the platform queue (``services``), downloaded while it is
+API key, written to a file in media storage by a task on the exports queue (``services``), downloaded while it is
 kept. Its row is the truth: status, progress, the file, and who may download it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exports in the background: asked for (``request_export``), written by a task on the platform queue
+"""Exports in the background: asked for (``request_export``), written by a task on the exports queue
 (``run_export``), downloaded while kept (``file_to_download``), cancelled, swept, cleaned up and, after an erasure,
 withdrawn.
 
@@ -45,8 +45,8 @@ EXPORT_STALE_AFTER = timedelta(minutes=15)
 #: Runs an export may lose to dying workers before it fails instead of starting again (one that kills its worker,
 #: such as one too large for its memory, would otherwise start for ever).
 MAX_LOST_RUNS = 2
-#: Unfinished exports a project may have at once: each holds a worker of the platform queue, which also sweeps and
-#: delivers webhooks, for as long as its rows take.
+#: Unfinished exports a project may have at once: the exports queue's worker takes one at a time, and one project's
+#: dozen would keep every other project's waiting.
 EXPORTS_AT_ONCE = 3
 #: How long the row of a finished export stays (listed, its file long gone) before the cleanup deletes it.
 FINISHED_EXPORTS_KEPT = timedelta(days=30)
@@ -123,9 +123,9 @@ def visible_to(project, *, user=None, api_key=None) -> QuerySet:
 
 
 def _publish(export_id) -> bool:
-    from atelier_platform.celery_app import QUEUE_PLATFORM, RUN_EXPORT_TASK, app, publish_or_leave_to_sweeper
+    from atelier_platform.celery_app import QUEUE_EXPORTS, RUN_EXPORT_TASK, app, publish_or_leave_to_sweeper
 
-    return publish_or_leave_to_sweeper(app, RUN_EXPORT_TASK, [str(export_id)], queue=QUEUE_PLATFORM,
+    return publish_or_leave_to_sweeper(app, RUN_EXPORT_TASK, [str(export_id)], queue=QUEUE_EXPORTS,
                                        what=f"export {export_id}")
 
 
@@ -136,7 +136,7 @@ def _announce_on_commit(export_id) -> None:
 def request_export(project, *, kind: str, format: str, filters=None, user=None, api_key=None, site: str = "",
                    requested_from: str = ExportOrigin.API, with_approvers: bool = False) -> Export:
     """Ask for an export of ``kind`` in ``format`` with ``filters`` (checked as its streaming export checks them:
-    ``kinds.checked_filters``), queued for the platform queue once this commits. 409 ``exports_busy`` while the
+    ``kinds.checked_filters``), queued for the exports queue once this commits. 409 ``exports_busy`` while the
     project has ``EXPORTS_AT_ONCE`` unfinished."""
     from atelier_platform.accounts.models import Project
 

@@ -1,4 +1,5 @@
-"""Celery tasks of exports, on the platform queue. Messages carry an export's id, nothing else; the work is
+"""Celery tasks of exports: the run on the exports queue (a worker of its own), the cleanup on the platform queue.
+Messages carry an export's id, nothing else; the work is
 ``services``'."""
 
 from atelier_platform.celery_app import DELETE_EXPIRED_EXPORTS_TASK, RUN_EXPORT_TASK

@@ -47,7 +47,7 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
                    responses={202: ExportSerializer, **error_responses(400, 403, 409)},
                    summary="Ask for an export in the background (202); follow it at its url, download it once ready",
                    description="The file holds what the list's streaming export (?export=) gives for the same filters, "
-                               "byte for byte, written by a worker of the platform queue. 409 exports_busy: the "
+                               "byte for byte, written by a worker of the exports queue. 409 exports_busy: the "
                                "project has 3 exports going; ask again once one has finished. The export.finished "
                                "webhook event says when it ended.")
     def create(self, request):
