@@ -12,6 +12,7 @@ from atelier_platform.jobs.models import Job
 from atelier_platform.moderation.models import AuditEvent
 from tests.evaluation.conftest import chat_case
 from tests.evaluation.test_runs import run_all
+from tests.support.databases import needs_postgresql
 
 SETS, RUNS = "/api/v1/evaluation/reference-sets/", "/api/v1/evaluation/runs/"
 QUESTIONS = [("Where is my parcel?", "It is on its way."), ("How long do returns take?", "Fourteen days.")]
@@ -261,6 +262,7 @@ def test_the_jobs_list_says_which_jobs_are_an_evaluations_and_leaves_them_out_on
     assert api.get("/api/v1/jobs/?purpose=other").status_code == 400
 
 
+@needs_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_a_set_deleted_while_a_run_of_it_was_being_started_waits_for_it_and_is_refused(chat_enabled, admin_api):
     """The deletion looked for runs going without the lock a start takes: a start that had not committed yet was not

@@ -16,6 +16,7 @@ from atelier_platform.moderation.models import AuditEvent
 from tests.evaluation.conftest import chat_case
 from tests.evaluation.test_api import RUNS, SETS, a_set, error_of
 from tests.evaluation.test_runs import make_set
+from tests.support.databases import needs_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,6 +155,7 @@ def test_the_cases_answered_before_the_cancel_keep_their_scores_and_a_running_jo
     assert EvaluationRun.objects.filter(pk=run.pk).values().get() == scored
 
 
+@needs_postgresql
 def test_a_worker_storing_an_answer_meanwhile_is_not_held_up_by_the_cancels_project_lock(chat_enabled, admin_api,
                                                                                          monkeypatch):
     """A worker storing a job's answer holds the job's row and writes the output's audit record, which names the

@@ -9,6 +9,7 @@ from atelier_platform.catalog.services import set_plugin_enabled
 from atelier_platform.evaluation.models import EvaluationRun, ReferenceSet, RunStatus
 from tests.frontend.browsing import BROWSER_TESTS, SHOTS
 from tests.frontend.test_settings_evaluation import CASES
+from tests.support.databases import needs_postgresql
 
 pytestmark = BROWSER_TESTS
 
@@ -51,6 +52,7 @@ def test_in_a_browser_an_owner_compares_versions_and_starts_an_evaluation(live_s
     section.locator("table").first.screenshot(path=str(SHOTS / "60-settings-evaluation-pinned.png"))
 
 
+@needs_postgresql
 def test_in_a_browser_evaluate_clicked_again_while_the_first_start_goes_starts_one_run(live_server, browser, expect,
                                                                                       project, member,
                                                                                       empty_plugin_registry):

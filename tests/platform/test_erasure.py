@@ -28,6 +28,7 @@ from atelier_platform.usage.models import IdempotencyRecord
 from atelier_platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tests.api.helpers import build_job, build_output
 from tests.factories import MembershipFactory, UserFactory
+from tests.support.databases import needs_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -364,8 +365,7 @@ def until_another_session_waits_on_a_lock() -> None:
             cursor.execute("SELECT pg_sleep(0.05)")
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks between sessions: SQLite has one writer at "
-                                                              "a time (DATABASE_URL=postgres://...)")
+@needs_postgresql
 def test_a_reviewer_deciding_while_the_erasure_runs_is_told_it_was_decided_not_deadlocked(project, monkeypatch):
     """A decision locked the review item and its output, then waited for the job's row, which the erasure held while
     it waited to write that output and item: a deadlock, which failed the decision with a 500 (or the erasure). The
