@@ -333,7 +333,7 @@ def test_on_a_phone_the_queues_standing_arriving_moves_no_button(live_server, br
             page.locator("#queue-state").evaluate("(element, text) => { element.textContent = text; }", standing)
             top = legend.bounding_box()["y"] if top is None else top
             assert legend.bounding_box()["y"] == top, f"{standing!r} moved the legend ({language})"
-        shot(page, f"103-review-standing-own-line-phone-{language}")
+        shot(page, f"129-review-standing-own-line-phone-{language}")
         page.context.close()
 
 
