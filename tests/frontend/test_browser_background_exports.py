@@ -28,7 +28,7 @@ def test_ask_watch_and_download(live_server, browser, expect, project, member):
     link = row.locator("a.export-download")
     expect(link).to_be_visible(timeout=10_000)  # the list asked for itself again
     expect(row).to_contain_text("2 rows")
-    shot(page, "library-background-export")
+    shot(page, "130-library-background-export")
     with page.expect_download() as download:
         link.click()
     assert download.value.suggested_filename == f"library-{project.slug}.csv"
