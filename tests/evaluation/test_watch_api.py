@@ -47,7 +47,7 @@ def test_an_owner_key_watches_a_set_and_every_member_reads_the_watch(reference_s
     assert body["reference_set"] == str(reference_set.pk) and body["reference_set_name"] == "support"
     assert body["plugin"] == "chatbot" and body["model_version"] is None and body["interval_hours"] == 24
     assert body["max_drop"] == {"chrf": 1.5, "bleu": 2.0} and body["enabled"] is True
-    assert body["last_run"] is None and body["last_skip"] is None
+    assert body["last_run"] is None and body["last_skip"] is None and body["failing_since"] is None
     schedule = EvaluationSchedule.objects.get(pk=body["id"])
     assert before <= schedule.next_run_at <= timezone.now()  # the first run at the next tick: the baseline
     assert AuditEvent.objects.filter(action="evaluation_schedule_created", object_id=body["id"]).exists()
@@ -231,6 +231,29 @@ def test_an_owner_changes_disables_and_deletes_a_watch(reference_set, admin_api)
 
     assert admin_api.delete(url).status_code == 204
     assert not EvaluationSchedule.objects.exists() and admin_api.get(url).status_code == 404
+
+
+def test_a_watch_shows_since_when_it_fails_to_start_and_a_change_ends_the_streak(reference_set, admin_api, api):
+    """failing_since: the first failed start of the streak (the one announced), null once a run starts or the owner
+    changes the watch; it is read only (sent on a PATCH, it is no field of a watch)."""
+    from atelier_platform.catalog.services import set_plugin_enabled
+
+    created = create(admin_api, reference_set).json()
+    url = f"{SCHEDULES}{created['id']}/"
+    set_plugin_enabled(reference_set.project, "chatbot", False)
+    due = timezone.now()
+    assert watch.start_due(due) == {"refused": 1}
+    shown = api.get(url).json()
+    assert shown["failing_since"] == due.isoformat().replace("+00:00", "Z")
+    assert shown["last_skip"]["code"] == "validation_error"
+
+    refused = admin_api.patch(url, {"failing_since": None}, format="json")
+    assert refused.status_code == 400 and list(error_of(refused)["details"]) == ["failing_since"]
+    unchanged = admin_api.patch(url, {"interval_hours": 24, "enabled": True}, format="json")
+    assert unchanged.status_code == 200 and unchanged.json()["failing_since"] == shown["failing_since"]
+    changed = admin_api.patch(url, {"interval_hours": 12}, format="json")
+    assert changed.status_code == 200 and changed.json()["failing_since"] is None
+    assert changed.json()["last_skip"] == shown["last_skip"]  # what happened last stays said
 
 
 @pytest.mark.django_db(transaction=True)

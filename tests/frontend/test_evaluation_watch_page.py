@@ -4,6 +4,7 @@ it through the API's service; bad limits are refused in the page's language and 
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 
@@ -152,6 +153,34 @@ def test_the_last_run_shows_its_verdict_the_comparison_and_a_skipped_run(project
                                                              last_skip_message="The project has 3 evaluation runs going.")
     assert "The run could not start: The project has 3 evaluation runs going." in page_of(
         signed_in(project, "viewer"), text_set)
+
+
+def test_a_watch_failing_to_start_says_since_when_and_why(project, text_set, signed_in):
+    """The streak of failed starts (failing_since, the one evaluation_watch.failed_to_start announced) is said on the
+    card with the last reason; a watch whose last start worked says nothing of it."""
+    schedule = watch.create_schedule(project, text_set, interval_hours=24, max_drop={"chrf": 1.5}, actor="test")
+    shown = section(page_of(signed_in(project, "viewer"), text_set))
+    assert 'id="watch-failing"' not in shown and "Failing to start" not in shown
+    set_plugin_enabled(project, "chatbot", False)
+    since = (timezone.now() + timedelta(days=1)).replace(hour=3, minute=7, second=0, microsecond=0)
+    assert watch.start_due(since) == {"refused": 1}
+    assert watch.start_due(since + timedelta(days=1)) == {"refused": 1}  # the same streak, a later skip
+    reason = EvaluationSchedule.objects.get(pk=schedule.pk).last_skip_message
+    shown = section(page_of(signed_in(project, "viewer"), text_set))
+    failing = re.search(r'<p class="field-error" id="watch-failing">(.*?)</p>', shown, re.S).group(1)
+    assert failing == f"Failing to start since {since:%b} {since.day}, 03:07 UTC: {html.escape(reason)}"
+    assert "is not enabled for project" in reason
+
+    from tests.frontend.test_dashboard_fixes import in_chinese
+
+    viewer = signed_in(project, "viewer")
+    in_chinese(viewer)
+    shown = section(page_of(viewer, text_set))
+    assert "起无法启动：" in shown and "Failing to start since" not in shown and html.escape(reason) in shown
+
+    watch.update_schedule(EvaluationSchedule.objects.get(pk=schedule.pk), actor="test", interval_hours=12)
+    shown = section(page_of(signed_in(project, "viewer"), text_set))
+    assert 'id="watch-failing"' not in shown and 'id="watch-skip"' in shown  # the streak ended, the skip is history
 
 
 def test_a_run_going_shows_its_state_until_it_has_a_verdict(project, text_set, signed_in):

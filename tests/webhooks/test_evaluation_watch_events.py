@@ -198,3 +198,40 @@ def test_a_watch_whose_start_keeps_erring_is_announced_once_not_at_every_tick(ch
     assert watch.start_due(start + timedelta(minutes=3)) == {"started": 1}
     assert watch.EvaluationSchedule.objects.get(pk=schedule.pk).failing_since is None
     assert len(deliveries(FAILED_TO_START)) == 1
+
+
+@pytest.mark.parametrize("change", [
+    [{"interval_hours": 2}], [{"max_drop": {"chrf": 3}}], [{"enabled": False}, {"enabled": True}],
+    [{"model_version": "v2"}],
+])
+def test_an_owner_changing_a_failing_watch_ends_its_streak_and_is_told_again_if_it_still_cannot_start(
+        chat_project, own_answers, endpoint_for, receiver, change):
+    """The owner read the failure and changed the watch (its interval, limits, version, or switched it off and on):
+    the streak ends with the change, so that the changed watch failing too is sent again, not taken for the old
+    streak. A change that changes nothing (the same values sent back) leaves the streak as it was."""
+    from atelier_platform.catalog.services import set_plugin_enabled
+
+    endpoint_for(chat_project, receiver.url, event_types=[FAILED_TO_START])
+    start = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
+    schedule = watch.create_schedule(chat_project, own_answers, interval_hours=1, max_drop={"chrf": 1.5},
+                                     next_run_at=start, actor="test")
+    set_plugin_enabled(chat_project, "chatbot", False)
+    assert watch.start_due(start) == {"refused": 1}
+    same = watch.EvaluationSchedule.objects.get(pk=schedule.pk)
+    watch.update_schedule(same, actor="test", interval_hours=1, max_drop={"chrf": 1.5}, enabled=True,
+                          model_version=None)
+    assert watch.EvaluationSchedule.objects.get(pk=schedule.pk).failing_since == start
+    assert watch.start_due(start + HOUR) == {"refused": 1}
+    assert len(deliveries(FAILED_TO_START)) == 1  # the same streak
+
+    for fields in change:
+        if fields.get("model_version"):
+            fields = {"model_version": ModelVersion.objects.create(plugin_id="chatbot", version="v2",
+                                                                   model_dir="chat/v2").pk}
+        watch.update_schedule(watch.EvaluationSchedule.objects.get(pk=schedule.pk), actor="test", **fields)
+    assert watch.EvaluationSchedule.objects.get(pk=schedule.pk).failing_since is None
+    later = watch.EvaluationSchedule.objects.get(pk=schedule.pk).next_run_at
+    assert watch.start_due(later) == {"refused": 1}  # the changed watch cannot start either: the owner is told
+    first, second = deliveries(FAILED_TO_START)
+    assert second.payload["data"]["failed_at"] == later.isoformat() and second.event_id != first.event_id
+    assert watch.EvaluationSchedule.objects.get(pk=schedule.pk).failing_since == later

@@ -177,7 +177,8 @@ class EvaluationSchedule(models.Model):
     last_skip_code = models.CharField(max_length=40, blank=True, default="")
     last_skip_message = models.TextField(blank=True, default="")
     #: the first due start that failed (refused, or an error) since the watch last started a run: set, the streak was
-    #: announced (``evaluation_watch.failed_to_start``) and is not again; cleared by the next run it starts
+    #: announced (``evaluation_watch.failed_to_start``) and is not again; cleared by the next run it starts, or by the
+    #: owner changing the watch (``watch.update_schedule``)
     failing_since = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")

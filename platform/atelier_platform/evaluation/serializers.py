@@ -471,11 +471,16 @@ class ScheduleSerializer(serializers.ModelSerializer):
     max_drop = serializers.DictField(child=serializers.FloatField())
     last_run = serializers.SerializerMethodField()
     last_skip = serializers.SerializerMethodField()
+    failing_since = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="The first due start that failed (refused, or an error) since the watch last started a run: the one "
+                  "evaluation_watch.failed_to_start announced; its last_skip says the latest reason. null when the last "
+                  "start worked; cleared by the next run it starts or by a change of the watch.")
 
     class Meta:
         model = EvaluationSchedule
         fields = ["id", "reference_set", "reference_set_name", "plugin", "model_version", "interval_hours", "max_drop",
-                  "enabled", "next_run_at", "last_run", "last_skip", "created_at", "updated_at"]
+                  "enabled", "next_run_at", "last_run", "last_skip", "failing_since", "created_at", "updated_at"]
 
     @extend_schema_field(ModelVersionRefSerializer(allow_null=True, help_text="null: the version pinned at each run."))
     def get_model_version(self, schedule: EvaluationSchedule) -> dict | None:

@@ -12,9 +12,9 @@ past now by whole intervals in the transaction that starts its run through the A
 the same checks, caps, quotas and audit, and an Idempotency-Key per slot). Two beats, or one task delivered twice,
 start one run per slot; a watch whose previous run still goes starts none (said on the watch and in the log); after
 downtime one run starts, not one per missed slot. A start that fails (the service refuses it, or an error stops it)
-is said on the watch and, the first of a streak only (``failing_since``; the next run started ends it), sent as the
-``evaluation_watch.failed_to_start`` webhook: an error leaves the watch due, tried at every tick, and a refusal comes
-back every slot.
+is said on the watch and, the first of a streak only (``failing_since``; the next run started, or the owner changing
+the watch, ends it), sent as the ``evaluation_watch.failed_to_start`` webhook: an error leaves the watch due, tried at
+every tick, and a refusal comes back every slot.
 
 A scheduled run is judged where it ends (``judge``, called by ``services.announce_finished`` under the run's lock):
 its verdict (``EvaluationRun.watch``) is committed with its end, and the ``evaluation_run.finished`` webhook and the
@@ -160,7 +160,8 @@ CHANGEABLE = frozenset({"interval_hours", "max_drop", "model_version", "enabled"
 
 def update_schedule(schedule: EvaluationSchedule, *, actor: str, **changes: Any) -> EvaluationSchedule:
     """Change a watch (``CHANGEABLE``; ``model_version`` None: the version pinned at each run), under its row's lock
-    (a claim holding it finishes first). Its runs so far keep the verdicts they had."""
+    (a claim holding it finishes first). Its runs so far keep the verdicts they had. A change ends the watch's streak of
+    failed starts (``failing_since``): if the changed watch cannot start either, that is announced again."""
     unknown = set(changes) - CHANGEABLE
     if unknown:
         raise EvaluationError(f"Unknown fields: {', '.join(sorted(unknown))}.", code="validation_error",
@@ -189,6 +190,10 @@ def update_schedule(schedule: EvaluationSchedule, *, actor: str, **changes: Any)
         before = _shown(locked)
         for name, value in checked.items():
             setattr(locked, name, value)
+        if _shown(locked) != before:
+            # the owner changed the watch (read its failure, most likely): the streak ends, and the changed watch
+            # failing to start too is announced again, not taken for the old streak
+            locked.failing_since = None
         if checked:
             locked.save()
             audit.record(locked.project, actor, "evaluation_schedule_changed", locked, before=before,
