@@ -147,6 +147,34 @@ def test_a_background_stream_streams_as_usual_and_its_response_is_a_background_o
     assert events[-1]["response"] == retrieved(api, job)
 
 
+@pytest.mark.parametrize("key", [None, "stream-key-1"])
+def test_a_background_stream_whose_wait_runs_out_says_to_poll_the_response_not_to_retry(api, chat_project, wait_s,
+                                                                                         key):
+    """The response exists and goes on in the background: its client follows it by id (GET /v1/responses/{id}), as any
+    background response. A retry, even with the same Idempotency-Key, would only wait again; the message said so."""
+    wait_s(0.05)
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else None
+    events = sse_events(respond(api, background=True, stream=True, headers=headers))
+    job = Job.objects.get()
+    last = events[-1]
+    assert last["type"] == "error" and last["code"] == "job_still_running"
+    message = last["message"]
+    assert f"GET {RESPONSES}/{rid(job)}" in message and "Idempotency-Key" not in message
+    assert f"POST {RESPONSES}/{rid(job)}/cancel" in message and str(job.pk) in message
+    assert last["error"]["details"] == {"job_id": str(job.pk), "job_url": f"/api/v1/jobs/{job.pk}/",
+                                        "response_id": rid(job)}
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED  # it goes on: nothing was cancelled
+
+
+def test_a_stream_not_in_the_background_still_says_to_retry_with_the_same_key(api, chat_project, wait_s):
+    """A stream that was not asked to run in the background keeps its answer: the retry with the same
+    Idempotency-Key waits for the same job again."""
+    wait_s(0.05)
+    last = sse_events(respond(api, stream=True, headers={"HTTP_IDEMPOTENCY_KEY": "stream-key-2"}))[-1]
+    assert last["code"] == "job_still_running" and "Retrying with the same Idempotency-Key" in last["message"]
+    assert "poll" not in last["message"] and "response_id" not in last["error"]["details"]
+
+
 # --- cancelling ------------------------------------------------------------------------------------------------
 def test_cancelling_a_queued_background_response_cancels_its_job_and_again_answers_the_same(api, chat_project):
     _, job = in_background(api, metadata={"order": "A-17"})

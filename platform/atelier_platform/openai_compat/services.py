@@ -337,9 +337,19 @@ def wait_for_job(job_id, timeout_s: float) -> Job | None:
     return finished
 
 
-def still_running(job_id, timeout_s: float, *, replayable: bool) -> OpenAIError:
+def still_running(job_id, timeout_s: float, *, replayable: bool, response_id: str | None = None) -> OpenAIError:
     """The job did not finish in time: a 504 naming it. The job goes on; a retry without the same
-    Idempotency-Key would submit a second job, so the client is told to retry only with one."""
+    Idempotency-Key would submit a second job, so the client is told to retry only with one.
+
+    ``response_id``: a ``background: true`` response's (streamed: only a stream waits for one). It exists and goes on
+    in the background, so it is followed by id, as every background response is, not by retrying the call."""
+    if response_id is not None:
+        return OpenAIError(504, f"Response {response_id} (job {job_id}) is still in progress after {timeout_s:g} s. It "
+                                f"goes on in the background: poll GET /v1/responses/{response_id} until its status is no "
+                                f"longer queued or in_progress (or retrieve it by its id later), or cancel it with "
+                                f"POST /v1/responses/{response_id}/cancel.", code="job_still_running",
+                           details={"job_id": str(job_id), "job_url": job_url(job_id), "response_id": response_id},
+                           retry=False, expected=True)
     hint = ("Retrying with the same Idempotency-Key waits for this job again."
             if replayable else "Send an Idempotency-Key header to make a retry wait for the same job.")
     if timeout_s < wait_seconds():

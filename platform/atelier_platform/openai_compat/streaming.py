@@ -42,9 +42,11 @@ def _chunk(chunk: ChatCompletionChunk) -> str:
 
 def job_stream(job_id, *, opening: Callable[[], Iterable[str]], answer: Callable[[Job], Iterable[str]],
                error: Callable[[dict[str, Any]], str], closing: str = "", timeout_s: float, replayable: bool,
-               client_timeout_s: float | None = None) -> Iterator[str]:
+               client_timeout_s: float | None = None, background_response: str | None = None) -> Iterator[str]:
     """The events of a call that waits for its job: ``opening``, keep-alives while the job runs, ``answer(job)``
     once it finished; an OpenAIError on the way (the wait running out included) as ``error(body)``; then ``closing``.
+    ``background_response``: the id of the ``background: true`` response streamed, which the wait running out tells
+    its client to poll.
 
     ``client_timeout_s``: the caller's read timeout, when its client says. Keep-alives then come three times
     within it (the job's row is looked at about once a second, which can delay one), else a client with a
@@ -59,7 +61,7 @@ def job_stream(job_id, *, opening: Callable[[], Iterable[str]], answer: Callable
                 yield ": keep-alive\n\n"
                 last_sent = time.monotonic()
         if job is None:
-            raise services.still_running(job_id, timeout_s, replayable=replayable)
+            raise services.still_running(job_id, timeout_s, replayable=replayable, response_id=background_response)
         yield from answer(job)
     except OpenAIError as failure:
         yield error(failure.body())
@@ -139,4 +141,5 @@ def response_events(job: Job, **waiting) -> Iterator[str]:
         yield send("response.completed" if response.status == "completed" else "response.incomplete",
                    response=response.model_dump(mode="json"))
 
-    return job_stream(job.pk, opening=opening, answer=answer, error=send.error, **waiting)
+    return job_stream(job.pk, opening=opening, answer=answer, error=send.error,
+                      background_response=responses.response_id(job.pk) if job.background else None, **waiting)

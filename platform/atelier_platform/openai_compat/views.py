@@ -65,7 +65,7 @@ ERRORS = {
              "nothing was submitted: retry after Retry-After.",
         504: "The job did not finish within ATELIER_OPENAI_WAIT_S, or shortly before the client's read timeout "
              "(X-Stainless-Read-Timeout, sent by the official clients) would run out (code job_still_running; "
-             "it goes on: fetch it from the job URL).",
+             "it goes on: fetch it from the job URL; a streamed background response: poll GET /v1/responses/{id}).",
     }.items()
 }
 #: what a call that waits for its job may answer beside its answer
