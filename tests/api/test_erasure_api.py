@@ -26,7 +26,7 @@ def eraser(project, make_key, client_for) -> APIClient:
 
 
 def a_finished_job(project):
-    job = build_job(project, input={"text": SECRET}, run_seconds=2)
+    job = build_job(project, input={"text": SECRET}, run_seconds=2, metadata={"customer": SECRET})
     output = build_output(job, content={"text": SECRET, "usage": {"prompt_tokens": 3, "completion_tokens": 4}},
                           review_state=ReviewState.APPROVED, image=True)
     return job, output
@@ -36,6 +36,7 @@ def test_delete_erases_the_job_and_it_reads_back_as_an_erased_tombstone(project,
     job, output = a_finished_job(project)
     before = api.get(f"/api/v1/jobs/{job.pk}/").json()
     assert before["erased_at"] is None and before["erased_by"] is None and before["outputs"][0]["content"]["text"] == SECRET
+    assert before["metadata"] == {"customer": SECRET}
     file_url = before["outputs"][0]["files"][0]["url"]
     assert api.get(file_url).status_code == 200
 
@@ -45,7 +46,7 @@ def test_delete_erases_the_job_and_it_reads_back_as_an_erased_tombstone(project,
 
     shown = api.get(f"/api/v1/jobs/{job.pk}/").json()
     assert shown["erased_at"] and shown["erased_by"].startswith("key:")
-    assert (shown["input"], shown["params"]) == ({}, {})
+    assert (shown["input"], shown["params"], shown["metadata"]) == ({}, {}, {})
     assert shown["status"] == "succeeded" and shown["plugin"] == "reverse_text" and shown["finished_at"]
     assert shown["outputs"][0]["content"] is None and shown["outputs"][0]["files"] == []
     assert shown["outputs"][0]["review_state"] == "approved"

@@ -237,6 +237,18 @@ class TestReadAndCancel:
         assert response.status_code == 200
         assert response.json()["id"] == job["id"]
 
+    def test_a_job_shows_the_callers_metadata_read_only(self, api):
+        """The caller's key/value pairs (sent with an OpenAI response) belong to the caller: shown with the job, here
+        and in the list; a job submitted here has none, and none can be sent here (the field is read-only)."""
+        job = Job.objects.get(pk=post(api, GOOD).json()["id"])
+        Job.objects.filter(pk=job.pk).update(metadata={"order": "A-17", "channel": "web"})
+        assert api.get(f"{JOBS}{job.pk}/").json()["metadata"] == {"order": "A-17", "channel": "web"}
+        assert [j["metadata"] for j in api.get(JOBS).json()["results"]] == [{"order": "A-17", "channel": "web"}]
+        plain = post(api, {**GOOD, "input": {"text": "other"}}).json()
+        assert plain["metadata"] == {} and api.get(f"{JOBS}{plain['id']}/").json()["metadata"] == {}
+        error = assert_envelope(post(api, {**GOOD, "metadata": {"order": "B-2"}}), 400, "validation_error")
+        assert error["details"] == {"metadata": ["Unknown field."]}
+
     def test_other_projects_job_is_not_found(self, api, other_project, make_key, client_for):
         theirs = post(client_for(make_key(other_project).raw), GOOD).json()
         assert_envelope(api.get(f"{JOBS}{theirs['id']}/"), 404, "not_found")

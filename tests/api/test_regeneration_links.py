@@ -42,6 +42,17 @@ def test_the_first_job_names_its_new_try_and_the_new_one_names_the_first(project
     assert again["status"] == "queued" and again["input"]["text"] == first.input["text"]
 
 
+def test_the_new_try_carries_the_callers_metadata(project, api, regenerate):
+    """The caller's key/value pairs (an OpenAI response's metadata) belong to the request, which the new job answers
+    again: an app that files jobs by them finds the new try under the same ones."""
+    first = build_job(project, metadata={"order": "A-17", "channel": "web"})
+    new = regenerate(build_output(first))
+    assert Job.objects.get(pk=new).metadata == {"order": "A-17", "channel": "web"}
+    assert api.get(f"{JOBS}{new}/").json()["metadata"] == {"order": "A-17", "channel": "web"}
+    plain = regenerate(build_output(build_job(project)))
+    assert api.get(f"{JOBS}{plain}/").json()["metadata"] == {}
+
+
 def test_each_output_sent_back_adds_a_job_newest_last_and_a_chain_is_followed_job_by_job(project, api, regenerate):
     first = build_job(project)
     one, two = build_output(first, index=0), build_output(first, index=1)

@@ -156,11 +156,16 @@ class JobSummarySerializer(FieldsBuiltOnce):
                   "outputs open no review item, are never final content and fire no webhook. Filter the list with "
                   "?purpose=request to leave evaluation jobs out.")
 
+    metadata = serializers.DictField(
+        child=serializers.CharField(), read_only=True,
+        help_text="The caller's own key/value pairs, as sent with the request (the metadata of an OpenAI Responses API "
+                  "call, POST /v1/responses; a regeneration keeps its job's): never read by the plugin. {} when none "
+                  "were sent, and once the job's content is erased.")
     erased_at = serializers.DateTimeField(
         read_only=True, allow_null=True,
         help_text="When the job's content was erased (DELETE /jobs/{id}/, a conversation's erasure, or the project's "
-                  "content retention); null while it is kept. An erased job keeps its metadata (plugin, status, timings) "
-                  "for quotas and usage; its input and params read {} and its outputs have no content or files.")
+                  "content retention); null while it is kept. An erased job keeps its plugin, status and timings for "
+                  "quotas and usage; its input, params and metadata read {} and its outputs have no content or files.")
     erased_by = serializers.SerializerMethodField(
         help_text="Who erased it, as the audit log names actors: user:<id>, key:<prefix>, or retention (the project's "
                   "content_retention_days); null while it is kept.")
@@ -171,7 +176,7 @@ class JobSummarySerializer(FieldsBuiltOnce):
         fields = [
             "id", "project", "plugin", "plugin_version", "purpose", "status", "priority", "input", "params", "seed",
             "attempts", "max_attempts", "progress", "error", "cancel_requested", "input_screening",
-            "regenerated_from", "regenerated_as",
+            "regenerated_from", "regenerated_as", "metadata",
             "created_at", "started_at", "finished_at", "webhook", "erased_at", "erased_by",
         ]
 

@@ -433,6 +433,7 @@ def _regenerate(job: Job, output: Output, reviewer: Reviewer, note: str) -> Job:
         time_limit_s=manifest.time_limit_s, submitted_by=job.submitted_by, api_key=job.api_key,
         regenerated_from=output, review_note=note, enqueued_at=timezone.now(), enqueue_count=1,
         webhook=job.webhook,  # the app that named it hears of the replacement too
+        metadata=dict(job.metadata or {}),  # the caller's pairs belong to the request, which the new job answers again
     )
     publish_on_commit(new_job)
     return new_job
