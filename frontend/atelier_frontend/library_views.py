@@ -14,14 +14,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
-from atelier_frontend.export_views import background_exports
+from atelier_frontend.export_views import background_exports, library_export_filters
 from atelier_frontend.projects import needs
 from atelier_frontend.rendering import render_value
 from atelier_frontend.views import _labels_of, _summary, page
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.catalog.registry import get_registry
-from atelier_platform.exports import EXPORT_FORMATS
-from atelier_platform.exports.models import ExportKind
+from atelier_platform.exports import EXPORT_FORMATS, trail
+from atelier_platform.exports.models import ExportKind, ExportOrigin
 from atelier_platform.jobs import library
 from atelier_platform.moderation.screening import IMAGE_TYPES
 
@@ -111,6 +111,8 @@ def library_page(request, here):
         errors["export"] = [_("Export as CSV or JSON Lines.")]
     slug = here.project.slug
     if export and not errors:
+        trail.streamed(here.project, f"user:{request.user.pk}", kind=ExportKind.LIBRARY, format=export,
+                       filters=library_export_filters(filters), origin=ExportOrigin.DASHBOARD)
         return library.streamed_export(library.final_outputs(here.project, filters), export,
                                        site=request.build_absolute_uri("/").rstrip("/"), filename=f"library-{slug}",
                                        file_query=f"?project={slug}")

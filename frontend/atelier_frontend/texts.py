@@ -54,6 +54,9 @@ WORDS = {
     "project renamed": _("project renamed"), "job deleted": _("job deleted"),
     # erasures (jobs.erasure): an owner's, an API key's, or the content retention's
     "job erased": _("content erased"), "conversation erased": _("conversation erased"),
+    # who took data out (exports.trail): an export in the background asked for and downloaded, a streaming one sent
+    "export requested": _("export requested"), "export downloaded": _("export downloaded"),
+    "export streamed": _("export streamed"),
     "blocklist entry changed": _("blocklist entry changed"),
     # worker states, as fleet.models names them (and "lost", which the platform shows for a silent one)
     "starting": _("starting"), "ready": _("ready"), "busy": _("busy"), "unhealthy": _("unhealthy"),

@@ -18,11 +18,14 @@ from rest_framework.views import APIView
 from atelier_platform import exports
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.api.idempotency import idempotent
+from atelier_platform.api.keys_views import actor_of
 from atelier_platform.api.negotiation import ExportNegotiation
 from atelier_platform.api.pagination import OldestFirstCursorPagination, SafeCursorPagination
 from atelier_platform.api.schema import (EXPORT_PARAMETER, EXPORT_RESPONSES, IDEMPOTENCY_PARAMETER, error_responses,
                                          export_format)
 from atelier_platform.api.serializers import AuditEventSerializer, ReviewDecisionInputSerializer, ReviewItemSerializer
+from atelier_platform.exports import trail
+from atelier_platform.exports.models import ExportKind, ExportOrigin
 from atelier_platform.instants import in_utc, parse_instant
 from atelier_platform.jobs.submission import refuse_nul
 from atelier_platform.moderation import audit, review
@@ -292,6 +295,8 @@ class AuditLogView(ExportNegotiation, APIView):
             paginator = self.pagination_class()
             page = paginator.paginate_queryset(events, request, view=self)
             return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
+        trail.streamed(request.access.project, actor_of(request), kind=ExportKind.AUDIT, format=export,
+                       filters=trail.filters_in_query(ExportKind.AUDIT, params), origin=ExportOrigin.API)
         return exports.streamed_export(audit_export_rows(events), export, fields=AUDIT_EXPORT_FIELDS,
                                        json_fields=AUDIT_EXPORT_JSON_FIELDS, filename=f"audit-{request.access.project.slug}")
 

@@ -31,6 +31,8 @@ from atelier_platform.api.serializers import (
 from atelier_platform.catalog.registry import get_registry
 from atelier_platform.catalog.services import enabled_plugin_ids
 from atelier_platform.config import get_config
+from atelier_platform.exports import trail
+from atelier_platform.exports.models import ExportKind, ExportOrigin
 from atelier_platform.jobs import erasure, library, lifecycle
 from atelier_platform.jobs.models import (Job, Output, outputs_with_files, prefetch_no_outputs, prefetch_outputs_with_files,
                                          read_again)
@@ -264,6 +266,8 @@ class OutputViewSet(ExportNegotiation, mixins.ListModelMixin, mixins.RetrieveMod
             return super().list(request, *args, **kwargs)
         # the list's filters, as its pages apply them; the rows as the content library exports them
         outputs = self.filter_queryset(self.get_queryset()).order_by(*library.LIBRARY_ORDERING)
+        trail.streamed(request.access.project, actor_of(request), kind=ExportKind.LIBRARY, format=export,
+                       filters=trail.filters_in_query(ExportKind.LIBRARY, request.query_params), origin=ExportOrigin.API)
         # reviewers' names only to a caller who may read the review queue (where they are told): not to every jobs:read key
         return library.streamed_export(outputs, export, site=request.build_absolute_uri("/").rstrip("/"),
                                        filename=f"outputs-{request.access.project.slug}",

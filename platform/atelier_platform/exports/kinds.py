@@ -40,7 +40,7 @@ def _library_filter_set():
     return OutputFilter
 
 
-def _filter_names(kind: str) -> tuple[tuple[str, ...], frozenset[str]]:
+def filter_names(kind: str) -> tuple[tuple[str, ...], frozenset[str]]:
     """The filters a kind takes, and those of them that take several values (a list)."""
     if kind == ExportKind.LIBRARY:
         from django_filters import MultipleChoiceFilter
@@ -75,7 +75,7 @@ def checked_filters(kind: str, project, filters) -> dict:
     if not isinstance(filters, dict):
         raise ExportFiltersInvalid("Give the filters as an object, e.g. {\"final\": \"true\", \"q\": \"coat\"}.",
                                    details={"filters": ["An object of filter names and values."]})
-    names, many = _filter_names(kind)
+    names, many = filter_names(kind)
     problems: dict[str, list[str]] = {}
     checked = {}
     for name, value in filters.items():

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from atelier_platform import exports
 from atelier_platform.config import get_config
-from atelier_platform.exports import kinds
+from atelier_platform.exports import kinds, trail
 from atelier_platform.exports.models import (FINISHED_EXPORT_STATUSES, Export, ExportFormat, ExportKind, ExportOrigin,
                                             ExportStatus)
 from atelier_platform.exports.signals import export_finished
@@ -160,6 +160,7 @@ def request_export(project, *, kind: str, format: str, filters=None, user=None, 
             project=project, kind=kind, format=format, filters=checked, with_approvers=with_approvers, site=site[:300],
             requested_from=requested_from, requested_by_user=user if api_key is None else None, requested_by_key=api_key,
             requested_by=requester_of(user=user, api_key=api_key), enqueued_at=timezone.now())
+        trail.requested(export)  # who took data out: the audit log, with the export
         transaction.on_commit(functools.partial(_publish, export.pk), robust=True)
     return export
 
@@ -302,9 +303,10 @@ def is_downloadable(export: Export, now=None) -> bool:
             and (export.expires_at is None or export.expires_at > now))
 
 
-def file_to_download(export: Export):
-    """The export's file, opened, for its download: 409 ``export_not_ready`` before it succeeded (``details.status``),
-    410 ``export_withdrawn`` after an erasure took it back, 410 ``export_expired`` past ``expires_at``."""
+def file_to_download(export: Export, *, actor: str):
+    """The export's file, opened, for ``actor``'s download (recorded in the audit log: ``trail.downloaded``): 409
+    ``export_not_ready`` before it succeeded (``details.status``), 410 ``export_withdrawn`` after an erasure took it
+    back, 410 ``export_expired`` past ``expires_at``."""
     if export.withdrawn_at is not None:
         raise ExportWithdrawn(f"This export held content erased on {export.withdrawn_at.isoformat()}, and its file "
                               f"was deleted with it; ask for a new export.", details={"withdrawn_at": export.withdrawn_at})
@@ -317,9 +319,11 @@ def file_to_download(export: Export):
         raise ExportExpired(f"This export's file was kept until {export.expires_at.isoformat()} and is deleted; ask "
                             f"for a new export.", details={"expired_at": export.expires_at})
     try:
-        return export.file.open("rb")
+        handle = export.file.open("rb")
     except FileNotFoundError:
         raise ExportFileMissing("The export's file is missing from storage; ask for a new export.") from None
+    trail.downloaded(export, actor)
+    return handle
 
 
 def download_name(export: Export) -> str:

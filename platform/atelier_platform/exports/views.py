@@ -81,8 +81,8 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
                    summary="The export's file (Content-Disposition: attachment), once it succeeded")
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
-        export = self.get_object()
-        handle = services.file_to_download(export)
+        export, access = self.get_object(), request.access
+        handle = services.file_to_download(export, actor=services.requester_of(user=access.user, api_key=access.api_key))
         response = FileResponse(handle, as_attachment=True, filename=services.download_name(export),
                                 content_type=EXPORT_MEDIA_TYPES[export.format])
         response["X-Content-Type-Options"] = "nosniff"

@@ -30,7 +30,8 @@ quota back nor rewrite its history; each output row with its review state and on
 reported (``usage.prompt_tokens``, ``usage.completion_tokens``), and each file row with its role, type and size but
 no file, because the usage report sums those tokens and counts those images; the review items and decisions with
 who decided what, when and for which reason; every audit event, plus one ``job_erased`` event per job saying who
-erased it and how much, never what.
+erased it and how much, never what. The events of exports (``exports.trail``: asked for, downloaded, streamed)
+stay as they are: they record a search's filters as set, never its words, so they hold nothing of a person.
 
 A job and the regenerations a reviewer queued for it share one input: erasing any of them erases them all (the
 API's erasure; the retention policy erases each job at its own age). A conversational job's input also holds the
