@@ -300,6 +300,32 @@ class TestCancel:
         assert not default_storage.exists(folder) or default_storage.listdir(folder) == ([], [])
 
 
+class TestNoFileLeftBehind:
+    def test_a_store_that_fails_half_way_leaves_no_partial_file(self, api, project, ask, run_exports, monkeypatch):
+        """A disk that fills up while the file is stored: the export fails, and the half it wrote goes (no row names
+        it, so neither the expiry nor an erasure would ever delete it)."""
+        import errno
+
+        from django.core.files import File
+
+        from atelier_platform.exports import services
+        from atelier_platform.exports.models import Export
+
+        class DiskFull(File):
+            def chunks(self, chunk_size=None):
+                yield self.file.read(10)
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        some_outputs(project, 3, text="secret")
+        monkeypatch.setattr(services, "File", DiskFull)
+        export = ask(api, {"kind": "library", "format": "jsonl"}).json()
+        assert run_exports() == ["failed"]
+        row = Export.objects.get(pk=export["id"])
+        assert row.status == "failed" and row.error_code == "export_failed" and not row.file.name
+        folder = f"exports/{project.pk}/{row.pk}"
+        assert not default_storage.exists(folder) or default_storage.listdir(folder) == ([], [])
+
+
 class TestRedelivery:
     def test_a_second_delivery_of_a_finished_export_does_nothing(self, api, project, ask, run_exports, sent_messages):
         from atelier_platform.exports.models import Export

@@ -238,7 +238,14 @@ def _write(export: Export) -> str:
         spool.seek(0)
         # stored before the row says so, outside any transaction (a large file takes a while to reach its store):
         # a run that no longer holds the export once it is stored removes it again
-        saved = _storage().save(stored_name(export, attempt=export.attempt), File(spool))
+        name = stored_name(export, attempt=export.attempt)
+        try:
+            saved = _storage().save(name, File(spool))
+        except BaseException:
+            # a store that failed half way (a full disk) leaves what it wrote, which no row names: nothing else
+            # would ever delete it, nor an erasure find it
+            _remove_quietly(name, f"the part of export {export.pk}'s file stored before its store failed")
+            raise
     try:
         kept = timedelta(hours=get_config().exports_kept_hours)
         now = timezone.now()
