@@ -199,3 +199,15 @@ def test_the_management_commands_table_lists_every_command_and_option():
         options = {option for action in parser._actions for option in action.option_strings
                    if option.startswith("--") and option not in standard}
         assert documented[name] == options, f"manage.py {name}: README {sorted(documented[name])}, code {sorted(options)}"
+
+
+# --- queues -------------------------------------------------------------------------------------------------------
+
+def test_the_exports_section_names_the_queue_exports_run_on():
+    """Exports moved to a queue and a worker of their own: an operator told they hold the ``platform`` queue's
+    workers gives that queue more workers, which then run no export at all."""
+    from atelier_platform.celery_app import RUN_EXPORT_TASK, app
+
+    queue = app.conf.task_routes[RUN_EXPORT_TASK]["queue"]
+    named = re.findall(r"(?:on|of) the `([a-z-]+)`\s+queue", section("Exports in the background"))
+    assert named and set(named) == {queue}, f"the section says exports run on {named}; they run on {queue!r}"

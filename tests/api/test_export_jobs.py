@@ -1,4 +1,4 @@
-"""Exports in the background: ``POST /api/v1/exports/`` asks for one (202), a task on the platform queue writes the
+"""Exports in the background: ``POST /api/v1/exports/`` asks for one (202), a task on the exports queue writes the
 file with the exporter the streaming exports use, the caller follows its progress, downloads the file while it is
 kept, and may cancel it; the export job's row is the truth, so a message delivered twice writes the file once."""
 
@@ -37,7 +37,7 @@ def ask(django_capture_on_commit_callbacks):
 
 @pytest.fixture
 def run_exports(sent_messages, django_capture_on_commit_callbacks):
-    """Run the published export messages as a worker of the platform queue would (the real task, in this process),
+    """Run the published export messages as a worker of the exports queue would (the real task, in this process),
     until none is left. Returns the task's outcomes."""
     from atelier_platform.exports.tasks import run_export
 
