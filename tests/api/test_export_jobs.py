@@ -388,8 +388,8 @@ class TestRedelivery:
 
 class TestErasure:
     """An export made before an erasure holds the erased content: the erasure withdraws every finished export of the
-    project whose rows could hold the erased jobs (the file goes, the download answers 410), and starts a running one
-    again from scratch; the others are left alone."""
+    project whose rows could hold the erased jobs (the file goes, the download answers 410), and a running one takes
+    those rows out of its file before it stores it; the others are left alone."""
 
     def test_a_finished_export_holding_an_erased_job_is_withdrawn_and_its_file_removed(
             self, api, project, ask, run_exports, django_capture_on_commit_callbacks):
@@ -415,26 +415,118 @@ class TestErasure:
         assert json.loads(body_of(api.get(f"{EXPORTS}{elsewhere['id']}/download/")))["output_id"] == str(other.pk)
         assert kept
 
-    def test_a_running_export_starts_again_without_the_erased_content(self, api, project, ask, run_exports,
-                                                                       monkeypatch):
+    @staticmethod
+    def erase_once_at(monkeypatch, rows_done, erase):
+        """``erase()`` once, when the run reports ``rows_done`` rows written (every 2): in the middle of its run."""
         from atelier_platform.exports import services
-        from atelier_platform.jobs import erasure
 
-        outputs = some_outputs(project, 4, text="secret")
         monkeypatch.setattr(services, "PROGRESS_EVERY_ROWS", 2)
         record, erased = services.record_progress, []
 
-        def erased_meanwhile(export, rows_done, **fields):
-            if rows_done == 2 and not erased:  # its callbacks run with the task's (run_exports)
-                erasure.erase_jobs(project, [outputs[0].job_id], "user:1")
-                erased.append(True)
-            record(export, rows_done, **fields)
+        def erased_meanwhile(export, done, **fields):
+            if done == rows_done and not erased:  # its callbacks run with the task's (run_exports)
+                erased.append(erase())
+            record(export, done, **fields)
 
         monkeypatch.setattr(services, "record_progress", erased_meanwhile)
-        export = ask(api, {"kind": "library", "format": "jsonl", "filters": {"final": True}}).json()
-        assert run_exports() == ["stopped", "succeeded"]  # the first run stopped; the erasure queued it again
-        lines = body_of(api.get(f"{EXPORTS}{export['id']}/download/")).splitlines()
-        assert len(lines) == 3 and b"secret 0" not in b"".join(lines)  # an erased job's outputs are final no more
+        return erased
+
+    @pytest.mark.parametrize("export_format, filters", [("jsonl", {"final": True}), ("csv", {}), ("jsonl", {})])
+    def test_a_running_export_keeps_going_and_its_file_holds_nothing_erased(self, api, project, ask, run_exports,
+                                                                            monkeypatch, export_format, filters):
+        """Not started again (a retention erasing all day would keep a large export from ever ending): the run goes
+        on, and its file is what the streaming export gives after the erasure: an erased output left out where it is
+        final no more, written as its tombstone where the filters still list it."""
+        from atelier_platform.exports.models import Export
+        from atelier_platform.jobs import erasure
+
+        outputs = some_outputs(project, 4, text="secret")
+        build_output(build_job(project), content={"text": "kept \"line\"\nnext =line, too", "characters": 9},
+                     review_state=APPROVED)  # a CSV row over two lines, copied as written
+        # newest first: outputs[3] is written before the erasure, outputs[0] after it
+        erased = self.erase_once_at(monkeypatch, 2, lambda: erasure.erase_jobs(
+            project, [outputs[3].job_id, outputs[0].job_id], "user:1"))
+        export = ask(api, {"kind": "library", "format": export_format, "filters": filters}).json()
+        assert run_exports() == ["succeeded"]
+        assert erased[0].exports_running == 1
+        done = Export.objects.get(pk=export["id"])
+        assert done.attempt == 1 and done.erasures_seen == 1
+        body = body_of(api.get(f"{EXPORTS}{export['id']}/download/"))
+        assert b"secret 3" not in body and b"secret 0" not in body and b"secret 2" in body
+        streamed = body_of(api.get("/api/v1/outputs/", {"export": export_format,
+                                                        **{k: str(v).lower() for k, v in filters.items()}}))
+        assert body == streamed
+        rows = len(streamed.decode().splitlines()) - (0 if export_format == "jsonl" else 2)  # a header, a line more
+        assert done.rows_done == done.rows_total == rows == (3 if filters else 5)
+        assert done.size == len(body)
+
+    def test_a_running_audit_export_holds_the_events_redacted_meanwhile_as_they_are_now(
+            self, project, make_key, client_for, ask, run_exports, monkeypatch):
+        from atelier_platform.exports.models import Export
+        from atelier_platform.jobs import erasure
+
+        job = build_job(project)
+        audit.record(project, "user:1", "review_decided", job, before={"state": "open"},
+                     after={"comment": "about Jane Roe", "state": "approved"})
+        for n in range(3):
+            audit.record(project, "user:1", "review_decided", build_job(project), after={"comment": f"fine {n}"})
+        self.erase_once_at(monkeypatch, 2, lambda: erasure.erase_jobs(project, [job.pk], "user:1"))
+        admin = client_for(make_key(project, ["admin"]).raw)
+        for export_format in ("jsonl", "csv"):
+            export = ask(admin, {"kind": "audit", "format": export_format, "filters": {"action": "review_decided"}})
+            assert run_exports() == ["succeeded"]
+            assert Export.objects.get(pk=export.json()["id"]).attempt == 1
+            body = body_of(admin.get(f"{EXPORTS}{export.json()['id']}/download/"))
+            assert b"Jane Roe" not in body and b"fine 0" in body
+            assert body == body_of(admin.get("/api/v1/audit/", {"export": export_format, "action": "review_decided"}))
+
+    def test_an_erasure_of_no_row_of_a_running_export_changes_nothing(self, api, project, ask, run_exports,
+                                                                     monkeypatch):
+        from atelier_platform.exports import services
+        from atelier_platform.exports.models import Export
+        from atelier_platform.jobs import erasure
+
+        outputs = [build_output(build_job(project, plugin="gpu_reverse"), content={"text": f"other {n}", "characters": 7},
+                                review_state=APPROVED) for n in range(4)]
+        elsewhere = some_outputs(project, 1, text="secret")[0]
+        before = body_of(api.get("/api/v1/outputs/", {"export": "jsonl", "plugin": "gpu_reverse"}))
+        rewritten = []
+        monkeypatch.setattr(services, "_without_erased", lambda *args: rewritten.append(args))
+        erased = self.erase_once_at(monkeypatch, 2, lambda: erasure.erase_jobs(project, [elsewhere.job_id], "user:1"))
+        export = ask(api, {"kind": "library", "format": "jsonl", "filters": {"plugin": "gpu_reverse"}}).json()
+        assert run_exports() == ["succeeded"]
+        assert erased[0].exports_running == 0 and erased[0].erased == [elsewhere.job_id]
+        done = Export.objects.get(pk=export["id"])
+        assert (done.attempt, done.erasures_seen, done.erased_since, rewritten) == (1, 0, None, [])
+        assert body_of(api.get(f"{EXPORTS}{export['id']}/download/")) == before and len(outputs) == 4
+
+    def test_an_erasure_committed_after_the_runs_check_and_before_its_end_is_taken_out_too(
+            self, api, project, ask, run_exports, monkeypatch):
+        """The run stores its file outside any transaction: an erasure may commit between its check of the erasures
+        and its end. Its end, under the lock the erasure takes on the row, sees it counted: the stored file goes, and
+        the run takes the rows out and stores again."""
+        from atelier_platform.exports import services
+        from atelier_platform.exports.models import Export
+        from atelier_platform.jobs import erasure
+
+        outputs = some_outputs(project, 3, text="secret")
+        store, stored = services._store, []
+
+        def erased_while_stored(export, spool):
+            if not stored:
+                erasure.erase_jobs(project, [outputs[1].job_id], "user:1")
+            stored.append(store(export, spool))
+            return stored[-1]
+
+        monkeypatch.setattr(services, "_store", erased_while_stored)
+        export = ask(api, {"kind": "library", "format": "csv", "filters": {"final": "true"}}).json()
+        assert run_exports() == ["succeeded"]
+        assert len(stored) == 2 and Export.objects.get(pk=export["id"]).attempt == 1
+        body = body_of(api.get(f"{EXPORTS}{export['id']}/download/"))
+        assert b"secret 1" not in body and b"secret 2" in body
+        assert body == body_of(api.get("/api/v1/outputs/", {"export": "csv", "final": "true"}))
+        folder = f"exports/{project.pk}/{export['id']}"
+        assert default_storage.listdir(folder)[1] == ["1.csv"]  # the file stored before the erasure was removed
 
     def test_an_audit_export_about_the_erased_job_is_withdrawn_too(self, project, make_key, client_for, ask,
                                                                    run_exports, django_capture_on_commit_callbacks):

@@ -32,6 +32,8 @@ class Source:
     fields: list[str]
     json_fields: tuple[str, ...]
     filename: str
+    #: the field that names a row's object: the first column of the CSV (an output's id, an event's)
+    id_field: str
 
 
 def _library_filter_set():
@@ -140,11 +142,56 @@ def source(export: Export) -> Source:
             count=query.count,
             rows=lambda: library.export_rows(query, site=export.site, with_approvers=export.with_approvers,
                                              file_query=f"?project={project.slug}" if dashboard else ""),
-            fields=library.EXPORT_FIELDS, json_fields=library.EXPORT_JSON_FIELDS, filename=base_filename(export))
+            fields=library.EXPORT_FIELDS, json_fields=library.EXPORT_JSON_FIELDS, filename=base_filename(export),
+            id_field="output_id")
     from atelier_platform.api.review_views import AUDIT_EXPORT_FIELDS, AUDIT_EXPORT_JSON_FIELDS, audit_export_rows
 
     return Source(count=query.count, rows=lambda: audit_export_rows(query), fields=AUDIT_EXPORT_FIELDS,
-                  json_fields=AUDIT_EXPORT_JSON_FIELDS, filename=base_filename(export))
+                  json_fields=AUDIT_EXPORT_JSON_FIELDS, filename=base_filename(export), id_field="id")
+
+
+def erased_rows(export: Export, since) -> tuple[set[str], Iterator[dict]]:
+    """What the erasures of the project's jobs erased at or after ``since`` (``Job.erased_at``) changed in
+    ``export``'s rows: the ids of the rows they changed (a library export's outputs of those jobs; an audit export's
+    events about them, their outputs or their review items, whose content keys the erasure redacted), and those of
+    them that are still among its rows, as its streaming export writes them now (an erased output is final no more,
+    nor found by a search of its words; an event stays, redacted)."""
+    from atelier_platform.jobs.models import Job, Output
+
+    project = export.project
+    query = _rows_query(export.kind, project, export.filters)
+    if export.kind == ExportKind.LIBRARY:
+        from atelier_platform.jobs import library
+
+        changed = {str(pk) for pk in Output.objects.filter(job__project=project, job__erased_at__gte=since)
+                   .values_list("pk", flat=True)}
+        now = query.filter(job__erased_at__gte=since)
+        dashboard = export.requested_from == ExportOrigin.DASHBOARD
+        return changed, library.export_rows(now, site=export.site, with_approvers=export.with_approvers,
+                                            file_query=f"?project={project.slug}" if dashboard else "")
+    from atelier_platform.api.review_views import audit_export_rows
+    from atelier_platform.moderation.models import ReviewItem
+
+    job_ids = [str(pk) for pk in Job.objects.filter(project=project, erased_at__gte=since).values_list("pk", flat=True)]
+    changed: set[str] = set()
+    for start in range(0, len(job_ids), _IDS_AT_ONCE):  # bounded statements, whatever the number of jobs
+        jobs = job_ids[start:start + _IDS_AT_ONCE]
+        outputs = [str(pk) for pk in Output.objects.filter(job_id__in=jobs).values_list("pk", flat=True)]
+        items = [str(pk) for pk in ReviewItem.objects.filter(output_id__in=outputs).values_list("pk", flat=True)]
+        about = (Q(object_type="job", object_id__in=jobs) | Q(object_type="output", object_id__in=outputs)
+                 | Q(object_type="reviewitem", object_id__in=items))
+        changed.update(str(pk) for pk in query.filter(about).values_list("pk", flat=True))
+
+    def rows() -> Iterator[dict]:
+        ids = sorted(int(pk) for pk in changed)
+        for start in range(0, len(ids), _IDS_AT_ONCE):
+            yield from audit_export_rows(query.filter(pk__in=ids[start:start + _IDS_AT_ONCE]))
+
+    return changed, rows()
+
+
+#: Ids one statement of ``erased_rows`` names at most.
+_IDS_AT_ONCE = 500
 
 
 def might_hold(export: Export, *, job_ids: list, output_ids: list, review_item_ids: list) -> bool:

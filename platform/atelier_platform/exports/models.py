@@ -63,7 +63,7 @@ class Export(models.Model):
 
     status = models.CharField(max_length=20, choices=ExportStatus.choices, default=ExportStatus.QUEUED)
     #: the run that holds it: each claim counts one up, and a run writes progress and its file only while its number
-    #: is the row's (a run taken over, cancelled or started again by an erasure stops at its next progress)
+    #: is the row's (a run taken over or cancelled stops at its next progress)
     attempt = models.PositiveIntegerField(default=0)
     #: runs that stopped without a word (their worker died): past ``services.MAX_LOST_RUNS`` it fails
     lost_runs = models.PositiveIntegerField(default=0)
@@ -85,6 +85,11 @@ class Export(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     #: when an erasure took back its file: it held content erased since (``services.withdraw_for_erasure``)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
+    #: erasures that could touch the rows of the run that holds it (``services.withdraw_for_erasure``): how many, and
+    #: the erasure time (``Job.erased_at``) of the first; before it stores its file, the run takes out or rewrites
+    #: the rows of jobs erased since then, until no erasure came in between (``services._write``)
+    erasures_seen = models.PositiveIntegerField(default=0)
+    erased_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

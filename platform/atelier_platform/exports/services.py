@@ -10,20 +10,33 @@ then stores the file in media storage, as generated files are, for ``ATELIER_EXP
 
 The row is the truth. A run claims it (queued, or running but silent past ``EXPORT_STALE_AFTER``: its worker died)
 and counts its ``attempt`` up; it writes progress, and finally its file, only while the row is running under its
-attempt, so a second delivery of the message does nothing, a cancel or an erasure stops it at its next progress, and
-a run whose worker died is started again from scratch by the sweeper or by the broker's redelivery.
+attempt, so a second delivery of the message does nothing, a cancel stops it at its next progress, and a run whose
+worker died is started again from scratch by the sweeper or by the broker's redelivery.
+
+An erasure never starts a run again (the retention erases all day on a busy project: a large export would never
+end): it notes on the row that it could touch the run's rows (``withdraw_for_erasure``), and the run, once it has
+written every row and before it stores its file, takes out or rewrites the rows of the jobs erased since, as its
+streaming export gives them now (``_without_erased``). Its end checks, under the lock the erasure takes on the row,
+that no erasure came in between; one that did sends it back to take those out too.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
+import json
 import logging
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.core.files import File
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from atelier_platform import exports
@@ -52,6 +65,10 @@ EXPORTS_AT_ONCE = 3
 FINISHED_EXPORTS_KEPT = timedelta(days=30)
 #: Rows the cleanup deletes or empties per run at most (the next run takes the rest).
 CLEANUP_BATCH = 500
+#: Ends a run tries without the lock erasures take on its row (each: take out what was erased, store, check that no
+#: erasure came in between). While a retention's batches keep coming, the next end holds the lock from the check to
+#: the store, and the erasures wait for it: one rewrite and one store, then the run is over.
+UNLOCKED_ENDS = 2
 
 
 class ExportError(JobServiceError):
@@ -89,7 +106,7 @@ class ExportFileMissing(ExportError):
 
 
 class ExportStopped(Exception):
-    """The run no longer holds its export: cancelled, started again after an erasure, or taken over."""
+    """The run no longer holds its export: cancelled, or taken over."""
 
 
 def _storage():
@@ -198,8 +215,9 @@ def _claim(export_id) -> tuple[Export | None, str]:
         export.status = ExportStatus.RUNNING
         export.started_at = export.heartbeat_at = now
         export.rows_done, export.rows_total = 0, None
+        export.erasures_seen, export.erased_since = 0, None  # this run reads after those erasures committed
         export.save(update_fields=["attempt", "lost_runs", "status", "started_at", "heartbeat_at", "rows_done",
-                                   "rows_total"])
+                                   "rows_total", "erasures_seen", "erased_since"])
     return export, ""
 
 
@@ -219,12 +237,116 @@ def _fail(export: Export, code: str, message: str) -> None:
             _announce_on_commit(export.pk)
 
 
+def _records(spool, export_format: str, source: kinds.Source) -> Iterator[tuple[str | None, bytes]]:
+    """Each row of a written file as (its id, its bytes as written); a CSV's header as (None, its bytes). A CSV row
+    spans lines where a text holds line breaks: the csv module's reader says where each ends (it reads no line past
+    the row it gives), and the lines it read are the row's bytes."""
+    spool.seek(0)
+    if export_format == ExportFormat.JSONL:
+        for line in spool:
+            yield str(json.loads(line)[source.id_field]), line
+        return
+    column = source.fields.index(source.id_field)
+    text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+    taken: list[str] = []
+
+    def lines():
+        for line in text:
+            taken.append(line)
+            yield line
+
+    limit = csv.field_size_limit(sys.maxsize)  # a generated text may be longer than the reader's default 128 KiB
+    try:
+        for number, cells in enumerate(csv.reader(lines())):
+            raw = "".join(taken).encode("utf-8")
+            taken.clear()
+            yield (cells[column] if number else None), raw
+    finally:
+        csv.field_size_limit(limit)
+        text.detach()  # the file stays open: its owner closes it
+
+
+def _without_erased(export: Export, source: kinds.Source, spool, rows: int, since):
+    """The written file without what the erasures of jobs erased at or after ``since`` took away: each row they
+    changed is written again as the streaming export writes it now, with the same writer, or left out where it is no
+    longer among the export's rows (``kinds.erased_rows``). (The new file, its rows.)"""
+    changed, now = kinds.erased_rows(export, since)
+    if not changed:
+        return spool, rows
+
+    def line_of(row) -> bytes:
+        *_, line = exports.export_lines([row], export.format, fields=source.fields, json_fields=source.json_fields)
+        return line.encode("utf-8")
+
+    written_now = {str(row[source.id_field]): line_of(row) for row in now}  # rows of erased content: short ones
+    rewritten = tempfile.TemporaryFile()
+    kept = scanned = 0
+    try:
+        for object_id, raw in _records(spool, export.format, source):
+            if object_id is not None:
+                scanned += 1
+                if scanned % PROGRESS_EVERY_ROWS == 0:
+                    record_progress(export, rows)  # a sign of life: a million rows take a while to read again
+                if object_id in changed:
+                    raw = written_now.get(object_id)
+                    if raw is None:
+                        continue
+                kept += 1
+            rewritten.write(raw)
+    except BaseException:
+        rewritten.close()
+        raise
+    spool.close()
+    return rewritten, kept
+
+
+def _store(export: Export, spool) -> tuple[str, int]:
+    """The file in media storage, under the run's name: (its name there, its size)."""
+    size = spool.tell()
+    spool.seek(0)
+    name = stored_name(export, attempt=export.attempt)
+    try:
+        return _storage().save(name, File(spool)), size
+    except BaseException:
+        # a store that failed half way (a full disk) leaves what it wrote, which no row names: nothing else
+        # would ever delete it, nor an erasure find it
+        _remove_quietly(name, f"the part of export {export.pk}'s file stored before its store failed")
+        raise
+
+
+def _succeed(export: Export, saved: str, size: int, rows: int, erasures_seen: int) -> bool:
+    """Mark the export succeeded with its stored file, under the lock an erasure takes on its row; False where an
+    erasure that could touch its rows committed since the run took out the last ones (``erasures_seen`` is behind):
+    the file is removed, to be written again without them. ``ExportStopped`` where the run no longer holds it."""
+    try:
+        kept = timedelta(hours=get_config().exports_kept_hours)
+        now = timezone.now()
+        with transaction.atomic():
+            held = Export.objects.select_for_update().filter(pk=export.pk, status=ExportStatus.RUNNING,
+                                                             attempt=export.attempt).first()
+            if held is not None and held.erasures_seen == erasures_seen:
+                Export.objects.filter(pk=export.pk).update(
+                    status=ExportStatus.SUCCEEDED, file=saved, size=size, rows_done=rows, rows_total=rows,
+                    finished_at=now, heartbeat_at=now, expires_at=now + kept, error_code="", error_message="")
+                _announce_on_commit(export.pk)
+                return True
+    except BaseException:
+        _remove_quietly(saved, f"the file of export {export.pk}, whose end could not be stored")
+        raise
+    if held is None:
+        _remove_quietly(saved, f"the file of export {export.pk}, cancelled or taken over meanwhile")
+        raise ExportStopped
+    _remove_quietly(saved, f"the file of export {export.pk}, written before an erasure of some of its rows")
+    return False
+
+
 def _write(export: Export) -> str:
     source = kinds.source(export)
     record_progress(export, 0, rows_total=source.count())
     rows = 0
     header = export.format == ExportFormat.CSV  # a CSV's first line names the columns
-    with tempfile.TemporaryFile() as spool:
+    spool = tempfile.TemporaryFile()
+    try:
         for line in exports.export_lines(source.rows(), export.format, fields=source.fields,
                                          json_fields=source.json_fields):
             spool.write(line.encode("utf-8"))
@@ -234,39 +356,33 @@ def _write(export: Export) -> str:
             rows += 1
             if rows % PROGRESS_EVERY_ROWS == 0:
                 record_progress(export, rows)
-        size = spool.tell()
-        spool.seek(0)
-        # stored before the row says so, outside any transaction (a large file takes a while to reach its store):
-        # a run that no longer holds the export once it is stored removes it again
-        name = stored_name(export, attempt=export.attempt)
-        try:
-            saved = _storage().save(name, File(spool))
-        except BaseException:
-            # a store that failed half way (a full disk) leaves what it wrote, which no row names: nothing else
-            # would ever delete it, nor an erasure find it
-            _remove_quietly(name, f"the part of export {export.pk}'s file stored before its store failed")
-            raise
-    try:
-        kept = timedelta(hours=get_config().exports_kept_hours)
-        now = timezone.now()
-        with transaction.atomic():
-            finished = Export.objects.filter(pk=export.pk, status=ExportStatus.RUNNING, attempt=export.attempt).update(
-                status=ExportStatus.SUCCEEDED, file=saved, size=size, rows_done=rows, rows_total=rows, finished_at=now,
-                heartbeat_at=now, expires_at=now + kept, error_code="", error_message="")
-            if finished:
-                _announce_on_commit(export.pk)
-    except BaseException:
-        _remove_quietly(saved, f"the file of export {export.pk}, whose end could not be stored")
-        raise
-    if not finished:
-        _remove_quietly(saved, f"the file of export {export.pk}, cancelled or started again meanwhile")
-        raise ExportStopped
-    return "succeeded"
+        # The rows were read while erasures went on: those that could touch them counted themselves on the row
+        # (withdraw_for_erasure). Each end takes out what the erasures counted so far took away, stores the file,
+        # outside any transaction (a large file takes a while to reach its store), and succeeds only where no
+        # erasure was counted meanwhile; the last end holds the row's lock throughout, so none can be.
+        taken_out = 0
+        for end in range(UNLOCKED_ENDS + 1):
+            last = end == UNLOCKED_ENDS
+            with transaction.atomic() if last else nullcontext():
+                noted = (Export.objects.select_for_update() if last else Export.objects).filter(
+                    pk=export.pk, status=ExportStatus.RUNNING, attempt=export.attempt).values_list(
+                    "erasures_seen", "erased_since").first()
+                if noted is None:
+                    raise ExportStopped
+                if noted[0] != taken_out:
+                    spool, rows = _without_erased(export, source, spool, rows, noted[1])
+                    taken_out = noted[0]
+                saved, size = _store(export, spool)
+                if _succeed(export, saved, size, rows, taken_out):
+                    return "succeeded"
+        raise AssertionError("the last end holds the lock erasures wait for")  # pragma: no cover
+    finally:
+        spool.close()
 
 
 def run_export(export_id) -> str:
     """The task's work: claim the export, write its file, store it. What happened: ``succeeded``, ``failed``,
-    ``stopped`` (cancelled or started again meanwhile) or ``skipped`` (nothing to do: a message delivered twice, an
+    ``stopped`` (cancelled or taken over meanwhile) or ``skipped`` (nothing to do: a message delivered twice, an
     export finished or cancelled). Idempotent: the row says what is left to do."""
     export, outcome = _claim(export_id)
     if export is None:
@@ -274,7 +390,7 @@ def run_export(export_id) -> str:
     try:
         return _write(export)
     except ExportStopped:
-        logger.info("export %s: run %d stopped (cancelled, or started again after an erasure)", export.pk,
+        logger.info("export %s: run %d stopped (cancelled, or taken over)", export.pk,
                     export.attempt)
         return "stopped"
     except kinds.ExportFiltersInvalid as refused:  # filters its list no longer takes (checked when it was asked for)
@@ -373,12 +489,15 @@ def delete_expired(now=None) -> int:
     return len(expired)
 
 
-def withdraw_for_erasure(project, *, job_ids: list, output_ids: list) -> tuple[int, int]:
-    """Called by an erasure (``jobs.erasure.erase_jobs``) in its transaction, before it changes anything: each export
-    of ``project`` whose rows could hold these jobs' content (``kinds.might_hold``) either has its file taken back
-    (succeeded: deleted once the erasure commits; its download answers 410 ``export_withdrawn``) or, while it runs,
-    starts again from scratch once the erasure commits, and so without the erased content. Queued exports are locked
-    until the erasure commits: none starts reading content the erasure is about to remove. (restarted, withdrawn)."""
+def withdraw_for_erasure(project, *, job_ids: list, output_ids: list, erased_at) -> tuple[int, int]:
+    """Called by an erasure (``jobs.erasure.erase_jobs``) in its transaction, before it changes anything, with the
+    time it erases the jobs at (their ``erased_at``): each export of ``project`` whose rows could hold these jobs'
+    content (``kinds.might_hold``) either has its file taken back (succeeded: deleted once the erasure commits; its
+    download answers 410 ``export_withdrawn``) or, while it runs, counts the erasure (``erasures_seen``, and the
+    first one's ``erased_since``): the run keeps going, and takes the rows of the jobs erased since out of its file
+    before it stores it (``_write``). The export's row stays locked until the erasure commits, so a run's end, which
+    takes the same lock, sees the count. Queued exports are locked until the erasure commits: none starts reading
+    content the erasure is about to remove. (running exports noted, withdrawn)."""
     from atelier_platform.moderation.models import ReviewItem
 
     live = list(Export.objects.select_for_update().filter(
@@ -398,16 +517,15 @@ def withdraw_for_erasure(project, *, job_ids: list, output_ids: list) -> tuple[i
     now = timezone.now()
     running = [export.pk for export in held if export.status == ExportStatus.RUNNING]
     finished = [export for export in held if export.status == ExportStatus.SUCCEEDED]
-    if running:  # its run stops at its next progress (the row is no longer running under its attempt)
-        Export.objects.filter(pk__in=running).update(status=ExportStatus.QUEUED, rows_done=0, rows_total=None,
-                                                     heartbeat_at=None, enqueued_at=now)
-        for export_id in running:
-            transaction.on_commit(functools.partial(_publish, export_id), robust=True)
+    if running:  # the earliest erasure counted: the run takes out every job erased at or after it
+        Export.objects.filter(pk__in=running).update(
+            erasures_seen=F("erasures_seen") + 1,
+            erased_since=Least(Coalesce(F("erased_since"), Value(erased_at)), Value(erased_at)))
     if finished:
         Export.objects.filter(pk__in=[export.pk for export in finished]).update(withdrawn_at=now, file="")
         for export in finished:
             remove_after_commit(export.file, f"export {export.pk}, which held content erased since")
     if held:
-        logger.info("erasure in project %s: %d exports started again, %d withdrawn", project.slug, len(running),
-                    len(finished))
+        logger.info("erasure in project %s: %d running exports take it out of their file, %d withdrawn",
+                    project.slug, len(running), len(finished))
     return len(running), len(finished)

@@ -21,8 +21,9 @@ What goes, wherever a copy of it lies:
   what their receiver answered (an echo of the payload is a copy);
 - the content its audit events recorded (a review's before and after, its comment): redacted, never deleted;
 - the exports in the background whose rows could hold it (``exports.services.withdraw_for_erasure``): a finished
-  one's file is deleted and its download answers 410 ``export_withdrawn``; a running one starts again from scratch
-  once the erasure commits, and so holds none of it.
+  one's file is deleted and its download answers 410 ``export_withdrawn``; a running one keeps going and, before it
+  stores its file, takes out or rewrites the rows of the jobs erased since it started, as its streaming export
+  gives them now, and so holds none of it.
 
 What stays, and why: the job row with its plugin, status, timings, attempts, who submitted it and when, because
 the quotas and the usage reports count job rows and their run times, and an erasure must not give a project its
@@ -114,9 +115,9 @@ class Erasure:
     audit_events_redacted: int = 0
     webhook_deliveries_redacted: int = 0
     idempotency_records_removed: int = 0
-    #: exports in the background that could hold the erased content: running ones started again, finished ones'
-    #: files taken back (``exports.services.withdraw_for_erasure``)
-    exports_restarted: int = 0
+    #: exports in the background that could hold the erased content: running ones, which take it out of their file
+    #: before they store it, and finished ones, whose files are taken back (``exports.services.withdraw_for_erasure``)
+    exports_running: int = 0
     exports_withdrawn: int = 0
 
     @property
@@ -279,9 +280,9 @@ def erase_jobs(project, jobs: Iterable, actor: str, *, with_regenerations: bool 
         outputs = {pk: (job_id, content, safety) for pk, job_id, content, safety in
                    Output.objects.filter(job_id__in=done.erased).values_list("pk", "job_id", "content", "safety")}
         # before anything changes (an export's filters may search the content going now): an export written before
-        # this erasure holds that content; its file is taken back, or, while it runs, it starts again without it
-        done.exports_restarted, done.exports_withdrawn = withdraw_for_erasure(project, job_ids=done.erased,
-                                                                              output_ids=list(outputs))
+        # this erasure holds that content; its file is taken back, or, while it runs, it takes it out before it ends
+        done.exports_running, done.exports_withdrawn = withdraw_for_erasure(project, job_ids=done.erased,
+                                                                            output_ids=list(outputs), erased_at=now)
         _update_each(Output, {pk: {"content": token_counts_only(content), "safety": without_excerpts(safety)}
                               for pk, (_, content, safety) in outputs.items()}, ["content", "safety"],
                      search_text="")  # the library's search matched the content's words
