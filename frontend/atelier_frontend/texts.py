@@ -56,7 +56,7 @@ WORDS = {
     "job erased": _("content erased"), "conversation erased": _("conversation erased"),
     # who took data out (exports.trail): an export in the background asked for and downloaded, a streaming one sent
     "export requested": _("export requested"), "export downloaded": _("export downloaded"),
-    "export streamed": _("export streamed"),
+    "export streamed": _("export streamed"), "export cancelled": _("export cancelled"),
     "blocklist entry changed": _("blocklist entry changed"),
     # worker states, as fleet.models names them (and "lost", which the platform shows for a silent one)
     "starting": _("starting"), "ready": _("ready"), "busy": _("busy"), "unhealthy": _("unhealthy"),

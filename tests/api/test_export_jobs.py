@@ -227,13 +227,151 @@ class TestBadInput:
         answer = ask(owner_api, {"kind": "audit", "format": "jsonl", "filters": {"after_id": 12, "actor": "user:1"}})
         assert answer.status_code == 202 and answer.json()["filters"] == {"after_id": "12", "actor": "user:1"}
 
-    def test_a_project_runs_a_few_exports_at_a_time(self, api, ask, project):
+    def test_a_caller_runs_a_few_exports_at_a_time(self, api, ask, project):
         from atelier_platform.exports import services
 
         for _ in range(services.EXPORTS_AT_ONCE):
             assert ask(api, {"kind": "library", "format": "csv"}).status_code == 202
         error = assert_envelope(ask(api, {"kind": "library", "format": "csv"}), 409, "exports_busy")
-        assert str(services.EXPORTS_AT_ONCE) in error["message"]
+        assert str(services.EXPORTS_AT_ONCE) in error["message"] and "You have" in error["message"]
+        assert error["details"] == {"limit": services.EXPORTS_AT_ONCE, "counted": "requester"}
+
+
+class TestLimits:
+    """The limit of unfinished exports counts the requester's own (a member's, an API key's): one member, a viewer
+    even, cannot keep everyone else from exporting; a larger bound per project keeps one project from filling the
+    exports queue's worker for every other."""
+
+    def test_a_viewer_with_its_exports_going_does_not_block_another_member_or_key(self, project, member, make_key,
+                                                                                client_for, ask):
+        from rest_framework.test import APIClient
+
+        from atelier_platform.exports import services
+
+        def signed_in(role):
+            client = APIClient()
+            client.force_login(member(project, role))
+            client.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+            return client
+
+        viewer, editor = signed_in("viewer"), signed_in("viewer")
+        for _ in range(services.EXPORTS_AT_ONCE):
+            assert ask(viewer, {"kind": "library", "format": "csv"}).status_code == 202
+        assert_envelope(ask(viewer, {"kind": "library", "format": "csv"}), 409, "exports_busy")
+        assert ask(editor, {"kind": "library", "format": "csv"}).status_code == 202
+        assert ask(client_for(make_key(project, ["jobs:read"]).raw), {"kind": "library", "format": "csv"}).status_code == 202
+
+    def test_the_project_has_a_larger_bound_of_its_own(self, project, make_key, client_for, ask):
+        from atelier_platform.exports import services
+        from atelier_platform.exports.models import Export
+
+        assert services.PROJECT_EXPORTS_AT_ONCE > services.EXPORTS_AT_ONCE
+        keys = [client_for(make_key(project, ["jobs:read"]).raw)
+                for _ in range(-(-services.PROJECT_EXPORTS_AT_ONCE // services.EXPORTS_AT_ONCE) + 1)]
+        asked = 0
+        for client in keys:
+            for _ in range(services.EXPORTS_AT_ONCE):
+                if asked < services.PROJECT_EXPORTS_AT_ONCE:
+                    assert ask(client, {"kind": "library", "format": "csv"}).status_code == 202
+                    asked += 1
+        fresh = keys[-1]  # has asked for none yet
+        error = assert_envelope(ask(fresh, {"kind": "library", "format": "csv"}), 409, "exports_busy")
+        assert error["details"] == {"limit": services.PROJECT_EXPORTS_AT_ONCE, "counted": "project"}
+        assert str(services.PROJECT_EXPORTS_AT_ONCE) in error["message"] and "project" in error["message"]
+        assert Export.objects.count() == services.PROJECT_EXPORTS_AT_ONCE
+        # a finished one frees its place
+        Export.objects.filter(pk=Export.objects.first().pk).update(status="cancelled")
+        assert ask(fresh, {"kind": "library", "format": "csv"}).status_code == 202
+
+    def test_another_projects_exports_do_not_count(self, project, other_project, make_key, client_for, ask):
+        from atelier_platform.exports import services
+        from atelier_platform.exports.models import Export
+
+        elsewhere = make_key(other_project, ["jobs:read"]).api_key
+        for _ in range(services.PROJECT_EXPORTS_AT_ONCE):
+            Export.objects.create(project=other_project, kind="library", format="csv", requested_by_key=elsewhere)
+        assert ask(client_for(make_key(project, ["jobs:read"]).raw), {"kind": "library", "format": "csv"}).status_code == 202
+
+
+class TestOwners:
+    """Owners (the owner role, a key with admin) list every export of the project (?all=true) and cancel any, the
+    cancel of another's recorded in the audit log; they download only their own."""
+
+    @pytest.fixture
+    def viewers_export(self, project, member, ask, run_exports):
+        from rest_framework.test import APIClient
+
+        some_outputs(project, 1)
+        client = APIClient()
+        viewer = member(project, "viewer")
+        client.force_login(viewer)
+        client.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+        export = ask(client, {"kind": "library", "format": "csv"}).json()
+        return client, viewer, export
+
+    def test_an_owner_lists_every_export_with_who_asked(self, owner_api, viewers_export, ask):
+        _client, viewer, export = viewers_export
+        own = ask(owner_api, {"kind": "audit", "format": "csv"}).json()
+        assert [e["id"] for e in owner_api.get(EXPORTS).json()["results"]] == [own["id"]]  # the default: one's own
+        listed = owner_api.get(EXPORTS, {"all": "true"}).json()["results"]
+        assert [(e["id"], e["requested_by"]) for e in listed] == [(own["id"], own["requested_by"]),
+                                                                  (export["id"], f"user:{viewer.pk}")]
+        shown = owner_api.get(f"{EXPORTS}{export['id']}/").json()
+        assert shown["id"] == export["id"] and shown["requested_by"] == f"user:{viewer.pk}"
+
+    def test_an_owner_signed_in_lists_every_export(self, project, member, viewers_export):
+        from rest_framework.test import APIClient
+
+        _client, _viewer, export = viewers_export
+        owner = APIClient()
+        owner.force_login(member(project, "owner"))
+        owner.credentials(HTTP_X_ATELIER_PROJECT=project.slug)
+        assert [e["id"] for e in owner.get(EXPORTS, {"all": "true"}).json()["results"]] == [export["id"]]
+        assert owner.get(EXPORTS).json()["results"] == []
+
+    def test_an_owner_cancels_anothers_export_and_the_audit_log_says_so(self, owner_api, owner_key, viewers_export,
+                                                                       run_exports, ask):
+        from atelier_platform.moderation.models import AuditEvent
+
+        client, viewer, export = viewers_export
+        cancelled = owner_api.post(f"{EXPORTS}{export['id']}/cancel/")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert client.get(f"{EXPORTS}{export['id']}/").json()["status"] == "cancelled"
+        assert run_exports() == ["skipped"]
+        [event] = AuditEvent.objects.filter(action="export_cancelled")
+        assert (event.actor, event.object_id) == (f"key:{owner_key.api_key.prefix}", export["id"])
+        assert event.after == {"kind": "library", "format": "csv", "requested_by": f"user:{viewer.pk}"}
+        # one's own cancel is no one else's business: not recorded
+        own = ask(owner_api, {"kind": "library", "format": "csv"}).json()
+        assert owner_api.post(f"{EXPORTS}{own['id']}/cancel/").status_code == 200
+        assert AuditEvent.objects.filter(action="export_cancelled").count() == 1
+
+    def test_an_owner_does_not_download_anothers_file(self, owner_api, viewers_export, run_exports):
+        from atelier_platform.moderation.models import AuditEvent
+
+        client, _viewer, export = viewers_export
+        assert run_exports() == ["succeeded"]
+        shown = owner_api.get(f"{EXPORTS}{export['id']}/").json()
+        assert shown["status"] == "succeeded" and shown["download_url"] is None
+        error = assert_envelope(owner_api.get(f"{EXPORTS}{export['id']}/download/"), 403, "export_not_yours")
+        assert "only" in error["message"]
+        assert not AuditEvent.objects.filter(action="export_downloaded").exists()
+        assert client.get(f"{EXPORTS}{export['id']}/download/").status_code == 200  # its requester still does
+
+    def test_a_non_owner_sees_only_their_own_and_may_not_ask_for_all(self, project, make_key, client_for,
+                                                                     viewers_export):
+        _client, _viewer, export = viewers_export
+        colleague = client_for(make_key(project, ["jobs:read", "jobs:write", "reviews:read"]).raw)
+        assert_envelope(colleague.get(EXPORTS, {"all": "true"}), 403, "permission_denied")
+        assert colleague.get(EXPORTS, {"all": "false"}).json()["results"] == []
+        for url in (f"{EXPORTS}{export['id']}/", f"{EXPORTS}{export['id']}/download/"):
+            assert_envelope(colleague.get(url), 404, "not_found")
+        assert_envelope(colleague.post(f"{EXPORTS}{export['id']}/cancel/"), 404, "not_found")
+
+    @pytest.mark.parametrize("value", ["maybe", "", "1 OR 1", "\x00"])
+    def test_a_bad_all_is_a_400(self, owner_api, value):
+        error = assert_envelope(owner_api.get(EXPORTS, {"all": value}), 400, "validation_error")
+        assert "all" in error["details"]
 
 
 class TestDownload:

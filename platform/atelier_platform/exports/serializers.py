@@ -55,6 +55,11 @@ class ExportSerializer(serializers.ModelSerializer):
     def get_url(self, export: Export) -> str:
         return f"/api/v1/exports/{export.pk}/"
 
-    @extend_schema_field(serializers.CharField(allow_null=True, help_text="where its file is downloaded, while it can be"))
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text=(
+        "where its file is downloaded, while it can be; null in another's export an owner sees (only its requester "
+        "downloads it)")))
     def get_download_url(self, export: Export) -> str | None:
+        access = getattr(self.context.get("request"), "access", None)
+        if access is not None and not services.is_requester(export, user=access.user, api_key=access.api_key):
+            return None
         return f"/api/v1/exports/{export.pk}/download/" if services.is_downloadable(export) else None

@@ -58,9 +58,13 @@ EXPORT_STALE_AFTER = timedelta(minutes=15)
 #: Runs an export may lose to dying workers before it fails instead of starting again (one that kills its worker,
 #: such as one too large for its memory, would otherwise start for ever).
 MAX_LOST_RUNS = 2
-#: Unfinished exports a project may have at once: the exports queue's worker takes one at a time, and one project's
-#: dozen would keep every other project's waiting.
+#: Unfinished exports one requester (a member, an API key) may have at once. Counted per requester, not per project:
+#: exports are personal (each sees and cancels only their own), so a project-wide count let one member, a viewer even,
+#: keep every slot full with nobody else able to export or to free one.
 EXPORTS_AT_ONCE = 3
+#: Unfinished exports a project may have at once, all requesters together: the exports queue's worker takes one at a
+#: time, and one project's dozens would keep every other project's waiting. An owner may cancel any (``cancel_export``).
+PROJECT_EXPORTS_AT_ONCE = 10
 #: How long the row of a finished export stays (listed, its file long gone) before the cleanup deletes it.
 FINISHED_EXPORTS_KEPT = timedelta(days=30)
 #: Rows the cleanup deletes or empties per run at most (the next run takes the rest).
@@ -100,6 +104,14 @@ class ExportWithdrawn(ExportError):
     code = "export_withdrawn"
 
 
+class ExportNotYours(ExportError):
+    """An owner sees and cancels every export of the project, but downloads only their own: another's file holds what
+    its requester could read (reviewers' names with reviews:read), which need not be what the owner's key may."""
+
+    status_code = 403
+    code = "export_not_yours"
+
+
 class ExportFileMissing(ExportError):
     status_code = 404
     code = "not_found"
@@ -131,12 +143,36 @@ def requester_of(*, user=None, api_key=None) -> str:
     return f"key:{api_key.prefix}" if api_key is not None else f"user:{user.pk}" if user is not None else ""
 
 
+def _asked_by(*, user=None, api_key=None) -> Q:
+    """The exports this requester asked for: an API key its own, a member theirs (not their keys')."""
+    return Q(requested_by_key=api_key) if api_key is not None else Q(requested_by_key=None, requested_by_user=user)
+
+
 def visible_to(project, *, user=None, api_key=None) -> QuerySet:
     """The exports of ``project`` its caller sees: those they asked for (an API key its own, a member theirs)."""
-    mine = Q(requested_by_key=api_key) if api_key is not None else Q(requested_by_key=None, requested_by_user=user)
     if api_key is None and user is None:
         return Export.objects.none()
-    return Export.objects.filter(mine, project=project)
+    return Export.objects.filter(_asked_by(user=user, api_key=api_key), project=project)
+
+
+def oversees_all(capabilities) -> bool:
+    """Whether a caller sees and cancels every export of its project, not only its own: an owner (the role, or a key
+    with ``admin``), who can free the project's places (``PROJECT_EXPORTS_AT_ONCE``) a member keeps full."""
+    from atelier_platform.accounts.roles import Capability
+
+    return Capability.ADMIN in capabilities
+
+
+def of_project(project) -> QuerySet:
+    """Every export of ``project``, whoever asked: what an owner lists with ``?all=true``."""
+    return Export.objects.filter(project=project)
+
+
+def is_requester(export: Export, *, user=None, api_key=None) -> bool:
+    """Whether this caller asked for ``export`` (and so may download its file)."""
+    if api_key is not None:
+        return export.requested_by_key_id == api_key.pk
+    return user is not None and export.requested_by_key_id is None and export.requested_by_user_id == user.pk
 
 
 def _publish(export_id) -> bool:
@@ -154,7 +190,8 @@ def request_export(project, *, kind: str, format: str, filters=None, user=None, 
                    requested_from: str = ExportOrigin.API, with_approvers: bool = False) -> Export:
     """Ask for an export of ``kind`` in ``format`` with ``filters`` (checked as its streaming export checks them:
     ``kinds.checked_filters``), queued for the exports queue once this commits. 409 ``exports_busy`` while the
-    project has ``EXPORTS_AT_ONCE`` unfinished."""
+    requester has ``EXPORTS_AT_ONCE`` unfinished (``details.counted``: ``requester``), or the project, all requesters
+    together, ``PROJECT_EXPORTS_AT_ONCE`` (``project``)."""
     from atelier_platform.accounts.models import Project
 
     wrong = {}
@@ -168,11 +205,19 @@ def request_export(project, *, kind: str, format: str, filters=None, user=None, 
     with transaction.atomic():
         # the project's row, as job submissions lock it for their quota: two requests at once count each other
         Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
-        going = Export.objects.filter(project=project).exclude(status__in=FINISHED_EXPORT_STATUSES).count()
-        if going >= EXPORTS_AT_ONCE:
-            raise ExportsBusy(f"The project has {going} exports going at once, the most it may (each holds a worker "
-                              f"while it runs); ask again once one has finished, or cancel one "
-                              f"(POST /api/v1/exports/{{id}}/cancel/).", details={"limit": EXPORTS_AT_ONCE})
+        unfinished = Export.objects.filter(project=project).exclude(status__in=FINISHED_EXPORT_STATUSES)
+        mine = unfinished.filter(_asked_by(user=user, api_key=api_key)).count()
+        if mine >= EXPORTS_AT_ONCE:
+            raise ExportsBusy(f"You have {mine} exports going at once, the most one member or API key may (each holds "
+                              f"a worker while it runs); ask again once one has finished, or cancel one "
+                              f"(POST /api/v1/exports/{{id}}/cancel/).",
+                              details={"limit": EXPORTS_AT_ONCE, "counted": "requester"})
+        going = unfinished.count()
+        if going >= PROJECT_EXPORTS_AT_ONCE:
+            raise ExportsBusy(f"The project has {going} exports going at once, all its members and keys together, the "
+                              f"most it may (the exports queue's workers serve every project); ask again once one has "
+                              f"finished. An owner may cancel any (GET /api/v1/exports/?all=true lists them).",
+                              details={"limit": PROJECT_EXPORTS_AT_ONCE, "counted": "project"})
         export = Export.objects.create(
             project=project, kind=kind, format=format, filters=checked, with_approvers=with_approvers, site=site[:300],
             requested_from=requested_from, requested_by_user=user if api_key is None else None, requested_by_key=api_key,
@@ -405,9 +450,10 @@ def run_export(export_id) -> str:
 
 # --- what callers do with one --------------------------------------------------------------------------------------
 
-def cancel_export(export: Export) -> Export:
+def cancel_export(export: Export, *, actor: str = "") -> Export:
     """Cancel a queued or running export: a running one stops at its next progress and stores nothing. A finished
-    one answers 409 ``export_finished``."""
+    one answers 409 ``export_finished``. An ``actor`` who is not its requester (an owner) is recorded in the audit
+    log: someone stopped another's export."""
     with transaction.atomic():
         export = Export.objects.select_for_update().get(pk=export.pk)
         if export.is_finished:
@@ -416,6 +462,8 @@ def cancel_export(export: Export) -> Export:
         export.status, export.finished_at = ExportStatus.CANCELLED, timezone.now()
         export.error_code, export.error_message = "cancelled", "Cancelled before it finished."
         export.save(update_fields=["status", "finished_at", "error_code", "error_message"])
+        if actor and actor != export.requested_by:
+            trail.cancelled(export, actor)
         _announce_on_commit(export.pk)
     return export
 

@@ -4,6 +4,8 @@ actions (``GET /api/v1/audit/``, the settings page, the audit log's own exports)
 - ``export_requested``: an export in the background asked for (about the export: its kind, format, filters, and
   where it was asked for, ``api`` or ``dashboard``);
 - ``export_downloaded``: its file downloaded (about the export: kind, format, rows, size), at each download;
+- ``export_cancelled``: an owner cancelled another's export (about the export: kind, format, and whose it was); a
+  requester's cancel of their own is not recorded;
 - ``export_streamed``: a streaming export served (about the project: kind, format, filters, where), written as the
   download starts. Its rows are not counted: that would cost a count of the whole selection before the first row, or
   an event after the last, which a client that stops reading never gets.
@@ -26,6 +28,7 @@ from atelier_platform.moderation import audit
 EXPORT_REQUESTED = "export_requested"
 EXPORT_DOWNLOADED = "export_downloaded"
 EXPORT_STREAMED = "export_streamed"
+EXPORT_CANCELLED = "export_cancelled"
 
 #: The filters whose values the audit log keeps: each value is a date, a state, true/false or an id, once the
 #: filter took it. Any filter not named here (a new one included) is recorded without its value.
@@ -67,6 +70,12 @@ def downloaded(export, actor: str) -> None:
     """``export``'s file is being downloaded by ``actor``."""
     audit.record(export.project, actor, EXPORT_DOWNLOADED, export, after={
         "kind": export.kind, "format": export.format, "rows": export.rows_done, "size": export.size})
+
+
+def cancelled(export, actor: str) -> None:
+    """``export`` was cancelled by ``actor``, who did not ask for it (an owner)."""
+    audit.record(export.project, actor, EXPORT_CANCELLED, export, after={
+        "kind": export.kind, "format": export.format, "requested_by": export.requested_by})
 
 
 def streamed(project, actor: str, *, kind: str, format: str, filters: Mapping, origin: str) -> None:
