@@ -1,6 +1,7 @@
 """Exports in the background on the dashboard: the library's and the audit log's "Export in the background" (the
 page's filters, as its streaming export links carry them), and the member's exports with their progress and
-download links, which the page refreshes while one goes.
+download links, which the page refreshes while one goes, and a Cancel button on the unfinished ones. An owner's list
+holds the project's exports, whoever asked (named): an owner cancels any, and downloads only their own.
 
 The export is ``POST /api/v1/exports/``'s (``atelier_platform.exports.services``), asked for from the dashboard: its
 file is the dashboard's streaming export's (``/library/?export=``: file links with ``?project=``, reviewers' names as
@@ -13,18 +14,19 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseBadRequest
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from atelier_frontend.projects import needs
+from atelier_frontend.actors import actor_names
+from atelier_frontend.projects import current, needs
 from atelier_platform.accounts.roles import Capability
 from atelier_platform.exports import EXPORT_FORMATS, services
 from atelier_platform.exports.kinds import KIND_CAPABILITIES, ExportFiltersInvalid
 from atelier_platform.exports.models import ExportKind, ExportOrigin
 
-#: The exports a page lists: the member's latest of its kind.
+#: The exports a page lists: the member's latest of its kind (an owner's: the project's).
 EXPORTS_LISTED = 5
 #: How often a page asks for its exports again while one goes (ms).
 EXPORTS_REFRESH_MS = 2000
@@ -41,11 +43,24 @@ def _kind_of(request, here, kind: str) -> str:
     return kind
 
 
+def _listed_to(request, project):
+    """The exports a member sees here: an owner every one of the project, anyone else their own."""
+    if services.oversees_all(current(request).capabilities):
+        return services.of_project(project)
+    return services.visible_to(project, user=request.user)
+
+
 def recent_exports(request, project, kind: str) -> list:
-    """The member's latest exports of ``kind``, each saying whether it can be downloaded."""
-    exports = list(services.visible_to(project, user=request.user).filter(kind=kind)[:EXPORTS_LISTED])
+    """The member's latest exports of ``kind`` (an owner's: the project's), each saying whether it is theirs, who
+    asked, whether they can download it (their own only) and cancel it (unfinished)."""
+    exports = list(_listed_to(request, project).filter(kind=kind)[:EXPORTS_LISTED])
+    names = actor_names(project, [export.requested_by for export in exports])
     for export in exports:
-        export.downloadable = services.is_downloadable(export)
+        export.mine = services.is_requester(export, user=request.user)
+        export.file_ready = services.is_downloadable(export)
+        export.downloadable = export.mine and export.file_ready
+        export.cancellable = not export.is_finished
+        export.requester_name = names.get(export.requested_by, export.requested_by)
     return exports
 
 
@@ -114,11 +129,33 @@ def export_start(request, here):
                                 site=request.build_absolute_uri("/").rstrip("/"), requested_from=ExportOrigin.DASHBOARD,
                                 # the library page names approvers to every member, and so does its export
                                 with_approvers=True)
-    except services.ExportsBusy:
-        request.session[EXPORT_NOTICE_SESSION] = _(
-            "The project has %(count)s exports going at once, the most it may: ask again once one has finished."
-        ) % {"count": services.EXPORTS_AT_ONCE}
+    except services.ExportsBusy as busy:
+        if (busy.details or {}).get("counted") == "project":
+            request.session[EXPORT_NOTICE_SESSION] = _(
+                "The project has %(count)s exports going at once, all its members together, the most it may: ask "
+                "again once one has finished (an owner may cancel any).") % {"count": services.PROJECT_EXPORTS_AT_ONCE}
+        else:
+            request.session[EXPORT_NOTICE_SESSION] = _(
+                "You have %(count)s exports going at once, the most one member may: ask again once one has finished, "
+                "or cancel one.") % {"count": services.EXPORTS_AT_ONCE}
     except ExportFiltersInvalid as refused:
         request.session[EXPORT_NOTICE_SESSION] = _("The filters could not be used for an export: %(problems)s") % {
             "problems": "; ".join(f"{name}: {' '.join(messages)}" for name, messages in (refused.details or {}).items())}
+    return redirect(back)
+
+
+@needs(Capability.JOBS_READ)
+@require_POST
+def export_cancel(request, here, export_id):
+    """Cancel an unfinished export: the member's own, or, for an owner, anyone's (recorded in the audit log). Another's
+    export a member may not see does not exist (404); back to the page that lists it."""
+    export = _listed_to(request, here.project).filter(pk=export_id).first()
+    if export is None:
+        raise Http404("No such export.")
+    _kind_of(request, here, export.kind)
+    back = "/library/#exports" if export.kind == ExportKind.LIBRARY else "/settings/#audit-exports"
+    try:
+        services.cancel_export(export, actor=services.requester_of(user=request.user))
+    except services.ExportFinished:
+        request.session[EXPORT_NOTICE_SESSION] = _("This export already finished; nothing to cancel.")
     return redirect(back)

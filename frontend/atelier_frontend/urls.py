@@ -20,6 +20,7 @@ urlpatterns = [
     path("library/", library_views.library_page, name="library"),
     path("exports/", export_views.exports_part, name="exports"),
     path("exports/start/", export_views.export_start, name="export-start"),
+    path("exports/<uuid:export_id>/cancel/", export_views.export_cancel, name="export-cancel"),
     path("jobs/<uuid:job_id>/erase/", views.job_erase, name="job-erase"),
     path("chat/", views.chat, name="chat"),
     path("chat/<uuid:conversation_id>/", views.chat, name="chat-thread"),

@@ -124,16 +124,98 @@ def test_odd_posts_are_no_server_error_and_queue_nothing(project, signed_in, pos
     assert not Export.objects.exists() and not sent_messages
 
 
+def test_when_the_member_is_busy_the_page_says_so_and_another_member_still_exports(
+        project, signed_in, django_capture_on_commit_callbacks):
+    from atelier_platform.exports import services
+
+    viewer, editor = signed_in(project, "viewer"), signed_in(project, "editor")
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(services.EXPORTS_AT_ONCE + 1):
+            answer = viewer.post("/exports/start/", {"kind": "library", "format": "csv"})
+    assert Export.objects.count() == services.EXPORTS_AT_ONCE
+    page = page_of(viewer.get(answer["Location"]))
+    assert f"You have {services.EXPORTS_AT_ONCE} exports going at once" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        editor.post("/exports/start/", {"kind": "library", "format": "csv"})
+    assert Export.objects.filter(requested_by_user=editor.user).count() == 1
+
+
 def test_when_the_project_is_busy_the_page_says_so(project, signed_in, django_capture_on_commit_callbacks):
     from atelier_platform.exports import services
 
     editor = signed_in(project, "editor")
+    others = [signed_in(project, "viewer").user for _ in range(services.PROJECT_EXPORTS_AT_ONCE)]
+    for user in others:
+        Export.objects.create(project=project, kind="library", format="csv", requested_by_user=user)
     with django_capture_on_commit_callbacks(execute=True):
-        for _ in range(services.EXPORTS_AT_ONCE + 1):
-            answer = editor.post("/exports/start/", {"kind": "library", "format": "csv"})
-    assert Export.objects.count() == services.EXPORTS_AT_ONCE
+        answer = editor.post("/exports/start/", {"kind": "library", "format": "csv"})
+    assert not Export.objects.filter(requested_by_user=editor.user).exists()
     page = page_of(editor.get(answer["Location"]))
-    assert "exports going at once" in page
+    assert f"The project has {services.PROJECT_EXPORTS_AT_ONCE} exports going at once" in page
+
+
+def _cancel_form(page: str, export) -> bool:
+    return f'action="/exports/{export.pk}/cancel/"' in page
+
+
+def test_an_owner_sees_the_projects_exports_with_who_asked_and_cancels_anothers(
+        project, signed_in, run_exports, django_capture_on_commit_callbacks):
+    from atelier_platform.moderation.models import AuditEvent
+
+    viewer, owner = signed_in(project, "viewer"), signed_in(project, "owner")
+    an_output(project, "hello")
+    with django_capture_on_commit_callbacks(execute=True):
+        viewer.post("/exports/start/", {"kind": "library", "format": "csv"})
+    done = Export.objects.get()
+    assert run_exports() == ["succeeded"]
+    with django_capture_on_commit_callbacks(execute=True):
+        viewer.post("/exports/start/", {"kind": "library", "format": "jsonl"})
+    going = Export.objects.exclude(pk=done.pk).get()
+
+    listed = page_of(owner.get("/library/"))
+    assert f'data-export="{done.pk}"' in listed and f'data-export="{going.pk}"' in listed
+    assert viewer.user.username in listed  # who asked
+    assert _cancel_form(listed, going) and not _cancel_form(listed, done)
+    assert f"/api/v1/exports/{done.pk}/download/" not in listed  # another's file: not the owner's to download
+    assert _cancel_form(page_of(owner.get("/exports/", {"kind": "library"})), going)
+
+    answer = owner.post(f"/exports/{going.pk}/cancel/")
+    assert answer.status_code == 302 and answer["Location"] == "/library/#exports"
+    going.refresh_from_db()
+    assert going.status == "cancelled"
+    [event] = AuditEvent.objects.filter(action="export_cancelled")
+    assert event.actor == f"user:{owner.user.pk}" and event.after["requested_by"] == f"user:{viewer.user.pk}"
+    assert "export cancelled" in page_of(owner.get("/settings/"))  # in the audit log, in words
+
+
+def test_a_member_cancels_their_own_and_not_anothers(project, signed_in, django_capture_on_commit_callbacks):
+    editor, other = signed_in(project, "editor"), signed_in(project, "editor")
+    with django_capture_on_commit_callbacks(execute=True):
+        editor.post("/exports/start/", {"kind": "library", "format": "csv"})
+    mine = Export.objects.get()
+    assert _cancel_form(page_of(editor.get("/library/")), mine)
+    assert not _cancel_form(page_of(other.get("/library/")), mine)
+    assert other.post(f"/exports/{mine.pk}/cancel/").status_code == 404
+    assert other.get(f"/exports/{mine.pk}/cancel/").status_code == 405
+    mine.refresh_from_db()
+    assert mine.status == "queued"
+    assert editor.post(f"/exports/{mine.pk}/cancel/").status_code == 302
+    mine.refresh_from_db()
+    assert mine.status == "cancelled"
+    answer = editor.post(f"/exports/{mine.pk}/cancel/")  # finished already: said on the page, no error
+    assert answer.status_code == 302 and "already finished" in page_of(editor.get(answer["Location"]))
+    assert editor.post("/exports/not-an-id/cancel/").status_code == 404
+
+
+def test_an_owner_cancels_an_audit_export_back_on_the_settings_page(project, signed_in,
+                                                                    django_capture_on_commit_callbacks):
+    owner, other = signed_in(project, "owner"), signed_in(project, "owner")
+    with django_capture_on_commit_callbacks(execute=True):
+        other.post("/exports/start/", {"kind": "audit", "format": "csv"})
+    export = Export.objects.get()
+    assert _cancel_form(page_of(owner.get("/settings/")), export)
+    answer = owner.post(f"/exports/{export.pk}/cancel/")
+    assert answer.status_code == 302 and answer["Location"] == "/settings/#audit-exports"
 
 
 def test_the_exports_list_in_chinese(project, signed_in, django_capture_on_commit_callbacks):
@@ -143,4 +225,7 @@ def test_the_exports_list_in_chinese(project, signed_in, django_capture_on_commi
         editor.post("/exports/start/", {"kind": "library", "format": "csv"})
     editor.post("/language/", {"language": "zh-hans", "next": "/library/"})
     page = page_of(editor.get("/library/"))
-    assert "后台导出" in page and "排队中" in page
+    assert "后台导出" in page and "排队中" in page and "取消" in page
+    owner = signed_in(project, "owner")
+    owner.post("/language/", {"language": "zh-hans", "next": "/library/"})
+    assert "提出者" in page_of(owner.get("/library/"))
