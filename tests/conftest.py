@@ -143,6 +143,25 @@ def sent_messages(monkeypatch):
 
 
 @pytest.fixture
+def run_exports(sent_messages, django_capture_on_commit_callbacks):
+    """Run the published export messages as a worker of the exports queue would (the real task, in this process),
+    until none is left. Returns the task's outcomes."""
+    from atelier_platform.celery_app import RUN_EXPORT_TASK
+    from atelier_platform.exports.tasks import run_export
+
+    def run() -> list[str]:
+        outcomes = []
+        while message := next((m for m in sent_messages if m["task"] == RUN_EXPORT_TASK), None):
+            sent_messages.remove(message)
+            assert message["queue"] == "exports"  # a worker of their own: never ahead of a sweep
+            with django_capture_on_commit_callbacks(execute=True):
+                outcomes.append(run_export.apply(args=message["args"], throw=True).get())
+        return outcomes
+
+    return run
+
+
+@pytest.fixture
 def reverse_plugin(empty_plugin_registry):
     empty_plugin_registry.register(ReverseText)
     empty_plugin_registry.register(GpuEcho)

@@ -15,7 +15,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from atelier_platform.celery_app import RUN_EXPORT_TASK
 from atelier_platform.jobs.models import ReviewState
 from atelier_platform.moderation.models import AuditEvent
 from tests.api.helpers import assert_envelope, build_job, build_output
@@ -23,30 +22,6 @@ from tests.api.helpers import assert_envelope, build_job, build_output
 pytestmark = pytest.mark.django_db
 
 EXPORTS = "/api/v1/exports/"
-
-
-@pytest.fixture
-def ask(django_capture_on_commit_callbacks):
-    def post(client, body):
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(EXPORTS, body, format="json")
-
-    return post
-
-
-@pytest.fixture
-def run_exports(sent_messages, django_capture_on_commit_callbacks):
-    from atelier_platform.exports.tasks import run_export
-
-    def run() -> list[str]:
-        outcomes = []
-        while message := next((m for m in sent_messages if m["task"] == RUN_EXPORT_TASK), None):
-            sent_messages.remove(message)
-            with django_capture_on_commit_callbacks(execute=True):
-                outcomes.append(run_export.apply(args=message["args"], throw=True).get())
-        return outcomes
-
-    return run
 
 
 def some_outputs(project, n):

@@ -24,35 +24,6 @@ EXPORTS = "/api/v1/exports/"
 APPROVED, RELEASED, PENDING = ReviewState.APPROVED, ReviewState.RELEASED, ReviewState.PENDING
 
 
-@pytest.fixture
-def ask(django_capture_on_commit_callbacks):
-    """POST /api/v1/exports/ as a client does, its commit callbacks run (they publish the task's message)."""
-
-    def post(client, body):
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(EXPORTS, body, format="json")
-
-    return post
-
-
-@pytest.fixture
-def run_exports(sent_messages, django_capture_on_commit_callbacks):
-    """Run the published export messages as a worker of the exports queue would (the real task, in this process),
-    until none is left. Returns the task's outcomes."""
-    from atelier_platform.exports.tasks import run_export
-
-    def run() -> list[str]:
-        outcomes = []
-        while message := next((m for m in sent_messages if m["task"] == RUN_EXPORT_TASK), None):
-            sent_messages.remove(message)
-            assert message["queue"] == "exports"  # a worker of their own: never ahead of a sweep
-            with django_capture_on_commit_callbacks(execute=True):
-                outcomes.append(run_export.apply(args=message["args"], throw=True).get())
-        return outcomes
-
-    return run
-
-
 def body_of(response) -> bytes:
     assert response.status_code == 200, response.content[:500]
     return b"".join(response.streaming_content)

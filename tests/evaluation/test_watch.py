@@ -173,7 +173,8 @@ def test_the_beat_task_delivered_twice_starts_one_run(chat_project, own_answers)
     assert len(runs_of(schedule)) == 1
 
 
-def test_one_watch_failing_does_not_stop_the_others(chat_project, own_answers, start, monkeypatch):
+def a_watch_whose_start_raises_and_another(chat_project, own_answers, start, monkeypatch):
+    """Two watches due from ``start``; starting the first raises (a bug), the second starts as usual."""
     broken = watch_of(own_answers, start)
     other = watch_of(make_set(chat_project, ["x", "y"], name="other"), start + timedelta(seconds=1))
     real = watch._start
@@ -184,6 +185,11 @@ def test_one_watch_failing_does_not_stop_the_others(chat_project, own_answers, s
         return real(schedule, slot)
 
     monkeypatch.setattr(watch, "_start", failing)
+    return broken, other
+
+
+def test_one_watch_failing_does_not_stop_the_others(chat_project, own_answers, start, monkeypatch):
+    broken, other = a_watch_whose_start_raises_and_another(chat_project, own_answers, start, monkeypatch)
     assert watch.start_due(start + HOUR) == {"errors": 1, "started": 1}
     assert fresh(broken).next_run_at == start  # rolled back: still due, tried at the next tick
     assert len(runs_of(other)) == 1
@@ -240,16 +246,7 @@ def test_watches_that_keep_failing_to_start_say_so_and_do_not_hold_the_others_ba
                                                                                    monkeypatch):
     """A watch whose start raises (a bug) stays due and is tried at every tick; the earliest due were read first, so
     ``DUE_PER_TICK`` such watches, in any projects, stopped every other watch for good, and their pages said nothing."""
-    broken = watch_of(own_answers, start)
-    other = watch_of(make_set(chat_project, ["x", "y"], name="other"), start + timedelta(seconds=1))
-    real = watch._start
-
-    def failing(schedule, slot):
-        if schedule.pk == broken.pk:
-            raise RuntimeError("a bug")
-        return real(schedule, slot)
-
-    monkeypatch.setattr(watch, "_start", failing)
+    broken, other = a_watch_whose_start_raises_and_another(chat_project, own_answers, start, monkeypatch)
     monkeypatch.setattr(watch, "DUE_PER_TICK", 1)
     assert watch.start_due(start + HOUR) == {"errors": 1}
     failed = fresh(broken)

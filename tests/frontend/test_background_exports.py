@@ -9,28 +9,12 @@ from datetime import datetime, timezone as dt_timezone
 
 import pytest
 
-from atelier_platform.celery_app import RUN_EXPORT_TASK
 from atelier_platform.exports.models import Export
 from atelier_platform.jobs.models import ReviewState
 from atelier_platform.moderation import audit
 from tests.frontend.library_rows import an_output
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def run_exports(sent_messages, django_capture_on_commit_callbacks):
-    from atelier_platform.exports.tasks import run_export
-
-    def run() -> list[str]:
-        outcomes = []
-        while message := next((m for m in sent_messages if m["task"] == RUN_EXPORT_TASK), None):
-            sent_messages.remove(message)
-            with django_capture_on_commit_callbacks(execute=True):
-                outcomes.append(run_export.apply(args=message["args"], throw=True).get())
-        return outcomes
-
-    return run
 
 
 def page_of(response) -> str:
